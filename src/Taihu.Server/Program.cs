@@ -1,4 +1,12 @@
+using Taihu.Server;
+
 var builder = WebApplication.CreateBuilder(args);
+builder.AddTaihu();
+
 var app = builder.Build();
-app.MapGet("/healthz", () => Results.Ok(new { status = "healthy" }));
+app.UseWebSockets();
+app.MapTaihu();
 app.Run();
+
+/// <summary>The entry point, visible to functional tests.</summary>
+public partial class Program;

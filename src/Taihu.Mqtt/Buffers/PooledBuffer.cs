@@ -59,6 +59,8 @@ public sealed class PooledBuffer
     {
         if (Interlocked.Increment(ref _refCount) <= 1)
         {
+            // Undo the increment: left at 1, a later Release would return the wrapper to the pool a second time.
+            Interlocked.Decrement(ref _refCount);
             throw new InvalidOperationException("The buffer was already returned to the pool.");
         }
     }

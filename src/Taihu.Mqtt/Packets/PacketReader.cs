@@ -283,7 +283,8 @@ public sealed class PacketReader
         var isMqIsdp = name.SequenceEqual("MQIsdp"u8);
         if (!isMqtt && !isMqIsdp)
         {
-            ThrowHelper.ProtocolError("The protocol name of CONNECT is neither MQTT nor MQIsdp.");
+            // 5.0 [MQTT-3.1.2-1] names 0x84 for a wrong protocol name; it maps to 3.1.1 return code 1, not 3.
+            ThrowHelper.Throw(ReasonCode.UnsupportedProtocolVersion, "The protocol name of CONNECT is neither MQTT nor MQIsdp.");
         }
 
         if (!((isMqtt && level is 4 or 5) || (isMqIsdp && level == 3)))
@@ -431,7 +432,8 @@ public sealed class PacketReader
 
             if ((options & 0x03) == 3)
             {
-                ThrowHelper.Malformed("A subscription asks for QoS 3.");
+                // 5.0 section 3.8.3.1 calls Maximum QoS 3 a Protocol Error; 3.1.1 [MQTT-3.8.3-4] a malformed packet.
+                ThrowHelper.Throw(IsV5 ? ReasonCode.ProtocolError : ReasonCode.MalformedPacket, "A subscription asks for QoS 3.");
             }
 
             var retainHandling = (options >> 4) & 0x03;

@@ -1,0 +1,107 @@
+using System.Diagnostics.Metrics;
+
+namespace Taihu.Broker;
+
+/// <summary>
+/// The broker's counters, on the "Taihu.Broker" meter (exported by the host, e.g. to Prometheus), and the same
+/// totals as plain fields for $SYS.
+/// </summary>
+public sealed class BrokerMetrics : IDisposable
+{
+    public const string MeterName = "Taihu.Broker";
+
+    private readonly Meter _meter;
+    private readonly Counter<long> _messagesReceived;
+    private readonly Counter<long> _messagesSent;
+    private readonly Counter<long> _bytesReceived;
+    private readonly Counter<long> _bytesSent;
+    private readonly Counter<long> _dropped;
+    private readonly Counter<long> _connectionsAccepted;
+    private long _connected;
+    private long _totalMessagesReceived;
+    private long _totalMessagesSent;
+    private long _totalBytesReceived;
+    private long _totalBytesSent;
+    private long _totalDropped;
+    private long _publishReceived;
+    private long _publishSent;
+
+    public BrokerMetrics(IMeterFactory? meterFactory = null)
+    {
+        _meter = meterFactory?.Create(MeterName) ?? new Meter(MeterName);
+        _messagesReceived = _meter.CreateCounter<long>("taihu.mqtt.packets.received", "{packet}", "MQTT packets received from clients.");
+        _messagesSent = _meter.CreateCounter<long>("taihu.mqtt.packets.sent", "{packet}", "MQTT packets sent to clients.");
+        _bytesReceived = _meter.CreateCounter<long>("taihu.mqtt.bytes.received", "By", "Bytes received from MQTT clients.");
+        _bytesSent = _meter.CreateCounter<long>("taihu.mqtt.bytes.sent", "By", "Bytes sent to MQTT clients.");
+        _dropped = _meter.CreateCounter<long>("taihu.mqtt.messages.dropped", "{message}", "Application messages dropped, by reason.");
+        _connectionsAccepted = _meter.CreateCounter<long>("taihu.mqtt.connections.accepted", "{connection}", "Network connections accepted.");
+        _meter.CreateObservableUpDownCounter("taihu.mqtt.connections", () => Volatile.Read(ref _connected), "{connection}", "Clients connected now.");
+        _meter.CreateObservableCounter("taihu.mqtt.publish.received", () => Volatile.Read(ref _publishReceived), "{message}", "PUBLISH packets received from clients.");
+        _meter.CreateObservableCounter("taihu.mqtt.publish.sent", () => Volatile.Read(ref _publishSent), "{message}", "PUBLISH packets sent to clients.");
+    }
+
+    public long Connected => Volatile.Read(ref _connected);
+    public long MessagesReceived => Volatile.Read(ref _totalMessagesReceived);
+    public long MessagesSent => Volatile.Read(ref _totalMessagesSent);
+    public long BytesReceived => Volatile.Read(ref _totalBytesReceived);
+    public long BytesSent => Volatile.Read(ref _totalBytesSent);
+    public long Dropped => Volatile.Read(ref _totalDropped);
+    public long PublishReceived => Volatile.Read(ref _publishReceived);
+    public long PublishSent => Volatile.Read(ref _publishSent);
+
+    internal void ConnectionAccepted() => _connectionsAccepted.Add(1);
+
+    internal void ClientConnected() => Interlocked.Increment(ref _connected);
+
+    internal void ClientDisconnected() => Interlocked.Decrement(ref _connected);
+
+    internal void PacketReceived(bool isPublish)
+    {
+        Interlocked.Increment(ref _totalMessagesReceived);
+        if (isPublish)
+        {
+            Interlocked.Increment(ref _publishReceived);
+        }
+
+        _messagesReceived.Add(1);
+    }
+
+    internal void PacketsSent(int packets, int publishes)
+    {
+        Interlocked.Add(ref _totalMessagesSent, packets);
+        Interlocked.Add(ref _publishSent, publishes);
+        _messagesSent.Add(packets);
+    }
+
+    internal void Received(long bytes)
+    {
+        Interlocked.Add(ref _totalBytesReceived, bytes);
+        _bytesReceived.Add(bytes);
+    }
+
+    internal void Sent(long bytes)
+    {
+        Interlocked.Add(ref _totalBytesSent, bytes);
+        _bytesSent.Add(bytes);
+    }
+
+    internal void MessageDropped(string reason)
+    {
+        Interlocked.Increment(ref _totalDropped);
+        _dropped.Add(1, new KeyValuePair<string, object?>("reason", reason));
+    }
+
+    public void Dispose() => _meter.Dispose();
+}
+
+/// <summary>Reasons a message is dropped, as metric tags.</summary>
+internal static class DropReasons
+{
+    public const string QueueFull = "queue_full";
+    public const string OutboundQueueFull = "outbound_queue_full";
+    public const string Expired = "expired";
+    public const string TooLargeForClient = "too_large_for_client";
+    public const string NoSubscribers = "no_subscribers";
+    public const string NotAuthorized = "not_authorized";
+    public const string RetainedLimit = "retained_limit";
+}

@@ -1,0 +1,135 @@
+namespace Taihu.Broker;
+
+/// <summary>
+/// Limits and behaviour of the MQTT broker. Every default says why it is what it is; the host binds these from
+/// configuration (section "Broker") and validates them at start-up; this assembly never reads configuration.
+/// </summary>
+public sealed class BrokerOptions
+{
+    /// <summary>
+    /// Largest packet accepted from a client, fixed header included; advertised in CONNACK (5.0). 1 MiB: device
+    /// payloads are small, and a cap keeps one client from making the broker buffer hundreds of megabytes.
+    /// (Mosquitto has no limit by default; EMQX uses 1 MB.)
+    /// </summary>
+    public int MaximumPacketSize { get; set; } = 1024 * 1024;
+
+    /// <summary>
+    /// QoS 1 and 2 messages sent to one client and not yet acknowledged, and the Receive Maximum advertised to
+    /// 5.0 clients for their own publishes. 100 keeps a fast consumer busy across loopback round trips while
+    /// bounding memory per slow consumer (Mosquitto: 20, EMQX: 32).
+    /// </summary>
+    public int MaximumInflightMessages { get; set; } = 100;
+
+    /// <summary>
+    /// QoS 1 and 2 messages queued for one session beyond the inflight window, connected or not. 1000, as
+    /// Mosquitto's max_queued_messages: enough to ride out a short disconnect without letting an abandoned
+    /// persistent session grow without end. When full, new messages for it are dropped and counted.
+    /// </summary>
+    public int MaximumQueuedMessages { get; set; } = 1000;
+
+    /// <summary>
+    /// Packets waiting to be written to one connection's socket. A consumer that cannot keep up loses QoS 0
+    /// messages beyond this (counted as dropped) instead of growing the broker's memory; QoS 1/2 are held by the
+    /// inflight window and the session queue instead.
+    /// </summary>
+    public int MaximumOutboundQueue { get; set; } = 10_000;
+
+    /// <summary>Simultaneous client connections. 50,000: above what this host's open-file limit allows, so the OS limit binds first unless lowered.</summary>
+    public int MaximumConnections { get; set; } = 50_000;
+
+    /// <summary>Bytes in a topic name or filter. 65,535 is the protocol's own limit; 4,096 is plenty for any real hierarchy and bounds trie keys.</summary>
+    public int MaximumTopicLength { get; set; } = 4096;
+
+    /// <summary>Levels in a topic name or filter. 128, as EMQX: deep enough for any naming scheme, shallow enough to bound matching.</summary>
+    public int MaximumTopicLevels { get; set; } = 128;
+
+    /// <summary>Retained messages per namespace. 100,000: one per device topic for a large deployment; further new topics are refused, replacements still work.</summary>
+    public int MaximumRetainedMessages { get; set; } = 100_000;
+
+    /// <summary>Topic aliases a 5.0 client may use towards the broker (Topic Alias Maximum in CONNACK). 10, as Mosquitto.</summary>
+    public ushort TopicAliasMaximum { get; set; } = 10;
+
+    /// <summary>
+    /// Largest keep alive the broker accepts, in seconds. A client asking for more (or for 0, meaning none) is
+    /// told this value as Server Keep Alive (5.0). 65,535 means no limit, as the protocol allows.
+    /// </summary>
+    public ushort MaximumKeepAlive { get; set; } = ushort.MaxValue;
+
+    /// <summary>
+    /// Session expiry for 3.1.1 clients that connect with Clean Session 0, which have no expiry of their own.
+    /// Never (uint.MaxValue), as Mosquitto's default, so a persistent client can count on its session.
+    /// </summary>
+    public uint PersistentSessionExpiryInterval { get; set; } = uint.MaxValue;
+
+    /// <summary>Largest Session Expiry Interval a 5.0 client may ask for; larger requests are cut to it and told in CONNACK. Never by default.</summary>
+    public uint MaximumSessionExpiryInterval { get; set; } = uint.MaxValue;
+
+    /// <summary>Seconds a connection may stay open before its CONNECT arrives. 10: a real client sends it at once; a silent socket is closed.</summary>
+    public int ConnectTimeoutSeconds { get; set; } = 10;
+
+    /// <summary>Seconds between $SYS statistics updates. 10, as Mosquitto's sys_interval; 0 turns $SYS off.</summary>
+    public int SysInterval { get; set; } = 10;
+
+    /// <summary>How often keep-alive deadlines, will delays and session and message expiry are checked. One second matches the protocol's resolution.</summary>
+    public TimeSpan HousekeepingInterval { get; set; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>Whether $share/{group}/{filter} subscriptions are offered.</summary>
+    public bool SharedSubscriptionsEnabled { get; set; } = true;
+
+    /// <summary>Whether clients may publish retained messages (Retain Available in CONNACK).</summary>
+    public bool RetainAvailable { get; set; } = true;
+
+    /// <summary>Validates the options; returns an error per broken rule.</summary>
+    public IEnumerable<string> Validate()
+    {
+        if (MaximumPacketSize < 64 || MaximumPacketSize > 268_435_460)
+        {
+            yield return "Broker:MaximumPacketSize must be between 64 and 268435460 bytes.";
+        }
+
+        if (MaximumInflightMessages is < 1 or > 65_535)
+        {
+            yield return "Broker:MaximumInflightMessages must be between 1 and 65535.";
+        }
+
+        if (MaximumQueuedMessages < 0)
+        {
+            yield return "Broker:MaximumQueuedMessages must not be negative.";
+        }
+
+        if (MaximumOutboundQueue < 16)
+        {
+            yield return "Broker:MaximumOutboundQueue must be at least 16.";
+        }
+
+        if (MaximumConnections < 1)
+        {
+            yield return "Broker:MaximumConnections must be at least 1.";
+        }
+
+        if (MaximumTopicLength is < 1 or > 65_535)
+        {
+            yield return "Broker:MaximumTopicLength must be between 1 and 65535.";
+        }
+
+        if (MaximumTopicLevels < 1)
+        {
+            yield return "Broker:MaximumTopicLevels must be at least 1.";
+        }
+
+        if (MaximumRetainedMessages < 0)
+        {
+            yield return "Broker:MaximumRetainedMessages must not be negative.";
+        }
+
+        if (ConnectTimeoutSeconds < 1)
+        {
+            yield return "Broker:ConnectTimeoutSeconds must be at least 1.";
+        }
+
+        if (HousekeepingInterval <= TimeSpan.Zero)
+        {
+            yield return "Broker:HousekeepingInterval must be positive.";
+        }
+    }
+}

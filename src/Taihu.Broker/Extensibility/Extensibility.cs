@@ -1,0 +1,112 @@
+using System.Net;
+using System.Security.Cryptography.X509Certificates;
+using Taihu.Mqtt;
+using Taihu.Mqtt.Packets;
+
+namespace Taihu.Broker.Extensibility;
+
+/// <summary>
+/// Who a connected client is, as the authenticator decided. <see cref="Namespace"/> scopes everything the client
+/// can reach: topics, retained messages, $share groups, $SYS and client-id takeover. Two clients in different
+/// namespaces can never see each other. The default namespace is the empty string.
+/// </summary>
+public sealed record ClientIdentity(string Namespace, string? UserName = null)
+{
+    public static readonly ClientIdentity Anonymous = new("");
+
+    /// <summary>Whatever the authenticator wants to keep with the connection (a device id, say).</summary>
+    public object? State { get; init; }
+}
+
+/// <summary>What a CONNECT presents for authentication.</summary>
+public sealed class ConnectContext
+{
+    public required string ClientId { get; init; }
+    public string? UserName { get; init; }
+    public ReadOnlyMemory<byte>? Password { get; init; }
+    public required ProtocolVersion ProtocolVersion { get; init; }
+    public EndPoint? RemoteEndPoint { get; init; }
+    public X509Certificate2? ClientCertificate { get; init; }
+    public string? AuthenticationMethod { get; init; }
+    public ReadOnlyMemory<byte>? AuthenticationData { get; init; }
+    public required ConnectPacket Packet { get; init; }
+}
+
+/// <summary>The authenticator's answer: a success code with an identity, or a refusal code.</summary>
+public readonly record struct AuthenticationResult(ReasonCode ReasonCode, ClientIdentity? Identity, string? ReasonString = null)
+{
+    public static AuthenticationResult Success(ClientIdentity identity) => new(ReasonCode.Success, identity);
+
+    public static AuthenticationResult Fail(ReasonCode code, string? reason = null) => new(code, null, reason);
+}
+
+/// <summary>Decides whether a CONNECT may proceed and who the client is.</summary>
+public interface IMqttAuthenticator
+{
+    ValueTask<AuthenticationResult> AuthenticateAsync(ConnectContext context, CancellationToken cancellationToken);
+}
+
+/// <summary>One step of an enhanced (AUTH) exchange: continue with data for the client, or finish.</summary>
+public readonly record struct AuthenticationStep(ReasonCode ReasonCode, ReadOnlyMemory<byte>? ServerData, ClientIdentity? Identity)
+{
+    public static AuthenticationStep Continue(ReadOnlyMemory<byte>? data) => new(ReasonCode.ContinueAuthentication, data, null);
+
+    public static AuthenticationStep Success(ClientIdentity identity, ReadOnlyMemory<byte>? data = null) => new(ReasonCode.Success, data, identity);
+
+    public static AuthenticationStep Fail(ReasonCode code) => new(code, null, null);
+}
+
+/// <summary>
+/// Enhanced authentication (MQTT 5.0 section 4.12): called with the Authentication Method and Data of CONNECT
+/// and then of each AUTH the client sends, until it returns success or a failure.
+/// </summary>
+public interface IMqttEnhancedAuthenticator
+{
+    /// <summary>True when this authenticator speaks <paramref name="method"/>.</summary>
+    bool Supports(string method);
+
+    ValueTask<AuthenticationStep> AuthenticateAsync(ConnectContext context, int step, ReadOnlyMemory<byte>? clientData, CancellationToken cancellationToken);
+}
+
+/// <summary>Decides what an authenticated client may publish and subscribe to.</summary>
+public interface IMqttAuthorizer
+{
+    /// <summary>Success, or the reason code the PUBACK/PUBREC carries (0x87 Not authorized, usually).</summary>
+    ValueTask<ReasonCode> AuthorizePublishAsync(ClientIdentity identity, string clientId, string topic, CancellationToken cancellationToken);
+
+    /// <summary>Success, or the reason code the SUBACK carries for that filter.</summary>
+    ValueTask<ReasonCode> AuthorizeSubscribeAsync(ClientIdentity identity, string clientId, string filter, CancellationToken cancellationToken);
+}
+
+/// <summary>An accepted publish, as an observer sees it.</summary>
+public readonly record struct ObservedPublish(ClientIdentity Identity, string ClientId, PublishPacket Packet);
+
+/// <summary>
+/// Sees every accepted PUBLISH before it is routed. The reason code it returns is what the PUBACK or PUBREC
+/// carries, and the acknowledgement waits for it: this is how the platform acknowledges only what it has
+/// committed. A failure code stops the message from being routed.
+/// </summary>
+public interface IPublishObserver
+{
+    ValueTask<ReasonCode> OnPublishAsync(ObservedPublish publish, CancellationToken cancellationToken);
+}
+
+/// <summary>Publishes from the server into the broker (pushes to devices).</summary>
+public interface IMqttServerPublisher
+{
+    /// <summary>Routes <paramref name="packet"/> to the subscribers in <paramref name="ns"/> and stores it if retained.</summary>
+    void Publish(string ns, PublishPacket packet);
+}
+
+/// <summary>The default until a platform plugs in: everyone is allowed, in one namespace.</summary>
+public sealed class AllowAllAuthenticator : IMqttAuthenticator, IMqttAuthorizer
+{
+    public static readonly AllowAllAuthenticator Instance = new();
+
+    public ValueTask<AuthenticationResult> AuthenticateAsync(ConnectContext context, CancellationToken cancellationToken) =>
+        ValueTask.FromResult(AuthenticationResult.Success(context.UserName is null ? ClientIdentity.Anonymous : new ClientIdentity("", context.UserName)));
+
+    public ValueTask<ReasonCode> AuthorizePublishAsync(ClientIdentity identity, string clientId, string topic, CancellationToken cancellationToken) => ValueTask.FromResult(ReasonCode.Success);
+
+    public ValueTask<ReasonCode> AuthorizeSubscribeAsync(ClientIdentity identity, string clientId, string filter, CancellationToken cancellationToken) => ValueTask.FromResult(ReasonCode.Success);
+}

@@ -1,0 +1,176 @@
+using System.Net;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Connections;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Routing;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.AspNetCore.Server.Kestrel.Https;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using Taihu.Broker.Extensibility;
+using Taihu.Broker.Transport;
+
+namespace Taihu.Broker.Hosting;
+
+/// <summary>The ports the listeners actually bound (useful when configured as 0).</summary>
+public sealed class BrokerEndpoints
+{
+    internal ListenOptions? Tcp { get; set; }
+    internal ListenOptions? Tls { get; set; }
+    internal ListenOptions? WebSocket { get; set; }
+    internal ListenOptions? SecureWebSocket { get; set; }
+    internal ListenOptions? Http { get; set; }
+
+    public int TcpPort => Port(Tcp);
+    public int TlsPort => Port(Tls);
+    public int WebSocketPort => Port(WebSocket);
+    public int SecureWebSocketPort => Port(SecureWebSocket);
+    public int HttpPort => Port(Http);
+
+    private static int Port(ListenOptions? options) => (options?.EndPoint as IPEndPoint)?.Port ?? -1;
+}
+
+public static partial class BrokerHostingExtensions
+{
+    /// <summary>
+    /// Adds the broker and its Kestrel listeners. The options come from the caller (the host binds and validates
+    /// them); extension points are taken from DI when registered (IMqttAuthenticator, IMqttAuthorizer,
+    /// IPublishObserver, IMqttEnhancedAuthenticator).
+    /// </summary>
+    public static WebApplicationBuilder AddMqttBroker(this WebApplicationBuilder builder)
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        var services = builder.Services;
+        services.AddOptions<BrokerOptions>();
+        services.AddOptions<ListenerOptions>();
+        services.TryAddSingleton(TimeProvider.System);
+        services.TryAddSingleton<BrokerMetrics>();
+        services.TryAddSingleton<BrokerEndpoints>();
+        services.TryAddSingleton(sp => new MqttBroker(
+            sp.GetRequiredService<IOptions<BrokerOptions>>().Value,
+            sp.GetRequiredService<TimeProvider>(),
+            sp.GetRequiredService<BrokerMetrics>(),
+            sp.GetService<ILogger<MqttBroker>>(),
+            sp.GetService<IMqttAuthenticator>(),
+            sp.GetService<IMqttAuthorizer>(),
+            sp.GetService<IPublishObserver>(),
+            sp.GetService<IMqttEnhancedAuthenticator>()));
+        services.TryAddSingleton<IMqttServerPublisher>(sp => sp.GetRequiredService<MqttBroker>());
+        services.AddHostedService<BrokerLifetime>();
+
+        builder.WebHost.ConfigureKestrel((context, kestrel) =>
+        {
+            var sp = kestrel.ApplicationServices;
+            var listeners = sp.GetRequiredService<IOptions<ListenerOptions>>().Value;
+            var endpoints = sp.GetRequiredService<BrokerEndpoints>();
+            var address = listeners.BindAddress == "localhost" ? IPAddress.Loopback : IPAddress.Parse(listeners.BindAddress);
+            System.Security.Cryptography.X509Certificates.X509Certificate2? certificate = null;
+            System.Security.Cryptography.X509Certificates.X509Certificate2 Certificate() =>
+                certificate ??= DevelopmentCertificate.Load(listeners, sp.GetRequiredService<TimeProvider>());
+
+            void ConfigureHttps(HttpsConnectionAdapterOptions https)
+            {
+                https.ServerCertificate = Certificate();
+                // Devices may present a certificate; whether it is acceptable is the authenticator's call.
+                https.ClientCertificateMode = ClientCertificateMode.AllowCertificate;
+                https.AllowAnyClientCertificate();
+            }
+
+            if (listeners.TcpPort >= 0)
+            {
+                kestrel.Listen(address, listeners.TcpPort, listen =>
+                {
+                    endpoints.Tcp = listen;
+                    listen.UseConnectionHandler<MqttConnectionHandler>();
+                });
+            }
+
+            if (listeners.TlsPort >= 0)
+            {
+                kestrel.Listen(address, listeners.TlsPort, listen =>
+                {
+                    endpoints.Tls = listen;
+                    listen.UseHttps(ConfigureHttps);
+                    listen.UseConnectionHandler<MqttConnectionHandler>();
+                });
+            }
+
+            if (listeners.WebSocketPort >= 0)
+            {
+                kestrel.Listen(address, listeners.WebSocketPort, listen =>
+                {
+                    endpoints.WebSocket = listen;
+                    listen.Protocols = HttpProtocols.Http1;
+                });
+            }
+
+            if (listeners.SecureWebSocketPort >= 0)
+            {
+                kestrel.Listen(address, listeners.SecureWebSocketPort, listen =>
+                {
+                    endpoints.SecureWebSocket = listen;
+                    listen.Protocols = HttpProtocols.Http1;
+                    listen.UseHttps(ConfigureHttps);
+                });
+            }
+
+            if (listeners.HttpPort >= 0)
+            {
+                kestrel.Listen(address, listeners.HttpPort, listen => endpoints.Http = listen);
+            }
+        });
+        return builder;
+    }
+
+    /// <summary>Maps the MQTT-over-WebSocket endpoint.</summary>
+    public static IEndpointConventionBuilder MapMqttWebSockets(this IEndpointRouteBuilder endpoints)
+    {
+        ArgumentNullException.ThrowIfNull(endpoints);
+        var path = endpoints.ServiceProvider.GetRequiredService<IOptions<ListenerOptions>>().Value.WebSocketPath;
+        return endpoints.Map(path, (HttpContext context, MqttBroker broker) => MqttWebSocketEndpoint.HandleAsync(context, broker))
+            .WithName("MqttWebSocket")
+            .WithSummary("MQTT over WebSocket (subprotocol mqtt)")
+            .ExcludeFromDescription();
+    }
+
+    /// <summary>Starts the broker's timers with the host and tells clients the server is shutting down when it stops.</summary>
+    private sealed partial class BrokerLifetime : IHostedService
+    {
+        private readonly MqttBroker _broker;
+        private readonly ILogger<BrokerLifetime> _logger;
+        private readonly IServiceProvider _services;
+
+        public BrokerLifetime(MqttBroker broker, ILogger<BrokerLifetime> logger, IServiceProvider services)
+        {
+            _broker = broker;
+            _logger = logger;
+            _services = services;
+        }
+
+        public Task StartAsync(CancellationToken cancellationToken)
+        {
+            var problems = _broker.Options.Validate().Concat(_services.GetRequiredService<IOptions<ListenerOptions>>().Value.Validate()).ToList();
+            if (problems.Count > 0)
+            {
+                throw new OptionsValidationException("Broker", typeof(BrokerOptions), problems);
+            }
+
+            _broker.Start();
+            return Task.CompletedTask;
+        }
+
+        public Task StopAsync(CancellationToken cancellationToken)
+        {
+            LogStopping(_logger, _broker.ConnectionCount);
+            _broker.Shutdown();
+            return Task.CompletedTask;
+        }
+
+        [LoggerMessage(EventId = 300, Level = LogLevel.Information, Message = "Broker stopping; closing {Connections} connections with 'Server shutting down'")]
+        private static partial void LogStopping(ILogger logger, int connections);
+    }
+}

@@ -1,0 +1,62 @@
+namespace Taihu.Broker.Hosting;
+
+/// <summary>
+/// Where the broker listens (configuration section "Listeners"). A port of -1 turns that listener off; 0 asks the
+/// OS for a free port (tests). Defaults are the ports Mosquitto and EMQX users expect.
+/// </summary>
+public sealed class ListenerOptions
+{
+    /// <summary>Address every listener binds to. "0.0.0.0" is all IPv4 interfaces; "127.0.0.1" keeps it to this machine.</summary>
+    public string BindAddress { get; set; } = "0.0.0.0";
+
+    /// <summary>MQTT over TCP. 1883 is the IANA port for MQTT.</summary>
+    public int TcpPort { get; set; } = 1883;
+
+    /// <summary>MQTT over TLS. 8883 is the IANA port for MQTT over TLS.</summary>
+    public int TlsPort { get; set; } = 8883;
+
+    /// <summary>MQTT over WebSocket, path <see cref="WebSocketPath"/>. 8083 as EMQX.</summary>
+    public int WebSocketPort { get; set; } = 8083;
+
+    /// <summary>MQTT over secure WebSocket. 8084 as EMQX.</summary>
+    public int SecureWebSocketPort { get; set; } = 8084;
+
+    /// <summary>HTTP for /healthz, /metrics and the API.</summary>
+    public int HttpPort { get; set; } = 8080;
+
+    /// <summary>The WebSocket path; "/mqtt" is what MQTT.js and browser clients default to.</summary>
+    public string WebSocketPath { get; set; } = "/mqtt";
+
+    /// <summary>PEM or PFX certificate for the TLS listeners. When empty a self-signed development certificate is created in the data directory.</summary>
+    public string? CertificatePath { get; set; }
+
+    /// <summary>PEM private key for <see cref="CertificatePath"/> (when it is a PEM file without its key).</summary>
+    public string? CertificateKeyPath { get; set; }
+
+    /// <summary>Password of a PFX certificate or an encrypted key. Never logged.</summary>
+    public string? CertificatePassword { get; set; }
+
+    /// <summary>Where the broker keeps files (the development certificate, later the data store).</summary>
+    public string DataDirectory { get; set; } = "data";
+
+    public IEnumerable<string> Validate()
+    {
+        foreach (var (name, port) in new[] { ("TcpPort", TcpPort), ("TlsPort", TlsPort), ("WebSocketPort", WebSocketPort), ("SecureWebSocketPort", SecureWebSocketPort), ("HttpPort", HttpPort) })
+        {
+            if (port is < -1 or > 65_535)
+            {
+                yield return $"Listeners:{name} must be -1 (off), 0 (any free port) or a port number up to 65535.";
+            }
+        }
+
+        if (!System.Net.IPAddress.TryParse(BindAddress, out _) && BindAddress != "localhost")
+        {
+            yield return "Listeners:BindAddress must be an IP address or 'localhost'.";
+        }
+
+        if (!WebSocketPath.StartsWith('/'))
+        {
+            yield return "Listeners:WebSocketPath must start with '/'.";
+        }
+    }
+}

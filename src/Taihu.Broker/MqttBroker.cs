@@ -1,0 +1,661 @@
+using System.Collections.Concurrent;
+using System.Reflection;
+using System.Text;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using Taihu.Broker.Extensibility;
+using Taihu.Broker.Routing;
+using Taihu.Broker.Sessions;
+using Taihu.Mqtt;
+using Taihu.Mqtt.Packets;
+
+namespace Taihu.Broker;
+
+/// <summary>
+/// The broker's shared state: sessions by (namespace, client id), one subscription trie and one retained store
+/// per namespace, the connections, and the housekeeping timer that enforces keep alive and expiries. Connections
+/// (<see cref="MqttChannel"/>) call in here to attach sessions, route publishes and subscribe.
+/// </summary>
+public sealed partial class MqttBroker : IMqttServerPublisher, IDisposable
+{
+    private readonly ConcurrentDictionary<(string Namespace, string ClientId), MqttSession> _sessions = new();
+    private readonly ConcurrentDictionary<string, NamespaceState> _namespaces = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<long, MqttChannel> _channels = new();
+    private readonly Lock _sessionGate = new();
+    private readonly ILogger _logger;
+    private ITimer? _housekeeping;
+    private ITimer? _sys;
+    private long _nextChannelId;
+
+    [ThreadStatic]
+    private static RouteScratch? t_scratch;
+
+    public MqttBroker(BrokerOptions options, TimeProvider timeProvider, BrokerMetrics metrics, ILogger<MqttBroker>? logger = null,
+        IMqttAuthenticator? authenticator = null, IMqttAuthorizer? authorizer = null, IPublishObserver? publishObserver = null,
+        IMqttEnhancedAuthenticator? enhancedAuthenticator = null)
+    {
+        Options = options;
+        Time = timeProvider;
+        Metrics = metrics;
+        _logger = (ILogger?)logger ?? NullLogger.Instance;
+        Authenticator = authenticator ?? AllowAllAuthenticator.Instance;
+        Authorizer = authorizer ?? AllowAllAuthenticator.Instance;
+        PublishObserver = publishObserver;
+        EnhancedAuthenticator = enhancedAuthenticator;
+        StartedAt = timeProvider.GetUtcNow();
+        Version = typeof(MqttBroker).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion.Split('+')[0] ?? "0.1.0";
+    }
+
+    public BrokerOptions Options { get; }
+    public TimeProvider Time { get; }
+    public BrokerMetrics Metrics { get; }
+    public IMqttAuthenticator Authenticator { get; }
+    public IMqttAuthorizer Authorizer { get; }
+    public IPublishObserver? PublishObserver { get; }
+    public IMqttEnhancedAuthenticator? EnhancedAuthenticator { get; }
+    public DateTimeOffset StartedAt { get; }
+    public string Version { get; }
+    internal ILogger Logger => _logger;
+
+    /// <summary>Connections open now (connected or still in CONNECT).</summary>
+    public int ConnectionCount => _channels.Count;
+
+    /// <summary>Sessions held, connected or not.</summary>
+    public int SessionCount => _sessions.Count;
+
+    /// <summary>Starts the housekeeping and $SYS timers.</summary>
+    public void Start()
+    {
+        _housekeeping ??= Time.CreateTimer(_ => Housekeep(), null, Options.HousekeepingInterval, Options.HousekeepingInterval);
+        if (Options.SysInterval > 0)
+        {
+            var interval = TimeSpan.FromSeconds(Options.SysInterval);
+            _sys ??= Time.CreateTimer(_ => PublishSys(), null, TimeSpan.Zero, interval);
+        }
+    }
+
+    /// <summary>Sends DISCONNECT 0x8B (5.0) to every client and closes them.</summary>
+    public void Shutdown()
+    {
+        _housekeeping?.Dispose();
+        _sys?.Dispose();
+        foreach (var channel in _channels.Values)
+        {
+            channel.Close(ReasonCode.ServerShuttingDown, "The server is shutting down.", publishWill: false);
+        }
+    }
+
+    public void Dispose()
+    {
+        _housekeeping?.Dispose();
+        _sys?.Dispose();
+    }
+
+    internal NamespaceState GetNamespace(string ns) => _namespaces.GetOrAdd(ns, static _ => new NamespaceState());
+
+    /// <summary>The session of (<paramref name="ns"/>, <paramref name="clientId"/>), if any (tests and diagnostics).</summary>
+    public MqttSession? FindSession(string ns, string clientId) => _sessions.TryGetValue((ns, clientId), out var s) ? s : null;
+
+    /// <summary>Retained messages in <paramref name="ns"/>.</summary>
+    public int RetainedCount(string ns) => _namespaces.TryGetValue(ns, out var state) ? state.Retained.Count : 0;
+
+    /// <summary>Subscriptions in <paramref name="ns"/>.</summary>
+    public int SubscriptionCount(string ns) => _namespaces.TryGetValue(ns, out var state) ? state.Trie.Count : 0;
+
+    internal bool TryRegister(MqttChannel channel, out long id)
+    {
+        id = Interlocked.Increment(ref _nextChannelId);
+        if (_channels.Count >= Options.MaximumConnections)
+        {
+            return false;
+        }
+
+        _channels[id] = channel;
+        Metrics.ConnectionAccepted();
+        return true;
+    }
+
+    internal void Unregister(long id) => _channels.TryRemove(id, out _);
+
+    /// <summary>
+    /// Gives <paramref name="channel"/> the session for its client id: a new one, or the existing one (taken over
+    /// from its old connection, which is closed with 0x8E). Returns whether an existing session was resumed.
+    /// </summary>
+    internal MqttSession AttachSession(MqttChannel channel, string ns, string clientId, bool cleanStart, uint expiryInterval, out bool sessionPresent)
+    {
+        MqttChannel? previous = null;
+        MqttSession session;
+        lock (_sessionGate)
+        {
+            var key = (ns, clientId);
+            if (_sessions.TryGetValue(key, out var existing))
+            {
+                lock (existing.Gate)
+                {
+                    previous = existing.Channel;
+                    existing.Channel = null;
+                }
+
+                // The old connection is told 0x8E and closed; its will follows the usual rules (see DetachSession).
+                previous?.Kick();
+            }
+
+            if (existing is not null && !cleanStart && !existing.Ended)
+            {
+                session = existing;
+                sessionPresent = true;
+            }
+            else
+            {
+                if (existing is not null)
+                {
+                    EndSession(existing);
+                }
+
+                session = new MqttSession(ns, clientId);
+                _sessions[key] = session;
+                sessionPresent = false;
+            }
+
+            lock (session.Gate)
+            {
+                session.Channel = channel;
+                session.ExpiryInterval = expiryInterval;
+                session.DisconnectedAt = null;
+                if (session.PendingWill is { } will)
+                {
+                    // Reconnecting within the Will Delay Interval cancels the will (5.0 section 3.1.3.2.2).
+                    will.Release();
+                    session.PendingWill = null;
+                    session.WillDueAt = null;
+                }
+            }
+        }
+
+        return session;
+    }
+
+    /// <summary>Called when a connected channel goes away: keeps or ends its session, and handles its will.</summary>
+    internal void DetachSession(MqttChannel channel, MqttSession session, BrokerMessage? will, uint willDelay)
+    {
+        var now = Time.GetUtcNow();
+        List<PendingDelivery>? redispatch = null;
+        bool end;
+        lock (_sessionGate)
+        {
+            lock (session.Gate)
+            {
+                if (!ReferenceEquals(session.Channel, channel))
+                {
+                    // Taken over: the new connection owns the session now. A will without delay goes out at
+                    // once; a delayed one is cancelled because the session was resumed within the delay.
+                    end = false;
+                    if (will is not null && willDelay > 0 && !session.Ended)
+                    {
+                        will.Release();
+                        will = null;
+                    }
+                }
+                else
+                {
+                    session.Channel = null;
+                    session.DisconnectedAt = now;
+                    end = session.ExpiryInterval == 0;
+                    redispatch = TakeSharedDeliveries(session);
+                }
+            }
+
+            if (will is not null)
+            {
+                var delay = Math.Min(willDelay, end ? 0 : session.ExpiryInterval);
+                if (delay == 0 || session.Ended)
+                {
+                    RouteAndRetain(will);
+                    will.Release();
+                }
+                else
+                {
+                    lock (session.Gate)
+                    {
+                        session.PendingWill?.Release();
+                        session.PendingWill = will;
+                        session.WillDueAt = now.AddSeconds(delay);
+                    }
+                }
+            }
+
+            if (end)
+            {
+                EndSession(session);
+                _sessions.TryRemove(new KeyValuePair<(string, string), MqttSession>((session.Namespace, session.ClientId), session));
+            }
+        }
+
+        if (redispatch is not null)
+        {
+            foreach (var pending in redispatch)
+            {
+                RedeliverToGroup(session, pending);
+                pending.Message.Release();
+            }
+        }
+    }
+
+    /// <summary>
+    /// Takes the messages that reached <paramref name="session"/> through a shared subscription and were not
+    /// acknowledged, so that another member of the group gets them. Caller holds the session gate.
+    /// </summary>
+    private static List<PendingDelivery>? TakeSharedDeliveries(MqttSession session)
+    {
+        List<PendingDelivery>? taken = null;
+        for (var i = session.Inflight.Count - 1; i >= 0; i--)
+        {
+            var inflight = session.Inflight[i];
+            if (inflight.Group is not null && !inflight.Released)
+            {
+                (taken ??= []).Insert(0, new PendingDelivery(inflight.Message, inflight.QoS, inflight.Retain, inflight.SubscriptionIds, inflight.Group));
+                session.Inflight.RemoveAt(i);
+            }
+        }
+
+        if (session.Queue.Count > 0)
+        {
+            var count = session.Queue.Count;
+            for (var i = 0; i < count; i++)
+            {
+                var pending = session.Queue.Dequeue();
+                if (pending.Group is not null)
+                {
+                    (taken ??= []).Add(pending);
+                }
+                else
+                {
+                    session.Queue.Enqueue(pending);
+                }
+            }
+        }
+
+        return taken;
+    }
+
+    private void RedeliverToGroup(MqttSession leaving, PendingDelivery pending)
+    {
+        var state = GetNamespace(leaving.Namespace);
+        var target = state.Trie.PickSharedMember(pending.Group!, exclude: leaving);
+        if (target is null)
+        {
+            Metrics.MessageDropped(DropReasons.NoSubscribers);
+            return;
+        }
+
+        Deliver(target.Session, pending.Message, pending.QoS, pending.Retain, pending.SubscriptionIds, pending.Group);
+    }
+
+    /// <summary>Discards a session: its subscriptions leave the trie, its messages are released, a pending will goes out.</summary>
+    private void EndSession(MqttSession session)
+    {
+        BrokerMessage? will;
+        List<Subscription> subscriptions;
+        lock (session.Gate)
+        {
+            session.Ended = true;
+            subscriptions = [.. session.Subscriptions.Values];
+            session.Subscriptions.Clear();
+            will = session.PendingWill;
+            session.PendingWill = null;
+            session.WillDueAt = null;
+            session.ReleaseAll();
+        }
+
+        var trie = GetNamespace(session.Namespace).Trie;
+        foreach (var subscription in subscriptions)
+        {
+            trie.Remove(session, subscription.Filter, subscription.ShareGroup);
+        }
+
+        if (will is not null)
+        {
+            RouteAndRetain(will);
+            will.Release();
+        }
+    }
+
+    /// <summary>Stores <paramref name="message"/> if retained, then routes it. The caller keeps its own reference.</summary>
+    internal int RouteAndRetain(BrokerMessage message)
+    {
+        if (message.Retain)
+        {
+            if (!GetNamespace(message.Namespace).Retained.Set(message, Options.MaximumRetainedMessages))
+            {
+                Metrics.MessageDropped(DropReasons.RetainedLimit);
+            }
+        }
+
+        return Route(message);
+    }
+
+    /// <summary>
+    /// Delivers <paramref name="message"/> to every matching subscriber in its namespace: one copy per session at
+    /// the highest QoS granted among its matching subscriptions (with all their identifiers), and one copy per
+    /// shared group to one member in turn. Returns the number of deliveries.
+    /// </summary>
+    internal int Route(BrokerMessage message)
+    {
+        var scratch = t_scratch ??= new RouteScratch();
+        var state = GetNamespace(message.Namespace);
+        try
+        {
+            state.Trie.Match(message.Topic, scratch.Matches, scratch.Shared);
+            var targets = scratch.Targets;
+            foreach (var sub in scratch.Matches)
+            {
+                if (sub.NoLocal && message.OriginClientId is not null && string.Equals(sub.Session.ClientId, message.OriginClientId, StringComparison.Ordinal))
+                {
+                    continue;
+                }
+
+                var qos = (QoS)Math.Min((int)sub.QoS, (int)message.QoS);
+                var retain = sub.RetainAsPublished && message.Retain;
+                if (scratch.Index.TryGetValue(sub.Session, out var index))
+                {
+                    var target = targets[index];
+                    if (qos > target.QoS)
+                    {
+                        target.QoS = qos;
+                    }
+
+                    target.Retain |= retain;
+                    if (sub.SubscriptionId != 0)
+                    {
+                        (target.SubscriptionIds ??= []).Add(sub.SubscriptionId);
+                    }
+
+                    targets[index] = target;
+                }
+                else
+                {
+                    scratch.Index[sub.Session] = targets.Count;
+                    targets.Add(new RouteTarget
+                    {
+                        Session = sub.Session,
+                        QoS = qos,
+                        Retain = retain,
+                        SubscriptionIds = sub.SubscriptionId != 0 ? [sub.SubscriptionId] : null,
+                    });
+                }
+            }
+
+            var deliveries = 0;
+            foreach (var target in targets)
+            {
+                Deliver(target.Session, message, target.QoS, target.Retain, target.SubscriptionIds, group: null);
+                deliveries++;
+            }
+
+            foreach (var group in scratch.Shared)
+            {
+                var member = state.Trie.PickSharedMember(group, exclude: null);
+                if (member is null)
+                {
+                    continue;
+                }
+
+                var qos = (QoS)Math.Min((int)member.QoS, (int)message.QoS);
+                var ids = member.SubscriptionId != 0 ? new List<uint> { member.SubscriptionId } : null;
+                Deliver(member.Session, message, qos, member.RetainAsPublished && message.Retain, ids, group);
+                deliveries++;
+            }
+
+            if (deliveries == 0)
+            {
+                Metrics.MessageDropped(DropReasons.NoSubscribers);
+            }
+
+            return deliveries;
+        }
+        finally
+        {
+            scratch.Clear();
+        }
+    }
+
+    /// <summary>
+    /// Hands one copy of <paramref name="message"/> to <paramref name="session"/>: straight to its connection when
+    /// it is connected and has room in its inflight window, into its queue otherwise (QoS 1 and 2 only; QoS 0 for
+    /// an absent client is dropped, as Mosquitto does by default).
+    /// </summary>
+    internal void Deliver(MqttSession session, BrokerMessage message, QoS qos, bool retain, List<uint>? subscriptionIds, SharedGroup? group)
+    {
+        lock (session.Gate)
+        {
+            if (session.Ended)
+            {
+                return;
+            }
+
+            var channel = session.Channel;
+            if (qos == QoS.AtMostOnce)
+            {
+                if (channel is null)
+                {
+                    return;
+                }
+
+                channel.EnqueuePublish(message, qos, retain, dup: false, packetId: 0, subscriptionIds);
+                return;
+            }
+
+            if (channel is not null && session.Queue.Count == 0 && session.Inflight.Count < channel.SendQuota)
+            {
+                SendInflight(session, channel, message, qos, retain, subscriptionIds, group);
+                return;
+            }
+
+            if (session.Queue.Count >= Options.MaximumQueuedMessages)
+            {
+                Metrics.MessageDropped(DropReasons.QueueFull);
+                return;
+            }
+
+            message.AddReference();
+            session.Queue.Enqueue(new PendingDelivery(message, qos, retain, subscriptionIds, group));
+        }
+    }
+
+    /// <summary>Gives the message a packet identifier, records it in flight and queues it for the socket. Caller holds the gate.</summary>
+    private static void SendInflight(MqttSession session, MqttChannel channel, BrokerMessage message, QoS qos, bool retain, List<uint>? subscriptionIds, SharedGroup? group)
+    {
+        var packetId = session.NextPacketId();
+        message.AddReference();
+        session.Inflight.Add(new InflightMessage
+        {
+            PacketId = packetId,
+            Message = message,
+            QoS = qos,
+            Retain = retain,
+            SubscriptionIds = subscriptionIds,
+            Group = group,
+        });
+        channel.EnqueuePublish(message, qos, retain, dup: false, packetId, subscriptionIds);
+    }
+
+    /// <summary>Moves queued messages into the inflight window while it has room. Caller holds the gate.</summary>
+    internal void Pump(MqttSession session, MqttChannel channel)
+    {
+        var now = Time.GetUtcNow();
+        while (session.Queue.Count > 0 && session.Inflight.Count < channel.SendQuota)
+        {
+            var pending = session.Queue.Dequeue();
+            if (pending.Message.IsExpired(now))
+            {
+                Metrics.MessageDropped(DropReasons.Expired);
+            }
+            else
+            {
+                SendInflight(session, channel, pending.Message, pending.QoS, pending.Retain, pending.SubscriptionIds, pending.Group);
+            }
+
+            pending.Message.Release();
+        }
+    }
+
+    /// <inheritdoc />
+    public void Publish(string ns, PublishPacket packet)
+    {
+        ArgumentNullException.ThrowIfNull(ns);
+        ArgumentNullException.ThrowIfNull(packet);
+        var message = new BrokerMessage(ns, packet.Topic, packet.Payload, packet.PayloadOwner, packet.QoS, packet.Retain, packet.Properties, Time.GetUtcNow(), originClientId: null);
+        RouteAndRetain(message);
+    }
+
+    private void Housekeep()
+    {
+        try
+        {
+            var now = Time.GetUtcNow();
+            var timestamp = Time.GetTimestamp();
+            foreach (var channel in _channels.Values)
+            {
+                channel.CheckTimeouts(timestamp);
+            }
+
+            List<MqttSession>? expired = null;
+            foreach (var session in _sessions.Values)
+            {
+                BrokerMessage? dueWill = null;
+                lock (session.Gate)
+                {
+                    if (session.Channel is not null || session.DisconnectedAt is not { } at)
+                    {
+                        continue;
+                    }
+
+                    if (session.WillDueAt is { } due && now >= due)
+                    {
+                        dueWill = session.PendingWill;
+                        session.PendingWill = null;
+                        session.WillDueAt = null;
+                    }
+
+                    if (session.ExpiryInterval != uint.MaxValue && now >= at.AddSeconds(session.ExpiryInterval))
+                    {
+                        (expired ??= []).Add(session);
+                    }
+                }
+
+                if (dueWill is not null)
+                {
+                    RouteAndRetain(dueWill);
+                    dueWill.Release();
+                }
+            }
+
+            if (expired is not null)
+            {
+                lock (_sessionGate)
+                {
+                    foreach (var session in expired)
+                    {
+                        lock (session.Gate)
+                        {
+                            if (session.Channel is not null)
+                            {
+                                continue;
+                            }
+                        }
+
+                        if (_sessions.TryRemove(new KeyValuePair<(string, string), MqttSession>((session.Namespace, session.ClientId), session)))
+                        {
+                            EndSession(session);
+                        }
+                    }
+                }
+            }
+
+            foreach (var state in _namespaces.Values)
+            {
+                state.Retained.RemoveExpired(now);
+            }
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            LogHousekeepingFailed(_logger, ex);
+        }
+    }
+
+    private void PublishSys()
+    {
+        try
+        {
+            var now = Time.GetUtcNow();
+            var uptime = (long)(now - StartedAt).TotalSeconds;
+            var subscriptions = 0;
+            var retained = 0;
+            foreach (var state in _namespaces.Values)
+            {
+                subscriptions += state.Trie.Count;
+                retained += state.Retained.Count;
+            }
+
+            PublishSysValue("$SYS/broker/version", $"taihu version {Version}");
+            PublishSysValue("$SYS/broker/uptime", $"{uptime} seconds");
+            PublishSysValue("$SYS/broker/clients/connected", Metrics.Connected.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            PublishSysValue("$SYS/broker/clients/total", _sessions.Count.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            PublishSysValue("$SYS/broker/messages/received", Metrics.MessagesReceived.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            PublishSysValue("$SYS/broker/messages/sent", Metrics.MessagesSent.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            PublishSysValue("$SYS/broker/publish/messages/received", Metrics.PublishReceived.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            PublishSysValue("$SYS/broker/publish/messages/sent", Metrics.PublishSent.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            PublishSysValue("$SYS/broker/publish/messages/dropped", Metrics.Dropped.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            PublishSysValue("$SYS/broker/bytes/received", Metrics.BytesReceived.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            PublishSysValue("$SYS/broker/bytes/sent", Metrics.BytesSent.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            PublishSysValue("$SYS/broker/subscriptions/count", subscriptions.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            PublishSysValue("$SYS/broker/retained messages/count", retained.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            LogHousekeepingFailed(_logger, ex);
+        }
+    }
+
+    /// <summary>$SYS topics are published, retained, into the default namespace only: tenants do not see the broker's totals.</summary>
+    private void PublishSysValue(string topic, string value)
+    {
+        var payload = Encoding.UTF8.GetBytes(value);
+        var message = new BrokerMessage("", topic, payload, owner: null, QoS.AtMostOnce, retain: true, properties: null, Time.GetUtcNow(), originClientId: null);
+        RouteAndRetain(message);
+    }
+
+    [LoggerMessage(EventId = 1, Level = LogLevel.Error, Message = "Broker housekeeping failed")]
+    private static partial void LogHousekeepingFailed(ILogger logger, Exception exception);
+
+    internal sealed class NamespaceState
+    {
+        public SubscriptionTrie Trie { get; } = new();
+        public RetainedStore Retained { get; } = new();
+    }
+
+    private struct RouteTarget
+    {
+        public MqttSession Session;
+        public QoS QoS;
+        public bool Retain;
+        public List<uint>? SubscriptionIds;
+    }
+
+    /// <summary>Per-thread lists reused by every route, so routing allocates nothing once warm.</summary>
+    private sealed class RouteScratch
+    {
+        public readonly List<Subscription> Matches = [];
+        public readonly List<SharedGroup> Shared = [];
+        public readonly List<RouteTarget> Targets = [];
+        public readonly Dictionary<MqttSession, int> Index = new(ReferenceEqualityComparer.Instance);
+
+        public void Clear()
+        {
+            Matches.Clear();
+            Shared.Clear();
+            Targets.Clear();
+            Index.Clear();
+        }
+    }
+}

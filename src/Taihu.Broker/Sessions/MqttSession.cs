@@ -1,0 +1,145 @@
+using Taihu.Broker.Routing;
+using Taihu.Mqtt;
+using Taihu.Mqtt.Packets;
+
+namespace Taihu.Broker.Sessions;
+
+/// <summary>A message waiting in a session's queue, not yet given a packet identifier.</summary>
+internal readonly record struct PendingDelivery(BrokerMessage Message, QoS QoS, bool Retain, List<uint>? SubscriptionIds, SharedGroup? Group);
+
+/// <summary>A QoS 1 or 2 message sent (or about to be) and not yet fully acknowledged.</summary>
+internal sealed class InflightMessage
+{
+    public required ushort PacketId { get; init; }
+    public required BrokerMessage Message { get; init; }
+    public required QoS QoS { get; init; }
+    public required bool Retain { get; init; }
+    public List<uint>? SubscriptionIds { get; init; }
+    public SharedGroup? Group { get; init; }
+    /// <summary>QoS 2: PUBREC arrived and PUBREL was sent; waiting for PUBCOMP.</summary>
+    public bool Released { get; set; }
+}
+
+/// <summary>
+/// The state the broker keeps for one client id in one namespace: subscriptions, messages in flight and
+/// queued, QoS 2 packet ids received and not yet released, the will, and expiry. It outlives connections when the
+/// session is persistent. All mutable state is guarded by <see cref="Gate"/>; deliveries arrive from other
+/// connections' threads.
+/// </summary>
+public sealed class MqttSession
+{
+    internal readonly Lock Gate = new();
+    internal readonly Dictionary<string, Subscription> Subscriptions = new(StringComparer.Ordinal);
+    internal readonly List<InflightMessage> Inflight = [];
+    internal readonly Queue<PendingDelivery> Queue = new();
+    internal readonly HashSet<ushort> IncomingQoS2 = [];
+    private ushort _lastPacketId;
+
+    public MqttSession(string ns, string clientId)
+    {
+        Namespace = ns;
+        ClientId = clientId;
+    }
+
+    public string Namespace { get; }
+    public string ClientId { get; }
+
+    /// <summary>The connection that owns the session now, or null while the client is away.</summary>
+    internal MqttChannel? Channel { get; set; }
+
+    /// <summary>Seconds the session lives after its connection closes; uint.MaxValue is never.</summary>
+    internal uint ExpiryInterval { get; set; }
+
+    internal DateTimeOffset? DisconnectedAt { get; set; }
+
+    /// <summary>A will waiting for its Will Delay Interval, or null.</summary>
+    internal BrokerMessage? PendingWill { get; set; }
+
+    internal DateTimeOffset? WillDueAt { get; set; }
+
+    /// <summary>True once the session was discarded; late deliveries to it are dropped.</summary>
+    internal bool Ended { get; set; }
+
+    public int SubscriptionCount
+    {
+        get
+        {
+            lock (Gate)
+            {
+                return Subscriptions.Count;
+            }
+        }
+    }
+
+    public int QueuedCount
+    {
+        get
+        {
+            lock (Gate)
+            {
+                return Queue.Count;
+            }
+        }
+    }
+
+    public int InflightCount
+    {
+        get
+        {
+            lock (Gate)
+            {
+                return Inflight.Count;
+            }
+        }
+    }
+
+    /// <summary>The next packet identifier not in flight. Caller holds the gate.</summary>
+    internal ushort NextPacketId()
+    {
+        for (var attempt = 0; attempt < 65_536; attempt++)
+        {
+            _lastPacketId = (ushort)(_lastPacketId == ushort.MaxValue ? 1 : _lastPacketId + 1);
+            if (FindInflight(_lastPacketId) < 0)
+            {
+                return _lastPacketId;
+            }
+        }
+
+        throw new InvalidOperationException("No packet identifier is free.");
+    }
+
+    /// <summary>The index of the inflight message with <paramref name="packetId"/>, or -1. Caller holds the gate.</summary>
+    internal int FindInflight(ushort packetId)
+    {
+        var inflight = Inflight;
+        for (var i = 0; i < inflight.Count; i++)
+        {
+            if (inflight[i].PacketId == packetId)
+            {
+                return i;
+            }
+        }
+
+        return -1;
+    }
+
+    /// <summary>Releases every message the session holds. Caller holds the gate.</summary>
+    internal void ReleaseAll()
+    {
+        foreach (var inflight in Inflight)
+        {
+            inflight.Message.Release();
+        }
+
+        Inflight.Clear();
+        while (Queue.TryDequeue(out var pending))
+        {
+            pending.Message.Release();
+        }
+
+        IncomingQoS2.Clear();
+        PendingWill?.Release();
+        PendingWill = null;
+        WillDueAt = null;
+    }
+}

@@ -1,0 +1,60 @@
+using OpenTelemetry.Metrics;
+using Taihu.Broker;
+using Taihu.Broker.Hosting;
+
+namespace Taihu.Server;
+
+/// <summary>Wiring of the one executable: options from configuration, the broker, metrics, health.</summary>
+public static partial class TaihuServerExtensions
+{
+    public static WebApplicationBuilder AddTaihu(this WebApplicationBuilder builder)
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        builder.Services.AddOptions<BrokerOptions>().BindConfiguration("Broker");
+        builder.Services.AddOptions<ListenerOptions>().BindConfiguration("Listeners");
+        builder.AddMqttBroker();
+        builder.Services.AddOpenTelemetry().WithMetrics(metrics => metrics
+            .AddMeter(BrokerMetrics.MeterName)
+            .AddPrometheusExporter());
+        builder.Services.AddHostedService<StartupBanner>();
+        return builder;
+    }
+
+    public static WebApplication MapTaihu(this WebApplication app)
+    {
+        ArgumentNullException.ThrowIfNull(app);
+        app.MapMqttWebSockets();
+        app.MapGet("/healthz", (MqttBroker broker) => Results.Ok(new { status = "healthy", connections = broker.ConnectionCount }))
+            .WithName("Health")
+            .WithSummary("Liveness check");
+        app.MapPrometheusScrapingEndpoint("/metrics");
+        return app;
+    }
+
+    /// <summary>Logs where each listener is once Kestrel has bound them.</summary>
+    private sealed partial class StartupBanner(IHostApplicationLifetime lifetime, BrokerEndpoints endpoints, Microsoft.Extensions.Options.IOptions<ListenerOptions> listeners, ILogger<StartupBanner> logger) : IHostedService
+    {
+        public Task StartAsync(CancellationToken cancellationToken)
+        {
+            lifetime.ApplicationStarted.Register(() =>
+            {
+                var options = listeners.Value;
+                LogListening(logger, options.BindAddress, endpoints.TcpPort, endpoints.TlsPort, endpoints.WebSocketPort, options.WebSocketPath, endpoints.SecureWebSocketPort, endpoints.HttpPort);
+                if (string.IsNullOrEmpty(options.CertificatePath) && endpoints.TlsPort > 0)
+                {
+                    var path = Path.GetFullPath(Path.Combine(options.DataDirectory, DevelopmentCertificate.CertificateFileName));
+                    LogDevCertificate(logger, path);
+                }
+            });
+            return Task.CompletedTask;
+        }
+
+        public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+        [LoggerMessage(EventId = 1, Level = LogLevel.Information, Message = "Taihu listening on {Address}: MQTT tcp {Tcp}, tls {Tls}, ws {Ws} ({Path}), wss {Wss}; HTTP {Http} (/healthz, /metrics)")]
+        private static partial void LogListening(ILogger logger, string address, int tcp, int tls, int ws, string path, int wss, int http);
+
+        [LoggerMessage(EventId = 2, Level = LogLevel.Information, Message = "TLS uses the self-signed development certificate {Path}; clients can trust it with --cafile")]
+        private static partial void LogDevCertificate(ILogger logger, string path);
+    }
+}
