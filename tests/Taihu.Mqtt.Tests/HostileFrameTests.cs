@@ -127,6 +127,8 @@ public class HostileFrameTests
         { "Subscription Identifier 0 in PUBLISH", V5, "30 06 000161 02 0B00", Protocol },
         { "two Subscription Identifiers in SUBSCRIBE", V5, "82 0B 0001 04 0B01 0B02 000161 00", Protocol },
         { "Payload Format Indicator 2", V5, "30 06 000161 02 0102", Protocol },
+        { "property id encoded in two bytes (over-long)", V5, "30 07 000161 03 8100 01", Malformed },
+        { "property length encoded in two bytes (over-long)", V5, "30 05 000161 8000", Malformed },
         { "Request Problem Information 2", Connect, $"10 10 {Mqtt} 05 02 003C 02 1702 {ClientA}", Protocol },
         { "Maximum QoS 2 in CONNACK", V5, "20 05 00 00 02 2402", Protocol },
         { "Authentication Data without Method in CONNECT", Connect, $"10 12 {Mqtt} 05 02 003C 04 160001AA {ClientA}", Protocol },

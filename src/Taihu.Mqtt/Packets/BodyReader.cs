@@ -67,6 +67,12 @@ internal ref struct BodyReader
             value |= (uint)(b & 0x7F) << shift;
             if ((b & 0x80) == 0)
             {
+                if (b == 0 && i > 0)
+                {
+                    // [MQTT-1.5.5-1]: the encoding must use the fewest bytes; a trailing zero byte is over-long.
+                    ThrowHelper.Malformed("A variable byte integer is not minimally encoded.");
+                }
+
                 return value;
             }
 

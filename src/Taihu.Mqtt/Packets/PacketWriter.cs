@@ -52,7 +52,16 @@ public static class PacketWriter
         };
     }
 
-    private static int StringLength(string value) => 2 + Encoding.UTF8.GetByteCount(value);
+    private static int StringLength(string value)
+    {
+        var length = Encoding.UTF8.GetByteCount(value);
+        if (length > ushort.MaxValue)
+        {
+            throw new ArgumentException($"A string field is {length} bytes; MQTT allows at most 65535.", nameof(value));
+        }
+
+        return 2 + length;
+    }
 
     private static int PropertiesBlock(MqttProperties? properties, out int length)
     {

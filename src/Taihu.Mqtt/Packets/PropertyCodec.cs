@@ -418,12 +418,22 @@ internal ref struct SpanWriter
     public void WriteString(string value)
     {
         var length = Encoding.UTF8.GetBytes(value, _span.Slice(_position + 2));
+        if (length > ushort.MaxValue)
+        {
+            throw new ArgumentException($"A string field is {length} bytes; MQTT allows at most 65535.", nameof(value));
+        }
+
         BinaryPrimitives.WriteUInt16BigEndian(_span.Slice(_position), (ushort)length);
         _position += 2 + length;
     }
 
     public void WriteBinary(ReadOnlySpan<byte> value)
     {
+        if (value.Length > ushort.MaxValue)
+        {
+            throw new ArgumentException($"A binary field is {value.Length} bytes; MQTT allows at most 65535.", nameof(value));
+        }
+
         BinaryPrimitives.WriteUInt16BigEndian(_span.Slice(_position), (ushort)value.Length);
         value.CopyTo(_span.Slice(_position + 2));
         _position += 2 + value.Length;
