@@ -1,0 +1,243 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text.Json;
+using Spectre.Console;
+using Taihu.Bench.Scenarios;
+
+namespace Taihu.Bench;
+
+/// <summary>The command line: one subcommand per scenario, sharing the connection and load options.</summary>
+internal static class BenchCommands
+{
+    private static readonly JsonSerializerOptions s_json = new() { WriteIndented = true, PropertyNamingPolicy = JsonNamingPolicy.CamelCase };
+
+    public static IEnumerable<Command> Create()
+    {
+        yield return Flow("fan-in", "P publishers to S subscribers of one wildcard filter.", FlowPlan.FanIn, publishers: 50, subscribers: 1);
+        yield return Flow("fan-out", "One publisher to N subscribers of one topic.", FlowPlan.FanOut, publishers: 1, subscribers: 1000);
+        yield return Flow("pairs", "N independent publisher/subscriber pairs on distinct topics (--clients).", FlowPlan.Pairs, publishers: 0, subscribers: 0);
+        yield return Flow("shared", "P publishers to a $share group of N consumers.", FlowPlan.Shared, publishers: 10, subscribers: 10);
+        yield return Connections("idle", "Hold N connections (--clients) open; with --pid, the broker's resident memory per connection.", ConnectionScenarios.IdleAsync, clients: 1000, duration: 10);
+        yield return Connections("connect-storm", "Connect at --rate connections per second; connect latency and failures.", ConnectionScenarios.ConnectStormAsync, clients: 200, duration: 10);
+    }
+
+    private sealed class Common
+    {
+        public Option<string> Host { get; } = new("--host") { Description = "Broker host name or address.", DefaultValueFactory = _ => "127.0.0.1" };
+        public Option<int> Port { get; } = new("--port", "-p") { Description = "Broker port.", DefaultValueFactory = _ => 1883 };
+        public Option<bool> Tls { get; } = new("--tls") { Description = "Connect with TLS." };
+        public Option<string?> CaFile { get; } = new("--ca-file") { Description = "PEM certificate to trust for TLS (e.g. Taihu's data/taihu-dev-cert.pem)." };
+        public Option<string?> WebSocket { get; } = new("--ws") { Description = "Connect over WebSocket to this path (e.g. /mqtt); with --tls, secure WebSocket." };
+        public Option<string> Protocol { get; } = new("--protocol", "-V") { Description = "MQTT version: 3.1.1 or 5.", DefaultValueFactory = _ => "5" };
+        public Option<string?> UserName { get; } = new("--username", "-u") { Description = "User name for CONNECT." };
+        public Option<string?> Password { get; } = new("--password", "-P") { Description = "Password for CONNECT." };
+        public Option<double> Rate { get; } = new("--rate", "-r") { Description = "Total offered rate in messages per second (connections per second for connect-storm); 0 = as fast as possible.", DefaultValueFactory = _ => 0 };
+        public Option<int> Payload { get; } = new("--payload") { Description = "Payload size in bytes (at least 20: timestamp, publisher and sequence).", DefaultValueFactory = _ => 100 };
+        public Option<int> QoS { get; } = new("--qos", "-q") { Description = "QoS of publishes and subscriptions: 0, 1 or 2.", DefaultValueFactory = _ => 0 };
+        public Option<double> Duration { get; } = new("--duration", "-d") { Description = "Seconds of measurement.", DefaultValueFactory = _ => 10 };
+        public Option<double> Warmup { get; } = new("--warmup") { Description = "Seconds of warm-up before measuring (not counted).", DefaultValueFactory = _ => 2 };
+        public Option<double> Drain { get; } = new("--drain") { Description = "Seconds to wait after publishing stops for messages still in flight; what has not arrived then is lost.", DefaultValueFactory = _ => 5 };
+        public Option<int?> Publishers { get; } = new("--publishers") { Description = "Publishing connections." };
+        public Option<int?> Subscribers { get; } = new("--subscribers") { Description = "Subscribing connections." };
+        public Option<int?> Clients { get; } = new("--clients", "-c") { Description = "Connections: pairs for 'pairs', held connections for 'idle', concurrent connects for 'connect-storm'." };
+        public Option<int> Inflight { get; } = new("--inflight") { Description = "QoS 1/2 messages a publisher may have unacknowledged.", DefaultValueFactory = _ => 100 };
+        public Option<int?> Pid { get; } = new("--pid") { Description = "Broker process id: report its CPU%, CPU-seconds per million delivered and resident memory." };
+        public Option<string?> Json { get; } = new("--json") { Description = "Write the result as JSON to this file." };
+        public Option<string> Prefix { get; } = new("--topic-prefix") { Description = "First topic level of every topic the run uses.", DefaultValueFactory = _ => "bench" };
+        public Option<string?> Sources { get; } = new("--source-addresses") { Description = "Comma-separated local addresses to spread connections over (e.g. 127.0.0.2,127.0.0.3) when ports run short." };
+        public Option<bool> Quiet { get; } = new("--quiet") { Description = "No live progress display." };
+
+        public void AddTo(Command command)
+        {
+            foreach (var option in new Option[] { Host, Port, Tls, CaFile, WebSocket, Protocol, UserName, Password, Rate, Payload, QoS, Duration, Warmup, Drain, Publishers, Subscribers, Clients, Inflight, Pid, Json, Prefix, Sources, Quiet })
+            {
+                command.Options.Add(option);
+            }
+        }
+
+        public BenchOptions Bind(ParseResult r, int publishers, int subscribers, int clients, double? duration = null) => new()
+        {
+            Host = r.GetValue(Host)!,
+            Port = r.GetValue(Port),
+            Tls = r.GetValue(Tls),
+            CaFile = r.GetValue(CaFile),
+            WebSocketPath = r.GetValue(WebSocket),
+            Protocol = r.GetValue(Protocol)!,
+            UserName = r.GetValue(UserName),
+            Password = r.GetValue(Password),
+            Rate = r.GetValue(Rate),
+            PayloadSize = r.GetValue(Payload),
+            QoS = r.GetValue(QoS),
+            DurationSeconds = r.GetResult(Duration) is null && duration is { } d ? d : r.GetValue(Duration),
+            WarmupSeconds = r.GetValue(Warmup),
+            DrainSeconds = r.GetValue(Drain),
+            Publishers = r.GetValue(Publishers) ?? publishers,
+            Subscribers = r.GetValue(Subscribers) ?? subscribers,
+            Clients = r.GetValue(Clients) ?? clients,
+            MaxInflight = r.GetValue(Inflight),
+            BrokerPid = r.GetValue(Pid),
+            JsonPath = r.GetValue(Json),
+            TopicPrefix = r.GetValue(Prefix)!,
+            SourceAddresses = r.GetValue(Sources)?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) ?? [],
+            Quiet = r.GetValue(Quiet),
+        };
+    }
+
+    private static Command Flow(string name, string description, Func<BenchOptions, FlowPlan> plan, int publishers, int subscribers)
+    {
+        var command = new Command(name, description);
+        var common = new Common();
+        common.AddTo(command);
+        command.SetAction(async (parse, cancellationToken) =>
+        {
+            var options = common.Bind(parse, publishers, subscribers, clients: 100);
+            if (!Validate(options))
+            {
+                return 2;
+            }
+
+            return await RunAsync(options, progress => new ThroughputScenario(options, plan(options), progress).RunAsync(cancellationToken));
+        });
+        return command;
+    }
+
+    private static Command Connections(string name, string description, Func<BenchOptions, IProgress<ProgressReport>?, CancellationToken, Task<BenchResult>> run, int clients, double duration)
+    {
+        var command = new Command(name, description);
+        var common = new Common();
+        common.AddTo(command);
+        command.SetAction(async (parse, cancellationToken) =>
+        {
+            var options = common.Bind(parse, 0, 0, clients, duration);
+            if (!Validate(options))
+            {
+                return 2;
+            }
+
+            return await RunAsync(options, progress => run(options, progress, cancellationToken));
+        });
+        return command;
+    }
+
+    private static bool Validate(BenchOptions o)
+    {
+        var errors = new List<string>();
+        if (o.QoS is < 0 or > 2) errors.Add("--qos must be 0, 1 or 2.");
+        if (o.DurationSeconds <= 0) errors.Add("--duration must be positive.");
+        if (o.WarmupSeconds < 0) errors.Add("--warmup must not be negative.");
+        if (o.Rate < 0) errors.Add("--rate must not be negative.");
+        if (o.PayloadSize < 0) errors.Add("--payload must not be negative.");
+        if (o.Protocol is not ("3.1.1" or "311" or "4" or "5" or "5.0" or "500")) errors.Add("--protocol must be 3.1.1 or 5.");
+        if (o.MaxInflight is < 1 or > 65_535) errors.Add("--inflight must be between 1 and 65535.");
+        foreach (var error in errors)
+        {
+            Console.Error.WriteLine(error);
+        }
+
+        return errors.Count == 0;
+    }
+
+    private static async Task<int> RunAsync(BenchOptions options, Func<IProgress<ProgressReport>?, Task<BenchResult>> run)
+    {
+        BenchResult result;
+        try
+        {
+            if (options.Quiet || Console.IsOutputRedirected)
+            {
+                result = await run(options.Quiet ? null : new LineProgress());
+            }
+            else
+            {
+                result = await AnsiConsole.Progress()
+                    .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new ElapsedTimeColumn())
+                    .StartAsync(async ctx =>
+                    {
+                        var task = ctx.AddTask("starting", maxValue: 1);
+                        var progress = new Progress<ProgressReport>(p =>
+                        {
+                            task.MaxValue = Math.Max(1, p.Total.TotalSeconds);
+                            task.Value = Math.Min(task.MaxValue, p.Elapsed.TotalSeconds);
+                            task.Description = string.Create(CultureInfo.InvariantCulture, $"{p.Phase}: sent {p.Sent:N0}, received {p.Received:N0}, p99 {p.P99Ms:F2} ms");
+                        });
+                        return await run(progress);
+                    });
+            }
+        }
+        catch (Exception ex) when (ex is InvalidOperationException or IOException or System.Net.Sockets.SocketException or TimeoutException)
+        {
+            Console.Error.WriteLine($"The run failed: {ex.Message}");
+            return 1;
+        }
+
+        PrintTable(result);
+        if (options.JsonPath is { } path)
+        {
+            await File.WriteAllTextAsync(path, JsonSerializer.Serialize(result, s_json));
+        }
+
+        return result.Lost > 0 ? 3 : 0;
+    }
+
+    private static void PrintTable(BenchResult r)
+    {
+        var table = new Table().AddColumn("measure").AddColumn(new TableColumn("value").RightAligned());
+        void Row(string label, string? value)
+        {
+            if (value is not null)
+            {
+                table.AddRow(Markup.Escape(label), Markup.Escape(value));
+            }
+        }
+
+        static string F(double v, string format = "N0") => v.ToString(format, CultureInfo.InvariantCulture);
+        Row("scenario", $"{r.Scenario} ({r.Protocol}, QoS {r.QoS}, {r.PayloadSize} B) against {r.Target}");
+        Row("connections", $"{r.Connections} ({r.Publishers} publishing, {r.Subscribers} subscribing, {r.ConnectFailures} failed)");
+        if (r.Scenario is not ("idle" or "connect-storm"))
+        {
+            Row("offered rate", r.OfferedRate == 0 ? "as fast as possible" : $"{F(r.OfferedRate)} msg/s");
+            Row("sent / expected / delivered", $"{F(r.Sent)} / {F(r.Expected)} / {F(r.Delivered)}");
+            Row("lost", $"{F(r.Lost)}{(r.Duplicates > 0 ? $" (and {F(r.Duplicates)} duplicates)" : "")}");
+            Row("delivered msg/s", F(r.DeliveredPerSecond));
+            Row("latency p50 / p90 / p99 / p99.9 / max", $"{F(r.LatencyP50Ms, "F2")} / {F(r.LatencyP90Ms, "F2")} / {F(r.LatencyP99Ms, "F2")} / {F(r.LatencyP999Ms, "F2")} / {F(r.LatencyMaxMs, "F2")} ms");
+        }
+
+        if (r.ConnectP50Ms is { } c50)
+        {
+            Row("connect latency p50 / p99", $"{F(c50, "F2")} / {F(r.ConnectP99Ms ?? 0, "F2")} ms");
+        }
+
+        Row("broker CPU", r.BrokerCpuPercent is { } cpu ? $"{F(cpu, "F1")} %" : null);
+        Row("broker CPU-seconds per million delivered", r.BrokerCpuSecondsPerMillion is { } perM ? F(perM, "F2") : null);
+        Row("broker resident memory", r.BrokerResidentBytes is { } rss ? $"{F(rss / 1048576.0, "F1")} MiB" : null);
+        Row("broker memory per connection", r.BrokerBytesPerConnection is { } per ? $"{F(per / 1024, "F2")} KiB" : null);
+        Row("generator CPU (its own)", $"{F(r.GeneratorCpuPercent, "F1")} %{(r.GeneratorCpuPercent > 90 ? " (saturated: the generator may be the bottleneck)" : "")}");
+        if (r.GeneratorAllocatedBytes > 0 && r.Sent > 0)
+        {
+            Row("generator allocations", $"{F(r.GeneratorAllocatedBytes / (double)Math.Max(1, r.Sent + r.Delivered), "F1")} B per message handled");
+        }
+
+        if (r.PacedMessagesSkipped > 0)
+        {
+            Row("offered but not sent (generator behind)", F(r.PacedMessagesSkipped));
+        }
+
+        AnsiConsole.Write(table);
+    }
+
+    private sealed class LineProgress : IProgress<ProgressReport>
+    {
+        private long _lastSecond = -1;
+
+        public void Report(ProgressReport value)
+        {
+            var second = (long)value.Elapsed.TotalSeconds;
+            if (second == _lastSecond)
+            {
+                return;
+            }
+
+            _lastSecond = second;
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"[{value.Elapsed:mm\\:ss}] {value.Phase}: sent {value.Sent:N0}, received {value.Received:N0}, p99 {value.P99Ms:F2} ms"));
+        }
+    }
+}

@@ -1,0 +1,70 @@
+namespace Taihu.Bench.Measurement;
+
+/// <summary>
+/// Paces a publisher at a target rate without a timer per message: at each turn it says how many messages are
+/// due by now (elapsed time times rate, minus what was already sent), and the publisher sends that many in one
+/// batch. A rate of 0 means as fast as possible. Catching up is capped so that a stall does not turn into a burst
+/// larger than <see cref="MaxBurst"/>.
+/// </summary>
+public sealed class RateController
+{
+    private readonly double _ratePerSecond;
+    private readonly long _start;
+    private readonly double _ticksPerSecond;
+    private long _skipped;
+
+    public RateController(double ratePerSecond, long startTimestamp, long timestampFrequency, int maxBurst = 1000)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(ratePerSecond);
+        _ratePerSecond = ratePerSecond;
+        _start = startTimestamp;
+        _ticksPerSecond = timestampFrequency;
+        MaxBurst = maxBurst;
+    }
+
+    public int MaxBurst { get; }
+
+    public bool Unlimited => _ratePerSecond == 0;
+
+    /// <summary>Messages the publisher fell so far behind on that they were given up (the generator could not keep up).</summary>
+    public long Skipped => _skipped;
+
+    /// <summary>How many messages to send now, given <paramref name="sent"/> so far.</summary>
+    public int Due(long nowTimestamp, long sent)
+    {
+        if (Unlimited)
+        {
+            return MaxBurst;
+        }
+
+        var elapsed = (nowTimestamp - _start) / _ticksPerSecond;
+        var target = (long)Math.Floor(elapsed * _ratePerSecond) - _skipped;
+        var due = target - sent;
+        if (due <= 0)
+        {
+            return 0;
+        }
+
+        if (due > MaxBurst)
+        {
+            _skipped += due - MaxBurst;
+            return MaxBurst;
+        }
+
+        return (int)due;
+    }
+
+    /// <summary>Time until the next message is due, for the publisher to wait.</summary>
+    public TimeSpan UntilNext(long nowTimestamp, long sent)
+    {
+        if (Unlimited)
+        {
+            return TimeSpan.Zero;
+        }
+
+        var nextAt = (sent + _skipped + 1) / _ratePerSecond;
+        var elapsed = (nowTimestamp - _start) / _ticksPerSecond;
+        var wait = nextAt - elapsed;
+        return wait <= 0 ? TimeSpan.Zero : TimeSpan.FromSeconds(wait);
+    }
+}

@@ -1,0 +1,42 @@
+using Taihu.Bench.Client;
+using Taihu.Mqtt;
+
+namespace Taihu.Bench.Scenarios;
+
+/// <summary>Everything a run is told on the command line.</summary>
+public sealed class BenchOptions
+{
+    public string Host { get; set; } = "127.0.0.1";
+    public int Port { get; set; } = 1883;
+    public bool Tls { get; set; }
+    public string? CaFile { get; set; }
+    public string? WebSocketPath { get; set; }
+    public string Protocol { get; set; } = "5";
+    public string? UserName { get; set; }
+    public string? Password { get; set; }
+    /// <summary>Total publish rate over all publishers, msg/s; 0 = as fast as possible.</summary>
+    public double Rate { get; set; }
+    public int PayloadSize { get; set; } = 100;
+    public int QoS { get; set; }
+    public double DurationSeconds { get; set; } = 10;
+    public double WarmupSeconds { get; set; } = 2;
+    public double DrainSeconds { get; set; } = 5;
+    public int Publishers { get; set; } = 50;
+    public int Subscribers { get; set; } = 1;
+    public int Clients { get; set; } = 100;
+    public int MaxInflight { get; set; } = 100;
+    public int? BrokerPid { get; set; }
+    public string? JsonPath { get; set; }
+    public string TopicPrefix { get; set; } = "bench";
+    public string[] SourceAddresses { get; set; } = [];
+    public bool Quiet { get; set; }
+
+    public ProtocolVersion Version => Protocol switch
+    {
+        "3.1.1" or "311" or "4" => ProtocolVersion.V311,
+        "5" or "5.0" or "500" => ProtocolVersion.V500,
+        _ => throw new ArgumentException($"Unknown protocol '{Protocol}'; use 3.1.1 or 5."),
+    };
+
+    public BrokerTarget Target => new(Host, Port, Version, Tls, CaFile, WebSocketPath, UserName, Password);
+}

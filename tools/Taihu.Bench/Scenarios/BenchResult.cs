@@ -1,0 +1,38 @@
+namespace Taihu.Bench.Scenarios;
+
+/// <summary>What a run measured; written as JSON with --json.</summary>
+public sealed record BenchResult
+{
+    public required string Scenario { get; init; }
+    public required string Target { get; init; }
+    public required string Protocol { get; init; }
+    public int QoS { get; init; }
+    public int PayloadSize { get; init; }
+    public double OfferedRate { get; init; }
+    public double DurationSeconds { get; init; }
+    public int Publishers { get; init; }
+    public int Subscribers { get; init; }
+    public long Sent { get; init; }
+    public long Expected { get; init; }
+    public long Delivered { get; init; }
+    public long Lost { get; init; }
+    public long Duplicates { get; init; }
+    public double DeliveredPerSecond { get; init; }
+    public double LatencyP50Ms { get; init; }
+    public double LatencyP90Ms { get; init; }
+    public double LatencyP99Ms { get; init; }
+    public double LatencyP999Ms { get; init; }
+    public double LatencyMaxMs { get; init; }
+    public double? BrokerCpuPercent { get; init; }
+    public double? BrokerCpuSecondsPerMillion { get; init; }
+    public long? BrokerResidentBytes { get; init; }
+    public double? BrokerBytesPerConnection { get; init; }
+    public double GeneratorCpuPercent { get; init; }
+    public long GeneratorAllocatedBytes { get; init; }
+    public long PacedMessagesSkipped { get; init; }
+    public int ConnectFailures { get; init; }
+    public double? ConnectP50Ms { get; init; }
+    public double? ConnectP99Ms { get; init; }
+    public int Connections { get; init; }
+    public string? Note { get; init; }
+}

@@ -1,0 +1,152 @@
+using System.Diagnostics;
+using HdrHistogram;
+using Taihu.Bench.Client;
+using Taihu.Bench.Measurement;
+using Taihu.Mqtt;
+
+namespace Taihu.Bench.Scenarios;
+
+/// <summary>
+/// idle: hold N connections open and report the broker's resident memory per connection.
+/// connect-storm: N connects per second; connect latency and failures.
+/// </summary>
+public static class ConnectionScenarios
+{
+    public static async Task<BenchResult> IdleAsync(BenchOptions o, IProgress<ProgressReport>? progress, CancellationToken cancellationToken)
+    {
+        var target = o.Target;
+        var before = o.BrokerPid is { } pid ? ProcessSampler.Sample(pid) : null;
+        var clients = new List<BenchClient>(o.Clients);
+        var failures = 0;
+        var runId = Guid.NewGuid().ToString("N")[..8];
+        var started = Stopwatch.GetTimestamp();
+        var connecting = ThroughputScenario.ConnectAllAsync(o.Clients, async i =>
+        {
+            var address = o.SourceAddresses.Length == 0 ? null : System.Net.IPAddress.Parse(o.SourceAddresses[i % o.SourceAddresses.Length]);
+            var client = await BenchClient.OpenAsync(target, 1, cancellationToken, address);
+            var code = await client.ConnectAsync($"{runId}-idle-{i}", target, 0, true, cancellationToken);
+            if (code != ReasonCode.Success)
+            {
+                throw new InvalidOperationException($"CONNACK {code}");
+            }
+
+            lock (clients)
+            {
+                clients.Add(client);
+            }
+        }, () => Interlocked.Increment(ref failures));
+        while (!connecting.IsCompleted)
+        {
+            await Task.WhenAny(connecting, Task.Delay(500, cancellationToken));
+            int count;
+            lock (clients)
+            {
+                count = clients.Count;
+            }
+
+            progress?.Report(new ProgressReport("connecting", Stopwatch.GetElapsedTime(started), TimeSpan.FromSeconds(o.DurationSeconds), count, 0, 0));
+        }
+
+        // Let the broker settle, then hold for the duration and sample at the end.
+        var holdUntil = Stopwatch.GetTimestamp() + (long)(o.DurationSeconds * Stopwatch.Frequency);
+        while (Stopwatch.GetTimestamp() < holdUntil)
+        {
+            await Task.Delay(500, cancellationToken);
+            progress?.Report(new ProgressReport("holding", Stopwatch.GetElapsedTime(started), TimeSpan.FromSeconds(o.DurationSeconds), clients.Count, 0, 0));
+        }
+
+        var after = o.BrokerPid is { } pid2 ? ProcessSampler.Sample(pid2) : null;
+        double? perConnection = before is { } b && after is { } a && clients.Count > 0 ? (a.ResidentBytes - b.ResidentBytes) / (double)clients.Count : null;
+        await Task.WhenAll(clients.Select(c => c.DisconnectAsync()));
+        return new BenchResult
+        {
+            Scenario = "idle",
+            Target = $"{o.Host}:{o.Port}",
+            Protocol = o.Version == ProtocolVersion.V500 ? "5.0" : "3.1.1",
+            DurationSeconds = o.DurationSeconds,
+            Connections = clients.Count,
+            ConnectFailures = failures,
+            BrokerResidentBytes = after?.ResidentBytes,
+            BrokerBytesPerConnection = perConnection,
+            GeneratorCpuPercent = 0,
+        };
+    }
+
+    public static async Task<BenchResult> ConnectStormAsync(BenchOptions o, IProgress<ProgressReport>? progress, CancellationToken cancellationToken)
+    {
+        var target = o.Target;
+        var latency = new LongConcurrentHistogram(1, 60_000_000, 3);
+        var failures = 0;
+        var succeeded = 0L;
+        var runId = Guid.NewGuid().ToString("N")[..8];
+        var start = Stopwatch.GetTimestamp();
+        var end = start + (long)(o.DurationSeconds * Stopwatch.Frequency);
+        var pacer = new RateController(o.Rate == 0 ? 1000 : o.Rate, start, Stopwatch.Frequency);
+        var brokerStart = o.BrokerPid is { } pid ? ProcessSampler.Sample(pid) : null;
+        var selfStart = ProcessSampler.Self();
+        long launched = 0;
+        var running = new List<Task>();
+        using var concurrency = new SemaphoreSlim(Math.Max(1, o.Clients));
+        while (Stopwatch.GetTimestamp() < end && !cancellationToken.IsCancellationRequested)
+        {
+            var due = pacer.Due(Stopwatch.GetTimestamp(), launched);
+            if (due == 0)
+            {
+                await Task.Delay(pacer.UntilNext(Stopwatch.GetTimestamp(), launched) is var wait && wait > TimeSpan.FromMilliseconds(1) ? wait : TimeSpan.FromMilliseconds(1), cancellationToken);
+                progress?.Report(new ProgressReport("connecting", Stopwatch.GetElapsedTime(start), TimeSpan.FromSeconds(o.DurationSeconds), launched, Interlocked.Read(ref succeeded), latency.TotalCount == 0 ? 0 : latency.GetValueAtPercentile(99) / 1000.0));
+                continue;
+            }
+
+            for (var n = 0; n < due; n++)
+            {
+                var index = launched++;
+                await concurrency.WaitAsync(cancellationToken);
+                running.Add(Task.Run(async () =>
+                {
+                    try
+                    {
+                        var t0 = Stopwatch.GetTimestamp();
+                        var address = o.SourceAddresses.Length == 0 ? null : System.Net.IPAddress.Parse(o.SourceAddresses[index % o.SourceAddresses.Length]);
+                        await using var client = await BenchClient.OpenAsync(target, 1, cancellationToken, address);
+                        var code = await client.ConnectAsync($"{runId}-storm-{index}", target, 60, true, cancellationToken);
+                        if (code != ReasonCode.Success)
+                        {
+                            Interlocked.Increment(ref failures);
+                            return;
+                        }
+
+                        latency.RecordValue(Math.Max(1, (long)(Stopwatch.GetElapsedTime(t0).TotalMilliseconds * 1000)));
+                        Interlocked.Increment(ref succeeded);
+                        await client.DisconnectAsync();
+                    }
+                    catch (Exception ex) when (ex is IOException or System.Net.Sockets.SocketException or InvalidOperationException or TimeoutException or System.Security.Authentication.AuthenticationException or InvalidCastException)
+                    {
+                        Interlocked.Increment(ref failures);
+                    }
+                    finally
+                    {
+                        concurrency.Release();
+                    }
+                }, cancellationToken));
+            }
+        }
+
+        await Task.WhenAll(running);
+        var brokerEnd = o.BrokerPid is { } pid3 ? ProcessSampler.Sample(pid3) : null;
+        var selfEnd = ProcessSampler.Self();
+        return new BenchResult
+        {
+            Scenario = "connect-storm",
+            Target = $"{o.Host}:{o.Port}",
+            Protocol = o.Version == ProtocolVersion.V500 ? "5.0" : "3.1.1",
+            OfferedRate = o.Rate,
+            DurationSeconds = o.DurationSeconds,
+            Connections = (int)succeeded,
+            ConnectFailures = failures,
+            ConnectP50Ms = latency.TotalCount == 0 ? null : latency.GetValueAtPercentile(50) / 1000.0,
+            ConnectP99Ms = latency.TotalCount == 0 ? null : latency.GetValueAtPercentile(99) / 1000.0,
+            BrokerCpuPercent = brokerStart is { } b0 && brokerEnd is { } b1 ? ProcessSampler.CpuPercent(b0, b1) : null,
+            GeneratorCpuPercent = ProcessSampler.CpuPercent(selfStart, selfEnd),
+        };
+    }
+}
