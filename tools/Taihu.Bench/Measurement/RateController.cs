@@ -38,7 +38,8 @@ public sealed class RateController
         }
 
         var elapsed = (nowTimestamp - _start) / _ticksPerSecond;
-        var target = (long)Math.Floor(elapsed * _ratePerSecond) - _skipped;
+        // The epsilon keeps 1.001 s x 10,000/s from landing on 10,009.999... and losing a message to rounding.
+        var target = (long)Math.Floor((elapsed * _ratePerSecond) + 1e-6) - _skipped;
         var due = target - sent;
         if (due <= 0)
         {
@@ -65,6 +66,6 @@ public sealed class RateController
         var nextAt = (sent + _skipped + 1) / _ratePerSecond;
         var elapsed = (nowTimestamp - _start) / _ticksPerSecond;
         var wait = nextAt - elapsed;
-        return wait <= 0 ? TimeSpan.Zero : TimeSpan.FromSeconds(wait);
+        return wait <= 1e-9 ? TimeSpan.Zero : TimeSpan.FromTicks((long)Math.Round(wait * TimeSpan.TicksPerSecond));
     }
 }

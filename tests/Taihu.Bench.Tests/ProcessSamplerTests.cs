@@ -1,0 +1,42 @@
+using Taihu.Bench.Measurement;
+
+namespace Taihu.Bench.Tests;
+
+public class ProcessSamplerTests
+{
+    [Fact]
+    public void Parses_cpu_time_and_resident_memory_from_proc_text()
+    {
+        // A command name with spaces and parentheses must not shift the fields.
+        const string stat = "1234 (dotnet (x) y) S 1 1234 1234 0 -1 4194304 100 0 0 0 250 50 0 0 20 0 10 0 123 456 789";
+        const string status = "Name:\tdotnet\nVmPeak:\t  999 kB\nVmRSS:\t   2048 kB\nThreads:\t10\n";
+        var sample = ProcessSampler.Parse(stat, status, timestamp: 42);
+        Assert.Equal(TimeSpan.FromSeconds(3), sample.CpuTime); // (250 + 50) ticks at 100 Hz
+        Assert.Equal(2048 * 1024, sample.ResidentBytes);
+        Assert.Equal(42, sample.WallTimestamp);
+    }
+
+    [Fact]
+    public void Reads_this_process()
+    {
+        var sample = ProcessSampler.Sample(Environment.ProcessId);
+        Assert.NotNull(sample);
+        Assert.True(sample.Value.ResidentBytes > 0);
+        Assert.True(sample.Value.CpuTime > TimeSpan.Zero);
+    }
+
+    [Fact]
+    public void A_missing_process_gives_no_sample()
+    {
+        Assert.Null(ProcessSampler.Sample(int.MaxValue));
+    }
+
+    [Fact]
+    public void Cpu_percent_is_cpu_time_over_wall_time()
+    {
+        var frequency = System.Diagnostics.Stopwatch.Frequency;
+        var from = new ProcessSample(TimeSpan.FromSeconds(1), 0, 0);
+        var to = new ProcessSample(TimeSpan.FromSeconds(1.5), 0, frequency); // one second later
+        Assert.Equal(50, ProcessSampler.CpuPercent(from, to), precision: 6);
+    }
+}
