@@ -79,6 +79,25 @@ public sealed class RunRecorder
     public double LatencyPercentileMs(double percentile) =>
         _latency.TotalCount == 0 ? 0 : _latency.GetValueAtPercentile(percentile) / 1000.0;
 
+    /// <summary>
+    /// A percentile read while subscribers are still recording (the live display). HdrHistogram's enumeration can
+    /// trip over a concurrent write; the display then shows the last good value.
+    /// </summary>
+    public double LivePercentileMs(double percentile)
+    {
+        try
+        {
+            _lastLive = LatencyPercentileMs(percentile);
+        }
+        catch (InvalidOperationException)
+        {
+        }
+
+        return _lastLive;
+    }
+
+    private double _lastLive;
+
     public double LatencyMaxMs => _latency.TotalCount == 0 ? 0 : _latency.GetMaxValue() / 1000.0;
 
     public long LatencySamples => _latency.TotalCount;

@@ -159,6 +159,11 @@ public sealed class ThroughputScenario
                 Report(recorder, start, windowStart, windowEnd, Stopwatch.GetTimestamp(), "draining");
             }
 
+            var publisherCount = publishers.Count;
+            var subscriberCount = subscribers.Count;
+
+            // Close every connection before reading the histogram, so no receive loop records while it is read.
+            await DisconnectAllAsync(publishers, subscribers);
             double? brokerCpu = null;
             double? cpuPerMillion = null;
             if (brokerStart is { } b0 && brokerEnd is { } b1)
@@ -177,8 +182,8 @@ public sealed class ThroughputScenario
                 PayloadSize = Math.Max(o.PayloadSize, BenchClient.HeaderSize),
                 OfferedRate = o.Rate,
                 DurationSeconds = o.DurationSeconds,
-                Publishers = publishers.Count,
-                Subscribers = subscribers.Count,
+                Publishers = publisherCount,
+                Subscribers = subscriberCount,
                 Sent = recorder.SentInWindow,
                 Expected = recorder.Expected,
                 Delivered = recorder.ReceivedInWindow,
@@ -197,13 +202,21 @@ public sealed class ThroughputScenario
                 GeneratorAllocatedBytes = allocatedEnd - allocatedStart,
                 PacedMessagesSkipped = Interlocked.Read(ref skipped),
                 ConnectFailures = connectFailures,
-                Connections = publishers.Count + subscribers.Count,
+                Connections = publisherCount + subscriberCount,
             };
         }
         finally
         {
-            await Task.WhenAll(publishers.Concat(subscribers).Select(c => c.DisconnectAsync()));
+            await DisconnectAllAsync(publishers, subscribers);
         }
+    }
+
+    private static async Task DisconnectAllAsync(List<BenchClient> publishers, List<BenchClient> subscribers)
+    {
+        var clients = publishers.Concat(subscribers).ToArray();
+        publishers.Clear();
+        subscribers.Clear();
+        await Task.WhenAll(clients.Select(c => c.DisconnectAsync()));
     }
 
     private System.Net.IPAddress? SourceAddress(int index) =>
@@ -217,7 +230,7 @@ public sealed class ThroughputScenario
             Total: TimeSpan.FromSeconds((windowEnd - start) / (double)Stopwatch.Frequency),
             Sent: recorder.SentTotal,
             Received: recorder.ReceivedTotal,
-            P99Ms: recorder.LatencyPercentileMs(99)));
+            P99Ms: recorder.LivePercentileMs(99)));
     }
 
     /// <summary>Connects <paramref name="count"/> clients, at most 64 at a time.</summary>

@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Runs each load scenario against Mosquitto and Taihu alternately (A/B/B/A, ROUNDS rounds), with the same
+# generator, and rewrites the comparison table in docs/benchmarks.md.
+#
+#   bench/compare.sh                 # all scenarios, 5 rounds
+#   ROUNDS=3 SCENARIOS="fan-in-qos0 pairs-qos0" bench/compare.sh
+#
+# Needs root for apt-get (it installs mosquitto when missing). Results (JSON per run) go to bench/results/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+ROUNDS=${ROUNDS:-5}
+DURATION=${DURATION:-10}
+WARMUP=${WARMUP:-3}
+results="$root/bench/results/$(date -u +%Y%m%dT%H%M%SZ)"
+mkdir -p "$results"
+
+if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq mosquitto >/dev/null
+fi
+MOSQUITTO=$(command -v mosquitto || echo /usr/sbin/mosquitto)
+
+dotnet build -c Release src/Taihu.Server -v q -nologo >/dev/null
+dotnet build -c Release tools/Taihu.Bench -v q -nologo >/dev/null
+BENCH="dotnet tools/Taihu.Bench/bin/Release/net10.0/taihu-bench.dll"
+TAIHU_DLL="src/Taihu.Server/bin/Release/net10.0/Taihu.Server.dll"
+
+# name | generator arguments (host and port are added per broker)
+declare -A SCENARIO_ARGS=(
+  [fan-in-qos0]="fan-in --publishers 50 --subscribers 1 --qos 0 --rate 0"
+  [fan-in-qos1-10k]="fan-in --publishers 50 --subscribers 1 --qos 1 --rate 10000"
+  [pairs-qos0]="pairs --clients 100 --qos 0 --rate 0"
+  [fan-out-1000]="fan-out --subscribers 1000 --qos 0 --rate 100"
+)
+SCENARIOS=${SCENARIOS:-"fan-in-qos0 fan-in-qos1-10k pairs-qos0 fan-out-1000"}
+
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
+trap cleanup EXIT
+
+start_mosquitto() {
+  "$MOSQUITTO" -c "$root/bench/mosquitto.conf" >"$results/mosquitto.log" 2>&1 &
+  echo $!
+}
+start_taihu() {
+  local data; data=$(mktemp -d)
+  Listeners__BindAddress=127.0.0.1 Listeners__TcpPort=1885 Listeners__TlsPort=-1 Listeners__WebSocketPort=-1 \
+  Listeners__SecureWebSocketPort=-1 Listeners__HttpPort=-1 Listeners__DataDirectory="$data" \
+  Logging__LogLevel__Default=Warning Broker__SysInterval=0 \
+    dotnet "$TAIHU_DLL" >"$results/taihu.log" 2>&1 &
+  echo $!
+}
+wait_port() { for _ in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 did not open" >&2; return 1; }
+
+run_one() { # broker scenario round
+  local broker=$1 scenario=$2 round=$3 pid port
+  if [ "$broker" = mosquitto ]; then pid=$(start_mosquitto); port=1884; else pid=$(start_taihu); port=1885; fi
+  pids+=("$pid")
+  wait_port "$port"
+  # shellcheck disable=SC2086
+  $BENCH ${SCENARIO_ARGS[$scenario]} --port "$port" --pid "$pid" --duration "$DURATION" --warmup "$WARMUP" \
+    --quiet --json "$results/$scenario.$broker.$round.json" >"$results/$scenario.$broker.$round.txt" 2>&1 || true
+  kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
+}
+
+for scenario in $SCENARIOS; do
+  for round in $(seq 1 "$ROUNDS"); do
+    if [ $((round % 2)) -eq 1 ]; then order="mosquitto taihu"; else order="taihu mosquitto"; fi
+    for broker in $order; do
+      echo "== $scenario round $round: $broker"
+      run_one "$broker" "$scenario" "$round"
+    done
+  done
+done
+
+python3 bench/summarize.py "$results" docs/benchmarks.md "bench/compare.sh (ROUNDS=$ROUNDS DURATION=$DURATION WARMUP=$WARMUP SCENARIOS=\"$SCENARIOS\")"
+echo "results: $results"

@@ -1,0 +1,59 @@
+#!/usr/bin/env python3
+"""Summarizes bench/compare.sh results (median and spread per scenario and broker) into docs/benchmarks.md,
+between the markers <!-- compare:begin --> and <!-- compare:end -->."""
+import glob, json, os, platform, statistics, subprocess, sys, datetime
+
+results_dir, doc_path, command = sys.argv[1], sys.argv[2], sys.argv[3]
+runs = {}
+for path in sorted(glob.glob(os.path.join(results_dir, "*.json"))):
+    scenario, broker, _round, _ = os.path.basename(path).rsplit(".", 3)
+    with open(path) as f:
+        runs.setdefault((scenario, broker), []).append(json.load(f))
+
+def med(values):
+    values = [v for v in values if v is not None]
+    if not values:
+        return None, None
+    m = statistics.median(values)
+    return m, (max(values) - min(values))
+
+def fmt(value, spread, digits=2):
+    if value is None:
+        return "n/a"
+    return f"{value:,.{digits}f} ± {spread / 2:,.{digits}f}" if spread else f"{value:,.{digits}f}"
+
+cpu = subprocess.run(["bash", "-c", "lscpu | sed -n 's/^Model name: *//p' | head -1"], capture_output=True, text=True).stdout.strip()
+dotnet = subprocess.run(["dotnet", "--version"], capture_output=True, text=True).stdout.strip()
+mosq = subprocess.run(["bash", "-c", "(mosquitto -h 2>&1 || /usr/sbin/mosquitto -h 2>&1) | head -1"], capture_output=True, text=True).stdout.strip()
+lines = [
+    f"Run on {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC: {os.cpu_count()} cores ({cpu}), {platform.platform()}, .NET SDK {dotnet}, {mosq}.",
+    f"Command: `{command}`. Median over rounds, ± half the spread (max - min).",
+    "",
+    "| scenario | broker | delivered msg/s | lost | broker CPU-s per million delivered | p50 ms | p99 ms | broker CPU % | generator CPU % |",
+    "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+]
+for scenario in sorted({s for s, _ in runs}):
+    for broker in ("mosquitto", "taihu"):
+        rs = runs.get((scenario, broker), [])
+        if not rs:
+            continue
+        rate = med([r.get("deliveredPerSecond") for r in rs])
+        lost = med([r.get("lost") for r in rs])
+        per_m = med([r.get("brokerCpuSecondsPerMillion") for r in rs])
+        p50 = med([r.get("latencyP50Ms") for r in rs])
+        p99 = med([r.get("latencyP99Ms") for r in rs])
+        bcpu = med([r.get("brokerCpuPercent") for r in rs])
+        gcpu = med([r.get("generatorCpuPercent") for r in rs])
+        lines.append(f"| {scenario} | {broker} | {fmt(*rate, 0)} | {fmt(*lost, 0)} | {fmt(*per_m)} | {fmt(*p50)} | {fmt(*p99)} | {fmt(*bcpu, 1)} | {fmt(*gcpu, 1)} |")
+
+table = "\n".join(lines)
+with open(doc_path) as f:
+    doc = f.read()
+begin, end = "<!-- compare:begin -->", "<!-- compare:end -->"
+if begin in doc and end in doc:
+    doc = doc[: doc.index(begin) + len(begin)] + "\n" + table + "\n" + doc[doc.index(end):]
+else:
+    doc += f"\n## Taihu and Mosquitto side by side\n\n{begin}\n{table}\n{end}\n"
+with open(doc_path, "w") as f:
+    f.write(doc)
+print(table)
