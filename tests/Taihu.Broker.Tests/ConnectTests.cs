@@ -157,6 +157,32 @@ public class ConnectTests
     }
 
     [Theory]
+    [InlineData(ProtocolVersion.V311, 60)]
+    [InlineData(ProtocolVersion.V311, 0)]
+    [InlineData(ProtocolVersion.V310, 60)]
+    public async Task Keep_alive_above_the_maximum_is_refused_for_3_1_1_which_cannot_be_told(ProtocolVersion level, int clientKeepAlive)
+    {
+        // 3.1.1 has no Server Keep Alive: enforcing a shorter keep alive than the client's would disconnect a client
+        // that pings exactly as it announced. Refuse it with return code 2, as Mosquitto's max_keepalive does.
+        await using var host = await BrokerHost.StartAsync(o => o.MaximumKeepAlive = 30);
+        await using var raw = await RawClient.OpenAsync(host);
+        raw.Version = level;
+        await raw.SendAsync(RawPackets.Connect("c1", level, keepAlive: (ushort)clientKeepAlive));
+        var ack = Assert.IsType<ConnAckPacket>(Assert.Single(await raw.ReceiveUntilClosedAsync()));
+        Assert.Equal(ConnectReturnCode.IdentifierRejected, ack.ReasonCode.ToConnectReturnCode());
+        Assert.Equal(0, host.Broker.SessionCount);
+    }
+
+    [Fact]
+    public async Task Keep_alive_within_the_maximum_is_accepted_for_3_1_1()
+    {
+        await using var host = await BrokerHost.StartAsync(o => o.MaximumKeepAlive = 30);
+        var (raw, ack) = await RawClient.ConnectAsync(host, RawPackets.Connect("c1", ProtocolVersion.V311, keepAlive: 30));
+        await using var _ = raw;
+        Assert.Equal(ReasonCode.Success, ack.ReasonCode);
+    }
+
+    [Theory]
     [InlineData("C000")] // PINGREQ
     [InlineData("30050001746869")] // PUBLISH t "hi"
     [InlineData("82060001000174 00")] // SUBSCRIBE t
