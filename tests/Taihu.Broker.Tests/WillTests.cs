@@ -221,6 +221,25 @@ public class WillTests
         Assert.Equal([("device", "w1"), ("reason", "lost")], message.UserProperties.Select(p => (p.Name, p.ReadValueAsString())));
     }
 
+    [Fact]
+    public async Task Will_message_expiry_counts_from_when_the_delayed_will_is_published()
+    {
+        // 5.0 section 3.1.3.2.4: the will's Message Expiry Interval is its lifetime "when the Server publishes" it.
+        var time = new FakeTimeProvider();
+        await using var host = await BrokerHost.StartAsync(time: time);
+        await using var watcher = await WatcherAsync(host);
+        var will = RawPackets.Will("will/w1", "gone", retain: true, properties: new MqttProperties { WillDelayInterval = 10, MessageExpiryInterval = 5 });
+        var client = await ConnectWithWillAsync(host, "w1", MqttProtocolVersion.V500, will, cleanStart: false, sessionExpiry: 60);
+        await client.DisposeAsync();
+        await WaitUntilWillPendingAsync(host, "w1");
+
+        time.Advance(TimeSpan.FromSeconds(10));
+        var message = (await watcher.NextAsync()).ApplicationMessage;
+        Assert.Equal("will/w1", message.Topic);
+        Assert.Equal(5u, message.MessageExpiryInterval);
+        Assert.Equal(1, host.Broker.RetainedCount(""));
+    }
+
     private static Task WaitUntilWillPendingAsync(BrokerHost host, string clientId) =>
         BrokerState.WaitUntilAsync(() =>
         {
