@@ -51,7 +51,8 @@ public sealed class BrokerOptions
 
     /// <summary>
     /// Largest keep alive the broker accepts, in seconds. A client asking for more (or for 0, meaning none) is
-    /// told this value as Server Keep Alive (5.0). 65,535 means no limit, as the protocol allows.
+    /// told this value as Server Keep Alive (5.0); a 3.1.1 client, which cannot be told, is refused with return
+    /// code 2 (as Mosquitto does). 65,535 means no limit, as the protocol allows.
     /// </summary>
     public ushort MaximumKeepAlive { get; set; } = ushort.MaxValue;
 

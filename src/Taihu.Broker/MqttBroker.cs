@@ -315,6 +315,7 @@ public sealed partial class MqttBroker : IMqttServerPublisher, IDisposable
 
         if (will is not null)
         {
+            will = will.ReceivedAgainAt(Time.GetUtcNow());
             RouteAndRetain(will);
             will.Release();
         }
@@ -545,6 +546,7 @@ public sealed partial class MqttBroker : IMqttServerPublisher, IDisposable
 
                 if (dueWill is not null)
                 {
+                    dueWill = dueWill.ReceivedAgainAt(now);
                     RouteAndRetain(dueWill);
                     dueWill.Release();
                 }

@@ -354,6 +354,13 @@ public sealed partial class MqttChannel : IDisposable
         ushort? serverKeepAlive = null;
         if (options.MaximumKeepAlive < ushort.MaxValue && (_keepAlive == 0 || _keepAlive > options.MaximumKeepAlive))
         {
+            if (!IsV5)
+            {
+                // 3.1.1 has no Server Keep Alive: a shorter keep alive than announced would cut off a client that
+                // pings on time. Refuse it (return code 2), as Mosquitto's max_keepalive does.
+                return RefuseConnect(ReasonCode.ClientIdentifierNotValid, null);
+            }
+
             _keepAlive = options.MaximumKeepAlive;
             serverKeepAlive = _keepAlive;
         }

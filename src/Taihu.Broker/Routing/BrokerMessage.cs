@@ -48,6 +48,12 @@ public sealed class BrokerMessage
     /// <summary>Gives back a reference to the payload buffer.</summary>
     public void Release() => _owner?.Release();
 
+    /// <summary>
+    /// The same message as if received at <paramref name="at"/>, taking over this one's payload reference: a delayed
+    /// will's Message Expiry Interval runs from when it is published (5.0 section 3.1.3.2.4), not from the disconnect.
+    /// </summary>
+    public BrokerMessage ReceivedAgainAt(DateTimeOffset at) => new(Namespace, Topic, Payload, _owner, QoS, Retain, Properties, at, OriginClientId);
+
     public bool IsExpired(DateTimeOffset now) => ExpiresAt is { } at && now >= at;
 
     /// <summary>Seconds left of the Message Expiry Interval, rounded up, for the copy sent now.</summary>
