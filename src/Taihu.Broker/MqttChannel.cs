@@ -66,6 +66,7 @@ public sealed partial class MqttChannel : IDisposable
     private State _state;
     private int _outboundCount;
     private int _closed;
+    private int _detached;
     private bool _suppressWill;
     private long _lastActivity;
     private ConnectPacket? _connect;
@@ -858,6 +859,7 @@ public sealed partial class MqttChannel : IDisposable
 
         var withWill = IsV5 && disconnect.ReasonCode == ReasonCode.DisconnectWithWillMessage;
         Close(ReasonCode.Success, null, publishWill: withWill, sendDisconnect: false);
+        DetachFromSession();
         return false;
     }
 
@@ -910,14 +912,28 @@ public sealed partial class MqttChannel : IDisposable
     {
         Interlocked.Exchange(ref _closed, 1);
         _outbound.Writer.TryComplete();
-        var wasConnected = _state == State.Connected;
-        _state = State.Closed;
+        DetachFromSession();
         _broker.Unregister(_id);
         while (_outbound.Reader.TryRead(out var left))
         {
             left.Message?.Release();
         }
+    }
 
+    /// <summary>
+    /// Gives the session back to the broker (kept or ended per its expiry) and handles the will. Runs once, as
+    /// soon as the connection is known to be over (a DISCONNECT, an error, the socket closing), before what is
+    /// still queued has been flushed: a client that reconnects at once must find its session already detached.
+    /// </summary>
+    internal void DetachFromSession()
+    {
+        if (Interlocked.Exchange(ref _detached, 1) != 0)
+        {
+            return;
+        }
+
+        var wasConnected = _state == State.Connected;
+        _state = State.Closed;
         if (!wasConnected || _session is null)
         {
             return;

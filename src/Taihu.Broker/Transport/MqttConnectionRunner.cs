@@ -41,6 +41,7 @@ public static partial class MqttConnectionRunner
         finally
         {
             channel.Close(ReasonCode.Success, null, publishWill: true, sendDisconnect: false);
+            channel.DetachFromSession();
             await sending;
             channel.OnTransportClosed();
             await transport.Input.CompleteAsync();
