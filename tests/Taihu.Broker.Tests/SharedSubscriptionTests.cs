@@ -183,4 +183,17 @@ public class SharedSubscriptionTests
         var ack = await raw.ExpectAsync<SubAckPacket>();
         Assert.Equal([refused, refused, refused, refused, refused, ReasonCode.GrantedQoS1], ack.ReasonCodes);
     }
+
+    [Fact]
+    public async Task Shared_subscriptions_get_no_retained_messages_but_carry_their_subscription_identifier()
+    {
+        await using var host = await BrokerHost.StartAsync();
+        await using var member = await TestClient.ConnectAsync(host, "member");
+        await member.Client.PublishAsync(new MqttApplicationMessageBuilder().WithTopic("sr/t").WithPayload("old").WithRetainFlag().WithQualityOfServiceLevel(MqttQualityOfServiceLevel.AtLeastOnce).Build());
+        await member.Client.SubscribeAsync(new MqttClientSubscribeOptionsBuilder().WithTopicFilter("$share/g/sr/#", MqttQualityOfServiceLevel.AtLeastOnce).WithSubscriptionIdentifier(9).Build());
+        await member.Client.PublishStringAsync("sr/t", "new", MqttQualityOfServiceLevel.AtLeastOnce);
+        var message = (await member.NextAsync()).ApplicationMessage;
+        Assert.Equal("new", message.ConvertPayloadToString());
+        Assert.Equal([9u], message.SubscriptionIdentifiers);
+    }
 }

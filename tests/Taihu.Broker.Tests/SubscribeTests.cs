@@ -213,4 +213,50 @@ public class SubscribeTests
         await SubscribeAsync(late, Filter("rap/t"));
         Assert.True((await late.NextAsync()).ApplicationMessage.Retain);
     }
+
+    [Theory]
+    [InlineData(MqttProtocolVersion.V311)]
+    [InlineData(MqttProtocolVersion.V500)]
+    public async Task Subscribing_again_to_the_same_filter_replaces_the_subscription(MqttProtocolVersion version)
+    {
+        await using var host = await BrokerHost.StartAsync();
+        await using var client = await TestClient.ConnectAsync(host, "c", version);
+        await using var publisher = await TestClient.ConnectAsync(host, "pub", version);
+        await SubscribeAsync(client, Filter("again/t", MqttQualityOfServiceLevel.AtMostOnce));
+        await SubscribeAsync(client, Filter("again/t", MqttQualityOfServiceLevel.ExactlyOnce));
+        Assert.Equal(1, host.Broker.SubscriptionCount(""));
+
+        await publisher.Client.PublishStringAsync("again/t", "1", MqttQualityOfServiceLevel.ExactlyOnce);
+        await SubscribeAsync(client, Filter("again/end"));
+        await publisher.Client.PublishStringAsync("again/end", "3");
+        var first = (await client.NextAsync()).ApplicationMessage;
+        Assert.Equal(("again/t", MqttQualityOfServiceLevel.ExactlyOnce), (first.Topic, first.QualityOfServiceLevel));
+        Assert.Equal("3", (await client.NextAsync()).ApplicationMessage.ConvertPayloadToString());
+    }
+
+    [Fact]
+    public async Task Retain_handling_decides_whether_retained_messages_follow_the_suback()
+    {
+        await using var host = await BrokerHost.StartAsync();
+        await using var client = await TestClient.ConnectAsync(host, "c");
+        await client.Client.PublishAsync(new MqttApplicationMessageBuilder().WithTopic("rh/t").WithPayload("kept").WithRetainFlag().WithQualityOfServiceLevel(MqttQualityOfServiceLevel.AtLeastOnce).Build());
+
+        async Task SubscribeWithAsync(string filter, MqttRetainHandling handling) =>
+            await client.Client.SubscribeAsync(new MqttClientSubscribeOptionsBuilder()
+                .WithTopicFilter(new MqttTopicFilterBuilder().WithTopic(filter).WithRetainHandling(handling).Build()).Build());
+
+        await SubscribeWithAsync("rh/+", MqttRetainHandling.SendAtSubscribeIfNewSubscriptionOnly);
+        Assert.Equal("rh/t", (await client.NextAsync()).ApplicationMessage.Topic);
+        await SubscribeWithAsync("rh/+", MqttRetainHandling.SendAtSubscribeIfNewSubscriptionOnly);
+        await SubscribeWithAsync("rh/#", MqttRetainHandling.DoNotSendOnSubscribe);
+        await SubscribeWithAsync("rh/t", MqttRetainHandling.SendAtSubscribe);
+        var again = (await client.NextAsync()).ApplicationMessage;
+        Assert.True(again.Retain);
+
+        // Sentinel: nothing else was queued by the two subscriptions that must not send.
+        await client.Client.UnsubscribeAsync("rh/#");
+        await client.Client.UnsubscribeAsync("rh/t");
+        await client.Client.PublishStringAsync("rh/sentinel", "s");
+        Assert.Equal("rh/sentinel", (await client.NextAsync()).ApplicationMessage.Topic);
+    }
 }

@@ -23,11 +23,11 @@ public class UnsubscribeTests
         Assert.Equal(3, host.Broker.SubscriptionCount(""));
 
         var unsubscribe = new UnsubscribePacket { PacketId = 2 };
-        unsubscribe.Filters.AddRange(["u/a", "never/subscribed", "u/+/b", "u/a", "$share/g/u/c"]);
+        unsubscribe.Filters.AddRange(["u/a", "never/subscribed", "u/+/b", "u/a", "$share/g/u/c", "u/#/x"]);
         await raw.SendAsync(unsubscribe);
         var ack = await raw.ExpectAsync<UnsubAckPacket>();
         Assert.Equal(2, ack.PacketId);
-        Assert.Equal([ReasonCode.Success, ReasonCode.NoSubscriptionExisted, ReasonCode.Success, ReasonCode.NoSubscriptionExisted, ReasonCode.Success], ack.ReasonCodes);
+        Assert.Equal([ReasonCode.Success, ReasonCode.NoSubscriptionExisted, ReasonCode.Success, ReasonCode.NoSubscriptionExisted, ReasonCode.Success, ReasonCode.TopicFilterInvalid], ack.ReasonCodes);
         Assert.Equal(0, host.Broker.SubscriptionCount(""));
     }
 

@@ -65,4 +65,39 @@ public class WebSocketTests
         Assert.Contains("\"status\":400", body, StringComparison.Ordinal);
         Assert.Contains("WebSocket upgrade required", body, StringComparison.Ordinal);
     }
+
+    [Theory]
+    [InlineData("mqtt", true)]
+    [InlineData("mqttv3.1", true)]
+    [InlineData("xmpp", false)]
+    public async Task Subprotocol_is_negotiated(string requested, bool accepted)
+    {
+        await using var host = await BrokerHost.StartAsync(webSockets: true);
+        using var socket = new System.Net.WebSockets.ClientWebSocket();
+        socket.Options.AddSubProtocol(requested);
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+        var uri = new Uri($"ws://127.0.0.1:{host.WebSocketPort}/mqtt");
+        if (!accepted)
+        {
+            await Assert.ThrowsAsync<System.Net.WebSockets.WebSocketException>(() => socket.ConnectAsync(uri, timeout.Token));
+            return;
+        }
+
+        await socket.ConnectAsync(uri, timeout.Token);
+        Assert.Equal(requested, socket.SubProtocol);
+
+        // CONNECT 3.1.1 "ws1" in one binary message; CONNACK comes back as 20 02 00 00.
+        var connect = Taihu.Mqtt.Packets.PacketWriter.ToArray(new Taihu.Mqtt.Packets.ConnectPacket { ProtocolVersion = Taihu.Mqtt.ProtocolVersion.V311, ClientId = "ws1" }, Taihu.Mqtt.ProtocolVersion.V311);
+        await socket.SendAsync(connect, System.Net.WebSockets.WebSocketMessageType.Binary, endOfMessage: true, timeout.Token);
+        var buffer = new byte[16];
+        var received = 0;
+        while (received < 4)
+        {
+            var result = await socket.ReceiveAsync(buffer.AsMemory(received), timeout.Token);
+            Assert.Equal(System.Net.WebSockets.WebSocketMessageType.Binary, result.MessageType);
+            received += result.Count;
+        }
+
+        Assert.Equal("20020000", Convert.ToHexString(buffer, 0, received));
+    }
 }
