@@ -196,4 +196,45 @@ public class SharedSubscriptionTests
         Assert.Equal("new", message.ConvertPayloadToString());
         Assert.Equal([9u], message.SubscriptionIdentifiers);
     }
+
+    [Fact]
+    public async Task Queued_messages_of_a_leaving_member_go_to_another_member()
+    {
+        await using var host = await BrokerHost.StartAsync();
+
+        // Receive Maximum 1: one message in flight to the raw member, the rest of its share waits in its session.
+        var raw = await RawSession.ConnectAsync(host, ProtocolVersion.V500, "leaver", c => c.Properties = new MqttProperties { ReceiveMaximum = 1 });
+        var subscribe = new SubscribePacket { PacketId = 1 };
+        subscribe.Subscriptions.Add(new TopicSubscription { Filter = "$share/g/q/#", MaximumQoS = QoS.ExactlyOnce });
+        subscribe.Subscriptions.Add(new TopicSubscription { Filter = Done, MaximumQoS = QoS.AtMostOnce });
+        await raw.SendAsync(subscribe);
+        await raw.ExpectAsync<SubAckPacket>();
+
+        await using var stayer = await TestClient.ConnectAsync(host, "stayer");
+        await SubscribeAsync(stayer, "$share/g/q/#", MqttQualityOfServiceLevel.ExactlyOnce);
+        await SubscribeAsync(stayer, Done);
+
+        await using var publisher = await TestClient.ConnectAsync(host, "pub");
+        for (var i = 0; i < 8; i++)
+        {
+            await publisher.Client.PublishStringAsync("q/1", $"q{i}", i % 2 == 0 ? MqttQualityOfServiceLevel.AtLeastOnce : MqttQualityOfServiceLevel.ExactlyOnce);
+        }
+
+        await publisher.Client.PublishStringAsync(Done, "", MqttQualityOfServiceLevel.AtMostOnce);
+        var inFlight = await raw.ExpectAsync<PublishPacket>();
+        Assert.Equal(Done, (await raw.ExpectAsync<PublishPacket>()).Topic);
+        var received = await ReadUntilDoneAsync(stayer);
+        Assert.Equal(4, received.Count);
+        Assert.DoesNotContain(System.Text.Encoding.UTF8.GetString(inFlight.Payload.Span), received);
+
+        await raw.DisposeAsync();
+        for (var i = 0; i < 4; i++)
+        {
+            received.Add((await stayer.NextAsync()).ApplicationMessage.ConvertPayloadToString());
+        }
+
+        Assert.Equal(Enumerable.Range(0, 8).Select(i => $"q{i}").Order(), received.Order());
+        await publisher.Client.PublishStringAsync(Done, "", MqttQualityOfServiceLevel.AtLeastOnce);
+        Assert.Equal(Done, (await stayer.NextAsync()).ApplicationMessage.Topic);
+    }
 }
