@@ -275,7 +275,6 @@ public sealed class PacketReader
 
     private ConnectPacket DecodeConnect(int flags, ReadOnlySpan<byte> body)
     {
-        CheckFlags(flags, 0, "CONNECT");
         var reader = new BodyReader(body);
         var name = reader.ReadStringSpan();
         var level = reader.ReadByte();
@@ -295,6 +294,8 @@ public sealed class PacketReader
         var version = (ProtocolVersion)level;
         try
         {
+            // Checked once the version is known, so that a 5.0 client learns why in CONNACK.
+            CheckFlags(flags, 0, "CONNECT");
             return DecodeConnectRest(ref reader, version);
         }
         catch (MqttProtocolException ex) when (ex.ConnectVersion == ProtocolVersion.Unknown)

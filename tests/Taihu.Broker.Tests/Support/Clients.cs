@@ -42,6 +42,18 @@ public sealed class TestClient : IAsyncDisposable
         return result;
     }
 
+    /// <summary>
+    /// Connects with options the caller built completely, for transports other than TCP: MQTTnet's builder uses
+    /// TCP whenever WithTcpServer was called, even if WithWebSocketServer follows.
+    /// </summary>
+    public static async Task<TestClient> ConnectAsync(MqttClientOptions options)
+    {
+        var client = new MqttClientFactory().CreateMqttClient();
+        var result = new TestClient(client);
+        result.ConnectResult = await client.ConnectAsync(options);
+        return result;
+    }
+
     /// <summary>Waits for the next message (up to 10 s of wall clock, a failure guard only).</summary>
     public async Task<MqttApplicationMessageReceivedEventArgs> NextAsync()
     {
