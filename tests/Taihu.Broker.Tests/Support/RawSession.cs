@@ -16,17 +16,4 @@ public static class RawSession
     }
 
     public static Task SendHexAsync(this RawClient client, string hex) => client.SendAsync(Convert.FromHexString(hex.Replace(" ", "", StringComparison.Ordinal)));
-
-    public static async Task<T> ExpectAsync<T>(this RawClient client) where T : MqttPacket
-    {
-        var packet = await client.ReceiveAsync();
-        return Assert.IsType<T>(packet);
-    }
-
-    public static ProtocolVersion ToRaw(this MQTTnet.Formatter.MqttProtocolVersion version) => version switch
-    {
-        MQTTnet.Formatter.MqttProtocolVersion.V311 => ProtocolVersion.V311,
-        MQTTnet.Formatter.MqttProtocolVersion.V500 => ProtocolVersion.V500,
-        _ => throw new ArgumentOutOfRangeException(nameof(version)),
-    };
 }
