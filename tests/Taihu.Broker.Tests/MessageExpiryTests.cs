@@ -105,6 +105,30 @@ public class MessageExpiryTests
         Assert.Equal("sentinel", (await subscriber.ExpectPublishAsync()).Payload);
     }
 
+    [Fact]
+    public async Task Expired_messages_do_not_keep_an_offline_sessions_queue_full()
+    {
+        var time = new FakeTimeProvider();
+        await using var host = await BrokerHost.StartAsync(o => o.MaximumQueuedMessages = 2, time: time);
+        await using var watcher = await ConnectRawAsync(host, "watcher", ProtocolVersion.V500);
+        await watcher.SubscribeAsync("gone/#", QoS.AtMostOnce);
+        await GoOfflineAsync(host, watcher, "sub", ProtocolVersion.V500, "exp/t");
+
+        await using var publisher = await ConnectRawAsync(host, "pub", ProtocolVersion.V500);
+        for (ushort id = 1; id <= 2; id++)
+        {
+            await publisher.SendAsync(Publish("exp/t", "expires", QoS.AtLeastOnce, packetId: id, properties: new MqttProperties { MessageExpiryInterval = 5 }));
+            await publisher.ExpectAckAsync(PacketType.PubAck, id);
+        }
+
+        time.Advance(TimeSpan.FromSeconds(6));
+        await publisher.SendAsync(Publish("exp/t", "fresh", QoS.AtLeastOnce, packetId: 3));
+        await publisher.ExpectAckAsync(PacketType.PubAck, 3);
+
+        await using var subscriber = await ReconnectAsync(host, "sub", ProtocolVersion.V500);
+        Assert.Equal("fresh", (await subscriber.ExpectPublishAsync()).Payload);
+    }
+
     [Theory]
     [InlineData(MqttProtocolVersion.V311)]
     [InlineData(MqttProtocolVersion.V500)]
