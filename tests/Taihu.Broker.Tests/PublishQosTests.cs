@@ -253,6 +253,88 @@ public class PublishQosTests
     [Theory]
     [InlineData(MqttProtocolVersion.V311)]
     [InlineData(MqttProtocolVersion.V500)]
+    public async Task Qos2_resent_after_reconnect_before_pubrel_is_delivered_once(MqttProtocolVersion version)
+    {
+        await using var host = await BrokerHost.StartAsync();
+        await using var subscriber = await ConnectRawAsync(host, "sub", version.ToOurs());
+        await subscriber.SubscribeAsync("q/resume", QoS.AtMostOnce);
+
+        await using (var first = await ConnectPersistentAsync(host, "pub", version, expectSessionPresent: false))
+        {
+            await first.SendAsync(Publish("q/resume", "once", QoS.ExactlyOnce, packetId: 9));
+            await first.ExpectAckAsync(PacketType.PubRec, 9);
+        }
+
+        await using var second = await ConnectPersistentAsync(host, "pub", version, expectSessionPresent: true);
+        var again = Publish("q/resume", "once", QoS.ExactlyOnce, packetId: 9);
+        again.Dup = true;
+        await second.SendAsync(again);
+        await second.ExpectAckAsync(PacketType.PubRec, 9);
+        await second.SendAsync(new PublishAckPacket(PacketType.PubRel, 9));
+        Assert.Equal(ReasonCode.Success, (await second.ExpectAckAsync(PacketType.PubComp, 9)).ReasonCode);
+        await second.SendAsync(Publish("q/resume", "sentinel"));
+
+        Assert.Equal("once", (await subscriber.ExpectPublishAsync()).Payload);
+        Assert.Equal("sentinel", (await subscriber.ExpectPublishAsync()).Payload);
+    }
+
+    [Theory]
+    [InlineData(MqttProtocolVersion.V311)]
+    [InlineData(MqttProtocolVersion.V500)]
+    public async Task Unacknowledged_deliveries_are_resumed_after_reconnect(MqttProtocolVersion version)
+    {
+        await using var host = await BrokerHost.StartAsync();
+        await using var publisher = await ConnectRawAsync(host, "pub", version.ToOurs());
+        ushort q1Id;
+        ushort q2Id;
+        await using (var first = await ConnectPersistentAsync(host, "sub", version, expectSessionPresent: false))
+        {
+            await first.SubscribeAsync("q/#", QoS.ExactlyOnce);
+            await publisher.SendAsync(Publish("q/one", "one", QoS.AtLeastOnce, packetId: 1));
+            await publisher.ExpectAckAsync(PacketType.PubAck, 1);
+            await publisher.SendAsync(Publish("q/two", "two", QoS.ExactlyOnce, packetId: 2));
+            await publisher.ExpectAckAsync(PacketType.PubRec, 2);
+            q1Id = (await first.ExpectPublishAsync()).Packet.PacketId;
+            q2Id = (await first.ExpectPublishAsync()).Packet.PacketId;
+            await first.SendAsync(new PublishAckPacket(PacketType.PubRec, q2Id));
+            await first.ExpectAckAsync(PacketType.PubRel, q2Id);
+        }
+
+        await using var second = await ConnectPersistentAsync(host, "sub", version, expectSessionPresent: true);
+        // The QoS 1 message again with DUP and its packet id; for the QoS 2 one, past PUBREC, only PUBREL.
+        var packets = new[] { await second.ReceiveAsync(), await second.ReceiveAsync() };
+        var resent = Assert.Single(packets.OfType<PublishPacket>());
+        Assert.True(resent.Dup);
+        Assert.Equal(q1Id, resent.PacketId);
+        Assert.Equal("q/one", resent.Topic);
+        var rel = Assert.Single(packets.OfType<PublishAckPacket>());
+        Assert.Equal(PacketType.PubRel, rel.Type);
+        Assert.Equal(q2Id, rel.PacketId);
+
+        await second.SendAsync(new PublishAckPacket(PacketType.PubAck, q1Id));
+        await second.SendAsync(new PublishAckPacket(PacketType.PubComp, q2Id));
+        await second.PingAsync();
+        Assert.Equal(0, host.Broker.FindSession("", "sub")!.InflightCount);
+    }
+
+    private static async Task<RawClient> ConnectPersistentAsync(BrokerHost host, string clientId, MqttProtocolVersion version, bool expectSessionPresent)
+    {
+        var v5 = version == MqttProtocolVersion.V500;
+        var (client, ack) = await RawClient.ConnectAsync(host, new ConnectPacket
+        {
+            ProtocolVersion = version.ToOurs(),
+            ClientId = clientId,
+            CleanStart = false,
+            Properties = v5 ? new MqttProperties { SessionExpiryInterval = 600 } : null,
+        });
+        Assert.Equal(ReasonCode.Success, ack.ReasonCode);
+        Assert.Equal(expectSessionPresent, ack.SessionPresent);
+        return client;
+    }
+
+    [Theory]
+    [InlineData(MqttProtocolVersion.V311)]
+    [InlineData(MqttProtocolVersion.V500)]
     public async Task MQTTnet_client_publishes_and_receives_at_every_qos(MqttProtocolVersion version)
     {
         await using var host = await BrokerHost.StartAsync();
