@@ -96,6 +96,24 @@ public class PublishObserverTests
     }
 
     [Fact]
+    public async Task Refused_retained_message_is_not_stored()
+    {
+        var observer = new FuncObserver(p => p.Payload == "refuse" ? ReasonCode.NotAuthorized : ReasonCode.Success);
+        await using var host = await BrokerHost.StartAsync(services: s => s.AddSingleton<IPublishObserver>(observer));
+        await using var publisher = await ConnectRawAsync(host, "pub", ProtocolVersion.V500);
+
+        await publisher.SendAsync(Publish("obs/retained", "kept", QoS.AtLeastOnce, packetId: 1, retain: true));
+        await publisher.ExpectAckAsync(PacketType.PubAck, 1);
+        await publisher.SendAsync(Publish("obs/retained", "refuse", QoS.AtLeastOnce, packetId: 2, retain: true));
+        Assert.Equal(ReasonCode.NotAuthorized, (await publisher.ExpectAckAsync(PacketType.PubAck, 2)).ReasonCode);
+
+        await using var subscriber = await ConnectRawAsync(host, "sub", ProtocolVersion.V500);
+        await subscriber.SubscribeAsync("obs/retained", QoS.AtMostOnce);
+        Assert.Equal("kept", (await subscriber.ExpectPublishAsync()).Payload);
+        await subscriber.PingAsync();
+    }
+
+    [Fact]
     public async Task Observer_success_code_other_than_zero_is_carried_by_the_puback()
     {
         var observer = new FuncObserver(_ => ReasonCode.NoMatchingSubscribers);
