@@ -67,6 +67,42 @@ public class MaximumPacketSizeTests
     }
 
     [Fact]
+    public async Task Acknowledgement_leaves_out_its_reason_string_rather_than_exceed_the_clients_limit()
+    {
+        await using var host = await BrokerHost.StartAsync();
+        await using var publisher = await ConnectRawAsync(host, "pub", ProtocolVersion.V500, new MqttProperties { MaximumPacketSize = 16 });
+
+        // Refused with 0x99: the broker would explain why in a reason string, but the PUBACK must fit in 16 bytes.
+        var bad = Publish("limit/t", "", QoS.AtLeastOnce, packetId: 1, properties: new MqttProperties { PayloadFormatIndicator = 1 });
+        bad.Payload = new byte[] { 0xFF, 0xFE };
+        await publisher.SendAsync(bad);
+        var ack = await publisher.ExpectAckAsync(PacketType.PubAck, 1);
+        Assert.Equal(ReasonCode.PayloadFormatInvalid, ack.ReasonCode);
+        Assert.Null(ack.Properties?.ReasonString);
+        Assert.True(PacketWriter.GetSize(ack, ProtocolVersion.V500) <= 16);
+
+        // The same for DISCONNECT.
+        await publisher.SendAsync(Publish("", "x", properties: new MqttProperties { TopicAlias = 9 }));
+        var disconnect = Assert.IsType<DisconnectPacket>(Assert.Single(await publisher.ReceiveUntilClosedAsync()));
+        Assert.Equal(ReasonCode.ProtocolError, disconnect.ReasonCode);
+        Assert.Null(disconnect.Properties?.ReasonString);
+    }
+
+    [Fact]
+    public async Task Acknowledgement_keeps_its_reason_string_when_it_fits()
+    {
+        await using var host = await BrokerHost.StartAsync();
+        await using var publisher = await ConnectRawAsync(host, "pub", ProtocolVersion.V500);
+
+        var bad = Publish("limit/t", "", QoS.AtLeastOnce, packetId: 1, properties: new MqttProperties { PayloadFormatIndicator = 1 });
+        bad.Payload = new byte[] { 0xFF, 0xFE };
+        await publisher.SendAsync(bad);
+        var ack = await publisher.ExpectAckAsync(PacketType.PubAck, 1);
+        Assert.Equal(ReasonCode.PayloadFormatInvalid, ack.ReasonCode);
+        Assert.False(string.IsNullOrEmpty(ack.Properties?.ReasonString));
+    }
+
+    [Fact]
     public async Task Message_too_large_for_the_subscriber_is_skipped_and_later_ones_arrive()
     {
         await using var host = await BrokerHost.StartAsync();
