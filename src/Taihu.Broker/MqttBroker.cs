@@ -452,7 +452,7 @@ public sealed partial class MqttBroker : IMqttServerPublisher, IDisposable
                 return;
             }
 
-            if (session.Queue.Count >= Options.MaximumQueuedMessages)
+            if (session.Queue.Count >= Options.MaximumQueuedMessages && DropExpired(session.Queue) == 0)
             {
                 Metrics.MessageDropped(DropReasons.QueueFull);
                 return;
@@ -461,6 +461,33 @@ public sealed partial class MqttBroker : IMqttServerPublisher, IDisposable
             message.AddReference();
             session.Queue.Enqueue(new PendingDelivery(message, qos, retain, subscriptionIds, group));
         }
+    }
+
+    /// <summary>
+    /// Removes the expired messages from a full queue (they would only be dropped when pumped), so that they do
+    /// not keep fresh ones out of an offline session. Returns how many were removed. Caller holds the gate.
+    /// </summary>
+    private int DropExpired(Queue<PendingDelivery> queue)
+    {
+        var now = Time.GetUtcNow();
+        var count = queue.Count;
+        var removed = 0;
+        for (var i = 0; i < count; i++)
+        {
+            var pending = queue.Dequeue();
+            if (pending.Message.IsExpired(now))
+            {
+                Metrics.MessageDropped(DropReasons.Expired);
+                pending.Message.Release();
+                removed++;
+            }
+            else
+            {
+                queue.Enqueue(pending);
+            }
+        }
+
+        return removed;
     }
 
     /// <summary>Gives the message a packet identifier, records it in flight and queues it for the socket. Caller holds the gate.</summary>

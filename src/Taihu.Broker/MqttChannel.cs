@@ -990,6 +990,11 @@ public sealed partial class MqttChannel : IDisposable
         Interlocked.Decrement(ref _outboundCount);
         if (item.Packet is { } packet)
         {
+            if (IsV5 && _clientMaximumPacketSize < int.MaxValue && PacketWriter.GetSize(packet, Version) > _clientMaximumPacketSize)
+            {
+                DropOptionalProperties(packet);
+            }
+
             return PacketWriter.Write(output, packet, Version == ProtocolVersion.Unknown ? ProtocolVersion.V311 : Version);
         }
 
@@ -1037,6 +1042,29 @@ public sealed partial class MqttChannel : IDisposable
         finally
         {
             message.Release();
+        }
+    }
+
+    /// <summary>
+    /// 5.0 sections 3.2.2.3.9, 3.4.2.2.2, 3.14.2.2.3 and the like: the Reason String and User Properties are left
+    /// out rather than exceed the client's Maximum Packet Size.
+    /// </summary>
+    private static void DropOptionalProperties(MqttPacket packet)
+    {
+        var properties = packet switch
+        {
+            PublishAckPacket ack => ack.Properties,
+            DisconnectPacket disconnect => disconnect.Properties,
+            ConnAckPacket connAck => connAck.Properties,
+            SubAckPacket subAck => subAck.Properties,
+            UnsubAckPacket unsubAck => unsubAck.Properties,
+            AuthPacket auth => auth.Properties,
+            _ => null,
+        };
+        if (properties is not null)
+        {
+            properties.ReasonString = null;
+            properties.UserProperties = null;
         }
     }
 
