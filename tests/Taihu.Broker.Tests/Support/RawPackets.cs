@@ -52,17 +52,8 @@ public static class RawPackets
     public static string PayloadText(this PublishPacket publish) => Encoding.UTF8.GetString(publish.Payload.Span);
 
     /// <summary>Subscribes and waits for the SUBACK; fails unless every filter was granted.</summary>
-    public static async Task SubscribeAsync(this RawClient client, string filter, QoS qos, ushort packetId = 1)
-    {
-        await client.SendAsync(Subscribe(packetId, filter, qos));
-        var ack = Assert.IsType<SubAckPacket>(await client.ReceiveAsync());
-        Assert.Equal(packetId, ack.PacketId);
-        Assert.All(ack.ReasonCodes, code => Assert.True(code.IsSuccess(), $"SUBACK {code}"));
-    }
 
     /// <summary>The next packet, which must be a <typeparamref name="T"/>.</summary>
-    public static async Task<T> ExpectAsync<T>(this RawClient client)
-        where T : MqttPacket => Assert.IsType<T>(await client.ReceiveAsync());
 }
 
 /// <summary>
