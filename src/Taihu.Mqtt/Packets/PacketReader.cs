@@ -83,7 +83,18 @@ public sealed class PacketReader
     /// Decodes one packet from the start of <paramref name="buffer"/> and slices it off. False means more bytes
     /// are needed and leaves the buffer unchanged.
     /// </summary>
-    public bool TryRead(ref ReadOnlySequence<byte> buffer, [NotNullWhen(true)] out MqttPacket? packet)
+    public bool TryRead(ref ReadOnlySequence<byte> buffer, [NotNullWhen(true)] out MqttPacket? packet) =>
+        TryRead(ref buffer, reusablePublish: null, out packet);
+
+    /// <summary>
+    /// As <see cref="TryRead(ref ReadOnlySequence{byte}, out MqttPacket?)"/>, except that a PUBLISH is decoded into
+    /// <paramref name="reusablePublish"/> instead of a new packet object. With a <see cref="TopicCache"/> this makes
+    /// decoding a PUBLISH allocate nothing beyond its pooled payload. Every field of the target is overwritten, and
+    /// only once the whole packet is valid (a malformed frame leaves it as it was). The caller must be done with the
+    /// previous contents, its <see cref="PublishPacket.PayloadOwner"/> released or handed on, before the next read.
+    /// Other packet types are allocated as usual; null behaves like the overload without it.
+    /// </summary>
+    public bool TryRead(ref ReadOnlySequence<byte> buffer, PublishPacket? reusablePublish, [NotNullWhen(true)] out MqttPacket? packet)
     {
         packet = null;
         if (!TryReadFixedHeader(buffer, MaximumPacketSize, out var header, out var remainingLength, out var headerLength))
@@ -100,13 +111,13 @@ public sealed class PacketReader
         var body = buffer.Slice(headerLength, remainingLength);
         if (body.IsSingleSegment)
         {
-            packet = Decode(header, body.FirstSpan);
+            packet = Decode(header, body.FirstSpan, reusablePublish);
         }
         else if (remainingLength <= StackCopyLimit)
         {
             Span<byte> copy = stackalloc byte[StackCopyLimit];
             body.CopyTo(copy);
-            packet = Decode(header, copy[..remainingLength]);
+            packet = Decode(header, copy[..remainingLength], reusablePublish);
         }
         else
         {
@@ -114,7 +125,7 @@ public sealed class PacketReader
             try
             {
                 body.CopyTo(rented);
-                packet = Decode(header, rented.AsSpan(0, remainingLength));
+                packet = Decode(header, rented.AsSpan(0, remainingLength), reusablePublish);
             }
             finally
             {
@@ -127,7 +138,9 @@ public sealed class PacketReader
     }
 
     /// <summary>Decodes a packet from its first byte and its complete body.</summary>
-    public MqttPacket Decode(byte header, ReadOnlySpan<byte> body)
+    public MqttPacket Decode(byte header, ReadOnlySpan<byte> body) => Decode(header, body, reusablePublish: null);
+
+    private MqttPacket Decode(byte header, ReadOnlySpan<byte> body, PublishPacket? reusablePublish)
     {
         var type = (PacketType)(header >> 4);
         var flags = header & 0x0F;
@@ -135,7 +148,7 @@ public sealed class PacketReader
         {
             return type switch
             {
-                PacketType.Publish => DecodePublish(flags, body),
+                PacketType.Publish => DecodePublish(flags, body, reusablePublish),
                 PacketType.PubAck or PacketType.PubRec or PacketType.PubComp => DecodePublishAck(type, flags, 0, body),
                 PacketType.PubRel => DecodePublishAck(type, flags, 2, body),
                 PacketType.PingReq => DecodeEmpty(flags, body, PingReqPacket.Instance),
@@ -187,7 +200,7 @@ public sealed class PacketReader
         return instance;
     }
 
-    private PublishPacket DecodePublish(int flags, ReadOnlySpan<byte> body)
+    private PublishPacket DecodePublish(int flags, ReadOnlySpan<byte> body, PublishPacket? target)
     {
         var qos = (flags >> 1) & 0x03;
         if (qos == 3)
@@ -232,17 +245,18 @@ public sealed class PacketReader
 
         var payload = reader.ReadRest();
         var owner = PooledBuffer.CopyOf(payload);
-        return new PublishPacket
-        {
-            Topic = topic,
-            QoS = (QoS)qos,
-            Dup = dup,
-            Retain = (flags & 0x01) != 0,
-            PacketId = packetId,
-            Properties = properties,
-            Payload = owner.Memory,
-            PayloadOwner = owner,
-        };
+
+        // Every settable property of PublishPacket is assigned here: a reused target keeps nothing of the previous message.
+        target ??= new PublishPacket();
+        target.Topic = topic;
+        target.QoS = (QoS)qos;
+        target.Dup = dup;
+        target.Retain = (flags & 0x01) != 0;
+        target.PacketId = packetId;
+        target.Properties = properties;
+        target.Payload = owner.Memory;
+        target.PayloadOwner = owner;
+        return target;
     }
 
     private PublishAckPacket DecodePublishAck(PacketType type, int flags, int expectedFlags, ReadOnlySpan<byte> body)
