@@ -103,6 +103,13 @@ public sealed partial class MqttChannel : IDisposable
     public EndPoint? RemoteEndPoint { get; }
     public X509Certificate2? ClientCertificate { get; }
 
+    /// <summary>
+    /// The PUBLISH object the decoder fills for every incoming publish on this connection, so that decoding
+    /// allocates nothing beyond the payload. Safe because packets are handled one at a time and nothing keeps the
+    /// packet past its handling (routing copies what it needs into a <see cref="BrokerMessage"/>).
+    /// </summary>
+    public PublishPacket ReusablePublish { get; } = new();
+
     /// <summary>The decoder for this connection; its version follows CONNECT.</summary>
     public PacketReader Reader { get; }
 

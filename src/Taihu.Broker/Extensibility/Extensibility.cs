@@ -78,7 +78,10 @@ public interface IMqttAuthorizer
     ValueTask<ReasonCode> AuthorizeSubscribeAsync(ClientIdentity identity, string clientId, string filter, CancellationToken cancellationToken);
 }
 
-/// <summary>An accepted publish, as an observer sees it.</summary>
+/// <summary>
+/// An accepted publish, as an observer sees it. The packet and its payload are valid only until the observer's
+/// task completes: the broker reuses them for the connection's next publish. Copy what must be kept.
+/// </summary>
 public readonly record struct ObservedPublish(ClientIdentity Identity, string ClientId, PublishPacket Packet);
 
 /// <summary>

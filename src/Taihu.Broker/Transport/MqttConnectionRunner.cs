@@ -69,7 +69,7 @@ public static partial class MqttConnectionRunner
             var keepReading = true;
             try
             {
-                while (keepReading && reader.TryRead(ref buffer, out var packet))
+                while (keepReading && reader.TryRead(ref buffer, channel.ReusablePublish, out var packet))
                 {
                     var handled = channel.HandleAsync(packet, closing);
                     keepReading = handled.IsCompletedSuccessfully ? handled.Result : await handled;
