@@ -864,7 +864,8 @@ public sealed partial class MqttChannel : IDisposable
             }
         }
 
-        var withWill = IsV5 && disconnect.ReasonCode == ReasonCode.DisconnectWithWillMessage;
+        // 5.0 section 3.1.2.5: only a DISCONNECT with 0x00 removes the will; 0x04 and every error code publish it.
+        var withWill = IsV5 && disconnect.ReasonCode != ReasonCode.NormalDisconnection;
         Close(ReasonCode.Success, null, publishWill: withWill, sendDisconnect: false);
         DetachFromSession();
         return false;

@@ -96,13 +96,17 @@ public class WillTests
         await AssertNextIsMarkerAsync(watcher);
     }
 
-    [Fact]
-    public async Task Will_is_published_after_disconnect_with_will_message()
+    [Theory]
+    [InlineData(ReasonCode.DisconnectWithWillMessage)]
+    [InlineData(ReasonCode.UnspecifiedError)]
+    [InlineData(ReasonCode.ImplementationSpecificError)]
+    public async Task Will_is_published_after_a_disconnect_with_any_code_but_normal(ReasonCode code)
     {
+        // 5.0 section 3.1.2.5: only DISCONNECT 0x00 removes the will.
         await using var host = await BrokerHost.StartAsync();
         await using var watcher = await WatcherAsync(host);
         await using var client = await ConnectWithWillAsync(host, "w1", MqttProtocolVersion.V500, RawPackets.Will("will/w1", "gone"));
-        await client.SendAsync(new DisconnectPacket { ReasonCode = ReasonCode.DisconnectWithWillMessage });
+        await client.SendAsync(new DisconnectPacket { ReasonCode = code });
         Assert.Empty(await client.ReceiveUntilClosedAsync());
         await AssertWillAsync(watcher);
     }
