@@ -66,6 +66,14 @@ public static partial class BrokerHostingExtensions
         {
             var sp = kestrel.ApplicationServices;
             var listeners = sp.GetRequiredService<IOptions<ListenerOptions>>().Value;
+            // Kestrel is configured before BrokerLifetime validates at start, and a bad address or port would
+            // otherwise fail here with an exception that does not name the setting.
+            var problems = listeners.Validate().ToList();
+            if (problems.Count > 0)
+            {
+                throw new OptionsValidationException("Listeners", typeof(ListenerOptions), problems);
+            }
+
             var endpoints = sp.GetRequiredService<BrokerEndpoints>();
             var address = listeners.BindAddress == "localhost" ? IPAddress.Loopback : IPAddress.Parse(listeners.BindAddress);
             System.Security.Cryptography.X509Certificates.X509Certificate2? certificate = null;
