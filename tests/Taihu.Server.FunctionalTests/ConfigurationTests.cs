@@ -21,13 +21,17 @@ public sealed class ConfigurationTests
         Assert.Equal(0x95, disconnect.Body[0]); // Packet too large
     }
 
-    [Fact]
-    public async Task InvalidBrokerOption_StopsStartWithNonZeroExitNamingTheSetting()
+    [Theory]
+    [InlineData("Broker__MaximumInflightMessages", "0", "Broker:MaximumInflightMessages")]
+    [InlineData("Listeners__BindAddress", "not-an-address", "Listeners:BindAddress")]
+    [InlineData("Listeners__TcpPort", "70000", "Listeners:TcpPort")]
+    [InlineData("Listeners__WebSocketPath", "mqtt", "Listeners:WebSocketPath")]
+    public async Task InvalidOption_StopsStartWithNonZeroExitNamingTheSetting(string variable, string value, string setting)
     {
-        var (exitCode, output) = await ServerProcess.RunToExitAsync(new Dictionary<string, string> { ["Broker__MaximumInflightMessages"] = "0" });
+        var (exitCode, output) = await ServerProcess.RunToExitAsync(new Dictionary<string, string> { [variable] = value });
 
         Assert.NotEqual(0, exitCode);
-        Assert.Contains("MaximumInflightMessages", output, StringComparison.Ordinal);
+        Assert.Contains(setting, output, StringComparison.Ordinal);
         Assert.DoesNotContain("Taihu listening on", output, StringComparison.Ordinal);
     }
 
