@@ -66,6 +66,14 @@ public static partial class BrokerHostingExtensions
         {
             var sp = kestrel.ApplicationServices;
             var listeners = sp.GetRequiredService<IOptions<ListenerOptions>>().Value;
+            // Kestrel is configured before BrokerLifetime validates at start, and a bad address or port would
+            // otherwise fail here with an exception that does not name the setting.
+            var problems = listeners.Validate().ToList();
+            if (problems.Count > 0)
+            {
+                throw new OptionsValidationException("Listeners", typeof(ListenerOptions), problems);
+            }
+
             var endpoints = sp.GetRequiredService<BrokerEndpoints>();
             var address = listeners.BindAddress == "localhost" ? IPAddress.Loopback : IPAddress.Parse(listeners.BindAddress);
             System.Security.Cryptography.X509Certificates.X509Certificate2? certificate = null;
@@ -138,7 +146,12 @@ public static partial class BrokerHostingExtensions
     }
 
     /// <summary>Starts the broker's timers with the host and tells clients the server is shutting down when it stops.</summary>
-    private sealed partial class BrokerLifetime : IHostedService
+    /// <remarks>
+    /// The goodbye goes out in <see cref="StoppingAsync"/>, before any hosted service stops: Kestrel's own StopAsync
+    /// runs before ours (hosted services stop in reverse order and the web server starts last) and waits for open
+    /// connections until the shutdown timeout, then aborts them, so clients would never see DISCONNECT 0x8B.
+    /// </remarks>
+    private sealed partial class BrokerLifetime : IHostedLifecycleService
     {
         private readonly MqttBroker _broker;
         private readonly ILogger<BrokerLifetime> _logger;
@@ -163,12 +176,20 @@ public static partial class BrokerHostingExtensions
             return Task.CompletedTask;
         }
 
-        public Task StopAsync(CancellationToken cancellationToken)
+        public Task StartingAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+        public Task StartedAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+        public Task StoppingAsync(CancellationToken cancellationToken)
         {
             LogStopping(_logger, _broker.ConnectionCount);
             _broker.Shutdown();
             return Task.CompletedTask;
         }
+
+        public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+        public Task StoppedAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 
         [LoggerMessage(EventId = 300, Level = LogLevel.Information, Message = "Broker stopping; closing {Connections} connections with 'Server shutting down'")]
         private static partial void LogStopping(ILogger logger, int connections);

@@ -1,0 +1,94 @@
+using Taihu.Server.FunctionalTests.Support;
+
+namespace Taihu.Server.FunctionalTests;
+
+/// <summary>Configuration from environment variables reaches the broker, and bad values stop the server at start.</summary>
+public sealed class ConfigurationTests
+{
+    [Fact]
+    public async Task MaximumPacketSize_FromEnvironment_IsAdvertisedAndEnforced()
+    {
+        await using var server = await ServerProcess.StartAsync(new Dictionary<string, string> { ["Broker__MaximumPacketSize"] = "1024" });
+        var (client, connAck) = await RawMqttClient.ConnectV5Async(server.TcpPort, "packet-size");
+        await using var _ = client;
+        Assert.Equal(1024u, MaximumPacketSizeProperty(connAck));
+
+        await client.PublishV5Async("big", new byte[2048]);
+
+        var packets = await client.ReceiveUntilClosedAsync();
+        var disconnect = Assert.Single(packets);
+        Assert.Equal(0xE0, disconnect.Header);
+        Assert.Equal(0x95, disconnect.Body[0]); // Packet too large
+    }
+
+    [Theory]
+    [InlineData("Broker__MaximumInflightMessages", "0", "Broker:MaximumInflightMessages")]
+    [InlineData("Listeners__BindAddress", "not-an-address", "Listeners:BindAddress")]
+    [InlineData("Listeners__TcpPort", "70000", "Listeners:TcpPort")]
+    [InlineData("Listeners__WebSocketPath", "mqtt", "Listeners:WebSocketPath")]
+    public async Task InvalidOption_StopsStartWithNonZeroExitNamingTheSetting(string variable, string value, string setting)
+    {
+        var (exitCode, output) = await ServerProcess.RunToExitAsync(new Dictionary<string, string> { [variable] = value });
+
+        Assert.NotEqual(0, exitCode);
+        Assert.Contains(setting, output, StringComparison.Ordinal);
+        Assert.DoesNotContain("Taihu listening on", output, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task TcpPortMinusOne_DisablesTheTcpListener()
+    {
+        await using var server = await ServerProcess.StartAsync(new Dictionary<string, string> { ["Listeners__TcpPort"] = "-1" });
+
+        Assert.Equal(-1, server.TcpPort);
+        Assert.Contains("MQTT tcp -1,", server.Banner, StringComparison.Ordinal);
+        Assert.True(server.TlsPort > 0 && server.WebSocketPort > 0 && server.SecureWebSocketPort > 0 && server.HttpPort > 0, server.Banner);
+        Assert.DoesNotContain("Now listening on: http://127.0.0.1:-1", server.Output, StringComparison.Ordinal);
+    }
+
+    /// <summary>Property 0x27 (Maximum Packet Size) of a 5.0 CONNACK body: flags, reason, properties.</summary>
+    private static uint? MaximumPacketSizeProperty(RawPacket connAck)
+    {
+        var body = connAck.Body;
+        var index = 2;
+        var length = 0;
+        for (var multiplier = 1; ; multiplier *= 128)
+        {
+            var digit = body[index++];
+            length += (digit & 0x7F) * multiplier;
+            if ((digit & 0x80) == 0)
+            {
+                break;
+            }
+        }
+
+        var end = index + length;
+        while (index < end)
+        {
+            var id = body[index++];
+            switch (id)
+            {
+                case 0x27:
+                    return (uint)(body[index] << 24 | body[index + 1] << 16 | body[index + 2] << 8 | body[index + 3]);
+                case 0x11 or 0x02 or 0x18:
+                    index += 4; // four-byte integers
+                    break;
+                case 0x21 or 0x22 or 0x23 or 0x13:
+                    index += 2; // two-byte integers
+                    break;
+                case 0x24 or 0x25 or 0x28 or 0x29 or 0x2A or 0x01 or 0x17 or 0x19:
+                    index += 1; // bytes
+                    break;
+                case 0x26:
+                    index += 2 + (body[index] << 8 | body[index + 1]); // user property: two strings
+                    index += 2 + (body[index] << 8 | body[index + 1]);
+                    break;
+                default:
+                    index += 2 + (body[index] << 8 | body[index + 1]); // strings and binary data
+                    break;
+            }
+        }
+
+        return null;
+    }
+}
