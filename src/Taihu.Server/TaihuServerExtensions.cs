@@ -7,6 +7,25 @@ namespace Taihu.Server;
 /// <summary>Wiring of the one executable: options from configuration, the broker, metrics, health.</summary>
 public static partial class TaihuServerExtensions
 {
+    /// <summary>Every problem with the "Broker" and "Listeners" settings, checked before anything starts.</summary>
+    public static IReadOnlyList<string> FindConfigurationProblems(IConfiguration configuration)
+    {
+        ArgumentNullException.ThrowIfNull(configuration);
+        var broker = new BrokerOptions();
+        var listeners = new ListenerOptions();
+        try
+        {
+            configuration.GetSection("Broker").Bind(broker);
+            configuration.GetSection("Listeners").Bind(listeners);
+        }
+        catch (InvalidOperationException ex)
+        {
+            return [ex.Message];
+        }
+
+        return [.. broker.Validate(), .. listeners.Validate()];
+    }
+
     public static WebApplicationBuilder AddTaihu(this WebApplicationBuilder builder)
     {
         ArgumentNullException.ThrowIfNull(builder);

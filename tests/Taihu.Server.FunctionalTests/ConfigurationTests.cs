@@ -26,6 +26,7 @@ public sealed class ConfigurationTests
     [InlineData("Listeners__BindAddress", "not-an-address", "Listeners:BindAddress")]
     [InlineData("Listeners__TcpPort", "70000", "Listeners:TcpPort")]
     [InlineData("Listeners__WebSocketPath", "mqtt", "Listeners:WebSocketPath")]
+    [InlineData("Broker__MaximumInflightMessages", "abc", "Broker:MaximumInflightMessages")]
     public async Task InvalidOption_StopsStartWithNonZeroExitNamingTheSetting(string variable, string value, string setting)
     {
         var (exitCode, output) = await ServerProcess.RunToExitAsync(new Dictionary<string, string> { [variable] = value });
@@ -33,6 +34,9 @@ public sealed class ConfigurationTests
         Assert.NotEqual(0, exitCode);
         Assert.Contains(setting, output, StringComparison.Ordinal);
         Assert.DoesNotContain("Taihu listening on", output, StringComparison.Ordinal);
+        Assert.Equal(1, exitCode);
+        Assert.Contains("Taihu cannot start:", output, StringComparison.Ordinal);
+        Assert.DoesNotContain("   at ", output, StringComparison.Ordinal); // no stack trace
     }
 
     [Fact]

@@ -15,7 +15,9 @@ namespace Taihu.Broker.Transport;
 /// </summary>
 public static partial class MqttConnectionRunner
 {
-    public static async Task RunAsync(MqttBroker broker, IDuplexPipe transport, EndPoint? remoteEndPoint, X509Certificate2? clientCertificate, CancellationToken connectionClosed)
+    /// <param name="connectionClosed">Fires when the transport is gone.</param>
+    /// <param name="closeRequested">Fires when the server asks the connection to end (shutdown): 5.0 clients are told 0x8B.</param>
+    public static async Task RunAsync(MqttBroker broker, IDuplexPipe transport, EndPoint? remoteEndPoint, X509Certificate2? clientCertificate, CancellationToken connectionClosed, CancellationToken closeRequested = default)
     {
         ArgumentNullException.ThrowIfNull(broker);
         ArgumentNullException.ThrowIfNull(transport);
@@ -28,6 +30,7 @@ public static partial class MqttConnectionRunner
         }
 
         using var registration = connectionClosed.Register(static state => ((MqttChannel)state!).Close(ReasonCode.Success, null, publishWill: true, sendDisconnect: false), channel);
+        using var shutdown = closeRequested.Register(static state => ((MqttChannel)state!).Close(ReasonCode.ServerShuttingDown, "The server is shutting down.", publishWill: false), channel);
         var sending = SendLoopAsync(broker, channel, transport.Output);
         try
         {
