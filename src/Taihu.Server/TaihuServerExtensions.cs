@@ -34,6 +34,9 @@ public static partial class TaihuServerExtensions
         builder.AddMqttBroker();
         builder.Services.AddOpenTelemetry().WithMetrics(metrics => metrics
             .AddMeter(BrokerMetrics.MeterName)
+            // .NET's own runtime meter: GC allocations, heap size, thread pool; the load generator reads
+            // dotnet_gc_heap_total_allocated to report allocations per delivered message.
+            .AddMeter("System.Runtime")
             .AddPrometheusExporter());
         builder.Services.AddHostedService<StartupBanner>();
         return builder;

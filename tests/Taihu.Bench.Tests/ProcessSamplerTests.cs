@@ -40,3 +40,24 @@ public class ProcessSamplerTests
         Assert.Equal(50, ProcessSampler.CpuPercent(from, to), precision: 6);
     }
 }
+
+public class MetricsScraperTests
+{
+    [Fact]
+    public void Finds_a_counter_with_labels_and_ignores_longer_names_and_comments()
+    {
+        const string text = """
+            # HELP dotnet_gc_heap_total_allocated_bytes_total The approximate number of bytes
+            # TYPE dotnet_gc_heap_total_allocated_bytes_total counter
+            dotnet_gc_heap_total_allocated_bytes_total_other 5
+            dotnet_gc_heap_total_allocated_bytes_total{otel_scope_name="System.Runtime"} 8798296
+            """;
+        Assert.Equal(8_798_296, Taihu.Bench.Measurement.MetricsScraper.Find(text, Taihu.Bench.Measurement.MetricsScraper.AllocatedBytesMetric));
+    }
+
+    [Fact]
+    public void A_missing_counter_is_null()
+    {
+        Assert.Null(Taihu.Bench.Measurement.MetricsScraper.Find("other_metric 1\n", "dotnet_gc_heap_total_allocated_bytes_total"));
+    }
+}

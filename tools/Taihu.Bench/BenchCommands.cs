@@ -42,6 +42,7 @@ internal static class BenchCommands
         public Option<int?> Clients { get; } = new("--clients", "-c") { Description = "Connections: pairs for 'pairs', held connections for 'idle', concurrent connects for 'connect-storm'." };
         public Option<int> Inflight { get; } = new("--inflight") { Description = "QoS 1/2 messages a publisher may have unacknowledged.", DefaultValueFactory = _ => 100 };
         public Option<int?> Pid { get; } = new("--pid") { Description = "Broker process id: report its CPU%, CPU-seconds per million delivered and resident memory." };
+        public Option<string?> MetricsUrl { get; } = new("--metrics-url") { Description = "Broker's Prometheus endpoint (e.g. http://127.0.0.1:8080/metrics): report its GC allocations per delivered message (.NET brokers)." };
         public Option<string?> Json { get; } = new("--json") { Description = "Write the result as JSON to this file." };
         public Option<string> Prefix { get; } = new("--topic-prefix") { Description = "First topic level of every topic the run uses.", DefaultValueFactory = _ => "bench" };
         public Option<string?> Sources { get; } = new("--source-addresses") { Description = "Comma-separated local addresses to spread connections over (e.g. 127.0.0.2,127.0.0.3) when ports run short." };
@@ -49,7 +50,7 @@ internal static class BenchCommands
 
         public void AddTo(Command command)
         {
-            foreach (var option in new Option[] { Host, Port, Tls, CaFile, WebSocket, Protocol, UserName, Password, Rate, Payload, QoS, Duration, Warmup, Drain, Publishers, Subscribers, Clients, Inflight, Pid, Json, Prefix, Sources, Quiet })
+            foreach (var option in new Option[] { Host, Port, Tls, CaFile, WebSocket, Protocol, UserName, Password, Rate, Payload, QoS, Duration, Warmup, Drain, Publishers, Subscribers, Clients, Inflight, Pid, MetricsUrl, Json, Prefix, Sources, Quiet })
             {
                 command.Options.Add(option);
             }
@@ -76,6 +77,7 @@ internal static class BenchCommands
             Clients = r.GetValue(Clients) ?? clients,
             MaxInflight = r.GetValue(Inflight),
             BrokerPid = r.GetValue(Pid),
+            MetricsUrl = r.GetValue(MetricsUrl),
             JsonPath = r.GetValue(Json),
             TopicPrefix = r.GetValue(Prefix)!,
             SourceAddresses = r.GetValue(Sources)?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) ?? [],
@@ -208,6 +210,7 @@ internal static class BenchCommands
 
         Row("broker CPU", r.BrokerCpuPercent is { } cpu ? $"{F(cpu, "F1")} %" : null);
         Row("broker CPU-seconds per million delivered", r.BrokerCpuSecondsPerMillion is { } perM ? F(perM, "F2") : null);
+        Row("broker allocations per delivered message", r.BrokerAllocatedBytesPerDelivered is { } alloc ? $"{F(alloc, "F1")} B" : null);
         Row("broker resident memory", r.BrokerResidentBytes is { } rss ? $"{F(rss / 1048576.0, "F1")} MiB" : null);
         Row("broker memory per connection", r.BrokerBytesPerConnection is { } per ? $"{F(per / 1024, "F2")} KiB" : null);
         Row("generator CPU (its own)", $"{F(r.GeneratorCpuPercent, "F1")} %{(r.GeneratorCpuPercent > 90 ? " (saturated: the generator may be the bottleneck)" : "")}");

@@ -26,6 +26,8 @@ public sealed class BenchOptions
     public int Clients { get; set; } = 100;
     public int MaxInflight { get; set; } = 100;
     public int? BrokerPid { get; set; }
+    /// <summary>Prometheus endpoint of the broker (Taihu's /metrics) to read its GC allocations from.</summary>
+    public string? MetricsUrl { get; set; }
     public string? JsonPath { get; set; }
     public string TopicPrefix { get; set; } = "bench";
     public string[] SourceAddresses { get; set; } = [];

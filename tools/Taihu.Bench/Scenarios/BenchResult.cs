@@ -27,6 +27,7 @@ public sealed record BenchResult
     public double? BrokerCpuSecondsPerMillion { get; init; }
     public long? BrokerResidentBytes { get; init; }
     public double? BrokerBytesPerConnection { get; init; }
+    public double? BrokerAllocatedBytesPerDelivered { get; init; }
     public double GeneratorCpuPercent { get; init; }
     public long GeneratorAllocatedBytes { get; init; }
     public long PacedMessagesSkipped { get; init; }

@@ -130,6 +130,7 @@ public sealed class ThroughputScenario
             ProcessSample? selfStart = null;
             long allocatedStart = 0;
             var sampledStart = false;
+            double? brokerAllocatedStart = null;
             var all = Task.WhenAll(publishing);
             while (!all.IsCompleted)
             {
@@ -141,6 +142,7 @@ public sealed class ThroughputScenario
                     brokerStart = o.BrokerPid is { } pid ? ProcessSampler.Sample(pid) : null;
                     selfStart = ProcessSampler.Self();
                     allocatedStart = GC.GetTotalAllocatedBytes();
+                    brokerAllocatedStart = o.MetricsUrl is { } url ? await MetricsScraper.ReadAsync(url, MetricsScraper.AllocatedBytesMetric, cancellationToken) : null;
                 }
 
                 Report(recorder, start, windowStart, windowEnd, now, "publishing");
@@ -150,6 +152,7 @@ public sealed class ThroughputScenario
             var brokerEnd = o.BrokerPid is { } endPid ? ProcessSampler.Sample(endPid) : null;
             var selfEnd = ProcessSampler.Self();
             var allocatedEnd = GC.GetTotalAllocatedBytes();
+            var brokerAllocatedEnd = o.MetricsUrl is { } endUrl ? await MetricsScraper.ReadAsync(endUrl, MetricsScraper.AllocatedBytesMetric, cancellationToken) : null;
 
             // Drain: wait until everything expected arrived, or the drain time is up.
             var drainUntil = Stopwatch.GetTimestamp() + (long)(o.DrainSeconds * Stopwatch.Frequency);
@@ -198,6 +201,7 @@ public sealed class ThroughputScenario
                 BrokerCpuPercent = brokerCpu,
                 BrokerCpuSecondsPerMillion = cpuPerMillion,
                 BrokerResidentBytes = brokerEnd?.ResidentBytes,
+                BrokerAllocatedBytesPerDelivered = brokerAllocatedStart is { } a0 && brokerAllocatedEnd is { } a1 && recorder.ReceivedInWindow > 0 ? (a1 - a0) / recorder.ReceivedInWindow : null,
                 GeneratorCpuPercent = selfStart is { } s0 ? ProcessSampler.CpuPercent(s0, selfEnd) : 0,
                 GeneratorAllocatedBytes = allocatedEnd - allocatedStart,
                 PacedMessagesSkipped = Interlocked.Read(ref skipped),
