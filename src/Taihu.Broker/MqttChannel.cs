@@ -520,7 +520,7 @@ public sealed partial class MqttChannel : IDisposable
             return await Fail(ReasonCode.RetainNotSupported, "Retained messages are not available.");
         }
 
-        if (topic.StartsWith("$SYS", StringComparison.Ordinal))
+        if (topic is "$SYS" || topic.StartsWith("$SYS/", StringComparison.Ordinal))
         {
             return Refuse(publish, ReasonCode.NotAuthorized, "Clients may not publish to $SYS topics.", closeWhenUnacknowledged: false);
         }
