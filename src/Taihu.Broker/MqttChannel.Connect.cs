@@ -1,0 +1,229 @@
+using System.Buffers;
+using System.Diagnostics;
+using System.Net;
+using System.Security.Cryptography.X509Certificates;
+using System.Text;
+using System.Text.Unicode;
+using System.Threading.Channels;
+using Microsoft.Extensions.Logging;
+using Taihu.Broker.Extensibility;
+using Taihu.Broker.Routing;
+using Taihu.Broker.Sessions;
+using Taihu.Mqtt;
+using Taihu.Mqtt.Packets;
+using Taihu.Mqtt.Topics;
+
+namespace Taihu.Broker;
+
+/// <summary>CONNECT, enhanced authentication (AUTH) and the CONNACK that ends them.</summary>
+public sealed partial class MqttChannel
+{
+    private async ValueTask<bool> HandleConnectAsync(ConnectPacket connect, CancellationToken cancellationToken)
+    {
+        Version = connect.ProtocolVersion;
+        Reader.Version = Version;
+        _connect = connect;
+        var options = _broker.Options;
+        var properties = connect.Properties;
+        if (properties is not null)
+        {
+            _clientReceiveMaximum = properties.ReceiveMaximum ?? 65_535;
+            _clientMaximumPacketSize = properties.MaximumPacketSize is { } max ? (int)Math.Min(max, int.MaxValue) : int.MaxValue;
+            _clientTopicAliasMaximum = properties.TopicAliasMaximum ?? 0;
+            _requestProblemInformation = properties.RequestProblemInformation != 0;
+        }
+
+        var clientId = connect.ClientId;
+        string? assignedClientId = null;
+        if (clientId.Length == 0)
+        {
+            if (!IsV5 && (!connect.CleanStart || Version == ProtocolVersion.V310))
+            {
+                // 3.1.1 section 3.1.3.1: an empty client id needs Clean Session 1.
+                return RefuseConnect(ReasonCode.ClientIdentifierNotValid, "An empty client identifier needs a clean session.");
+            }
+
+            clientId = "auto-" + Guid.NewGuid().ToString("N");
+            if (IsV5)
+            {
+                assignedClientId = clientId;
+            }
+        }
+
+        ClientId = clientId;
+        var context = new ConnectContext
+        {
+            ClientId = clientId,
+            UserName = connect.UserName,
+            Password = connect.Password,
+            ProtocolVersion = Version,
+            RemoteEndPoint = RemoteEndPoint,
+            ClientCertificate = ClientCertificate,
+            AuthenticationMethod = properties?.AuthenticationMethod,
+            AuthenticationData = properties?.AuthenticationData,
+            Packet = connect,
+        };
+        _pendingContext = context;
+        _assignedClientId = assignedClientId;
+
+        if (properties?.AuthenticationMethod is { } method)
+        {
+            if (_broker.EnhancedAuthenticator is not { } enhanced || !enhanced.Supports(method))
+            {
+                return RefuseConnect(ReasonCode.BadAuthenticationMethod, $"Authentication method '{method}' is not supported.");
+            }
+
+            _state = State.Authenticating;
+            var step = await enhanced.AuthenticateAsync(context, _authStep++, properties.AuthenticationData, cancellationToken);
+            return ContinueEnhanced(step, method);
+        }
+
+        var result = await _broker.Authenticator.AuthenticateAsync(context, cancellationToken);
+        if (result.ReasonCode != ReasonCode.Success || result.Identity is null)
+        {
+            return RefuseConnect(result.ReasonCode == ReasonCode.Success ? ReasonCode.NotAuthorized : result.ReasonCode, result.ReasonString);
+        }
+
+        return CompleteConnect(result.Identity, null);
+    }
+
+    private ConnectContext? _pendingContext;
+    private string? _assignedClientId;
+
+    private async ValueTask<bool> HandleAuthAsync(AuthPacket auth, CancellationToken cancellationToken)
+    {
+        var method = _pendingContext?.AuthenticationMethod;
+        if (auth.ReasonCode != ReasonCode.ContinueAuthentication || auth.Properties?.AuthenticationMethod != method)
+        {
+            return await Fail(ReasonCode.ProtocolError, "AUTH must continue with the method given in CONNECT.");
+        }
+
+        var step = await _broker.EnhancedAuthenticator!.AuthenticateAsync(_pendingContext!, _authStep++, auth.Properties?.AuthenticationData, cancellationToken);
+        return ContinueEnhanced(step, method!);
+    }
+
+    private bool ContinueEnhanced(AuthenticationStep step, string method)
+    {
+        if (step.ReasonCode == ReasonCode.ContinueAuthentication)
+        {
+            Send(new AuthPacket
+            {
+                ReasonCode = ReasonCode.ContinueAuthentication,
+                Properties = new MqttProperties { AuthenticationMethod = method, AuthenticationData = step.ServerData },
+            });
+            return true;
+        }
+
+        if (step.ReasonCode != ReasonCode.Success || step.Identity is null)
+        {
+            return RefuseConnect(step.ReasonCode == ReasonCode.Success ? ReasonCode.NotAuthorized : step.ReasonCode, null);
+        }
+
+        return CompleteConnect(step.Identity, new MqttProperties { AuthenticationMethod = method, AuthenticationData = step.ServerData });
+    }
+
+    private bool RefuseConnect(ReasonCode code, string? reason)
+    {
+        LogConnectRefused(_broker.Logger, ClientId ?? _connect?.ClientId ?? "", code, RemoteEndPoint);
+        Send(new ConnAckPacket { ReasonCode = code, Properties = IsV5 ? ReasonProperties(reason) : null });
+        Close(ReasonCode.Success, null, publishWill: false);
+        return false;
+    }
+
+    private bool CompleteConnect(ClientIdentity identity, MqttProperties? ackProperties)
+    {
+        var connect = _connect!;
+        var options = _broker.Options;
+        _identity = identity;
+        uint expiry;
+        var expiryChanged = false;
+        if (IsV5)
+        {
+            expiry = connect.Properties?.SessionExpiryInterval ?? 0;
+            if (expiry > options.MaximumSessionExpiryInterval)
+            {
+                expiry = options.MaximumSessionExpiryInterval;
+                expiryChanged = true;
+            }
+        }
+        else
+        {
+            expiry = connect.CleanStart ? 0 : options.PersistentSessionExpiryInterval;
+        }
+
+        _connectSessionExpiry = expiry;
+        _keepAlive = connect.KeepAlive;
+        ushort? serverKeepAlive = null;
+        if (options.MaximumKeepAlive < ushort.MaxValue && (_keepAlive == 0 || _keepAlive > options.MaximumKeepAlive))
+        {
+            if (!IsV5)
+            {
+                // 3.1.1 has no Server Keep Alive: a shorter keep alive than announced would cut off a client that
+                // pings on time. Refuse it (return code 2), as Mosquitto's max_keepalive does.
+                return RefuseConnect(ReasonCode.ClientIdentifierNotValid, null);
+            }
+
+            _keepAlive = options.MaximumKeepAlive;
+            serverKeepAlive = _keepAlive;
+        }
+
+        var session = _broker.AttachSession(this, identity.Namespace, ClientId!, connect.CleanStart, expiry, out var sessionPresent);
+        _session = session;
+        _state = State.Connected;
+        _broker.Metrics.ClientConnected();
+
+        var ack = new ConnAckPacket { SessionPresent = sessionPresent, ReasonCode = ReasonCode.Success };
+        if (IsV5)
+        {
+            var p = ackProperties ?? new MqttProperties();
+            p.ReceiveMaximum = (ushort)options.MaximumInflightMessages;
+            p.MaximumPacketSize = (uint)options.MaximumPacketSize;
+            p.TopicAliasMaximum = options.TopicAliasMaximum;
+            p.AssignedClientIdentifier = _assignedClientId;
+            p.ServerKeepAlive = serverKeepAlive;
+            if (expiryChanged)
+            {
+                p.SessionExpiryInterval = expiry;
+            }
+
+            if (!options.RetainAvailable)
+            {
+                p.RetainAvailable = 0;
+            }
+
+            if (!options.SharedSubscriptionsEnabled)
+            {
+                p.SharedSubscriptionAvailable = 0;
+            }
+
+            ack.Properties = p;
+        }
+
+        Send(ack);
+        LogConnected(_broker.Logger, ClientId!, identity.Namespace, (int)Version, sessionPresent, RemoteEndPoint);
+
+        // Resume: unacknowledged messages again with DUP, PUBREL for those past PUBREC, then the queue.
+        lock (session.Gate)
+        {
+            if (sessionPresent)
+            {
+                foreach (var inflight in session.Inflight)
+                {
+                    if (inflight.Released)
+                    {
+                        Send(new PublishAckPacket(PacketType.PubRel, inflight.PacketId));
+                    }
+                    else
+                    {
+                        inflight.Message.AddReference();
+                        Enqueue(new OutboundItem(inflight.Message, inflight.QoS, inflight.Retain, dup: true, inflight.PacketId, inflight.SubscriptionIds));
+                    }
+                }
+            }
+
+            _broker.Pump(session, this);
+        }
+
+        return true;
+    }
+}

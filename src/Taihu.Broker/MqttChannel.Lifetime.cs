@@ -1,0 +1,136 @@
+using System.Buffers;
+using System.Diagnostics;
+using System.Net;
+using System.Security.Cryptography.X509Certificates;
+using System.Text;
+using System.Text.Unicode;
+using System.Threading.Channels;
+using Microsoft.Extensions.Logging;
+using Taihu.Broker.Extensibility;
+using Taihu.Broker.Routing;
+using Taihu.Broker.Sessions;
+using Taihu.Mqtt;
+using Taihu.Mqtt.Packets;
+using Taihu.Mqtt.Topics;
+
+namespace Taihu.Broker;
+
+/// <summary>DISCONNECT, keep alive, takeover and closing.</summary>
+public sealed partial class MqttChannel
+{
+    private bool HandleDisconnect(DisconnectPacket disconnect)
+    {
+        if (IsV5 && disconnect.Properties?.SessionExpiryInterval is { } expiry)
+        {
+            if (_connectSessionExpiry == 0 && expiry != 0)
+            {
+                // 5.0 section 3.14.2.2.2.
+                Close(ReasonCode.ProtocolError, "The session expiry cannot be set on DISCONNECT when CONNECT had none.", publishWill: true);
+                return false;
+            }
+
+            var session = _session!;
+            lock (session.Gate)
+            {
+                session.ExpiryInterval = Math.Min(expiry, _broker.Options.MaximumSessionExpiryInterval);
+            }
+        }
+
+        // 5.0 section 3.1.2.5: only a DISCONNECT with 0x00 removes the will; 0x04 and every error code publish it.
+        var withWill = IsV5 && disconnect.ReasonCode != ReasonCode.NormalDisconnection;
+        Close(ReasonCode.Success, null, publishWill: withWill, sendDisconnect: false);
+        DetachFromSession();
+        return false;
+    }
+
+    /// <summary>Called by housekeeping: closes the connection when its keep alive (times 1.5) or the CONNECT deadline passed.</summary>
+    internal void CheckTimeouts(long now)
+    {
+        if (_state == State.Connected)
+        {
+            if (_keepAlive > 0 && _broker.Time.GetElapsedTime(Volatile.Read(ref _lastActivity), now).TotalSeconds >= _keepAlive * 1.5)
+            {
+                LogKeepAliveTimeout(_broker.Logger, ClientId!, _keepAlive);
+                Close(ReasonCode.KeepAliveTimeout, "Keep alive timeout.", publishWill: true);
+            }
+        }
+        else if (_state is State.AwaitingConnect or State.Authenticating)
+        {
+            if (_broker.Time.GetElapsedTime(_openedAt, now).TotalSeconds >= _broker.Options.ConnectTimeoutSeconds)
+            {
+                Close(ReasonCode.MaximumConnectTime, null, publishWill: false, sendDisconnect: false);
+            }
+        }
+    }
+
+    /// <summary>Another connection took the session over: tell this one 0x8E and close it.</summary>
+    internal void Kick() => Close(ReasonCode.SessionTakenOver, "Another connection took the session over.", publishWill: true);
+
+    /// <summary>
+    /// Closes the connection: a 5.0 client that completed CONNECT gets DISCONNECT with <paramref name="code"/>
+    /// first (unless it is the one who disconnected); then everything queued is flushed and the socket closed.
+    /// </summary>
+    public void Close(ReasonCode code, string? reason, bool publishWill, bool sendDisconnect = true)
+    {
+        if (Interlocked.Exchange(ref _closed, 1) != 0)
+        {
+            return;
+        }
+
+        _suppressWill = !publishWill;
+        if (sendDisconnect && IsV5 && _state == State.Connected && code != ReasonCode.Success)
+        {
+            _outbound.Writer.TryWrite(new OutboundItem(new DisconnectPacket { ReasonCode = code, Properties = ReasonProperties(reason) }));
+        }
+
+        _outbound.Writer.TryComplete();
+        _closing.Cancel();
+    }
+
+    /// <summary>The transport is gone: detach from the session and handle the will.</summary>
+    public void OnTransportClosed()
+    {
+        Interlocked.Exchange(ref _closed, 1);
+        _outbound.Writer.TryComplete();
+        DetachFromSession();
+        _broker.Unregister(_id);
+        while (_outbound.Reader.TryRead(out var left))
+        {
+            left.Message?.Release();
+        }
+    }
+
+    /// <summary>
+    /// Gives the session back to the broker (kept or ended per its expiry) and handles the will. Runs once, as
+    /// soon as the connection is known to be over (a DISCONNECT, an error, the socket closing), before what is
+    /// still queued has been flushed: a client that reconnects at once must find its session already detached.
+    /// </summary>
+    internal void DetachFromSession()
+    {
+        if (Interlocked.Exchange(ref _detached, 1) != 0)
+        {
+            return;
+        }
+
+        var wasConnected = _state == State.Connected;
+        _state = State.Closed;
+        if (!wasConnected || _session is null)
+        {
+            return;
+        }
+
+        _broker.Metrics.ClientDisconnected();
+        BrokerMessage? will = null;
+        uint willDelay = 0;
+        if (!_suppressWill && _connect?.Will is { } w)
+        {
+            will = new BrokerMessage(_identity.Namespace, w.Topic, w.Payload, owner: null, w.QoS, w.Retain, w.Properties, _broker.Time.GetUtcNow(), ClientId);
+            willDelay = w.Properties?.WillDelayInterval ?? 0;
+        }
+
+        _broker.DetachSession(this, _session, will, willDelay);
+        LogDisconnected(_broker.Logger, ClientId!, _suppressWill ? "normal" : "abnormal");
+    }
+
+    public void Dispose() => _closing.Dispose();
+}

@@ -1,0 +1,192 @@
+using System.Buffers;
+using System.Diagnostics;
+using System.Net;
+using System.Security.Cryptography.X509Certificates;
+using System.Text;
+using System.Text.Unicode;
+using System.Threading.Channels;
+using Microsoft.Extensions.Logging;
+using Taihu.Broker.Extensibility;
+using Taihu.Broker.Routing;
+using Taihu.Broker.Sessions;
+using Taihu.Mqtt;
+using Taihu.Mqtt.Packets;
+using Taihu.Mqtt.Topics;
+
+namespace Taihu.Broker;
+
+/// <summary>What is queued for the socket, and how each item is encoded for this client.</summary>
+public sealed partial class MqttChannel
+{
+    private void Send(MqttPacket packet) => Enqueue(new OutboundItem(packet));
+
+    private void Enqueue(in OutboundItem item)
+    {
+        Interlocked.Increment(ref _outboundCount);
+        if (!_outbound.Writer.TryWrite(item))
+        {
+            Interlocked.Decrement(ref _outboundCount);
+            item.Message?.Release();
+        }
+    }
+
+    /// <summary>Queues one delivery for the socket, taking a payload reference. Drops QoS 0 when the queue is full.</summary>
+    internal void EnqueuePublish(BrokerMessage message, QoS qos, bool retain, bool dup, ushort packetId, List<uint>? subscriptionIds)
+    {
+        if (qos == QoS.AtMostOnce && Volatile.Read(ref _outboundCount) >= _broker.Options.MaximumOutboundQueue)
+        {
+            _broker.Metrics.MessageDropped(DropReasons.OutboundQueueFull);
+            return;
+        }
+
+        message.AddReference();
+        Enqueue(new OutboundItem(message, qos, retain, dup, packetId, subscriptionIds));
+    }
+
+    /// <summary>
+    /// Encodes one outbound item into <paramref name="output"/> (the transport's send loop, one thread). Returns
+    /// the bytes written, or 0 when the item was dropped (expired, or too large for the client).
+    /// </summary>
+    internal int WriteOutbound(in OutboundItem item, IBufferWriter<byte> output)
+    {
+        Interlocked.Decrement(ref _outboundCount);
+        if (item.Packet is { } packet)
+        {
+            if (IsV5 && _clientMaximumPacketSize < int.MaxValue && PacketWriter.GetSize(packet, Version) > _clientMaximumPacketSize)
+            {
+                DropOptionalProperties(packet);
+            }
+
+            return PacketWriter.Write(output, packet, Version == ProtocolVersion.Unknown ? ProtocolVersion.V311 : Version);
+        }
+
+        var message = item.Message!;
+        try
+        {
+            var now = _broker.Time.GetUtcNow();
+            if (message.IsExpired(now))
+            {
+                _broker.Metrics.MessageDropped(DropReasons.Expired);
+                CompleteDropped(item);
+                return 0;
+            }
+
+            var publish = _scratchPublish;
+            publish.Topic = message.Topic;
+            publish.Payload = message.Payload;
+            publish.QoS = item.QoS;
+            publish.Retain = item.Retain;
+            publish.Dup = item.Dup;
+            publish.PacketId = item.PacketId;
+            publish.Properties = null;
+            if (IsV5)
+            {
+                publish.Properties = PrepareProperties(message, item, now, publish);
+            }
+
+            var size = PacketWriter.GetSize(publish, Version);
+            if (size > _clientMaximumPacketSize)
+            {
+                // 5.0 section 3.1.2.11.4: discard it and behave as if it had been sent and acknowledged.
+                if (publish.Properties?.TopicAlias is { } assigned && publish.Topic.Length > 0)
+                {
+                    _outboundAliases!.Remove(publish.Topic);
+                    _ = assigned;
+                }
+
+                _broker.Metrics.MessageDropped(DropReasons.TooLargeForClient);
+                CompleteDropped(item);
+                return 0;
+            }
+
+            return PacketWriter.Write(output, publish, Version);
+        }
+        finally
+        {
+            message.Release();
+        }
+    }
+
+    /// <summary>
+    /// 5.0 sections 3.2.2.3.9, 3.4.2.2.2, 3.14.2.2.3 and the like: the Reason String and User Properties are left
+    /// out rather than exceed the client's Maximum Packet Size.
+    /// </summary>
+    private static void DropOptionalProperties(MqttPacket packet)
+    {
+        var properties = packet switch
+        {
+            PublishAckPacket ack => ack.Properties,
+            DisconnectPacket disconnect => disconnect.Properties,
+            ConnAckPacket connAck => connAck.Properties,
+            SubAckPacket subAck => subAck.Properties,
+            UnsubAckPacket unsubAck => unsubAck.Properties,
+            AuthPacket auth => auth.Properties,
+            _ => null,
+        };
+        if (properties is not null)
+        {
+            properties.ReasonString = null;
+            properties.UserProperties = null;
+        }
+    }
+
+    private MqttProperties? PrepareProperties(BrokerMessage message, in OutboundItem item, DateTimeOffset now, PublishPacket publish)
+    {
+        var source = message.Properties;
+        var expiry = message.RemainingExpiry(now);
+        ushort? alias = null;
+        if (_clientTopicAliasMaximum > 0)
+        {
+            _outboundAliases ??= new Dictionary<string, ushort>(StringComparer.Ordinal);
+            if (_outboundAliases.TryGetValue(message.Topic, out var existing))
+            {
+                alias = existing;
+                publish.Topic = "";
+            }
+            else if (_outboundAliases.Count < _clientTopicAliasMaximum)
+            {
+                alias = (ushort)(_outboundAliases.Count + 1);
+                _outboundAliases[message.Topic] = alias.Value;
+            }
+        }
+
+        if (source is null && expiry is null && alias is null && item.SubscriptionIds is null)
+        {
+            return null;
+        }
+
+        var p = _scratchProperties;
+        p.PayloadFormatIndicator = source?.PayloadFormatIndicator;
+        p.MessageExpiryInterval = expiry;
+        p.ContentType = source?.ContentType;
+        p.ResponseTopic = source?.ResponseTopic;
+        p.CorrelationData = source?.CorrelationData;
+        p.UserProperties = source?.UserProperties;
+        p.SubscriptionIdentifiers = item.SubscriptionIds;
+        p.TopicAlias = alias;
+        return p;
+    }
+
+    /// <summary>A QoS 1/2 delivery that will never be sent: take it out of flight as if acknowledged.</summary>
+    private void CompleteDropped(in OutboundItem item)
+    {
+        if (item.QoS == QoS.AtMostOnce || _session is not { } session)
+        {
+            return;
+        }
+
+        lock (session.Gate)
+        {
+            var index = session.FindInflight(item.PacketId);
+            if (index >= 0 && ReferenceEquals(session.Inflight[index].Message, item.Message))
+            {
+                session.Inflight[index].Message.Release();
+                session.Inflight.RemoveAt(index);
+                if (session.Channel == this)
+                {
+                    _broker.Pump(session, this);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,293 @@
+using System.Buffers;
+using System.Diagnostics;
+using System.Net;
+using System.Security.Cryptography.X509Certificates;
+using System.Text;
+using System.Text.Unicode;
+using System.Threading.Channels;
+using Microsoft.Extensions.Logging;
+using Taihu.Broker.Extensibility;
+using Taihu.Broker.Routing;
+using Taihu.Broker.Sessions;
+using Taihu.Mqtt;
+using Taihu.Mqtt.Packets;
+using Taihu.Mqtt.Topics;
+
+namespace Taihu.Broker;
+
+/// <summary>PUBLISH from the client, and the acknowledgements of what the broker sends.</summary>
+public sealed partial class MqttChannel
+{
+    private async ValueTask<bool> HandlePublishAsync(PublishPacket publish, CancellationToken cancellationToken)
+    {
+        var owner = publish.PayloadOwner;
+        try
+        {
+            return await HandlePublishCoreAsync(publish, cancellationToken);
+        }
+        finally
+        {
+            // The publisher's reference: deliveries and the retained store took their own.
+            owner?.Release();
+        }
+    }
+
+    private async ValueTask<bool> HandlePublishCoreAsync(PublishPacket publish, CancellationToken cancellationToken)
+    {
+        var options = _broker.Options;
+        var topic = publish.Topic;
+        var properties = publish.Properties;
+        if (IsV5 && properties?.TopicAlias is { } alias)
+        {
+            if (alias == 0 || alias > options.TopicAliasMaximum)
+            {
+                return await Fail(ReasonCode.TopicAliasInvalid, $"Topic alias {alias} is outside 1..{options.TopicAliasMaximum}.");
+            }
+
+            _inboundAliases ??= [];
+            if (topic.Length == 0)
+            {
+                if (!_inboundAliases.TryGetValue(alias, out var known))
+                {
+                    return await Fail(ReasonCode.ProtocolError, $"Topic alias {alias} was never set.");
+                }
+
+                topic = known;
+            }
+            else
+            {
+                _inboundAliases[alias] = topic;
+            }
+
+            properties = properties.Clone();
+            properties.TopicAlias = null;
+        }
+
+        if (!CheckTopicLimits(topic, out var topicProblem))
+        {
+            return await Fail(ReasonCode.TopicNameInvalid, topicProblem);
+        }
+
+        var qos = publish.QoS;
+        if (qos == QoS.ExactlyOnce)
+        {
+            var session = _session!;
+            bool duplicate;
+            bool overLimit;
+            lock (session.Gate)
+            {
+                duplicate = session.IncomingQoS2.Contains(publish.PacketId);
+                overLimit = !duplicate && session.IncomingQoS2.Count + _pendingIncoming >= options.MaximumInflightMessages;
+            }
+
+            if (overLimit)
+            {
+                return await Fail(ReasonCode.ReceiveMaximumExceeded, "More QoS 2 messages unacknowledged than Receive Maximum allows.");
+            }
+
+            if (duplicate)
+            {
+                // Already accepted and routed: acknowledge again, deliver nothing again (4.3.3).
+                Send(new PublishAckPacket(PacketType.PubRec, publish.PacketId));
+                return true;
+            }
+        }
+
+        if (IsV5 && properties?.PayloadFormatIndicator == 1 && !Utf8.IsValid(publish.Payload.Span))
+        {
+            return Refuse(publish, ReasonCode.PayloadFormatInvalid, "The payload is marked as UTF-8 but is not.", closeWhenUnacknowledged: true);
+        }
+
+        if (publish.Retain && !options.RetainAvailable)
+        {
+            return await Fail(ReasonCode.RetainNotSupported, "Retained messages are not available.");
+        }
+
+        if (topic is "$SYS" || topic.StartsWith("$SYS/", StringComparison.Ordinal))
+        {
+            return Refuse(publish, ReasonCode.NotAuthorized, "Clients may not publish to $SYS topics.", closeWhenUnacknowledged: false);
+        }
+
+        var authorization = await _broker.Authorizer.AuthorizePublishAsync(_identity, ClientId!, topic, cancellationToken);
+        if (authorization != ReasonCode.Success)
+        {
+            _broker.Metrics.MessageDropped(DropReasons.NotAuthorized);
+            return Refuse(publish, authorization, $"Not authorized to publish to '{topic}'.", closeWhenUnacknowledged: false);
+        }
+
+        var code = ReasonCode.Success;
+        if (_broker.PublishObserver is { } observer)
+        {
+            if (publish.Topic != topic)
+            {
+                publish.Topic = topic;
+            }
+
+            _pendingIncoming++;
+            try
+            {
+                var pending = observer.OnPublishAsync(new ObservedPublish(_identity, ClientId!, publish), cancellationToken);
+                code = pending.IsCompletedSuccessfully ? pending.Result : await pending;
+            }
+            finally
+            {
+                _pendingIncoming--;
+            }
+
+            if (!code.IsSuccess())
+            {
+                return Refuse(publish, code, null, closeWhenUnacknowledged: true);
+            }
+        }
+
+        var message = new BrokerMessage(_identity.Namespace, topic, publish.Payload, publish.PayloadOwner, qos, publish.Retain, properties, _broker.Time.GetUtcNow(), ClientId);
+        var deliveries = _broker.RouteAndRetain(message);
+        if (code == ReasonCode.Success && deliveries == 0 && IsV5)
+        {
+            code = ReasonCode.NoMatchingSubscribers;
+        }
+
+        Acknowledge(publish, code);
+        return true;
+    }
+
+    private void Acknowledge(PublishPacket publish, ReasonCode code)
+    {
+        if (publish.QoS == QoS.AtLeastOnce)
+        {
+            Send(new PublishAckPacket(PacketType.PubAck, publish.PacketId, IsV5 ? code : ReasonCode.Success));
+        }
+        else if (publish.QoS == QoS.ExactlyOnce)
+        {
+            if (code.IsSuccess())
+            {
+                var session = _session!;
+                lock (session.Gate)
+                {
+                    session.IncomingQoS2.Add(publish.PacketId);
+                }
+            }
+
+            Send(new PublishAckPacket(PacketType.PubRec, publish.PacketId, IsV5 ? code : ReasonCode.Success));
+        }
+    }
+
+    /// <summary>
+    /// Refuses a publish. 5.0 QoS 1/2 carry the code in PUBACK/PUBREC. Where no acknowledgement can carry it
+    /// (3.1.1, or QoS 0), the message is dropped silently, or the connection closed when
+    /// <paramref name="closeWhenUnacknowledged"/> (bad payloads must not pass unnoticed).
+    /// </summary>
+    private bool Refuse(PublishPacket publish, ReasonCode code, string? reason, bool closeWhenUnacknowledged)
+    {
+        if (IsV5 && publish.QoS != QoS.AtMostOnce)
+        {
+            var ack = new PublishAckPacket(publish.QoS == QoS.AtLeastOnce ? PacketType.PubAck : PacketType.PubRec, publish.PacketId, code)
+            {
+                Properties = ReasonProperties(reason),
+            };
+            Send(ack);
+            return true;
+        }
+
+        if (closeWhenUnacknowledged)
+        {
+            Close(code, reason, publishWill: true);
+            return false;
+        }
+
+        if (publish.QoS == QoS.AtLeastOnce)
+        {
+            Send(new PublishAckPacket(PacketType.PubAck, publish.PacketId));
+        }
+        else if (publish.QoS == QoS.ExactlyOnce)
+        {
+            Send(new PublishAckPacket(PacketType.PubRec, publish.PacketId));
+        }
+
+        return true;
+    }
+
+    private bool CheckTopicLimits(string topic, out string problem)
+    {
+        var options = _broker.Options;
+        if (topic.Length > options.MaximumTopicLength || Encoding.UTF8.GetByteCount(topic) > options.MaximumTopicLength)
+        {
+            problem = $"The topic is longer than {options.MaximumTopicLength} bytes.";
+            return false;
+        }
+
+        if (topic.AsSpan().Count('/') + 1 > options.MaximumTopicLevels)
+        {
+            problem = $"The topic has more than {options.MaximumTopicLevels} levels.";
+            return false;
+        }
+
+        problem = "";
+        return true;
+    }
+
+    // ---------------------------------------------------------------- acknowledgements of our PUBLISH, and PUBREL
+
+    private bool HandleAck(PublishAckPacket ack)
+    {
+        var session = _session!;
+        switch (ack.Type)
+        {
+            case PacketType.PubAck:
+            case PacketType.PubComp:
+                lock (session.Gate)
+                {
+                    var index = session.FindInflight(ack.PacketId);
+                    if (index >= 0)
+                    {
+                        var inflight = session.Inflight[index];
+                        var expected = ack.Type == PacketType.PubAck ? QoS.AtLeastOnce : QoS.ExactlyOnce;
+                        if (inflight.QoS == expected && (ack.Type == PacketType.PubAck || inflight.Released))
+                        {
+                            session.Inflight.RemoveAt(index);
+                            inflight.Message.Release();
+                            _broker.Pump(session, this);
+                        }
+                    }
+                }
+
+                return true;
+            case PacketType.PubRec:
+                lock (session.Gate)
+                {
+                    var index = session.FindInflight(ack.PacketId);
+                    if (index < 0 || session.Inflight[index].QoS != QoS.ExactlyOnce)
+                    {
+                        Send(new PublishAckPacket(PacketType.PubRel, ack.PacketId, IsV5 ? ReasonCode.PacketIdentifierNotFound : ReasonCode.Success));
+                        return true;
+                    }
+
+                    var inflight = session.Inflight[index];
+                    if (!ack.ReasonCode.IsSuccess())
+                    {
+                        // The receiver refused it: the exchange ends here (5.0 section 4.3.3).
+                        session.Inflight.RemoveAt(index);
+                        inflight.Message.Release();
+                        _broker.Pump(session, this);
+                        return true;
+                    }
+
+                    inflight.Released = true;
+                }
+
+                Send(new PublishAckPacket(PacketType.PubRel, ack.PacketId));
+                return true;
+            case PacketType.PubRel:
+                bool known;
+                lock (session.Gate)
+                {
+                    known = session.IncomingQoS2.Remove(ack.PacketId);
+                }
+
+                Send(new PublishAckPacket(PacketType.PubComp, ack.PacketId, known || !IsV5 ? ReasonCode.Success : ReasonCode.PacketIdentifierNotFound));
+                return true;
+            default:
+                return false;
+        }
+    }
+}
