@@ -80,21 +80,25 @@ public sealed partial class MqttChannel
         _suppressWill = !publishWill;
         if (sendDisconnect && IsV5 && _state == State.Connected && code != ReasonCode.Success)
         {
-            _outbound.Writer.TryWrite(new OutboundItem(new DisconnectPacket { ReasonCode = code, Properties = ReasonProperties(reason) }));
+            Enqueue(new OutboundItem(new DisconnectPacket { ReasonCode = code, Properties = ReasonProperties(reason) }));
         }
 
-        _outbound.Writer.TryComplete();
-        _closing.Cancel();
+        if (_outbound.Complete())
+        {
+            _transport?.ScheduleSend();
+        }
+
+        _transport?.StopReceiving();
     }
 
     /// <summary>The transport is gone: detach from the session and handle the will.</summary>
     public void OnTransportClosed()
     {
         Interlocked.Exchange(ref _closed, 1);
-        _outbound.Writer.TryComplete();
+        _outbound.Complete();
         DetachFromSession();
         _broker.Unregister(_id);
-        while (_outbound.Reader.TryRead(out var left))
+        while (_outbound.TryDequeue(out var left))
         {
             left.Message?.Release();
         }
@@ -132,5 +136,4 @@ public sealed partial class MqttChannel
         LogDisconnected(_broker.Logger, ClientId!, _suppressWill ? "normal" : "abnormal");
     }
 
-    public void Dispose() => _closing.Dispose();
 }

@@ -22,18 +22,27 @@ public sealed partial class MqttChannel
 
     private void Enqueue(in OutboundItem item)
     {
-        Interlocked.Increment(ref _outboundCount);
-        if (!_outbound.Writer.TryWrite(item))
+        switch (_outbound.Enqueue(item))
         {
-            Interlocked.Decrement(ref _outboundCount);
-            item.Message?.Release();
+            case EnqueueResult.QueuedWakeConsumer:
+                _transport?.ScheduleSend();
+                break;
+            case EnqueueResult.Rejected:
+                item.Message?.Release();
+                break;
         }
     }
+
+    /// <summary>The sender takes the next item to write.</summary>
+    internal bool TryDequeueOutbound(out OutboundItem item) => _outbound.TryDequeue(out item);
+
+    /// <summary>The sender found the queue empty: whether to go on, go idle, or finish the connection.</summary>
+    internal DrainState TryStopSending() => _outbound.TryStop();
 
     /// <summary>Queues one delivery for the socket, taking a payload reference. Drops QoS 0 when the queue is full.</summary>
     internal void EnqueuePublish(BrokerMessage message, QoS qos, bool retain, bool dup, ushort packetId, List<uint>? subscriptionIds)
     {
-        if (qos == QoS.AtMostOnce && Volatile.Read(ref _outboundCount) >= _broker.Options.MaximumOutboundQueue)
+        if (qos == QoS.AtMostOnce && _outbound.Count >= _broker.Options.MaximumOutboundQueue)
         {
             _broker.Metrics.MessageDropped(DropReasons.OutboundQueueFull);
             return;
@@ -49,7 +58,6 @@ public sealed partial class MqttChannel
     /// </summary>
     internal int WriteOutbound(in OutboundItem item, IBufferWriter<byte> output)
     {
-        Interlocked.Decrement(ref _outboundCount);
         if (item.Packet is { } packet)
         {
             if (IsV5 && _clientMaximumPacketSize < int.MaxValue && PacketWriter.GetSize(packet, Version) > _clientMaximumPacketSize)

@@ -48,7 +48,7 @@ internal readonly struct OutboundItem
 /// <see cref="WriteOutbound"/>), and tells it when the socket is gone (<see cref="OnTransportClosed"/>).
 /// Deliveries from other connections arrive on other threads through the session and the outbound queue.
 /// </summary>
-public sealed partial class MqttChannel : IDisposable
+public sealed partial class MqttChannel
 {
     private enum State
     {
@@ -59,12 +59,11 @@ public sealed partial class MqttChannel : IDisposable
     }
 
     private readonly MqttBroker _broker;
-    private readonly Channel<OutboundItem> _outbound = Channel.CreateUnbounded<OutboundItem>(new UnboundedChannelOptions { SingleReader = true });
-    private readonly CancellationTokenSource _closing = new();
+    private readonly OutboundQueue _outbound = new();
+    private IChannelTransport? _transport;
     private readonly long _id;
     private readonly long _openedAt;
     private State _state;
-    private int _outboundCount;
     private int _closed;
     private int _detached;
     private bool _suppressWill;
@@ -118,10 +117,11 @@ public sealed partial class MqttChannel : IDisposable
     public ClientIdentity Identity => _identity;
     public bool IsConnected => _state == State.Connected;
 
-    /// <summary>Cancelled when the connection is closing; the transport stops reading.</summary>
-    public CancellationToken Closing => _closing.Token;
+    /// <summary>Connects the channel to the transport that sends what it queues and reads what it handles.</summary>
+    public void AttachTransport(IChannelTransport transport) => _transport = transport;
 
-    internal ChannelReader<OutboundItem> Outbound => _outbound.Reader;
+    /// <summary>True once the connection is closing; nothing more is queued.</summary>
+    public bool IsClosing => Volatile.Read(ref _closed) != 0;
 
     /// <summary>QoS 1 and 2 messages this client may have unacknowledged: its Receive Maximum, capped by ours.</summary>
     internal int SendQuota => Math.Min(_clientReceiveMaximum, _broker.Options.MaximumInflightMessages);

@@ -18,6 +18,7 @@ internal static class BenchCommands
         yield return Flow("pairs", "N independent publisher/subscriber pairs on distinct topics (--clients).", FlowPlan.Pairs, publishers: 0, subscribers: 0);
         yield return Flow("shared", "P publishers to a $share group of N consumers.", FlowPlan.Shared, publishers: 10, subscribers: 10);
         yield return Connections("idle", "Hold N connections (--clients) open; with --pid, the broker's resident memory per connection.", ConnectionScenarios.IdleAsync, clients: 1000, duration: 10);
+        yield return KestrelBaseline.Create();
         yield return Connections("connect-storm", "Connect at --rate connections per second; connect latency and failures.", ConnectionScenarios.ConnectStormAsync, clients: 200, duration: 10);
     }
 
@@ -47,10 +48,11 @@ internal static class BenchCommands
         public Option<string> Prefix { get; } = new("--topic-prefix") { Description = "First topic level of every topic the run uses.", DefaultValueFactory = _ => "bench" };
         public Option<string?> Sources { get; } = new("--source-addresses") { Description = "Comma-separated local addresses to spread connections over (e.g. 127.0.0.2,127.0.0.3) when ports run short." };
         public Option<bool> Quiet { get; } = new("--quiet") { Description = "No live progress display." };
+        public Option<bool> SocketsOnly { get; } = new("--sockets-only") { Description = "idle: open plain TCP connections without MQTT (to measure a bare listener such as kestrel-baseline)." };
 
         public void AddTo(Command command)
         {
-            foreach (var option in new Option[] { Host, Port, Tls, CaFile, WebSocket, Protocol, UserName, Password, Rate, Payload, QoS, Duration, Warmup, Drain, Publishers, Subscribers, Clients, Inflight, Pid, MetricsUrl, Json, Prefix, Sources, Quiet })
+            foreach (var option in new Option[] { Host, Port, Tls, CaFile, WebSocket, Protocol, UserName, Password, Rate, Payload, QoS, Duration, Warmup, Drain, Publishers, Subscribers, Clients, Inflight, Pid, MetricsUrl, Json, Prefix, Sources, Quiet, SocketsOnly })
             {
                 command.Options.Add(option);
             }
@@ -82,6 +84,7 @@ internal static class BenchCommands
             TopicPrefix = r.GetValue(Prefix)!,
             SourceAddresses = r.GetValue(Sources)?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) ?? [],
             Quiet = r.GetValue(Quiet),
+            SocketsOnly = r.GetValue(SocketsOnly),
         };
     }
 

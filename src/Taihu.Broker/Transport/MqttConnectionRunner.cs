@@ -1,17 +1,17 @@
-using System.Buffers;
 using System.IO.Pipelines;
 using System.Net;
+using System.Runtime.CompilerServices;
 using System.Security.Cryptography.X509Certificates;
 using Microsoft.Extensions.Logging;
 using Taihu.Mqtt;
-using Taihu.Mqtt.Packets;
 
 namespace Taihu.Broker.Transport;
 
 /// <summary>
-/// Runs one MQTT connection over a duplex pipe, whatever carries it (TCP, TLS, WebSocket): a receive loop that
-/// decodes frames and feeds the channel, and a send loop that drains the channel's outbound queue and flushes
-/// once per batch rather than once per packet.
+/// Runs one MQTT connection over a duplex pipe, whatever carries it (TCP, TLS, WebSocket). The receive loop
+/// decodes frames and feeds the channel. Sending has no loop of its own: when something is queued for an idle
+/// connection, a <see cref="ConnectionSender"/> is put on the thread pool, writes everything queued, flushes once
+/// and goes idle again. An idle connection therefore holds one receive loop and nothing else.
 /// </summary>
 public static partial class MqttConnectionRunner
 {
@@ -21,7 +21,7 @@ public static partial class MqttConnectionRunner
     {
         ArgumentNullException.ThrowIfNull(broker);
         ArgumentNullException.ThrowIfNull(transport);
-        using var channel = new MqttChannel(broker, remoteEndPoint, clientCertificate);
+        var channel = new MqttChannel(broker, remoteEndPoint, clientCertificate);
         if (!channel.Accepted)
         {
             LogTooManyConnections(broker.Logger, remoteEndPoint, broker.Options.MaximumConnections);
@@ -29,118 +29,190 @@ public static partial class MqttConnectionRunner
             return;
         }
 
+        var sender = new ConnectionSender(broker, channel, transport);
+        channel.AttachTransport(sender);
         using var registration = connectionClosed.Register(static state => ((MqttChannel)state!).Close(ReasonCode.Success, null, publishWill: true, sendDisconnect: false), channel);
         using var shutdown = closeRequested.Register(static state => ((MqttChannel)state!).Close(ReasonCode.ServerShuttingDown, "The server is shutting down.", publishWill: false), channel);
-        var sending = SendLoopAsync(broker, channel, transport.Output);
-        try
-        {
-            await ReceiveLoopAsync(broker, channel, transport.Input);
-        }
-        catch (Exception ex) when (ex is IOException or OperationCanceledException or ObjectDisposedException or InvalidOperationException or System.Net.Sockets.SocketException or Microsoft.AspNetCore.Connections.ConnectionResetException)
-        {
-            // The peer went away; the will and session rules below apply.
-            channel.Close(ReasonCode.Success, null, publishWill: true, sendDisconnect: false);
-        }
-        finally
-        {
-            channel.Close(ReasonCode.Success, null, publishWill: true, sendDisconnect: false);
-            channel.DetachFromSession();
-            await sending;
-            channel.OnTransportClosed();
-            await transport.Input.CompleteAsync();
-        }
-    }
-
-    private static async Task ReceiveLoopAsync(MqttBroker broker, MqttChannel channel, PipeReader input)
-    {
+        var input = transport.Input;
         var reader = channel.Reader;
-        var closing = channel.Closing;
-        while (!closing.IsCancellationRequested)
-        {
-            ReadResult result;
-            try
-            {
-                result = await input.ReadAsync(closing);
-            }
-            catch (OperationCanceledException)
-            {
-                return;
-            }
-
-            var buffer = result.Buffer;
-            var start = buffer.Length;
-            var keepReading = true;
-            try
-            {
-                while (keepReading && reader.TryRead(ref buffer, channel.ReusablePublish, out var packet))
-                {
-                    var handled = channel.HandleAsync(packet, closing);
-                    keepReading = handled.IsCompletedSuccessfully ? handled.Result : await handled;
-                }
-            }
-            catch (MqttProtocolException ex)
-            {
-                channel.OnProtocolError(ex);
-                keepReading = false;
-            }
-
-            broker.Metrics.Received(start - buffer.Length);
-            input.AdvanceTo(buffer.Start, buffer.End);
-            if (!keepReading || result.IsCompleted || result.IsCanceled)
-            {
-                return;
-            }
-        }
-    }
-
-    private static async Task SendLoopAsync(MqttBroker broker, MqttChannel channel, PipeWriter output)
-    {
-        var outbound = channel.Outbound;
         try
         {
-            while (await outbound.WaitToReadAsync())
+            while (true)
             {
-                long bytes = 0;
-                var packets = 0;
-                var publishes = 0;
-                while (outbound.TryRead(out var item))
+                var result = await input.ReadAsync();
+                var buffer = result.Buffer;
+                var start = buffer.Length;
+                var keepReading = !result.IsCanceled;
+                try
                 {
-                    var written = channel.WriteOutbound(item, output);
-                    if (written > 0)
+                    while (keepReading && reader.TryRead(ref buffer, channel.ReusablePublish, out var packet))
                     {
-                        bytes += written;
-                        packets++;
-                        if (item.Message is not null)
-                        {
-                            publishes++;
-                        }
+                        var handled = channel.HandleAsync(packet, connectionClosed);
+                        keepReading = handled.IsCompletedSuccessfully ? handled.Result : await handled;
                     }
                 }
+                catch (MqttProtocolException ex)
+                {
+                    channel.OnProtocolError(ex);
+                    keepReading = false;
+                }
 
-                broker.Metrics.Sent(bytes);
-                broker.Metrics.PacketsSent(packets, publishes);
-                var flush = await output.FlushAsync();
-                if (flush.IsCompleted || flush.IsCanceled)
+                broker.Metrics.Received(start - buffer.Length);
+                input.AdvanceTo(buffer.Start, buffer.End);
+                if (!keepReading || result.IsCompleted || channel.IsClosing)
                 {
                     break;
                 }
             }
         }
-        catch (Exception ex) when (ex is IOException or ObjectDisposedException or InvalidOperationException or OperationCanceledException or System.Net.Sockets.SocketException or Microsoft.AspNetCore.Connections.ConnectionResetException)
+        catch (Exception ex) when (ex is not OutOfMemoryException and not MqttProtocolException)
         {
-            channel.Close(ReasonCode.Success, null, publishWill: true, sendDisconnect: false);
+            // The peer or the transport went away (reset, WebSocket aborted, TLS failure); the will and session
+            // rules below apply.
         }
         finally
         {
-            while (outbound.TryRead(out var left))
-            {
-                left.Message?.Release();
-            }
-
-            await output.CompleteAsync();
+            channel.Close(ReasonCode.Success, null, publishWill: true, sendDisconnect: false);
+            channel.DetachFromSession();
+            await sender.Completion;
+            channel.OnTransportClosed();
+            await input.CompleteAsync();
         }
     }
 
     [LoggerMessage(EventId = 200, Level = LogLevel.Warning, Message = "Connection from {RemoteEndPoint} refused: the limit of {Limit} connections is reached")]
     private static partial void LogTooManyConnections(ILogger logger, EndPoint? remoteEndPoint, int limit);
+
+    /// <summary>
+    /// Writes what the channel queued: scheduled on the thread pool when the queue goes from empty to not empty,
+    /// drains it, flushes once per batch, and goes idle. When the channel is closing it finishes the output.
+    /// </summary>
+    private sealed class ConnectionSender : IThreadPoolWorkItem, IChannelTransport
+    {
+        private readonly MqttBroker _broker;
+        private readonly MqttChannel _channel;
+        private readonly IDuplexPipe _transport;
+        private readonly Lock _gate = new();
+        private TaskCompletionSource? _completion;
+        private bool _finished;
+
+        public ConnectionSender(MqttBroker broker, MqttChannel channel, IDuplexPipe transport)
+        {
+            _broker = broker;
+            _channel = channel;
+            _transport = transport;
+        }
+
+        /// <summary>Completes when the sender has written everything and finished the output.</summary>
+        public Task Completion
+        {
+            get
+            {
+                lock (_gate)
+                {
+                    if (_finished)
+                    {
+                        return Task.CompletedTask;
+                    }
+
+                    _completion ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+                    return _completion.Task;
+                }
+            }
+        }
+
+        public void ScheduleSend() => ThreadPool.UnsafeQueueUserWorkItem(this, preferLocal: false);
+
+        public void StopReceiving() => _transport.Input.CancelPendingRead();
+
+        // Fire and forget by design: DrainAsync catches its own failures and reports completion through
+        // Completion; awaiting here would hold a thread-pool thread per sending connection.
+#pragma warning disable CA2012
+        public void Execute() => _ = DrainAsync();
+#pragma warning restore CA2012
+
+        [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+        private async ValueTask DrainAsync()
+        {
+            var output = _transport.Output;
+            try
+            {
+                while (true)
+                {
+                    long bytes = 0;
+                    var packets = 0;
+                    var publishes = 0;
+                    while (_channel.TryDequeueOutbound(out var item))
+                    {
+                        var written = _channel.WriteOutbound(item, output);
+                        if (written > 0)
+                        {
+                            bytes += written;
+                            packets++;
+                            if (item.Message is not null)
+                            {
+                                publishes++;
+                            }
+                        }
+                    }
+
+                    if (packets > 0)
+                    {
+                        _broker.Metrics.Sent(bytes);
+                        _broker.Metrics.PacketsSent(packets, publishes);
+                        var flush = await output.FlushAsync();
+                        if (flush.IsCompleted || flush.IsCanceled)
+                        {
+                            break;
+                        }
+                    }
+
+                    var state = _channel.TryStopSending();
+                    if (state == DrainState.Idle)
+                    {
+                        return;
+                    }
+
+                    if (state == DrainState.Finished)
+                    {
+                        break;
+                    }
+                }
+            }
+            catch (Exception ex) when (ex is not OutOfMemoryException)
+            {
+                // The transport failed (socket reset, WebSocket aborted, TLS error...): whatever it was, the
+                // connection is over; finishing below must still run or the connection would never complete.
+            }
+
+            await FinishAsync(output);
+        }
+
+        private async ValueTask FinishAsync(PipeWriter output)
+        {
+            _channel.Close(ReasonCode.Success, null, publishWill: true, sendDisconnect: false);
+            while (_channel.TryDequeueOutbound(out var left))
+            {
+                left.Message?.Release();
+            }
+
+            try
+            {
+                await output.CompleteAsync();
+            }
+            catch (Exception ex) when (ex is not OutOfMemoryException)
+            {
+                // Completing a broken transport may throw anything it threw before; the connection is over either way.
+            }
+
+            TaskCompletionSource? completion;
+            lock (_gate)
+            {
+                _finished = true;
+                completion = _completion;
+            }
+
+            completion?.TrySetResult();
+        }
+    }
 }

@@ -32,6 +32,8 @@ public sealed class BenchOptions
     public string TopicPrefix { get; set; } = "bench";
     public string[] SourceAddresses { get; set; } = [];
     public bool Quiet { get; set; }
+    /// <summary>idle: open TCP connections without MQTT (for the kestrel-baseline listener).</summary>
+    public bool SocketsOnly { get; set; }
 
     public ProtocolVersion Version => Protocol switch
     {

@@ -24,10 +24,13 @@ public static class ConnectionScenarios
         {
             var address = o.SourceAddresses.Length == 0 ? null : System.Net.IPAddress.Parse(o.SourceAddresses[i % o.SourceAddresses.Length]);
             var client = await BenchClient.OpenAsync(target, 1, cancellationToken, address);
-            var code = await client.ConnectAsync($"{runId}-idle-{i}", target, 0, true, cancellationToken);
-            if (code != ReasonCode.Success)
+            if (!o.SocketsOnly)
             {
-                throw new InvalidOperationException($"CONNACK {code}");
+                var code = await client.ConnectAsync($"{runId}-idle-{i}", target, 0, true, cancellationToken);
+                if (code != ReasonCode.Success)
+                {
+                    throw new InvalidOperationException($"CONNACK {code}");
+                }
             }
 
             lock (clients)
@@ -57,10 +60,10 @@ public static class ConnectionScenarios
 
         var after = o.BrokerPid is { } pid2 ? ProcessSampler.Sample(pid2) : null;
         double? perConnection = before is { } b && after is { } a && clients.Count > 0 ? (a.ResidentBytes - b.ResidentBytes) / (double)clients.Count : null;
-        await Task.WhenAll(clients.Select(c => c.DisconnectAsync()));
+        await Task.WhenAll(clients.Select(c => o.SocketsOnly ? c.DisposeAsync().AsTask() : c.DisconnectAsync()));
         return new BenchResult
         {
-            Scenario = "idle",
+            Scenario = o.SocketsOnly ? "idle (sockets only)" : "idle",
             Target = $"{o.Host}:{o.Port}",
             Protocol = o.Version == ProtocolVersion.V500 ? "5.0" : "3.1.1",
             DurationSeconds = o.DurationSeconds,
