@@ -200,6 +200,9 @@ public sealed partial class MqttChannel
         }
 
         Send(ack);
+        _will = connect.Will;
+        _connect = null;
+        _pendingContext = null;
         LogConnected(_broker.Logger, ClientId!, identity.Namespace, (int)Version, sessionPresent, RemoteEndPoint);
 
         // Resume: unacknowledged messages again with DUP, PUBREL for those past PUBREC, then the queue.

@@ -79,7 +79,7 @@ public sealed partial class MqttChannel
                 return 0;
             }
 
-            var publish = _scratchPublish;
+            var publish = _scratchPublish ??= new PublishPacket();
             publish.Topic = message.Topic;
             publish.Payload = message.Payload;
             publish.QoS = item.QoS;
@@ -163,7 +163,7 @@ public sealed partial class MqttChannel
             return null;
         }
 
-        var p = _scratchProperties;
+        var p = _scratchProperties ??= new MqttProperties();
         p.PayloadFormatIndicator = source?.PayloadFormatIndicator;
         p.MessageExpiryInterval = expiry;
         p.ContentType = source?.ContentType;

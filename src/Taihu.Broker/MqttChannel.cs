@@ -68,7 +68,9 @@ public sealed partial class MqttChannel
     private int _detached;
     private bool _suppressWill;
     private long _lastActivity;
+    // CONNECT is kept only until CONNACK; afterwards only its will, to keep an idle connection small.
     private ConnectPacket? _connect;
+    private WillMessage? _will;
     private MqttSession? _session;
     private ClientIdentity _identity = ClientIdentity.Anonymous;
     private ushort _keepAlive;
@@ -81,8 +83,10 @@ public sealed partial class MqttChannel
     private Dictionary<string, ushort>? _outboundAliases;
     private int _authStep;
     private int _pendingIncoming;
-    private readonly PublishPacket _scratchPublish = new();
-    private readonly MqttProperties _scratchProperties = new();
+    // Reused by the sender for every outgoing PUBLISH; created on first use so idle connections do not carry them.
+    private PublishPacket? _scratchPublish;
+    private MqttProperties? _scratchProperties;
+    private PublishPacket? _reusablePublish;
 
     public MqttChannel(MqttBroker broker, EndPoint? remoteEndPoint, X509Certificate2? clientCertificate)
     {
@@ -107,7 +111,7 @@ public sealed partial class MqttChannel
     /// allocates nothing beyond the payload. Safe because packets are handled one at a time and nothing keeps the
     /// packet past its handling (routing copies what it needs into a <see cref="BrokerMessage"/>).
     /// </summary>
-    public PublishPacket ReusablePublish { get; } = new();
+    public PublishPacket ReusablePublish => _reusablePublish ??= new PublishPacket();
 
     /// <summary>The decoder for this connection; its version follows CONNECT.</summary>
     public PacketReader Reader { get; }

@@ -29,11 +29,19 @@ internal sealed class InflightMessage
 public sealed class MqttSession
 {
     internal readonly Lock Gate = new();
-    internal readonly Dictionary<string, Subscription> Subscriptions = new(StringComparer.Ordinal);
-    internal readonly List<InflightMessage> Inflight = [];
-    internal readonly Queue<PendingDelivery> Queue = new();
-    internal readonly HashSet<ushort> IncomingQoS2 = [];
+
+    // The collections are created on first use: most device sessions never subscribe, never receive QoS 2 and
+    // never queue, and an idle connection should cost as little as possible.
+    private Dictionary<string, Subscription>? _subscriptions;
+    private List<InflightMessage>? _inflight;
+    private Queue<PendingDelivery>? _queue;
+    private HashSet<ushort>? _incomingQoS2;
     private ushort _lastPacketId;
+
+    internal Dictionary<string, Subscription> Subscriptions => _subscriptions ??= new(StringComparer.Ordinal);
+    internal List<InflightMessage> Inflight => _inflight ??= [];
+    internal Queue<PendingDelivery> Queue => _queue ??= new();
+    internal HashSet<ushort> IncomingQoS2 => _incomingQoS2 ??= [];
 
     public MqttSession(string ns, string clientId)
     {

@@ -11,17 +11,18 @@ namespace Taihu.Mqtt.Topics;
 public sealed class TopicNameCache
 {
     private const int StackLimit = 256;
-    private readonly Dictionary<string, string> _topics = new(StringComparer.Ordinal);
-    private readonly Dictionary<string, string>.AlternateLookup<ReadOnlySpan<char>> _lookup;
     private readonly int _capacity;
+    // Created on the first topic, so a connection that never publishes carries only this object.
+    private Dictionary<string, string>? _topics;
+    private Dictionary<string, string>.AlternateLookup<ReadOnlySpan<char>> _lookup;
 
     public TopicNameCache(int capacity = 64)
     {
+        ArgumentOutOfRangeException.ThrowIfLessThan(capacity, 1);
         _capacity = capacity;
-        _lookup = _topics.GetAlternateLookup<ReadOnlySpan<char>>();
     }
 
-    public int Count => _topics.Count;
+    public int Count => _topics?.Count ?? 0;
 
     /// <summary>Returns the string for validated UTF-8 <paramref name="utf8"/>.</summary>
     public string GetOrAdd(ReadOnlySpan<byte> utf8)
@@ -34,7 +35,12 @@ public sealed class TopicNameCache
         Span<char> chars = stackalloc char[StackLimit];
         var count = Encoding.UTF8.GetChars(utf8, chars);
         var span = chars[..count];
-        if (_lookup.TryGetValue(span, out var existing))
+        if (_topics is null)
+        {
+            _topics = new Dictionary<string, string>(StringComparer.Ordinal);
+            _lookup = _topics.GetAlternateLookup<ReadOnlySpan<char>>();
+        }
+        else if (_lookup.TryGetValue(span, out var existing))
         {
             return existing;
         }
