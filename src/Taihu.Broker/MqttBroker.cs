@@ -26,6 +26,7 @@ public sealed partial class MqttBroker : IMqttServerPublisher, IDisposable
     private ITimer? _housekeeping;
     private ITimer? _sys;
     private long _nextChannelId;
+    private bool _shuttingDown;
 
     [ThreadStatic]
     private static RouteScratch? t_scratch;
@@ -77,6 +78,9 @@ public sealed partial class MqttBroker : IMqttServerPublisher, IDisposable
     /// <summary>Sends DISCONNECT 0x8B (5.0) to every client and closes them.</summary>
     public void Shutdown()
     {
+        // Set first: a connection that registers from now on refuses itself (see TryRegister), and every one
+        // registered before is in the dictionary that the loop below walks.
+        Volatile.Write(ref _shuttingDown, true);
         _housekeeping?.Dispose();
         _sys?.Dispose();
         foreach (var channel in _channels.Values)
@@ -111,6 +115,12 @@ public sealed partial class MqttBroker : IMqttServerPublisher, IDisposable
         }
 
         _channels[id] = channel;
+        if (Volatile.Read(ref _shuttingDown))
+        {
+            _channels.TryRemove(id, out _);
+            return false;
+        }
+
         Metrics.ConnectionAccepted();
         return true;
     }

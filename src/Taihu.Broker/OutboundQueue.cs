@@ -34,7 +34,6 @@ internal sealed class OutboundQueue
     private const int InitialCapacity = 4;
     private const int ShrinkAbove = 256;
 
-    private readonly Lock _gate = new();
     private OutboundItem[] _items = [];
     private int _head;
     private int _count;
@@ -48,7 +47,7 @@ internal sealed class OutboundQueue
 
     public EnqueueResult Enqueue(in OutboundItem item)
     {
-        lock (_gate)
+        lock (this)
         {
             if (_completed)
             {
@@ -74,7 +73,7 @@ internal sealed class OutboundQueue
 
     public bool TryDequeue(out OutboundItem item)
     {
-        lock (_gate)
+        lock (this)
         {
             if (_count == 0)
             {
@@ -93,7 +92,7 @@ internal sealed class OutboundQueue
     /// <summary>The consumer found nothing more: it goes idle unless items arrived meanwhile.</summary>
     public DrainState TryStop()
     {
-        lock (_gate)
+        lock (this)
         {
             if (_count > 0)
             {
@@ -119,7 +118,7 @@ internal sealed class OutboundQueue
     /// <summary>No more items will be accepted. True when the consumer is idle and must be scheduled to finish.</summary>
     public bool Complete()
     {
-        lock (_gate)
+        lock (this)
         {
             _completed = true;
             if (_consumerActive)

@@ -18,9 +18,6 @@ public sealed class MqttConnectionHandler : ConnectionHandler
     {
         ArgumentNullException.ThrowIfNull(connection);
         var tls = connection.Features.Get<ITlsConnectionFeature>();
-        // Kestrel asks connections to close gracefully when it stops; a connection accepted after the broker's own
-        // shutdown notice must still hear 0x8B rather than be cut off at the shutdown timeout.
-        var lifetime = connection.Features.Get<IConnectionLifetimeNotificationFeature>();
-        return MqttConnectionRunner.RunAsync(_broker, connection.Transport, connection.RemoteEndPoint, tls?.ClientCertificate, connection.ConnectionClosed, lifetime?.ConnectionClosedRequested ?? default);
+        return MqttConnectionRunner.RunAsync(_broker, connection.Transport, connection.RemoteEndPoint, tls?.ClientCertificate, connection.ConnectionClosed);
     }
 }

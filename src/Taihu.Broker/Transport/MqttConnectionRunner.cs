@@ -16,8 +16,7 @@ namespace Taihu.Broker.Transport;
 public static partial class MqttConnectionRunner
 {
     /// <param name="connectionClosed">Fires when the transport is gone.</param>
-    /// <param name="closeRequested">Fires when the server asks the connection to end (shutdown): 5.0 clients are told 0x8B.</param>
-    public static async Task RunAsync(MqttBroker broker, IDuplexPipe transport, EndPoint? remoteEndPoint, X509Certificate2? clientCertificate, CancellationToken connectionClosed, CancellationToken closeRequested = default)
+    public static async Task RunAsync(MqttBroker broker, IDuplexPipe transport, EndPoint? remoteEndPoint, X509Certificate2? clientCertificate, CancellationToken connectionClosed)
     {
         ArgumentNullException.ThrowIfNull(broker);
         ArgumentNullException.ThrowIfNull(transport);
@@ -31,15 +30,16 @@ public static partial class MqttConnectionRunner
 
         var sender = new ConnectionSender(broker, channel, transport);
         channel.AttachTransport(sender);
-        using var registration = connectionClosed.Register(static state => ((MqttChannel)state!).Close(ReasonCode.Success, null, publishWill: true, sendDisconnect: false), channel);
-        using var shutdown = closeRequested.Register(static state => ((MqttChannel)state!).Close(ReasonCode.ServerShuttingDown, "The server is shutting down.", publishWill: false), channel);
+        // No callbacks on the connection's tokens: each costs a registration per connection, and neither is
+        // needed. A closed transport completes the read below; a shutdown closes every channel through the
+        // broker, which refuses connections that arrive after it began.
         var input = transport.Input;
         var reader = channel.Reader;
         try
         {
             while (true)
             {
-                var result = await input.ReadAsync();
+                var result = await input.ReadAsync(CancellationToken.None);
                 var buffer = result.Buffer;
                 var start = buffer.Length;
                 var keepReading = !result.IsCanceled;
@@ -92,7 +92,6 @@ public static partial class MqttConnectionRunner
         private readonly MqttBroker _broker;
         private readonly MqttChannel _channel;
         private readonly IDuplexPipe _transport;
-        private readonly Lock _gate = new();
         private TaskCompletionSource? _completion;
         private bool _finished;
 
@@ -108,7 +107,7 @@ public static partial class MqttConnectionRunner
         {
             get
             {
-                lock (_gate)
+                lock (this)
                 {
                     if (_finished)
                     {
@@ -206,7 +205,7 @@ public static partial class MqttConnectionRunner
             }
 
             TaskCompletionSource? completion;
-            lock (_gate)
+            lock (this)
             {
                 _finished = true;
                 completion = _completion;
