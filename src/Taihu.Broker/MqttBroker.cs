@@ -325,7 +325,7 @@ public sealed partial class MqttBroker : IMqttServerPublisher, IDisposable
 
         if (will is not null)
         {
-            will = will.ReceivedAgainAt(Time.GetUtcNow());
+            will.Restamp(Time.GetUtcNow());
             RouteAndRetain(will);
             will.Release();
         }
@@ -542,8 +542,9 @@ public sealed partial class MqttBroker : IMqttServerPublisher, IDisposable
     {
         ArgumentNullException.ThrowIfNull(ns);
         ArgumentNullException.ThrowIfNull(packet);
-        var message = new BrokerMessage(ns, packet.Topic, packet.Payload, packet.PayloadOwner, packet.QoS, packet.Retain, packet.Properties, Time.GetUtcNow(), originClientId: null);
+        var message = BrokerMessage.Create(ns, packet.Topic, packet.Payload, packet.PayloadOwner, packet.QoS, packet.Retain, packet.Properties, Time.GetUtcNow(), originClientId: null);
         RouteAndRetain(message);
+        message.Release();
     }
 
     private void Housekeep()
@@ -583,7 +584,7 @@ public sealed partial class MqttBroker : IMqttServerPublisher, IDisposable
 
                 if (dueWill is not null)
                 {
-                    dueWill = dueWill.ReceivedAgainAt(now);
+                    dueWill.Restamp(now);
                     RouteAndRetain(dueWill);
                     dueWill.Release();
                 }
@@ -660,8 +661,9 @@ public sealed partial class MqttBroker : IMqttServerPublisher, IDisposable
     private void PublishSysValue(string topic, string value)
     {
         var payload = Encoding.UTF8.GetBytes(value);
-        var message = new BrokerMessage("", topic, payload, owner: null, QoS.AtMostOnce, retain: true, properties: null, Time.GetUtcNow(), originClientId: null);
+        var message = BrokerMessage.Create("", topic, payload, owner: null, QoS.AtMostOnce, retain: true, properties: null, Time.GetUtcNow(), originClientId: null);
         RouteAndRetain(message);
+        message.Release();
     }
 
     [LoggerMessage(EventId = 1, Level = LogLevel.Error, Message = "Broker housekeeping failed")]

@@ -214,7 +214,7 @@ public sealed partial class MqttChannel
                 {
                     if (inflight.Released)
                     {
-                        Send(new PublishAckPacket(PacketType.PubRel, inflight.PacketId));
+                        SendAck(PacketType.PubRel, inflight.PacketId);
                     }
                     else
                     {

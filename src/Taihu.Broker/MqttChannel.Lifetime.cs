@@ -128,7 +128,7 @@ public sealed partial class MqttChannel
         uint willDelay = 0;
         if (!_suppressWill && _will is { } w)
         {
-            will = new BrokerMessage(_identity.Namespace, w.Topic, w.Payload, owner: null, w.QoS, w.Retain, w.Properties, _broker.Time.GetUtcNow(), ClientId);
+            will = BrokerMessage.Create(_identity.Namespace, w.Topic, w.Payload, owner: null, w.QoS, w.Retain, w.Properties, _broker.Time.GetUtcNow(), ClientId);
             willDelay = w.Properties?.WillDelayInterval ?? 0;
         }
 

@@ -20,6 +20,9 @@ public sealed partial class MqttChannel
 {
     private void Send(MqttPacket packet) => Enqueue(new OutboundItem(packet));
 
+    /// <summary>Queues PUBACK, PUBREC, PUBREL or PUBCOMP without allocating a packet.</summary>
+    private void SendAck(PacketType type, ushort packetId, ReasonCode code = ReasonCode.Success) => Enqueue(new OutboundItem(type, packetId, code));
+
     private void Enqueue(in OutboundItem item)
     {
         switch (_outbound.Enqueue(item))
@@ -58,6 +61,11 @@ public sealed partial class MqttChannel
     /// </summary>
     internal int WriteOutbound(in OutboundItem item, IBufferWriter<byte> output)
     {
+        if (item.AckType != PacketType.Reserved)
+        {
+            return WriteAck(item, output);
+        }
+
         if (item.Packet is { } packet)
         {
             if (IsV5 && _clientMaximumPacketSize < int.MaxValue && PacketWriter.GetSize(packet, Version) > _clientMaximumPacketSize)
@@ -173,6 +181,27 @@ public sealed partial class MqttChannel
         p.SubscriptionIdentifiers = item.SubscriptionIds;
         p.TopicAlias = alias;
         return p;
+    }
+
+    /// <summary>
+    /// Writes a four-byte acknowledgement, or five bytes when a 5.0 reason code other than success must be told
+    /// (section 3.4.2.1: the reason code may be left out when it is 0x00 and there are no properties).
+    /// </summary>
+    private int WriteAck(in OutboundItem item, IBufferWriter<byte> output)
+    {
+        var withCode = IsV5 && item.AckReason != ReasonCode.Success;
+        var length = withCode ? 5 : 4;
+        var span = output.GetSpan(length);
+        span[0] = (byte)(((int)item.AckType << 4) | (item.AckType == PacketType.PubRel ? 0x02 : 0));
+        span[1] = (byte)(length - 2);
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt16BigEndian(span[2..], item.PacketId);
+        if (withCode)
+        {
+            span[4] = (byte)item.AckReason;
+        }
+
+        output.Advance(length);
+        return length;
     }
 
     /// <summary>A QoS 1/2 delivery that will never be sent: take it out of flight as if acknowledged.</summary>

@@ -88,7 +88,7 @@ public sealed partial class MqttChannel
             if (duplicate)
             {
                 // Already accepted and routed: acknowledge again, deliver nothing again (4.3.3).
-                Send(new PublishAckPacket(PacketType.PubRec, publish.PacketId));
+                SendAck(PacketType.PubRec, publish.PacketId);
                 return true;
             }
         }
@@ -140,8 +140,9 @@ public sealed partial class MqttChannel
             }
         }
 
-        var message = new BrokerMessage(_identity.Namespace, topic, publish.Payload, publish.PayloadOwner, qos, publish.Retain, properties, _broker.Time.GetUtcNow(), ClientId);
+        var message = BrokerMessage.Create(_identity.Namespace, topic, publish.Payload, publish.PayloadOwner, qos, publish.Retain, properties, _broker.Time.GetUtcNow(), ClientId);
         var deliveries = _broker.RouteAndRetain(message);
+        message.Release();
         if (code == ReasonCode.Success && deliveries == 0 && IsV5)
         {
             code = ReasonCode.NoMatchingSubscribers;
@@ -155,7 +156,7 @@ public sealed partial class MqttChannel
     {
         if (publish.QoS == QoS.AtLeastOnce)
         {
-            Send(new PublishAckPacket(PacketType.PubAck, publish.PacketId, IsV5 ? code : ReasonCode.Success));
+            SendAck(PacketType.PubAck, publish.PacketId, IsV5 ? code : ReasonCode.Success);
         }
         else if (publish.QoS == QoS.ExactlyOnce)
         {
@@ -168,7 +169,7 @@ public sealed partial class MqttChannel
                 }
             }
 
-            Send(new PublishAckPacket(PacketType.PubRec, publish.PacketId, IsV5 ? code : ReasonCode.Success));
+            SendAck(PacketType.PubRec, publish.PacketId, IsV5 ? code : ReasonCode.Success);
         }
     }
 
@@ -197,11 +198,11 @@ public sealed partial class MqttChannel
 
         if (publish.QoS == QoS.AtLeastOnce)
         {
-            Send(new PublishAckPacket(PacketType.PubAck, publish.PacketId));
+            SendAck(PacketType.PubAck, publish.PacketId);
         }
         else if (publish.QoS == QoS.ExactlyOnce)
         {
-            Send(new PublishAckPacket(PacketType.PubRec, publish.PacketId));
+            SendAck(PacketType.PubRec, publish.PacketId);
         }
 
         return true;
@@ -258,7 +259,7 @@ public sealed partial class MqttChannel
                     var index = session.FindInflight(ack.PacketId);
                     if (index < 0 || session.Inflight[index].QoS != QoS.ExactlyOnce)
                     {
-                        Send(new PublishAckPacket(PacketType.PubRel, ack.PacketId, IsV5 ? ReasonCode.PacketIdentifierNotFound : ReasonCode.Success));
+                        SendAck(PacketType.PubRel, ack.PacketId, IsV5 ? ReasonCode.PacketIdentifierNotFound : ReasonCode.Success);
                         return true;
                     }
 
@@ -275,7 +276,7 @@ public sealed partial class MqttChannel
                     inflight.Released = true;
                 }
 
-                Send(new PublishAckPacket(PacketType.PubRel, ack.PacketId));
+                SendAck(PacketType.PubRel, ack.PacketId);
                 return true;
             case PacketType.PubRel:
                 bool known;
@@ -284,7 +285,7 @@ public sealed partial class MqttChannel
                     known = session.IncomingQoS2.Remove(ack.PacketId);
                 }
 
-                Send(new PublishAckPacket(PacketType.PubComp, ack.PacketId, known || !IsV5 ? ReasonCode.Success : ReasonCode.PacketIdentifierNotFound));
+                SendAck(PacketType.PubComp, ack.PacketId, known || !IsV5 ? ReasonCode.Success : ReasonCode.PacketIdentifierNotFound);
                 return true;
             default:
                 return false;

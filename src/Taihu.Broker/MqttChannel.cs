@@ -33,8 +33,19 @@ internal readonly struct OutboundItem
         SubscriptionIds = subscriptionIds;
     }
 
+    /// <summary>An acknowledgement without properties (PUBACK, PUBREC, PUBREL, PUBCOMP), carried without an object.</summary>
+    public OutboundItem(PacketType ackType, ushort packetId, ReasonCode reasonCode)
+    {
+        AckType = ackType;
+        PacketId = packetId;
+        AckReason = reasonCode;
+    }
+
     public MqttPacket? Packet { get; }
     public BrokerMessage? Message { get; }
+    /// <summary>For an acknowledgement item, its packet type; otherwise Reserved.</summary>
+    public PacketType AckType { get; }
+    public ReasonCode AckReason { get; }
     public QoS QoS { get; }
     public bool Retain { get; }
     public bool Dup { get; }

@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using Taihu.Mqtt;
 using Taihu.Mqtt.Buffers;
 using Taihu.Mqtt.Packets;
@@ -6,53 +7,112 @@ namespace Taihu.Broker.Routing;
 
 /// <summary>
 /// An application message inside the broker: what was published, once, shared by every delivery, the retained
-/// store and session queues. The payload lives in a reference-counted <see cref="PooledBuffer"/>; each holder
-/// (a queued delivery, an inflight entry, the retained store) takes a reference and gives it back when done.
+/// store and session queues.
+/// <para>
+/// Reference counted: <see cref="Create"/> returns a message with one reference, its creator's; every holder (a
+/// queued delivery, an inflight entry, the retained store, a pending will) takes one with
+/// <see cref="AddReference"/> and gives it back with <see cref="Release"/>. When the last goes, the payload
+/// buffer is released and the object returns to a pool, so steady traffic allocates no messages.
+/// </para>
 /// </summary>
 public sealed class BrokerMessage
 {
-    private readonly PooledBuffer? _owner;
+    private const int MaxPooled = 8192;
+    private static readonly ConcurrentQueue<BrokerMessage> s_pool = new();
 
-    public BrokerMessage(string ns, string topic, ReadOnlyMemory<byte> payload, PooledBuffer? owner, QoS qos, bool retain, MqttProperties? properties, DateTimeOffset receivedAt, string? originClientId)
+    private PooledBuffer? _owner;
+    private int _refCount;
+
+    private BrokerMessage()
     {
-        Namespace = ns;
-        Topic = topic;
-        Payload = payload;
-        _owner = owner;
-        QoS = qos;
-        Retain = retain;
-        Properties = properties;
-        ReceivedAt = receivedAt;
-        OriginClientId = originClientId;
-        if (properties?.MessageExpiryInterval is { } expiry)
+    }
+
+    /// <summary>
+    /// A message with one reference (the caller's). When <paramref name="owner"/> is given, the message takes its
+    /// own reference to it; the caller keeps and releases its own.
+    /// </summary>
+    public static BrokerMessage Create(string ns, string topic, ReadOnlyMemory<byte> payload, PooledBuffer? owner, QoS qos, bool retain, MqttProperties? properties, DateTimeOffset receivedAt, string? originClientId)
+    {
+        if (!s_pool.TryDequeue(out var message))
         {
-            ExpiresAt = receivedAt.AddSeconds(expiry);
+            message = new BrokerMessage();
+        }
+
+        owner?.Retain();
+        message._owner = owner;
+        message._refCount = 1;
+        message.Namespace = ns;
+        message.Topic = topic;
+        message.Payload = payload;
+        message.QoS = qos;
+        message.Retain = retain;
+        message.Properties = properties;
+        message.OriginClientId = originClientId;
+        message.Restamp(receivedAt);
+        return message;
+    }
+
+    public string Namespace { get; private set; } = "";
+    public string Topic { get; private set; } = "";
+    public ReadOnlyMemory<byte> Payload { get; private set; }
+    public QoS QoS { get; private set; }
+    public bool Retain { get; private set; }
+    /// <summary>The publisher's properties with the Topic Alias removed (it belongs to the inbound connection).</summary>
+    public MqttProperties? Properties { get; private set; }
+    public DateTimeOffset ReceivedAt { get; private set; }
+    public DateTimeOffset? ExpiresAt { get; private set; }
+    /// <summary>The client that published it (for No Local), or null for messages from the server.</summary>
+    public string? OriginClientId { get; private set; }
+
+    /// <summary>References held now (tests and diagnostics).</summary>
+    public int ReferenceCount => Volatile.Read(ref _refCount);
+
+    /// <summary>Takes a reference.</summary>
+    public void AddReference()
+    {
+        if (Interlocked.Increment(ref _refCount) <= 1)
+        {
+            throw new InvalidOperationException("The message was already released.");
         }
     }
 
-    public string Namespace { get; }
-    public string Topic { get; }
-    public ReadOnlyMemory<byte> Payload { get; }
-    public QoS QoS { get; }
-    public bool Retain { get; }
-    /// <summary>The publisher's properties with the Topic Alias removed (it belongs to the inbound connection).</summary>
-    public MqttProperties? Properties { get; }
-    public DateTimeOffset ReceivedAt { get; }
-    public DateTimeOffset? ExpiresAt { get; }
-    /// <summary>The client that published it (for No Local), or null for messages from the server.</summary>
-    public string? OriginClientId { get; }
+    /// <summary>Gives back a reference; the last one frees the payload and pools the message.</summary>
+    public void Release()
+    {
+        var count = Interlocked.Decrement(ref _refCount);
+        if (count > 0)
+        {
+            return;
+        }
 
-    /// <summary>Takes a reference to the payload buffer.</summary>
-    public void AddReference() => _owner?.Retain();
+        if (count < 0)
+        {
+            throw new InvalidOperationException("The message was released more often than it was referenced.");
+        }
 
-    /// <summary>Gives back a reference to the payload buffer.</summary>
-    public void Release() => _owner?.Release();
+        var owner = _owner;
+        _owner = null;
+        Payload = default;
+        Properties = null;
+        Topic = "";
+        Namespace = "";
+        OriginClientId = null;
+        owner?.Release();
+        if (s_pool.Count < MaxPooled)
+        {
+            s_pool.Enqueue(this);
+        }
+    }
 
     /// <summary>
-    /// The same message as if received at <paramref name="at"/>, taking over this one's payload reference: a delayed
-    /// will's Message Expiry Interval runs from when it is published (5.0 section 3.1.3.2.4), not from the disconnect.
+    /// Counts the message as received at <paramref name="at"/>. A delayed will's Message Expiry Interval runs from
+    /// when it is published (5.0 section 3.1.3.2.4), not from the disconnect; only its sole holder may do this.
     /// </summary>
-    public BrokerMessage ReceivedAgainAt(DateTimeOffset at) => new(Namespace, Topic, Payload, _owner, QoS, Retain, Properties, at, OriginClientId);
+    internal void Restamp(DateTimeOffset at)
+    {
+        ReceivedAt = at;
+        ExpiresAt = Properties?.MessageExpiryInterval is { } expiry ? at.AddSeconds(expiry) : null;
+    }
 
     public bool IsExpired(DateTimeOffset now) => ExpiresAt is { } at && now >= at;
 
