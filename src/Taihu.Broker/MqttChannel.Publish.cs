@@ -274,6 +274,7 @@ public sealed partial class MqttChannel
                     }
 
                     inflight.Released = true;
+                    session.Inflight[index] = inflight;
                 }
 
                 SendAck(PacketType.PubRel, ack.PacketId);

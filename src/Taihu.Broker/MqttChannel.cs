@@ -105,7 +105,7 @@ public sealed partial class MqttChannel
         _broker = broker;
         RemoteEndPoint = remoteEndPoint;
         ClientCertificate = clientCertificate;
-        Reader = new PacketReader { MaximumPacketSize = broker.Options.MaximumPacketSize, TopicCache = new TopicNameCache() };
+        Reader = new PacketReader { MaximumPacketSize = broker.Options.MaximumPacketSize, TopicCache = new TopicNameCache(), ReuseAcknowledgements = true };
         _openedAt = broker.Time.GetTimestamp();
         _lastActivity = _openedAt;
         Accepted = broker.TryRegister(this, out _id);

@@ -7,17 +7,20 @@ namespace Taihu.Broker.Sessions;
 /// <summary>A message waiting in a session's queue, not yet given a packet identifier.</summary>
 internal readonly record struct PendingDelivery(BrokerMessage Message, QoS QoS, bool Retain, List<uint>? SubscriptionIds, SharedGroup? Group);
 
-/// <summary>A QoS 1 or 2 message sent (or about to be) and not yet fully acknowledged.</summary>
-internal sealed class InflightMessage
+/// <summary>
+/// A QoS 1 or 2 message sent (or about to be) and not yet fully acknowledged. A struct in the session's list,
+/// so that a delivery in flight costs no allocation of its own.
+/// </summary>
+internal struct InflightMessage
 {
-    public required ushort PacketId { get; init; }
-    public required BrokerMessage Message { get; init; }
-    public required QoS QoS { get; init; }
-    public required bool Retain { get; init; }
-    public List<uint>? SubscriptionIds { get; init; }
-    public SharedGroup? Group { get; init; }
+    public ushort PacketId;
+    public BrokerMessage Message;
+    public QoS QoS;
+    public bool Retain;
+    public List<uint>? SubscriptionIds;
+    public SharedGroup? Group;
     /// <summary>QoS 2: PUBREC arrived and PUBREL was sent; waiting for PUBCOMP.</summary>
-    public bool Released { get; set; }
+    public bool Released;
 }
 
 /// <summary>

@@ -30,6 +30,14 @@ public sealed class PacketReader
     public TopicNameCache? TopicCache { get; set; }
 
     /// <summary>
+    /// When set, PUBACK, PUBREC, PUBREL and PUBCOMP are decoded into one object reused for every acknowledgement:
+    /// for a caller that handles each packet before reading the next and keeps none of them (the broker).
+    /// </summary>
+    public bool ReuseAcknowledgements { get; set; }
+
+    private PublishAckPacket? _reusableAck;
+
+    /// <summary>
     /// Reads the fixed header. False when it is not complete yet. Throws on a remaining length longer than four
     /// bytes, or a packet larger than <paramref name="maximumPacketSize"/>.
     /// </summary>
@@ -181,6 +189,15 @@ public sealed class PacketReader
         }
     }
 
+    // The packet's name is only formatted when the flags are wrong: the hot path must not build strings.
+    private static void CheckFlags(int flags, int expected, PacketType type)
+    {
+        if (flags != expected)
+        {
+            ThrowHelper.Malformed($"The fixed header flags of {type.ToString().ToUpperInvariant()} are reserved and must be {expected}.");
+        }
+    }
+
     private static void CheckEnd(in BodyReader reader)
     {
         if (!reader.End)
@@ -191,7 +208,7 @@ public sealed class PacketReader
 
     private static MqttPacket DecodeEmpty(int flags, ReadOnlySpan<byte> body, MqttPacket instance)
     {
-        CheckFlags(flags, 0, instance.Type.ToString().ToUpperInvariant());
+        CheckFlags(flags, 0, instance.Type);
         if (body.Length != 0)
         {
             ThrowHelper.Malformed($"{instance.Type} has no body.");
@@ -261,7 +278,7 @@ public sealed class PacketReader
 
     private PublishAckPacket DecodePublishAck(PacketType type, int flags, int expectedFlags, ReadOnlySpan<byte> body)
     {
-        CheckFlags(flags, expectedFlags, type.ToString().ToUpperInvariant());
+        CheckFlags(flags, expectedFlags, type);
         var reader = new BodyReader(body);
         var packetId = reader.ReadUInt16();
         if (packetId == 0)
@@ -269,7 +286,8 @@ public sealed class PacketReader
             ThrowHelper.Malformed($"{type} has packet identifier 0.");
         }
 
-        var packet = new PublishAckPacket(type, packetId);
+        var packet = ReuseAcknowledgements ? (_reusableAck ??= new PublishAckPacket(PacketType.PubAck, 1)) : new PublishAckPacket(type, packetId);
+        packet.Reset(type, packetId);
         if (IsV5)
         {
             // A 5.0 acknowledgement may stop after the packet id (success) or after the reason code.

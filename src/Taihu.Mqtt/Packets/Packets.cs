@@ -60,9 +60,15 @@ public sealed class PublishPacket : MqttPacket
 /// <summary>PUBACK, PUBREC, PUBREL and PUBCOMP share one shape.</summary>
 public sealed class PublishAckPacket : MqttPacket
 {
-    private readonly PacketType _type;
+    private PacketType _type;
 
     public PublishAckPacket(PacketType type, ushort packetId, ReasonCode reasonCode = ReasonCode.Success)
+    {
+        Reset(type, packetId, reasonCode);
+    }
+
+    /// <summary>Makes this object a fresh acknowledgement (the reader reuses one per connection).</summary>
+    internal void Reset(PacketType type, ushort packetId, ReasonCode reasonCode = ReasonCode.Success)
     {
         if (type is not (PacketType.PubAck or PacketType.PubRec or PacketType.PubRel or PacketType.PubComp))
         {
@@ -72,6 +78,7 @@ public sealed class PublishAckPacket : MqttPacket
         _type = type;
         PacketId = packetId;
         ReasonCode = reasonCode;
+        Properties = null;
     }
 
     public override PacketType Type => _type;
