@@ -29,8 +29,8 @@ lines = [
     f"Run on {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC: {os.cpu_count()} cores ({cpu}), {platform.platform()}, .NET SDK {dotnet}, {mosq}.",
     f"Command: `{command}`. Median over rounds, ± half the spread (max - min).",
     "",
-    "| scenario | broker | delivered msg/s | lost | broker CPU-s per million delivered | p50 ms | p99 ms | broker CPU % | generator CPU % |",
-    "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    "| scenario | broker | delivered msg/s | lost | broker CPU-s per million delivered | p50 ms | p99 ms | broker CPU % | generator CPU % | broker bytes allocated per delivered |",
+    "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
 ]
 for scenario in sorted({s for s, _ in runs}):
     for broker in ("mosquitto", "taihu"):
@@ -44,7 +44,8 @@ for scenario in sorted({s for s, _ in runs}):
         p99 = med([r.get("latencyP99Ms") for r in rs])
         bcpu = med([r.get("brokerCpuPercent") for r in rs])
         gcpu = med([r.get("generatorCpuPercent") for r in rs])
-        lines.append(f"| {scenario} | {broker} | {fmt(*rate, 0)} | {fmt(*lost, 0)} | {fmt(*per_m)} | {fmt(*p50)} | {fmt(*p99)} | {fmt(*bcpu, 1)} | {fmt(*gcpu, 1)} |")
+        alloc = med([r.get("brokerAllocatedBytesPerDelivered") for r in rs])
+        lines.append(f"| {scenario} | {broker} | {fmt(*rate, 0)} | {fmt(*lost, 0)} | {fmt(*per_m)} | {fmt(*p50)} | {fmt(*p99)} | {fmt(*bcpu, 1)} | {fmt(*gcpu, 1)} | {fmt(*alloc, 1)} |")
 
 table = "\n".join(lines)
 with open(doc_path) as f:

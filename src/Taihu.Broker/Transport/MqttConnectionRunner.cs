@@ -47,7 +47,20 @@ public static partial class MqttConnectionRunner
                 {
                     while (keepReading && reader.TryRead(ref buffer, channel.ReusablePublish, out var packet))
                     {
-                        var handled = channel.HandleAsync(packet, connectionClosed);
+                        // While the packet is handled synchronously on this thread, what it queues for this same
+                        // connection (acknowledgements, SUBACK, PINGRESP) is written after the batch below,
+                        // here, instead of waking another thread for every acknowledgement.
+                        ValueTask<bool> handled;
+                        ConnectionSender.Receiving = sender;
+                        try
+                        {
+                            handled = channel.HandleAsync(packet, connectionClosed);
+                        }
+                        finally
+                        {
+                            ConnectionSender.Receiving = null;
+                        }
+
                         keepReading = handled.IsCompletedSuccessfully ? handled.Result : await handled;
                     }
                 }
@@ -59,6 +72,11 @@ public static partial class MqttConnectionRunner
 
                 broker.Metrics.Received(start - buffer.Length);
                 input.AdvanceTo(buffer.Start, buffer.End);
+                if (sender.TakeDeferred())
+                {
+                    await sender.DrainAsync();
+                }
+
                 if (!keepReading || result.IsCompleted || channel.IsClosing)
                 {
                     break;
@@ -72,6 +90,11 @@ public static partial class MqttConnectionRunner
         }
         finally
         {
+            if (sender.TakeDeferred())
+            {
+                sender.ScheduleSend();
+            }
+
             channel.Close(ReasonCode.Success, null, publishWill: true, sendDisconnect: false);
             channel.DetachFromSession();
             await sender.Completion;
@@ -120,7 +143,35 @@ public static partial class MqttConnectionRunner
             }
         }
 
-        public void ScheduleSend() => ThreadPool.UnsafeQueueUserWorkItem(this, preferLocal: false);
+        /// <summary>The sender whose receive loop is handling a packet on this thread right now, if any.</summary>
+        [ThreadStatic]
+        internal static ConnectionSender? Receiving;
+
+        private bool _deferred;
+
+        public void ScheduleSend()
+        {
+            if (ReferenceEquals(Receiving, this))
+            {
+                // Our own receive loop queued it; it drains at the end of its batch.
+                _deferred = true;
+                return;
+            }
+
+            ThreadPool.UnsafeQueueUserWorkItem(this, preferLocal: false);
+        }
+
+        /// <summary>True (once) when a drain was deferred to the receive loop.</summary>
+        public bool TakeDeferred()
+        {
+            if (!_deferred)
+            {
+                return false;
+            }
+
+            _deferred = false;
+            return true;
+        }
 
         public void StopReceiving() => _transport.Input.CancelPendingRead();
 
@@ -131,7 +182,7 @@ public static partial class MqttConnectionRunner
 #pragma warning restore CA2012
 
         [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
-        private async ValueTask DrainAsync()
+        internal async ValueTask DrainAsync()
         {
             var output = _transport.Output;
             try
