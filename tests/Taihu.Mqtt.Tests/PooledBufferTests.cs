@@ -77,24 +77,50 @@ public class PooledBufferTests
     [Fact]
     public void The_last_release_returns_the_array_to_the_pool()
     {
-        // ArrayPool<byte>.Shared keeps the last array returned on this thread for its size class and hands it out
-        // first, so the array comes straight back on the next Rent.
+        // PayloadArrayPool hands out the most recently returned array of a size class first (a stack), so the
+        // array comes straight back on the next Rent once the last holder let go, and not before.
         var buffer = PooledBuffer.Rent(1000);
         Assert.True(MemoryMarshal.TryGetArray<byte>(buffer.Memory, out var segment));
         var array = segment.Array!;
         buffer.Retain();
 
         buffer.Release();
-        var whileHeld = ArrayPool<byte>.Shared.Rent(1000);
+        var whileHeld = PayloadArrayPool.Rent(1000);
         Assert.NotSame(array, whileHeld);
-        ArrayPool<byte>.Shared.Return(whileHeld);
-        var other = ArrayPool<byte>.Shared.Rent(1000);
 
         buffer.Release();
-        var next = ArrayPool<byte>.Shared.Rent(1000);
+        var next = PayloadArrayPool.Rent(1000);
         Assert.Same(array, next);
-        ArrayPool<byte>.Shared.Return(next);
-        ArrayPool<byte>.Shared.Return(other);
+        PayloadArrayPool.Return(next);
+        PayloadArrayPool.Return(whileHeld);
+    }
+
+    [Theory]
+    [InlineData(1, 16)]
+    [InlineData(16, 16)]
+    [InlineData(17, 32)]
+    [InlineData(100, 128)]
+    [InlineData(1 << 20, 1 << 20)]
+    [InlineData((1 << 20) + 1, (1 << 20) + 1)]
+    public void Payload_arrays_come_in_power_of_two_size_classes(int requested, int expected)
+    {
+        var array = PayloadArrayPool.Rent(requested);
+        Assert.Equal(expected, array.Length);
+        PayloadArrayPool.Return(array);
+    }
+
+    [Fact]
+    public void Bounded_pool_keeps_at_most_its_capacity()
+    {
+        var pool = new BoundedPool<object>(2);
+        pool.Return(new object());
+        pool.Return(new object());
+        pool.Return(new object());
+        Assert.Equal(2, pool.Count);
+        Assert.True(pool.TryTake(out _));
+        Assert.True(pool.TryTake(out _));
+        Assert.False(pool.TryTake(out var none));
+        Assert.Null(none);
     }
 
     [Fact]

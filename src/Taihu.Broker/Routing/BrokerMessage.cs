@@ -17,8 +17,7 @@ namespace Taihu.Broker.Routing;
 /// </summary>
 public sealed class BrokerMessage
 {
-    private const int MaxPooled = 8192;
-    private static readonly ConcurrentQueue<BrokerMessage> s_pool = new();
+    private static readonly BoundedPool<BrokerMessage> s_pool = new(16_384);
 
     private PooledBuffer? _owner;
     private int _refCount;
@@ -33,11 +32,7 @@ public sealed class BrokerMessage
     /// </summary>
     public static BrokerMessage Create(string ns, string topic, ReadOnlyMemory<byte> payload, PooledBuffer? owner, QoS qos, bool retain, MqttProperties? properties, DateTimeOffset receivedAt, string? originClientId)
     {
-        if (!s_pool.TryDequeue(out var message))
-        {
-            message = new BrokerMessage();
-        }
-
+        var message = s_pool.TryTake(out var pooled) ? pooled! : new BrokerMessage();
         owner?.Retain();
         message._owner = owner;
         message._refCount = 1;
@@ -98,10 +93,7 @@ public sealed class BrokerMessage
         Namespace = "";
         OriginClientId = null;
         owner?.Release();
-        if (s_pool.Count < MaxPooled)
-        {
-            s_pool.Enqueue(this);
-        }
+        s_pool.Return(this);
     }
 
     /// <summary>

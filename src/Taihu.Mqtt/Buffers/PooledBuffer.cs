@@ -4,15 +4,14 @@ using System.Collections.Concurrent;
 namespace Taihu.Mqtt.Buffers;
 
 /// <summary>
-/// A reference-counted byte buffer rented from <see cref="ArrayPool{T}.Shared"/>. A decoded PUBLISH payload lives
+/// A reference-counted byte buffer rented from <see cref="PayloadArrayPool"/>. A decoded PUBLISH payload lives
 /// in one of these and is shared by every delivery of the message: each holder calls <see cref="Retain"/> and
 /// <see cref="Release"/>; the array goes back to the pool when the count reaches zero. The wrapper objects are
 /// themselves pooled so that steady traffic allocates nothing.
 /// </summary>
 public sealed class PooledBuffer
 {
-    private const int MaxPooledWrappers = 4096;
-    private static readonly ConcurrentQueue<PooledBuffer> s_wrappers = new();
+    private static readonly BoundedPool<PooledBuffer> s_wrappers = new(16_384);
 
     private byte[] _array = [];
     private int _length;
@@ -26,12 +25,8 @@ public sealed class PooledBuffer
     public static PooledBuffer Rent(int length)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(length);
-        if (!s_wrappers.TryDequeue(out var buffer))
-        {
-            buffer = new PooledBuffer();
-        }
-
-        buffer._array = length == 0 ? [] : ArrayPool<byte>.Shared.Rent(length);
+        var buffer = s_wrappers.TryTake(out var pooled) ? pooled! : new PooledBuffer();
+        buffer._array = length == 0 ? [] : PayloadArrayPool.Rent(length);
         buffer._length = length;
         buffer._refCount = 1;
         return buffer;
@@ -84,12 +79,9 @@ public sealed class PooledBuffer
         _length = 0;
         if (array.Length > 0)
         {
-            ArrayPool<byte>.Shared.Return(array);
+            PayloadArrayPool.Return(array);
         }
 
-        if (s_wrappers.Count < MaxPooledWrappers)
-        {
-            s_wrappers.Enqueue(this);
-        }
+        s_wrappers.Return(this);
     }
 }
