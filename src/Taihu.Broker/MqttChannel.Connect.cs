@@ -1,17 +1,8 @@
-using System.Buffers;
-using System.Diagnostics;
 using System.Net;
-using System.Security.Cryptography.X509Certificates;
-using System.Text;
-using System.Text.Unicode;
-using System.Threading.Channels;
-using Microsoft.Extensions.Logging;
 using Taihu.Broker.Extensibility;
-using Taihu.Broker.Routing;
 using Taihu.Broker.Sessions;
 using Taihu.Mqtt;
 using Taihu.Mqtt.Packets;
-using Taihu.Mqtt.Topics;
 
 namespace Taihu.Broker;
 

@@ -1,10 +1,6 @@
-using System.Buffers;
 using System.Diagnostics;
 using System.Net;
 using System.Security.Cryptography.X509Certificates;
-using System.Text;
-using System.Text.Unicode;
-using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
 using Taihu.Broker.Extensibility;
 using Taihu.Broker.Routing;
