@@ -1,0 +1,130 @@
+using System.Text;
+using Microsoft.Extensions.Logging;
+using Taihu.Broker.Routing;
+using Taihu.Broker.Sessions;
+using Taihu.Mqtt;
+
+namespace Taihu.Broker;
+
+/// <summary>The timers: housekeeping (keep alive, will delay, session and message expiry) and $SYS statistics.</summary>
+public sealed partial class MqttBroker
+{
+    private void Housekeep()
+    {
+        try
+        {
+            var now = Time.GetUtcNow();
+            var timestamp = Time.GetTimestamp();
+            foreach (var channel in _channels.Values)
+            {
+                channel.CheckTimeouts(timestamp);
+            }
+
+            List<MqttSession>? expired = null;
+            foreach (var session in _sessions.Values)
+            {
+                BrokerMessage? dueWill = null;
+                lock (session.Gate)
+                {
+                    if (session.Channel is not null || session.DisconnectedAt is not { } at)
+                    {
+                        continue;
+                    }
+
+                    if (session.WillDueAt is { } due && now >= due)
+                    {
+                        dueWill = session.PendingWill;
+                        session.PendingWill = null;
+                        session.WillDueAt = null;
+                    }
+
+                    if (session.ExpiryInterval != uint.MaxValue && now >= at.AddSeconds(session.ExpiryInterval))
+                    {
+                        (expired ??= []).Add(session);
+                    }
+                }
+
+                if (dueWill is not null)
+                {
+                    dueWill.Restamp(now);
+                    RouteAndRetain(dueWill);
+                    dueWill.Release();
+                }
+            }
+
+            if (expired is not null)
+            {
+                lock (_sessionGate)
+                {
+                    foreach (var session in expired)
+                    {
+                        lock (session.Gate)
+                        {
+                            if (session.Channel is not null)
+                            {
+                                continue;
+                            }
+                        }
+
+                        if (_sessions.TryRemove(new KeyValuePair<(string, string), MqttSession>((session.Namespace, session.ClientId), session)))
+                        {
+                            EndSession(session);
+                        }
+                    }
+                }
+            }
+
+            foreach (var state in _namespaces.Values)
+            {
+                state.Retained.RemoveExpired(now);
+            }
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            LogHousekeepingFailed(_logger, ex);
+        }
+    }
+
+    private void PublishSys()
+    {
+        try
+        {
+            var now = Time.GetUtcNow();
+            var uptime = (long)(now - StartedAt).TotalSeconds;
+            var subscriptions = 0;
+            var retained = 0;
+            foreach (var state in _namespaces.Values)
+            {
+                subscriptions += state.Trie.Count;
+                retained += state.Retained.Count;
+            }
+
+            PublishSysValue("$SYS/broker/version", $"taihu version {Version}");
+            PublishSysValue("$SYS/broker/uptime", $"{uptime} seconds");
+            PublishSysValue("$SYS/broker/clients/connected", Metrics.Connected.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            PublishSysValue("$SYS/broker/clients/total", _sessions.Count.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            PublishSysValue("$SYS/broker/messages/received", Metrics.MessagesReceived.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            PublishSysValue("$SYS/broker/messages/sent", Metrics.MessagesSent.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            PublishSysValue("$SYS/broker/publish/messages/received", Metrics.PublishReceived.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            PublishSysValue("$SYS/broker/publish/messages/sent", Metrics.PublishSent.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            PublishSysValue("$SYS/broker/publish/messages/dropped", Metrics.Dropped.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            PublishSysValue("$SYS/broker/bytes/received", Metrics.BytesReceived.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            PublishSysValue("$SYS/broker/bytes/sent", Metrics.BytesSent.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            PublishSysValue("$SYS/broker/subscriptions/count", subscriptions.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            PublishSysValue("$SYS/broker/retained messages/count", retained.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            LogHousekeepingFailed(_logger, ex);
+        }
+    }
+
+    /// <summary>$SYS topics are published, retained, into the default namespace only: tenants do not see the broker's totals.</summary>
+    private void PublishSysValue(string topic, string value)
+    {
+        var payload = Encoding.UTF8.GetBytes(value);
+        var message = BrokerMessage.Create("", topic, payload, owner: null, QoS.AtMostOnce, retain: true, properties: null, Time.GetUtcNow(), originClientId: null);
+        RouteAndRetain(message);
+        message.Release();
+    }
+}
