@@ -183,8 +183,12 @@ public sealed class BenchClient : IAsyncDisposable
     /// </summary>
     public async ValueTask PublishAsync(ReadOnlyMemory<byte> topicUtf8, int payloadSize, QoS qos, int publisherId, long sequence, bool flush, CancellationToken cancellationToken)
     {
-        if (qos != QoS.AtMostOnce)
+        if (qos != QoS.AtMostOnce && !_inflight.Wait(0, CancellationToken.None))
         {
+            // The window is full. Publishes written without a flush may be what it waits on: the broker cannot
+            // acknowledge what it never received, so send them before waiting (a burst larger than the window
+            // would otherwise wait forever).
+            await FlushAsync(cancellationToken);
             await _inflight.WaitAsync(cancellationToken);
         }
 
