@@ -32,8 +32,9 @@ public sealed partial class MqttBroker : IMqttServerPublisher, IDisposable
 
     public MqttBroker(BrokerOptions options, TimeProvider timeProvider, BrokerMetrics metrics, ILogger<MqttBroker>? logger = null,
         IMqttAuthenticator? authenticator = null, IMqttAuthorizer? authorizer = null, IPublishObserver? publishObserver = null,
-        IMqttEnhancedAuthenticator? enhancedAuthenticator = null)
+        IMqttEnhancedAuthenticator? enhancedAuthenticator = null, IClientLifecycleObserver? lifecycleObserver = null)
     {
+        LifecycleObserver = lifecycleObserver;
         Options = options;
         Time = timeProvider;
         Metrics = metrics;
@@ -53,6 +54,7 @@ public sealed partial class MqttBroker : IMqttServerPublisher, IDisposable
     public IMqttAuthorizer Authorizer { get; }
     public IPublishObserver? PublishObserver { get; }
     public IMqttEnhancedAuthenticator? EnhancedAuthenticator { get; }
+    public IClientLifecycleObserver? LifecycleObserver { get; }
     public DateTimeOffset StartedAt { get; }
     public string Version { get; }
     internal ILogger Logger => _logger;
@@ -125,6 +127,25 @@ public sealed partial class MqttBroker : IMqttServerPublisher, IDisposable
     }
 
     internal void Unregister(long id) => _channels.TryRemove(id, out _);
+
+    /// <summary>
+    /// Closes every connected client whose identity <paramref name="match"/> accepts (a device whose credentials
+    /// were changed or which was deleted), telling 5.0 clients <paramref name="code"/>. Returns how many.
+    /// </summary>
+    public int Disconnect(Func<ClientIdentity, bool> match, ReasonCode code, string? reason)
+    {
+        var closed = 0;
+        foreach (var channel in _channels.Values)
+        {
+            if (channel.IsConnected && match(channel.Identity))
+            {
+                channel.Close(code, reason, publishWill: true);
+                closed++;
+            }
+        }
+
+        return closed;
+    }
 
     /// <summary>
     /// Gives <paramref name="channel"/> the session for its client id: a new one, or the existing one (taken over

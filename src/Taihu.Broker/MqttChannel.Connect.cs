@@ -195,6 +195,7 @@ public sealed partial class MqttChannel
         _connect = null;
         _pendingContext = null;
         LogConnected(_broker.Logger, ClientId!, identity.Namespace, (int)Version, sessionPresent, RemoteEndPoint);
+        _broker.LifecycleObserver?.OnConnected(identity, ClientId!);
 
         // Resume: unacknowledged messages again with DUP, PUBREL for those past PUBREC, then the queue.
         lock (session.Gate)

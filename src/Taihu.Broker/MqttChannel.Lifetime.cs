@@ -118,11 +118,12 @@ public sealed partial class MqttChannel
         uint willDelay = 0;
         if (!_suppressWill && _will is { } w)
         {
-            will = BrokerMessage.Create(_identity.Namespace, w.Topic, w.Payload, owner: null, w.QoS, w.Retain, w.Properties, _broker.Time.GetUtcNow(), ClientId);
+            will = BrokerMessage.Create(_identity.Namespace, _identity.Topics is { } map ? map.ToBroker(w.Topic) : w.Topic, w.Payload, owner: null, w.QoS, w.Retain, w.Properties, _broker.Time.GetUtcNow(), ClientId);
             willDelay = w.Properties?.WillDelayInterval ?? 0;
         }
 
         _broker.DetachSession(this, _session, will, willDelay);
+        _broker.LifecycleObserver?.OnDisconnected(_identity, ClientId!);
         LogDisconnected(_broker.Logger, ClientId!, _suppressWill ? "normal" : "abnormal");
     }
 

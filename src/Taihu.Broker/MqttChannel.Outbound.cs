@@ -78,7 +78,7 @@ public sealed partial class MqttChannel
             }
 
             var publish = _scratchPublish ??= new PublishPacket();
-            publish.Topic = message.Topic;
+            publish.Topic = _identity.Topics is { } map ? map.ToClient(message.Topic) : message.Topic;
             publish.Payload = message.Payload;
             publish.QoS = item.QoS;
             publish.Retain = item.Retain;
@@ -96,7 +96,7 @@ public sealed partial class MqttChannel
                 // 5.0 section 3.1.2.11.4: discard it and behave as if it had been sent and acknowledged.
                 if (publish.Properties?.TopicAlias is { } assigned && publish.Topic.Length > 0)
                 {
-                    _outboundAliases!.Remove(publish.Topic);
+                    _outboundAliases!.Remove(message.Topic);
                     _ = assigned;
                 }
 

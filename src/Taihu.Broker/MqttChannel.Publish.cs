@@ -96,6 +96,11 @@ public sealed partial class MqttChannel
             return await Fail(ReasonCode.RetainNotSupported, "Retained messages are not available.");
         }
 
+        if (_identity.Topics is { } map)
+        {
+            topic = map.ToBroker(topic);
+        }
+
         if (topic is "$SYS" || topic.StartsWith("$SYS/", StringComparison.Ordinal))
         {
             return Refuse(publish, ReasonCode.NotAuthorized, "Clients may not publish to $SYS topics.", closeWhenUnacknowledged: false);

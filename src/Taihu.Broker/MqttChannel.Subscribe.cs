@@ -19,7 +19,7 @@ public sealed partial class MqttChannel
         List<(Subscription Subscription, bool IsNew)>? granted = null;
         foreach (var requested in subscribe.Subscriptions)
         {
-            var raw = requested.Filter;
+            var raw = _identity.Topics is { } map ? map.FilterToBroker(requested.Filter) : requested.Filter;
             var filter = raw;
             string? group = null;
             if (TopicValidator.TryParseShared(raw, out var shareGroup, out var sharedFilter, out var validShared))
@@ -121,8 +121,9 @@ public sealed partial class MqttChannel
         var session = _session!;
         var trie = _broker.GetNamespace(_identity.Namespace).Trie;
         var ack = new UnsubAckPacket { PacketId = unsubscribe.PacketId };
-        foreach (var raw in unsubscribe.Filters)
+        foreach (var requested in unsubscribe.Filters)
         {
+            var raw = _identity.Topics is { } map ? map.FilterToBroker(requested) : requested;
             Subscription? removed;
             lock (session.Gate)
             {

@@ -16,6 +16,12 @@ public sealed record ClientIdentity(string Namespace, string? UserName = null)
 
     /// <summary>Whatever the authenticator wants to keep with the connection (a device id, say).</summary>
     public object? State { get; init; }
+
+    /// <summary>
+    /// Topic prefixes this client sees differently from the broker (a device's <c>v1/devices/me/</c>), or null.
+    /// Authorizers, observers and subscribers see the broker's topics; this client sees its own.
+    /// </summary>
+    public TopicMap? Topics { get; init; }
 }
 
 /// <summary>What a CONNECT presents for authentication.</summary>
@@ -92,6 +98,17 @@ public readonly record struct ObservedPublish(ClientIdentity Identity, string Cl
 public interface IPublishObserver
 {
     ValueTask<ReasonCode> OnPublishAsync(ObservedPublish publish, CancellationToken cancellationToken);
+}
+
+/// <summary>
+/// Told when an authenticated client connects and when its connection ends (the platform keeps each device's
+/// connectivity with this). Called on the connection's own thread: return quickly and do not block.
+/// </summary>
+public interface IClientLifecycleObserver
+{
+    void OnConnected(ClientIdentity identity, string clientId);
+
+    void OnDisconnected(ClientIdentity identity, string clientId);
 }
 
 /// <summary>Publishes from the server into the broker (pushes to devices).</summary>

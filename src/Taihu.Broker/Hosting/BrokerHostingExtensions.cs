@@ -39,7 +39,7 @@ public static partial class BrokerHostingExtensions
     /// <summary>
     /// Adds the broker and its Kestrel listeners. The options come from the caller (the host binds and validates
     /// them); extension points are taken from DI when registered (IMqttAuthenticator, IMqttAuthorizer,
-    /// IPublishObserver, IMqttEnhancedAuthenticator).
+    /// IPublishObserver, IMqttEnhancedAuthenticator, IClientLifecycleObserver).
     /// </summary>
     public static WebApplicationBuilder AddMqttBroker(this WebApplicationBuilder builder)
     {
@@ -58,7 +58,8 @@ public static partial class BrokerHostingExtensions
             sp.GetService<IMqttAuthenticator>(),
             sp.GetService<IMqttAuthorizer>(),
             sp.GetService<IPublishObserver>(),
-            sp.GetService<IMqttEnhancedAuthenticator>()));
+            sp.GetService<IMqttEnhancedAuthenticator>(),
+            sp.GetService<IClientLifecycleObserver>()));
         services.TryAddSingleton<IMqttServerPublisher>(sp => sp.GetRequiredService<MqttBroker>());
         services.AddHostedService<BrokerLifetime>();
 
