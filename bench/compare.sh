@@ -50,7 +50,7 @@ start_taihu() {
   local data; data=$(mktemp -d)
   Listeners__BindAddress=127.0.0.1 Listeners__TcpPort=1885 Listeners__TlsPort=-1 Listeners__WebSocketPort=-1 \
   Listeners__SecureWebSocketPort=-1 Listeners__HttpPort=18080 Listeners__DataDirectory="$data" \
-  Logging__LogLevel__Default=Warning Broker__SysInterval=0 \
+  Logging__LogLevel__Default=Warning Broker__SysInterval=0 Security__AllowAnonymousMqtt=true \
     dotnet "$TAIHU_DLL" >"$results/taihu.log" 2>&1 &
   echo $!
 }

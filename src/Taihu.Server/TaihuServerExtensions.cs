@@ -1,6 +1,11 @@
+using Microsoft.Extensions.Options;
 using OpenTelemetry.Metrics;
 using Taihu.Broker;
 using Taihu.Broker.Hosting;
+using Taihu.Platform;
+using Taihu.Platform.Hosting;
+using Taihu.Platform.Telemetry;
+using Taihu.Server.Api;
 
 namespace Taihu.Server;
 
@@ -13,17 +18,33 @@ public static partial class TaihuServerExtensions
         ArgumentNullException.ThrowIfNull(configuration);
         var broker = new BrokerOptions();
         var listeners = new ListenerOptions();
+        var storage = new StorageOptions();
+        var ingest = new IngestOptions();
         try
         {
             configuration.GetSection("Broker").Bind(broker);
             configuration.GetSection("Listeners").Bind(listeners);
+            configuration.GetSection("Storage").Bind(storage);
+            configuration.GetSection("Ingest").Bind(ingest);
+            configuration.GetSection("Security").Bind(new SecurityOptions());
         }
         catch (InvalidOperationException ex)
         {
             return [ex.Message];
         }
 
-        return [.. broker.Validate(), .. listeners.Validate()];
+        var problems = new List<string>();
+        if (storage.Provider == StorageProvider.PostgreSql && string.IsNullOrWhiteSpace(storage.ConnectionString))
+        {
+            problems.Add("Storage:ConnectionString is required when Storage:Provider is PostgreSql.");
+        }
+
+        if (ingest.QueueCapacity < 1 || ingest.MaxBatchPoints < 1 || ingest.MaxPayloadBytes < 1)
+        {
+            problems.Add("Ingest:QueueCapacity, Ingest:MaxBatchPoints and Ingest:MaxPayloadBytes must be positive.");
+        }
+
+        return [.. broker.Validate(), .. listeners.Validate(), .. problems];
     }
 
     public static WebApplicationBuilder AddTaihu(this WebApplicationBuilder builder)
@@ -31,9 +52,17 @@ public static partial class TaihuServerExtensions
         ArgumentNullException.ThrowIfNull(builder);
         builder.Services.AddOptions<BrokerOptions>().BindConfiguration("Broker");
         builder.Services.AddOptions<ListenerOptions>().BindConfiguration("Listeners");
+        builder.Services.AddOptions<StorageOptions>().BindConfiguration("Storage");
+        builder.Services.AddOptions<IngestOptions>().BindConfiguration("Ingest");
+        builder.Services.AddOptions<SecurityOptions>().BindConfiguration("Security");
+        // The platform first: its start-up (schema, first administrator) runs before the listeners open.
+        builder.Services.AddTaihuPlatform(sp => sp.GetRequiredService<IOptions<ListenerOptions>>().Value.DataDirectory);
+        builder.Services.AddSingleton<JwtTokens>();
+        builder.Services.AddOpenApi();
         builder.AddMqttBroker();
         builder.Services.AddOpenTelemetry().WithMetrics(metrics => metrics
             .AddMeter(BrokerMetrics.MeterName)
+            .AddMeter(PlatformMetrics.MeterName)
             // .NET's own runtime meter: GC allocations, heap size, thread pool; the load generator reads
             // dotnet_gc_heap_total_allocated to report allocations per delivered message.
             .AddMeter("System.Runtime")
@@ -45,7 +74,15 @@ public static partial class TaihuServerExtensions
     public static WebApplication MapTaihu(this WebApplication app)
     {
         ArgumentNullException.ThrowIfNull(app);
+        app.UseApiErrors();
         app.MapMqttWebSockets();
+        app.MapOpenApi("/openapi/{documentName}.json");
+        app.MapAuthApi();
+        app.MapTenantApi();
+        app.MapDeviceApi();
+        app.MapTelemetryApi();
+        app.MapAuditApi();
+        app.MapDeviceHttpApi();
         app.MapGet("/healthz", (MqttBroker broker) => Results.Ok(new { status = "healthy", connections = broker.ConnectionCount }))
             .WithName("Health")
             .WithSummary("Liveness check");

@@ -35,6 +35,9 @@ public sealed partial class ServerProcess : IAsyncDisposable
 
     public string DataDirectory { get; }
 
+    /// <summary>The system administrator (sysadmin@taihu.local)'s password in tests.</summary>
+    public const string AdminPassword = "functional-tests-admin";
+
     /// <summary>The self-signed development certificate the server writes for its TLS listeners.</summary>
     public string CertificatePath => Path.Combine(DataDirectory, "taihu-dev-cert.pem");
 
@@ -189,6 +192,9 @@ public sealed partial class ServerProcess : IAsyncDisposable
         start.Environment["Listeners__HttpPort"] = "0";
         start.Environment["Listeners__DataDirectory"] = dataDirectory;
         start.Environment["Logging__Console__DisableColors"] = "true";
+        // The broker tests connect without credentials, as to a general broker; device tests use tokens.
+        start.Environment["Security__AllowAnonymousMqtt"] = "true";
+        start.Environment["Security__AdminPassword"] = AdminPassword;
         foreach (var (name, value) in environment ?? new Dictionary<string, string>())
         {
             start.Environment[name] = value;

@@ -1,0 +1,368 @@
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using Taihu.Broker.Extensibility;
+using Taihu.Mqtt;
+using Taihu.Platform.Telemetry;
+
+namespace Taihu.Platform.Devices;
+
+/// <summary>
+/// Plugs the platform into the broker: authenticates devices (access token as user name, MQTT basic credentials,
+/// or the TLS client certificate), confines each to its own topics and its tenant's namespace, and turns what
+/// devices publish on ThingsBoard's topics into stored telemetry and attributes.
+/// </summary>
+/// <remarks>
+/// Refusals follow ThingsBoard and the MQTT specification: unknown or wrong credentials get 0x86 (return code 4
+/// in 3.1.1); a known identity that may not connect (provisioning when it is turned off) gets 0x87 (code 5).
+/// A bad telemetry payload gets PUBACK/PUBREC 0x99 in 5.0, or the connection closed where no acknowledgement can
+/// carry a code, so that a device never believes bad data was kept.
+/// </remarks>
+public sealed partial class DeviceConnector(
+    IDeviceStore devices, DeviceDataService data, DeviceMessaging messaging, ProvisioningService provisioning, GatewayHandler gateways,
+    ConnectivityTracker connectivity, IOptions<IngestOptions> ingestOptions, IOptions<SecurityOptions> securityOptions, ILogger<DeviceConnector> logger)
+    : IMqttAuthenticator, IMqttAuthorizer, IPublishObserver, IClientLifecycleObserver
+{
+    private readonly VerifiedCredentialCache _verified = new(securityOptions.Value.CredentialCacheSize);
+    private readonly int _maxPayload = ingestOptions.Value.MaxPayloadBytes;
+
+    public async ValueTask<AuthenticationResult> AuthenticateAsync(ConnectContext context, CancellationToken cancellationToken)
+    {
+        if (context.UserName == "provision" && context.Password is null)
+        {
+            return securityOptions.Value.ProvisioningEnabled
+                ? AuthenticationResult.Success(ProvisioningSession.NewIdentity())
+                : AuthenticationResult.Fail(ReasonCode.NotAuthorized, "Provisioning is turned off.");
+        }
+
+        StoredCredentials? found = null;
+        if (context.ClientCertificate is { } certificate)
+        {
+            found = await devices.FindByLookupAsync(DeviceService.CertificateLookup(DeviceService.Thumbprint(certificate)), cancellationToken);
+        }
+
+        if (found is null && context.Password is { } password)
+        {
+            found = await CheckBasicAsync(context, password, cancellationToken);
+        }
+        else if (found is null && !string.IsNullOrEmpty(context.UserName))
+        {
+            found = await devices.FindByLookupAsync(DeviceService.TokenLookup(context.UserName), cancellationToken);
+            if (found is not null && found.Type != CredentialsType.AccessToken)
+            {
+                found = null;
+            }
+        }
+        else if (found is null && !string.IsNullOrEmpty(context.ClientId))
+        {
+            // MQTT basic credentials that name only a client id.
+            found = await devices.FindByLookupAsync(DeviceService.BasicClientLookup(context.ClientId), cancellationToken);
+            if (found is not null && (found.Type != CredentialsType.MqttBasic || found.SecretHash is not null))
+            {
+                found = null;
+            }
+        }
+
+        if (found is null && securityOptions.Value.AllowAnonymousMqtt && string.IsNullOrEmpty(context.UserName) && context.Password is null && context.ClientCertificate is null)
+        {
+            return AuthenticationResult.Success(ClientIdentity.Anonymous);
+        }
+
+        if (found is null)
+        {
+            LogRefused(logger, context.ClientId, context.RemoteEndPoint);
+            return AuthenticationResult.Fail(ReasonCode.BadUserNameOrPassword, "Unknown or wrong device credentials.");
+        }
+
+        return AuthenticationResult.Success(DeviceSession.IdentityFor(found.Device, context.UserName));
+    }
+
+    private async Task<StoredCredentials?> CheckBasicAsync(ConnectContext context, ReadOnlyMemory<byte> password, CancellationToken cancellationToken)
+    {
+        var lookup = string.IsNullOrEmpty(context.UserName) ? DeviceService.BasicClientLookup(context.ClientId) : DeviceService.BasicUserLookup(context.UserName);
+        var found = await devices.FindByLookupAsync(lookup, cancellationToken);
+        if (found is null || found.Type != CredentialsType.MqttBasic || found.SecretHash is null)
+        {
+            return null;
+        }
+
+        if (!string.IsNullOrEmpty(found.ClientId) && !CryptographicOperations.FixedTimeEquals(Encoding.UTF8.GetBytes(found.ClientId), Encoding.UTF8.GetBytes(context.ClientId)))
+        {
+            return null;
+        }
+
+        if (_verified.IsVerified(lookup, password.Span, found.SecretHash))
+        {
+            return found;
+        }
+
+        if (!CredentialHasher.VerifyPassword(password.Span, found.SecretHash))
+        {
+            return null;
+        }
+
+        _verified.Add(lookup, password.Span, found.SecretHash);
+        return found;
+    }
+
+    public ValueTask<ReasonCode> AuthorizePublishAsync(ClientIdentity identity, string clientId, string topic, CancellationToken cancellationToken) =>
+        ValueTask.FromResult(identity.State switch
+        {
+            DeviceSession session => Allowed(session, topic) ? ReasonCode.Success : ReasonCode.NotAuthorized,
+            ProvisioningSession => topic == ProvisioningSession.RequestTopic ? ReasonCode.Success : ReasonCode.NotAuthorized,
+            _ => ReasonCode.Success,
+        });
+
+    public ValueTask<ReasonCode> AuthorizeSubscribeAsync(ClientIdentity identity, string clientId, string filter, CancellationToken cancellationToken)
+    {
+        var inner = filter;
+        if (filter.StartsWith("$share/", StringComparison.Ordinal) && filter.IndexOf('/', 7) is var slash and > 0)
+        {
+            inner = filter[(slash + 1)..];
+        }
+
+        return ValueTask.FromResult(identity.State switch
+        {
+            DeviceSession session => Allowed(session, inner) ? ReasonCode.Success : ReasonCode.NotAuthorized,
+            ProvisioningSession => inner == ProvisioningSession.ResponseTopic ? ReasonCode.Success : ReasonCode.NotAuthorized,
+            _ => ReasonCode.Success,
+        });
+    }
+
+    /// <summary>A device reaches its own <c>$devices/{id}/</c> topics and any topic outside <c>$devices/</c>.</summary>
+    private static bool Allowed(DeviceSession session, string topic) =>
+        !topic.StartsWith("$devices", StringComparison.Ordinal) || topic.StartsWith(session.Prefix, StringComparison.Ordinal);
+
+    public ValueTask<ReasonCode> OnPublishAsync(ObservedPublish publish, CancellationToken cancellationToken)
+    {
+        if (publish.Identity.State is DeviceSession session)
+        {
+            var topic = publish.Packet.Topic;
+            if (!topic.StartsWith(session.Prefix, StringComparison.Ordinal))
+            {
+                // Any other topic is plain MQTT inside the tenant.
+                return ValueTask.FromResult(ReasonCode.Success);
+            }
+
+            connectivity.Activity(session.Device);
+            if (publish.Packet.Payload.Length > _maxPayload)
+            {
+                return ValueTask.FromResult(ReasonCode.QuotaExceeded);
+            }
+
+            if (topic.Length == session.TelemetryTopic.Length && topic == session.TelemetryTopic)
+            {
+                return SubmitTelemetry(session, publish, cancellationToken);
+            }
+
+            return OnDeviceTopicAsync(session, publish, topic, cancellationToken);
+        }
+
+        if (publish.Identity.State is ProvisioningSession)
+        {
+            return ProvisionAsync(publish, cancellationToken);
+        }
+
+        return ValueTask.FromResult(ReasonCode.Success);
+    }
+
+    private ValueTask<ReasonCode> SubmitTelemetry(DeviceSession session, ObservedPublish publish, CancellationToken cancellationToken)
+    {
+        ValueTask pending;
+        try
+        {
+            pending = data.SubmitTelemetryAsync(session.Device.Seq, publish.Packet.Payload.Span, cancellationToken);
+        }
+        catch (PayloadException e)
+        {
+            LogBadPayload(logger, session.Device.Name, e.Message);
+            return ValueTask.FromResult(ReasonCode.PayloadFormatInvalid);
+        }
+
+        return pending.IsCompletedSuccessfully ? ValueTask.FromResult(ReasonCode.Success) : AwaitStored(pending);
+    }
+
+    private async ValueTask<ReasonCode> AwaitStored(ValueTask pending)
+    {
+        try
+        {
+            await pending;
+            return ReasonCode.Success;
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            // The batch did not commit: the device must not be told it was kept.
+            return ReasonCode.UnspecifiedError;
+        }
+    }
+
+    private async ValueTask<ReasonCode> OnDeviceTopicAsync(DeviceSession session, ObservedPublish publish, string topic, CancellationToken cancellationToken)
+    {
+        try
+        {
+            if (topic == session.AttributesTopic)
+            {
+                await data.SaveClientAttributesAsync(session.Device.Seq, publish.Packet.Payload, cancellationToken);
+                return ReasonCode.Success;
+            }
+
+            if (topic.StartsWith(session.AttributesRequestPrefix, StringComparison.Ordinal))
+            {
+                var requestId = topic[session.AttributesRequestPrefix.Length..];
+                var (clientKeys, sharedKeys) = ParseAttributeRequest(publish.Packet.Payload.Span);
+                var response = await data.AttributeResponseAsync(session.Device.Seq, clientKeys, sharedKeys, cancellationToken);
+                messaging.Publish(session.Device.TenantId, session.Prefix + "attributes/response/" + requestId, response);
+                return ReasonCode.Success;
+            }
+
+            if (topic.StartsWith(session.GatewayPrefix, StringComparison.Ordinal))
+            {
+                if (!session.Device.IsGateway)
+                {
+                    return ReasonCode.NotAuthorized;
+                }
+
+                return await gateways.HandleAsync(session, topic[session.GatewayPrefix.Length..], publish.Packet.Payload, cancellationToken);
+            }
+
+            // Other topics of the device (RPC until it is built) are plain topics of that device.
+            return ReasonCode.Success;
+        }
+        catch (PayloadException e)
+        {
+            LogBadPayload(logger, session.Device.Name, e.Message);
+            return ReasonCode.PayloadFormatInvalid;
+        }
+    }
+
+    private async ValueTask<ReasonCode> ProvisionAsync(ObservedPublish publish, CancellationToken cancellationToken)
+    {
+        if (publish.Packet.Topic != ProvisioningSession.RequestTopic)
+        {
+            return ReasonCode.NotAuthorized;
+        }
+
+        byte[] response;
+        try
+        {
+            response = await provisioning.ProvisionAsync(publish.Packet.Payload, cancellationToken);
+        }
+        catch (PayloadException e)
+        {
+            response = ProvisioningService.Failure("FAILURE", e.Message);
+        }
+
+        messaging.Publish(publish.Identity.Namespace, ProvisioningSession.ResponseTopic, response);
+        return ReasonCode.Success;
+    }
+
+    /// <summary>Reads <c>{"clientKeys":"a,b","sharedKeys":"c"}</c>; an empty payload asks for everything.</summary>
+    public static (string? ClientKeys, string? SharedKeys) ParseAttributeRequest(ReadOnlySpan<byte> payload)
+    {
+        if (payload.IsEmpty)
+        {
+            return (null, null);
+        }
+
+        try
+        {
+            var reader = new Utf8JsonReader(payload);
+            if (!reader.Read() || reader.TokenType != JsonTokenType.StartObject)
+            {
+                throw new PayloadException("An attribute request is a JSON object such as {\"clientKeys\":\"a,b\",\"sharedKeys\":\"c\"}.");
+            }
+
+            string? client = null;
+            string? shared = null;
+            while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
+            {
+                var isClient = reader.ValueTextEquals("clientKeys"u8);
+                var isShared = reader.ValueTextEquals("sharedKeys"u8);
+                reader.Read();
+                if (isClient || isShared)
+                {
+                    if (reader.TokenType != JsonTokenType.String)
+                    {
+                        throw new PayloadException("clientKeys and sharedKeys are comma-separated strings.");
+                    }
+
+                    if (isClient)
+                    {
+                        client = reader.GetString();
+                    }
+                    else
+                    {
+                        shared = reader.GetString();
+                    }
+                }
+                else
+                {
+                    reader.Skip();
+                }
+            }
+
+            return (client, shared);
+        }
+        catch (JsonException e)
+        {
+            throw new PayloadException($"Invalid JSON: {e.Message}");
+        }
+    }
+
+    public void OnConnected(ClientIdentity identity, string clientId)
+    {
+        if (identity.State is DeviceSession session)
+        {
+            connectivity.Connected(session.Device);
+        }
+    }
+
+    public void OnDisconnected(ClientIdentity identity, string clientId)
+    {
+        if (identity.State is DeviceSession session)
+        {
+            connectivity.Disconnected(session.Device);
+            gateways.GatewayDisconnected(session);
+        }
+    }
+
+    [LoggerMessage(EventId = 2201, Level = LogLevel.Information, Message = "Refused MQTT client {ClientId} from {Remote}: unknown or wrong device credentials")]
+    private static partial void LogRefused(ILogger logger, string clientId, System.Net.EndPoint? remote);
+
+    [LoggerMessage(EventId = 2202, Level = LogLevel.Information, Message = "Refused a payload of device {Device}: {Problem}")]
+    private static partial void LogBadPayload(ILogger logger, string device, string problem);
+}
+
+/// <summary>
+/// Device passwords already verified, so a reconnect storm hashes each password once. An entry holds the SHA-256
+/// of (lookup, password) and the stored hash it was checked against: when the credentials change, the stored hash
+/// changes and the entry no longer matches. Bounded: when full, it is cleared and refilled.
+/// </summary>
+internal sealed class VerifiedCredentialCache(int capacity)
+{
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, string> _entries = new(StringComparer.Ordinal);
+
+    public bool IsVerified(string lookup, ReadOnlySpan<byte> password, string storedHash) =>
+        _entries.TryGetValue(Key(lookup, password), out var hash) && hash == storedHash;
+
+    public void Add(string lookup, ReadOnlySpan<byte> password, string storedHash)
+    {
+        if (_entries.Count >= capacity)
+        {
+            _entries.Clear();
+        }
+
+        _entries[Key(lookup, password)] = storedHash;
+    }
+
+    private static string Key(string lookup, ReadOnlySpan<byte> password)
+    {
+        var lookupBytes = Encoding.UTF8.GetBytes(lookup);
+        var buffer = new byte[lookupBytes.Length + 1 + password.Length];
+        lookupBytes.CopyTo(buffer, 0);
+        password.CopyTo(buffer.AsSpan(lookupBytes.Length + 1));
+        return Convert.ToBase64String(SHA256.HashData(buffer));
+    }
+}

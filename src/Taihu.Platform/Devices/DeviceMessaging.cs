@@ -1,0 +1,114 @@
+using System.Buffers;
+using System.Collections.Concurrent;
+using System.Text.Json;
+using Microsoft.Extensions.DependencyInjection;
+using Taihu.Broker.Extensibility;
+using Taihu.Mqtt;
+using Taihu.Mqtt.Packets;
+using Taihu.Platform.Telemetry;
+
+namespace Taihu.Platform.Devices;
+
+/// <summary>
+/// Messages from the platform to devices: shared-attribute updates (over MQTT to the device, to its gateway, and
+/// to HTTP long polls), and answers to requests.
+/// </summary>
+public sealed class DeviceMessaging(IServiceProvider services)
+{
+    // Looked up when first needed: the broker depends on the platform's authenticator, which depends on this.
+    private IMqttServerPublisher? _publisher;
+
+    private readonly ConcurrentDictionary<Guid, List<TaskCompletionSource<byte[]>>> _waiters = new();
+
+    /// <summary>Publishes <paramref name="payload"/> on a broker topic of a tenant, at QoS 1.</summary>
+    public void Publish(Guid tenantId, string topic, byte[] payload) => Publish(DeviceSession.Namespace(tenantId), topic, payload);
+
+    public void Publish(string ns, string topic, byte[] payload) =>
+        (_publisher ??= services.GetRequiredService<IMqttServerPublisher>()).Publish(ns, new PublishPacket { Topic = topic, Payload = payload, QoS = QoS.AtLeastOnce });
+
+    /// <summary>Tells the device (and its gateway, and any long poll) that shared attributes changed.</summary>
+    public void SharedAttributesChanged(Device device, string? gatewayDeviceName, IReadOnlyList<AttributeEntry> entries)
+    {
+        var payload = WriteObject(entries);
+        Publish(device.TenantId, DeviceSession.TopicPrefix(device.Id) + "attributes", payload);
+        if (device.GatewayId is { } gateway && gatewayDeviceName is not null)
+        {
+            var buffer = new ArrayBufferWriter<byte>();
+            using (var writer = new Utf8JsonWriter(buffer))
+            {
+                writer.WriteStartObject();
+                writer.WriteString("device", gatewayDeviceName);
+                writer.WritePropertyName("data");
+                WriteEntries(writer, entries);
+                writer.WriteEndObject();
+            }
+
+            Publish(device.TenantId, DeviceSession.TopicPrefix(gateway) + "gateway/attributes", buffer.WrittenSpan.ToArray());
+        }
+
+        if (_waiters.TryRemove(device.Id, out var waiting))
+        {
+            lock (waiting)
+            {
+                foreach (var waiter in waiting)
+                {
+                    waiter.TrySetResult(payload);
+                }
+            }
+        }
+    }
+
+    /// <summary>Waits for the next shared-attribute update of a device (HTTP long poll); null on timeout.</summary>
+    public async Task<byte[]?> WaitForUpdateAsync(Guid deviceId, TimeSpan timeout, TimeProvider time, CancellationToken cancellationToken)
+    {
+        var waiter = new TaskCompletionSource<byte[]>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var list = _waiters.GetOrAdd(deviceId, _ => []);
+        lock (list)
+        {
+            list.Add(waiter);
+        }
+
+        try
+        {
+            return await waiter.Task.WaitAsync(timeout, time, cancellationToken);
+        }
+        catch (TimeoutException)
+        {
+            return null;
+        }
+        finally
+        {
+            lock (list)
+            {
+                list.Remove(waiter);
+            }
+        }
+    }
+
+    /// <summary>Whether a long poll is waiting for the device (tests use this to know when to push).</summary>
+    public bool IsWaiting(Guid deviceId) => _waiters.TryGetValue(deviceId, out var list) && list.Count > 0;
+
+    /// <summary><c>{"k":v,..}</c> of the entries.</summary>
+    public static byte[] WriteObject(IReadOnlyList<AttributeEntry> entries)
+    {
+        var buffer = new ArrayBufferWriter<byte>();
+        using (var writer = new Utf8JsonWriter(buffer))
+        {
+            WriteEntries(writer, entries);
+        }
+
+        return buffer.WrittenSpan.ToArray();
+    }
+
+    public static void WriteEntries(Utf8JsonWriter writer, IReadOnlyList<AttributeEntry> entries)
+    {
+        writer.WriteStartObject();
+        foreach (var entry in entries)
+        {
+            writer.WritePropertyName(entry.Key);
+            entry.Value.WriteTo(writer);
+        }
+
+        writer.WriteEndObject();
+    }
+}

@@ -1,0 +1,287 @@
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
+using Microsoft.Extensions.DependencyInjection;
+using Taihu.Broker;
+using Taihu.Broker.Extensibility;
+using Taihu.Mqtt;
+using Taihu.Platform.Audit;
+using Taihu.Platform.Tenants;
+
+namespace Taihu.Platform.Devices;
+
+/// <summary>What a caller sends to create or update a device.</summary>
+public sealed record DeviceDraft(string Name, string? Type, string? Label, Guid? ProfileId, string? Group, bool IsGateway);
+
+/// <summary>What a caller sends to set a device's credentials.</summary>
+public sealed record CredentialsDraft(CredentialsType Type, string? AccessToken, string? ClientId, string? UserName, string? Password, string? CertificatePem);
+
+/// <summary>
+/// Devices, profiles and credentials for the management API. Every method takes the caller and works only inside
+/// the caller's tenant; roles are checked here, below the endpoints, and every change is audited.
+/// </summary>
+public interface IDeviceService
+{
+    Task<Device> CreateAsync(Caller caller, DeviceDraft draft, CredentialsDraft? credentials = null, CancellationToken cancellationToken = default);
+
+    Task<Device> UpdateAsync(Caller caller, Guid id, DeviceDraft draft, CancellationToken cancellationToken = default);
+
+    Task<Device> GetAsync(Caller caller, Guid id, CancellationToken cancellationToken = default);
+
+    Task<Page<Device>> ListAsync(Caller caller, PageRequest request, string? type = null, CancellationToken cancellationToken = default);
+
+    Task DeleteAsync(Caller caller, Guid id, CancellationToken cancellationToken = default);
+
+    Task<DeviceCredentials> GetCredentialsAsync(Caller caller, Guid id, CancellationToken cancellationToken = default);
+
+    Task<DeviceCredentials> SetCredentialsAsync(Caller caller, Guid id, CredentialsDraft draft, CancellationToken cancellationToken = default);
+
+    Task<DeviceProfile> GetProfileAsync(Caller caller, Guid id, CancellationToken cancellationToken = default);
+
+    Task<DeviceProfile> GetDefaultProfileAsync(Caller caller, CancellationToken cancellationToken = default);
+
+    Task<Page<DeviceProfile>> ListProfilesAsync(Caller caller, PageRequest request, CancellationToken cancellationToken = default);
+
+    Task<DeviceProfile> SaveProfileAsync(Caller caller, DeviceProfile profile, CancellationToken cancellationToken = default);
+
+    Task DeleteProfileAsync(Caller caller, Guid id, CancellationToken cancellationToken = default);
+}
+
+/// <inheritdoc />
+public sealed class DeviceService(IDeviceStore store, IAuditLog audit, IServiceProvider services, TimeProvider time) : IDeviceService
+{
+    /// <summary>Longest device name, type or label.</summary>
+    public const int MaxNameLength = 255;
+
+    public async Task<Device> CreateAsync(Caller caller, DeviceDraft draft, CredentialsDraft? credentials = null, CancellationToken cancellationToken = default)
+    {
+        caller.RequireWrite();
+        var tenant = caller.RequireTenant();
+        Validate(draft);
+        var profile = draft.ProfileId is { } profileId
+            ? await store.GetProfileAsync(tenant, profileId, cancellationToken) ?? throw PlatformException.NotFound("The device profile")
+            : await store.GetDefaultProfileAsync(tenant, cancellationToken) ?? throw PlatformException.NotFound("The default device profile");
+        if (credentials is not null && credentials.Type != CredentialsType.AccessToken && caller.Authority != Authority.TenantAdmin)
+        {
+            throw PlatformException.Forbidden("Only a tenant administrator sets device credentials.");
+        }
+
+        var device = new Device(0, Guid.CreateVersion7(), tenant, draft.Name, draft.Type ?? profile.Name, draft.Label, profile.Id, draft.Group,
+            draft.IsGateway, null, time.GetUtcNow().ToUnixTimeMilliseconds());
+        var (stored, lookup, secret) = Prepare(device.Id, credentials ?? new CredentialsDraft(CredentialsType.AccessToken, null, null, null, null, null));
+        try
+        {
+            device = await store.CreateDeviceAsync(device, stored, lookup, secret, cancellationToken);
+        }
+        catch (PlatformException e)
+        {
+            await audit.WriteAsync(caller, "ADDED", "DEVICE", device.Id.ToString(), draft.Name, e.Message, cancellationToken);
+            throw;
+        }
+
+        await audit.WriteAsync(caller, "ADDED", "DEVICE", device.Id.ToString(), device.Name, cancellationToken: cancellationToken);
+        return device;
+    }
+
+    /// <summary>Creates a device for the platform itself (provisioning, a gateway's child), audited as the device.</summary>
+    public async Task<Device> CreateInternalAsync(Guid tenant, string name, string? type, DeviceProfile profile, Guid? gatewayId, string? accessToken, CancellationToken cancellationToken = default)
+    {
+        Validate(new DeviceDraft(name, type, null, null, null, false));
+        var device = new Device(0, Guid.CreateVersion7(), tenant, name, type ?? profile.Name, null, profile.Id, null, false, gatewayId, time.GetUtcNow().ToUnixTimeMilliseconds());
+        var (stored, lookup, secret) = Prepare(device.Id, new CredentialsDraft(CredentialsType.AccessToken, accessToken, null, null, null, null));
+        return await store.CreateDeviceAsync(device, stored, lookup, secret, cancellationToken);
+    }
+
+    public async Task<Device> UpdateAsync(Caller caller, Guid id, DeviceDraft draft, CancellationToken cancellationToken = default)
+    {
+        caller.RequireWrite();
+        var tenant = caller.RequireTenant();
+        Validate(draft);
+        var existing = await store.GetDeviceAsync(tenant, id, cancellationToken) ?? throw PlatformException.NotFound("The device");
+        var profileId = existing.ProfileId;
+        if (draft.ProfileId is { } wanted && wanted != existing.ProfileId)
+        {
+            profileId = (await store.GetProfileAsync(tenant, wanted, cancellationToken) ?? throw PlatformException.NotFound("The device profile")).Id;
+        }
+
+        var updated = existing with { Name = draft.Name, Type = draft.Type ?? existing.Type, Label = draft.Label, ProfileId = profileId, Group = draft.Group, IsGateway = draft.IsGateway };
+        await store.UpdateDeviceAsync(updated, cancellationToken);
+        await audit.WriteAsync(caller, "UPDATED", "DEVICE", id.ToString(), updated.Name, cancellationToken: cancellationToken);
+        return updated;
+    }
+
+    public async Task<Device> GetAsync(Caller caller, Guid id, CancellationToken cancellationToken = default) =>
+        await store.GetDeviceAsync(caller.RequireTenant(), id, cancellationToken) ?? throw PlatformException.NotFound("The device");
+
+    public Task<Page<Device>> ListAsync(Caller caller, PageRequest request, string? type = null, CancellationToken cancellationToken = default) =>
+        store.ListDevicesAsync(caller.RequireTenant(), request, type, cancellationToken);
+
+    public async Task DeleteAsync(Caller caller, Guid id, CancellationToken cancellationToken = default)
+    {
+        caller.RequireWrite();
+        var tenant = caller.RequireTenant();
+        var device = await store.GetDeviceAsync(tenant, id, cancellationToken) ?? throw PlatformException.NotFound("The device");
+        await store.DeleteDeviceAsync(tenant, id, cancellationToken);
+        DisconnectDevice(id, "The device was deleted.");
+        await audit.WriteAsync(caller, "DELETED", "DEVICE", id.ToString(), device.Name, cancellationToken: cancellationToken);
+    }
+
+    public async Task<DeviceCredentials> GetCredentialsAsync(Caller caller, Guid id, CancellationToken cancellationToken = default)
+    {
+        var tenant = caller.RequireTenant();
+        if (caller.Authority != Authority.TenantAdmin)
+        {
+            throw PlatformException.Forbidden("Only a tenant administrator reads device credentials.");
+        }
+
+        return await store.GetCredentialsAsync(tenant, id, cancellationToken) ?? throw PlatformException.NotFound("The device");
+    }
+
+    public async Task<DeviceCredentials> SetCredentialsAsync(Caller caller, Guid id, CredentialsDraft draft, CancellationToken cancellationToken = default)
+    {
+        caller.RequireTenantAdmin();
+        var tenant = caller.RequireTenant();
+        var device = await store.GetDeviceAsync(tenant, id, cancellationToken) ?? throw PlatformException.NotFound("The device");
+        var (stored, lookup, secret) = Prepare(id, draft);
+        if (!await store.SaveCredentialsAsync(tenant, stored, lookup, secret, cancellationToken))
+        {
+            throw PlatformException.NotFound("The device");
+        }
+
+        // Whoever connected with the old credentials no longer may.
+        DisconnectDevice(id, "The device's credentials were changed.");
+        await audit.WriteAsync(caller, "CREDENTIALS_UPDATED", "DEVICE", id.ToString(), device.Name, cancellationToken: cancellationToken);
+        return stored;
+    }
+
+    public async Task<DeviceProfile> GetProfileAsync(Caller caller, Guid id, CancellationToken cancellationToken = default) =>
+        await store.GetProfileAsync(caller.RequireTenant(), id, cancellationToken) ?? throw PlatformException.NotFound("The device profile");
+
+    public async Task<DeviceProfile> GetDefaultProfileAsync(Caller caller, CancellationToken cancellationToken = default) =>
+        await store.GetDefaultProfileAsync(caller.RequireTenant(), cancellationToken) ?? throw PlatformException.NotFound("The default device profile");
+
+    public Task<Page<DeviceProfile>> ListProfilesAsync(Caller caller, PageRequest request, CancellationToken cancellationToken = default) =>
+        store.ListProfilesAsync(caller.RequireTenant(), request, cancellationToken);
+
+    public async Task<DeviceProfile> SaveProfileAsync(Caller caller, DeviceProfile profile, CancellationToken cancellationToken = default)
+    {
+        caller.RequireTenantAdmin();
+        var tenant = caller.RequireTenant();
+        if (string.IsNullOrWhiteSpace(profile.Name) || profile.Name.Length > MaxNameLength)
+        {
+            throw PlatformException.BadRequest($"A device profile needs a name of 1 to {MaxNameLength} characters.");
+        }
+
+        if (profile.ProvisionType != ProvisionType.Disabled && (string.IsNullOrEmpty(profile.ProvisionKey) || string.IsNullOrEmpty(profile.ProvisionSecret)))
+        {
+            throw PlatformException.BadRequest("Provisioning needs a provision key and a provision secret.");
+        }
+
+        profile = profile with { TenantId = tenant, InactivityTimeoutMs = profile.InactivityTimeoutMs > 0 ? profile.InactivityTimeoutMs : DeviceProfile.DefaultInactivityTimeoutMs };
+        var existing = profile.Id == Guid.Empty ? null : await store.GetProfileAsync(tenant, profile.Id, cancellationToken);
+        if (existing is null)
+        {
+            profile = profile with { Id = profile.Id == Guid.Empty ? Guid.CreateVersion7() : profile.Id, IsDefault = false, CreatedTime = time.GetUtcNow().ToUnixTimeMilliseconds() };
+            await store.CreateProfileAsync(profile, cancellationToken);
+            await audit.WriteAsync(caller, "ADDED", "DEVICE_PROFILE", profile.Id.ToString(), profile.Name, cancellationToken: cancellationToken);
+        }
+        else
+        {
+            profile = profile with { IsDefault = existing.IsDefault, CreatedTime = existing.CreatedTime };
+            await store.UpdateProfileAsync(profile, cancellationToken);
+            await audit.WriteAsync(caller, "UPDATED", "DEVICE_PROFILE", profile.Id.ToString(), profile.Name, cancellationToken: cancellationToken);
+        }
+
+        return profile;
+    }
+
+    public async Task DeleteProfileAsync(Caller caller, Guid id, CancellationToken cancellationToken = default)
+    {
+        caller.RequireTenantAdmin();
+        var tenant = caller.RequireTenant();
+        var profile = await store.GetProfileAsync(tenant, id, cancellationToken) ?? throw PlatformException.NotFound("The device profile");
+        if (!await store.DeleteProfileAsync(tenant, id, cancellationToken))
+        {
+            throw PlatformException.BadRequest("The default profile, or a profile that devices use, cannot be deleted.");
+        }
+
+        await audit.WriteAsync(caller, "DELETED", "DEVICE_PROFILE", id.ToString(), profile.Name, cancellationToken: cancellationToken);
+    }
+
+    /// <summary>Closes the MQTT connections of a device (and the devices behind it, when it is a gateway).</summary>
+    /// <remarks>The broker is looked up when needed: it depends on the platform's authenticator, which depends on this.</remarks>
+    public void DisconnectDevice(Guid deviceId, string reason) =>
+        services.GetRequiredService<MqttBroker>().Disconnect(identity => identity.State is DeviceSession session && session.Device.Id == deviceId, ReasonCode.NotAuthorized, reason);
+
+    /// <summary>The row to store for a credentials draft: what is shown, the lookup key, and the hashed secret.</summary>
+    public static (DeviceCredentials Stored, string Lookup, string? SecretHash) Prepare(Guid deviceId, CredentialsDraft draft)
+    {
+        switch (draft.Type)
+        {
+            case CredentialsType.AccessToken:
+                var token = string.IsNullOrEmpty(draft.AccessToken) ? CredentialHasher.NewAccessToken() : draft.AccessToken;
+                if (token.Length > 255 || token.Contains(' ', StringComparison.Ordinal) || token.Contains('/', StringComparison.Ordinal))
+                {
+                    throw PlatformException.BadRequest("An access token is 1 to 255 characters without spaces or '/'.");
+                }
+
+                return (new DeviceCredentials(deviceId, CredentialsType.AccessToken, token, null, null, null), TokenLookup(token), null);
+            case CredentialsType.MqttBasic:
+                if (string.IsNullOrEmpty(draft.ClientId) && string.IsNullOrEmpty(draft.UserName))
+                {
+                    throw PlatformException.BadRequest("MQTT basic credentials need a client id, a user name, or both.");
+                }
+
+                if (!string.IsNullOrEmpty(draft.UserName) && string.IsNullOrEmpty(draft.Password))
+                {
+                    throw PlatformException.BadRequest("MQTT basic credentials with a user name need a password.");
+                }
+
+                var lookup = string.IsNullOrEmpty(draft.UserName) ? BasicClientLookup(draft.ClientId!) : BasicUserLookup(draft.UserName);
+                var hash = string.IsNullOrEmpty(draft.Password) ? null : CredentialHasher.HashPassword(draft.Password);
+                var shown = string.IsNullOrEmpty(draft.UserName) ? draft.ClientId : draft.UserName;
+                return (new DeviceCredentials(deviceId, CredentialsType.MqttBasic, shown, draft.ClientId, draft.UserName, null), lookup, hash);
+            default:
+                if (string.IsNullOrWhiteSpace(draft.CertificatePem))
+                {
+                    throw PlatformException.BadRequest("X.509 credentials need the device certificate in PEM.");
+                }
+
+                string thumbprint;
+                try
+                {
+                    using var certificate = X509Certificate2.CreateFromPem(draft.CertificatePem);
+                    thumbprint = Thumbprint(certificate);
+                }
+                catch (CryptographicException)
+                {
+                    throw PlatformException.BadRequest("The device certificate is not a valid PEM certificate.");
+                }
+
+                return (new DeviceCredentials(deviceId, CredentialsType.X509Certificate, thumbprint, null, null, draft.CertificatePem), CertificateLookup(thumbprint), null);
+        }
+    }
+
+    /// <summary>Lower-case hex SHA-256 of the certificate's DER bytes.</summary>
+    public static string Thumbprint(X509Certificate2 certificate) => Convert.ToHexStringLower(certificate.GetCertHash(HashAlgorithmName.SHA256));
+
+    public static string TokenLookup(string token) => "t:" + CredentialHasher.Sha256(token);
+
+    public static string BasicUserLookup(string userName) => "u:" + userName;
+
+    public static string BasicClientLookup(string clientId) => "c:" + clientId;
+
+    public static string CertificateLookup(string thumbprint) => "x:" + thumbprint;
+
+    private static void Validate(DeviceDraft draft)
+    {
+        if (string.IsNullOrWhiteSpace(draft.Name) || draft.Name.Length > MaxNameLength)
+        {
+            throw PlatformException.BadRequest($"A device needs a name of 1 to {MaxNameLength} characters.");
+        }
+
+        if (draft.Type?.Length > MaxNameLength || draft.Label?.Length > MaxNameLength || draft.Group?.Length > MaxNameLength)
+        {
+            throw PlatformException.BadRequest($"Device type, label and group are at most {MaxNameLength} characters.");
+        }
+    }
+}

@@ -1,0 +1,417 @@
+using System.Data.Common;
+using System.Globalization;
+using Taihu.Platform.Storage;
+
+namespace Taihu.Platform.Devices;
+
+/// <summary>A credentials row as the device check needs it.</summary>
+public sealed record StoredCredentials(Device Device, CredentialsType Type, string? ClientId, string? UserName, string? SecretHash);
+
+/// <summary>Devices, their profiles and credentials. Every call but the device check is scoped to one tenant.</summary>
+public interface IDeviceStore
+{
+    Task CreateProfileAsync(DeviceProfile profile, CancellationToken cancellationToken = default);
+
+    Task<DeviceProfile?> GetProfileAsync(Guid tenantId, Guid id, CancellationToken cancellationToken = default);
+
+    Task<DeviceProfile?> GetDefaultProfileAsync(Guid tenantId, CancellationToken cancellationToken = default);
+
+    Task<DeviceProfile?> FindProfileByProvisionKeyAsync(string provisionKey, CancellationToken cancellationToken = default);
+
+    Task<Page<DeviceProfile>> ListProfilesAsync(Guid tenantId, PageRequest request, CancellationToken cancellationToken = default);
+
+    Task<bool> UpdateProfileAsync(DeviceProfile profile, CancellationToken cancellationToken = default);
+
+    Task<bool> DeleteProfileAsync(Guid tenantId, Guid id, CancellationToken cancellationToken = default);
+
+    /// <summary>Creates the device and its credentials in one transaction; the row number is filled in.</summary>
+    Task<Device> CreateDeviceAsync(Device device, DeviceCredentials credentials, string lookup, string? secretHash, CancellationToken cancellationToken = default);
+
+    Task<bool> UpdateDeviceAsync(Device device, CancellationToken cancellationToken = default);
+
+    Task<Device?> GetDeviceAsync(Guid tenantId, Guid id, CancellationToken cancellationToken = default);
+
+    Task<Device?> GetDeviceByNameAsync(Guid tenantId, string name, CancellationToken cancellationToken = default);
+
+    Task<Page<Device>> ListDevicesAsync(Guid tenantId, PageRequest request, string? type = null, CancellationToken cancellationToken = default);
+
+    Task<bool> DeleteDeviceAsync(Guid tenantId, Guid id, CancellationToken cancellationToken = default);
+
+    Task<DeviceCredentials?> GetCredentialsAsync(Guid tenantId, Guid deviceId, CancellationToken cancellationToken = default);
+
+    Task<bool> SaveCredentialsAsync(Guid tenantId, DeviceCredentials credentials, string lookup, string? secretHash, CancellationToken cancellationToken = default);
+
+    /// <summary>The device whose credentials have this lookup key (platform-wide: credentials are unique across tenants).</summary>
+    Task<StoredCredentials?> FindByLookupAsync(string lookup, CancellationToken cancellationToken = default);
+}
+
+/// <summary>The SQL implementation, for SQLite and PostgreSQL alike.</summary>
+public sealed class SqlDeviceStore(PlatformDatabase database) : IDeviceStore
+{
+    private const string DeviceColumns = "d.seq, d.id, d.tenant_id, d.name, d.type, d.label, d.profile_id, d.device_group, d.is_gateway, d.gateway_id, d.created_time";
+    private const string ProfileColumns = "id, tenant_id, name, description, is_default, provision_type, provision_key, provision_secret, inactivity_timeout_ms, created_time";
+
+    public async Task CreateProfileAsync(DeviceProfile profile, CancellationToken cancellationToken = default)
+    {
+        await using var connection = await database.OpenAsync(cancellationToken);
+        using var command = connection.CreateCommand();
+        command.CommandText = $"INSERT INTO device_profiles ({ProfileColumns}) VALUES (@id, @tenant, @name, @description, @default, @ptype, @pkey, @psecret, @inactivity, @created)";
+        AddProfile(command, profile);
+        command.AddParameter("created", profile.CreatedTime);
+        await ExecuteUniqueAsync(command, $"A device profile named '{profile.Name}' or with that provision key already exists.", cancellationToken);
+    }
+
+    public async Task<bool> UpdateProfileAsync(DeviceProfile profile, CancellationToken cancellationToken = default)
+    {
+        await using var connection = await database.OpenAsync(cancellationToken);
+        using var command = connection.CreateCommand();
+        command.CommandText = """
+            UPDATE device_profiles SET name = @name, description = @description, is_default = @default, provision_type = @ptype,
+                provision_key = @pkey, provision_secret = @psecret, inactivity_timeout_ms = @inactivity
+            WHERE id = @id AND tenant_id = @tenant
+            """;
+        AddProfile(command, profile);
+        return await ExecuteUniqueAsync(command, $"A device profile named '{profile.Name}' or with that provision key already exists.", cancellationToken) > 0;
+    }
+
+    public Task<DeviceProfile?> GetProfileAsync(Guid tenantId, Guid id, CancellationToken cancellationToken = default) =>
+        QueryProfileAsync("id = @id AND tenant_id = @tenant", id.ToString(), tenantId, cancellationToken);
+
+    public Task<DeviceProfile?> GetDefaultProfileAsync(Guid tenantId, CancellationToken cancellationToken = default) =>
+        QueryProfileAsync("tenant_id = @tenant AND is_default = @id", true, tenantId, cancellationToken);
+
+    public Task<DeviceProfile?> FindProfileByProvisionKeyAsync(string provisionKey, CancellationToken cancellationToken = default) =>
+        QueryProfileAsync("provision_key = @id", provisionKey, null, cancellationToken);
+
+    public async Task<Page<DeviceProfile>> ListProfilesAsync(Guid tenantId, PageRequest request, CancellationToken cancellationToken = default)
+    {
+        await using var connection = await database.OpenAsync(cancellationToken);
+        var where = " WHERE tenant_id = @tenant" + (request.LikePattern is null ? "" : " AND lower(name) LIKE @q ESCAPE '\\'");
+        var total = await CountAsync(connection, "SELECT COUNT(*) FROM device_profiles" + where, tenantId, request, null, cancellationToken);
+        using var command = connection.CreateCommand();
+        command.CommandText = $"SELECT {ProfileColumns} FROM device_profiles{where} ORDER BY {(request.SortProperty == "createdTime" ? "created_time" : "name")} {(request.Descending ? "DESC" : "ASC")}, id LIMIT @limit OFFSET @offset";
+        AddPaging(command, tenantId, request);
+        var list = new List<DeviceProfile>();
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            list.Add(ReadProfile(reader));
+        }
+
+        return Page.From(list, total, request);
+    }
+
+    public async Task<bool> DeleteProfileAsync(Guid tenantId, Guid id, CancellationToken cancellationToken = default)
+    {
+        await using var connection = await database.OpenAsync(cancellationToken);
+        using var command = connection.CreateCommand();
+        command.CommandText = "DELETE FROM device_profiles WHERE id = @id AND tenant_id = @tenant AND is_default = @false AND NOT EXISTS (SELECT 1 FROM devices WHERE profile_id = @id)";
+        command.AddParameter("id", id.ToString());
+        command.AddParameter("tenant", tenantId.ToString());
+        command.AddParameter("false", false);
+        return await command.ExecuteNonQueryAsync(cancellationToken) > 0;
+    }
+
+    public async Task<Device> CreateDeviceAsync(Device device, DeviceCredentials credentials, string lookup, string? secretHash, CancellationToken cancellationToken = default)
+    {
+        await using var connection = await database.OpenAsync(cancellationToken);
+        await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
+        long seq;
+        using (var command = connection.CreateCommand())
+        {
+            command.Transaction = transaction;
+            command.CommandText = """
+                INSERT INTO devices (id, tenant_id, name, type, label, profile_id, device_group, is_gateway, gateway_id, created_time)
+                VALUES (@id, @tenant, @name, @type, @label, @profile, @group, @gateway, @gatewayId, @created) RETURNING seq
+                """;
+            AddDevice(command, device);
+            command.AddParameter("created", device.CreatedTime);
+            try
+            {
+                seq = Convert.ToInt64(await command.ExecuteScalarAsync(cancellationToken), CultureInfo.InvariantCulture);
+            }
+            catch (DbException e) when (Sql.IsUniqueViolation(e))
+            {
+                throw PlatformException.Conflict($"A device named '{device.Name}' already exists.");
+            }
+        }
+
+        await InsertCredentialsAsync(connection, transaction, credentials, lookup, secretHash, cancellationToken);
+        await transaction.CommitAsync(cancellationToken);
+        return device with { Seq = seq };
+    }
+
+    public async Task<bool> UpdateDeviceAsync(Device device, CancellationToken cancellationToken = default)
+    {
+        await using var connection = await database.OpenAsync(cancellationToken);
+        using var command = connection.CreateCommand();
+        command.CommandText = """
+            UPDATE devices SET name = @name, type = @type, label = @label, profile_id = @profile, device_group = @group,
+                is_gateway = @gateway, gateway_id = @gatewayId
+            WHERE id = @id AND tenant_id = @tenant
+            """;
+        AddDevice(command, device);
+        try
+        {
+            return await command.ExecuteNonQueryAsync(cancellationToken) > 0;
+        }
+        catch (DbException e) when (Sql.IsUniqueViolation(e))
+        {
+            throw PlatformException.Conflict($"A device named '{device.Name}' already exists.");
+        }
+    }
+
+    public Task<Device?> GetDeviceAsync(Guid tenantId, Guid id, CancellationToken cancellationToken = default) =>
+        QueryDeviceAsync("d.id = @value AND d.tenant_id = @tenant", id.ToString(), tenantId, cancellationToken);
+
+    public Task<Device?> GetDeviceByNameAsync(Guid tenantId, string name, CancellationToken cancellationToken = default) =>
+        QueryDeviceAsync("d.name = @value AND d.tenant_id = @tenant", name, tenantId, cancellationToken);
+
+    public async Task<Page<Device>> ListDevicesAsync(Guid tenantId, PageRequest request, string? type = null, CancellationToken cancellationToken = default)
+    {
+        await using var connection = await database.OpenAsync(cancellationToken);
+        var where = " WHERE d.tenant_id = @tenant";
+        if (request.LikePattern is not null)
+        {
+            where += " AND lower(d.name) LIKE @q ESCAPE '\\'";
+        }
+
+        if (type is not null)
+        {
+            where += " AND d.type = @type";
+        }
+
+        var total = await CountAsync(connection, "SELECT COUNT(*) FROM devices d" + where, tenantId, request, type, cancellationToken);
+        var order = request.SortProperty switch
+        {
+            "createdTime" => "d.created_time",
+            "type" => "d.type",
+            "label" => "d.label",
+            _ => "d.name",
+        };
+        using var command = connection.CreateCommand();
+        command.CommandText = $"SELECT {DeviceColumns} FROM devices d{where} ORDER BY {order} {(request.Descending ? "DESC" : "ASC")}, d.seq LIMIT @limit OFFSET @offset";
+        AddPaging(command, tenantId, request);
+        command.AddParameter("type", type);
+        var list = new List<Device>();
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            list.Add(ReadDevice(reader, 0));
+        }
+
+        return Page.From(list, total, request);
+    }
+
+    public async Task<bool> DeleteDeviceAsync(Guid tenantId, Guid id, CancellationToken cancellationToken = default)
+    {
+        await using var connection = await database.OpenAsync(cancellationToken);
+        await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
+        using var command = connection.CreateCommand();
+        command.Transaction = transaction;
+        command.CommandText = """
+            DELETE FROM ts_kv WHERE device_seq IN (SELECT seq FROM devices WHERE id = @id AND tenant_id = @tenant);
+            DELETE FROM ts_latest WHERE device_seq IN (SELECT seq FROM devices WHERE id = @id AND tenant_id = @tenant);
+            DELETE FROM attributes WHERE device_seq IN (SELECT seq FROM devices WHERE id = @id AND tenant_id = @tenant);
+            DELETE FROM device_credentials WHERE device_id IN (SELECT id FROM devices WHERE id = @id AND tenant_id = @tenant);
+            """;
+        command.AddParameter("id", id.ToString());
+        command.AddParameter("tenant", tenantId.ToString());
+        await command.ExecuteNonQueryAsync(cancellationToken);
+        using var delete = connection.CreateCommand();
+        delete.Transaction = transaction;
+        delete.CommandText = "DELETE FROM devices WHERE id = @id AND tenant_id = @tenant";
+        delete.AddParameter("id", id.ToString());
+        delete.AddParameter("tenant", tenantId.ToString());
+        var deleted = await delete.ExecuteNonQueryAsync(cancellationToken) > 0;
+        await transaction.CommitAsync(cancellationToken);
+        return deleted;
+    }
+
+    public async Task<DeviceCredentials?> GetCredentialsAsync(Guid tenantId, Guid deviceId, CancellationToken cancellationToken = default)
+    {
+        await using var connection = await database.OpenAsync(cancellationToken);
+        using var command = connection.CreateCommand();
+        command.CommandText = """
+            SELECT c.credentials_type, c.credentials_id, c.client_id, c.user_name, c.certificate
+            FROM device_credentials c JOIN devices d ON d.id = c.device_id
+            WHERE c.device_id = @id AND d.tenant_id = @tenant
+            """;
+        command.AddParameter("id", deviceId.ToString());
+        command.AddParameter("tenant", tenantId.ToString());
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        if (!await reader.ReadAsync(cancellationToken))
+        {
+            return null;
+        }
+
+        _ = DeviceCredentials.TryParseType(reader.GetString(0), out var type);
+        return new DeviceCredentials(deviceId, type, reader.GetNullableString(1), reader.GetNullableString(2), reader.GetNullableString(3), reader.GetNullableString(4));
+    }
+
+    public async Task<bool> SaveCredentialsAsync(Guid tenantId, DeviceCredentials credentials, string lookup, string? secretHash, CancellationToken cancellationToken = default)
+    {
+        await using var connection = await database.OpenAsync(cancellationToken);
+        await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
+        using (var delete = connection.CreateCommand())
+        {
+            delete.Transaction = transaction;
+            delete.CommandText = "DELETE FROM device_credentials WHERE device_id IN (SELECT id FROM devices WHERE id = @id AND tenant_id = @tenant)";
+            delete.AddParameter("id", credentials.DeviceId.ToString());
+            delete.AddParameter("tenant", tenantId.ToString());
+            if (await delete.ExecuteNonQueryAsync(cancellationToken) == 0)
+            {
+                return false;
+            }
+        }
+
+        await InsertCredentialsAsync(connection, transaction, credentials, lookup, secretHash, cancellationToken);
+        await transaction.CommitAsync(cancellationToken);
+        return true;
+    }
+
+    public async Task<StoredCredentials?> FindByLookupAsync(string lookup, CancellationToken cancellationToken = default)
+    {
+        await using var connection = await database.OpenAsync(cancellationToken);
+        using var command = connection.CreateCommand();
+        command.CommandText = $"""
+            SELECT {DeviceColumns}, c.credentials_type, c.client_id, c.user_name, c.secret_hash
+            FROM device_credentials c JOIN devices d ON d.id = c.device_id WHERE c.lookup = @lookup
+            """;
+        command.AddParameter("lookup", lookup);
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        if (!await reader.ReadAsync(cancellationToken))
+        {
+            return null;
+        }
+
+        _ = DeviceCredentials.TryParseType(reader.GetString(11), out var type);
+        return new StoredCredentials(ReadDevice(reader, 0), type, reader.GetNullableString(12), reader.GetNullableString(13), reader.GetNullableString(14));
+    }
+
+    private static async Task InsertCredentialsAsync(DbConnection connection, DbTransaction transaction, DeviceCredentials credentials, string lookup, string? secretHash, CancellationToken cancellationToken)
+    {
+        using var command = connection.CreateCommand();
+        command.Transaction = transaction;
+        command.CommandText = """
+            INSERT INTO device_credentials (device_id, credentials_type, lookup, credentials_id, client_id, user_name, secret_hash, certificate)
+            VALUES (@device, @type, @lookup, @cid, @client, @user, @secret, @certificate)
+            """;
+        command.AddParameter("device", credentials.DeviceId.ToString());
+        command.AddParameter("type", DeviceCredentials.TypeName(credentials.Type));
+        command.AddParameter("lookup", lookup);
+        command.AddParameter("cid", credentials.CredentialsId);
+        command.AddParameter("client", credentials.ClientId);
+        command.AddParameter("user", credentials.UserName);
+        command.AddParameter("secret", secretHash);
+        command.AddParameter("certificate", credentials.CertificatePem);
+        try
+        {
+            await command.ExecuteNonQueryAsync(cancellationToken);
+        }
+        catch (DbException e) when (Sql.IsUniqueViolation(e))
+        {
+            throw PlatformException.Conflict("Another device already uses these credentials.");
+        }
+    }
+
+    private async Task<Device?> QueryDeviceAsync(string where, string value, Guid tenantId, CancellationToken cancellationToken)
+    {
+        await using var connection = await database.OpenAsync(cancellationToken);
+        using var command = connection.CreateCommand();
+        command.CommandText = $"SELECT {DeviceColumns} FROM devices d WHERE {where}";
+        command.AddParameter("value", value);
+        command.AddParameter("tenant", tenantId.ToString());
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        return await reader.ReadAsync(cancellationToken) ? ReadDevice(reader, 0) : null;
+    }
+
+    private async Task<DeviceProfile?> QueryProfileAsync(string where, object value, Guid? tenantId, CancellationToken cancellationToken)
+    {
+        await using var connection = await database.OpenAsync(cancellationToken);
+        using var command = connection.CreateCommand();
+        command.CommandText = $"SELECT {ProfileColumns} FROM device_profiles WHERE {where}";
+        command.AddParameter("id", value);
+        command.AddParameter("tenant", tenantId?.ToString());
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        return await reader.ReadAsync(cancellationToken) ? ReadProfile(reader) : null;
+    }
+
+    private static Device ReadDevice(DbDataReader r, int o)
+    {
+        var gateway = r.GetNullableString(o + 9);
+        return new Device(r.GetInt64(o), Guid.Parse(r.GetString(o + 1)), Guid.Parse(r.GetString(o + 2)), r.GetString(o + 3), r.GetString(o + 4),
+            r.GetNullableString(o + 5), Guid.Parse(r.GetString(o + 6)), r.GetNullableString(o + 7), Sql.GetBool(r, o + 8),
+            gateway is null ? null : Guid.Parse(gateway), r.GetInt64(o + 10));
+    }
+
+    private static DeviceProfile ReadProfile(DbDataReader r)
+    {
+        _ = DeviceProfile.TryParseProvisionType(r.GetString(5), out var provision);
+        return new DeviceProfile(Guid.Parse(r.GetString(0)), Guid.Parse(r.GetString(1)), r.GetString(2), r.GetNullableString(3), Sql.GetBool(r, 4),
+            provision, r.GetNullableString(6), r.GetNullableString(7), r.GetInt64(8), r.GetInt64(9));
+    }
+
+    private static void AddDevice(DbCommand command, Device device)
+    {
+        command.AddParameter("id", device.Id.ToString());
+        command.AddParameter("tenant", device.TenantId.ToString());
+        command.AddParameter("name", device.Name);
+        command.AddParameter("type", device.Type);
+        command.AddParameter("label", device.Label);
+        command.AddParameter("profile", device.ProfileId.ToString());
+        command.AddParameter("group", device.Group);
+        command.AddParameter("gateway", device.IsGateway);
+        command.AddParameter("gatewayId", device.GatewayId?.ToString());
+    }
+
+    private static void AddProfile(DbCommand command, DeviceProfile profile)
+    {
+        command.AddParameter("id", profile.Id.ToString());
+        command.AddParameter("tenant", profile.TenantId.ToString());
+        command.AddParameter("name", profile.Name);
+        command.AddParameter("description", profile.Description);
+        command.AddParameter("default", profile.IsDefault);
+        command.AddParameter("ptype", DeviceProfile.ProvisionTypeName(profile.ProvisionType));
+        command.AddParameter("pkey", profile.ProvisionKey);
+        command.AddParameter("psecret", profile.ProvisionSecret);
+        command.AddParameter("inactivity", profile.InactivityTimeoutMs);
+    }
+
+    private static void AddPaging(DbCommand command, Guid tenantId, PageRequest request)
+    {
+        command.AddParameter("tenant", tenantId.ToString());
+        command.AddParameter("limit", (long)request.Limit);
+        command.AddParameter("offset", request.Offset);
+        if (request.LikePattern is { } pattern)
+        {
+            command.AddParameter("q", pattern);
+        }
+    }
+
+    private static async Task<long> CountAsync(DbConnection connection, string sql, Guid tenantId, PageRequest request, string? type, CancellationToken cancellationToken)
+    {
+        using var command = connection.CreateCommand();
+        command.CommandText = sql;
+        command.AddParameter("tenant", tenantId.ToString());
+        command.AddParameter("type", type);
+        if (request.LikePattern is { } pattern)
+        {
+            command.AddParameter("q", pattern);
+        }
+
+        return Convert.ToInt64(await command.ExecuteScalarAsync(cancellationToken), CultureInfo.InvariantCulture);
+    }
+
+    private static async Task<int> ExecuteUniqueAsync(DbCommand command, string conflict, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await command.ExecuteNonQueryAsync(cancellationToken);
+        }
+        catch (DbException e) when (Sql.IsUniqueViolation(e))
+        {
+            throw PlatformException.Conflict(conflict);
+        }
+    }
+}

@@ -1,0 +1,121 @@
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using Taihu.Broker.Extensibility;
+using Taihu.Platform.Audit;
+using Taihu.Platform.Devices;
+using Taihu.Platform.Storage;
+using Taihu.Platform.Telemetry;
+using Taihu.Platform.Tenants;
+
+namespace Taihu.Platform.Hosting;
+
+/// <summary>Registers the platform: storage, services, ingest, and its plug-ins into the broker.</summary>
+public static class PlatformHostingExtensions
+{
+    /// <summary>
+    /// Adds the platform. <paramref name="dataDirectory"/> gives the SQLite file's folder. Options (StorageOptions,
+    /// IngestOptions, SecurityOptions) are bound by the host. Call before the broker is added, so that the schema
+    /// is migrated before any listener accepts a device.
+    /// </summary>
+    public static IServiceCollection AddTaihuPlatform(this IServiceCollection services, Func<IServiceProvider, string> dataDirectory)
+    {
+        services.AddOptions<StorageOptions>();
+        services.AddOptions<IngestOptions>();
+        services.AddOptions<SecurityOptions>();
+        services.TryAddSingleton(TimeProvider.System);
+        services.AddSingleton(sp => PlatformDatabase.Create(sp.GetRequiredService<IOptions<StorageOptions>>().Value, dataDirectory(sp)));
+        services.AddSingleton<ITenantStore, SqlTenantStore>();
+        services.AddSingleton<IDeviceStore, SqlDeviceStore>();
+        services.AddSingleton<ITelemetryStore, SqlTelemetryStore>();
+        services.AddSingleton<IAttributeStore, SqlAttributeStore>();
+        services.AddSingleton<IAuditLog, SqlAuditLog>();
+        services.AddSingleton<TelemetryIngest>();
+        services.AddSingleton<DeviceMessaging>();
+        services.AddSingleton<DeviceService>();
+        services.AddSingleton<IDeviceService>(sp => sp.GetRequiredService<DeviceService>());
+        services.AddSingleton<DeviceDataService>();
+        services.AddSingleton<TenantService>();
+        services.AddSingleton<ProvisioningService>();
+        services.AddSingleton<GatewayHandler>();
+        services.AddSingleton<ConnectivityTracker>();
+        services.AddSingleton<DeviceConnector>();
+        services.AddSingleton<IMqttAuthenticator>(sp => sp.GetRequiredService<DeviceConnector>());
+        services.AddSingleton<IMqttAuthorizer>(sp => sp.GetRequiredService<DeviceConnector>());
+        services.AddSingleton<IPublishObserver>(sp => sp.GetRequiredService<DeviceConnector>());
+        services.AddSingleton<IClientLifecycleObserver>(sp => sp.GetRequiredService<DeviceConnector>());
+        services.AddHostedService<PlatformStartup>();
+        services.AddHostedService(sp => sp.GetRequiredService<ConnectivityTracker>());
+        services.AddHostedService<RetentionService>();
+        return services;
+    }
+}
+
+/// <summary>Brings the schema up to date and creates the first administrator, before the listeners open.</summary>
+internal sealed partial class PlatformStartup(PlatformDatabase database, TenantService tenants, TelemetryIngest ingest, ILogger<PlatformStartup> logger) : IHostedService
+{
+    public async Task StartAsync(CancellationToken cancellationToken)
+    {
+        var applied = await database.MigrateAsync(cancellationToken);
+        LogStorage(logger, database.Provider, applied);
+        await tenants.EnsureSysAdminAsync(cancellationToken);
+    }
+
+    /// <summary>Everything queued is written before the process ends.</summary>
+    public async Task StopAsync(CancellationToken cancellationToken) => await ingest.DisposeAsync();
+
+    [LoggerMessage(EventId = 2401, Level = LogLevel.Information, Message = "Storage: {Provider}, {Applied} migration step(s) applied")]
+    private static partial void LogStorage(ILogger logger, StorageProvider provider, int applied);
+}
+
+/// <summary>Deletes telemetry older than each tenant's time-to-live, in the background.</summary>
+internal sealed partial class RetentionService(TenantService tenants, ITelemetryStore telemetry, IOptions<IngestOptions> options, TimeProvider time, ILogger<RetentionService> logger)
+    : BackgroundService
+{
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        using var timer = new PeriodicTimer(options.Value.RetentionInterval, time);
+        try
+        {
+            do
+            {
+                await SweepAsync(stoppingToken);
+            }
+            while (await timer.WaitForNextTickAsync(stoppingToken));
+        }
+        catch (OperationCanceledException)
+        {
+        }
+    }
+
+    public async Task SweepAsync(CancellationToken cancellationToken)
+    {
+        try
+        {
+            var now = time.GetUtcNow().ToUnixTimeMilliseconds();
+            foreach (var (tenant, ttlDays) in await tenants.RetentionPlanAsync(cancellationToken))
+            {
+                if (ttlDays > 0)
+                {
+                    var deleted = await telemetry.DeleteOlderThanAsync(tenant, now - (ttlDays * 86_400_000L), cancellationToken);
+                    if (deleted > 0)
+                    {
+                        LogDeleted(logger, deleted, tenant, ttlDays);
+                    }
+                }
+            }
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            LogFailed(logger, e);
+        }
+    }
+
+    [LoggerMessage(EventId = 2501, Level = LogLevel.Information, Message = "Retention deleted {Count} points of tenant {Tenant} older than {Days} days")]
+    private static partial void LogDeleted(ILogger logger, long count, Guid tenant, int days);
+
+    [LoggerMessage(EventId = 2502, Level = LogLevel.Warning, Message = "The retention sweep failed; it runs again at the next interval")]
+    private static partial void LogFailed(ILogger logger, Exception exception);
+}

@@ -1,0 +1,155 @@
+namespace Taihu.Platform.Storage;
+
+/// <summary>
+/// The schema, as numbered steps applied in order on start. A step once released is never edited: a change is a
+/// new step. Placeholders: {id} auto-numbered key, {blob}, {bool}, {double}.
+/// </summary>
+internal static class Migrations
+{
+    public static readonly (int Version, string Name, string Sql)[] Steps =
+    [
+        (1, "tenants, users, devices, credentials, telemetry, attributes, audit", """
+        CREATE TABLE tenants (
+            id TEXT PRIMARY KEY,
+            title TEXT NOT NULL,
+            created_time BIGINT NOT NULL,
+            ttl_days INTEGER NULL
+        );
+        CREATE UNIQUE INDEX tenants_title ON tenants (title);
+
+        CREATE TABLE users (
+            id TEXT PRIMARY KEY,
+            tenant_id TEXT NULL REFERENCES tenants (id) ON DELETE CASCADE,
+            email TEXT NOT NULL,
+            authority TEXT NOT NULL,
+            first_name TEXT NULL,
+            last_name TEXT NULL,
+            password_hash TEXT NULL,
+            activation_token TEXT NULL,
+            token_version INTEGER NOT NULL DEFAULT 0,
+            failed_logins INTEGER NOT NULL DEFAULT 0,
+            locked_until BIGINT NOT NULL DEFAULT 0,
+            created_time BIGINT NOT NULL
+        );
+        CREATE UNIQUE INDEX users_email ON users (email);
+        CREATE UNIQUE INDEX users_activation ON users (activation_token);
+
+        CREATE TABLE api_keys (
+            id TEXT PRIMARY KEY,
+            tenant_id TEXT NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
+            name TEXT NOT NULL,
+            authority TEXT NOT NULL,
+            key_hash TEXT NOT NULL,
+            created_time BIGINT NOT NULL
+        );
+        CREATE UNIQUE INDEX api_keys_hash ON api_keys (key_hash);
+
+        CREATE TABLE device_profiles (
+            id TEXT PRIMARY KEY,
+            tenant_id TEXT NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
+            name TEXT NOT NULL,
+            description TEXT NULL,
+            is_default {bool} NOT NULL,
+            provision_type TEXT NOT NULL,
+            provision_key TEXT NULL,
+            provision_secret TEXT NULL,
+            inactivity_timeout_ms BIGINT NOT NULL,
+            created_time BIGINT NOT NULL
+        );
+        CREATE UNIQUE INDEX device_profiles_name ON device_profiles (tenant_id, name);
+        CREATE UNIQUE INDEX device_profiles_key ON device_profiles (provision_key);
+
+        CREATE TABLE devices (
+            seq {id},
+            id TEXT NOT NULL,
+            tenant_id TEXT NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
+            name TEXT NOT NULL,
+            type TEXT NOT NULL,
+            label TEXT NULL,
+            profile_id TEXT NOT NULL REFERENCES device_profiles (id),
+            device_group TEXT NULL,
+            is_gateway {bool} NOT NULL,
+            gateway_id TEXT NULL,
+            created_time BIGINT NOT NULL
+        );
+        CREATE UNIQUE INDEX devices_id ON devices (id);
+        CREATE UNIQUE INDEX devices_name ON devices (tenant_id, name);
+
+        CREATE TABLE device_credentials (
+            device_id TEXT PRIMARY KEY REFERENCES devices (id) ON DELETE CASCADE,
+            credentials_type TEXT NOT NULL,
+            lookup TEXT NOT NULL,
+            credentials_id TEXT NULL,
+            client_id TEXT NULL,
+            user_name TEXT NULL,
+            secret_hash TEXT NULL,
+            certificate TEXT NULL
+        );
+        CREATE UNIQUE INDEX device_credentials_lookup ON device_credentials (lookup);
+
+        CREATE TABLE ts_keys (
+            id {id},
+            name TEXT NOT NULL
+        );
+        CREATE UNIQUE INDEX ts_keys_name ON ts_keys (name);
+
+        CREATE TABLE ts_kv (
+            device_seq BIGINT NOT NULL,
+            key_id BIGINT NOT NULL,
+            ts BIGINT NOT NULL,
+            value_type INTEGER NOT NULL,
+            bool_v {bool} NULL,
+            long_v BIGINT NULL,
+            dbl_v {double} NULL,
+            str_v TEXT NULL,
+            PRIMARY KEY (device_seq, key_id, ts)
+        );
+
+        CREATE TABLE ts_latest (
+            device_seq BIGINT NOT NULL,
+            key_id BIGINT NOT NULL,
+            ts BIGINT NOT NULL,
+            value_type INTEGER NOT NULL,
+            bool_v {bool} NULL,
+            long_v BIGINT NULL,
+            dbl_v {double} NULL,
+            str_v TEXT NULL,
+            PRIMARY KEY (device_seq, key_id)
+        );
+
+        CREATE TABLE attributes (
+            device_seq BIGINT NOT NULL,
+            scope TEXT NOT NULL,
+            key TEXT NOT NULL,
+            last_update_ts BIGINT NOT NULL,
+            value_type INTEGER NOT NULL,
+            bool_v {bool} NULL,
+            long_v BIGINT NULL,
+            dbl_v {double} NULL,
+            str_v TEXT NULL,
+            PRIMARY KEY (device_seq, scope, key)
+        );
+
+        CREATE TABLE audit_log (
+            seq {id},
+            id TEXT NOT NULL,
+            tenant_id TEXT NULL,
+            user_id TEXT NULL,
+            user_name TEXT NULL,
+            action_type TEXT NOT NULL,
+            entity_type TEXT NULL,
+            entity_id TEXT NULL,
+            entity_name TEXT NULL,
+            action_status TEXT NOT NULL,
+            action_failure_details TEXT NULL,
+            created_time BIGINT NOT NULL
+        );
+        CREATE INDEX audit_log_tenant ON audit_log (tenant_id, created_time);
+
+        CREATE TABLE settings (
+            name TEXT PRIMARY KEY,
+            value TEXT NOT NULL
+        );
+        """),
+    ];
+}

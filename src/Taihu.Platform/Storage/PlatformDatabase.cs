@@ -1,0 +1,147 @@
+using System.Data.Common;
+using System.Globalization;
+
+namespace Taihu.Platform.Storage;
+
+/// <summary>
+/// The platform's database: opens connections of the configured provider and brings the schema up to date on
+/// start. Every store takes one of these; nothing else knows which database it is.
+/// </summary>
+public sealed class PlatformDatabase : IDisposable
+{
+    public PlatformDatabase(SqlDialect dialect) => Dialect = dialect;
+
+    public SqlDialect Dialect { get; }
+
+    public StorageProvider Provider => Dialect.Provider;
+
+    /// <summary>The database the options name; SQLite files go to <paramref name="dataDirectory"/>.</summary>
+    public static PlatformDatabase Create(StorageOptions options, string dataDirectory)
+    {
+        if (options.Provider == StorageProvider.PostgreSql)
+        {
+            if (string.IsNullOrWhiteSpace(options.ConnectionString))
+            {
+                throw new InvalidOperationException("Storage:ConnectionString is required when Storage:Provider is PostgreSql.");
+            }
+
+            return new PlatformDatabase(new PostgresDialect(options.ConnectionString));
+        }
+
+        var connectionString = options.ConnectionString;
+        if (string.IsNullOrWhiteSpace(connectionString))
+        {
+            Directory.CreateDirectory(dataDirectory);
+            connectionString = SqliteDialect.FileConnectionString(dataDirectory);
+        }
+
+        return new PlatformDatabase(new SqliteDialect(connectionString, options.SqliteDurability));
+    }
+
+    /// <summary>An open connection, with the provider's per-connection settings applied.</summary>
+    public async ValueTask<DbConnection> OpenAsync(CancellationToken cancellationToken = default)
+    {
+        var connection = Dialect.CreateConnection();
+        try
+        {
+            await connection.OpenAsync(cancellationToken);
+            if (Dialect.OnOpen is { } setup)
+            {
+                using var command = connection.CreateCommand();
+                command.CommandText = setup;
+                await command.ExecuteNonQueryAsync(cancellationToken);
+            }
+
+            return connection;
+        }
+        catch
+        {
+            await connection.DisposeAsync();
+            throw;
+        }
+    }
+
+    /// <summary>Applies the migration steps not yet applied, each in its own transaction. Returns how many ran.</summary>
+    public async Task<int> MigrateAsync(CancellationToken cancellationToken = default)
+    {
+        await using var connection = await OpenAsync(cancellationToken);
+        if (Provider == StorageProvider.Sqlite)
+        {
+            await ExecuteAsync(connection, null, "PRAGMA journal_mode=WAL;", cancellationToken);
+        }
+
+        await ExecuteAsync(connection, null,
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_time BIGINT NOT NULL);",
+            cancellationToken);
+        var applied = 0;
+        foreach (var (version, name, sql) in Migrations.Steps)
+        {
+            await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
+            if (Provider == StorageProvider.PostgreSql)
+            {
+                // Two nodes starting together: one migrates, the other waits and then finds the step applied.
+                await ExecuteAsync(connection, transaction, "SELECT pg_advisory_xact_lock(7243190);", cancellationToken);
+            }
+
+            using (var check = connection.CreateCommand())
+            {
+                check.Transaction = transaction;
+                check.CommandText = "SELECT COUNT(*) FROM schema_migrations WHERE version = @v";
+                check.AddParameter("v", version);
+                if (Convert.ToInt64(await check.ExecuteScalarAsync(cancellationToken), CultureInfo.InvariantCulture) > 0)
+                {
+                    continue;
+                }
+            }
+
+            await ExecuteAsync(connection, transaction, Expand(sql), cancellationToken);
+            using (var record = connection.CreateCommand())
+            {
+                record.Transaction = transaction;
+                record.CommandText = "INSERT INTO schema_migrations (version, name, applied_time) VALUES (@v, @n, @t)";
+                record.AddParameter("v", version);
+                record.AddParameter("n", name);
+                record.AddParameter("t", DateTimeOffset.UtcNow.ToUnixTimeMilliseconds());
+                await record.ExecuteNonQueryAsync(cancellationToken);
+            }
+
+            await transaction.CommitAsync(cancellationToken);
+            applied++;
+        }
+
+        return applied;
+    }
+
+    private string Expand(string sql) => sql
+        .Replace("{id}", Dialect.AutoIdColumn, StringComparison.Ordinal)
+        .Replace("{blob}", Dialect.BlobType, StringComparison.Ordinal)
+        .Replace("{bool}", Dialect.BooleanType, StringComparison.Ordinal)
+        .Replace("{double}", Dialect.DoubleType, StringComparison.Ordinal);
+
+    private static async Task ExecuteAsync(DbConnection connection, DbTransaction? transaction, string sql, CancellationToken cancellationToken)
+    {
+        using var command = connection.CreateCommand();
+        command.Transaction = transaction;
+        command.CommandText = sql;
+        await command.ExecuteNonQueryAsync(cancellationToken);
+    }
+
+    public void Dispose() => (Dialect as IDisposable)?.Dispose();
+}
+
+/// <summary>Small conveniences over ADO.NET commands.</summary>
+public static class DbCommandExtensions
+{
+    public static DbParameter AddParameter(this DbCommand command, string name, object? value)
+    {
+        var parameter = command.CreateParameter();
+        parameter.ParameterName = name;
+        parameter.Value = value ?? DBNull.Value;
+        command.Parameters.Add(parameter);
+        return parameter;
+    }
+
+    public static string? GetNullableString(this DbDataReader reader, int ordinal) => reader.IsDBNull(ordinal) ? null : reader.GetString(ordinal);
+
+    public static long? GetNullableInt64(this DbDataReader reader, int ordinal) => reader.IsDBNull(ordinal) ? null : reader.GetInt64(ordinal);
+}

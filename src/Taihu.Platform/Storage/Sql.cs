@@ -1,0 +1,27 @@
+using System.Data.Common;
+using System.Globalization;
+
+namespace Taihu.Platform.Storage;
+
+/// <summary>Reading helpers that work the same on both providers.</summary>
+public static class Sql
+{
+    /// <summary>An integer column, whichever width the provider returns.</summary>
+    public static int GetInt(DbDataReader reader, int ordinal) => Convert.ToInt32(reader.GetValue(ordinal), CultureInfo.InvariantCulture);
+
+    /// <summary>A true/false column (INTEGER 0/1 in SQLite, BOOLEAN in PostgreSQL).</summary>
+    public static bool GetBool(DbDataReader reader, int ordinal) => reader.GetValue(ordinal) switch
+    {
+        bool b => b,
+        long l => l != 0,
+        var other => Convert.ToBoolean(other, CultureInfo.InvariantCulture),
+    };
+
+    /// <summary>True when the provider refused a row for breaking a unique index.</summary>
+    public static bool IsUniqueViolation(DbException e) => e switch
+    {
+        Microsoft.Data.Sqlite.SqliteException sqlite => sqlite.SqliteExtendedErrorCode is 2067 or 1555, // SQLITE_CONSTRAINT_UNIQUE, _PRIMARYKEY
+        Npgsql.PostgresException postgres => postgres.SqlState == "23505",
+        _ => false,
+    };
+}

@@ -1,0 +1,29 @@
+using System.Data.Common;
+
+namespace Taihu.Platform.Storage;
+
+/// <summary>
+/// What differs between SQLite and PostgreSQL. Everything else (the SQL of the stores) is written once in the
+/// subset both speak: <c>INSERT .. ON CONFLICT .. DO UPDATE</c>, <c>LIMIT/OFFSET</c>, <c>@name</c> parameters.
+/// </summary>
+public abstract class SqlDialect
+{
+    public abstract StorageProvider Provider { get; }
+
+    /// <summary>The type of an auto-numbered 64-bit key column, primary key included.</summary>
+    public abstract string AutoIdColumn { get; }
+
+    /// <summary>The type of a byte-array column.</summary>
+    public abstract string BlobType { get; }
+
+    /// <summary>The type of a true/false column.</summary>
+    public abstract string BooleanType { get; }
+
+    /// <summary>The type of a floating-point column.</summary>
+    public abstract string DoubleType { get; }
+
+    public abstract DbConnection CreateConnection();
+
+    /// <summary>Per-connection settings to run after opening (SQLite pragmas), or null.</summary>
+    public virtual string? OnOpen => null;
+}

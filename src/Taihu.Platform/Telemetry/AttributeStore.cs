@@ -1,0 +1,124 @@
+using Taihu.Platform.Storage;
+
+namespace Taihu.Platform.Telemetry;
+
+/// <summary>ThingsBoard's attribute scopes: the device writes client attributes; the server writes the other two, and shared ones reach the device.</summary>
+public enum AttributeScope
+{
+    Client,
+    Shared,
+    Server,
+}
+
+/// <summary>Attributes of devices, by scope.</summary>
+public interface IAttributeStore
+{
+    /// <summary>Writes (inserts or replaces) the entries of one scope in one transaction.</summary>
+    Task SaveAsync(long deviceSeq, AttributeScope scope, IReadOnlyList<AttributeEntry> entries, CancellationToken cancellationToken = default);
+
+    /// <summary>The attributes of one scope, all or only <paramref name="keys"/>, sorted by key.</summary>
+    Task<IReadOnlyList<AttributeEntry>> GetAsync(long deviceSeq, AttributeScope scope, IReadOnlyCollection<string>? keys, CancellationToken cancellationToken = default);
+
+    Task<int> DeleteAsync(long deviceSeq, AttributeScope scope, IReadOnlyCollection<string> keys, CancellationToken cancellationToken = default);
+}
+
+/// <summary>The SQL implementation, for SQLite and PostgreSQL alike.</summary>
+public sealed class SqlAttributeStore(PlatformDatabase database) : IAttributeStore
+{
+    public static string ScopeName(AttributeScope scope) => scope switch
+    {
+        AttributeScope.Client => "CLIENT_SCOPE",
+        AttributeScope.Shared => "SHARED_SCOPE",
+        _ => "SERVER_SCOPE",
+    };
+
+    public static bool TryParseScope(string? name, out AttributeScope scope)
+    {
+        switch (name)
+        {
+            case "CLIENT_SCOPE": scope = AttributeScope.Client; return true;
+            case "SHARED_SCOPE": scope = AttributeScope.Shared; return true;
+            case "SERVER_SCOPE": scope = AttributeScope.Server; return true;
+            default: scope = default; return false;
+        }
+    }
+
+    public async Task SaveAsync(long deviceSeq, AttributeScope scope, IReadOnlyList<AttributeEntry> entries, CancellationToken cancellationToken = default)
+    {
+        if (entries.Count == 0)
+        {
+            return;
+        }
+
+        await using var connection = await database.OpenAsync(cancellationToken);
+        await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
+        using var command = connection.CreateCommand();
+        command.Transaction = transaction;
+        command.CommandText = """
+            INSERT INTO attributes (device_seq, scope, key, last_update_ts, value_type, bool_v, long_v, dbl_v, str_v)
+            VALUES (@d, @scope, @key, @ts, @t, @b, @l, @v, @s)
+            ON CONFLICT (device_seq, scope, key) DO UPDATE SET last_update_ts = excluded.last_update_ts, value_type = excluded.value_type,
+                bool_v = excluded.bool_v, long_v = excluded.long_v, dbl_v = excluded.dbl_v, str_v = excluded.str_v
+            """;
+        command.AddParameter("d", deviceSeq);
+        command.AddParameter("scope", ScopeName(scope));
+        var key = command.AddParameter("key", "");
+        var ts = command.AddParameter("ts", 0L);
+        var t = command.AddParameter("t", 0);
+        var b = command.AddParameter("b", null);
+        var l = command.AddParameter("l", null);
+        var v = command.AddParameter("v", null);
+        var s = command.AddParameter("s", null);
+        foreach (var entry in entries)
+        {
+            key.Value = entry.Key;
+            ts.Value = entry.LastUpdateTs;
+            t.Value = (int)entry.Value.Type;
+            b.Value = entry.Value.Type == DataType.Boolean ? entry.Value.Boolean : DBNull.Value;
+            l.Value = entry.Value.Type == DataType.Long ? entry.Value.Long : DBNull.Value;
+            v.Value = entry.Value.Type == DataType.Double ? entry.Value.Double : DBNull.Value;
+            s.Value = entry.Value.Type is DataType.String or DataType.Json ? entry.Value.Text : DBNull.Value;
+            await command.ExecuteNonQueryAsync(cancellationToken);
+        }
+
+        await transaction.CommitAsync(cancellationToken);
+    }
+
+    public async Task<IReadOnlyList<AttributeEntry>> GetAsync(long deviceSeq, AttributeScope scope, IReadOnlyCollection<string>? keys, CancellationToken cancellationToken = default)
+    {
+        await using var connection = await database.OpenAsync(cancellationToken);
+        using var command = connection.CreateCommand();
+        command.CommandText = "SELECT key, last_update_ts, value_type, bool_v, long_v, dbl_v, str_v FROM attributes WHERE device_seq = @d AND scope = @scope ORDER BY key";
+        command.AddParameter("d", deviceSeq);
+        command.AddParameter("scope", ScopeName(scope));
+        var result = new List<AttributeEntry>();
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            var key = reader.GetString(0);
+            if (keys is null || keys.Contains(key))
+            {
+                result.Add(new AttributeEntry(key, reader.GetInt64(1), SqlTelemetryStore.ReadValue(reader, 2)));
+            }
+        }
+
+        return result;
+    }
+
+    public async Task<int> DeleteAsync(long deviceSeq, AttributeScope scope, IReadOnlyCollection<string> keys, CancellationToken cancellationToken = default)
+    {
+        await using var connection = await database.OpenAsync(cancellationToken);
+        var deleted = 0;
+        foreach (var key in keys)
+        {
+            using var command = connection.CreateCommand();
+            command.CommandText = "DELETE FROM attributes WHERE device_seq = @d AND scope = @scope AND key = @key";
+            command.AddParameter("d", deviceSeq);
+            command.AddParameter("scope", ScopeName(scope));
+            command.AddParameter("key", key);
+            deleted += await command.ExecuteNonQueryAsync(cancellationToken);
+        }
+
+        return deleted;
+    }
+}

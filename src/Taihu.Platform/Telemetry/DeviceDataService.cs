@@ -1,0 +1,201 @@
+using System.Buffers;
+using System.Text.Json;
+using Taihu.Platform.Audit;
+using Taihu.Platform.Devices;
+using Taihu.Platform.Tenants;
+
+namespace Taihu.Platform.Telemetry;
+
+/// <summary>
+/// Telemetry and attributes of devices: what devices send (over MQTT or HTTP) and what operators read and write
+/// through the management API. Management calls take the caller and stay inside the caller's tenant.
+/// </summary>
+public sealed class DeviceDataService(
+    IDeviceStore devices, ITelemetryStore telemetry, IAttributeStore attributes, TelemetryIngest ingest, DeviceMessaging messaging,
+    IAuditLog audit, TimeProvider time)
+{
+    /// <summary>Largest raw history page.</summary>
+    public const int MaxHistoryLimit = 10_000;
+
+    /// <summary>
+    /// Parses and queues a telemetry payload of a device; completes when stored (AckAfterCommit) or queued.
+    /// A bad payload throws <see cref="PayloadException"/> and nothing of it is kept.
+    /// </summary>
+    public ValueTask SubmitTelemetryAsync(long deviceSeq, ReadOnlySpan<byte> payload, CancellationToken cancellationToken = default)
+    {
+        var request = ingest.Rent();
+        try
+        {
+            request.DeviceSeq = deviceSeq;
+            TelemetryParser.ParseTelemetry(payload, time.GetUtcNow().ToUnixTimeMilliseconds(), request.Points);
+        }
+        catch
+        {
+            ingest.Return(request);
+            throw;
+        }
+
+        return ingest.SubmitAsync(request, cancellationToken);
+    }
+
+    /// <summary>Queues points already parsed (a gateway's devices); completes as <see cref="SubmitTelemetryAsync"/> does.</summary>
+    public ValueTask SubmitPointsAsync(long deviceSeq, List<TelemetryPoint> points, int start, int count, CancellationToken cancellationToken = default)
+    {
+        var request = ingest.Rent();
+        request.DeviceSeq = deviceSeq;
+        request.Points.AddRange(points.GetRange(start, count));
+        return ingest.SubmitAsync(request, cancellationToken);
+    }
+
+    /// <summary>Stores client attributes a device published (<c>{"k":v}</c>).</summary>
+    public async Task SaveClientAttributesAsync(long deviceSeq, ReadOnlyMemory<byte> payload, CancellationToken cancellationToken = default)
+    {
+        var entries = new List<AttributeEntry>();
+        TelemetryParser.ParseAttributes(payload.Span, time.GetUtcNow().ToUnixTimeMilliseconds(), entries);
+        await attributes.SaveAsync(deviceSeq, AttributeScope.Client, entries, cancellationToken);
+    }
+
+    /// <summary>ThingsBoard's answer to an attribute request: <c>{"client":{..},"shared":{..}}</c>.</summary>
+    public async Task<byte[]> AttributeResponseAsync(long deviceSeq, string? clientKeys, string? sharedKeys, CancellationToken cancellationToken = default)
+    {
+        // No keys at all asks for everything; naming only one scope asks for that scope only.
+        var all = clientKeys is null && sharedKeys is null;
+        var buffer = new ArrayBufferWriter<byte>();
+        using (var writer = new Utf8JsonWriter(buffer))
+        {
+            writer.WriteStartObject();
+            if (all || clientKeys is not null)
+            {
+                writer.WritePropertyName("client");
+                DeviceMessaging.WriteEntries(writer, await attributes.GetAsync(deviceSeq, AttributeScope.Client, SplitKeys(clientKeys), cancellationToken));
+            }
+
+            if (all || sharedKeys is not null)
+            {
+                writer.WritePropertyName("shared");
+                DeviceMessaging.WriteEntries(writer, await attributes.GetAsync(deviceSeq, AttributeScope.Shared, SplitKeys(sharedKeys), cancellationToken));
+            }
+
+            writer.WriteEndObject();
+        }
+
+        return buffer.WrittenSpan.ToArray();
+    }
+
+    /// <summary>Keys from ThingsBoard's comma-separated list; null or empty means all.</summary>
+    public static HashSet<string>? SplitKeys(string? keys)
+    {
+        if (string.IsNullOrWhiteSpace(keys))
+        {
+            return null;
+        }
+
+        var set = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var key in keys.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            set.Add(key);
+        }
+
+        return set;
+    }
+
+    public async Task<IReadOnlyList<TelemetryPoint>> GetLatestAsync(Caller caller, Guid deviceId, string? keys, CancellationToken cancellationToken = default)
+    {
+        var device = await DeviceOf(caller, deviceId, cancellationToken);
+        return await telemetry.GetLatestAsync(device.Seq, SplitKeys(keys), cancellationToken);
+    }
+
+    public async Task<IReadOnlyList<string>> GetKeysAsync(Caller caller, Guid deviceId, CancellationToken cancellationToken = default) =>
+        await telemetry.GetKeysAsync((await DeviceOf(caller, deviceId, cancellationToken)).Seq, cancellationToken);
+
+    /// <summary>Raw history or aggregates of several keys, as ThingsBoard's timeseries call returns them.</summary>
+    public async Task<Dictionary<string, IReadOnlyList<TelemetryPoint>>> GetTimeseriesAsync(
+        Caller caller, Guid deviceId, string keys, long startTs, long endTs, long interval, Aggregation aggregation, int limit, SortOrder order,
+        CancellationToken cancellationToken = default)
+    {
+        var device = await DeviceOf(caller, deviceId, cancellationToken);
+        if (endTs < startTs)
+        {
+            throw PlatformException.BadRequest("endTs must not be before startTs.");
+        }
+
+        var result = new Dictionary<string, IReadOnlyList<TelemetryPoint>>(StringComparer.Ordinal);
+        foreach (var key in SplitKeys(keys) ?? throw PlatformException.BadRequest("keys is required: a comma-separated list of telemetry keys."))
+        {
+            var points = aggregation == Aggregation.None
+                ? await telemetry.GetHistoryAsync(device.Seq, key, startTs, endTs, Math.Clamp(limit, 1, MaxHistoryLimit), order, cancellationToken)
+                : await telemetry.GetAggregatesAsync(device.Seq, key, startTs, endTs, interval > 0 ? interval : endTs - startTs, aggregation, cancellationToken);
+            if (points.Count > 0)
+            {
+                result[key] = points;
+            }
+        }
+
+        return result;
+    }
+
+    public async Task<long> DeleteTimeseriesAsync(Caller caller, Guid deviceId, string keys, long startTs, long endTs, CancellationToken cancellationToken = default)
+    {
+        caller.RequireWrite();
+        var device = await DeviceOf(caller, deviceId, cancellationToken);
+        var deleted = await telemetry.DeleteAsync(device.Seq, SplitKeys(keys) ?? throw PlatformException.BadRequest("keys is required."), startTs, endTs, cancellationToken);
+        await audit.WriteAsync(caller, "TIMESERIES_DELETED", "DEVICE", deviceId.ToString(), device.Name, cancellationToken: cancellationToken);
+        return deleted;
+    }
+
+    public async Task<IReadOnlyList<AttributeEntry>> GetAttributesAsync(Caller caller, Guid deviceId, AttributeScope scope, string? keys, CancellationToken cancellationToken = default)
+    {
+        var device = await DeviceOf(caller, deviceId, cancellationToken);
+        return await attributes.GetAsync(device.Seq, scope, SplitKeys(keys), cancellationToken);
+    }
+
+    /// <summary>Writes server or shared attributes; shared ones are pushed to the device at once.</summary>
+    public async Task SaveAttributesAsync(Caller caller, Guid deviceId, AttributeScope scope, ReadOnlyMemory<byte> payload, CancellationToken cancellationToken = default)
+    {
+        caller.RequireWrite();
+        if (scope == AttributeScope.Client)
+        {
+            throw PlatformException.BadRequest("Client attributes are written by the device; write SERVER_SCOPE or SHARED_SCOPE.");
+        }
+
+        var device = await DeviceOf(caller, deviceId, cancellationToken);
+        var entries = new List<AttributeEntry>();
+        try
+        {
+            TelemetryParser.ParseAttributes(payload.Span, time.GetUtcNow().ToUnixTimeMilliseconds(), entries);
+        }
+        catch (PayloadException e)
+        {
+            throw PlatformException.BadRequest(e.Message);
+        }
+
+        await attributes.SaveAsync(device.Seq, scope, entries, cancellationToken);
+        await audit.WriteAsync(caller, "ATTRIBUTES_UPDATED", "DEVICE", deviceId.ToString(), device.Name, cancellationToken: cancellationToken);
+        if (scope == AttributeScope.Shared)
+        {
+            await PushSharedAsync(device, entries, cancellationToken);
+        }
+    }
+
+    public async Task DeleteAttributesAsync(Caller caller, Guid deviceId, AttributeScope scope, string keys, CancellationToken cancellationToken = default)
+    {
+        caller.RequireWrite();
+        var device = await DeviceOf(caller, deviceId, cancellationToken);
+        await attributes.DeleteAsync(device.Seq, scope, SplitKeys(keys) ?? throw PlatformException.BadRequest("keys is required."), cancellationToken);
+        await audit.WriteAsync(caller, "ATTRIBUTES_DELETED", "DEVICE", deviceId.ToString(), device.Name, cancellationToken: cancellationToken);
+    }
+
+    private async Task PushSharedAsync(Device device, List<AttributeEntry> entries, CancellationToken cancellationToken)
+    {
+        string? nameForGateway = null;
+        if (device.GatewayId is { } gatewayId && await devices.GetDeviceAsync(device.TenantId, gatewayId, cancellationToken) is not null)
+        {
+            nameForGateway = device.Name;
+        }
+
+        messaging.SharedAttributesChanged(device, nameForGateway, entries);
+    }
+
+    private async Task<Device> DeviceOf(Caller caller, Guid deviceId, CancellationToken cancellationToken) =>
+        await devices.GetDeviceAsync(caller.RequireTenant(), deviceId, cancellationToken) ?? throw PlatformException.NotFound("The device");
+}

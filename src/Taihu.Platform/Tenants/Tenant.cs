@@ -1,0 +1,84 @@
+namespace Taihu.Platform.Tenants;
+
+/// <summary>A business using the platform; everything it owns is invisible to every other tenant.</summary>
+public sealed record Tenant(Guid Id, string Title, long CreatedTime, int? TtlDays);
+
+/// <summary>What a user may do. The names are ThingsBoard's authorities, plus the two read roles Taihu adds.</summary>
+public enum Authority
+{
+    /// <summary>Manages tenants and their administrators; sees no tenant's devices or data.</summary>
+    SysAdmin,
+
+    /// <summary>Manages everything in its tenant.</summary>
+    TenantAdmin,
+
+    /// <summary>Reads and writes devices, attributes and telemetry of its tenant; not users, profiles or credentials.</summary>
+    Operator,
+
+    /// <summary>Reads its tenant's devices and data; changes nothing.</summary>
+    Viewer,
+}
+
+/// <summary>A person who logs in (or an API key acting as one).</summary>
+public sealed record User(Guid Id, Guid? TenantId, string Email, Authority Authority, string? FirstName, string? LastName, long CreatedTime, bool Activated)
+{
+    public static string AuthorityName(Authority authority) => authority switch
+    {
+        Authority.SysAdmin => "SYS_ADMIN",
+        Authority.TenantAdmin => "TENANT_ADMIN",
+        Authority.Operator => "OPERATOR",
+        _ => "VIEWER",
+    };
+
+    public static bool TryParseAuthority(string? name, out Authority authority)
+    {
+        switch (name)
+        {
+            case "SYS_ADMIN": authority = Authority.SysAdmin; return true;
+            case "TENANT_ADMIN": authority = Authority.TenantAdmin; return true;
+            case "OPERATOR": authority = Authority.Operator; return true;
+            case "VIEWER": authority = Authority.Viewer; return true;
+            default: authority = default; return false;
+        }
+    }
+}
+
+/// <summary>
+/// Who is calling the management API: a user from a JWT, or an API key. Every service method takes one and
+/// scopes its queries by <see cref="TenantId"/>; that is where tenant isolation is enforced.
+/// </summary>
+public sealed record Caller(Guid UserId, Guid? TenantId, Authority Authority, string Name)
+{
+    public bool CanManageTenant => Authority == Authority.TenantAdmin;
+
+    public bool CanWriteData => Authority is Authority.TenantAdmin or Authority.Operator;
+
+    /// <summary>The caller's tenant, or 403 when the caller has none (a system administrator).</summary>
+    public Guid RequireTenant() => TenantId ?? throw PlatformException.Forbidden("This call needs a tenant user; system administrators manage tenants, not their devices.");
+
+    public void RequireSysAdmin()
+    {
+        if (Authority != Authority.SysAdmin)
+        {
+            throw PlatformException.Forbidden();
+        }
+    }
+
+    public void RequireTenantAdmin()
+    {
+        RequireTenant();
+        if (Authority != Authority.TenantAdmin)
+        {
+            throw PlatformException.Forbidden();
+        }
+    }
+
+    public void RequireWrite()
+    {
+        RequireTenant();
+        if (!CanWriteData)
+        {
+            throw PlatformException.Forbidden();
+        }
+    }
+}

@@ -1,0 +1,56 @@
+using System.Text.Json;
+using Microsoft.AspNetCore.Diagnostics;
+using Taihu.Platform;
+
+namespace Taihu.Server.Api;
+
+/// <summary>
+/// Every API error as problem details (RFC 9457) that also carry ThingsBoard's <c>message</c>, <c>errorCode</c>
+/// and <c>timestamp</c>, so that clients of either kind read it.
+/// </summary>
+public static class ApiErrors
+{
+    /// <summary>The response for an error: status, a title, the detail, and ThingsBoard's members.</summary>
+    public static IResult Problem(int status, int errorCode, string message, TimeProvider? time = null) =>
+        Results.Problem(
+            statusCode: status,
+            title: Title(status),
+            detail: message,
+            extensions: new Dictionary<string, object?>
+            {
+                ["message"] = message,
+                ["errorCode"] = errorCode,
+                ["timestamp"] = (time ?? TimeProvider.System).GetUtcNow().ToUnixTimeMilliseconds(),
+            });
+
+    public static IResult From(PlatformException e) => Problem(e.Status, e.ErrorCode, e.Message);
+
+    private static string Title(int status) => status switch
+    {
+        400 => "Bad request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not found",
+        409 => "Conflict",
+        413 => "Payload too large",
+        429 => "Too many requests",
+        503 => "Service unavailable",
+        _ => "Error",
+    };
+
+    /// <summary>Turns exceptions thrown by endpoints into problem details; anything unexpected is a 500 without internals.</summary>
+    public static IApplicationBuilder UseApiErrors(this IApplicationBuilder app) => app.UseExceptionHandler(handler => handler.Run(async context =>
+    {
+        var error = context.Features.Get<IExceptionHandlerFeature>()?.Error;
+        var result = error switch
+        {
+            PlatformException e => From(e),
+            BadHttpRequestException { InnerException: JsonException json } => Problem(400, 30, $"The request body is not valid JSON: {json.Message}"),
+            BadHttpRequestException e => Problem(e.StatusCode, 30, e.Message),
+            JsonException json => Problem(400, 30, $"The request body is not valid JSON: {json.Message}"),
+            FormatException format => Problem(400, 30, format.Message),
+            _ => Problem(500, 2, "The server failed to handle the request; the error is in its log."),
+        };
+        await result.ExecuteAsync(context);
+    }));
+}

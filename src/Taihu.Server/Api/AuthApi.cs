@@ -1,0 +1,79 @@
+using System.Text.Json;
+using Taihu.Platform;
+using Taihu.Platform.Tenants;
+
+namespace Taihu.Server.Api;
+
+/// <summary>Logging in, refreshing, logging out, activation and API keys (ThingsBoard's /api/auth calls).</summary>
+public static class AuthApi
+{
+    public sealed record LoginRequest(string? Username, string? Password);
+
+    public sealed record RefreshRequest(string? RefreshToken);
+
+    public sealed record ActivateRequest(string? ActivateToken, string? Password);
+
+    public sealed record ApiKeyRequest(string? Name, string? Authority);
+
+    public static IEndpointRouteBuilder MapAuthApi(this IEndpointRouteBuilder app)
+    {
+        var auth = app.MapGroup("/api").WithTags("Authentication");
+        auth.MapPost("/auth/login", async (LoginRequest request, TenantService tenants, JwtTokens tokens, CancellationToken ct) =>
+        {
+            var user = await tenants.LoginAsync(request.Username ?? "", request.Password ?? "", ct);
+            var (token, refresh) = tokens.Issue(user);
+            return Results.Ok(new TokenPairDto(token, refresh));
+        }).WithName("Login").WithSummary("Logs in with e-mail and password; returns a JWT and a refresh token.");
+
+        auth.MapPost("/auth/token", async (RefreshRequest request, ITenantStore store, JwtTokens tokens, CancellationToken ct) =>
+        {
+            var caller = await tokens.ValidateAsync(request.RefreshToken ?? "", "refresh", ct);
+            var user = await store.GetUserSecretsAsync(caller.UserId, ct) ?? throw PlatformException.Unauthorized("The user no longer exists.");
+            var (token, refresh) = tokens.Issue(user);
+            return Results.Ok(new TokenPairDto(token, refresh));
+        }).WithName("RefreshToken").WithSummary("Trades a refresh token for a new pair.");
+
+        auth.MapPost("/auth/logout", async (HttpContext context, TenantService tenants, JwtTokens tokens, CancellationToken ct) =>
+        {
+            var caller = await context.CallerAsync();
+            await tenants.LogoutAsync(caller, ct);
+            tokens.Forget(caller.UserId);
+            return Results.Ok();
+        }).WithName("Logout").WithSummary("Ends every token of the calling user.");
+
+        auth.MapGet("/auth/user", async (HttpContext context, TenantService tenants, CancellationToken ct) =>
+        {
+            var caller = await context.CallerAsync();
+            return Results.Ok((await tenants.GetUserAsync(caller, caller.UserId, ct)).ToDto());
+        }).WithName("CurrentUser").WithSummary("The calling user.");
+
+        auth.MapPost("/noauth/activate", async (ActivateRequest request, TenantService tenants, ITenantStore store, JwtTokens tokens, CancellationToken ct) =>
+        {
+            var user = await tenants.ActivateAsync(request.ActivateToken ?? "", request.Password ?? "", ct);
+            var secrets = await store.GetUserSecretsAsync(user.Id, ct) ?? throw PlatformException.NotFound("The user");
+            var (token, refresh) = tokens.Issue(secrets);
+            return Results.Ok(new TokenPairDto(token, refresh));
+        }).WithName("Activate").WithSummary("Sets a new user's password from the activation token; returns a JWT pair.");
+
+        auth.MapPost("/apiKey", async (ApiKeyRequest request, HttpContext context, TenantService tenants, CancellationToken ct) =>
+        {
+            var caller = await context.CallerAsync();
+            if (string.IsNullOrWhiteSpace(request.Name))
+            {
+                throw PlatformException.BadRequest("An API key needs a name.");
+            }
+
+            var authority = Authority.Operator;
+            if (request.Authority is not null && !User.TryParseAuthority(request.Authority, out authority))
+            {
+                throw PlatformException.BadRequest("authority is TENANT_ADMIN, OPERATOR or VIEWER.");
+            }
+
+            var (id, key) = await tenants.CreateApiKeyAsync(caller, request.Name, authority, ct);
+            return Results.Ok(new { id = new EntityIdDto("API_KEY", id), name = request.Name, authority = User.AuthorityName(authority), key });
+        }).WithName("CreateApiKey").WithSummary("Creates an API key for integrations (sent as X-Api-Key); the key is shown only now.");
+        return app;
+    }
+
+    internal static JsonElement Body(JsonElement? body) => body ?? throw PlatformException.BadRequest("A JSON body is required.");
+}

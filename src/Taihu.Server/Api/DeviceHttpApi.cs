@@ -1,0 +1,119 @@
+using System.Buffers;
+using System.IO.Pipelines;
+using Microsoft.Extensions.Options;
+using Taihu.Platform;
+using Taihu.Platform.Devices;
+using Taihu.Platform.Telemetry;
+
+namespace Taihu.Server.Api;
+
+/// <summary>
+/// ThingsBoard's HTTP device API, unchanged: <c>/api/v1/{token}/telemetry</c>, <c>/attributes</c>,
+/// <c>/attributes/updates</c> (long poll) and <c>/api/v1/provision</c>. With AckAfterCommit the 200 for telemetry
+/// goes out only after the point is committed.
+/// </summary>
+public static class DeviceHttpApi
+{
+    public static IEndpointRouteBuilder MapDeviceHttpApi(this IEndpointRouteBuilder app)
+    {
+        var api = app.MapGroup("/api/v1").WithTags("Device HTTP API");
+        api.MapPost("/{token}/telemetry", async (string token, HttpContext context, IDeviceStore devices, DeviceDataService data, ConnectivityTracker connectivity,
+            IOptions<IngestOptions> options, CancellationToken ct) =>
+        {
+            var device = await DeviceAsync(devices, token, ct);
+            var body = await ReadBodyAsync(context, options.Value.MaxPayloadBytes, ct);
+            connectivity.Activity(device);
+            try
+            {
+                await data.SubmitTelemetryAsync(device.Seq, body.Span, ct);
+            }
+            catch (PayloadException e)
+            {
+                throw PlatformException.BadRequest(e.Message);
+            }
+
+            return Results.Ok();
+        }).WithName("DevicePostTelemetry").WithSummary("A device posts telemetry: {\"k\":v}, {\"ts\":..,\"values\":{..}} or an array of those.");
+
+        api.MapPost("/{token}/attributes", async (string token, HttpContext context, IDeviceStore devices, DeviceDataService data, ConnectivityTracker connectivity,
+            IOptions<IngestOptions> options, CancellationToken ct) =>
+        {
+            var device = await DeviceAsync(devices, token, ct);
+            var body = await ReadBodyAsync(context, options.Value.MaxPayloadBytes, ct);
+            connectivity.Activity(device);
+            try
+            {
+                await data.SaveClientAttributesAsync(device.Seq, body, ct);
+            }
+            catch (PayloadException e)
+            {
+                throw PlatformException.BadRequest(e.Message);
+            }
+
+            return Results.Ok();
+        }).WithName("DevicePostAttributes").WithSummary("A device posts its client attributes: {\"k\":v}.");
+
+        api.MapGet("/{token}/attributes", async (string token, string? clientKeys, string? sharedKeys, IDeviceStore devices, DeviceDataService data, CancellationToken ct) =>
+        {
+            var device = await DeviceAsync(devices, token, ct);
+            return Results.Bytes(await data.AttributeResponseAsync(device.Seq, clientKeys, sharedKeys, ct), "application/json");
+        }).WithName("DeviceGetAttributes").WithSummary("A device reads its client and shared attributes: {\"client\":{..},\"shared\":{..}}.");
+
+        api.MapGet("/{token}/attributes/updates", async (string token, long? timeout, IDeviceStore devices, DeviceMessaging messaging, TimeProvider time, CancellationToken ct) =>
+        {
+            var device = await DeviceAsync(devices, token, ct);
+            var wait = TimeSpan.FromMilliseconds(Math.Clamp(timeout ?? 0, 0, 3_600_000) is > 0 and var ms ? ms : 60_000);
+            var update = await messaging.WaitForUpdateAsync(device.Id, wait, time, ct);
+            return update is null ? Results.StatusCode(StatusCodes.Status408RequestTimeout) : Results.Bytes(update, "application/json");
+        }).WithName("DeviceAttributeUpdates").WithSummary("Long poll: answers with the next shared-attribute update, or 408 when timeout (ms) passes.");
+
+        api.MapPost("/provision", async (HttpContext context, ProvisioningService provisioning, CancellationToken ct) =>
+        {
+            var body = await ReadBodyAsync(context, 64 * 1024, ct);
+            try
+            {
+                return Results.Bytes(await provisioning.ProvisionAsync(body, ct), "application/json");
+            }
+            catch (PayloadException e)
+            {
+                throw PlatformException.BadRequest(e.Message);
+            }
+        }).WithName("DeviceProvision").WithSummary("A device asks for credentials with its profile's provision key and secret.");
+        return app;
+    }
+
+    private static async Task<Device> DeviceAsync(IDeviceStore devices, string token, CancellationToken ct)
+    {
+        var found = await devices.FindByLookupAsync(DeviceService.TokenLookup(token), ct);
+        return found is { Type: CredentialsType.AccessToken } ? found.Device : throw PlatformException.Unauthorized("Unknown device access token.");
+    }
+
+    /// <summary>Reads the whole request body, refusing one over <paramref name="limit"/> bytes with 413.</summary>
+    public static async Task<ReadOnlyMemory<byte>> ReadBodyAsync(HttpContext context, int limit, CancellationToken ct)
+    {
+        if (context.Request.ContentLength > limit)
+        {
+            throw new PlatformException(413, 30, $"The payload is larger than {limit} bytes.");
+        }
+
+        var reader = context.Request.BodyReader;
+        while (true)
+        {
+            var result = await reader.ReadAsync(ct);
+            if (result.Buffer.Length > limit)
+            {
+                reader.AdvanceTo(result.Buffer.Start, result.Buffer.End);
+                throw new PlatformException(413, 30, $"The payload is larger than {limit} bytes.");
+            }
+
+            if (result.IsCompleted)
+            {
+                var bytes = result.Buffer.ToArray();
+                reader.AdvanceTo(result.Buffer.End);
+                return bytes;
+            }
+
+            reader.AdvanceTo(result.Buffer.Start, result.Buffer.End);
+        }
+    }
+}
