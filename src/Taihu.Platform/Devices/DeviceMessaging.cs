@@ -13,8 +13,18 @@ namespace Taihu.Platform.Devices;
 /// Messages from the platform to devices: shared-attribute updates (over MQTT to the device, to its gateway, and
 /// to HTTP long polls), and answers to requests.
 /// </summary>
-public sealed class DeviceMessaging(IServiceProvider services)
+public sealed class DeviceMessaging
 {
+    private readonly IServiceProvider services;
+    private int _polls;
+
+    public DeviceMessaging(IServiceProvider services, System.Diagnostics.Metrics.IMeterFactory? meters = null)
+    {
+        this.services = services;
+        var meter = meters?.Create(new System.Diagnostics.Metrics.MeterOptions(Telemetry.PlatformMetrics.MeterName)) ?? new System.Diagnostics.Metrics.Meter(Telemetry.PlatformMetrics.MeterName);
+        meter.CreateObservableGauge("taihu.device.attribute_polls", () => Volatile.Read(ref _polls), "{request}", "HTTP long polls waiting for a shared-attribute update.");
+    }
+
     // Looked up when first needed: the broker depends on the platform's authenticator, which depends on this.
     private IMqttServerPublisher? _publisher;
 
@@ -46,7 +56,7 @@ public sealed class DeviceMessaging(IServiceProvider services)
             Publish(device.TenantId, DeviceSession.TopicPrefix(gateway) + "gateway/attributes", buffer.WrittenSpan.ToArray());
         }
 
-        if (_waiters.TryRemove(device.Id, out var waiting))
+        if (_waiters.TryGetValue(device.Id, out var waiting))
         {
             lock (waiting)
             {
@@ -54,6 +64,8 @@ public sealed class DeviceMessaging(IServiceProvider services)
                 {
                     waiter.TrySetResult(payload);
                 }
+
+                waiting.Clear();
             }
         }
     }
@@ -68,6 +80,7 @@ public sealed class DeviceMessaging(IServiceProvider services)
             list.Add(waiter);
         }
 
+        Interlocked.Increment(ref _polls);
         try
         {
             return await waiter.Task.WaitAsync(timeout, time, cancellationToken);
@@ -78,6 +91,7 @@ public sealed class DeviceMessaging(IServiceProvider services)
         }
         finally
         {
+            Interlocked.Decrement(ref _polls);
             lock (list)
             {
                 list.Remove(waiter);

@@ -20,12 +20,14 @@ public sealed partial class ServerProcess : IAsyncDisposable
     private readonly List<string> _lines = [];
     private readonly List<(Func<string, bool> Match, TaskCompletionSource<string> Found)> _waiters = [];
     private readonly Task _exited;
+    private readonly bool _ownsDataDirectory;
     private bool _hasExited;
 
-    private ServerProcess(Process process, string dataDirectory)
+    private ServerProcess(Process process, string dataDirectory, bool ownsDataDirectory)
     {
         _process = process;
         DataDirectory = dataDirectory;
+        _ownsDataDirectory = ownsDataDirectory;
         _process.OutputDataReceived += (_, e) => OnLine(e.Data);
         _process.ErrorDataReceived += (_, e) => OnLine(e.Data);
         _process.BeginOutputReadLine();
@@ -68,9 +70,10 @@ public sealed partial class ServerProcess : IAsyncDisposable
 
     /// <summary>Starts the server with every listener on port 0 and waits for its banner.</summary>
     /// <param name="environment">Extra environment variables (configuration such as <c>Broker__MaximumPacketSize</c>); they override the defaults set here.</param>
-    public static async Task<ServerProcess> StartAsync(IReadOnlyDictionary<string, string>? environment = null)
+    /// <param name="dataDirectory">An existing data directory to start on (a restart); it is then left in place on dispose.</param>
+    public static async Task<ServerProcess> StartAsync(IReadOnlyDictionary<string, string>? environment = null, string? dataDirectory = null)
     {
-        var server = Launch(environment);
+        var server = Launch(environment, dataDirectory);
         try
         {
             var banner = await server.WaitForLineAsync(line => line.Contains("Taihu listening on", StringComparison.Ordinal));
@@ -87,7 +90,7 @@ public sealed partial class ServerProcess : IAsyncDisposable
     /// <summary>Starts the server and waits for it to exit by itself (start-up failures); returns the exit code.</summary>
     public static async Task<(int ExitCode, string Output)> RunToExitAsync(IReadOnlyDictionary<string, string>? environment = null)
     {
-        await using var server = Launch(environment);
+        await using var server = Launch(environment, null);
         var exitCode = await server.WaitForExitAsync();
         return (exitCode, server.Output);
     }
@@ -133,6 +136,13 @@ public sealed partial class ServerProcess : IAsyncDisposable
         return _process.ExitCode;
     }
 
+    /// <summary>Kills the process at once (SIGKILL: no shutdown code runs, as in a crash) and waits for it to be gone.</summary>
+    public async Task KillAsync()
+    {
+        _process.Kill(entireProcessTree: true);
+        await GuardAsync(_exited, "the killed server to exit");
+    }
+
     public async ValueTask DisposeAsync()
     {
         if (!_exited.IsCompleted)
@@ -150,20 +160,35 @@ public sealed partial class ServerProcess : IAsyncDisposable
         }
 
         _process.Dispose();
+        if (_ownsDataDirectory)
+        {
+            DeleteDataDirectory(DataDirectory);
+        }
+    }
+
+    /// <summary>Creates a data directory for <see cref="StartAsync"/> that outlives one server process.</summary>
+    public static string NewDataDirectory()
+    {
+        var dataDirectory = Path.Combine(Path.GetTempPath(), "taihu-functional-tests", Guid.NewGuid().ToString("N"));
+        Directory.CreateDirectory(dataDirectory);
+        return dataDirectory;
+    }
+
+    public static void DeleteDataDirectory(string dataDirectory)
+    {
         try
         {
-            Directory.Delete(DataDirectory, recursive: true);
+            Directory.Delete(dataDirectory, recursive: true);
         }
         catch (DirectoryNotFoundException)
         {
         }
     }
 
-    private static ServerProcess Launch(IReadOnlyDictionary<string, string>? environment)
+    private static ServerProcess Launch(IReadOnlyDictionary<string, string>? environment, string? existingDataDirectory)
     {
         var serverDll = FindServerAssembly();
-        var dataDirectory = Path.Combine(Path.GetTempPath(), "taihu-functional-tests", Guid.NewGuid().ToString("N"));
-        Directory.CreateDirectory(dataDirectory);
+        var dataDirectory = existingDataDirectory ?? NewDataDirectory();
         // A runner started from a non-interactive shell in the background inherits SIGINT as ignored, and so would
         // the server (the runtime leaves an ignored SIGINT alone): reset it, so SIGINT acts as Ctrl-C does.
         var resetSigint = OperatingSystem.IsLinux() && File.Exists("/usr/bin/env");
@@ -201,7 +226,7 @@ public sealed partial class ServerProcess : IAsyncDisposable
         }
 
         var process = Process.Start(start) ?? throw new InvalidOperationException($"Could not start {serverDll}.");
-        return new ServerProcess(process, dataDirectory);
+        return new ServerProcess(process, dataDirectory, ownsDataDirectory: existingDataDirectory is null);
     }
 
     /// <summary>

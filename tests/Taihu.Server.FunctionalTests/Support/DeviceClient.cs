@@ -1,0 +1,95 @@
+using System.Threading.Channels;
+using MQTTnet;
+using MQTTnet.Formatter;
+using MQTTnet.Protocol;
+
+namespace Taihu.Server.FunctionalTests.Support;
+
+/// <summary>A device connected over MQTT with its access token as user name (MQTTnet client), queueing what it receives.</summary>
+public sealed class DeviceClient : IAsyncDisposable
+{
+    private static readonly TimeSpan Guard = TimeSpan.FromSeconds(15);
+    private readonly Channel<MqttApplicationMessage> _received = Channel.CreateUnbounded<MqttApplicationMessage>();
+    private readonly TaskCompletionSource<MqttClientDisconnectedEventArgs> _disconnected = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    private DeviceClient(IMqttClient client)
+    {
+        Client = client;
+        client.ApplicationMessageReceivedAsync += e =>
+        {
+            _received.Writer.TryWrite(e.ApplicationMessage);
+            return Task.CompletedTask;
+        };
+        client.DisconnectedAsync += e =>
+        {
+            _disconnected.TrySetResult(e);
+            return Task.CompletedTask;
+        };
+    }
+
+    public IMqttClient Client { get; }
+
+    public Task<MqttClientDisconnectedEventArgs> Disconnected => _disconnected.Task;
+
+    public static async Task<DeviceClient> ConnectAsync(ServerProcess server, string? userName, MqttProtocolVersion version = MqttProtocolVersion.V500,
+        string? password = null, string? clientId = null)
+    {
+        var device = new DeviceClient(new MqttClientFactory().CreateMqttClient());
+        var builder = new MqttClientOptionsBuilder()
+            .WithTcpServer("127.0.0.1", server.TcpPort)
+            .WithClientId(clientId ?? "device-" + Guid.NewGuid().ToString("N"))
+            .WithProtocolVersion(version)
+            .WithTimeout(Guard);
+        if (userName is not null)
+        {
+            builder = builder.WithCredentials(userName, password);
+        }
+
+        var result = await device.Client.ConnectAsync(builder.Build()).WaitAsync(Guard);
+        Assert.True(result.ResultCode == MqttClientConnectResultCode.Success, $"CONNECT refused: {result.ResultCode}");
+        return device;
+    }
+
+    public async Task<MqttClientSubscribeResultCode> TrySubscribeAsync(string filter)
+    {
+        var result = await Client.SubscribeAsync(new MqttClientSubscribeOptionsBuilder().WithTopicFilter(filter, MqttQualityOfServiceLevel.AtLeastOnce).Build()).WaitAsync(Guard);
+        return result.Items.Single().ResultCode;
+    }
+
+    public async Task SubscribeAsync(string filter)
+    {
+        var code = await TrySubscribeAsync(filter);
+        Assert.True((int)code <= 2, $"SUBSCRIBE {filter} refused: {code}");
+    }
+
+    /// <summary>Publishes and returns the acknowledgement's result (QoS 1/2 wait for PUBACK/PUBCOMP).</summary>
+    public async Task<MqttClientPublishResult> TryPublishAsync(string topic, string payload, MqttQualityOfServiceLevel qos = MqttQualityOfServiceLevel.AtLeastOnce) =>
+        await Client.PublishAsync(new MqttApplicationMessageBuilder().WithTopic(topic).WithPayload(payload).WithQualityOfServiceLevel(qos).Build()).WaitAsync(Guard);
+
+    public async Task PublishAsync(string topic, string payload, MqttQualityOfServiceLevel qos = MqttQualityOfServiceLevel.AtLeastOnce)
+    {
+        var result = await TryPublishAsync(topic, payload, qos);
+        Assert.True(result.IsSuccess, $"PUBLISH {topic} refused: {result.ReasonCode} {result.ReasonString}");
+    }
+
+    public async Task<MqttApplicationMessage> NextAsync() => await _received.Reader.ReadAsync().AsTask().WaitAsync(Guard);
+
+    /// <summary>Whether a message is already waiting (for asserting that nothing arrived after a later signal).</summary>
+    public bool TryTake(out MqttApplicationMessage? message) => _received.Reader.TryRead(out message);
+
+    public async ValueTask DisposeAsync()
+    {
+        if (Client.IsConnected)
+        {
+            try
+            {
+                await Client.DisconnectAsync().WaitAsync(Guard);
+            }
+            catch (Exception e) when (e is MQTTnet.Exceptions.MqttCommunicationException or TimeoutException)
+            {
+            }
+        }
+
+        Client.Dispose();
+    }
+}
