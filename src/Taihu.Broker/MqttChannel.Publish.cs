@@ -136,6 +136,12 @@ public sealed partial class MqttChannel
             {
                 return Refuse(publish, code, null, closeWhenUnacknowledged: true);
             }
+
+            if (!observer.Routes(_identity, topic))
+            {
+                Acknowledge(publish, code);
+                return true;
+            }
         }
 
         var message = BrokerMessage.Create(_identity.Namespace, topic, publish.Payload, publish.PayloadOwner, qos, publish.Retain, properties, _broker.Time.GetUtcNow(), ClientId);

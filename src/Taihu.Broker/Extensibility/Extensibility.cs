@@ -98,6 +98,13 @@ public readonly record struct ObservedPublish(ClientIdentity Identity, string Cl
 public interface IPublishObserver
 {
     ValueTask<ReasonCode> OnPublishAsync(ObservedPublish publish, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Whether an accepted publish is routed to subscribers (and retained). False for messages that are requests
+    /// to the server rather than messages to other clients: a device that publishes its attributes on the topic
+    /// it also subscribes to for updates must not hear its own publish back.
+    /// </summary>
+    bool Routes(ClientIdentity identity, string topic) => true;
 }
 
 /// <summary>

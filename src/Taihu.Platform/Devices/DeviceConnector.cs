@@ -168,6 +168,29 @@ public sealed partial class DeviceConnector(
         return ValueTask.FromResult(ReasonCode.Success);
     }
 
+    /// <summary>
+    /// Telemetry and plain topics of a device are routed (a tenant's application may subscribe to
+    /// <c>$devices/+/telemetry</c>... within its rights); attribute publishes, attribute requests and the gateway
+    /// API are requests to the platform and go no further, as in ThingsBoard.
+    /// </summary>
+    public bool Routes(ClientIdentity identity, string topic)
+    {
+        if (identity.State is ProvisioningSession)
+        {
+            return false;
+        }
+
+        if (identity.State is not DeviceSession session || !topic.StartsWith(session.Prefix, StringComparison.Ordinal))
+        {
+            return true;
+        }
+
+        return topic == session.TelemetryTopic
+            || !(topic == session.AttributesTopic
+                || topic.StartsWith(session.AttributesRequestPrefix, StringComparison.Ordinal)
+                || topic.StartsWith(session.GatewayPrefix, StringComparison.Ordinal));
+    }
+
     private ValueTask<ReasonCode> SubmitTelemetry(DeviceSession session, ObservedPublish publish, CancellationToken cancellationToken)
     {
         ValueTask pending;
