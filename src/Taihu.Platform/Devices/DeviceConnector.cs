@@ -65,7 +65,7 @@ public sealed partial class DeviceConnector(
             }
         }
 
-        if (found is null && securityOptions.Value.AllowAnonymousMqtt && string.IsNullOrEmpty(context.UserName) && context.Password is null && context.ClientCertificate is null)
+        if (found is null && securityOptions.Value.AllowAnonymousMqtt && context.UserName is null && context.Password is null && context.ClientCertificate is null)
         {
             return AuthenticationResult.Success(ClientIdentity.Anonymous);
         }
