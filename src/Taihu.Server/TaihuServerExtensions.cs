@@ -59,6 +59,9 @@ public static partial class TaihuServerExtensions
         builder.Services.AddTaihuPlatform(sp => sp.GetRequiredService<IOptions<ListenerOptions>>().Value.DataDirectory);
         builder.Services.AddSingleton<JwtTokens>();
         builder.Services.AddOpenApi();
+        // A body that is not JSON, or a query value of the wrong type, reaches the API's error handler, which
+        // answers with problem details like every other error.
+        builder.Services.Configure<Microsoft.AspNetCore.Routing.RouteHandlerOptions>(options => options.ThrowOnBadRequest = true);
         builder.AddMqttBroker();
         builder.Services.AddOpenTelemetry().WithMetrics(metrics => metrics
             .AddMeter(BrokerMetrics.MeterName)

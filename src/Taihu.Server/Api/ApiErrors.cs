@@ -38,8 +38,31 @@ public static class ApiErrors
         _ => "Error",
     };
 
-    /// <summary>Turns exceptions thrown by endpoints into problem details; anything unexpected is a 500 without internals.</summary>
-    public static IApplicationBuilder UseApiErrors(this IApplicationBuilder app) => app.UseExceptionHandler(handler => handler.Run(async context =>
+    /// <summary>
+    /// Turns exceptions thrown by endpoints into problem details (anything unexpected is a 500 without internals),
+    /// and gives an error status without a body (an unknown path, a wrong method) one too.
+    /// </summary>
+    public static IApplicationBuilder UseApiErrors(this IApplicationBuilder app)
+    {
+        app.UseStatusCodePages(async context =>
+        {
+            var response = context.HttpContext.Response;
+            if (response.StatusCode >= 400 && context.HttpContext.Request.Path.StartsWithSegments("/api"))
+            {
+                var message = response.StatusCode switch
+                {
+                    404 => "No such API path.",
+                    405 => "This API path does not take that method.",
+                    415 => "The request body must be JSON (Content-Type: application/json).",
+                    _ => "The request failed.",
+                };
+                await Problem(response.StatusCode, response.StatusCode == 404 ? 31 : 30, message).ExecuteAsync(context.HttpContext);
+            }
+        });
+        return UseExceptionHandling(app);
+    }
+
+    private static IApplicationBuilder UseExceptionHandling(IApplicationBuilder app) => app.UseExceptionHandler(handler => handler.Run(async context =>
     {
         var error = context.Features.Get<IExceptionHandlerFeature>()?.Error;
         var result = error switch
