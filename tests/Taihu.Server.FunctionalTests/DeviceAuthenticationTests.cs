@@ -28,6 +28,18 @@ public sealed class DeviceAuthenticationTests(PlatformFixture fixture) : IClassF
         }
     }
 
+    [Theory]
+    [InlineData((byte)4)]
+    [InlineData((byte)5)]
+    public async Task AccessToken_WithAnEmptyPassword_IsAccepted(byte level)
+    {
+        // Firmware that always sends a password often sends an empty one beside the token.
+        var (_, token) = await fixture.Admin.CreateDeviceAsync("empty-password-" + Guid.NewGuid().ToString("N")[..8]);
+        var (client, connAck) = await RawMqttClient.ConnectWithCredentialsAsync(fixture.Server.TcpPort, "e-" + Guid.NewGuid().ToString("N")[..8], level, token, "");
+        await client.DisposeAsync();
+        Assert.Equal(0, connAck.Body[1]);
+    }
+
     [Fact]
     public async Task MosquittoPub_WithAWrongToken_IsToldBadUserNameOrPassword()
     {

@@ -19,6 +19,7 @@ internal static class BenchCommands
         yield return Flow("shared", "P publishers to a $share group of N consumers.", FlowPlan.Shared, publishers: 10, subscribers: 10);
         yield return Connections("idle", "Hold N connections (--clients) open; with --pid, the broker's resident memory per connection.", ConnectionScenarios.IdleAsync, clients: 1000, duration: 10);
         yield return KestrelBaseline.Create();
+        yield return Telemetry();
         yield return Connections("connect-storm", "Connect at --rate connections per second; connect latency and failures.", ConnectionScenarios.ConnectStormAsync, clients: 200, duration: 10);
     }
 
@@ -102,6 +103,44 @@ internal static class BenchCommands
             }
 
             return await RunAsync(options, progress => new ThroughputScenario(options, plan(options), progress).RunAsync(cancellationToken));
+        });
+        return command;
+    }
+
+    private static Command Telemetry()
+    {
+        var command = new Command("telemetry", "Taihu only: --clients devices (created through the management API) send ThingsBoard telemetry; counts what the server acknowledges (stored, with Ingest:AckAfterCommit).");
+        var common = new Common();
+        common.AddTo(command);
+        var api = new Option<string?>("--api") { Description = "Taihu's HTTP base address for creating the devices. [default: http://{host}:8080]" };
+        var adminUser = new Option<string>("--admin-user") { Description = "System administrator who creates the bench tenant.", DefaultValueFactory = _ => "sysadmin@taihu.local" };
+        var adminPassword = new Option<string>("--admin-password") { Description = "Its password.", Required = true };
+        var keys = new Option<int>("--keys") { Description = "Telemetry keys per message.", DefaultValueFactory = _ => 5 };
+        command.Options.Add(api);
+        command.Options.Add(adminUser);
+        command.Options.Add(adminPassword);
+        command.Options.Add(keys);
+        command.SetAction(async (parse, cancellationToken) =>
+        {
+            var options = common.Bind(parse, 0, 0, clients: 1000);
+            // Options left at their defaults have an implicit result.
+            if (parse.GetResult(common.Inflight) is not { Implicit: false })
+            {
+                options.MaxInflight = 1; // a device waits for each PUBACK, as firmware does
+            }
+
+            if (parse.GetResult(common.QoS) is not { Implicit: false })
+            {
+                options.QoS = 1;
+            }
+
+            var telemetry = new TelemetryOptions(parse.GetValue(api) ?? $"http://{options.Host}:8080", parse.GetValue(adminUser)!, parse.GetValue(adminPassword)!, parse.GetValue(keys));
+            if (!Validate(options) || telemetry.Keys is < 1 or > 100)
+            {
+                return 2;
+            }
+
+            return await RunAsync(options, progress => new TelemetryScenario(options, telemetry, progress).RunAsync(cancellationToken));
         });
         return command;
     }

@@ -47,7 +47,9 @@ public sealed partial class DeviceConnector(
         {
             found = await CheckBasicAsync(context, password, cancellationToken);
         }
-        else if (found is null && !string.IsNullOrEmpty(context.UserName))
+
+        // An access token as user name; firmware that always sends a password often sends an empty one with it.
+        if (found is null && !string.IsNullOrEmpty(context.UserName) && (context.Password is null || context.Password.Value.IsEmpty))
         {
             found = await devices.FindByLookupAsync(DeviceService.TokenLookup(context.UserName), cancellationToken);
             if (found is not null && found.Type != CredentialsType.AccessToken)
@@ -55,7 +57,7 @@ public sealed partial class DeviceConnector(
                 found = null;
             }
         }
-        else if (found is null && !string.IsNullOrEmpty(context.ClientId))
+        else if (found is null && context.Password is null && string.IsNullOrEmpty(context.UserName) && !string.IsNullOrEmpty(context.ClientId))
         {
             // MQTT basic credentials that name only a client id.
             found = await devices.FindByLookupAsync(DeviceService.BasicClientLookup(context.ClientId), cancellationToken);

@@ -133,7 +133,8 @@ public sealed class BenchClient : IAsyncDisposable
             CleanStart = cleanStart,
             KeepAlive = keepAlive,
             UserName = target.UserName,
-            Password = target.Password is null ? null : System.Text.Encoding.UTF8.GetBytes(target.Password),
+            // Spelled out: "cond ? null : byte[]" would turn null into an empty, present password.
+            Password = target.Password is null ? (ReadOnlyMemory<byte>?)null : System.Text.Encoding.UTF8.GetBytes(target.Password),
         };
         if (_version == ProtocolVersion.V500)
         {
@@ -196,6 +197,56 @@ public sealed class BenchClient : IAsyncDisposable
         try
         {
             WritePublish(topicUtf8.Span, payloadSize, qos, publisherId, sequence);
+            if (flush)
+            {
+                await _output.FlushAsync(cancellationToken);
+            }
+        }
+        finally
+        {
+            _writeLock.Release();
+        }
+    }
+
+    /// <summary>
+    /// Publishes <paramref name="payload"/> as it is (no timing header): device payloads such as telemetry JSON.
+    /// For QoS 1/2 waits for a slot in the inflight window first.
+    /// </summary>
+    public async ValueTask PublishRawAsync(ReadOnlyMemory<byte> topicUtf8, ReadOnlyMemory<byte> payload, QoS qos, bool flush, CancellationToken cancellationToken)
+    {
+        if (qos != QoS.AtMostOnce && !_inflight.Wait(0, CancellationToken.None))
+        {
+            await FlushAsync(cancellationToken);
+            await _inflight.WaitAsync(cancellationToken);
+        }
+
+        await _writeLock.WaitAsync(cancellationToken);
+        try
+        {
+            var topic = topicUtf8.Span;
+            var remaining = 2 + topic.Length + (qos > 0 ? 2 : 0) + (_version == ProtocolVersion.V500 ? 1 : 0) + payload.Length;
+            var total = 1 + VariableByteInteger.GetLength((uint)remaining) + remaining;
+            var span = _output.GetSpan(total);
+            var position = 0;
+            span[position++] = (byte)(0x30 | ((int)qos << 1));
+            position += VariableByteInteger.Write(span[position..], (uint)remaining);
+            BinaryPrimitives.WriteUInt16BigEndian(span[position..], (ushort)topic.Length);
+            position += 2;
+            topic.CopyTo(span[position..]);
+            position += topic.Length;
+            if (qos > 0)
+            {
+                BinaryPrimitives.WriteUInt16BigEndian(span[position..], NextPacketId());
+                position += 2;
+            }
+
+            if (_version == ProtocolVersion.V500)
+            {
+                span[position++] = 0;
+            }
+
+            payload.Span.CopyTo(span[position..]);
+            _output.Advance(total);
             if (flush)
             {
                 await _output.FlushAsync(cancellationToken);
@@ -271,13 +322,31 @@ public sealed class BenchClient : IAsyncDisposable
         throw new InvalidOperationException("No packet identifier is free.");
     }
 
-    private void FreePacketId(ushort id)
+    /// <summary>QoS 1/2 publishes of this client the broker acknowledged with success.</summary>
+    public long Acknowledged => Volatile.Read(ref _acknowledged);
+
+    /// <summary>QoS 1/2 publishes of this client the broker refused (a reason code of 0x80 or more).</summary>
+    public long Refused => Volatile.Read(ref _refused);
+
+    private long _acknowledged;
+    private long _refused;
+
+    private void FreePacketId(ushort id, bool refused = false)
     {
         lock (_packetIdInUse)
         {
             if (_packetIdInUse[id])
             {
                 _packetIdInUse[id] = false;
+                if (refused)
+                {
+                    _refused++;
+                }
+                else
+                {
+                    _acknowledged++;
+                }
+
                 _inflight.Release();
             }
         }
@@ -336,7 +405,9 @@ public sealed class BenchClient : IAsyncDisposable
             case PacketType.PubAck:
             case PacketType.PubComp:
                 frame.Slice(0, 2).CopyTo(small);
-                FreePacketId(BinaryPrimitives.ReadUInt16BigEndian(small));
+                // 5.0: a third byte, when present, is the reason code; 0x80 and above is a refusal.
+                var refused = frame.Length > 2 && frame.Slice(2, 1).FirstSpan[0] >= 0x80;
+                FreePacketId(BinaryPrimitives.ReadUInt16BigEndian(small), refused);
                 return;
             case PacketType.PubRec:
                 frame.Slice(0, 2).CopyTo(small);

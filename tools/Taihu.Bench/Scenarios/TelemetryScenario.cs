@@ -1,0 +1,309 @@
+using System.Buffers.Text;
+using System.Diagnostics;
+using System.Net.Http.Json;
+using System.Text;
+using System.Text.Json;
+using Taihu.Bench.Client;
+using Taihu.Bench.Measurement;
+using Taihu.Mqtt;
+
+namespace Taihu.Bench.Scenarios;
+
+/// <summary>
+/// telemetry: N devices send ThingsBoard telemetry (<c>{"k0":v,..}</c> on <c>v1/devices/me/telemetry</c>) to a
+/// Taihu server, each with its own access token, and the run counts what the server acknowledged. With
+/// <c>Ingest:AckAfterCommit</c> on, an acknowledgement means the points are committed, so acknowledged messages
+/// times keys is the durable ingest rate. The devices are created through the management API first (a tenant of
+/// their own, deleted at the end).
+/// </summary>
+public sealed class TelemetryScenario(BenchOptions o, TelemetryOptions t, IProgress<ProgressReport>? progress)
+{
+    public async Task<BenchResult> RunAsync(CancellationToken cancellationToken)
+    {
+        using var http = new HttpClient { BaseAddress = new Uri(t.ApiUrl), Timeout = TimeSpan.FromMinutes(2) };
+        var runId = Guid.NewGuid().ToString("N")[..8];
+        var (tenantId, sysToken, tokens) = await ProvisionAsync(http, runId, cancellationToken);
+        var clients = new BenchClient[o.Clients];
+        var failures = 0;
+        try
+        {
+            string? firstError = null;
+            using (var gate = new SemaphoreSlim(64))
+            {
+                var connecting = new Task[o.Clients];
+                for (var d = 0; d < o.Clients; d++)
+                {
+                    var i = d;
+                    await gate.WaitAsync(cancellationToken);
+                    connecting[i] = Task.Run(async () =>
+                    {
+                        try
+                        {
+                            var target = o.Target with { UserName = tokens[i], Password = null };
+                            var client = await BenchClient.OpenAsync(target, o.MaxInflight, cancellationToken);
+                            clients[i] = client;
+                            var code = await client.ConnectAsync($"{runId}-device-{i}", target, 0, true, cancellationToken);
+                            if (code != ReasonCode.Success)
+                            {
+                                throw new InvalidOperationException($"CONNACK {code} for device {i}");
+                            }
+                        }
+                        catch (Exception e) when (e is not OperationCanceledException)
+                        {
+                            Interlocked.Increment(ref failures);
+                            Interlocked.CompareExchange(ref firstError, e.Message, null);
+                        }
+                        finally
+                        {
+                            gate.Release();
+                        }
+                    }, cancellationToken);
+                }
+
+                await Task.WhenAll(connecting);
+            }
+
+            if (failures > 0)
+            {
+                throw new InvalidOperationException($"{failures} devices could not connect; the first: {firstError}");
+            }
+
+            return await MeasureAsync(clients, cancellationToken);
+        }
+        finally
+        {
+            foreach (var client in clients)
+            {
+                if (client is not null)
+                {
+                    await client.DisposeAsync();
+                }
+            }
+
+            using var delete = new HttpRequestMessage(HttpMethod.Delete, $"/api/tenant/{tenantId}");
+            delete.Headers.Add("X-Authorization", "Bearer " + sysToken);
+            await http.SendAsync(delete, CancellationToken.None);
+        }
+    }
+
+    private async Task<BenchResult> MeasureAsync(BenchClient[] clients, CancellationToken cancellationToken)
+    {
+        var topic = "v1/devices/me/telemetry"u8.ToArray();
+        var qos = (QoS)o.QoS;
+        var start = Stopwatch.GetTimestamp();
+        var windowStart = start + (long)(o.WarmupSeconds * Stopwatch.Frequency);
+        var windowEnd = windowStart + (long)(o.DurationSeconds * Stopwatch.Frequency);
+        var perDevice = o.Rate / clients.Length;
+        var acknowledgedAtStart = new long[clients.Length];
+        var acknowledgedAtEnd = new long[clients.Length];
+        long sent = 0;
+        var publishing = new Task[clients.Length];
+        for (var d = 0; d < clients.Length; d++)
+        {
+            var index = d;
+            publishing[d] = Task.Run(async () =>
+            {
+                var client = clients[index];
+                var buffer = new byte[16 + (t.Keys * 32)];
+                var pacer = new RateController(perDevice, start, Stopwatch.Frequency, maxBurst: perDevice == 0 ? 64 : 100);
+                long sequence = 0;
+                var started = false;
+                while (Stopwatch.GetTimestamp() < windowEnd && !cancellationToken.IsCancellationRequested)
+                {
+                    var now = Stopwatch.GetTimestamp();
+                    if (!started && now >= windowStart)
+                    {
+                        started = true;
+                        acknowledgedAtStart[index] = client.Acknowledged;
+                    }
+
+                    var due = pacer.Due(now, sequence);
+                    if (due == 0)
+                    {
+                        var wait = pacer.UntilNext(Stopwatch.GetTimestamp(), sequence);
+                        await Task.Delay(wait < TimeSpan.FromMilliseconds(1) ? TimeSpan.FromMilliseconds(1) : wait, cancellationToken);
+                        continue;
+                    }
+
+                    for (var n = 0; n < due; n++)
+                    {
+                        var length = WritePayload(buffer, t.Keys, sequence++);
+                        await client.PublishRawAsync(topic, buffer.AsMemory(0, length), qos, flush: false, cancellationToken);
+                        if (Stopwatch.GetTimestamp() >= windowStart)
+                        {
+                            Interlocked.Increment(ref sent);
+                        }
+                    }
+
+                    await client.FlushAsync(cancellationToken);
+                }
+
+                acknowledgedAtEnd[index] = client.Acknowledged;
+            }, cancellationToken);
+        }
+
+        ProcessSample? brokerStart = null;
+        ProcessSample? selfStart = null;
+        double? pointsStart = null;
+        var sampled = false;
+        var all = Task.WhenAll(publishing);
+        while (!all.IsCompleted)
+        {
+            await Task.WhenAny(all, Task.Delay(250, cancellationToken));
+            var now = Stopwatch.GetTimestamp();
+            if (!sampled && now >= windowStart)
+            {
+                sampled = true;
+                brokerStart = o.BrokerPid is { } pid ? ProcessSampler.Sample(pid) : null;
+                selfStart = ProcessSampler.Self();
+                pointsStart = o.MetricsUrl is { } url ? await MetricsScraper.ReadAsync(url, "taihu_ingest_points_total", cancellationToken) : null;
+            }
+
+            long acked = 0;
+            foreach (var client in clients)
+            {
+                acked += client.Acknowledged;
+            }
+
+            progress?.Report(new ProgressReport(now < windowStart ? "warming up" : "publishing", Stopwatch.GetElapsedTime(start),
+                TimeSpan.FromSeconds(o.WarmupSeconds + o.DurationSeconds), Interlocked.Read(ref sent), acked, 0));
+        }
+
+        await all;
+        var brokerEnd = o.BrokerPid is { } endPid ? ProcessSampler.Sample(endPid) : null;
+        var selfEnd = ProcessSampler.Self();
+        var pointsEnd = o.MetricsUrl is { } endUrl ? await MetricsScraper.ReadAsync(endUrl, "taihu_ingest_points_total", cancellationToken) : null;
+        long acknowledged = 0;
+        long refused = 0;
+        for (var i = 0; i < clients.Length; i++)
+        {
+            acknowledged += acknowledgedAtEnd[i] - acknowledgedAtStart[i];
+            refused += clients[i].Refused;
+        }
+
+        var seconds = o.DurationSeconds;
+        var committed = pointsStart is { } p0 && pointsEnd is { } p1 ? (p1 - p0) / seconds : (double?)null;
+        double? brokerCpu = null;
+        double? perMillion = null;
+        if (brokerStart is { } b0 && brokerEnd is { } b1)
+        {
+            brokerCpu = ProcessSampler.CpuPercent(b0, b1);
+            perMillion = (b1.CpuTime - b0.CpuTime).TotalSeconds / Math.Max(1, acknowledged) * 1_000_000;
+        }
+
+        var pointsPerSecond = acknowledged * t.Keys / seconds;
+        return new BenchResult
+        {
+            Scenario = "telemetry",
+            Target = $"{o.Host}:{o.Port}",
+            Protocol = o.Version == ProtocolVersion.V500 ? "5.0" : "3.1.1",
+            QoS = o.QoS,
+            PayloadSize = WritePayload(new byte[16 + (t.Keys * 32)], t.Keys, 0),
+            OfferedRate = o.Rate,
+            DurationSeconds = seconds,
+            Publishers = clients.Length,
+            Sent = Interlocked.Read(ref sent),
+            Expected = Interlocked.Read(ref sent),
+            Delivered = acknowledged,
+            Lost = refused,
+            DeliveredPerSecond = acknowledged / seconds,
+            BrokerCpuPercent = brokerCpu,
+            BrokerCpuSecondsPerMillion = perMillion,
+            BrokerResidentBytes = brokerEnd?.ResidentBytes,
+            GeneratorCpuPercent = selfStart is { } s0 ? ProcessSampler.CpuPercent(s0, selfEnd) : 0,
+            Connections = clients.Length,
+            Note = string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                $"{t.Keys} keys per message: {pointsPerSecond:N0} points/s acknowledged{(committed is { } c ? $", {c:N0} points/s committed by the server (taihu_ingest_points_total)" : "")}; 'delivered' counts acknowledged messages, 'lost' refused ones"),
+        };
+    }
+
+    /// <summary>Writes <c>{"k0":v,"k1":v,..}</c> with changing values; returns the length.</summary>
+    private static int WritePayload(byte[] buffer, int keys, long sequence)
+    {
+        var position = 0;
+        buffer[position++] = (byte)'{';
+        for (var k = 0; k < keys; k++)
+        {
+            if (k > 0)
+            {
+                buffer[position++] = (byte)',';
+            }
+
+            buffer[position++] = (byte)'"';
+            buffer[position++] = (byte)'k';
+            Utf8Formatter.TryFormat(k, buffer.AsSpan(position), out var written);
+            position += written;
+            buffer[position++] = (byte)'"';
+            buffer[position++] = (byte)':';
+            // Alternate integers and decimals, as meters send them.
+            if (k % 2 == 0)
+            {
+                Utf8Formatter.TryFormat(sequence + k, buffer.AsSpan(position), out written);
+            }
+            else
+            {
+                Utf8Formatter.TryFormat(((sequence % 1000) / 10.0) + k, buffer.AsSpan(position), out written);
+            }
+
+            position += written;
+        }
+
+        buffer[position++] = (byte)'}';
+        return position;
+    }
+
+    private async Task<(string TenantId, string SysToken, string[] Tokens)> ProvisionAsync(HttpClient http, string runId, CancellationToken cancellationToken)
+    {
+        var sysToken = await LoginAsync(http, t.AdminUser, t.AdminPassword, cancellationToken);
+        var tenant = await PostAsync(http, sysToken, "/api/tenant", new { title = "bench-" + runId }, cancellationToken);
+        var tenantId = tenant.GetProperty("id").GetProperty("id").GetString()!;
+        var adminEmail = $"bench-{runId}@bench.local";
+        var adminPassword = "bench-" + Guid.NewGuid().ToString("N");
+        await PostAsync(http, sysToken, "/api/user?sendActivationMail=false",
+            new { email = adminEmail, authority = "TENANT_ADMIN", password = adminPassword, tenantId = new { id = tenantId, entityType = "TENANT" } }, cancellationToken);
+        var adminToken = await LoginAsync(http, adminEmail, adminPassword, cancellationToken);
+        var tokens = new string[o.Clients];
+        var next = -1;
+        var workers = Enumerable.Range(0, 8).Select(_ => Task.Run(async () =>
+        {
+            int i;
+            while ((i = Interlocked.Increment(ref next)) < tokens.Length)
+            {
+                tokens[i] = $"bench-{runId}-{i}";
+                await PostAsync(http, adminToken, $"/api/device?accessToken={tokens[i]}", new { name = $"bench meter {i}", type = "meter" }, cancellationToken);
+                progress?.Report(new ProgressReport("creating devices", TimeSpan.Zero, TimeSpan.FromSeconds(1), i + 1, 0, 0));
+            }
+        }, cancellationToken));
+        await Task.WhenAll(workers);
+        return (tenantId, sysToken, tokens);
+    }
+
+    private static async Task<string> LoginAsync(HttpClient http, string user, string password, CancellationToken cancellationToken)
+    {
+        var response = await http.PostAsJsonAsync("/api/auth/login", new { username = user, password }, cancellationToken);
+        var body = await response.Content.ReadAsStringAsync(cancellationToken);
+        if (!response.IsSuccessStatusCode)
+        {
+            throw new InvalidOperationException($"Login as {user} failed: {(int)response.StatusCode} {body}");
+        }
+
+        return JsonDocument.Parse(body).RootElement.GetProperty("token").GetString()!;
+    }
+
+    private static async Task<JsonElement> PostAsync(HttpClient http, string token, string path, object body, CancellationToken cancellationToken)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Post, path) { Content = JsonContent.Create(body) };
+        request.Headers.Add("X-Authorization", "Bearer " + token);
+        using var response = await http.SendAsync(request, cancellationToken);
+        var text = await response.Content.ReadAsStringAsync(cancellationToken);
+        if (!response.IsSuccessStatusCode)
+        {
+            throw new InvalidOperationException($"POST {path} failed: {(int)response.StatusCode} {text}");
+        }
+
+        return JsonDocument.Parse(text).RootElement.Clone();
+    }
+}
+
+/// <summary>Options of the telemetry scenario beyond the common ones.</summary>
+public sealed record TelemetryOptions(string ApiUrl, string AdminUser, string AdminPassword, int Keys);
