@@ -297,6 +297,20 @@ public class PersistenceTests
     }
 
     [Fact]
+    public async Task Sys_values_are_not_stored()
+    {
+        var time = new FakeTimeProvider();
+        var store = new MemoryStateStore();
+        await using var host = await StartAsync(store, time, o => o.SysInterval = 10);
+        await BrokerState.WaitUntilAsync(() => host.Broker.RetainedCount("") > 0, "$SYS values are retained");
+        await using var publisher = await ConnectRawAsync(host, "pub", ProtocolVersion.V500);
+        await PublishAsync(publisher, "user/t", "mine", 1, retain: true);
+
+        await host.Broker.FlushStateAsync();
+        Assert.Equal(["user/t"], store.Retained.Keys.Select(k => k.Topic));
+    }
+
+    [Fact]
     public async Task Namespaces_are_kept_apart_across_a_restart()
     {
         var time = new FakeTimeProvider();

@@ -112,7 +112,9 @@ public sealed class RetainedStore
     /// <summary>Records that <paramref name="topic"/> now holds <paramref name="message"/> (null: deleted). Caller holds the gate.</summary>
     private void RecordChange(string topic, BrokerMessage? message)
     {
-        if (!_tracksChanges)
+        // $SYS values are the running broker's own; restored after a restart they would mislead (Mosquitto does
+        // not save them either), and rewriting them every SysInterval would be a write for nothing.
+        if (!_tracksChanges || IsSys(topic))
         {
             return;
         }
@@ -127,6 +129,8 @@ public sealed class RetainedStore
 
         slot = message;
     }
+
+    private static bool IsSys(string topic) => topic.Length >= 4 && topic[0] == '$' && topic.StartsWith("$SYS", StringComparison.Ordinal) && (topic.Length == 4 || topic[4] == '/');
 
     /// <summary>
     /// Takes the changes recorded since the last call, or null when there are none. Each message comes with a
