@@ -68,9 +68,12 @@ public sealed partial class MqttBroker
 
     /// <summary>
     /// Stops the write-behind loop and writes what is left: the retained changes and the sessions as they are now.
-    /// Called at a graceful stop, once the connections have closed (see <see cref="Shutdown"/>).
+    /// Called at a graceful stop, once the connections have closed (see <see cref="Shutdown"/>). The last write
+    /// is not cancelled with the host's stop token: that token may have run out while the web server waited for
+    /// connections, and this write is what the next start restores (the store's own command timeouts bound it).
+    /// A failure is logged, not thrown, so that the rest of the host still stops in order.
     /// </summary>
-    public async Task StopAsync(CancellationToken cancellationToken = default)
+    public async Task StopAsync()
     {
         if (_persistLoop is not { } loop)
         {
@@ -80,8 +83,15 @@ public sealed partial class MqttBroker
         _persistLoop = null;
         await _persistStop!.CancelAsync();
         await loop;
-        await FlushStateAsync(cancellationToken);
-        LogStateSaved(_logger, _storedSessions.Count);
+        try
+        {
+            await FlushStateAsync(CancellationToken.None);
+            LogStateSaved(_logger, _storedSessions.Count);
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            LogFinalStateWriteFailed(_logger, ex);
+        }
     }
 
     /// <summary>Writes the buffered retained changes and the sessions that changed now (the stop, and tests).</summary>
@@ -434,4 +444,7 @@ public sealed partial class MqttBroker
 
     [LoggerMessage(EventId = 4, Level = LogLevel.Warning, Message = "Writing the broker state failed; the changes are written again at the next round")]
     private static partial void LogStateWriteFailed(ILogger logger, Exception exception);
+
+    [LoggerMessage(EventId = 5, Level = LogLevel.Error, Message = "Writing the broker state at stop failed; changes since the last successful write are lost")]
+    private static partial void LogFinalStateWriteFailed(ILogger logger, Exception exception);
 }

@@ -194,7 +194,7 @@ public static partial class BrokerHostingExtensions
             return Task.CompletedTask;
         }
 
-        public Task StopAsync(CancellationToken cancellationToken) => _broker.StopAsync(cancellationToken);
+        public Task StopAsync(CancellationToken cancellationToken) => _broker.StopAsync();
 
         public Task StoppedAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 
