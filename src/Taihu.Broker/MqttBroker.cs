@@ -32,9 +32,10 @@ public sealed partial class MqttBroker : IMqttServerPublisher, IDisposable
 
     public MqttBroker(BrokerOptions options, TimeProvider timeProvider, BrokerMetrics metrics, ILogger<MqttBroker>? logger = null,
         IMqttAuthenticator? authenticator = null, IMqttAuthorizer? authorizer = null, IPublishObserver? publishObserver = null,
-        IMqttEnhancedAuthenticator? enhancedAuthenticator = null, IClientLifecycleObserver? lifecycleObserver = null)
+        IMqttEnhancedAuthenticator? enhancedAuthenticator = null, IClientLifecycleObserver? lifecycleObserver = null, IBrokerStateStore? stateStore = null)
     {
         LifecycleObserver = lifecycleObserver;
+        StateStore = stateStore;
         Options = options;
         Time = timeProvider;
         Metrics = metrics;
@@ -94,9 +95,10 @@ public sealed partial class MqttBroker : IMqttServerPublisher, IDisposable
     {
         _housekeeping?.Dispose();
         _sys?.Dispose();
+        _persistStop?.Cancel();
     }
 
-    internal NamespaceState GetNamespace(string ns) => _namespaces.GetOrAdd(ns, static _ => new NamespaceState());
+    internal NamespaceState GetNamespace(string ns) => _namespaces.GetOrAdd(ns, static (_, tracksChanges) => new NamespaceState(tracksChanges), StateStore is not null);
 
     /// <summary>The session of (<paramref name="ns"/>, <paramref name="clientId"/>), if any (tests and diagnostics).</summary>
     public MqttSession? FindSession(string ns, string clientId) => _sessions.TryGetValue((ns, clientId), out var s) ? s : null;
@@ -192,6 +194,7 @@ public sealed partial class MqttBroker : IMqttServerPublisher, IDisposable
                 session.Channel = channel;
                 session.ExpiryInterval = expiryInterval;
                 session.DisconnectedAt = null;
+                session.StateChanged = true;
                 if (session.PendingWill is { } will)
                 {
                     // Reconnecting within the Will Delay Interval cancels the will (5.0 section 3.1.3.2.2).
@@ -230,6 +233,7 @@ public sealed partial class MqttBroker : IMqttServerPublisher, IDisposable
                 {
                     session.Channel = null;
                     session.DisconnectedAt = now;
+                    session.StateChanged = true;
                     end = session.ExpiryInterval == 0;
                     redispatch = TakeSharedDeliveries(session);
                 }
@@ -490,6 +494,7 @@ public sealed partial class MqttBroker : IMqttServerPublisher, IDisposable
 
             message.AddReference();
             session.Queue.Enqueue(new PendingDelivery(message, qos, retain, subscriptionIds, group));
+            session.StateChanged = true;
         }
     }
 
@@ -534,6 +539,7 @@ public sealed partial class MqttBroker : IMqttServerPublisher, IDisposable
             SubscriptionIds = subscriptionIds,
             Group = group,
         });
+        session.StateChanged = true;
         channel.EnqueuePublish(message, qos, retain, dup: false, packetId, subscriptionIds);
     }
 
@@ -544,6 +550,7 @@ public sealed partial class MqttBroker : IMqttServerPublisher, IDisposable
         while (session.Queue.Count > 0 && session.Inflight.Count < channel.SendQuota)
         {
             var pending = session.Queue.Dequeue();
+            session.StateChanged = true;
             if (pending.Message.IsExpired(now))
             {
                 Metrics.MessageDropped(DropReasons.Expired);
@@ -570,10 +577,10 @@ public sealed partial class MqttBroker : IMqttServerPublisher, IDisposable
     [LoggerMessage(EventId = 1, Level = LogLevel.Error, Message = "Broker housekeeping failed")]
     private static partial void LogHousekeepingFailed(ILogger logger, Exception exception);
 
-    internal sealed class NamespaceState
+    internal sealed class NamespaceState(bool tracksRetainedChanges)
     {
         public SubscriptionTrie Trie { get; } = new();
-        public RetainedStore Retained { get; } = new();
+        public RetainedStore Retained { get; } = new(tracksRetainedChanges);
     }
 
     private struct RouteTarget

@@ -23,6 +23,7 @@ public sealed partial class MqttChannel
             lock (session.Gate)
             {
                 session.ExpiryInterval = Math.Min(expiry, _broker.Options.MaximumSessionExpiryInterval);
+                session.StateChanged = true;
             }
         }
 

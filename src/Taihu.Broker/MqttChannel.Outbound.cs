@@ -209,6 +209,7 @@ public sealed partial class MqttChannel
             {
                 session.Inflight[index].Message.Release();
                 session.Inflight.RemoveAt(index);
+                session.StateChanged = true;
                 if (session.Channel == this)
                 {
                     _broker.Pump(session, this);

@@ -170,6 +170,7 @@ public sealed partial class MqttChannel
                 lock (session.Gate)
                 {
                     session.IncomingQoS2.Add(publish.PacketId);
+                    session.StateChanged = true;
                 }
             }
 
@@ -250,6 +251,7 @@ public sealed partial class MqttChannel
                         if (inflight.QoS == expected && (ack.Type == PacketType.PubAck || inflight.Released))
                         {
                             session.Inflight.RemoveAt(index);
+                            session.StateChanged = true;
                             inflight.Message.Release();
                             _broker.Pump(session, this);
                         }
@@ -272,6 +274,7 @@ public sealed partial class MqttChannel
                     {
                         // The receiver refused it: the exchange ends here (5.0 section 4.3.3).
                         session.Inflight.RemoveAt(index);
+                        session.StateChanged = true;
                         inflight.Message.Release();
                         _broker.Pump(session, this);
                         return true;
@@ -279,6 +282,7 @@ public sealed partial class MqttChannel
 
                     inflight.Released = true;
                     session.Inflight[index] = inflight;
+                    session.StateChanged = true;
                 }
 
                 SendAck(PacketType.PubRel, ack.PacketId);
@@ -288,6 +292,7 @@ public sealed partial class MqttChannel
                 lock (session.Gate)
                 {
                     known = session.IncomingQoS2.Remove(ack.PacketId);
+                    session.StateChanged |= known;
                 }
 
                 SendAck(PacketType.PubComp, ack.PacketId, known || !IsV5 ? ReasonCode.Success : ReasonCode.PacketIdentifierNotFound);

@@ -73,11 +73,17 @@ public sealed partial class MqttChannel
             lock (session.Gate)
             {
                 session.Subscriptions[raw] = subscription;
+                session.StateChanged = true;
             }
 
             var isNew = state.Trie.Add(subscription);
             (granted ??= []).Add((subscription, isNew));
             ack.ReasonCodes.Add((ReasonCode)(byte)requested.MaximumQoS);
+        }
+
+        if (granted is not null)
+        {
+            _broker.OnSubscriptionsChanged();
         }
 
         // SUBACK goes first; retained messages for the new subscriptions follow it.
@@ -128,6 +134,7 @@ public sealed partial class MqttChannel
             lock (session.Gate)
             {
                 session.Subscriptions.Remove(raw, out removed);
+                session.StateChanged |= removed is not null;
             }
 
             if (removed is null)
@@ -138,6 +145,7 @@ public sealed partial class MqttChannel
 
             trie.Remove(session, removed.Filter, removed.ShareGroup);
             ack.ReasonCodes.Add(ReasonCode.Success);
+            _broker.OnSubscriptionsChanged();
         }
 
         Send(ack);

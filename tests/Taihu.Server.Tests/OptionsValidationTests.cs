@@ -30,6 +30,8 @@ public sealed class OptionsValidationTests
     [InlineData(nameof(BrokerOptions.ConnectTimeoutSeconds), "0")]
     [InlineData(nameof(BrokerOptions.HousekeepingInterval), "00:00:00")]
     [InlineData(nameof(BrokerOptions.HousekeepingInterval), "-00:00:01")]
+    [InlineData(nameof(BrokerOptions.StateFlushInterval), "00:00:00")]
+    [InlineData(nameof(BrokerOptions.SessionSnapshotInterval), "-00:00:01")]
     public void BrokerOptions_BrokenRule_GivesOneMessageNamingTheSetting(string setting, string value)
     {
         var options = new BrokerOptions();
@@ -54,6 +56,8 @@ public sealed class OptionsValidationTests
     [InlineData(nameof(BrokerOptions.MaximumRetainedMessages), "0")]
     [InlineData(nameof(BrokerOptions.ConnectTimeoutSeconds), "1")]
     [InlineData(nameof(BrokerOptions.HousekeepingInterval), "00:00:00.001")]
+    [InlineData(nameof(BrokerOptions.StateFlushInterval), "00:00:00.001")]
+    [InlineData(nameof(BrokerOptions.SessionSnapshotInterval), "00:00:00.001")]
     [InlineData(nameof(BrokerOptions.SysInterval), "0")]
     public void BrokerOptions_EdgeOfRule_IsValid(string setting, string value)
     {

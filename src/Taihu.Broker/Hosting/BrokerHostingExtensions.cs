@@ -39,7 +39,7 @@ public static partial class BrokerHostingExtensions
     /// <summary>
     /// Adds the broker and its Kestrel listeners. The options come from the caller (the host binds and validates
     /// them); extension points are taken from DI when registered (IMqttAuthenticator, IMqttAuthorizer,
-    /// IPublishObserver, IMqttEnhancedAuthenticator, IClientLifecycleObserver).
+    /// IPublishObserver, IMqttEnhancedAuthenticator, IClientLifecycleObserver, IBrokerStateStore).
     /// </summary>
     public static WebApplicationBuilder AddMqttBroker(this WebApplicationBuilder builder)
     {
@@ -59,7 +59,8 @@ public static partial class BrokerHostingExtensions
             sp.GetService<IMqttAuthorizer>(),
             sp.GetService<IPublishObserver>(),
             sp.GetService<IMqttEnhancedAuthenticator>(),
-            sp.GetService<IClientLifecycleObserver>()));
+            sp.GetService<IClientLifecycleObserver>(),
+            sp.GetService<IBrokerStateStore>()));
         services.TryAddSingleton<IMqttServerPublisher>(sp => sp.GetRequiredService<MqttBroker>());
         services.AddHostedService<BrokerLifetime>();
 
@@ -146,11 +147,17 @@ public static partial class BrokerHostingExtensions
             .ExcludeFromDescription();
     }
 
-    /// <summary>Starts the broker's timers with the host and tells clients the server is shutting down when it stops.</summary>
+    /// <summary>
+    /// Loads the saved broker state and starts the broker's timers with the host, tells clients the server is
+    /// shutting down when it stops, and writes the state last.
+    /// </summary>
     /// <remarks>
     /// The goodbye goes out in <see cref="StoppingAsync"/>, before any hosted service stops: Kestrel's own StopAsync
     /// runs before ours (hosted services stop in reverse order and the web server starts last) and waits for open
-    /// connections until the shutdown timeout, then aborts them, so clients would never see DISCONNECT 0x8B.
+    /// connections until the shutdown timeout, then aborts them, so clients would never see DISCONNECT 0x8B. The
+    /// same order makes <see cref="StopAsync"/> the right place for the last write of the state: the connections
+    /// are closed by then and their sessions detached. The state is loaded in <see cref="StartAsync"/>, after the
+    /// hosted services registered before the broker (the platform's schema migration) and before Kestrel listens.
     /// </remarks>
     private sealed partial class BrokerLifetime : IHostedLifecycleService
     {
@@ -165,7 +172,7 @@ public static partial class BrokerHostingExtensions
             _services = services;
         }
 
-        public Task StartAsync(CancellationToken cancellationToken)
+        public async Task StartAsync(CancellationToken cancellationToken)
         {
             var problems = _broker.Options.Validate().Concat(_services.GetRequiredService<IOptions<ListenerOptions>>().Value.Validate()).ToList();
             if (problems.Count > 0)
@@ -173,8 +180,7 @@ public static partial class BrokerHostingExtensions
                 throw new OptionsValidationException("Broker", typeof(BrokerOptions), problems);
             }
 
-            _broker.Start();
-            return Task.CompletedTask;
+            await _broker.StartAsync(cancellationToken);
         }
 
         public Task StartingAsync(CancellationToken cancellationToken) => Task.CompletedTask;
@@ -188,7 +194,7 @@ public static partial class BrokerHostingExtensions
             return Task.CompletedTask;
         }
 
-        public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+        public Task StopAsync(CancellationToken cancellationToken) => _broker.StopAsync();
 
         public Task StoppedAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 

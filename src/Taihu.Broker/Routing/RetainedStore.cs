@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using Taihu.Mqtt.Topics;
 
 namespace Taihu.Broker.Routing;
@@ -5,11 +6,30 @@ namespace Taihu.Broker.Routing;
 /// <summary>
 /// The retained messages of one namespace: the last retained message per topic. An empty payload deletes;
 /// expired messages are not delivered and are swept by housekeeping. Holds a payload reference per message.
+/// <para>
+/// When the broker has a state store, every change is also recorded, under the same lock, as the latest change
+/// per topic (a message with a reference, or null for a deletion) until the background flush takes them: a
+/// topic rewritten a thousand times between flushes is written once, and recording allocates nothing once the
+/// buffers have grown (the flush hands back the dictionary it took, cleared, for the next round).
+/// </para>
 /// </summary>
 public sealed class RetainedStore
 {
     private readonly Dictionary<string, BrokerMessage> _messages = new(StringComparer.Ordinal);
     private readonly Lock _gate = new();
+    private readonly bool _tracksChanges;
+    private Dictionary<string, BrokerMessage?>? _changes;
+    private Dictionary<string, BrokerMessage?>? _spareChanges;
+
+    public RetainedStore()
+    {
+    }
+
+    /// <param name="tracksChanges">Whether changes are recorded for a state store (see <see cref="TakeChanges"/>).</param>
+    internal RetainedStore(bool tracksChanges)
+    {
+        _tracksChanges = tracksChanges;
+    }
 
     public int Count
     {
@@ -32,6 +52,7 @@ public sealed class RetainedStore
                 if (_messages.Remove(message.Topic, out var removed))
                 {
                     removed.Release();
+                    RecordChange(message.Topic, null);
                 }
 
                 return true;
@@ -42,6 +63,7 @@ public sealed class RetainedStore
                 message.AddReference();
                 _messages[message.Topic] = message;
                 previous.Release();
+                RecordChange(message.Topic, message);
                 return true;
             }
 
@@ -52,7 +74,103 @@ public sealed class RetainedStore
 
             message.AddReference();
             _messages.Add(message.Topic, message);
+            RecordChange(message.Topic, message);
             return true;
+        }
+    }
+
+    /// <summary>Adds a message loaded from the state store (not recorded as a change). False when the store is full.</summary>
+    internal bool Restore(BrokerMessage message, int maximum)
+    {
+        lock (_gate)
+        {
+            if (_messages.Count >= maximum && !_messages.ContainsKey(message.Topic))
+            {
+                return false;
+            }
+
+            message.AddReference();
+            if (_messages.Remove(message.Topic, out var previous))
+            {
+                previous.Release();
+            }
+
+            _messages.Add(message.Topic, message);
+            return true;
+        }
+    }
+
+    /// <summary>Records that <paramref name="topic"/> has no retained message (one loaded from the store had expired).</summary>
+    internal void RecordDeletion(string topic)
+    {
+        lock (_gate)
+        {
+            RecordChange(topic, null);
+        }
+    }
+
+    /// <summary>Records that <paramref name="topic"/> now holds <paramref name="message"/> (null: deleted). Caller holds the gate.</summary>
+    private void RecordChange(string topic, BrokerMessage? message)
+    {
+        // $SYS values are the running broker's own; restored after a restart they would mislead (Mosquitto does
+        // not save them either), and rewriting them every SysInterval would be a write for nothing.
+        if (!_tracksChanges || IsSys(topic))
+        {
+            return;
+        }
+
+        var changes = _changes ??= new Dictionary<string, BrokerMessage?>(StringComparer.Ordinal);
+        message?.AddReference();
+        ref var slot = ref CollectionsMarshal.GetValueRefOrAddDefault(changes, topic, out var exists);
+        if (exists)
+        {
+            slot?.Release();
+        }
+
+        slot = message;
+    }
+
+    private static bool IsSys(string topic) => topic.Length >= 4 && topic[0] == '$' && topic.StartsWith("$SYS", StringComparison.Ordinal) && (topic.Length == 4 || topic[4] == '/');
+
+    /// <summary>
+    /// Takes the changes recorded since the last call, or null when there are none. Each message comes with a
+    /// reference the caller gives back through <see cref="CompleteChanges"/>.
+    /// </summary>
+    internal Dictionary<string, BrokerMessage?>? TakeChanges()
+    {
+        lock (_gate)
+        {
+            if (_changes is not { Count: > 0 } changes)
+            {
+                return null;
+            }
+
+            _changes = _spareChanges;
+            _spareChanges = null;
+            return changes;
+        }
+    }
+
+    /// <summary>
+    /// Gives back what <see cref="TakeChanges"/> returned: written (<paramref name="saved"/>), its references are
+    /// released; not written, each change goes back into the buffer unless a newer one for its topic is there.
+    /// </summary>
+    internal void CompleteChanges(Dictionary<string, BrokerMessage?> taken, bool saved)
+    {
+        lock (_gate)
+        {
+            foreach (var (topic, message) in taken)
+            {
+                if (!saved && (_changes ??= new Dictionary<string, BrokerMessage?>(StringComparer.Ordinal)).TryAdd(topic, message))
+                {
+                    continue;
+                }
+
+                message?.Release();
+            }
+
+            taken.Clear();
+            _spareChanges ??= taken;
         }
     }
 
@@ -107,6 +225,7 @@ public sealed class RetainedStore
                 if (_messages.Remove(topic, out var message))
                 {
                     message.Release();
+                    RecordChange(topic, null);
                 }
             }
 

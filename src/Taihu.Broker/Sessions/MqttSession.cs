@@ -1,3 +1,4 @@
+using Taihu.Broker.Extensibility;
 using Taihu.Broker.Routing;
 using Taihu.Mqtt;
 using Taihu.Mqtt.Packets;
@@ -71,6 +72,13 @@ public sealed class MqttSession
     /// <summary>True once the session was discarded; late deliveries to it are dropped.</summary>
     internal bool Ended { get; set; }
 
+    /// <summary>
+    /// Whether anything a state store keeps (subscriptions, queued and unacknowledged messages, expiry) changed
+    /// since the last snapshot took it. A plain flag under the gate the change already holds, so that the hot
+    /// path pays one store for it; the snapshot clears it when it copies the session. New sessions start changed.
+    /// </summary>
+    internal bool StateChanged { get; set; } = true;
+
     public int SubscriptionCount
     {
         get
@@ -132,6 +140,55 @@ public sealed class MqttSession
         }
 
         return -1;
+    }
+
+    /// <summary>
+    /// Copies the session for a state store: subscriptions, unacknowledged then queued deliveries, and incoming
+    /// QoS 2 packet ids. Payloads are not copied: each message gets a reference, added to <paramref name="held"/>,
+    /// that the caller releases once the store is done. Caller holds the gate.
+    /// </summary>
+    internal StoredSession ToStored(List<BrokerMessage> held)
+    {
+        var subscriptions = new StoredSubscription[_subscriptions?.Count ?? 0];
+        if (_subscriptions is not null)
+        {
+            var i = 0;
+            foreach (var subscription in _subscriptions.Values)
+            {
+                subscriptions[i++] = new StoredSubscription(subscription.RawFilter, subscription.QoS, subscription.NoLocal, subscription.RetainAsPublished, subscription.RetainHandling, subscription.SubscriptionId);
+            }
+        }
+
+        var deliveries = new List<StoredDelivery>((_inflight?.Count ?? 0) + (_queue?.Count ?? 0));
+        if (_inflight is not null)
+        {
+            foreach (var inflight in _inflight)
+            {
+                inflight.Message.AddReference();
+                held.Add(inflight.Message);
+                deliveries.Add(new StoredDelivery(MqttBroker.ToStored(inflight.Message), inflight.QoS, inflight.Retain, inflight.SubscriptionIds, inflight.PacketId, inflight.Released));
+            }
+        }
+
+        if (_queue is not null)
+        {
+            foreach (var pending in _queue)
+            {
+                pending.Message.AddReference();
+                held.Add(pending.Message);
+                deliveries.Add(new StoredDelivery(MqttBroker.ToStored(pending.Message), pending.QoS, pending.Retain, pending.SubscriptionIds, PacketId: 0, Released: false));
+            }
+        }
+
+        return new StoredSession
+        {
+            Namespace = Namespace,
+            ClientId = ClientId,
+            ExpiryInterval = ExpiryInterval,
+            Subscriptions = subscriptions,
+            Deliveries = deliveries,
+            IncomingQoS2 = _incomingQoS2 is { Count: > 0 } incoming ? [.. incoming] : [],
+        };
     }
 
     /// <summary>Releases every message the session holds. Caller holds the gate.</summary>

@@ -244,6 +244,63 @@ public static class PropertyCodec
         return value;
     }
 
+    /// <summary>
+    /// The properties an application message carries to its subscribers (Payload Format Indicator, Message Expiry
+    /// Interval, Content Type, Response Topic, Correlation Data, User Properties) as one self-contained block, as a
+    /// 5.0 PUBLISH carries them (the length, then the properties): how a store keeps a message's properties outside
+    /// the broker. Others (a will's Will Delay Interval, a publisher's Topic Alias) are left out. Null when there
+    /// are none. Read back with <see cref="DecodeMessageProperties"/>.
+    /// </summary>
+    public static byte[]? EncodeMessageProperties(MqttProperties? source)
+    {
+        if (source is null)
+        {
+            return null;
+        }
+
+        var properties = new MqttProperties
+        {
+            PayloadFormatIndicator = source.PayloadFormatIndicator,
+            MessageExpiryInterval = source.MessageExpiryInterval,
+            ContentType = source.ContentType,
+            ResponseTopic = source.ResponseTopic,
+            CorrelationData = source.CorrelationData,
+            UserProperties = source.UserProperties,
+        };
+        var length = GetLength(properties);
+        if (length == 0)
+        {
+            return null;
+        }
+
+        var block = new byte[VariableByteInteger.GetLength((uint)length) + length];
+        var writer = new SpanWriter(block);
+        writer.WriteVariableByteInteger((uint)length);
+        Write(ref writer, properties);
+        return block;
+    }
+
+    /// <summary>
+    /// Reads a block written by <see cref="EncodeMessageProperties"/>; null for an empty block. Only properties a
+    /// PUBLISH may carry are accepted; anything else is an <see cref="MqttProtocolException"/>.
+    /// </summary>
+    public static MqttProperties? DecodeMessageProperties(ReadOnlySpan<byte> block)
+    {
+        if (block.IsEmpty)
+        {
+            return null;
+        }
+
+        var reader = new BodyReader(block);
+        var properties = Read(ref reader, (int)PacketType.Publish);
+        if (!reader.End)
+        {
+            ThrowHelper.Malformed("Bytes follow the property block.");
+        }
+
+        return properties;
+    }
+
     /// <summary>The length of the property block, without its own length prefix.</summary>
     public static int GetLength(MqttProperties? p)
     {

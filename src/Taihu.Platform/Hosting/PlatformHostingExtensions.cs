@@ -46,6 +46,9 @@ public static class PlatformHostingExtensions
         services.AddSingleton<IMqttAuthorizer>(sp => sp.GetRequiredService<DeviceConnector>());
         services.AddSingleton<IPublishObserver>(sp => sp.GetRequiredService<DeviceConnector>());
         services.AddSingleton<IClientLifecycleObserver>(sp => sp.GetRequiredService<DeviceConnector>());
+        // Retained messages and persistent sessions survive a restart (the broker loads them after the migration
+        // below and writes them behind, in the background).
+        services.AddSingleton<IBrokerStateStore, SqlBrokerStateStore>();
         services.AddHostedService<PlatformStartup>();
         services.AddHostedService(sp => sp.GetRequiredService<ConnectivityTracker>());
         services.AddHostedService<RetentionService>();

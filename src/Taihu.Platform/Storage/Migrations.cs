@@ -151,5 +151,57 @@ internal static class Migrations
             value TEXT NOT NULL
         );
         """),
+        (2, "broker state: retained messages and persistent MQTT sessions", """
+        CREATE TABLE mqtt_retained (
+            ns TEXT NOT NULL,
+            topic TEXT NOT NULL,
+            payload {blob} NOT NULL,
+            qos INTEGER NOT NULL,
+            properties {blob} NULL,
+            received_time BIGINT NOT NULL,
+            PRIMARY KEY (ns, topic)
+        );
+
+        CREATE TABLE mqtt_sessions (
+            ns TEXT NOT NULL,
+            client_id TEXT NOT NULL,
+            expiry_interval BIGINT NOT NULL,
+            incoming_qos2 TEXT NULL,
+            saved_time BIGINT NOT NULL,
+            PRIMARY KEY (ns, client_id)
+        );
+
+        CREATE TABLE mqtt_session_subscriptions (
+            ns TEXT NOT NULL,
+            client_id TEXT NOT NULL,
+            topic_filter TEXT NOT NULL,
+            qos INTEGER NOT NULL,
+            no_local {bool} NOT NULL,
+            retain_as_published {bool} NOT NULL,
+            retain_handling INTEGER NOT NULL,
+            subscription_id BIGINT NOT NULL,
+            PRIMARY KEY (ns, client_id, topic_filter),
+            FOREIGN KEY (ns, client_id) REFERENCES mqtt_sessions (ns, client_id) ON DELETE CASCADE
+        );
+
+        CREATE TABLE mqtt_session_messages (
+            ns TEXT NOT NULL,
+            client_id TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            packet_id INTEGER NOT NULL,
+            released {bool} NOT NULL,
+            qos INTEGER NOT NULL,
+            retain_flag {bool} NOT NULL,
+            subscription_ids TEXT NULL,
+            topic TEXT NOT NULL,
+            payload {blob} NOT NULL,
+            message_qos INTEGER NOT NULL,
+            message_retain {bool} NOT NULL,
+            properties {blob} NULL,
+            received_time BIGINT NOT NULL,
+            PRIMARY KEY (ns, client_id, seq),
+            FOREIGN KEY (ns, client_id) REFERENCES mqtt_sessions (ns, client_id) ON DELETE CASCADE
+        );
+        """),
     ];
 }

@@ -30,11 +30,29 @@ public sealed class MqttTestClient : IAsyncDisposable
 
     public IMqttClient Client { get; }
 
+    /// <summary>The CONNACK as MQTTnet read it (Session Present, among others).</summary>
+    public MqttClientConnectResult? ConnectResult { get; private set; }
+
     /// <summary>Completes when the connection ends, with how it ended (the server's DISCONNECT reason for 5.0).</summary>
     public Task<MqttClientDisconnectedEventArgs> Disconnected => _disconnected.Task;
 
     public static Task<MqttTestClient> ConnectTcpAsync(ServerProcess server, string clientId, MqttProtocolVersion version = MqttProtocolVersion.V500) =>
         ConnectAsync(new MqttClientOptionsBuilder().WithTcpServer("127.0.0.1", server.TcpPort), clientId, version);
+
+    /// <summary>
+    /// Connects with a persistent session: Clean Session 0 for 3.1.1, Clean Start 0 and
+    /// <paramref name="sessionExpiry"/> seconds of Session Expiry Interval for 5.0.
+    /// </summary>
+    public static Task<MqttTestClient> ConnectPersistentTcpAsync(ServerProcess server, string clientId, MqttProtocolVersion version, uint sessionExpiry = 3600)
+    {
+        var builder = new MqttClientOptionsBuilder().WithTcpServer("127.0.0.1", server.TcpPort).WithCleanSession(false);
+        if (version == MqttProtocolVersion.V500)
+        {
+            builder.WithSessionExpiryInterval(sessionExpiry);
+        }
+
+        return ConnectAsync(builder, clientId, version);
+    }
 
     public static Task<MqttTestClient> ConnectWebSocketAsync(ServerProcess server, string clientId) =>
         ConnectAsync(new MqttClientOptionsBuilder().WithWebSocketServer(ws => ws.WithUri($"ws://127.0.0.1:{server.WebSocketPort}{server.WebSocketPath}")), clientId, MqttProtocolVersion.V500);
@@ -57,12 +75,13 @@ public sealed class MqttTestClient : IAsyncDisposable
         Assert.All(result.Items, item => Assert.True((int)item.ResultCode <= 2, $"Subscribe refused: {item.ResultCode}"));
     }
 
-    public async Task PublishAsync(string topic, string payload)
+    public async Task PublishAsync(string topic, string payload, bool retain = false)
     {
         var message = new MqttApplicationMessageBuilder()
             .WithTopic(topic)
             .WithPayload(payload)
             .WithQualityOfServiceLevel(MQTTnet.Protocol.MqttQualityOfServiceLevel.AtLeastOnce)
+            .WithRetainFlag(retain)
             .Build();
         var result = await Client.PublishAsync(message).WaitAsync(Guard);
         Assert.True(result.IsSuccess, $"Publish failed: {result.ReasonCode}");
@@ -97,6 +116,7 @@ public sealed class MqttTestClient : IAsyncDisposable
             .Build();
         var result = await client.Client.ConnectAsync(options).WaitAsync(Guard);
         Assert.Equal(MqttClientConnectResultCode.Success, result.ResultCode);
+        client.ConnectResult = result;
         return client;
     }
 

@@ -1,0 +1,450 @@
+using Microsoft.Extensions.Logging;
+using Taihu.Broker.Extensibility;
+using Taihu.Broker.Routing;
+using Taihu.Broker.Sessions;
+using Taihu.Mqtt.Topics;
+
+namespace Taihu.Broker;
+
+/// <summary>
+/// Persistence through an <see cref="IBrokerStateStore"/>, when one is registered.
+/// <para>
+/// Design: nothing on the path of a message touches the store. A retained change is recorded by the namespace's
+/// <see cref="RetainedStore"/> under the lock it already holds (latest change per topic, with a message
+/// reference); a session change sets <see cref="MqttSession.StateChanged"/> under its gate. One background loop
+/// ticks every <see cref="BrokerOptions.StateFlushInterval"/>: it hands the retained changes to the store, and
+/// every <see cref="BrokerOptions.SessionSnapshotInterval"/> (or at the next tick after a subscription changed) it
+/// copies the persistent sessions marked changed and hands them over, with the sessions that ended since. A
+/// graceful stop does both once more after the connections have closed. What a failed write carried is marked
+/// again and retried at the next round. Payloads are never copied: the messages are held by reference until the
+/// store's call completes.
+/// </para>
+/// <para>
+/// At start the saved state is loaded before any listener opens: retained messages keep the time they were
+/// published, so their Message Expiry Interval runs on across the restart; a restored session is disconnected,
+/// counts its expiry from the restart, and gives its client what it owed (unacknowledged messages again with DUP,
+/// then the queue) when the client comes back with Clean Start 0.
+/// </para>
+/// </summary>
+public sealed partial class MqttBroker
+{
+    // The sessions the store holds now, as far as the broker knows; touched only with _persistGate held.
+    private readonly HashSet<SessionKey> _storedSessions = [];
+    private readonly SemaphoreSlim _persistGate = new(1, 1);
+    private CancellationTokenSource? _persistStop;
+    private Task? _persistLoop;
+    private int _subscriptionsChanged;
+
+    /// <summary>Where retained messages and persistent sessions are kept across restarts, or null (memory only).</summary>
+    public IBrokerStateStore? StateStore { get; }
+
+    /// <summary>Loads the saved state (when a store is registered), then starts the timers and the write-behind loop.</summary>
+    public async Task StartAsync(CancellationToken cancellationToken = default)
+    {
+        if (StateStore is { } store && _persistLoop is null)
+        {
+            var state = await store.LoadAsync(cancellationToken);
+            await _persistGate.WaitAsync(cancellationToken);
+            try
+            {
+                Restore(state);
+            }
+            finally
+            {
+                _persistGate.Release();
+            }
+
+            LogStateLoaded(_logger, state.Retained.Count, state.Sessions.Count);
+            // The timer starts counting now, not when the loop's thread gets to it: a clock advanced right after
+            // the start (a test's fake one) must not be missed.
+            var timer = new PeriodicTimer(Options.StateFlushInterval, Time);
+            var firstSnapshot = Time.GetUtcNow() + Options.SessionSnapshotInterval;
+            var stop = _persistStop = new CancellationTokenSource();
+            _persistLoop = Task.Run(() => RunPersistenceAsync(timer, firstSnapshot, stop.Token), CancellationToken.None);
+        }
+
+        Start();
+    }
+
+    /// <summary>
+    /// Stops the write-behind loop and writes what is left: the retained changes and the sessions as they are now.
+    /// Called at a graceful stop, once the connections have closed (see <see cref="Shutdown"/>). The last write
+    /// is not cancelled with the host's stop token: that token may have run out while the web server waited for
+    /// connections, and this write is what the next start restores (the store's own command timeouts bound it).
+    /// A failure is logged, not thrown, so that the rest of the host still stops in order.
+    /// </summary>
+    public async Task StopAsync()
+    {
+        if (_persistLoop is not { } loop)
+        {
+            return;
+        }
+
+        _persistLoop = null;
+        await _persistStop!.CancelAsync();
+        await loop;
+        try
+        {
+            await FlushStateAsync(CancellationToken.None);
+            LogStateSaved(_logger, _storedSessions.Count);
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            LogFinalStateWriteFailed(_logger, ex);
+        }
+    }
+
+    /// <summary>Writes the buffered retained changes and the sessions that changed now (the stop, and tests).</summary>
+    public async Task FlushStateAsync(CancellationToken cancellationToken = default)
+    {
+        if (StateStore is null)
+        {
+            return;
+        }
+
+        await _persistGate.WaitAsync(cancellationToken);
+        try
+        {
+            Interlocked.Exchange(ref _subscriptionsChanged, 0);
+            await SaveRetainedAsync(cancellationToken);
+            await SaveSessionsAsync(cancellationToken);
+        }
+        finally
+        {
+            _persistGate.Release();
+        }
+    }
+
+    /// <summary>A session's subscriptions changed: the next tick writes the sessions, not only at the snapshot interval.</summary>
+    internal void OnSubscriptionsChanged()
+    {
+        if (StateStore is not null)
+        {
+            Volatile.Write(ref _subscriptionsChanged, 1);
+        }
+    }
+
+    private async Task RunPersistenceAsync(PeriodicTimer timer, DateTimeOffset nextSnapshot, CancellationToken stop)
+    {
+        using var _ = timer;
+        try
+        {
+            while (await timer.WaitForNextTickAsync(stop))
+            {
+                await _persistGate.WaitAsync(stop);
+                try
+                {
+                    // Writes run to completion even when the stop comes meanwhile: StopAsync waits for them.
+                    await SaveRetainedAsync(CancellationToken.None);
+                    var now = Time.GetUtcNow();
+                    if (Interlocked.Exchange(ref _subscriptionsChanged, 0) != 0 || now >= nextSnapshot)
+                    {
+                        nextSnapshot = now + Options.SessionSnapshotInterval;
+                        await SaveSessionsAsync(CancellationToken.None);
+                    }
+                }
+                catch (Exception ex) when (ex is not OutOfMemoryException)
+                {
+                    LogStateWriteFailed(_logger, ex);
+                }
+                finally
+                {
+                    _persistGate.Release();
+                }
+            }
+        }
+        catch (OperationCanceledException) when (stop.IsCancellationRequested)
+        {
+        }
+    }
+
+    /// <summary>Hands the retained changes of every namespace to the store. Caller holds _persistGate.</summary>
+    private async Task SaveRetainedAsync(CancellationToken cancellationToken)
+    {
+        List<(RetainedStore Store, Dictionary<string, BrokerMessage?> Taken)>? taken = null;
+        var changes = new List<RetainedChange>();
+        foreach (var (ns, state) in _namespaces)
+        {
+            if (state.Retained.TakeChanges() is { } recorded)
+            {
+                (taken ??= []).Add((state.Retained, recorded));
+                foreach (var (topic, message) in recorded)
+                {
+                    changes.Add(new RetainedChange(ns, topic, message is null ? null : ToStored(message)));
+                }
+            }
+        }
+
+        if (taken is null)
+        {
+            return;
+        }
+
+        var saved = false;
+        try
+        {
+            await StateStore!.SaveRetainedAsync(changes, cancellationToken);
+            saved = true;
+        }
+        finally
+        {
+            foreach (var (store, recorded) in taken)
+            {
+                store.CompleteChanges(recorded, saved);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Hands the persistent sessions marked changed (and those new to the store) to it, with the stored ones that
+    /// are gone or no longer persistent. Caller holds _persistGate.
+    /// </summary>
+    private async Task SaveSessionsAsync(CancellationToken cancellationToken)
+    {
+        var changed = new List<StoredSession>();
+        var copied = new List<MqttSession>();
+        var held = new List<BrokerMessage>();
+        var present = new HashSet<SessionKey>();
+        foreach (var session in _sessions.Values)
+        {
+            lock (session.Gate)
+            {
+                if (session.Ended || session.ExpiryInterval == 0)
+                {
+                    continue;
+                }
+
+                var key = new SessionKey(session.Namespace, session.ClientId);
+                present.Add(key);
+                if (!session.StateChanged && _storedSessions.Contains(key))
+                {
+                    continue;
+                }
+
+                session.StateChanged = false;
+                changed.Add(session.ToStored(held));
+                copied.Add(session);
+            }
+        }
+
+        var removed = new List<SessionKey>();
+        foreach (var key in _storedSessions)
+        {
+            if (!present.Contains(key))
+            {
+                removed.Add(key);
+            }
+        }
+
+        try
+        {
+            if (changed.Count == 0 && removed.Count == 0)
+            {
+                return;
+            }
+
+            await StateStore!.SaveSessionsAsync(changed, removed, cancellationToken);
+            foreach (var key in removed)
+            {
+                _storedSessions.Remove(key);
+            }
+
+            foreach (var session in changed)
+            {
+                _storedSessions.Add(session.Key);
+            }
+        }
+        catch
+        {
+            foreach (var session in copied)
+            {
+                lock (session.Gate)
+                {
+                    session.StateChanged = true;
+                }
+            }
+
+            throw;
+        }
+        finally
+        {
+            foreach (var message in held)
+            {
+                message.Release();
+            }
+        }
+    }
+
+    /// <summary>What the store sees of a message; the payload stays the broker's (the caller holds a reference).</summary>
+    internal static StoredMessage ToStored(BrokerMessage message) => new()
+    {
+        Topic = message.Topic,
+        Payload = message.Payload,
+        QoS = message.QoS,
+        Retain = message.Retain,
+        Properties = message.Properties,
+        ReceivedAt = message.ReceivedAt,
+    };
+
+    private static BrokerMessage FromStored(string ns, StoredMessage stored) =>
+        BrokerMessage.Create(ns, stored.Topic, stored.Payload, owner: null, stored.QoS, stored.Retain, stored.Properties, stored.ReceivedAt, originClientId: null);
+
+    /// <summary>Puts the loaded state in place. Runs before any connection is accepted.</summary>
+    private void Restore(StoredBrokerState state)
+    {
+        var now = Time.GetUtcNow();
+        foreach (var change in state.Retained)
+        {
+            if (change.Message is not { } stored)
+            {
+                continue;
+            }
+
+            var retained = GetNamespace(change.Namespace).Retained;
+            var message = FromStored(change.Namespace, stored);
+            if (message.IsExpired(now) || message.Payload.IsEmpty)
+            {
+                // Expired while the broker was down: the next flush deletes it from the store too.
+                retained.RecordDeletion(stored.Topic);
+            }
+            else if (!retained.Restore(message, Options.MaximumRetainedMessages))
+            {
+                Metrics.MessageDropped(DropReasons.RetainedLimit);
+            }
+
+            message.Release();
+        }
+
+        foreach (var stored in state.Sessions)
+        {
+            // Kept as stored, so that the next snapshot deletes what should not be there (a clean session).
+            _storedSessions.Add(stored.Key);
+            if (stored.ExpiryInterval == 0)
+            {
+                continue;
+            }
+
+            var session = new MqttSession(stored.Namespace, stored.ClientId);
+            lock (session.Gate)
+            {
+                session.ExpiryInterval = stored.ExpiryInterval;
+                session.DisconnectedAt = now;
+                var complete = RestoreSubscriptions(session, stored);
+                complete &= RestoreDeliveries(session, stored);
+                foreach (var packetId in stored.IncomingQoS2)
+                {
+                    session.IncomingQoS2.Add(packetId);
+                }
+
+                // It is what the store holds, unless something was left out above.
+                session.StateChanged = !complete;
+            }
+
+            if (_sessions.TryGetValue((stored.Namespace, stored.ClientId), out var duplicate))
+            {
+                EndSession(duplicate);
+            }
+
+            _sessions[(stored.Namespace, stored.ClientId)] = session;
+        }
+    }
+
+    /// <summary>Adds the stored subscriptions to the session and the trie; false if any was left out. Caller holds the gate.</summary>
+    private bool RestoreSubscriptions(MqttSession session, StoredSession stored)
+    {
+        var complete = true;
+        var trie = GetNamespace(session.Namespace).Trie;
+        foreach (var saved in stored.Subscriptions)
+        {
+            var filter = saved.Filter;
+            string? group = null;
+            if (TopicValidator.TryParseShared(saved.Filter, out var shareGroup, out var sharedFilter, out var validShared))
+            {
+                if (!validShared || !Options.SharedSubscriptionsEnabled)
+                {
+                    complete = false;
+                    continue;
+                }
+
+                group = shareGroup;
+                filter = sharedFilter;
+            }
+
+            if (!TopicValidator.IsValidTopicFilter(filter))
+            {
+                complete = false;
+                continue;
+            }
+
+            var subscription = new Subscription
+            {
+                Session = session,
+                Filter = filter,
+                RawFilter = saved.Filter,
+                ShareGroup = group,
+                QoS = saved.QoS,
+                NoLocal = saved.NoLocal,
+                RetainAsPublished = saved.RetainAsPublished,
+                RetainHandling = saved.RetainHandling,
+                SubscriptionId = saved.SubscriptionId,
+            };
+            session.Subscriptions[saved.Filter] = subscription;
+            trie.Add(subscription);
+        }
+
+        return complete;
+    }
+
+    /// <summary>Puts the stored deliveries in flight and in the queue; false if any was left out. Caller holds the gate.</summary>
+    private bool RestoreDeliveries(MqttSession session, StoredSession stored)
+    {
+        var complete = true;
+        foreach (var delivery in stored.Deliveries)
+        {
+            var ids = delivery.SubscriptionIds is { Count: > 0 } list ? new List<uint>(list) : null;
+            if (delivery.PacketId != 0)
+            {
+                if (session.FindInflight(delivery.PacketId) >= 0)
+                {
+                    complete = false;
+                    continue;
+                }
+
+                // A delivery that was in flight through a shared subscription stays with this session: the group
+                // it came through may not exist any more, and its client is the one that may have it already.
+                session.Inflight.Add(new InflightMessage
+                {
+                    PacketId = delivery.PacketId,
+                    Message = FromStored(session.Namespace, delivery.Message),
+                    QoS = delivery.QoS,
+                    Retain = delivery.Retain,
+                    SubscriptionIds = ids,
+                    Released = delivery.Released,
+                });
+            }
+            else if (session.Queue.Count < Options.MaximumQueuedMessages)
+            {
+                session.Queue.Enqueue(new PendingDelivery(FromStored(session.Namespace, delivery.Message), delivery.QoS, delivery.Retain, ids, Group: null));
+            }
+            else
+            {
+                Metrics.MessageDropped(DropReasons.QueueFull);
+                complete = false;
+            }
+        }
+
+        return complete;
+    }
+
+    [LoggerMessage(EventId = 2, Level = LogLevel.Information, Message = "Broker state loaded: {Retained} retained message(s), {Sessions} persistent session(s)")]
+    private static partial void LogStateLoaded(ILogger logger, int retained, int sessions);
+
+    [LoggerMessage(EventId = 3, Level = LogLevel.Information, Message = "Broker state saved: {Sessions} persistent session(s) stored")]
+    private static partial void LogStateSaved(ILogger logger, int sessions);
+
+    [LoggerMessage(EventId = 4, Level = LogLevel.Warning, Message = "Writing the broker state failed; the changes are written again at the next round")]
+    private static partial void LogStateWriteFailed(ILogger logger, Exception exception);
+
+    [LoggerMessage(EventId = 5, Level = LogLevel.Error, Message = "Writing the broker state at stop failed; changes since the last successful write are lost")]
+    private static partial void LogFinalStateWriteFailed(ILogger logger, Exception exception);
+}

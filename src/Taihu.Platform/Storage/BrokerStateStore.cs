@@ -1,0 +1,416 @@
+using System.Data.Common;
+using System.Globalization;
+using System.Runtime.InteropServices;
+using Microsoft.Extensions.Logging;
+using Taihu.Broker.Extensibility;
+using Taihu.Mqtt;
+using Taihu.Mqtt.Packets;
+
+namespace Taihu.Platform.Storage;
+
+/// <summary>
+/// The broker's retained messages and persistent sessions in the platform database (SQLite or PostgreSQL), so
+/// that they survive a restart. The broker calls it from its write-behind loop only (see
+/// <see cref="IBrokerStateStore"/>), never on the path of a message; each call is one transaction.
+/// <para>
+/// A message's properties are kept as the property block of a 5.0 PUBLISH (<see cref="PropertyCodec"/>), and its
+/// time of publication in Unix milliseconds, from which its Message Expiry Interval runs. A session is written
+/// whole each time it changed: its row, then its subscriptions and its messages (in flight first, then queued,
+/// numbered in order) replacing the previous ones.
+/// </para>
+/// </summary>
+public sealed partial class SqlBrokerStateStore(PlatformDatabase database, ILogger<SqlBrokerStateStore> logger) : IBrokerStateStore
+{
+    public async Task<StoredBrokerState> LoadAsync(CancellationToken cancellationToken)
+    {
+        await using var connection = await database.OpenAsync(cancellationToken);
+        var retained = new List<RetainedChange>();
+        using (var command = connection.CreateCommand())
+        {
+            command.CommandText = "SELECT ns, topic, payload, qos, properties, received_time FROM mqtt_retained";
+            await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+            while (await reader.ReadAsync(cancellationToken))
+            {
+                var ns = reader.GetString(0);
+                var topic = reader.GetString(1);
+                if (TryReadMessage(reader, topic, payload: 2, qos: 3, retain: -1, properties: 4, receivedTime: 5) is { } message)
+                {
+                    retained.Add(new RetainedChange(ns, topic, message));
+                }
+            }
+        }
+
+        var sessions = new Dictionary<SessionKey, SessionRows>();
+        using (var command = connection.CreateCommand())
+        {
+            command.CommandText = "SELECT ns, client_id, expiry_interval, incoming_qos2 FROM mqtt_sessions";
+            await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+            while (await reader.ReadAsync(cancellationToken))
+            {
+                var key = new SessionKey(reader.GetString(0), reader.GetString(1));
+                sessions[key] = new SessionRows(key, (uint)Math.Clamp(reader.GetInt64(2), 0, uint.MaxValue), ParseIds(reader.GetNullableString(3), static v => ushort.Parse(v, CultureInfo.InvariantCulture)));
+            }
+        }
+
+        using (var command = connection.CreateCommand())
+        {
+            command.CommandText = """
+                SELECT ns, client_id, topic_filter, qos, no_local, retain_as_published, retain_handling, subscription_id
+                FROM mqtt_session_subscriptions ORDER BY ns, client_id, topic_filter
+                """;
+            await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+            while (await reader.ReadAsync(cancellationToken))
+            {
+                if (sessions.TryGetValue(new SessionKey(reader.GetString(0), reader.GetString(1)), out var session))
+                {
+                    session.Subscriptions.Add(new StoredSubscription(
+                        reader.GetString(2),
+                        (QoS)Sql.GetInt(reader, 3),
+                        Sql.GetBool(reader, 4),
+                        Sql.GetBool(reader, 5),
+                        (RetainHandling)Sql.GetInt(reader, 6),
+                        (uint)reader.GetInt64(7)));
+                }
+            }
+        }
+
+        using (var command = connection.CreateCommand())
+        {
+            command.CommandText = """
+                SELECT ns, client_id, packet_id, released, qos, retain_flag, subscription_ids,
+                       topic, payload, message_qos, message_retain, properties, received_time
+                FROM mqtt_session_messages ORDER BY ns, client_id, seq
+                """;
+            await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+            while (await reader.ReadAsync(cancellationToken))
+            {
+                if (!sessions.TryGetValue(new SessionKey(reader.GetString(0), reader.GetString(1)), out var session))
+                {
+                    continue;
+                }
+
+                if (TryReadMessage(reader, reader.GetString(7), payload: 8, qos: 9, retain: 10, properties: 11, receivedTime: 12) is not { } message)
+                {
+                    continue;
+                }
+
+                session.Deliveries.Add(new StoredDelivery(
+                    message,
+                    (QoS)Sql.GetInt(reader, 4),
+                    Sql.GetBool(reader, 5),
+                    ParseIds(reader.GetNullableString(6), static v => uint.Parse(v, CultureInfo.InvariantCulture)),
+                    (ushort)Sql.GetInt(reader, 2),
+                    Sql.GetBool(reader, 3)));
+            }
+        }
+
+        var stored = new List<StoredSession>(sessions.Count);
+        foreach (var session in sessions.Values)
+        {
+            stored.Add(new StoredSession
+            {
+                Namespace = session.Key.Namespace,
+                ClientId = session.Key.ClientId,
+                ExpiryInterval = session.ExpiryInterval,
+                Subscriptions = session.Subscriptions,
+                Deliveries = session.Deliveries,
+                IncomingQoS2 = session.IncomingQoS2 ?? [],
+            });
+        }
+
+        return new StoredBrokerState { Retained = retained, Sessions = stored };
+    }
+
+    public async Task SaveRetainedAsync(IReadOnlyList<RetainedChange> changes, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(changes);
+        if (changes.Count == 0)
+        {
+            return;
+        }
+
+        await using var connection = await database.OpenAsync(cancellationToken);
+        await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
+        using var upsert = connection.CreateCommand();
+        upsert.Transaction = transaction;
+        upsert.CommandText = """
+            INSERT INTO mqtt_retained (ns, topic, payload, qos, properties, received_time)
+            VALUES (@ns, @topic, @payload, @qos, @properties, @t)
+            ON CONFLICT (ns, topic) DO UPDATE SET payload = excluded.payload, qos = excluded.qos,
+                properties = excluded.properties, received_time = excluded.received_time
+            """;
+        var ns = upsert.AddParameter("ns", "");
+        var topic = upsert.AddParameter("topic", "");
+        var payload = upsert.AddParameter("payload", Array.Empty<byte>());
+        var qos = upsert.AddParameter("qos", 0);
+        var properties = upsert.AddParameter("properties", null);
+        var time = upsert.AddParameter("t", 0L);
+
+        using var delete = connection.CreateCommand();
+        delete.Transaction = transaction;
+        delete.CommandText = "DELETE FROM mqtt_retained WHERE ns = @ns AND topic = @topic";
+        var deleteNs = delete.AddParameter("ns", "");
+        var deleteTopic = delete.AddParameter("topic", "");
+
+        foreach (var change in changes)
+        {
+            if (change.Message is { } message)
+            {
+                ns.Value = change.Namespace;
+                topic.Value = change.Topic;
+                payload.Value = ToArray(message.Payload);
+                qos.Value = (int)message.QoS;
+                properties.Value = (object?)PropertyCodec.EncodeMessageProperties(message.Properties) ?? DBNull.Value;
+                time.Value = message.ReceivedAt.ToUnixTimeMilliseconds();
+                await upsert.ExecuteNonQueryAsync(cancellationToken);
+            }
+            else
+            {
+                deleteNs.Value = change.Namespace;
+                deleteTopic.Value = change.Topic;
+                await delete.ExecuteNonQueryAsync(cancellationToken);
+            }
+        }
+
+        await transaction.CommitAsync(cancellationToken);
+    }
+
+    public async Task SaveSessionsAsync(IReadOnlyList<StoredSession> changed, IReadOnlyList<SessionKey> removed, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(changed);
+        ArgumentNullException.ThrowIfNull(removed);
+        if (changed.Count == 0 && removed.Count == 0)
+        {
+            return;
+        }
+
+        await using var connection = await database.OpenAsync(cancellationToken);
+        await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
+        var commands = new SessionCommands(connection, transaction);
+        try
+        {
+            foreach (var key in removed)
+            {
+                await commands.DeleteAsync(key, includingSession: true, cancellationToken);
+            }
+
+            var savedTime = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+            foreach (var session in changed)
+            {
+                await commands.DeleteAsync(session.Key, includingSession: false, cancellationToken);
+                await commands.UpsertSessionAsync(session, savedTime, cancellationToken);
+                foreach (var subscription in session.Subscriptions)
+                {
+                    await commands.InsertSubscriptionAsync(session.Key, subscription, cancellationToken);
+                }
+
+                var seq = 0;
+                foreach (var delivery in session.Deliveries)
+                {
+                    await commands.InsertDeliveryAsync(session.Key, seq++, delivery, cancellationToken);
+                }
+            }
+        }
+        finally
+        {
+            commands.Dispose();
+        }
+
+        await transaction.CommitAsync(cancellationToken);
+    }
+
+    /// <summary>A message from a row, or null (logged) when its properties cannot be read.</summary>
+    private StoredMessage? TryReadMessage(DbDataReader reader, string topic, int payload, int qos, int retain, int properties, int receivedTime)
+    {
+        MqttProperties? decoded = null;
+        if (!reader.IsDBNull(properties))
+        {
+            try
+            {
+                decoded = PropertyCodec.DecodeMessageProperties(reader.GetFieldValue<byte[]>(properties));
+            }
+            catch (MqttProtocolException e)
+            {
+                LogUnreadableMessage(logger, topic, e);
+                return null;
+            }
+        }
+
+        return new StoredMessage
+        {
+            Topic = topic,
+            Payload = reader.IsDBNull(payload) ? Array.Empty<byte>() : reader.GetFieldValue<byte[]>(payload),
+            QoS = (QoS)Sql.GetInt(reader, qos),
+            Retain = retain < 0 || Sql.GetBool(reader, retain),
+            Properties = decoded,
+            ReceivedAt = DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(receivedTime)),
+        };
+    }
+
+    /// <summary>The payload as a whole array (ADO.NET providers take byte[] for blobs), copied only when it is a slice.</summary>
+    private static byte[] ToArray(ReadOnlyMemory<byte> payload) =>
+        MemoryMarshal.TryGetArray(payload, out var segment) && segment.Offset == 0 && segment.Count == segment.Array!.Length
+            ? segment.Array
+            : payload.ToArray();
+
+    private static string? FormatIds<T>(IReadOnlyList<T>? ids)
+        where T : IFormattable =>
+        ids is not { Count: > 0 } ? null : string.Join(',', ids.Select(id => id.ToString(null, CultureInfo.InvariantCulture)));
+
+    private static List<T>? ParseIds<T>(string? text, Func<string, T> parse) =>
+        string.IsNullOrEmpty(text) ? null : [.. text.Split(',').Select(parse)];
+
+    [LoggerMessage(EventId = 2601, Level = LogLevel.Warning, Message = "A stored MQTT message on {Topic} has unreadable properties; it is left out")]
+    private static partial void LogUnreadableMessage(ILogger logger, string topic, Exception exception);
+
+    private sealed class SessionRows(SessionKey key, uint expiryInterval, List<ushort>? incomingQoS2)
+    {
+        public SessionKey Key { get; } = key;
+        public uint ExpiryInterval { get; } = expiryInterval;
+        public List<ushort>? IncomingQoS2 { get; } = incomingQoS2;
+        public List<StoredSubscription> Subscriptions { get; } = [];
+        public List<StoredDelivery> Deliveries { get; } = [];
+    }
+
+    /// <summary>The commands one session save reuses for every session, prepared once per transaction.</summary>
+    private sealed class SessionCommands : IDisposable
+    {
+        private readonly DbCommand _deleteMessages;
+        private readonly DbCommand _deleteSubscriptions;
+        private readonly DbCommand _deleteSession;
+        private readonly DbCommand _upsertSession;
+        private readonly DbCommand _insertSubscription;
+        private readonly DbCommand _insertDelivery;
+
+        public SessionCommands(DbConnection connection, DbTransaction transaction)
+        {
+            _deleteMessages = Create(connection, transaction, "DELETE FROM mqtt_session_messages WHERE ns = @ns AND client_id = @client");
+            _deleteSubscriptions = Create(connection, transaction, "DELETE FROM mqtt_session_subscriptions WHERE ns = @ns AND client_id = @client");
+            _deleteSession = Create(connection, transaction, "DELETE FROM mqtt_sessions WHERE ns = @ns AND client_id = @client");
+            foreach (var command in new[] { _deleteMessages, _deleteSubscriptions, _deleteSession })
+            {
+                command.AddParameter("ns", "");
+                command.AddParameter("client", "");
+            }
+
+            _upsertSession = Create(connection, transaction, """
+                INSERT INTO mqtt_sessions (ns, client_id, expiry_interval, incoming_qos2, saved_time)
+                VALUES (@ns, @client, @expiry, @incoming, @t)
+                ON CONFLICT (ns, client_id) DO UPDATE SET expiry_interval = excluded.expiry_interval,
+                    incoming_qos2 = excluded.incoming_qos2, saved_time = excluded.saved_time
+                """);
+            _upsertSession.AddParameter("ns", "");
+            _upsertSession.AddParameter("client", "");
+            _upsertSession.AddParameter("expiry", 0L);
+            _upsertSession.AddParameter("incoming", null);
+            _upsertSession.AddParameter("t", 0L);
+
+            _insertSubscription = Create(connection, transaction, """
+                INSERT INTO mqtt_session_subscriptions (ns, client_id, topic_filter, qos, no_local, retain_as_published, retain_handling, subscription_id)
+                VALUES (@ns, @client, @filter, @qos, @noLocal, @rap, @rh, @sid)
+                """);
+            _insertSubscription.AddParameter("ns", "");
+            _insertSubscription.AddParameter("client", "");
+            _insertSubscription.AddParameter("filter", "");
+            _insertSubscription.AddParameter("qos", 0);
+            _insertSubscription.AddParameter("noLocal", false);
+            _insertSubscription.AddParameter("rap", false);
+            _insertSubscription.AddParameter("rh", 0);
+            _insertSubscription.AddParameter("sid", 0L);
+
+            _insertDelivery = Create(connection, transaction, """
+                INSERT INTO mqtt_session_messages (ns, client_id, seq, packet_id, released, qos, retain_flag, subscription_ids,
+                    topic, payload, message_qos, message_retain, properties, received_time)
+                VALUES (@ns, @client, @seq, @packetId, @released, @qos, @retain, @ids, @topic, @payload, @messageQos, @messageRetain, @properties, @t)
+                """);
+            _insertDelivery.AddParameter("ns", "");
+            _insertDelivery.AddParameter("client", "");
+            _insertDelivery.AddParameter("seq", 0);
+            _insertDelivery.AddParameter("packetId", 0);
+            _insertDelivery.AddParameter("released", false);
+            _insertDelivery.AddParameter("qos", 0);
+            _insertDelivery.AddParameter("retain", false);
+            _insertDelivery.AddParameter("ids", null);
+            _insertDelivery.AddParameter("topic", "");
+            _insertDelivery.AddParameter("payload", Array.Empty<byte>());
+            _insertDelivery.AddParameter("messageQos", 0);
+            _insertDelivery.AddParameter("messageRetain", false);
+            _insertDelivery.AddParameter("properties", null);
+            _insertDelivery.AddParameter("t", 0L);
+        }
+
+        public async Task DeleteAsync(SessionKey key, bool includingSession, CancellationToken cancellationToken)
+        {
+            foreach (var command in includingSession ? new[] { _deleteMessages, _deleteSubscriptions, _deleteSession } : [_deleteMessages, _deleteSubscriptions])
+            {
+                command.Parameters["ns"].Value = key.Namespace;
+                command.Parameters["client"].Value = key.ClientId;
+                await command.ExecuteNonQueryAsync(cancellationToken);
+            }
+        }
+
+        public async Task UpsertSessionAsync(StoredSession session, long savedTime, CancellationToken cancellationToken)
+        {
+            var p = _upsertSession.Parameters;
+            p["ns"].Value = session.Namespace;
+            p["client"].Value = session.ClientId;
+            p["expiry"].Value = (long)session.ExpiryInterval;
+            p["incoming"].Value = (object?)FormatIds(session.IncomingQoS2) ?? DBNull.Value;
+            p["t"].Value = savedTime;
+            await _upsertSession.ExecuteNonQueryAsync(cancellationToken);
+        }
+
+        public async Task InsertSubscriptionAsync(SessionKey key, StoredSubscription subscription, CancellationToken cancellationToken)
+        {
+            var p = _insertSubscription.Parameters;
+            p["ns"].Value = key.Namespace;
+            p["client"].Value = key.ClientId;
+            p["filter"].Value = subscription.Filter;
+            p["qos"].Value = (int)subscription.QoS;
+            p["noLocal"].Value = subscription.NoLocal;
+            p["rap"].Value = subscription.RetainAsPublished;
+            p["rh"].Value = (int)subscription.RetainHandling;
+            p["sid"].Value = (long)subscription.SubscriptionId;
+            await _insertSubscription.ExecuteNonQueryAsync(cancellationToken);
+        }
+
+        public async Task InsertDeliveryAsync(SessionKey key, int seq, StoredDelivery delivery, CancellationToken cancellationToken)
+        {
+            var message = delivery.Message;
+            var p = _insertDelivery.Parameters;
+            p["ns"].Value = key.Namespace;
+            p["client"].Value = key.ClientId;
+            p["seq"].Value = seq;
+            p["packetId"].Value = (int)delivery.PacketId;
+            p["released"].Value = delivery.Released;
+            p["qos"].Value = (int)delivery.QoS;
+            p["retain"].Value = delivery.Retain;
+            p["ids"].Value = (object?)FormatIds(delivery.SubscriptionIds) ?? DBNull.Value;
+            p["topic"].Value = message.Topic;
+            p["payload"].Value = ToArray(message.Payload);
+            p["messageQos"].Value = (int)message.QoS;
+            p["messageRetain"].Value = message.Retain;
+            p["properties"].Value = (object?)PropertyCodec.EncodeMessageProperties(message.Properties) ?? DBNull.Value;
+            p["t"].Value = message.ReceivedAt.ToUnixTimeMilliseconds();
+            await _insertDelivery.ExecuteNonQueryAsync(cancellationToken);
+        }
+
+        public void Dispose()
+        {
+            _deleteMessages.Dispose();
+            _deleteSubscriptions.Dispose();
+            _deleteSession.Dispose();
+            _upsertSession.Dispose();
+            _insertSubscription.Dispose();
+            _insertDelivery.Dispose();
+        }
+
+        private static DbCommand Create(DbConnection connection, DbTransaction transaction, string sql)
+        {
+            var command = connection.CreateCommand();
+            command.Transaction = transaction;
+            command.CommandText = sql;
+            return command;
+        }
+    }
+}
