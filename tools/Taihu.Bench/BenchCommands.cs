@@ -20,6 +20,7 @@ internal static class BenchCommands
         yield return Connections("idle", "Hold N connections (--clients) open; with --pid, the broker's resident memory per connection.", ConnectionScenarios.IdleAsync, clients: 1000, duration: 10);
         yield return KestrelBaseline.Create();
         yield return Telemetry();
+        yield return Queries();
         yield return Connections("connect-storm", "Connect at --rate connections per second; connect latency and failures.", ConnectionScenarios.ConnectStormAsync, clients: 200, duration: 10);
     }
 
@@ -145,6 +146,37 @@ internal static class BenchCommands
         return command;
     }
 
+    private static Command Queries()
+    {
+        var command = new Command("queries", "Taihu only: latency of the management API's telemetry reads (latest values among --clients devices; a 1-hour AVG at 1-minute intervals over --points points).");
+        var common = new Common();
+        common.AddTo(command);
+        var api = new Option<string?>("--api") { Description = "Taihu's HTTP base address. [default: http://{host}:8080]" };
+        var adminUser = new Option<string>("--admin-user") { Description = "System administrator who creates the bench tenant.", DefaultValueFactory = _ => "sysadmin@taihu.local" };
+        var adminPassword = new Option<string>("--admin-password") { Description = "Its password.", Required = true };
+        var keys = new Option<int>("--keys") { Description = "Telemetry keys per device.", DefaultValueFactory = _ => 5 };
+        var points = new Option<int>("--points") { Description = "Points of one key in one hour for the aggregate query.", DefaultValueFactory = _ => 1_000_000 };
+        command.Options.Add(api);
+        command.Options.Add(adminUser);
+        command.Options.Add(adminPassword);
+        command.Options.Add(keys);
+        command.Options.Add(points);
+        command.SetAction(async (parse, cancellationToken) =>
+        {
+            var options = common.Bind(parse, 0, 0, clients: 10_000);
+            var telemetry = new TelemetryOptions(parse.GetValue(api) ?? $"http://{options.Host}:8080", parse.GetValue(adminUser)!, parse.GetValue(adminPassword)!, parse.GetValue(keys));
+            var (result, report) = await new QueryScenario(options, telemetry, parse.GetValue(points), options.Quiet ? null : new LineProgress()).RunAsync(cancellationToken);
+            Console.WriteLine(report);
+            if (options.JsonPath is { } path)
+            {
+                await File.WriteAllTextAsync(path, JsonSerializer.Serialize(result, s_json), cancellationToken);
+            }
+
+            return 0;
+        });
+        return command;
+    }
+
     private static Command Connections(string name, string description, Func<BenchOptions, IProgress<ProgressReport>?, CancellationToken, Task<BenchResult>> run, int clients, double duration)
     {
         var command = new Command(name, description);
@@ -255,6 +287,7 @@ internal static class BenchCommands
         Row("broker allocations per delivered message", r.BrokerAllocatedBytesPerDelivered is { } alloc ? $"{F(alloc, "F1")} B" : null);
         Row("broker resident memory", r.BrokerResidentBytes is { } rss ? $"{F(rss / 1048576.0, "F1")} MiB" : null);
         Row("broker memory per connection", r.BrokerBytesPerConnection is { } per ? $"{F(per / 1024, "F2")} KiB" : null);
+        Row("note", r.Note);
         Row("generator CPU (its own)", $"{F(r.GeneratorCpuPercent, "F1")} %{(r.GeneratorCpuPercent > 90 ? " (saturated: the generator may be the bottleneck)" : "")}");
         if (r.GeneratorAllocatedBytes > 0 && r.Sent > 0)
         {
