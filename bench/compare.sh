@@ -15,17 +15,9 @@ WARMUP=${WARMUP:-3}
 results="$root/bench/results/$(date -u +%Y%m%dT%H%M%SZ)"
 mkdir -p "$results"
 
-if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq mosquitto >/dev/null
-fi
-MOSQUITTO=$(command -v mosquitto || echo /usr/sbin/mosquitto)
-
-dotnet build -c Release src/Taihu.Server -v q -nologo >/dev/null
-dotnet build -c Release tools/Taihu.Bench -v q -nologo >/dev/null
-BENCH="dotnet tools/Taihu.Bench/bin/Release/net10.0/taihu-bench.dll"
-TAIHU_DLL="src/Taihu.Server/bin/Release/net10.0/Taihu.Server.dll"
+# shellcheck source=bench/common.sh
+source "$root/bench/common.sh"
+BENCH="dotnet $BENCH_DLL"
 
 # name | generator arguments (host and port are added per broker). Offered rates are fixed at levels both brokers
 # carry without loss on this 2-core machine, so that CPU-seconds per delivered message compare the same work;
@@ -38,23 +30,16 @@ declare -A SCENARIO_ARGS=(
 )
 SCENARIOS=${SCENARIOS:-"fan-in-qos0-50k fan-in-qos1-10k pairs-qos0-50k fan-out-1000"}
 
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
-trap cleanup EXIT
 
 start_mosquitto() {
   "$MOSQUITTO" -c "$root/bench/mosquitto.conf" >"$results/mosquitto.log" 2>&1 &
   echo $!
 }
 start_taihu() {
-  local data; data=$(mktemp -d)
-  Listeners__BindAddress=127.0.0.1 Listeners__TcpPort=1885 Listeners__TlsPort=-1 Listeners__WebSocketPort=-1 \
-  Listeners__SecureWebSocketPort=-1 Listeners__HttpPort=18080 Listeners__DataDirectory="$data" \
-  Logging__LogLevel__Default=Warning Broker__SysInterval=0 Security__AllowAnonymousMqtt=true \
-    dotnet "$TAIHU_DLL" >"$results/taihu.log" 2>&1 &
+  # shellcheck disable=SC2046
+  env $(taihu_env) dotnet "$TAIHU_DLL" >"$results/taihu.log" 2>&1 &
   echo $!
 }
-wait_port() { for _ in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 did not open" >&2; return 1; }
 
 run_one() { # broker scenario round
   local broker=$1 scenario=$2 round=$3 pid port

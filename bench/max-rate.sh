@@ -21,36 +21,21 @@ BROKERS=${BROKERS:-"mosquitto taihu"}
 results="$root/bench/results/max-rate-$(date -u +%Y%m%dT%H%M%SZ)"
 mkdir -p "$results"
 
-if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq mosquitto >/dev/null
-fi
-MOSQUITTO=$(command -v mosquitto || echo /usr/sbin/mosquitto)
+# shellcheck source=bench/common.sh
+source "$root/bench/common.sh"
+BENCH=(taskset -c "$GENERATOR_CPU" dotnet $BENCH_DLL)
 
-dotnet build -c Release src/Taihu.Server -v q -nologo >/dev/null
-dotnet build -c Release tools/Taihu.Bench -v q -nologo >/dev/null
-BENCH=(taskset -c "$GENERATOR_CPU" dotnet tools/Taihu.Bench/bin/Release/net10.0/taihu-bench.dll)
-TAIHU_DLL="src/Taihu.Server/bin/Release/net10.0/Taihu.Server.dll"
-
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
-trap cleanup EXIT
 
 start_broker() { # broker -> pid
   if [ "$1" = mosquitto ]; then
     taskset -c "$BROKER_CPU" "$MOSQUITTO" -c "$root/bench/mosquitto.conf" >"$results/mosquitto.log" 2>&1 &
   else
-    local data; data=$(mktemp -d)
-    Listeners__BindAddress=127.0.0.1 Listeners__TcpPort=1885 Listeners__TlsPort=-1 Listeners__WebSocketPort=-1 \
-    Listeners__SecureWebSocketPort=-1 Listeners__HttpPort=18080 Listeners__DataDirectory="$data" \
-    Logging__LogLevel__Default=Warning Broker__SysInterval=0 Security__AllowAnonymousMqtt=true \
-      taskset -c "$BROKER_CPU" dotnet "$TAIHU_DLL" >"$results/taihu.log" 2>&1 &
+    # shellcheck disable=SC2046
+    env $(taihu_env) taskset -c "$BROKER_CPU" dotnet "$TAIHU_DLL" >"$results/taihu.log" 2>&1 &
   fi
   echo $!
 }
 port_of() { if [ "$1" = mosquitto ]; then echo 1884; else echo 1885; fi; }
-wait_port() { for _ in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 did not open" >&2; return 1; }
 
 run_rate() { # broker rate seconds label -> exit 0 when carried
   local broker=$1 rate=$2 seconds=$3 label=$4 pid port json

@@ -223,30 +223,8 @@ public sealed class BenchClient : IAsyncDisposable
         await _writeLock.WaitAsync(cancellationToken);
         try
         {
-            var topic = topicUtf8.Span;
-            var remaining = 2 + topic.Length + (qos > 0 ? 2 : 0) + (_version == ProtocolVersion.V500 ? 1 : 0) + payload.Length;
-            var total = 1 + VariableByteInteger.GetLength((uint)remaining) + remaining;
-            var span = _output.GetSpan(total);
-            var position = 0;
-            span[position++] = (byte)(0x30 | ((int)qos << 1));
-            position += VariableByteInteger.Write(span[position..], (uint)remaining);
-            BinaryPrimitives.WriteUInt16BigEndian(span[position..], (ushort)topic.Length);
-            position += 2;
-            topic.CopyTo(span[position..]);
-            position += topic.Length;
-            if (qos > 0)
-            {
-                BinaryPrimitives.WriteUInt16BigEndian(span[position..], NextPacketId());
-                position += 2;
-            }
-
-            if (_version == ProtocolVersion.V500)
-            {
-                span[position++] = 0;
-            }
-
-            payload.Span.CopyTo(span[position..]);
-            _output.Advance(total);
+            payload.Span.CopyTo(BeginPublish(topicUtf8.Span, payload.Length, qos));
+            _output.Advance(_pendingPublishLength);
             if (flush)
             {
                 await _output.FlushAsync(cancellationToken);
@@ -272,9 +250,14 @@ public sealed class BenchClient : IAsyncDisposable
         }
     }
 
-    private void WritePublish(ReadOnlySpan<byte> topic, int payloadSize, QoS qos, int publisherId, long sequence)
+    private int _pendingPublishLength;
+
+    /// <summary>
+    /// Writes a PUBLISH's fixed and variable header into the output and returns the span for its payload; the
+    /// caller fills it and advances the output by <see cref="_pendingPublishLength"/>. Caller holds the write lock.
+    /// </summary>
+    private Span<byte> BeginPublish(ReadOnlySpan<byte> topic, int payloadSize, QoS qos)
     {
-        payloadSize = Math.Max(payloadSize, HeaderSize);
         var remaining = 2 + topic.Length + (qos > 0 ? 2 : 0) + (_version == ProtocolVersion.V500 ? 1 : 0) + payloadSize;
         var total = 1 + VariableByteInteger.GetLength((uint)remaining) + remaining;
         var span = _output.GetSpan(total);
@@ -296,12 +279,19 @@ public sealed class BenchClient : IAsyncDisposable
             span[position++] = 0;
         }
 
-        var payload = span.Slice(position, payloadSize);
+        _pendingPublishLength = total;
+        return span.Slice(position, payloadSize);
+    }
+
+    private void WritePublish(ReadOnlySpan<byte> topic, int payloadSize, QoS qos, int publisherId, long sequence)
+    {
+        payloadSize = Math.Max(payloadSize, HeaderSize);
+        var payload = BeginPublish(topic, payloadSize, qos);
         BinaryPrimitives.WriteInt64LittleEndian(payload, System.Diagnostics.Stopwatch.GetTimestamp());
         BinaryPrimitives.WriteInt32LittleEndian(payload[8..], publisherId);
         BinaryPrimitives.WriteInt64LittleEndian(payload[12..], sequence);
         payload[HeaderSize..].Clear();
-        _output.Advance(total);
+        _output.Advance(_pendingPublishLength);
     }
 
     private ushort NextPacketId()

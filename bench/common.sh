@@ -1,0 +1,28 @@
+# Shared by bench/compare.sh and bench/max-rate.sh (sourced from the repository root): installs Mosquitto when
+# missing, builds Taihu and the generator in Release, and defines where they are.
+if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq mosquitto >/dev/null
+fi
+MOSQUITTO=$(command -v mosquitto || echo /usr/sbin/mosquitto)
+
+dotnet build -c Release src/Taihu.Server -v q -nologo >/dev/null
+dotnet build -c Release tools/Taihu.Bench -v q -nologo >/dev/null
+BENCH_DLL="tools/Taihu.Bench/bin/Release/net10.0/taihu-bench.dll"
+TAIHU_DLL="src/Taihu.Server/bin/Release/net10.0/Taihu.Server.dll"
+
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
+trap cleanup EXIT
+
+wait_port() { for _ in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 did not open" >&2; return 1; }
+
+# The environment that makes Taihu a plain broker on 127.0.0.1:1885 (HTTP 18080) with anonymous clients allowed
+# and a fresh data directory: `env $(taihu_env) dotnet "$TAIHU_DLL"`.
+taihu_env() {
+  local data; data=$(mktemp -d)
+  echo Listeners__BindAddress=127.0.0.1 Listeners__TcpPort=1885 Listeners__TlsPort=-1 Listeners__WebSocketPort=-1 \
+    Listeners__SecureWebSocketPort=-1 Listeners__HttpPort=18080 Listeners__DataDirectory="$data" \
+    Logging__LogLevel__Default=Warning Broker__SysInterval=0 Security__AllowAnonymousMqtt=true
+}
