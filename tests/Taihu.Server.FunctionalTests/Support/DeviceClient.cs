@@ -1,4 +1,3 @@
-using System.Threading.Channels;
 using MQTTnet;
 using MQTTnet.Formatter;
 using MQTTnet.Protocol;
@@ -6,30 +5,12 @@ using MQTTnet.Protocol;
 namespace Taihu.Server.FunctionalTests.Support;
 
 /// <summary>A device connected over MQTT with its access token as user name (MQTTnet client), queueing what it receives.</summary>
-public sealed class DeviceClient : IAsyncDisposable
+public sealed class DeviceClient : ReceivingMqttClient
 {
-    private static readonly TimeSpan Guard = TimeSpan.FromSeconds(15);
-    private readonly Channel<MqttApplicationMessage> _received = Channel.CreateUnbounded<MqttApplicationMessage>();
-    private readonly TaskCompletionSource<MqttClientDisconnectedEventArgs> _disconnected = new(TaskCreationOptions.RunContinuationsAsynchronously);
-
     private DeviceClient(IMqttClient client)
+        : base(client)
     {
-        Client = client;
-        client.ApplicationMessageReceivedAsync += e =>
-        {
-            _received.Writer.TryWrite(e.ApplicationMessage);
-            return Task.CompletedTask;
-        };
-        client.DisconnectedAsync += e =>
-        {
-            _disconnected.TrySetResult(e);
-            return Task.CompletedTask;
-        };
     }
-
-    public IMqttClient Client { get; }
-
-    public Task<MqttClientDisconnectedEventArgs> Disconnected => _disconnected.Task;
 
     public static async Task<DeviceClient> ConnectAsync(ServerProcess server, string? userName, MqttProtocolVersion version = MqttProtocolVersion.V500,
         string? password = null, string? clientId = null)
@@ -70,26 +51,5 @@ public sealed class DeviceClient : IAsyncDisposable
     {
         var result = await TryPublishAsync(topic, payload, qos);
         Assert.True(result.IsSuccess, $"PUBLISH {topic} refused: {result.ReasonCode} {result.ReasonString}");
-    }
-
-    public async Task<MqttApplicationMessage> NextAsync() => await _received.Reader.ReadAsync().AsTask().WaitAsync(Guard);
-
-    /// <summary>Whether a message is already waiting (for asserting that nothing arrived after a later signal).</summary>
-    public bool TryTake(out MqttApplicationMessage? message) => _received.Reader.TryRead(out message);
-
-    public async ValueTask DisposeAsync()
-    {
-        if (Client.IsConnected)
-        {
-            try
-            {
-                await Client.DisconnectAsync().WaitAsync(Guard);
-            }
-            catch (Exception e) when (e is MQTTnet.Exceptions.MqttCommunicationException or TimeoutException)
-            {
-            }
-        }
-
-        Client.Dispose();
     }
 }

@@ -1,40 +1,20 @@
 using System.Net.Security;
 using System.Security.Cryptography.X509Certificates;
-using System.Threading.Channels;
 using MQTTnet;
 using MQTTnet.Formatter;
 
 namespace Taihu.Server.FunctionalTests.Support;
 
 /// <summary>An MQTTnet client of a <see cref="ServerProcess"/> that queues what it receives.</summary>
-public sealed class MqttTestClient : IAsyncDisposable
+public sealed class MqttTestClient : ReceivingMqttClient
 {
-    private static readonly TimeSpan Guard = TimeSpan.FromSeconds(10);
-    private readonly Channel<MqttApplicationMessage> _received = Channel.CreateUnbounded<MqttApplicationMessage>();
-    private readonly TaskCompletionSource<MqttClientDisconnectedEventArgs> _disconnected = new(TaskCreationOptions.RunContinuationsAsynchronously);
-
     private MqttTestClient(IMqttClient client)
+        : base(client)
     {
-        Client = client;
-        client.ApplicationMessageReceivedAsync += e =>
-        {
-            _received.Writer.TryWrite(e.ApplicationMessage);
-            return Task.CompletedTask;
-        };
-        client.DisconnectedAsync += e =>
-        {
-            _disconnected.TrySetResult(e);
-            return Task.CompletedTask;
-        };
     }
-
-    public IMqttClient Client { get; }
 
     /// <summary>The CONNACK as MQTTnet read it (Session Present, among others).</summary>
     public MqttClientConnectResult? ConnectResult { get; private set; }
-
-    /// <summary>Completes when the connection ends, with how it ended (the server's DISCONNECT reason for 5.0).</summary>
-    public Task<MqttClientDisconnectedEventArgs> Disconnected => _disconnected.Task;
 
     public static Task<MqttTestClient> ConnectTcpAsync(ServerProcess server, string clientId, MqttProtocolVersion version = MqttProtocolVersion.V500) =>
         ConnectAsync(new MqttClientOptionsBuilder().WithTcpServer("127.0.0.1", server.TcpPort), clientId, version);
@@ -85,25 +65,6 @@ public sealed class MqttTestClient : IAsyncDisposable
             .Build();
         var result = await Client.PublishAsync(message).WaitAsync(Guard);
         Assert.True(result.IsSuccess, $"Publish failed: {result.ReasonCode}");
-    }
-
-    /// <summary>The next message received (10 s guard).</summary>
-    public async Task<MqttApplicationMessage> NextAsync() => await _received.Reader.ReadAsync().AsTask().WaitAsync(Guard);
-
-    public async ValueTask DisposeAsync()
-    {
-        if (Client.IsConnected)
-        {
-            try
-            {
-                await Client.DisconnectAsync().WaitAsync(Guard);
-            }
-            catch (MQTTnet.Exceptions.MqttCommunicationException)
-            {
-            }
-        }
-
-        Client.Dispose();
     }
 
     private static async Task<MqttTestClient> ConnectAsync(MqttClientOptionsBuilder builder, string clientId, MqttProtocolVersion version)
