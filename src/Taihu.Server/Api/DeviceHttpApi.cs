@@ -17,41 +17,15 @@ public static class DeviceHttpApi
     public static IEndpointRouteBuilder MapDeviceHttpApi(this IEndpointRouteBuilder app)
     {
         var api = app.MapGroup("/api/v1").WithTags("Device HTTP API");
-        api.MapPost("/{token}/telemetry", async (string token, HttpContext context, IDeviceStore devices, DeviceDataService data, ConnectivityTracker connectivity,
+        api.MapPost("/{token}/telemetry", (string token, HttpContext context, IDeviceStore devices, DeviceDataService data, ConnectivityTracker connectivity,
             IOptions<IngestOptions> options, CancellationToken ct) =>
-        {
-            var device = await DeviceAsync(devices, token, ct);
-            var body = await ReadBodyAsync(context, options.Value.MaxPayloadBytes, ct);
-            connectivity.Activity(device);
-            try
-            {
-                await data.SubmitTelemetryAsync(device.Seq, body.Span, ct);
-            }
-            catch (PayloadException e)
-            {
-                throw PlatformException.BadRequest(e.Message);
-            }
+            ReceiveAsync(token, context, devices, connectivity, options.Value, (device, body) => data.SubmitTelemetryAsync(device.Seq, body.Span, ct), ct))
+            .WithName("DevicePostTelemetry").WithSummary("A device posts telemetry: {\"k\":v}, {\"ts\":..,\"values\":{..}} or an array of those.");
 
-            return Results.Ok();
-        }).WithName("DevicePostTelemetry").WithSummary("A device posts telemetry: {\"k\":v}, {\"ts\":..,\"values\":{..}} or an array of those.");
-
-        api.MapPost("/{token}/attributes", async (string token, HttpContext context, IDeviceStore devices, DeviceDataService data, ConnectivityTracker connectivity,
+        api.MapPost("/{token}/attributes", (string token, HttpContext context, IDeviceStore devices, DeviceDataService data, ConnectivityTracker connectivity,
             IOptions<IngestOptions> options, CancellationToken ct) =>
-        {
-            var device = await DeviceAsync(devices, token, ct);
-            var body = await ReadBodyAsync(context, options.Value.MaxPayloadBytes, ct);
-            connectivity.Activity(device);
-            try
-            {
-                await data.SaveClientAttributesAsync(device.Seq, body, ct);
-            }
-            catch (PayloadException e)
-            {
-                throw PlatformException.BadRequest(e.Message);
-            }
-
-            return Results.Ok();
-        }).WithName("DevicePostAttributes").WithSummary("A device posts its client attributes: {\"k\":v}.");
+            ReceiveAsync(token, context, devices, connectivity, options.Value, (device, body) => new ValueTask(data.SaveClientAttributesAsync(device.Seq, body, ct)), ct))
+            .WithName("DevicePostAttributes").WithSummary("A device posts its client attributes: {\"k\":v}.");
 
         api.MapGet("/{token}/attributes", async (string token, string? clientKeys, string? sharedKeys, IDeviceStore devices, DeviceDataService data, CancellationToken ct) =>
         {
@@ -80,6 +54,25 @@ public static class DeviceHttpApi
             }
         }).WithName("DeviceProvision").WithSummary("A device asks for credentials with its profile's provision key and secret.");
         return app;
+    }
+
+    /// <summary>What a device posts: its token checked, the body read within the limit, stored; a bad payload is a 400.</summary>
+    private static async Task<IResult> ReceiveAsync(string token, HttpContext context, IDeviceStore devices, ConnectivityTracker connectivity, IngestOptions options,
+        Func<Device, ReadOnlyMemory<byte>, ValueTask> store, CancellationToken ct)
+    {
+        var device = await DeviceAsync(devices, token, ct);
+        var body = await ReadBodyAsync(context, options.MaxPayloadBytes, ct);
+        connectivity.Activity(device);
+        try
+        {
+            await store(device, body);
+        }
+        catch (PayloadException e)
+        {
+            throw PlatformException.BadRequest(e.Message);
+        }
+
+        return Results.Ok();
     }
 
     private static async Task<Device> DeviceAsync(IDeviceStore devices, string token, CancellationToken ct)
