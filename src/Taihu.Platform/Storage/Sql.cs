@@ -9,6 +9,12 @@ public static class Sql
     /// <summary>An integer column, whichever width the provider returns.</summary>
     public static int GetInt(DbDataReader reader, int ordinal) => Convert.ToInt32(reader.GetValue(ordinal), CultureInfo.InvariantCulture);
 
+    /// <summary>A 64-bit integer, whichever type the provider returns (PostgreSQL's SUM of BIGINT is NUMERIC).</summary>
+    public static long GetInt64(DbDataReader reader, int ordinal) => Convert.ToInt64(reader.GetValue(ordinal), CultureInfo.InvariantCulture);
+
+    /// <summary>A floating-point number, whichever type the provider returns.</summary>
+    public static double GetDouble(DbDataReader reader, int ordinal) => Convert.ToDouble(reader.GetValue(ordinal), CultureInfo.InvariantCulture);
+
     /// <summary>A true/false column (INTEGER 0/1 in SQLite, BOOLEAN in PostgreSQL).</summary>
     public static bool GetBool(DbDataReader reader, int ordinal) => reader.GetValue(ordinal) switch
     {

@@ -268,18 +268,21 @@ public sealed class SqlTelemetryStore(PlatformDatabase database) : ITelemetrySto
             return result;
         }
 
-        var function = aggregation switch
+        // Integers and doubles are aggregated in their own columns: going through a double would round integers
+        // past 2^53 (MIN and MAX must return a stored value exactly). An integer sum is taken in two halves, the
+        // high 32 bits and the low 32 bits, which cannot overflow (SQLite's SUM fails on overflow, PostgreSQL's
+        // returns a numeric), and put together here.
+        var columns = aggregation switch
         {
-            Aggregation.Min => "MIN(COALESCE(dbl_v, long_v))",
-            Aggregation.Max => "MAX(COALESCE(dbl_v, long_v))",
-            Aggregation.Sum => "SUM(COALESCE(dbl_v, long_v))",
             Aggregation.Count => "COUNT(*)",
-            _ => "AVG(COALESCE(dbl_v, long_v))",
+            Aggregation.Min => "COUNT(long_v), COUNT(dbl_v), MIN(long_v), MIN(dbl_v)",
+            Aggregation.Max => "COUNT(long_v), COUNT(dbl_v), MAX(long_v), MAX(dbl_v)",
+            _ => "COUNT(long_v), COUNT(dbl_v), SUM(long_v >> 32), SUM(long_v & 4294967295), SUM(dbl_v)",
         };
         using var command = connection.CreateCommand();
         // Bucket number by integer division, evaluated by the database over the index range of the key.
         command.CommandText = $"""
-            SELECT (ts - @start) / @interval AS bucket, {function}, MAX(value_type), COUNT(dbl_v) FROM ts_kv
+            SELECT (ts - @start) / @interval AS bucket, {columns} FROM ts_kv
             WHERE device_seq = @d AND key_id = @k AND ts >= @start AND ts < @end
               {(aggregation == Aggregation.Count ? "" : "AND value_type IN (1, 2)")}
             GROUP BY (ts - @start) / @interval ORDER BY bucket
@@ -292,18 +295,51 @@ public sealed class SqlTelemetryStore(PlatformDatabase database) : ITelemetrySto
         await using var reader = await command.ExecuteReaderAsync(cancellationToken);
         while (await reader.ReadAsync(cancellationToken))
         {
-            var bucketStart = startTs + (reader.GetInt64(0) * intervalMs);
+            var bucketStart = startTs + (Sql.GetInt64(reader, 0) * intervalMs);
             var stamp = bucketStart + (Math.Min(intervalMs, endTs - bucketStart) / 2);
-            var raw = Convert.ToDouble(reader.GetValue(1), CultureInfo.InvariantCulture);
-            // COUNT is a long; MIN/MAX/SUM of a key that only ever held integers stay integers, as in ThingsBoard.
-            var allLong = reader.GetInt64(3) == 0;
-            var value = aggregation == Aggregation.Count || (aggregation is Aggregation.Min or Aggregation.Max or Aggregation.Sum && allLong)
-                ? KvValue.Of((long)raw)
-                : KvValue.Of(raw);
+            var value = aggregation == Aggregation.Count ? KvValue.Of(Sql.GetInt64(reader, 1)) : Aggregate(reader, aggregation);
             result.Add(new TelemetryPoint(key, stamp, value));
         }
 
         return result;
+    }
+
+    /// <summary>
+    /// One interval's value from (integer count, double count, then the aggregation's columns). As in ThingsBoard:
+    /// MIN, MAX and SUM of integers stay integers, anything with a double is a double, AVG is always a double.
+    /// </summary>
+    private static KvValue Aggregate(DbDataReader reader, Aggregation aggregation)
+    {
+        var longs = Sql.GetInt64(reader, 1);
+        var doubles = Sql.GetInt64(reader, 2);
+        if (aggregation is Aggregation.Min or Aggregation.Max)
+        {
+            if (doubles == 0)
+            {
+                return KvValue.Of(Sql.GetInt64(reader, 3));
+            }
+
+            var d = Sql.GetDouble(reader, 4);
+            if (longs == 0)
+            {
+                return KvValue.Of(d);
+            }
+
+            var l = (double)Sql.GetInt64(reader, 3);
+            return KvValue.Of(aggregation == Aggregation.Min ? Math.Min(l, d) : Math.Max(l, d));
+        }
+
+        var longSum = longs == 0 ? 0 : ((Int128)Sql.GetInt64(reader, 3) << 32) + Sql.GetInt64(reader, 4);
+        var doubleSum = doubles == 0 ? 0 : Sql.GetDouble(reader, 5);
+        if (aggregation == Aggregation.Avg)
+        {
+            return KvValue.Of(((double)longSum + doubleSum) / (longs + doubles));
+        }
+
+        // A sum of integers past the 64-bit range is given as a double rather than wrapped.
+        return doubles == 0 && longSum >= long.MinValue && longSum <= long.MaxValue
+            ? KvValue.Of((long)longSum)
+            : KvValue.Of((double)longSum + doubleSum);
     }
 
     public async Task<long> DeleteAsync(long deviceSeq, IReadOnlyCollection<string> keys, long startTs, long endTs, CancellationToken cancellationToken = default)
