@@ -21,4 +21,29 @@ public sealed class PostgresStorageTests(PostgresServer server) : StorageTests
             await server.DropDatabaseAsync(_database);
         }
     }
+
+    /// <summary>Several nodes of a cluster start at once on an empty database: the schema is made exactly once.</summary>
+    [Fact]
+    public async Task Migrations_NodesStartingTogether_MigrateOnce()
+    {
+        for (var round = 0; round < 5; round++)
+        {
+            var name = await server.CreateDatabaseAsync();
+            var nodes = Enumerable.Range(0, 4).Select(_ => new PlatformDatabase(new PostgresDialect(server.ConnectionString(name)))).ToArray();
+            try
+            {
+                var applied = await Task.WhenAll(nodes.Select(node => Task.Run(() => node.MigrateAsync())));
+                Assert.Equal(Migrations.Steps.Length, applied.Sum());
+            }
+            finally
+            {
+                foreach (var node in nodes)
+                {
+                    node.Dispose();
+                }
+
+                await server.DropDatabaseAsync(name);
+            }
+        }
+    }
 }

@@ -44,6 +44,9 @@ public sealed class PostgresDialect(string connectionString) : SqlDialect, IDisp
 
     public override string DoubleType => "DOUBLE PRECISION";
 
+    /// <summary>A transaction-scoped advisory lock; the number is Taihu's own.</summary>
+    public override string MigrationLock => "SELECT pg_advisory_xact_lock(7243190);";
+
     public override DbConnection CreateConnection() => _source.CreateConnection();
 
     public void Dispose() => _source.Dispose();
