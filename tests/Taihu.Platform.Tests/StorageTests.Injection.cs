@@ -86,6 +86,45 @@ public abstract partial class StorageTests
         await AssertSchemaIntactAsync();
     }
 
+    [Fact]
+    public async Task Injection_NulCharacter_IsRefusedAlikeOnBothProviders()
+    {
+        // PostgreSQL cannot store U+0000 in TEXT and SQLite can: both refuse it, as a bad request, and keep nothing.
+        var (tenant, profile, device) = await NewTenantWithDeviceAsync();
+        async Task AssertBadRequest(Func<Task> call) => Assert.Equal(400, (await Assert.ThrowsAsync<PlatformException>(call)).Status);
+
+        await AssertBadRequest(() => NewTenantAsync("nul\0tenant"));
+        await AssertBadRequest(() => NewDeviceAsync(tenant.Id, profile.Id, "nul\0name"));
+        await AssertBadRequest(() => NewDeviceAsync(tenant.Id, profile.Id, "fine", token: "nul\0token"));
+        await AssertBadRequest(() => Devices.ListDevicesAsync(tenant.Id, new PageRequest(TextSearch: "\0")));
+        await AssertBadRequest(() => Telemetry.WriteAsync([Point(device, "ok", T0, 1L), Point(device, "nul\0key", T0, 1L)]));
+        await AssertBadRequest(() => Telemetry.WriteAsync([Point(device, "ok", T0, 1L), Point(device, "text", T0, KvValue.Of("nul\0value"))]));
+        await AssertBadRequest(() => Attributes.SaveAsync(device.Seq, AttributeScope.Shared, [new AttributeEntry("a", T0, KvValue.OfJson("\"\0\""))]));
+
+        Assert.Equal(1, (await Tenants.ListTenantsAsync(new PageRequest())).TotalElements);
+        Assert.Equal([device.Id], (await Devices.ListDevicesAsync(tenant.Id, new PageRequest())).Data.Select(d => d.Id));
+        Assert.Empty(await Telemetry.GetLatestAsync(device.Seq, null));
+        Assert.Empty(await Attributes.GetAsync(device.Seq, AttributeScope.Shared, null));
+    }
+
+    [Theory]
+    [InlineData(double.NaN)]
+    [InlineData(double.PositiveInfinity)]
+    [InlineData(double.NegativeInfinity)]
+    public async Task Injection_NonFiniteNumbers_AreRefusedAlikeOnBothProviders(double number)
+    {
+        // SQLite refuses NaN and PostgreSQL keeps it; JSON cannot carry any of them. Both refuse, keeping nothing.
+        var (_, _, device) = await NewTenantWithDeviceAsync();
+        var write = await Assert.ThrowsAsync<PlatformException>(() => Telemetry.WriteAsync([Point(device, "ok", T0, 1.0), Point(device, "bad", T0, number)]));
+        Assert.Equal(400, write.Status);
+        Assert.Contains("'bad'", write.Message, StringComparison.Ordinal);
+        var save = await Assert.ThrowsAsync<PlatformException>(() => Attributes.SaveAsync(device.Seq, AttributeScope.Server, [new AttributeEntry("bad", T0, KvValue.Of(number))]));
+        Assert.Equal(400, save.Status);
+
+        Assert.Empty(await Telemetry.GetLatestAsync(device.Seq, null));
+        Assert.Empty(await Attributes.GetAsync(device.Seq, AttributeScope.Server, null));
+    }
+
     /// <summary>Every table is still there and still holds the rows the test made.</summary>
     private async Task AssertSchemaIntactAsync()
     {

@@ -140,8 +140,10 @@ public sealed class PlatformDatabase : IDisposable
 /// <summary>Small conveniences over ADO.NET commands.</summary>
 public static class DbCommandExtensions
 {
+    /// <summary>Adds a parameter; text that a provider cannot store is refused (<see cref="Sql.RequireStorableText"/>).</summary>
     public static DbParameter AddParameter(this DbCommand command, string name, object? value)
     {
+        Sql.RequireStorableText(value as string);
         var parameter = command.CreateParameter();
         parameter.ParameterName = name;
         parameter.Value = value ?? DBNull.Value;

@@ -50,6 +50,11 @@ public sealed class SqlAttributeStore(PlatformDatabase database) : IAttributeSto
             return;
         }
 
+        foreach (var entry in entries)
+        {
+            Sql.RequireStorable(entry.Key, entry.Value);
+        }
+
         await using var connection = await database.OpenAsync(cancellationToken);
         await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
         using var command = connection.CreateCommand();

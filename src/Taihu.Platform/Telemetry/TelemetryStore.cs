@@ -73,6 +73,12 @@ public sealed class SqlTelemetryStore(PlatformDatabase database) : ITelemetrySto
             return;
         }
 
+        // All or nothing: a value no provider can store refuses the batch before anything is written.
+        for (var i = 0; i < points.Count; i++)
+        {
+            Sql.RequireStorable(points[i].Point.Key, points[i].Point.Value);
+        }
+
         await using var connection = await database.OpenAsync(cancellationToken);
         for (var i = 0; i < points.Count; i++)
         {
