@@ -34,6 +34,24 @@ public abstract partial class StorageTests
     }
 
     [Fact]
+    public async Task Isolation_ADeviceCannotUseAnotherTenantsProfile()
+    {
+        var (mine, myProfile, myDevice) = await NewTenantWithDeviceAsync();
+        var theirs = await NewTenantAsync();
+        var theirProfile = await NewProfileAsync(theirs.Id, "theirs");
+
+        var e = await Assert.ThrowsAsync<PlatformException>(() => NewDeviceAsync(mine.Id, theirProfile.Id, "borrower", token: "borrower-token"));
+        Assert.Equal(404, e.Status);
+        Assert.Null(await Devices.GetDeviceByNameAsync(mine.Id, "borrower"));
+        Assert.Null(await Devices.FindByLookupAsync("t:borrower-token"));
+
+        Assert.False(await Devices.UpdateDeviceAsync(myDevice with { ProfileId = theirProfile.Id, Name = "renamed" }));
+        Assert.Equal(myDevice, await Devices.GetDeviceAsync(mine.Id, myDevice.Id));
+        Assert.Equal(myProfile.Id, (await Devices.GetDeviceAsync(mine.Id, myDevice.Id))!.ProfileId);
+        Assert.True(await Devices.DeleteProfileAsync(theirs.Id, theirProfile.Id));
+    }
+
+    [Fact]
     public async Task Isolation_Profiles()
     {
         var (mine, _, _) = await NewTenantWithDeviceAsync();

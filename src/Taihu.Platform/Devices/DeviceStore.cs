@@ -120,15 +120,20 @@ public sealed class SqlDeviceStore(PlatformDatabase database) : IDeviceStore
         using (var command = connection.CreateCommand())
         {
             command.Transaction = transaction;
+            // The profile must be the tenant's own: no row is inserted when it is not.
             command.CommandText = """
                 INSERT INTO devices (id, tenant_id, name, type, label, profile_id, device_group, is_gateway, gateway_id, created_time)
-                VALUES (@id, @tenant, @name, @type, @label, @profile, @group, @gateway, @gatewayId, @created) RETURNING seq
+                SELECT @id, @tenant, @name, @type, @label, @profile, @group, @gateway, @gatewayId, @created
+                WHERE EXISTS (SELECT 1 FROM device_profiles p WHERE p.id = @profile AND p.tenant_id = @tenant)
+                RETURNING seq
                 """;
             AddDevice(command, device);
             command.AddParameter("created", device.CreatedTime);
             try
             {
-                seq = Convert.ToInt64(await command.ExecuteScalarAsync(cancellationToken), CultureInfo.InvariantCulture);
+                seq = await command.ExecuteScalarAsync(cancellationToken) is { } value and not DBNull
+                    ? Convert.ToInt64(value, CultureInfo.InvariantCulture)
+                    : throw PlatformException.NotFound("The device profile");
             }
             catch (DbException e) when (Sql.IsUniqueViolation(e))
             {
@@ -149,6 +154,7 @@ public sealed class SqlDeviceStore(PlatformDatabase database) : IDeviceStore
             UPDATE devices SET name = @name, type = @type, label = @label, profile_id = @profile, device_group = @group,
                 is_gateway = @gateway, gateway_id = @gatewayId
             WHERE id = @id AND tenant_id = @tenant
+              AND EXISTS (SELECT 1 FROM device_profiles p WHERE p.id = @profile AND p.tenant_id = @tenant)
             """;
         AddDevice(command, device);
         try
