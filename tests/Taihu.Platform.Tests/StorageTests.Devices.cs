@@ -200,6 +200,10 @@ public abstract partial class StorageTests
         Assert.Equal(["b-valve", "c-meter", "a-meter"], Names(await Devices.ListDevicesAsync(tenant.Id, new PageRequest(SortProperty: "label"))));
         // Ties keep the order of creation.
         Assert.Equal(["c-meter", "a-meter", "b-valve"], Names(await Devices.ListDevicesAsync(tenant.Id, new PageRequest(SortProperty: "type"))));
+        // Without a label a device sorts last going up and first going down, as PostgreSQL orders NULL by default.
+        await NewDeviceAsync(tenant.Id, profile.Id, "d-unlabelled", type: "other", label: null, createdTime: T0 + 4);
+        Assert.Equal(["b-valve", "c-meter", "a-meter", "d-unlabelled"], Names(await Devices.ListDevicesAsync(tenant.Id, new PageRequest(SortProperty: "label"))));
+        Assert.Equal(["d-unlabelled", "a-meter", "c-meter", "b-valve"], Names(await Devices.ListDevicesAsync(tenant.Id, new PageRequest(SortProperty: "label", Descending: true))));
         var meters = await Devices.ListDevicesAsync(tenant.Id, new PageRequest(), type: "meter");
         Assert.Equal(["a-meter", "c-meter"], Names(meters));
         Assert.Equal(2, meters.TotalElements);

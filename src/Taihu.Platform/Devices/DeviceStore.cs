@@ -188,15 +188,18 @@ public sealed class SqlDeviceStore(PlatformDatabase database) : IDeviceStore
         }
 
         var total = await CountAsync(connection, "SELECT COUNT(*) FROM devices d" + where, tenantId, request, type, cancellationToken);
+        var direction = request.Descending ? "DESC" : "ASC";
         var order = request.SortProperty switch
         {
-            "createdTime" => "d.created_time",
-            "type" => "d.type",
-            "label" => "d.label",
-            _ => "d.name",
+            "createdTime" => $"d.created_time {direction}",
+            "type" => $"d.type {direction}",
+            // The label may be NULL, which SQLite sorts first and PostgreSQL last: sorted by "has none" first, both
+            // put devices without a label last going up and first going down, as PostgreSQL does by default.
+            "label" => $"(d.label IS NULL) {direction}, d.label {direction}",
+            _ => $"d.name {direction}",
         };
         using var command = connection.CreateCommand();
-        command.CommandText = $"SELECT {DeviceColumns} FROM devices d{where} ORDER BY {order} {(request.Descending ? "DESC" : "ASC")}, d.seq LIMIT @limit OFFSET @offset";
+        command.CommandText = $"SELECT {DeviceColumns} FROM devices d{where} ORDER BY {order}, d.seq LIMIT @limit OFFSET @offset";
         AddPaging(command, tenantId, request);
         command.AddParameter("type", type);
         var list = new List<Device>();
