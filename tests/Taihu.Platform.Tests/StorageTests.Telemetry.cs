@@ -121,6 +121,9 @@ public abstract partial class StorageTests
         Assert.Equal(new long[] { 2L, 3, 4 }, Values(await Telemetry.GetHistoryAsync(device.Seq, "v", T0 + 15, T0 + 45, 100, SortOrder.Ascending)));
         Assert.Empty(await Telemetry.GetHistoryAsync(device.Seq, "v", T0 + 91, T0 + 1000, 100, SortOrder.Ascending));
         Assert.Empty(await Telemetry.GetHistoryAsync(device.Seq, "never-written", 0, long.MaxValue, 100, SortOrder.Ascending));
+        // A limit of nothing is nothing, on both providers (SQLite reads LIMIT -1 as no limit, PostgreSQL refuses it).
+        Assert.Empty(await Telemetry.GetHistoryAsync(device.Seq, "v", 0, long.MaxValue, 0, SortOrder.Ascending));
+        Assert.Empty(await Telemetry.GetHistoryAsync(device.Seq, "v", 0, long.MaxValue, -1, SortOrder.Ascending));
         Assert.Equal([T0 + 20], (await Telemetry.GetHistoryAsync(device.Seq, "w", 0, long.MaxValue, 100, SortOrder.Ascending)).Select(p => p.Ts));
     }
 

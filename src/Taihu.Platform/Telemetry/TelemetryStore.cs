@@ -231,9 +231,15 @@ public sealed class SqlTelemetryStore(PlatformDatabase database) : ITelemetrySto
 
     public async Task<IReadOnlyList<TelemetryPoint>> GetHistoryAsync(long deviceSeq, string key, long startTs, long endTs, int limit, SortOrder order, CancellationToken cancellationToken = default)
     {
+        var result = new List<TelemetryPoint>();
+        if (limit <= 0)
+        {
+            // Not passed on: SQLite reads LIMIT -1 as no limit at all, PostgreSQL refuses it.
+            return result;
+        }
+
         await using var connection = await database.OpenAsync(cancellationToken);
         var keyId = await FindKeyAsync(connection, key, cancellationToken);
-        var result = new List<TelemetryPoint>();
         if (keyId is null)
         {
             return result;
