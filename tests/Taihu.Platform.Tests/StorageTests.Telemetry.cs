@@ -189,6 +189,38 @@ public abstract partial class StorageTests
         Assert.Equal((2.0 * big) + 2 + long.MaxValue, overflow.Double, 1e-9 * overflow.Double);
     }
 
+    [Theory]
+    [InlineData(long.MinValue)]
+    [InlineData(-1_000_000_000_000_000_000)]
+    [InlineData(-1)]
+    public async Task Telemetry_Aggregates_FromANegativeStart_KeepTheirIntervals(long start)
+    {
+        // A start far below zero must neither overflow ts - start (PostgreSQL fails on it) nor move the intervals.
+        var (_, _, device) = await NewTenantWithDeviceAsync();
+        await Telemetry.WriteAsync([Point(device, "v", T0, 1L), Point(device, "v", T0 + 400, 2L), Point(device, "v", T0 + 2500, 4L)]);
+        const long interval = 1000;
+        // The same intervals, from the last boundary at or below the first point.
+        var boundary = (long)(start + ((((Int128)T0 - start) / interval) * interval));
+
+        var fromNegative = await Telemetry.GetAggregatesAsync(device.Seq, "v", start, T0 + 3000, interval, Aggregation.Sum);
+        var fromBoundary = await Telemetry.GetAggregatesAsync(device.Seq, "v", boundary, T0 + 3000, interval, Aggregation.Sum);
+        Assert.Equal(fromBoundary, fromNegative);
+        Assert.Equal(7, fromNegative.Sum(p => p.Value.Long));
+    }
+
+    [Fact]
+    public async Task Telemetry_Aggregates_OverTheWidestRange()
+    {
+        var (_, _, device) = await NewTenantWithDeviceAsync();
+        await Telemetry.WriteAsync([Point(device, "v", 0, 1L), Point(device, "v", T0, 2L)]);
+
+        // One interval [-1, long.MaxValue - 1), stamped in its middle although end - start does not fit in 64 bits.
+        var all = Assert.Single(await Telemetry.GetAggregatesAsync(device.Seq, "v", -1, long.MaxValue, long.MaxValue, Aggregation.Count));
+        Assert.Equal(new TelemetryPoint("v", -1 + (long.MaxValue / 2), KvValue.Of(2L)), all);
+        var fromZero = Assert.Single(await Telemetry.GetAggregatesAsync(device.Seq, "v", 0, long.MaxValue, long.MaxValue, Aggregation.Sum));
+        Assert.Equal(new TelemetryPoint("v", long.MaxValue / 2, KvValue.Of(3L)), fromZero);
+    }
+
     [Fact]
     public async Task Telemetry_Aggregates_OfTextOnly_AreEmpty_ButCounted()
     {

@@ -291,24 +291,29 @@ public sealed class SqlTelemetryStore(PlatformDatabase database) : ITelemetrySto
             Aggregation.Max => "COUNT(long_v), COUNT(dbl_v), MAX(long_v), MAX(dbl_v)",
             _ => "COUNT(long_v), COUNT(dbl_v), SUM(long_v >> 32), SUM(long_v & 4294967295), SUM(dbl_v)",
         };
+        // Intervals are counted from an origin: the start, or for a start below zero the last interval boundary at
+        // or below zero. Timestamps are never negative (the parser refuses them), so the intervals stay where they
+        // were and ts - origin cannot overflow, which PostgreSQL fails on and SQLite turns into a float.
+        var origin = startTs >= 0 ? startTs : (long)(startTs + (-(Int128)startTs / intervalMs * intervalMs));
         using var command = connection.CreateCommand();
         // Bucket number by integer division, evaluated by the database over the index range of the key.
         command.CommandText = $"""
-            SELECT (ts - @start) / @interval AS bucket, {columns} FROM ts_kv
-            WHERE device_seq = @d AND key_id = @k AND ts >= @start AND ts < @end
+            SELECT (ts - @origin) / @interval AS bucket, {columns} FROM ts_kv
+            WHERE device_seq = @d AND key_id = @k AND ts >= @origin AND ts < @end
               {(aggregation == Aggregation.Count ? "" : "AND value_type IN (1, 2)")}
-            GROUP BY (ts - @start) / @interval ORDER BY bucket
+            GROUP BY (ts - @origin) / @interval ORDER BY bucket
             """;
         command.AddParameter("d", deviceSeq);
         command.AddParameter("k", keyId.Value);
-        command.AddParameter("start", startTs);
+        command.AddParameter("origin", origin);
         command.AddParameter("end", endTs);
         command.AddParameter("interval", intervalMs);
         await using var reader = await command.ExecuteReaderAsync(cancellationToken);
         while (await reader.ReadAsync(cancellationToken))
         {
-            var bucketStart = startTs + (Sql.GetInt64(reader, 0) * intervalMs);
-            var stamp = bucketStart + (Math.Min(intervalMs, endTs - bucketStart) / 2);
+            var bucketStart = origin + (Sql.GetInt64(reader, 0) * intervalMs);
+            // The middle of the interval, the last one cut short by the end (in 128 bits: end - start may not fit in 64).
+            var stamp = bucketStart + (long)(Int128.Min(intervalMs, (Int128)endTs - bucketStart) / 2);
             var value = aggregation == Aggregation.Count ? KvValue.Of(Sql.GetInt64(reader, 1)) : Aggregate(reader, aggregation);
             result.Add(new TelemetryPoint(key, stamp, value));
         }
