@@ -56,7 +56,11 @@ public sealed class PostgresServer : IAsyncLifetime
             await RunAsync("chown", ["postgres:postgres", _directory]);
         }
 
-        await RunPostgresToolAsync("initdb", ["-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C", "--no-sync"]);
+        // Databases in production sort and case-fold text by a language's rules, not by code point: from PostgreSQL
+        // 15 on, the cluster gets ICU's en-US, so that tests which lean on the C collation fail here first.
+        var version = await PostgresToolVersionAsync("initdb");
+        string[] locale = version >= 15 ? ["--locale=C.UTF-8", "--locale-provider=icu", "--icu-locale=en-US"] : ["--locale=C.UTF-8"];
+        await RunPostgresToolAsync("initdb", ["-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8", .. locale, "--no-sync"]);
 
         // A free port: bind port 0, read it back, let go. Another process could take it in between; then pg_ctl
         // fails and we try the next one.
@@ -196,7 +200,17 @@ public sealed class PostgresServer : IAsyncLifetime
         return log is not null && File.Exists(log) ? "server.log:\n" + File.ReadAllText(log) : "";
     }
 
-    private Task RunPostgresToolAsync(string tool, IReadOnlyList<string> arguments)
+    /// <summary>The major version of an installed tool, from <c>initdb (PostgreSQL) 15.14</c>.</summary>
+    private async Task<int> PostgresToolVersionAsync(string tool)
+    {
+        var output = await RunAsync(Path.Combine(_binDirectory!, tool), ["--version"]);
+        var number = output.Trim().Split(' ').Last();
+        return int.TryParse(number.Split('.')[0], NumberStyles.None, CultureInfo.InvariantCulture, out var major)
+            ? major
+            : throw new InvalidOperationException($"Cannot read the version of {tool} from '{output.Trim()}'.");
+    }
+
+    private Task<string> RunPostgresToolAsync(string tool, IReadOnlyList<string> arguments)
     {
         var path = Path.Combine(_binDirectory!, tool);
         return _asPostgresUser
@@ -204,7 +218,8 @@ public sealed class PostgresServer : IAsyncLifetime
             : RunAsync(path, arguments);
     }
 
-    private static async Task RunAsync(string fileName, IReadOnlyList<string> arguments)
+    /// <summary>Runs a program to its end; returns what it wrote to standard output, or throws with all it wrote.</summary>
+    private static async Task<string> RunAsync(string fileName, IReadOnlyList<string> arguments)
     {
         var start = new ProcessStartInfo(fileName)
         {
@@ -248,6 +263,8 @@ public sealed class PostgresServer : IAsyncLifetime
             var text = new StringBuilder().Append(await output).Append(await error).ToString();
             throw new InvalidOperationException($"{commandLine} failed with exit code {process.ExitCode}:\n{text}");
         }
+
+        return await output;
     }
 }
 
