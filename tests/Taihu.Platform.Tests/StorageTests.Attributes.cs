@@ -29,6 +29,16 @@ public abstract partial class StorageTests
     }
 
     [Fact]
+    public async Task Attributes_AreSortedByOrdinalKey_WhateverTheDatabaseCollation()
+    {
+        var (_, _, device) = await NewTenantWithDeviceAsync();
+        string[] keys = ["b", "B", "a", "A", "_x", "10", "9", "é", "e", "Z", "a-b", "ab"];
+        await Attributes.SaveAsync(device.Seq, AttributeScope.Client, keys.Select(k => new AttributeEntry(k, T0, KvValue.Of(1L))).ToList());
+
+        Assert.Equal(keys.Order(StringComparer.Ordinal), (await Attributes.GetAsync(device.Seq, AttributeScope.Client, null)).Select(e => e.Key));
+    }
+
+    [Fact]
     public async Task Attributes_Save_ReplacesValueTypeAndTime()
     {
         var (_, _, device) = await NewTenantWithDeviceAsync();
