@@ -53,6 +53,25 @@ public abstract partial class StorageTests
     }
 
     [Theory]
+    [InlineData("école", "École Zürich")]
+    [InlineData("ZÜRICH", "École Zürich")]
+    [InlineData("straße", "Straße 5")]
+    [InlineData("ΘΕΡΜΌΜΕ", "θερμόμετρο")]
+    [InlineData("ΌΜΕ", "θερμόμετρο")]
+    [InlineData("中文", "设备中文名")]
+    public async Task Paging_TextSearch_IgnoresCaseBeyondAscii(string search, string expected)
+    {
+        var tenant = await NewTenantAsync();
+        var profile = await NewProfileAsync(tenant.Id);
+        foreach (var name in new[] { "École Zürich", "Ecole Zurich", "Straße 5", "θερμόμετρο", "设备中文名" })
+        {
+            await NewDeviceAsync(tenant.Id, profile.Id, name);
+        }
+
+        Assert.Equal([expected], (await Devices.ListDevicesAsync(tenant.Id, new PageRequest(TextSearch: search))).Data.Select(d => d.Name));
+    }
+
+    [Theory]
     [InlineData("%", "100% sure")]
     [InlineData("0%", "100% sure")]
     [InlineData("_", "under_score")]
