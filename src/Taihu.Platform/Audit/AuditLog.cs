@@ -61,10 +61,12 @@ public sealed class SqlAuditLog(PlatformDatabase database, TimeProvider time) : 
             total = Convert.ToInt64(await count.ExecuteScalarAsync(cancellationToken), CultureInfo.InvariantCulture);
         }
 
+        // Entries of one millisecond keep the order they were written in, whichever way the list runs.
+        var direction = request.Descending || request.SortProperty is null ? "DESC" : "ASC";
         using var command = connection.CreateCommand();
         command.CommandText = $"""
             SELECT id, tenant_id, user_id, user_name, action_type, entity_type, entity_id, entity_name, action_status, action_failure_details, created_time
-            FROM audit_log{where} ORDER BY created_time {(request.Descending || request.SortProperty is null ? "DESC" : "ASC")}, seq DESC LIMIT @limit OFFSET @offset
+            FROM audit_log{where} ORDER BY created_time {direction}, seq {direction} LIMIT @limit OFFSET @offset
             """;
         AddFilter(command, tenantId, request, startTime, endTime);
         command.AddParameter("limit", (long)request.Limit);

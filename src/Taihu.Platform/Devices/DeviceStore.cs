@@ -120,15 +120,20 @@ public sealed class SqlDeviceStore(PlatformDatabase database) : IDeviceStore
         using (var command = connection.CreateCommand())
         {
             command.Transaction = transaction;
+            // The profile must be the tenant's own: no row is inserted when it is not.
             command.CommandText = """
                 INSERT INTO devices (id, tenant_id, name, type, label, profile_id, device_group, is_gateway, gateway_id, created_time)
-                VALUES (@id, @tenant, @name, @type, @label, @profile, @group, @gateway, @gatewayId, @created) RETURNING seq
+                SELECT @id, @tenant, @name, @type, @label, @profile, @group, @gateway, @gatewayId, @created
+                WHERE EXISTS (SELECT 1 FROM device_profiles p WHERE p.id = @profile AND p.tenant_id = @tenant)
+                RETURNING seq
                 """;
             AddDevice(command, device);
             command.AddParameter("created", device.CreatedTime);
             try
             {
-                seq = Convert.ToInt64(await command.ExecuteScalarAsync(cancellationToken), CultureInfo.InvariantCulture);
+                seq = await command.ExecuteScalarAsync(cancellationToken) is { } value and not DBNull
+                    ? Convert.ToInt64(value, CultureInfo.InvariantCulture)
+                    : throw PlatformException.NotFound("The device profile");
             }
             catch (DbException e) when (Sql.IsUniqueViolation(e))
             {
@@ -149,6 +154,7 @@ public sealed class SqlDeviceStore(PlatformDatabase database) : IDeviceStore
             UPDATE devices SET name = @name, type = @type, label = @label, profile_id = @profile, device_group = @group,
                 is_gateway = @gateway, gateway_id = @gatewayId
             WHERE id = @id AND tenant_id = @tenant
+              AND EXISTS (SELECT 1 FROM device_profiles p WHERE p.id = @profile AND p.tenant_id = @tenant)
             """;
         AddDevice(command, device);
         try
@@ -182,15 +188,18 @@ public sealed class SqlDeviceStore(PlatformDatabase database) : IDeviceStore
         }
 
         var total = await CountAsync(connection, "SELECT COUNT(*) FROM devices d" + where, tenantId, request, type, cancellationToken);
+        var direction = request.Descending ? "DESC" : "ASC";
         var order = request.SortProperty switch
         {
-            "createdTime" => "d.created_time",
-            "type" => "d.type",
-            "label" => "d.label",
-            _ => "d.name",
+            "createdTime" => $"d.created_time {direction}",
+            "type" => $"d.type {direction}",
+            // The label may be NULL, which SQLite sorts first and PostgreSQL last: sorted by "has none" first, both
+            // put devices without a label last going up and first going down, as PostgreSQL does by default.
+            "label" => $"(d.label IS NULL) {direction}, d.label {direction}",
+            _ => $"d.name {direction}",
         };
         using var command = connection.CreateCommand();
-        command.CommandText = $"SELECT {DeviceColumns} FROM devices d{where} ORDER BY {order} {(request.Descending ? "DESC" : "ASC")}, d.seq LIMIT @limit OFFSET @offset";
+        command.CommandText = $"SELECT {DeviceColumns} FROM devices d{where} ORDER BY {order}, d.seq LIMIT @limit OFFSET @offset";
         AddPaging(command, tenantId, request);
         command.AddParameter("type", type);
         var list = new List<Device>();

@@ -22,7 +22,14 @@ public sealed class SqliteDialect(string connectionString, SqliteDurability dura
 
     public override string? OnOpen => _onOpen;
 
-    public override DbConnection CreateConnection() => new SqliteConnection(connectionString);
+    public override DbConnection CreateConnection()
+    {
+        var connection = new SqliteConnection(connectionString);
+        // SQLite's own lower() folds ASCII only, so a search for "école" missed "École"; PostgreSQL folds by the
+        // database's locale. The search patterns are folded by .NET (PageRequest.LikePattern): the column too.
+        connection.CreateFunction("lower", (string? text) => text?.ToLowerInvariant(), isDeterministic: true);
+        return connection;
+    }
 
     /// <summary>The connection string for <c>taihu.db</c> in <paramref name="directory"/>.</summary>
     public static string FileConnectionString(string directory) =>
@@ -43,6 +50,9 @@ public sealed class PostgresDialect(string connectionString) : SqlDialect, IDisp
     public override string BooleanType => "BOOLEAN";
 
     public override string DoubleType => "DOUBLE PRECISION";
+
+    /// <summary>A transaction-scoped advisory lock; the number is Taihu's own.</summary>
+    public override string MigrationLock => "SELECT pg_advisory_xact_lock(7243190);";
 
     public override DbConnection CreateConnection() => _source.CreateConnection();
 

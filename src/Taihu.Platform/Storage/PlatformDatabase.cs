@@ -70,18 +70,23 @@ public sealed class PlatformDatabase : IDisposable
             await ExecuteAsync(connection, null, "PRAGMA journal_mode=WAL;", cancellationToken);
         }
 
-        await ExecuteAsync(connection, null,
-            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_time BIGINT NOT NULL);",
-            cancellationToken);
+        // Two nodes starting together: one migrates, the other waits and then finds the step applied. The table
+        // of applied steps is made under the same lock: PostgreSQL's CREATE TABLE IF NOT EXISTS is not safe against
+        // itself in two sessions at once (one of them fails on a duplicate type name).
+        await using (var setup = await connection.BeginTransactionAsync(cancellationToken))
+        {
+            await LockForMigrationAsync(connection, setup, cancellationToken);
+            await ExecuteAsync(connection, setup,
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_time BIGINT NOT NULL);",
+                cancellationToken);
+            await setup.CommitAsync(cancellationToken);
+        }
+
         var applied = 0;
         foreach (var (version, name, sql) in Migrations.Steps)
         {
             await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
-            if (Provider == StorageProvider.PostgreSql)
-            {
-                // Two nodes starting together: one migrates, the other waits and then finds the step applied.
-                await ExecuteAsync(connection, transaction, "SELECT pg_advisory_xact_lock(7243190);", cancellationToken);
-            }
+            await LockForMigrationAsync(connection, transaction, cancellationToken);
 
             using (var check = connection.CreateCommand())
             {
@@ -112,6 +117,9 @@ public sealed class PlatformDatabase : IDisposable
         return applied;
     }
 
+    private Task LockForMigrationAsync(DbConnection connection, DbTransaction transaction, CancellationToken cancellationToken) =>
+        Dialect.MigrationLock is { } sql ? ExecuteAsync(connection, transaction, sql, cancellationToken) : Task.CompletedTask;
+
     private string Expand(string sql) => sql
         .Replace("{id}", Dialect.AutoIdColumn, StringComparison.Ordinal)
         .Replace("{blob}", Dialect.BlobType, StringComparison.Ordinal)
@@ -132,8 +140,10 @@ public sealed class PlatformDatabase : IDisposable
 /// <summary>Small conveniences over ADO.NET commands.</summary>
 public static class DbCommandExtensions
 {
+    /// <summary>Adds a parameter; text that a provider cannot store is refused (<see cref="Sql.RequireStorableText"/>).</summary>
     public static DbParameter AddParameter(this DbCommand command, string name, object? value)
     {
+        Sql.RequireStorableText(value as string);
         var parameter = command.CreateParameter();
         parameter.ParameterName = name;
         parameter.Value = value ?? DBNull.Value;

@@ -1,5 +1,6 @@
 using System.Data.Common;
 using System.Globalization;
+using Taihu.Platform.Telemetry;
 
 namespace Taihu.Platform.Storage;
 
@@ -9,6 +10,12 @@ public static class Sql
     /// <summary>An integer column, whichever width the provider returns.</summary>
     public static int GetInt(DbDataReader reader, int ordinal) => Convert.ToInt32(reader.GetValue(ordinal), CultureInfo.InvariantCulture);
 
+    /// <summary>A 64-bit integer, whichever type the provider returns (PostgreSQL's SUM of BIGINT is NUMERIC).</summary>
+    public static long GetInt64(DbDataReader reader, int ordinal) => Convert.ToInt64(reader.GetValue(ordinal), CultureInfo.InvariantCulture);
+
+    /// <summary>A floating-point number, whichever type the provider returns.</summary>
+    public static double GetDouble(DbDataReader reader, int ordinal) => Convert.ToDouble(reader.GetValue(ordinal), CultureInfo.InvariantCulture);
+
     /// <summary>A true/false column (INTEGER 0/1 in SQLite, BOOLEAN in PostgreSQL).</summary>
     public static bool GetBool(DbDataReader reader, int ordinal) => reader.GetValue(ordinal) switch
     {
@@ -16,6 +23,33 @@ public static class Sql
         long l => l != 0,
         var other => Convert.ToBoolean(other, CultureInfo.InvariantCulture),
     };
+
+    /// <summary>
+    /// Refuses text that one of the providers cannot store: PostgreSQL's TEXT has no NUL character (U+0000) and
+    /// fails the statement, where SQLite would keep it. Both refuse it here, with a 400 instead of a server error.
+    /// </summary>
+    public static void RequireStorableText(string? text)
+    {
+        if (text is not null && text.Contains('\0', StringComparison.Ordinal))
+        {
+            throw PlatformException.BadRequest("Text may not contain the NUL character (U+0000).");
+        }
+    }
+
+    /// <summary>
+    /// Refuses a telemetry or attribute value that one of the providers cannot store: text with NUL (see
+    /// <see cref="RequireStorableText"/>), and NaN or an infinity, which SQLite refuses and PostgreSQL keeps
+    /// (JSON has no way to write them either).
+    /// </summary>
+    public static void RequireStorable(string key, KvValue value)
+    {
+        RequireStorableText(key);
+        RequireStorableText(value.Text);
+        if (value.Type == DataType.Double && !double.IsFinite(value.Double))
+        {
+            throw PlatformException.BadRequest($"The value of '{key}' is not a finite number.");
+        }
+    }
 
     /// <summary>True when the provider refused a row for breaking a unique index.</summary>
     public static bool IsUniqueViolation(DbException e) => e switch

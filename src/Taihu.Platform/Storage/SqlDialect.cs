@@ -26,4 +26,10 @@ public abstract class SqlDialect
 
     /// <summary>Per-connection settings to run after opening (SQLite pragmas), or null.</summary>
     public virtual string? OnOpen => null;
+
+    /// <summary>
+    /// A statement that holds off other nodes' migrations until the calling transaction ends, or null where a
+    /// write transaction already does (SQLite's is exclusive).
+    /// </summary>
+    public virtual string? MigrationLock => null;
 }

@@ -50,6 +50,11 @@ public sealed class SqlAttributeStore(PlatformDatabase database) : IAttributeSto
             return;
         }
 
+        foreach (var entry in entries)
+        {
+            Sql.RequireStorable(entry.Key, entry.Value);
+        }
+
         await using var connection = await database.OpenAsync(cancellationToken);
         await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
         using var command = connection.CreateCommand();
@@ -88,7 +93,8 @@ public sealed class SqlAttributeStore(PlatformDatabase database) : IAttributeSto
     {
         await using var connection = await database.OpenAsync(cancellationToken);
         using var command = connection.CreateCommand();
-        command.CommandText = "SELECT key, last_update_ts, value_type, bool_v, long_v, dbl_v, str_v FROM attributes WHERE device_seq = @d AND scope = @scope ORDER BY key";
+        // Sorted here, not by ORDER BY: PostgreSQL sorts text by the database's collation, SQLite by code point.
+        command.CommandText = "SELECT key, last_update_ts, value_type, bool_v, long_v, dbl_v, str_v FROM attributes WHERE device_seq = @d AND scope = @scope";
         command.AddParameter("d", deviceSeq);
         command.AddParameter("scope", ScopeName(scope));
         var result = new List<AttributeEntry>();
@@ -102,6 +108,7 @@ public sealed class SqlAttributeStore(PlatformDatabase database) : IAttributeSto
             }
         }
 
+        result.Sort(static (a, b) => string.CompareOrdinal(a.Key, b.Key));
         return result;
     }
 

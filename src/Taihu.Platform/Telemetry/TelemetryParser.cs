@@ -1,8 +1,11 @@
 using System.Buffers;
 using System.Buffers.Text;
 using System.Collections.Concurrent;
+using System.Diagnostics.CodeAnalysis;
+using System.Runtime.InteropServices;
 using System.Text;
 using System.Text.Json;
+using System.Text.Unicode;
 
 namespace Taihu.Platform.Telemetry;
 
@@ -11,7 +14,8 @@ namespace Taihu.Platform.Telemetry;
 /// Telemetry: <c>{"k":v,..}</c> (stamped with the arrival time), <c>{"ts":ms,"values":{"k":v,..}}</c>, or a JSON
 /// array of either. Attributes: <c>{"k":v,..}</c>. Values: true/false, integers (64-bit), other numbers (double),
 /// strings, and objects or arrays (kept as JSON text). Anything else is a <see cref="PayloadException"/> that says
-/// where and why, and nothing of that payload is kept.
+/// where and why, and nothing of that payload is kept: bytes that are not UTF-8, a key given twice in one object
+/// (JSON leaves its meaning open), null, numbers past the range of a double, and text no database can store (NUL).
 /// </summary>
 /// <remarks>
 /// Keys repeat endlessly (a meter sends the same five keys forever), so key strings are interned in a bounded
@@ -22,8 +26,11 @@ public static class TelemetryParser
     /// <summary>Longest key accepted, in characters (ThingsBoard stores keys in a 255-character column).</summary>
     public const int MaxKeyLength = 255;
 
-    /// <summary>Most keys in one payload.</summary>
+    /// <summary>Most keys in one JSON object (one point in time).</summary>
     public const int MaxKeys = 1000;
+
+    /// <summary>Objects with up to this many keys are checked for a repeated key by a scan; larger ones by a set.</summary>
+    private const int KeyScanLimit = 16;
 
     private const int MaxInternedKeys = 100_000;
     private static readonly ConcurrentDictionary<string, string> s_keys = new(StringComparer.Ordinal);
@@ -35,12 +42,9 @@ public static class TelemetryParser
         var start = points.Count;
         try
         {
+            CheckText(payload, "a JSON object or array");
             var reader = new Utf8JsonReader(payload, s_options);
-            if (!reader.Read())
-            {
-                throw new PayloadException("The payload is empty; expected a JSON object or array.");
-            }
-
+            reader.Read();
             if (reader.TokenType == JsonTokenType.StartArray)
             {
                 while (reader.Read() && reader.TokenType != JsonTokenType.EndArray)
@@ -51,6 +55,11 @@ public static class TelemetryParser
                     }
 
                     ReadTelemetryObject(ref reader, payload, now, points);
+                }
+
+                if (points.Count == start)
+                {
+                    throw new PayloadException("The payload holds no keys.");
                 }
             }
             else if (reader.TokenType == JsonTokenType.StartObject)
@@ -69,6 +78,12 @@ public static class TelemetryParser
             points.RemoveRange(start, points.Count - start);
             throw new PayloadException($"Invalid JSON: {e.Message}");
         }
+        catch (InvalidOperationException e)
+        {
+            // The reader's way of refusing text it cannot decode (an unpaired surrogate escape).
+            points.RemoveRange(start, points.Count - start);
+            throw new PayloadException($"Invalid text in the payload: {e.Message}");
+        }
         catch
         {
             points.RemoveRange(start, points.Count - start);
@@ -82,15 +97,18 @@ public static class TelemetryParser
         var start = entries.Count;
         try
         {
+            CheckText(payload, "a JSON object of attribute names and values");
             var reader = new Utf8JsonReader(payload, s_options);
             if (!reader.Read() || reader.TokenType != JsonTokenType.StartObject)
             {
                 throw new PayloadException("Expected a JSON object of attribute names and values.");
             }
 
+            HashSet<string>? seen = null;
             while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
             {
                 var key = ReadKey(ref reader);
+                CheckNewKey(CollectionsMarshal.AsSpan(entries)[start..], key, ref seen);
                 reader.Read();
                 entries.Add(new AttributeEntry(key, now, ReadValue(ref reader, payload, key)));
                 CheckCount(entries.Count - start);
@@ -102,6 +120,12 @@ public static class TelemetryParser
         {
             entries.RemoveRange(start, entries.Count - start);
             throw new PayloadException($"Invalid JSON: {e.Message}");
+        }
+        catch (InvalidOperationException e)
+        {
+            // The reader's way of refusing text it cannot decode (an unpaired surrogate escape).
+            entries.RemoveRange(start, entries.Count - start);
+            throw new PayloadException($"Invalid text in the payload: {e.Message}");
         }
         catch
         {
@@ -120,7 +144,7 @@ public static class TelemetryParser
             case JsonTokenType.False:
                 return KvValue.Of(false);
             case JsonTokenType.String:
-                return KvValue.Of(reader.GetString()!);
+                return KvValue.Of(ReadString(ref reader, key));
             case JsonTokenType.Number:
                 var raw = reader.HasValueSequence ? reader.ValueSequence.ToArray() : reader.ValueSpan;
                 if (raw.IndexOfAny((byte)'.', (byte)'e', (byte)'E') < 0 && Utf8Parser.TryParse(raw, out long integer, out var used) && used == raw.Length)
@@ -128,8 +152,7 @@ public static class TelemetryParser
                     return KvValue.Of(integer);
                 }
 
-                var number = reader.GetDouble();
-                if (!double.IsFinite(number))
+                if (!reader.TryGetDouble(out var number) || !double.IsFinite(number))
                 {
                     throw new PayloadException($"The number of key '{key}' is out of range.");
                 }
@@ -158,10 +181,18 @@ public static class TelemetryParser
         var sawValues = false;
         var valuesStart = -1;
         var valuesEnd = -1;
+        HashSet<string>? seen = null;
         while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
         {
-            if (reader.ValueTextEquals("ts"u8))
+            // An escaped name is unescaped (and checked) once; a plain one is compared as it stands.
+            var escaped = reader.ValueIsEscaped ? ReadKey(ref reader) : null;
+            if (escaped is null ? reader.ValueTextEquals("ts"u8) : escaped == "ts")
             {
+                if (ts is not null)
+                {
+                    throw new PayloadException("\"ts\" appears twice in one object.");
+                }
+
                 reader.Read();
                 if (reader.TokenType != JsonTokenType.Number || !reader.TryGetInt64(out var stamp) || stamp < 0)
                 {
@@ -172,8 +203,13 @@ public static class TelemetryParser
                 continue;
             }
 
-            if (reader.ValueTextEquals("values"u8))
+            if (escaped is null ? reader.ValueTextEquals("values"u8) : escaped == "values")
             {
+                if (sawValues)
+                {
+                    throw new PayloadException("\"values\" appears twice in one object.");
+                }
+
                 reader.Read();
                 if (reader.TokenType != JsonTokenType.StartObject)
                 {
@@ -185,6 +221,7 @@ public static class TelemetryParser
                 while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
                 {
                     var key = ReadKey(ref reader);
+                    CheckNewKey(CollectionsMarshal.AsSpan(points)[flatStart..], key, ref seen);
                     reader.Read();
                     points.Add(new TelemetryPoint(key, 0, ReadValue(ref reader, payload, key)));
                     CheckCount(points.Count - flatStart);
@@ -194,7 +231,8 @@ public static class TelemetryParser
                 continue;
             }
 
-            var flatKey = ReadKey(ref reader);
+            var flatKey = escaped ?? ReadKey(ref reader);
+            CheckNewKey(CollectionsMarshal.AsSpan(points)[flatStart..], flatKey, ref seen);
             reader.Read();
             points.Add(new TelemetryPoint(flatKey, 0, ReadValue(ref reader, payload, flatKey)));
             CheckCount(points.Count - flatStart);
@@ -210,6 +248,11 @@ public static class TelemetryParser
             if (valuesEnd - valuesStart != points.Count - flatStart)
             {
                 throw new PayloadException("An object with \"ts\" and \"values\" may not hold other keys.");
+            }
+
+            if (points.Count == flatStart)
+            {
+                throw new PayloadException("The payload holds no keys: \"values\" is empty.");
             }
 
             Stamp(points, flatStart, ts.Value);
@@ -258,25 +301,140 @@ public static class TelemetryParser
     {
         if (reader.HasValueSequence || reader.ValueIsEscaped)
         {
-            return CheckKey(reader.GetString()!);
+            string key;
+            try
+            {
+                key = reader.GetString()!;
+            }
+            catch (InvalidOperationException)
+            {
+                throw new PayloadException("A key is not valid text: it holds an unpaired surrogate escape.");
+            }
+
+            return CheckKey(key);
         }
 
-        return CheckKey(Intern(reader.ValueSpan));
+        // Unescaped, so already valid UTF-8 (checked up front) without NUL (a raw control character is not JSON).
+        return Intern(reader.ValueSpan);
     }
 
     private static string CheckKey(string key)
     {
-        if (key.Length == 0)
+        CheckKeyLength(key.Length);
+        if (key.Contains('\0', StringComparison.Ordinal))
         {
-            throw new PayloadException("A key may not be empty.");
-        }
-
-        if (key.Length > MaxKeyLength)
-        {
-            throw new PayloadException($"A key is longer than {MaxKeyLength} characters.");
+            throw new PayloadException("A key holds a NUL character (\\u0000), which cannot be stored.");
         }
 
         return key;
+    }
+
+    private static string ReadString(ref Utf8JsonReader reader, string key)
+    {
+        string value;
+        try
+        {
+            value = reader.GetString()!;
+        }
+        catch (InvalidOperationException)
+        {
+            throw new PayloadException($"The string of key '{key}' is not valid text: it holds an unpaired surrogate escape.");
+        }
+
+        if (value.Contains('\0', StringComparison.Ordinal))
+        {
+            throw new PayloadException($"The string of key '{key}' holds a NUL character (\\u0000), which cannot be stored.");
+        }
+
+        return value;
+    }
+
+    /// <summary>Refuses a key already given in the same object (<paramref name="keys"/> holds that object's so far).</summary>
+    private static void CheckNewKey(ReadOnlySpan<TelemetryPoint> keys, string key, ref HashSet<string>? seen)
+    {
+        if (seen is null && keys.Length < KeyScanLimit)
+        {
+            foreach (var point in keys)
+            {
+                if (string.Equals(point.Key, key, StringComparison.Ordinal))
+                {
+                    ThrowDuplicate(key);
+                }
+            }
+
+            return;
+        }
+
+        if (seen is null)
+        {
+            seen = new HashSet<string>(keys.Length * 2, StringComparer.Ordinal);
+            foreach (var point in keys)
+            {
+                seen.Add(point.Key);
+            }
+        }
+
+        if (!seen.Add(key))
+        {
+            ThrowDuplicate(key);
+        }
+    }
+
+    private static void CheckNewKey(ReadOnlySpan<AttributeEntry> keys, string key, ref HashSet<string>? seen)
+    {
+        if (seen is null && keys.Length < KeyScanLimit)
+        {
+            foreach (var entry in keys)
+            {
+                if (string.Equals(entry.Key, key, StringComparison.Ordinal))
+                {
+                    ThrowDuplicate(key);
+                }
+            }
+
+            return;
+        }
+
+        if (seen is null)
+        {
+            seen = new HashSet<string>(keys.Length * 2, StringComparer.Ordinal);
+            foreach (var entry in keys)
+            {
+                seen.Add(entry.Key);
+            }
+        }
+
+        if (!seen.Add(key))
+        {
+            ThrowDuplicate(key);
+        }
+    }
+
+    [DoesNotReturn]
+    private static void ThrowDuplicate(string key) => throw new PayloadException($"Key '{key}' appears twice in one object.");
+
+    /// <summary>
+    /// Refuses a payload that is empty or not UTF-8 before the JSON reader sees it: the reader checks the bytes of
+    /// a string only when asked for its value, and a key or nested value would otherwise be decoded with
+    /// replacement characters.
+    /// </summary>
+    private static void CheckText(ReadOnlySpan<byte> payload, string expected)
+    {
+        if (payload.Trim(" \t\r\n"u8).IsEmpty)
+        {
+            throw new PayloadException($"The payload is empty; expected {expected}.");
+        }
+
+        if (!Utf8.IsValid(payload))
+        {
+            var index = 0;
+            while (Rune.DecodeFromUtf8(payload[index..], out _, out var consumed) == OperationStatus.Done)
+            {
+                index += consumed;
+            }
+
+            throw new PayloadException($"The payload is not valid UTF-8 (at byte {index}).");
+        }
     }
 
     /// <summary>The interned string for a UTF-8 key; a known key allocates nothing.</summary>
@@ -289,6 +447,7 @@ public static class TelemetryParser
 
         Span<char> chars = stackalloc char[utf8.Length];
         var count = Encoding.UTF8.GetChars(utf8, chars);
+        CheckKeyLength(count);
         var lookup = s_keys.GetAlternateLookup<ReadOnlySpan<char>>();
         if (lookup.TryGetValue(chars[..count], out var known))
         {
@@ -302,5 +461,18 @@ public static class TelemetryParser
         }
 
         return key;
+    }
+
+    private static void CheckKeyLength(int length)
+    {
+        if (length == 0)
+        {
+            throw new PayloadException("A key may not be empty.");
+        }
+
+        if (length > MaxKeyLength)
+        {
+            throw new PayloadException($"A key is longer than {MaxKeyLength} characters.");
+        }
     }
 }

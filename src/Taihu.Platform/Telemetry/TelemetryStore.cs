@@ -73,6 +73,12 @@ public sealed class SqlTelemetryStore(PlatformDatabase database) : ITelemetrySto
             return;
         }
 
+        // All or nothing: a value no provider can store refuses the batch before anything is written.
+        for (var i = 0; i < points.Count; i++)
+        {
+            Sql.RequireStorable(points[i].Point.Key, points[i].Point.Value);
+        }
+
         await using var connection = await database.OpenAsync(cancellationToken);
         for (var i = 0; i < points.Count; i++)
         {
@@ -225,9 +231,15 @@ public sealed class SqlTelemetryStore(PlatformDatabase database) : ITelemetrySto
 
     public async Task<IReadOnlyList<TelemetryPoint>> GetHistoryAsync(long deviceSeq, string key, long startTs, long endTs, int limit, SortOrder order, CancellationToken cancellationToken = default)
     {
+        var result = new List<TelemetryPoint>();
+        if (limit <= 0)
+        {
+            // Not passed on: SQLite reads LIMIT -1 as no limit at all, PostgreSQL refuses it.
+            return result;
+        }
+
         await using var connection = await database.OpenAsync(cancellationToken);
         var keyId = await FindKeyAsync(connection, key, cancellationToken);
-        var result = new List<TelemetryPoint>();
         if (keyId is null)
         {
             return result;
@@ -268,42 +280,83 @@ public sealed class SqlTelemetryStore(PlatformDatabase database) : ITelemetrySto
             return result;
         }
 
-        var function = aggregation switch
+        // Integers and doubles are aggregated in their own columns: going through a double would round integers
+        // past 2^53 (MIN and MAX must return a stored value exactly). An integer sum is taken in two halves, the
+        // high 32 bits and the low 32 bits, which cannot overflow (SQLite's SUM fails on overflow, PostgreSQL's
+        // returns a numeric), and put together here.
+        var columns = aggregation switch
         {
-            Aggregation.Min => "MIN(COALESCE(dbl_v, long_v))",
-            Aggregation.Max => "MAX(COALESCE(dbl_v, long_v))",
-            Aggregation.Sum => "SUM(COALESCE(dbl_v, long_v))",
             Aggregation.Count => "COUNT(*)",
-            _ => "AVG(COALESCE(dbl_v, long_v))",
+            Aggregation.Min => "COUNT(long_v), COUNT(dbl_v), MIN(long_v), MIN(dbl_v)",
+            Aggregation.Max => "COUNT(long_v), COUNT(dbl_v), MAX(long_v), MAX(dbl_v)",
+            _ => "COUNT(long_v), COUNT(dbl_v), SUM(long_v >> 32), SUM(long_v & 4294967295), SUM(dbl_v)",
         };
+        // Intervals are counted from an origin: the start, or for a start below zero the last interval boundary at
+        // or below zero. Timestamps are never negative (the parser refuses them), so the intervals stay where they
+        // were and ts - origin cannot overflow, which PostgreSQL fails on and SQLite turns into a float.
+        var origin = startTs >= 0 ? startTs : (long)(startTs + (-(Int128)startTs / intervalMs * intervalMs));
         using var command = connection.CreateCommand();
         // Bucket number by integer division, evaluated by the database over the index range of the key.
         command.CommandText = $"""
-            SELECT (ts - @start) / @interval AS bucket, {function}, MAX(value_type), COUNT(dbl_v) FROM ts_kv
-            WHERE device_seq = @d AND key_id = @k AND ts >= @start AND ts < @end
+            SELECT (ts - @origin) / @interval AS bucket, {columns} FROM ts_kv
+            WHERE device_seq = @d AND key_id = @k AND ts >= @origin AND ts < @end
               {(aggregation == Aggregation.Count ? "" : "AND value_type IN (1, 2)")}
-            GROUP BY (ts - @start) / @interval ORDER BY bucket
+            GROUP BY (ts - @origin) / @interval ORDER BY bucket
             """;
         command.AddParameter("d", deviceSeq);
         command.AddParameter("k", keyId.Value);
-        command.AddParameter("start", startTs);
+        command.AddParameter("origin", origin);
         command.AddParameter("end", endTs);
         command.AddParameter("interval", intervalMs);
         await using var reader = await command.ExecuteReaderAsync(cancellationToken);
         while (await reader.ReadAsync(cancellationToken))
         {
-            var bucketStart = startTs + (reader.GetInt64(0) * intervalMs);
-            var stamp = bucketStart + (Math.Min(intervalMs, endTs - bucketStart) / 2);
-            var raw = Convert.ToDouble(reader.GetValue(1), CultureInfo.InvariantCulture);
-            // COUNT is a long; MIN/MAX/SUM of a key that only ever held integers stay integers, as in ThingsBoard.
-            var allLong = reader.GetInt64(3) == 0;
-            var value = aggregation == Aggregation.Count || (aggregation is Aggregation.Min or Aggregation.Max or Aggregation.Sum && allLong)
-                ? KvValue.Of((long)raw)
-                : KvValue.Of(raw);
+            var bucketStart = origin + (Sql.GetInt64(reader, 0) * intervalMs);
+            // The middle of the interval, the last one cut short by the end (in 128 bits: end - start may not fit in 64).
+            var stamp = bucketStart + (long)(Int128.Min(intervalMs, (Int128)endTs - bucketStart) / 2);
+            var value = aggregation == Aggregation.Count ? KvValue.Of(Sql.GetInt64(reader, 1)) : Aggregate(reader, aggregation);
             result.Add(new TelemetryPoint(key, stamp, value));
         }
 
         return result;
+    }
+
+    /// <summary>
+    /// One interval's value from (integer count, double count, then the aggregation's columns). As in ThingsBoard:
+    /// MIN, MAX and SUM of integers stay integers, anything with a double is a double, AVG is always a double.
+    /// </summary>
+    private static KvValue Aggregate(DbDataReader reader, Aggregation aggregation)
+    {
+        var longs = Sql.GetInt64(reader, 1);
+        var doubles = Sql.GetInt64(reader, 2);
+        if (aggregation is Aggregation.Min or Aggregation.Max)
+        {
+            if (doubles == 0)
+            {
+                return KvValue.Of(Sql.GetInt64(reader, 3));
+            }
+
+            var d = Sql.GetDouble(reader, 4);
+            if (longs == 0)
+            {
+                return KvValue.Of(d);
+            }
+
+            var l = (double)Sql.GetInt64(reader, 3);
+            return KvValue.Of(aggregation == Aggregation.Min ? Math.Min(l, d) : Math.Max(l, d));
+        }
+
+        var longSum = longs == 0 ? 0 : ((Int128)Sql.GetInt64(reader, 3) << 32) + Sql.GetInt64(reader, 4);
+        var doubleSum = doubles == 0 ? 0 : Sql.GetDouble(reader, 5);
+        if (aggregation == Aggregation.Avg)
+        {
+            return KvValue.Of(((double)longSum + doubleSum) / (longs + doubles));
+        }
+
+        // A sum of integers past the 64-bit range is given as a double rather than wrapped.
+        return doubles == 0 && longSum >= long.MinValue && longSum <= long.MaxValue
+            ? KvValue.Of((long)longSum)
+            : KvValue.Of((double)longSum + doubleSum);
     }
 
     public async Task<long> DeleteAsync(long deviceSeq, IReadOnlyCollection<string> keys, long startTs, long endTs, CancellationToken cancellationToken = default)

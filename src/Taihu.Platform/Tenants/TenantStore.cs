@@ -131,12 +131,16 @@ public sealed class SqlTenantStore(PlatformDatabase database) : ITenantStore
             DELETE FROM device_profiles WHERE tenant_id = @id;
             DELETE FROM users WHERE tenant_id = @id;
             DELETE FROM api_keys WHERE tenant_id = @id;
-            DELETE FROM tenants WHERE id = @id;
             """;
         command.AddParameter("id", id.ToString());
         await command.ExecuteNonQueryAsync(cancellationToken);
+        using var delete = connection.CreateCommand();
+        delete.Transaction = transaction;
+        delete.CommandText = "DELETE FROM tenants WHERE id = @id";
+        delete.AddParameter("id", id.ToString());
+        var deleted = await delete.ExecuteNonQueryAsync(cancellationToken) > 0;
         await transaction.CommitAsync(cancellationToken);
-        return true;
+        return deleted;
     }
 
     public async Task CreateUserAsync(User user, string? passwordHash, string? activationToken, CancellationToken cancellationToken = default)

@@ -1,0 +1,91 @@
+using Taihu.Platform.Telemetry;
+
+namespace Taihu.Platform.Tests;
+
+/// <summary>Attributes by scope.</summary>
+public abstract partial class StorageTests
+{
+    [Fact]
+    public async Task Attributes_AreKeptPerScope_SortedByKey()
+    {
+        var (_, _, device) = await NewTenantWithDeviceAsync();
+        await Attributes.SaveAsync(device.Seq, AttributeScope.Client,
+            [new AttributeEntry("fw", T0, KvValue.Of("1.2.3")), new AttributeEntry("battery", T0, KvValue.Of(87L))]);
+        await Attributes.SaveAsync(device.Seq, AttributeScope.Shared,
+            [new AttributeEntry("fw", T0 + 1, KvValue.Of("2.0.0")), new AttributeEntry("interval", T0 + 1, KvValue.Of(2.5))]);
+        await Attributes.SaveAsync(device.Seq, AttributeScope.Server,
+            [new AttributeEntry("active", T0 + 2, KvValue.Of(true)), new AttributeEntry("config", T0 + 2, KvValue.OfJson("""{"x":1}"""))]);
+
+        Assert.Equal(
+            [new AttributeEntry("battery", T0, KvValue.Of(87L)), new AttributeEntry("fw", T0, KvValue.Of("1.2.3"))],
+            await Attributes.GetAsync(device.Seq, AttributeScope.Client, null));
+        Assert.Equal(
+            [new AttributeEntry("fw", T0 + 1, KvValue.Of("2.0.0")), new AttributeEntry("interval", T0 + 1, KvValue.Of(2.5))],
+            await Attributes.GetAsync(device.Seq, AttributeScope.Shared, null));
+        Assert.Equal(
+            [new AttributeEntry("active", T0 + 2, KvValue.Of(true)), new AttributeEntry("config", T0 + 2, KvValue.OfJson("""{"x":1}"""))],
+            await Attributes.GetAsync(device.Seq, AttributeScope.Server, null));
+        Assert.Equal([new AttributeEntry("fw", T0, KvValue.Of("1.2.3"))], await Attributes.GetAsync(device.Seq, AttributeScope.Client, ["fw", "missing"]));
+    }
+
+    [Fact]
+    public async Task Attributes_AreSortedByOrdinalKey_WhateverTheDatabaseCollation()
+    {
+        var (_, _, device) = await NewTenantWithDeviceAsync();
+        string[] keys = ["b", "B", "a", "A", "_x", "10", "9", "é", "e", "Z", "a-b", "ab"];
+        await Attributes.SaveAsync(device.Seq, AttributeScope.Client, keys.Select(k => new AttributeEntry(k, T0, KvValue.Of(1L))).ToList());
+
+        Assert.Equal(keys.Order(StringComparer.Ordinal), (await Attributes.GetAsync(device.Seq, AttributeScope.Client, null)).Select(e => e.Key));
+    }
+
+    [Fact]
+    public async Task Attributes_Save_ReplacesValueTypeAndTime()
+    {
+        var (_, _, device) = await NewTenantWithDeviceAsync();
+        await Attributes.SaveAsync(device.Seq, AttributeScope.Shared, [new AttributeEntry("mode", T0, KvValue.Of(1L))]);
+        await Attributes.SaveAsync(device.Seq, AttributeScope.Shared, [new AttributeEntry("mode", T0 + 5, KvValue.Of("eco"))]);
+
+        Assert.Equal([new AttributeEntry("mode", T0 + 5, KvValue.Of("eco"))], await Attributes.GetAsync(device.Seq, AttributeScope.Shared, null));
+    }
+
+    [Fact]
+    public async Task Attributes_DuplicateKeyInOneBatch_LastWins()
+    {
+        var (_, _, device) = await NewTenantWithDeviceAsync();
+        await Attributes.SaveAsync(device.Seq, AttributeScope.Client,
+            [new AttributeEntry("x", T0, KvValue.Of(1L)), new AttributeEntry("x", T0, KvValue.Of(false))]);
+
+        Assert.Equal([new AttributeEntry("x", T0, KvValue.Of(false))], await Attributes.GetAsync(device.Seq, AttributeScope.Client, null));
+    }
+
+    [Fact]
+    public async Task Attributes_Delete_OnlyInTheScopeAndDevice()
+    {
+        var (_, profile, device) = await NewTenantWithDeviceAsync();
+        var other = await NewDeviceAsync(device.TenantId, profile.Id);
+        var entry = new AttributeEntry("k", T0, KvValue.Of(1L));
+        await Attributes.SaveAsync(device.Seq, AttributeScope.Client, [entry, new AttributeEntry("j", T0, KvValue.Of(2L))]);
+        await Attributes.SaveAsync(device.Seq, AttributeScope.Server, [entry]);
+        await Attributes.SaveAsync(other.Seq, AttributeScope.Client, [entry]);
+
+        Assert.Equal(1, await Attributes.DeleteAsync(device.Seq, AttributeScope.Client, ["k", "missing"]));
+        Assert.Equal(0, await Attributes.DeleteAsync(device.Seq, AttributeScope.Shared, ["k"]));
+
+        Assert.Equal(["j"], (await Attributes.GetAsync(device.Seq, AttributeScope.Client, null)).Select(e => e.Key));
+        Assert.Equal([entry], await Attributes.GetAsync(device.Seq, AttributeScope.Server, null));
+        Assert.Equal([entry], await Attributes.GetAsync(other.Seq, AttributeScope.Client, null));
+    }
+
+    [Fact]
+    public async Task Attributes_OfOneDevice_AreNotAnothers()
+    {
+        var (_, profile, device) = await NewTenantWithDeviceAsync();
+        var other = await NewDeviceAsync(device.TenantId, profile.Id);
+        await Attributes.SaveAsync(device.Seq, AttributeScope.Shared, [new AttributeEntry("secret", T0, KvValue.Of("mine"))]);
+
+        Assert.Empty(await Attributes.GetAsync(other.Seq, AttributeScope.Shared, null));
+        Assert.Empty(await Attributes.GetAsync(device.Seq, AttributeScope.Client, null));
+        await Attributes.SaveAsync(device.Seq, AttributeScope.Shared, []);
+        Assert.Single(await Attributes.GetAsync(device.Seq, AttributeScope.Shared, null));
+    }
+}

@@ -1,0 +1,109 @@
+using Taihu.Platform.Audit;
+
+namespace Taihu.Platform.Tests;
+
+/// <summary>The audit log: newest first, paged, filtered by time and text, never across tenants.</summary>
+public abstract partial class StorageTests
+{
+    [Fact]
+    public async Task Audit_ListsOnlyTheTenantsOwnEntries()
+    {
+        var a = await NewTenantAsync();
+        var b = await NewTenantAsync();
+        await Audit.WriteAsync(TenantAdmin(a.Id), "ADDED", "DEVICE", "1", "a-device");
+        await Audit.WriteAsync(TenantAdmin(b.Id), "ADDED", "DEVICE", "2", "b-device");
+        await Audit.WriteAsync(SysAdmin(), "ADDED", "TENANT", a.Id.ToString(), a.Title);
+
+        Assert.Equal(["a-device"], (await Audit.ListAsync(a.Id, new PageRequest())).Data.Select(e => e.EntityName));
+        Assert.Equal(["b-device"], (await Audit.ListAsync(b.Id, new PageRequest())).Data.Select(e => e.EntityName));
+        Assert.Equal([a.Title], (await Audit.ListAsync(null, new PageRequest())).Data.Select(e => e.EntityName));
+        Assert.Empty((await Audit.ListAsync(Guid.NewGuid(), new PageRequest())).Data);
+    }
+
+    [Fact]
+    public async Task Audit_EntryRoundTrips()
+    {
+        var tenant = await NewTenantAsync();
+        var caller = TenantAdmin(tenant.Id, "jane@example.com");
+        await Audit.WriteAsync(caller, "DELETED", "DEVICE", "dev-1", "meter", failure: "Device is in use.");
+
+        var entry = Assert.Single((await Audit.ListAsync(tenant.Id, new PageRequest())).Data);
+        Assert.Equal(new AuditEntry(entry.Id, tenant.Id, caller.UserId, "jane@example.com", "DELETED", "DEVICE", "dev-1", "meter", false, "Device is in use.", T0), entry);
+        Assert.NotEqual(Guid.Empty, entry.Id);
+    }
+
+    [Fact]
+    public async Task Audit_PagesNewestFirst()
+    {
+        var tenant = await NewTenantAsync();
+        var caller = TenantAdmin(tenant.Id);
+        for (var i = 0; i < 25; i++)
+        {
+            await Audit.WriteAsync(caller, "UPDATED", "DEVICE", null, $"entry-{i:D2}");
+            Time.Advance(TimeSpan.FromSeconds(1));
+        }
+
+        var first = await Audit.ListAsync(tenant.Id, new PageRequest(PageSize: 10));
+        Assert.Equal(25, first.TotalElements);
+        Assert.Equal(3, first.TotalPages);
+        Assert.True(first.HasNext);
+        Assert.Equal(Enumerable.Range(15, 10).Reverse().Select(i => $"entry-{i:D2}"), first.Data.Select(e => e.EntityName));
+
+        var last = await Audit.ListAsync(tenant.Id, new PageRequest(PageSize: 10, Page: 2));
+        Assert.False(last.HasNext);
+        Assert.Equal(["entry-04", "entry-03", "entry-02", "entry-01", "entry-00"], last.Data.Select(e => e.EntityName));
+
+        var ascending = await Audit.ListAsync(tenant.Id, new PageRequest(PageSize: 3, SortProperty: "createdTime"));
+        Assert.Equal(["entry-00", "entry-01", "entry-02"], ascending.Data.Select(e => e.EntityName));
+    }
+
+    [Fact]
+    public async Task Audit_EntriesOfOneMillisecond_KeepTheOrderTheyWereWritten()
+    {
+        var tenant = await NewTenantAsync();
+        var caller = TenantAdmin(tenant.Id);
+        await Audit.WriteAsync(caller, "ADDED", "DEVICE", null, "first");
+        await Audit.WriteAsync(caller, "UPDATED", "DEVICE", null, "second");
+        await Audit.WriteAsync(caller, "DELETED", "DEVICE", null, "third");
+
+        Assert.Equal(["third", "second", "first"], (await Audit.ListAsync(tenant.Id, new PageRequest())).Data.Select(e => e.EntityName));
+        Assert.Equal(["first", "second", "third"],
+            (await Audit.ListAsync(tenant.Id, new PageRequest(SortProperty: "createdTime"))).Data.Select(e => e.EntityName));
+    }
+
+    [Fact]
+    public async Task Audit_FiltersByTimeRange()
+    {
+        var tenant = await NewTenantAsync();
+        var caller = TenantAdmin(tenant.Id);
+        for (var i = 0; i < 5; i++)
+        {
+            await Audit.WriteAsync(caller, "UPDATED", "DEVICE", null, $"e{i}");
+            Time.Advance(TimeSpan.FromMilliseconds(100));
+        }
+
+        var page = await Audit.ListAsync(tenant.Id, new PageRequest(), startTime: T0 + 100, endTime: T0 + 300);
+        Assert.Equal(["e3", "e2", "e1"], page.Data.Select(e => e.EntityName));
+        Assert.Equal(3, page.TotalElements);
+        Assert.Equal(["e1", "e0"], (await Audit.ListAsync(tenant.Id, new PageRequest(), endTime: T0 + 100)).Data.Select(e => e.EntityName));
+        Assert.Equal(["e4"], (await Audit.ListAsync(tenant.Id, new PageRequest(), startTime: T0 + 400)).Data.Select(e => e.EntityName));
+    }
+
+    [Fact]
+    public async Task Audit_TextSearch_MatchesEntityActionOrUser_WildcardsLiteral()
+    {
+        var tenant = await NewTenantAsync();
+        await Audit.WriteAsync(TenantAdmin(tenant.Id, "alice@example.com"), "ADDED", "DEVICE", null, "Boiler_1");
+        await Audit.WriteAsync(TenantAdmin(tenant.Id, "bob@example.com"), "DELETED", "DEVICE", null, "BoilerX1");
+        await Audit.WriteAsync(TenantAdmin(tenant.Id, "carol@example.com"), "LOGIN", null, null, null);
+
+        static string[] Names(Page<AuditEntry> page) => page.Data.Select(e => e.EntityName ?? "").Order(StringComparer.Ordinal).ToArray();
+        Assert.Equal(["BoilerX1", "Boiler_1"], Names(await Audit.ListAsync(tenant.Id, new PageRequest(TextSearch: "boiler"))));
+        Assert.Equal(["Boiler_1"], Names(await Audit.ListAsync(tenant.Id, new PageRequest(TextSearch: "r_1"))));
+        Assert.Equal(["BoilerX1"], Names(await Audit.ListAsync(tenant.Id, new PageRequest(TextSearch: "deleted"))));
+        Assert.Equal(["Boiler_1"], Names(await Audit.ListAsync(tenant.Id, new PageRequest(TextSearch: "ALICE"))));
+        var login = await Audit.ListAsync(tenant.Id, new PageRequest(TextSearch: "carol"));
+        Assert.Equal("LOGIN", Assert.Single(login.Data).ActionType);
+        Assert.Empty((await Audit.ListAsync(tenant.Id, new PageRequest(TextSearch: "%"))).Data);
+    }
+}
