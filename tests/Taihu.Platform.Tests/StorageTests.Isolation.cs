@@ -91,9 +91,10 @@ public abstract partial class StorageTests
     {
         var (mine, _, myDevice) = await NewTenantWithDeviceAsync();
         var (_, _, theirDevice) = await NewTenantWithDeviceAsync();
-        await Telemetry.WriteAsync([Point(myDevice, "v", T0 - 10, 1L), Point(theirDevice, "v", T0 - 10, 1L)]);
+        const long Cut = T0 - (T0 % 60_000);
+        await Telemetry.WriteAsync([Point(myDevice, "v", Cut - 10, 1L), Point(theirDevice, "v", Cut - 10, 1L)]);
 
-        Assert.Equal(1, await Telemetry.DeleteOlderThanAsync(mine.Id, T0));
+        Assert.Equal(1, await Telemetry.DeleteOlderThanAsync(mine.Id, Cut));
         Assert.Equal(0, await Telemetry.DeleteOlderThanAsync(Guid.NewGuid(), long.MaxValue));
         Assert.Single(await Telemetry.GetHistoryAsync(theirDevice.Seq, "v", 0, long.MaxValue, 10, SortOrder.Ascending));
     }

@@ -283,20 +283,22 @@ public abstract partial class StorageTests
         var (tenant, profile, device) = await NewTenantWithDeviceAsync();
         var second = await NewDeviceAsync(tenant.Id, profile.Id);
         var (_, _, foreign) = await NewTenantWithDeviceAsync();
+        // Retention deletes whole minutes (a minute's rollup goes with its points): cut on a minute boundary.
+        const long Cut = T0 - (T0 % 60_000);
         await Telemetry.WriteAsync(
         [
-            Point(device, "v", T0 - 2000, 1L), Point(device, "v", T0 - 1000, 2L),
-            Point(device, "v", T0, 3L), Point(device, "v", T0 + 1000, 4L),
-            Point(second, "w", T0 - 5000, 5L),
-            Point(foreign, "v", T0 - 5000, 6L),
+            Point(device, "v", Cut - 2000, 1L), Point(device, "v", Cut - 1000, 2L),
+            Point(device, "v", Cut, 3L), Point(device, "v", Cut + 1000, 4L),
+            Point(second, "w", Cut - 5000, 5L),
+            Point(foreign, "v", Cut - 5000, 6L),
         ]);
 
-        Assert.Equal(3, await Telemetry.DeleteOlderThanAsync(tenant.Id, T0));
+        Assert.Equal(3, await Telemetry.DeleteOlderThanAsync(tenant.Id, Cut));
 
-        Assert.Equal([T0, T0 + 1000], (await Telemetry.GetHistoryAsync(device.Seq, "v", 0, long.MaxValue, 10, SortOrder.Ascending)).Select(p => p.Ts));
+        Assert.Equal([Cut, Cut + 1000], (await Telemetry.GetHistoryAsync(device.Seq, "v", 0, long.MaxValue, 10, SortOrder.Ascending)).Select(p => p.Ts));
         Assert.Empty(await Telemetry.GetHistoryAsync(second.Seq, "w", 0, long.MaxValue, 10, SortOrder.Ascending));
         // ThingsBoard keeps the last known value after its history expires.
-        Assert.Equal([new TelemetryPoint("w", T0 - 5000, KvValue.Of(5L))], await Telemetry.GetLatestAsync(second.Seq, null));
+        Assert.Equal([new TelemetryPoint("w", Cut - 5000, KvValue.Of(5L))], await Telemetry.GetLatestAsync(second.Seq, null));
         Assert.Single(await Telemetry.GetHistoryAsync(foreign.Seq, "v", 0, long.MaxValue, 10, SortOrder.Ascending));
     }
 

@@ -221,6 +221,7 @@ public sealed class SqlDeviceStore(PlatformDatabase database) : IDeviceStore
         command.CommandText = """
             DELETE FROM ts_kv WHERE device_seq IN (SELECT seq FROM devices WHERE id = @id AND tenant_id = @tenant);
             DELETE FROM ts_latest WHERE device_seq IN (SELECT seq FROM devices WHERE id = @id AND tenant_id = @tenant);
+            DELETE FROM ts_rollup_1m WHERE device_seq IN (SELECT seq FROM devices WHERE id = @id AND tenant_id = @tenant);
             DELETE FROM attributes WHERE device_seq IN (SELECT seq FROM devices WHERE id = @id AND tenant_id = @tenant);
             DELETE FROM device_credentials WHERE device_id IN (SELECT id FROM devices WHERE id = @id AND tenant_id = @tenant);
             """;

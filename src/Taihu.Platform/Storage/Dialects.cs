@@ -7,7 +7,8 @@ namespace Taihu.Platform.Storage;
 /// <summary>SQLite through Microsoft.Data.Sqlite: one file, WAL, pooled connections.</summary>
 public sealed class SqliteDialect(string connectionString, SqliteDurability durability) : SqlDialect
 {
-    private readonly string _onOpen = "PRAGMA busy_timeout=15000; PRAGMA foreign_keys=ON; PRAGMA synchronous="
+    // 16 MiB of page cache per connection (SQLite's default is 2 MiB): the time-series indexes are hot.
+    private readonly string _onOpen = "PRAGMA busy_timeout=15000; PRAGMA foreign_keys=ON; PRAGMA cache_size=-16384; PRAGMA synchronous="
         + (durability == SqliteDurability.Full ? "FULL;" : "NORMAL;");
 
     public override StorageProvider Provider => StorageProvider.Sqlite;
@@ -21,6 +22,8 @@ public sealed class SqliteDialect(string connectionString, SqliteDurability dura
     public override string DoubleType => "REAL";
 
     public override string? OnOpen => _onOpen;
+
+    public override string ClusteredTable => " WITHOUT ROWID";
 
     public override DbConnection CreateConnection()
     {

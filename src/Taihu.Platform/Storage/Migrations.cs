@@ -2,7 +2,8 @@ namespace Taihu.Platform.Storage;
 
 /// <summary>
 /// The schema, as numbered steps applied in order on start. A step once released is never edited: a change is a
-/// new step. Placeholders: {id} auto-numbered key, {blob}, {bool}, {double}.
+/// new step. Placeholders: {id} auto-numbered key, {blob}, {bool}, {double}, and {clustered} after a table whose
+/// rows should be stored in primary-key order (SQLite's WITHOUT ROWID; PostgreSQL has no such option).
 /// </summary>
 internal static class Migrations
 {
@@ -103,7 +104,7 @@ internal static class Migrations
             dbl_v {double} NULL,
             str_v TEXT NULL,
             PRIMARY KEY (device_seq, key_id, ts)
-        );
+        ){clustered};
 
         CREATE TABLE ts_latest (
             device_seq BIGINT NOT NULL,
@@ -115,7 +116,7 @@ internal static class Migrations
             dbl_v {double} NULL,
             str_v TEXT NULL,
             PRIMARY KEY (device_seq, key_id)
-        );
+        ){clustered};
 
         CREATE TABLE attributes (
             device_seq BIGINT NOT NULL,
@@ -202,6 +203,24 @@ internal static class Migrations
             PRIMARY KEY (ns, client_id, seq),
             FOREIGN KEY (ns, client_id) REFERENCES mqtt_sessions (ns, client_id) ON DELETE CASCADE
         );
+        """),
+        (3, "per-minute telemetry rollups", """
+        CREATE TABLE ts_rollup_1m (
+            device_seq BIGINT NOT NULL,
+            key_id BIGINT NOT NULL,
+            minute BIGINT NOT NULL,
+            cnt BIGINT NOT NULL,
+            cnt_l BIGINT NOT NULL,
+            cnt_d BIGINT NOT NULL,
+            min_l BIGINT NULL,
+            max_l BIGINT NULL,
+            min_d {double} NULL,
+            max_d {double} NULL,
+            sum_l_hi BIGINT NOT NULL,
+            sum_l_lo BIGINT NOT NULL,
+            sum_d {double} NOT NULL,
+            PRIMARY KEY (device_seq, key_id, minute)
+        ){clustered};
         """),
     ];
 }

@@ -124,7 +124,8 @@ public sealed class PlatformDatabase : IDisposable
         .Replace("{id}", Dialect.AutoIdColumn, StringComparison.Ordinal)
         .Replace("{blob}", Dialect.BlobType, StringComparison.Ordinal)
         .Replace("{bool}", Dialect.BooleanType, StringComparison.Ordinal)
-        .Replace("{double}", Dialect.DoubleType, StringComparison.Ordinal);
+        .Replace("{double}", Dialect.DoubleType, StringComparison.Ordinal)
+        .Replace("{clustered}", Dialect.ClusteredTable, StringComparison.Ordinal);
 
     private static async Task ExecuteAsync(DbConnection connection, DbTransaction? transaction, string sql, CancellationToken cancellationToken)
     {

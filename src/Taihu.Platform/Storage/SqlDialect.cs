@@ -24,6 +24,12 @@ public abstract class SqlDialect
 
     public abstract DbConnection CreateConnection();
 
+    /// <summary>
+    /// What follows a table's definition to store its rows in primary-key order: the time series are read by
+    /// (device, key, time range), and SQLite otherwise keeps a rowid table plus a separate index.
+    /// </summary>
+    public virtual string ClusteredTable => "";
+
     /// <summary>Per-connection settings to run after opening (SQLite pragmas), or null.</summary>
     public virtual string? OnOpen => null;
 

@@ -50,7 +50,10 @@ public interface ITelemetryStore
     /// <summary>Deletes the points of the keys in [startTs, endTs]; returns how many. Latest values are recomputed.</summary>
     Task<long> DeleteAsync(long deviceSeq, IReadOnlyCollection<string> keys, long startTs, long endTs, CancellationToken cancellationToken = default);
 
-    /// <summary>Deletes points older than <paramref name="olderThanTs"/> of the devices of a tenant; returns how many.</summary>
+    /// <summary>
+    /// Deletes points of the devices of a tenant in the whole minutes before <paramref name="olderThanTs"/> (a cut
+    /// inside a minute keeps that minute, so that each minute's rollup goes with its points); returns how many.
+    /// </summary>
     Task<long> DeleteOlderThanAsync(Guid tenantId, long olderThanTs, CancellationToken cancellationToken = default);
 }
 
@@ -61,140 +64,10 @@ public interface ITelemetryStore
 /// statement per batch, after folding duplicates of (device, key, ts) into their last write (PostgreSQL refuses
 /// to update one row twice in a statement).
 /// </summary>
-public sealed class SqlTelemetryStore(PlatformDatabase database) : ITelemetryStore
+public sealed partial class SqlTelemetryStore(PlatformDatabase database) : ITelemetryStore, IDisposable
 {
     private readonly ConcurrentDictionary<string, long> _keyIds = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<long, string> _keyNames = new();
-
-    public async Task WriteAsync(IReadOnlyList<DevicePoint> points, CancellationToken cancellationToken = default)
-    {
-        if (points.Count == 0)
-        {
-            return;
-        }
-
-        // All or nothing: a value no provider can store refuses the batch before anything is written.
-        for (var i = 0; i < points.Count; i++)
-        {
-            Sql.RequireStorable(points[i].Point.Key, points[i].Point.Value);
-        }
-
-        await using var connection = await database.OpenAsync(cancellationToken);
-        for (var i = 0; i < points.Count; i++)
-        {
-            if (!_keyIds.ContainsKey(points[i].Point.Key))
-            {
-                await ResolveKeyAsync(connection, points[i].Point.Key, cancellationToken);
-            }
-        }
-
-        await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
-        if (database.Provider == StorageProvider.PostgreSql)
-        {
-            await WritePostgresAsync(connection, transaction, points, cancellationToken);
-        }
-        else
-        {
-            await WriteSqliteAsync(connection, transaction, points, cancellationToken);
-        }
-
-        await transaction.CommitAsync(cancellationToken);
-    }
-
-    private async Task WriteSqliteAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<DevicePoint> points, CancellationToken cancellationToken)
-    {
-        using var insert = connection.CreateCommand();
-        insert.Transaction = transaction;
-        insert.CommandText = """
-            INSERT INTO ts_kv (device_seq, key_id, ts, value_type, bool_v, long_v, dbl_v, str_v) VALUES (@d, @k, @ts, @t, @b, @l, @v, @s)
-            ON CONFLICT (device_seq, key_id, ts) DO UPDATE SET value_type = excluded.value_type, bool_v = excluded.bool_v,
-                long_v = excluded.long_v, dbl_v = excluded.dbl_v, str_v = excluded.str_v;
-            INSERT INTO ts_latest (device_seq, key_id, ts, value_type, bool_v, long_v, dbl_v, str_v) VALUES (@d, @k, @ts, @t, @b, @l, @v, @s)
-            ON CONFLICT (device_seq, key_id) DO UPDATE SET ts = excluded.ts, value_type = excluded.value_type, bool_v = excluded.bool_v,
-                long_v = excluded.long_v, dbl_v = excluded.dbl_v, str_v = excluded.str_v
-            WHERE excluded.ts >= ts_latest.ts;
-            """;
-        var d = insert.AddParameter("d", 0L);
-        var k = insert.AddParameter("k", 0L);
-        var ts = insert.AddParameter("ts", 0L);
-        var t = insert.AddParameter("t", 0);
-        var b = insert.AddParameter("b", null);
-        var l = insert.AddParameter("l", null);
-        var v = insert.AddParameter("v", null);
-        var s = insert.AddParameter("s", null);
-        insert.Prepare();
-        for (var i = 0; i < points.Count; i++)
-        {
-            var (device, point) = points[i];
-            d.Value = device;
-            k.Value = _keyIds[point.Key];
-            ts.Value = point.Ts;
-            t.Value = (int)point.Value.Type;
-            b.Value = point.Value.Type == DataType.Boolean ? point.Value.Boolean : DBNull.Value;
-            l.Value = point.Value.Type == DataType.Long ? point.Value.Long : DBNull.Value;
-            v.Value = point.Value.Type == DataType.Double ? point.Value.Double : DBNull.Value;
-            s.Value = point.Value.Type is DataType.String or DataType.Json ? point.Value.Text : DBNull.Value;
-            await insert.ExecuteNonQueryAsync(cancellationToken);
-        }
-    }
-
-    private async Task WritePostgresAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<DevicePoint> points, CancellationToken cancellationToken)
-    {
-        // Last write wins inside the batch too.
-        var unique = new Dictionary<(long, long, long), int>(points.Count);
-        for (var i = 0; i < points.Count; i++)
-        {
-            unique[(points[i].DeviceSeq, _keyIds[points[i].Point.Key], points[i].Point.Ts)] = i;
-        }
-
-        var n = unique.Count;
-        var d = new long[n];
-        var k = new long[n];
-        var ts = new long[n];
-        var t = new int[n];
-        var b = new bool?[n];
-        var l = new long?[n];
-        var v = new double?[n];
-        var s = new string?[n];
-        var j = 0;
-        foreach (var ((device, key, stamp), index) in unique)
-        {
-            var value = points[index].Point.Value;
-            d[j] = device;
-            k[j] = key;
-            ts[j] = stamp;
-            t[j] = (int)value.Type;
-            b[j] = value.Type == DataType.Boolean ? value.Boolean : null;
-            l[j] = value.Type == DataType.Long ? value.Long : null;
-            v[j] = value.Type == DataType.Double ? value.Double : null;
-            s[j] = value.Type is DataType.String or DataType.Json ? value.Text : null;
-            j++;
-        }
-
-        using var command = connection.CreateCommand();
-        command.Transaction = transaction;
-        command.CommandText = """
-            INSERT INTO ts_kv (device_seq, key_id, ts, value_type, bool_v, long_v, dbl_v, str_v)
-            SELECT * FROM unnest(@d, @k, @ts, @t, @b, @l, @v, @s)
-            ON CONFLICT (device_seq, key_id, ts) DO UPDATE SET value_type = excluded.value_type, bool_v = excluded.bool_v,
-                long_v = excluded.long_v, dbl_v = excluded.dbl_v, str_v = excluded.str_v;
-            INSERT INTO ts_latest (device_seq, key_id, ts, value_type, bool_v, long_v, dbl_v, str_v)
-            SELECT DISTINCT ON (u.d, u.k) u.d, u.k, u.ts, u.t, u.b, u.l, u.v, u.s
-            FROM unnest(@d, @k, @ts, @t, @b, @l, @v, @s) AS u(d, k, ts, t, b, l, v, s) ORDER BY u.d, u.k, u.ts DESC
-            ON CONFLICT (device_seq, key_id) DO UPDATE SET ts = excluded.ts, value_type = excluded.value_type, bool_v = excluded.bool_v,
-                long_v = excluded.long_v, dbl_v = excluded.dbl_v, str_v = excluded.str_v
-            WHERE excluded.ts >= ts_latest.ts;
-            """;
-        command.AddParameter("d", d);
-        command.AddParameter("k", k);
-        command.AddParameter("ts", ts);
-        command.AddParameter("t", t);
-        command.AddParameter("b", b);
-        command.AddParameter("l", l);
-        command.AddParameter("v", v);
-        command.AddParameter("s", s);
-        await command.ExecuteNonQueryAsync(cancellationToken);
-    }
 
     public async Task<IReadOnlyList<TelemetryPoint>> GetLatestAsync(long deviceSeq, IReadOnlyCollection<string>? keys, CancellationToken cancellationToken = default)
     {
@@ -296,13 +169,36 @@ public sealed class SqlTelemetryStore(PlatformDatabase database) : ITelemetrySto
         // were and ts - origin cannot overflow, which PostgreSQL fails on and SQLite turns into a float.
         var origin = startTs >= 0 ? startTs : (long)(startTs + (-(Int128)startTs / intervalMs * intervalMs));
         using var command = connection.CreateCommand();
-        // Bucket number by integer division, evaluated by the database over the index range of the key.
-        command.CommandText = $"""
-            SELECT (ts - @origin) / @interval AS bucket, {columns} FROM ts_kv
-            WHERE device_seq = @d AND key_id = @k AND ts >= @origin AND ts < @end
-              {(aggregation == Aggregation.Count ? "" : "AND value_type IN (1, 2)")}
-            GROUP BY (ts - @origin) / @interval ORDER BY bucket
-            """;
+        if (origin % MinuteMs == 0 && endTs % MinuteMs == 0 && intervalMs % MinuteMs == 0)
+        {
+            // Whole minutes: read the per-minute rollups (60 rows an hour) instead of every point. The columns
+            // come in the order the raw query gives them, so one reader serves both.
+            var rolled = aggregation switch
+            {
+                Aggregation.Count => "SUM(cnt)",
+                Aggregation.Min => "SUM(cnt_l), SUM(cnt_d), MIN(min_l), MIN(min_d)",
+                Aggregation.Max => "SUM(cnt_l), SUM(cnt_d), MAX(max_l), MAX(max_d)",
+                _ => "SUM(cnt_l), SUM(cnt_d), SUM(sum_l_hi), SUM(sum_l_lo), SUM(sum_d)",
+            };
+            command.CommandText = $"""
+                SELECT (minute * 60000 - @origin) / @interval AS bucket, {rolled} FROM ts_rollup_1m
+                WHERE device_seq = @d AND key_id = @k AND minute >= @origin / 60000 AND minute < @end / 60000
+                GROUP BY (minute * 60000 - @origin) / @interval
+                {(aggregation == Aggregation.Count ? "" : "HAVING SUM(cnt_l) + SUM(cnt_d) > 0")}
+                ORDER BY bucket
+                """;
+        }
+        else
+        {
+            // Bucket number by integer division, evaluated by the database over the index range of the key.
+            command.CommandText = $"""
+                SELECT (ts - @origin) / @interval AS bucket, {columns} FROM ts_kv
+                WHERE device_seq = @d AND key_id = @k AND ts >= @origin AND ts < @end
+                  {(aggregation == Aggregation.Count ? "" : "AND value_type IN (1, 2)")}
+                GROUP BY (ts - @origin) / @interval ORDER BY bucket
+                """;
+        }
+
         command.AddParameter("d", deviceSeq);
         command.AddParameter("k", keyId.Value);
         command.AddParameter("origin", origin);
@@ -393,7 +289,13 @@ public sealed class SqlTelemetryStore(PlatformDatabase database) : ITelemetrySto
             latest.AddParameter("d", deviceSeq);
             latest.AddParameter("k", keyId.Value);
             await latest.ExecuteNonQueryAsync(cancellationToken);
+
+            // The minutes the range touches are rebuilt from what is left.
+            var from = Math.Max(startTs, 0) / MinuteMs * MinuteMs;
+            var to = endTs >= long.MaxValue - MinuteMs ? long.MaxValue : ((endTs / MinuteMs) + 1) * MinuteMs;
+            await RecomputeRollupsAsync(connection, transaction, deviceSeq, keyId.Value, from, to, cancellationToken);
             await transaction.CommitAsync(cancellationToken);
+            ForgetNewest(deviceSeq, keyId.Value);
         }
 
         return deleted;
@@ -403,9 +305,19 @@ public sealed class SqlTelemetryStore(PlatformDatabase database) : ITelemetrySto
     {
         await using var connection = await database.OpenAsync(cancellationToken);
         using var command = connection.CreateCommand();
-        // Latest values stay: ThingsBoard keeps the last known value of a key after its history expires.
+        // Latest values stay: ThingsBoard keeps the last known value of a key after its history expires. The
+        // cut is rounded down to a whole minute, so that a minute's rollup and its points go together.
+        var before = Math.Max(olderThanTs, 0) / MinuteMs * MinuteMs;
+        using (var rollups = connection.CreateCommand())
+        {
+            rollups.CommandText = "DELETE FROM ts_rollup_1m WHERE minute < @minute AND device_seq IN (SELECT seq FROM devices WHERE tenant_id = @tenant)";
+            rollups.AddParameter("minute", before / MinuteMs);
+            rollups.AddParameter("tenant", tenantId.ToString());
+            await rollups.ExecuteNonQueryAsync(cancellationToken);
+        }
+
         command.CommandText = "DELETE FROM ts_kv WHERE ts < @before AND device_seq IN (SELECT seq FROM devices WHERE tenant_id = @tenant)";
-        command.AddParameter("before", olderThanTs);
+        command.AddParameter("before", before);
         command.AddParameter("tenant", tenantId.ToString());
         return await command.ExecuteNonQueryAsync(cancellationToken);
     }

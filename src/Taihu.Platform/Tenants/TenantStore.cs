@@ -125,6 +125,7 @@ public sealed class SqlTenantStore(PlatformDatabase database) : ITenantStore
         command.CommandText = """
             DELETE FROM ts_kv WHERE device_seq IN (SELECT seq FROM devices WHERE tenant_id = @id);
             DELETE FROM ts_latest WHERE device_seq IN (SELECT seq FROM devices WHERE tenant_id = @id);
+            DELETE FROM ts_rollup_1m WHERE device_seq IN (SELECT seq FROM devices WHERE tenant_id = @id);
             DELETE FROM attributes WHERE device_seq IN (SELECT seq FROM devices WHERE tenant_id = @id);
             DELETE FROM device_credentials WHERE device_id IN (SELECT id FROM devices WHERE tenant_id = @id);
             DELETE FROM devices WHERE tenant_id = @id;

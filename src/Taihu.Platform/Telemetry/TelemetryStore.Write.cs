@@ -1,0 +1,413 @@
+using System.Collections.Concurrent;
+using System.Data.Common;
+using System.Globalization;
+using System.Text;
+using Taihu.Platform.Storage;
+
+namespace Taihu.Platform.Telemetry;
+
+/// <summary>
+/// The write side of the time series: one transaction per batch that
+/// <list type="number">
+/// <item>upserts every point into <c>ts_kv</c> (last write wins; duplicates inside the batch are folded first);</item>
+/// <item>moves <c>ts_latest</c> forward, once per (device, key) of the batch;</item>
+/// <item>keeps per-minute rollups (<c>ts_rollup_1m</c>: count, and count/min/max/sum of integers and of doubles) so
+/// that aggregates over whole minutes read 60 rows an hour instead of every point.</item>
+/// </list>
+/// </summary>
+/// <remarks>
+/// Rollups are added to incrementally, which is only right for a point that did not exist before. A point newer
+/// than the newest stored for its (device, key) cannot exist yet; the store remembers that newest timestamp per
+/// (device, key) (read from <c>ts_latest</c> on first sight), so the usual, in-order traffic takes the fast path.
+/// Any other point (late, or a redelivered duplicate) marks its minute, and the minute's rollup is recomputed from
+/// the points themselves in the same transaction. Rows are written with multi-row statements (SQLite) or arrays
+/// (PostgreSQL's <c>unnest</c>), so the statement count per batch stays small.
+/// </remarks>
+public sealed partial class SqlTelemetryStore
+{
+    private const long MinuteMs = 60_000;
+    private const int RowsPerStatement = 50;
+    private readonly ConcurrentDictionary<(long Device, long Key), long> _newest = new();
+    private readonly SemaphoreSlim _writeGate = new(1, 1);
+
+    private struct Rollup
+    {
+        public long Count;
+        public long LongCount;
+        public long DoubleCount;
+        public long? LongMin;
+        public long? LongMax;
+        public double? DoubleMin;
+        public double? DoubleMax;
+        public long LongSumHigh;
+        public long LongSumLow;
+        public double DoubleSum;
+
+        public void Add(in KvValue value)
+        {
+            Count++;
+            if (value.Type == DataType.Long)
+            {
+                LongCount++;
+                LongMin = LongMin is { } min && min <= value.Long ? min : value.Long;
+                LongMax = LongMax is { } max && max >= value.Long ? max : value.Long;
+                LongSumHigh += value.Long >> 32;
+                LongSumLow += value.Long & 0xFFFF_FFFF;
+            }
+            else if (value.Type == DataType.Double)
+            {
+                DoubleCount++;
+                DoubleMin = DoubleMin is { } min && min <= value.Double ? min : value.Double;
+                DoubleMax = DoubleMax is { } max && max >= value.Double ? max : value.Double;
+                DoubleSum += value.Double;
+            }
+        }
+    }
+
+    public async Task WriteAsync(IReadOnlyList<DevicePoint> points, CancellationToken cancellationToken = default)
+    {
+        if (points.Count == 0)
+        {
+            return;
+        }
+
+        // All or nothing: a value no provider can store refuses the batch before anything is written.
+        for (var i = 0; i < points.Count; i++)
+        {
+            Sql.RequireStorable(points[i].Point.Key, points[i].Point.Value);
+        }
+
+        // One writer at a time keeps the newest-timestamp memory in step with what is committed.
+        await _writeGate.WaitAsync(cancellationToken);
+        try
+        {
+            await WriteBatchAsync(points, cancellationToken);
+        }
+        finally
+        {
+            _writeGate.Release();
+        }
+    }
+
+    private async Task WriteBatchAsync(IReadOnlyList<DevicePoint> points, CancellationToken cancellationToken)
+    {
+        await using var connection = await database.OpenAsync(cancellationToken);
+        for (var i = 0; i < points.Count; i++)
+        {
+            if (!_keyIds.ContainsKey(points[i].Point.Key))
+            {
+                await ResolveKeyAsync(connection, points[i].Point.Key, cancellationToken);
+            }
+        }
+
+        // Fold duplicates: the last write of (device, key, ts) in the batch wins.
+        var unique = new Dictionary<(long Device, long Key, long Ts), int>(points.Count);
+        for (var i = 0; i < points.Count; i++)
+        {
+            unique[(points[i].DeviceSeq, _keyIds[points[i].Point.Key], points[i].Point.Ts)] = i;
+        }
+
+        await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
+        var newestInBatch = new Dictionary<(long Device, long Key), (long Ts, int Index)>();
+        foreach (var ((device, key, ts), index) in unique)
+        {
+            if (!newestInBatch.TryGetValue((device, key), out var newest) || ts > newest.Ts)
+            {
+                newestInBatch[(device, key)] = (ts, index);
+            }
+        }
+
+        foreach (var pair in newestInBatch.Keys)
+        {
+            if (!_newest.ContainsKey(pair))
+            {
+                _newest[pair] = await StoredNewestAsync(connection, transaction, pair.Device, pair.Key, cancellationToken);
+            }
+        }
+
+        var rollups = new Dictionary<(long Device, long Key, long Minute), Rollup>();
+        var recompute = new HashSet<(long Device, long Key, long Minute)>();
+        foreach (var ((device, key, ts), index) in unique)
+        {
+            var minute = ts / MinuteMs;
+            if (ts > _newest[(device, key)])
+            {
+                ref var rollup = ref System.Runtime.InteropServices.CollectionsMarshal.GetValueRefOrAddDefault(rollups, (device, key, minute), out _);
+                rollup.Add(points[index].Point.Value);
+            }
+            else
+            {
+                recompute.Add((device, key, minute));
+            }
+        }
+
+        foreach (var item in recompute)
+        {
+            // The minute is recomputed whole: increments to it would count its points twice.
+            rollups.Remove(item);
+        }
+
+        if (database.Provider == StorageProvider.PostgreSql)
+        {
+            await WritePointsPostgresAsync(connection, transaction, points, unique, cancellationToken);
+        }
+        else
+        {
+            await WritePointsSqliteAsync(connection, transaction, points, unique, cancellationToken);
+        }
+
+        await WriteLatestAsync(connection, transaction, points, newestInBatch, cancellationToken);
+        await WriteRollupsAsync(connection, transaction, rollups, cancellationToken);
+        foreach (var (device, key, minute) in recompute)
+        {
+            await RecomputeRollupsAsync(connection, transaction, device, key, minute * MinuteMs, (minute + 1) * MinuteMs, cancellationToken);
+        }
+
+        await transaction.CommitAsync(cancellationToken);
+        foreach (var (pair, newest) in newestInBatch)
+        {
+            if (newest.Ts > _newest[pair])
+            {
+                _newest[pair] = newest.Ts;
+            }
+        }
+    }
+
+    private static async Task<long> StoredNewestAsync(DbConnection connection, DbTransaction transaction, long device, long key, CancellationToken cancellationToken)
+    {
+        using var command = connection.CreateCommand();
+        command.Transaction = transaction;
+        command.CommandText = "SELECT MAX(ts) FROM ts_kv WHERE device_seq = @d AND key_id = @k";
+        command.AddParameter("d", device);
+        command.AddParameter("k", key);
+        var found = await command.ExecuteScalarAsync(cancellationToken);
+        return found is null or DBNull ? long.MinValue : Convert.ToInt64(found, CultureInfo.InvariantCulture);
+    }
+
+    private async Task WritePointsSqliteAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<DevicePoint> points,
+        Dictionary<(long Device, long Key, long Ts), int> unique, CancellationToken cancellationToken)
+    {
+        const string Columns = "device_seq, key_id, ts, value_type, bool_v, long_v, dbl_v, str_v";
+        const string OnConflict = """
+             ON CONFLICT (device_seq, key_id, ts) DO UPDATE SET value_type = excluded.value_type, bool_v = excluded.bool_v,
+                long_v = excluded.long_v, dbl_v = excluded.dbl_v, str_v = excluded.str_v
+            """;
+        var rows = new List<int>(unique.Values);
+        await WriteRowsAsync(connection, transaction, "ts_kv", Columns, OnConflict, 8, rows.Count, (command, row, offset) =>
+        {
+            var index = rows[row];
+            var (device, point) = points[index];
+            AddPointParameters(command, offset, device, _keyIds[point.Key], point.Ts, point.Value);
+        }, cancellationToken);
+    }
+
+    private static async Task WritePointsPostgresAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<DevicePoint> points,
+        Dictionary<(long Device, long Key, long Ts), int> unique, CancellationToken cancellationToken)
+    {
+        var n = unique.Count;
+        var d = new long[n];
+        var k = new long[n];
+        var ts = new long[n];
+        var t = new int[n];
+        var b = new bool?[n];
+        var l = new long?[n];
+        var v = new double?[n];
+        var s = new string?[n];
+        var j = 0;
+        foreach (var ((device, key, stamp), index) in unique)
+        {
+            var value = points[index].Point.Value;
+            d[j] = device;
+            k[j] = key;
+            ts[j] = stamp;
+            t[j] = (int)value.Type;
+            b[j] = value.Type == DataType.Boolean ? value.Boolean : null;
+            l[j] = value.Type == DataType.Long ? value.Long : null;
+            v[j] = value.Type == DataType.Double ? value.Double : null;
+            s[j] = value.Type is DataType.String or DataType.Json ? value.Text : null;
+            j++;
+        }
+
+        using var command = connection.CreateCommand();
+        command.Transaction = transaction;
+        command.CommandText = """
+            INSERT INTO ts_kv (device_seq, key_id, ts, value_type, bool_v, long_v, dbl_v, str_v)
+            SELECT * FROM unnest(@d, @k, @ts, @t, @b, @l, @v, @s)
+            ON CONFLICT (device_seq, key_id, ts) DO UPDATE SET value_type = excluded.value_type, bool_v = excluded.bool_v,
+                long_v = excluded.long_v, dbl_v = excluded.dbl_v, str_v = excluded.str_v;
+            """;
+        command.AddParameter("d", d);
+        command.AddParameter("k", k);
+        command.AddParameter("ts", ts);
+        command.AddParameter("t", t);
+        command.AddParameter("b", b);
+        command.AddParameter("l", l);
+        command.AddParameter("v", v);
+        command.AddParameter("s", s);
+        await command.ExecuteNonQueryAsync(cancellationToken);
+    }
+
+    private async Task WriteLatestAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<DevicePoint> points,
+        Dictionary<(long Device, long Key), (long Ts, int Index)> newest, CancellationToken cancellationToken)
+    {
+        const string Columns = "device_seq, key_id, ts, value_type, bool_v, long_v, dbl_v, str_v";
+        const string OnConflict = """
+             ON CONFLICT (device_seq, key_id) DO UPDATE SET ts = excluded.ts, value_type = excluded.value_type, bool_v = excluded.bool_v,
+                long_v = excluded.long_v, dbl_v = excluded.dbl_v, str_v = excluded.str_v
+            WHERE excluded.ts >= ts_latest.ts
+            """;
+        var rows = new List<((long Device, long Key) Pair, int Index)>(newest.Count);
+        foreach (var (pair, (_, index)) in newest)
+        {
+            rows.Add((pair, index));
+        }
+
+        await WriteRowsAsync(connection, transaction, "ts_latest", Columns, OnConflict, 8, rows.Count, (command, row, offset) =>
+        {
+            var ((device, key), index) = rows[row];
+            var point = points[index].Point;
+            AddPointParameters(command, offset, device, key, point.Ts, point.Value);
+        }, cancellationToken);
+    }
+
+    private static async Task WriteRollupsAsync(DbConnection connection, DbTransaction transaction, Dictionary<(long Device, long Key, long Minute), Rollup> rollups, CancellationToken cancellationToken)
+    {
+        if (rollups.Count == 0)
+        {
+            return;
+        }
+
+        const string Columns = "device_seq, key_id, minute, cnt, cnt_l, cnt_d, min_l, max_l, min_d, max_d, sum_l_hi, sum_l_lo, sum_d";
+        // Portable min/max that ignore NULL (SQLite's two-argument min() returns NULL when either is NULL).
+        const string OnConflict = """
+             ON CONFLICT (device_seq, key_id, minute) DO UPDATE SET cnt = ts_rollup_1m.cnt + excluded.cnt,
+                cnt_l = ts_rollup_1m.cnt_l + excluded.cnt_l, cnt_d = ts_rollup_1m.cnt_d + excluded.cnt_d,
+                min_l = CASE WHEN ts_rollup_1m.min_l IS NULL OR excluded.min_l < ts_rollup_1m.min_l THEN excluded.min_l ELSE ts_rollup_1m.min_l END,
+                max_l = CASE WHEN ts_rollup_1m.max_l IS NULL OR excluded.max_l > ts_rollup_1m.max_l THEN excluded.max_l ELSE ts_rollup_1m.max_l END,
+                min_d = CASE WHEN ts_rollup_1m.min_d IS NULL OR excluded.min_d < ts_rollup_1m.min_d THEN excluded.min_d ELSE ts_rollup_1m.min_d END,
+                max_d = CASE WHEN ts_rollup_1m.max_d IS NULL OR excluded.max_d > ts_rollup_1m.max_d THEN excluded.max_d ELSE ts_rollup_1m.max_d END,
+                sum_l_hi = ts_rollup_1m.sum_l_hi + excluded.sum_l_hi, sum_l_lo = ts_rollup_1m.sum_l_lo + excluded.sum_l_lo,
+                sum_d = ts_rollup_1m.sum_d + excluded.sum_d
+            """;
+        var rows = new List<KeyValuePair<(long Device, long Key, long Minute), Rollup>>(rollups);
+        await WriteRowsAsync(connection, transaction, "ts_rollup_1m", Columns, OnConflict, 13, rows.Count, (command, row, offset) =>
+        {
+            var ((device, key, minute), r) = rows[row];
+            var p = command.Parameters;
+            Set(p, offset, device);
+            Set(p, offset + 1, key);
+            Set(p, offset + 2, minute);
+            Set(p, offset + 3, r.Count);
+            Set(p, offset + 4, r.LongCount);
+            Set(p, offset + 5, r.DoubleCount);
+            Set(p, offset + 6, r.LongMin);
+            Set(p, offset + 7, r.LongMax);
+            Set(p, offset + 8, r.DoubleMin);
+            Set(p, offset + 9, r.DoubleMax);
+            Set(p, offset + 10, r.LongSumHigh);
+            Set(p, offset + 11, r.LongSumLow);
+            Set(p, offset + 12, r.DoubleSum);
+        }, cancellationToken);
+    }
+
+    /// <summary>Rebuilds the rollups of [fromTs, toTs) of one (device, key) from its points (after late points or deletions).</summary>
+    private static async Task RecomputeRollupsAsync(DbConnection connection, DbTransaction transaction, long device, long key, long fromTs, long toTs, CancellationToken cancellationToken)
+    {
+        using var command = connection.CreateCommand();
+        command.Transaction = transaction;
+        command.CommandText = """
+            DELETE FROM ts_rollup_1m WHERE device_seq = @d AND key_id = @k AND minute >= @from / 60000 AND minute < @to / 60000;
+            INSERT INTO ts_rollup_1m (device_seq, key_id, minute, cnt, cnt_l, cnt_d, min_l, max_l, min_d, max_d, sum_l_hi, sum_l_lo, sum_d)
+            SELECT device_seq, key_id, ts / 60000, COUNT(*), COUNT(long_v), COUNT(dbl_v), MIN(long_v), MAX(long_v), MIN(dbl_v), MAX(dbl_v),
+                COALESCE(SUM(long_v >> 32), 0), COALESCE(SUM(long_v & 4294967295), 0), COALESCE(SUM(dbl_v), 0)
+            FROM ts_kv WHERE device_seq = @d AND key_id = @k AND ts >= @from AND ts < @to
+            GROUP BY device_seq, key_id, ts / 60000;
+            """;
+        command.AddParameter("d", device);
+        command.AddParameter("k", key);
+        command.AddParameter("from", fromTs);
+        command.AddParameter("to", toTs);
+        await command.ExecuteNonQueryAsync(cancellationToken);
+    }
+
+    /// <summary>
+    /// Writes <paramref name="count"/> rows with multi-row INSERT statements of up to <see cref="RowsPerStatement"/>
+    /// rows; <paramref name="bind"/> sets the parameters of one row starting at a parameter offset.
+    /// </summary>
+    private static async Task WriteRowsAsync(DbConnection connection, DbTransaction transaction, string table, string columns, string onConflict,
+        int columnCount, int count, Action<DbCommand, int, int> bind, CancellationToken cancellationToken)
+    {
+        DbCommand? full = null;
+        try
+        {
+            for (var start = 0; start < count; start += RowsPerStatement)
+            {
+                var rows = Math.Min(RowsPerStatement, count - start);
+                var command = rows == RowsPerStatement && full is not null ? full : CreateRowsCommand(connection, transaction, table, columns, onConflict, columnCount, rows);
+                for (var row = 0; row < rows; row++)
+                {
+                    bind(command, start + row, row * columnCount);
+                }
+
+                await command.ExecuteNonQueryAsync(cancellationToken);
+                if (rows == RowsPerStatement)
+                {
+                    full = command;
+                }
+                else if (!ReferenceEquals(command, full))
+                {
+                    await command.DisposeAsync();
+                }
+            }
+        }
+        finally
+        {
+            if (full is not null)
+            {
+                await full.DisposeAsync();
+            }
+        }
+    }
+
+    private static DbCommand CreateRowsCommand(DbConnection connection, DbTransaction transaction, string table, string columns, string onConflict, int columnCount, int rows)
+    {
+        var command = connection.CreateCommand();
+        command.Transaction = transaction;
+        var sql = new StringBuilder("INSERT INTO ").Append(table).Append(" (").Append(columns).Append(") VALUES ");
+        for (var row = 0; row < rows; row++)
+        {
+            sql.Append(row == 0 ? "(" : ", (");
+            for (var column = 0; column < columnCount; column++)
+            {
+                var name = string.Create(CultureInfo.InvariantCulture, $"p{(row * columnCount) + column}");
+                sql.Append(column == 0 ? "@" : ", @").Append(name);
+                command.AddParameter(name, null);
+            }
+
+            sql.Append(')');
+        }
+
+        command.CommandText = sql.Append(onConflict).ToString();
+        return command;
+    }
+
+    private static void AddPointParameters(DbCommand command, int offset, long device, long key, long ts, in KvValue value)
+    {
+        var p = command.Parameters;
+        Set(p, offset, device);
+        Set(p, offset + 1, key);
+        Set(p, offset + 2, ts);
+        Set(p, offset + 3, (int)value.Type);
+        Set(p, offset + 4, value.Type == DataType.Boolean ? value.Boolean : null);
+        Set(p, offset + 5, value.Type == DataType.Long ? value.Long : null);
+        Set(p, offset + 6, value.Type == DataType.Double ? value.Double : null);
+        Set(p, offset + 7, value.Type is DataType.String or DataType.Json ? value.Text : null);
+    }
+
+    private static void Set(DbParameterCollection parameters, int index, object? value) => parameters[index].Value = value ?? DBNull.Value;
+
+    public void Dispose() => _writeGate.Dispose();
+
+    /// <summary>Forgets what the write path remembers of a device's keys (after its points were deleted).</summary>
+    private void ForgetNewest(long device, long key) => _newest.TryRemove((device, key), out _);
+}

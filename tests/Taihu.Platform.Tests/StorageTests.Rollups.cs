@@ -1,0 +1,113 @@
+using Taihu.Platform.Telemetry;
+
+namespace Taihu.Platform.Tests;
+
+/// <summary>
+/// Aggregates over whole minutes come from the per-minute rollups; they must always equal the aggregates of the
+/// points themselves, whatever order points arrive in, when they are rewritten, and after deletions.
+/// </summary>
+public abstract partial class StorageTests
+{
+    private const long Minute0 = T0 - (T0 % 60_000);
+
+    [Theory]
+    [InlineData(Aggregation.Avg)]
+    [InlineData(Aggregation.Min)]
+    [InlineData(Aggregation.Max)]
+    [InlineData(Aggregation.Sum)]
+    [InlineData(Aggregation.Count)]
+    public async Task Rollups_MatchTheAggregatesOfThePoints_ThroughLateWritesRewritesAndDeletes(Aggregation aggregation)
+    {
+        var (_, _, device) = await NewTenantWithDeviceAsync();
+        var random = new Random(7);
+        var stored = new Dictionary<long, KvValue>();
+        // Ten batches over ten minutes: mostly in order, some late, some rewriting a point, integers and doubles
+        // mixed, and now and then a string (counted, not summed).
+        for (var batch = 0; batch < 10; batch++)
+        {
+            var points = new List<DevicePoint>();
+            for (var i = 0; i < 40; i++)
+            {
+                var ts = batch % 3 == 2 || i % 7 == 0
+                    ? Minute0 + random.Next(0, 600_000)                       // late, or a rewrite
+                    : Minute0 + (batch * 60_000) + (i * 1_400);                 // in order
+                var value = (i % 11) switch
+                {
+                    0 => KvValue.Of("text"),
+                    1 or 2 or 3 => KvValue.Of(random.NextDouble() * 100),
+                    _ => KvValue.Of((long)random.Next(-1000, 1000)),
+                };
+                points.Add(Point(device, "v", ts, value));
+                stored[ts] = value;
+            }
+
+            await Telemetry.WriteAsync(points);
+        }
+
+        await Telemetry.DeleteAsync(device.Seq, ["v"], Minute0 + 125_000, Minute0 + 190_500);
+        foreach (var ts in stored.Keys.Where(ts => ts >= Minute0 + 125_000 && ts <= Minute0 + 190_500).ToList())
+        {
+            stored.Remove(ts);
+        }
+
+        // Whole minutes, 2-minute and 5-minute intervals: the rollup path.
+        foreach (var interval in new[] { 60_000L, 120_000L, 300_000L })
+        {
+            var actual = await Telemetry.GetAggregatesAsync(device.Seq, "v", Minute0, Minute0 + 600_000, interval, aggregation);
+            var expected = Expected(stored, Minute0, Minute0 + 600_000, interval, aggregation);
+            Assert.Equal(expected.Count, actual.Count);
+            for (var i = 0; i < expected.Count; i++)
+            {
+                Assert.Equal(expected[i].Ts, actual[i].Ts);
+                Assert.Equal(expected[i].Value.Type, actual[i].Value.Type);
+                Assert.Equal(expected[i].Value.AsNumber!.Value, actual[i].Value.AsNumber!.Value, 6);
+            }
+        }
+    }
+
+    [Fact]
+    public async Task Rollups_AMinuteOfStringsOnly_HasNoNumericAggregate_ButCounts()
+    {
+        var (_, _, device) = await NewTenantWithDeviceAsync();
+        await Telemetry.WriteAsync([Point(device, "s", Minute0 + 1000, KvValue.Of("a")), Point(device, "s", Minute0 + 61_000, 5L)]);
+        var avg = await Telemetry.GetAggregatesAsync(device.Seq, "s", Minute0, Minute0 + 120_000, 60_000, Aggregation.Avg);
+        Assert.Equal([Minute0 + 90_000], avg.Select(p => p.Ts));
+        var count = await Telemetry.GetAggregatesAsync(device.Seq, "s", Minute0, Minute0 + 120_000, 60_000, Aggregation.Count);
+        Assert.Equal([1L, 1L], count.Select(p => p.Value.Long));
+    }
+
+    private static List<TelemetryPoint> Expected(Dictionary<long, KvValue> stored, long start, long end, long interval, Aggregation aggregation)
+    {
+        var result = new List<TelemetryPoint>();
+        foreach (var bucket in stored.Where(p => p.Key >= start && p.Key < end).GroupBy(p => (p.Key - start) / interval).OrderBy(g => g.Key))
+        {
+            var stamp = start + (bucket.Key * interval) + (interval / 2);
+            if (aggregation == Aggregation.Count)
+            {
+                result.Add(new TelemetryPoint("v", stamp, KvValue.Of((long)bucket.Count())));
+                continue;
+            }
+
+            var numbers = bucket.Select(p => p.Value).Where(v => v.Type is DataType.Long or DataType.Double).ToList();
+            if (numbers.Count == 0)
+            {
+                continue;
+            }
+
+            var allLong = numbers.All(v => v.Type == DataType.Long);
+            var value = aggregation switch
+            {
+                Aggregation.Min when allLong => KvValue.Of(numbers.Min(v => v.Long)),
+                Aggregation.Max when allLong => KvValue.Of(numbers.Max(v => v.Long)),
+                Aggregation.Sum when allLong => KvValue.Of(numbers.Sum(v => v.Long)),
+                Aggregation.Min => KvValue.Of(numbers.Min(v => v.AsNumber!.Value)),
+                Aggregation.Max => KvValue.Of(numbers.Max(v => v.AsNumber!.Value)),
+                Aggregation.Sum => KvValue.Of(numbers.Sum(v => v.AsNumber!.Value)),
+                _ => KvValue.Of(numbers.Average(v => v.AsNumber!.Value)),
+            };
+            result.Add(new TelemetryPoint("v", stamp, value));
+        }
+
+        return result;
+    }
+}
