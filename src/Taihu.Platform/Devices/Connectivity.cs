@@ -17,8 +17,11 @@ public sealed partial class ConnectivityTracker(IAttributeStore attributes, IDev
 {
     private readonly ConcurrentDictionary<long, State> _states = new();
 
-    /// <summary>How often changes are written and inactivity checked.</summary>
+    /// <summary>How often connects, disconnects and inactivity are written.</summary>
     public TimeSpan FlushInterval { get; init; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>How often a device's lastActivityTime is written while it keeps sending.</summary>
+    public TimeSpan ActivityWriteInterval { get; init; } = TimeSpan.FromSeconds(10);
 
     public void Connected(Device device)
     {
@@ -55,23 +58,27 @@ public sealed partial class ConnectivityTracker(IAttributeStore attributes, IDev
         Volatile.Write(ref state.LastActivityPending, now);
     }
 
-    /// <summary>Writes what changed since the last call and marks silent devices inactive.</summary>
+    /// <summary>
+    /// Writes what changed since the last call, all devices in one transaction, and marks silent devices inactive.
+    /// Activity alone (a device that keeps sending) is written at most every <see cref="ActivityWriteInterval"/>:
+    /// a thousand busy devices must not cost a thousand writes a second.
+    /// </summary>
     public async Task FlushAsync(CancellationToken cancellationToken)
     {
         var now = time.GetUtcNow().ToUnixTimeMilliseconds();
+        var changes = new List<AttributeChange>();
         foreach (var (seq, state) in _states)
         {
-            List<AttributeEntry>? entries = null;
             lock (state)
             {
                 var pending = Interlocked.Exchange(ref state.LastActivityPending, 0);
                 if (pending > state.LastActivity)
                 {
                     state.LastActivity = pending;
-                    state.Dirty = true;
                     if (!state.Active)
                     {
                         state.Active = true;
+                        state.Dirty = true;
                     }
                 }
 
@@ -82,14 +89,17 @@ public sealed partial class ConnectivityTracker(IAttributeStore attributes, IDev
                     state.Dirty = true;
                 }
 
-                if (state.Dirty)
+                var activityDue = state.LastActivity > state.LastActivityWritten && now - state.LastWritten >= (long)ActivityWriteInterval.TotalMilliseconds;
+                if (state.Dirty || activityDue)
                 {
                     state.Dirty = false;
-                    entries =
-                    [
-                        new AttributeEntry("active", now, KvValue.Of(state.Active)),
-                        new AttributeEntry("lastActivityTime", now, KvValue.Of(state.LastActivity)),
-                    ];
+                    state.LastWritten = now;
+                    state.LastActivityWritten = state.LastActivity;
+                    var entries = new List<AttributeEntry>(4)
+                    {
+                        new("active", now, KvValue.Of(state.Active)),
+                        new("lastActivityTime", now, KvValue.Of(state.LastActivity)),
+                    };
                     if (state.LastConnect > 0)
                     {
                         entries.Add(new AttributeEntry("lastConnectTime", now, KvValue.Of(state.LastConnect)));
@@ -99,20 +109,36 @@ public sealed partial class ConnectivityTracker(IAttributeStore attributes, IDev
                     {
                         entries.Add(new AttributeEntry("lastDisconnectTime", now, KvValue.Of(state.LastDisconnect)));
                     }
+
+                    changes.Add(new AttributeChange(seq, AttributeScope.Server, entries));
+                }
+            }
+        }
+
+        if (changes.Count == 0)
+        {
+            return;
+        }
+
+        try
+        {
+            await attributes.SaveManyAsync(changes, cancellationToken);
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            // Not written: mark them again for the next flush.
+            foreach (var change in changes)
+            {
+                if (_states.TryGetValue(change.DeviceSeq, out var state))
+                {
+                    lock (state)
+                    {
+                        state.Dirty = true;
+                    }
                 }
             }
 
-            if (entries is not null)
-            {
-                try
-                {
-                    await attributes.SaveAsync(seq, AttributeScope.Server, entries, cancellationToken);
-                }
-                catch (Exception e) when (e is not OperationCanceledException)
-                {
-                    LogFlushFailed(logger, e, seq);
-                }
-            }
+            LogFlushFailed(logger, e, changes.Count);
         }
     }
 
@@ -159,12 +185,15 @@ public sealed partial class ConnectivityTracker(IAttributeStore attributes, IDev
         }
         catch (Exception e)
         {
-            LogFlushFailed(logger, e, device.Seq);
+            LogProfileFailed(logger, e, device.Seq);
         }
     }
 
-    [LoggerMessage(EventId = 2101, Level = LogLevel.Warning, Message = "Writing the connectivity of device {Seq} failed")]
-    private static partial void LogFlushFailed(ILogger logger, Exception exception, long seq);
+    [LoggerMessage(EventId = 2101, Level = LogLevel.Warning, Message = "Writing the connectivity of {Count} device(s) failed; it is tried again at the next flush")]
+    private static partial void LogFlushFailed(ILogger logger, Exception exception, long count);
+
+    [LoggerMessage(EventId = 2102, Level = LogLevel.Warning, Message = "Reading the profile of device {Seq} failed; its inactivity timeout stays at the default")]
+    private static partial void LogProfileFailed(ILogger logger, Exception exception, long seq);
 
     private sealed class State
     {
@@ -175,6 +204,8 @@ public sealed partial class ConnectivityTracker(IAttributeStore attributes, IDev
         public long LastDisconnect;
         public long LastActivity;
         public long LastActivityPending;
+        public long LastActivityWritten;
+        public long LastWritten;
         public long InactivityTimeoutMs = DeviceProfile.DefaultInactivityTimeoutMs;
         public int TimeoutRequested;
     }

@@ -10,11 +10,17 @@ public enum AttributeScope
     Server,
 }
 
+/// <summary>Entries of one scope of one device to write.</summary>
+public sealed record AttributeChange(long DeviceSeq, AttributeScope Scope, IReadOnlyList<AttributeEntry> Entries);
+
 /// <summary>Attributes of devices, by scope.</summary>
 public interface IAttributeStore
 {
     /// <summary>Writes (inserts or replaces) the entries of one scope in one transaction.</summary>
     Task SaveAsync(long deviceSeq, AttributeScope scope, IReadOnlyList<AttributeEntry> entries, CancellationToken cancellationToken = default);
+
+    /// <summary>Writes the changes of many devices in one transaction (connectivity of every device at once).</summary>
+    Task SaveManyAsync(IReadOnlyList<AttributeChange> changes, CancellationToken cancellationToken = default);
 
     /// <summary>The attributes of one scope, all or only <paramref name="keys"/>, sorted by key.</summary>
     Task<IReadOnlyList<AttributeEntry>> GetAsync(long deviceSeq, AttributeScope scope, IReadOnlyCollection<string>? keys, CancellationToken cancellationToken = default);
@@ -43,16 +49,24 @@ public sealed class SqlAttributeStore(PlatformDatabase database) : IAttributeSto
         }
     }
 
-    public async Task SaveAsync(long deviceSeq, AttributeScope scope, IReadOnlyList<AttributeEntry> entries, CancellationToken cancellationToken = default)
+    public Task SaveAsync(long deviceSeq, AttributeScope scope, IReadOnlyList<AttributeEntry> entries, CancellationToken cancellationToken = default) =>
+        SaveManyAsync([new AttributeChange(deviceSeq, scope, entries)], cancellationToken);
+
+    public async Task SaveManyAsync(IReadOnlyList<AttributeChange> changes, CancellationToken cancellationToken = default)
     {
-        if (entries.Count == 0)
+        var any = false;
+        foreach (var change in changes)
         {
-            return;
+            foreach (var entry in change.Entries)
+            {
+                Sql.RequireStorable(entry.Key, entry.Value);
+                any = true;
+            }
         }
 
-        foreach (var entry in entries)
+        if (!any)
         {
-            Sql.RequireStorable(entry.Key, entry.Value);
+            return;
         }
 
         await using var connection = await database.OpenAsync(cancellationToken);
@@ -65,8 +79,8 @@ public sealed class SqlAttributeStore(PlatformDatabase database) : IAttributeSto
             ON CONFLICT (device_seq, scope, key) DO UPDATE SET last_update_ts = excluded.last_update_ts, value_type = excluded.value_type,
                 bool_v = excluded.bool_v, long_v = excluded.long_v, dbl_v = excluded.dbl_v, str_v = excluded.str_v
             """;
-        command.AddParameter("d", deviceSeq);
-        command.AddParameter("scope", ScopeName(scope));
+        var d = command.AddParameter("d", 0L);
+        var scope = command.AddParameter("scope", "");
         var key = command.AddParameter("key", "");
         var ts = command.AddParameter("ts", 0L);
         var t = command.AddParameter("t", 0);
@@ -74,16 +88,21 @@ public sealed class SqlAttributeStore(PlatformDatabase database) : IAttributeSto
         var l = command.AddParameter("l", null);
         var v = command.AddParameter("v", null);
         var s = command.AddParameter("s", null);
-        foreach (var entry in entries)
+        foreach (var change in changes)
         {
-            key.Value = entry.Key;
-            ts.Value = entry.LastUpdateTs;
-            t.Value = (int)entry.Value.Type;
-            b.Value = entry.Value.Type == DataType.Boolean ? entry.Value.Boolean : DBNull.Value;
-            l.Value = entry.Value.Type == DataType.Long ? entry.Value.Long : DBNull.Value;
-            v.Value = entry.Value.Type == DataType.Double ? entry.Value.Double : DBNull.Value;
-            s.Value = entry.Value.Type is DataType.String or DataType.Json ? entry.Value.Text : DBNull.Value;
-            await command.ExecuteNonQueryAsync(cancellationToken);
+            d.Value = change.DeviceSeq;
+            scope.Value = ScopeName(change.Scope);
+            foreach (var entry in change.Entries)
+            {
+                key.Value = entry.Key;
+                ts.Value = entry.LastUpdateTs;
+                t.Value = (int)entry.Value.Type;
+                b.Value = entry.Value.Type == DataType.Boolean ? entry.Value.Boolean : DBNull.Value;
+                l.Value = entry.Value.Type == DataType.Long ? entry.Value.Long : DBNull.Value;
+                v.Value = entry.Value.Type == DataType.Double ? entry.Value.Double : DBNull.Value;
+                s.Value = entry.Value.Type is DataType.String or DataType.Json ? entry.Value.Text : DBNull.Value;
+                await command.ExecuteNonQueryAsync(cancellationToken);
+            }
         }
 
         await transaction.CommitAsync(cancellationToken);

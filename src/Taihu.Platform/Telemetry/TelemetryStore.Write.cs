@@ -26,6 +26,9 @@ namespace Taihu.Platform.Telemetry;
 public sealed partial class SqlTelemetryStore
 {
     private const long MinuteMs = 60_000;
+    // PostgreSQL pays a round trip per statement, so its rows go 50 at a time. (SQLite has its own path,
+    // SqliteRawWriter: Microsoft.Data.Sqlite finds each named parameter by searching the statement, which made
+    // multi-row statements cost the square of their parameters.)
     private const int RowsPerStatement = 50;
     private readonly ConcurrentDictionary<(long Device, long Key), long> _newest = new();
     private readonly SemaphoreSlim _writeGate = new(1, 1);
@@ -150,14 +153,14 @@ public sealed partial class SqlTelemetryStore
         if (database.Provider == StorageProvider.PostgreSql)
         {
             await WritePointsPostgresAsync(connection, transaction, points, unique, cancellationToken);
+            await WriteLatestAsync(connection, transaction, points, newestInBatch, cancellationToken);
+            await WriteRollupsAsync(connection, transaction, rollups, cancellationToken);
         }
         else
         {
-            await WritePointsSqliteAsync(connection, transaction, points, unique, cancellationToken);
+            WriteSqlite((Microsoft.Data.Sqlite.SqliteConnection)connection, points, unique, newestInBatch, rollups);
         }
 
-        await WriteLatestAsync(connection, transaction, points, newestInBatch, cancellationToken);
-        await WriteRollupsAsync(connection, transaction, rollups, cancellationToken);
         foreach (var (device, key, minute) in recompute)
         {
             await RecomputeRollupsAsync(connection, transaction, device, key, minute * MinuteMs, (minute + 1) * MinuteMs, cancellationToken);
@@ -184,21 +187,26 @@ public sealed partial class SqlTelemetryStore
         return found is null or DBNull ? long.MinValue : Convert.ToInt64(found, CultureInfo.InvariantCulture);
     }
 
-    private async Task WritePointsSqliteAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<DevicePoint> points,
-        Dictionary<(long Device, long Key, long Ts), int> unique, CancellationToken cancellationToken)
+    private void WriteSqlite(Microsoft.Data.Sqlite.SqliteConnection connection, IReadOnlyList<DevicePoint> points,
+        Dictionary<(long Device, long Key, long Ts), int> unique, Dictionary<(long Device, long Key), (long Ts, int Index)> newest,
+        Dictionary<(long Device, long Key, long Minute), Rollup> rollups)
     {
-        const string Columns = "device_seq, key_id, ts, value_type, bool_v, long_v, dbl_v, str_v";
-        const string OnConflict = """
-             ON CONFLICT (device_seq, key_id, ts) DO UPDATE SET value_type = excluded.value_type, bool_v = excluded.bool_v,
-                long_v = excluded.long_v, dbl_v = excluded.dbl_v, str_v = excluded.str_v
-            """;
-        var rows = new List<int>(unique.Values);
-        await WriteRowsAsync(connection, transaction, "ts_kv", Columns, OnConflict, 8, rows.Count, (command, row, offset) =>
+        using var writer = new SqliteRawWriter(connection);
+        foreach (var ((device, key, ts), index) in unique)
         {
-            var index = rows[row];
-            var (device, point) = points[index];
-            AddPointParameters(command, offset, device, _keyIds[point.Key], point.Ts, point.Value);
-        }, cancellationToken);
+            writer.WritePoint(device, key, ts, points[index].Point.Value);
+        }
+
+        foreach (var ((device, key), (ts, index)) in newest)
+        {
+            writer.WriteLatest(device, key, ts, points[index].Point.Value);
+        }
+
+        foreach (var ((device, key, minute), r) in rollups)
+        {
+            writer.WriteRollup(device, key, minute, r.Count, r.LongCount, r.DoubleCount, r.LongMin, r.LongMax, r.DoubleMin, r.DoubleMax,
+                r.LongSumHigh, r.LongSumLow, r.DoubleSum);
+        }
     }
 
     private static async Task WritePointsPostgresAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<DevicePoint> points,
@@ -270,7 +278,7 @@ public sealed partial class SqlTelemetryStore
         }, cancellationToken);
     }
 
-    private static async Task WriteRollupsAsync(DbConnection connection, DbTransaction transaction, Dictionary<(long Device, long Key, long Minute), Rollup> rollups, CancellationToken cancellationToken)
+    private async Task WriteRollupsAsync(DbConnection connection, DbTransaction transaction, Dictionary<(long Device, long Key, long Minute), Rollup> rollups, CancellationToken cancellationToken)
     {
         if (rollups.Count == 0)
         {
@@ -334,23 +342,24 @@ public sealed partial class SqlTelemetryStore
     /// Writes <paramref name="count"/> rows with multi-row INSERT statements of up to <see cref="RowsPerStatement"/>
     /// rows; <paramref name="bind"/> sets the parameters of one row starting at a parameter offset.
     /// </summary>
-    private static async Task WriteRowsAsync(DbConnection connection, DbTransaction transaction, string table, string columns, string onConflict,
+    private async Task WriteRowsAsync(DbConnection connection, DbTransaction transaction, string table, string columns, string onConflict,
         int columnCount, int count, Action<DbCommand, int, int> bind, CancellationToken cancellationToken)
     {
         DbCommand? full = null;
         try
         {
-            for (var start = 0; start < count; start += RowsPerStatement)
+            const int perStatement = RowsPerStatement;
+            for (var start = 0; start < count; start += perStatement)
             {
-                var rows = Math.Min(RowsPerStatement, count - start);
-                var command = rows == RowsPerStatement && full is not null ? full : CreateRowsCommand(connection, transaction, table, columns, onConflict, columnCount, rows);
+                var rows = Math.Min(perStatement, count - start);
+                var command = rows == perStatement && full is not null ? full : CreateRowsCommand(connection, transaction, table, columns, onConflict, columnCount, rows);
                 for (var row = 0; row < rows; row++)
                 {
                     bind(command, start + row, row * columnCount);
                 }
 
                 await command.ExecuteNonQueryAsync(cancellationToken);
-                if (rows == RowsPerStatement)
+                if (rows == perStatement)
                 {
                     full = command;
                 }
@@ -369,7 +378,7 @@ public sealed partial class SqlTelemetryStore
         }
     }
 
-    private static DbCommand CreateRowsCommand(DbConnection connection, DbTransaction transaction, string table, string columns, string onConflict, int columnCount, int rows)
+    private DbCommand CreateRowsCommand(DbConnection connection, DbTransaction transaction, string table, string columns, string onConflict, int columnCount, int rows)
     {
         var command = connection.CreateCommand();
         command.Transaction = transaction;

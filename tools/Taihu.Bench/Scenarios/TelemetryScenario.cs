@@ -94,8 +94,6 @@ public sealed class TelemetryScenario(BenchOptions o, TelemetryOptions t, IProgr
         var windowStart = start + (long)(o.WarmupSeconds * Stopwatch.Frequency);
         var windowEnd = windowStart + (long)(o.DurationSeconds * Stopwatch.Frequency);
         var perDevice = o.Rate / clients.Length;
-        var acknowledgedAtStart = new long[clients.Length];
-        var acknowledgedAtEnd = new long[clients.Length];
         long sent = 0;
         var publishing = new Task[clients.Length];
         for (var d = 0; d < clients.Length; d++)
@@ -105,18 +103,12 @@ public sealed class TelemetryScenario(BenchOptions o, TelemetryOptions t, IProgr
             {
                 var client = clients[index];
                 var buffer = new byte[16 + (t.Keys * 32)];
-                var pacer = new RateController(perDevice, start, Stopwatch.Frequency, maxBurst: perDevice == 0 ? 64 : 100);
+                // Small bursts: a device waiting for each acknowledgement must still notice the window's end.
+                var pacer = new RateController(perDevice, start, Stopwatch.Frequency, maxBurst: perDevice == 0 ? 4 : 100);
                 long sequence = 0;
-                var started = false;
                 while (Stopwatch.GetTimestamp() < windowEnd && !cancellationToken.IsCancellationRequested)
                 {
                     var now = Stopwatch.GetTimestamp();
-                    if (!started && now >= windowStart)
-                    {
-                        started = true;
-                        acknowledgedAtStart[index] = client.Acknowledged;
-                    }
-
                     var due = pacer.Due(now, sequence);
                     if (due == 0)
                     {
@@ -137,32 +129,49 @@ public sealed class TelemetryScenario(BenchOptions o, TelemetryOptions t, IProgr
 
                     await client.FlushAsync(cancellationToken);
                 }
-
-                acknowledgedAtEnd[index] = client.Acknowledged;
             }, cancellationToken);
         }
 
+        // Everything is sampled at the window's edges from here, the same way for the broker, the server's
+        // committed-points counter and the acknowledgements the devices received.
         ProcessSample? brokerStart = null;
+        ProcessSample? brokerEnd = null;
         ProcessSample? selfStart = null;
+        ProcessSample? selfEnd = null;
         double? pointsStart = null;
-        var sampled = false;
+        double? pointsEnd = null;
+        long acknowledgedStart = 0;
+        long acknowledgedEnd = 0;
+        long windowStarted = 0;
+        long windowEnded = 0;
         var all = Task.WhenAll(publishing);
         while (!all.IsCompleted)
         {
-            await Task.WhenAny(all, Task.Delay(250, cancellationToken));
             var now = Stopwatch.GetTimestamp();
-            if (!sampled && now >= windowStart)
-            {
-                sampled = true;
-                brokerStart = o.BrokerPid is { } pid ? ProcessSampler.Sample(pid) : null;
-                selfStart = ProcessSampler.Self();
-                pointsStart = o.MetricsUrl is { } url ? await MetricsScraper.ReadAsync(url, "taihu_ingest_points_total", cancellationToken) : null;
-            }
-
+            var wait = windowStarted == 0 ? windowStart - now : windowEnded == 0 ? windowEnd - now : Stopwatch.Frequency / 4;
+            await Task.WhenAny(all, Task.Delay(TimeSpan.FromSeconds(Math.Clamp((double)wait / Stopwatch.Frequency, 0.001, 0.25)), cancellationToken));
+            now = Stopwatch.GetTimestamp();
             long acked = 0;
             foreach (var client in clients)
             {
                 acked += client.Acknowledged;
+            }
+
+            if (windowStarted == 0 && now >= windowStart)
+            {
+                windowStarted = now;
+                acknowledgedStart = acked;
+                brokerStart = o.BrokerPid is { } pid ? ProcessSampler.Sample(pid) : null;
+                selfStart = ProcessSampler.Self();
+                pointsStart = o.MetricsUrl is { } url ? await MetricsScraper.ReadAsync(url, "taihu_ingest_points_total", cancellationToken) : null;
+            }
+            else if (windowStarted != 0 && windowEnded == 0 && now >= windowEnd)
+            {
+                windowEnded = now;
+                acknowledgedEnd = acked;
+                brokerEnd = o.BrokerPid is { } pid ? ProcessSampler.Sample(pid) : null;
+                selfEnd = ProcessSampler.Self();
+                pointsEnd = o.MetricsUrl is { } url ? await MetricsScraper.ReadAsync(url, "taihu_ingest_points_total", cancellationToken) : null;
             }
 
             progress?.Report(new ProgressReport(now < windowStart ? "warming up" : "publishing", Stopwatch.GetElapsedTime(start),
@@ -170,18 +179,19 @@ public sealed class TelemetryScenario(BenchOptions o, TelemetryOptions t, IProgr
         }
 
         await all;
-        var brokerEnd = o.BrokerPid is { } endPid ? ProcessSampler.Sample(endPid) : null;
-        var selfEnd = ProcessSampler.Self();
-        var pointsEnd = o.MetricsUrl is { } endUrl ? await MetricsScraper.ReadAsync(endUrl, "taihu_ingest_points_total", cancellationToken) : null;
-        long acknowledged = 0;
         long refused = 0;
-        for (var i = 0; i < clients.Length; i++)
+        foreach (var client in clients)
         {
-            acknowledged += acknowledgedAtEnd[i] - acknowledgedAtStart[i];
-            refused += clients[i].Refused;
+            refused += client.Refused;
         }
 
-        var seconds = o.DurationSeconds;
+        if (windowEnded == 0)
+        {
+            throw new InvalidOperationException("The publishers stopped before the measurement window ended.");
+        }
+
+        var acknowledged = acknowledgedEnd - acknowledgedStart;
+        var seconds = (double)(windowEnded - windowStarted) / Stopwatch.Frequency;
         var committed = pointsStart is { } p0 && pointsEnd is { } p1 ? (p1 - p0) / seconds : (double?)null;
         double? brokerCpu = null;
         double? perMillion = null;
@@ -210,7 +220,7 @@ public sealed class TelemetryScenario(BenchOptions o, TelemetryOptions t, IProgr
             BrokerCpuPercent = brokerCpu,
             BrokerCpuSecondsPerMillion = perMillion,
             BrokerResidentBytes = brokerEnd?.ResidentBytes,
-            GeneratorCpuPercent = selfStart is { } s0 ? ProcessSampler.CpuPercent(s0, selfEnd) : 0,
+            GeneratorCpuPercent = selfStart is { } s0 && selfEnd is { } s1 ? ProcessSampler.CpuPercent(s0, s1) : 0,
             Connections = clients.Length,
             Note = string.Create(System.Globalization.CultureInfo.InvariantCulture,
                 $"{t.Keys} keys per message: {pointsPerSecond:N0} points/s acknowledged{(committed is { } c ? $", {c:N0} points/s committed by the server (taihu_ingest_points_total)" : "")}; 'delivered' counts acknowledged messages, 'lost' refused ones"),
