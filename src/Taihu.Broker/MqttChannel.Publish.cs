@@ -114,11 +114,22 @@ public sealed partial class MqttChannel
         }
 
         var code = ReasonCode.Success;
+        if (qos != QoS.AtLeastOnce && HasDeferred)
+        {
+            // QoS 1 publishes wait for their observer: nothing of another QoS may overtake them.
+            await WaitForDeferredAsync(0, cancellationToken);
+        }
+
         if (_broker.PublishObserver is { } observer)
         {
             if (publish.Topic != topic)
             {
                 publish.Topic = topic;
+            }
+
+            if (qos == QoS.AtLeastOnce)
+            {
+                return await ObserveAtLeastOnceAsync(observer, publish, topic, properties, cancellationToken);
             }
 
             _pendingIncoming++;
@@ -144,6 +155,12 @@ public sealed partial class MqttChannel
             }
         }
 
+        if (qos == QoS.AtLeastOnce && HasDeferred)
+        {
+            DeferCompleted(code, publish, topic, properties, routes: true);
+            return true;
+        }
+
         var message = BrokerMessage.Create(_identity.Namespace, topic, publish.Payload, publish.PayloadOwner, qos, publish.Retain, properties, _broker.Time.GetUtcNow(), ClientId);
         var deliveries = _broker.RouteAndRetain(message);
         message.Release();
@@ -153,6 +170,57 @@ public sealed partial class MqttChannel
         }
 
         Acknowledge(publish, code);
+        return true;
+    }
+
+    /// <summary>
+    /// A QoS 1 publish shown to the observer: answered at once, it is acknowledged at once (unless earlier ones
+    /// still wait); answered later, it joins the deferred queue and the connection reads on.
+    /// </summary>
+    private async ValueTask<bool> ObserveAtLeastOnceAsync(IPublishObserver observer, PublishPacket publish, string topic, MqttProperties? properties, CancellationToken cancellationToken)
+    {
+        // Receive Maximum: at most that many wait; the client should not send more, and a 3.1.1 client that
+        // does is slowed down here.
+        await WaitForDeferredAsync(_broker.Options.MaximumInflightMessages - 1, cancellationToken);
+        var pending = observer.OnPublishAsync(new ObservedPublish(_identity, ClientId!, publish), cancellationToken);
+        var routes = observer.Routes(_identity, topic);
+        if (!pending.IsCompleted)
+        {
+            Defer(pending, publish, topic, properties, routes);
+            return true;
+        }
+
+        ReasonCode code;
+        try
+        {
+            code = pending.Result;
+        }
+        catch (Exception) when (!cancellationToken.IsCancellationRequested)
+        {
+            code = ReasonCode.UnspecifiedError;
+        }
+
+        if (HasDeferred)
+        {
+            DeferCompleted(code, publish, topic, properties, routes);
+            return true;
+        }
+
+        if (!code.IsSuccess())
+        {
+            return Refuse(publish, code, null, closeWhenUnacknowledged: true);
+        }
+
+        if (!routes)
+        {
+            Acknowledge(publish, code);
+            return true;
+        }
+
+        var message = BrokerMessage.Create(_identity.Namespace, topic, publish.Payload, publish.PayloadOwner, publish.QoS, publish.Retain, properties, _broker.Time.GetUtcNow(), ClientId);
+        var deliveries = _broker.RouteAndRetain(message);
+        message.Release();
+        Acknowledge(publish, deliveries == 0 && IsV5 ? ReasonCode.NoMatchingSubscribers : code);
         return true;
     }
 

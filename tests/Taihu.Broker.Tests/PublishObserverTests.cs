@@ -16,7 +16,7 @@ public class PublishObserverTests
     [Theory]
     [InlineData(MqttProtocolVersion.V311)]
     [InlineData(MqttProtocolVersion.V500)]
-    public async Task Puback_waits_until_the_observer_completes(MqttProtocolVersion version)
+    public async Task Puback_waits_until_the_observer_completes_while_the_connection_reads_on(MqttProtocolVersion version)
     {
         var observer = new GatedObserver();
         await using var host = await BrokerHost.StartAsync(services: s => s.AddSingleton<IPublishObserver>(observer));
@@ -25,12 +25,15 @@ public class PublishObserverTests
         await using var publisher = await ConnectRawAsync(host, "pub", version.ToOurs());
 
         await publisher.SendAsync(Publish("obs/t", "gated", QoS.AtLeastOnce, packetId: 1));
-        // The receive loop awaits the observer, so this PINGREQ is answered only after it completes.
         await publisher.SendAsync(PingReqPacket.Instance);
         var call = await observer.NextCallAsync();
         Assert.Equal("obs/t", call.Topic);
         Assert.Equal("gated", call.Payload);
         Assert.Equal("pub", call.ClientId);
+
+        // The connection reads on while the observer works: the PINGREQ is answered first; no PUBACK yet and
+        // nothing routed.
+        await publisher.ExpectAsync<PingRespPacket>();
         var next = publisher.ReceiveAsync();
         Assert.False(next.IsCompleted);
         Assert.False(subscriber.HasPending);
@@ -39,8 +42,60 @@ public class PublishObserverTests
         var ack = Assert.IsType<PublishAckPacket>(await next);
         Assert.Equal(PacketType.PubAck, ack.Type);
         Assert.Equal(ReasonCode.Success, ack.ReasonCode);
-        await publisher.ExpectAsync<PingRespPacket>();
         Assert.Equal("gated", (await subscriber.NextAsync()).ApplicationMessage.ConvertPayloadToString());
+    }
+
+    [Theory]
+    [InlineData(MqttProtocolVersion.V311)]
+    [InlineData(MqttProtocolVersion.V500)]
+    public async Task Pipelined_QoS1_publishes_are_acknowledged_and_routed_in_the_order_they_came(MqttProtocolVersion version)
+    {
+        var observer = new GatedObserver();
+        await using var host = await BrokerHost.StartAsync(services: s => s.AddSingleton<IPublishObserver>(observer));
+        await using var subscriber = await TestClient.ConnectAsync(host, "sub", version);
+        await subscriber.Client.SubscribeAsync("obs/#", MQTTnet.Protocol.MqttQualityOfServiceLevel.AtLeastOnce);
+        await using var publisher = await ConnectRawAsync(host, "pub", version.ToOurs());
+
+        await publisher.SendAsync(Publish("obs/a", "first", QoS.AtLeastOnce, packetId: 1));
+        await publisher.SendAsync(Publish("obs/b", "second", QoS.AtLeastOnce, packetId: 2));
+        await publisher.SendAsync(Publish("obs/c", "third", QoS.AtLeastOnce, packetId: 3));
+        var first = await observer.NextCallAsync();
+        var second = await observer.NextCallAsync();
+        var third = await observer.NextCallAsync();
+        Assert.Equal(["first", "second", "third"], new[] { first.Payload, second.Payload, third.Payload });
+
+        // The later ones answer first: their acknowledgements wait for the first.
+        third.Gate.SetResult(ReasonCode.Success);
+        second.Gate.SetResult(ReasonCode.Success);
+        await publisher.SendAsync(PingReqPacket.Instance);
+        await publisher.ExpectAsync<PingRespPacket>();
+        Assert.False(subscriber.HasPending);
+
+        first.Gate.SetResult(ReasonCode.Success);
+        Assert.Equal((ushort)1, Assert.IsType<PublishAckPacket>(await publisher.ReceiveAsync()).PacketId);
+        Assert.Equal((ushort)2, Assert.IsType<PublishAckPacket>(await publisher.ReceiveAsync()).PacketId);
+        Assert.Equal((ushort)3, Assert.IsType<PublishAckPacket>(await publisher.ReceiveAsync()).PacketId);
+        Assert.Equal("first", (await subscriber.NextAsync()).ApplicationMessage.ConvertPayloadToString());
+        Assert.Equal("second", (await subscriber.NextAsync()).ApplicationMessage.ConvertPayloadToString());
+        Assert.Equal("third", (await subscriber.NextAsync()).ApplicationMessage.ConvertPayloadToString());
+    }
+
+    [Fact]
+    public async Task A_refused_publish_behind_a_waiting_one_gets_its_code_in_turn()
+    {
+        var observer = new GatedObserver();
+        await using var host = await BrokerHost.StartAsync(services: s => s.AddSingleton<IPublishObserver>(observer));
+        await using var publisher = await ConnectRawAsync(host, "pub", ProtocolVersion.V500);
+        await publisher.SendAsync(Publish("obs/a", "ok", QoS.AtLeastOnce, packetId: 1));
+        await publisher.SendAsync(Publish("obs/a", "bad", QoS.AtLeastOnce, packetId: 2));
+        var ok = await observer.NextCallAsync();
+        var bad = await observer.NextCallAsync();
+        bad.Gate.SetResult(ReasonCode.PayloadFormatInvalid);
+        ok.Gate.SetResult(ReasonCode.Success);
+        var first = Assert.IsType<PublishAckPacket>(await publisher.ReceiveAsync());
+        var second = Assert.IsType<PublishAckPacket>(await publisher.ReceiveAsync());
+        Assert.Equal(((ushort)1, ReasonCode.NoMatchingSubscribers), (first.PacketId, first.ReasonCode));
+        Assert.Equal(((ushort)2, ReasonCode.PayloadFormatInvalid), (second.PacketId, second.ReasonCode));
     }
 
     [Theory]

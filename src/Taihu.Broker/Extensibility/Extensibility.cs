@@ -85,15 +85,18 @@ public interface IMqttAuthorizer
 }
 
 /// <summary>
-/// An accepted publish, as an observer sees it. The packet and its payload are valid only until the observer's
-/// task completes: the broker reuses them for the connection's next publish. Copy what must be kept.
+/// An accepted publish, as an observer sees it. Read the packet before the observer first awaits: for QoS 1 the
+/// connection reads on while the observer's task is pending and reuses the packet object for its next PUBLISH.
+/// The payload's memory stays valid until the task completes. Copy what must be kept longer.
 /// </summary>
 public readonly record struct ObservedPublish(ClientIdentity Identity, string ClientId, PublishPacket Packet);
 
 /// <summary>
 /// Sees every accepted PUBLISH before it is routed. The reason code it returns is what the PUBACK or PUBREC
 /// carries, and the acknowledgement waits for it: this is how the platform acknowledges only what it has
-/// committed. A failure code stops the message from being routed.
+/// committed. A failure code stops the message from being routed. QoS 1 publishes are pipelined: while one waits
+/// for its observer the connection reads on, and acknowledgements and routing follow in the order the publishes
+/// came; QoS 0 and 2 wait in line.
 /// </summary>
 public interface IPublishObserver
 {

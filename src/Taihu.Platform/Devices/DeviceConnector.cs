@@ -209,7 +209,9 @@ public sealed partial class DeviceConnector(
         return pending.IsCompletedSuccessfully ? ValueTask.FromResult(ReasonCode.Success) : AwaitStored(pending);
     }
 
-    private async ValueTask<ReasonCode> AwaitStored(ValueTask pending)
+    // Pooled: a telemetry message that waits for its commit must not allocate a state machine each time.
+    [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder<>))]
+    private static async ValueTask<ReasonCode> AwaitStored(ValueTask pending)
     {
         try
         {

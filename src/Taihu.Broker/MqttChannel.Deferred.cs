@@ -1,0 +1,232 @@
+using System.Runtime.CompilerServices;
+using Taihu.Broker.Extensibility;
+using Taihu.Broker.Routing;
+using Taihu.Mqtt;
+using Taihu.Mqtt.Buffers;
+using Taihu.Mqtt.Packets;
+
+namespace Taihu.Broker;
+
+/// <summary>
+/// QoS 1 publishes whose observer answers later (the platform acknowledges telemetry once it is committed) do not
+/// hold up the connection: it reads on, and their PUBACKs, and their routing, follow in the order the PUBLISHes
+/// came (3.1.1 section 4.6), each when its observer has answered. Without this a device that keeps several
+/// messages in flight would still get one acknowledged per commit.
+/// </summary>
+/// <remarks>
+/// Entries wait in a FIFO; whoever completes the head (an observer's continuation, or the read loop) drains every
+/// completed entry from the head, one drainer at a time. While entries wait, later publishes of any QoS join the
+/// queue (or, for QoS 0 and 2, wait for it to empty) so that nothing overtakes them. At most Receive Maximum
+/// entries wait; beyond that the read loop waits for room, which slows the client instead of growing memory.
+/// The packet object is reused for the next PUBLISH as soon as the observer returns a pending task; the payload
+/// stays valid until the task completes, because the entry holds a reference to it.
+/// </remarks>
+public sealed partial class MqttChannel
+{
+    private readonly Queue<DeferredPublish> _deferred = new();
+    private readonly Lock _deferredGate = new();
+    private bool _draining;
+    private TaskCompletionSource? _deferredRoom;
+
+    private static readonly BoundedPool<DeferredPublish> s_deferredPool = new(4096);
+
+    /// <summary>Publishes waiting for their observer or for an earlier one.</summary>
+    internal int DeferredCount
+    {
+        get
+        {
+            lock (_deferredGate)
+            {
+                return _deferred.Count;
+            }
+        }
+    }
+
+    /// <summary>Queues a QoS 1 publish whose observer has not answered yet; it is acknowledged and routed in turn.</summary>
+    private void Defer(ValueTask<ReasonCode> pending, PublishPacket publish, string topic, MqttProperties? properties, bool routes)
+    {
+        var entry = s_deferredPool.TryTake(out var pooled) ? pooled! : new DeferredPublish();
+        entry.Channel = this;
+        entry.PacketId = publish.PacketId;
+        entry.Message = routes
+            ? BrokerMessage.Create(_identity.Namespace, topic, publish.Payload, publish.PayloadOwner, publish.QoS, publish.Retain, properties, _broker.Time.GetUtcNow(), ClientId)
+            : null;
+        // Keeps the payload valid for the observer even when the message is not routed.
+        entry.PayloadOwner = publish.PayloadOwner;
+        entry.PayloadOwner?.Retain();
+        entry.Done = false;
+        lock (_deferredGate)
+        {
+            _deferred.Enqueue(entry);
+        }
+
+        entry.Awaiter = pending.GetAwaiter();
+        entry.Awaiter.UnsafeOnCompleted(entry.Continuation);
+    }
+
+    /// <summary>Queues a publish that is already answered behind those still waiting.</summary>
+    private void DeferCompleted(ReasonCode code, PublishPacket publish, string topic, MqttProperties? properties, bool routes)
+    {
+        var entry = s_deferredPool.TryTake(out var pooled) ? pooled! : new DeferredPublish();
+        entry.Channel = this;
+        entry.PacketId = publish.PacketId;
+        entry.Message = routes && code.IsSuccess()
+            ? BrokerMessage.Create(_identity.Namespace, topic, publish.Payload, publish.PayloadOwner, publish.QoS, publish.Retain, properties, _broker.Time.GetUtcNow(), ClientId)
+            : null;
+        entry.PayloadOwner = null;
+        entry.Code = code;
+        entry.Done = true;
+        lock (_deferredGate)
+        {
+            _deferred.Enqueue(entry);
+        }
+
+        DrainDeferred();
+    }
+
+    /// <summary>Whether publishes are waiting (a new QoS 1 publish must then queue behind them).</summary>
+    private bool HasDeferred
+    {
+        get
+        {
+            lock (_deferredGate)
+            {
+                return _deferred.Count > 0;
+            }
+        }
+    }
+
+    /// <summary>Waits until fewer than <paramref name="limit"/> publishes are waiting (0: until none is).</summary>
+    private async ValueTask WaitForDeferredAsync(int limit, CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            Task wait;
+            lock (_deferredGate)
+            {
+                if (_deferred.Count <= limit)
+                {
+                    return;
+                }
+
+                _deferredRoom ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+                wait = _deferredRoom.Task;
+            }
+
+            await wait.WaitAsync(cancellationToken);
+        }
+    }
+
+    /// <summary>Acknowledges and routes every completed entry at the head of the queue, in order.</summary>
+    private void DrainDeferred()
+    {
+        lock (_deferredGate)
+        {
+            if (_draining)
+            {
+                return;
+            }
+
+            _draining = true;
+        }
+
+        while (true)
+        {
+            DeferredPublish entry;
+            TaskCompletionSource? room = null;
+            lock (_deferredGate)
+            {
+                if (_deferred.Count == 0 || !_deferred.Peek().Done)
+                {
+                    _draining = false;
+                    room = _deferredRoom;
+                    _deferredRoom = null;
+                    room?.TrySetResult();
+                    return;
+                }
+
+                entry = _deferred.Dequeue();
+                if (_deferredRoom is { } waiting)
+                {
+                    _deferredRoom = null;
+                    room = waiting;
+                }
+            }
+
+            room?.TrySetResult();
+            Complete(entry);
+        }
+    }
+
+    private void Complete(DeferredPublish entry)
+    {
+        var code = entry.Code;
+        if (!code.IsSuccess())
+        {
+            entry.Message?.Release();
+            if (IsV5)
+            {
+                Send(new PublishAckPacket(PacketType.PubAck, entry.PacketId, code));
+            }
+            else
+            {
+                // 3.1.1 has no way to say no: close, so that the client knows nothing was kept.
+                Close(code, null, publishWill: true);
+            }
+        }
+        else
+        {
+            if (entry.Message is { } message)
+            {
+                var deliveries = _broker.RouteAndRetain(message);
+                message.Release();
+                if (deliveries == 0 && IsV5)
+                {
+                    code = ReasonCode.NoMatchingSubscribers;
+                }
+            }
+
+            SendAck(PacketType.PubAck, entry.PacketId, IsV5 ? code : ReasonCode.Success);
+        }
+
+        entry.Message = null;
+        entry.Channel = null;
+        s_deferredPool.Return(entry);
+    }
+
+    /// <summary>One QoS 1 publish waiting for its observer; pooled, with its continuation bound once.</summary>
+    private sealed class DeferredPublish
+    {
+        public DeferredPublish() => Continuation = OnObserved;
+
+        public MqttChannel? Channel;
+        public ushort PacketId;
+        public BrokerMessage? Message;
+        public PooledBuffer? PayloadOwner;
+        public ReasonCode Code;
+        public volatile bool Done;
+        public ValueTaskAwaiter<ReasonCode> Awaiter;
+        public readonly Action Continuation;
+
+        private void OnObserved()
+        {
+            ReasonCode code;
+            try
+            {
+                code = Awaiter.GetResult();
+            }
+            catch (Exception)
+            {
+                code = ReasonCode.UnspecifiedError;
+            }
+
+            Awaiter = default;
+            Code = code;
+            PayloadOwner?.Release();
+            PayloadOwner = null;
+            var channel = Channel!;
+            Done = true;
+            channel.DrainDeferred();
+        }
+    }
+}
