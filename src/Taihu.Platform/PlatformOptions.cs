@@ -79,6 +79,9 @@ public sealed class SecurityOptions
     /// <summary>Failed logins in a row before the account waits; each further failure doubles the wait.</summary>
     public int FailedLoginsBeforeBackoff { get; set; } = 5;
 
+    /// <summary>The first wait after too many failed logins; it doubles with each further failure (capped at 2^16 times).</summary>
+    public TimeSpan LoginBackoff { get; set; } = TimeSpan.FromSeconds(1);
+
     /// <summary>
     /// Whether an MQTT client with no credentials at all may connect, as a plain broker client in the default
     /// namespace (it never sees any tenant's topics). Off by default, as in Mosquitto 2.0 and ThingsBoard.

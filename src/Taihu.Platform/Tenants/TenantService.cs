@@ -213,7 +213,7 @@ public sealed partial class TenantService(
         {
             var failures = secrets.FailedLogins + 1;
             var threshold = options.Value.FailedLoginsBeforeBackoff;
-            var locked = failures >= threshold ? now + (1000L << Math.Min(failures - threshold, 16)) : 0;
+            var locked = failures >= threshold ? now + ((long)options.Value.LoginBackoff.TotalMilliseconds << Math.Min(failures - threshold, 16)) : 0;
             await store.RecordLoginAsync(secrets.User.Id, failures, locked, cancellationToken);
             throw PlatformException.Unauthorized("Invalid username or password");
         }
