@@ -26,6 +26,7 @@ public sealed partial class MqttChannel
     private readonly Queue<DeferredPublish> _deferred = new();
     private readonly Lock _deferredGate = new();
     private bool _draining;
+    private int _deferredCount; // _deferred.Count, readable without the lock on the hot path
     private TaskCompletionSource? _deferredRoom;
 
     private static readonly BoundedPool<DeferredPublish> s_deferredPool = new(4096);
@@ -58,6 +59,7 @@ public sealed partial class MqttChannel
         lock (_deferredGate)
         {
             _deferred.Enqueue(entry);
+            _deferredCount = _deferred.Count;
         }
 
         entry.Awaiter = pending.GetAwaiter();
@@ -79,25 +81,20 @@ public sealed partial class MqttChannel
         lock (_deferredGate)
         {
             _deferred.Enqueue(entry);
+            _deferredCount = _deferred.Count;
         }
 
         DrainDeferred();
     }
 
     /// <summary>Whether publishes are waiting (a new QoS 1 publish must then queue behind them).</summary>
-    private bool HasDeferred
-    {
-        get
-        {
-            lock (_deferredGate)
-            {
-                return _deferred.Count > 0;
-            }
-        }
-    }
+    private bool HasDeferred => Volatile.Read(ref _deferredCount) > 0;
 
-    /// <summary>Waits until fewer than <paramref name="limit"/> publishes are waiting (0: until none is).</summary>
-    private async ValueTask WaitForDeferredAsync(int limit, CancellationToken cancellationToken)
+    /// <summary>Waits until at most <paramref name="limit"/> publishes are waiting (0: until none is).</summary>
+    private ValueTask WaitForDeferredAsync(int limit, CancellationToken cancellationToken) =>
+        Volatile.Read(ref _deferredCount) <= limit ? ValueTask.CompletedTask : WaitForDeferredSlowAsync(limit, cancellationToken);
+
+    private async ValueTask WaitForDeferredSlowAsync(int limit, CancellationToken cancellationToken)
     {
         while (true)
         {
@@ -146,6 +143,7 @@ public sealed partial class MqttChannel
                 }
 
                 entry = _deferred.Dequeue();
+                _deferredCount = _deferred.Count;
                 if (_deferredRoom is { } waiting)
                 {
                     _deferredRoom = null;
