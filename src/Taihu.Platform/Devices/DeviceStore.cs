@@ -58,7 +58,7 @@ public sealed class SqlDeviceStore(PlatformDatabase database) : IDeviceStore
         command.CommandText = $"INSERT INTO device_profiles ({ProfileColumns}) VALUES (@id, @tenant, @name, @description, @default, @ptype, @pkey, @psecret, @inactivity, @created)";
         AddProfile(command, profile);
         command.AddParameter("created", profile.CreatedTime);
-        await ExecuteUniqueAsync(command, $"A device profile named '{profile.Name}' or with that provision key already exists.", cancellationToken);
+        await Sql.ExecuteUniqueAsync(command, $"A device profile named '{profile.Name}' or with that provision key already exists.", cancellationToken);
     }
 
     public async Task<bool> UpdateProfileAsync(DeviceProfile profile, CancellationToken cancellationToken = default)
@@ -71,7 +71,7 @@ public sealed class SqlDeviceStore(PlatformDatabase database) : IDeviceStore
             WHERE id = @id AND tenant_id = @tenant
             """;
         AddProfile(command, profile);
-        return await ExecuteUniqueAsync(command, $"A device profile named '{profile.Name}' or with that provision key already exists.", cancellationToken) > 0;
+        return await Sql.ExecuteUniqueAsync(command, $"A device profile named '{profile.Name}' or with that provision key already exists.", cancellationToken) > 0;
     }
 
     public Task<DeviceProfile?> GetProfileAsync(Guid tenantId, Guid id, CancellationToken cancellationToken = default) =>
@@ -87,7 +87,7 @@ public sealed class SqlDeviceStore(PlatformDatabase database) : IDeviceStore
     {
         await using var connection = await database.OpenAsync(cancellationToken);
         var where = " WHERE tenant_id = @tenant" + (request.LikePattern is null ? "" : " AND lower(name) LIKE @q ESCAPE '\\'");
-        var total = await CountAsync(connection, "SELECT COUNT(*) FROM device_profiles" + where, tenantId, request, null, cancellationToken);
+        var total = await Sql.CountAsync(connection, "SELECT COUNT(*) FROM device_profiles" + where, request, c => c.AddParameter("tenant", tenantId.ToString()), cancellationToken);
         using var command = connection.CreateCommand();
         command.CommandText = $"SELECT {ProfileColumns} FROM device_profiles{where} ORDER BY {(request.SortProperty == "createdTime" ? "created_time" : "name")} {(request.Descending ? "DESC" : "ASC")}, id LIMIT @limit OFFSET @offset";
         AddPaging(command, tenantId, request);
@@ -187,7 +187,11 @@ public sealed class SqlDeviceStore(PlatformDatabase database) : IDeviceStore
             where += " AND d.type = @type";
         }
 
-        var total = await CountAsync(connection, "SELECT COUNT(*) FROM devices d" + where, tenantId, request, type, cancellationToken);
+        var total = await Sql.CountAsync(connection, "SELECT COUNT(*) FROM devices d" + where, request, c =>
+        {
+            c.AddParameter("tenant", tenantId.ToString());
+            c.AddParameter("type", type);
+        }, cancellationToken);
         var direction = request.Descending ? "DESC" : "ASC";
         var order = request.SortProperty switch
         {
@@ -388,40 +392,9 @@ public sealed class SqlDeviceStore(PlatformDatabase database) : IDeviceStore
         command.AddParameter("inactivity", profile.InactivityTimeoutMs);
     }
 
-    private static void AddPaging(DbCommand command, Guid tenantId, PageRequest request)
+    private static void AddPaging(DbCommand command, Guid? tenantId, PageRequest request)
     {
-        command.AddParameter("tenant", tenantId.ToString());
-        command.AddParameter("limit", (long)request.Limit);
-        command.AddParameter("offset", request.Offset);
-        if (request.LikePattern is { } pattern)
-        {
-            command.AddParameter("q", pattern);
-        }
-    }
-
-    private static async Task<long> CountAsync(DbConnection connection, string sql, Guid tenantId, PageRequest request, string? type, CancellationToken cancellationToken)
-    {
-        using var command = connection.CreateCommand();
-        command.CommandText = sql;
-        command.AddParameter("tenant", tenantId.ToString());
-        command.AddParameter("type", type);
-        if (request.LikePattern is { } pattern)
-        {
-            command.AddParameter("q", pattern);
-        }
-
-        return Convert.ToInt64(await command.ExecuteScalarAsync(cancellationToken), CultureInfo.InvariantCulture);
-    }
-
-    private static async Task<int> ExecuteUniqueAsync(DbCommand command, string conflict, CancellationToken cancellationToken)
-    {
-        try
-        {
-            return await command.ExecuteNonQueryAsync(cancellationToken);
-        }
-        catch (DbException e) when (Sql.IsUniqueViolation(e))
-        {
-            throw PlatformException.Conflict(conflict);
-        }
+        command.AddParameter("tenant", tenantId?.ToString());
+        Sql.AddPaging(command, request);
     }
 }

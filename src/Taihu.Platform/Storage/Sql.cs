@@ -58,4 +58,44 @@ public static class Sql
         Npgsql.PostgresException postgres => postgres.SqlState == "23505",
         _ => false,
     };
+
+    /// <summary>Adds a list's paging parameters: @limit, @offset, and @q (the search pattern) when there is one.</summary>
+    public static void AddPaging(DbCommand command, PageRequest request)
+    {
+        command.AddParameter("limit", (long)request.Limit);
+        command.AddParameter("offset", request.Offset);
+        AddSearch(command, request);
+    }
+
+    /// <summary>Adds @q, the search pattern, when the request searches.</summary>
+    public static void AddSearch(DbCommand command, PageRequest request)
+    {
+        if (request.LikePattern is { } pattern)
+        {
+            command.AddParameter("q", pattern);
+        }
+    }
+
+    /// <summary>Runs a COUNT(*) for a list; <paramref name="bind"/> adds its filter parameters.</summary>
+    public static async Task<long> CountAsync(DbConnection connection, string sql, PageRequest request, Action<DbCommand> bind, CancellationToken cancellationToken)
+    {
+        using var command = connection.CreateCommand();
+        command.CommandText = sql;
+        AddSearch(command, request);
+        bind(command);
+        return Convert.ToInt64(await command.ExecuteScalarAsync(cancellationToken), CultureInfo.InvariantCulture);
+    }
+
+    /// <summary>Runs a write; a unique-index violation becomes a 409 that says <paramref name="conflict"/>.</summary>
+    public static async Task<int> ExecuteUniqueAsync(DbCommand command, string conflict, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await command.ExecuteNonQueryAsync(cancellationToken);
+        }
+        catch (DbException e) when (IsUniqueViolation(e))
+        {
+            throw PlatformException.Conflict(conflict);
+        }
+    }
 }

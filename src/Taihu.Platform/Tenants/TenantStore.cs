@@ -68,7 +68,7 @@ public sealed class SqlTenantStore(PlatformDatabase database) : ITenantStore
         command.AddParameter("title", tenant.Title);
         command.AddParameter("created", tenant.CreatedTime);
         command.AddParameter("ttl", tenant.TtlDays);
-        await ExecuteUniqueAsync(command, $"A tenant named '{tenant.Title}' already exists.", cancellationToken);
+        await Sql.ExecuteUniqueAsync(command, $"A tenant named '{tenant.Title}' already exists.", cancellationToken);
     }
 
     public async Task<bool> UpdateTenantAsync(Tenant tenant, CancellationToken cancellationToken = default)
@@ -79,7 +79,7 @@ public sealed class SqlTenantStore(PlatformDatabase database) : ITenantStore
         command.AddParameter("id", tenant.Id.ToString());
         command.AddParameter("title", tenant.Title);
         command.AddParameter("ttl", tenant.TtlDays);
-        return await ExecuteUniqueAsync(command, $"A tenant named '{tenant.Title}' already exists.", cancellationToken) > 0;
+        return await Sql.ExecuteUniqueAsync(command, $"A tenant named '{tenant.Title}' already exists.", cancellationToken) > 0;
     }
 
     public async Task<Tenant?> GetTenantAsync(Guid id, CancellationToken cancellationToken = default)
@@ -101,10 +101,10 @@ public sealed class SqlTenantStore(PlatformDatabase database) : ITenantStore
             "createdTime" => "created_time",
             _ => "title",
         };
-        var total = await CountAsync(connection, "SELECT COUNT(*) FROM tenants" + where, request, null, cancellationToken);
+        var total = await Sql.CountAsync(connection, "SELECT COUNT(*) FROM tenants" + where, request, _ => { }, cancellationToken);
         using var command = connection.CreateCommand();
         command.CommandText = $"SELECT id, title, created_time, ttl_days FROM tenants{where} ORDER BY {order} {(request.Descending ? "DESC" : "ASC")}, id LIMIT @limit OFFSET @offset";
-        AddPaging(command, request);
+        Sql.AddPaging(command, request);
         var list = new List<Tenant>();
         await using var reader = await command.ExecuteReaderAsync(cancellationToken);
         while (await reader.ReadAsync(cancellationToken))
@@ -161,7 +161,7 @@ public sealed class SqlTenantStore(PlatformDatabase database) : ITenantStore
         command.AddParameter("hash", passwordHash);
         command.AddParameter("activation", activationToken);
         command.AddParameter("created", user.CreatedTime);
-        await ExecuteUniqueAsync(command, $"A user with e-mail '{user.Email}' already exists.", cancellationToken);
+        await Sql.ExecuteUniqueAsync(command, $"A user with e-mail '{user.Email}' already exists.", cancellationToken);
     }
 
     public async Task<User?> GetUserAsync(Guid id, Guid? tenantId, bool anyTenant = false, CancellationToken cancellationToken = default)
@@ -214,11 +214,10 @@ public sealed class SqlTenantStore(PlatformDatabase database) : ITenantStore
             where += " AND lower(email) LIKE @q ESCAPE '\\'";
         }
 
-        var total = await CountAsync(connection, "SELECT COUNT(*) FROM users" + where, request, tenantId, cancellationToken);
+        var total = await Sql.CountAsync(connection, "SELECT COUNT(*) FROM users" + where, request, c => c.AddParameter("tenant", tenantId?.ToString()), cancellationToken);
         using var command = connection.CreateCommand();
         command.CommandText = $"SELECT {UserColumns}, activation_token FROM users{where} ORDER BY {(request.SortProperty == "createdTime" ? "created_time" : "email")} {(request.Descending ? "DESC" : "ASC")}, id LIMIT @limit OFFSET @offset";
-        AddPaging(command, request);
-        command.AddParameter("tenant", tenantId?.ToString());
+        AddPaging(command, tenantId, request);
         var list = new List<User>();
         await using var reader = await command.ExecuteReaderAsync(cancellationToken);
         while (await reader.ReadAsync(cancellationToken))
@@ -355,38 +354,9 @@ public sealed class SqlTenantStore(PlatformDatabase database) : ITenantStore
     private static Tenant ReadTenant(DbDataReader reader) =>
         new(Guid.Parse(reader.GetString(0)), reader.GetString(1), reader.GetInt64(2), reader.IsDBNull(3) ? null : Sql.GetInt(reader, 3));
 
-    private static void AddPaging(DbCommand command, PageRequest request)
+    private static void AddPaging(DbCommand command, Guid? tenantId, PageRequest request)
     {
-        command.AddParameter("limit", (long)request.Limit);
-        command.AddParameter("offset", request.Offset);
-        if (request.LikePattern is { } pattern)
-        {
-            command.AddParameter("q", pattern);
-        }
-    }
-
-    private static async Task<long> CountAsync(DbConnection connection, string sql, PageRequest request, Guid? tenantId, CancellationToken cancellationToken)
-    {
-        using var command = connection.CreateCommand();
-        command.CommandText = sql;
-        if (request.LikePattern is { } pattern)
-        {
-            command.AddParameter("q", pattern);
-        }
-
         command.AddParameter("tenant", tenantId?.ToString());
-        return Convert.ToInt64(await command.ExecuteScalarAsync(cancellationToken), System.Globalization.CultureInfo.InvariantCulture);
-    }
-
-    private static async Task<int> ExecuteUniqueAsync(DbCommand command, string conflict, CancellationToken cancellationToken)
-    {
-        try
-        {
-            return await command.ExecuteNonQueryAsync(cancellationToken);
-        }
-        catch (DbException e) when (Sql.IsUniqueViolation(e))
-        {
-            throw PlatformException.Conflict(conflict);
-        }
+        Sql.AddPaging(command, request);
     }
 }
