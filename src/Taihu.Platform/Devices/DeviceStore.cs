@@ -329,27 +329,19 @@ public sealed class SqlDeviceStore(PlatformDatabase database) : IDeviceStore
         }
     }
 
-    private async Task<Device?> QueryDeviceAsync(string where, string value, Guid tenantId, CancellationToken cancellationToken)
-    {
-        await using var connection = await database.OpenAsync(cancellationToken);
-        using var command = connection.CreateCommand();
-        command.CommandText = $"SELECT {DeviceColumns} FROM devices d WHERE {where}";
-        command.AddParameter("value", value);
-        command.AddParameter("tenant", tenantId.ToString());
-        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
-        return await reader.ReadAsync(cancellationToken) ? ReadDevice(reader, 0) : null;
-    }
+    private Task<Device?> QueryDeviceAsync(string where, string value, Guid tenantId, CancellationToken cancellationToken) =>
+        database.QuerySingleAsync($"SELECT {DeviceColumns} FROM devices d WHERE {where}", command =>
+        {
+            command.AddParameter("value", value);
+            command.AddParameter("tenant", tenantId.ToString());
+        }, reader => ReadDevice(reader, 0), cancellationToken);
 
-    private async Task<DeviceProfile?> QueryProfileAsync(string where, object value, Guid? tenantId, CancellationToken cancellationToken)
-    {
-        await using var connection = await database.OpenAsync(cancellationToken);
-        using var command = connection.CreateCommand();
-        command.CommandText = $"SELECT {ProfileColumns} FROM device_profiles WHERE {where}";
-        command.AddParameter("id", value);
-        command.AddParameter("tenant", tenantId?.ToString());
-        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
-        return await reader.ReadAsync(cancellationToken) ? ReadProfile(reader) : null;
-    }
+    private Task<DeviceProfile?> QueryProfileAsync(string where, object value, Guid? tenantId, CancellationToken cancellationToken) =>
+        database.QuerySingleAsync($"SELECT {ProfileColumns} FROM device_profiles WHERE {where}", command =>
+        {
+            command.AddParameter("id", value);
+            command.AddParameter("tenant", tenantId?.ToString());
+        }, ReadProfile, cancellationToken);
 
     private static Device ReadDevice(DbDataReader r, int o)
     {

@@ -61,6 +61,18 @@ public sealed class PlatformDatabase : IDisposable
         }
     }
 
+    /// <summary>The first row of a query read by <paramref name="read"/>, or null when there is none.</summary>
+    public async Task<T?> QuerySingleAsync<T>(string sql, Action<DbCommand> bind, Func<DbDataReader, T> read, CancellationToken cancellationToken)
+        where T : class
+    {
+        await using var connection = await OpenAsync(cancellationToken);
+        using var command = connection.CreateCommand();
+        command.CommandText = sql;
+        bind(command);
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        return await reader.ReadAsync(cancellationToken) ? read(reader) : null;
+    }
+
     /// <summary>Applies the migration steps not yet applied, each in its own transaction. Returns how many ran.</summary>
     public async Task<int> MigrateAsync(CancellationToken cancellationToken = default)
     {

@@ -331,16 +331,12 @@ public sealed class SqlTenantStore(PlatformDatabase database) : ITenantStore
         return (string)(await command.ExecuteScalarAsync(cancellationToken))!;
     }
 
-    private async Task<UserSecrets?> QueryUserAsync(string where, string id, Guid? tenantId, CancellationToken cancellationToken)
-    {
-        await using var connection = await database.OpenAsync(cancellationToken);
-        using var command = connection.CreateCommand();
-        command.CommandText = $"SELECT {UserColumns}, activation_token FROM users WHERE {where}";
-        command.AddParameter("id", id);
-        command.AddParameter("tenant", tenantId?.ToString());
-        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
-        return await reader.ReadAsync(cancellationToken) ? ReadUser(reader) : null;
-    }
+    private Task<UserSecrets?> QueryUserAsync(string where, string id, Guid? tenantId, CancellationToken cancellationToken) =>
+        database.QuerySingleAsync($"SELECT {UserColumns}, activation_token FROM users WHERE {where}", command =>
+        {
+            command.AddParameter("id", id);
+            command.AddParameter("tenant", tenantId?.ToString());
+        }, ReadUser, cancellationToken);
 
     private static UserSecrets ReadUser(DbDataReader reader)
     {
