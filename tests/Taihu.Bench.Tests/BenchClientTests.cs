@@ -1,0 +1,83 @@
+using System.Buffers;
+using System.IO.Pipelines;
+using System.Net;
+using System.Net.Sockets;
+using Taihu.Bench.Client;
+using Taihu.Mqtt;
+using Taihu.Mqtt.Packets;
+
+namespace Taihu.Bench.Tests;
+
+/// <summary>The generator's client against a minimal peer on loopback that acknowledges what it receives.</summary>
+public sealed class BenchClientTests
+{
+    private static readonly TimeSpan Guard = TimeSpan.FromSeconds(10);
+
+    [Fact]
+    public async Task UnflushedPublishes_BeyondTheInflightWindow_AreSentBeforeWaitingForASlot()
+    {
+        // Regression: with a window of 2, a third unflushed publish waited for an acknowledgement of publishes
+        // that were still in the client's buffer, so the peer never saw them and the run hung.
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        var port = ((IPEndPoint)listener.LocalEndpoint).Port;
+        var peer = RunAcknowledgingPeerAsync(listener);
+
+        var target = new BrokerTarget("127.0.0.1", port, ProtocolVersion.V500);
+        await using var client = await BenchClient.OpenAsync(target, maxInflight: 2, CancellationToken.None);
+        Assert.Equal(ReasonCode.Success, await client.ConnectAsync("bench-test", target, 0, true, CancellationToken.None).WaitAsync(Guard));
+        var topic = "bench/t"u8.ToArray();
+        for (var i = 0; i < 10; i++)
+        {
+            await client.PublishAsync(topic, 32, QoS.AtLeastOnce, 0, i, flush: false, CancellationToken.None).AsTask().WaitAsync(Guard);
+        }
+
+        await client.FlushAsync(CancellationToken.None).AsTask().WaitAsync(Guard);
+        var acknowledged = await peer.WaitAsync(Guard);
+        Assert.Equal(10, acknowledged);
+    }
+
+    /// <summary>Accepts one client, answers CONNECT, acknowledges ten QoS 1 publishes; returns how many.</summary>
+    private static async Task<int> RunAcknowledgingPeerAsync(TcpListener listener)
+    {
+        using var socket = await listener.AcceptSocketAsync();
+        await using var stream = new NetworkStream(socket, ownsSocket: false);
+        var reader = PipeReader.Create(stream);
+        var parser = new PacketReader { Version = ProtocolVersion.V500 };
+        var output = new ArrayBufferWriter<byte>();
+        var acknowledged = 0;
+        while (acknowledged < 10)
+        {
+            var result = await reader.ReadAsync();
+            var buffer = result.Buffer;
+            while (parser.TryRead(ref buffer, out var packet))
+            {
+                MqttPacket? reply = packet switch
+                {
+                    ConnectPacket => new ConnAckPacket { ReasonCode = ReasonCode.Success },
+                    PublishPacket publish => new PublishAckPacket(PacketType.PubAck, publish.PacketId, ReasonCode.Success),
+                    _ => null,
+                };
+                if (reply is PublishAckPacket)
+                {
+                    acknowledged++;
+                }
+
+                if (reply is not null)
+                {
+                    output.Clear();
+                    PacketWriter.Write(output, reply, ProtocolVersion.V500);
+                    await stream.WriteAsync(output.WrittenMemory);
+                }
+            }
+
+            reader.AdvanceTo(buffer.Start, buffer.End);
+            if (result.IsCompleted)
+            {
+                break;
+            }
+        }
+
+        return acknowledged;
+    }
+}
