@@ -111,3 +111,35 @@ public abstract partial class StorageTests
         return result;
     }
 }
+
+/// <summary>Purging a device's data a slice at a time.</summary>
+public abstract partial class StorageTests
+{
+    [Fact]
+    public async Task Purge_DeletesEveryPointRollupAndLatestValueOfTheDevice_InSlices_AndNothingElse()
+    {
+        var (_, profile, device) = await NewTenantWithDeviceAsync();
+        var other = await NewDeviceAsync(device.TenantId, profile.Id);
+        var points = new List<DevicePoint>();
+        for (var i = 0; i < 45_000; i++)
+        {
+            points.Add(Point(device, "a", Minute0 + i, (long)i));
+        }
+
+        points.Add(Point(device, "b", Minute0, 1.5));
+        points.Add(Point(other, "a", Minute0, 7L));
+        await Telemetry.WriteAsync(points);
+
+        Assert.Equal(45_001, await Telemetry.PurgeDeviceAsync(device.Seq));
+
+        Assert.Empty(await Telemetry.GetLatestAsync(device.Seq, null));
+        Assert.Empty(await Telemetry.GetHistoryAsync(device.Seq, "a", 0, long.MaxValue, 10, SortOrder.Ascending));
+        Assert.Empty(await Telemetry.GetAggregatesAsync(device.Seq, "a", Minute0, Minute0 + 60_000, 60_000, Aggregation.Count));
+        Assert.Equal([new TelemetryPoint("a", Minute0, KvValue.Of(7L))], await Telemetry.GetLatestAsync(other.Seq, null));
+        Assert.Equal(1L, (await Telemetry.GetAggregatesAsync(other.Seq, "a", Minute0, Minute0 + 60_000, 60_000, Aggregation.Count)).Single().Value.Long);
+
+        // Written again afterwards, the device's rollups start from nothing.
+        await Telemetry.WriteAsync([Point(device, "a", Minute0 + 5, 3L)]);
+        Assert.Equal(1L, (await Telemetry.GetAggregatesAsync(device.Seq, "a", Minute0, Minute0 + 60_000, 60_000, Aggregation.Count)).Single().Value.Long);
+    }
+}

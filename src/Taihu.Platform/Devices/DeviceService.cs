@@ -47,7 +47,7 @@ public interface IDeviceService
 }
 
 /// <inheritdoc />
-public sealed class DeviceService(IDeviceStore store, IAuditLog audit, IServiceProvider services, TimeProvider time) : IDeviceService
+public sealed class DeviceService(IDeviceStore store, IAuditLog audit, IServiceProvider services, TimeProvider time, Telemetry.ITelemetryStore? telemetry = null) : IDeviceService
 {
     /// <summary>Longest device name, type or label.</summary>
     public const int MaxNameLength = 255;
@@ -120,8 +120,14 @@ public sealed class DeviceService(IDeviceStore store, IAuditLog audit, IServiceP
         caller.RequireWrite();
         var tenant = caller.RequireTenant();
         var device = await store.GetDeviceAsync(tenant, id, cancellationToken) ?? throw PlatformException.NotFound("The device");
-        await store.DeleteDeviceAsync(tenant, id, cancellationToken);
         DisconnectDevice(id, "The device was deleted.");
+        if (telemetry is not null)
+        {
+            // Its points go a slice at a time first, so that the deletion below is a short transaction.
+            await telemetry.PurgeDeviceAsync(device.Seq, cancellationToken);
+        }
+
+        await store.DeleteDeviceAsync(tenant, id, cancellationToken);
         await audit.WriteAsync(caller, "DELETED", "DEVICE", id.ToString(), device.Name, cancellationToken: cancellationToken);
     }
 

@@ -51,6 +51,13 @@ public interface ITelemetryStore
     Task<long> DeleteAsync(long deviceSeq, IReadOnlyCollection<string> keys, long startTs, long endTs, CancellationToken cancellationToken = default);
 
     /// <summary>
+    /// Deletes every point, rollup and latest value of a device, a slice at a time, each slice in its own short
+    /// transaction: a device with millions of points must not hold the database's write lock (SQLite has one)
+    /// while other devices' telemetry waits. Returns how many points.
+    /// </summary>
+    Task<long> PurgeDeviceAsync(long deviceSeq, CancellationToken cancellationToken = default);
+
+    /// <summary>
     /// Deletes points of the devices of a tenant in the whole minutes before <paramref name="olderThanTs"/> (a cut
     /// inside a minute keeps that minute, so that each minute's rollup goes with its points); returns how many.
     /// </summary>
@@ -296,6 +303,61 @@ public sealed partial class SqlTelemetryStore(PlatformDatabase database) : ITele
             await RecomputeRollupsAsync(connection, transaction, deviceSeq, keyId.Value, from, to, cancellationToken);
             await transaction.CommitAsync(cancellationToken);
             ForgetNewest(deviceSeq, keyId.Value);
+        }
+
+        return deleted;
+    }
+
+    public async Task<long> PurgeDeviceAsync(long deviceSeq, CancellationToken cancellationToken = default)
+    {
+        const int Slice = 20_000;
+        await using var connection = await database.OpenAsync(cancellationToken);
+        var keys = new List<long>();
+        using (var list = connection.CreateCommand())
+        {
+            list.CommandText = "SELECT DISTINCT key_id FROM ts_latest WHERE device_seq = @d UNION SELECT DISTINCT key_id FROM ts_rollup_1m WHERE device_seq = @d";
+            list.AddParameter("d", deviceSeq);
+            await using var reader = await list.ExecuteReaderAsync(cancellationToken);
+            while (await reader.ReadAsync(cancellationToken))
+            {
+                keys.Add(Sql.GetInt64(reader, 0));
+            }
+        }
+
+        long deleted = 0;
+        foreach (var key in keys)
+        {
+            while (true)
+            {
+                // The slice ends at the Slice-th oldest point of the key; the last slice takes the rest.
+                using var cut = connection.CreateCommand();
+                cut.CommandText = "SELECT ts FROM ts_kv WHERE device_seq = @d AND key_id = @k ORDER BY ts LIMIT 1 OFFSET @n";
+                cut.AddParameter("d", deviceSeq);
+                cut.AddParameter("k", key);
+                cut.AddParameter("n", (long)Slice);
+                var found = await cut.ExecuteScalarAsync(cancellationToken);
+                using var delete = connection.CreateCommand();
+                delete.CommandText = found is null or DBNull
+                    ? "DELETE FROM ts_kv WHERE device_seq = @d AND key_id = @k"
+                    : "DELETE FROM ts_kv WHERE device_seq = @d AND key_id = @k AND ts < @cut";
+                delete.AddParameter("d", deviceSeq);
+                delete.AddParameter("k", key);
+                delete.AddParameter("cut", found is null or DBNull ? 0L : Convert.ToInt64(found, CultureInfo.InvariantCulture));
+                deleted += await delete.ExecuteNonQueryAsync(cancellationToken);
+                if (found is null or DBNull)
+                {
+                    break;
+                }
+            }
+
+            ForgetNewest(deviceSeq, key);
+        }
+
+        using (var rest = connection.CreateCommand())
+        {
+            rest.CommandText = "DELETE FROM ts_rollup_1m WHERE device_seq = @d; DELETE FROM ts_latest WHERE device_seq = @d;";
+            rest.AddParameter("d", deviceSeq);
+            await rest.ExecuteNonQueryAsync(cancellationToken);
         }
 
         return deleted;

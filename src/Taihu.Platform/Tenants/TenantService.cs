@@ -14,7 +14,7 @@ namespace Taihu.Platform.Tenants;
 /// </summary>
 public sealed partial class TenantService(
     ITenantStore store, IDeviceStore devices, IAuditLog audit, IOptions<SecurityOptions> options, IOptions<IngestOptions> ingest,
-    TimeProvider time, ILogger<TenantService> logger)
+    TimeProvider time, ILogger<TenantService> logger, Telemetry.ITelemetryStore? telemetry = null)
 {
     private readonly PasswordHasher<User> _hasher = new();
 
@@ -69,6 +69,24 @@ public sealed partial class TenantService(
     {
         caller.RequireSysAdmin();
         var tenant = await store.GetTenantAsync(id, cancellationToken) ?? throw PlatformException.NotFound("The tenant");
+        if (telemetry is not null)
+        {
+            // Every device's points go a slice at a time first, so that the deletion below is a short transaction.
+            for (var page = 0; ; page++)
+            {
+                var devicesPage = await devices.ListDevicesAsync(id, new PageRequest(PageRequest.MaxPageSize, page), cancellationToken: cancellationToken);
+                foreach (var device in devicesPage.Data)
+                {
+                    await telemetry.PurgeDeviceAsync(device.Seq, cancellationToken);
+                }
+
+                if (!devicesPage.HasNext)
+                {
+                    break;
+                }
+            }
+        }
+
         await store.DeleteTenantAsync(id, cancellationToken);
         await audit.WriteAsync(caller, "DELETED", "TENANT", id.ToString(), tenant.Title, cancellationToken: cancellationToken);
     }
