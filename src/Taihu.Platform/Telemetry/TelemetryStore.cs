@@ -365,23 +365,46 @@ public sealed partial class SqlTelemetryStore(PlatformDatabase database) : ITele
 
     public async Task<long> DeleteOlderThanAsync(Guid tenantId, long olderThanTs, CancellationToken cancellationToken = default)
     {
-        await using var connection = await database.OpenAsync(cancellationToken);
-        using var command = connection.CreateCommand();
         // Latest values stay: ThingsBoard keeps the last known value of a key after its history expires. The
-        // cut is rounded down to a whole minute, so that a minute's rollup and its points go together.
+        // cut is rounded down to a whole minute, so that a minute's rollup and its points go together. Each
+        // (device, key) is its own short statement over its own index range: one statement for a whole tenant
+        // would scan every point and hold SQLite's write lock while the tenant's devices wait to be stored.
         var before = Math.Max(olderThanTs, 0) / MinuteMs * MinuteMs;
-        using (var rollups = connection.CreateCommand())
+        await using var connection = await database.OpenAsync(cancellationToken);
+        var pairs = new List<(long Device, long Key)>();
+        using (var list = connection.CreateCommand())
         {
-            rollups.CommandText = "DELETE FROM ts_rollup_1m WHERE minute < @minute AND device_seq IN (SELECT seq FROM devices WHERE tenant_id = @tenant)";
-            rollups.AddParameter("minute", before / MinuteMs);
-            rollups.AddParameter("tenant", tenantId.ToString());
+            list.CommandText = "SELECT l.device_seq, l.key_id FROM ts_latest l JOIN devices d ON d.seq = l.device_seq WHERE d.tenant_id = @tenant";
+            list.AddParameter("tenant", tenantId.ToString());
+            await using var reader = await list.ExecuteReaderAsync(cancellationToken);
+            while (await reader.ReadAsync(cancellationToken))
+            {
+                pairs.Add((Sql.GetInt64(reader, 0), Sql.GetInt64(reader, 1)));
+            }
+        }
+
+        using var points = connection.CreateCommand();
+        points.CommandText = "DELETE FROM ts_kv WHERE device_seq = @d AND key_id = @k AND ts < @before";
+        var pd = points.AddParameter("d", 0L);
+        var pk = points.AddParameter("k", 0L);
+        points.AddParameter("before", before);
+        using var rollups = connection.CreateCommand();
+        rollups.CommandText = "DELETE FROM ts_rollup_1m WHERE device_seq = @d AND key_id = @k AND minute < @minute";
+        var rd = rollups.AddParameter("d", 0L);
+        var rk = rollups.AddParameter("k", 0L);
+        rollups.AddParameter("minute", before / MinuteMs);
+        long deleted = 0;
+        foreach (var (device, key) in pairs)
+        {
+            pd.Value = device;
+            pk.Value = key;
+            deleted += await points.ExecuteNonQueryAsync(cancellationToken);
+            rd.Value = device;
+            rk.Value = key;
             await rollups.ExecuteNonQueryAsync(cancellationToken);
         }
 
-        command.CommandText = "DELETE FROM ts_kv WHERE ts < @before AND device_seq IN (SELECT seq FROM devices WHERE tenant_id = @tenant)";
-        command.AddParameter("before", before);
-        command.AddParameter("tenant", tenantId.ToString());
-        return await command.ExecuteNonQueryAsync(cancellationToken);
+        return deleted;
     }
 
     internal static KvValue ReadValue(DbDataReader reader, int o) => (DataType)Sql.GetInt(reader, o) switch
