@@ -143,3 +143,23 @@ public abstract partial class StorageTests
         Assert.Equal(1L, (await Telemetry.GetAggregatesAsync(device.Seq, "a", Minute0, Minute0 + 60_000, 60_000, Aggregation.Count)).Single().Value.Long);
     }
 }
+
+/// <summary>Latest values: the newest point wins whatever order batches come in, and outlives its history.</summary>
+public abstract partial class StorageTests
+{
+    [Fact]
+    public async Task Latest_IsTheNewestPoint_AcrossBatches_AndSurvivesRetention()
+    {
+        var (tenant, _, device) = await NewTenantWithDeviceAsync();
+        // Three batches, the last one late.
+        await Telemetry.WriteAsync([Point(device, "v", Minute0 + 1000, 1L)]);
+        await Telemetry.WriteAsync([Point(device, "v", Minute0 + 2000, 2L)]);
+        await Telemetry.WriteAsync([Point(device, "v", Minute0 + 1500, 9L)]);
+        Assert.Equal([new TelemetryPoint("v", Minute0 + 2000, KvValue.Of(2L))], await Telemetry.GetLatestAsync(device.Seq, null));
+
+        // History expires; the last value stored stays the latest.
+        Assert.Equal(3, await Telemetry.DeleteOlderThanAsync(tenant.Id, Minute0 + 60_000));
+        Assert.Empty(await Telemetry.GetHistoryAsync(device.Seq, "v", 0, long.MaxValue, 10, SortOrder.Ascending));
+        Assert.Equal([new TelemetryPoint("v", Minute0 + 2000, KvValue.Of(2L))], await Telemetry.GetLatestAsync(device.Seq, null));
+    }
+}
