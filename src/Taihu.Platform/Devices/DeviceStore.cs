@@ -83,22 +83,12 @@ public sealed class SqlDeviceStore(PlatformDatabase database) : IDeviceStore
     public Task<DeviceProfile?> FindProfileByProvisionKeyAsync(string provisionKey, CancellationToken cancellationToken = default) =>
         QueryProfileAsync("provision_key = @id", provisionKey, null, cancellationToken);
 
-    public async Task<Page<DeviceProfile>> ListProfilesAsync(Guid tenantId, PageRequest request, CancellationToken cancellationToken = default)
+    public Task<Page<DeviceProfile>> ListProfilesAsync(Guid tenantId, PageRequest request, CancellationToken cancellationToken = default)
     {
-        await using var connection = await database.OpenAsync(cancellationToken);
         var where = " WHERE tenant_id = @tenant" + (request.LikePattern is null ? "" : " AND lower(name) LIKE @q ESCAPE '\\'");
-        var total = await Sql.CountAsync(connection, "SELECT COUNT(*) FROM device_profiles" + where, request, c => c.AddParameter("tenant", tenantId.ToString()), cancellationToken);
-        using var command = connection.CreateCommand();
-        command.CommandText = $"SELECT {ProfileColumns} FROM device_profiles{where} ORDER BY {(request.SortProperty == "createdTime" ? "created_time" : "name")} {(request.Descending ? "DESC" : "ASC")}, id LIMIT @limit OFFSET @offset";
-        AddPaging(command, tenantId, request);
-        var list = new List<DeviceProfile>();
-        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
-        while (await reader.ReadAsync(cancellationToken))
-        {
-            list.Add(ReadProfile(reader));
-        }
-
-        return Page.From(list, total, request);
+        var order = $"{(request.SortProperty == "createdTime" ? "created_time" : "name")} {(request.Descending ? "DESC" : "ASC")}, id";
+        return database.QueryPageAsync(ProfileColumns, "device_profiles", where, order, request,
+            c => c.AddParameter("tenant", tenantId.ToString()), ReadProfile, cancellationToken);
     }
 
     public async Task<bool> DeleteProfileAsync(Guid tenantId, Guid id, CancellationToken cancellationToken = default)
@@ -173,9 +163,8 @@ public sealed class SqlDeviceStore(PlatformDatabase database) : IDeviceStore
     public Task<Device?> GetDeviceByNameAsync(Guid tenantId, string name, CancellationToken cancellationToken = default) =>
         QueryDeviceAsync("d.name = @value AND d.tenant_id = @tenant", name, tenantId, cancellationToken);
 
-    public async Task<Page<Device>> ListDevicesAsync(Guid tenantId, PageRequest request, string? type = null, CancellationToken cancellationToken = default)
+    public Task<Page<Device>> ListDevicesAsync(Guid tenantId, PageRequest request, string? type = null, CancellationToken cancellationToken = default)
     {
-        await using var connection = await database.OpenAsync(cancellationToken);
         var where = " WHERE d.tenant_id = @tenant";
         if (request.LikePattern is not null)
         {
@@ -187,11 +176,6 @@ public sealed class SqlDeviceStore(PlatformDatabase database) : IDeviceStore
             where += " AND d.type = @type";
         }
 
-        var total = await Sql.CountAsync(connection, "SELECT COUNT(*) FROM devices d" + where, request, c =>
-        {
-            c.AddParameter("tenant", tenantId.ToString());
-            c.AddParameter("type", type);
-        }, cancellationToken);
         var direction = request.Descending ? "DESC" : "ASC";
         var order = request.SortProperty switch
         {
@@ -202,18 +186,11 @@ public sealed class SqlDeviceStore(PlatformDatabase database) : IDeviceStore
             "label" => $"(d.label IS NULL) {direction}, d.label {direction}",
             _ => $"d.name {direction}",
         };
-        using var command = connection.CreateCommand();
-        command.CommandText = $"SELECT {DeviceColumns} FROM devices d{where} ORDER BY {order}, d.seq LIMIT @limit OFFSET @offset";
-        AddPaging(command, tenantId, request);
-        command.AddParameter("type", type);
-        var list = new List<Device>();
-        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
-        while (await reader.ReadAsync(cancellationToken))
+        return database.QueryPageAsync(DeviceColumns, "devices d", where, order + ", d.seq", request, c =>
         {
-            list.Add(ReadDevice(reader, 0));
-        }
-
-        return Page.From(list, total, request);
+            c.AddParameter("tenant", tenantId.ToString());
+            c.AddParameter("type", type);
+        }, reader => ReadDevice(reader, 0), cancellationToken);
     }
 
     public async Task<bool> DeleteDeviceAsync(Guid tenantId, Guid id, CancellationToken cancellationToken = default)
@@ -382,11 +359,5 @@ public sealed class SqlDeviceStore(PlatformDatabase database) : IDeviceStore
         command.AddParameter("pkey", profile.ProvisionKey);
         command.AddParameter("psecret", profile.ProvisionSecret);
         command.AddParameter("inactivity", profile.InactivityTimeoutMs);
-    }
-
-    private static void AddPaging(DbCommand command, Guid? tenantId, PageRequest request)
-    {
-        command.AddParameter("tenant", tenantId?.ToString());
-        Sql.AddPaging(command, request);
     }
 }

@@ -73,6 +73,29 @@ public sealed class PlatformDatabase : IDisposable
         return await reader.ReadAsync(cancellationToken) ? read(reader) : null;
     }
 
+    /// <summary>
+    /// One page of a list: <c>SELECT {columns} FROM {from}{where} ORDER BY {orderBy} LIMIT/OFFSET</c> and the
+    /// count of the whole list. <paramref name="bind"/> adds the filter's parameters; paging and search (@q) are added here.
+    /// </summary>
+    public async Task<Page<T>> QueryPageAsync<T>(string columns, string from, string where, string orderBy, PageRequest request,
+        Action<DbCommand> bind, Func<DbDataReader, T> read, CancellationToken cancellationToken)
+    {
+        await using var connection = await OpenAsync(cancellationToken);
+        var total = await Sql.CountAsync(connection, $"SELECT COUNT(*) FROM {from}{where}", request, bind, cancellationToken);
+        using var command = connection.CreateCommand();
+        command.CommandText = $"SELECT {columns} FROM {from}{where} ORDER BY {orderBy} LIMIT @limit OFFSET @offset";
+        Sql.AddPaging(command, request);
+        bind(command);
+        var list = new List<T>();
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            list.Add(read(reader));
+        }
+
+        return Page.From(list, total, request);
+    }
+
     /// <summary>Applies the migration steps not yet applied, each in its own transaction. Returns how many ran.</summary>
     public async Task<int> MigrateAsync(CancellationToken cancellationToken = default)
     {

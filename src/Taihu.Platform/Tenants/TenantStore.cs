@@ -92,27 +92,12 @@ public sealed class SqlTenantStore(PlatformDatabase database) : ITenantStore
         return await reader.ReadAsync(cancellationToken) ? ReadTenant(reader) : null;
     }
 
-    public async Task<Page<Tenant>> ListTenantsAsync(PageRequest request, CancellationToken cancellationToken = default)
+    public Task<Page<Tenant>> ListTenantsAsync(PageRequest request, CancellationToken cancellationToken = default)
     {
-        await using var connection = await database.OpenAsync(cancellationToken);
         var where = request.LikePattern is null ? "" : " WHERE lower(title) LIKE @q ESCAPE '\\'";
-        var order = request.SortProperty switch
-        {
-            "createdTime" => "created_time",
-            _ => "title",
-        };
-        var total = await Sql.CountAsync(connection, "SELECT COUNT(*) FROM tenants" + where, request, _ => { }, cancellationToken);
-        using var command = connection.CreateCommand();
-        command.CommandText = $"SELECT id, title, created_time, ttl_days FROM tenants{where} ORDER BY {order} {(request.Descending ? "DESC" : "ASC")}, id LIMIT @limit OFFSET @offset";
-        Sql.AddPaging(command, request);
-        var list = new List<Tenant>();
-        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
-        while (await reader.ReadAsync(cancellationToken))
-        {
-            list.Add(ReadTenant(reader));
-        }
-
-        return Page.From(list, total, request);
+        var order = request.SortProperty == "createdTime" ? "created_time" : "title";
+        return database.QueryPageAsync("id, title, created_time, ttl_days", "tenants", where, $"{order} {(request.Descending ? "DESC" : "ASC")}, id",
+            request, _ => { }, ReadTenant, cancellationToken);
     }
 
     public async Task<bool> DeleteTenantAsync(Guid id, CancellationToken cancellationToken = default)
@@ -205,27 +190,17 @@ public sealed class SqlTenantStore(PlatformDatabase database) : ITenantStore
         return await command.ExecuteNonQueryAsync(cancellationToken) == 0 ? null : secrets.User with { Activated = true };
     }
 
-    public async Task<Page<User>> ListUsersAsync(Guid? tenantId, PageRequest request, CancellationToken cancellationToken = default)
+    public Task<Page<User>> ListUsersAsync(Guid? tenantId, PageRequest request, CancellationToken cancellationToken = default)
     {
-        await using var connection = await database.OpenAsync(cancellationToken);
         var where = tenantId is null ? " WHERE tenant_id IS NULL" : " WHERE tenant_id = @tenant";
         if (request.LikePattern is not null)
         {
             where += " AND lower(email) LIKE @q ESCAPE '\\'";
         }
 
-        var total = await Sql.CountAsync(connection, "SELECT COUNT(*) FROM users" + where, request, c => c.AddParameter("tenant", tenantId?.ToString()), cancellationToken);
-        using var command = connection.CreateCommand();
-        command.CommandText = $"SELECT {UserColumns}, activation_token FROM users{where} ORDER BY {(request.SortProperty == "createdTime" ? "created_time" : "email")} {(request.Descending ? "DESC" : "ASC")}, id LIMIT @limit OFFSET @offset";
-        AddPaging(command, tenantId, request);
-        var list = new List<User>();
-        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
-        while (await reader.ReadAsync(cancellationToken))
-        {
-            list.Add(ReadUser(reader).User);
-        }
-
-        return Page.From(list, total, request);
+        var order = $"{(request.SortProperty == "createdTime" ? "created_time" : "email")} {(request.Descending ? "DESC" : "ASC")}, id";
+        return database.QueryPageAsync($"{UserColumns}, activation_token", "users", where, order, request,
+            c => c.AddParameter("tenant", tenantId?.ToString()), reader => ReadUser(reader).User, cancellationToken);
     }
 
     public async Task<bool> DeleteUserAsync(Guid id, Guid? tenantId, CancellationToken cancellationToken = default)
@@ -349,10 +324,4 @@ public sealed class SqlTenantStore(PlatformDatabase database) : ITenantStore
 
     private static Tenant ReadTenant(DbDataReader reader) =>
         new(Guid.Parse(reader.GetString(0)), reader.GetString(1), reader.GetInt64(2), reader.IsDBNull(3) ? null : Sql.GetInt(reader, 3));
-
-    private static void AddPaging(DbCommand command, Guid? tenantId, PageRequest request)
-    {
-        command.AddParameter("tenant", tenantId?.ToString());
-        Sql.AddPaging(command, request);
-    }
 }
