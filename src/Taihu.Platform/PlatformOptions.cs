@@ -54,6 +54,19 @@ public sealed class IngestOptions
     /// <summary>Largest telemetry or attribute payload accepted (bytes). ThingsBoard's default limit is 64 KiB.</summary>
     public int MaxPayloadBytes { get; set; } = 64 * 1024;
 
+    /// <summary>
+    /// Earliest point timestamp accepted, as a date (UTC). ThingsBoard accepts any timestamp; a device whose clock
+    /// was never set sends 1970, and such points would sit outside every retention window and every dashboard.
+    /// 2000-01-01 refuses them with a reason the device can see.
+    /// </summary>
+    public DateTimeOffset EarliestTimestamp { get; set; } = new(2000, 1, 1, 0, 0, 0, TimeSpan.Zero);
+
+    /// <summary>
+    /// How far ahead of the server's clock a point may be stamped. A point far in the future would stay the
+    /// latest value until then and hide every later point; a day allows for clocks set to the wrong time zone.
+    /// </summary>
+    public TimeSpan MaxFutureSkew { get; set; } = TimeSpan.FromDays(1);
+
     /// <summary>Points older than this many days are deleted (per tenant override on the tenant); 0 keeps them forever.</summary>
     public int DefaultTtlDays { get; set; } = 365;
 

@@ -44,6 +44,11 @@ public static partial class TaihuServerExtensions
             problems.Add("Ingest:QueueCapacity, Ingest:MaxBatchPoints and Ingest:MaxPayloadBytes must be positive.");
         }
 
+        if (ingest.MaxFutureSkew < TimeSpan.Zero)
+        {
+            problems.Add("Ingest:MaxFutureSkew must not be negative.");
+        }
+
         return [.. broker.Validate(), .. listeners.Validate(), .. problems];
     }
 

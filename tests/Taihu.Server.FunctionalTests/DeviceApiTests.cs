@@ -152,44 +152,46 @@ public sealed class DeviceApiTests(PlatformFixture fixture) : IClassFixture<Plat
     [Fact]
     public async Task Timeseries_Aggregates_AndDeletion_FollowThingsBoardsShapes()
     {
+        // 2023-11-14, 40 s into a minute (as the points were at 1,000,000 ms before timestamps before 2000 were refused).
+        const long Base = 1_700_000_020_000;
         var (id, token) = await fixture.Admin.CreateDeviceAsync("aggregates-" + Guid.NewGuid().ToString("N")[..8]);
         var points = new StringBuilder("[");
         for (var i = 0; i < 6; i++)
         {
-            points.Append(i == 0 ? "" : ",").Append("{\"ts\":").Append(1_000_000 + (i * 10_000)).Append(",\"values\":{\"v\":").Append(i + 1).Append("}}");
+            points.Append(i == 0 ? "" : ",").Append("{\"ts\":").Append(Base + (i * 10_000)).Append(",\"values\":{\"v\":").Append(i + 1).Append("}}");
         }
 
         var (status, _) = await Curl.RunAsync("-X", "POST", $"http://127.0.0.1:{Server.HttpPort}/api/v1/{token}/telemetry", "--data", points.Append(']').ToString());
         Assert.Equal(200, status);
 
         // Two intervals of 30 s: 1,2,3 and 4,5,6.
-        var avg = await fixture.Admin.GetAsync($"/api/plugins/telemetry/DEVICE/{id}/values/timeseries?keys=v&startTs=1000000&endTs=1060000&interval=30000&agg=AVG&useStrictDataTypes=true");
+        var avg = await fixture.Admin.GetAsync($"/api/plugins/telemetry/DEVICE/{id}/values/timeseries?keys=v&startTs={Base}&endTs={Base + 60_000}&interval=30000&agg=AVG&useStrictDataTypes=true");
         Assert.Equal([2.0, 5.0], avg["v"]!.AsArray().Select(p => p!["value"]!.GetValue<double>()));
-        Assert.Equal([1_015_000L, 1_045_000L], avg["v"]!.AsArray().Select(p => p!["ts"]!.GetValue<long>()));
-        var count = await fixture.Admin.GetAsync($"/api/plugins/telemetry/DEVICE/{id}/values/timeseries?keys=v&startTs=1000000&endTs=1060000&interval=60000&agg=COUNT&useStrictDataTypes=true");
+        Assert.Equal([Base + 15_000, Base + 45_000], avg["v"]!.AsArray().Select(p => p!["ts"]!.GetValue<long>()));
+        var count = await fixture.Admin.GetAsync($"/api/plugins/telemetry/DEVICE/{id}/values/timeseries?keys=v&startTs={Base}&endTs={Base + 60_000}&interval=60000&agg=COUNT&useStrictDataTypes=true");
         Assert.Equal(6, count["v"]!.AsArray()[0]!["value"]!.GetValue<long>());
         var keys = await fixture.Admin.GetAsync($"/api/plugins/telemetry/DEVICE/{id}/keys/timeseries");
         Assert.Equal(["v"], keys.AsArray().Select(k => k!.GetValue<string>()));
 
-        var delete = await fixture.Admin.SendAsync(HttpMethod.Delete, $"/api/plugins/telemetry/DEVICE/{id}/timeseries/delete?keys=v&startTs=1040000&endTs=1060000");
+        var delete = await fixture.Admin.SendAsync(HttpMethod.Delete, $"/api/plugins/telemetry/DEVICE/{id}/timeseries/delete?keys=v&startTs={Base + 40_000}&endTs={Base + 60_000}");
         await PlatformApi.ExpectAsync(delete, HttpStatusCode.OK);
-        var left = await fixture.Admin.HistoryAsync(id, "v", 0, 2_000_000);
+        var left = await fixture.Admin.HistoryAsync(id, "v", Base, Base + 1_000_000);
         Assert.Equal([1, 2, 3, 4], left.Select(p => p.Value!.GetValue<int>()));
-        Assert.Equal(1_030_000, (await fixture.Admin.LatestAsync(id))["v"].Ts);
+        Assert.Equal(Base + 30_000, (await fixture.Admin.LatestAsync(id))["v"].Ts);
     }
 
     [Fact]
     public async Task RawHistory_PagesWithACursor()
     {
         var (id, token) = await fixture.Admin.CreateDeviceAsync("cursor-" + Guid.NewGuid().ToString("N")[..8]);
-        var body = "[" + string.Join(',', Enumerable.Range(0, 25).Select(i => $"{{\"ts\":{5_000 + i},\"values\":{{\"n\":{i}}}}}")) + "]";
+        var body = "[" + string.Join(',', Enumerable.Range(0, 25).Select(i => $"{{\"ts\":{1_700_000_005_000 + i},\"values\":{{\"n\":{i}}}}}")) + "]";
         Assert.Equal(200, (await Curl.RunAsync("-X", "POST", $"http://127.0.0.1:{Server.HttpPort}/api/v1/{token}/telemetry", "--data", body)).Status);
 
         var seen = new List<int>();
         string? cursor = null;
         do
         {
-            var page = await fixture.Admin.GetAsync($"/api/plugins/telemetry/DEVICE/{id}/values/timeseries/page?key=n&startTs=0&endTs=100000&limit=10{(cursor is null ? "" : "&cursor=" + cursor)}");
+            var page = await fixture.Admin.GetAsync($"/api/plugins/telemetry/DEVICE/{id}/values/timeseries/page?key=n&startTs=1700000000000&endTs=1700000100000&limit=10{(cursor is null ? "" : "&cursor=" + cursor)}");
             seen.AddRange(page["data"]!.AsArray().Select(p => p!["value"]!.GetValue<int>()));
             cursor = page["nextCursor"]?.GetValue<string>();
             Assert.Equal(cursor is not null, page["hasNext"]!.GetValue<bool>());

@@ -262,6 +262,11 @@ public sealed partial class DeviceConnector(
             LogBadPayload(logger, session.Device.Name, e.Message);
             return ReasonCode.PayloadFormatInvalid;
         }
+        catch (NotGatewayChildException e)
+        {
+            LogNotGatewayChild(logger, session.Device.Name, e.DeviceName);
+            return ReasonCode.NotAuthorized;
+        }
     }
 
     private async ValueTask<ReasonCode> ProvisionAsync(ObservedPublish publish, CancellationToken cancellationToken)
@@ -360,6 +365,9 @@ public sealed partial class DeviceConnector(
 
     [LoggerMessage(EventId = 2202, Level = LogLevel.Information, Message = "Refused a payload of device {Device}: {Problem}")]
     private static partial void LogBadPayload(ILogger logger, string device, string problem);
+
+    [LoggerMessage(EventId = 2203, Level = LogLevel.Information, Message = "Refused a message of gateway {Gateway} for device {Device}: the gateway neither created it nor is assigned to it")]
+    private static partial void LogNotGatewayChild(ILogger logger, string gateway, string device);
 }
 
 /// <summary>

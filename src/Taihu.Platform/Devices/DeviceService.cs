@@ -10,7 +10,8 @@ using Taihu.Platform.Tenants;
 namespace Taihu.Platform.Devices;
 
 /// <summary>What a caller sends to create or update a device.</summary>
-public sealed record DeviceDraft(string Name, string? Type, string? Label, Guid? ProfileId, string? Group, bool IsGateway);
+/// <param name="AssignsGateway">Whether the draft sets the gateway the device is assigned to (<paramref name="GatewayId"/>, or none).</param>
+public sealed record DeviceDraft(string Name, string? Type, string? Label, Guid? ProfileId, string? Group, bool IsGateway, bool AssignsGateway = false, Guid? GatewayId = null);
 
 /// <summary>What a caller sends to set a device's credentials.</summary>
 public sealed record CredentialsDraft(CredentialsType Type, string? AccessToken, string? ClientId, string? UserName, string? Password, string? CertificatePem);
@@ -65,8 +66,9 @@ public sealed class DeviceService(IDeviceStore store, IAuditLog audit, IServiceP
             throw PlatformException.Forbidden("Only a tenant administrator sets device credentials.");
         }
 
+        var gatewayId = draft.AssignsGateway ? await AssignedGatewayAsync(tenant, draft.GatewayId, cancellationToken) : null;
         var device = new Device(0, Guid.CreateVersion7(), tenant, draft.Name, draft.Type ?? profile.Name, draft.Label, profile.Id, draft.Group,
-            draft.IsGateway, null, time.GetUtcNow().ToUnixTimeMilliseconds());
+            draft.IsGateway, gatewayId, time.GetUtcNow().ToUnixTimeMilliseconds());
         var (stored, lookup, secret) = Prepare(device.Id, credentials ?? new CredentialsDraft(CredentialsType.AccessToken, null, null, null, null, null));
         try
         {
@@ -103,7 +105,16 @@ public sealed class DeviceService(IDeviceStore store, IAuditLog audit, IServiceP
             profileId = (await store.GetProfileAsync(tenant, wanted, cancellationToken) ?? throw PlatformException.NotFound("The device profile")).Id;
         }
 
-        var updated = existing with { Name = draft.Name, Type = draft.Type ?? existing.Type, Label = draft.Label, ProfileId = profileId, Group = draft.Group, IsGateway = draft.IsGateway };
+        var gatewayId = existing.GatewayId;
+        if (draft.AssignsGateway && draft.GatewayId != gatewayId)
+        {
+            gatewayId = draft.GatewayId == id ? throw PlatformException.BadRequest("A device cannot be assigned to itself.") : await AssignedGatewayAsync(tenant, draft.GatewayId, cancellationToken);
+        }
+
+        var updated = existing with
+        {
+            Name = draft.Name, Type = draft.Type ?? existing.Type, Label = draft.Label, ProfileId = profileId, Group = draft.Group, IsGateway = draft.IsGateway, GatewayId = gatewayId,
+        };
         await store.UpdateDeviceAsync(updated, cancellationToken);
         await audit.WriteAsync(caller, "UPDATED", "DEVICE", id.ToString(), updated.Name, cancellationToken: cancellationToken);
         return updated;
@@ -277,6 +288,18 @@ public sealed class DeviceService(IDeviceStore store, IAuditLog audit, IServiceP
     public static string BasicClientLookup(string clientId) => "c:" + clientId;
 
     public static string CertificateLookup(string thumbprint) => "x:" + thumbprint;
+
+    /// <summary>The gateway a device is assigned to: a gateway device of the same tenant, or none.</summary>
+    private async Task<Guid?> AssignedGatewayAsync(Guid tenant, Guid? gatewayId, CancellationToken cancellationToken)
+    {
+        if (gatewayId is not { } wanted)
+        {
+            return null;
+        }
+
+        var gateway = await store.GetDeviceAsync(tenant, wanted, cancellationToken) ?? throw PlatformException.NotFound("The gateway");
+        return gateway.IsGateway ? gateway.Id : throw PlatformException.BadRequest("additionalInfo.lastConnectedGateway must name a gateway device (additionalInfo.gateway true).");
+    }
 
     private static void Validate(DeviceDraft draft)
     {

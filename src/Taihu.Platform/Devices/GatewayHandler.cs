@@ -77,16 +77,23 @@ public sealed class GatewayHandler(IDeviceStore store, DeviceService devices, De
         ForEachDevice(payload.Span, (name, value) =>
         {
             var start = points.Count;
-            TelemetryParser.ParseTelemetry(value, now, points);
+            data.ParseTelemetry(value, now, points);
             parsed.Add((name, start, points.Count - start));
         });
 
-        var pending = new List<Task>(parsed.Count);
-        foreach (var (name, start, count) in parsed)
+        // Every named device is resolved before any point is queued: a device the gateway may not speak for
+        // refuses the whole message.
+        var children = new Device[parsed.Count];
+        for (var i = 0; i < parsed.Count; i++)
         {
-            var child = await ChildAsync(gateway, name, null, cancellationToken);
-            connectivity.Activity(child);
-            pending.Add(data.SubmitPointsAsync(child.Seq, points, start, count, cancellationToken).AsTask());
+            children[i] = await ChildAsync(gateway, parsed[i].Name, null, cancellationToken);
+        }
+
+        var pending = new List<Task>(parsed.Count);
+        for (var i = 0; i < parsed.Count; i++)
+        {
+            connectivity.Activity(children[i]);
+            pending.Add(data.SubmitPointsAsync(children[i].Seq, points, parsed[i].Start, parsed[i].Count, cancellationToken).AsTask());
         }
 
         var failed = false;
@@ -116,10 +123,15 @@ public sealed class GatewayHandler(IDeviceStore store, DeviceService devices, De
             parsed.Add((name, entries));
         });
 
-        foreach (var (name, entries) in parsed)
+        var children = new Device[parsed.Count];
+        for (var i = 0; i < parsed.Count; i++)
         {
-            var child = await ChildAsync(gateway, name, null, cancellationToken);
-            await attributes.SaveAsync(child.Seq, AttributeScope.Client, entries, cancellationToken);
+            children[i] = await ChildAsync(gateway, parsed[i].Name, null, cancellationToken);
+        }
+
+        for (var i = 0; i < parsed.Count; i++)
+        {
+            await attributes.SaveAsync(children[i].Seq, AttributeScope.Client, parsed[i].Entries, cancellationToken);
         }
     }
 
@@ -236,6 +248,13 @@ public sealed class GatewayHandler(IDeviceStore store, DeviceService devices, De
             }
         }
 
+        if (child.GatewayId != gateway.Device.Id)
+        {
+            // As ThingsBoard: a gateway speaks for the devices it created and those assigned to it, never for
+            // another device of its tenant that happens to have that name.
+            throw new NotGatewayChildException(name);
+        }
+
         gateway.Children[name] = child;
         return child;
     }
@@ -310,4 +329,11 @@ public sealed class GatewayHandler(IDeviceStore store, DeviceService devices, De
             throw new PayloadException($"Invalid JSON: {e.Message}");
         }
     }
+}
+
+/// <summary>A gateway named a device that it did not create and that is not assigned to it.</summary>
+public sealed class NotGatewayChildException(string deviceName)
+    : Exception("The gateway may not speak for this device: it neither created it nor is assigned to it.")
+{
+    public string DeviceName { get; } = deviceName;
 }

@@ -35,8 +35,11 @@ public sealed class SqliteDialect(string connectionString, SqliteDurability dura
     }
 
     /// <summary>The connection string for <c>taihu.db</c> in <paramref name="directory"/>.</summary>
+    /// <summary>The embedded database's file in the data directory.</summary>
+    public static string FilePath(string directory) => Path.Combine(directory, "taihu.db");
+
     public static string FileConnectionString(string directory) =>
-        new SqliteConnectionStringBuilder { DataSource = Path.Combine(directory, "taihu.db"), Pooling = true }.ToString();
+        new SqliteConnectionStringBuilder { DataSource = FilePath(directory), Pooling = true }.ToString();
 }
 
 /// <summary>PostgreSQL through Npgsql; one data source (its own pool) per database.</summary>

@@ -31,7 +31,8 @@ public sealed class PlatformDatabase : IDisposable
         var connectionString = options.ConnectionString;
         if (string.IsNullOrWhiteSpace(connectionString))
         {
-            Directory.CreateDirectory(dataDirectory);
+            PrivateDataDirectory.Ensure(dataDirectory);
+            PrivateDataDirectory.CreatePrivateFile(SqliteDialect.FilePath(dataDirectory));
             connectionString = SqliteDialect.FileConnectionString(dataDirectory);
         }
 

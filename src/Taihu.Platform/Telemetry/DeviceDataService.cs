@@ -1,5 +1,7 @@
 using System.Buffers;
+using System.Diagnostics.CodeAnalysis;
 using System.Text.Json;
+using Microsoft.Extensions.Options;
 using Taihu.Platform.Audit;
 using Taihu.Platform.Devices;
 using Taihu.Platform.Tenants;
@@ -12,8 +14,11 @@ namespace Taihu.Platform.Telemetry;
 /// </summary>
 public sealed class DeviceDataService(
     IDeviceStore devices, ITelemetryStore telemetry, IAttributeStore attributes, TelemetryIngest ingest, DeviceMessaging messaging,
-    IAuditLog audit, TimeProvider time)
+    IAuditLog audit, TimeProvider time, IOptions<IngestOptions> ingestOptions)
 {
+    private readonly long _earliestTs = ingestOptions.Value.EarliestTimestamp.ToUnixTimeMilliseconds();
+    private readonly long _maxFutureSkewMs = (long)ingestOptions.Value.MaxFutureSkew.TotalMilliseconds;
+
     /// <summary>Largest raw history page.</summary>
     public const int MaxHistoryLimit = 10_000;
 
@@ -27,7 +32,7 @@ public sealed class DeviceDataService(
         try
         {
             request.DeviceSeq = deviceSeq;
-            TelemetryParser.ParseTelemetry(payload, time.GetUtcNow().ToUnixTimeMilliseconds(), request.Points);
+            ParseTelemetry(payload, time.GetUtcNow().ToUnixTimeMilliseconds(), request.Points);
         }
         catch
         {
@@ -37,6 +42,33 @@ public sealed class DeviceDataService(
 
         return ingest.SubmitAsync(request, cancellationToken);
     }
+
+    /// <summary>
+    /// Parses a telemetry payload (<see cref="TelemetryParser.ParseTelemetry"/>) and refuses it whole when a point's
+    /// timestamp lies outside the accepted window (<see cref="IngestOptions.EarliestTimestamp"/> to
+    /// <see cref="IngestOptions.MaxFutureSkew"/> past <paramref name="now"/>).
+    /// </summary>
+    public void ParseTelemetry(ReadOnlySpan<byte> payload, long now, List<TelemetryPoint> points)
+    {
+        var start = points.Count;
+        TelemetryParser.ParseTelemetry(payload, now, points);
+        var latest = now + _maxFutureSkewMs;
+        for (var i = start; i < points.Count; i++)
+        {
+            var ts = points[i].Ts;
+            if (ts < _earliestTs || ts > latest)
+            {
+                points.RemoveRange(start, points.Count - start);
+                ThrowOutsideWindow(ts, now);
+            }
+        }
+    }
+
+    [DoesNotReturn]
+    private void ThrowOutsideWindow(long ts, long now) =>
+        throw new PayloadException(ts < _earliestTs
+            ? $"\"ts\" {ts} is before {DateTimeOffset.FromUnixTimeMilliseconds(_earliestTs):yyyy-MM-dd}, the earliest timestamp accepted (milliseconds since 1970-01-01 UTC)."
+            : $"\"ts\" {ts} is more than {_maxFutureSkewMs / 1000} s ahead of the server's clock ({now}).");
 
     /// <summary>Queues points already parsed (a gateway's devices); completes as <see cref="SubmitTelemetryAsync"/> does.</summary>
     public ValueTask SubmitPointsAsync(long deviceSeq, List<TelemetryPoint> points, int start, int count, CancellationToken cancellationToken = default)
@@ -107,6 +139,22 @@ public sealed class DeviceDataService(
 
     public async Task<IReadOnlyList<string>> GetKeysAsync(Caller caller, Guid deviceId, CancellationToken cancellationToken = default) =>
         await telemetry.GetKeysAsync((await DeviceOf(caller, deviceId, cancellationToken)).Seq, cancellationToken);
+
+    /// <summary>
+    /// One page of a key's raw history in ascending time: at most <paramref name="size"/> points from
+    /// <paramref name="fromTs"/>, plus the first point of the next page when there is one (the caller's cursor).
+    /// </summary>
+    public async Task<IReadOnlyList<TelemetryPoint>> GetHistoryPageAsync(
+        Caller caller, Guid deviceId, string key, long fromTs, long endTs, int size, CancellationToken cancellationToken = default)
+    {
+        var device = await DeviceOf(caller, deviceId, cancellationToken);
+        if (endTs < fromTs)
+        {
+            throw PlatformException.BadRequest("endTs must not be before startTs.");
+        }
+
+        return await telemetry.GetHistoryAsync(device.Seq, key, fromTs, endTs, Math.Clamp(size, 1, MaxHistoryLimit) + 1, SortOrder.Ascending, cancellationToken);
+    }
 
     /// <summary>Raw history or aggregates of several keys, as ThingsBoard's timeseries call returns them.</summary>
     public async Task<Dictionary<string, IReadOnlyList<TelemetryPoint>>> GetTimeseriesAsync(

@@ -142,13 +142,26 @@ public static class DeviceApi
 
         var gateway = false;
         string? group = null;
+        var assignsGateway = false;
+        Guid? gatewayId = null;
         if (body.TryGetProperty("additionalInfo", out var info) && info.ValueKind == JsonValueKind.Object)
         {
             gateway = info.TryGetProperty("gateway", out var g) && g.ValueKind == JsonValueKind.True;
             group = CallerResolution.Text(info, "group");
+            // The gateway that may speak for this device (ThingsBoard's lastConnectedGateway): a gateway's id, or null for none.
+            if (info.TryGetProperty("lastConnectedGateway", out var assigned))
+            {
+                assignsGateway = true;
+                gatewayId = assigned.ValueKind switch
+                {
+                    JsonValueKind.Null => null,
+                    JsonValueKind.String when Guid.TryParse(assigned.GetString(), out var parsed) => parsed,
+                    _ => throw PlatformException.BadRequest("additionalInfo.lastConnectedGateway is a gateway device's id, or null."),
+                };
+            }
         }
 
         return new DeviceDraft(CallerResolution.Text(body, "name") ?? "", CallerResolution.Text(body, "type"), CallerResolution.Text(body, "label"),
-            CallerResolution.EntityId(body, "deviceProfileId"), group ?? CallerResolution.Text(body, "group"), gateway);
+            CallerResolution.EntityId(body, "deviceProfileId"), group ?? CallerResolution.Text(body, "group"), gateway, assignsGateway, gatewayId);
     }
 }

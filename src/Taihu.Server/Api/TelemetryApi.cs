@@ -67,8 +67,7 @@ public static class TelemetryApi
             }
 
             var size = Math.Clamp(limit ?? 100, 1, DeviceDataService.MaxHistoryLimit);
-            var series = await data.GetTimeseriesAsync(caller, id, key, Math.Max(from, startTs), endTs, 0, Aggregation.None, size + 1, SortOrder.Ascending, ct);
-            var points = series.TryGetValue(key, out var found) ? found : [];
+            var points = await data.GetHistoryPageAsync(caller, id, key, Math.Max(from, startTs), endTs, size, ct);
             var page = new List<TsValue>(Math.Min(points.Count, size));
             for (var i = 0; i < points.Count && i < size; i++)
             {
