@@ -70,6 +70,26 @@ public sealed class GatewayAuthorizationTests(PlatformFixture fixture) : IClassF
     }
 
     [Fact]
+    public async Task ADeviceTakenAwayFromAGateway_IsNoLongerReachedByIt()
+    {
+        var (gatewayId, gatewayToken) = await fixture.Admin.CreateDeviceAsync("gw-unassign-" + Guid.NewGuid().ToString("N")[..8], gateway: true);
+        var name = "Reassigned " + Guid.NewGuid().ToString("N")[..6];
+        var created = await fixture.Admin.PostAsync("/api/device", new { name, additionalInfo = new { lastConnectedGateway = gatewayId.ToString() } });
+        var id = created["id"]!["id"]!.GetValue<string>();
+        await using var gateway = await DeviceClient.ConnectAsync(fixture.Server, gatewayToken);
+        await gateway.PublishAsync("v1/gateway/telemetry", $"{{\"{name}\":[{{\"x\":1}}]}}");
+
+        await fixture.Admin.PostAsync("/api/device", new { id = new { id, entityType = "DEVICE" }, name, additionalInfo = new { lastConnectedGateway = (string?)null } });
+        // The live gateway connection remembered the device; it is closed, and the next one no longer reaches it.
+        var closed = await gateway.Disconnected.WaitAsync(ServerProcess.Guard);
+        Assert.Equal(MqttClientDisconnectReason.NotAuthorized, closed.Reason);
+        await using var again = await DeviceClient.ConnectAsync(fixture.Server, gatewayToken);
+        var refused = await again.TryPublishAsync("v1/gateway/telemetry", $"{{\"{name}\":[{{\"x\":2}}]}}");
+        Assert.Equal(MqttClientPublishReasonCode.NotAuthorized, refused.ReasonCode);
+        Assert.Equal(1, (await fixture.Admin.LatestAsync(Guid.Parse(id)))["x"].Value!.GetValue<int>());
+    }
+
+    [Fact]
     public async Task AssigningADevice_ToSomethingThatIsNotAGatewayOfTheTenant_IsRefused()
     {
         var (plainId, _) = await fixture.Admin.CreateDeviceAsync("plain-" + Guid.NewGuid().ToString("N")[..8]);
@@ -82,5 +102,12 @@ public sealed class GatewayAuthorizationTests(PlatformFixture fixture) : IClassF
         var malformed = await fixture.Admin.SendAsync(HttpMethod.Post, "/api/device",
             new { name = "z-" + Guid.NewGuid().ToString("N")[..8], additionalInfo = new { lastConnectedGateway = 42 } });
         await PlatformApi.ExpectProblemAsync(malformed, HttpStatusCode.BadRequest);
+
+        // An operator writes devices but does not give gateways reach, as it does not set credentials.
+        var (gatewayId, _) = await fixture.Admin.CreateDeviceAsync("gw-op-" + Guid.NewGuid().ToString("N")[..8], gateway: true);
+        using var operatorApi = await fixture.Admin.CreateUserAsync("OPERATOR");
+        var byOperator = await operatorApi.SendAsync(HttpMethod.Post, "/api/device",
+            new { name = "op-" + Guid.NewGuid().ToString("N")[..8], additionalInfo = new { lastConnectedGateway = gatewayId.ToString() } });
+        await PlatformApi.ExpectProblemAsync(byOperator, HttpStatusCode.Forbidden);
     }
 }

@@ -66,7 +66,7 @@ public sealed class DeviceService(IDeviceStore store, IAuditLog audit, IServiceP
             throw PlatformException.Forbidden("Only a tenant administrator sets device credentials.");
         }
 
-        var gatewayId = draft.AssignsGateway ? await AssignedGatewayAsync(tenant, draft.GatewayId, cancellationToken) : null;
+        var gatewayId = draft.AssignsGateway ? await AssignedGatewayAsync(caller, tenant, draft.GatewayId, cancellationToken) : null;
         var device = new Device(0, Guid.CreateVersion7(), tenant, draft.Name, draft.Type ?? profile.Name, draft.Label, profile.Id, draft.Group,
             draft.IsGateway, gatewayId, time.GetUtcNow().ToUnixTimeMilliseconds());
         var (stored, lookup, secret) = Prepare(device.Id, credentials ?? new CredentialsDraft(CredentialsType.AccessToken, null, null, null, null, null));
@@ -108,7 +108,7 @@ public sealed class DeviceService(IDeviceStore store, IAuditLog audit, IServiceP
         var gatewayId = existing.GatewayId;
         if (draft.AssignsGateway && draft.GatewayId != gatewayId)
         {
-            gatewayId = draft.GatewayId == id ? throw PlatformException.BadRequest("A device cannot be assigned to itself.") : await AssignedGatewayAsync(tenant, draft.GatewayId, cancellationToken);
+            gatewayId = draft.GatewayId == id ? throw PlatformException.BadRequest("A device cannot be assigned to itself.") : await AssignedGatewayAsync(caller, tenant, draft.GatewayId, cancellationToken);
         }
 
         var updated = existing with
@@ -117,6 +117,12 @@ public sealed class DeviceService(IDeviceStore store, IAuditLog audit, IServiceP
         };
         await store.UpdateDeviceAsync(updated, cancellationToken);
         await audit.WriteAsync(caller, "UPDATED", "DEVICE", id.ToString(), updated.Name, cancellationToken: cancellationToken);
+        if (existing.GatewayId is { } previous && previous != gatewayId)
+        {
+            // A live gateway connection remembers the devices it speaks for; it reconnects without this one.
+            DisconnectDevice(previous, "A device was taken away from this gateway.");
+        }
+
         return updated;
     }
 
@@ -290,11 +296,17 @@ public sealed class DeviceService(IDeviceStore store, IAuditLog audit, IServiceP
     public static string CertificateLookup(string thumbprint) => "x:" + thumbprint;
 
     /// <summary>The gateway a device is assigned to: a gateway device of the same tenant, or none.</summary>
-    private async Task<Guid?> AssignedGatewayAsync(Guid tenant, Guid? gatewayId, CancellationToken cancellationToken)
+    private async Task<Guid?> AssignedGatewayAsync(Caller caller, Guid tenant, Guid? gatewayId, CancellationToken cancellationToken)
     {
         if (gatewayId is not { } wanted)
         {
             return null;
+        }
+
+        if (caller.Authority != Authority.TenantAdmin)
+        {
+            // Assigning a device gives a gateway the right to speak for it, as credentials do.
+            throw PlatformException.Forbidden("Only a tenant administrator assigns a device to a gateway.");
         }
 
         var gateway = await store.GetDeviceAsync(tenant, wanted, cancellationToken) ?? throw PlatformException.NotFound("The gateway");
