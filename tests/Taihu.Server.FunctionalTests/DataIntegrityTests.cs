@@ -61,6 +61,24 @@ public sealed class DataIntegrityTests(PlatformFixture fixture) : IClassFixture<
         Assert.Equal(2, pages);
     }
 
+    [Fact]
+    public async Task DeviceByName_IsFound_AmongMoreThanAPageOfSimilarNames()
+    {
+        // 1,000 names contain the wanted one and sort before it: a lookup through one search page missed it.
+        var wanted = "zz-" + Guid.NewGuid().ToString("N")[..8];
+        await Parallel.ForEachAsync(Enumerable.Range(0, PageLimit), new ParallelOptions { MaxDegreeOfParallelism = 8 }, async (i, _) =>
+            await fixture.Admin.PostAsync("/api/device", new { name = $"{i:D4} {wanted}" }));
+        var (id, _) = await fixture.Admin.CreateDeviceAsync(wanted);
+
+        var found = await fixture.Admin.GetAsync($"/api/tenant/devices/{Uri.EscapeDataString(wanted)}");
+        Assert.Equal(id.ToString(), found["id"]!["id"]!.GetValue<string>());
+        var missing = await fixture.Admin.SendAsync(HttpMethod.Get, $"/api/tenant/devices/{Uri.EscapeDataString(wanted + "-none")}");
+        await PlatformApi.ExpectProblemAsync(missing, HttpStatusCode.NotFound);
+    }
+
+    /// <summary>The largest page of a management list (PageRequest.MaxPageSize).</summary>
+    private const int PageLimit = 1_000;
+
     [Theory]
     [InlineData("9223372036854775807")]
     [InlineData("4102444800000")] // 2100-01-01

@@ -28,6 +28,9 @@ public interface IDeviceService
 
     Task<Device> GetAsync(Caller caller, Guid id, CancellationToken cancellationToken = default);
 
+    /// <summary>The caller's tenant's device of exactly that name, or 404.</summary>
+    Task<Device> GetByNameAsync(Caller caller, string name, CancellationToken cancellationToken = default);
+
     Task<Page<Device>> ListAsync(Caller caller, PageRequest request, string? type = null, CancellationToken cancellationToken = default);
 
     Task DeleteAsync(Caller caller, Guid id, CancellationToken cancellationToken = default);
@@ -128,6 +131,9 @@ public sealed class DeviceService(IDeviceStore store, IAuditLog audit, IServiceP
 
     public async Task<Device> GetAsync(Caller caller, Guid id, CancellationToken cancellationToken = default) =>
         await store.GetDeviceAsync(caller.RequireTenant(), id, cancellationToken) ?? throw PlatformException.NotFound("The device");
+
+    public async Task<Device> GetByNameAsync(Caller caller, string name, CancellationToken cancellationToken = default) =>
+        await store.GetDeviceByNameAsync(caller.RequireTenant(), name, cancellationToken) ?? throw PlatformException.NotFound("The device");
 
     public Task<Page<Device>> ListAsync(Caller caller, PageRequest request, string? type = null, CancellationToken cancellationToken = default) =>
         store.ListDevicesAsync(caller.RequireTenant(), request, type, cancellationToken);

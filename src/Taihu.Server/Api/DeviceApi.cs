@@ -34,19 +34,7 @@ public static class DeviceApi
             .WithName("ListTenantDevices").WithSummary("Devices of the caller's tenant, a page at a time.");
 
         api.MapGet("/tenant/devices/{name}", async (string name, HttpContext context, IDeviceService devices, CancellationToken ct) =>
-        {
-            var caller = await context.CallerAsync();
-            var page = await devices.ListAsync(caller, new PageRequest(PageRequest.MaxPageSize, 0, name), null, ct);
-            foreach (var device in page.Data)
-            {
-                if (device.Name == name)
-                {
-                    return Results.Ok(device.ToDto());
-                }
-            }
-
-            throw PlatformException.NotFound("The device");
-        }).WithName("GetTenantDeviceByName");
+            Results.Ok((await devices.GetByNameAsync(await context.CallerAsync(), name, ct)).ToDto())).WithName("GetTenantDeviceByName");
 
         api.MapGet("/device/{id:guid}/credentials", async (Guid id, HttpContext context, IDeviceService devices, CancellationToken ct) =>
             Results.Ok((await devices.GetCredentialsAsync(await context.CallerAsync(), id, ct)).ToDto()))
