@@ -76,6 +76,38 @@ public sealed class DataIntegrityTests(PlatformFixture fixture) : IClassFixture<
         await PlatformApi.ExpectProblemAsync(missing, HttpStatusCode.NotFound);
     }
 
+    [Fact]
+    public async Task LongPolls_OfOneDevice_AreBounded_AndTheWaitingOnesStillGetTheUpdate()
+    {
+        const int Allowed = 8;
+        var (id, token) = await fixture.Admin.CreateDeviceAsync("polls-" + Guid.NewGuid().ToString("N")[..8]);
+        using var http = new HttpClient { BaseAddress = Server.HttpBaseAddress, Timeout = ServerProcess.Guard };
+        var polls = Enumerable.Range(0, Allowed + 4).Select(_ => http.GetAsync($"/api/v1/{token}/attributes/updates?timeout=60000")).ToList();
+
+        // The polls past the limit are answered 429 at once; the others wait.
+        var refused = new List<Task<HttpResponseMessage>>();
+        while (refused.Count < 4)
+        {
+            var done = await Task.WhenAny(polls);
+            polls.Remove(done);
+            using var response = await done;
+            Assert.Equal(HttpStatusCode.TooManyRequests, response.StatusCode);
+            refused.Add(done);
+        }
+
+        await fixture.Admin.PostAsync($"/api/plugins/telemetry/DEVICE/{id}/SHARED_SCOPE", new { interval = 5 });
+        Assert.Equal(Allowed, polls.Count);
+        foreach (var poll in polls)
+        {
+            using var response = await poll;
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            Assert.Contains("\"interval\":5", await response.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        }
+
+        using var after = await http.GetAsync($"/api/v1/{token}/attributes/updates?timeout=1");
+        Assert.Equal(HttpStatusCode.RequestTimeout, after.StatusCode);
+    }
+
     /// <summary>The largest page of a management list (PageRequest.MaxPageSize).</summary>
     private const int PageLimit = 1_000;
 

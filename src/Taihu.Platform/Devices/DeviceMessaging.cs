@@ -70,13 +70,24 @@ public sealed class DeviceMessaging
         }
     }
 
-    /// <summary>Waits for the next shared-attribute update of a device (HTTP long poll); null on timeout.</summary>
+    /// <summary>
+    /// Long polls one device may hold open at once. A device needs one; a few allow for a retry that overlaps an
+    /// abandoned request. Without a bound, one token could hold thousands of connections for an hour each.
+    /// </summary>
+    public const int MaxLongPollsPerDevice = 8;
+
+    /// <summary>Waits for the next shared-attribute update of a device (HTTP long poll); null on timeout, 429 past <see cref="MaxLongPollsPerDevice"/>.</summary>
     public async Task<byte[]?> WaitForUpdateAsync(Guid deviceId, TimeSpan timeout, TimeProvider time, CancellationToken cancellationToken)
     {
         var waiter = new TaskCompletionSource<byte[]>(TaskCreationOptions.RunContinuationsAsynchronously);
         var list = _waiters.GetOrAdd(deviceId, _ => []);
         lock (list)
         {
+            if (list.Count >= MaxLongPollsPerDevice)
+            {
+                throw new PlatformException(429, 33, $"At most {MaxLongPollsPerDevice} requests of one device may wait for attribute updates at once.");
+            }
+
             list.Add(waiter);
         }
 
