@@ -119,8 +119,12 @@ public sealed partial class MqttChannel
         uint willDelay = 0;
         if (!_suppressWill && _will is { } w)
         {
-            will = BrokerMessage.Create(_identity.Namespace, _identity.Topics is { } map ? map.ToBroker(w.Topic) : w.Topic, w.Payload, owner: null, w.QoS, w.Retain, w.Properties, _broker.Time.GetUtcNow(), ClientId);
-            willDelay = w.Properties?.WillDelayInterval ?? 0;
+            var topic = _identity.Topics is { } map ? map.ToBroker(w.Topic) : w.Topic;
+            if (IsWillStillAuthorized(topic))
+            {
+                will = BrokerMessage.Create(_identity.Namespace, topic, w.Payload, owner: null, w.QoS, w.Retain, w.Properties, _broker.Time.GetUtcNow(), ClientId);
+                willDelay = w.Properties?.WillDelayInterval ?? 0;
+            }
         }
 
         _broker.DetachSession(this, _session, will, willDelay);
@@ -128,4 +132,34 @@ public sealed partial class MqttChannel
         LogDisconnected(_broker.Logger, ClientId!, _suppressWill ? "normal" : "abnormal");
     }
 
+    /// <summary>
+    /// Asks the authorizer again when the will is about to go out: rights can change while the client is
+    /// connected (a device moved or deleted). This runs as the connection ends and cannot wait, so an answer the
+    /// authorizer gives synchronously (the platform's does) decides; an asynchronous one keeps CONNECT's answer.
+    /// </summary>
+    private bool IsWillStillAuthorized(string topic)
+    {
+        if (IsSysTopic(topic))
+        {
+            return false;
+        }
+
+        ValueTask<ReasonCode> pending;
+        try
+        {
+            pending = _broker.Authorizer.AuthorizePublishAsync(_identity, ClientId!, topic, CancellationToken.None);
+            if (!pending.IsCompleted)
+            {
+                _ = pending.AsTask();
+                return true;
+            }
+
+            return pending.Result == ReasonCode.Success;
+        }
+        catch (Exception)
+        {
+            // An authorizer that fails now: nothing proves the will may go, so it does not.
+            return false;
+        }
+    }
 }

@@ -101,7 +101,7 @@ public sealed partial class MqttChannel
             topic = map.ToBroker(topic);
         }
 
-        if (topic is "$SYS" || topic.StartsWith("$SYS/", StringComparison.Ordinal))
+        if (IsSysTopic(topic))
         {
             return Refuse(publish, ReasonCode.NotAuthorized, "Clients may not publish to $SYS topics.", closeWhenUnacknowledged: false);
         }
