@@ -66,7 +66,7 @@ public sealed partial class MqttBroker
                             }
                         }
 
-                        if (_sessions.TryRemove(new KeyValuePair<(string, string), MqttSession>((session.Namespace, session.ClientId), session)))
+                        if (_sessions.TryRemove(new KeyValuePair<(string, string, string), MqttSession>((session.Namespace, session.Owner, session.ClientId), session)))
                         {
                             EndSession(session);
                         }

@@ -17,7 +17,8 @@ namespace Taihu.Broker;
 /// </summary>
 public sealed partial class MqttBroker : IMqttServerPublisher, IDisposable
 {
-    private readonly ConcurrentDictionary<(string Namespace, string ClientId), MqttSession> _sessions = new();
+    // Keyed by owner too (ClientIdentity.SessionOwner, "" for none): a client id is unique per owner, not per namespace.
+    private readonly ConcurrentDictionary<(string Namespace, string Owner, string ClientId), MqttSession> _sessions = new();
     private readonly ConcurrentDictionary<string, NamespaceState> _namespaces = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<long, MqttChannel> _channels = new();
     private readonly Lock _sessionGate = new();
@@ -100,8 +101,8 @@ public sealed partial class MqttBroker : IMqttServerPublisher, IDisposable
 
     internal NamespaceState GetNamespace(string ns) => _namespaces.GetOrAdd(ns, static (_, tracksChanges) => new NamespaceState(tracksChanges), StateStore is not null);
 
-    /// <summary>The session of (<paramref name="ns"/>, <paramref name="clientId"/>), if any (tests and diagnostics).</summary>
-    public MqttSession? FindSession(string ns, string clientId) => _sessions.TryGetValue((ns, clientId), out var s) ? s : null;
+    /// <summary>The session of (<paramref name="ns"/>, <paramref name="owner"/>, <paramref name="clientId"/>), if any (tests and diagnostics).</summary>
+    public MqttSession? FindSession(string ns, string clientId, string owner = "") => _sessions.TryGetValue((ns, owner, clientId), out var s) ? s : null;
 
     /// <summary>Retained messages in <paramref name="ns"/>.</summary>
     public int RetainedCount(string ns) => _namespaces.TryGetValue(ns, out var state) ? state.Retained.Count : 0;
@@ -150,16 +151,17 @@ public sealed partial class MqttBroker : IMqttServerPublisher, IDisposable
     }
 
     /// <summary>
-    /// Gives <paramref name="channel"/> the session for its client id: a new one, or the existing one (taken over
-    /// from its old connection, which is closed with 0x8E). Returns whether an existing session was resumed.
+    /// Gives <paramref name="channel"/> the session for its client id and owner: a new one, or the existing one
+    /// (taken over from its old connection, which is closed with 0x8E). Returns whether an existing session was
+    /// resumed. A session of another owner with the same client id is a different session and is left alone.
     /// </summary>
-    internal MqttSession AttachSession(MqttChannel channel, string ns, string clientId, bool cleanStart, uint expiryInterval, out bool sessionPresent)
+    internal MqttSession AttachSession(MqttChannel channel, string ns, string owner, string clientId, bool cleanStart, uint expiryInterval, out bool sessionPresent)
     {
         MqttChannel? previous = null;
         MqttSession session;
         lock (_sessionGate)
         {
-            var key = (ns, clientId);
+            var key = (ns, owner, clientId);
             if (_sessions.TryGetValue(key, out var existing))
             {
                 lock (existing.Gate)
@@ -184,7 +186,7 @@ public sealed partial class MqttBroker : IMqttServerPublisher, IDisposable
                     EndSession(existing);
                 }
 
-                session = new MqttSession(ns, clientId);
+                session = new MqttSession(ns, clientId, owner);
                 _sessions[key] = session;
                 sessionPresent = false;
             }
@@ -261,7 +263,7 @@ public sealed partial class MqttBroker : IMqttServerPublisher, IDisposable
             if (end)
             {
                 EndSession(session);
-                _sessions.TryRemove(new KeyValuePair<(string, string), MqttSession>((session.Namespace, session.ClientId), session));
+                _sessions.TryRemove(new KeyValuePair<(string, string, string), MqttSession>((session.Namespace, session.Owner, session.ClientId), session));
             }
         }
 

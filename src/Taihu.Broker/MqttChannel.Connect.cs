@@ -182,7 +182,7 @@ public sealed partial class MqttChannel
             serverKeepAlive = _keepAlive;
         }
 
-        var session = _broker.AttachSession(this, identity.Namespace, ClientId!, connect.CleanStart, expiry, out var sessionPresent);
+        var session = _broker.AttachSession(this, identity.Namespace, identity.SessionOwner ?? "", ClientId!, connect.CleanStart, expiry, out var sessionPresent);
         _session = session;
         _state = State.Connected;
         _broker.Metrics.ClientConnected();
