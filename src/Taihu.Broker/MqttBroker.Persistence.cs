@@ -307,7 +307,7 @@ public sealed partial class MqttBroker
                 // Expired while the broker was down: the next flush deletes it from the store too.
                 retained.RecordDeletion(stored.Topic);
             }
-            else if (!retained.Restore(message, Options.MaximumRetainedMessages))
+            else if (!retained.Restore(message, Options.MaximumRetainedMessages, Options.MaximumRetainedMessageSize, Options.MaximumRetainedBytesPerNamespace))
             {
                 Metrics.MessageDropped(DropReasons.RetainedLimit);
             }

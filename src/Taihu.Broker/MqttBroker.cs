@@ -357,12 +357,24 @@ public sealed partial class MqttBroker : IMqttServerPublisher, IDisposable
         }
     }
 
+    /// <summary>
+    /// Whether a retained publish of this size on <paramref name="topic"/> fits the retained limits of
+    /// <paramref name="ns"/> now (<see cref="BrokerOptions.MaximumRetainedMessageSize"/>,
+    /// <see cref="BrokerOptions.MaximumRetainedBytesPerNamespace"/>). Checked before a client's retained publish is
+    /// accepted, so that a 5.0 publisher can be told 0x97; the store decides for good when it is routed.
+    /// </summary>
+    internal bool CanRetain(string ns, string topic, int payloadLength, MqttProperties? properties)
+    {
+        var size = RetainedStore.SizeOf(topic, payloadLength, properties);
+        return size <= Options.MaximumRetainedMessageSize && GetNamespace(ns).Retained.HasRoomFor(topic, size, Options.MaximumRetainedBytesPerNamespace);
+    }
+
     /// <summary>Stores <paramref name="message"/> if retained, then routes it. The caller keeps its own reference.</summary>
     internal int RouteAndRetain(BrokerMessage message)
     {
         if (message.Retain)
         {
-            if (!GetNamespace(message.Namespace).Retained.Set(message, Options.MaximumRetainedMessages))
+            if (!GetNamespace(message.Namespace).Retained.Set(message, Options.MaximumRetainedMessages, Options.MaximumRetainedMessageSize, Options.MaximumRetainedBytesPerNamespace))
             {
                 Metrics.MessageDropped(DropReasons.RetainedLimit);
             }

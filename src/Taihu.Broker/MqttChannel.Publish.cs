@@ -113,6 +113,18 @@ public sealed partial class MqttChannel
             return Refuse(publish, authorization, $"Not authorized to publish to '{topic}'.", closeWhenUnacknowledged: false);
         }
 
+        if (publish.Retain && !publish.Payload.IsEmpty && !_broker.CanRetain(_identity.Namespace, topic, publish.Payload.Length, properties))
+        {
+            _broker.Metrics.MessageDropped(DropReasons.RetainedLimit);
+            if (IsV5 && qos != QoS.AtMostOnce)
+            {
+                return Refuse(publish, ReasonCode.QuotaExceeded, "The retained message is over the broker's retained size limits.", closeWhenUnacknowledged: false);
+            }
+
+            // 3.1.1 has no code to tell it with (and 5.0 QoS 0 no acknowledgement): delivered, not retained, as EMQX does.
+            publish.Retain = false;
+        }
+
         var code = ReasonCode.Success;
         if (qos != QoS.AtLeastOnce && HasDeferred)
         {
