@@ -15,6 +15,11 @@ public sealed partial class MqttBroker
         {
             var now = Time.GetUtcNow();
             var timestamp = Time.GetTimestamp();
+            if (RefusalLog.TakeSuppressed() is var suppressed and > 0)
+            {
+                LogRefusalsSuppressed(_logger, suppressed);
+            }
+
             foreach (var channel in _channels.Values)
             {
                 channel.CheckTimeouts(timestamp);

@@ -3,6 +3,7 @@ using System.Reflection;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Taihu.Broker.Extensibility;
+using Taihu.Broker.Logging;
 using Taihu.Broker.Routing;
 using Taihu.Broker.Sessions;
 using Taihu.Mqtt;
@@ -46,6 +47,7 @@ public sealed partial class MqttBroker : IMqttServerPublisher, IDisposable
         PublishObserver = publishObserver;
         EnhancedAuthenticator = enhancedAuthenticator;
         StartedAt = timeProvider.GetUtcNow();
+        RefusalLog = new LogRateLimiter(timeProvider, RefusalLinesPerSecond);
         Version = typeof(MqttBroker).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion.Split('+')[0] ?? "0.1.0";
     }
 
@@ -60,6 +62,32 @@ public sealed partial class MqttBroker : IMqttServerPublisher, IDisposable
     public DateTimeOffset StartedAt { get; }
     public string Version { get; }
     internal ILogger Logger => _logger;
+
+    /// <summary>
+    /// Log lines per second for what anyone can cause without logging in (refused connections, malformed
+    /// frames, packets before CONNECT): 10 shows an operator what is going on, while a flood of refusals costs
+    /// a few kilobytes of log a second instead of hundreds of megabytes. The rest are counted and reported.
+    /// </summary>
+    public const int RefusalLinesPerSecond = 10;
+
+    /// <summary>The rate limit shared by every refusal line of the broker (see <see cref="RefusalLinesPerSecond"/>).</summary>
+    internal LogRateLimiter RefusalLog { get; }
+
+    /// <summary>Whether a refusal line may be logged now; reports the lines left out before it first.</summary>
+    internal bool ShouldLogRefusal()
+    {
+        if (!RefusalLog.TryAcquire(out var suppressed))
+        {
+            return false;
+        }
+
+        if (suppressed > 0)
+        {
+            LogRefusalsSuppressed(_logger, suppressed);
+        }
+
+        return true;
+    }
 
     /// <summary>Connections open now (connected or still in CONNECT).</summary>
     public int ConnectionCount => _channels.Count;
@@ -587,6 +615,9 @@ public sealed partial class MqttBroker : IMqttServerPublisher, IDisposable
         RouteAndRetain(message);
         message.Release();
     }
+
+    [LoggerMessage(EventId = 2, Level = LogLevel.Information, Message = "{Count} more refusals (refused connections, protocol errors) were not logged")]
+    private static partial void LogRefusalsSuppressed(ILogger logger, long count);
 
     [LoggerMessage(EventId = 1, Level = LogLevel.Error, Message = "Broker housekeeping failed")]
     private static partial void LogHousekeepingFailed(ILogger logger, Exception exception);

@@ -1,5 +1,7 @@
 using System.Net;
 using Taihu.Broker.Extensibility;
+using Microsoft.Extensions.Logging;
+using Taihu.Broker.Logging;
 using Taihu.Broker.Sessions;
 using Taihu.Mqtt;
 using Taihu.Mqtt.Packets;
@@ -139,7 +141,14 @@ public sealed partial class MqttChannel
 
     private bool RefuseConnect(ReasonCode code, string? reason)
     {
-        LogConnectRefused(_broker.Logger, ClientId ?? _connect?.ClientId ?? "", code, RemoteEndPoint);
+        var logger = _broker.Logger;
+        if (logger.IsEnabled(LogLevel.Information) && _broker.ShouldLogRefusal())
+        {
+#pragma warning disable CA1873 // Guarded by logger.IsEnabled just above, which the analyzer does not see through.
+            LogConnectRefused(logger, LogText.Clean(ClientId ?? _connect?.ClientId ?? ""), code, RemoteEndPoint);
+#pragma warning restore CA1873
+        }
+
         Send(new ConnAckPacket { ReasonCode = code, Properties = IsV5 ? ReasonProperties(reason) : null });
         Close(ReasonCode.Success, null, publishWill: false);
         return false;
@@ -218,7 +227,13 @@ public sealed partial class MqttChannel
         _will = connect.Will;
         _connect = null;
         _pendingContext = null;
-        LogConnected(_broker.Logger, ClientId!, identity.Namespace, (int)Version, sessionPresent, RemoteEndPoint);
+        var logger = _broker.Logger;
+        if (logger.IsEnabled(LogLevel.Information))
+        {
+#pragma warning disable CA1873 // Guarded by logger.IsEnabled just above, which the analyzer does not see through.
+            LogConnected(logger, LogText.Clean(ClientId), identity.Namespace, (int)Version, sessionPresent, RemoteEndPoint);
+#pragma warning restore CA1873
+        }
         _broker.LifecycleObserver?.OnConnected(identity, ClientId!);
 
         // Resume: unacknowledged messages again with DUP, PUBREL for those past PUBREC, then the queue.

@@ -1,4 +1,6 @@
 using System.Diagnostics;
+using Microsoft.Extensions.Logging;
+using Taihu.Broker.Logging;
 using Taihu.Broker.Routing;
 using Taihu.Mqtt;
 using Taihu.Mqtt.Packets;
@@ -41,7 +43,14 @@ public sealed partial class MqttChannel
         {
             if (_keepAlive > 0 && _broker.Time.GetElapsedTime(Volatile.Read(ref _lastActivity), now).TotalSeconds >= _keepAlive * 1.5)
             {
-                LogKeepAliveTimeout(_broker.Logger, ClientId!, _keepAlive);
+                var logger = _broker.Logger;
+                if (logger.IsEnabled(LogLevel.Information))
+                {
+#pragma warning disable CA1873 // Guarded by logger.IsEnabled just above, which the analyzer does not see through.
+                    LogKeepAliveTimeout(logger, LogText.Clean(ClientId), _keepAlive);
+#pragma warning restore CA1873
+                }
+
                 Close(ReasonCode.KeepAliveTimeout, "Keep alive timeout.", publishWill: true);
             }
         }
@@ -129,7 +138,13 @@ public sealed partial class MqttChannel
 
         _broker.DetachSession(this, _session, will, willDelay);
         _broker.LifecycleObserver?.OnDisconnected(_identity, ClientId!);
-        LogDisconnected(_broker.Logger, ClientId!, _suppressWill ? "normal" : "abnormal");
+        var logger = _broker.Logger;
+        if (logger.IsEnabled(LogLevel.Information))
+        {
+#pragma warning disable CA1873 // Guarded by logger.IsEnabled just above, which the analyzer does not see through.
+            LogDisconnected(logger, LogText.Clean(ClientId), _suppressWill ? "normal" : "abnormal");
+#pragma warning restore CA1873
+        }
     }
 
     /// <summary>
