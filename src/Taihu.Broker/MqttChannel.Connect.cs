@@ -128,7 +128,8 @@ public sealed partial class MqttChannel
             var code = IsSysTopic(topic) ? ReasonCode.NotAuthorized : await _broker.Authorizer.AuthorizePublishAsync(identity, ClientId!, topic, cancellationToken);
             if (code != ReasonCode.Success)
             {
-                return RefuseConnect(code.IsSuccess() ? ReasonCode.NotAuthorized : code, "Not authorized to publish the will to its topic.");
+                // Whatever the authorizer's code, CONNACK says 0x87 (3.1.1: 5), the one code both versions share for this.
+                return RefuseConnect(ReasonCode.NotAuthorized, "Not authorized to publish the will to its topic.");
             }
         }
 
