@@ -426,7 +426,8 @@ public sealed partial class MqttBroker : IMqttServerPublisher, IDisposable
             var targets = scratch.Targets;
             foreach (var sub in scratch.Matches)
             {
-                if (sub.NoLocal && message.OriginClientId is not null && string.Equals(sub.Session.ClientId, message.OriginClientId, StringComparison.Ordinal))
+                if (sub.NoLocal && message.OriginClientId is not null && string.Equals(sub.Session.ClientId, message.OriginClientId, StringComparison.Ordinal)
+                    && string.Equals(sub.Session.Owner, message.OriginOwner, StringComparison.Ordinal))
                 {
                     continue;
                 }

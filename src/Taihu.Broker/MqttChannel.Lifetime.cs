@@ -131,7 +131,7 @@ public sealed partial class MqttChannel
             var topic = _identity.Topics is { } map ? map.ToBroker(w.Topic) : w.Topic;
             if (IsWillStillAuthorized(topic))
             {
-                will = BrokerMessage.Create(_identity.Namespace, topic, w.Payload, owner: null, w.QoS, w.Retain, w.Properties, _broker.Time.GetUtcNow(), ClientId);
+                will = BrokerMessage.Create(_identity.Namespace, topic, w.Payload, owner: null, w.QoS, w.Retain, w.Properties, _broker.Time.GetUtcNow(), ClientId, _identity.SessionOwner ?? "");
                 willDelay = w.Properties?.WillDelayInterval ?? 0;
             }
         }

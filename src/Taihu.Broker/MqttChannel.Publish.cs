@@ -173,7 +173,7 @@ public sealed partial class MqttChannel
             return true;
         }
 
-        var message = BrokerMessage.Create(_identity.Namespace, topic, publish.Payload, publish.PayloadOwner, qos, publish.Retain, properties, _broker.Time.GetUtcNow(), ClientId);
+        var message = BrokerMessage.Create(_identity.Namespace, topic, publish.Payload, publish.PayloadOwner, qos, publish.Retain, properties, _broker.Time.GetUtcNow(), ClientId, _identity.SessionOwner ?? "");
         var deliveries = _broker.RouteAndRetain(message);
         message.Release();
         if (code == ReasonCode.Success && deliveries == 0 && IsV5)
@@ -229,7 +229,7 @@ public sealed partial class MqttChannel
             return true;
         }
 
-        var message = BrokerMessage.Create(_identity.Namespace, topic, publish.Payload, publish.PayloadOwner, publish.QoS, publish.Retain, properties, _broker.Time.GetUtcNow(), ClientId);
+        var message = BrokerMessage.Create(_identity.Namespace, topic, publish.Payload, publish.PayloadOwner, publish.QoS, publish.Retain, properties, _broker.Time.GetUtcNow(), ClientId, _identity.SessionOwner ?? "");
         var deliveries = _broker.RouteAndRetain(message);
         message.Release();
         Acknowledge(publish, deliveries == 0 && IsV5 ? ReasonCode.NoMatchingSubscribers : code);
