@@ -617,7 +617,7 @@ public sealed partial class MqttBroker : IMqttServerPublisher, IDisposable
         message.Release();
     }
 
-    [LoggerMessage(EventId = 2, Level = LogLevel.Information, Message = "{Count} more refusals (refused connections, protocol errors) were not logged")]
+    [LoggerMessage(EventId = 106, Level = LogLevel.Information, Message = "{Count} more refusals (refused connections, protocol errors) were not logged")]
     private static partial void LogRefusalsSuppressed(ILogger logger, long count);
 
     [LoggerMessage(EventId = 1, Level = LogLevel.Error, Message = "Broker housekeeping failed")]
