@@ -46,6 +46,24 @@ public sealed class BrokerOptions
     /// <summary>Retained messages per namespace. 100,000: one per device topic for a large deployment; further new topics are refused, replacements still work.</summary>
     public int MaximumRetainedMessages { get; set; } = 100_000;
 
+    /// <summary>
+    /// Largest retained message, in bytes: topic (UTF-8), payload and properties. 64 KiB: a retained message is
+    /// the last known state of a topic (a status, a configuration, a firmware version), which is small, while
+    /// every one is held in memory and on disk until replaced and sent to every later subscriber. Without it one
+    /// device could retain MaximumRetainedMessages of MaximumPacketSize each (100 GB). A larger retained publish is
+    /// refused with 0x97 (5.0, QoS 1 and 2), or delivered live but not retained (3.1.1 and QoS 0, as EMQX's
+    /// retainer does with its max_payload_size). Mosquitto has no such limit.
+    /// </summary>
+    public int MaximumRetainedMessageSize { get; set; } = 64 * 1024;
+
+    /// <summary>
+    /// Retained bytes per namespace (tenant), counted as for <see cref="MaximumRetainedMessageSize"/>. 16 MiB: room
+    /// for a 1 KiB status on each of 16,000 topics, or 256 messages of the largest size, while a thousand tenants
+    /// that all fill theirs stay within 16 GB. A retained publish that would go over it is handled as one over
+    /// <see cref="MaximumRetainedMessageSize"/>; replacing a message with one no larger, and deleting, always work.
+    /// </summary>
+    public long MaximumRetainedBytesPerNamespace { get; set; } = 16L * 1024 * 1024;
+
     /// <summary>Topic aliases a 5.0 client may use towards the broker (Topic Alias Maximum in CONNACK). 10, as Mosquitto.</summary>
     public ushort TopicAliasMaximum { get; set; } = 10;
 
@@ -138,6 +156,16 @@ public sealed class BrokerOptions
         if (MaximumRetainedMessages < 0)
         {
             yield return "Broker:MaximumRetainedMessages must not be negative.";
+        }
+
+        if (MaximumRetainedMessageSize < 1)
+        {
+            yield return "Broker:MaximumRetainedMessageSize must be at least 1 byte.";
+        }
+
+        if (MaximumRetainedBytesPerNamespace < MaximumRetainedMessageSize)
+        {
+            yield return "Broker:MaximumRetainedBytesPerNamespace must be at least Broker:MaximumRetainedMessageSize.";
         }
 
         if (ConnectTimeoutSeconds < 1)

@@ -214,7 +214,7 @@ public sealed partial class MqttBroker
                     continue;
                 }
 
-                var key = new SessionKey(session.Namespace, session.ClientId);
+                var key = new SessionKey(session.Namespace, session.ClientId, session.Owner);
                 present.Add(key);
                 if (!session.StateChanged && _storedSessions.Contains(key))
                 {
@@ -307,7 +307,7 @@ public sealed partial class MqttBroker
                 // Expired while the broker was down: the next flush deletes it from the store too.
                 retained.RecordDeletion(stored.Topic);
             }
-            else if (!retained.Restore(message, Options.MaximumRetainedMessages))
+            else if (!retained.Restore(message, Options.MaximumRetainedMessages, Options.MaximumRetainedMessageSize, Options.MaximumRetainedBytesPerNamespace))
             {
                 Metrics.MessageDropped(DropReasons.RetainedLimit);
             }
@@ -324,7 +324,7 @@ public sealed partial class MqttBroker
                 continue;
             }
 
-            var session = new MqttSession(stored.Namespace, stored.ClientId);
+            var session = new MqttSession(stored.Namespace, stored.ClientId, stored.Owner);
             lock (session.Gate)
             {
                 session.ExpiryInterval = stored.ExpiryInterval;
@@ -340,12 +340,12 @@ public sealed partial class MqttBroker
                 session.StateChanged = !complete;
             }
 
-            if (_sessions.TryGetValue((stored.Namespace, stored.ClientId), out var duplicate))
+            if (_sessions.TryGetValue((stored.Namespace, stored.Owner, stored.ClientId), out var duplicate))
             {
                 EndSession(duplicate);
             }
 
-            _sessions[(stored.Namespace, stored.ClientId)] = session;
+            _sessions[(stored.Namespace, stored.Owner, stored.ClientId)] = session;
         }
     }
 

@@ -15,6 +15,11 @@ public sealed partial class MqttBroker
         {
             var now = Time.GetUtcNow();
             var timestamp = Time.GetTimestamp();
+            if (RefusalLog.TakeSuppressed() is var suppressed and > 0)
+            {
+                LogRefusalsSuppressed(_logger, suppressed);
+            }
+
             foreach (var channel in _channels.Values)
             {
                 channel.CheckTimeouts(timestamp);
@@ -66,7 +71,7 @@ public sealed partial class MqttBroker
                             }
                         }
 
-                        if (_sessions.TryRemove(new KeyValuePair<(string, string), MqttSession>((session.Namespace, session.ClientId), session)))
+                        if (_sessions.TryRemove(new KeyValuePair<(string, string, string), MqttSession>((session.Namespace, session.Owner, session.ClientId), session)))
                         {
                             EndSession(session);
                         }

@@ -3,6 +3,7 @@ using System.Reflection;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Taihu.Broker.Extensibility;
+using Taihu.Broker.Logging;
 using Taihu.Broker.Routing;
 using Taihu.Broker.Sessions;
 using Taihu.Mqtt;
@@ -17,7 +18,8 @@ namespace Taihu.Broker;
 /// </summary>
 public sealed partial class MqttBroker : IMqttServerPublisher, IDisposable
 {
-    private readonly ConcurrentDictionary<(string Namespace, string ClientId), MqttSession> _sessions = new();
+    // Keyed by owner too (ClientIdentity.SessionOwner, "" for none): a client id is unique per owner, not per namespace.
+    private readonly ConcurrentDictionary<(string Namespace, string Owner, string ClientId), MqttSession> _sessions = new();
     private readonly ConcurrentDictionary<string, NamespaceState> _namespaces = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<long, MqttChannel> _channels = new();
     private readonly Lock _sessionGate = new();
@@ -45,6 +47,7 @@ public sealed partial class MqttBroker : IMqttServerPublisher, IDisposable
         PublishObserver = publishObserver;
         EnhancedAuthenticator = enhancedAuthenticator;
         StartedAt = timeProvider.GetUtcNow();
+        RefusalLog = new LogRateLimiter(timeProvider, RefusalLinesPerSecond);
         Version = typeof(MqttBroker).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion.Split('+')[0] ?? "0.1.0";
     }
 
@@ -59,6 +62,32 @@ public sealed partial class MqttBroker : IMqttServerPublisher, IDisposable
     public DateTimeOffset StartedAt { get; }
     public string Version { get; }
     internal ILogger Logger => _logger;
+
+    /// <summary>
+    /// Log lines per second for what anyone can cause without logging in (refused connections, malformed
+    /// frames, packets before CONNECT): 10 shows an operator what is going on, while a flood of refusals costs
+    /// a few kilobytes of log a second instead of hundreds of megabytes. The rest are counted and reported.
+    /// </summary>
+    public const int RefusalLinesPerSecond = 10;
+
+    /// <summary>The rate limit shared by every refusal line of the broker (see <see cref="RefusalLinesPerSecond"/>).</summary>
+    internal LogRateLimiter RefusalLog { get; }
+
+    /// <summary>Whether a refusal line may be logged now; reports the lines left out before it first.</summary>
+    internal bool ShouldLogRefusal()
+    {
+        if (!RefusalLog.TryAcquire(out var suppressed))
+        {
+            return false;
+        }
+
+        if (suppressed > 0)
+        {
+            LogRefusalsSuppressed(_logger, suppressed);
+        }
+
+        return true;
+    }
 
     /// <summary>Connections open now (connected or still in CONNECT).</summary>
     public int ConnectionCount => _channels.Count;
@@ -100,8 +129,8 @@ public sealed partial class MqttBroker : IMqttServerPublisher, IDisposable
 
     internal NamespaceState GetNamespace(string ns) => _namespaces.GetOrAdd(ns, static (_, tracksChanges) => new NamespaceState(tracksChanges), StateStore is not null);
 
-    /// <summary>The session of (<paramref name="ns"/>, <paramref name="clientId"/>), if any (tests and diagnostics).</summary>
-    public MqttSession? FindSession(string ns, string clientId) => _sessions.TryGetValue((ns, clientId), out var s) ? s : null;
+    /// <summary>The session of (<paramref name="ns"/>, <paramref name="owner"/>, <paramref name="clientId"/>), if any (tests and diagnostics).</summary>
+    public MqttSession? FindSession(string ns, string clientId, string owner = "") => _sessions.TryGetValue((ns, owner, clientId), out var s) ? s : null;
 
     /// <summary>Retained messages in <paramref name="ns"/>.</summary>
     public int RetainedCount(string ns) => _namespaces.TryGetValue(ns, out var state) ? state.Retained.Count : 0;
@@ -150,16 +179,17 @@ public sealed partial class MqttBroker : IMqttServerPublisher, IDisposable
     }
 
     /// <summary>
-    /// Gives <paramref name="channel"/> the session for its client id: a new one, or the existing one (taken over
-    /// from its old connection, which is closed with 0x8E). Returns whether an existing session was resumed.
+    /// Gives <paramref name="channel"/> the session for its client id and owner: a new one, or the existing one
+    /// (taken over from its old connection, which is closed with 0x8E). Returns whether an existing session was
+    /// resumed. A session of another owner with the same client id is a different session and is left alone.
     /// </summary>
-    internal MqttSession AttachSession(MqttChannel channel, string ns, string clientId, bool cleanStart, uint expiryInterval, out bool sessionPresent)
+    internal MqttSession AttachSession(MqttChannel channel, string ns, string owner, string clientId, bool cleanStart, uint expiryInterval, out bool sessionPresent)
     {
         MqttChannel? previous = null;
         MqttSession session;
         lock (_sessionGate)
         {
-            var key = (ns, clientId);
+            var key = (ns, owner, clientId);
             if (_sessions.TryGetValue(key, out var existing))
             {
                 lock (existing.Gate)
@@ -184,7 +214,7 @@ public sealed partial class MqttBroker : IMqttServerPublisher, IDisposable
                     EndSession(existing);
                 }
 
-                session = new MqttSession(ns, clientId);
+                session = new MqttSession(ns, clientId, owner);
                 _sessions[key] = session;
                 sessionPresent = false;
             }
@@ -261,7 +291,7 @@ public sealed partial class MqttBroker : IMqttServerPublisher, IDisposable
             if (end)
             {
                 EndSession(session);
-                _sessions.TryRemove(new KeyValuePair<(string, string), MqttSession>((session.Namespace, session.ClientId), session));
+                _sessions.TryRemove(new KeyValuePair<(string, string, string), MqttSession>((session.Namespace, session.Owner, session.ClientId), session));
             }
         }
 
@@ -355,12 +385,24 @@ public sealed partial class MqttBroker : IMqttServerPublisher, IDisposable
         }
     }
 
+    /// <summary>
+    /// Whether a retained publish of this size on <paramref name="topic"/> fits the retained limits of
+    /// <paramref name="ns"/> now (<see cref="BrokerOptions.MaximumRetainedMessageSize"/>,
+    /// <see cref="BrokerOptions.MaximumRetainedBytesPerNamespace"/>). Checked before a client's retained publish is
+    /// accepted, so that a 5.0 publisher can be told 0x97; the store decides for good when it is routed.
+    /// </summary>
+    internal bool CanRetain(string ns, string topic, int payloadLength, MqttProperties? properties)
+    {
+        var size = RetainedStore.SizeOf(topic, payloadLength, properties);
+        return size <= Options.MaximumRetainedMessageSize && GetNamespace(ns).Retained.HasRoomFor(topic, size, Options.MaximumRetainedBytesPerNamespace);
+    }
+
     /// <summary>Stores <paramref name="message"/> if retained, then routes it. The caller keeps its own reference.</summary>
     internal int RouteAndRetain(BrokerMessage message)
     {
         if (message.Retain)
         {
-            if (!GetNamespace(message.Namespace).Retained.Set(message, Options.MaximumRetainedMessages))
+            if (!GetNamespace(message.Namespace).Retained.Set(message, Options.MaximumRetainedMessages, Options.MaximumRetainedMessageSize, Options.MaximumRetainedBytesPerNamespace))
             {
                 Metrics.MessageDropped(DropReasons.RetainedLimit);
             }
@@ -384,7 +426,8 @@ public sealed partial class MqttBroker : IMqttServerPublisher, IDisposable
             var targets = scratch.Targets;
             foreach (var sub in scratch.Matches)
             {
-                if (sub.NoLocal && message.OriginClientId is not null && string.Equals(sub.Session.ClientId, message.OriginClientId, StringComparison.Ordinal))
+                if (sub.NoLocal && message.OriginClientId is not null && string.Equals(sub.Session.ClientId, message.OriginClientId, StringComparison.Ordinal)
+                    && string.Equals(sub.Session.Owner, message.OriginOwner, StringComparison.Ordinal))
                 {
                     continue;
                 }
@@ -573,6 +616,9 @@ public sealed partial class MqttBroker : IMqttServerPublisher, IDisposable
         RouteAndRetain(message);
         message.Release();
     }
+
+    [LoggerMessage(EventId = 106, Level = LogLevel.Information, Message = "{Count} more refusals (refused connections, protocol errors) were not logged")]
+    private static partial void LogRefusalsSuppressed(ILogger logger, long count);
 
     [LoggerMessage(EventId = 1, Level = LogLevel.Error, Message = "Broker housekeeping failed")]
     private static partial void LogHousekeepingFailed(ILogger logger, Exception exception);

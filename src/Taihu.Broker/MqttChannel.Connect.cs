@@ -1,5 +1,7 @@
 using System.Net;
 using Taihu.Broker.Extensibility;
+using Microsoft.Extensions.Logging;
+using Taihu.Broker.Logging;
 using Taihu.Broker.Sessions;
 using Taihu.Mqtt;
 using Taihu.Mqtt.Packets;
@@ -66,7 +68,7 @@ public sealed partial class MqttChannel
 
             _state = State.Authenticating;
             var step = await enhanced.AuthenticateAsync(context, _authStep++, properties.AuthenticationData, cancellationToken);
-            return ContinueEnhanced(step, method);
+            return await ContinueEnhancedAsync(step, method, cancellationToken);
         }
 
         var result = await _broker.Authenticator.AuthenticateAsync(context, cancellationToken);
@@ -75,7 +77,7 @@ public sealed partial class MqttChannel
             return RefuseConnect(result.ReasonCode == ReasonCode.Success ? ReasonCode.NotAuthorized : result.ReasonCode, result.ReasonString);
         }
 
-        return CompleteConnect(result.Identity, null);
+        return await AuthorizeWillAndCompleteAsync(result.Identity, null, cancellationToken);
     }
 
     private ConnectContext? _pendingContext;
@@ -90,10 +92,10 @@ public sealed partial class MqttChannel
         }
 
         var step = await _broker.EnhancedAuthenticator!.AuthenticateAsync(_pendingContext!, _authStep++, auth.Properties?.AuthenticationData, cancellationToken);
-        return ContinueEnhanced(step, method!);
+        return await ContinueEnhancedAsync(step, method!, cancellationToken);
     }
 
-    private bool ContinueEnhanced(AuthenticationStep step, string method)
+    private async ValueTask<bool> ContinueEnhancedAsync(AuthenticationStep step, string method, CancellationToken cancellationToken)
     {
         if (step.ReasonCode == ReasonCode.ContinueAuthentication)
         {
@@ -110,12 +112,44 @@ public sealed partial class MqttChannel
             return RefuseConnect(step.ReasonCode == ReasonCode.Success ? ReasonCode.NotAuthorized : step.ReasonCode, null);
         }
 
-        return CompleteConnect(step.Identity, new MqttProperties { AuthenticationMethod = method, AuthenticationData = step.ServerData });
+        return await AuthorizeWillAndCompleteAsync(step.Identity, new MqttProperties { AuthenticationMethod = method, AuthenticationData = step.ServerData }, cancellationToken);
     }
+
+    /// <summary>
+    /// A will is a publish made in advance: its topic is authorized now exactly as a PUBLISH to it would be
+    /// (no $SYS, then the authorizer), and refused with 0x87 (3.1.1: return code 5) rather than accepted and
+    /// silently dropped later, so the client knows at once. It is checked again when it is sent.
+    /// </summary>
+    private async ValueTask<bool> AuthorizeWillAndCompleteAsync(ClientIdentity identity, MqttProperties? ackProperties, CancellationToken cancellationToken)
+    {
+        if (_connect?.Will is { } will)
+        {
+            var topic = identity.Topics is { } map ? map.ToBroker(will.Topic) : will.Topic;
+            var code = IsSysTopic(topic) ? ReasonCode.NotAuthorized : await _broker.Authorizer.AuthorizePublishAsync(identity, ClientId!, topic, cancellationToken);
+            if (code != ReasonCode.Success)
+            {
+                // Whatever the authorizer's code, CONNACK says 0x87 (3.1.1: 5), the one code both versions share for this.
+                return RefuseConnect(ReasonCode.NotAuthorized, "Not authorized to publish the will to its topic.");
+            }
+        }
+
+        return CompleteConnect(identity, ackProperties);
+    }
+
+    /// <summary>$SYS and $SYS/...: the broker's own topics, which no client may publish to, as will or otherwise.</summary>
+    internal static bool IsSysTopic(string topic) =>
+        topic.Length >= 4 && topic[0] == '$' && topic.StartsWith("$SYS", StringComparison.Ordinal) && (topic.Length == 4 || topic[4] == '/');
 
     private bool RefuseConnect(ReasonCode code, string? reason)
     {
-        LogConnectRefused(_broker.Logger, ClientId ?? _connect?.ClientId ?? "", code, RemoteEndPoint);
+        var logger = _broker.Logger;
+        if (logger.IsEnabled(LogLevel.Information) && _broker.ShouldLogRefusal())
+        {
+#pragma warning disable CA1873 // Guarded by logger.IsEnabled just above, which the analyzer does not see through.
+            LogConnectRefused(logger, LogText.Clean(ClientId ?? _connect?.ClientId ?? ""), code, RemoteEndPoint);
+#pragma warning restore CA1873
+        }
+
         Send(new ConnAckPacket { ReasonCode = code, Properties = IsV5 ? ReasonProperties(reason) : null });
         Close(ReasonCode.Success, null, publishWill: false);
         return false;
@@ -158,7 +192,7 @@ public sealed partial class MqttChannel
             serverKeepAlive = _keepAlive;
         }
 
-        var session = _broker.AttachSession(this, identity.Namespace, ClientId!, connect.CleanStart, expiry, out var sessionPresent);
+        var session = _broker.AttachSession(this, identity.Namespace, identity.SessionOwner ?? "", ClientId!, connect.CleanStart, expiry, out var sessionPresent);
         _session = session;
         _state = State.Connected;
         _broker.Metrics.ClientConnected();
@@ -194,7 +228,13 @@ public sealed partial class MqttChannel
         _will = connect.Will;
         _connect = null;
         _pendingContext = null;
-        LogConnected(_broker.Logger, ClientId!, identity.Namespace, (int)Version, sessionPresent, RemoteEndPoint);
+        var logger = _broker.Logger;
+        if (logger.IsEnabled(LogLevel.Information))
+        {
+#pragma warning disable CA1873 // Guarded by logger.IsEnabled just above, which the analyzer does not see through.
+            LogConnected(logger, LogText.Clean(ClientId), identity.Namespace, (int)Version, sessionPresent, RemoteEndPoint);
+#pragma warning restore CA1873
+        }
         _broker.LifecycleObserver?.OnConnected(identity, ClientId!);
 
         // Resume: unacknowledged messages again with DUP, PUBREL for those past PUBREC, then the queue.

@@ -50,7 +50,7 @@ public sealed partial class MqttChannel
         entry.Channel = this;
         entry.PacketId = publish.PacketId;
         entry.Message = routes
-            ? BrokerMessage.Create(_identity.Namespace, topic, publish.Payload, publish.PayloadOwner, publish.QoS, publish.Retain, properties, _broker.Time.GetUtcNow(), ClientId)
+            ? BrokerMessage.Create(_identity.Namespace, topic, publish.Payload, publish.PayloadOwner, publish.QoS, publish.Retain, properties, _broker.Time.GetUtcNow(), ClientId, _identity.SessionOwner ?? "")
             : null;
         // Keeps the payload valid for the observer even when the message is not routed.
         entry.PayloadOwner = publish.PayloadOwner;
@@ -73,7 +73,7 @@ public sealed partial class MqttChannel
         entry.Channel = this;
         entry.PacketId = publish.PacketId;
         entry.Message = routes && code.IsSuccess()
-            ? BrokerMessage.Create(_identity.Namespace, topic, publish.Payload, publish.PayloadOwner, publish.QoS, publish.Retain, properties, _broker.Time.GetUtcNow(), ClientId)
+            ? BrokerMessage.Create(_identity.Namespace, topic, publish.Payload, publish.PayloadOwner, publish.QoS, publish.Retain, properties, _broker.Time.GetUtcNow(), ClientId, _identity.SessionOwner ?? "")
             : null;
         entry.PayloadOwner = null;
         entry.Code = code;

@@ -1,4 +1,6 @@
 using System.Diagnostics;
+using Microsoft.Extensions.Logging;
+using Taihu.Broker.Logging;
 using Taihu.Broker.Routing;
 using Taihu.Mqtt;
 using Taihu.Mqtt.Packets;
@@ -41,7 +43,14 @@ public sealed partial class MqttChannel
         {
             if (_keepAlive > 0 && _broker.Time.GetElapsedTime(Volatile.Read(ref _lastActivity), now).TotalSeconds >= _keepAlive * 1.5)
             {
-                LogKeepAliveTimeout(_broker.Logger, ClientId!, _keepAlive);
+                var logger = _broker.Logger;
+                if (logger.IsEnabled(LogLevel.Information))
+                {
+#pragma warning disable CA1873 // Guarded by logger.IsEnabled just above, which the analyzer does not see through.
+                    LogKeepAliveTimeout(logger, LogText.Clean(ClientId), _keepAlive);
+#pragma warning restore CA1873
+                }
+
                 Close(ReasonCode.KeepAliveTimeout, "Keep alive timeout.", publishWill: true);
             }
         }
@@ -119,13 +128,53 @@ public sealed partial class MqttChannel
         uint willDelay = 0;
         if (!_suppressWill && _will is { } w)
         {
-            will = BrokerMessage.Create(_identity.Namespace, _identity.Topics is { } map ? map.ToBroker(w.Topic) : w.Topic, w.Payload, owner: null, w.QoS, w.Retain, w.Properties, _broker.Time.GetUtcNow(), ClientId);
-            willDelay = w.Properties?.WillDelayInterval ?? 0;
+            var topic = _identity.Topics is { } map ? map.ToBroker(w.Topic) : w.Topic;
+            if (IsWillStillAuthorized(topic))
+            {
+                will = BrokerMessage.Create(_identity.Namespace, topic, w.Payload, owner: null, w.QoS, w.Retain, w.Properties, _broker.Time.GetUtcNow(), ClientId, _identity.SessionOwner ?? "");
+                willDelay = w.Properties?.WillDelayInterval ?? 0;
+            }
         }
 
         _broker.DetachSession(this, _session, will, willDelay);
         _broker.LifecycleObserver?.OnDisconnected(_identity, ClientId!);
-        LogDisconnected(_broker.Logger, ClientId!, _suppressWill ? "normal" : "abnormal");
+        var logger = _broker.Logger;
+        if (logger.IsEnabled(LogLevel.Information))
+        {
+#pragma warning disable CA1873 // Guarded by logger.IsEnabled just above, which the analyzer does not see through.
+            LogDisconnected(logger, LogText.Clean(ClientId), _suppressWill ? "normal" : "abnormal");
+#pragma warning restore CA1873
+        }
     }
 
+    /// <summary>
+    /// Asks the authorizer again when the will is about to go out: rights can change while the client is
+    /// connected (a device moved or deleted). This runs as the connection ends and cannot wait, so an answer the
+    /// authorizer gives synchronously (the platform's does) decides; an asynchronous one keeps CONNECT's answer.
+    /// </summary>
+    private bool IsWillStillAuthorized(string topic)
+    {
+        if (IsSysTopic(topic))
+        {
+            return false;
+        }
+
+        ValueTask<ReasonCode> pending;
+        try
+        {
+            pending = _broker.Authorizer.AuthorizePublishAsync(_identity, ClientId!, topic, CancellationToken.None);
+            if (!pending.IsCompleted)
+            {
+                _ = pending.AsTask();
+                return true;
+            }
+
+            return pending.Result == ReasonCode.Success;
+        }
+        catch (Exception)
+        {
+            // An authorizer that fails now: nothing proves the will may go, so it does not.
+            return false;
+        }
+    }
 }

@@ -101,7 +101,7 @@ public sealed partial class MqttChannel
             topic = map.ToBroker(topic);
         }
 
-        if (topic is "$SYS" || topic.StartsWith("$SYS/", StringComparison.Ordinal))
+        if (IsSysTopic(topic))
         {
             return Refuse(publish, ReasonCode.NotAuthorized, "Clients may not publish to $SYS topics.", closeWhenUnacknowledged: false);
         }
@@ -111,6 +111,18 @@ public sealed partial class MqttChannel
         {
             _broker.Metrics.MessageDropped(DropReasons.NotAuthorized);
             return Refuse(publish, authorization, $"Not authorized to publish to '{topic}'.", closeWhenUnacknowledged: false);
+        }
+
+        if (publish.Retain && !publish.Payload.IsEmpty && !_broker.CanRetain(_identity.Namespace, topic, publish.Payload.Length, properties))
+        {
+            _broker.Metrics.MessageDropped(DropReasons.RetainedLimit);
+            if (IsV5 && qos != QoS.AtMostOnce)
+            {
+                return Refuse(publish, ReasonCode.QuotaExceeded, "The retained message is over the broker's retained size limits.", closeWhenUnacknowledged: false);
+            }
+
+            // 3.1.1 has no code to tell it with (and 5.0 QoS 0 no acknowledgement): delivered, not retained, as EMQX does.
+            publish.Retain = false;
         }
 
         var code = ReasonCode.Success;
@@ -161,7 +173,7 @@ public sealed partial class MqttChannel
             return true;
         }
 
-        var message = BrokerMessage.Create(_identity.Namespace, topic, publish.Payload, publish.PayloadOwner, qos, publish.Retain, properties, _broker.Time.GetUtcNow(), ClientId);
+        var message = BrokerMessage.Create(_identity.Namespace, topic, publish.Payload, publish.PayloadOwner, qos, publish.Retain, properties, _broker.Time.GetUtcNow(), ClientId, _identity.SessionOwner ?? "");
         var deliveries = _broker.RouteAndRetain(message);
         message.Release();
         if (code == ReasonCode.Success && deliveries == 0 && IsV5)
@@ -217,7 +229,7 @@ public sealed partial class MqttChannel
             return true;
         }
 
-        var message = BrokerMessage.Create(_identity.Namespace, topic, publish.Payload, publish.PayloadOwner, publish.QoS, publish.Retain, properties, _broker.Time.GetUtcNow(), ClientId);
+        var message = BrokerMessage.Create(_identity.Namespace, topic, publish.Payload, publish.PayloadOwner, publish.QoS, publish.Retain, properties, _broker.Time.GetUtcNow(), ClientId, _identity.SessionOwner ?? "");
         var deliveries = _broker.RouteAndRetain(message);
         message.Release();
         Acknowledge(publish, deliveries == 0 && IsV5 ? ReasonCode.NoMatchingSubscribers : code);

@@ -3,6 +3,7 @@ using System.Net;
 using System.Security.Cryptography.X509Certificates;
 using Microsoft.Extensions.Logging;
 using Taihu.Broker.Extensibility;
+using Taihu.Broker.Logging;
 using Taihu.Broker.Routing;
 using Taihu.Broker.Sessions;
 using Taihu.Mqtt;
@@ -179,7 +180,11 @@ public sealed partial class MqttChannel
             }
 
             // Before CONNECT nothing else is allowed, and there is no version to answer in: close.
-            LogBeforeConnect(_broker.Logger, packet.Type, RemoteEndPoint);
+            if (_broker.Logger.IsEnabled(LogLevel.Warning) && _broker.ShouldLogRefusal())
+            {
+                LogBeforeConnect(_broker.Logger, packet.Type, RemoteEndPoint);
+            }
+
             Close(ReasonCode.ProtocolError, null, publishWill: false);
             return ValueTask.FromResult(false);
         }
@@ -198,7 +203,11 @@ public sealed partial class MqttChannel
     public void OnProtocolError(MqttProtocolException exception)
     {
         ArgumentNullException.ThrowIfNull(exception);
-        LogProtocolError(_broker.Logger, ClientId ?? "(not connected)", exception.ReasonCode, exception.Message);
+        if (_broker.Logger.IsEnabled(LogLevel.Warning) && _broker.ShouldLogRefusal())
+        {
+            LogProtocolError(_broker.Logger, LogText.Clean(ClientId ?? "(not connected)"), exception.ReasonCode, LogText.Clean(exception.Message));
+        }
+
         if (_state == State.AwaitingConnect)
         {
             if (exception.ReasonCode == ReasonCode.UnsupportedProtocolVersion)
@@ -225,7 +234,11 @@ public sealed partial class MqttChannel
 
     private ValueTask<bool> Fail(ReasonCode code, string reason)
     {
-        LogProtocolError(_broker.Logger, ClientId ?? "(not connected)", code, reason);
+        if (_broker.Logger.IsEnabled(LogLevel.Warning) && _broker.ShouldLogRefusal())
+        {
+            LogProtocolError(_broker.Logger, LogText.Clean(ClientId ?? "(not connected)"), code, LogText.Clean(reason));
+        }
+
         Close(code, reason, publishWill: true);
         return ValueTask.FromResult(false);
     }

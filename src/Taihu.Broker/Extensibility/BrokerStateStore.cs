@@ -63,8 +63,8 @@ public sealed class StoredMessage
 /// <summary>The retained message of one topic in one namespace; a null <see cref="Message"/> means it was deleted.</summary>
 public readonly record struct RetainedChange(string Namespace, string Topic, StoredMessage? Message);
 
-/// <summary>A session's identity.</summary>
-public readonly record struct SessionKey(string Namespace, string ClientId);
+/// <summary>A session's identity: its client id, within its namespace, of its owner ("" for none; see <see cref="ClientIdentity.SessionOwner"/>).</summary>
+public readonly record struct SessionKey(string Namespace, string ClientId, string Owner = "");
 
 /// <summary>One subscription of a stored session, with all its options.</summary>
 /// <param name="Filter">The filter as the client subscribed to it, <c>$share/{group}/</c> included, in the broker's topic space.</param>
@@ -82,6 +82,9 @@ public sealed class StoredSession
     public required string Namespace { get; init; }
     public required string ClientId { get; init; }
 
+    /// <summary>The identity that owns it (<see cref="ClientIdentity.SessionOwner"/>), or "" for none.</summary>
+    public string Owner { get; init; } = "";
+
     /// <summary>Seconds the session lives once its client is away; uint.MaxValue is never. Counted from the restart.</summary>
     public uint ExpiryInterval { get; init; }
 
@@ -93,5 +96,5 @@ public sealed class StoredSession
     /// <summary>Packet identifiers of QoS 2 messages received from the client and not yet released (PUBREL).</summary>
     public IReadOnlyList<ushort> IncomingQoS2 { get; init; } = [];
 
-    public SessionKey Key => new(Namespace, ClientId);
+    public SessionKey Key => new(Namespace, ClientId, Owner);
 }

@@ -14,6 +14,14 @@ public sealed record ClientIdentity(string Namespace, string? UserName = null)
 {
     public static readonly ClientIdentity Anonymous = new("");
 
+    /// <summary>
+    /// Who owns the sessions this client makes, within its namespace: a session is found again only by the same
+    /// owner with the same client id, so two identities that present one client id never see or take over each
+    /// other's session (a device's is its device id). Null: the namespace alone, as in a plain broker, where any
+    /// client with the id resumes the session and takes over a live connection.
+    /// </summary>
+    public string? SessionOwner { get; init; }
+
     /// <summary>Whatever the authenticator wants to keep with the connection (a device id, say).</summary>
     public object? State { get; init; }
 

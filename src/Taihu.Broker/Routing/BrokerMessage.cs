@@ -30,7 +30,8 @@ public sealed class BrokerMessage
     /// A message with one reference (the caller's). When <paramref name="owner"/> is given, the message takes its
     /// own reference to it; the caller keeps and releases its own.
     /// </summary>
-    public static BrokerMessage Create(string ns, string topic, ReadOnlyMemory<byte> payload, PooledBuffer? owner, QoS qos, bool retain, MqttProperties? properties, DateTimeOffset receivedAt, string? originClientId)
+    /// <param name="originOwner">The session owner of the publishing client (<see cref="Extensibility.ClientIdentity.SessionOwner"/>, "" for none): with the client id, it says which session No Local skips.</param>
+    public static BrokerMessage Create(string ns, string topic, ReadOnlyMemory<byte> payload, PooledBuffer? owner, QoS qos, bool retain, MqttProperties? properties, DateTimeOffset receivedAt, string? originClientId, string originOwner = "")
     {
         var message = s_pool.TryTake(out var pooled) ? pooled! : new BrokerMessage();
         owner?.Retain();
@@ -43,6 +44,7 @@ public sealed class BrokerMessage
         message.Retain = retain;
         message.Properties = properties;
         message.OriginClientId = originClientId;
+        message.OriginOwner = originOwner;
         message.Restamp(receivedAt);
         return message;
     }
@@ -58,6 +60,8 @@ public sealed class BrokerMessage
     public DateTimeOffset? ExpiresAt { get; private set; }
     /// <summary>The client that published it (for No Local), or null for messages from the server.</summary>
     public string? OriginClientId { get; private set; }
+    /// <summary>The session owner of the client that published it ("" for none), for No Local.</summary>
+    public string OriginOwner { get; private set; } = "";
 
     /// <summary>References held now (tests and diagnostics).</summary>
     public int ReferenceCount => Volatile.Read(ref _refCount);
@@ -92,6 +96,7 @@ public sealed class BrokerMessage
         Topic = "";
         Namespace = "";
         OriginClientId = null;
+        OriginOwner = "";
         owner?.Release();
         s_pool.Return(this);
     }

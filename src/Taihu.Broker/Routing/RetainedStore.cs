@@ -1,4 +1,6 @@
 using System.Runtime.InteropServices;
+using System.Text;
+using Taihu.Mqtt.Packets;
 using Taihu.Mqtt.Topics;
 
 namespace Taihu.Broker.Routing;
@@ -6,6 +8,10 @@ namespace Taihu.Broker.Routing;
 /// <summary>
 /// The retained messages of one namespace: the last retained message per topic. An empty payload deletes;
 /// expired messages are not delivered and are swept by housekeeping. Holds a payload reference per message.
+/// <para>
+/// The store counts its messages and their bytes (topic, payload and properties: see <see cref="SizeOf"/>) and
+/// refuses what would take it over either limit, except a replacement that is no larger than what it replaces.
+/// </para>
 /// <para>
 /// When the broker has a state store, every change is also recorded, under the same lock, as the latest change
 /// per topic (a message with a reference, or null for a deletion) until the background flush takes them: a
@@ -20,6 +26,7 @@ public sealed class RetainedStore
     private readonly bool _tracksChanges;
     private Dictionary<string, BrokerMessage?>? _changes;
     private Dictionary<string, BrokerMessage?>? _spareChanges;
+    private long _bytes;
 
     public RetainedStore()
     {
@@ -42,15 +49,42 @@ public sealed class RetainedStore
         }
     }
 
-    /// <summary>Stores, replaces or (empty payload) deletes. False when the store is full and the topic is new.</summary>
-    public bool Set(BrokerMessage message, int maximum)
+    /// <summary>Bytes held, counted as <see cref="SizeOf"/> does.</summary>
+    public long Bytes
     {
+        get
+        {
+            lock (_gate)
+            {
+                return _bytes;
+            }
+        }
+    }
+
+    /// <summary>What a retained message counts against the limits: its topic in UTF-8, its payload and its properties as encoded.</summary>
+    public static long SizeOf(string topic, int payloadLength, MqttProperties? properties) =>
+        (long)Encoding.UTF8.GetByteCount(topic) + payloadLength + (properties is null ? 0 : PropertyCodec.GetLength(properties));
+
+    private static long SizeOf(BrokerMessage message) => SizeOf(message.Topic, message.Payload.Length, message.Properties);
+
+    /// <summary>Stores, replaces or (empty payload) deletes. False when the store is full and the topic is new.</summary>
+    public bool Set(BrokerMessage message, int maximum) => Set(message, maximum, long.MaxValue, long.MaxValue);
+
+    /// <summary>
+    /// Stores, replaces or (empty payload) deletes. False, and nothing changes, when the message is larger than
+    /// <paramref name="maximumSize"/>, or when it would take the store over <paramref name="maximumCount"/>
+    /// messages (a new topic) or <paramref name="maximumBytes"/> bytes.
+    /// </summary>
+    public bool Set(BrokerMessage message, int maximumCount, long maximumSize, long maximumBytes)
+    {
+        ArgumentNullException.ThrowIfNull(message);
         lock (_gate)
         {
             if (message.Payload.IsEmpty)
             {
                 if (_messages.Remove(message.Topic, out var removed))
                 {
+                    _bytes -= SizeOf(removed);
                     removed.Release();
                     RecordChange(message.Topic, null);
                 }
@@ -58,33 +92,65 @@ public sealed class RetainedStore
                 return true;
             }
 
+            var size = SizeOf(message);
+            if (size > maximumSize)
+            {
+                return false;
+            }
+
             if (_messages.TryGetValue(message.Topic, out var previous))
             {
+                var previousSize = SizeOf(previous);
+                if (size > previousSize && _bytes - previousSize + size > maximumBytes)
+                {
+                    return false;
+                }
+
                 message.AddReference();
                 _messages[message.Topic] = message;
+                _bytes += size - previousSize;
                 previous.Release();
                 RecordChange(message.Topic, message);
                 return true;
             }
 
-            if (_messages.Count >= maximum)
+            if (_messages.Count >= maximumCount || _bytes + size > maximumBytes)
             {
                 return false;
             }
 
             message.AddReference();
             _messages.Add(message.Topic, message);
+            _bytes += size;
             RecordChange(message.Topic, message);
             return true;
         }
     }
 
-    /// <summary>Adds a message loaded from the state store (not recorded as a change). False when the store is full.</summary>
-    internal bool Restore(BrokerMessage message, int maximum)
+    /// <summary>
+    /// Whether a retained message of <paramref name="size"/> bytes on <paramref name="topic"/> would fit within
+    /// <paramref name="maximumBytes"/> now (replacing what the topic holds). A check before the publish is
+    /// accepted; <see cref="Set"/> decides for good.
+    /// </summary>
+    public bool HasRoomFor(string topic, long size, long maximumBytes)
     {
         lock (_gate)
         {
-            if (_messages.Count >= maximum && !_messages.ContainsKey(message.Topic))
+            var previousSize = _messages.TryGetValue(topic, out var previous) ? SizeOf(previous) : 0;
+            return size <= previousSize || _bytes - previousSize + size <= maximumBytes;
+        }
+    }
+
+    /// <summary>Adds a message loaded from the state store (not recorded as a change). False when the store is full or the message too large.</summary>
+    internal bool Restore(BrokerMessage message, int maximumCount, long maximumSize, long maximumBytes)
+    {
+        lock (_gate)
+        {
+            var size = SizeOf(message);
+            var previousSize = _messages.TryGetValue(message.Topic, out var existing) ? SizeOf(existing) : 0;
+            if (size > maximumSize
+                || (_messages.Count >= maximumCount && existing is null)
+                || _bytes - previousSize + size > maximumBytes)
             {
                 return false;
             }
@@ -92,10 +158,12 @@ public sealed class RetainedStore
             message.AddReference();
             if (_messages.Remove(message.Topic, out var previous))
             {
+                _bytes -= SizeOf(previous);
                 previous.Release();
             }
 
             _messages.Add(message.Topic, message);
+            _bytes += size;
             return true;
         }
     }
@@ -224,6 +292,7 @@ public sealed class RetainedStore
             {
                 if (_messages.Remove(topic, out var message))
                 {
+                    _bytes -= SizeOf(message);
                     message.Release();
                     RecordChange(topic, null);
                 }

@@ -47,14 +47,18 @@ public sealed class MqttSession
     internal Queue<PendingDelivery> Queue => _queue ??= new();
     internal HashSet<ushort> IncomingQoS2 => _incomingQoS2 ??= [];
 
-    public MqttSession(string ns, string clientId)
+    public MqttSession(string ns, string clientId, string owner = "")
     {
         Namespace = ns;
         ClientId = clientId;
+        Owner = owner;
     }
 
     public string Namespace { get; }
     public string ClientId { get; }
+
+    /// <summary>The identity that owns the session (<see cref="ClientIdentity.SessionOwner"/>), or "" for none.</summary>
+    public string Owner { get; }
 
     /// <summary>The connection that owns the session now, or null while the client is away.</summary>
     internal MqttChannel? Channel { get; set; }
@@ -184,6 +188,7 @@ public sealed class MqttSession
         {
             Namespace = Namespace,
             ClientId = ClientId,
+            Owner = Owner,
             ExpiryInterval = ExpiryInterval,
             Subscriptions = subscriptions,
             Deliveries = deliveries,

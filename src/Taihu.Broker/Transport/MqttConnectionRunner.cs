@@ -23,7 +23,11 @@ public static partial class MqttConnectionRunner
         var channel = new MqttChannel(broker, remoteEndPoint, clientCertificate);
         if (!channel.Accepted)
         {
-            LogTooManyConnections(broker.Logger, remoteEndPoint, broker.Options.MaximumConnections);
+            if (broker.Logger.IsEnabled(LogLevel.Warning) && broker.ShouldLogRefusal())
+            {
+                LogTooManyConnections(broker.Logger, remoteEndPoint, broker.Options.MaximumConnections);
+            }
+
             channel.OnTransportClosed();
             return;
         }

@@ -4,6 +4,7 @@ using System.Text.Json;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Taihu.Broker.Extensibility;
+using Taihu.Broker.Logging;
 using Taihu.Mqtt;
 using Taihu.Platform.Telemetry;
 
@@ -27,6 +28,8 @@ public sealed partial class DeviceConnector(
 {
     private readonly VerifiedCredentialCache _verified = new(securityOptions.Value.CredentialCacheSize);
     private readonly int _maxPayload = ingestOptions.Value.MaxPayloadBytes;
+    // Bad payloads come from devices that did log in, but one of them can send thousands a second.
+    private readonly LogRateLimiter _badPayloadLog = new(TimeProvider.System, 10);
 
     public async ValueTask<AuthenticationResult> AuthenticateAsync(ConnectContext context, CancellationToken cancellationToken)
     {
@@ -74,7 +77,13 @@ public sealed partial class DeviceConnector(
 
         if (found is null)
         {
-            LogRefused(logger, context.ClientId, context.RemoteEndPoint);
+            // Debug: the broker logs every refusal (rate-limited) already; this only says which check refused it.
+            if (logger.IsEnabled(LogLevel.Debug))
+            {
+#pragma warning disable CA1873 // Guarded by logger.IsEnabled just above, which the analyzer does not see through.
+                LogRefused(logger, LogText.Clean(context.ClientId), context.RemoteEndPoint);
+#pragma warning restore CA1873
+            }
             return AuthenticationResult.Fail(ReasonCode.BadUserNameOrPassword, "Unknown or wrong device credentials.");
         }
 
@@ -202,7 +211,7 @@ public sealed partial class DeviceConnector(
         }
         catch (PayloadException e)
         {
-            LogBadPayload(logger, session.Device.Name, e.Message);
+            ReportBadPayload(session, e);
             return ValueTask.FromResult(ReasonCode.PayloadFormatInvalid);
         }
 
@@ -259,12 +268,18 @@ public sealed partial class DeviceConnector(
         }
         catch (PayloadException e)
         {
-            LogBadPayload(logger, session.Device.Name, e.Message);
+            ReportBadPayload(session, e);
             return ReasonCode.PayloadFormatInvalid;
         }
         catch (NotGatewayChildException e)
         {
-            LogNotGatewayChild(logger, session.Device.Name, e.DeviceName);
+            if (logger.IsEnabled(LogLevel.Information) && _badPayloadLog.TryAcquire(out var suppressed))
+            {
+#pragma warning disable CA1873 // Guarded by logger.IsEnabled just above, which the analyzer does not see through.
+                LogNotGatewayChild(logger, LogText.Clean(session.Device.Name), LogText.Clean(e.DeviceName), suppressed);
+#pragma warning restore CA1873
+            }
+
             return ReasonCode.NotAuthorized;
         }
     }
@@ -360,14 +375,24 @@ public sealed partial class DeviceConnector(
         }
     }
 
-    [LoggerMessage(EventId = 2201, Level = LogLevel.Information, Message = "Refused MQTT client {ClientId} from {Remote}: unknown or wrong device credentials")]
+    private void ReportBadPayload(DeviceSession session, PayloadException e)
+    {
+        if (logger.IsEnabled(LogLevel.Information) && _badPayloadLog.TryAcquire(out var suppressed))
+        {
+#pragma warning disable CA1873 // Guarded by logger.IsEnabled just above, which the analyzer does not see through.
+            LogBadPayload(logger, LogText.Clean(session.Device.Name), LogText.Clean(e.Message), suppressed);
+#pragma warning restore CA1873
+        }
+    }
+
+    [LoggerMessage(EventId = 2201, Level = LogLevel.Debug, Message = "Refused MQTT client {ClientId} from {Remote}: unknown or wrong device credentials")]
     private static partial void LogRefused(ILogger logger, string clientId, System.Net.EndPoint? remote);
 
-    [LoggerMessage(EventId = 2202, Level = LogLevel.Information, Message = "Refused a payload of device {Device}: {Problem}")]
-    private static partial void LogBadPayload(ILogger logger, string device, string problem);
+    [LoggerMessage(EventId = 2202, Level = LogLevel.Information, Message = "Refused a payload of device {Device}: {Problem} ({Suppressed} more bad payloads not logged before this one)")]
+    private static partial void LogBadPayload(ILogger logger, string device, string problem, long suppressed);
 
-    [LoggerMessage(EventId = 2203, Level = LogLevel.Information, Message = "Refused a message of gateway {Gateway} for device {Device}: the gateway neither created it nor is assigned to it")]
-    private static partial void LogNotGatewayChild(ILogger logger, string gateway, string device);
+    [LoggerMessage(EventId = 2203, Level = LogLevel.Information, Message = "Refused a message of gateway {Gateway} for device {Device}: the gateway neither created it nor is assigned to it ({Suppressed} more refusals not logged before this one)")]
+    private static partial void LogNotGatewayChild(ILogger logger, string gateway, string device, long suppressed);
 }
 
 /// <summary>

@@ -32,6 +32,9 @@ public sealed class DeviceSession(Device device)
     /// <summary>The broker namespace of a tenant.</summary>
     public static string Namespace(Guid tenantId) => tenantId.ToString("N");
 
+    /// <summary>The owner of a device's MQTT sessions (<see cref="ClientIdentity.SessionOwner"/>).</summary>
+    public static string SessionOwner(Guid deviceId) => "device/" + deviceId.ToString("N");
+
     public static string TopicPrefix(Guid deviceId) => "$devices/" + deviceId.ToString("N") + "/";
 
     /// <summary>The identity a device connects with.</summary>
@@ -41,6 +44,8 @@ public sealed class DeviceSession(Device device)
         return new ClientIdentity(Namespace(device.TenantId), userName)
         {
             State = session,
+            // Sessions are kept per device: another device that presents the same client id gets its own.
+            SessionOwner = SessionOwner(device.Id),
             Topics = new TopicMap(("v1/devices/me/", session.Prefix), ("v1/gateway/", session.GatewayPrefix)),
         };
     }

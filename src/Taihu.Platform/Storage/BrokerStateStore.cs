@@ -43,11 +43,11 @@ public sealed partial class SqlBrokerStateStore(PlatformDatabase database, ILogg
         var sessions = new Dictionary<SessionKey, SessionRows>();
         using (var command = connection.CreateCommand())
         {
-            command.CommandText = "SELECT ns, client_id, expiry_interval, incoming_qos2 FROM mqtt_sessions";
+            command.CommandText = "SELECT ns, client_id, expiry_interval, incoming_qos2, session_owner FROM mqtt_sessions";
             await using var reader = await command.ExecuteReaderAsync(cancellationToken);
             while (await reader.ReadAsync(cancellationToken))
             {
-                var key = new SessionKey(reader.GetString(0), reader.GetString(1));
+                var key = new SessionKey(reader.GetString(0), reader.GetString(1), reader.GetString(4));
                 sessions[key] = new SessionRows(key, (uint)Math.Clamp(reader.GetInt64(2), 0, uint.MaxValue), ParseIds(reader.GetNullableString(3), static v => ushort.Parse(v, CultureInfo.InvariantCulture)));
             }
         }
@@ -55,13 +55,13 @@ public sealed partial class SqlBrokerStateStore(PlatformDatabase database, ILogg
         using (var command = connection.CreateCommand())
         {
             command.CommandText = """
-                SELECT ns, client_id, topic_filter, qos, no_local, retain_as_published, retain_handling, subscription_id
-                FROM mqtt_session_subscriptions ORDER BY ns, client_id, topic_filter
+                SELECT ns, client_id, topic_filter, qos, no_local, retain_as_published, retain_handling, subscription_id, session_owner
+                FROM mqtt_session_subscriptions ORDER BY ns, session_owner, client_id, topic_filter
                 """;
             await using var reader = await command.ExecuteReaderAsync(cancellationToken);
             while (await reader.ReadAsync(cancellationToken))
             {
-                if (sessions.TryGetValue(new SessionKey(reader.GetString(0), reader.GetString(1)), out var session))
+                if (sessions.TryGetValue(new SessionKey(reader.GetString(0), reader.GetString(1), reader.GetString(8)), out var session))
                 {
                     session.Subscriptions.Add(new StoredSubscription(
                         reader.GetString(2),
@@ -78,13 +78,13 @@ public sealed partial class SqlBrokerStateStore(PlatformDatabase database, ILogg
         {
             command.CommandText = """
                 SELECT ns, client_id, packet_id, released, qos, retain_flag, subscription_ids,
-                       topic, payload, message_qos, message_retain, properties, received_time
-                FROM mqtt_session_messages ORDER BY ns, client_id, seq
+                       topic, payload, message_qos, message_retain, properties, received_time, session_owner
+                FROM mqtt_session_messages ORDER BY ns, session_owner, client_id, seq
                 """;
             await using var reader = await command.ExecuteReaderAsync(cancellationToken);
             while (await reader.ReadAsync(cancellationToken))
             {
-                if (!sessions.TryGetValue(new SessionKey(reader.GetString(0), reader.GetString(1)), out var session))
+                if (!sessions.TryGetValue(new SessionKey(reader.GetString(0), reader.GetString(1), reader.GetString(13)), out var session))
                 {
                     continue;
                 }
@@ -111,6 +111,7 @@ public sealed partial class SqlBrokerStateStore(PlatformDatabase database, ILogg
             {
                 Namespace = session.Key.Namespace,
                 ClientId = session.Key.ClientId,
+                Owner = session.Key.Owner,
                 ExpiryInterval = session.ExpiryInterval,
                 Subscriptions = session.Subscriptions,
                 Deliveries = session.Deliveries,
@@ -284,32 +285,35 @@ public sealed partial class SqlBrokerStateStore(PlatformDatabase database, ILogg
 
         public SessionCommands(DbConnection connection, DbTransaction transaction)
         {
-            _deleteMessages = Create(connection, transaction, "DELETE FROM mqtt_session_messages WHERE ns = @ns AND client_id = @client");
-            _deleteSubscriptions = Create(connection, transaction, "DELETE FROM mqtt_session_subscriptions WHERE ns = @ns AND client_id = @client");
-            _deleteSession = Create(connection, transaction, "DELETE FROM mqtt_sessions WHERE ns = @ns AND client_id = @client");
+            _deleteMessages = Create(connection, transaction, "DELETE FROM mqtt_session_messages WHERE ns = @ns AND session_owner = @owner AND client_id = @client");
+            _deleteSubscriptions = Create(connection, transaction, "DELETE FROM mqtt_session_subscriptions WHERE ns = @ns AND session_owner = @owner AND client_id = @client");
+            _deleteSession = Create(connection, transaction, "DELETE FROM mqtt_sessions WHERE ns = @ns AND session_owner = @owner AND client_id = @client");
             foreach (var command in new[] { _deleteMessages, _deleteSubscriptions, _deleteSession })
             {
                 command.AddParameter("ns", "");
+                command.AddParameter("owner", "");
                 command.AddParameter("client", "");
             }
 
             _upsertSession = Create(connection, transaction, """
-                INSERT INTO mqtt_sessions (ns, client_id, expiry_interval, incoming_qos2, saved_time)
-                VALUES (@ns, @client, @expiry, @incoming, @t)
-                ON CONFLICT (ns, client_id) DO UPDATE SET expiry_interval = excluded.expiry_interval,
+                INSERT INTO mqtt_sessions (ns, session_owner, client_id, expiry_interval, incoming_qos2, saved_time)
+                VALUES (@ns, @owner, @client, @expiry, @incoming, @t)
+                ON CONFLICT (ns, session_owner, client_id) DO UPDATE SET expiry_interval = excluded.expiry_interval,
                     incoming_qos2 = excluded.incoming_qos2, saved_time = excluded.saved_time
                 """);
             _upsertSession.AddParameter("ns", "");
+            _upsertSession.AddParameter("owner", "");
             _upsertSession.AddParameter("client", "");
             _upsertSession.AddParameter("expiry", 0L);
             _upsertSession.AddParameter("incoming", null);
             _upsertSession.AddParameter("t", 0L);
 
             _insertSubscription = Create(connection, transaction, """
-                INSERT INTO mqtt_session_subscriptions (ns, client_id, topic_filter, qos, no_local, retain_as_published, retain_handling, subscription_id)
-                VALUES (@ns, @client, @filter, @qos, @noLocal, @rap, @rh, @sid)
+                INSERT INTO mqtt_session_subscriptions (ns, session_owner, client_id, topic_filter, qos, no_local, retain_as_published, retain_handling, subscription_id)
+                VALUES (@ns, @owner, @client, @filter, @qos, @noLocal, @rap, @rh, @sid)
                 """);
             _insertSubscription.AddParameter("ns", "");
+            _insertSubscription.AddParameter("owner", "");
             _insertSubscription.AddParameter("client", "");
             _insertSubscription.AddParameter("filter", "");
             _insertSubscription.AddParameter("qos", 0);
@@ -319,11 +323,12 @@ public sealed partial class SqlBrokerStateStore(PlatformDatabase database, ILogg
             _insertSubscription.AddParameter("sid", 0L);
 
             _insertDelivery = Create(connection, transaction, """
-                INSERT INTO mqtt_session_messages (ns, client_id, seq, packet_id, released, qos, retain_flag, subscription_ids,
+                INSERT INTO mqtt_session_messages (ns, session_owner, client_id, seq, packet_id, released, qos, retain_flag, subscription_ids,
                     topic, payload, message_qos, message_retain, properties, received_time)
-                VALUES (@ns, @client, @seq, @packetId, @released, @qos, @retain, @ids, @topic, @payload, @messageQos, @messageRetain, @properties, @t)
+                VALUES (@ns, @owner, @client, @seq, @packetId, @released, @qos, @retain, @ids, @topic, @payload, @messageQos, @messageRetain, @properties, @t)
                 """);
             _insertDelivery.AddParameter("ns", "");
+            _insertDelivery.AddParameter("owner", "");
             _insertDelivery.AddParameter("client", "");
             _insertDelivery.AddParameter("seq", 0);
             _insertDelivery.AddParameter("packetId", 0);
@@ -344,6 +349,7 @@ public sealed partial class SqlBrokerStateStore(PlatformDatabase database, ILogg
             foreach (var command in includingSession ? new[] { _deleteMessages, _deleteSubscriptions, _deleteSession } : [_deleteMessages, _deleteSubscriptions])
             {
                 command.Parameters["ns"].Value = key.Namespace;
+                command.Parameters["owner"].Value = key.Owner;
                 command.Parameters["client"].Value = key.ClientId;
                 await command.ExecuteNonQueryAsync(cancellationToken);
             }
@@ -353,6 +359,7 @@ public sealed partial class SqlBrokerStateStore(PlatformDatabase database, ILogg
         {
             var p = _upsertSession.Parameters;
             p["ns"].Value = session.Namespace;
+            p["owner"].Value = session.Owner;
             p["client"].Value = session.ClientId;
             p["expiry"].Value = (long)session.ExpiryInterval;
             p["incoming"].Value = (object?)FormatIds(session.IncomingQoS2) ?? DBNull.Value;
@@ -364,6 +371,7 @@ public sealed partial class SqlBrokerStateStore(PlatformDatabase database, ILogg
         {
             var p = _insertSubscription.Parameters;
             p["ns"].Value = key.Namespace;
+            p["owner"].Value = key.Owner;
             p["client"].Value = key.ClientId;
             p["filter"].Value = subscription.Filter;
             p["qos"].Value = (int)subscription.QoS;
@@ -379,6 +387,7 @@ public sealed partial class SqlBrokerStateStore(PlatformDatabase database, ILogg
             var message = delivery.Message;
             var p = _insertDelivery.Parameters;
             p["ns"].Value = key.Namespace;
+            p["owner"].Value = key.Owner;
             p["client"].Value = key.ClientId;
             p["seq"].Value = seq;
             p["packetId"].Value = (int)delivery.PacketId;

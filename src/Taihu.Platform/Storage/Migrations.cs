@@ -222,5 +222,70 @@ internal static class Migrations
             PRIMARY KEY (device_seq, key_id, minute)
         ){clustered};
         """),
+        // A session belongs to the identity that made it (ClientIdentity.SessionOwner): the owner joins the key.
+        // The tables are rebuilt because a primary key cannot be changed in place in SQLite. Sessions of the
+        // default namespace (anonymous clients, which have no owner) are kept with owner ''. Those of a tenant's
+        // namespace were made by devices whose id was not recorded: kept, no device could ever resume them and they
+        // would only fill up, so they are dropped; the device gets Session Present 0 and subscribes again.
+        (4, "MQTT sessions keyed by owner as well as client id", """
+        CREATE TABLE mqtt_sessions_v4 (
+            ns TEXT NOT NULL,
+            session_owner TEXT NOT NULL,
+            client_id TEXT NOT NULL,
+            expiry_interval BIGINT NOT NULL,
+            incoming_qos2 TEXT NULL,
+            saved_time BIGINT NOT NULL,
+            PRIMARY KEY (ns, session_owner, client_id)
+        );
+        INSERT INTO mqtt_sessions_v4 (ns, session_owner, client_id, expiry_interval, incoming_qos2, saved_time)
+            SELECT ns, '', client_id, expiry_interval, incoming_qos2, saved_time FROM mqtt_sessions WHERE ns = '';
+
+        CREATE TABLE mqtt_session_subscriptions_v4 (
+            ns TEXT NOT NULL,
+            session_owner TEXT NOT NULL,
+            client_id TEXT NOT NULL,
+            topic_filter TEXT NOT NULL,
+            qos INTEGER NOT NULL,
+            no_local {bool} NOT NULL,
+            retain_as_published {bool} NOT NULL,
+            retain_handling INTEGER NOT NULL,
+            subscription_id BIGINT NOT NULL,
+            PRIMARY KEY (ns, session_owner, client_id, topic_filter),
+            FOREIGN KEY (ns, session_owner, client_id) REFERENCES mqtt_sessions_v4 (ns, session_owner, client_id) ON DELETE CASCADE
+        );
+        INSERT INTO mqtt_session_subscriptions_v4 (ns, session_owner, client_id, topic_filter, qos, no_local, retain_as_published, retain_handling, subscription_id)
+            SELECT ns, '', client_id, topic_filter, qos, no_local, retain_as_published, retain_handling, subscription_id FROM mqtt_session_subscriptions WHERE ns = '';
+
+        CREATE TABLE mqtt_session_messages_v4 (
+            ns TEXT NOT NULL,
+            session_owner TEXT NOT NULL,
+            client_id TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            packet_id INTEGER NOT NULL,
+            released {bool} NOT NULL,
+            qos INTEGER NOT NULL,
+            retain_flag {bool} NOT NULL,
+            subscription_ids TEXT NULL,
+            topic TEXT NOT NULL,
+            payload {blob} NOT NULL,
+            message_qos INTEGER NOT NULL,
+            message_retain {bool} NOT NULL,
+            properties {blob} NULL,
+            received_time BIGINT NOT NULL,
+            PRIMARY KEY (ns, session_owner, client_id, seq),
+            FOREIGN KEY (ns, session_owner, client_id) REFERENCES mqtt_sessions_v4 (ns, session_owner, client_id) ON DELETE CASCADE
+        );
+        INSERT INTO mqtt_session_messages_v4 (ns, session_owner, client_id, seq, packet_id, released, qos, retain_flag, subscription_ids,
+                topic, payload, message_qos, message_retain, properties, received_time)
+            SELECT ns, '', client_id, seq, packet_id, released, qos, retain_flag, subscription_ids,
+                topic, payload, message_qos, message_retain, properties, received_time FROM mqtt_session_messages WHERE ns = '';
+
+        DROP TABLE mqtt_session_messages;
+        DROP TABLE mqtt_session_subscriptions;
+        DROP TABLE mqtt_sessions;
+        ALTER TABLE mqtt_sessions_v4 RENAME TO mqtt_sessions;
+        ALTER TABLE mqtt_session_subscriptions_v4 RENAME TO mqtt_session_subscriptions;
+        ALTER TABLE mqtt_session_messages_v4 RENAME TO mqtt_session_messages;
+        """),
     ];
 }

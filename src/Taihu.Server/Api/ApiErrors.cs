@@ -62,7 +62,26 @@ public static class ApiErrors
         return UseExceptionHandling(app);
     }
 
-    private static IApplicationBuilder UseExceptionHandling(IApplicationBuilder app) => app.UseExceptionHandler(handler => handler.Run(async context =>
+    /// <summary>
+    /// A client's mistake (any 4xx: a bad JWT, a missing entity, malformed JSON) is answered and not logged: it is
+    /// not the server's error, and anyone can cause thousands a second. Only what becomes a 500 is logged, by the
+    /// middleware, as an error with its stack trace.
+    /// </summary>
+    private static bool IsClientError(Exception? error) => error switch
+    {
+        PlatformException e => e.Status < 500,
+        BadHttpRequestException e => e.StatusCode < 500,
+        JsonException or FormatException => true,
+        _ => false,
+    };
+
+    private static IApplicationBuilder UseExceptionHandling(IApplicationBuilder app) => app.UseExceptionHandler(new ExceptionHandlerOptions
+    {
+        SuppressDiagnosticsCallback = context => IsClientError(context.Exception),
+        ExceptionHandler = HandleExceptionAsync,
+    });
+
+    private static async Task HandleExceptionAsync(HttpContext context)
     {
         var error = context.Features.Get<IExceptionHandlerFeature>()?.Error;
         var result = error switch
@@ -75,5 +94,5 @@ public static class ApiErrors
             _ => Problem(500, 2, "The server failed to handle the request; the error is in its log."),
         };
         await result.ExecuteAsync(context);
-    }));
+    }
 }

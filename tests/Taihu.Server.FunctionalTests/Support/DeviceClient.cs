@@ -13,7 +13,7 @@ public sealed class DeviceClient : ReceivingMqttClient
     }
 
     public static async Task<DeviceClient> ConnectAsync(ServerProcess server, string? userName, MqttProtocolVersion version = MqttProtocolVersion.V500,
-        string? password = null, string? clientId = null)
+        string? password = null, string? clientId = null, bool persistent = false)
     {
         var device = new DeviceClient(new MqttClientFactory().CreateMqttClient());
         var builder = new MqttClientOptionsBuilder()
@@ -26,10 +26,24 @@ public sealed class DeviceClient : ReceivingMqttClient
             builder = builder.WithCredentials(userName, password);
         }
 
+        if (persistent)
+        {
+            // Clean Session 0 (3.1.1), Clean Start 0 with an hour of Session Expiry Interval (5.0).
+            builder = builder.WithCleanSession(false);
+            if (version == MqttProtocolVersion.V500)
+            {
+                builder = builder.WithSessionExpiryInterval(3600);
+            }
+        }
+
         var result = await device.Client.ConnectAsync(builder.Build()).WaitAsync(Guard);
+        device.ConnectResult = result;
         Assert.True(result.ResultCode == MqttClientConnectResultCode.Success, $"CONNECT refused: {result.ResultCode}");
         return device;
     }
+
+    /// <summary>The CONNACK as MQTTnet read it (Session Present, among others).</summary>
+    public MqttClientConnectResult ConnectResult { get; private set; } = null!;
 
     public async Task<MqttClientSubscribeResultCode> TrySubscribeAsync(string filter)
     {

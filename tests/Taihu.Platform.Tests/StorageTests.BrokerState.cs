@@ -1,0 +1,38 @@
+using Microsoft.Extensions.Logging.Abstractions;
+using Taihu.Broker.Extensibility;
+using Taihu.Mqtt;
+using Taihu.Mqtt.Packets;
+using Taihu.Platform.Storage;
+
+namespace Taihu.Platform.Tests;
+
+/// <summary>The broker's stored sessions: a session is keyed by its owner as well as its client id.</summary>
+public abstract partial class StorageTests
+{
+    [Fact]
+    public async Task BrokerSessions_OfTwoOwnersWithOneClientId_AreKeptApart()
+    {
+        var store = new SqlBrokerStateStore(Database, NullLogger<SqlBrokerStateStore>.Instance);
+        StoredSession Session(string owner, string filter) => new()
+        {
+            Namespace = "tenant",
+            ClientId = "a1-fw",
+            Owner = owner,
+            ExpiryInterval = 3600,
+            Subscriptions = [new StoredSubscription(filter, QoS.AtLeastOnce, false, false, RetainHandling.SendAtSubscribe, 0)],
+            Deliveries = [new StoredDelivery(new StoredMessage { Topic = filter, Payload = new byte[] { 1 }, QoS = QoS.AtLeastOnce, ReceivedAt = DateTimeOffset.FromUnixTimeMilliseconds(T0) }, QoS.AtLeastOnce, false, null, 0, false)],
+        };
+
+        await store.SaveSessionsAsync([Session("device/1", "one/#"), Session("device/2", "two/#"), Session("", "anonymous/#")], [], CancellationToken.None);
+        var loaded = (await store.LoadAsync(CancellationToken.None)).Sessions.ToDictionary(s => s.Owner);
+        Assert.Equal(3, loaded.Count);
+        Assert.Equal("one/#", Assert.Single(loaded["device/1"].Subscriptions).Filter);
+        Assert.Equal("two/#", Assert.Single(loaded["device/2"].Subscriptions).Filter);
+        Assert.Equal("two/#", Assert.Single(loaded["device/2"].Deliveries).Message.Topic);
+        Assert.Equal("anonymous/#", Assert.Single(loaded[""].Subscriptions).Filter);
+
+        await store.SaveSessionsAsync([], [new SessionKey("tenant", "a1-fw", "device/1")], CancellationToken.None);
+        var left = (await store.LoadAsync(CancellationToken.None)).Sessions;
+        Assert.Equal(["", "device/2"], left.Select(s => s.Owner).Order());
+    }
+}

@@ -1,0 +1,84 @@
+using System.Net.Http.Headers;
+using Taihu.Server.FunctionalTests.Support;
+
+namespace Taihu.Server.FunctionalTests;
+
+/// <summary>
+/// Nobody can flood or forge the server's log without logging in: client-supplied strings are truncated and
+/// escaped, refusals are rate-limited, and a 4xx is never logged as an error with a stack trace. Each test
+/// measures the log of a server of its own over a burst, up to a sentinel line logged after the burst (the
+/// console logger writes in order, so everything the burst logged is in the output by then).
+/// </summary>
+public sealed class LogAbuseTests : IAsyncLifetime
+{
+    private ServerProcess _server = null!;
+
+    public async Task InitializeAsync() => _server = await ServerProcess.StartAsync();
+
+    public async Task DisposeAsync() => await _server.DisposeAsync();
+
+    /// <summary>Connects a client whose id appears in the log line of its connection, and waits for that line.</summary>
+    private async Task<string> OutputUpToSentinelAsync()
+    {
+        var sentinel = "sentinel-" + Guid.NewGuid().ToString("N");
+        await using (var client = await MqttTestClient.ConnectTcpAsync(_server, sentinel))
+        {
+            await _server.WaitForLineAsync(line => line.Contains(sentinel, StringComparison.Ordinal));
+        }
+
+        return _server.Output;
+    }
+
+    [Fact]
+    public async Task RefusedConnects_WithHugeAndNewlineBearingClientIds_NeitherFloodNorForgeTheLog()
+    {
+        var before = _server.Output.Length;
+        var huge = new string('A', 60_000);
+        var forging = "x\nfail: Taihu.Forged[1]\n      forged by a client id\r\ncrit: Taihu.Forged[2]";
+        for (var i = 0; i < 300; i++)
+        {
+            var (client, connAck) = await RawMqttClient.ConnectWithCredentialsAsync(_server.TcpPort, i % 2 == 0 ? huge + i : forging + i, (byte)(i % 3 == 0 ? 4 : 5), "no-such-token-" + forging, null);
+            await using (client)
+            {
+                Assert.NotEqual(0, connAck.Body[1]);
+            }
+        }
+
+        var output = await OutputUpToSentinelAsync();
+        var grown = output.Length - before;
+        // Unguarded, each refusal logged the id twice: 300 refusals were over 18 MB.
+        Assert.True(grown < 32 * 1024, $"The log grew by {grown} characters for 300 refused connects.");
+        var lines = output[before..].Split('\n');
+        Assert.DoesNotContain(lines, line => line.StartsWith("fail: Taihu.Forged", StringComparison.Ordinal) || line.StartsWith("crit: Taihu.Forged", StringComparison.Ordinal));
+        Assert.DoesNotContain(lines, line => line.TrimStart().StartsWith("forged by a client id", StringComparison.Ordinal));
+        Assert.All(lines, line => Assert.True(line.Length < 1024, $"A log line of {line.Length} characters."));
+        // Refusals are still logged (the first ones of each second), truncated and escaped rather than dropped.
+        Assert.Contains(lines, line => line.Contains("AAAA...(", StringComparison.Ordinal) && line.Contains("more characters)", StringComparison.Ordinal));
+        Assert.Contains(lines, line => line.Contains("x\\nfail: Taihu.Forged[1]\\n", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task RequestsWithABadJwt_AreNotLoggedAsErrorsWithStackTraces()
+    {
+        var before = _server.Output.Length;
+        using var http = new HttpClient { BaseAddress = _server.HttpBaseAddress };
+        for (var i = 0; i < 300; i++)
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Get, "/api/tenant/devices?pageSize=10&page=0");
+            request.Headers.TryAddWithoutValidation("X-Authorization", "Bearer not.a.jwt" + i);
+            using var response = await http.SendAsync(request);
+            Assert.Equal(System.Net.HttpStatusCode.Unauthorized, response.StatusCode);
+        }
+
+        using (var noToken = await http.GetAsync("/api/tenant/devices"))
+        {
+            Assert.Equal(System.Net.HttpStatusCode.Unauthorized, noToken.StatusCode);
+        }
+
+        var output = await OutputUpToSentinelAsync();
+        var logged = output[before..];
+        Assert.DoesNotContain("fail:", logged, StringComparison.Ordinal);
+        Assert.DoesNotContain("   at ", logged, StringComparison.Ordinal);
+        Assert.True(logged.Length < 8 * 1024, $"The log grew by {logged.Length} characters for 300 bad JWTs.");
+    }
+}
