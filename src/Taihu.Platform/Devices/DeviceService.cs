@@ -218,6 +218,10 @@ public sealed class DeviceService(IDeviceStore store, IAuditLog audit, IServiceP
     public void DisconnectDevice(Guid deviceId, string reason) =>
         services.GetRequiredService<MqttBroker>().Disconnect(identity => identity.State is DeviceSession session && session.Device.Id == deviceId, ReasonCode.NotAuthorized, reason);
 
+    /// <summary>Closes the MQTT connections of every device of a tenant (the tenant is being deleted).</summary>
+    public void DisconnectTenant(Guid tenantId, string reason) =>
+        services.GetRequiredService<MqttBroker>().Disconnect(identity => identity.State is DeviceSession session && session.Device.TenantId == tenantId, ReasonCode.NotAuthorized, reason);
+
     /// <summary>The row to store for a credentials draft: what is shown, the lookup key, and the hashed secret.</summary>
     public static (DeviceCredentials Stored, string Lookup, string? SecretHash) Prepare(Guid deviceId, CredentialsDraft draft)
     {

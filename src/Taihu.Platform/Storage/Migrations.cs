@@ -222,5 +222,13 @@ internal static class Migrations
             PRIMARY KEY (device_seq, key_id, minute)
         ){clustered};
         """),
+        (4, "one-use refresh tokens", """
+        CREATE TABLE refresh_tokens (
+            jti TEXT PRIMARY KEY,
+            user_id TEXT NOT NULL,
+            expires_time BIGINT NOT NULL
+        );
+        CREATE INDEX refresh_tokens_user ON refresh_tokens (user_id);
+        """),
     ];
 }
