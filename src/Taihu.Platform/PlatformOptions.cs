@@ -93,4 +93,31 @@ public sealed class SecurityOptions
 
     /// <summary>Verified device passwords kept in memory so a reconnect storm does not hash again.</summary>
     public int CredentialCacheSize { get; set; } = 100_000;
+
+    /// <summary>
+    /// Largest body of a call anyone may make (login, token refresh, activation, device provisioning). Their JSON is
+    /// a few hundred bytes; 4 KiB leaves room for long names and keys while a stranger cannot make the server parse
+    /// megabytes.
+    /// </summary>
+    public int MaxUnauthenticatedRequestBytes { get; set; } = 4 * 1024;
+
+    /// <summary>Largest body of an authenticated management call: devices, profiles, attributes, users are small JSON.</summary>
+    public int MaxRequestBodyBytes { get; set; } = 1024 * 1024;
+
+    /// <summary>The problems with these settings, each naming its setting; empty when they are valid.</summary>
+    public IReadOnlyList<string> Validate()
+    {
+        var problems = new List<string>();
+        if (MaxUnauthenticatedRequestBytes is < 256 or > 1024 * 1024)
+        {
+            problems.Add("Security:MaxUnauthenticatedRequestBytes must be between 256 and 1048576.");
+        }
+
+        if (MaxRequestBodyBytes is < 1024 or > 256 * 1024 * 1024)
+        {
+            problems.Add("Security:MaxRequestBodyBytes must be between 1024 and 268435456.");
+        }
+
+        return problems;
+    }
 }

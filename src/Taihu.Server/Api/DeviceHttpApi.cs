@@ -20,12 +20,12 @@ public static class DeviceHttpApi
         api.MapPost("/{token}/telemetry", (string token, HttpContext context, IDeviceStore devices, DeviceDataService data, ConnectivityTracker connectivity,
             IOptions<IngestOptions> options, CancellationToken ct) =>
             ReceiveAsync(token, context, devices, connectivity, options.Value, (device, body) => data.SubmitTelemetryAsync(device.Seq, body.Span, ct), ct))
-            .WithName("DevicePostTelemetry").WithSummary("A device posts telemetry: {\"k\":v}, {\"ts\":..,\"values\":{..}} or an array of those.");
+            .WithBodyLimit(BodyLimit.DevicePayload).WithName("DevicePostTelemetry").WithSummary("A device posts telemetry: {\"k\":v}, {\"ts\":..,\"values\":{..}} or an array of those.");
 
         api.MapPost("/{token}/attributes", (string token, HttpContext context, IDeviceStore devices, DeviceDataService data, ConnectivityTracker connectivity,
             IOptions<IngestOptions> options, CancellationToken ct) =>
             ReceiveAsync(token, context, devices, connectivity, options.Value, (device, body) => new ValueTask(data.SaveClientAttributesAsync(device.Seq, body, ct)), ct))
-            .WithName("DevicePostAttributes").WithSummary("A device posts its client attributes: {\"k\":v}.");
+            .WithBodyLimit(BodyLimit.DevicePayload).WithName("DevicePostAttributes").WithSummary("A device posts its client attributes: {\"k\":v}.");
 
         api.MapGet("/{token}/attributes", async (string token, string? clientKeys, string? sharedKeys, IDeviceStore devices, DeviceDataService data, CancellationToken ct) =>
         {
@@ -41,9 +41,9 @@ public static class DeviceHttpApi
             return update is null ? Results.StatusCode(StatusCodes.Status408RequestTimeout) : Results.Bytes(update, "application/json");
         }).WithName("DeviceAttributeUpdates").WithSummary("Long poll: answers with the next shared-attribute update, or 408 when timeout (ms) passes.");
 
-        api.MapPost("/provision", async (HttpContext context, ProvisioningService provisioning, CancellationToken ct) =>
+        api.MapPost("/provision", async (HttpContext context, ProvisioningService provisioning, IOptions<SecurityOptions> security, CancellationToken ct) =>
         {
-            var body = await ReadBodyAsync(context, 64 * 1024, ct);
+            var body = await ReadBodyAsync(context, security.Value.MaxUnauthenticatedRequestBytes, ct);
             try
             {
                 return Results.Bytes(await provisioning.ProvisionAsync(body, ct), "application/json");
@@ -52,7 +52,7 @@ public static class DeviceHttpApi
             {
                 throw PlatformException.BadRequest(e.Message);
             }
-        }).WithName("DeviceProvision").WithSummary("A device asks for credentials with its profile's provision key and secret.");
+        }).WithBodyLimit(BodyLimit.Unauthenticated).WithName("DeviceProvision").WithSummary("A device asks for credentials with its profile's provision key and secret.");
         return app;
     }
 
