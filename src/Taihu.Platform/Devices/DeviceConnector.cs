@@ -5,6 +5,7 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Taihu.Broker.Extensibility;
 using Taihu.Mqtt;
+using Taihu.Platform.Security;
 using Taihu.Platform.Telemetry;
 
 namespace Taihu.Platform.Devices;
@@ -22,7 +23,8 @@ namespace Taihu.Platform.Devices;
 /// </remarks>
 public sealed partial class DeviceConnector(
     IDeviceStore devices, DeviceDataService data, DeviceMessaging messaging, ProvisioningService provisioning, GatewayHandler gateways,
-    ConnectivityTracker connectivity, IOptions<IngestOptions> ingestOptions, IOptions<SecurityOptions> securityOptions, ILogger<DeviceConnector> logger)
+    ConnectivityTracker connectivity, DeviceAuthenticationLimiter limiter, IOptions<IngestOptions> ingestOptions, IOptions<SecurityOptions> securityOptions,
+    ILogger<DeviceConnector> logger)
     : IMqttAuthenticator, IMqttAuthorizer, IPublishObserver, IClientLifecycleObserver
 {
     private readonly VerifiedCredentialCache _verified = new(securityOptions.Value.CredentialCacheSize);
@@ -37,6 +39,33 @@ public sealed partial class DeviceConnector(
                 : AuthenticationResult.Fail(ReasonCode.NotAuthorized, "Provisioning is turned off.");
         }
 
+        // Every other CONNECT is a guess at some credential: reserved with the source address's allowance first,
+        // so that guesses in parallel are counted as guesses in a row (a success costs nothing).
+        var address = SourceAddress.Key(context.RemoteEndPoint);
+        var permit = await limiter.AcquireAsync(address, cancellationToken);
+        if (!permit.Granted)
+        {
+            LogThrottled(logger, context.ClientId, context.RemoteEndPoint, permit.RetryAfterSeconds);
+            // 5.0: Connection rate exceeded with the limit in the reason string; 3.1.1 has no such code: Not authorized (5).
+            return AuthenticationResult.Fail(context.ProtocolVersion == ProtocolVersion.V500 ? ReasonCode.ConnectionRateExceeded : ReasonCode.NotAuthorized,
+                DeviceAuthenticationLimiter.Refusal(permit));
+        }
+
+        var outcome = AttemptOutcome.NotChecked;
+        try
+        {
+            var result = await AuthenticateCoreAsync(context, cancellationToken);
+            outcome = result.ReasonCode == ReasonCode.Success ? AttemptOutcome.Succeeded : AttemptOutcome.Failed;
+            return result;
+        }
+        finally
+        {
+            limiter.Release(address, outcome);
+        }
+    }
+
+    private async ValueTask<AuthenticationResult> AuthenticateCoreAsync(ConnectContext context, CancellationToken cancellationToken)
+    {
         StoredCredentials? found = null;
         if (context.ClientCertificate is { } certificate)
         {
@@ -357,6 +386,9 @@ public sealed partial class DeviceConnector(
 
     [LoggerMessage(EventId = 2201, Level = LogLevel.Information, Message = "Refused MQTT client {ClientId} from {Remote}: unknown or wrong device credentials")]
     private static partial void LogRefused(ILogger logger, string clientId, System.Net.EndPoint? remote);
+
+    [LoggerMessage(EventId = 2203, Level = LogLevel.Warning, Message = "Refused MQTT client {ClientId} from {Remote} unchecked: too many failed authentications from the address (retry in {Seconds} s)")]
+    private static partial void LogThrottled(ILogger logger, string clientId, System.Net.EndPoint? remote, int seconds);
 
     [LoggerMessage(EventId = 2202, Level = LogLevel.Information, Message = "Refused a payload of device {Device}: {Problem}")]
     private static partial void LogBadPayload(ILogger logger, string device, string problem);

@@ -154,7 +154,7 @@ public sealed class SqlTenantStore(PlatformDatabase database) : ITenantStore
         command.AddParameter("hash", passwordHash);
         command.AddParameter("activation", activationToken);
         command.AddParameter("created", user.CreatedTime);
-        await Sql.ExecuteUniqueAsync(command, $"A user with e-mail '{user.Email}' already exists.", cancellationToken);
+        await Sql.ExecuteUniqueAsync(command, "This e-mail address cannot be used for a new user.", cancellationToken);
     }
 
     public async Task<User?> GetUserAsync(Guid id, Guid? tenantId, bool anyTenant = false, CancellationToken cancellationToken = default)

@@ -65,6 +65,11 @@ public static class ApiErrors
     private static IApplicationBuilder UseExceptionHandling(IApplicationBuilder app) => app.UseExceptionHandler(handler => handler.Run(async context =>
     {
         var error = context.Features.Get<IExceptionHandlerFeature>()?.Error;
+        if (error is PlatformException { RetryAfter: { } retryAfter })
+        {
+            context.Response.Headers.RetryAfter = Math.Max(1, (long)Math.Ceiling(retryAfter.TotalSeconds)).ToString(System.Globalization.CultureInfo.InvariantCulture);
+        }
+
         var result = error switch
         {
             PlatformException e => From(e),

@@ -18,9 +18,9 @@ public static class AuthApi
     public static IEndpointRouteBuilder MapAuthApi(this IEndpointRouteBuilder app)
     {
         var auth = app.MapGroup("/api").WithTags("Authentication");
-        auth.MapPost("/auth/login", async (LoginRequest request, TenantService tenants, JwtTokens tokens, CancellationToken ct) =>
+        auth.MapPost("/auth/login", async (LoginRequest request, HttpContext context, TenantService tenants, JwtTokens tokens, CancellationToken ct) =>
         {
-            var user = await tenants.LoginAsync(request.Username ?? "", request.Password ?? "", ct);
+            var user = await tenants.LoginAsync(request.Username ?? "", request.Password ?? "", context.Connection.RemoteIpAddress, ct);
             var (token, refresh) = await tokens.IssueAsync(user, ct);
             return Results.Ok(new TokenPairDto(token, refresh));
         }).WithBodyLimit(BodyLimit.Unauthenticated).WithName("Login").WithSummary("Logs in with e-mail and password; returns a JWT and a refresh token.");
