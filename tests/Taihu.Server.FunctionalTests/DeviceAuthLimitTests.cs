@@ -69,6 +69,23 @@ public sealed class DeviceAuthLimitTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task ProvisioningWithWrongSecrets_IsLimitedLikeGuessingTokens()
+    {
+        var key = "key-" + Guid.NewGuid().ToString("N")[..8];
+        await _admin.PostAsync("/api/deviceProfile", new { name = "provisioned", provisionType = "ALLOW_CREATE_NEW_DEVICES", provisionDeviceKey = key, profileData = new { provisionConfiguration = new { provisionDeviceSecret = "the-secret" } } });
+        using var http = new HttpClient { BaseAddress = _server.HttpBaseAddress };
+        HttpContent Request(string secret) => new StringContent($"{{\"deviceName\":\"p-{Guid.NewGuid():N}\",\"provisionDeviceKey\":\"{key}\",\"provisionDeviceSecret\":\"{secret}\"}}", Encoding.UTF8, "application/json");
+
+        // The right secret costs nothing.
+        var right = await PlatformApi.ExpectAsync(await http.PostAsync("/api/v1/provision", Request("the-secret")), HttpStatusCode.OK);
+        Assert.Equal("SUCCESS", right["status"]!.GetValue<string>());
+        var answers = await Task.WhenAll(Enumerable.Range(0, 50).Select(i => http.PostAsync("/api/v1/provision", Request("guess-" + i))));
+        Assert.Equal(Limit, answers.Count(a => a.StatusCode == HttpStatusCode.OK));
+        Assert.Equal(50 - Limit, answers.Count(a => a.StatusCode == HttpStatusCode.TooManyRequests));
+        await PlatformApi.ExpectProblemAsync(answers.First(a => a.StatusCode == HttpStatusCode.TooManyRequests), HttpStatusCode.TooManyRequests);
+    }
+
+    [Fact]
     public async Task Successes_CostNothing_AndAreNotRefusedWhileUnderTheLimit()
     {
         var (_, token) = await _admin.CreateDeviceAsync("good-" + Guid.NewGuid().ToString("N")[..8]);

@@ -35,7 +35,7 @@ public sealed partial class DeviceConnector(
         if (context.UserName == "provision" && context.Password is null)
         {
             return securityOptions.Value.ProvisioningEnabled
-                ? AuthenticationResult.Success(ProvisioningSession.NewIdentity())
+                ? AuthenticationResult.Success(ProvisioningSession.NewIdentity(SourceAddress.Key(context.RemoteEndPoint)))
                 : AuthenticationResult.Fail(ReasonCode.NotAuthorized, "Provisioning is turned off.");
         }
 
@@ -303,7 +303,11 @@ public sealed partial class DeviceConnector(
         byte[] response;
         try
         {
-            response = await provisioning.ProvisionAsync(publish.Packet.Payload, cancellationToken);
+            response = await provisioning.ProvisionAsync(publish.Packet.Payload, ((ProvisioningSession)publish.Identity.State!).Address, cancellationToken);
+        }
+        catch (PlatformException e) when (e.Status == 429)
+        {
+            response = ProvisioningService.Failure("FAILURE", e.Message);
         }
         catch (PayloadException e)
         {

@@ -49,7 +49,7 @@ public static class DeviceHttpApi
             var body = await ReadBodyAsync(context, security.Value.MaxUnauthenticatedRequestBytes, ct);
             try
             {
-                return Results.Bytes(await provisioning.ProvisionAsync(body, ct), "application/json");
+                return Results.Bytes(await provisioning.ProvisionAsync(body, SourceAddress.Key(context.Connection.RemoteIpAddress), ct), "application/json");
             }
             catch (PayloadException e)
             {
