@@ -77,6 +77,8 @@ public static class ApiErrors
             BadHttpRequestException e => Problem(e.StatusCode, 30, e.Message),
             JsonException json => Problem(400, 30, $"The request body is not valid JSON: {json.Message}"),
             FormatException format => Problem(400, 30, format.Message),
+            // A write that raced with the deletion of what it belongs to (a tenant deleted meanwhile): not a server fault.
+            System.Data.Common.DbException db when Taihu.Platform.Storage.Sql.IsForeignKeyViolation(db) => Problem(404, 31, "What this call refers to no longer exists."),
             _ => Problem(500, 2, "The server failed to handle the request; the error is in its log."),
         };
         await result.ExecuteAsync(context);
