@@ -32,7 +32,7 @@ public static class Page
 /// <summary>A call refused because the caller asked for something wrong; the API turns it into problem details.</summary>
 public class PlatformException(int status, int errorCode, string message) : Exception(message)
 {
-    /// <summary>HTTP status: 400, 401, 403, 404 or 409.</summary>
+    /// <summary>HTTP status: 400, 401, 403, 404, 409 or 429.</summary>
     public int Status { get; } = status;
 
     /// <summary>ThingsBoard's errorCode: 2 general, 10 authentication, 11 jwt expired, 20 permission denied, 30 bad request, 31 item not found, 33 too many requests.</summary>
@@ -47,4 +47,10 @@ public class PlatformException(int status, int errorCode, string message) : Exce
     public static PlatformException Forbidden(string message = "You don't have permission to perform this operation.") => new(403, 20, message);
 
     public static PlatformException Unauthorized(string message) => new(401, 10, message);
+
+    /// <summary>How long the client should wait before trying again (sent as Retry-After), or null.</summary>
+    public TimeSpan? RetryAfter { get; init; }
+
+    /// <summary>429 with ThingsBoard's errorCode 33 and a Retry-After.</summary>
+    public static PlatformException TooManyRequests(string message, TimeSpan retryAfter) => new(429, 33, message) { RetryAfter = retryAfter };
 }

@@ -106,4 +106,81 @@ public sealed class SecurityOptions
 
     /// <summary>Verified device passwords kept in memory so a reconnect storm does not hash again.</summary>
     public int CredentialCacheSize { get; set; } = 100_000;
+
+    /// <summary>
+    /// Largest body of a call anyone may make (login, token refresh, activation, device provisioning). Their JSON is
+    /// a few hundred bytes; 4 KiB leaves room for long names and keys while a stranger cannot make the server parse
+    /// megabytes.
+    /// </summary>
+    public int MaxUnauthenticatedRequestBytes { get; set; } = 4 * 1024;
+
+    /// <summary>Largest body of an authenticated management call: devices, profiles, attributes, users are small JSON.</summary>
+    public int MaxRequestBodyBytes { get; set; } = 1024 * 1024;
+
+    /// <summary>
+    /// Shortest access token accepted when one is chosen (by an administrator or a provisioning request). Generated
+    /// tokens are 20 random characters (~119 bits), as ThingsBoard's; 8 keeps chosen tokens such as serial numbers
+    /// possible while refusing "7". Tokens are printable ASCII without spaces or '/' (they travel in URL paths).
+    /// </summary>
+    public int MinimumAccessTokenLength { get; set; } = 8;
+
+    /// <summary>
+    /// Failed device authentications (MQTT CONNECT, HTTP device API, credential conflicts) allowed per source
+    /// address: this many at once, refilled at this many a minute. 30 a minute makes guessing even an 8-character
+    /// token hopeless, and a fleet behind one address that keeps failing is refused cheaply. Successes cost nothing.
+    /// </summary>
+    public int DeviceAuthFailuresPerMinute { get; set; } = 30;
+
+    /// <summary>Failed logins allowed per source address (any accounts): this many at once, refilled at this many a minute.</summary>
+    public int LoginFailuresPerAddressPerMinute { get; set; } = 20;
+
+    /// <summary>Source addresses and accounts the failure limits remember, each; when full, the oldest at rest are forgotten first.</summary>
+    public int MaximumTrackedAddresses { get; set; } = 100_000;
+
+    /// <summary>The problems with these settings, each naming its setting; empty when they are valid.</summary>
+    public IReadOnlyList<string> Validate()
+    {
+        var problems = new List<string>();
+        if (MaxUnauthenticatedRequestBytes is < 256 or > 1024 * 1024)
+        {
+            problems.Add("Security:MaxUnauthenticatedRequestBytes must be between 256 and 1048576.");
+        }
+
+        if (MaxRequestBodyBytes is < 1024 or > 256 * 1024 * 1024)
+        {
+            problems.Add("Security:MaxRequestBodyBytes must be between 1024 and 268435456.");
+        }
+
+        if (MinimumAccessTokenLength is < 1 or > 255)
+        {
+            problems.Add("Security:MinimumAccessTokenLength must be between 1 and 255.");
+        }
+
+        if (DeviceAuthFailuresPerMinute < 1)
+        {
+            problems.Add("Security:DeviceAuthFailuresPerMinute must be at least 1.");
+        }
+
+        if (LoginFailuresPerAddressPerMinute < 1)
+        {
+            problems.Add("Security:LoginFailuresPerAddressPerMinute must be at least 1.");
+        }
+
+        if (MaximumTrackedAddresses < 100)
+        {
+            problems.Add("Security:MaximumTrackedAddresses must be at least 100.");
+        }
+
+        if (FailedLoginsBeforeBackoff < 1)
+        {
+            problems.Add("Security:FailedLoginsBeforeBackoff must be at least 1.");
+        }
+
+        if (LoginBackoff <= TimeSpan.Zero || LoginBackoff > TimeSpan.FromHours(1))
+        {
+            problems.Add("Security:LoginBackoff must be more than 0 and at most 01:00:00.");
+        }
+
+        return problems;
+    }
 }

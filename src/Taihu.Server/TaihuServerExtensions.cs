@@ -20,13 +20,14 @@ public static partial class TaihuServerExtensions
         var listeners = new ListenerOptions();
         var storage = new StorageOptions();
         var ingest = new IngestOptions();
+        var security = new SecurityOptions();
         try
         {
             configuration.GetSection("Broker").Bind(broker);
             configuration.GetSection("Listeners").Bind(listeners);
             configuration.GetSection("Storage").Bind(storage);
             configuration.GetSection("Ingest").Bind(ingest);
-            configuration.GetSection("Security").Bind(new SecurityOptions());
+            configuration.GetSection("Security").Bind(security);
         }
         catch (InvalidOperationException ex)
         {
@@ -49,7 +50,7 @@ public static partial class TaihuServerExtensions
             problems.Add("Ingest:MaxFutureSkew must not be negative.");
         }
 
-        return [.. broker.Validate(), .. listeners.Validate(), .. problems];
+        return [.. broker.Validate(), .. listeners.Validate(), .. security.Validate(), .. problems];
     }
 
     public static WebApplicationBuilder AddTaihu(this WebApplicationBuilder builder)
@@ -83,6 +84,7 @@ public static partial class TaihuServerExtensions
     {
         ArgumentNullException.ThrowIfNull(app);
         app.UseApiErrors();
+        app.UseRequestBodyLimits();
         app.MapMqttWebSockets();
         app.MapOpenApi("/openapi/{documentName}.json");
         app.MapAuthApi();

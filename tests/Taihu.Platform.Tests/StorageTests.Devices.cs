@@ -104,7 +104,7 @@ public abstract partial class StorageTests
         var otherProfile = await NewProfileAsync(other.Id);
         var token = (await Devices.GetCredentialsAsync(tenant.Id, device.Id))!.CredentialsId!;
 
-        var e = await Assert.ThrowsAsync<PlatformException>(() => NewDeviceAsync(other.Id, otherProfile.Id, "copycat", token: token));
+        var e = await Assert.ThrowsAsync<CredentialsInUseException>(() => NewDeviceAsync(other.Id, otherProfile.Id, "copycat", token: token));
         Assert.Equal(409, e.Status);
         // Device and credentials are one transaction: the device row went with the refused credentials.
         Assert.Null(await Devices.GetDeviceByNameAsync(other.Id, "copycat"));
@@ -153,7 +153,7 @@ public abstract partial class StorageTests
         var taken = await NewDeviceAsync(tenant.Id, profile.Id, token: "taken");
         var before = await Devices.GetCredentialsAsync(tenant.Id, device.Id);
 
-        var e = await Assert.ThrowsAsync<PlatformException>(() =>
+        var e = await Assert.ThrowsAsync<CredentialsInUseException>(() =>
             Devices.SaveCredentialsAsync(tenant.Id, new DeviceCredentials(device.Id, CredentialsType.AccessToken, "taken", null, null, null), "t:taken", null));
         Assert.Equal(409, e.Status);
         Assert.Equal(before, await Devices.GetCredentialsAsync(tenant.Id, device.Id));

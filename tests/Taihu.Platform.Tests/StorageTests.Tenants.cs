@@ -1,3 +1,4 @@
+using Taihu.Platform.Storage;
 using Taihu.Platform.Telemetry;
 using Taihu.Platform.Tenants;
 
@@ -18,6 +19,21 @@ public abstract partial class StorageTests
 
         Assert.False(await Tenants.UpdateTenantAsync(renamed with { Id = Guid.NewGuid() }));
         Assert.Null(await Tenants.GetTenantAsync(Guid.NewGuid()));
+    }
+
+    [Fact]
+    public async Task WritesForADeletedTenant_FailAsForeignKeyViolations_WhichTheApiAnswers404()
+    {
+        // A request authenticated just before its tenant was deleted may still write: the refusal must be
+        // recognisable (the API turns it into 404, not 500).
+        var tenant = await NewTenantAsync();
+        Assert.True(await Tenants.DeleteTenantAsync(tenant.Id));
+        var key = await Assert.ThrowsAnyAsync<System.Data.Common.DbException>(() =>
+            Tenants.CreateApiKeyAsync(Guid.NewGuid(), tenant.Id, "late", Authority.Operator, "hash-" + Guid.NewGuid().ToString("N"), T0));
+        Assert.True(Sql.IsForeignKeyViolation(key));
+        var user = await Assert.ThrowsAnyAsync<System.Data.Common.DbException>(() =>
+            Tenants.CreateUserAsync(new User(Guid.NewGuid(), tenant.Id, $"late-{Guid.NewGuid():N}@example.com", Authority.Viewer, null, null, T0, true), null, null));
+        Assert.True(Sql.IsForeignKeyViolation(user));
     }
 
     [Fact]

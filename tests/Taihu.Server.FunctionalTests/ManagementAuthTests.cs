@@ -61,7 +61,7 @@ public sealed class ManagementAuthTests : IAsyncLifetime
             await PlatformApi.ExpectProblemAsync(await http.PostAsJsonAsync("/api/auth/login", new { username = "backoff@example.com", password = "wrong" }), HttpStatusCode.Unauthorized);
         }
 
-        var refused = await PlatformApi.ExpectProblemAsync(await http.PostAsJsonAsync("/api/auth/login", new { username = "backoff@example.com", password = "backoff-password" }), HttpStatusCode.Unauthorized);
+        var refused = await PlatformApi.ExpectProblemAsync(await http.PostAsJsonAsync("/api/auth/login", new { username = "backoff@example.com", password = "backoff-password" }), HttpStatusCode.TooManyRequests);
         Assert.Contains("Too many failed logins", refused["message"]!.GetValue<string>(), StringComparison.Ordinal);
         // Another account is not affected.
         await PlatformApi.ExpectAsync(await http.PostAsJsonAsync("/api/auth/login", new { username = "sysadmin@taihu.local", password = ServerProcess.AdminPassword }), HttpStatusCode.OK);

@@ -145,6 +145,48 @@ public sealed class OptionsValidationTests
     }
 
     /// <summary>Sets a property from its configuration text, as the configuration binder would.</summary>
+    [Fact]
+    public void SecurityOptions_Defaults_AreValid() => Assert.Empty(new Taihu.Platform.SecurityOptions().Validate());
+
+    [Theory]
+    [InlineData("MaxUnauthenticatedRequestBytes", "255")]
+    [InlineData("MaxUnauthenticatedRequestBytes", "1048577")]
+    [InlineData("MaxRequestBodyBytes", "1023")]
+    [InlineData("MaxRequestBodyBytes", "268435457")]
+    [InlineData("MinimumAccessTokenLength", "0")]
+    [InlineData("MinimumAccessTokenLength", "256")]
+    [InlineData("DeviceAuthFailuresPerMinute", "0")]
+    [InlineData("LoginFailuresPerAddressPerMinute", "0")]
+    [InlineData("MaximumTrackedAddresses", "99")]
+    [InlineData("FailedLoginsBeforeBackoff", "0")]
+    [InlineData("LoginBackoff", "00:00:00")]
+    [InlineData("LoginBackoff", "01:00:01")]
+    public void SecurityOptions_BrokenRule_GivesOneMessageNamingTheSetting(string setting, string value)
+    {
+        var options = new Taihu.Platform.SecurityOptions();
+        Set(options, setting, value);
+
+        var problem = Assert.Single(options.Validate());
+
+        Assert.StartsWith($"Security:{setting} ", problem, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("MaxUnauthenticatedRequestBytes", "256")]
+    [InlineData("MaxRequestBodyBytes", "268435456")]
+    [InlineData("MinimumAccessTokenLength", "1")]
+    [InlineData("MinimumAccessTokenLength", "255")]
+    [InlineData("DeviceAuthFailuresPerMinute", "1")]
+    [InlineData("MaximumTrackedAddresses", "100")]
+    [InlineData("LoginBackoff", "01:00:00")]
+    public void SecurityOptions_EdgeOfRule_IsValid(string setting, string value)
+    {
+        var options = new Taihu.Platform.SecurityOptions();
+        Set(options, setting, value);
+
+        Assert.Empty(options.Validate());
+    }
+
     private static void Set(object options, string setting, string value)
     {
         var property = options.GetType().GetProperty(setting) ?? throw new ArgumentException($"No setting {setting}.", nameof(setting));

@@ -6,6 +6,7 @@ using Microsoft.Extensions.Options;
 using Taihu.Broker.Extensibility;
 using Taihu.Broker.Logging;
 using Taihu.Mqtt;
+using Taihu.Platform.Security;
 using Taihu.Platform.Telemetry;
 
 namespace Taihu.Platform.Devices;
@@ -23,23 +24,59 @@ namespace Taihu.Platform.Devices;
 /// </remarks>
 public sealed partial class DeviceConnector(
     IDeviceStore devices, DeviceDataService data, DeviceMessaging messaging, ProvisioningService provisioning, GatewayHandler gateways,
-    ConnectivityTracker connectivity, IOptions<IngestOptions> ingestOptions, IOptions<SecurityOptions> securityOptions, ILogger<DeviceConnector> logger)
+    ConnectivityTracker connectivity, DeviceAuthenticationLimiter limiter, IOptions<IngestOptions> ingestOptions, IOptions<SecurityOptions> securityOptions,
+    ILogger<DeviceConnector> logger)
     : IMqttAuthenticator, IMqttAuthorizer, IPublishObserver, IClientLifecycleObserver
 {
     private readonly VerifiedCredentialCache _verified = new(securityOptions.Value.CredentialCacheSize);
     private readonly int _maxPayload = ingestOptions.Value.MaxPayloadBytes;
     // Bad payloads come from devices that did log in, but one of them can send thousands a second.
     private readonly LogRateLimiter _badPayloadLog = new(TimeProvider.System, 10);
+    // An address past its allowance keeps trying: a line for each attempt would flood the log it protects.
+    private readonly LogRateLimiter _throttledLog = new(TimeProvider.System, 10);
 
     public async ValueTask<AuthenticationResult> AuthenticateAsync(ConnectContext context, CancellationToken cancellationToken)
     {
         if (context.UserName == "provision" && context.Password is null)
         {
             return securityOptions.Value.ProvisioningEnabled
-                ? AuthenticationResult.Success(ProvisioningSession.NewIdentity())
+                ? AuthenticationResult.Success(ProvisioningSession.NewIdentity(SourceAddress.Key(context.RemoteEndPoint)))
                 : AuthenticationResult.Fail(ReasonCode.NotAuthorized, "Provisioning is turned off.");
         }
 
+        // Every other CONNECT is a guess at some credential: reserved with the source address's allowance first,
+        // so that guesses in parallel are counted as guesses in a row (a success costs nothing).
+        var address = SourceAddress.Key(context.RemoteEndPoint);
+        var permit = await limiter.AcquireAsync(address, cancellationToken);
+        if (!permit.Granted)
+        {
+            if (logger.IsEnabled(LogLevel.Warning) && _throttledLog.TryAcquire(out var suppressed))
+            {
+#pragma warning disable CA1873 // Guarded by logger.IsEnabled just above, which the analyzer does not see through.
+                LogThrottled(logger, LogText.Clean(context.ClientId), context.RemoteEndPoint, permit.RetryAfterSeconds, suppressed);
+#pragma warning restore CA1873
+            }
+
+            // 5.0: Connection rate exceeded with the limit in the reason string; 3.1.1 has no such code: Not authorized (5).
+            return AuthenticationResult.Fail(context.ProtocolVersion == ProtocolVersion.V500 ? ReasonCode.ConnectionRateExceeded : ReasonCode.NotAuthorized,
+                DeviceAuthenticationLimiter.Refusal(permit));
+        }
+
+        var outcome = AttemptOutcome.NotChecked;
+        try
+        {
+            var result = await AuthenticateCoreAsync(context, cancellationToken);
+            outcome = result.ReasonCode == ReasonCode.Success ? AttemptOutcome.Succeeded : AttemptOutcome.Failed;
+            return result;
+        }
+        finally
+        {
+            limiter.Release(address, outcome);
+        }
+    }
+
+    private async ValueTask<AuthenticationResult> AuthenticateCoreAsync(ConnectContext context, CancellationToken cancellationToken)
+    {
         StoredCredentials? found = null;
         if (context.ClientCertificate is { } certificate)
         {
@@ -294,7 +331,11 @@ public sealed partial class DeviceConnector(
         byte[] response;
         try
         {
-            response = await provisioning.ProvisionAsync(publish.Packet.Payload, cancellationToken);
+            response = await provisioning.ProvisionAsync(publish.Packet.Payload, ((ProvisioningSession)publish.Identity.State!).Address, cancellationToken);
+        }
+        catch (PlatformException e) when (e.Status == 429)
+        {
+            response = ProvisioningService.Failure("FAILURE", e.Message);
         }
         catch (PayloadException e)
         {
@@ -393,6 +434,9 @@ public sealed partial class DeviceConnector(
 
     [LoggerMessage(EventId = 2203, Level = LogLevel.Information, Message = "Refused a message of gateway {Gateway} for device {Device}: the gateway neither created it nor is assigned to it ({Suppressed} more refusals not logged before this one)")]
     private static partial void LogNotGatewayChild(ILogger logger, string gateway, string device, long suppressed);
+
+    [LoggerMessage(EventId = 2204, Level = LogLevel.Warning, Message = "Refused MQTT client {ClientId} from {Remote} unchecked: too many failed authentications from the address (retry in {Seconds} s; {Suppressed} more not logged before this one)")]
+    private static partial void LogThrottled(ILogger logger, string clientId, System.Net.EndPoint? remote, int seconds, long suppressed);
 }
 
 /// <summary>

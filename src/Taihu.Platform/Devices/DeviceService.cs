@@ -1,6 +1,7 @@
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Options;
 using Taihu.Broker;
 using Taihu.Broker.Extensibility;
 using Taihu.Mqtt;
@@ -51,8 +52,14 @@ public interface IDeviceService
 }
 
 /// <inheritdoc />
-public sealed class DeviceService(IDeviceStore store, IAuditLog audit, IServiceProvider services, TimeProvider time, Telemetry.ITelemetryStore? telemetry = null) : IDeviceService
+public sealed class DeviceService(IDeviceStore store, IAuditLog audit, IServiceProvider services, TimeProvider time, IOptions<SecurityOptions> security,
+    Telemetry.ITelemetryStore? telemetry = null) : IDeviceService
 {
+    private readonly int _minimumTokenLength = security.Value.MinimumAccessTokenLength;
+
+    /// <summary>Longest access token.</summary>
+    public const int MaxTokenLength = 255;
+
     /// <summary>Longest device name, type or label.</summary>
     public const int MaxNameLength = 255;
 
@@ -72,7 +79,7 @@ public sealed class DeviceService(IDeviceStore store, IAuditLog audit, IServiceP
         var gatewayId = draft.AssignsGateway ? await AssignedGatewayAsync(caller, tenant, draft.GatewayId, cancellationToken) : null;
         var device = new Device(0, Guid.CreateVersion7(), tenant, draft.Name, draft.Type ?? profile.Name, draft.Label, profile.Id, draft.Group,
             draft.IsGateway, gatewayId, time.GetUtcNow().ToUnixTimeMilliseconds());
-        var (stored, lookup, secret) = Prepare(device.Id, credentials ?? new CredentialsDraft(CredentialsType.AccessToken, null, null, null, null, null));
+        var (stored, lookup, secret) = Prepare(device.Id, credentials ?? new CredentialsDraft(CredentialsType.AccessToken, null, null, null, null, null), _minimumTokenLength);
         try
         {
             device = await store.CreateDeviceAsync(device, stored, lookup, secret, cancellationToken);
@@ -92,7 +99,7 @@ public sealed class DeviceService(IDeviceStore store, IAuditLog audit, IServiceP
     {
         Validate(new DeviceDraft(name, type, null, null, null, false));
         var device = new Device(0, Guid.CreateVersion7(), tenant, name, type ?? profile.Name, null, profile.Id, null, false, gatewayId, time.GetUtcNow().ToUnixTimeMilliseconds());
-        var (stored, lookup, secret) = Prepare(device.Id, new CredentialsDraft(CredentialsType.AccessToken, accessToken, null, null, null, null));
+        var (stored, lookup, secret) = Prepare(device.Id, new CredentialsDraft(CredentialsType.AccessToken, accessToken, null, null, null, null), _minimumTokenLength);
         return await store.CreateDeviceAsync(device, stored, lookup, secret, cancellationToken);
     }
 
@@ -170,7 +177,7 @@ public sealed class DeviceService(IDeviceStore store, IAuditLog audit, IServiceP
         caller.RequireTenantAdmin();
         var tenant = caller.RequireTenant();
         var device = await store.GetDeviceAsync(tenant, id, cancellationToken) ?? throw PlatformException.NotFound("The device");
-        var (stored, lookup, secret) = Prepare(id, draft);
+        var (stored, lookup, secret) = Prepare(id, draft, _minimumTokenLength);
         if (!await store.SaveCredentialsAsync(tenant, stored, lookup, secret, cancellationToken))
         {
             throw PlatformException.NotFound("The device");
@@ -241,16 +248,25 @@ public sealed class DeviceService(IDeviceStore store, IAuditLog audit, IServiceP
     public void DisconnectDevice(Guid deviceId, string reason) =>
         services.GetRequiredService<MqttBroker>().Disconnect(identity => identity.State is DeviceSession session && session.Device.Id == deviceId, ReasonCode.NotAuthorized, reason);
 
+    /// <summary>Closes the MQTT connections of every device of a tenant (the tenant is being deleted).</summary>
+    public void DisconnectTenant(Guid tenantId, string reason) =>
+        services.GetRequiredService<MqttBroker>().Disconnect(identity => identity.State is DeviceSession session && session.Device.TenantId == tenantId, ReasonCode.NotAuthorized, reason);
+
     /// <summary>The row to store for a credentials draft: what is shown, the lookup key, and the hashed secret.</summary>
-    public static (DeviceCredentials Stored, string Lookup, string? SecretHash) Prepare(Guid deviceId, CredentialsDraft draft)
+    /// <remarks>
+    /// A chosen access token is <paramref name="minimumTokenLength"/> to 255 characters of printable ASCII other than
+    /// space and '/': it travels as an MQTT user name and in the HTTP device API's path, and short ones are guessed.
+    /// Tokens given to existing devices before the rule keep working; generated ones are 20 random characters.
+    /// </remarks>
+    public static (DeviceCredentials Stored, string Lookup, string? SecretHash) Prepare(Guid deviceId, CredentialsDraft draft, int minimumTokenLength)
     {
         switch (draft.Type)
         {
             case CredentialsType.AccessToken:
                 var token = string.IsNullOrEmpty(draft.AccessToken) ? CredentialHasher.NewAccessToken() : draft.AccessToken;
-                if (token.Length > 255 || token.Contains(' ', StringComparison.Ordinal) || token.Contains('/', StringComparison.Ordinal))
+                if (!IsValidAccessToken(token, minimumTokenLength))
                 {
-                    throw PlatformException.BadRequest("An access token is 1 to 255 characters without spaces or '/'.");
+                    throw PlatformException.BadRequest($"An access token is {minimumTokenLength} to {MaxTokenLength} characters of printable ASCII without spaces or '/'.");
                 }
 
                 return (new DeviceCredentials(deviceId, CredentialsType.AccessToken, token, null, null, null), TokenLookup(token), null);
@@ -288,6 +304,25 @@ public sealed class DeviceService(IDeviceStore store, IAuditLog audit, IServiceP
 
                 return (new DeviceCredentials(deviceId, CredentialsType.X509Certificate, thumbprint, null, null, draft.CertificatePem), CertificateLookup(thumbprint), null);
         }
+    }
+
+    /// <summary>Whether a chosen access token has the length and alphabet tokens must have.</summary>
+    public static bool IsValidAccessToken(string token, int minimumTokenLength)
+    {
+        if (token.Length < minimumTokenLength || token.Length > MaxTokenLength)
+        {
+            return false;
+        }
+
+        foreach (var c in token)
+        {
+            if (c is <= ' ' or > '~' or '/')
+            {
+                return false;
+            }
+        }
+
+        return true;
     }
 
     /// <summary>Lower-case hex SHA-256 of the certificate's DER bytes.</summary>

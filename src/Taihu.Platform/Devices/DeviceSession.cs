@@ -52,11 +52,15 @@ public sealed class DeviceSession(Device device)
 }
 
 /// <summary>A connection that logged in as <c>provision</c>: it may only ask for credentials and hear the answer.</summary>
-public sealed class ProvisioningSession
+public sealed class ProvisioningSession(System.Net.IPAddress address)
 {
+    /// <summary>The source address the connection came from (its provisioning failures count against it).</summary>
+    public System.Net.IPAddress Address { get; } = address;
+
     public const string RequestTopic = "/provision/request";
     public const string ResponseTopic = "/provision/response";
 
     /// <summary>Each provisioning connection gets a namespace of its own, so answers reach only the one who asked.</summary>
-    public static ClientIdentity NewIdentity() => new("provision/" + Guid.NewGuid().ToString("N"), "provision") { State = new ProvisioningSession() };
+    public static ClientIdentity NewIdentity(System.Net.IPAddress address) =>
+        new("provision/" + Guid.NewGuid().ToString("N"), "provision") { State = new ProvisioningSession(address) };
 }

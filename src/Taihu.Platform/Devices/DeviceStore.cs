@@ -58,7 +58,7 @@ public sealed class SqlDeviceStore(PlatformDatabase database) : IDeviceStore
         command.CommandText = $"INSERT INTO device_profiles ({ProfileColumns}) VALUES (@id, @tenant, @name, @description, @default, @ptype, @pkey, @psecret, @inactivity, @created)";
         AddProfile(command, profile);
         command.AddParameter("created", profile.CreatedTime);
-        await Sql.ExecuteUniqueAsync(command, $"A device profile named '{profile.Name}' or with that provision key already exists.", cancellationToken);
+        await Sql.ExecuteUniqueAsync(command, $"A device profile named '{profile.Name}' already exists in this tenant, or the provision key cannot be used; choose another.", cancellationToken);
     }
 
     public async Task<bool> UpdateProfileAsync(DeviceProfile profile, CancellationToken cancellationToken = default)
@@ -71,7 +71,7 @@ public sealed class SqlDeviceStore(PlatformDatabase database) : IDeviceStore
             WHERE id = @id AND tenant_id = @tenant
             """;
         AddProfile(command, profile);
-        return await Sql.ExecuteUniqueAsync(command, $"A device profile named '{profile.Name}' or with that provision key already exists.", cancellationToken) > 0;
+        return await Sql.ExecuteUniqueAsync(command, $"A device profile named '{profile.Name}' already exists in this tenant, or the provision key cannot be used; choose another.", cancellationToken) > 0;
     }
 
     public Task<DeviceProfile?> GetProfileAsync(Guid tenantId, Guid id, CancellationToken cancellationToken = default) =>
@@ -302,7 +302,7 @@ public sealed class SqlDeviceStore(PlatformDatabase database) : IDeviceStore
         }
         catch (DbException e) when (Sql.IsUniqueViolation(e))
         {
-            throw PlatformException.Conflict("Another device already uses these credentials.");
+            throw new CredentialsInUseException();
         }
     }
 
@@ -360,4 +360,15 @@ public sealed class SqlDeviceStore(PlatformDatabase database) : IDeviceStore
         command.AddParameter("psecret", profile.ProvisionSecret);
         command.AddParameter("inactivity", profile.InactivityTimeoutMs);
     }
+}
+
+/// <summary>
+/// Credentials that another device holds. The answer is the same whichever tenant holds them and says nothing more;
+/// since it still tells that they exist, the management API counts it as a failed device authentication of the
+/// caller's address.
+/// </summary>
+public sealed class CredentialsInUseException() : PlatformException(409, 30, Text)
+{
+    /// <summary>The whole answer.</summary>
+    public const string Text = "These credentials cannot be used; choose other ones.";
 }

@@ -1,8 +1,10 @@
 using System.Buffers;
+using System.Net;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using Taihu.Platform.Audit;
+using Taihu.Platform.Security;
 using Taihu.Platform.Telemetry;
 using Taihu.Platform.Tenants;
 
@@ -13,27 +15,53 @@ namespace Taihu.Platform.Devices;
 /// secret, and gets an access token back. The profile decides: create new devices, only hand out the credentials
 /// of devices created beforehand, or refuse.
 /// </summary>
-public sealed class ProvisioningService(IDeviceStore store, DeviceService devices, IAuditLog audit)
+public sealed class ProvisioningService(IDeviceStore store, DeviceService devices, IAuditLog audit, DeviceAuthenticationLimiter limiter)
 {
-    /// <summary>Answers a request payload (MQTT <c>/provision/request</c> or <c>POST /api/v1/provision</c>) with the response JSON.</summary>
-    public async Task<byte[]> ProvisionAsync(ReadOnlyMemory<byte> payload, CancellationToken cancellationToken = default)
+    /// <summary>
+    /// Answers a request payload (MQTT <c>/provision/request</c> or <c>POST /api/v1/provision</c>) with the response
+    /// JSON. A wrong key or secret, and a chosen token another device holds, count against the source address as
+    /// failed device authentications; beyond the limit the request is refused unchecked with a 429
+    /// <see cref="PlatformException"/>.
+    /// </summary>
+    public async Task<byte[]> ProvisionAsync(ReadOnlyMemory<byte> payload, IPAddress address, CancellationToken cancellationToken = default)
     {
         var request = Parse(payload.Span);
+        var permit = await limiter.AcquireAsync(address, cancellationToken);
+        if (!permit.Granted)
+        {
+            throw PlatformException.TooManyRequests(DeviceAuthenticationLimiter.Refusal(permit), permit.RetryAfter);
+        }
+
+        var outcome = AttemptOutcome.NotChecked;
+        try
+        {
+            (var response, outcome) = await ProvisionCheckedAsync(request, cancellationToken);
+            return response;
+        }
+        finally
+        {
+            limiter.Release(address, outcome);
+        }
+    }
+
+    private async Task<(byte[] Response, AttemptOutcome Outcome)> ProvisionCheckedAsync(
+        (string? DeviceName, string? Key, string? Secret, string? Token) request, CancellationToken cancellationToken)
+    {
         if (string.IsNullOrEmpty(request.Key) || string.IsNullOrEmpty(request.Secret))
         {
-            return Failure("NOT_FOUND", "Provision data was not found: provisionDeviceKey and provisionDeviceSecret are required.");
+            return (Failure("NOT_FOUND", "Provision data was not found: provisionDeviceKey and provisionDeviceSecret are required."), AttemptOutcome.NotChecked);
         }
 
         var profile = await store.FindProfileByProvisionKeyAsync(request.Key, cancellationToken);
         if (profile is null || profile.ProvisionType == ProvisionType.Disabled || profile.ProvisionSecret is null
             || !CryptographicOperations.FixedTimeEquals(Encoding.UTF8.GetBytes(profile.ProvisionSecret), Encoding.UTF8.GetBytes(request.Secret)))
         {
-            return Failure("NOT_FOUND", "Provision data was not found.");
+            return (Failure("NOT_FOUND", "Provision data was not found."), AttemptOutcome.Failed);
         }
 
         if (string.IsNullOrWhiteSpace(request.DeviceName))
         {
-            return Failure("FAILURE", "deviceName is required.");
+            return (Failure("FAILURE", "deviceName is required."), AttemptOutcome.Succeeded);
         }
 
         var existing = await store.GetDeviceByNameAsync(profile.TenantId, request.DeviceName, cancellationToken);
@@ -42,22 +70,22 @@ public sealed class ProvisioningService(IDeviceStore store, DeviceService device
         {
             if (existing is null || existing.ProfileId != profile.Id)
             {
-                return Failure("NOT_FOUND", $"No device named '{request.DeviceName}' was created beforehand in this profile.");
+                return (Failure("NOT_FOUND", $"No device named '{request.DeviceName}' was created beforehand in this profile."), AttemptOutcome.Succeeded);
             }
 
             var credentials = await store.GetCredentialsAsync(profile.TenantId, existing.Id, cancellationToken);
             if (credentials is null || credentials.Type != CredentialsType.AccessToken)
             {
-                return Failure("FAILURE", "The device's credentials are not an access token.");
+                return (Failure("FAILURE", "The device's credentials are not an access token."), AttemptOutcome.Succeeded);
             }
 
             await audit.WriteAsync(caller, "PROVISION_SUCCESS", "DEVICE", existing.Id.ToString(), existing.Name, cancellationToken: cancellationToken);
-            return Success(credentials.CredentialsId!);
+            return (Success(credentials.CredentialsId!), AttemptOutcome.Succeeded);
         }
 
         if (existing is not null)
         {
-            return Failure("FAILURE", $"A device named '{request.DeviceName}' is already provisioned.");
+            return (Failure("FAILURE", $"A device named '{request.DeviceName}' is already provisioned."), AttemptOutcome.Succeeded);
         }
 
         try
@@ -65,11 +93,16 @@ public sealed class ProvisioningService(IDeviceStore store, DeviceService device
             var device = await devices.CreateInternalAsync(profile.TenantId, request.DeviceName, null, profile, null, request.Token, cancellationToken);
             var credentials = await store.GetCredentialsAsync(profile.TenantId, device.Id, cancellationToken);
             await audit.WriteAsync(caller, "PROVISION_SUCCESS", "DEVICE", device.Id.ToString(), device.Name, cancellationToken: cancellationToken);
-            return Success(credentials!.CredentialsId!);
+            return (Success(credentials!.CredentialsId!), AttemptOutcome.Succeeded);
+        }
+        catch (CredentialsInUseException e)
+        {
+            // The chosen token exists somewhere: a guess like any other.
+            return (Failure("FAILURE", e.Message), AttemptOutcome.Failed);
         }
         catch (PlatformException e)
         {
-            return Failure("FAILURE", e.Message);
+            return (Failure("FAILURE", e.Message), AttemptOutcome.Succeeded);
         }
     }
 

@@ -38,6 +38,8 @@ public static class PlatformHostingExtensions
         services.AddSingleton<IDeviceService>(sp => sp.GetRequiredService<DeviceService>());
         services.AddSingleton<DeviceDataService>();
         services.AddSingleton<TenantService>();
+        services.AddSingleton<Security.LoginLimiter>();
+        services.AddSingleton<Security.DeviceAuthenticationLimiter>();
         services.AddSingleton<ProvisioningService>();
         services.AddSingleton<GatewayHandler>();
         services.AddSingleton<ConnectivityTracker>();

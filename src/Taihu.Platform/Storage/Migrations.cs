@@ -287,5 +287,13 @@ internal static class Migrations
         ALTER TABLE mqtt_session_subscriptions_v4 RENAME TO mqtt_session_subscriptions;
         ALTER TABLE mqtt_session_messages_v4 RENAME TO mqtt_session_messages;
         """),
+        (5, "one-use refresh tokens", """
+        CREATE TABLE refresh_tokens (
+            jti TEXT PRIMARY KEY,
+            user_id TEXT NOT NULL,
+            expires_time BIGINT NOT NULL
+        );
+        CREATE INDEX refresh_tokens_user ON refresh_tokens (user_id);
+        """),
     ];
 }

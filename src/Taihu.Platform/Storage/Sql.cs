@@ -59,6 +59,17 @@ public static class Sql
         _ => false,
     };
 
+    /// <summary>
+    /// True when the provider refused a row for naming one that does not exist (any more): a write racing with the
+    /// deletion of its tenant, profile or device.
+    /// </summary>
+    public static bool IsForeignKeyViolation(DbException e) => e switch
+    {
+        Microsoft.Data.Sqlite.SqliteException sqlite => sqlite.SqliteExtendedErrorCode == 787, // SQLITE_CONSTRAINT_FOREIGNKEY
+        Npgsql.PostgresException postgres => postgres.SqlState == "23503",
+        _ => false,
+    };
+
     /// <summary>Adds a list's paging parameters: @limit, @offset, and @q (the search pattern) when there is one.</summary>
     public static void AddPaging(DbCommand command, PageRequest request)
     {

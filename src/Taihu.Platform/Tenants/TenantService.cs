@@ -1,20 +1,23 @@
+using System.Net;
 using System.Security.Cryptography;
 using Microsoft.AspNetCore.Identity;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Taihu.Platform.Audit;
 using Taihu.Platform.Devices;
+using Taihu.Platform.Security;
 
 namespace Taihu.Platform.Tenants;
 
 /// <summary>
 /// Tenants, users, logins and API keys. Tenants are a system administrator's business; users of a tenant are its
 /// tenant administrator's. Passwords of people are PBKDF2 hashes (ASP.NET Core's PasswordHasher); a run of failed
-/// logins makes the account wait, doubling each time.
+/// logins makes the account wait, doubling each time, and each source address has its own allowance of failures
+/// (<see cref="LoginLimiter"/>).
 /// </summary>
 public sealed partial class TenantService(
     ITenantStore store, IDeviceStore devices, IAuditLog audit, IOptions<SecurityOptions> options, IOptions<IngestOptions> ingest,
-    TimeProvider time, ILogger<TenantService> logger, Telemetry.ITelemetryStore? telemetry = null)
+    LoginLimiter logins, TimeProvider time, ILogger<TenantService> logger, Telemetry.ITelemetryStore? telemetry = null)
 {
     private readonly PasswordHasher<User> _hasher = new();
 
@@ -209,39 +212,41 @@ public sealed partial class TenantService(
         return await store.ActivateAsync(activationToken, hash, cancellationToken) ?? throw PlatformException.NotFound("The activation token");
     }
 
-    /// <summary>Checks a login. Failures are counted; after several in a row the account waits, doubling each time.</summary>
-    public async Task<UserSecrets> LoginAsync(string email, string password, CancellationToken cancellationToken = default)
+    /// <summary>
+    /// Checks a login. The check is reserved with <see cref="LoginLimiter"/> first (per account and per source
+    /// address, atomically), so failures in parallel are counted like failures in a row; an unknown account is
+    /// limited and answered exactly as a known one (and costs the same hash).
+    /// </summary>
+    public async Task<UserSecrets> LoginAsync(string email, string password, IPAddress? remote = null, CancellationToken cancellationToken = default)
     {
-        var secrets = await store.GetUserByEmailAsync(email ?? "", cancellationToken);
-        var now = time.GetUtcNow().ToUnixTimeMilliseconds();
-        if (secrets is null || secrets.PasswordHash is null)
+        var account = (email ?? "").Trim().ToLowerInvariant();
+        var permit = await logins.AcquireAsync(account, remote, cancellationToken);
+        var outcome = AttemptOutcome.NotChecked;
+        try
         {
-            // Hash anyway, so that an unknown e-mail costs as long as a wrong password.
-            _hasher.VerifyHashedPassword(null!, DummyHash, password ?? "");
-            throw PlatformException.Unauthorized("Invalid username or password");
-        }
+            var secrets = await store.GetUserByEmailAsync(account, cancellationToken);
+            if (secrets is null || secrets.PasswordHash is null)
+            {
+                // Hash anyway, so that an unknown e-mail costs as long as a wrong password.
+                _hasher.VerifyHashedPassword(null!, DummyHash, password ?? "");
+                outcome = AttemptOutcome.Failed;
+                throw PlatformException.Unauthorized("Invalid username or password");
+            }
 
-        if (secrets.LockedUntil > now)
+            var result = _hasher.VerifyHashedPassword(secrets.User, secrets.PasswordHash, password ?? "");
+            if (result == PasswordVerificationResult.Failed)
+            {
+                outcome = AttemptOutcome.Failed;
+                throw PlatformException.Unauthorized("Invalid username or password");
+            }
+
+            outcome = AttemptOutcome.Succeeded;
+            return secrets;
+        }
+        finally
         {
-            throw new PlatformException(401, 10, $"Too many failed logins: try again in {(secrets.LockedUntil - now + 999) / 1000} s.");
+            logins.Release(permit, outcome);
         }
-
-        var result = _hasher.VerifyHashedPassword(secrets.User, secrets.PasswordHash, password ?? "");
-        if (result == PasswordVerificationResult.Failed)
-        {
-            var failures = secrets.FailedLogins + 1;
-            var threshold = options.Value.FailedLoginsBeforeBackoff;
-            var locked = failures >= threshold ? now + ((long)options.Value.LoginBackoff.TotalMilliseconds << Math.Min(failures - threshold, 16)) : 0;
-            await store.RecordLoginAsync(secrets.User.Id, failures, locked, cancellationToken);
-            throw PlatformException.Unauthorized("Invalid username or password");
-        }
-
-        if (secrets.FailedLogins > 0)
-        {
-            await store.RecordLoginAsync(secrets.User.Id, 0, 0, cancellationToken);
-        }
-
-        return secrets;
     }
 
     /// <summary>Ends every token of the user (logout): tokens carry a version that no longer matches.</summary>

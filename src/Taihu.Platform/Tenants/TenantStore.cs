@@ -40,7 +40,14 @@ public interface ITenantStore
 
     Task SetPasswordAsync(Guid id, string passwordHash, CancellationToken cancellationToken = default);
 
+    /// <summary>Ends every token of the user: the token version moves on and its refresh tokens are forgotten.</summary>
     Task BumpTokenVersionAsync(Guid id, CancellationToken cancellationToken = default);
+
+    /// <summary>Remembers a refresh token that may be exchanged once (and drops the user's expired ones).</summary>
+    Task AddRefreshTokenAsync(string tokenId, Guid userId, long expiresTime, long now, CancellationToken cancellationToken = default);
+
+    /// <summary>Uses up a refresh token: true for the one caller that removes it, false when it was already used or revoked.</summary>
+    Task<bool> ConsumeRefreshTokenAsync(string tokenId, Guid userId, CancellationToken cancellationToken = default);
 
     Task<bool> AnySysAdminAsync(CancellationToken cancellationToken = default);
 
@@ -115,6 +122,7 @@ public sealed class SqlTenantStore(PlatformDatabase database) : ITenantStore
             DELETE FROM device_credentials WHERE device_id IN (SELECT id FROM devices WHERE tenant_id = @id);
             DELETE FROM devices WHERE tenant_id = @id;
             DELETE FROM device_profiles WHERE tenant_id = @id;
+            DELETE FROM refresh_tokens WHERE user_id IN (SELECT id FROM users WHERE tenant_id = @id);
             DELETE FROM users WHERE tenant_id = @id;
             DELETE FROM api_keys WHERE tenant_id = @id;
             """;
@@ -146,7 +154,7 @@ public sealed class SqlTenantStore(PlatformDatabase database) : ITenantStore
         command.AddParameter("hash", passwordHash);
         command.AddParameter("activation", activationToken);
         command.AddParameter("created", user.CreatedTime);
-        await Sql.ExecuteUniqueAsync(command, $"A user with e-mail '{user.Email}' already exists.", cancellationToken);
+        await Sql.ExecuteUniqueAsync(command, "This e-mail address cannot be used for a new user.", cancellationToken);
     }
 
     public async Task<User?> GetUserAsync(Guid id, Guid? tenantId, bool anyTenant = false, CancellationToken cancellationToken = default)
@@ -210,7 +218,16 @@ public sealed class SqlTenantStore(PlatformDatabase database) : ITenantStore
         command.CommandText = tenantId is null ? "DELETE FROM users WHERE id = @id" : "DELETE FROM users WHERE id = @id AND tenant_id = @tenant";
         command.AddParameter("id", id.ToString());
         command.AddParameter("tenant", tenantId?.ToString());
-        return await command.ExecuteNonQueryAsync(cancellationToken) > 0;
+        if (await command.ExecuteNonQueryAsync(cancellationToken) == 0)
+        {
+            return false;
+        }
+
+        using var tokens = connection.CreateCommand();
+        tokens.CommandText = "DELETE FROM refresh_tokens WHERE user_id = @id";
+        tokens.AddParameter("id", id.ToString());
+        await tokens.ExecuteNonQueryAsync(cancellationToken);
+        return true;
     }
 
     public async Task RecordLoginAsync(Guid id, int failedLogins, long lockedUntil, CancellationToken cancellationToken = default)
@@ -241,6 +258,40 @@ public sealed class SqlTenantStore(PlatformDatabase database) : ITenantStore
         command.CommandText = "UPDATE users SET token_version = token_version + 1 WHERE id = @id";
         command.AddParameter("id", id.ToString());
         await command.ExecuteNonQueryAsync(cancellationToken);
+        using var tokens = connection.CreateCommand();
+        tokens.CommandText = "DELETE FROM refresh_tokens WHERE user_id = @id";
+        tokens.AddParameter("id", id.ToString());
+        await tokens.ExecuteNonQueryAsync(cancellationToken);
+    }
+
+    public async Task AddRefreshTokenAsync(string tokenId, Guid userId, long expiresTime, long now, CancellationToken cancellationToken = default)
+    {
+        await using var connection = await database.OpenAsync(cancellationToken);
+        using (var expired = connection.CreateCommand())
+        {
+            expired.CommandText = "DELETE FROM refresh_tokens WHERE user_id = @user AND expires_time <= @now";
+            expired.AddParameter("user", userId.ToString());
+            expired.AddParameter("now", now);
+            await expired.ExecuteNonQueryAsync(cancellationToken);
+        }
+
+        using var command = connection.CreateCommand();
+        command.CommandText = "INSERT INTO refresh_tokens (jti, user_id, expires_time) VALUES (@jti, @user, @expires)";
+        command.AddParameter("jti", tokenId);
+        command.AddParameter("user", userId.ToString());
+        command.AddParameter("expires", expiresTime);
+        await command.ExecuteNonQueryAsync(cancellationToken);
+    }
+
+    public async Task<bool> ConsumeRefreshTokenAsync(string tokenId, Guid userId, CancellationToken cancellationToken = default)
+    {
+        // One statement: of two exchanges racing, exactly one deletes the row.
+        await using var connection = await database.OpenAsync(cancellationToken);
+        using var command = connection.CreateCommand();
+        command.CommandText = "DELETE FROM refresh_tokens WHERE jti = @jti AND user_id = @user";
+        command.AddParameter("jti", tokenId);
+        command.AddParameter("user", userId.ToString());
+        return await command.ExecuteNonQueryAsync(cancellationToken) > 0;
     }
 
     public async Task<bool> AnySysAdminAsync(CancellationToken cancellationToken = default)

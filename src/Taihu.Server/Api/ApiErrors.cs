@@ -84,6 +84,11 @@ public static class ApiErrors
     private static async Task HandleExceptionAsync(HttpContext context)
     {
         var error = context.Features.Get<IExceptionHandlerFeature>()?.Error;
+        if (error is PlatformException { RetryAfter: { } retryAfter })
+        {
+            context.Response.Headers.RetryAfter = Math.Max(1, (long)Math.Ceiling(retryAfter.TotalSeconds)).ToString(System.Globalization.CultureInfo.InvariantCulture);
+        }
+
         var result = error switch
         {
             PlatformException e => From(e),
@@ -91,6 +96,8 @@ public static class ApiErrors
             BadHttpRequestException e => Problem(e.StatusCode, 30, e.Message),
             JsonException json => Problem(400, 30, $"The request body is not valid JSON: {json.Message}"),
             FormatException format => Problem(400, 30, format.Message),
+            // A write that raced with the deletion of what it belongs to (a tenant deleted meanwhile): not a server fault.
+            System.Data.Common.DbException db when Taihu.Platform.Storage.Sql.IsForeignKeyViolation(db) => Problem(404, 31, "What this call refers to no longer exists."),
             _ => Problem(500, 2, "The server failed to handle the request; the error is in its log."),
         };
         await result.ExecuteAsync(context);

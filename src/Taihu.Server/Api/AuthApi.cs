@@ -18,20 +18,18 @@ public static class AuthApi
     public static IEndpointRouteBuilder MapAuthApi(this IEndpointRouteBuilder app)
     {
         var auth = app.MapGroup("/api").WithTags("Authentication");
-        auth.MapPost("/auth/login", async (LoginRequest request, TenantService tenants, JwtTokens tokens, CancellationToken ct) =>
+        auth.MapPost("/auth/login", async (LoginRequest request, HttpContext context, TenantService tenants, JwtTokens tokens, CancellationToken ct) =>
         {
-            var user = await tenants.LoginAsync(request.Username ?? "", request.Password ?? "", ct);
-            var (token, refresh) = tokens.Issue(user);
+            var user = await tenants.LoginAsync(request.Username ?? "", request.Password ?? "", context.Connection.RemoteIpAddress, ct);
+            var (token, refresh) = await tokens.IssueAsync(user, ct);
             return Results.Ok(new TokenPairDto(token, refresh));
-        }).WithName("Login").WithSummary("Logs in with e-mail and password; returns a JWT and a refresh token.");
+        }).WithBodyLimit(BodyLimit.Unauthenticated).WithName("Login").WithSummary("Logs in with e-mail and password; returns a JWT and a refresh token.");
 
-        auth.MapPost("/auth/token", async (RefreshRequest request, ITenantStore store, JwtTokens tokens, CancellationToken ct) =>
+        auth.MapPost("/auth/token", async (RefreshRequest request, JwtTokens tokens, CancellationToken ct) =>
         {
-            var caller = await tokens.ValidateAsync(request.RefreshToken ?? "", "refresh", ct);
-            var user = await store.GetUserSecretsAsync(caller.UserId, ct) ?? throw PlatformException.Unauthorized("The user no longer exists.");
-            var (token, refresh) = tokens.Issue(user);
+            var (token, refresh) = await tokens.RefreshAsync(request.RefreshToken ?? "", ct);
             return Results.Ok(new TokenPairDto(token, refresh));
-        }).WithName("RefreshToken").WithSummary("Trades a refresh token for a new pair.");
+        }).WithBodyLimit(BodyLimit.Unauthenticated).WithName("RefreshToken").WithSummary("Trades a refresh token for a new pair; each refresh token works once, and a second use revokes every token of the user.");
 
         auth.MapPost("/auth/logout", async (HttpContext context, TenantService tenants, JwtTokens tokens, CancellationToken ct) =>
         {
@@ -51,9 +49,9 @@ public static class AuthApi
         {
             var user = await tenants.ActivateAsync(request.ActivateToken ?? "", request.Password ?? "", ct);
             var secrets = await store.GetUserSecretsAsync(user.Id, ct) ?? throw PlatformException.NotFound("The user");
-            var (token, refresh) = tokens.Issue(secrets);
+            var (token, refresh) = await tokens.IssueAsync(secrets, ct);
             return Results.Ok(new TokenPairDto(token, refresh));
-        }).WithName("Activate").WithSummary("Sets a new user's password from the activation token; returns a JWT pair.");
+        }).WithBodyLimit(BodyLimit.Unauthenticated).WithName("Activate").WithSummary("Sets a new user's password from the activation token; returns a JWT pair.");
 
         auth.MapPost("/apiKey", async (ApiKeyRequest request, HttpContext context, TenantService tenants, CancellationToken ct) =>
         {

@@ -1,6 +1,7 @@
 using System.Text.Json;
 using Taihu.Platform;
 using Taihu.Platform.Devices;
+using Taihu.Platform.Security;
 
 namespace Taihu.Server.Api;
 
@@ -10,13 +11,15 @@ public static class DeviceApi
     public static IEndpointRouteBuilder MapDeviceApi(this IEndpointRouteBuilder app)
     {
         var api = app.MapGroup("/api").WithTags("Devices");
-        api.MapPost("/device", async (JsonElement body, string? accessToken, HttpContext context, IDeviceService devices, CancellationToken ct) =>
+        api.MapPost("/device", async (JsonElement body, string? accessToken, HttpContext context, IDeviceService devices, DeviceAuthenticationLimiter limiter, CancellationToken ct) =>
         {
             var caller = await context.CallerAsync();
             var draft = ReadDraft(body);
             var device = CallerResolution.EntityId(body, "id") is { } id
                 ? await devices.UpdateAsync(caller, id, draft, ct)
-                : await devices.CreateAsync(caller, draft, accessToken is null ? null : new CredentialsDraft(CredentialsType.AccessToken, accessToken, null, null, null, null), ct);
+                : accessToken is null
+                    ? await devices.CreateAsync(caller, draft, null, ct)
+                    : await ChargedAsync(context, limiter, () => devices.CreateAsync(caller, draft, new CredentialsDraft(CredentialsType.AccessToken, accessToken, null, null, null, null), ct), ct);
             return Results.Ok(device.ToDto());
         }).WithName("SaveDevice").WithSummary("Creates a device (or updates one when the body has an id); ?accessToken= sets its token.");
 
@@ -40,7 +43,7 @@ public static class DeviceApi
             Results.Ok((await devices.GetCredentialsAsync(await context.CallerAsync(), id, ct)).ToDto()))
             .WithName("GetDeviceCredentials").WithSummary("The device's credentials: the access token, or the MQTT basic names, or the certificate thumbprint.");
 
-        api.MapPost("/device/credentials", async (JsonElement body, HttpContext context, IDeviceService devices, CancellationToken ct) =>
+        api.MapPost("/device/credentials", async (JsonElement body, HttpContext context, IDeviceService devices, DeviceAuthenticationLimiter limiter, CancellationToken ct) =>
         {
             var caller = await context.CallerAsync();
             var deviceId = CallerResolution.EntityId(body, "deviceId") ?? throw PlatformException.BadRequest("deviceId is required.");
@@ -67,7 +70,7 @@ public static class DeviceApi
                 draft = new CredentialsDraft(type, CallerResolution.Text(body, "credentialsId"), null, null, null, type == CredentialsType.X509Certificate ? value : null);
             }
 
-            return Results.Ok((await devices.SetCredentialsAsync(caller, deviceId, draft, ct)).ToDto());
+            return Results.Ok((await ChargedAsync(context, limiter, () => devices.SetCredentialsAsync(caller, deviceId, draft, ct), ct)).ToDto());
         }).WithName("SaveDeviceCredentials").WithSummary("Replaces a device's credentials; connections that used the old ones are closed.");
 
         var profiles = app.MapGroup("/api").WithTags("Device profiles");
@@ -119,6 +122,32 @@ public static class DeviceApi
             return Results.Ok();
         }).WithName("DeleteDeviceProfile");
         return app;
+    }
+
+    /// <summary>
+    /// Saves credentials the caller chose. A conflict tells that another device (maybe another tenant's) holds them,
+    /// so it is counted against the caller's address like a failed device authentication, and refused (429) once
+    /// that allowance is used up: trying tokens here is no cheaper than trying them over MQTT.
+    /// </summary>
+    private static async Task<T> ChargedAsync<T>(HttpContext context, DeviceAuthenticationLimiter limiter, Func<Task<T>> save, CancellationToken ct)
+    {
+        var address = await limiter.AcquireOrThrowAsync(context.Connection.RemoteIpAddress, ct);
+        var outcome = AttemptOutcome.NotChecked;
+        try
+        {
+            var saved = await save();
+            outcome = AttemptOutcome.Succeeded;
+            return saved;
+        }
+        catch (CredentialsInUseException)
+        {
+            outcome = AttemptOutcome.Failed;
+            throw;
+        }
+        finally
+        {
+            limiter.Release(address, outcome);
+        }
     }
 
     private static DeviceDraft ReadDraft(JsonElement body)

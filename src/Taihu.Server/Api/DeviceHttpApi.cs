@@ -3,6 +3,7 @@ using System.IO.Pipelines;
 using Microsoft.Extensions.Options;
 using Taihu.Platform;
 using Taihu.Platform.Devices;
+using Taihu.Platform.Security;
 using Taihu.Platform.Telemetry;
 
 namespace Taihu.Server.Api;
@@ -17,50 +18,52 @@ public static class DeviceHttpApi
     public static IEndpointRouteBuilder MapDeviceHttpApi(this IEndpointRouteBuilder app)
     {
         var api = app.MapGroup("/api/v1").WithTags("Device HTTP API");
-        api.MapPost("/{token}/telemetry", (string token, HttpContext context, IDeviceStore devices, DeviceDataService data, ConnectivityTracker connectivity,
-            IOptions<IngestOptions> options, CancellationToken ct) =>
-            ReceiveAsync(token, context, devices, connectivity, options.Value, (device, body) => data.SubmitTelemetryAsync(device.Seq, body.Span, ct), ct))
-            .WithName("DevicePostTelemetry").WithSummary("A device posts telemetry: {\"k\":v}, {\"ts\":..,\"values\":{..}} or an array of those.");
+        api.MapPost("/{token}/telemetry", (string token, HttpContext context, DeviceAuthenticationLimiter limiter, IDeviceStore devices, DeviceDataService data,
+            ConnectivityTracker connectivity, IOptions<IngestOptions> options, CancellationToken ct) =>
+            ReceiveAsync(token, context, limiter, devices, connectivity, options.Value, (device, body) => data.SubmitTelemetryAsync(device.Seq, body.Span, ct), ct))
+            .WithBodyLimit(BodyLimit.DevicePayload).WithName("DevicePostTelemetry").WithSummary("A device posts telemetry: {\"k\":v}, {\"ts\":..,\"values\":{..}} or an array of those.");
 
-        api.MapPost("/{token}/attributes", (string token, HttpContext context, IDeviceStore devices, DeviceDataService data, ConnectivityTracker connectivity,
-            IOptions<IngestOptions> options, CancellationToken ct) =>
-            ReceiveAsync(token, context, devices, connectivity, options.Value, (device, body) => new ValueTask(data.SaveClientAttributesAsync(device.Seq, body, ct)), ct))
-            .WithName("DevicePostAttributes").WithSummary("A device posts its client attributes: {\"k\":v}.");
+        api.MapPost("/{token}/attributes", (string token, HttpContext context, DeviceAuthenticationLimiter limiter, IDeviceStore devices, DeviceDataService data,
+            ConnectivityTracker connectivity, IOptions<IngestOptions> options, CancellationToken ct) =>
+            ReceiveAsync(token, context, limiter, devices, connectivity, options.Value, (device, body) => new ValueTask(data.SaveClientAttributesAsync(device.Seq, body, ct)), ct))
+            .WithBodyLimit(BodyLimit.DevicePayload).WithName("DevicePostAttributes").WithSummary("A device posts its client attributes: {\"k\":v}.");
 
-        api.MapGet("/{token}/attributes", async (string token, string? clientKeys, string? sharedKeys, IDeviceStore devices, DeviceDataService data, CancellationToken ct) =>
+        api.MapGet("/{token}/attributes", async (string token, string? clientKeys, string? sharedKeys, HttpContext context, DeviceAuthenticationLimiter limiter,
+            IDeviceStore devices, DeviceDataService data, CancellationToken ct) =>
         {
-            var device = await DeviceAsync(devices, token, ct);
+            var device = await DeviceAsync(context, limiter, devices, token, ct);
             return Results.Bytes(await data.AttributeResponseAsync(device.Seq, clientKeys, sharedKeys, ct), "application/json");
         }).WithName("DeviceGetAttributes").WithSummary("A device reads its client and shared attributes: {\"client\":{..},\"shared\":{..}}.");
 
-        api.MapGet("/{token}/attributes/updates", async (string token, long? timeout, IDeviceStore devices, DeviceMessaging messaging, TimeProvider time, CancellationToken ct) =>
+        api.MapGet("/{token}/attributes/updates", async (string token, long? timeout, HttpContext context, DeviceAuthenticationLimiter limiter, IDeviceStore devices,
+            DeviceMessaging messaging, TimeProvider time, CancellationToken ct) =>
         {
-            var device = await DeviceAsync(devices, token, ct);
+            var device = await DeviceAsync(context, limiter, devices, token, ct);
             var wait = TimeSpan.FromMilliseconds(Math.Clamp(timeout ?? 0, 0, 3_600_000) is > 0 and var ms ? ms : 60_000);
             var update = await messaging.WaitForUpdateAsync(device.Id, wait, time, ct);
             return update is null ? Results.StatusCode(StatusCodes.Status408RequestTimeout) : Results.Bytes(update, "application/json");
         }).WithName("DeviceAttributeUpdates").WithSummary("Long poll: answers with the next shared-attribute update, or 408 when timeout (ms) passes.");
 
-        api.MapPost("/provision", async (HttpContext context, ProvisioningService provisioning, CancellationToken ct) =>
+        api.MapPost("/provision", async (HttpContext context, ProvisioningService provisioning, IOptions<SecurityOptions> security, CancellationToken ct) =>
         {
-            var body = await ReadBodyAsync(context, 64 * 1024, ct);
+            var body = await ReadBodyAsync(context, security.Value.MaxUnauthenticatedRequestBytes, ct);
             try
             {
-                return Results.Bytes(await provisioning.ProvisionAsync(body, ct), "application/json");
+                return Results.Bytes(await provisioning.ProvisionAsync(body, SourceAddress.Key(context.Connection.RemoteIpAddress), ct), "application/json");
             }
             catch (PayloadException e)
             {
                 throw PlatformException.BadRequest(e.Message);
             }
-        }).WithName("DeviceProvision").WithSummary("A device asks for credentials with its profile's provision key and secret.");
+        }).WithBodyLimit(BodyLimit.Unauthenticated).WithName("DeviceProvision").WithSummary("A device asks for credentials with its profile's provision key and secret.");
         return app;
     }
 
     /// <summary>What a device posts: its token checked, the body read within the limit, stored; a bad payload is a 400.</summary>
-    private static async Task<IResult> ReceiveAsync(string token, HttpContext context, IDeviceStore devices, ConnectivityTracker connectivity, IngestOptions options,
-        Func<Device, ReadOnlyMemory<byte>, ValueTask> store, CancellationToken ct)
+    private static async Task<IResult> ReceiveAsync(string token, HttpContext context, DeviceAuthenticationLimiter limiter, IDeviceStore devices,
+        ConnectivityTracker connectivity, IngestOptions options, Func<Device, ReadOnlyMemory<byte>, ValueTask> store, CancellationToken ct)
     {
-        var device = await DeviceAsync(devices, token, ct);
+        var device = await DeviceAsync(context, limiter, devices, token, ct);
         var body = await ReadBodyAsync(context, options.MaxPayloadBytes, ct);
         connectivity.Activity(device);
         try
@@ -75,10 +78,21 @@ public static class DeviceHttpApi
         return Results.Ok();
     }
 
-    private static async Task<Device> DeviceAsync(IDeviceStore devices, string token, CancellationToken ct)
+    /// <summary>The device of the token, checked within the source address's allowance of failures (429 beyond it).</summary>
+    private static async Task<Device> DeviceAsync(HttpContext context, DeviceAuthenticationLimiter limiter, IDeviceStore devices, string token, CancellationToken ct)
     {
-        var found = await devices.FindByLookupAsync(DeviceService.TokenLookup(token), ct);
-        return found is { Type: CredentialsType.AccessToken } ? found.Device : throw PlatformException.Unauthorized("Unknown device access token.");
+        var address = await limiter.AcquireOrThrowAsync(context.Connection.RemoteIpAddress, ct);
+        var outcome = AttemptOutcome.NotChecked;
+        try
+        {
+            var found = await devices.FindByLookupAsync(DeviceService.TokenLookup(token), ct);
+            outcome = found is { Type: CredentialsType.AccessToken } ? AttemptOutcome.Succeeded : AttemptOutcome.Failed;
+            return outcome == AttemptOutcome.Succeeded ? found!.Device : throw PlatformException.Unauthorized("Unknown device access token.");
+        }
+        finally
+        {
+            limiter.Release(address, outcome);
+        }
     }
 
     /// <summary>Reads the whole request body, refusing one over <paramref name="limit"/> bytes with 413.</summary>

@@ -15,30 +15,68 @@ namespace Taihu.Server.Api;
 /// in the data directory (<c>jwt-signing.key</c>), so tokens survive a restart. A token carries the user's token
 /// version: logging out or changing the password bumps it, and every older token stops working at once.
 /// </summary>
-public sealed class JwtTokens
+/// <remarks>
+/// Refresh tokens are good for one exchange: each is remembered by its id (<c>jti</c>) in the database and the
+/// exchange deletes that row, so of two exchanges racing exactly one wins. A refresh token presented again (a
+/// thief's copy or the owner's, whichever came second) revokes every token of the user, as OAuth 2.0's refresh
+/// token rotation recommends. Validated users are cached; <see cref="Forget"/> and <see cref="ForgetTenant"/>
+/// drop them, and a read that raced with a forget is not cached (the generation check under the lock).
+/// </remarks>
+public sealed partial class JwtTokens
 {
     private const string Issuer = "taihu";
+    private static readonly TimeSpan ClockSkew = TimeSpan.FromSeconds(30);
     private readonly SymmetricSecurityKey _key;
     private readonly JsonWebTokenHandler _handler = new() { MapInboundClaims = false };
     private readonly SecurityOptions _options;
     private readonly TimeProvider _time;
     private readonly ITenantStore _store;
+    private readonly ILogger<JwtTokens> _logger;
     private readonly ConcurrentDictionary<Guid, UserSecrets> _users = new();
+    private readonly Lock _cacheGate = new();
+    private long _generation;
 
-    public JwtTokens(IOptions<ListenerOptions> listeners, IOptions<SecurityOptions> options, TimeProvider time, ITenantStore store)
+    public JwtTokens(IOptions<ListenerOptions> listeners, IOptions<SecurityOptions> options, TimeProvider time, ITenantStore store, ILogger<JwtTokens> logger)
     {
         _options = options.Value;
         _time = time;
         _store = store;
+        _logger = logger;
         _key = new SymmetricSecurityKey(LoadOrCreateKey(listeners.Value.DataDirectory));
     }
 
-    /// <summary>A new access token and refresh token for the user.</summary>
-    public (string Token, string RefreshToken) Issue(UserSecrets user) =>
-        (Create(user, "access", _options.TokenLifetime), Create(user, "refresh", _options.RefreshTokenLifetime));
+    /// <summary>A new access token and refresh token for the user; the refresh token is remembered for one exchange.</summary>
+    public async Task<(string Token, string RefreshToken)> IssueAsync(UserSecrets user, CancellationToken cancellationToken = default)
+    {
+        var tokenId = Guid.NewGuid().ToString("N");
+        var now = _time.GetUtcNow();
+        await _store.AddRefreshTokenAsync(tokenId, user.User.Id, (now + _options.RefreshTokenLifetime).ToUnixTimeMilliseconds(), now.ToUnixTimeMilliseconds(), cancellationToken);
+        return (Create(user, "access", _options.TokenLifetime, Guid.NewGuid().ToString("N")), Create(user, "refresh", _options.RefreshTokenLifetime, tokenId));
+    }
+
+    /// <summary>Trades a refresh token for a new pair, once; a second use revokes every token of the user.</summary>
+    public async Task<(string Token, string RefreshToken)> RefreshAsync(string refreshToken, CancellationToken cancellationToken = default)
+    {
+        var (user, claims) = await ValidateCoreAsync(refreshToken, "refresh", cancellationToken);
+        if (claims.TryGetValue("jti", out var jti) && jti is string tokenId && await _store.ConsumeRefreshTokenAsync(tokenId, user.User.Id, cancellationToken))
+        {
+            return await IssueAsync(user, cancellationToken);
+        }
+
+        await _store.BumpTokenVersionAsync(user.User.Id, cancellationToken);
+        Forget(user.User.Id);
+        LogRefreshReused(_logger, user.User.Id);
+        throw PlatformException.Unauthorized("Authentication failed: the refresh token was already used; every token of the user is revoked.");
+    }
 
     /// <summary>The caller a valid access token names, or a 401 saying why not.</summary>
     public async Task<Caller> ValidateAsync(string token, string type = "access", CancellationToken cancellationToken = default)
+    {
+        var (user, _) = await ValidateCoreAsync(token, type, cancellationToken);
+        return new Caller(user.User.Id, user.User.TenantId, user.User.Authority, user.User.Email);
+    }
+
+    private async Task<(UserSecrets User, IDictionary<string, object> Claims)> ValidateCoreAsync(string token, string type, CancellationToken cancellationToken)
     {
         var result = await _handler.ValidateTokenAsync(token, new TokenValidationParameters
         {
@@ -46,18 +84,28 @@ public sealed class JwtTokens
             ValidateAudience = false,
             IssuerSigningKey = _key,
             ValidAlgorithms = [SecurityAlgorithms.HmacSha256],
-            ClockSkew = TimeSpan.FromSeconds(30),
-            LifetimeValidator = (notBefore, expires, _, _) => expires is { } e && e > _time.GetUtcNow().UtcDateTime,
+            // Lifetime is checked below against our TimeProvider, so that expired and not-yet-valid are told apart.
+            ValidateLifetime = false,
         });
         if (!result.IsValid)
         {
-            throw result.Exception is SecurityTokenExpiredException || result.Exception?.Message.Contains("Lifetime", StringComparison.Ordinal) == true
-                ? new PlatformException(401, 11, "Token has expired")
-                : PlatformException.Unauthorized("Authentication failed: the token is not valid.");
+            throw PlatformException.Unauthorized("Authentication failed: the token is not valid.");
         }
 
         var claims = result.Claims;
         object? Claim(string name) => claims.TryGetValue(name, out var value) ? value : null;
+        var now = _time.GetUtcNow();
+        if (Seconds(Claim("exp")) is not { } expires || expires <= now.ToUnixTimeSeconds())
+        {
+            throw new PlatformException(401, 11, "Token has expired");
+        }
+
+        // A token not valid yet (nbf ahead of our clock by more than the skew between nodes) is refused.
+        if (Seconds(Claim("nbf")) is { } notBefore && notBefore > (now + ClockSkew).ToUnixTimeSeconds())
+        {
+            throw PlatformException.Unauthorized("Authentication failed: the token is not valid yet.");
+        }
+
         if (!Equals(Claim("typ"), type) || !Guid.TryParse(Claim("sub") as string, out var userId))
         {
             throw PlatformException.Unauthorized("Authentication failed: the token is not valid.");
@@ -70,11 +118,43 @@ public sealed class JwtTokens
             throw PlatformException.Unauthorized("Authentication failed: the token was revoked.");
         }
 
-        return new Caller(user.User.Id, user.User.TenantId, user.User.Authority, user.User.Email);
+        return (user, claims);
     }
 
+    private static long? Seconds(object? claim) => claim switch
+    {
+        long l => l,
+        int i => i,
+        double d => (long)d,
+        string text when long.TryParse(text, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var parsed) => parsed,
+        _ => null,
+    };
+
     /// <summary>Forgets what is known of the user (after a logout, a password change or a deletion).</summary>
-    public void Forget(Guid userId) => _users.TryRemove(userId, out _);
+    public void Forget(Guid userId)
+    {
+        lock (_cacheGate)
+        {
+            _generation++;
+            _users.TryRemove(userId, out _);
+        }
+    }
+
+    /// <summary>Forgets every user of a tenant (after the tenant is deleted): their tokens fail from now on.</summary>
+    public void ForgetTenant(Guid tenantId)
+    {
+        lock (_cacheGate)
+        {
+            _generation++;
+            foreach (var (id, user) in _users)
+            {
+                if (user.User.TenantId == tenantId)
+                {
+                    _users.TryRemove(id, out _);
+                }
+            }
+        }
+    }
 
     private async ValueTask<UserSecrets?> UserAsync(Guid id, CancellationToken cancellationToken)
     {
@@ -83,16 +163,29 @@ public sealed class JwtTokens
             return known;
         }
 
+        long generation;
+        lock (_cacheGate)
+        {
+            generation = _generation;
+        }
+
         var user = await _store.GetUserSecretsAsync(id, cancellationToken);
         if (user is not null)
         {
-            _users[id] = user;
+            lock (_cacheGate)
+            {
+                // A forget since the read began may concern this user: use the row, do not keep it.
+                if (generation == _generation)
+                {
+                    _users[id] = user;
+                }
+            }
         }
 
         return user;
     }
 
-    private string Create(UserSecrets user, string type, TimeSpan lifetime)
+    private string Create(UserSecrets user, string type, TimeSpan lifetime, string tokenId)
     {
         var now = _time.GetUtcNow().UtcDateTime;
         var claims = new Dictionary<string, object>
@@ -102,7 +195,7 @@ public sealed class JwtTokens
             ["scopes"] = new[] { User.AuthorityName(user.User.Authority) },
             ["typ"] = type,
             ["ver"] = user.TokenVersion,
-            ["jti"] = Guid.NewGuid().ToString("N"),
+            ["jti"] = tokenId,
         };
         if (user.User.TenantId is { } tenant)
         {
@@ -119,6 +212,9 @@ public sealed class JwtTokens
             SigningCredentials = new SigningCredentials(_key, SecurityAlgorithms.HmacSha256),
         });
     }
+
+    [LoggerMessage(EventId = 2401, Level = LogLevel.Warning, Message = "A refresh token of user {UserId} was presented a second time; every token of the user is revoked")]
+    private static partial void LogRefreshReused(ILogger logger, Guid userId);
 
     private static byte[] LoadOrCreateKey(string dataDirectory)
     {

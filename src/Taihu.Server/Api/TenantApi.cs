@@ -1,5 +1,6 @@
 using System.Text.Json;
 using Taihu.Platform;
+using Taihu.Platform.Devices;
 using Taihu.Platform.Tenants;
 
 namespace Taihu.Server.Api;
@@ -24,11 +25,19 @@ public static class TenantApi
         api.MapGet("/tenant/{id:guid}", async (Guid id, HttpContext context, TenantService tenants, CancellationToken ct) =>
             Results.Ok((await tenants.GetTenantAsync(await context.CallerAsync(), id, ct)).ToDto())).WithName("GetTenant");
 
-        api.MapDelete("/tenant/{id:guid}", async (Guid id, HttpContext context, TenantService tenants, CancellationToken ct) =>
+        api.MapDelete("/tenant/{id:guid}", async (Guid id, HttpContext context, TenantService tenants, DeviceService devices, JwtTokens tokens, CancellationToken ct) =>
         {
-            await tenants.DeleteTenantAsync(await context.CallerAsync(), id, ct);
+            var caller = await context.CallerAsync();
+            caller.RequireSysAdmin();
+            // Its devices go first, so that nothing they send lands while their data is purged; again after the
+            // deletion, for any that connected meanwhile. Its users' cached tokens go once the rows are gone (API
+            // keys are looked up on every call).
+            devices.DisconnectTenant(id, "The tenant was deleted.");
+            await tenants.DeleteTenantAsync(caller, id, ct);
+            tokens.ForgetTenant(id);
+            devices.DisconnectTenant(id, "The tenant was deleted.");
             return Results.Ok();
-        }).WithName("DeleteTenant").WithSummary("Deletes a tenant with all its users, devices and data.");
+        }).WithName("DeleteTenant").WithSummary("Deletes a tenant with all its users, devices and data; its users' tokens and API keys stop working and its devices are disconnected at once.");
 
         api.MapGet("/tenants", async (int? pageSize, int? page, string? textSearch, string? sortProperty, string? sortOrder, HttpContext context, TenantService tenants, CancellationToken ct) =>
             Results.Ok((await tenants.ListTenantsAsync(await context.CallerAsync(), Shapes.Paging(pageSize, page, textSearch, sortProperty, sortOrder), ct)).Map(t => t.ToDto())))
