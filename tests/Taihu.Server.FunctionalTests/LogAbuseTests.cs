@@ -13,7 +13,9 @@ public sealed class LogAbuseTests : IAsyncLifetime
 {
     private ServerProcess _server = null!;
 
-    public async Task InitializeAsync() => _server = await ServerProcess.StartAsync();
+    // The per-address limit on failed device authentications would refuse most of the burst before the
+    // credentials are checked; raised here so that every refusal goes through the credential check and its log line.
+    public async Task InitializeAsync() => _server = await ServerProcess.StartAsync(new Dictionary<string, string> { ["Security__DeviceAuthFailuresPerMinute"] = "100000" });
 
     public async Task DisposeAsync() => await _server.DisposeAsync();
 
@@ -27,6 +29,41 @@ public sealed class LogAbuseTests : IAsyncLifetime
         }
 
         return _server.Output;
+    }
+
+    [Fact]
+    public async Task ThrottledConnects_FromAnAddressPastItsAllowance_DoNotFloodTheLog()
+    {
+        await using var server = await ServerProcess.StartAsync();
+        var before = server.Output.Length;
+        var huge = new string('B', 60_000);
+        var throttled = 0;
+        for (var i = 0; i < 300; i++)
+        {
+            var (client, connAck) = await RawMqttClient.ConnectWithCredentialsAsync(server.TcpPort, huge + i, 5, "no-such-token", null);
+            await using (client)
+            {
+                throttled += connAck.Body[1] == 0x9F ? 1 : 0;
+            }
+        }
+
+        Assert.True(throttled > 200, $"Only {throttled} of 300 guesses were throttled.");
+        // The sentinel connects from another loopback address, which has its allowance, as an anonymous client
+        // (the test servers allow them); its connection line comes after everything the burst logged.
+        var sentinel = "sentinel-" + Guid.NewGuid().ToString("N");
+        using (var socket = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.InterNetwork, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp))
+        {
+            socket.Bind(new System.Net.IPEndPoint(System.Net.IPAddress.Parse("127.0.0.2"), 0));
+            await socket.ConnectAsync(System.Net.IPAddress.Loopback, server.TcpPort);
+            var id = System.Text.Encoding.ASCII.GetBytes(sentinel);
+            // MQTT 3.1.1 CONNECT: "MQTT", level 4, clean session, keep alive 60, the client id.
+            byte[] header = [0x10, (byte)(12 + id.Length), 0, 4, (byte)'M', (byte)'Q', (byte)'T', (byte)'T', 4, 2, 0, 60, 0, (byte)id.Length];
+            await socket.SendAsync((byte[])[.. header, .. id]);
+            await server.WaitForLineAsync(line => line.Contains(sentinel, StringComparison.Ordinal));
+        }
+
+        var grown = server.Output.Length - before;
+        Assert.True(grown < 32 * 1024, $"The log grew by {grown} characters for 300 throttled connects.");
     }
 
     [Fact]
