@@ -51,14 +51,10 @@ public sealed class LogAbuseTests : IAsyncLifetime
         // The sentinel connects from another loopback address, which has its allowance, as an anonymous client
         // (the test servers allow them); its connection line comes after everything the burst logged.
         var sentinel = "sentinel-" + Guid.NewGuid().ToString("N");
-        using (var socket = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.InterNetwork, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp))
+        var (sentinelClient, sentinelAck) = await RawMqttClient.ConnectWithCredentialsAsync(server.TcpPort, sentinel, 4, null, null, System.Net.IPAddress.Parse("127.0.0.2"));
+        await using (sentinelClient)
         {
-            socket.Bind(new System.Net.IPEndPoint(System.Net.IPAddress.Parse("127.0.0.2"), 0));
-            await socket.ConnectAsync(System.Net.IPAddress.Loopback, server.TcpPort);
-            var id = System.Text.Encoding.ASCII.GetBytes(sentinel);
-            // MQTT 3.1.1 CONNECT: "MQTT", level 4, clean session, keep alive 60, the client id.
-            byte[] header = [0x10, (byte)(12 + id.Length), 0, 4, (byte)'M', (byte)'Q', (byte)'T', (byte)'T', 4, 2, 0, 60, 0, (byte)id.Length];
-            await socket.SendAsync((byte[])[.. header, .. id]);
+            Assert.Equal(0, sentinelAck.Body[1]);
             await server.WaitForLineAsync(line => line.Contains(sentinel, StringComparison.Ordinal));
         }
 

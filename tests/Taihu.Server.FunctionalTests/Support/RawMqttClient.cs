@@ -1,3 +1,4 @@
+using System.Net;
 using System.Net.Sockets;
 using System.Text;
 
@@ -50,13 +51,28 @@ public sealed class RawMqttClient : IAsyncDisposable
     /// <summary>
     /// Connects with a user name and password (either may be null) as MQTT 3.1.1 (<paramref name="level"/> 4) or
     /// 5.0 (5), and returns the client with the CONNACK, whatever it says (byte 1 of its body is the code).
+    /// <paramref name="localAddress"/> connects from another loopback address (its own allowance of failures).
     /// </summary>
-    public static async Task<(RawMqttClient Client, RawPacket ConnAck)> ConnectWithCredentialsAsync(int port, string clientId, byte level, string? userName, string? password)
+    public static Task<(RawMqttClient Client, RawPacket ConnAck)> ConnectWithCredentialsAsync(int port, string clientId, byte level, string? userName, string? password, IPAddress? localAddress = null) =>
+        ConnectAsync(port, clientId, level, userName, password, null, localAddress);
+
+    /// <summary>
+    /// Connects as MQTT 3.1.1 (<paramref name="level"/> 4) or 5.0 (5) with a user name (or none) and a will
+    /// (QoS 0, no will properties), and returns the client with the CONNACK, whatever it says (byte 1 of its body
+    /// is the code). Disposing the client drops the socket, which publishes the will.
+    /// </summary>
+    public static Task<(RawMqttClient Client, RawPacket ConnAck)> ConnectWithWillAsync(int port, string clientId, byte level, string? userName, string willTopic, string willPayload, bool willRetain = false) =>
+        ConnectAsync(port, clientId, level, userName, null, (willTopic, willPayload, willRetain), null);
+
+    private static async Task<(RawMqttClient Client, RawPacket ConnAck)> ConnectAsync(
+        int port, string clientId, byte level, string? userName, string? password, (string Topic, string Payload, bool Retain)? will, IPAddress? localAddress)
     {
-        var tcp = new TcpClient { NoDelay = true };
+        var tcp = localAddress is null ? new TcpClient() : new TcpClient(new IPEndPoint(localAddress, 0));
+        tcp.NoDelay = true;
         await tcp.ConnectAsync("127.0.0.1", port).WaitAsync(Guard);
         var client = new RawMqttClient(tcp);
-        var flags = (byte)(0x02 | (userName is null ? 0 : 0x80) | (password is null ? 0 : 0x40));
+        var flags = (byte)(0x02 | (userName is null ? 0 : 0x80) | (password is null ? 0 : 0x40)
+            | (will is null ? 0 : 0x04) | (will is { Retain: true } ? 0x20 : 0));
         var body = new List<byte> { 0x00, 0x04, (byte)'M', (byte)'Q', (byte)'T', (byte)'T', level, flags, 0x00, 0x3C };
         if (level == 5)
         {
@@ -72,6 +88,17 @@ public sealed class RawMqttClient : IAsyncDisposable
         }
 
         AddString(clientId);
+        if (will is { } w)
+        {
+            if (level == 5)
+            {
+                body.Add(0x00); // no will properties
+            }
+
+            AddString(w.Topic);
+            AddString(w.Payload);
+        }
+
         if (userName is not null)
         {
             AddString(userName);
@@ -80,50 +107,6 @@ public sealed class RawMqttClient : IAsyncDisposable
         if (password is not null)
         {
             AddString(password);
-        }
-
-        await client.SendAsync(0x10, [.. body]);
-        var connAck = await client.ReceiveAsync() ?? throw new InvalidOperationException("The server closed the connection instead of sending CONNACK.");
-        Assert.Equal(2, connAck.Type);
-        return (client, connAck);
-    }
-
-    /// <summary>
-    /// Connects as MQTT 3.1.1 (<paramref name="level"/> 4) or 5.0 (5) with a user name (or none) and a will
-    /// (QoS 0, no will properties), and returns the client with the CONNACK, whatever it says (byte 1 of its body
-    /// is the code). Disposing the client drops the socket, which publishes the will.
-    /// </summary>
-    public static async Task<(RawMqttClient Client, RawPacket ConnAck)> ConnectWithWillAsync(int port, string clientId, byte level, string? userName, string willTopic, string willPayload, bool willRetain = false)
-    {
-        var tcp = new TcpClient { NoDelay = true };
-        await tcp.ConnectAsync("127.0.0.1", port).WaitAsync(Guard);
-        var client = new RawMqttClient(tcp);
-        var flags = (byte)(0x02 | 0x04 | (willRetain ? 0x20 : 0) | (userName is null ? 0 : 0x80));
-        var body = new List<byte> { 0x00, 0x04, (byte)'M', (byte)'Q', (byte)'T', (byte)'T', level, flags, 0x00, 0x3C };
-        if (level == 5)
-        {
-            body.Add(0x00); // no properties
-        }
-
-        void AddString(string text)
-        {
-            var bytes = Encoding.UTF8.GetBytes(text);
-            body.Add((byte)(bytes.Length >> 8));
-            body.Add((byte)bytes.Length);
-            body.AddRange(bytes);
-        }
-
-        AddString(clientId);
-        if (level == 5)
-        {
-            body.Add(0x00); // no will properties
-        }
-
-        AddString(willTopic);
-        AddString(willPayload);
-        if (userName is not null)
-        {
-            AddString(userName);
         }
 
         await client.SendAsync(0x10, [.. body]);
