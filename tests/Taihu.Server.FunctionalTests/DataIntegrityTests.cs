@@ -92,6 +92,7 @@ public sealed class DataIntegrityTests(PlatformFixture fixture) : IClassFixture<
             polls.Remove(done);
             using var response = await done;
             Assert.Equal(HttpStatusCode.TooManyRequests, response.StatusCode);
+            Assert.NotNull(response.Headers.RetryAfter);
             refused.Add(done);
         }
 

@@ -85,7 +85,7 @@ public sealed class DeviceMessaging
         {
             if (list.Count >= MaxLongPollsPerDevice)
             {
-                throw new PlatformException(429, 33, $"At most {MaxLongPollsPerDevice} requests of one device may wait for attribute updates at once.");
+                throw PlatformException.TooManyRequests($"At most {MaxLongPollsPerDevice} requests of one device may wait for attribute updates at once.", TimeSpan.FromSeconds(5));
             }
 
             list.Add(waiter);
