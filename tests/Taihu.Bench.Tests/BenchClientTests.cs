@@ -37,8 +37,38 @@ public sealed class BenchClientTests
         Assert.Equal(10, acknowledged);
     }
 
-    /// <summary>Accepts one client, answers CONNECT, acknowledges ten QoS 1 publishes; returns how many.</summary>
-    private static async Task<int> RunAcknowledgingPeerAsync(TcpListener listener)
+    [Theory]
+    [InlineData(ClientKind.Taihu)]
+    [InlineData(ClientKind.MqttNet)]
+    public async Task EitherClient_ReadsTheTimingHeader_AndHasItsQoS1PublishesAcknowledged(ClientKind kind)
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        var port = ((IPEndPoint)listener.LocalEndpoint).Port;
+        var peer = RunAcknowledgingPeerAsync(listener, sendAfterConnect: (PublisherId: 7, Sequence: 42));
+
+        var target = new BrokerTarget("127.0.0.1", port, ProtocolVersion.V500);
+        await using var client = await BenchClients.OpenAsync(kind, target, maxInflight: 2, CancellationToken.None);
+        var received = new TaskCompletionSource<(int PublisherId, long Sequence)>(TaskCreationOptions.RunContinuationsAsynchronously);
+        client.OnMessage = (_, publisherId, sequence) => received.TrySetResult((publisherId, sequence));
+        Assert.Equal(ReasonCode.Success, await client.ConnectAsync("bench-" + kind, target, 0, true, CancellationToken.None).WaitAsync(Guard));
+        Assert.Equal((7, 42L), await received.Task.WaitAsync(Guard));
+
+        var topic = "bench/t"u8.ToArray();
+        for (var i = 0; i < 10; i++)
+        {
+            await client.PublishAsync(topic, 32, QoS.AtLeastOnce, 0, i, flush: false, CancellationToken.None).AsTask().WaitAsync(Guard);
+        }
+
+        await client.FlushAsync(CancellationToken.None).AsTask().WaitAsync(Guard);
+        Assert.Equal(10, await peer.WaitAsync(Guard));
+    }
+
+    /// <summary>
+    /// Accepts one client, answers CONNECT (then sends a QoS 0 message with a timing header, if asked), and
+    /// acknowledges ten QoS 1 publishes; returns how many.
+    /// </summary>
+    private static async Task<int> RunAcknowledgingPeerAsync(TcpListener listener, (int PublisherId, long Sequence)? sendAfterConnect = null)
     {
         using var socket = await listener.AcceptSocketAsync();
         await using var stream = new NetworkStream(socket, ownsSocket: false);
@@ -67,6 +97,15 @@ public sealed class BenchClientTests
                 {
                     output.Clear();
                     PacketWriter.Write(output, reply, ProtocolVersion.V500);
+                    if (reply is ConnAckPacket && sendAfterConnect is { } header)
+                    {
+                        var payload = new byte[BenchClient.HeaderSize];
+                        System.Buffers.Binary.BinaryPrimitives.WriteInt64LittleEndian(payload, System.Diagnostics.Stopwatch.GetTimestamp());
+                        System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(payload.AsSpan(8), header.PublisherId);
+                        System.Buffers.Binary.BinaryPrimitives.WriteInt64LittleEndian(payload.AsSpan(12), header.Sequence);
+                        PacketWriter.Write(output, new PublishPacket { Topic = "bench/in", Payload = payload }, ProtocolVersion.V500);
+                    }
+
                     await stream.WriteAsync(output.WrittenMemory);
                 }
             }

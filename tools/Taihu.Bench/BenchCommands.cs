@@ -50,11 +50,12 @@ internal static class BenchCommands
         public Option<string> Prefix { get; } = new("--topic-prefix") { Description = "First topic level of every topic the run uses.", DefaultValueFactory = _ => "bench" };
         public Option<string?> Sources { get; } = new("--source-addresses") { Description = "Comma-separated local addresses to spread connections over (e.g. 127.0.0.2,127.0.0.3) when ports run short." };
         public Option<bool> Quiet { get; } = new("--quiet") { Description = "No live progress display." };
+        public Option<string> Client { get; } = new("--client") { Description = "Client implementation for the message-flow scenarios: taihu (our own, batched, allocation-free) or mqttnet (the MQTTnet 5 client, as applications use it).", DefaultValueFactory = _ => "taihu" };
         public Option<bool> SocketsOnly { get; } = new("--sockets-only") { Description = "idle: open plain TCP connections without MQTT (to measure a bare listener such as kestrel-baseline)." };
 
         public void AddTo(Command command)
         {
-            foreach (var option in new Option[] { Host, Port, Tls, CaFile, WebSocket, Protocol, UserName, Password, Rate, Payload, QoS, Duration, Warmup, Drain, Publishers, Subscribers, Clients, Inflight, Pid, MetricsUrl, Json, Prefix, Sources, Quiet, SocketsOnly })
+            foreach (var option in new Option[] { Host, Port, Tls, CaFile, WebSocket, Protocol, UserName, Password, Rate, Payload, QoS, Duration, Warmup, Drain, Publishers, Subscribers, Clients, Inflight, Pid, MetricsUrl, Json, Prefix, Sources, Quiet, SocketsOnly, Client })
             {
                 command.Options.Add(option);
             }
@@ -87,6 +88,7 @@ internal static class BenchCommands
             SourceAddresses = r.GetValue(Sources)?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) ?? [],
             Quiet = r.GetValue(Quiet),
             SocketsOnly = r.GetValue(SocketsOnly),
+            Client = Taihu.Bench.Client.BenchClients.Parse(r.GetValue(Client)),
         };
     }
 
@@ -266,7 +268,7 @@ internal static class BenchCommands
         }
 
         static string F(double v, string format = "N0") => v.ToString(format, CultureInfo.InvariantCulture);
-        Row("scenario", $"{r.Scenario} ({r.Protocol}, QoS {r.QoS}, {r.PayloadSize} B) against {r.Target}");
+        Row("scenario", $"{r.Scenario} ({r.Protocol}, QoS {r.QoS}, {r.PayloadSize} B, {r.Client} client) against {r.Target}");
         Row("connections", $"{r.Connections} ({r.Publishers} publishing, {r.Subscribers} subscribing, {r.ConnectFailures} failed)");
         if (r.Scenario is not ("idle" or "connect-storm"))
         {

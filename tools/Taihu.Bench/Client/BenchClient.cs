@@ -22,7 +22,7 @@ public delegate void MessageHandler(long sentTimestamp, int publisherId, long se
 /// parses PUBLISH in place (no packet objects), and the publish path writes into the pipe's own buffer, so a
 /// steady run allocates nothing per message.
 /// </summary>
-public sealed class BenchClient : IAsyncDisposable
+public sealed class BenchClient : IBenchClient
 {
     /// <summary>Bytes at the start of every payload: send timestamp (8), publisher id (4), sequence (8).</summary>
     public const int HeaderSize = 20;

@@ -34,6 +34,8 @@ public sealed class BenchOptions
     public bool Quiet { get; set; }
     /// <summary>idle: open TCP connections without MQTT (for the kestrel-baseline listener).</summary>
     public bool SocketsOnly { get; set; }
+    /// <summary>Which client implementation the message-flow scenarios use.</summary>
+    public ClientKind Client { get; set; }
 
     public ProtocolVersion Version => Protocol switch
     {

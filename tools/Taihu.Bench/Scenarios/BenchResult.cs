@@ -6,6 +6,8 @@ public sealed record BenchResult
     public required string Scenario { get; init; }
     public required string Target { get; init; }
     public required string Protocol { get; init; }
+    /// <summary>The client implementation that drove the run: taihu or mqttnet.</summary>
+    public string Client { get; init; } = "taihu";
     public int QoS { get; init; }
     public int PayloadSize { get; init; }
     public double OfferedRate { get; init; }

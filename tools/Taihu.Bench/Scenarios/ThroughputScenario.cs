@@ -59,14 +59,14 @@ public sealed class ThroughputScenario
         var qos = (QoS)o.QoS;
         var recorder = new RunRecorder(Stopwatch.Frequency, _plan.ExpectedCopies);
         var runId = Guid.NewGuid().ToString("N")[..8];
-        var subscribers = new List<BenchClient>();
-        var publishers = new List<BenchClient>();
+        var subscribers = new List<IBenchClient>();
+        var publishers = new List<IBenchClient>();
         var connectFailures = 0;
         try
         {
             await ConnectAllAsync(_plan.SubscriberFilters.Count, async i =>
             {
-                var client = await BenchClient.OpenAsync(target, o.MaxInflight, cancellationToken, SourceAddress(i));
+                var client = await BenchClients.OpenAsync(o.Client, target, o.MaxInflight, cancellationToken, SourceAddress(i));
                 client.OnMessage = (sent, _, _) => recorder.Received(sent, Stopwatch.GetTimestamp());
                 await client.ConnectAsync($"{runId}-sub-{i}", target, 600, true, cancellationToken);
                 await client.SubscribeAsync(_plan.SubscriberFilters[i], qos, cancellationToken);
@@ -78,7 +78,7 @@ public sealed class ThroughputScenario
 
             await ConnectAllAsync(_plan.PublisherTopics.Count, async i =>
             {
-                var client = await BenchClient.OpenAsync(target, o.MaxInflight, cancellationToken, SourceAddress(i + _plan.SubscriberFilters.Count));
+                var client = await BenchClients.OpenAsync(o.Client, target, o.MaxInflight, cancellationToken, SourceAddress(i + _plan.SubscriberFilters.Count));
                 await client.ConnectAsync($"{runId}-pub-{i}", target, 600, true, cancellationToken);
                 lock (publishers)
                 {
@@ -181,6 +181,7 @@ public sealed class ThroughputScenario
                 Scenario = _plan.Name,
                 Target = $"{o.Host}:{o.Port}{(o.Tls ? " tls" : "")}{(o.WebSocketPath is null ? "" : " ws")}",
                 Protocol = o.Version == ProtocolVersion.V500 ? "5.0" : "3.1.1",
+                Client = o.Client == ClientKind.MqttNet ? "mqttnet" : "taihu",
                 QoS = o.QoS,
                 PayloadSize = Math.Max(o.PayloadSize, BenchClient.HeaderSize),
                 OfferedRate = o.Rate,
@@ -215,7 +216,7 @@ public sealed class ThroughputScenario
         }
     }
 
-    private static async Task DisconnectAllAsync(List<BenchClient> publishers, List<BenchClient> subscribers)
+    private static async Task DisconnectAllAsync(List<IBenchClient> publishers, List<IBenchClient> subscribers)
     {
         var clients = publishers.Concat(subscribers).ToArray();
         publishers.Clear();
@@ -252,7 +253,7 @@ public sealed class ThroughputScenario
                 {
                     await connect(index);
                 }
-                catch (Exception ex) when (ex is IOException or System.Net.Sockets.SocketException or InvalidOperationException or TimeoutException or System.Security.Authentication.AuthenticationException or System.Net.WebSockets.WebSocketException or InvalidCastException)
+                catch (Exception ex) when (ex is IOException or System.Net.Sockets.SocketException or InvalidOperationException or TimeoutException or System.Security.Authentication.AuthenticationException or System.Net.WebSockets.WebSocketException or InvalidCastException or MQTTnet.Exceptions.MqttCommunicationException or OperationCanceledException)
                 {
                     onFailure();
                 }
