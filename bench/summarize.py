@@ -6,9 +6,11 @@ import glob, json, os, platform, statistics, subprocess, sys, datetime
 results_dir, doc_path, command = sys.argv[1], sys.argv[2], sys.argv[3]
 runs = {}
 for path in sorted(glob.glob(os.path.join(results_dir, "*.json"))):
-    scenario, broker, _round, _ = os.path.basename(path).rsplit(".", 3)
+    parts = os.path.basename(path)[: -len(".json")].split(".")
+    # scenario.client.broker.round, or scenario.broker.round from before there were two clients
+    scenario, client, broker = (parts[0], parts[1], parts[2]) if len(parts) == 4 else (parts[0], "taihu", parts[1])
     with open(path) as f:
-        runs.setdefault((scenario, broker), []).append(json.load(f))
+        runs.setdefault((scenario, client, broker), []).append(json.load(f))
 
 def med(values):
     values = [v for v in values if v is not None]
@@ -29,14 +31,15 @@ lines = [
     f"Run on {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC: {os.cpu_count()} cores ({cpu}), {platform.platform()}, .NET SDK {dotnet}, {mosq}.",
     f"Command: `{command}`. Median over rounds, ± half the spread (max - min).",
     "",
-    "| scenario | broker | delivered msg/s | lost | broker CPU-s per million delivered | p50 ms | p99 ms | broker CPU % | generator CPU % | broker bytes allocated per delivered |",
-    "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    "| scenario | client | broker | delivered msg/s | lost (median) | runs with loss | broker CPU-s per million delivered | p50 ms | p99 ms | broker CPU % | generator CPU % | broker bytes allocated per delivered |",
+    "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
 ]
-for scenario in sorted({s for s, _ in runs}):
+for scenario, client in sorted({(s, c) for s, c, _ in runs}):
     for broker in ("mosquitto", "taihu"):
-        rs = runs.get((scenario, broker), [])
+        rs = runs.get((scenario, client, broker), [])
         if not rs:
             continue
+        lossy = sum(1 for r in rs if (r.get("lost") or 0) > 0)
         rate = med([r.get("deliveredPerSecond") for r in rs])
         lost = med([r.get("lost") for r in rs])
         per_m = med([r.get("brokerCpuSecondsPerMillion") for r in rs])
@@ -45,7 +48,7 @@ for scenario in sorted({s for s, _ in runs}):
         bcpu = med([r.get("brokerCpuPercent") for r in rs])
         gcpu = med([r.get("generatorCpuPercent") for r in rs])
         alloc = med([r.get("brokerAllocatedBytesPerDelivered") for r in rs])
-        lines.append(f"| {scenario} | {broker} | {fmt(*rate, 0)} | {fmt(*lost, 0)} | {fmt(*per_m)} | {fmt(*p50)} | {fmt(*p99)} | {fmt(*bcpu, 1)} | {fmt(*gcpu, 1)} | {fmt(*alloc, 1)} |")
+        lines.append(f"| {scenario} | {client} | {broker} | {fmt(*rate, 0)} | {fmt(*lost, 0)} | {lossy} of {len(rs)} | {fmt(*per_m)} | {fmt(*p50)} | {fmt(*p99)} | {fmt(*bcpu, 1)} | {fmt(*gcpu, 1)} | {fmt(*alloc, 1)} |")
 
 table = "\n".join(lines)
 with open(doc_path) as f:
