@@ -424,7 +424,7 @@ public sealed partial class MqttBroker
             }
             else if (session.Queue.Count < Options.MaximumQueuedMessages)
             {
-                session.Queue.Enqueue(new PendingDelivery(FromStored(session.Namespace, delivery.Message), delivery.QoS, delivery.Retain, ids, Group: null));
+                session.EnqueuePending(new PendingDelivery(FromStored(session.Namespace, delivery.Message), delivery.QoS, delivery.Retain, ids, Group: null));
             }
             else
             {

@@ -334,7 +334,7 @@ public sealed partial class MqttBroker : IMqttServerPublisher, IDisposable
                 }
                 else
                 {
-                    session.Queue.Enqueue(pending);
+                    session.EnqueuePending(pending);
                 }
             }
         }
@@ -529,27 +529,36 @@ public sealed partial class MqttBroker : IMqttServerPublisher, IDisposable
                 return;
             }
 
-            if (session.Queue.Count >= Options.MaximumQueuedMessages && DropExpired(session.Queue) == 0)
+            if (session.Queue.Count >= Options.MaximumQueuedMessages && DropExpired(session) == 0)
             {
                 Metrics.MessageDropped(DropReasons.QueueFull);
                 return;
             }
 
             message.AddReference();
-            session.Queue.Enqueue(new PendingDelivery(message, qos, retain, subscriptionIds, group));
+            session.EnqueuePending(new PendingDelivery(message, qos, retain, subscriptionIds, group));
             session.StateChanged = true;
         }
     }
 
     /// <summary>
     /// Removes the expired messages from a full queue (they would only be dropped when pumped), so that they do
-    /// not keep fresh ones out of an offline session. Returns how many were removed. Caller holds the gate.
+    /// not keep fresh ones out of an offline session. Returns how many were removed. The queue is walked only once
+    /// its earliest expiry has passed, so a queue that stays full costs O(1) per refused message, not O(queue).
+    /// Caller holds the gate.
     /// </summary>
-    private int DropExpired(Queue<PendingDelivery> queue)
+    private int DropExpired(MqttSession session)
     {
         var now = Time.GetUtcNow();
+        if (now < session.QueuedExpiryNotBefore)
+        {
+            return 0;
+        }
+
+        var queue = session.Queue;
         var count = queue.Count;
         var removed = 0;
+        var earliest = DateTimeOffset.MaxValue;
         for (var i = 0; i < count; i++)
         {
             var pending = queue.Dequeue();
@@ -562,9 +571,14 @@ public sealed partial class MqttBroker : IMqttServerPublisher, IDisposable
             else
             {
                 queue.Enqueue(pending);
+                if (pending.Message.ExpiresAt is { } at && at < earliest)
+                {
+                    earliest = at;
+                }
             }
         }
 
+        session.QueuedExpiryNotBefore = earliest;
         return removed;
     }
 
