@@ -190,19 +190,24 @@ public sealed partial class MqttBroker : IMqttServerPublisher, IDisposable
         lock (_sessionGate)
         {
             var key = (ns, owner, clientId);
+            var resumable = false;
             if (_sessions.TryGetValue(key, out var existing))
             {
                 lock (existing.Gate)
                 {
                     previous = existing.Channel;
                     existing.Channel = null;
+
+                    // A session with expiry 0 (3.1.1 Clean Session 1, 5.0 Session Expiry 0) ends with its
+                    // connection: one taken over while still connected has nothing to resume (Mosquitto too).
+                    resumable = !cleanStart && !existing.Ended && existing.ExpiryInterval != 0;
                 }
 
                 // The old connection is told 0x8E and closed; its will follows the usual rules (see DetachSession).
                 previous?.Kick();
             }
 
-            if (existing is not null && !cleanStart && !existing.Ended)
+            if (existing is not null && resumable)
             {
                 session = existing;
                 sessionPresent = true;

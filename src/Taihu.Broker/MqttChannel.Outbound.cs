@@ -70,7 +70,11 @@ public sealed partial class MqttChannel
         try
         {
             var now = _broker.Time.GetUtcNow();
-            if (message.IsExpired(now))
+
+            // 5.0 section 3.3.2.3.3: an expired message is deleted only while its onward delivery has not
+            // started. A DUP resend on resume went out before, and section 4.4 says it must go again; it
+            // carries what is left of its interval, 0 once past it.
+            if (!item.Dup && message.IsExpired(now))
             {
                 _broker.Metrics.MessageDropped(DropReasons.Expired);
                 CompleteDropped(item);

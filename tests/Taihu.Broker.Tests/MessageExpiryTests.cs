@@ -1,4 +1,6 @@
+using System.Diagnostics.Metrics;
 using System.Text;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Time.Testing;
 using MQTTnet.Formatter;
 using Taihu.Broker.Tests.Support;
@@ -157,6 +159,103 @@ public class MessageExpiryTests
         await late.SubscribeAsync("exp/retained", QoS.AtLeastOnce);
         // Retained messages follow the SUBACK at once: none precedes the PINGRESP.
         await late.PingAsync();
+    }
+
+    [Fact]
+    public async Task Queued_message_past_its_expiry_is_counted_as_expired()
+    {
+        var time = new FakeTimeProvider();
+        await using var host = await BrokerHost.StartAsync(time: time);
+        using var expired = new ExpiredDropCounter(host);
+        await using var watcher = await ConnectRawAsync(host, "watcher", ProtocolVersion.V500);
+        await watcher.SubscribeAsync("gone/#", QoS.AtMostOnce);
+        await GoOfflineAsync(host, watcher, "sub", ProtocolVersion.V500, "exp/t");
+
+        await using var publisher = await ConnectRawAsync(host, "pub", ProtocolVersion.V500);
+        await publisher.SendAsync(Publish("exp/t", "expires", QoS.AtLeastOnce, packetId: 1, properties: new MqttProperties { MessageExpiryInterval = 10 }));
+        await publisher.ExpectAckAsync(PacketType.PubAck, 1);
+        await publisher.SendAsync(Publish("exp/t", "sentinel", QoS.AtLeastOnce, packetId: 2));
+        await publisher.ExpectAckAsync(PacketType.PubAck, 2);
+        Assert.Equal(0, expired.Count);
+
+        time.Advance(TimeSpan.FromSeconds(11));
+        await using var subscriber = await ReconnectAsync(host, "sub", ProtocolVersion.V500);
+        Assert.Equal("sentinel", (await subscriber.ExpectPublishAsync()).Payload);
+        Assert.Equal(1, expired.Count);
+        Assert.Equal(0, host.Broker.FindSession("", "sub")!.QueuedCount);
+    }
+
+    /// <summary>
+    /// 5.0 section 3.3.2.3.3: a message past its expiry is deleted only if its onward delivery has not started.
+    /// One sent and not acknowledged has started, and section 4.4 says it must be sent again on resume: so it is,
+    /// with DUP, its packet identifier, and the interval it has left (0 once past its expiry). Mosquitto drops it.
+    /// </summary>
+    [Fact]
+    public async Task Unacknowledged_message_is_sent_again_on_resume_even_past_its_expiry()
+    {
+        var time = new FakeTimeProvider();
+        await using var host = await BrokerHost.StartAsync(time: time);
+        using var expired = new ExpiredDropCounter(host);
+        var (client, ack) = await RawClient.ConnectAsync(host, new ConnectPacket
+        {
+            ProtocolVersion = ProtocolVersion.V500,
+            ClientId = "sub",
+            CleanStart = true,
+            Properties = new MqttProperties { SessionExpiryInterval = 3600 },
+        });
+        Assert.Equal(ReasonCode.Success, ack.ReasonCode);
+        await client.SubscribeAsync("exp/t", QoS.AtLeastOnce);
+        await using var publisher = await ConnectRawAsync(host, "pub", ProtocolVersion.V500);
+        await publisher.SendAsync(Publish("exp/t", "short", QoS.AtLeastOnce, packetId: 1, properties: new MqttProperties { MessageExpiryInterval = 5 }));
+        await publisher.ExpectAckAsync(PacketType.PubAck, 1);
+        await publisher.SendAsync(Publish("exp/t", "long", QoS.AtLeastOnce, packetId: 2, properties: new MqttProperties { MessageExpiryInterval = 100 }));
+        await publisher.ExpectAckAsync(PacketType.PubAck, 2);
+        var (first, _) = await client.ExpectPublishAsync();
+        var (second, _) = await client.ExpectPublishAsync();
+        await client.DisposeAsync();
+        await host.WaitUntilDetachedAsync("sub");
+
+        time.Advance(TimeSpan.FromSeconds(10));
+        await using var subscriber = await ReconnectAsync(host, "sub", ProtocolVersion.V500);
+        var (again, payload) = await subscriber.ExpectPublishAsync();
+        Assert.Equal(("short", first.PacketId, true, 0u), (payload, again.PacketId, again.Dup, again.Properties!.MessageExpiryInterval));
+        (again, payload) = await subscriber.ExpectPublishAsync();
+        Assert.Equal(("long", second.PacketId, true, 90u), (payload, again.PacketId, again.Dup, again.Properties!.MessageExpiryInterval));
+        Assert.Equal(0, expired.Count);
+    }
+
+    /// <summary>Counts drops tagged reason=expired on this host's own meter (tests run in parallel, each broker has its own).</summary>
+    private sealed class ExpiredDropCounter : IDisposable
+    {
+        private readonly MeterListener _listener = new();
+        private long _count;
+
+        public ExpiredDropCounter(BrokerHost host)
+        {
+            var factory = host.Services.GetRequiredService<IMeterFactory>();
+            _listener.InstrumentPublished = (instrument, listener) =>
+            {
+                if (ReferenceEquals(instrument.Meter.Scope, factory) && instrument.Name == "taihu.mqtt.messages.dropped")
+                {
+                    listener.EnableMeasurementEvents(instrument);
+                }
+            };
+            _listener.SetMeasurementEventCallback<long>((_, value, tags, _) =>
+            {
+                foreach (var tag in tags)
+                {
+                    if (tag.Key == "reason" && Equals(tag.Value, "expired"))
+                    {
+                        Interlocked.Add(ref _count, value);
+                    }
+                }
+            });
+            _listener.Start();
+        }
+
+        public long Count => Interlocked.Read(ref _count);
+
+        public void Dispose() => _listener.Dispose();
     }
 
     /// <summary>

@@ -1,10 +1,12 @@
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Time.Testing;
 using MQTTnet;
 using MQTTnet.Formatter;
 using MQTTnet.Protocol;
 using Taihu.Broker.Extensibility;
 using Taihu.Broker.Tests.Support;
 using Taihu.Mqtt;
+using Taihu.Mqtt.Packets;
 
 namespace Taihu.Broker.Tests;
 
@@ -59,6 +61,50 @@ public class SessionOwnershipTests
 
         await using var again = await ConnectAsync(host, "a", version, persistent: true);
         Assert.True(again.ConnectResult!.IsSessionPresent);
+    }
+
+    /// <summary>
+    /// Only the session's own owner reconnecting within the Will Delay Interval cancels the will: another owner
+    /// with the same client id gets a session of its own, and the first owner's will goes out when its delay ends.
+    /// </summary>
+    [Fact]
+    public async Task Another_owner_with_the_same_client_id_does_not_cancel_a_delayed_will()
+    {
+        var time = new FakeTimeProvider();
+        await using var host = await BrokerHost.StartAsync(time: time, services: s => s.AddSingleton<IMqttAuthenticator, OwnerAuthenticator>());
+        await using var watcher = await TestClient.ConnectAsync(host, "watcher", MqttProtocolVersion.V500, b => b.WithCredentials("watcher", "").WithKeepAlivePeriod(TimeSpan.Zero));
+        await watcher.Client.SubscribeAsync("will/#", MqttQualityOfServiceLevel.AtLeastOnce);
+        var connect = RawPackets.Connect("shared-id", MqttProtocolVersion.V500, cleanStart: false, sessionExpiry: 60,
+            will: RawPackets.Will("will/a", "gone", properties: new MqttProperties { WillDelayInterval = 10 }));
+        connect.UserName = "a";
+        var (a, ackA) = await RawClient.ConnectAsync(host, connect);
+        Assert.Equal(ReasonCode.Success, ackA.ReasonCode);
+        await a.DisposeAsync();
+        await BrokerState.WaitUntilAsync(() =>
+        {
+            var session = host.Broker.FindSession("tenant", "shared-id", "a");
+            if (session is null)
+            {
+                return false;
+            }
+
+            lock (session.Gate)
+            {
+                return session.WillDueAt is not null;
+            }
+        }, "the will of 'a' is pending");
+
+        time.Advance(TimeSpan.FromSeconds(5));
+        var other = RawPackets.Connect("shared-id", MqttProtocolVersion.V500, cleanStart: false, sessionExpiry: 60);
+        other.UserName = "b";
+        var (b, ackB) = await RawClient.ConnectAsync(host, other);
+        await using var __ = b;
+        Assert.Equal(ReasonCode.Success, ackB.ReasonCode);
+        Assert.False(ackB.SessionPresent);
+
+        time.Advance(TimeSpan.FromSeconds(5));
+        var will = (await watcher.NextAsync()).ApplicationMessage;
+        Assert.Equal(("will/a", "gone"), (will.Topic, will.ConvertPayloadToString()));
     }
 
     [Fact]

@@ -69,6 +69,37 @@ public class TakeoverTests
         Assert.Equal("marker", (await taker.ExpectAsync<PublishPacket>()).Topic);
     }
 
+    /// <summary>
+    /// A clean session (3.1.1 Clean Session 1; 5.0 Session Expiry 0, whatever Clean Start says) ends with its
+    /// connection, so a persistent connection that takes it over has nothing to resume: Session Present 0 and
+    /// none of the old subscriptions (5.0 section 3.1.2.11.2, as Mosquitto does).
+    /// </summary>
+    [Theory]
+    [InlineData(MqttProtocolVersion.V311, true)]
+    [InlineData(MqttProtocolVersion.V500, true)]
+    [InlineData(MqttProtocolVersion.V500, false)]
+    public async Task Persistent_connection_taking_over_a_clean_session_gets_a_fresh_one(MqttProtocolVersion version, bool oldCleanStart)
+    {
+        await using var host = await BrokerHost.StartAsync();
+        var (old, oldAck) = await RawClient.ConnectAsync(host, RawPackets.Connect("dev", version, cleanStart: oldCleanStart, sessionExpiry: 0));
+        await using var o = old;
+        Assert.Equal(ReasonCode.Success, oldAck.ReasonCode);
+        await old.SubscribeAsync("t/#", QoS.AtLeastOnce);
+
+        var (taker, ack) = await RawClient.ConnectAsync(host, RawPackets.Connect("dev", version, cleanStart: false, sessionExpiry: 3600));
+        await using var t = taker;
+        Assert.Equal(ReasonCode.Success, ack.ReasonCode);
+        Assert.False(ack.SessionPresent);
+        AssertKicked(await old.ReceiveUntilClosedAsync(), version);
+        await taker.SubscribeAsync("marker", QoS.AtLeastOnce);
+        Assert.Equal(1, host.Broker.FindSession("", "dev")!.SubscriptionCount);
+
+        await using var publisher = await TestClient.ConnectAsync(host, "publisher", version);
+        await publisher.Client.PublishStringAsync("t/1", "old subscription", MqttQualityOfServiceLevel.AtLeastOnce);
+        await publisher.Client.PublishStringAsync("marker", "marker", MqttQualityOfServiceLevel.AtLeastOnce);
+        Assert.Equal("marker", (await taker.ExpectAsync<PublishPacket>()).Topic);
+    }
+
     [Theory]
     [InlineData(MqttProtocolVersion.V311)]
     [InlineData(MqttProtocolVersion.V500)]

@@ -180,6 +180,69 @@ public class WillTests
         await AssertNextIsMarkerAsync(watcher);
     }
 
+    /// <summary>
+    /// Mosquitto's rule for a reconnect within the Will Delay Interval: a session that ended with its connection
+    /// (Session Expiry 0) is not resumed, so the will of the connection taken over goes out at once.
+    /// </summary>
+    [Fact]
+    public async Task Takeover_of_a_non_persistent_session_sends_its_delayed_will_at_once()
+    {
+        var time = new FakeTimeProvider();
+        await using var host = await BrokerHost.StartAsync(time: time);
+        await using var watcher = await WatcherAsync(host);
+        var will = RawPackets.Will("will/w1", "gone", properties: new MqttProperties { WillDelayInterval = 60 });
+        await using var old = await ConnectWithWillAsync(host, "w1", MqttProtocolVersion.V500, will, cleanStart: true, sessionExpiry: 0);
+
+        var (taker, ack) = await RawClient.ConnectAsync(host, RawPackets.Connect("w1", MqttProtocolVersion.V500, cleanStart: false, sessionExpiry: 60));
+        await using var t = taker;
+        Assert.False(ack.SessionPresent);
+        await AssertWillAsync(watcher);
+    }
+
+    /// <summary>Clean Start 1 within the Will Delay Interval: the old session ends, and its will goes out at once.</summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task Clean_start_within_the_will_delay_sends_the_will_at_once(bool oldStillConnected)
+    {
+        var time = new FakeTimeProvider();
+        await using var host = await BrokerHost.StartAsync(time: time);
+        await using var watcher = await WatcherAsync(host);
+        var will = RawPackets.Will("will/w1", "gone", properties: new MqttProperties { WillDelayInterval = 30 });
+        await using var old = await ConnectWithWillAsync(host, "w1", MqttProtocolVersion.V500, will, cleanStart: false, sessionExpiry: 60);
+        if (!oldStillConnected)
+        {
+            await old.DisposeAsync();
+            await WaitUntilWillPendingAsync(host, "w1");
+            time.Advance(TimeSpan.FromSeconds(5));
+        }
+
+        var (taker, ack) = await RawClient.ConnectAsync(host, RawPackets.Connect("w1", MqttProtocolVersion.V500, cleanStart: true, sessionExpiry: 60));
+        await using var t = taker;
+        Assert.False(ack.SessionPresent);
+        await AssertWillAsync(watcher);
+    }
+
+    /// <summary>A persistent session taken over with Clean Start 0 is resumed within the delay: its delayed will is cancelled.</summary>
+    [Fact]
+    public async Task Takeover_of_a_persistent_session_within_the_will_delay_cancels_the_will()
+    {
+        var time = new FakeTimeProvider();
+        await using var host = await BrokerHost.StartAsync(time: time);
+        await using var watcher = await WatcherAsync(host);
+        var will = RawPackets.Will("will/w1", "gone", properties: new MqttProperties { WillDelayInterval = 10 });
+        await using var old = await ConnectWithWillAsync(host, "w1", MqttProtocolVersion.V500, will, cleanStart: false, sessionExpiry: 60);
+
+        var (taker, ack) = await RawClient.ConnectAsync(host, RawPackets.Connect("w1", MqttProtocolVersion.V500, cleanStart: false, sessionExpiry: 60));
+        await using var t = taker;
+        Assert.True(ack.SessionPresent);
+        Assert.Single(await old.ReceiveUntilClosedAsync());
+
+        time.Advance(TimeSpan.FromSeconds(20));
+        await SendMarkerAsync(host, MqttProtocolVersion.V500);
+        await AssertNextIsMarkerAsync(watcher);
+    }
+
     [Theory]
     [InlineData(MqttProtocolVersion.V311)]
     [InlineData(MqttProtocolVersion.V500)]
