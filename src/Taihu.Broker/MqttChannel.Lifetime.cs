@@ -81,6 +81,7 @@ public sealed partial class MqttChannel
         if (sendDisconnect && IsV5 && _state == State.Connected && code != ReasonCode.Success)
         {
             Enqueue(new OutboundItem(new DisconnectPacket { ReasonCode = code, Properties = ReasonProperties(reason) }));
+            SentDisconnect = true;
         }
 
         if (_outbound.Complete())
@@ -90,6 +91,12 @@ public sealed partial class MqttChannel
 
         _transport?.StopReceiving();
     }
+
+    /// <summary>
+    /// True when the broker queued a DISCONNECT before closing: the transport should let the client read it
+    /// (see <see cref="Transport.MqttConnectionRunner"/>, lingering close) rather than reset the connection.
+    /// </summary>
+    internal bool SentDisconnect { get; private set; }
 
     /// <summary>The transport is gone: detach from the session and handle the will.</summary>
     public void OnTransportClosed()

@@ -314,6 +314,12 @@ public sealed partial class MqttChannel
 
     // ---------------------------------------------------------------- acknowledgements of our PUBLISH, and PUBREL
 
+    /// <remarks>
+    /// An acknowledgement for an identifier we have not in flight is tolerated (PUBACK and PUBCOMP ignored, PUBREC
+    /// answered with PUBREL 0x92): it can follow a resend or a restart. One that names a delivery in flight but does
+    /// not fit it (PUBREC or PUBCOMP for QoS 1, PUBACK for QoS 2, PUBCOMP before PUBREC) can only be a broken
+    /// client: 3.1.1 [MQTT-4.8.0-1] closes, 5.0 sends DISCONNECT 0x82 first, as Mosquitto does.
+    /// </remarks>
     private bool HandleAck(PublishAckPacket ack)
     {
         var session = _session!;
@@ -324,49 +330,60 @@ public sealed partial class MqttChannel
                 lock (session.Gate)
                 {
                     var index = session.FindInflight(ack.PacketId);
-                    if (index >= 0)
+                    if (index < 0)
                     {
-                        var inflight = session.Inflight[index];
-                        var expected = ack.Type == PacketType.PubAck ? QoS.AtLeastOnce : QoS.ExactlyOnce;
-                        if (inflight.QoS == expected && (ack.Type == PacketType.PubAck || inflight.Released))
-                        {
-                            session.Inflight.RemoveAt(index);
-                            session.StateChanged = true;
-                            inflight.Message.Release();
-                            _broker.Pump(session, this);
-                        }
-                    }
-                }
-
-                return true;
-            case PacketType.PubRec:
-                lock (session.Gate)
-                {
-                    var index = session.FindInflight(ack.PacketId);
-                    if (index < 0 || session.Inflight[index].QoS != QoS.ExactlyOnce)
-                    {
-                        SendAck(PacketType.PubRel, ack.PacketId, IsV5 ? ReasonCode.PacketIdentifierNotFound : ReasonCode.Success);
                         return true;
                     }
 
                     var inflight = session.Inflight[index];
-                    if (!ack.ReasonCode.IsSuccess())
+                    var fits = ack.Type == PacketType.PubAck
+                        ? inflight.QoS == QoS.AtLeastOnce
+                        : inflight.QoS == QoS.ExactlyOnce && inflight.Released;
+                    if (fits)
                     {
-                        // The receiver refused it: the exchange ends here (5.0 section 4.3.3).
                         session.Inflight.RemoveAt(index);
                         session.StateChanged = true;
                         inflight.Message.Release();
                         _broker.Pump(session, this);
                         return true;
                     }
-
-                    inflight.Released = true;
-                    session.Inflight[index] = inflight;
-                    session.StateChanged = true;
                 }
 
-                SendAck(PacketType.PubRel, ack.PacketId);
-                return true;
+                return FailNow(ReasonCode.ProtocolError, ack.Type == PacketType.PubAck
+                    ? "PUBACK for a QoS 2 delivery."
+                    : "PUBCOMP for a delivery that is not waiting for it.");
+            case PacketType.PubRec:
+                lock (session.Gate)
+                {
+                    var index = session.FindInflight(ack.PacketId);
+                    if (index < 0)
+                    {
+                        SendAck(PacketType.PubRel, ack.PacketId, IsV5 ? ReasonCode.PacketIdentifierNotFound : ReasonCode.Success);
+                        return true;
+                    }
+
+                    var inflight = session.Inflight[index];
+                    if (inflight.QoS == QoS.ExactlyOnce)
+                    {
+                        if (!ack.ReasonCode.IsSuccess())
+                        {
+                            // The receiver refused it: the exchange ends here (5.0 section 4.3.3).
+                            session.Inflight.RemoveAt(index);
+                            session.StateChanged = true;
+                            inflight.Message.Release();
+                            _broker.Pump(session, this);
+                            return true;
+                        }
+
+                        inflight.Released = true;
+                        session.Inflight[index] = inflight;
+                        session.StateChanged = true;
+                        SendAck(PacketType.PubRel, ack.PacketId);
+                        return true;
+                    }
+                }
+
+                return FailNow(ReasonCode.ProtocolError, "PUBREC for a QoS 1 delivery.");
             case PacketType.PubRel:
                 bool known;
                 lock (session.Gate)

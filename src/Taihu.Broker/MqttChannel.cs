@@ -232,7 +232,10 @@ public sealed partial class MqttChannel
         Close(exception.ReasonCode, exception.Message, publishWill: true);
     }
 
-    private ValueTask<bool> Fail(ReasonCode code, string reason)
+    private ValueTask<bool> Fail(ReasonCode code, string reason) => ValueTask.FromResult(FailNow(code, reason));
+
+    /// <summary>Logs the protocol error and closes (5.0: DISCONNECT with <paramref name="code"/> first). Always false.</summary>
+    private bool FailNow(ReasonCode code, string reason)
     {
         if (_broker.Logger.IsEnabled(LogLevel.Warning) && _broker.ShouldLogRefusal())
         {
@@ -240,7 +243,7 @@ public sealed partial class MqttChannel
         }
 
         Close(code, reason, publishWill: true);
-        return ValueTask.FromResult(false);
+        return false;
     }
 
     private MqttProperties? ReasonProperties(string? reason) =>

@@ -145,6 +145,7 @@ public class ConnectTests
 
     [Theory]
     [InlineData(60, 30)]
+    [InlineData(120, 30)]
     [InlineData(0, 30)]
     [InlineData(20, null)]
     public async Task Server_keep_alive_is_sent_when_the_maximum_is_lower_than_the_clients(int clientKeepAlive, int? expected)

@@ -91,6 +91,34 @@ public class FlowControlTests
     }
 
     [Fact]
+    public async Task Client_answering_pubrecs_after_exceeding_receive_maximum_still_reads_the_disconnect()
+    {
+        await using var host = await BrokerHost.StartAsync(o => o.MaximumInflightMessages = 2);
+        await using var publisher = await ConnectRawAsync(host, "pub", ProtocolVersion.V500);
+
+        // Three QoS 2 publishes in one write, as a client that ignores Receive Maximum sends them; the third is over.
+        var burst = new List<byte>();
+        for (ushort id = 1; id <= 3; id++)
+        {
+            burst.AddRange(PacketWriter.ToArray(Publish("flow/in", $"{id}", QoS.ExactlyOnce, packetId: id), ProtocolVersion.V500));
+        }
+
+        await publisher.SendAsync(burst.ToArray());
+
+        // Like any client, it answers each PUBREC with PUBREL as it reads them. The broker must still be reading
+        // (and discarding) when they arrive, or the socket is reset and the client never sees the DISCONNECT.
+        for (ushort id = 1; id <= 2; id++)
+        {
+            await publisher.ExpectAckAsync(PacketType.PubRec, id);
+            await publisher.SendAsync(new PublishAckPacket(PacketType.PubRel, id));
+        }
+
+        var disconnect = await publisher.ExpectAsync<DisconnectPacket>();
+        Assert.Equal(ReasonCode.ReceiveMaximumExceeded, disconnect.ReasonCode);
+        Assert.Empty(await publisher.ReceiveUntilClosedAsync());
+    }
+
+    [Fact]
     public async Task Resending_an_unreleased_qos2_message_does_not_count_against_receive_maximum()
     {
         await using var host = await BrokerHost.StartAsync(o => o.MaximumInflightMessages = 1);

@@ -158,4 +158,83 @@ public class MaximumPacketSizeTests
         Assert.Equal("small", payload);
         Assert.Equal("limit/alias", packet.Topic);
     }
+
+    [Theory]
+    [InlineData(QoS.AtLeastOnce)]
+    [InlineData(QoS.ExactlyOnce)]
+    public async Task Dropped_message_frees_its_slot_and_later_messages_of_the_same_qos_arrive(QoS qos)
+    {
+        await using var host = await BrokerHost.StartAsync();
+        await using var subscriber = await ConnectRawAsync(host, "sub", ProtocolVersion.V500, new MqttProperties { MaximumPacketSize = 100, ReceiveMaximum = 1 });
+        await subscriber.SubscribeAsync("limit/flow", qos);
+        await using var publisher = await ConnectRawAsync(host, "pub", ProtocolVersion.V500);
+        var dropped = host.Broker.Metrics.Dropped;
+        var ack = qos == QoS.AtLeastOnce ? PacketType.PubAck : PacketType.PubRec;
+
+        // Two too large, then three that fit: each must arrive and be acknowledged in turn through a window of one.
+        ushort id = 1;
+        foreach (var payload in new[] { new string('x', 500), new string('y', 500), "a", "b", "c" })
+        {
+            await publisher.SendAsync(Publish("limit/flow", payload, qos, packetId: id));
+            await publisher.ExpectAckAsync(ack, id);
+            if (qos == QoS.ExactlyOnce)
+            {
+                await publisher.SendAsync(new PublishAckPacket(PacketType.PubRel, id));
+                await publisher.ExpectAckAsync(PacketType.PubComp, id);
+            }
+
+            id++;
+        }
+
+        foreach (var expected in new[] { "a", "b", "c" })
+        {
+            var (packet, payload) = await subscriber.ExpectPublishAsync();
+            Assert.Equal(expected, payload);
+            Assert.Equal(qos, packet.QoS);
+            if (qos == QoS.AtLeastOnce)
+            {
+                await subscriber.SendAsync(new PublishAckPacket(PacketType.PubAck, packet.PacketId));
+            }
+            else
+            {
+                await subscriber.SendAsync(new PublishAckPacket(PacketType.PubRec, packet.PacketId));
+                await subscriber.ExpectAckAsync(PacketType.PubRel, packet.PacketId);
+                await subscriber.SendAsync(new PublishAckPacket(PacketType.PubComp, packet.PacketId));
+            }
+        }
+
+        await subscriber.PingAsync();
+        var session = host.Broker.FindSession("", "sub")!;
+        Assert.Equal(0, session.InflightCount);
+        Assert.Equal(0, session.QueuedCount);
+        Assert.Equal(dropped + 2, host.Broker.Metrics.Dropped);
+    }
+
+    [Fact]
+    public async Task Message_too_large_waiting_behind_a_full_window_is_dropped_when_its_turn_comes()
+    {
+        await using var host = await BrokerHost.StartAsync();
+        await using var subscriber = await ConnectRawAsync(host, "sub", ProtocolVersion.V500, new MqttProperties { MaximumPacketSize = 100, ReceiveMaximum = 1 });
+        await subscriber.SubscribeAsync("limit/queued", QoS.AtLeastOnce);
+        await using var publisher = await ConnectRawAsync(host, "pub", ProtocolVersion.V500);
+
+        // "first" fills the window; the big one and "last" wait in the session queue.
+        ushort id = 1;
+        foreach (var payload in new[] { "first", new string('x', 500), "last" })
+        {
+            await publisher.SendAsync(Publish("limit/queued", payload, QoS.AtLeastOnce, packetId: id));
+            await publisher.ExpectAckAsync(PacketType.PubAck, id);
+            id++;
+        }
+
+        var (first, firstPayload) = await subscriber.ExpectPublishAsync();
+        Assert.Equal("first", firstPayload);
+        await subscriber.SendAsync(new PublishAckPacket(PacketType.PubAck, first.PacketId));
+
+        var (last, lastPayload) = await subscriber.ExpectPublishAsync();
+        Assert.Equal("last", lastPayload);
+        await subscriber.SendAsync(new PublishAckPacket(PacketType.PubAck, last.PacketId));
+        await subscriber.PingAsync();
+        Assert.Equal(0, host.Broker.FindSession("", "sub")!.InflightCount);
+    }
 }

@@ -10,7 +10,8 @@ namespace Taihu.Broker.Tests;
 /// Acknowledgements of the broker's own deliveries that name a packet identifier it has not in flight (5.0
 /// section 4.3.3: PUBREL 0x92 answers an unknown PUBREC; 3.1.1 has no reason code). An unknown PUBACK or PUBCOMP
 /// is ignored and the connection carries on: the next packet the client reads is the answer to its PINGREQ.
-/// (PUBREL for an unknown id is covered by <c>PublishQosTests.Pubrel_for_an_unknown_packet_id_gets_pubcomp</c>.)
+/// (PUBREL for an unknown id is covered by <c>PublishQosTests.Pubrel_for_an_unknown_packet_id_gets_pubcomp</c>; an
+/// acknowledgement of the wrong QoS for an id that is in flight, by <c>WrongAcknowledgementTests</c>.)
 /// </summary>
 public class UnknownPacketIdTests
 {
@@ -49,30 +50,5 @@ public class UnknownPacketIdTests
         await client.ExpectAckAsync(PacketType.PubAck, 1);
         await client.SendAsync(new PublishAckPacket(PacketType.PubAck, publish.PacketId));
         await client.PingAsync();
-    }
-
-    [Theory]
-    [InlineData(MqttProtocolVersion.V311, ReasonCode.Success)]
-    [InlineData(MqttProtocolVersion.V500, ReasonCode.PacketIdentifierNotFound)]
-    public async Task Pubrec_for_a_qos1_delivery_gets_pubrel_and_the_delivery_stays_in_flight(MqttProtocolVersion version, ReasonCode expected)
-    {
-        await using var host = await BrokerHost.StartAsync();
-        await using var subscriber = await ConnectRawAsync(host, "sub", version.ToOurs());
-        await subscriber.SubscribeAsync("t", QoS.AtLeastOnce);
-        await using var publisher = await ConnectRawAsync(host, "pub", version.ToOurs());
-        await publisher.SendAsync(Publish("t", "one", QoS.AtLeastOnce, packetId: 1));
-        await publisher.ExpectAckAsync(PacketType.PubAck, 1);
-        var publish = await subscriber.ExpectAsync<PublishPacket>();
-        Assert.Equal(QoS.AtLeastOnce, publish.QoS);
-
-        // PUBREC is the QoS 2 answer: the id is not in flight as QoS 2.
-        await subscriber.SendAsync(new PublishAckPacket(PacketType.PubRec, publish.PacketId));
-        Assert.Equal(expected, (await subscriber.ExpectAckAsync(PacketType.PubRel, publish.PacketId)).ReasonCode);
-        var session = host.Broker.FindSession("", "sub")!;
-        Assert.Equal(1, session.InflightCount);
-
-        await subscriber.SendAsync(new PublishAckPacket(PacketType.PubAck, publish.PacketId));
-        await subscriber.PingAsync();
-        Assert.Equal(0, session.InflightCount);
     }
 }

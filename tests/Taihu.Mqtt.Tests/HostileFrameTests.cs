@@ -79,6 +79,12 @@ public class HostileFrameTests
         { "SUBSCRIBE without payload in 5.0", V5, "82 03 0001 00", Protocol },
         { "UNSUBSCRIBE without payload", V311, "A2 02 0001", Protocol },
         { "UNSUBSCRIBE without payload in 5.0", V5, "A2 03 0001 00", Protocol },
+        // An empty topic filter: 4.7.3 "at least one character long"; Mosquitto calls it malformed.
+        { "SUBSCRIBE with an empty topic filter", V311, "82 05 0001 0000 00", Malformed },
+        { "SUBSCRIBE with an empty topic filter in 5.0", V5, "82 06 0001 00 0000 00", Malformed },
+        { "SUBSCRIBE with an empty topic filter after a valid one in 5.0", V5, "82 0A 0001 00 000161 00 0000 00", Malformed },
+        { "UNSUBSCRIBE with an empty topic filter", V311, "A2 04 0001 0000", Malformed },
+        { "UNSUBSCRIBE with an empty topic filter in 5.0", V5, "A2 05 0001 00 0000", Malformed },
         { "subscription options with bits 6-7 set", V5, "82 07 0001 00 000161 C0", Malformed },
         { "subscription options with 5.0 bits in 3.1.1", V311, "82 06 0001 000161 04", Malformed },
         { "subscription with QoS 3 in 3.1.1", V311, "82 06 0001 000161 03", Malformed },

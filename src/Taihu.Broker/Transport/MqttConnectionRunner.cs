@@ -102,8 +102,59 @@ public static partial class MqttConnectionRunner
             channel.Close(ReasonCode.Success, null, publishWill: true, sendDisconnect: false);
             channel.DetachFromSession();
             await sender.Completion;
+            if (sender.OutputLeftOpen)
+            {
+                await LingerAsync(input);
+                await CompleteQuietlyAsync(transport.Output);
+            }
+
             channel.OnTransportClosed();
             await input.CompleteAsync();
+        }
+    }
+
+    /// <summary>How long a connection the broker ended with DISCONNECT keeps reading while the client closes its end.</summary>
+    internal static readonly TimeSpan DisconnectLinger = TimeSpan.FromSeconds(2);
+
+    /// <summary>
+    /// Lingering close, as web servers do: after a DISCONNECT has been written, the output stays open and what the
+    /// client still sends (PUBRELs for messages it had in flight, say) is read and discarded until it closes its
+    /// end, as 5.0 section 4.13 tells it to, or <see cref="DisconnectLinger"/> passes. Closing at once would leave
+    /// those bytes unread, or make them arrive at a closed socket; either way TCP answers with a reset, and the
+    /// client sees a broken pipe instead of the DISCONNECT that says why. The wait is on the wall clock: it bounds
+    /// a socket, not a protocol timer.
+    /// </summary>
+    private static async ValueTask LingerAsync(PipeReader input)
+    {
+        using var linger = new CancellationTokenSource(DisconnectLinger);
+        try
+        {
+            while (true)
+            {
+                // The first read may return canceled: closing cancelled the pending read to stop the receive loop.
+                var result = await input.ReadAsync(linger.Token);
+                input.AdvanceTo(result.Buffer.End);
+                if (result.IsCompleted)
+                {
+                    return;
+                }
+            }
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            // The linger ran out, or the transport failed or was aborted (host shutdown): close now either way.
+        }
+    }
+
+    private static async ValueTask CompleteQuietlyAsync(PipeWriter output)
+    {
+        try
+        {
+            await output.CompleteAsync();
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            // Completing a broken transport may throw anything it threw before; the connection is over either way.
         }
     }
 
@@ -189,6 +240,7 @@ public static partial class MqttConnectionRunner
         internal async ValueTask DrainAsync()
         {
             var output = _transport.Output;
+            var flushed = false;
             try
             {
                 while (true)
@@ -229,6 +281,7 @@ public static partial class MqttConnectionRunner
 
                     if (state == DrainState.Finished)
                     {
+                        flushed = true;
                         break;
                     }
                 }
@@ -239,10 +292,16 @@ public static partial class MqttConnectionRunner
                 // connection is over; finishing below must still run or the connection would never complete.
             }
 
-            await FinishAsync(output);
+            await FinishAsync(output, flushed);
         }
 
-        private async ValueTask FinishAsync(PipeWriter output)
+        /// <summary>
+        /// True when the sender wrote everything, a DISCONNECT last, and left the output open: the receive side
+        /// lingers (see <see cref="LingerAsync"/>) and then completes it.
+        /// </summary>
+        public bool OutputLeftOpen { get; private set; }
+
+        private async ValueTask FinishAsync(PipeWriter output, bool flushed)
         {
             _channel.Close(ReasonCode.Success, null, publishWill: true, sendDisconnect: false);
             while (_channel.TryDequeueOutbound(out var left))
@@ -250,13 +309,13 @@ public static partial class MqttConnectionRunner
                 left.Message?.Release();
             }
 
-            try
+            if (flushed && _channel.SentDisconnect)
             {
-                await output.CompleteAsync();
+                OutputLeftOpen = true;
             }
-            catch (Exception ex) when (ex is not OutOfMemoryException)
+            else
             {
-                // Completing a broken transport may throw anything it threw before; the connection is over either way.
+                await CompleteQuietlyAsync(output);
             }
 
             TaskCompletionSource? completion;

@@ -456,6 +456,12 @@ public sealed class PacketReader
         while (!reader.End)
         {
             var filter = reader.ReadString();
+            if (filter.Length == 0)
+            {
+                // 4.7.3: a filter is at least one character long. Malformed, as Mosquitto has it, not a per-filter 0x8F.
+                ThrowHelper.Malformed("SUBSCRIBE has an empty topic filter.");
+            }
+
             var options = reader.ReadByte();
             var reservedMask = IsV5 ? 0xC0 : 0xFC;
             if ((options & reservedMask) != 0)
@@ -528,7 +534,13 @@ public sealed class PacketReader
 
         while (!reader.End)
         {
-            packet.Filters.Add(reader.ReadString());
+            var filter = reader.ReadString();
+            if (filter.Length == 0)
+            {
+                ThrowHelper.Malformed("UNSUBSCRIBE has an empty topic filter.");
+            }
+
+            packet.Filters.Add(filter);
         }
 
         if (packet.Filters.Count == 0)

@@ -55,7 +55,10 @@ public sealed class RawClient : IAsyncDisposable
         await _stream.FlushAsync();
     }
 
-    /// <summary>The next packet, or null when the broker closed the connection (10 s guard).</summary>
+    /// <summary>
+    /// The next packet, or null when the broker closed the connection (10 s guard). After a DISCONNECT from the
+    /// broker the client shuts down its sending side, as a client must, and can only read on.
+    /// </summary>
     public async Task<MqttPacket?> ReceiveAsync()
     {
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(10));
@@ -75,6 +78,12 @@ public sealed class RawClient : IAsyncDisposable
             if (_decoder.TryRead(ref buffer, out var packet))
             {
                 _reader.AdvanceTo(buffer.Start);
+                if (packet is DisconnectPacket)
+                {
+                    // A client closes its end once told DISCONNECT (5.0 section 4.13); the broker lingers until it does.
+                    _tcp.Client.Shutdown(SocketShutdown.Send);
+                }
+
                 return packet;
             }
 
