@@ -96,6 +96,7 @@ public static partial class TaihuServerExtensions
         app.MapOpenApi("/openapi/{documentName}.json");
         app.MapAuthApi();
         app.MapTenantApi();
+        app.MapBrokerUserApi();
         app.MapDeviceApi();
         app.MapTelemetryApi();
         app.MapAuditApi();

@@ -47,6 +47,9 @@ public sealed class BrokerUserDirectory
             : throw new InvalidOperationException("The placeholder hash does not parse.");
     }
 
+    /// <summary>Whether the password file lists <paramref name="userName"/>.</summary>
+    public bool HasUser(string userName) => _users.ContainsKey(userName);
+
     /// <summary>Whether an ACL file governs the default namespace (anonymous clients included).</summary>
     public bool HasAccessRules => _acl is not null;
 

@@ -25,7 +25,7 @@ namespace Taihu.Platform.Devices;
 /// </remarks>
 public sealed partial class DeviceConnector(
     IDeviceStore devices, DeviceDataService data, DeviceMessaging messaging, ProvisioningService provisioning, GatewayHandler gateways,
-    ConnectivityTracker connectivity, DeviceAuthenticationLimiter limiter, BrokerUserDirectory brokerUsers, IOptions<IngestOptions> ingestOptions, IOptions<SecurityOptions> securityOptions,
+    ConnectivityTracker connectivity, DeviceAuthenticationLimiter limiter, BrokerUserDirectory brokerUsers, TenantBrokerUserService tenantBrokerUsers, IOptions<IngestOptions> ingestOptions, IOptions<SecurityOptions> securityOptions,
     ILogger<DeviceConnector> logger)
     : IMqttAuthenticator, IMqttAuthorizer, IPublishObserver, IClientLifecycleObserver
 {
@@ -114,6 +114,12 @@ public sealed partial class DeviceConnector(
             && brokerUsers.Authenticate(context.UserName, userPassword.Span, context.ClientId) is { } user)
         {
             return AuthenticationResult.Success(user);
+        }
+
+        if (found is null && context.Password is { } tenantUserPassword && !string.IsNullOrEmpty(context.UserName)
+            && await tenantBrokerUsers.AuthenticateAsync(context.UserName, tenantUserPassword, context.ClientId, cancellationToken) is { } tenantUser)
+        {
+            return AuthenticationResult.Success(tenantUser);
         }
 
         if (found is null && securityOptions.Value.AllowAnonymousMqtt && context.UserName is null && context.Password is null && context.ClientCertificate is null)

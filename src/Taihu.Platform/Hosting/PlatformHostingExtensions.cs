@@ -44,6 +44,8 @@ public static class PlatformHostingExtensions
         services.AddSingleton<GatewayHandler>();
         services.AddSingleton<ConnectivityTracker>();
         services.AddSingleton<BrokerUsers.BrokerUserDirectory>();
+        services.AddSingleton<BrokerUsers.ITenantBrokerUserStore, BrokerUsers.SqlTenantBrokerUserStore>();
+        services.AddSingleton<BrokerUsers.TenantBrokerUserService>();
         services.AddSingleton<DeviceConnector>();
         services.AddSingleton<IMqttAuthenticator>(sp => sp.GetRequiredService<DeviceConnector>());
         services.AddSingleton<IMqttAuthorizer>(sp => sp.GetRequiredService<DeviceConnector>());
