@@ -166,7 +166,7 @@ public sealed class TenantBrokerUserService(ITenantBrokerUserStore store, Broker
                 ?? throw PlatformException.BadRequest("access is read, write, readwrite or deny.");
             var topic = rule!.Topic ?? "";
             var shape = topic.Replace("%u", "u", StringComparison.Ordinal).Replace("%c", "c", StringComparison.Ordinal);
-            if (topic.Length is 0 or > 4096 || MosquittoPasswordFile.HasControlCharacters(topic) || !TopicValidator.IsValidTopicFilter(shape))
+            if (topic.Length is 0 or > 4096 || topic.Trim() != topic || MosquittoPasswordFile.HasControlCharacters(topic) || !TopicValidator.IsValidTopicFilter(shape))
             {
                 throw PlatformException.BadRequest($"'{topic}' is not a valid topic filter.");
             }
