@@ -101,6 +101,15 @@ public sealed class SecurityOptions
     /// </summary>
     public bool AllowAnonymousMqtt { get; set; }
 
+    /// <summary>
+    /// A Mosquitto password file (<c>user:$7$...</c> lines as <c>mosquitto_passwd</c> writes them) of plain broker
+    /// users in the default namespace; read at start. Empty: none.
+    /// </summary>
+    public string? MqttPasswordFile { get; set; }
+
+    /// <summary>A Mosquitto ACL file giving clients of the default namespace their rights; read at start. Empty: none.</summary>
+    public string? MqttAclFile { get; set; }
+
     /// <summary>Devices may ask for credentials with user name "provision" (each profile still decides whether it allows it).</summary>
     public bool ProvisioningEnabled { get; set; } = true;
 

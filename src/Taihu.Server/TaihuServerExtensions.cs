@@ -50,7 +50,14 @@ public static partial class TaihuServerExtensions
             problems.Add("Ingest:MaxFutureSkew must not be negative.");
         }
 
-        return [.. broker.Validate(), .. listeners.Validate(), .. security.Validate(), .. problems];
+        List<string> all = [.. broker.Validate(), .. listeners.Validate(), .. security.Validate(), .. problems];
+        if (all.Count == 0)
+        {
+            // The broker user files are read only once every setting is valid: their problems name a file and line.
+            all.AddRange(Taihu.Platform.BrokerUsers.BrokerUserDirectory.FindProblems(security));
+        }
+
+        return all;
     }
 
     public static WebApplicationBuilder AddTaihu(this WebApplicationBuilder builder)
@@ -89,6 +96,7 @@ public static partial class TaihuServerExtensions
         app.MapOpenApi("/openapi/{documentName}.json");
         app.MapAuthApi();
         app.MapTenantApi();
+        app.MapBrokerUserApi();
         app.MapDeviceApi();
         app.MapTelemetryApi();
         app.MapAuditApi();

@@ -6,6 +6,7 @@ using Microsoft.Extensions.Options;
 using Taihu.Broker.Extensibility;
 using Taihu.Broker.Logging;
 using Taihu.Mqtt;
+using Taihu.Platform.BrokerUsers;
 using Taihu.Platform.Security;
 using Taihu.Platform.Telemetry;
 
@@ -24,7 +25,7 @@ namespace Taihu.Platform.Devices;
 /// </remarks>
 public sealed partial class DeviceConnector(
     IDeviceStore devices, DeviceDataService data, DeviceMessaging messaging, ProvisioningService provisioning, GatewayHandler gateways,
-    ConnectivityTracker connectivity, DeviceAuthenticationLimiter limiter, IOptions<IngestOptions> ingestOptions, IOptions<SecurityOptions> securityOptions,
+    ConnectivityTracker connectivity, DeviceAuthenticationLimiter limiter, BrokerUserDirectory brokerUsers, TenantBrokerUserService tenantBrokerUsers, IOptions<IngestOptions> ingestOptions, IOptions<SecurityOptions> securityOptions,
     ILogger<DeviceConnector> logger)
     : IMqttAuthenticator, IMqttAuthorizer, IPublishObserver, IClientLifecycleObserver
 {
@@ -107,9 +108,23 @@ public sealed partial class DeviceConnector(
             }
         }
 
+        // A plain broker user (Security:MqttPasswordFile) when no device has these credentials; a wrong password
+        // is refused as a device's is, and counts against the address the same way.
+        if (found is null && context.Password is { } userPassword && !string.IsNullOrEmpty(context.UserName)
+            && brokerUsers.Authenticate(context.UserName, userPassword.Span, context.ClientId) is { } user)
+        {
+            return AuthenticationResult.Success(user);
+        }
+
+        if (found is null && context.Password is { } tenantUserPassword && !string.IsNullOrEmpty(context.UserName)
+            && await tenantBrokerUsers.AuthenticateAsync(context.UserName, tenantUserPassword, context.ClientId, cancellationToken) is { } tenantUser)
+        {
+            return AuthenticationResult.Success(tenantUser);
+        }
+
         if (found is null && securityOptions.Value.AllowAnonymousMqtt && context.UserName is null && context.Password is null && context.ClientCertificate is null)
         {
-            return AuthenticationResult.Success(ClientIdentity.Anonymous);
+            return AuthenticationResult.Success(brokerUsers.Anonymous(context.ClientId));
         }
 
         if (found is null)
@@ -160,6 +175,7 @@ public sealed partial class DeviceConnector(
         {
             DeviceSession session => Allowed(session, topic) ? ReasonCode.Success : ReasonCode.NotAuthorized,
             ProvisioningSession => topic == ProvisioningSession.RequestTopic ? ReasonCode.Success : ReasonCode.NotAuthorized,
+            BrokerUserSession user => user.Access.MayPublish(topic) ? ReasonCode.Success : ReasonCode.NotAuthorized,
             _ => ReasonCode.Success,
         });
 
@@ -175,6 +191,7 @@ public sealed partial class DeviceConnector(
         {
             DeviceSession session => Allowed(session, inner) ? ReasonCode.Success : ReasonCode.NotAuthorized,
             ProvisioningSession => inner == ProvisioningSession.ResponseTopic ? ReasonCode.Success : ReasonCode.NotAuthorized,
+            BrokerUserSession user => user.Access.MaySubscribe(inner) ? ReasonCode.Success : ReasonCode.NotAuthorized,
             _ => ReasonCode.Success,
         });
     }

@@ -43,6 +43,9 @@ public static class PlatformHostingExtensions
         services.AddSingleton<ProvisioningService>();
         services.AddSingleton<GatewayHandler>();
         services.AddSingleton<ConnectivityTracker>();
+        services.AddSingleton<BrokerUsers.BrokerUserDirectory>();
+        services.AddSingleton<BrokerUsers.ITenantBrokerUserStore, BrokerUsers.SqlTenantBrokerUserStore>();
+        services.AddSingleton<BrokerUsers.TenantBrokerUserService>();
         services.AddSingleton<DeviceConnector>();
         services.AddSingleton<IMqttAuthenticator>(sp => sp.GetRequiredService<DeviceConnector>());
         services.AddSingleton<IMqttAuthorizer>(sp => sp.GetRequiredService<DeviceConnector>());

@@ -295,5 +295,17 @@ internal static class Migrations
         );
         CREATE INDEX refresh_tokens_user ON refresh_tokens (user_id);
         """),
+        (6, "tenants' broker users", """
+        CREATE TABLE mqtt_users (
+            id TEXT PRIMARY KEY,
+            tenant_id TEXT NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
+            user_name TEXT NOT NULL,
+            password_hash TEXT NOT NULL,
+            rules TEXT NOT NULL,
+            created_time BIGINT NOT NULL
+        );
+        CREATE UNIQUE INDEX mqtt_users_name ON mqtt_users (user_name);
+        CREATE INDEX mqtt_users_tenant ON mqtt_users (tenant_id);
+        """),
     ];
 }

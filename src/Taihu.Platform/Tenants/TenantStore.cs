@@ -125,6 +125,7 @@ public sealed class SqlTenantStore(PlatformDatabase database) : ITenantStore
             DELETE FROM refresh_tokens WHERE user_id IN (SELECT id FROM users WHERE tenant_id = @id);
             DELETE FROM users WHERE tenant_id = @id;
             DELETE FROM api_keys WHERE tenant_id = @id;
+            DELETE FROM mqtt_users WHERE tenant_id = @id;
             """;
         command.AddParameter("id", id.ToString());
         await command.ExecuteNonQueryAsync(cancellationToken);
