@@ -27,15 +27,8 @@ public sealed class MosquittoAclFile
     {
         var acl = new MosquittoAclFile();
         List<TopicRule> current = acl._anonymous;
-        var number = 0;
-        foreach (var raw in text.Split('\n'))
+        foreach (var (number, line) in MosquittoPasswordFile.ContentLines(text))
         {
-            number++;
-            var line = raw.TrimEnd('\r').Trim(' ', '\t');
-            if (line.Length == 0 || line[0] == '#')
-            {
-                continue;
-            }
 
             if (line.Length > MaximumLineLength)
             {

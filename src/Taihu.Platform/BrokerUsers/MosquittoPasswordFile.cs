@@ -131,18 +131,26 @@ public static class MosquittoPasswordFile
 
     public static IReadOnlyDictionary<string, MosquittoPasswordHash> Load(string path) => Parse(path, ReadAll(path));
 
-    public static IReadOnlyDictionary<string, MosquittoPasswordHash> Parse(string path, string text)
+    /// <summary>The lines of a Mosquitto file that say something (trimmed; blank lines and # comments skipped), numbered from 1.</summary>
+    internal static IEnumerable<(int Number, string Line)> ContentLines(string text)
     {
-        var users = new Dictionary<string, MosquittoPasswordHash>(StringComparer.Ordinal);
         var number = 0;
         foreach (var raw in text.Split('\n'))
         {
             number++;
             var line = raw.TrimEnd('\r').Trim(' ', '\t');
-            if (line.Length == 0 || line[0] == '#')
+            if (line.Length > 0 && line[0] != '#')
             {
-                continue;
+                yield return (number, line);
             }
+        }
+    }
+
+    public static IReadOnlyDictionary<string, MosquittoPasswordHash> Parse(string path, string text)
+    {
+        var users = new Dictionary<string, MosquittoPasswordHash>(StringComparer.Ordinal);
+        foreach (var (number, line) in ContentLines(text))
+        {
 
             var colon = line.IndexOf(':', StringComparison.Ordinal);
             if (colon <= 0)
