@@ -17,12 +17,14 @@ public sealed class BrokerMetrics : IDisposable
     private readonly Counter<long> _bytesSent;
     private readonly Counter<long> _dropped;
     private readonly Counter<long> _connectionsAccepted;
+    private readonly Counter<long> _publishersHeldBack;
     private long _connected;
     private long _totalMessagesReceived;
     private long _totalMessagesSent;
     private long _totalBytesReceived;
     private long _totalBytesSent;
     private long _totalDropped;
+    private long _totalHeldBack;
     private long _publishReceived;
     private long _publishSent;
 
@@ -35,6 +37,7 @@ public sealed class BrokerMetrics : IDisposable
         _bytesSent = _meter.CreateCounter<long>("taihu.mqtt.bytes.sent", "By", "Bytes sent to MQTT clients.");
         _dropped = _meter.CreateCounter<long>("taihu.mqtt.messages.dropped", "{message}", "Application messages dropped, by reason.");
         _connectionsAccepted = _meter.CreateCounter<long>("taihu.mqtt.connections.accepted", "{connection}", "Network connections accepted.");
+        _publishersHeldBack = _meter.CreateCounter<long>("taihu.mqtt.publishers.held_back", "{wait}", "Times a publisher was held back because a subscriber's queue was full.");
         _meter.CreateObservableUpDownCounter("taihu.mqtt.connections", () => Volatile.Read(ref _connected), "{connection}", "Clients connected now.");
         _meter.CreateObservableCounter("taihu.mqtt.publish.received", () => Volatile.Read(ref _publishReceived), "{message}", "PUBLISH packets received from clients.");
         _meter.CreateObservableCounter("taihu.mqtt.publish.sent", () => Volatile.Read(ref _publishSent), "{message}", "PUBLISH packets sent to clients.");
@@ -50,6 +53,15 @@ public sealed class BrokerMetrics : IDisposable
     public long PublishSent => Volatile.Read(ref _publishSent);
 
     internal void ConnectionAccepted() => _connectionsAccepted.Add(1);
+
+    /// <summary>Times a publisher waited for room in a subscriber's full queue (a total, for tests and $SYS).</summary>
+    public long PublishersHeldBack => Volatile.Read(ref _totalHeldBack);
+
+    internal void PublisherHeldBack()
+    {
+        Interlocked.Increment(ref _totalHeldBack);
+        _publishersHeldBack.Add(1);
+    }
 
     internal void ClientConnected() => Interlocked.Increment(ref _connected);
 
@@ -98,6 +110,7 @@ public sealed class BrokerMetrics : IDisposable
 internal static class DropReasons
 {
     public const string QueueFull = "queue_full";
+    public const string QueueBytesFull = "queue_bytes_full";
     public const string OutboundQueueFull = "outbound_queue_full";
     public const string Expired = "expired";
     public const string TooLargeForClient = "too_large_for_client";

@@ -28,6 +28,26 @@ public sealed class BrokerOptions
     public int MaximumQueuedMessages { get; set; } = 1000;
 
     /// <summary>
+    /// Bytes (topic and payload) queued for one session, as Mosquitto's max_queued_bytes; 0 is no byte limit.
+    /// 64 MiB: a thousand messages of a typical device size fit many times over, while a thousand of the largest
+    /// packets (1 GiB) do not. A message that would pass it is treated as for a full
+    /// <see cref="MaximumQueuedMessages"/>.
+    /// </summary>
+    public long MaximumQueuedBytes { get; set; } = 64L * 1024 * 1024;
+
+    /// <summary>
+    /// How long a publisher is held back when a connected subscriber's queue is full, before messages for that
+    /// subscriber are dropped. While held, its QoS 1/2 acknowledgement waits and nothing more is read from it,
+    /// so a subscriber that falls behind slows its publishers down instead of losing their messages (the
+    /// message that found the queue full is queued past the limit, up to twice the limits). A subscriber that
+    /// frees no room in this time is taken as not reading: publishers are no longer held for it, and what
+    /// overflows its queue is dropped and counted, until it has room again. 5 s: shorter than the 10 s most
+    /// clients wait for an acknowledgement. Zero turns holding off and drops at once, as Mosquitto does.
+    /// Offline sessions never hold publishers back.
+    /// </summary>
+    public TimeSpan FullQueuePublisherWait { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>
     /// Packets waiting to be written to one connection's socket. A consumer that cannot keep up loses QoS 0
     /// messages beyond this (counted as dropped) instead of growing the broker's memory; QoS 1/2 are held by the
     /// inflight window and the session queue instead.
@@ -131,6 +151,16 @@ public sealed class BrokerOptions
         if (MaximumQueuedMessages < 0)
         {
             yield return "Broker:MaximumQueuedMessages must not be negative.";
+        }
+
+        if (MaximumQueuedBytes < 0)
+        {
+            yield return "Broker:MaximumQueuedBytes must not be negative (0 is no byte limit).";
+        }
+
+        if (FullQueuePublisherWait < TimeSpan.Zero || FullQueuePublisherWait > TimeSpan.FromMinutes(10))
+        {
+            yield return "Broker:FullQueuePublisherWait must be between 00:00:00 (off) and 00:10:00.";
         }
 
         if (MaximumOutboundQueue < 16)

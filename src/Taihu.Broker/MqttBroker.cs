@@ -269,6 +269,8 @@ public sealed partial class MqttBroker : IMqttServerPublisher, IDisposable
                     session.Channel = null;
                     session.DisconnectedAt = now;
                     session.StateChanged = true;
+                    // Nobody drains the queue now: publishers held back by it go on (and what overflows is dropped).
+                    session.ReleaseWaitingPublishers();
                     end = session.ExpiryInterval == 0;
                     redispatch = TakeSharedDeliveries(session);
                 }
@@ -332,7 +334,7 @@ public sealed partial class MqttBroker : IMqttServerPublisher, IDisposable
             var count = session.Queue.Count;
             for (var i = 0; i < count; i++)
             {
-                var pending = session.Queue.Dequeue();
+                var pending = session.DequeuePending();
                 if (pending.Group is not null)
                 {
                     (taken ??= []).Add(pending);
@@ -534,15 +536,115 @@ public sealed partial class MqttBroker : IMqttServerPublisher, IDisposable
                 return;
             }
 
-            if (session.Queue.Count >= Options.MaximumQueuedMessages && DropExpired(session) == 0)
+            var size = MqttSession.SizeOf(message);
+            if (IsQueueFull(session, size) && (DropExpired(session) == 0 || IsQueueFull(session, size)))
             {
-                Metrics.MessageDropped(DropReasons.QueueFull);
-                return;
+                // Full. A publisher whose PUBLISH this is may be held back instead (see RouteFromClient), while
+                // the subscriber is connected and reading: the message is queued past the limit, up to twice it,
+                // and the publisher waits for room before it is acknowledged and read from again.
+                if (!t_collectCongestion || channel is null || session.Stalled || Options.FullQueuePublisherWait <= TimeSpan.Zero || IsQueueOverfull(session, size))
+                {
+                    Metrics.MessageDropped(session.Queue.Count >= Options.MaximumQueuedMessages ? DropReasons.QueueFull : DropReasons.QueueBytesFull);
+                    return;
+                }
+
+                t_congested ??= session;
             }
 
             message.AddReference();
             session.EnqueuePending(new PendingDelivery(message, qos, retain, subscriptionIds, group));
             session.StateChanged = true;
+        }
+    }
+
+    /// <summary>Whether one more message of <paramref name="size"/> bytes would exceed the session's queue limits. Caller holds the gate.</summary>
+    private bool IsQueueFull(MqttSession session, long size) =>
+        session.Queue.Count >= Options.MaximumQueuedMessages
+        || (Options.MaximumQueuedBytes > 0 && session.QueuedBytes + size > Options.MaximumQueuedBytes);
+
+    /// <summary>Whether the queue is past what held-back publishers may add beyond the limits (twice them). Caller holds the gate.</summary>
+    private bool IsQueueOverfull(MqttSession session, long size) =>
+        session.Queue.Count >= 2L * Options.MaximumQueuedMessages
+        || (Options.MaximumQueuedBytes > 0 && session.QueuedBytes + size > 2 * Options.MaximumQueuedBytes);
+
+    /// <summary>
+    /// Whether a full queue has room again for publishers held back by it: below seven eighths of each limit, so
+    /// that they resume together once a batch has drained rather than one by one. Caller holds the gate.
+    /// </summary>
+    private bool HasRoomAgain(MqttSession session) =>
+        session.Queue.Count <= Options.MaximumQueuedMessages - (Options.MaximumQueuedMessages / 8)
+        && (Options.MaximumQueuedBytes <= 0 || session.QueuedBytes <= Options.MaximumQueuedBytes - (Options.MaximumQueuedBytes / 8));
+
+    [ThreadStatic]
+    private static bool t_collectCongestion;
+
+    [ThreadStatic]
+    private static MqttSession? t_congested;
+
+    /// <summary>
+    /// Routes a client's PUBLISH (<see cref="RouteAndRetain"/>). A QoS 1/2 delivery that finds a connected
+    /// subscriber's queue full is queued anyway, within <see cref="IsQueueOverfull"/>, and that session is returned
+    /// in <paramref name="congested"/>: the publishing connection must then wait for room
+    /// (<see cref="WaitForRoomAsync"/>) before it acknowledges and reads on. That is how a subscriber that falls
+    /// behind slows its publishers down instead of losing their messages.
+    /// </summary>
+    internal int RouteFromClient(BrokerMessage message, out MqttSession? congested)
+    {
+        t_collectCongestion = true;
+        try
+        {
+            return RouteAndRetain(message);
+        }
+        finally
+        {
+            congested = t_congested;
+            t_congested = null;
+            t_collectCongestion = false;
+        }
+    }
+
+    /// <summary>
+    /// Waits until <paramref name="session"/>'s queue has room again, for at most
+    /// <see cref="BrokerOptions.FullQueuePublisherWait"/>. When none comes in that time the session is marked
+    /// stalled: its subscriber is not reading, and publishers are no longer held for it.
+    /// </summary>
+    internal async ValueTask WaitForRoomAsync(MqttSession session, CancellationToken cancellationToken)
+    {
+        Task wait;
+        lock (session.Gate)
+        {
+            if (session.Ended || session.Channel is null || session.Stalled || HasRoomAgain(session))
+            {
+                return;
+            }
+
+            wait = (session.Room ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).Task;
+        }
+
+        try
+        {
+            var waiting = wait.WaitAsync(Options.FullQueuePublisherWait, Time, cancellationToken);
+            Metrics.PublisherHeldBack();
+            await waiting;
+        }
+        catch (TimeoutException)
+        {
+            lock (session.Gate)
+            {
+                if (!HasRoomAgain(session))
+                {
+                    session.Stalled = true;
+                }
+            }
+        }
+    }
+
+    /// <summary>Lets publishers held back by <paramref name="session"/> go on once its queue has room again. Caller holds the gate.</summary>
+    private void ReleaseWhenRoom(MqttSession session)
+    {
+        if ((session.Room is not null || session.Stalled) && HasRoomAgain(session))
+        {
+            session.ReleaseWaitingPublishers();
         }
     }
 
@@ -560,13 +662,12 @@ public sealed partial class MqttBroker : IMqttServerPublisher, IDisposable
             return 0;
         }
 
-        var queue = session.Queue;
-        var count = queue.Count;
+        var count = session.Queue.Count;
         var removed = 0;
         var earliest = DateTimeOffset.MaxValue;
         for (var i = 0; i < count; i++)
         {
-            var pending = queue.Dequeue();
+            var pending = session.DequeuePending();
             if (pending.Message.IsExpired(now))
             {
                 Metrics.MessageDropped(DropReasons.Expired);
@@ -575,7 +676,7 @@ public sealed partial class MqttBroker : IMqttServerPublisher, IDisposable
             }
             else
             {
-                queue.Enqueue(pending);
+                session.EnqueuePending(pending);
                 if (pending.Message.ExpiresAt is { } at && at < earliest)
                 {
                     earliest = at;
@@ -611,7 +712,7 @@ public sealed partial class MqttBroker : IMqttServerPublisher, IDisposable
         var now = Time.GetUtcNow();
         while (session.Queue.Count > 0 && session.Inflight.Count < channel.SendQuota)
         {
-            var pending = session.Queue.Dequeue();
+            var pending = session.DequeuePending();
             session.StateChanged = true;
             if (pending.Message.IsExpired(now))
             {
@@ -624,6 +725,8 @@ public sealed partial class MqttBroker : IMqttServerPublisher, IDisposable
 
             pending.Message.Release();
         }
+
+        ReleaseWhenRoom(session);
     }
 
     /// <inheritdoc />

@@ -28,6 +28,8 @@ public sealed partial class MqttChannel
     private bool _draining;
     private int _deferredCount; // _deferred.Count, readable without the lock on the hot path
     private TaskCompletionSource? _deferredRoom;
+    // A subscriber's session whose queue a deferred publish filled; the next PUBLISH waits for room in it.
+    private Sessions.MqttSession? _congestedOn;
 
     private static readonly BoundedPool<DeferredPublish> s_deferredPool = new(4096);
 
@@ -176,8 +178,14 @@ public sealed partial class MqttChannel
         {
             if (entry.Message is { } message)
             {
-                var deliveries = _broker.RouteAndRetain(message);
+                var deliveries = _broker.RouteFromClient(message, out var congested);
                 message.Release();
+                if (congested is not null)
+                {
+                    // Routed off the read loop: the read loop waits for room before the next PUBLISH.
+                    Volatile.Write(ref _congestedOn, congested);
+                }
+
                 if (deliveries == 0 && IsV5)
                 {
                     code = ReasonCode.NoMatchingSubscribers;

@@ -16,6 +16,13 @@ public sealed partial class MqttChannel
         var owner = publish.PayloadOwner;
         try
         {
+            if (Interlocked.Exchange(ref _congestedOn, null) is { } congested)
+            {
+                // An earlier publish, routed after its observer answered, filled a subscriber's queue: this
+                // connection waits for room before its next message is taken.
+                await _broker.WaitForRoomAsync(congested, cancellationToken);
+            }
+
             return await HandlePublishCoreAsync(publish, cancellationToken);
         }
         finally
@@ -174,11 +181,17 @@ public sealed partial class MqttChannel
         }
 
         var message = BrokerMessage.Create(_identity.Namespace, topic, publish.Payload, publish.PayloadOwner, qos, publish.Retain, properties, _broker.Time.GetUtcNow(), ClientId, _identity.SessionOwner ?? "");
-        var deliveries = _broker.RouteAndRetain(message);
+        var deliveries = _broker.RouteFromClient(message, out var congested);
         message.Release();
         if (code == ReasonCode.Success && deliveries == 0 && IsV5)
         {
             code = ReasonCode.NoMatchingSubscribers;
+        }
+
+        if (congested is not null)
+        {
+            // A subscriber's queue is full: the acknowledgement, and the next read, wait for room.
+            await _broker.WaitForRoomAsync(congested, cancellationToken);
         }
 
         Acknowledge(publish, code);
@@ -230,8 +243,13 @@ public sealed partial class MqttChannel
         }
 
         var message = BrokerMessage.Create(_identity.Namespace, topic, publish.Payload, publish.PayloadOwner, publish.QoS, publish.Retain, properties, _broker.Time.GetUtcNow(), ClientId, _identity.SessionOwner ?? "");
-        var deliveries = _broker.RouteAndRetain(message);
+        var deliveries = _broker.RouteFromClient(message, out var congested);
         message.Release();
+        if (congested is not null)
+        {
+            await _broker.WaitForRoomAsync(congested, cancellationToken);
+        }
+
         Acknowledge(publish, deliveries == 0 && IsV5 ? ReasonCode.NoMatchingSubscribers : code);
         return true;
     }

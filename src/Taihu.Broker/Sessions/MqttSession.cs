@@ -53,13 +53,49 @@ public sealed class MqttSession
     /// </summary>
     internal DateTimeOffset QueuedExpiryNotBefore { get; set; } = DateTimeOffset.MinValue;
 
+    /// <summary>Bytes (topic and payload) of the messages in <see cref="Queue"/>. Caller holds <see cref="Gate"/>.</summary>
+    internal long QueuedBytes { get; private set; }
+
+    /// <summary>
+    /// True once a publisher waited the whole <c>FullQueuePublisherWait</c> for room in this session's full queue
+    /// and none came: the subscriber is not reading. Publishers are no longer held for it, and what overflows is
+    /// dropped, until its queue has room again.
+    /// </summary>
+    internal bool Stalled { get; set; }
+
+    /// <summary>Completed when the full queue has room again; publishers held back by it wait on this. Caller holds <see cref="Gate"/>.</summary>
+    internal TaskCompletionSource? Room { get; set; }
+
+    /// <summary>What a queued message counts against a byte limit: its topic and payload.</summary>
+    internal static long SizeOf(BrokerMessage message) => message.Topic.Length + message.Payload.Length;
+
     /// <summary>Queues a delivery for later. Caller holds <see cref="Gate"/>.</summary>
     internal void EnqueuePending(PendingDelivery pending)
     {
         Queue.Enqueue(pending);
+        QueuedBytes += SizeOf(pending.Message);
         if (pending.Message.ExpiresAt is { } at && at < QueuedExpiryNotBefore)
         {
             QueuedExpiryNotBefore = at;
+        }
+    }
+
+    /// <summary>Takes the oldest queued delivery. Caller holds <see cref="Gate"/> and knows the queue is not empty.</summary>
+    internal PendingDelivery DequeuePending()
+    {
+        var pending = Queue.Dequeue();
+        QueuedBytes -= SizeOf(pending.Message);
+        return pending;
+    }
+
+    /// <summary>Lets every publisher waiting for room go on. Caller holds <see cref="Gate"/>.</summary>
+    internal void ReleaseWaitingPublishers()
+    {
+        Stalled = false;
+        if (Room is { } room)
+        {
+            Room = null;
+            room.TrySetResult();
         }
     }
     internal HashSet<ushort> IncomingQoS2 => _incomingQoS2 ??= [];
@@ -226,6 +262,9 @@ public sealed class MqttSession
         {
             pending.Message.Release();
         }
+
+        QueuedBytes = 0;
+        ReleaseWaitingPublishers();
 
         IncomingQoS2.Clear();
         PendingWill?.Release();

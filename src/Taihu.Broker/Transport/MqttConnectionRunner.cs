@@ -65,7 +65,21 @@ public static partial class MqttConnectionRunner
                             ConnectionSender.Receiving = null;
                         }
 
-                        keepReading = handled.IsCompletedSuccessfully ? handled.Result : await handled;
+                        if (handled.IsCompletedSuccessfully)
+                        {
+                            keepReading = handled.Result;
+                        }
+                        else
+                        {
+                            // The packet waits (an observer, or room in a subscriber's full queue): what earlier
+                            // packets queued must not wait with it.
+                            if (sender.TakeDeferred())
+                            {
+                                sender.ScheduleSend();
+                            }
+
+                            keepReading = await handled;
+                        }
                     }
                 }
                 catch (MqttProtocolException ex)
