@@ -18,6 +18,7 @@ public sealed class BrokerMetrics : IDisposable
     private readonly Counter<long> _dropped;
     private readonly Counter<long> _connectionsAccepted;
     private readonly Counter<long> _publishersHeldBack;
+    private readonly Counter<long> _readingPaused;
     private long _connected;
     private long _totalMessagesReceived;
     private long _totalMessagesSent;
@@ -25,6 +26,7 @@ public sealed class BrokerMetrics : IDisposable
     private long _totalBytesSent;
     private long _totalDropped;
     private long _totalHeldBack;
+    private long _totalReadingPaused;
     private long _publishReceived;
     private long _publishSent;
 
@@ -38,6 +40,7 @@ public sealed class BrokerMetrics : IDisposable
         _dropped = _meter.CreateCounter<long>("taihu.mqtt.messages.dropped", "{message}", "Application messages dropped, by reason.");
         _connectionsAccepted = _meter.CreateCounter<long>("taihu.mqtt.connections.accepted", "{connection}", "Network connections accepted.");
         _publishersHeldBack = _meter.CreateCounter<long>("taihu.mqtt.publishers.held_back", "{wait}", "Times a publisher was held back because a subscriber's queue was full.");
+        _readingPaused = _meter.CreateCounter<long>("taihu.mqtt.reading.paused", "{pause}", "Times reading from a connection stopped because its outbound queue was full.");
         _meter.CreateObservableUpDownCounter("taihu.mqtt.connections", () => Volatile.Read(ref _connected), "{connection}", "Clients connected now.");
         _meter.CreateObservableCounter("taihu.mqtt.publish.received", () => Volatile.Read(ref _publishReceived), "{message}", "PUBLISH packets received from clients.");
         _meter.CreateObservableCounter("taihu.mqtt.publish.sent", () => Volatile.Read(ref _publishSent), "{message}", "PUBLISH packets sent to clients.");
@@ -56,6 +59,15 @@ public sealed class BrokerMetrics : IDisposable
 
     /// <summary>Times a publisher waited for room in a subscriber's full queue (a total, for tests and $SYS).</summary>
     public long PublishersHeldBack => Volatile.Read(ref _totalHeldBack);
+
+    /// <summary>Times a connection's reading stopped because its outbound queue was full.</summary>
+    public long ReadingPausedCount => Volatile.Read(ref _totalReadingPaused);
+
+    internal void ReadingPaused()
+    {
+        Interlocked.Increment(ref _totalReadingPaused);
+        _readingPaused.Add(1);
+    }
 
     internal void PublisherHeldBack()
     {

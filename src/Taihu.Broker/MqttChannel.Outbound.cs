@@ -26,6 +26,16 @@ public sealed partial class MqttChannel
         }
     }
 
+    /// <summary>
+    /// Null while the outbound queue is below <see cref="BrokerOptions.MaximumOutboundQueue"/>; otherwise a task that
+    /// completes when it has drained to half. The transport stops reading from the client until then: a client that
+    /// sends without reading what it is answered is slowed down, and its acknowledgements are never dropped.
+    /// </summary>
+    internal Task? WaitForOutboundRoom() => _outbound.WaitForRoom(_broker.Options.MaximumOutboundQueue);
+
+    /// <summary>The most packets ever queued for this connection at once.</summary>
+    internal int OutboundHighWater => _outbound.HighWater;
+
     /// <summary>The sender takes the next item to write.</summary>
     internal bool TryDequeueOutbound(out OutboundItem item) => _outbound.TryDequeue(out item);
 

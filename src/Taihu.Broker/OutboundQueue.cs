@@ -39,6 +39,31 @@ internal sealed class OutboundQueue
     private int _count;
     private bool _consumerActive;
     private bool _completed;
+    private int _highWater;
+    private int _resumeAt;
+    private TaskCompletionSource? _room;
+
+    /// <summary>The most items ever queued at once (for tests and diagnostics).</summary>
+    public int HighWater => Volatile.Read(ref _highWater);
+
+    /// <summary>
+    /// Null when fewer than <paramref name="limit"/> items are queued; otherwise a task that completes once the
+    /// consumer has taken the queue down to half of it (or the queue is completed). The connection's reader waits
+    /// on it, so that what a client makes the broker answer (acknowledgements) cannot pile up without end.
+    /// </summary>
+    public Task? WaitForRoom(int limit)
+    {
+        lock (this)
+        {
+            if (_count < limit || _completed)
+            {
+                return null;
+            }
+
+            _resumeAt = limit / 2;
+            return (_room ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).Task;
+        }
+    }
 
     /// <summary>Items queued now (a snapshot).</summary>
     public int Count => Volatile.Read(ref _count);
@@ -61,6 +86,10 @@ internal sealed class OutboundQueue
 
             _items[(_head + _count) % _items.Length] = item;
             _count++;
+            if (_count > _highWater)
+            {
+                _highWater = _count;
+            }
             if (_consumerActive)
             {
                 return EnqueueResult.Queued;
@@ -85,6 +114,12 @@ internal sealed class OutboundQueue
             _items[_head] = default;
             _head = (_head + 1) % _items.Length;
             _count--;
+            if (_room is { } room && _count <= _resumeAt)
+            {
+                _room = null;
+                room.TrySetResult();
+            }
+
             return true;
         }
     }
@@ -121,6 +156,8 @@ internal sealed class OutboundQueue
         lock (this)
         {
             _completed = true;
+            _room?.TrySetResult();
+            _room = null;
             if (_consumerActive)
             {
                 return false;

@@ -47,9 +47,10 @@ public static partial class MqttConnectionRunner
                 var buffer = result.Buffer;
                 var start = buffer.Length;
                 var keepReading = !result.IsCanceled;
+                Task? outboundFull = null;
                 try
                 {
-                    while (keepReading && reader.TryRead(ref buffer, channel.ReusablePublish, out var packet))
+                    while (keepReading && outboundFull is null && reader.TryRead(ref buffer, channel.ReusablePublish, out var packet))
                     {
                         // While the packet is handled synchronously on this thread, what it queues for this same
                         // connection (acknowledgements, SUBACK, PINGRESP) is written after the batch below,
@@ -80,6 +81,10 @@ public static partial class MqttConnectionRunner
 
                             keepReading = await handled;
                         }
+
+                        // What this client makes the broker send (acknowledgements above all) is bounded too: at
+                        // the outbound limit, reading stops until the client has taken half of it.
+                        outboundFull = channel.WaitForOutboundRoom();
                     }
                 }
                 catch (MqttProtocolException ex)
@@ -89,10 +94,27 @@ public static partial class MqttConnectionRunner
                 }
 
                 broker.Metrics.Received(start - buffer.Length);
-                input.AdvanceTo(buffer.Start, buffer.End);
+                if (outboundFull is null)
+                {
+                    input.AdvanceTo(buffer.Start, buffer.End);
+                }
+                else
+                {
+                    // Stopped mid-buffer: what is left is read again, at once, once there is room.
+                    input.AdvanceTo(buffer.Start);
+                }
+
                 if (sender.TakeDeferred())
                 {
+                    // This loop sends what it queued itself; on a client that does not read, this is where reading
+                    // stops, until the socket takes more.
                     await sender.DrainAsync();
+                }
+
+                if (outboundFull is not null && keepReading && !channel.IsClosing)
+                {
+                    broker.Metrics.ReadingPaused();
+                    await outboundFull;
                 }
 
                 if (!keepReading || result.IsCompleted || channel.IsClosing)
