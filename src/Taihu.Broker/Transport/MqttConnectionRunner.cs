@@ -74,6 +74,7 @@ public static partial class MqttConnectionRunner
                         {
                             // The packet waits (an observer, or room in a subscriber's full queue): what earlier
                             // packets queued must not wait with it.
+                            ConnectionSender.StartWoken();
                             if (sender.TakeDeferred())
                             {
                                 sender.ScheduleSend();
@@ -91,6 +92,11 @@ public static partial class MqttConnectionRunner
                 {
                     channel.OnProtocolError(ex);
                     keepReading = false;
+                }
+                finally
+                {
+                    // Deliveries this batch queued for other connections go out now, from this thread.
+                    ConnectionSender.StartWoken();
                 }
 
                 broker.Metrics.Received(start - buffer.Length);
@@ -242,14 +248,57 @@ public static partial class MqttConnectionRunner
 
         public void ScheduleSend()
         {
-            if (ReferenceEquals(Receiving, this))
+            var receiving = Receiving;
+            if (ReferenceEquals(receiving, this))
             {
                 // Our own receive loop queued it; it drains at the end of its batch.
                 _deferred = true;
                 return;
             }
 
+            if (receiving is not null)
+            {
+                // Another connection's receive loop delivered to us: it starts us itself once its batch is handled
+                // (StartWoken), so that a batch of deliveries is one write, with no hop through the thread pool.
+                (t_woken ??= []).Add(this);
+                return;
+            }
+
             ThreadPool.UnsafeQueueUserWorkItem(this, preferLocal: false);
+        }
+
+        [ThreadStatic]
+        private static List<ConnectionSender>? t_woken;
+
+        /// <summary>Inline drains per batch; beyond them (a wide fan-out) senders go to the thread pool, to share the work.</summary>
+        private const int InlineDrains = 32;
+
+        /// <summary>
+        /// Starts the senders that the receive loop on this thread woke while handling its batch. Each writes what it
+        /// has and flushes on this thread until its first wait (a full socket), which continues elsewhere: a slow
+        /// subscriber never holds up the publisher's loop.
+        /// </summary>
+        internal static void StartWoken()
+        {
+            var woken = t_woken;
+            if (woken is null || woken.Count == 0)
+            {
+                return;
+            }
+
+            for (var i = 0; i < woken.Count; i++)
+            {
+                if (i < InlineDrains)
+                {
+                    woken[i].Execute();
+                }
+                else
+                {
+                    ThreadPool.UnsafeQueueUserWorkItem(woken[i], preferLocal: false);
+                }
+            }
+
+            woken.Clear();
         }
 
         /// <summary>True (once) when a drain was deferred to the receive loop.</summary>
