@@ -3,6 +3,7 @@ using Microsoft.Extensions.Time.Testing;
 using Taihu.Broker.Tests.Support;
 using Taihu.Mqtt;
 using Taihu.Mqtt.Packets;
+using static Taihu.Broker.Tests.Support.RawPackets;
 
 namespace Taihu.Broker.Tests;
 
@@ -71,7 +72,7 @@ public sealed class ProtocolWithoutSocketTests : IDisposable
         await publisher.ConnectAsync("pub", ProtocolVersion.V311);
         for (ushort id = 1; id <= 3; id++)
         {
-            Assert.True(await publisher.HandleAsync(Publish("t/1", "m" + id, id)));
+            Assert.True(await publisher.HandleAsync(Publish("t/1", "m" + id, QoS.AtLeastOnce, id)));
             var ack = Assert.IsType<PublishAckPacket>(Assert.Single(publisher.TakeSent()));
             Assert.Equal((PacketType.PubAck, id), (ack.Type, ack.PacketId));
         }
@@ -106,11 +107,11 @@ public sealed class ProtocolWithoutSocketTests : IDisposable
         // 2 in flight and 2 queued fill the subscriber; the 5th is queued past the limit and waits.
         for (ushort id = 1; id <= 4; id++)
         {
-            Assert.True(await publisher.HandleAsync(Publish("t/1", "m" + id, id)));
+            Assert.True(await publisher.HandleAsync(Publish("t/1", "m" + id, QoS.AtLeastOnce, id)));
         }
 
         Assert.Equal(4, publisher.TakeSent().Count);
-        var pending = publisher.HandleAsync(Publish("t/1", "m5", 5));
+        var pending = publisher.HandleAsync(Publish("t/1", "m5", QoS.AtLeastOnce, 5));
         Assert.False(pending.IsCompleted);
         Assert.Empty(publisher.TakeSent());
         Assert.Equal(3, _broker.FindSession("", "sub")!.QueuedCount);
@@ -128,19 +129,4 @@ public sealed class ProtocolWithoutSocketTests : IDisposable
         Assert.Equal((ushort)5, ack.PacketId);
         Assert.Equal(0, _metrics.Dropped);
     }
-
-    private static SubscribePacket Subscribe(ushort packetId, string filter, QoS qos)
-    {
-        var subscribe = new SubscribePacket { PacketId = packetId };
-        subscribe.Subscriptions.Add(new TopicSubscription { Filter = filter, MaximumQoS = qos });
-        return subscribe;
-    }
-
-    private static PublishPacket Publish(string topic, string payload, ushort packetId) => new()
-    {
-        Topic = topic,
-        Payload = Encoding.UTF8.GetBytes(payload),
-        QoS = QoS.AtLeastOnce,
-        PacketId = packetId,
-    };
 }
