@@ -50,18 +50,27 @@ public static partial class BrokerHostingExtensions
         services.TryAddSingleton(TimeProvider.System);
         services.TryAddSingleton<BrokerMetrics>();
         services.TryAddSingleton<BrokerEndpoints>();
-        services.TryAddSingleton(sp => new MqttBroker(
-            sp.GetRequiredService<IOptions<BrokerOptions>>().Value,
-            sp.GetRequiredService<TimeProvider>(),
-            sp.GetRequiredService<BrokerMetrics>(),
-            sp.GetService<ILogger<MqttBroker>>(),
-            sp.GetService<IMqttAuthenticator>(),
-            sp.GetService<IMqttAuthorizer>(),
-            sp.GetService<IPublishObserver>(),
-            sp.GetService<IMqttEnhancedAuthenticator>(),
-            sp.GetService<IClientLifecycleObserver>(),
-            sp.GetService<IBrokerStateStore>()));
-        services.TryAddSingleton<IMqttServerPublisher>(sp => sp.GetRequiredService<MqttBroker>());
+        // Extension points may publish and disconnect through IMqttServerPublisher and IMqttClientDisconnector, so
+        // those are a handle the broker is attached to once constructed, not the broker (see BrokerHandle).
+        services.TryAddSingleton<BrokerHandle>();
+        services.TryAddSingleton(sp =>
+        {
+            var broker = new MqttBroker(
+                sp.GetRequiredService<IOptions<BrokerOptions>>().Value,
+                sp.GetRequiredService<TimeProvider>(),
+                sp.GetRequiredService<BrokerMetrics>(),
+                sp.GetService<ILogger<MqttBroker>>(),
+                sp.GetService<IMqttAuthenticator>(),
+                sp.GetService<IMqttAuthorizer>(),
+                sp.GetService<IPublishObserver>(),
+                sp.GetService<IMqttEnhancedAuthenticator>(),
+                sp.GetService<IClientLifecycleObserver>(),
+                sp.GetService<IBrokerStateStore>());
+            sp.GetRequiredService<BrokerHandle>().Attach(broker);
+            return broker;
+        });
+        services.TryAddSingleton<IMqttServerPublisher>(sp => sp.GetRequiredService<BrokerHandle>());
+        services.TryAddSingleton<IMqttClientDisconnector>(sp => sp.GetRequiredService<BrokerHandle>());
         services.AddHostedService<BrokerLifetime>();
 
         builder.WebHost.ConfigureKestrel((context, kestrel) =>
