@@ -18,6 +18,7 @@ public static partial class TaihuServerExtensions
         ArgumentNullException.ThrowIfNull(configuration);
         var broker = new BrokerOptions();
         var listeners = new ListenerOptions();
+        var server = new ServerOptions();
         var storage = new StorageOptions();
         var ingest = new IngestOptions();
         var security = new SecurityOptions();
@@ -25,6 +26,7 @@ public static partial class TaihuServerExtensions
         {
             configuration.GetSection("Broker").Bind(broker);
             configuration.GetSection("Listeners").Bind(listeners);
+            configuration.GetSection(ServerOptions.SectionName).Bind(server);
             configuration.GetSection("Storage").Bind(storage);
             configuration.GetSection("Ingest").Bind(ingest);
             configuration.GetSection("Security").Bind(security);
@@ -50,7 +52,7 @@ public static partial class TaihuServerExtensions
             problems.Add("Ingest:MaxFutureSkew must not be negative.");
         }
 
-        List<string> all = [.. broker.Validate(), .. listeners.Validate(), .. security.Validate(), .. problems];
+        List<string> all = [.. broker.Validate(), .. listeners.Validate(), .. server.Validate(), .. security.Validate(), .. problems];
         if (all.Count == 0)
         {
             // The broker user files are read only once every setting is valid: their problems name a file and line.
@@ -64,18 +66,33 @@ public static partial class TaihuServerExtensions
     {
         ArgumentNullException.ThrowIfNull(builder);
         builder.Services.AddOptions<BrokerOptions>().BindConfiguration("Broker");
-        builder.Services.AddOptions<ListenerOptions>().BindConfiguration("Listeners");
+        builder.Services.AddOptions<ListenerOptions>().BindConfiguration("Listeners")
+            // The development certificate lives with the host's other files unless the setting says otherwise.
+            .PostConfigure<IOptions<ServerOptions>>((listeners, server) => listeners.DevelopmentCertificateDirectory ??= server.Value.DataDirectory);
+        builder.Services.AddOptions<ServerOptions>().BindConfiguration(ServerOptions.SectionName);
         builder.Services.AddOptions<StorageOptions>().BindConfiguration("Storage");
         builder.Services.AddOptions<IngestOptions>().BindConfiguration("Ingest");
         builder.Services.AddOptions<SecurityOptions>().BindConfiguration("Security");
         // The platform first: its start-up (schema, first administrator) runs before the listeners open.
-        builder.Services.AddTaihuPlatform(sp => sp.GetRequiredService<IOptions<ListenerOptions>>().Value.DataDirectory);
+        builder.Services.AddTaihuPlatform(sp => sp.GetRequiredService<IOptions<ServerOptions>>().Value.DataDirectory);
         builder.Services.AddSingleton<JwtTokens>();
         builder.Services.AddOpenApi();
         // A body that is not JSON, or a query value of the wrong type, reaches the API's error handler, which
         // answers with problem details like every other error.
         builder.Services.Configure<Microsoft.AspNetCore.Routing.RouteHandlerOptions>(options => options.ThrowOnBadRequest = true);
         builder.AddMqttBroker();
+        builder.Services.AddSingleton<ServerEndpoints>();
+        builder.WebHost.ConfigureKestrel((context, kestrel) =>
+        {
+            // The API's HTTP listener is the host's; it binds where the broker's listeners do.
+            var sp = kestrel.ApplicationServices;
+            var server = sp.GetRequiredService<IOptions<ServerOptions>>().Value;
+            if (server.HttpPort >= 0)
+            {
+                var endpoints = sp.GetRequiredService<ServerEndpoints>();
+                kestrel.Listen(sp.GetRequiredService<IOptions<ListenerOptions>>().Value.ResolveBindAddress(), server.HttpPort, listen => endpoints.Http = listen);
+            }
+        });
         builder.Services.AddOpenTelemetry().WithMetrics(metrics => metrics
             .AddMeter(BrokerMetrics.MeterName)
             .AddMeter(PlatformMetrics.MeterName)
@@ -109,17 +126,17 @@ public static partial class TaihuServerExtensions
     }
 
     /// <summary>Logs where each listener is once Kestrel has bound them.</summary>
-    private sealed partial class StartupBanner(IHostApplicationLifetime lifetime, BrokerEndpoints endpoints, Microsoft.Extensions.Options.IOptions<ListenerOptions> listeners, ILogger<StartupBanner> logger) : IHostedService
+    private sealed partial class StartupBanner(IHostApplicationLifetime lifetime, BrokerEndpoints endpoints, ServerEndpoints server, IOptions<ListenerOptions> listeners, ILogger<StartupBanner> logger) : IHostedService
     {
         public Task StartAsync(CancellationToken cancellationToken)
         {
             lifetime.ApplicationStarted.Register(() =>
             {
                 var options = listeners.Value;
-                LogListening(logger, options.BindAddress, endpoints.TcpPort, endpoints.TlsPort, endpoints.WebSocketPort, options.WebSocketPath, endpoints.SecureWebSocketPort, endpoints.HttpPort);
+                LogListening(logger, options.BindAddress, endpoints.TcpPort, endpoints.TlsPort, endpoints.WebSocketPort, options.WebSocketPath, endpoints.SecureWebSocketPort, server.HttpPort);
                 if (string.IsNullOrEmpty(options.CertificatePath) && endpoints.TlsPort > 0)
                 {
-                    var path = Path.GetFullPath(Path.Combine(options.DataDirectory, DevelopmentCertificate.CertificateFileName));
+                    var path = Path.GetFullPath(Path.Combine(DevelopmentCertificate.Directory(options), DevelopmentCertificate.CertificateFileName));
                     LogDevCertificate(logger, path);
                 }
             });

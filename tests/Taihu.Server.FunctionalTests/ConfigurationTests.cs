@@ -50,6 +50,29 @@ public sealed class ConfigurationTests
         Assert.DoesNotContain("Now listening on: http://127.0.0.1:-1", server.Output, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public async Task DevelopmentCertificate_IsKeptInTheDataDirectory_OrWhereTheSettingSays()
+    {
+        await using (var server = await ServerProcess.StartAsync())
+        {
+            Assert.True(File.Exists(server.CertificatePath), server.Output);
+        }
+
+        var elsewhere = ServerProcess.NewDataDirectory();
+        try
+        {
+            await using var server = await ServerProcess.StartAsync(new Dictionary<string, string> { ["Listeners__DevelopmentCertificateDirectory"] = elsewhere });
+
+            Assert.True(File.Exists(Path.Combine(elsewhere, "taihu-dev-cert.pem")), server.Output);
+            Assert.False(File.Exists(server.CertificatePath), server.Output);
+            await server.WaitForLineAsync(line => line.Contains(Path.Combine(elsewhere, "taihu-dev-cert.pem"), StringComparison.Ordinal));
+        }
+        finally
+        {
+            ServerProcess.DeleteDataDirectory(elsewhere);
+        }
+    }
+
     /// <summary>Property 0x27 (Maximum Packet Size) of a 5.0 CONNACK body: flags, reason, properties.</summary>
     private static uint? MaximumPacketSizeProperty(RawPacket connAck)
     {

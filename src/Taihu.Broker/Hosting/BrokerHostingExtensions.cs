@@ -16,20 +16,18 @@ using Taihu.Broker.Transport;
 
 namespace Taihu.Broker.Hosting;
 
-/// <summary>The ports the listeners actually bound (useful when configured as 0).</summary>
+/// <summary>The ports the broker's listeners actually bound (useful when configured as 0).</summary>
 public sealed class BrokerEndpoints
 {
     internal ListenOptions? Tcp { get; set; }
     internal ListenOptions? Tls { get; set; }
     internal ListenOptions? WebSocket { get; set; }
     internal ListenOptions? SecureWebSocket { get; set; }
-    internal ListenOptions? Http { get; set; }
 
     public int TcpPort => Port(Tcp);
     public int TlsPort => Port(Tls);
     public int WebSocketPort => Port(WebSocket);
     public int SecureWebSocketPort => Port(SecureWebSocket);
-    public int HttpPort => Port(Http);
 
     private static int Port(ListenOptions? options) => (options?.EndPoint as IPEndPoint)?.Port ?? -1;
 }
@@ -86,7 +84,7 @@ public static partial class BrokerHostingExtensions
             }
 
             var endpoints = sp.GetRequiredService<BrokerEndpoints>();
-            var address = listeners.BindAddress == "localhost" ? IPAddress.Loopback : IPAddress.Parse(listeners.BindAddress);
+            var address = listeners.ResolveBindAddress();
             System.Security.Cryptography.X509Certificates.X509Certificate2? certificate = null;
             System.Security.Cryptography.X509Certificates.X509Certificate2 Certificate() =>
                 certificate ??= DevelopmentCertificate.Load(listeners, sp.GetRequiredService<TimeProvider>());
@@ -135,11 +133,6 @@ public static partial class BrokerHostingExtensions
                     listen.Protocols = HttpProtocols.Http1;
                     listen.UseHttps(ConfigureHttps);
                 });
-            }
-
-            if (listeners.HttpPort >= 0)
-            {
-                kestrel.Listen(address, listeners.HttpPort, listen => endpoints.Http = listen);
             }
         });
         return builder;
