@@ -1,5 +1,7 @@
 using System.Net;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.Extensions.Options;
+using Taihu.Broker.Hosting;
 
 namespace Taihu.Server;
 
@@ -33,10 +35,36 @@ public sealed class ServerOptions
     }
 }
 
+/// <summary>Checks <see cref="ServerOptions"/> when they are first built (at start, with ValidateOnStart).</summary>
+internal sealed class ServerOptionsValidator : IValidateOptions<ServerOptions>
+{
+    public ValidateOptionsResult Validate(string? name, ServerOptions options) => OptionsProblems.Result(options.Validate());
+}
+
 /// <summary>The port the host's HTTP listener actually bound (useful when configured as 0).</summary>
 public sealed class ServerEndpoints
 {
     internal ListenOptions? Http { get; set; }
 
     public int HttpPort => (Http?.EndPoint as IPEndPoint)?.Port ?? -1;
+}
+
+/// <summary>Settings that stop the server from starting; <see cref="Problems"/> names each setting and what is wrong.</summary>
+public sealed class InvalidSettingsException : Exception
+{
+    public InvalidSettingsException(IReadOnlyList<string> problems)
+        : base(string.Join(" ", problems)) => Problems = problems;
+
+    public InvalidSettingsException()
+        : this([])
+    {
+    }
+
+    public InvalidSettingsException(string message)
+        : base(message) => Problems = [message];
+
+    public InvalidSettingsException(string message, Exception innerException)
+        : base(message, innerException) => Problems = [message];
+
+    public IReadOnlyList<string> Problems { get; }
 }

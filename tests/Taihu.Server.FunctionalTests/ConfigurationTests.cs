@@ -27,6 +27,10 @@ public sealed class ConfigurationTests
     [InlineData("Listeners__TcpPort", "70000", "Listeners:TcpPort")]
     [InlineData("Listeners__WebSocketPath", "mqtt", "Listeners:WebSocketPath")]
     [InlineData("Broker__MaximumInflightMessages", "abc", "Broker:MaximumInflightMessages")]
+    [InlineData("Listeners__HttpPort", "70000", "Listeners:HttpPort must be")]
+    [InlineData("Storage__Provider", "PostgreSql", "Storage:ConnectionString is required")]
+    [InlineData("Ingest__QueueCapacity", "0", "Ingest:QueueCapacity, Ingest:MaxBatchPoints and Ingest:MaxPayloadBytes must be positive")]
+    [InlineData("Security__LoginBackoff", "00:00:00", "Security:LoginBackoff must be")]
     public async Task InvalidOption_StopsStartWithNonZeroExitNamingTheSetting(string variable, string value, string setting)
     {
         var (exitCode, output) = await ServerProcess.RunToExitAsync(new Dictionary<string, string> { [variable] = value });
@@ -37,6 +41,28 @@ public sealed class ConfigurationTests
         Assert.Equal(1, exitCode);
         Assert.Contains("Taihu cannot start:", output, StringComparison.Ordinal);
         Assert.DoesNotContain("   at ", output, StringComparison.Ordinal); // no stack trace
+    }
+
+    [Fact]
+    public async Task SeveralInvalidOptions_AreAllReportedAtOnce()
+    {
+        var (exitCode, output) = await ServerProcess.RunToExitAsync(new Dictionary<string, string>
+        {
+            ["Broker__MaximumConnections"] = "0",
+            ["Listeners__WebSocketPath"] = "mqtt",
+            ["Listeners__HttpPort"] = "-2",
+            ["Ingest__MaxFutureSkew"] = "-01:00:00",
+            ["Security__MinimumAccessTokenLength"] = "0",
+        });
+
+        Assert.Equal(1, exitCode);
+        Assert.Contains("Taihu cannot start:", output, StringComparison.Ordinal);
+        foreach (var setting in new[] { "Broker:MaximumConnections", "Listeners:WebSocketPath", "Listeners:HttpPort", "Ingest:MaxFutureSkew", "Security:MinimumAccessTokenLength" })
+        {
+            Assert.Equal(1, Occurrences(output, setting + " must"));
+        }
+
+        Assert.DoesNotContain("   at ", output, StringComparison.Ordinal);
     }
 
     [Fact]
@@ -71,6 +97,17 @@ public sealed class ConfigurationTests
         {
             ServerProcess.DeleteDataDirectory(elsewhere);
         }
+    }
+
+    private static int Occurrences(string text, string value)
+    {
+        var count = 0;
+        for (var at = text.IndexOf(value, StringComparison.Ordinal); at >= 0; at = text.IndexOf(value, at + value.Length, StringComparison.Ordinal))
+        {
+            count++;
+        }
+
+        return count;
     }
 
     /// <summary>Property 0x27 (Maximum Packet Size) of a 5.0 CONNACK body: flags, reason, properties.</summary>

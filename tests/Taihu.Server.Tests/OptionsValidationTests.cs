@@ -213,6 +213,50 @@ public sealed class OptionsValidationTests
         Assert.Empty(options.Validate());
     }
 
+    [Fact]
+    public void StorageAndIngestOptions_Defaults_AreValid()
+    {
+        Assert.Empty(new Taihu.Platform.StorageOptions().Validate());
+        Assert.Empty(new Taihu.Platform.IngestOptions().Validate());
+    }
+
+    [Fact]
+    public void StorageOptions_PostgreSqlWithoutConnectionString_IsReported()
+    {
+        var options = new Taihu.Platform.StorageOptions { Provider = Taihu.Platform.StorageProvider.PostgreSql };
+
+        Assert.StartsWith("Storage:ConnectionString ", Assert.Single(options.Validate()), StringComparison.Ordinal);
+
+        options.ConnectionString = "Host=127.0.0.1";
+        Assert.Empty(options.Validate());
+    }
+
+    [Theory]
+    [InlineData("QueueCapacity", "0")]
+    [InlineData("MaxBatchPoints", "0")]
+    [InlineData("MaxPayloadBytes", "-1")]
+    [InlineData("MaxFutureSkew", "-00:00:01")]
+    public void IngestOptions_BrokenRule_GivesOneMessageNamingTheSetting(string setting, string value)
+    {
+        var options = new Taihu.Platform.IngestOptions();
+        Set(options, setting, value);
+
+        Assert.Contains($"Ingest:{setting}", Assert.Single(options.Validate()), StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("QueueCapacity", "1")]
+    [InlineData("MaxBatchPoints", "1")]
+    [InlineData("MaxPayloadBytes", "1")]
+    [InlineData("MaxFutureSkew", "00:00:00")]
+    public void IngestOptions_EdgeOfRule_IsValid(string setting, string value)
+    {
+        var options = new Taihu.Platform.IngestOptions();
+        Set(options, setting, value);
+
+        Assert.Empty(options.Validate());
+    }
+
     private static void Set(object options, string setting, string value)
     {
         var property = options.GetType().GetProperty(setting) ?? throw new ArgumentException($"No setting {setting}.", nameof(setting));

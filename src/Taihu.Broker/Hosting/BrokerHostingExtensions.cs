@@ -35,16 +35,19 @@ public sealed class BrokerEndpoints
 public static partial class BrokerHostingExtensions
 {
     /// <summary>
-    /// Adds the broker and its Kestrel listeners. The options come from the caller (the host binds and validates
-    /// them); extension points are taken from DI when registered (IMqttAuthenticator, IMqttAuthorizer,
-    /// IPublishObserver, IMqttEnhancedAuthenticator, IClientLifecycleObserver, IBrokerStateStore).
+    /// Adds the broker and its Kestrel listeners. The options come from the caller (the host binds them) and are
+    /// validated here, once, when the host starts (ValidateOnStart); extension points are taken from DI when
+    /// registered (IMqttAuthenticator, IMqttAuthorizer, IPublishObserver, IMqttEnhancedAuthenticator,
+    /// IClientLifecycleObserver, IBrokerStateStore).
     /// </summary>
     public static WebApplicationBuilder AddMqttBroker(this WebApplicationBuilder builder)
     {
         ArgumentNullException.ThrowIfNull(builder);
         var services = builder.Services;
-        services.AddOptions<BrokerOptions>();
-        services.AddOptions<ListenerOptions>();
+        services.AddOptions<BrokerOptions>().ValidateOnStart();
+        services.AddOptions<ListenerOptions>().ValidateOnStart();
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<BrokerOptions>, BrokerOptionsValidator>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<ListenerOptions>, ListenerOptionsValidator>());
         services.TryAddSingleton(TimeProvider.System);
         services.TryAddSingleton<BrokerMetrics>();
         services.TryAddSingleton<BrokerEndpoints>();
@@ -74,15 +77,8 @@ public static partial class BrokerHostingExtensions
         builder.WebHost.ConfigureKestrel((context, kestrel) =>
         {
             var sp = kestrel.ApplicationServices;
+            // Validated by then: the host checks every ValidateOnStart option before it builds the server.
             var listeners = sp.GetRequiredService<IOptions<ListenerOptions>>().Value;
-            // Kestrel is configured before BrokerLifetime validates at start, and a bad address or port would
-            // otherwise fail here with an exception that does not name the setting.
-            var problems = listeners.Validate().ToList();
-            if (problems.Count > 0)
-            {
-                throw new OptionsValidationException("Listeners", typeof(ListenerOptions), problems);
-            }
-
             var endpoints = sp.GetRequiredService<BrokerEndpoints>();
             var address = listeners.ResolveBindAddress();
             System.Security.Cryptography.X509Certificates.X509Certificate2? certificate = null;
@@ -165,25 +161,14 @@ public static partial class BrokerHostingExtensions
     {
         private readonly MqttBroker _broker;
         private readonly ILogger<BrokerLifetime> _logger;
-        private readonly IServiceProvider _services;
 
-        public BrokerLifetime(MqttBroker broker, ILogger<BrokerLifetime> logger, IServiceProvider services)
+        public BrokerLifetime(MqttBroker broker, ILogger<BrokerLifetime> logger)
         {
             _broker = broker;
             _logger = logger;
-            _services = services;
         }
 
-        public async Task StartAsync(CancellationToken cancellationToken)
-        {
-            var problems = _broker.Options.Validate().Concat(_services.GetRequiredService<IOptions<ListenerOptions>>().Value.Validate()).ToList();
-            if (problems.Count > 0)
-            {
-                throw new OptionsValidationException("Broker", typeof(BrokerOptions), problems);
-            }
-
-            await _broker.StartAsync(cancellationToken);
-        }
+        public Task StartAsync(CancellationToken cancellationToken) => _broker.StartAsync(cancellationToken);
 
         public Task StartingAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 
