@@ -36,7 +36,8 @@ public static partial class TaihuServerExtensions
         }
         catch (InvalidOperationException e)
         {
-            // The configuration binder's: a value that does not convert, naming the setting and the type.
+            // From building an options value: the configuration binder's (a value that does not convert, naming
+            // the setting and the type) is the one expected here.
             problems = [e.Message];
         }
 

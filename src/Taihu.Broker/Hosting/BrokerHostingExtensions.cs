@@ -77,7 +77,8 @@ public static partial class BrokerHostingExtensions
         builder.WebHost.ConfigureKestrel((context, kestrel) =>
         {
             var sp = kestrel.ApplicationServices;
-            // Validated by then: the host checks every ValidateOnStart option before it builds the server.
+            // Reading the value validates it (an OptionsValidationException naming the setting); the Taihu host has
+            // checked every setting before this runs, so that all problems are reported together.
             var listeners = sp.GetRequiredService<IOptions<ListenerOptions>>().Value;
             var endpoints = sp.GetRequiredService<BrokerEndpoints>();
             var address = listeners.ResolveBindAddress();
