@@ -16,7 +16,7 @@ namespace Taihu.Broker;
 /// per namespace, the connections, and the housekeeping timer that enforces keep alive and expiries. Connections
 /// (<see cref="MqttChannel"/>) call in here to attach sessions, route publishes and subscribe.
 /// </summary>
-public sealed partial class MqttBroker : IMqttServerPublisher, IDisposable
+public sealed partial class MqttBroker : IMqttServerPublisher, IMqttClientDisconnector, IDisposable
 {
     // Keyed by owner too (ClientIdentity.SessionOwner, "" for none): a client id is unique per owner, not per namespace.
     private readonly ConcurrentDictionary<(string Namespace, string Owner, string ClientId), MqttSession> _sessions = new();
@@ -159,10 +159,7 @@ public sealed partial class MqttBroker : IMqttServerPublisher, IDisposable
 
     internal void Unregister(long id) => _channels.TryRemove(id, out _);
 
-    /// <summary>
-    /// Closes every connected client whose identity <paramref name="match"/> accepts (a device whose credentials
-    /// were changed or which was deleted), telling 5.0 clients <paramref name="code"/>. Returns how many.
-    /// </summary>
+    /// <inheritdoc />
     public int Disconnect(Func<ClientIdentity, bool> match, ReasonCode code, string? reason)
     {
         var closed = 0;

@@ -34,6 +34,18 @@ public sealed class StorageOptions
 
     /// <summary>Normal: survives a killed process (measured ~2.5x the rows/s of Full); Full for power-cut safety.</summary>
     public SqliteDurability SqliteDurability { get; set; } = SqliteDurability.Normal;
+
+    /// <summary>The problems with these settings, each naming its setting; empty when they are valid.</summary>
+    public IReadOnlyList<string> Validate()
+    {
+        var problems = new List<string>();
+        if (Provider == StorageProvider.PostgreSql && string.IsNullOrWhiteSpace(ConnectionString))
+        {
+            problems.Add("Storage:ConnectionString is required when Storage:Provider is PostgreSql.");
+        }
+
+        return problems;
+    }
 }
 
 /// <summary>Telemetry ingest settings (section "Ingest").</summary>
@@ -72,6 +84,23 @@ public sealed class IngestOptions
 
     /// <summary>How often the retention sweep runs.</summary>
     public TimeSpan RetentionInterval { get; set; } = TimeSpan.FromHours(1);
+
+    /// <summary>The problems with these settings, each naming its setting; empty when they are valid.</summary>
+    public IReadOnlyList<string> Validate()
+    {
+        var problems = new List<string>();
+        if (QueueCapacity < 1 || MaxBatchPoints < 1 || MaxPayloadBytes < 1)
+        {
+            problems.Add("Ingest:QueueCapacity, Ingest:MaxBatchPoints and Ingest:MaxPayloadBytes must be positive.");
+        }
+
+        if (MaxFutureSkew < TimeSpan.Zero)
+        {
+            problems.Add("Ingest:MaxFutureSkew must not be negative.");
+        }
+
+        return problems;
+    }
 }
 
 /// <summary>Security settings (section "Security").</summary>

@@ -1,15 +1,20 @@
 using Taihu.Server;
 
 var builder = WebApplication.CreateBuilder(args);
-if (TaihuServerExtensions.FindConfigurationProblems(builder.Configuration) is { Count: > 0 } problems)
+builder.AddTaihu();
+WebApplication app;
+try
+{
+    // Building configures the listeners, which checks every setting first (TaihuServerExtensions.ValidateSettings).
+    app = builder.Build();
+}
+catch (InvalidSettingsException e)
 {
     // A bad setting is the operator's to fix: say which, without a stack trace.
-    Console.Error.WriteLine($"Taihu cannot start: {string.Join(" ", problems)}");
+    Console.Error.WriteLine($"Taihu cannot start: {e.Message}");
     return 1;
 }
 
-builder.AddTaihu();
-var app = builder.Build();
 app.UseWebSockets();
 app.MapTaihu();
 app.Run();

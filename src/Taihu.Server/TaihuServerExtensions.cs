@@ -1,3 +1,4 @@
+using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
 using OpenTelemetry.Metrics;
 using Taihu.Broker;
@@ -12,70 +13,73 @@ namespace Taihu.Server;
 /// <summary>Wiring of the one executable: options from configuration, the broker, metrics, health.</summary>
 public static partial class TaihuServerExtensions
 {
-    /// <summary>Every problem with the "Broker" and "Listeners" settings, checked before anything starts.</summary>
-    public static IReadOnlyList<string> FindConfigurationProblems(IConfiguration configuration)
+    /// <summary>
+    /// Runs the options validation that ValidateOnStart registered (each options class's validator, once) and
+    /// throws <see cref="InvalidSettingsException"/> with every problem, in plain English and naming each setting.
+    /// </summary>
+    public static void ValidateSettings(IServiceProvider services)
     {
-        ArgumentNullException.ThrowIfNull(configuration);
-        var broker = new BrokerOptions();
-        var listeners = new ListenerOptions();
-        var storage = new StorageOptions();
-        var ingest = new IngestOptions();
-        var security = new SecurityOptions();
+        ArgumentNullException.ThrowIfNull(services);
+        IReadOnlyList<string> problems;
         try
         {
-            configuration.GetSection("Broker").Bind(broker);
-            configuration.GetSection("Listeners").Bind(listeners);
-            configuration.GetSection("Storage").Bind(storage);
-            configuration.GetSection("Ingest").Bind(ingest);
-            configuration.GetSection("Security").Bind(security);
+            services.GetRequiredService<IStartupValidator>().Validate();
+            return;
         }
-        catch (InvalidOperationException ex)
+        catch (OptionsValidationException e)
         {
-            return [ex.Message];
+            problems = [.. e.Failures];
+        }
+        catch (AggregateException e) when (e.InnerExceptions.All(inner => inner is OptionsValidationException))
+        {
+            problems = [.. e.InnerExceptions.SelectMany(inner => ((OptionsValidationException)inner).Failures)];
+        }
+        catch (InvalidOperationException e)
+        {
+            // From building an options value: the configuration binder's (a value that does not convert, naming
+            // the setting and the type) is the one expected here.
+            problems = [e.Message];
         }
 
-        var problems = new List<string>();
-        if (storage.Provider == StorageProvider.PostgreSql && string.IsNullOrWhiteSpace(storage.ConnectionString))
-        {
-            problems.Add("Storage:ConnectionString is required when Storage:Provider is PostgreSql.");
-        }
-
-        if (ingest.QueueCapacity < 1 || ingest.MaxBatchPoints < 1 || ingest.MaxPayloadBytes < 1)
-        {
-            problems.Add("Ingest:QueueCapacity, Ingest:MaxBatchPoints and Ingest:MaxPayloadBytes must be positive.");
-        }
-
-        if (ingest.MaxFutureSkew < TimeSpan.Zero)
-        {
-            problems.Add("Ingest:MaxFutureSkew must not be negative.");
-        }
-
-        List<string> all = [.. broker.Validate(), .. listeners.Validate(), .. security.Validate(), .. problems];
-        if (all.Count == 0)
-        {
-            // The broker user files are read only once every setting is valid: their problems name a file and line.
-            all.AddRange(Taihu.Platform.BrokerUsers.BrokerUserDirectory.FindProblems(security));
-        }
-
-        return all;
+        throw new InvalidSettingsException(problems);
     }
 
     public static WebApplicationBuilder AddTaihu(this WebApplicationBuilder builder)
     {
         ArgumentNullException.ThrowIfNull(builder);
         builder.Services.AddOptions<BrokerOptions>().BindConfiguration("Broker");
-        builder.Services.AddOptions<ListenerOptions>().BindConfiguration("Listeners");
+        builder.Services.AddOptions<ListenerOptions>().BindConfiguration("Listeners")
+            .PostConfigure<IOptions<ServerOptions>>(KeepDevelopmentCertificateWithData);
+        builder.Services.AddOptions<ServerOptions>().BindConfiguration(ServerOptions.SectionName).ValidateOnStart();
+        builder.Services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<ServerOptions>, ServerOptionsValidator>());
         builder.Services.AddOptions<StorageOptions>().BindConfiguration("Storage");
         builder.Services.AddOptions<IngestOptions>().BindConfiguration("Ingest");
         builder.Services.AddOptions<SecurityOptions>().BindConfiguration("Security");
         // The platform first: its start-up (schema, first administrator) runs before the listeners open.
-        builder.Services.AddTaihuPlatform(sp => sp.GetRequiredService<IOptions<ListenerOptions>>().Value.DataDirectory);
+        builder.Services.AddTaihuPlatform(sp => sp.GetRequiredService<IOptions<ServerOptions>>().Value.DataDirectory);
         builder.Services.AddSingleton<JwtTokens>();
         builder.Services.AddOpenApi();
         // A body that is not JSON, or a query value of the wrong type, reaches the API's error handler, which
         // answers with problem details like every other error.
         builder.Services.Configure<Microsoft.AspNetCore.Routing.RouteHandlerOptions>(options => options.ThrowOnBadRequest = true);
+        // Kestrel is configured while the application is built (WebApplication resolves the server), and
+        // configuring the MQTT listeners constructs the broker and the platform, which read their options: check
+        // every setting first, so that all the problems are reported together, in plain English, before any
+        // service is built from a bad value. The host's own ValidateOnStart check then finds them validated.
+        builder.WebHost.ConfigureKestrel((_, kestrel) => ValidateSettings(kestrel.ApplicationServices));
         builder.AddMqttBroker();
+        builder.Services.AddSingleton<ServerEndpoints>();
+        builder.WebHost.ConfigureKestrel((context, kestrel) =>
+        {
+            // The API's HTTP listener is the host's; it binds where the broker's listeners do.
+            var sp = kestrel.ApplicationServices;
+            var server = sp.GetRequiredService<IOptions<ServerOptions>>().Value;
+            if (server.HttpPort >= 0)
+            {
+                var endpoints = sp.GetRequiredService<ServerEndpoints>();
+                kestrel.Listen(sp.GetRequiredService<IOptions<ListenerOptions>>().Value.ResolveBindAddress(), server.HttpPort, listen => endpoints.Http = listen);
+            }
+        });
         builder.Services.AddOpenTelemetry().WithMetrics(metrics => metrics
             .AddMeter(BrokerMetrics.MeterName)
             .AddMeter(PlatformMetrics.MeterName)
@@ -85,6 +89,19 @@ public static partial class TaihuServerExtensions
             .AddPrometheusExporter());
         builder.Services.AddHostedService<StartupBanner>();
         return builder;
+    }
+
+    /// <summary>The development certificate lives with the host's other files unless the setting says otherwise.</summary>
+    private static void KeepDevelopmentCertificateWithData(ListenerOptions listeners, IOptions<ServerOptions> server)
+    {
+        try
+        {
+            listeners.DevelopmentCertificateDirectory ??= server.Value.DataDirectory;
+        }
+        catch (OptionsValidationException)
+        {
+            // A bad ServerOptions setting is reported as its own problem; the listeners' own are checked all the same.
+        }
     }
 
     public static WebApplication MapTaihu(this WebApplication app)
@@ -109,17 +126,17 @@ public static partial class TaihuServerExtensions
     }
 
     /// <summary>Logs where each listener is once Kestrel has bound them.</summary>
-    private sealed partial class StartupBanner(IHostApplicationLifetime lifetime, BrokerEndpoints endpoints, Microsoft.Extensions.Options.IOptions<ListenerOptions> listeners, ILogger<StartupBanner> logger) : IHostedService
+    private sealed partial class StartupBanner(IHostApplicationLifetime lifetime, BrokerEndpoints endpoints, ServerEndpoints server, IOptions<ListenerOptions> listeners, ILogger<StartupBanner> logger) : IHostedService
     {
         public Task StartAsync(CancellationToken cancellationToken)
         {
             lifetime.ApplicationStarted.Register(() =>
             {
                 var options = listeners.Value;
-                LogListening(logger, options.BindAddress, endpoints.TcpPort, endpoints.TlsPort, endpoints.WebSocketPort, options.WebSocketPath, endpoints.SecureWebSocketPort, endpoints.HttpPort);
+                LogListening(logger, options.BindAddress, endpoints.TcpPort, endpoints.TlsPort, endpoints.WebSocketPort, options.WebSocketPath, endpoints.SecureWebSocketPort, server.HttpPort);
                 if (string.IsNullOrEmpty(options.CertificatePath) && endpoints.TlsPort > 0)
                 {
-                    var path = Path.GetFullPath(Path.Combine(options.DataDirectory, DevelopmentCertificate.CertificateFileName));
+                    var path = Path.GetFullPath(Path.Combine(DevelopmentCertificate.Directory(options), DevelopmentCertificate.CertificateFileName));
                     LogDevCertificate(logger, path);
                 }
             });

@@ -27,6 +27,10 @@ public sealed class ConfigurationTests
     [InlineData("Listeners__TcpPort", "70000", "Listeners:TcpPort")]
     [InlineData("Listeners__WebSocketPath", "mqtt", "Listeners:WebSocketPath")]
     [InlineData("Broker__MaximumInflightMessages", "abc", "Broker:MaximumInflightMessages")]
+    [InlineData("Listeners__HttpPort", "70000", "Listeners:HttpPort must be")]
+    [InlineData("Storage__Provider", "PostgreSql", "Storage:ConnectionString is required")]
+    [InlineData("Ingest__QueueCapacity", "0", "Ingest:QueueCapacity, Ingest:MaxBatchPoints and Ingest:MaxPayloadBytes must be positive")]
+    [InlineData("Security__LoginBackoff", "00:00:00", "Security:LoginBackoff must be")]
     public async Task InvalidOption_StopsStartWithNonZeroExitNamingTheSetting(string variable, string value, string setting)
     {
         var (exitCode, output) = await ServerProcess.RunToExitAsync(new Dictionary<string, string> { [variable] = value });
@@ -40,6 +44,28 @@ public sealed class ConfigurationTests
     }
 
     [Fact]
+    public async Task SeveralInvalidOptions_AreAllReportedAtOnce()
+    {
+        var (exitCode, output) = await ServerProcess.RunToExitAsync(new Dictionary<string, string>
+        {
+            ["Broker__MaximumConnections"] = "0",
+            ["Listeners__WebSocketPath"] = "mqtt",
+            ["Listeners__HttpPort"] = "-2",
+            ["Ingest__MaxFutureSkew"] = "-01:00:00",
+            ["Security__MinimumAccessTokenLength"] = "0",
+        });
+
+        Assert.Equal(1, exitCode);
+        Assert.Contains("Taihu cannot start:", output, StringComparison.Ordinal);
+        foreach (var setting in new[] { "Broker:MaximumConnections", "Listeners:WebSocketPath", "Listeners:HttpPort", "Ingest:MaxFutureSkew", "Security:MinimumAccessTokenLength" })
+        {
+            Assert.Equal(1, Occurrences(output, setting + " must"));
+        }
+
+        Assert.DoesNotContain("   at ", output, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task TcpPortMinusOne_DisablesTheTcpListener()
     {
         await using var server = await ServerProcess.StartAsync(new Dictionary<string, string> { ["Listeners__TcpPort"] = "-1" });
@@ -48,6 +74,40 @@ public sealed class ConfigurationTests
         Assert.Contains("MQTT tcp -1,", server.Banner, StringComparison.Ordinal);
         Assert.True(server.TlsPort > 0 && server.WebSocketPort > 0 && server.SecureWebSocketPort > 0 && server.HttpPort > 0, server.Banner);
         Assert.DoesNotContain("Now listening on: http://127.0.0.1:-1", server.Output, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task DevelopmentCertificate_IsKeptInTheDataDirectory_OrWhereTheSettingSays()
+    {
+        await using (var server = await ServerProcess.StartAsync())
+        {
+            Assert.True(File.Exists(server.CertificatePath), server.Output);
+        }
+
+        var elsewhere = ServerProcess.NewDataDirectory();
+        try
+        {
+            await using var server = await ServerProcess.StartAsync(new Dictionary<string, string> { ["Listeners__DevelopmentCertificateDirectory"] = elsewhere });
+
+            Assert.True(File.Exists(Path.Combine(elsewhere, "taihu-dev-cert.pem")), server.Output);
+            Assert.False(File.Exists(server.CertificatePath), server.Output);
+            await server.WaitForLineAsync(line => line.Contains(Path.Combine(elsewhere, "taihu-dev-cert.pem"), StringComparison.Ordinal));
+        }
+        finally
+        {
+            ServerProcess.DeleteDataDirectory(elsewhere);
+        }
+    }
+
+    private static int Occurrences(string text, string value)
+    {
+        var count = 0;
+        for (var at = text.IndexOf(value, StringComparison.Ordinal); at >= 0; at = text.IndexOf(value, at + value.Length, StringComparison.Ordinal))
+        {
+            count++;
+        }
+
+        return count;
     }
 
     /// <summary>Property 0x27 (Maximum Packet Size) of a 5.0 CONNACK body: flags, reason, properties.</summary>

@@ -5,7 +5,7 @@ using Taihu.Broker.Hosting;
 namespace Taihu.Server.Tests;
 
 /// <summary>
-/// Every start-up validation rule of <see cref="BrokerOptions"/> and <see cref="ListenerOptions"/>: the defaults pass,
+/// Every start-up validation rule of <see cref="BrokerOptions"/>, <see cref="ListenerOptions"/> and <see cref="ServerOptions"/>: the defaults pass,
 /// each broken rule gives exactly one message naming its setting, and the values at the edge of each rule pass.
 /// </summary>
 public sealed class OptionsValidationTests
@@ -92,8 +92,6 @@ public sealed class OptionsValidationTests
     [InlineData(nameof(ListenerOptions.WebSocketPort), "65536")]
     [InlineData(nameof(ListenerOptions.SecureWebSocketPort), "-2")]
     [InlineData(nameof(ListenerOptions.SecureWebSocketPort), "65536")]
-    [InlineData(nameof(ListenerOptions.HttpPort), "-2")]
-    [InlineData(nameof(ListenerOptions.HttpPort), "65536")]
     [InlineData(nameof(ListenerOptions.BindAddress), "not-an-address")]
     [InlineData(nameof(ListenerOptions.BindAddress), "")]
     [InlineData(nameof(ListenerOptions.BindAddress), "256.0.0.1")]
@@ -116,8 +114,6 @@ public sealed class OptionsValidationTests
     [InlineData(nameof(ListenerOptions.TlsPort), "-1")]
     [InlineData(nameof(ListenerOptions.WebSocketPort), "-1")]
     [InlineData(nameof(ListenerOptions.SecureWebSocketPort), "-1")]
-    [InlineData(nameof(ListenerOptions.HttpPort), "-1")]
-    [InlineData(nameof(ListenerOptions.HttpPort), "0")]
     [InlineData(nameof(ListenerOptions.BindAddress), "127.0.0.1")]
     [InlineData(nameof(ListenerOptions.BindAddress), "::")]
     [InlineData(nameof(ListenerOptions.BindAddress), "::1")]
@@ -135,13 +131,43 @@ public sealed class OptionsValidationTests
     [Fact]
     public void ListenerOptions_EveryBrokenPort_IsReported()
     {
-        var options = new ListenerOptions { TcpPort = -5, TlsPort = 70_000, WebSocketPort = -2, SecureWebSocketPort = 65_536, HttpPort = int.MaxValue };
+        var options = new ListenerOptions { TcpPort = -5, TlsPort = 70_000, WebSocketPort = -2, SecureWebSocketPort = 65_536 };
 
         var problems = options.Validate().ToList();
 
         Assert.Equal(
-            ["Listeners:TcpPort", "Listeners:TlsPort", "Listeners:WebSocketPort", "Listeners:SecureWebSocketPort", "Listeners:HttpPort"],
+            ["Listeners:TcpPort", "Listeners:TlsPort", "Listeners:WebSocketPort", "Listeners:SecureWebSocketPort"],
             problems.Select(p => p[..p.IndexOf(' ', StringComparison.Ordinal)]));
+    }
+
+    [Fact]
+    public void ServerOptions_Defaults_AreValid() => Assert.Empty(new ServerOptions().Validate());
+
+    [Theory]
+    [InlineData(nameof(ServerOptions.HttpPort), "-2")]
+    [InlineData(nameof(ServerOptions.HttpPort), "65536")]
+    [InlineData(nameof(ServerOptions.HttpPort), "2147483647")]
+    public void ServerOptions_BrokenRule_GivesOneMessageNamingTheSetting(string setting, string value)
+    {
+        var options = new ServerOptions();
+        Set(options, setting, value);
+
+        var problem = Assert.Single(options.Validate());
+
+        // The host's settings keep the keys they had under the broker's "Listeners" section.
+        Assert.StartsWith($"Listeners:{setting} ", problem, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData(nameof(ServerOptions.HttpPort), "-1")]
+    [InlineData(nameof(ServerOptions.HttpPort), "0")]
+    [InlineData(nameof(ServerOptions.HttpPort), "65535")]
+    public void ServerOptions_EdgeOfRule_IsValid(string setting, string value)
+    {
+        var options = new ServerOptions();
+        Set(options, setting, value);
+
+        Assert.Empty(options.Validate());
     }
 
     /// <summary>Sets a property from its configuration text, as the configuration binder would.</summary>
@@ -182,6 +208,50 @@ public sealed class OptionsValidationTests
     public void SecurityOptions_EdgeOfRule_IsValid(string setting, string value)
     {
         var options = new Taihu.Platform.SecurityOptions();
+        Set(options, setting, value);
+
+        Assert.Empty(options.Validate());
+    }
+
+    [Fact]
+    public void StorageAndIngestOptions_Defaults_AreValid()
+    {
+        Assert.Empty(new Taihu.Platform.StorageOptions().Validate());
+        Assert.Empty(new Taihu.Platform.IngestOptions().Validate());
+    }
+
+    [Fact]
+    public void StorageOptions_PostgreSqlWithoutConnectionString_IsReported()
+    {
+        var options = new Taihu.Platform.StorageOptions { Provider = Taihu.Platform.StorageProvider.PostgreSql };
+
+        Assert.StartsWith("Storage:ConnectionString ", Assert.Single(options.Validate()), StringComparison.Ordinal);
+
+        options.ConnectionString = "Host=127.0.0.1";
+        Assert.Empty(options.Validate());
+    }
+
+    [Theory]
+    [InlineData("QueueCapacity", "0")]
+    [InlineData("MaxBatchPoints", "0")]
+    [InlineData("MaxPayloadBytes", "-1")]
+    [InlineData("MaxFutureSkew", "-00:00:01")]
+    public void IngestOptions_BrokenRule_GivesOneMessageNamingTheSetting(string setting, string value)
+    {
+        var options = new Taihu.Platform.IngestOptions();
+        Set(options, setting, value);
+
+        Assert.Contains($"Ingest:{setting}", Assert.Single(options.Validate()), StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("QueueCapacity", "1")]
+    [InlineData("MaxBatchPoints", "1")]
+    [InlineData("MaxPayloadBytes", "1")]
+    [InlineData("MaxFutureSkew", "00:00:00")]
+    public void IngestOptions_EdgeOfRule_IsValid(string setting, string value)
+    {
+        var options = new Taihu.Platform.IngestOptions();
         Set(options, setting, value);
 
         Assert.Empty(options.Validate());

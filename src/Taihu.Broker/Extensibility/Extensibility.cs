@@ -136,6 +136,16 @@ public interface IMqttServerPublisher
     void Publish(string ns, PublishPacket packet);
 }
 
+/// <summary>Closes connections from the server side (a device whose credentials changed, a deleted tenant or user).</summary>
+public interface IMqttClientDisconnector
+{
+    /// <summary>
+    /// Closes every connected client whose identity <paramref name="match"/> accepts, telling 5.0 clients
+    /// <paramref name="code"/> and <paramref name="reason"/>. Returns how many were closed.
+    /// </summary>
+    int Disconnect(Func<ClientIdentity, bool> match, ReasonCode code, string? reason);
+}
+
 /// <summary>The default until a platform plugs in: everyone is allowed, in one namespace.</summary>
 public sealed class AllowAllAuthenticator : IMqttAuthenticator, IMqttAuthorizer
 {

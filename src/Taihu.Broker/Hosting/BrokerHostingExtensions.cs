@@ -16,20 +16,18 @@ using Taihu.Broker.Transport;
 
 namespace Taihu.Broker.Hosting;
 
-/// <summary>The ports the listeners actually bound (useful when configured as 0).</summary>
+/// <summary>The ports the broker's listeners actually bound (useful when configured as 0).</summary>
 public sealed class BrokerEndpoints
 {
     internal ListenOptions? Tcp { get; set; }
     internal ListenOptions? Tls { get; set; }
     internal ListenOptions? WebSocket { get; set; }
     internal ListenOptions? SecureWebSocket { get; set; }
-    internal ListenOptions? Http { get; set; }
 
     public int TcpPort => Port(Tcp);
     public int TlsPort => Port(Tls);
     public int WebSocketPort => Port(WebSocket);
     public int SecureWebSocketPort => Port(SecureWebSocket);
-    public int HttpPort => Port(Http);
 
     private static int Port(ListenOptions? options) => (options?.EndPoint as IPEndPoint)?.Port ?? -1;
 }
@@ -37,47 +35,53 @@ public sealed class BrokerEndpoints
 public static partial class BrokerHostingExtensions
 {
     /// <summary>
-    /// Adds the broker and its Kestrel listeners. The options come from the caller (the host binds and validates
-    /// them); extension points are taken from DI when registered (IMqttAuthenticator, IMqttAuthorizer,
-    /// IPublishObserver, IMqttEnhancedAuthenticator, IClientLifecycleObserver, IBrokerStateStore).
+    /// Adds the broker and its Kestrel listeners. The options come from the caller (the host binds them) and are
+    /// validated here, once, when the host starts (ValidateOnStart); extension points are taken from DI when
+    /// registered (IMqttAuthenticator, IMqttAuthorizer, IPublishObserver, IMqttEnhancedAuthenticator,
+    /// IClientLifecycleObserver, IBrokerStateStore).
     /// </summary>
     public static WebApplicationBuilder AddMqttBroker(this WebApplicationBuilder builder)
     {
         ArgumentNullException.ThrowIfNull(builder);
         var services = builder.Services;
-        services.AddOptions<BrokerOptions>();
-        services.AddOptions<ListenerOptions>();
+        services.AddOptions<BrokerOptions>().ValidateOnStart();
+        services.AddOptions<ListenerOptions>().ValidateOnStart();
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<BrokerOptions>, BrokerOptionsValidator>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<ListenerOptions>, ListenerOptionsValidator>());
         services.TryAddSingleton(TimeProvider.System);
         services.TryAddSingleton<BrokerMetrics>();
         services.TryAddSingleton<BrokerEndpoints>();
-        services.TryAddSingleton(sp => new MqttBroker(
-            sp.GetRequiredService<IOptions<BrokerOptions>>().Value,
-            sp.GetRequiredService<TimeProvider>(),
-            sp.GetRequiredService<BrokerMetrics>(),
-            sp.GetService<ILogger<MqttBroker>>(),
-            sp.GetService<IMqttAuthenticator>(),
-            sp.GetService<IMqttAuthorizer>(),
-            sp.GetService<IPublishObserver>(),
-            sp.GetService<IMqttEnhancedAuthenticator>(),
-            sp.GetService<IClientLifecycleObserver>(),
-            sp.GetService<IBrokerStateStore>()));
-        services.TryAddSingleton<IMqttServerPublisher>(sp => sp.GetRequiredService<MqttBroker>());
+        // Extension points may publish and disconnect through IMqttServerPublisher and IMqttClientDisconnector, so
+        // those are a handle the broker is attached to once constructed, not the broker (see BrokerHandle).
+        services.TryAddSingleton<BrokerHandle>();
+        services.TryAddSingleton(sp =>
+        {
+            var broker = new MqttBroker(
+                sp.GetRequiredService<IOptions<BrokerOptions>>().Value,
+                sp.GetRequiredService<TimeProvider>(),
+                sp.GetRequiredService<BrokerMetrics>(),
+                sp.GetService<ILogger<MqttBroker>>(),
+                sp.GetService<IMqttAuthenticator>(),
+                sp.GetService<IMqttAuthorizer>(),
+                sp.GetService<IPublishObserver>(),
+                sp.GetService<IMqttEnhancedAuthenticator>(),
+                sp.GetService<IClientLifecycleObserver>(),
+                sp.GetService<IBrokerStateStore>());
+            sp.GetRequiredService<BrokerHandle>().Attach(broker);
+            return broker;
+        });
+        services.TryAddSingleton<IMqttServerPublisher>(sp => sp.GetRequiredService<BrokerHandle>());
+        services.TryAddSingleton<IMqttClientDisconnector>(sp => sp.GetRequiredService<BrokerHandle>());
         services.AddHostedService<BrokerLifetime>();
 
         builder.WebHost.ConfigureKestrel((context, kestrel) =>
         {
             var sp = kestrel.ApplicationServices;
+            // Reading the value validates it (an OptionsValidationException naming the setting); the Taihu host has
+            // checked every setting before this runs, so that all problems are reported together.
             var listeners = sp.GetRequiredService<IOptions<ListenerOptions>>().Value;
-            // Kestrel is configured before BrokerLifetime validates at start, and a bad address or port would
-            // otherwise fail here with an exception that does not name the setting.
-            var problems = listeners.Validate().ToList();
-            if (problems.Count > 0)
-            {
-                throw new OptionsValidationException("Listeners", typeof(ListenerOptions), problems);
-            }
-
             var endpoints = sp.GetRequiredService<BrokerEndpoints>();
-            var address = listeners.BindAddress == "localhost" ? IPAddress.Loopback : IPAddress.Parse(listeners.BindAddress);
+            var address = listeners.ResolveBindAddress();
             System.Security.Cryptography.X509Certificates.X509Certificate2? certificate = null;
             System.Security.Cryptography.X509Certificates.X509Certificate2 Certificate() =>
                 certificate ??= DevelopmentCertificate.Load(listeners, sp.GetRequiredService<TimeProvider>());
@@ -127,11 +131,6 @@ public static partial class BrokerHostingExtensions
                     listen.UseHttps(ConfigureHttps);
                 });
             }
-
-            if (listeners.HttpPort >= 0)
-            {
-                kestrel.Listen(address, listeners.HttpPort, listen => endpoints.Http = listen);
-            }
         });
         return builder;
     }
@@ -163,25 +162,14 @@ public static partial class BrokerHostingExtensions
     {
         private readonly MqttBroker _broker;
         private readonly ILogger<BrokerLifetime> _logger;
-        private readonly IServiceProvider _services;
 
-        public BrokerLifetime(MqttBroker broker, ILogger<BrokerLifetime> logger, IServiceProvider services)
+        public BrokerLifetime(MqttBroker broker, ILogger<BrokerLifetime> logger)
         {
             _broker = broker;
             _logger = logger;
-            _services = services;
         }
 
-        public async Task StartAsync(CancellationToken cancellationToken)
-        {
-            var problems = _broker.Options.Validate().Concat(_services.GetRequiredService<IOptions<ListenerOptions>>().Value.Validate()).ToList();
-            if (problems.Count > 0)
-            {
-                throw new OptionsValidationException("Broker", typeof(BrokerOptions), problems);
-            }
-
-            await _broker.StartAsync(cancellationToken);
-        }
+        public Task StartAsync(CancellationToken cancellationToken) => _broker.StartAsync(cancellationToken);
 
         public Task StartingAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 

@@ -6,7 +6,7 @@ namespace Taihu.Broker.Hosting;
 
 /// <summary>
 /// The TLS certificate: the configured one, or a self-signed development certificate for localhost and
-/// 127.0.0.1 that is created once and kept as PEM in the data directory, so that clients can trust it with
+/// 127.0.0.1 that is created once and kept as PEM in <see cref="ListenerOptions.DevelopmentCertificateDirectory"/>, so that clients can trust it with
 /// <c>mosquitto_pub --cafile data/taihu-dev-cert.pem</c>.
 /// </summary>
 public static class DevelopmentCertificate
@@ -23,9 +23,10 @@ public static class DevelopmentCertificate
             return LoadConfigured(options);
         }
 
-        Directory.CreateDirectory(options.DataDirectory);
-        var certPath = Path.Combine(options.DataDirectory, CertificateFileName);
-        var keyPath = Path.Combine(options.DataDirectory, KeyFileName);
+        var directory = Directory(options);
+        System.IO.Directory.CreateDirectory(directory);
+        var certPath = Path.Combine(directory, CertificateFileName);
+        var keyPath = Path.Combine(directory, KeyFileName);
         if (File.Exists(certPath) && File.Exists(keyPath))
         {
             var existing = X509Certificate2.CreateFromPemFile(certPath, keyPath);
@@ -60,6 +61,13 @@ public static class DevelopmentCertificate
         }
 
         return X509Certificate2.CreateFromPemFile(certPath, keyPath);
+    }
+
+    /// <summary>The folder the development certificate is kept in.</summary>
+    public static string Directory(ListenerOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        return string.IsNullOrEmpty(options.DevelopmentCertificateDirectory) ? ListenerOptions.DefaultDevelopmentCertificateDirectory : options.DevelopmentCertificateDirectory;
     }
 
     private static X509Certificate2 LoadConfigured(ListenerOptions options)

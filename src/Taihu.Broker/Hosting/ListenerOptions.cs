@@ -21,13 +21,10 @@ public sealed class ListenerOptions
     /// <summary>MQTT over secure WebSocket. 8084 as EMQX.</summary>
     public int SecureWebSocketPort { get; set; } = 8084;
 
-    /// <summary>HTTP for /healthz, /metrics and the API.</summary>
-    public int HttpPort { get; set; } = 8080;
-
     /// <summary>The WebSocket path; "/mqtt" is what MQTT.js and browser clients default to.</summary>
     public string WebSocketPath { get; set; } = "/mqtt";
 
-    /// <summary>PEM or PFX certificate for the TLS listeners. When empty a self-signed development certificate is created in the data directory.</summary>
+    /// <summary>PEM or PFX certificate for the TLS listeners. When empty a self-signed development certificate is created in <see cref="DevelopmentCertificateDirectory"/>.</summary>
     public string? CertificatePath { get; set; }
 
     /// <summary>PEM private key for <see cref="CertificatePath"/> (when it is a PEM file without its key).</summary>
@@ -36,12 +33,23 @@ public sealed class ListenerOptions
     /// <summary>Password of a PFX certificate or an encrypted key. Never logged.</summary>
     public string? CertificatePassword { get; set; }
 
-    /// <summary>Where the broker keeps files (the development certificate, later the data store).</summary>
-    public string DataDirectory { get; set; } = "data";
+    /// <summary>
+    /// Where the self-signed development certificate and its key are created and kept (when
+    /// <see cref="CertificatePath"/> is empty). The host points it at its own data directory unless it is set;
+    /// a broker hosted without it uses <see cref="DefaultDevelopmentCertificateDirectory"/>.
+    /// </summary>
+    public string? DevelopmentCertificateDirectory { get; set; }
+
+    /// <summary>"data" under the working directory, where the broker kept it before it had a host.</summary>
+    public const string DefaultDevelopmentCertificateDirectory = "data";
+
+    /// <summary>The address the listeners bind to, as <see cref="BindAddress"/> names it (valid options only).</summary>
+    public System.Net.IPAddress ResolveBindAddress() =>
+        BindAddress == "localhost" ? System.Net.IPAddress.Loopback : System.Net.IPAddress.Parse(BindAddress);
 
     public IEnumerable<string> Validate()
     {
-        foreach (var (name, port) in new[] { ("TcpPort", TcpPort), ("TlsPort", TlsPort), ("WebSocketPort", WebSocketPort), ("SecureWebSocketPort", SecureWebSocketPort), ("HttpPort", HttpPort) })
+        foreach (var (name, port) in new[] { ("TcpPort", TcpPort), ("TlsPort", TlsPort), ("WebSocketPort", WebSocketPort), ("SecureWebSocketPort", SecureWebSocketPort) })
         {
             if (port is < -1 or > 65_535)
             {

@@ -1,7 +1,6 @@
 using System.Buffers;
 using System.Collections.Concurrent;
 using System.Text.Json;
-using Microsoft.Extensions.DependencyInjection;
 using Taihu.Broker.Extensibility;
 using Taihu.Mqtt;
 using Taihu.Mqtt.Packets;
@@ -15,18 +14,16 @@ namespace Taihu.Platform.Devices;
 /// </summary>
 public sealed class DeviceMessaging
 {
-    private readonly IServiceProvider services;
+    private readonly IMqttServerPublisher _publisher;
     private int _polls;
 
-    public DeviceMessaging(IServiceProvider services, System.Diagnostics.Metrics.IMeterFactory? meters = null)
+    public DeviceMessaging(IMqttServerPublisher publisher, System.Diagnostics.Metrics.IMeterFactory? meters = null)
     {
-        this.services = services;
+        ArgumentNullException.ThrowIfNull(publisher);
+        _publisher = publisher;
         var meter = meters?.Create(new System.Diagnostics.Metrics.MeterOptions(Telemetry.PlatformMetrics.MeterName)) ?? new System.Diagnostics.Metrics.Meter(Telemetry.PlatformMetrics.MeterName);
         meter.CreateObservableGauge("taihu.device.attribute_polls", () => Volatile.Read(ref _polls), "{request}", "HTTP long polls waiting for a shared-attribute update.");
     }
-
-    // Looked up when first needed: the broker depends on the platform's authenticator, which depends on this.
-    private IMqttServerPublisher? _publisher;
 
     private readonly ConcurrentDictionary<Guid, List<TaskCompletionSource<byte[]>>> _waiters = new();
 
@@ -34,7 +31,7 @@ public sealed class DeviceMessaging
     public void Publish(Guid tenantId, string topic, byte[] payload) => Publish(DeviceSession.Namespace(tenantId), topic, payload);
 
     public void Publish(string ns, string topic, byte[] payload) =>
-        (_publisher ??= services.GetRequiredService<IMqttServerPublisher>()).Publish(ns, new PublishPacket { Topic = topic, Payload = payload, QoS = QoS.AtLeastOnce });
+        _publisher.Publish(ns, new PublishPacket { Topic = topic, Payload = payload, QoS = QoS.AtLeastOnce });
 
     /// <summary>Tells the device (and its gateway, and any long poll) that shared attributes changed.</summary>
     public void SharedAttributesChanged(Device device, string? gatewayDeviceName, IReadOnlyList<AttributeEntry> entries)

@@ -1,8 +1,6 @@
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
-using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Options;
-using Taihu.Broker;
 using Taihu.Broker.Extensibility;
 using Taihu.Mqtt;
 using Taihu.Platform.Audit;
@@ -52,7 +50,7 @@ public interface IDeviceService
 }
 
 /// <inheritdoc />
-public sealed class DeviceService(IDeviceStore store, IAuditLog audit, IServiceProvider services, TimeProvider time, IOptions<SecurityOptions> security,
+public sealed class DeviceService(IDeviceStore store, IAuditLog audit, IMqttClientDisconnector connections, TimeProvider time, IOptions<SecurityOptions> security,
     Telemetry.ITelemetryStore? telemetry = null) : IDeviceService
 {
     private readonly int _minimumTokenLength = security.Value.MinimumAccessTokenLength;
@@ -244,13 +242,12 @@ public sealed class DeviceService(IDeviceStore store, IAuditLog audit, IServiceP
     }
 
     /// <summary>Closes the MQTT connections of a device (and the devices behind it, when it is a gateway).</summary>
-    /// <remarks>The broker is looked up when needed: it depends on the platform's authenticator, which depends on this.</remarks>
     public void DisconnectDevice(Guid deviceId, string reason) =>
-        services.GetRequiredService<MqttBroker>().Disconnect(identity => identity.State is DeviceSession session && session.Device.Id == deviceId, ReasonCode.NotAuthorized, reason);
+        connections.Disconnect(identity => identity.State is DeviceSession session && session.Device.Id == deviceId, ReasonCode.NotAuthorized, reason);
 
     /// <summary>Closes the MQTT connections of every device of a tenant (the tenant is being deleted).</summary>
     public void DisconnectTenant(Guid tenantId, string reason) =>
-        services.GetRequiredService<MqttBroker>().Disconnect(identity => identity.State is DeviceSession session && session.Device.TenantId == tenantId, ReasonCode.NotAuthorized, reason);
+        connections.Disconnect(identity => identity.State is DeviceSession session && session.Device.TenantId == tenantId, ReasonCode.NotAuthorized, reason);
 
     /// <summary>The row to store for a credentials draft: what is shown, the lookup key, and the hashed secret.</summary>
     /// <remarks>

@@ -17,14 +17,17 @@ public static class PlatformHostingExtensions
 {
     /// <summary>
     /// Adds the platform. <paramref name="dataDirectory"/> gives the SQLite file's folder. Options (StorageOptions,
-    /// IngestOptions, SecurityOptions) are bound by the host. Call before the broker is added, so that the schema
-    /// is migrated before any listener accepts a device.
+    /// IngestOptions, SecurityOptions) are bound by the host and validated here, once, when the host starts. Call
+    /// before the broker is added, so that the schema is migrated before any listener accepts a device.
     /// </summary>
     public static IServiceCollection AddTaihuPlatform(this IServiceCollection services, Func<IServiceProvider, string> dataDirectory)
     {
-        services.AddOptions<StorageOptions>();
-        services.AddOptions<IngestOptions>();
-        services.AddOptions<SecurityOptions>();
+        services.AddOptions<StorageOptions>().ValidateOnStart();
+        services.AddOptions<IngestOptions>().ValidateOnStart();
+        services.AddOptions<SecurityOptions>().ValidateOnStart();
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<StorageOptions>, StorageOptionsValidator>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<IngestOptions>, IngestOptionsValidator>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<SecurityOptions>, SecurityOptionsValidator>());
         services.TryAddSingleton(TimeProvider.System);
         services.AddSingleton(sp => PlatformDatabase.Create(sp.GetRequiredService<IOptions<StorageOptions>>().Value, dataDirectory(sp)));
         services.AddSingleton<ITenantStore, SqlTenantStore>();

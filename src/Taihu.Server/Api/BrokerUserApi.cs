@@ -1,4 +1,4 @@
-using Taihu.Broker;
+using Taihu.Broker.Extensibility;
 using Taihu.Mqtt;
 using Taihu.Platform.BrokerUsers;
 
@@ -37,26 +37,26 @@ public static class BrokerUserApi
             Results.Ok(BrokerUserDto.From(await users.GetAsync(await context.CallerAsync(), id, ct))))
             .WithName("GetBrokerUser");
 
-        api.MapPut("/{id:guid}", async (Guid id, BrokerUserRequest body, HttpContext context, TenantBrokerUserService users, MqttBroker broker, CancellationToken ct) =>
+        api.MapPut("/{id:guid}", async (Guid id, BrokerUserRequest body, HttpContext context, TenantBrokerUserService users, IMqttClientDisconnector connections, CancellationToken ct) =>
         {
             var user = await users.UpdateAsync(await context.CallerAsync(), id, body.Password, body.Rules, ct);
             // Rights are compiled at CONNECT: live connections reconnect to get the new ones (or be refused).
-            Disconnect(broker, id, "The MQTT user was changed.");
+            Disconnect(connections, id, "The MQTT user was changed.");
             return Results.Ok(BrokerUserDto.From(user));
         }).WithName("UpdateBrokerUser").WithSummary("Replaces the rules and/or the password; the user's live connections are closed so that they reconnect under the new ones. The user name cannot change.");
 
-        api.MapDelete("/{id:guid}", async (Guid id, HttpContext context, TenantBrokerUserService users, MqttBroker broker, CancellationToken ct) =>
+        api.MapDelete("/{id:guid}", async (Guid id, HttpContext context, TenantBrokerUserService users, IMqttClientDisconnector connections, CancellationToken ct) =>
         {
             await users.DeleteAsync(await context.CallerAsync(), id, ct);
-            Disconnect(broker, id, "The MQTT user was deleted.");
+            Disconnect(connections, id, "The MQTT user was deleted.");
             return Results.Ok();
         }).WithName("DeleteBrokerUser").WithSummary("Deletes a broker user; its live connections are closed.");
         return app;
     }
 
-    private static void Disconnect(MqttBroker broker, Guid userId, string reason)
+    private static void Disconnect(IMqttClientDisconnector connections, Guid userId, string reason)
     {
         var owner = TenantBrokerUserService.SessionOwner(userId);
-        broker.Disconnect(identity => identity.SessionOwner == owner, ReasonCode.NotAuthorized, reason);
+        connections.Disconnect(identity => identity.SessionOwner == owner, ReasonCode.NotAuthorized, reason);
     }
 }

@@ -36,13 +36,13 @@ public sealed partial class JwtTokens
     private readonly Lock _cacheGate = new();
     private long _generation;
 
-    public JwtTokens(IOptions<ListenerOptions> listeners, IOptions<SecurityOptions> options, TimeProvider time, ITenantStore store, ILogger<JwtTokens> logger)
+    public JwtTokens(IOptions<ServerOptions> server, IOptions<SecurityOptions> options, TimeProvider time, ITenantStore store, ILogger<JwtTokens> logger)
     {
         _options = options.Value;
         _time = time;
         _store = store;
         _logger = logger;
-        _key = new SymmetricSecurityKey(LoadOrCreateKey(listeners.Value.DataDirectory));
+        _key = new SymmetricSecurityKey(LoadOrCreateKey(server.Value.DataDirectory));
     }
 
     /// <summary>A new access token and refresh token for the user; the refresh token is remembered for one exchange.</summary>

@@ -25,7 +25,7 @@ public static class TenantApi
         api.MapGet("/tenant/{id:guid}", async (Guid id, HttpContext context, TenantService tenants, CancellationToken ct) =>
             Results.Ok((await tenants.GetTenantAsync(await context.CallerAsync(), id, ct)).ToDto())).WithName("GetTenant");
 
-        api.MapDelete("/tenant/{id:guid}", async (Guid id, HttpContext context, TenantService tenants, DeviceService devices, JwtTokens tokens, Taihu.Broker.MqttBroker broker, CancellationToken ct) =>
+        api.MapDelete("/tenant/{id:guid}", async (Guid id, HttpContext context, TenantService tenants, DeviceService devices, JwtTokens tokens, Taihu.Broker.Extensibility.IMqttClientDisconnector connections, CancellationToken ct) =>
         {
             var caller = await context.CallerAsync();
             caller.RequireSysAdmin();
@@ -36,7 +36,7 @@ public static class TenantApi
             await tenants.DeleteTenantAsync(caller, id, ct);
             tokens.ForgetTenant(id);
             devices.DisconnectTenant(id, "The tenant was deleted.");
-            broker.Disconnect(identity => Taihu.Platform.BrokerUsers.TenantBrokerUserService.IsTenantUser(identity, id), Taihu.Mqtt.ReasonCode.NotAuthorized, "The tenant was deleted.");
+            connections.Disconnect(identity => Taihu.Platform.BrokerUsers.TenantBrokerUserService.IsTenantUser(identity, id), Taihu.Mqtt.ReasonCode.NotAuthorized, "The tenant was deleted.");
             return Results.Ok();
         }).WithName("DeleteTenant").WithSummary("Deletes a tenant with all its users, devices and data; its users' tokens and API keys stop working and its devices are disconnected at once.");
 

@@ -48,8 +48,7 @@ public sealed class BrokerHost : IAsyncDisposable
             o.TlsPort = tls ? 0 : -1;
             o.WebSocketPort = webSockets ? 0 : -1;
             o.SecureWebSocketPort = webSockets && tls ? 0 : -1;
-            o.HttpPort = -1;
-            o.DataDirectory = dataDirectory;
+            o.DevelopmentCertificateDirectory = dataDirectory;
         });
         builder.Services.Configure<BrokerOptions>(o =>
         {
