@@ -23,8 +23,8 @@ namespace Taihu.Broker;
 /// </remarks>
 public sealed partial class MqttChannel
 {
+    // Also the lock for the fields below: a separate Lock object would cost every connection 40 bytes.
     private readonly Queue<DeferredPublish> _deferred = new();
-    private readonly Lock _deferredGate = new();
     private bool _draining;
     private int _deferredCount; // _deferred.Count, readable without the lock on the hot path
     private TaskCompletionSource? _deferredRoom;
@@ -36,7 +36,7 @@ public sealed partial class MqttChannel
     {
         get
         {
-            lock (_deferredGate)
+            lock (_deferred)
             {
                 return _deferred.Count;
             }
@@ -56,7 +56,7 @@ public sealed partial class MqttChannel
         entry.PayloadOwner = publish.PayloadOwner;
         entry.PayloadOwner?.Retain();
         entry.Done = false;
-        lock (_deferredGate)
+        lock (_deferred)
         {
             _deferred.Enqueue(entry);
             _deferredCount = _deferred.Count;
@@ -78,7 +78,7 @@ public sealed partial class MqttChannel
         entry.PayloadOwner = null;
         entry.Code = code;
         entry.Done = true;
-        lock (_deferredGate)
+        lock (_deferred)
         {
             _deferred.Enqueue(entry);
             _deferredCount = _deferred.Count;
@@ -99,7 +99,7 @@ public sealed partial class MqttChannel
         while (true)
         {
             Task wait;
-            lock (_deferredGate)
+            lock (_deferred)
             {
                 if (_deferred.Count <= limit)
                 {
@@ -117,7 +117,7 @@ public sealed partial class MqttChannel
     /// <summary>Acknowledges and routes every completed entry at the head of the queue, in order.</summary>
     private void DrainDeferred()
     {
-        lock (_deferredGate)
+        lock (_deferred)
         {
             if (_draining)
             {
@@ -131,7 +131,7 @@ public sealed partial class MqttChannel
         {
             DeferredPublish entry;
             TaskCompletionSource? room = null;
-            lock (_deferredGate)
+            lock (_deferred)
             {
                 if (_deferred.Count == 0 || !_deferred.Peek().Done)
                 {
