@@ -205,7 +205,7 @@ public sealed partial class MqttBroker
         var copied = new List<MqttSession>();
         var held = new List<BrokerMessage>();
         var present = new HashSet<SessionKey>();
-        foreach (var session in _sessions.Values)
+        foreach (var (_, session) in _sessions)
         {
             lock (session.Gate)
             {

@@ -23,8 +23,8 @@ namespace Taihu.Broker;
 /// </remarks>
 public sealed partial class MqttChannel
 {
+    // Also the lock for the fields below: a separate Lock object would cost every connection 40 bytes.
     private readonly Queue<DeferredPublish> _deferred = new();
-    private readonly Lock _deferredGate = new();
     private bool _draining;
     private int _deferredCount; // _deferred.Count, readable without the lock on the hot path
     private TaskCompletionSource? _deferredRoom;
@@ -38,7 +38,7 @@ public sealed partial class MqttChannel
     {
         get
         {
-            lock (_deferredGate)
+            lock (_deferred)
             {
                 return _deferred.Count;
             }
@@ -58,7 +58,7 @@ public sealed partial class MqttChannel
         entry.PayloadOwner = publish.PayloadOwner;
         entry.PayloadOwner?.Retain();
         entry.Done = false;
-        lock (_deferredGate)
+        lock (_deferred)
         {
             _deferred.Enqueue(entry);
             _deferredCount = _deferred.Count;
@@ -80,7 +80,7 @@ public sealed partial class MqttChannel
         entry.PayloadOwner = null;
         entry.Code = code;
         entry.Done = true;
-        lock (_deferredGate)
+        lock (_deferred)
         {
             _deferred.Enqueue(entry);
             _deferredCount = _deferred.Count;
@@ -101,7 +101,7 @@ public sealed partial class MqttChannel
         while (true)
         {
             Task wait;
-            lock (_deferredGate)
+            lock (_deferred)
             {
                 if (_deferred.Count <= limit)
                 {
@@ -119,7 +119,7 @@ public sealed partial class MqttChannel
     /// <summary>Acknowledges and routes every completed entry at the head of the queue, in order.</summary>
     private void DrainDeferred()
     {
-        lock (_deferredGate)
+        lock (_deferred)
         {
             if (_draining)
             {
@@ -133,7 +133,7 @@ public sealed partial class MqttChannel
         {
             DeferredPublish entry;
             TaskCompletionSource? room = null;
-            lock (_deferredGate)
+            lock (_deferred)
             {
                 if (_deferred.Count == 0 || !_deferred.Peek().Done)
                 {

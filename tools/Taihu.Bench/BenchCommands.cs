@@ -17,7 +17,7 @@ internal static class BenchCommands
         yield return Flow("fan-out", "One publisher to N subscribers of one topic.", FlowPlan.FanOut, publishers: 1, subscribers: 1000);
         yield return Flow("pairs", "N independent publisher/subscriber pairs on distinct topics (--clients).", FlowPlan.Pairs, publishers: 0, subscribers: 0);
         yield return Flow("shared", "P publishers to a $share group of N consumers.", FlowPlan.Shared, publishers: 10, subscribers: 10);
-        yield return Connections("idle", "Hold N connections (--clients) open; with --pid, the broker's resident memory per connection.", ConnectionScenarios.IdleAsync, clients: 1000, duration: 10);
+        yield return Connections("idle", "Hold N connections (--clients) open; with --pid, the broker's resident memory per connection and its CPU while they idle (after --warmup).", ConnectionScenarios.IdleAsync, clients: 1000, duration: 10);
         yield return KestrelBaseline.Create();
         yield return Telemetry();
         yield return Queries();
@@ -52,10 +52,11 @@ internal static class BenchCommands
         public Option<bool> Quiet { get; } = new("--quiet") { Description = "No live progress display." };
         public Option<string> Client { get; } = new("--client") { Description = "Client implementation for the message-flow scenarios: taihu (our own, batched, allocation-free) or mqttnet (the MQTTnet 5 client, as applications use it).", DefaultValueFactory = _ => "taihu" };
         public Option<bool> SocketsOnly { get; } = new("--sockets-only") { Description = "idle: open plain TCP connections without MQTT (to measure a bare listener such as kestrel-baseline)." };
+        public Option<int> KeepAlive { get; } = new("--keep-alive") { Description = "idle: keep alive in CONNECT, seconds; each client sends PINGREQ once per period, staggered over the clients, as an idle device does (0: no keep alive, no pings).", DefaultValueFactory = _ => 60 };
 
         public void AddTo(Command command)
         {
-            foreach (var option in new Option[] { Host, Port, Tls, CaFile, WebSocket, Protocol, UserName, Password, Rate, Payload, QoS, Duration, Warmup, Drain, Publishers, Subscribers, Clients, Inflight, Pid, MetricsUrl, Json, Prefix, Sources, Quiet, SocketsOnly, Client })
+            foreach (var option in new Option[] { Host, Port, Tls, CaFile, WebSocket, Protocol, UserName, Password, Rate, Payload, QoS, Duration, Warmup, Drain, Publishers, Subscribers, Clients, Inflight, Pid, MetricsUrl, Json, Prefix, Sources, Quiet, SocketsOnly, Client, KeepAlive })
             {
                 command.Options.Add(option);
             }
@@ -88,6 +89,7 @@ internal static class BenchCommands
             SourceAddresses = r.GetValue(Sources)?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) ?? [],
             Quiet = r.GetValue(Quiet),
             SocketsOnly = r.GetValue(SocketsOnly),
+            KeepAliveSeconds = r.GetValue(KeepAlive),
             Client = Taihu.Bench.Client.BenchClients.Parse(r.GetValue(Client)),
         };
     }
@@ -207,6 +209,7 @@ internal static class BenchCommands
         if (o.PayloadSize < 0) errors.Add("--payload must not be negative.");
         if (o.Protocol is not ("3.1.1" or "311" or "4" or "5" or "5.0" or "500")) errors.Add("--protocol must be 3.1.1 or 5.");
         if (o.MaxInflight is < 1 or > 65_535) errors.Add("--inflight must be between 1 and 65535.");
+        if (o.KeepAliveSeconds is < 0 or > 65_535) errors.Add("--keep-alive must be between 0 and 65535.");
         foreach (var error in errors)
         {
             Console.Error.WriteLine(error);

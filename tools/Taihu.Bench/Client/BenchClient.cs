@@ -147,6 +147,9 @@ public sealed class BenchClient : IBenchClient
         return ack.ReasonCode;
     }
 
+    /// <summary>Sends PINGREQ (the PINGRESP is read and ignored by the receive loop).</summary>
+    public Task PingAsync(CancellationToken cancellationToken) => SendControlAsync(PingReqPacket.Instance, cancellationToken);
+
     /// <summary>Subscribes and waits for SUBACK; returns the first reason code.</summary>
     public async Task<ReasonCode> SubscribeAsync(string filter, QoS qos, CancellationToken cancellationToken)
     {

@@ -34,6 +34,8 @@ public sealed class BenchOptions
     public bool Quiet { get; set; }
     /// <summary>idle: open TCP connections without MQTT (for the kestrel-baseline listener).</summary>
     public bool SocketsOnly { get; set; }
+    /// <summary>idle: keep alive in CONNECT, seconds; each client pings once per period (0: none).</summary>
+    public int KeepAliveSeconds { get; set; } = 60;
     /// <summary>Which client implementation the message-flow scenarios use.</summary>
     public ClientKind Client { get; set; }
 

@@ -7,7 +7,8 @@ using Taihu.Mqtt;
 namespace Taihu.Bench.Scenarios;
 
 /// <summary>
-/// idle: hold N connections open and report the broker's resident memory per connection.
+/// idle: hold N connections open and report the broker's resident memory per connection and its CPU while they
+/// idle (each client pinging once per keep-alive period).
 /// connect-storm: N connects per second; connect latency and failures.
 /// </summary>
 public static class ConnectionScenarios
@@ -26,7 +27,7 @@ public static class ConnectionScenarios
             var client = await BenchClient.OpenAsync(target, 1, cancellationToken, address);
             if (!o.SocketsOnly)
             {
-                var code = await client.ConnectAsync($"{runId}-idle-{i}", target, 0, true, cancellationToken);
+                var code = await client.ConnectAsync($"{runId}-idle-{i}", target, (ushort)o.KeepAliveSeconds, true, cancellationToken);
                 if (code != ReasonCode.Success)
                 {
                     throw new InvalidOperationException($"CONNACK {code}");
@@ -50,15 +51,26 @@ public static class ConnectionScenarios
             progress?.Report(new ProgressReport("connecting", Stopwatch.GetElapsedTime(started), TimeSpan.FromSeconds(o.DurationSeconds), count, 0, 0));
         }
 
-        // Let the broker settle, then hold for the duration and sample at the end.
-        var holdUntil = Stopwatch.GetTimestamp() + (long)(o.DurationSeconds * Stopwatch.Frequency);
-        while (Stopwatch.GetTimestamp() < holdUntil)
+        // Pings start once everyone is connected and go on through the settling time and the hold. The broker's CPU
+        // is measured over the hold only, after --warmup seconds for the connect burst to settle.
+        BenchClient[] held;
+        lock (clients)
         {
-            await Task.Delay(500, cancellationToken);
-            progress?.Report(new ProgressReport("holding", Stopwatch.GetElapsedTime(started), TimeSpan.FromSeconds(o.DurationSeconds), clients.Count, 0, 0));
+            held = [.. clients];
         }
 
+        using var stopPinging = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        var pingFailures = 0;
+        var pinging = o.KeepAliveSeconds > 0 && !o.SocketsOnly && held.Length > 0
+            ? PingAsync(held, TimeSpan.FromSeconds(o.KeepAliveSeconds), () => Interlocked.Increment(ref pingFailures), stopPinging.Token)
+            : Task.CompletedTask;
+        await HoldAsync(o.WarmupSeconds, "settling");
+        var holdStart = o.BrokerPid is { } pid1 ? ProcessSampler.Sample(pid1) : null;
+        await HoldAsync(o.DurationSeconds, "holding");
+
         var after = o.BrokerPid is { } pid2 ? ProcessSampler.Sample(pid2) : null;
+        await stopPinging.CancelAsync();
+        await pinging;
         double? perConnection = before is { } b && after is { } a && clients.Count > 0 ? (a.ResidentBytes - b.ResidentBytes) / (double)clients.Count : null;
         await Task.WhenAll(clients.Select(c => o.SocketsOnly ? c.DisposeAsync().AsTask() : c.DisconnectAsync()));
         return new BenchResult
@@ -71,8 +83,54 @@ public static class ConnectionScenarios
             ConnectFailures = failures,
             BrokerResidentBytes = after?.ResidentBytes,
             BrokerBytesPerConnection = perConnection,
+            BrokerCpuPercent = holdStart is { } h && after is { } a2 ? ProcessSampler.CpuPercent(h, a2) : null,
             GeneratorCpuPercent = 0,
+            Note = o.SocketsOnly || o.KeepAliveSeconds == 0
+                ? $"broker CPU over the {o.DurationSeconds:0.#} s hold; no keep alive"
+                : $"broker CPU over the {o.DurationSeconds:0.#} s hold; keep alive {o.KeepAliveSeconds} s, each client pings once per period ({pingFailures} pings failed)",
         };
+
+        async Task HoldAsync(double seconds, string phase)
+        {
+            var until = Stopwatch.GetTimestamp() + (long)(seconds * Stopwatch.Frequency);
+            while (Stopwatch.GetTimestamp() is var now && now < until)
+            {
+                await Task.Delay(TimeSpan.FromSeconds(Math.Min(0.5, (until - now) / (double)Stopwatch.Frequency)), cancellationToken);
+                progress?.Report(new ProgressReport(phase, Stopwatch.GetElapsedTime(started), TimeSpan.FromSeconds(o.DurationSeconds), held.Length, 0, 0));
+            }
+        }
+    }
+
+    /// <summary>Sends each client's PINGREQ when <see cref="IdlePingSchedule"/> says it is due, until cancelled.</summary>
+    private static async Task PingAsync(BenchClient[] clients, TimeSpan period, Action failed, CancellationToken cancellationToken)
+    {
+        var start = Stopwatch.GetTimestamp();
+        long sent = 0;
+        try
+        {
+            while (!cancellationToken.IsCancellationRequested)
+            {
+                var due = IdlePingSchedule.DueBy(Stopwatch.GetElapsedTime(start), clients.Length, period);
+                for (; sent < due; sent++)
+                {
+                    var client = clients[IdlePingSchedule.ClientOf(sent, clients.Length)];
+                    try
+                    {
+                        await client.PingAsync(cancellationToken);
+                    }
+                    catch (Exception ex) when (ex is IOException or System.Net.Sockets.SocketException or ObjectDisposedException)
+                    {
+                        failed();
+                    }
+                }
+
+                await Task.Delay(TimeSpan.FromMilliseconds(50), cancellationToken);
+            }
+        }
+        catch (OperationCanceledException)
+        {
+            // The hold is over.
+        }
     }
 
     public static async Task<BenchResult> ConnectStormAsync(BenchOptions o, IProgress<ProgressReport>? progress, CancellationToken cancellationToken)
