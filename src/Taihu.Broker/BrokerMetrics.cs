@@ -1,4 +1,5 @@
 using System.Diagnostics.Metrics;
+using Taihu.Mqtt;
 
 namespace Taihu.Broker;
 
@@ -17,6 +18,7 @@ public sealed class BrokerMetrics : IDisposable
     private readonly Counter<long> _bytesSent;
     private readonly Counter<long> _dropped;
     private readonly Counter<long> _connectionsAccepted;
+    private readonly Counter<long> _connectionsRefused;
     private long _connected;
     private long _totalMessagesReceived;
     private long _totalMessagesSent;
@@ -35,6 +37,7 @@ public sealed class BrokerMetrics : IDisposable
         _bytesSent = _meter.CreateCounter<long>("taihu.mqtt.bytes.sent", "By", "Bytes sent to MQTT clients.");
         _dropped = _meter.CreateCounter<long>("taihu.mqtt.messages.dropped", "{message}", "Application messages dropped, by reason.");
         _connectionsAccepted = _meter.CreateCounter<long>("taihu.mqtt.connections.accepted", "{connection}", "Network connections accepted.");
+        _connectionsRefused = _meter.CreateCounter<long>("taihu.mqtt.connections.refused", "{connection}", "Connections closed before CONNECT was accepted by the decoder, by reason.");
         _meter.CreateObservableUpDownCounter("taihu.mqtt.connections", () => Volatile.Read(ref _connected), "{connection}", "Clients connected now.");
         _meter.CreateObservableCounter("taihu.mqtt.publish.received", () => Volatile.Read(ref _publishReceived), "{message}", "PUBLISH packets received from clients.");
         _meter.CreateObservableCounter("taihu.mqtt.publish.sent", () => Volatile.Read(ref _publishSent), "{message}", "PUBLISH packets sent to clients.");
@@ -50,6 +53,8 @@ public sealed class BrokerMetrics : IDisposable
     public long PublishSent => Volatile.Read(ref _publishSent);
 
     internal void ConnectionAccepted() => _connectionsAccepted.Add(1);
+
+    internal void ConnectionRefused(string reason) => _connectionsRefused.Add(1, new KeyValuePair<string, object?>("reason", reason));
 
     internal void ClientConnected() => Interlocked.Increment(ref _connected);
 
@@ -104,4 +109,28 @@ internal static class DropReasons
     public const string NoSubscribers = "no_subscribers";
     public const string NotAuthorized = "not_authorized";
     public const string RetainedLimit = "retained_limit";
+}
+
+/// <summary>Reasons a connection is closed before its CONNECT is accepted, as metric tags.</summary>
+internal static class RefusalReasons
+{
+    /// <summary>The first packet's type, from its first byte, is not CONNECT.</summary>
+    public const string FirstPacketNotConnect = "first_packet_not_connect";
+
+    /// <summary>The first packet's fixed header announces more than Broker:MaximumConnectPacketSize.</summary>
+    public const string ConnectTooLarge = "connect_too_large";
+
+    /// <summary>The CONNECT asks for a protocol version the broker does not speak.</summary>
+    public const string UnsupportedProtocolVersion = "unsupported_protocol_version";
+
+    /// <summary>The first packet is malformed (its remaining length, or the body of CONNECT).</summary>
+    public const string MalformedConnect = "malformed_connect";
+
+    public static string For(MqttProtocolException exception) => exception.ReasonCode switch
+    {
+        ReasonCode.PacketTooLarge => ConnectTooLarge,
+        ReasonCode.UnsupportedProtocolVersion => UnsupportedProtocolVersion,
+        _ when exception.PacketType != PacketType.Connect => FirstPacketNotConnect,
+        _ => MalformedConnect,
+    };
 }
