@@ -19,6 +19,7 @@ public sealed class BrokerMetrics : IDisposable
     private readonly Counter<long> _dropped;
     private readonly Counter<long> _connectionsAccepted;
     private readonly Counter<long> _connectionsRefused;
+    private readonly Counter<long> _rateLimited;
     private long _connected;
     private long _totalMessagesReceived;
     private long _totalMessagesSent;
@@ -38,6 +39,7 @@ public sealed class BrokerMetrics : IDisposable
         _dropped = _meter.CreateCounter<long>("taihu.mqtt.messages.dropped", "{message}", "Application messages dropped, by reason.");
         _connectionsAccepted = _meter.CreateCounter<long>("taihu.mqtt.connections.accepted", "{connection}", "Network connections accepted.");
         _connectionsRefused = _meter.CreateCounter<long>("taihu.mqtt.connections.refused", "{connection}", "Connections closed before CONNECT was accepted by the decoder, by reason.");
+        _rateLimited = _meter.CreateCounter<long>("taihu.mqtt.connections.rate_limited", "{connection}", "Connections ended for going over a publish rate limit, by limit (messages or bytes).");
         _meter.CreateObservableUpDownCounter("taihu.mqtt.connections", () => Volatile.Read(ref _connected), "{connection}", "Clients connected now.");
         _meter.CreateObservableCounter("taihu.mqtt.publish.received", () => Volatile.Read(ref _publishReceived), "{message}", "PUBLISH packets received from clients.");
         _meter.CreateObservableCounter("taihu.mqtt.publish.sent", () => Volatile.Read(ref _publishSent), "{message}", "PUBLISH packets sent to clients.");
@@ -55,6 +57,8 @@ public sealed class BrokerMetrics : IDisposable
     internal void ConnectionAccepted() => _connectionsAccepted.Add(1);
 
     internal void ConnectionRefused(string reason) => _connectionsRefused.Add(1, new KeyValuePair<string, object?>("reason", reason));
+
+    internal void RateLimited(string limit) => _rateLimited.Add(1, new KeyValuePair<string, object?>("limit", limit));
 
     internal void ClientConnected() => Interlocked.Increment(ref _connected);
 
@@ -109,6 +113,7 @@ internal static class DropReasons
     public const string NoSubscribers = "no_subscribers";
     public const string NotAuthorized = "not_authorized";
     public const string RetainedLimit = "retained_limit";
+    public const string RateLimited = "rate_limited";
 }
 
 /// <summary>Reasons a connection is closed before its CONNECT is accepted, as metric tags.</summary>

@@ -78,6 +78,26 @@ public sealed class BrokerOptions
     /// </summary>
     public long MaximumRetainedBytesPerNamespace { get; set; } = 16L * 1024 * 1024;
 
+    /// <summary>
+    /// PUBLISH packets per second one connection may send, or 0 for no limit (the default: the broker cannot know
+    /// what rate a deployment's devices need, and a fixed default would cut off legitimate bursts). A token bucket
+    /// per connection, on the broker's clock, allowing a burst of one second's worth. Going over it ends the
+    /// connection: a 5.0 client gets DISCONNECT 0x96 (Message rate too high) with a reason string naming the limit;
+    /// a 3.1.1 client, which has no such code, is disconnected; the will is published. EMQX's limiter slows the
+    /// socket down instead and Mosquitto has no such limit; refusing with 0x96 tells the client why. An
+    /// authenticator overrides it per client (<see cref="Extensibility.ClientIdentity.MaximumPublishRate"/>).
+    /// </summary>
+    public int MaximumPublishRatePerConnection { get; set; }
+
+    /// <summary>
+    /// PUBLISH payload bytes per second one connection may send, or 0 for no limit (the default, as for
+    /// <see cref="MaximumPublishRatePerConnection"/>, which it works like). Payload bytes, not packet bytes: what the
+    /// application sends, independent of topic length and protocol version. A single payload larger than the
+    /// limit passes when the bucket is full and leaves it in debt. Overridden per client by
+    /// <see cref="Extensibility.ClientIdentity.MaximumPublishBytesRate"/>.
+    /// </summary>
+    public long MaximumPublishBytesRatePerConnection { get; set; }
+
     /// <summary>Topic aliases a 5.0 client may use towards the broker (Topic Alias Maximum in CONNACK). 10, as Mosquitto.</summary>
     public ushort TopicAliasMaximum { get; set; } = 10;
 
@@ -140,6 +160,16 @@ public sealed class BrokerOptions
         if (MaximumConnectPacketSize < 64 || MaximumConnectPacketSize > 268_435_460)
         {
             yield return "Broker:MaximumConnectPacketSize must be between 64 and 268435460 bytes.";
+        }
+
+        if (MaximumPublishRatePerConnection < 0)
+        {
+            yield return "Broker:MaximumPublishRatePerConnection must not be negative (0 is no limit).";
+        }
+
+        if (MaximumPublishBytesRatePerConnection < 0)
+        {
+            yield return "Broker:MaximumPublishBytesRatePerConnection must not be negative (0 is no limit).";
         }
 
         if (MaximumInflightMessages is < 1 or > 65_535)

@@ -95,6 +95,8 @@ public sealed partial class MqttChannel
     private PublishPacket? _scratchPublish;
     private MqttProperties? _scratchProperties;
     private PublishPacket? _reusablePublish;
+    // Null unless this connection has a publish rate limit (set at CONNECT).
+    private PublishRateLimiter? _rateLimiter;
 
     public MqttChannel(MqttBroker broker, EndPoint? remoteEndPoint, X509Certificate2? clientCertificate)
     {
