@@ -1,4 +1,5 @@
 using System.Diagnostics.Metrics;
+using Taihu.Mqtt;
 
 namespace Taihu.Broker;
 
@@ -19,6 +20,8 @@ public sealed class BrokerMetrics : IDisposable
     private readonly Counter<long> _connectionsAccepted;
     private readonly Counter<long> _publishersHeldBack;
     private readonly Counter<long> _readingPaused;
+    private readonly Counter<long> _connectionsRefused;
+    private readonly Counter<long> _rateLimited;
     private long _connected;
     private long _totalMessagesReceived;
     private long _totalMessagesSent;
@@ -41,6 +44,8 @@ public sealed class BrokerMetrics : IDisposable
         _connectionsAccepted = _meter.CreateCounter<long>("taihu.mqtt.connections.accepted", "{connection}", "Network connections accepted.");
         _publishersHeldBack = _meter.CreateCounter<long>("taihu.mqtt.publishers.held_back", "{wait}", "Times a publisher was held back because a subscriber's queue was full.");
         _readingPaused = _meter.CreateCounter<long>("taihu.mqtt.reading.paused", "{pause}", "Times reading from a connection stopped because its outbound queue was full.");
+        _connectionsRefused = _meter.CreateCounter<long>("taihu.mqtt.connections.refused", "{connection}", "Connections closed before CONNECT was accepted by the decoder, by reason.");
+        _rateLimited = _meter.CreateCounter<long>("taihu.mqtt.connections.rate_limited", "{connection}", "Connections ended for going over a publish rate limit, by limit (messages or bytes).");
         _meter.CreateObservableUpDownCounter("taihu.mqtt.connections", () => Volatile.Read(ref _connected), "{connection}", "Clients connected now.");
         _meter.CreateObservableCounter("taihu.mqtt.publish.received", () => Volatile.Read(ref _publishReceived), "{message}", "PUBLISH packets received from clients.");
         _meter.CreateObservableCounter("taihu.mqtt.publish.sent", () => Volatile.Read(ref _publishSent), "{message}", "PUBLISH packets sent to clients.");
@@ -74,6 +79,10 @@ public sealed class BrokerMetrics : IDisposable
         Interlocked.Increment(ref _totalHeldBack);
         _publishersHeldBack.Add(1);
     }
+
+    internal void ConnectionRefused(string reason) => _connectionsRefused.Add(1, new KeyValuePair<string, object?>("reason", reason));
+
+    internal void RateLimited(string limit) => _rateLimited.Add(1, new KeyValuePair<string, object?>("limit", limit));
 
     internal void ClientConnected() => Interlocked.Increment(ref _connected);
 
@@ -129,4 +138,29 @@ internal static class DropReasons
     public const string NoSubscribers = "no_subscribers";
     public const string NotAuthorized = "not_authorized";
     public const string RetainedLimit = "retained_limit";
+    public const string RateLimited = "rate_limited";
+}
+
+/// <summary>Reasons a connection is closed before its CONNECT is accepted, as metric tags.</summary>
+internal static class RefusalReasons
+{
+    /// <summary>The first packet's type, from its first byte, is not CONNECT.</summary>
+    public const string FirstPacketNotConnect = "first_packet_not_connect";
+
+    /// <summary>The first packet's fixed header announces more than Broker:MaximumConnectPacketSize.</summary>
+    public const string ConnectTooLarge = "connect_too_large";
+
+    /// <summary>The CONNECT asks for a protocol version the broker does not speak.</summary>
+    public const string UnsupportedProtocolVersion = "unsupported_protocol_version";
+
+    /// <summary>The first packet is malformed (its remaining length, or the body of CONNECT).</summary>
+    public const string MalformedConnect = "malformed_connect";
+
+    public static string For(MqttProtocolException exception) => exception.ReasonCode switch
+    {
+        ReasonCode.PacketTooLarge => ConnectTooLarge,
+        ReasonCode.UnsupportedProtocolVersion => UnsupportedProtocolVersion,
+        _ when exception.PacketType != PacketType.Connect => FirstPacketNotConnect,
+        _ => MalformedConnect,
+    };
 }

@@ -14,6 +14,20 @@ public sealed class BrokerOptions
     public int MaximumPacketSize { get; set; } = 1024 * 1024;
 
     /// <summary>
+    /// Largest first packet, fixed header included: it must be CONNECT, and both are judged from its fixed header
+    /// before its body is buffered (a larger or other first packet closes the connection at once, with nothing
+    /// sent, as Mosquitto closes on a first packet that is not CONNECT). Before CONNECT nobody is authenticated,
+    /// so without this one socket could make the broker hold a whole <see cref="MaximumPacketSize"/> frame, times
+    /// <see cref="MaximumConnections"/>. 16 KiB holds every field a real CONNECT carries with room to spare: a
+    /// client id (23 bytes in 3.1.1, rarely over 256), a user name, a password or token (a JWT is 1 to 4 KB), a
+    /// will topic (at most <see cref="MaximumTopicLength"/>, 4 KiB) and a will payload (a status of a few bytes),
+    /// and properties; 50,000 half-open connections then hold at most 800 MB instead of 50 GB. The smaller of
+    /// this and <see cref="MaximumPacketSize"/> applies. (Mosquitto and EMQX check a CONNECT only against their
+    /// general packet size limit.)
+    /// </summary>
+    public int MaximumConnectPacketSize { get; set; } = 16 * 1024;
+
+    /// <summary>
     /// QoS 1 and 2 messages sent to one client and not yet acknowledged, and the Receive Maximum advertised to
     /// 5.0 clients for their own publishes. 100 keeps a fast consumer busy across loopback round trips while
     /// bounding memory per slow consumer (Mosquitto: 20, EMQX: 32).
@@ -84,6 +98,26 @@ public sealed class BrokerOptions
     /// </summary>
     public long MaximumRetainedBytesPerNamespace { get; set; } = 16L * 1024 * 1024;
 
+    /// <summary>
+    /// PUBLISH packets per second one connection may send, or 0 for no limit (the default: the broker cannot know
+    /// what rate a deployment's devices need, and a fixed default would cut off legitimate bursts). A token bucket
+    /// per connection, on the broker's clock, allowing a burst of one second's worth. Going over it ends the
+    /// connection: a 5.0 client gets DISCONNECT 0x96 (Message rate too high) with a reason string naming the limit;
+    /// a 3.1.1 client, which has no such code, is disconnected; the will is published. EMQX's limiter slows the
+    /// socket down instead and Mosquitto has no such limit; refusing with 0x96 tells the client why. An
+    /// authenticator overrides it per client (<see cref="Extensibility.ClientIdentity.MaximumPublishRate"/>).
+    /// </summary>
+    public int MaximumPublishRatePerConnection { get; set; }
+
+    /// <summary>
+    /// PUBLISH payload bytes per second one connection may send, or 0 for no limit (the default, as for
+    /// <see cref="MaximumPublishRatePerConnection"/>, which it works like). Payload bytes, not packet bytes: what the
+    /// application sends, independent of topic length and protocol version. A single payload larger than the
+    /// limit passes when the bucket is full and leaves it in debt. Overridden per client by
+    /// <see cref="Extensibility.ClientIdentity.MaximumPublishBytesRate"/>.
+    /// </summary>
+    public long MaximumPublishBytesRatePerConnection { get; set; }
+
     /// <summary>Topic aliases a 5.0 client may use towards the broker (Topic Alias Maximum in CONNACK). 10, as Mosquitto.</summary>
     public ushort TopicAliasMaximum { get; set; } = 10;
 
@@ -141,6 +175,21 @@ public sealed class BrokerOptions
         if (MaximumPacketSize < 64 || MaximumPacketSize > 268_435_460)
         {
             yield return "Broker:MaximumPacketSize must be between 64 and 268435460 bytes.";
+        }
+
+        if (MaximumConnectPacketSize < 64 || MaximumConnectPacketSize > 268_435_460)
+        {
+            yield return "Broker:MaximumConnectPacketSize must be between 64 and 268435460 bytes.";
+        }
+
+        if (MaximumPublishRatePerConnection < 0)
+        {
+            yield return "Broker:MaximumPublishRatePerConnection must not be negative (0 is no limit).";
+        }
+
+        if (MaximumPublishBytesRatePerConnection < 0)
+        {
+            yield return "Broker:MaximumPublishBytesRatePerConnection must not be negative (0 is no limit).";
         }
 
         if (MaximumInflightMessages is < 1 or > 65_535)

@@ -192,6 +192,8 @@ public sealed partial class MqttChannel
             serverKeepAlive = _keepAlive;
         }
 
+        _rateLimiter = PublishRateLimiter.Create(_broker.Time, identity.MaximumPublishRate ?? options.MaximumPublishRatePerConnection,
+            identity.MaximumPublishBytesRate ?? options.MaximumPublishBytesRatePerConnection);
         var session = _broker.AttachSession(this, identity.Namespace, identity.SessionOwner ?? "", ClientId!, connect.CleanStart, expiry, out var sessionPresent);
         _session = session;
         _state = State.Connected;

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Text;
 using System.Text.Unicode;
 using Taihu.Broker.Extensibility;
@@ -34,6 +35,11 @@ public sealed partial class MqttChannel
 
     private async ValueTask<bool> HandlePublishCoreAsync(PublishPacket publish, CancellationToken cancellationToken)
     {
+        if (_rateLimiter is { } limiter && limiter.TryTake(publish.Payload.Length) is var limited && limited != RateLimitResult.Allowed)
+        {
+            return RefuseRate(limiter, limited);
+        }
+
         var options = _broker.Options;
         var topic = publish.Topic;
         var properties = publish.Properties;
@@ -196,6 +202,21 @@ public sealed partial class MqttChannel
 
         Acknowledge(publish, code);
         return true;
+    }
+
+    /// <summary>
+    /// Over a publish rate limit: the message goes nowhere (counted), and the connection ends, 5.0 with DISCONNECT
+    /// 0x96 and a reason string that names the limit; logged through the rate-limited refusal log.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private bool RefuseRate(PublishRateLimiter limiter, RateLimitResult limited)
+    {
+        _broker.Metrics.MessageDropped(DropReasons.RateLimited);
+        _broker.Metrics.RateLimited(limited == RateLimitResult.Messages ? "messages" : "bytes");
+        var reason = limited == RateLimitResult.Messages
+            ? $"publish rate limit of {limiter.MessagesPerSecond} messages per second exceeded"
+            : $"publish byte rate limit of {limiter.BytesPerSecond} bytes per second exceeded";
+        return FailNow(ReasonCode.MessageRateTooHigh, reason);
     }
 
     /// <summary>

@@ -95,6 +95,8 @@ public sealed partial class MqttChannel
     private PublishPacket? _scratchPublish;
     private MqttProperties? _scratchProperties;
     private PublishPacket? _reusablePublish;
+    // Null unless this connection has a publish rate limit (set at CONNECT).
+    private PublishRateLimiter? _rateLimiter;
 
     public MqttChannel(MqttBroker broker, EndPoint? remoteEndPoint, X509Certificate2? clientCertificate)
     {
@@ -102,7 +104,14 @@ public sealed partial class MqttChannel
         _broker = broker;
         RemoteEndPoint = remoteEndPoint;
         ClientCertificate = clientCertificate;
-        Reader = new PacketReader { MaximumPacketSize = broker.Options.MaximumPacketSize, TopicCache = new TopicNameCache(), ReuseAcknowledgements = true };
+        Reader = new PacketReader
+        {
+            MaximumPacketSize = broker.Options.MaximumPacketSize,
+            AwaitingConnect = true,
+            MaximumConnectPacketSize = broker.Options.MaximumConnectPacketSize,
+            TopicCache = new TopicNameCache(),
+            ReuseAcknowledgements = true,
+        };
         _openedAt = broker.Time.GetTimestamp();
         _lastActivity = _openedAt;
         Accepted = broker.TryRegister(this, out _id);
@@ -179,7 +188,9 @@ public sealed partial class MqttChannel
                 return HandleConnectAsync(connect, cancellationToken);
             }
 
-            // Before CONNECT nothing else is allowed, and there is no version to answer in: close.
+            // Before CONNECT nothing else is allowed, and there is no version to answer in: close. (The decoder
+            // refuses such a packet from its first byte; this holds for any other source of packets.)
+            _broker.Metrics.ConnectionRefused(RefusalReasons.FirstPacketNotConnect);
             if (_broker.Logger.IsEnabled(LogLevel.Warning) && _broker.ShouldLogRefusal())
             {
                 LogBeforeConnect(_broker.Logger, packet.Type, RemoteEndPoint);
@@ -210,6 +221,7 @@ public sealed partial class MqttChannel
 
         if (_state == State.AwaitingConnect)
         {
+            _broker.Metrics.ConnectionRefused(RefusalReasons.For(exception));
             if (exception.ReasonCode == ReasonCode.UnsupportedProtocolVersion)
             {
                 // The client's version is unknown: answer as 3.1.1 does (return code 1), which 5.0 clients also understand as a refusal.

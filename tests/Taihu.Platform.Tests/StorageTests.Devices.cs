@@ -133,6 +133,26 @@ public abstract partial class StorageTests
     }
 
     [Fact]
+    public async Task ProfileRateLimits_RoundTrip_AndComeWithTheCredentialsLookup()
+    {
+        var tenant = await NewTenantAsync();
+        var profile = await NewProfileAsync(tenant.Id);
+        Assert.Null((await Devices.GetProfileAsync(tenant.Id, profile.Id))!.RateLimits);
+        var device = await NewDeviceAsync(tenant.Id, profile.Id, token: "limited-token");
+        Assert.Null((await Devices.FindByLookupAsync("t:limited-token"))!.RateLimits);
+
+        var limited = profile with { RateLimits = new PublishRateLimits(100, 5_000_000_000) };
+        Assert.True(await Devices.UpdateProfileAsync(limited));
+        Assert.Equal(limited, await Devices.GetProfileAsync(tenant.Id, profile.Id));
+        var found = await Devices.FindByLookupAsync("t:limited-token");
+        Assert.Equal(device.Id, found!.Device.Id);
+        Assert.Equal(new PublishRateLimits(100, 5_000_000_000), found.RateLimits);
+
+        Assert.True(await Devices.UpdateProfileAsync(profile with { RateLimits = new PublishRateLimits(null, 0) }));
+        Assert.Equal(new PublishRateLimits(null, 0), (await Devices.FindByLookupAsync("t:limited-token"))!.RateLimits);
+    }
+
+    [Fact]
     public async Task Credentials_Save_ReplacesTheOldLookup()
     {
         var (tenant, _, device) = await NewTenantWithDeviceAsync();

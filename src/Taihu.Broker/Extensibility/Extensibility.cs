@@ -30,6 +30,18 @@ public sealed record ClientIdentity(string Namespace, string? UserName = null)
     /// Authorizers, observers and subscribers see the broker's topics; this client sees its own.
     /// </summary>
     public TopicMap? Topics { get; init; }
+
+    /// <summary>
+    /// PUBLISH packets per second this client may send, overriding <see cref="BrokerOptions.MaximumPublishRatePerConnection"/>;
+    /// 0 is no limit, null takes the broker's. Lets a platform set limits per tenant or per kind of device.
+    /// </summary>
+    public int? MaximumPublishRate { get; init; }
+
+    /// <summary>
+    /// PUBLISH payload bytes per second this client may send, overriding
+    /// <see cref="BrokerOptions.MaximumPublishBytesRatePerConnection"/>; 0 is no limit, null takes the broker's.
+    /// </summary>
+    public long? MaximumPublishBytesRate { get; init; }
 }
 
 /// <summary>What a CONNECT presents for authentication.</summary>

@@ -35,13 +35,35 @@ public sealed class PacketReader
     /// </summary>
     public bool ReuseAcknowledgements { get; set; }
 
+    /// <summary>
+    /// Set by a server for a new connection: the next packet must be CONNECT, no larger than
+    /// <see cref="MaximumConnectPacketSize"/>. Both are judged from the fixed header, before the body is buffered:
+    /// any other packet type is refused from its first byte, and a remaining length is refused as soon as the bytes
+    /// read of it already make it too large, so one silent socket cannot make the server hold a large frame before
+    /// it has even said who it is. Cleared once a packet has been read.
+    /// </summary>
+    public bool AwaitingConnect { get; set; }
+
+    /// <summary>
+    /// The largest CONNECT (fixed header included) accepted while <see cref="AwaitingConnect"/>; larger ones are
+    /// refused with 0x95 from the fixed header alone. <see cref="MaximumPacketSize"/> still applies when smaller.
+    /// </summary>
+    public int MaximumConnectPacketSize { get; set; } = VariableByteInteger.MaxValue + 5;
+
     private PublishAckPacket? _reusableAck;
 
     /// <summary>
     /// Reads the fixed header. False when it is not complete yet. Throws on a remaining length longer than four
     /// bytes, or a packet larger than <paramref name="maximumPacketSize"/>.
     /// </summary>
-    public static bool TryReadFixedHeader(in ReadOnlySequence<byte> buffer, int maximumPacketSize, out byte header, out int remainingLength, out int headerLength)
+    public static bool TryReadFixedHeader(in ReadOnlySequence<byte> buffer, int maximumPacketSize, out byte header, out int remainingLength, out int headerLength) =>
+        TryReadFixedHeader(buffer, maximumPacketSize, refuseEarly: false, out header, out remainingLength, out headerLength);
+
+    /// <param name="refuseEarly">
+    /// Refuse as soon as the length bytes read so far make the packet larger than the limit, whatever follows,
+    /// instead of waiting for the last length byte (used for the first packet, where no byte is worth waiting for).
+    /// </param>
+    private static bool TryReadFixedHeader(in ReadOnlySequence<byte> buffer, int maximumPacketSize, bool refuseEarly, out byte header, out int remainingLength, out int headerLength)
     {
         header = 0;
         remainingLength = 0;
@@ -81,10 +103,19 @@ public sealed class PacketReader
                 return true;
             }
 
+            // More length bytes follow: the packet is at least this long, whatever they are.
+            if (refuseEarly && (long)value + i + 2 > maximumPacketSize)
+            {
+                throw new MqttProtocolException(ReasonCode.PacketTooLarge, $"The packet is more than {value + i + 1} bytes; the limit is {maximumPacketSize}.")
+                {
+                    PacketType = (PacketType)(header >> 4),
+                };
+            }
+
             shift += 7;
         }
 
-        throw new MqttProtocolException(ReasonCode.MalformedPacket, "The remaining length is longer than four bytes.");
+        throw new MqttProtocolException(ReasonCode.MalformedPacket, "The remaining length is longer than four bytes.") { PacketType = (PacketType)(header >> 4) };
     }
 
     /// <summary>
@@ -105,7 +136,14 @@ public sealed class PacketReader
     public bool TryRead(ref ReadOnlySequence<byte> buffer, PublishPacket? reusablePublish, [NotNullWhen(true)] out MqttPacket? packet)
     {
         packet = null;
-        if (!TryReadFixedHeader(buffer, MaximumPacketSize, out var header, out var remainingLength, out var headerLength))
+        var awaitingConnect = AwaitingConnect;
+        if (awaitingConnect && !buffer.IsEmpty)
+        {
+            CheckFirstPacketType(buffer);
+        }
+
+        var limit = awaitingConnect ? Math.Min(MaximumConnectPacketSize, MaximumPacketSize) : MaximumPacketSize;
+        if (!TryReadFixedHeader(buffer, limit, awaitingConnect, out var header, out var remainingLength, out var headerLength))
         {
             return false;
         }
@@ -142,7 +180,21 @@ public sealed class PacketReader
         }
 
         buffer = buffer.Slice(total);
+        AwaitingConnect = false;
         return true;
+    }
+
+    /// <summary>Refuses a first packet that is not CONNECT from its first byte, as Mosquitto does.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void CheckFirstPacketType(in ReadOnlySequence<byte> buffer)
+    {
+        Span<byte> first = stackalloc byte[1];
+        buffer.Slice(0, 1).CopyTo(first);
+        var type = (PacketType)(first[0] >> 4);
+        if (type != PacketType.Connect)
+        {
+            throw new MqttProtocolException(ReasonCode.ProtocolError, $"The first packet must be CONNECT, not {type.ToString().ToUpperInvariant()}.") { PacketType = type };
+        }
     }
 
     /// <summary>Decodes a packet from its first byte and its complete body.</summary>

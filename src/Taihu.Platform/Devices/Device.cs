@@ -18,10 +18,13 @@ public enum ProvisionType
     CheckPreProvisionedDevices,
 }
 
-/// <summary>Settings shared by devices of one kind.</summary>
+/// <summary>
+/// Settings shared by devices of one kind. <see cref="RateLimits"/> are the publish limits of each device
+/// connection in this profile (a tenant sets its own for all its devices through its default profile).
+/// </summary>
 public sealed record DeviceProfile(
     Guid Id, Guid TenantId, string Name, string? Description, bool IsDefault, ProvisionType ProvisionType,
-    string? ProvisionKey, string? ProvisionSecret, long InactivityTimeoutMs, long CreatedTime)
+    string? ProvisionKey, string? ProvisionSecret, long InactivityTimeoutMs, long CreatedTime, PublishRateLimits? RateLimits = null)
 {
     /// <summary>ThingsBoard's default inactivity timeout: 10 minutes.</summary>
     public const long DefaultInactivityTimeoutMs = 600_000;
@@ -76,4 +79,18 @@ public sealed record DeviceCredentials(Guid DeviceId, CredentialsType Type, stri
             default: type = default; return false;
         }
     }
+}
+
+/// <summary>
+/// Publish limits for each MQTT connection of a device, overriding the broker's
+/// <c>Broker:MaximumPublishRatePerConnection</c> and <c>Broker:MaximumPublishBytesRatePerConnection</c>: null takes
+/// the broker's, 0 is no limit. Going over one ends the connection (5.0: DISCONNECT 0x96 naming the limit).
+/// </summary>
+/// <param name="MessagesPerSecond">PUBLISH packets per second.</param>
+/// <param name="BytesPerSecond">PUBLISH payload bytes per second.</param>
+public sealed record PublishRateLimits(int? MessagesPerSecond, long? BytesPerSecond)
+{
+    /// <summary>Null when neither limit is set, so that a profile without limits stores nothing.</summary>
+    public static PublishRateLimits? Of(int? messagesPerSecond, long? bytesPerSecond) =>
+        messagesPerSecond is null && bytesPerSecond is null ? null : new PublishRateLimits(messagesPerSecond, bytesPerSecond);
 }

@@ -139,7 +139,7 @@ public sealed partial class DeviceConnector(
             return AuthenticationResult.Fail(ReasonCode.BadUserNameOrPassword, "Unknown or wrong device credentials.");
         }
 
-        return AuthenticationResult.Success(DeviceSession.IdentityFor(found.Device, context.UserName));
+        return AuthenticationResult.Success(DeviceSession.IdentityFor(found.Device, context.UserName, found.RateLimits));
     }
 
     private async Task<StoredCredentials?> CheckBasicAsync(ConnectContext context, ReadOnlyMemory<byte> password, CancellationToken cancellationToken)

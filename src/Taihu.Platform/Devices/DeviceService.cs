@@ -210,6 +210,11 @@ public sealed class DeviceService(IDeviceStore store, IAuditLog audit, IMqttClie
             throw PlatformException.BadRequest("Provisioning needs a provision key and a provision secret.");
         }
 
+        if (profile.RateLimits is { MessagesPerSecond: < 0 } or { BytesPerSecond: < 0 })
+        {
+            throw PlatformException.BadRequest("rateLimits.maxPublishRate and rateLimits.maxPublishBytesRate must not be negative (0 is no limit).");
+        }
+
         profile = profile with { TenantId = tenant, InactivityTimeoutMs = profile.InactivityTimeoutMs > 0 ? profile.InactivityTimeoutMs : DeviceProfile.DefaultInactivityTimeoutMs };
         var existing = profile.Id == Guid.Empty ? null : await store.GetProfileAsync(tenant, profile.Id, cancellationToken);
         if (existing is null)

@@ -38,7 +38,7 @@ public sealed class DeviceSession(Device device)
     public static string TopicPrefix(Guid deviceId) => "$devices/" + deviceId.ToString("N") + "/";
 
     /// <summary>The identity a device connects with.</summary>
-    public static ClientIdentity IdentityFor(Device device, string? userName)
+    public static ClientIdentity IdentityFor(Device device, string? userName, PublishRateLimits? rateLimits = null)
     {
         var session = new DeviceSession(device);
         return new ClientIdentity(Namespace(device.TenantId), userName)
@@ -47,6 +47,9 @@ public sealed class DeviceSession(Device device)
             // Sessions are kept per device: another device that presents the same client id gets its own.
             SessionOwner = SessionOwner(device.Id),
             Topics = new TopicMap(("v1/devices/me/", session.Prefix), ("v1/gateway/", session.GatewayPrefix)),
+            // The profile's publish limits replace the broker's; what the profile leaves out stays the broker's.
+            MaximumPublishRate = rateLimits?.MessagesPerSecond,
+            MaximumPublishBytesRate = rateLimits?.BytesPerSecond,
         };
     }
 }

@@ -5,7 +5,8 @@ using Taihu.Platform.Storage;
 namespace Taihu.Platform.Devices;
 
 /// <summary>A credentials row as the device check needs it.</summary>
-public sealed record StoredCredentials(Device Device, CredentialsType Type, string? ClientId, string? UserName, string? SecretHash);
+/// <param name="RateLimits">The publish limits of the device's profile, read with the credentials so a CONNECT costs one query.</param>
+public sealed record StoredCredentials(Device Device, CredentialsType Type, string? ClientId, string? UserName, string? SecretHash, PublishRateLimits? RateLimits = null);
 
 /// <summary>Devices, their profiles and credentials. Every call but the device check is scoped to one tenant.</summary>
 public interface IDeviceStore
@@ -49,13 +50,13 @@ public interface IDeviceStore
 public sealed class SqlDeviceStore(PlatformDatabase database) : IDeviceStore
 {
     private const string DeviceColumns = "d.seq, d.id, d.tenant_id, d.name, d.type, d.label, d.profile_id, d.device_group, d.is_gateway, d.gateway_id, d.created_time";
-    private const string ProfileColumns = "id, tenant_id, name, description, is_default, provision_type, provision_key, provision_secret, inactivity_timeout_ms, created_time";
+    private const string ProfileColumns = "id, tenant_id, name, description, is_default, provision_type, provision_key, provision_secret, inactivity_timeout_ms, created_time, max_publish_rate, max_publish_bytes_rate";
 
     public async Task CreateProfileAsync(DeviceProfile profile, CancellationToken cancellationToken = default)
     {
         await using var connection = await database.OpenAsync(cancellationToken);
         using var command = connection.CreateCommand();
-        command.CommandText = $"INSERT INTO device_profiles ({ProfileColumns}) VALUES (@id, @tenant, @name, @description, @default, @ptype, @pkey, @psecret, @inactivity, @created)";
+        command.CommandText = $"INSERT INTO device_profiles ({ProfileColumns}) VALUES (@id, @tenant, @name, @description, @default, @ptype, @pkey, @psecret, @inactivity, @created, @rate, @byteRate)";
         AddProfile(command, profile);
         command.AddParameter("created", profile.CreatedTime);
         await Sql.ExecuteUniqueAsync(command, $"A device profile named '{profile.Name}' already exists in this tenant, or the provision key cannot be used; choose another.", cancellationToken);
@@ -67,7 +68,8 @@ public sealed class SqlDeviceStore(PlatformDatabase database) : IDeviceStore
         using var command = connection.CreateCommand();
         command.CommandText = """
             UPDATE device_profiles SET name = @name, description = @description, is_default = @default, provision_type = @ptype,
-                provision_key = @pkey, provision_secret = @psecret, inactivity_timeout_ms = @inactivity
+                provision_key = @pkey, provision_secret = @psecret, inactivity_timeout_ms = @inactivity,
+                max_publish_rate = @rate, max_publish_bytes_rate = @byteRate
             WHERE id = @id AND tenant_id = @tenant
             """;
         AddProfile(command, profile);
@@ -266,8 +268,9 @@ public sealed class SqlDeviceStore(PlatformDatabase database) : IDeviceStore
         await using var connection = await database.OpenAsync(cancellationToken);
         using var command = connection.CreateCommand();
         command.CommandText = $"""
-            SELECT {DeviceColumns}, c.credentials_type, c.client_id, c.user_name, c.secret_hash
-            FROM device_credentials c JOIN devices d ON d.id = c.device_id WHERE c.lookup = @lookup
+            SELECT {DeviceColumns}, c.credentials_type, c.client_id, c.user_name, c.secret_hash, p.max_publish_rate, p.max_publish_bytes_rate
+            FROM device_credentials c JOIN devices d ON d.id = c.device_id LEFT JOIN device_profiles p ON p.id = d.profile_id
+            WHERE c.lookup = @lookup
             """;
         command.AddParameter("lookup", lookup);
         await using var reader = await command.ExecuteReaderAsync(cancellationToken);
@@ -277,7 +280,8 @@ public sealed class SqlDeviceStore(PlatformDatabase database) : IDeviceStore
         }
 
         _ = DeviceCredentials.TryParseType(reader.GetString(11), out var type);
-        return new StoredCredentials(ReadDevice(reader, 0), type, reader.GetNullableString(12), reader.GetNullableString(13), reader.GetNullableString(14));
+        return new StoredCredentials(ReadDevice(reader, 0), type, reader.GetNullableString(12), reader.GetNullableString(13), reader.GetNullableString(14),
+            ReadRateLimits(reader, 15));
     }
 
     private static async Task InsertCredentialsAsync(DbConnection connection, DbTransaction transaction, DeviceCredentials credentials, string lookup, string? secretHash, CancellationToken cancellationToken)
@@ -332,8 +336,12 @@ public sealed class SqlDeviceStore(PlatformDatabase database) : IDeviceStore
     {
         _ = DeviceProfile.TryParseProvisionType(r.GetString(5), out var provision);
         return new DeviceProfile(Guid.Parse(r.GetString(0)), Guid.Parse(r.GetString(1)), r.GetString(2), r.GetNullableString(3), Sql.GetBool(r, 4),
-            provision, r.GetNullableString(6), r.GetNullableString(7), r.GetInt64(8), r.GetInt64(9));
+            provision, r.GetNullableString(6), r.GetNullableString(7), r.GetInt64(8), r.GetInt64(9), ReadRateLimits(r, 10));
     }
+
+    private static PublishRateLimits? ReadRateLimits(DbDataReader r, int o) => PublishRateLimits.Of(
+        r.IsDBNull(o) ? null : Convert.ToInt32(r.GetValue(o), CultureInfo.InvariantCulture),
+        r.IsDBNull(o + 1) ? null : Convert.ToInt64(r.GetValue(o + 1), CultureInfo.InvariantCulture));
 
     private static void AddDevice(DbCommand command, Device device)
     {
@@ -359,6 +367,8 @@ public sealed class SqlDeviceStore(PlatformDatabase database) : IDeviceStore
         command.AddParameter("pkey", profile.ProvisionKey);
         command.AddParameter("psecret", profile.ProvisionSecret);
         command.AddParameter("inactivity", profile.InactivityTimeoutMs);
+        command.AddParameter("rate", profile.RateLimits?.MessagesPerSecond);
+        command.AddParameter("byteRate", profile.RateLimits?.BytesPerSecond);
     }
 }
 

@@ -307,5 +307,9 @@ internal static class Migrations
         CREATE UNIQUE INDEX mqtt_users_name ON mqtt_users (user_name);
         CREATE INDEX mqtt_users_tenant ON mqtt_users (tenant_id);
         """),
+        (7, "publish rate limits per device profile", """
+        ALTER TABLE device_profiles ADD COLUMN max_publish_rate INTEGER NULL;
+        ALTER TABLE device_profiles ADD COLUMN max_publish_bytes_rate BIGINT NULL;
+        """),
     ];
 }

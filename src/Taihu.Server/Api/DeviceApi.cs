@@ -91,8 +91,16 @@ public static class DeviceApi
             string? key = CallerResolution.Text(body, "provisionDeviceKey");
             string? secret = null;
             long inactivity = 0;
+            PublishRateLimits? rateLimits = null;
             if (body.TryGetProperty("profileData", out var data) && data.ValueKind == JsonValueKind.Object)
             {
+                if (data.TryGetProperty("rateLimits", out var limits) && limits.ValueKind == JsonValueKind.Object)
+                {
+                    rateLimits = PublishRateLimits.Of(
+                        limits.TryGetProperty("maxPublishRate", out var rate) && rate.ValueKind == JsonValueKind.Number ? rate.GetInt32() : null,
+                        limits.TryGetProperty("maxPublishBytesRate", out var bytes) && bytes.ValueKind == JsonValueKind.Number ? bytes.GetInt64() : null);
+                }
+
                 if (data.TryGetProperty("provisionConfiguration", out var provision) && provision.ValueKind == JsonValueKind.Object)
                 {
                     provisionType ??= CallerResolution.Text(provision, "type");
@@ -112,9 +120,9 @@ public static class DeviceApi
             }
 
             var profile = new DeviceProfile(CallerResolution.EntityId(body, "id") ?? Guid.Empty, Guid.Empty, CallerResolution.Text(body, "name") ?? "",
-                CallerResolution.Text(body, "description"), false, type, key, secret, inactivity, 0);
+                CallerResolution.Text(body, "description"), false, type, key, secret, inactivity, 0, rateLimits);
             return Results.Ok((await devices.SaveProfileAsync(caller, profile, ct)).ToDto());
-        }).WithName("SaveDeviceProfile").WithSummary("Creates or updates a device profile: provisioning strategy, key and secret, inactivity timeout.");
+        }).WithName("SaveDeviceProfile").WithSummary("Creates or updates a device profile: provisioning strategy, key and secret, inactivity timeout, publish rate limits.");
 
         profiles.MapDelete("/deviceProfile/{id:guid}", async (Guid id, HttpContext context, IDeviceService devices, CancellationToken ct) =>
         {

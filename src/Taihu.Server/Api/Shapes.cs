@@ -28,7 +28,10 @@ public sealed record ProvisionConfigurationDto(string Type, string? ProvisionDev
 public sealed record DeviceProfileDto(EntityIdDto Id, long CreatedTime, EntityIdDto TenantId, string Name, string? Description, bool Default, string Type,
     string TransportType, string ProvisionType, string? ProvisionDeviceKey, ProfileDataDto ProfileData);
 
-public sealed record ProfileDataDto(ProvisionConfigurationDto ProvisionConfiguration, long InactivityTimeoutMs);
+public sealed record ProfileDataDto(ProvisionConfigurationDto ProvisionConfiguration, long InactivityTimeoutMs, RateLimitsDto? RateLimits);
+
+/// <summary>A profile's publish limits per device connection; null takes the broker's, 0 is no limit.</summary>
+public sealed record RateLimitsDto(int? MaxPublishRate, long? MaxPublishBytesRate);
 
 public sealed record AuditDto(EntityIdDto Id, long CreatedTime, EntityIdDto? TenantId, EntityIdDto? UserId, string? UserName, string ActionType,
     EntityIdDto? EntityId, string? EntityName, string ActionStatus, string? ActionFailureDetails);
@@ -62,7 +65,8 @@ public static class Shapes
 
     public static DeviceProfileDto ToDto(this DeviceProfile p) => new(new EntityIdDto("DEVICE_PROFILE", p.Id), p.CreatedTime, new EntityIdDto("TENANT", p.TenantId),
         p.Name, p.Description, p.IsDefault, "DEFAULT", "DEFAULT", DeviceProfile.ProvisionTypeName(p.ProvisionType), p.ProvisionKey,
-        new ProfileDataDto(new ProvisionConfigurationDto(DeviceProfile.ProvisionTypeName(p.ProvisionType), p.ProvisionKey, null), p.InactivityTimeoutMs));
+        new ProfileDataDto(new ProvisionConfigurationDto(DeviceProfile.ProvisionTypeName(p.ProvisionType), p.ProvisionKey, null), p.InactivityTimeoutMs,
+            p.RateLimits is { } limits ? new RateLimitsDto(limits.MessagesPerSecond, limits.BytesPerSecond) : null));
 
     public static AuditDto ToDto(this AuditEntry a) => new(new EntityIdDto("AUDIT_LOG", a.Id), a.CreatedTime,
         a.TenantId is { } t ? new EntityIdDto("TENANT", t) : null, a.UserId is { } u ? new EntityIdDto("USER", u) : null, a.UserName, a.ActionType,
