@@ -207,22 +207,16 @@ public sealed partial class MqttBroker
         var present = new HashSet<SessionKey>();
         foreach (var (_, session) in _sessions)
         {
-            lock (session.Gate)
+            var key = new SessionKey(session.Namespace, session.ClientId, session.Owner);
+            if (!session.TrySnapshot(_storedSessions.Contains(key), held, out var snapshot))
             {
-                if (session.Ended || session.ExpiryInterval == 0)
-                {
-                    continue;
-                }
+                continue;
+            }
 
-                var key = new SessionKey(session.Namespace, session.ClientId, session.Owner);
-                present.Add(key);
-                if (!session.StateChanged && _storedSessions.Contains(key))
-                {
-                    continue;
-                }
-
-                session.StateChanged = false;
-                changed.Add(session.ToStored(held));
+            present.Add(key);
+            if (snapshot is not null)
+            {
+                changed.Add(snapshot);
                 copied.Add(session);
             }
         }
@@ -258,10 +252,7 @@ public sealed partial class MqttBroker
         {
             foreach (var session in copied)
             {
-                lock (session.Gate)
-                {
-                    session.StateChanged = true;
-                }
+                session.MarkChanged();
             }
 
             throw;
@@ -324,20 +315,13 @@ public sealed partial class MqttBroker
                 continue;
             }
 
-            var session = new MqttSession(stored.Namespace, stored.ClientId, stored.Owner);
-            lock (session.Gate)
+            var session = new MqttSession(stored.Namespace, stored.ClientId, stored.Owner, _sessionServices);
+            var subscriptions = RestoreSubscriptions(session, stored);
+            session.Restore(stored, subscriptions, now, saved => FromStored(stored.Namespace, saved));
+            var trie = GetNamespace(session.Namespace).Trie;
+            foreach (var subscription in subscriptions)
             {
-                session.ExpiryInterval = stored.ExpiryInterval;
-                session.DisconnectedAt = now;
-                var complete = RestoreSubscriptions(session, stored);
-                complete &= RestoreDeliveries(session, stored);
-                foreach (var packetId in stored.IncomingQoS2)
-                {
-                    session.IncomingQoS2.Add(packetId);
-                }
-
-                // It is what the store holds, unless something was left out above.
-                session.StateChanged = !complete;
+                trie.Add(subscription);
             }
 
             if (_sessions.TryGetValue((stored.Namespace, stored.Owner, stored.ClientId), out var duplicate))
@@ -349,11 +333,10 @@ public sealed partial class MqttBroker
         }
     }
 
-    /// <summary>Adds the stored subscriptions to the session and the trie; false if any was left out. Caller holds the gate.</summary>
-    private bool RestoreSubscriptions(MqttSession session, StoredSession stored)
+    /// <summary>The stored subscriptions that are still valid here, for the session (those left out make its restore incomplete).</summary>
+    private List<Subscription> RestoreSubscriptions(MqttSession session, StoredSession stored)
     {
-        var complete = true;
-        var trie = GetNamespace(session.Namespace).Trie;
+        var subscriptions = new List<Subscription>(stored.Subscriptions.Count);
         foreach (var saved in stored.Subscriptions)
         {
             var filter = saved.Filter;
@@ -362,7 +345,6 @@ public sealed partial class MqttBroker
             {
                 if (!validShared || !Options.SharedSubscriptionsEnabled)
                 {
-                    complete = false;
                     continue;
                 }
 
@@ -372,11 +354,10 @@ public sealed partial class MqttBroker
 
             if (!TopicValidator.IsValidTopicFilter(filter))
             {
-                complete = false;
                 continue;
             }
 
-            var subscription = new Subscription
+            subscriptions.Add(new Subscription
             {
                 Session = session,
                 Filter = filter,
@@ -387,53 +368,10 @@ public sealed partial class MqttBroker
                 RetainAsPublished = saved.RetainAsPublished,
                 RetainHandling = saved.RetainHandling,
                 SubscriptionId = saved.SubscriptionId,
-            };
-            session.Subscriptions[saved.Filter] = subscription;
-            trie.Add(subscription);
+            });
         }
 
-        return complete;
-    }
-
-    /// <summary>Puts the stored deliveries in flight and in the queue; false if any was left out. Caller holds the gate.</summary>
-    private bool RestoreDeliveries(MqttSession session, StoredSession stored)
-    {
-        var complete = true;
-        foreach (var delivery in stored.Deliveries)
-        {
-            var ids = delivery.SubscriptionIds is { Count: > 0 } list ? new List<uint>(list) : null;
-            if (delivery.PacketId != 0)
-            {
-                if (session.FindInflight(delivery.PacketId) >= 0)
-                {
-                    complete = false;
-                    continue;
-                }
-
-                // A delivery that was in flight through a shared subscription stays with this session: the group
-                // it came through may not exist any more, and its client is the one that may have it already.
-                session.Inflight.Add(new InflightMessage
-                {
-                    PacketId = delivery.PacketId,
-                    Message = FromStored(session.Namespace, delivery.Message),
-                    QoS = delivery.QoS,
-                    Retain = delivery.Retain,
-                    SubscriptionIds = ids,
-                    Released = delivery.Released,
-                });
-            }
-            else if (session.Queue.Count < Options.MaximumQueuedMessages)
-            {
-                session.EnqueuePending(new PendingDelivery(FromStored(session.Namespace, delivery.Message), delivery.QoS, delivery.Retain, ids, Group: null));
-            }
-            else
-            {
-                Metrics.MessageDropped(DropReasons.QueueFull);
-                complete = false;
-            }
-        }
-
-        return complete;
+        return subscriptions;
     }
 
     [LoggerMessage(EventId = 2, Level = LogLevel.Information, Message = "Broker state loaded: {Retained} retained message(s), {Sessions} persistent session(s)")]

@@ -31,32 +31,17 @@ public sealed partial class MqttBroker
             List<MqttSession>? expired = null;
             foreach (var (_, session) in _sessions)
             {
-                // A connected session has no will or expiry due; reading the reference without the gate only
-                // decides whether to look, and a session that disconnects meanwhile is looked at next time.
-                if (session.Channel is not null)
+                // A connected session has no will or expiry due; the hint is read without the session's lock only
+                // to decide whether to ask, and a session that disconnects meanwhile is looked at next time.
+                if (session.IsConnected)
                 {
                     continue;
                 }
 
-                BrokerMessage? dueWill = null;
-                lock (session.Gate)
+                var dueWill = session.CheckAway(now, out var hasExpired);
+                if (hasExpired)
                 {
-                    if (session.Channel is not null || session.DisconnectedAt is not { } at)
-                    {
-                        continue;
-                    }
-
-                    if (session.WillDueAt is { } due && now >= due)
-                    {
-                        dueWill = session.PendingWill;
-                        session.PendingWill = null;
-                        session.WillDueAt = null;
-                    }
-
-                    if (session.ExpiryInterval != uint.MaxValue && now >= at.AddSeconds(session.ExpiryInterval))
-                    {
-                        (expired ??= []).Add(session);
-                    }
+                    (expired ??= []).Add(session);
                 }
 
                 if (dueWill is not null)
@@ -73,12 +58,10 @@ public sealed partial class MqttBroker
                 {
                     foreach (var session in expired)
                     {
-                        lock (session.Gate)
+                        // Reconnected since: the registry's lock is held now, so no connection can attach meanwhile.
+                        if (session.IsConnected)
                         {
-                            if (session.Channel is not null)
-                            {
-                                continue;
-                            }
+                            continue;
                         }
 
                         if (_sessions.TryRemove(new KeyValuePair<(string, string, string), MqttSession>((session.Namespace, session.Owner, session.ClientId), session)))

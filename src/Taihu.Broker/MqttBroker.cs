@@ -23,6 +23,7 @@ public sealed partial class MqttBroker : IMqttServerPublisher, IMqttClientDiscon
     private readonly ConcurrentDictionary<string, NamespaceState> _namespaces = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<long, MqttChannel> _channels = new();
     private readonly Lock _sessionGate = new();
+    private readonly SessionServices _sessionServices;
     private readonly ILogger _logger;
     private ITimer? _housekeeping;
     private ITimer? _sys;
@@ -41,6 +42,7 @@ public sealed partial class MqttBroker : IMqttServerPublisher, IMqttClientDiscon
         Options = options;
         Time = timeProvider;
         Metrics = metrics;
+        _sessionServices = new SessionServices(options, timeProvider, metrics);
         _logger = (ILogger?)logger ?? NullLogger.Instance;
         Authenticator = authenticator ?? AllowAllAuthenticator.Instance;
         Authorizer = authorizer ?? AllowAllAuthenticator.Instance;
@@ -132,6 +134,20 @@ public sealed partial class MqttBroker : IMqttServerPublisher, IMqttClientDiscon
     /// <summary>The session of (<paramref name="ns"/>, <paramref name="owner"/>, <paramref name="clientId"/>), if any (tests and diagnostics).</summary>
     public MqttSession? FindSession(string ns, string clientId, string owner = "") => _sessions.TryGetValue((ns, owner, clientId), out var s) ? s : null;
 
+    /// <summary>The connected channel of <paramref name="clientId"/> in <paramref name="ns"/>, if any (tests and diagnostics).</summary>
+    internal MqttChannel? FindChannel(string ns, string clientId)
+    {
+        foreach (var (_, channel) in _channels)
+        {
+            if (channel.IsConnected && channel.Identity.Namespace == ns && channel.ClientId == clientId)
+            {
+                return channel;
+            }
+        }
+
+        return null;
+    }
+
     /// <summary>Retained messages in <paramref name="ns"/>.</summary>
     public int RetainedCount(string ns) => _namespaces.TryGetValue(ns, out var state) ? state.Retained.Count : 0;
 
@@ -182,7 +198,6 @@ public sealed partial class MqttBroker : IMqttServerPublisher, IMqttClientDiscon
     /// </summary>
     internal MqttSession AttachSession(MqttChannel channel, string ns, string owner, string clientId, bool cleanStart, uint expiryInterval, out bool sessionPresent)
     {
-        MqttChannel? previous = null;
         MqttSession session;
         lock (_sessionGate)
         {
@@ -190,15 +205,7 @@ public sealed partial class MqttBroker : IMqttServerPublisher, IMqttClientDiscon
             var resumable = false;
             if (_sessions.TryGetValue(key, out var existing))
             {
-                lock (existing.Gate)
-                {
-                    previous = existing.Channel;
-                    existing.Channel = null;
-
-                    // A session with expiry 0 (3.1.1 Clean Session 1, 5.0 Session Expiry 0) ends with its
-                    // connection: one taken over while still connected has nothing to resume (Mosquitto too).
-                    resumable = !cleanStart && !existing.Ended && existing.ExpiryInterval != 0;
-                }
+                resumable = existing.TakeOver(cleanStart, out var previous);
 
                 // The old connection is told 0x8E and closed; its will follows the usual rules (see DetachSession).
                 previous?.Kick();
@@ -216,25 +223,12 @@ public sealed partial class MqttBroker : IMqttServerPublisher, IMqttClientDiscon
                     EndSession(existing);
                 }
 
-                session = new MqttSession(ns, clientId, owner);
+                session = new MqttSession(ns, clientId, owner, _sessionServices);
                 _sessions[key] = session;
                 sessionPresent = false;
             }
 
-            lock (session.Gate)
-            {
-                session.Channel = channel;
-                session.ExpiryInterval = expiryInterval;
-                session.DisconnectedAt = null;
-                session.StateChanged = true;
-                if (session.PendingWill is { } will)
-                {
-                    // Reconnecting within the Will Delay Interval cancels the will (5.0 section 3.1.3.2.2).
-                    will.Release();
-                    session.PendingWill = null;
-                    session.WillDueAt = null;
-                }
-            }
+            session.Attach(channel, expiryInterval);
         }
 
         return session;
@@ -243,53 +237,14 @@ public sealed partial class MqttBroker : IMqttServerPublisher, IMqttClientDiscon
     /// <summary>Called when a connected channel goes away: keeps or ends its session, and handles its will.</summary>
     internal void DetachSession(MqttChannel channel, MqttSession session, BrokerMessage? will, uint willDelay)
     {
-        var now = Time.GetUtcNow();
-        List<PendingDelivery>? redispatch = null;
-        bool end;
+        List<PendingDelivery>? redispatch;
         lock (_sessionGate)
         {
-            lock (session.Gate)
+            var willNow = session.Detach(channel, Time.GetUtcNow(), will, willDelay, out var end, out redispatch);
+            if (willNow is not null)
             {
-                if (!ReferenceEquals(session.Channel, channel))
-                {
-                    // Taken over: the new connection owns the session now. A will without delay goes out at
-                    // once; a delayed one is cancelled because the session was resumed within the delay.
-                    end = false;
-                    if (will is not null && willDelay > 0 && !session.Ended)
-                    {
-                        will.Release();
-                        will = null;
-                    }
-                }
-                else
-                {
-                    session.Channel = null;
-                    session.DisconnectedAt = now;
-                    session.StateChanged = true;
-                    // Nobody drains the queue now: publishers held back by it go on (and what overflows is dropped).
-                    session.ReleaseWaitingPublishers();
-                    end = session.ExpiryInterval == 0;
-                    redispatch = TakeSharedDeliveries(session);
-                }
-            }
-
-            if (will is not null)
-            {
-                var delay = Math.Min(willDelay, end ? 0 : session.ExpiryInterval);
-                if (delay == 0 || session.Ended)
-                {
-                    RouteAndRetain(will);
-                    will.Release();
-                }
-                else
-                {
-                    lock (session.Gate)
-                    {
-                        session.PendingWill?.Release();
-                        session.PendingWill = will;
-                        session.WillDueAt = now.AddSeconds(delay);
-                    }
-                }
+                RouteAndRetain(willNow);
+                willNow.Release();
             }
 
             if (end)
@@ -309,43 +264,6 @@ public sealed partial class MqttBroker : IMqttServerPublisher, IMqttClientDiscon
         }
     }
 
-    /// <summary>
-    /// Takes the messages that reached <paramref name="session"/> through a shared subscription and were not
-    /// acknowledged, so that another member of the group gets them. Caller holds the session gate.
-    /// </summary>
-    private static List<PendingDelivery>? TakeSharedDeliveries(MqttSession session)
-    {
-        List<PendingDelivery>? taken = null;
-        for (var i = session.Inflight.Count - 1; i >= 0; i--)
-        {
-            var inflight = session.Inflight[i];
-            if (inflight.Group is not null && !inflight.Released)
-            {
-                (taken ??= []).Insert(0, new PendingDelivery(inflight.Message, inflight.QoS, inflight.Retain, inflight.SubscriptionIds, inflight.Group));
-                session.Inflight.RemoveAt(i);
-            }
-        }
-
-        if (session.Queue.Count > 0)
-        {
-            var count = session.Queue.Count;
-            for (var i = 0; i < count; i++)
-            {
-                var pending = session.DequeuePending();
-                if (pending.Group is not null)
-                {
-                    (taken ??= []).Add(pending);
-                }
-                else
-                {
-                    session.EnqueuePending(pending);
-                }
-            }
-        }
-
-        return taken;
-    }
-
     private void RedeliverToGroup(MqttSession leaving, PendingDelivery pending)
     {
         var state = GetNamespace(leaving.Namespace);
@@ -362,19 +280,7 @@ public sealed partial class MqttBroker : IMqttServerPublisher, IMqttClientDiscon
     /// <summary>Discards a session: its subscriptions leave the trie, its messages are released, a pending will goes out.</summary>
     private void EndSession(MqttSession session)
     {
-        BrokerMessage? will;
-        List<Subscription> subscriptions;
-        lock (session.Gate)
-        {
-            session.Ended = true;
-            subscriptions = [.. session.Subscriptions.Values];
-            session.Subscriptions.Clear();
-            will = session.PendingWill;
-            session.PendingWill = null;
-            session.WillDueAt = null;
-            session.ReleaseAll();
-        }
-
+        var subscriptions = session.End(out var will);
         var trie = GetNamespace(session.Namespace).Trie;
         foreach (var subscription in subscriptions)
         {
@@ -502,75 +408,17 @@ public sealed partial class MqttBroker : IMqttServerPublisher, IMqttClientDiscon
     }
 
     /// <summary>
-    /// Hands one copy of <paramref name="message"/> to <paramref name="session"/>: straight to its connection when
-    /// it is connected and has room in its inflight window, into its queue otherwise (QoS 1 and 2 only; QoS 0 for
-    /// an absent client is dropped, as Mosquitto does by default).
+    /// Hands one copy of <paramref name="message"/> to <paramref name="session"/> (see <see cref="MqttSession.Deliver"/>).
+    /// While a client's publish is routed (<see cref="RouteFromClient"/>), a session whose full queue took the
+    /// message anyway is remembered, so that the publisher waits for room.
     /// </summary>
     internal void Deliver(MqttSession session, BrokerMessage message, QoS qos, bool retain, List<uint>? subscriptionIds, SharedGroup? group)
     {
-        lock (session.Gate)
+        if (session.Deliver(message, qos, retain, subscriptionIds, group, t_collectCongestion) == DeliveryResult.Congested)
         {
-            if (session.Ended)
-            {
-                return;
-            }
-
-            var channel = session.Channel;
-            if (qos == QoS.AtMostOnce)
-            {
-                if (channel is null)
-                {
-                    return;
-                }
-
-                channel.EnqueuePublish(message, qos, retain, dup: false, packetId: 0, subscriptionIds);
-                return;
-            }
-
-            if (channel is not null && session.Queue.Count == 0 && session.Inflight.Count < channel.SendQuota)
-            {
-                SendInflight(session, channel, message, qos, retain, subscriptionIds, group);
-                return;
-            }
-
-            var size = MqttSession.SizeOf(message);
-            if (IsQueueFull(session, size) && (DropExpired(session) == 0 || IsQueueFull(session, size)))
-            {
-                // Full. A publisher whose PUBLISH this is may be held back instead (see RouteFromClient), while
-                // the subscriber is connected and reading: the message is queued past the limit, up to twice it,
-                // and the publisher waits for room before it is acknowledged and read from again.
-                if (!t_collectCongestion || channel is null || session.Stalled || Options.FullQueuePublisherWait <= TimeSpan.Zero || IsQueueOverfull(session, size))
-                {
-                    Metrics.MessageDropped(session.Queue.Count >= Options.MaximumQueuedMessages ? DropReasons.QueueFull : DropReasons.QueueBytesFull);
-                    return;
-                }
-
-                t_congested ??= session;
-            }
-
-            message.AddReference();
-            session.EnqueuePending(new PendingDelivery(message, qos, retain, subscriptionIds, group));
-            session.StateChanged = true;
+            t_congested ??= session;
         }
     }
-
-    /// <summary>Whether one more message of <paramref name="size"/> bytes would exceed the session's queue limits. Caller holds the gate.</summary>
-    private bool IsQueueFull(MqttSession session, long size) =>
-        session.Queue.Count >= Options.MaximumQueuedMessages
-        || (Options.MaximumQueuedBytes > 0 && session.QueuedBytes + size > Options.MaximumQueuedBytes);
-
-    /// <summary>Whether the queue is past what held-back publishers may add beyond the limits (twice them). Caller holds the gate.</summary>
-    private bool IsQueueOverfull(MqttSession session, long size) =>
-        session.Queue.Count >= 2L * Options.MaximumQueuedMessages
-        || (Options.MaximumQueuedBytes > 0 && session.QueuedBytes + size > 2 * Options.MaximumQueuedBytes);
-
-    /// <summary>
-    /// Whether a full queue has room again for publishers held back by it: below seven eighths of each limit, so
-    /// that they resume together once a batch has drained rather than one by one. Caller holds the gate.
-    /// </summary>
-    private bool HasRoomAgain(MqttSession session) =>
-        session.Queue.Count <= Options.MaximumQueuedMessages - (Options.MaximumQueuedMessages / 8)
-        && (Options.MaximumQueuedBytes <= 0 || session.QueuedBytes <= Options.MaximumQueuedBytes - (Options.MaximumQueuedBytes / 8));
 
     [ThreadStatic]
     private static bool t_collectCongestion;
@@ -580,10 +428,10 @@ public sealed partial class MqttBroker : IMqttServerPublisher, IMqttClientDiscon
 
     /// <summary>
     /// Routes a client's PUBLISH (<see cref="RouteAndRetain"/>). A QoS 1/2 delivery that finds a connected
-    /// subscriber's queue full is queued anyway, within <see cref="IsQueueOverfull"/>, and that session is returned
+    /// subscriber's queue full is queued anyway, within twice the queue's limits, and that session is returned
     /// in <paramref name="congested"/>: the publishing connection must then wait for room
-    /// (<see cref="WaitForRoomAsync"/>) before it acknowledges and reads on. That is how a subscriber that falls
-    /// behind slows its publishers down instead of losing their messages.
+    /// (<see cref="MqttSession.WaitForRoomAsync"/>) before it acknowledges and reads on. That is how a subscriber
+    /// that falls behind slows its publishers down instead of losing their messages.
     /// </summary>
     internal int RouteFromClient(BrokerMessage message, out MqttSession? congested)
     {
@@ -598,132 +446,6 @@ public sealed partial class MqttBroker : IMqttServerPublisher, IMqttClientDiscon
             t_congested = null;
             t_collectCongestion = false;
         }
-    }
-
-    /// <summary>
-    /// Waits until <paramref name="session"/>'s queue has room again, for at most
-    /// <see cref="BrokerOptions.FullQueuePublisherWait"/>. When none comes in that time the session is marked
-    /// stalled: its subscriber is not reading, and publishers are no longer held for it.
-    /// </summary>
-    internal async ValueTask WaitForRoomAsync(MqttSession session, CancellationToken cancellationToken)
-    {
-        Task wait;
-        lock (session.Gate)
-        {
-            if (session.Ended || session.Channel is null || session.Stalled || HasRoomAgain(session))
-            {
-                return;
-            }
-
-            wait = (session.Room ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).Task;
-        }
-
-        try
-        {
-            var waiting = wait.WaitAsync(Options.FullQueuePublisherWait, Time, cancellationToken);
-            Metrics.PublisherHeldBack();
-            await waiting;
-        }
-        catch (TimeoutException)
-        {
-            lock (session.Gate)
-            {
-                if (!HasRoomAgain(session))
-                {
-                    session.Stalled = true;
-                }
-            }
-        }
-    }
-
-    /// <summary>Lets publishers held back by <paramref name="session"/> go on once its queue has room again. Caller holds the gate.</summary>
-    private void ReleaseWhenRoom(MqttSession session)
-    {
-        if ((session.Room is not null || session.Stalled) && HasRoomAgain(session))
-        {
-            session.ReleaseWaitingPublishers();
-        }
-    }
-
-    /// <summary>
-    /// Removes the expired messages from a full queue (they would only be dropped when pumped), so that they do
-    /// not keep fresh ones out of an offline session. Returns how many were removed. The queue is walked only once
-    /// its earliest expiry has passed, so a queue that stays full costs O(1) per refused message, not O(queue).
-    /// Caller holds the gate.
-    /// </summary>
-    private int DropExpired(MqttSession session)
-    {
-        var now = Time.GetUtcNow();
-        if (now < session.QueuedExpiryNotBefore)
-        {
-            return 0;
-        }
-
-        var count = session.Queue.Count;
-        var removed = 0;
-        var earliest = DateTimeOffset.MaxValue;
-        for (var i = 0; i < count; i++)
-        {
-            var pending = session.DequeuePending();
-            if (pending.Message.IsExpired(now))
-            {
-                Metrics.MessageDropped(DropReasons.Expired);
-                pending.Message.Release();
-                removed++;
-            }
-            else
-            {
-                session.EnqueuePending(pending);
-                if (pending.Message.ExpiresAt is { } at && at < earliest)
-                {
-                    earliest = at;
-                }
-            }
-        }
-
-        session.QueuedExpiryNotBefore = earliest;
-        return removed;
-    }
-
-    /// <summary>Gives the message a packet identifier, records it in flight and queues it for the socket. Caller holds the gate.</summary>
-    private static void SendInflight(MqttSession session, MqttChannel channel, BrokerMessage message, QoS qos, bool retain, List<uint>? subscriptionIds, SharedGroup? group)
-    {
-        var packetId = session.NextPacketId();
-        message.AddReference();
-        session.Inflight.Add(new InflightMessage
-        {
-            PacketId = packetId,
-            Message = message,
-            QoS = qos,
-            Retain = retain,
-            SubscriptionIds = subscriptionIds,
-            Group = group,
-        });
-        session.StateChanged = true;
-        channel.EnqueuePublish(message, qos, retain, dup: false, packetId, subscriptionIds);
-    }
-
-    /// <summary>Moves queued messages into the inflight window while it has room. Caller holds the gate.</summary>
-    internal void Pump(MqttSession session, MqttChannel channel)
-    {
-        var now = Time.GetUtcNow();
-        while (session.Queue.Count > 0 && session.Inflight.Count < channel.SendQuota)
-        {
-            var pending = session.DequeuePending();
-            session.StateChanged = true;
-            if (pending.Message.IsExpired(now))
-            {
-                Metrics.MessageDropped(DropReasons.Expired);
-            }
-            else
-            {
-                SendInflight(session, channel, pending.Message, pending.QoS, pending.Retain, pending.SubscriptionIds, pending.Group);
-            }
-
-            pending.Message.Release();
-        }
-
-        ReleaseWhenRoom(session);
     }
 
     /// <inheritdoc />
