@@ -92,7 +92,7 @@ public sealed partial class MqttChannel
         return true;
     }
 
-    private void SendRetained(MqttBroker.NamespaceState state, MqttSession session, List<(Subscription Subscription, bool IsNew)> granted)
+    private void SendRetained(NamespaceState state, MqttSession session, List<(Subscription Subscription, bool IsNew)> granted)
     {
         var now = _broker.Time.GetUtcNow();
         var retained = new List<BrokerMessage>();

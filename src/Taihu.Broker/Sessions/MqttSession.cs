@@ -902,7 +902,7 @@ public sealed class MqttSession
             {
                 inflight.Message.AddReference();
                 held.Add(inflight.Message);
-                deliveries.Add(new StoredDelivery(MqttBroker.ToStored(inflight.Message), inflight.QoS, inflight.Retain, inflight.SubscriptionIds, inflight.PacketId, inflight.Released));
+                deliveries.Add(new StoredDelivery(BrokerPersistence.ToStored(inflight.Message), inflight.QoS, inflight.Retain, inflight.SubscriptionIds, inflight.PacketId, inflight.Released));
             }
         }
 
@@ -912,7 +912,7 @@ public sealed class MqttSession
             {
                 pending.Message.AddReference();
                 held.Add(pending.Message);
-                deliveries.Add(new StoredDelivery(MqttBroker.ToStored(pending.Message), pending.QoS, pending.Retain, pending.SubscriptionIds, PacketId: 0, Released: false));
+                deliveries.Add(new StoredDelivery(BrokerPersistence.ToStored(pending.Message), pending.QoS, pending.Retain, pending.SubscriptionIds, PacketId: 0, Released: false));
             }
         }
 
