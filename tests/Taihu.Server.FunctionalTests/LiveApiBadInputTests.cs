@@ -150,6 +150,19 @@ public sealed class LiveApiBadInputTests(PlatformFixture fixture) : IClassFixtur
     }
 
     [Fact]
+    public async Task AJwtExpiringWhileTheSocketIsOpen_EndsIt_WithErrorCode3()
+    {
+        // Signed by the server's key to expire two seconds from now; the wait is for the server's frame.
+        var shortLived = Resign(fixture.Admin.Token!, payload => payload["exp"] = DateTimeOffset.UtcNow.ToUnixTimeSeconds() + 2);
+        var (deviceId, _) = await fixture.Admin.CreateDeviceAsync("expiring-" + Guid.NewGuid().ToString("N")[..8]);
+        await using var live = await LiveClient.ConnectAsync(Server, shortLived, new { type = "TIMESERIES", cmdId = 1, entityType = "DEVICE", entityId = deviceId });
+        Assert.Equal(0, (await live.NextAsync())["errorCode"]!.GetValue<int>());
+
+        await AssertErrorAsync(live, 0, 3, "Token has expired: connect again with a fresh token.");
+        Assert.Equal((WebSocketCloseStatus.PolicyViolation, "Token has expired"), await live.ReadToCloseAsync());
+    }
+
+    [Fact]
     public async Task NotAWebSocket_IsAProblemDetails400()
     {
         var response = await fixture.Admin.SendAsync(HttpMethod.Get, "/api/ws");

@@ -91,7 +91,9 @@ internal sealed partial class LiveSocket : IDisposable
     private readonly CancellationTokenSource _sendAborted = new();
     private Caller? _caller;
     private int _slow;
+    private int _closing;
     private ITimer? _abortTimer;
+    private ITimer? _expiryTimer;
     private WebSocketCloseStatus _closeStatus = WebSocketCloseStatus.NormalClosure;
     private string _closeReason = "";
 
@@ -127,6 +129,7 @@ internal sealed partial class LiveSocket : IDisposable
 
     public void Dispose()
     {
+        _expiryTimer?.Dispose();
         _abortTimer?.Dispose();
         _sendAborted.Dispose();
     }
@@ -159,6 +162,7 @@ internal sealed partial class LiveSocket : IDisposable
             }
 
             _subscriptions.Clear();
+            Volatile.Write(ref _closing, 1);
             _outbound.Writer.TryComplete();
             await sending;
         }
@@ -266,7 +270,12 @@ internal sealed partial class LiveSocket : IDisposable
 
         try
         {
-            _caller = await _services.Tokens.ValidateAsync(token, cancellationToken: cancellationToken);
+            (_caller, var expires) = await _services.Tokens.ValidateWithExpiryAsync(token, cancellationToken);
+            // The socket lives no longer than its token, as a request with it would not: at expiry it is told
+            // (errorCode 3) and closed, and the client connects again with a fresh token.
+            var left = expires - _services.Time.GetUtcNow();
+            _expiryTimer = _services.Time.CreateTimer(static state => ((LiveSocket)state!).TokenExpired(), this,
+                left > TimeSpan.Zero ? left : TimeSpan.Zero, Timeout.InfiniteTimeSpan);
             return true;
         }
         catch (PlatformException e) when (e.Status == 401)
@@ -455,6 +464,12 @@ internal sealed partial class LiveSocket : IDisposable
 
         if (!_outbound.Writer.TryWrite(item))
         {
+            if (Volatile.Read(ref _closing) != 0)
+            {
+                // Closing already (the queue is complete): a late update has nowhere to go.
+                return;
+            }
+
             _services.UpdatesDropped.Add(1);
             CloseSlow();
         }
@@ -463,7 +478,7 @@ internal sealed partial class LiveSocket : IDisposable
     /// <summary>Closes the socket once what is queued before it has been sent.</summary>
     private void Close(WebSocketCloseStatus status, string reason)
     {
-        if (Volatile.Read(ref _slow) != 0)
+        if (Volatile.Read(ref _slow) != 0 || Interlocked.Exchange(ref _closing, 1) != 0)
         {
             return;
         }
@@ -471,6 +486,12 @@ internal sealed partial class LiveSocket : IDisposable
         _closeStatus = status;
         _closeReason = reason;
         _outbound.Writer.TryComplete();
+    }
+
+    private void TokenExpired()
+    {
+        Reply(0, LiveErrorCode.Unauthorized, "Token has expired: connect again with a fresh token.");
+        Close(WebSocketCloseStatus.PolicyViolation, "Token has expired");
     }
 
     private void CloseSlow()
@@ -487,7 +508,21 @@ internal sealed partial class LiveSocket : IDisposable
         _outbound.Writer.TryComplete();
         // The send under way may never finish (the client does not read at all): give it and the close frame a
         // deadline, then abort the socket.
-        _abortTimer = _services.Time.CreateTimer(static state => ((LiveSocket)state!).Abort(), this, _options.CloseTimeout, Timeout.InfiniteTimeSpan);
+        ArmAbort();
+    }
+
+    /// <summary>Aborts the socket after <see cref="LiveOptions.CloseTimeout"/> unless it has ended by then.</summary>
+    private void ArmAbort()
+    {
+        var timer = _services.Time.CreateTimer(static state => ((LiveSocket)state!).Abort(), this, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
+        if (Interlocked.CompareExchange(ref _abortTimer, timer, null) is null)
+        {
+            timer.Change(_options.CloseTimeout, Timeout.InfiniteTimeSpan);
+        }
+        else
+        {
+            timer.Dispose();
+        }
     }
 
     private void Abort()
@@ -539,6 +574,8 @@ internal sealed partial class LiveSocket : IDisposable
             if (_ws.State is WebSocketState.Open or WebSocketState.CloseReceived)
             {
                 await _ws.CloseOutputAsync(_closeStatus, _closeReason, _sendAborted.Token);
+                // A client that never answers our close frame does not keep the socket (and a shutdown) waiting.
+                ArmAbort();
             }
         }
         catch (Exception e) when (e is WebSocketException or OperationCanceledException or ObjectDisposedException)
@@ -592,7 +629,7 @@ internal sealed partial class LiveSocket : IDisposable
             {
                 writer.WriteStartArray();
                 writer.WriteNumberValue(points[i].Ts);
-                writer.WriteStringValue(points[i].Value.ToString());
+                WriteValueAsString(writer, points[i].Value);
                 writer.WriteEndArray();
             }
 
@@ -612,6 +649,30 @@ internal sealed partial class LiveSocket : IDisposable
 
         writer.WriteEndObject();
         writer.WriteEndObject();
+    }
+
+    /// <summary>A value as ThingsBoard's updates carry it, a string, formatted on the stack rather than into a new string.</summary>
+    private static void WriteValueAsString(Utf8JsonWriter writer, KvValue value)
+    {
+        Span<char> text = stackalloc char[32];
+        switch (value.Type)
+        {
+            case DataType.Boolean:
+                writer.WriteStringValue(value.Boolean ? "true" : "false");
+                break;
+            case DataType.Long when value.Long.TryFormat(text, out var written, default, System.Globalization.CultureInfo.InvariantCulture):
+                writer.WriteStringValue(text[..written]);
+                break;
+            case DataType.Double when value.Double.TryFormat(text, out var written, "R", System.Globalization.CultureInfo.InvariantCulture):
+                writer.WriteStringValue(text[..written]);
+                break;
+            case DataType.String or DataType.Json:
+                writer.WriteStringValue(value.Text);
+                break;
+            default:
+                writer.WriteStringValue(value.ToString());
+                break;
+        }
     }
 
     [LoggerMessage(EventId = 3001, Level = LogLevel.Warning, Message = "A live socket was closed: its client read too slowly ({Limit} updates were waiting)")]
