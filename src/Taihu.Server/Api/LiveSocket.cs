@@ -542,7 +542,8 @@ internal sealed partial class LiveSocket : IDisposable
     private async Task SendLoopAsync()
     {
         var buffer = new ArrayBufferWriter<byte>(4096);
-        using var writer = new Utf8JsonWriter(buffer);
+        // Frames go to programs, never into HTML: quotes in messages stay readable instead of \u0027.
+        using var writer = new Utf8JsonWriter(buffer, new JsonWriterOptions { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping });
         var reader = _outbound.Reader;
         var dropped = 0L;
         try
