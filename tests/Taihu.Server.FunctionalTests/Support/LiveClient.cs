@@ -77,6 +77,12 @@ public sealed class LiveClient : IAsyncDisposable
             var result = await _ws.ReceiveAsync(buffer, CancellationToken.None).WaitAsync(Guard);
             if (result.MessageType == WebSocketMessageType.Close)
             {
+                // Answer the close as a browser does, so that the server's side of the handshake completes.
+                if (_ws.State == WebSocketState.CloseReceived)
+                {
+                    await _ws.CloseOutputAsync(WebSocketCloseStatus.NormalClosure, "", CancellationToken.None).WaitAsync(Guard);
+                }
+
                 return null;
             }
 
