@@ -108,6 +108,78 @@ public abstract partial class StorageTests
         }
     }
 
+    [Fact]
+    public async Task Devices_ShownActive_AreListed_WithTheirConnectivity()
+    {
+        var (tenant, profile, active) = await NewTenantWithDeviceAsync();
+        var inactive = await NewDeviceAsync(tenant.Id, profile.Id);
+        var bare = await NewDeviceAsync(tenant.Id, profile.Id);
+        await Attributes.SaveAsync(active.Seq, AttributeScope.Server,
+        [
+            new AttributeEntry("active", T0, KvValue.Of(true)),
+            new AttributeEntry("lastConnectTime", T0, KvValue.Of(T0 - 3)),
+            new AttributeEntry("lastDisconnectTime", T0, KvValue.Of(T0 - 2)),
+            new AttributeEntry("lastActivityTime", T0, KvValue.Of(T0 - 1)),
+        ]);
+        await Attributes.SaveAsync(inactive.Seq, AttributeScope.Server, [new AttributeEntry("active", T0, KvValue.Of(false))]);
+        await Attributes.SaveAsync(bare.Seq, AttributeScope.Server, [new AttributeEntry("active", T0, KvValue.Of(true))]);
+        // A client attribute of the same name is the device's own business.
+        await Attributes.SaveAsync(inactive.Seq, AttributeScope.Client, [new AttributeEntry("active", T0, KvValue.Of(true))]);
+
+        Assert.Equal(
+            [new StoredConnectivity(active, T0 - 3, T0 - 2, T0 - 1), new StoredConnectivity(bare, 0, 0, 0)],
+            await Devices.ListActiveDevicesAsync());
+    }
+
+    [Fact]
+    public async Task Connectivity_AfterARestart_StartsFromStorage_AndTimesOutDevicesNeverHeardFromAgain()
+    {
+        var (tenant, profile, silent) = await NewTenantWithDeviceAsync();
+        var back = await NewDeviceAsync(tenant.Id, profile.Id);
+        var attributes = new SqlAttributeStore(Database);
+        await using var ingest = new TelemetryIngest(Telemetry, Options.Create(new IngestOptions()), NullLogger<TelemetryIngest>.Instance);
+
+        // The first run: both connect.
+        using (var first = new ConnectivityTracker(attributes, Devices, ingest, Time, NullLogger<ConnectivityTracker>.Instance) { FlushInterval = TimeSpan.FromDays(1) })
+        {
+            await first.StartAsync(CancellationToken.None);
+            first.Connected(silent);
+            first.Connected(back);
+            await first.FlushAsync();
+            await first.StopAsync(CancellationToken.None);
+        }
+
+        // The second run: one reconnects at once (no new point: it was active all along); the other is never heard
+        // from again and becomes inactive at its timeout.
+        using var second = new ConnectivityTracker(attributes, Devices, ingest, Time, NullLogger<ConnectivityTracker>.Instance) { FlushInterval = TimeSpan.FromDays(1) };
+        await second.StartAsync(CancellationToken.None);
+        try
+        {
+            Time.Advance(TimeSpan.FromSeconds(1));
+            second.Connected(back);
+            await second.FlushAsync();
+            Assert.Equal(KvValue.Of(true), await ServerAttributeAsync(attributes, silent, "active"));
+
+            Time.Advance(TimeSpan.FromMilliseconds(DeviceProfile.DefaultInactivityTimeoutMs));
+            await second.FlushAsync();
+            Assert.Equal(KvValue.Of(false), await ServerAttributeAsync(attributes, silent, "active"));
+            Assert.Equal(KvValue.Of(true), await ServerAttributeAsync(attributes, back, "active"));
+            Assert.Equal(KvValue.Of(T0 + 1_000), await ServerAttributeAsync(attributes, back, "lastConnectTime"));
+
+            var silentAt = T0 + 1_000 + DeviceProfile.DefaultInactivityTimeoutMs;
+            Assert.Equal(
+                [new TelemetryPoint("active", T0, KvValue.Of(true)), new TelemetryPoint("active", silentAt, KvValue.Of(false))],
+                await Telemetry.GetHistoryAsync(silent.Seq, "active", 0, long.MaxValue, 10, SortOrder.Ascending));
+            Assert.Equal(
+                [new TelemetryPoint("active", T0, KvValue.Of(true))],
+                await Telemetry.GetHistoryAsync(back.Seq, "active", 0, long.MaxValue, 10, SortOrder.Ascending));
+        }
+        finally
+        {
+            await second.StopAsync(CancellationToken.None);
+        }
+    }
+
     private static async Task<KvValue?> ServerAttributeAsync(IAttributeStore attributes, Device device, string key)
     {
         var entries = await attributes.GetAsync(device.Seq, AttributeScope.Server, [key]);

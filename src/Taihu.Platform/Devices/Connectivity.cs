@@ -77,6 +77,7 @@ public sealed partial class ConnectivityTracker(IAttributeStore attributes, IDev
         var reader = _mailbox.Reader;
         try
         {
+            await RestoreAsync(stoppingToken);
             while (await reader.WaitToReadAsync(stoppingToken))
             {
                 while (reader.TryRead(out var message))
@@ -97,6 +98,36 @@ public sealed partial class ConnectivityTracker(IAttributeStore attributes, IDev
         }
 
         await WriteChangesAsync(CancellationToken.None);
+    }
+
+    /// <summary>
+    /// Starts from where storage says connectivity stood: devices shown active stay active (no new point of the
+    /// series) until they reconnect or fall silent past their timeout, which is then written as for any device.
+    /// Without this, a device active when the server stopped and never heard from again would stay active forever.
+    /// Messages that arrive meanwhile wait in the mailbox and are applied after.
+    /// </summary>
+    private async Task RestoreAsync(CancellationToken cancellationToken)
+    {
+        IReadOnlyList<StoredConnectivity> stored;
+        try
+        {
+            stored = await devices.ListActiveDevicesAsync(cancellationToken);
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            LogRestoreFailed(logger, e);
+            return;
+        }
+
+        foreach (var record in stored)
+        {
+            var state = StateOf(record.Device);
+            state.Active = true;
+            state.LastConnect = record.LastConnect;
+            state.LastDisconnect = record.LastDisconnect;
+            state.LastActivity = record.LastActivity;
+            state.LastActivityWritten = record.LastActivity;
+        }
     }
 
     private async Task HandleAsync(Message message, CancellationToken cancellationToken)
@@ -315,6 +346,9 @@ public sealed partial class ConnectivityTracker(IAttributeStore attributes, IDev
 
     [LoggerMessage(EventId = 2102, Level = LogLevel.Warning, Message = "Reading the profile of device {Seq} failed; its inactivity timeout stays at the default")]
     private static partial void LogProfileFailed(ILogger logger, Exception exception, long seq);
+
+    [LoggerMessage(EventId = 2104, Level = LogLevel.Warning, Message = "Reading which devices were active failed; they stay shown active until they are heard from")]
+    private static partial void LogRestoreFailed(ILogger logger, Exception exception);
 
     [LoggerMessage(EventId = 2103, Level = LogLevel.Warning, Message = "Writing the time series 'active' failed; the attribute 'active' is still right")]
     private static partial void LogSeriesFailed(ILogger logger, Exception exception);
