@@ -26,7 +26,13 @@ public sealed class LiveOptions
     /// </summary>
     public int OutboundQueueLimit { get; set; } = 1_000;
 
-    /// <summary>How long a socket being closed for reading too slowly gets to take its close frame before it is aborted.</summary>
+    /// <summary>
+    /// How long a socket of <c>/api/ws</c> may stay open before its first frame has authenticated. A script sends
+    /// its authCmd at once; a socket that never does would otherwise hold a connection forever.
+    /// </summary>
+    public TimeSpan AuthenticationTimeout { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>How long a socket being closed (too slow, token expired, bad JWT, server stopping) gets to take its close frame and answer it before it is aborted.</summary>
     public TimeSpan CloseTimeout { get; set; } = TimeSpan.FromSeconds(5);
 
     /// <summary>The problems with these settings, each naming its setting; empty when they are valid.</summary>
@@ -45,6 +51,11 @@ public sealed class LiveOptions
         if (OutboundQueueLimit < 1)
         {
             yield return $"{SectionName}:{nameof(OutboundQueueLimit)} must be at least 1.";
+        }
+
+        if (AuthenticationTimeout <= TimeSpan.Zero)
+        {
+            yield return $"{SectionName}:{nameof(AuthenticationTimeout)} must be positive.";
         }
 
         if (CloseTimeout <= TimeSpan.Zero)

@@ -93,13 +93,20 @@ public sealed class LiveApiBadInputTests(PlatformFixture fixture) : IClassFixtur
     }
 
     [Fact]
-    public async Task MissingJwt_OnEitherPath_IsErrorCode3_AndTheSocketIsClosed()
+    public async Task MissingJwt_OnEitherPath_IsErrorCode3_AndTheSocketIsClosed_AsIsAFirstFrameThatIsNotJson()
     {
         await using (var noAuth = await LiveClient.OpenAsync(Server, "/api/ws"))
         {
             await noAuth.SendAsync(new { cmds = new[] { new { type = "TIMESERIES", cmdId = 1, entityType = "DEVICE", entityId = Guid.NewGuid() } } });
             await AssertErrorAsync(noAuth, 0, 3, "Not authenticated: the first frame carries authCmd");
             Assert.Equal((WebSocketCloseStatus.PolicyViolation, "Unauthorized"), await noAuth.ReadToCloseAsync());
+        }
+
+        await using (var junkFirst = await LiveClient.OpenAsync(Server, "/api/ws"))
+        {
+            await junkFirst.SendTextAsync("hello?");
+            await AssertErrorAsync(junkFirst, 0, 2, "The frame is not valid JSON");
+            Assert.Equal((WebSocketCloseStatus.PolicyViolation, "Unauthorized"), await junkFirst.ReadToCloseAsync());
         }
 
         await using (var emptyToken = await LiveClient.ConnectAsync(Server, "", new { type = "TIMESERIES", cmdId = 1, entityType = "DEVICE", entityId = Guid.NewGuid() }))

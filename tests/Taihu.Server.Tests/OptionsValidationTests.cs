@@ -179,6 +179,7 @@ public sealed class OptionsValidationTests
     [InlineData(nameof(LiveOptions.MaxSubscriptionsPerSocket), "0")]
     [InlineData(nameof(LiveOptions.OutboundQueueLimit), "0")]
     [InlineData(nameof(LiveOptions.CloseTimeout), "00:00:00")]
+    [InlineData(nameof(LiveOptions.AuthenticationTimeout), "00:00:00")]
     public void LiveOptions_BrokenRule_GivesOneMessageNamingTheSetting(string setting, string value)
     {
         var options = new LiveOptions();

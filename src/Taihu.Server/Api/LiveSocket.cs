@@ -137,6 +137,13 @@ internal sealed partial class LiveSocket : IDisposable
     private async Task RunCoreAsync(bool tokenInQuery, string? queryToken, CancellationToken stopping)
     {
         var sending = SendLoopAsync();
+        if (!tokenInQuery)
+        {
+            // A socket that never authenticates must not stay open: it gets a deadline for its authCmd.
+            _expiryTimer = _services.Time.CreateTimer(static state => ((LiveSocket)state!).AuthenticationTimedOut(), this,
+                _options.AuthenticationTimeout, Timeout.InfiniteTimeSpan);
+        }
+
         // Stopping closes the socket with a close frame (1001); cancelling a receive would abort it without one.
         using var stop = stopping.Register(static state => ((LiveSocket)state!).Close(WebSocketCloseStatus.EndpointUnavailable, "Server shutting down"), this);
         try
@@ -228,6 +235,13 @@ internal sealed partial class LiveSocket : IDisposable
         catch (JsonException e)
         {
             Reply(0, LiveErrorCode.BadRequest, $"The frame is not valid JSON: {e.Message}");
+            if (_caller is null)
+            {
+                // The first frame is the authentication; a socket that cannot give it ends here.
+                Close(WebSocketCloseStatus.PolicyViolation, "Unauthorized");
+                return false;
+            }
+
             return true;
         }
 
@@ -270,7 +284,9 @@ internal sealed partial class LiveSocket : IDisposable
 
         try
         {
-            (_caller, var expires) = await _services.Tokens.ValidateWithExpiryAsync(token, cancellationToken);
+            (var caller, var expires) = await _services.Tokens.ValidateWithExpiryAsync(token, cancellationToken);
+            _expiryTimer?.Dispose();
+            Volatile.Write(ref _caller, caller);
             // The socket lives no longer than its token, as a request with it would not: at expiry it is told
             // (errorCode 3) and closed, and the client connects again with a fresh token.
             var left = expires - _services.Time.GetUtcNow();
@@ -486,6 +502,17 @@ internal sealed partial class LiveSocket : IDisposable
         _closeStatus = status;
         _closeReason = reason;
         _outbound.Writer.TryComplete();
+    }
+
+    private void AuthenticationTimedOut()
+    {
+        if (Volatile.Read(ref _caller) is not null)
+        {
+            return;
+        }
+
+        Reply(0, LiveErrorCode.Unauthorized, $"Not authenticated: no authCmd within {_options.AuthenticationTimeout.TotalSeconds:0.###} s (Live:AuthenticationTimeout).");
+        Close(WebSocketCloseStatus.PolicyViolation, "Unauthorized");
     }
 
     private void TokenExpired()

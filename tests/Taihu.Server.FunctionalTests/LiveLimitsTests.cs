@@ -5,11 +5,10 @@ using Taihu.Server.FunctionalTests.Support;
 namespace Taihu.Server.FunctionalTests;
 
 /// <summary>
-/// A live socket whose client stops reading must not hold up ingest or anyone else: once its outbound queue is
-/// full it is closed with 1008 and the reason, and counted, while devices keep being acknowledged and other
-/// sockets keep getting every update.
+/// The live API's limits on a server of their own (small ones, so that they are reached quickly): a socket whose
+/// client stops reading must not hold up ingest or anyone else, and a socket that never authenticates is closed.
 /// </summary>
-public sealed class LiveSlowConsumerTests : IAsyncLifetime
+public sealed class LiveLimitsTests : IAsyncLifetime
 {
     private ServerProcess _server = null!;
 
@@ -19,6 +18,7 @@ public sealed class LiveSlowConsumerTests : IAsyncLifetime
         // Long enough that the client below, which starts reading once the server has given up on it, always gets
         // the close frame rather than an abort.
         ["Live__CloseTimeout"] = "00:05:00",
+        ["Live__AuthenticationTimeout"] = "00:00:01",
     });
 
     public async Task DisposeAsync() => await _server.DisposeAsync();
@@ -67,5 +67,16 @@ public sealed class LiveSlowConsumerTests : IAsyncLifetime
         Assert.Equal("-1", (await fast.NextAsync())["data"]!["n"]![0]![1]!.GetValue<string>());
         await using var another = await LiveClient.ConnectAsync(_server, admin.Token!, subscribe);
         Assert.Equal("-1", (await another.NextAsync())["data"]!["n"]![0]![1]!.GetValue<string>());
+    }
+
+    [Fact]
+    public async Task ASocketThatNeverAuthenticates_IsClosedAtTheDeadline()
+    {
+        await using var silent = await LiveClient.OpenAsync(_server, "/api/ws");
+
+        var frame = await silent.NextAsync();
+        Assert.Equal(3, frame["errorCode"]!.GetValue<int>());
+        Assert.Equal("Not authenticated: no authCmd within 1 s (Live:AuthenticationTimeout).", frame["errorMsg"]!.GetValue<string>());
+        Assert.Equal((WebSocketCloseStatus.PolicyViolation, "Unauthorized"), await silent.ReadToCloseAsync());
     }
 }
