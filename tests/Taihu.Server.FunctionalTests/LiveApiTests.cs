@@ -137,12 +137,35 @@ public sealed class LiveApiTests(PlatformFixture fixture) : IClassFixture<Platfo
             historyCmds = new[] { new { entityType = "DEVICE", entityId = deviceId, keys = "t", startTs = 1764115200000, endTs = 1764115260000, limit = 100, agg = "NONE", cmdId = 11 } },
             attrSubCmds = new[] { new { entityType = "DEVICE", entityId = deviceId, scope = "SERVER_SCOPE", keys = "site", cmdId = 12 } },
         });
+        // An aggregate over the three minutes, one interval of three minutes: stamped at its middle.
+        await live.SendAsync(new
+        {
+            historyCmds = new[] { new { entityType = "DEVICE", entityId = deviceId, keys = "t", startTs = 1764115200000, endTs = 1764115380000, interval = 180_000, agg = "AVG", cmdId = 13 } },
+        });
 
         Assert.Equal("""{"t":[[1764115320000,"3"]]}""", (await live.NextOfAsync(10))["data"]!.ToJsonString());
         Assert.Equal("""{"t":[[1764115200000,"1"],[1764115260000,"2"]]}""", (await live.NextOfAsync(11))["data"]!.ToJsonString());
         Assert.Equal("Wuxi", (await live.NextOfAsync(12))["data"]!["site"]![0]![1]!.GetValue<string>());
+        Assert.Equal("""{"t":[[1764115290000,"2"]]}""", (await live.NextOfAsync(13))["data"]!.ToJsonString());
 
         await device.PublishAsync("v1/devices/me/telemetry", """{"ts":1764115380000,"values":{"t":4}}""");
         Assert.Equal("""{"t":[[1764115380000,"4"]]}""", (await live.NextOfAsync(10))["data"]!.ToJsonString());
+    }
+
+    [Fact]
+    public async Task AViewer_SeesItsTenantsDevices_TheSystemAdministratorNone()
+    {
+        var (deviceId, token) = await fixture.Admin.CreateDeviceAsync("live-viewer-" + Guid.NewGuid().ToString("N")[..8]);
+        using var viewer = await fixture.Admin.CreateUserAsync("VIEWER");
+        await using var live = await LiveClient.ConnectAsync(Server, viewer.Token!, new { type = "TIMESERIES", cmdId = 1, entityType = "DEVICE", entityId = deviceId, keys = "v" });
+        Assert.Equal(0, (await live.NextAsync())["errorCode"]!.GetValue<int>());
+        await using var device = await DeviceClient.ConnectAsync(Server, token);
+        await device.PublishAsync("v1/devices/me/telemetry", """{"v":"seen"}""");
+        Assert.Equal("seen", (await live.NextAsync())["data"]!["v"]![0]![1]!.GetValue<string>());
+
+        await using var sys = await LiveClient.ConnectAsync(Server, fixture.SysAdmin.Token!, new { type = "TIMESERIES", cmdId = 2, entityType = "DEVICE", entityId = deviceId });
+        var refused = await sys.NextAsync();
+        Assert.Equal((2, 3), (refused["subscriptionId"]!.GetValue<int>(), refused["errorCode"]!.GetValue<int>()));
+        Assert.Equal("The system administrator sees no tenant's devices; log in as a user of the tenant.", refused["errorMsg"]!.GetValue<string>());
     }
 }
