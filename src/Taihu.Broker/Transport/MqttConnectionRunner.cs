@@ -254,6 +254,7 @@ public static partial class MqttConnectionRunner
                     // connection (acknowledgements, SUBACK, PINGRESP) is written after the batch, by this loop,
                     // instead of waking another thread for every acknowledgement.
                     ValueTask<bool> handled;
+                    var outer = Receiving;
                     Receiving = this;
                     try
                     {
@@ -261,7 +262,7 @@ public static partial class MqttConnectionRunner
                     }
                     finally
                     {
-                        Receiving = null;
+                        Receiving = outer;
                     }
 
                     if (!handled.IsCompletedSuccessfully)
@@ -383,6 +384,9 @@ public static partial class MqttConnectionRunner
                 return;
             }
 
+            // The list is this call's alone while it runs: with inline scheduling (MqttTcpListener) a drain can run
+            // another connection's receive loop on this thread, whose batch wakes senders and starts them itself.
+            t_woken = null;
             for (var i = 0; i < woken.Count; i++)
             {
                 if (i < InlineDrains)
@@ -396,6 +400,7 @@ public static partial class MqttConnectionRunner
             }
 
             woken.Clear();
+            t_woken ??= woken;
         }
 
         /// <summary>True (once) when a drain was deferred to the receive loop.</summary>
@@ -410,7 +415,12 @@ public static partial class MqttConnectionRunner
             return true;
         }
 
-        public void StopReceiving() => _transport.Input.CancelPendingRead();
+        /// <summary>
+        /// Cancels the pending read from the thread pool, not here: with inline scheduling (MqttTcpListener) the
+        /// receive loop would otherwise go on, and end, on the caller's thread, inside whatever the caller holds (a
+        /// takeover closes the old connection under the broker's session lock).
+        /// </summary>
+        public void StopReceiving() => ThreadPool.UnsafeQueueUserWorkItem(static input => input.CancelPendingRead(), _transport.Input, preferLocal: false);
 
         // Fire and forget by design: DrainAsync catches its own failures and reports completion through
         // Completion; awaiting here would hold a thread-pool thread per sending connection.

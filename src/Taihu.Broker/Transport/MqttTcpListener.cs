@@ -43,8 +43,15 @@ public sealed partial class MqttTcpListener : IAsyncDisposable
         ArgumentNullException.ThrowIfNull(loggerFactory);
         _broker = broker;
         _logger = loggerFactory.CreateLogger<MqttTcpListener>();
-        // Kestrel's defaults (no delay, backlog 512, read buffer limit 1 MiB, no buffer rented until data arrives).
-        _factory = new SocketTransportFactory(Options.Create(new SocketTransportOptions()), loggerFactory);
+        // Kestrel's defaults (no delay, backlog 512, read buffer limit 1 MiB, no buffer rented until data arrives),
+        // with inline scheduling: by default a PINGREQ costs three thread-pool hops (the socket completion, the
+        // receive loop, which Kestrel's input pipe schedules on the thread pool, and Kestrel's send loop, which the
+        // output pipe schedules on its I/O queue); inline, the socket completion runs the receive loop, which writes
+        // the PINGRESP and flushes it to the socket, on one thread. "Unsafe" because application code then runs
+        // on the transport's thread; here that is a thread-pool thread (socket completions are not inlined by the
+        // runtime unless DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS is set), the receive loop never blocks, and
+        // the re-entrancy it allows is handled in MqttConnectionRunner (StopReceiving, StartWoken).
+        _factory = new SocketTransportFactory(Options.Create(new SocketTransportOptions { UnsafePreferInlineScheduling = true }), loggerFactory);
     }
 
     /// <summary>The address bound (with the port the OS chose when asked for 0); null before <see cref="StartAsync"/>.</summary>
