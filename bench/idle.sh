@@ -6,6 +6,7 @@
 #   bench/idle.sh                                    # Mosquitto and this tree's Release build, 3 rounds
 #   BUILDS="old=/tmp/old/src/Taihu.Server/bin/Release/net10.0 new=src/Taihu.Server/bin/Release/net10.0" bench/idle.sh
 #   ROUNDS=1 TESTS=cpu bench/idle.sh                 # TESTS: "mem cpu" (default), "mem", "cpu"
+#   KEEP_ALIVE=0 TESTS=cpu bench/idle.sh             # no keep alive, no pings (default 60 s, one ping per period)
 #
 # Each line printed is one run: round, broker, test, value, and the load average when it ended (the machine is
 # shared: read the load beside the number). Ports 1984 (Mosquitto) and 1985 (Taihu, HTTP 18985), away from
@@ -14,6 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 ROUNDS=${ROUNDS:-3}
+KEEP_ALIVE=${KEEP_ALIVE:-60}
 TESTS=${TESTS:-"mem cpu"}
 results="$root/bench/results/idle-$(date -u +%Y%m%dT%H%M%SZ)"
 mkdir -p "$results"
@@ -46,9 +48,9 @@ run_one() { # round broker(label) dir test
   wait_port "$port"
   sleep 3 # start-up work (JIT, the platform's first queries) out of the way before the first sample
   if [ "$test" = mem ]; then
-    args="--clients 19000 --duration 10"
+    args="--clients 19000 --duration 10 --keep-alive $KEEP_ALIVE"
   else
-    args="--clients 10000 --warmup 40 --duration 60"
+    args="--clients 10000 --warmup 40 --duration 60 --keep-alive $KEEP_ALIVE"
   fi
   # shellcheck disable=SC2086
   $BENCH idle $args --port "$port" --pid "$pid" --quiet --json "$results/$label.$test.$round.json" >"$results/$label.$test.$round.txt" 2>&1 || true
