@@ -16,6 +16,10 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
 
+# Waits until nothing listens on port $1 any more. A broker started in $(...) is not this shell's child, so `wait`
+# cannot wait for it: without this, the next run could start while the last broker still holds the port.
+wait_port_closed() { for _ in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null || return 0; sleep 0.1; done; echo "port $1 is still open" >&2; return 1; }
+
 wait_port() { for _ in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 did not open" >&2; return 1; }
 
 # The environment that makes Taihu a plain broker on 127.0.0.1:1885 (HTTP 18080) with anonymous clients allowed

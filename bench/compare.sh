@@ -60,6 +60,7 @@ run_one() { # broker scenario client round
   $BENCH ${SCENARIO_ARGS[$scenario]} --client "$client" --port "$port" --pid "$pid" --duration "$DURATION" --warmup "$WARMUP" --drain "$DRAIN" "${metrics[@]}" \
     --quiet --json "$results/$scenario.$client.$broker.$round.json" >"$results/$scenario.$client.$broker.$round.txt" 2>&1 || true
   kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
+  wait_port_closed "$port"
 }
 
 for scenario in $SCENARIOS; do

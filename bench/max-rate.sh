@@ -32,7 +32,7 @@ run_rate() { # broker rate seconds label -> exit 0 when carried
   json="$results/$broker.$rate.$label.json"
   "${BENCH[@]}" fan-in --publishers 50 --subscribers 1 --qos 1 --rate "$rate" --port "$port" --pid "$pid" \
     --duration "$seconds" --warmup 3 --quiet --json "$json" >"$results/$broker.$rate.$label.txt" 2>&1 || true
-  kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
+  kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; wait_port_closed "$port"
   python3 - "$json" "$rate" <<'EOF'
 import json, sys
 try:

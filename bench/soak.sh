@@ -57,7 +57,7 @@ for client in $CLIENTS; do
     sampler=$!
     "${BENCH[@]}" fan-in --publishers 50 --subscribers 1 --qos 1 --rate "$RATE" --client "$client" --port "$port" --pid "$pid" \
       --duration "$DURATION" --warmup 5 --drain 10 "${metrics[@]}" --quiet --json "$results/$name.json" >"$results/$name.txt" 2>&1 || true
-    kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
+    kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; wait_port_closed "$port"
     wait "$sampler" 2>/dev/null || true
     python3 - "$results/$name.json" "$results/$name.rss" "$broker" "$client" "$RATE" <<'EOF' | tee -a "$summary"
 import json, sys
