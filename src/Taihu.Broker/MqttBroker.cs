@@ -727,13 +727,18 @@ public sealed partial class MqttBroker : IMqttServerPublisher, IMqttClientDiscon
     }
 
     /// <inheritdoc />
-    public void Publish(string ns, PublishPacket packet)
+    public void Publish(string ns, PublishPacket packet) => Publish(ns, packet, listener: null);
+
+    /// <inheritdoc />
+    public int Publish(string ns, PublishPacket packet, IDeliveryListener? listener)
     {
         ArgumentNullException.ThrowIfNull(ns);
         ArgumentNullException.ThrowIfNull(packet);
         var message = BrokerMessage.Create(ns, packet.Topic, packet.Payload, packet.PayloadOwner, packet.QoS, packet.Retain, packet.Properties, Time.GetUtcNow(), originClientId: null);
-        RouteAndRetain(message);
+        message.DeliveryListener = listener;
+        var deliveries = RouteAndRetain(message);
         message.Release();
+        return deliveries;
     }
 
     [LoggerMessage(EventId = 106, Level = LogLevel.Information, Message = "{Count} more refusals (refused connections, protocol errors) were not logged")]

@@ -382,6 +382,7 @@ public sealed partial class MqttChannel
                     {
                         session.Inflight.RemoveAt(index);
                         session.StateChanged = true;
+                        inflight.Message.DeliveryListener?.OnDelivered(inflight.QoS);
                         inflight.Message.Release();
                         _broker.Pump(session, this);
                         return true;
