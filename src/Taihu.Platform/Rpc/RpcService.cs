@@ -86,6 +86,12 @@ public sealed class RpcService(IRpcStore store, IAuditLog audit, IDeviceStore de
         }
     }
 
+    /// <summary>
+    /// Completes once the device's owner has done everything handed to it before this call (a timer's work
+    /// included): the sync point for tests that move a fake clock.
+    /// </summary>
+    internal Task IdleAsync(Device device) => OwnerOf(device).AskAsync(static () => Task.FromResult(true));
+
     /// <summary>After a restart: the owners of devices with calls not final take them back, so expiries run again.</summary>
     public async Task ResumeAsync(CancellationToken cancellationToken)
     {
