@@ -35,7 +35,7 @@ public sealed class ClientRpcTests(PlatformFixture fixture) : IClassFixture<Plat
         Assert.Equal("v1/devices/me/rpc/response/17", reply.Topic);
         var body = JsonNode.Parse(reply.ConvertPayloadToString())!;
         Assert.Equal("getWeather", body["method"]!.GetValue<string>());
-        Assert.Contains("Unknown method 'getWeather'", body["error"]!.GetValue<string>(), StringComparison.Ordinal);
+        Assert.Contains("Unknown method: getWeather.", body["error"]!.GetValue<string>(), StringComparison.Ordinal);
 
         await device.PublishAsync("v1/devices/me/rpc/request/18", "{\"params\":{}}");
         var missing = await device.NextAsync();
@@ -62,7 +62,7 @@ public sealed class ClientRpcTests(PlatformFixture fixture) : IClassFixture<Plat
         var time = await PlatformApi.ExpectAsync(await http.PostAsync($"/api/v1/{token}/rpc", new StringContent("{\"method\":\"getCurrentTime\",\"params\":{}}")), HttpStatusCode.OK);
         Assert.True(time["time"]!.GetValue<long>() > 1_700_000_000_000);
         var unknown = await PlatformApi.ExpectAsync(await http.PostAsync($"/api/v1/{token}/rpc", new StringContent("{\"method\":\"launch\"}")), HttpStatusCode.OK);
-        Assert.Contains("Unknown method 'launch'", unknown["error"]!.GetValue<string>(), StringComparison.Ordinal);
+        Assert.Contains("Unknown method: launch.", unknown["error"]!.GetValue<string>(), StringComparison.Ordinal);
         await PlatformApi.ExpectProblemAsync(await http.PostAsync("/api/v1/no-such-token/rpc", new StringContent("{\"method\":\"getCurrentTime\"}")), HttpStatusCode.Unauthorized);
     }
 

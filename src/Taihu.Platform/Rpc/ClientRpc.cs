@@ -56,7 +56,7 @@ public static class ClientRpc
 
         return Write(w =>
         {
-            w.WriteString("error", $"Unknown method '{method}': the server answers only getCurrentTime.");
+            w.WriteString("error", $"Unknown method: {method}. The server answers only getCurrentTime.");
             w.WriteString("method", method);
         });
     }

@@ -17,6 +17,10 @@ public sealed class RpcService(IRpcStore store, IAuditLog audit, IDeviceStore de
 {
     private readonly ConcurrentDictionary<Guid, DeviceRpcOwner> _owners = new();
 
+    // Devices that have (or had, since the start) persistent calls: only these have anything to send when they
+    // connect, so a storm of connects by devices without calls costs no store query.
+    private readonly ConcurrentDictionary<Guid, bool> _withPersistentCalls = new();
+
     internal IRpcStore Store => store;
 
     internal IAuditLog Audit => audit;
@@ -44,6 +48,7 @@ public sealed class RpcService(IRpcStore store, IAuditLog audit, IDeviceStore de
     public Task<PersistentRpc> SubmitAsync(Caller caller, Device device, RpcRequest request)
     {
         caller.RequireWrite();
+        _withPersistentCalls[device.Id] = true;
         return OwnerOf(device).SubmitAsync(caller, device, request);
     }
 
@@ -75,7 +80,13 @@ public sealed class RpcService(IRpcStore store, IAuditLog audit, IDeviceStore de
         OwnerOf(device).ReplyAsync(device, requestId, RpcRequest.ReplyJson(reply));
 
     /// <summary>The device can be reached now: what waits for it is sent.</summary>
-    public void Reachable(Device device) => OwnerOf(device).Reachable(device);
+    public void Reachable(Device device)
+    {
+        if (_withPersistentCalls.ContainsKey(device.Id))
+        {
+            OwnerOf(device).Reachable(device);
+        }
+    }
 
     /// <summary>The device lost a connection: calls sent on it and not acknowledged will be retried.</summary>
     public void Unreachable(Device device)
@@ -99,6 +110,7 @@ public sealed class RpcService(IRpcStore store, IAuditLog audit, IDeviceStore de
         {
             if (await devices.GetDeviceAsync(tenantId, deviceId, cancellationToken) is { } device)
             {
+                _withPersistentCalls[device.Id] = true;
                 OwnerOf(device).Reachable(device);
             }
         }
