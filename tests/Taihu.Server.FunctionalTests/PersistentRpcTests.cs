@@ -127,11 +127,42 @@ public sealed class PersistentRpcTests(PlatformFixture fixture) : IClassFixture<
         }
 
         // No retries: the first lost connection fails it.
-        var never = await SubmitAsync(fixture.Admin, $"/api/rpc/oneway/{id}", new { method = "never", persistent = true, retries = 0, timeout = 60_000 });
-        var lost = await SilentDevice.ConnectAndReceiveAsync(fixture.Server, token);
+        // Made while the device is connected, so that it is sent on that connection (not on the one just closed).
+        var never = Guid.Empty;
+        var lost = await SilentDevice.ConnectAndReceiveAsync(fixture.Server, token,
+            async () => never = await SubmitAsync(fixture.Admin, $"/api/rpc/oneway/{id}", new { method = "never", persistent = true, retries = 0, timeout = 60_000 }));
         Assert.Equal("never", lost.Method);
         var failed = await WaitForStatusAsync(never, "FAILED");
         Assert.Equal(1, failed["attempts"]!.GetValue<int>());
+    }
+
+    [Fact]
+    public async Task CallsForADeviceBehindAGateway_WaitWhileItIsAway_AndGoOutWhenTheGatewayReportsIt()
+    {
+        var (_, gatewayToken) = await fixture.Admin.CreateDeviceAsync("persistent-gateway-" + Guid.NewGuid().ToString("N")[..8], gateway: true);
+        var child = "Pump " + Guid.NewGuid().ToString("N")[..6];
+        await using (var gateway = await DeviceClient.ConnectAsync(fixture.Server, gatewayToken))
+        {
+            // The gateway creates the device, then reports it gone.
+            await gateway.PublishAsync("v1/gateway/connect", $"{{\"device\":\"{child}\"}}");
+            await gateway.PublishAsync("v1/gateway/disconnect", $"{{\"device\":\"{child}\"}}");
+        }
+
+        var childId = Guid.Parse((await fixture.Admin.GetAsync($"/api/tenant/devices/{Uri.EscapeDataString(child)}"))["id"]!["id"]!.GetValue<string>());
+        var call = await SubmitAsync(fixture.Admin, $"/api/rpc/twoway/{childId}", new { method = "start", persistent = true, timeout = 60_000 });
+        Assert.Equal("QUEUED", (await fixture.Admin.GetAsync($"/api/rpc/persistent/{call}"))["status"]!.GetValue<string>());
+
+        await using (var gateway = await DeviceClient.ConnectAsync(fixture.Server, gatewayToken))
+        {
+            await gateway.SubscribeAsync("v1/gateway/rpc");
+            await gateway.PublishAsync("v1/gateway/connect", $"{{\"device\":\"{child}\"}}");
+            var command = JsonNode.Parse((await gateway.NextAsync()).ConvertPayloadToString())!;
+            Assert.Equal((child, "start"), (command["device"]!.GetValue<string>(), command["data"]!["method"]!.GetValue<string>()));
+            await WaitForStatusAsync(call, "DELIVERED");
+            await gateway.PublishAsync("v1/gateway/rpc", $"{{\"device\":\"{child}\",\"id\":{command["data"]!["id"]!.GetValue<int>()},\"data\":{{\"running\":true}}}}");
+            var done = await WaitForStatusAsync(call, "SUCCESSFUL");
+            Assert.True(done["response"]!["running"]!.GetValue<bool>());
+        }
     }
 
     [Fact]
@@ -223,7 +254,7 @@ public sealed class PersistentRpcTests(PlatformFixture fixture) : IClassFixture<
     /// <summary>A device that receives a command without acknowledging it, then loses its connection.</summary>
     private static class SilentDevice
     {
-        public static async Task<(string Method, int RequestId)> ConnectAndReceiveAsync(ServerProcess server, string token)
+        public static async Task<(string Method, int RequestId)> ConnectAndReceiveAsync(ServerProcess server, string token, Func<Task>? subscribed = null)
         {
             using var client = new MqttClientFactory().CreateMqttClient();
             var received = new TaskCompletionSource<MqttApplicationMessage>(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -236,6 +267,11 @@ public sealed class PersistentRpcTests(PlatformFixture fixture) : IClassFixture<
             await client.ConnectAsync(new MqttClientOptionsBuilder().WithTcpServer("127.0.0.1", server.TcpPort).WithClientId("silent-" + Guid.NewGuid().ToString("N"))
                 .WithCredentials(token).Build()).WaitAsync(Guard);
             await client.SubscribeAsync(new MqttClientSubscribeOptionsBuilder().WithTopicFilter("v1/devices/me/rpc/request/+", MqttQualityOfServiceLevel.AtLeastOnce).Build()).WaitAsync(Guard);
+            if (subscribed is not null)
+            {
+                await subscribed();
+            }
+
             var message = await received.Task.WaitAsync(Guard);
             // Gone without a PUBACK and without DISCONNECT, as a device that loses power.
             client.Dispose();

@@ -504,11 +504,20 @@ public sealed partial class DeviceConnector(
         if (identity.State is DeviceSession session)
         {
             connectivity.Disconnected(session.Device);
-            gateways.GatewayDisconnected(session);
-            if (rpcLink.MqttDisconnected(session.Device.Id))
+            // On every lost connection, not only the last: a call sent on this one and not acknowledged must go
+            // again on the device's other or next connection (a reconnect often arrives before the old one is gone).
+            rpcLink.MqttDisconnected(session.Device.Id);
+            rpc.Unreachable(session.Device);
+            // Calls sent to devices behind a gateway went over its connection: they are resent (or fail) too.
+            foreach (var name in session.ConnectedChildren.Keys)
             {
-                rpc.Unreachable(session.Device);
+                if (session.Children.TryGetValue(name, out var child))
+                {
+                    rpc.Unreachable(child);
+                }
             }
+
+            gateways.GatewayDisconnected(session);
         }
     }
 
