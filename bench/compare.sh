@@ -15,6 +15,9 @@ root=$(pwd)
 ROUNDS=${ROUNDS:-5}
 DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-3}
+# Seconds the generator waits after publishing stops for what is still on its way; what has not arrived then
+# counts as lost. The brokers' queues can hold seconds of traffic on a loaded 2-core machine.
+DRAIN=${DRAIN:-10}
 results="$root/bench/results/$(date -u +%Y%m%dT%H%M%SZ)"
 mkdir -p "$results"
 
@@ -54,7 +57,7 @@ run_one() { # broker scenario client round
   # shellcheck disable=SC2086
   local metrics=()
   if [ "$broker" = taihu ]; then metrics=(--metrics-url http://127.0.0.1:18080/metrics); fi
-  $BENCH ${SCENARIO_ARGS[$scenario]} --client "$client" --port "$port" --pid "$pid" --duration "$DURATION" --warmup "$WARMUP" "${metrics[@]}" \
+  $BENCH ${SCENARIO_ARGS[$scenario]} --client "$client" --port "$port" --pid "$pid" --duration "$DURATION" --warmup "$WARMUP" --drain "$DRAIN" "${metrics[@]}" \
     --quiet --json "$results/$scenario.$client.$broker.$round.json" >"$results/$scenario.$client.$broker.$round.txt" 2>&1 || true
   kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
 }
@@ -71,5 +74,5 @@ for scenario in $SCENARIOS; do
   done
 done
 
-python3 bench/summarize.py "$results" "$DOC" "bench/compare.sh (ROUNDS=$ROUNDS DURATION=$DURATION WARMUP=$WARMUP SCENARIOS=\"$SCENARIOS\" CLIENTS=\"$CLIENTS\")"
+python3 bench/summarize.py "$results" "$DOC" "bench/compare.sh (ROUNDS=$ROUNDS DURATION=$DURATION WARMUP=$WARMUP DRAIN=$DRAIN SCENARIOS=\"$SCENARIOS\" CLIENTS=\"$CLIENTS\")"
 echo "results: $results"

@@ -12,6 +12,16 @@ for path in sorted(glob.glob(os.path.join(results_dir, "*.json"))):
     with open(path) as f:
         runs.setdefault((scenario, client, broker), []).append(json.load(f))
 
+# A run that ended without a result (the generator could not connect, or failed) is counted, not left out.
+failed = {}
+for path in sorted(glob.glob(os.path.join(results_dir, "*.txt"))):
+    if os.path.exists(path[: -len(".txt")] + ".json") and os.path.getsize(path[: -len(".txt")] + ".json") > 0:
+        continue
+    parts = os.path.basename(path)[: -len(".txt")].split(".")
+    key = (parts[0], parts[1], parts[2]) if len(parts) == 4 else (parts[0], "taihu", parts[1])
+    failed[key] = failed.get(key, 0) + 1
+    runs.setdefault(key, [])
+
 def med(values):
     values = [v for v in values if v is not None]
     if not values:
@@ -31,13 +41,14 @@ lines = [
     f"Run on {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC: {os.cpu_count()} cores ({cpu}), {platform.platform()}, .NET SDK {dotnet}, {mosq}.",
     f"Command: `{command}`. Median over rounds, ± half the spread (max - min).",
     "",
-    "| scenario | client | broker | delivered msg/s | lost (median) | runs with loss | broker CPU-s per million delivered | p50 ms | p99 ms | broker CPU % | generator CPU % | broker bytes allocated per delivered |",
-    "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    "| scenario | client | broker | delivered msg/s | lost (median) | runs with loss | dropped by the broker (its count, runs with any) | broker CPU-s per million delivered | p50 ms | p99 ms | broker CPU % | generator CPU % | broker bytes allocated per delivered |",
+    "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
 ]
-for scenario, client in sorted({(s, c) for s, c, _ in runs}):
+for scenario, client in sorted({(s, c) for s, c, _ in list(runs) + list(failed)}):
     for broker in ("mosquitto", "taihu"):
         rs = runs.get((scenario, client, broker), [])
-        if not rs:
+        nfailed = failed.get((scenario, client, broker), 0)
+        if not rs and not nfailed:
             continue
         lossy = sum(1 for r in rs if (r.get("lost") or 0) > 0)
         rate = med([r.get("deliveredPerSecond") for r in rs])
@@ -48,7 +59,10 @@ for scenario, client in sorted({(s, c) for s, c, _ in runs}):
         bcpu = med([r.get("brokerCpuPercent") for r in rs])
         gcpu = med([r.get("generatorCpuPercent") for r in rs])
         alloc = med([r.get("brokerAllocatedBytesPerDelivered") for r in rs])
-        lines.append(f"| {scenario} | {client} | {broker} | {fmt(*rate, 0)} | {fmt(*lost, 0)} | {lossy} of {len(rs)} | {fmt(*per_m)} | {fmt(*p50)} | {fmt(*p99)} | {fmt(*bcpu, 1)} | {fmt(*gcpu, 1)} | {fmt(*alloc, 1)} |")
+        drops = [r.get("brokerDropped") for r in rs if r.get("brokerDropped") is not None]
+        dropped = f"{sum(drops):,} ({sum(1 for d in drops if d > 0)} of {len(drops)})" if drops else "n/a"
+        runs_text = f"{lossy} of {len(rs)}" + (f" ({nfailed} more ended without a result)" if nfailed else "")
+        lines.append(f"| {scenario} | {client} | {broker} | {fmt(*rate, 0)} | {fmt(*lost, 0)} | {runs_text} | {dropped} | {fmt(*per_m)} | {fmt(*p50)} | {fmt(*p99)} | {fmt(*bcpu, 1)} | {fmt(*gcpu, 1)} | {fmt(*alloc, 1)} |")
 
 table = "\n".join(lines)
 with open(doc_path) as f:

@@ -240,26 +240,7 @@ public sealed partial class MqttChannel
         _broker.LifecycleObserver?.OnConnected(identity, ClientId!);
 
         // Resume: unacknowledged messages again with DUP, PUBREL for those past PUBREC, then the queue.
-        lock (session.Gate)
-        {
-            if (sessionPresent)
-            {
-                foreach (var inflight in session.Inflight)
-                {
-                    if (inflight.Released)
-                    {
-                        SendAck(PacketType.PubRel, inflight.PacketId);
-                    }
-                    else
-                    {
-                        inflight.Message.AddReference();
-                        Enqueue(new OutboundItem(inflight.Message, inflight.QoS, inflight.Retain, dup: true, inflight.PacketId, inflight.SubscriptionIds));
-                    }
-                }
-            }
-
-            _broker.Pump(session, this);
-        }
+        session.Resume(this, sessionPresent);
 
         return true;
     }

@@ -21,12 +21,7 @@ public sealed partial class MqttChannel
                 return false;
             }
 
-            var session = _session!;
-            lock (session.Gate)
-            {
-                session.ExpiryInterval = Math.Min(expiry, _broker.Options.MaximumSessionExpiryInterval);
-                session.StateChanged = true;
-            }
+            _session!.SetExpiryInterval(Math.Min(expiry, _broker.Options.MaximumSessionExpiryInterval));
         }
 
         // 5.0 section 3.1.2.5: only a DISCONNECT with 0x00 removes the will; 0x04 and every error code publish it.

@@ -1,5 +1,6 @@
 using System.Buffers;
 using Taihu.Broker.Routing;
+using Taihu.Broker.Sessions;
 using Taihu.Mqtt;
 using Taihu.Mqtt.Packets;
 
@@ -12,6 +13,15 @@ public sealed partial class MqttChannel
 
     /// <summary>Queues PUBACK, PUBREC, PUBREL or PUBCOMP without allocating a packet.</summary>
     private void SendAck(PacketType type, ushort packetId, ReasonCode code = ReasonCode.Success) => Enqueue(new OutboundItem(type, packetId, code));
+
+    void ISessionOutput.EnqueueAck(PacketType type, ushort packetId, ReasonCode code) => SendAck(type, packetId, code);
+
+    int ISessionOutput.SendQuota => SendQuota;
+
+    void ISessionOutput.EnqueuePublish(BrokerMessage message, QoS qos, bool retain, bool dup, ushort packetId, List<uint>? subscriptionIds) =>
+        EnqueuePublish(message, qos, retain, dup, packetId, subscriptionIds);
+
+    void ISessionOutput.Kick() => Kick();
 
     private void Enqueue(in OutboundItem item)
     {
@@ -222,19 +232,6 @@ public sealed partial class MqttChannel
             return;
         }
 
-        lock (session.Gate)
-        {
-            var index = session.FindInflight(item.PacketId);
-            if (index >= 0 && ReferenceEquals(session.Inflight[index].Message, item.Message))
-            {
-                session.Inflight[index].Message.Release();
-                session.Inflight.RemoveAt(index);
-                session.StateChanged = true;
-                if (session.Channel == this)
-                {
-                    _broker.Pump(session, this);
-                }
-            }
-        }
+        session.CompleteDropped(item.PacketId, item.Message!);
     }
 }

@@ -21,7 +21,7 @@ public sealed partial class MqttChannel
             {
                 // An earlier publish, routed after its observer answered, filled a subscriber's queue: this
                 // connection waits for room before its next message is taken.
-                await _broker.WaitForRoomAsync(congested, cancellationToken);
+                await congested.WaitForRoomAsync(cancellationToken);
             }
 
             return await HandlePublishCoreAsync(publish, cancellationToken);
@@ -77,21 +77,13 @@ public sealed partial class MqttChannel
         var qos = publish.QoS;
         if (qos == QoS.ExactlyOnce)
         {
-            var session = _session!;
-            bool duplicate;
-            bool overLimit;
-            lock (session.Gate)
-            {
-                duplicate = session.IncomingQoS2.Contains(publish.PacketId);
-                overLimit = !duplicate && session.IncomingQoS2.Count + _pendingIncoming >= options.MaximumInflightMessages;
-            }
-
-            if (overLimit)
+            var check = _session!.CheckIncomingQoS2(publish.PacketId, _pendingIncoming);
+            if (check == IncomingQoS2Check.OverLimit)
             {
                 return await Fail(ReasonCode.ReceiveMaximumExceeded, "More QoS 2 messages unacknowledged than Receive Maximum allows.");
             }
 
-            if (duplicate)
+            if (check == IncomingQoS2Check.Duplicate)
             {
                 // Already accepted and routed: acknowledge again, deliver nothing again (4.3.3).
                 SendAck(PacketType.PubRec, publish.PacketId);
@@ -197,7 +189,7 @@ public sealed partial class MqttChannel
         if (congested is not null)
         {
             // A subscriber's queue is full: the acknowledgement, and the next read, wait for room.
-            await _broker.WaitForRoomAsync(congested, cancellationToken);
+            await congested.WaitForRoomAsync(cancellationToken);
         }
 
         Acknowledge(publish, code);
@@ -268,7 +260,7 @@ public sealed partial class MqttChannel
         message.Release();
         if (congested is not null)
         {
-            await _broker.WaitForRoomAsync(congested, cancellationToken);
+            await congested.WaitForRoomAsync(cancellationToken);
         }
 
         Acknowledge(publish, deliveries == 0 && IsV5 ? ReasonCode.NoMatchingSubscribers : code);
@@ -285,12 +277,7 @@ public sealed partial class MqttChannel
         {
             if (code.IsSuccess())
             {
-                var session = _session!;
-                lock (session.Gate)
-                {
-                    session.IncomingQoS2.Add(publish.PacketId);
-                    session.StateChanged = true;
-                }
+                _session!.AcceptIncomingQoS2(publish.PacketId);
             }
 
             SendAck(PacketType.PubRec, publish.PacketId, IsV5 ? code : ReasonCode.Success);
@@ -366,72 +353,28 @@ public sealed partial class MqttChannel
         {
             case PacketType.PubAck:
             case PacketType.PubComp:
-                lock (session.Gate)
-                {
-                    var index = session.FindInflight(ack.PacketId);
-                    if (index < 0)
-                    {
-                        return true;
-                    }
-
-                    var inflight = session.Inflight[index];
-                    var fits = ack.Type == PacketType.PubAck
-                        ? inflight.QoS == QoS.AtLeastOnce
-                        : inflight.QoS == QoS.ExactlyOnce && inflight.Released;
-                    if (fits)
-                    {
-                        session.Inflight.RemoveAt(index);
-                        session.StateChanged = true;
-                        inflight.Message.DeliveryListener?.OnDelivered(inflight.QoS);
-                        inflight.Message.Release();
-                        _broker.Pump(session, this);
-                        return true;
-                    }
-                }
-
-                return FailNow(ReasonCode.ProtocolError, ack.Type == PacketType.PubAck
-                    ? "PUBACK for a QoS 2 delivery."
-                    : "PUBCOMP for a delivery that is not waiting for it.");
             case PacketType.PubRec:
-                lock (session.Gate)
+                switch (session.Acknowledge(ack.Type, ack.PacketId, ack.ReasonCode))
                 {
-                    var index = session.FindInflight(ack.PacketId);
-                    if (index < 0)
-                    {
+                    case AckResult.Unknown when ack.Type == PacketType.PubRec:
                         SendAck(PacketType.PubRel, ack.PacketId, IsV5 ? ReasonCode.PacketIdentifierNotFound : ReasonCode.Success);
                         return true;
-                    }
-
-                    var inflight = session.Inflight[index];
-                    if (inflight.QoS == QoS.ExactlyOnce)
-                    {
-                        if (!ack.ReasonCode.IsSuccess())
-                        {
-                            // The receiver refused it: the exchange ends here (5.0 section 4.3.3).
-                            session.Inflight.RemoveAt(index);
-                            session.StateChanged = true;
-                            inflight.Message.Release();
-                            _broker.Pump(session, this);
-                            return true;
-                        }
-
-                        inflight.Released = true;
-                        session.Inflight[index] = inflight;
-                        session.StateChanged = true;
+                    case AckResult.Released:
                         SendAck(PacketType.PubRel, ack.PacketId);
                         return true;
-                    }
+                    case AckResult.Mismatch:
+                        return FailNow(ReasonCode.ProtocolError, ack.Type switch
+                        {
+                            PacketType.PubAck => "PUBACK for a QoS 2 delivery.",
+                            PacketType.PubRec => "PUBREC for a QoS 1 delivery.",
+                            _ => "PUBCOMP for a delivery that is not waiting for it.",
+                        });
+                    default:
+                        return true;
                 }
 
-                return FailNow(ReasonCode.ProtocolError, "PUBREC for a QoS 1 delivery.");
             case PacketType.PubRel:
-                bool known;
-                lock (session.Gate)
-                {
-                    known = session.IncomingQoS2.Remove(ack.PacketId);
-                    session.StateChanged |= known;
-                }
-
+                var known = session.ReleaseIncomingQoS2(ack.PacketId);
                 SendAck(PacketType.PubComp, ack.PacketId, known || !IsV5 ? ReasonCode.Success : ReasonCode.PacketIdentifierNotFound);
                 return true;
             default:

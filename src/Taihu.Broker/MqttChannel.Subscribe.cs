@@ -70,11 +70,7 @@ public sealed partial class MqttChannel
                 RetainHandling = requested.RetainHandling,
                 SubscriptionId = subscriptionId,
             };
-            lock (session.Gate)
-            {
-                session.Subscriptions[raw] = subscription;
-                session.StateChanged = true;
-            }
+            session.Subscribe(raw, subscription);
 
             var isNew = state.Trie.Add(subscription);
             (granted ??= []).Add((subscription, isNew));
@@ -103,7 +99,7 @@ public sealed partial class MqttChannel
         return true;
     }
 
-    private void SendRetained(MqttBroker.NamespaceState state, MqttSession session, List<(Subscription Subscription, bool IsNew)> granted)
+    private void SendRetained(NamespaceState state, MqttSession session, List<(Subscription Subscription, bool IsNew)> granted)
     {
         var now = _broker.Time.GetUtcNow();
         var retained = new List<BrokerMessage>();
@@ -137,13 +133,7 @@ public sealed partial class MqttChannel
         foreach (var requested in unsubscribe.Filters)
         {
             var raw = _identity.Topics is { } map ? map.FilterToBroker(requested) : requested;
-            Subscription? removed;
-            lock (session.Gate)
-            {
-                session.Subscriptions.Remove(raw, out removed);
-                session.StateChanged |= removed is not null;
-            }
-
+            var removed = session.Unsubscribe(raw);
             if (removed is null)
             {
                 ack.ReasonCodes.Add(TopicValidator.IsValidTopicFilter(raw) ? ReasonCode.NoSubscriptionExisted : ReasonCode.TopicFilterInvalid);

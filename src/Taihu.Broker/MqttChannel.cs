@@ -56,7 +56,7 @@ internal readonly struct OutboundItem
 /// <see cref="WriteOutbound"/>), and tells it when the socket is gone (<see cref="OnTransportClosed"/>).
 /// Deliveries from other connections arrive on other threads through the session and the outbound queue.
 /// </summary>
-public sealed partial class MqttChannel
+public sealed partial class MqttChannel : ISessionOutput
 {
     private enum State
     {

@@ -61,7 +61,7 @@ public sealed class OutboundBackPressureTests
         }
 
         var sending = deaf.SendAsync(publishes);
-        var channel = host.Broker.FindSession("", "deaf")!.Channel!;
+        var channel = host.Broker.FindChannel("", "deaf")!;
         await BrokerState.WaitUntilAsync(() => host.Broker.Metrics.ReadingPausedCount > 0 || channel.OutboundHighWater > Limit + 1, "the broker stops reading from the client");
         await stop.CancelAsync();
         await flooding;

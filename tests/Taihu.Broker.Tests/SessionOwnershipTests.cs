@@ -88,10 +88,7 @@ public class SessionOwnershipTests
                 return false;
             }
 
-            lock (session.Gate)
-            {
-                return session.WillDueAt is not null;
-            }
+            return session.IsWillPending;
         }, "the will of 'a' is pending");
 
         time.Advance(TimeSpan.FromSeconds(5));

@@ -316,9 +316,6 @@ public class WillTests
                 return false;
             }
 
-            lock (session.Gate)
-            {
-                return session.WillDueAt is not null;
-            }
+            return session.IsWillPending;
         }, $"the will of '{clientId}' is pending");
 }

@@ -289,6 +289,7 @@ internal static class BenchCommands
 
         Row("broker CPU", r.BrokerCpuPercent is { } cpu ? $"{F(cpu, "F1")} %" : null);
         Row("broker CPU-seconds per million delivered", r.BrokerCpuSecondsPerMillion is { } perM ? F(perM, "F2") : null);
+        Row("dropped by the broker (its own count)", r.BrokerDropped is { } dropped ? F(dropped, "N0") : null);
         Row("broker allocations per delivered message", r.BrokerAllocatedBytesPerDelivered is { } alloc ? $"{F(alloc, "F1")} B" : null);
         Row("broker resident memory", r.BrokerResidentBytes is { } rss ? $"{F(rss / 1048576.0, "F1")} MiB" : null);
         Row("broker memory per connection", r.BrokerBytesPerConnection is { } per ? $"{F(per / 1024, "F2")} KiB" : null);

@@ -1,4 +1,5 @@
 using BenchmarkDotNet.Attributes;
+using Taihu.Broker;
 using Taihu.Broker.Routing;
 using Taihu.Broker.Sessions;
 using Taihu.Mqtt.Topics;
@@ -36,7 +37,8 @@ public class SubscriptionTrieBenchmarks
     {
         var all = new List<Subscription>(10_000);
         var sessionId = 0;
-        MqttSession NewSession() => new("bench", $"client-{sessionId++}");
+        var services = new SessionServices(new BrokerOptions(), TimeProvider.System, new BrokerMetrics());
+        MqttSession NewSession() => new("bench", $"client-{sessionId++}", "", services);
 
         for (var t = 0; t < Tenants; t++)
         {

@@ -217,7 +217,7 @@ public sealed class SubscriptionTrie : IDisposable
                     continue;
                 }
 
-                if (candidate.Session.Channel is not null)
+                if (candidate.Session.IsConnected)
                 {
                     return candidate;
                 }

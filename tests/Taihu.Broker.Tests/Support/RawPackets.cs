@@ -86,10 +86,7 @@ public static class BrokerState
                 return true;
             }
 
-            lock (session.Gate)
-            {
-                return session.Channel is null && session.DisconnectedAt is not null;
-            }
+            return session.IsDetached;
         }, $"session '{clientId}' is detached");
 
     /// <summary>Waits until the session of <paramref name="clientId"/> is gone from the broker.</summary>

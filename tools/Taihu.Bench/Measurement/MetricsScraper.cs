@@ -10,6 +10,9 @@ public static class MetricsScraper
 {
     public const string AllocatedBytesMetric = "dotnet_gc_heap_total_allocated_bytes_total";
 
+    /// <summary>Taihu's count of messages it dropped, summed over every reason.</summary>
+    public const string DroppedMessagesMetric = "taihu_mqtt_messages_dropped_total";
+
     private static readonly HttpClient s_http = new() { Timeout = TimeSpan.FromSeconds(5) };
 
     public static async Task<double?> ReadAsync(string url, string metric, CancellationToken cancellationToken)

@@ -30,6 +30,9 @@ public sealed record BenchResult
     public long? BrokerResidentBytes { get; init; }
     public double? BrokerBytesPerConnection { get; init; }
     public double? BrokerAllocatedBytesPerDelivered { get; init; }
+
+    /// <summary>Messages the broker counted as dropped (any reason) over the window and the drain; null without --metrics-url.</summary>
+    public long? BrokerDropped { get; init; }
     public double GeneratorCpuPercent { get; init; }
     public long GeneratorAllocatedBytes { get; init; }
     public long PacedMessagesSkipped { get; init; }

@@ -11,7 +11,7 @@ namespace Taihu.Broker;
 /// <para>
 /// Design: nothing on the path of a message touches the store. A retained change is recorded by the namespace's
 /// <see cref="RetainedStore"/> under the lock it already holds (latest change per topic, with a message
-/// reference); a session change sets <see cref="MqttSession.StateChanged"/> under its gate. One background loop
+/// reference); a session change marks the session changed, inside the session. One background loop
 /// ticks every <see cref="BrokerOptions.StateFlushInterval"/>: it hands the retained changes to the store, and
 /// every <see cref="BrokerOptions.SessionSnapshotInterval"/> (or at the next tick after a subscription changed) it
 /// copies the persistent sessions marked changed and hands them over, with the sessions that ended since. A
@@ -26,7 +26,8 @@ namespace Taihu.Broker;
 /// then the queue) when the client comes back with Clean Start 0.
 /// </para>
 /// </summary>
-public sealed partial class MqttBroker
+internal sealed partial class BrokerPersistence(IBrokerStateStore store, BrokerOptions options, TimeProvider time, BrokerMetrics metrics, ILogger logger,
+    SessionRegistry sessions, MessageRouter router) : IDisposable
 {
     // The sessions the store holds now, as far as the broker knows; touched only with _persistGate held.
     private readonly HashSet<SessionKey> _storedSessions = [];
@@ -35,13 +36,15 @@ public sealed partial class MqttBroker
     private Task? _persistLoop;
     private int _subscriptionsChanged;
 
-    /// <summary>Where retained messages and persistent sessions are kept across restarts, or null (memory only).</summary>
-    public IBrokerStateStore? StateStore { get; }
+    private BrokerOptions Options => options;
+    private TimeProvider Time => time;
+    private BrokerMetrics Metrics => metrics;
+    private IBrokerStateStore StateStore => store;
 
-    /// <summary>Loads the saved state (when a store is registered), then starts the timers and the write-behind loop.</summary>
-    public async Task StartAsync(CancellationToken cancellationToken = default)
+    /// <summary>Loads the saved state, then starts the write-behind loop.</summary>
+    public async Task StartAsync(CancellationToken cancellationToken)
     {
-        if (StateStore is { } store && _persistLoop is null)
+        if (_persistLoop is null)
         {
             var state = await store.LoadAsync(cancellationToken);
             await _persistGate.WaitAsync(cancellationToken);
@@ -54,7 +57,7 @@ public sealed partial class MqttBroker
                 _persistGate.Release();
             }
 
-            LogStateLoaded(_logger, state.Retained.Count, state.Sessions.Count);
+            LogStateLoaded(logger, state.Retained.Count, state.Sessions.Count);
             // The timer starts counting now, not when the loop's thread gets to it: a clock advanced right after
             // the start (a test's fake one) must not be missed.
             var timer = new PeriodicTimer(Options.StateFlushInterval, Time);
@@ -62,13 +65,17 @@ public sealed partial class MqttBroker
             var stop = _persistStop = new CancellationTokenSource();
             _persistLoop = Task.Run(() => RunPersistenceAsync(timer, firstSnapshot, stop.Token), CancellationToken.None);
         }
-
-        Start();
     }
 
     /// <summary>
+    /// Stops the write-behind loop without writing. The gate and the token source are left to the collector: the loop
+    /// may still be finishing a write that holds them.
+    /// </summary>
+    public void Dispose() => _persistStop?.Cancel();
+
+    /// <summary>
     /// Stops the write-behind loop and writes what is left: the retained changes and the sessions as they are now.
-    /// Called at a graceful stop, once the connections have closed (see <see cref="Shutdown"/>). The last write
+    /// Called at a graceful stop, once the connections have closed (see <see cref="MqttBroker.Shutdown"/>). The last write
     /// is not cancelled with the host's stop token: that token may have run out while the web server waited for
     /// connections, and this write is what the next start restores (the store's own command timeouts bound it).
     /// A failure is logged, not thrown, so that the rest of the host still stops in order.
@@ -86,22 +93,17 @@ public sealed partial class MqttBroker
         try
         {
             await FlushStateAsync(CancellationToken.None);
-            LogStateSaved(_logger, _storedSessions.Count);
+            LogStateSaved(logger, _storedSessions.Count);
         }
         catch (Exception ex) when (ex is not OutOfMemoryException)
         {
-            LogFinalStateWriteFailed(_logger, ex);
+            LogFinalStateWriteFailed(logger, ex);
         }
     }
 
     /// <summary>Writes the buffered retained changes and the sessions that changed now (the stop, and tests).</summary>
-    public async Task FlushStateAsync(CancellationToken cancellationToken = default)
+    public async Task FlushStateAsync(CancellationToken cancellationToken)
     {
-        if (StateStore is null)
-        {
-            return;
-        }
-
         await _persistGate.WaitAsync(cancellationToken);
         try
         {
@@ -116,13 +118,7 @@ public sealed partial class MqttBroker
     }
 
     /// <summary>A session's subscriptions changed: the next tick writes the sessions, not only at the snapshot interval.</summary>
-    internal void OnSubscriptionsChanged()
-    {
-        if (StateStore is not null)
-        {
-            Volatile.Write(ref _subscriptionsChanged, 1);
-        }
-    }
+    public void OnSubscriptionsChanged() => Volatile.Write(ref _subscriptionsChanged, 1);
 
     private async Task RunPersistenceAsync(PeriodicTimer timer, DateTimeOffset nextSnapshot, CancellationToken stop)
     {
@@ -145,7 +141,7 @@ public sealed partial class MqttBroker
                 }
                 catch (Exception ex) when (ex is not OutOfMemoryException)
                 {
-                    LogStateWriteFailed(_logger, ex);
+                    LogStateWriteFailed(logger, ex);
                 }
                 finally
                 {
@@ -163,7 +159,7 @@ public sealed partial class MqttBroker
     {
         List<(RetainedStore Store, Dictionary<string, BrokerMessage?> Taken)>? taken = null;
         var changes = new List<RetainedChange>();
-        foreach (var (ns, state) in _namespaces)
+        foreach (var (ns, state) in router.Namespaces)
         {
             if (state.Retained.TakeChanges() is { } recorded)
             {
@@ -183,7 +179,7 @@ public sealed partial class MqttBroker
         var saved = false;
         try
         {
-            await StateStore!.SaveRetainedAsync(changes, cancellationToken);
+            await StateStore.SaveRetainedAsync(changes, cancellationToken);
             saved = true;
         }
         finally
@@ -205,24 +201,18 @@ public sealed partial class MqttBroker
         var copied = new List<MqttSession>();
         var held = new List<BrokerMessage>();
         var present = new HashSet<SessionKey>();
-        foreach (var (_, session) in _sessions)
+        foreach (var (_, session) in sessions.All)
         {
-            lock (session.Gate)
+            var key = new SessionKey(session.Namespace, session.ClientId, session.Owner);
+            if (!session.TrySnapshot(_storedSessions.Contains(key), held, out var snapshot))
             {
-                if (session.Ended || session.ExpiryInterval == 0)
-                {
-                    continue;
-                }
+                continue;
+            }
 
-                var key = new SessionKey(session.Namespace, session.ClientId, session.Owner);
-                present.Add(key);
-                if (!session.StateChanged && _storedSessions.Contains(key))
-                {
-                    continue;
-                }
-
-                session.StateChanged = false;
-                changed.Add(session.ToStored(held));
+            present.Add(key);
+            if (snapshot is not null)
+            {
+                changed.Add(snapshot);
                 copied.Add(session);
             }
         }
@@ -243,7 +233,7 @@ public sealed partial class MqttBroker
                 return;
             }
 
-            await StateStore!.SaveSessionsAsync(changed, removed, cancellationToken);
+            await StateStore.SaveSessionsAsync(changed, removed, cancellationToken);
             foreach (var key in removed)
             {
                 _storedSessions.Remove(key);
@@ -258,10 +248,7 @@ public sealed partial class MqttBroker
         {
             foreach (var session in copied)
             {
-                lock (session.Gate)
-                {
-                    session.StateChanged = true;
-                }
+                session.MarkChanged();
             }
 
             throw;
@@ -300,7 +287,7 @@ public sealed partial class MqttBroker
                 continue;
             }
 
-            var retained = GetNamespace(change.Namespace).Retained;
+            var retained = router.GetNamespace(change.Namespace).Retained;
             var message = FromStored(change.Namespace, stored);
             if (message.IsExpired(now) || message.Payload.IsEmpty)
             {
@@ -324,36 +311,23 @@ public sealed partial class MqttBroker
                 continue;
             }
 
-            var session = new MqttSession(stored.Namespace, stored.ClientId, stored.Owner);
-            lock (session.Gate)
+            var session = sessions.Create(stored.Namespace, stored.ClientId, stored.Owner);
+            var subscriptions = RestoreSubscriptions(session, stored);
+            session.Restore(stored, subscriptions, now, saved => FromStored(stored.Namespace, saved));
+            var trie = router.GetNamespace(session.Namespace).Trie;
+            foreach (var subscription in subscriptions)
             {
-                session.ExpiryInterval = stored.ExpiryInterval;
-                session.DisconnectedAt = now;
-                var complete = RestoreSubscriptions(session, stored);
-                complete &= RestoreDeliveries(session, stored);
-                foreach (var packetId in stored.IncomingQoS2)
-                {
-                    session.IncomingQoS2.Add(packetId);
-                }
-
-                // It is what the store holds, unless something was left out above.
-                session.StateChanged = !complete;
+                trie.Add(subscription);
             }
 
-            if (_sessions.TryGetValue((stored.Namespace, stored.Owner, stored.ClientId), out var duplicate))
-            {
-                EndSession(duplicate);
-            }
-
-            _sessions[(stored.Namespace, stored.Owner, stored.ClientId)] = session;
+            sessions.AddRestored(session);
         }
     }
 
-    /// <summary>Adds the stored subscriptions to the session and the trie; false if any was left out. Caller holds the gate.</summary>
-    private bool RestoreSubscriptions(MqttSession session, StoredSession stored)
+    /// <summary>The stored subscriptions that are still valid here, for the session (those left out make its restore incomplete).</summary>
+    private List<Subscription> RestoreSubscriptions(MqttSession session, StoredSession stored)
     {
-        var complete = true;
-        var trie = GetNamespace(session.Namespace).Trie;
+        var subscriptions = new List<Subscription>(stored.Subscriptions.Count);
         foreach (var saved in stored.Subscriptions)
         {
             var filter = saved.Filter;
@@ -362,7 +336,6 @@ public sealed partial class MqttBroker
             {
                 if (!validShared || !Options.SharedSubscriptionsEnabled)
                 {
-                    complete = false;
                     continue;
                 }
 
@@ -372,11 +345,10 @@ public sealed partial class MqttBroker
 
             if (!TopicValidator.IsValidTopicFilter(filter))
             {
-                complete = false;
                 continue;
             }
 
-            var subscription = new Subscription
+            subscriptions.Add(new Subscription
             {
                 Session = session,
                 Filter = filter,
@@ -387,53 +359,10 @@ public sealed partial class MqttBroker
                 RetainAsPublished = saved.RetainAsPublished,
                 RetainHandling = saved.RetainHandling,
                 SubscriptionId = saved.SubscriptionId,
-            };
-            session.Subscriptions[saved.Filter] = subscription;
-            trie.Add(subscription);
+            });
         }
 
-        return complete;
-    }
-
-    /// <summary>Puts the stored deliveries in flight and in the queue; false if any was left out. Caller holds the gate.</summary>
-    private bool RestoreDeliveries(MqttSession session, StoredSession stored)
-    {
-        var complete = true;
-        foreach (var delivery in stored.Deliveries)
-        {
-            var ids = delivery.SubscriptionIds is { Count: > 0 } list ? new List<uint>(list) : null;
-            if (delivery.PacketId != 0)
-            {
-                if (session.FindInflight(delivery.PacketId) >= 0)
-                {
-                    complete = false;
-                    continue;
-                }
-
-                // A delivery that was in flight through a shared subscription stays with this session: the group
-                // it came through may not exist any more, and its client is the one that may have it already.
-                session.Inflight.Add(new InflightMessage
-                {
-                    PacketId = delivery.PacketId,
-                    Message = FromStored(session.Namespace, delivery.Message),
-                    QoS = delivery.QoS,
-                    Retain = delivery.Retain,
-                    SubscriptionIds = ids,
-                    Released = delivery.Released,
-                });
-            }
-            else if (session.Queue.Count < Options.MaximumQueuedMessages)
-            {
-                session.EnqueuePending(new PendingDelivery(FromStored(session.Namespace, delivery.Message), delivery.QoS, delivery.Retain, ids, Group: null));
-            }
-            else
-            {
-                Metrics.MessageDropped(DropReasons.QueueFull);
-                complete = false;
-            }
-        }
-
-        return complete;
+        return subscriptions;
     }
 
     [LoggerMessage(EventId = 2, Level = LogLevel.Information, Message = "Broker state loaded: {Retained} retained message(s), {Sessions} persistent session(s)")]

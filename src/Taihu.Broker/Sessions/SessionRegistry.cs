@@ -1,0 +1,188 @@
+using System.Collections.Concurrent;
+using Taihu.Broker.Routing;
+
+namespace Taihu.Broker.Sessions;
+
+/// <summary>
+/// The sessions of the broker, by (namespace, owner, client id): which session a connecting client gets (new,
+/// resumed, or taken over from another connection), what happens to it when its connection goes (kept, ended, its
+/// will sent or delayed), and its expiry. Which session a key names changes only here, one change at a time; what a
+/// session holds changes only in the session itself.
+/// </summary>
+internal sealed class SessionRegistry(SessionServices services, MessageRouter router)
+{
+    // Keyed by owner too (ClientIdentity.SessionOwner, "" for none): a client id is unique per owner, not per namespace.
+    private readonly ConcurrentDictionary<(string Namespace, string Owner, string ClientId), MqttSession> _sessions = new();
+
+    // Serializes the changes of which session a key names (attach, detach, end, expiry, restore).
+    private readonly Lock _gate = new();
+
+    /// <summary>Sessions held, connected or not.</summary>
+    public int Count => _sessions.Count;
+
+    /// <summary>Every session, walked in place (persistence snapshots).</summary>
+    public ConcurrentDictionary<(string Namespace, string Owner, string ClientId), MqttSession> All => _sessions;
+
+    public MqttSession? Find(string ns, string clientId, string owner) => _sessions.TryGetValue((ns, owner, clientId), out var s) ? s : null;
+
+    /// <summary>A new, empty session (for a restore, to be filled before <see cref="AddRestored"/>).</summary>
+    public MqttSession Create(string ns, string clientId, string owner) => new(ns, clientId, owner, services);
+
+    /// <summary>
+    /// Gives <paramref name="output"/>'s connection the session for its client id and owner: a new one, or the
+    /// existing one (taken over from its old connection, which is kicked with 0x8E). Returns whether an existing
+    /// session was resumed in <paramref name="sessionPresent"/>. A session of another owner with the same client id
+    /// is a different session and is left alone.
+    /// </summary>
+    public MqttSession Attach(ISessionOutput output, string ns, string owner, string clientId, bool cleanStart, uint expiryInterval, out bool sessionPresent)
+    {
+        MqttSession session;
+        lock (_gate)
+        {
+            var key = (ns, owner, clientId);
+            var resumable = false;
+            if (_sessions.TryGetValue(key, out var existing))
+            {
+                resumable = existing.TakeOver(cleanStart, out var previous);
+
+                // The old connection is told 0x8E and closed; its will follows the usual rules (see Detach).
+                previous?.Kick();
+            }
+
+            if (existing is not null && resumable)
+            {
+                session = existing;
+                sessionPresent = true;
+            }
+            else
+            {
+                if (existing is not null)
+                {
+                    End(existing);
+                }
+
+                session = new MqttSession(ns, clientId, owner, services);
+                _sessions[key] = session;
+                sessionPresent = false;
+            }
+
+            session.Attach(output, expiryInterval);
+        }
+
+        return session;
+    }
+
+    /// <summary>A connected client went away: keeps or ends its session, and sends or delays its will.</summary>
+    public void Detach(ISessionOutput output, MqttSession session, BrokerMessage? will, uint willDelay)
+    {
+        List<PendingDelivery>? redispatch;
+        lock (_gate)
+        {
+            var willNow = session.Detach(output, services.Time.GetUtcNow(), will, willDelay, out var end, out redispatch);
+            if (willNow is not null)
+            {
+                router.RouteAndRetain(willNow);
+                willNow.Release();
+            }
+
+            if (end)
+            {
+                End(session);
+                Remove(session);
+            }
+        }
+
+        if (redispatch is not null)
+        {
+            foreach (var pending in redispatch)
+            {
+                router.RedeliverToGroup(session, pending);
+                pending.Message.Release();
+            }
+        }
+    }
+
+    /// <summary>
+    /// Housekeeping: sends the wills whose delay is over, and ends the sessions whose client stayed away past their
+    /// expiry.
+    /// </summary>
+    public void Housekeep(DateTimeOffset now)
+    {
+        List<MqttSession>? expired = null;
+        foreach (var (_, session) in _sessions)
+        {
+            // A connected session has no will or expiry due; the hint is read without the session's lock only to
+            // decide whether to ask, and a session that disconnects meanwhile is looked at next time.
+            if (session.IsConnected)
+            {
+                continue;
+            }
+
+            var dueWill = session.CheckAway(now, out var hasExpired);
+            if (hasExpired)
+            {
+                (expired ??= []).Add(session);
+            }
+
+            if (dueWill is not null)
+            {
+                dueWill.Restamp(now);
+                router.RouteAndRetain(dueWill);
+                dueWill.Release();
+            }
+        }
+
+        if (expired is null)
+        {
+            return;
+        }
+
+        lock (_gate)
+        {
+            foreach (var session in expired)
+            {
+                // Reconnected since: with the registry's lock held, no connection can attach meanwhile.
+                if (!session.IsConnected && Remove(session))
+                {
+                    End(session);
+                }
+            }
+        }
+    }
+
+    /// <summary>Puts a session loaded from a state store in place, ending one already there with the same key.</summary>
+    public void AddRestored(MqttSession session)
+    {
+        lock (_gate)
+        {
+            var key = (session.Namespace, session.Owner, session.ClientId);
+            if (_sessions.TryGetValue(key, out var duplicate))
+            {
+                End(duplicate);
+            }
+
+            _sessions[key] = session;
+        }
+    }
+
+    private bool Remove(MqttSession session) =>
+        _sessions.TryRemove(new KeyValuePair<(string, string, string), MqttSession>((session.Namespace, session.Owner, session.ClientId), session));
+
+    /// <summary>Discards a session: its subscriptions leave the trie, its messages are released, a pending will goes out.</summary>
+    private void End(MqttSession session)
+    {
+        var subscriptions = session.End(out var will);
+        var trie = router.GetNamespace(session.Namespace).Trie;
+        foreach (var subscription in subscriptions)
+        {
+            trie.Remove(session, subscription.Filter, subscription.ShareGroup);
+        }
+
+        if (will is not null)
+        {
+            will.Restamp(services.Time.GetUtcNow());
+            router.RouteAndRetain(will);
+            will.Release();
+        }
+    }
+}
