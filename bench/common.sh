@@ -26,3 +26,17 @@ taihu_env() {
     Listeners__SecureWebSocketPort=-1 Listeners__HttpPort=18080 Listeners__DataDirectory="$data" \
     Logging__LogLevel__Default=Warning Broker__SysInterval=0 Security__AllowAnonymousMqtt=true
 }
+
+# The port each broker listens on in these scripts.
+broker_port() { if [ "$1" = mosquitto ]; then echo 1884; else echo 1885; fi; }
+
+# Starts a broker pinned to core $BROKER_CPU (taskset), its log in $results; prints its pid.
+start_pinned_broker() { # broker -> pid
+  if [ "$1" = mosquitto ]; then
+    taskset -c "$BROKER_CPU" "$MOSQUITTO" -c "$root/bench/mosquitto.conf" >"$results/mosquitto.log" 2>&1 &
+  else
+    # shellcheck disable=SC2046
+    env $(taihu_env) taskset -c "$BROKER_CPU" dotnet "$TAIHU_DLL" >"$results/taihu.log" 2>&1 &
+  fi
+  echo $!
+}

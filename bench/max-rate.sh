@@ -25,21 +25,9 @@ mkdir -p "$results"
 source "$root/bench/common.sh"
 BENCH=(taskset -c "$GENERATOR_CPU" dotnet $BENCH_DLL)
 
-
-start_broker() { # broker -> pid
-  if [ "$1" = mosquitto ]; then
-    taskset -c "$BROKER_CPU" "$MOSQUITTO" -c "$root/bench/mosquitto.conf" >"$results/mosquitto.log" 2>&1 &
-  else
-    # shellcheck disable=SC2046
-    env $(taihu_env) taskset -c "$BROKER_CPU" dotnet "$TAIHU_DLL" >"$results/taihu.log" 2>&1 &
-  fi
-  echo $!
-}
-port_of() { if [ "$1" = mosquitto ]; then echo 1884; else echo 1885; fi; }
-
 run_rate() { # broker rate seconds label -> exit 0 when carried
   local broker=$1 rate=$2 seconds=$3 label=$4 pid port json
-  pid=$(start_broker "$broker"); pids+=("$pid"); port=$(port_of "$broker")
+  pid=$(start_pinned_broker "$broker"); pids+=("$pid"); port=$(broker_port "$broker")
   wait_port "$port"
   json="$results/$broker.$rate.$label.json"
   "${BENCH[@]}" fan-in --publishers 50 --subscribers 1 --qos 1 --rate "$rate" --port "$port" --pid "$pid" \

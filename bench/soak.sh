@@ -37,16 +37,6 @@ fi
 source "$root/bench/common.sh"
 BENCH=(taskset -c "$GENERATOR_CPU" dotnet $BENCH_DLL)
 
-start_broker() { # broker -> pid
-  if [ "$1" = mosquitto ]; then
-    taskset -c "$BROKER_CPU" "$MOSQUITTO" -c "$root/bench/mosquitto.conf" >"$results/mosquitto.log" 2>&1 &
-  else
-    # shellcheck disable=SC2046
-    env $(taihu_env) taskset -c "$BROKER_CPU" dotnet "$TAIHU_DLL" >"$results/taihu.log" 2>&1 &
-  fi
-  echo $!
-}
-
 sample_memory() { # pid file: resident kB every 10 s, "seconds kB" per line, until the process is gone
   local pid=$1 file=$2 start
   start=$(date +%s)
@@ -59,8 +49,8 @@ sample_memory() { # pid file: resident kB every 10 s, "seconds kB" per line, unt
 echo "== soak: QoS 1 fan-in at $RATE msg/s for $DURATION s per run; broker on core $BROKER_CPU, generator on core $GENERATOR_CPU" | tee -a "$summary"
 for client in $CLIENTS; do
   for broker in $BROKERS; do
-    pid=$(start_broker "$broker"); pids+=("$pid")
-    if [ "$broker" = mosquitto ]; then port=1884; metrics=(); else port=1885; metrics=(--metrics-url http://127.0.0.1:18080/metrics); fi
+    pid=$(start_pinned_broker "$broker"); pids+=("$pid")
+    port=$(broker_port "$broker"); metrics=(); [ "$broker" = taihu ] && metrics=(--metrics-url http://127.0.0.1:18080/metrics)
     wait_port "$port"
     name="$broker.$client"
     sample_memory "$pid" "$results/$name.rss" &

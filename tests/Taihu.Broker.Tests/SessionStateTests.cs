@@ -187,6 +187,17 @@ public sealed class SessionStateTests
         Assert.True(session.IsConnected);
     }
 
+    [Fact]
+    public void SessionState_IsReachableOnlyThroughTheSessionsOwnMethods()
+    {
+        // Every field is private and no property can be set from outside: nothing but MqttSession's own methods
+        // can change a session's state (docs/architecture.md, "One owner per session").
+        var flags = System.Reflection.BindingFlags.Instance | System.Reflection.BindingFlags.Public | System.Reflection.BindingFlags.NonPublic;
+        Assert.All(typeof(MqttSession).GetFields(flags), field => Assert.True(field.IsPrivate, $"{field.Name} is not private"));
+        Assert.All(typeof(MqttSession).GetProperties(flags), property =>
+            Assert.True(property.SetMethod is null || property.SetMethod.IsPrivate, $"{property.Name} can be set from outside"));
+    }
+
     /// <summary>Records what the session sends, as a connection's outbound queue would queue it.</summary>
     private sealed class RecordingOutput(int sendQuota) : ISessionOutput
     {

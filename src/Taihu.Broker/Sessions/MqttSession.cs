@@ -86,8 +86,13 @@ public sealed class MqttSession
     // dropped, until its queue has room again.
     private bool _stalled;
 
-    // Completed when the full queue has room again; publishers held back by it wait on this.
+    // Completed when the full queue has room again, or when FullQueuePublisherWait has passed since it filled
+    // (then the session is stalled); publishers held back by it wait on this. One timer per filling, not per waiter.
     private TaskCompletionSource? _room;
+    private ITimer? _roomTimer;
+    private DateTimeOffset _roomDeadline;
+
+    private static readonly TimerCallback s_roomTimeout = static state => ((MqttSession)state!).OnRoomTimeout();
 
     internal MqttSession(string ns, string clientId, string owner, SessionServices services)
     {
@@ -444,9 +449,9 @@ public sealed class MqttSession
     }
 
     /// <summary>
-    /// Waits until the session's queue has room again, for at most <see cref="BrokerOptions.FullQueuePublisherWait"/>.
-    /// When none comes in that time the session is marked stalled: its subscriber is not reading, and publishers are
-    /// no longer held for it.
+    /// Waits until the session's queue has room again, for at most <see cref="BrokerOptions.FullQueuePublisherWait"/>
+    /// from when it filled. When none comes in that time the session is marked stalled: its subscriber is not
+    /// reading, and publishers are no longer held for it.
     /// </summary>
     internal async ValueTask WaitForRoomAsync(CancellationToken cancellationToken)
     {
@@ -458,24 +463,34 @@ public sealed class MqttSession
                 return;
             }
 
-            wait = (_room ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).Task;
+            if (_room is null)
+            {
+                _room = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+                _roomDeadline = _services.Time.GetUtcNow() + Options.FullQueuePublisherWait;
+                _roomTimer = _services.Time.CreateTimer(s_roomTimeout, this, Options.FullQueuePublisherWait, Timeout.InfiniteTimeSpan);
+            }
+
+            wait = _room.Task;
         }
 
-        try
+        _services.Metrics.PublisherHeldBack();
+        await wait.WaitAsync(cancellationToken);
+    }
+
+    /// <summary>The queue stayed full for FullQueuePublisherWait: the subscriber is taken as not reading.</summary>
+    private void OnRoomTimeout()
+    {
+        lock (_gate)
         {
-            var waiting = wait.WaitAsync(Options.FullQueuePublisherWait, _services.Time, cancellationToken);
-            _services.Metrics.PublisherHeldBack();
-            await waiting;
-        }
-        catch (TimeoutException)
-        {
-            lock (_gate)
+            // A timer of an earlier filling that fired late finds no room, or one whose deadline is still ahead.
+            if (_room is null || _services.Time.GetUtcNow() < _roomDeadline)
             {
-                if (!HasRoomAgain())
-                {
-                    _stalled = true;
-                }
+                return;
             }
+
+            var stalled = !HasRoomAgain();
+            ReleaseWaitingPublishers();
+            _stalled = stalled;
         }
     }
 
@@ -768,6 +783,8 @@ public sealed class MqttSession
     private void ReleaseWaitingPublishers()
     {
         _stalled = false;
+        _roomTimer?.Dispose();
+        _roomTimer = null;
         if (_room is { } room)
         {
             _room = null;
