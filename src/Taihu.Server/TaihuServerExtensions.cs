@@ -58,6 +58,9 @@ public static partial class TaihuServerExtensions
         // The platform first: its start-up (schema, first administrator) runs before the listeners open.
         builder.Services.AddTaihuPlatform(sp => sp.GetRequiredService<IOptions<ServerOptions>>().Value.DataDirectory);
         builder.Services.AddSingleton<JwtTokens>();
+        builder.Services.AddOptions<LiveOptions>().BindConfiguration(LiveOptions.SectionName).ValidateOnStart();
+        builder.Services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<LiveOptions>, LiveOptionsValidator>());
+        builder.Services.AddSingleton<LiveServices>();
         builder.Services.AddOpenApi();
         // A body that is not JSON, or a query value of the wrong type, reaches the API's error handler, which
         // answers with problem details like every other error.
@@ -118,6 +121,7 @@ public static partial class TaihuServerExtensions
         app.MapRpcApi();
         app.MapTelemetryApi();
         app.MapAuditApi();
+        app.MapLiveApi();
         app.MapDeviceHttpApi();
         app.MapGet("/healthz", (MqttBroker broker) => Results.Ok(new { status = "healthy", connections = broker.ConnectionCount }))
             .WithName("Health")

@@ -1,3 +1,4 @@
+using System.Net.WebSockets;
 using MQTTnet;
 using Taihu.Server.FunctionalTests.Support;
 
@@ -27,6 +28,23 @@ public sealed class ShutdownTests
         var disconnected = await mqttnet.Disconnected.WaitAsync(ServerProcess.Guard);
         Assert.Equal(MqttClientDisconnectReason.ServerShuttingDown, disconnected.Reason);
 
+        Assert.Equal(0, await server.WaitForExitAsync());
+    }
+
+    [Fact]
+    public async Task Terminate_ClosesLiveSocketsWith1001_AndExitsWithZero()
+    {
+        await using var server = await ServerProcess.StartAsync();
+        using var sys = await PlatformApi.SysAdminAsync(server);
+        var (_, admin) = await sys.CreateTenantWithAdminAsync("Shutdown");
+        using var _ = admin;
+        var (deviceId, _) = await admin.CreateDeviceAsync("watched");
+        await using var live = await LiveClient.ConnectAsync(server, admin.Token!, new { type = "TIMESERIES", cmdId = 1, entityType = "DEVICE", entityId = deviceId });
+        Assert.Equal(0, (await live.NextAsync())["errorCode"]!.GetValue<int>());
+
+        await server.SignalAsync("TERM");
+
+        Assert.Equal((WebSocketCloseStatus.EndpointUnavailable, "Server shutting down"), await live.ReadToCloseAsync());
         Assert.Equal(0, await server.WaitForExitAsync());
     }
 }

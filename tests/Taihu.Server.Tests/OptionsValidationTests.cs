@@ -170,6 +170,39 @@ public sealed class OptionsValidationTests
         Assert.Empty(options.Validate());
     }
 
+    [Fact]
+    public void LiveOptions_Defaults_AreValid() => Assert.Empty(new LiveOptions().Validate());
+
+    [Theory]
+    [InlineData(nameof(LiveOptions.MaxFrameBytes), "1023")]
+    [InlineData(nameof(LiveOptions.MaxFrameBytes), "16777217")]
+    [InlineData(nameof(LiveOptions.MaxSubscriptionsPerSocket), "0")]
+    [InlineData(nameof(LiveOptions.OutboundQueueLimit), "0")]
+    [InlineData(nameof(LiveOptions.CloseTimeout), "00:00:00")]
+    [InlineData(nameof(LiveOptions.AuthenticationTimeout), "00:00:00")]
+    public void LiveOptions_BrokenRule_GivesOneMessageNamingTheSetting(string setting, string value)
+    {
+        var options = new LiveOptions();
+        Set(options, setting, value);
+
+        var problem = Assert.Single(options.Validate());
+
+        Assert.StartsWith($"Live:{setting} ", problem, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData(nameof(LiveOptions.MaxFrameBytes), "1024")]
+    [InlineData(nameof(LiveOptions.MaxFrameBytes), "16777216")]
+    [InlineData(nameof(LiveOptions.MaxSubscriptionsPerSocket), "1")]
+    [InlineData(nameof(LiveOptions.OutboundQueueLimit), "1")]
+    public void LiveOptions_EdgeOfRule_IsValid(string setting, string value)
+    {
+        var options = new LiveOptions();
+        Set(options, setting, value);
+
+        Assert.Empty(options.Validate());
+    }
+
     /// <summary>Sets a property from its configuration text, as the configuration binder would.</summary>
     [Fact]
     public void SecurityOptions_Defaults_AreValid() => Assert.Empty(new Taihu.Platform.SecurityOptions().Validate());

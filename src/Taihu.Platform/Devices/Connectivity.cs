@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Threading.Channels;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Taihu.Platform.Telemetry;
@@ -7,15 +8,29 @@ namespace Taihu.Platform.Devices;
 
 /// <summary>
 /// Whether each device is active, kept as ThingsBoard keeps it: server attributes <c>active</c>,
-/// <c>lastConnectTime</c>, <c>lastDisconnectTime</c> and <c>lastActivityTime</c>. Connects, disconnects and
-/// activity are noted in memory on the hot path and written in the background once a second, so a telemetry
-/// message never waits for a connectivity write. A device silent for longer than its profile's inactivity timeout
-/// becomes inactive.
+/// <c>lastConnectTime</c>, <c>lastDisconnectTime</c> and <c>lastActivityTime</c>, and <c>active</c> also as a time
+/// series (ThingsBoard's <c>persistToTelemetry</c>), so that a device's connectivity history can be charted.
 /// </summary>
-public sealed partial class ConnectivityTracker(IAttributeStore attributes, IDeviceStore devices, TimeProvider time, ILogger<ConnectivityTracker> logger)
+/// <remarks>
+/// Design: one owner. Every device's state is read and changed by one loop only (<see cref="ExecuteAsync"/>);
+/// connects, disconnects and flushes reach it as messages in a mailbox, so there is no lock on the state and no
+/// order in which two threads could interleave a connect and a disconnect. The state holds numbers and the
+/// device's identity, never a connection: a later cluster step can move it into a per-device grain as it is.
+/// Activity is the one thing on the hot path (every telemetry message): it is not a message but a timestamp in a
+/// per-device cell that the owner reads at each flush, so a busy device costs one volatile write per message.
+/// A flush (once a second) writes what changed, all devices in one transaction, through the attribute store
+/// (whose commit reaches live subscribers) and queues the changes of <c>active</c> into the telemetry pipeline.
+/// </remarks>
+public sealed partial class ConnectivityTracker(IAttributeStore attributes, IDeviceStore devices, TelemetryIngest ingest, TimeProvider time, ILogger<ConnectivityTracker> logger)
     : BackgroundService
 {
-    private readonly ConcurrentDictionary<long, State> _states = new();
+    /// <summary>The owner's state, by device row number; touched by the owner loop only.</summary>
+    private readonly Dictionary<long, State> _states = [];
+
+    /// <summary>Hot-path activity cells, by device row number: written by anyone, read by the owner.</summary>
+    private readonly ConcurrentDictionary<long, ActivityCell> _activity = new();
+
+    private readonly Channel<Message> _mailbox = Channel.CreateUnbounded<Message>(new UnboundedChannelOptions { SingleReader = true });
 
     /// <summary>How often connects, disconnects and inactivity are written.</summary>
     public TimeSpan FlushInterval { get; init; } = TimeSpan.FromSeconds(1);
@@ -23,165 +38,302 @@ public sealed partial class ConnectivityTracker(IAttributeStore attributes, IDev
     /// <summary>How often a device's lastActivityTime is written while it keeps sending.</summary>
     public TimeSpan ActivityWriteInterval { get; init; } = TimeSpan.FromSeconds(10);
 
-    public void Connected(Device device)
-    {
-        var state = StateOf(device);
-        var now = time.GetUtcNow().ToUnixTimeMilliseconds();
-        lock (state)
-        {
-            state.Connections++;
-            state.Active = true;
-            state.LastConnect = now;
-            state.LastActivity = now;
-            state.Dirty = true;
-        }
-    }
+    public void Connected(Device device) => Post(new Message(MessageKind.Connected, device, Now(), null));
 
-    public void Disconnected(Device device)
-    {
-        var state = StateOf(device);
-        var now = time.GetUtcNow().ToUnixTimeMilliseconds();
-        lock (state)
-        {
-            state.Connections = Math.Max(0, state.Connections - 1);
-            state.LastDisconnect = now;
-            state.Dirty = true;
-        }
-    }
+    public void Disconnected(Device device) => Post(new Message(MessageKind.Disconnected, device, Now(), null));
 
     /// <summary>The device sent something (telemetry over HTTP counts too).</summary>
     public void Activity(Device device)
     {
-        var state = StateOf(device);
-        var now = time.GetUtcNow().ToUnixTimeMilliseconds();
-        // Written at most once per flush: the hot path only stores a number.
-        Volatile.Write(ref state.LastActivityPending, now);
+        if (!_activity.TryGetValue(device.Seq, out var cell))
+        {
+            cell = _activity.GetOrAdd(device.Seq, static (_, d) => new ActivityCell(d), device);
+        }
+
+        // The hot path only stores a number; the owner picks it up at the next flush.
+        Volatile.Write(ref cell.Pending, Now());
     }
 
     /// <summary>
-    /// Writes what changed since the last call, all devices in one transaction, and marks silent devices inactive.
-    /// Activity alone (a device that keeps sending) is written at most every <see cref="ActivityWriteInterval"/>:
-    /// a thousand busy devices must not cost a thousand writes a second.
+    /// Asks the owner to write what changed now and completes when it has (an explicit sync point for tests and
+    /// for shutdown). The periodic flush does the same without waiting.
     /// </summary>
-    public async Task FlushAsync(CancellationToken cancellationToken)
+    public Task FlushAsync()
     {
-        var now = time.GetUtcNow().ToUnixTimeMilliseconds();
-        var changes = new List<AttributeChange>();
-        foreach (var (seq, state) in _states)
+        var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        if (!_mailbox.Writer.TryWrite(new Message(MessageKind.Flush, null, 0, done)))
         {
-            lock (state)
-            {
-                var pending = Interlocked.Exchange(ref state.LastActivityPending, 0);
-                if (pending > state.LastActivity)
-                {
-                    state.LastActivity = pending;
-                    if (!state.Active)
-                    {
-                        state.Active = true;
-                        state.Dirty = true;
-                    }
-                }
-
-                var timeout = state.InactivityTimeoutMs;
-                if (state.Active && state.Connections == 0 && timeout > 0 && now - state.LastActivity > timeout)
-                {
-                    state.Active = false;
-                    state.Dirty = true;
-                }
-
-                var activityDue = state.LastActivity > state.LastActivityWritten && now - state.LastWritten >= (long)ActivityWriteInterval.TotalMilliseconds;
-                if (state.Dirty || activityDue)
-                {
-                    state.Dirty = false;
-                    state.LastWritten = now;
-                    state.LastActivityWritten = state.LastActivity;
-                    var entries = new List<AttributeEntry>(4)
-                    {
-                        new("active", now, KvValue.Of(state.Active)),
-                        new("lastActivityTime", now, KvValue.Of(state.LastActivity)),
-                    };
-                    if (state.LastConnect > 0)
-                    {
-                        entries.Add(new AttributeEntry("lastConnectTime", now, KvValue.Of(state.LastConnect)));
-                    }
-
-                    if (state.LastDisconnect > 0)
-                    {
-                        entries.Add(new AttributeEntry("lastDisconnectTime", now, KvValue.Of(state.LastDisconnect)));
-                    }
-
-                    changes.Add(new AttributeChange(seq, AttributeScope.Server, entries));
-                }
-            }
+            done.TrySetResult();
         }
 
-        if (changes.Count == 0)
-        {
-            return;
-        }
-
-        try
-        {
-            await attributes.SaveManyAsync(changes, cancellationToken);
-        }
-        catch (Exception e) when (e is not OperationCanceledException)
-        {
-            // Not written: mark them again for the next flush.
-            foreach (var change in changes)
-            {
-                if (_states.TryGetValue(change.DeviceSeq, out var state))
-                {
-                    lock (state)
-                    {
-                        state.Dirty = true;
-                    }
-                }
-            }
-
-            LogFlushFailed(logger, e, changes.Count);
-        }
+        return done.Task;
     }
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
-        using var timer = new PeriodicTimer(FlushInterval, time);
+        using var timer = time.CreateTimer(
+            static state => ((ConnectivityTracker)state!)._mailbox.Writer.TryWrite(new Message(MessageKind.Flush, null, 0, null)),
+            this, FlushInterval, FlushInterval);
+        var reader = _mailbox.Reader;
         try
         {
-            while (await timer.WaitForNextTickAsync(stoppingToken))
+            await RestoreAsync(stoppingToken);
+            while (await reader.WaitToReadAsync(stoppingToken))
             {
-                await FlushAsync(stoppingToken);
+                while (reader.TryRead(out var message))
+                {
+                    await HandleAsync(message, CancellationToken.None);
+                }
             }
         }
         catch (OperationCanceledException)
         {
         }
 
-        await FlushAsync(CancellationToken.None);
+        // Stopping: take no more messages, apply what is queued and write it all once more.
+        _mailbox.Writer.TryComplete();
+        while (reader.TryRead(out var message))
+        {
+            await HandleAsync(message, CancellationToken.None);
+        }
+
+        await WriteChangesAsync(CancellationToken.None);
+    }
+
+    /// <summary>
+    /// Starts from where storage says connectivity stood: devices shown active stay active (no new point of the
+    /// series) until they reconnect or fall silent past their timeout, which is then written as for any device.
+    /// Without this, a device active when the server stopped and never heard from again would stay active forever.
+    /// Messages that arrive meanwhile wait in the mailbox and are applied after.
+    /// </summary>
+    private async Task RestoreAsync(CancellationToken cancellationToken)
+    {
+        IReadOnlyList<StoredConnectivity> stored;
+        try
+        {
+            stored = await devices.ListActiveDevicesAsync(cancellationToken);
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            LogRestoreFailed(logger, e);
+            return;
+        }
+
+        foreach (var record in stored)
+        {
+            var state = StateOf(record.Device);
+            state.Active = true;
+            state.LastConnect = record.LastConnect;
+            state.LastDisconnect = record.LastDisconnect;
+            state.LastActivity = record.LastActivity;
+            state.LastActivityWritten = record.LastActivity;
+        }
+    }
+
+    private async Task HandleAsync(Message message, CancellationToken cancellationToken)
+    {
+        switch (message.Kind)
+        {
+            case MessageKind.Connected:
+            {
+                var state = StateOf(message.Device!);
+                state.Connections++;
+                state.LastConnect = message.Ts;
+                state.LastActivity = Math.Max(state.LastActivity, message.Ts);
+                SetActive(state, true, message.Ts);
+                state.Dirty = true;
+                break;
+            }
+
+            case MessageKind.Disconnected:
+            {
+                var state = StateOf(message.Device!);
+                state.Connections = Math.Max(0, state.Connections - 1);
+                state.LastDisconnect = message.Ts;
+                state.Dirty = true;
+                break;
+            }
+
+            case MessageKind.Flush:
+                try
+                {
+                    await WriteChangesAsync(cancellationToken);
+                }
+                finally
+                {
+                    message.Done?.TrySetResult();
+                }
+
+                break;
+            case MessageKind.TimeoutLoaded:
+                if (_states.TryGetValue(message.Device!.Seq, out var loaded))
+                {
+                    loaded.InactivityTimeoutMs = message.Ts;
+                }
+
+                break;
+        }
+    }
+
+    /// <summary>
+    /// Writes what changed since the last flush and marks silent devices inactive. Activity alone (a device that
+    /// keeps sending) is written at most every <see cref="ActivityWriteInterval"/>: a thousand busy devices must
+    /// not cost a thousand writes a second.
+    /// </summary>
+    private async Task WriteChangesAsync(CancellationToken cancellationToken)
+    {
+        var now = Now();
+        foreach (var (seq, cell) in _activity)
+        {
+            var pending = Interlocked.Exchange(ref cell.Pending, 0);
+            if (pending > 0)
+            {
+                var state = StateOf(cell.Device);
+                if (pending > state.LastActivity)
+                {
+                    state.LastActivity = pending;
+                    SetActive(state, true, pending);
+                }
+            }
+        }
+
+        List<AttributeChange>? changes = null;
+        foreach (var (seq, state) in _states)
+        {
+            var timeout = state.InactivityTimeoutMs;
+            if (state.Active && state.Connections == 0 && timeout > 0 && now - state.LastActivity > timeout)
+            {
+                SetActive(state, false, now);
+            }
+
+            var activityDue = state.LastActivity > state.LastActivityWritten && now - state.LastWritten >= (long)ActivityWriteInterval.TotalMilliseconds;
+            if (!state.Dirty && !activityDue)
+            {
+                continue;
+            }
+
+            state.Dirty = false;
+            state.LastWritten = now;
+            state.LastActivityWritten = state.LastActivity;
+            var entries = new List<AttributeEntry>(4)
+            {
+                new("active", now, KvValue.Of(state.Active)),
+                new("lastActivityTime", now, KvValue.Of(state.LastActivity)),
+            };
+            if (state.LastConnect > 0)
+            {
+                entries.Add(new AttributeEntry("lastConnectTime", now, KvValue.Of(state.LastConnect)));
+            }
+
+            if (state.LastDisconnect > 0)
+            {
+                entries.Add(new AttributeEntry("lastDisconnectTime", now, KvValue.Of(state.LastDisconnect)));
+            }
+
+            (changes ??= []).Add(new AttributeChange(seq, AttributeScope.Server, entries));
+        }
+
+        if (changes is not null)
+        {
+            try
+            {
+                await attributes.SaveManyAsync(changes, cancellationToken);
+            }
+            catch (Exception e) when (e is not OperationCanceledException)
+            {
+                // Not written: mark them again for the next flush.
+                foreach (var change in changes)
+                {
+                    _states[change.DeviceSeq].Dirty = true;
+                }
+
+                LogFlushFailed(logger, e, changes.Count);
+            }
+        }
+
+        await WriteActiveSeriesAsync();
+    }
+
+    /// <summary>The changes of <c>active</c> since the last flush, as points of the time series <c>active</c>.</summary>
+    private async Task WriteActiveSeriesAsync()
+    {
+        List<Task>? pending = null;
+        foreach (var (seq, state) in _states)
+        {
+            if (state.ActiveChanges.Count == 0)
+            {
+                continue;
+            }
+
+            var request = ingest.Rent();
+            request.DeviceSeq = seq;
+            foreach (var (ts, active) in state.ActiveChanges)
+            {
+                request.Points.Add(new TelemetryPoint("active", ts, KvValue.Of(active)));
+            }
+
+            state.ActiveChanges.Clear();
+            (pending ??= []).Add(ingest.SubmitAsync(request).AsTask());
+        }
+
+        if (pending is null)
+        {
+            return;
+        }
+
+        foreach (var task in pending)
+        {
+            try
+            {
+                await task;
+            }
+            catch (Exception e)
+            {
+                LogSeriesFailed(logger, e);
+            }
+        }
+    }
+
+    private static void SetActive(State state, bool active, long ts)
+    {
+        if (state.Active == active)
+        {
+            return;
+        }
+
+        state.Active = active;
+        state.Dirty = true;
+        state.ActiveChanges.Add((ts, active));
+    }
+
+    private long Now() => time.GetUtcNow().ToUnixTimeMilliseconds();
+
+    private void Post(Message message)
+    {
+        // Unbounded: connects and disconnects are rare next to telemetry, and losing one would leave a device shown
+        // connected forever. After shutdown the write fails and the message is of no use any more.
+        _mailbox.Writer.TryWrite(message);
     }
 
     private State StateOf(Device device)
     {
-        if (_states.TryGetValue(device.Seq, out var state))
+        if (!_states.TryGetValue(device.Seq, out var state))
         {
-            return state;
-        }
-
-        state = _states.GetOrAdd(device.Seq, static _ => new State());
-        if (Interlocked.Exchange(ref state.TimeoutRequested, 1) == 0)
-        {
-            // The profile's timeout is looked up once, off the hot path.
-            _ = LoadTimeoutAsync(device, state);
+            state = new State();
+            _states[device.Seq] = state;
+            // The profile's timeout is looked up once, off the owner's loop; the answer comes back as a message.
+            _ = LoadTimeoutAsync(device);
         }
 
         return state;
     }
 
-    private async Task LoadTimeoutAsync(Device device, State state)
+    private async Task LoadTimeoutAsync(Device device)
     {
         try
         {
             var profile = await devices.GetProfileAsync(device.TenantId, device.ProfileId);
-            state.InactivityTimeoutMs = profile?.InactivityTimeoutMs ?? DeviceProfile.DefaultInactivityTimeoutMs;
+            Post(new Message(MessageKind.TimeoutLoaded, device, profile?.InactivityTimeoutMs ?? DeviceProfile.DefaultInactivityTimeoutMs, null));
         }
         catch (Exception e)
         {
@@ -195,6 +347,29 @@ public sealed partial class ConnectivityTracker(IAttributeStore attributes, IDev
     [LoggerMessage(EventId = 2102, Level = LogLevel.Warning, Message = "Reading the profile of device {Seq} failed; its inactivity timeout stays at the default")]
     private static partial void LogProfileFailed(ILogger logger, Exception exception, long seq);
 
+    [LoggerMessage(EventId = 2104, Level = LogLevel.Warning, Message = "Reading which devices were active failed; they stay shown active until they are heard from")]
+    private static partial void LogRestoreFailed(ILogger logger, Exception exception);
+
+    [LoggerMessage(EventId = 2103, Level = LogLevel.Warning, Message = "Writing the time series 'active' failed; the attribute 'active' is still right")]
+    private static partial void LogSeriesFailed(ILogger logger, Exception exception);
+
+    private enum MessageKind
+    {
+        Connected,
+        Disconnected,
+        Flush,
+        TimeoutLoaded,
+    }
+
+    /// <summary>A message to the owner; <c>Ts</c> is the time of the event (or the loaded timeout).</summary>
+    private readonly record struct Message(MessageKind Kind, Device? Device, long Ts, TaskCompletionSource? Done);
+
+    private sealed class ActivityCell(Device device)
+    {
+        public readonly Device Device = device;
+        public long Pending;
+    }
+
     private sealed class State
     {
         public int Connections;
@@ -203,10 +378,9 @@ public sealed partial class ConnectivityTracker(IAttributeStore attributes, IDev
         public long LastConnect;
         public long LastDisconnect;
         public long LastActivity;
-        public long LastActivityPending;
         public long LastActivityWritten;
         public long LastWritten;
         public long InactivityTimeoutMs = DeviceProfile.DefaultInactivityTimeoutMs;
-        public int TimeoutRequested;
+        public readonly List<(long Ts, bool Active)> ActiveChanges = [];
     }
 }

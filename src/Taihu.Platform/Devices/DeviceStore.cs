@@ -44,7 +44,17 @@ public interface IDeviceStore
 
     /// <summary>The device whose credentials have this lookup key (platform-wide: credentials are unique across tenants).</summary>
     Task<StoredCredentials?> FindByLookupAsync(string lookup, CancellationToken cancellationToken = default);
+
+    /// <summary>
+    /// Every device whose server attribute <c>active</c> is true, with its <c>lastConnectTime</c>,
+    /// <c>lastDisconnectTime</c> and <c>lastActivityTime</c> (0 when absent): where connectivity stood when the
+    /// server stopped, for the connectivity owner to start from.
+    /// </summary>
+    Task<IReadOnlyList<StoredConnectivity>> ListActiveDevicesAsync(CancellationToken cancellationToken = default);
 }
+
+/// <summary>A device shown active in storage, with its last connect, disconnect and activity (ms; 0 when never).</summary>
+public sealed record StoredConnectivity(Device Device, long LastConnect, long LastDisconnect, long LastActivity);
 
 /// <summary>The SQL implementation, for SQLite and PostgreSQL alike.</summary>
 public sealed class SqlDeviceStore(PlatformDatabase database) : IDeviceStore
@@ -308,6 +318,31 @@ public sealed class SqlDeviceStore(PlatformDatabase database) : IDeviceStore
         {
             throw new CredentialsInUseException();
         }
+    }
+
+    public async Task<IReadOnlyList<StoredConnectivity>> ListActiveDevicesAsync(CancellationToken cancellationToken = default)
+    {
+        static string Attribute(string key) =>
+            $"(SELECT x.long_v FROM attributes x WHERE x.device_seq = d.seq AND x.scope = 'SERVER_SCOPE' AND x.key = '{key}')";
+        await using var connection = await database.OpenAsync(cancellationToken);
+        using var command = connection.CreateCommand();
+        command.CommandText = $"""
+            SELECT {DeviceColumns}, {Attribute("lastConnectTime")}, {Attribute("lastDisconnectTime")}, {Attribute("lastActivityTime")}
+            FROM attributes a JOIN devices d ON d.seq = a.device_seq
+            WHERE a.scope = 'SERVER_SCOPE' AND a.key = 'active' AND a.value_type = @type AND a.bool_v = @active
+            ORDER BY d.seq
+            """;
+        command.AddParameter("type", (int)Telemetry.DataType.Boolean);
+        command.AddParameter("active", true);
+        var result = new List<StoredConnectivity>();
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            result.Add(new StoredConnectivity(ReadDevice(reader, 0),
+                reader.IsDBNull(11) ? 0 : reader.GetInt64(11), reader.IsDBNull(12) ? 0 : reader.GetInt64(12), reader.IsDBNull(13) ? 0 : reader.GetInt64(13)));
+        }
+
+        return result;
     }
 
     private Task<Device?> QueryDeviceAsync(string where, string value, Guid tenantId, CancellationToken cancellationToken) =>

@@ -32,6 +32,7 @@ public static class PlatformHostingExtensions
         services.AddSingleton(sp => PlatformDatabase.Create(sp.GetRequiredService<IOptions<StorageOptions>>().Value, dataDirectory(sp)));
         services.AddSingleton<ITenantStore, SqlTenantStore>();
         services.AddSingleton<IDeviceStore, SqlDeviceStore>();
+        services.AddSingleton<LiveFeed>();
         services.AddSingleton<ITelemetryStore, SqlTelemetryStore>();
         services.AddSingleton<IAttributeStore, SqlAttributeStore>();
         services.AddSingleton<IAuditLog, SqlAuditLog>();

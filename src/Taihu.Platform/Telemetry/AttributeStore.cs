@@ -28,8 +28,11 @@ public interface IAttributeStore
     Task<int> DeleteAsync(long deviceSeq, AttributeScope scope, IReadOnlyCollection<string> keys, CancellationToken cancellationToken = default);
 }
 
-/// <summary>The SQL implementation, for SQLite and PostgreSQL alike.</summary>
-public sealed class SqlAttributeStore(PlatformDatabase database) : IAttributeStore
+/// <summary>
+/// The SQL implementation, for SQLite and PostgreSQL alike. Each committed write is told to the live feed (when
+/// there is one), so that every writer (devices, gateways, the API, connectivity) reaches live subscribers.
+/// </summary>
+public sealed class SqlAttributeStore(PlatformDatabase database, LiveFeed? feed = null) : IAttributeStore
 {
     public static string ScopeName(AttributeScope scope) => scope switch
     {
@@ -106,6 +109,7 @@ public sealed class SqlAttributeStore(PlatformDatabase database) : IAttributeSto
         }
 
         await transaction.CommitAsync(cancellationToken);
+        feed?.AttributesCommitted(changes);
     }
 
     public async Task<IReadOnlyList<AttributeEntry>> GetAsync(long deviceSeq, AttributeScope scope, IReadOnlyCollection<string>? keys, CancellationToken cancellationToken = default)

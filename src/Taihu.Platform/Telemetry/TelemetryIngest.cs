@@ -77,6 +77,7 @@ public sealed partial class TelemetryIngest : IAsyncDisposable
     private readonly ITelemetryStore _store;
     private readonly IngestOptions _options;
     private readonly ILogger<TelemetryIngest> _logger;
+    private readonly LiveFeed? _feed;
     private readonly BoundedPool<IngestRequest> _pool = new(4096);
     private readonly List<IngestRequest> _batch = [];
     private readonly List<DevicePoint> _points = [];
@@ -86,9 +87,10 @@ public sealed partial class TelemetryIngest : IAsyncDisposable
     private readonly Counter<long> _pointsStored;
     private int _depth;
 
-    public TelemetryIngest(ITelemetryStore store, IOptions<IngestOptions> options, ILogger<TelemetryIngest> logger, IMeterFactory? meters = null)
+    public TelemetryIngest(ITelemetryStore store, IOptions<IngestOptions> options, ILogger<TelemetryIngest> logger, IMeterFactory? meters = null, LiveFeed? feed = null)
     {
         _store = store;
+        _feed = feed;
         _options = options.Value;
         _logger = logger;
         _queue = Channel.CreateBounded<IngestRequest>(new BoundedChannelOptions(_options.QueueCapacity)
@@ -192,6 +194,8 @@ public sealed partial class TelemetryIngest : IAsyncDisposable
                 _batchSize.Record(_points.Count);
                 _pointsStored.Add(_points.Count);
                 _commitLatency.Record(Stopwatch.GetElapsedTime(started).TotalSeconds);
+                // Committed: live subscribers hear of it now, once per batch, before the publishers are acknowledged.
+                _feed?.TelemetryCommitted(_points);
             }
             catch (Exception e)
             {

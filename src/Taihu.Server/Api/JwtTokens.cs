@@ -76,6 +76,17 @@ public sealed partial class JwtTokens
         return new Caller(user.User.Id, user.User.TenantId, user.User.Authority, user.User.Email);
     }
 
+    /// <summary>
+    /// The caller a valid access token names and when the token expires (a long-lived connection such as a live
+    /// WebSocket ends then), or a 401 saying why not.
+    /// </summary>
+    public async Task<(Caller Caller, DateTimeOffset Expires)> ValidateWithExpiryAsync(string token, CancellationToken cancellationToken = default)
+    {
+        var (user, claims) = await ValidateCoreAsync(token, "access", cancellationToken);
+        var expires = DateTimeOffset.FromUnixTimeSeconds(Seconds(claims.TryGetValue("exp", out var exp) ? exp : null) ?? 0);
+        return (new Caller(user.User.Id, user.User.TenantId, user.User.Authority, user.User.Email), expires);
+    }
+
     private async Task<(UserSecrets User, IDictionary<string, object> Claims)> ValidateCoreAsync(string token, string type, CancellationToken cancellationToken)
     {
         var result = await _handler.ValidateTokenAsync(token, new TokenValidationParameters

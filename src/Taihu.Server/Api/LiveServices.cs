@@ -1,0 +1,53 @@
+using System.Diagnostics.Metrics;
+using Microsoft.Extensions.Options;
+using Taihu.Platform.Devices;
+using Taihu.Platform.Telemetry;
+
+namespace Taihu.Server.Api;
+
+/// <summary>ThingsBoard's subscription error codes, as sent in <c>errorCode</c>.</summary>
+internal static class LiveErrorCode
+{
+    public const int None = 0;
+    public const int Internal = 1;
+    public const int BadRequest = 2;
+    public const int Unauthorized = 3;
+}
+
+/// <summary>What the live sockets share: stores, the feed, limits, clock, metrics.</summary>
+internal sealed class LiveServices(
+    JwtTokens tokens, IDeviceStore devices, ITelemetryStore telemetry, IAttributeStore attributes, LiveFeed feed,
+    IOptions<LiveOptions> options, TimeProvider time, ILogger<LiveSocket> logger, IMeterFactory meters)
+{
+    public JwtTokens Tokens => tokens;
+
+    public IDeviceStore Devices => devices;
+
+    public ITelemetryStore Telemetry => telemetry;
+
+    public IAttributeStore Attributes => attributes;
+
+    public LiveFeed Feed => feed;
+
+    public LiveOptions Options => options.Value;
+
+    public TimeProvider Time => time;
+
+    public ILogger<LiveSocket> Logger => logger;
+
+    // IMeterFactory hands out one Meter per name: these all sit on the platform's meter, which /metrics exports.
+    public UpDownCounter<long> Sockets { get; } = meters.Create(PlatformMetrics.MeterName)
+        .CreateUpDownCounter<long>("taihu.live.sockets", "{socket}", "Open live WebSocket API sockets.");
+
+    public UpDownCounter<long> Subscriptions { get; } = meters.Create(PlatformMetrics.MeterName)
+        .CreateUpDownCounter<long>("taihu.live.subscriptions", "{subscription}", "Live subscriptions held by open sockets.");
+
+    public Counter<long> UpdatesSent { get; } = meters.Create(PlatformMetrics.MeterName)
+        .CreateCounter<long>("taihu.live.updates.sent", "{frame}", "Frames sent on live sockets.");
+
+    public Counter<long> SlowConsumers { get; } = meters.Create(PlatformMetrics.MeterName)
+        .CreateCounter<long>("taihu.live.slow_consumers", "{socket}", "Live sockets closed because their client read too slowly (outbound queue full).");
+
+    public Counter<long> UpdatesDropped { get; } = meters.Create(PlatformMetrics.MeterName)
+        .CreateCounter<long>("taihu.live.updates.dropped", "{update}", "Updates discarded with a socket closed for reading too slowly.");
+}

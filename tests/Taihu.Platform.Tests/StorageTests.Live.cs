@@ -1,0 +1,229 @@
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Options;
+using Taihu.Platform.Devices;
+using Taihu.Platform.Telemetry;
+
+namespace Taihu.Platform.Tests;
+
+/// <summary>
+/// The live feed on each database: committed telemetry and attributes reach the subscribers of their device, and
+/// connectivity is written as server attributes and the time series <c>active</c>.
+/// </summary>
+public abstract partial class StorageTests
+{
+    [Fact]
+    public async Task LiveFeed_HearsCommittedTelemetry_OfItsDeviceOnly_OncePerRunOfTheBatch()
+    {
+        var (tenant, profile, a) = await NewTenantWithDeviceAsync();
+        var b = await NewDeviceAsync(tenant.Id, profile.Id);
+        var feed = new LiveFeed(NullLogger<LiveFeed>.Instance);
+        await using var ingest = new TelemetryIngest(Telemetry, Options.Create(new IngestOptions()), NullLogger<TelemetryIngest>.Instance, null, feed);
+        var hearsA = new RecordingSubscriber(a.Seq);
+        feed.Add(hearsA);
+
+        await SubmitAsync(ingest, b, new TelemetryPoint("t", T0, KvValue.Of(1L)));
+        await SubmitAsync(ingest, a, new TelemetryPoint("t", T0, KvValue.Of(2L)), new TelemetryPoint("h", T0, KvValue.Of(0.5)));
+
+        // The publisher's acknowledgement comes after the feed was told: nothing to wait for.
+        var heard = Assert.Single(hearsA.Telemetry);
+        Assert.Equal([new TelemetryPoint("t", T0, KvValue.Of(2L)), new TelemetryPoint("h", T0, KvValue.Of(0.5))], heard);
+        // What was pushed is what a reader of the store sees.
+        Assert.Equal(2, (await Telemetry.GetLatestAsync(a.Seq, null)).Count);
+
+        feed.Remove(hearsA);
+        Assert.Equal(0, feed.Count);
+        await SubmitAsync(ingest, a, new TelemetryPoint("t", T0 + 1, KvValue.Of(3L)));
+        Assert.Single(hearsA.Telemetry);
+    }
+
+    [Fact]
+    public async Task LiveFeed_HearsCommittedAttributes_WithTheirScope()
+    {
+        var (_, _, device) = await NewTenantWithDeviceAsync();
+        var feed = new LiveFeed(NullLogger<LiveFeed>.Instance);
+        var attributes = new SqlAttributeStore(Database, feed);
+        var subscriber = new RecordingSubscriber(device.Seq);
+        feed.Add(subscriber);
+
+        await attributes.SaveAsync(device.Seq, AttributeScope.Shared, [new AttributeEntry("interval", T0, KvValue.Of(30L))]);
+
+        var (scope, entries) = Assert.Single(subscriber.Attributes);
+        Assert.Equal(AttributeScope.Shared, scope);
+        Assert.Equal([new AttributeEntry("interval", T0, KvValue.Of(30L))], entries);
+        Assert.Equal(entries, await attributes.GetAsync(device.Seq, AttributeScope.Shared, null));
+    }
+
+    [Fact]
+    public async Task Connectivity_IsWrittenAsServerAttributes_AndActiveAsATimeSeries()
+    {
+        var (_, _, device) = await NewTenantWithDeviceAsync();
+        var feed = new LiveFeed(NullLogger<LiveFeed>.Instance);
+        var attributes = new SqlAttributeStore(Database, feed);
+        await using var ingest = new TelemetryIngest(Telemetry, Options.Create(new IngestOptions()), NullLogger<TelemetryIngest>.Instance, null, feed);
+        // No periodic flush in this test: each flush is asked for, so each is at a known time.
+        using var tracker = new ConnectivityTracker(attributes, Devices, ingest, Time, NullLogger<ConnectivityTracker>.Instance) { FlushInterval = TimeSpan.FromDays(1) };
+        var subscriber = new RecordingSubscriber(device.Seq);
+        feed.Add(subscriber);
+        await tracker.StartAsync(CancellationToken.None);
+        try
+        {
+            tracker.Connected(device);
+            await tracker.FlushAsync();
+            Assert.Equal(KvValue.Of(true), await ServerAttributeAsync(attributes, device, "active"));
+            Assert.Equal(KvValue.Of(T0), await ServerAttributeAsync(attributes, device, "lastConnectTime"));
+
+            Time.Advance(TimeSpan.FromSeconds(5));
+            tracker.Disconnected(device);
+            await tracker.FlushAsync();
+            // As in ThingsBoard, a disconnected device stays active until its inactivity timeout.
+            Assert.Equal(KvValue.Of(true), await ServerAttributeAsync(attributes, device, "active"));
+            Assert.Equal(KvValue.Of(T0 + 5_000), await ServerAttributeAsync(attributes, device, "lastDisconnectTime"));
+
+            Time.Advance(TimeSpan.FromMilliseconds(DeviceProfile.DefaultInactivityTimeoutMs + 1_000));
+            await tracker.FlushAsync();
+            Assert.Equal(KvValue.Of(false), await ServerAttributeAsync(attributes, device, "active"));
+            var inactiveAt = T0 + 5_000 + DeviceProfile.DefaultInactivityTimeoutMs + 1_000;
+
+            // Activity (telemetry over HTTP, no connection) makes it active again.
+            Time.Advance(TimeSpan.FromSeconds(1));
+            tracker.Activity(device);
+            await tracker.FlushAsync();
+            Assert.Equal(KvValue.Of(true), await ServerAttributeAsync(attributes, device, "active"));
+
+            Assert.Equal(
+                [
+                    new TelemetryPoint("active", T0, KvValue.Of(true)),
+                    new TelemetryPoint("active", inactiveAt, KvValue.Of(false)),
+                    new TelemetryPoint("active", inactiveAt + 1_000, KvValue.Of(true)),
+                ],
+                await Telemetry.GetHistoryAsync(device.Seq, "active", 0, long.MaxValue, 10, SortOrder.Ascending));
+
+            // Every change was pushed: attributes for each flush, and each point of the series.
+            Assert.Contains(subscriber.Attributes, change => change.Entries.Any(e => e.Key == "active" && e.Value == KvValue.Of(false)));
+            Assert.Equal(3, subscriber.Telemetry.Sum(points => points.Count(p => p.Key == "active")));
+        }
+        finally
+        {
+            await tracker.StopAsync(CancellationToken.None);
+        }
+    }
+
+    [Fact]
+    public async Task Devices_ShownActive_AreListed_WithTheirConnectivity()
+    {
+        var (tenant, profile, active) = await NewTenantWithDeviceAsync();
+        var inactive = await NewDeviceAsync(tenant.Id, profile.Id);
+        var bare = await NewDeviceAsync(tenant.Id, profile.Id);
+        await Attributes.SaveAsync(active.Seq, AttributeScope.Server,
+        [
+            new AttributeEntry("active", T0, KvValue.Of(true)),
+            new AttributeEntry("lastConnectTime", T0, KvValue.Of(T0 - 3)),
+            new AttributeEntry("lastDisconnectTime", T0, KvValue.Of(T0 - 2)),
+            new AttributeEntry("lastActivityTime", T0, KvValue.Of(T0 - 1)),
+        ]);
+        await Attributes.SaveAsync(inactive.Seq, AttributeScope.Server, [new AttributeEntry("active", T0, KvValue.Of(false))]);
+        await Attributes.SaveAsync(bare.Seq, AttributeScope.Server, [new AttributeEntry("active", T0, KvValue.Of(true))]);
+        // A client attribute of the same name is the device's own business.
+        await Attributes.SaveAsync(inactive.Seq, AttributeScope.Client, [new AttributeEntry("active", T0, KvValue.Of(true))]);
+
+        Assert.Equal(
+            [new StoredConnectivity(active, T0 - 3, T0 - 2, T0 - 1), new StoredConnectivity(bare, 0, 0, 0)],
+            await Devices.ListActiveDevicesAsync());
+    }
+
+    [Fact]
+    public async Task Connectivity_AfterARestart_StartsFromStorage_AndTimesOutDevicesNeverHeardFromAgain()
+    {
+        var (tenant, profile, silent) = await NewTenantWithDeviceAsync();
+        var back = await NewDeviceAsync(tenant.Id, profile.Id);
+        var attributes = new SqlAttributeStore(Database);
+        await using var ingest = new TelemetryIngest(Telemetry, Options.Create(new IngestOptions()), NullLogger<TelemetryIngest>.Instance);
+
+        // The first run: both connect.
+        using (var first = new ConnectivityTracker(attributes, Devices, ingest, Time, NullLogger<ConnectivityTracker>.Instance) { FlushInterval = TimeSpan.FromDays(1) })
+        {
+            await first.StartAsync(CancellationToken.None);
+            first.Connected(silent);
+            first.Connected(back);
+            await first.FlushAsync();
+            await first.StopAsync(CancellationToken.None);
+        }
+
+        // The second run: one reconnects at once (no new point: it was active all along); the other is never heard
+        // from again and becomes inactive at its timeout.
+        using var second = new ConnectivityTracker(attributes, Devices, ingest, Time, NullLogger<ConnectivityTracker>.Instance) { FlushInterval = TimeSpan.FromDays(1) };
+        await second.StartAsync(CancellationToken.None);
+        try
+        {
+            Time.Advance(TimeSpan.FromSeconds(1));
+            second.Connected(back);
+            await second.FlushAsync();
+            Assert.Equal(KvValue.Of(true), await ServerAttributeAsync(attributes, silent, "active"));
+
+            Time.Advance(TimeSpan.FromMilliseconds(DeviceProfile.DefaultInactivityTimeoutMs));
+            await second.FlushAsync();
+            Assert.Equal(KvValue.Of(false), await ServerAttributeAsync(attributes, silent, "active"));
+            Assert.Equal(KvValue.Of(true), await ServerAttributeAsync(attributes, back, "active"));
+            Assert.Equal(KvValue.Of(T0 + 1_000), await ServerAttributeAsync(attributes, back, "lastConnectTime"));
+
+            var silentAt = T0 + 1_000 + DeviceProfile.DefaultInactivityTimeoutMs;
+            Assert.Equal(
+                [new TelemetryPoint("active", T0, KvValue.Of(true)), new TelemetryPoint("active", silentAt, KvValue.Of(false))],
+                await Telemetry.GetHistoryAsync(silent.Seq, "active", 0, long.MaxValue, 10, SortOrder.Ascending));
+            Assert.Equal(
+                [new TelemetryPoint("active", T0, KvValue.Of(true))],
+                await Telemetry.GetHistoryAsync(back.Seq, "active", 0, long.MaxValue, 10, SortOrder.Ascending));
+        }
+        finally
+        {
+            await second.StopAsync(CancellationToken.None);
+        }
+    }
+
+    private static async Task<KvValue?> ServerAttributeAsync(IAttributeStore attributes, Device device, string key)
+    {
+        var entries = await attributes.GetAsync(device.Seq, AttributeScope.Server, [key]);
+        return entries.Count == 0 ? null : entries[0].Value;
+    }
+
+    private static async Task SubmitAsync(TelemetryIngest ingest, Device device, params TelemetryPoint[] points)
+    {
+        var request = ingest.Rent();
+        request.DeviceSeq = device.Seq;
+        request.Points.AddRange(points);
+        await ingest.SubmitAsync(request);
+    }
+
+    /// <summary>A subscriber that keeps what it hears (a copy: the feed's lists are reused).</summary>
+    private sealed class RecordingSubscriber(long deviceSeq) : ILiveSubscriber
+    {
+        public long DeviceSeq => deviceSeq;
+
+        public List<List<TelemetryPoint>> Telemetry { get; } = [];
+
+        public List<(AttributeScope Scope, List<AttributeEntry> Entries)> Attributes { get; } = [];
+
+        public void OnTelemetry(List<DevicePoint> points, int start, int count)
+        {
+            var copy = new List<TelemetryPoint>(count);
+            for (var i = start; i < start + count; i++)
+            {
+                Assert.Equal(deviceSeq, points[i].DeviceSeq);
+                copy.Add(points[i].Point);
+            }
+
+            lock (Telemetry)
+            {
+                Telemetry.Add(copy);
+            }
+        }
+
+        public void OnAttributes(AttributeScope scope, IReadOnlyList<AttributeEntry> entries)
+        {
+            lock (Attributes)
+            {
+                Attributes.Add((scope, [.. entries]));
+            }
+        }
+    }
+}
