@@ -109,7 +109,6 @@ public sealed partial class MqttChannel : ISessionOutput
             MaximumPacketSize = broker.Options.MaximumPacketSize,
             AwaitingConnect = true,
             MaximumConnectPacketSize = broker.Options.MaximumConnectPacketSize,
-            TopicCache = new TopicNameCache(),
             ReuseAcknowledgements = true,
         };
         _openedAt = broker.Time.GetTimestamp();
@@ -126,9 +125,16 @@ public sealed partial class MqttChannel : ISessionOutput
     /// <summary>
     /// The PUBLISH object the decoder fills for every incoming publish on this connection, so that decoding
     /// allocates nothing beyond the payload. Safe because packets are handled one at a time and nothing keeps the
-    /// packet past its handling (routing copies what it needs into a <see cref="BrokerMessage"/>).
+    /// packet past its handling (routing copies what it needs into a <see cref="BrokerMessage"/>). Made with the
+    /// decoder's topic cache on the first PUBLISH: a connection that never publishes carries neither.
     /// </summary>
-    public PublishPacket ReusablePublish => _reusablePublish ??= new PublishPacket();
+    public PublishPacket ReusablePublish => _reusablePublish ?? CreateReusablePublish();
+
+    private PublishPacket CreateReusablePublish()
+    {
+        Reader.TopicCache ??= new TopicNameCache();
+        return _reusablePublish = new PublishPacket();
+    }
 
     /// <summary>The decoder for this connection; its version follows CONNECT.</summary>
     public PacketReader Reader { get; }

@@ -77,10 +77,20 @@ public static partial class TaihuServerExtensions
             // The API's HTTP listener is the host's; it binds where the broker's listeners do.
             var sp = kestrel.ApplicationServices;
             var server = sp.GetRequiredService<IOptions<ServerOptions>>().Value;
+            var listeners = sp.GetRequiredService<IOptions<ListenerOptions>>().Value;
             if (server.HttpPort >= 0)
             {
                 var endpoints = sp.GetRequiredService<ServerEndpoints>();
-                kestrel.Listen(sp.GetRequiredService<IOptions<ListenerOptions>>().Value.ResolveBindAddress(), server.HttpPort, listen => endpoints.Http = listen);
+                kestrel.Listen(listeners.ResolveBindAddress(), server.HttpPort, listen => endpoints.Http = listen);
+            }
+            else if (listeners.TlsPort < 0 && listeners.WebSocketPort < 0 && listeners.SecureWebSocketPort < 0)
+            {
+                // Nothing is left on Kestrel (MQTT over plain TCP has a listener of its own): Kestrel with no endpoint
+                // would bind http://localhost:5000 on its own. It gets a Unix socket in the data directory instead,
+                // so that "off" opens no port.
+                var socketPath = Path.Combine(Path.GetFullPath(server.DataDirectory), "http.sock");
+                RemoveStaleUnixSocket(socketPath);
+                kestrel.ListenUnixSocket(socketPath);
             }
         });
         builder.Services.AddOpenTelemetry().WithMetrics(metrics => metrics
@@ -155,5 +165,27 @@ public static partial class TaihuServerExtensions
 
         [LoggerMessage(EventId = 2, Level = LogLevel.Information, Message = "TLS uses the self-signed development certificate {Path}; clients can trust it with --cafile")]
         private static partial void LogDevCertificate(ILogger logger, string path);
+    }
+
+    /// <summary>
+    /// Deletes a Unix socket file that a killed server left behind (nothing accepts on it), so that binding it
+    /// again works; one that a running server still accepts on is left, and the bind then fails with its reason.
+    /// </summary>
+    private static void RemoveStaleUnixSocket(string path)
+    {
+        if (!File.Exists(path))
+        {
+            return;
+        }
+
+        using var probe = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.Unix, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Unspecified);
+        try
+        {
+            probe.Connect(new System.Net.Sockets.UnixDomainSocketEndPoint(path));
+        }
+        catch (System.Net.Sockets.SocketException)
+        {
+            File.Delete(path);
+        }
     }
 }

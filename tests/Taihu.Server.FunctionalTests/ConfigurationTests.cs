@@ -21,6 +21,43 @@ public sealed class ConfigurationTests
         Assert.Equal(0x95, disconnect.Body[0]); // Packet too large
     }
 
+    [Fact]
+    public async Task HttpOff_WithOnlyPlainMqtt_OpensNoDefaultPort_AndStartsAgainAfterACrash()
+    {
+        var off = new Dictionary<string, string>
+        {
+            ["Listeners__HttpPort"] = "-1",
+            ["Listeners__TlsPort"] = "-1",
+            ["Listeners__WebSocketPort"] = "-1",
+            ["Listeners__SecureWebSocketPort"] = "-1",
+        };
+        var dataDirectory = ServerProcess.NewDataDirectory();
+        try
+        {
+            await using (var first = await ServerProcess.StartAsync(off, dataDirectory))
+            {
+                var (client, connAck) = await RawMqttClient.ConnectV5Async(first.TcpPort, "http-off");
+                await client.DisposeAsync();
+                Assert.Equal(0x20, connAck.Header);
+
+                // Kestrel with no endpoint of ours binds http://localhost:5000 by itself; it has a Unix socket instead.
+                Assert.DoesNotContain("localhost:5000", first.Output, StringComparison.Ordinal);
+                Assert.True(File.Exists(Path.Combine(dataDirectory, "http.sock")));
+                await first.KillAsync();
+            }
+
+            // The socket file a killed server left behind does not keep the next one from starting.
+            await using var second = await ServerProcess.StartAsync(off, dataDirectory);
+            var (again, ack) = await RawMqttClient.ConnectV5Async(second.TcpPort, "http-off-again");
+            await again.DisposeAsync();
+            Assert.Equal(0x20, ack.Header);
+        }
+        finally
+        {
+            ServerProcess.DeleteDataDirectory(dataDirectory);
+        }
+    }
+
     [Theory]
     [InlineData("Broker__MaximumInflightMessages", "0", "Broker:MaximumInflightMessages")]
     [InlineData("Listeners__BindAddress", "not-an-address", "Listeners:BindAddress")]

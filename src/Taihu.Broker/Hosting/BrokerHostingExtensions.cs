@@ -19,12 +19,13 @@ namespace Taihu.Broker.Hosting;
 /// <summary>The ports the broker's listeners actually bound (useful when configured as 0).</summary>
 public sealed class BrokerEndpoints
 {
-    internal ListenOptions? Tcp { get; set; }
+    /// <summary>The plain TCP listener's address, which <see cref="MqttTcpListener"/> bound (not a Kestrel listener).</summary>
+    internal EndPoint? Tcp { get; set; }
     internal ListenOptions? Tls { get; set; }
     internal ListenOptions? WebSocket { get; set; }
     internal ListenOptions? SecureWebSocket { get; set; }
 
-    public int TcpPort => Port(Tcp);
+    public int TcpPort => (Tcp as IPEndPoint)?.Port ?? -1;
     public int TlsPort => Port(Tls);
     public int WebSocketPort => Port(WebSocket);
     public int SecureWebSocketPort => Port(SecureWebSocket);
@@ -70,6 +71,7 @@ public static partial class BrokerHostingExtensions
             sp.GetRequiredService<BrokerHandle>().Attach(broker);
             return broker;
         });
+        services.TryAddSingleton<MqttTcpListener>();
         services.TryAddSingleton<IMqttServerPublisher>(sp => sp.GetRequiredService<BrokerHandle>());
         services.TryAddSingleton<IMqttClientDisconnector>(sp => sp.GetRequiredService<BrokerHandle>());
         services.AddHostedService<BrokerLifetime>();
@@ -94,15 +96,8 @@ public static partial class BrokerHostingExtensions
                 https.AllowAnyClientCertificate();
             }
 
-            if (listeners.TcpPort >= 0)
-            {
-                kestrel.Listen(address, listeners.TcpPort, listen =>
-                {
-                    endpoints.Tcp = listen;
-                    listen.UseConnectionHandler<MqttConnectionHandler>();
-                });
-            }
-
+            // The plain TCP listener is not Kestrel's: MqttTcpListener runs on Kestrel's socket transport without
+            // the server layer (about 1 KB less per connection), started and stopped by BrokerLifetime.
             if (listeners.TlsPort >= 0)
             {
                 kestrel.Listen(address, listeners.TlsPort, listen =>
@@ -147,42 +142,64 @@ public static partial class BrokerHostingExtensions
     }
 
     /// <summary>
-    /// Loads the saved broker state and starts the broker's timers with the host, tells clients the server is
-    /// shutting down when it stops, and writes the state last.
+    /// Loads the saved broker state, starts the broker's timers and its TCP listener with the host, tells clients the
+    /// server is shutting down when it stops, and writes the state last.
     /// </summary>
     /// <remarks>
     /// The goodbye goes out in <see cref="StoppingAsync"/>, before any hosted service stops: Kestrel's own StopAsync
     /// runs before ours (hosted services stop in reverse order and the web server starts last) and waits for open
     /// connections until the shutdown timeout, then aborts them, so clients would never see DISCONNECT 0x8B. The
-    /// same order makes <see cref="StopAsync"/> the right place for the last write of the state: the connections
-    /// are closed by then and their sessions detached. The state is loaded in <see cref="StartAsync"/>, after the
-    /// hosted services registered before the broker (the platform's schema migration) and before Kestrel listens.
+    /// TCP listener stops accepting there too, before the broker closes every connection. The same order makes
+    /// <see cref="StopAsync"/> the right place for the last write of the state: the Kestrel connections are closed
+    /// by then, the TCP listener's are waited for (and aborted when the shutdown timeout runs out, as Kestrel
+    /// does), and their sessions are detached. The state is loaded in <see cref="StartAsync"/>, after the hosted
+    /// services registered before the broker (the platform's schema migration) and before anything listens.
     /// </remarks>
     private sealed partial class BrokerLifetime : IHostedLifecycleService
     {
         private readonly MqttBroker _broker;
+        private readonly MqttTcpListener _tcp;
+        private readonly IOptions<ListenerOptions> _listeners;
+        private readonly BrokerEndpoints _endpoints;
         private readonly ILogger<BrokerLifetime> _logger;
 
-        public BrokerLifetime(MqttBroker broker, ILogger<BrokerLifetime> logger)
+        public BrokerLifetime(MqttBroker broker, MqttTcpListener tcp, IOptions<ListenerOptions> listeners, BrokerEndpoints endpoints, ILogger<BrokerLifetime> logger)
         {
             _broker = broker;
+            _tcp = tcp;
+            _listeners = listeners;
+            _endpoints = endpoints;
             _logger = logger;
         }
 
-        public Task StartAsync(CancellationToken cancellationToken) => _broker.StartAsync(cancellationToken);
+        public async Task StartAsync(CancellationToken cancellationToken)
+        {
+            await _broker.StartAsync(cancellationToken);
+            var listeners = _listeners.Value;
+            if (listeners.TcpPort >= 0)
+            {
+                await _tcp.StartAsync(new IPEndPoint(listeners.ResolveBindAddress(), listeners.TcpPort), cancellationToken);
+                _endpoints.Tcp = _tcp.EndPoint;
+            }
+        }
 
         public Task StartingAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 
         public Task StartedAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 
-        public Task StoppingAsync(CancellationToken cancellationToken)
+        public async Task StoppingAsync(CancellationToken cancellationToken)
         {
+            await _tcp.UnbindAsync();
             LogStopping(_logger, _broker.ConnectionCount);
             _broker.Shutdown();
-            return Task.CompletedTask;
         }
 
-        public Task StopAsync(CancellationToken cancellationToken) => _broker.StopAsync();
+        public async Task StopAsync(CancellationToken cancellationToken)
+        {
+            await _tcp.StopAsync(cancellationToken);
+            await _tcp.DisposeAsync();
+            await _broker.StopAsync();
+        }
 
         public Task StoppedAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 

@@ -1,4 +1,5 @@
 using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Time.Testing;
@@ -39,6 +40,9 @@ public sealed class BrokerHost : IAsyncDisposable
     {
         var dataDirectory = Path.Combine(Path.GetTempPath(), "taihu-tests", Guid.NewGuid().ToString("N"));
         var builder = WebApplication.CreateSlimBuilder();
+        // The plain TCP listener is not a Kestrel endpoint (MqttTcpListener): with TLS and WebSocket off, Kestrel
+        // would have none and bind its default, localhost:5000, which parallel tests share. Give it a free port.
+        builder.WebHost.UseUrls("http://127.0.0.1:0");
         builder.Logging.ClearProviders();
         builder.Logging.SetMinimumLevel(LogLevel.Warning);
         builder.Services.Configure<ListenerOptions>(o =>
