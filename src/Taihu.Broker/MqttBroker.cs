@@ -169,13 +169,18 @@ public sealed partial class MqttBroker : IMqttServerPublisher, IMqttClientDiscon
     public int Disconnect(Func<ClientIdentity, bool> match, ReasonCode code, string? reason) => _connections.Disconnect(match, code, reason);
 
     /// <inheritdoc />
-    public void Publish(string ns, PublishPacket packet)
+    public void Publish(string ns, PublishPacket packet) => Publish(ns, packet, listener: null);
+
+    /// <inheritdoc />
+    public int Publish(string ns, PublishPacket packet, IDeliveryListener? listener)
     {
         ArgumentNullException.ThrowIfNull(ns);
         ArgumentNullException.ThrowIfNull(packet);
         var message = BrokerMessage.Create(ns, packet.Topic, packet.Payload, packet.PayloadOwner, packet.QoS, packet.Retain, packet.Properties, Time.GetUtcNow(), originClientId: null);
-        RouteAndRetain(message);
+        message.DeliveryListener = listener;
+        var deliveries = RouteAndRetain(message);
         message.Release();
+        return deliveries;
     }
 
     // What a connection asks of the parts.

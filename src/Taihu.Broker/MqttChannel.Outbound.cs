@@ -129,7 +129,13 @@ public sealed partial class MqttChannel
                 return 0;
             }
 
-            return PacketWriter.Write(output, publish, Version);
+            var written = PacketWriter.Write(output, publish, Version);
+            if (item.QoS == QoS.AtMostOnce)
+            {
+                message.DeliveryListener?.OnDelivered(QoS.AtMostOnce);
+            }
+
+            return written;
         }
         finally
         {

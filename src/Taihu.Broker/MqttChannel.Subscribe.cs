@@ -87,6 +87,13 @@ public sealed partial class MqttChannel
         if (granted is not null)
         {
             SendRetained(state, session, granted);
+            if (_broker.LifecycleObserver is { } observer)
+            {
+                foreach (var (subscription, _) in granted)
+                {
+                    observer.OnSubscribed(_identity, ClientId!, subscription.RawFilter, subscription.QoS);
+                }
+            }
         }
 
         return true;

@@ -128,6 +128,7 @@ public static partial class TaihuServerExtensions
         app.MapTenantApi();
         app.MapBrokerUserApi();
         app.MapDeviceApi();
+        app.MapRpcApi();
         app.MapTelemetryApi();
         app.MapAuditApi();
         app.MapLiveApi();

@@ -139,6 +139,26 @@ public interface IClientLifecycleObserver
     void OnConnected(ClientIdentity identity, string clientId);
 
     void OnDisconnected(ClientIdentity identity, string clientId);
+
+    /// <summary>
+    /// A subscription was granted and is in place (its SUBACK is queued ahead of anything routed to it from now
+    /// on): a server that has messages waiting for this filter can publish them now. Called on the connection's
+    /// own thread: return quickly and do not block.
+    /// </summary>
+    void OnSubscribed(ClientIdentity identity, string clientId, string filter, QoS grantedQoS)
+    {
+    }
+}
+
+/// <summary>
+/// Told when a server-published message reached a subscriber: for a QoS 1 or 2 delivery when the subscriber's
+/// PUBACK or PUBCOMP completes it, for QoS 0 when it is written to the connection. Called once per delivery (a
+/// message with several subscribers may be reported several times), under the broker's locks: return at once and
+/// do not block or call back into the broker.
+/// </summary>
+public interface IDeliveryListener
+{
+    void OnDelivered(QoS qos);
 }
 
 /// <summary>Publishes from the server into the broker (pushes to devices).</summary>
@@ -146,6 +166,13 @@ public interface IMqttServerPublisher
 {
     /// <summary>Routes <paramref name="packet"/> to the subscribers in <paramref name="ns"/> and stores it if retained.</summary>
     void Publish(string ns, PublishPacket packet);
+
+    /// <summary>
+    /// Routes <paramref name="packet"/> like <see cref="Publish(string, PublishPacket)"/> and tells
+    /// <paramref name="listener"/> of each delivery that reaches a subscriber. Returns the number of sessions it was
+    /// handed to (connected or not); 0 when nobody subscribes.
+    /// </summary>
+    int Publish(string ns, PublishPacket packet, IDeliveryListener? listener);
 }
 
 /// <summary>Closes connections from the server side (a device whose credentials changed, a deleted tenant or user).</summary>

@@ -30,6 +30,8 @@ internal sealed class BrokerHandle : IMqttServerPublisher, IMqttClientDisconnect
 
     public void Publish(string ns, PublishPacket packet) => Broker.Publish(ns, packet);
 
+    public int Publish(string ns, PublishPacket packet, IDeliveryListener? listener) => Broker.Publish(ns, packet, listener);
+
     public int Disconnect(Func<ClientIdentity, bool> match, ReasonCode code, string? reason) => Broker.Disconnect(match, code, reason);
 
     private MqttBroker Broker =>

@@ -45,6 +45,7 @@ public sealed class BrokerMessage
         message.Properties = properties;
         message.OriginClientId = originClientId;
         message.OriginOwner = originOwner;
+        message.DeliveryListener = null;
         message.Restamp(receivedAt);
         return message;
     }
@@ -62,6 +63,9 @@ public sealed class BrokerMessage
     public string? OriginClientId { get; private set; }
     /// <summary>The session owner of the client that published it ("" for none), for No Local.</summary>
     public string OriginOwner { get; private set; } = "";
+
+    /// <summary>Told of each delivery that reaches a subscriber (server-published messages only), or null.</summary>
+    public Extensibility.IDeliveryListener? DeliveryListener { get; internal set; }
 
     /// <summary>References held now (tests and diagnostics).</summary>
     public int ReferenceCount => Volatile.Read(ref _refCount);
@@ -97,6 +101,7 @@ public sealed class BrokerMessage
         Namespace = "";
         OriginClientId = null;
         OriginOwner = "";
+        DeliveryListener = null;
         owner?.Release();
         s_pool.Return(this);
     }

@@ -517,6 +517,12 @@ public sealed class MqttSession
                 case PacketType.PubRec when inflight.QoS == QoS.ExactlyOnce && !reasonCode.IsSuccess():
                     _inflight.RemoveAt(index);
                     _stateChanged = true;
+                    if (type != PacketType.PubRec)
+                    {
+                        // A server-published message (an RPC command) is told it arrived; a refused PUBREC is not arrival.
+                        inflight.Message.DeliveryListener?.OnDelivered(inflight.QoS);
+                    }
+
                     inflight.Message.Release();
                     Pump();
                     return AckResult.Completed;

@@ -7,6 +7,7 @@ using Taihu.Broker.Extensibility;
 using Taihu.Broker.Logging;
 using Taihu.Mqtt;
 using Taihu.Platform.BrokerUsers;
+using Taihu.Platform.Rpc;
 using Taihu.Platform.Security;
 using Taihu.Platform.Telemetry;
 
@@ -26,7 +27,7 @@ namespace Taihu.Platform.Devices;
 public sealed partial class DeviceConnector(
     IDeviceStore devices, DeviceDataService data, DeviceMessaging messaging, ProvisioningService provisioning, GatewayHandler gateways,
     ConnectivityTracker connectivity, DeviceAuthenticationLimiter limiter, BrokerUserDirectory brokerUsers, TenantBrokerUserService tenantBrokerUsers, IOptions<IngestOptions> ingestOptions, IOptions<SecurityOptions> securityOptions,
-    ILogger<DeviceConnector> logger)
+    RpcService rpc, RpcDeviceLink rpcLink, TimeProvider time, ILogger<DeviceConnector> logger)
     : IMqttAuthenticator, IMqttAuthorizer, IPublishObserver, IClientLifecycleObserver
 {
     private readonly VerifiedCredentialCache _verified = new(securityOptions.Value.CredentialCacheSize);
@@ -250,10 +251,13 @@ public sealed partial class DeviceConnector(
             return true;
         }
 
+        // RPC requests and replies of a device are for the platform: a device subscribed to its own
+        // rpc/request/+ must not hear its client-side requests come back as commands.
         return topic == session.TelemetryTopic
             || !(topic == session.AttributesTopic
                 || topic.StartsWith(session.AttributesRequestPrefix, StringComparison.Ordinal)
-                || topic.StartsWith(session.GatewayPrefix, StringComparison.Ordinal));
+                || topic.StartsWith(session.GatewayPrefix, StringComparison.Ordinal)
+                || topic.StartsWith(session.RpcPrefix, StringComparison.Ordinal));
     }
 
     private ValueTask<ReasonCode> SubmitTelemetry(DeviceSession session, ObservedPublish publish, CancellationToken cancellationToken)
@@ -317,7 +321,21 @@ public sealed partial class DeviceConnector(
                 return await gateways.HandleAsync(session, topic[session.GatewayPrefix.Length..], publish.Packet.Payload, cancellationToken);
             }
 
-            // Other topics of the device (RPC until it is built) are plain topics of that device.
+            if (topic.StartsWith(session.RpcResponsePrefix, StringComparison.Ordinal))
+            {
+                await ReplyAsync(session, topic[session.RpcResponsePrefix.Length..], publish.Packet.Payload);
+                return ReasonCode.Success;
+            }
+
+            if (topic.StartsWith(session.RpcRequestPrefix, StringComparison.Ordinal))
+            {
+                // Client-side RPC: answered on the response topic of the same id.
+                var answer = ClientRpc.Answer(publish.Packet.Payload.Span, time.GetUtcNow().ToUnixTimeMilliseconds());
+                messaging.Publish(session.Device.TenantId, session.RpcResponsePrefix + topic[session.RpcRequestPrefix.Length..], answer);
+                return ReasonCode.Success;
+            }
+
+            // Other topics of the device are plain topics of that device.
             return ReasonCode.Success;
         }
         catch (PayloadException e)
@@ -335,6 +353,23 @@ public sealed partial class DeviceConnector(
             }
 
             return ReasonCode.NotAuthorized;
+        }
+    }
+
+    /// <summary>
+    /// A reply to a server-side call. One for a call that is unknown or already over (a late reply after the
+    /// timeout, say) changes nothing; MQTT has no way to tell the device, so it is logged (rate-limited).
+    /// </summary>
+    private async Task ReplyAsync(DeviceSession session, string id, ReadOnlyMemory<byte> payload)
+    {
+        var result = int.TryParse(id, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var requestId)
+            ? await rpc.ReplyAsync(session.Device, requestId, payload.Span)
+            : RpcReplyResult.Unknown;
+        if (result != RpcReplyResult.Accepted && logger.IsEnabled(LogLevel.Information) && _badPayloadLog.TryAcquire(out var suppressed))
+        {
+#pragma warning disable CA1873 // Guarded by logger.IsEnabled just above, which the analyzer does not see through.
+            LogIgnoredReply(logger, LogText.Clean(session.Device.Name), LogText.Clean(id), result, suppressed);
+#pragma warning restore CA1873
         }
     }
 
@@ -421,7 +456,47 @@ public sealed partial class DeviceConnector(
         if (identity.State is DeviceSession session)
         {
             connectivity.Connected(session.Device);
+            rpcLink.MqttConnected(session.Device.Id);
+            // A resumed session may already be subscribed to RPC: what waits is sent now (or on its SUBSCRIBE).
+            rpc.Reachable(session.Device);
         }
+    }
+
+    public void OnSubscribed(ClientIdentity identity, string clientId, string filter, QoS grantedQoS)
+    {
+        if (identity.State is not DeviceSession session)
+        {
+            return;
+        }
+
+        if (CoversRpcRequests(session, filter))
+        {
+            rpc.Reachable(session.Device);
+        }
+
+        if (session.Device.IsGateway && MqttTopicFilterCovers(filter, session.GatewayPrefix + "rpc"))
+        {
+            foreach (var name in session.ConnectedChildren.Keys)
+            {
+                if (session.Children.TryGetValue(name, out var child))
+                {
+                    rpc.Reachable(child);
+                }
+            }
+        }
+    }
+
+    private static bool CoversRpcRequests(DeviceSession session, string filter) => MqttTopicFilterCovers(filter, session.RpcRequestPrefix + "1");
+
+    /// <summary>Whether <paramref name="filter"/> matches <paramref name="topic"/> (topics beginning with '$' need a literal first level).</summary>
+    private static bool MqttTopicFilterCovers(string filter, string topic)
+    {
+        if (filter.StartsWith("$share/", StringComparison.Ordinal) && filter.IndexOf('/', 7) is var slash and > 0)
+        {
+            filter = filter[(slash + 1)..];
+        }
+
+        return Taihu.Mqtt.Topics.TopicMatcher.Matches(filter, topic);
     }
 
     public void OnDisconnected(ClientIdentity identity, string clientId)
@@ -429,6 +504,19 @@ public sealed partial class DeviceConnector(
         if (identity.State is DeviceSession session)
         {
             connectivity.Disconnected(session.Device);
+            // On every lost connection, not only the last: a call sent on this one and not acknowledged must go
+            // again on the device's other or next connection (a reconnect often arrives before the old one is gone).
+            rpcLink.MqttDisconnected(session.Device.Id);
+            rpc.Unreachable(session.Device);
+            // Calls sent to devices behind a gateway went over its connection: they are resent (or fail) too.
+            foreach (var name in session.ConnectedChildren.Keys)
+            {
+                if (session.Children.TryGetValue(name, out var child))
+                {
+                    rpc.Unreachable(child);
+                }
+            }
+
             gateways.GatewayDisconnected(session);
         }
     }
@@ -451,6 +539,9 @@ public sealed partial class DeviceConnector(
 
     [LoggerMessage(EventId = 2203, Level = LogLevel.Information, Message = "Refused a message of gateway {Gateway} for device {Device}: the gateway neither created it nor is assigned to it ({Suppressed} more refusals not logged before this one)")]
     private static partial void LogNotGatewayChild(ILogger logger, string gateway, string device, long suppressed);
+
+    [LoggerMessage(EventId = 2205, Level = LogLevel.Information, Message = "Ignored an RPC reply of device {Device} for call {RequestId}: {Result} ({Suppressed} more not logged before this one)")]
+    private static partial void LogIgnoredReply(ILogger logger, string device, string requestId, RpcReplyResult result, long suppressed);
 
     [LoggerMessage(EventId = 2204, Level = LogLevel.Warning, Message = "Refused MQTT client {ClientId} from {Remote} unchecked: too many failed authentications from the address (retry in {Seconds} s; {Suppressed} more not logged before this one)")]
     private static partial void LogThrottled(ILogger logger, string clientId, System.Net.EndPoint? remote, int seconds, long suppressed);

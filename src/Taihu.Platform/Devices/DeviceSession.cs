@@ -23,6 +23,13 @@ public sealed class DeviceSession(Device device)
 
     public string GatewayPrefix => Prefix + "gateway/";
 
+    /// <summary>RPC both ways: server-side commands go out and client-side requests come in under <c>rpc/request/</c>, replies under <c>rpc/response/</c>.</summary>
+    public string RpcPrefix => Prefix + "rpc/";
+
+    public string RpcRequestPrefix => Prefix + "rpc/request/";
+
+    public string RpcResponsePrefix => Prefix + "rpc/response/";
+
     /// <summary>For a gateway: the devices behind it seen on this connection, by name.</summary>
     public System.Collections.Concurrent.ConcurrentDictionary<string, Device> Children { get; } = new(StringComparer.Ordinal);
 

@@ -11,7 +11,7 @@ namespace Taihu.Platform.Devices;
 /// <c>type</c> on connect), and remember their gateway so shared-attribute updates reach it.
 /// </summary>
 public sealed class GatewayHandler(IDeviceStore store, DeviceService devices, DeviceDataService data, IAttributeStore attributes,
-    DeviceMessaging messaging, ConnectivityTracker connectivity, TimeProvider time)
+    DeviceMessaging messaging, ConnectivityTracker connectivity, Rpc.RpcService rpc, TimeProvider time)
 {
     /// <summary>Handles a gateway topic (<paramref name="suffix"/> after <c>v1/gateway/</c>).</summary>
     public async ValueTask<ReasonCode> HandleAsync(DeviceSession gateway, string suffix, ReadOnlyMemory<byte> payload, CancellationToken cancellationToken)
@@ -26,6 +26,9 @@ public sealed class GatewayHandler(IDeviceStore store, DeviceService devices, De
                 {
                     connectivity.Connected(child);
                 }
+
+                // Persistent RPC calls waiting for the device go out through its gateway now.
+                rpc.Reachable(child);
 
                 return ReasonCode.Success;
             }
@@ -49,6 +52,9 @@ public sealed class GatewayHandler(IDeviceStore store, DeviceService devices, De
                 return ReasonCode.Success;
             case "attributes/request":
                 await AttributeRequestAsync(gateway, payload, cancellationToken);
+                return ReasonCode.Success;
+            case "rpc":
+                await RpcReplyAsync(gateway, payload, cancellationToken);
                 return ReasonCode.Success;
             default:
                 return ReasonCode.Success;
@@ -133,6 +139,62 @@ public sealed class GatewayHandler(IDeviceStore store, DeviceService devices, De
         {
             await attributes.SaveAsync(children[i].Seq, AttributeScope.Client, parsed[i].Entries, cancellationToken);
         }
+    }
+
+    /// <summary>
+    /// A reply to a server-side call for a device behind the gateway: <c>{"device","id","data"}</c>. A device the
+    /// gateway may not speak for is refused whole (0x87); a name no device has is a bad payload (no device is
+    /// created for a reply).
+    /// </summary>
+    private async Task RpcReplyAsync(DeviceSession gateway, ReadOnlyMemory<byte> payload, CancellationToken cancellationToken)
+    {
+        string? name = null;
+        int? id = null;
+        string data = "{}";
+        try
+        {
+            using var document = JsonDocument.Parse(payload);
+            var root = document.RootElement;
+            if (root.ValueKind != JsonValueKind.Object)
+            {
+                throw new PayloadException("A gateway RPC reply is a JSON object: {\"device\":\"..\",\"id\":1,\"data\":{..}}.");
+            }
+
+            if (root.TryGetProperty("device", out var d) && d.ValueKind == JsonValueKind.String)
+            {
+                name = d.GetString();
+            }
+
+            if (root.TryGetProperty("id", out var i) && i.ValueKind == JsonValueKind.Number && i.TryGetInt32(out var number))
+            {
+                id = number;
+            }
+
+            if (root.TryGetProperty("data", out var value))
+            {
+                data = value.GetRawText();
+            }
+        }
+        catch (JsonException e)
+        {
+            throw new PayloadException($"Invalid JSON: {e.Message}");
+        }
+
+        if (string.IsNullOrEmpty(name) || id is null)
+        {
+            throw new PayloadException("A gateway RPC reply needs \"device\" and a numeric \"id\".");
+        }
+
+        if (!gateway.Children.TryGetValue(name, out var child))
+        {
+            child = await store.GetDeviceByNameAsync(gateway.Device.TenantId, name, cancellationToken) ?? throw new PayloadException($"No device is named '{name}'.");
+            if (child.GatewayId != gateway.Device.Id)
+            {
+                throw new NotGatewayChildException(name);
+            }
+        }
+
+        await rpc.ReplyAsync(child, id.Value, System.Text.Encoding.UTF8.GetBytes(data));
     }
 
     private async Task AttributeRequestAsync(DeviceSession gateway, ReadOnlyMemory<byte> payload, CancellationToken cancellationToken)

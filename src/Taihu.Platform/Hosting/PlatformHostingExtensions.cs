@@ -47,6 +47,9 @@ public static class PlatformHostingExtensions
         services.AddSingleton<ProvisioningService>();
         services.AddSingleton<GatewayHandler>();
         services.AddSingleton<ConnectivityTracker>();
+        services.AddSingleton<Rpc.IRpcStore, Rpc.SqlRpcStore>();
+        services.AddSingleton<Rpc.RpcDeviceLink>();
+        services.AddSingleton<Rpc.RpcService>();
         services.AddSingleton<BrokerUsers.BrokerUserDirectory>();
         services.AddSingleton<BrokerUsers.ITenantBrokerUserStore, BrokerUsers.SqlTenantBrokerUserStore>();
         services.AddSingleton<BrokerUsers.TenantBrokerUserService>();
@@ -59,6 +62,8 @@ public static class PlatformHostingExtensions
         // below and writes them behind, in the background).
         services.AddSingleton<IBrokerStateStore, SqlBrokerStateStore>();
         services.AddHostedService<PlatformStartup>();
+        // After the migration: persistent RPC calls not yet final are taken back (their expiries armed again).
+        services.AddHostedService<Rpc.RpcStartup>();
         services.AddHostedService(sp => sp.GetRequiredService<ConnectivityTracker>());
         services.AddHostedService<RetentionService>();
         return services;

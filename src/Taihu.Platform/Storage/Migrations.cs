@@ -311,5 +311,31 @@ internal static class Migrations
         ALTER TABLE device_profiles ADD COLUMN max_publish_rate INTEGER NULL;
         ALTER TABLE device_profiles ADD COLUMN max_publish_bytes_rate BIGINT NULL;
         """),
+        // Persistent RPC calls (ThingsBoard's rpc table): the request, its state and the device's reply. request_id
+        // is what the device sees, counted per device; seq keeps the order calls were made in.
+        (8, "persistent RPC calls", """
+        CREATE TABLE rpc_calls (
+            seq {id},
+            id TEXT NOT NULL,
+            tenant_id TEXT NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
+            device_id TEXT NOT NULL REFERENCES devices (id) ON DELETE CASCADE,
+            request_id INTEGER NOT NULL,
+            method TEXT NOT NULL,
+            params TEXT NOT NULL,
+            oneway {bool} NOT NULL,
+            timeout_ms BIGINT NOT NULL,
+            expiration_time BIGINT NOT NULL,
+            retries INTEGER NOT NULL,
+            attempts INTEGER NOT NULL,
+            status TEXT NOT NULL,
+            response TEXT NULL,
+            additional_info TEXT NULL,
+            created_time BIGINT NOT NULL,
+            updated_time BIGINT NOT NULL
+        );
+        CREATE UNIQUE INDEX rpc_calls_id ON rpc_calls (id);
+        CREATE INDEX rpc_calls_device ON rpc_calls (device_id, seq);
+        CREATE INDEX rpc_calls_tenant_device_created ON rpc_calls (tenant_id, device_id, created_time);
+        """),
     ];
 }

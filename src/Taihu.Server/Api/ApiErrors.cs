@@ -31,10 +31,12 @@ public static class ApiErrors
         401 => "Unauthorized",
         403 => "Forbidden",
         404 => "Not found",
+        408 => "Request timeout",
         409 => "Conflict",
         413 => "Payload too large",
         429 => "Too many requests",
         503 => "Service unavailable",
+        504 => "Gateway timeout",
         _ => "Error",
     };
 

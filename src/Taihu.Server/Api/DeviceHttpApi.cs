@@ -3,6 +3,7 @@ using System.IO.Pipelines;
 using Microsoft.Extensions.Options;
 using Taihu.Platform;
 using Taihu.Platform.Devices;
+using Taihu.Platform.Rpc;
 using Taihu.Platform.Security;
 using Taihu.Platform.Telemetry;
 
@@ -43,6 +44,55 @@ public static class DeviceHttpApi
             var update = await messaging.WaitForUpdateAsync(device.Id, wait, time, ct);
             return update is null ? Results.StatusCode(StatusCodes.Status408RequestTimeout) : Results.Bytes(update, "application/json");
         }).WithName("DeviceAttributeUpdates").WithSummary("Long poll: answers with the next shared-attribute update, or 408 when timeout (ms) passes.");
+
+        api.MapGet("/{token}/rpc", async (string token, long? timeout, HttpContext context, DeviceAuthenticationLimiter limiter, IDeviceStore devices,
+            RpcDeviceLink link, RpcService rpc, ConnectivityTracker connectivity, TimeProvider time, CancellationToken ct) =>
+        {
+            var device = await DeviceAsync(context, limiter, devices, token, ct);
+            connectivity.Activity(device);
+            var wait = TimeSpan.FromMilliseconds(Math.Clamp(timeout ?? 0, 0, 3_600_000) is > 0 and var ms ? ms : 60_000);
+            // Once the poll is registered, persistent calls that wait for the device are sent to it.
+            var command = await link.WaitForCommandAsync(device.Id, wait, time, () => rpc.Reachable(device), ct);
+            if (command is null)
+            {
+                return Results.StatusCode(StatusCodes.Status408RequestTimeout);
+            }
+
+            // Delivered once written: the body is sent and flushed before the call is told.
+            context.Response.ContentType = "application/json";
+            await context.Response.Body.WriteAsync(command.Payload, ct);
+            await context.Response.CompleteAsync();
+            command.Listener.OnDelivered(Taihu.Mqtt.QoS.AtMostOnce);
+            return Results.Empty;
+        }).WithName("DeviceRpcPoll").WithSummary("Long poll: the next server-side RPC command {\"id\",\"method\",\"params\"}, or 408 when timeout (ms) passes.");
+
+        api.MapPost("/{token}/rpc/{requestId}", async (string token, string requestId, HttpContext context, DeviceAuthenticationLimiter limiter, IDeviceStore devices,
+            RpcService rpc, ConnectivityTracker connectivity, IOptions<IngestOptions> options, CancellationToken ct) =>
+        {
+            var device = await DeviceAsync(context, limiter, devices, token, ct);
+            var body = await ReadBodyAsync(context, options.Value.MaxPayloadBytes, ct);
+            connectivity.Activity(device);
+            if (!int.TryParse(requestId, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var id) || id <= 0)
+            {
+                throw PlatformException.BadRequest($"The RPC request id is a positive whole number, as in the command received; got '{requestId}'.");
+            }
+
+            return await rpc.ReplyAsync(device, id, body.Span) switch
+            {
+                RpcReplyResult.Accepted => Results.Ok(),
+                RpcReplyResult.Finished => throw PlatformException.Conflict($"RPC call {id} of this device has already ended (answered, timed out, expired or failed); the reply was not kept."),
+                _ => throw PlatformException.NotFound($"RPC call {id} of this device"),
+            };
+        }).WithBodyLimit(BodyLimit.DevicePayload).WithName("DeviceRpcReply").WithSummary("A device replies to server-side RPC command {requestId}.");
+
+        api.MapPost("/{token}/rpc", async (string token, HttpContext context, DeviceAuthenticationLimiter limiter, IDeviceStore devices,
+            ConnectivityTracker connectivity, IOptions<IngestOptions> options, TimeProvider time, CancellationToken ct) =>
+        {
+            var device = await DeviceAsync(context, limiter, devices, token, ct);
+            var body = await ReadBodyAsync(context, options.Value.MaxPayloadBytes, ct);
+            connectivity.Activity(device);
+            return Results.Bytes(ClientRpc.Answer(body.Span, time.GetUtcNow().ToUnixTimeMilliseconds()), "application/json");
+        }).WithBodyLimit(BodyLimit.DevicePayload).WithName("DeviceClientRpc").WithSummary("Client-side RPC: {\"method\":\"getCurrentTime\"} answers {\"time\":ms}.");
 
         api.MapPost("/provision", async (HttpContext context, ProvisioningService provisioning, IOptions<SecurityOptions> security, CancellationToken ct) =>
         {

@@ -1,0 +1,126 @@
+using System.Collections.Concurrent;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Taihu.Platform.Audit;
+using Taihu.Platform.Devices;
+using Taihu.Platform.Tenants;
+
+namespace Taihu.Platform.Rpc;
+
+/// <summary>
+/// Server-side RPC: lightweight calls (answered in the HTTP request) and persistent ones (stored, with
+/// ThingsBoard's states), each handed to the owner of its device's RPC state (<see cref="DeviceRpcOwner"/>).
+/// The device side (MQTT, HTTP, gateway) comes in through <see cref="ReplyAsync"/>, <see cref="Reachable"/>
+/// and <see cref="Unreachable"/>.
+/// </summary>
+public sealed class RpcService(IRpcStore store, IAuditLog audit, IDeviceStore devices, RpcDeviceLink link, TimeProvider time, ILogger<RpcService> logger)
+{
+    private readonly ConcurrentDictionary<Guid, DeviceRpcOwner> _owners = new();
+
+    // Devices that have (or had, since the start) persistent calls: only these have anything to send when they
+    // connect, so a storm of connects by devices without calls costs no store query.
+    private readonly ConcurrentDictionary<Guid, bool> _withPersistentCalls = new();
+
+    internal IRpcStore Store => store;
+
+    internal IAuditLog Audit => audit;
+
+    internal RpcDeviceLink Link => link;
+
+    internal TimeProvider Time => time;
+
+    internal ILogger Logger => logger;
+
+    /// <summary>Who changes a call's state when no user does (the device, a timeout): recorded in the audit log under this name.</summary>
+    public static Caller SystemCaller(Guid tenantId) => new(Guid.Empty, tenantId, Authority.TenantAdmin, "rpc");
+
+    // Owners are kept for the life of the process: a few hundred bytes per device that ever had a call.
+    private DeviceRpcOwner OwnerOf(Device device) => _owners.GetOrAdd(device.Id, static (_, arg) => new DeviceRpcOwner(arg.Service, arg.Device), (Service: this, Device: device));
+
+    /// <summary>A lightweight call to a device of the caller's tenant (the caller checked the device).</summary>
+    public Task<RpcOutcome> CallAsync(Caller caller, Device device, RpcRequest request, CancellationToken cancellationToken)
+    {
+        caller.RequireWrite();
+        return OwnerOf(device).CallAsync(device, request, cancellationToken);
+    }
+
+    /// <summary>Stores a persistent call; it goes out when the device is reachable, in order.</summary>
+    public Task<PersistentRpc> SubmitAsync(Caller caller, Device device, RpcRequest request)
+    {
+        caller.RequireWrite();
+        _withPersistentCalls[device.Id] = true;
+        return OwnerOf(device).SubmitAsync(caller, device, request);
+    }
+
+    public async Task<PersistentRpc> GetAsync(Caller caller, Guid id, CancellationToken cancellationToken) =>
+        await store.GetAsync(caller.RequireTenant(), id, cancellationToken) ?? throw PlatformException.NotFound("The RPC call");
+
+    public Task<Page<PersistentRpc>> ListAsync(Caller caller, Guid deviceId, RpcStatus? status, PageRequest request, CancellationToken cancellationToken) =>
+        store.ListAsync(caller.RequireTenant(), deviceId, status, request, cancellationToken);
+
+    public async Task DeleteAsync(Caller caller, Guid id, CancellationToken cancellationToken)
+    {
+        caller.RequireWrite();
+        var call = await store.GetAsync(caller.RequireTenant(), id, cancellationToken) ?? throw PlatformException.NotFound("The RPC call");
+        if (!await store.DeleteAsync(caller.RequireTenant(), id, cancellationToken))
+        {
+            throw PlatformException.NotFound("The RPC call");
+        }
+
+        if (_owners.TryGetValue(call.DeviceId, out var owner))
+        {
+            owner.Deleted(id);
+        }
+
+        await audit.WriteAsync(caller, "RPC_DELETED", "RPC", id.ToString(), $"{call.Method} #{call.RequestId}", cancellationToken: cancellationToken);
+    }
+
+    /// <summary>A device's reply to call <paramref name="requestId"/>.</summary>
+    public Task<RpcReplyResult> ReplyAsync(Device device, int requestId, ReadOnlySpan<byte> reply) =>
+        OwnerOf(device).ReplyAsync(device, requestId, RpcRequest.ReplyJson(reply));
+
+    /// <summary>The device can be reached now: what waits for it is sent.</summary>
+    public void Reachable(Device device)
+    {
+        if (_withPersistentCalls.ContainsKey(device.Id))
+        {
+            OwnerOf(device).Reachable(device);
+        }
+    }
+
+    /// <summary>The device lost a connection: calls sent on it and not acknowledged will be retried.</summary>
+    public void Unreachable(Device device)
+    {
+        if (_owners.TryGetValue(device.Id, out var owner))
+        {
+            owner.Unreachable();
+        }
+    }
+
+    /// <summary>
+    /// Completes once the device's owner has done everything handed to it before this call (a timer's work
+    /// included): the sync point for tests that move a fake clock.
+    /// </summary>
+    internal Task IdleAsync(Device device) => OwnerOf(device).AskAsync(static () => Task.FromResult(true));
+
+    /// <summary>After a restart: the owners of devices with calls not final take them back, so expiries run again.</summary>
+    public async Task ResumeAsync(CancellationToken cancellationToken)
+    {
+        foreach (var (tenantId, deviceId) in await store.DevicesWithActiveCallsAsync(cancellationToken))
+        {
+            if (await devices.GetDeviceAsync(tenantId, deviceId, cancellationToken) is { } device)
+            {
+                _withPersistentCalls[device.Id] = true;
+                OwnerOf(device).Reachable(device);
+            }
+        }
+    }
+}
+
+/// <summary>Takes persistent calls back after a restart.</summary>
+internal sealed class RpcStartup(RpcService rpc) : IHostedService
+{
+    public Task StartAsync(CancellationToken cancellationToken) => rpc.ResumeAsync(cancellationToken);
+
+    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+}
