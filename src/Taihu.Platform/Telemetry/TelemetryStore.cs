@@ -23,6 +23,29 @@ public enum Aggregation
     Count,
 }
 
+/// <summary>The names of <see cref="Aggregation"/> in ThingsBoard's API (<c>agg</c>).</summary>
+public static class AggregationNames
+{
+    /// <summary>What a caller is told when <c>agg</c> names none of them.</summary>
+    public const string Expected = "agg is NONE, AVG, MIN, MAX, SUM or COUNT.";
+
+    /// <summary>NONE, AVG, MIN, MAX, SUM or COUNT in any letter case; a missing value is NONE.</summary>
+    public static bool TryParse(string? name, out Aggregation aggregation)
+    {
+        aggregation = name?.ToUpperInvariant() switch
+        {
+            null or "NONE" => Aggregation.None,
+            "AVG" => Aggregation.Avg,
+            "MIN" => Aggregation.Min,
+            "MAX" => Aggregation.Max,
+            "SUM" => Aggregation.Sum,
+            "COUNT" => Aggregation.Count,
+            _ => (Aggregation)(-1),
+        };
+        return aggregation >= Aggregation.None;
+    }
+}
+
 /// <summary>A point of one device, ready to write: the device's row number and the point.</summary>
 public readonly record struct DevicePoint(long DeviceSeq, TelemetryPoint Point);
 

@@ -232,16 +232,11 @@ internal static class LiveCommandParser
             throw new LiveCommandException(cmdId, "limit is too large.");
         }
 
-        var aggregation = String(element, "agg", cmdId)?.ToUpperInvariant() switch
+        if (!AggregationNames.TryParse(String(element, "agg", cmdId), out var aggregation))
         {
-            null or "NONE" => Aggregation.None,
-            "AVG" => Aggregation.Avg,
-            "MIN" => Aggregation.Min,
-            "MAX" => Aggregation.Max,
-            "SUM" => Aggregation.Sum,
-            "COUNT" => Aggregation.Count,
-            _ => throw new LiveCommandException(cmdId, "agg is NONE, AVG, MIN, MAX, SUM or COUNT."),
-        };
+            throw new LiveCommandException(cmdId, AggregationNames.Expected);
+        }
+
         if (kind == LiveCommandKind.History && endTs < startTs)
         {
             throw new LiveCommandException(cmdId, "endTs must not be before startTs.");

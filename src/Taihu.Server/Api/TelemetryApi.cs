@@ -153,14 +153,7 @@ public static class TelemetryApi
         ? parsed
         : throw PlatformException.BadRequest("scope is CLIENT_SCOPE, SHARED_SCOPE or SERVER_SCOPE.");
 
-    private static Aggregation ParseAggregation(string? agg) => agg?.ToUpperInvariant() switch
-    {
-        null or "NONE" => Aggregation.None,
-        "AVG" => Aggregation.Avg,
-        "MIN" => Aggregation.Min,
-        "MAX" => Aggregation.Max,
-        "SUM" => Aggregation.Sum,
-        "COUNT" => Aggregation.Count,
-        _ => throw PlatformException.BadRequest("agg is NONE, AVG, MIN, MAX, SUM or COUNT."),
-    };
+    private static Aggregation ParseAggregation(string? agg) => AggregationNames.TryParse(agg, out var aggregation)
+        ? aggregation
+        : throw PlatformException.BadRequest(AggregationNames.Expected);
 }
