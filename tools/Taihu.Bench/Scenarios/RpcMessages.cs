@@ -52,10 +52,14 @@ public static class RpcMessages
         return topic;
     }
 
-    /// <summary>The command's <c>params.seq</c> (an integer); false for anything else, malformed JSON included.</summary>
+    /// <summary>
+    /// The command's <c>params.seq</c> (an integer); false for anything else. The whole payload must be valid
+    /// JSON: a command cut short is a server bug the run must see, not a sequence number.
+    /// </summary>
     public static bool TryReadSequence(ReadOnlySequence<byte> payload, out long sequence)
     {
         sequence = 0;
+        var found = false;
         try
         {
             var reader = new Utf8JsonReader(payload, new JsonReaderOptions { MaxDepth = 16 });
@@ -67,29 +71,28 @@ public static class RpcMessages
             while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
             {
                 var isParams = reader.ValueTextEquals("params"u8);
-                if (!reader.Read())
+                reader.Read();
+                if (!isParams || reader.TokenType != JsonTokenType.StartObject)
                 {
-                    return false;
+                    reader.Skip();
+                    continue;
                 }
 
-                if (isParams && reader.TokenType == JsonTokenType.StartObject)
+                while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
                 {
-                    var depth = reader.CurrentDepth;
-                    while (reader.Read() && reader.CurrentDepth > depth)
+                    var isSeq = reader.ValueTextEquals("seq"u8);
+                    reader.Read();
+                    if (isSeq)
                     {
-                        if (reader.TokenType == JsonTokenType.PropertyName && reader.CurrentDepth == depth + 1 && reader.ValueTextEquals("seq"u8))
-                        {
-                            return reader.Read() && reader.TokenType == JsonTokenType.Number && reader.TryGetInt64(out sequence);
-                        }
+                        found = reader.TokenType == JsonTokenType.Number && reader.TryGetInt64(out sequence);
                     }
 
-                    return false;
+                    reader.Skip();
                 }
-
-                reader.Skip();
             }
 
-            return false;
+            // The reader has seen the closing brace of the object; anything after it, or nothing, throws or ends here.
+            return found && !reader.Read();
         }
         catch (JsonException)
         {
@@ -109,6 +112,7 @@ public static class RpcMessages
 public sealed class DeliveryOrder
 {
     private readonly long[] _next;
+    private readonly int[] _inOrder;
     private readonly int _perDevice;
     private long _received;
     private long _outOfOrder;
@@ -118,6 +122,7 @@ public sealed class DeliveryOrder
     public DeliveryOrder(int devices, int perDevice)
     {
         _next = new long[devices];
+        _inOrder = new int[devices];
         _perDevice = perDevice;
     }
 
@@ -126,19 +131,19 @@ public sealed class DeliveryOrder
     /// <summary>A call that came before one made earlier (a gap: the earlier one came late or never).</summary>
     public long OutOfOrder => Interlocked.Read(ref _outOfOrder);
 
-    /// <summary>A call that came again after it had already come (a redelivery).</summary>
+    /// <summary>A call that came again after it, or a later one, had already come (a redelivery, or a late one).</summary>
     public long Duplicates => Interlocked.Read(ref _duplicates);
 
     /// <summary>A command that was not one of the run's calls (no seq, or one out of range).</summary>
     public long Unexpected => Interlocked.Read(ref _unexpected);
 
-    /// <summary>Calls each device has received in order so far, summed.</summary>
+    /// <summary>Calls that came exactly when due (the device had all before them), summed over the devices.</summary>
     public long InOrder
     {
         get
         {
             long sum = 0;
-            foreach (var n in _next)
+            foreach (var n in _inOrder)
             {
                 sum += n;
             }
@@ -147,13 +152,13 @@ public sealed class DeliveryOrder
         }
     }
 
-    /// <summary>Devices that got all their calls in order.</summary>
+    /// <summary>Devices that got all their calls, each once, in order.</summary>
     public int CompleteDevices
     {
         get
         {
             var complete = 0;
-            foreach (var n in _next)
+            foreach (var n in _inOrder)
             {
                 complete += n == _perDevice ? 1 : 0;
             }
@@ -176,6 +181,7 @@ public sealed class DeliveryOrder
         if (sequence == expected)
         {
             _next[device] = expected + 1;
+            _inOrder[device]++;
         }
         else if (sequence < expected)
         {
