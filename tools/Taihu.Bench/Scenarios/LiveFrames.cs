@@ -1,4 +1,4 @@
-using System.Globalization;
+using System.Buffers.Text;
 using System.Text.Json;
 
 namespace Taihu.Bench.Scenarios;
@@ -106,8 +106,9 @@ public static class LiveFrames
                     return false;
                 }
 
-                if (reader.TokenType == JsonTokenType.String
-                    && long.TryParse(reader.GetString(), NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var value))
+                // The value's own bytes, without a string per point: the subscriber reads 100k of them a second.
+                if (reader.TokenType == JsonTokenType.String && !reader.ValueIsEscaped
+                    && Utf8Parser.TryParse(reader.ValueSpan, out long value, out var consumed) && consumed == reader.ValueSpan.Length)
                 {
                     values.Add(value);
                 }
