@@ -76,7 +76,8 @@ row() { # name json -> a line of the summary
 import json, sys
 name, path = sys.argv[1], sys.argv[2]
 r = json.load(open(path))
-print(f"{name:<24} p99 {r['latencyP99Ms']:8.2f} ms  sent {r['sent']:>9,}  answered/delivered {r['delivered']:>9,}  lost {r['lost']:>6,}  | {r.get('note') or ''}")
+head = f"all SUCCESSFUL in {r['durationSeconds']:6.1f} s" if name == "rpc-persistent" else f"p99 {r['latencyP99Ms']:8.2f} ms"
+print(f"{name:<16} {head}  sent {r['sent']:>9,}  answered/delivered {r['delivered']:>9,}  lost {r['lost']:>6,}  | {r.get('note') or ''}")
 PY
 )")
 }

@@ -398,7 +398,7 @@ internal static class BenchCommands
             Row("sent / expected / delivered", $"{F(r.Sent)} / {F(r.Expected)} / {F(r.Delivered)}");
             Row("lost", $"{F(r.Lost)}{(r.Duplicates > 0 ? $" (and {F(r.Duplicates)} duplicates)" : "")}");
             Row("delivered msg/s", F(r.DeliveredPerSecond));
-            Row("latency p50 / p90 / p99 / p99.9 / max", $"{F(r.LatencyP50Ms, "F2")} / {F(r.LatencyP90Ms, "F2")} / {F(r.LatencyP99Ms, "F2")} / {F(r.LatencyP999Ms, "F2")} / {F(r.LatencyMaxMs, "F2")} ms");
+            Row(r.Scenario == "rpc-persistent deliver" ? "time to every call SUCCESSFUL" : "latency p50 / p90 / p99 / p99.9 / max", r.Scenario == "rpc-persistent deliver" ? $"{F(r.DurationSeconds, "F1")} s" : $"{F(r.LatencyP50Ms, "F2")} / {F(r.LatencyP90Ms, "F2")} / {F(r.LatencyP99Ms, "F2")} / {F(r.LatencyP999Ms, "F2")} / {F(r.LatencyMaxMs, "F2")} ms");
         }
 
         if (r.ConnectP50Ms is { } c50)
