@@ -273,7 +273,9 @@ internal static class BenchCommands
         var platform = new Platform();
         platform.AddTo(command);
         var keys = new Option<int>("--keys") { Description = "Telemetry keys per message.", DefaultValueFactory = _ => 5 };
+        var subscribeKeys = new Option<string?>("--subscribe-keys") { Description = "Keys each subscription asks for, comma-separated (k0 carries the timing). [default: every key]" };
         command.Options.Add(keys);
+        command.Options.Add(subscribeKeys);
         command.SetAction(async (parse, cancellationToken) =>
         {
             var options = common.Bind(parse, 0, 0, clients: 1000);
@@ -295,7 +297,7 @@ internal static class BenchCommands
             }
 
             var target = platform.Bind(parse, options);
-            return await RunAsync(options, progress => new LiveScenario(options, target, keyCount, progress).RunAsync(cancellationToken));
+            return await RunAsync(options, progress => new LiveScenario(options, target, keyCount, parse.GetValue(subscribeKeys), progress).RunAsync(cancellationToken));
         });
         return command;
     }

@@ -19,7 +19,7 @@ namespace Taihu.Bench.Scenarios;
 /// commit to frame (it includes the wait for the batch's commit). With --pid, the server's resident memory
 /// (VmRSS) is sampled once a second from before the devices publish to the end of the drain.
 /// </summary>
-public sealed class LiveScenario(BenchOptions o, PlatformTarget p, int keys, IProgress<ProgressReport>? progress)
+public sealed class LiveScenario(BenchOptions o, PlatformTarget p, int keys, string? subscribeKeys, IProgress<ProgressReport>? progress)
 {
     // Send timestamps by device and sequence (a ring per device): written by the device's publisher, read by its subscriber.
     private const int Ring = 4096;
@@ -50,6 +50,8 @@ public sealed class LiveScenario(BenchOptions o, PlatformTarget p, int keys, IPr
             _sentAt = new long[o.Clients * Ring];
             _sentSequence = new long[o.Clients * Ring];
             Array.Fill(_sentSequence, -1);
+            // Every key unless told: a dashboard shows the device. Keys without k0 leave nothing to time (a diagnostic).
+            var keyList = subscribeKeys is null ? "" : ",\"keys\":" + System.Text.Json.JsonSerializer.Serialize(subscribeKeys);
             var wsBase = new Uri(new Uri(p.ApiUrl.Replace("http://", "ws://", StringComparison.Ordinal).Replace("https://", "wss://", StringComparison.Ordinal)), "/api/ws");
             using (var gate = new SemaphoreSlim(32))
             {
@@ -64,7 +66,7 @@ public sealed class LiveScenario(BenchOptions o, PlatformTarget p, int keys, IPr
                         {
                             var socket = sockets[i] = new ClientWebSocket();
                             await socket.ConnectAsync(wsBase, cancellationToken);
-                            var command = $"{{\"authCmd\":{{\"cmdId\":0,\"token\":\"{tenant.AdminToken}\"}},\"tsSubCmds\":[{{\"entityType\":\"DEVICE\",\"entityId\":\"{ids[i]}\",\"scope\":\"LATEST_TELEMETRY\",\"cmdId\":1}}]}}";
+                            var command = $"{{\"authCmd\":{{\"cmdId\":0,\"token\":\"{tenant.AdminToken}\"}},\"tsSubCmds\":[{{\"entityType\":\"DEVICE\",\"entityId\":\"{ids[i]}\",\"scope\":\"LATEST_TELEMETRY\",\"cmdId\":1{keyList}}}]}}";
                             await socket.SendAsync(Encoding.UTF8.GetBytes(command), WebSocketMessageType.Text, true, cancellationToken);
                             var first = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
                             lock (receiving)
