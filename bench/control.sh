@@ -10,6 +10,7 @@
 #   bench/control.sh                      # the issue's sizes
 #   RPC_DEVICES=500 RPC_RATE=100 PERSISTENT_DEVICES=500 LIVE_SUBSCRIBERS=100 LIVE_RATE=2000 bench/control.sh   # a smoke test
 #   ONLY=live bench/control.sh            # one of rpc, rpc-persistent, live
+#   SOURCE_ADDRESSES=127.0.0.2,127.0.0.3 bench/control.sh   # devices connect from these local addresses, round robin
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -25,6 +26,7 @@ LIVE_SUBSCRIBERS=${LIVE_SUBSCRIBERS:-1000}
 LIVE_RATE=${LIVE_RATE:-20000}
 LIVE_DURATION=${LIVE_DURATION:-60}
 ONLY=${ONLY:-}
+SOURCE_ADDRESSES=${SOURCE_ADDRESSES:-}
 PASSWORD=bench-admin-password
 results="$root/bench/results/control-$(date -u +%Y%m%dT%H%M%SZ)"
 mkdir -p "$results"
@@ -70,6 +72,7 @@ start_server() { # data directory, log name -> sets $pid, waits for both ports
 }
 
 COMMON=(--port "$MQTT_PORT" --api "http://127.0.0.1:$HTTP_PORT" --admin-password $PASSWORD --quiet)
+if [ -n "$SOURCE_ADDRESSES" ]; then COMMON+=(--source-addresses "$SOURCE_ADDRESSES"); fi
 summary=()
 row() { # name json -> a line of the summary
   summary+=("$(/usr/bin/python3 - "$1" "$2" <<'PY'

@@ -5,7 +5,8 @@ using Taihu.Mqtt;
 namespace Taihu.Bench.Scenarios;
 
 /// <summary>
-/// Connects many devices (taihu-bench's own client, one connection per access token), 64 connects at a time,
+/// Connects many devices (taihu-bench's own client, one connection per access token), 64 connects at a time
+/// (round robin over --source-addresses when given),
 /// optionally subscribing each to <c>v1/devices/me/rpc/request/+</c> at QoS 1 and answering every command on
 /// <c>v1/devices/me/rpc/response/{id}</c> at QoS 1 with <c>{"seq":N}</c> (the command's <c>params.seq</c>).
 /// </summary>
@@ -35,7 +36,10 @@ public static class DeviceFleet
                     try
                     {
                         var target = o.Target with { UserName = tokens[i], Password = null };
-                        var client = await BenchClient.OpenAsync(target, o.MaxInflight, cancellationToken);
+                        // --source-addresses spreads the devices over local addresses, as a fleet comes from many
+                        // (the server limits authentication checks in flight per source address).
+                        var local = o.SourceAddresses.Length == 0 ? null : System.Net.IPAddress.Parse(o.SourceAddresses[i % o.SourceAddresses.Length]);
+                        var client = await BenchClient.OpenAsync(target, o.MaxInflight, cancellationToken, local);
                         clients[i] = client;
                         if (onCommand is not null)
                         {
