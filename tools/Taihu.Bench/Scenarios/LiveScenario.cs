@@ -216,6 +216,10 @@ public sealed class LiveScenario(BenchOptions o, PlatformTarget p, int keys, str
                     for (var n = 0; n < due; n++)
                     {
                         var length = TelemetryScenario.WritePayload(buffer, keys, sequence);
+                        // Written into the client's buffer once a slot of its window is free; stamped after that
+                        // wait (a full window is the device waiting, not the server) and before the flush below,
+                        // so no frame can carry the point before its stamp is there.
+                        await client.PublishRawAsync(topic, buffer.AsMemory(0, length), QoS.AtLeastOnce, flush: false, cancellationToken);
                         var slot = (index * Ring) + (int)(sequence % Ring);
                         Volatile.Write(ref _sentSequence[slot], -1);
                         var now = Stopwatch.GetTimestamp();
@@ -227,7 +231,6 @@ public sealed class LiveScenario(BenchOptions o, PlatformTarget p, int keys, str
                         }
 
                         sequence++;
-                        await client.PublishRawAsync(topic, buffer.AsMemory(0, length), QoS.AtLeastOnce, flush: false, cancellationToken);
                     }
 
                     await client.FlushAsync(cancellationToken);
