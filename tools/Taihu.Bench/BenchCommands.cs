@@ -365,7 +365,7 @@ internal static class BenchCommands
                     });
             }
         }
-        catch (Exception ex) when (ex is InvalidOperationException or IOException or System.Net.Sockets.SocketException or TimeoutException)
+        catch (Exception ex) when (ex is InvalidOperationException or IOException or System.Net.Sockets.SocketException or TimeoutException or HttpRequestException)
         {
             Console.Error.WriteLine($"The run failed: {ex.Message}");
             return 1;

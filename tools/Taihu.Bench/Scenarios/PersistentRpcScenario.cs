@@ -80,8 +80,21 @@ public sealed class PersistentRpcScenario(BenchOptions o, PlatformTarget p, int 
 
     public async Task<BenchResult> DeliverAsync(bool keep, CancellationToken cancellationToken)
     {
-        var state = JsonSerializer.Deserialize<PersistentRpcState>(await File.ReadAllTextAsync(statePath, cancellationToken), s_json)
-            ?? throw new InvalidOperationException($"{statePath} holds no state.");
+        PersistentRpcState? state;
+        try
+        {
+            state = JsonSerializer.Deserialize<PersistentRpcState>(await File.ReadAllTextAsync(statePath, cancellationToken), s_json);
+        }
+        catch (JsonException e)
+        {
+            throw new InvalidOperationException($"{statePath} is not a state file of --phase create: {e.Message}", e);
+        }
+
+        if (state is not { DeviceIds: not null, Tokens: not null } || state.DeviceIds.Length != state.Tokens.Length || state.CallsPerDevice < 1)
+        {
+            throw new InvalidOperationException($"{statePath} is not a state file of --phase create: devices, tokens or calls per device are missing.");
+        }
+
         using var http = p.CreateHttpClient(maxConnections: 16);
         var tenant = await BenchTenant.ReopenAsync(http, state.RunId, state.TenantId, p.AdminUser, p.AdminPassword, state.AdminEmail, state.AdminPassword, cancellationToken);
         var devices = state.DeviceIds.Length;
