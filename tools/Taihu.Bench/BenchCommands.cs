@@ -21,6 +21,9 @@ internal static class BenchCommands
         yield return KestrelBaseline.Create();
         yield return Telemetry();
         yield return Queries();
+        yield return Rpc();
+        yield return PersistentRpc();
+        yield return Live();
         yield return Connections("connect-storm", "Connect at --rate connections per second; connect latency and failures.", ConnectionScenarios.ConnectStormAsync, clients: 200, duration: 10);
     }
 
@@ -181,6 +184,124 @@ internal static class BenchCommands
         return command;
     }
 
+    /// <summary>The options of the scenarios that use Taihu's management API as well as MQTT.</summary>
+    private sealed class Platform
+    {
+        public Option<string?> Api { get; } = new("--api") { Description = "Taihu's HTTP base address. [default: http://{host}:8080]" };
+        public Option<string> AdminUser { get; } = new("--admin-user") { Description = "System administrator who creates the bench tenant.", DefaultValueFactory = _ => "sysadmin@taihu.local" };
+        public Option<string> AdminPassword { get; } = new("--admin-password") { Description = "Its password.", Required = true };
+
+        public void AddTo(Command command)
+        {
+            command.Options.Add(Api);
+            command.Options.Add(AdminUser);
+            command.Options.Add(AdminPassword);
+        }
+
+        public PlatformTarget Bind(ParseResult r, BenchOptions o) => new(r.GetValue(Api) ?? $"http://{o.Host}:8080", r.GetValue(AdminUser)!, r.GetValue(AdminPassword)!);
+    }
+
+    private static Command Rpc()
+    {
+        var command = new Command("rpc", "Taihu only: --clients devices answer RPC commands; a tenant administrator makes two-way calls (POST /api/rpc/twoway/{deviceId}) at --rate calls/s; latency from call to HTTP response, calls lost.");
+        var common = new Common();
+        common.AddTo(command);
+        var platform = new Platform();
+        platform.AddTo(command);
+        var timeout = new Option<int>("--rpc-timeout") { Description = "Each call's timeout in milliseconds (the server answers 504 after it).", DefaultValueFactory = _ => 10_000 };
+        command.Options.Add(timeout);
+        command.SetAction(async (parse, cancellationToken) =>
+        {
+            var options = common.Bind(parse, 0, 0, clients: 10_000);
+            if (parse.GetResult(common.Rate) is not { Implicit: false })
+            {
+                options.Rate = 1000;
+            }
+
+            var timeoutMs = parse.GetValue(timeout);
+            if (!Validate(options) || options.Rate <= 0 || timeoutMs is < 1 or > 86_400_000 || options.Clients < 1)
+            {
+                Console.Error.WriteLine("rpc needs --rate > 0, --clients > 0 and --rpc-timeout between 1 and 86400000.");
+                return 2;
+            }
+
+            var target = platform.Bind(parse, options);
+            return await RunAsync(options, progress => new RpcScenario(options, target, timeoutMs, progress).RunAsync(cancellationToken));
+        });
+        return command;
+    }
+
+    private static Command PersistentRpc()
+    {
+        var command = new Command("rpc-persistent", "Taihu only: --phase create stores --calls persistent calls for each of --clients offline devices; --phase deliver (after a restart) connects them and measures until every call is delivered, in order, and SUCCESSFUL. --duration is the deliver phase's deadline.");
+        var common = new Common();
+        common.AddTo(command);
+        var platform = new Platform();
+        platform.AddTo(command);
+        var phase = new Option<string>("--phase") { Description = "create or deliver.", Required = true };
+        var calls = new Option<int>("--calls") { Description = "Persistent calls per device.", DefaultValueFactory = _ => 10 };
+        var state = new Option<string>("--state") { Description = "File the create phase writes and the deliver phase reads (devices, tokens, the tenant's administrator).", DefaultValueFactory = _ => "rpc-persistent.state.json" };
+        var keep = new Option<bool>("--keep") { Description = "deliver: keep the tenant and its calls at the end." };
+        command.Options.Add(phase);
+        command.Options.Add(calls);
+        command.Options.Add(state);
+        command.Options.Add(keep);
+        command.SetAction(async (parse, cancellationToken) =>
+        {
+            var options = common.Bind(parse, 0, 0, clients: 10_000, duration: 120);
+            var which = parse.GetValue(phase);
+            var perDevice = parse.GetValue(calls);
+            if (!Validate(options) || which is not ("create" or "deliver") || perDevice is < 1 or > 10_000 || options.Clients < 1)
+            {
+                Console.Error.WriteLine("rpc-persistent needs --phase create or deliver, --calls between 1 and 10000 and --clients > 0.");
+                return 2;
+            }
+
+            var scenario = new Func<IProgress<ProgressReport>?, PersistentRpcScenario>(progress => new PersistentRpcScenario(options, platform.Bind(parse, options), perDevice, parse.GetValue(state)!, progress));
+            return which == "create"
+                ? await RunAsync(options, progress => scenario(progress).CreateAsync(cancellationToken))
+                : await RunAsync(options, progress => scenario(progress).DeliverAsync(parse.GetValue(keep), cancellationToken));
+        });
+        return command;
+    }
+
+    private static Command Live()
+    {
+        var command = new Command("live", "Taihu only: --clients WebSocket subscribers (/api/ws, one device each) while as many devices send telemetry at --rate msg/s (--keys points each); publish-to-frame latency and, with --pid, the server's resident memory over the run.");
+        var common = new Common();
+        common.AddTo(command);
+        var platform = new Platform();
+        platform.AddTo(command);
+        var keys = new Option<int>("--keys") { Description = "Telemetry keys per message.", DefaultValueFactory = _ => 5 };
+        var subscribeKeys = new Option<string?>("--subscribe-keys") { Description = "Keys each subscription asks for, comma-separated (k0 carries the timing). [default: every key]" };
+        command.Options.Add(keys);
+        command.Options.Add(subscribeKeys);
+        command.SetAction(async (parse, cancellationToken) =>
+        {
+            var options = common.Bind(parse, 0, 0, clients: 1000);
+            if (parse.GetResult(common.Inflight) is not { Implicit: false })
+            {
+                options.MaxInflight = 10; // several in flight per device, as the durable ingest run reached 100k points/s
+            }
+
+            if (parse.GetResult(common.Rate) is not { Implicit: false })
+            {
+                options.Rate = 20_000;
+            }
+
+            var keyCount = parse.GetValue(keys);
+            if (!Validate(options) || keyCount is < 1 or > 100 || options.Rate <= 0 || options.Clients < 1)
+            {
+                Console.Error.WriteLine("live needs --rate > 0, --clients > 0 and --keys between 1 and 100.");
+                return 2;
+            }
+
+            var target = platform.Bind(parse, options);
+            return await RunAsync(options, progress => new LiveScenario(options, target, keyCount, parse.GetValue(subscribeKeys), progress).RunAsync(cancellationToken));
+        });
+        return command;
+    }
+
     private static Command Connections(string name, string description, Func<BenchOptions, IProgress<ProgressReport>?, CancellationToken, Task<BenchResult>> run, int clients, double duration)
     {
         var command = new Command(name, description);
@@ -244,7 +365,7 @@ internal static class BenchCommands
                     });
             }
         }
-        catch (Exception ex) when (ex is InvalidOperationException or IOException or System.Net.Sockets.SocketException or TimeoutException)
+        catch (Exception ex) when (ex is InvalidOperationException or IOException or System.Net.Sockets.SocketException or TimeoutException or HttpRequestException)
         {
             Console.Error.WriteLine($"The run failed: {ex.Message}");
             return 1;
@@ -273,13 +394,13 @@ internal static class BenchCommands
         static string F(double v, string format = "N0") => v.ToString(format, CultureInfo.InvariantCulture);
         Row("scenario", $"{r.Scenario} ({r.Protocol}, QoS {r.QoS}, {r.PayloadSize} B, {r.Client} client) against {r.Target}");
         Row("connections", $"{r.Connections} ({r.Publishers} publishing, {r.Subscribers} subscribing, {r.ConnectFailures} failed)");
-        if (r.Scenario is not ("idle" or "connect-storm"))
+        if (r.Scenario is not ("idle" or "connect-storm" or "rpc-persistent create"))
         {
             Row("offered rate", r.OfferedRate == 0 ? "as fast as possible" : $"{F(r.OfferedRate)} msg/s");
             Row("sent / expected / delivered", $"{F(r.Sent)} / {F(r.Expected)} / {F(r.Delivered)}");
             Row("lost", $"{F(r.Lost)}{(r.Duplicates > 0 ? $" (and {F(r.Duplicates)} duplicates)" : "")}");
             Row("delivered msg/s", F(r.DeliveredPerSecond));
-            Row("latency p50 / p90 / p99 / p99.9 / max", $"{F(r.LatencyP50Ms, "F2")} / {F(r.LatencyP90Ms, "F2")} / {F(r.LatencyP99Ms, "F2")} / {F(r.LatencyP999Ms, "F2")} / {F(r.LatencyMaxMs, "F2")} ms");
+            Row(r.Scenario == "rpc-persistent deliver" ? "time to every call SUCCESSFUL" : "latency p50 / p90 / p99 / p99.9 / max", r.Scenario == "rpc-persistent deliver" ? $"{F(r.DurationSeconds, "F1")} s" : $"{F(r.LatencyP50Ms, "F2")} / {F(r.LatencyP90Ms, "F2")} / {F(r.LatencyP99Ms, "F2")} / {F(r.LatencyP999Ms, "F2")} / {F(r.LatencyMaxMs, "F2")} ms");
         }
 
         if (r.ConnectP50Ms is { } c50)
@@ -291,7 +412,7 @@ internal static class BenchCommands
         Row("broker CPU-seconds per million delivered", r.BrokerCpuSecondsPerMillion is { } perM ? F(perM, "F2") : null);
         Row("dropped by the broker (its own count)", r.BrokerDropped is { } dropped ? F(dropped, "N0") : null);
         Row("broker allocations per delivered message", r.BrokerAllocatedBytesPerDelivered is { } alloc ? $"{F(alloc, "F1")} B" : null);
-        Row("broker resident memory", r.BrokerResidentBytes is { } rss ? $"{F(rss / 1048576.0, "F1")} MiB" : null);
+        Row("broker resident memory", r.BrokerResidentBytes is { } rss ? $"{F(rss / 1048576.0, "F1")} MiB{(r.BrokerResidentStartBytes is { } first ? $" (at start {F(first / 1048576.0, "F1")} MiB, at most {F((r.BrokerResidentMaxBytes ?? 0) / 1048576.0, "F1")} MiB)" : "")}" : null);
         Row("broker memory per connection", r.BrokerBytesPerConnection is { } per ? $"{F(per / 1024, "F2")} KiB" : null);
         Row("note", r.Note);
         Row("generator CPU (its own)", $"{F(r.GeneratorCpuPercent, "F1")} %{(r.GeneratorCpuPercent > 90 ? " (saturated: the generator may be the bottleneck)" : "")}");

@@ -16,6 +16,9 @@ public sealed record BrokerTarget(string Host, int Port, ProtocolVersion Version
 /// <summary>Called for each application message a client receives: when it was sent, by whom, its sequence.</summary>
 public delegate void MessageHandler(long sentTimestamp, int publisherId, long sequence);
 
+/// <summary>Called for each PUBLISH a client receives, with its topic and payload as they came (device scenarios: RPC commands).</summary>
+public delegate void RawPublishHandler(ReadOnlySpan<byte> topic, ReadOnlySequence<byte> payload);
+
 /// <summary>
 /// A small MQTT client for load generation, on the project's own codec. Many of these run on a few threads:
 /// each has one receive loop on a pipe; writes go through one async lock per connection. The receive path
@@ -53,6 +56,12 @@ public sealed class BenchClient : IBenchClient
 
     /// <summary>Messages received (any topic).</summary>
     public MessageHandler? OnMessage { get; set; }
+
+    /// <summary>
+    /// Every PUBLISH received, raw, on the receive loop (it must not block; it runs before <see cref="OnMessage"/>,
+    /// which only sees payloads that carry the timing header).
+    /// </summary>
+    public RawPublishHandler? OnPublish { get; set; }
 
     /// <summary>Called when the connection ends unexpectedly.</summary>
     public Action<Exception?>? OnClosed { get; set; }
@@ -423,6 +432,7 @@ public sealed class BenchClient : IBenchClient
     {
         var reader = new SequenceReader<byte>(frame);
         reader.TryReadBigEndian(out short topicLength);
+        var topic = frame.Slice(reader.Position, (ushort)topicLength);
         reader.Advance((ushort)topicLength);
         var qos = (header >> 1) & 0x03;
         if (qos > 0)
@@ -448,6 +458,16 @@ public sealed class BenchClient : IBenchClient
             }
 
             reader.Advance(propertiesLength);
+        }
+
+        if (OnPublish is { } raw)
+        {
+            Span<byte> topicBytes = stackalloc byte[Math.Min(256, (int)topic.Length)];
+            if (topic.Length <= topicBytes.Length)
+            {
+                topic.CopyTo(topicBytes);
+                raw(topicBytes, reader.UnreadSequence);
+            }
         }
 
         if (reader.Remaining < HeaderSize)

@@ -28,6 +28,12 @@ public sealed record BenchResult
     public double? BrokerCpuPercent { get; init; }
     public double? BrokerCpuSecondsPerMillion { get; init; }
     public long? BrokerResidentBytes { get; init; }
+
+    /// <summary>live: the broker's resident memory at the first sample of the run (BrokerResidentBytes is the last).</summary>
+    public long? BrokerResidentStartBytes { get; init; }
+
+    /// <summary>live: the largest resident memory sampled over the run.</summary>
+    public long? BrokerResidentMaxBytes { get; init; }
     public double? BrokerBytesPerConnection { get; init; }
     public double? BrokerAllocatedBytesPerDelivered { get; init; }
 

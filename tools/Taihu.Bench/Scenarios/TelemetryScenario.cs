@@ -1,8 +1,5 @@
 using System.Buffers.Text;
 using System.Diagnostics;
-using System.Net.Http.Json;
-using System.Text;
-using System.Text.Json;
 using Taihu.Bench.Client;
 using Taihu.Bench.Measurement;
 using Taihu.Mqtt;
@@ -21,8 +18,19 @@ public sealed class TelemetryScenario(BenchOptions o, TelemetryOptions t, IProgr
     public async Task<BenchResult> RunAsync(CancellationToken cancellationToken)
     {
         using var http = new HttpClient { BaseAddress = new Uri(t.ApiUrl), Timeout = TimeSpan.FromMinutes(2) };
-        var runId = Guid.NewGuid().ToString("N")[..8];
-        var (tenantId, sysToken, tokens) = await ProvisionAsync(http, runId, cancellationToken);
+        var tenant = await BenchTenant.CreateAsync(http, t.AdminUser, t.AdminPassword, cancellationToken);
+        var runId = tenant.RunId;
+        string[] tokens;
+        try
+        {
+            (_, tokens) = await tenant.CreateDevicesAsync(o.Clients, progress, cancellationToken);
+        }
+        catch
+        {
+            await tenant.DeleteAsync();
+            throw;
+        }
+
         var clients = new BenchClient[o.Clients];
         var failures = 0;
         try
@@ -80,9 +88,7 @@ public sealed class TelemetryScenario(BenchOptions o, TelemetryOptions t, IProgr
                 }
             }
 
-            using var delete = new HttpRequestMessage(HttpMethod.Delete, $"/api/tenant/{tenantId}");
-            delete.Headers.Add("X-Authorization", "Bearer " + sysToken);
-            await http.SendAsync(delete, CancellationToken.None);
+            await tenant.DeleteAsync();
         }
     }
 
@@ -228,7 +234,7 @@ public sealed class TelemetryScenario(BenchOptions o, TelemetryOptions t, IProgr
     }
 
     /// <summary>Writes <c>{"k0":v,"k1":v,..}</c> with changing values; returns the length.</summary>
-    private static int WritePayload(byte[] buffer, int keys, long sequence)
+    internal static int WritePayload(byte[] buffer, int keys, long sequence)
     {
         var position = 0;
         buffer[position++] = (byte)'{';
@@ -260,58 +266,6 @@ public sealed class TelemetryScenario(BenchOptions o, TelemetryOptions t, IProgr
 
         buffer[position++] = (byte)'}';
         return position;
-    }
-
-    private async Task<(string TenantId, string SysToken, string[] Tokens)> ProvisionAsync(HttpClient http, string runId, CancellationToken cancellationToken)
-    {
-        var sysToken = await LoginAsync(http, t.AdminUser, t.AdminPassword, cancellationToken);
-        var tenant = await PostAsync(http, sysToken, "/api/tenant", new { title = "bench-" + runId }, cancellationToken);
-        var tenantId = tenant.GetProperty("id").GetProperty("id").GetString()!;
-        var adminEmail = $"bench-{runId}@bench.local";
-        var adminPassword = "bench-" + Guid.NewGuid().ToString("N");
-        await PostAsync(http, sysToken, "/api/user?sendActivationMail=false",
-            new { email = adminEmail, authority = "TENANT_ADMIN", password = adminPassword, tenantId = new { id = tenantId, entityType = "TENANT" } }, cancellationToken);
-        var adminToken = await LoginAsync(http, adminEmail, adminPassword, cancellationToken);
-        var tokens = new string[o.Clients];
-        var next = -1;
-        var workers = Enumerable.Range(0, 8).Select(_ => Task.Run(async () =>
-        {
-            int i;
-            while ((i = Interlocked.Increment(ref next)) < tokens.Length)
-            {
-                tokens[i] = $"bench-{runId}-{i}";
-                await PostAsync(http, adminToken, $"/api/device?accessToken={tokens[i]}", new { name = $"bench meter {i}", type = "meter" }, cancellationToken);
-                progress?.Report(new ProgressReport("creating devices", TimeSpan.Zero, TimeSpan.FromSeconds(1), i + 1, 0, 0));
-            }
-        }, cancellationToken));
-        await Task.WhenAll(workers);
-        return (tenantId, sysToken, tokens);
-    }
-
-    private static async Task<string> LoginAsync(HttpClient http, string user, string password, CancellationToken cancellationToken)
-    {
-        var response = await http.PostAsJsonAsync("/api/auth/login", new { username = user, password }, cancellationToken);
-        var body = await response.Content.ReadAsStringAsync(cancellationToken);
-        if (!response.IsSuccessStatusCode)
-        {
-            throw new InvalidOperationException($"Login as {user} failed: {(int)response.StatusCode} {body}");
-        }
-
-        return JsonDocument.Parse(body).RootElement.GetProperty("token").GetString()!;
-    }
-
-    private static async Task<JsonElement> PostAsync(HttpClient http, string token, string path, object body, CancellationToken cancellationToken)
-    {
-        using var request = new HttpRequestMessage(HttpMethod.Post, path) { Content = JsonContent.Create(body) };
-        request.Headers.Add("X-Authorization", "Bearer " + token);
-        using var response = await http.SendAsync(request, cancellationToken);
-        var text = await response.Content.ReadAsStringAsync(cancellationToken);
-        if (!response.IsSuccessStatusCode)
-        {
-            throw new InvalidOperationException($"POST {path} failed: {(int)response.StatusCode} {text}");
-        }
-
-        return JsonDocument.Parse(text).RootElement.Clone();
     }
 }
 

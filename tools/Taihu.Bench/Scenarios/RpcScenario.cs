@@ -1,0 +1,214 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Net.Http.Headers;
+using System.Text;
+using HdrHistogram;
+using Taihu.Bench.Client;
+using Taihu.Bench.Measurement;
+using Taihu.Mqtt;
+
+namespace Taihu.Bench.Scenarios;
+
+/// <summary>
+/// rpc: lightweight two-way RPC through the REST API. --clients devices (taihu-bench's own MQTT client) connect,
+/// subscribe to <c>v1/devices/me/rpc/request/+</c> and answer every command at once; a tenant administrator
+/// calls <c>POST /api/rpc/twoway/{deviceId}</c> at --rate calls per second, round robin over the devices, from
+/// one HTTP client with a pool of kept-alive connections (calls are not held back by slow ones: each starts on
+/// time). Latency is from the call's start to the end of its HTTP response, which holds the device's reply; a
+/// call counts as answered only when that reply echoes the call's own <c>seq</c>. Calls started in the
+/// measurement window count; every one of them is waited for (at most its timeout) before the result.
+/// </summary>
+public sealed class RpcScenario(BenchOptions o, PlatformTarget p, int timeoutMs, IProgress<ProgressReport>? progress)
+{
+    private readonly LongConcurrentHistogram _latency = new(1, 600_000_000, 3);
+    private long _answered;
+    private long _failed;
+    private long _wrongReply;
+    private string? _firstFailure;
+    private readonly Dictionary<int, long> _statuses = [];
+
+    public async Task<BenchResult> RunAsync(CancellationToken cancellationToken)
+    {
+        using var http = p.CreateHttpClient(maxConnections: 512);
+        var tenant = await BenchTenant.CreateAsync(http, p.AdminUser, p.AdminPassword, cancellationToken);
+        BenchClient[] devices = [];
+        try
+        {
+            var (ids, tokens) = await tenant.CreateDevicesAsync(o.Clients, progress, cancellationToken);
+            long commands = 0;
+            devices = await DeviceFleet.ConnectAsync(o, tenant.RunId, tokens, (_, _, _, _) => Interlocked.Increment(ref commands), progress, cancellationToken);
+            return await MeasureAsync(http, tenant.AdminToken, ids, () => Interlocked.Read(ref commands), cancellationToken);
+        }
+        finally
+        {
+            await DeviceFleet.DisposeAsync(devices);
+            await tenant.DeleteAsync();
+        }
+    }
+
+    private async Task<BenchResult> MeasureAsync(HttpClient http, string jwt, string[] ids, Func<long> commands, CancellationToken cancellationToken)
+    {
+        var start = Stopwatch.GetTimestamp();
+        var windowStart = start + (long)(o.WarmupSeconds * Stopwatch.Frequency);
+        var windowEnd = windowStart + (long)(o.DurationSeconds * Stopwatch.Frequency);
+        var pacer = new RateController(o.Rate, start, Stopwatch.Frequency, maxBurst: 1000);
+        var calls = new List<Task>();
+        long issued = 0;
+        long inWindow = 0;
+        ProcessSample? brokerStart = null;
+        ProcessSample? selfStart = null;
+        var lastReport = start;
+        while (true)
+        {
+            var now = Stopwatch.GetTimestamp();
+            if (now >= windowEnd || cancellationToken.IsCancellationRequested)
+            {
+                break;
+            }
+
+            if (brokerStart is null && now >= windowStart)
+            {
+                brokerStart = o.BrokerPid is { } pid ? ProcessSampler.Sample(pid) : null;
+                selfStart = ProcessSampler.Self();
+            }
+
+            var due = pacer.Due(now, issued);
+            for (var n = 0; n < due; n++)
+            {
+                var counted = now >= windowStart;
+                inWindow += counted ? 1 : 0;
+                calls.Add(CallAsync(http, jwt, ids[issued % ids.Length], issued, counted, cancellationToken));
+                issued++;
+            }
+
+            if (now - lastReport > Stopwatch.Frequency)
+            {
+                lastReport = now;
+                calls.RemoveAll(t => t.IsCompleted);
+                progress?.Report(new ProgressReport(now < windowStart ? "warming up" : "calling", Stopwatch.GetElapsedTime(start),
+                    TimeSpan.FromSeconds(o.WarmupSeconds + o.DurationSeconds), issued, commands(), Percentile(99)));
+            }
+
+            if (due == 0)
+            {
+                await Task.Delay(TimeSpan.FromMilliseconds(1), cancellationToken);
+            }
+        }
+
+        var brokerEnd = o.BrokerPid is { } p1 ? ProcessSampler.Sample(p1) : null;
+        var selfEnd = ProcessSampler.Self();
+        var seconds = (double)(Stopwatch.GetTimestamp() - windowStart) / Stopwatch.Frequency;
+        await Task.WhenAll(calls);
+        var answered = Interlocked.Read(ref _answered);
+        var lost = inWindow - answered;
+        string statuses;
+        lock (_statuses)
+        {
+            statuses = string.Join(", ", _statuses.Select(s => $"{s.Key}: {s.Value}"));
+        }
+
+        return new BenchResult
+        {
+            Scenario = "rpc",
+            Target = $"{p.ApiUrl} (devices on {o.Host}:{o.Port})",
+            Protocol = o.Version == ProtocolVersion.V500 ? "5.0" : "3.1.1",
+            QoS = 1,
+            OfferedRate = o.Rate,
+            DurationSeconds = seconds,
+            Publishers = 1,
+            Subscribers = ids.Length,
+            Sent = inWindow,
+            Expected = inWindow,
+            Delivered = answered,
+            Lost = lost,
+            DeliveredPerSecond = answered / seconds,
+            LatencyP50Ms = Percentile(50),
+            LatencyP90Ms = Percentile(90),
+            LatencyP99Ms = Percentile(99),
+            LatencyP999Ms = Percentile(99.9),
+            LatencyMaxMs = _latency.TotalCount == 0 ? 0 : _latency.GetMaxValue() / 1000.0,
+            BrokerCpuPercent = brokerStart is { } b0 && brokerEnd is { } b1 ? ProcessSampler.CpuPercent(b0, b1) : null,
+            BrokerResidentBytes = brokerEnd?.ResidentBytes,
+            GeneratorCpuPercent = selfStart is { } s0 ? ProcessSampler.CpuPercent(s0, selfEnd) : 0,
+            Connections = ids.Length + 1,
+            PacedMessagesSkipped = pacer.Skipped,
+            Note = string.Create(CultureInfo.InvariantCulture,
+                $"two-way calls through POST /api/rpc/twoway (timeout {timeoutMs} ms), latency from the call's start to its HTTP response; 'lost' = calls of the window not answered 200 with their own reply ({Interlocked.Read(ref _failed)} failed{(statuses.Length > 0 ? $" [{statuses}]" : "")}, {Interlocked.Read(ref _wrongReply)} with another call's reply){(_firstFailure is { } f ? $"; first failure: {f}" : "")}"),
+        };
+    }
+
+    private double Percentile(double percentile)
+    {
+        try
+        {
+            return _latency.TotalCount == 0 ? 0 : _latency.GetValueAtPercentile(percentile) / 1000.0;
+        }
+        catch (InvalidOperationException)
+        {
+            return 0; // read while recording (the live display only)
+        }
+    }
+
+    private async Task CallAsync(HttpClient http, string jwt, string deviceId, long sequence, bool counted, CancellationToken cancellationToken)
+    {
+        var body = Encoding.UTF8.GetBytes(string.Create(CultureInfo.InvariantCulture, $"{{\"method\":\"getValue\",\"params\":{{\"seq\":{sequence}}},\"timeout\":{timeoutMs}}}"));
+        var started = Stopwatch.GetTimestamp();
+        try
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Post, "/api/rpc/twoway/" + deviceId) { Content = new ByteArrayContent(body) };
+            request.Content.Headers.ContentType = new MediaTypeHeaderValue("application/json");
+            request.Headers.Add("X-Authorization", "Bearer " + jwt);
+            using var response = await http.SendAsync(request, cancellationToken);
+            var reply = await response.Content.ReadAsByteArrayAsync(cancellationToken);
+            var elapsed = Stopwatch.GetElapsedTime(started);
+            if (!counted)
+            {
+                return;
+            }
+
+            if (!response.IsSuccessStatusCode)
+            {
+                Fail((int)response.StatusCode, Encoding.UTF8.GetString(reply));
+                return;
+            }
+
+            if (!reply.AsSpan().SequenceEqual(RpcMessages.Reply(sequence)))
+            {
+                Interlocked.Increment(ref _wrongReply);
+                Fail(200, "a reply that is not the call's own: " + Encoding.UTF8.GetString(reply));
+                return;
+            }
+
+            Interlocked.Increment(ref _answered);
+            _latency.RecordValue(Math.Clamp((long)elapsed.TotalMicroseconds, 1, 600_000_000));
+        }
+        catch (Exception ex) when (ex is HttpRequestException or TaskCanceledException or IOException)
+        {
+            if (counted)
+            {
+                Fail(0, ex.Message);
+            }
+        }
+    }
+
+    private void Fail(int status, string detail)
+    {
+        Interlocked.Increment(ref _failed);
+        Interlocked.CompareExchange(ref _firstFailure, $"{status} {detail}", null);
+        lock (_statuses)
+        {
+            _statuses[status] = _statuses.GetValueOrDefault(status) + 1;
+        }
+    }
+}
+
+/// <summary>Where the platform scenarios reach Taihu's HTTP API, and the system administrator who makes their tenant.</summary>
+public sealed record PlatformTarget(string ApiUrl, string AdminUser, string AdminPassword)
+{
+    public HttpClient CreateHttpClient(int maxConnections = 16) =>
+        new(new SocketsHttpHandler { MaxConnectionsPerServer = maxConnections, PooledConnectionIdleTimeout = TimeSpan.FromMinutes(5) })
+        {
+            BaseAddress = new Uri(ApiUrl),
+            Timeout = TimeSpan.FromMinutes(5),
+        };
+}
