@@ -211,6 +211,12 @@ public sealed partial class MqttBroker : IMqttServerPublisher, IMqttClientDiscon
     internal void Deliver(MqttSession session, BrokerMessage message, QoS qos, bool retain, List<uint>? subscriptionIds, SharedGroup? group) =>
         _router.Deliver(session, message, qos, retain, subscriptionIds, group);
 
+    /// <summary>Connections waiting for a keep-alive or CONNECT deadline check (tests).</summary>
+    internal int ScheduledTimeoutChecks => _connections.ScheduledCount;
+
+    /// <summary>Sessions that housekeeping looks at for a due will or expiry (tests).</summary>
+    internal int AwaySessionCount => _sessions.AwayCount;
+
     /// <summary>A session's subscriptions changed: the state store gets the sessions at its next tick.</summary>
     internal void OnSubscriptionsChanged() => _persistence?.OnSubscriptionsChanged();
 
@@ -224,7 +230,7 @@ public sealed partial class MqttBroker : IMqttServerPublisher, IMqttClientDiscon
             }
 
             var now = Time.GetUtcNow();
-            _connections.CheckTimeouts(Time.GetTimestamp());
+            _connections.CheckTimeouts(Time.GetTimestamp(), Time.TimestampFrequency);
             _sessions.Housekeep(now);
             _router.RemoveExpiredRetained(now);
         }

@@ -31,12 +31,23 @@ public sealed partial class MqttChannel
         return false;
     }
 
-    /// <summary>Called by housekeeping: closes the connection when its keep alive (times 1.5) or the CONNECT deadline passed.</summary>
-    internal void CheckTimeouts(long now)
+    /// <summary>
+    /// Called by housekeeping: closes the connection when its keep alive (times 1.5) or the CONNECT deadline passed.
+    /// Returns the timestamp at which to look again (the deadline as it stands now), or 0 when there is nothing more
+    /// to watch (closed, or connected without keep alive).
+    /// </summary>
+    internal long CheckTimeouts(long now)
     {
+        var time = _broker.Time;
         if (_state == State.Connected)
         {
-            if (_keepAlive > 0 && _broker.Time.GetElapsedTime(Volatile.Read(ref _lastActivity), now).TotalSeconds >= _keepAlive * 1.5)
+            if (_keepAlive == 0)
+            {
+                return 0;
+            }
+
+            var last = Volatile.Read(ref _lastActivity);
+            if (time.GetElapsedTime(last, now).TotalSeconds >= _keepAlive * 1.5)
             {
                 var logger = _broker.Logger;
                 if (logger.IsEnabled(LogLevel.Information))
@@ -47,15 +58,24 @@ public sealed partial class MqttChannel
                 }
 
                 Close(ReasonCode.KeepAliveTimeout, "Keep alive timeout.", publishWill: true);
+                return 0;
             }
+
+            return last + ((long)_keepAlive * 3 * time.TimestampFrequency + 1) / 2;
         }
-        else if (_state is State.AwaitingConnect or State.Authenticating)
+
+        if (_state is State.AwaitingConnect or State.Authenticating)
         {
-            if (_broker.Time.GetElapsedTime(_openedAt, now).TotalSeconds >= _broker.Options.ConnectTimeoutSeconds)
+            if (time.GetElapsedTime(_openedAt, now).TotalSeconds >= _broker.Options.ConnectTimeoutSeconds)
             {
                 Close(ReasonCode.MaximumConnectTime, null, publishWill: false, sendDisconnect: false);
+                return 0;
             }
+
+            return _openedAt + (long)_broker.Options.ConnectTimeoutSeconds * time.TimestampFrequency;
         }
+
+        return 0;
     }
 
     /// <summary>Another connection took the session over: tell this one 0x8E and close it.</summary>

@@ -108,4 +108,72 @@ public class KeepAliveTests
         time.Advance(TimeSpan.FromSeconds(10));
         Assert.Empty(await client.ReceiveUntilClosedAsync());
     }
+
+    [Fact]
+    public async Task Housekeeping_looks_again_only_at_connections_that_have_a_deadline()
+    {
+        var time = new FakeTimeProvider();
+        await using var host = await BrokerHost.StartAsync(time: time);
+        var quiet = new List<RawClient>();
+        for (var i = 0; i < 3; i++)
+        {
+            quiet.Add((await RawClient.ConnectAsync(host, RawPackets.Connect($"q{i}", MqttProtocolVersion.V500, keepAlive: 0))).Client);
+        }
+
+        var (client, _) = await RawClient.ConnectAsync(host, RawPackets.Connect("k1", MqttProtocolVersion.V500, keepAlive: 10));
+        await using var c = client;
+
+        // The first tick sees the four: those without keep alive are not looked at again.
+        time.Advance(TimeSpan.FromSeconds(1));
+        Assert.Equal(1, host.Broker.ScheduledTimeoutChecks);
+
+        // Activity moves the deadline: the connection is put back, not closed at its first deadline.
+        time.Advance(TimeSpan.FromSeconds(13));
+        await AssertAliveAsync(client);
+        time.Advance(TimeSpan.FromSeconds(14));
+        await AssertAliveAsync(client);
+        Assert.Equal(1, host.Broker.ScheduledTimeoutChecks);
+
+        time.Advance(TimeSpan.FromSeconds(15));
+        AssertTimedOut(await client.ReceiveUntilClosedAsync(), MqttProtocolVersion.V500);
+        Assert.Equal(0, host.Broker.ScheduledTimeoutChecks);
+        foreach (var q in quiet)
+        {
+            await AssertAliveAsync(q);
+            await q.DisposeAsync();
+        }
+    }
+
+    [Fact]
+    public async Task Housekeeping_looks_only_at_sessions_whose_client_is_away()
+    {
+        var time = new FakeTimeProvider();
+        await using var host = await BrokerHost.StartAsync(time: time);
+        var (other, _) = await RawClient.ConnectAsync(host, RawPackets.Connect("clean", MqttProtocolVersion.V500));
+        await using var o = other;
+        var connect = RawPackets.Connect("p1", MqttProtocolVersion.V500, cleanStart: false, sessionExpiry: 100);
+        var (first, _) = await RawClient.ConnectAsync(host, connect);
+        time.Advance(TimeSpan.FromSeconds(1));
+        Assert.Equal(0, host.Broker.AwaySessionCount);
+
+        await first.SendAsync(new DisconnectPacket());
+        await first.DisposeAsync();
+        await host.WaitUntilDetachedAsync("p1");
+        Assert.Equal(1, host.Broker.AwaySessionCount);
+
+        // Back before its expiry: the next tick drops it from the sessions looked at.
+        var (second, ack) = await RawClient.ConnectAsync(host, connect);
+        Assert.True(ack.SessionPresent);
+        time.Advance(TimeSpan.FromSeconds(1));
+        Assert.Equal(0, host.Broker.AwaySessionCount);
+
+        // Away again and past its expiry: housekeeping ends it.
+        await second.SendAsync(new DisconnectPacket());
+        await second.DisposeAsync();
+        await host.WaitUntilDetachedAsync("p1");
+        Assert.Equal(1, host.Broker.AwaySessionCount);
+        time.Advance(TimeSpan.FromSeconds(101));
+        await host.WaitUntilSessionGoneAsync("p1");
+        Assert.Equal(0, host.Broker.AwaySessionCount);
+    }
 }

@@ -14,11 +14,19 @@ internal sealed class SessionRegistry(SessionServices services, MessageRouter ro
     // Keyed by owner too (ClientIdentity.SessionOwner, "" for none): a client id is unique per owner, not per namespace.
     private readonly ConcurrentDictionary<(string Namespace, string Owner, string ClientId), MqttSession> _sessions = new();
 
+    // The sessions whose client went away (or that were restored from the store): the only ones that can have a
+    // will or an expiry due, so housekeeping looks at these instead of every session each second. An entry whose
+    // client came back, or that was replaced or ended, is dropped by housekeeping.
+    private readonly ConcurrentDictionary<MqttSession, byte> _away = new(ReferenceEqualityComparer.Instance);
+
     // Serializes the changes of which session a key names (attach, detach, end, expiry, restore).
     private readonly Lock _gate = new();
 
     /// <summary>Sessions held, connected or not.</summary>
     public int Count => _sessions.Count;
+
+    /// <summary>Sessions that housekeeping looks at (see _away).</summary>
+    public int AwayCount => _away.Count;
 
     /// <summary>Every session, walked in place (persistence snapshots).</summary>
     public ConcurrentDictionary<(string Namespace, string Owner, string ClientId), MqttSession> All => _sessions;
@@ -90,6 +98,10 @@ internal sealed class SessionRegistry(SessionServices services, MessageRouter ro
                 End(session);
                 Remove(session);
             }
+            else
+            {
+                _away.TryAdd(session, 0);
+            }
         }
 
         if (redispatch is not null)
@@ -109,12 +121,25 @@ internal sealed class SessionRegistry(SessionServices services, MessageRouter ro
     public void Housekeep(DateTimeOffset now)
     {
         List<MqttSession>? expired = null;
-        foreach (var (_, session) in _sessions)
+        foreach (var (session, _) in _away)
         {
+            if (!_sessions.TryGetValue((session.Namespace, session.Owner, session.ClientId), out var current) || current != session)
+            {
+                _away.TryRemove(session, out _); // ended or replaced
+                continue;
+            }
+
             // A connected session has no will or expiry due; the hint is read without the session's lock only to
-            // decide whether to ask, and a session that disconnects meanwhile is looked at next time.
+            // decide whether to ask. One that detaches after it is dropped here is added again: by Detach if that
+            // comes after the removal, or by the second look below if it came before.
             if (session.IsConnected)
             {
+                _away.TryRemove(session, out _);
+                if (!session.IsConnected)
+                {
+                    _away.TryAdd(session, 0);
+                }
+
                 continue;
             }
 
@@ -162,11 +187,15 @@ internal sealed class SessionRegistry(SessionServices services, MessageRouter ro
             }
 
             _sessions[key] = session;
+            _away.TryAdd(session, 0);
         }
     }
 
-    private bool Remove(MqttSession session) =>
-        _sessions.TryRemove(new KeyValuePair<(string, string, string), MqttSession>((session.Namespace, session.Owner, session.ClientId), session));
+    private bool Remove(MqttSession session)
+    {
+        _away.TryRemove(session, out _);
+        return _sessions.TryRemove(new KeyValuePair<(string, string, string), MqttSession>((session.Namespace, session.Owner, session.ClientId), session));
+    }
 
     /// <summary>Discards a session: its subscriptions leave the trie, its messages are released, a pending will goes out.</summary>
     private void End(MqttSession session)
