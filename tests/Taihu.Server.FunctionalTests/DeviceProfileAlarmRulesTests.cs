@@ -161,6 +161,31 @@ public sealed class DeviceProfileAlarmRulesTests(PlatformFixture fixture) : ICla
     }
 
     [Fact]
+    public async Task Hostile_alarm_json_is_400_and_the_server_keeps_serving()
+    {
+        var name = "air-" + Guid.NewGuid().ToString("N")[..8];
+        // Nested deeper than any JSON the API reads (64 levels), inside a predicate.
+        var deep = new string('[', 200) + new string(']', 200);
+        var bodies = new[]
+        {
+            ($$"""{"name": "{{name}}", "profileData": {"alarms": {"alarmType": "x"} } }""", "profileData.alarms: "),
+            ($$"""{"name": "{{name}}", "profileData": {"alarms": [{"alarmType": "x", "createRules": {"MAJOR": {"condition": {"condition": [{"key": {"type": "TIME_SERIES", "key": "t"}, "valueType": "NUMERIC", "predicate": {{deep}} }]} } } }]} }""", null),
+            ($$"""{"name": "{{name}}", "profileData": {"alarms": [{{string.Join(',', Enumerable.Repeat("{}", 5000))}}]} }""", "profileData.alarms: "),
+        };
+        foreach (var (body, message) in bodies)
+        {
+            var problem = await PlatformApi.ExpectProblemAsync(await fixture.Admin.SendAsync(HttpMethod.Post, "/api/deviceProfile", body), HttpStatusCode.BadRequest);
+            if (message is not null)
+            {
+                Assert.StartsWith(message, problem["message"]!.GetValue<string>(), StringComparison.Ordinal);
+            }
+        }
+
+        Assert.Empty((await fixture.Admin.GetAsync("/api/deviceProfiles?pageSize=100&page=0&textSearch=" + name))["data"]!.AsArray());
+        await fixture.Admin.GetAsync("/api/deviceProfileInfo/default");
+    }
+
+    [Fact]
     public async Task A_new_profile_with_a_bad_rule_is_not_created()
     {
         var name = "air-" + Guid.NewGuid().ToString("N")[..8];
