@@ -364,6 +364,28 @@ public sealed class AlarmRuleEvaluatorTests
     }
 
     [Fact]
+    public void An_alarm_cleared_elsewhere_is_raised_anew_when_its_rule_holds_again()
+    {
+        var state = new DeviceRuleState(Compile("[" + Alarm("Hot", "\"MAJOR\": " + Rule(Numeric("t", "GREATER", 30))) + "]"));
+        Assert.Equal(AlarmDecisionKind.Create, Assert.Single(Telemetry(state, (T0, "t", 40))).Kind);
+        Assert.Equal(AlarmDecisionKind.Update, Assert.Single(Telemetry(state, (T0 + 1, "t", 40))).Kind);
+
+        Assert.True(state.ForgetRaised("Hot"));
+        Assert.False(state.ForgetRaised("Cold"));
+        Assert.Null(state.ActiveSeverity("Hot"));
+        Assert.Equal(AlarmDecisionKind.Create, Assert.Single(Telemetry(state, (T0 + 2, "t", 40))).Kind);
+    }
+
+    [Fact]
+    public void A_damaged_snapshot_is_a_json_exception()
+    {
+        var rules = Compile(Pm25Alarm());
+        Assert.Throws<JsonException>(() => DeviceRuleState.Restore(rules, "{\"version\": 1}"u8));
+        Assert.Throws<JsonException>(() => DeviceRuleState.Restore(rules, "{\"version\": 1, \"values\": [{\"type\": 3}], \"alarms\": []}"u8));
+        Assert.ThrowsAny<JsonException>(() => DeviceRuleState.Restore(rules, "[1, 2"u8));
+    }
+
+    [Fact]
     public void Evaluating_a_batch_allocates_nothing_beyond_decisions()
     {
         var rules = Compile("[" + Alarm("Hot", "\"CRITICAL\": " + Rule(Numeric("t", "GREATER", 50)) + ", \"MAJOR\": " + Rule(Numeric("t", "GREATER", 30)),

@@ -53,6 +53,9 @@ public sealed class DeviceAlarmRulesOwner : IAsyncDisposable
     /// <summary>Hands over changed attributes of the device; the owner keeps the array.</summary>
     public void PostAttributes(AttributeEntry[] attributes) => Post(new Work(WorkKind.Attributes) { Attributes = attributes });
 
+    /// <summary>The alarm of this type was cleared elsewhere; a create rule that holds again raises a new one.</summary>
+    public void PostAlarmCleared(string alarmType) => Post(new Work(WorkKind.AlarmCleared) { AlarmType = alarmType });
+
     /// <summary>The customer's and tenant's attributes changed (dynamic values may read them).</summary>
     public void PostOwnerAttributes(OwnerAttributes owners) => Post(new Work(WorkKind.Owners) { Owners = owners });
 
@@ -123,6 +126,9 @@ public sealed class DeviceAlarmRulesOwner : IAsyncDisposable
                 case WorkKind.Recheck:
                     _evaluator.Recheck(_state, _owners, _decisions);
                     break;
+                case WorkKind.AlarmCleared:
+                    _ = _state.ForgetRaised(work.AlarmType!);
+                    break;
                 case WorkKind.Owners:
                     _owners = work.Owners;
                     break;
@@ -168,6 +174,7 @@ public sealed class DeviceAlarmRulesOwner : IAsyncDisposable
         Telemetry,
         Attributes,
         Recheck,
+        AlarmCleared,
         Owners,
         Rules,
         Snapshot,
@@ -181,6 +188,8 @@ public sealed class DeviceAlarmRulesOwner : IAsyncDisposable
         public AttributeEntry[]? Attributes { get; init; }
 
         public OwnerAttributes Owners { get; init; }
+
+        public string? AlarmType { get; init; }
 
         public CompiledAlarmRules? Rules { get; init; }
 

@@ -59,6 +59,27 @@ public sealed class DeviceRuleState
         return null;
     }
 
+    /// <summary>
+    /// The alarm of this type was cleared elsewhere (an operator, the alarm service): the rules no longer hold it
+    /// raised, so the next time a create rule holds a new alarm is raised, as ThingsBoard does for a cleared alarm.
+    /// The rules' progress is kept. False when no alarm of the profile has this type.
+    /// </summary>
+    public bool ForgetRaised(string alarmType)
+    {
+        for (var i = 0; i < Alarms.Length; i++)
+        {
+            if (Rules.Alarms[i].Source.AlarmType == alarmType)
+            {
+                Alarms[i].Active = null;
+                Alarms[i].PendingUpdateTs = 0;
+                Alarms[i].Clear = default;
+                return true;
+            }
+        }
+
+        return false;
+    }
+
     /// <summary>Loads current values (the device's attributes or latest telemetry, read at start) without evaluating.</summary>
     public void Seed(RuleKeyType type, string key, KvValue value)
     {
@@ -129,6 +150,18 @@ public sealed class DeviceRuleState
 
     /// <summary>Rebuilds a state for <paramref name="rules"/> from a snapshot; throws <see cref="JsonException"/> when it is not one.</summary>
     public static DeviceRuleState Restore(CompiledAlarmRules rules, ReadOnlySpan<byte> snapshot)
+    {
+        try
+        {
+            return RestoreCore(rules, snapshot);
+        }
+        catch (Exception e) when (e is KeyNotFoundException or InvalidOperationException or FormatException)
+        {
+            throw new JsonException("Not an alarm rule state snapshot: " + e.Message, e);
+        }
+    }
+
+    private static DeviceRuleState RestoreCore(CompiledAlarmRules rules, ReadOnlySpan<byte> snapshot)
     {
         var state = new DeviceRuleState(rules);
         var reader = new Utf8JsonReader(snapshot);
