@@ -29,6 +29,28 @@ public abstract partial class StorageTests
     }
 
     [Fact]
+    public async Task Profile_AlarmRules_AreStoredAsSaved_ReplacedAndRemoved()
+    {
+        var tenant = await NewTenantAsync();
+        var profile = await NewProfileAsync(tenant.Id, "air");
+        Assert.Null((await Devices.GetProfileAsync(tenant.Id, profile.Id))!.AlarmsJson);
+
+        var withRules = profile with { AlarmsJson = AlarmRuleParserTests.ThingsBoardAlarms };
+        Assert.True(await Devices.UpdateProfileAsync(withRules));
+        var read = await Devices.GetProfileAsync(tenant.Id, profile.Id);
+        Assert.Equal(AlarmRuleParserTests.ThingsBoardAlarms, read!.AlarmsJson);
+        Assert.Equal(2, Rules.AlarmRuleParser.Parse(read.AlarmsJson).Count);
+        Assert.Equal(AlarmRuleParserTests.ThingsBoardAlarms, (await Devices.ListProfilesAsync(tenant.Id, new PageRequest(10, 0))).Data.Single(p => p.Id == profile.Id).AlarmsJson);
+
+        var created = new DeviceProfile(Guid.NewGuid(), tenant.Id, "created with rules", null, false, ProvisionType.Disabled, null, null, 1000, T0, null, "[]");
+        await Devices.CreateProfileAsync(created);
+        Assert.Equal(created, await Devices.GetProfileAsync(tenant.Id, created.Id));
+
+        Assert.True(await Devices.UpdateProfileAsync(withRules with { AlarmsJson = null }));
+        Assert.Null((await Devices.GetProfileAsync(tenant.Id, profile.Id))!.AlarmsJson);
+    }
+
+    [Fact]
     public async Task Profile_NameIsUniquePerTenant_ProvisionKeyAcrossTenants()
     {
         var a = await NewTenantAsync();

@@ -21,10 +21,13 @@ public enum ProvisionType
 /// <summary>
 /// Settings shared by devices of one kind. <see cref="RateLimits"/> are the publish limits of each device
 /// connection in this profile (a tenant sets its own for all its devices through its default profile).
+/// <see cref="AlarmsJson"/> is profileData.alarms as the user saved it (already checked by
+/// <c>Rules.AlarmRuleParser</c>), or null for none; it is kept as text so that every field comes back unchanged.
 /// </summary>
 public sealed record DeviceProfile(
     Guid Id, Guid TenantId, string Name, string? Description, bool IsDefault, ProvisionType ProvisionType,
-    string? ProvisionKey, string? ProvisionSecret, long InactivityTimeoutMs, long CreatedTime, PublishRateLimits? RateLimits = null)
+    string? ProvisionKey, string? ProvisionSecret, long InactivityTimeoutMs, long CreatedTime, PublishRateLimits? RateLimits = null,
+    string? AlarmsJson = null)
 {
     /// <summary>ThingsBoard's default inactivity timeout: 10 minutes.</summary>
     public const long DefaultInactivityTimeoutMs = 600_000;

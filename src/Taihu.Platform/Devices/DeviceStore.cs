@@ -60,13 +60,13 @@ public sealed record StoredConnectivity(Device Device, long LastConnect, long La
 public sealed class SqlDeviceStore(PlatformDatabase database) : IDeviceStore
 {
     private const string DeviceColumns = "d.seq, d.id, d.tenant_id, d.name, d.type, d.label, d.profile_id, d.device_group, d.is_gateway, d.gateway_id, d.created_time";
-    private const string ProfileColumns = "id, tenant_id, name, description, is_default, provision_type, provision_key, provision_secret, inactivity_timeout_ms, created_time, max_publish_rate, max_publish_bytes_rate";
+    private const string ProfileColumns = "id, tenant_id, name, description, is_default, provision_type, provision_key, provision_secret, inactivity_timeout_ms, created_time, max_publish_rate, max_publish_bytes_rate, alarms";
 
     public async Task CreateProfileAsync(DeviceProfile profile, CancellationToken cancellationToken = default)
     {
         await using var connection = await database.OpenAsync(cancellationToken);
         using var command = connection.CreateCommand();
-        command.CommandText = $"INSERT INTO device_profiles ({ProfileColumns}) VALUES (@id, @tenant, @name, @description, @default, @ptype, @pkey, @psecret, @inactivity, @created, @rate, @byteRate)";
+        command.CommandText = $"INSERT INTO device_profiles ({ProfileColumns}) VALUES (@id, @tenant, @name, @description, @default, @ptype, @pkey, @psecret, @inactivity, @created, @rate, @byteRate, @alarms)";
         AddProfile(command, profile);
         command.AddParameter("created", profile.CreatedTime);
         await Sql.ExecuteUniqueAsync(command, $"A device profile named '{profile.Name}' already exists in this tenant, or the provision key cannot be used; choose another.", cancellationToken);
@@ -79,7 +79,7 @@ public sealed class SqlDeviceStore(PlatformDatabase database) : IDeviceStore
         command.CommandText = """
             UPDATE device_profiles SET name = @name, description = @description, is_default = @default, provision_type = @ptype,
                 provision_key = @pkey, provision_secret = @psecret, inactivity_timeout_ms = @inactivity,
-                max_publish_rate = @rate, max_publish_bytes_rate = @byteRate
+                max_publish_rate = @rate, max_publish_bytes_rate = @byteRate, alarms = @alarms
             WHERE id = @id AND tenant_id = @tenant
             """;
         AddProfile(command, profile);
@@ -371,7 +371,8 @@ public sealed class SqlDeviceStore(PlatformDatabase database) : IDeviceStore
     {
         _ = DeviceProfile.TryParseProvisionType(r.GetString(5), out var provision);
         return new DeviceProfile(Guid.Parse(r.GetString(0)), Guid.Parse(r.GetString(1)), r.GetString(2), r.GetNullableString(3), Sql.GetBool(r, 4),
-            provision, r.GetNullableString(6), r.GetNullableString(7), r.GetInt64(8), r.GetInt64(9), ReadRateLimits(r, 10));
+            provision, r.GetNullableString(6), r.GetNullableString(7), r.GetInt64(8), r.GetInt64(9), ReadRateLimits(r, 10),
+            r.GetNullableString(12));
     }
 
     private static PublishRateLimits? ReadRateLimits(DbDataReader r, int o) => PublishRateLimits.Of(
@@ -404,6 +405,7 @@ public sealed class SqlDeviceStore(PlatformDatabase database) : IDeviceStore
         command.AddParameter("inactivity", profile.InactivityTimeoutMs);
         command.AddParameter("rate", profile.RateLimits?.MessagesPerSecond);
         command.AddParameter("byteRate", profile.RateLimits?.BytesPerSecond);
+        command.AddParameter("alarms", profile.AlarmsJson);
     }
 }
 

@@ -337,5 +337,11 @@ internal static class Migrations
         CREATE INDEX rpc_calls_device ON rpc_calls (device_id, seq);
         CREATE INDEX rpc_calls_tenant_device_created ON rpc_calls (tenant_id, device_id, created_time);
         """),
+        // A profile's alarm rules (profileData.alarms) as the JSON the user saved, so that GET returns it unchanged;
+        // the server parses it on save (refusing a bad rule) and again when it compiles the rules. Number 10: the
+        // alarms branch takes 9.
+        (10, "alarm rules per device profile", """
+        ALTER TABLE device_profiles ADD COLUMN alarms TEXT NULL;
+        """),
     ];
 }

@@ -1,6 +1,7 @@
 using System.Text.Json;
 using Taihu.Platform;
 using Taihu.Platform.Devices;
+using Taihu.Platform.Rules;
 using Taihu.Platform.Security;
 
 namespace Taihu.Server.Api;
@@ -92,8 +93,16 @@ public static class DeviceApi
             string? secret = null;
             long inactivity = 0;
             PublishRateLimits? rateLimits = null;
+            string? alarms = null;
             if (body.TryGetProperty("profileData", out var data) && data.ValueKind == JsonValueKind.Object)
             {
+                if (data.TryGetProperty("alarms", out var rules) && rules.ValueKind != JsonValueKind.Null)
+                {
+                    // Parsed only to refuse a bad rule (400 naming its JSON path); stored as sent, so GET returns every field.
+                    _ = AlarmRuleParser.Parse(rules);
+                    alarms = rules.GetRawText();
+                }
+
                 if (data.TryGetProperty("rateLimits", out var limits) && limits.ValueKind == JsonValueKind.Object)
                 {
                     rateLimits = PublishRateLimits.Of(
@@ -120,9 +129,9 @@ public static class DeviceApi
             }
 
             var profile = new DeviceProfile(CallerResolution.EntityId(body, "id") ?? Guid.Empty, Guid.Empty, CallerResolution.Text(body, "name") ?? "",
-                CallerResolution.Text(body, "description"), false, type, key, secret, inactivity, 0, rateLimits);
+                CallerResolution.Text(body, "description"), false, type, key, secret, inactivity, 0, rateLimits, alarms);
             return Results.Ok((await devices.SaveProfileAsync(caller, profile, ct)).ToDto());
-        }).WithName("SaveDeviceProfile").WithSummary("Creates or updates a device profile: provisioning strategy, key and secret, inactivity timeout, publish rate limits.");
+        }).WithName("SaveDeviceProfile").WithSummary("Creates or updates a device profile: provisioning strategy, key and secret, inactivity timeout, publish rate limits, alarm rules.");
 
         profiles.MapDelete("/deviceProfile/{id:guid}", async (Guid id, HttpContext context, IDeviceService devices, CancellationToken ct) =>
         {

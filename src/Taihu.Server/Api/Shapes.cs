@@ -1,3 +1,4 @@
+using System.Text.Json;
 using Taihu.Platform;
 using Taihu.Platform.Audit;
 using Taihu.Platform.Devices;
@@ -28,7 +29,8 @@ public sealed record ProvisionConfigurationDto(string Type, string? ProvisionDev
 public sealed record DeviceProfileDto(EntityIdDto Id, long CreatedTime, EntityIdDto TenantId, string Name, string? Description, bool Default, string Type,
     string TransportType, string ProvisionType, string? ProvisionDeviceKey, ProfileDataDto ProfileData);
 
-public sealed record ProfileDataDto(ProvisionConfigurationDto ProvisionConfiguration, long InactivityTimeoutMs, RateLimitsDto? RateLimits);
+/// <summary><see cref="Alarms"/> is profileData.alarms exactly as it was saved, or null.</summary>
+public sealed record ProfileDataDto(ProvisionConfigurationDto ProvisionConfiguration, long InactivityTimeoutMs, RateLimitsDto? RateLimits, JsonElement? Alarms);
 
 /// <summary>A profile's publish limits per device connection; null takes the broker's, 0 is no limit.</summary>
 public sealed record RateLimitsDto(int? MaxPublishRate, long? MaxPublishBytesRate);
@@ -66,7 +68,18 @@ public static class Shapes
     public static DeviceProfileDto ToDto(this DeviceProfile p) => new(new EntityIdDto("DEVICE_PROFILE", p.Id), p.CreatedTime, new EntityIdDto("TENANT", p.TenantId),
         p.Name, p.Description, p.IsDefault, "DEFAULT", "DEFAULT", DeviceProfile.ProvisionTypeName(p.ProvisionType), p.ProvisionKey,
         new ProfileDataDto(new ProvisionConfigurationDto(DeviceProfile.ProvisionTypeName(p.ProvisionType), p.ProvisionKey, null), p.InactivityTimeoutMs,
-            p.RateLimits is { } limits ? new RateLimitsDto(limits.MessagesPerSecond, limits.BytesPerSecond) : null));
+            p.RateLimits is { } limits ? new RateLimitsDto(limits.MessagesPerSecond, limits.BytesPerSecond) : null, RawJson(p.AlarmsJson)));
+
+    private static JsonElement? RawJson(string? json)
+    {
+        if (json is null)
+        {
+            return null;
+        }
+
+        using var document = JsonDocument.Parse(json);
+        return document.RootElement.Clone();
+    }
 
     public static AuditDto ToDto(this AuditEntry a) => new(new EntityIdDto("AUDIT_LOG", a.Id), a.CreatedTime,
         a.TenantId is { } t ? new EntityIdDto("TENANT", t) : null, a.UserId is { } u ? new EntityIdDto("USER", u) : null, a.UserName, a.ActionType,
