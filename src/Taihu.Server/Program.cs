@@ -1,5 +1,6 @@
 using Taihu.Server;
 
+SocketCompletions.RunInline();
 var builder = WebApplication.CreateBuilder(args);
 builder.AddTaihu();
 WebApplication app;
