@@ -43,6 +43,12 @@ public abstract partial class StorageTests
 
         var page = await alarms.QueryAsync(TenantAdmin(tenant.Id), new AlarmQuery(new PageRequest(PageSize: 10), device.Id), default);
         Assert.Equal(2, page.TotalElements);
+
+        // The rules' raises are audited under "rules" when they create or change the severity, not when they only move endTs.
+        var log = await Audit.ListAsync(tenant.Id, new PageRequest(PageSize: 50, SortProperty: "createdTime"));
+        Assert.Equal([("ADDED", "High Temperature"), ("UPDATED", "High Temperature"), ("ADDED", "Low Battery")],
+            log.Data.Select(e => (e.ActionType, e.EntityName!)));
+        Assert.All(log.Data, e => Assert.Equal("rules", e.UserName));
         var stored = page.Data.Single(a => a.Alarm.Type == "High Temperature");
         Assert.Equal(kept.Alarm, stored.Alarm);
         Assert.Equal(device.Name, stored.OriginatorName);

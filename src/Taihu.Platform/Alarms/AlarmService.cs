@@ -57,7 +57,6 @@ public sealed partial class AlarmService(
     {
         CheckType(type);
         var details = NormalizeDetails(detailsJson);
-        await RequireDeviceAsync(tenantId, deviceId, cancellationToken);
         return await OwnerOf(deviceId).AskAsync(() => RaiseInOwnerAsync(RulesCaller(tenantId),
             new AlarmDraft(null, deviceId, type, severity, details, null, ts), tenantId, ts, cancellationToken));
     }
@@ -119,7 +118,6 @@ public sealed partial class AlarmService(
             });
         }
 
-        await RequireDeviceAsync(tenantId, draft.OriginatorId, cancellationToken);
         return await OwnerOf(draft.OriginatorId).AskAsync(() => RaiseInOwnerAsync(caller, draft, tenantId, now, cancellationToken));
     }
 
@@ -211,9 +209,12 @@ public sealed partial class AlarmService(
     /// <summary>Runs in the device's owner: creates the alarm of the draft's type, or updates the active one.</summary>
     private async Task<AlarmChange> RaiseInOwnerAsync(Caller caller, AlarmDraft draft, Guid tenantId, long ts, CancellationToken cancellationToken)
     {
+        // An active alarm found under the tenant proves the device is the tenant's; only a new alarm needs the
+        // device read (a rule raising on every message costs one read, not two).
         var active = await store.GetActiveAsync(tenantId, draft.OriginatorId, draft.Type, cancellationToken);
         if (active is null)
         {
+            await RequireDeviceAsync(tenantId, draft.OriginatorId, cancellationToken);
             var start = draft.StartTs ?? ts;
             var alarm = new Alarm(Guid.CreateVersion7(), tenantId, draft.OriginatorId, draft.Type, draft.Severity, false, false,
                 start, Math.Max(draft.EndTs ?? ts, start), 0, 0, 0, null, draft.DetailsJson ?? "{}", draft.Propagate, draft.PropagateToOwner,
@@ -236,18 +237,30 @@ public sealed partial class AlarmService(
             DetailsJson = draft.DetailsJson ?? active.DetailsJson,
             EndTs = Math.Max(active.EndTs, draft.EndTs ?? ts),
         };
-        return updated == active ? new AlarmChange(AlarmChangeKind.Unchanged, active) : await CommitAsync(caller, "UPDATED", updated, cancellationToken);
+        if (updated == active)
+        {
+            return new AlarmChange(AlarmChangeKind.Unchanged, active);
+        }
+
+        // A rule raising again on every message moves endTs each time: that is not news for the audit log (a user's
+        // save is, and so is a rule's change of severity).
+        var audited = caller.UserId != Guid.Empty || updated.Severity != active.Severity;
+        return await CommitAsync(caller, "UPDATED", updated, cancellationToken, audited);
     }
 
     /// <summary>Writes a changed alarm, audits it and tells the live feed; runs in the alarm's owner.</summary>
-    private async Task<AlarmChange> CommitAsync(Caller caller, string action, Alarm alarm, CancellationToken cancellationToken)
+    private async Task<AlarmChange> CommitAsync(Caller caller, string action, Alarm alarm, CancellationToken cancellationToken, bool audited = true)
     {
         if (!await store.UpdateAsync(alarm, cancellationToken))
         {
             throw PlatformException.NotFound("The alarm");
         }
 
-        await audit.WriteAsync(caller, action, "ALARM", alarm.Id.ToString(), alarm.Type, cancellationToken: cancellationToken);
+        if (audited)
+        {
+            await audit.WriteAsync(caller, action, "ALARM", alarm.Id.ToString(), alarm.Type, cancellationToken: cancellationToken);
+        }
+
         await PublishAsync(AlarmChangeKind.Updated, alarm, cancellationToken);
         return new AlarmChange(AlarmChangeKind.Updated, alarm);
     }
