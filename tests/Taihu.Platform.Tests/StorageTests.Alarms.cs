@@ -106,6 +106,30 @@ public abstract partial class StorageTests
     }
 
     [Fact]
+    public async Task Alarm_RaisesAndClearsRacing_EachAlarmIsClearedOrTheOneActive_AndEveryRaiseCounted()
+    {
+        var (tenant, _, device) = await NewTenantWithDeviceAsync();
+        var alarms = NewAlarmService();
+        var work = new List<Task<AlarmChange>>();
+        for (var i = 0; i < 60; i++)
+        {
+            var ts = T0 + i;
+            work.Add(i % 3 == 2
+                ? Task.Run(() => alarms.ClearAsync(tenant.Id, device.Id, "Flood", ts))
+                : Task.Run(() => alarms.RaiseAsync(tenant.Id, device.Id, "Flood", AlarmSeverity.Critical, null, ts)));
+        }
+
+        var results = await Task.WhenAll(work);
+        var page = await alarms.QueryAsync(TenantAdmin(tenant.Id), new AlarmQuery(new PageRequest(PageSize: 100)), default);
+        // Every alarm made was made by one raise that said Created, and all but at most one are cleared.
+        Assert.Equal(results.Count(r => r.Kind == AlarmChangeKind.Created), page.TotalElements);
+        Assert.True(page.Data.Count(a => !a.Alarm.Cleared) <= 1);
+        var clears = results.Where((r, i) => i % 3 == 2 && r.Kind == AlarmChangeKind.Updated).Select(r => r.Alarm!.Id).ToList();
+        Assert.Equal(clears.Count, clears.Distinct().Count());
+        Assert.Equal(page.Data.Where(a => a.Alarm.Cleared).Select(a => a.Alarm.Id).Order(), clears.Order());
+    }
+
+    [Fact]
     public async Task Alarm_StoreRefusesASecondActiveAlarm_OfOneDeviceAndType()
     {
         var (tenant, _, device) = await NewTenantWithDeviceAsync();
@@ -117,7 +141,11 @@ public abstract partial class StorageTests
         Assert.False(await store.InsertAsync(New()));
         Assert.Equal(first, await store.GetAsync(tenant.Id, first.Id));
 
+        // An update names the version it read: a second writer with the same stale read is refused.
         Assert.True(await store.UpdateAsync(first with { Cleared = true, ClearTs = T0 + 1 }));
+        Assert.False(await store.UpdateAsync(first with { Severity = AlarmSeverity.Minor }));
+        var stored = await store.GetAsync(tenant.Id, first.Id);
+        Assert.Equal((1L, true, AlarmSeverity.Critical), (stored!.Version, stored.Cleared, stored.Severity));
         Assert.True(await store.InsertAsync(New()));
         Assert.False(await store.InsertAsync(New()));
     }

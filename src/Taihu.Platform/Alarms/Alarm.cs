@@ -24,6 +24,13 @@ public sealed record Alarm(
     long StartTs, long EndTs, long AckTs, long ClearTs, long AssignTs, Guid? AssigneeId, string DetailsJson,
     bool Propagate, bool PropagateToOwner, bool PropagateToTenant, string[] PropagateRelationTypes, long CreatedTime)
 {
+    /// <summary>
+    /// The row's version: every update must name the version it read and moves it on, so that a change made from a
+    /// stale read (another process sharing the database changed the alarm meanwhile) is refused, not applied.
+    /// Not part of equality: two alarms that say the same are equal whatever their versions.
+    /// </summary>
+    public long Version { get; init; }
+
     // string[] compares by reference; an alarm read back from the store must equal the one written.
     public bool Equals(Alarm? other) =>
         other is not null && Id == other.Id && TenantId == other.TenantId && OriginatorId == other.OriginatorId && Type == other.Type

@@ -26,7 +26,9 @@ public sealed record AlarmDraft(
 /// time, in the order it came: read the alarm, decide, write, tell the live feed. A rule raising and a user clearing
 /// the same alarm therefore never interleave, and concurrent raises find the alarm the first one made. The
 /// database's partial unique index (one alarm not cleared per originator and type) backs this up across processes
-/// sharing a database: an insert that loses that race takes the existing alarm and updates it instead.
+/// sharing a database: an insert that loses that race takes the existing alarm and updates it instead. Work in
+/// the owner ignores the caller's cancellation: a client that goes away must not leave an alarm written but not
+/// audited or not told to the live feed.
 /// </remarks>
 public sealed partial class AlarmService(
     IAlarmStore store, IDeviceStore devices, ITenantStore tenants, IAuditLog audit, AlarmFeed feed, TimeProvider time, ILogger<AlarmService> logger)
@@ -52,30 +54,30 @@ public sealed partial class AlarmService(
     /// (severity, details, endTs). Null <paramref name="detailsJson"/> keeps the details it has. Unchanged when the
     /// alarm already says all of it.
     /// </summary>
-    public async Task<AlarmChange> RaiseAsync(Guid tenantId, Guid deviceId, string type, AlarmSeverity severity, string? detailsJson, long ts,
-        CancellationToken cancellationToken = default)
+    /// <remarks>Takes no cancellation: once handed to the owner, a change is made whole (written, audited, told to the live feed).</remarks>
+    public async Task<AlarmChange> RaiseAsync(Guid tenantId, Guid deviceId, string type, AlarmSeverity severity, string? detailsJson, long ts)
     {
         CheckType(type);
         var details = NormalizeDetails(detailsJson);
-        return await OwnerOf(deviceId).AskAsync(() => RaiseInOwnerAsync(RulesCaller(tenantId),
-            new AlarmDraft(null, deviceId, type, severity, details, null, ts), tenantId, ts, cancellationToken));
+        return await InOwnerAsync(deviceId, () => RaiseInOwnerAsync(RulesCaller(tenantId),
+            new AlarmDraft(null, deviceId, type, severity, details, null, ts), tenantId, ts));
     }
 
     /// <summary>The rule engine's clear: clears the active alarm of <paramref name="type"/> on the device; Unchanged when there is none.</summary>
-    public async Task<AlarmChange> ClearAsync(Guid tenantId, Guid deviceId, string type, long ts, string? detailsJson = null, CancellationToken cancellationToken = default)
+    public async Task<AlarmChange> ClearAsync(Guid tenantId, Guid deviceId, string type, long ts, string? detailsJson = null)
     {
         CheckType(type);
         var details = NormalizeDetails(detailsJson);
-        return await OwnerOf(deviceId).AskAsync(async () =>
+        return await InOwnerAsync(deviceId, async () =>
         {
-            var active = await store.GetActiveAsync(tenantId, deviceId, type, cancellationToken);
+            var active = await store.GetActiveAsync(tenantId, deviceId, type, CancellationToken.None);
             if (active is null)
             {
                 return new AlarmChange(AlarmChangeKind.Unchanged, null);
             }
 
             var cleared = active with { Cleared = true, ClearTs = ts, EndTs = Math.Max(active.EndTs, ts), DetailsJson = details ?? active.DetailsJson };
-            return await CommitAsync(RulesCaller(tenantId), "ALARM_CLEAR", cleared, cancellationToken);
+            return await CommitAsync(RulesCaller(tenantId), "ALARM_CLEAR", cleared);
         });
     }
 
@@ -100,9 +102,9 @@ public sealed partial class AlarmService(
         if (draft.Id is { } id)
         {
             var existing = await store.GetAsync(tenantId, id, cancellationToken) ?? throw PlatformException.NotFound("The alarm");
-            return await OwnerOf(existing.OriginatorId).AskAsync(async () =>
+            return await InOwnerAsync(existing.OriginatorId, async () =>
             {
-                var current = await store.GetAsync(tenantId, id, cancellationToken) ?? throw PlatformException.NotFound("The alarm");
+                var current = await store.GetAsync(tenantId, id, CancellationToken.None) ?? throw PlatformException.NotFound("The alarm");
                 var updated = current with
                 {
                     Severity = draft.Severity,
@@ -114,11 +116,11 @@ public sealed partial class AlarmService(
                     PropagateToTenant = draft.PropagateToTenant,
                     PropagateRelationTypes = draft.PropagateRelationTypes ?? current.PropagateRelationTypes,
                 };
-                return updated == current ? new AlarmChange(AlarmChangeKind.Unchanged, current) : await CommitAsync(caller, "UPDATED", updated, cancellationToken);
+                return updated == current ? new AlarmChange(AlarmChangeKind.Unchanged, current) : await CommitAsync(caller, "UPDATED", updated);
             });
         }
 
-        return await OwnerOf(draft.OriginatorId).AskAsync(() => RaiseInOwnerAsync(caller, draft, tenantId, now, cancellationToken));
+        return await InOwnerAsync(draft.OriginatorId, () => RaiseInOwnerAsync(caller, draft, tenantId, now));
     }
 
     public async Task<Alarm> GetAsync(Caller caller, Guid id, CancellationToken cancellationToken) =>
@@ -166,15 +168,15 @@ public sealed partial class AlarmService(
         caller.RequireWrite();
         var tenantId = caller.RequireTenant();
         var existing = await store.GetAsync(tenantId, id, cancellationToken) ?? throw PlatformException.NotFound("The alarm");
-        await OwnerOf(existing.OriginatorId).AskAsync(async () =>
+        await InOwnerAsync(existing.OriginatorId, async () =>
         {
-            var info = await store.GetInfoAsync(tenantId, id, cancellationToken);
-            if (info is null || !await store.DeleteAsync(tenantId, id, cancellationToken))
+            var info = await store.GetInfoAsync(tenantId, id, CancellationToken.None);
+            if (info is null || !await store.DeleteAsync(tenantId, id, CancellationToken.None))
             {
                 throw PlatformException.NotFound("The alarm");
             }
 
-            await audit.WriteAsync(caller, "DELETED", "ALARM", id.ToString(), info.Alarm.Type, cancellationToken: cancellationToken);
+            await audit.WriteAsync(caller, "DELETED", "ALARM", id.ToString(), info.Alarm.Type, cancellationToken: CancellationToken.None);
             feed.Publish(new AlarmEvent(AlarmChangeKind.Deleted, info));
             return true;
         });
@@ -190,44 +192,44 @@ public sealed partial class AlarmService(
         store.HighestSeverityAsync(caller.RequireTenant(), query, cancellationToken);
 
     /// <summary>Completes once the device's owner has done everything handed to it before: a sync point for tests.</summary>
-    internal Task IdleAsync(Guid deviceId) => OwnerOf(deviceId).AskAsync(static () => Task.FromResult(true));
+    internal Task IdleAsync(Guid deviceId) => InOwnerAsync(deviceId, static () => Task.FromResult(true));
 
     private async Task<Alarm> ChangeAsync(Caller caller, Guid id, string action, Func<Alarm, Alarm> change, CancellationToken cancellationToken)
     {
         caller.RequireWrite();
         var tenantId = caller.RequireTenant();
         var existing = await store.GetAsync(tenantId, id, cancellationToken) ?? throw PlatformException.NotFound("The alarm");
-        var result = await OwnerOf(existing.OriginatorId).AskAsync(async () =>
+        var result = await InOwnerAsync(existing.OriginatorId, async () =>
         {
             // Read again inside the owner: what was read above may have changed since.
-            var current = await store.GetAsync(tenantId, id, cancellationToken) ?? throw PlatformException.NotFound("The alarm");
-            return await CommitAsync(caller, action, change(current), cancellationToken);
+            var current = await store.GetAsync(tenantId, id, CancellationToken.None) ?? throw PlatformException.NotFound("The alarm");
+            return await CommitAsync(caller, action, change(current));
         });
         return result.Alarm!;
     }
 
     /// <summary>Runs in the device's owner: creates the alarm of the draft's type, or updates the active one.</summary>
-    private async Task<AlarmChange> RaiseInOwnerAsync(Caller caller, AlarmDraft draft, Guid tenantId, long ts, CancellationToken cancellationToken)
+    private async Task<AlarmChange> RaiseInOwnerAsync(Caller caller, AlarmDraft draft, Guid tenantId, long ts)
     {
         // An active alarm found under the tenant proves the device is the tenant's; only a new alarm needs the
         // device read (a rule raising on every message costs one read, not two).
-        var active = await store.GetActiveAsync(tenantId, draft.OriginatorId, draft.Type, cancellationToken);
+        var active = await store.GetActiveAsync(tenantId, draft.OriginatorId, draft.Type, CancellationToken.None);
         if (active is null)
         {
-            await RequireDeviceAsync(tenantId, draft.OriginatorId, cancellationToken);
+            await RequireDeviceAsync(tenantId, draft.OriginatorId, CancellationToken.None);
             var start = draft.StartTs ?? ts;
             var alarm = new Alarm(Guid.CreateVersion7(), tenantId, draft.OriginatorId, draft.Type, draft.Severity, false, false,
                 start, Math.Max(draft.EndTs ?? ts, start), 0, 0, 0, null, draft.DetailsJson ?? "{}", draft.Propagate, draft.PropagateToOwner,
                 draft.PropagateToTenant, draft.PropagateRelationTypes ?? [], Now());
-            if (await store.InsertAsync(alarm, cancellationToken))
+            if (await store.InsertAsync(alarm, CancellationToken.None))
             {
-                await audit.WriteAsync(caller, "ADDED", "ALARM", alarm.Id.ToString(), alarm.Type, cancellationToken: cancellationToken);
-                await PublishAsync(AlarmChangeKind.Created, alarm, cancellationToken);
+                await audit.WriteAsync(caller, "ADDED", "ALARM", alarm.Id.ToString(), alarm.Type, cancellationToken: CancellationToken.None);
+                await PublishAsync(AlarmChangeKind.Created, alarm);
                 return new AlarmChange(AlarmChangeKind.Created, alarm);
             }
 
             // Another process sharing the database raised it first: this raise updates that alarm.
-            active = await store.GetActiveAsync(tenantId, draft.OriginatorId, draft.Type, cancellationToken)
+            active = await store.GetActiveAsync(tenantId, draft.OriginatorId, draft.Type, CancellationToken.None)
                 ?? throw PlatformException.Conflict("The alarm changed while it was raised; try again.");
         }
 
@@ -245,30 +247,57 @@ public sealed partial class AlarmService(
         // A rule raising again on every message moves endTs each time: that is not news for the audit log (a user's
         // save is, and so is a rule's change of severity).
         var audited = caller.UserId != Guid.Empty || updated.Severity != active.Severity;
-        return await CommitAsync(caller, "UPDATED", updated, cancellationToken, audited);
+        return await CommitAsync(caller, "UPDATED", updated, audited);
     }
 
-    /// <summary>Writes a changed alarm, audits it and tells the live feed; runs in the alarm's owner.</summary>
-    private async Task<AlarmChange> CommitAsync(Caller caller, string action, Alarm alarm, CancellationToken cancellationToken, bool audited = true)
+    /// <summary>
+    /// Runs a change in the device's owner. Within this process the owner is the only writer, so a change is read
+    /// and written undisturbed; another process sharing the database can still change the row between the read and
+    /// the write, and then the write is refused (<see cref="Alarm.Version"/>) and the change is made again from a
+    /// fresh read, a few times at most.
+    /// </summary>
+    private Task<T> InOwnerAsync<T>(Guid deviceId, Func<Task<T>> change) => OwnerOf(deviceId).AskAsync(async () =>
     {
-        if (!await store.UpdateAsync(alarm, cancellationToken))
+        for (var attempt = 1; ; attempt++)
         {
-            throw PlatformException.NotFound("The alarm");
+            try
+            {
+                return await change();
+            }
+            catch (StaleAlarmException) when (attempt < 5)
+            {
+                // Read again and decide again.
+            }
+            catch (StaleAlarmException)
+            {
+                throw PlatformException.Conflict("The alarm kept changing while this change was made; try again.");
+            }
         }
+    });
+
+    /// <summary>Writes a changed alarm, audits it and tells the live feed; runs in the alarm's owner.</summary>
+    private async Task<AlarmChange> CommitAsync(Caller caller, string action, Alarm alarm, bool audited = true)
+    {
+        if (!await store.UpdateAsync(alarm))
+        {
+            throw await store.GetAsync(alarm.TenantId, alarm.Id) is null ? PlatformException.NotFound("The alarm") : new StaleAlarmException();
+        }
+
+        alarm = alarm with { Version = alarm.Version + 1 };
 
         if (audited)
         {
-            await audit.WriteAsync(caller, action, "ALARM", alarm.Id.ToString(), alarm.Type, cancellationToken: cancellationToken);
+            await audit.WriteAsync(caller, action, "ALARM", alarm.Id.ToString(), alarm.Type, cancellationToken: CancellationToken.None);
         }
 
-        await PublishAsync(AlarmChangeKind.Updated, alarm, cancellationToken);
+        await PublishAsync(AlarmChangeKind.Updated, alarm);
         return new AlarmChange(AlarmChangeKind.Updated, alarm);
     }
 
-    private async Task PublishAsync(AlarmChangeKind kind, Alarm alarm, CancellationToken cancellationToken)
+    private async Task PublishAsync(AlarmChangeKind kind, Alarm alarm)
     {
         // The info (originator name, assignee) costs a read: only when somebody of the tenant is watching.
-        if (feed.HasSubscribers(alarm.TenantId) && await store.GetInfoAsync(alarm.TenantId, alarm.Id, cancellationToken) is { } info)
+        if (feed.HasSubscribers(alarm.TenantId) && await store.GetInfoAsync(alarm.TenantId, alarm.Id) is { } info)
         {
             feed.Publish(new AlarmEvent(kind, info));
         }
@@ -384,3 +413,6 @@ internal sealed class AlarmOwner(Guid deviceId, ILogger logger)
         }
     }
 }
+
+/// <summary>An update refused because the alarm changed since it was read (by another process sharing the database).</summary>
+internal sealed class StaleAlarmException : Exception;

@@ -16,7 +16,10 @@ public interface IAlarmStore
     /// <summary>Stores a new alarm; false when an active alarm of that originator and type exists already.</summary>
     Task<bool> InsertAsync(Alarm alarm, CancellationToken cancellationToken = default);
 
-    /// <summary>Writes every field of an existing alarm; false when it is gone.</summary>
+    /// <summary>
+    /// Writes every field of an existing alarm if its row is still at <see cref="Alarm.Version"/>, and moves the
+    /// version on; false when the alarm is gone or was changed since it was read.
+    /// </summary>
     Task<bool> UpdateAsync(Alarm alarm, CancellationToken cancellationToken = default);
 
     Task<Alarm?> GetAsync(Guid tenantId, Guid id, CancellationToken cancellationToken = default);
@@ -40,7 +43,7 @@ public interface IAlarmStore
 public sealed class SqlAlarmStore(PlatformDatabase database) : IAlarmStore
 {
     private const string Columns = "a.id, a.tenant_id, a.originator_id, a.type, a.severity, a.acknowledged, a.cleared, a.start_ts, a.end_ts, a.ack_ts, a.clear_ts, "
-        + "a.assign_ts, a.assignee_id, a.details, a.propagate, a.propagate_to_owner, a.propagate_to_tenant, a.propagate_relation_types, a.created_time";
+        + "a.assign_ts, a.assignee_id, a.details, a.propagate, a.propagate_to_owner, a.propagate_to_tenant, a.propagate_relation_types, a.created_time, a.version";
 
     private const string InfoColumns = Columns + ", d.name, d.label, u.email, u.first_name, u.last_name";
 
@@ -52,9 +55,9 @@ public sealed class SqlAlarmStore(PlatformDatabase database) : IAlarmStore
         using var command = connection.CreateCommand();
         command.CommandText = """
             INSERT INTO alarms (id, tenant_id, originator_id, originator_type, type, severity, acknowledged, cleared, start_ts, end_ts, ack_ts, clear_ts,
-                assign_ts, assignee_id, details, propagate, propagate_to_owner, propagate_to_tenant, propagate_relation_types, created_time)
+                assign_ts, assignee_id, details, propagate, propagate_to_owner, propagate_to_tenant, propagate_relation_types, created_time, version)
             VALUES (@id, @tenant, @originator, 'DEVICE', @type, @severity, @ack, @cleared, @start, @end, @ackTs, @clearTs,
-                @assignTs, @assignee, @details, @propagate, @toOwner, @toTenant, @relations, @created)
+                @assignTs, @assignee, @details, @propagate, @toOwner, @toTenant, @relations, @created, @version)
             """;
         Bind(command, alarm);
         command.AddParameter("created", alarm.CreatedTime);
@@ -76,8 +79,8 @@ public sealed class SqlAlarmStore(PlatformDatabase database) : IAlarmStore
         command.CommandText = """
             UPDATE alarms SET severity = @severity, acknowledged = @ack, cleared = @cleared, start_ts = @start, end_ts = @end, ack_ts = @ackTs,
                 clear_ts = @clearTs, assign_ts = @assignTs, assignee_id = @assignee, details = @details, propagate = @propagate,
-                propagate_to_owner = @toOwner, propagate_to_tenant = @toTenant, propagate_relation_types = @relations
-            WHERE id = @id AND tenant_id = @tenant AND originator_id = @originator AND type = @type
+                propagate_to_owner = @toOwner, propagate_to_tenant = @toTenant, propagate_relation_types = @relations, version = version + 1
+            WHERE id = @id AND tenant_id = @tenant AND originator_id = @originator AND type = @type AND version = @version
             """;
         Bind(command, alarm);
         return await command.ExecuteNonQueryAsync(cancellationToken) > 0;
@@ -103,6 +106,7 @@ public sealed class SqlAlarmStore(PlatformDatabase database) : IAlarmStore
         command.AddParameter("toOwner", alarm.PropagateToOwner);
         command.AddParameter("toTenant", alarm.PropagateToTenant);
         command.AddParameter("relations", JsonSerializer.Serialize(alarm.PropagateRelationTypes, AlarmJsonContext.Default.StringArray));
+        command.AddParameter("version", alarm.Version);
     }
 
     public Task<Alarm?> GetAsync(Guid tenantId, Guid id, CancellationToken cancellationToken = default) =>
@@ -299,15 +303,15 @@ public sealed class SqlAlarmStore(PlatformDatabase database) : IAlarmStore
         Guid.Parse(r.GetString(0)), Guid.Parse(r.GetString(1)), Guid.Parse(r.GetString(2)), r.GetString(3), (AlarmSeverity)Sql.GetInt(r, 4),
         Sql.GetBool(r, 5), Sql.GetBool(r, 6), Sql.GetInt64(r, 7), Sql.GetInt64(r, 8), Sql.GetInt64(r, 9), Sql.GetInt64(r, 10), Sql.GetInt64(r, 11),
         r.IsDBNull(12) ? null : Guid.Parse(r.GetString(12)), r.GetString(13), Sql.GetBool(r, 14), Sql.GetBool(r, 15), Sql.GetBool(r, 16),
-        JsonSerializer.Deserialize(r.GetString(17), AlarmJsonContext.Default.StringArray) ?? [], Sql.GetInt64(r, 18));
+        JsonSerializer.Deserialize(r.GetString(17), AlarmJsonContext.Default.StringArray) ?? [], Sql.GetInt64(r, 18)) { Version = Sql.GetInt64(r, 19) };
 
     private static AlarmInfo ReadInfo(DbDataReader r)
     {
         var alarm = Read(r);
-        var assignee = alarm.AssigneeId is { } id && !r.IsDBNull(21)
-            ? new AlarmAssignee(id, r.GetNullableString(22), r.GetNullableString(23), r.GetString(21))
+        var assignee = alarm.AssigneeId is { } id && !r.IsDBNull(22)
+            ? new AlarmAssignee(id, r.GetNullableString(23), r.GetNullableString(24), r.GetString(22))
             : null;
-        return new AlarmInfo(alarm, r.GetString(19), r.GetNullableString(20), assignee);
+        return new AlarmInfo(alarm, r.GetString(20), r.GetNullableString(21), assignee);
     }
 }
 

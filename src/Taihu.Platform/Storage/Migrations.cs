@@ -340,7 +340,8 @@ internal static class Migrations
         // Alarms (ThingsBoard's alarm table). The partial unique index is the storage's half of "one active alarm
         // per originator and type"; the owner of the device's alarms (AlarmService) is the other, so that a raise
         // and a clear of one alarm never interleave. Severity is stored as its rank (0 = CRITICAL) so that the
-        // highest is MIN(severity). A user deleted unassigns the alarms assigned to them.
+        // highest is MIN(severity). A user deleted unassigns the alarms assigned to them. version makes every update
+        // conditional on the row being as it was read (processes sharing the database).
         (9, "alarms", """
         CREATE TABLE alarms (
             seq {id},
@@ -363,7 +364,8 @@ internal static class Migrations
             propagate_to_owner {bool} NOT NULL,
             propagate_to_tenant {bool} NOT NULL,
             propagate_relation_types TEXT NOT NULL,
-            created_time BIGINT NOT NULL
+            created_time BIGINT NOT NULL,
+            version BIGINT NOT NULL
         );
         CREATE UNIQUE INDEX alarms_id ON alarms (id);
         CREATE UNIQUE INDEX alarms_one_active ON alarms (originator_id, type) WHERE NOT cleared;
