@@ -157,7 +157,13 @@ public sealed class LiveAlarmTests(PlatformFixture fixture) : IClassFixture<Plat
             AlarmData(1, new { type = "entityType", entityType = "DEVICE" }),
             AlarmData(2, Single(otherDevice)),
             new { type = "ALARM_DATA", cmdId = 3, query = new { entityFilter = new { type = "entityType", entityType = "ASSET" }, pageLink = new { pageSize = 10 } } },
-            new { type = "ALARM_STATUS", cmdId = 4 });
+            new { type = "ALARM_STATUS", cmdId = 4 },
+            new
+            {
+                type = "ALARM_DATA",
+                cmdId = 8,
+                query = new { entityFilter = new { type = "entityType", entityType = "DEVICE" }, pageLink = new { pageSize = 10, textSearch = "visible" } },
+            });
         // Errors of the parser come first, then the commands in order.
         var bad = await NextOfCmdAsync(live, 3);
         Assert.Equal(("ALARM_DATA", 2), (bad["cmdUpdateType"]!.GetValue<string>(), bad["errorCode"]!.GetValue<int>()));
@@ -170,11 +176,19 @@ public sealed class LiveAlarmTests(PlatformFixture fixture) : IClassFixture<Plat
         Assert.Equal(3, hidden["errorCode"]!.GetValue<int>());
         Assert.Contains("was not found, or this user may not read it", hidden["errorMsg"]!.GetValue<string>(), StringComparison.Ordinal);
 
-        // Another tenant's alarm is never pushed: the first update is this tenant's raise that followed it.
+        var searched = await NextOfCmdAsync(live, 8);
+        Assert.Equal(0, searched["errorCode"]!.GetValue<int>());
+
+        // Another tenant's alarm is never pushed: the first update is this tenant's raise that followed it. The
+        // subscription that searches for "visible" gets only the alarm whose type has it.
         await otherAdmin.PostAsync("/api/alarm", Raise(otherDevice, "Secret", "CRITICAL"));
+        var quiet = Id(await Admin.PostAsync("/api/alarm", Raise(deviceId, "Quiet", "MAJOR")));
         var mine = Id(await Admin.PostAsync("/api/alarm", Raise(deviceId, "Visible", "MAJOR")));
         var update = await live.NextAsync();
-        Assert.Equal(1, update["cmdId"]!.GetValue<int>());
-        Assert.Equal(mine, Id(Assert.Single(update["update"]!.AsArray())!));
+        Assert.Equal((1, quiet), (update["cmdId"]!.GetValue<int>(), Id(Assert.Single(update["update"]!.AsArray())!)));
+        update = await live.NextAsync();
+        Assert.Equal((1, mine), (update["cmdId"]!.GetValue<int>(), Id(Assert.Single(update["update"]!.AsArray())!)));
+        update = await live.NextAsync();
+        Assert.Equal((8, mine), (update["cmdId"]!.GetValue<int>(), Id(Assert.Single(update["update"]!.AsArray())!)));
     }
 }

@@ -203,4 +203,11 @@ public sealed record AlarmQuery(
 
         return Types is not { Count: > 0 } types || types.Contains(alarm.Type);
     }
+
+    /// <summary>True when the query has no text search, or its text is in the type, the severity's name or the originator's name (ignoring case).</summary>
+    public bool MatchesText(AlarmInfo info) =>
+        string.IsNullOrEmpty(Page.TextSearch)
+        || info.Alarm.Type.Contains(Page.TextSearch, StringComparison.OrdinalIgnoreCase)
+        || info.Alarm.Severity.Name().Contains(Page.TextSearch, StringComparison.OrdinalIgnoreCase)
+        || info.OriginatorName.Contains(Page.TextSearch, StringComparison.OrdinalIgnoreCase);
 }

@@ -230,10 +230,16 @@ internal sealed partial class LiveSocket
                 return;
             }
 
-            if (command.Kind == LiveAlarmKind.Data && change.Kind != AlarmChangeKind.Deleted && query.Matches(alarm)
+            if (command.Kind == LiveAlarmKind.Data && change.Kind != AlarmChangeKind.Deleted && query.Matches(alarm) && query.MatchesText(change.Info)
                 && (query.StartTime is not { } start || alarm.CreatedTime >= start))
             {
                 socket.Enqueue(new Outbound(null, command.CmdId, LiveErrorCode.None, null, null, this, change.Info, command.UpdateType));
+                return;
+            }
+
+            if (command.Kind == LiveAlarmKind.Data && change.Kind == AlarmChangeKind.Created)
+            {
+                // A new alarm that does not match was never on the page.
                 return;
             }
 
