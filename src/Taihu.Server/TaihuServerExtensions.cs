@@ -129,6 +129,7 @@ public static partial class TaihuServerExtensions
         app.MapBrokerUserApi();
         app.MapDeviceApi();
         app.MapRpcApi();
+        app.MapAlarmApi();
         app.MapTelemetryApi();
         app.MapAuditApi();
         app.MapLiveApi();

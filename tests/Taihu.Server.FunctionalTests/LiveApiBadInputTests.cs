@@ -23,8 +23,8 @@ public sealed class LiveApiBadInputTests(PlatformFixture fixture) : IClassFixtur
         await live.SendTextAsync("this is not JSON {");
         await AssertErrorAsync(live, 0, 2, "The frame is not valid JSON");
 
-        await live.SendTextAsync("""{"cmds":[{"type":"ALARM_DATA","cmdId":5}]}""");
-        await AssertErrorAsync(live, 5, 2, "Unknown command type 'ALARM_DATA'");
+        await live.SendTextAsync("""{"cmds":[{"type":"ENTITY_DATA","cmdId":5}]}""");
+        await AssertErrorAsync(live, 5, 2, "Unknown command type 'ENTITY_DATA'");
 
         await live.SendTextAsync("""{"fooCmds":[]}""");
         await AssertErrorAsync(live, 0, 2, "Unknown command list 'fooCmds'");

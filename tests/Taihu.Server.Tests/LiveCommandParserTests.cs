@@ -56,7 +56,7 @@ public sealed class LiveCommandParserTests
     }
 
     [Theory]
-    [InlineData("""{"cmds":[{"type":"ALARM_DATA","cmdId":5}]}""", 5, "Unknown command type 'ALARM_DATA'")]
+    [InlineData("""{"cmds":[{"type":"ENTITY_DATA","cmdId":5}]}""", 5, "Unknown command type 'ENTITY_DATA'")]
     [InlineData("""{"cmds":[{"cmdId":5}]}""", 5, "type is required")]
     [InlineData("""{"cmds":[{"type":"TIMESERIES","cmdId":"5"}]}""", 0, "cmdId is required")]
     [InlineData("""{"cmds":[{"type":"TIMESERIES","cmdId":5.5}]}""", 0, "cmdId is required")]

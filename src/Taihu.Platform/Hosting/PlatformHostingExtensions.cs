@@ -50,6 +50,9 @@ public static class PlatformHostingExtensions
         services.AddSingleton<Rpc.IRpcStore, Rpc.SqlRpcStore>();
         services.AddSingleton<Rpc.RpcDeviceLink>();
         services.AddSingleton<Rpc.RpcService>();
+        services.AddSingleton<Alarms.IAlarmStore, Alarms.SqlAlarmStore>();
+        services.AddSingleton<Alarms.AlarmFeed>();
+        services.AddSingleton<Alarms.AlarmService>();
         services.AddSingleton<BrokerUsers.BrokerUserDirectory>();
         services.AddSingleton<BrokerUsers.ITenantBrokerUserStore, BrokerUsers.SqlTenantBrokerUserStore>();
         services.AddSingleton<BrokerUsers.TenantBrokerUserService>();

@@ -337,9 +337,44 @@ internal static class Migrations
         CREATE INDEX rpc_calls_device ON rpc_calls (device_id, seq);
         CREATE INDEX rpc_calls_tenant_device_created ON rpc_calls (tenant_id, device_id, created_time);
         """),
+        // Alarms (ThingsBoard's alarm table). The partial unique index is the storage's half of "one active alarm
+        // per originator and type"; the owner of the device's alarms (AlarmService) is the other, so that a raise
+        // and a clear of one alarm never interleave. Severity is stored as its rank (0 = CRITICAL) so that the
+        // highest is MIN(severity). A user deleted unassigns the alarms assigned to them. version makes every update
+        // conditional on the row being as it was read (processes sharing the database).
+        (9, "alarms", """
+        CREATE TABLE alarms (
+            seq {id},
+            id TEXT NOT NULL,
+            tenant_id TEXT NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
+            originator_id TEXT NOT NULL REFERENCES devices (id) ON DELETE CASCADE,
+            originator_type TEXT NOT NULL,
+            type TEXT NOT NULL,
+            severity INTEGER NOT NULL,
+            acknowledged {bool} NOT NULL,
+            cleared {bool} NOT NULL,
+            start_ts BIGINT NOT NULL,
+            end_ts BIGINT NOT NULL,
+            ack_ts BIGINT NOT NULL,
+            clear_ts BIGINT NOT NULL,
+            assign_ts BIGINT NOT NULL,
+            assignee_id TEXT NULL REFERENCES users (id) ON DELETE SET NULL,
+            details TEXT NOT NULL,
+            propagate {bool} NOT NULL,
+            propagate_to_owner {bool} NOT NULL,
+            propagate_to_tenant {bool} NOT NULL,
+            propagate_relation_types TEXT NOT NULL,
+            created_time BIGINT NOT NULL,
+            version BIGINT NOT NULL
+        );
+        CREATE UNIQUE INDEX alarms_id ON alarms (id);
+        CREATE UNIQUE INDEX alarms_one_active ON alarms (originator_id, type) WHERE NOT cleared;
+        CREATE INDEX alarms_tenant_created ON alarms (tenant_id, created_time);
+        CREATE INDEX alarms_originator_created ON alarms (originator_id, created_time);
+        CREATE INDEX alarms_assignee ON alarms (assignee_id);
+        """),
         // A profile's alarm rules (profileData.alarms) as the JSON the user saved, so that GET returns it unchanged;
-        // the server parses it on save (refusing a bad rule) and again when it compiles the rules. Number 10: the
-        // alarms branch takes 9.
+        // the server parses it on save (refusing a bad rule) and again when it compiles the rules.
         (10, "alarm rules per device profile", """
         ALTER TABLE device_profiles ADD COLUMN alarms TEXT NULL;
         """),

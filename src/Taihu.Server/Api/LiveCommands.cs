@@ -31,8 +31,9 @@ internal sealed record LiveCommand(
     int Limit,
     Aggregation Aggregation);
 
-/// <summary>A command that could not be taken, with the cmdId it carried (0 when it had none) and why.</summary>
-internal readonly record struct LiveCommandError(int CmdId, string Message);
+/// <summary>A command that could not be taken, with the cmdId it carried (0 when it had none) and why; an alarm command's error
+/// carries its cmdUpdateType, as ThingsBoard's newer commands answer in that shape.</summary>
+internal readonly record struct LiveCommandError(int CmdId, string Message, string? UpdateType = null);
 
 /// <summary>A frame, parsed: the authentication it carries, its commands, and the ones refused.</summary>
 internal sealed class LiveFrame
@@ -44,6 +45,9 @@ internal sealed class LiveFrame
     public string? Token { get; set; }
 
     public List<LiveCommand> Commands { get; } = [];
+
+    /// <summary>ALARM_DATA, ALARM_COUNT, ALARM_STATUS and their unsubscribe commands, in the order they came.</summary>
+    public List<LiveAlarmCommand> AlarmCommands { get; } = [];
 
     public List<LiveCommandError> Errors { get; } = [];
 }
@@ -142,6 +146,22 @@ internal static class LiveCommandParser
 
         foreach (var element in list.EnumerateArray())
         {
+            if (kind is null && element.ValueKind == JsonValueKind.Object && element.TryGetProperty("type", out var type) && type.ValueKind == JsonValueKind.String
+                && LiveAlarmCommandParser.IsAlarmType(type.GetString())
+                && element.TryGetProperty("cmdId", out var id) && id.ValueKind == JsonValueKind.Number && id.TryGetInt32(out var alarmCmdId))
+            {
+                try
+                {
+                    frame.AlarmCommands.Add(LiveAlarmCommandParser.Read(element, alarmCmdId, type.GetString()!));
+                }
+                catch (LiveAlarmCommandException e)
+                {
+                    frame.Errors.Add(new LiveCommandError(e.CmdId, e.Message, e.UpdateType));
+                }
+
+                continue;
+            }
+
             try
             {
                 frame.Commands.Add(ReadCommand(element, kind));
@@ -178,8 +198,8 @@ internal static class LiveCommandParser
                 "TIMESERIES" => LiveCommandKind.Timeseries,
                 "ATTRIBUTES" => LiveCommandKind.Attributes,
                 "TIMESERIES_HISTORY" => LiveCommandKind.History,
-                null => throw new LiveCommandException(cmdId, "type is required: TIMESERIES, TIMESERIES_HISTORY or ATTRIBUTES."),
-                _ => throw new LiveCommandException(cmdId, $"Unknown command type '{Shorten(type)}': this server takes TIMESERIES, TIMESERIES_HISTORY and ATTRIBUTES."),
+                null => throw new LiveCommandException(cmdId, "type is required: TIMESERIES, TIMESERIES_HISTORY, ATTRIBUTES, ALARM_DATA, ALARM_COUNT or ALARM_STATUS."),
+                _ => throw new LiveCommandException(cmdId, $"Unknown command type '{Shorten(type)}': this server takes TIMESERIES, TIMESERIES_HISTORY, ATTRIBUTES, ALARM_DATA, ALARM_COUNT and ALARM_STATUS."),
             };
         }
 

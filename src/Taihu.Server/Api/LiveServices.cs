@@ -1,5 +1,6 @@
 using System.Diagnostics.Metrics;
 using Microsoft.Extensions.Options;
+using Taihu.Platform.Alarms;
 using Taihu.Platform.Devices;
 using Taihu.Platform.Telemetry;
 
@@ -17,7 +18,7 @@ internal static class LiveErrorCode
 /// <summary>What the live sockets share: stores, the feed, limits, clock, metrics.</summary>
 internal sealed class LiveServices(
     JwtTokens tokens, IDeviceStore devices, ITelemetryStore telemetry, IAttributeStore attributes, LiveFeed feed,
-    IOptions<LiveOptions> options, TimeProvider time, ILogger<LiveSocket> logger, IMeterFactory meters)
+    IAlarmStore alarms, AlarmFeed alarmFeed, IOptions<LiveOptions> options, TimeProvider time, ILogger<LiveSocket> logger, IMeterFactory meters)
 {
     public JwtTokens Tokens => tokens;
 
@@ -28,6 +29,10 @@ internal sealed class LiveServices(
     public IAttributeStore Attributes => attributes;
 
     public LiveFeed Feed => feed;
+
+    public IAlarmStore Alarms => alarms;
+
+    public AlarmFeed AlarmFeed => alarmFeed;
 
     public LiveOptions Options => options.Value;
 

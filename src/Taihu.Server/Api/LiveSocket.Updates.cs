@@ -86,7 +86,9 @@ internal sealed partial class LiveSocket
     }
 
     /// <summary>A frame to send: an update of a subscription (or a one-off answer), or an error.</summary>
-    private sealed record Outbound(Subscription? Subscription, int CmdId, int ErrorCode, string? ErrorMsg, TelemetryPoint[]? Points);
+    /// <remarks>An alarm frame has an UpdateType (its cmdUpdateType); with Alarms and no Changed it is a refresh that the send loop reads.</remarks>
+    private sealed record Outbound(Subscription? Subscription, int CmdId, int ErrorCode, string? ErrorMsg, TelemetryPoint[]? Points,
+        AlarmSubscription? Alarms = null, Taihu.Platform.Alarms.AlarmInfo? Changed = null, string? UpdateType = null);
 
     /// <summary>One subscription of this socket to one device; called by the feed on the committing thread.</summary>
     private sealed class Subscription(LiveSocket socket, LiveCommand command, long deviceSeq) : ILiveSubscriber

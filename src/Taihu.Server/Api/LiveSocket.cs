@@ -120,6 +120,12 @@ internal sealed partial class LiveSocket : IDisposable
             }
 
             _subscriptions.Clear();
+            foreach (var subscription in _alarmSubscriptions.Values)
+            {
+                Remove(subscription);
+            }
+
+            _alarmSubscriptions.Clear();
             Volatile.Write(ref _closing, 1);
             _outbound.Writer.TryComplete();
             await sending;
@@ -213,12 +219,24 @@ internal sealed partial class LiveSocket : IDisposable
 
         foreach (var error in frame.Errors)
         {
-            Reply(error.CmdId, LiveErrorCode.BadRequest, error.Message);
+            if (error.UpdateType is { } updateType)
+            {
+                ReplyAlarm(error.CmdId, updateType, LiveErrorCode.BadRequest, error.Message);
+            }
+            else
+            {
+                Reply(error.CmdId, LiveErrorCode.BadRequest, error.Message);
+            }
         }
 
         foreach (var command in frame.Commands)
         {
             await RunAsync(command, cancellationToken);
+        }
+
+        foreach (var command in frame.AlarmCommands)
+        {
+            await RunAlarmAsync(command, cancellationToken);
         }
 
         return true;
@@ -255,10 +273,10 @@ internal sealed partial class LiveSocket : IDisposable
 
     private async Task RunAsync(LiveCommand command, CancellationToken cancellationToken)
     {
-        if (command.Kind != LiveCommandKind.History && _subscriptions.Remove(command.CmdId, out var previous))
+        if (command.Kind != LiveCommandKind.History)
         {
             // A cmdId names one subscription: unsubscribing ends it, and a new command under the same id replaces it.
-            Remove(previous);
+            RemoveSubscription(command.CmdId);
         }
 
         if (command.Unsubscribe)
@@ -266,9 +284,9 @@ internal sealed partial class LiveSocket : IDisposable
             return;
         }
 
-        if (command.Kind != LiveCommandKind.History && _subscriptions.Count >= _options.MaxSubscriptionsPerSocket)
+        if (command.Kind != LiveCommandKind.History && SubscriptionCount >= _options.MaxSubscriptionsPerSocket)
         {
-            Reply(command.CmdId, LiveErrorCode.BadRequest, $"This socket holds {_subscriptions.Count} subscriptions, the most allowed (Live:MaxSubscriptionsPerSocket); unsubscribe one first.");
+            Reply(command.CmdId, LiveErrorCode.BadRequest, $"This socket holds {SubscriptionCount} subscriptions, the most allowed (Live:MaxSubscriptionsPerSocket); unsubscribe one first.");
             return;
         }
 
@@ -536,14 +554,21 @@ internal sealed partial class LiveSocket : IDisposable
                         continue;
                     }
 
-                    if (item.Subscription is { Removed: true })
+                    if (item.Subscription is { Removed: true } || item.Alarms is { Removed: true })
                     {
                         continue;
                     }
 
                     buffer.ResetWrittenCount();
                     writer.Reset(buffer);
-                    Write(writer, item);
+                    if (item.UpdateType is null)
+                    {
+                        Write(writer, item);
+                    }
+                    else if (!await WriteAlarmFrameAsync(writer, item))
+                    {
+                        continue;
+                    }
                     writer.Flush();
                     await _ws.SendAsync(buffer.WrittenMemory, WebSocketMessageType.Text, true, _sendAborted.Token);
                     _services.UpdatesSent.Add(1);
