@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Text.Json;
 using Microsoft.Extensions.Time.Testing;
+using Taihu.Platform.Alarms;
 using Taihu.Platform.Rules;
 using Taihu.Platform.Telemetry;
 

@@ -1,5 +1,6 @@
 using System.Text;
 using System.Text.Json;
+using Taihu.Platform.Alarms;
 using Taihu.Platform.Rules;
 
 namespace Taihu.Platform.Tests;

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using Microsoft.Extensions.Time.Testing;
+using Taihu.Platform.Alarms;
 using Taihu.Platform.Rules;
 using Taihu.Platform.Telemetry;
 

@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text;
 using Taihu.Platform.Telemetry;
+using Taihu.Platform.Alarms;
 
 namespace Taihu.Platform.Rules;
 

@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text.Json;
+using Taihu.Platform.Alarms;
 
 namespace Taihu.Platform.Rules;
 
@@ -99,7 +100,7 @@ public static class AlarmRuleParser
         foreach (var property in create.EnumerateObject())
         {
             var rulePath = $"{createPath}.{property.Name}";
-            if (!AlarmNames.TryParse(property.Name, out var severity))
+            if (!AlarmNames.TryParseSeverity(property.Name, out var severity))
             {
                 throw Fail(rulePath, "is not a severity; use CRITICAL, MAJOR, MINOR, WARNING or INDETERMINATE.");
             }

@@ -1,18 +1,10 @@
+using Taihu.Platform.Alarms;
+
 namespace Taihu.Platform.Rules;
 
 // The alarm rules of a device profile, in ThingsBoard's shape (profileData.alarms[]). These types are what the
 // evaluator needs; the JSON a user posted is kept as text beside them (DeviceProfile.AlarmsJson), so fields we
 // do not read (propagateRelationTypes, dashboardId, userValue, ...) come back on GET exactly as they were sent.
-
-/// <summary>Alarm severities, highest first (the order create rules are tried in).</summary>
-public enum AlarmSeverity
-{
-    Critical = 0,
-    Major = 1,
-    Minor = 2,
-    Warning = 3,
-    Indeterminate = 4,
-}
 
 /// <summary>Where a filter's value comes from.</summary>
 public enum RuleKeyType
@@ -136,29 +128,3 @@ public sealed record AlarmRule(IReadOnlyList<ConditionFilter> Filters, Condition
 
 /// <summary>One entry of profileData.alarms: create rules by severity, an optional clear rule.</summary>
 public sealed record ProfileAlarm(string Id, string AlarmType, IReadOnlyDictionary<AlarmSeverity, AlarmRule> CreateRules, AlarmRule? ClearRule, bool Propagate);
-
-/// <summary>ThingsBoard's names for the enums above.</summary>
-public static class AlarmNames
-{
-    public static string Of(AlarmSeverity severity) => severity switch
-    {
-        AlarmSeverity.Critical => "CRITICAL",
-        AlarmSeverity.Major => "MAJOR",
-        AlarmSeverity.Minor => "MINOR",
-        AlarmSeverity.Warning => "WARNING",
-        _ => "INDETERMINATE",
-    };
-
-    public static bool TryParse(string? name, out AlarmSeverity severity)
-    {
-        switch (name)
-        {
-            case "CRITICAL": severity = AlarmSeverity.Critical; return true;
-            case "MAJOR": severity = AlarmSeverity.Major; return true;
-            case "MINOR": severity = AlarmSeverity.Minor; return true;
-            case "WARNING": severity = AlarmSeverity.Warning; return true;
-            case "INDETERMINATE": severity = AlarmSeverity.Indeterminate; return true;
-            default: severity = default; return false;
-        }
-    }
-}

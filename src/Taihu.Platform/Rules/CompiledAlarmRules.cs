@@ -1,3 +1,5 @@
+using Taihu.Platform.Alarms;
+
 namespace Taihu.Platform.Rules;
 
 /// <summary>

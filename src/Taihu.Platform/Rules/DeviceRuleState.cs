@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Text.Json;
 using Taihu.Platform.Telemetry;
+using Taihu.Platform.Alarms;
 
 namespace Taihu.Platform.Rules;
 
@@ -125,7 +126,7 @@ public sealed class DeviceRuleState
             writer.WriteString("id", alarm.Source.Id);
             if (progress.Active is { } active)
             {
-                writer.WriteString("severity", AlarmNames.Of(active));
+                writer.WriteString("severity", active.Name());
             }
             else
             {
@@ -136,7 +137,7 @@ public sealed class DeviceRuleState
             writer.WriteStartArray("rules");
             for (var r = 0; r < alarm.CreateRules.Length; r++)
             {
-                WriteProgress(writer, AlarmNames.Of(alarm.CreateRules[r].Severity!.Value), progress.Create[r]);
+                WriteProgress(writer, alarm.CreateRules[r].Severity!.Value.Name(), progress.Create[r]);
             }
 
             WriteProgress(writer, "CLEAR", progress.Clear);
@@ -204,7 +205,7 @@ public sealed class DeviceRuleState
 
             var alarm = rules.Alarms[index];
             var progress = state.Alarms[index];
-            if (AlarmNames.TryParse(saved.GetProperty("severity").GetString(), out var severity))
+            if (AlarmNames.TryParseSeverity(saved.GetProperty("severity").GetString(), out var severity))
             {
                 progress.Active = severity;
                 progress.StartTs = saved.GetProperty("startTs").GetInt64();
@@ -222,7 +223,7 @@ public sealed class DeviceRuleState
 
                 for (var r = 0; r < alarm.CreateRules.Length; r++)
                 {
-                    if (AlarmNames.Of(alarm.CreateRules[r].Severity!.Value) == name)
+                    if (alarm.CreateRules[r].Severity!.Value.Name() == name)
                     {
                         progress.Create[r] = restored;
                     }
