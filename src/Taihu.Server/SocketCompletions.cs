@@ -6,7 +6,8 @@ namespace Taihu.Server;
 /// parks again, two or three context switches per message. Run inline, the epoll threads (one per core) carry on
 /// with the connection's receive loop themselves, as Mosquitto's and EMQX's event loops do. Measured here (issue
 /// 10, docs/benchmarks.md): QoS 1 fan-in at 10,000 msg/s went from about 50 to 34 CPU-seconds per million
-/// delivered, and 10,000 idle connections pinging once a minute from 2.2% of a core to 1.3%.
+/// delivered. Idle connections that only ping may cost more this way (one run each: 5.1% of a core against 3.4%
+/// for 10,000 of them); that is still to be measured properly.
 /// </summary>
 /// <remarks>
 /// The price: code that blocks after a socket completion holds up the other connections of that epoll thread. The
