@@ -125,6 +125,8 @@ public sealed partial class ConnectivityTracker(IAttributeStore attributes, IDev
             state.Active = true;
             state.LastConnect = record.LastConnect;
             state.LastDisconnect = record.LastDisconnect;
+            state.LastConnectRecorded = record.LastConnect;
+            state.LastDisconnectRecorded = record.LastDisconnect;
             state.LastActivity = record.LastActivity;
             state.LastActivityWritten = record.LastActivity;
         }
@@ -198,6 +200,7 @@ public sealed partial class ConnectivityTracker(IAttributeStore attributes, IDev
         }
 
         List<AttributeChange>? changes = null;
+        List<Events.DeviceEventRecord>? events = null;
         foreach (var (seq, state) in _states)
         {
             var timeout = state.InactivityTimeoutMs;
@@ -231,13 +234,29 @@ public sealed partial class ConnectivityTracker(IAttributeStore attributes, IDev
             }
 
             (changes ??= []).Add(new AttributeChange(seq, AttributeScope.Server, entries));
+            // Connects and disconnects since the last write go to the event log with it (integrations send them).
+            if (state.LastConnect > state.LastConnectRecorded)
+            {
+                (events ??= []).Add(new Events.DeviceEventRecord(seq, Events.PlatformEventType.Connect, state.LastConnect));
+            }
+
+            if (state.LastDisconnect > state.LastDisconnectRecorded)
+            {
+                (events ??= []).Add(new Events.DeviceEventRecord(seq, Events.PlatformEventType.Disconnect, state.LastDisconnect));
+            }
         }
 
         if (changes is not null)
         {
             try
             {
-                await attributes.SaveManyAsync(changes, cancellationToken);
+                await attributes.SaveManyAsync(changes, events, cancellationToken);
+                foreach (var change in changes)
+                {
+                    var state = _states[change.DeviceSeq];
+                    state.LastConnectRecorded = state.LastConnect;
+                    state.LastDisconnectRecorded = state.LastDisconnect;
+                }
             }
             catch (Exception e) when (e is not OperationCanceledException)
             {
@@ -377,6 +396,8 @@ public sealed partial class ConnectivityTracker(IAttributeStore attributes, IDev
         public bool Dirty;
         public long LastConnect;
         public long LastDisconnect;
+        public long LastConnectRecorded;
+        public long LastDisconnectRecorded;
         public long LastActivity;
         public long LastActivityWritten;
         public long LastWritten;

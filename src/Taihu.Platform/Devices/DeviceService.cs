@@ -51,7 +51,7 @@ public interface IDeviceService
 
 /// <inheritdoc />
 public sealed class DeviceService(IDeviceStore store, IAuditLog audit, IMqttClientDisconnector connections, TimeProvider time, IOptions<SecurityOptions> security,
-    Telemetry.ITelemetryStore? telemetry = null) : IDeviceService
+    Telemetry.ITelemetryStore? telemetry = null, Events.EventSignal? events = null) : IDeviceService
 {
     private readonly int _minimumTokenLength = security.Value.MinimumAccessTokenLength;
 
@@ -124,6 +124,7 @@ public sealed class DeviceService(IDeviceStore store, IAuditLog audit, IMqttClie
             Name = draft.Name, Type = draft.Type ?? existing.Type, Label = draft.Label, ProfileId = profileId, Group = draft.Group, IsGateway = draft.IsGateway, GatewayId = gatewayId,
         };
         await store.UpdateDeviceAsync(updated, cancellationToken);
+        events?.NotifyDeviceChanged(updated.Seq);
         await audit.WriteAsync(caller, "UPDATED", "DEVICE", id.ToString(), updated.Name, cancellationToken: cancellationToken);
         if (existing.GatewayId is { } previous && previous != gatewayId)
         {
@@ -156,6 +157,7 @@ public sealed class DeviceService(IDeviceStore store, IAuditLog audit, IMqttClie
         }
 
         await store.DeleteDeviceAsync(tenant, id, cancellationToken);
+        events?.NotifyDeviceChanged(device.Seq);
         await audit.WriteAsync(caller, "DELETED", "DEVICE", id.ToString(), device.Name, cancellationToken: cancellationToken);
     }
 
@@ -227,6 +229,7 @@ public sealed class DeviceService(IDeviceStore store, IAuditLog audit, IMqttClie
         {
             profile = profile with { IsDefault = existing.IsDefault, CreatedTime = existing.CreatedTime };
             await store.UpdateProfileAsync(profile, cancellationToken);
+            events?.NotifyProfileChanged(profile.Id);
             await audit.WriteAsync(caller, "UPDATED", "DEVICE_PROFILE", profile.Id.ToString(), profile.Name, cancellationToken: cancellationToken);
         }
 
@@ -243,6 +246,7 @@ public sealed class DeviceService(IDeviceStore store, IAuditLog audit, IMqttClie
             throw PlatformException.BadRequest("The default profile, or a profile that devices use, cannot be deleted.");
         }
 
+        events?.NotifyProfileChanged(id);
         await audit.WriteAsync(caller, "DELETED", "DEVICE_PROFILE", id.ToString(), profile.Name, cancellationToken: cancellationToken);
     }
 

@@ -51,6 +51,9 @@ public interface IDeviceStore
     /// server stopped, for the connectivity owner to start from.
     /// </summary>
     Task<IReadOnlyList<StoredConnectivity>> ListActiveDevicesAsync(CancellationToken cancellationToken = default);
+
+    /// <summary>The device with this sequence number (the number its telemetry rows carry), of any tenant.</summary>
+    Task<Device?> GetDeviceBySeqAsync(long seq, CancellationToken cancellationToken = default);
 }
 
 /// <summary>A device shown active in storage, with its last connect, disconnect and activity (ms; 0 when never).</summary>
@@ -344,6 +347,10 @@ public sealed class SqlDeviceStore(PlatformDatabase database) : IDeviceStore
 
         return result;
     }
+
+    public Task<Device?> GetDeviceBySeqAsync(long seq, CancellationToken cancellationToken = default) =>
+        database.QuerySingleAsync($"SELECT {DeviceColumns} FROM devices d WHERE d.seq = @seq", command => command.AddParameter("seq", seq),
+            reader => ReadDevice(reader, 0), cancellationToken);
 
     private Task<Device?> QueryDeviceAsync(string where, string value, Guid tenantId, CancellationToken cancellationToken) =>
         database.QuerySingleAsync($"SELECT {DeviceColumns} FROM devices d WHERE {where}", command =>

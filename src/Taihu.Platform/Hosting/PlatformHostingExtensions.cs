@@ -33,6 +33,8 @@ public static class PlatformHostingExtensions
         services.AddSingleton<ITenantStore, SqlTenantStore>();
         services.AddSingleton<IDeviceStore, SqlDeviceStore>();
         services.AddSingleton<LiveFeed>();
+        services.AddSingleton<Events.EventSignal>();
+        services.AddSingleton<Events.DeviceDirectory>();
         services.AddSingleton<ITelemetryStore, SqlTelemetryStore>();
         services.AddSingleton<IAttributeStore, SqlAttributeStore>();
         services.AddSingleton<IAuditLog, SqlAuditLog>();
@@ -69,6 +71,13 @@ public static class PlatformHostingExtensions
         services.AddHostedService<Rpc.RpcStartup>();
         services.AddHostedService(sp => sp.GetRequiredService<ConnectivityTracker>());
         services.AddHostedService<RetentionService>();
+        // Rules and integrations read the event log. The engine is registered as a hosted service before the
+        // dispatcher so that it stops after it: its states are written once no more events come.
+        services.AddSingleton<Rules.AlarmRulesEngine>();
+        services.AddSingleton<Events.IEventConsumer>(sp => sp.GetRequiredService<Rules.AlarmRulesEngine>());
+        services.AddHostedService(sp => sp.GetRequiredService<Rules.AlarmRulesEngine>());
+        services.AddSingleton<Events.EventDispatcher>();
+        services.AddHostedService(sp => sp.GetRequiredService<Events.EventDispatcher>());
         return services;
     }
 }

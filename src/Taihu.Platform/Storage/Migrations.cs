@@ -378,5 +378,26 @@ internal static class Migrations
         (10, "alarm rules per device profile", """
         ALTER TABLE device_profiles ADD COLUMN alarms TEXT NULL;
         """),
+        // What rules and integrations must see of each commit, written in the commit's transaction (Events.EventLog),
+        // and how far each of them has taken it.
+        (11, "event log, its consumers' positions, alarm rules' state", """
+        CREATE TABLE event_log (
+            seq {id},
+            kind INTEGER NOT NULL,
+            created_time BIGINT NOT NULL,
+            body {blob} NOT NULL
+        );
+
+        CREATE TABLE event_cursors (
+            consumer TEXT PRIMARY KEY,
+            position BIGINT NOT NULL
+        );
+
+        CREATE TABLE rule_states (
+            device_id TEXT PRIMARY KEY REFERENCES devices (id) ON DELETE CASCADE,
+            state {blob} NOT NULL,
+            updated_time BIGINT NOT NULL
+        );
+        """),
     ];
 }

@@ -19,8 +19,11 @@ public interface IAttributeStore
     /// <summary>Writes (inserts or replaces) the entries of one scope in one transaction.</summary>
     Task SaveAsync(long deviceSeq, AttributeScope scope, IReadOnlyList<AttributeEntry> entries, CancellationToken cancellationToken = default);
 
-    /// <summary>Writes the changes of many devices in one transaction (connectivity of every device at once).</summary>
-    Task SaveManyAsync(IReadOnlyList<AttributeChange> changes, CancellationToken cancellationToken = default);
+    /// <summary>
+    /// Writes the changes of many devices in one transaction (connectivity of every device at once), with
+    /// <paramref name="events"/> (connects and disconnects) recorded in the event log in the same transaction.
+    /// </summary>
+    Task SaveManyAsync(IReadOnlyList<AttributeChange> changes, IReadOnlyList<Events.DeviceEventRecord>? events = null, CancellationToken cancellationToken = default);
 
     /// <summary>The attributes of one scope, all or only <paramref name="keys"/>, sorted by key.</summary>
     Task<IReadOnlyList<AttributeEntry>> GetAsync(long deviceSeq, AttributeScope scope, IReadOnlyCollection<string>? keys, CancellationToken cancellationToken = default);
@@ -32,7 +35,7 @@ public interface IAttributeStore
 /// The SQL implementation, for SQLite and PostgreSQL alike. Each committed write is told to the live feed (when
 /// there is one), so that every writer (devices, gateways, the API, connectivity) reaches live subscribers.
 /// </summary>
-public sealed class SqlAttributeStore(PlatformDatabase database, LiveFeed? feed = null) : IAttributeStore
+public sealed class SqlAttributeStore(PlatformDatabase database, LiveFeed? feed = null, Events.EventSignal? signal = null) : IAttributeStore
 {
     public static string ScopeName(AttributeScope scope) => scope switch
     {
@@ -53,11 +56,11 @@ public sealed class SqlAttributeStore(PlatformDatabase database, LiveFeed? feed 
     }
 
     public Task SaveAsync(long deviceSeq, AttributeScope scope, IReadOnlyList<AttributeEntry> entries, CancellationToken cancellationToken = default) =>
-        SaveManyAsync([new AttributeChange(deviceSeq, scope, entries)], cancellationToken);
+        SaveManyAsync([new AttributeChange(deviceSeq, scope, entries)], null, cancellationToken);
 
-    public async Task SaveManyAsync(IReadOnlyList<AttributeChange> changes, CancellationToken cancellationToken = default)
+    public async Task SaveManyAsync(IReadOnlyList<AttributeChange> changes, IReadOnlyList<Events.DeviceEventRecord>? events = null, CancellationToken cancellationToken = default)
     {
-        var any = false;
+        var any = events is { Count: > 0 };
         foreach (var change in changes)
         {
             foreach (var entry in change.Entries)
@@ -108,7 +111,10 @@ public sealed class SqlAttributeStore(PlatformDatabase database, LiveFeed? feed 
             }
         }
 
+        await Events.EventLog.AppendAsync(database, connection, transaction, Events.EventLogKind.Attributes, Events.EventCodec.EncodeAttributes(changes, events),
+            DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), cancellationToken);
         await transaction.CommitAsync(cancellationToken);
+        signal?.Notify();
         feed?.AttributesCommitted(changes);
     }
 

@@ -67,11 +67,11 @@ public sealed partial class SqlTelemetryStore
         }
     }
 
-    public async Task WriteAsync(IReadOnlyList<DevicePoint> points, CancellationToken cancellationToken = default)
+    public async Task<long> WriteAsync(IReadOnlyList<DevicePoint> points, CancellationToken cancellationToken = default)
     {
         if (points.Count == 0)
         {
-            return;
+            return 0;
         }
 
         // All or nothing: a value no provider can store refuses the batch before anything is written.
@@ -81,18 +81,22 @@ public sealed partial class SqlTelemetryStore
         }
 
         // One writer at a time keeps the newest-timestamp memory in step with what is committed.
+        long position;
         await _writeGate.WaitAsync(cancellationToken);
         try
         {
-            await WriteBatchAsync(points, cancellationToken);
+            position = await WriteBatchAsync(points, cancellationToken);
         }
         finally
         {
             _writeGate.Release();
         }
+
+        events?.Notify();
+        return position;
     }
 
-    private async Task WriteBatchAsync(IReadOnlyList<DevicePoint> points, CancellationToken cancellationToken)
+    private async Task<long> WriteBatchAsync(IReadOnlyList<DevicePoint> points, CancellationToken cancellationToken)
     {
         await using var connection = await database.OpenAsync(cancellationToken);
         for (var i = 0; i < points.Count; i++)
@@ -166,6 +170,9 @@ public sealed partial class SqlTelemetryStore
             await RecomputeRollupsAsync(connection, transaction, device, key, minute * MinuteMs, (minute + 1) * MinuteMs, cancellationToken);
         }
 
+        // Last, so that PostgreSQL's append lock (EventLog) is held only for the commit.
+        var position = await Events.EventLog.AppendAsync(database, connection, transaction, Events.EventLogKind.Telemetry,
+            Events.EventCodec.EncodeTelemetry(points), DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), cancellationToken);
         await transaction.CommitAsync(cancellationToken);
         foreach (var (pair, newest) in newestInBatch)
         {
@@ -174,6 +181,8 @@ public sealed partial class SqlTelemetryStore
                 _newest[pair] = newest.Ts;
             }
         }
+
+        return position;
     }
 
     private static async Task<long> StoredNewestAsync(DbConnection connection, DbTransaction transaction, long device, long key, CancellationToken cancellationToken)

@@ -52,8 +52,12 @@ public readonly record struct DevicePoint(long DeviceSeq, TelemetryPoint Point);
 /// <summary>Time series: batched writes, latest values, raw history, aggregates, deletion and retention.</summary>
 public interface ITelemetryStore
 {
-    /// <summary>Writes the points in one transaction; a point is unique by (device, key, ts) and the last write wins.</summary>
-    Task WriteAsync(IReadOnlyList<DevicePoint> points, CancellationToken cancellationToken = default);
+    /// <summary>
+    /// Writes the points in one transaction; a point is unique by (device, key, ts) and the last write wins. The
+    /// batch goes to the event log in the same transaction (rules and integrations read it there); returns its
+    /// position in the log.
+    /// </summary>
+    Task<long> WriteAsync(IReadOnlyList<DevicePoint> points, CancellationToken cancellationToken = default);
 
     /// <summary>Latest value of each key of the device (of <paramref name="keys"/> when given).</summary>
     Task<IReadOnlyList<TelemetryPoint>> GetLatestAsync(long deviceSeq, IReadOnlyCollection<string>? keys, CancellationToken cancellationToken = default);
@@ -94,7 +98,7 @@ public interface ITelemetryStore
 /// statement per batch, after folding duplicates of (device, key, ts) into their last write (PostgreSQL refuses
 /// to update one row twice in a statement).
 /// </summary>
-public sealed partial class SqlTelemetryStore(PlatformDatabase database) : ITelemetryStore, IDisposable
+public sealed partial class SqlTelemetryStore(PlatformDatabase database, Events.EventSignal? events = null) : ITelemetryStore, IDisposable
 {
     private readonly ConcurrentDictionary<string, long> _keyIds = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<long, string> _keyNames = new();

@@ -1,0 +1,395 @@
+using System.Collections.Concurrent;
+using System.Diagnostics.Metrics;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Taihu.Platform.Devices;
+using Taihu.Platform.Storage;
+using Taihu.Platform.Telemetry;
+
+namespace Taihu.Platform.Events;
+
+/// <summary>
+/// Takes what the event log holds, in order, at least once. Nothing reaches a consumer before it has committed,
+/// and a consumer that crashes or fails reads again from its durable position.
+/// </summary>
+public interface IEventConsumer
+{
+    /// <summary>The consumer's name in <c>event_cursors</c>.</summary>
+    string Name { get; }
+
+    /// <summary>
+    /// Takes the events of the log's rows up to <paramref name="position"/>, in order. Returning means they are
+    /// taken: the consumer records the position durably itself, with whatever it did with them (an outbox insert,
+    /// a state snapshot), through <see cref="EventLog.SaveCursorAsync"/>. After a restart, rows after the durable
+    /// position come again. Throwing means not taken: the same rows come again after a pause.
+    /// </summary>
+    Task ConsumeAsync(IReadOnlyList<PlatformEvent> events, long position, CancellationToken cancellationToken);
+}
+
+/// <summary>Devices by sequence number, cached for a short while (a renamed device's name follows within it).</summary>
+public sealed class DeviceDirectory
+{
+    private static readonly TimeSpan Lifetime = TimeSpan.FromSeconds(30);
+    private readonly ConcurrentDictionary<long, (Device? Device, long Until)> _cache = new();
+    private readonly IDeviceStore _store;
+    private readonly TimeProvider _time;
+
+    public DeviceDirectory(IDeviceStore store, TimeProvider time, EventSignal? signal = null)
+    {
+        _store = store;
+        _time = time;
+        if (signal is not null)
+        {
+            signal.DeviceChanged += Forget;
+        }
+    }
+
+    public async ValueTask<Device?> GetAsync(long seq, CancellationToken cancellationToken)
+    {
+        var now = _time.GetTimestamp();
+        if (_cache.TryGetValue(seq, out var cached) && cached.Until > now)
+        {
+            return cached.Device;
+        }
+
+        var device = await _store.GetDeviceBySeqAsync(seq, cancellationToken);
+        _cache[seq] = (device, now + (long)(Lifetime.TotalSeconds * _time.TimestampFrequency));
+        return device;
+    }
+
+    /// <summary>Forgets a device (it changed or was deleted).</summary>
+    public void Forget(long seq) => _cache.TryRemove(seq, out _);
+}
+
+/// <summary>
+/// Runs each <see cref="IEventConsumer"/> over the event log in a loop of its own, so that a slow one (an
+/// integration whose target is down) holds back no other. Writers call <see cref="Notify"/> after a commit; a loop
+/// also looks every <see cref="PollInterval"/> (rows written by another process sharing the database). Rows every
+/// consumer has recorded are pruned every <see cref="PruneInterval"/>.
+/// </summary>
+public sealed partial class EventDispatcher : BackgroundService
+{
+    private const int RowsPerRead = 64;
+    private readonly PlatformDatabase _database;
+    private readonly DeviceDirectory _devices;
+    private readonly IReadOnlyList<IEventConsumer> _consumers;
+    private readonly ILogger<EventDispatcher> _logger;
+    private readonly TimeProvider _time;
+    private readonly ConcurrentDictionary<string, long> _positions = new();
+    private readonly SemaphoreSlim[] _signals;
+    private readonly Counter<long> _undecodable;
+    private readonly ConcurrentDictionary<string, List<(long Position, TaskCompletionSource Done)>> _waiters = new();
+
+    public EventDispatcher(PlatformDatabase database, DeviceDirectory devices, IEnumerable<IEventConsumer> consumers, TimeProvider time,
+        ILogger<EventDispatcher> logger, EventSignal? signal = null, IMeterFactory? meters = null)
+    {
+        _database = database;
+        _devices = devices;
+        _consumers = [.. consumers];
+        _time = time;
+        _logger = logger;
+        _signals = new SemaphoreSlim[_consumers.Count];
+        for (var i = 0; i < _signals.Length; i++)
+        {
+            _signals[i] = new SemaphoreSlim(0, 1);
+        }
+
+        if (signal is not null)
+        {
+            signal.Committed += Notify;
+        }
+
+        var meter = meters?.Create(Telemetry.PlatformMetrics.MeterName) ?? new Meter(Telemetry.PlatformMetrics.MeterName);
+        _undecodable = meter.CreateCounter<long>("taihu.events.undecodable", "{row}", "Event log rows skipped because they did not decode.");
+        meter.CreateObservableGauge("taihu.events.position", ObservePositions, "{row}", "The event log position each consumer has taken.");
+    }
+
+    public TimeSpan PollInterval { get; init; } = TimeSpan.FromSeconds(1);
+
+    public TimeSpan PruneInterval { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>Something committed: wake every consumer.</summary>
+    public void Notify()
+    {
+        foreach (var signal in _signals)
+        {
+            if (signal.CurrentCount == 0)
+            {
+                try
+                {
+                    signal.Release();
+                }
+                catch (SemaphoreFullException)
+                {
+                    // Another writer woke it first.
+                }
+            }
+        }
+    }
+
+    /// <summary>The position a consumer has taken so far in this process (0 before its first read).</summary>
+    public long PositionOf(string consumer) => _positions.TryGetValue(consumer, out var position) ? position : 0;
+
+    /// <summary>Completes when <paramref name="consumer"/> has taken every row up to <paramref name="position"/>.</summary>
+    public Task WaitForAsync(string consumer, long position)
+    {
+        var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var list = _waiters.GetOrAdd(consumer, _ => []);
+        lock (list)
+        {
+            list.Add((position, done));
+        }
+
+        Release(consumer, PositionOf(consumer));
+        return done.Task;
+    }
+
+    /// <summary>Completes when every consumer has taken everything committed so far.</summary>
+    public async Task WaitForAllAsync(CancellationToken cancellationToken = default)
+    {
+        var last = await EventLog.LastPositionAsync(_database, cancellationToken);
+        Notify();
+        foreach (var consumer in _consumers)
+        {
+            await WaitForAsync(consumer.Name, last).WaitAsync(cancellationToken);
+        }
+    }
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        if (_consumers.Count == 0)
+        {
+            return;
+        }
+
+        var loops = new List<Task>(_consumers.Count + 1);
+        for (var i = 0; i < _consumers.Count; i++)
+        {
+            loops.Add(RunAsync(_consumers[i], _signals[i], stoppingToken));
+        }
+
+        loops.Add(PruneLoopAsync(stoppingToken));
+        await Task.WhenAll(loops);
+    }
+
+    private async Task RunAsync(IEventConsumer consumer, SemaphoreSlim signal, CancellationToken stoppingToken)
+    {
+        try
+        {
+            var position = await StartPositionAsync(consumer, stoppingToken);
+            Release(consumer.Name, position);
+            var failures = 0;
+            var events = new List<PlatformEvent>();
+            var row = new DecodedRow();
+            while (!stoppingToken.IsCancellationRequested)
+            {
+                IReadOnlyList<EventLogRow> rows;
+                try
+                {
+                    rows = await EventLog.ReadAsync(_database, position, RowsPerRead, stoppingToken);
+                    events.Clear();
+                    foreach (var logRow in rows)
+                    {
+                        await AddEventsAsync(logRow, row, events, stoppingToken);
+                    }
+                }
+                catch (Exception e) when (e is not OperationCanceledException)
+                {
+                    LogReadFailed(_logger, e, consumer.Name);
+                    await Task.Delay(Backoff(++failures), _time, stoppingToken);
+                    continue;
+                }
+
+                if (rows.Count == 0)
+                {
+                    await signal.WaitAsync(PollInterval, stoppingToken);
+                    continue;
+                }
+
+                var last = rows[^1].Position;
+                try
+                {
+                    await consumer.ConsumeAsync(events, last, stoppingToken);
+                }
+                catch (Exception e) when (e is not OperationCanceledException)
+                {
+                    LogConsumeFailed(_logger, e, consumer.Name, rows[0].Position, last);
+                    await Task.Delay(Backoff(++failures), _time, stoppingToken);
+                    continue;
+                }
+
+                failures = 0;
+                position = last;
+                Release(consumer.Name, position);
+            }
+        }
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+        {
+        }
+    }
+
+    private async Task<long> StartPositionAsync(IEventConsumer consumer, CancellationToken cancellationToken)
+    {
+        if (await EventLog.LoadCursorAsync(_database, consumer.Name, cancellationToken) is { } stored)
+        {
+            return stored;
+        }
+
+        // A new consumer starts at the end: it does not replay what happened before it existed.
+        var end = await EventLog.LastPositionAsync(_database, cancellationToken);
+        await using var connection = await _database.OpenAsync(cancellationToken);
+        await EventLog.SaveCursorAsync(connection, null, consumer.Name, end, cancellationToken);
+        return end;
+    }
+
+    private async Task AddEventsAsync(EventLogRow logRow, DecodedRow row, List<PlatformEvent> events, CancellationToken cancellationToken)
+    {
+        row.Points.Clear();
+        row.Changes.Clear();
+        row.Events.Clear();
+        try
+        {
+            EventCodec.Decode(logRow.Kind, logRow.Body, row);
+        }
+        catch (FormatException e)
+        {
+            _undecodable.Add(1);
+            LogUndecodable(_logger, logRow.Position, e.Message);
+            return;
+        }
+
+        var index = 0;
+        var points = row.Points;
+        var i = 0;
+        while (i < points.Count)
+        {
+            // One event per run of a device's points (one message, or several of it in a row).
+            var seq = points[i].DeviceSeq;
+            var end = i + 1;
+            var ts = points[i].Point.Ts;
+            while (end < points.Count && points[end].DeviceSeq == seq)
+            {
+                ts = Math.Max(ts, points[end].Point.Ts);
+                end++;
+            }
+
+            var slice = new TelemetryPoint[end - i];
+            for (var j = i; j < end; j++)
+            {
+                slice[j - i] = points[j].Point;
+            }
+
+            if (await _devices.GetAsync(seq, cancellationToken) is { } device)
+            {
+                events.Add(new PlatformEvent { Position = logRow.Position, Index = index, Type = PlatformEventType.Telemetry, Device = device, Ts = ts, Points = slice });
+            }
+
+            index++;
+            i = end;
+        }
+
+        foreach (var change in row.Changes)
+        {
+            var ts = 0L;
+            foreach (var entry in change.Entries)
+            {
+                ts = Math.Max(ts, entry.LastUpdateTs);
+            }
+
+            if (await _devices.GetAsync(change.DeviceSeq, cancellationToken) is { } device)
+            {
+                events.Add(new PlatformEvent
+                {
+                    Position = logRow.Position, Index = index, Type = PlatformEventType.Attributes, Device = device, Ts = ts,
+                    Scope = change.Scope, Attributes = change.Entries,
+                });
+            }
+
+            index++;
+        }
+
+        foreach (var record in row.Events)
+        {
+            if (await _devices.GetAsync(record.DeviceSeq, cancellationToken) is { } device)
+            {
+                events.Add(new PlatformEvent
+                {
+                    Position = logRow.Position, Index = index, Type = record.Type, Device = device, Ts = record.Ts, DataJson = record.DataJson,
+                });
+            }
+
+            index++;
+        }
+    }
+
+    private async Task PruneLoopAsync(CancellationToken stoppingToken)
+    {
+        var names = new List<string>(_consumers.Count);
+        foreach (var consumer in _consumers)
+        {
+            names.Add(consumer.Name);
+        }
+
+        using var timer = new PeriodicTimer(PruneInterval, _time);
+        try
+        {
+            while (await timer.WaitForNextTickAsync(stoppingToken))
+            {
+                try
+                {
+                    await EventLog.PruneAsync(_database, names, stoppingToken);
+                }
+                catch (Exception e) when (e is not OperationCanceledException)
+                {
+                    LogPruneFailed(_logger, e);
+                }
+            }
+        }
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+        {
+        }
+    }
+
+    private void Release(string consumer, long position)
+    {
+        _positions[consumer] = position;
+        if (!_waiters.TryGetValue(consumer, out var list))
+        {
+            return;
+        }
+
+        lock (list)
+        {
+            for (var i = list.Count - 1; i >= 0; i--)
+            {
+                if (list[i].Position <= position)
+                {
+                    list[i].Done.TrySetResult();
+                    list.RemoveAt(i);
+                }
+            }
+        }
+    }
+
+    private IEnumerable<Measurement<long>> ObservePositions()
+    {
+        foreach (var (name, position) in _positions)
+        {
+            yield return new Measurement<long>(position, new KeyValuePair<string, object?>("consumer", name));
+        }
+    }
+
+    private static TimeSpan Backoff(int failures) => TimeSpan.FromMilliseconds(Math.Min(30_000, 100 * (1 << Math.Min(failures, 9))));
+
+    [LoggerMessage(EventId = 2801, Level = LogLevel.Warning, Message = "Reading the event log for {Consumer} failed; it is tried again")]
+    private static partial void LogReadFailed(ILogger logger, Exception exception, string consumer);
+
+    [LoggerMessage(EventId = 2802, Level = LogLevel.Warning, Message = "{Consumer} failed to take event log rows {From} to {To}; they come again after a pause")]
+    private static partial void LogConsumeFailed(ILogger logger, Exception exception, string consumer, long from, long to);
+
+    [LoggerMessage(EventId = 2803, Level = LogLevel.Error, Message = "Event log row {Position} does not decode and is skipped: {Reason}")]
+    private static partial void LogUndecodable(ILogger logger, long position, string reason);
+
+    [LoggerMessage(EventId = 2804, Level = LogLevel.Warning, Message = "Pruning the event log failed; it is tried again later")]
+    private static partial void LogPruneFailed(ILogger logger, Exception exception);
+}

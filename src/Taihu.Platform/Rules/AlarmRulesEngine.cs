@@ -1,0 +1,450 @@
+using System.Collections.Concurrent;
+using System.Text.Json;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Taihu.Platform.Alarms;
+using Taihu.Platform.Devices;
+using Taihu.Platform.Events;
+using Taihu.Platform.Storage;
+using Taihu.Platform.Telemetry;
+
+namespace Taihu.Platform.Rules;
+
+/// <summary>
+/// Runs device profiles' alarm rules over what committed: a consumer of the event log, so rules never stand in front
+/// of a device's acknowledgement, and nothing acknowledged escapes them (a crash replays the log from the last
+/// snapshot). Each device with rules gets a <see cref="DeviceAlarmRulesOwner"/>; what the owners decide goes to the
+/// <see cref="AlarmService"/>, in order per device.
+/// </summary>
+/// <remarks>
+/// Durability: the owners' states are written to <c>rule_states</c> together with the log position they reflect, in
+/// one transaction, every <see cref="SnapshotInterval"/> of events and when the server stops. Before that write,
+/// every decision taken so far has reached the alarm service, so a snapshot never holds an alarm "raised" that the
+/// alarm table does not. After a crash the log is read again from that position: the states come back exactly as
+/// they were, and the decisions taken again are repeats, which the alarm service folds into the existing alarm.
+/// The owner map is touched only by the dispatcher's loop for this consumer (and by stopping, after that loop).
+/// </remarks>
+public sealed partial class AlarmRulesEngine : IEventConsumer, IHostedService, IAsyncDisposable
+{
+    public const string ConsumerName = "rules";
+    private static readonly AttributeScope[] s_seedScopes = [AttributeScope.Client, AttributeScope.Shared, AttributeScope.Server];
+    private readonly PlatformDatabase _database;
+    private readonly IDeviceStore _devices;
+    private readonly IAttributeStore _attributes;
+    private readonly ITelemetryStore _telemetry;
+    private readonly AlarmService _alarms;
+    private readonly TimeProvider _time;
+    private readonly ILogger<AlarmRulesEngine> _logger;
+    private readonly AlarmRuleEvaluator _evaluator;
+    private readonly Dictionary<Guid, Entry> _owners = [];
+    private readonly Dictionary<Guid, (long Version, CompiledAlarmRules? Rules)> _profiles = [];
+    private readonly ConcurrentQueue<Guid> _changedProfiles = new();
+    private readonly ConcurrentDictionary<Guid, Task> _alarmWork = new();
+    private readonly SemaphoreSlim _gate = new(1, 1);
+    private Dictionary<Guid, byte[]>? _stored;
+    private long _position;
+    private long _savedPosition;
+    private long _lastSnapshot;
+    private long _profileVersion;
+
+    public AlarmRulesEngine(PlatformDatabase database, IDeviceStore devices, IAttributeStore attributes, ITelemetryStore telemetry, AlarmService alarms,
+        TimeProvider time, ILogger<AlarmRulesEngine> logger, EventSignal? signal = null)
+    {
+        if (signal is not null)
+        {
+            signal.ProfileChanged += ProfileChanged;
+        }
+
+        _database = database;
+        _devices = devices;
+        _attributes = attributes;
+        _telemetry = telemetry;
+        _alarms = alarms;
+        _time = time;
+        _logger = logger;
+        _evaluator = new AlarmRuleEvaluator(time);
+        _lastSnapshot = time.GetTimestamp();
+    }
+
+    public string Name => ConsumerName;
+
+    /// <summary>How often DURATION rules are re-checked on server time without a new point.</summary>
+    public TimeSpan RecheckPeriod { get; init; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>How often, at most, the states are written (while events come; always when the server stops).</summary>
+    public TimeSpan SnapshotInterval { get; init; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>How many devices have rule state in memory.</summary>
+    public int DeviceCount => _owners.Count;
+
+    /// <summary>A profile's rules changed (or it was deleted): its devices take the new rules at the next event.</summary>
+    public void ProfileChanged(Guid profileId) => _changedProfiles.Enqueue(profileId);
+
+    public async Task ConsumeAsync(IReadOnlyList<PlatformEvent> events, long position, CancellationToken cancellationToken)
+    {
+        await _gate.WaitAsync(cancellationToken);
+        try
+        {
+            _stored ??= await LoadStatesAsync(cancellationToken);
+            while (_changedProfiles.TryDequeue(out var changed))
+            {
+                _profiles.Remove(changed);
+            }
+
+            foreach (var e in events)
+            {
+                var entry = await OwnerOfAsync(e.Device, cancellationToken);
+                if (entry is null)
+                {
+                    continue;
+                }
+
+                switch (e.Type)
+                {
+                    case PlatformEventType.Telemetry:
+                        entry.Owner.PostTelemetry([.. e.Points]);
+                        break;
+                    case PlatformEventType.Attributes:
+                        entry.Owner.PostAttributes([.. e.Attributes]);
+                        break;
+                    case PlatformEventType.AlarmCleared when AlarmTypeOf(e.DataJson) is { } type:
+                        entry.Owner.PostAlarmCleared(type);
+                        break;
+                    default:
+                        continue;
+                }
+
+                entry.Dirty = true;
+            }
+
+            _position = position;
+            if (_time.GetElapsedTime(_lastSnapshot) >= SnapshotInterval)
+            {
+                await SaveAsync(cancellationToken);
+            }
+        }
+        finally
+        {
+            _gate.Release();
+        }
+    }
+
+    /// <summary>Writes every changed device's state and the position it reflects (tests and shutdown call it).</summary>
+    public async Task SaveAsync(CancellationToken cancellationToken = default)
+    {
+        _lastSnapshot = _time.GetTimestamp();
+        var snapshots = new List<(Entry Entry, byte[] State)>();
+        foreach (var entry in _owners.Values)
+        {
+            if (entry.Dirty)
+            {
+                entry.Dirty = false;
+                snapshots.Add((entry, await entry.Owner.SnapshotAsync()));
+            }
+        }
+
+        // Every decision taken before the snapshots has reached the alarms (see the remarks).
+        foreach (var work in _alarmWork.Values)
+        {
+            await work;
+        }
+
+        if (snapshots.Count == 0 && _position == _savedPosition)
+        {
+            return;
+        }
+
+        await using var connection = await _database.OpenAsync(cancellationToken);
+        await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
+        using var command = connection.CreateCommand();
+        command.Transaction = transaction;
+        command.CommandText = """
+            INSERT INTO rule_states (device_id, state, updated_time) VALUES (@d, @s, @t)
+            ON CONFLICT (device_id) DO UPDATE SET state = excluded.state, updated_time = excluded.updated_time
+            """;
+        var device = command.AddParameter("d", "");
+        var state = command.AddParameter("s", Array.Empty<byte>());
+        command.AddParameter("t", _time.GetUtcNow().ToUnixTimeMilliseconds());
+        foreach (var (entry, snapshot) in snapshots)
+        {
+            device.Value = entry.Device.Id.ToString();
+            state.Value = snapshot;
+            try
+            {
+                await command.ExecuteNonQueryAsync(cancellationToken);
+            }
+            catch (System.Data.Common.DbException e) when (Sql.IsForeignKeyViolation(e))
+            {
+                // The device was deleted meanwhile; its state goes with it.
+            }
+        }
+
+        await EventLog.SaveCursorAsync(connection, transaction, ConsumerName, _position, cancellationToken);
+        await transaction.CommitAsync(cancellationToken);
+        _savedPosition = _position;
+    }
+
+    private void OnDecisions(Entry entry, IReadOnlyList<AlarmDecision> decisions)
+    {
+        // Called on the device's owner, one call at a time per device: chaining keeps the alarm changes in order.
+        entry.Dirty = true;
+        var deviceId = entry.Device.Id;
+        var copy = decisions.ToArray();
+        var previous = _alarmWork.TryGetValue(deviceId, out var before) ? before : Task.CompletedTask;
+        _alarmWork[deviceId] = ApplyAsync(previous, entry.Device.TenantId, deviceId, copy);
+    }
+
+    private async Task ApplyAsync(Task previous, Guid tenant, Guid deviceId, AlarmDecision[] decisions)
+    {
+        await previous;
+        foreach (var decision in decisions)
+        {
+            try
+            {
+                var details = DetailsJson(decision.Details);
+                if (decision.Kind == AlarmDecisionKind.Clear)
+                {
+                    await _alarms.ClearAsync(tenant, deviceId, decision.AlarmType, decision.Ts, details);
+                }
+                else
+                {
+                    await _alarms.RaiseAsync(tenant, deviceId, decision.AlarmType, decision.Severity, details, decision.Ts);
+                }
+            }
+            catch (Exception e) when (e is not OperationCanceledException)
+            {
+                LogAlarmFailed(_logger, e, decision.Kind, decision.AlarmType, deviceId);
+            }
+        }
+    }
+
+    private async ValueTask<Entry?> OwnerOfAsync(Device device, CancellationToken cancellationToken)
+    {
+        var rules = await RulesOfAsync(device, cancellationToken);
+        if (_owners.TryGetValue(device.Id, out var entry))
+        {
+            if (entry.ProfileVersion == rules.Version)
+            {
+                return entry;
+            }
+
+            if (rules.Rules is null)
+            {
+                _owners.Remove(device.Id);
+                await entry.Owner.DisposeAsync();
+                return null;
+            }
+
+            entry.Owner.PostRules(rules.Rules);
+            entry.ProfileVersion = rules.Version;
+            entry.Dirty = true;
+            return entry;
+        }
+
+        if (rules.Rules is null)
+        {
+            return null;
+        }
+
+        DeviceRuleState state;
+        if (_stored!.Remove(device.Id, out var snapshot))
+        {
+            state = DeviceRuleState.Restore(rules.Rules, snapshot);
+        }
+        else
+        {
+            state = new DeviceRuleState(rules.Rules);
+            await SeedAsync(device, state, cancellationToken);
+        }
+
+        entry = new Entry(this, device, rules.Version);
+        entry.Owner = new DeviceAlarmRulesOwner(device.Id, state, _evaluator, _time, RecheckPeriod, entry);
+        _owners[device.Id] = entry;
+        return entry;
+    }
+
+    /// <summary>A device seen for the first time starts from its stored attributes and latest values, as in ThingsBoard.</summary>
+    private async Task SeedAsync(Device device, DeviceRuleState state, CancellationToken cancellationToken)
+    {
+        var timeSeries = new List<string>();
+        var anyAttribute = false;
+        for (var slot = 0; slot < state.Rules.SlotCount; slot++)
+        {
+            var (type, key) = state.Rules.Slot(slot);
+            if (type == RuleKeyType.TimeSeries)
+            {
+                timeSeries.Add(key);
+            }
+            else if (type == RuleKeyType.Attribute)
+            {
+                anyAttribute = true;
+            }
+        }
+
+        if (anyAttribute)
+        {
+            // Client first, then shared, then server: a key in several scopes takes the server's, the most trusted.
+            foreach (var scope in s_seedScopes)
+            {
+                foreach (var entry in await _attributes.GetAsync(device.Seq, scope, null, cancellationToken))
+                {
+                    state.Seed(RuleKeyType.Attribute, entry.Key, entry.Value);
+                }
+            }
+        }
+
+        if (timeSeries.Count > 0)
+        {
+            foreach (var point in await _telemetry.GetLatestAsync(device.Seq, timeSeries, cancellationToken))
+            {
+                state.Seed(RuleKeyType.TimeSeries, point.Key, point.Value);
+            }
+        }
+    }
+
+    private async ValueTask<(long Version, CompiledAlarmRules? Rules)> RulesOfAsync(Device device, CancellationToken cancellationToken)
+    {
+        if (_profiles.TryGetValue(device.ProfileId, out var known))
+        {
+            return known;
+        }
+
+        CompiledAlarmRules? rules = null;
+        var profile = await _devices.GetProfileAsync(device.TenantId, device.ProfileId, cancellationToken);
+        if (profile?.AlarmsJson is { } json)
+        {
+            try
+            {
+                using var document = JsonDocument.Parse(json);
+                var alarms = AlarmRuleParser.Parse(document.RootElement);
+                rules = alarms.Count == 0 ? null : new CompiledAlarmRules(alarms);
+            }
+            catch (Exception e) when (e is JsonException or AlarmRuleException)
+            {
+                // Checked when saved; a rule stored by an older version that no longer parses is skipped, and said.
+                LogRulesUnusable(_logger, e, device.ProfileId);
+            }
+        }
+
+        var result = (++_profileVersion, rules);
+        _profiles[device.ProfileId] = result;
+        return result;
+    }
+
+    private async Task<Dictionary<Guid, byte[]>> LoadStatesAsync(CancellationToken cancellationToken)
+    {
+        var states = new Dictionary<Guid, byte[]>();
+        await using var connection = await _database.OpenAsync(cancellationToken);
+        using var command = connection.CreateCommand();
+        command.CommandText = "SELECT device_id, state FROM rule_states";
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            states[Guid.Parse(reader.GetString(0))] = (byte[])reader.GetValue(1);
+        }
+
+        return states;
+    }
+
+    /// <summary>The rule's alarmDetails text as the alarm's details, <c>{"data": "..."}</c>, as ThingsBoard stores it.</summary>
+    private static string? DetailsJson(string? text)
+    {
+        if (text is null)
+        {
+            return null;
+        }
+
+        var buffer = new System.Buffers.ArrayBufferWriter<byte>(text.Length + 16);
+        using (var writer = new Utf8JsonWriter(buffer))
+        {
+            writer.WriteStartObject();
+            writer.WriteString("data", text);
+            writer.WriteEndObject();
+        }
+
+        return System.Text.Encoding.UTF8.GetString(buffer.WrittenSpan);
+    }
+
+    private static string? AlarmTypeOf(string? json)
+    {
+        if (json is null)
+        {
+            return null;
+        }
+
+        try
+        {
+            using var document = JsonDocument.Parse(json);
+            return document.RootElement.ValueKind == JsonValueKind.Object && document.RootElement.TryGetProperty("type", out var type)
+                && type.ValueKind == JsonValueKind.String ? type.GetString() : null;
+        }
+        catch (JsonException)
+        {
+            return null;
+        }
+    }
+
+    public Task StartAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    /// <summary>The states are written when the server stops (after the dispatcher, which stops first).</summary>
+    public async Task StopAsync(CancellationToken cancellationToken)
+    {
+        await _gate.WaitAsync(cancellationToken);
+        try
+        {
+            if (_stored is not null)
+            {
+                await SaveAsync(cancellationToken);
+            }
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            LogSaveFailed(_logger, e);
+        }
+        finally
+        {
+            _gate.Release();
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        foreach (var entry in _owners.Values)
+        {
+            await entry.Owner.DisposeAsync();
+        }
+
+        _owners.Clear();
+        _gate.Dispose();
+    }
+
+    /// <summary>A device's owner and what the engine knows of it; also the sink of the owner's decisions.</summary>
+    private sealed class Entry(AlarmRulesEngine engine, Device device, long profileVersion) : IAlarmDecisionSink
+    {
+        private volatile bool _dirty;
+
+        public Device Device { get; } = device;
+
+        public DeviceAlarmRulesOwner Owner { get; set; } = null!;
+
+        public long ProfileVersion { get; set; } = profileVersion;
+
+        /// <summary>Changed since the last snapshot (set by events and by the owner's own decisions).</summary>
+        public bool Dirty
+        {
+            get => _dirty;
+            set => _dirty = value;
+        }
+
+        public void OnDecisions(Guid deviceId, IReadOnlyList<AlarmDecision> decisions) => engine.OnDecisions(this, decisions);
+    }
+
+    [LoggerMessage(EventId = 2901, Level = LogLevel.Warning, Message = "{Kind} of alarm '{Type}' on device {Device} failed")]
+    private static partial void LogAlarmFailed(ILogger logger, Exception exception, AlarmDecisionKind kind, string type, Guid device);
+
+    [LoggerMessage(EventId = 2902, Level = LogLevel.Error, Message = "The alarm rules of profile {Profile} no longer parse and are not run")]
+    private static partial void LogRulesUnusable(ILogger logger, Exception exception, Guid profile);
+
+    [LoggerMessage(EventId = 2903, Level = LogLevel.Error, Message = "Writing the alarm rules' state on stop failed; the event log is read again from the last write")]
+    private static partial void LogSaveFailed(ILogger logger, Exception exception);
+}
