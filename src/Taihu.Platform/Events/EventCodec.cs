@@ -116,6 +116,11 @@ public static class EventCodec
                 {
                     var device = (long)reader.Varint();
                     var scope = (AttributeScope)reader.Byte();
+                    if (!Enum.IsDefined(scope))
+                    {
+                        throw new FormatException("The event log row has an unknown attribute scope.");
+                    }
+
                     var n = reader.Count();
                     var entries = new AttributeEntry[n];
                     for (var j = 0; j < n; j++)

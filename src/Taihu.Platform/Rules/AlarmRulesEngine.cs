@@ -129,8 +129,25 @@ public sealed partial class AlarmRulesEngine : IEventConsumer, IHostedService, I
         }
     }
 
-    /// <summary>Writes every changed device's state and the position it reflects (tests and shutdown call it).</summary>
-    public async Task SaveAsync(CancellationToken cancellationToken = default)
+    /// <summary>
+    /// Writes every changed device's state and the position it reflects, after every event handed over so far has
+    /// been evaluated and its decisions have reached the alarms (tests use it as that signal).
+    /// </summary>
+    public async Task FlushAsync(CancellationToken cancellationToken = default)
+    {
+        await _gate.WaitAsync(cancellationToken);
+        try
+        {
+            _stored ??= await LoadStatesAsync(cancellationToken);
+            await SaveAsync(cancellationToken);
+        }
+        finally
+        {
+            _gate.Release();
+        }
+    }
+
+    private async Task SaveAsync(CancellationToken cancellationToken)
     {
         _lastSnapshot = _time.GetTimestamp();
         var snapshots = new List<(Entry Entry, byte[] State)>();
