@@ -165,6 +165,33 @@ public sealed class AlarmRulesTests(PlatformFixture fixture) : IClassFixture<Pla
         Assert.Equal(t0 + (11 * Minute), listed["data"]![0]!["startTs"]!.GetValue<long>());
     }
 
+    [Fact]
+    public async Task A_device_that_goes_quiet_past_the_profiles_inactivity_timeout_raises_the_inactivity_alarm()
+    {
+        var name = "quiet-" + Guid.NewGuid().ToString("N")[..8];
+        var profile = await fixture.Admin.PostAsync("/api/deviceProfile", $$$$$"""
+            {"name": "{{{{{name}}}}}", "profileData": {"inactivityTimeoutMs": 1500, "alarms": [{"id": "inactive", "alarmType": "Inactivity",
+              "createRules": {"WARNING": {"condition": {"condition": [{"key": {"type": "ATTRIBUTE", "key": "active"}, "valueType": "BOOLEAN",
+                "predicate": {"type": "BOOLEAN", "operation": "EQUAL", "value": {"defaultValue": false}}}], "spec": {"type": "SIMPLE"}}}},
+              "clearRule": {"condition": {"condition": [{"key": {"type": "ATTRIBUTE", "key": "active"}, "valueType": "BOOLEAN",
+                "predicate": {"type": "BOOLEAN", "operation": "EQUAL", "value": {"defaultValue": true}}}], "spec": {"type": "SIMPLE"}}}}]}}
+            """);
+        var device = await fixture.Admin.PostAsync("/api/device", new { name, deviceProfileId = new { entityType = "DEVICE_PROFILE", id = profile["id"]!["id"]!.GetValue<string>() } });
+        var deviceId = Guid.Parse(device["id"]!["id"]!.GetValue<string>());
+        var token = (await fixture.Admin.GetAsync($"/api/device/{deviceId}/credentials"))["credentialsId"]!.GetValue<string>();
+        await using var live = await LiveClient.ConnectAsync(fixture.Server, fixture.Admin.Token!, AlarmData(deviceId));
+
+        // One message and the client is gone: once the timeout passes without activity, "active" turns false.
+        await PublishAsync(fixture.Server, token, """{"pm25": 10}""");
+        var raised = await NextUpdateAsync(live);
+        Assert.Equal(("Inactivity", "WARNING", "ACTIVE_UNACK"), (raised["type"]!.GetValue<string>(), raised["severity"]!.GetValue<string>(), raised["status"]!.GetValue<string>()));
+
+        // Heard from again: active, and the clear rule clears it.
+        await PublishAsync(fixture.Server, token, """{"pm25": 11}""");
+        var cleared = await NextUpdateAsync(live);
+        Assert.Equal(("Inactivity", "CLEARED_UNACK"), (cleared["type"]!.GetValue<string>(), cleared["status"]!.GetValue<string>()));
+    }
+
     [Theory]
     [InlineData(false)]
     [InlineData(true)]
