@@ -124,10 +124,12 @@ internal static class BenchCommands
         var adminUser = new Option<string>("--admin-user") { Description = "System administrator who creates the bench tenant.", DefaultValueFactory = _ => "sysadmin@taihu.local" };
         var adminPassword = new Option<string>("--admin-password") { Description = "Its password.", Required = true };
         var keys = new Option<int>("--keys") { Description = "Telemetry keys per message.", DefaultValueFactory = _ => 5 };
+        var rules = new Option<bool>("--rules") { Description = "Put the devices' profile under three alarm rules first (SIMPLE, DURATION, REPEATING, evaluated on every message; one device in 100 raises and clears one alarm)." };
         command.Options.Add(api);
         command.Options.Add(adminUser);
         command.Options.Add(adminPassword);
         command.Options.Add(keys);
+        command.Options.Add(rules);
         command.SetAction(async (parse, cancellationToken) =>
         {
             var options = common.Bind(parse, 0, 0, clients: 1000);
@@ -142,7 +144,10 @@ internal static class BenchCommands
                 options.QoS = 1;
             }
 
-            var telemetry = new TelemetryOptions(parse.GetValue(api) ?? $"http://{options.Host}:8080", parse.GetValue(adminUser)!, parse.GetValue(adminPassword)!, parse.GetValue(keys));
+            var telemetry = new TelemetryOptions(parse.GetValue(api) ?? $"http://{options.Host}:8080", parse.GetValue(adminUser)!, parse.GetValue(adminPassword)!, parse.GetValue(keys))
+            {
+                Rules = parse.GetValue(rules),
+            };
             if (!Validate(options) || telemetry.Keys is < 1 or > 100)
             {
                 return 2;

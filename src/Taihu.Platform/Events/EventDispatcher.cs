@@ -281,7 +281,7 @@ public sealed partial class EventDispatcher : BackgroundService
 
             if (await _devices.GetAsync(seq, cancellationToken) is { } device)
             {
-                events.Add(new PlatformEvent { Position = logRow.Position, Index = index, Type = PlatformEventType.Telemetry, Device = device, Ts = ts, Points = slice });
+                events.Add(new PlatformEvent { Position = logRow.Position, Committed = logRow.CreatedTime, Index = index, Type = PlatformEventType.Telemetry, Device = device, Ts = ts, Points = slice });
             }
 
             index++;
@@ -300,7 +300,7 @@ public sealed partial class EventDispatcher : BackgroundService
             {
                 events.Add(new PlatformEvent
                 {
-                    Position = logRow.Position, Index = index, Type = PlatformEventType.Attributes, Device = device, Ts = ts,
+                    Position = logRow.Position, Committed = logRow.CreatedTime, Index = index, Type = PlatformEventType.Attributes, Device = device, Ts = ts,
                     Scope = change.Scope, Attributes = change.Entries,
                 });
             }
@@ -314,7 +314,7 @@ public sealed partial class EventDispatcher : BackgroundService
             {
                 events.Add(new PlatformEvent
                 {
-                    Position = logRow.Position, Index = index, Type = record.Type, Device = device, Ts = record.Ts, DataJson = record.DataJson,
+                    Position = logRow.Position, Committed = logRow.CreatedTime, Index = index, Type = record.Type, Device = device, Ts = record.Ts, DataJson = record.DataJson,
                 });
             }
 

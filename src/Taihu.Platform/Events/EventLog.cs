@@ -5,7 +5,7 @@ using Taihu.Platform.Storage;
 namespace Taihu.Platform.Events;
 
 /// <summary>One row of the event log as read back.</summary>
-public readonly record struct EventLogRow(long Position, EventLogKind Kind, byte[] Body);
+public readonly record struct EventLogRow(long Position, EventLogKind Kind, byte[] Body, long CreatedTime = 0);
 
 /// <summary>
 /// The event log: what rules and integrations must see of every commit, written in the same transaction as the
@@ -54,14 +54,14 @@ public static class EventLog
         ArgumentNullException.ThrowIfNull(database);
         await using var connection = await database.OpenAsync(cancellationToken);
         using var command = connection.CreateCommand();
-        command.CommandText = "SELECT seq, kind, body FROM event_log WHERE seq > @after ORDER BY seq LIMIT @limit";
+        command.CommandText = "SELECT seq, kind, body, created_time FROM event_log WHERE seq > @after ORDER BY seq LIMIT @limit";
         command.AddParameter("after", after);
         command.AddParameter("limit", limit);
         var rows = new List<EventLogRow>();
         await using var reader = await command.ExecuteReaderAsync(cancellationToken);
         while (await reader.ReadAsync(cancellationToken))
         {
-            rows.Add(new EventLogRow(Sql.GetInt64(reader, 0), (EventLogKind)Sql.GetInt(reader, 1), (byte[])reader.GetValue(2)));
+            rows.Add(new EventLogRow(Sql.GetInt64(reader, 0), (EventLogKind)Sql.GetInt(reader, 1), (byte[])reader.GetValue(2), Sql.GetInt64(reader, 3)));
         }
 
         return rows;

@@ -68,6 +68,9 @@ public sealed class PlatformEvent
     /// <summary>When it happened: the points' newest ts, the attributes' update time, the connect time, ...</summary>
     public required long Ts { get; init; }
 
+    /// <summary>When the row holding it was written (ms, the writer's clock, just before the commit).</summary>
+    public long Committed { get; init; }
+
     /// <summary>Telemetry: the points, in the order they came.</summary>
     public IReadOnlyList<TelemetryPoint> Points { get; init; } = [];
 

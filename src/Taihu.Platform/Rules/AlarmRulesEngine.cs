@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Diagnostics.Metrics;
 using System.Text.Json;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
@@ -46,10 +47,18 @@ public sealed partial class AlarmRulesEngine : IEventConsumer, IHostedService, I
     private long _savedPosition;
     private long _lastSnapshot;
     private long _profileVersion;
+    private readonly Histogram<double> _alarmDelay;
+    private readonly Counter<long> _alarmChanges;
+    private int _deviceCount;
 
     public AlarmRulesEngine(PlatformDatabase database, IDeviceStore devices, IAttributeStore attributes, ITelemetryStore telemetry, AlarmService alarms,
-        TimeProvider time, ILogger<AlarmRulesEngine> logger, EventSignal? signal = null)
+        TimeProvider time, ILogger<AlarmRulesEngine> logger, EventSignal? signal = null, IMeterFactory? meters = null)
     {
+        var meter = meters?.Create(PlatformMetrics.MeterName) ?? new Meter(PlatformMetrics.MeterName);
+        _alarmDelay = meter.CreateHistogram<double>("taihu.rules.alarm.delay", "ms",
+            "From the commit of the data that raised an alarm to the alarm written.");
+        _alarmChanges = meter.CreateCounter<long>("taihu.rules.alarm.changes", "{change}", "Alarm raises, updates and clears decided by the rules.");
+        meter.CreateObservableGauge("taihu.rules.devices", () => Volatile.Read(ref _deviceCount), "{device}", "Devices with alarm rule state in memory.");
         if (signal is not null)
         {
             signal.ProfileChanged += ProfileChanged;
@@ -102,10 +111,10 @@ public sealed partial class AlarmRulesEngine : IEventConsumer, IHostedService, I
                 switch (e.Type)
                 {
                     case PlatformEventType.Telemetry:
-                        entry.Owner.PostTelemetry([.. e.Points]);
+                        entry.Owner.PostTelemetry([.. e.Points], e.Committed);
                         break;
                     case PlatformEventType.Attributes:
-                        entry.Owner.PostAttributes([.. e.Attributes]);
+                        entry.Owner.PostAttributes([.. e.Attributes], e.Committed);
                         break;
                     case PlatformEventType.AlarmCleared when AlarmTypeOf(e.DataJson) is { } type:
                         entry.Owner.PostAlarmCleared(type);
@@ -150,13 +159,25 @@ public sealed partial class AlarmRulesEngine : IEventConsumer, IHostedService, I
     private async Task SaveAsync(CancellationToken cancellationToken)
     {
         _lastSnapshot = _time.GetTimestamp();
-        var snapshots = new List<(Entry Entry, byte[] State)>();
+        // Only states with progress are written (see DeviceRuleState.HasProgress), and a kept one whose progress
+        // ended is deleted: the rest is what a device starts from anyway.
+        var pending = new List<(Entry Entry, Task<(bool Changed, byte[]? State)> Snapshot)>();
         foreach (var entry in _owners.Values)
         {
             if (entry.Dirty)
             {
                 entry.Dirty = false;
-                snapshots.Add((entry, await entry.Owner.SnapshotAsync()));
+                pending.Add((entry, entry.Owner.SnapshotToKeepAsync()));
+            }
+        }
+
+        var snapshots = new List<(Entry Entry, byte[]? State)>();
+        foreach (var (entry, snapshot) in pending)
+        {
+            var (changed, kept) = await snapshot;
+            if (changed)
+            {
+                snapshots.Add((entry, kept));
             }
         }
 
@@ -182,13 +203,18 @@ public sealed partial class AlarmRulesEngine : IEventConsumer, IHostedService, I
         var device = command.AddParameter("d", "");
         var state = command.AddParameter("s", Array.Empty<byte>());
         command.AddParameter("t", _time.GetUtcNow().ToUnixTimeMilliseconds());
+        using var delete = connection.CreateCommand();
+        delete.Transaction = transaction;
+        delete.CommandText = "DELETE FROM rule_states WHERE device_id = @d";
+        var deleted = delete.AddParameter("d", "");
         foreach (var (entry, snapshot) in snapshots)
         {
             device.Value = entry.Device.Id.ToString();
-            state.Value = snapshot;
+            deleted.Value = device.Value;
+            state.Value = snapshot ?? [];
             try
             {
-                await command.ExecuteNonQueryAsync(cancellationToken);
+                await (snapshot is null ? delete : command).ExecuteNonQueryAsync(cancellationToken);
             }
             catch (System.Data.Common.DbException e) when (Sql.IsForeignKeyViolation(e))
             {
@@ -208,10 +234,10 @@ public sealed partial class AlarmRulesEngine : IEventConsumer, IHostedService, I
         var deviceId = entry.Device.Id;
         var copy = decisions.ToArray();
         var previous = _alarmWork.TryGetValue(deviceId, out var before) ? before : Task.CompletedTask;
-        _alarmWork[deviceId] = ApplyAsync(previous, entry.Device.TenantId, deviceId, copy);
+        _alarmWork[deviceId] = ApplyAsync(previous, entry.Device.TenantId, deviceId, copy, entry.Owner.CurrentCommitted);
     }
 
-    private async Task ApplyAsync(Task previous, Guid tenant, Guid deviceId, AlarmDecision[] decisions)
+    private async Task ApplyAsync(Task previous, Guid tenant, Guid deviceId, AlarmDecision[] decisions, long committed)
     {
         await previous;
         foreach (var decision in decisions)
@@ -226,7 +252,13 @@ public sealed partial class AlarmRulesEngine : IEventConsumer, IHostedService, I
                 else
                 {
                     await _alarms.RaiseAsync(tenant, deviceId, decision.AlarmType, decision.Severity, details, decision.Ts);
+                    if (decision.Kind == AlarmDecisionKind.Create && committed > 0)
+                    {
+                        _alarmDelay.Record(DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() - committed);
+                    }
                 }
+
+                _alarmChanges.Add(1);
             }
             catch (Exception e) when (e is not OperationCanceledException)
             {
@@ -248,6 +280,7 @@ public sealed partial class AlarmRulesEngine : IEventConsumer, IHostedService, I
             if (rules.Rules is null)
             {
                 _owners.Remove(device.Id);
+                _deviceCount = _owners.Count;
                 await entry.Owner.DisposeAsync();
                 return null;
             }
@@ -275,8 +308,9 @@ public sealed partial class AlarmRulesEngine : IEventConsumer, IHostedService, I
         }
 
         entry = new Entry(this, device, rules.Version);
-        entry.Owner = new DeviceAlarmRulesOwner(device.Id, state, _evaluator, _time, RecheckPeriod, entry);
+        entry.Owner = new DeviceAlarmRulesOwner(device.Id, state, _evaluator, _time, RecheckPeriod, entry, stored: snapshot is not null);
         _owners[device.Id] = entry;
+        _deviceCount = _owners.Count;
         return entry;
     }
 

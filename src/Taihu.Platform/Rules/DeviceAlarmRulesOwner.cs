@@ -13,10 +13,10 @@ public interface IAlarmDecisionSink
 /// <summary>
 /// The one owner of a device's alarm rule state. Committed telemetry, attribute changes, a change of the profile's
 /// rules and the periodic recheck are handed to it as work (<c>Post*</c>) and done one at a time, in the order they
-/// came, on the thread pool, as <c>DeviceRpcOwner</c> does for RPC: nothing else touches the state and it needs no
-/// lock. The recheck runs every <c>recheckPeriod</c> of the injected <see cref="TimeProvider"/>, so a DURATION rule
+/// came, on the thread that finds the owner idle (the rules engine's loop, or the recheck timer's): nothing else
+/// touches the state and it needs no lock. The recheck runs every <c>recheckPeriod</c> of the injected <see cref="TimeProvider"/>, so a DURATION rule
 /// fires on server time without a new point (ThingsBoard rechecks on a timer too). The owner holds no connection;
-/// decisions go to an <see cref="IAlarmDecisionSink"/>. Nothing feeds it from live ingest yet.
+/// decisions go to an <see cref="IAlarmDecisionSink"/>. <see cref="AlarmRulesEngine"/> feeds it from the event log.
 /// </summary>
 public sealed class DeviceAlarmRulesOwner : IAsyncDisposable
 {
@@ -32,8 +32,13 @@ public sealed class DeviceAlarmRulesOwner : IAsyncDisposable
     private OwnerAttributes _owners;
     private readonly List<AlarmDecision> _decisions = [];
 
-    public DeviceAlarmRulesOwner(Guid deviceId, DeviceRuleState state, AlarmRuleEvaluator evaluator, TimeProvider time, TimeSpan recheckPeriod, IAlarmDecisionSink sink)
+    // Whether the last snapshot kept (or a stored one restored) had progress.
+    private bool _kept;
+
+    public DeviceAlarmRulesOwner(Guid deviceId, DeviceRuleState state, AlarmRuleEvaluator evaluator, TimeProvider time, TimeSpan recheckPeriod, IAlarmDecisionSink sink,
+        bool stored = false)
     {
+        _kept = stored;
         ArgumentNullException.ThrowIfNull(time);
         DeviceId = deviceId;
         _state = state;
@@ -48,10 +53,16 @@ public sealed class DeviceAlarmRulesOwner : IAsyncDisposable
     public int Failures { get; private set; }
 
     /// <summary>Hands over a device's committed points, in ts order; the owner keeps the array.</summary>
-    public void PostTelemetry(TelemetryPoint[] points) => Post(new Work(WorkKind.Telemetry) { Points = points });
+    public void PostTelemetry(TelemetryPoint[] points, long committed = 0) => Post(new Work(WorkKind.Telemetry) { Points = points, Committed = committed });
+
+    /// <summary>
+    /// The commit time (ms) of the work whose decisions the sink is being told (0 for a recheck or a change of rules);
+    /// read by the sink during its call.
+    /// </summary>
+    public long CurrentCommitted { get; private set; }
 
     /// <summary>Hands over changed attributes of the device; the owner keeps the array.</summary>
-    public void PostAttributes(AttributeEntry[] attributes) => Post(new Work(WorkKind.Attributes) { Attributes = attributes });
+    public void PostAttributes(AttributeEntry[] attributes, long committed = 0) => Post(new Work(WorkKind.Attributes) { Attributes = attributes, Committed = committed });
 
     /// <summary>The alarm of this type was cleared elsewhere; a create rule that holds again raises a new one.</summary>
     public void PostAlarmCleared(string alarmType) => Post(new Work(WorkKind.AlarmCleared) { AlarmType = alarmType });
@@ -70,6 +81,23 @@ public sealed class DeviceAlarmRulesOwner : IAsyncDisposable
         return done.Task;
     }
 
+    /// <summary>
+    /// The snapshot to keep, taken in turn: <c>Changed</c> false when there is nothing to write (no progress now nor
+    /// at the last one); a null <c>State</c> with <c>Changed</c> true when the kept one should go (the progress ended).
+    /// </summary>
+    public Task<(bool Changed, byte[]? State)> SnapshotToKeepAsync()
+    {
+        var done = new TaskCompletionSource<byte[]>(TaskCreationOptions.RunContinuationsAsynchronously);
+        Post(new Work(WorkKind.KeepSnapshot) { Snapshot = done });
+        return Unwrap(done.Task);
+
+        static async Task<(bool, byte[]?)> Unwrap(Task<byte[]> task)
+        {
+            var bytes = await task;
+            return bytes.Length == 0 ? (false, null) : bytes.Length == 1 ? (true, null) : (true, bytes);
+        }
+    }
+
     public async ValueTask DisposeAsync()
     {
         await _recheck.DisposeAsync();
@@ -83,7 +111,9 @@ public sealed class DeviceAlarmRulesOwner : IAsyncDisposable
         _mailbox.Enqueue(work);
         if (Interlocked.Exchange(ref _draining, 1) == 0)
         {
-            _ = Task.Run(Drain);
+            // Idle: the work runs now, on the caller's thread (evaluating a message takes a microsecond or so, less
+            // than handing it to the thread pool). Work posted meanwhile from elsewhere is drained here too, in order.
+            Drain();
         }
     }
 
@@ -138,6 +168,12 @@ public sealed class DeviceAlarmRulesOwner : IAsyncDisposable
                 case WorkKind.Snapshot:
                     work.Snapshot!.TrySetResult(Snapshot());
                     break;
+                case WorkKind.KeepSnapshot:
+                    // Empty: nothing to write; one byte: delete what was kept; else the state.
+                    var progress = _state.HasProgress;
+                    work.Snapshot!.TrySetResult(progress ? Snapshot() : _kept ? [0] : []);
+                    _kept = progress;
+                    break;
                 case WorkKind.Stop:
                     _disposed = true;
                     work.Snapshot!.TrySetResult([]);
@@ -146,6 +182,7 @@ public sealed class DeviceAlarmRulesOwner : IAsyncDisposable
 
             if (_decisions.Count > 0)
             {
+                CurrentCommitted = work.Committed;
                 _sink.OnDecisions(DeviceId, _decisions);
             }
         }
@@ -178,6 +215,7 @@ public sealed class DeviceAlarmRulesOwner : IAsyncDisposable
         Owners,
         Rules,
         Snapshot,
+        KeepSnapshot,
         Stop,
     }
 
@@ -194,5 +232,7 @@ public sealed class DeviceAlarmRulesOwner : IAsyncDisposable
         public CompiledAlarmRules? Rules { get; init; }
 
         public TaskCompletionSource<byte[]>? Snapshot { get; init; }
+
+        public long Committed { get; init; }
     }
 }

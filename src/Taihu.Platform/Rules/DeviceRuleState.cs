@@ -92,6 +92,35 @@ public sealed class DeviceRuleState
         }
     }
 
+    /// <summary>
+    /// Whether the state holds anything the latest values cannot give back: a raised alarm, or a rule's duration or
+    /// count under way. A state without is what a device starts from anyway (seeded from its stored attributes and
+    /// latest telemetry), so it need not be written.
+    /// </summary>
+    public bool HasProgress
+    {
+        get
+        {
+            foreach (var alarm in Alarms)
+            {
+                if (alarm.Active is not null || !alarm.Clear.IsEmpty)
+                {
+                    return true;
+                }
+
+                foreach (var rule in alarm.Create)
+                {
+                    if (!rule.IsEmpty)
+                    {
+                        return true;
+                    }
+                }
+            }
+
+            return false;
+        }
+    }
+
     /// <summary>Writes the state as a small JSON document.</summary>
     public void WriteSnapshot(IBufferWriter<byte> output)
     {

@@ -20,6 +20,18 @@ public sealed class TelemetryScenario(BenchOptions o, TelemetryOptions t, IProgr
         using var http = new HttpClient { BaseAddress = new Uri(t.ApiUrl), Timeout = TimeSpan.FromMinutes(2) };
         var tenant = await BenchTenant.CreateAsync(http, t.AdminUser, t.AdminPassword, cancellationToken);
         var runId = tenant.RunId;
+        if (t.Rules)
+        {
+            var profile = await BenchTenant.SendAsync(http, HttpMethod.Get, tenant.AdminToken, "/api/deviceProfileInfo/default", null, cancellationToken);
+            using var rules = System.Text.Json.JsonDocument.Parse(AlarmRules);
+            await BenchTenant.SendAsync(http, HttpMethod.Post, tenant.AdminToken, "/api/deviceProfile", new
+            {
+                id = new { entityType = "DEVICE_PROFILE", id = profile.GetProperty("id").GetProperty("id").GetString() },
+                name = profile.GetProperty("name").GetString(),
+                profileData = new { alarms = rules.RootElement },
+            }, cancellationToken);
+        }
+
         string[] tokens;
         try
         {
@@ -111,6 +123,9 @@ public sealed class TelemetryScenario(BenchOptions o, TelemetryOptions t, IProgr
                 var buffer = new byte[16 + (t.Keys * 32)];
                 // Small bursts: a device waiting for each acknowledgement must still notice the window's end.
                 var pacer = new RateController(perDevice, start, Stopwatch.Frequency, maxBurst: perDevice == 0 ? 4 : 100);
+                // With rules, one device in 100 raises an alarm (at k0 = 20), the starts staggered over 40 messages so
+                // that the alarms come spread out rather than in one instant; the others' values never reach it.
+                long offset = !t.Rules ? 0 : index % 100 == 0 ? -(index / 100 % 40) : -1_000_000_000;
                 long sequence = 0;
                 while (Stopwatch.GetTimestamp() < windowEnd && !cancellationToken.IsCancellationRequested)
                 {
@@ -125,7 +140,7 @@ public sealed class TelemetryScenario(BenchOptions o, TelemetryOptions t, IProgr
 
                     for (var n = 0; n < due; n++)
                     {
-                        var length = WritePayload(buffer, t.Keys, sequence++);
+                        var length = WritePayload(buffer, t.Keys, offset + sequence++);
                         await client.PublishRawAsync(topic, buffer.AsMemory(0, length), qos, flush: false, cancellationToken);
                         if (Stopwatch.GetTimestamp() >= windowStart)
                         {
@@ -233,6 +248,30 @@ public sealed class TelemetryScenario(BenchOptions o, TelemetryOptions t, IProgr
         };
     }
 
+    /// <summary>
+    /// Three alarm rules as a city's profile might have them, evaluated on every message: k0 (the message's sequence
+    /// number) raises "Sequence" from 20 to 22 and clears it after, so each device that gets there (one in 100, see
+    /// the publishers) raises and clears one alarm in a run (what the commit-to-alarm delay is measured on; a range, because two messages of one device stamped in
+    /// the same millisecond are one point per key, the later value winning, as in the store); a DURATION rule and a REPEATING rule whose conditions
+    /// never hold (k1 and k3 stay below 110, k2 never goes negative) are evaluated on every point and raise nothing.
+    /// </summary>
+    public const string AlarmRules = """
+        [{"id": "sequence", "alarmType": "Sequence", "createRules": {"MAJOR": {"condition": {"condition": [
+            {"key": {"type": "TIME_SERIES", "key": "k0"}, "valueType": "NUMERIC", "predicate": {"type": "NUMERIC", "operation": "GREATER_OR_EQUAL", "value": {"defaultValue": 20}}},
+            {"key": {"type": "TIME_SERIES", "key": "k0"}, "valueType": "NUMERIC", "predicate": {"type": "NUMERIC", "operation": "LESS_OR_EQUAL", "value": {"defaultValue": 22}}}],
+            "spec": {"type": "SIMPLE"}}}},
+          "clearRule": {"condition": {"condition": [
+            {"key": {"type": "TIME_SERIES", "key": "k0"}, "valueType": "NUMERIC", "predicate": {"type": "NUMERIC", "operation": "GREATER", "value": {"defaultValue": 22}}}],
+            "spec": {"type": "SIMPLE"}}}},
+         {"id": "sustained", "alarmType": "Sustained", "createRules": {"MINOR": {"condition": {"condition": [
+            {"key": {"type": "TIME_SERIES", "key": "k3"}, "valueType": "NUMERIC", "predicate": {"type": "NUMERIC", "operation": "GREATER", "value": {"defaultValue": 110}}}],
+            "spec": {"type": "DURATION", "unit": "SECONDS", "predicate": {"defaultValue": 30}}}}}},
+         {"id": "spiky", "alarmType": "Spiky", "createRules": {"WARNING": {"condition": {"condition": [
+            {"key": {"type": "TIME_SERIES", "key": "k2"}, "valueType": "NUMERIC", "predicate": {"type": "NUMERIC", "operation": "LESS", "value": {"defaultValue": 0}}},
+            {"key": {"type": "TIME_SERIES", "key": "k1"}, "valueType": "NUMERIC", "predicate": {"type": "NUMERIC", "operation": "GREATER", "value": {"defaultValue": 110}}}],
+            "spec": {"type": "REPEATING", "predicate": {"defaultValue": 3}}}}}}]
+        """;
+
     /// <summary>Writes <c>{"k0":v,"k1":v,..}</c> with changing values; returns the length.</summary>
     internal static int WritePayload(byte[] buffer, int keys, long sequence)
     {
@@ -270,4 +309,8 @@ public sealed class TelemetryScenario(BenchOptions o, TelemetryOptions t, IProgr
 }
 
 /// <summary>Options of the telemetry scenario beyond the common ones.</summary>
-public sealed record TelemetryOptions(string ApiUrl, string AdminUser, string AdminPassword, int Keys);
+public sealed record TelemetryOptions(string ApiUrl, string AdminUser, string AdminPassword, int Keys)
+{
+    /// <summary>Put the devices' profile under <see cref="TelemetryScenario.AlarmRules"/> before they publish.</summary>
+    public bool Rules { get; init; }
+}
