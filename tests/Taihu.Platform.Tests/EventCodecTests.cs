@@ -59,9 +59,10 @@ public sealed class EventCodecTests
     [Theory]
     [InlineData(new byte[] { 2, 0 })] // a newer version
     [InlineData(new byte[] { 1, 0xFF, 0xFF, 0xFF, 0xFF, 0x0F })] // a count far beyond the data
-    [InlineData(new byte[] { 1, 1, 1, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x01 })] // a varint longer than 64 bits
-    [InlineData(new byte[] { 1, 1, 1, 0, 0, 9 })] // an unknown value type
-    [InlineData(new byte[] { 1, 0, 7 })] // bytes after the end
+    [InlineData(new byte[] { 1, 0, 1, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x01 })] // a varint longer than 64 bits
+    [InlineData(new byte[] { 1, 1, 1, 0x6B, 1, 1, 0, 0, 9 })] // an unknown value type
+    [InlineData(new byte[] { 1, 1, 1, 0x6B, 1, 1, 3, 0, 1, 1 })] // a key index beyond the key table
+    [InlineData(new byte[] { 1, 0, 0, 7 })] // bytes after the end
     public void A_damaged_row_is_a_format_error(byte[] body)
     {
         Assert.Throws<FormatException>(() => EventCodec.Decode(EventLogKind.Telemetry, body, new DecodedRow()));

@@ -42,14 +42,34 @@ public static class EventCodec
     public static byte[] EncodeTelemetry(IReadOnlyList<DevicePoint> points)
     {
         ArgumentNullException.ThrowIfNull(points);
-        var output = new ArrayBufferWriter<byte>(16 + (points.Count * 24));
+        // Keys are written once, in a table, and named by their index; each ts is the difference from the previous
+        // point's (the points of a message share one), so a point takes about half the bytes.
+        var output = new ArrayBufferWriter<byte>(64 + (points.Count * 12));
         WriteByte(output, Version);
+        var keys = new Dictionary<string, int>(StringComparer.Ordinal);
+        var order = new List<string>();
+        for (var i = 0; i < points.Count; i++)
+        {
+            if (keys.TryAdd(points[i].Point.Key, order.Count))
+            {
+                order.Add(points[i].Point.Key);
+            }
+        }
+
+        WriteVarint(output, (ulong)order.Count);
+        foreach (var key in order)
+        {
+            WriteString(output, key);
+        }
+
         WriteVarint(output, (ulong)points.Count);
+        var previous = 0L;
         for (var i = 0; i < points.Count; i++)
         {
             WriteVarint(output, (ulong)points[i].DeviceSeq);
-            WriteString(output, points[i].Point.Key);
-            WriteSigned(output, points[i].Point.Ts);
+            WriteVarint(output, (ulong)keys[points[i].Point.Key]);
+            WriteSigned(output, unchecked(points[i].Point.Ts - previous));
+            previous = points[i].Point.Ts;
             WriteValue(output, points[i].Point.Value);
         }
 
@@ -100,13 +120,25 @@ public static class EventCodec
         switch (kind)
         {
             case EventLogKind.Telemetry:
+                var keys = new string[reader.Count()];
+                for (var k = 0; k < keys.Length; k++)
+                {
+                    keys[k] = reader.String();
+                }
+
                 var count = reader.Count();
+                var stamp = 0L;
                 for (var i = 0; i < count; i++)
                 {
                     var device = (long)reader.Varint();
-                    var key = reader.String();
-                    var ts = reader.Signed();
-                    row.Points.Add(new DevicePoint(device, new TelemetryPoint(key, ts, reader.Value())));
+                    var index = reader.Varint();
+                    if (index >= (ulong)keys.Length)
+                    {
+                        throw new FormatException("The event log row names a key it does not have.");
+                    }
+
+                    stamp = unchecked(stamp + reader.Signed());
+                    row.Points.Add(new DevicePoint(device, new TelemetryPoint(keys[index], stamp, reader.Value())));
                 }
 
                 break;

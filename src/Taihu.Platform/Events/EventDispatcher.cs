@@ -74,6 +74,7 @@ public sealed partial class EventDispatcher : BackgroundService
     private readonly DeviceDirectory _devices;
     private readonly IReadOnlyList<IEventConsumer> _consumers;
     private readonly ILogger<EventDispatcher> _logger;
+    private readonly EventSignal? _signal;
     private readonly TimeProvider _time;
     private readonly ConcurrentDictionary<string, long> _positions = new();
     private readonly SemaphoreSlim[] _signals;
@@ -94,6 +95,7 @@ public sealed partial class EventDispatcher : BackgroundService
             _signals[i] = new SemaphoreSlim(0, 1);
         }
 
+        _signal = signal;
         if (signal is not null)
         {
             signal.Committed += Notify;
@@ -106,7 +108,7 @@ public sealed partial class EventDispatcher : BackgroundService
 
     public TimeSpan PollInterval { get; init; } = TimeSpan.FromSeconds(1);
 
-    public TimeSpan PruneInterval { get; init; } = TimeSpan.FromSeconds(30);
+    public TimeSpan PruneInterval { get; init; } = TimeSpan.FromSeconds(2);
 
     /// <summary>Something committed: wake every consumer.</summary>
     public void Notify()
@@ -183,14 +185,27 @@ public sealed partial class EventDispatcher : BackgroundService
             var row = new DecodedRow();
             while (!stoppingToken.IsCancellationRequested)
             {
-                IReadOnlyList<EventLogRow> rows;
+                var last = position;
                 try
                 {
-                    rows = await EventLog.ReadAsync(_database, position, RowsPerRead, stoppingToken);
                     events.Clear();
-                    foreach (var logRow in rows)
+                    // This process's own rows, while they follow one another, come from memory as they were written.
+                    while (last - position < RowsPerRead && _signal is not null && _signal.TryGetRecent(last + 1, out var created, out var recent))
                     {
-                        await AddEventsAsync(logRow, row, events, stoppingToken);
+                        last++;
+                        await AddEventsAsync(last, created, recent!, events, stoppingToken);
+                    }
+
+                    if (last == position)
+                    {
+                        foreach (var logRow in await EventLog.ReadAsync(_database, position, RowsPerRead, stoppingToken))
+                        {
+                            last = logRow.Position;
+                            if (Decode(logRow, row))
+                            {
+                                await AddEventsAsync(logRow.Position, logRow.CreatedTime, row, events, stoppingToken);
+                            }
+                        }
                     }
                 }
                 catch (Exception e) when (e is not OperationCanceledException)
@@ -200,20 +215,19 @@ public sealed partial class EventDispatcher : BackgroundService
                     continue;
                 }
 
-                if (rows.Count == 0)
+                if (last == position)
                 {
                     await signal.WaitAsync(PollInterval, stoppingToken);
                     continue;
                 }
 
-                var last = rows[^1].Position;
                 try
                 {
                     await consumer.ConsumeAsync(events, last, stoppingToken);
                 }
                 catch (Exception e) when (e is not OperationCanceledException)
                 {
-                    LogConsumeFailed(_logger, e, consumer.Name, rows[0].Position, last);
+                    LogConsumeFailed(_logger, e, consumer.Name, position + 1, last);
                     await Task.Delay(Backoff(++failures), _time, stoppingToken);
                     continue;
                 }
@@ -242,7 +256,7 @@ public sealed partial class EventDispatcher : BackgroundService
         return end;
     }
 
-    private async Task AddEventsAsync(EventLogRow logRow, DecodedRow row, List<PlatformEvent> events, CancellationToken cancellationToken)
+    private bool Decode(EventLogRow logRow, DecodedRow row)
     {
         row.Points.Clear();
         row.Changes.Clear();
@@ -250,13 +264,18 @@ public sealed partial class EventDispatcher : BackgroundService
         try
         {
             EventCodec.Decode(logRow.Kind, logRow.Body, row);
+            return true;
         }
         catch (FormatException e)
         {
             _undecodable.Add(1);
             LogUndecodable(_logger, logRow.Position, e.Message);
-            return;
+            return false;
         }
+    }
+
+    private async Task AddEventsAsync(long position, long created, DecodedRow row, List<PlatformEvent> events, CancellationToken cancellationToken)
+    {
 
         var index = 0;
         var points = row.Points;
@@ -281,7 +300,7 @@ public sealed partial class EventDispatcher : BackgroundService
 
             if (await _devices.GetAsync(seq, cancellationToken) is { } device)
             {
-                events.Add(new PlatformEvent { Position = logRow.Position, Committed = logRow.CreatedTime, Index = index, Type = PlatformEventType.Telemetry, Device = device, Ts = ts, Points = slice });
+                events.Add(new PlatformEvent { Position = position, Committed = created, Index = index, Type = PlatformEventType.Telemetry, Device = device, Ts = ts, Points = slice });
             }
 
             index++;
@@ -300,7 +319,7 @@ public sealed partial class EventDispatcher : BackgroundService
             {
                 events.Add(new PlatformEvent
                 {
-                    Position = logRow.Position, Committed = logRow.CreatedTime, Index = index, Type = PlatformEventType.Attributes, Device = device, Ts = ts,
+                    Position = position, Committed = created, Index = index, Type = PlatformEventType.Attributes, Device = device, Ts = ts,
                     Scope = change.Scope, Attributes = change.Entries,
                 });
             }
@@ -314,7 +333,7 @@ public sealed partial class EventDispatcher : BackgroundService
             {
                 events.Add(new PlatformEvent
                 {
-                    Position = logRow.Position, Committed = logRow.CreatedTime, Index = index, Type = record.Type, Device = device, Ts = record.Ts, DataJson = record.DataJson,
+                    Position = position, Committed = created, Index = index, Type = record.Type, Device = device, Ts = record.Ts, DataJson = record.DataJson,
                 });
             }
 

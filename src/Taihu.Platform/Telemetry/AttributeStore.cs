@@ -111,10 +111,18 @@ public sealed class SqlAttributeStore(PlatformDatabase database, LiveFeed? feed 
             }
         }
 
-        await Events.EventLog.AppendAsync(database, connection, transaction, Events.EventLogKind.Attributes, Events.EventCodec.EncodeAttributes(changes, events),
-            DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), cancellationToken);
+        var created = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+        var position = await Events.EventLog.AppendAsync(database, connection, transaction, Events.EventLogKind.Attributes,
+            Events.EventCodec.EncodeAttributes(changes, events), created, cancellationToken);
         await transaction.CommitAsync(cancellationToken);
-        signal?.Notify();
+        if (signal is not null)
+        {
+            var row = new Events.DecodedRow();
+            row.Changes.AddRange(changes);
+            row.Events.AddRange(events ?? []);
+            signal.Notify(position, created, row);
+        }
+
         feed?.AttributesCommitted(changes);
     }
 

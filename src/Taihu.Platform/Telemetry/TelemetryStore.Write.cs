@@ -82,21 +82,29 @@ public sealed partial class SqlTelemetryStore
 
         // One writer at a time keeps the newest-timestamp memory in step with what is committed.
         long position;
+        long created;
         await _writeGate.WaitAsync(cancellationToken);
         try
         {
-            position = await WriteBatchAsync(points, cancellationToken);
+            (position, created) = await WriteBatchAsync(points, cancellationToken);
         }
         finally
         {
             _writeGate.Release();
         }
 
-        events?.Notify();
+        if (events is not null)
+        {
+            // The caller reuses its list: the row keeps a copy.
+            var row = new Events.DecodedRow();
+            row.Points.AddRange(points);
+            events.Notify(position, created, row);
+        }
+
         return position;
     }
 
-    private async Task<long> WriteBatchAsync(IReadOnlyList<DevicePoint> points, CancellationToken cancellationToken)
+    private async Task<(long Position, long Created)> WriteBatchAsync(IReadOnlyList<DevicePoint> points, CancellationToken cancellationToken)
     {
         await using var connection = await database.OpenAsync(cancellationToken);
         for (var i = 0; i < points.Count; i++)
@@ -171,8 +179,9 @@ public sealed partial class SqlTelemetryStore
         }
 
         // Last, so that PostgreSQL's append lock (EventLog) is held only for the commit.
+        var created = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
         var position = await Events.EventLog.AppendAsync(database, connection, transaction, Events.EventLogKind.Telemetry,
-            Events.EventCodec.EncodeTelemetry(points), DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), cancellationToken);
+            Events.EventCodec.EncodeTelemetry(points), created, cancellationToken);
         await transaction.CommitAsync(cancellationToken);
         foreach (var (pair, newest) in newestInBatch)
         {
@@ -182,7 +191,7 @@ public sealed partial class SqlTelemetryStore
             }
         }
 
-        return position;
+        return (position, created);
     }
 
     private static async Task<long> StoredNewestAsync(DbConnection connection, DbTransaction transaction, long device, long key, CancellationToken cancellationToken)
