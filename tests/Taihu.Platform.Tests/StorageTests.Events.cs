@@ -158,6 +158,48 @@ public abstract partial class StorageTests
     }
 
     [Fact]
+    public async Task EventDispatcher_FromMemoryOrFromTheTable_GivesTheSameEvents()
+    {
+        var (_, _, device) = await NewTenantWithDeviceAsync("station-9");
+        var signal = new EventSignal();
+        var telemetry = new SqlTelemetryStore(Database, signal);
+        var attributes = new SqlAttributeStore(Database, null, signal);
+        var fromMemory = new Recorder("memory");
+        var fromTable = new Recorder("table");
+        await using (var connection = await Database.OpenAsync())
+        {
+            await EventLog.SaveCursorAsync(connection, null, "memory", 0, default);
+            await EventLog.SaveCursorAsync(connection, null, "table", 0, default);
+        }
+
+        await telemetry.WriteAsync([Point(device, "t", T0, 1.5), Point(device, "n", T0, 2), Point(device, "t", T0 + 5, KvValue.Of("x"))]);
+        await attributes.SaveManyAsync([new AttributeChange(device.Seq, AttributeScope.Shared, [new AttributeEntry("mode", T0 + 6, KvValue.Of("eco"))])],
+            [new DeviceEventRecord(device.Seq, PlatformEventType.Disconnect, T0 + 7)]);
+
+        // The first reads this process's rows from memory; the second has no signal, as another process would not.
+        using var memory = new EventDispatcher(Database, new DeviceDirectory(Devices, Time, signal), [fromMemory], Time, NullLogger<EventDispatcher>.Instance, signal);
+        using var table = new EventDispatcher(Database, new DeviceDirectory(Devices, Time), [fromTable], Time, NullLogger<EventDispatcher>.Instance);
+        await memory.StartAsync(default);
+        await table.StartAsync(default);
+        try
+        {
+            await memory.WaitForAllAsync().WaitAsync(TimeSpan.FromSeconds(30));
+            await table.WaitForAllAsync().WaitAsync(TimeSpan.FromSeconds(30));
+        }
+        finally
+        {
+            await memory.StopAsync(default);
+            await table.StopAsync(default);
+        }
+
+        static string Describe(PlatformEvent e) =>
+            $"{e.Id} {e.Type} {e.Device.Name} {e.Ts} {e.Committed > 0} {string.Join(',', e.Points)} {e.Scope} {string.Join(',', e.Attributes)} {e.DataJson}";
+        Assert.Equal(3, fromTable.Events.Count);
+        Assert.Equal(fromTable.Events.Select(Describe), fromMemory.Events.Select(Describe));
+        Assert.Equal([PlatformEventType.Telemetry, PlatformEventType.Attributes, PlatformEventType.Disconnect], fromTable.Events.Select(e => e.Type));
+    }
+
+    [Fact]
     public async Task AlarmRules_ADurationRule_FiresOnTheRecheck_OnTheFakeClock_AndTheStateSurvivesANewEngine()
     {
         var (tenant, profile, device) = await NewTenantWithDeviceAsync();
