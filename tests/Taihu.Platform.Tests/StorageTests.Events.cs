@@ -256,4 +256,39 @@ public abstract partial class StorageTests
 
         await engine.DisposeAsync();
     }
+
+    [Fact]
+    public async Task AlarmRules_ADeletedDevice_LosesItsOwner()
+    {
+        var (tenant, profile, device) = await NewTenantWithDeviceAsync();
+        var other = await NewDeviceAsync(tenant.Id, profile.Id);
+        Assert.True(await Devices.UpdateProfileAsync(profile with { AlarmsJson = DurationRule }));
+        var alarms = new AlarmService(new SqlAlarmStore(Database), Devices, Tenants, Audit, new AlarmFeed(), Time, NullLogger<AlarmService>.Instance);
+        var signal = new EventSignal();
+        var telemetry = new SqlTelemetryStore(Database, signal);
+        await using (var connection = await Database.OpenAsync())
+        {
+            await EventLog.SaveCursorAsync(connection, null, AlarmRulesEngine.ConsumerName, 0, default);
+        }
+
+        await using var engine = new AlarmRulesEngine(Database, Devices, Attributes, telemetry, alarms, Time, NullLogger<AlarmRulesEngine>.Instance, signal);
+        using var dispatcher = new EventDispatcher(Database, new DeviceDirectory(Devices, Time, signal), [engine], Time, NullLogger<EventDispatcher>.Instance, signal);
+        await dispatcher.StartAsync(default);
+        try
+        {
+            await telemetry.WriteAsync([Point(device, "pm25", T0, 90.0), Point(other, "pm25", T0, 91.0)]);
+            await dispatcher.WaitForAllAsync().WaitAsync(TimeSpan.FromSeconds(30));
+            Assert.Equal(2, engine.DeviceCount);
+
+            Assert.True(await Devices.DeleteDeviceAsync(tenant.Id, device.Id));
+            signal.NotifyDeviceChanged(device.Seq);
+            await telemetry.WriteAsync([Point(other, "pm25", T0 + 1000, 92.0)]);
+            await dispatcher.WaitForAllAsync().WaitAsync(TimeSpan.FromSeconds(30));
+            Assert.Equal(1, engine.DeviceCount);
+        }
+        finally
+        {
+            await dispatcher.StopAsync(default);
+        }
+    }
 }

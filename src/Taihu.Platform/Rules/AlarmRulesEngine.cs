@@ -40,6 +40,7 @@ public sealed partial class AlarmRulesEngine : IEventConsumer, IHostedService, I
     private readonly Dictionary<Guid, Entry> _owners = [];
     private readonly Dictionary<Guid, (long Version, CompiledAlarmRules? Rules)> _profiles = [];
     private readonly ConcurrentQueue<Guid> _changedProfiles = new();
+    private readonly ConcurrentQueue<long> _changedDevices = new();
     private readonly ConcurrentDictionary<Guid, Task> _alarmWork = new();
     private readonly SemaphoreSlim _gate = new(1, 1);
     private Dictionary<Guid, byte[]>? _stored;
@@ -62,6 +63,7 @@ public sealed partial class AlarmRulesEngine : IEventConsumer, IHostedService, I
         if (signal is not null)
         {
             signal.ProfileChanged += ProfileChanged;
+            signal.DeviceChanged += _changedDevices.Enqueue;
         }
 
         _database = database;
@@ -99,6 +101,8 @@ public sealed partial class AlarmRulesEngine : IEventConsumer, IHostedService, I
             {
                 _profiles.Remove(changed);
             }
+
+            await ForgetDeletedDevicesAsync(cancellationToken);
 
             foreach (var e in events)
             {
@@ -312,6 +316,30 @@ public sealed partial class AlarmRulesEngine : IEventConsumer, IHostedService, I
         _owners[device.Id] = entry;
         _deviceCount = _owners.Count;
         return entry;
+    }
+
+    /// <summary>A deleted device's owner goes (its stored state went with the device's row).</summary>
+    private async Task ForgetDeletedDevicesAsync(CancellationToken cancellationToken)
+    {
+        while (_changedDevices.TryDequeue(out var seq))
+        {
+            if (await _devices.GetDeviceBySeqAsync(seq, cancellationToken) is not null)
+            {
+                continue;
+            }
+
+            foreach (var (id, entry) in _owners)
+            {
+                if (entry.Device.Seq == seq)
+                {
+                    _owners.Remove(id);
+                    _alarmWork.TryRemove(id, out _);
+                    _deviceCount = _owners.Count;
+                    await entry.Owner.DisposeAsync();
+                    break;
+                }
+            }
+        }
     }
 
     /// <summary>A device seen for the first time starts from its stored attributes and latest values, as in ThingsBoard.</summary>
