@@ -77,7 +77,10 @@ public static class PlatformHostingExtensions
         services.AddSingleton<Events.IEventConsumer>(sp => sp.GetRequiredService<Rules.AlarmRulesEngine>());
         services.AddHostedService(sp => sp.GetRequiredService<Rules.AlarmRulesEngine>());
         // Integrations: the consumer fills each integration's outbox; one delivery owner per integration sends it.
-        services.AddOptions<Integrations.IntegrationOptions>();
+        services.AddOptions<Integrations.IntegrationOptions>()
+            .Validate(o => o.MaxOutboxEvents > 0, "Integrations:MaxOutboxEvents must be at least 1.")
+            .Validate(o => o.MaxInFlight is > 0 and <= 1024, "Integrations:MaxInFlight is 1 to 1024.")
+            .ValidateOnStart();
         services.AddSingleton<Integrations.SqlIntegrationStore>();
         services.AddSingleton<Integrations.IntegrationRegistry>();
         services.AddSingleton<Integrations.IntegrationService>();

@@ -1,3 +1,4 @@
+using System.Globalization;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
@@ -236,7 +237,7 @@ public sealed partial class IntegrationDelivery : BackgroundService
                     var first = row.Attempts == 0 ? now : row.FirstAttempt;
                     if (now - first >= state.Integration.Configuration.RetryLimitMs)
                     {
-                        var reason = $"Retried for {TimeSpan.FromMilliseconds(now - first)} without success; the last error: {result.Reason}";
+                        var reason = string.Create(CultureInfo.InvariantCulture, $"Retried for {(now - first) / 1000.0:0.###} s without success; the last error: {result.Reason}");
                         await _store.DeadLetterAsync(row, reason, attempts, result.Status, now, stoppingToken);
                         state.CountDead();
                         state.AddOutbox(-1);

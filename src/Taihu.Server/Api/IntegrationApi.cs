@@ -1,4 +1,5 @@
 using System.Text.Json;
+using System.Text.Json.Nodes;
 using Taihu.Platform;
 using Taihu.Platform.Integrations;
 
@@ -8,19 +9,40 @@ namespace Taihu.Server.Api;
 public sealed record IntegrationRequest(EntityIdDto? Id, string? Name, string? Type, bool? Enabled, IReadOnlyList<Guid>? DeviceProfileIds, IReadOnlyList<string>? MessageTypes,
     IntegrationConfiguration? Configuration);
 
-/// <summary>An integration as the API shows it: the secret and the broker password masked.</summary>
+/// <summary>
+/// An integration as the API shows it: the configuration holds only its type's settings, the secret and the broker
+/// password masked (posting the masked value back keeps the stored one).
+/// </summary>
 public sealed record IntegrationDto(EntityIdDto Id, long CreatedTime, EntityIdDto TenantId, string Name, string Type, bool Enabled,
-    IReadOnlyList<Guid>? DeviceProfileIds, IReadOnlyList<string>? MessageTypes, IntegrationConfiguration Configuration)
+    IReadOnlyList<Guid>? DeviceProfileIds, IReadOnlyList<string>? MessageTypes, JsonObject Configuration)
 {
-    public static IntegrationDto From(Integration i) => new(new EntityIdDto("INTEGRATION", i.Id), i.CreatedTime, new EntityIdDto("TENANT", i.TenantId), i.Name,
-        Integration.TypeName(i.Type), i.Enabled, i.Configuration.DeviceProfileIds, i.Configuration.MessageTypes,
-        i.Configuration with
+    private static readonly string[] HttpSettings = ["url", "headers", "secret", "retryLimitMs", "requestTimeoutMs"];
+    private static readonly string[] OwnBrokerSettings = ["topic", "qos"];
+    private static readonly string[] ExternalBrokerSettings = ["topic", "qos", "host", "port", "tls", "username", "password", "protocolVersion"];
+
+    public static IntegrationDto From(Integration i)
+    {
+        var shown = i.Configuration with
         {
             DeviceProfileIds = null,
             MessageTypes = null,
             Secret = IntegrationService.MaskSecret(i.Configuration.Secret),
             Password = IntegrationService.MaskSecret(i.Configuration.Password),
-        });
+        };
+        var all = JsonNode.Parse(shown.ToJson())!.AsObject();
+        var keep = i.Type == IntegrationType.Http ? HttpSettings : i.Configuration.Host is null ? OwnBrokerSettings : ExternalBrokerSettings;
+        var configuration = new JsonObject();
+        foreach (var name in keep)
+        {
+            if (all[name] is { } value)
+            {
+                configuration[name] = value.DeepClone();
+            }
+        }
+
+        return new(new EntityIdDto("INTEGRATION", i.Id), i.CreatedTime, new EntityIdDto("TENANT", i.TenantId), i.Name, Integration.TypeName(i.Type), i.Enabled,
+            i.Configuration.DeviceProfileIds, i.Configuration.MessageTypes, configuration);
+    }
 }
 
 /// <summary>A dead letter: the event as it would have been sent, why it was given up, after how many attempts.</summary>
