@@ -168,8 +168,11 @@ public abstract partial class StorageTests
         try
         {
             // Without the clock moving: b's events go, a's first failed and waits; a's second was not sent meanwhile.
-            await UntilAsync(async () => (await store.ReadHeadsAsync(integration.Id, 10)).Any(r => r.DeviceName == "a" && r.Attempts == 1)
-                && !(await store.ReadHeadsAsync(integration.Id, 10)).Any(r => r.DeviceName == "b"));
+            await UntilAsync(async () =>
+            {
+                var heads = await store.ReadHeadsAsync(integration.Id, 10);
+                return heads.Any(r => r.DeviceName == "a" && r.Attempts == 1) && heads.Any(r => r.DeviceName == "c" && r.Attempts == 1) && !heads.Any(r => r.DeviceName == "b");
+            });
             var aHead = (await store.ReadHeadsAsync(integration.Id, 10)).Single(r => r.DeviceName == "a");
             Assert.Equal(T0, aHead.FirstAttempt);
             Assert.Equal(T0 + 1000, aHead.NextAttempt);
