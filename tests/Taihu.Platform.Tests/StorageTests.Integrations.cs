@@ -220,6 +220,48 @@ public abstract partial class StorageTests
         }
     }
 
+    [Fact]
+    public async Task AlarmChanges_AreInTheEventLog_AsTheApiShowsThem_WithTheirKind()
+    {
+        var (tenant, _, device) = await NewTenantWithDeviceAsync();
+        var signal = new EventSignal();
+        var notified = 0;
+        signal.Committed += () => Interlocked.Increment(ref notified);
+        var alarms = new Alarms.AlarmService(new Alarms.SqlAlarmStore(Database, signal), Devices, Tenants, Audit, new Alarms.AlarmFeed(), Time,
+            NullLogger<Alarms.AlarmService>.Instance);
+        var after = await Events.EventLog.LastPositionAsync(Database, CancellationToken.None);
+
+        var raised = await alarms.RaiseAsync(tenant.Id, device.Id, "High PM2.5", Alarms.AlarmSeverity.Major, "{\"value\":90}", T0);
+        await alarms.RaiseAsync(tenant.Id, device.Id, "High PM2.5", Alarms.AlarmSeverity.Critical, null, T0 + 1);
+        await alarms.ClearAsync(tenant.Id, device.Id, "High PM2.5", T0 + 2);
+        await alarms.AckAsync(TenantAdmin(tenant.Id), raised.Alarm!.Id, CancellationToken.None);
+
+        var rows = await Events.EventLog.ReadAsync(Database, after, 100, CancellationToken.None);
+        var recorded = new List<DeviceEventRecord>();
+        foreach (var row in rows)
+        {
+            Assert.Equal(EventLogKind.Device, row.Kind);
+            var decoded = new DecodedRow();
+            EventCodec.Decode(row.Kind, row.Body, decoded);
+            recorded.AddRange(decoded.Events);
+        }
+
+        Assert.Equal([PlatformEventType.AlarmCreated, PlatformEventType.AlarmUpdated, PlatformEventType.AlarmCleared, PlatformEventType.AlarmUpdated],
+            recorded.Select(r => r.Type));
+        Assert.All(recorded, r => Assert.Equal(device.Seq, r.DeviceSeq));
+        Assert.Equal(4, notified);
+        var created = JsonNode.Parse(recorded[0].DataJson!)!;
+        Assert.Equal("High PM2.5", created["type"]!.GetValue<string>());
+        Assert.Equal("MAJOR", created["severity"]!.GetValue<string>());
+        Assert.Equal("ACTIVE_UNACK", created["status"]!.GetValue<string>());
+        Assert.Equal(90, created["details"]!["value"]!.GetValue<int>());
+        Assert.Equal(raised.Alarm.Id.ToString(), created["id"]!["id"]!.GetValue<string>());
+        Assert.Equal(device.Id.ToString(), created["originator"]!["id"]!.GetValue<string>());
+        Assert.Equal("CRITICAL", JsonNode.Parse(recorded[1].DataJson!)!["severity"]!.GetValue<string>());
+        Assert.Equal("CLEARED_UNACK", JsonNode.Parse(recorded[2].DataJson!)!["status"]!.GetValue<string>());
+        Assert.Equal("CLEARED_ACK", JsonNode.Parse(recorded[3].DataJson!)!["status"]!.GetValue<string>());
+    }
+
     /// <summary>Checks <paramref name="condition"/> (a storage read) until it holds, moving the fake clock by <paramref name="advance"/> between checks.</summary>
     private async Task UntilAsync(Func<Task<bool>> condition, TimeSpan advance = default)
     {
