@@ -55,6 +55,7 @@ public static partial class TaihuServerExtensions
         builder.Services.AddOptions<StorageOptions>().BindConfiguration("Storage");
         builder.Services.AddOptions<IngestOptions>().BindConfiguration("Ingest");
         builder.Services.AddOptions<SecurityOptions>().BindConfiguration("Security");
+        builder.Services.AddOptions<Taihu.Platform.Integrations.IntegrationOptions>().BindConfiguration("Integrations");
         // The platform first: its start-up (schema, first administrator) runs before the listeners open.
         builder.Services.AddTaihuPlatform(sp => sp.GetRequiredService<IOptions<ServerOptions>>().Value.DataDirectory);
         builder.Services.AddSingleton<JwtTokens>();
@@ -130,6 +131,7 @@ public static partial class TaihuServerExtensions
         app.MapDeviceApi();
         app.MapRpcApi();
         app.MapAlarmApi();
+        app.MapIntegrationApi();
         app.MapTelemetryApi();
         app.MapAuditApi();
         app.MapLiveApi();

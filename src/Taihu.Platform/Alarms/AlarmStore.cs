@@ -40,7 +40,7 @@ public interface IAlarmStore
     Task<AlarmSeverity?> HighestSeverityAsync(Guid tenantId, AlarmQuery query, CancellationToken cancellationToken = default);
 }
 
-public sealed class SqlAlarmStore(PlatformDatabase database) : IAlarmStore
+public sealed class SqlAlarmStore(PlatformDatabase database, Events.EventSignal? signal = null) : IAlarmStore
 {
     private const string Columns = "a.id, a.tenant_id, a.originator_id, a.type, a.severity, a.acknowledged, a.cleared, a.start_ts, a.end_ts, a.ack_ts, a.clear_ts, "
         + "a.assign_ts, a.assignee_id, a.details, a.propagate, a.propagate_to_owner, a.propagate_to_tenant, a.propagate_relation_types, a.created_time, a.version";
@@ -61,15 +61,42 @@ public sealed class SqlAlarmStore(PlatformDatabase database) : IAlarmStore
             """;
         Bind(command, alarm);
         command.AddParameter("created", alarm.CreatedTime);
+        await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
+        command.Transaction = transaction;
         try
         {
             await command.ExecuteNonQueryAsync(cancellationToken);
-            return true;
         }
         catch (DbException e) when (Sql.IsUniqueViolation(e))
         {
             return false;
         }
+
+        await AppendEventAsync(connection, transaction, alarm, Events.PlatformEventType.AlarmCreated, cancellationToken);
+        await transaction.CommitAsync(cancellationToken);
+        signal?.Notify();
+        return true;
+    }
+
+    /// <summary>
+    /// Records the change in the event log in the alarm write's transaction (integrations send it; the rules engine
+    /// forgets an alarm cleared elsewhere by its type), the alarm as the REST API shows it.
+    /// </summary>
+    private async Task AppendEventAsync(DbConnection connection, DbTransaction transaction, Alarm alarm, Events.PlatformEventType type, CancellationToken cancellationToken)
+    {
+        using var lookup = connection.CreateCommand();
+        lookup.Transaction = transaction;
+        lookup.CommandText = "SELECT seq FROM devices WHERE id = @id";
+        lookup.AddParameter("id", alarm.OriginatorId.ToString());
+        if (await lookup.ExecuteScalarAsync(cancellationToken) is not { } found || found is DBNull)
+        {
+            return;
+        }
+
+        var seq = Convert.ToInt64(found, CultureInfo.InvariantCulture);
+        var ts = Math.Max(alarm.CreatedTime, Math.Max(alarm.EndTs, Math.Max(alarm.AckTs, alarm.ClearTs)));
+        var body = Events.EventCodec.EncodeEvents([new Events.DeviceEventRecord(seq, type, ts, AlarmEventJson.Write(alarm))]);
+        await Events.EventLog.AppendAsync(database, connection, transaction, Events.EventLogKind.Device, body, ts, cancellationToken);
     }
 
     public async Task<bool> UpdateAsync(Alarm alarm, CancellationToken cancellationToken = default)
@@ -83,7 +110,30 @@ public sealed class SqlAlarmStore(PlatformDatabase database) : IAlarmStore
             WHERE id = @id AND tenant_id = @tenant AND originator_id = @originator AND type = @type AND version = @version
             """;
         Bind(command, alarm);
-        return await command.ExecuteNonQueryAsync(cancellationToken) > 0;
+        await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
+        command.Transaction = transaction;
+        bool wasCleared;
+        using (var before = connection.CreateCommand())
+        {
+            before.Transaction = transaction;
+            before.CommandText = "SELECT cleared FROM alarms WHERE id = @id AND tenant_id = @tenant";
+            before.AddParameter("id", alarm.Id.ToString());
+            before.AddParameter("tenant", alarm.TenantId.ToString());
+            await using var reader = await before.ExecuteReaderAsync(cancellationToken);
+            wasCleared = await reader.ReadAsync(cancellationToken) && Sql.GetBool(reader, 0);
+        }
+
+        if (await command.ExecuteNonQueryAsync(cancellationToken) == 0)
+        {
+            return false;
+        }
+
+        // Cleared by this change: ALARM_CLEARED; any other change (an ack, a new severity, an ack after the clear): ALARM_UPDATED.
+        var type = alarm.Cleared && !wasCleared ? Events.PlatformEventType.AlarmCleared : Events.PlatformEventType.AlarmUpdated;
+        await AppendEventAsync(connection, transaction, alarm with { Version = alarm.Version + 1 }, type, cancellationToken);
+        await transaction.CommitAsync(cancellationToken);
+        signal?.Notify();
+        return true;
     }
 
     private static void Bind(DbCommand command, Alarm alarm)

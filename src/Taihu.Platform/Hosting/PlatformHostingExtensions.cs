@@ -76,6 +76,18 @@ public static class PlatformHostingExtensions
         services.AddSingleton<Rules.AlarmRulesEngine>();
         services.AddSingleton<Events.IEventConsumer>(sp => sp.GetRequiredService<Rules.AlarmRulesEngine>());
         services.AddHostedService(sp => sp.GetRequiredService<Rules.AlarmRulesEngine>());
+        // Integrations: the consumer fills each integration's outbox; one delivery owner per integration sends it.
+        services.AddOptions<Integrations.IntegrationOptions>()
+            .Validate(o => o.MaxOutboxEvents > 0, "Integrations:MaxOutboxEvents must be at least 1.")
+            .Validate(o => o.MaxInFlight is > 0 and <= 1024, "Integrations:MaxInFlight is 1 to 1024.")
+            .ValidateOnStart();
+        services.AddSingleton<Integrations.SqlIntegrationStore>();
+        services.AddSingleton<Integrations.IntegrationRegistry>();
+        services.AddSingleton<Integrations.IntegrationService>();
+        services.AddSingleton<Integrations.IntegrationOutbox>();
+        services.AddSingleton<Events.IEventConsumer>(sp => sp.GetRequiredService<Integrations.IntegrationOutbox>());
+        services.AddSingleton<Integrations.IntegrationDelivery>();
+        services.AddHostedService(sp => sp.GetRequiredService<Integrations.IntegrationDelivery>());
         services.AddSingleton<Events.EventDispatcher>();
         services.AddHostedService(sp => sp.GetRequiredService<Events.EventDispatcher>());
         return services;

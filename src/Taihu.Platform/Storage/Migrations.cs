@@ -399,5 +399,55 @@ internal static class Migrations
             updated_time BIGINT NOT NULL
         );
         """),
+        // Integrations out (Integrations/): each tenant's targets, the durable outbox the "integrations" event consumer
+        // fills in the transaction that saves its cursor, and the dead letters. The outbox row holds the body as
+        // sent, so a retry sends the same bytes (and the same signature); device_id orders a device's events.
+        (12, "integrations, their outbox and dead letters", """
+        CREATE TABLE integrations (
+            id TEXT PRIMARY KEY,
+            tenant_id TEXT NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
+            name TEXT NOT NULL,
+            type TEXT NOT NULL,
+            enabled {bool} NOT NULL,
+            configuration TEXT NOT NULL,
+            created_time BIGINT NOT NULL
+        );
+        CREATE UNIQUE INDEX integrations_name ON integrations (tenant_id, name);
+
+        CREATE TABLE integration_outbox (
+            seq {id},
+            integration_id TEXT NOT NULL REFERENCES integrations (id) ON DELETE CASCADE,
+            device_id TEXT NOT NULL,
+            device_name TEXT NOT NULL,
+            device_type TEXT NOT NULL,
+            event_type TEXT NOT NULL,
+            body {blob} NOT NULL,
+            created_time BIGINT NOT NULL,
+            attempts INTEGER NOT NULL,
+            first_attempt BIGINT NOT NULL,
+            next_attempt BIGINT NOT NULL,
+            last_status INTEGER NOT NULL,
+            last_error TEXT NULL
+        );
+        CREATE INDEX integration_outbox_device ON integration_outbox (integration_id, device_id, seq);
+
+        CREATE TABLE integration_dead_letters (
+            seq {id},
+            id TEXT NOT NULL,
+            integration_id TEXT NOT NULL REFERENCES integrations (id) ON DELETE CASCADE,
+            device_id TEXT NOT NULL,
+            device_name TEXT NOT NULL,
+            device_type TEXT NOT NULL,
+            event_type TEXT NOT NULL,
+            body {blob} NOT NULL,
+            created_time BIGINT NOT NULL,
+            reason TEXT NOT NULL,
+            attempts INTEGER NOT NULL,
+            last_status INTEGER NOT NULL,
+            dead_time BIGINT NOT NULL
+        );
+        CREATE UNIQUE INDEX integration_dead_letters_id ON integration_dead_letters (id);
+        CREATE INDEX integration_dead_letters_integration ON integration_dead_letters (integration_id, seq);
+        """),
     ];
 }

@@ -1,0 +1,278 @@
+using System.Globalization;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using Taihu.Broker.Extensibility;
+
+namespace Taihu.Platform.Integrations;
+
+/// <summary>
+/// Delivers integrations' outboxes. Each enabled integration has one owner (<see cref="RunAsync"/>), a loop that
+/// alone reads, sends, deletes, retries and dead-letters its rows; no lock is shared between integrations.
+/// </summary>
+/// <remarks>
+/// Order per device, devices in parallel: the owner reads the first waiting row of each device (the outbox's head per
+/// device) and sends those that are due, at most one per device and <see cref="IntegrationOptions.MaxInFlight"/> in
+/// all. A device's later rows are not read until its head is delivered or dead-lettered, so a device waiting for a
+/// retry holds back only itself. A failed attempt is retried after <see cref="Backoff"/> (1 s doubling to 5 min, on
+/// the injected clock) until the retry limit since the first attempt is over; then the row is dead-lettered. A row's
+/// outcome is written before the owner reads again: a crash at any point sends a row again (at least once), never
+/// loses it.
+/// </remarks>
+public sealed partial class IntegrationDelivery : BackgroundService
+{
+    private static readonly TimeSpan StorageRetry = TimeSpan.FromSeconds(1);
+    private readonly SqlIntegrationStore _store;
+    private readonly IntegrationRegistry _registry;
+    private readonly IMqttServerPublisher? _publisher;
+    private readonly TimeProvider _time;
+    private readonly ILogger<IntegrationDelivery> _logger;
+    private readonly int _maxInFlight;
+    private readonly Lock _gate = new();
+    private readonly Dictionary<Guid, Owner> _owners = [];
+    private CancellationToken _stopping;
+    private bool _started;
+
+    public IntegrationDelivery(SqlIntegrationStore store, IntegrationRegistry registry, IOptions<IntegrationOptions> options, TimeProvider time,
+        ILogger<IntegrationDelivery> logger, IMqttServerPublisher? publisher = null)
+    {
+        ArgumentNullException.ThrowIfNull(registry);
+        ArgumentNullException.ThrowIfNull(options);
+        _store = store;
+        _registry = registry;
+        _publisher = publisher;
+        _time = time;
+        _logger = logger;
+        _maxInFlight = Math.Max(1, options.Value.MaxInFlight);
+        registry.Changed += Reconcile;
+    }
+
+    /// <summary>The wait before attempt <paramref name="attempts"/> + 1: 1 s, 2 s, 4 s, ... at most 5 min.</summary>
+    public static TimeSpan Backoff(int attempts) => TimeSpan.FromSeconds(Math.Min(300, 1L << Math.Clamp(attempts - 1, 0, 9)));
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        lock (_gate)
+        {
+            _stopping = stoppingToken;
+            _started = true;
+        }
+
+        try
+        {
+            await _registry.ReloadAsync(stoppingToken);
+            await Task.Delay(Timeout.Infinite, stoppingToken);
+        }
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+        {
+        }
+
+        Task[] running;
+        lock (_gate)
+        {
+            running = [.. _owners.Values.Select(o => o.Task)];
+            _owners.Clear();
+        }
+
+        await Task.WhenAll(running);
+    }
+
+    /// <summary>Starts an owner for each enabled integration without one; stops those deleted, disabled or changed.</summary>
+    private void Reconcile()
+    {
+        lock (_gate)
+        {
+            if (!_started || _stopping.IsCancellationRequested)
+            {
+                return;
+            }
+
+            if (_registry.Current is not { } snapshot)
+            {
+                return;
+            }
+
+            foreach (var (id, owner) in _owners.ToArray())
+            {
+                if (!snapshot.ById.TryGetValue(id, out var state) || !state.Integration.Enabled || owner.Version != Version(state.Integration))
+                {
+                    owner.Stop.Cancel();
+                    _owners.Remove(id);
+                }
+            }
+
+            foreach (var state in snapshot.ById.Values)
+            {
+                var integration = state.Integration;
+                if (integration.Enabled && !_owners.ContainsKey(integration.Id))
+                {
+                    var stop = CancellationTokenSource.CreateLinkedTokenSource(_stopping);
+                    _owners[integration.Id] = new Owner(Version(integration), stop, Task.Run(() => RunAsync(integration, stop.Token), CancellationToken.None));
+                }
+                else
+                {
+                    // A reload made new states: wake the owner so that it looks again.
+                    state.Signal();
+                }
+            }
+        }
+    }
+
+    private static string Version(Integration integration) => integration.Name + "\n" + Integration.TypeName(integration.Type) + "\n" + integration.Configuration.ToJson();
+
+    private IIntegrationSender CreateSender(Integration integration) => integration.Type switch
+    {
+        IntegrationType.Http => new WebhookSender(integration.Configuration, _time, _maxInFlight),
+        _ when integration.Configuration.Host is null => new OwnBrokerSender(integration, _publisher ?? throw new InvalidOperationException("No broker to publish on.")),
+        _ => new ExternalBrokerSender(integration),
+    };
+
+    /// <summary>The owner of one integration's outbox.</summary>
+    private async Task RunAsync(Integration integration, CancellationToken stoppingToken)
+    {
+        var id = integration.Id;
+        await using var sender = CreateSender(integration);
+        var inFlight = new Dictionary<string, Task>();
+        var waits = new List<Task>();
+        var done = new List<string>();
+        try
+        {
+            while (!stoppingToken.IsCancellationRequested)
+            {
+                if (_registry.Find(id) is not { } state)
+                {
+                    break;
+                }
+
+                IReadOnlyList<OutboxRow> heads;
+                try
+                {
+                    heads = await _store.ReadHeadsAsync(id, _maxInFlight * 2, stoppingToken);
+                }
+                catch (Exception e) when (e is not OperationCanceledException)
+                {
+                    LogStorageFailed(_logger, e, id);
+                    await Task.Delay(StorageRetry, _time, stoppingToken);
+                    continue;
+                }
+
+                var now = _time.GetUtcNow().ToUnixTimeMilliseconds();
+                var nextDue = long.MaxValue;
+                foreach (var row in heads)
+                {
+                    if (inFlight.ContainsKey(row.DeviceId))
+                    {
+                        continue;
+                    }
+
+                    if (row.NextAttempt > now)
+                    {
+                        nextDue = Math.Min(nextDue, row.NextAttempt);
+                        continue;
+                    }
+
+                    if (inFlight.Count >= _maxInFlight)
+                    {
+                        break;
+                    }
+
+                    inFlight[row.DeviceId] = DeliverAsync(sender, state, row, stoppingToken);
+                }
+
+                using var wait = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
+                waits.Clear();
+                waits.AddRange(inFlight.Values);
+                waits.Add(state.Wake.WaitAsync(wait.Token));
+                if (nextDue != long.MaxValue)
+                {
+                    waits.Add(Task.Delay(TimeSpan.FromMilliseconds(Math.Max(1, nextDue - now)), _time, wait.Token));
+                }
+
+                await Task.WhenAny(waits);
+                await wait.CancelAsync();
+                done.Clear();
+                foreach (var (device, task) in inFlight)
+                {
+                    if (task.IsCompleted)
+                    {
+                        done.Add(device);
+                    }
+                }
+
+                foreach (var device in done)
+                {
+                    inFlight.Remove(device);
+                }
+            }
+        }
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+        {
+        }
+
+        await Task.WhenAll(inFlight.Values);
+    }
+
+    private async Task DeliverAsync(IIntegrationSender sender, IntegrationState state, OutboxRow row, CancellationToken stoppingToken)
+    {
+        try
+        {
+            var result = await sender.SendAsync(row, stoppingToken);
+            var now = _time.GetUtcNow().ToUnixTimeMilliseconds();
+            var attempts = row.Attempts + 1;
+            switch (result.Outcome)
+            {
+                case DeliveryOutcome.Delivered:
+                    await _store.DeleteOutboxAsync(row.Seq, stoppingToken);
+                    state.CountSent();
+                    state.AddOutbox(-1);
+                    break;
+                case DeliveryOutcome.Dead:
+                    await _store.DeadLetterAsync(row, result.Reason!, attempts, result.Status, now, stoppingToken);
+                    state.CountDead();
+                    state.AddOutbox(-1);
+                    LogDead(_logger, state.Integration.Id, row.DeviceName, result.Reason!);
+                    break;
+                default:
+                    state.CountFailed();
+                    var first = row.Attempts == 0 ? now : row.FirstAttempt;
+                    if (now - first >= state.Integration.Configuration.RetryLimitMs)
+                    {
+                        var reason = string.Create(CultureInfo.InvariantCulture, $"Retried for {(now - first) / 1000.0:0.###} s without success; the last error: {result.Reason}");
+                        await _store.DeadLetterAsync(row, reason, attempts, result.Status, now, stoppingToken);
+                        state.CountDead();
+                        state.AddOutbox(-1);
+                        LogDead(_logger, state.Integration.Id, row.DeviceName, reason);
+                    }
+                    else
+                    {
+                        await _store.RetryLaterAsync(row.Seq, attempts, first, now + (long)Backoff(attempts).TotalMilliseconds, result.Status, result.Reason, stoppingToken);
+                    }
+
+                    break;
+            }
+        }
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+        {
+        }
+        catch (Exception e)
+        {
+            // Storage failed: the row is as it was and is tried again after a pause.
+            LogStorageFailed(_logger, e, state.Integration.Id);
+            try
+            {
+                await Task.Delay(StorageRetry, _time, stoppingToken);
+            }
+            catch (OperationCanceledException)
+            {
+            }
+        }
+    }
+
+    private sealed record Owner(string Version, CancellationTokenSource Stop, Task Task);
+
+    [LoggerMessage(EventId = 2901, Level = LogLevel.Warning, Message = "Integration {Integration}: reading or writing its outbox failed; it is tried again")]
+    private static partial void LogStorageFailed(ILogger logger, Exception exception, Guid integration);
+
+    [LoggerMessage(EventId = 2902, Level = LogLevel.Warning, Message = "Integration {Integration}: an event of device {Device} was dead-lettered: {Reason}")]
+    private static partial void LogDead(ILogger logger, Guid integration, string device, string reason);
+}

@@ -1,0 +1,136 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+
+namespace Taihu.Server.FunctionalTests.Support;
+
+/// <summary>
+/// A long-running Mosquitto program (<c>mosquitto_sub -d</c>, or the <c>mosquitto</c> broker) whose output lines
+/// the test waits on: "received SUBACK" is the sign that a subscriber is ready, a broker's "running" that it listens.
+/// </summary>
+public sealed class MosquittoProcess : IAsyncDisposable
+{
+    private static readonly TimeSpan Guard = TimeSpan.FromSeconds(30);
+    private readonly Process _process;
+    private readonly List<string> _lines = [];
+    private readonly List<(Func<string, bool> Match, TaskCompletionSource<string> Done)> _waiters = [];
+
+    private MosquittoProcess(string program, IEnumerable<string> arguments)
+    {
+        var start = new ProcessStartInfo(program) { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var argument in arguments)
+        {
+            start.ArgumentList.Add(argument);
+        }
+
+        _process = new Process { StartInfo = start };
+        _process.OutputDataReceived += (_, e) => OnLine(e.Data);
+        _process.ErrorDataReceived += (_, e) => OnLine(e.Data);
+        _process.Start();
+        _process.BeginOutputReadLine();
+        _process.BeginErrorReadLine();
+    }
+
+    public string Output
+    {
+        get
+        {
+            lock (_lines)
+            {
+                return string.Join('\n', _lines);
+            }
+        }
+    }
+
+    /// <summary><c>mosquitto_sub -d</c> with the arguments; returns once its subscription is acknowledged.</summary>
+    public static async Task<MosquittoProcess> SubscribeAsync(params string[] arguments)
+    {
+        // stdbuf: mosquitto_sub buffers its output when it is not a terminal, and the test waits on its lines.
+        var process = new MosquittoProcess("/usr/bin/stdbuf", ["-oL", "/usr/bin/mosquitto_sub", "-d", .. arguments]);
+        await process.WaitForLineAsync(line => line.Contains("received SUBACK", StringComparison.Ordinal));
+        return process;
+    }
+
+    /// <summary>A Mosquitto broker on a free port of 127.0.0.1, anonymous clients allowed; returns once it runs.</summary>
+    public static async Task<(MosquittoProcess Broker, int Port, string Directory)> StartBrokerAsync()
+    {
+        var port = FreePort();
+        var directory = Path.Combine(Path.GetTempPath(), "taihu-mosquitto-" + Guid.NewGuid().ToString("N"));
+        System.IO.Directory.CreateDirectory(directory);
+        var config = Path.Combine(directory, "mosquitto.conf");
+        await File.WriteAllTextAsync(config, $"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stderr\nlog_type all\n");
+        var broker = new MosquittoProcess("/usr/sbin/mosquitto", ["-c", config]);
+        await broker.WaitForLineAsync(line => line.Contains(" running", StringComparison.Ordinal));
+        return (broker, port, directory);
+    }
+
+    public Task<string> WaitForLineAsync(Func<string, bool> match)
+    {
+        var done = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
+        lock (_lines)
+        {
+            foreach (var line in _lines)
+            {
+                if (match(line))
+                {
+                    return Task.FromResult(line);
+                }
+            }
+
+            _waiters.Add((match, done));
+        }
+
+        return WaitAsync(done.Task);
+
+        async Task<string> WaitAsync(Task<string> task)
+        {
+            try
+            {
+                return await task.WaitAsync(Guard);
+            }
+            catch (TimeoutException)
+            {
+                throw new TimeoutException($"{_process.StartInfo.FileName} did not print the line awaited within {Guard.TotalSeconds} s. Output:\n{Output}");
+            }
+        }
+    }
+
+    private void OnLine(string? line)
+    {
+        if (line is null)
+        {
+            return;
+        }
+
+        lock (_lines)
+        {
+            _lines.Add(line);
+            for (var i = _waiters.Count - 1; i >= 0; i--)
+            {
+                if (_waiters[i].Match(line))
+                {
+                    _waiters[i].Done.TrySetResult(line);
+                    _waiters.RemoveAt(i);
+                }
+            }
+        }
+    }
+
+    private static int FreePort()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (!_process.HasExited)
+        {
+            _process.Kill();
+        }
+
+        await _process.WaitForExitAsync();
+        _process.Dispose();
+    }
+}
