@@ -1,8 +1,10 @@
 using Taihu.Server;
+using Taihu.WebConsole;
 
 SocketCompletions.RunInline();
 var builder = WebApplication.CreateBuilder(args);
 builder.AddTaihu();
+builder.Services.AddTaihuConsole();
 WebApplication app;
 try
 {
@@ -18,6 +20,7 @@ catch (InvalidSettingsException e)
 
 app.UseWebSockets();
 app.MapTaihu();
+app.MapTaihuConsole();
 app.Run();
 return 0;
 
