@@ -5,6 +5,9 @@ SocketCompletions.RunInline();
 var builder = WebApplication.CreateBuilder(args);
 builder.AddTaihu();
 builder.Services.AddTaihuConsole();
+// The console's files (and MudBlazor's) live in their packages until published; outside Development the host
+// finds them only through this manifest (a published server has them in wwwroot, and this does nothing).
+builder.WebHost.UseStaticWebAssets();
 WebApplication app;
 try
 {

@@ -10,6 +10,7 @@ for (const button of document.querySelectorAll('button[data-copy]')) {
     try {
       await navigator.clipboard.writeText(source.textContent.trim());
       button.textContent = '\u2713 ' + label;
+      button.dataset.copied = 'clipboard';
     } catch {
       // No clipboard (an insecure origin): select the text so that Ctrl+C copies it.
       const range = document.createRange();
@@ -17,6 +18,7 @@ for (const button of document.querySelectorAll('button[data-copy]')) {
       const selection = window.getSelection();
       selection.removeAllRanges();
       selection.addRange(range);
+      button.dataset.copied = 'selection';
     }
     setTimeout(() => { button.textContent = label; }, 1500);
   });
