@@ -78,4 +78,21 @@ public sealed class DeviceTests(ConsoleFixture fixture)
         Assert.Empty(devices["data"]!.AsArray());
         await page.Context.CloseAsync();
     }
+
+    [Fact]
+    public async Task Device_is_deleted_from_its_page()
+    {
+        var (id, _) = await fixture.Admin.CreateDeviceAsync("To delete " + Guid.NewGuid().ToString("N")[..8]);
+        var page = await fixture.NewPageAsync();
+        await ConsoleFixture.SignInAsync(page, fixture.AdminEmail, ConsoleFixture.AdminPassword);
+        await page.GotoAsync($"/devices/{id}");
+        await page.GetByRole(AriaRole.Button, new() { Name = "Delete device" }).ClickAsync();
+        await Expect(page).ToHaveURLAsync(new System.Text.RegularExpressions.Regex("/devices$"));
+        Assert.Equal(HttpStatusCode.NotFound, (await fixture.Admin.SendAsync(HttpMethod.Get, $"/api/device/{id}")).StatusCode);
+
+        // The server's error for a device that is gone is shown on the page.
+        await page.GotoAsync($"/devices/{id}");
+        await Expect(page.GetByRole(AriaRole.Alert)).ToContainTextAsync("not found");
+        await page.Context.CloseAsync();
+    }
 }

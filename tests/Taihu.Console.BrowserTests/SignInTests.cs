@@ -23,10 +23,16 @@ public sealed class SignInTests(ConsoleFixture fixture)
         await Expect(page.GetByRole(AriaRole.Link, new() { Name = "Device profiles" })).ToBeVisibleAsync();
         await Expect(page.GetByRole(AriaRole.Link, new() { Name = "Tenants" })).ToHaveCountAsync(0);
 
+        // The management API takes the console's cookie for same-origin calls (charts will use it).
+        var me = await page.APIRequest.GetAsync("/api/auth/user");
+        Assert.Equal(200, me.Status);
+        Assert.Contains(fixture.AdminEmail, await me.TextAsync(), StringComparison.Ordinal);
+
         await page.GetByTestId("sign-out").ClickAsync();
         await Expect(page).ToHaveURLAsync(new System.Text.RegularExpressions.Regex("/login$"));
         await page.GotoAsync("/devices");
         await Expect(page).ToHaveURLAsync(new System.Text.RegularExpressions.Regex("/login\\?ReturnUrl="));
+        Assert.Equal(401, (await page.APIRequest.GetAsync("/api/auth/user")).Status);
         await page.Context.CloseAsync();
     }
 
