@@ -1,8 +1,13 @@
 using Taihu.Server;
+using Taihu.WebConsole;
 
 SocketCompletions.RunInline();
 var builder = WebApplication.CreateBuilder(args);
 builder.AddTaihu();
+builder.Services.AddTaihuConsole();
+// The console's files (and MudBlazor's) live in their packages until published; outside Development the host
+// finds them only through this manifest (a published server has them in wwwroot, and this does nothing).
+builder.WebHost.UseStaticWebAssets();
 WebApplication app;
 try
 {
@@ -18,6 +23,7 @@ catch (InvalidSettingsException e)
 
 app.UseWebSockets();
 app.MapTaihu();
+app.MapTaihuConsole();
 app.Run();
 return 0;
 

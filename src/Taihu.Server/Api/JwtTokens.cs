@@ -289,12 +289,20 @@ public static class CallerResolution
                 header = context.Request.Headers.Authorization.ToString();
             }
 
-            if (!header.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase) || header.Length <= 7)
+            if (header.Length == 0 && Taihu.WebConsole.ConsoleSession.CallerOf(context.User) is { } session)
+            {
+                // The console's session cookie, for its pages' same-origin calls; it is SameSite=Strict, so a page
+                // of another site cannot send it, and its user's token version was checked when it was read.
+                caller = session;
+            }
+            else if (!header.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase) || header.Length <= 7)
             {
                 throw PlatformException.Unauthorized("Authentication failed: send a JWT in 'X-Authorization: Bearer <token>' or 'Authorization', or an API key in 'X-Api-Key'.");
             }
-
-            caller = await services.GetRequiredService<JwtTokens>().ValidateAsync(header[7..].Trim(), cancellationToken: context.RequestAborted);
+            else
+            {
+                caller = await services.GetRequiredService<JwtTokens>().ValidateAsync(header[7..].Trim(), cancellationToken: context.RequestAborted);
+            }
         }
 
         context.Items[ItemKey] = caller;

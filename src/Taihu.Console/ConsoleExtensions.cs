@@ -1,0 +1,147 @@
+using System.Security.Claims;
+using Microsoft.AspNetCore.Authentication;
+using Microsoft.AspNetCore.Authentication.Cookies;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Mvc;
+using Microsoft.AspNetCore.Routing;
+using Microsoft.Extensions.DependencyInjection;
+using MudBlazor.Services;
+using Taihu.Platform;
+using Taihu.Platform.Telemetry;
+using Taihu.Platform.Tenants;
+using Taihu.WebConsole.Components;
+
+namespace Taihu.WebConsole;
+
+/// <summary>
+/// The web console: Blazor components rendered on the server (static rendering; no page needs a live circuit yet),
+/// signed in with a cookie over the platform's own users and roles. Pages call the platform services with the
+/// signed-in user as the caller, so every permission check is the one the JWT API makes.
+/// </summary>
+public static class ConsoleExtensions
+{
+    public static IServiceCollection AddTaihuConsole(this IServiceCollection services)
+    {
+        ArgumentNullException.ThrowIfNull(services);
+        services.AddRazorComponents();
+        services.AddMudServices();
+        services.AddLocalization();
+        services.AddCascadingAuthenticationState();
+        services.AddAuthorization();
+        services.AddAuthentication(ConsoleSession.Scheme).AddCookie(ConsoleSession.Scheme, options =>
+        {
+            options.Cookie.Name = "taihu.console";
+            options.Cookie.HttpOnly = true;
+            // Strict: a page of another site cannot make the browser send the session with its requests.
+            options.Cookie.SameSite = SameSiteMode.Strict;
+            options.LoginPath = "/login";
+            options.LogoutPath = "/logout";
+            options.AccessDeniedPath = "/login";
+            options.ExpireTimeSpan = TimeSpan.FromHours(8);
+            options.SlidingExpiration = true;
+            options.Events.OnValidatePrincipal = ConsoleSession.ValidateAsync;
+        });
+        return services;
+    }
+
+    public static WebApplication MapTaihuConsole(this WebApplication app)
+    {
+        ArgumentNullException.ThrowIfNull(app);
+        app.UseAuthentication();
+        app.UseAuthorization();
+        app.UseAntiforgery();
+        app.MapStaticAssets();
+        app.MapRazorComponents<ConsoleApp>();
+
+        app.MapPost("/logout", async (HttpContext context, [FromForm] string? returnUrl) =>
+        {
+            await context.SignOutAsync(ConsoleSession.Scheme);
+            return Results.LocalRedirect("/login");
+        }).ExcludeFromDescription();
+
+        // The device page polls this for its latest values: the numbers stay off any Blazor circuit.
+        app.MapGet("/console/devices/{id:guid}/latest", async (Guid id, HttpContext context, DeviceDataService data, CancellationToken ct) =>
+        {
+            if (ConsoleSession.CallerOf(context.User) is not { } caller)
+            {
+                return Results.Problem(statusCode: 401, detail: "Your session has ended; sign in again.");
+            }
+
+            try
+            {
+                var latest = await data.GetLatestAsync(caller, id, null, ct);
+                return Results.Ok(latest.Select(p => new { key = p.Key, ts = p.Ts, value = p.Value.ToString() }));
+            }
+            catch (PlatformException e)
+            {
+                return Results.Problem(statusCode: e.Status, detail: e.Message);
+            }
+        }).ExcludeFromDescription();
+        return app;
+    }
+}
+
+/// <summary>The console's cookie session: who is signed in, as the platform's <see cref="Caller"/>.</summary>
+public static class ConsoleSession
+{
+    public const string Scheme = "TaihuConsole";
+
+    private const string TenantClaim = "taihu:tenant";
+    private const string VersionClaim = "taihu:ver";
+
+    public static ClaimsPrincipal Principal(UserSecrets secrets)
+    {
+        ArgumentNullException.ThrowIfNull(secrets);
+        var user = secrets.User;
+        var claims = new List<Claim>
+        {
+            new(ClaimTypes.NameIdentifier, user.Id.ToString()),
+            new(ClaimTypes.Name, user.Email),
+            new(ClaimTypes.Role, User.AuthorityName(user.Authority)),
+            new(VersionClaim, secrets.TokenVersion.ToString(System.Globalization.CultureInfo.InvariantCulture)),
+        };
+        if (user.TenantId is { } tenant)
+        {
+            claims.Add(new Claim(TenantClaim, tenant.ToString()));
+        }
+
+        return new ClaimsPrincipal(new ClaimsIdentity(claims, Scheme));
+    }
+
+    /// <summary>The signed-in caller, or null when nobody is signed in.</summary>
+    public static Caller? CallerOf(ClaimsPrincipal? principal)
+    {
+        if (principal?.Identity is not { IsAuthenticated: true } || !Guid.TryParse(principal.FindFirstValue(ClaimTypes.NameIdentifier), out var id)
+            || !User.TryParseAuthority(principal.FindFirstValue(ClaimTypes.Role), out var authority))
+        {
+            return null;
+        }
+
+        Guid? tenant = Guid.TryParse(principal.FindFirstValue(TenantClaim), out var t) ? t : null;
+        return new Caller(id, tenant, authority, principal.FindFirstValue(ClaimTypes.Name) ?? "");
+    }
+
+    /// <summary>
+    /// A session ends when its user is deleted, logs out of the API or changes the password (the token version the
+    /// JWTs carry moves on), as a JWT does.
+    /// </summary>
+    public static async Task ValidateAsync(CookieValidatePrincipalContext context)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        var principal = context.Principal;
+        if (!Guid.TryParse(principal?.FindFirstValue(ClaimTypes.NameIdentifier), out var id))
+        {
+            context.RejectPrincipal();
+            return;
+        }
+
+        var store = context.HttpContext.RequestServices.GetRequiredService<ITenantStore>();
+        var secrets = await store.GetUserSecretsAsync(id, context.HttpContext.RequestAborted);
+        if (secrets is null || secrets.TokenVersion.ToString(System.Globalization.CultureInfo.InvariantCulture) != principal!.FindFirstValue(VersionClaim))
+        {
+            context.RejectPrincipal();
+            await context.HttpContext.SignOutAsync(Scheme);
+        }
+    }
+}

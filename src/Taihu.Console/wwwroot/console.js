@@ -1,0 +1,66 @@
+// The console's small scripts. Pages are rendered on the server; live numbers are fetched here and written into
+// the DOM, so high-rate data never goes through a Blazor circuit.
+
+// Copy buttons: data-copy names the element whose text is copied.
+for (const button of document.querySelectorAll('button[data-copy]')) {
+  button.addEventListener('click', async () => {
+    const source = document.querySelector(button.dataset.copy);
+    if (!source) return;
+    const label = button.textContent;
+    try {
+      await navigator.clipboard.writeText(source.textContent.trim());
+      button.textContent = '\u2713 ' + label;
+      button.dataset.copied = 'clipboard';
+    } catch {
+      // No clipboard (an insecure origin): select the text so that Ctrl+C copies it.
+      const range = document.createRange();
+      range.selectNodeContents(source);
+      const selection = window.getSelection();
+      selection.removeAllRanges();
+      selection.addRange(range);
+      button.dataset.copied = 'selection';
+    }
+    setTimeout(() => { button.textContent = label; }, 1500);
+  });
+}
+
+// Latest values of a device: polled once a second while the page is visible.
+const latest = document.getElementById('latest');
+if (latest) {
+  const status = document.getElementById('latest-status');
+  const body = latest.tBodies[0];
+  const time = ts => new Date(ts).toISOString().replace('T', ' ').replace(/\.\d+Z$/, ' UTC');
+  const render = points => {
+    for (const point of points) {
+      let row = body.querySelector(`tr[data-key="${CSS.escape(point.key)}"]`);
+      if (!row) {
+        row = document.createElement('tr');
+        row.dataset.key = point.key;
+        for (let i = 0; i < 3; i++) row.appendChild(document.createElement('td'));
+        row.cells[0].textContent = point.key;
+        row.cells[1].dataset.testid = 'value-' + point.key;
+        body.appendChild(row);
+      }
+      row.cells[1].textContent = point.value;
+      row.cells[2].textContent = time(point.ts);
+    }
+    status.textContent = points.length === 0 ? latest.dataset.empty : '';
+  };
+  const poll = async () => {
+    if (document.visibilityState === 'visible') {
+      try {
+        const response = await fetch(latest.dataset.source, { headers: { Accept: 'application/json' } });
+        if (response.ok) {
+          render(await response.json());
+        } else {
+          const problem = await response.json().catch(() => null);
+          status.textContent = (problem && problem.detail) || latest.dataset.error;
+        }
+      } catch {
+        status.textContent = latest.dataset.error;
+      }
+    }
+    setTimeout(poll, 1000);
+  };
+  setTimeout(poll, 1000);
+}
