@@ -106,4 +106,38 @@ public abstract partial class StorageTests
         Assert.Equal("LOGIN", Assert.Single(login.Data).ActionType);
         Assert.Empty((await Audit.ListAsync(tenant.Id, new PageRequest(TextSearch: "%"))).Data);
     }
+
+    [Fact]
+    public async Task Audit_ManyWritersAtOnce_AllWritten_InTheOrderTheyWereQueued()
+    {
+        var tenant = await NewTenantAsync();
+        var caller = TenantAdmin(tenant.Id);
+        // More than one group's worth, queued from one thread so the queue order is known, awaited together.
+        var writes = new List<Task>();
+        for (var i = 0; i < SqlAuditLog.MaxBatch + 300; i++)
+        {
+            writes.Add(Audit.WriteAsync(caller, "UPDATED", "DEVICE", null, $"e{i:D4}"));
+        }
+
+        await Task.WhenAll(writes);
+        var page = await Audit.ListAsync(tenant.Id, new PageRequest(PageSize: 10_000, SortProperty: "createdTime"));
+        Assert.Equal(writes.Count, page.TotalElements);
+        Assert.Equal(Enumerable.Range(0, writes.Count).Select(i => $"e{i:D4}"), page.Data.Select(e => e.EntityName));
+    }
+
+    [Fact]
+    public async Task Audit_TextThatCannotBeStored_IsReplaced_NotRefused()
+    {
+        var tenant = await NewTenantAsync();
+        var caller = TenantAdmin(tenant.Id, "nul\0user");
+        await Task.WhenAll(
+            Audit.WriteAsync(caller, "UPDATED", "DEVICE", "id\0", "name\0", failure: "why\0"),
+            Audit.WriteAsync(caller, "UPDATED", "DEVICE", null, "plain"));
+
+        var entries = (await Audit.ListAsync(tenant.Id, new PageRequest(SortProperty: "createdTime"))).Data;
+        Assert.Equal(["name\uFFFD", "plain"], entries.Select(e => e.EntityName));
+        Assert.Equal("nul\uFFFDuser", entries[0].UserName);
+        Assert.Equal("id\uFFFD", entries[0].EntityId);
+        Assert.Equal("why\uFFFD", entries[0].FailureDetails);
+    }
 }

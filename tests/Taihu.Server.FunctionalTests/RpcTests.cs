@@ -34,6 +34,24 @@ public sealed class RpcTests(PlatformFixture fixture) : IClassFixture<PlatformFi
         await device.PublishAsync("v1/devices/me/rpc/response/" + requestId, "{\"temperature\":21.5}");
         var reply = await PlatformApi.ExpectAsync(await call.WaitAsync(Guard), HttpStatusCode.OK);
         Assert.Equal(21.5, reply["temperature"]!.GetValue<double>());
+
+        var call2 = await AuditedCallsAsync(id);
+        Assert.Equal("two-way getTemperature to " + (await fixture.Admin.GetAsync($"/api/device/{id}"))["name"]!.GetValue<string>(), Assert.Single(call2)["entityName"]!.GetValue<string>());
+        Assert.Equal("SUCCESS", call2[0]["actionStatus"]!.GetValue<string>());
+    }
+
+    /// <summary>
+    /// The device's <c>RPC_CALL</c> audit entries, oldest first. A call's entry is queued before its answer and
+    /// written after it; audit entries are written in the order they were queued, so once a later change's entry
+    /// is written (a device created: its answer waits for its entry), the call's is too.
+    /// </summary>
+    private async Task<List<JsonNode>> AuditedCallsAsync(Guid deviceId)
+    {
+        await fixture.Admin.CreateDeviceAsync("rpc-audit-marker-" + Guid.NewGuid().ToString("N")[..8]);
+        var audit = await fixture.Admin.GetAsync("/api/audit/logs?pageSize=1000&page=0");
+        return audit["data"]!.AsArray()
+            .Where(e => e!["actionType"]!.GetValue<string>() == "RPC_CALL" && e["entityId"]?["id"]?.GetValue<string>() == deviceId.ToString())
+            .Select(e => e!).Reverse().ToList();
     }
 
     [Fact]
@@ -67,6 +85,13 @@ public sealed class RpcTests(PlatformFixture fixture) : IClassFixture<PlatformFi
         await using var device = await DeviceClient.ConnectAsync(fixture.Server, token);
         await PlatformApi.ExpectProblemAsync(await fixture.Admin.SendAsync(HttpMethod.Post, $"/api/plugins/rpc/twoway/{id}", new { method = "x" }), HttpStatusCode.Conflict);
         Assert.True(started.Elapsed < TimeSpan.FromSeconds(5), "Refusals for a device that cannot be reached come at once, not after the timeout.");
+
+        // Each refused call is in the audit log as a failure, with the reason.
+        var audited = await AuditedCallsAsync(id);
+        Assert.Equal(5, audited.Count);
+        Assert.All(audited, e => Assert.Equal("FAILURE", e["actionStatus"]!.GetValue<string>()));
+        Assert.All(audited, e => Assert.Equal("The device is not connected.", e["actionFailureDetails"]!.GetValue<string>()));
+        Assert.Equal(["two-way x", "one-way x", "two-way x", "one-way x", "two-way x"], audited.Select(e => e["entityName"]!.GetValue<string>()[..e["entityName"]!.GetValue<string>().IndexOf(" to ", StringComparison.Ordinal)]));
     }
 
     [Fact]

@@ -20,28 +20,127 @@ public interface IAuditLog
 }
 
 /// <summary>The SQL implementation, for SQLite and PostgreSQL alike.</summary>
+/// <remarks>
+/// Writes are committed in groups: each entry is queued, one writer at a time takes everything queued (up to
+/// <see cref="MaxBatch"/> entries) and inserts it in one transaction, and each <see cref="WriteAsync"/> completes
+/// when the transaction holding its entry has committed (or fails with it). Entries are written in the order they
+/// were queued. One call alone costs what it cost before (one transaction); under load, a persistent RPC call's
+/// state changes or many lightweight calls share transactions instead of queueing for SQLite's write lock one by
+/// one.
+/// </remarks>
 public sealed class SqlAuditLog(PlatformDatabase database, TimeProvider time) : IAuditLog
 {
-    public async Task WriteAsync(Caller caller, string actionType, string? entityType, string? entityId, string? entityName, string? failure = null, CancellationToken cancellationToken = default)
+    internal const int MaxBatch = 512;
+
+    private readonly System.Collections.Concurrent.ConcurrentQueue<PendingEntry> _queue = new();
+    private int _writing;
+
+    public Task WriteAsync(Caller caller, string actionType, string? entityType, string? entityId, string? entityName, string? failure = null, CancellationToken cancellationToken = default)
     {
-        await using var connection = await database.OpenAsync(cancellationToken);
+        ArgumentNullException.ThrowIfNull(caller);
+        var entry = new PendingEntry(caller.TenantId?.ToString(), caller.UserId.ToString(), Storable(caller.Name), actionType, Storable(entityType),
+            Storable(entityId), Storable(entityName), Storable(failure), time.GetUtcNow().ToUnixTimeMilliseconds());
+        _queue.Enqueue(entry);
+        if (Interlocked.Exchange(ref _writing, 1) == 0)
+        {
+            _ = Task.Run(WriteQueuedAsync, CancellationToken.None);
+        }
+
+        // Cancelling stops the wait, not the write: once queued, the entry is written.
+        return cancellationToken.CanBeCanceled ? entry.Written.Task.WaitAsync(cancellationToken) : entry.Written.Task;
+    }
+
+    private async Task WriteQueuedAsync()
+    {
+        var batch = new List<PendingEntry>();
+        while (true)
+        {
+            while (batch.Count < MaxBatch && _queue.TryDequeue(out var entry))
+            {
+                batch.Add(entry);
+            }
+
+            if (batch.Count > 0)
+            {
+                try
+                {
+                    await InsertAsync(batch);
+                    foreach (var written in batch)
+                    {
+                        written.Written.TrySetResult();
+                    }
+                }
+                catch (Exception ex) when (ex is not OutOfMemoryException)
+                {
+                    foreach (var failed in batch)
+                    {
+                        failed.Written.TrySetException(ex);
+                    }
+                }
+
+                batch.Clear();
+                continue;
+            }
+
+            Volatile.Write(ref _writing, 0);
+            // An entry queued between the last dequeue and the reset above would otherwise wait for the next write.
+            if (_queue.IsEmpty || Interlocked.Exchange(ref _writing, 1) == 1)
+            {
+                return;
+            }
+        }
+    }
+
+    private async Task InsertAsync(List<PendingEntry> batch)
+    {
+        await using var connection = await database.OpenAsync();
+        await using var transaction = batch.Count > 1 ? await connection.BeginTransactionAsync() : null;
         using var command = connection.CreateCommand();
+        command.Transaction = transaction;
         command.CommandText = """
             INSERT INTO audit_log (id, tenant_id, user_id, user_name, action_type, entity_type, entity_id, entity_name, action_status, action_failure_details, created_time)
             VALUES (@id, @tenant, @user, @name, @action, @etype, @eid, @ename, @status, @failure, @created)
             """;
-        command.AddParameter("id", Guid.CreateVersion7().ToString());
-        command.AddParameter("tenant", caller.TenantId?.ToString());
-        command.AddParameter("user", caller.UserId.ToString());
-        command.AddParameter("name", caller.Name);
-        command.AddParameter("action", actionType);
-        command.AddParameter("etype", entityType);
-        command.AddParameter("eid", entityId);
-        command.AddParameter("ename", entityName);
-        command.AddParameter("status", failure is null ? "SUCCESS" : "FAILURE");
-        command.AddParameter("failure", failure);
-        command.AddParameter("created", time.GetUtcNow().ToUnixTimeMilliseconds());
-        await command.ExecuteNonQueryAsync(cancellationToken);
+        var id = command.AddParameter("id", null);
+        var tenant = command.AddParameter("tenant", null);
+        var user = command.AddParameter("user", null);
+        var name = command.AddParameter("name", null);
+        var action = command.AddParameter("action", null);
+        var entityType = command.AddParameter("etype", null);
+        var entityId = command.AddParameter("eid", null);
+        var entityName = command.AddParameter("ename", null);
+        var status = command.AddParameter("status", null);
+        var failure = command.AddParameter("failure", null);
+        var created = command.AddParameter("created", null);
+        foreach (var e in batch)
+        {
+            id.Value = Guid.CreateVersion7().ToString();
+            tenant.Value = (object?)e.TenantId ?? DBNull.Value;
+            user.Value = e.UserId;
+            name.Value = (object?)e.UserName ?? DBNull.Value;
+            action.Value = e.ActionType;
+            entityType.Value = (object?)e.EntityType ?? DBNull.Value;
+            entityId.Value = (object?)e.EntityId ?? DBNull.Value;
+            entityName.Value = (object?)e.EntityName ?? DBNull.Value;
+            status.Value = e.Failure is null ? "SUCCESS" : "FAILURE";
+            failure.Value = (object?)e.Failure ?? DBNull.Value;
+            created.Value = e.CreatedTime;
+            await command.ExecuteNonQueryAsync();
+        }
+
+        if (transaction is not null)
+        {
+            await transaction.CommitAsync();
+        }
+    }
+
+    // An entry is never refused for its text (one bad entry would fail its whole group): a NUL, which PostgreSQL
+    // cannot store, is written as U+FFFD.
+    private static string? Storable(string? text) => text is not null && text.Contains('\0', StringComparison.Ordinal) ? text.Replace('\0', '\uFFFD') : text;
+
+    private sealed record PendingEntry(string? TenantId, string UserId, string? UserName, string ActionType, string? EntityType, string? EntityId, string? EntityName, string? Failure, long CreatedTime)
+    {
+        public TaskCompletionSource Written { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
     }
 
     public async Task<Page<AuditEntry>> ListAsync(Guid? tenantId, PageRequest request, long? startTime = null, long? endTime = null, CancellationToken cancellationToken = default)
