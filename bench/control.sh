@@ -10,6 +10,7 @@
 #   bench/control.sh                      # the issue's sizes
 #   RPC_DEVICES=500 RPC_RATE=100 PERSISTENT_DEVICES=500 LIVE_SUBSCRIBERS=100 LIVE_RATE=2000 bench/control.sh   # a smoke test
 #   ONLY=live bench/control.sh            # one of rpc, rpc-persistent, live
+#   RPC_CLIENTS=mqttnet ONLY=rpc bench/control.sh   # the rpc devices' client: taihu and mqttnet by default, in turn
 #   SOURCE_ADDRESSES=127.0.0.2,127.0.0.3 bench/control.sh   # devices connect from these local addresses, round robin
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +20,7 @@ HTTP_PORT=${HTTP_PORT:-28080}
 RPC_DEVICES=${RPC_DEVICES:-10000}
 RPC_RATE=${RPC_RATE:-1000}
 RPC_DURATION=${RPC_DURATION:-30}
+RPC_CLIENTS=${RPC_CLIENTS:-"taihu mqttnet"}
 PERSISTENT_DEVICES=${PERSISTENT_DEVICES:-10000}
 PERSISTENT_CALLS=${PERSISTENT_CALLS:-10}
 PERSISTENT_DEADLINE=${PERSISTENT_DEADLINE:-300}
@@ -86,12 +88,15 @@ PY
 }
 
 if [ -z "$ONLY" ] || [ "$ONLY" = rpc ]; then
-  echo "== rpc: $RPC_DEVICES devices, $RPC_RATE two-way calls/s for $RPC_DURATION s  (load: $(cut -d' ' -f1-3 /proc/loadavg))"
-  data=$(mktemp -d); start_server "$data" rpc
-  "${BENCH[@]}" rpc "${COMMON[@]}" --clients "$RPC_DEVICES" --rate "$RPC_RATE" --duration "$RPC_DURATION" --warmup 5 --pid "$pid" \
-    --json "$results/rpc.json" || true
-  stop_server; rm -rf "$data"
-  [ -f "$results/rpc.json" ] && row rpc "$results/rpc.json"
+  # Once per device client: taihu-bench's own, then MQTTnet (third-party firmware's timing), each on a fresh server.
+  for client in $RPC_CLIENTS; do
+    echo "== rpc ($client devices): $RPC_DEVICES devices, $RPC_RATE two-way calls/s for $RPC_DURATION s  (load: $(cut -d' ' -f1-3 /proc/loadavg))"
+    data=$(mktemp -d); start_server "$data" "rpc-$client"
+    "${BENCH[@]}" rpc "${COMMON[@]}" --client "$client" --clients "$RPC_DEVICES" --rate "$RPC_RATE" --duration "$RPC_DURATION" --warmup 5 --pid "$pid" \
+      --json "$results/rpc-$client.json" || true
+    stop_server; rm -rf "$data"
+    [ -f "$results/rpc-$client.json" ] && row "rpc ($client)" "$results/rpc-$client.json"
+  done
 fi
 
 if [ -z "$ONLY" ] || [ "$ONLY" = rpc-persistent ]; then

@@ -12,10 +12,6 @@ public sealed class BrokerMetrics : IDisposable
     public const string MeterName = "Taihu.Broker";
 
     private readonly Meter _meter;
-    private readonly Counter<long> _messagesReceived;
-    private readonly Counter<long> _messagesSent;
-    private readonly Counter<long> _bytesReceived;
-    private readonly Counter<long> _bytesSent;
     private readonly Counter<long> _dropped;
     private readonly Counter<long> _connectionsAccepted;
     private readonly Counter<long> _publishersHeldBack;
@@ -36,10 +32,13 @@ public sealed class BrokerMetrics : IDisposable
     public BrokerMetrics(IMeterFactory? meterFactory = null)
     {
         _meter = meterFactory?.Create(MeterName) ?? new Meter(MeterName);
-        _messagesReceived = _meter.CreateCounter<long>("taihu.mqtt.packets.received", "{packet}", "MQTT packets received from clients.");
-        _messagesSent = _meter.CreateCounter<long>("taihu.mqtt.packets.sent", "{packet}", "MQTT packets sent to clients.");
-        _bytesReceived = _meter.CreateCounter<long>("taihu.mqtt.bytes.received", "By", "Bytes received from MQTT clients.");
-        _bytesSent = _meter.CreateCounter<long>("taihu.mqtt.bytes.sent", "By", "Bytes sent to MQTT clients.");
+        // Counted on every packet: read from the plain totals when exported, so that the hot path pays one
+        // interlocked add and not a call through every metrics listener (the exporter's aggregation showed in the
+        // profile of idle connections pinging, docs/benchmarks.md).
+        _meter.CreateObservableCounter("taihu.mqtt.packets.received", () => Volatile.Read(ref _totalMessagesReceived), "{packet}", "MQTT packets received from clients.");
+        _meter.CreateObservableCounter("taihu.mqtt.packets.sent", () => Volatile.Read(ref _totalMessagesSent), "{packet}", "MQTT packets sent to clients.");
+        _meter.CreateObservableCounter("taihu.mqtt.bytes.received", () => Volatile.Read(ref _totalBytesReceived), "By", "Bytes received from MQTT clients.");
+        _meter.CreateObservableCounter("taihu.mqtt.bytes.sent", () => Volatile.Read(ref _totalBytesSent), "By", "Bytes sent to MQTT clients.");
         _dropped = _meter.CreateCounter<long>("taihu.mqtt.messages.dropped", "{message}", "Application messages dropped, by reason.");
         _connectionsAccepted = _meter.CreateCounter<long>("taihu.mqtt.connections.accepted", "{connection}", "Network connections accepted.");
         _publishersHeldBack = _meter.CreateCounter<long>("taihu.mqtt.publishers.held_back", "{wait}", "Times a publisher was held back because a subscriber's queue was full.");
@@ -95,27 +94,22 @@ public sealed class BrokerMetrics : IDisposable
         {
             Interlocked.Increment(ref _publishReceived);
         }
-
-        _messagesReceived.Add(1);
     }
 
     internal void PacketsSent(int packets, int publishes)
     {
         Interlocked.Add(ref _totalMessagesSent, packets);
         Interlocked.Add(ref _publishSent, publishes);
-        _messagesSent.Add(packets);
     }
 
     internal void Received(long bytes)
     {
         Interlocked.Add(ref _totalBytesReceived, bytes);
-        _bytesReceived.Add(bytes);
     }
 
     internal void Sent(long bytes)
     {
         Interlocked.Add(ref _totalBytesSent, bytes);
-        _bytesSent.Add(bytes);
     }
 
     internal void MessageDropped(string reason)

@@ -32,16 +32,28 @@ public sealed class RpcScenario(BenchOptions o, PlatformTarget p, int timeoutMs,
         using var http = p.CreateHttpClient(maxConnections: 512);
         var tenant = await BenchTenant.CreateAsync(http, p.AdminUser, p.AdminPassword, cancellationToken);
         BenchClient[] devices = [];
+        MQTTnet.IMqttClient[] mqttNetDevices = [];
         try
         {
             var (ids, tokens) = await tenant.CreateDevicesAsync(o.Clients, progress, cancellationToken);
             long commands = 0;
-            devices = await DeviceFleet.ConnectAsync(o, tenant.RunId, tokens, (_, _, _, _) => Interlocked.Increment(ref commands), progress, cancellationToken);
+            DeviceFleet.CommandHandler counted = (_, _, _, _) => Interlocked.Increment(ref commands);
+            // --client picks the devices' MQTT client: taihu-bench's own, or MQTTnet as third-party firmware.
+            if (o.Client == ClientKind.MqttNet)
+            {
+                mqttNetDevices = await MqttNetDeviceFleet.ConnectAsync(o, tenant.RunId, tokens, counted, progress, cancellationToken);
+            }
+            else
+            {
+                devices = await DeviceFleet.ConnectAsync(o, tenant.RunId, tokens, counted, progress, cancellationToken);
+            }
+
             return await MeasureAsync(http, tenant.AdminToken, ids, () => Interlocked.Read(ref commands), cancellationToken);
         }
         finally
         {
             await DeviceFleet.DisposeAsync(devices);
+            await MqttNetDeviceFleet.DisposeAsync(mqttNetDevices);
             await tenant.DeleteAsync();
         }
     }
