@@ -122,6 +122,7 @@ public sealed class RpcScenario(BenchOptions o, PlatformTarget p, int timeoutMs,
         return new BenchResult
         {
             Scenario = "rpc",
+            Client = o.Client == ClientKind.MqttNet ? "mqttnet" : "taihu",
             Target = $"{p.ApiUrl} (devices on {o.Host}:{o.Port})",
             Protocol = o.Version == ProtocolVersion.V500 ? "5.0" : "3.1.1",
             QoS = 1,
