@@ -1,0 +1,140 @@
+using Taihu.Protocols.Hj212;
+
+namespace Taihu.Protocols.Tests;
+
+/// <summary>HJ 212 data segments and the data commands' CP, with hostile input.</summary>
+public sealed class Hj212MessageTests
+{
+    [Fact]
+    public void DataSegment_FieldsAndCp()
+    {
+        Assert.True(Hj212Message.TryParse(
+            "QN=20190814170100001;ST=22;CN=2011;PW=123456;MN=2019031801100018;Flag=5;CP=&&DataTime=20190814170100;a01007-Rtd=1.7,a01007-Flag=N&&",
+            out var message, out var error), error);
+        Assert.Equal(new Hj212Message("20190814170100001", "22", "2011", "123456", "2019031801100018", 5, null, null,
+            "DataTime=20190814170100;a01007-Rtd=1.7,a01007-Flag=N"), message);
+        Assert.True(message!.AnswerRequested);
+        Assert.False(message.IsSplit);
+        Assert.Equal(1, message.Edition);
+    }
+
+    [Fact]
+    public void Edition2005_WithoutQnOrFlag_IsRead()
+    {
+        Assert.True(Hj212Message.TryParse("ST=22;CN=2011;PW=123456;MN=8888888826462285;CP=&&DataTime=20211006030527;TEMP-Rtd=22.0;&&", out var message, out _));
+        Assert.Null(message!.Qn);
+        Assert.Equal(0, message.Edition);
+        Assert.False(message.AnswerRequested);
+    }
+
+    [Fact]
+    public void SplitPacket_CarriesPnumAndPno()
+    {
+        Assert.True(Hj212Message.TryParse("QN=20240101000000000;ST=22;CN=2011;PW=1;MN=A;Flag=7;PNUM=3;PNO=2;CP=&&a1-Rtd=1&&", out var message, out _));
+        Assert.True(message!.IsSplit);
+        Assert.Equal((3, 2), (message.PacketCount, message.PacketNumber));
+    }
+
+    [Theory]
+    [InlineData("QN=1;ST=22;CN=2011", "no CP=&&")]
+    [InlineData("QN=1;CP=&&a=1", "not closed with &&")]
+    [InlineData("QN=1;CP=&&&", "not closed with &&")]
+    [InlineData("QN=1;garbage;CP=&&&&", "'garbage' has no name=value")]
+    [InlineData("Flag=x;CP=&&&&", "Flag must be a number")]
+    [InlineData("Flag=256;CP=&&&&", "Flag must be a number")]
+    [InlineData("Flag=1234;CP=&&&&", "Flag must be a number")]
+    [InlineData("PNUM=0;CP=&&&&", "PNUM must be")]
+    [InlineData("PNUM=2;PNO=3;CP=&&&&", "PNO 3 is past PNUM 2")]
+    [InlineData("PNO=-1;CP=&&&&", "PNO must be")]
+    [InlineData("MN=0123456789012345678901234567;CP=&&&&", "MN may have at most 27 characters; got 28")]
+    [InlineData("QN=012345678901234567890;CP=&&&&", "QN may have at most 20")]
+    [InlineData("PW=0123456789;CP=&&&&", "PW may have at most 9")]
+    public void BadSegments_AreRefused_NamingTheField(string segment, string expected)
+    {
+        Assert.False(Hj212Message.TryParse(segment, out var message, out var error));
+        Assert.Null(message);
+        Assert.Contains(expected, error, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Format_RoundTrips()
+    {
+        const string Segment = "QN=20160801085857223;ST=32;CN=1062;PW=100000;MN=010000A8900016F000169DC0;Flag=5;CP=&&RtdInterval=30&&";
+        Assert.True(Hj212Message.TryParse(Segment, out var message, out _));
+        Assert.Equal(Segment, message!.Format());
+    }
+
+    [Fact]
+    public void DataAnswer_IsCn9014_WithTheUploadsQn()
+    {
+        Assert.True(Hj212Message.TryParse("QN=20190814170100001;ST=22;CN=2011;PW=123456;MN=2019031801100018;Flag=5;CP=&&DataTime=20190814170100&&", out var upload, out _));
+        Assert.Equal("QN=20190814170100001;ST=91;CN=9014;PW=123456;MN=2019031801100018;Flag=4;CP=&&&&", Hj212Replies.DataAnswer(upload!).Format());
+        Assert.Equal("QN=20190814170100001;ST=91;CN=9011;PW=123456;MN=2019031801100018;Flag=4;CP=&&QnRtn=1&&", Hj212Replies.RequestAnswer(upload!, 1).Format());
+        Assert.Equal("QN=20190814170100001;ST=91;CN=9012;PW=123456;MN=2019031801100018;Flag=4;CP=&&ExeRtn=1&&", Hj212Replies.Result(upload!, 1).Format());
+    }
+
+    [Fact]
+    public void DataCp_BecomesPointsAtDataTime_InChinaStandardTime()
+    {
+        var points = new List<Hj212Point>();
+        Assert.True(Hj212Data.TryRead("DataTime=20260921201500;a21026-Rtd=12.5,a21026-Flag=N;a34004-Rtd=35,a34004-ZsRtd=40.2,a34004-Flag=N,a34004-SampleTime=20260921201400;w01018-Avg=-1.5e2",
+            Hj212Data.ChinaStandardTime, points, out var ts, out var error), error);
+        Assert.Equal(new DateTimeOffset(2026, 9, 21, 12, 15, 0, TimeSpan.Zero).ToUnixTimeMilliseconds(), ts);
+        Assert.Equal(
+        [
+            new Hj212Point("a21026-Rtd", 12.5, null), new Hj212Point("a21026-Flag", null, "N"), new Hj212Point("a34004-Rtd", 35, null),
+            new Hj212Point("a34004-ZsRtd", 40.2, null), new Hj212Point("a34004-Flag", null, "N"), new Hj212Point("a34004-SampleTime", null, "20260921201400"),
+            new Hj212Point("w01018-Avg", -150, null),
+        ], points);
+    }
+
+    [Fact]
+    public void DataCp_OtherZone_AndTextThatIsNotANumber()
+    {
+        var points = new List<Hj212Point>();
+        Assert.True(Hj212Data.TryRead("DataTime=20240101000000;a1-Rtd=NaN;a3-Rtd=;a4-Rtd=1e400", TimeSpan.Zero, points, out var ts, out _));
+        Assert.Equal(new DateTimeOffset(2024, 1, 1, 0, 0, 0, TimeSpan.Zero).ToUnixTimeMilliseconds(), ts);
+        // Not finite numbers, or none at all: kept as the text that came.
+        Assert.Equal([new Hj212Point("a1-Rtd", null, "NaN"), new Hj212Point("a3-Rtd", null, ""), new Hj212Point("a4-Rtd", null, "1e400")], points);
+    }
+
+    [Theory]
+    [InlineData("a1-Rtd=1", "no DataTime")]
+    [InlineData("DataTime=2024010100000;a1-Rtd=1", "DataTime must be yyyyMMddHHmmss")]
+    [InlineData("DataTime=20241301000000", "DataTime must be yyyyMMddHHmmss")]
+    [InlineData("DataTime=2024010100000x", "DataTime must be yyyyMMddHHmmss")]
+    [InlineData("DataTime=20240101000000;a1-Rtd", "'a1-Rtd' has no name=value")]
+    [InlineData("DataTime=20240101000000;=1", "'=1' has no name=value")]
+    [InlineData("DataTime=20240101000000;a2-Rtd=1,5", "'5' has no name=value")]
+    public void BadDataCp_IsRefused_WithTheItem(string cp, string expected)
+    {
+        Assert.False(Hj212Data.TryRead(cp, Hj212Data.ChinaStandardTime, [], out _, out var error));
+        Assert.Contains(expected, error, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void RandomText_NeverThrows()
+    {
+        var random = new Random(2017);
+        const string Alphabet = "QNSTCPWMFlag=;,&-0123456789aRtd.DataTime";
+        var text = new char[200];
+        for (var round = 0; round < 20_000; round++)
+        {
+            var length = random.Next(text.Length);
+            for (var i = 0; i < length; i++)
+            {
+                text[i] = Alphabet[random.Next(Alphabet.Length)];
+            }
+
+            var segment = new string(text, 0, length);
+            if (Hj212Message.TryParse(segment, out var message, out _))
+            {
+                Hj212Data.TryRead(message!.Cp, Hj212Data.ChinaStandardTime, [], out _, out _);
+                Assert.True(Hj212Message.TryParse(message.Format(), out var again, out _));
+                Assert.Equal(message.Cp, again!.Cp);
+            }
+
+            Hj212Data.TryRead(segment, Hj212Data.ChinaStandardTime, [], out _, out _);
+        }
+    }
+}
