@@ -1,0 +1,157 @@
+using System.Buffers.Binary;
+
+namespace Taihu.Protocols.Jt808;
+
+/// <summary>
+/// A JT/T 808 message header. Its length is read from the frame (the frame's length less the body length the
+/// properties give): 12 bytes in the 2011 and 2013 editions (6-byte BCD phone number), 17 in 2019 (a protocol
+/// version byte and a 10-byte phone number), 4 more with sub-package fields. So the phone number is read whatever
+/// bit 14 (the 2019 version flag) says: real terminals set that bit and send a 2013 header, and the listener
+/// decides per terminal which to believe.
+/// </summary>
+public sealed record Jt808Header(
+    ushort MessageId,
+    ushort Properties,
+    byte? ProtocolVersion,
+    string Phone,
+    ushort Serial,
+    ushort? PackageCount,
+    ushort? PackageNumber)
+{
+    public int BodyLength => Properties & 0x3FF;
+
+    /// <summary>Bits 10 to 12: 0 none, 1 RSA.</summary>
+    public int Encryption => (Properties >> 10) & 0x7;
+
+    public bool IsSubpackage => (Properties & 0x2000) != 0;
+
+    /// <summary>Bit 14, which the 2019 edition sets.</summary>
+    public bool VersionFlag => (Properties & 0x4000) != 0;
+
+    /// <summary>The header was laid out as 2019's (17 or 21 bytes).</summary>
+    public bool Is2019Layout => ProtocolVersion is not null;
+
+    public int Length => (Is2019Layout ? 17 : 12) + (IsSubpackage ? 4 : 0);
+
+    /// <summary>Reads the header of an unescaped message (header and body, no check code).</summary>
+    public static bool TryRead(ReadOnlySpan<byte> message, out Jt808Header? header, out string? error)
+    {
+        header = null;
+        if (message.Length < 12)
+        {
+            error = $"A header has at least 12 bytes; the message has {message.Length}.";
+            return false;
+        }
+
+        var id = BinaryPrimitives.ReadUInt16BigEndian(message);
+        var properties = BinaryPrimitives.ReadUInt16BigEndian(message[2..]);
+        var bodyLength = properties & 0x3FF;
+        var sub = (properties & 0x2000) != 0;
+        var headerLength = message.Length - bodyLength;
+        var expected2013 = sub ? 16 : 12;
+        var expected2019 = sub ? 21 : 17;
+        if (headerLength != expected2013 && headerLength != expected2019)
+        {
+            error = $"The body length in the properties ({bodyLength}) leaves {headerLength} bytes of header; a{(sub ? " sub-package" : "")} header has {expected2013} (2011/2013) or {expected2019} (2019).";
+            return false;
+        }
+
+        var is2019 = headerLength == expected2019;
+        var at = 4;
+        byte? version = null;
+        if (is2019)
+        {
+            version = message[at++];
+        }
+
+        var phoneBytes = message.Slice(at, is2019 ? 10 : 6);
+        at += phoneBytes.Length;
+        if (!TryBcd(phoneBytes, out var phone))
+        {
+            error = $"The phone number is not BCD: {Convert.ToHexString(phoneBytes)}.";
+            return false;
+        }
+
+        var serial = BinaryPrimitives.ReadUInt16BigEndian(message[at..]);
+        at += 2;
+        ushort? count = null, number = null;
+        if (sub)
+        {
+            count = BinaryPrimitives.ReadUInt16BigEndian(message[at..]);
+            number = BinaryPrimitives.ReadUInt16BigEndian(message[(at + 2)..]);
+            if (count == 0 || number == 0 || number > count)
+            {
+                error = $"Sub-package {number} of {count} is not a package of the message.";
+                return false;
+            }
+        }
+
+        header = new Jt808Header(id, (ushort)properties, version, phone, serial, count, number);
+        error = null;
+        return true;
+    }
+
+    /// <summary>Writes this header for a body of <paramref name="bodyLength"/> bytes (the properties' length field set to it).</summary>
+    public byte[] Encode(int bodyLength)
+    {
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(bodyLength, 1023);
+        var bytes = new byte[Length];
+        BinaryPrimitives.WriteUInt16BigEndian(bytes, MessageId);
+        BinaryPrimitives.WriteUInt16BigEndian(bytes.AsSpan(2), (ushort)((Properties & ~0x3FF) | bodyLength));
+        var at = 4;
+        if (ProtocolVersion is { } version)
+        {
+            bytes[at++] = version;
+        }
+
+        var phoneLength = Is2019Layout ? 10 : 6;
+        WriteBcd(Phone, bytes.AsSpan(at, phoneLength));
+        at += phoneLength;
+        BinaryPrimitives.WriteUInt16BigEndian(bytes.AsSpan(at), Serial);
+        at += 2;
+        if (IsSubpackage)
+        {
+            BinaryPrimitives.WriteUInt16BigEndian(bytes.AsSpan(at), PackageCount ?? 1);
+            BinaryPrimitives.WriteUInt16BigEndian(bytes.AsSpan(at + 2), PackageNumber ?? 1);
+        }
+
+        return bytes;
+    }
+
+    private static readonly System.Buffers.SearchValues<char> Digits = System.Buffers.SearchValues.Create("0123456789");
+
+    private static bool TryBcd(ReadOnlySpan<byte> bytes, out string digits)
+    {
+        Span<char> text = stackalloc char[bytes.Length * 2];
+        for (var i = 0; i < bytes.Length; i++)
+        {
+            int high = bytes[i] >> 4, low = bytes[i] & 0xF;
+            if (high > 9 || low > 9)
+            {
+                digits = "";
+                return false;
+            }
+
+            text[2 * i] = (char)('0' + high);
+            text[(2 * i) + 1] = (char)('0' + low);
+        }
+
+        digits = new string(text);
+        return true;
+    }
+
+    private static void WriteBcd(string digits, Span<byte> into)
+    {
+        // Right-aligned, zeros in front, as terminals write a shorter number.
+        var padded = digits.PadLeft(into.Length * 2, '0');
+        if (padded.Length > into.Length * 2 || padded.AsSpan().IndexOfAnyExcept(Digits) >= 0)
+        {
+            throw new ArgumentException($"The phone number '{digits}' is not a number of at most {into.Length * 2} digits.", nameof(digits));
+        }
+
+        for (var i = 0; i < into.Length; i++)
+        {
+            into[i] = (byte)(((padded[2 * i] - '0') << 4) | (padded[(2 * i) + 1] - '0'));
+        }
+    }
+}
