@@ -25,6 +25,7 @@ public sealed partial class IntegrationDelivery : BackgroundService
     private readonly SqlIntegrationStore _store;
     private readonly IntegrationRegistry _registry;
     private readonly IMqttServerPublisher? _publisher;
+    private readonly Rpc.ClientRpcRequests? _rpc;
     private readonly TimeProvider _time;
     private readonly ILogger<IntegrationDelivery> _logger;
     private readonly int _maxInFlight;
@@ -34,13 +35,14 @@ public sealed partial class IntegrationDelivery : BackgroundService
     private bool _started;
 
     public IntegrationDelivery(SqlIntegrationStore store, IntegrationRegistry registry, IOptions<IntegrationOptions> options, TimeProvider time,
-        ILogger<IntegrationDelivery> logger, IMqttServerPublisher? publisher = null)
+        ILogger<IntegrationDelivery> logger, IMqttServerPublisher? publisher = null, Rpc.ClientRpcRequests? rpc = null)
     {
         ArgumentNullException.ThrowIfNull(registry);
         ArgumentNullException.ThrowIfNull(options);
         _store = store;
         _registry = registry;
         _publisher = publisher;
+        _rpc = rpc;
         _time = time;
         _logger = logger;
         _maxInFlight = Math.Max(1, options.Value.MaxInFlight);
@@ -222,11 +224,15 @@ public sealed partial class IntegrationDelivery : BackgroundService
             switch (result.Outcome)
             {
                 case DeliveryOutcome.Delivered:
+                    // The device hears the answer before the row is deleted: it waits, and a crash in between only
+                    // sends the request again (its answer then finds nobody waiting).
+                    AnswerRpc(state, row, result.Reply);
                     await _store.DeleteOutboxAsync(row.Seq, stoppingToken);
                     state.CountSent();
                     state.AddOutbox(-1);
                     break;
                 case DeliveryOutcome.Dead:
+                    AnswerRpc(state, row, null);
                     await _store.DeadLetterAsync(row, result.Reason!, attempts, result.Status, now, stoppingToken);
                     state.CountDead();
                     state.AddOutbox(-1);
@@ -237,6 +243,7 @@ public sealed partial class IntegrationDelivery : BackgroundService
                     var first = row.Attempts == 0 ? now : row.FirstAttempt;
                     if (now - first >= state.Integration.Configuration.RetryLimitMs)
                     {
+                        AnswerRpc(state, row, null);
                         var reason = string.Create(CultureInfo.InvariantCulture, $"Retried for {(now - first) / 1000.0:0.###} s without success; the last error: {result.Reason}");
                         await _store.DeadLetterAsync(row, reason, attempts, result.Status, now, stoppingToken);
                         state.CountDead();
@@ -266,6 +273,22 @@ public sealed partial class IntegrationDelivery : BackgroundService
             {
             }
         }
+    }
+
+    /// <summary>Hands a webhook's answer (or, null, that it gave none) to the device's client-side RPC request.</summary>
+    private void AnswerRpc(IntegrationState state, OutboxRow row, byte[]? reply)
+    {
+        if (_rpc is not null && state.Integration.Configuration.AnswerRpc == true && row.EventType == "RPC_REQUEST" && EventIdOf(row.Body) is { } id)
+        {
+            _rpc.TryAnswer(id, reply);
+        }
+    }
+
+    /// <summary>The <c>id</c> of a stored event body (its first member).</summary>
+    private static Guid? EventIdOf(byte[] body)
+    {
+        var reader = new System.Text.Json.Utf8JsonReader(body);
+        return reader.Read() && reader.Read() && reader.ValueTextEquals("id"u8) && reader.Read() && reader.TryGetGuid(out var id) ? id : null;
     }
 
     private sealed record Owner(string Version, CancellationTokenSource Stop, Task Task);

@@ -14,6 +14,15 @@ public sealed class IntegrationOptions
 
     /// <summary>Requests (or publishes) in flight per integration, at most one per device (default 16).</summary>
     public int MaxInFlight { get; set; } = 16;
+
+    /// <summary>
+    /// How long a device's client-side RPC request waits for a webhook's answer (<c>answerRpc</c>) before the
+    /// server answers it as it would without integrations (default 60 s, ThingsBoard's client-side RPC timeout).
+    /// </summary>
+    public long ClientRpcTimeoutMs { get; set; } = 60_000;
+
+    /// <summary>Client-side RPC requests waiting for an answer at most; beyond it a request is answered at once (default 10,000).</summary>
+    public int MaxPendingClientRpc { get; set; } = 10_000;
 }
 
 /// <summary>One integration as the consumer and its delivery owner see it, with its counters.</summary>
@@ -102,6 +111,30 @@ public sealed class IntegrationRegistry : IDisposable
 
     /// <summary>The snapshot loaded last, or null before the first load.</summary>
     public Snapshot? Current => _snapshot;
+
+    /// <summary>
+    /// The enabled webhooks with <c>answerRpc</c> that take the device's client-side RPC requests (0 before the first
+    /// load): a request waits for their answers.
+    /// </summary>
+    public int CountRpcAnswerers(Devices.Device device)
+    {
+        ArgumentNullException.ThrowIfNull(device);
+        if (_snapshot is not { } snapshot || !snapshot.ByTenant.TryGetValue(device.TenantId, out var targets))
+        {
+            return 0;
+        }
+
+        var count = 0;
+        foreach (var target in targets)
+        {
+            if (target.Integration.Configuration.AnswerRpc == true && target.Filter.Matches(Events.PlatformEventType.RpcRequest, device.ProfileId))
+            {
+                count++;
+            }
+        }
+
+        return count;
+    }
 
     public IntegrationState? Find(Guid id) => _snapshot is { } s && s.ById.TryGetValue(id, out var state) ? state : null;
 
