@@ -29,6 +29,8 @@ public sealed partial class IntegrationDelivery : BackgroundService
     private readonly TimeProvider _time;
     private readonly ILogger<IntegrationDelivery> _logger;
     private readonly int _maxInFlight;
+    // Rows read at a time, oldest first: enough to find work for every delivery slot in the common case.
+    private readonly int _window;
     private readonly Lock _gate = new();
     private readonly Dictionary<Guid, Owner> _owners = [];
     private CancellationToken _stopping;
@@ -46,6 +48,7 @@ public sealed partial class IntegrationDelivery : BackgroundService
         _time = time;
         _logger = logger;
         _maxInFlight = Math.Max(1, options.Value.MaxInFlight);
+        _window = Math.Max(512, _maxInFlight * 32);
         registry.Changed += Reconcile;
     }
 
@@ -146,10 +149,10 @@ public sealed partial class IntegrationDelivery : BackgroundService
                     break;
                 }
 
-                IReadOnlyList<OutboxRow> heads;
+                IReadOnlyList<OutboxRow> rows;
                 try
                 {
-                    heads = await _store.ReadHeadsAsync(id, _maxInFlight * 2, stoppingToken);
+                    rows = await _store.ReadOldestAsync(id, _window, stoppingToken);
                 }
                 catch (Exception e) when (e is not OperationCanceledException)
                 {
@@ -160,25 +163,23 @@ public sealed partial class IntegrationDelivery : BackgroundService
 
                 var now = _time.GetUtcNow().ToUnixTimeMilliseconds();
                 var nextDue = long.MaxValue;
-                foreach (var row in heads)
+                var started = Start(rows, inFlight, sender, state, now, ref nextDue, stoppingToken);
+                if (started == 0 && rows.Count == _window && inFlight.Count < _maxInFlight)
                 {
-                    if (inFlight.ContainsKey(row.DeviceId))
+                    // The oldest rows all belong to devices in flight or waiting for a retry: every device's head, so
+                    // that the others go on (slower: it reads the whole outbox's index).
+                    try
                     {
+                        rows = await _store.ReadHeadsAsync(id, _maxInFlight * 2, stoppingToken);
+                    }
+                    catch (Exception e) when (e is not OperationCanceledException)
+                    {
+                        LogStorageFailed(_logger, e, id);
+                        await Task.Delay(StorageRetry, _time, stoppingToken);
                         continue;
                     }
 
-                    if (row.NextAttempt > now)
-                    {
-                        nextDue = Math.Min(nextDue, row.NextAttempt);
-                        continue;
-                    }
-
-                    if (inFlight.Count >= _maxInFlight)
-                    {
-                        break;
-                    }
-
-                    inFlight[row.DeviceId] = DeliverAsync(sender, state, row, stoppingToken);
+                    Start(rows, inFlight, sender, state, now, ref nextDue, stoppingToken);
                 }
 
                 using var wait = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
@@ -214,56 +215,115 @@ public sealed partial class IntegrationDelivery : BackgroundService
         await Task.WhenAll(inFlight.Values);
     }
 
-    private async Task DeliverAsync(IIntegrationSender sender, IntegrationState state, OutboxRow row, CancellationToken stoppingToken)
+    /// <summary>
+    /// Starts a delivery for each device of <paramref name="rows"/> (in seq order) that is not in flight and whose
+    /// first row is due, with the device's rows among them, up to <see cref="IntegrationOptions.MaxInFlight"/>.
+    /// </summary>
+    private int Start(IReadOnlyList<OutboxRow> rows, Dictionary<string, Task> inFlight, IIntegrationSender sender, IntegrationState state, long now, ref long nextDue,
+        CancellationToken stoppingToken)
     {
+        var byDevice = new Dictionary<string, List<OutboxRow>>(StringComparer.Ordinal);
+        var order = new List<string>();
+        foreach (var row in rows)
+        {
+            if (inFlight.ContainsKey(row.DeviceId))
+            {
+                continue;
+            }
+
+            if (!byDevice.TryGetValue(row.DeviceId, out var list))
+            {
+                byDevice[row.DeviceId] = list = [];
+                order.Add(row.DeviceId);
+            }
+
+            list.Add(row);
+        }
+
+        var started = 0;
+        foreach (var device in order)
+        {
+            var head = byDevice[device][0];
+            if (head.NextAttempt > now)
+            {
+                nextDue = Math.Min(nextDue, head.NextAttempt);
+                continue;
+            }
+
+            if (inFlight.Count >= _maxInFlight)
+            {
+                break;
+            }
+
+            inFlight[device] = DeliverAsync(sender, state, byDevice[device], stoppingToken);
+            started++;
+        }
+
+        return started;
+    }
+
+    /// <summary>
+    /// Sends a device's rows one after another (its order), until one fails and waits for its retry. The rows the
+    /// target took are deleted together at the end (a crash before that sends them again: at least once).
+    /// </summary>
+    private async Task DeliverAsync(IIntegrationSender sender, IntegrationState state, List<OutboxRow> rows, CancellationToken stoppingToken)
+    {
+        var delivered = new List<long>(rows.Count);
         try
         {
-            var result = await sender.SendAsync(row, stoppingToken);
-            var now = _time.GetUtcNow().ToUnixTimeMilliseconds();
-            var attempts = row.Attempts + 1;
-            switch (result.Outcome)
+            foreach (var row in rows)
             {
-                case DeliveryOutcome.Delivered:
-                    // The device hears the answer before the row is deleted: it waits, and a crash in between only
-                    // sends the request again (its answer then finds nobody waiting).
+                var result = await sender.SendAsync(row, stoppingToken);
+                var now = _time.GetUtcNow().ToUnixTimeMilliseconds();
+                var attempts = row.Attempts + 1;
+                if (result.Outcome == DeliveryOutcome.Delivered)
+                {
+                    // The device hears an RPC answer before the row is deleted: it waits, and a crash in between
+                    // only sends the request again (its answer then finds nobody waiting).
                     AnswerRpc(state, row, result.Reply);
-                    await _store.DeleteOutboxAsync(row.Seq, stoppingToken);
+                    delivered.Add(row.Seq);
                     state.CountSent();
-                    state.AddOutbox(-1);
-                    break;
-                case DeliveryOutcome.Dead:
+                    continue;
+                }
+
+                await DeleteAsync(state, delivered, stoppingToken);
+                if (result.Outcome == DeliveryOutcome.Dead)
+                {
                     AnswerRpc(state, row, null);
                     await _store.DeadLetterAsync(row, result.Reason!, attempts, result.Status, now, stoppingToken);
                     state.CountDead();
                     state.AddOutbox(-1);
                     LogDead(_logger, state.Integration.Id, row.DeviceName, result.Reason!);
-                    break;
-                default:
-                    state.CountFailed();
-                    var first = row.Attempts == 0 ? now : row.FirstAttempt;
-                    if (now - first >= state.Integration.Configuration.RetryLimitMs)
-                    {
-                        AnswerRpc(state, row, null);
-                        var reason = string.Create(CultureInfo.InvariantCulture, $"Retried for {(now - first) / 1000.0:0.###} s without success; the last error: {result.Reason}");
-                        await _store.DeadLetterAsync(row, reason, attempts, result.Status, now, stoppingToken);
-                        state.CountDead();
-                        state.AddOutbox(-1);
-                        LogDead(_logger, state.Integration.Id, row.DeviceName, reason);
-                    }
-                    else
-                    {
-                        await _store.RetryLaterAsync(row.Seq, attempts, first, now + (long)Backoff(attempts).TotalMilliseconds, result.Status, result.Reason, stoppingToken);
-                    }
+                    continue;
+                }
 
-                    break;
+                state.CountFailed();
+                var first = row.Attempts == 0 ? now : row.FirstAttempt;
+                if (now - first >= state.Integration.Configuration.RetryLimitMs)
+                {
+                    AnswerRpc(state, row, null);
+                    var reason = string.Create(CultureInfo.InvariantCulture, $"Retried for {(now - first) / 1000.0:0.###} s without success; the last error: {result.Reason}");
+                    await _store.DeadLetterAsync(row, reason, attempts, result.Status, now, stoppingToken);
+                    state.CountDead();
+                    state.AddOutbox(-1);
+                    LogDead(_logger, state.Integration.Id, row.DeviceName, reason);
+                    continue;
+                }
+
+                await _store.RetryLaterAsync(row.Seq, attempts, first, now + (long)Backoff(attempts).TotalMilliseconds, result.Status, result.Reason, stoppingToken);
+                break;
             }
+
+            await DeleteAsync(state, delivered, stoppingToken);
         }
         catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
         {
+            // Stopping: what the target took is still deleted, so that it is not sent again after the restart.
+            await DeleteAsync(state, delivered, CancellationToken.None);
         }
         catch (Exception e)
         {
-            // Storage failed: the row is as it was and is tried again after a pause.
+            // Storage failed: the rows are as they were and are tried again after a pause.
             LogStorageFailed(_logger, e, state.Integration.Id);
             try
             {
@@ -273,6 +333,18 @@ public sealed partial class IntegrationDelivery : BackgroundService
             {
             }
         }
+    }
+
+    private async Task DeleteAsync(IntegrationState state, List<long> delivered, CancellationToken cancellationToken)
+    {
+        if (delivered.Count == 0)
+        {
+            return;
+        }
+
+        await _store.DeleteOutboxAsync(delivered, cancellationToken);
+        state.AddOutbox(-delivered.Count);
+        delivered.Clear();
     }
 
     /// <summary>Hands a webhook's answer (or, null, that it gave none) to the device's client-side RPC request.</summary>

@@ -191,12 +191,44 @@ public sealed class SqlIntegrationStore(PlatformDatabase database)
         return rows;
     }
 
-    public async Task DeleteOutboxAsync(long seq, CancellationToken cancellationToken = default)
+    /// <summary>
+    /// The oldest waiting rows of the integration, in seq order: each device's rows among them are its oldest, so the
+    /// first of each is the device's head. Cheap (an index range), unlike <see cref="ReadHeadsAsync"/>.
+    /// </summary>
+    public async Task<IReadOnlyList<OutboxRow>> ReadOldestAsync(Guid integrationId, int limit, CancellationToken cancellationToken = default)
     {
         await using var connection = await database.OpenAsync(cancellationToken);
         using var command = connection.CreateCommand();
-        command.CommandText = "DELETE FROM integration_outbox WHERE seq = @s";
-        command.AddParameter("s", seq);
+        command.CommandText = $"SELECT {OutboxColumns} FROM integration_outbox WHERE integration_id = @i ORDER BY seq LIMIT @limit";
+        command.AddParameter("i", integrationId.ToString());
+        command.AddParameter("limit", limit);
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        var rows = new List<OutboxRow>();
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            rows.Add(ReadOutbox(reader));
+        }
+
+        return rows;
+    }
+
+    public Task DeleteOutboxAsync(long seq, CancellationToken cancellationToken = default) => DeleteOutboxAsync([seq], cancellationToken);
+
+    /// <summary>Deletes delivered rows in one statement.</summary>
+    public async Task DeleteOutboxAsync(IReadOnlyList<long> seqs, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(seqs);
+        await using var connection = await database.OpenAsync(cancellationToken);
+        using var command = connection.CreateCommand();
+        var text = new System.Text.StringBuilder("DELETE FROM integration_outbox WHERE seq IN (", 48 + (seqs.Count * 6));
+        for (var i = 0; i < seqs.Count; i++)
+        {
+            var name = "s" + Invariant(i);
+            text.Append(i == 0 ? "@" : ", @").Append(name);
+            command.AddParameter(name, seqs[i]);
+        }
+
+        command.CommandText = text.Append(')').ToString();
         await command.ExecuteNonQueryAsync(cancellationToken);
     }
 

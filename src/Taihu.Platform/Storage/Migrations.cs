@@ -449,5 +449,10 @@ internal static class Migrations
         CREATE UNIQUE INDEX integration_dead_letters_id ON integration_dead_letters (id);
         CREATE INDEX integration_dead_letters_integration ON integration_dead_letters (integration_id, seq);
         """),
+        // The delivery reads an integration's oldest rows in seq order (IntegrationDelivery's window): an index range
+        // instead of a scan of the whole outbox per read, which made a backlog drain slower the larger it was.
+        (13, "the integration outbox in seq order", """
+        CREATE INDEX integration_outbox_order ON integration_outbox (integration_id, seq);
+        """),
     ];
 }
