@@ -37,6 +37,7 @@ public sealed class IntegrationRestartTests
             string[] names = ["north-well", "south-well"];
             var tokens = new string[names.Length];
             string integration;
+            long failedBeforeKill;
             await using (var server = await ServerProcess.StartAsync(dataDirectory: dataDirectory))
             {
                 using var sysAdmin = await PlatformApi.SysAdminAsync(server);
@@ -65,7 +66,8 @@ public sealed class IntegrationRestartTests
                     }
 
                     // An attempt has failed: the events wait in the outbox for their retry.
-                    await EventuallyAsync(admin, $"/api/integration/{integration}/stats", s => s["failed"]!.GetValue<long>() > 0 && s["outboxSize"]!.GetValue<long>() > 0);
+                    var before = await EventuallyAsync(admin, $"/api/integration/{integration}/stats", s => s["failed"]!.GetValue<long>() > 0 && s["outboxSize"]!.GetValue<long>() > 0);
+                    failedBeforeKill = before["failed"]!.GetValue<long>();
                 }
 
                 await server.KillAsync();
@@ -96,6 +98,16 @@ public sealed class IntegrationRestartTests
             Console.WriteLine($"Webhook across a SIGKILL: {ids.Distinct().Count()} events, {received.Count} POSTs received, {ids.Count - ids.Distinct().Count()} duplicates.");
             var stats = await EventuallyAsync(api, $"/api/integration/{integration}/stats", s => s["outboxSize"]!.GetValue<long>() == 0);
             Assert.Equal(0, stats["dead"]!.GetValue<long>());
+
+            // The counters survived the SIGKILL: the failed attempts before it are still counted, and every event sent.
+            Assert.True(stats["failed"]!.GetValue<long>() >= failedBeforeKill, stats.ToJsonString());
+            Assert.True(stats["sent"]!.GetValue<long>() >= ids.Distinct().Count(), stats.ToJsonString());
+            var metrics = await api.Http.GetStringAsync(new Uri("/metrics", UriKind.Relative));
+            foreach (var name in (string[])["taihu_integration_sent_total", "taihu_integration_failed_total", "taihu_integration_dead_total", "taihu_integration_outbox",
+                "taihu_integration_retrying", "taihu_integration_lag_milliseconds"])
+            {
+                Assert.Contains($"{name}{{otel_scope_name=\"Taihu.Platform\",integration=\"{integration}\"}}", metrics, StringComparison.Ordinal);
+            }
         }
         finally
         {

@@ -142,6 +142,19 @@ public sealed partial class IntegrationDelivery : BackgroundService
         var done = new List<string>();
         try
         {
+            if (_registry.Find(id) is { } first)
+            {
+                // The events already waiting for a retry; the owner counts them from here on.
+                try
+                {
+                    first.SetRetrying((await _store.StatsAsync(id, stoppingToken)).Retrying);
+                }
+                catch (Exception e) when (e is not OperationCanceledException)
+                {
+                    LogStorageFailed(_logger, e, id);
+                }
+            }
+
             while (!stoppingToken.IsCancellationRequested)
             {
                 if (_registry.Find(id) is not { } state)
@@ -161,6 +174,7 @@ public sealed partial class IntegrationDelivery : BackgroundService
                     continue;
                 }
 
+                state.SetOldestWaiting(rows.Count > 0 ? rows[0].CreatedTime : 0);
                 var now = _time.GetUtcNow().ToUnixTimeMilliseconds();
                 var nextDue = long.MaxValue;
                 var started = Start(rows, inFlight, sender, state, now, ref nextDue, stoppingToken);
@@ -282,7 +296,7 @@ public sealed partial class IntegrationDelivery : BackgroundService
                     // only sends the request again (its answer then finds nobody waiting).
                     AnswerRpc(state, row, result.Reply);
                     delivered.Add(row.Seq);
-                    state.CountSent();
+                    state.CountRetrying(row.Attempts > 0 ? -1 : 0);
                     continue;
                 }
 
@@ -290,8 +304,9 @@ public sealed partial class IntegrationDelivery : BackgroundService
                 if (result.Outcome == DeliveryOutcome.Dead)
                 {
                     AnswerRpc(state, row, null);
-                    await _store.DeadLetterAsync(row, result.Reason!, attempts, result.Status, now, stoppingToken);
+                    await _store.DeadLetterAsync(row, result.Reason!, attempts, result.Status, now, cancellationToken: stoppingToken);
                     state.CountDead();
+                    state.CountRetrying(row.Attempts > 0 ? -1 : 0);
                     state.AddOutbox(-1);
                     LogDead(_logger, state.Integration.Id, row.DeviceName, result.Reason!);
                     continue;
@@ -303,14 +318,16 @@ public sealed partial class IntegrationDelivery : BackgroundService
                 {
                     AnswerRpc(state, row, null);
                     var reason = string.Create(CultureInfo.InvariantCulture, $"Retried for {(now - first) / 1000.0:0.###} s without success; the last error: {result.Reason}");
-                    await _store.DeadLetterAsync(row, reason, attempts, result.Status, now, stoppingToken);
+                    await _store.DeadLetterAsync(row, reason, attempts, result.Status, now, failedAttempt: true, stoppingToken);
                     state.CountDead();
+                    state.CountRetrying(row.Attempts > 0 ? -1 : 0);
                     state.AddOutbox(-1);
                     LogDead(_logger, state.Integration.Id, row.DeviceName, reason);
                     continue;
                 }
 
-                await _store.RetryLaterAsync(row.Seq, attempts, first, now + (long)Backoff(attempts).TotalMilliseconds, result.Status, result.Reason, stoppingToken);
+                await _store.RetryLaterAsync(row.IntegrationId, row.Seq, attempts, first, now + (long)Backoff(attempts).TotalMilliseconds, result.Status, result.Reason, stoppingToken);
+                state.CountRetrying(row.Attempts == 0 ? 1 : 0);
                 break;
             }
 
@@ -342,8 +359,9 @@ public sealed partial class IntegrationDelivery : BackgroundService
             return;
         }
 
-        await _store.DeleteOutboxAsync(delivered, cancellationToken);
+        await _store.DeleteOutboxAsync(state.Integration.Id, delivered, cancellationToken);
         state.AddOutbox(-delivered.Count);
+        state.CountSent(delivered.Count);
         delivered.Clear();
     }
 

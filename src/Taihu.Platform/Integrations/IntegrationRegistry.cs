@@ -32,6 +32,8 @@ public sealed class IntegrationState(Integration integration, SemaphoreSlim wake
     private long _sent;
     private long _failed;
     private long _dead;
+    private long _retrying;
+    private long _oldestWaiting;
 
     public Integration Integration { get; } = integration;
 
@@ -48,11 +50,34 @@ public sealed class IntegrationState(Integration integration, SemaphoreSlim wake
 
     public long Dead => Interlocked.Read(ref _dead);
 
+    /// <summary>Events that failed at least once and wait for their retry (as the delivery owner knows them).</summary>
+    public long Retrying => Math.Max(0, Interlocked.Read(ref _retrying));
+
+    /// <summary>When the oldest waiting event was written to the outbox (ms), as the owner read it last; 0: none waits.</summary>
+    public long OldestWaiting => Interlocked.Read(ref _oldestWaiting);
+
+    /// <summary>The age of the oldest waiting event at <paramref name="now"/> (ms), 0 when none waits.</summary>
+    public long LagMs(long now) => OldestWaiting is var oldest && oldest == 0 ? 0 : Math.Max(0, now - oldest);
+
     internal void SetOutbox(long count) => Interlocked.Exchange(ref _outbox, count);
 
     internal void AddOutbox(long count) => Interlocked.Add(ref _outbox, count);
 
-    internal void CountSent() => Interlocked.Increment(ref _sent);
+    internal void CountSent(long count = 1) => Interlocked.Add(ref _sent, count);
+
+    internal void CountRetrying(long delta) => Interlocked.Add(ref _retrying, delta);
+
+    internal void SetRetrying(long count) => Interlocked.Exchange(ref _retrying, count);
+
+    internal void SetOldestWaiting(long createdTime) => Interlocked.Exchange(ref _oldestWaiting, createdTime);
+
+    /// <summary>The counters as stored (they survive a restart).</summary>
+    internal void Load((long Sent, long Failed, long Dead) stored)
+    {
+        _sent = stored.Sent;
+        _failed = stored.Failed;
+        _dead = stored.Dead;
+    }
 
     internal void CountFailed() => Interlocked.Increment(ref _failed);
 
@@ -63,6 +88,8 @@ public sealed class IntegrationState(Integration integration, SemaphoreSlim wake
         _sent = previous.Sent;
         _failed = previous.Failed;
         _dead = previous.Dead;
+        _retrying = previous.Retrying;
+        _oldestWaiting = previous.OldestWaiting;
     }
 
     public void Signal()
@@ -91,14 +118,18 @@ public sealed class IntegrationRegistry : IDisposable
     private readonly System.Collections.Concurrent.ConcurrentDictionary<Guid, SemaphoreSlim> _wakes = new();
     private volatile Snapshot? _snapshot;
 
-    public IntegrationRegistry(SqlIntegrationStore store, IMeterFactory? meters = null)
+    public IntegrationRegistry(SqlIntegrationStore store, IMeterFactory? meters = null, TimeProvider? time = null)
     {
         _store = store;
+        var clock = time ?? TimeProvider.System;
         var meter = meters?.Create(PlatformMetrics.MeterName) ?? new Meter(PlatformMetrics.MeterName);
-        meter.CreateObservableCounter("taihu.integration.sent", () => Observe(s => s.Sent), "{event}", "Events an integration delivered.");
-        meter.CreateObservableCounter("taihu.integration.failed", () => Observe(s => s.Failed), "{attempt}", "Delivery attempts that failed and are retried.");
-        meter.CreateObservableCounter("taihu.integration.dead", () => Observe(s => s.Dead), "{event}", "Events an integration dead-lettered.");
+        meter.CreateObservableCounter("taihu.integration.sent", () => Observe(s => s.Sent), "{event}", "Events an integration delivered (since it was created).");
+        meter.CreateObservableCounter("taihu.integration.failed", () => Observe(s => s.Failed), "{attempt}", "Delivery attempts that failed (since the integration was created).");
+        meter.CreateObservableCounter("taihu.integration.dead", () => Observe(s => s.Dead), "{event}", "Events an integration dead-lettered (since it was created).");
         meter.CreateObservableGauge("taihu.integration.outbox", () => Observe(s => s.OutboxCount), "{event}", "Events waiting in an integration's outbox.");
+        meter.CreateObservableGauge("taihu.integration.retrying", () => Observe(s => s.Retrying), "{event}", "Events that failed at least once and wait for their retry.");
+        meter.CreateObservableGauge("taihu.integration.lag", () => Observe(s => s.LagMs(clock.GetUtcNow().ToUnixTimeMilliseconds())), "ms",
+            "The age of an integration's oldest waiting event.");
     }
 
     /// <summary>Told after each reload, so that the delivery owners follow.</summary>
@@ -146,6 +177,7 @@ public sealed class IntegrationRegistry : IDisposable
             var all = await _store.ListAllAsync(cancellationToken);
             var counts = await _store.CountOutboxesAsync(cancellationToken);
             var previous = _snapshot;
+            var stored = previous is null ? await _store.LoadCountersAsync(cancellationToken) : null;
             var byId = new Dictionary<Guid, IntegrationState>();
             var byTenant = new Dictionary<Guid, List<IntegrationState>>();
             foreach (var integration in all)
@@ -154,6 +186,10 @@ public sealed class IntegrationRegistry : IDisposable
                 if (previous is not null && previous.ById.TryGetValue(integration.Id, out var old))
                 {
                     state.Carry(old);
+                }
+                else if (stored is not null && stored.TryGetValue(integration.Id, out var counters))
+                {
+                    state.Load(counters);
                 }
 
                 state.SetOutbox(counts.GetValueOrDefault(integration.Id));
