@@ -140,6 +140,8 @@ public sealed partial class IntegrationDelivery : BackgroundService
         var inFlight = new Dictionary<string, Task>();
         var waits = new List<Task>();
         var done = new List<string>();
+        var delivered = new DeliveredRows();
+        var flusher = FlushLoopAsync(id, delivered, stoppingToken);
         try
         {
             if (_registry.Find(id) is { } first)
@@ -162,10 +164,13 @@ public sealed partial class IntegrationDelivery : BackgroundService
                     break;
                 }
 
-                IReadOnlyList<OutboxRow> rows;
+                // Taken before the read: a row deleted after it is not read, one deleted before it is excluded.
+                var pending = delivered.Snapshot();
+                IReadOnlyList<OutboxRow> read;
+                var limit = _window + pending.Count;
                 try
                 {
-                    rows = await _store.ReadOldestAsync(id, _window, stoppingToken);
+                    read = await _store.ReadOldestAsync(id, limit, stoppingToken);
                 }
                 catch (Exception e) when (e is not OperationCanceledException)
                 {
@@ -174,17 +179,19 @@ public sealed partial class IntegrationDelivery : BackgroundService
                     continue;
                 }
 
+                // Rows delivered but not yet deleted are not sent again.
+                var rows = Without(read, pending);
                 state.SetOldestWaiting(rows.Count > 0 ? rows[0].CreatedTime : 0);
                 var now = _time.GetUtcNow().ToUnixTimeMilliseconds();
                 var nextDue = long.MaxValue;
-                var started = Start(rows, inFlight, sender, state, now, ref nextDue, stoppingToken);
-                if (started == 0 && rows.Count == _window && inFlight.Count < _maxInFlight)
+                var started = Start(rows, inFlight, sender, state, delivered, now, ref nextDue, stoppingToken);
+                if (started == 0 && read.Count == limit && inFlight.Count < _maxInFlight)
                 {
                     // The oldest rows all belong to devices in flight or waiting for a retry: every device's head, so
                     // that the others go on (slower: it reads the whole outbox's index).
                     try
                     {
-                        rows = await _store.ReadHeadsAsync(id, _maxInFlight * 2, stoppingToken);
+                        rows = Without(await _store.ReadHeadsAsync(id, _maxInFlight * 2, stoppingToken), pending);
                     }
                     catch (Exception e) when (e is not OperationCanceledException)
                     {
@@ -193,7 +200,7 @@ public sealed partial class IntegrationDelivery : BackgroundService
                         continue;
                     }
 
-                    Start(rows, inFlight, sender, state, now, ref nextDue, stoppingToken);
+                    Start(rows, inFlight, sender, state, delivered, now, ref nextDue, stoppingToken);
                 }
 
                 using var wait = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
@@ -227,14 +234,167 @@ public sealed partial class IntegrationDelivery : BackgroundService
         }
 
         await Task.WhenAll(inFlight.Values);
+        await flusher;
+        // Stopping: what the target took is still deleted, so that it is not sent again after the restart.
+        await FlushAsync(id, delivered, CancellationToken.None);
+    }
+
+    /// <summary>
+    /// Deletes delivered rows in the background, as many as have come together in one transaction. Under SQLite's
+    /// one write lock, shared with ingest's commits, each write transaction may wait: a transaction per device run
+    /// held delivery to a few hundred events a second while devices published, and several thousand once they stopped.
+    /// </summary>
+    private async Task FlushLoopAsync(Guid id, DeliveredRows delivered, CancellationToken stoppingToken)
+    {
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            try
+            {
+                await delivered.Ready.WaitAsync(stoppingToken);
+                await FlushAsync(id, delivered, stoppingToken);
+            }
+            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+            {
+                break;
+            }
+        }
+    }
+
+    private async Task FlushAsync(Guid id, DeliveredRows delivered, CancellationToken cancellationToken)
+    {
+        while (delivered.Take(MaxDeletesPerStatement) is { Count: > 0 } batch)
+        {
+            while (true)
+            {
+                try
+                {
+                    await _store.DeleteOutboxAsync(id, batch, cancellationToken);
+                    break;
+                }
+                catch (Exception e) when (e is not OperationCanceledException)
+                {
+                    LogStorageFailed(_logger, e, id);
+                    if (cancellationToken == CancellationToken.None)
+                    {
+                        // Stopping: the rows stay and are sent again after the restart (at least once).
+                        return;
+                    }
+
+                    await Task.Delay(StorageRetry, _time, cancellationToken);
+                }
+            }
+
+            delivered.Deleted(batch);
+            if (_registry.Find(id) is { } state)
+            {
+                state.AddOutbox(-batch.Count);
+                state.CountSent(batch.Count);
+                // The owner may wait for these rows to go before it reads further.
+                state.Signal();
+            }
+        }
+    }
+
+    private const int MaxDeletesPerStatement = 2000;
+
+    /// <summary>Rows the target took, waiting for their deletion (the owner's device runs add, the flusher deletes).</summary>
+    private sealed class DeliveredRows
+    {
+        private readonly Lock _gate = new();
+        private readonly HashSet<long> _pending = [];
+        private readonly List<long> _queue = [];
+
+        /// <summary>Released when rows were added.</summary>
+        public SemaphoreSlim Ready { get; } = new(0, 1);
+
+        public int Count
+        {
+            get
+            {
+                lock (_gate)
+                {
+                    return _pending.Count;
+                }
+            }
+        }
+
+        public void Add(long seq)
+        {
+            lock (_gate)
+            {
+                _pending.Add(seq);
+                _queue.Add(seq);
+            }
+
+            if (Ready.CurrentCount == 0)
+            {
+                try
+                {
+                    Ready.Release();
+                }
+                catch (SemaphoreFullException)
+                {
+                }
+            }
+        }
+
+        public List<long> Take(int max)
+        {
+            lock (_gate)
+            {
+                var count = Math.Min(max, _queue.Count);
+                var batch = _queue.GetRange(0, count);
+                _queue.RemoveRange(0, count);
+                return batch;
+            }
+        }
+
+        public void Deleted(List<long> batch)
+        {
+            lock (_gate)
+            {
+                foreach (var seq in batch)
+                {
+                    _pending.Remove(seq);
+                }
+            }
+        }
+
+        /// <summary>The rows delivered and not yet deleted, now.</summary>
+        public HashSet<long> Snapshot()
+        {
+            lock (_gate)
+            {
+                return [.. _pending];
+            }
+        }
+    }
+
+    private static IReadOnlyList<OutboxRow> Without(IReadOnlyList<OutboxRow> rows, HashSet<long> pending)
+    {
+        if (pending.Count == 0)
+        {
+            return rows;
+        }
+
+        var kept = new List<OutboxRow>(rows.Count);
+        foreach (var row in rows)
+        {
+            if (!pending.Contains(row.Seq))
+            {
+                kept.Add(row);
+            }
+        }
+
+        return kept;
     }
 
     /// <summary>
     /// Starts a delivery for each device of <paramref name="rows"/> (in seq order) that is not in flight and whose
     /// first row is due, with the device's rows among them, up to <see cref="IntegrationOptions.MaxInFlight"/>.
     /// </summary>
-    private int Start(IReadOnlyList<OutboxRow> rows, Dictionary<string, Task> inFlight, IIntegrationSender sender, IntegrationState state, long now, ref long nextDue,
-        CancellationToken stoppingToken)
+    private int Start(IReadOnlyList<OutboxRow> rows, Dictionary<string, Task> inFlight, IIntegrationSender sender, IntegrationState state, DeliveredRows delivered, long now,
+        ref long nextDue, CancellationToken stoppingToken)
     {
         var byDevice = new Dictionary<string, List<OutboxRow>>(StringComparer.Ordinal);
         var order = new List<string>();
@@ -269,7 +429,7 @@ public sealed partial class IntegrationDelivery : BackgroundService
                 break;
             }
 
-            inFlight[device] = DeliverAsync(sender, state, byDevice[device], stoppingToken);
+            inFlight[device] = DeliverAsync(sender, state, byDevice[device], delivered, stoppingToken);
             started++;
         }
 
@@ -278,11 +438,10 @@ public sealed partial class IntegrationDelivery : BackgroundService
 
     /// <summary>
     /// Sends a device's rows one after another (its order), until one fails and waits for its retry. The rows the
-    /// target took are deleted together at the end (a crash before that sends them again: at least once).
+    /// target took go to the flusher, which deletes them (a crash before that sends them again: at least once).
     /// </summary>
-    private async Task DeliverAsync(IIntegrationSender sender, IntegrationState state, List<OutboxRow> rows, CancellationToken stoppingToken)
+    private async Task DeliverAsync(IIntegrationSender sender, IntegrationState state, List<OutboxRow> rows, DeliveredRows delivered, CancellationToken stoppingToken)
     {
-        var delivered = new List<long>(rows.Count);
         try
         {
             foreach (var row in rows)
@@ -300,7 +459,6 @@ public sealed partial class IntegrationDelivery : BackgroundService
                     continue;
                 }
 
-                await DeleteAsync(state, delivered, stoppingToken);
                 if (result.Outcome == DeliveryOutcome.Dead)
                 {
                     AnswerRpc(state, row, null);
@@ -330,17 +488,13 @@ public sealed partial class IntegrationDelivery : BackgroundService
                 state.CountRetrying(row.Attempts == 0 ? 1 : 0);
                 break;
             }
-
-            await DeleteAsync(state, delivered, stoppingToken);
         }
         catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
         {
-            // Stopping: what the target took is still deleted, so that it is not sent again after the restart.
-            await DeleteAsync(state, delivered, CancellationToken.None);
         }
         catch (Exception e)
         {
-            // Storage failed: the rows are as they were and are tried again after a pause.
+            // Storage failed: the row is as it was and is tried again after a pause.
             LogStorageFailed(_logger, e, state.Integration.Id);
             try
             {
@@ -350,19 +504,6 @@ public sealed partial class IntegrationDelivery : BackgroundService
             {
             }
         }
-    }
-
-    private async Task DeleteAsync(IntegrationState state, List<long> delivered, CancellationToken cancellationToken)
-    {
-        if (delivered.Count == 0)
-        {
-            return;
-        }
-
-        await _store.DeleteOutboxAsync(state.Integration.Id, delivered, cancellationToken);
-        state.AddOutbox(-delivered.Count);
-        state.CountSent(delivered.Count);
-        delivered.Clear();
     }
 
     /// <summary>Hands a webhook's answer (or, null, that it gave none) to the device's client-side RPC request.</summary>
