@@ -19,6 +19,7 @@ RATE=${RATE:-0}
 DURATION=${DURATION:-20}
 DOWNTIME=${DOWNTIME:-60}
 THIRD=${THIRD:-2000}
+MAX_IN_FLIGHT=${MAX_IN_FLIGHT:-16}   # the server's Integrations:MaxInFlight (its default is 16)
 results="$root/bench/results/integrations-$(date -u +%Y%m%dT%H%M%SZ)"
 mkdir -p "$results"
 # shellcheck source=bench/common.sh
@@ -30,10 +31,10 @@ wait_port_closed 1885
 data=$(mktemp -d)
 env Listeners__DataDirectory="$data" Listeners__BindAddress=127.0.0.1 Listeners__TcpPort=1885 Listeners__TlsPort=-1 \
   Listeners__WebSocketPort=-1 Listeners__SecureWebSocketPort=-1 Listeners__HttpPort=18080 Logging__LogLevel__Default=Warning \
-  Security__AdminPassword=bench-admin-password dotnet "$TAIHU_DLL" >"$results/taihu.log" 2>&1 &
+  Security__AdminPassword=bench-admin-password Integrations__MaxInFlight="$MAX_IN_FLIGHT" dotnet "$TAIHU_DLL" >"$results/taihu.log" 2>&1 &
 pid=$!; pids+=("$pid"); wait_port 1885; wait_port 18080
 echo "== load before: $(uptime)"
-echo "== $DEVICES devices, QoS 1, $INFLIGHT in flight each, rate $RATE (0: as fast as acknowledged), ${DURATION}s window, receiver down ${DOWNTIME}s; mosquitto_pub: $THIRD messages"
+echo "== $DEVICES devices, QoS 1, $INFLIGHT in flight each, Integrations:MaxInFlight $MAX_IN_FLIGHT, rate $RATE (0: as fast as acknowledged), ${DURATION}s window, receiver down ${DOWNTIME}s; mosquitto_pub: $THIRD messages"
 token_file="$results/third-party.token"
 "${BENCH[@]}" webhook --port 1885 --api http://127.0.0.1:18080 --admin-password bench-admin-password --clients "$DEVICES" \
   --inflight "$INFLIGHT" --rate "$RATE" --duration "$DURATION" --warmup 5 --downtime "$DOWNTIME" --pid "$pid" --quiet \

@@ -360,6 +360,13 @@ public sealed partial class IntegrationDelivery : BackgroundService
             }
         }
 
+        private int _recovered;
+
+        /// <summary>A retried row was delivered: the target is back.</summary>
+        public void Recovered() => Interlocked.Exchange(ref _recovered, 1);
+
+        public bool TakeRecovered() => Interlocked.Exchange(ref _recovered, 0) == 1;
+
         /// <summary>The rows delivered and not yet deleted, now.</summary>
         public HashSet<long> Snapshot()
         {
@@ -414,11 +421,14 @@ public sealed partial class IntegrationDelivery : BackgroundService
             list.Add(row);
         }
 
+        // A retried event went through: the target is back, so every event waiting for a retry goes now rather than
+        // after its back-off (which grows to minutes over a long outage). One that fails again backs off longer.
+        var recovered = delivered.TakeRecovered();
         var started = 0;
         foreach (var device in order)
         {
             var head = byDevice[device][0];
-            if (head.NextAttempt > now)
+            if (head.NextAttempt > now && !(recovered && head.Attempts > 0))
             {
                 nextDue = Math.Min(nextDue, head.NextAttempt);
                 continue;
@@ -455,7 +465,12 @@ public sealed partial class IntegrationDelivery : BackgroundService
                     // only sends the request again (its answer then finds nobody waiting).
                     AnswerRpc(state, row, result.Reply);
                     delivered.Add(row.Seq);
-                    state.CountRetrying(row.Attempts > 0 ? -1 : 0);
+                    if (row.Attempts > 0)
+                    {
+                        state.CountRetrying(-1);
+                        delivered.Recovered();
+                    }
+
                     continue;
                 }
 
