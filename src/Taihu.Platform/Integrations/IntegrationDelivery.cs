@@ -205,14 +205,52 @@ public sealed partial class IntegrationDelivery : BackgroundService
 
                 using var wait = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
                 waits.Clear();
-                waits.AddRange(inFlight.Values);
-                waits.Add(state.Wake.WaitAsync(wait.Token));
+                var wake = state.Wake.WaitAsync(wait.Token);
+                waits.Add(wake);
                 if (nextDue != long.MaxValue)
                 {
                     waits.Add(Task.Delay(TimeSpan.FromMilliseconds(Math.Max(1, nextDue - now)), _time, wait.Token));
                 }
 
-                await Task.WhenAny(waits);
+                if (started == 0 && read.Count > rows.Count)
+                {
+                    // Rows wait only for their deletion: look again once the flusher deleted some.
+                    waits.Add(delivered.Flushed.WaitAsync(wait.Token));
+                }
+
+                var signals = waits.Count;
+                waits.AddRange(inFlight.Values);
+                // Read again when something new came (rows, a retry due, a flush), or once half the deliveries in flight
+                // are done: not after each one, since a read costs a window of rows.
+                while (true)
+                {
+                    var completed = await Task.WhenAny(waits);
+                    if (waits.IndexOf(completed) < signals)
+                    {
+                        break;
+                    }
+
+                    done.Clear();
+                    foreach (var (device, task) in inFlight)
+                    {
+                        if (task.IsCompleted)
+                        {
+                            done.Add(device);
+                        }
+                    }
+
+                    foreach (var device in done)
+                    {
+                        waits.Remove(inFlight[device]);
+                        inFlight.Remove(device);
+                    }
+
+                    if (inFlight.Count <= _maxInFlight / 2)
+                    {
+                        break;
+                    }
+                }
+
                 await wait.CancelAsync();
                 done.Clear();
                 foreach (var (device, task) in inFlight)
@@ -289,8 +327,6 @@ public sealed partial class IntegrationDelivery : BackgroundService
             {
                 state.AddOutbox(-batch.Count);
                 state.CountSent(batch.Count);
-                // The owner may wait for these rows to go before it reads further.
-                state.Signal();
             }
         }
     }
@@ -349,6 +385,9 @@ public sealed partial class IntegrationDelivery : BackgroundService
             }
         }
 
+        /// <summary>Released after a deletion (the owner may wait for rows to go before it reads further).</summary>
+        public SemaphoreSlim Flushed { get; } = new(0, 1);
+
         public void Deleted(List<long> batch)
         {
             lock (_gate)
@@ -356,6 +395,17 @@ public sealed partial class IntegrationDelivery : BackgroundService
                 foreach (var seq in batch)
                 {
                     _pending.Remove(seq);
+                }
+            }
+
+            if (Flushed.CurrentCount == 0)
+            {
+                try
+                {
+                    Flushed.Release();
+                }
+                catch (SemaphoreFullException)
+                {
                 }
             }
         }
