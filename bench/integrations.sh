@@ -19,7 +19,7 @@ RATE=${RATE:-0}
 DURATION=${DURATION:-20}
 DOWNTIME=${DOWNTIME:-60}
 THIRD=${THIRD:-2000}
-MAX_IN_FLIGHT=${MAX_IN_FLIGHT:-16}   # the server's Integrations:MaxInFlight (its default is 16)
+MAX_IN_FLIGHT=${MAX_IN_FLIGHT:-64}   # the server's Integrations:MaxInFlight (its default is 64)
 results="$root/bench/results/integrations-$(date -u +%Y%m%dT%H%M%SZ)"
 mkdir -p "$results"
 # shellcheck source=bench/common.sh

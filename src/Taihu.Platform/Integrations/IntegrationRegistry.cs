@@ -12,8 +12,12 @@ public sealed class IntegrationOptions
     /// </summary>
     public long MaxOutboxEvents { get; set; } = 1_000_000;
 
-    /// <summary>Requests (or publishes) in flight per integration, at most one per device (default 16).</summary>
-    public int MaxInFlight { get; set; } = 16;
+    /// <summary>
+    /// Requests (or publishes) in flight per integration, at most one per device (default 64: with 16, a webhook on
+    /// this 2-core machine took ~200-800 events/s while 500 devices published and ~2,000/s catching up; with 64 it
+    /// kept up with ingest and caught up at 4,500-6,200 events/s, bench/integrations.sh in docs/benchmarks.md).
+    /// </summary>
+    public int MaxInFlight { get; set; } = 64;
 
     /// <summary>
     /// How long a device's client-side RPC request waits for a webhook's answer (<c>answerRpc</c>) before the
