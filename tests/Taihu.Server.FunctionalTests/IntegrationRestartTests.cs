@@ -115,6 +115,95 @@ public sealed class IntegrationRestartTests
         }
     }
 
+    /// <summary>
+    /// The same for MQTT republish to an external Mosquitto: the broker is stopped (its persistent subscriber's
+    /// session saved), Taihu is killed with events waiting and restarted, the broker comes back, and the subscriber,
+    /// reconnecting to its session, gets every event in order per device.
+    /// </summary>
+    [Fact]
+    public async Task Republish_KilledWhileTheBrokerIsDown_EveryEventArrivesInOrderPerDevice_AfterTheRestart()
+    {
+        var dataDirectory = ServerProcess.NewDataDirectory();
+        var brokerDirectory = Path.Combine(Path.GetTempPath(), "taihu-mosquitto-" + Guid.NewGuid().ToString("N"));
+        var (broker, brokerPort, _) = await MosquittoProcess.StartBrokerAsync(directory: brokerDirectory);
+        var subscriber = new[] { "-h", "127.0.0.1", "-p", brokerPort.ToString(CultureInfo.InvariantCulture), "-c", "-i", "city-dispatch", "-q", "1", "-v", "-t", "taihu/#" };
+        try
+        {
+            // The subscriber's session (clean session off) is made, then it goes away: the broker queues for it.
+            await (await MosquittoProcess.SubscribeAsync(subscriber)).DisposeAsync();
+            await broker.StopAsync();
+            await broker.DisposeAsync();
+
+            var email = $"republish-{Guid.NewGuid():N}@example.com";
+            string[] names = ["east-gate", "west-gate"];
+            var tokens = new string[names.Length];
+            string integration;
+            await using (var server = await ServerProcess.StartAsync(dataDirectory: dataDirectory))
+            {
+                using var sysAdmin = await PlatformApi.SysAdminAsync(server);
+                var (_, admin) = await sysAdmin.CreateTenantWithAdminAsync("Republish restart", email, Password);
+                using (admin)
+                {
+                    for (var d = 0; d < names.Length; d++)
+                    {
+                        (_, tokens[d]) = await admin.CreateDeviceAsync(names[d]);
+                    }
+
+                    var created = await admin.PostAsync("/api/integration", new
+                    {
+                        name = "restart-republish",
+                        type = "MQTT",
+                        messageTypes = new[] { "TELEMETRY" },
+                        configuration = new { topic = "taihu/{deviceName}", qos = 1, host = "127.0.0.1", port = brokerPort, protocolVersion = "3.1.1" },
+                    });
+                    integration = created["id"]!["id"]!.GetValue<string>();
+                    for (var n = 0; n < BeforeKill; n++)
+                    {
+                        for (var d = 0; d < names.Length; d++)
+                        {
+                            await PublishAsync(server, tokens[d], n);
+                        }
+                    }
+
+                    await EventuallyAsync(admin, $"/api/integration/{integration}/stats", s => s["failed"]!.GetValue<long>() > 0 && s["outboxSize"]!.GetValue<long>() > 0);
+                }
+
+                await server.KillAsync();
+            }
+
+            await using var restarted = await ServerProcess.StartAsync(dataDirectory: dataDirectory);
+            using var api = new PlatformApi(restarted);
+            api.Token = await api.LoginAsync(email, Password);
+            for (var n = BeforeKill; n < BeforeKill + AfterRestart; n++)
+            {
+                for (var d = 0; d < names.Length; d++)
+                {
+                    await PublishAsync(restarted, tokens[d], n);
+                }
+            }
+
+            (broker, _, _) = await MosquittoProcess.StartBrokerAsync(brokerPort, brokerDirectory);
+            await EventuallyAsync(api, $"/api/integration/{integration}/stats", s => s["outboxSize"]!.GetValue<long>() == 0);
+            await using var dispatch = await MosquittoProcess.SubscribeAsync(subscriber);
+            var all = Enumerable.Range(0, BeforeKill + AfterRestart).ToList();
+            foreach (var name in names)
+            {
+                await dispatch.WaitForLineAsync(line => line.StartsWith($"taihu/{name} ", StringComparison.Ordinal) && line.Contains($"\"n\":{all[^1]}", StringComparison.Ordinal));
+                var events = dispatch.Output.Split('\n').Where(line => line.StartsWith($"taihu/{name} ", StringComparison.Ordinal))
+                    .Select(line => JsonNode.Parse(line[(name.Length + 7)..])!).ToList();
+                var received = Numbers(events.Select(e => new ReceivedEvent(e, true, null)).ToList(), name);
+                Assert.Equal(all, received.Distinct());
+                Console.WriteLine($"Republish across a SIGKILL, {name}: {received.Count} points for {all.Count} sent.");
+            }
+        }
+        finally
+        {
+            await broker.DisposeAsync();
+            ServerProcess.DeleteDataDirectory(dataDirectory);
+            Directory.Delete(brokerDirectory, recursive: true);
+        }
+    }
+
     private static async Task PublishAsync(ServerProcess server, string token, int n)
     {
         var json = $"{{\"ts\":{(BaseTs + n).ToString(CultureInfo.InvariantCulture)},\"values\":{{\"n\":{n.ToString(CultureInfo.InvariantCulture)}}}}}";
