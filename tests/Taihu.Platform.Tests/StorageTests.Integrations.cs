@@ -113,7 +113,7 @@ public abstract partial class StorageTests
         Assert.Equal(4, JsonNode.Parse(dead.Body)!["data"]![0]!["values"]!["n"]!.GetValue<long>());
 
         // A retry is recorded on the row; a replayed dead letter goes back to the end of the outbox.
-        await store.RetryLaterAsync(head.Seq, 1, T0, T0 + 1000, 503, "The webhook answered 503.");
+        await store.RetryLaterAsync(head.IntegrationId, head.Seq, 1, T0, T0 + 1000, 503, "The webhook answered 503.");
         Assert.Equal(1, (await store.StatsAsync(integration.Id)).Retrying);
         Assert.Equal("The webhook answered 503.", (await store.StatsAsync(integration.Id)).LastError);
         Assert.Equal(0, await store.ReplayAsync(integration.Id, Guid.NewGuid()));

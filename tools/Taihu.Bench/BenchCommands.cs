@@ -20,6 +20,7 @@ internal static class BenchCommands
         yield return Connections("idle", "Hold N connections (--clients) open; with --pid, the broker's resident memory per connection and its CPU while they idle (after --warmup).", ConnectionScenarios.IdleAsync, clients: 1000, duration: 10);
         yield return KestrelBaseline.Create();
         yield return Telemetry();
+        yield return Webhook();
         yield return Queries();
         yield return Rpc();
         yield return PersistentRpc();
@@ -154,6 +155,52 @@ internal static class BenchCommands
             }
 
             return await RunAsync(options, progress => new TelemetryScenario(options, telemetry, progress).RunAsync(cancellationToken));
+        });
+        return command;
+    }
+
+    private static Command Webhook()
+    {
+        var command = new Command("webhook", "Taihu only: a webhook integration to a receiver in this process; --clients devices publish telemetry at QoS 1: events delivered per second, then the receiver stopped for --downtime s and started again: every event must arrive (duplicates, order per device and signatures checked).");
+        var common = new Common();
+        common.AddTo(command);
+        var platform = new Platform();
+        platform.AddTo(command);
+        var downtime = new Option<double>("--downtime") { Description = "Seconds the receiver is stopped after the window while the devices go on publishing.", DefaultValueFactory = _ => 60 };
+        var catchUp = new Option<double>("--catch-up") { Description = "Seconds to wait for every event after the receiver is back.", DefaultValueFactory = _ => 600 };
+        var receiverPort = new Option<int>("--receiver-port") { Description = "The receiver's port on 127.0.0.1 (0: a free one).", DefaultValueFactory = _ => 0 };
+        var thirdPartyToken = new Option<string?>("--third-party-token-file") { Description = "Create one more device and write its access token to this file, for a third-party publisher (mosquitto_pub) whose events are counted too." };
+        var thirdPartyMessages = new Option<int>("--third-party-messages") { Description = "Messages the third-party publisher sends, each with k0 = 0, 1, ...", DefaultValueFactory = _ => 0 };
+        foreach (var option in new Option[] { downtime, catchUp, receiverPort, thirdPartyToken, thirdPartyMessages })
+        {
+            command.Options.Add(option);
+        }
+
+        command.SetAction(async (parse, cancellationToken) =>
+        {
+            var options = common.Bind(parse, 0, 0, clients: 100);
+            if (parse.GetResult(common.Inflight) is not { Implicit: false })
+            {
+                options.MaxInflight = 10;
+            }
+
+            options.QoS = 1;
+            var target = platform.Bind(parse, options);
+            var webhook = new WebhookOptions(target.ApiUrl, target.AdminUser, target.AdminPassword)
+            {
+                DowntimeSeconds = parse.GetValue(downtime),
+                CatchUpSeconds = parse.GetValue(catchUp),
+                ReceiverPort = parse.GetValue(receiverPort),
+                ThirdPartyTokenFile = parse.GetValue(thirdPartyToken),
+                ThirdPartyMessages = parse.GetValue(thirdPartyMessages),
+            };
+            if (!Validate(options) || webhook.DowntimeSeconds < 0 || webhook.CatchUpSeconds <= 0 || options.Clients < 1)
+            {
+                Console.Error.WriteLine("webhook needs --clients > 0, --downtime >= 0 and --catch-up > 0.");
+                return 2;
+            }
+
+            return await RunAsync(options, progress => new WebhookScenario(options, webhook, progress).RunAsync(cancellationToken));
         });
         return command;
     }

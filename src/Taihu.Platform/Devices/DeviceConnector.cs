@@ -27,7 +27,7 @@ namespace Taihu.Platform.Devices;
 public sealed partial class DeviceConnector(
     IDeviceStore devices, DeviceDataService data, DeviceMessaging messaging, ProvisioningService provisioning, GatewayHandler gateways,
     ConnectivityTracker connectivity, DeviceAuthenticationLimiter limiter, BrokerUserDirectory brokerUsers, TenantBrokerUserService tenantBrokerUsers, IOptions<IngestOptions> ingestOptions, IOptions<SecurityOptions> securityOptions,
-    RpcService rpc, RpcDeviceLink rpcLink, TimeProvider time, ILogger<DeviceConnector> logger)
+    RpcService rpc, RpcDeviceLink rpcLink, ClientRpcRequests clientRpc, ILogger<DeviceConnector> logger)
     : IMqttAuthenticator, IMqttAuthorizer, IPublishObserver, IClientLifecycleObserver
 {
     private readonly VerifiedCredentialCache _verified = new(securityOptions.Value.CredentialCacheSize);
@@ -329,9 +329,20 @@ public sealed partial class DeviceConnector(
 
             if (topic.StartsWith(session.RpcRequestPrefix, StringComparison.Ordinal))
             {
-                // Client-side RPC: answered on the response topic of the same id.
-                var answer = ClientRpc.Answer(publish.Packet.Payload.Span, time.GetUtcNow().ToUnixTimeMilliseconds());
-                messaging.Publish(session.Device.TenantId, session.RpcResponsePrefix + topic[session.RpcRequestPrefix.Length..], answer);
+                // Client-side RPC: recorded (integrations get it) before the PUBACK, then answered on the response
+                // topic of the same id, by a webhook or by the server, without holding up this connection.
+                var requestId = topic[session.RpcRequestPrefix.Length..];
+                var answer = await clientRpc.RequestAsync(session.Device, requestId, publish.Packet.Payload, cancellationToken);
+                var responseTopic = session.RpcResponsePrefix + requestId;
+                if (answer.IsCompletedSuccessfully)
+                {
+                    messaging.Publish(session.Device.TenantId, responseTopic, answer.Result);
+                }
+                else
+                {
+                    _ = PublishAnswerAsync(session.Device.TenantId, responseTopic, answer);
+                }
+
                 return ReasonCode.Success;
             }
 
@@ -355,6 +366,8 @@ public sealed partial class DeviceConnector(
             return ReasonCode.NotAuthorized;
         }
     }
+
+    private async Task PublishAnswerAsync(Guid tenantId, string topic, Task<byte[]> answer) => messaging.Publish(tenantId, topic, await answer);
 
     /// <summary>
     /// A reply to a server-side call. One for a call that is unknown or already over (a late reply after the

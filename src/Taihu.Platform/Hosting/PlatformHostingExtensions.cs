@@ -80,11 +80,14 @@ public static class PlatformHostingExtensions
         services.AddOptions<Integrations.IntegrationOptions>()
             .Validate(o => o.MaxOutboxEvents > 0, "Integrations:MaxOutboxEvents must be at least 1.")
             .Validate(o => o.MaxInFlight is > 0 and <= 1024, "Integrations:MaxInFlight is 1 to 1024.")
+            .Validate(o => o.ClientRpcTimeoutMs is >= 100 and <= 600_000, "Integrations:ClientRpcTimeoutMs is 100 to 600000 (10 min).")
+            .Validate(o => o.MaxPendingClientRpc >= 0, "Integrations:MaxPendingClientRpc is 0 or more.")
             .ValidateOnStart();
         services.AddSingleton<Integrations.SqlIntegrationStore>();
         services.AddSingleton<Integrations.IntegrationRegistry>();
         services.AddSingleton<Integrations.IntegrationService>();
         services.AddSingleton<Integrations.IntegrationOutbox>();
+        services.AddSingleton<Rpc.ClientRpcRequests>();
         services.AddSingleton<Events.IEventConsumer>(sp => sp.GetRequiredService<Integrations.IntegrationOutbox>());
         services.AddSingleton<Integrations.IntegrationDelivery>();
         services.AddHostedService(sp => sp.GetRequiredService<Integrations.IntegrationDelivery>());

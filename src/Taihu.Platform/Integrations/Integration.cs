@@ -53,6 +53,12 @@ public sealed record IntegrationConfiguration
 
     public long RequestTimeoutMs { get; init; } = DefaultRequestTimeoutMs;
 
+    /// <summary>
+    /// A webhook that answers devices' client-side RPC requests: the non-empty body of its 2xx answer to an
+    /// <c>RPC_REQUEST</c> event is the reply the device gets. Null (false) for MQTT.
+    /// </summary>
+    public bool? AnswerRpc { get; init; }
+
     // MQTT republish.
     public string? Topic { get; init; }
 
@@ -197,6 +203,8 @@ public sealed class IntegrationFilter
     public bool Matches(PlatformEvent e)
     {
         ArgumentNullException.ThrowIfNull(e);
-        return (_types & (1 << (int)e.Type)) != 0 && (_profiles is null || _profiles.Contains(e.Device.ProfileId));
+        return Matches(e.Type, e.Device.ProfileId);
     }
+
+    public bool Matches(PlatformEventType type, Guid profileId) => (_types & (1 << (int)type)) != 0 && (_profiles is null || _profiles.Contains(profileId));
 }

@@ -25,25 +25,30 @@ public sealed partial class IntegrationDelivery : BackgroundService
     private readonly SqlIntegrationStore _store;
     private readonly IntegrationRegistry _registry;
     private readonly IMqttServerPublisher? _publisher;
+    private readonly Rpc.ClientRpcRequests? _rpc;
     private readonly TimeProvider _time;
     private readonly ILogger<IntegrationDelivery> _logger;
     private readonly int _maxInFlight;
+    // Rows read at a time, oldest first: enough to find work for every delivery slot in the common case.
+    private readonly int _window;
     private readonly Lock _gate = new();
     private readonly Dictionary<Guid, Owner> _owners = [];
     private CancellationToken _stopping;
     private bool _started;
 
     public IntegrationDelivery(SqlIntegrationStore store, IntegrationRegistry registry, IOptions<IntegrationOptions> options, TimeProvider time,
-        ILogger<IntegrationDelivery> logger, IMqttServerPublisher? publisher = null)
+        ILogger<IntegrationDelivery> logger, IMqttServerPublisher? publisher = null, Rpc.ClientRpcRequests? rpc = null)
     {
         ArgumentNullException.ThrowIfNull(registry);
         ArgumentNullException.ThrowIfNull(options);
         _store = store;
         _registry = registry;
         _publisher = publisher;
+        _rpc = rpc;
         _time = time;
         _logger = logger;
         _maxInFlight = Math.Max(1, options.Value.MaxInFlight);
+        _window = Math.Max(512, _maxInFlight * 32);
         registry.Changed += Reconcile;
     }
 
@@ -135,8 +140,23 @@ public sealed partial class IntegrationDelivery : BackgroundService
         var inFlight = new Dictionary<string, Task>();
         var waits = new List<Task>();
         var done = new List<string>();
+        var delivered = new DeliveredRows();
+        var flusher = FlushLoopAsync(id, delivered, stoppingToken);
         try
         {
+            if (_registry.Find(id) is { } first)
+            {
+                // The events already waiting for a retry; the owner counts them from here on.
+                try
+                {
+                    first.SetRetrying((await _store.StatsAsync(id, stoppingToken)).Retrying);
+                }
+                catch (Exception e) when (e is not OperationCanceledException)
+                {
+                    LogStorageFailed(_logger, e, id);
+                }
+            }
+
             while (!stoppingToken.IsCancellationRequested)
             {
                 if (_registry.Find(id) is not { } state)
@@ -144,10 +164,13 @@ public sealed partial class IntegrationDelivery : BackgroundService
                     break;
                 }
 
-                IReadOnlyList<OutboxRow> heads;
+                // Taken before the read: a row deleted after it is not read, one deleted before it is excluded.
+                var pending = delivered.Snapshot();
+                IReadOnlyList<OutboxRow> read;
+                var limit = _window + pending.Count;
                 try
                 {
-                    heads = await _store.ReadHeadsAsync(id, _maxInFlight * 2, stoppingToken);
+                    read = await _store.ReadOldestAsync(id, limit, stoppingToken);
                 }
                 catch (Exception e) when (e is not OperationCanceledException)
                 {
@@ -156,39 +179,78 @@ public sealed partial class IntegrationDelivery : BackgroundService
                     continue;
                 }
 
+                // Rows delivered but not yet deleted are not sent again.
+                var rows = Without(read, pending);
+                state.SetOldestWaiting(rows.Count > 0 ? rows[0].CreatedTime : 0);
                 var now = _time.GetUtcNow().ToUnixTimeMilliseconds();
                 var nextDue = long.MaxValue;
-                foreach (var row in heads)
+                var started = Start(rows, inFlight, sender, state, delivered, now, ref nextDue, stoppingToken);
+                if (started == 0 && read.Count == limit && inFlight.Count < _maxInFlight)
                 {
-                    if (inFlight.ContainsKey(row.DeviceId))
+                    // The oldest rows all belong to devices in flight or waiting for a retry: every device's head, so
+                    // that the others go on (slower: it reads the whole outbox's index).
+                    try
                     {
+                        rows = Without(await _store.ReadHeadsAsync(id, _maxInFlight * 2, stoppingToken), pending);
+                    }
+                    catch (Exception e) when (e is not OperationCanceledException)
+                    {
+                        LogStorageFailed(_logger, e, id);
+                        await Task.Delay(StorageRetry, _time, stoppingToken);
                         continue;
                     }
 
-                    if (row.NextAttempt > now)
-                    {
-                        nextDue = Math.Min(nextDue, row.NextAttempt);
-                        continue;
-                    }
-
-                    if (inFlight.Count >= _maxInFlight)
-                    {
-                        break;
-                    }
-
-                    inFlight[row.DeviceId] = DeliverAsync(sender, state, row, stoppingToken);
+                    Start(rows, inFlight, sender, state, delivered, now, ref nextDue, stoppingToken);
                 }
 
                 using var wait = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
                 waits.Clear();
-                waits.AddRange(inFlight.Values);
-                waits.Add(state.Wake.WaitAsync(wait.Token));
+                var wake = state.Wake.WaitAsync(wait.Token);
+                waits.Add(wake);
                 if (nextDue != long.MaxValue)
                 {
                     waits.Add(Task.Delay(TimeSpan.FromMilliseconds(Math.Max(1, nextDue - now)), _time, wait.Token));
                 }
 
-                await Task.WhenAny(waits);
+                if (started == 0 && read.Count > rows.Count)
+                {
+                    // Rows wait only for their deletion: look again once the flusher deleted some.
+                    waits.Add(delivered.Flushed.WaitAsync(wait.Token));
+                }
+
+                var signals = waits.Count;
+                waits.AddRange(inFlight.Values);
+                // Read again when something new came (rows, a retry due, a flush), or once half the deliveries in flight
+                // are done: not after each one, since a read costs a window of rows.
+                while (true)
+                {
+                    var completed = await Task.WhenAny(waits);
+                    if (waits.IndexOf(completed) < signals)
+                    {
+                        break;
+                    }
+
+                    done.Clear();
+                    foreach (var (device, task) in inFlight)
+                    {
+                        if (task.IsCompleted)
+                        {
+                            done.Add(device);
+                        }
+                    }
+
+                    foreach (var device in done)
+                    {
+                        waits.Remove(inFlight[device]);
+                        inFlight.Remove(device);
+                    }
+
+                    if (inFlight.Count <= _maxInFlight / 2)
+                    {
+                        break;
+                    }
+                }
+
                 await wait.CancelAsync();
                 done.Clear();
                 foreach (var (device, task) in inFlight)
@@ -210,45 +272,286 @@ public sealed partial class IntegrationDelivery : BackgroundService
         }
 
         await Task.WhenAll(inFlight.Values);
+        await flusher;
+        // Stopping: what the target took is still deleted, so that it is not sent again after the restart.
+        await FlushAsync(id, delivered, CancellationToken.None);
     }
 
-    private async Task DeliverAsync(IIntegrationSender sender, IntegrationState state, OutboxRow row, CancellationToken stoppingToken)
+    /// <summary>
+    /// Deletes delivered rows in the background, as many as have come together in one transaction. Under SQLite's
+    /// one write lock, shared with ingest's commits, each write transaction may wait: a transaction per device run
+    /// held delivery to a few hundred events a second while devices published, and several thousand once they stopped.
+    /// </summary>
+    private async Task FlushLoopAsync(Guid id, DeliveredRows delivered, CancellationToken stoppingToken)
+    {
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            try
+            {
+                await delivered.Ready.WaitAsync(stoppingToken);
+                await FlushAsync(id, delivered, stoppingToken);
+            }
+            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+            {
+                break;
+            }
+        }
+    }
+
+    private async Task FlushAsync(Guid id, DeliveredRows delivered, CancellationToken cancellationToken)
+    {
+        while (delivered.Take(MaxDeletesPerStatement) is { Count: > 0 } batch)
+        {
+            while (true)
+            {
+                try
+                {
+                    await _store.DeleteOutboxAsync(id, batch, cancellationToken);
+                    break;
+                }
+                catch (Exception e) when (e is not OperationCanceledException)
+                {
+                    LogStorageFailed(_logger, e, id);
+                    if (cancellationToken == CancellationToken.None)
+                    {
+                        // Stopping: the rows stay and are sent again after the restart (at least once).
+                        return;
+                    }
+
+                    await Task.Delay(StorageRetry, _time, cancellationToken);
+                }
+            }
+
+            delivered.Deleted(batch);
+            if (_registry.Find(id) is { } state)
+            {
+                state.AddOutbox(-batch.Count);
+                state.CountSent(batch.Count);
+            }
+        }
+    }
+
+    private const int MaxDeletesPerStatement = 2000;
+
+    /// <summary>Rows the target took, waiting for their deletion (the owner's device runs add, the flusher deletes).</summary>
+    private sealed class DeliveredRows
+    {
+        private readonly Lock _gate = new();
+        private readonly HashSet<long> _pending = [];
+        private readonly List<long> _queue = [];
+
+        /// <summary>Released when rows were added.</summary>
+        public SemaphoreSlim Ready { get; } = new(0, 1);
+
+        public int Count
+        {
+            get
+            {
+                lock (_gate)
+                {
+                    return _pending.Count;
+                }
+            }
+        }
+
+        public void Add(long seq)
+        {
+            lock (_gate)
+            {
+                _pending.Add(seq);
+                _queue.Add(seq);
+            }
+
+            if (Ready.CurrentCount == 0)
+            {
+                try
+                {
+                    Ready.Release();
+                }
+                catch (SemaphoreFullException)
+                {
+                }
+            }
+        }
+
+        public List<long> Take(int max)
+        {
+            lock (_gate)
+            {
+                var count = Math.Min(max, _queue.Count);
+                var batch = _queue.GetRange(0, count);
+                _queue.RemoveRange(0, count);
+                return batch;
+            }
+        }
+
+        /// <summary>Released after a deletion (the owner may wait for rows to go before it reads further).</summary>
+        public SemaphoreSlim Flushed { get; } = new(0, 1);
+
+        public void Deleted(List<long> batch)
+        {
+            lock (_gate)
+            {
+                foreach (var seq in batch)
+                {
+                    _pending.Remove(seq);
+                }
+            }
+
+            if (Flushed.CurrentCount == 0)
+            {
+                try
+                {
+                    Flushed.Release();
+                }
+                catch (SemaphoreFullException)
+                {
+                }
+            }
+        }
+
+        private int _recovered;
+
+        /// <summary>A retried row was delivered: the target is back.</summary>
+        public void Recovered() => Interlocked.Exchange(ref _recovered, 1);
+
+        public bool TakeRecovered() => Interlocked.Exchange(ref _recovered, 0) == 1;
+
+        /// <summary>The rows delivered and not yet deleted, now.</summary>
+        public HashSet<long> Snapshot()
+        {
+            lock (_gate)
+            {
+                return [.. _pending];
+            }
+        }
+    }
+
+    private static IReadOnlyList<OutboxRow> Without(IReadOnlyList<OutboxRow> rows, HashSet<long> pending)
+    {
+        if (pending.Count == 0)
+        {
+            return rows;
+        }
+
+        var kept = new List<OutboxRow>(rows.Count);
+        foreach (var row in rows)
+        {
+            if (!pending.Contains(row.Seq))
+            {
+                kept.Add(row);
+            }
+        }
+
+        return kept;
+    }
+
+    /// <summary>
+    /// Starts a delivery for each device of <paramref name="rows"/> (in seq order) that is not in flight and whose
+    /// first row is due, with the device's rows among them, up to <see cref="IntegrationOptions.MaxInFlight"/>.
+    /// </summary>
+    private int Start(IReadOnlyList<OutboxRow> rows, Dictionary<string, Task> inFlight, IIntegrationSender sender, IntegrationState state, DeliveredRows delivered, long now,
+        ref long nextDue, CancellationToken stoppingToken)
+    {
+        var byDevice = new Dictionary<string, List<OutboxRow>>(StringComparer.Ordinal);
+        var order = new List<string>();
+        foreach (var row in rows)
+        {
+            if (inFlight.ContainsKey(row.DeviceId))
+            {
+                continue;
+            }
+
+            if (!byDevice.TryGetValue(row.DeviceId, out var list))
+            {
+                byDevice[row.DeviceId] = list = [];
+                order.Add(row.DeviceId);
+            }
+
+            list.Add(row);
+        }
+
+        // A retried event went through: the target is back, so every event waiting for a retry goes now rather than
+        // after its back-off (which grows to minutes over a long outage). One that fails again backs off longer.
+        var recovered = delivered.TakeRecovered();
+        var started = 0;
+        foreach (var device in order)
+        {
+            var head = byDevice[device][0];
+            if (head.NextAttempt > now && !(recovered && head.Attempts > 0))
+            {
+                nextDue = Math.Min(nextDue, head.NextAttempt);
+                continue;
+            }
+
+            if (inFlight.Count >= _maxInFlight)
+            {
+                break;
+            }
+
+            inFlight[device] = DeliverAsync(sender, state, byDevice[device], delivered, stoppingToken);
+            started++;
+        }
+
+        return started;
+    }
+
+    /// <summary>
+    /// Sends a device's rows one after another (its order), until one fails and waits for its retry. The rows the
+    /// target took go to the flusher, which deletes them (a crash before that sends them again: at least once).
+    /// </summary>
+    private async Task DeliverAsync(IIntegrationSender sender, IntegrationState state, List<OutboxRow> rows, DeliveredRows delivered, CancellationToken stoppingToken)
     {
         try
         {
-            var result = await sender.SendAsync(row, stoppingToken);
-            var now = _time.GetUtcNow().ToUnixTimeMilliseconds();
-            var attempts = row.Attempts + 1;
-            switch (result.Outcome)
+            foreach (var row in rows)
             {
-                case DeliveryOutcome.Delivered:
-                    await _store.DeleteOutboxAsync(row.Seq, stoppingToken);
-                    state.CountSent();
-                    state.AddOutbox(-1);
-                    break;
-                case DeliveryOutcome.Dead:
-                    await _store.DeadLetterAsync(row, result.Reason!, attempts, result.Status, now, stoppingToken);
-                    state.CountDead();
-                    state.AddOutbox(-1);
-                    LogDead(_logger, state.Integration.Id, row.DeviceName, result.Reason!);
-                    break;
-                default:
-                    state.CountFailed();
-                    var first = row.Attempts == 0 ? now : row.FirstAttempt;
-                    if (now - first >= state.Integration.Configuration.RetryLimitMs)
+                var result = await sender.SendAsync(row, stoppingToken);
+                var now = _time.GetUtcNow().ToUnixTimeMilliseconds();
+                var attempts = row.Attempts + 1;
+                if (result.Outcome == DeliveryOutcome.Delivered)
+                {
+                    // The device hears an RPC answer before the row is deleted: it waits, and a crash in between
+                    // only sends the request again (its answer then finds nobody waiting).
+                    AnswerRpc(state, row, result.Reply);
+                    delivered.Add(row.Seq);
+                    if (row.Attempts > 0)
                     {
-                        var reason = string.Create(CultureInfo.InvariantCulture, $"Retried for {(now - first) / 1000.0:0.###} s without success; the last error: {result.Reason}");
-                        await _store.DeadLetterAsync(row, reason, attempts, result.Status, now, stoppingToken);
-                        state.CountDead();
-                        state.AddOutbox(-1);
-                        LogDead(_logger, state.Integration.Id, row.DeviceName, reason);
-                    }
-                    else
-                    {
-                        await _store.RetryLaterAsync(row.Seq, attempts, first, now + (long)Backoff(attempts).TotalMilliseconds, result.Status, result.Reason, stoppingToken);
+                        state.CountRetrying(-1);
+                        delivered.Recovered();
                     }
 
-                    break;
+                    continue;
+                }
+
+                if (result.Outcome == DeliveryOutcome.Dead)
+                {
+                    AnswerRpc(state, row, null);
+                    await _store.DeadLetterAsync(row, result.Reason!, attempts, result.Status, now, cancellationToken: stoppingToken);
+                    state.CountDead();
+                    state.CountRetrying(row.Attempts > 0 ? -1 : 0);
+                    state.AddOutbox(-1);
+                    LogDead(_logger, state.Integration.Id, row.DeviceName, result.Reason!);
+                    continue;
+                }
+
+                state.CountFailed();
+                var first = row.Attempts == 0 ? now : row.FirstAttempt;
+                if (now - first >= state.Integration.Configuration.RetryLimitMs)
+                {
+                    AnswerRpc(state, row, null);
+                    var reason = string.Create(CultureInfo.InvariantCulture, $"Retried for {(now - first) / 1000.0:0.###} s without success; the last error: {result.Reason}");
+                    await _store.DeadLetterAsync(row, reason, attempts, result.Status, now, failedAttempt: true, stoppingToken);
+                    state.CountDead();
+                    state.CountRetrying(row.Attempts > 0 ? -1 : 0);
+                    state.AddOutbox(-1);
+                    LogDead(_logger, state.Integration.Id, row.DeviceName, reason);
+                    continue;
+                }
+
+                await _store.RetryLaterAsync(row.IntegrationId, row.Seq, attempts, first, now + (long)Backoff(attempts).TotalMilliseconds, result.Status, result.Reason, stoppingToken);
+                state.CountRetrying(row.Attempts == 0 ? 1 : 0);
+                break;
             }
         }
         catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
@@ -266,6 +569,22 @@ public sealed partial class IntegrationDelivery : BackgroundService
             {
             }
         }
+    }
+
+    /// <summary>Hands a webhook's answer (or, null, that it gave none) to the device's client-side RPC request.</summary>
+    private void AnswerRpc(IntegrationState state, OutboxRow row, byte[]? reply)
+    {
+        if (_rpc is not null && state.Integration.Configuration.AnswerRpc == true && row.EventType == "RPC_REQUEST" && EventIdOf(row.Body) is { } id)
+        {
+            _rpc.TryAnswer(id, reply);
+        }
+    }
+
+    /// <summary>The <c>id</c> of a stored event body (its first member).</summary>
+    private static Guid? EventIdOf(byte[] body)
+    {
+        var reader = new System.Text.Json.Utf8JsonReader(body);
+        return reader.Read() && reader.Read() && reader.ValueTextEquals("id"u8) && reader.Read() && reader.TryGetGuid(out var id) ? id : null;
     }
 
     private sealed record Owner(string Version, CancellationTokenSource Stop, Task Task);

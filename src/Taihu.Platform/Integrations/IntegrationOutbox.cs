@@ -29,6 +29,7 @@ public sealed class IntegrationOutbox(PlatformDatabase database, IntegrationRegi
         var limit = options.Value.MaxOutboxEvents;
         var now = time.GetUtcNow().ToUnixTimeMilliseconds();
         Dictionary<IntegrationState, long>? added = null;
+        List<IntegrationState>? fullDead = null;
         await using var connection = await database.OpenAsync(cancellationToken);
         await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
         DbCommandHolder commands = default;
@@ -70,8 +71,16 @@ public sealed class IntegrationOutbox(PlatformDatabase database, IntegrationRegi
                     await command.ExecuteNonQueryAsync(cancellationToken);
                     if (full)
                     {
-                        target.CountDead();
+                        (fullDead ??= []).Add(target);
                     }
+                }
+            }
+
+            if (fullDead is not null)
+            {
+                foreach (var target in fullDead.Distinct())
+                {
+                    await SqlIntegrationStore.CountAsync(connection, transaction, target.Integration.Id, 0, 0, fullDead.Count(t => t == target), cancellationToken);
                 }
             }
 
@@ -81,6 +90,14 @@ public sealed class IntegrationOutbox(PlatformDatabase database, IntegrationRegi
         finally
         {
             commands.Dispose();
+        }
+
+        if (fullDead is not null)
+        {
+            foreach (var target in fullDead)
+            {
+                target.CountDead();
+            }
         }
 
         if (added is not null)

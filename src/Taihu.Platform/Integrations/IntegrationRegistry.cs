@@ -12,8 +12,21 @@ public sealed class IntegrationOptions
     /// </summary>
     public long MaxOutboxEvents { get; set; } = 1_000_000;
 
-    /// <summary>Requests (or publishes) in flight per integration, at most one per device (default 16).</summary>
-    public int MaxInFlight { get; set; } = 16;
+    /// <summary>
+    /// Requests (or publishes) in flight per integration, at most one per device (default 64: with 16, a webhook on
+    /// this 2-core machine took ~200-800 events/s while 500 devices published and ~2,000/s catching up; with 64 it
+    /// kept up with ingest and caught up at 4,500-6,200 events/s, bench/integrations.sh in docs/benchmarks.md).
+    /// </summary>
+    public int MaxInFlight { get; set; } = 64;
+
+    /// <summary>
+    /// How long a device's client-side RPC request waits for a webhook's answer (<c>answerRpc</c>) before the
+    /// server answers it as it would without integrations (default 60 s, ThingsBoard's client-side RPC timeout).
+    /// </summary>
+    public long ClientRpcTimeoutMs { get; set; } = 60_000;
+
+    /// <summary>Client-side RPC requests waiting for an answer at most; beyond it a request is answered at once (default 10,000).</summary>
+    public int MaxPendingClientRpc { get; set; } = 10_000;
 }
 
 /// <summary>One integration as the consumer and its delivery owner see it, with its counters.</summary>
@@ -23,6 +36,8 @@ public sealed class IntegrationState(Integration integration, SemaphoreSlim wake
     private long _sent;
     private long _failed;
     private long _dead;
+    private long _retrying;
+    private long _oldestWaiting;
 
     public Integration Integration { get; } = integration;
 
@@ -39,11 +54,34 @@ public sealed class IntegrationState(Integration integration, SemaphoreSlim wake
 
     public long Dead => Interlocked.Read(ref _dead);
 
+    /// <summary>Events that failed at least once and wait for their retry (as the delivery owner knows them).</summary>
+    public long Retrying => Math.Max(0, Interlocked.Read(ref _retrying));
+
+    /// <summary>When the oldest waiting event was written to the outbox (ms), as the owner read it last; 0: none waits.</summary>
+    public long OldestWaiting => Interlocked.Read(ref _oldestWaiting);
+
+    /// <summary>The age of the oldest waiting event at <paramref name="now"/> (ms), 0 when none waits.</summary>
+    public long LagMs(long now) => OldestWaiting is var oldest && oldest == 0 ? 0 : Math.Max(0, now - oldest);
+
     internal void SetOutbox(long count) => Interlocked.Exchange(ref _outbox, count);
 
     internal void AddOutbox(long count) => Interlocked.Add(ref _outbox, count);
 
-    internal void CountSent() => Interlocked.Increment(ref _sent);
+    internal void CountSent(long count = 1) => Interlocked.Add(ref _sent, count);
+
+    internal void CountRetrying(long delta) => Interlocked.Add(ref _retrying, delta);
+
+    internal void SetRetrying(long count) => Interlocked.Exchange(ref _retrying, count);
+
+    internal void SetOldestWaiting(long createdTime) => Interlocked.Exchange(ref _oldestWaiting, createdTime);
+
+    /// <summary>The counters as stored (they survive a restart).</summary>
+    internal void Load((long Sent, long Failed, long Dead) stored)
+    {
+        _sent = stored.Sent;
+        _failed = stored.Failed;
+        _dead = stored.Dead;
+    }
 
     internal void CountFailed() => Interlocked.Increment(ref _failed);
 
@@ -54,6 +92,8 @@ public sealed class IntegrationState(Integration integration, SemaphoreSlim wake
         _sent = previous.Sent;
         _failed = previous.Failed;
         _dead = previous.Dead;
+        _retrying = previous.Retrying;
+        _oldestWaiting = previous.OldestWaiting;
     }
 
     public void Signal()
@@ -82,14 +122,18 @@ public sealed class IntegrationRegistry : IDisposable
     private readonly System.Collections.Concurrent.ConcurrentDictionary<Guid, SemaphoreSlim> _wakes = new();
     private volatile Snapshot? _snapshot;
 
-    public IntegrationRegistry(SqlIntegrationStore store, IMeterFactory? meters = null)
+    public IntegrationRegistry(SqlIntegrationStore store, IMeterFactory? meters = null, TimeProvider? time = null)
     {
         _store = store;
+        var clock = time ?? TimeProvider.System;
         var meter = meters?.Create(PlatformMetrics.MeterName) ?? new Meter(PlatformMetrics.MeterName);
-        meter.CreateObservableCounter("taihu.integration.sent", () => Observe(s => s.Sent), "{event}", "Events an integration delivered.");
-        meter.CreateObservableCounter("taihu.integration.failed", () => Observe(s => s.Failed), "{attempt}", "Delivery attempts that failed and are retried.");
-        meter.CreateObservableCounter("taihu.integration.dead", () => Observe(s => s.Dead), "{event}", "Events an integration dead-lettered.");
+        meter.CreateObservableCounter("taihu.integration.sent", () => Observe(s => s.Sent), "{event}", "Events an integration delivered (since it was created).");
+        meter.CreateObservableCounter("taihu.integration.failed", () => Observe(s => s.Failed), "{attempt}", "Delivery attempts that failed (since the integration was created).");
+        meter.CreateObservableCounter("taihu.integration.dead", () => Observe(s => s.Dead), "{event}", "Events an integration dead-lettered (since it was created).");
         meter.CreateObservableGauge("taihu.integration.outbox", () => Observe(s => s.OutboxCount), "{event}", "Events waiting in an integration's outbox.");
+        meter.CreateObservableGauge("taihu.integration.retrying", () => Observe(s => s.Retrying), "{event}", "Events that failed at least once and wait for their retry.");
+        meter.CreateObservableGauge("taihu.integration.lag", () => Observe(s => s.LagMs(clock.GetUtcNow().ToUnixTimeMilliseconds())), "ms",
+            "The age of an integration's oldest waiting event.");
     }
 
     /// <summary>Told after each reload, so that the delivery owners follow.</summary>
@@ -103,6 +147,30 @@ public sealed class IntegrationRegistry : IDisposable
     /// <summary>The snapshot loaded last, or null before the first load.</summary>
     public Snapshot? Current => _snapshot;
 
+    /// <summary>
+    /// The enabled webhooks with <c>answerRpc</c> that take the device's client-side RPC requests (0 before the first
+    /// load): a request waits for their answers.
+    /// </summary>
+    public int CountRpcAnswerers(Devices.Device device)
+    {
+        ArgumentNullException.ThrowIfNull(device);
+        if (_snapshot is not { } snapshot || !snapshot.ByTenant.TryGetValue(device.TenantId, out var targets))
+        {
+            return 0;
+        }
+
+        var count = 0;
+        foreach (var target in targets)
+        {
+            if (target.Integration.Configuration.AnswerRpc == true && target.Filter.Matches(Events.PlatformEventType.RpcRequest, device.ProfileId))
+            {
+                count++;
+            }
+        }
+
+        return count;
+    }
+
     public IntegrationState? Find(Guid id) => _snapshot is { } s && s.ById.TryGetValue(id, out var state) ? state : null;
 
     public async Task<Snapshot> ReloadAsync(CancellationToken cancellationToken)
@@ -113,6 +181,7 @@ public sealed class IntegrationRegistry : IDisposable
             var all = await _store.ListAllAsync(cancellationToken);
             var counts = await _store.CountOutboxesAsync(cancellationToken);
             var previous = _snapshot;
+            var stored = previous is null ? await _store.LoadCountersAsync(cancellationToken) : null;
             var byId = new Dictionary<Guid, IntegrationState>();
             var byTenant = new Dictionary<Guid, List<IntegrationState>>();
             foreach (var integration in all)
@@ -121,6 +190,10 @@ public sealed class IntegrationRegistry : IDisposable
                 if (previous is not null && previous.ById.TryGetValue(integration.Id, out var old))
                 {
                     state.Carry(old);
+                }
+                else if (stored is not null && stored.TryGetValue(integration.Id, out var counters))
+                {
+                    state.Load(counters);
                 }
 
                 state.SetOutbox(counts.GetValueOrDefault(integration.Id));

@@ -18,10 +18,13 @@ public enum DeliveryOutcome
     Dead,
 }
 
-/// <summary>What one attempt came to: delivered, to be retried, or dead (with the HTTP status, 0 when none, and why).</summary>
-public readonly record struct DeliveryResult(DeliveryOutcome Outcome, int Status, string? Reason)
+/// <summary>
+/// What one attempt came to: delivered, to be retried, or dead (with the HTTP status, 0 when none, and why); a
+/// webhook's answer to a client-side RPC request is <see cref="Reply"/>.
+/// </summary>
+public readonly record struct DeliveryResult(DeliveryOutcome Outcome, int Status, string? Reason, byte[]? Reply = null)
 {
-    public static DeliveryResult Delivered(int status = 0) => new(DeliveryOutcome.Delivered, status, null);
+    public static DeliveryResult Delivered(int status = 0, byte[]? reply = null) => new(DeliveryOutcome.Delivered, status, null, reply);
 
     public static DeliveryResult Retry(int status, string reason) => new(DeliveryOutcome.Retry, status, reason);
 
@@ -38,10 +41,16 @@ public interface IIntegrationSender : IAsyncDisposable
 /// The HTTP webhook: one event per POST, the body as stored, the configured headers, and
 /// <c>X-Taihu-Signature: sha256=&lt;hex HMAC-SHA256 of the body with the secret&gt;</c>. 2xx is delivered; a 4xx
 /// other than 408 and 429 will never succeed and is dead at once; anything else (5xx, 408, 429, refused, no answer
-/// within the request timeout) is retried.
+/// within the request timeout) is retried. With <c>answerRpc</c>, the body of a 2xx answer to an <c>RPC_REQUEST</c>
+/// event (at most <see cref="MaxReplyBytes"/>) is read as the reply to the device.
 /// </summary>
 public sealed class WebhookSender : IIntegrationSender
 {
+    /// <summary>The largest RPC reply taken from a webhook; a longer body is no answer (the device gets the server's).</summary>
+    public const int MaxReplyBytes = 65_536;
+
+    private const string RpcRequest = "RPC_REQUEST";
+
     private readonly IntegrationConfiguration _configuration;
     private readonly HttpClient _http;
     private readonly TimeProvider _time;
@@ -90,6 +99,11 @@ public sealed class WebhookSender : IIntegrationSender
         {
             using var response = await _http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, linked.Token);
             var status = (int)response.StatusCode;
+            if (status is >= 200 and < 300 && _configuration.AnswerRpc == true && row.EventType == RpcRequest)
+            {
+                return DeliveryResult.Delivered(status, await ReadReplyAsync(response, linked.Token));
+            }
+
             return status switch
             {
                 >= 200 and < 300 => DeliveryResult.Delivered(status),
@@ -105,6 +119,26 @@ public sealed class WebhookSender : IIntegrationSender
         {
             return DeliveryResult.Retry(0, $"The webhook could not be reached: {e.Message}");
         }
+    }
+
+    /// <summary>The body, or null when it is empty or longer than <see cref="MaxReplyBytes"/>.</summary>
+    private static async Task<byte[]?> ReadReplyAsync(HttpResponseMessage response, CancellationToken cancellationToken)
+    {
+        if (response.Content.Headers.ContentLength is > MaxReplyBytes)
+        {
+            return null;
+        }
+
+        await using var stream = await response.Content.ReadAsStreamAsync(cancellationToken);
+        var buffer = new byte[MaxReplyBytes + 1];
+        var length = 0;
+        int read;
+        while (length < buffer.Length && (read = await stream.ReadAsync(buffer.AsMemory(length), cancellationToken)) > 0)
+        {
+            length += read;
+        }
+
+        return length is 0 or > MaxReplyBytes ? null : buffer.AsSpan(0, length).ToArray();
     }
 
     public ValueTask DisposeAsync()

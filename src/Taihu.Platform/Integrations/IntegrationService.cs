@@ -173,7 +173,7 @@ public sealed class IntegrationService(SqlIntegrationStore store, IntegrationReg
                 }
             }
 
-            configuration = configuration with { Secret = secret, Topic = null, Host = null, Username = null, Password = null };
+            configuration = configuration with { Secret = secret, AnswerRpc = given.AnswerRpc ?? false, Topic = null, Host = null, Username = null, Password = null };
         }
         else
         {
@@ -205,13 +205,18 @@ public sealed class IntegrationService(SqlIntegrationStore store, IntegrationReg
                 }
             }
 
+            if (given.AnswerRpc == true)
+            {
+                throw PlatformException.BadRequest("configuration.answerRpc is for HTTP webhooks: an MQTT republish has no answer to give.");
+            }
+
             var password = given.Password;
             if (old?.Password is { } storedPassword && (password is null || password == MaskSecret(storedPassword)))
             {
                 password = storedPassword;
             }
 
-            configuration = configuration with { Url = null, Headers = null, Secret = null, Password = password };
+            configuration = configuration with { Url = null, Headers = null, Secret = null, AnswerRpc = null, Password = password };
         }
 
         return new Integration(existing?.Id ?? Guid.NewGuid(), tenantId, name, type, input.Enabled ?? existing?.Enabled ?? true, configuration,

@@ -191,19 +191,90 @@ public sealed class SqlIntegrationStore(PlatformDatabase database)
         return rows;
     }
 
-    public async Task DeleteOutboxAsync(long seq, CancellationToken cancellationToken = default)
+    /// <summary>
+    /// The oldest waiting rows of the integration, in seq order: each device's rows among them are its oldest, so the
+    /// first of each is the device's head. Cheap (an index range), unlike <see cref="ReadHeadsAsync"/>.
+    /// </summary>
+    public async Task<IReadOnlyList<OutboxRow>> ReadOldestAsync(Guid integrationId, int limit, CancellationToken cancellationToken = default)
     {
         await using var connection = await database.OpenAsync(cancellationToken);
         using var command = connection.CreateCommand();
-        command.CommandText = "DELETE FROM integration_outbox WHERE seq = @s";
-        command.AddParameter("s", seq);
+        command.CommandText = $"SELECT {OutboxColumns} FROM integration_outbox WHERE integration_id = @i ORDER BY seq LIMIT @limit";
+        command.AddParameter("i", integrationId.ToString());
+        command.AddParameter("limit", limit);
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        var rows = new List<OutboxRow>();
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            rows.Add(ReadOutbox(reader));
+        }
+
+        return rows;
+    }
+
+    /// <summary>Deletes delivered rows in one statement and counts them as sent, in one transaction.</summary>
+    public async Task DeleteOutboxAsync(Guid integrationId, IReadOnlyList<long> seqs, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(seqs);
+        await using var connection = await database.OpenAsync(cancellationToken);
+        await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
+        using (var command = connection.CreateCommand())
+        {
+            command.Transaction = transaction;
+            var text = new System.Text.StringBuilder("DELETE FROM integration_outbox WHERE seq IN (", 48 + (seqs.Count * 6));
+            for (var i = 0; i < seqs.Count; i++)
+            {
+                var name = "s" + Invariant(i);
+                text.Append(i == 0 ? "@" : ", @").Append(name);
+                command.AddParameter(name, seqs[i]);
+            }
+
+            command.CommandText = text.Append(')').ToString();
+            await command.ExecuteNonQueryAsync(cancellationToken);
+        }
+
+        await CountAsync(connection, transaction, integrationId, seqs.Count, 0, 0, cancellationToken);
+        await transaction.CommitAsync(cancellationToken);
+    }
+
+    /// <summary>Adds to an integration's stored counters (sent, failed attempts, dead-lettered) in the caller's transaction.</summary>
+    public static async Task CountAsync(DbConnection connection, DbTransaction transaction, Guid integrationId, long sent, long failed, long dead, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(connection);
+        using var command = connection.CreateCommand();
+        command.Transaction = transaction;
+        command.CommandText = "UPDATE integrations SET sent = sent + @s, failed = failed + @f, dead = dead + @d WHERE id = @i";
+        command.AddParameter("s", sent);
+        command.AddParameter("f", failed);
+        command.AddParameter("d", dead);
+        command.AddParameter("i", integrationId.ToString());
         await command.ExecuteNonQueryAsync(cancellationToken);
     }
 
-    public async Task RetryLaterAsync(long seq, int attempts, long firstAttempt, long nextAttempt, int lastStatus, string? lastError, CancellationToken cancellationToken = default)
+    /// <summary>Every integration's stored counters: sent, failed attempts, dead-lettered (since it was created).</summary>
+    public async Task<Dictionary<Guid, (long Sent, long Failed, long Dead)>> LoadCountersAsync(CancellationToken cancellationToken = default)
     {
         await using var connection = await database.OpenAsync(cancellationToken);
         using var command = connection.CreateCommand();
+        command.CommandText = "SELECT id, sent, failed, dead FROM integrations";
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        var counters = new Dictionary<Guid, (long, long, long)>();
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            counters[Guid.Parse(reader.GetString(0))] = (Sql.GetInt64(reader, 1), Sql.GetInt64(reader, 2), Sql.GetInt64(reader, 3));
+        }
+
+        return counters;
+    }
+
+    /// <summary>Records a failed attempt and when the next one is due, and counts it as failed, in one transaction.</summary>
+    public async Task RetryLaterAsync(Guid integrationId, long seq, int attempts, long firstAttempt, long nextAttempt, int lastStatus, string? lastError, CancellationToken cancellationToken = default)
+    {
+        await using var connection = await database.OpenAsync(cancellationToken);
+        await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
+        await CountAsync(connection, transaction, integrationId, 0, 1, 0, cancellationToken);
+        using var command = connection.CreateCommand();
+        command.Transaction = transaction;
         command.CommandText = "UPDATE integration_outbox SET attempts = @a, first_attempt = @f, next_attempt = @n, last_status = @s, last_error = @e WHERE seq = @seq";
         command.AddParameter("a", attempts);
         command.AddParameter("f", firstAttempt);
@@ -212,14 +283,19 @@ public sealed class SqlIntegrationStore(PlatformDatabase database)
         command.AddParameter("e", lastError);
         command.AddParameter("seq", seq);
         await command.ExecuteNonQueryAsync(cancellationToken);
+        await transaction.CommitAsync(cancellationToken);
     }
 
-    /// <summary>Moves an outbox row to the dead letters, in one transaction.</summary>
-    public async Task DeadLetterAsync(OutboxRow row, string reason, int attempts, int lastStatus, long deadTime, CancellationToken cancellationToken = default)
+    /// <summary>
+    /// Moves an outbox row to the dead letters and counts it (and its last attempt as failed when
+    /// <paramref name="failedAttempt"/>), in one transaction.
+    /// </summary>
+    public async Task DeadLetterAsync(OutboxRow row, string reason, int attempts, int lastStatus, long deadTime, bool failedAttempt = false, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(row);
         await using var connection = await database.OpenAsync(cancellationToken);
         await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
+        await CountAsync(connection, transaction, row.IntegrationId, 0, failedAttempt ? 1 : 0, 1, cancellationToken);
         using (var insert = PrepareDeadLetterInsert(connection, transaction))
         {
             SetRow(insert, row.IntegrationId, row.DeviceId, row.DeviceName, row.DeviceType, row.EventType, row.Body, row.CreatedTime);

@@ -6,8 +6,8 @@ namespace Taihu.Platform.Rpc;
 /// <summary>
 /// Client-side RPC: a device asks the platform (<c>{"method","params"}</c> on <c>v1/devices/me/rpc/request/{id}</c>,
 /// or <c>POST /api/v1/{token}/rpc</c>) and gets the answer back. <c>getCurrentTime</c> is built in (server time
-/// in epoch milliseconds, as ThingsBoard's examples answer it); any other method is answered with an error object
-/// naming it, until rules and integrations can take such requests.
+/// in epoch milliseconds, as ThingsBoard's examples answer it); any other method is answered by a webhook integration
+/// (<see cref="ClientRpcRequests"/>) or, when none answers, with an error object naming it.
 /// </summary>
 public static class ClientRpc
 {
@@ -56,7 +56,7 @@ public static class ClientRpc
 
         return Write(w =>
         {
-            w.WriteString("error", $"Unknown method: {method}. The server answers only getCurrentTime.");
+            w.WriteString("error", $"Unknown method: {method}. The server answers getCurrentTime; other methods are answered by a webhook integration with answerRpc, and none answered this one.");
             w.WriteString("method", method);
         });
     }

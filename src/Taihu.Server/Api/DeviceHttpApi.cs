@@ -86,13 +86,15 @@ public static class DeviceHttpApi
         }).WithBodyLimit(BodyLimit.DevicePayload).WithName("DeviceRpcReply").WithSummary("A device replies to server-side RPC command {requestId}.");
 
         api.MapPost("/{token}/rpc", async (string token, HttpContext context, DeviceAuthenticationLimiter limiter, IDeviceStore devices,
-            ConnectivityTracker connectivity, IOptions<IngestOptions> options, TimeProvider time, CancellationToken ct) =>
+            ConnectivityTracker connectivity, IOptions<IngestOptions> options, ClientRpcRequests clientRpc, CancellationToken ct) =>
         {
             var device = await DeviceAsync(context, limiter, devices, token, ct);
             var body = await ReadBodyAsync(context, options.Value.MaxPayloadBytes, ct);
             connectivity.Activity(device);
-            return Results.Bytes(ClientRpc.Answer(body.Span, time.GetUtcNow().ToUnixTimeMilliseconds()), "application/json");
-        }).WithBodyLimit(BodyLimit.DevicePayload).WithName("DeviceClientRpc").WithSummary("Client-side RPC: {\"method\":\"getCurrentTime\"} answers {\"time\":ms}.");
+            var answer = await clientRpc.RequestAsync(device, null, body, ct);
+            return Results.Bytes(await answer.WaitAsync(ct), "application/json");
+        }).WithBodyLimit(BodyLimit.DevicePayload).WithName("DeviceClientRpc")
+            .WithSummary("Client-side RPC: {\"method\":\"getCurrentTime\"} answers {\"time\":ms}; another method is answered by a webhook integration with answerRpc, or else with an error.");
 
         api.MapPost("/provision", async (HttpContext context, ProvisioningService provisioning, IOptions<SecurityOptions> security, CancellationToken ct) =>
         {

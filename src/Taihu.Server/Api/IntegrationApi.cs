@@ -16,7 +16,7 @@ public sealed record IntegrationRequest(EntityIdDto? Id, string? Name, string? T
 public sealed record IntegrationDto(EntityIdDto Id, long CreatedTime, EntityIdDto TenantId, string Name, string Type, bool Enabled,
     IReadOnlyList<Guid>? DeviceProfileIds, IReadOnlyList<string>? MessageTypes, JsonObject Configuration)
 {
-    private static readonly string[] HttpSettings = ["url", "headers", "secret", "retryLimitMs", "requestTimeoutMs"];
+    private static readonly string[] HttpSettings = ["url", "headers", "secret", "retryLimitMs", "requestTimeoutMs", "answerRpc"];
     private static readonly string[] OwnBrokerSettings = ["topic", "qos"];
     private static readonly string[] ExternalBrokerSettings = ["topic", "qos", "host", "port", "tls", "username", "password", "protocolVersion"];
 
@@ -66,7 +66,7 @@ public static class IntegrationApi
         {
             var input = new IntegrationInput(body.Id?.Id, body.Name, body.Type, body.Enabled, body.DeviceProfileIds, body.MessageTypes, body.Configuration);
             return Results.Ok(IntegrationDto.From(await integrations.SaveAsync(await context.CallerAsync(), input, ct)));
-        }).WithName("SaveIntegration").WithSummary("Creates an integration (no id) or updates one of the caller's tenant: type HTTP (configuration.url, headers, secret, retryLimitMs, requestTimeoutMs) or MQTT (configuration.topic, qos, and host, port, tls, username, password, protocolVersion for an external broker).");
+        }).WithName("SaveIntegration").WithSummary("Creates an integration (no id) or updates one of the caller's tenant: type HTTP (configuration.url, headers, secret, retryLimitMs, requestTimeoutMs, answerRpc) or MQTT (configuration.topic, qos, and host, port, tls, username, password, protocolVersion for an external broker).");
 
         api.MapGet("/integration/{id:guid}", async (Guid id, HttpContext context, IntegrationService integrations, CancellationToken ct) =>
             Results.Ok(IntegrationDto.From(await integrations.GetAsync(await context.CallerAsync(), id, ct))))

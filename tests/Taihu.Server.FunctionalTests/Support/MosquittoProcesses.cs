@@ -51,14 +51,31 @@ public sealed class MosquittoProcess : IAsyncDisposable
         return process;
     }
 
-    /// <summary>A Mosquitto broker on a free port of 127.0.0.1, anonymous clients allowed; returns once it runs.</summary>
-    public static async Task<(MosquittoProcess Broker, int Port, string Directory)> StartBrokerAsync()
+    /// <summary>
+    /// A Mosquitto broker on 127.0.0.1 (a free port, or <paramref name="port"/> to come back on), anonymous clients
+    /// allowed; with <paramref name="directory"/>, persistent in it (sessions and queued messages survive a
+    /// <see cref="StopAsync"/>). Returns once it runs.
+    /// </summary>
+    public static async Task<(MosquittoProcess Broker, int Port, string Directory)> StartBrokerAsync(int port = 0, string? directory = null)
     {
-        var port = FreePort();
-        var directory = Path.Combine(Path.GetTempPath(), "taihu-mosquitto-" + Guid.NewGuid().ToString("N"));
+        if (port == 0)
+        {
+            port = FreePort();
+        }
+
+        var persistent = directory is not null;
+        directory ??= Path.Combine(Path.GetTempPath(), "taihu-mosquitto-" + Guid.NewGuid().ToString("N"));
         System.IO.Directory.CreateDirectory(directory);
+        if (persistent && !OperatingSystem.IsWindows())
+        {
+            // Started as root, Mosquitto drops to its own user, which must be able to write its database here.
+            File.SetUnixFileMode(directory, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute | UnixFileMode.GroupRead
+                | UnixFileMode.GroupWrite | UnixFileMode.GroupExecute | UnixFileMode.OtherRead | UnixFileMode.OtherWrite | UnixFileMode.OtherExecute);
+        }
+
         var config = Path.Combine(directory, "mosquitto.conf");
-        await File.WriteAllTextAsync(config, $"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stderr\nlog_type all\n");
+        var persistence = persistent ? $"persistence true\npersistence_location {directory}/\n" : "persistence false\n";
+        await File.WriteAllTextAsync(config, $"listener {port} 127.0.0.1\nallow_anonymous true\n{persistence}log_dest stderr\nlog_type all\n");
         var broker = new MosquittoProcess("/usr/sbin/mosquitto", ["-c", config]);
         await broker.WaitForLineAsync(line => line.Contains(" running", StringComparison.Ordinal));
         return (broker, port, directory);
@@ -121,6 +138,18 @@ public sealed class MosquittoProcess : IAsyncDisposable
         using var listener = new TcpListener(IPAddress.Loopback, 0);
         listener.Start();
         return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+
+    /// <summary>Stops it with SIGTERM, as a service manager does (a broker then saves its persistence file).</summary>
+    public async Task StopAsync()
+    {
+        if (!_process.HasExited)
+        {
+            using var kill = Process.Start(new ProcessStartInfo("/bin/kill", ["-TERM", _process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)]) { UseShellExecute = false })!;
+            await kill.WaitForExitAsync();
+        }
+
+        await _process.WaitForExitAsync().WaitAsync(Guard);
     }
 
     public async ValueTask DisposeAsync()

@@ -51,8 +51,10 @@ public sealed class WebhookReceiver : IAsyncDisposable
             var body = buffer.ToArray();
             var expected = "sha256=" + Convert.ToHexStringLower(HMACSHA256.HashData(key, body));
             var valid = context.Request.Headers["X-Taihu-Signature"].ToString() == expected;
-            shared.Add(new ReceivedEvent(JsonNode.Parse(body)!, valid, context.Request.ContentType), context.Request.Headers);
-            return Results.StatusCode(shared.Status);
+            var received = new ReceivedEvent(JsonNode.Parse(body)!, valid, context.Request.ContentType);
+            shared.Add(received, context.Request.Headers);
+            var status = shared.Status;
+            return shared.Reply?.Invoke(received.Body) is { } reply ? Results.Text(reply, "application/json", Encoding.UTF8, status) : Results.StatusCode(status);
         });
         await app.StartAsync();
         var address = new Uri(app.Urls.First());
@@ -74,6 +76,9 @@ public sealed class ReceiverLog
 
     /// <summary>The status the receiver answers.</summary>
     public int Status { get; set; } = 200;
+
+    /// <summary>The body answered for an event (null: none), e.g. a reply to a client-side RPC request.</summary>
+    public Func<JsonNode, string?>? Reply { get; set; }
 
     public ConcurrentDictionary<string, string> LastHeaders { get; } = new();
 
