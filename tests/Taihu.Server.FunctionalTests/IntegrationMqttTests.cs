@@ -44,7 +44,7 @@ public sealed class IntegrationMqttTests(PlatformFixture fixture) : IClassFixtur
         // A device named with a slash would add a topic level: its event is dead-lettered with the reason.
         var (_, badToken) = await fixture.Admin.CreateDeviceAsync("bad/" + Guid.NewGuid().ToString("N")[..6]);
         await PublishAsync(Server.TcpPort, badToken, "{\"pm25\":1}");
-        var dead = await EventuallyAsync($"/api/integration/{integration}/deadLetters", p => p["totalElements"]!.GetValue<long>() == 1);
+        var dead = await fixture.Admin.EventuallyAsync($"/api/integration/{integration}/deadLetters", p => p["totalElements"]!.GetValue<long>() == 1);
         Assert.Contains("{deviceName}", dead["data"]![0]!["reason"]!.GetValue<string>(), StringComparison.Ordinal);
         await fixture.Admin.SendAsync(HttpMethod.Delete, $"/api/integration/{integration}");
     }
@@ -93,18 +93,4 @@ public sealed class IntegrationMqttTests(PlatformFixture fixture) : IClassFixtur
         Assert.True(exitCode == 0, output);
     }
 
-    private async Task<JsonNode> EventuallyAsync(string path, Func<JsonNode, bool> condition)
-    {
-        var clock = Stopwatch.StartNew();
-        while (true)
-        {
-            var node = await fixture.Admin.GetAsync(path);
-            if (condition(node))
-            {
-                return node;
-            }
-
-            Assert.True(clock.Elapsed < TimeSpan.FromSeconds(30), $"{path} did not come to the expected state: {node.ToJsonString()}");
-        }
-    }
 }

@@ -17,7 +17,6 @@ public sealed class IntegrationRestartTests
     private const string Password = "restart-admin-password";
     private const int BeforeKill = 10;
     private const int AfterRestart = 5;
-    private static readonly long BaseTs = 1_760_000_000_000;
 
     [Fact]
     public async Task KilledWhileTheReceiverIsDown_EveryEventArrivesInOrderPerDevice_AfterTheRestart()
@@ -61,12 +60,12 @@ public sealed class IntegrationRestartTests
                     {
                         for (var d = 0; d < names.Length; d++)
                         {
-                            await PublishAsync(server, tokens[d], n);
+                            await NumberedTelemetry.PublishAsync(server, tokens[d], n);
                         }
                     }
 
                     // An attempt has failed: the events wait in the outbox for their retry.
-                    var before = await EventuallyAsync(admin, $"/api/integration/{integration}/stats", s => s["failed"]!.GetValue<long>() > 0 && s["outboxSize"]!.GetValue<long>() > 0);
+                    var before = await admin.EventuallyAsync($"/api/integration/{integration}/stats", s => s["failed"]!.GetValue<long>() > 0 && s["outboxSize"]!.GetValue<long>() > 0);
                     failedBeforeKill = before["failed"]!.GetValue<long>();
                 }
 
@@ -80,23 +79,23 @@ public sealed class IntegrationRestartTests
             {
                 for (var d = 0; d < names.Length; d++)
                 {
-                    await PublishAsync(restarted, tokens[d], n);
+                    await NumberedTelemetry.PublishAsync(restarted, tokens[d], n);
                 }
             }
 
             await using var receiver = await WebhookReceiver.StartAsync(Secret, port, log);
             var all = Enumerable.Range(0, BeforeKill + AfterRestart).ToList();
-            await log.WaitAsync(events => names.All(name => Numbers(events, name).Distinct().Count() == all.Count));
+            await log.WaitAsync(events => names.All(name => NumberedTelemetry.Numbers(events, name).Distinct().Count() == all.Count));
             var received = log.Snapshot();
             foreach (var name in names)
             {
-                Assert.Equal(all, Numbers(received, name).Distinct());
+                Assert.Equal(all, NumberedTelemetry.Numbers(received, name).Distinct());
             }
 
             Assert.All(received, e => Assert.True(e.SignatureValid, "The X-Taihu-Signature header does not match the body."));
             var ids = received.Select(e => e.Body["id"]!.GetValue<string>()).ToList();
             Console.WriteLine($"Webhook across a SIGKILL: {ids.Distinct().Count()} events, {received.Count} POSTs received, {ids.Count - ids.Distinct().Count()} duplicates.");
-            var stats = await EventuallyAsync(api, $"/api/integration/{integration}/stats", s => s["outboxSize"]!.GetValue<long>() == 0);
+            var stats = await api.EventuallyAsync($"/api/integration/{integration}/stats", s => s["outboxSize"]!.GetValue<long>() == 0);
             Assert.Equal(0, stats["dead"]!.GetValue<long>());
 
             // The counters survived the SIGKILL: the failed attempts before it are still counted, and every event sent.
@@ -161,11 +160,11 @@ public sealed class IntegrationRestartTests
                     {
                         for (var d = 0; d < names.Length; d++)
                         {
-                            await PublishAsync(server, tokens[d], n);
+                            await NumberedTelemetry.PublishAsync(server, tokens[d], n);
                         }
                     }
 
-                    await EventuallyAsync(admin, $"/api/integration/{integration}/stats", s => s["failed"]!.GetValue<long>() > 0 && s["outboxSize"]!.GetValue<long>() > 0);
+                    await admin.EventuallyAsync($"/api/integration/{integration}/stats", s => s["failed"]!.GetValue<long>() > 0 && s["outboxSize"]!.GetValue<long>() > 0);
                 }
 
                 await server.KillAsync();
@@ -178,12 +177,12 @@ public sealed class IntegrationRestartTests
             {
                 for (var d = 0; d < names.Length; d++)
                 {
-                    await PublishAsync(restarted, tokens[d], n);
+                    await NumberedTelemetry.PublishAsync(restarted, tokens[d], n);
                 }
             }
 
             (broker, _, _) = await MosquittoProcess.StartBrokerAsync(brokerPort, brokerDirectory);
-            await EventuallyAsync(api, $"/api/integration/{integration}/stats", s => s["outboxSize"]!.GetValue<long>() == 0);
+            await api.EventuallyAsync($"/api/integration/{integration}/stats", s => s["outboxSize"]!.GetValue<long>() == 0);
             await using var dispatch = await MosquittoProcess.SubscribeAsync(subscriber);
             var all = Enumerable.Range(0, BeforeKill + AfterRestart).ToList();
             foreach (var name in names)
@@ -191,7 +190,7 @@ public sealed class IntegrationRestartTests
                 await dispatch.WaitForLineAsync(line => line.StartsWith($"taihu/{name} ", StringComparison.Ordinal) && line.Contains($"\"n\":{all[^1]}", StringComparison.Ordinal));
                 var events = dispatch.Output.Split('\n').Where(line => line.StartsWith($"taihu/{name} ", StringComparison.Ordinal))
                     .Select(line => JsonNode.Parse(line[(name.Length + 7)..])!).ToList();
-                var received = Numbers(events.Select(e => new ReceivedEvent(e, true, null)).ToList(), name);
+                var received = NumberedTelemetry.Numbers(events.Select(e => new ReceivedEvent(e, true, null)).ToList(), name);
                 Assert.Equal(all, received.Distinct());
                 Console.WriteLine($"Republish across a SIGKILL, {name}: {received.Count} points for {all.Count} sent.");
             }
@@ -204,48 +203,6 @@ public sealed class IntegrationRestartTests
         }
     }
 
-    private static async Task PublishAsync(ServerProcess server, string token, int n)
-    {
-        var json = $"{{\"ts\":{(BaseTs + n).ToString(CultureInfo.InvariantCulture)},\"values\":{{\"n\":{n.ToString(CultureInfo.InvariantCulture)}}}}}";
-        var (exitCode, output) = await MosquittoClient.PublishAsync("-h", "127.0.0.1", "-p", server.TcpPort.ToString(CultureInfo.InvariantCulture), "-q", "1",
-            "-t", "v1/devices/me/telemetry", "-u", token, "-m", json);
-        Assert.True(exitCode == 0, output);
-    }
 
-    /// <summary>The n values of a device's telemetry events, in the order they arrived (the platform's own points left out).</summary>
-    private static List<int> Numbers(IReadOnlyList<ReceivedEvent> events, string deviceName)
-    {
-        var numbers = new List<int>();
-        foreach (var e in events)
-        {
-            if (e.Body["deviceName"]?.GetValue<string>() == deviceName && e.Body["data"] is JsonArray data)
-            {
-                foreach (var entry in data)
-                {
-                    if (entry?["values"]?["n"] is { } n)
-                    {
-                        numbers.Add(n.GetValue<int>());
-                    }
-                }
-            }
-        }
 
-        return numbers;
-    }
-
-    /// <summary>Asks the API until <paramref name="condition"/> holds (each ask is a round trip; no sleeps), for at most 30 s.</summary>
-    private static async Task<JsonNode> EventuallyAsync(PlatformApi api, string path, Func<JsonNode, bool> condition)
-    {
-        var clock = Stopwatch.StartNew();
-        while (true)
-        {
-            var node = await api.GetAsync(path);
-            if (condition(node))
-            {
-                return node;
-            }
-
-            Assert.True(clock.Elapsed < TimeSpan.FromSeconds(30), $"{path} did not come to the expected state: {node.ToJsonString()}");
-        }
-    }
 }

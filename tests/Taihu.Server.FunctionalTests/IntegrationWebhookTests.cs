@@ -15,7 +15,6 @@ namespace Taihu.Server.FunctionalTests;
 public sealed class IntegrationWebhookTests(PlatformFixture fixture) : IClassFixture<PlatformFixture>
 {
     private const string Secret = "webhook-secret-1";
-    private static readonly long BaseTs = 1_760_000_000_000;
 
     private ServerProcess Server => fixture.Server;
 
@@ -32,10 +31,10 @@ public sealed class IntegrationWebhookTests(PlatformFixture fixture) : IClassFix
         {
             for (var n = 0; n < 5; n++)
             {
-                await PublishAsync(token, n);
+                await NumberedTelemetry.PublishAsync(Server, token, n);
             }
 
-            await log.WaitAsync(events => Numbers(events, name).Distinct().Count() == 5);
+            await log.WaitAsync(events => NumberedTelemetry.Numbers(events, name).Distinct().Count() == 5);
             var first = log.Snapshot().Where(e => e.Body["deviceName"]!.GetValue<string>() == name).ToList();
             Assert.All(first, e => Assert.True(e.SignatureValid, "The X-Taihu-Signature header does not match the body."));
             Assert.All(first, e => Assert.Equal("application/json", e.ContentType));
@@ -45,7 +44,7 @@ public sealed class IntegrationWebhookTests(PlatformFixture fixture) : IClassFix
             Assert.Equal(deviceId.ToString(), sample["deviceId"]!.GetValue<string>());
             Assert.Equal(fixture.TenantId.ToString(), sample["tenantId"]!.GetValue<string>());
             Assert.True(Guid.TryParse(sample["id"]!.GetValue<string>(), out _));
-            Assert.Equal([0, 1, 2, 3, 4], FirstSeenOrder(Numbers(log.Snapshot(), name)));
+            Assert.Equal([0, 1, 2, 3, 4], FirstSeenOrder(NumberedTelemetry.Numbers(log.Snapshot(), name)));
 
             // The receiver goes down: its port now accepts connections and closes them at once (what a crashed
             // receiver behind a proxy looks like), so the test sees the server's failed attempts.
@@ -54,7 +53,7 @@ public sealed class IntegrationWebhookTests(PlatformFixture fixture) : IClassFix
             down.Start();
             for (var n = 5; n < 10; n++)
             {
-                await PublishAsync(token, n);
+                await NumberedTelemetry.PublishAsync(Server, token, n);
             }
 
             using (var refused = await down.AcceptTcpClientAsync().WaitAsync(TimeSpan.FromSeconds(30)))
@@ -62,20 +61,20 @@ public sealed class IntegrationWebhookTests(PlatformFixture fixture) : IClassFix
                 refused.Client.Close();
             }
 
-            var failed = await EventuallyAsync($"/api/integration/{integration}/stats", s => s["failed"]!.GetValue<long>() > 0 && s["outboxSize"]!.GetValue<long>() > 0);
+            var failed = await fixture.Admin.EventuallyAsync($"/api/integration/{integration}/stats", s => s["failed"]!.GetValue<long>() > 0 && s["outboxSize"]!.GetValue<long>() > 0);
             Assert.True(failed["lagMs"]!.GetValue<long>() >= 0);
             down.Stop();
 
             // Back on the same port: every event arrives, in order; duplicates are allowed (at least once) and counted.
             receiver = await WebhookReceiver.StartAsync(Secret, port, log);
-            await log.WaitAsync(events => Numbers(events, name).Distinct().Count() == 10);
-            var numbers = Numbers(log.Snapshot(), name);
+            await log.WaitAsync(events => NumberedTelemetry.Numbers(events, name).Distinct().Count() == 10);
+            var numbers = NumberedTelemetry.Numbers(log.Snapshot(), name);
             Assert.Equal(Enumerable.Range(0, 10), FirstSeenOrder(numbers));
             Assert.All(log.Snapshot(), e => Assert.True(e.SignatureValid));
             var ids = log.Snapshot().Select(e => e.Body["id"]!.GetValue<string>()).ToList();
             Console.WriteLine($"Webhook after a stop: {numbers.Count} points received for 10 sent, {ids.Count - ids.Distinct().Count()} duplicate POSTs.");
 
-            var stats = await EventuallyAsync($"/api/integration/{integration}/stats", s => s["outboxSize"]!.GetValue<long>() == 0);
+            var stats = await fixture.Admin.EventuallyAsync($"/api/integration/{integration}/stats", s => s["outboxSize"]!.GetValue<long>() == 0);
             Assert.Equal(0, stats["retrying"]!.GetValue<long>());
             Assert.Equal(0, stats["dead"]!.GetValue<long>());
             Assert.True(stats["sent"]!.GetValue<long>() >= 2);
@@ -97,10 +96,10 @@ public sealed class IntegrationWebhookTests(PlatformFixture fixture) : IClassFix
         var name = "valve-" + Guid.NewGuid().ToString("N")[..8];
         var (_, token) = await fixture.Admin.CreateDeviceAsync(name);
         var integration = await CreateWebhookAsync(receiver.Url);
-        await PublishAsync(token, 42);
-        await log.WaitAsync(events => Numbers(events, name).Contains(42));
+        await NumberedTelemetry.PublishAsync(Server, token, 42);
+        await log.WaitAsync(events => NumberedTelemetry.Numbers(events, name).Contains(42));
 
-        var dead = await EventuallyAsync($"/api/integration/{integration}/deadLetters?pageSize=10&page=0", p => p["totalElements"]!.GetValue<long>() == 1);
+        var dead = await fixture.Admin.EventuallyAsync($"/api/integration/{integration}/deadLetters?pageSize=10&page=0", p => p["totalElements"]!.GetValue<long>() == 1);
         var letter = dead["data"]![0]!;
         Assert.Equal(400, letter["lastStatus"]!.GetValue<int>());
         Assert.Equal(1, letter["attempts"]!.GetValue<int>());
@@ -113,7 +112,7 @@ public sealed class IntegrationWebhookTests(PlatformFixture fixture) : IClassFix
         var replayed = await fixture.Admin.PostAsync($"/api/integration/{integration}/deadLetters/{letter["id"]!.GetValue<string>()}/replay", new { });
         Assert.Equal(1, replayed["replayed"]!.GetValue<int>());
         await log.WaitAsync(events => events.Count(e => e.Body["id"]!.GetValue<string>() == eventId) == 2);
-        await EventuallyAsync($"/api/integration/{integration}/stats", s => s["outboxSize"]!.GetValue<long>() == 0 && s["dead"]!.GetValue<long>() == 0);
+        await fixture.Admin.EventuallyAsync($"/api/integration/{integration}/stats", s => s["outboxSize"]!.GetValue<long>() == 0 && s["dead"]!.GetValue<long>() == 0);
         Assert.Equal(0, (await fixture.Admin.GetAsync($"/api/integration/{integration}/deadLetters"))["totalElements"]!.GetValue<long>());
         await PlatformApi.ExpectProblemAsync(await fixture.Admin.SendAsync(HttpMethod.Post, $"/api/integration/{integration}/deadLetters/{Guid.NewGuid()}/replay"), HttpStatusCode.NotFound);
 
@@ -177,51 +176,8 @@ public sealed class IntegrationWebhookTests(PlatformFixture fixture) : IClassFix
         return created["id"]!["id"]!.GetValue<string>();
     }
 
-    private async Task PublishAsync(string token, int n)
-    {
-        var json = $"{{\"ts\":{(BaseTs + n).ToString(CultureInfo.InvariantCulture)},\"values\":{{\"n\":{n.ToString(CultureInfo.InvariantCulture)}}}}}";
-        var (exitCode, output) = await MosquittoClient.PublishAsync("-h", "127.0.0.1", "-p", Server.TcpPort.ToString(CultureInfo.InvariantCulture), "-q", "1",
-            "-t", "v1/devices/me/telemetry", "-u", token, "-m", json);
-        Assert.True(exitCode == 0, output);
-    }
 
-    /// <summary>The n values of a device's telemetry events, in the order they arrived.</summary>
-    private static List<int> Numbers(IReadOnlyList<ReceivedEvent> events, string deviceName)
-    {
-        var numbers = new List<int>();
-        foreach (var e in events)
-        {
-            if (e.Body["deviceName"]?.GetValue<string>() == deviceName && e.Body["data"] is JsonArray data)
-            {
-                foreach (var entry in data)
-                {
-                    // The platform's own points (the connectivity key "active") come too; only n is the test's.
-                    if (entry?["values"]?["n"] is { } n)
-                    {
-                        numbers.Add(n.GetValue<int>());
-                    }
-                }
-            }
-        }
-
-        return numbers;
-    }
 
     private static List<int> FirstSeenOrder(List<int> numbers) => [.. numbers.Distinct()];
 
-    /// <summary>Asks the API until <paramref name="condition"/> holds (each ask is a round trip; no sleeps), for at most 30 s.</summary>
-    private async Task<JsonNode> EventuallyAsync(string path, Func<JsonNode, bool> condition)
-    {
-        var clock = Stopwatch.StartNew();
-        while (true)
-        {
-            var node = await fixture.Admin.GetAsync(path);
-            if (condition(node))
-            {
-                return node;
-            }
-
-            Assert.True(clock.Elapsed < TimeSpan.FromSeconds(30), $"{path} did not come to the expected state: {node.ToJsonString()}");
-        }
-    }
 }

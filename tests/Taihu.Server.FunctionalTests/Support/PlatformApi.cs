@@ -119,6 +119,22 @@ public sealed class PlatformApi : IDisposable
         return await ExpectAsync(response, HttpStatusCode.OK);
     }
 
+    /// <summary>Asks <paramref name="path"/> until <paramref name="condition"/> holds (each ask is a round trip; no sleeps), for at most 30 s.</summary>
+    public async Task<JsonNode> EventuallyAsync(string path, Func<JsonNode, bool> condition)
+    {
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        while (true)
+        {
+            var node = await GetAsync(path);
+            if (condition(node))
+            {
+                return node;
+            }
+
+            Xunit.Assert.True(clock.Elapsed < TimeSpan.FromSeconds(30), $"{path} did not come to the expected state: {node.ToJsonString()}");
+        }
+    }
+
     public async Task<JsonNode> PostAsync(string path, object body)
     {
         var response = await SendAsync(HttpMethod.Post, path, body);

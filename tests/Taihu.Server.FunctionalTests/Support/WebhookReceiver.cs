@@ -128,3 +128,42 @@ public sealed class ReceiverLog
         return done.Task.WaitAsync(TimeSpan.FromSeconds(30));
     }
 }
+
+/// <summary>Telemetry numbered for the integration tests: point n at <see cref="BaseTs"/> + n, and the numbers read back from events.</summary>
+public static class NumberedTelemetry
+{
+    public static readonly long BaseTs = 1_760_000_000_000;
+
+    /// <summary>Publishes <c>{"ts": BaseTs + n, "values": {"n": n}}</c> with <c>mosquitto_pub -q 1</c>.</summary>
+    public static async Task PublishAsync(ServerProcess server, string token, int n)
+    {
+        ArgumentNullException.ThrowIfNull(server);
+        var json = $"{{\"ts\":{(BaseTs + n).ToString(System.Globalization.CultureInfo.InvariantCulture)},\"values\":{{\"n\":{n.ToString(System.Globalization.CultureInfo.InvariantCulture)}}}}}";
+        var (exitCode, output) = await MosquittoClient.PublishAsync("-h", "127.0.0.1", "-p", server.TcpPort.ToString(System.Globalization.CultureInfo.InvariantCulture), "-q", "1",
+            "-t", "v1/devices/me/telemetry", "-u", token, "-m", json);
+        Xunit.Assert.True(exitCode == 0, output);
+    }
+
+    /// <summary>The n values of a device's telemetry events, in the order they arrived.</summary>
+    public static List<int> Numbers(IReadOnlyList<ReceivedEvent> events, string deviceName)
+    {
+        ArgumentNullException.ThrowIfNull(events);
+        var numbers = new List<int>();
+        foreach (var e in events)
+        {
+            if (e.Body["deviceName"]?.GetValue<string>() == deviceName && e.Body["data"] is JsonArray data)
+            {
+                foreach (var entry in data)
+                {
+                    // The platform's own points (the connectivity key "active") come too; only n is the test's.
+                    if (entry?["values"]?["n"] is { } n)
+                    {
+                        numbers.Add(n.GetValue<int>());
+                    }
+                }
+            }
+        }
+
+        return numbers;
+    }
+}
