@@ -45,6 +45,8 @@ if (latest) {
       row.cells[2].textContent = time(point.ts);
     }
     status.textContent = points.length === 0 ? latest.dataset.empty : '';
+    // The chart (chart.js) appends what is new.
+    document.dispatchEvent(new CustomEvent('taihu:latest', { detail: points }));
   };
   const poll = async () => {
     if (document.visibilityState === 'visible') {

@@ -69,9 +69,26 @@ public sealed class ConsoleFixture : IAsyncLifetime
     /// <summary>Writes a screenshot to docs/images when TAIHU_SCREENSHOTS=1 (so that CI never rewrites them).</summary>
     public static async Task ScreenshotAsync(IPage page, string name)
     {
+        if (ScreenshotPath(name) is { } path)
+        {
+            await page.ScreenshotAsync(new PageScreenshotOptions { Path = path, Type = ScreenshotType.Png });
+        }
+    }
+
+    /// <summary>A screenshot of one part of a page (a chart below the fold), as <see cref="ScreenshotAsync(IPage, string)"/>.</summary>
+    public static async Task ScreenshotAsync(ILocator part, string name)
+    {
+        if (ScreenshotPath(name) is { } path)
+        {
+            await part.ScreenshotAsync(new LocatorScreenshotOptions { Path = path, Type = ScreenshotType.Png });
+        }
+    }
+
+    private static string? ScreenshotPath(string name)
+    {
         if (Environment.GetEnvironmentVariable("TAIHU_SCREENSHOTS") != "1")
         {
-            return;
+            return null;
         }
 
         var directory = new DirectoryInfo(AppContext.BaseDirectory);
@@ -87,7 +104,7 @@ public sealed class ConsoleFixture : IAsyncLifetime
 
         var images = Path.Combine(directory.FullName, "docs", "images");
         Directory.CreateDirectory(images);
-        await page.ScreenshotAsync(new PageScreenshotOptions { Path = Path.Combine(images, name + ".png"), Type = ScreenshotType.Png });
+        return Path.Combine(images, name + ".png");
     }
 
     public async Task DisposeAsync()
