@@ -66,3 +66,29 @@ if (latest) {
   };
   setTimeout(poll, 1000);
 }
+
+// Live sections of a page rendered on the server (alarms): the page is fetched again every two seconds while
+// visible, and each section whose markup changed is replaced with the new one. Nothing else on the page moves.
+const liveSections = document.querySelectorAll('[data-live-section]');
+if (liveSections.length > 0) {
+  // Each render carries a new antiforgery token; a section whose only change is that is left alone.
+  const markup = element => element.innerHTML.replace(/<input[^>]*__RequestVerificationToken[^>]*>/g, '');
+  const refresh = async () => {
+    if (document.visibilityState === 'visible') {
+      try {
+        const response = await fetch(location.href, { headers: { Accept: 'text/html' } });
+        if (response.ok && !response.redirected) {
+          const fresh = new DOMParser().parseFromString(await response.text(), 'text/html');
+          for (const section of liveSections) {
+            const next = fresh.querySelector(`[data-live-section="${CSS.escape(section.dataset.liveSection)}"]`);
+            if (next && markup(next) !== markup(section)) section.innerHTML = next.innerHTML;
+          }
+        }
+      } catch {
+        // The next round tries again; the section keeps what it showed.
+      }
+    }
+    setTimeout(refresh, 2000);
+  };
+  setTimeout(refresh, 2000);
+}
