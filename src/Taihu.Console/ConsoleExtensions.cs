@@ -1,8 +1,10 @@
+using System.Globalization;
 using System.Security.Claims;
 using Microsoft.AspNetCore.Authentication;
 using Microsoft.AspNetCore.Authentication.Cookies;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Localization;
 using Microsoft.AspNetCore.Mvc;
 using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.DependencyInjection;
@@ -27,6 +29,15 @@ public static class ConsoleExtensions
         services.AddRazorComponents();
         services.AddMudServices();
         services.AddLocalization();
+        services.Configure<RequestLocalizationOptions>(options =>
+        {
+            var cultures = ConsoleLanguages.Cultures();
+            options.DefaultRequestCulture = new RequestCulture(cultures[0]);
+            options.SupportedCultures = cultures;
+            options.SupportedUICultures = cultures;
+            // The choice made with the language switch (a cookie), else the browser's Accept-Language.
+            options.RequestCultureProviders = [new CookieRequestCultureProvider(), new AcceptLanguageHeaderRequestCultureProvider()];
+        });
         services.AddCascadingAuthenticationState();
         services.AddAuthorization();
         services.AddAuthentication(ConsoleSession.Scheme).AddCookie(ConsoleSession.Scheme, options =>
@@ -48,6 +59,8 @@ public static class ConsoleExtensions
     public static WebApplication MapTaihuConsole(this WebApplication app)
     {
         ArgumentNullException.ThrowIfNull(app);
+        // The console's pages speak the user's language; the API and the device endpoints stay culture-free.
+        app.UseWhen(context => !context.Request.Path.StartsWithSegments("/api"), branch => branch.UseRequestLocalization());
         app.UseAuthentication();
         app.UseAuthorization();
         app.UseAntiforgery();
@@ -58,6 +71,22 @@ public static class ConsoleExtensions
         {
             await context.SignOutAsync(ConsoleSession.Scheme);
             return Results.LocalRedirect("/login");
+        }).ExcludeFromDescription();
+
+        // The language switch: remembered in a cookie for a year, then back to the page it was clicked on.
+        app.MapGet("/console/language", (HttpContext context, string? culture, string? returnUrl) =>
+        {
+            if (ConsoleLanguages.Cultures().FirstOrDefault(c => c.Name == culture) is { } chosen)
+            {
+                context.Response.Cookies.Append(CookieRequestCultureProvider.DefaultCookieName,
+                    CookieRequestCultureProvider.MakeCookieValue(new RequestCulture(chosen)),
+                    new CookieOptions { Expires = DateTimeOffset.UtcNow.AddYears(1), HttpOnly = true, SameSite = SameSiteMode.Lax, IsEssential = true });
+            }
+
+            // Only a path of this site: never an open redirect.
+            var local = returnUrl is { Length: > 0 } && returnUrl[0] == '/' && !returnUrl.StartsWith("//", StringComparison.Ordinal)
+                && !returnUrl.StartsWith("/\\", StringComparison.Ordinal);
+            return Results.LocalRedirect(local ? returnUrl! : "/");
         }).ExcludeFromDescription();
 
         // The device page polls this for its latest values: the numbers stay off any Blazor circuit.
@@ -79,6 +108,34 @@ public static class ConsoleExtensions
             }
         }).ExcludeFromDescription();
         return app;
+    }
+}
+
+/// <summary>The console's languages: English, and Simplified Chinese where the runtime has ICU.</summary>
+public static class ConsoleLanguages
+{
+    public const string English = "en";
+    public const string Chinese = "zh-CN";
+
+    /// <summary>
+    /// English first (the default). Both need the culture data of ICU (libicu); a process running with invariant
+    /// globalization (a test host) can create neither, and then the console speaks English with invariant formats.
+    /// </summary>
+    public static IList<CultureInfo> Cultures()
+    {
+        var cultures = new List<CultureInfo>(2);
+        foreach (var name in (ReadOnlySpan<string>)[English, Chinese])
+        {
+            try
+            {
+                cultures.Add(CultureInfo.GetCultureInfo(name, predefinedOnly: true));
+            }
+            catch (CultureNotFoundException)
+            {
+            }
+        }
+
+        return cultures.Count > 0 ? cultures : [CultureInfo.InvariantCulture];
     }
 }
 

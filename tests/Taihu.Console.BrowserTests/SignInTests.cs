@@ -19,7 +19,7 @@ public sealed class SignInTests(ConsoleFixture fixture)
         await page.GetByLabel("Password").FillAsync(ConsoleFixture.AdminPassword);
         await page.GetByRole(AriaRole.Button, new() { Name = "Sign in" }).ClickAsync();
         await Expect(page).ToHaveURLAsync(new System.Text.RegularExpressions.Regex("/devices$"));
-        await Expect(page.GetByTestId("current-user")).ToContainTextAsync(fixture.AdminEmail + " (TENANT_ADMIN)");
+        await Expect(page.GetByTestId("current-user")).ToContainTextAsync(fixture.AdminEmail + " (Tenant administrator)");
         await Expect(page.GetByRole(AriaRole.Link, new() { Name = "Device profiles" })).ToBeVisibleAsync();
         await Expect(page.GetByRole(AriaRole.Link, new() { Name = "Tenants" })).ToHaveCountAsync(0);
 
