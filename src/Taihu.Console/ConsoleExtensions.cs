@@ -29,6 +29,7 @@ public static class ConsoleExtensions
         services.AddRazorComponents();
         services.AddMudServices();
         services.AddLocalization();
+        services.AddScoped<HomeStats>();
         services.Configure<RequestLocalizationOptions>(options =>
         {
             var cultures = ConsoleLanguages.Cultures();
@@ -87,6 +88,24 @@ public static class ConsoleExtensions
             var local = returnUrl is { Length: > 0 } && returnUrl[0] == '/' && !returnUrl.StartsWith("//", StringComparison.Ordinal)
                 && !returnUrl.StartsWith("/\\", StringComparison.Ordinal);
             return Results.LocalRedirect(local ? returnUrl! : "/");
+        }).ExcludeFromDescription();
+
+        // The Home page polls this for its live figures.
+        app.MapGet("/console/home/stats", async (HttpContext context, HomeStats stats, CancellationToken ct) =>
+        {
+            if (ConsoleSession.CallerOf(context.User) is not { } caller)
+            {
+                return Results.Problem(statusCode: 401, detail: "Your session has ended; sign in again.");
+            }
+
+            try
+            {
+                return Results.Ok(await stats.ReadAsync(caller, ct));
+            }
+            catch (PlatformException e)
+            {
+                return Results.Problem(statusCode: e.Status, detail: e.Message);
+            }
         }).ExcludeFromDescription();
 
         // The device page polls this for its latest values: the numbers stay off any Blazor circuit.

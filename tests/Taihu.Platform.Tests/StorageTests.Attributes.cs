@@ -29,6 +29,24 @@ public abstract partial class StorageTests
     }
 
     [Fact]
+    public async Task ActiveDevices_AreCountedPerTenant_FromTheServerAttributeActive()
+    {
+        var (tenant, profile, online) = await NewTenantWithDeviceAsync();
+        var offline = await NewDeviceAsync(tenant.Id, profile.Id);
+        await NewDeviceAsync(tenant.Id, profile.Id);
+        var (otherTenant, _, elsewhere) = await NewTenantWithDeviceAsync();
+        await Attributes.SaveAsync(online.Seq, AttributeScope.Server, [new AttributeEntry("active", T0, KvValue.Of(true))]);
+        await Attributes.SaveAsync(offline.Seq, AttributeScope.Server, [new AttributeEntry("active", T0, KvValue.Of(false))]);
+        await Attributes.SaveAsync(elsewhere.Seq, AttributeScope.Server, [new AttributeEntry("active", T0, KvValue.Of(true))]);
+        // Only the server scope counts: a device's own attribute of that name is not its connectivity.
+        await Attributes.SaveAsync(offline.Seq, AttributeScope.Client, [new AttributeEntry("active", T0, KvValue.Of(true))]);
+
+        Assert.Equal(1, await Attributes.CountActiveDevicesAsync(tenant.Id));
+        Assert.Equal(1, await Attributes.CountActiveDevicesAsync(otherTenant.Id));
+        Assert.Equal(0, await Attributes.CountActiveDevicesAsync(Guid.NewGuid()));
+    }
+
+    [Fact]
     public async Task Attributes_AreSortedByOrdinalKey_WhateverTheDatabaseCollation()
     {
         var (_, _, device) = await NewTenantWithDeviceAsync();

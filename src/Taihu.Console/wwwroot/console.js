@@ -92,3 +92,45 @@ if (liveSections.length > 0) {
   };
   setTimeout(refresh, 2000);
 }
+
+// Home: the figures, polled every two seconds while visible. Totals marked data-rate are shown as their change
+// per second since the previous poll.
+const homeStats = document.getElementById('home-stats');
+if (homeStats) {
+  const status = document.getElementById('home-status');
+  const number = new Intl.NumberFormat(document.documentElement.lang || undefined, { maximumFractionDigits: 1 });
+  let previous = null;
+  const poll = async () => {
+    if (document.visibilityState === 'visible') {
+      try {
+        const response = await fetch(homeStats.dataset.source, { headers: { Accept: 'application/json' } });
+        if (response.ok) {
+          const stats = await response.json();
+          const now = performance.now();
+          for (const element of homeStats.querySelectorAll('[data-stat]')) {
+            const value = stats[element.dataset.stat];
+            if (value === undefined) continue;
+            if (element.dataset.rate) {
+              if (previous && now > previous.at) {
+                const rate = Math.max(0, value - previous.stats[element.dataset.stat]) * 1000 / (now - previous.at);
+                element.textContent = number.format(rate);
+              }
+              element.dataset.total = String(value);
+            } else {
+              element.textContent = number.format(value);
+            }
+          }
+          previous = { at: now, stats };
+          status.textContent = '';
+        } else {
+          const problem = await response.json().catch(() => null);
+          status.textContent = (problem && problem.detail) || homeStats.dataset.error;
+        }
+      } catch {
+        status.textContent = homeStats.dataset.error;
+      }
+    }
+    setTimeout(poll, 2000);
+  };
+  poll();
+}

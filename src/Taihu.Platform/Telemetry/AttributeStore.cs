@@ -29,6 +29,9 @@ public interface IAttributeStore
     Task<IReadOnlyList<AttributeEntry>> GetAsync(long deviceSeq, AttributeScope scope, IReadOnlyCollection<string>? keys, CancellationToken cancellationToken = default);
 
     Task<int> DeleteAsync(long deviceSeq, AttributeScope scope, IReadOnlyCollection<string> keys, CancellationToken cancellationToken = default);
+
+    /// <summary>How many devices of the tenant have the server attribute <c>active</c> set to true (connectivity).</summary>
+    Task<long> CountActiveDevicesAsync(Guid tenantId, CancellationToken cancellationToken = default);
 }
 
 /// <summary>
@@ -124,6 +127,19 @@ public sealed class SqlAttributeStore(PlatformDatabase database, LiveFeed? feed 
         }
 
         feed?.AttributesCommitted(changes);
+    }
+
+    public async Task<long> CountActiveDevicesAsync(Guid tenantId, CancellationToken cancellationToken = default)
+    {
+        await using var connection = await database.OpenAsync(cancellationToken);
+        using var command = connection.CreateCommand();
+        command.CommandText = """
+            SELECT COUNT(*) FROM attributes a JOIN devices d ON d.seq = a.device_seq
+            WHERE d.tenant_id = @tenant AND a.scope = 'SERVER_SCOPE' AND a.key = 'active' AND a.bool_v = @yes
+            """;
+        command.AddParameter("tenant", tenantId.ToString());
+        command.AddParameter("yes", true);
+        return Convert.ToInt64(await command.ExecuteScalarAsync(cancellationToken), System.Globalization.CultureInfo.InvariantCulture);
     }
 
     public async Task<IReadOnlyList<AttributeEntry>> GetAsync(long deviceSeq, AttributeScope scope, IReadOnlyCollection<string>? keys, CancellationToken cancellationToken = default)

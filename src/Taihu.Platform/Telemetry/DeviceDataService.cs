@@ -244,6 +244,10 @@ public sealed class DeviceDataService(
         messaging.SharedAttributesChanged(device, nameForGateway, entries);
     }
 
+    /// <summary>How many of the caller's tenant's devices are active (online) now.</summary>
+    public Task<long> CountActiveDevicesAsync(Caller caller, CancellationToken cancellationToken = default) =>
+        attributes.CountActiveDevicesAsync(caller.RequireTenant(), cancellationToken);
+
     private async Task<Device> DeviceOf(Caller caller, Guid deviceId, CancellationToken cancellationToken) =>
         await devices.GetDeviceAsync(caller.RequireTenant(), deviceId, cancellationToken) ?? throw PlatformException.NotFound("The device");
 }
