@@ -36,6 +36,11 @@ public sealed class HomeTests(ConsoleFixture fixture)
         await Expect(page.GetByTestId("stat-alarmsMAJOR")).ToHaveTextAsync("1");
         await Expect(page.GetByTestId("stat-alarmsCRITICAL")).ToHaveTextAsync("0");
         await ConsoleFixture.ScreenshotAsync(page, "console-home");
+
+        // The device list agrees (its connectivity is read for the whole page at once).
+        await page.GotoAsync("/devices");
+        await Expect(page.GetByRole(Microsoft.Playwright.AriaRole.Row).Filter(new() { HasText = "Counter 1" })).ToContainTextAsync("Online");
+        await Expect(page.GetByRole(Microsoft.Playwright.AriaRole.Row).Filter(new() { HasText = "Counter 2" })).ToContainTextAsync("Offline");
         await page.Context.CloseAsync();
 
         // The system administrator sees the broker: the device's connection, and points stored as they come.

@@ -47,6 +47,27 @@ public abstract partial class StorageTests
     }
 
     [Fact]
+    public async Task Attributes_OfManyDevices_AreReadInOneCall_ByDevice_OnlyTheKeysAsked()
+    {
+        var (tenant, profile, first) = await NewTenantWithDeviceAsync();
+        var second = await NewDeviceAsync(tenant.Id, profile.Id);
+        var silent = await NewDeviceAsync(tenant.Id, profile.Id);
+        var other = await NewDeviceAsync(tenant.Id, profile.Id);
+        await Attributes.SaveAsync(first.Seq, AttributeScope.Server,
+            [new AttributeEntry("lastActivityTime", T0, KvValue.Of(T0)), new AttributeEntry("active", T0, KvValue.Of(true)), new AttributeEntry("room", T0, KvValue.Of("B"))]);
+        await Attributes.SaveAsync(second.Seq, AttributeScope.Server, [new AttributeEntry("active", T0 + 1, KvValue.Of(false))]);
+        await Attributes.SaveAsync(second.Seq, AttributeScope.Client, [new AttributeEntry("active", T0, KvValue.Of(true))]);
+        await Attributes.SaveAsync(other.Seq, AttributeScope.Server, [new AttributeEntry("active", T0, KvValue.Of(true))]);
+
+        var found = await Attributes.GetManyAsync([first.Seq, second.Seq, silent.Seq], AttributeScope.Server, ["active", "lastActivityTime"]);
+
+        Assert.Equal([first.Seq, second.Seq], found.Keys.Order());
+        Assert.Equal([new AttributeEntry("active", T0, KvValue.Of(true)), new AttributeEntry("lastActivityTime", T0, KvValue.Of(T0))], found[first.Seq]);
+        Assert.Equal([new AttributeEntry("active", T0 + 1, KvValue.Of(false))], found[second.Seq]);
+        Assert.Empty(await Attributes.GetManyAsync([], AttributeScope.Server, null));
+    }
+
+    [Fact]
     public async Task Attributes_AreSortedByOrdinalKey_WhateverTheDatabaseCollation()
     {
         var (_, _, device) = await NewTenantWithDeviceAsync();
