@@ -74,6 +74,11 @@ public static class ConsoleExtensions
             return Results.LocalRedirect("/login");
         }).ExcludeFromDescription();
 
+        // ThingsBoard's activation link (GET /api/user/{id}/activationLink) opened in a browser: the console's page
+        // where the new user sets a password. The token goes along; the API's POST on the same path is unchanged.
+        app.MapGet("/api/noauth/activate", (string? activateToken) =>
+            Results.Redirect("/activate?activateToken=" + Uri.EscapeDataString(activateToken ?? ""))).ExcludeFromDescription();
+
         // The language switch: remembered in a cookie for a year, then back to the page it was clicked on.
         app.MapGet("/console/language", (HttpContext context, string? culture, string? returnUrl) =>
         {
