@@ -134,3 +134,10 @@ if (homeStats) {
   };
   poll();
 }
+
+// Forms that delete ask first: data-confirm holds the question.
+for (const form of document.querySelectorAll('form[data-confirm]')) {
+  form.addEventListener('submit', event => {
+    if (!window.confirm(form.dataset.confirm)) event.preventDefault();
+  });
+}
