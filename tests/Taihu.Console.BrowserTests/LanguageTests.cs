@@ -10,8 +10,10 @@ public sealed class LanguageTests(ConsoleFixture fixture)
     [Fact]
     public async Task Language_switch_shows_the_console_in_Chinese_and_back_in_English_and_is_remembered()
     {
-        var (id, _) = await fixture.Admin.CreateDeviceAsync("Pump " + Guid.NewGuid().ToString("N")[..8]);
-        var page = await fixture.NewPageAsync();
+        var name = "Pump " + Guid.NewGuid().ToString("N")[..8];
+        var (id, _) = await fixture.Admin.CreateDeviceAsync(name);
+        // Wuxi's operators: Chinese, and China's time zone.
+        var page = await fixture.NewPageAsync("Asia/Shanghai");
 
         // The sign-in page has the switch too.
         await page.GotoAsync("/login");
@@ -29,6 +31,13 @@ public sealed class LanguageTests(ConsoleFixture fixture)
         await Expect(page.GetByText("最新数据")).ToBeVisibleAsync();
         await Expect(page.GetByText("共享属性（下发给设备）")).ToBeVisibleAsync();
         await Expect(page.GetByRole(AriaRole.Button, new() { Name = "删除设备" })).ToBeVisibleAsync();
+        // Times in the browser's time zone and the page's language, not the server's UTC.
+        await page.GotoAsync("/devices?search=" + Uri.EscapeDataString(name));
+        var created = page.Locator("tbody time").Last;
+        await Expect(created).ToHaveTextAsync(new System.Text.RegularExpressions.Regex("年"));
+        var expected = await created.EvaluateAsync<string>(
+            "t => new Intl.DateTimeFormat('zh-CN', { dateStyle: 'medium', timeStyle: 'medium', timeZone: 'Asia/Shanghai' }).format(new Date(t.getAttribute('datetime')))");
+        await Expect(created).ToHaveTextAsync(expected);
         await page.GotoAsync("/alarms");
         await Expect(page.GetByTestId("no-alarms").Or(page.GetByTestId("alarm-table"))).Not.ToHaveCountAsync(0);
         await Expect(page.GetByRole(AriaRole.Button, new() { Name = "筛选" })).ToBeVisibleAsync();

@@ -1,6 +1,17 @@
 // The console's small scripts. Pages are rendered on the server; live numbers are fetched here and written into
 // the DOM, so high-rate data never goes through a Blazor circuit.
 
+// Times: the server writes UTC; the browser shows them in its own time zone, in the page's language.
+const timeFormat = new Intl.DateTimeFormat(document.documentElement.lang || undefined, { dateStyle: 'medium', timeStyle: 'medium' });
+const localTime = ms => timeFormat.format(new Date(ms));
+const localizeTimes = root => {
+  for (const element of root.querySelectorAll('time[data-local]')) {
+    const ms = Date.parse(element.getAttribute('datetime'));
+    if (!Number.isNaN(ms)) element.textContent = localTime(ms);
+  }
+};
+localizeTimes(document);
+
 // Copy buttons: data-copy names the element whose text is copied.
 for (const button of document.querySelectorAll('button[data-copy]')) {
   button.addEventListener('click', async () => {
@@ -29,7 +40,7 @@ const latest = document.getElementById('latest');
 if (latest) {
   const status = document.getElementById('latest-status');
   const body = latest.tBodies[0];
-  const time = ts => new Date(ts).toISOString().replace('T', ' ').replace(/\.\d+Z$/, ' UTC');
+  const time = localTime;
   const render = points => {
     for (const point of points) {
       let row = body.querySelector(`tr[data-key="${CSS.escape(point.key)}"]`);
@@ -71,8 +82,11 @@ if (latest) {
 // visible, and each section whose markup changed is replaced with the new one. Nothing else on the page moves.
 const liveSections = document.querySelectorAll('[data-live-section]');
 if (liveSections.length > 0) {
-  // Each render carries a new antiforgery token; a section whose only change is that is left alone.
-  const markup = element => element.innerHTML.replace(/<input[^>]*__RequestVerificationToken[^>]*>/g, '');
+  // Each render carries a new antiforgery token, and times here are shown in local time while the server writes
+  // UTC: neither is a change (the instant is compared through the datetime attribute).
+  const markup = element => element.innerHTML
+    .replace(/<input[^>]*__RequestVerificationToken[^>]*>/g, '')
+    .replace(/(<time[^>]*>)[^<]*(<\/time>)/g, '$1$2');
   const refresh = async () => {
     if (document.visibilityState === 'visible') {
       try {
@@ -81,7 +95,10 @@ if (liveSections.length > 0) {
           const fresh = new DOMParser().parseFromString(await response.text(), 'text/html');
           for (const section of liveSections) {
             const next = fresh.querySelector(`[data-live-section="${CSS.escape(section.dataset.liveSection)}"]`);
-            if (next && markup(next) !== markup(section)) section.innerHTML = next.innerHTML;
+            if (next && markup(next) !== markup(section)) {
+              section.innerHTML = next.innerHTML;
+              localizeTimes(section);
+            }
           }
         }
       } catch {

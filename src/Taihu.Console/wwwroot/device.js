@@ -42,7 +42,7 @@
         table.nextElementSibling?.classList.contains('taihu-live-status') && table.nextElementSibling.remove();
       }
       row.cells[1].textContent = display(value);
-      row.cells[2].textContent = new Date().toISOString().replace('T', ' ').replace(/\.\d+Z$/, ' UTC');
+      row.cells[2].textContent = new Intl.DateTimeFormat(document.documentElement.lang || undefined, { dateStyle: 'medium', timeStyle: 'medium' }).format(new Date());
       status.textContent = shared.dataset.textSaved;
     });
   }

@@ -37,13 +37,14 @@ public sealed class ConsoleFixture : IAsyncLifetime
         });
     }
 
-    /// <summary>A fresh browser context (its own cookies) with a page on the server.</summary>
-    public async Task<IPage> NewPageAsync()
+    /// <summary>A fresh browser context (its own cookies) with a page on the server, in the given time zone (IANA) if any.</summary>
+    public async Task<IPage> NewPageAsync(string? timezoneId = null)
     {
         var context = await Browser.NewContextAsync(new BrowserNewContextOptions
         {
             BaseURL = Server.HttpBaseAddress.ToString(),
             ViewportSize = new ViewportSize { Width = 1280, Height = 800 },
+            TimezoneId = timezoneId,
         });
         return await context.NewPageAsync();
     }
