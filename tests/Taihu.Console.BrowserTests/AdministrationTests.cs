@@ -61,8 +61,7 @@ public sealed class AdministrationTests(ConsoleFixture fixture)
     {
         var name = "Audited " + Guid.NewGuid().ToString("N")[..8];
         await fixture.Admin.CreateDeviceAsync(name);
-        var page = await fixture.NewPageAsync();
-        await ConsoleFixture.SignInAsync(page, fixture.AdminEmail, ConsoleFixture.AdminPassword);
+        var page = await fixture.NewAdminPageAsync();
         await page.GotoAsync("/audit?search=" + Uri.EscapeDataString(name));
         var rows = page.GetByTestId("audit-table").Locator("tbody tr");
         await Expect(rows).ToHaveCountAsync(1);

@@ -30,8 +30,7 @@ public sealed class AlarmTests(ConsoleFixture fixture)
         var id = device["id"]!["id"]!.GetValue<string>();
         var token = (await fixture.Admin.GetAsync($"/api/device/{id}/credentials"))["credentialsId"]!.GetValue<string>();
 
-        var page = await fixture.NewPageAsync();
-        await ConsoleFixture.SignInAsync(page, fixture.AdminEmail, ConsoleFixture.AdminPassword);
+        var page = await fixture.NewAdminPageAsync();
         await page.GotoAsync($"/devices/{id}");
         var section = page.GetByTestId("device-alarms");
         await Expect(section.GetByTestId("no-alarms")).ToBeVisibleAsync();

@@ -13,8 +13,7 @@ public sealed class ChartTests(ConsoleFixture fixture)
     public async Task Published_values_are_drawn_live_on_the_chart_which_zooms_and_aggregates()
     {
         var (id, token) = await fixture.Admin.CreateDeviceAsync("Chart " + Guid.NewGuid().ToString("N")[..8]);
-        var page = await fixture.NewPageAsync();
-        await ConsoleFixture.SignInAsync(page, fixture.AdminEmail, ConsoleFixture.AdminPassword);
+        var page = await fixture.NewAdminPageAsync();
         await page.GotoAsync($"/devices/{id}");
         await Expect(page.GetByTestId("chart-status")).ToHaveTextAsync("Choose a key to chart.");
 

@@ -18,9 +18,9 @@ public sealed class ClientTests(ConsoleFixture fixture)
         await device.SubscribeAsync("v1/devices/me/attributes");
         await device.SubscribeAsync("v1/devices/me/rpc/request/+");
 
-        var page = await fixture.NewPageAsync();
+        var page = await fixture.NewAdminPageAsync();
         page.Dialog += (_, dialog) => dialog.AcceptAsync();
-        await ConsoleFixture.SignInAsync(page, fixture.AdminEmail, ConsoleFixture.AdminPassword);
+        await page.GotoAsync("/");
         await page.GetByRole(AriaRole.Link, new() { Name = "MQTT clients" }).ClickAsync();
         var row = page.Locator($"tr[data-client='{clientId}']");
         await Expect(row).ToContainTextAsync("5.0");

@@ -19,8 +19,7 @@ public sealed class DeviceActionTests(ConsoleFixture fixture)
         await using var device = await DeviceClient.ConnectAsync(fixture.Server, token);
         await device.SubscribeAsync("v1/devices/me/attributes");
 
-        var page = await fixture.NewPageAsync();
-        await ConsoleFixture.SignInAsync(page, fixture.AdminEmail, ConsoleFixture.AdminPassword);
+        var page = await fixture.NewAdminPageAsync();
         await page.GotoAsync($"/devices/{id}");
         await Expect(page.GetByTestId("attribute-SERVER_SCOPE-room")).ToHaveTextAsync("B-204");
 
@@ -49,8 +48,7 @@ public sealed class DeviceActionTests(ConsoleFixture fixture)
         await using var device = await DeviceClient.ConnectAsync(fixture.Server, token);
         await device.SubscribeAsync("v1/devices/me/rpc/request/+");
 
-        var page = await fixture.NewPageAsync();
-        await ConsoleFixture.SignInAsync(page, fixture.AdminEmail, ConsoleFixture.AdminPassword);
+        var page = await fixture.NewAdminPageAsync();
         await page.GotoAsync($"/devices/{id}");
         var form = page.GetByTestId("rpc-form");
 

@@ -86,8 +86,7 @@ public sealed class DeviceTests(ConsoleFixture fixture)
         var (id, _) = await fixture.Admin.CreateDeviceAsync("To edit " + suffix);
         await fixture.Admin.CreateDeviceAsync("Taken " + suffix);
         var profile = await fixture.Admin.PostAsync("/api/deviceProfile", new { name = "Pumps " + suffix });
-        var page = await fixture.NewPageAsync();
-        await ConsoleFixture.SignInAsync(page, fixture.AdminEmail, ConsoleFixture.AdminPassword);
+        var page = await fixture.NewAdminPageAsync();
         await page.GotoAsync($"/devices/{id}");
 
         await page.GetByText("Edit the device").ClickAsync();
@@ -116,8 +115,7 @@ public sealed class DeviceTests(ConsoleFixture fixture)
     public async Task Device_is_deleted_from_its_page()
     {
         var (id, _) = await fixture.Admin.CreateDeviceAsync("To delete " + Guid.NewGuid().ToString("N")[..8]);
-        var page = await fixture.NewPageAsync();
-        await ConsoleFixture.SignInAsync(page, fixture.AdminEmail, ConsoleFixture.AdminPassword);
+        var page = await fixture.NewAdminPageAsync();
         await page.GotoAsync($"/devices/{id}");
         await page.GetByRole(AriaRole.Button, new() { Name = "Delete device" }).ClickAsync();
         await Expect(page).ToHaveURLAsync(new System.Text.RegularExpressions.Regex("/devices$"));

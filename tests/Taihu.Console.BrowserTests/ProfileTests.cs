@@ -13,8 +13,7 @@ public sealed class ProfileTests(ConsoleFixture fixture)
     public async Task Profile_gets_a_rule_from_the_form_refuses_bad_json_at_the_field_and_the_rule_raises_an_alarm()
     {
         var suffix = Guid.NewGuid().ToString("N")[..8];
-        var page = await fixture.NewPageAsync();
-        await ConsoleFixture.SignInAsync(page, fixture.AdminEmail, ConsoleFixture.AdminPassword);
+        var page = await fixture.NewAdminPageAsync();
         await page.GotoAsync("/device-profiles");
         await page.GetByPlaceholder("Profile name").FillAsync("Boilers " + suffix);
         await page.GetByRole(AriaRole.Button, new() { Name = "Create profile" }).ClickAsync();
