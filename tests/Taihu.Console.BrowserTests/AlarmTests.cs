@@ -44,6 +44,10 @@ public sealed class AlarmTests(ConsoleFixture fixture)
         await Expect(row).ToContainTextAsync("Critical");
         await Expect(row).ToContainTextAsync("Temperature is 55");
 
+        await row.GetByRole(AriaRole.Button, new() { Name = "Assign to me" }).ClickAsync();
+        await Expect(row.GetByTestId("alarm-assignee")).ToHaveTextAsync(fixture.AdminEmail);
+        await row.GetByRole(AriaRole.Button, new() { Name = "Unassign" }).ClickAsync();
+        await Expect(row.GetByTestId("alarm-assignee")).ToHaveTextAsync("");
         await row.GetByRole(AriaRole.Button, new() { Name = "Acknowledge" }).ClickAsync();
         await Expect(row.GetByTestId("alarm-status")).ToHaveTextAsync("Active, acknowledged");
         await Expect(row.GetByRole(AriaRole.Button, new() { Name = "Acknowledge" })).ToHaveCountAsync(0);
