@@ -64,6 +64,24 @@ internal sealed class ConnectionRegistry(BrokerOptions options, BrokerMetrics me
         return null;
     }
 
+    /// <summary>A snapshot of the connected clients of one namespace, for operators (a walk over every connection).</summary>
+    public List<ConnectedClient> List(string ns)
+    {
+        var clients = new List<ConnectedClient>();
+        foreach (var (_, channel) in _channels)
+        {
+            if (channel.IsConnected && channel.Identity.Namespace == ns && channel.ClientId is { } clientId)
+            {
+                var session = channel.Session;
+                clients.Add(new ConnectedClient(clientId, channel.Identity.UserName, channel.Version, channel.RemoteEndPoint?.ToString(),
+                    session?.SubscriptionFilters() ?? [], session?.QueuedCount ?? 0, session?.InflightCount ?? 0));
+            }
+        }
+
+        clients.Sort(static (a, b) => string.CompareOrdinal(a.ClientId, b.ClientId));
+        return clients;
+    }
+
     /// <summary>Closes every connected client whose identity matches, with its will; returns how many.</summary>
     public int Disconnect(Func<ClientIdentity, bool> match, ReasonCode code, string? reason)
     {

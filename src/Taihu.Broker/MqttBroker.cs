@@ -168,6 +168,21 @@ public sealed partial class MqttBroker : IMqttServerPublisher, IMqttClientDiscon
     /// <inheritdoc />
     public int Disconnect(Func<ClientIdentity, bool> match, ReasonCode code, string? reason) => _connections.Disconnect(match, code, reason);
 
+    /// <summary>The clients connected in namespace <paramref name="ns"/> now, sorted by client id (the console's Clients page).</summary>
+    public IReadOnlyList<ConnectedClient> ListClients(string ns) => _connections.List(ns);
+
+    /// <summary>Closes the connection of client <paramref name="clientId"/> in namespace <paramref name="ns"/>, with its will; false when none is connected.</summary>
+    public bool DisconnectClient(string ns, string clientId, ReasonCode code, string? reason)
+    {
+        if (_connections.Find(ns, clientId) is not { } channel)
+        {
+            return false;
+        }
+
+        channel.Close(code, reason, publishWill: true);
+        return true;
+    }
+
     /// <inheritdoc />
     public void Publish(string ns, PublishPacket packet) => Publish(ns, packet, listener: null);
 

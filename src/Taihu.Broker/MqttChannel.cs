@@ -144,6 +144,9 @@ public sealed partial class MqttChannel : ISessionOutput
     public ClientIdentity Identity => _identity;
     public bool IsConnected => _state == State.Connected;
 
+    /// <summary>The session this connection serves, once CONNECT is accepted.</summary>
+    internal MqttSession? Session => _session;
+
     /// <summary>Connects the channel to the transport that sends what it queues and reads what it handles.</summary>
     public void AttachTransport(IChannelTransport transport) => _transport = transport;
 

@@ -1,8 +1,10 @@
+using System.Globalization;
 using System.Security.Claims;
 using Microsoft.AspNetCore.Authentication;
 using Microsoft.AspNetCore.Authentication.Cookies;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Localization;
 using Microsoft.AspNetCore.Mvc;
 using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.DependencyInjection;
@@ -27,6 +29,16 @@ public static class ConsoleExtensions
         services.AddRazorComponents();
         services.AddMudServices();
         services.AddLocalization();
+        services.AddScoped<HomeStats>();
+        services.Configure<RequestLocalizationOptions>(options =>
+        {
+            var cultures = ConsoleLanguages.Cultures();
+            options.DefaultRequestCulture = new RequestCulture(cultures[0]);
+            options.SupportedCultures = cultures;
+            options.SupportedUICultures = cultures;
+            // The choice made with the language switch (a cookie), else the browser's Accept-Language.
+            options.RequestCultureProviders = [new CookieRequestCultureProvider(), new AcceptLanguageHeaderRequestCultureProvider()];
+        });
         services.AddCascadingAuthenticationState();
         services.AddAuthorization();
         services.AddAuthentication(ConsoleSession.Scheme).AddCookie(ConsoleSession.Scheme, options =>
@@ -48,6 +60,8 @@ public static class ConsoleExtensions
     public static WebApplication MapTaihuConsole(this WebApplication app)
     {
         ArgumentNullException.ThrowIfNull(app);
+        // The console's pages speak the user's language; the API and the device endpoints stay culture-free.
+        app.UseWhen(context => !context.Request.Path.StartsWithSegments("/api"), branch => branch.UseRequestLocalization());
         app.UseAuthentication();
         app.UseAuthorization();
         app.UseAntiforgery();
@@ -58,6 +72,45 @@ public static class ConsoleExtensions
         {
             await context.SignOutAsync(ConsoleSession.Scheme);
             return Results.LocalRedirect("/login");
+        }).ExcludeFromDescription();
+
+        // ThingsBoard's activation link (GET /api/user/{id}/activationLink) opened in a browser: the console's page
+        // where the new user sets a password. The token goes along; the API's POST on the same path is unchanged.
+        app.MapGet("/api/noauth/activate", (string? activateToken) =>
+            Results.Redirect("/activate?activateToken=" + Uri.EscapeDataString(activateToken ?? ""))).ExcludeFromDescription();
+
+        // The language switch: remembered in a cookie for a year, then back to the page it was clicked on.
+        app.MapGet("/console/language", (HttpContext context, string? culture, string? returnUrl) =>
+        {
+            if (ConsoleLanguages.Cultures().FirstOrDefault(c => c.Name == culture) is { } chosen)
+            {
+                context.Response.Cookies.Append(CookieRequestCultureProvider.DefaultCookieName,
+                    CookieRequestCultureProvider.MakeCookieValue(new RequestCulture(chosen)),
+                    new CookieOptions { Expires = DateTimeOffset.UtcNow.AddYears(1), HttpOnly = true, SameSite = SameSiteMode.Lax, IsEssential = true });
+            }
+
+            // Only a path of this site: never an open redirect.
+            var local = returnUrl is { Length: > 0 } && returnUrl[0] == '/' && !returnUrl.StartsWith("//", StringComparison.Ordinal)
+                && !returnUrl.StartsWith("/\\", StringComparison.Ordinal);
+            return Results.LocalRedirect(local ? returnUrl! : "/");
+        }).ExcludeFromDescription();
+
+        // The Home page polls this for its live figures.
+        app.MapGet("/console/home/stats", async (HttpContext context, HomeStats stats, CancellationToken ct) =>
+        {
+            if (ConsoleSession.CallerOf(context.User) is not { } caller)
+            {
+                return Results.Problem(statusCode: 401, detail: "Your session has ended; sign in again.");
+            }
+
+            try
+            {
+                return Results.Ok(await stats.ReadAsync(caller, ct));
+            }
+            catch (PlatformException e)
+            {
+                return Results.Problem(statusCode: e.Status, detail: e.Message);
+            }
         }).ExcludeFromDescription();
 
         // The device page polls this for its latest values: the numbers stay off any Blazor circuit.
@@ -79,6 +132,34 @@ public static class ConsoleExtensions
             }
         }).ExcludeFromDescription();
         return app;
+    }
+}
+
+/// <summary>The console's languages: English, and Simplified Chinese where the runtime has ICU.</summary>
+public static class ConsoleLanguages
+{
+    public const string English = "en";
+    public const string Chinese = "zh-CN";
+
+    /// <summary>
+    /// English first (the default). Both need the culture data of ICU (libicu); a process running with invariant
+    /// globalization (a test host) can create neither, and then the console speaks English with invariant formats.
+    /// </summary>
+    public static IList<CultureInfo> Cultures()
+    {
+        var cultures = new List<CultureInfo>(2);
+        foreach (var name in (ReadOnlySpan<string>)[English, Chinese])
+        {
+            try
+            {
+                cultures.Add(CultureInfo.GetCultureInfo(name, predefinedOnly: true));
+            }
+            catch (CultureNotFoundException)
+            {
+            }
+        }
+
+        return cultures.Count > 0 ? cultures : [CultureInfo.InvariantCulture];
     }
 }
 

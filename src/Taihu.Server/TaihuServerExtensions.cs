@@ -1,6 +1,7 @@
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
 using OpenTelemetry.Metrics;
+using Scalar.AspNetCore;
 using Taihu.Broker;
 using Taihu.Broker.Hosting;
 using Taihu.Platform;
@@ -125,6 +126,9 @@ public static partial class TaihuServerExtensions
         app.UseRequestBodyLimits();
         app.MapMqttWebSockets();
         app.MapOpenApi("/openapi/{documentName}.json");
+        // The OpenAPI document browsable under the console (/console/api/v1), Scalar's page and script served
+        // from its package; its web fonts would come from fonts.scalar.com, so the browser's own are used.
+        app.MapScalarApiReference("/console/api", options => options.DefaultFonts = false);
         app.MapAuthApi();
         app.MapTenantApi();
         app.MapBrokerUserApi();

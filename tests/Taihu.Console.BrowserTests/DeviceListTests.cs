@@ -16,8 +16,7 @@ public sealed class DeviceListTests(ConsoleFixture fixture)
             await fixture.Admin.CreateDeviceAsync(prefix + i.ToString("00", System.Globalization.CultureInfo.InvariantCulture));
         }
 
-        var page = await fixture.NewPageAsync();
-        await ConsoleFixture.SignInAsync(page, fixture.AdminEmail, ConsoleFixture.AdminPassword);
+        var page = await fixture.NewAdminPageAsync();
         await page.GotoAsync("/devices");
         await page.GetByRole(AriaRole.Searchbox).FillAsync(prefix);
         await page.GetByRole(AriaRole.Button, new() { Name = "Search" }).ClickAsync();

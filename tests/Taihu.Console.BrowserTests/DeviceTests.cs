@@ -80,11 +80,42 @@ public sealed class DeviceTests(ConsoleFixture fixture)
     }
 
     [Fact]
+    public async Task Device_is_edited_from_its_page_and_a_refused_edit_shows_the_server_message()
+    {
+        var suffix = Guid.NewGuid().ToString("N")[..8];
+        var (id, _) = await fixture.Admin.CreateDeviceAsync("To edit " + suffix);
+        await fixture.Admin.CreateDeviceAsync("Taken " + suffix);
+        var profile = await fixture.Admin.PostAsync("/api/deviceProfile", new { name = "Pumps " + suffix });
+        var page = await fixture.NewAdminPageAsync();
+        await page.GotoAsync($"/devices/{id}");
+
+        await page.GetByText("Edit the device").ClickAsync();
+        var form = page.GetByTestId("edit-device");
+        await form.GetByLabel("Name").FillAsync("Pump " + suffix);
+        await form.GetByLabel("Type").FillAsync("pump");
+        await form.GetByLabel("Label").FillAsync("Basement");
+        await form.GetByLabel("Profile").SelectOptionAsync(new SelectOptionValue { Label = "Pumps " + suffix });
+        await form.GetByRole(AriaRole.Button, new() { Name = "Save" }).ClickAsync();
+        await Expect(page.GetByTestId("device-name")).ToHaveTextAsync("Pump " + suffix);
+        await Expect(page.GetByTestId("device-summary")).ToHaveTextAsync($"Type: pump · Label: Basement · Profile: Pumps {suffix}");
+        var device = await fixture.Admin.GetAsync($"/api/device/{id}");
+        Assert.Equal(("Pump " + suffix, "pump", "Basement"), (device["name"]!.GetValue<string>(), device["type"]!.GetValue<string>(), device["label"]!.GetValue<string>()));
+        Assert.Equal(profile["id"]!["id"]!.GetValue<string>(), device["deviceProfileId"]!["id"]!.GetValue<string>());
+
+        // Another device's name: the platform refuses, and says why on the page.
+        await page.GetByText("Edit the device").ClickAsync();
+        await form.GetByLabel("Name").FillAsync("Taken " + suffix);
+        await form.GetByRole(AriaRole.Button, new() { Name = "Save" }).ClickAsync();
+        await Expect(page.GetByRole(AriaRole.Alert)).ToContainTextAsync("Taken " + suffix);
+        await Expect(page.GetByTestId("device-name")).ToHaveTextAsync("Pump " + suffix);
+        await page.Context.CloseAsync();
+    }
+
+    [Fact]
     public async Task Device_is_deleted_from_its_page()
     {
         var (id, _) = await fixture.Admin.CreateDeviceAsync("To delete " + Guid.NewGuid().ToString("N")[..8]);
-        var page = await fixture.NewPageAsync();
-        await ConsoleFixture.SignInAsync(page, fixture.AdminEmail, ConsoleFixture.AdminPassword);
+        var page = await fixture.NewAdminPageAsync();
         await page.GotoAsync($"/devices/{id}");
         await page.GetByRole(AriaRole.Button, new() { Name = "Delete device" }).ClickAsync();
         await Expect(page).ToHaveURLAsync(new System.Text.RegularExpressions.Regex("/devices$"));

@@ -29,6 +29,45 @@ public abstract partial class StorageTests
     }
 
     [Fact]
+    public async Task ActiveDevices_AreCountedPerTenant_FromTheServerAttributeActive()
+    {
+        var (tenant, profile, online) = await NewTenantWithDeviceAsync();
+        var offline = await NewDeviceAsync(tenant.Id, profile.Id);
+        await NewDeviceAsync(tenant.Id, profile.Id);
+        var (otherTenant, _, elsewhere) = await NewTenantWithDeviceAsync();
+        await Attributes.SaveAsync(online.Seq, AttributeScope.Server, [new AttributeEntry("active", T0, KvValue.Of(true))]);
+        await Attributes.SaveAsync(offline.Seq, AttributeScope.Server, [new AttributeEntry("active", T0, KvValue.Of(false))]);
+        await Attributes.SaveAsync(elsewhere.Seq, AttributeScope.Server, [new AttributeEntry("active", T0, KvValue.Of(true))]);
+        // Only the server scope counts: a device's own attribute of that name is not its connectivity.
+        await Attributes.SaveAsync(offline.Seq, AttributeScope.Client, [new AttributeEntry("active", T0, KvValue.Of(true))]);
+
+        Assert.Equal(1, await Attributes.CountActiveDevicesAsync(tenant.Id));
+        Assert.Equal(1, await Attributes.CountActiveDevicesAsync(otherTenant.Id));
+        Assert.Equal(0, await Attributes.CountActiveDevicesAsync(Guid.NewGuid()));
+    }
+
+    [Fact]
+    public async Task Attributes_OfManyDevices_AreReadInOneCall_ByDevice_OnlyTheKeysAsked()
+    {
+        var (tenant, profile, first) = await NewTenantWithDeviceAsync();
+        var second = await NewDeviceAsync(tenant.Id, profile.Id);
+        var silent = await NewDeviceAsync(tenant.Id, profile.Id);
+        var other = await NewDeviceAsync(tenant.Id, profile.Id);
+        await Attributes.SaveAsync(first.Seq, AttributeScope.Server,
+            [new AttributeEntry("lastActivityTime", T0, KvValue.Of(T0)), new AttributeEntry("active", T0, KvValue.Of(true)), new AttributeEntry("room", T0, KvValue.Of("B"))]);
+        await Attributes.SaveAsync(second.Seq, AttributeScope.Server, [new AttributeEntry("active", T0 + 1, KvValue.Of(false))]);
+        await Attributes.SaveAsync(second.Seq, AttributeScope.Client, [new AttributeEntry("active", T0, KvValue.Of(true))]);
+        await Attributes.SaveAsync(other.Seq, AttributeScope.Server, [new AttributeEntry("active", T0, KvValue.Of(true))]);
+
+        var found = await Attributes.GetManyAsync([first.Seq, second.Seq, silent.Seq], AttributeScope.Server, ["active", "lastActivityTime"]);
+
+        Assert.Equal([first.Seq, second.Seq], found.Keys.Order());
+        Assert.Equal([new AttributeEntry("active", T0, KvValue.Of(true)), new AttributeEntry("lastActivityTime", T0, KvValue.Of(T0))], found[first.Seq]);
+        Assert.Equal([new AttributeEntry("active", T0 + 1, KvValue.Of(false))], found[second.Seq]);
+        Assert.Empty(await Attributes.GetManyAsync([], AttributeScope.Server, null));
+    }
+
+    [Fact]
     public async Task Attributes_AreSortedByOrdinalKey_WhateverTheDatabaseCollation()
     {
         var (_, _, device) = await NewTenantWithDeviceAsync();

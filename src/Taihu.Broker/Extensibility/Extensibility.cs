@@ -175,6 +175,10 @@ public interface IMqttServerPublisher
     int Publish(string ns, PublishPacket packet, IDeliveryListener? listener);
 }
 
+/// <summary>A connected client as operators see it: who, which protocol, from where, what it subscribes to, what waits for it.</summary>
+public sealed record ConnectedClient(string ClientId, string? UserName, Taihu.Mqtt.ProtocolVersion Version, string? RemoteAddress,
+    IReadOnlyList<string> Subscriptions, int Queued, int Inflight);
+
 /// <summary>Closes connections from the server side (a device whose credentials changed, a deleted tenant or user).</summary>
 public interface IMqttClientDisconnector
 {

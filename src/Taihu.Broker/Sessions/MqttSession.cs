@@ -128,6 +128,23 @@ public sealed class MqttSession
         }
     }
 
+    /// <summary>The session's subscription filters (as the client sent them, shared ones with their $share prefix), sorted.</summary>
+    public string[] SubscriptionFilters()
+    {
+        lock (_gate)
+        {
+            if (_subscriptions is not { Count: > 0 } subscriptions)
+            {
+                return [];
+            }
+
+            var filters = new string[subscriptions.Count];
+            subscriptions.Keys.CopyTo(filters, 0);
+            Array.Sort(filters, StringComparer.Ordinal);
+            return filters;
+        }
+    }
+
     public int QueuedCount
     {
         get

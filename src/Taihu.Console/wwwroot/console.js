@@ -1,6 +1,17 @@
 // The console's small scripts. Pages are rendered on the server; live numbers are fetched here and written into
 // the DOM, so high-rate data never goes through a Blazor circuit.
 
+// Times: the server writes UTC; the browser shows them in its own time zone, in the page's language.
+const timeFormat = new Intl.DateTimeFormat(document.documentElement.lang || undefined, { dateStyle: 'medium', timeStyle: 'medium' });
+const localTime = ms => timeFormat.format(new Date(ms));
+const localizeTimes = root => {
+  for (const element of root.querySelectorAll('time[data-local]')) {
+    const ms = Date.parse(element.getAttribute('datetime'));
+    if (!Number.isNaN(ms)) element.textContent = localTime(ms);
+  }
+};
+localizeTimes(document);
+
 // Copy buttons: data-copy names the element whose text is copied.
 for (const button of document.querySelectorAll('button[data-copy]')) {
   button.addEventListener('click', async () => {
@@ -29,7 +40,7 @@ const latest = document.getElementById('latest');
 if (latest) {
   const status = document.getElementById('latest-status');
   const body = latest.tBodies[0];
-  const time = ts => new Date(ts).toISOString().replace('T', ' ').replace(/\.\d+Z$/, ' UTC');
+  const time = localTime;
   const render = points => {
     for (const point of points) {
       let row = body.querySelector(`tr[data-key="${CSS.escape(point.key)}"]`);
@@ -45,6 +56,8 @@ if (latest) {
       row.cells[2].textContent = time(point.ts);
     }
     status.textContent = points.length === 0 ? latest.dataset.empty : '';
+    // The chart (chart.js) appends what is new.
+    document.dispatchEvent(new CustomEvent('taihu:latest', { detail: points }));
   };
   const poll = async () => {
     if (document.visibilityState === 'visible') {
@@ -63,4 +76,85 @@ if (latest) {
     setTimeout(poll, 1000);
   };
   setTimeout(poll, 1000);
+}
+
+// Live sections of a page rendered on the server (alarms): the page is fetched again every two seconds while
+// visible, and each section whose markup changed is replaced with the new one. Nothing else on the page moves.
+const liveSections = document.querySelectorAll('[data-live-section]');
+if (liveSections.length > 0) {
+  // Each render carries a new antiforgery token, and times here are shown in local time while the server writes
+  // UTC: neither is a change (the instant is compared through the datetime attribute).
+  const markup = element => element.innerHTML
+    .replace(/<input[^>]*__RequestVerificationToken[^>]*>/g, '')
+    .replace(/(<time[^>]*>)[^<]*(<\/time>)/g, '$1$2');
+  const refresh = async () => {
+    if (document.visibilityState === 'visible') {
+      try {
+        const response = await fetch(location.href, { headers: { Accept: 'text/html' } });
+        if (response.ok && !response.redirected) {
+          const fresh = new DOMParser().parseFromString(await response.text(), 'text/html');
+          for (const section of liveSections) {
+            const next = fresh.querySelector(`[data-live-section="${CSS.escape(section.dataset.liveSection)}"]`);
+            if (next && markup(next) !== markup(section)) {
+              section.innerHTML = next.innerHTML;
+              localizeTimes(section);
+            }
+          }
+        }
+      } catch {
+        // The next round tries again; the section keeps what it showed.
+      }
+    }
+    setTimeout(refresh, 2000);
+  };
+  setTimeout(refresh, 2000);
+}
+
+// Home: the figures, polled every two seconds while visible. Totals marked data-rate are shown as their change
+// per second since the previous poll.
+const homeStats = document.getElementById('home-stats');
+if (homeStats) {
+  const status = document.getElementById('home-status');
+  const number = new Intl.NumberFormat(document.documentElement.lang || undefined, { maximumFractionDigits: 1 });
+  let previous = null;
+  const poll = async () => {
+    if (document.visibilityState === 'visible') {
+      try {
+        const response = await fetch(homeStats.dataset.source, { headers: { Accept: 'application/json' } });
+        if (response.ok) {
+          const stats = await response.json();
+          const now = performance.now();
+          for (const element of homeStats.querySelectorAll('[data-stat]')) {
+            const value = stats[element.dataset.stat];
+            if (value === undefined) continue;
+            if (element.dataset.rate) {
+              if (previous && now > previous.at) {
+                const rate = Math.max(0, value - previous.stats[element.dataset.stat]) * 1000 / (now - previous.at);
+                element.textContent = number.format(rate);
+              }
+              element.dataset.total = String(value);
+            } else {
+              element.textContent = number.format(value);
+            }
+          }
+          previous = { at: now, stats };
+          status.textContent = '';
+        } else {
+          const problem = await response.json().catch(() => null);
+          status.textContent = (problem && problem.detail) || homeStats.dataset.error;
+        }
+      } catch {
+        status.textContent = homeStats.dataset.error;
+      }
+    }
+    setTimeout(poll, 2000);
+  };
+  poll();
+}
+
+// Forms that delete ask first: data-confirm holds the question.
+for (const form of document.querySelectorAll('form[data-confirm]')) {
+  form.addEventListener('submit', event => {
+    if (!window.confirm(form.dataset.confirm)) event.preventDefault();
+  });
 }

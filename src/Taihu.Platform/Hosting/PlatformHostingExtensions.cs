@@ -58,6 +58,7 @@ public static class PlatformHostingExtensions
         services.AddSingleton<BrokerUsers.BrokerUserDirectory>();
         services.AddSingleton<BrokerUsers.ITenantBrokerUserStore, BrokerUsers.SqlTenantBrokerUserStore>();
         services.AddSingleton<BrokerUsers.TenantBrokerUserService>();
+        services.AddSingleton<BrokerUsers.ConnectedClientService>();
         services.AddSingleton<DeviceConnector>();
         services.AddSingleton<IMqttAuthenticator>(sp => sp.GetRequiredService<DeviceConnector>());
         services.AddSingleton<IMqttAuthorizer>(sp => sp.GetRequiredService<DeviceConnector>());

@@ -29,6 +29,16 @@ public interface IAttributeStore
     Task<IReadOnlyList<AttributeEntry>> GetAsync(long deviceSeq, AttributeScope scope, IReadOnlyCollection<string>? keys, CancellationToken cancellationToken = default);
 
     Task<int> DeleteAsync(long deviceSeq, AttributeScope scope, IReadOnlyCollection<string> keys, CancellationToken cancellationToken = default);
+
+    /// <summary>
+    /// The attributes of one scope of many devices in one query (a page of the device list), by device; only
+    /// <paramref name="keys"/> when given. A device without any is absent from the result.
+    /// </summary>
+    Task<Dictionary<long, List<AttributeEntry>>> GetManyAsync(IReadOnlyCollection<long> deviceSeqs, AttributeScope scope, IReadOnlyCollection<string>? keys,
+        CancellationToken cancellationToken = default);
+
+    /// <summary>How many devices of the tenant have the server attribute <c>active</c> set to true (connectivity).</summary>
+    Task<long> CountActiveDevicesAsync(Guid tenantId, CancellationToken cancellationToken = default);
 }
 
 /// <summary>
@@ -124,6 +134,68 @@ public sealed class SqlAttributeStore(PlatformDatabase database, LiveFeed? feed 
         }
 
         feed?.AttributesCommitted(changes);
+    }
+
+    public async Task<Dictionary<long, List<AttributeEntry>>> GetManyAsync(IReadOnlyCollection<long> deviceSeqs, AttributeScope scope, IReadOnlyCollection<string>? keys,
+        CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(deviceSeqs);
+        var result = new Dictionary<long, List<AttributeEntry>>();
+        if (deviceSeqs.Count == 0)
+        {
+            return result;
+        }
+
+        await using var connection = await database.OpenAsync(cancellationToken);
+        using var command = connection.CreateCommand();
+        var names = new System.Text.StringBuilder();
+        var i = 0;
+        foreach (var seq in deviceSeqs)
+        {
+            var name = "d" + i.ToString(System.Globalization.CultureInfo.InvariantCulture);
+            names.Append(i++ == 0 ? "@" : ", @").Append(name);
+            command.AddParameter(name, seq);
+        }
+
+        command.CommandText = $"SELECT device_seq, key, last_update_ts, value_type, bool_v, long_v, dbl_v, str_v FROM attributes WHERE scope = @scope AND device_seq IN ({names})";
+        command.AddParameter("scope", ScopeName(scope));
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            var key = reader.GetString(1);
+            if (keys is not null && !keys.Contains(key))
+            {
+                continue;
+            }
+
+            var seq = reader.GetInt64(0);
+            if (!result.TryGetValue(seq, out var entries))
+            {
+                result[seq] = entries = [];
+            }
+
+            entries.Add(new AttributeEntry(key, reader.GetInt64(2), SqlTelemetryStore.ReadValue(reader, 3)));
+        }
+
+        foreach (var entries in result.Values)
+        {
+            entries.Sort(static (a, b) => string.CompareOrdinal(a.Key, b.Key));
+        }
+
+        return result;
+    }
+
+    public async Task<long> CountActiveDevicesAsync(Guid tenantId, CancellationToken cancellationToken = default)
+    {
+        await using var connection = await database.OpenAsync(cancellationToken);
+        using var command = connection.CreateCommand();
+        command.CommandText = """
+            SELECT COUNT(*) FROM attributes a JOIN devices d ON d.seq = a.device_seq
+            WHERE d.tenant_id = @tenant AND a.scope = 'SERVER_SCOPE' AND a.key = 'active' AND a.bool_v = @yes
+            """;
+        command.AddParameter("tenant", tenantId.ToString());
+        command.AddParameter("yes", true);
+        return Convert.ToInt64(await command.ExecuteScalarAsync(cancellationToken), System.Globalization.CultureInfo.InvariantCulture);
     }
 
     public async Task<IReadOnlyList<AttributeEntry>> GetAsync(long deviceSeq, AttributeScope scope, IReadOnlyCollection<string>? keys, CancellationToken cancellationToken = default)

@@ -244,6 +244,40 @@ public sealed class DeviceDataService(
         messaging.SharedAttributesChanged(device, nameForGateway, entries);
     }
 
+    /// <summary>
+    /// One scope's attributes of several devices the caller has listed (a page of the device list) in one query, by
+    /// device id. Devices of another tenant are refused, as a single read would refuse them.
+    /// </summary>
+    public async Task<Dictionary<Guid, List<AttributeEntry>>> GetAttributesOfAsync(Caller caller, IReadOnlyList<Device> listed, AttributeScope scope, string? keys,
+        CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(listed);
+        var tenant = caller.RequireTenant();
+        var bySeq = new Dictionary<long, Guid>(listed.Count);
+        foreach (var device in listed)
+        {
+            if (device.TenantId != tenant)
+            {
+                throw PlatformException.NotFound("The device");
+            }
+
+            bySeq[device.Seq] = device.Id;
+        }
+
+        var found = await attributes.GetManyAsync(bySeq.Keys, scope, SplitKeys(keys), cancellationToken);
+        var result = new Dictionary<Guid, List<AttributeEntry>>(found.Count);
+        foreach (var (seq, entries) in found)
+        {
+            result[bySeq[seq]] = entries;
+        }
+
+        return result;
+    }
+
+    /// <summary>How many of the caller's tenant's devices are active (online) now.</summary>
+    public Task<long> CountActiveDevicesAsync(Caller caller, CancellationToken cancellationToken = default) =>
+        attributes.CountActiveDevicesAsync(caller.RequireTenant(), cancellationToken);
+
     private async Task<Device> DeviceOf(Caller caller, Guid deviceId, CancellationToken cancellationToken) =>
         await devices.GetDeviceAsync(caller.RequireTenant(), deviceId, cancellationToken) ?? throw PlatformException.NotFound("The device");
 }

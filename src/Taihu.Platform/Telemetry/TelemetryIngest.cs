@@ -85,6 +85,7 @@ public sealed partial class TelemetryIngest : IAsyncDisposable
     private readonly Histogram<int> _batchSize;
     private readonly Histogram<double> _commitLatency;
     private readonly Counter<long> _pointsStored;
+    private long _totalPointsStored;
     private int _depth;
 
     public TelemetryIngest(ITelemetryStore store, IOptions<IngestOptions> options, ILogger<TelemetryIngest> logger, IMeterFactory? meters = null, LiveFeed? feed = null)
@@ -105,6 +106,9 @@ public sealed partial class TelemetryIngest : IAsyncDisposable
         _pointsStored = meter.CreateCounter<long>("taihu.ingest.points", "{point}", "Telemetry points committed.");
         _writer = Task.Run(WriteLoopAsync);
     }
+
+    /// <summary>Telemetry points committed since the process started (the console's Home derives a rate from it).</summary>
+    public long PointsStored => Volatile.Read(ref _totalPointsStored);
 
     /// <summary>Whether acknowledgements wait for the commit.</summary>
     public bool AckAfterCommit => _options.AckAfterCommit;
@@ -193,6 +197,8 @@ public sealed partial class TelemetryIngest : IAsyncDisposable
                 await _store.WriteAsync(_points);
                 _batchSize.Record(_points.Count);
                 _pointsStored.Add(_points.Count);
+                // One writer: a plain add, published for readers on other threads.
+                Volatile.Write(ref _totalPointsStored, _totalPointsStored + _points.Count);
                 _commitLatency.Record(Stopwatch.GetElapsedTime(started).TotalSeconds);
                 // Committed: live subscribers hear of it now, once per batch, before the publishers are acknowledged.
                 _feed?.TelemetryCommitted(_points);

@@ -13,6 +13,7 @@ public sealed class ConsoleFixture : IAsyncLifetime
 
     private ServerProcess? _server;
     private IPlaywright? _playwright;
+    private string? _adminState;
 
     public ServerProcess Server => _server ?? throw new InvalidOperationException("The server has not started.");
 
@@ -37,13 +38,38 @@ public sealed class ConsoleFixture : IAsyncLifetime
         });
     }
 
-    /// <summary>A fresh browser context (its own cookies) with a page on the server.</summary>
-    public async Task<IPage> NewPageAsync()
+    /// <summary>A fresh browser context (its own cookies) with a page on the server, in the given time zone (IANA) if any.</summary>
+    public async Task<IPage> NewPageAsync(string? timezoneId = null)
     {
         var context = await Browser.NewContextAsync(new BrowserNewContextOptions
         {
             BaseURL = Server.HttpBaseAddress.ToString(),
             ViewportSize = new ViewportSize { Width = 1280, Height = 800 },
+            TimezoneId = timezoneId,
+        });
+        return await context.NewPageAsync();
+    }
+
+    /// <summary>
+    /// A fresh browser context already signed in as the fixture's tenant administrator: the session cookie of one
+    /// sign-in through the form, reused (signing in costs a second or two per test on this machine; the tests of
+    /// signing in itself use <see cref="SignInAsync"/>).
+    /// </summary>
+    public async Task<IPage> NewAdminPageAsync()
+    {
+        if (_adminState is null)
+        {
+            var first = await NewPageAsync();
+            await SignInAsync(first, AdminEmail, AdminPassword);
+            _adminState = await first.Context.StorageStateAsync();
+            await first.Context.CloseAsync();
+        }
+
+        var context = await Browser.NewContextAsync(new BrowserNewContextOptions
+        {
+            BaseURL = Server.HttpBaseAddress.ToString(),
+            ViewportSize = new ViewportSize { Width = 1280, Height = 800 },
+            StorageState = _adminState,
         });
         return await context.NewPageAsync();
     }
@@ -69,9 +95,26 @@ public sealed class ConsoleFixture : IAsyncLifetime
     /// <summary>Writes a screenshot to docs/images when TAIHU_SCREENSHOTS=1 (so that CI never rewrites them).</summary>
     public static async Task ScreenshotAsync(IPage page, string name)
     {
+        if (ScreenshotPath(name) is { } path)
+        {
+            await page.ScreenshotAsync(new PageScreenshotOptions { Path = path, Type = ScreenshotType.Png });
+        }
+    }
+
+    /// <summary>A screenshot of one part of a page (a chart below the fold), as <see cref="ScreenshotAsync(IPage, string)"/>.</summary>
+    public static async Task ScreenshotAsync(ILocator part, string name)
+    {
+        if (ScreenshotPath(name) is { } path)
+        {
+            await part.ScreenshotAsync(new LocatorScreenshotOptions { Path = path, Type = ScreenshotType.Png });
+        }
+    }
+
+    private static string? ScreenshotPath(string name)
+    {
         if (Environment.GetEnvironmentVariable("TAIHU_SCREENSHOTS") != "1")
         {
-            return;
+            return null;
         }
 
         var directory = new DirectoryInfo(AppContext.BaseDirectory);
@@ -87,7 +130,7 @@ public sealed class ConsoleFixture : IAsyncLifetime
 
         var images = Path.Combine(directory.FullName, "docs", "images");
         Directory.CreateDirectory(images);
-        await page.ScreenshotAsync(new PageScreenshotOptions { Path = Path.Combine(images, name + ".png"), Type = ScreenshotType.Png });
+        return Path.Combine(images, name + ".png");
     }
 
     public async Task DisposeAsync()

@@ -1,0 +1,54 @@
+using Microsoft.Playwright;
+using Taihu.Console.BrowserTests.Support;
+using static Microsoft.Playwright.Assertions;
+
+namespace Taihu.Console.BrowserTests;
+
+[Collection(ConsoleCollection.Name)]
+public sealed class LanguageTests(ConsoleFixture fixture)
+{
+    [Fact]
+    public async Task Language_switch_shows_the_console_in_Chinese_and_back_in_English_and_is_remembered()
+    {
+        var name = "Pump " + Guid.NewGuid().ToString("N")[..8];
+        var (id, _) = await fixture.Admin.CreateDeviceAsync(name);
+        // Wuxi's operators: Chinese, and China's time zone.
+        var page = await fixture.NewPageAsync("Asia/Shanghai");
+
+        // The sign-in page has the switch too.
+        await page.GotoAsync("/login");
+        await page.GetByTestId("language-switch").GetByRole(AriaRole.Link, new() { Name = "中文" }).ClickAsync();
+        await Expect(page.GetByRole(AriaRole.Button, new() { Name = "登录" })).ToBeVisibleAsync();
+        await page.GetByLabel("电子邮箱").FillAsync(fixture.AdminEmail);
+        await page.GetByLabel("密码").FillAsync(ConsoleFixture.AdminPassword);
+        await page.GetByRole(AriaRole.Button, new() { Name = "登录" }).ClickAsync();
+        await Expect(page.GetByTestId("current-user")).ToContainTextAsync("(租户管理员)");
+        await Expect(page.Locator("html")).ToHaveAttributeAsync("lang", "zh-CN");
+
+        // Remembered from page to page: a device's page in Chinese.
+        await page.GotoAsync($"/devices/{id}");
+        await Expect(page.GetByRole(AriaRole.Link, new() { Name = "设备", Exact = true })).ToBeVisibleAsync();
+        await Expect(page.GetByText("最新数据")).ToBeVisibleAsync();
+        await Expect(page.GetByText("共享属性（下发给设备）")).ToBeVisibleAsync();
+        await Expect(page.GetByRole(AriaRole.Button, new() { Name = "删除设备" })).ToBeVisibleAsync();
+        // Times in the browser's time zone and the page's language, not the server's UTC.
+        await page.GotoAsync("/devices?search=" + Uri.EscapeDataString(name));
+        var created = page.Locator("tbody time").Last;
+        await Expect(created).ToHaveTextAsync(new System.Text.RegularExpressions.Regex("年"));
+        var expected = await created.EvaluateAsync<string>(
+            "t => new Intl.DateTimeFormat('zh-CN', { dateStyle: 'medium', timeStyle: 'medium', timeZone: 'Asia/Shanghai' }).format(new Date(t.getAttribute('datetime')))");
+        await Expect(created).ToHaveTextAsync(expected);
+        await page.GotoAsync("/alarms");
+        await Expect(page.GetByTestId("no-alarms").Or(page.GetByTestId("alarm-table"))).Not.ToHaveCountAsync(0);
+        await Expect(page.GetByRole(AriaRole.Button, new() { Name = "筛选" })).ToBeVisibleAsync();
+        await page.GotoAsync($"/devices/{id}");
+        await ConsoleFixture.ScreenshotAsync(page, "console-chinese");
+
+        // And back to English, on the same page.
+        await page.GetByTestId("language-switch").GetByRole(AriaRole.Link, new() { Name = "English" }).ClickAsync();
+        await Expect(page).ToHaveURLAsync(new System.Text.RegularExpressions.Regex($"/devices/{id}$"));
+        await Expect(page.GetByText("Latest values")).ToBeVisibleAsync();
+        await Expect(page.GetByTestId("current-user")).ToContainTextAsync("(Tenant administrator)");
+        await page.Context.CloseAsync();
+    }
+}
