@@ -68,4 +68,14 @@ public sealed class RateController
         var wait = nextAt - elapsed;
         return wait <= 1e-9 ? TimeSpan.Zero : TimeSpan.FromTicks((long)Math.Round(wait * TimeSpan.TicksPerSecond));
     }
+
+    /// <summary>
+    /// Waits until the next message is due after <paramref name="sent"/> (on the Stopwatch clock this controller
+    /// was started on), at least a millisecond, so that a publisher with nothing due does not spin.
+    /// </summary>
+    public Task WaitForNextAsync(long sent, CancellationToken cancellationToken)
+    {
+        var wait = UntilNext(System.Diagnostics.Stopwatch.GetTimestamp(), sent);
+        return Task.Delay(wait < TimeSpan.FromMilliseconds(1) ? TimeSpan.FromMilliseconds(1) : wait, cancellationToken);
+    }
 }

@@ -153,7 +153,7 @@ public static class ConnectionScenarios
             var due = pacer.Due(Stopwatch.GetTimestamp(), launched);
             if (due == 0)
             {
-                await Task.Delay(pacer.UntilNext(Stopwatch.GetTimestamp(), launched) is var wait && wait > TimeSpan.FromMilliseconds(1) ? wait : TimeSpan.FromMilliseconds(1), cancellationToken);
+                await pacer.WaitForNextAsync(launched, cancellationToken);
                 progress?.Report(new ProgressReport("connecting", Stopwatch.GetElapsedTime(start), TimeSpan.FromSeconds(o.DurationSeconds), launched, Interlocked.Read(ref succeeded), latency.TotalCount == 0 ? 0 : latency.GetValueAtPercentile(99) / 1000.0));
                 continue;
             }

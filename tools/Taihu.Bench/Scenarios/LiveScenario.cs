@@ -208,8 +208,7 @@ public sealed class LiveScenario(BenchOptions o, PlatformTarget p, int keys, str
                     var due = pacer.Due(Stopwatch.GetTimestamp(), sequence);
                     if (due == 0)
                     {
-                        var wait = pacer.UntilNext(Stopwatch.GetTimestamp(), sequence);
-                        await Task.Delay(wait < TimeSpan.FromMilliseconds(1) ? TimeSpan.FromMilliseconds(1) : wait, cancellationToken);
+                        await pacer.WaitForNextAsync(sequence, cancellationToken);
                         continue;
                     }
 

@@ -133,8 +133,7 @@ public sealed class TelemetryScenario(BenchOptions o, TelemetryOptions t, IProgr
                     var due = pacer.Due(now, sequence);
                     if (due == 0)
                     {
-                        var wait = pacer.UntilNext(Stopwatch.GetTimestamp(), sequence);
-                        await Task.Delay(wait < TimeSpan.FromMilliseconds(1) ? TimeSpan.FromMilliseconds(1) : wait, cancellationToken);
+                        await pacer.WaitForNextAsync(sequence, cancellationToken);
                         continue;
                     }
 
