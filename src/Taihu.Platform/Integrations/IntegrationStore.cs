@@ -179,16 +179,7 @@ public sealed class SqlIntegrationStore(PlatformDatabase database)
             WHERE seq IN (SELECT MIN(seq) FROM integration_outbox WHERE integration_id = @i GROUP BY device_id)
             ORDER BY next_attempt, seq LIMIT @limit
             """;
-        command.AddParameter("i", integrationId.ToString());
-        command.AddParameter("limit", limit);
-        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
-        var rows = new List<OutboxRow>();
-        while (await reader.ReadAsync(cancellationToken))
-        {
-            rows.Add(ReadOutbox(reader));
-        }
-
-        return rows;
+        return await ReadOutboxRowsAsync(command, integrationId, limit, cancellationToken);
     }
 
     /// <summary>
@@ -200,6 +191,11 @@ public sealed class SqlIntegrationStore(PlatformDatabase database)
         await using var connection = await database.OpenAsync(cancellationToken);
         using var command = connection.CreateCommand();
         command.CommandText = $"SELECT {OutboxColumns} FROM integration_outbox WHERE integration_id = @i ORDER BY seq LIMIT @limit";
+        return await ReadOutboxRowsAsync(command, integrationId, limit, cancellationToken);
+    }
+
+    private static async Task<IReadOnlyList<OutboxRow>> ReadOutboxRowsAsync(System.Data.Common.DbCommand command, Guid integrationId, int limit, CancellationToken cancellationToken)
+    {
         command.AddParameter("i", integrationId.ToString());
         command.AddParameter("limit", limit);
         await using var reader = await command.ExecuteReaderAsync(cancellationToken);
