@@ -51,12 +51,21 @@ public sealed record DeviceProfile(
     }
 }
 
-/// <summary>The kinds of device credentials, by ThingsBoard's names.</summary>
+/// <summary>The kinds of device credentials, by ThingsBoard's names (and Taihu's own for the Chinese national protocols).</summary>
 public enum CredentialsType
 {
     AccessToken,
     MqttBasic,
     X509Certificate,
+
+    /// <summary>An HJ 212 station: its <c>MN</c> (credentialsId) and the <c>PW</c> its frames carry (credentialsValue, kept hashed).</summary>
+    Hj212,
+
+    /// <summary>
+    /// A JT/T 808 terminal: its phone number (credentialsId, the digits of its BCD number) and the authentication
+    /// code the platform hands out at registration (credentialsValue, shown to administrators as access tokens are).
+    /// </summary>
+    Jt808,
 }
 
 /// <summary>
@@ -69,6 +78,8 @@ public sealed record DeviceCredentials(Guid DeviceId, CredentialsType Type, stri
     {
         CredentialsType.MqttBasic => "MQTT_BASIC",
         CredentialsType.X509Certificate => "X509_CERTIFICATE",
+        CredentialsType.Hj212 => "HJ212",
+        CredentialsType.Jt808 => "JT808",
         _ => "ACCESS_TOKEN",
     };
 
@@ -79,6 +90,8 @@ public sealed record DeviceCredentials(Guid DeviceId, CredentialsType Type, stri
             case null or "ACCESS_TOKEN": type = CredentialsType.AccessToken; return true;
             case "MQTT_BASIC": type = CredentialsType.MqttBasic; return true;
             case "X509_CERTIFICATE": type = CredentialsType.X509Certificate; return true;
+            case "HJ212": type = CredentialsType.Hj212; return true;
+            case "JT808": type = CredentialsType.Jt808; return true;
             default: type = default; return false;
         }
     }

@@ -93,11 +93,15 @@ public sealed class DeviceService(IDeviceStore store, IAuditLog audit, IMqttClie
     }
 
     /// <summary>Creates a device for the platform itself (provisioning, a gateway's child), audited as the device.</summary>
-    public async Task<Device> CreateInternalAsync(Guid tenant, string name, string? type, DeviceProfile profile, Guid? gatewayId, string? accessToken, CancellationToken cancellationToken = default)
+    public Task<Device> CreateInternalAsync(Guid tenant, string name, string? type, DeviceProfile profile, Guid? gatewayId, string? accessToken, CancellationToken cancellationToken = default) =>
+        CreateInternalWithCredentialsAsync(tenant, name, type, profile, gatewayId, new CredentialsDraft(CredentialsType.AccessToken, accessToken, null, null, null, null), cancellationToken);
+
+    /// <summary>Creates a device for the platform itself with the given credentials (a station or terminal provisioned by its profile's key).</summary>
+    public async Task<Device> CreateInternalWithCredentialsAsync(Guid tenant, string name, string? type, DeviceProfile profile, Guid? gatewayId, CredentialsDraft credentials, CancellationToken cancellationToken = default)
     {
         Validate(new DeviceDraft(name, type, null, null, null, false));
         var device = new Device(0, Guid.CreateVersion7(), tenant, name, type ?? profile.Name, null, profile.Id, null, false, gatewayId, time.GetUtcNow().ToUnixTimeMilliseconds());
-        var (stored, lookup, secret) = Prepare(device.Id, new CredentialsDraft(CredentialsType.AccessToken, accessToken, null, null, null, null), _minimumTokenLength);
+        var (stored, lookup, secret) = Prepare(device.Id, credentials, _minimumTokenLength);
         return await store.CreateDeviceAsync(device, stored, lookup, secret, cancellationToken);
     }
 
@@ -291,6 +295,31 @@ public sealed class DeviceService(IDeviceStore store, IAuditLog audit, IMqttClie
                 var hash = string.IsNullOrEmpty(draft.Password) ? null : CredentialHasher.HashPassword(draft.Password);
                 var shown = string.IsNullOrEmpty(draft.UserName) ? draft.ClientId : draft.UserName;
                 return (new DeviceCredentials(deviceId, CredentialsType.MqttBasic, shown, draft.ClientId, draft.UserName, null), lookup, hash);
+            case CredentialsType.Hj212:
+                // credentialsId is the station's MN, credentialsValue its PW (carried as AccessToken and Password).
+                if (!IsValidHj212Code(draft.AccessToken, MaxHj212MnLength) || !IsValidHj212Code(draft.Password, MaxHj212PwLength))
+                {
+                    throw PlatformException.BadRequest($"HJ 212 credentials are the station's MN as credentialsId (1 to {MaxHj212MnLength} characters of printable ASCII, no ';', ',', '=' or '&') "
+                        + $"and its PW as credentialsValue (1 to {MaxHj212PwLength} such characters).");
+                }
+
+                return (new DeviceCredentials(deviceId, CredentialsType.Hj212, draft.AccessToken, null, null, null), Hj212Lookup(draft.AccessToken!), CredentialHasher.HashPassword(draft.Password!));
+            case CredentialsType.Jt808:
+                // credentialsId is the terminal's phone number, credentialsValue the authentication code (generated when absent).
+                var phone = draft.AccessToken;
+                if (phone is null || phone.Length is 0 or > 20 || phone.AsSpan().ContainsAnyExceptInRange('0', '9'))
+                {
+                    throw PlatformException.BadRequest("JT/T 808 credentials are the terminal's phone number as credentialsId (1 to 20 digits, as its BCD number reads), "
+                        + "and optionally the authentication code as credentialsValue.");
+                }
+
+                var code = string.IsNullOrEmpty(draft.Password) ? CredentialHasher.NewAccessToken() : draft.Password;
+                if (code.Length > MaxJt808AuthCodeLength || !IsValidAccessToken(code, 1))
+                {
+                    throw PlatformException.BadRequest($"A JT/T 808 authentication code is 1 to {MaxJt808AuthCodeLength} characters of printable ASCII without spaces or '/'.");
+                }
+
+                return (new DeviceCredentials(deviceId, CredentialsType.Jt808, phone, null, code, null), Jt808Lookup(phone), null);
             default:
                 if (string.IsNullOrWhiteSpace(draft.CertificatePem))
                 {
@@ -341,6 +370,40 @@ public sealed class DeviceService(IDeviceStore store, IAuditLog audit, IMqttClie
     public static string BasicClientLookup(string clientId) => "c:" + clientId;
 
     public static string CertificateLookup(string thumbprint) => "x:" + thumbprint;
+
+    /// <summary>Longest HJ 212 <c>MN</c> (the standard's is 24 characters) and <c>PW</c> (6 in the standard; some stations send more).</summary>
+    public const int MaxHj212MnLength = 24;
+
+    public const int MaxHj212PwLength = 32;
+
+    /// <summary>Longest JT/T 808 authentication code (its length travels in one byte in 2019's 0x0102).</summary>
+    public const int MaxJt808AuthCodeLength = 64;
+
+    public static string Hj212Lookup(string mn) => "h:" + mn;
+
+    /// <summary>
+    /// The lookup of a JT/T 808 phone number: its digits without leading zeros, so that a 2013 terminal's 12 digits
+    /// and the same number sent by a 2019 terminal in 20 digits find the same device.
+    /// </summary>
+    public static string Jt808Lookup(string phoneDigits) => "j:" + phoneDigits.TrimStart('0');
+
+    private static bool IsValidHj212Code(string? value, int maxLength)
+    {
+        if (string.IsNullOrEmpty(value) || value.Length > maxLength)
+        {
+            return false;
+        }
+
+        foreach (var c in value)
+        {
+            if (c is <= ' ' or > '~' or ';' or ',' or '=' or '&')
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
 
     /// <summary>The gateway a device is assigned to: a gateway device of the same tenant, or none.</summary>
     private async Task<Guid?> AssignedGatewayAsync(Caller caller, Guid tenant, Guid? gatewayId, CancellationToken cancellationToken)

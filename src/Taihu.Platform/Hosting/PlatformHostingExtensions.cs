@@ -52,6 +52,7 @@ public static class PlatformHostingExtensions
         services.AddSingleton<Rpc.IRpcStore, Rpc.SqlRpcStore>();
         services.AddSingleton<Rpc.RpcDeviceLink>();
         services.AddSingleton<Rpc.RpcService>();
+        services.AddSingleton<ProtocolDevices>();
         services.AddSingleton<Alarms.IAlarmStore, Alarms.SqlAlarmStore>();
         services.AddSingleton<Alarms.AlarmFeed>();
         services.AddSingleton<Alarms.AlarmService>();

@@ -189,8 +189,13 @@ public sealed partial class DeviceRpcOwner
 
     // ---- what the device does ----
 
-    /// <summary>The device replied to call <paramref name="requestId"/> (<paramref name="replyJson"/> as JSON text).</summary>
-    public Task<RpcReplyResult> ReplyAsync(Device device, int requestId, string replyJson) => AskAsync(async () =>
+    /// <summary>
+    /// The device replied to call <paramref name="requestId"/> (<paramref name="replyJson"/> as JSON text).
+    /// <paramref name="failed"/> is a protocol's explicit refusal (a JT/T 808 general reply with a failure result, an
+    /// HJ 212 execution result that is not success): a persistent call ends <c>FAILED</c> with the reply kept as its
+    /// response; a lightweight call returns the reply to its caller as any other.
+    /// </summary>
+    public Task<RpcReplyResult> ReplyAsync(Device device, int requestId, string replyJson, bool failed = false) => AskAsync(async () =>
     {
         _device = device;
         await EnsureLoadedAsync();
@@ -203,7 +208,7 @@ public sealed partial class DeviceRpcOwner
         if (Find(requestId) is { Call.Status: RpcStatus.Sent or RpcStatus.Delivered } active)
         {
             // A reply also says the command arrived, should its acknowledgement still be on the way.
-            await MoveAsync(active, RpcStatus.Successful, active.Call.OneWay ? null : replyJson);
+            await MoveAsync(active, failed ? RpcStatus.Failed : RpcStatus.Successful, active.Call.OneWay && !failed ? null : replyJson);
             return RpcReplyResult.Accepted;
         }
 

@@ -10,15 +10,33 @@ namespace Taihu.Platform.Rpc;
 public sealed record RpcPollDelivery(byte[] Payload, IDeliveryListener Listener);
 
 /// <summary>
+/// A connection of another protocol (HJ 212, JT/T 808, CoAP) that can carry RPC commands to its device. The
+/// protocol adapter turns the command into its own frame; it tells <paramref name="listener"/> when the device has
+/// the command (by the protocol's acknowledgement, or once written where the protocol has none), and hands the
+/// device's answer to <see cref="RpcService.ReplyAsync"/>.
+/// </summary>
+public interface IDeviceCommandChannel
+{
+    /// <summary>Sends command <paramref name="requestId"/>; false when this connection cannot carry it now (it is closing).</summary>
+    /// <remarks>
+    /// A method the protocol has no frame for is still "sent": the adapter answers it at once with a failed reply
+    /// that names the methods it knows, so the caller learns why instead of waiting for a timeout.
+    /// </remarks>
+    bool TrySend(Device device, int requestId, string method, string paramsJson, IDeliveryListener listener);
+}
+
+/// <summary>
 /// The way from the platform to a device for RPC commands, over whatever the device is reachable by now: its
-/// MQTT connection (subscribed to <c>v1/devices/me/rpc/request/+</c>), an HTTP long poll it holds open, or its
-/// gateway's connection (<c>v1/gateway/rpc</c>). This is the only RPC piece that knows about connections; the
-/// per-device RPC state (<see cref="DeviceRpcOwner"/>) asks it to send and never holds a connection itself.
+/// MQTT connection (subscribed to <c>v1/devices/me/rpc/request/+</c>), an HTTP long poll it holds open, a
+/// connection of another protocol (<see cref="IDeviceCommandChannel"/>), or its gateway's connection
+/// (<c>v1/gateway/rpc</c>). This is the only RPC piece that knows about connections; the per-device RPC state
+/// (<see cref="DeviceRpcOwner"/>) asks it to send and never holds a connection itself.
 /// </summary>
 public sealed class RpcDeviceLink(IMqttServerPublisher publisher)
 {
     private readonly ConcurrentDictionary<Guid, int> _mqttConnections = new();
     private readonly ConcurrentDictionary<Guid, List<TaskCompletionSource<RpcPollDelivery>>> _polls = new();
+    private readonly ConcurrentDictionary<Guid, IDeviceCommandChannel> _channels = new();
 
     /// <summary>Long polls one device may hold open at once (as for attribute updates).</summary>
     public const int MaxLongPollsPerDevice = 8;
@@ -41,9 +59,20 @@ public sealed class RpcDeviceLink(IMqttServerPublisher publisher)
 
     public bool IsMqttConnected(Guid deviceId) => _mqttConnections.ContainsKey(deviceId);
 
+    /// <summary>
+    /// A connection of another protocol now carries the device's commands (the newest connection of a device
+    /// does: a station that reconnects replaces its half-open predecessor).
+    /// </summary>
+    public void Attach(Guid deviceId, IDeviceCommandChannel channel) => _channels[deviceId] = channel;
+
+    /// <summary>The connection closed; returns whether it was the one carrying the device's commands.</summary>
+    public bool Detach(Guid deviceId, IDeviceCommandChannel channel) => _channels.TryRemove(new KeyValuePair<Guid, IDeviceCommandChannel>(deviceId, channel));
+
+    public bool HasChannel(Guid deviceId) => _channels.ContainsKey(deviceId);
+
     /// <summary>Whether anything could carry a command to the device now (a connection, a poll, its gateway's connection).</summary>
     public bool IsReachable(Device device) =>
-        IsMqttConnected(device.Id) || IsPolling(device.Id) || (device.GatewayId is { } gateway && IsMqttConnected(gateway));
+        IsMqttConnected(device.Id) || IsPolling(device.Id) || HasChannel(device.Id) || (device.GatewayId is { } gateway && IsMqttConnected(gateway));
 
     /// <summary>
     /// Sends command <paramref name="requestId"/> by the first way that reaches the device now; false when none
@@ -66,6 +95,11 @@ public sealed class RpcDeviceLink(IMqttServerPublisher publisher)
         }
 
         if (TryHandToPoll(device.Id, new RpcPollDelivery(RpcRequest.DevicePayload(method, paramsJson, requestId), listener)))
+        {
+            return true;
+        }
+
+        if (_channels.TryGetValue(device.Id, out var channel) && channel.TrySend(device, requestId, method, paramsJson, listener))
         {
             return true;
         }

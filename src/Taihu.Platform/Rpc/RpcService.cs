@@ -109,6 +109,13 @@ public sealed partial class RpcService(IRpcStore store, IAuditLog audit, IDevice
     public Task<RpcReplyResult> ReplyAsync(Device device, int requestId, ReadOnlySpan<byte> reply) =>
         OwnerOf(device).ReplyAsync(device, requestId, RpcRequest.ReplyJson(reply));
 
+    /// <summary>
+    /// A protocol adapter's reply to call <paramref name="requestId"/>, as JSON text it wrote; <paramref name="failed"/>
+    /// when the device refused or failed the command (a persistent call ends <c>FAILED</c> with this response).
+    /// </summary>
+    public Task<RpcReplyResult> ReplyAsync(Device device, int requestId, string replyJson, bool failed) =>
+        OwnerOf(device).ReplyAsync(device, requestId, replyJson, failed);
+
     /// <summary>The device can be reached now: what waits for it is sent.</summary>
     public void Reachable(Device device)
     {

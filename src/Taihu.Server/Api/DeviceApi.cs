@@ -50,7 +50,7 @@ public static class DeviceApi
             var deviceId = CallerResolution.EntityId(body, "deviceId") ?? throw PlatformException.BadRequest("deviceId is required.");
             if (!DeviceCredentials.TryParseType(CallerResolution.Text(body, "credentialsType"), out var type))
             {
-                throw PlatformException.BadRequest("credentialsType is ACCESS_TOKEN, MQTT_BASIC or X509_CERTIFICATE.");
+                throw PlatformException.BadRequest("credentialsType is ACCESS_TOKEN, MQTT_BASIC, X509_CERTIFICATE, HJ212 or JT808.");
             }
 
             var value = CallerResolution.Text(body, "credentialsValue");
@@ -65,6 +65,11 @@ public static class DeviceApi
                 using var basic = JsonDocument.Parse(value);
                 draft = new CredentialsDraft(type, null, CallerResolution.Text(basic.RootElement, "clientId"), CallerResolution.Text(basic.RootElement, "userName"),
                     CallerResolution.Text(basic.RootElement, "password"), null);
+            }
+            else if (type is CredentialsType.Hj212 or CredentialsType.Jt808)
+            {
+                // HJ212: credentialsId is the MN, credentialsValue the PW. JT808: the phone number and the authentication code.
+                draft = new CredentialsDraft(type, CallerResolution.Text(body, "credentialsId"), null, null, value, null);
             }
             else
             {

@@ -57,6 +57,7 @@ public static class Shapes
         {
             CredentialsType.MqttBasic => System.Text.Json.JsonSerializer.Serialize(new { clientId = c.ClientId, userName = c.UserName }),
             CredentialsType.X509Certificate => c.CertificatePem,
+            CredentialsType.Jt808 => c.UserName,
             _ => null,
         });
 
