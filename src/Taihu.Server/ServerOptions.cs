@@ -25,12 +25,24 @@ public sealed class ServerOptions
     /// </summary>
     public string DataDirectory { get; set; } = "data";
 
+    /// <summary>HJ 212 stations (TCP). -1 turns it off; 0 asks the OS for a free port (tests).</summary>
+    public int Hj212Port { get; set; } = 9212;
+
+    /// <summary>JT/T 808 vehicle terminals (TCP). -1 turns it off; 0 asks the OS for a free port (tests).</summary>
+    public int Jt808Port { get; set; } = 6808;
+
+    /// <summary>CoAP devices (UDP), ThingsBoard's CoAP device API. -1 turns it off; 0 asks the OS for a free port (tests).</summary>
+    public int CoapPort { get; set; } = 5683;
+
     /// <summary>The problems with these settings, each naming its setting; empty when they are valid.</summary>
     public IEnumerable<string> Validate()
     {
-        if (HttpPort is < -1 or > 65_535)
+        foreach (var (name, port) in new[] { (nameof(HttpPort), HttpPort), (nameof(Hj212Port), Hj212Port), (nameof(Jt808Port), Jt808Port), (nameof(CoapPort), CoapPort) })
         {
-            yield return $"{SectionName}:{nameof(HttpPort)} must be -1 (off), 0 (any free port) or a port number up to 65535.";
+            if (port is < -1 or > 65_535)
+            {
+                yield return $"{SectionName}:{name} must be -1 (off), 0 (any free port) or a port number up to 65535.";
+            }
         }
     }
 }
@@ -47,6 +59,15 @@ public sealed class ServerEndpoints
     internal ListenOptions? Http { get; set; }
 
     public int HttpPort => (Http?.EndPoint as IPEndPoint)?.Port ?? -1;
+
+    /// <summary>The port the HJ 212 listener bound, -1 when it is off (set by the listener as it binds).</summary>
+    public int Hj212Port { get; internal set; } = -1;
+
+    /// <summary>The port the JT/T 808 listener bound, -1 when it is off.</summary>
+    public int Jt808Port { get; internal set; } = -1;
+
+    /// <summary>The UDP port the CoAP listener bound, -1 when it is off.</summary>
+    public int CoapPort { get; internal set; } = -1;
 }
 
 /// <summary>Settings that stop the server from starting; <see cref="Problems"/> names each setting and what is wrong.</summary>

@@ -155,7 +155,8 @@ public static partial class TaihuServerExtensions
             lifetime.ApplicationStarted.Register(() =>
             {
                 var options = listeners.Value;
-                LogListening(logger, options.BindAddress, endpoints.TcpPort, endpoints.TlsPort, endpoints.WebSocketPort, options.WebSocketPath, endpoints.SecureWebSocketPort, server.HttpPort);
+                LogListening(logger, options.BindAddress, endpoints.TcpPort, endpoints.TlsPort, endpoints.WebSocketPort, options.WebSocketPath, endpoints.SecureWebSocketPort, server.HttpPort,
+                    server.Hj212Port, server.Jt808Port, server.CoapPort);
                 if (string.IsNullOrEmpty(options.CertificatePath) && endpoints.TlsPort > 0)
                 {
                     var path = Path.GetFullPath(Path.Combine(DevelopmentCertificate.Directory(options), DevelopmentCertificate.CertificateFileName));
@@ -167,8 +168,8 @@ public static partial class TaihuServerExtensions
 
         public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 
-        [LoggerMessage(EventId = 1, Level = LogLevel.Information, Message = "Taihu listening on {Address}: MQTT tcp {Tcp}, tls {Tls}, ws {Ws} ({Path}), wss {Wss}; HTTP {Http} (/healthz, /metrics)")]
-        private static partial void LogListening(ILogger logger, string address, int tcp, int tls, int ws, string path, int wss, int http);
+        [LoggerMessage(EventId = 1, Level = LogLevel.Information, Message = "Taihu listening on {Address}: MQTT tcp {Tcp}, tls {Tls}, ws {Ws} ({Path}), wss {Wss}; HTTP {Http} (/healthz, /metrics); HJ 212 {Hj212}, JT/T 808 {Jt808}, CoAP udp {Coap}")]
+        private static partial void LogListening(ILogger logger, string address, int tcp, int tls, int ws, string path, int wss, int http, int hj212, int jt808, int coap);
 
         [LoggerMessage(EventId = 2, Level = LogLevel.Information, Message = "TLS uses the self-signed development certificate {Path}; clients can trust it with --cafile")]
         private static partial void LogDevCertificate(ILogger logger, string path);

@@ -49,6 +49,13 @@ public sealed partial class ServerProcess : IAsyncDisposable
     public int WebSocketPort { get; private set; } = -1;
     public int SecureWebSocketPort { get; private set; } = -1;
     public int HttpPort { get; private set; } = -1;
+
+    /// <summary>The HJ 212, JT/T 808 and CoAP (UDP) listeners' ports; -1 when off.</summary>
+    public int Hj212Port { get; private set; } = -1;
+
+    public int Jt808Port { get; private set; } = -1;
+
+    public int CoapPort { get; private set; } = -1;
     public string WebSocketPath { get; private set; } = "";
 
     /// <summary>The start-up banner line, as logged.</summary>
@@ -219,6 +226,9 @@ public sealed partial class ServerProcess : IAsyncDisposable
         start.Environment["Listeners__WebSocketPort"] = "0";
         start.Environment["Listeners__SecureWebSocketPort"] = "0";
         start.Environment["Listeners__HttpPort"] = "0";
+        start.Environment["Listeners__Hj212Port"] = "0";
+        start.Environment["Listeners__Jt808Port"] = "0";
+        start.Environment["Listeners__CoapPort"] = "0";
         start.Environment["Listeners__DataDirectory"] = dataDirectory;
         start.Environment["Logging__Console__DisableColors"] = "true";
         // The broker tests connect without credentials, as to a general broker; device tests use tokens.
@@ -355,10 +365,13 @@ public sealed partial class ServerProcess : IAsyncDisposable
         WebSocketPath = match.Groups["path"].Value;
         SecureWebSocketPort = Port("wss");
         HttpPort = Port("http");
+        Hj212Port = Port("hj212");
+        Jt808Port = Port("jt808");
+        CoapPort = Port("coap");
 
         int Port(string group) => int.Parse(match.Groups[group].ValueSpan, System.Globalization.CultureInfo.InvariantCulture);
     }
 
-    [GeneratedRegex(@"Taihu listening on (?<address>\S+): MQTT tcp (?<tcp>-?\d+), tls (?<tls>-?\d+), ws (?<ws>-?\d+) \((?<path>[^)]*)\), wss (?<wss>-?\d+); HTTP (?<http>-?\d+)")]
+    [GeneratedRegex(@"Taihu listening on (?<address>\S+): MQTT tcp (?<tcp>-?\d+), tls (?<tls>-?\d+), ws (?<ws>-?\d+) \((?<path>[^)]*)\), wss (?<wss>-?\d+); HTTP (?<http>-?\d+) \(/healthz, /metrics\); HJ 212 (?<hj212>-?\d+), JT/T 808 (?<jt808>-?\d+), CoAP udp (?<coap>-?\d+)")]
     private static partial Regex BannerPattern();
 }
