@@ -30,7 +30,11 @@ public enum Jt808FrameError
     /// <summary>Shorter than the smallest header and a check code.</summary>
     TooShort,
 
-    /// <summary>The check code (XOR of the header and body) does not match.</summary>
+    /// <summary>
+    /// The check code (XOR of the header and body) does not match. The unescaped bytes are still written out
+    /// (<c>length</c> covers the header and body), so that a listener can read the header and answer with "message
+    /// error", as the standard's general reply allows.
+    /// </summary>
     CheckCodeMismatch,
 }
 
@@ -133,6 +137,7 @@ public static class Jt808Framing
 
         if (check != message[n - 1])
         {
+            length = n - 1;
             error = Jt808FrameError.CheckCodeMismatch;
             return Jt808ReadStatus.Invalid;
         }

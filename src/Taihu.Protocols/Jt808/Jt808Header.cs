@@ -118,6 +118,9 @@ public sealed record Jt808Header(
         return bytes;
     }
 
+    /// <summary>Writes <paramref name="digits"/> as a BCD phone number of <paramref name="into"/>'s length (6 or 10 bytes), zeros in front.</summary>
+    public static void EncodePhone(string digits, Span<byte> into) => WriteBcd(digits, into);
+
     private static readonly System.Buffers.SearchValues<char> Digits = System.Buffers.SearchValues.Create("0123456789");
 
     private static bool TryBcd(ReadOnlySpan<byte> bytes, out string digits)
