@@ -69,6 +69,22 @@ public sealed class Jt808MessageTests
         Assert.Equal(1, l.UnknownExtras);
     }
 
+    [Theory]
+    [InlineData("7e0100405301000000000172998417380000001f007363640000000000000000007777772e3830382e636f6d0000000000000000000000000000000000000037363534333231000000000000000000000000000000000000000000000001b2e241313233343b7e")]
+    [InlineData("7E0801200500123456789002DE001A00022808000102537E")]
+    [InlineData("7e0200001c0123456789010000000004000000080007203b7d0202633df70138000300632410012359591c7e")]
+    public void HeaderFields_ReadInPlace_AgreeWithTheHeader(string hex)
+    {
+        var message = new byte[Jt808Framing.MaxUnescapedLength];
+        Jt808Framing.TryRead(Convert.FromHexString(hex), message, out var length, out _, out _);
+        var span = message.AsSpan(0, length);
+        Assert.Equal(Jt808HeaderError.None, Jt808HeaderFields.TryRead(span, out var fields));
+        Assert.True(Jt808Header.TryRead(span, out var header, out _));
+        Assert.Equal((header!.MessageId, header.Properties, header.ProtocolVersion, header.Serial, header.PackageCount, header.PackageNumber, header.Length),
+            (fields.MessageId, fields.Properties, fields.ProtocolVersion, fields.Serial, fields.PackageCount, fields.PackageNumber, fields.Length));
+        Assert.Equal(header.Phone, Jt808Header.PhoneDigits(fields.Phone(span)));
+    }
+
     [Fact]
     public void Location_SouthAndWest_ComeFromTheStatusBits()
     {

@@ -38,6 +38,11 @@ public sealed class Jt808Reassembly(TimeProvider time)
     public Jt808PackageOutcome Add(Jt808Header header, ReadOnlySpan<byte> body, out byte[]? whole, out string? reason)
     {
         ArgumentNullException.ThrowIfNull(header);
+        return Add(new Jt808HeaderFields(header.MessageId, header.Properties, header.ProtocolVersion, header.Serial, header.PackageCount, header.PackageNumber), body, out whole, out reason);
+    }
+
+    public Jt808PackageOutcome Add(Jt808HeaderFields header, ReadOnlySpan<byte> body, out byte[]? whole, out string? reason)
+    {
         whole = null;
         reason = null;
         DropExpired();

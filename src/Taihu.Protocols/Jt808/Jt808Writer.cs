@@ -20,6 +20,18 @@ public sealed class Jt808HeaderForm
         Jt808Header.EncodePhone(header.Phone, _phone);
     }
 
+    /// <summary>The form of the header of <paramref name="message"/>, its phone number copied as the terminal encoded it.</summary>
+    public Jt808HeaderForm(Jt808HeaderFields header, ReadOnlySpan<byte> message)
+    {
+        ProtocolVersion = header.ProtocolVersion;
+        VersionFlag = header.VersionFlag;
+        _phone = header.Phone(message).ToArray();
+    }
+
+    /// <summary>Whether <paramref name="header"/> of <paramref name="message"/> is written in this form by the same terminal.</summary>
+    public bool Matches(Jt808HeaderFields header, ReadOnlySpan<byte> message) =>
+        header.ProtocolVersion == ProtocolVersion && header.VersionFlag == VersionFlag && header.Phone(message).SequenceEqual(_phone);
+
     public byte? ProtocolVersion { get; }
 
     public bool VersionFlag { get; }

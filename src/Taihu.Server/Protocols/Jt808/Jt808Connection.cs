@@ -49,7 +49,7 @@ internal sealed partial class Jt808Connection : IDeviceCommandChannel
     private readonly Jt808Reassembly _reassembly;
     private byte[]? _scratch;
     private Jt808HeaderForm? _form;
-    private string? _phone;
+    private byte[]? _phoneBcd;
     private string? _code;
     private Jt808Version? _versionSetting;
     private ProtocolDeviceSession? _session;
@@ -182,7 +182,8 @@ internal sealed partial class Jt808Connection : IDeviceCommandChannel
             default:
                 Devices.CountRejected(Protocol, "bad_check_code");
                 // The standard's "message error" where the frame can be answered: its header reads and it is this terminal's.
-                if (_session is not null && Jt808Header.TryRead(_message.AsSpan(0, length), out var header, out _) && header!.Phone == _phone)
+                if (_session is not null && Jt808HeaderFields.TryRead(_message.AsSpan(0, length), out var header) == Jt808HeaderError.None
+                    && SamePhone(header.Phone(_message.AsSpan(0, length))))
                 {
                     await ReplyAsync(header, Jt808Results.BadMessage);
                 }
@@ -191,16 +192,20 @@ internal sealed partial class Jt808Connection : IDeviceCommandChannel
         }
     }
 
-    /// <summary>Handles one frame whose check code matched; true when it was valid (it counts as activity).</summary>
+    /// <summary>Handles one frame whose check code matched; true when it was valid (it counts as activity). The hot path
+    /// (a location, its commit, the reply) runs on pooled state machines, so a report allocates only the points kept.</summary>
+    [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder<>))]
     private async ValueTask<bool> HandleFrameAsync(int length)
     {
-        if (!Jt808Header.TryRead(_message.AsSpan(0, length), out var header, out _))
+        // The header is read in place (no allocation); the phone number as text only for registration and authentication.
+        var message = _message.AsSpan(0, length);
+        if (Jt808HeaderFields.TryRead(message, out var header) != Jt808HeaderError.None)
         {
             Devices.CountRejected(Protocol, "bad_length");
             return false;
         }
 
-        if (_phone is not null && header!.Phone != _phone)
+        if (_phoneBcd is not null && !SamePhone(header.Phone(message)))
         {
             // One connection speaks for one terminal.
             Devices.CountRejected(Protocol, "phone_mismatch");
@@ -208,12 +213,13 @@ internal sealed partial class Jt808Connection : IDeviceCommandChannel
             return false;
         }
 
-        if (_form is null || _form.ProtocolVersion != header!.ProtocolVersion || _form.VersionFlag != header.VersionFlag)
+        if (_form is null || !_form.Matches(header, message))
         {
-            _form = new Jt808HeaderForm(header!);
+            _form = new Jt808HeaderForm(header, message);
         }
 
-        if (header!.Encryption != 0)
+        var phone = header.MessageId is Jt808MessageIds.Registration or Jt808MessageIds.Authentication ? Jt808Header.PhoneDigits(header.Phone(message)) : "";
+        if (header.Encryption != 0)
         {
             Devices.CountRejected(Protocol, "encrypted");
             await ReplyAsync(header, Jt808Results.NotSupported);
@@ -247,8 +253,8 @@ internal sealed partial class Jt808Connection : IDeviceCommandChannel
         {
             return header.MessageId switch
             {
-                Jt808MessageIds.Registration => await RegisterAsync(header, body),
-                Jt808MessageIds.Authentication => await AuthenticateAsync(header, body),
+                Jt808MessageIds.Registration => await RegisterAsync(header, phone, body),
+                Jt808MessageIds.Authentication => await AuthenticateAsync(header, phone, body),
                 _ => Refuse("not_authenticated"),
             };
         }
@@ -274,7 +280,7 @@ internal sealed partial class Jt808Connection : IDeviceCommandChannel
                 _closing = true;
                 return true;
             case Jt808MessageIds.Registration:
-                return await RegisterAsync(header, body);
+                return await RegisterAsync(header, phone, body);
             case Jt808MessageIds.Authentication:
                 await ReplyAsync(header, Jt808Authentication.TryRead(body.Span, out var again, out _) && CodeMatches(again!.Code, _code!) ? Jt808Results.Ok : Jt808Results.Failure);
                 return true;
@@ -292,12 +298,14 @@ internal sealed partial class Jt808Connection : IDeviceCommandChannel
         return false;
     }
 
-    private Jt808Version FrameVersion(Jt808Header header) =>
-        _versionSetting ?? (header.Is2019Layout || header.VersionFlag ? Jt808Version.V2019 : Jt808Version.V2013);
+    /// <summary>The terminal's phone number as BCD, as it encoded it; a terminal that changes header layout is compared by digits.</summary>
+    private bool SamePhone(ReadOnlySpan<byte> bcd) =>
+        _phoneBcd is not null && (bcd.SequenceEqual(_phoneBcd)
+            || (bcd.Length != _phoneBcd.Length && Jt808Header.PhoneDigits(bcd).TrimStart('0') == Jt808Header.PhoneDigits(_phoneBcd).TrimStart('0')));
 
-    private async ValueTask<bool> RegisterAsync(Jt808Header header, ReadOnlyMemory<byte> body)
+    private async ValueTask<bool> RegisterAsync(Jt808HeaderFields header, string phone, ReadOnlyMemory<byte> body)
     {
-        var stored = await Devices.FindAsync(DeviceService.Jt808Lookup(header.Phone));
+        var stored = await Devices.FindAsync(DeviceService.Jt808Lookup(phone));
         if (stored is { Type: CredentialsType.Jt808 } && _versionSetting is null)
         {
             _versionSetting = await VersionSettingAsync(stored.Device);
@@ -317,7 +325,7 @@ internal sealed partial class Jt808Connection : IDeviceCommandChannel
         {
             (device, code) = (stored.Device, storedCode);
         }
-        else if (await ProvisionAsync(header, registration!) is { } created)
+        else if (await ProvisionAsync(phone, registration!) is { } created)
         {
             (device, code) = created;
         }
@@ -329,7 +337,7 @@ internal sealed partial class Jt808Connection : IDeviceCommandChannel
             return false;
         }
 
-        _phone = header.Phone;
+        _phoneBcd ??= _form!.Phone.ToArray();
         await _services.Data.SaveClientAttributesAsync(device.Seq, RegistrationAttributes(registration!));
         await RegistrationReplyAsync(header, Jt808RegistrationResults.Ok, code);
         return true;
@@ -339,14 +347,14 @@ internal sealed partial class Jt808Connection : IDeviceCommandChannel
     /// An unknown terminal is created only when its manufacturer ID is the provision key of a profile that allows
     /// devices to create themselves (provision keys are unique, so at most one matches), in that profile's tenant.
     /// </summary>
-    private async Task<(Device, string)?> ProvisionAsync(Jt808Header header, Jt808Registration registration)
+    private async Task<(Device, string)?> ProvisionAsync(string terminalPhone, Jt808Registration registration)
     {
         if (registration.ManufacturerId.Length == 0 || await Devices.FindProvisioningProfileAsync(registration.ManufacturerId) is not { } profile)
         {
             return null;
         }
 
-        var phone = header.Phone.TrimStart('0');
+        var phone = terminalPhone.TrimStart('0');
         phone = phone.Length == 0 ? "0" : phone;
         var name = registration.Plate.Length > 0 ? $"{registration.Plate} ({phone})" : phone;
         var code = CredentialHasher.NewAccessToken();
@@ -384,7 +392,7 @@ internal sealed partial class Jt808Connection : IDeviceCommandChannel
         return buffer.WrittenSpan.ToArray();
     }
 
-    private async ValueTask<bool> AuthenticateAsync(Jt808Header header, ReadOnlyMemory<byte> body)
+    private async ValueTask<bool> AuthenticateAsync(Jt808HeaderFields header, string phone, ReadOnlyMemory<byte> body)
     {
         if (!Jt808Authentication.TryRead(body.Span, out var authentication, out _))
         {
@@ -394,7 +402,7 @@ internal sealed partial class Jt808Connection : IDeviceCommandChannel
             return false;
         }
 
-        var stored = await Devices.FindAsync(DeviceService.Jt808Lookup(header.Phone));
+        var stored = await Devices.FindAsync(DeviceService.Jt808Lookup(phone));
         if (stored is not { Type: CredentialsType.Jt808, UserName: { } code })
         {
             Devices.CountRejected(Protocol, "unknown_device");
@@ -412,7 +420,7 @@ internal sealed partial class Jt808Connection : IDeviceCommandChannel
         }
 
         _versionSetting ??= await VersionSettingAsync(stored.Device);
-        _phone = header.Phone;
+        _phoneBcd ??= _form!.Phone.ToArray();
         _code = code;
         // The answer goes out before the session opens: opening sends waiting persistent RPC, which must follow it.
         await ReplyAsync(header, Jt808Results.Ok);
@@ -449,7 +457,8 @@ internal sealed partial class Jt808Connection : IDeviceCommandChannel
         return null;
     }
 
-    private async ValueTask<bool> LocationAsync(Jt808Header header, ReadOnlyMemory<byte> body)
+    [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder<>))]
+    private async ValueTask<bool> LocationAsync(Jt808HeaderFields header, ReadOnlyMemory<byte> body)
     {
         _points.Clear();
         if (Jt808Location.TryRead(body.Span, out var location) != Jt808LocationError.None || !TimeAcceptable(location.TimeMs))
@@ -464,7 +473,7 @@ internal sealed partial class Jt808Connection : IDeviceCommandChannel
     }
 
     /// <summary>0x0704: a count, a type (0 regular, 1 reported late from a blind area), then items of length + location; all or nothing.</summary>
-    private async ValueTask<bool> LocationBatchAsync(Jt808Header header, ReadOnlyMemory<byte> body)
+    private async ValueTask<bool> LocationBatchAsync(Jt808HeaderFields header, ReadOnlyMemory<byte> body)
     {
         _points.Clear();
         if (!AddBatch(body.Span))
@@ -513,7 +522,8 @@ internal sealed partial class Jt808Connection : IDeviceCommandChannel
         ms == 0 || (ms >= _services.EarliestMs && ms <= _services.Time.GetUtcNow().ToUnixTimeMilliseconds() + _services.MaxFutureSkewMs);
 
     /// <summary>Submits <see cref="_points"/> and answers after they are committed (with <c>Ingest:AckAfterCommit</c>).</summary>
-    private async ValueTask<bool> SubmitAsync(Jt808Header header)
+    [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder<>))]
+    private async ValueTask<bool> SubmitAsync(Jt808HeaderFields header)
     {
         try
         {
@@ -541,7 +551,7 @@ internal sealed partial class Jt808Connection : IDeviceCommandChannel
         Answer(requestId, $"{{\"result\":{reply.Result}}}", failed: reply.Result != Jt808Results.Ok);
     }
 
-    private async ValueTask<bool> LocationQueryReplyAsync(Jt808Header header, ReadOnlyMemory<byte> body)
+    private async ValueTask<bool> LocationQueryReplyAsync(Jt808HeaderFields header, ReadOnlyMemory<byte> body)
     {
         _points.Clear();
         if (body.Length < 2 || Jt808Location.TryRead(body.Span[2..], out var location) != Jt808LocationError.None)
@@ -739,18 +749,19 @@ internal sealed partial class Jt808Connection : IDeviceCommandChannel
 
     private ushort NextSerial() => (ushort)Interlocked.Increment(ref _serial);
 
-    private ValueTask<bool> ReplyAsync(Jt808Header header, byte result)
+    private ValueTask<bool> ReplyAsync(Jt808HeaderFields header, byte result)
     {
         var length = new Jt808GeneralReply(header.Serial, header.MessageId, result).Write(_reply);
         return WriteAsync(_form!, Jt808MessageIds.PlatformReply, NextSerial(), _reply, length);
     }
 
-    private ValueTask<bool> RegistrationReplyAsync(Jt808Header header, byte result, string? code)
+    private ValueTask<bool> RegistrationReplyAsync(Jt808HeaderFields header, byte result, string? code)
     {
         var length = Jt808Bodies.RegistrationReply(_reply, header.Serial, result, code);
         return WriteAsync(_form!, Jt808MessageIds.RegistrationReply, NextSerial(), _reply, length);
     }
 
+    [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder<>))]
     private async ValueTask<bool> WriteAsync(Jt808HeaderForm form, ushort messageId, ushort serial, byte[] body, int length)
     {
         await _writeLock.WaitAsync();
