@@ -25,6 +25,7 @@ internal static class BenchCommands
         yield return Rpc();
         yield return PersistentRpc();
         yield return Live();
+        yield return Jt808();
         yield return Connections("connect-storm", "Connect at --rate connections per second; connect latency and failures.", ConnectionScenarios.ConnectStormAsync, clients: 200, duration: 10);
     }
 
@@ -279,6 +280,34 @@ internal static class BenchCommands
 
             var target = platform.Bind(parse, options);
             return await RunAsync(options, progress => new RpcScenario(options, target, timeoutMs, progress).RunAsync(cancellationToken));
+        });
+        return command;
+    }
+
+    private static Command Jt808()
+    {
+        var command = new Command("jt808", "Taihu only: --clients JT/T 808 terminals register themselves (their manufacturer ID is a device profile's provision key), authenticate, and send a location every --interval s and a heartbeat every --heartbeat s; counts the 0x8001 answers (sent after the commit) and the latency from report to answer.");
+        var common = new Common();
+        common.AddTo(command);
+        var platform = new Platform();
+        platform.AddTo(command);
+        var port = new Option<int>("--jt808-port") { Description = "Taihu's JT/T 808 port (Listeners:Jt808Port).", DefaultValueFactory = _ => 6808 };
+        var interval = new Option<double>("--interval") { Description = "Seconds between one terminal's location reports.", DefaultValueFactory = _ => 10 };
+        var heartbeat = new Option<double>("--heartbeat") { Description = "Seconds between one terminal's heartbeats.", DefaultValueFactory = _ => 30 };
+        command.Options.Add(port);
+        command.Options.Add(interval);
+        command.Options.Add(heartbeat);
+        command.SetAction(async (parse, cancellationToken) =>
+        {
+            var options = common.Bind(parse, 0, 0, clients: 1000);
+            var jt808 = new Jt808Options(platform.Bind(parse, options), parse.GetValue(port), parse.GetValue(interval), parse.GetValue(heartbeat));
+            if (!Validate(options) || options.Clients < 1 || jt808.IntervalSeconds <= 0 || jt808.HeartbeatSeconds <= 0)
+            {
+                Console.Error.WriteLine("jt808 needs --clients > 0, --interval > 0 and --heartbeat > 0.");
+                return 2;
+            }
+
+            return await RunAsync(options, progress => new Jt808Scenario(options, jt808, progress).RunAsync(cancellationToken));
         });
         return command;
     }
