@@ -103,8 +103,8 @@ public sealed class Jt808Scenario(BenchOptions o, Jt808Options j, IProgress<Prog
         var start = Stopwatch.GetTimestamp();
         _windowStart = start + (long)(o.WarmupSeconds * frequency);
         _windowEnd = _windowStart + (long)(o.DurationSeconds * frequency);
-        double? pointsStart = null, pointsEnd = null;
-        ProcessSample? serverStart = null, serverEnd = null;
+        double? pointsStart = null, pointsEnd = null, allocatedStart = null, allocatedEnd = null;
+        ProcessSample? serverStart = null, serverEnd = null, selfStart = null;
 
         // One scheduler: report k goes to terminal k mod N at start + k * interval / N, so each terminal reports every
         // interval and the reports are spread evenly; heartbeats likewise on their own period.
@@ -122,7 +122,9 @@ public sealed class Jt808Scenario(BenchOptions o, Jt808Options j, IProgress<Prog
             if (serverStart is null && now >= _windowStart)
             {
                 serverStart = o.BrokerPid is { } pid ? ProcessSampler.Sample(pid) : null;
+                selfStart = ProcessSampler.Self();
                 pointsStart = o.MetricsUrl is { } url ? await MetricsScraper.ReadAsync(url, "taihu_ingest_points_total", cancellationToken) : null;
+                allocatedStart = o.MetricsUrl is { } url2 ? await MetricsScraper.ReadAsync(url2, "dotnet_gc_heap_total_allocated_bytes_total", cancellationToken) : null;
             }
 
             var nextReport = start + (long)(reports * reportStep);
@@ -151,18 +153,19 @@ public sealed class Jt808Scenario(BenchOptions o, Jt808Options j, IProgress<Prog
                 continue;
             }
 
+            // Nothing due: sleep until the next (at least a millisecond; what falls due meanwhile goes out together,
+            // so the generator never spins on the cores the server needs).
             var wait = Math.Min(Math.Min(nextReport, nextHeartbeat), _windowEnd) - now;
-            if (wait > frequency / 1000)
-            {
-                await Task.Delay(TimeSpan.FromSeconds((double)wait / frequency), cancellationToken);
-            }
+            await Task.Delay(TimeSpan.FromSeconds(Math.Max((double)wait / frequency, 0.001)), cancellationToken);
 
             progress?.Report(new ProgressReport(now < _windowStart ? "warming up" : "reporting", Stopwatch.GetElapsedTime(start),
                 TimeSpan.FromSeconds(o.WarmupSeconds + o.DurationSeconds), sent, Interlocked.Read(ref _acknowledged), Percentile(99)));
         }
 
         serverEnd = o.BrokerPid is { } p ? ProcessSampler.Sample(p) : null;
+        var selfEnd = ProcessSampler.Self();
         pointsEnd = o.MetricsUrl is { } u ? await MetricsScraper.ReadAsync(u, "taihu_ingest_points_total", cancellationToken) : null;
+        allocatedEnd = o.MetricsUrl is { } u2 ? await MetricsScraper.ReadAsync(u2, "dotnet_gc_heap_total_allocated_bytes_total", cancellationToken) : null;
 
         // What was sent in the window has --drain seconds to be acknowledged.
         var drainEnd = Stopwatch.GetTimestamp() + (long)(o.DrainSeconds * frequency);
@@ -198,6 +201,9 @@ public sealed class Jt808Scenario(BenchOptions o, Jt808Options j, IProgress<Prog
             BrokerResidentBytes = serverEnd?.ResidentBytes,
             Connections = terminals.Length,
             PacedMessagesSkipped = late,
+            GeneratorCpuPercent = selfStart is { } g0 ? ProcessSampler.CpuPercent(g0, selfEnd) : 0,
+            // Everything the server allocated in the window (reports, heartbeats, their commits) per report acknowledged.
+            BrokerAllocatedBytesPerDelivered = allocatedStart is { } a0 && allocatedEnd is { } a1 && acknowledged > 0 ? (a1 - a0) / acknowledged : null,
             Note = string.Create(System.Globalization.CultureInfo.InvariantCulture,
                 $"locations every {j.IntervalSeconds} s and heartbeats every {j.HeartbeatSeconds} s per terminal; latency from a report's write to its 0x8001 (sent after the commit); "
                 + $"{Interlocked.Read(ref _heartbeatsAcknowledged):N0} heartbeats acknowledged, {Interlocked.Read(ref _refused)} replies with a result other than 0; "
