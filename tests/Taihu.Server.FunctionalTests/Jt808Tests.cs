@@ -364,6 +364,8 @@ public sealed class Jt808Tests(PlatformFixture fixture) : IClassFixture<Platform
     {
         var phone = Jt808Terminal.NewPhone();
         var id = await CreateTerminalAsync(fixture.Admin, phone, "code");
+        // A method JT/T 808 has no frame for, queued first: it fails as soon as the terminal is reachable.
+        var unknown = (await fixture.Admin.PostAsync($"/api/rpc/twoway/{id}", new { method = "reboot", persistent = true }))["rpcId"]!.GetValue<string>();
         var queued = await fixture.Admin.PostAsync($"/api/rpc/twoway/{id}", new { method = "setParameters", @params = new { heartbeatInterval = 45 }, persistent = true });
         var rpcId = queued["rpcId"]!.GetValue<string>();
         Assert.Equal("QUEUED", (await fixture.Admin.GetAsync($"/api/rpc/persistent/{rpcId}"))["status"]!.GetValue<string>());
@@ -377,5 +379,7 @@ public sealed class Jt808Tests(PlatformFixture fixture) : IClassFixture<Platform
         await terminal.SendAsync(Jt808MessageIds.TerminalReply, [(byte)(header.Serial >> 8), (byte)header.Serial, 0x81, 0x03, 0]);
         var done = await fixture.Admin.EventuallyAsync($"/api/rpc/persistent/{rpcId}", r => r["status"]!.GetValue<string>() == "SUCCESSFUL");
         Assert.Equal(0, done["response"]!["result"]!.GetValue<int>());
+        var failed = await fixture.Admin.EventuallyAsync($"/api/rpc/persistent/{unknown}", r => r["status"]!.GetValue<string>() == "FAILED");
+        Assert.Contains("sendText", failed["response"]!["error"]!.GetValue<string>(), StringComparison.Ordinal);
     }
 }

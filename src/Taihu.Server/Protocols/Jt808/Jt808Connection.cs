@@ -52,7 +52,8 @@ internal sealed partial class Jt808Connection : IDeviceCommandChannel
     private byte[]? _phoneBcd;
     private string? _code;
     private Jt808Version? _versionSetting;
-    private ProtocolDeviceSession? _session;
+    private volatile ProtocolDeviceSession? _session;
+    private List<(int RequestId, string Json, bool Failed)>? _early;
     private int _serial = -1;
     private volatile bool _closing;
     private bool _outputDone;
@@ -424,10 +425,23 @@ internal sealed partial class Jt808Connection : IDeviceCommandChannel
         _code = code;
         // The answer goes out before the session opens: opening sends waiting persistent RPC, which must follow it.
         await ReplyAsync(header, Jt808Results.Ok);
-        _session = Devices.Open(stored.Device, this);
+        // Opening may send waiting persistent calls at once (TrySend on this thread); answers to those that fail
+        // before the session is set wait for it.
+        var session = Devices.Open(stored.Device, this);
+        List<(int RequestId, string Json, bool Failed)>? early;
+        lock (_commands)
+        {
+            _session = session;
+            (early, _early) = (_early, null);
+        }
+
+        foreach (var (requestId, json, failed) in early ?? [])
+        {
+            _ = AnswerAsync(session, requestId, json, failed);
+        }
         if (authentication.Imei is not null)
         {
-            await _session.SaveClientAttributesAsync(JsonSerializer.SerializeToUtf8Bytes(new Dictionary<string, string?>
+            await session.SaveClientAttributesAsync(JsonSerializer.SerializeToUtf8Bytes(new Dictionary<string, string?>
             {
                 ["imei"] = authentication.Imei,
                 ["softwareVersion"] = authentication.SoftwareVersion,
@@ -606,7 +620,16 @@ internal sealed partial class Jt808Connection : IDeviceCommandChannel
         var session = _session;
         if (session is null)
         {
-            return;
+            lock (_commands)
+            {
+                if (_session is null)
+                {
+                    (_early ??= []).Add((requestId, json, failed));
+                    return;
+                }
+
+                session = _session;
+            }
         }
 
         _ = AnswerAsync(session, requestId, json, failed);
