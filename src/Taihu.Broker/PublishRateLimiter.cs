@@ -6,9 +6,10 @@ namespace Taihu.Broker;
 /// burst a client may send at once) and refills continuously at its rate. A message whose payload is larger than
 /// a whole second's bytes passes when the bucket is full and leaves it in debt, so such a message is not refused
 /// for ever but the average still holds. Created once at CONNECT, only for a connection that has a limit, and
-/// used only by the connection's receive loop; <see cref="TryTake"/> allocates nothing.
+/// used only by the connection's receive loop; <see cref="TryTake"/> allocates nothing. Public for the listeners of
+/// other protocols (JT/T 808), which hold their devices to the same limits.
 /// </summary>
-internal sealed class PublishRateLimiter
+public sealed class PublishRateLimiter
 {
     private readonly TimeProvider _time;
     private readonly double _ticksPerSecond;
@@ -85,7 +86,7 @@ internal sealed class PublishRateLimiter
 }
 
 /// <summary>What <see cref="PublishRateLimiter.TryTake"/> found.</summary>
-internal enum RateLimitResult
+public enum RateLimitResult
 {
     Allowed,
     Messages,

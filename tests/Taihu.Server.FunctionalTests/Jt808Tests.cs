@@ -196,6 +196,53 @@ public sealed class Jt808Tests(PlatformFixture fixture) : IClassFixture<Platform
     }
 
     [Fact]
+    public async Task ReportsOverTheProfilesPublishRate_AreRefusedWithResult1_AndNotStored()
+    {
+        var key = "R" + Guid.NewGuid().ToString("N")[..4].ToUpperInvariant();
+        await fixture.Admin.PostAsync("/api/deviceProfile", new
+        {
+            name = "limited-" + key,
+            provisionType = "ALLOW_CREATE_NEW_DEVICES",
+            profileData = new
+            {
+                provisionConfiguration = new { type = "ALLOW_CREATE_NEW_DEVICES", provisionDeviceKey = key, provisionDeviceSecret = "unused-" + key },
+                rateLimits = new { maxPublishRate = 1 },
+            },
+        });
+        var before = await RejectedAsync(fixture.Server, "rate_limited");
+        var phone = Jt808Terminal.NewPhone();
+        await using var terminal = await Jt808Terminal.ConnectAsync(fixture.Server, phone);
+        var (_, code) = await terminal.RegisterAsync(manufacturerId: key, plate: "");
+        Assert.Equal(Jt808Results.Ok, await terminal.AuthenticateAsync(code!));
+
+        // Ten reports in one write, each a second apart in the terminal's time: a bucket of one per second lets
+        // the first through and refuses the rest that come before it refills.
+        var start = DateTimeOffset.UtcNow.AddMinutes(-1);
+        var frames = new List<byte>();
+        var serials = new List<ushort>();
+        for (var i = 0; i < 10; i++)
+        {
+            serials.Add((ushort)(900 + i));
+            frames.AddRange(terminal.Frame(Jt808MessageIds.Location, Jt808Terminal.LocationBody(30 + i, 120, 0, start.AddSeconds(i)), serial: (ushort)(900 + i)));
+        }
+
+        await terminal.SendRawAsync([.. frames]);
+        var accepted = 0;
+        foreach (var serial in serials)
+        {
+            var result = await terminal.ReadReplyAsync(Jt808MessageIds.Location, serial);
+            Assert.True(result is Jt808Results.Ok or Jt808Results.Failure, $"result {result}");
+            accepted += result == Jt808Results.Ok ? 1 : 0;
+        }
+
+        Assert.InRange(accepted, 1, 9);
+        Assert.True(await RejectedAboveAsync(fixture.Server, "rate_limited", before + 10 - accepted - 1));
+        var device = await fixture.Admin.GetAsync($"/api/tenant/devices/{phone}");
+        var history = await fixture.Admin.HistoryAsync(Guid.Parse(device["id"]!["id"]!.GetValue<string>()), "latitude", 0, DateTimeOffset.UtcNow.AddDays(1).ToUnixTimeMilliseconds());
+        Assert.Equal(accepted, history.Count);
+    }
+
+    [Fact]
     public async Task WrongCode_GetsFailure_AndIsClosed()
     {
         var before = await RejectedAsync(fixture.Server, "wrong_password");

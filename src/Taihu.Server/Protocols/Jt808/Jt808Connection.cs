@@ -52,6 +52,7 @@ internal sealed partial class Jt808Connection : IDeviceCommandChannel
     private byte[]? _phoneBcd;
     private string? _code;
     private Jt808Version? _versionSetting;
+    private Taihu.Broker.PublishRateLimiter? _limiter;
     private volatile ProtocolDeviceSession? _session;
     private List<(int RequestId, string Json, bool Failed)>? _early;
     private int _serial = -1;
@@ -266,6 +267,10 @@ internal sealed partial class Jt808Connection : IDeviceCommandChannel
                 _session.Activity();
                 await ReplyAsync(header, Jt808Results.Ok);
                 return true;
+            case Jt808MessageIds.Location or Jt808MessageIds.LocationBatch when _limiter is not null && _limiter.TryTake(body.Length) != Taihu.Broker.RateLimitResult.Allowed:
+                Devices.CountRejected(Protocol, "rate_limited");
+                await ReplyAsync(header, Jt808Results.Failure);
+                return true;
             case Jt808MessageIds.Location:
                 return await LocationAsync(header, body);
             case Jt808MessageIds.LocationBatch:
@@ -421,6 +426,8 @@ internal sealed partial class Jt808Connection : IDeviceCommandChannel
         }
 
         _versionSetting ??= await VersionSettingAsync(stored.Device);
+        // The device profile's publish limits, as for an MQTT connection: a report over them is refused (not stored).
+        _limiter = Taihu.Broker.PublishRateLimiter.Create(_services.Time, stored.RateLimits?.MessagesPerSecond ?? 0, stored.RateLimits?.BytesPerSecond ?? 0);
         _phoneBcd ??= _form!.Phone.ToArray();
         _code = code;
         // The answer goes out before the session opens: opening sends waiting persistent RPC, which must follow it.
