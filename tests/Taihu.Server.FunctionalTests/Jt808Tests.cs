@@ -153,6 +153,25 @@ public sealed class Jt808Tests(PlatformFixture fixture) : IClassFixture<Platform
     }
 
     [Fact]
+    public async Task Jt808VersionAttribute_Says2011_SoALongRegistrationIsReadIn2011sLayout()
+    {
+        // A 2011 registration (model 8 bytes) with a plate long enough that its body also fits 2013's 37 fixed
+        // bytes: from the frame alone it would be read as 2013 and the fields would shift.
+        var phone = Jt808Terminal.NewPhone();
+        var id = await CreateTerminalAsync(fixture.Admin, phone, "code2011");
+        await fixture.Admin.PostAsync($"/api/plugins/telemetry/DEVICE/{id}/attributes/SERVER_SCOPE", new { jt808Version = "2011" });
+        byte[] body = [0x00, 0x20, 0x01, 0x40, .. "OLD01"u8, .. "T808-OLD"u8, .. "TID0001"u8, 1, .. Jt808Text.Gbk.GetBytes("苏B12345挂车ABCDEFG")];
+        Assert.True(body.Length >= 37);
+        await using var terminal = await Jt808Terminal.ConnectAsync(fixture.Server, phone);
+        await terminal.SendAsync(Jt808MessageIds.Registration, body);
+        var (header, reply) = await terminal.ReadAsync();
+        Assert.Equal((Jt808MessageIds.RegistrationReply, (byte)0), (header.MessageId, reply[2]));
+        var attributes = await fixture.Admin.EventuallyAsync($"/api/plugins/telemetry/DEVICE/{id}/values/attributes/CLIENT_SCOPE", a => a.AsArray().Count > 0);
+        var byKey = attributes.AsArray().ToDictionary(a => a!["key"]!.GetValue<string>(), a => a!["value"]!.ToString());
+        Assert.Equal(("OLD01", "T808-OLD", "TID0001", "苏B12345挂车ABCDEFG"), (byKey["manufacturerId"], byKey["terminalModel"], byKey["terminalId"], byKey["plateNumber"]));
+    }
+
+    [Fact]
     public async Task UnknownTerminal_GetsResult4_IsClosed_AndNothingIsCreated()
     {
         var before = await RejectedAsync(fixture.Server, "unknown_device");
