@@ -111,6 +111,7 @@ public sealed class Jt808Scenario(BenchOptions o, Jt808Options j, IProgress<Prog
         var reportStep = j.IntervalSeconds * frequency / terminals.Length;
         var heartbeatStep = j.HeartbeatSeconds * frequency / terminals.Length;
         long reports = 0, heartbeats = 0, sent = 0, late = 0;
+        var windowStarted = false;
         while (true)
         {
             var now = Stopwatch.GetTimestamp();
@@ -119,8 +120,9 @@ public sealed class Jt808Scenario(BenchOptions o, Jt808Options j, IProgress<Prog
                 break;
             }
 
-            if (serverStart is null && now >= _windowStart)
+            if (!windowStarted && now >= _windowStart)
             {
+                windowStarted = true;
                 serverStart = o.BrokerPid is { } pid ? ProcessSampler.Sample(pid) : null;
                 selfStart = ProcessSampler.Self();
                 pointsStart = o.MetricsUrl is { } url ? await MetricsScraper.ReadAsync(url, "taihu_ingest_points_total", cancellationToken) : null;
