@@ -243,6 +243,7 @@ public sealed class Jt808Scenario(BenchOptions o, Jt808Options j, IProgress<Prog
         private readonly byte[] _body = new byte[LocationBodyLength];
         private readonly SemaphoreSlim _write = new(1, 1);
         private ushort _serial;
+        private long _lastSecond;
         private Task _receiving = Task.CompletedTask;
 
         private Terminal(Jt808Scenario owner, Socket socket, string phone)
@@ -287,7 +288,11 @@ public sealed class Jt808Scenario(BenchOptions o, Jt808Options j, IProgress<Prog
             var slot = serial % Slots;
             _sentSerial[slot] = serial;
             Volatile.Write(ref _sentAt[slot], now);
-            WriteLocation(_body, serial);
+            // A terminal's fix times go forward by whole seconds (the BCD time has no finer unit): two reports in one
+            // second would be one point per key, the second an update of a stored minute (recomputed in the store).
+            var second = Math.Max(DateTimeOffset.UtcNow.ToUnixTimeSeconds(), _lastSecond + 1);
+            _lastSecond = second;
+            WriteLocation(_body, serial, DateTimeOffset.FromUnixTimeSeconds(second));
             return await SendAsync(Jt808MessageIds.Location, _body, cancellationToken);
         }
 
@@ -312,7 +317,7 @@ public sealed class Jt808Scenario(BenchOptions o, Jt808Options j, IProgress<Prog
             }
         }
 
-        private static void WriteLocation(byte[] body, ushort serial)
+        private static void WriteLocation(byte[] body, ushort serial, DateTimeOffset time)
         {
             // Around Wuxi, moving a little each report; status: ACC on, positioned.
             BinaryPrimitives.WriteUInt32BigEndian(body, 0);
@@ -322,7 +327,7 @@ public sealed class Jt808Scenario(BenchOptions o, Jt808Options j, IProgress<Prog
             BinaryPrimitives.WriteUInt16BigEndian(body.AsSpan(16), 5);
             BinaryPrimitives.WriteUInt16BigEndian(body.AsSpan(18), (ushort)(300 + (serial % 200)));
             BinaryPrimitives.WriteUInt16BigEndian(body.AsSpan(20), (ushort)(serial % 360));
-            var local = DateTimeOffset.UtcNow.ToOffset(TimeSpan.FromHours(8));
+            var local = time.ToOffset(TimeSpan.FromHours(8));
             Span<int> parts = [local.Year % 100, local.Month, local.Day, local.Hour, local.Minute, local.Second];
             for (var i = 0; i < 6; i++)
             {
