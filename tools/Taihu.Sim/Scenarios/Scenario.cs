@@ -1,0 +1,37 @@
+using System.Text.Json.Nodes;
+using Taihu.Sim.Values;
+
+namespace Taihu.Sim.Scenarios;
+
+/// <summary>How simulated devices reach the server.</summary>
+public enum DeviceProtocol
+{
+    Mqtt,
+    Http,
+}
+
+/// <summary>A scenario as loaded: every duration in scenario time, every count as written (see <see cref="ScenarioScaling"/>).</summary>
+public sealed record Scenario(
+    string Name, string? Description, TimeSpan Duration, int Seed, DateTimeOffset StartTime,
+    IReadOnlyList<ProfileDefinition> Profiles, IReadOnlyList<FleetDefinition> Fleets);
+
+/// <summary>A device profile the run provisions; <see cref="Alarms"/> is ThingsBoard's profileData.alarms as written.</summary>
+public sealed record ProfileDefinition(string Name, string? Description, TimeSpan? InactivityTimeout, JsonArray? Alarms, int Line);
+
+/// <summary>Devices alike: how many, how they connect, how often they report and what.</summary>
+public sealed record FleetDefinition(
+    string Name, int Count, string? Profile, DeviceProtocol Protocol, TimeSpan Interval, double Jitter,
+    IReadOnlyDictionary<string, ValueModel> Telemetry, JsonObject? Attributes, IReadOnlyList<EventDefinition> Events, int Line)
+{
+    /// <summary>The name of device <paramref name="number"/> (1-based): <c>{n}</c> is the number, <c>{n:000}</c> padded.</summary>
+    public string DeviceName(int number) => DeviceNames.Format(Name, number);
+}
+
+/// <summary>
+/// From <see cref="At"/> for <see cref="For"/> (to the end when null), a <see cref="Share"/> of the fleet reports
+/// these models instead of its own for the keys named: a pollution episode, a broken sensor.
+/// </summary>
+public sealed record EventDefinition(TimeSpan At, TimeSpan? For, double Share, IReadOnlyDictionary<string, ValueModel> Telemetry, int Line)
+{
+    public bool IsActive(TimeSpan t) => t >= At && (For is not { } length || t < At + length);
+}
