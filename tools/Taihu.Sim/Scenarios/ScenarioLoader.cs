@@ -165,8 +165,72 @@ public static class ScenarioLoader
                 throw Problem("/duration", "a scenario runs for more than zero time.");
             }
 
+            var expectations = new List<Expectation>();
+            var expectArray = root["expect"]?.AsArray() ?? [];
+            for (var i = 0; i < expectArray.Count; i++)
+            {
+                expectations.Add(ReadExpectation(expectArray[i]!.AsObject(), $"/expect/{i}", fleetNames));
+            }
+
             return new Scenario(root["name"]!.GetValue<string>(), root["description"]?.GetValue<string>(), duration,
-                root["seed"] is { } seed ? (int)seed.GetValue<long>() : 1, startTime, profiles, fleets);
+                root["seed"] is { } seed ? (int)seed.GetValue<long>() : 1, startTime, profiles, fleets, expectations);
+        }
+
+        private Expectation ReadExpectation(JsonObject e, string pointer, HashSet<string> fleetNames)
+        {
+            var fleet = e["fleet"]?.GetValue<string>();
+            if (fleet is not null && !fleetNames.Contains(fleet))
+            {
+                throw Problem(pointer + "/fleet", $"no fleet is named '{fleet}'.");
+            }
+
+            var line = document.LineOf(pointer);
+            if (e["stored"] is { } stored)
+            {
+                return new Expectation(ExpectationKind.Stored, fleet, Share(stored), null, null, null, null, null, line);
+            }
+
+            if (e["acknowledged"] is { } acknowledged)
+            {
+                return new Expectation(ExpectationKind.Acknowledged, fleet, Share(acknowledged), null, null, null, null, null, line);
+            }
+
+            if (e["latencyP99"] is { } latency)
+            {
+                return new Expectation(ExpectationKind.LatencyP99, fleet, 0, null, null, null, null, Duration(latency, pointer + "/latencyP99"), line);
+            }
+
+            if (e["noAlarm"] is { } none)
+            {
+                return new Expectation(ExpectationKind.NoAlarm, fleet, 0, none.GetValue<string>(), null, null, null, null, line);
+            }
+
+            int? count = null;
+            var share = 0.0;
+            if (e["devices"] is { } devices)
+            {
+                if (devices.GetValueKind() == JsonValueKind.Number && devices.AsValue().TryGetValue<long>(out var n))
+                {
+                    count = (int)n;
+                }
+                else
+                {
+                    share = Share(devices);
+                }
+            }
+            else
+            {
+                count = 1;
+            }
+
+            var raisedBy = e["raisedBy"] is { } raised ? Duration(raised, pointer + "/raisedBy") : (TimeSpan?)null;
+            var clearedBy = e["clearedBy"] is { } cleared ? Duration(cleared, pointer + "/clearedBy") : (TimeSpan?)null;
+            if (raisedBy is { } r && clearedBy is { } c && c < r)
+            {
+                throw Problem(pointer + "/clearedBy", "clearedBy is earlier than raisedBy.");
+            }
+
+            return new Expectation(ExpectationKind.Alarm, fleet, share, e["alarm"]!.GetValue<string>(), count, raisedBy, clearedBy, null, line);
         }
 
         private FleetDefinition ReadFleet(JsonObject f, string pointer, HashSet<string> profileNames, HashSet<string> fleetNames, DateTimeOffset startTime)
