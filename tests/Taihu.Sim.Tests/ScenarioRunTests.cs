@@ -19,6 +19,60 @@ public sealed class SimServerFixture : IAsyncLifetime
     public async Task DisposeAsync() => await Server.DisposeAsync();
 }
 
+/// <summary>Runs a shipped scenario in its short form against the fixture's server.</summary>
+internal static class ShippedScenario
+{
+    public static async Task<SimReport> RunAsync(SimServerFixture fixture, string name, double speed, double scale)
+    {
+        var scenario = ScenarioLoader.Load(Path.Combine(ScenarioLoaderTests.RepositoryRoot(), "scenarios", name + ".yaml"));
+        var log = new StringWriter();
+        var report = await new SimRunner(scenario, new ScenarioScaling(speed, scale), fixture.Target, log).RunAsync(CancellationToken.None);
+        Assert.True(report.Passed, report.Summary() + "\n" + log);
+        return report;
+    }
+}
+
+/// <summary>The energy zone: meters that lose power raise the inactivity alarm, which clears when they return.</summary>
+public sealed class EnergyScenarioTests(SimServerFixture fixture) : IClassFixture<SimServerFixture>
+{
+    [Fact]
+    public async Task Energy_ShortForm_MeetsItsExpectations()
+    {
+        var report = await ShippedScenario.RunAsync(fixture, "energy", 1800, 0.05);
+        Assert.Equal([10, 5], report.Fleets.Select(f => f.Devices));
+        var alarm = Assert.Single(report.Alarms);
+        Assert.Equal("em-0001", alarm.Device);
+        Assert.InRange(alarm.RaisedAt, TimeSpan.FromHours(5), TimeSpan.FromHours(7));
+        Assert.InRange(alarm.ClearedAt!.Value, TimeSpan.FromHours(8), TimeSpan.FromHours(9));
+        var silence = Assert.Single(report.Faults);
+        Assert.Contains(("back after the silence", 1), silence.Outcomes);
+    }
+}
+
+/// <summary>The finance zone: RPC health checks answered, and every fault given a clear answer with nothing lost.</summary>
+public sealed class FinanceScenarioTests(SimServerFixture fixture) : IClassFixture<SimServerFixture>
+{
+    [Fact]
+    public async Task Finance_ShortForm_MeetsItsExpectations_AndEachFaultGetsItsAnswer()
+    {
+        var report = await ShippedScenario.RunAsync(fixture, "finance", 240, 0.1);
+        var calls = Assert.Single(report.Rpc);
+        Assert.True(calls.Calls >= 50, $"{calls.Calls} calls");
+        // A call that finds its terminal offline (dropped, or in the reconnect storm) times out; every other is answered.
+        Assert.Equal(calls.Calls, calls.Answered + calls.TimedOut);
+        Assert.True(calls.Answered >= calls.Calls * 0.95, $"{calls.Answered} of {calls.Calls} answered");
+        Assert.Equal(0, calls.Failed);
+        var byKind = report.Faults.ToDictionary(f => f.Kind, f => f.Outcomes.ToDictionary(o => o.Outcome, o => o.Count));
+        Assert.Equal(2, byKind["Malformed"]["refused: PUBACK 0x99 PayloadFormatInvalid"]);
+        Assert.Equal(1, byKind["Oversized"]["connection closed by the server"]);
+        Assert.Equal(3, byKind["Duplicate"]["acknowledged again"]);
+        Assert.Equal(50, byKind["Burst"]["acknowledged"]);
+        Assert.Equal(10, byKind["ReconnectStorm"]["reconnected at once"]);
+        Assert.Equal(1, byKind["Disconnect"]["reconnected with back-off"]);
+        Assert.True(report.Fleets[0].ConnectionsLost >= 1, "the oversized message's connection was closed by the server");
+    }
+}
+
 /// <summary>
 /// The shipped scenarios in their short form (<c>--speed</c>, <c>--scale</c>) against the real server, as CI runs
 /// them, and a scenario whose expectation is wrong on purpose.

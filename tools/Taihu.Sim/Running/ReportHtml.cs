@@ -47,7 +47,46 @@ internal static class ReportHtml
                 $"<tr><td>{E(f.Name)}</td><td class=num>{f.Devices}</td><td class=num>{f.Sent}</td><td class=num>{f.Acknowledged}</td><td class=num>{f.Failed}</td><td class=num>{f.Stored}</td><td class=num>{f.P50Ms:0.#}</td><td class=num>{f.P99Ms:0.#}</td></tr>");
         }
 
-        html.Append("</table><h2>Messages per second</h2><div id=\"rates\" class=\"chart\"></div>");
+        html.Append("</table>");
+        if (report.Fleets.Any(f => f.ConnectionsLost + f.Reconnects + f.MissedOffline + f.RpcAnswered + f.AttributeUpdates > 0))
+        {
+            html.Append("<table><tr><th>Fleet</th><th>Connections closed by the server</th><th>Reconnects</th><th>Reports missed offline</th><th>RPC answered</th><th>Attribute updates</th></tr>");
+            foreach (var f in report.Fleets)
+            {
+                html.Append(System.Globalization.CultureInfo.InvariantCulture,
+                    $"<tr><td>{E(f.Name)}</td><td class=num>{f.ConnectionsLost}</td><td class=num>{f.Reconnects}</td><td class=num>{f.MissedOffline}</td><td class=num>{f.RpcAnswered}</td><td class=num>{f.AttributeUpdates}</td></tr>");
+            }
+
+            html.Append("</table>");
+        }
+
+        if (report.Faults.Count > 0)
+        {
+            html.Append("<h2>Faults injected</h2><table><tr><th></th><th>Fault</th><th>Fleet</th><th>At</th><th>Devices</th><th>What the server did</th><th>Line</th></tr>");
+            foreach (var f in report.Faults)
+            {
+                html.Append("<tr><td>").Append(f.Handled ? "<b class=\"ok\">handled</b>" : "<b class=\"bad\">NOT handled</b>").Append("</td><td>").Append(E(f.Kind))
+                    .Append("</td><td>").Append(E(f.Fleet)).Append("</td><td>").Append(E(Scenarios.Durations.Format(f.At))).Append("</td><td class=num>").Append(f.Devices)
+                    .Append("</td><td>").Append(E(string.Join("; ", f.Outcomes.Select(o => $"{o.Count} × {o.Outcome}")) + (f.Why.Length > 0 ? " (" + f.Why + ")" : "")))
+                    .Append("</td><td>").Append(f.Line).Append("</td></tr>");
+            }
+
+            html.Append("</table>");
+        }
+
+        if (report.Rpc.Count > 0)
+        {
+            html.Append("<h2>RPC calls</h2><table><tr><th>Fleet</th><th>Method</th><th>Calls</th><th>Answered</th><th>With an error</th><th>Timed out</th><th>Failed</th><th>p99 ms</th></tr>");
+            foreach (var r in report.Rpc)
+            {
+                html.Append(System.Globalization.CultureInfo.InvariantCulture,
+                    $"<tr><td>{E(r.Fleet)}</td><td>{E(r.Method)}</td><td class=num>{r.Calls}</td><td class=num>{r.Answered}</td><td class=num>{r.AnsweredWithError}</td><td class=num>{r.TimedOut}</td><td class=num>{r.Failed}</td><td class=num>{r.P99Ms:0.#}</td></tr>");
+            }
+
+            html.Append("</table>");
+        }
+
+        html.Append("<h2>Messages per second</h2><div id=\"rates\" class=\"chart\"></div>");
         html.Append("<h2>Latency, send to acknowledgement</h2><div id=\"latency\" class=\"chart\"></div>");
         html.Append("<h2>Alarms</h2><div id=\"alarms\" class=\"chart\"></div><table><tr><th>Raised (scenario time)</th><th>Cleared</th><th>Type</th><th>Severity</th><th>Device</th><th>Fleet</th></tr>");
         foreach (var a in report.Alarms.Take(500))

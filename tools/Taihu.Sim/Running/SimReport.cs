@@ -12,8 +12,26 @@ public sealed record ExpectationResult(string Expected, bool Met, string Found, 
 /// <summary>An alarm the server raised during the run, in scenario time.</summary>
 public sealed record AlarmSeen(string Type, string Severity, string Device, string Fleet, TimeSpan RaisedAt, TimeSpan? ClearedAt);
 
+/// <summary>A fault as injected: what, where, when (scenario time), to how many devices, and the server's answers.</summary>
+public sealed record FaultResult(string Kind, string Fleet, TimeSpan At, int Devices, IReadOnlyList<(string Outcome, int Count)> Outcomes, bool Handled, string Why, int Line);
+
+/// <summary>The RPC calls made for one definition of the scenario.</summary>
+public sealed record RpcResult(string Fleet, string Method, int Calls, int Answered, int AnsweredWithError, int TimedOut, int Failed, double P99Ms, string? FirstFailure, int Line);
+
 /// <summary>One fleet's numbers.</summary>
-public sealed record FleetResult(string Name, int Devices, long Sent, long Acknowledged, long Failed, long Stored, double P50Ms, double P99Ms);
+public sealed record FleetResult(string Name, int Devices, long Sent, long Acknowledged, long Failed, long Stored, double P50Ms, double P99Ms)
+{
+    /// <summary>Reports skipped while devices were offline, times the server closed a device's connection, reconnects, RPC answered, attribute updates applied.</summary>
+    public long MissedOffline { get; init; }
+
+    public long ConnectionsLost { get; init; }
+
+    public long Reconnects { get; init; }
+
+    public long RpcAnswered { get; init; }
+
+    public long AttributeUpdates { get; init; }
+}
 
 /// <summary>What a run did and whether it met the scenario's expectations; written as JSON and as one HTML file.</summary>
 public sealed class SimReport
@@ -39,6 +57,10 @@ public sealed class SimReport
 
     public required IReadOnlyList<AlarmSeen> Alarms { get; init; }
 
+    public required IReadOnlyList<FaultResult> Faults { get; init; }
+
+    public required IReadOnlyList<RpcResult> Rpc { get; init; }
+
     public required IReadOnlyList<ExpectationResult> Expectations { get; init; }
 
     /// <summary>Per second of the run: sent, acknowledged, failed, p50 and p99 (ms).</summary>
@@ -47,8 +69,16 @@ public sealed class SimReport
     public bool Passed => Expectations.All(e => e.Met);
 
     internal static SimReport Build(Scenario scenario, ScenarioScaling scaling, Provisioner provisioner, List<RunningDevice> devices, Dictionary<string, long> stored,
-        List<JsonElement> alarms, Recorder total, Dictionary<string, Recorder> fleetRecorders, DateTimeOffset started, DateTimeOffset ended)
+        List<JsonElement> alarms, Recorder total, Dictionary<string, Recorder> fleetRecorders, DateTimeOffset started, DateTimeOffset ended,
+        List<FaultRun> faultRuns, List<RpcCallRun> callRuns)
     {
+        var faults = faultRuns.Select(f =>
+        {
+            var handled = f.Handled(out var why);
+            return new FaultResult(f.Definition.Kind.ToString(), f.Definition.Fleet, f.Definition.At, f.Devices.Count, f.Outcomes(), handled, why, f.Definition.Line);
+        }).ToList();
+        var rpc = callRuns.Select(c => new RpcResult(c.Definition.Fleet, c.Definition.Method, c.Calls, c.Answered, c.AnsweredWithError, c.TimedOut, c.Failed,
+            c.P99.TotalMilliseconds, c.FirstFailure, c.Definition.Line)).ToList();
         var byId = devices.ToDictionary(d => d.Provisioned.Id, StringComparer.OrdinalIgnoreCase);
         TimeSpan ScenarioAt(long ms) => scaling.ScenarioTime(TimeSpan.FromMilliseconds(ms - started.ToUnixTimeMilliseconds()));
         var seen = new List<AlarmSeen>();
@@ -73,7 +103,14 @@ public sealed class SimReport
             var members = devices.Where(d => d.Provisioned.Fleet == fleet).ToList();
             var recorder = fleetRecorders[fleet.Name];
             fleets.Add(new FleetResult(fleet.Name, members.Count, recorder.Sent, recorder.Acknowledged, recorder.Failed, members.Sum(d => stored[d.Provisioned.Id]),
-                recorder.Percentile(50).TotalMilliseconds, recorder.Percentile(99).TotalMilliseconds));
+                recorder.Percentile(50).TotalMilliseconds, recorder.Percentile(99).TotalMilliseconds)
+            {
+                MissedOffline = members.Sum(d => d.MissedOffline),
+                ConnectionsLost = members.Sum(d => (long)d.Connection.ConnectionsLost),
+                Reconnects = members.Sum(d => (long)d.Connection.Reconnects),
+                RpcAnswered = members.Sum(d => (long)d.Connection.RpcAnswered),
+                AttributeUpdates = members.Sum(d => (long)d.Connection.AttributeUpdates),
+            });
         }
 
         var results = new List<ExpectationResult>
@@ -83,7 +120,7 @@ public sealed class SimReport
         };
         foreach (var expectation in scenario.Expectations)
         {
-            results.Add(Check(expectation, scaling, devices, stored, seen, fleetRecorders, total));
+            results.Add(Check(expectation, scaling, devices, stored, seen, fleetRecorders, total, faults, rpc));
         }
 
         return new SimReport
@@ -98,6 +135,8 @@ public sealed class SimReport
             Tenant = $"sim {scenario.Name} {provisioner.RunId} (tenant administrator {provisioner.TenantAdmin})",
             Fleets = fleets,
             Alarms = seen,
+            Faults = faults,
+            Rpc = rpc,
             Expectations = results,
             Timeline = total.Timeline(),
         };
@@ -105,16 +144,16 @@ public sealed class SimReport
 
     private static ExpectationResult Lost(List<RunningDevice> devices, Dictionary<string, long> stored)
     {
-        var short_ = devices.Where(d => stored[d.Provisioned.Id] < d.Acknowledged).ToList();
-        var acknowledged = devices.Sum(d => d.Acknowledged);
+        var short_ = devices.Where(d => stored[d.Provisioned.Id] < d.StoredTsCount).ToList();
+        var acknowledged = devices.Sum(d => d.StoredTsCount);
         var found = short_.Count == 0
             ? $"all {acknowledged} acknowledged points found"
-            : $"{short_.Sum(d => d.Acknowledged - stored[d.Provisioned.Id])} acknowledged points missing at {short_.Count} device(s), e.g. {short_[0].Provisioned.Name}: {short_[0].Acknowledged} acknowledged, {stored[short_[0].Provisioned.Id]} stored";
+            : $"{short_.Sum(d => d.StoredTsCount - stored[d.Provisioned.Id])} acknowledged points missing at {short_.Count} device(s), e.g. {short_[0].Provisioned.Name}: {short_[0].StoredTsCount} acknowledged, {stored[short_[0].Provisioned.Id]} stored";
         return new ExpectationResult("no acknowledged point lost", short_.Count == 0, found, 0);
     }
 
     private static ExpectationResult Check(Expectation e, ScenarioScaling scaling, List<RunningDevice> devices, Dictionary<string, long> stored,
-        List<AlarmSeen> alarms, Dictionary<string, Recorder> fleetRecorders, Recorder total)
+        List<AlarmSeen> alarms, Dictionary<string, Recorder> fleetRecorders, Recorder total, List<FaultResult> faults, List<RpcResult> rpc)
     {
         var ci = CultureInfo.InvariantCulture;
         var members = devices.Where(d => e.Fleet is null || d.Provisioned.Fleet.Name == e.Fleet).ToList();
@@ -122,8 +161,8 @@ public sealed class SimReport
         {
             case ExpectationKind.Stored:
             {
-                var acknowledged = members.Sum(d => d.Acknowledged);
-                var found = members.Sum(d => Math.Min(stored[d.Provisioned.Id], d.Acknowledged));
+                var acknowledged = members.Sum(d => d.StoredTsCount);
+                var found = members.Sum(d => Math.Min(stored[d.Provisioned.Id], d.StoredTsCount));
                 var share = acknowledged == 0 ? 1 : (double)found / acknowledged;
                 return new ExpectationResult(e.Describe(), share >= e.Share - 1e-9, string.Create(ci, $"{found} of {acknowledged} ({share:0.###%})"), e.Line);
             }
@@ -140,6 +179,26 @@ public sealed class SimReport
             {
                 var p99 = (e.Fleet is null ? total : fleetRecorders[e.Fleet]).Percentile(99);
                 return new ExpectationResult(e.Describe(), p99 < e.Latency, string.Create(ci, $"p99 {p99.TotalMilliseconds:0.#} ms"), e.Line);
+            }
+
+            case ExpectationKind.RpcAnswered:
+            {
+                var calls = rpc.Where(r => e.Fleet is null || r.Fleet == e.Fleet).ToList();
+                var made = calls.Sum(r => r.Calls);
+                var answered = calls.Sum(r => r.Answered);
+                var share = made == 0 ? 0 : (double)answered / made;
+                var failure = calls.Select(r => r.FirstFailure).FirstOrDefault(f => f is not null);
+                return new ExpectationResult(e.Describe(), made > 0 && share >= e.Share - 1e-9,
+                    string.Create(ci, $"{answered} of {made} ({share:0.###%}); {calls.Sum(r => r.TimedOut)} timed out, {calls.Sum(r => r.Failed)} failed") + (failure is null ? "" : $", first failure: {failure}"), e.Line);
+            }
+
+            case ExpectationKind.FaultsHandled:
+            {
+                var unhandled = faults.Where(f => !f.Handled).ToList();
+                return new ExpectationResult(e.Describe(), faults.Count > 0 && unhandled.Count == 0,
+                    faults.Count == 0 ? "no faults were injected"
+                    : unhandled.Count == 0 ? $"all {faults.Count} handled"
+                    : $"{unhandled.Count} not handled: {unhandled[0].Kind} (line {unhandled[0].Line}): {unhandled[0].Why}", e.Line);
             }
 
             case ExpectationKind.NoAlarm:
@@ -206,11 +265,23 @@ public sealed class SimReport
             {
                 ["name"] = f.Name, ["devices"] = f.Devices, ["sent"] = f.Sent, ["acknowledged"] = f.Acknowledged, ["failed"] = f.Failed, ["stored"] = f.Stored,
                 ["p50Ms"] = Math.Round(f.P50Ms, 2), ["p99Ms"] = Math.Round(f.P99Ms, 2),
+                ["missedOffline"] = f.MissedOffline, ["connectionsLost"] = f.ConnectionsLost, ["reconnects"] = f.Reconnects,
+                ["rpcAnswered"] = f.RpcAnswered, ["attributeUpdates"] = f.AttributeUpdates,
             })]),
             ["alarms"] = new JsonArray([.. Alarms.Select(a => (JsonNode)new JsonObject
             {
                 ["type"] = a.Type, ["severity"] = a.Severity, ["device"] = a.Device, ["fleet"] = a.Fleet,
                 ["raisedAtSeconds"] = Math.Round(a.RaisedAt.TotalSeconds, 1), ["clearedAtSeconds"] = a.ClearedAt is { } c ? Math.Round(c.TotalSeconds, 1) : null,
+            })]),
+            ["faults"] = new JsonArray([.. Faults.Select(f => (JsonNode)new JsonObject
+            {
+                ["kind"] = f.Kind, ["fleet"] = f.Fleet, ["atSeconds"] = f.At.TotalSeconds, ["devices"] = f.Devices, ["handled"] = f.Handled, ["why"] = f.Why, ["line"] = f.Line,
+                ["outcomes"] = new JsonObject(f.Outcomes.Select(o => new KeyValuePair<string, JsonNode?>(o.Outcome, o.Count))),
+            })]),
+            ["rpc"] = new JsonArray([.. Rpc.Select(r => (JsonNode)new JsonObject
+            {
+                ["fleet"] = r.Fleet, ["method"] = r.Method, ["calls"] = r.Calls, ["answered"] = r.Answered, ["answeredWithError"] = r.AnsweredWithError,
+                ["timedOut"] = r.TimedOut, ["failed"] = r.Failed, ["p99Ms"] = Math.Round(r.P99Ms, 1), ["firstFailure"] = r.FirstFailure,
             })]),
             ["expectations"] = new JsonArray([.. Expectations.Select(e => (JsonNode)new JsonObject
             {

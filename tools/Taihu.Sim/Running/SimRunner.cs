@@ -18,11 +18,21 @@ public sealed record SimTarget(Uri Http, string MqttHost, int MqttPort, string S
 public sealed class SimRunner(Scenario scenario, ScenarioScaling scaling, SimTarget target, TextWriter log)
 {
     private readonly Dictionary<string, Recorder> _fleetRecorders = new(StringComparer.Ordinal);
+    private List<FaultRun> _faults = [];
+    private List<RpcCallRun> _calls = [];
+    private HttpClient? _http;
+    private Recorder? _total;
+    private Provisioner? _provisioner;
+
+    /// <summary>The devices a share of a fleet is: its first by number, at least one when the share is above zero.</summary>
+    internal static int Affected(double share, int fleetSize) => share <= 0 ? 0 : Math.Max(1, (int)Math.Round(share * fleetSize, MidpointRounding.AwayFromZero));
 
     public async Task<SimReport> RunAsync(CancellationToken cancellationToken)
     {
         using var http = new HttpClient { BaseAddress = target.Http, Timeout = TimeSpan.FromSeconds(60) };
         var provisioner = new Provisioner(http, scaling);
+        _http = http;
+        _provisioner = provisioner;
         var progress = new Progress<string>(line => log.WriteLine("  " + line));
         log.WriteLine(SimCommands.Summary(scenario, scaling));
         await provisioner.CreateTenantAsync(scenario, target.SysAdmin, target.SysPassword, cancellationToken);
@@ -33,10 +43,18 @@ public sealed class SimRunner(Scenario scenario, ScenarioScaling scaling, SimTar
         var devices = new List<RunningDevice>(provisioned.Count);
         foreach (var p in provisioned)
         {
-            ISimDevice connection = p.Fleet.Protocol == DeviceProtocol.Http
+            var device = new RunningDevice(p, scenario.Seed, scaling.Count(p.Fleet.Count));
+            device.Connection = p.Fleet.Protocol == DeviceProtocol.Http
                 ? new HttpSimDevice(http, p.Token)
-                : new MqttSimDevice(target.MqttHost, target.MqttPort, $"sim-{provisioner.RunId}-{p.FleetIndex}-{p.Number}", p.Token);
-            devices.Add(new RunningDevice(p, connection, scenario.Seed, scaling.Count(p.Fleet.Count)));
+                : new MqttSimDevice(target.MqttHost, target.MqttPort, $"sim-{provisioner.RunId}-{p.FleetIndex}-{p.Number}", p.Token, p.Fleet, scaling, device.Random);
+            devices.Add(device);
+        }
+
+        _faults = [.. scenario.Faults.Select(f => new FaultRun(f, devices.Where(d => d.Provisioned.Fleet.Name == f.Fleet && d.Provisioned.Number <= Affected(f.Share, scaling.Count(d.Provisioned.Fleet.Count))).ToList()))];
+        _calls = [.. scenario.RpcCalls.Select(c => new RpcCallRun(c))];
+        foreach (var device in devices)
+        {
+            device.Faults = [.. _faults.Where(f => f.Devices.Contains(device)).Select(f => f.Definition)];
         }
 
         foreach (var fleet in scenario.Fleets)
@@ -53,6 +71,7 @@ public sealed class SimRunner(Scenario scenario, ScenarioScaling scaling, SimTar
         }
 
         var total = new Recorder(startTimestamp);
+        _total = total;
         await RunScheduleAsync(devices, total, startTimestamp, cancellationToken);
         var endWall = DateTimeOffset.UtcNow;
         log.WriteLine(string.Create(CultureInfo.InvariantCulture, $"  sent {total.Sent}, acknowledged {total.Acknowledged}, failed {total.Failed}; p50 {total.Percentile(50).TotalMilliseconds:0.#} ms, p99 {total.Percentile(99).TotalMilliseconds:0.#} ms"));
@@ -64,7 +83,7 @@ public sealed class SimRunner(Scenario scenario, ScenarioScaling scaling, SimTar
 
         var stored = await ReadBackAsync(provisioner, devices, startWall, cancellationToken);
         var alarms = await provisioner.AlarmsAsync(cancellationToken);
-        return SimReport.Build(scenario, scaling, provisioner, devices, stored, alarms, total, _fleetRecorders, startWall, endWall);
+        return SimReport.Build(scenario, scaling, provisioner, devices, stored, alarms, total, _fleetRecorders, startWall, endWall, _faults, _calls);
     }
 
     private async Task ConnectAllAsync(List<RunningDevice> devices, CancellationToken cancellationToken)
@@ -108,6 +127,16 @@ public sealed class SimRunner(Scenario scenario, ScenarioScaling scaling, SimTar
             due.Enqueue(device, interval * device.Random.NextDouble());
         }
 
+        var rpcDue = new PriorityQueue<(RunningDevice Device, RpcCallRun Call), TimeSpan>();
+        foreach (var call in _calls)
+        {
+            foreach (var device in devices.Where(d => d.Provisioned.Fleet.Name == call.Definition.Fleet))
+            {
+                rpcDue.Enqueue((device, call), scaling.Real(call.Definition.Every) * device.Random.NextDouble());
+            }
+        }
+
+        var faultsDue = new Queue<FaultRun>(_faults.OrderBy(f => f.Definition.At));
         var runFor = scaling.Real(scenario.Duration);
         var inFlight = new List<Task>();
         var lastProgress = TimeSpan.Zero;
@@ -120,10 +149,24 @@ public sealed class SimRunner(Scenario scenario, ScenarioScaling scaling, SimTar
                 break;
             }
 
+            var now = scaling.ScenarioTime(elapsed);
+            while (faultsDue.TryPeek(out var fault) && fault.Definition.At <= now)
+            {
+                faultsDue.Dequeue();
+                inFlight.Add(InjectAsync(fault, now, cancellationToken));
+            }
+
+            while (rpcDue.TryPeek(out var call, out var callWhen) && callWhen <= elapsed)
+            {
+                rpcDue.Dequeue();
+                inFlight.Add(CallAsync(call.Device, call.Call, cancellationToken));
+                rpcDue.Enqueue(call, callWhen + scaling.Real(call.Call.Definition.Every));
+            }
+
             while (due.TryPeek(out var device, out var when) && when <= elapsed)
             {
                 due.Dequeue();
-                inFlight.Add(ReportAsync(device, scaling.ScenarioTime(elapsed), total, cancellationToken));
+                inFlight.Add(ReportAsync(device, now, total, cancellationToken));
                 var interval = scaling.Real(device.Provisioned.Fleet.Interval);
                 var jitter = device.Provisioned.Fleet.Jitter * ((device.Random.NextDouble() * 2) - 1);
                 due.Enqueue(device, when + (interval * (1 + jitter)));
@@ -150,13 +193,52 @@ public sealed class SimRunner(Scenario scenario, ScenarioScaling scaling, SimTar
 
     private async Task ReportAsync(RunningDevice device, TimeSpan scenarioTime, Recorder total, CancellationToken cancellationToken)
     {
-        var payload = device.Payload(scenarioTime, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds());
+        TimeSpan skew = TimeSpan.Zero;
+        FaultDefinition? skewFault = null;
+        foreach (var fault in device.Faults)
+        {
+            if (fault.Kind == FaultKind.Silence && fault.IsActive(scenarioTime))
+            {
+                return;
+            }
+
+            if (fault.Kind == FaultKind.ClockSkew && fault.IsActive(scenarioTime))
+            {
+                skew = fault.Skew;
+                skewFault = fault;
+            }
+        }
+
+        if (!device.Connection.IsConnected)
+        {
+            // A device that lost its connection has nothing to send on until it is back: counted, not sent.
+            device.CountMissedOffline();
+            return;
+        }
+
+        var (payload, ts) = device.Payload(scenarioTime, DateTimeOffset.UtcNow.Add(skew).ToUnixTimeMilliseconds());
+        var result = await SendCountedAsync(device, payload, total, cancellationToken);
+        if (result.Acknowledged)
+        {
+            device.CountStoredTs(ts);
+        }
+
+        if (skewFault is not null)
+        {
+            _faults.First(f => f.Definition == skewFault).Record(result.Outcome);
+        }
+    }
+
+    /// <summary>Sends a telemetry payload, counted as sent and as acknowledged or failed, with its latency.</summary>
+    private async Task<SendResult> SendCountedAsync(RunningDevice device, byte[] payload, Recorder total, CancellationToken cancellationToken)
+    {
         var fleet = _fleetRecorders[device.Provisioned.Fleet.Name];
         var sent = Stopwatch.GetTimestamp();
         total.RecordSent(sent);
         fleet.RecordSent(sent);
         device.CountSent();
-        if (await device.Connection.SendTelemetryAsync(payload, cancellationToken))
+        var result = await device.Connection.SendTelemetryAsync(payload, cancellationToken);
+        if (result.Acknowledged)
         {
             var acked = Stopwatch.GetTimestamp();
             total.RecordAcknowledged(sent, acked);
@@ -168,6 +250,139 @@ public sealed class SimRunner(Scenario scenario, ScenarioScaling scaling, SimTar
             var failed = Stopwatch.GetTimestamp();
             total.RecordFailed(failed);
             fleet.RecordFailed(failed);
+        }
+
+        return result;
+    }
+
+    /// <summary>
+    /// Applies a fault to its devices and records what the server made of each injection. Malformed and oversized
+    /// messages are not counted as telemetry: they are meant to be refused.
+    /// </summary>
+    private async Task InjectAsync(FaultRun fault, TimeSpan now, CancellationToken cancellationToken)
+    {
+        var tasks = new List<Task>();
+        foreach (var device in fault.Devices)
+        {
+            tasks.Add(Task.Run(async () =>
+            {
+                switch (fault.Definition.Kind)
+                {
+                    case FaultKind.Disconnect:
+                        var lostBefore = device.Connection.Reconnects;
+                        await device.Connection.DropAsync(reconnect: true);
+                        fault.Record("disconnected");
+                        fault.TrackReconnect(device, lostBefore);
+                        break;
+                    case FaultKind.ReconnectStorm:
+                        await device.Connection.DropAsync(reconnect: false);
+                        break;
+                    case FaultKind.Silence:
+                        // A device that stops reporting has lost its power or its network: its connection goes too,
+                        // and comes back when the silence ends.
+                        await device.Connection.DropAsync(reconnect: false);
+                        fault.Record("fell silent");
+                        if (fault.Definition.For is { } silence && device.Connection is MqttSimDevice silent)
+                        {
+                            await Task.Delay(scaling.Real(silence), cancellationToken);
+                            fault.Record(await silent.ReconnectNowAsync(cancellationToken) ? "back after the silence" : "refused after the silence, reconnecting with back-off");
+                        }
+
+                        break;
+                    case FaultKind.ClockSkew:
+                        break;
+                    case FaultKind.Malformed:
+                        for (var i = 0; i < fault.Definition.Count; i++)
+                        {
+                            fault.Record((await device.Connection.SendTelemetryAsync(Utf8.Bytes("{\"temperature\": 21.5, oops"), cancellationToken)).Outcome);
+                        }
+
+                        break;
+                    case FaultKind.Oversized:
+                        var big = Utf8.Bytes("{\"blob\":\"" + new string('x', 2 * 1024 * 1024) + "\"}");
+                        for (var i = 0; i < fault.Definition.Count; i++)
+                        {
+                            fault.Record((await device.Connection.SendTelemetryAsync(big, cancellationToken)).Outcome);
+                        }
+
+                        break;
+                    case FaultKind.Duplicate:
+                        var (payload, ts) = device.Payload(now, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds());
+                        var first = await SendCountedAsync(device, payload, _total!, cancellationToken);
+                        if (first.Acknowledged)
+                        {
+                            device.CountStoredTs(ts);
+                        }
+
+                        for (var i = 0; i < fault.Definition.Count; i++)
+                        {
+                            // The same point again: acknowledged, and stored once (it is keyed by its timestamp).
+                            var again = await device.Connection.SendTelemetryAsync(payload, cancellationToken);
+                            fault.Record(again.Acknowledged ? "acknowledged again" : again.Outcome);
+                        }
+
+                        break;
+                    case FaultKind.Burst:
+                        var burst = new List<Task<SendResult>>();
+                        for (var i = 0; i < fault.Definition.Count; i++)
+                        {
+                            var (p, t) = device.Payload(now, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds());
+                            burst.Add(SendAndKeepAsync(device, p, t, cancellationToken));
+                        }
+
+                        foreach (var result in await Task.WhenAll(burst))
+                        {
+                            fault.Record(result.Outcome);
+                        }
+
+                        break;
+                }
+            }, cancellationToken));
+        }
+
+        await Task.WhenAll(tasks);
+        if (fault.Definition.Kind == FaultKind.ReconnectStorm)
+        {
+            // Everyone at once, no back-off: the storm.
+            var reconnects = fault.Devices.Select(d => d.Connection is MqttSimDevice mqtt ? mqtt.ReconnectNowAsync(cancellationToken) : Task.FromResult(true)).ToList();
+            foreach (var ok in await Task.WhenAll(reconnects))
+            {
+                fault.Record(ok ? "reconnected at once" : "refused at once, reconnecting with back-off");
+            }
+        }
+    }
+
+    private async Task<SendResult> SendAndKeepAsync(RunningDevice device, byte[] payload, long ts, CancellationToken cancellationToken)
+    {
+        var result = await SendCountedAsync(device, payload, _total!, cancellationToken);
+        if (result.Acknowledged)
+        {
+            device.CountStoredTs(ts);
+        }
+
+        return result;
+    }
+
+    /// <summary>A two-way RPC call through the REST API, as an operator's system makes it.</summary>
+    private async Task CallAsync(RunningDevice device, RpcCallRun call, CancellationToken cancellationToken)
+    {
+        var started = Stopwatch.GetTimestamp();
+        var timeoutMs = (long)call.Definition.Timeout.TotalMilliseconds;
+        using var request = new HttpRequestMessage(HttpMethod.Post, $"/api/rpc/twoway/{device.Provisioned.Id}")
+        {
+            Content = new StringContent($"{{\"method\":{JsonSerializer.Serialize(call.Definition.Method)},\"params\":{call.Definition.ParamsJson},\"timeout\":{timeoutMs}}}",
+                System.Text.Encoding.UTF8, "application/json"),
+        };
+        request.Headers.Add("X-Authorization", "Bearer " + _provisioner!.TenantToken);
+        try
+        {
+            using var response = await _http!.SendAsync(request, cancellationToken);
+            var body = await response.Content.ReadAsStringAsync(cancellationToken);
+            call.Record((int)response.StatusCode, body, Stopwatch.GetElapsedTime(started));
+        }
+        catch (Exception e) when (e is HttpRequestException or TaskCanceledException)
+        {
+            call.Record(0, e.Message, Stopwatch.GetElapsedTime(started));
         }
     }
 
@@ -188,8 +403,9 @@ public sealed class SimRunner(Scenario scenario, ScenarioScaling scaling, SimTar
             long count;
             while (true)
             {
-                count = await provisioner.CountPointsAsync(device.Provisioned.Id, device.Keys[0], from, DateTimeOffset.UtcNow.AddMinutes(1).ToUnixTimeMilliseconds(), cancellationToken);
-                if (count >= device.Acknowledged || Stopwatch.GetTimestamp() > deadline)
+                count = await provisioner.CountPointsAsync(device.Provisioned.Id, device.Keys[0], Math.Min(from, device.MinTs - 1),
+                    Math.Max(DateTimeOffset.UtcNow.AddMinutes(1).ToUnixTimeMilliseconds(), device.MaxTs + 1), cancellationToken);
+                if (count >= device.StoredTsCount || Stopwatch.GetTimestamp() > deadline)
                 {
                     break;
                 }
@@ -211,10 +427,9 @@ public sealed class RunningDevice
     private readonly IValueSource[] _sources;
     private readonly (EventDefinition Event, Dictionary<int, IValueSource> Sources)[] _events;
 
-    public RunningDevice(ProvisionedDevice provisioned, ISimDevice connection, int seed, int fleetSize)
+    public RunningDevice(ProvisionedDevice provisioned, int seed, int fleetSize)
     {
         Provisioned = provisioned;
-        Connection = connection;
         Random = new Random(HashCode.Combine(seed, provisioned.FleetIndex, provisioned.Number));
         var fleet = provisioned.Fleet;
         Keys = [.. fleet.Telemetry.Keys];
@@ -223,7 +438,7 @@ public sealed class RunningDevice
         foreach (var e in fleet.Events)
         {
             // The first devices of the fleet (by number) are the event's share, at least one when the share is above zero.
-            var affected = e.Share <= 0 ? 0 : Math.Max(1, (int)Math.Round(e.Share * fleetSize, MidpointRounding.AwayFromZero));
+            var affected = SimRunner.Affected(e.Share, fleetSize);
             if (provisioned.Number <= affected)
             {
                 var sources = new Dictionary<int, IValueSource>();
@@ -241,7 +456,10 @@ public sealed class RunningDevice
 
     public ProvisionedDevice Provisioned { get; }
 
-    public ISimDevice Connection { get; }
+    public ISimDevice Connection { get; set; } = null!;
+
+    /// <summary>The faults that touch this device.</summary>
+    public IReadOnlyList<FaultDefinition> Faults { get; set; } = [];
 
     public Random Random { get; }
 
@@ -258,6 +476,33 @@ public sealed class RunningDevice
 
     public void CountAcknowledged() => Interlocked.Increment(ref _acknowledged);
 
+    private long _missedOffline;
+    private long _storedTs;
+    private long _minTs = long.MaxValue;
+    private long _maxTs = long.MinValue;
+
+    /// <summary>Reports not sent because the device was offline (after a fault, waiting to reconnect).</summary>
+    public long MissedOffline => Volatile.Read(ref _missedOffline);
+
+    public void CountMissedOffline() => Interlocked.Increment(ref _missedOffline);
+
+    /// <summary>Acknowledged points with distinct timestamps: what the server must hold afterwards.</summary>
+    public long StoredTsCount => Volatile.Read(ref _storedTs);
+
+    public long MinTs => Volatile.Read(ref _minTs);
+
+    public long MaxTs => Volatile.Read(ref _maxTs);
+
+    public void CountStoredTs(long ts)
+    {
+        lock (Keys)
+        {
+            _storedTs++;
+            _minTs = Math.Min(_minTs, ts);
+            _maxTs = Math.Max(_maxTs, ts);
+        }
+    }
+
     private long _lastTs;
 
     /// <summary>
@@ -265,11 +510,17 @@ public sealed class RunningDevice
     /// the device already reported in that millisecond, the next free one: a point is keyed by its timestamp, and
     /// two in one millisecond would be one stored point.
     /// </summary>
-    public byte[] Payload(TimeSpan t, long ts)
+    public (byte[] Payload, long Ts) Payload(TimeSpan t, long ts)
     {
         lock (Keys)
         {
-            ts = Math.Max(ts, _lastTs + 1);
+            // Two reports within a millisecond (or a clock that stepped back a little) get the next free stamp; a
+            // clock set far back on purpose (a skew fault) keeps its stamp.
+            if (ts <= _lastTs && _lastTs - ts < 1_000)
+            {
+                ts = _lastTs + 1;
+            }
+
             _lastTs = ts;
         }
 
@@ -310,6 +561,6 @@ public sealed class RunningDevice
             writer.WriteEndObject();
         }
 
-        return buffer.WrittenSpan.ToArray();
+        return (buffer.WrittenSpan.ToArray(), ts);
     }
 }

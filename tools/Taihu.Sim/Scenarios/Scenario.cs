@@ -13,7 +13,55 @@ public enum DeviceProtocol
 /// <summary>A scenario as loaded: every duration in scenario time, every count as written (see <see cref="ScenarioScaling"/>).</summary>
 public sealed record Scenario(
     string Name, string? Description, TimeSpan Duration, int Seed, DateTimeOffset StartTime,
-    IReadOnlyList<ProfileDefinition> Profiles, IReadOnlyList<FleetDefinition> Fleets, IReadOnlyList<Expectation> Expectations);
+    IReadOnlyList<ProfileDefinition> Profiles, IReadOnlyList<FleetDefinition> Fleets, IReadOnlyList<Expectation> Expectations)
+{
+    public IReadOnlyList<FaultDefinition> Faults { get; init; } = [];
+
+    public IReadOnlyList<RpcCallDefinition> RpcCalls { get; init; } = [];
+}
+
+/// <summary>How devices behave beyond reporting: reconnecting, answering RPC, applying shared attributes.</summary>
+public sealed record Behaviour(TimeSpan ReconnectInitial, TimeSpan ReconnectMax, TimeSpan RpcDelay, double RpcErrors, bool SharedAttributes)
+{
+    public static Behaviour Default { get; } = new(TimeSpan.FromSeconds(1), TimeSpan.FromMinutes(1), TimeSpan.Zero, 0, false);
+}
+
+/// <summary>The faults a scenario can inject.</summary>
+public enum FaultKind
+{
+    /// <summary>Devices drop their connection; they come back by their reconnect behaviour.</summary>
+    Disconnect,
+
+    /// <summary>Devices drop their connection and all connect again at once.</summary>
+    ReconnectStorm,
+
+    /// <summary>Devices stop reporting (for a while, or to the end): what inactivity alarms are for.</summary>
+    Silence,
+
+    /// <summary>Devices send payloads that are not JSON.</summary>
+    Malformed,
+
+    /// <summary>Devices send payloads over the server's limit.</summary>
+    Oversized,
+
+    /// <summary>Devices send the same point twice (same timestamp and values).</summary>
+    Duplicate,
+
+    /// <summary>Devices send many points at once.</summary>
+    Burst,
+
+    /// <summary>Devices' clocks are off: their points carry timestamps ahead or behind.</summary>
+    ClockSkew,
+}
+
+/// <summary>A fault: what, to which devices (a share of a fleet, its first devices by number), when and for how long (scenario time).</summary>
+public sealed record FaultDefinition(FaultKind Kind, string Fleet, double Share, TimeSpan At, TimeSpan? For, int Count, TimeSpan Skew, int Line)
+{
+    public bool IsActive(TimeSpan t) => t >= At && (For is not { } length || t < At + length);
+}
+
+/// <summary>Server-side RPC the run makes to every device of a fleet once per <see cref="Every"/> (scenario time).</summary>
+public sealed record RpcCallDefinition(string Fleet, string Method, string ParamsJson, TimeSpan Every, TimeSpan Timeout, int Line);
 
 /// <summary>The kinds of expectation a scenario may state.</summary>
 public enum ExpectationKind
@@ -23,6 +71,8 @@ public enum ExpectationKind
     Alarm,
     NoAlarm,
     LatencyP99,
+    RpcAnswered,
+    FaultsHandled,
 }
 
 /// <summary>
@@ -43,6 +93,8 @@ public sealed record Expectation(
             ExpectationKind.Acknowledged => string.Create(ci, $"acknowledged: {Share:0.###%} of points sent{scope}"),
             ExpectationKind.Alarm => $"alarm '{AlarmType}' raised by {DevicesText()}{(RaisedBy is { } r ? " by " + Durations.Format(r) : "")}{(ClearedBy is { } c ? " and cleared by " + Durations.Format(c) : "")}{scope}",
             ExpectationKind.NoAlarm => $"no alarm '{AlarmType}'{scope}",
+            ExpectationKind.RpcAnswered => string.Create(ci, $"RPC answered: {Share:0.###%} of calls{scope}"),
+            ExpectationKind.FaultsHandled => "every fault injected got the server's clear answer",
             _ => $"latency p99 under {Durations.Format(Latency ?? TimeSpan.Zero)}{scope}",
         };
     }
@@ -60,6 +112,11 @@ public sealed record FleetDefinition(
     string Name, int Count, string? Profile, DeviceProtocol Protocol, TimeSpan Interval, double Jitter,
     IReadOnlyDictionary<string, ValueModel> Telemetry, JsonObject? Attributes, IReadOnlyList<EventDefinition> Events, int Line)
 {
+    /// <summary>MQTT 5 instead of 3.1.1 (5 shows a refusal's reason code on the PUBACK).</summary>
+    public bool Mqtt5 { get; init; }
+
+    public Behaviour Behaviour { get; init; } = Behaviour.Default;
+
     /// <summary>The name of device <paramref name="number"/> (1-based): <c>{n}</c> is the number, <c>{n:000}</c> padded.</summary>
     public string DeviceName(int number) => DeviceNames.Format(Name, number);
 }

@@ -126,6 +126,8 @@ public static class ScenarioLoader
     /// <summary>Reads the checked JSON into the model, checking what a schema cannot say.</summary>
     private sealed class Reader(YamlDocument document, string source, string directory)
     {
+        private readonly Dictionary<string, FleetDefinition> _fleets = new(StringComparer.Ordinal);
+
         private ScenarioException Problem(string pointer, string problem) => new(source, document.LineOf(pointer), problem);
 
         public Scenario Read(JsonObject root)
@@ -157,6 +159,7 @@ public static class ScenarioLoader
             for (var i = 0; i < fleetArray.Count; i++)
             {
                 fleets.Add(ReadFleet(fleetArray[i]!.AsObject(), $"/fleets/{i}", profileNames, fleetNames, startTime));
+                _fleets[fleets[^1].Name] = fleets[^1];
             }
 
             var duration = Duration(root["duration"]!, "/duration");
@@ -172,8 +175,83 @@ public static class ScenarioLoader
                 expectations.Add(ReadExpectation(expectArray[i]!.AsObject(), $"/expect/{i}", fleetNames));
             }
 
+            var faults = new List<FaultDefinition>();
+            var faultArray = root["faults"]?.AsArray() ?? [];
+            for (var i = 0; i < faultArray.Count; i++)
+            {
+                faults.Add(ReadFault(faultArray[i]!.AsObject(), $"/faults/{i}", fleetNames));
+            }
+
+            var calls = new List<RpcCallDefinition>();
+            var callArray = root["rpc"]?.AsArray() ?? [];
+            for (var i = 0; i < callArray.Count; i++)
+            {
+                var c = callArray[i]!.AsObject();
+                var at = $"/rpc/{i}";
+                var fleet = c["fleet"]!.GetValue<string>();
+                if (!fleetNames.Contains(fleet))
+                {
+                    throw Problem(at + "/fleet", $"no fleet is named '{fleet}'.");
+                }
+
+                var every = Duration(c["every"]!, at + "/every");
+                if (every <= TimeSpan.Zero)
+                {
+                    throw Problem(at + "/every", "RPC calls are made at an interval of more than zero.");
+                }
+
+                calls.Add(new RpcCallDefinition(fleet, c["method"]!.GetValue<string>(), c["params"]?.ToJsonString() ?? "{}", every,
+                    c["timeout"] is { } timeout ? Duration(timeout, at + "/timeout") : TimeSpan.FromSeconds(10), document.LineOf(at)));
+            }
+
             return new Scenario(root["name"]!.GetValue<string>(), root["description"]?.GetValue<string>(), duration,
-                root["seed"] is { } seed ? (int)seed.GetValue<long>() : 1, startTime, profiles, fleets, expectations);
+                root["seed"] is { } seed ? (int)seed.GetValue<long>() : 1, startTime, profiles, fleets, expectations)
+            {
+                Faults = faults,
+                RpcCalls = calls,
+            };
+        }
+
+        private FaultDefinition ReadFault(JsonObject f, string pointer, HashSet<string> fleetNames)
+        {
+            var fleet = f["fleet"]!.GetValue<string>();
+            if (!fleetNames.Contains(fleet))
+            {
+                throw Problem(pointer + "/fleet", $"no fleet is named '{fleet}'.");
+            }
+
+            var kind = f["kind"]!.GetValue<string>() switch
+            {
+                "disconnect" => FaultKind.Disconnect,
+                "reconnectStorm" => FaultKind.ReconnectStorm,
+                "silence" => FaultKind.Silence,
+                "malformed" => FaultKind.Malformed,
+                "oversized" => FaultKind.Oversized,
+                "duplicate" => FaultKind.Duplicate,
+                "burst" => FaultKind.Burst,
+                _ => FaultKind.ClockSkew,
+            };
+            if (kind is FaultKind.Disconnect or FaultKind.ReconnectStorm && _fleets[fleet].Protocol != DeviceProtocol.Mqtt)
+            {
+                throw Problem(pointer + "/kind", $"a {f["kind"]!.GetValue<string>()} fault needs a fleet that holds connections (MQTT); '{fleet}' is on HTTP.");
+            }
+
+            var skew = TimeSpan.Zero;
+            if (kind == FaultKind.ClockSkew)
+            {
+                if (f["skew"] is not { } skewNode)
+                {
+                    throw Problem(pointer, "a clockSkew fault says how far the clocks are off: skew: +10m or skew: -2h.");
+                }
+
+                var text = skewNode.GetValue<string>().Trim();
+                var negative = text.StartsWith('-');
+                skew = Duration(JsonValue.Create(text.TrimStart('-', '+'))!, pointer + "/skew");
+                skew = negative ? -skew : skew;
+            }
+
+            return new FaultDefinition(kind, fleet, f["share"] is { } share ? Share(share) : 1.0, Duration(f["at"]!, pointer + "/at"),
+                f["for"] is { } length ? Duration(length, pointer + "/for") : null, f["count"] is { } count ? (int)count.GetValue<long>() : 1, skew, document.LineOf(pointer));
         }
 
         private Expectation ReadExpectation(JsonObject e, string pointer, HashSet<string> fleetNames)
@@ -198,6 +276,21 @@ public static class ScenarioLoader
             if (e["latencyP99"] is { } latency)
             {
                 return new Expectation(ExpectationKind.LatencyP99, fleet, 0, null, null, null, null, Duration(latency, pointer + "/latencyP99"), line);
+            }
+
+            if (e["rpcAnswered"] is { } answered)
+            {
+                return new Expectation(ExpectationKind.RpcAnswered, fleet, Share(answered), null, null, null, null, null, line);
+            }
+
+            if (e["faultsHandled"] is { } handled)
+            {
+                if (!handled.GetValue<bool>())
+                {
+                    throw Problem(pointer + "/faultsHandled", "faultsHandled is only ever expected to be true.");
+                }
+
+                return new Expectation(ExpectationKind.FaultsHandled, fleet, 1, null, null, null, null, null, line);
             }
 
             if (e["noAlarm"] is { } none)
@@ -284,8 +377,29 @@ public static class ScenarioLoader
                     e["share"] is { } share ? Share(share) : 1.0, models, document.LineOf(at)));
             }
 
+            var behaviour = Behaviour.Default;
+            if (f["behaviour"] is JsonObject b)
+            {
+                var reconnect = b["reconnect"] as JsonObject;
+                var rpc = b["rpc"] as JsonObject;
+                behaviour = new Behaviour(
+                    reconnect?["initial"] is { } initial ? Duration(initial, pointer + "/behaviour/reconnect/initial") : behaviour.ReconnectInitial,
+                    reconnect?["max"] is { } max ? Duration(max, pointer + "/behaviour/reconnect/max") : behaviour.ReconnectMax,
+                    rpc?["delay"] is { } delay ? Duration(delay, pointer + "/behaviour/rpc/delay") : TimeSpan.Zero,
+                    rpc?["errors"] is { } errors ? Share(errors) : 0,
+                    b["sharedAttributes"]?.GetValue<bool>() ?? false);
+                if (behaviour.ReconnectMax < behaviour.ReconnectInitial)
+                {
+                    throw Problem(pointer + "/behaviour/reconnect/max", "the longest wait before reconnecting is shorter than the first.");
+                }
+            }
+
             return new FleetDefinition(name, count, profile, protocol, interval, f["jitter"] is { } jitter ? Share(jitter) : 0,
-                telemetry, f["attributes"]?.DeepClone().AsObject(), events, document.LineOf(pointer));
+                telemetry, f["attributes"]?.DeepClone().AsObject(), events, document.LineOf(pointer))
+            {
+                Mqtt5 = f["mqttVersion"]?.GetValue<string>() == "5",
+                Behaviour = behaviour,
+            };
         }
 
         private Dictionary<string, ValueModel> Models(JsonObject? models, string pointer, DateTimeOffset startTime)
