@@ -107,6 +107,12 @@ public sealed class ScenarioRunTests(SimServerFixture fixture) : IClassFixture<S
             var json = JsonNode.Parse(File.ReadAllText(Path.Combine(directory, "report.json")))!;
             Assert.True(json["passed"]!.GetValue<bool>());
             Assert.Equal(report.Timeline.Count, json["timeline"]!.AsArray().Count);
+
+            // The server's CPU and memory, read from its /metrics each second of the run.
+            Assert.Equal("the server's /metrics", report.ServerSource);
+            Assert.True(report.Server.Count >= 10, $"{report.Server.Count} samples");
+            Assert.All(report.Server, s => Assert.InRange(s.MemoryMb!.Value, 10, 8192));
+            Assert.Contains(report.Server, s => s.CpuPercent > 0);
         }
         finally
         {
@@ -184,5 +190,20 @@ public sealed class ScenarioRunTests(SimServerFixture fixture) : IClassFixture<S
         {
             Directory.Delete(directory, recursive: true);
         }
+    }
+}
+
+/// <summary>The medical zone: wearables behind ward gateways; the patients who deteriorate raise both alarms, which clear when they recover.</summary>
+public sealed class MedicalScenarioTests(SimServerFixture fixture) : IClassFixture<SimServerFixture>
+{
+    [Fact]
+    public async Task Medical_ShortForm_ThroughGateways_MeetsItsExpectations()
+    {
+        var report = await ShippedScenario.RunAsync(fixture, "medical", 120, 0.1);
+        var fleet = Assert.Single(report.Fleets);
+        Assert.Equal(12, fleet.Devices);
+        Assert.Equal(fleet.Acknowledged, fleet.Stored);
+        Assert.Equal(["Heart rate above 120", "SpO2 below 90%"], report.Alarms.Select(a => a.Type).Order());
+        Assert.All(report.Alarms, a => Assert.Equal("patient-001", a.Device));
     }
 }

@@ -25,11 +25,12 @@ internal static class SimCommands
         var mqttPort = new Option<int>("--mqtt-port") { Description = "The MQTT port.", DefaultValueFactory = _ => 1883 };
         var admin = new Option<string>("--admin") { Description = "The system administrator, who creates the run's tenant.", DefaultValueFactory = _ => "sysadmin@taihu.local" };
         var password = new Option<string?>("--password") { Description = "The system administrator's password; default: the TAIHU_ADMIN_PASSWORD environment variable." };
+        var serverPid = new Option<int?>("--server-pid") { Description = "A local server process to sample CPU and memory of (from /proc); default: the server's /metrics." };
         var report = new Option<string>("--report") { Description = "Directory for report.html and report.json.", DefaultValueFactory = _ => "sim-report" };
         var command = new Command("run", "Provisions the scenario's fleet in a tenant of its own, runs it, reads back what was stored and which alarms fired, checks the expectations and writes the report. "
             + "Exit code 0: every expectation met; 1: one or more not met; 2: the scenario file is wrong; 3: the run could not be made.")
         {
-            file, speed, scale, url, mqttHost, mqttPort, admin, password, report,
+            file, speed, scale, url, mqttHost, mqttPort, admin, password, serverPid, report,
         };
         command.SetAction(async (parse, cancellationToken) =>
         {
@@ -54,7 +55,10 @@ internal static class SimCommands
                 return 3;
             }
 
-            var target = new SimTarget(http, parse.GetValue(mqttHost) ?? http.Host, parse.GetValue(mqttPort), parse.GetRequiredValue(admin), secret);
+            var target = new SimTarget(http, parse.GetValue(mqttHost) ?? http.Host, parse.GetValue(mqttPort), parse.GetRequiredValue(admin), secret)
+            {
+                ServerPid = parse.GetValue(serverPid),
+            };
             try
             {
                 var result = await new Running.SimRunner(scenario, scaling, target, Console.Out).RunAsync(cancellationToken);

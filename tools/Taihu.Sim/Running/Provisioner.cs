@@ -6,8 +6,14 @@ using Taihu.Sim.Scenarios;
 
 namespace Taihu.Sim.Running;
 
-/// <summary>A device the run provisioned: its fleet, number, name, id and access token.</summary>
-public sealed record ProvisionedDevice(FleetDefinition Fleet, int FleetIndex, int Number, string Name, string Id, string Token);
+/// <summary>A device the run provisioned: its fleet, number, name, id and access token (and its gateway's, when it reports through one).</summary>
+public sealed record ProvisionedDevice(FleetDefinition Fleet, int FleetIndex, int Number, string Name, string Id, string Token)
+{
+    public ProvisionedGateway? Gateway { get; init; }
+}
+
+/// <summary>A gateway the run provisioned for a fleet's devices.</summary>
+public sealed record ProvisionedGateway(string Name, string Id, string Token, int FleetIndex, int Number);
 
 /// <summary>
 /// Makes the scenario's fleet on a Taihu (or ThingsBoard-compatible) server through its management API, as a
@@ -125,6 +131,27 @@ public sealed class Provisioner(HttpClient http, ScenarioScaling scaling)
             }
         }
 
+        // Gateways first: their devices are created assigned to them (ThingsBoard's lastConnectedGateway).
+        var gateways = new Dictionary<(int Fleet, int Number), ProvisionedGateway>();
+        for (var f = 0; f < scenario.Fleets.Count; f++)
+        {
+            var fleet = scenario.Fleets[f];
+            if (fleet.GatewayName is null)
+            {
+                continue;
+            }
+
+            var count = (scaling.Count(fleet.Count) + fleet.DevicesPerGateway - 1) / fleet.DevicesPerGateway;
+            for (var g = 1; g <= count; g++)
+            {
+                var token = string.Create(CultureInfo.InvariantCulture, $"sim-{RunId}-{f}-gw{g}");
+                var name = DeviceNames.Format(fleet.GatewayName, g);
+                var body = new JsonObject { ["name"] = name, ["type"] = "gateway", ["additionalInfo"] = new JsonObject { ["gateway"] = true } };
+                var saved = await BenchTenant.SendAsync(http, HttpMethod.Post, TenantToken, $"/api/device?accessToken={token}", body, cancellationToken);
+                gateways[(f, g)] = new ProvisionedGateway(name, saved.GetProperty("id").GetProperty("id").GetString()!, token, f, g);
+            }
+        }
+
         var devices = new ProvisionedDevice[plan.Count];
         var next = -1;
         var workers = new Task[8];
@@ -144,8 +171,15 @@ public sealed class Provisioner(HttpClient http, ScenarioScaling scaling)
                         body["deviceProfileId"] = new JsonObject { ["id"] = profiles[profile], ["entityType"] = "DEVICE_PROFILE" };
                     }
 
+                    ProvisionedGateway? gateway = null;
+                    if (fleet.GatewayName is not null)
+                    {
+                        gateway = gateways[(fleetIndex, ((number - 1) / fleet.DevicesPerGateway) + 1)];
+                        body["additionalInfo"] = new JsonObject { ["lastConnectedGateway"] = gateway.Id };
+                    }
+
                     var saved = await BenchTenant.SendAsync(http, HttpMethod.Post, TenantToken, $"/api/device?accessToken={token}", body, cancellationToken);
-                    devices[i] = new ProvisionedDevice(fleet, fleetIndex, number, name, saved.GetProperty("id").GetProperty("id").GetString()!, token);
+                    devices[i] = new ProvisionedDevice(fleet, fleetIndex, number, name, saved.GetProperty("id").GetProperty("id").GetString()!, token) { Gateway = gateway };
                     if (i % 500 == 499)
                     {
                         progress?.Report($"provisioned {i + 1} of {plan.Count} devices");

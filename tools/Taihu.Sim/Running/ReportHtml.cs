@@ -88,6 +88,9 @@ internal static class ReportHtml
 
         html.Append("<h2>Messages per second</h2><div id=\"rates\" class=\"chart\"></div>");
         html.Append("<h2>Latency, send to acknowledgement</h2><div id=\"latency\" class=\"chart\"></div>");
+        html.Append("<h2>Server CPU and memory</h2>");
+        html.Append(report.ServerSource is null ? "<p class=\"muted\">Not measured: the server has no /metrics the simulator can read, and no --server-pid was given.</p>"
+            : "<p class=\"muted\">From " + E(report.ServerSource) + ".</p><div id=\"server\" class=\"chart\"></div>");
         html.Append("<h2>Alarms</h2><div id=\"alarms\" class=\"chart\"></div><table><tr><th>Raised (scenario time)</th><th>Cleared</th><th>Type</th><th>Severity</th><th>Device</th><th>Fleet</th></tr>");
         foreach (var a in report.Alarms.Take(500))
         {
@@ -118,6 +121,12 @@ internal static class ReportHtml
             new uPlot({ width, height: 260, scales: { x: { time: false } }, axes: [seconds, { label: 'ms' }],
               series: [{}, { label: 'p50', stroke: '#9467bd' }, { label: 'p99', stroke: '#ff7f0e' }] },
               [t, col(3), col(4)], document.getElementById('latency'));
+            const server = report.server.samples;
+            if (server.length > 0 && document.getElementById('server')) {
+              new uPlot({ width, height: 240, scales: { x: { time: false }, mb: {} }, axes: [seconds, { label: '% of a core' }, { scale: 'mb', side: 1, label: 'MB', grid: { show: false } }],
+                series: [{}, { label: 'CPU %', stroke: '#17becf' }, { label: 'memory MB', stroke: '#bcbd22', scale: 'mb' }] },
+                [server.map(s => s[0]), server.map(s => s[1]), server.map(s => s[2])], document.getElementById('server'));
+            }
             // Active alarms of each type over scenario time (hours), stepping at each raise and clear.
             const types = [...new Set(report.alarms.map(a => a.type))];
             if (types.length > 0) {

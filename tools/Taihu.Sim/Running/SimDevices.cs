@@ -276,7 +276,8 @@ public sealed class MqttSimDevice(string host, int port, string clientId, string
 
     public Task<SendResult> SendAttributesAsync(byte[] payload, CancellationToken cancellationToken) => PublishAsync("v1/devices/me/attributes", payload, cancellationToken);
 
-    private async Task<SendResult> PublishAsync(string topic, byte[] payload, CancellationToken cancellationToken)
+    /// <summary>Publishes at QoS 1 on any topic (a gateway's, for its devices).</summary>
+    public async Task<SendResult> PublishAsync(string topic, byte[] payload, CancellationToken cancellationToken)
     {
         if (!_client.IsConnected)
         {
@@ -316,6 +317,84 @@ public sealed class MqttSimDevice(string host, int port, string clientId, string
         _client.Dispose();
         _stopping.Dispose();
     }
+}
+
+/// <summary>
+/// A device behind a gateway (ThingsBoard's gateway API): it says it is connected with <c>v1/gateway/connect</c> and
+/// reports with <c>v1/gateway/telemetry</c> <c>{"name":[{"ts":..,"values":{..}}]}</c> over its gateway's connection,
+/// which its fleet's devices share (the first to connect opens it).
+/// </summary>
+public sealed class GatewayChildDevice(MqttSimDevice gateway, string name, SemaphoreSlim gatewayGate) : ISimDevice
+{
+    private readonly byte[] _nameJson = Encoding.UTF8.GetBytes(System.Text.Json.JsonSerializer.Serialize(name));
+
+    public bool IsConnected => gateway.IsConnected;
+
+    public int ConnectionsLost => 0;
+
+    public int Reconnects => 0;
+
+    public int RpcAnswered => 0;
+
+    public int AttributeUpdates => 0;
+
+    public MqttSimDevice Gateway => gateway;
+
+    public async Task ConnectAsync(CancellationToken cancellationToken)
+    {
+        await gatewayGate.WaitAsync(cancellationToken);
+        try
+        {
+            if (!gateway.IsConnected)
+            {
+                await gateway.ConnectAsync(cancellationToken);
+            }
+        }
+        finally
+        {
+            gatewayGate.Release();
+        }
+
+        var connected = await gateway.PublishAsync("v1/gateway/connect", Encoding.UTF8.GetBytes($"{{\"device\":{Encoding.UTF8.GetString(_nameJson)}}}"), cancellationToken);
+        if (!connected.Acknowledged)
+        {
+            throw new InvalidOperationException($"The gateway refused to connect {name}: {connected.Outcome}.");
+        }
+    }
+
+    public Task DropAsync(bool reconnect) =>
+        gateway.PublishAsync("v1/gateway/disconnect", Encoding.UTF8.GetBytes($"{{\"device\":{Encoding.UTF8.GetString(_nameJson)}}}"), CancellationToken.None);
+
+    public Task<SendResult> SendTelemetryAsync(byte[] payload, CancellationToken cancellationToken) => gateway.PublishAsync("v1/gateway/telemetry", Wrap(payload), cancellationToken);
+
+    public Task<SendResult> SendAttributesAsync(byte[] payload, CancellationToken cancellationToken) => gateway.PublishAsync("v1/gateway/attributes", Wrap(payload, asArray: false), cancellationToken);
+
+    /// <summary><c>{"name":[payload]}</c> (telemetry) or <c>{"name":payload}</c> (attributes).</summary>
+    private byte[] Wrap(byte[] payload, bool asArray = true)
+    {
+        var wrapped = new byte[_nameJson.Length + payload.Length + (asArray ? 5 : 3)];
+        var span = wrapped.AsSpan();
+        span[0] = (byte)'{';
+        _nameJson.CopyTo(span[1..]);
+        var at = 1 + _nameJson.Length;
+        span[at++] = (byte)':';
+        if (asArray)
+        {
+            span[at++] = (byte)'[';
+        }
+
+        payload.CopyTo(span[at..]);
+        at += payload.Length;
+        if (asArray)
+        {
+            span[at++] = (byte)']';
+        }
+
+        span[at] = (byte)'}';
+        return wrapped;
+    }
+
+    public ValueTask DisposeAsync() => ValueTask.CompletedTask;
 }
 
 /// <summary>A device on ThingsBoard's HTTP device API (<c>POST /api/v1/{token}/telemetry</c>): no connection to lose.</summary>

@@ -66,11 +66,16 @@ public sealed class SimReport
     /// <summary>Per second of the run: sent, acknowledged, failed, p50 and p99 (ms).</summary>
     public required IReadOnlyList<(long Sent, long Acknowledged, long Failed, double? P50, double? P99)> Timeline { get; init; }
 
+    /// <summary>The server's CPU (% of one core) and memory (MB) each second, and where they were read.</summary>
+    public required IReadOnlyList<(double Seconds, double? CpuPercent, double? MemoryMb)> Server { get; init; }
+
+    public required string? ServerSource { get; init; }
+
     public bool Passed => Expectations.All(e => e.Met);
 
     internal static SimReport Build(Scenario scenario, ScenarioScaling scaling, Provisioner provisioner, List<RunningDevice> devices, Dictionary<string, long> stored,
         List<JsonElement> alarms, Recorder total, Dictionary<string, Recorder> fleetRecorders, DateTimeOffset started, DateTimeOffset ended,
-        List<FaultRun> faultRuns, List<RpcCallRun> callRuns)
+        List<FaultRun> faultRuns, List<RpcCallRun> callRuns, ServerSampler sampler)
     {
         var faults = faultRuns.Select(f =>
         {
@@ -139,6 +144,8 @@ public sealed class SimReport
             Rpc = rpc,
             Expectations = results,
             Timeline = total.Timeline(),
+            Server = sampler.Samples,
+            ServerSource = sampler.Source,
         };
     }
 
@@ -287,6 +294,11 @@ public sealed class SimReport
             {
                 ["expected"] = e.Expected, ["met"] = e.Met, ["found"] = e.Found, ["line"] = e.Line,
             })]),
+            ["server"] = new JsonObject
+            {
+                ["source"] = ServerSource,
+                ["samples"] = new JsonArray([.. Server.Select(x => (JsonNode)new JsonArray(Math.Round(x.Seconds, 2), x.CpuPercent is { } c ? Math.Round(c, 1) : null, x.MemoryMb is { } m ? Math.Round(m, 1) : null))]),
+            },
             ["timelineColumns"] = new JsonArray("sent", "acknowledged", "failed", "p50Ms", "p99Ms"),
             ["timeline"] = timeline,
         };

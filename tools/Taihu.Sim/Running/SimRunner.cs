@@ -8,7 +8,11 @@ using Taihu.Sim.Values;
 namespace Taihu.Sim.Running;
 
 /// <summary>Where the server is and how to sign in to it.</summary>
-public sealed record SimTarget(Uri Http, string MqttHost, int MqttPort, string SysAdmin, string SysPassword);
+public sealed record SimTarget(Uri Http, string MqttHost, int MqttPort, string SysAdmin, string SysPassword)
+{
+    /// <summary>A local server process to sample CPU and memory of through /proc; when null, the server's /metrics is read.</summary>
+    public int? ServerPid { get; init; }
+}
 
 /// <summary>
 /// Runs a scenario: provisions the fleet, connects every device, reports on schedule for the scenario's duration
@@ -41,12 +45,28 @@ public sealed class SimRunner(Scenario scenario, ScenarioScaling scaling, SimTar
         log.WriteLine($"  tenant 'sim {scenario.Name} {provisioner.RunId}' with {provisioned.Count} device(s); sign in to the console as {provisioner.TenantAdmin} / {provisioner.TenantPassword}");
 
         var devices = new List<RunningDevice>(provisioned.Count);
+        var gateways = new Dictionary<string, (MqttSimDevice Connection, SemaphoreSlim Gate)>(StringComparer.Ordinal);
         foreach (var p in provisioned)
         {
             var device = new RunningDevice(p, scenario.Seed, scaling.Count(p.Fleet.Count));
-            device.Connection = p.Fleet.Protocol == DeviceProtocol.Http
-                ? new HttpSimDevice(http, p.Token)
-                : new MqttSimDevice(target.MqttHost, target.MqttPort, $"sim-{provisioner.RunId}-{p.FleetIndex}-{p.Number}", p.Token, p.Fleet, scaling, device.Random);
+            if (p.Gateway is { } gateway)
+            {
+                if (!gateways.TryGetValue(gateway.Id, out var shared))
+                {
+                    shared = (new MqttSimDevice(target.MqttHost, target.MqttPort, $"sim-{provisioner.RunId}-{gateway.FleetIndex}-gw{gateway.Number}", gateway.Token, p.Fleet, scaling,
+                        new Random(HashCode.Combine(scenario.Seed, gateway.FleetIndex, -gateway.Number))), new SemaphoreSlim(1));
+                    gateways[gateway.Id] = shared;
+                }
+
+                device.Connection = new GatewayChildDevice(shared.Connection, p.Name, shared.Gate);
+            }
+            else
+            {
+                device.Connection = p.Fleet.Protocol == DeviceProtocol.Http
+                    ? new HttpSimDevice(http, p.Token)
+                    : new MqttSimDevice(target.MqttHost, target.MqttPort, $"sim-{provisioner.RunId}-{p.FleetIndex}-{p.Number}", p.Token, p.Fleet, scaling, device.Random);
+            }
+
             devices.Add(device);
         }
 
@@ -72,7 +92,12 @@ public sealed class SimRunner(Scenario scenario, ScenarioScaling scaling, SimTar
 
         var total = new Recorder(startTimestamp);
         _total = total;
+        var sampler = new ServerSampler(http, target.ServerPid);
+        using var sampling = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        var samplerTask = sampler.RunAsync(startTimestamp, sampling.Token);
         await RunScheduleAsync(devices, total, startTimestamp, cancellationToken);
+        await sampling.CancelAsync();
+        await samplerTask;
         var endWall = DateTimeOffset.UtcNow;
         log.WriteLine(string.Create(CultureInfo.InvariantCulture, $"  sent {total.Sent}, acknowledged {total.Acknowledged}, failed {total.Failed}; p50 {total.Percentile(50).TotalMilliseconds:0.#} ms, p99 {total.Percentile(99).TotalMilliseconds:0.#} ms"));
 
@@ -81,9 +106,15 @@ public sealed class SimRunner(Scenario scenario, ScenarioScaling scaling, SimTar
             await device.Connection.DisposeAsync();
         }
 
+        foreach (var (connection, gate) in gateways.Values)
+        {
+            await connection.DisposeAsync();
+            gate.Dispose();
+        }
+
         var stored = await ReadBackAsync(provisioner, devices, startWall, cancellationToken);
         var alarms = await provisioner.AlarmsAsync(cancellationToken);
-        return SimReport.Build(scenario, scaling, provisioner, devices, stored, alarms, total, _fleetRecorders, startWall, endWall, _faults, _calls);
+        return SimReport.Build(scenario, scaling, provisioner, devices, stored, alarms, total, _fleetRecorders, startWall, endWall, _faults, _calls, sampler);
     }
 
     private async Task ConnectAllAsync(List<RunningDevice> devices, CancellationToken cancellationToken)

@@ -117,6 +117,11 @@ public sealed record FleetDefinition(
 
     public Behaviour Behaviour { get; init; } = Behaviour.Default;
 
+    /// <summary>When set, the devices report through gateways: <see cref="GatewayName"/> with {n}, each for <see cref="DevicesPerGateway"/> devices.</summary>
+    public string? GatewayName { get; init; }
+
+    public int DevicesPerGateway { get; init; }
+
     /// <summary>The name of device <paramref name="number"/> (1-based): <c>{n}</c> is the number, <c>{n:000}</c> padded.</summary>
     public string DeviceName(int number) => DeviceNames.Format(Name, number);
 }

@@ -231,6 +231,11 @@ public static class ScenarioLoader
                 "burst" => FaultKind.Burst,
                 _ => FaultKind.ClockSkew,
             };
+            if (kind is FaultKind.Disconnect or FaultKind.ReconnectStorm && _fleets[fleet].GatewayName is not null)
+            {
+                throw Problem(pointer + "/kind", $"the devices of '{fleet}' report through gateways and hold no connection of their own; a {f["kind"]!.GetValue<string>()} fault is for a fleet of MQTT devices.");
+            }
+
             if (kind is FaultKind.Disconnect or FaultKind.ReconnectStorm && _fleets[fleet].Protocol != DeviceProtocol.Mqtt)
             {
                 throw Problem(pointer + "/kind", $"a {f["kind"]!.GetValue<string>()} fault needs a fleet that holds connections (MQTT); '{fleet}' is on HTTP.");
@@ -394,9 +399,28 @@ public static class ScenarioLoader
                 }
             }
 
+            string? gatewayName = null;
+            var perGateway = 0;
+            if (f["gateway"] is JsonObject gateway)
+            {
+                if (protocol != DeviceProtocol.Mqtt)
+                {
+                    throw Problem(pointer + "/gateway", "devices behind a gateway report over MQTT (ThingsBoard's gateway API); drop protocol: http or the gateway.");
+                }
+
+                gatewayName = gateway["name"]!.GetValue<string>();
+                perGateway = (int)gateway["devices"]!.GetValue<long>();
+                if (count > perGateway && !DeviceNames.HasNumber(gatewayName))
+                {
+                    throw Problem(pointer + "/gateway/name", $"{count} devices at {perGateway} per gateway need more than one gateway: put {{n}} in the gateways' name.");
+                }
+            }
+
             return new FleetDefinition(name, count, profile, protocol, interval, f["jitter"] is { } jitter ? Share(jitter) : 0,
                 telemetry, f["attributes"]?.DeepClone().AsObject(), events, document.LineOf(pointer))
             {
+                GatewayName = gatewayName,
+                DevicesPerGateway = perGateway,
                 Mqtt5 = f["mqttVersion"]?.GetValue<string>() == "5",
                 Behaviour = behaviour,
             };
