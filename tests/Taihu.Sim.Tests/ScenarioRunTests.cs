@@ -70,6 +70,12 @@ public sealed class FinanceScenarioTests(SimServerFixture fixture) : IClassFixtu
         Assert.Equal(10, byKind["ReconnectStorm"]["reconnected at once"]);
         Assert.Equal(1, byKind["Disconnect"]["reconnected with back-off"]);
         Assert.True(report.Fleets[0].ConnectionsLost >= 1, "the oversized message's connection was closed by the server");
+
+        // Through the proxy: the half-open connection is closed by the server (keep alive) and the device reconnects;
+        // a pause shorter than the keep alive leaves the connection as it was.
+        Assert.Equal(1, byKind["HalfOpen"]["device found out and reconnected"]);
+        Assert.Single(byKind["HalfOpen"], o => o.Key.StartsWith("server closed the half-open connection after", StringComparison.Ordinal));
+        Assert.Equal(1, byKind["Pause"]["connection survived the pause"]);
     }
 }
 

@@ -9,6 +9,10 @@ public sealed class FaultRun(FaultDefinition definition, List<RunningDevice> dev
 {
     private readonly ConcurrentDictionary<string, int> _outcomes = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<RunningDevice, int> _reconnectsBefore = new();
+    private readonly ConcurrentBag<FaultProxy.Link> _links = [];
+
+    /// <summary>A connection the proxy paused or made half-open, whose end is read when the run is over.</summary>
+    public void AddLink(FaultProxy.Link link) => _links.Add(link);
 
     public FaultDefinition Definition { get; } = definition;
 
@@ -23,14 +27,23 @@ public sealed class FaultRun(FaultDefinition definition, List<RunningDevice> dev
     public IReadOnlyList<(string Outcome, int Count)> Outcomes()
     {
         var outcomes = new Dictionary<string, int>(_outcomes, StringComparer.Ordinal);
-        if (Definition.Kind is FaultKind.Disconnect)
+        if (Definition.Kind is FaultKind.Disconnect or FaultKind.HalfOpen)
         {
             var back = _reconnectsBefore.Count(pair => pair.Key.Connection.Reconnects > pair.Value);
-            outcomes["reconnected with back-off"] = back;
+            outcomes[Definition.Kind == FaultKind.Disconnect ? "reconnected with back-off" : "device found out and reconnected"] = back;
             if (back < _reconnectsBefore.Count)
             {
                 outcomes["not reconnected by the end"] = _reconnectsBefore.Count - back;
             }
+        }
+
+        foreach (var link in _links)
+        {
+            // Real time: the server's keep-alive is in real seconds, whatever the run's speed.
+            var outcome = link.ServerClosedAfter is { } after
+                ? string.Create(System.Globalization.CultureInfo.InvariantCulture, $"server closed the half-open connection after {after.TotalSeconds:0.0} s (real time)")
+                : "server kept the half-open connection to the end";
+            outcomes[outcome] = outcomes.GetValueOrDefault(outcome) + 1;
         }
 
         return [.. outcomes.OrderByDescending(o => o.Value).Select(o => (o.Key, o.Value))];
@@ -86,6 +99,21 @@ public sealed class FaultRun(FaultDefinition definition, List<RunningDevice> dev
             case FaultKind.Disconnect:
                 if (Any(o => o.StartsWith("not reconnected", StringComparison.Ordinal), out why))
                 {
+                    return false;
+                }
+
+                break;
+            case FaultKind.HalfOpen:
+                if (Any(o => o.StartsWith("server kept", StringComparison.Ordinal) || o.StartsWith("not", StringComparison.Ordinal), out why))
+                {
+                    return false;
+                }
+
+                break;
+            case FaultKind.Pause:
+                if (Any(o => o.StartsWith("not connected", StringComparison.Ordinal), out why))
+                {
+                    why = "could not be injected: " + why;
                     return false;
                 }
 

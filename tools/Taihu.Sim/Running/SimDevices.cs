@@ -78,9 +78,13 @@ public sealed class MqttSimDevice(string host, int port, string clientId, string
         .WithClientId(clientId)
         .WithCredentials(token, (string?)null)
         .WithCleanSession(true)
-        .WithKeepAlivePeriod(TimeSpan.FromSeconds(60))
-        .WithTimeout(TimeSpan.FromSeconds(30))
+        .WithKeepAlivePeriod(KeepAlive(fleet, scaling))
+        .WithTimeout(TimeSpan.FromSeconds(Math.Max(5, 2 * KeepAlive(fleet, scaling).TotalSeconds)))
         .Build();
+
+    /// <summary>The fleet's keep alive in real time: whole seconds, at least one (MQTT's unit).</summary>
+    internal static TimeSpan KeepAlive(FleetDefinition fleet, ScenarioScaling scaling) =>
+        TimeSpan.FromSeconds(Math.Max(1, Math.Ceiling(scaling.Real(fleet.KeepAlive).TotalSeconds)));
 
     public async Task ConnectAsync(CancellationToken cancellationToken)
     {

@@ -25,6 +25,7 @@ public sealed class SimRunner(Scenario scenario, ScenarioScaling scaling, SimTar
     private List<FaultRun> _faults = [];
     private List<RpcCallRun> _calls = [];
     private HttpClient? _http;
+    private FaultProxy? _proxy;
     private Recorder? _total;
     private Provisioner? _provisioner;
 
@@ -44,6 +45,10 @@ public sealed class SimRunner(Scenario scenario, ScenarioScaling scaling, SimTar
         var provisioned = await provisioner.CreateDevicesAsync(scenario, profiles, progress, cancellationToken);
         log.WriteLine($"  tenant 'sim {scenario.Name} {provisioner.RunId}' with {provisioned.Count} device(s); sign in to the console as {provisioner.TenantAdmin} / {provisioner.TenantPassword}");
 
+        // Fleets with network faults connect through the proxy that makes them.
+        var proxied = scenario.Faults.Where(f => f.Kind is FaultKind.Pause or FaultKind.HalfOpen).Select(f => f.Fleet).ToHashSet(StringComparer.Ordinal);
+        await using var proxy = proxied.Count > 0 ? new FaultProxy(target.MqttHost, target.MqttPort) : null;
+        _proxy = proxy;
         var devices = new List<RunningDevice>(provisioned.Count);
         var gateways = new Dictionary<string, (MqttSimDevice Connection, SemaphoreSlim Gate)>(StringComparer.Ordinal);
         foreach (var p in provisioned)
@@ -62,9 +67,11 @@ public sealed class SimRunner(Scenario scenario, ScenarioScaling scaling, SimTar
             }
             else
             {
+                device.ClientId = $"sim-{provisioner.RunId}-{p.FleetIndex}-{p.Number}";
+                var (host, port) = proxy is not null && proxied.Contains(p.Fleet.Name) ? ("127.0.0.1", proxy.Port) : (target.MqttHost, target.MqttPort);
                 device.Connection = p.Fleet.Protocol == DeviceProtocol.Http
                     ? new HttpSimDevice(http, p.Token)
-                    : new MqttSimDevice(target.MqttHost, target.MqttPort, $"sim-{provisioner.RunId}-{p.FleetIndex}-{p.Number}", p.Token, p.Fleet, scaling, device.Random);
+                    : new MqttSimDevice(host, port, device.ClientId, p.Token, p.Fleet, scaling, device.Random);
             }
 
             devices.Add(device);
@@ -322,6 +329,32 @@ public sealed class SimRunner(Scenario scenario, ScenarioScaling scaling, SimTar
                         break;
                     case FaultKind.ClockSkew:
                         break;
+                    case FaultKind.Pause:
+                        if (_proxy?.Find(device.ClientId ?? "") is not { } held)
+                        {
+                            fault.Record("not connected");
+                            break;
+                        }
+
+                        held.Hold();
+                        await Task.Delay(scaling.Real(fault.Definition.For!.Value), cancellationToken);
+                        held.Resume();
+
+                        // What the server made of it shows within a keep-alive period of the network coming back.
+                        await Task.Delay(MqttSimDevice.KeepAlive(device.Provisioned.Fleet, scaling), cancellationToken);
+                        fault.Record(held.ServerClosed ? "server closed the connection during the pause" : "connection survived the pause");
+                        break;
+                    case FaultKind.HalfOpen:
+                        if (_proxy?.Find(device.ClientId ?? "") is not { } dropped)
+                        {
+                            fault.Record("not connected");
+                            break;
+                        }
+
+                        fault.TrackReconnect(device, device.Connection.Reconnects);
+                        dropped.Kill();
+                        fault.AddLink(dropped);
+                        break;
                     case FaultKind.Malformed:
                         for (var i = 0; i < fault.Definition.Count; i++)
                         {
@@ -488,6 +521,9 @@ public sealed class RunningDevice
     public ProvisionedDevice Provisioned { get; }
 
     public ISimDevice Connection { get; set; } = null!;
+
+    /// <summary>The MQTT client id of a device with its own connection.</summary>
+    public string? ClientId { get; set; }
 
     /// <summary>The faults that touch this device.</summary>
     public IReadOnlyList<FaultDefinition> Faults { get; set; } = [];

@@ -52,6 +52,12 @@ public enum FaultKind
 
     /// <summary>Devices' clocks are off: their points carry timestamps ahead or behind.</summary>
     ClockSkew,
+
+    /// <summary>The network holds every byte of the devices' connections for a while (the sockets stay open).</summary>
+    Pause,
+
+    /// <summary>The network drops the devices' connections without a word: nothing passes, nothing is closed.</summary>
+    HalfOpen,
 }
 
 /// <summary>A fault: what, to which devices (a share of a fleet, its first devices by number), when and for how long (scenario time).</summary>
@@ -114,6 +120,9 @@ public sealed record FleetDefinition(
 {
     /// <summary>MQTT 5 instead of 3.1.1 (5 shows a refusal's reason code on the PUBACK).</summary>
     public bool Mqtt5 { get; init; }
+
+    /// <summary>MQTT keep alive, scenario time.</summary>
+    public TimeSpan KeepAlive { get; init; } = TimeSpan.FromSeconds(60);
 
     public Behaviour Behaviour { get; init; } = Behaviour.Default;
 

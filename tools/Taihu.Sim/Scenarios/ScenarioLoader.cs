@@ -229,14 +229,20 @@ public static class ScenarioLoader
                 "oversized" => FaultKind.Oversized,
                 "duplicate" => FaultKind.Duplicate,
                 "burst" => FaultKind.Burst,
+                "pause" => FaultKind.Pause,
+                "halfOpen" => FaultKind.HalfOpen,
                 _ => FaultKind.ClockSkew,
             };
-            if (kind is FaultKind.Disconnect or FaultKind.ReconnectStorm && _fleets[fleet].GatewayName is not null)
+            if (kind is FaultKind.Pause && f["for"] is null)
+            {
+                throw Problem(pointer, "a pause fault says how long the network holds: for: 30s.");
+            }
+            if (kind is FaultKind.Disconnect or FaultKind.ReconnectStorm or FaultKind.Pause or FaultKind.HalfOpen && _fleets[fleet].GatewayName is not null)
             {
                 throw Problem(pointer + "/kind", $"the devices of '{fleet}' report through gateways and hold no connection of their own; a {f["kind"]!.GetValue<string>()} fault is for a fleet of MQTT devices.");
             }
 
-            if (kind is FaultKind.Disconnect or FaultKind.ReconnectStorm && _fleets[fleet].Protocol != DeviceProtocol.Mqtt)
+            if (kind is FaultKind.Disconnect or FaultKind.ReconnectStorm or FaultKind.Pause or FaultKind.HalfOpen && _fleets[fleet].Protocol != DeviceProtocol.Mqtt)
             {
                 throw Problem(pointer + "/kind", $"a {f["kind"]!.GetValue<string>()} fault needs a fleet that holds connections (MQTT); '{fleet}' is on HTTP.");
             }
@@ -422,6 +428,7 @@ public static class ScenarioLoader
                 GatewayName = gatewayName,
                 DevicesPerGateway = perGateway,
                 Mqtt5 = f["mqttVersion"]?.GetValue<string>() == "5",
+                KeepAlive = f["keepAlive"] is { } keepAlive ? Duration(keepAlive, pointer + "/keepAlive") : TimeSpan.FromSeconds(60),
                 Behaviour = behaviour,
             };
         }
