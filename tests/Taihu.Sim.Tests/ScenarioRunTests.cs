@@ -19,6 +19,32 @@ public sealed class SimServerFixture : IAsyncLifetime
     public async Task DisposeAsync() => await Server.DisposeAsync();
 }
 
+/// <summary>The simulator's own executable, run as a user runs it.</summary>
+internal static class Simulator
+{
+    /// <summary>Runs taihu-sim with <paramref name="arguments"/>; returns its exit code and what it wrote (stdout, then stderr).</summary>
+    public static async Task<(int ExitCode, string Output)> RunAsync(string[] arguments, string? adminPassword)
+    {
+        var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "taihu-sim.dll"));
+        foreach (var argument in arguments)
+        {
+            start.ArgumentList.Add(argument);
+        }
+
+        if (adminPassword is not null)
+        {
+            start.Environment["TAIHU_ADMIN_PASSWORD"] = adminPassword;
+        }
+
+        using var process = Process.Start(start)!;
+        var output = process.StandardOutput.ReadToEndAsync();
+        var errors = process.StandardError.ReadToEndAsync();
+        await process.WaitForExitAsync().WaitAsync(TimeSpan.FromMinutes(2));
+        return (process.ExitCode, await output + await errors);
+    }
+}
+
 /// <summary>Runs a shipped scenario in its short form against the fixture's server.</summary>
 internal static class ShippedScenario
 {
@@ -147,25 +173,11 @@ public sealed class ScenarioRunTests(SimServerFixture fixture) : IClassFixture<S
                   - alarm: Meter stopped reporting
                     raisedBy: 30m
                 """);
-            var simulator = Path.Combine(AppContext.BaseDirectory, "taihu-sim.dll");
-            var start = new ProcessStartInfo("dotnet")
-            {
-                ArgumentList =
-                {
-                    simulator, "run", file, "--speed", "1800", "--url", fixture.Server.HttpBaseAddress.ToString(),
-                    "--mqtt-port", fixture.Server.TcpPort.ToString(CultureInfo.InvariantCulture), "--report", Path.Combine(directory, "report"),
-                },
-                RedirectStandardOutput = true,
-                RedirectStandardError = true,
-                UseShellExecute = false,
-            };
-            start.Environment["TAIHU_ADMIN_PASSWORD"] = ServerProcess.AdminPassword;
-            using var process = Process.Start(start)!;
-            var output = process.StandardOutput.ReadToEndAsync();
-            var errors = process.StandardError.ReadToEndAsync();
-            await process.WaitForExitAsync().WaitAsync(TimeSpan.FromMinutes(2));
-            var text = await output + await errors;
-            Assert.True(process.ExitCode == 1, $"exit code {process.ExitCode}:\n{text}");
+            var (exitCode, text) = await Simulator.RunAsync(
+                ["run", file, "--speed", "1800", "--url", fixture.Server.HttpBaseAddress.ToString(),
+                    "--mqtt-port", fixture.Server.TcpPort.ToString(CultureInfo.InvariantCulture), "--report", Path.Combine(directory, "report")],
+                ServerProcess.AdminPassword);
+            Assert.True(exitCode == 1, $"exit code {exitCode}:\n{text}");
             Assert.Contains("PASS stored: 100% of acknowledged points (line 10)", text, StringComparison.Ordinal);
             Assert.Contains("FAIL alarm 'Meter stopped reporting' raised by at least 1 device by 30m (line 11): never raised", text, StringComparison.Ordinal);
             Assert.Contains("scenario FAILED: 1 of 3 expectation(s) not met", text, StringComparison.Ordinal);
@@ -185,11 +197,8 @@ public sealed class ScenarioRunTests(SimServerFixture fixture) : IClassFixture<S
         {
             var file = Path.Combine(directory, "bad.yaml");
             await File.WriteAllTextAsync(file, "name: bad\nduration: 1h\nfleets:\n  - name: a-{n}\n    count: 2\n    interval: soon\n");
-            var start = new ProcessStartInfo("dotnet") { ArgumentList = { Path.Combine(AppContext.BaseDirectory, "taihu-sim.dll"), "check", file }, RedirectStandardError = true, UseShellExecute = false };
-            using var process = Process.Start(start)!;
-            var errors = await process.StandardError.ReadToEndAsync();
-            await process.WaitForExitAsync().WaitAsync(TimeSpan.FromMinutes(1));
-            Assert.Equal(2, process.ExitCode);
+            var (exitCode, errors) = await Simulator.RunAsync(["check", file], null);
+            Assert.Equal(2, exitCode);
             Assert.StartsWith("bad.yaml, line 6: fleets.0.interval:", errors, StringComparison.Ordinal);
         }
         finally

@@ -224,20 +224,9 @@ public sealed class FaultProxy : IAsyncDisposable
         }
 
         var at = 1;
-        var remaining = 0;
-        for (var shift = 0; ; shift += 7)
+        if (!TryReadVarint(bytes, ref at, out _))
         {
-            if (at >= bytes.Length || shift > 21)
-            {
-                return null;
-            }
-
-            var b = bytes[at++];
-            remaining |= (b & 0x7F) << shift;
-            if ((b & 0x80) == 0)
-            {
-                break;
-            }
+            return null;
         }
 
         if (bytes.Length < at + 10)
@@ -256,20 +245,9 @@ public sealed class FaultProxy : IAsyncDisposable
         at += 4; // level, flags, keep alive
         if (level == 5)
         {
-            var propertiesLength = 0;
-            for (var shift = 0; ; shift += 7)
+            if (!TryReadVarint(bytes, ref at, out var propertiesLength))
             {
-                if (at >= bytes.Length || shift > 21)
-                {
-                    return null;
-                }
-
-                var b = bytes[at++];
-                propertiesLength |= (b & 0x7F) << shift;
-                if ((b & 0x80) == 0)
-                {
-                    break;
-                }
+                return null;
             }
 
             at += propertiesLength;
@@ -282,6 +260,28 @@ public sealed class FaultProxy : IAsyncDisposable
 
         var idLength = (bytes[at] << 8) | bytes[at + 1];
         return bytes.Length < at + 2 + idLength ? null : Encoding.UTF8.GetString(bytes.Slice(at + 2, idLength));
+    }
+
+    /// <summary>MQTT's variable byte integer at <paramref name="at"/> (at most four bytes); false when it has not all arrived or is too long.</summary>
+    private static bool TryReadVarint(ReadOnlySpan<byte> bytes, ref int at, out int value)
+    {
+        value = 0;
+        for (var shift = 0; shift <= 21; shift += 7)
+        {
+            if (at >= bytes.Length)
+            {
+                return false;
+            }
+
+            var b = bytes[at++];
+            value |= (b & 0x7F) << shift;
+            if ((b & 0x80) == 0)
+            {
+                return true;
+            }
+        }
+
+        return false;
     }
 
     public async ValueTask DisposeAsync()
