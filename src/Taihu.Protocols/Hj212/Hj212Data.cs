@@ -89,13 +89,14 @@ public static class Hj212Data
     }
 
     /// <summary>
-    /// A number stays a number, except the fields that are times or codes (<c>-Flag</c>, <c>-SampleTime</c>, and
-    /// <c>-EFlag</c> of equipment flags): those keep their text, as do values that are not numbers.
+    /// A number stays a number, except the fields that are times or codes (<c>-Flag</c>, <c>-EFlag</c> of equipment
+    /// flags, and times such as <c>-SampleTime</c> or 2081's <c>RestartTime</c>, which are yyyyMMddHHmmss): those keep
+    /// their text, as do values that are not numbers.
     /// </summary>
     private static Hj212Point ToPoint(string key, ReadOnlySpan<char> value)
     {
         var isText = key.EndsWith("-Flag", StringComparison.Ordinal) || key.EndsWith("-EFlag", StringComparison.Ordinal)
-            || key.EndsWith("-SampleTime", StringComparison.Ordinal);
+            || key.EndsWith("Time", StringComparison.Ordinal);
         if (!isText && double.TryParse(value, NumberStyles.AllowLeadingSign | NumberStyles.AllowDecimalPoint | NumberStyles.AllowExponent,
             CultureInfo.InvariantCulture, out var number) && double.IsFinite(number))
         {
