@@ -9,11 +9,14 @@ namespace Taihu.Benchmarks.Protocols;
 /// listener does: <see cref="Frame"/> finds the frame and checks its CRC in place (nothing may be allocated);
 /// <see cref="Message"/> adds the data segment's fields (the listener keeps QN, ST, CN, PW, MN and the CP text);
 /// <see cref="Points"/> adds the CP's points into a reused list (the keys and the flags' text are what is kept).
+/// The <c>WithNames</c> pair decodes as the listener does, with the connection's name cache: what a station sends in
+/// every frame (MN, PW, ST, CN, keys, flags) is not allocated again.
 /// </summary>
 [MemoryDiagnoser]
 public class Hj212DecodeBenchmarks
 {
     private readonly List<Hj212Point> _points = new(64);
+    private readonly Hj212NameCache _names = new();
     private byte[] _frame = [];
 
     [GlobalSetup]
@@ -47,12 +50,25 @@ public class Hj212DecodeBenchmarks
         return _points.Count;
     }
 
-    private Hj212Message? DecodeMessage()
+    /// <summary>As the listener decodes: with the connection's <see cref="Hj212NameCache"/> (MN, PW, keys and flags kept from the frames before).</summary>
+    [Benchmark]
+    public int MessageWithNames() => DecodeMessage(_names)!.Cp.Length;
+
+    [Benchmark]
+    public int PointsWithNames()
+    {
+        var message = DecodeMessage(_names)!;
+        _points.Clear();
+        Hj212Data.TryRead(message.Cp, Hj212Data.ChinaStandardTime, _points, _names, out _, out _);
+        return _points.Count;
+    }
+
+    private Hj212Message? DecodeMessage(Hj212NameCache? names = null)
     {
         Hj212Framing.TryRead(_frame, Hj212Framing.MaxDataLength, Hj212CrcKind.Standard, out var segment, out _, out _);
         var bytes = _frame.AsSpan(segment);
         Span<char> chars = stackalloc char[bytes.Length];
         Encoding.Latin1.GetChars(bytes, chars);
-        return Hj212Message.TryParse(chars, out var message, out _) ? message : null;
+        return Hj212Message.TryParse(chars, names, out var message, out _) ? message : null;
     }
 }

@@ -35,7 +35,14 @@ public static class Hj212Data
     /// Reads the points of a data message's CP into <paramref name="points"/>, and its <c>DataTime</c> (in the zone
     /// <paramref name="utcOffset"/>) as Unix milliseconds. On failure, <paramref name="error"/> says what and where.
     /// </summary>
-    public static bool TryRead(string cp, TimeSpan utcOffset, List<Hj212Point> points, out long timestamp, out string? error)
+    public static bool TryRead(string cp, TimeSpan utcOffset, List<Hj212Point> points, out long timestamp, out string? error) =>
+        TryRead(cp, utcOffset, points, null, out timestamp, out error);
+
+    /// <summary>
+    /// As <see cref="TryRead(string, TimeSpan, List{Hj212Point}, out long, out string?)"/>, taking the keys and short
+    /// texts (flags) from <paramref name="names"/>, so that a station's repeated uploads do not allocate them again.
+    /// </summary>
+    public static bool TryRead(string cp, TimeSpan utcOffset, List<Hj212Point> points, Hj212NameCache? names, out long timestamp, out string? error)
     {
         ArgumentNullException.ThrowIfNull(cp);
         ArgumentNullException.ThrowIfNull(points);
@@ -74,7 +81,7 @@ public static class Hj212Data
                     continue;
                 }
 
-                points.Add(ToPoint(name.ToString(), value));
+                points.Add(ToPoint(names is null ? name.ToString() : names.Get(name), value, names));
             }
         }
 
@@ -93,7 +100,7 @@ public static class Hj212Data
     /// flags, and times such as <c>-SampleTime</c> or 2081's <c>RestartTime</c>, which are yyyyMMddHHmmss): those keep
     /// their text, as do values that are not numbers.
     /// </summary>
-    private static Hj212Point ToPoint(string key, ReadOnlySpan<char> value)
+    private static Hj212Point ToPoint(string key, ReadOnlySpan<char> value, Hj212NameCache? names)
     {
         var isText = key.EndsWith("-Flag", StringComparison.Ordinal) || key.EndsWith("-EFlag", StringComparison.Ordinal)
             || key.EndsWith("Time", StringComparison.Ordinal);
@@ -103,7 +110,8 @@ public static class Hj212Data
             return new Hj212Point(key, number, null);
         }
 
-        return new Hj212Point(key, null, value.ToString());
+        // Flags and codes are a letter or two, the same in every upload.
+        return new Hj212Point(key, null, names is not null && value.Length <= 4 ? names.Get(value) : value.ToString());
     }
 
     private static bool TryReadTime(ReadOnlySpan<char> text, TimeSpan utcOffset, out long timestamp)

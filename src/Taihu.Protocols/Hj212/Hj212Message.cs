@@ -29,7 +29,13 @@ public sealed record Hj212Message(string? Qn, string? St, string? Cn, string? Pw
     private static readonly (string Name, int Max)[] Limits = [("QN", 20), ("ST", 5), ("CN", 7), ("PW", 9), ("MN", 27)];
 
     /// <summary>Parses a data segment; on failure <paramref name="error"/> names the field and what is wrong with it.</summary>
-    public static bool TryParse(ReadOnlySpan<char> segment, out Hj212Message? message, out string? error)
+    public static bool TryParse(ReadOnlySpan<char> segment, out Hj212Message? message, out string? error) => TryParse(segment, null, out message, out error);
+
+    /// <summary>
+    /// As <see cref="TryParse(ReadOnlySpan{char}, out Hj212Message?, out string?)"/>, taking ST, CN, PW and MN from
+    /// <paramref name="names"/> (a station sends the same ones in every frame).
+    /// </summary>
+    public static bool TryParse(ReadOnlySpan<char> segment, Hj212NameCache? names, out Hj212Message? message, out string? error)
     {
         message = null;
         var cpAt = segment.IndexOf("CP=&&", StringComparison.Ordinal);
@@ -69,10 +75,10 @@ public sealed record Hj212Message(string? Qn, string? St, string? Cn, string? Pw
             switch (name)
             {
                 case "QN": qn = value.ToString(); break;
-                case "ST": st = value.ToString(); break;
-                case "CN": cn = value.ToString(); break;
-                case "PW": pw = value.ToString(); break;
-                case "MN": mn = value.ToString(); break;
+                case "ST": st = Text(value, names); break;
+                case "CN": cn = Text(value, names); break;
+                case "PW": pw = Text(value, names); break;
+                case "MN": mn = Text(value, names); break;
                 case "Flag":
                     if (!TryNumber(value, 3, out var f) || f > 255)
                     {
@@ -151,6 +157,8 @@ public sealed record Hj212Message(string? Qn, string? St, string? Cn, string? Pw
             text.Append(name).Append('=').Append(value).Append(';');
         }
     }
+
+    private static string Text(ReadOnlySpan<char> value, Hj212NameCache? names) => names is null || value.Length > 32 ? value.ToString() : names.Get(value);
 
     private static bool TryNumber(ReadOnlySpan<char> text, int maxDigits, out int value)
     {

@@ -57,6 +57,7 @@ internal sealed partial class Hj212Connection : IDeviceCommandChannel
     private readonly Lock _gate = new();
     private readonly SemaphoreSlim _sendGate = new(1, 1);
     private readonly List<Hj212Point> _parsed = [];
+    private readonly Hj212NameCache _names = new();
     private readonly List<TelemetryPoint> _points = [];
     private byte[]? _copy;
     private long _lastQn;
@@ -233,7 +234,7 @@ internal sealed partial class Hj212Connection : IDeviceCommandChannel
         }
 
         var bytes = span[segment];
-        message = Parse(bytes, out refusal);
+        message = Parse(bytes, _names, out refusal);
         buffer = buffer.Slice(consumed);
         if (message is null)
         {
@@ -243,7 +244,7 @@ internal sealed partial class Hj212Connection : IDeviceCommandChannel
         return Hj212ReadStatus.Frame;
     }
 
-    private static Hj212Message? Parse(ReadOnlySpan<byte> bytes, out string? refusal)
+    private static Hj212Message? Parse(ReadOnlySpan<byte> bytes, Hj212NameCache names, out string? refusal)
     {
         char[]? rented = null;
         var chars = bytes.Length <= 1024 ? stackalloc char[bytes.Length] : (rented = ArrayPool<char>.Shared.Rent(bytes.Length)).AsSpan(0, bytes.Length);
@@ -251,7 +252,7 @@ internal sealed partial class Hj212Connection : IDeviceCommandChannel
         {
             // Latin-1: one char per byte, whatever a station puts in its text fields.
             Encoding.Latin1.GetChars(bytes, chars);
-            if (!Hj212Message.TryParse(chars, out var message, out _) || string.IsNullOrEmpty(message!.Mn) || string.IsNullOrEmpty(message.Cn))
+            if (!Hj212Message.TryParse(chars, names, out var message, out _) || string.IsNullOrEmpty(message!.Mn) || string.IsNullOrEmpty(message.Cn))
             {
                 refusal = "bad_segment";
                 return null;
@@ -402,7 +403,7 @@ internal sealed partial class Hj212Connection : IDeviceCommandChannel
         }
 
         _parsed.Clear();
-        if (!Hj212Data.TryRead(message.Cp, station.UtcOffset, _parsed, out var ts, out var problem))
+        if (!Hj212Data.TryRead(message.Cp, station.UtcOffset, _parsed, _names, out var ts, out var problem))
         {
             if (Hj212Data.IsData(message.Cn) || message.Cp.Contains("DataTime=", StringComparison.Ordinal))
             {
