@@ -160,4 +160,19 @@ public sealed class Hj212Tests(PlatformFixture fixture) : IClassFixture<Platform
         await fixture.Admin.EventuallyAsync($"/api/plugins/telemetry/DEVICE/{id}/values/attributes/SERVER_SCOPE?keys=active",
             node => node.AsArray().Any(a => a!["key"]!.GetValue<string>() == "active" && a["value"]!.GetValue<bool>()));
     }
+
+    [Fact]
+    public async Task Edition2005Frames_WithoutQnOrFlag_AreStored_AndNotAnswered()
+    {
+        var (id, mn) = await CreateStationAsync(fixture.Admin);
+        await using var station = await Hj212Station.ConnectAsync(fixture.Server, mn, "123456");
+        var (time, ms) = Hj212Station.DataTime(TimeSpan.FromMinutes(2));
+        // HJ/T 212-2005: no QN, no Flag (so no answer asked), the 2005 pollutant codes.
+        await station.SendAsync($"ST=32;CN=2051;PW=123456;MN={mn};CP=&&DataTime={time};B01-Avg=12.5,B01-Flag=N;011-Avg=30&&");
+        // A 2017 upload after it is the sync point: its answer is the first frame back.
+        Assert.Equal("9014", (await station.UploadAsync("2011", $"DataTime={time};a01001-Rtd=20")).Cn);
+        var latest = await fixture.Admin.LatestAsync(id);
+        Assert.Equal((ms, 12.5), (latest["B01-Avg"].Ts, latest["B01-Avg"].Value!.GetValue<double>()));
+        Assert.Equal(30L, latest["011-Avg"].Value!.GetValue<long>());
+    }
 }
