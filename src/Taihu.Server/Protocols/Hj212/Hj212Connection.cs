@@ -289,7 +289,14 @@ internal sealed partial class Hj212Connection : IDeviceCommandChannel
         _devices.CountFrame(Protocol);
         station.St = message.St ?? station.St;
         station.Edition = message.Edition;
+        var expired = _reassembly.Expired;
         var outcome = _reassembly.Add(message, out var whole, out var splitProblem);
+        for (var i = expired; i < _reassembly.Expired; i++)
+        {
+            // A split message whose packets did not all come within five minutes: dropped, never answered.
+            _devices.CountRejected(Protocol, "split_timeout");
+        }
+
         if (outcome == Hj212PacketOutcome.Refused)
         {
             _devices.CountRejected(Protocol, "bad_split");
