@@ -63,6 +63,27 @@ public class Hj212DecodeBenchmarks
         return _points.Count;
     }
 
+    /// <summary>
+    /// As the listener decodes a data upload: with the name cache, and the points read from the frame's characters
+    /// without copying the CP text into the message.
+    /// </summary>
+    [Benchmark]
+    public int PointsInPlace()
+    {
+        Hj212Framing.TryRead(_frame, Hj212Framing.MaxDataLength, Hj212CrcKind.Standard, out var segment, out _, out _);
+        var bytes = _frame.AsSpan(segment);
+        Span<char> chars = stackalloc char[bytes.Length];
+        Encoding.Latin1.GetChars(bytes, chars);
+        if (!Hj212Message.TryParse(chars, _names, copyCp: false, out _, out var cp, out _))
+        {
+            return -1;
+        }
+
+        _points.Clear();
+        Hj212Data.TryRead(chars[cp], Hj212Data.ChinaStandardTime, _points, _names, out _, out _);
+        return _points.Count;
+    }
+
     private Hj212Message? DecodeMessage(Hj212NameCache? names = null)
     {
         Hj212Framing.TryRead(_frame, Hj212Framing.MaxDataLength, Hj212CrcKind.Standard, out var segment, out _, out _);

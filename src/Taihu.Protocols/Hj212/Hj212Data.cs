@@ -45,10 +45,16 @@ public static class Hj212Data
     public static bool TryRead(string cp, TimeSpan utcOffset, List<Hj212Point> points, Hj212NameCache? names, out long timestamp, out string? error)
     {
         ArgumentNullException.ThrowIfNull(cp);
+        return TryRead(cp.AsSpan(), utcOffset, points, names, out timestamp, out error);
+    }
+
+    /// <summary>As the overloads above, from the CP's text where it lies (in the frame's characters), without a copy of it.</summary>
+    public static bool TryRead(ReadOnlySpan<char> cp, TimeSpan utcOffset, List<Hj212Point> points, Hj212NameCache? names, out long timestamp, out string? error)
+    {
         ArgumentNullException.ThrowIfNull(points);
         timestamp = 0;
         var haveTime = false;
-        var text = cp.AsSpan();
+        var text = cp;
         foreach (var group in text.Split(';'))
         {
             var items = text[group];

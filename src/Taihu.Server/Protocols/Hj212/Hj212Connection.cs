@@ -58,6 +58,12 @@ internal sealed partial class Hj212Connection : IDeviceCommandChannel
     private readonly SemaphoreSlim _sendGate = new(1, 1);
     private readonly List<Hj212Point> _parsed = [];
     private readonly Hj212NameCache _names = new();
+
+    // The points of the frame being handled, when Parse read them from the frame (see Parse).
+    private bool _preParsed;
+    private bool _preParsedOk;
+    private long _preParsedTs;
+    private string? _preParsedProblem;
     private readonly List<TelemetryPoint> _points = [];
     private byte[]? _copy;
     private long _lastQn;
@@ -234,7 +240,7 @@ internal sealed partial class Hj212Connection : IDeviceCommandChannel
         }
 
         var bytes = span[segment];
-        message = Parse(bytes, _names, out refusal);
+        message = Parse(bytes, out refusal);
         buffer = buffer.Slice(consumed);
         if (message is null)
         {
@@ -244,22 +250,36 @@ internal sealed partial class Hj212Connection : IDeviceCommandChannel
         return Hj212ReadStatus.Frame;
     }
 
-    private static Hj212Message? Parse(ReadOnlySpan<byte> bytes, Hj212NameCache names, out string? refusal)
+    /// <summary>
+    /// The frame's data segment as a message. A data upload that is not one packet of several has its points read
+    /// here, from the frame's characters, into <see cref="_parsed"/> (with the station's zone applied later), so that
+    /// its CP text is never copied; other messages keep their CP text.
+    /// </summary>
+    private Hj212Message? Parse(ReadOnlySpan<byte> bytes, out string? refusal)
     {
+        _preParsed = false;
         char[]? rented = null;
         var chars = bytes.Length <= 1024 ? stackalloc char[bytes.Length] : (rented = ArrayPool<char>.Shared.Rent(bytes.Length)).AsSpan(0, bytes.Length);
         try
         {
             // Latin-1: one char per byte, whatever a station puts in its text fields.
             Encoding.Latin1.GetChars(bytes, chars);
-            if (!Hj212Message.TryParse(chars, names, out var message, out _) || string.IsNullOrEmpty(message!.Mn) || string.IsNullOrEmpty(message.Cn))
+            if (!Hj212Message.TryParse(chars, _names, copyCp: false, out var message, out var cp, out _) || string.IsNullOrEmpty(message!.Mn) || string.IsNullOrEmpty(message.Cn))
             {
                 refusal = "bad_segment";
                 return null;
             }
 
             refusal = null;
-            return message;
+            if (Hj212Data.IsData(message.Cn) && !message.IsSplit)
+            {
+                _parsed.Clear();
+                _preParsed = true;
+                _preParsedOk = Hj212Data.TryRead(chars[cp], TimeSpan.Zero, _parsed, _names, out _preParsedTs, out _preParsedProblem);
+                return message;
+            }
+
+            return message with { Cp = chars[cp].ToString() };
         }
         finally
         {
@@ -409,8 +429,23 @@ internal sealed partial class Hj212Connection : IDeviceCommandChannel
             return;
         }
 
-        _parsed.Clear();
-        if (!Hj212Data.TryRead(message.Cp, station.UtcOffset, _parsed, _names, out var ts, out var problem))
+        long ts;
+        string? problem;
+        bool read;
+        if (_preParsed)
+        {
+            // Read as UTC when the frame was parsed: the station's zone is known only now.
+            read = _preParsedOk;
+            ts = _preParsedTs - (long)station.UtcOffset.TotalMilliseconds;
+            problem = _preParsedProblem;
+        }
+        else
+        {
+            _parsed.Clear();
+            read = Hj212Data.TryRead(message.Cp, station.UtcOffset, _parsed, _names, out ts, out problem);
+        }
+
+        if (!read)
         {
             if (Hj212Data.IsData(message.Cn) || message.Cp.Contains("DataTime=", StringComparison.Ordinal))
             {
