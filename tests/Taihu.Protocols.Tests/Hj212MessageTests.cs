@@ -169,4 +169,21 @@ public sealed class Hj212MessageTests
         Assert.Equal(2, names.Count);
         Assert.Same(names.Get("a"), names.Get("a".AsSpan()));
     }
+
+    [Fact]
+    public void WithoutCopyingCp_TheCpIsWhereTheRangeSays_AndReadsAsTheCopyDoes()
+    {
+        const string Segment = "QN=20190814170100001;ST=22;CN=2051;PW=123456;MN=2019031801100018;Flag=5;CP=&&DataTime=20190814170100;a01007-Avg=1.7,a01007-Flag=N&&";
+        Assert.True(Hj212Message.TryParse(Segment, null, copyCp: false, out var inPlace, out var cp, out _));
+        Assert.True(Hj212Message.TryParse(Segment, out var copied, out _));
+        Assert.Equal("", inPlace!.Cp);
+        Assert.Equal(copied!.Cp, Segment[cp]);
+        Assert.Equal(copied, inPlace with { Cp = copied.Cp });
+
+        List<Hj212Point> fromSpan = [], fromString = [];
+        Assert.True(Hj212Data.TryRead(Segment.AsSpan()[cp], Hj212Data.ChinaStandardTime, fromSpan, null, out var a, out _));
+        Assert.True(Hj212Data.TryRead(copied.Cp, Hj212Data.ChinaStandardTime, fromString, out var b, out _));
+        Assert.Equal(fromString, fromSpan);
+        Assert.Equal(b, a);
+    }
 }
