@@ -8,6 +8,7 @@ using Taihu.Platform;
 using Taihu.Platform.Hosting;
 using Taihu.Platform.Telemetry;
 using Taihu.Server.Api;
+using Taihu.Server.Protocols.Hj212;
 using Taihu.Server.Protocols.Jt808;
 
 namespace Taihu.Server;
@@ -75,6 +76,7 @@ public static partial class TaihuServerExtensions
         builder.WebHost.ConfigureKestrel((_, kestrel) => ValidateSettings(kestrel.ApplicationServices));
         builder.AddMqttBroker();
         builder.Services.AddSingleton<ServerEndpoints>();
+        builder.AddHj212Listener();
         builder.WebHost.ConfigureKestrel((context, kestrel) =>
         {
             // The API's HTTP listener is the host's; it binds where the broker's listeners do.

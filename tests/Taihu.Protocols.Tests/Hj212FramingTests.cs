@@ -146,4 +146,17 @@ public sealed class Hj212FramingTests
             }
         }
     }
+
+    [Theory]
+    [InlineData(Hj212CrcKind.Standard)]
+    [InlineData(Hj212CrcKind.Modbus)]
+    public void Write_IntoABufferWriter_IsEncodeByteForByte_AndReadsBack(Hj212CrcKind kind)
+    {
+        const string Segment = "QN=20160801085857223;ST=32;CN=1062;PW=100000;MN=010000A8900016F000169DC0;Flag=5;CP=&&RtdInterval=30&&";
+        var output = new System.Buffers.ArrayBufferWriter<byte>();
+        Hj212Framing.Write(output, Segment, kind);
+        Assert.Equal(Hj212Framing.Encode(Segment, kind), output.WrittenSpan.ToArray());
+        Assert.Equal(Hj212ReadStatus.Frame, Hj212Framing.TryRead(output.WrittenSpan, 1024, kind, out _, out var consumed, out _));
+        Assert.Equal(output.WrittenCount, consumed);
+    }
 }

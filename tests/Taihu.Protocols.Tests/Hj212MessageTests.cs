@@ -137,4 +137,53 @@ public sealed class Hj212MessageTests
             Hj212Data.TryRead(segment, Hj212Data.ChinaStandardTime, [], out _, out _);
         }
     }
+
+    [Fact]
+    public void NameCache_GivesTheSameStrings_ForWhatEveryFrameRepeats()
+    {
+        var names = new Hj212NameCache();
+        const string Segment = "QN=20190814170100001;ST=22;CN=2011;PW=123456;MN=2019031801100018;Flag=5;CP=&&DataTime=20190814170100;a01007-Rtd=1.7,a01007-Flag=N&&";
+        Assert.True(Hj212Message.TryParse(Segment, names, out var first, out _));
+        Assert.True(Hj212Message.TryParse(Segment, names, out var second, out _));
+        Assert.Equal(first, second);
+        Assert.Same(first!.Mn, second!.Mn);
+        Assert.Same(first.Pw, second.Pw);
+        Assert.NotSame(first.Qn, second.Qn);
+
+        List<Hj212Point> a = [], b = [];
+        Assert.True(Hj212Data.TryRead(first.Cp, Hj212Data.ChinaStandardTime, a, names, out var ts, out _));
+        Assert.True(Hj212Data.TryRead(second.Cp, Hj212Data.ChinaStandardTime, b, names, out _, out _));
+        Assert.Equal(a, b);
+        Assert.Equal(new DateTimeOffset(2019, 8, 14, 17, 1, 0, TimeSpan.FromHours(8)).ToUnixTimeMilliseconds(), ts);
+        Assert.Same(a[0].Key, b[0].Key);
+        Assert.Same(a[1].Text, b[1].Text);
+    }
+
+    [Fact]
+    public void NameCache_StopsKeepingAtItsCapacity_AndStillAnswers()
+    {
+        var names = new Hj212NameCache { Capacity = 2 };
+        Assert.Equal("a", names.Get("a"));
+        Assert.Equal("b", names.Get("b"));
+        Assert.Equal("c", names.Get("c"));
+        Assert.Equal(2, names.Count);
+        Assert.Same(names.Get("a"), names.Get("a".AsSpan()));
+    }
+
+    [Fact]
+    public void WithoutCopyingCp_TheCpIsWhereTheRangeSays_AndReadsAsTheCopyDoes()
+    {
+        const string Segment = "QN=20190814170100001;ST=22;CN=2051;PW=123456;MN=2019031801100018;Flag=5;CP=&&DataTime=20190814170100;a01007-Avg=1.7,a01007-Flag=N&&";
+        Assert.True(Hj212Message.TryParse(Segment, null, copyCp: false, out var inPlace, out var cp, out _));
+        Assert.True(Hj212Message.TryParse(Segment, out var copied, out _));
+        Assert.Equal("", inPlace!.Cp);
+        Assert.Equal(copied!.Cp, Segment[cp]);
+        Assert.Equal(copied, inPlace with { Cp = copied.Cp });
+
+        List<Hj212Point> fromSpan = [], fromString = [];
+        Assert.True(Hj212Data.TryRead(Segment.AsSpan()[cp], Hj212Data.ChinaStandardTime, fromSpan, null, out var a, out _));
+        Assert.True(Hj212Data.TryRead(copied.Cp, Hj212Data.ChinaStandardTime, fromString, out var b, out _));
+        Assert.Equal(fromString, fromSpan);
+        Assert.Equal(b, a);
+    }
 }

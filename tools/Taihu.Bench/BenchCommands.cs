@@ -25,6 +25,7 @@ internal static class BenchCommands
         yield return Rpc();
         yield return PersistentRpc();
         yield return Live();
+        yield return Hj212();
         yield return Jt808();
         yield return Connections("connect-storm", "Connect at --rate connections per second; connect latency and failures.", ConnectionScenarios.ConnectStormAsync, clients: 200, duration: 10);
     }
@@ -156,6 +157,41 @@ internal static class BenchCommands
             }
 
             return await RunAsync(options, progress => new TelemetryScenario(options, telemetry, progress).RunAsync(cancellationToken));
+        });
+        return command;
+    }
+
+    private static Command Hj212()
+    {
+        var command = new Command("hj212", "Taihu only: --stations HJ 212 stations (provisioned by a profile's key) send minute data every --interval s; counts uploads acknowledged with 9014 (after the commit), never acknowledged, and acknowledged but not stored.");
+        var host = new Option<string>("--host") { Description = "Server host name or address.", DefaultValueFactory = _ => "127.0.0.1" };
+        var port = new Option<int>("--port", "-p") { Description = "The HJ 212 port (Listeners:Hj212Port).", DefaultValueFactory = _ => 9212 };
+        var platform = new Platform();
+        var stations = new Option<int>("--stations") { Description = "Stations, each with its own connection.", DefaultValueFactory = _ => 2000 };
+        var interval = new Option<double>("--interval") { Description = "Seconds between a station's uploads (minute data: 60).", DefaultValueFactory = _ => 60 };
+        var duration = new Option<double>("--duration", "-d") { Description = "Seconds of uploads.", DefaultValueFactory = _ => 120 };
+        var timeout = new Option<double>("--answer-timeout") { Description = "Seconds a station waits for 9014 before it connects again and resends.", DefaultValueFactory = _ => 30 };
+        var perUpload = new Option<bool>("--connection-per-upload") { Description = "Open a connection for each upload instead of keeping one." };
+        var verify = new Option<int>("--verify") { Description = "Stations whose stored points are read back through the REST API.", DefaultValueFactory = _ => 50 };
+        var json = new Option<string?>("--json") { Description = "Write the result as JSON to this file." };
+        foreach (var option in new Option[] { host, port, stations, interval, duration, timeout, perUpload, verify, json })
+        {
+            command.Options.Add(option);
+        }
+
+        platform.AddTo(command);
+        command.SetAction(async (parse, cancellationToken) =>
+        {
+            var options = new Hj212BenchOptions(parse.GetValue(host)!, parse.GetValue(port), parse.GetValue(platform.Api) ?? $"http://{parse.GetValue(host)}:8080",
+                parse.GetValue(platform.AdminUser)!, parse.GetValue(platform.AdminPassword)!, parse.GetValue(stations), parse.GetValue(interval), parse.GetValue(duration),
+                parse.GetValue(timeout), parse.GetValue(perUpload), parse.GetValue(verify), parse.GetValue(json));
+            if (options.Stations is < 1 or > 99_999 || options.IntervalSeconds <= 0 || options.DurationSeconds <= 0 || options.AnswerTimeoutSeconds <= 0)
+            {
+                Console.Error.WriteLine("hj212 needs --stations from 1 to 99999, and positive --interval, --duration and --answer-timeout.");
+                return 2;
+            }
+
+            return await new Hj212Scenario(options).RunAsync(cancellationToken);
         });
         return command;
     }

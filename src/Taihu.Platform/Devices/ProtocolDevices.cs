@@ -23,12 +23,14 @@ public sealed class ProtocolDevices
     private readonly RpcDeviceLink _link;
     private readonly RpcService _rpc;
     private readonly TelemetryIngest _ingest;
+    private readonly IAttributeStore _attributes;
     private readonly Counter<long> _rejected;
     private readonly Counter<long> _frames;
 
     public ProtocolDevices(IDeviceStore store, DeviceDataService data, ConnectivityTracker connectivity, RpcDeviceLink link, RpcService rpc, TelemetryIngest ingest,
-        IMeterFactory? meters = null)
+        IAttributeStore attributes, IMeterFactory? meters = null)
     {
+        _attributes = attributes;
         _store = store;
         _data = data;
         _connectivity = connectivity;
@@ -47,6 +49,17 @@ public sealed class ProtocolDevices
     /// <summary>The profile whose provision key is <paramref name="key"/>, if provisioning is open on it.</summary>
     public async Task<DeviceProfile?> FindProvisioningProfileAsync(string key, CancellationToken cancellationToken = default) =>
         await _store.FindProfileByProvisionKeyAsync(key, cancellationToken) is { ProvisionType: ProvisionType.AllowCreateNewDevices } profile ? profile : null;
+
+    /// <summary>
+    /// Server-scope attributes of <paramref name="device"/> named in <paramref name="keys"/>: the per-device settings an
+    /// operator gives a station or terminal in the console (HJ 212's <c>hj212Crc</c>, say), read when its connection
+    /// identifies it.
+    /// </summary>
+    public Task<IReadOnlyList<AttributeEntry>> GetServerAttributesAsync(Device device, IReadOnlyCollection<string> keys, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(device);
+        return _attributes.GetAsync(device.Seq, AttributeScope.Server, keys, cancellationToken);
+    }
 
     /// <summary>A frame of <paramref name="protocol"/> arrived (counted in <c>/metrics</c>).</summary>
     public void CountFrame(string protocol) => _frames.Add(1, new KeyValuePair<string, object?>("protocol", protocol));

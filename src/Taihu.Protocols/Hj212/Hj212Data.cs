@@ -35,13 +35,26 @@ public static class Hj212Data
     /// Reads the points of a data message's CP into <paramref name="points"/>, and its <c>DataTime</c> (in the zone
     /// <paramref name="utcOffset"/>) as Unix milliseconds. On failure, <paramref name="error"/> says what and where.
     /// </summary>
-    public static bool TryRead(string cp, TimeSpan utcOffset, List<Hj212Point> points, out long timestamp, out string? error)
+    public static bool TryRead(string cp, TimeSpan utcOffset, List<Hj212Point> points, out long timestamp, out string? error) =>
+        TryRead(cp, utcOffset, points, null, out timestamp, out error);
+
+    /// <summary>
+    /// As <see cref="TryRead(string, TimeSpan, List{Hj212Point}, out long, out string?)"/>, taking the keys and short
+    /// texts (flags) from <paramref name="names"/>, so that a station's repeated uploads do not allocate them again.
+    /// </summary>
+    public static bool TryRead(string cp, TimeSpan utcOffset, List<Hj212Point> points, Hj212NameCache? names, out long timestamp, out string? error)
     {
         ArgumentNullException.ThrowIfNull(cp);
+        return TryRead(cp.AsSpan(), utcOffset, points, names, out timestamp, out error);
+    }
+
+    /// <summary>As the overloads above, from the CP's text where it lies (in the frame's characters), without a copy of it.</summary>
+    public static bool TryRead(ReadOnlySpan<char> cp, TimeSpan utcOffset, List<Hj212Point> points, Hj212NameCache? names, out long timestamp, out string? error)
+    {
         ArgumentNullException.ThrowIfNull(points);
         timestamp = 0;
         var haveTime = false;
-        var text = cp.AsSpan();
+        var text = cp;
         foreach (var group in text.Split(';'))
         {
             var items = text[group];
@@ -74,7 +87,7 @@ public static class Hj212Data
                     continue;
                 }
 
-                points.Add(ToPoint(name.ToString(), value));
+                points.Add(ToPoint(names is null ? name.ToString() : names.Get(name), value, names));
             }
         }
 
@@ -89,20 +102,22 @@ public static class Hj212Data
     }
 
     /// <summary>
-    /// A number stays a number, except the fields that are times or codes (<c>-Flag</c>, <c>-SampleTime</c>, and
-    /// <c>-EFlag</c> of equipment flags): those keep their text, as do values that are not numbers.
+    /// A number stays a number, except the fields that are times or codes (<c>-Flag</c>, <c>-EFlag</c> of equipment
+    /// flags, and times such as <c>-SampleTime</c> or 2081's <c>RestartTime</c>, which are yyyyMMddHHmmss): those keep
+    /// their text, as do values that are not numbers.
     /// </summary>
-    private static Hj212Point ToPoint(string key, ReadOnlySpan<char> value)
+    private static Hj212Point ToPoint(string key, ReadOnlySpan<char> value, Hj212NameCache? names)
     {
         var isText = key.EndsWith("-Flag", StringComparison.Ordinal) || key.EndsWith("-EFlag", StringComparison.Ordinal)
-            || key.EndsWith("-SampleTime", StringComparison.Ordinal);
+            || key.EndsWith("Time", StringComparison.Ordinal);
         if (!isText && double.TryParse(value, NumberStyles.AllowLeadingSign | NumberStyles.AllowDecimalPoint | NumberStyles.AllowExponent,
             CultureInfo.InvariantCulture, out var number) && double.IsFinite(number))
         {
             return new Hj212Point(key, number, null);
         }
 
-        return new Hj212Point(key, null, value.ToString());
+        // Flags and codes are a letter or two, the same in every upload.
+        return new Hj212Point(key, null, names is not null && value.Length <= 4 ? names.Get(value) : value.ToString());
     }
 
     private static bool TryReadTime(ReadOnlySpan<char> text, TimeSpan utcOffset, out long timestamp)

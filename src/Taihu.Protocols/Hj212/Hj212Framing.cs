@@ -181,6 +181,42 @@ public static class Hj212Framing
         return frame;
     }
 
+    /// <summary>
+    /// Writes <c>##</c>, the length, <paramref name="segment"/> (ASCII), its CRC of <paramref name="crcKind"/> and
+    /// <c>\r\n</c> into <paramref name="output"/>, without an intermediate array.
+    /// </summary>
+    public static void Write(System.Buffers.IBufferWriter<byte> output, ReadOnlySpan<char> segment, Hj212CrcKind crcKind = Hj212CrcKind.Standard)
+    {
+        ArgumentNullException.ThrowIfNull(output);
+        if (segment.Length > MaxDataLength)
+        {
+            throw new ArgumentException($"An HJ 212 data segment holds at most {MaxDataLength} characters; this one has {segment.Length}.", nameof(segment));
+        }
+
+        var total = HeaderLength + segment.Length + CrcLength + 2;
+        var frame = output.GetSpan(total)[..total];
+        frame[0] = (byte)'#';
+        frame[1] = (byte)'#';
+        WriteDigits(frame.Slice(2, 4), segment.Length);
+        var data = frame.Slice(HeaderLength, segment.Length);
+        for (var i = 0; i < segment.Length; i++)
+        {
+            data[i] = segment[i] < 0x80 ? (byte)segment[i] : (byte)'?';
+        }
+
+        var crc = Hj212Crc.Compute(data, crcKind);
+        const string Hex = "0123456789ABCDEF";
+        var at = HeaderLength + segment.Length;
+        for (var i = 0; i < 4; i++)
+        {
+            frame[at + i] = (byte)Hex[(crc >> (12 - (4 * i))) & 0xF];
+        }
+
+        frame[^2] = (byte)'\r';
+        frame[^1] = (byte)'\n';
+        output.Advance(total);
+    }
+
     private static void WriteDigits(Span<byte> into, int value)
     {
         for (var i = into.Length - 1; i >= 0; i--)

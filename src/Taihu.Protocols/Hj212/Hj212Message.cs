@@ -29,9 +29,24 @@ public sealed record Hj212Message(string? Qn, string? St, string? Cn, string? Pw
     private static readonly (string Name, int Max)[] Limits = [("QN", 20), ("ST", 5), ("CN", 7), ("PW", 9), ("MN", 27)];
 
     /// <summary>Parses a data segment; on failure <paramref name="error"/> names the field and what is wrong with it.</summary>
-    public static bool TryParse(ReadOnlySpan<char> segment, out Hj212Message? message, out string? error)
+    public static bool TryParse(ReadOnlySpan<char> segment, out Hj212Message? message, out string? error) => TryParse(segment, null, out message, out error);
+
+    /// <summary>
+    /// As <see cref="TryParse(ReadOnlySpan{char}, out Hj212Message?, out string?)"/>, taking ST, CN, PW and MN from
+    /// <paramref name="names"/> (a station sends the same ones in every frame).
+    /// </summary>
+    public static bool TryParse(ReadOnlySpan<char> segment, Hj212NameCache? names, out Hj212Message? message, out string? error) =>
+        TryParse(segment, names, copyCp: true, out message, out _, out error);
+
+    /// <summary>
+    /// As <see cref="TryParse(ReadOnlySpan{char}, Hj212NameCache?, out Hj212Message?, out string?)"/>; with
+    /// <paramref name="copyCp"/> false the message's <see cref="Cp"/> is empty and the caller reads the CP from
+    /// <paramref name="segment"/> at <paramref name="cp"/> instead (a data upload's points, read without copying the text).
+    /// </summary>
+    public static bool TryParse(ReadOnlySpan<char> segment, Hj212NameCache? names, bool copyCp, out Hj212Message? message, out Range cp, out string? error)
     {
         message = null;
+        cp = default;
         var cpAt = segment.IndexOf("CP=&&", StringComparison.Ordinal);
         if (cpAt < 0)
         {
@@ -45,7 +60,7 @@ public sealed record Hj212Message(string? Qn, string? St, string? Cn, string? Pw
             return false;
         }
 
-        var cp = segment[(cpAt + 5)..^2];
+        cp = new Range(cpAt + 5, segment.Length - 2);
         string? qn = null, st = null, cn = null, pw = null, mn = null;
         int? flag = null, pnum = null, pno = null;
         var header = segment[..cpAt];
@@ -69,10 +84,10 @@ public sealed record Hj212Message(string? Qn, string? St, string? Cn, string? Pw
             switch (name)
             {
                 case "QN": qn = value.ToString(); break;
-                case "ST": st = value.ToString(); break;
-                case "CN": cn = value.ToString(); break;
-                case "PW": pw = value.ToString(); break;
-                case "MN": mn = value.ToString(); break;
+                case "ST": st = Text(value, names); break;
+                case "CN": cn = Text(value, names); break;
+                case "PW": pw = Text(value, names); break;
+                case "MN": mn = Text(value, names); break;
                 case "Flag":
                     if (!TryNumber(value, 3, out var f) || f > 255)
                     {
@@ -106,7 +121,7 @@ public sealed record Hj212Message(string? Qn, string? St, string? Cn, string? Pw
             }
         }
 
-        message = new Hj212Message(qn, st, cn, pw, mn, flag, pnum, pno, cp.ToString());
+        message = new Hj212Message(qn, st, cn, pw, mn, flag, pnum, pno, copyCp ? segment[cp].ToString() : "");
         foreach (var (name, max) in Limits)
         {
             var value = name switch { "QN" => qn, "ST" => st, "CN" => cn, "PW" => pw, _ => mn };
@@ -151,6 +166,8 @@ public sealed record Hj212Message(string? Qn, string? St, string? Cn, string? Pw
             text.Append(name).Append('=').Append(value).Append(';');
         }
     }
+
+    private static string Text(ReadOnlySpan<char> value, Hj212NameCache? names) => names is null || value.Length > 32 ? value.ToString() : names.Get(value);
 
     private static bool TryNumber(ReadOnlySpan<char> text, int maxDigits, out int value)
     {

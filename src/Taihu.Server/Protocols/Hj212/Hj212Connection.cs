@@ -1,0 +1,782 @@
+using System.Buffers;
+using System.Globalization;
+using System.IO.Pipelines;
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+using Microsoft.AspNetCore.Connections;
+using Microsoft.Extensions.Logging;
+using Taihu.Broker.Extensibility;
+using Taihu.Mqtt;
+using Taihu.Platform.Devices;
+using Taihu.Platform.Rpc;
+using Taihu.Platform.Telemetry;
+using Taihu.Protocols.Hj212;
+
+namespace Taihu.Server.Protocols.Hj212;
+
+/// <summary>
+/// One TCP connection of HJ 212 stations: frames in, the platform's device calls out, answers back.
+/// </summary>
+/// <remarks>
+/// One receive loop owns the connection's state (the stations it identified, split messages in the making) and
+/// handles one frame at a time: a data upload is acknowledged (9014, when its Flag asks) only after its points are
+/// committed, so the next frame waits for that commit. A connection usually carries one station (a data collector,
+/// one <c>MN</c>); a concentrator that forwards several <c>MN</c>s over one connection is served too, each station
+/// identified on its first frame and its password compared with the verified bytes on every later one.
+/// RPC commands arrive on other threads (<see cref="TrySend"/>): the commands waiting for answers are kept under a
+/// lock, by the <c>QN</c> the station echoes, and every write to the socket goes through one send gate.
+/// </remarks>
+[System.Diagnostics.CodeAnalysis.SuppressMessage("Design", "CA1001", Justification = "The send gate is a SemaphoreSlim without a wait handle (nothing to release), and RPC sends may still use it after the receive loop ends.")]
+internal sealed partial class Hj212Connection : IDeviceCommandChannel
+{
+    private const string Protocol = "hj212";
+
+    /// <summary>Stations one connection may speak for (a concentrator's handful; more is not a station).</summary>
+    private const int MaxStations = 16;
+
+    /// <summary>Commands waiting for a station's answer on one connection.</summary>
+    private const int MaxCommands = 64;
+
+    /// <summary>A command the station never answered is forgotten after this long (its RPC call has timed out long before).</summary>
+    private static readonly TimeSpan CommandLifetime = TimeSpan.FromHours(1);
+
+    /// <summary>Bytes copied into one span when a frame spans pipe segments: the largest frame with room for line ends.</summary>
+    private const int CopyLimit = 6 + Hj212Framing.MaxDataLength + 4 + 64;
+
+    private readonly ConnectionContext _connection;
+    private readonly Hj212Stations _stations;
+    private readonly ProtocolDevices _devices;
+    private readonly Hj212Options _options;
+    private readonly TimeProvider _time;
+    private readonly ILogger _logger;
+    private readonly Hj212Reassembly _reassembly;
+    private readonly Dictionary<string, Station> _byMn = new(StringComparer.Ordinal);
+    private readonly Dictionary<Guid, Station> _byDevice = [];
+    private readonly Dictionary<string, Command> _commands = new(StringComparer.Ordinal);
+    private readonly Lock _gate = new();
+    private readonly SemaphoreSlim _sendGate = new(1, 1);
+    private readonly List<Hj212Point> _parsed = [];
+    private readonly Hj212NameCache _names = new();
+
+    // The points of the frame being handled, when Parse read them from the frame (see Parse).
+    private bool _preParsed;
+    private bool _preParsedOk;
+    private long _preParsedTs;
+    private string? _preParsedProblem;
+    private readonly List<TelemetryPoint> _points = [];
+    private byte[]? _copy;
+    private long _lastQn;
+    private int _badInARow;
+    private bool _closing;
+
+    public Hj212Connection(ConnectionContext connection, Hj212Stations stations, Hj212Options options, TimeProvider time, ILogger logger)
+    {
+        _connection = connection;
+        _stations = stations;
+        _devices = stations.Devices;
+        _options = options;
+        _time = time;
+        _logger = logger;
+        _reassembly = new Hj212Reassembly(time);
+    }
+
+    /// <summary>Runs the receive loop until the station closes, a refusal closes the connection, or it idles out.</summary>
+    public async Task RunAsync()
+    {
+        var input = _connection.Transport.Input;
+        using var idle = new CancellationTokenSource(_options.IdleTimeout, _time);
+        string? closeReason = null;
+        try
+        {
+            while (closeReason is null)
+            {
+                ReadResult result;
+                try
+                {
+                    result = await input.ReadAsync(idle.Token);
+                }
+                catch (OperationCanceledException) when (idle.IsCancellationRequested)
+                {
+                    _devices.CountRejected(Protocol, "timeout");
+                    closeReason = "no frame within Hj212:IdleTimeout";
+                    break;
+                }
+
+                var buffer = result.Buffer;
+                while (closeReason is null)
+                {
+                    var status = TakeFrame(ref buffer, out var message, out var modbusCrc, out var refusal);
+                    if (status == Hj212ReadStatus.NeedMore)
+                    {
+                        break;
+                    }
+
+                    if (status == Hj212ReadStatus.Invalid)
+                    {
+                        _devices.CountRejected(Protocol, refusal!);
+                        if (++_badInARow >= _options.MaxBadFramesInARow)
+                        {
+                            closeReason = $"{_badInARow} bad frames in a row";
+                        }
+
+                        continue;
+                    }
+
+                    closeReason = await HandleAsync(message!, modbusCrc);
+                    if (closeReason is null)
+                    {
+                        // A valid frame keeps the connection alive.
+                        idle.CancelAfter(_options.IdleTimeout);
+                    }
+                }
+
+                input.AdvanceTo(buffer.Start, buffer.End);
+                if (result.IsCompleted || result.IsCanceled)
+                {
+                    break;
+                }
+            }
+        }
+        catch (Exception ex) when (ex is ConnectionResetException or IOException or ConnectionAbortedException or OperationCanceledException)
+        {
+            // The station went away or the server is stopping.
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            LogFailed(_logger, _connection.RemoteEndPoint, ex);
+        }
+        finally
+        {
+            if (closeReason is not null)
+            {
+                LogClosing(_logger, _connection.RemoteEndPoint, closeReason);
+            }
+
+            Close();
+        }
+    }
+
+    /// <summary>Stops the loop from the outside (the server is stopping).</summary>
+    public void Abort() => _connection.Abort(new ConnectionAbortedException("The server is shutting down."));
+
+    private void Close()
+    {
+        List<Station> stations;
+        lock (_gate)
+        {
+            _closing = true;
+            stations = [.. _byMn.Values];
+            _commands.Clear();
+        }
+
+        foreach (var station in stations)
+        {
+            station.Session?.Dispose();
+        }
+
+        if (_copy is not null)
+        {
+            ArrayPool<byte>.Shared.Return(_copy);
+            _copy = null;
+        }
+    }
+
+    // ---- frames ----
+
+    /// <summary>Takes the next frame from <paramref name="buffer"/> (advancing it past what was used), without awaiting.</summary>
+    private Hj212ReadStatus TakeFrame(ref ReadOnlySequence<byte> buffer, out Hj212Message? message, out bool modbusCrc, out string? refusal)
+    {
+        message = null;
+        modbusCrc = false;
+        refusal = null;
+        if (buffer.IsEmpty)
+        {
+            return Hj212ReadStatus.NeedMore;
+        }
+
+        ReadOnlySpan<byte> span;
+        if (buffer.IsSingleSegment)
+        {
+            span = buffer.FirstSpan;
+        }
+        else
+        {
+            var length = (int)Math.Min(buffer.Length, CopyLimit);
+            _copy ??= ArrayPool<byte>.Shared.Rent(CopyLimit);
+            buffer.Slice(0, length).CopyTo(_copy);
+            span = _copy.AsSpan(0, length);
+        }
+
+        var status = Hj212Framing.TryRead(span, _options.MaxDataLength, Hj212CrcKind.Standard, out var segment, out var consumed, out var error);
+        if (status == Hj212ReadStatus.Invalid && error == Hj212FrameError.CrcMismatch)
+        {
+            // Modbus CRC: taken here, and refused later unless the station's device is set to it.
+            status = Hj212Framing.TryRead(span, _options.MaxDataLength, Hj212CrcKind.Modbus, out segment, out consumed, out _);
+            modbusCrc = status == Hj212ReadStatus.Frame;
+            if (!modbusCrc)
+            {
+                status = Hj212ReadStatus.Invalid;
+            }
+        }
+
+        if (status == Hj212ReadStatus.NeedMore)
+        {
+            buffer = buffer.Slice(consumed);
+            return status;
+        }
+
+        if (status == Hj212ReadStatus.Invalid)
+        {
+            buffer = buffer.Slice(consumed);
+            refusal = error switch
+            {
+                Hj212FrameError.BadLength => "bad_length",
+                Hj212FrameError.TooLong => "too_long",
+                Hj212FrameError.BadCrcText or Hj212FrameError.CrcMismatch => "bad_crc",
+                _ => "garbage",
+            };
+            return status;
+        }
+
+        var bytes = span[segment];
+        message = Parse(bytes, out refusal);
+        buffer = buffer.Slice(consumed);
+        if (message is null)
+        {
+            return Hj212ReadStatus.Invalid;
+        }
+
+        return Hj212ReadStatus.Frame;
+    }
+
+    /// <summary>
+    /// The frame's data segment as a message. A data upload that is not one packet of several has its points read
+    /// here, from the frame's characters, into <see cref="_parsed"/> (with the station's zone applied later), so that
+    /// its CP text is never copied; other messages keep their CP text.
+    /// </summary>
+    private Hj212Message? Parse(ReadOnlySpan<byte> bytes, out string? refusal)
+    {
+        _preParsed = false;
+        char[]? rented = null;
+        var chars = bytes.Length <= 1024 ? stackalloc char[bytes.Length] : (rented = ArrayPool<char>.Shared.Rent(bytes.Length)).AsSpan(0, bytes.Length);
+        try
+        {
+            // Latin-1: one char per byte, whatever a station puts in its text fields.
+            Encoding.Latin1.GetChars(bytes, chars);
+            if (!Hj212Message.TryParse(chars, _names, copyCp: false, out var message, out var cp, out _) || string.IsNullOrEmpty(message!.Mn) || string.IsNullOrEmpty(message.Cn))
+            {
+                refusal = "bad_segment";
+                return null;
+            }
+
+            refusal = null;
+            if (Hj212Data.IsData(message.Cn) && !message.IsSplit)
+            {
+                _parsed.Clear();
+                _preParsed = true;
+                _preParsedOk = Hj212Data.TryRead(chars[cp], TimeSpan.Zero, _parsed, _names, out _preParsedTs, out _preParsedProblem);
+                return message;
+            }
+
+            return message with { Cp = chars[cp].ToString() };
+        }
+        finally
+        {
+            if (rented is not null)
+            {
+                ArrayPool<char>.Shared.Return(rented);
+            }
+        }
+    }
+
+    /// <summary>Handles one frame; returns why the connection must close, or null.</summary>
+    private async ValueTask<string?> HandleAsync(Hj212Message message, bool modbusCrc)
+    {
+        var station = await IdentifyAsync(message);
+        if (station is null)
+        {
+            return "station refused";
+        }
+
+        if (modbusCrc && station.Crc != Hj212CrcKind.Modbus)
+        {
+            _devices.CountRejected(Protocol, "bad_crc");
+            return ++_badInARow >= _options.MaxBadFramesInARow ? $"{_badInARow} bad frames in a row" : null;
+        }
+
+        _badInARow = 0;
+        _devices.CountFrame(Protocol);
+        station.St = message.St ?? station.St;
+        station.Edition = message.Edition;
+        var expired = _reassembly.Expired;
+        var outcome = _reassembly.Add(message, out var whole, out var splitProblem);
+        for (var i = expired; i < _reassembly.Expired; i++)
+        {
+            // A split message whose packets did not all come within five minutes: dropped, never answered.
+            _devices.CountRejected(Protocol, "split_timeout");
+        }
+
+        if (outcome == Hj212PacketOutcome.Refused)
+        {
+            _devices.CountRejected(Protocol, "bad_split");
+            LogSplitRefused(_logger, station.Mn, splitProblem!);
+            return null;
+        }
+
+        if (outcome == Hj212PacketOutcome.Waiting)
+        {
+            station.Session!.Activity();
+            return null;
+        }
+
+        message = whole!;
+        switch (message.Cn)
+        {
+            case "9011":
+                RequestAnswered(station, message);
+                break;
+            case "9012":
+                await ExecutedAsync(station, message);
+                break;
+            case "9013":
+            case "9014":
+                // Answers to the platform's notifications and data: nothing to store.
+                station.Session!.Activity();
+                break;
+            default:
+                await UploadAsync(station, message);
+                break;
+        }
+
+        return null;
+    }
+
+    /// <summary>The station of the frame's MN: identified on its first frame, its PW compared with the verified one after that.</summary>
+    private async ValueTask<Station?> IdentifyAsync(Hj212Message message)
+    {
+        var mn = message.Mn!;
+        var pw = message.Pw ?? "";
+        if (_byMn.TryGetValue(mn, out var known) && known.PasswordIs(pw))
+        {
+            return known;
+        }
+
+        if (known is null && _byMn.Count >= MaxStations)
+        {
+            _devices.CountRejected(Protocol, "too_many_stations");
+            return null;
+        }
+
+        var (identity, refusal) = await _stations.IdentifyAsync(mn, pw, _connection.RemoteEndPoint, _connection.ConnectionClosed);
+        if (identity is null)
+        {
+            _devices.CountRejected(Protocol, refusal!);
+            return null;
+        }
+
+        if (known is not null && known.Device.Id == identity.Device.Id)
+        {
+            // The station's password was changed (by the console, or by the station): the new one is verified now.
+            known.SetPassword(pw);
+            return known;
+        }
+
+        var station = new Station(mn, identity.Device, identity.Crc, identity.UtcOffset, message.St ?? "91");
+        station.SetPassword(pw);
+        lock (_gate)
+        {
+            if (_closing)
+            {
+                return null;
+            }
+
+            if (known is not null && _byDevice.GetValueOrDefault(known.Device.Id) == known)
+            {
+                _byDevice.Remove(known.Device.Id);
+            }
+
+            _byMn[mn] = station;
+            _byDevice[identity.Device.Id] = station;
+        }
+
+        known?.Session?.Dispose();
+        // Open may hand waiting persistent commands to TrySend on another thread: the station is registered first.
+        station.Session = _devices.Open(identity.Device, this);
+        station.Ready.TrySetResult(station.Session);
+        return station;
+    }
+
+    // ---- uploads ----
+
+    private async ValueTask UploadAsync(Station station, Hj212Message message)
+    {
+        Command? command = null;
+        if (message.Qn is { } qn)
+        {
+            lock (_gate)
+            {
+                command = _commands.GetValueOrDefault(qn);
+            }
+        }
+
+        if (command is not null && !Hj212Data.IsData(message.Cn))
+        {
+            // What a read command asked for (1011 SystemTime, 1061 RtdInterval, ...): kept for its result.
+            command.Collect(message.Cp);
+            station.Session!.Activity();
+            await AnswerIfAskedAsync(station, message);
+            return;
+        }
+
+        long ts;
+        string? problem;
+        bool read;
+        if (_preParsed)
+        {
+            // Read as UTC when the frame was parsed: the station's zone is known only now.
+            read = _preParsedOk;
+            ts = _preParsedTs - (long)station.UtcOffset.TotalMilliseconds;
+            problem = _preParsedProblem;
+        }
+        else
+        {
+            _parsed.Clear();
+            read = Hj212Data.TryRead(message.Cp, station.UtcOffset, _parsed, _names, out ts, out problem);
+        }
+
+        if (!read)
+        {
+            if (Hj212Data.IsData(message.Cn) || message.Cp.Contains("DataTime=", StringComparison.Ordinal))
+            {
+                _devices.CountRejected(Protocol, "bad_data");
+                LogBadData(_logger, station.Mn, message.Cn!, problem!);
+                return;
+            }
+
+            // A command without data (a heartbeat, a notice the platform has no use for): alive, and answered when asked.
+            station.Session!.Activity();
+            await AnswerIfAskedAsync(station, message);
+            return;
+        }
+
+        _points.Clear();
+        foreach (var point in _parsed)
+        {
+            _points.Add(new TelemetryPoint(point.Key, ts, ToValue(point)));
+        }
+
+        try
+        {
+            await station.Session!.SubmitAsync(_points, 0, _points.Count, _connection.ConnectionClosed);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException and not OutOfMemoryException)
+        {
+            // Not stored: not acknowledged, so the station sends it again.
+            _devices.CountRejected(Protocol, "not_stored");
+            LogNotStored(_logger, station.Mn, ex);
+            return;
+        }
+
+        if (command is not null)
+        {
+            command.Frames++;
+        }
+
+        await AnswerIfAskedAsync(station, message);
+    }
+
+    private static KvValue ToValue(Hj212Point point)
+    {
+        if (point.Number is not { } number)
+        {
+            return KvValue.Of(point.Text ?? "");
+        }
+
+        // Whole numbers as integers, as a JSON payload's would be.
+        return Math.Abs(number) < 1e15 && number == Math.Truncate(number) ? KvValue.Of((long)number) : KvValue.Of(number);
+    }
+
+    private Task AnswerIfAskedAsync(Station station, Hj212Message message) =>
+        message.AnswerRequested ? SendAsync(Hj212Replies.DataAnswer(message).Format(), station.Crc) : Task.CompletedTask;
+
+    // ---- commands (RPC) ----
+
+    public bool TrySend(Device device, int requestId, string method, string paramsJson, IDeliveryListener listener)
+    {
+        Station? station;
+        lock (_gate)
+        {
+            if (_closing || !_byDevice.TryGetValue(device.Id, out station))
+            {
+                return false;
+            }
+        }
+
+        var now = _time.GetUtcNow();
+        if (!Hj212Commands.TryBuild(method, paramsJson, station.UtcOffset, now, out var cn, out var cp, out var error))
+        {
+            _ = FailAsync(station, requestId, error!);
+            return true;
+        }
+
+        string qn;
+        lock (_gate)
+        {
+            if (_closing)
+            {
+                return false;
+            }
+
+            ForgetOldCommands(now);
+            if (_commands.Count >= MaxCommands)
+            {
+                _ = FailAsync(station, requestId, $"More than {MaxCommands} commands are waiting for this station's answers.");
+                return true;
+            }
+
+            qn = NextQn(now, station.UtcOffset);
+            _commands[qn] = new Command(requestId, station, listener, now);
+        }
+
+        var flag = (station.Edition << 2) | 1;
+        var segment = new Hj212Message(qn, station.St, cn, station.Password, station.Mn, flag, null, null, cp).Format();
+        _ = SendAsync(segment, station.Crc);
+        return true;
+    }
+
+    private async Task FailAsync(Station station, int requestId, string error)
+    {
+        var session = await station.Ready.Task;
+        await session.ReplyAsync(requestId, JsonSerializer.Serialize(new { error }), failed: true);
+    }
+
+    /// <summary>9011: <c>QnRtn=1</c> says the station has the command (DELIVERED); anything else refuses it (FAILED).</summary>
+    private void RequestAnswered(Station station, Hj212Message message)
+    {
+        station.Session!.Activity();
+        var command = Find(message.Qn, station, remove: false);
+        if (command is null)
+        {
+            return;
+        }
+
+        var answer = Hj212Commands.Item(message.Cp, "QnRtn");
+        if (answer == "1")
+        {
+            command.Delivered();
+            return;
+        }
+
+        Find(message.Qn, station, remove: true);
+        var code = int.TryParse(answer, NumberStyles.None, CultureInfo.InvariantCulture, out var n) ? n : 0;
+        _ = station.Session.ReplyAsync(command.RequestId, JsonSerializer.Serialize(new { qnRtn = code, error = "The station refused the command: " + Hj212Commands.RequestAnswerText(code) + "." }), failed: true);
+    }
+
+    /// <summary>9012: <c>ExeRtn=1</c> ends the call SUCCESSFUL with what the station sent for it; anything else FAILED.</summary>
+    private async ValueTask ExecutedAsync(Station station, Hj212Message message)
+    {
+        station.Session!.Activity();
+        var command = Find(message.Qn, station, remove: true);
+        if (command is null)
+        {
+            return;
+        }
+
+        // A station that skips 9011 still has had the command.
+        command.Delivered();
+        var answer = Hj212Commands.Item(message.Cp, "ExeRtn");
+        var code = int.TryParse(answer, NumberStyles.None, CultureInfo.InvariantCulture, out var n) ? n : 0;
+        await station.Session.ReplyAsync(command.RequestId, command.Result(code), failed: code != 1);
+    }
+
+    private Command? Find(string? qn, Station station, bool remove)
+    {
+        if (qn is null)
+        {
+            return null;
+        }
+
+        lock (_gate)
+        {
+            if (!_commands.TryGetValue(qn, out var command) || command.Station != station)
+            {
+                return null;
+            }
+
+            if (remove)
+            {
+                _commands.Remove(qn);
+            }
+
+            return command;
+        }
+    }
+
+    private void ForgetOldCommands(DateTimeOffset now)
+    {
+        List<string>? old = null;
+        foreach (var (qn, command) in _commands)
+        {
+            if (now - command.Sent > CommandLifetime)
+            {
+                (old ??= []).Add(qn);
+            }
+        }
+
+        old?.ForEach(qn => _commands.Remove(qn));
+    }
+
+    /// <summary>A request number: the station's local time to the millisecond, unique on this connection.</summary>
+    private string NextQn(DateTimeOffset now, TimeSpan utcOffset)
+    {
+        var value = long.Parse(now.ToOffset(utcOffset).ToString("yyyyMMddHHmmssfff", CultureInfo.InvariantCulture), CultureInfo.InvariantCulture);
+        _lastQn = value > _lastQn ? value : _lastQn + 1;
+        return _lastQn.ToString(CultureInfo.InvariantCulture);
+    }
+
+    // ---- writing ----
+
+    private async Task SendAsync(string segment, Hj212CrcKind crc)
+    {
+        await _sendGate.WaitAsync();
+        try
+        {
+            var output = _connection.Transport.Output;
+            Hj212Framing.Write(output, segment, crc);
+            await output.FlushAsync();
+        }
+        catch (Exception ex) when (ex is InvalidOperationException or IOException or ConnectionResetException or ConnectionAbortedException or OperationCanceledException)
+        {
+            // The connection is closing; the station sends again, or its command is retried by the RPC service.
+        }
+        finally
+        {
+            _sendGate.Release();
+        }
+    }
+
+    [LoggerMessage(EventId = 9210, Level = LogLevel.Debug, Message = "HJ 212 connection from {Remote} closed: {Reason}")]
+    private static partial void LogClosing(ILogger logger, System.Net.EndPoint? remote, string reason);
+
+    [LoggerMessage(EventId = 9211, Level = LogLevel.Error, Message = "HJ 212 connection from {Remote} failed")]
+    private static partial void LogFailed(ILogger logger, System.Net.EndPoint? remote, Exception exception);
+
+    [LoggerMessage(EventId = 9212, Level = LogLevel.Debug, Message = "HJ 212 station {Mn}: split message refused: {Problem}")]
+    private static partial void LogSplitRefused(ILogger logger, string mn, string problem);
+
+    [LoggerMessage(EventId = 9213, Level = LogLevel.Debug, Message = "HJ 212 station {Mn}: CN {Cn} data refused: {Problem}")]
+    private static partial void LogBadData(ILogger logger, string mn, string cn, string problem);
+
+    [LoggerMessage(EventId = 9214, Level = LogLevel.Warning, Message = "HJ 212 station {Mn}: data not stored; it is not acknowledged")]
+    private static partial void LogNotStored(ILogger logger, string mn, Exception exception);
+
+    /// <summary>A station this connection speaks for.</summary>
+    private sealed class Station(string mn, Device device, Hj212CrcKind crc, TimeSpan utcOffset, string st)
+    {
+        private byte[] _password = [];
+
+        public string Mn { get; } = mn;
+
+        public Device Device { get; } = device;
+
+        public Hj212CrcKind Crc { get; } = crc;
+
+        public TimeSpan UtcOffset { get; } = utcOffset;
+
+        /// <summary>The system code of its last frame, which the platform's commands to it carry.</summary>
+        public string St { get; set; } = st;
+
+        /// <summary>Flag's edition bits of its last frame (1 for HJ 212-2017, 0 for 2005).</summary>
+        public int Edition { get; set; } = 1;
+
+        public string Password { get; private set; } = "";
+
+        public ProtocolDeviceSession? Session { get; set; }
+
+        public TaskCompletionSource<ProtocolDeviceSession> Ready { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public void SetPassword(string pw)
+        {
+            Password = pw;
+            _password = Encoding.UTF8.GetBytes(pw);
+        }
+
+        public bool PasswordIs(string pw)
+        {
+            Span<byte> bytes = stackalloc byte[Encoding.UTF8.GetMaxByteCount(pw.Length)];
+            var length = Encoding.UTF8.GetBytes(pw, bytes);
+            return CryptographicOperations.FixedTimeEquals(bytes[..length], _password);
+        }
+    }
+
+    /// <summary>A command sent to a station and waiting for its answers (by QN).</summary>
+    private sealed class Command(int requestId, Station station, IDeliveryListener listener, DateTimeOffset sent)
+    {
+        private Dictionary<string, string>? _values;
+        private int _delivered;
+
+        public int RequestId { get; } = requestId;
+
+        public Station Station { get; } = station;
+
+        public DateTimeOffset Sent { get; } = sent;
+
+        /// <summary>Data frames the station sent in answer (history requests).</summary>
+        public int Frames { get; set; }
+
+        public void Delivered()
+        {
+            if (Interlocked.Exchange(ref _delivered, 1) == 0)
+            {
+                listener.OnDelivered(QoS.AtMostOnce);
+            }
+        }
+
+        /// <summary>Keeps the <c>name=value</c> items of an upload the station sent for this command.</summary>
+        public void Collect(string cp)
+        {
+            foreach (var range in cp.AsSpan().SplitAny(';', ','))
+            {
+                var item = cp.AsSpan(range);
+                var eq = item.IndexOf('=');
+                if (eq > 0 && (_values ??= new(StringComparer.Ordinal)).Count < 64)
+                {
+                    _values[item[..eq].ToString()] = item[(eq + 1)..].ToString();
+                }
+            }
+        }
+
+        /// <summary>The reply: the execution result, the values the station sent, and the data frames counted.</summary>
+        public string Result(int exeRtn)
+        {
+            using var stream = new MemoryStream();
+            using (var writer = new Utf8JsonWriter(stream))
+            {
+                writer.WriteStartObject();
+                writer.WriteNumber("exeRtn", exeRtn);
+                if (exeRtn != 1)
+                {
+                    writer.WriteString("error", "The station did not execute the command: " + Hj212Commands.ExecutionResultText(exeRtn) + ".");
+                }
+
+                foreach (var (name, value) in _values ?? [])
+                {
+                    if (name is not ("exeRtn" or "error" or "frames"))
+                    {
+                        writer.WriteString(name, value);
+                    }
+                }
+
+                if (Frames > 0 || _values is null)
+                {
+                    writer.WriteNumber("frames", Frames);
+                }
+
+                writer.WriteEndObject();
+            }
+
+            return Encoding.UTF8.GetString(stream.ToArray());
+        }
+    }
+}

@@ -1,0 +1,224 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json.Nodes;
+using Taihu.Server.FunctionalTests.Support;
+using Taihu.Sim.Running;
+using Taihu.Sim.Scenarios;
+
+namespace Taihu.Sim.Tests;
+
+/// <summary>One real server process for the scenario runs of this class.</summary>
+public sealed class SimServerFixture : IAsyncLifetime
+{
+    public ServerProcess Server { get; private set; } = null!;
+
+    public SimTarget Target => new(Server.HttpBaseAddress, "127.0.0.1", Server.TcpPort, "sysadmin@taihu.local", ServerProcess.AdminPassword);
+
+    public async Task InitializeAsync() => Server = await ServerProcess.StartAsync();
+
+    public async Task DisposeAsync() => await Server.DisposeAsync();
+}
+
+/// <summary>The simulator's own executable, run as a user runs it.</summary>
+internal static class Simulator
+{
+    /// <summary>Runs taihu-sim with <paramref name="arguments"/>; returns its exit code and what it wrote (stdout, then stderr).</summary>
+    public static async Task<(int ExitCode, string Output)> RunAsync(string[] arguments, string? adminPassword)
+    {
+        var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "taihu-sim.dll"));
+        foreach (var argument in arguments)
+        {
+            start.ArgumentList.Add(argument);
+        }
+
+        if (adminPassword is not null)
+        {
+            start.Environment["TAIHU_ADMIN_PASSWORD"] = adminPassword;
+        }
+
+        using var process = Process.Start(start)!;
+        var output = process.StandardOutput.ReadToEndAsync();
+        var errors = process.StandardError.ReadToEndAsync();
+        await process.WaitForExitAsync().WaitAsync(TimeSpan.FromMinutes(2));
+        return (process.ExitCode, await output + await errors);
+    }
+}
+
+/// <summary>Runs a shipped scenario in its short form against the fixture's server.</summary>
+internal static class ShippedScenario
+{
+    public static async Task<SimReport> RunAsync(SimServerFixture fixture, string name, double speed, double scale)
+    {
+        var scenario = ScenarioLoader.Load(Path.Combine(ScenarioLoaderTests.RepositoryRoot(), "scenarios", name + ".yaml"));
+        var log = new StringWriter();
+        var report = await new SimRunner(scenario, new ScenarioScaling(speed, scale), fixture.Target, log).RunAsync(CancellationToken.None);
+        Assert.True(report.Passed, report.Summary() + "\n" + log);
+        return report;
+    }
+}
+
+/// <summary>The energy zone: meters that lose power raise the inactivity alarm, which clears when they return.</summary>
+public sealed class EnergyScenarioTests(SimServerFixture fixture) : IClassFixture<SimServerFixture>
+{
+    [Fact]
+    public async Task Energy_ShortForm_MeetsItsExpectations()
+    {
+        var report = await ShippedScenario.RunAsync(fixture, "energy", 1800, 0.05);
+        Assert.Equal([10, 5], report.Fleets.Select(f => f.Devices));
+        var alarm = Assert.Single(report.Alarms);
+        Assert.Equal("em-0001", alarm.Device);
+        Assert.InRange(alarm.RaisedAt, TimeSpan.FromHours(5), TimeSpan.FromHours(7));
+        Assert.InRange(alarm.ClearedAt!.Value, TimeSpan.FromHours(8), TimeSpan.FromHours(9));
+        var silence = Assert.Single(report.Faults);
+        Assert.Contains(("back after the silence", 1), silence.Outcomes);
+    }
+}
+
+/// <summary>The finance zone: RPC health checks answered, and every fault given a clear answer with nothing lost.</summary>
+public sealed class FinanceScenarioTests(SimServerFixture fixture) : IClassFixture<SimServerFixture>
+{
+    [Fact]
+    public async Task Finance_ShortForm_MeetsItsExpectations_AndEachFaultGetsItsAnswer()
+    {
+        var report = await ShippedScenario.RunAsync(fixture, "finance", 240, 0.1);
+        var calls = Assert.Single(report.Rpc);
+        Assert.True(calls.Calls >= 50, $"{calls.Calls} calls");
+        // A call that finds its terminal offline (dropped, or in the reconnect storm) times out; every other is answered.
+        Assert.Equal(calls.Calls, calls.Answered + calls.TimedOut);
+        Assert.True(calls.Answered >= calls.Calls * 0.95, $"{calls.Answered} of {calls.Calls} answered");
+        Assert.Equal(0, calls.Failed);
+        var byKind = report.Faults.ToDictionary(f => f.Kind, f => f.Outcomes.ToDictionary(o => o.Outcome, o => o.Count));
+        Assert.Equal(2, byKind["Malformed"]["refused: PUBACK 0x99 PayloadFormatInvalid"]);
+        Assert.Equal(1, byKind["Oversized"]["connection closed by the server"]);
+        Assert.Equal(3, byKind["Duplicate"]["acknowledged again"]);
+        Assert.Equal(50, byKind["Burst"]["acknowledged"]);
+        Assert.Equal(10, byKind["ReconnectStorm"]["reconnected at once"]);
+        Assert.Equal(1, byKind["Disconnect"]["reconnected with back-off"]);
+        Assert.True(report.Fleets[0].ConnectionsLost >= 1, "the oversized message's connection was closed by the server");
+
+        // Through the proxy: the half-open connection is closed by the server (keep alive) and the device reconnects;
+        // a pause shorter than the keep alive leaves the connection as it was.
+        Assert.Equal(1, byKind["HalfOpen"]["device found out and reconnected"]);
+        Assert.Single(byKind["HalfOpen"], o => o.Key.StartsWith("server closed the half-open connection after", StringComparison.Ordinal));
+        Assert.Equal(1, byKind["Pause"]["connection survived the pause"]);
+    }
+}
+
+/// <summary>
+/// The shipped scenarios in their short form (<c>--speed</c>, <c>--scale</c>) against the real server, as CI runs
+/// them, and a scenario whose expectation is wrong on purpose.
+/// </summary>
+public sealed class ScenarioRunTests(SimServerFixture fixture) : IClassFixture<SimServerFixture>
+{
+    [Fact]
+    public async Task Environment_ShortForm_MeetsItsExpectations()
+    {
+        var scenario = ScenarioLoader.Load(Path.Combine(ScenarioLoaderTests.RepositoryRoot(), "scenarios", "environment.yaml"));
+        var log = new StringWriter();
+        var report = await new SimRunner(scenario, new ScenarioScaling(2880, 0.1), fixture.Target, log).RunAsync(CancellationToken.None);
+        Assert.True(report.Passed, report.Summary() + "\n" + log);
+        var fleet = Assert.Single(report.Fleets);
+        Assert.Equal(4, fleet.Devices);
+        Assert.True(fleet.Sent > 1000, $"sent {fleet.Sent}");
+        Assert.Equal(fleet.Sent, fleet.Acknowledged);
+        Assert.Equal(fleet.Acknowledged, fleet.Stored);
+
+        // The episode reaches a quarter of the stations: one of four raises the alarm, during the episode, and clears it after.
+        var alarm = Assert.Single(report.Alarms);
+        Assert.Equal("aq-001", alarm.Device);
+        Assert.InRange(alarm.RaisedAt, TimeSpan.FromHours(7), TimeSpan.FromHours(7.5));
+        Assert.NotNull(alarm.ClearedAt);
+
+        var directory = Directory.CreateTempSubdirectory("taihu-sim-report-").FullName;
+        try
+        {
+            var html = File.ReadAllText(report.Write(directory));
+            Assert.Contains("uPlot", html, StringComparison.Ordinal);
+            Assert.DoesNotContain("<script src=", html, StringComparison.Ordinal);
+            var json = JsonNode.Parse(File.ReadAllText(Path.Combine(directory, "report.json")))!;
+            Assert.True(json["passed"]!.GetValue<bool>());
+            Assert.Equal(report.Timeline.Count, json["timeline"]!.AsArray().Count);
+
+            // The server's CPU and memory, read from its /metrics each second of the run.
+            Assert.Equal("the server's /metrics", report.ServerSource);
+            Assert.True(report.Server.Count >= 10, $"{report.Server.Count} samples");
+            Assert.All(report.Server, s => Assert.InRange(s.MemoryMb!.Value, 10, 8192));
+            Assert.Contains(report.Server, s => s.CpuPercent > 0);
+        }
+        finally
+        {
+            Directory.Delete(directory, recursive: true);
+        }
+    }
+
+    [Fact]
+    public async Task WrongExpectation_FailsWithExitCode1_NamingItAndItsLine()
+    {
+        var directory = Directory.CreateTempSubdirectory("taihu-sim-wrong-").FullName;
+        try
+        {
+            var file = Path.Combine(directory, "wrong.yaml");
+            await File.WriteAllTextAsync(file, """
+                name: wrong on purpose
+                duration: 1h
+                fleets:
+                  - name: meter-{n}
+                    count: 2
+                    interval: 1m
+                    telemetry:
+                      energy: { model: randomWalk, start: 100, step: 1 }
+                expect:
+                  - stored: 100%
+                  - alarm: Meter stopped reporting
+                    raisedBy: 30m
+                """);
+            var (exitCode, text) = await Simulator.RunAsync(
+                ["run", file, "--speed", "1800", "--url", fixture.Server.HttpBaseAddress.ToString(),
+                    "--mqtt-port", fixture.Server.TcpPort.ToString(CultureInfo.InvariantCulture), "--report", Path.Combine(directory, "report")],
+                ServerProcess.AdminPassword);
+            Assert.True(exitCode == 1, $"exit code {exitCode}:\n{text}");
+            Assert.Contains("PASS stored: 100% of acknowledged points (line 10)", text, StringComparison.Ordinal);
+            Assert.Contains("FAIL alarm 'Meter stopped reporting' raised by at least 1 device by 30m (line 11): never raised", text, StringComparison.Ordinal);
+            Assert.Contains("scenario FAILED: 1 of 3 expectation(s) not met", text, StringComparison.Ordinal);
+            Assert.True(File.Exists(Path.Combine(directory, "report", "report.html")));
+        }
+        finally
+        {
+            Directory.Delete(directory, recursive: true);
+        }
+    }
+
+    [Fact]
+    public async Task BadScenario_ExitsWith2_NamingTheLine()
+    {
+        var directory = Directory.CreateTempSubdirectory("taihu-sim-bad-").FullName;
+        try
+        {
+            var file = Path.Combine(directory, "bad.yaml");
+            await File.WriteAllTextAsync(file, "name: bad\nduration: 1h\nfleets:\n  - name: a-{n}\n    count: 2\n    interval: soon\n");
+            var (exitCode, errors) = await Simulator.RunAsync(["check", file], null);
+            Assert.Equal(2, exitCode);
+            Assert.StartsWith("bad.yaml, line 6: fleets.0.interval:", errors, StringComparison.Ordinal);
+        }
+        finally
+        {
+            Directory.Delete(directory, recursive: true);
+        }
+    }
+}
+
+/// <summary>The medical zone: wearables behind ward gateways; the patients who deteriorate raise both alarms, which clear when they recover.</summary>
+public sealed class MedicalScenarioTests(SimServerFixture fixture) : IClassFixture<SimServerFixture>
+{
+    [Fact]
+    public async Task Medical_ShortForm_ThroughGateways_MeetsItsExpectations()
+    {
+        var report = await ShippedScenario.RunAsync(fixture, "medical", 120, 0.1);
+        var fleet = Assert.Single(report.Fleets);
+        Assert.Equal(12, fleet.Devices);
+        Assert.Equal(fleet.Acknowledged, fleet.Stored);
+        Assert.Equal(["Heart rate above 120", "SpO2 below 90%"], report.Alarms.Select(a => a.Type).Order());
+        Assert.All(report.Alarms, a => Assert.Equal("patient-001", a.Device));
+    }
+}

@@ -1,0 +1,146 @@
+using System.CommandLine;
+using System.Globalization;
+using Taihu.Sim.Running;
+using Taihu.Sim.Scenarios;
+
+namespace Taihu.Sim;
+
+/// <summary>The command line: check a scenario, print the schema.</summary>
+internal static class SimCommands
+{
+    public static IEnumerable<Command> Create()
+    {
+        yield return Run();
+        yield return Check();
+        yield return Schema();
+    }
+
+    private static Command Run()
+    {
+        var file = new Argument<string>("scenario") { Description = "The scenario file (YAML)." };
+        var speed = new Option<double>("--speed") { Description = "Run N times faster: every interval, deadline and provisioned threshold is divided by N.", DefaultValueFactory = _ => 1 };
+        var scale = new Option<double>("--scale") { Description = "Shrink (or grow) every fleet by this factor; each keeps at least one device.", DefaultValueFactory = _ => 1 };
+        var url = new Option<string>("--url") { Description = "The server's HTTP address (management API and HTTP device API).", DefaultValueFactory = _ => "http://127.0.0.1:8080" };
+        var mqttHost = new Option<string?>("--mqtt-host") { Description = "The MQTT host; default: the host of --url." };
+        var mqttPort = new Option<int>("--mqtt-port") { Description = "The MQTT port.", DefaultValueFactory = _ => 1883 };
+        var admin = new Option<string>("--admin") { Description = "The system administrator, who creates the run's tenant.", DefaultValueFactory = _ => "sysadmin@taihu.local" };
+        var password = new Option<string?>("--password") { Description = "The system administrator's password; default: the TAIHU_ADMIN_PASSWORD environment variable." };
+        var serverPid = new Option<int?>("--server-pid") { Description = "A local server process to sample CPU and memory of (from /proc); default: the server's /metrics." };
+        var report = new Option<string>("--report") { Description = "Directory for report.html and report.json.", DefaultValueFactory = _ => "sim-report" };
+        var command = new Command("run", "Provisions the scenario's fleet in a tenant of its own, runs it, reads back what was stored and which alarms fired, checks the expectations and writes the report. "
+            + "Exit code 0: every expectation met; 1: one or more not met; 2: the scenario file is wrong; 3: the run could not be made.")
+        {
+            file, speed, scale, url, mqttHost, mqttPort, admin, password, serverPid, report,
+        };
+        command.SetAction(async (parse, cancellationToken) =>
+        {
+            Scenario scenario;
+            ScenarioScaling scaling;
+            try
+            {
+                scenario = ScenarioLoader.Load(parse.GetRequiredValue(file));
+                scaling = new ScenarioScaling(parse.GetValue(speed), parse.GetValue(scale));
+            }
+            catch (Exception e) when (e is ScenarioException or ArgumentOutOfRangeException or IOException)
+            {
+                Console.Error.WriteLine(e.Message);
+                return 2;
+            }
+
+            var http = new Uri(parse.GetRequiredValue(url));
+            var secret = parse.GetValue(password) ?? Environment.GetEnvironmentVariable("TAIHU_ADMIN_PASSWORD");
+            if (string.IsNullOrEmpty(secret))
+            {
+                Console.Error.WriteLine("The system administrator's password is needed: --password, or the TAIHU_ADMIN_PASSWORD environment variable.");
+                return 3;
+            }
+
+            var target = new SimTarget(http, parse.GetValue(mqttHost) ?? http.Host, parse.GetValue(mqttPort), parse.GetRequiredValue(admin), secret)
+            {
+                ServerPid = parse.GetValue(serverPid),
+            };
+            try
+            {
+                var result = await new Running.SimRunner(scenario, scaling, target, Console.Out).RunAsync(cancellationToken);
+                var html = result.Write(parse.GetRequiredValue(report));
+                Console.Out.WriteLine(result.Summary());
+                Console.Out.WriteLine($"report: {html}");
+                return result.Passed ? 0 : 1;
+            }
+            catch (Exception e) when (e is HttpRequestException or InvalidOperationException or MQTTnet.Exceptions.MqttCommunicationException or TimeoutException)
+            {
+                Console.Error.WriteLine($"The run could not be made: {e.Message}");
+                return 3;
+            }
+        });
+        return command;
+    }
+
+    private static Command Check()
+    {
+        var file = new Argument<string>("scenario") { Description = "The scenario file (YAML)." };
+        var speed = new Option<double>("--speed") { Description = "Run N times faster: every interval, deadline and provisioned threshold is divided by N.", DefaultValueFactory = _ => 1 };
+        var scale = new Option<double>("--scale") { Description = "Shrink (or grow) every fleet by this factor; each keeps at least one device.", DefaultValueFactory = _ => 1 };
+        var command = new Command("check", "Reads a scenario file, reports the first problem with its line, or summarizes the run it describes.") { file, speed, scale };
+        command.SetAction(parse =>
+        {
+            try
+            {
+                var scenario = ScenarioLoader.Load(parse.GetRequiredValue(file));
+                var scaling = new ScenarioScaling(parse.GetValue(speed), parse.GetValue(scale));
+                Console.Out.WriteLine(Summary(scenario, scaling));
+                return 0;
+            }
+            catch (ScenarioException e)
+            {
+                Console.Error.WriteLine(e.Message);
+                return 2;
+            }
+            catch (ArgumentOutOfRangeException e)
+            {
+                Console.Error.WriteLine(e.Message);
+                return 2;
+            }
+            catch (IOException e)
+            {
+                Console.Error.WriteLine(e.Message);
+                return 2;
+            }
+        });
+        return command;
+    }
+
+    private static Command Schema()
+    {
+        var command = new Command("schema", "Prints the JSON Schema scenario files are checked against (point an editor's YAML support at it).");
+        command.SetAction(_ =>
+        {
+            Console.Out.WriteLine(ScenarioLoader.SchemaText());
+            return 0;
+        });
+        return command;
+    }
+
+    /// <summary>What a run of the scenario would do, in a few lines a person reads.</summary>
+    internal static string Summary(Scenario scenario, ScenarioScaling scaling)
+    {
+        var lines = new List<string>
+        {
+            string.Create(CultureInfo.InvariantCulture, $"{scenario.Name}: {Durations.Format(scenario.Duration)} of scenario time in {Durations.Format(scaling.Real(scenario.Duration))} at --speed {scaling.Speed}"),
+        };
+        var devices = 0;
+        var perSecond = 0.0;
+        foreach (var fleet in scenario.Fleets)
+        {
+            var count = scaling.Count(fleet.Count);
+            var interval = scaling.Real(fleet.Interval);
+            devices += count;
+            perSecond += count / interval.TotalSeconds;
+            lines.Add(string.Create(CultureInfo.InvariantCulture,
+                $"  {fleet.Name}: {count} device(s) over {fleet.Protocol.ToString().ToLowerInvariant()}, every {Durations.Format(interval)}, {fleet.Telemetry.Count} key(s), {fleet.Events.Count} event(s)"));
+        }
+
+        lines.Add(string.Create(CultureInfo.InvariantCulture, $"  in all: {devices} device(s), about {perSecond:0.#} messages per second"));
+        return string.Join(Environment.NewLine, lines);
+    }
+}
