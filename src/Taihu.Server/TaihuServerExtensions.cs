@@ -8,6 +8,7 @@ using Taihu.Platform;
 using Taihu.Platform.Hosting;
 using Taihu.Platform.Telemetry;
 using Taihu.Server.Api;
+using Taihu.Server.Protocols.Coap;
 
 namespace Taihu.Server;
 
@@ -102,6 +103,7 @@ public static partial class TaihuServerExtensions
             // dotnet_gc_heap_total_allocated to report allocations per delivered message.
             .AddMeter("System.Runtime")
             .AddPrometheusExporter());
+        builder.AddCoapListener();
         builder.Services.AddHostedService<StartupBanner>();
         return builder;
     }
