@@ -153,6 +153,54 @@ public sealed class CoapRpcTests(CoapFixture fixture) : IClassFixture<CoapFixtur
         Assert.True(JsonNode.Parse(reply.Text)!["time"]!.GetValue<long>() > 1_600_000_000_000);
     }
 
+    [Fact]
+    public async Task ClientSideRpc_AnsweredSlowlyByAWebhook_GetsAnEmptyAck_ThenASeparateResponse()
+    {
+        using var answer = new ManualResetEventSlim();
+        var log = new ReceiverLog
+        {
+            // Holds the webhook's answer until the test has seen the empty ACK (an explicit signal, bounded).
+            Reply = body => body["data"]?["method"]?.GetValue<string>() == "slowAnswer" && answer.Wait(Guard) ? "{\"answer\":42}" : null,
+        };
+        await using var receiver = await WebhookReceiver.StartAsync("coap-webhook-secret", log: log);
+        var integration = await fixture.Admin.PostAsync("/api/integration", new
+        {
+            name = Name("coap-rpc-hook"),
+            type = "HTTP",
+            messageTypes = new[] { "RPC_REQUEST" },
+            configuration = new { url = receiver.Url, secret = "coap-webhook-secret", answerRpc = true, requestTimeoutMs = 20_000 },
+        });
+        try
+        {
+            var (_, token) = await fixture.Admin.CreateDeviceAsync(Name("coap-slow-rpc"));
+            using var client = new RawCoapClient(fixture.Server);
+            var messageId = client.NextMessageId();
+            var request = RawCoapClient.Request(CoapType.Confirmable, CoapCode.Post, messageId, [7, 7], $"/api/v1/{token}/rpc", "{\"method\":\"slowAnswer\",\"params\":{}}");
+            client.Send(request);
+            var ack = await client.ReceiveAsync();
+            Assert.Equal((CoapType.Acknowledgement, CoapCode.Empty, messageId), (ack.Type, ack.Code, ack.MessageId));
+
+            // A retransmission meanwhile is acknowledged again, not handled again.
+            client.Send(request);
+            var again = await client.ReceiveAsync();
+            Assert.Equal((CoapType.Acknowledgement, CoapCode.Empty, messageId), (again.Type, again.Code, again.MessageId));
+
+            answer.Set();
+            var response = await client.ReceiveAsync();
+            Assert.Equal((CoapType.Confirmable, "2.05"), (response.Type, response.CodeText));
+            Assert.Equal([7, 7], response.Token);
+            Assert.Equal(42, JsonNode.Parse(response.Text)!["answer"]!.GetValue<int>());
+            client.Acknowledge(response);
+            Assert.Null(await client.ReceiveBeforePingAsync());
+            Assert.Single(log.Snapshot(), e => e.Body["data"]?["method"]?.GetValue<string>() == "slowAnswer");
+        }
+        finally
+        {
+            answer.Set();
+            await fixture.Admin.SendAsync(HttpMethod.Delete, $"/api/integration/{integration["id"]!["id"]!.GetValue<string>()}");
+        }
+    }
+
     /// <summary>A persistent one-way call: it waits until the device is reachable, so a test need not race the registration.</summary>
     private async Task<string> SubmitPersistentAsync(Guid id, string method)
     {

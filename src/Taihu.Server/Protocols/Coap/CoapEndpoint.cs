@@ -33,6 +33,9 @@ internal sealed class CoapEndpoint(SocketAddress address)
 
     public Dictionary<ushort, CoapOutgoing> Outgoing { get; } = [];
 
+    /// <summary>Dropped from the endpoint table by the sweeper; a datagram that found it just before looks it up again.</summary>
+    public bool Removed { get; set; }
+
     public ushort NextMessageId() => (ushort)Interlocked.Increment(ref _nextMessageId);
 
     /// <summary>Nothing left to keep: the table may drop the endpoint once it has been silent long enough.</summary>

@@ -244,9 +244,24 @@ internal sealed partial class CoapListener(
 
         devices.CountFrame(Protocol);
         var now = time.GetTimestamp();
-        lock (endpoint.Gate)
+        while (true)
         {
-            endpoint.LastHeard = now;
+            lock (endpoint.Gate)
+            {
+                if (!endpoint.Removed)
+                {
+                    endpoint.LastHeard = now;
+                    break;
+                }
+            }
+
+            // The sweeper dropped it between the lookup and now: state kept on it would be lost.
+            if (EndpointOf(endpoint.Address) is not { } current)
+            {
+                return;
+            }
+
+            endpoint = current;
         }
 
         if (header.Code == CoapCode.Empty)
@@ -514,7 +529,7 @@ internal sealed partial class CoapListener(
 
                     if (endpoint.IsEmpty && now - endpoint.LastHeard >= forget)
                     {
-                        _endpoints.TryRemove(new KeyValuePair<SocketAddress, CoapEndpoint>(address, endpoint));
+                        endpoint.Removed = _endpoints.TryRemove(new KeyValuePair<SocketAddress, CoapEndpoint>(address, endpoint));
                     }
                 }
             }
