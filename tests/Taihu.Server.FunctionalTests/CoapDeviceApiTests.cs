@@ -145,7 +145,7 @@ public sealed class CoapDeviceApiTests(CoapFixture fixture) : IClassFixture<Coap
         var (exit, output, errors) = await LibcoapClient.RunAsync("-m", "post", "-b", "64", "-e", "{" + values + "}", fixture.Url($"/api/v1/{token}/telemetry"));
         Assert.True(exit == 0, output + errors);
         var latest = await fixture.Admin.LatestAsync(id);
-        Assert.Equal(40, latest.Count);
+        Assert.Equal(40, latest.Keys.Count(k => k.StartsWith("sensor", StringComparison.Ordinal)));
         Assert.Equal(39, latest["sensor39"].Value!.GetValue<int>());
     }
 
@@ -184,7 +184,7 @@ public sealed class CoapDeviceApiTests(CoapFixture fixture) : IClassFixture<Coap
 
         Assert.Equal("4.13", last.CodeText);
         await fixture.ExpectRejectedAsync("too_large", before + 1);
-        Assert.Equal(2, (await fixture.Admin.LatestAsync(id)).Count);
+        Assert.Equal(["a", "b"], (await fixture.Admin.LatestAsync(id)).Keys.Where(k => k != "active").Order());
     }
 
     [Fact]

@@ -5,8 +5,8 @@ namespace Taihu.Server.FunctionalTests.Support;
 
 /// <summary>
 /// One server for a CoAP test class, with a tenant administrator, a small payload limit (so that block-wise uploads
-/// can pass it) and short CoAP timers (so that an unacknowledged notification ends its observation, and a slow
-/// request is acknowledged for a separate response, within a test).
+/// can pass it) and short retransmission timers (so that an unacknowledged notification ends its observation within
+/// a test).
 /// </summary>
 public sealed class CoapFixture : IAsyncLifetime
 {
@@ -30,7 +30,6 @@ public sealed class CoapFixture : IAsyncLifetime
             ["Ingest__MaxPayloadBytes"] = MaxPayloadBytes.ToString(CultureInfo.InvariantCulture),
             ["Coap__AckTimeout"] = "00:00:00.200",
             ["Coap__MaxRetransmit"] = "2",
-            ["Coap__SeparateResponseAfter"] = "00:00:00.200",
         });
         SysAdmin = await PlatformApi.SysAdminAsync(_server);
         (_, Admin) = await SysAdmin.CreateTenantWithAdminAsync("Tenant " + Guid.NewGuid().ToString("N")[..8]);

@@ -40,7 +40,7 @@ internal sealed partial class CoapDeviceApi(
     }
 
     /// <summary>What the options of a request say, read once from the datagram.</summary>
-    private sealed record Route(Resource Resource, string? Token, int RpcId, string? ClientKeys, string? SharedKeys, int Observe, CoapBlock? Block1, CoapBlock? Block2, uint? Size1, string Path);
+    private sealed record Route(Resource Resource, string? Token, byte[] TokenBytes, int RpcId, string? ClientKeys, string? SharedKeys, int Observe, CoapBlock? Block1, CoapBlock? Block2, uint? Size1, string Path);
 
     public async Task<CoapResponse> HandleAsync(CoapRequest request, CancellationToken cancellationToken)
     {
@@ -117,11 +117,17 @@ internal sealed partial class CoapDeviceApi(
             return new CoapResponse(CoapCode.Created, await provisioning.ProvisionAsync(body, SourceAddress.Key(remote), cancellationToken)) { Json = true };
         }
 
-        var device = await AuthenticateAsync(route.Token!, remote, cancellationToken);
+        var device = Remembered(request.Endpoint, route.TokenBytes);
         if (device is null)
         {
-            devices.CountRejected(Protocol, "unknown_device");
-            return CoapResponse.Error(CoapCode.Unauthorized, "Unknown device access token.");
+            device = await AuthenticateAsync(route.Token!, remote, cancellationToken);
+            if (device is null)
+            {
+                devices.CountRejected(Protocol, "unknown_device");
+                return CoapResponse.Error(CoapCode.Unauthorized, "Unknown device access token.");
+            }
+
+            Remember(request.Endpoint, route.TokenBytes, device);
         }
 
         devices.Activity(device);
@@ -150,6 +156,28 @@ internal sealed partial class CoapDeviceApi(
                     RpcReplyResult.Finished => CoapResponse.Error(0x89, $"RPC call {route.RpcId} of this device has already ended (answered, timed out, expired or failed); the reply was not kept."),
                     _ => CoapResponse.Error(CoapCode.NotFound, $"RPC call {route.RpcId} of this device was not found."),
                 };
+        }
+    }
+
+    /// <summary>The device the endpoint authenticated as with this token, while <see cref="CoapOptions.AuthenticationLifetime"/> holds.</summary>
+    private Device? Remembered(CoapEndpoint endpoint, byte[] token)
+    {
+        lock (endpoint.Gate)
+        {
+            return endpoint.Authenticated is { } known && known.Until > time.GetTimestamp() && known.Token.AsSpan().SequenceEqual(token) ? known.Device : null;
+        }
+    }
+
+    private void Remember(CoapEndpoint endpoint, byte[] token, Device device)
+    {
+        if (_options.AuthenticationLifetime <= TimeSpan.Zero)
+        {
+            return;
+        }
+
+        lock (endpoint.Gate)
+        {
+            endpoint.Authenticated = (token, device, time.GetTimestamp() + (long)(_options.AuthenticationLifetime.TotalSeconds * time.TimestampFrequency));
         }
     }
 
@@ -501,7 +529,7 @@ internal sealed partial class CoapDeviceApi(
                 return NotFound(out refusal);
             }
 
-            return code == CoapCode.Post ? new Route(Resource.Provision, null, 0, null, null, -1, block1, block2, size1, path) : MethodNotAllowed(out refusal);
+            return code == CoapCode.Post ? new Route(Resource.Provision, null, [], 0, null, null, -1, block1, block2, size1, path) : MethodNotAllowed(out refusal);
         }
 
         var name = datagram[segments[3]];
@@ -551,8 +579,8 @@ internal sealed partial class CoapDeviceApi(
             return NotFound(out refusal);
         }
 
-        var token = Encoding.UTF8.GetString(datagram[segments[2]]);
-        return new Route(resource, token, rpcId, clientKeys, sharedKeys, code == CoapCode.Get ? observe : -1, block1, code == CoapCode.Get ? block2 : null, size1, path);
+        var tokenBytes = datagram[segments[2]].ToArray();
+        return new Route(resource, Encoding.UTF8.GetString(tokenBytes), tokenBytes, rpcId, clientKeys, sharedKeys, code == CoapCode.Get ? observe : -1, block1, code == CoapCode.Get ? block2 : null, size1, path);
     }
 
     private Route? NotFound(out CoapResponse refusal)

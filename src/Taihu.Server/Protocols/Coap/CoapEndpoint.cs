@@ -33,6 +33,9 @@ internal sealed class CoapEndpoint(SocketAddress address)
 
     public Dictionary<ushort, CoapOutgoing> Outgoing { get; } = [];
 
+    /// <summary>The access token this endpoint last authenticated with, its device, and until when that holds.</summary>
+    public (byte[] Token, Platform.Devices.Device Device, long Until)? Authenticated { get; set; }
+
     /// <summary>Dropped from the endpoint table by the sweeper; a datagram that found it just before looks it up again.</summary>
     public bool Removed { get; set; }
 

@@ -58,11 +58,24 @@ public sealed class CoapOptions
     /// </summary>
     public TimeSpan SeparateResponseAfter { get; set; } = TimeSpan.FromSeconds(1);
 
+    /// <summary>
+    /// How long an endpoint that authenticated with an access token is taken to be that device without looking the
+    /// token up again (as an MQTT connection is, for its whole life): a device posting every second costs one lookup
+    /// per this time, not one per request, and many devices behind one address (NAT) do not queue on the failed-login
+    /// allowance of that address. A token changed or a device deleted is noticed within this time.
+    /// </summary>
+    public TimeSpan AuthenticationLifetime { get; set; } = TimeSpan.FromSeconds(30);
+
     /// <summary>Requests handled at once; datagrams beyond are dropped (clients retransmit confirmable ones).</summary>
     public int MaxConcurrentRequests { get; set; } = 4096;
 
     public IEnumerable<string> Validate()
     {
+        if (AuthenticationLifetime < TimeSpan.Zero)
+        {
+            yield return "Coap:AuthenticationLifetime must not be negative (0 looks the token up on every request).";
+        }
+
         if (ExchangeLifetime <= TimeSpan.Zero || AckTimeout <= TimeSpan.Zero || ObservationIdleTimeout <= TimeSpan.Zero || SeparateResponseAfter <= TimeSpan.Zero)
         {
             yield return "Coap:ExchangeLifetime, Coap:AckTimeout, Coap:ObservationIdleTimeout and Coap:SeparateResponseAfter must be positive.";
