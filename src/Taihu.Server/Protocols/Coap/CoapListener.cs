@@ -81,7 +81,12 @@ internal sealed partial class CoapListener(
             await _receiving.WaitAsync(cancellationToken).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
         }
 
-        await DisposeAsync();
+        if (_sweeper is not null)
+        {
+            await _sweeper.DisposeAsync();
+        }
+
+        // Observations end with the listener: their devices go offline, waiting persistent calls stay queued.
         foreach (var endpoint in _endpoints.Values)
         {
             lock (endpoint.Gate)
