@@ -1,3 +1,6 @@
+using System.Globalization;
+using System.Net;
+using System.Net.Sockets;
 using Taihu.Protocols.Coap;
 using Taihu.Server.FunctionalTests.Support;
 
@@ -114,5 +117,17 @@ public sealed class CoapBadInputTests(CoapFixture fixture) : IClassFixture<CoapF
 
         Assert.Equal("2.01", (await device.RequestAsync(CoapCode.Post, $"/api/v1/{token}/telemetry", "{\"n\":2000}")).CodeText);
         Assert.Equal(2000, (await fixture.Admin.LatestAsync(id))["n"].Value!.GetValue<int>());
+    }
+
+    [Fact]
+    public async Task ABusyCoapPort_StopsTheServer_WithAMessageNamingTheSetting()
+    {
+        using var holder = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
+        holder.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        var port = ((IPEndPoint)holder.LocalEndPoint!).Port;
+        var (exitCode, output) = await ServerProcess.RunToExitAsync(new Dictionary<string, string> { ["Listeners__CoapPort"] = port.ToString(CultureInfo.InvariantCulture) });
+        Assert.NotEqual(0, exitCode);
+        Assert.Contains($"CoAP cannot listen on UDP 127.0.0.1:{port}", output, StringComparison.Ordinal);
+        Assert.Contains("Listeners:CoapPort", output, StringComparison.Ordinal);
     }
 }

@@ -57,7 +57,16 @@ internal sealed partial class CoapListener(
         }
 
         socket.ReceiveBufferSize = Math.Max(socket.ReceiveBufferSize, 4 << 20);
-        socket.Bind(new IPEndPoint(address, port));
+        try
+        {
+            socket.Bind(new IPEndPoint(address, port));
+        }
+        catch (SocketException e)
+        {
+            socket.Dispose();
+            throw new IOException($"CoAP cannot listen on UDP {address}:{port}: {e.Message}. Set Listeners:CoapPort to a free port, or to -1 to turn CoAP off.", e);
+        }
+
         _socket = socket;
         endpoints.CoapPort = ((IPEndPoint)socket.LocalEndPoint!).Port;
         api.Attach(this);
