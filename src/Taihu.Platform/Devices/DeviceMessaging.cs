@@ -128,9 +128,6 @@ public sealed class DeviceMessaging
         return new Subscription(this, deviceId, subscriber);
     }
 
-    /// <summary>Whether anything subscribed to the device's shared-attribute updates (tests use this to know when to push).</summary>
-    public bool HasSubscriber(Guid deviceId) => _subscribers.TryGetValue(deviceId, out var list) && list.Length > 0;
-
     private void Unsubscribe(Guid deviceId, ISharedAttributeSubscriber subscriber)
     {
         while (_subscribers.TryGetValue(deviceId, out var list))
