@@ -130,4 +130,12 @@ public sealed class CoapBadInputTests(CoapFixture fixture) : IClassFixture<CoapF
         Assert.Contains($"CoAP cannot listen on UDP 127.0.0.1:{port}", output, StringComparison.Ordinal);
         Assert.Contains("Listeners:CoapPort", output, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public async Task ABadCoapSetting_StopsTheServer_WithAPlainMessage()
+    {
+        var (exitCode, output) = await ServerProcess.RunToExitAsync(new Dictionary<string, string> { ["Coap__BlockSize"] = "100" });
+        Assert.Equal(1, exitCode);
+        Assert.Contains("Taihu cannot start: Coap:BlockSize must be a power of two from 16 to 1024.", output, StringComparison.Ordinal);
+    }
 }
