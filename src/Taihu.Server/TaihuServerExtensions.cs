@@ -8,6 +8,7 @@ using Taihu.Platform;
 using Taihu.Platform.Hosting;
 using Taihu.Platform.Telemetry;
 using Taihu.Server.Api;
+using Taihu.Server.Protocols.Coap;
 using Taihu.Server.Protocols.Hj212;
 using Taihu.Server.Protocols.Jt808;
 
@@ -106,6 +107,7 @@ public static partial class TaihuServerExtensions
             .AddMeter("System.Runtime")
             .AddPrometheusExporter());
         builder.AddJt808Listener();
+        builder.AddCoapListener();
         builder.Services.AddHostedService<StartupBanner>();
         return builder;
     }

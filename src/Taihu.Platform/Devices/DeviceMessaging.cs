@@ -53,6 +53,14 @@ public sealed class DeviceMessaging
             Publish(device.TenantId, DeviceSession.TopicPrefix(gateway) + "gateway/attributes", buffer.WrittenSpan.ToArray());
         }
 
+        if (_subscribers.TryGetValue(device.Id, out var subscribers))
+        {
+            foreach (var subscriber in subscribers)
+            {
+                subscriber.OnSharedAttributes(payload);
+            }
+        }
+
         if (_waiters.TryGetValue(device.Id, out var waiting))
         {
             lock (waiting)
@@ -107,6 +115,44 @@ public sealed class DeviceMessaging
         }
     }
 
+    private readonly ConcurrentDictionary<Guid, System.Collections.Immutable.ImmutableArray<ISharedAttributeSubscriber>> _subscribers = new();
+
+    /// <summary>
+    /// Tells <paramref name="subscriber"/> of every shared-attribute update of the device until the returned handle is
+    /// disposed (a CoAP observation of <c>.../attributes</c>). The subscriber is called on the updating thread and
+    /// must only hand the payload on.
+    /// </summary>
+    public IDisposable SubscribeSharedAttributes(Guid deviceId, ISharedAttributeSubscriber subscriber)
+    {
+        _subscribers.AddOrUpdate(deviceId, static (_, s) => [s], static (_, list, s) => list.Add(s), subscriber);
+        return new Subscription(this, deviceId, subscriber);
+    }
+
+    private void Unsubscribe(Guid deviceId, ISharedAttributeSubscriber subscriber)
+    {
+        while (_subscribers.TryGetValue(deviceId, out var list))
+        {
+            var rest = list.Remove(subscriber);
+            if (rest.IsEmpty ? _subscribers.TryRemove(new KeyValuePair<Guid, System.Collections.Immutable.ImmutableArray<ISharedAttributeSubscriber>>(deviceId, list)) : _subscribers.TryUpdate(deviceId, rest, list))
+            {
+                return;
+            }
+        }
+    }
+
+    private sealed class Subscription(DeviceMessaging owner, Guid deviceId, ISharedAttributeSubscriber subscriber) : IDisposable
+    {
+        private int _disposed;
+
+        public void Dispose()
+        {
+            if (Interlocked.Exchange(ref _disposed, 1) == 0)
+            {
+                owner.Unsubscribe(deviceId, subscriber);
+            }
+        }
+    }
+
     /// <summary>Whether a long poll is waiting for the device (tests use this to know when to push).</summary>
     public bool IsWaiting(Guid deviceId) => _waiters.TryGetValue(deviceId, out var list) && list.Count > 0;
 
@@ -133,4 +179,10 @@ public sealed class DeviceMessaging
 
         writer.WriteEndObject();
     }
+}
+
+/// <summary>Receives a device's shared-attribute updates (<c>{"k":v}</c>) for a listener of another protocol.</summary>
+public interface ISharedAttributeSubscriber
+{
+    void OnSharedAttributes(byte[] payload);
 }

@@ -86,6 +86,12 @@ public sealed class ProtocolDevices
         return session;
     }
 
+    /// <summary>
+    /// The device was heard from without a session (a CoAP request, like an HTTP one): it is active until its
+    /// profile's inactivity timeout passes without another.
+    /// </summary>
+    public void Activity(Device device) => _connectivity.Activity(device);
+
     internal DeviceDataService Data => _data;
 
     internal TelemetryIngest Ingest => _ingest;
