@@ -157,9 +157,6 @@ internal sealed partial class Hj212Connection : IDeviceCommandChannel
         }
     }
 
-    /// <summary>Stops the loop from the outside (the server is stopping).</summary>
-    public void Abort() => _connection.Abort(new ConnectionAbortedException("The server is shutting down."));
-
     private void Close()
     {
         List<Station> stations;

@@ -1,7 +1,4 @@
-using System.Net;
-using System.Net.Sockets;
 using Microsoft.AspNetCore.Connections;
-using Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets;
 using Microsoft.Extensions.Options;
 using Taihu.Broker.Hosting;
 using Taihu.Platform.Devices;
@@ -10,151 +7,22 @@ using Taihu.Platform.Telemetry;
 namespace Taihu.Server.Protocols.Jt808;
 
 /// <summary>
-/// The JT/T 808 TCP listener (<c>Listeners:Jt808Port</c>, 6808 by default, -1 off): Kestrel's socket transport
-/// used directly, as the MQTT TCP listener does, with one <see cref="Jt808Connection"/> per terminal. Started after
-/// the platform (hosted services start in order) and before the host reports it has started, so the start banner
-/// shows the bound port.
+/// The JT/T 808 TCP listener (<c>Listeners:Jt808Port</c>, 6808 by default, -1 off), with one
+/// <see cref="Jt808Connection"/> per terminal.
 /// </summary>
-internal sealed partial class Jt808Listener : IHostedService
+internal sealed class Jt808Listener(
+    Jt808Services services, IOptions<ServerOptions> server, IOptions<ListenerOptions> listeners, ServerEndpoints endpoints, ILoggerFactory loggerFactory)
+    : TcpProtocolListener(listeners, loggerFactory)
 {
-    private readonly SocketTransportFactory _factory;
-    private readonly Jt808Services _services;
-    private readonly IOptions<ServerOptions> _server;
-    private readonly IOptions<ListenerOptions> _listeners;
-    private readonly ServerEndpoints _endpoints;
-    private readonly HashSet<ConnectionContext> _connections = [];
-    private IConnectionListener? _listener;
-    private Task _accepting = Task.CompletedTask;
-    private TaskCompletionSource? _drained;
+    protected override string ProtocolName => "JT/T 808";
 
-    public Jt808Listener(Jt808Services services, IOptions<ServerOptions> server, IOptions<ListenerOptions> listeners, ServerEndpoints endpoints, ILoggerFactory loggerFactory)
-    {
-        _services = services;
-        _server = server;
-        _listeners = listeners;
-        _endpoints = endpoints;
-        _factory = new SocketTransportFactory(Options.Create(new SocketTransportOptions()), loggerFactory);
-    }
+    protected override int ConfiguredPort => server.Value.Jt808Port;
 
-    public async Task StartAsync(CancellationToken cancellationToken)
-    {
-        var port = _server.Value.Jt808Port;
-        if (port < 0)
-        {
-            return;
-        }
+    protected override ILogger Logger => services.Logger;
 
-        _listener = await _factory.BindAsync(new IPEndPoint(_listeners.Value.ResolveBindAddress(), port), cancellationToken);
-        _endpoints.Jt808Port = (_listener.EndPoint as IPEndPoint)?.Port ?? -1;
-        _accepting = AcceptAsync(_listener);
-    }
+    protected override void Bound(int port) => endpoints.Jt808Port = port;
 
-    private async Task AcceptAsync(IConnectionListener listener)
-    {
-        while (true)
-        {
-            ConnectionContext? connection;
-            try
-            {
-                connection = await listener.AcceptAsync();
-            }
-            catch (SocketException ex)
-            {
-                LogAcceptFailed(_services.Logger, ex.SocketErrorCode, ex);
-                await Task.Delay(TimeSpan.FromMilliseconds(50));
-                continue;
-            }
-            catch (ObjectDisposedException)
-            {
-                return;
-            }
-
-            if (connection is null)
-            {
-                return;
-            }
-
-            lock (_connections)
-            {
-                _connections.Add(connection);
-            }
-
-            _ = RunAsync(connection);
-        }
-    }
-
-    private async Task RunAsync(ConnectionContext connection)
-    {
-        try
-        {
-            await new Jt808Connection(_services, connection).RunAsync();
-        }
-        catch (Exception ex) when (ex is not OutOfMemoryException)
-        {
-            LogConnectionFailed(_services.Logger, ex);
-        }
-        finally
-        {
-            try
-            {
-                await connection.DisposeAsync();
-            }
-            catch (Exception ex) when (ex is not OutOfMemoryException)
-            {
-                // The socket failed as it closed; it is gone either way.
-            }
-
-            TaskCompletionSource? drained = null;
-            lock (_connections)
-            {
-                _connections.Remove(connection);
-                if (_connections.Count == 0)
-                {
-                    drained = _drained;
-                }
-            }
-
-            drained?.TrySetResult();
-        }
-    }
-
-    public async Task StopAsync(CancellationToken cancellationToken)
-    {
-        if (_listener is not { } listener)
-        {
-            return;
-        }
-
-        await listener.UnbindAsync(cancellationToken);
-        await _accepting;
-        Task drained;
-        lock (_connections)
-        {
-            foreach (var connection in _connections)
-            {
-                connection.Abort(new ConnectionAbortedException("The server is shutting down."));
-            }
-
-            drained = _connections.Count == 0 ? Task.CompletedTask : (_drained ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).Task;
-        }
-
-        try
-        {
-            await drained.WaitAsync(cancellationToken);
-        }
-        catch (OperationCanceledException)
-        {
-            // The host's shutdown timeout: the connections were aborted already.
-        }
-
-        await listener.DisposeAsync();
-    }
-
-    [LoggerMessage(EventId = 1400, Level = LogLevel.Error, Message = "The JT/T 808 listener failed to accept a connection ({SocketError})")]
-    private static partial void LogAcceptFailed(ILogger logger, SocketError socketError, Exception exception);
-
-    [LoggerMessage(EventId = 1401, Level = LogLevel.Error, Message = "A JT/T 808 connection failed")]
-    private static partial void LogConnectionFailed(ILogger logger, Exception exception);
+    protected override Task RunConnectionAsync(ConnectionContext connection) => new Jt808Connection(services, connection).RunAsync();
 }
 
 /// <summary>What every JT/T 808 connection uses, built once.</summary>
