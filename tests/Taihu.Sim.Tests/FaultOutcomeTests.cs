@@ -28,7 +28,7 @@ public sealed class FaultOutcomeTests
     [InlineData(FaultKind.ClockSkew, "acknowledged")]
     public void ClearAnswers_AreHandled(FaultKind kind, string outcome)
     {
-        Assert.True(Run(kind, outcome, outcome).Handled(out var why), why);
+        Assert.True(Run(kind, outcome, outcome).Handled(plainMqtt: false, out var why), why);
     }
 
     [Theory]
@@ -40,9 +40,22 @@ public sealed class FaultOutcomeTests
     public void AcceptedGarbage_OrLostMessages_AreNotHandled(FaultKind kind, string outcome, string reason)
     {
         var run = Run(kind, "refused: PUBACK 0x99 PayloadFormatInvalid", outcome);
-        Assert.False(run.Handled(out var why));
+        Assert.False(run.Handled(plainMqtt: false, out var why));
         Assert.Contains(reason, why, StringComparison.Ordinal);
         Assert.Contains("1 × " + outcome, why, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData(FaultKind.Malformed)]
+    [InlineData(FaultKind.Oversized)]
+    public void PlainMqttServer_MayAcknowledgeWhatItDoesNotRead(FaultKind kind)
+    {
+        Assert.True(Run(kind, "acknowledged").Handled(plainMqtt: true, out var why), why);
+        Assert.False(Run(kind, "acknowledged").Handled(plainMqtt: false, out _));
+
+        // Still a fault that could not be injected is not handled.
+        Assert.False(Run(kind, "acknowledged", "not connected").Handled(plainMqtt: true, out why));
+        Assert.Contains("could not be injected", why, StringComparison.Ordinal);
     }
 
     [Fact]

@@ -153,6 +153,32 @@ public sealed class ScenarioRunTests(SimServerFixture fixture) : IClassFixture<S
     }
 
     [Fact]
+    public async Task TwoSlices_RunAtOnce_TogetherAreTheWholeFleet_EachMeetingItsExpectations()
+    {
+        var scenario = ScenarioLoader.Parse("""
+            name: sliced
+            duration: 1h
+            fleets:
+              - name: meter-{n}
+                count: 5
+                interval: 2m
+                telemetry:
+                  energy: { model: randomWalk, start: 100, step: 1, min: 0 }
+            expect:
+              - acknowledged: 100%
+              - stored: 100%
+            """, "sliced.yaml", ".");
+        var scaling = new ScenarioScaling(720, 1);
+        var runs = Enumerable.Range(1, 2).Select(i => new SimRunner(scenario, scaling, fixture.Target with { Slice = new FleetSlice(i, 2) }, new StringWriter())
+            .RunAsync(CancellationToken.None)).ToList();
+        var reports = await Task.WhenAll(runs);
+        Assert.All(reports, r => Assert.True(r.Passed, r.Summary()));
+        Assert.Equal([3, 2], reports.Select(r => r.Fleets[0].Devices));
+        Assert.Equal("Slice 1/2 of the fleet: device n of each fleet (a gateway's devices with their gateway) where (n - 1) mod 2 = 0; expectations are checked on this slice.", Assert.Single(reports[0].Notes));
+        Assert.All(reports, r => Assert.True(r.Fleets[0].Stored > 0 && r.Fleets[0].Stored == r.Fleets[0].Acknowledged, $"{r.Fleets[0].Stored} stored of {r.Fleets[0].Acknowledged}"));
+    }
+
+    [Fact]
     public async Task WrongExpectation_FailsWithExitCode1_NamingItAndItsLine()
     {
         var directory = Directory.CreateTempSubdirectory("taihu-sim-wrong-").FullName;

@@ -27,19 +27,23 @@ internal static class SimCommands
         var password = new Option<string?>("--password") { Description = "The system administrator's password; default: the TAIHU_ADMIN_PASSWORD environment variable." };
         var serverPid = new Option<int?>("--server-pid") { Description = "A local server process to sample CPU and memory of (from /proc); default: the server's /metrics." };
         var report = new Option<string>("--report") { Description = "Directory for report.html and report.json.", DefaultValueFactory = _ => "sim-report" };
+        var plainMqtt = new Option<bool>("--plain-mqtt") { Description = "The server is a plain MQTT server (Mosquitto, EMQX, ...): provision nothing, connect without credentials, skip what needs the platform's API (read-back, alarms, RPC calls) and say so in the report." };
+        var slice = new Option<string>("--slice") { Description = "Run part of the fleet, 'i/n': the i-th of n simulator processes sharing the scenario (device k of each fleet where (k - 1) mod n = i - 1).", DefaultValueFactory = _ => "1/1" };
         var command = new Command("run", "Provisions the scenario's fleet in a tenant of its own, runs it, reads back what was stored and which alarms fired, checks the expectations and writes the report. "
             + "Exit code 0: every expectation met; 1: one or more not met; 2: the scenario file is wrong; 3: the run could not be made.")
         {
-            file, speed, scale, url, mqttHost, mqttPort, admin, password, serverPid, report,
+            file, speed, scale, url, mqttHost, mqttPort, admin, password, serverPid, report, plainMqtt, slice,
         };
         command.SetAction(async (parse, cancellationToken) =>
         {
             Scenario scenario;
             ScenarioScaling scaling;
+            FleetSlice part;
             try
             {
                 scenario = ScenarioLoader.Load(parse.GetRequiredValue(file));
                 scaling = new ScenarioScaling(parse.GetValue(speed), parse.GetValue(scale));
+                part = FleetSlice.Parse(parse.GetRequiredValue(slice));
             }
             catch (Exception e) when (e is ScenarioException or ArgumentOutOfRangeException or IOException)
             {
@@ -48,8 +52,9 @@ internal static class SimCommands
             }
 
             var http = new Uri(parse.GetRequiredValue(url));
-            var secret = parse.GetValue(password) ?? Environment.GetEnvironmentVariable("TAIHU_ADMIN_PASSWORD");
-            if (string.IsNullOrEmpty(secret))
+            var plain = parse.GetValue(plainMqtt);
+            var secret = parse.GetValue(password) ?? Environment.GetEnvironmentVariable("TAIHU_ADMIN_PASSWORD") ?? "";
+            if (!plain && string.IsNullOrEmpty(secret))
             {
                 Console.Error.WriteLine("The system administrator's password is needed: --password, or the TAIHU_ADMIN_PASSWORD environment variable.");
                 return 3;
@@ -58,6 +63,8 @@ internal static class SimCommands
             var target = new SimTarget(http, parse.GetValue(mqttHost) ?? http.Host, parse.GetValue(mqttPort), parse.GetRequiredValue(admin), secret)
             {
                 ServerPid = parse.GetValue(serverPid),
+                PlainMqtt = plain,
+                Slice = part,
             };
             try
             {

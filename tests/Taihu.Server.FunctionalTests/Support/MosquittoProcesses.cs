@@ -31,6 +31,9 @@ public sealed class MosquittoProcess : IAsyncDisposable
         _process.BeginErrorReadLine();
     }
 
+    /// <summary>The program's process id (to sample its CPU and memory from /proc).</summary>
+    public int Pid => _process.Id;
+
     public string Output
     {
         get

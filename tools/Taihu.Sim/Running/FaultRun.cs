@@ -52,9 +52,10 @@ public sealed class FaultRun(FaultDefinition definition, List<RunningDevice> dev
     /// <summary>
     /// Whether every injection got the server's clear answer: garbage and oversized payloads refused (a reason code,
     /// an HTTP status, or the connection closed), never acknowledged; duplicates and bursts acknowledged; dropped
-    /// devices back; skewed points either stored or refused with a reason.
+    /// devices back; skewed points either stored or refused with a reason. A plain MQTT server does not read
+    /// payloads, so there garbage and large payloads may be acknowledged (<paramref name="plainMqtt"/>).
     /// </summary>
-    public bool Handled(out string why)
+    public bool Handled(bool plainMqtt, out string why)
     {
         var outcomes = Outcomes();
         bool Any(Func<string, bool> bad, out string found)
@@ -75,7 +76,7 @@ public sealed class FaultRun(FaultDefinition definition, List<RunningDevice> dev
         switch (Definition.Kind)
         {
             case FaultKind.Malformed or FaultKind.Oversized:
-                if (Any(o => o == "acknowledged", out why))
+                if (!plainMqtt && Any(o => o == "acknowledged", out why))
                 {
                     why = "the server acknowledged what it should have refused: " + why;
                     return false;

@@ -118,8 +118,11 @@ public sealed class Provisioner(HttpClient http, ScenarioScaling scaling)
     private static double? Number(JsonValue value) =>
         value.TryGetValue<long>(out var integer) ? integer : value.TryGetValue<double>(out var number) ? number : null;
 
-    /// <summary>Creates every device of the (scaled) fleets, 8 requests at a time.</summary>
-    public async Task<List<ProvisionedDevice>> CreateDevicesAsync(Scenario scenario, Dictionary<string, string> profiles, IProgress<string>? progress, CancellationToken cancellationToken)
+    /// <summary>
+    /// The devices this process runs: every device of the (scaled) fleets in <paramref name="slice"/>, fleet by
+    /// fleet in number order; a gateway fleet's devices by their gateway's number.
+    /// </summary>
+    public static List<(FleetDefinition Fleet, int FleetIndex, int Number)> Plan(Scenario scenario, ScenarioScaling scaling, FleetSlice slice)
     {
         var plan = new List<(FleetDefinition Fleet, int FleetIndex, int Number)>();
         for (var f = 0; f < scenario.Fleets.Count; f++)
@@ -127,9 +130,46 @@ public sealed class Provisioner(HttpClient http, ScenarioScaling scaling)
             var fleet = scenario.Fleets[f];
             for (var n = 1; n <= scaling.Count(fleet.Count); n++)
             {
-                plan.Add((fleet, f, n));
+                if (slice.Contains(fleet.GatewayName is null ? n : GatewayNumber(fleet, n)))
+                {
+                    plan.Add((fleet, f, n));
+                }
             }
         }
+
+        return plan;
+    }
+
+    private static int GatewayNumber(FleetDefinition fleet, int number) => ((number - 1) / fleet.DevicesPerGateway) + 1;
+
+    /// <summary>
+    /// The slice's devices for a plain MQTT server, which has no API to provision through: named as they would
+    /// be, identified by name, with no credentials (the broker's anonymous access, or its own configuration).
+    /// </summary>
+    public List<ProvisionedDevice> Unprovisioned(Scenario scenario, FleetSlice slice)
+    {
+        var devices = new List<ProvisionedDevice>();
+        foreach (var (fleet, fleetIndex, number) in Plan(scenario, scaling, slice))
+        {
+            ProvisionedGateway? gateway = null;
+            if (fleet.GatewayName is not null)
+            {
+                var g = GatewayNumber(fleet, number);
+                var gatewayName = DeviceNames.Format(fleet.GatewayName, g);
+                gateway = new ProvisionedGateway(gatewayName, gatewayName, "", fleetIndex, g);
+            }
+
+            var name = fleet.DeviceName(number);
+            devices.Add(new ProvisionedDevice(fleet, fleetIndex, number, name, name, "") { Gateway = gateway });
+        }
+
+        return devices;
+    }
+
+    /// <summary>Creates the slice's devices, 8 requests at a time (and their gateways first).</summary>
+    public async Task<List<ProvisionedDevice>> CreateDevicesAsync(Scenario scenario, Dictionary<string, string> profiles, FleetSlice slice, IProgress<string>? progress, CancellationToken cancellationToken)
+    {
+        var plan = Plan(scenario, scaling, slice);
 
         // Gateways first: their devices are created assigned to them (ThingsBoard's lastConnectedGateway).
         var gateways = new Dictionary<(int Fleet, int Number), ProvisionedGateway>();
@@ -144,6 +184,11 @@ public sealed class Provisioner(HttpClient http, ScenarioScaling scaling)
             var count = (scaling.Count(fleet.Count) + fleet.DevicesPerGateway - 1) / fleet.DevicesPerGateway;
             for (var g = 1; g <= count; g++)
             {
+                if (!slice.Contains(g))
+                {
+                    continue;
+                }
+
                 var token = string.Create(CultureInfo.InvariantCulture, $"sim-{RunId}-{f}-gw{g}");
                 var name = DeviceNames.Format(fleet.GatewayName, g);
                 var body = new JsonObject { ["name"] = name, ["type"] = "gateway", ["additionalInfo"] = new JsonObject { ["gateway"] = true } };
@@ -174,7 +219,7 @@ public sealed class Provisioner(HttpClient http, ScenarioScaling scaling)
                     ProvisionedGateway? gateway = null;
                     if (fleet.GatewayName is not null)
                     {
-                        gateway = gateways[(fleetIndex, ((number - 1) / fleet.DevicesPerGateway) + 1)];
+                        gateway = gateways[(fleetIndex, GatewayNumber(fleet, number))];
                         body["additionalInfo"] = new JsonObject { ["lastConnectedGateway"] = gateway.Id };
                     }
 

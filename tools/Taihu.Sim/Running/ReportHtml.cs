@@ -27,16 +27,21 @@ internal static class ReportHtml
             h1{margin-bottom:.2rem} .verdict{font-size:1.3rem;font-weight:600;padding:.4rem .8rem;border-radius:6px;display:inline-block}
             .pass{background:#d8f3dc;color:#1b4332} .fail{background:#ffd6d6;color:#7a0b0b}
             table{border-collapse:collapse;margin:1rem 0;width:100%} th,td{border-bottom:1px solid #dde3ea;padding:.35rem .6rem;text-align:left;font-variant-numeric:tabular-nums}
-            th{background:#f3f6f9} .ok{color:#1b7a3a} .bad{color:#b00020} td.num{text-align:right} .chart{margin:1.5rem 0} .muted{color:#5b6b7b}
+            th{background:#f3f6f9} .ok{color:#1b7a3a} .bad{color:#b00020} td.num{text-align:right} .chart{margin:1.5rem 0} .muted{color:#5b6b7b} .note{background:#fff7d6;padding:.4rem .8rem;border-radius:6px}
             """).Append("</style></head><body>");
         html.Append("<h1>").Append(E(report.Scenario)).Append("</h1><p class=\"muted\">").Append(E(report.Description)).Append("</p>");
         html.Append("<p><span class=\"verdict ").Append(report.Passed ? "pass\">Passed" : "fail\">Failed").Append("</span></p>");
         html.Append("<p class=\"muted\">").Append(E($"{report.Started:yyyy-MM-dd HH:mm:ss} to {report.Ended:HH:mm:ss} UTC · --speed {report.Speed} · --scale {report.Scale} · {report.Tenant}")).Append("</p>");
 
+        foreach (var note in report.Notes)
+        {
+            html.Append("<p class=\"note\">").Append(E(note)).Append("</p>");
+        }
+
         html.Append("<h2>Expectations</h2><table><tr><th></th><th>Expected</th><th>Found</th><th>Line</th></tr>");
         foreach (var e in report.Expectations)
         {
-            html.Append("<tr><td>").Append(e.Met ? "<b class=\"ok\">PASS</b>" : "<b class=\"bad\">FAIL</b>").Append("</td><td>").Append(E(e.Expected)).Append("</td><td>").Append(E(e.Found))
+            html.Append("<tr><td>").Append(e.Skipped ? "<b class=\"muted\">SKIP</b>" : e.Met ? "<b class=\"ok\">PASS</b>" : "<b class=\"bad\">FAIL</b>").Append("</td><td>").Append(E(e.Expected)).Append("</td><td>").Append(E(e.Found))
                 .Append("</td><td>").Append(e.Line > 0 ? e.Line.ToString(System.Globalization.CultureInfo.InvariantCulture) : "").Append("</td></tr>");
         }
 

@@ -72,15 +72,19 @@ public sealed class MqttSimDevice(string host, int port, string clientId, string
 
     public int AttributeUpdates => Volatile.Read(ref _attributeUpdates);
 
-    private MqttClientOptions Options() => new MqttClientOptionsBuilder()
-        .WithTcpServer(host, port)
-        .WithProtocolVersion(fleet.Mqtt5 ? MQTTnet.Formatter.MqttProtocolVersion.V500 : MQTTnet.Formatter.MqttProtocolVersion.V311)
-        .WithClientId(clientId)
-        .WithCredentials(token, (string?)null)
-        .WithCleanSession(true)
-        .WithKeepAlivePeriod(KeepAlive(fleet, scaling))
-        .WithTimeout(TimeSpan.FromSeconds(Math.Max(5, 2 * KeepAlive(fleet, scaling).TotalSeconds)))
-        .Build();
+    private MqttClientOptions Options()
+    {
+        var options = new MqttClientOptionsBuilder()
+            .WithTcpServer(host, port)
+            .WithProtocolVersion(fleet.Mqtt5 ? MQTTnet.Formatter.MqttProtocolVersion.V500 : MQTTnet.Formatter.MqttProtocolVersion.V311)
+            .WithClientId(clientId)
+            .WithCleanSession(true)
+            .WithKeepAlivePeriod(KeepAlive(fleet, scaling))
+            .WithTimeout(TimeSpan.FromSeconds(Math.Max(5, 2 * KeepAlive(fleet, scaling).TotalSeconds)));
+
+        // No token: a plain MQTT server's anonymous access.
+        return (token.Length == 0 ? options : options.WithCredentials(token, (string?)null)).Build();
+    }
 
     /// <summary>The fleet's keep alive in real time: whole seconds, at least one (MQTT's unit).</summary>
     internal static TimeSpan KeepAlive(FleetDefinition fleet, ScenarioScaling scaling) =>

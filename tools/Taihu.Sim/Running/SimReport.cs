@@ -7,7 +7,13 @@ using Taihu.Sim.Scenarios;
 namespace Taihu.Sim.Running;
 
 /// <summary>An expectation and whether the run met it, with what was found.</summary>
-public sealed record ExpectationResult(string Expected, bool Met, string Found, int Line);
+public sealed record ExpectationResult(string Expected, bool Met, string Found, int Line)
+{
+    /// <summary>Not checked: the run had no way to (a plain MQTT server has no API to read back from).</summary>
+    public bool Skipped { get; init; }
+
+    public static ExpectationResult Skip(string expected, string why, int line) => new(expected, true, why, line) { Skipped = true };
+}
 
 /// <summary>An alarm the server raised during the run, in scenario time.</summary>
 public sealed record AlarmSeen(string Type, string Severity, string Device, string Fleet, TimeSpan RaisedAt, TimeSpan? ClearedAt);
@@ -71,15 +77,20 @@ public sealed class SimReport
 
     public required string? ServerSource { get; init; }
 
-    public bool Passed => Expectations.All(e => e.Met);
+    /// <summary>What the reader must know about how the run was made: a plain MQTT server, a slice of the fleet.</summary>
+    public IReadOnlyList<string> Notes { get; init; } = [];
 
-    internal static SimReport Build(Scenario scenario, ScenarioScaling scaling, Provisioner provisioner, List<RunningDevice> devices, Dictionary<string, long> stored,
-        List<JsonElement> alarms, Recorder total, Dictionary<string, Recorder> fleetRecorders, DateTimeOffset started, DateTimeOffset ended,
-        List<FaultRun> faultRuns, List<RpcCallRun> callRuns, ServerSampler sampler)
+    public bool Passed => Expectations.All(e => e.Met || e.Skipped);
+
+    /// <param name="stored">Points read back per device id; null when the server has no API to read them from.</param>
+    /// <param name="alarms">The tenant's alarms; null as for <paramref name="stored"/>.</param>
+    internal static SimReport Build(Scenario scenario, ScenarioScaling scaling, SimTarget target, Provisioner provisioner, List<RunningDevice> devices, Dictionary<string, long>? stored,
+        List<JsonElement>? alarms, Recorder total, Dictionary<string, Recorder> fleetRecorders, DateTimeOffset started, DateTimeOffset ended,
+        List<FaultRun> faultRuns, List<RpcCallRun> callRuns, ServerSampler sampler, IReadOnlyList<string> notes)
     {
         var faults = faultRuns.Select(f =>
         {
-            var handled = f.Handled(out var why);
+            var handled = f.Handled(target.PlainMqtt, out var why);
             return new FaultResult(f.Definition.Kind.ToString(), f.Definition.Fleet, f.Definition.At, f.Devices.Count, f.Outcomes(), handled, why, f.Definition.Line);
         }).ToList();
         var rpc = callRuns.Select(c => new RpcResult(c.Definition.Fleet, c.Definition.Method, c.Calls, c.Answered, c.AnsweredWithError, c.TimedOut, c.Failed,
@@ -87,7 +98,7 @@ public sealed class SimReport
         var byId = devices.ToDictionary(d => d.Provisioned.Id, StringComparer.OrdinalIgnoreCase);
         TimeSpan ScenarioAt(long ms) => scaling.ScenarioTime(TimeSpan.FromMilliseconds(ms - started.ToUnixTimeMilliseconds()));
         var seen = new List<AlarmSeen>();
-        foreach (var alarm in alarms)
+        foreach (var alarm in alarms ?? [])
         {
             var originator = alarm.GetProperty("originator").GetProperty("id").GetString()!;
             if (!byId.TryGetValue(originator, out var device))
@@ -107,7 +118,7 @@ public sealed class SimReport
         {
             var members = devices.Where(d => d.Provisioned.Fleet == fleet).ToList();
             var recorder = fleetRecorders[fleet.Name];
-            fleets.Add(new FleetResult(fleet.Name, members.Count, recorder.Sent, recorder.Acknowledged, recorder.Failed, members.Sum(d => stored[d.Provisioned.Id]),
+            fleets.Add(new FleetResult(fleet.Name, members.Count, recorder.Sent, recorder.Acknowledged, recorder.Failed, stored is null ? 0 : members.Sum(d => stored[d.Provisioned.Id]),
                 recorder.Percentile(50).TotalMilliseconds, recorder.Percentile(99).TotalMilliseconds)
             {
                 MissedOffline = members.Sum(d => d.MissedOffline),
@@ -118,14 +129,17 @@ public sealed class SimReport
             });
         }
 
+        const string NoApi = "skipped: a plain MQTT server has no API to read it from";
         var results = new List<ExpectationResult>
         {
             // Every run: nothing the server acknowledged may be missing afterwards.
-            Lost(devices, stored),
+            stored is null ? ExpectationResult.Skip("no acknowledged point lost", NoApi, 0) : Lost(devices, stored),
         };
         foreach (var expectation in scenario.Expectations)
         {
-            results.Add(Check(expectation, scaling, devices, stored, seen, fleetRecorders, total, faults, rpc));
+            results.Add(stored is null && expectation.Kind is ExpectationKind.Stored or ExpectationKind.Alarm or ExpectationKind.NoAlarm or ExpectationKind.RpcAnswered
+                ? ExpectationResult.Skip(expectation.Describe(), NoApi, expectation.Line)
+                : Check(expectation, scaling, target.Slice, devices, stored ?? [], seen, fleetRecorders, total, faults, rpc));
         }
 
         return new SimReport
@@ -137,7 +151,10 @@ public sealed class SimReport
             Scale = scaling.Scale,
             Started = started,
             Ended = ended,
-            Tenant = $"sim {scenario.Name} {provisioner.RunId} (tenant administrator {provisioner.TenantAdmin})",
+            Tenant = target.PlainMqtt
+                ? $"plain MQTT server at {target.MqttHost}:{target.MqttPort} (nothing provisioned)"
+                : $"sim {scenario.Name} {provisioner.RunId} (tenant administrator {provisioner.TenantAdmin})",
+            Notes = notes,
             Fleets = fleets,
             Alarms = seen,
             Faults = faults,
@@ -159,7 +176,7 @@ public sealed class SimReport
         return new ExpectationResult("no acknowledged point lost", short_.Count == 0, found, 0);
     }
 
-    private static ExpectationResult Check(Expectation e, ScenarioScaling scaling, List<RunningDevice> devices, Dictionary<string, long> stored,
+    private static ExpectationResult Check(Expectation e, ScenarioScaling scaling, FleetSlice slice, List<RunningDevice> devices, Dictionary<string, long> stored,
         List<AlarmSeen> alarms, Dictionary<string, Recorder> fleetRecorders, Recorder total, List<FaultResult> faults, List<RpcResult> rpc)
     {
         var ci = CultureInfo.InvariantCulture;
@@ -217,7 +234,8 @@ public sealed class SimReport
 
             default:
             {
-                var needed = e.Devices ?? Math.Max(1, (int)Math.Ceiling(e.Share * members.Count - 1e-9));
+                // A count of devices is the fleet's first devices (as events pick them): a slice needs its part of them.
+                var needed = e.Devices is { } n ? slice.CountOf(n) : Math.Max(1, (int)Math.Ceiling(e.Share * members.Count - 1e-9));
                 var ofType = alarms.Where(a => a.Type == e.AlarmType && (e.Fleet is null || a.Fleet == e.Fleet)).ToList();
                 var raisedInTime = ofType.Where(a => e.RaisedBy is not { } by || a.RaisedAt <= by).ToList();
                 var clearedInTime = raisedInTime.Where(a => e.ClearedBy is not { } by || (a.ClearedAt is { } at && at <= by)).ToList();
@@ -241,7 +259,7 @@ public sealed class SimReport
         var text = new StringBuilder();
         foreach (var e in Expectations)
         {
-            text.Append(e.Met ? "  PASS " : "  FAIL ").Append(e.Expected).Append(e.Line > 0 ? $" (line {e.Line})" : "").Append(": ").AppendLine(e.Found);
+            text.Append(e.Skipped ? "  SKIP " : e.Met ? "  PASS " : "  FAIL ").Append(e.Expected).Append(e.Line > 0 ? $" (line {e.Line})" : "").Append(": ").AppendLine(e.Found);
         }
 
         text.Append(Passed ? "scenario passed" : $"scenario FAILED: {Expectations.Count(e => !e.Met)} of {Expectations.Count} expectation(s) not met");
@@ -268,6 +286,7 @@ public sealed class SimReport
             ["ended"] = Ended.ToString("O", ci),
             ["tenant"] = Tenant,
             ["passed"] = Passed,
+            ["notes"] = new JsonArray([.. Notes.Select(n => (JsonNode)n)]),
             ["fleets"] = new JsonArray([.. Fleets.Select(f => (JsonNode)new JsonObject
             {
                 ["name"] = f.Name, ["devices"] = f.Devices, ["sent"] = f.Sent, ["acknowledged"] = f.Acknowledged, ["failed"] = f.Failed, ["stored"] = f.Stored,
@@ -292,7 +311,7 @@ public sealed class SimReport
             })]),
             ["expectations"] = new JsonArray([.. Expectations.Select(e => (JsonNode)new JsonObject
             {
-                ["expected"] = e.Expected, ["met"] = e.Met, ["found"] = e.Found, ["line"] = e.Line,
+                ["expected"] = e.Expected, ["met"] = e.Met, ["skipped"] = e.Skipped, ["found"] = e.Found, ["line"] = e.Line,
             })]),
             ["server"] = new JsonObject
             {

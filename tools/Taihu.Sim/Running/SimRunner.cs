@@ -12,6 +12,16 @@ public sealed record SimTarget(Uri Http, string MqttHost, int MqttPort, string S
 {
     /// <summary>A local server process to sample CPU and memory of through /proc; when null, the server's /metrics is read.</summary>
     public int? ServerPid { get; init; }
+
+    /// <summary>
+    /// A plain MQTT server (Mosquitto, EMQX, ...) with no Taihu or ThingsBoard API: nothing is provisioned, devices
+    /// connect without credentials, and what needs the API (read-back, alarms, RPC calls, HTTP fleets) is skipped
+    /// and said so in the report.
+    /// </summary>
+    public bool PlainMqtt { get; init; }
+
+    /// <summary>The part of the fleet this process runs (<c>--slice</c>).</summary>
+    public FleetSlice Slice { get; init; } = FleetSlice.Whole;
 }
 
 /// <summary>
@@ -40,10 +50,39 @@ public sealed class SimRunner(Scenario scenario, ScenarioScaling scaling, SimTar
         _provisioner = provisioner;
         var progress = new Progress<string>(line => log.WriteLine("  " + line));
         log.WriteLine(SimCommands.Summary(scenario, scaling));
-        await provisioner.CreateTenantAsync(scenario, target.SysAdmin, target.SysPassword, cancellationToken);
-        var profiles = await provisioner.CreateProfilesAsync(scenario, cancellationToken);
-        var provisioned = await provisioner.CreateDevicesAsync(scenario, profiles, progress, cancellationToken);
-        log.WriteLine($"  tenant 'sim {scenario.Name} {provisioner.RunId}' with {provisioned.Count} device(s); sign in to the console as {provisioner.TenantAdmin} / {provisioner.TenantPassword}");
+        var notes = new List<string>();
+        if (!target.Slice.IsWhole)
+        {
+            notes.Add($"Slice {target.Slice} of the fleet: device n of each fleet (a gateway's devices with their gateway) where (n - 1) mod {target.Slice.Count} = {target.Slice.Index - 1}; expectations are checked on this slice.");
+        }
+
+        List<ProvisionedDevice> provisioned;
+        if (target.PlainMqtt)
+        {
+            provisioned = [];
+            foreach (var p in provisioner.Unprovisioned(scenario, target.Slice))
+            {
+                if (p.Fleet.Protocol == DeviceProtocol.Mqtt)
+                {
+                    provisioned.Add(p);
+                }
+            }
+
+            notes.Add($"Plain MQTT server at {target.MqttHost}:{target.MqttPort}: nothing was provisioned, devices connected without credentials, and what needs the platform's API was skipped (points stored, alarms, RPC calls).");
+            foreach (var fleet in scenario.Fleets.Where(f => f.Protocol != DeviceProtocol.Mqtt))
+            {
+                notes.Add($"Fleet {fleet.Name} was skipped: it speaks {fleet.Protocol.ToString().ToUpperInvariant()}, and a plain MQTT server only MQTT.");
+            }
+
+            log.WriteLine($"  plain MQTT server: {provisioned.Count} device(s), no provisioning and no read-back");
+        }
+        else
+        {
+            await provisioner.CreateTenantAsync(scenario, target.SysAdmin, target.SysPassword, cancellationToken);
+            var profiles = await provisioner.CreateProfilesAsync(scenario, cancellationToken);
+            provisioned = await provisioner.CreateDevicesAsync(scenario, profiles, target.Slice, progress, cancellationToken);
+            log.WriteLine($"  tenant 'sim {scenario.Name} {provisioner.RunId}' with {provisioned.Count} device(s); sign in to the console as {provisioner.TenantAdmin} / {provisioner.TenantPassword}");
+        }
 
         // Fleets with network faults connect through the proxy that makes them.
         var proxied = scenario.Faults.Where(f => f.Kind is FaultKind.Pause or FaultKind.HalfOpen).Select(f => f.Fleet).ToHashSet(StringComparer.Ordinal);
@@ -78,7 +117,7 @@ public sealed class SimRunner(Scenario scenario, ScenarioScaling scaling, SimTar
         }
 
         _faults = [.. scenario.Faults.Select(f => new FaultRun(f, devices.Where(d => d.Provisioned.Fleet.Name == f.Fleet && d.Provisioned.Number <= Affected(f.Share, scaling.Count(d.Provisioned.Fleet.Count))).ToList()))];
-        _calls = [.. scenario.RpcCalls.Select(c => new RpcCallRun(c))];
+        _calls = target.PlainMqtt ? [] : [.. scenario.RpcCalls.Select(c => new RpcCallRun(c))];
         foreach (var device in devices)
         {
             device.Faults = [.. _faults.Where(f => f.Devices.Contains(device)).Select(f => f.Definition)];
@@ -119,9 +158,14 @@ public sealed class SimRunner(Scenario scenario, ScenarioScaling scaling, SimTar
             gate.Dispose();
         }
 
+        if (target.PlainMqtt)
+        {
+            return SimReport.Build(scenario, scaling, target, provisioner, devices, null, null, total, _fleetRecorders, startWall, endWall, _faults, _calls, sampler, notes);
+        }
+
         var stored = await ReadBackAsync(provisioner, devices, startWall, cancellationToken);
         var alarms = await provisioner.AlarmsAsync(cancellationToken);
-        return SimReport.Build(scenario, scaling, provisioner, devices, stored, alarms, total, _fleetRecorders, startWall, endWall, _faults, _calls, sampler);
+        return SimReport.Build(scenario, scaling, target, provisioner, devices, stored, alarms, total, _fleetRecorders, startWall, endWall, _faults, _calls, sampler, notes);
     }
 
     private async Task ConnectAllAsync(List<RunningDevice> devices, CancellationToken cancellationToken)
