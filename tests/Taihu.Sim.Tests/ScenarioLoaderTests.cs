@@ -162,6 +162,24 @@ public sealed class ScenarioLoaderTests : IDisposable
     }
 
     [Fact]
+    public void Flood_NeedsItsRateAndLength_AndIsRead_WithTheProfilesRateLimit()
+    {
+        var e = Refused(Minimal + "\nfaults:\n  - kind: flood\n    fleet: meter-{n:00}\n    at: 5m\n    for: 1m\n");
+        Assert.Equal(10, e.Line);
+        Assert.Contains("rate: 20", e.Message, StringComparison.Ordinal);
+
+        var scenario = Parse(Minimal.Replace("fleets:", "profiles:\n  - name: meter\n    rateLimits: { maxPublishRate: 0.5 }\nfleets:", StringComparison.Ordinal)
+            .Replace("    interval: 1m", "    interval: 1m\n    profile: meter", StringComparison.Ordinal)
+            + "\nfaults:\n  - kind: flood\n    fleet: meter-{n:00}\n    at: 5m\n    rate: 20\n    for: 1m\n");
+        Assert.Equal(0.5, scenario.Profiles[0].MaxPublishRate);
+        var flood = Assert.Single(scenario.Faults);
+        Assert.Equal((FaultKind.Flood, 20.0, TimeSpan.FromMinutes(1)), (flood.Kind, flood.Rate, flood.For!.Value));
+
+        var zero = Refused(Minimal + "\nfaults:\n  - kind: flood\n    fleet: meter-{n:00}\n    at: 5m\n    rate: 0\n    for: 1m\n");
+        Assert.Equal(13, zero.Line);
+    }
+
+    [Fact]
     public void FleetWithoutNumberInItsName_IsRefused()
     {
         var e = Refused(Minimal.Replace("meter-{n:00}", "meter", StringComparison.Ordinal));

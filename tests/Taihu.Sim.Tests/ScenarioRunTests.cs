@@ -102,6 +102,13 @@ public sealed class FinanceScenarioTests(SimServerFixture fixture) : IClassFixtu
         Assert.Equal(1, byKind["HalfOpen"]["device found out and reconnected"]);
         Assert.Single(byKind["HalfOpen"], o => o.Key.StartsWith("server closed the half-open connection after", StringComparison.Ordinal));
         Assert.Equal(1, byKind["Pause"]["connection survived the pause"]);
+
+        // The flooding cash machine: over its profile's rate (1 a second, 240 at --speed 240), the server ends the
+        // connection saying why; what it acknowledged before is stored (the stored expectation), and it comes back.
+        var flood = byKind["Flood"];
+        Assert.True(flood.GetValueOrDefault("acknowledged") > 0, string.Join(", ", flood));
+        Assert.Contains(flood, o => o.Key.StartsWith("connection closed by the server: DISCONNECT 0x96", StringComparison.Ordinal) && o.Key.Contains("rate limit", StringComparison.Ordinal));
+        Assert.Equal(1, flood["reconnected with back-off"]);
     }
 }
 

@@ -18,7 +18,7 @@ public sealed class FaultRun(FaultDefinition definition, List<RunningDevice> dev
 
     public List<RunningDevice> Devices { get; } = devices;
 
-    public void Record(string outcome) => _outcomes.AddOrUpdate(outcome, 1, (_, n) => n + 1);
+    public void Record(string outcome, int count = 1) => _outcomes.AddOrUpdate(outcome, count, (_, n) => n + count);
 
     /// <summary>Remembers how often the device had reconnected before it was dropped, to tell at the end whether it came back.</summary>
     public void TrackReconnect(RunningDevice device, int reconnectsBefore) => _reconnectsBefore[device] = reconnectsBefore;
@@ -27,10 +27,10 @@ public sealed class FaultRun(FaultDefinition definition, List<RunningDevice> dev
     public IReadOnlyList<(string Outcome, int Count)> Outcomes()
     {
         var outcomes = new Dictionary<string, int>(_outcomes, StringComparer.Ordinal);
-        if (Definition.Kind is FaultKind.Disconnect or FaultKind.HalfOpen)
+        if (Definition.Kind is FaultKind.Disconnect or FaultKind.HalfOpen || !_reconnectsBefore.IsEmpty)
         {
             var back = _reconnectsBefore.Count(pair => pair.Key.Connection.Reconnects > pair.Value);
-            outcomes[Definition.Kind == FaultKind.Disconnect ? "reconnected with back-off" : "device found out and reconnected"] = back;
+            outcomes[Definition.Kind == FaultKind.HalfOpen ? "device found out and reconnected" : "reconnected with back-off"] = back;
             if (back < _reconnectsBefore.Count)
             {
                 outcomes["not reconnected by the end"] = _reconnectsBefore.Count - back;
@@ -97,8 +97,8 @@ public sealed class FaultRun(FaultDefinition definition, List<RunningDevice> dev
                 }
 
                 break;
-            case FaultKind.Disconnect:
-                if (Any(o => o.StartsWith("not reconnected", StringComparison.Ordinal), out why))
+            case FaultKind.Disconnect or FaultKind.Flood:
+                if (Any(o => o.StartsWith("not reconnected", StringComparison.Ordinal) || o.StartsWith("connection failed", StringComparison.Ordinal), out why))
                 {
                     return false;
                 }

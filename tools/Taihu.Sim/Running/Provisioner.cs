@@ -63,6 +63,12 @@ public sealed class Provisioner(HttpClient http, ScenarioScaling scaling)
                 data["alarms"] = scaled;
             }
 
+            if (profile.MaxPublishRate is { } rate)
+            {
+                // A rate is per second of scenario time: a run N times faster sends N times as often.
+                data["rateLimits"] = new JsonObject { ["maxPublishRate"] = Math.Max(1, (long)Math.Ceiling(rate * scaling.Speed)) };
+            }
+
             var body = new JsonObject { ["name"] = profile.Name, ["description"] = profile.Description, ["type"] = "DEFAULT", ["profileData"] = data };
             var saved = await BenchTenant.SendAsync(http, HttpMethod.Post, TenantToken, "/api/deviceProfile", body, cancellationToken);
             ids[profile.Name] = saved.GetProperty("id").GetProperty("id").GetString()!;

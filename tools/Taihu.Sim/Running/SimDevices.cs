@@ -72,6 +72,9 @@ public sealed class MqttSimDevice(string host, int port, string clientId, string
 
     public int AttributeUpdates => Volatile.Read(ref _attributeUpdates);
 
+    /// <summary>The reason the server gave when it last closed the connection (MQTT 5), or null.</summary>
+    public string? LastServerDisconnect { get; private set; }
+
     private MqttClientOptions Options()
     {
         var options = new MqttClientOptionsBuilder()
@@ -127,6 +130,11 @@ public sealed class MqttSimDevice(string host, int port, string clientId, string
         {
             Interlocked.Exchange(ref _expectedDisconnects, 0);
             Interlocked.Increment(ref _connectionsLost);
+
+            // What the server said when it closed (MQTT 5's DISCONNECT; 3.1.1 has none).
+            LastServerDisconnect = e.Reason != MqttClientDisconnectReason.NormalDisconnection || !string.IsNullOrEmpty(e.ReasonString)
+                ? string.Create(CultureInfo.InvariantCulture, $"DISCONNECT 0x{(int)e.Reason:X2} {e.Reason}") + (string.IsNullOrEmpty(e.ReasonString) ? "" : $" \"{e.ReasonString}\"")
+                : null;
         }
 
         if (_wanted)

@@ -430,6 +430,9 @@ public sealed class SimRunner(Scenario scenario, ScenarioScaling scaling, SimTar
                         }
 
                         break;
+                    case FaultKind.Flood:
+                        await FloodAsync(fault, device, now, cancellationToken);
+                        break;
                     case FaultKind.Burst:
                         var burst = new List<Task<SendResult>>();
                         for (var i = 0; i < fault.Definition.Count; i++)
@@ -457,6 +460,64 @@ public sealed class SimRunner(Scenario scenario, ScenarioScaling scaling, SimTar
             {
                 fault.Record(ok ? "reconnected at once" : "refused at once, reconnecting with back-off");
             }
+        }
+    }
+
+    /// <summary>
+    /// A device sends at the flood's rate (times <c>--speed</c>) for its length, without waiting for answers. What
+    /// the server made of it is counted by answer: acknowledged, refused with a reason code, or the connection
+    /// closed (with the server's reason where MQTT 5 gives one), and whether the device came back afterwards.
+    /// </summary>
+    private async Task FloodAsync(FaultRun fault, RunningDevice device, TimeSpan now, CancellationToken cancellationToken)
+    {
+        var perSecond = fault.Definition.Rate * scaling.Speed;
+        var length = scaling.Real(fault.Definition.For!.Value);
+        var reconnectsBefore = device.Connection.Reconnects;
+        var lostBefore = device.Connection.ConnectionsLost;
+        var sends = new List<Task<SendResult>>();
+        var skipped = 0;
+        var started = Stopwatch.GetTimestamp();
+        using var timer = new PeriodicTimer(TimeSpan.FromMilliseconds(5));
+        for (var made = 0L; ;)
+        {
+            var elapsed = Stopwatch.GetElapsedTime(started);
+            var due = (long)(Math.Min(elapsed.TotalSeconds, length.TotalSeconds) * perSecond);
+            for (; made < due; made++)
+            {
+                if (device.Connection.IsConnected)
+                {
+                    var (payload, ts) = device.Payload(now + scaling.ScenarioTime(elapsed), DateTimeOffset.UtcNow.ToUnixTimeMilliseconds());
+                    sends.Add(SendAndKeepAsync(device, payload, ts, cancellationToken));
+                }
+                else
+                {
+                    skipped++;
+                }
+            }
+
+            if (elapsed >= length)
+            {
+                break;
+            }
+
+            await timer.WaitForNextTickAsync(cancellationToken);
+        }
+
+        var reason = (device.Connection as MqttSimDevice)?.LastServerDisconnect;
+        foreach (var result in await Task.WhenAll(sends))
+        {
+            fault.Record(result.Outcome == "connection closed by the server" && reason is not null ? $"connection closed by the server: {reason}" : result.Outcome);
+        }
+
+        if (skipped > 0)
+        {
+            fault.Record("not sent: the connection was closed", skipped);
+        }
+
+        if (device.Connection.ConnectionsLost > lostBefore)
+        {
+            // Closed for flooding: the device must come back by its back-off and report as before.
+            fault.TrackReconnect(device, reconnectsBefore);
         }
     }
 

@@ -58,11 +58,17 @@ public enum FaultKind
 
     /// <summary>The network drops the devices' connections without a word: nothing passes, nothing is closed.</summary>
     HalfOpen,
+
+    /// <summary>Devices send far faster than they should (a firmware loop gone wrong), for a while.</summary>
+    Flood,
 }
 
 /// <summary>A fault: what, to which devices (a share of a fleet, its first devices by number), when and for how long (scenario time).</summary>
 public sealed record FaultDefinition(FaultKind Kind, string Fleet, double Share, TimeSpan At, TimeSpan? For, int Count, TimeSpan Skew, int Line)
 {
+    /// <summary>A flood's messages per second per device (scenario time: multiplied by <c>--speed</c>).</summary>
+    public double Rate { get; init; }
+
     public bool IsActive(TimeSpan t) => t >= At && (For is not { } length || t < At + length);
 }
 
@@ -111,7 +117,14 @@ public sealed record Expectation(
 }
 
 /// <summary>A device profile the run provisions; <see cref="Alarms"/> is ThingsBoard's profileData.alarms as written.</summary>
-public sealed record ProfileDefinition(string Name, string? Description, TimeSpan? InactivityTimeout, JsonArray? Alarms, int Line);
+public sealed record ProfileDefinition(string Name, string? Description, TimeSpan? InactivityTimeout, JsonArray? Alarms, int Line)
+{
+    /// <summary>
+    /// The profile's publish limit per device connection, messages per second of scenario time (provisioned as
+    /// <c>profileData.rateLimits.maxPublishRate</c>, multiplied by <c>--speed</c>); null for the server's default.
+    /// </summary>
+    public double? MaxPublishRate { get; init; }
+}
 
 /// <summary>Devices alike: how many, how they connect, how often they report and what.</summary>
 public sealed record FleetDefinition(

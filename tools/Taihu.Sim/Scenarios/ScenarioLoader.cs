@@ -150,7 +150,10 @@ public static class ScenarioLoader
 
                 profiles.Add(new ProfileDefinition(name, p["description"]?.GetValue<string>(),
                     p["inactivityTimeout"] is { } timeout ? Duration(timeout, pointer + "/inactivityTimeout") : null,
-                    p["alarms"]?.DeepClone().AsArray(), document.LineOf(pointer)));
+                    p["alarms"]?.DeepClone().AsArray(), document.LineOf(pointer))
+                {
+                    MaxPublishRate = p["rateLimits"]?["maxPublishRate"] is { } rate ? AsDouble(rate) : null,
+                });
             }
 
             var fleets = new List<FleetDefinition>();
@@ -231,18 +234,25 @@ public static class ScenarioLoader
                 "burst" => FaultKind.Burst,
                 "pause" => FaultKind.Pause,
                 "halfOpen" => FaultKind.HalfOpen,
+                "flood" => FaultKind.Flood,
                 _ => FaultKind.ClockSkew,
             };
             if (kind is FaultKind.Pause && f["for"] is null)
             {
                 throw Problem(pointer, "a pause fault says how long the network holds: for: 30s.");
             }
+
+            if (kind is FaultKind.Flood && (f["for"] is null || f["rate"] is null))
+            {
+                throw Problem(pointer, "a flood fault says how fast and how long each device sends: rate: 20 (messages per second) and for: 1m.");
+            }
+
             if (kind is FaultKind.Disconnect or FaultKind.ReconnectStorm or FaultKind.Pause or FaultKind.HalfOpen && _fleets[fleet].GatewayName is not null)
             {
                 throw Problem(pointer + "/kind", $"the devices of '{fleet}' report through gateways and hold no connection of their own; a {f["kind"]!.GetValue<string>()} fault is for a fleet of MQTT devices.");
             }
 
-            if (kind is FaultKind.Disconnect or FaultKind.ReconnectStorm or FaultKind.Pause or FaultKind.HalfOpen && _fleets[fleet].Protocol != DeviceProtocol.Mqtt)
+            if (kind is FaultKind.Disconnect or FaultKind.ReconnectStorm or FaultKind.Pause or FaultKind.HalfOpen or FaultKind.Flood && _fleets[fleet].Protocol != DeviceProtocol.Mqtt)
             {
                 throw Problem(pointer + "/kind", $"a {f["kind"]!.GetValue<string>()} fault needs a fleet that holds connections (MQTT); '{fleet}' is on HTTP.");
             }
@@ -262,7 +272,10 @@ public static class ScenarioLoader
             }
 
             return new FaultDefinition(kind, fleet, f["share"] is { } share ? Share(share) : 1.0, Duration(f["at"]!, pointer + "/at"),
-                f["for"] is { } length ? Duration(length, pointer + "/for") : null, f["count"] is { } count ? (int)count.GetValue<long>() : 1, skew, document.LineOf(pointer));
+                f["for"] is { } length ? Duration(length, pointer + "/for") : null, f["count"] is { } count ? (int)count.GetValue<long>() : 1, skew, document.LineOf(pointer))
+            {
+                Rate = f["rate"] is { } rate ? AsDouble(rate) : 0,
+            };
         }
 
         private Expectation ReadExpectation(JsonObject e, string pointer, HashSet<string> fleetNames)
