@@ -180,6 +180,37 @@ public sealed class ScenarioLoaderTests : IDisposable
     }
 
     [Fact]
+    public void RealDevices_AreRead_AndWhatTheRunCannotDoToThemIsRefused()
+    {
+        const string Real = """
+            name: real
+            duration: 1h
+            realDevices:
+              - name: my-meter
+                token: my-meter-token
+                port: 18830
+                sharedAttributes: { at: 10m, values: { interval: 60 } }
+                limits: { messagesPerMinute: 10, payloadBytes: 512 }
+            """;
+        var scenario = Parse(Real + "\nexpect:\n  - behaves: my-meter\n");
+        var fleet = Assert.Single(scenario.Fleets);
+        Assert.Equal(("my-meter", 1), (fleet.Name, fleet.Count));
+        Assert.Equal(new RealDeviceDefinition("my-meter-token", 18830, TimeSpan.FromMinutes(1), fleet.Real!.SharedAttributes, TimeSpan.FromMinutes(10), 10, 512), fleet.Real);
+        Assert.Equal(ExpectationKind.Behaves, Assert.Single(scenario.Expectations).Kind);
+
+        var malformed = Refused(Real + "\nfaults:\n  - kind: malformed\n    fleet: my-meter\n    at: 5m\n");
+        Assert.Equal(10, malformed.Line);
+        Assert.Contains("'my-meter' is a real device", malformed.Message, StringComparison.Ordinal);
+
+        var unknown = Refused(Real + "\nexpect:\n  - behaves: your-meter\n");
+        Assert.Equal(10, unknown.Line);
+        Assert.Contains("no real device is named 'your-meter'", unknown.Message, StringComparison.Ordinal);
+
+        var nothing = Refused("name: empty\nduration: 1h\n");
+        Assert.Contains("fleets of simulated devices, real devices", nothing.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void FleetWithoutNumberInItsName_IsRefused()
     {
         var e = Refused(Minimal.Replace("meter-{n:00}", "meter", StringComparison.Ordinal));

@@ -139,6 +139,13 @@ internal static class SimCommands
         var perSecond = 0.0;
         foreach (var fleet in scenario.Fleets)
         {
+            if (fleet.Real is { } real)
+            {
+                lines.Add(string.Create(CultureInfo.InvariantCulture,
+                    $"  {fleet.Name}: a real device, connecting through the proxy on {(real.Port == 0 ? "a free port" : "port " + real.Port)} with its own token, in real time"));
+                continue;
+            }
+
             var count = scaling.Count(fleet.Count);
             var interval = scaling.Real(fleet.Interval);
             devices += count;

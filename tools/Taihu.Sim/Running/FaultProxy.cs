@@ -11,23 +11,56 @@ namespace Taihu.Sim.Running;
 /// A TCP proxy on loopback between devices and the server, through which network faults are made: a pause (no
 /// byte passes either way for a while, the sockets stay open) and a half-open connection (no byte passes any more
 /// and neither side is closed, as when a mobile network drops a device without a word). It tells connections
-/// apart by the MQTT client id in their CONNECT packet, and records when the server closes its side.
+/// apart by the MQTT client id in their CONNECT packet, and records when the server closes its side. For a real
+/// device it listens on the device's own port, shows every MQTT packet both ways to a <see cref="MqttWatch"/>, and
+/// can drop the connection and refuse the next attempts (to see the device's back-off).
 /// </summary>
 public sealed class FaultProxy : IAsyncDisposable
 {
-    private readonly TcpListener _listener = new(IPAddress.Loopback, 0);
+    private readonly TcpListener _listener;
     private readonly string _serverHost;
     private readonly int _serverPort;
+    private readonly MqttWatch? _watch;
     private readonly CancellationTokenSource _stopping = new();
     private readonly ConcurrentDictionary<string, Link> _links = new(StringComparer.Ordinal);
+    private readonly List<(long At, bool Refused)> _attempts = [];
     private readonly Task _accepting;
+    private int _refuse;
 
-    public FaultProxy(string serverHost, int serverPort)
+    public FaultProxy(string serverHost, int serverPort, int port = 0, MqttWatch? watch = null)
     {
         _serverHost = serverHost;
         _serverPort = serverPort;
+        _watch = watch;
+        _listener = new TcpListener(IPAddress.Loopback, port);
         _listener.Start();
         _accepting = AcceptAsync();
+    }
+
+    /// <summary>The newest connection through the proxy (a real device's: it has one at a time).</summary>
+    public Link? Current { get; private set; }
+
+    /// <summary>Every connection attempt (a <see cref="Stopwatch"/> timestamp) and whether the proxy refused it.</summary>
+    public IReadOnlyList<(long At, bool Refused)> Attempts
+    {
+        get
+        {
+            lock (_attempts)
+            {
+                return [.. _attempts];
+            }
+        }
+    }
+
+    /// <summary>The next <paramref name="count"/> connection attempts are closed as soon as they are accepted, as by a server that is down.</summary>
+    public void RefuseNext(int count) => Volatile.Write(ref _refuse, count);
+
+    /// <summary>Closes both sides of a link now, as a network that resets a connection.</summary>
+    public static void Drop(Link link)
+    {
+        link.Dropped = true;
+        Close(link.Device);
+        Close(link.Server);
     }
 
     /// <summary>The port devices connect to instead of the server's.</summary>
@@ -77,6 +110,9 @@ public sealed class FaultProxy : IAsyncDisposable
 
         public bool Dead { get; private set; }
 
+        /// <summary>Closed by the proxy (<see cref="Drop"/>), not by either side.</summary>
+        public bool Dropped { get; internal set; }
+
         internal Task WaitWhileHeldAsync() => _resume?.Task ?? Task.CompletedTask;
     }
 
@@ -90,6 +126,18 @@ public sealed class FaultProxy : IAsyncDisposable
             while (!_stopping.IsCancellationRequested)
             {
                 var device = await _listener.AcceptSocketAsync(_stopping.Token);
+                var refuse = Volatile.Read(ref _refuse) > 0 && Interlocked.Decrement(ref _refuse) >= 0;
+                lock (_attempts)
+                {
+                    _attempts.Add((Stopwatch.GetTimestamp(), refuse));
+                }
+
+                if (refuse)
+                {
+                    Close(device);
+                    continue;
+                }
+
                 _ = HandleAsync(device);
             }
         }
@@ -122,9 +170,11 @@ public sealed class FaultProxy : IAsyncDisposable
                 clientId = ConnectClientId(first.AsSpan(0, length));
             }
 
+            _watch?.DeviceSent(first.AsSpan(0, length), newConnection: true);
             await server.SendAsync(first.AsMemory(0, length), _stopping.Token);
             var link = new Link(clientId ?? "?", device, server);
             _links[link.ClientId] = link;
+            Current = link;
             var up = PumpAsync(link, device, server, towardServer: true);
             var down = PumpAsync(link, server, device, towardServer: false);
             await Task.WhenAny(up, down);
@@ -137,6 +187,11 @@ public sealed class FaultProxy : IAsyncDisposable
 
             Close(device);
             Close(server);
+            if (Current == link)
+            {
+                _watch?.Closed();
+            }
+
             await Task.WhenAll(up, down).WaitAsync(TimeSpan.FromSeconds(10), _stopping.Token).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
             _links.TryRemove(new KeyValuePair<string, Link>(link.ClientId, link));
         }
@@ -171,7 +226,7 @@ public sealed class FaultProxy : IAsyncDisposable
 
                 if (read == 0)
                 {
-                    if (!towardServer)
+                    if (!towardServer && !link.Dropped)
                     {
                         link.ServerClosed = true;
                         if (link.FaultStarted != 0)
@@ -187,6 +242,15 @@ public sealed class FaultProxy : IAsyncDisposable
                 await link.WaitWhileHeldAsync();
                 if (!link.Dead)
                 {
+                    if (towardServer)
+                    {
+                        _watch?.DeviceSent(buffer.AsSpan(0, read), newConnection: false);
+                    }
+                    else
+                    {
+                        _watch?.ServerSent(buffer.AsSpan(0, read));
+                    }
+
                     await to.SendAsync(buffer.AsMemory(0, read), _stopping.Token);
                 }
             }
@@ -263,7 +327,7 @@ public sealed class FaultProxy : IAsyncDisposable
     }
 
     /// <summary>MQTT's variable byte integer at <paramref name="at"/> (at most four bytes); false when it has not all arrived or is too long.</summary>
-    private static bool TryReadVarint(ReadOnlySpan<byte> bytes, ref int at, out int value)
+    internal static bool TryReadVarint(ReadOnlySpan<byte> bytes, ref int at, out int value)
     {
         value = 0;
         for (var shift = 0; shift <= 21; shift += 7)

@@ -165,7 +165,7 @@ public sealed class Provisioner(HttpClient http, ScenarioScaling scaling)
                 gateway = new ProvisionedGateway(gatewayName, gatewayName, "", fleetIndex, g);
             }
 
-            var name = fleet.DeviceName(number);
+            var name = fleet.Real is null ? fleet.DeviceName(number) : fleet.Name;
             devices.Add(new ProvisionedDevice(fleet, fleetIndex, number, name, name, "") { Gateway = gateway });
         }
 
@@ -214,8 +214,8 @@ public sealed class Provisioner(HttpClient http, ScenarioScaling scaling)
                 while ((i = Interlocked.Increment(ref next)) < plan.Count)
                 {
                     var (fleet, fleetIndex, number) = plan[i];
-                    var token = string.Create(CultureInfo.InvariantCulture, $"sim-{RunId}-{fleetIndex}-{number}");
-                    var name = fleet.DeviceName(number);
+                    var token = fleet.Real?.Token ?? string.Create(CultureInfo.InvariantCulture, $"sim-{RunId}-{fleetIndex}-{number}");
+                    var name = fleet.Real is null ? fleet.DeviceName(number) : fleet.Name;
                     var body = new JsonObject { ["name"] = name, ["type"] = fleet.Profile ?? "default" };
                     if (fleet.Profile is { } profile)
                     {

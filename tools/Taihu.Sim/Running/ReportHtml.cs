@@ -53,6 +53,18 @@ internal static class ReportHtml
         }
 
         html.Append("</table>");
+        if (report.RealDevices.Count > 0)
+        {
+            html.Append("<h2>Real devices</h2><table><tr><th>Device</th><th>Proxy port</th><th>Connected after</th><th>Connections</th><th>Telemetry sent / acknowledged</th><th>Most a minute</th><th>Largest payload</th><th>RPC received / answered</th><th>Attribute updates received / acknowledged</th><th>Drops</th></tr>");
+            foreach (var r in report.RealDevices)
+            {
+                html.Append(System.Globalization.CultureInfo.InvariantCulture,
+                    $"<tr><td>{E(r.Name)}</td><td class=num>{r.Port}</td><td class=num>{(r.ConnectedAfterSeconds is { } c ? c.ToString("0.0 s", System.Globalization.CultureInfo.InvariantCulture) : "never")}</td><td class=num>{r.Connections}</td><td class=num>{r.TelemetrySent} / {r.TelemetryAcknowledged}</td><td class=num>{r.MaxPerMinute}</td><td class=num>{r.MaxPayload} B</td><td class=num>{r.RpcRequests} / {r.RpcResponses}</td><td class=num>{r.AttributeUpdates} / {r.AttributeUpdatesAcknowledged}</td><td>{E(string.Join("; ", r.Drops))}</td></tr>");
+            }
+
+            html.Append("</table>");
+        }
+
         if (report.Fleets.Any(f => f.ConnectionsLost + f.Reconnects + f.MissedOffline + f.RpcAnswered + f.AttributeUpdates > 0))
         {
             html.Append("<table><tr><th>Fleet</th><th>Connections closed by the server</th><th>Reconnects</th><th>Reports missed offline</th><th>RPC answered</th><th>Attribute updates</th></tr>");

@@ -24,6 +24,52 @@ public sealed record FaultResult(string Kind, string Fleet, TimeSpan At, int Dev
 /// <summary>The RPC calls made for one definition of the scenario.</summary>
 public sealed record RpcResult(string Fleet, string Method, int Calls, int Answered, int AnsweredWithError, int TimedOut, int Failed, double P99Ms, string? FirstFailure, int Line);
 
+/// <summary>A real device as its proxy saw it during the run.</summary>
+public sealed record RealDeviceResult(
+    string Name, int Port, double? ConnectedAfterSeconds, int Connections, int TelemetrySent, int TelemetryAcknowledged, int PublishesSent,
+    int MaxPerMinute, int MaxPayload, IReadOnlyCollection<string> Subscriptions, int RpcRequests, int RpcResponses, int AttributeUpdates,
+    int AttributeUpdatesAcknowledged, IReadOnlyList<string> Drops)
+{
+    /// <summary>What the device did wrong against its declaration, in words; empty when it behaved.</summary>
+    public List<string> Problems(RealDeviceDefinition definition, bool rpcCalled, bool attributesSet)
+    {
+        var problems = new List<string>();
+        if (ConnectedAfterSeconds is null)
+        {
+            problems.Add($"never connected to 127.0.0.1:{Port}");
+            return problems;
+        }
+
+        if (ConnectedAfterSeconds > definition.ConnectWithin.TotalSeconds)
+        {
+            problems.Add(string.Create(CultureInfo.InvariantCulture, $"connected only after {ConnectedAfterSeconds:0.#} s"));
+        }
+
+        if (definition.MaxMessagesPerMinute is { } rate && MaxPerMinute > rate)
+        {
+            problems.Add($"sent {MaxPerMinute} messages within a minute (its limit: {rate})");
+        }
+
+        if (definition.MaxPayloadBytes is { } bytes && MaxPayload > bytes)
+        {
+            problems.Add($"sent a {MaxPayload}-byte payload (its limit: {bytes})");
+        }
+
+        if (rpcCalled && !Subscriptions.Any(s => s is "v1/devices/me/rpc/request/+" or "v1/devices/me/rpc/request/#" or "#" or "v1/devices/me/#"))
+        {
+            problems.Add("never subscribed to v1/devices/me/rpc/request/+, so it cannot receive RPC");
+        }
+
+        if (attributesSet && AttributeUpdatesAcknowledged == 0)
+        {
+            problems.Add(AttributeUpdates == 0 ? "did not receive its shared attributes (no subscription to v1/devices/me/attributes?)" : "received its shared attributes but never acknowledged them");
+        }
+
+        problems.AddRange(Drops.Where(d => !d.StartsWith("reconnected with back-off", StringComparison.Ordinal)));
+        return problems;
+    }
+}
+
 /// <summary>One fleet's numbers.</summary>
 public sealed record FleetResult(string Name, int Devices, long Sent, long Acknowledged, long Failed, long Stored, double P50Ms, double P99Ms)
 {
@@ -66,6 +112,8 @@ public sealed class SimReport
     public required IReadOnlyList<FaultResult> Faults { get; init; }
 
     public required IReadOnlyList<RpcResult> Rpc { get; init; }
+
+    public IReadOnlyList<RealDeviceResult> RealDevices { get; init; } = [];
 
     public required IReadOnlyList<ExpectationResult> Expectations { get; init; }
 
@@ -130,6 +178,19 @@ public sealed class SimReport
         }
 
         const string NoApi = "skipped: a plain MQTT server has no API to read it from";
+        var realDevices = new List<RealDeviceResult>();
+        foreach (var device in devices)
+        {
+            if (device.Connection is RealDeviceConnection real)
+            {
+                var w = real.Watch;
+                realDevices.Add(new RealDeviceResult(device.Provisioned.Name, real.Proxy.Port,
+                    w.FirstConnectedAt is { } at ? (double)(at - real.StartedAt) / System.Diagnostics.Stopwatch.Frequency : null, w.ConnectionsAccepted,
+                    w.TelemetrySent, w.TelemetryAcknowledged, w.PublishesSent, w.MaxPerMinute, w.MaxPayload, w.Subscriptions, w.RpcRequests, w.RpcResponses,
+                    w.AttributeUpdates, w.AttributeUpdatesAcknowledged, real.Drops));
+            }
+        }
+
         var results = new List<ExpectationResult>
         {
             // Every run: nothing the server acknowledged may be missing afterwards.
@@ -139,7 +200,9 @@ public sealed class SimReport
         {
             results.Add(stored is null && expectation.Kind is ExpectationKind.Stored or ExpectationKind.Alarm or ExpectationKind.NoAlarm or ExpectationKind.RpcAnswered
                 ? ExpectationResult.Skip(expectation.Describe(), NoApi, expectation.Line)
-                : Check(expectation, scaling, target.Slice, devices, stored ?? [], seen, fleetRecorders, total, faults, rpc));
+                : expectation.Kind == ExpectationKind.Behaves
+                    ? Behaves(expectation, scenario, realDevices, rpc, plainMqtt: target.PlainMqtt)
+                    : Check(expectation, scaling, target.Slice, devices, stored ?? [], seen, fleetRecorders, total, faults, rpc));
         }
 
         return new SimReport
@@ -155,6 +218,7 @@ public sealed class SimReport
                 ? $"plain MQTT server at {target.MqttHost}:{target.MqttPort} (nothing provisioned)"
                 : $"sim {scenario.Name} {provisioner.RunId} (tenant administrator {provisioner.TenantAdmin})",
             Notes = notes,
+            RealDevices = realDevices,
             Fleets = fleets,
             Alarms = seen,
             Faults = faults,
@@ -164,6 +228,21 @@ public sealed class SimReport
             Server = sampler.Samples,
             ServerSource = sampler.Source,
         };
+    }
+
+    private static ExpectationResult Behaves(Expectation e, Scenario scenario, List<RealDeviceResult> realDevices, List<RpcResult> rpc, bool plainMqtt)
+    {
+        if (realDevices.Find(r => r.Name == e.Fleet) is not { } device)
+        {
+            return ExpectationResult.Skip(e.Describe(), "skipped: not in this slice of the fleet", e.Line);
+        }
+
+        var definition = scenario.Fleets.First(f => f.Name == e.Fleet).Real!;
+        var problems = device.Problems(definition, rpc.Any(r => r.Fleet == e.Fleet), definition.SharedAttributes is not null && !plainMqtt);
+        var found = problems.Count == 0
+            ? string.Create(CultureInfo.InvariantCulture, $"connected after {device.ConnectedAfterSeconds:0.#} s; {device.TelemetrySent} telemetry messages, {device.TelemetryAcknowledged} acknowledged; at most {device.MaxPerMinute} messages a minute; {device.Drops.Count} drop(s) survived with back-off")
+            : string.Join("; ", problems);
+        return new ExpectationResult(e.Describe(), problems.Count == 0, found, e.Line);
     }
 
     private static ExpectationResult Lost(List<RunningDevice> devices, Dictionary<string, long> stored)
@@ -308,6 +387,14 @@ public sealed class SimReport
             {
                 ["fleet"] = r.Fleet, ["method"] = r.Method, ["calls"] = r.Calls, ["answered"] = r.Answered, ["answeredWithError"] = r.AnsweredWithError,
                 ["timedOut"] = r.TimedOut, ["failed"] = r.Failed, ["p99Ms"] = Math.Round(r.P99Ms, 1), ["firstFailure"] = r.FirstFailure,
+            })]),
+            ["realDevices"] = new JsonArray([.. RealDevices.Select(r => (JsonNode)new JsonObject
+            {
+                ["name"] = r.Name, ["port"] = r.Port, ["connectedAfterSeconds"] = r.ConnectedAfterSeconds is { } c ? Math.Round(c, 2) : null, ["connections"] = r.Connections,
+                ["telemetrySent"] = r.TelemetrySent, ["telemetryAcknowledged"] = r.TelemetryAcknowledged, ["publishesSent"] = r.PublishesSent,
+                ["maxPerMinute"] = r.MaxPerMinute, ["maxPayloadBytes"] = r.MaxPayload, ["subscriptions"] = new JsonArray([.. r.Subscriptions.Order(StringComparer.Ordinal).Select(s => (JsonNode)s)]),
+                ["rpcRequests"] = r.RpcRequests, ["rpcResponses"] = r.RpcResponses, ["attributeUpdates"] = r.AttributeUpdates, ["attributeUpdatesAcknowledged"] = r.AttributeUpdatesAcknowledged,
+                ["drops"] = new JsonArray([.. r.Drops.Select(d => (JsonNode)d)]),
             })]),
             ["expectations"] = new JsonArray([.. Expectations.Select(e => (JsonNode)new JsonObject
             {

@@ -104,6 +104,14 @@ public sealed class SimRunner(Scenario scenario, ScenarioScaling scaling, SimTar
 
                 device.Connection = new GatewayChildDevice(shared.Connection, p.Name, shared.Gate);
             }
+            else if (p.Fleet.Real is { } real)
+            {
+                var watch = new MqttWatch();
+                var realProxy = new FaultProxy(target.MqttHost, target.MqttPort, real.Port, watch);
+                device.Connection = new RealDeviceConnection(p.Fleet, realProxy, watch);
+                log.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"  waiting for real device '{p.Name}': connect it to MQTT at 127.0.0.1:{realProxy.Port} with access token {real.Token} (within {Durations.Format(real.ConnectWithin)})"));
+            }
             else
             {
                 device.ClientId = $"sim-{provisioner.RunId}-{p.FleetIndex}-{p.Number}";
@@ -141,7 +149,9 @@ public sealed class SimRunner(Scenario scenario, ScenarioScaling scaling, SimTar
         var sampler = new ServerSampler(http, target.ServerPid);
         using var sampling = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         var samplerTask = sampler.RunAsync(startTimestamp, sampling.Token);
+        var attributeTasks = target.PlainMqtt ? [] : devices.Where(d => d.Provisioned.Fleet.Real?.SharedAttributes is not null).Select(d => SetSharedAttributesAsync(d, cancellationToken)).ToList();
         await RunScheduleAsync(devices, total, startTimestamp, cancellationToken);
+        await Task.WhenAll(attributeTasks);
         await sampling.CancelAsync();
         await samplerTask;
         var endWall = DateTimeOffset.UtcNow;
@@ -149,6 +159,11 @@ public sealed class SimRunner(Scenario scenario, ScenarioScaling scaling, SimTar
 
         foreach (var device in devices)
         {
+            if (device.Connection is RealDeviceConnection real)
+            {
+                device.SetCounts(real.Watch.TelemetrySent, real.Watch.TelemetryAcknowledged);
+            }
+
             await device.Connection.DisposeAsync();
         }
 
@@ -204,6 +219,12 @@ public sealed class SimRunner(Scenario scenario, ScenarioScaling scaling, SimTar
         var due = new PriorityQueue<RunningDevice, TimeSpan>();
         foreach (var device in devices)
         {
+            if (device.Provisioned.Fleet.Real is not null)
+            {
+                // A real device reports by itself.
+                continue;
+            }
+
             // Spread the first reports over the first interval, as devices that started at different times.
             var interval = scaling.Real(device.Provisioned.Fleet.Interval);
             due.Enqueue(device, interval * device.Random.NextDouble());
@@ -350,6 +371,9 @@ public sealed class SimRunner(Scenario scenario, ScenarioScaling scaling, SimTar
             {
                 switch (fault.Definition.Kind)
                 {
+                    case FaultKind.Disconnect when device.Connection is RealDeviceConnection real:
+                        fault.Record(await real.DropAndWatchAsync(cancellationToken));
+                        break;
                     case FaultKind.Disconnect:
                         var lostBefore = device.Connection.Reconnects;
                         await device.Connection.DropAsync(reconnect: true);
@@ -374,7 +398,7 @@ public sealed class SimRunner(Scenario scenario, ScenarioScaling scaling, SimTar
                     case FaultKind.ClockSkew:
                         break;
                     case FaultKind.Pause:
-                        if (_proxy?.Find(device.ClientId ?? "") is not { } held)
+                        if (LinkOf(device) is not { } held)
                         {
                             fault.Record("not connected");
                             break;
@@ -389,7 +413,7 @@ public sealed class SimRunner(Scenario scenario, ScenarioScaling scaling, SimTar
                         fault.Record(held.ServerClosed ? "server closed the connection during the pause" : "connection survived the pause");
                         break;
                     case FaultKind.HalfOpen:
-                        if (_proxy?.Find(device.ClientId ?? "") is not { } dropped)
+                        if (LinkOf(device) is not { } dropped)
                         {
                             fault.Record("not connected");
                             break;
@@ -521,6 +545,24 @@ public sealed class SimRunner(Scenario scenario, ScenarioScaling scaling, SimTar
         }
     }
 
+    /// <summary>The device's connection through a proxy: a real device's own, or the shared one for simulated devices.</summary>
+    private FaultProxy.Link? LinkOf(RunningDevice device) =>
+        device.Connection is RealDeviceConnection real ? real.Proxy.Current : _proxy?.Find(device.ClientId ?? "");
+
+    /// <summary>Sets a real device's shared attributes through the REST API at their time; the proxy sees whether they reach it.</summary>
+    private async Task SetSharedAttributesAsync(RunningDevice device, CancellationToken cancellationToken)
+    {
+        var real = device.Provisioned.Fleet.Real!;
+        await Task.Delay(scaling.Real(real.SharedAttributesAt), cancellationToken);
+        using var request = new HttpRequestMessage(HttpMethod.Post, $"/api/plugins/telemetry/DEVICE/{device.Provisioned.Id}/SHARED_SCOPE")
+        {
+            Content = new StringContent(real.SharedAttributes!.ToJsonString(), System.Text.Encoding.UTF8, "application/json"),
+        };
+        request.Headers.Add("X-Authorization", "Bearer " + _provisioner!.TenantToken);
+        using var response = await _http!.SendAsync(request, cancellationToken);
+        log.WriteLine($"  shared attributes set for real device '{device.Provisioned.Name}': HTTP {(int)response.StatusCode}");
+    }
+
     private async Task<SendResult> SendAndKeepAsync(RunningDevice device, byte[] payload, long ts, CancellationToken cancellationToken)
     {
         var result = await SendCountedAsync(device, payload, _total!, cancellationToken);
@@ -647,6 +689,13 @@ public sealed class RunningDevice
     public void CountSent() => Interlocked.Increment(ref _sent);
 
     public void CountAcknowledged() => Interlocked.Increment(ref _acknowledged);
+
+    /// <summary>A real device's counts, as its proxy saw them.</summary>
+    public void SetCounts(long sent, long acknowledged)
+    {
+        Volatile.Write(ref _sent, sent);
+        Volatile.Write(ref _acknowledged, acknowledged);
+    }
 
     private long _missedOffline;
     private long _storedTs;

@@ -85,6 +85,9 @@ public enum ExpectationKind
     LatencyP99,
     RpcAnswered,
     FaultsHandled,
+
+    /// <summary>A real device did what a device should: connected, stayed within its limits, took its shared attributes, came back with back-off.</summary>
+    Behaves,
 }
 
 /// <summary>
@@ -107,6 +110,7 @@ public sealed record Expectation(
             ExpectationKind.NoAlarm => $"no alarm '{AlarmType}'{scope}",
             ExpectationKind.RpcAnswered => string.Create(ci, $"RPC answered: {Share:0.###%} of calls{scope}"),
             ExpectationKind.FaultsHandled => "every fault injected got the server's clear answer",
+            ExpectationKind.Behaves => $"real device {Fleet} behaves",
             _ => $"latency p99 under {Durations.Format(Latency ?? TimeSpan.Zero)}{scope}",
         };
     }
@@ -144,9 +148,24 @@ public sealed record FleetDefinition(
 
     public int DevicesPerGateway { get; init; }
 
+    /// <summary>Set for a real device the scenario declares (a fleet of one that the simulator does not drive).</summary>
+    public RealDeviceDefinition? Real { get; init; }
+
     /// <summary>The name of device <paramref name="number"/> (1-based): <c>{n}</c> is the number, <c>{n:000}</c> padded.</summary>
     public string DeviceName(int number) => DeviceNames.Format(Name, number);
 }
+
+/// <summary>
+/// A real device (bring your own): provisioned with its own access token, it connects through a fault-injecting
+/// proxy on loopback at <see cref="Port"/> (0: any free port, printed) instead of the server, and the run checks
+/// its behaviour. It runs in real time, whatever <c>--speed</c> says.
+/// </summary>
+/// <param name="ConnectWithin">Real time the run waits for it to connect at the start.</param>
+/// <param name="SharedAttributes">Shared attributes the run sets at <see cref="SharedAttributesAt"/> (scenario time); the device must receive them.</param>
+/// <param name="MaxMessagesPerMinute">Its limit: PUBLISH packets it may send in any minute (real time); null for none.</param>
+/// <param name="MaxPayloadBytes">Its limit: the largest payload it may send; null for none.</param>
+public sealed record RealDeviceDefinition(
+    string Token, int Port, TimeSpan ConnectWithin, JsonObject? SharedAttributes, TimeSpan SharedAttributesAt, int? MaxMessagesPerMinute, int? MaxPayloadBytes);
 
 /// <summary>
 /// From <see cref="At"/> for <see cref="For"/> (to the end when null), a <see cref="Share"/> of the fleet reports

@@ -158,11 +158,24 @@ public static class ScenarioLoader
 
             var fleets = new List<FleetDefinition>();
             var fleetNames = new HashSet<string>(StringComparer.Ordinal);
-            var fleetArray = root["fleets"]!.AsArray();
+            var fleetArray = root["fleets"]?.AsArray() ?? [];
             for (var i = 0; i < fleetArray.Count; i++)
             {
                 fleets.Add(ReadFleet(fleetArray[i]!.AsObject(), $"/fleets/{i}", profileNames, fleetNames, startTime));
                 _fleets[fleets[^1].Name] = fleets[^1];
+            }
+
+            var realArray = root["realDevices"]?.AsArray() ?? [];
+            var ports = new HashSet<int>();
+            for (var i = 0; i < realArray.Count; i++)
+            {
+                fleets.Add(ReadRealDevice(realArray[i]!.AsObject(), $"/realDevices/{i}", profileNames, fleetNames, ports));
+                _fleets[fleets[^1].Name] = fleets[^1];
+            }
+
+            if (fleets.Count == 0)
+            {
+                throw Problem("", "a scenario has fleets of simulated devices, real devices (realDevices), or both.");
             }
 
             var duration = Duration(root["duration"]!, "/duration");
@@ -215,6 +228,41 @@ public static class ScenarioLoader
             };
         }
 
+        /// <summary>A real device: a fleet of one, named as written, that reports by itself.</summary>
+        private FleetDefinition ReadRealDevice(JsonObject d, string pointer, HashSet<string> profileNames, HashSet<string> fleetNames, HashSet<int> ports)
+        {
+            var name = d["name"]!.GetValue<string>();
+            if (!fleetNames.Add(name))
+            {
+                throw Problem(pointer + "/name", $"'{name}' is the name of another fleet or device.");
+            }
+
+            var profile = d["profile"]?.GetValue<string>();
+            if (profile is not null && !profileNames.Contains(profile))
+            {
+                throw Problem(pointer + "/profile", $"the profile '{profile}' is not defined under profiles.");
+            }
+
+            var port = d["port"] is { } p ? (int)p.GetValue<long>() : 0;
+            if (port != 0 && !ports.Add(port))
+            {
+                throw Problem(pointer + "/port", $"port {port} is another real device's.");
+            }
+
+            var limits = d["limits"] as JsonObject;
+            var real = new RealDeviceDefinition(d["token"]!.GetValue<string>(), port,
+                d["connectWithin"] is { } within ? Duration(within, pointer + "/connectWithin") : TimeSpan.FromMinutes(1),
+                d["sharedAttributes"]?["values"]?.DeepClone().AsObject(),
+                d["sharedAttributes"]?["at"] is { } at ? Duration(at, pointer + "/sharedAttributes/at") : TimeSpan.Zero,
+                limits?["messagesPerMinute"] is { } rate ? (int)rate.GetValue<long>() : null,
+                limits?["payloadBytes"] is { } bytes ? (int)bytes.GetValue<long>() : null);
+            return new FleetDefinition(name, 1, profile, DeviceProtocol.Mqtt, TimeSpan.FromDays(3650), 0,
+                new Dictionary<string, ValueModel>(), null, [], document.LineOf(pointer))
+            {
+                Real = real,
+            };
+        }
+
         private FaultDefinition ReadFault(JsonObject f, string pointer, HashSet<string> fleetNames)
         {
             var fleet = f["fleet"]!.GetValue<string>();
@@ -240,6 +288,11 @@ public static class ScenarioLoader
             if (kind is FaultKind.Pause && f["for"] is null)
             {
                 throw Problem(pointer, "a pause fault says how long the network holds: for: 30s.");
+            }
+
+            if (_fleets[fleet].Real is not null && kind is not (FaultKind.Disconnect or FaultKind.Pause or FaultKind.HalfOpen))
+            {
+                throw Problem(pointer + "/kind", $"'{fleet}' is a real device: the run can break its network (disconnect, pause, halfOpen), not make it send.");
             }
 
             if (kind is FaultKind.Flood && (f["for"] is null || f["rate"] is null))
@@ -315,6 +368,17 @@ public static class ScenarioLoader
                 }
 
                 return new Expectation(ExpectationKind.FaultsHandled, fleet, 1, null, null, null, null, null, line);
+            }
+
+            if (e["behaves"] is { } behaves)
+            {
+                var device = behaves.GetValue<string>();
+                if (!_fleets.TryGetValue(device, out var real) || real.Real is null)
+                {
+                    throw Problem(pointer + "/behaves", $"no real device is named '{device}' (they are declared under realDevices).");
+                }
+
+                return new Expectation(ExpectationKind.Behaves, device, 1, null, null, null, null, null, line);
             }
 
             if (e["noAlarm"] is { } none)
