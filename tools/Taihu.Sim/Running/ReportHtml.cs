@@ -106,6 +106,7 @@ internal static class ReportHtml
         html.Append("<h2>Messages per second</h2><div id=\"rates\" class=\"chart\"></div>");
         html.Append("<h2>Latency, send to acknowledgement</h2><div id=\"latency\" class=\"chart\"></div>");
         html.Append("<h2>Server CPU and memory</h2>");
+        html.Append(System.Globalization.CultureInfo.InvariantCulture, $"<p class=\"muted\">The simulator itself used {report.Simulator.CpuPercent:0.#}% of a core over the run, and at most {report.Simulator.MemoryMb:0} MB.</p>");
         html.Append(report.ServerSource is null ? "<p class=\"muted\">Not measured: the server has no /metrics the simulator can read, and no --server-pid was given.</p>"
             : "<p class=\"muted\">From " + E(report.ServerSource) + ".</p><div id=\"server\" class=\"chart\"></div>");
         html.Append("<h2>Alarms</h2><div id=\"alarms\" class=\"chart\"></div><table><tr><th>Raised (scenario time)</th><th>Cleared</th><th>Type</th><th>Severity</th><th>Device</th><th>Fleet</th></tr>");
@@ -144,19 +145,37 @@ internal static class ReportHtml
                 series: [{}, { label: 'CPU %', stroke: '#17becf' }, { label: 'memory MB', stroke: '#bcbd22', scale: 'mb' }] },
                 [server.map(s => s[0]), server.map(s => s[1]), server.map(s => s[2])], document.getElementById('server'));
             }
-            // Active alarms of each type over scenario time (hours), stepping at each raise and clear.
+            // Active alarms of each type over scenario time (hours), stepping at each raise and clear: one sweep over
+            // the raises and clears in time order, so that thousands of alarms draw at once.
             const types = [...new Set(report.alarms.map(a => a.type))];
             if (types.length > 0) {
-              const times = [...new Set(report.alarms.flatMap(a => [a.raisedAtSeconds, a.clearedAtSeconds]).filter(x => x !== null))].sort((a, b) => a - b);
               const end = report.durationSeconds;
-              const steps = [0, ...times.filter(s => s < end), end];
-              const xs = steps.map(s => s / 3600);
-              const series = types.map(type => steps.map(s => report.alarms.filter(a => a.type === type && a.raisedAtSeconds <= s && (a.clearedAtSeconds === null || a.clearedAtSeconds > s)).length));
+              const index = new Map(types.map((type, i) => [type, i]));
+              const changes = [];
+              for (const a of report.alarms) {
+                changes.push([a.raisedAtSeconds, index.get(a.type), 1]);
+                if (a.clearedAtSeconds !== null) changes.push([a.clearedAtSeconds, index.get(a.type), -1]);
+              }
+              changes.sort((a, b) => a[0] - b[0]);
+              const active = types.map(() => 0);
+              const xs = [0];
+              const series = types.map(() => [0]);
+              for (let i = 0; i < changes.length && changes[i][0] < end; ) {
+                const at = changes[i][0];
+                for (; i < changes.length && changes[i][0] === at; i++) active[changes[i][1]] += changes[i][2];
+                if (at <= 0) { series.forEach((s, k) => s[0] = active[k]); continue; }
+                xs.push(at / 3600);
+                series.forEach((s, k) => s.push(active[k]));
+              }
+              xs.push(end / 3600);
+              series.forEach((s, k) => s.push(active[k]));
               const colours = ['#d62728', '#ff7f0e', '#8c564b', '#e377c2', '#7f7f7f'];
               new uPlot({ width, height: 220, scales: { x: { time: false } }, axes: [{ label: 'scenario time, hours' }, { label: 'active alarms' }],
                 series: [{}, ...types.map((type, i) => ({ label: type, stroke: colours[i % colours.length], paths: uPlot.paths.stepped({ align: 1 }) }))] },
                 [xs, ...series], document.getElementById('alarms'));
             }
+            // When everything was drawn (ms from the start of loading): what the report's opening time is measured by.
+            document.documentElement.dataset.drawnMs = Math.round(performance.now());
             </script></body></html>
             """);
         return html.ToString();

@@ -115,6 +115,9 @@ public sealed class SimReport
 
     public IReadOnlyList<RealDeviceResult> RealDevices { get; init; } = [];
 
+    /// <summary>The simulator's own CPU (% of one core, over the run) and peak memory (MB).</summary>
+    public (double CpuPercent, double MemoryMb) Simulator { get; internal set; }
+
     public required IReadOnlyList<ExpectationResult> Expectations { get; init; }
 
     /// <summary>Per second of the run: sent, acknowledged, failed, p50 and p99 (ms).</summary>
@@ -400,6 +403,7 @@ public sealed class SimReport
             {
                 ["expected"] = e.Expected, ["met"] = e.Met, ["skipped"] = e.Skipped, ["found"] = e.Found, ["line"] = e.Line,
             })]),
+            ["simulator"] = new JsonObject { ["cpuPercent"] = Math.Round(Simulator.CpuPercent, 1), ["peakMemoryMb"] = Math.Round(Simulator.MemoryMb, 1) },
             ["server"] = new JsonObject
             {
                 ["source"] = ServerSource,

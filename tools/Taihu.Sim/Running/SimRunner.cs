@@ -38,6 +38,7 @@ public sealed class SimRunner(Scenario scenario, ScenarioScaling scaling, SimTar
     private FaultProxy? _proxy;
     private Recorder? _total;
     private Provisioner? _provisioner;
+    private (double CpuPercent, double MemoryMb) _simulator;
 
     /// <summary>The devices a share of a fleet is: its first by number, at least one when the share is above zero.</summary>
     internal static int Affected(double share, int fleetSize) => share <= 0 ? 0 : Math.Max(1, (int)Math.Round(share * fleetSize, MidpointRounding.AwayFromZero));
@@ -146,6 +147,7 @@ public sealed class SimRunner(Scenario scenario, ScenarioScaling scaling, SimTar
 
         var total = new Recorder(startTimestamp);
         _total = total;
+        var simulatorCpu = Process.GetCurrentProcess().TotalProcessorTime;
         var sampler = new ServerSampler(http, target.ServerPid);
         using var sampling = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         var samplerTask = sampler.RunAsync(startTimestamp, sampling.Token);
@@ -155,6 +157,13 @@ public sealed class SimRunner(Scenario scenario, ScenarioScaling scaling, SimTar
         await sampling.CancelAsync();
         await samplerTask;
         var endWall = DateTimeOffset.UtcNow;
+        using (var self = Process.GetCurrentProcess())
+        {
+            // The simulator's own cost over the run: what tells whether it, not the server, was the limit.
+            _simulator = ((self.TotalProcessorTime - simulatorCpu).TotalSeconds / Stopwatch.GetElapsedTime(startTimestamp).TotalSeconds * 100, self.PeakWorkingSet64 / 1048576.0);
+            log.WriteLine(string.Create(CultureInfo.InvariantCulture, $"  the simulator used {_simulator.CpuPercent:0.#}% of a core and at most {_simulator.MemoryMb:0} MB"));
+        }
+
         log.WriteLine(string.Create(CultureInfo.InvariantCulture, $"  sent {total.Sent}, acknowledged {total.Acknowledged}, failed {total.Failed}; p50 {total.Percentile(50).TotalMilliseconds:0.#} ms, p99 {total.Percentile(99).TotalMilliseconds:0.#} ms"));
 
         foreach (var device in devices)
@@ -175,12 +184,16 @@ public sealed class SimRunner(Scenario scenario, ScenarioScaling scaling, SimTar
 
         if (target.PlainMqtt)
         {
-            return SimReport.Build(scenario, scaling, target, provisioner, devices, null, null, total, _fleetRecorders, startWall, endWall, _faults, _calls, sampler, notes);
+            var report = SimReport.Build(scenario, scaling, target, provisioner, devices, null, null, total, _fleetRecorders, startWall, endWall, _faults, _calls, sampler, notes);
+            report.Simulator = _simulator;
+            return report;
         }
 
         var stored = await ReadBackAsync(provisioner, devices, startWall, cancellationToken);
         var alarms = await provisioner.AlarmsAsync(cancellationToken);
-        return SimReport.Build(scenario, scaling, target, provisioner, devices, stored, alarms, total, _fleetRecorders, startWall, endWall, _faults, _calls, sampler, notes);
+        var result = SimReport.Build(scenario, scaling, target, provisioner, devices, stored, alarms, total, _fleetRecorders, startWall, endWall, _faults, _calls, sampler, notes);
+        result.Simulator = _simulator;
+        return result;
     }
 
     private async Task ConnectAllAsync(List<RunningDevice> devices, CancellationToken cancellationToken)
