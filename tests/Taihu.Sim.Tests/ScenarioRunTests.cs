@@ -186,6 +186,46 @@ public sealed class ScenarioRunTests(SimServerFixture fixture) : IClassFixture<S
     }
 
     [Fact]
+    public async Task ExistingTenant_ItsDevicesAndProfilesOfTheScenariosNames_AreUsedAsTheyAre()
+    {
+        const string Yaml = """
+            name: existing
+            duration: 1h
+            profiles:
+              - name: meter
+            fleets:
+              - name: meter-{n}
+                count: COUNT
+                profile: meter
+                interval: 5m
+                telemetry:
+                  energy: { model: randomWalk, start: 100, step: 1, min: 0 }
+            expect:
+              - stored: 100%
+            """;
+        var first = new StringWriter();
+        var made = await new SimRunner(ScenarioLoader.Parse(Yaml.Replace("COUNT", "2", StringComparison.Ordinal), "existing.yaml", "."), new ScenarioScaling(1800, 1), fixture.Target, first)
+            .RunAsync(CancellationToken.None);
+        Assert.True(made.Passed, made.Summary());
+        var signIn = System.Text.RegularExpressions.Regex.Match(first.ToString(), @"sign in to the console as (\S+) / (\S+)");
+        var (user, password) = (signIn.Groups[1].Value, signIn.Groups[2].Value);
+
+        // Again in that tenant with one meter more: the two are used as they are, the third is made, the profile is not made twice.
+        var second = await new SimRunner(ScenarioLoader.Parse(Yaml.Replace("COUNT", "3", StringComparison.Ordinal), "existing.yaml", "."), new ScenarioScaling(1800, 1),
+            fixture.Target with { Tenant = (user, password) }, new StringWriter()).RunAsync(CancellationToken.None);
+        Assert.True(second.Passed, second.Summary());
+        Assert.Equal($"the existing tenant of {user}", second.Tenant);
+        Assert.Equal(3, second.Fleets[0].Devices);
+
+        using var http = new HttpClient { BaseAddress = fixture.Server.HttpBaseAddress };
+        var token = await Taihu.Bench.Scenarios.BenchTenant.LoginAsync(http, user, password, CancellationToken.None);
+        var devices = await Taihu.Bench.Scenarios.BenchTenant.SendAsync(http, HttpMethod.Get, token, "/api/tenant/devices?pageSize=100&page=0", null, CancellationToken.None);
+        Assert.Equal(["meter-1", "meter-2", "meter-3"], devices.GetProperty("data").EnumerateArray().Select(d => d.GetProperty("name").GetString()).Order());
+        var profiles = await Taihu.Bench.Scenarios.BenchTenant.SendAsync(http, HttpMethod.Get, token, "/api/deviceProfiles?pageSize=100&page=0", null, CancellationToken.None);
+        Assert.Single(profiles.GetProperty("data").EnumerateArray(), p => p.GetProperty("name").GetString() == "meter");
+    }
+
+    [Fact]
     public async Task WrongExpectation_FailsWithExitCode1_NamingItAndItsLine()
     {
         var directory = Directory.CreateTempSubdirectory("taihu-sim-wrong-").FullName;

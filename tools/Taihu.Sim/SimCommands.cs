@@ -28,11 +28,13 @@ internal static class SimCommands
         var serverPid = new Option<int?>("--server-pid") { Description = "A local server process to sample CPU and memory of (from /proc); default: the server's /metrics." };
         var report = new Option<string>("--report") { Description = "Directory for report.html and report.json.", DefaultValueFactory = _ => "sim-report" };
         var plainMqtt = new Option<bool>("--plain-mqtt") { Description = "The server is a plain MQTT server (Mosquitto, EMQX, ...): provision nothing, connect without credentials, skip what needs the platform's API (read-back, alarms, RPC calls) and say so in the report." };
+        var tenantAdmin = new Option<string?>("--tenant-admin") { Description = "Use this tenant administrator's existing tenant (and its devices and profiles of the scenario's names) instead of making a tenant; the password from --tenant-password or TAIHU_TENANT_PASSWORD." };
+        var tenantPassword = new Option<string?>("--tenant-password") { Description = "The --tenant-admin's password." };
         var slice = new Option<string>("--slice") { Description = "Run part of the fleet, 'i/n': the i-th of n simulator processes sharing the scenario (device k of each fleet where (k - 1) mod n = i - 1).", DefaultValueFactory = _ => "1/1" };
         var command = new Command("run", "Provisions the scenario's fleet in a tenant of its own, runs it, reads back what was stored and which alarms fired, checks the expectations and writes the report. "
             + "Exit code 0: every expectation met; 1: one or more not met; 2: the scenario file is wrong; 3: the run could not be made.")
         {
-            file, speed, scale, url, mqttHost, mqttPort, admin, password, serverPid, report, plainMqtt, slice,
+            file, speed, scale, url, mqttHost, mqttPort, admin, password, serverPid, report, plainMqtt, slice, tenantAdmin, tenantPassword,
         };
         command.SetAction(async (parse, cancellationToken) =>
         {
@@ -54,7 +56,20 @@ internal static class SimCommands
             var http = new Uri(parse.GetRequiredValue(url));
             var plain = parse.GetValue(plainMqtt);
             var secret = parse.GetValue(password) ?? Environment.GetEnvironmentVariable("TAIHU_ADMIN_PASSWORD") ?? "";
-            if (!plain && string.IsNullOrEmpty(secret))
+            (string, string)? tenant = null;
+            if (parse.GetValue(tenantAdmin) is { } tenantUser)
+            {
+                var tenantSecret = parse.GetValue(tenantPassword) ?? Environment.GetEnvironmentVariable("TAIHU_TENANT_PASSWORD");
+                if (string.IsNullOrEmpty(tenantSecret))
+                {
+                    Console.Error.WriteLine("The tenant administrator's password is needed: --tenant-password, or the TAIHU_TENANT_PASSWORD environment variable.");
+                    return 3;
+                }
+
+                tenant = (tenantUser, tenantSecret);
+            }
+
+            if (!plain && tenant is null && string.IsNullOrEmpty(secret))
             {
                 Console.Error.WriteLine("The system administrator's password is needed: --password, or the TAIHU_ADMIN_PASSWORD environment variable.");
                 return 3;
@@ -64,6 +79,7 @@ internal static class SimCommands
             {
                 ServerPid = parse.GetValue(serverPid),
                 PlainMqtt = plain,
+                Tenant = tenant,
                 Slice = part,
             };
             try

@@ -32,6 +32,38 @@ public sealed class Provisioner(HttpClient http, ScenarioScaling scaling)
 
     public string TenantPassword { get; private set; } = "";
 
+    /// <summary>Set when the run uses an existing tenant (and its devices and profiles of the same names) instead of making one.</summary>
+    public bool ExistingTenant { get; private set; }
+
+    /// <summary>Signs in to an existing tenant as its administrator: devices and profiles already there by name are used as they are.</summary>
+    public async Task UseTenantAsync(string tenantAdmin, string password, CancellationToken cancellationToken)
+    {
+        TenantToken = await BenchTenant.LoginAsync(http, tenantAdmin, password, cancellationToken);
+        TenantAdmin = tenantAdmin;
+        TenantPassword = "(your password)";
+        ExistingTenant = true;
+    }
+
+    /// <summary>GET <paramref name="path"/> as the tenant; null when the server answers 404.</summary>
+    private async Task<JsonElement?> FindAsync(string path, CancellationToken cancellationToken)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Get, path);
+        request.Headers.Add("X-Authorization", "Bearer " + TenantToken);
+        using var response = await http.SendAsync(request, cancellationToken);
+        var text = await response.Content.ReadAsStringAsync(cancellationToken);
+        if (response.StatusCode == System.Net.HttpStatusCode.NotFound)
+        {
+            return null;
+        }
+
+        if (!response.IsSuccessStatusCode)
+        {
+            throw new InvalidOperationException($"GET {path} failed: {(int)response.StatusCode} {text}");
+        }
+
+        return JsonDocument.Parse(text).RootElement.Clone();
+    }
+
     public async Task CreateTenantAsync(Scenario scenario, string sysAdmin, string sysPassword, CancellationToken cancellationToken)
     {
         var sysToken = await BenchTenant.LoginAsync(http, sysAdmin, sysPassword, cancellationToken);
@@ -48,8 +80,27 @@ public sealed class Provisioner(HttpClient http, ScenarioScaling scaling)
     public async Task<Dictionary<string, string>> CreateProfilesAsync(Scenario scenario, CancellationToken cancellationToken)
     {
         var ids = new Dictionary<string, string>(StringComparer.Ordinal);
+        if (ExistingTenant)
+        {
+            // The tenant's own profiles of the scenario's names are used as they are.
+            var existing = await BenchTenant.SendAsync(http, HttpMethod.Get, TenantToken, "/api/deviceProfiles?pageSize=1000&page=0", null, cancellationToken);
+            foreach (var profile in existing.GetProperty("data").EnumerateArray())
+            {
+                var name = profile.GetProperty("name").GetString()!;
+                if (scenario.Profiles.Any(p => p.Name == name))
+                {
+                    ids[name] = profile.GetProperty("id").GetProperty("id").GetString()!;
+                }
+            }
+        }
+
         foreach (var profile in scenario.Profiles)
         {
+            if (ids.ContainsKey(profile.Name))
+            {
+                continue;
+            }
+
             var data = new JsonObject();
             if (profile.InactivityTimeout is { } timeout)
             {
@@ -216,6 +267,20 @@ public sealed class Provisioner(HttpClient http, ScenarioScaling scaling)
                     var (fleet, fleetIndex, number) = plan[i];
                     var token = fleet.Real?.Token ?? string.Create(CultureInfo.InvariantCulture, $"sim-{RunId}-{fleetIndex}-{number}");
                     var name = fleet.Real is null ? fleet.DeviceName(number) : fleet.Name;
+                    if (ExistingTenant && await FindAsync($"/api/tenant/devices/{Uri.EscapeDataString(name)}", cancellationToken) is { } found)
+                    {
+                        // A device of the tenant's own: it connects with the access token it has.
+                        var id = found.GetProperty("id").GetProperty("id").GetString()!;
+                        var credentials = await BenchTenant.SendAsync(http, HttpMethod.Get, TenantToken, $"/api/device/{id}/credentials", null, cancellationToken);
+                        if (credentials.GetProperty("credentialsType").GetString() != "ACCESS_TOKEN")
+                        {
+                            throw new InvalidOperationException($"The tenant's device '{name}' has {credentials.GetProperty("credentialsType").GetString()} credentials; the simulator connects its devices with access tokens.");
+                        }
+
+                        devices[i] = new ProvisionedDevice(fleet, fleetIndex, number, name, id, credentials.GetProperty("credentialsId").GetString()!);
+                        continue;
+                    }
+
                     var body = new JsonObject { ["name"] = name, ["type"] = fleet.Profile ?? "default" };
                     if (fleet.Profile is { } profile)
                     {

@@ -152,7 +152,7 @@ public sealed class SimReport
         foreach (var alarm in alarms ?? [])
         {
             var originator = alarm.GetProperty("originator").GetProperty("id").GetString()!;
-            if (!byId.TryGetValue(originator, out var device))
+            if (!byId.TryGetValue(originator, out var device) || alarm.GetProperty("createdTime").GetInt64() < started.ToUnixTimeMilliseconds() - 1_000)
             {
                 continue;
             }
@@ -219,6 +219,7 @@ public sealed class SimReport
             Ended = ended,
             Tenant = target.PlainMqtt
                 ? $"plain MQTT server at {target.MqttHost}:{target.MqttPort} (nothing provisioned)"
+                : provisioner.ExistingTenant ? $"the existing tenant of {provisioner.TenantAdmin}"
                 : $"sim {scenario.Name} {provisioner.RunId} (tenant administrator {provisioner.TenantAdmin})",
             Notes = notes,
             RealDevices = realDevices,

@@ -20,6 +20,9 @@ public sealed record SimTarget(Uri Http, string MqttHost, int MqttPort, string S
     /// </summary>
     public bool PlainMqtt { get; init; }
 
+    /// <summary>An existing tenant's administrator and password: the run uses that tenant and its devices of the scenario's names instead of making a tenant.</summary>
+    public (string User, string Password)? Tenant { get; init; }
+
     /// <summary>The part of the fleet this process runs (<c>--slice</c>).</summary>
     public FleetSlice Slice { get; init; } = FleetSlice.Whole;
 }
@@ -79,10 +82,21 @@ public sealed class SimRunner(Scenario scenario, ScenarioScaling scaling, SimTar
         }
         else
         {
-            await provisioner.CreateTenantAsync(scenario, target.SysAdmin, target.SysPassword, cancellationToken);
+            if (target.Tenant is { } tenant)
+            {
+                await provisioner.UseTenantAsync(tenant.User, tenant.Password, cancellationToken);
+                notes.Add($"The existing tenant of {tenant.User}: its devices and profiles of the scenario's names were used as they are, the others created.");
+            }
+            else
+            {
+                await provisioner.CreateTenantAsync(scenario, target.SysAdmin, target.SysPassword, cancellationToken);
+            }
+
             var profiles = await provisioner.CreateProfilesAsync(scenario, cancellationToken);
             provisioned = await provisioner.CreateDevicesAsync(scenario, profiles, target.Slice, progress, cancellationToken);
-            log.WriteLine($"  tenant 'sim {scenario.Name} {provisioner.RunId}' with {provisioned.Count} device(s); sign in to the console as {provisioner.TenantAdmin} / {provisioner.TenantPassword}");
+            log.WriteLine(provisioner.ExistingTenant
+                ? $"  the tenant of {provisioner.TenantAdmin}, {provisioned.Count} device(s)"
+                : $"  tenant 'sim {scenario.Name} {provisioner.RunId}' with {provisioned.Count} device(s); sign in to the console as {provisioner.TenantAdmin} / {provisioner.TenantPassword}");
         }
 
         // Fleets with network faults connect through the proxy that makes them.
