@@ -74,6 +74,7 @@ public sealed class PlainMqttTests
                 var html = await File.ReadAllTextAsync(Path.Combine(report, "report.html"));
                 Assert.Contains("nothing was provisioned", html, StringComparison.Ordinal);
                 Assert.Contains(">SKIP<", html, StringComparison.Ordinal);
+                Assert.Empty(json["server"]!["stored"]!.AsArray());
             }
             finally
             {

@@ -152,6 +152,10 @@ public sealed class ScenarioRunTests(SimServerFixture fixture) : IClassFixture<S
             Assert.True(report.Server.Count >= 10, $"{report.Server.Count} samples");
             Assert.All(report.Server, s => Assert.InRange(s.MemoryMb!.Value, 10, 8192));
             Assert.Contains(report.Server, s => s.CpuPercent > 0);
+
+            // And the points the server committed, each second: what the report's "stored" chart shows.
+            Assert.Contains(report.ServerStored, s => s.PointsPerSecond > 0);
+            Assert.Contains("id=\"stored\"", html, StringComparison.Ordinal);
         }
         finally
         {

@@ -104,6 +104,11 @@ internal static class ReportHtml
         }
 
         html.Append("<h2>Messages per second</h2><div id=\"rates\" class=\"chart\"></div>");
+        if (report.ServerStored.Count > 0)
+        {
+            html.Append("<h2>Points stored per second</h2><p class=\"muted\">What the server committed to its store each second (its own count, <code>taihu_ingest_points_total</code>: every key of every message, all tenants).</p><div id=\"stored\" class=\"chart\"></div>");
+        }
+
         html.Append("<h2>Latency, send to acknowledgement</h2><div id=\"latency\" class=\"chart\"></div>");
         html.Append("<h2>Server CPU and memory</h2>");
         html.Append(System.Globalization.CultureInfo.InvariantCulture, $"<p class=\"muted\">The simulator itself used {report.Simulator.CpuPercent:0.#}% of a core over the run, and at most {report.Simulator.MemoryMb:0} MB.</p>");
@@ -139,6 +144,12 @@ internal static class ReportHtml
             new uPlot({ width, height: 260, scales: { x: { time: false } }, axes: [seconds, { label: 'ms' }],
               series: [{}, { label: 'p50', stroke: '#9467bd' }, { label: 'p99', stroke: '#ff7f0e' }] },
               [t, col(3), col(4)], document.getElementById('latency'));
+            const stored = report.server.stored;
+            if (stored.length > 0) {
+              new uPlot({ width, height: 220, scales: { x: { time: false } }, axes: [seconds, { label: 'points per second' }],
+                series: [{}, { label: 'stored', stroke: '#2ca02c', fill: 'rgba(44,160,44,0.08)' }] },
+                [stored.map(s => s[0]), stored.map(s => s[1])], document.getElementById('stored'));
+            }
             const server = report.server.samples;
             if (server.length > 0 && document.getElementById('server')) {
               new uPlot({ width, height: 240, scales: { x: { time: false }, mb: {} }, axes: [seconds, { label: '% of a core' }, { scale: 'mb', side: 1, label: 'MB', grid: { show: false } }],

@@ -8,9 +8,14 @@ namespace Taihu.Sim.Running;
 /// .NET runtime's <c>dotnet_process_cpu_time_seconds_total</c> and <c>dotnet_process_memory_working_set_bytes</c>,
 /// as Taihu exposes them), or from <c>/proc</c> for a local process given by id (any server, Mosquitto included).
 /// </summary>
-public sealed class ServerSampler(HttpClient http, int? pid)
+/// <param name="points">Whether to read the points the server committed (Taihu's <c>taihu_ingest_points_total</c>) each second too.</param>
+public sealed class ServerSampler(HttpClient http, int? pid, bool points = true)
 {
     private readonly List<(double Seconds, double? CpuPercent, double? MemoryMb)> _samples = [];
+    private readonly List<(double Seconds, double PointsPerSecond)> _stored = [];
+
+    /// <summary>Points the server committed per second (all tenants: the server's own count), each second of the run.</summary>
+    public IReadOnlyList<(double Seconds, double PointsPerSecond)> Stored => _stored;
 
     public IReadOnlyList<(double Seconds, double? CpuPercent, double? MemoryMb)> Samples => _samples;
 
@@ -21,13 +26,26 @@ public sealed class ServerSampler(HttpClient http, int? pid)
     {
         double? lastCpu = null;
         var lastAt = 0.0;
+        double? lastPoints = null;
+        var lastPointsAt = 0.0;
         using var timer = new PeriodicTimer(TimeSpan.FromSeconds(1));
         try
         {
             do
             {
                 var at = Stopwatch.GetElapsedTime(startTimestamp).TotalSeconds;
-                var (cpu, memory) = await ReadAsync(cancellationToken);
+                var (cpu, memory, committed) = await ReadAsync(cancellationToken);
+                if (committed is { } total)
+                {
+                    if (lastPoints is { } before && at > lastPointsAt)
+                    {
+                        _stored.Add((at, Math.Max(0, (total - before) / (at - lastPointsAt))));
+                    }
+
+                    lastPoints = total;
+                    lastPointsAt = at;
+                }
+
                 double? percent = cpu is { } c && lastCpu is { } l && at > lastAt ? Math.Max(0, (c - l) / (at - lastAt) * 100) : null;
                 if (cpu is not null)
                 {
@@ -48,20 +66,35 @@ public sealed class ServerSampler(HttpClient http, int? pid)
         }
     }
 
-    private async Task<(double? CpuSeconds, double? MemoryMb)> ReadAsync(CancellationToken cancellationToken)
+    private async Task<(double? CpuSeconds, double? MemoryMb, double? Points)> ReadAsync(CancellationToken cancellationToken)
     {
         if (pid is { } id)
         {
-            return ReadProc(id);
+            var (cpuSeconds, memoryMb) = ReadProc(id);
+            return (cpuSeconds, memoryMb, points ? (await ReadMetricsAsync(cancellationToken)).Points : null);
         }
 
+        var metrics = await ReadMetricsAsync(cancellationToken);
+        Source ??= metrics.CpuSeconds is null && metrics.MemoryMb is null ? null : "the server's /metrics";
+        return metrics;
+    }
+
+    private async Task<(double? CpuSeconds, double? MemoryMb, double? Points)> ReadMetricsAsync(CancellationToken cancellationToken)
+    {
         try
         {
             var text = await http.GetStringAsync("/metrics", cancellationToken);
             double? cpu = null;
             double? memory = null;
+            double? committed = null;
             foreach (var line in text.Split('\n'))
             {
+                if (points && line.StartsWith("taihu_ingest_points_total", StringComparison.Ordinal) && Value(line) is { } count)
+                {
+                    committed = count;
+                    continue;
+                }
+
                 if (line.StartsWith("dotnet_process_cpu_time_seconds_total", StringComparison.Ordinal) && Value(line) is { } seconds)
                 {
                     cpu = (cpu ?? 0) + seconds;
@@ -72,12 +105,11 @@ public sealed class ServerSampler(HttpClient http, int? pid)
                 }
             }
 
-            Source ??= cpu is null && memory is null ? null : "the server's /metrics";
-            return (cpu, memory);
+            return (cpu, memory, committed);
         }
         catch (Exception e) when (e is HttpRequestException or TaskCanceledException)
         {
-            return (null, null);
+            return (null, null, null);
         }
     }
 

@@ -128,6 +128,9 @@ public sealed class SimReport
 
     public required string? ServerSource { get; init; }
 
+    /// <summary>Points the server committed per second during the run (its own count, all tenants); empty when it does not say.</summary>
+    public IReadOnlyList<(double Seconds, double PointsPerSecond)> ServerStored { get; init; } = [];
+
     /// <summary>What the reader must know about how the run was made: a plain MQTT server, a slice of the fleet.</summary>
     public IReadOnlyList<string> Notes { get; init; } = [];
 
@@ -231,6 +234,7 @@ public sealed class SimReport
             Timeline = total.Timeline(),
             Server = sampler.Samples,
             ServerSource = sampler.Source,
+            ServerStored = sampler.Stored,
         };
     }
 
@@ -408,6 +412,7 @@ public sealed class SimReport
             ["server"] = new JsonObject
             {
                 ["source"] = ServerSource,
+                ["stored"] = new JsonArray([.. ServerStored.Select(x => (JsonNode)new JsonArray(Math.Round(x.Seconds, 2), Math.Round(x.PointsPerSecond, 1)))]),
                 ["samples"] = new JsonArray([.. Server.Select(x => (JsonNode)new JsonArray(Math.Round(x.Seconds, 2), x.CpuPercent is { } c ? Math.Round(c, 1) : null, x.MemoryMb is { } m ? Math.Round(m, 1) : null))]),
             },
             ["timelineColumns"] = new JsonArray("sent", "acknowledged", "failed", "p50Ms", "p99Ms"),

@@ -162,7 +162,7 @@ public sealed class SimRunner(Scenario scenario, ScenarioScaling scaling, SimTar
         var total = new Recorder(startTimestamp);
         _total = total;
         var simulatorCpu = Process.GetCurrentProcess().TotalProcessorTime;
-        var sampler = new ServerSampler(http, target.ServerPid);
+        var sampler = new ServerSampler(http, target.ServerPid, points: !target.PlainMqtt);
         using var sampling = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         var samplerTask = sampler.RunAsync(startTimestamp, sampling.Token);
         var attributeTasks = target.PlainMqtt ? [] : devices.Where(d => d.Provisioned.Fleet.Real?.SharedAttributes is not null).Select(d => SetSharedAttributesAsync(d, cancellationToken)).ToList();
