@@ -10,6 +10,7 @@ using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.DependencyInjection;
 using MudBlazor.Services;
 using Taihu.Platform;
+using Taihu.Platform.Devices;
 using Taihu.Platform.Telemetry;
 using Taihu.Platform.Tenants;
 using Taihu.WebConsole.Components;
@@ -112,6 +113,10 @@ public static class ConsoleExtensions
                 return Results.Problem(statusCode: e.Status, detail: e.Message);
             }
         }).ExcludeFromDescription();
+
+        // The device page's live values: server-sent events from the ingest's commits (see DeviceStream).
+        app.MapGet("/console/devices/{id:guid}/stream", (Guid id, HttpContext context, IDeviceStore devices, ITelemetryStore telemetry, LiveFeed feed,
+            Microsoft.Extensions.Hosting.IHostApplicationLifetime lifetime) => DeviceStream.RunAsync(id, context, devices, telemetry, feed, lifetime.ApplicationStopping)).ExcludeFromDescription();
 
         // The device page polls this for its latest values: the numbers stay off any Blazor circuit.
         app.MapGet("/console/devices/{id:guid}/latest", async (Guid id, HttpContext context, DeviceDataService data, CancellationToken ct) =>

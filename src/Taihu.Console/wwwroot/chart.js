@@ -178,6 +178,14 @@
     if (!changed || !plot) return;
     end = Math.max(end, Date.now());
     start = end - (ranges[rangeSelect.value] ?? ranges.hour).span;
+    // Points that slid out of the window are dropped, so that a page left open for hours keeps a bounded heap.
+    // A Map iterates in insertion order, which is time order here (the load is ascending, live points are newer).
+    for (const points of series.values()) {
+      for (const ts of points.keys()) {
+        if (ts >= start) break;
+        points.delete(ts);
+      }
+    }
     const visible = zoomed ? { min: plot.scales.x.min, max: plot.scales.x.max } : { min: start, max: end };
     plot.setData(columns(keys), false);
     // Setting the x scale again ranges y over what is visible, new points included.

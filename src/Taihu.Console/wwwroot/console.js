@@ -35,7 +35,7 @@ for (const button of document.querySelectorAll('button[data-copy]')) {
   });
 }
 
-// Latest values of a device: polled once a second while the page is visible.
+// Latest values of a device, live: pushed by the server (GET /console/devices/{id}/stream) as they are stored.
 const latest = document.getElementById('latest');
 if (latest) {
   const status = document.getElementById('latest-status');
@@ -59,23 +59,28 @@ if (latest) {
     // The chart (chart.js) appends what is new.
     document.dispatchEvent(new CustomEvent('taihu:latest', { detail: points }));
   };
-  const poll = async () => {
-    if (document.visibilityState === 'visible') {
+  // Server-sent events: the latest values first, then each batch the server stores, as it is stored. The browser
+  // reconnects by itself after a network error; a refusal (the session ended) is asked for its reason, shown,
+  // and the stream tried again a little later.
+  const connect = () => {
+    const events = new EventSource(latest.dataset.stream);
+    events.onmessage = event => render(JSON.parse(event.data));
+    events.onerror = async () => {
+      if (events.readyState !== EventSource.CLOSED) {
+        status.textContent = latest.dataset.error;
+        return;
+      }
       try {
         const response = await fetch(latest.dataset.source, { headers: { Accept: 'application/json' } });
-        if (response.ok) {
-          render(await response.json());
-        } else {
-          const problem = await response.json().catch(() => null);
-          status.textContent = (problem && problem.detail) || latest.dataset.error;
-        }
+        const problem = response.ok ? null : await response.json().catch(() => null);
+        status.textContent = (problem && problem.detail) || latest.dataset.error;
       } catch {
         status.textContent = latest.dataset.error;
       }
-    }
-    setTimeout(poll, 1000);
+      setTimeout(connect, 5000);
+    };
   };
-  setTimeout(poll, 1000);
+  connect();
 }
 
 // Live sections of a page rendered on the server (alarms): the page is fetched again every two seconds while
