@@ -9,10 +9,10 @@ namespace Taihu.Console.BrowserTests;
 public sealed class RoleTests(ConsoleFixture fixture)
 {
     [Theory]
-    [InlineData("SYS_ADMIN", "System administrator", new[] { "Home", "Tenants", "Users" }, new[] { "Devices", "Alarms", "Audit log" })]
-    [InlineData("TENANT_ADMIN", "Tenant administrator", new[] { "Home", "Devices", "Alarms", "Device profiles", "MQTT clients", "Audit log", "Users" }, new[] { "Tenants" })]
-    [InlineData("OPERATOR", "Operator", new[] { "Home", "Devices", "Alarms", "Device profiles" }, new[] { "MQTT clients", "Audit log", "Users", "Tenants" })]
-    [InlineData("VIEWER", "Viewer", new[] { "Home", "Devices", "Alarms", "Device profiles" }, new[] { "MQTT clients", "Audit log", "Users", "Tenants" })]
+    [InlineData("SYS_ADMIN", "System administrator", new[] { "Home", "Tenants", "Users" }, new[] { "Devices", "Alarms", "Audit log", "Integrations" })]
+    [InlineData("TENANT_ADMIN", "Tenant administrator", new[] { "Home", "Devices", "Alarms", "Device profiles", "Integrations", "MQTT clients", "Audit log", "Users" }, new[] { "Tenants" })]
+    [InlineData("OPERATOR", "Operator", new[] { "Home", "Devices", "Alarms", "Device profiles", "Integrations" }, new[] { "MQTT clients", "Audit log", "Users", "Tenants" })]
+    [InlineData("VIEWER", "Viewer", new[] { "Home", "Devices", "Alarms", "Device profiles", "Integrations" }, new[] { "MQTT clients", "Audit log", "Users", "Tenants" })]
     public async Task Each_role_signs_in_sees_its_navigation_and_signs_out(string authority, string roleName, string[] shown, string[] hidden)
     {
         const string password = "role-password-1";

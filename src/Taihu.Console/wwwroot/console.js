@@ -163,3 +163,13 @@ for (const form of document.querySelectorAll('form[data-confirm]')) {
     if (!window.confirm(form.dataset.confirm)) event.preventDefault();
   });
 }
+
+// The integration form: only the chosen type's fields are shown (both are in the page, for browsers without scripts).
+for (const select of document.querySelectorAll('select[data-integration-type]')) {
+  const form = select.form;
+  const show = () => {
+    for (const fieldset of form.querySelectorAll('[data-for-type]')) fieldset.hidden = fieldset.dataset.forType !== select.value;
+  };
+  select.addEventListener('change', show);
+  show();
+}
