@@ -61,6 +61,8 @@ public sealed class BenchServer : IAsyncDisposable
             ViewportSize = new ViewportSize { Width = width, Height = height },
         });
         var page = await context.NewPageAsync();
+        // A script error on the page would make a measurement meaningless: shown as it happens.
+        page.PageError += (_, error) => Console.Error.WriteLine("Page error: " + error);
         await page.GotoAsync("/login");
         await page.Locator("input[name='Form.Email']").First.FillAsync(Tenant.AdminEmail);
         await page.Locator("input[name='Form.Password']").First.FillAsync(Tenant.AdminPassword);

@@ -179,11 +179,11 @@
     end = Math.max(end, Date.now());
     start = end - (ranges[rangeSelect.value] ?? ranges.hour).span;
     // Points that slid out of the window are dropped, so that a page left open for hours keeps a bounded heap.
-    // A Map iterates in insertion order, which is time order here (the load is ascending, live points are newer).
+    // Every point is looked at: insertion order is not time order (a live value can arrive while the history is
+    // still being fetched, and devices may send old timestamps).
     for (const points of series.values()) {
       for (const ts of points.keys()) {
-        if (ts >= start) break;
-        points.delete(ts);
+        if (ts < start) points.delete(ts);
       }
     }
     const visible = zoomed ? { min: plot.scales.x.min, max: plot.scales.x.max } : { min: start, max: end };
