@@ -19,6 +19,9 @@ public enum Authority
     Viewer,
 }
 
+/// <summary>An API key of a tenant as it is listed: its name and authority; the key itself is shown once, at creation.</summary>
+public sealed record ApiKey(Guid Id, Guid TenantId, string Name, Authority Authority, long CreatedTime);
+
 /// <summary>A person who logs in (or an API key acting as one).</summary>
 public sealed record User(Guid Id, Guid? TenantId, string Email, Authority Authority, string? FirstName, string? LastName, long CreatedTime, bool Activated)
 {

@@ -268,6 +268,25 @@ public sealed partial class TenantService(
         return (id, key);
     }
 
+    /// <summary>The caller's tenant's API keys (tenant administrators).</summary>
+    public Task<Page<ApiKey>> ListApiKeysAsync(Caller caller, PageRequest request, CancellationToken cancellationToken = default)
+    {
+        caller.RequireTenantAdmin();
+        return store.ListApiKeysAsync(caller.RequireTenant(), request, cancellationToken);
+    }
+
+    /// <summary>Revokes an API key of the caller's tenant: requests with it are refused from now on (it is looked up on each one).</summary>
+    public async Task RevokeApiKeyAsync(Caller caller, Guid id, CancellationToken cancellationToken = default)
+    {
+        caller.RequireTenantAdmin();
+        if (!await store.DeleteApiKeyAsync(id, caller.RequireTenant(), cancellationToken))
+        {
+            throw PlatformException.NotFound("The API key");
+        }
+
+        await audit.WriteAsync(caller, "DELETED", "API_KEY", id.ToString(), null, cancellationToken: cancellationToken);
+    }
+
     public Task<Caller?> FindApiKeyAsync(string key, CancellationToken cancellationToken = default) => store.FindApiKeyAsync(CredentialHasher.Sha256(key), cancellationToken);
 
     /// <summary>First start: creates the system administrator; a generated password is logged once.</summary>

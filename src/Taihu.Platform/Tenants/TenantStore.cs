@@ -55,6 +55,12 @@ public interface ITenantStore
 
     Task<Caller?> FindApiKeyAsync(string keyHash, CancellationToken cancellationToken = default);
 
+    /// <summary>The tenant's API keys (never their keys, which are stored only as hashes), by name.</summary>
+    Task<Page<ApiKey>> ListApiKeysAsync(Guid tenantId, PageRequest request, CancellationToken cancellationToken = default);
+
+    /// <summary>Removes an API key of the tenant: the next request with it is refused. False when there is none.</summary>
+    Task<bool> DeleteApiKeyAsync(Guid id, Guid tenantId, CancellationToken cancellationToken = default);
+
     Task<string?> GetSettingAsync(string name, CancellationToken cancellationToken = default);
 
     /// <summary>Stores the setting unless one exists; returns the value that is kept.</summary>
@@ -330,6 +336,33 @@ public sealed class SqlTenantStore(PlatformDatabase database) : ITenantStore
         }
 
         return new Caller(Guid.Parse(reader.GetString(0)), Guid.Parse(reader.GetString(1)), authority, "api key " + reader.GetString(3));
+    }
+
+    public Task<Page<ApiKey>> ListApiKeysAsync(Guid tenantId, PageRequest request, CancellationToken cancellationToken = default)
+    {
+        var where = " WHERE tenant_id = @tenant";
+        if (request.LikePattern is not null)
+        {
+            where += " AND lower(name) LIKE @q ESCAPE '\\'";
+        }
+
+        var order = $"{(request.SortProperty == "createdTime" ? "created_time" : "name")} {(request.Descending ? "DESC" : "ASC")}, id";
+        return database.QueryPageAsync("id, tenant_id, name, authority, created_time", "api_keys", where, order, request,
+            c => c.AddParameter("tenant", tenantId.ToString()), reader =>
+            {
+                _ = User.TryParseAuthority(reader.GetString(3), out var authority);
+                return new ApiKey(Guid.Parse(reader.GetString(0)), Guid.Parse(reader.GetString(1)), reader.GetString(2), authority, reader.GetInt64(4));
+            }, cancellationToken);
+    }
+
+    public async Task<bool> DeleteApiKeyAsync(Guid id, Guid tenantId, CancellationToken cancellationToken = default)
+    {
+        await using var connection = await database.OpenAsync(cancellationToken);
+        using var command = connection.CreateCommand();
+        command.CommandText = "DELETE FROM api_keys WHERE id = @id AND tenant_id = @tenant";
+        command.AddParameter("id", id.ToString());
+        command.AddParameter("tenant", tenantId.ToString());
+        return await command.ExecuteNonQueryAsync(cancellationToken) > 0;
     }
 
     public async Task<string?> GetSettingAsync(string name, CancellationToken cancellationToken = default)
