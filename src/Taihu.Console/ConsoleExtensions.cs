@@ -80,14 +80,23 @@ public static class ConsoleExtensions
         app.MapGet("/api/noauth/activate", (string? activateToken) =>
             Results.Redirect("/activate?activateToken=" + Uri.EscapeDataString(activateToken ?? ""))).ExcludeFromDescription();
 
-        // The language switch: remembered in a cookie for a year, then back to the page it was clicked on.
-        app.MapGet("/console/language", (HttpContext context, string? culture, string? returnUrl) =>
+        // The language switch: the signed-in user's language is stored with the user (it follows them to another
+        // browser); before sign-in it is this browser's until the user signs in. Then back to the page it was on.
+        app.MapGet("/console/language", async (HttpContext context, TenantService tenants, string? culture, string? returnUrl) =>
         {
             if (ConsoleLanguages.Cultures().FirstOrDefault(c => c.Name == culture) is { } chosen)
             {
-                context.Response.Cookies.Append(CookieRequestCultureProvider.DefaultCookieName,
-                    CookieRequestCultureProvider.MakeCookieValue(new RequestCulture(chosen)),
-                    new CookieOptions { Expires = DateTimeOffset.UtcNow.AddYears(1), HttpOnly = true, SameSite = SameSiteMode.Lax, IsEssential = true });
+                ConsolePreferences.SetCulture(context.Response, chosen);
+                if (ConsoleSession.CallerOf(context.User) is { } caller)
+                {
+                    var stored = await tenants.GetPreferencesAsync(caller, context.RequestAborted);
+                    await tenants.SavePreferencesAsync(caller, stored with { Lang = ConsolePreferences.ToLang(chosen) }, context.RequestAborted);
+                }
+                else
+                {
+                    context.Response.Cookies.Append(ConsolePreferences.ChosenBeforeSignInCookie, "1",
+                        new CookieOptions { HttpOnly = true, SameSite = SameSiteMode.Lax, IsEssential = true });
+                }
             }
 
             // Only a path of this site: never an open redirect.

@@ -89,6 +89,8 @@
       width,
       height: 320,
       ms: 1,
+      // The axis in the user's time zone (their setting, else the browser's).
+      ...(document.documentElement.dataset.timeZone ? { tzDate: ts => uPlot.tzDate(new Date(ts), document.documentElement.dataset.timeZone) } : {}),
       cursor: { drag: { x: true, y: false, setScale: true } },
       scales: { x: { time: true } },
       series: [

@@ -1,8 +1,16 @@
 // The console's small scripts. Pages are rendered on the server; live numbers are fetched here and written into
 // the DOM, so high-rate data never goes through a Blazor circuit.
 
-// Times: the server writes UTC; the browser shows them in its own time zone, in the page's language.
-const timeFormat = new Intl.DateTimeFormat(document.documentElement.lang || undefined, { dateStyle: 'medium', timeStyle: 'medium' });
+// Times: the server writes UTC; the browser shows them in the user's time zone (their setting, else the browser's
+// own), in the page's language.
+const timeZone = document.documentElement.dataset.timeZone || undefined;
+const timeFormat = (() => {
+  try {
+    return new Intl.DateTimeFormat(document.documentElement.lang || undefined, { dateStyle: 'medium', timeStyle: 'medium', timeZone });
+  } catch {
+    return new Intl.DateTimeFormat(document.documentElement.lang || undefined, { dateStyle: 'medium', timeStyle: 'medium' });
+  }
+})();
 const localTime = ms => timeFormat.format(new Date(ms));
 const localizeTimes = root => {
   for (const element of root.querySelectorAll('time[data-local]')) {

@@ -51,6 +51,12 @@ public interface ITenantStore
 
     Task<bool> AnySysAdminAsync(CancellationToken cancellationToken = default);
 
+    /// <summary>The user's additional info (a JSON object, ThingsBoard's <c>additionalInfo</c>), or null.</summary>
+    Task<string?> GetUserAdditionalInfoAsync(Guid id, CancellationToken cancellationToken = default);
+
+    /// <summary>Replaces the user's additional info; false when there is no such user.</summary>
+    Task<bool> SetUserAdditionalInfoAsync(Guid id, string? json, CancellationToken cancellationToken = default);
+
     Task CreateApiKeyAsync(Guid id, Guid tenantId, string name, Authority authority, string keyHash, long createdTime, CancellationToken cancellationToken = default);
 
     Task<Caller?> FindApiKeyAsync(string keyHash, CancellationToken cancellationToken = default);
@@ -307,6 +313,25 @@ public sealed class SqlTenantStore(PlatformDatabase database) : ITenantStore
         using var command = connection.CreateCommand();
         command.CommandText = "SELECT COUNT(*) FROM users WHERE authority = 'SYS_ADMIN'";
         return Convert.ToInt64(await command.ExecuteScalarAsync(cancellationToken), System.Globalization.CultureInfo.InvariantCulture) > 0;
+    }
+
+    public async Task<string?> GetUserAdditionalInfoAsync(Guid id, CancellationToken cancellationToken = default)
+    {
+        await using var connection = await database.OpenAsync(cancellationToken);
+        using var command = connection.CreateCommand();
+        command.CommandText = "SELECT additional_info FROM users WHERE id = @id";
+        command.AddParameter("id", id.ToString());
+        return await command.ExecuteScalarAsync(cancellationToken) as string;
+    }
+
+    public async Task<bool> SetUserAdditionalInfoAsync(Guid id, string? json, CancellationToken cancellationToken = default)
+    {
+        await using var connection = await database.OpenAsync(cancellationToken);
+        using var command = connection.CreateCommand();
+        command.CommandText = "UPDATE users SET additional_info = @info WHERE id = @id";
+        command.AddParameter("id", id.ToString());
+        command.AddParameter("info", json);
+        return await command.ExecuteNonQueryAsync(cancellationToken) > 0;
     }
 
     public async Task CreateApiKeyAsync(Guid id, Guid tenantId, string name, Authority authority, string keyHash, long createdTime, CancellationToken cancellationToken = default)
