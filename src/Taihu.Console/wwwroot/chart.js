@@ -84,7 +84,7 @@
     describe(keys);
     if (plot) { plot.destroy(); plot = null; }
     if (keys.length === 0) return;
-    const width = Math.max(320, plotBox.clientWidth || root.clientWidth || 800);
+    const width = Math.max(200, plotBox.clientWidth || root.clientWidth || 800);
     plot = new uPlot({
       width,
       height: 320,
@@ -199,6 +199,6 @@
   aggSelect.addEventListener('change', load);
   resetButton.addEventListener('click', () => { if (plot) plot.setScale('x', { min: start, max: end }); });
   for (const box of keysBox.querySelectorAll('input[type=checkbox]')) box.addEventListener('change', load);
-  window.addEventListener('resize', () => { if (plot) plot.setSize({ width: Math.max(320, plotBox.clientWidth), height: 320 }); });
+  window.addEventListener('resize', () => { if (plot) plot.setSize({ width: Math.max(200, plotBox.clientWidth), height: 320 }); });
   load();
 })();

@@ -181,3 +181,20 @@ for (const select of document.querySelectorAll('select[data-integration-type]'))
   select.addEventListener('change', show);
   show();
 }
+
+// The menu button (a phone's width): opens and closes the navigation; Escape or following a link closes it.
+const menuButton = document.querySelector('[data-testid=menu]');
+if (menuButton) {
+  const setOpen = open => {
+    document.body.classList.toggle('taihu-menu-open', open);
+    menuButton.setAttribute('aria-expanded', String(open));
+  };
+  menuButton.addEventListener('click', () => {
+    const open = !document.body.classList.contains('taihu-menu-open');
+    setOpen(open);
+    if (open) document.querySelector('#taihu-nav a')?.focus();
+  });
+  document.addEventListener('keydown', event => {
+    if (event.key === 'Escape' && document.body.classList.contains('taihu-menu-open')) { setOpen(false); menuButton.focus(); }
+  });
+}
