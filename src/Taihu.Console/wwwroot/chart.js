@@ -1,6 +1,6 @@
 // The device page's chart: uPlot over the telemetry REST API (same-origin, the console's cookie), never through a
 // Blazor circuit. The last hour is drawn raw; a day or a week as one aggregate (AVG, MIN or MAX) per interval, so
-// a week stays about a thousand points whatever the device sends. New values come from the latest-values poll
+// a week stays about a thousand points whatever the device sends; or every point (Raw), read page by page. New values come from the latest-values poll
 // (console.js sends a 'taihu:latest' event) and are appended as raw points. Drag across the plot to zoom;
 // double-click or "Reset zoom" to go back.
 (() => {
@@ -72,7 +72,8 @@
     const last = keys.map(key => {
       const points = series.get(key);
       if (!points || points.size === 0) return null;
-      const ts = Math.max(...points.keys());
+      let ts = -Infinity;
+      for (const t of points.keys()) if (t > ts) ts = t;
       return `${key} ${points.get(ts)}`;
     }).filter(Boolean).join(', ');
     status.textContent = format(text.textPoints, count) + ' ' + format(text.textLatest, last);
@@ -118,6 +119,29 @@
     plot.setScale('x', { min: start, max: end });
   };
 
+  // At most this many raw points of a key are drawn (a day of one-second data is 86,400).
+  const rawLimit = 200000;
+
+  // One key's raw points over [start, end], page after page; returns the server's message if a page is refused.
+  async function loadRaw(key, ticket) {
+    const points = series.get(key);
+    let cursor = null;
+    do {
+      const query = new URLSearchParams({ key, startTs: String(start), endTs: String(end), limit: '10000', useStrictDataTypes: 'true' });
+      if (cursor) query.set('cursor', cursor);
+      const response = await fetch(`${text.pages}?${query}`, { headers: { Accept: 'application/json' } });
+      if (ticket !== loading) return null;
+      if (!response.ok) {
+        const problem = await response.json().catch(() => null);
+        return (problem && problem.detail) || text.textError;
+      }
+      const page = await response.json();
+      for (const point of page.data) points.set(point.ts, numeric(point.value));
+      cursor = page.hasNext ? page.nextCursor : null;
+    } while (cursor && points.size < rawLimit);
+    return null;
+  }
+
   async function load() {
     const keys = chosenKeys();
     const range = ranges[rangeSelect.value] ?? ranges.hour;
@@ -128,29 +152,38 @@
     const ticket = ++loading;
     series = new Map(keys.map(key => [key, new Map()]));
     if (keys.length > 0) {
-      const query = new URLSearchParams({ keys: keys.join(','), startTs: String(start), endTs: String(end), useStrictDataTypes: 'true' });
-      if (range.interval === 0) {
-        query.set('agg', 'NONE');
-        query.set('limit', '10000');
-        query.set('orderBy', 'ASC');
-      } else {
-        query.set('agg', aggSelect.value);
-        query.set('interval', String(range.interval));
-        query.set('limit', '10000');
-      }
       status.textContent = text.textLoading;
       try {
-        const response = await fetch(`${text.source}?${query}`, { headers: { Accept: 'application/json' } });
-        if (ticket !== loading) return;
-        if (!response.ok) {
-          const problem = await response.json().catch(() => null);
-          status.textContent = (problem && problem.detail) || text.textError;
-          return;
-        }
-        const body = await response.json();
-        for (const key of keys) {
-          const points = series.get(key);
-          for (const point of body[key] ?? []) points.set(point.ts, numeric(point.value));
+        if (range.interval > 0 && aggSelect.value === 'NONE') {
+          // Every point of a day or a week: the paged history of each key (10,000 points a page, each page starting
+          // where the last ended), the keys side by side.
+          const failed = await Promise.all(keys.map(key => loadRaw(key, ticket)));
+          if (ticket !== loading) return;
+          const problem = failed.find(f => f);
+          if (problem) { status.textContent = problem; return; }
+        } else {
+          const query = new URLSearchParams({ keys: keys.join(','), startTs: String(start), endTs: String(end), useStrictDataTypes: 'true' });
+          if (range.interval === 0) {
+            query.set('agg', 'NONE');
+            query.set('limit', '10000');
+            query.set('orderBy', 'ASC');
+          } else {
+            query.set('agg', aggSelect.value);
+            query.set('interval', String(range.interval));
+            query.set('limit', '10000');
+          }
+          const response = await fetch(`${text.source}?${query}`, { headers: { Accept: 'application/json' } });
+          if (ticket !== loading) return;
+          if (!response.ok) {
+            const problem = await response.json().catch(() => null);
+            status.textContent = (problem && problem.detail) || text.textError;
+            return;
+          }
+          const body = await response.json();
+          for (const key of keys) {
+            const points = series.get(key);
+            for (const point of body[key] ?? []) points.set(point.ts, numeric(point.value));
+          }
         }
       } catch {
         if (ticket === loading) status.textContent = text.textError;

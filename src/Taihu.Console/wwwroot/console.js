@@ -198,3 +198,36 @@ if (menuButton) {
     if (event.key === 'Escape' && document.body.classList.contains('taihu-menu-open')) { setOpen(false); menuButton.focus(); }
   });
 }
+
+// Search as you type: a search form marked data-live-search fetches its results page as the text changes (a short
+// pause after the last key) and puts the results in place; the address follows, so the results can be shared.
+for (const form of document.querySelectorAll('form[data-live-search]')) {
+  const results = document.getElementById(form.dataset.liveSearch);
+  const input = form.querySelector('input[type=search]');
+  if (!results || !input) continue;
+  let timer = 0;
+  let inflight = null;
+  const search = async () => {
+    const url = new URL(form.action, location.href);
+    for (const [name, value] of new FormData(form)) url.searchParams.set(name, value);
+    inflight?.abort();
+    const controller = new AbortController();
+    inflight = controller;
+    try {
+      const response = await fetch(url, { headers: { Accept: 'text/html' }, signal: controller.signal });
+      if (!response.ok || response.redirected) return;
+      const fresh = new DOMParser().parseFromString(await response.text(), 'text/html').getElementById(results.id);
+      if (!fresh || controller.signal.aborted) return;
+      results.innerHTML = fresh.innerHTML;
+      localizeTimes(results);
+      history.replaceState(null, '', url.pathname + url.search);
+      results.dataset.search = input.value;
+    } catch {
+      // Aborted by the next key, or the network: the form still submits the ordinary way.
+    }
+  };
+  input.addEventListener('input', () => {
+    clearTimeout(timer);
+    timer = setTimeout(search, 150);
+  });
+}
