@@ -21,6 +21,24 @@ internal static class ConsoleBenchCommands
         heap.Options.Add(keys);
         heap.SetAction((r, ct) => HeapScenario.RunAsync(Server(r), r.GetValue(minutes), r.GetValue(keys), ct));
         yield return heap;
+
+        var runs = new Option<int>("--runs") { Description = "Timed runs of each measurement (after one to warm up).", DefaultValueFactory = _ => 5 };
+        var chart = Command("chart", "Click to chart: a week of one-minute data (10,080 points) and a day of one-second data (86,400 points), raw and aggregated.");
+        chart.Options.Add(runs);
+        chart.SetAction((r, ct) => PageTimings.ChartAsync(Server(r), r.GetValue(runs), ct));
+        yield return chart;
+
+        var count = new Option<int>("--devices") { Description = "Devices in the tenant.", DefaultValueFactory = _ => 10_000 };
+        var devices = Command("devices", "The device list with --devices devices: the first page's server time, and search as you type.");
+        devices.Options.Add(runs);
+        devices.Options.Add(count);
+        devices.SetAction((r, ct) => PageTimings.DevicesAsync(Server(r), r.GetValue(count), r.GetValue(runs), ct));
+        yield return devices;
+
+        var latency = Command("latency", "A value published with mosquitto_pub until it shows on an open device page.");
+        latency.Options.Add(runs);
+        latency.SetAction((r, ct) => PageTimings.LatencyAsync(Server(r), r.GetValue(runs), ct));
+        yield return latency;
     }
 
     private static Command Command(string name, string description)

@@ -86,6 +86,8 @@
     if (plot) { plot.destroy(); plot = null; }
     if (keys.length === 0) return;
     const width = Math.max(200, plotBox.clientWidth || root.clientWidth || 800);
+    const range = ranges[rangeSelect.value] ?? ranges.hour;
+    const view = `${rangeSelect.value}/${range.interval === 0 ? 'NONE' : aggSelect.value}`;
     plot = new uPlot({
       width,
       height: 320,
@@ -113,7 +115,8 @@
           root.dataset.zoomed = String(zoomed);
           resetButton.disabled = !zoomed;
         }],
-        draw: [() => { root.dataset.drawn = String(pointCount(keys)); }],
+        // What the canvas shows now: how many points, of which range and aggregation (tests and benchmarks wait on it).
+        draw: [() => { root.dataset.drawn = String(pointCount(keys)); root.dataset.view = view; }],
       },
     }, data, plotBox);
     plot.setScale('x', { min: start, max: end });
