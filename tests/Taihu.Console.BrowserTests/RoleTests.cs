@@ -84,4 +84,20 @@ public sealed class RoleTests(ConsoleFixture fixture)
         Assert.Empty((await fixture.Admin.GetAsync($"/api/plugins/telemetry/DEVICE/{id}/values/attributes/SHARED_SCOPE")).AsArray());
         await page.Context.CloseAsync();
     }
+
+    [Fact]
+    public async Task Live_values_stream_needs_a_session_and_a_device_of_the_users_tenant()
+    {
+        var (id, _) = await fixture.Admin.CreateDeviceAsync("Streamed " + Guid.NewGuid().ToString("N")[..8]);
+        var anonymous = await fixture.NewPageAsync();
+        var refused = await anonymous.APIRequest.GetAsync($"/console/devices/{id}/stream");
+        Assert.Equal(401, refused.Status);
+        Assert.Contains("sign in again", await refused.TextAsync(), StringComparison.Ordinal);
+        await anonymous.Context.CloseAsync();
+
+        var admin = await fixture.NewAdminPageAsync();
+        var missing = await admin.APIRequest.GetAsync($"/console/devices/{Guid.NewGuid()}/stream");
+        Assert.Equal(404, missing.Status);
+        await admin.Context.CloseAsync();
+    }
 }
