@@ -124,8 +124,8 @@ public static class ConsoleExtensions
         }).ExcludeFromDescription();
 
         // The device page's live values: server-sent events from the ingest's commits (see DeviceStream).
-        app.MapGet("/console/devices/{id:guid}/stream", (Guid id, HttpContext context, IDeviceStore devices, ITelemetryStore telemetry, LiveFeed feed,
-            Microsoft.Extensions.Hosting.IHostApplicationLifetime lifetime) => DeviceStream.RunAsync(id, context, devices, telemetry, feed, lifetime.ApplicationStopping)).ExcludeFromDescription();
+        app.MapGet("/console/devices/{id:guid}/stream", (Guid id, HttpContext context, IDeviceStore devices, ITelemetryStore telemetry, LiveFeed feed, ITenantStore users,
+            Microsoft.Extensions.Hosting.IHostApplicationLifetime lifetime) => DeviceStream.RunAsync(id, context, devices, telemetry, feed, users, lifetime.ApplicationStopping)).ExcludeFromDescription();
 
         // The device page polls this for its latest values: the numbers stay off any Blazor circuit.
         app.MapGet("/console/devices/{id:guid}/latest", async (Guid id, HttpContext context, DeviceDataService data, CancellationToken ct) =>
@@ -224,19 +224,28 @@ public static class ConsoleSession
     public static async Task ValidateAsync(CookieValidatePrincipalContext context)
     {
         ArgumentNullException.ThrowIfNull(context);
-        var principal = context.Principal;
-        if (!Guid.TryParse(principal?.FindFirstValue(ClaimTypes.NameIdentifier), out var id))
-        {
-            context.RejectPrincipal();
-            return;
-        }
-
         var store = context.HttpContext.RequestServices.GetRequiredService<ITenantStore>();
-        var secrets = await store.GetUserSecretsAsync(id, context.HttpContext.RequestAborted);
-        if (secrets is null || secrets.TokenVersion.ToString(System.Globalization.CultureInfo.InvariantCulture) != principal!.FindFirstValue(VersionClaim))
+        if (!await IsCurrentAsync(context.Principal, store, context.HttpContext.RequestAborted))
         {
             context.RejectPrincipal();
             await context.HttpContext.SignOutAsync(Scheme);
         }
     }
+
+    /// <summary>
+    /// Whether the session's user still exists and its tokens have not been ended since it signed in; also asked
+    /// now and then by a long request (a live stream) that outlives the check made when it started.
+    /// </summary>
+    public static async Task<bool> IsCurrentAsync(ClaimsPrincipal? principal, ITenantStore store, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(store);
+        if (!Guid.TryParse(principal?.FindFirstValue(ClaimTypes.NameIdentifier), out var id))
+        {
+            return false;
+        }
+
+        var secrets = await store.GetUserSecretsAsync(id, cancellationToken);
+        return secrets is not null && secrets.TokenVersion.ToString(System.Globalization.CultureInfo.InvariantCulture) == principal!.FindFirstValue(VersionClaim);
+    }
+
 }

@@ -4,6 +4,7 @@ using Microsoft.AspNetCore.Http;
 using Taihu.Platform;
 using Taihu.Platform.Devices;
 using Taihu.Platform.Telemetry;
+using Taihu.Platform.Tenants;
 
 namespace Taihu.WebConsole;
 
@@ -17,7 +18,7 @@ namespace Taihu.WebConsole;
 /// The feed calls <see cref="OnTelemetry"/> on the ingest writer's thread: the points are copied into a bounded
 /// queue and the call returns. A page that cannot keep up loses its oldest batches, never the writer's time; the
 /// latest value of a key still arrives with the next batch that carries it. A comment line every 15 seconds keeps
-/// proxies from closing an idle stream and finds a browser that has gone.
+/// proxies from closing an idle stream and finds a browser that has gone; the session is checked again as often.
 /// </remarks>
 internal sealed class DeviceStream : ILiveSubscriber
 {
@@ -46,7 +47,7 @@ internal sealed class DeviceStream : ILiveSubscriber
     {
     }
 
-    public static async Task RunAsync(Guid id, HttpContext context, IDeviceStore devices, ITelemetryStore telemetry, LiveFeed feed, CancellationToken stopping)
+    public static async Task RunAsync(Guid id, HttpContext context, IDeviceStore devices, ITelemetryStore telemetry, LiveFeed feed, ITenantStore users, CancellationToken stopping)
     {
         if (ConsoleSession.CallerOf(context.User) is not { } caller)
         {
@@ -86,8 +87,21 @@ internal sealed class DeviceStream : ILiveSubscriber
             var latest = await telemetry.GetLatestAsync(device.Seq, null, ct);
             await WriteAsync(response, latest, ct);
             var reader = stream._batches.Reader;
+            var checkedAt = System.Diagnostics.Stopwatch.GetTimestamp();
             while (!ct.IsCancellationRequested)
             {
+                // The session is checked again every 15 seconds: signing out elsewhere, the user's deletion or a new
+                // password ends the stream (the browser's reconnection is then refused, with the reason shown).
+                if (System.Diagnostics.Stopwatch.GetElapsedTime(checkedAt) >= KeepAlive)
+                {
+                    if (!await ConsoleSession.IsCurrentAsync(context.User, users, ct))
+                    {
+                        break;
+                    }
+
+                    checkedAt = System.Diagnostics.Stopwatch.GetTimestamp();
+                }
+
                 using var quiet = CancellationTokenSource.CreateLinkedTokenSource(ct);
                 quiet.CancelAfter(KeepAlive);
                 bool more;
