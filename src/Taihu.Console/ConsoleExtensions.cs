@@ -10,6 +10,7 @@ using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.DependencyInjection;
 using MudBlazor.Services;
 using Taihu.Platform;
+using Taihu.Platform.Devices;
 using Taihu.Platform.Telemetry;
 using Taihu.Platform.Tenants;
 using Taihu.WebConsole.Components;
@@ -79,14 +80,23 @@ public static class ConsoleExtensions
         app.MapGet("/api/noauth/activate", (string? activateToken) =>
             Results.Redirect("/activate?activateToken=" + Uri.EscapeDataString(activateToken ?? ""))).ExcludeFromDescription();
 
-        // The language switch: remembered in a cookie for a year, then back to the page it was clicked on.
-        app.MapGet("/console/language", (HttpContext context, string? culture, string? returnUrl) =>
+        // The language switch: the signed-in user's language is stored with the user (it follows them to another
+        // browser); before sign-in it is this browser's until the user signs in. Then back to the page it was on.
+        app.MapGet("/console/language", async (HttpContext context, TenantService tenants, string? culture, string? returnUrl) =>
         {
             if (ConsoleLanguages.Cultures().FirstOrDefault(c => c.Name == culture) is { } chosen)
             {
-                context.Response.Cookies.Append(CookieRequestCultureProvider.DefaultCookieName,
-                    CookieRequestCultureProvider.MakeCookieValue(new RequestCulture(chosen)),
-                    new CookieOptions { Expires = DateTimeOffset.UtcNow.AddYears(1), HttpOnly = true, SameSite = SameSiteMode.Lax, IsEssential = true });
+                ConsolePreferences.SetCulture(context.Response, chosen);
+                if (ConsoleSession.CallerOf(context.User) is { } caller)
+                {
+                    var stored = await tenants.GetPreferencesAsync(caller, context.RequestAborted);
+                    await tenants.SavePreferencesAsync(caller, stored with { Lang = ConsolePreferences.ToLang(chosen) }, context.RequestAborted);
+                }
+                else
+                {
+                    context.Response.Cookies.Append(ConsolePreferences.ChosenBeforeSignInCookie, "1",
+                        new CookieOptions { HttpOnly = true, SameSite = SameSiteMode.Lax, IsEssential = true });
+                }
             }
 
             // Only a path of this site: never an open redirect.
@@ -112,6 +122,10 @@ public static class ConsoleExtensions
                 return Results.Problem(statusCode: e.Status, detail: e.Message);
             }
         }).ExcludeFromDescription();
+
+        // The device page's live values: server-sent events from the ingest's commits (see DeviceStream).
+        app.MapGet("/console/devices/{id:guid}/stream", (Guid id, HttpContext context, IDeviceStore devices, ITelemetryStore telemetry, LiveFeed feed, ITenantStore users,
+            Microsoft.Extensions.Hosting.IHostApplicationLifetime lifetime) => DeviceStream.RunAsync(id, context, devices, telemetry, feed, users, lifetime.ApplicationStopping)).ExcludeFromDescription();
 
         // The device page polls this for its latest values: the numbers stay off any Blazor circuit.
         app.MapGet("/console/devices/{id:guid}/latest", async (Guid id, HttpContext context, DeviceDataService data, CancellationToken ct) =>
@@ -210,19 +224,28 @@ public static class ConsoleSession
     public static async Task ValidateAsync(CookieValidatePrincipalContext context)
     {
         ArgumentNullException.ThrowIfNull(context);
-        var principal = context.Principal;
-        if (!Guid.TryParse(principal?.FindFirstValue(ClaimTypes.NameIdentifier), out var id))
-        {
-            context.RejectPrincipal();
-            return;
-        }
-
         var store = context.HttpContext.RequestServices.GetRequiredService<ITenantStore>();
-        var secrets = await store.GetUserSecretsAsync(id, context.HttpContext.RequestAborted);
-        if (secrets is null || secrets.TokenVersion.ToString(System.Globalization.CultureInfo.InvariantCulture) != principal!.FindFirstValue(VersionClaim))
+        if (!await IsCurrentAsync(context.Principal, store, context.HttpContext.RequestAborted))
         {
             context.RejectPrincipal();
             await context.HttpContext.SignOutAsync(Scheme);
         }
     }
+
+    /// <summary>
+    /// Whether the session's user still exists and its tokens have not been ended since it signed in; also asked
+    /// now and then by a long request (a live stream) that outlives the check made when it started.
+    /// </summary>
+    public static async Task<bool> IsCurrentAsync(ClaimsPrincipal? principal, ITenantStore store, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(store);
+        if (!Guid.TryParse(principal?.FindFirstValue(ClaimTypes.NameIdentifier), out var id))
+        {
+            return false;
+        }
+
+        var secrets = await store.GetUserSecretsAsync(id, cancellationToken);
+        return secrets is not null && secrets.TokenVersion.ToString(System.Globalization.CultureInfo.InvariantCulture) == principal!.FindFirstValue(VersionClaim);
+    }
+
 }

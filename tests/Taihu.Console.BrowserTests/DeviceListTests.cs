@@ -8,7 +8,7 @@ namespace Taihu.Console.BrowserTests;
 public sealed class DeviceListTests(ConsoleFixture fixture)
 {
     [Fact]
-    public async Task Device_list_searches_pages_and_sorts()
+    public async Task Device_list_searches_as_you_type_pages_and_sorts()
     {
         var prefix = "Pump-" + Guid.NewGuid().ToString("N")[..6] + "-";
         for (var i = 0; i < 21; i++)
@@ -35,6 +35,13 @@ public sealed class DeviceListTests(ConsoleFixture fixture)
         await page.GetByRole(AriaRole.Link, new() { Name = "Name ↑" }).ClickAsync();
         await Expect(rows.First).ToContainTextAsync(prefix + "20");
         await Expect(rows.First).ToContainTextAsync("Offline");
+
+        // Search as you type: the results follow the text without pressing Search, and the address with them.
+        await page.GotoAsync("/devices");
+        await page.GetByRole(AriaRole.Searchbox).PressSequentiallyAsync(prefix + "1");
+        await Expect(page.GetByText("Page 1 of 1 (10 devices)")).ToBeVisibleAsync();
+        await Expect(rows).ToHaveCountAsync(10);
+        await Expect(page).ToHaveURLAsync(new System.Text.RegularExpressions.Regex("search=" + System.Text.RegularExpressions.Regex.Escape(Uri.EscapeDataString(prefix + "1"))));
         await page.Context.CloseAsync();
     }
 }

@@ -51,4 +51,43 @@ public sealed class LanguageTests(ConsoleFixture fixture)
         await Expect(page.GetByTestId("current-user")).ToContainTextAsync("(Tenant administrator)");
         await page.Context.CloseAsync();
     }
+
+    [Fact]
+    public async Task Language_and_time_zone_are_the_users_and_follow_them_to_another_browser()
+    {
+        const string password = "travelling-admin-pw";
+        var email = await fixture.CreateUserAsync("TENANT_ADMIN", password);
+        var name = "Gauge " + Guid.NewGuid().ToString("N")[..8];
+        await fixture.Admin.CreateDeviceAsync(name);
+
+        // At the office, in Wuxi: switches to Chinese, and chooses to see times in New York's time zone.
+        var office = await fixture.NewPageAsync("Asia/Shanghai");
+        await ConsoleFixture.SignInAsync(office, email, password);
+        await Expect(office.Locator("html")).ToHaveAttributeAsync("lang", "en");
+        await office.GetByTestId("language-switch").GetByRole(AriaRole.Link, new() { Name = "中文" }).ClickAsync();
+        await Expect(office.GetByTestId("current-user")).ToContainTextAsync("(租户管理员)");
+        await office.GetByTestId("current-user").ClickAsync();
+        await office.GetByTestId("time-zone").SelectOptionAsync("America/New_York");
+        await office.GetByRole(AriaRole.Button, new() { Name = "保存设置" }).ClickAsync();
+        await Expect(office.GetByTestId("settings-saved")).ToBeVisibleAsync();
+        await ConsoleFixture.ScreenshotAsync(office, "console-settings");
+        await office.GetByTestId("sign-out").ClickAsync();
+        await Expect(office).ToHaveURLAsync(new System.Text.RegularExpressions.Regex("/login$"));
+        await office.Context.CloseAsync();
+
+        // Another browser (no cookies, in London): the sign-in page is in the browser's English; once signed in,
+        // the console is in the user's Chinese, with times in the user's time zone.
+        var elsewhere = await fixture.NewPageAsync("Europe/London");
+        await ConsoleFixture.SignInAsync(elsewhere, email, password);
+        await Expect(elsewhere.Locator("html")).ToHaveAttributeAsync("lang", "zh-CN");
+        await Expect(elsewhere.GetByTestId("current-user")).ToContainTextAsync("(租户管理员)");
+        await Expect(elsewhere.Locator(".mud-navmenu").GetByRole(AriaRole.Link, new() { Name = "设备", Exact = true })).ToBeVisibleAsync();
+        await elsewhere.GotoAsync("/devices?search=" + Uri.EscapeDataString(name));
+        var created = elsewhere.Locator("tbody time").Last;
+        await Expect(created).ToHaveTextAsync(new System.Text.RegularExpressions.Regex("年"));
+        var expected = await created.EvaluateAsync<string>(
+            "t => new Intl.DateTimeFormat('zh-CN', { dateStyle: 'medium', timeStyle: 'medium', timeZone: 'America/New_York' }).format(new Date(t.getAttribute('datetime')))");
+        await Expect(created).ToHaveTextAsync(expected);
+        await elsewhere.Context.CloseAsync();
+    }
 }

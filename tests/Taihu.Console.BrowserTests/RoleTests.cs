@@ -9,10 +9,10 @@ namespace Taihu.Console.BrowserTests;
 public sealed class RoleTests(ConsoleFixture fixture)
 {
     [Theory]
-    [InlineData("SYS_ADMIN", "System administrator", new[] { "Home", "Tenants", "Users" }, new[] { "Devices", "Alarms", "Audit log" })]
-    [InlineData("TENANT_ADMIN", "Tenant administrator", new[] { "Home", "Devices", "Alarms", "Device profiles", "MQTT clients", "Audit log", "Users" }, new[] { "Tenants" })]
-    [InlineData("OPERATOR", "Operator", new[] { "Home", "Devices", "Alarms", "Device profiles" }, new[] { "MQTT clients", "Audit log", "Users", "Tenants" })]
-    [InlineData("VIEWER", "Viewer", new[] { "Home", "Devices", "Alarms", "Device profiles" }, new[] { "MQTT clients", "Audit log", "Users", "Tenants" })]
+    [InlineData("SYS_ADMIN", "System administrator", new[] { "Home", "Tenants", "Users" }, new[] { "Devices", "Alarms", "Audit log", "Integrations" })]
+    [InlineData("TENANT_ADMIN", "Tenant administrator", new[] { "Home", "Devices", "Alarms", "Device profiles", "Integrations", "MQTT clients", "Audit log", "Users" }, new[] { "Tenants" })]
+    [InlineData("OPERATOR", "Operator", new[] { "Home", "Devices", "Alarms", "Device profiles", "Integrations" }, new[] { "MQTT clients", "Audit log", "Users", "Tenants" })]
+    [InlineData("VIEWER", "Viewer", new[] { "Home", "Devices", "Alarms", "Device profiles", "Integrations" }, new[] { "MQTT clients", "Audit log", "Users", "Tenants" })]
     public async Task Each_role_signs_in_sees_its_navigation_and_signs_out(string authority, string roleName, string[] shown, string[] hidden)
     {
         const string password = "role-password-1";
@@ -83,5 +83,21 @@ public sealed class RoleTests(ConsoleFixture fixture)
         Assert.Equal("ACTIVE_UNACK", (await fixture.Admin.GetAsync($"/api/alarm/{alarmId}"))["status"]!.GetValue<string>());
         Assert.Empty((await fixture.Admin.GetAsync($"/api/plugins/telemetry/DEVICE/{id}/values/attributes/SHARED_SCOPE")).AsArray());
         await page.Context.CloseAsync();
+    }
+
+    [Fact]
+    public async Task Live_values_stream_needs_a_session_and_a_device_of_the_users_tenant()
+    {
+        var (id, _) = await fixture.Admin.CreateDeviceAsync("Streamed " + Guid.NewGuid().ToString("N")[..8]);
+        var anonymous = await fixture.NewPageAsync();
+        var refused = await anonymous.APIRequest.GetAsync($"/console/devices/{id}/stream");
+        Assert.Equal(401, refused.Status);
+        Assert.Contains("sign in again", await refused.TextAsync(), StringComparison.Ordinal);
+        await anonymous.Context.CloseAsync();
+
+        var admin = await fixture.NewAdminPageAsync();
+        var missing = await admin.APIRequest.GetAsync($"/console/devices/{Guid.NewGuid()}/stream");
+        Assert.Equal(404, missing.Status);
+        await admin.Context.CloseAsync();
     }
 }

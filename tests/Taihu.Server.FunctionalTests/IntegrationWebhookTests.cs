@@ -164,6 +164,28 @@ public sealed class IntegrationWebhookTests(PlatformFixture fixture) : IClassFix
         await PlatformApi.ExpectProblemAsync(await fixture.Admin.SendAsync(HttpMethod.Get, $"/api/integration/{id}"), HttpStatusCode.NotFound);
     }
 
+    [Fact]
+    public async Task Integration_Viewer_ReadsIntegrationsWithHeaderValuesMasked_AndIsRefusedEveryChange()
+    {
+        var id = await CreateWebhookAsync("http://127.0.0.1:1/", new Dictionary<string, string> { ["Authorization"] = "Bearer city-token" });
+        using var viewer = await fixture.Admin.CreateUserAsync("VIEWER");
+
+        var seen = await viewer.GetAsync($"/api/integration/{id}");
+        Assert.Equal("******", seen["configuration"]!["headers"]!["Authorization"]!.GetValue<string>());
+        Assert.Equal("Bearer city-token", (await fixture.Admin.GetAsync($"/api/integration/{id}"))["configuration"]!["headers"]!["Authorization"]!.GetValue<string>());
+        var listed = await viewer.GetAsync("/api/integrations?pageSize=100&page=0");
+        Assert.Contains(listed["data"]!.AsArray(), i => i!["id"]!["id"]!.GetValue<string>() == id);
+        await viewer.GetAsync($"/api/integration/{id}/stats");
+        await viewer.GetAsync($"/api/integration/{id}/deadLetters?pageSize=10&page=0");
+
+        await PlatformApi.ExpectProblemAsync(await viewer.SendAsync(HttpMethod.Post, "/api/integration",
+            new { id = new { entityType = "INTEGRATION", id }, name = "renamed", type = "HTTP", configuration = new { url = "http://127.0.0.1:1/", secret = "s" } }), HttpStatusCode.Forbidden);
+        await PlatformApi.ExpectProblemAsync(await viewer.SendAsync(HttpMethod.Post, $"/api/integration/{id}/deadLetters/replay"), HttpStatusCode.Forbidden);
+        await PlatformApi.ExpectProblemAsync(await viewer.SendAsync(HttpMethod.Delete, $"/api/integration/{id}"), HttpStatusCode.Forbidden);
+        await fixture.Admin.GetAsync($"/api/integration/{id}");
+        await fixture.Admin.SendAsync(HttpMethod.Delete, $"/api/integration/{id}");
+    }
+
     private async Task<string> CreateWebhookAsync(string url, Dictionary<string, string>? headers = null)
     {
         var created = await fixture.Admin.PostAsync("/api/integration", new

@@ -100,4 +100,47 @@ public sealed class ManagementAuthTests : IAsyncLifetime
             Assert.Contains(audit["data"]!.AsArray(), e => e!["userName"]?.GetValue<string>() == "api key integration" && e["actionType"]!.GetValue<string>() == "ATTRIBUTES_UPDATED");
         }
     }
+
+    [Fact]
+    public async Task ApiKey_IsListedWithoutItsKey_AndOnceRevokedIsRefused()
+    {
+        var (_, admin) = await _sysAdmin.CreateTenantWithAdminAsync("Revoke " + Guid.NewGuid().ToString("N")[..6]);
+        var (_, other) = await _sysAdmin.CreateTenantWithAdminAsync("Elsewhere " + Guid.NewGuid().ToString("N")[..6]);
+        using (admin)
+        using (other)
+        {
+            var created = await admin.PostAsync("/api/apiKey", new { name = "billing export", authority = "VIEWER" });
+            var id = created["id"]!["id"]!.GetValue<string>();
+            var key = created["key"]!.GetValue<string>();
+            using var http = new HttpClient { BaseAddress = _server.HttpBaseAddress };
+            async Task<HttpResponseMessage> WithKey(string path)
+            {
+                using var request = new HttpRequestMessage(HttpMethod.Get, path);
+                request.Headers.Add("X-Api-Key", key);
+                return await http.SendAsync(request);
+            }
+
+            var listed = await admin.GetAsync("/api/apiKeys?pageSize=10&page=0");
+            var entry = Assert.Single(listed["data"]!.AsArray());
+            Assert.Equal(id, entry!["id"]!["id"]!.GetValue<string>());
+            Assert.Equal("billing export", entry["name"]!.GetValue<string>());
+            Assert.Equal("VIEWER", entry["authority"]!.GetValue<string>());
+            Assert.Null(entry["key"]);
+            Assert.DoesNotContain(key, listed.ToJsonString(), StringComparison.Ordinal);
+            await PlatformApi.ExpectAsync(await WithKey("/api/tenant/devices?pageSize=1&page=0"), HttpStatusCode.OK);
+
+            // Another tenant sees none of it and cannot revoke it; users other than administrators may not list keys.
+            Assert.Empty((await other.GetAsync("/api/apiKeys?pageSize=10&page=0"))["data"]!.AsArray());
+            await PlatformApi.ExpectProblemAsync(await other.SendAsync(HttpMethod.Delete, $"/api/apiKey/{id}"), HttpStatusCode.NotFound);
+            using var viewer = await admin.CreateUserAsync("VIEWER");
+            await PlatformApi.ExpectProblemAsync(await viewer.SendAsync(HttpMethod.Get, "/api/apiKeys"), HttpStatusCode.Forbidden);
+            await PlatformApi.ExpectProblemAsync(await viewer.SendAsync(HttpMethod.Delete, $"/api/apiKey/{id}"), HttpStatusCode.Forbidden);
+            await PlatformApi.ExpectAsync(await WithKey("/api/tenant/devices?pageSize=1&page=0"), HttpStatusCode.OK);
+
+            await PlatformApi.ExpectAsync(await admin.SendAsync(HttpMethod.Delete, $"/api/apiKey/{id}"), HttpStatusCode.OK);
+            await PlatformApi.ExpectProblemAsync(await WithKey("/api/tenant/devices?pageSize=1&page=0"), HttpStatusCode.Unauthorized);
+            Assert.Empty((await admin.GetAsync("/api/apiKeys?pageSize=10&page=0"))["data"]!.AsArray());
+            await PlatformApi.ExpectProblemAsync(await admin.SendAsync(HttpMethod.Delete, $"/api/apiKey/{id}"), HttpStatusCode.NotFound);
+        }
+    }
 }

@@ -1,6 +1,6 @@
 // The device page's chart: uPlot over the telemetry REST API (same-origin, the console's cookie), never through a
 // Blazor circuit. The last hour is drawn raw; a day or a week as one aggregate (AVG, MIN or MAX) per interval, so
-// a week stays about a thousand points whatever the device sends. New values come from the latest-values poll
+// a week stays about a thousand points whatever the device sends; or every point (Raw), read page by page. New values come from the latest-values poll
 // (console.js sends a 'taihu:latest' event) and are appended as raw points. Drag across the plot to zoom;
 // double-click or "Reset zoom" to go back.
 (() => {
@@ -72,7 +72,8 @@
     const last = keys.map(key => {
       const points = series.get(key);
       if (!points || points.size === 0) return null;
-      const ts = Math.max(...points.keys());
+      let ts = -Infinity;
+      for (const t of points.keys()) if (t > ts) ts = t;
       return `${key} ${points.get(ts)}`;
     }).filter(Boolean).join(', ');
     status.textContent = format(text.textPoints, count) + ' ' + format(text.textLatest, last);
@@ -84,11 +85,15 @@
     describe(keys);
     if (plot) { plot.destroy(); plot = null; }
     if (keys.length === 0) return;
-    const width = Math.max(320, plotBox.clientWidth || root.clientWidth || 800);
+    const width = Math.max(200, plotBox.clientWidth || root.clientWidth || 800);
+    const range = ranges[rangeSelect.value] ?? ranges.hour;
+    const view = `${rangeSelect.value}/${range.interval === 0 ? 'NONE' : aggSelect.value}`;
     plot = new uPlot({
       width,
       height: 320,
       ms: 1,
+      // The axis in the user's time zone (their setting, else the browser's).
+      ...(document.documentElement.dataset.timeZone ? { tzDate: ts => uPlot.tzDate(new Date(ts), document.documentElement.dataset.timeZone) } : {}),
       cursor: { drag: { x: true, y: false, setScale: true } },
       scales: { x: { time: true } },
       series: [
@@ -110,11 +115,35 @@
           root.dataset.zoomed = String(zoomed);
           resetButton.disabled = !zoomed;
         }],
-        draw: [() => { root.dataset.drawn = String(pointCount(keys)); }],
+        // What the canvas shows now: how many points, of which range and aggregation (tests and benchmarks wait on it).
+        draw: [() => { root.dataset.drawn = String(pointCount(keys)); root.dataset.view = view; }],
       },
     }, data, plotBox);
     plot.setScale('x', { min: start, max: end });
   };
+
+  // At most this many raw points of a key are drawn (a day of one-second data is 86,400).
+  const rawLimit = 200000;
+
+  // One key's raw points over [start, end], page after page; returns the server's message if a page is refused.
+  async function loadRaw(key, ticket) {
+    const points = series.get(key);
+    let cursor = null;
+    do {
+      const query = new URLSearchParams({ key, startTs: String(start), endTs: String(end), limit: '10000', useStrictDataTypes: 'true' });
+      if (cursor) query.set('cursor', cursor);
+      const response = await fetch(`${text.pages}?${query}`, { headers: { Accept: 'application/json' } });
+      if (ticket !== loading) return null;
+      if (!response.ok) {
+        const problem = await response.json().catch(() => null);
+        return (problem && problem.detail) || text.textError;
+      }
+      const page = await response.json();
+      for (const point of page.data) points.set(point.ts, numeric(point.value));
+      cursor = page.hasNext ? page.nextCursor : null;
+    } while (cursor && points.size < rawLimit);
+    return null;
+  }
 
   async function load() {
     const keys = chosenKeys();
@@ -126,29 +155,38 @@
     const ticket = ++loading;
     series = new Map(keys.map(key => [key, new Map()]));
     if (keys.length > 0) {
-      const query = new URLSearchParams({ keys: keys.join(','), startTs: String(start), endTs: String(end), useStrictDataTypes: 'true' });
-      if (range.interval === 0) {
-        query.set('agg', 'NONE');
-        query.set('limit', '10000');
-        query.set('orderBy', 'ASC');
-      } else {
-        query.set('agg', aggSelect.value);
-        query.set('interval', String(range.interval));
-        query.set('limit', '10000');
-      }
       status.textContent = text.textLoading;
       try {
-        const response = await fetch(`${text.source}?${query}`, { headers: { Accept: 'application/json' } });
-        if (ticket !== loading) return;
-        if (!response.ok) {
-          const problem = await response.json().catch(() => null);
-          status.textContent = (problem && problem.detail) || text.textError;
-          return;
-        }
-        const body = await response.json();
-        for (const key of keys) {
-          const points = series.get(key);
-          for (const point of body[key] ?? []) points.set(point.ts, numeric(point.value));
+        if (range.interval > 0 && aggSelect.value === 'NONE') {
+          // Every point of a day or a week: the paged history of each key (10,000 points a page, each page starting
+          // where the last ended), the keys side by side.
+          const failed = await Promise.all(keys.map(key => loadRaw(key, ticket)));
+          if (ticket !== loading) return;
+          const problem = failed.find(f => f);
+          if (problem) { status.textContent = problem; return; }
+        } else {
+          const query = new URLSearchParams({ keys: keys.join(','), startTs: String(start), endTs: String(end), useStrictDataTypes: 'true' });
+          if (range.interval === 0) {
+            query.set('agg', 'NONE');
+            query.set('limit', '10000');
+            query.set('orderBy', 'ASC');
+          } else {
+            query.set('agg', aggSelect.value);
+            query.set('interval', String(range.interval));
+            query.set('limit', '10000');
+          }
+          const response = await fetch(`${text.source}?${query}`, { headers: { Accept: 'application/json' } });
+          if (ticket !== loading) return;
+          if (!response.ok) {
+            const problem = await response.json().catch(() => null);
+            status.textContent = (problem && problem.detail) || text.textError;
+            return;
+          }
+          const body = await response.json();
+          for (const key of keys) {
+            const points = series.get(key);
+            for (const point of body[key] ?? []) points.set(point.ts, numeric(point.value));
+          }
         }
       } catch {
         if (ticket === loading) status.textContent = text.textError;
@@ -178,6 +216,14 @@
     if (!changed || !plot) return;
     end = Math.max(end, Date.now());
     start = end - (ranges[rangeSelect.value] ?? ranges.hour).span;
+    // Points that slid out of the window are dropped, so that a page left open for hours keeps a bounded heap.
+    // Every point is looked at: insertion order is not time order (a live value can arrive while the history is
+    // still being fetched, and devices may send old timestamps).
+    for (const points of series.values()) {
+      for (const ts of points.keys()) {
+        if (ts < start) points.delete(ts);
+      }
+    }
     const visible = zoomed ? { min: plot.scales.x.min, max: plot.scales.x.max } : { min: start, max: end };
     plot.setData(columns(keys), false);
     // Setting the x scale again ranges y over what is visible, new points included.
@@ -189,6 +235,6 @@
   aggSelect.addEventListener('change', load);
   resetButton.addEventListener('click', () => { if (plot) plot.setScale('x', { min: start, max: end }); });
   for (const box of keysBox.querySelectorAll('input[type=checkbox]')) box.addEventListener('change', load);
-  window.addEventListener('resize', () => { if (plot) plot.setSize({ width: Math.max(320, plotBox.clientWidth), height: 320 }); });
+  window.addEventListener('resize', () => { if (plot) plot.setSize({ width: Math.max(200, plotBox.clientWidth), height: 320 }); });
   load();
 })();

@@ -1,8 +1,16 @@
 // The console's small scripts. Pages are rendered on the server; live numbers are fetched here and written into
 // the DOM, so high-rate data never goes through a Blazor circuit.
 
-// Times: the server writes UTC; the browser shows them in its own time zone, in the page's language.
-const timeFormat = new Intl.DateTimeFormat(document.documentElement.lang || undefined, { dateStyle: 'medium', timeStyle: 'medium' });
+// Times: the server writes UTC; the browser shows them in the user's time zone (their setting, else the browser's
+// own), in the page's language.
+const timeZone = document.documentElement.dataset.timeZone || undefined;
+const timeFormat = (() => {
+  try {
+    return new Intl.DateTimeFormat(document.documentElement.lang || undefined, { dateStyle: 'medium', timeStyle: 'medium', timeZone });
+  } catch {
+    return new Intl.DateTimeFormat(document.documentElement.lang || undefined, { dateStyle: 'medium', timeStyle: 'medium' });
+  }
+})();
 const localTime = ms => timeFormat.format(new Date(ms));
 const localizeTimes = root => {
   for (const element of root.querySelectorAll('time[data-local]')) {
@@ -35,7 +43,7 @@ for (const button of document.querySelectorAll('button[data-copy]')) {
   });
 }
 
-// Latest values of a device: polled once a second while the page is visible.
+// Latest values of a device, live: pushed by the server (GET /console/devices/{id}/stream) as they are stored.
 const latest = document.getElementById('latest');
 if (latest) {
   const status = document.getElementById('latest-status');
@@ -59,23 +67,28 @@ if (latest) {
     // The chart (chart.js) appends what is new.
     document.dispatchEvent(new CustomEvent('taihu:latest', { detail: points }));
   };
-  const poll = async () => {
-    if (document.visibilityState === 'visible') {
+  // Server-sent events: the latest values first, then each batch the server stores, as it is stored. The browser
+  // reconnects by itself after a network error; a refusal (the session ended) is asked for its reason, shown,
+  // and the stream tried again a little later.
+  const connect = () => {
+    const events = new EventSource(latest.dataset.stream);
+    events.onmessage = event => render(JSON.parse(event.data));
+    events.onerror = async () => {
+      if (events.readyState !== EventSource.CLOSED) {
+        status.textContent = latest.dataset.error;
+        return;
+      }
       try {
         const response = await fetch(latest.dataset.source, { headers: { Accept: 'application/json' } });
-        if (response.ok) {
-          render(await response.json());
-        } else {
-          const problem = await response.json().catch(() => null);
-          status.textContent = (problem && problem.detail) || latest.dataset.error;
-        }
+        const problem = response.ok ? null : await response.json().catch(() => null);
+        status.textContent = (problem && problem.detail) || latest.dataset.error;
       } catch {
         status.textContent = latest.dataset.error;
       }
-    }
-    setTimeout(poll, 1000);
+      setTimeout(connect, 5000);
+    };
   };
-  setTimeout(poll, 1000);
+  connect();
 }
 
 // Live sections of a page rendered on the server (alarms): the page is fetched again every two seconds while
@@ -156,5 +169,65 @@ if (homeStats) {
 for (const form of document.querySelectorAll('form[data-confirm]')) {
   form.addEventListener('submit', event => {
     if (!window.confirm(form.dataset.confirm)) event.preventDefault();
+  });
+}
+
+// The integration form: only the chosen type's fields are shown (both are in the page, for browsers without scripts).
+for (const select of document.querySelectorAll('select[data-integration-type]')) {
+  const form = select.form;
+  const show = () => {
+    for (const fieldset of form.querySelectorAll('[data-for-type]')) fieldset.hidden = fieldset.dataset.forType !== select.value;
+  };
+  select.addEventListener('change', show);
+  show();
+}
+
+// The menu button (a phone's width): opens and closes the navigation; Escape or following a link closes it.
+const menuButton = document.querySelector('[data-testid=menu]');
+if (menuButton) {
+  const setOpen = open => {
+    document.body.classList.toggle('taihu-menu-open', open);
+    menuButton.setAttribute('aria-expanded', String(open));
+  };
+  menuButton.addEventListener('click', () => {
+    const open = !document.body.classList.contains('taihu-menu-open');
+    setOpen(open);
+    if (open) document.querySelector('#taihu-nav a')?.focus();
+  });
+  document.addEventListener('keydown', event => {
+    if (event.key === 'Escape' && document.body.classList.contains('taihu-menu-open')) { setOpen(false); menuButton.focus(); }
+  });
+}
+
+// Search as you type: a search form marked data-live-search fetches its results page as the text changes (a short
+// pause after the last key) and puts the results in place; the address follows, so the results can be shared.
+for (const form of document.querySelectorAll('form[data-live-search]')) {
+  const results = document.getElementById(form.dataset.liveSearch);
+  const input = form.querySelector('input[type=search]');
+  if (!results || !input) continue;
+  let timer = 0;
+  let inflight = null;
+  const search = async () => {
+    const url = new URL(form.action, location.href);
+    for (const [name, value] of new FormData(form)) url.searchParams.set(name, value);
+    inflight?.abort();
+    const controller = new AbortController();
+    inflight = controller;
+    try {
+      const response = await fetch(url, { headers: { Accept: 'text/html' }, signal: controller.signal });
+      if (!response.ok || response.redirected) return;
+      const fresh = new DOMParser().parseFromString(await response.text(), 'text/html').getElementById(results.id);
+      if (!fresh || controller.signal.aborted) return;
+      results.innerHTML = fresh.innerHTML;
+      localizeTimes(results);
+      history.replaceState(null, '', url.pathname + url.search);
+      results.dataset.search = input.value;
+    } catch {
+      // Aborted by the next key, or the network: the form still submits the ordinary way.
+    }
+  };
+  input.addEventListener('input', () => {
+    clearTimeout(timer);
+    timer = setTimeout(search, 150);
   });
 }

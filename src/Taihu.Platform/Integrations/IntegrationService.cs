@@ -49,23 +49,27 @@ public sealed class IntegrationService(SqlIntegrationStore store, IntegrationReg
         return integration;
     }
 
+    /// <summary>
+    /// An integration of the caller's tenant. Every user of the tenant may read integrations (the console shows them
+    /// to viewers); only its administrators see the values of the webhook's headers, which often carry credentials.
+    /// </summary>
     public async Task<Integration> GetAsync(Caller caller, Guid id, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(caller);
-        caller.RequireTenantAdmin();
-        return await store.GetAsync(id, caller.TenantId!.Value, cancellationToken) ?? throw PlatformException.NotFound("The integration");
+        var integration = await store.GetAsync(id, caller.RequireTenant(), cancellationToken) ?? throw PlatformException.NotFound("The integration");
+        return caller.CanManageTenant ? integration : Redacted(integration);
     }
 
-    public Task<Page<Integration>> ListAsync(Caller caller, PageRequest request, CancellationToken cancellationToken)
+    public async Task<Page<Integration>> ListAsync(Caller caller, PageRequest request, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(caller);
-        caller.RequireTenantAdmin();
-        return store.ListAsync(caller.TenantId!.Value, request, cancellationToken);
+        var page = await store.ListAsync(caller.RequireTenant(), request, cancellationToken);
+        return caller.CanManageTenant ? page : page with { Data = [.. page.Data.Select(Redacted)] };
     }
 
     public async Task DeleteAsync(Caller caller, Guid id, CancellationToken cancellationToken)
     {
-        var existing = await GetAsync(caller, id, cancellationToken);
+        var existing = await GetToChangeAsync(caller, id, cancellationToken);
         await store.DeleteAsync(id, caller.TenantId!.Value, cancellationToken);
         await audit.WriteAsync(caller, "DELETED", EntityType, id.ToString(), existing.Name, cancellationToken: cancellationToken);
         await registry.ReloadAsync(cancellationToken);
@@ -89,7 +93,7 @@ public sealed class IntegrationService(SqlIntegrationStore store, IntegrationReg
     /// <summary>Puts one dead letter (or all of them) back at the end of the outbox. Returns how many.</summary>
     public async Task<int> ReplayAsync(Caller caller, Guid id, Guid? deadLetterId, CancellationToken cancellationToken)
     {
-        var integration = await GetAsync(caller, id, cancellationToken);
+        var integration = await GetToChangeAsync(caller, id, cancellationToken);
         var moved = await store.ReplayAsync(id, deadLetterId, cancellationToken);
         if (deadLetterId is not null && moved == 0)
         {
@@ -99,6 +103,30 @@ public sealed class IntegrationService(SqlIntegrationStore store, IntegrationReg
         await audit.WriteAsync(caller, "UPDATED", EntityType, id.ToString(), $"{integration.Name}: {moved} dead letter(s) replayed", cancellationToken: cancellationToken);
         await registry.ReloadAsync(cancellationToken);
         return moved;
+    }
+
+    private async Task<Integration> GetToChangeAsync(Caller caller, Guid id, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(caller);
+        caller.RequireTenantAdmin();
+        return await store.GetAsync(id, caller.TenantId!.Value, cancellationToken) ?? throw PlatformException.NotFound("The integration");
+    }
+
+    /// <summary>An integration as a user who may not change it sees it: the headers' names, their values masked.</summary>
+    private static Integration Redacted(Integration integration)
+    {
+        if (integration.Configuration.Headers is not { Count: > 0 } headers)
+        {
+            return integration;
+        }
+
+        var masked = new Dictionary<string, string>(headers.Count, StringComparer.OrdinalIgnoreCase);
+        foreach (var (name, _) in headers)
+        {
+            masked[name] = Mask;
+        }
+
+        return integration with { Configuration = integration.Configuration with { Headers = masked } };
     }
 
     /// <summary>A secret as shown back: its first two characters and a mask.</summary>

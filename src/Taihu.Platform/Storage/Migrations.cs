@@ -459,5 +459,10 @@ internal static class Migrations
         ALTER TABLE integrations ADD COLUMN failed BIGINT NOT NULL DEFAULT 0;
         ALTER TABLE integrations ADD COLUMN dead BIGINT NOT NULL DEFAULT 0;
         """),
+        // A user's own settings as ThingsBoard keeps them, a JSON object (the console's "lang" and "timeZone"), so
+        // that they follow the user to another browser.
+        (14, "users' additional info", """
+        ALTER TABLE users ADD COLUMN additional_info TEXT NULL;
+        """),
     ];
 }

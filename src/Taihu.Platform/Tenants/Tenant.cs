@@ -19,6 +19,16 @@ public enum Authority
     Viewer,
 }
 
+/// <summary>
+/// A user's own settings for the console, kept in the user's additional info as ThingsBoard keeps them:
+/// <see cref="Lang"/> as ThingsBoard writes it (<c>en_US</c>, <c>zh_CN</c>), <see cref="TimeZone"/> an IANA name
+/// (<c>Asia/Shanghai</c>); null: not chosen (the browser's).
+/// </summary>
+public sealed record UserPreferences(string? Lang, string? TimeZone);
+
+/// <summary>An API key of a tenant as it is listed: its name and authority; the key itself is shown once, at creation.</summary>
+public sealed record ApiKey(Guid Id, Guid TenantId, string Name, Authority Authority, long CreatedTime);
+
 /// <summary>A person who logs in (or an API key acting as one).</summary>
 public sealed record User(Guid Id, Guid? TenantId, string Email, Authority Authority, string? FirstName, string? LastName, long CreatedTime, bool Activated)
 {

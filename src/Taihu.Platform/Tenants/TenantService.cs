@@ -268,6 +268,90 @@ public sealed partial class TenantService(
         return (id, key);
     }
 
+    /// <summary>The calling user's own settings (language, time zone); none for an API key.</summary>
+    public async Task<UserPreferences> GetPreferencesAsync(Caller caller, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(caller);
+        var json = await store.GetUserAdditionalInfoAsync(caller.UserId, cancellationToken);
+        if (json is null)
+        {
+            return new UserPreferences(null, null);
+        }
+
+        try
+        {
+            using var document = System.Text.Json.JsonDocument.Parse(json);
+            var root = document.RootElement;
+            return new UserPreferences(Text(root, "lang"), Text(root, "timeZone"));
+        }
+        catch (System.Text.Json.JsonException)
+        {
+            return new UserPreferences(null, null);
+        }
+
+        static string? Text(System.Text.Json.JsonElement root, string name) =>
+            root.ValueKind == System.Text.Json.JsonValueKind.Object && root.TryGetProperty(name, out var value) && value.ValueKind == System.Text.Json.JsonValueKind.String
+                ? value.GetString() : null;
+    }
+
+    /// <summary>
+    /// Stores the calling user's language and time zone in the user's additional info, other members kept. The
+    /// language is ThingsBoard's form (<c>en_US</c>, <c>zh_CN</c>); the time zone an IANA name this server knows, or
+    /// null for the browser's own.
+    /// </summary>
+    public async Task SavePreferencesAsync(Caller caller, UserPreferences preferences, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(caller);
+        ArgumentNullException.ThrowIfNull(preferences);
+        if (preferences.Lang is { } lang && (lang.Length is not (2 or 5) || !char.IsAsciiLetterLower(lang[0]) || !char.IsAsciiLetterLower(lang[1])
+            || (lang.Length == 5 && (lang[2] != '_' || !char.IsAsciiLetterUpper(lang[3]) || !char.IsAsciiLetterUpper(lang[4])))))
+        {
+            throw PlatformException.BadRequest("lang is a language as ThingsBoard writes it, such as en_US or zh_CN.");
+        }
+
+        if (preferences.TimeZone is { } zone && (!zone.Contains('/', StringComparison.Ordinal) || !TimeZoneInfo.TryFindSystemTimeZoneById(zone, out _)))
+        {
+            throw PlatformException.BadRequest($"timeZone '{zone}' is not a time zone this server knows (an IANA name such as Asia/Shanghai).");
+        }
+
+        var existing = await store.GetUserAdditionalInfoAsync(caller.UserId, cancellationToken);
+        System.Text.Json.Nodes.JsonObject info;
+        try
+        {
+            info = existing is null ? [] : System.Text.Json.Nodes.JsonNode.Parse(existing) as System.Text.Json.Nodes.JsonObject ?? [];
+        }
+        catch (System.Text.Json.JsonException)
+        {
+            info = [];
+        }
+
+        info["lang"] = preferences.Lang;
+        info["timeZone"] = preferences.TimeZone;
+        if (!await store.SetUserAdditionalInfoAsync(caller.UserId, info.ToJsonString(), cancellationToken))
+        {
+            throw PlatformException.NotFound("The user");
+        }
+    }
+
+    /// <summary>The caller's tenant's API keys (tenant administrators).</summary>
+    public Task<Page<ApiKey>> ListApiKeysAsync(Caller caller, PageRequest request, CancellationToken cancellationToken = default)
+    {
+        caller.RequireTenantAdmin();
+        return store.ListApiKeysAsync(caller.RequireTenant(), request, cancellationToken);
+    }
+
+    /// <summary>Revokes an API key of the caller's tenant: requests with it are refused from now on (it is looked up on each one).</summary>
+    public async Task RevokeApiKeyAsync(Caller caller, Guid id, CancellationToken cancellationToken = default)
+    {
+        caller.RequireTenantAdmin();
+        if (!await store.DeleteApiKeyAsync(id, caller.RequireTenant(), cancellationToken))
+        {
+            throw PlatformException.NotFound("The API key");
+        }
+
+        await audit.WriteAsync(caller, "DELETED", "API_KEY", id.ToString(), null, cancellationToken: cancellationToken);
+    }
+
     public Task<Caller?> FindApiKeyAsync(string key, CancellationToken cancellationToken = default) => store.FindApiKeyAsync(CredentialHasher.Sha256(key), cancellationToken);
 
     /// <summary>First start: creates the system administrator; a generated password is logged once.</summary>

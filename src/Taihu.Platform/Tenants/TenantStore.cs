@@ -51,9 +51,21 @@ public interface ITenantStore
 
     Task<bool> AnySysAdminAsync(CancellationToken cancellationToken = default);
 
+    /// <summary>The user's additional info (a JSON object, ThingsBoard's <c>additionalInfo</c>), or null.</summary>
+    Task<string?> GetUserAdditionalInfoAsync(Guid id, CancellationToken cancellationToken = default);
+
+    /// <summary>Replaces the user's additional info; false when there is no such user.</summary>
+    Task<bool> SetUserAdditionalInfoAsync(Guid id, string? json, CancellationToken cancellationToken = default);
+
     Task CreateApiKeyAsync(Guid id, Guid tenantId, string name, Authority authority, string keyHash, long createdTime, CancellationToken cancellationToken = default);
 
     Task<Caller?> FindApiKeyAsync(string keyHash, CancellationToken cancellationToken = default);
+
+    /// <summary>The tenant's API keys (never their keys, which are stored only as hashes), by name.</summary>
+    Task<Page<ApiKey>> ListApiKeysAsync(Guid tenantId, PageRequest request, CancellationToken cancellationToken = default);
+
+    /// <summary>Removes an API key of the tenant: the next request with it is refused. False when there is none.</summary>
+    Task<bool> DeleteApiKeyAsync(Guid id, Guid tenantId, CancellationToken cancellationToken = default);
 
     Task<string?> GetSettingAsync(string name, CancellationToken cancellationToken = default);
 
@@ -303,6 +315,25 @@ public sealed class SqlTenantStore(PlatformDatabase database) : ITenantStore
         return Convert.ToInt64(await command.ExecuteScalarAsync(cancellationToken), System.Globalization.CultureInfo.InvariantCulture) > 0;
     }
 
+    public async Task<string?> GetUserAdditionalInfoAsync(Guid id, CancellationToken cancellationToken = default)
+    {
+        await using var connection = await database.OpenAsync(cancellationToken);
+        using var command = connection.CreateCommand();
+        command.CommandText = "SELECT additional_info FROM users WHERE id = @id";
+        command.AddParameter("id", id.ToString());
+        return await command.ExecuteScalarAsync(cancellationToken) as string;
+    }
+
+    public async Task<bool> SetUserAdditionalInfoAsync(Guid id, string? json, CancellationToken cancellationToken = default)
+    {
+        await using var connection = await database.OpenAsync(cancellationToken);
+        using var command = connection.CreateCommand();
+        command.CommandText = "UPDATE users SET additional_info = @info WHERE id = @id";
+        command.AddParameter("id", id.ToString());
+        command.AddParameter("info", json);
+        return await command.ExecuteNonQueryAsync(cancellationToken) > 0;
+    }
+
     public async Task CreateApiKeyAsync(Guid id, Guid tenantId, string name, Authority authority, string keyHash, long createdTime, CancellationToken cancellationToken = default)
     {
         await using var connection = await database.OpenAsync(cancellationToken);
@@ -330,6 +361,33 @@ public sealed class SqlTenantStore(PlatformDatabase database) : ITenantStore
         }
 
         return new Caller(Guid.Parse(reader.GetString(0)), Guid.Parse(reader.GetString(1)), authority, "api key " + reader.GetString(3));
+    }
+
+    public Task<Page<ApiKey>> ListApiKeysAsync(Guid tenantId, PageRequest request, CancellationToken cancellationToken = default)
+    {
+        var where = " WHERE tenant_id = @tenant";
+        if (request.LikePattern is not null)
+        {
+            where += " AND lower(name) LIKE @q ESCAPE '\\'";
+        }
+
+        var order = $"{(request.SortProperty == "createdTime" ? "created_time" : "name")} {(request.Descending ? "DESC" : "ASC")}, id";
+        return database.QueryPageAsync("id, tenant_id, name, authority, created_time", "api_keys", where, order, request,
+            c => c.AddParameter("tenant", tenantId.ToString()), reader =>
+            {
+                _ = User.TryParseAuthority(reader.GetString(3), out var authority);
+                return new ApiKey(Guid.Parse(reader.GetString(0)), Guid.Parse(reader.GetString(1)), reader.GetString(2), authority, reader.GetInt64(4));
+            }, cancellationToken);
+    }
+
+    public async Task<bool> DeleteApiKeyAsync(Guid id, Guid tenantId, CancellationToken cancellationToken = default)
+    {
+        await using var connection = await database.OpenAsync(cancellationToken);
+        using var command = connection.CreateCommand();
+        command.CommandText = "DELETE FROM api_keys WHERE id = @id AND tenant_id = @tenant";
+        command.AddParameter("id", id.ToString());
+        command.AddParameter("tenant", tenantId.ToString());
+        return await command.ExecuteNonQueryAsync(cancellationToken) > 0;
     }
 
     public async Task<string?> GetSettingAsync(string name, CancellationToken cancellationToken = default)

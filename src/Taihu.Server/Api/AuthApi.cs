@@ -4,7 +4,7 @@ using Taihu.Platform.Tenants;
 
 namespace Taihu.Server.Api;
 
-/// <summary>Logging in, refreshing, logging out, activation and API keys (ThingsBoard's /api/auth calls).</summary>
+/// <summary>Logging in, refreshing, logging out, activation and API keys (create, list, revoke) (ThingsBoard's /api/auth calls).</summary>
 public static class AuthApi
 {
     public sealed record LoginRequest(string? Username, string? Password);
@@ -14,6 +14,12 @@ public static class AuthApi
     public sealed record ActivateRequest(string? ActivateToken, string? Password);
 
     public sealed record ApiKeyRequest(string? Name, string? Authority);
+
+    /// <summary>An API key as listed: never the key itself.</summary>
+    public sealed record ApiKeyDto(EntityIdDto Id, string Name, string Authority, long CreatedTime)
+    {
+        public static ApiKeyDto From(ApiKey key) => new(new EntityIdDto("API_KEY", key.Id), key.Name, User.AuthorityName(key.Authority), key.CreatedTime);
+    }
 
     public static IEndpointRouteBuilder MapAuthApi(this IEndpointRouteBuilder app)
     {
@@ -70,6 +76,18 @@ public static class AuthApi
             var (id, key) = await tenants.CreateApiKeyAsync(caller, request.Name, authority, ct);
             return Results.Ok(new { id = new EntityIdDto("API_KEY", id), name = request.Name, authority = User.AuthorityName(authority), key });
         }).WithName("CreateApiKey").WithSummary("Creates an API key for integrations (sent as X-Api-Key); the key is shown only now.");
+
+        auth.MapGet("/apiKeys", async (int? pageSize, int? page, string? textSearch, string? sortProperty, string? sortOrder, HttpContext context, TenantService tenants, CancellationToken ct) =>
+        {
+            var found = await tenants.ListApiKeysAsync(await context.CallerAsync(), Shapes.Paging(pageSize, page, textSearch, sortProperty, sortOrder), ct);
+            return Results.Ok(new Page<ApiKeyDto>([.. found.Data.Select(ApiKeyDto.From)], found.TotalPages, found.TotalElements, found.HasNext));
+        }).WithName("GetApiKeys").WithSummary("The tenant's API keys, a page at a time (sortProperty name or createdTime); the keys themselves are never shown again.");
+
+        auth.MapDelete("/apiKey/{id:guid}", async (Guid id, HttpContext context, TenantService tenants, CancellationToken ct) =>
+        {
+            await tenants.RevokeApiKeyAsync(await context.CallerAsync(), id, ct);
+            return Results.Ok();
+        }).WithName("RevokeApiKey").WithSummary("Revokes an API key: the next request that sends it is refused (401).");
         return app;
     }
 

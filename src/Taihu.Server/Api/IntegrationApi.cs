@@ -55,7 +55,8 @@ public sealed record DeadLetterDto(Guid Id, Guid IntegrationId, string DeviceId,
 
 /// <summary>
 /// Integrations out (Taihu's own calls in ThingsBoard's style; see docs/integrations.md): HTTP webhooks and MQTT
-/// republish per tenant, their counters and their dead letters. Tenant administrators only; every change is audited.
+/// republish per tenant, their counters and their dead letters. Every user of the tenant reads them (a webhook's
+/// header values masked but for administrators); tenant administrators change them; every change is audited.
 /// </summary>
 public static class IntegrationApi
 {

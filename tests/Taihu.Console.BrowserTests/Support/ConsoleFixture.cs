@@ -53,9 +53,9 @@ public sealed class ConsoleFixture : IAsyncLifetime
     /// <summary>
     /// A fresh browser context already signed in as the fixture's tenant administrator: the session cookie of one
     /// sign-in through the form, reused (signing in costs a second or two per test on this machine; the tests of
-    /// signing in itself use <see cref="SignInAsync"/>).
+    /// signing in itself use <see cref="SignInAsync"/>), at 1280x800 unless told another size.
     /// </summary>
-    public async Task<IPage> NewAdminPageAsync()
+    public async Task<IPage> NewAdminPageAsync(int width = 1280, int height = 800)
     {
         if (_adminState is null)
         {
@@ -68,7 +68,7 @@ public sealed class ConsoleFixture : IAsyncLifetime
         var context = await Browser.NewContextAsync(new BrowserNewContextOptions
         {
             BaseURL = Server.HttpBaseAddress.ToString(),
-            ViewportSize = new ViewportSize { Width = 1280, Height = 800 },
+            ViewportSize = new ViewportSize { Width = width, Height = height },
             StorageState = _adminState,
         });
         return await context.NewPageAsync();
