@@ -169,6 +169,7 @@ internal sealed partial class Hj212Connection : IDeviceCommandChannel
 
         foreach (var station in stations)
         {
+            _stations.Connections.Remove(station.Device, _connection);
             station.Session?.Dispose();
         }
 
@@ -397,6 +398,12 @@ internal sealed partial class Hj212Connection : IDeviceCommandChannel
             _byDevice[identity.Device.Id] = station;
         }
 
+        if (known is not null)
+        {
+            _stations.Connections.Remove(known.Device, _connection);
+        }
+
+        _stations.Connections.Add(identity.Device, _connection);
         known?.Session?.Dispose();
         // Open may hand waiting persistent commands to TrySend on another thread: the station is registered first.
         station.Session = _devices.Open(identity.Device, this);

@@ -124,10 +124,20 @@ internal sealed partial class Jt808Connection : IDeviceCommandChannel
         {
             // The terminal went away.
         }
+        catch (ConnectionAbortedException)
+        {
+            // Closed by the server: the device was deleted or its credentials changed, the terminal connected
+            // again on another connection, or the server is stopping.
+        }
         finally
         {
             _closing = true;
-            _session?.Dispose();
+            if (_session is { } ended)
+            {
+                _services.Connections.Remove(ended.Device, _connection);
+                ended.Dispose();
+            }
+
             await _input.CompleteAsync();
             await _writeLock.WaitAsync();
             try
@@ -435,6 +445,8 @@ internal sealed partial class Jt808Connection : IDeviceCommandChannel
         // Opening may send waiting persistent calls at once (TrySend on this thread); answers to those that fail
         // before the session is set wait for it.
         var session = Devices.Open(stored.Device, this);
+        // A terminal that authenticates again on a new connection (its old one half-open, say) replaces the old one.
+        _services.Connections.TakeOver(stored.Device, _connection);
         List<(int RequestId, string Json, bool Failed)>? early;
         lock (_commands)
         {
@@ -464,7 +476,7 @@ internal sealed partial class Jt808Connection : IDeviceCommandChannel
     /// <summary>The device's server attribute <c>jt808Version</c> (2011, 2013 or 2019), which overrides what the frames say.</summary>
     private async Task<Jt808Version?> VersionSettingAsync(Device device)
     {
-        var attributes = await _services.Attributes.GetAsync(device.Seq, AttributeScope.Server, VersionAttributeKeys);
+        var attributes = await Devices.GetServerAttributesAsync(device, VersionAttributeKeys);
         foreach (var attribute in attributes)
         {
             switch (attribute.Value.ToString())
