@@ -324,7 +324,11 @@ internal sealed partial class Hj212Connection : IDeviceCommandChannel
 
         if (outcome == Hj212PacketOutcome.Waiting)
         {
+            // The standard answers every packet of a split message whose Flag asks for it (a station waits for each
+            // answer before it sends the next packet): this one is held until the last arrives; the packet that
+            // completes the message is answered once the whole is stored.
             station.Session!.Activity();
+            await AnswerIfAskedAsync(station, message);
             return null;
         }
 
