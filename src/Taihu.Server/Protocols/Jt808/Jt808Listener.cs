@@ -27,7 +27,7 @@ internal sealed class Jt808Listener(
 
 /// <summary>What every JT/T 808 connection uses, built once.</summary>
 internal sealed class Jt808Services(
-    ProtocolDevices devices, DeviceService deviceService, DeviceDataService data, IAttributeStore attributes, TimeProvider time,
+    ProtocolDevices devices, DeviceService deviceService, DeviceDataService data, TimeProvider time,
     IOptions<Jt808Options> options, IOptions<Taihu.Platform.IngestOptions> ingest, DeviceRevocations revocations, ILogger<Jt808Listener> logger)
 {
     public const string Protocol = "jt808";
@@ -40,8 +40,6 @@ internal sealed class Jt808Services(
     public DeviceService DeviceService { get; } = deviceService;
 
     public DeviceDataService Data { get; } = data;
-
-    public IAttributeStore Attributes { get; } = attributes;
 
     public TimeProvider Time { get; } = time;
 
