@@ -73,7 +73,7 @@ public sealed class Hj212Tests(PlatformFixture fixture) : IClassFixture<Platform
     }
 
     [Fact]
-    public async Task SplitMessage_IsPutTogether_AndAnsweredOnceStored()
+    public async Task SplitMessage_EachPacketIsAnswered_AndTheWholeIsStoredBeforeTheLastAnswer()
     {
         var (id, mn) = await CreateStationAsync(fixture.Admin);
         await using var station = await Hj212Station.ConnectAsync(fixture.Server, mn, "123456");
@@ -81,8 +81,11 @@ public sealed class Hj212Tests(PlatformFixture fixture) : IClassFixture<Platform
         var qn = station.NextQn();
         // Flag 7: 2017 edition, split, answer asked. The second packet first: they are put in PNO order.
         await station.SendAsync($"QN={qn};ST=22;CN=2051;PW=123456;MN={mn};Flag=7;PNUM=2;PNO=2;CP=&&w21003-Avg=0.42,w21003-Flag=N&&");
-        await station.SendAsync($"QN={qn};ST=22;CN=2051;PW=123456;MN={mn};Flag=7;PNUM=2;PNO=1;CP=&&DataTime={time};w01018-Avg=30.1,w01018-Flag=N&&");
+        var held = await station.ReadAsync();
+        Assert.Equal(("9014", qn), (held.Cn, held.Qn));
+        Assert.Empty(await fixture.Admin.LatestAsync(id));
 
+        await station.SendAsync($"QN={qn};ST=22;CN=2051;PW=123456;MN={mn};Flag=7;PNUM=2;PNO=1;CP=&&DataTime={time};w01018-Avg=30.1,w01018-Flag=N&&");
         var answer = await station.ReadAsync();
         Assert.Equal(("9014", qn), (answer.Cn, answer.Qn));
         var latest = await fixture.Admin.LatestAsync(id);

@@ -51,7 +51,7 @@ public interface IDeviceService
 
 /// <inheritdoc />
 public sealed class DeviceService(IDeviceStore store, IAuditLog audit, IMqttClientDisconnector connections, TimeProvider time, IOptions<SecurityOptions> security,
-    Telemetry.ITelemetryStore? telemetry = null, Events.EventSignal? events = null) : IDeviceService
+    Telemetry.ITelemetryStore? telemetry = null, Events.EventSignal? events = null, DeviceRevocations? revocations = null) : IDeviceService
 {
     private readonly int _minimumTokenLength = security.Value.MinimumAccessTokenLength;
 
@@ -254,13 +254,22 @@ public sealed class DeviceService(IDeviceStore store, IAuditLog audit, IMqttClie
         await audit.WriteAsync(caller, "DELETED", "DEVICE_PROFILE", id.ToString(), profile.Name, cancellationToken: cancellationToken);
     }
 
-    /// <summary>Closes the MQTT connections of a device (and the devices behind it, when it is a gateway).</summary>
-    public void DisconnectDevice(Guid deviceId, string reason) =>
+    /// <summary>
+    /// Closes the connections of a device (and the devices behind it, when it is a gateway): MQTT ones here, those of
+    /// the other protocols' listeners through <see cref="DeviceRevocations"/>.
+    /// </summary>
+    public void DisconnectDevice(Guid deviceId, string reason)
+    {
         connections.Disconnect(identity => identity.State is DeviceSession session && session.Device.Id == deviceId, ReasonCode.NotAuthorized, reason);
+        revocations?.Revoke(new DeviceRevocation(deviceId, null, reason));
+    }
 
-    /// <summary>Closes the MQTT connections of every device of a tenant (the tenant is being deleted).</summary>
-    public void DisconnectTenant(Guid tenantId, string reason) =>
+    /// <summary>Closes the connections of every device of a tenant (the tenant is being deleted).</summary>
+    public void DisconnectTenant(Guid tenantId, string reason)
+    {
         connections.Disconnect(identity => identity.State is DeviceSession session && session.Device.TenantId == tenantId, ReasonCode.NotAuthorized, reason);
+        revocations?.Revoke(new DeviceRevocation(null, tenantId, reason));
+    }
 
     /// <summary>The row to store for a credentials draft: what is shown, the lookup key, and the hashed secret.</summary>
     /// <remarks>

@@ -40,6 +40,7 @@ public static class PlatformHostingExtensions
         services.AddSingleton<IAuditLog, SqlAuditLog>();
         services.AddSingleton<TelemetryIngest>();
         services.AddSingleton<DeviceMessaging>();
+        services.AddSingleton<DeviceRevocations>();
         services.AddSingleton<DeviceService>();
         services.AddSingleton<IDeviceService>(sp => sp.GetRequiredService<DeviceService>());
         services.AddSingleton<DeviceDataService>();

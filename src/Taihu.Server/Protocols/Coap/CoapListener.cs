@@ -26,7 +26,7 @@ namespace Taihu.Server.Protocols.Coap;
 /// </remarks>
 internal sealed partial class CoapListener(
     IOptions<ServerOptions> server, IOptions<ListenerOptions> listeners, IOptions<CoapOptions> options, ServerEndpoints endpoints,
-    CoapDeviceApi api, ProtocolDevices devices, TimeProvider time, ILogger<CoapListener> logger) : IHostedService, IAsyncDisposable
+    CoapDeviceApi api, ProtocolDevices devices, DeviceRevocations revocations, TimeProvider time, ILogger<CoapListener> logger) : IHostedService, IAsyncDisposable
 {
     private const string Protocol = "coap";
     private const int MaxOptions = 32;
@@ -70,6 +70,7 @@ internal sealed partial class CoapListener(
         _socket = socket;
         endpoints.CoapPort = ((IPEndPoint)socket.LocalEndPoint!).Port;
         api.Attach(this);
+        revocations.Revoked += Forget;
         var sweep = TimeSpan.FromMilliseconds(Math.Clamp(_options.SeparateResponseAfter.TotalMilliseconds / 2, 50, 1000));
         _sweeper = time.CreateTimer(_ => Sweep(), null, sweep, sweep);
         _receiving = Task.Run(ReceiveAsync, CancellationToken.None);
@@ -83,6 +84,7 @@ internal sealed partial class CoapListener(
             return;
         }
 
+        revocations.Revoked -= Forget;
         await _stopping.CancelAsync();
         _socket.Close();
         if (_receiving is not null)
@@ -487,6 +489,33 @@ internal sealed partial class CoapListener(
             if (outgoing.Observation is { } observation)
             {
                 EndObservation(endpoint, observation);
+            }
+        }
+    }
+
+    /// <summary>
+    /// A device was deleted or its credentials changed (as an MQTT client is disconnected then): every endpoint
+    /// forgets that it authenticated as the device, so its next request checks the token again, and its
+    /// observations of the device end (the device goes offline, waiting persistent calls stay queued).
+    /// </summary>
+    private void Forget(DeviceRevocation revocation)
+    {
+        foreach (var endpoint in _endpoints.Values)
+        {
+            lock (endpoint.Gate)
+            {
+                if (endpoint.Authenticated is { } known && revocation.Covers(known.Device))
+                {
+                    endpoint.Authenticated = null;
+                }
+
+                for (var i = endpoint.Observations.Count - 1; i >= 0; i--)
+                {
+                    if (revocation.Covers(endpoint.Observations[i].Device))
+                    {
+                        EndObservation(endpoint, endpoint.Observations[i]);
+                    }
+                }
             }
         }
     }

@@ -62,7 +62,8 @@ public sealed class CoapOptions
     /// How long an endpoint that authenticated with an access token is taken to be that device without looking the
     /// token up again (as an MQTT connection is, for its whole life): a device posting every second costs one lookup
     /// per this time, not one per request, and many devices behind one address (NAT) do not queue on the failed-login
-    /// allowance of that address. A token changed or a device deleted is noticed within this time.
+    /// allowance of that address. A token changed or a device deleted is noticed at once (the
+    /// listener forgets what it remembered of the device).
     /// </summary>
     public TimeSpan AuthenticationLifetime { get; set; } = TimeSpan.FromSeconds(30);
 

@@ -169,6 +169,7 @@ internal sealed partial class Hj212Connection : IDeviceCommandChannel
 
         foreach (var station in stations)
         {
+            _stations.Connections.Remove(station.Device, _connection);
             station.Session?.Dispose();
         }
 
@@ -323,7 +324,11 @@ internal sealed partial class Hj212Connection : IDeviceCommandChannel
 
         if (outcome == Hj212PacketOutcome.Waiting)
         {
+            // The standard answers every packet of a split message whose Flag asks for it (a station waits for each
+            // answer before it sends the next packet): this one is held until the last arrives; the packet that
+            // completes the message is answered once the whole is stored.
             station.Session!.Activity();
+            await AnswerIfAskedAsync(station, message);
             return null;
         }
 
@@ -397,6 +402,12 @@ internal sealed partial class Hj212Connection : IDeviceCommandChannel
             _byDevice[identity.Device.Id] = station;
         }
 
+        if (known is not null)
+        {
+            _stations.Connections.Remove(known.Device, _connection);
+        }
+
+        _stations.Connections.Add(identity.Device, _connection);
         known?.Session?.Dispose();
         // Open may hand waiting persistent commands to TrySend on another thread: the station is registered first.
         station.Session = _devices.Open(identity.Device, this);

@@ -22,7 +22,8 @@ internal sealed record Hj212Identity(Device Device, Hj212CrcKind Crc, TimeSpan U
 /// (<see cref="DeviceAuthenticationLimiter"/>).
 /// </summary>
 internal sealed partial class Hj212Stations(
-    ProtocolDevices devices, DeviceService deviceService, DeviceAuthenticationLimiter limiter, IAuditLog audit, IOptions<Hj212Options> options, ILogger<Hj212Stations> logger)
+    ProtocolDevices devices, DeviceService deviceService, DeviceAuthenticationLimiter limiter, IAuditLog audit, IOptions<Hj212Options> options, ILogger<Hj212Stations> logger,
+    DeviceRevocations revocations)
 {
     /// <summary>Server attribute: <c>"modbus"</c> makes the listener accept frames whose CRC is Modbus CRC16 from this station.</summary>
     public const string CrcAttribute = "hj212Crc";
@@ -35,6 +36,9 @@ internal sealed partial class Hj212Stations(
     private readonly TimeSpan _defaultOffset = Hj212Options.TryParseTimeZone(options.Value.TimeZone, out var offset) ? offset : Hj212Data.ChinaStandardTime;
 
     public ProtocolDevices Devices => devices;
+
+    /// <summary>The open connections by station device, closed when a device is deleted or its credentials change.</summary>
+    public DeviceConnections Connections { get; } = new(revocations);
 
     /// <summary>The station's device, or the reason word (<c>unknown_device</c>, <c>wrong_password</c>, ...) it was refused for.</summary>
     public async Task<(Hj212Identity? Identity, string? Refusal)> IdentifyAsync(string mn, string pw, EndPoint? remote, CancellationToken cancellationToken)

@@ -5,11 +5,8 @@ using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using Microsoft.AspNetCore.Connections;
-using Taihu.Broker.Extensibility;
-using Taihu.Mqtt;
 using Taihu.Platform;
 using Taihu.Platform.Devices;
-using Taihu.Platform.Rpc;
 using Taihu.Platform.Telemetry;
 using Taihu.Protocols.Jt808;
 
@@ -22,18 +19,17 @@ namespace Taihu.Server.Protocols.Jt808;
 /// States: a new connection may register (0x0100, answered with 0x8100) and must authenticate (0x0102); anything
 /// else before authentication closes it. Authenticated, it owns a <see cref="ProtocolDeviceSession"/>: locations
 /// become telemetry and are answered with 0x8001 after they are committed, heartbeats count as activity, and RPC
-/// commands from the platform go out as 0x8201, 0x8103 and 0x8300, matched to the terminal's answer (0x0001 or
-/// 0x0201) by the serial number this connection gave them. The receive loop is the one owner of the connection's
-/// state; RPC sends come from other threads and share only the write lock, the serial counter and the pending map.
+/// commands from the platform go out through its <see cref="Jt808CommandChannel"/> (0x8201, 0x8103, 0x8300), which
+/// matches the terminal's answers (0x0001 or 0x0201) to them. The receive loop is the one owner of the connection's
+/// state; RPC sends come from other threads and share only the write lock and the serial counter.
 /// A frame that cannot be read is counted by reason and skipped (or answered with result 2 when its header can be
 /// read and it belongs to this terminal); a frame that cannot be trusted to come from the terminal closes the
 /// connection. Nothing of a refused frame is stored.
 /// </remarks>
 [System.Diagnostics.CodeAnalysis.SuppressMessage("Design", "CA1001", Justification = "The write lock never creates a wait handle, and RPC sends may still wait on it after the connection ends.")]
-internal sealed partial class Jt808Connection : IDeviceCommandChannel
+internal sealed partial class Jt808Connection : IJt808CommandWriter
 {
     private const string Protocol = Jt808Services.Protocol;
-    private const int MaxPendingCommands = 256;
     private const string VersionAttribute = "jt808Version";
     private static readonly string[] VersionAttributeKeys = [VersionAttribute];
 
@@ -45,7 +41,7 @@ internal sealed partial class Jt808Connection : IDeviceCommandChannel
     private readonly byte[] _message = new byte[Jt808Framing.MaxUnescapedLength];
     private readonly byte[] _reply = new byte[1023];
     private readonly List<TelemetryPoint> _points = [];
-    private readonly Dictionary<ushort, (int RequestId, ushort MessageId)> _commands = [];
+    private readonly Jt808CommandChannel _commands;
     private readonly Jt808Reassembly _reassembly;
     private byte[]? _scratch;
     private Jt808HeaderForm? _form;
@@ -54,7 +50,6 @@ internal sealed partial class Jt808Connection : IDeviceCommandChannel
     private Jt808Version? _versionSetting;
     private Taihu.Broker.PublishRateLimiter? _limiter;
     private volatile ProtocolDeviceSession? _session;
-    private List<(int RequestId, string Json, bool Failed)>? _early;
     private int _serial = -1;
     private volatile bool _closing;
     private bool _outputDone;
@@ -66,6 +61,7 @@ internal sealed partial class Jt808Connection : IDeviceCommandChannel
         _input = connection.Transport.Input;
         _output = connection.Transport.Output;
         _reassembly = new Jt808Reassembly(services.Time) { Timeout = services.Options.IdleTimeout };
+        _commands = new Jt808CommandChannel(this, services.Logger);
     }
 
     private ProtocolDevices Devices => _services.Devices;
@@ -124,10 +120,20 @@ internal sealed partial class Jt808Connection : IDeviceCommandChannel
         {
             // The terminal went away.
         }
+        catch (ConnectionAbortedException)
+        {
+            // Closed by the server: the device was deleted or its credentials changed, the terminal connected
+            // again on another connection, or the server is stopping.
+        }
         finally
         {
             _closing = true;
-            _session?.Dispose();
+            if (_session is { } ended)
+            {
+                _services.Connections.Remove(ended.Device, _connection);
+                ended.Dispose();
+            }
+
             await _input.CompleteAsync();
             await _writeLock.WaitAsync();
             try
@@ -432,20 +438,13 @@ internal sealed partial class Jt808Connection : IDeviceCommandChannel
         _code = code;
         // The answer goes out before the session opens: opening sends waiting persistent RPC, which must follow it.
         await ReplyAsync(header, Jt808Results.Ok);
-        // Opening may send waiting persistent calls at once (TrySend on this thread); answers to those that fail
-        // before the session is set wait for it.
-        var session = Devices.Open(stored.Device, this);
-        List<(int RequestId, string Json, bool Failed)>? early;
-        lock (_commands)
-        {
-            _session = session;
-            (early, _early) = (_early, null);
-        }
-
-        foreach (var (requestId, json, failed) in early ?? [])
-        {
-            _ = AnswerAsync(session, requestId, json, failed);
-        }
+        // Opening may send waiting persistent calls at once (TrySend on this thread); the channel keeps answers to
+        // those that fail until the session is set.
+        var session = Devices.Open(stored.Device, _commands);
+        _session = session;
+        _commands.Opened(session);
+        // A terminal that authenticates again on a new connection (its old one half-open, say) replaces the old one.
+        _services.Connections.TakeOver(stored.Device, _connection);
         if (authentication.Imei is not null)
         {
             await session.SaveClientAttributesAsync(JsonSerializer.SerializeToUtf8Bytes(new Dictionary<string, string?>
@@ -464,7 +463,7 @@ internal sealed partial class Jt808Connection : IDeviceCommandChannel
     /// <summary>The device's server attribute <c>jt808Version</c> (2011, 2013 or 2019), which overrides what the frames say.</summary>
     private async Task<Jt808Version?> VersionSettingAsync(Device device)
     {
-        var attributes = await _services.Attributes.GetAsync(device.Seq, AttributeScope.Server, VersionAttributeKeys);
+        var attributes = await Devices.GetServerAttributesAsync(device, VersionAttributeKeys);
         foreach (var attribute in attributes)
         {
             switch (attribute.Value.ToString())
@@ -564,12 +563,10 @@ internal sealed partial class Jt808Connection : IDeviceCommandChannel
 
     private void TerminalReply(ReadOnlySpan<byte> body)
     {
-        if (!Jt808GeneralReply.TryRead(body, out var reply) || !TakeCommand(reply.ReplySerial, out var requestId))
+        if (Jt808GeneralReply.TryRead(body, out var reply))
         {
-            return;
+            _commands.GeneralReply(reply);
         }
-
-        Answer(requestId, $"{{\"result\":{reply.Result}}}", failed: reply.Result != Jt808Results.Ok);
     }
 
     private async ValueTask<bool> LocationQueryReplyAsync(Jt808HeaderFields header, ReadOnlyMemory<byte> body)
@@ -583,197 +580,23 @@ internal sealed partial class Jt808Connection : IDeviceCommandChannel
         }
 
         Jt808Telemetry.Add(location, _services.Time.GetUtcNow().ToUnixTimeMilliseconds(), _points);
-        if (TakeCommand(BinaryPrimitives.ReadUInt16BigEndian(body.Span), out var requestId))
-        {
-            var buffer = new ArrayBufferWriter<byte>(512);
-            using (var json = new Utf8JsonWriter(buffer))
-            {
-                json.WriteStartObject();
-                json.WriteNumber("ts", _points[0].Ts);
-                foreach (var point in _points)
-                {
-                    json.WritePropertyName(point.Key);
-                    point.Value.WriteTo(json);
-                }
-
-                json.WriteEndObject();
-            }
-
-            Answer(requestId, Encoding.UTF8.GetString(buffer.WrittenSpan), failed: false);
-        }
+        _commands.LocationReply(BinaryPrimitives.ReadUInt16BigEndian(body.Span), _points);
 
         // The answer is a location like any other: it is kept as telemetry too. No general reply: 0x0201 is itself one.
         await _session!.SubmitAsync(_points, 0, _points.Count);
         return true;
     }
 
-    private bool TakeCommand(ushort serial, out int requestId)
-    {
-        lock (_commands)
-        {
-            if (_commands.Remove(serial, out var command))
-            {
-                requestId = command.RequestId;
-                return true;
-            }
-        }
+    // ---- RPC (Jt808CommandChannel) ----
 
-        requestId = 0;
-        return false;
-    }
+    (Jt808HeaderForm Form, Jt808Version Version)? IJt808CommandWriter.Terminal =>
+        _form is { } form ? (form, _versionSetting ?? (form.ProtocolVersion is not null || form.VersionFlag ? Jt808Version.V2019 : Jt808Version.V2013)) : null;
 
-    private void Answer(int requestId, string json, bool failed)
-    {
-        var session = _session;
-        if (session is null)
-        {
-            lock (_commands)
-            {
-                if (_session is null)
-                {
-                    (_early ??= []).Add((requestId, json, failed));
-                    return;
-                }
+    bool IJt808CommandWriter.Closing => _closing;
 
-                session = _session;
-            }
-        }
+    ushort IJt808CommandWriter.NextSerial() => NextSerial();
 
-        _ = AnswerAsync(session, requestId, json, failed);
-    }
-
-    private async Task AnswerAsync(ProtocolDeviceSession session, int requestId, string json, bool failed)
-    {
-        try
-        {
-            await session.ReplyAsync(requestId, json, failed);
-        }
-        catch (Exception ex) when (ex is not OutOfMemoryException)
-        {
-            LogReplyFailed(_services.Logger, requestId, ex);
-        }
-    }
-
-    // ---- RPC ----
-
-    public bool TrySend(Device device, int requestId, string method, string paramsJson, IDeliveryListener listener)
-    {
-        if (_closing || _form is not { } form)
-        {
-            return false;
-        }
-
-        var body = new byte[1023];
-        int length;
-        ushort messageId;
-        string? error = null;
-        switch (method)
-        {
-            case "queryLocation":
-                (messageId, length) = (Jt808MessageIds.QueryLocation, 0);
-                break;
-            case "setParameters":
-                messageId = Jt808MessageIds.SetParameters;
-                length = 0;
-                try
-                {
-                    using var parameters = JsonDocument.Parse(paramsJson);
-                    Jt808Parameters.TryWrite(parameters.RootElement, body, out length, out error);
-                }
-                catch (JsonException)
-                {
-                    error = "setParameters takes an object of parameters, such as {\"heartbeatInterval\":30}.";
-                }
-
-                break;
-            case "sendText":
-                messageId = Jt808MessageIds.TextMessage;
-                length = 0;
-                error = TextMessage(paramsJson, form, body, out length);
-                break;
-            default:
-                Answer(requestId, "{\"error\":\"JT/T 808 terminals take the RPC methods queryLocation, setParameters and sendText.\"}", failed: true);
-                return true;
-        }
-
-        if (error is not null)
-        {
-            Answer(requestId, JsonSerializer.Serialize(new { error }), failed: true);
-            return true;
-        }
-
-        var serial = NextSerial();
-        lock (_commands)
-        {
-            if (_commands.Count >= MaxPendingCommands)
-            {
-                // Calls whose answers never came; the platform has timed them out long since.
-                _commands.Clear();
-            }
-
-            _commands[serial] = (requestId, messageId);
-        }
-
-        _ = SendCommandAsync(form, messageId, serial, body, length, listener);
-        return true;
-    }
-
-    /// <summary>sendText params: <c>{"text":"...","flags":12,"textType":1}</c> or just the text as a JSON string.</summary>
-    private string? TextMessage(string paramsJson, Jt808HeaderForm form, byte[] body, out int length)
-    {
-        length = 0;
-        string? text = null;
-        byte flags = 0x0C, textType = 1;
-        try
-        {
-            using var parameters = JsonDocument.Parse(paramsJson);
-            var root = parameters.RootElement;
-            if (root.ValueKind == JsonValueKind.String)
-            {
-                text = root.GetString();
-            }
-            else if (root.ValueKind == JsonValueKind.Object && root.TryGetProperty("text", out var t) && t.ValueKind == JsonValueKind.String)
-            {
-                text = t.GetString();
-                if (root.TryGetProperty("flags", out var f) && !f.TryGetByte(out flags))
-                {
-                    return "sendText flags is a number from 0 to 255 (bit 0 emergency, bit 2 display, bit 3 text to speech).";
-                }
-
-                if (root.TryGetProperty("textType", out var tt) && !tt.TryGetByte(out textType))
-                {
-                    return "sendText textType is 1 (notice) or 2 (service).";
-                }
-            }
-        }
-        catch (JsonException)
-        {
-        }
-
-        if (text is null)
-        {
-            return "sendText takes {\"text\":\"...\"} (and optionally flags and textType).";
-        }
-
-        var version = _versionSetting ?? (form.ProtocolVersion is not null || form.VersionFlag ? Jt808Version.V2019 : Jt808Version.V2013);
-        return Jt808Bodies.TryTextMessage(body, version, flags, textType, text, out length) ? null : "The text is too long for one message (at most about 1,000 bytes in GBK).";
-    }
-
-    private async Task SendCommandAsync(Jt808HeaderForm form, ushort messageId, ushort serial, byte[] body, int length, IDeliveryListener listener)
-    {
-        try
-        {
-            if (await WriteAsync(form, messageId, serial, body, length))
-            {
-                // There is no separate acknowledgement of delivery: the frame written to the socket is delivered.
-                listener.OnDelivered(QoS.AtMostOnce);
-            }
-        }
-        catch (Exception ex) when (ex is not OutOfMemoryException)
-        {
-            LogReplyFailed(_services.Logger, 0, ex);
-        }
-    }
+    ValueTask<bool> IJt808CommandWriter.WriteAsync(Jt808HeaderForm form, ushort messageId, ushort serial, byte[] body, int length) => WriteAsync(form, messageId, serial, body, length);
 
     // ---- Writing ----
 
@@ -821,6 +644,4 @@ internal sealed partial class Jt808Connection : IDeviceCommandChannel
     [LoggerMessage(EventId = 1412, Level = LogLevel.Warning, Message = "JT/T 808 telemetry could not be stored")]
     private static partial void LogIngestFailed(ILogger logger, Exception exception);
 
-    [LoggerMessage(EventId = 1413, Level = LogLevel.Warning, Message = "JT/T 808 answer to RPC call {RequestId} could not be handed over")]
-    private static partial void LogReplyFailed(ILogger logger, int requestId, Exception exception);
 }

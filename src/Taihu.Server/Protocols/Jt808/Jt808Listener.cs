@@ -27,18 +27,19 @@ internal sealed class Jt808Listener(
 
 /// <summary>What every JT/T 808 connection uses, built once.</summary>
 internal sealed class Jt808Services(
-    ProtocolDevices devices, DeviceService deviceService, DeviceDataService data, IAttributeStore attributes, TimeProvider time,
-    IOptions<Jt808Options> options, IOptions<Taihu.Platform.IngestOptions> ingest, ILogger<Jt808Listener> logger)
+    ProtocolDevices devices, DeviceService deviceService, DeviceDataService data, TimeProvider time,
+    IOptions<Jt808Options> options, IOptions<Taihu.Platform.IngestOptions> ingest, DeviceRevocations revocations, ILogger<Jt808Listener> logger)
 {
     public const string Protocol = "jt808";
 
     public ProtocolDevices Devices { get; } = devices;
 
+    /// <summary>The open connections by terminal device: a second authentication closes the first, and so do a deletion and new credentials.</summary>
+    public DeviceConnections Connections { get; } = new(revocations);
+
     public DeviceService DeviceService { get; } = deviceService;
 
     public DeviceDataService Data { get; } = data;
-
-    public IAttributeStore Attributes { get; } = attributes;
 
     public TimeProvider Time { get; } = time;
 
