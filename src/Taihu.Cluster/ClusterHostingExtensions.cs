@@ -1,3 +1,4 @@
+using System.Diagnostics.Metrics;
 using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
@@ -112,7 +113,9 @@ public sealed class ClusterDatabase(NpgsqlDataSource dataSource) : IDisposable
 /// Before the silo starts: PostgreSQL answers, and the cluster's tables are this build's and this cluster's
 /// (<see cref="ClusterSchema.PrepareAsync"/>). Any failure stops the server with <see cref="ClusterStartupException"/>.
 /// </summary>
-internal sealed partial class ClusterStartup(ClusterDatabase database, IOptions<ClusterNodeOptions> options, ILogger<ClusterStartup> logger) : IHostedService
+/// <remarks>Once the server has started (the silo has joined) it logs the nodes it sees; taking <see cref="ClusterNodes"/> also makes its gauge exist from the start.</remarks>
+internal sealed partial class ClusterStartup(ClusterDatabase database, IOptions<ClusterNodeOptions> options, ClusterNodes nodes, IHostApplicationLifetime lifetime, ILogger<ClusterStartup> logger)
+    : IHostedService
 {
     public async Task StartAsync(CancellationToken cancellationToken)
     {
@@ -127,33 +130,79 @@ internal sealed partial class ClusterStartup(ClusterDatabase database, IOptions<
         }
 
         LogReady(logger, clusterId, database.Where, ClusterSchema.CurrentVersion);
+        lifetime.ApplicationStarted.Register(() =>
+        {
+            var active = 0;
+            foreach (var node in nodes.List())
+            {
+                active += node.Status == nameof(SiloStatus.Active) ? 1 : 0;
+            }
+
+            LogJoined(logger, clusterId, active);
+        });
     }
 
     public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 
     [LoggerMessage(EventId = 2601, Level = LogLevel.Information, Message = "Cluster {ClusterId}: membership in PostgreSQL at {Where}, cluster tables version {Version}")]
     private static partial void LogReady(ILogger logger, string clusterId, string where, int version);
+
+    [LoggerMessage(EventId = 2602, Level = LogLevel.Information, Message = "Cluster {ClusterId}: this node has joined; {Active} node(s) active")]
+    private static partial void LogJoined(ILogger logger, string clusterId, int active);
 }
 
 /// <summary>One node as this node sees it.</summary>
 /// <param name="Address">Where it is reached (address:port), and its generation (its start).</param>
 public sealed record ClusterNode(string Address, int Generation, string Name, string Status, bool Self);
 
-/// <summary>The cluster's nodes as this node's membership view has them (Orleans' current snapshot).</summary>
-public sealed class ClusterNodes(IClusterMembershipService membership, ILocalSiloDetails local, IOptions<ClusterNodeOptions> options)
+/// <summary>
+/// The cluster's nodes as this node's membership view has them (Orleans' current snapshot), for the API, and the
+/// gauge <c>taihu_cluster_nodes</c>: the nodes this node sees as active, itself included.
+/// </summary>
+public sealed class ClusterNodes
 {
-    public string ClusterId => options.Value.ClusterId;
+    /// <summary>The cluster's meter (the server exports it with the others).</summary>
+    public const string MeterName = "Taihu.Cluster";
+
+    private readonly IClusterMembershipService _membership;
+    private readonly ILocalSiloDetails _local;
+    private readonly IOptions<ClusterNodeOptions> _options;
+
+    public ClusterNodes(IClusterMembershipService membership, ILocalSiloDetails local, IOptions<ClusterNodeOptions> options, IMeterFactory meters)
+    {
+        ArgumentNullException.ThrowIfNull(meters);
+        _membership = membership;
+        _local = local;
+        _options = options;
+        meters.Create(MeterName).CreateObservableGauge("taihu.cluster.nodes", CountActive, "{node}", "Nodes this node sees as active, itself included.");
+    }
+
+    public string ClusterId => _options.Value.ClusterId;
 
     public IReadOnlyList<ClusterNode> List()
     {
         var nodes = new List<ClusterNode>();
-        foreach (var (address, member) in membership.CurrentSnapshot.Members)
+        foreach (var (address, member) in _membership.CurrentSnapshot.Members)
         {
             nodes.Add(new ClusterNode(
-                address.Endpoint.ToString(), address.Generation, member.Name ?? "", member.Status.ToString(), address.Equals(local.SiloAddress)));
+                address.Endpoint.ToString(), address.Generation, member.Name ?? "", member.Status.ToString(), address.Equals(_local.SiloAddress)));
         }
 
         nodes.Sort((a, b) => string.CompareOrdinal(a.Address, b.Address) is var byAddress and not 0 ? byAddress : a.Generation.CompareTo(b.Generation));
         return nodes;
+    }
+
+    private int CountActive()
+    {
+        var active = 0;
+        foreach (var (_, member) in _membership.CurrentSnapshot.Members)
+        {
+            if (member.Status == SiloStatus.Active)
+            {
+                active++;
+            }
+        }
+
+        return active;
     }
 }

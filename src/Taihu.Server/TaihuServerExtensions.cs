@@ -106,6 +106,8 @@ public static partial class TaihuServerExtensions
         builder.Services.AddOpenTelemetry().WithMetrics(metrics => metrics
             .AddMeter(BrokerMetrics.MeterName)
             .AddMeter(PlatformMetrics.MeterName)
+            // Made only on a cluster node (Cluster:Enabled).
+            .AddMeter(ClusterNodes.MeterName)
             // .NET's own runtime meter: GC allocations, heap size, thread pool; the load generator reads
             // dotnet_gc_heap_total_allocated to report allocations per delivered message.
             .AddMeter("System.Runtime")

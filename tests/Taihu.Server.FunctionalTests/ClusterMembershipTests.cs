@@ -51,6 +51,8 @@ public sealed class ClusterMembershipTests(PostgresServer postgres)
                 Assert.EndsWith(":" + Port(api.Server, siloPorts, apis).ToString(CultureInfo.InvariantCulture), (string?)self!["address"], StringComparison.Ordinal);
             }
 
+            await Metrics.WaitForAsync(nodes[0]!, "taihu_cluster_nodes", count => count == 3);
+
             // SIGKILL: no goodbye; the others find out by probing.
             var killedGeneration = Generation(await apis[2].GetAsync("/api/cluster/nodes"), siloPorts[2]);
             await nodes[2]!.KillAsync();
@@ -63,7 +65,8 @@ public sealed class ClusterMembershipTests(PostgresServer postgres)
             var detected = clock.Elapsed;
             Assert.True(detected < s_deathDeadline, $"The killed node was declared dead after {detected.TotalSeconds:F1} s.");
             var survivors = await apis[0].GetAsync("/api/cluster/nodes");
-            Assert.Equal([siloPorts[0], siloPorts[1]], ActivePorts(survivors).Order());
+            Assert.Equal(new[] { siloPorts[0], siloPorts[1] }.Order(), ActivePorts(survivors).Order());
+            await Metrics.WaitForAsync(nodes[1]!, "taihu_cluster_nodes", count => count == 2);
 
             // The same node (port and data) starts again: a new generation joins, the old one stays dead.
             await nodes[2]!.DisposeAsync();
