@@ -4,6 +4,7 @@ using System.Net;
 using System.Text.Json.Nodes;
 using Taihu.Platform.Tests;
 using Taihu.Server.FunctionalTests.Support;
+using Xunit.Abstractions;
 
 namespace Taihu.Server.FunctionalTests;
 
@@ -13,7 +14,7 @@ namespace Taihu.Server.FunctionalTests;
 /// on short settings (probes every second, two missed suspect a node).
 /// </summary>
 [Collection(PostgresCollection.Name)]
-public sealed class ClusterMembershipTests(PostgresServer postgres)
+public sealed class ClusterMembershipTests(PostgresServer postgres, ITestOutputHelper log)
 {
     private const string ClusterId = "functional";
 
@@ -64,6 +65,7 @@ public sealed class ClusterMembershipTests(PostgresServer postgres)
 
             var detected = clock.Elapsed;
             Assert.True(detected < s_deathDeadline, $"The killed node was declared dead after {detected.TotalSeconds:F1} s.");
+            log.WriteLine($"The killed node was seen dead by both others {detected.TotalSeconds:F1} s after SIGKILL.");
             var survivors = await apis[0].GetAsync("/api/cluster/nodes");
             Assert.Equal(new[] { siloPorts[0], siloPorts[1] }.Order(), ActivePorts(survivors).Order());
             await Metrics.WaitForAsync(nodes[1]!, "taihu_cluster_nodes", count => count == 2);
@@ -101,11 +103,11 @@ public sealed class ClusterMembershipTests(PostgresServer postgres)
     }
 
     /// <summary>
-    /// A node of another cluster id on the same database stops at start with the reason, before the platform or the
-    /// cluster writes anything: one database holds one cluster.
+    /// A node of another cluster id on the same database, and a node that finds the cluster tables of a newer
+    /// version, stop at start with the reason, before the platform or the cluster writes anything.
     /// </summary>
     [Fact]
-    public async Task AnotherClusterOnTheSameDatabase_StopsAtStart_NothingWritten()
+    public async Task AnotherClusterOrNewerTables_StopAtStart_NothingWritten()
     {
         var database = await postgres.CreateDatabaseAsync();
         try
@@ -121,6 +123,15 @@ public sealed class ClusterMembershipTests(PostgresServer postgres)
             Assert.NotEqual(0, exitCode);
             Assert.Contains("Taihu cannot start: The database belongs to cluster 'functional', and Cluster:ClusterId is 'another'.", output, StringComparison.Ordinal);
             Assert.Equal(0L, await ScalarAsync(database, "SELECT COUNT(*) FROM cluster_versions WHERE cluster_id = 'another'"));
+
+            // As if a node of a later release had upgraded the tables.
+            var migrations = await ScalarAsync(database, "SELECT COUNT(*) FROM schema_migrations");
+            await ScalarAsync(database, "UPDATE cluster_schema SET version = version + 1 RETURNING version");
+            (exitCode, output) = await ServerProcess.RunToExitAsync(NodeSettings(database, LoopbackPort.Free()));
+            Assert.NotEqual(0, exitCode);
+            Assert.Contains("Taihu cannot start: The database's cluster tables are version 2, newer than this node knows (1)", output, StringComparison.Ordinal);
+            Assert.DoesNotContain("Taihu listening on", output, StringComparison.Ordinal);
+            Assert.Equal(migrations, await ScalarAsync(database, "SELECT COUNT(*) FROM schema_migrations"));
         }
         finally
         {
