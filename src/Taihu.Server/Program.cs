@@ -24,7 +24,17 @@ catch (InvalidSettingsException e)
 app.UseWebSockets();
 app.MapTaihu();
 app.MapTaihuConsole();
-app.Run();
+try
+{
+    app.Run();
+}
+catch (Taihu.Cluster.ClusterStartupException e)
+{
+    // A node that cannot join its cluster stops before it has written anything; the reason is the operator's.
+    Console.Error.WriteLine($"Taihu cannot start: {e.Message}");
+    return 1;
+}
+
 return 0;
 
 /// <summary>The entry point, visible to functional tests.</summary>

@@ -4,6 +4,7 @@ using OpenTelemetry.Metrics;
 using Scalar.AspNetCore;
 using Taihu.Broker;
 using Taihu.Broker.Hosting;
+using Taihu.Cluster;
 using Taihu.Platform;
 using Taihu.Platform.Hosting;
 using Taihu.Platform.Telemetry;
@@ -60,6 +61,9 @@ public static partial class TaihuServerExtensions
         builder.Services.AddOptions<IngestOptions>().BindConfiguration("Ingest");
         builder.Services.AddOptions<SecurityOptions>().BindConfiguration("Security");
         builder.Services.AddOptions<Taihu.Platform.Integrations.IntegrationOptions>().BindConfiguration("Integrations");
+        // A cluster node checks its database before the platform writes to it, and hosts an Orleans silo; with
+        // Cluster:Enabled off (the default) this adds the settings' validation and nothing of Orleans.
+        builder.AddTaihuCluster();
         // The platform first: its start-up (schema, first administrator) runs before the listeners open.
         builder.Services.AddTaihuPlatform(sp => sp.GetRequiredService<IOptions<ServerOptions>>().Value.DataDirectory);
         builder.Services.AddSingleton<JwtTokens>();
@@ -102,6 +106,8 @@ public static partial class TaihuServerExtensions
         builder.Services.AddOpenTelemetry().WithMetrics(metrics => metrics
             .AddMeter(BrokerMetrics.MeterName)
             .AddMeter(PlatformMetrics.MeterName)
+            // Made only on a cluster node (Cluster:Enabled).
+            .AddMeter(ClusterNodes.MeterName)
             // .NET's own runtime meter: GC allocations, heap size, thread pool; the load generator reads
             // dotnet_gc_heap_total_allocated to report allocations per delivered message.
             .AddMeter("System.Runtime")
@@ -146,6 +152,7 @@ public static partial class TaihuServerExtensions
         app.MapAuditApi();
         app.MapLiveApi();
         app.MapDeviceHttpApi();
+        app.MapClusterApi();
         app.MapGet("/healthz", (MqttBroker broker) => Results.Ok(new { status = "healthy", connections = broker.ConnectionCount }))
             .WithName("Health")
             .WithSummary("Liveness check");

@@ -1,0 +1,66 @@
+using Npgsql;
+using Taihu.Platform.Tests;
+
+namespace Taihu.Cluster.Tests;
+
+/// <summary>The cluster's tables: made once, and the two bad configurations that must stop a node before it writes.</summary>
+[Collection(PostgresCollection.Name)]
+public sealed class ClusterSchemaTests(PostgresServer server) : IAsyncLifetime
+{
+    private string _database = "";
+    private NpgsqlDataSource? _dataSource;
+
+    private NpgsqlDataSource DataSource => _dataSource!;
+
+    public async Task InitializeAsync()
+    {
+        _database = await server.CreateDatabaseAsync();
+        _dataSource = NpgsqlDataSource.Create(server.ConnectionString(_database));
+    }
+
+    public async Task DisposeAsync()
+    {
+        if (_dataSource is not null)
+        {
+            await _dataSource.DisposeAsync();
+        }
+
+        await server.DropDatabaseAsync(_database);
+    }
+
+    [Fact]
+    public async Task NodesStartingTogether_MakeTheTablesOnce()
+    {
+        await Task.WhenAll(Enumerable.Range(0, 4).Select(_ => Task.Run(() => ClusterSchema.PrepareAsync(DataSource, "alpha"))));
+        Assert.Equal(1L, await ScalarAsync("SELECT COUNT(*) FROM cluster_schema"));
+        Assert.Equal(ClusterSchema.CurrentVersion, await ScalarAsync("SELECT version FROM cluster_schema"));
+    }
+
+    [Fact]
+    public async Task AnotherClusterId_Refused_NothingWritten()
+    {
+        await ClusterSchema.PrepareAsync(DataSource, "alpha");
+        var before = await ScalarAsync("SELECT COUNT(*) FROM cluster_versions");
+        var e = await Assert.ThrowsAsync<ClusterStartupException>(() => ClusterSchema.PrepareAsync(DataSource, "beta"));
+        Assert.Contains("belongs to cluster 'alpha'", e.Message, StringComparison.Ordinal);
+        Assert.Contains("Cluster:ClusterId is 'beta'", e.Message, StringComparison.Ordinal);
+        Assert.Equal(before, await ScalarAsync("SELECT COUNT(*) FROM cluster_versions"));
+        Assert.Equal("alpha", await ScalarAsync("SELECT cluster_id FROM cluster_schema"));
+    }
+
+    [Fact]
+    public async Task NewerTables_Refused_NothingWritten()
+    {
+        await ClusterSchema.PrepareAsync(DataSource, "alpha");
+        await ScalarAsync($"UPDATE cluster_schema SET version = {ClusterSchema.CurrentVersion + 1} RETURNING version");
+        var e = await Assert.ThrowsAsync<ClusterStartupException>(() => ClusterSchema.PrepareAsync(DataSource, "alpha"));
+        Assert.Contains($"version {ClusterSchema.CurrentVersion + 1}, newer than this node knows ({ClusterSchema.CurrentVersion})", e.Message, StringComparison.Ordinal);
+        Assert.Equal(ClusterSchema.CurrentVersion + 1, await ScalarAsync("SELECT version FROM cluster_schema"));
+    }
+
+    private async Task<object?> ScalarAsync(string sql)
+    {
+        await using var command = DataSource.CreateCommand(sql);
+        return await command.ExecuteScalarAsync();
+    }
+}
