@@ -179,7 +179,19 @@ public sealed class Provisioner(HttpClient http, ScenarioScaling scaling)
                     }
 
                     var saved = await BenchTenant.SendAsync(http, HttpMethod.Post, TenantToken, $"/api/device?accessToken={token}", body, cancellationToken);
-                    devices[i] = new ProvisionedDevice(fleet, fleetIndex, number, name, saved.GetProperty("id").GetProperty("id").GetString()!, token) { Gateway = gateway };
+                    var id = saved.GetProperty("id").GetProperty("id").GetString()!;
+                    if (ProtocolCredentials.For(fleet.Protocol, RunId, fleetIndex, number) is { } credentials)
+                    {
+                        await BenchTenant.SendAsync(http, HttpMethod.Post, TenantToken, "/api/device/credentials", new JsonObject
+                        {
+                            ["deviceId"] = new JsonObject { ["id"] = id, ["entityType"] = "DEVICE" },
+                            ["credentialsType"] = credentials.Type,
+                            ["credentialsId"] = credentials.Id,
+                            ["credentialsValue"] = credentials.Value,
+                        }, cancellationToken);
+                    }
+
+                    devices[i] = new ProvisionedDevice(fleet, fleetIndex, number, name, id, token) { Gateway = gateway };
                     if (i % 500 == 499)
                     {
                         progress?.Report($"provisioned {i + 1} of {plan.Count} devices");

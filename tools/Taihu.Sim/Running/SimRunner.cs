@@ -12,6 +12,13 @@ public sealed record SimTarget(Uri Http, string MqttHost, int MqttPort, string S
 {
     /// <summary>A local server process to sample CPU and memory of through /proc; when null, the server's /metrics is read.</summary>
     public int? ServerPid { get; init; }
+
+    /// <summary>Where HJ 212 stations, JT/T 808 terminals and CoAP devices connect (the host is <see cref="MqttHost"/>).</summary>
+    public int Hj212Port { get; init; } = 9212;
+
+    public int Jt808Port { get; init; } = 6808;
+
+    public int CoapPort { get; init; } = 5683;
 }
 
 /// <summary>
@@ -69,9 +76,12 @@ public sealed class SimRunner(Scenario scenario, ScenarioScaling scaling, SimTar
             {
                 device.ClientId = $"sim-{provisioner.RunId}-{p.FleetIndex}-{p.Number}";
                 var (host, port) = proxy is not null && proxied.Contains(p.Fleet.Name) ? ("127.0.0.1", proxy.Port) : (target.MqttHost, target.MqttPort);
-                device.Connection = p.Fleet.Protocol == DeviceProtocol.Http
-                    ? new HttpSimDevice(http, p.Token)
-                    : new MqttSimDevice(host, port, device.ClientId, p.Token, p.Fleet, scaling, device.Random);
+                device.Connection = p.Fleet.Protocol switch
+                {
+                    DeviceProtocol.Http => new HttpSimDevice(http, p.Token),
+                    DeviceProtocol.Mqtt => new MqttSimDevice(host, port, device.ClientId, p.Token, p.Fleet, scaling, device.Random),
+                    _ => ProtocolDevices.Create(p, target, provisioner.RunId, scaling, device.Random),
+                };
             }
 
             devices.Add(device);
@@ -516,7 +526,14 @@ public sealed class RunningDevice
         }
 
         _events = [.. events];
+        if (fleet.Route is { } route)
+        {
+            Vehicle = new VehicleMotion(route, fleet, provisioned.Number, fleetSize, Random);
+        }
     }
+
+    /// <summary>A vehicle's place on its route, when its fleet drives one.</summary>
+    public VehicleMotion? Vehicle { get; }
 
     public ProvisionedDevice Provisioned { get; }
 
@@ -598,6 +615,7 @@ public sealed class RunningDevice
             writer.WriteNumber("ts", ts);
             writer.WritePropertyName("values");
             writer.WriteStartObject();
+            double? speed = null;
             for (var k = 0; k < Keys.Length; k++)
             {
                 var source = _sources[k];
@@ -621,9 +639,14 @@ public sealed class RunningDevice
                 else
                 {
                     writer.WriteNumber(Keys[k], value.Number);
+                    if (Keys[k] == "speed")
+                    {
+                        speed = value.Number;
+                    }
                 }
             }
 
+            Vehicle?.Write(writer, t, speed);
             writer.WriteEndObject();
             writer.WriteEndObject();
         }

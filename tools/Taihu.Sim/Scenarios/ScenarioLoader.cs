@@ -244,7 +244,12 @@ public static class ScenarioLoader
 
             if (kind is FaultKind.Disconnect or FaultKind.ReconnectStorm or FaultKind.Pause or FaultKind.HalfOpen && _fleets[fleet].Protocol != DeviceProtocol.Mqtt)
             {
-                throw Problem(pointer + "/kind", $"a {f["kind"]!.GetValue<string>()} fault needs a fleet that holds connections (MQTT); '{fleet}' is on HTTP.");
+                throw Problem(pointer + "/kind", $"a {f["kind"]!.GetValue<string>()} fault needs a fleet that holds connections (MQTT); '{fleet}' is on {_fleets[fleet].Protocol.ToString().ToUpperInvariant()}.");
+            }
+
+            if (kind is FaultKind.Malformed or FaultKind.Oversized && _fleets[fleet].Protocol is DeviceProtocol.Hj212 or DeviceProtocol.Jt808)
+            {
+                throw Problem(pointer + "/kind", $"a {f["kind"]!.GetValue<string>()} fault sends broken JSON, which '{fleet}' on {_fleets[fleet].Protocol.ToString().ToUpperInvariant()} cannot carry.");
             }
 
             var skew = TimeSpan.Zero;
@@ -366,6 +371,9 @@ public static class ScenarioLoader
             var protocol = f["protocol"]?.GetValue<string>() switch
             {
                 null or "mqtt" => DeviceProtocol.Mqtt,
+                "hj212" => DeviceProtocol.Hj212,
+                "jt808" => DeviceProtocol.Jt808,
+                "coap" => DeviceProtocol.Coap,
                 _ => DeviceProtocol.Http,
             };
             var telemetry = Models(f["telemetry"] as JsonObject, pointer + "/telemetry", startTime);
@@ -422,6 +430,8 @@ public static class ScenarioLoader
                 }
             }
 
+            var route = f["route"] is JsonObject r ? ProtocolFleets.Route(r, pointer + "/route", document.LineOf(pointer + "/route"), Problem) : null;
+            ProtocolFleets.Check(protocol, telemetry.Keys, route, pointer, Problem);
             return new FleetDefinition(name, count, profile, protocol, interval, f["jitter"] is { } jitter ? Share(jitter) : 0,
                 telemetry, f["attributes"]?.DeepClone().AsObject(), events, document.LineOf(pointer))
             {
@@ -430,6 +440,7 @@ public static class ScenarioLoader
                 Mqtt5 = f["mqttVersion"]?.GetValue<string>() == "5",
                 KeepAlive = f["keepAlive"] is { } keepAlive ? Duration(keepAlive, pointer + "/keepAlive") : TimeSpan.FromSeconds(60),
                 Behaviour = behaviour,
+                Route = route,
             };
         }
 
