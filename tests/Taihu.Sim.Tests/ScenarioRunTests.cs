@@ -12,7 +12,12 @@ public sealed class SimServerFixture : IAsyncLifetime
 {
     public ServerProcess Server { get; private set; } = null!;
 
-    public SimTarget Target => new(Server.HttpBaseAddress, "127.0.0.1", Server.TcpPort, "sysadmin@taihu.local", ServerProcess.AdminPassword);
+    public SimTarget Target => new(Server.HttpBaseAddress, "127.0.0.1", Server.TcpPort, "sysadmin@taihu.local", ServerProcess.AdminPassword)
+    {
+        Hj212Port = Server.Hj212Port,
+        Jt808Port = Server.Jt808Port,
+        CoapPort = Server.CoapPort,
+    };
 
     public async Task InitializeAsync() => Server = await ServerProcess.StartAsync();
 

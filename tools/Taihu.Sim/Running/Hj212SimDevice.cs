@@ -13,8 +13,8 @@ namespace Taihu.Sim.Running;
 /// platform's data answer (9014) with its QN comes back. Keys ending in <c>-Rtd</c> make real-time data (CN 2011),
 /// others minute data (2051), or hour (2061) and day data (2031) at those intervals. It answers the platform's
 /// commands as a station does: 9011 (<c>QnRtn=1</c>), the data a read command asks for (<c>SystemTime</c>,
-/// <c>RtdInterval</c>, <c>MinInterval</c>), and 9012 (<c>ExeRtn=1</c>). <c>DataTime</c> has whole seconds, so a
-/// station uploads at most once a second.
+/// <c>RtdInterval</c>, <c>MinInterval</c>), and 9012 (<c>ExeRtn=1</c>). <c>DataTime</c> has whole seconds: two
+/// uploads within one second are one point, which the run counts so.
 /// </summary>
 public sealed class Hj212SimDevice(string host, int port, string mn, string password, FleetDefinition fleet, ScenarioScaling scaling, Random random)
     : TcpSimDevice(host, port, fleet, scaling, random)
@@ -23,7 +23,6 @@ public sealed class Hj212SimDevice(string host, int port, string mn, string pass
     private readonly string _cn = DataCommand(fleet);
     private readonly string _st = SystemCode(fleet);
     private readonly Lock _stamp = new();
-    private long _lastSecond;
     private long _lastQn;
 
     /// <summary>The data command the fleet's uploads are: 2011 real-time for -Rtd keys, else by the interval 2051 minute, 2061 hour or 2031 day data.</summary>
@@ -64,22 +63,20 @@ public sealed class Hj212SimDevice(string host, int port, string mn, string pass
         string segment;
         using (document)
         {
-            var (second, qnMs) = Stamp(ts);
-            qn = QnText(qnMs);
-            segment = Segment(qn, _st, _cn, password, mn, document!.RootElement.GetProperty("values"), DateTimeOffset.FromUnixTimeSeconds(second));
+            qn = QnText(NextQn(ts));
+            segment = Segment(qn, _st, _cn, password, mn, document!.RootElement.GetProperty("values"), DateTimeOffset.FromUnixTimeMilliseconds(ts));
         }
 
         return await SendAndWaitAsync(qn, Hj212Framing.Encode(segment), cancellationToken);
     }
 
-    /// <summary>The upload's DataTime (a second after the last when within it) and QN (a millisecond after the last when within it).</summary>
-    private (long Second, long QnMs) Stamp(long ts)
+    /// <summary>The upload's QN: its time, or a millisecond after the last when within it (the answer is matched by it).</summary>
+    private long NextQn(long ts)
     {
         lock (_stamp)
         {
-            _lastSecond = Math.Max(ts / 1000, _lastSecond + 1);
             _lastQn = Math.Max(ts, _lastQn + 1);
-            return (_lastSecond, _lastQn);
+            return _lastQn;
         }
     }
 

@@ -12,8 +12,8 @@ namespace Taihu.Sim.Running;
 /// altitude, speed, direction, time, and the extra items mileage 0x01 and fuel 0x02) and counts it acknowledged when
 /// the platform's general reply (0x8001) to its serial number says result 0. It answers the platform's commands: a
 /// location query (0x8201) with its last location (0x0201), parameters (0x8103) and text (0x8300) with its general
-/// reply (0x0001). Fix times are whole seconds (the BCD time has no finer unit), so a terminal reports at most once a
-/// second: a second report within one would be the same point.
+/// reply (0x0001). Fix times are whole seconds (the BCD time has no finer unit): two reports within one second are one
+/// point, which the run counts so.
 /// </summary>
 public sealed class Jt808SimDevice(string host, int port, string phone, string code, FleetDefinition fleet, ScenarioScaling scaling, Random random)
     : TcpSimDevice(host, port, fleet, scaling, random)
@@ -23,7 +23,6 @@ public sealed class Jt808SimDevice(string host, int port, string phone, string c
     private readonly byte[] _message = new byte[Jt808Framing.MaxUnescapedLength];
     private byte[] _lastLocation = [];
     private int _serial;
-    private long _lastSecond;
 
     protected override async Task HandshakeAsync(CancellationToken cancellationToken)
     {
@@ -53,18 +52,8 @@ public sealed class Jt808SimDevice(string host, int port, string phone, string c
         return await SendAndWaitAsync(Key(Jt808MessageIds.Location, serial), frame, cancellationToken);
     }
 
-    /// <summary>A location body from the report's values; the time is the report's second, or the next after the last one sent.</summary>
-    internal byte[] Location(JsonElement values, long ts)
-    {
-        var second = ts / 1000;
-        lock (_message)
-        {
-            second = Math.Max(second, _lastSecond + 1);
-            _lastSecond = second;
-        }
-
-        return LocationBody(values, DateTimeOffset.FromUnixTimeSeconds(second));
-    }
+    /// <summary>A location body from the report's values, at the report's second.</summary>
+    internal static byte[] Location(JsonElement values, long ts) => LocationBody(values, DateTimeOffset.FromUnixTimeMilliseconds(ts));
 
     /// <summary>Writes a 0x0200 body: the basic 28 bytes, then mileage (0x01) and fuel (0x02) when reported.</summary>
     internal static byte[] LocationBody(JsonElement values, DateTimeOffset time)

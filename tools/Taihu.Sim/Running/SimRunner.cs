@@ -35,6 +35,7 @@ public sealed class SimRunner(Scenario scenario, ScenarioScaling scaling, SimTar
     private FaultProxy? _proxy;
     private Recorder? _total;
     private Provisioner? _provisioner;
+    private int _failuresShown;
 
     /// <summary>The devices a share of a fleet is: its first by number, at least one when the share is above zero.</summary>
     internal static int Affected(double share, int fleetSize) => share <= 0 ? 0 : Math.Max(1, (int)Math.Round(share * fleetSize, MidpointRounding.AwayFromZero));
@@ -298,6 +299,11 @@ public sealed class SimRunner(Scenario scenario, ScenarioScaling scaling, SimTar
             var failed = Stopwatch.GetTimestamp();
             total.RecordFailed(failed);
             fleet.RecordFailed(failed);
+            if (Interlocked.Increment(ref _failuresShown) <= 5)
+            {
+                // The first few, so that a person sees what went wrong without reading the report.
+                log.WriteLine($"  {device.Provisioned.Name}: not acknowledged ({result.Outcome})");
+            }
         }
 
         return result;
@@ -460,7 +466,10 @@ public sealed class SimRunner(Scenario scenario, ScenarioScaling scaling, SimTar
         }
     }
 
-    /// <summary>Points stored per device (by the fleet's first key), read until they reach what was acknowledged or stop changing.</summary>
+    /// <summary>
+    /// Points stored per device (by the fleet's first key), read until they reach what was acknowledged or stop changing.
+    /// The window reaches a day ahead (the server's default future-skew limit), for clocks skewed on purpose.
+    /// </summary>
     private static async Task<Dictionary<string, long>> ReadBackAsync(Provisioner provisioner, List<RunningDevice> devices, DateTimeOffset startWall, CancellationToken cancellationToken)
     {
         var stored = new Dictionary<string, long>(StringComparer.Ordinal);
@@ -478,7 +487,7 @@ public sealed class SimRunner(Scenario scenario, ScenarioScaling scaling, SimTar
             while (true)
             {
                 count = await provisioner.CountPointsAsync(device.Provisioned.Id, device.Keys[0], Math.Min(from, device.MinTs - 1),
-                    Math.Max(DateTimeOffset.UtcNow.AddMinutes(1).ToUnixTimeMilliseconds(), device.MaxTs + 1), cancellationToken);
+                    Math.Max(DateTimeOffset.UtcNow.AddDays(1).ToUnixTimeMilliseconds(), device.MaxTs + 1), cancellationToken);
                 if (count >= device.StoredTsCount || Stopwatch.GetTimestamp() > deadline)
                 {
                     break;
@@ -577,11 +586,20 @@ public sealed class RunningDevice
 
     public long MaxTs => Volatile.Read(ref _maxTs);
 
+    // The last stamps counted: a stamp acknowledged twice (two reports of a station or terminal in one second) is one point.
+    private readonly long[] _recentTs = new long[8];
+    private int _recentAt;
+
     public void CountStoredTs(long ts)
     {
         lock (Keys)
         {
-            _storedTs++;
+            if (Array.IndexOf(_recentTs, ts) < 0)
+            {
+                _recentTs[_recentAt++ % _recentTs.Length] = ts;
+                _storedTs++;
+            }
+
             _minTs = Math.Min(_minTs, ts);
             _maxTs = Math.Max(_maxTs, ts);
         }
@@ -600,7 +618,13 @@ public sealed class RunningDevice
         {
             // Two reports within a millisecond (or a clock that stepped back a little) get the next free stamp; a
             // clock set far back on purpose (a skew fault) keeps its stamp.
-            if (ts <= _lastTs && _lastTs - ts < 1_000)
+            if (Provisioned.Fleet.Protocol is DeviceProtocol.Hj212 or DeviceProtocol.Jt808)
+            {
+                // HJ 212's DataTime and JT/T 808's fix time have whole seconds: reports within one second (faster
+                // than one a second after --speed) are one point, the last one's values.
+                ts -= ts % 1000;
+            }
+            else if (ts <= _lastTs && _lastTs - ts < 1_000)
             {
                 ts = _lastTs + 1;
             }
