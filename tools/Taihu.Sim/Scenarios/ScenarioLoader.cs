@@ -137,6 +137,19 @@ public static class ScenarioLoader
                 : new DateTimeOffset(2026, 1, 1, 0, 0, 0, ChinaStandardTime);
             var profiles = new List<ProfileDefinition>();
             var profileNames = new HashSet<string>(StringComparer.Ordinal);
+            var fleets = new List<FleetDefinition>();
+            var fleetNames = new HashSet<string>(StringComparer.Ordinal);
+            var included = ScenarioIncludes.Load(root["include"] as JsonArray, directory, document.LineOf, Problem);
+            foreach (var part in included)
+            {
+                ScenarioIncludes.Merge(part, profiles, profileNames, fleets, fleetNames, Problem);
+            }
+
+            foreach (var fleet in fleets)
+            {
+                _fleets[fleet.Name] = fleet;
+            }
+
             var profileArray = root["profiles"]?.AsArray() ?? [];
             for (var i = 0; i < profileArray.Count; i++)
             {
@@ -153,8 +166,6 @@ public static class ScenarioLoader
                     p["alarms"]?.DeepClone().AsArray(), document.LineOf(pointer)));
             }
 
-            var fleets = new List<FleetDefinition>();
-            var fleetNames = new HashSet<string>(StringComparer.Ordinal);
             var fleetArray = root["fleets"]!.AsArray();
             for (var i = 0; i < fleetArray.Count; i++)
             {
@@ -168,21 +179,21 @@ public static class ScenarioLoader
                 throw Problem("/duration", "a scenario runs for more than zero time.");
             }
 
-            var expectations = new List<Expectation>();
+            var expectations = new List<Expectation>(included.SelectMany(i => i.Expectations));
             var expectArray = root["expect"]?.AsArray() ?? [];
             for (var i = 0; i < expectArray.Count; i++)
             {
                 expectations.Add(ReadExpectation(expectArray[i]!.AsObject(), $"/expect/{i}", fleetNames));
             }
 
-            var faults = new List<FaultDefinition>();
+            var faults = new List<FaultDefinition>(included.SelectMany(i => i.Scenario.Faults));
             var faultArray = root["faults"]?.AsArray() ?? [];
             for (var i = 0; i < faultArray.Count; i++)
             {
                 faults.Add(ReadFault(faultArray[i]!.AsObject(), $"/faults/{i}", fleetNames));
             }
 
-            var calls = new List<RpcCallDefinition>();
+            var calls = new List<RpcCallDefinition>(included.SelectMany(i => i.Scenario.RpcCalls));
             var callArray = root["rpc"]?.AsArray() ?? [];
             for (var i = 0; i < callArray.Count; i++)
             {
