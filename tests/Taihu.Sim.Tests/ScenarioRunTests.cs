@@ -137,6 +137,12 @@ public sealed class ScenarioRunTests(SimServerFixture fixture) : IClassFixture<S
         Assert.All([water, outlets], f => Assert.Equal(f.Sent, f.Acknowledged));
         Assert.InRange(outlets.Stored, 15, 25);
 
+        // The platform reads the water-quality stations' clocks (getTime: CN 1011, answered 9011, SystemTime, 9012).
+        var clockReads = Assert.Single(report.Rpc);
+        Assert.True(clockReads.Calls >= 4, $"{clockReads.Calls} calls");
+        Assert.Equal(clockReads.Calls, clockReads.Answered);
+        Assert.Equal(clockReads.Calls, water.RpcAnswered);
+
         // The episode reaches a quarter of the air stations: one of two raises the alarm, during the episode, and
         // clears it after; the outlet that discharges raises the COD alarm.
         Assert.Equal([("aq-001", "PM2.5 above 75 µg/m³"), ("outlet-01", "COD above the discharge limit")], report.Alarms.Select(a => (a.Device, a.Type)).Order());

@@ -23,6 +23,11 @@ public sealed class TransportScenarioTests(SimServerFixture fixture) : IClassFix
         Assert.True(calls.Calls >= 6, $"{calls.Calls} calls");
         Assert.Equal(calls.Calls, calls.Answered);
 
+        // The taxi that loses its network at 01:00 comes back by its back-off.
+        var disconnect = Assert.Single(report.Faults);
+        Assert.Contains(("reconnected with back-off", 1), disconnect.Outcomes);
+        Assert.Equal(1, report.Fleets[1].Reconnects);
+
         // One taxi in ten races from 30 minutes for ten: its overspeed bit raises the alarm, and clears it after (the
         // clear is stamped with the report's whole second, 4.5 minutes of scenario time at this speed).
         var alarm = Assert.Single(report.Alarms);

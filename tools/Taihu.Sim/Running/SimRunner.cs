@@ -336,10 +336,11 @@ public sealed class SimRunner(Scenario scenario, ScenarioScaling scaling, SimTar
                         // and comes back when the silence ends.
                         await device.Connection.DropAsync(reconnect: false);
                         fault.Record("fell silent");
-                        if (fault.Definition.For is { } silence && device.Connection is MqttSimDevice silent)
+                        if (fault.Definition.For is { } silence && device.Connection is MqttSimDevice or TcpSimDevice)
                         {
                             await Task.Delay(scaling.Real(silence), cancellationToken);
-                            fault.Record(await silent.ReconnectNowAsync(cancellationToken) ? "back after the silence" : "refused after the silence, reconnecting with back-off");
+                            var back = device.Connection is MqttSimDevice silent ? await silent.ReconnectNowAsync(cancellationToken) : await ((TcpSimDevice)device.Connection).ReconnectNowAsync(cancellationToken);
+                            fault.Record(back ? "back after the silence" : "refused after the silence, reconnecting with back-off");
                         }
 
                         break;

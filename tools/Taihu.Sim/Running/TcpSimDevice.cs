@@ -204,6 +204,29 @@ public abstract class TcpSimDevice(string host, int port, FleetDefinition fleet,
         return Task.CompletedTask;
     }
 
+    /// <summary>Connects again now, with no back-off (the end of a silence); on failure the back-off takes over.</summary>
+    public async Task<bool> ReconnectNowAsync(CancellationToken cancellationToken)
+    {
+        _wanted = true;
+        if (_socket is not null)
+        {
+            return true;
+        }
+
+        try
+        {
+            await ConnectOnceAsync(cancellationToken);
+            Interlocked.Increment(ref _reconnects);
+            return true;
+        }
+        catch (Exception e) when (e is SocketException or InvalidOperationException or TimeoutException)
+        {
+            DropSocket();
+            _ = ReconnectAsync();
+            return false;
+        }
+    }
+
     /// <summary>Writes a frame on the connection.</summary>
     protected async Task<bool> WriteAsync(byte[] frame, CancellationToken cancellationToken)
     {

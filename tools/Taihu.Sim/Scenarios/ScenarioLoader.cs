@@ -253,9 +253,12 @@ public static class ScenarioLoader
                 throw Problem(pointer + "/kind", $"the devices of '{fleet}' report through gateways and hold no connection of their own; a {f["kind"]!.GetValue<string>()} fault is for a fleet of MQTT devices.");
             }
 
-            if (kind is FaultKind.Disconnect or FaultKind.ReconnectStorm or FaultKind.Pause or FaultKind.HalfOpen && _fleets[fleet].Protocol != DeviceProtocol.Mqtt)
+            // HJ 212 stations and JT/T 808 terminals hold connections too, and reconnect by their back-off; the storm
+            // and the proxy's faults are MQTT's (the proxy tells connections apart by their CONNECT).
+            if ((kind is FaultKind.ReconnectStorm or FaultKind.Pause or FaultKind.HalfOpen && _fleets[fleet].Protocol != DeviceProtocol.Mqtt)
+                || (kind is FaultKind.Disconnect && _fleets[fleet].Protocol is DeviceProtocol.Http or DeviceProtocol.Coap))
             {
-                throw Problem(pointer + "/kind", $"a {f["kind"]!.GetValue<string>()} fault needs a fleet that holds connections (MQTT); '{fleet}' is on {_fleets[fleet].Protocol.ToString().ToUpperInvariant()}.");
+                throw Problem(pointer + "/kind", $"a {f["kind"]!.GetValue<string>()} fault needs a fleet that holds connections ({(kind is FaultKind.Disconnect ? "MQTT, HJ 212 or JT/T 808" : "MQTT")}); '{fleet}' is on {_fleets[fleet].Protocol.ToString().ToUpperInvariant()}.");
             }
 
             if (kind is FaultKind.Malformed or FaultKind.Oversized && _fleets[fleet].Protocol is DeviceProtocol.Hj212 or DeviceProtocol.Jt808)
