@@ -9,7 +9,7 @@ public sealed class CityScenarioTests(SimServerFixture fixture) : IClassFixture<
     [Fact]
     public async Task City_ShortForm_AllZonesTogether_MeetsItsExpectations()
     {
-        var report = await ShippedScenario.RunAsync(fixture, "city", 4320, 0.0005);
+        var report = await ShippedScenario.RunAsync(fixture, "city", 2160, 0.0002);
         Assert.Equal(12, report.Fleets.Count);
         Assert.All(report.Fleets, f => Assert.True(f.Acknowledged > 0, $"{f.Name}: nothing acknowledged"));
 

@@ -446,6 +446,11 @@ public static class ScenarioLoader
 
             var route = f["route"] is JsonObject r ? ProtocolFleets.Route(r, pointer + "/route", document.LineOf(pointer + "/route"), Problem) : null;
             ProtocolFleets.Check(protocol, telemetry.Keys, route, pointer, Problem);
+            if (f["attributes"] is not null && protocol is DeviceProtocol.Hj212 or DeviceProtocol.Jt808)
+            {
+                throw Problem(pointer + "/attributes", $"{(protocol == DeviceProtocol.Hj212 ? "an HJ 212 station" : "a JT/T 808 terminal")} has no client attributes to send; set them on the profile or the devices instead.");
+            }
+
             return new FleetDefinition(name, count, profile, protocol, interval, f["jitter"] is { } jitter ? Share(jitter) : 0,
                 telemetry, f["attributes"]?.DeepClone().AsObject(), events, document.LineOf(pointer))
             {
