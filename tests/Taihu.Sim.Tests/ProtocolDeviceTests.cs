@@ -93,7 +93,7 @@ public sealed class ProtocolDeviceTests
         Assert.InRange(pw.Length, 1, 9);
         var (_, phone, _) = ProtocolCredentials.For(DeviceProtocol.Jt808, "a1b2c3d4", 3, 4999)!.Value;
         var (_, other, _) = ProtocolCredentials.For(DeviceProtocol.Jt808, "a1b2c3d4", 3, 5000)!.Value;
-        Assert.Matches("^1[0-9]{11}$", phone);
+        Assert.Matches("^[1-9][0-9]{11}$", phone);
         Assert.NotEqual(phone, other);
         Assert.Null(ProtocolCredentials.For(DeviceProtocol.Mqtt, "a1b2c3d4", 0, 1));
     }

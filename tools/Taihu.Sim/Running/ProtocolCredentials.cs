@@ -15,11 +15,11 @@ public static class ProtocolCredentials
     {
         // MN: at most 24 characters; PW: at most 9.
         DeviceProtocol.Hj212 => ("HJ212", string.Create(CultureInfo.InvariantCulture, $"SIM{runId.ToUpperInvariant()}{fleetIndex:00}{number:000000}"), "p" + runId),
-        // A 2013 terminal's phone is 12 BCD digits: 1, four from the run, two for the fleet, five for the device.
-        DeviceProtocol.Jt808 => ("JT808", string.Create(CultureInfo.InvariantCulture, $"1{RunDigits(runId)}{fleetIndex % 100:00}{number % 100_000:00000}"), "auth-" + runId + "-" + number.ToString(CultureInfo.InvariantCulture)),
+        // A 2013 terminal's phone is 12 BCD digits: five from the run (not starting with 0), two for the fleet, five for the device.
+        DeviceProtocol.Jt808 => ("JT808", string.Create(CultureInfo.InvariantCulture, $"{RunDigits(runId)}{fleetIndex % 100:00}{number % 100_000:00000}"), "auth-" + runId + "-" + number.ToString(CultureInfo.InvariantCulture)),
         _ => null,
     };
 
     private static string RunDigits(string runId) =>
-        (uint.Parse(runId.AsSpan(0, Math.Min(8, runId.Length)), NumberStyles.HexNumber, CultureInfo.InvariantCulture) % 10_000).ToString("0000", CultureInfo.InvariantCulture);
+        (10_000 + (uint.Parse(runId.AsSpan(0, Math.Min(8, runId.Length)), NumberStyles.HexNumber, CultureInfo.InvariantCulture) % 90_000)).ToString(CultureInfo.InvariantCulture);
 }
