@@ -52,6 +52,23 @@ public sealed class Hj212SimDevice(string host, int port, string mn, string pass
         return DataCommand(fleet) == "2011" ? (water ? "32" : "31") : (water ? "21" : "22");
     }
 
+    /// <summary>
+    /// As a data collector does when it starts: it uploads its restart time (CN 2081), which identifies the station
+    /// on the new connection, so that the platform's commands reach it before its first data.
+    /// </summary>
+    protected override async Task HandshakeAsync(CancellationToken cancellationToken)
+    {
+        var now = DateTimeOffset.UtcNow;
+        var qn = QnText(NextQn(now.ToUnixTimeMilliseconds()));
+        var local = now.ToOffset(ChinaStandardTime).ToString("yyyyMMddHHmmss", CultureInfo.InvariantCulture);
+        var restart = new Hj212Message(qn, _st, "2081", password, mn, 5, null, null, $"DataTime={local};RestartTime={local}");
+        var answer = await SendAndWaitAsync(qn, Hj212Framing.Encode(restart.Format()), cancellationToken);
+        if (!answer.Acknowledged)
+        {
+            throw new InvalidOperationException($"The server did not take station {mn}'s restart time: {answer.Outcome}.");
+        }
+    }
+
     public override async Task<SendResult> SendTelemetryAsync(byte[] payload, CancellationToken cancellationToken)
     {
         if (!TryReadReport(payload, out var ts, out var document))
