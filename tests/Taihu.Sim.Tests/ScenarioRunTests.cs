@@ -12,7 +12,12 @@ public sealed class SimServerFixture : IAsyncLifetime
 {
     public ServerProcess Server { get; private set; } = null!;
 
-    public SimTarget Target => new(Server.HttpBaseAddress, "127.0.0.1", Server.TcpPort, "sysadmin@taihu.local", ServerProcess.AdminPassword);
+    public SimTarget Target => new(Server.HttpBaseAddress, "127.0.0.1", Server.TcpPort, "sysadmin@taihu.local", ServerProcess.AdminPassword)
+    {
+        Hj212Port = Server.Hj212Port,
+        Jt808Port = Server.Jt808Port,
+        CoapPort = Server.CoapPort,
+    };
 
     public async Task InitializeAsync() => Server = await ServerProcess.StartAsync();
 
@@ -123,17 +128,32 @@ public sealed class ScenarioRunTests(SimServerFixture fixture) : IClassFixture<S
     {
         var scenario = ScenarioLoader.Load(Path.Combine(ScenarioLoaderTests.RepositoryRoot(), "scenarios", "environment.yaml"));
         var log = new StringWriter();
-        var report = await new SimRunner(scenario, new ScenarioScaling(2880, 0.1), fixture.Target, log).RunAsync(CancellationToken.None);
+        var report = await new SimRunner(scenario, new ScenarioScaling(4320, 0.05), fixture.Target, log).RunAsync(CancellationToken.None);
         Assert.True(report.Passed, report.Summary() + "\n" + log);
-        var fleet = Assert.Single(report.Fleets);
-        Assert.Equal(4, fleet.Devices);
-        Assert.True(fleet.Sent > 1000, $"sent {fleet.Sent}");
-        Assert.Equal(fleet.Sent, fleet.Acknowledged);
-        Assert.Equal(fleet.Acknowledged, fleet.Stored);
+        Assert.Equal(["aq-{n:000}", "wq-{n:00}", "outlet-{n:00}"], report.Fleets.Select(f => f.Name));
+        var (air, water, outlets) = (report.Fleets[0], report.Fleets[1], report.Fleets[2]);
+        Assert.Equal(2, air.Devices);
+        Assert.True(air.Sent > 1000, $"sent {air.Sent}");
+        Assert.Equal(air.Sent, air.Acknowledged);
+        Assert.Equal(air.Acknowledged, air.Stored);
 
-        // The episode reaches a quarter of the stations: one of four raises the alarm, during the episode, and clears it after.
-        var alarm = Assert.Single(report.Alarms);
-        Assert.Equal("aq-001", alarm.Device);
+        // The HJ 212 stations: every upload answered with 9014. A station reporting more often than once a second
+        // (after --speed) stores one point per second of DataTime: about one per real second of the run.
+        Assert.Equal(2, water.Devices);
+        Assert.Equal(1, outlets.Devices);
+        Assert.All([water, outlets], f => Assert.Equal(f.Sent, f.Acknowledged));
+        Assert.InRange(outlets.Stored, 15, 25);
+
+        // The platform reads the water-quality stations' clocks (getTime: CN 1011, answered 9011, SystemTime, 9012).
+        var clockReads = Assert.Single(report.Rpc);
+        Assert.True(clockReads.Calls >= 4, $"{clockReads.Calls} calls");
+        Assert.Equal(clockReads.Calls, clockReads.Answered);
+        Assert.Equal(clockReads.Calls, water.RpcAnswered);
+
+        // The episode reaches a quarter of the air stations: one of two raises the alarm, during the episode, and
+        // clears it after; the outlet that discharges raises the COD alarm.
+        Assert.Equal([("aq-001", "PM2.5 above 75 µg/m³"), ("outlet-01", "COD above the discharge limit")], report.Alarms.Select(a => (a.Device, a.Type)).Order());
+        var alarm = report.Alarms.Single(a => a.Device == "aq-001");
         Assert.InRange(alarm.RaisedAt, TimeSpan.FromHours(7), TimeSpan.FromHours(7.5));
         Assert.NotNull(alarm.ClearedAt);
 

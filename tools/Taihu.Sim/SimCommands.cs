@@ -23,6 +23,9 @@ internal static class SimCommands
         var url = new Option<string>("--url") { Description = "The server's HTTP address (management API and HTTP device API).", DefaultValueFactory = _ => "http://127.0.0.1:8080" };
         var mqttHost = new Option<string?>("--mqtt-host") { Description = "The MQTT host; default: the host of --url." };
         var mqttPort = new Option<int>("--mqtt-port") { Description = "The MQTT port.", DefaultValueFactory = _ => 1883 };
+        var hj212Port = new Option<int>("--hj212-port") { Description = "Where HJ 212 stations connect (TCP, on the MQTT host).", DefaultValueFactory = _ => 9212 };
+        var jt808Port = new Option<int>("--jt808-port") { Description = "Where JT/T 808 terminals connect (TCP, on the MQTT host).", DefaultValueFactory = _ => 6808 };
+        var coapPort = new Option<int>("--coap-port") { Description = "Where CoAP devices send (UDP, on the MQTT host).", DefaultValueFactory = _ => 5683 };
         var admin = new Option<string>("--admin") { Description = "The system administrator, who creates the run's tenant.", DefaultValueFactory = _ => "sysadmin@taihu.local" };
         var password = new Option<string?>("--password") { Description = "The system administrator's password; default: the TAIHU_ADMIN_PASSWORD environment variable." };
         var serverPid = new Option<int?>("--server-pid") { Description = "A local server process to sample CPU and memory of (from /proc); default: the server's /metrics." };
@@ -34,7 +37,7 @@ internal static class SimCommands
         var command = new Command("run", "Provisions the scenario's fleet in a tenant of its own, runs it, reads back what was stored and which alarms fired, checks the expectations and writes the report. "
             + "Exit code 0: every expectation met; 1: one or more not met; 2: the scenario file is wrong; 3: the run could not be made.")
         {
-            file, speed, scale, url, mqttHost, mqttPort, admin, password, serverPid, report, plainMqtt, slice, tenantAdmin, tenantPassword,
+            file, speed, scale, url, mqttHost, mqttPort, hj212Port, jt808Port, coapPort, admin, password, serverPid, report, plainMqtt, slice, tenantAdmin, tenantPassword,
         };
         command.SetAction(async (parse, cancellationToken) =>
         {
@@ -81,6 +84,9 @@ internal static class SimCommands
                 PlainMqtt = plain,
                 Tenant = tenant,
                 Slice = part,
+                Hj212Port = parse.GetValue(hj212Port),
+                Jt808Port = parse.GetValue(jt808Port),
+                CoapPort = parse.GetValue(coapPort),
             };
             try
             {
@@ -90,7 +96,7 @@ internal static class SimCommands
                 Console.Out.WriteLine($"report: {html}");
                 return result.Passed ? 0 : 1;
             }
-            catch (Exception e) when (e is HttpRequestException or InvalidOperationException or MQTTnet.Exceptions.MqttCommunicationException or TimeoutException)
+            catch (Exception e) when (e is HttpRequestException or InvalidOperationException or MQTTnet.Exceptions.MqttCommunicationException or TimeoutException or System.Net.Sockets.SocketException)
             {
                 Console.Error.WriteLine($"The run could not be made: {e.Message}");
                 return 3;

@@ -270,14 +270,14 @@ public sealed class Provisioner(HttpClient http, ScenarioScaling scaling)
                     if (ExistingTenant && await FindAsync($"/api/tenant/devices/{Uri.EscapeDataString(name)}", cancellationToken) is { } found)
                     {
                         // A device of the tenant's own: it connects with the access token it has.
-                        var id = found.GetProperty("id").GetProperty("id").GetString()!;
-                        var credentials = await BenchTenant.SendAsync(http, HttpMethod.Get, TenantToken, $"/api/device/{id}/credentials", null, cancellationToken);
-                        if (credentials.GetProperty("credentialsType").GetString() != "ACCESS_TOKEN")
+                        var foundId = found.GetProperty("id").GetProperty("id").GetString()!;
+                        var existing = await BenchTenant.SendAsync(http, HttpMethod.Get, TenantToken, $"/api/device/{foundId}/credentials", null, cancellationToken);
+                        if (existing.GetProperty("credentialsType").GetString() != "ACCESS_TOKEN" || ProtocolCredentials.For(fleet.Protocol, RunId, fleetIndex, number) is not null)
                         {
-                            throw new InvalidOperationException($"The tenant's device '{name}' has {credentials.GetProperty("credentialsType").GetString()} credentials; the simulator connects its devices with access tokens.");
+                            throw new InvalidOperationException($"The tenant's device '{name}' has {existing.GetProperty("credentialsType").GetString()} credentials; in an existing tenant the simulator connects its devices with access tokens (MQTT, HTTP and CoAP fleets).");
                         }
 
-                        devices[i] = new ProvisionedDevice(fleet, fleetIndex, number, name, id, credentials.GetProperty("credentialsId").GetString()!);
+                        devices[i] = new ProvisionedDevice(fleet, fleetIndex, number, name, foundId, existing.GetProperty("credentialsId").GetString()!);
                         continue;
                     }
 
@@ -295,7 +295,19 @@ public sealed class Provisioner(HttpClient http, ScenarioScaling scaling)
                     }
 
                     var saved = await BenchTenant.SendAsync(http, HttpMethod.Post, TenantToken, $"/api/device?accessToken={token}", body, cancellationToken);
-                    devices[i] = new ProvisionedDevice(fleet, fleetIndex, number, name, saved.GetProperty("id").GetProperty("id").GetString()!, token) { Gateway = gateway };
+                    var id = saved.GetProperty("id").GetProperty("id").GetString()!;
+                    if (ProtocolCredentials.For(fleet.Protocol, RunId, fleetIndex, number) is { } credentials)
+                    {
+                        await BenchTenant.SendAsync(http, HttpMethod.Post, TenantToken, "/api/device/credentials", new JsonObject
+                        {
+                            ["deviceId"] = new JsonObject { ["id"] = id, ["entityType"] = "DEVICE" },
+                            ["credentialsType"] = credentials.Type,
+                            ["credentialsId"] = credentials.Id,
+                            ["credentialsValue"] = credentials.Value,
+                        }, cancellationToken);
+                    }
+
+                    devices[i] = new ProvisionedDevice(fleet, fleetIndex, number, name, id, token) { Gateway = gateway };
                     if (i % 500 == 499)
                     {
                         progress?.Report($"provisioned {i + 1} of {plan.Count} devices");

@@ -25,6 +25,13 @@ public sealed record SimTarget(Uri Http, string MqttHost, int MqttPort, string S
 
     /// <summary>The part of the fleet this process runs (<c>--slice</c>).</summary>
     public FleetSlice Slice { get; init; } = FleetSlice.Whole;
+
+    /// <summary>Where HJ 212 stations, JT/T 808 terminals and CoAP devices connect (the host is <see cref="MqttHost"/>).</summary>
+    public int Hj212Port { get; init; } = 9212;
+
+    public int Jt808Port { get; init; } = 6808;
+
+    public int CoapPort { get; init; } = 5683;
 }
 
 /// <summary>
@@ -42,6 +49,7 @@ public sealed class SimRunner(Scenario scenario, ScenarioScaling scaling, SimTar
     private Recorder? _total;
     private Provisioner? _provisioner;
     private (double CpuPercent, double MemoryMb) _simulator;
+    private int _failuresShown;
 
     /// <summary>The devices a share of a fleet is: its first by number, at least one when the share is above zero.</summary>
     internal static int Affected(double share, int fleetSize) => share <= 0 ? 0 : Math.Max(1, (int)Math.Round(share * fleetSize, MidpointRounding.AwayFromZero));
@@ -131,9 +139,12 @@ public sealed class SimRunner(Scenario scenario, ScenarioScaling scaling, SimTar
             {
                 device.ClientId = $"sim-{provisioner.RunId}-{p.FleetIndex}-{p.Number}";
                 var (host, port) = proxy is not null && proxied.Contains(p.Fleet.Name) ? ("127.0.0.1", proxy.Port) : (target.MqttHost, target.MqttPort);
-                device.Connection = p.Fleet.Protocol == DeviceProtocol.Http
-                    ? new HttpSimDevice(http, p.Token)
-                    : new MqttSimDevice(host, port, device.ClientId, p.Token, p.Fleet, scaling, device.Random);
+                device.Connection = p.Fleet.Protocol switch
+                {
+                    DeviceProtocol.Http => new HttpSimDevice(http, p.Token),
+                    DeviceProtocol.Mqtt => new MqttSimDevice(host, port, device.ClientId, p.Token, p.Fleet, scaling, device.Random),
+                    _ => ProtocolDevices.Create(p, target, provisioner.RunId, scaling, device.Random),
+                };
             }
 
             devices.Add(device);
@@ -380,6 +391,11 @@ public sealed class SimRunner(Scenario scenario, ScenarioScaling scaling, SimTar
             var failed = Stopwatch.GetTimestamp();
             total.RecordFailed(failed);
             fleet.RecordFailed(failed);
+            if (Interlocked.Increment(ref _failuresShown) <= 5)
+            {
+                // The first few, so that a person sees what went wrong without reading the report.
+                log.WriteLine($"  {device.Provisioned.Name}: not acknowledged ({result.Outcome})");
+            }
         }
 
         return result;
@@ -415,10 +431,11 @@ public sealed class SimRunner(Scenario scenario, ScenarioScaling scaling, SimTar
                         // and comes back when the silence ends.
                         await device.Connection.DropAsync(reconnect: false);
                         fault.Record("fell silent");
-                        if (fault.Definition.For is { } silence && device.Connection is MqttSimDevice silent)
+                        if (fault.Definition.For is { } silence && device.Connection is MqttSimDevice or TcpSimDevice)
                         {
                             await Task.Delay(scaling.Real(silence), cancellationToken);
-                            fault.Record(await silent.ReconnectNowAsync(cancellationToken) ? "back after the silence" : "refused after the silence, reconnecting with back-off");
+                            var back = device.Connection is MqttSimDevice silent ? await silent.ReconnectNowAsync(cancellationToken) : await ((TcpSimDevice)device.Connection).ReconnectNowAsync(cancellationToken);
+                            fault.Record(back ? "back after the silence" : "refused after the silence, reconnecting with back-off");
                         }
 
                         break;
@@ -624,7 +641,10 @@ public sealed class SimRunner(Scenario scenario, ScenarioScaling scaling, SimTar
         }
     }
 
-    /// <summary>Points stored per device (by the fleet's first key), read until they reach what was acknowledged or stop changing.</summary>
+    /// <summary>
+    /// Points stored per device (by the fleet's first key), read until they reach what was acknowledged or stop changing.
+    /// The window reaches a day ahead (the server's default future-skew limit), for clocks skewed on purpose.
+    /// </summary>
     private static async Task<Dictionary<string, long>> ReadBackAsync(Provisioner provisioner, List<RunningDevice> devices, DateTimeOffset startWall, CancellationToken cancellationToken)
     {
         var stored = new Dictionary<string, long>(StringComparer.Ordinal);
@@ -642,7 +662,7 @@ public sealed class SimRunner(Scenario scenario, ScenarioScaling scaling, SimTar
             while (true)
             {
                 count = await provisioner.CountPointsAsync(device.Provisioned.Id, device.Keys[0], Math.Min(from, device.MinTs - 1),
-                    Math.Max(DateTimeOffset.UtcNow.AddMinutes(1).ToUnixTimeMilliseconds(), device.MaxTs + 1), cancellationToken);
+                    Math.Max(DateTimeOffset.UtcNow.AddDays(1).ToUnixTimeMilliseconds(), device.MaxTs + 1), cancellationToken);
                 if (count >= device.StoredTsCount || Stopwatch.GetTimestamp() > deadline)
                 {
                     break;
@@ -690,7 +710,14 @@ public sealed class RunningDevice
         }
 
         _events = [.. events];
+        if (fleet.Route is { } route)
+        {
+            Vehicle = new VehicleMotion(route, fleet, provisioned.Number, fleetSize, Random);
+        }
     }
+
+    /// <summary>A vehicle's place on its route, when its fleet drives one.</summary>
+    public VehicleMotion? Vehicle { get; }
 
     public ProvisionedDevice Provisioned { get; }
 
@@ -741,11 +768,20 @@ public sealed class RunningDevice
 
     public long MaxTs => Volatile.Read(ref _maxTs);
 
+    // The last stamps counted: a stamp acknowledged twice (two reports of a station or terminal in one second) is one point.
+    private readonly long[] _recentTs = new long[8];
+    private int _recentAt;
+
     public void CountStoredTs(long ts)
     {
         lock (Keys)
         {
-            _storedTs++;
+            if (Array.IndexOf(_recentTs, ts) < 0)
+            {
+                _recentTs[_recentAt++ % _recentTs.Length] = ts;
+                _storedTs++;
+            }
+
             _minTs = Math.Min(_minTs, ts);
             _maxTs = Math.Max(_maxTs, ts);
         }
@@ -764,7 +800,13 @@ public sealed class RunningDevice
         {
             // Two reports within a millisecond (or a clock that stepped back a little) get the next free stamp; a
             // clock set far back on purpose (a skew fault) keeps its stamp.
-            if (ts <= _lastTs && _lastTs - ts < 1_000)
+            if (Provisioned.Fleet.Protocol is DeviceProtocol.Hj212 or DeviceProtocol.Jt808)
+            {
+                // HJ 212's DataTime and JT/T 808's fix time have whole seconds: reports within one second (faster
+                // than one a second after --speed) are one point, the last one's values.
+                ts -= ts % 1000;
+            }
+            else if (ts <= _lastTs && _lastTs - ts < 1_000)
             {
                 ts = _lastTs + 1;
             }
@@ -779,6 +821,7 @@ public sealed class RunningDevice
             writer.WriteNumber("ts", ts);
             writer.WritePropertyName("values");
             writer.WriteStartObject();
+            double? speed = null;
             for (var k = 0; k < Keys.Length; k++)
             {
                 var source = _sources[k];
@@ -802,9 +845,14 @@ public sealed class RunningDevice
                 else
                 {
                     writer.WriteNumber(Keys[k], value.Number);
+                    if (Keys[k] == "speed")
+                    {
+                        speed = value.Number;
+                    }
                 }
             }
 
+            Vehicle?.Write(writer, t, speed);
             writer.WriteEndObject();
             writer.WriteEndObject();
         }

@@ -8,6 +8,15 @@ public enum DeviceProtocol
 {
     Mqtt,
     Http,
+
+    /// <summary>HJ 212 environmental monitoring stations over TCP (minute, hour or real-time data, answered with 9014).</summary>
+    Hj212,
+
+    /// <summary>JT/T 808 vehicle terminals over TCP (location reports, answered with 0x8001).</summary>
+    Jt808,
+
+    /// <summary>ThingsBoard's CoAP device API over UDP (confirmable POSTs, answered with 2.xx).</summary>
+    Coap,
 }
 
 /// <summary>A scenario as loaded: every duration in scenario time, every count as written (see <see cref="ScenarioScaling"/>).</summary>
@@ -150,6 +159,9 @@ public sealed record FleetDefinition(
 
     /// <summary>Set for a real device the scenario declares (a fleet of one that the simulator does not drive).</summary>
     public RealDeviceDefinition? Real { get; init; }
+
+    /// <summary>When set, each device drives this route: its reports carry latitude, longitude, direction and mileage.</summary>
+    public RouteDefinition? Route { get; init; }
 
     /// <summary>The name of device <paramref name="number"/> (1-based): <c>{n}</c> is the number, <c>{n:000}</c> padded.</summary>
     public string DeviceName(int number) => DeviceNames.Format(Name, number);

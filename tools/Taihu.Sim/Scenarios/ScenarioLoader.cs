@@ -137,6 +137,19 @@ public static class ScenarioLoader
                 : new DateTimeOffset(2026, 1, 1, 0, 0, 0, ChinaStandardTime);
             var profiles = new List<ProfileDefinition>();
             var profileNames = new HashSet<string>(StringComparer.Ordinal);
+            var fleets = new List<FleetDefinition>();
+            var fleetNames = new HashSet<string>(StringComparer.Ordinal);
+            var included = ScenarioIncludes.Load(root["include"] as JsonArray, directory, document.LineOf, Problem);
+            foreach (var part in included)
+            {
+                ScenarioIncludes.Merge(part, profiles, profileNames, fleets, fleetNames, Problem);
+            }
+
+            foreach (var fleet in fleets)
+            {
+                _fleets[fleet.Name] = fleet;
+            }
+
             var profileArray = root["profiles"]?.AsArray() ?? [];
             for (var i = 0; i < profileArray.Count; i++)
             {
@@ -156,8 +169,6 @@ public static class ScenarioLoader
                 });
             }
 
-            var fleets = new List<FleetDefinition>();
-            var fleetNames = new HashSet<string>(StringComparer.Ordinal);
             var fleetArray = root["fleets"]?.AsArray() ?? [];
             for (var i = 0; i < fleetArray.Count; i++)
             {
@@ -184,21 +195,21 @@ public static class ScenarioLoader
                 throw Problem("/duration", "a scenario runs for more than zero time.");
             }
 
-            var expectations = new List<Expectation>();
+            var expectations = new List<Expectation>(included.SelectMany(i => i.Expectations));
             var expectArray = root["expect"]?.AsArray() ?? [];
             for (var i = 0; i < expectArray.Count; i++)
             {
                 expectations.Add(ReadExpectation(expectArray[i]!.AsObject(), $"/expect/{i}", fleetNames));
             }
 
-            var faults = new List<FaultDefinition>();
+            var faults = new List<FaultDefinition>(included.SelectMany(i => i.Scenario.Faults));
             var faultArray = root["faults"]?.AsArray() ?? [];
             for (var i = 0; i < faultArray.Count; i++)
             {
                 faults.Add(ReadFault(faultArray[i]!.AsObject(), $"/faults/{i}", fleetNames));
             }
 
-            var calls = new List<RpcCallDefinition>();
+            var calls = new List<RpcCallDefinition>(included.SelectMany(i => i.Scenario.RpcCalls));
             var callArray = root["rpc"]?.AsArray() ?? [];
             for (var i = 0; i < callArray.Count; i++)
             {
@@ -305,9 +316,17 @@ public static class ScenarioLoader
                 throw Problem(pointer + "/kind", $"the devices of '{fleet}' report through gateways and hold no connection of their own; a {f["kind"]!.GetValue<string>()} fault is for a fleet of MQTT devices.");
             }
 
-            if (kind is FaultKind.Disconnect or FaultKind.ReconnectStorm or FaultKind.Pause or FaultKind.HalfOpen or FaultKind.Flood && _fleets[fleet].Protocol != DeviceProtocol.Mqtt)
+            // HJ 212 stations and JT/T 808 terminals hold connections too, and reconnect by their back-off; the storm,
+            // the proxy's faults and floods are MQTT's (the proxy tells connections apart by their CONNECT).
+            if ((kind is FaultKind.ReconnectStorm or FaultKind.Pause or FaultKind.HalfOpen or FaultKind.Flood && _fleets[fleet].Protocol != DeviceProtocol.Mqtt)
+                || (kind is FaultKind.Disconnect && _fleets[fleet].Protocol is DeviceProtocol.Http or DeviceProtocol.Coap))
             {
-                throw Problem(pointer + "/kind", $"a {f["kind"]!.GetValue<string>()} fault needs a fleet that holds connections (MQTT); '{fleet}' is on HTTP.");
+                throw Problem(pointer + "/kind", $"a {f["kind"]!.GetValue<string>()} fault needs a fleet that holds connections ({(kind is FaultKind.Disconnect ? "MQTT, HJ 212 or JT/T 808" : "MQTT")}); '{fleet}' is on {_fleets[fleet].Protocol.ToString().ToUpperInvariant()}.");
+            }
+
+            if (kind is FaultKind.Malformed or FaultKind.Oversized && _fleets[fleet].Protocol is DeviceProtocol.Hj212 or DeviceProtocol.Jt808)
+            {
+                throw Problem(pointer + "/kind", $"a {f["kind"]!.GetValue<string>()} fault sends broken JSON, which '{fleet}' on {_fleets[fleet].Protocol.ToString().ToUpperInvariant()} cannot carry.");
             }
 
             var skew = TimeSpan.Zero;
@@ -443,6 +462,9 @@ public static class ScenarioLoader
             var protocol = f["protocol"]?.GetValue<string>() switch
             {
                 null or "mqtt" => DeviceProtocol.Mqtt,
+                "hj212" => DeviceProtocol.Hj212,
+                "jt808" => DeviceProtocol.Jt808,
+                "coap" => DeviceProtocol.Coap,
                 _ => DeviceProtocol.Http,
             };
             var telemetry = Models(f["telemetry"] as JsonObject, pointer + "/telemetry", startTime);
@@ -499,6 +521,13 @@ public static class ScenarioLoader
                 }
             }
 
+            var route = f["route"] is JsonObject r ? ProtocolFleets.Route(r, pointer + "/route", document.LineOf(pointer + "/route"), Problem) : null;
+            ProtocolFleets.Check(protocol, telemetry.Keys, route, pointer, Problem);
+            if (f["attributes"] is not null && protocol is DeviceProtocol.Hj212 or DeviceProtocol.Jt808)
+            {
+                throw Problem(pointer + "/attributes", $"{(protocol == DeviceProtocol.Hj212 ? "an HJ 212 station" : "a JT/T 808 terminal")} has no client attributes to send; set them on the profile or the devices instead.");
+            }
+
             return new FleetDefinition(name, count, profile, protocol, interval, f["jitter"] is { } jitter ? Share(jitter) : 0,
                 telemetry, f["attributes"]?.DeepClone().AsObject(), events, document.LineOf(pointer))
             {
@@ -507,6 +536,7 @@ public static class ScenarioLoader
                 Mqtt5 = f["mqttVersion"]?.GetValue<string>() == "5",
                 KeepAlive = f["keepAlive"] is { } keepAlive ? Duration(keepAlive, pointer + "/keepAlive") : TimeSpan.FromSeconds(60),
                 Behaviour = behaviour,
+                Route = route,
             };
         }
 
