@@ -26,6 +26,32 @@ public sealed class ScenarioLoaderTests : IDisposable
         """;
 
     [Fact]
+    public void FirstPart_KeepsTheFaultsThatStartInIt_AndNoExpectations()
+    {
+        var scenario = Parse(Minimal.Replace("duration: 10m", "duration: 24h", StringComparison.Ordinal) + """
+
+            faults:
+              - kind: silence
+                fleet: meter-{n:00}
+                at: 5m
+              - kind: disconnect
+                fleet: meter-{n:00}
+                at: 2h
+            expect:
+              - stored: 100%
+            """);
+        Assert.Equal(2, scenario.Faults.Count);
+        Assert.Single(scenario.Expectations);
+
+        var part = scenario.FirstPart(TimeSpan.FromMinutes(10));
+        Assert.Equal(TimeSpan.FromMinutes(10), part.Duration);
+        Assert.Equal(FaultKind.Silence, Assert.Single(part.Faults).Kind);
+        Assert.Empty(part.Expectations);
+        Assert.Same(scenario.Fleets, part.Fleets);
+        Assert.Same(scenario, scenario.FirstPart(TimeSpan.FromHours(48)));
+    }
+
+    [Fact]
     public void Minimal_HasItsDefaults()
     {
         var scenario = Parse(Minimal);

@@ -147,7 +147,18 @@ public sealed class RpcCallRun(RpcCallDefinition definition)
 
     public int Failed { get; private set; }
 
+    /// <summary>Not made: the call fell while the run held a real device offline (a drop it injected), so it says nothing of the device.</summary>
+    public int Offline { get; private set; }
+
     public string? FirstFailure { get; private set; }
+
+    public void RecordOffline()
+    {
+        lock (_gate)
+        {
+            Offline++;
+        }
+    }
 
     public void Record(int status, string body, TimeSpan latency)
     {

@@ -333,6 +333,7 @@ public sealed class RealDeviceConnection(FleetDefinition fleet, FaultProxy proxy
     private const int Refused = 2;
 
     private readonly List<string> _log = [];
+    private bool _held;
 
     public RealDeviceDefinition Definition { get; } = fleet.Real!;
 
@@ -354,6 +355,9 @@ public sealed class RealDeviceConnection(FleetDefinition fleet, FaultProxy proxy
             }
         }
     }
+
+    /// <summary>From a drop the run injects until the device is let back in (its refused attempts in between).</summary>
+    public bool HeldOffline => Volatile.Read(ref _held);
 
     public bool IsConnected => Watch.Connected && Proxy.Current is { Dead: false, Dropped: false, ServerClosed: false };
 
@@ -399,12 +403,22 @@ public sealed class RealDeviceConnection(FleetDefinition fleet, FaultProxy proxy
         var accepted = Watch.ConnectionsAccepted;
         Proxy.RefuseNext(Refused);
         var dropped = Stopwatch.GetTimestamp();
+        Volatile.Write(ref _held, true);
         FaultProxy.Drop(link);
         var deadline = dropped + (Stopwatch.Frequency * 60);
-        using var timer = new PeriodicTimer(TimeSpan.FromMilliseconds(20));
-        while (Watch.ConnectionsAccepted == accepted && Stopwatch.GetTimestamp() < deadline)
+        using (var timer = new PeriodicTimer(TimeSpan.FromMilliseconds(20)))
         {
-            await timer.WaitForNextTickAsync(cancellationToken);
+            try
+            {
+                while (Watch.ConnectionsAccepted == accepted && Stopwatch.GetTimestamp() < deadline)
+                {
+                    await timer.WaitForNextTickAsync(cancellationToken);
+                }
+            }
+            finally
+            {
+                Volatile.Write(ref _held, false);
+            }
         }
 
         var attempts = Proxy.Attempts.Skip(before).ToList();

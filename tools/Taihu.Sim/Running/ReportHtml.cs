@@ -93,11 +93,11 @@ internal static class ReportHtml
 
         if (report.Rpc.Count > 0)
         {
-            html.Append("<h2>RPC calls</h2><table><tr><th>Fleet</th><th>Method</th><th>Calls</th><th>Answered</th><th>With an error</th><th>Timed out</th><th>Failed</th><th>p99 ms</th></tr>");
+            html.Append("<h2>RPC calls</h2><table><tr><th>Fleet</th><th>Method</th><th>Calls</th><th>Answered</th><th>With an error</th><th>Timed out</th><th>Failed</th><th>Not made (held offline)</th><th>p99 ms</th></tr>");
             foreach (var r in report.Rpc)
             {
                 html.Append(System.Globalization.CultureInfo.InvariantCulture,
-                    $"<tr><td>{E(r.Fleet)}</td><td>{E(r.Method)}</td><td class=num>{r.Calls}</td><td class=num>{r.Answered}</td><td class=num>{r.AnsweredWithError}</td><td class=num>{r.TimedOut}</td><td class=num>{r.Failed}</td><td class=num>{r.P99Ms:0.#}</td></tr>");
+                    $"<tr><td>{E(r.Fleet)}</td><td>{E(r.Method)}</td><td class=num>{r.Calls}</td><td class=num>{r.Answered}</td><td class=num>{r.AnsweredWithError}</td><td class=num>{r.TimedOut}</td><td class=num>{r.Failed}</td><td class=num>{r.Offline}</td><td class=num>{r.P99Ms:0.#}</td></tr>");
             }
 
             html.Append("</table>");

@@ -22,7 +22,11 @@ public sealed record AlarmSeen(string Type, string Severity, string Device, stri
 public sealed record FaultResult(string Kind, string Fleet, TimeSpan At, int Devices, IReadOnlyList<(string Outcome, int Count)> Outcomes, bool Handled, string Why, int Line);
 
 /// <summary>The RPC calls made for one definition of the scenario.</summary>
-public sealed record RpcResult(string Fleet, string Method, int Calls, int Answered, int AnsweredWithError, int TimedOut, int Failed, double P99Ms, string? FirstFailure, int Line);
+public sealed record RpcResult(string Fleet, string Method, int Calls, int Answered, int AnsweredWithError, int TimedOut, int Failed, double P99Ms, string? FirstFailure, int Line)
+{
+    /// <summary>Calls not made because the run held the (real) device offline at the time.</summary>
+    public int Offline { get; init; }
+}
 
 /// <summary>A real device as its proxy saw it during the run.</summary>
 public sealed record RealDeviceResult(
@@ -148,7 +152,7 @@ public sealed class SimReport
             return new FaultResult(f.Definition.Kind.ToString(), f.Definition.Fleet, f.Definition.At, f.Devices.Count, f.Outcomes(), handled, why, f.Definition.Line);
         }).ToList();
         var rpc = callRuns.Select(c => new RpcResult(c.Definition.Fleet, c.Definition.Method, c.Calls, c.Answered, c.AnsweredWithError, c.TimedOut, c.Failed,
-            c.P99.TotalMilliseconds, c.FirstFailure, c.Definition.Line)).ToList();
+            c.P99.TotalMilliseconds, c.FirstFailure, c.Definition.Line) { Offline = c.Offline }).ToList();
         var byId = devices.ToDictionary(d => d.Provisioned.Id, StringComparer.OrdinalIgnoreCase);
         TimeSpan ScenarioAt(long ms) => scaling.ScenarioTime(TimeSpan.FromMilliseconds(ms - started.ToUnixTimeMilliseconds()));
         var seen = new List<AlarmSeen>();
@@ -300,7 +304,7 @@ public sealed class SimReport
                 var share = made == 0 ? 0 : (double)answered / made;
                 var failure = calls.Select(r => r.FirstFailure).FirstOrDefault(f => f is not null);
                 return new ExpectationResult(e.Describe(), made > 0 && share >= e.Share - 1e-9,
-                    string.Create(ci, $"{answered} of {made} ({share:0.###%}); {calls.Sum(r => r.TimedOut)} timed out, {calls.Sum(r => r.Failed)} failed") + (failure is null ? "" : $", first failure: {failure}"), e.Line);
+                    string.Create(ci, $"{answered} of {made} ({share:0.###%}); {calls.Sum(r => r.TimedOut)} timed out, {calls.Sum(r => r.Failed)} failed") + (calls.Sum(r => r.Offline) is > 0 and var offline ? string.Create(ci, $", {offline} not made while the run held the device offline") : "") + (failure is null ? "" : $", first failure: {failure}"), e.Line);
             }
 
             case ExpectationKind.FaultsHandled:
@@ -394,7 +398,7 @@ public sealed class SimReport
             ["rpc"] = new JsonArray([.. Rpc.Select(r => (JsonNode)new JsonObject
             {
                 ["fleet"] = r.Fleet, ["method"] = r.Method, ["calls"] = r.Calls, ["answered"] = r.Answered, ["answeredWithError"] = r.AnsweredWithError,
-                ["timedOut"] = r.TimedOut, ["failed"] = r.Failed, ["p99Ms"] = Math.Round(r.P99Ms, 1), ["firstFailure"] = r.FirstFailure,
+                ["timedOut"] = r.TimedOut, ["failed"] = r.Failed, ["offline"] = r.Offline, ["p99Ms"] = Math.Round(r.P99Ms, 1), ["firstFailure"] = r.FirstFailure,
             })]),
             ["realDevices"] = new JsonArray([.. RealDevices.Select(r => (JsonNode)new JsonObject
             {

@@ -32,6 +32,9 @@ public sealed record SimTarget(Uri Http, string MqttHost, int MqttPort, string S
     public int Jt808Port { get; init; } = 6808;
 
     public int CoapPort { get; init; } = 5683;
+
+    /// <summary>Set when the run is the scenario's first part only (<c>--for</c>): the scenario's whole duration.</summary>
+    public TimeSpan? WholeDuration { get; init; }
 }
 
 /// <summary>
@@ -63,6 +66,11 @@ public sealed class SimRunner(Scenario scenario, ScenarioScaling scaling, SimTar
         var progress = new Progress<string>(line => log.WriteLine("  " + line));
         log.WriteLine(SimCommands.Summary(scenario, scaling));
         var notes = new List<string>();
+        if (target.WholeDuration is { } whole)
+        {
+            notes.Add($"The first {Durations.Format(scenario.Duration)} of the scenario's {Durations.Format(whole)} (--for): its expectations, written for the whole run, were not checked.");
+        }
+
         if (!target.Slice.IsWhole)
         {
             notes.Add($"Slice {target.Slice} of the fleet: device n of each fleet (a gateway's devices with their gateway) where (n - 1) mod {target.Slice.Count} = {target.Slice.Index - 1}; expectations are checked on this slice.");
@@ -300,7 +308,16 @@ public sealed class SimRunner(Scenario scenario, ScenarioScaling scaling, SimTar
             while (rpcDue.TryPeek(out var call, out var callWhen) && callWhen <= elapsed)
             {
                 rpcDue.Dequeue();
-                inFlight.Add(CallAsync(call.Device, call.Call, cancellationToken));
+                if (call.Device.Connection is RealDeviceConnection { HeldOffline: true })
+                {
+                    // The run dropped the device and is refusing its attempts: a call now would only time out.
+                    call.Call.RecordOffline();
+                }
+                else
+                {
+                    inFlight.Add(CallAsync(call.Device, call.Call, cancellationToken));
+                }
+
                 rpcDue.Enqueue(call, callWhen + scaling.Real(call.Call.Definition.Every));
             }
 

@@ -27,6 +27,14 @@ public sealed record Scenario(
     public IReadOnlyList<FaultDefinition> Faults { get; init; } = [];
 
     public IReadOnlyList<RpcCallDefinition> RpcCalls { get; init; } = [];
+
+    /// <summary>
+    /// The scenario's first <paramref name="window"/> only (<c>--for</c>: measuring a long scenario at its real rates):
+    /// the faults that start in it, and no expectations, which are written for the whole run.
+    /// </summary>
+    public Scenario FirstPart(TimeSpan window) => window >= Duration
+        ? this
+        : this with { Duration = window, Expectations = [], Faults = [.. Faults.Where(f => f.At < window)] };
 }
 
 /// <summary>How devices behave beyond reporting: reconnecting, answering RPC, applying shared attributes.</summary>
