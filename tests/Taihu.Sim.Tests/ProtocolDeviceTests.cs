@@ -33,6 +33,41 @@ public sealed class ProtocolDeviceTests
         Assert.Equal(time.ToUnixTimeMilliseconds(), location.TimeMs);
     }
 
+    [Theory]
+    [InlineData(0)]
+    [InlineData(1)]
+    [InlineData(2)]
+    [InlineData(3)]
+    public void Jt808Frame_WithItsCheckCodeBroken_StillFrames_ButFailsItsCheck(int variant)
+    {
+        // Bodies whose check code comes out plain, 0x7E or 0x7D (escaped in the frame) and 0x00.
+        var frames = new List<byte[]>();
+        for (var b = 0; b < 256 && frames.Count < 64; b++)
+        {
+            var message = new byte[] { 0x02, 0x00, 0x00, 0x01, 0x01, 0x38, 0x00, 0x12, 0x34, 0x56, 0x00, 0x01, (byte)b };
+            byte check = 0;
+            foreach (var x in message)
+            {
+                check ^= x;
+            }
+
+            if ((variant == 0 && check is not (0x7E or 0x7D or 0x00)) || (variant == 1 && check == 0x7E) || (variant == 2 && check == 0x7D) || (variant == 3 && check == 0x00))
+            {
+                frames.Add(Jt808Framing.Encode(message));
+            }
+        }
+
+        Assert.NotEmpty(frames);
+        var unescaped = new byte[Jt808Framing.MaxUnescapedLength];
+        foreach (var frame in frames)
+        {
+            Assert.Equal(Jt808ReadStatus.Frame, Jt808Framing.TryRead(frame, unescaped, out _, out _, out _));
+            Jt808SimDevice.BreakCheckCode(frame);
+            Assert.Equal(Jt808ReadStatus.Invalid, Jt808Framing.TryRead(frame, unescaped, out _, out _, out var error));
+            Assert.Equal(Jt808FrameError.CheckCodeMismatch, error);
+        }
+    }
+
     [Fact]
     public void Jt808Location_SouthAndWest_SetTheirStatusBits_AndLeaveOutExtrasNotReported()
     {
@@ -250,7 +285,7 @@ public sealed class ProtocolScenarioLoaderTests : IDisposable
     }
 
     [Fact]
-    public void MalformedFault_OnAnHj212Fleet_IsRefused()
+    public void OversizedFault_OnAnHj212Fleet_IsRefused()
     {
         var error = Refused("""
             name: s
@@ -263,7 +298,7 @@ public sealed class ProtocolScenarioLoaderTests : IDisposable
                 telemetry:
                   w01018-Avg: 12
             faults:
-              - kind: malformed
+              - kind: oversized
                 fleet: st-{n}
                 at: 10m
             """);

@@ -144,6 +144,11 @@ public sealed class ScenarioRunTests(SimServerFixture fixture) : IClassFixture<S
         Assert.All([water, outlets], f => Assert.Equal(f.Sent, f.Acknowledged));
         Assert.InRange(outlets.Stored, 15, 25);
 
+        // A garbled upload (its CRC wrong) gets no answer, as HJ 212 says, and the station keeps its connection.
+        var garbled = Assert.Single(report.Faults);
+        Assert.Equal(("Malformed", true), (garbled.Kind, garbled.Handled));
+        Assert.Equal([("dropped without an answer (HJ 212 has none for a bad CRC); the connection kept", 1)], garbled.Outcomes);
+
         // The platform reads the water-quality stations' clocks (getTime: CN 1011, answered 9011, SystemTime, 9012).
         var clockReads = Assert.Single(report.Rpc);
         Assert.True(clockReads.Calls >= 4, $"{clockReads.Calls} calls");

@@ -25,8 +25,12 @@ public sealed class TransportScenarioTests(SimServerFixture fixture) : IClassFix
         Assert.Equal(calls.Calls, calls.Answered);
 
         // The taxi that loses its network at 01:00 comes back by its back-off.
-        var disconnect = Assert.Single(report.Faults);
+        Assert.Equal(["Disconnect", "Malformed"], report.Faults.Select(f => f.Kind).Order());
+        var disconnect = report.Faults.Single(f => f.Kind == "Disconnect");
         Assert.Contains(("reconnected with back-off", 1), disconnect.Outcomes);
+
+        // The bus's report with a broken check code is answered with the standard's "message error".
+        Assert.Equal([("refused: 0x8001 result 2", 1)], report.Faults.Single(f => f.Kind == "Malformed").Outcomes);
         Assert.Equal(1, report.Fleets[1].Reconnects);
 
         // One taxi in ten races from 30 minutes for ten: its overspeed bit raises the alarm, and clears it after (the

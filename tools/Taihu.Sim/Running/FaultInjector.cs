@@ -79,7 +79,10 @@ internal sealed class FaultInjector(ScenarioScaling scaling, FaultProxy? proxy, 
                     case FaultKind.Malformed:
                         for (var i = 0; i < fault.Definition.Count; i++)
                         {
-                            fault.Record((await device.Connection.SendTelemetryAsync(Utf8.Bytes("{\"temperature\": 21.5, oops"), cancellationToken)).Outcome);
+                            var refused = device.Connection is TcpSimDevice tcp
+                                ? await tcp.SendMalformedAsync(cancellationToken)
+                                : await device.Connection.SendTelemetryAsync(Utf8.Bytes("{\"temperature\": 21.5, oops"), cancellationToken);
+                            fault.Record(refused.Outcome);
                         }
 
                         break;

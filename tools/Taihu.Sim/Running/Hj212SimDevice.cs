@@ -58,15 +58,35 @@ public sealed class Hj212SimDevice(string host, int port, string mn, string pass
     /// </summary>
     protected override async Task HandshakeAsync(CancellationToken cancellationToken)
     {
-        var now = DateTimeOffset.UtcNow;
-        var qn = QnText(NextQn(now.ToUnixTimeMilliseconds()));
-        var local = now.ToOffset(ChinaStandardTime).ToString("yyyyMMddHHmmss", CultureInfo.InvariantCulture);
-        var restart = new Hj212Message(qn, _st, "2081", password, mn, 5, null, null, $"DataTime={local};RestartTime={local}");
-        var answer = await SendAndWaitAsync(qn, Hj212Framing.Encode(restart.Format()), cancellationToken);
+        var answer = await RestartTimeAsync(cancellationToken);
         if (!answer.Acknowledged)
         {
             throw new InvalidOperationException($"The server did not take station {mn}'s restart time: {answer.Outcome}.");
         }
+    }
+
+    private Task<SendResult> RestartTimeAsync(CancellationToken cancellationToken)
+    {
+        var now = DateTimeOffset.UtcNow;
+        var qn = QnText(NextQn(now.ToUnixTimeMilliseconds()));
+        var local = now.ToOffset(ChinaStandardTime).ToString("yyyyMMddHHmmss", CultureInfo.InvariantCulture);
+        var restart = new Hj212Message(qn, _st, "2081", password, mn, 5, null, null, $"DataTime={local};RestartTime={local}");
+        return SendAndWaitAsync(qn, Hj212Framing.Encode(restart.Format()), cancellationToken);
+    }
+
+    /// <summary>
+    /// A data upload whose CRC is wrong. HJ 212 has no answer for it: the platform drops it (and closes a connection
+    /// after too many in a row). Its restart time sent after it, and answered, shows that it was read and dropped.
+    /// </summary>
+    public override Task<SendResult> SendMalformedAsync(CancellationToken cancellationToken)
+    {
+        var now = DateTimeOffset.UtcNow;
+        var qn = QnText(NextQn(now.ToUnixTimeMilliseconds()));
+        var local = now.ToOffset(ChinaStandardTime).ToString("yyyyMMddHHmmss", CultureInfo.InvariantCulture);
+        var frame = Hj212Framing.Encode(new Hj212Message(qn, _st, _cn, password, mn, 5, null, null, $"DataTime={local}").Format());
+        var crc = frame.Length - 6; // ##nnnn...CRC4\r\n: the CRC's first hex digit
+        frame[crc] = frame[crc] == (byte)'0' ? (byte)'1' : (byte)'0';
+        return SendUnansweredAsync(qn, frame, RestartTimeAsync, "dropped without an answer (HJ 212 has none for a bad CRC); the connection kept", cancellationToken);
     }
 
     public override async Task<SendResult> SendTelemetryAsync(byte[] payload, CancellationToken cancellationToken)

@@ -52,6 +52,32 @@ public sealed class Jt808SimDevice(string host, int port, string phone, string c
         return await SendAndWaitAsync(Key(Jt808MessageIds.Location, serial), frame, cancellationToken);
     }
 
+    /// <summary>
+    /// A location report whose check code is wrong: the platform answers the standard's "message error" (0x8001
+    /// result 2) when the header still reads.
+    /// </summary>
+    public override Task<SendResult> SendMalformedAsync(CancellationToken cancellationToken)
+    {
+        var body = _lastLocation.Length > 0 ? _lastLocation : new byte[Jt808Location.BasicLength];
+        var (serial, frame) = Frame(Jt808MessageIds.Location, body);
+        BreakCheckCode(frame);
+        return SendAndWaitAsync(Key(Jt808MessageIds.Location, serial), frame, cancellationToken);
+    }
+
+    /// <summary>Changes an escaped frame's check code (the byte or escape pair before the closing 0x7E) to a wrong one, keeping the framing valid.</summary>
+    internal static void BreakCheckCode(byte[] frame)
+    {
+        if (frame[^3] == 0x7D)
+        {
+            // An escaped check code (0x7E or 0x7D): the pair becomes 0x7D 0x02 <-> 0x7D 0x01, the other escaped value.
+            frame[^2] = frame[^2] == 0x01 ? (byte)0x02 : (byte)0x01;
+            return;
+        }
+
+        var wrong = (byte)(frame[^2] ^ 0x10);
+        frame[^2] = wrong is 0x7E or 0x7D ? (byte)(frame[^2] ^ 0x20) : wrong;
+    }
+
     /// <summary>A location body from the report's values, at the report's second.</summary>
     internal static byte[] Location(JsonElement values, long ts) => LocationBody(values, DateTimeOffset.FromUnixTimeMilliseconds(ts));
 

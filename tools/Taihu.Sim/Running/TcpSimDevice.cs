@@ -282,6 +282,43 @@ public abstract class TcpSimDevice(string host, int port, FleetDefinition fleet,
         }
     }
 
+    /// <summary>
+    /// Writes a frame the server must not take (<paramref name="key"/> is the answer it would get if taken), then a
+    /// request the server answers: that answer shows the bad frame was read before it, so whether the bad frame got
+    /// an answer of its own by then says how the server took it, without waiting on a clock.
+    /// </summary>
+    protected async Task<SendResult> SendUnansweredAsync(string key, byte[] frame, Func<CancellationToken, Task<SendResult>> thenAskAsync, string ignored, CancellationToken cancellationToken)
+    {
+        if (!IsConnected)
+        {
+            return SendResult.NotConnected;
+        }
+
+        var answer = new TaskCompletionSource<SendResult>(TaskCreationOptions.RunContinuationsAsynchronously);
+        lock (_pending)
+        {
+            _pending[key] = answer;
+        }
+
+        if (!await WriteAsync(frame, cancellationToken))
+        {
+            Forget(key);
+            return new SendResult(false, "connection closed by the server");
+        }
+
+        var after = await thenAskAsync(cancellationToken);
+        Forget(key);
+        if (answer.Task.IsCompleted)
+        {
+            return answer.Task.Result;
+        }
+
+        return after.Acknowledged ? new SendResult(false, ignored) : after;
+    }
+
+    /// <summary>A frame the server must refuse (a broken check), and how the server took it.</summary>
+    public abstract Task<SendResult> SendMalformedAsync(CancellationToken cancellationToken);
+
     private void Forget(string key)
     {
         lock (_pending)

@@ -324,9 +324,9 @@ public static class ScenarioLoader
                 throw Problem(pointer + "/kind", $"a {f["kind"]!.GetValue<string>()} fault needs a fleet that holds connections ({(kind is FaultKind.Disconnect ? "MQTT, HJ 212 or JT/T 808" : "MQTT")}); '{fleet}' is on {_fleets[fleet].Protocol.ToString().ToUpperInvariant()}.");
             }
 
-            if (kind is FaultKind.Malformed or FaultKind.Oversized && _fleets[fleet].Protocol is DeviceProtocol.Hj212 or DeviceProtocol.Jt808)
+            if (kind is FaultKind.Oversized && _fleets[fleet].Protocol is DeviceProtocol.Hj212 or DeviceProtocol.Jt808)
             {
-                throw Problem(pointer + "/kind", $"a {f["kind"]!.GetValue<string>()} fault sends broken JSON, which '{fleet}' on {_fleets[fleet].Protocol.ToString().ToUpperInvariant()} cannot carry.");
+                throw Problem(pointer + "/kind", $"an oversized fault sends a JSON payload over the limit, which '{fleet}' on {_fleets[fleet].Protocol.ToString().ToUpperInvariant()} cannot carry.");
             }
 
             var skew = TimeSpan.Zero;
