@@ -69,6 +69,15 @@ public sealed class ProtocolDeviceTests
     }
 
     [Fact]
+    public void Jt808Location_BeforeTheFirstFix_IsAValidReportThatSaysNotPositioned()
+    {
+        var time = new DateTimeOffset(2026, 6, 1, 7, 0, 0, TimeSpan.FromHours(8));
+        Assert.Equal(Jt808LocationError.None, Jt808Location.TryRead(Jt808SimDevice.NotPositioned(time), out var location));
+        Assert.Equal(0u, location.Status);
+        Assert.Equal(time.ToUnixTimeMilliseconds(), location.TimeMs);
+    }
+
+    [Fact]
     public void Jt808Location_SouthAndWest_SetTheirStatusBits_AndLeaveOutExtrasNotReported()
     {
         var body = Jt808SimDevice.LocationBody(Values("""{"latitude":-33.8688,"longitude":-70.6693,"speed":0}"""), DateTimeOffset.UnixEpoch.AddYears(56));

@@ -78,6 +78,13 @@ public sealed class Jt808SimDevice(string host, int port, string phone, string c
         frame[^2] = wrong is 0x7E or 0x7D ? (byte)(frame[^2] ^ 0x20) : wrong;
     }
 
+    /// <summary>A basic location with no fix: status 0 (ACC off, not positioned), no position, at <paramref name="time"/>.</summary>
+    internal static byte[] NotPositioned(DateTimeOffset time)
+    {
+        using var none = JsonDocument.Parse("{\"status\":0}");
+        return LocationBody(none.RootElement, time);
+    }
+
     /// <summary>A location body from the report's values, at the report's second.</summary>
     internal static byte[] Location(JsonElement values, long ts) => LocationBody(values, DateTimeOffset.FromUnixTimeMilliseconds(ts));
 
@@ -167,8 +174,9 @@ public sealed class Jt808SimDevice(string host, int port, string phone, string c
                     : new SendResult(false, string.Create(CultureInfo.InvariantCulture, $"refused: 0x8001 result {reply.Result}")));
                 break;
             case Jt808MessageIds.QueryLocation:
-                // 0x0201: the command's serial number, then the last location.
-                var last = _lastLocation;
+                // 0x0201: the command's serial number, then the last location (before its first fix, as a terminal
+                // without one: not positioned, at the present time).
+                var last = _lastLocation.Length > 0 ? _lastLocation : NotPositioned(DateTimeOffset.UtcNow);
                 var answer = new byte[2 + last.Length];
                 BinaryPrimitives.WriteUInt16BigEndian(answer, header.Serial);
                 last.CopyTo(answer, 2);
