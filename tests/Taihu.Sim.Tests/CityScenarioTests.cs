@@ -22,5 +22,11 @@ public sealed class CityScenarioTests(SimServerFixture fixture) : IClassFixture<
             var fleet = Assert.Single(report.Fleets, f => f.Name == name);
             Assert.True(fleet.Sent == fleet.Acknowledged, $"{name}: {fleet.Acknowledged} of {fleet.Sent} acknowledged");
         }
+
+        // The parking sensor observes .../rpc over CoAP and answers the operator's state queries with POST .../rpc/{id}.
+        var queries = Assert.Single(report.Rpc, r => r.Fleet == "parking-{n:0000}");
+        Assert.True(queries.Calls >= 2, $"{queries.Calls} calls");
+        Assert.Equal(queries.Calls, queries.Answered);
+        Assert.Equal(queries.Calls, parking.RpcAnswered);
     }
 }

@@ -14,7 +14,7 @@ internal static class ProtocolDevices
         {
             DeviceProtocol.Hj212 => new Hj212SimDevice(target.MqttHost, target.Hj212Port, credentials!.Value.Id, credentials.Value.Value, device.Fleet, scaling, random),
             DeviceProtocol.Jt808 => new Jt808SimDevice(target.MqttHost, target.Jt808Port, credentials!.Value.Id, credentials.Value.Value, device.Fleet, scaling, random),
-            DeviceProtocol.Coap => new CoapSimDevice(Endpoint(target.MqttHost, target.CoapPort), device.Token, random),
+            DeviceProtocol.Coap => new CoapSimDevice(Endpoint(target.MqttHost, target.CoapPort), device.Token, device.Fleet, scaling, random),
             _ => throw new ArgumentOutOfRangeException(nameof(device), device.Fleet.Protocol, "Not a protocol of its own device class."),
         };
     }

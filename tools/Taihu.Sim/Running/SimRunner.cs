@@ -153,6 +153,11 @@ public sealed class SimRunner(Scenario scenario, ScenarioScaling scaling, SimTar
                     DeviceProtocol.Mqtt => new MqttSimDevice(host, port, device.ClientId, p.Token, p.Fleet, scaling, device.Random),
                     _ => ProtocolDevices.Create(p, target, provisioner.RunId, scaling, device.Random),
                 };
+                if (device.Connection is CoapSimDevice coap)
+                {
+                    // A CoAP device observes .../rpc only when the run calls its fleet (each observation is server state).
+                    coap.AnswersRpc = !target.PlainMqtt && scenario.RpcCalls.Any(c => c.Fleet == p.Fleet.Name);
+                }
             }
 
             devices.Add(device);
