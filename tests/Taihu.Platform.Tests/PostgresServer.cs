@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using System.Globalization;
-using System.Net;
 using System.Net.Sockets;
 using System.Text;
 using Npgsql;
@@ -67,7 +66,7 @@ public sealed class PostgresServer : IAsyncLifetime
         Exception? last = null;
         for (var attempt = 0; attempt < 3; attempt++)
         {
-            var port = FreePort();
+            var port = LoopbackPort.Free();
             var options = string.Join(' ',
                 "-c listen_addresses=127.0.0.1", $"-c port={port.ToString(CultureInfo.InvariantCulture)}", $"-c unix_socket_directories={_directory}",
                 "-c fsync=off", "-c full_page_writes=off", "-c synchronous_commit=off", "-c max_connections=200");
@@ -185,13 +184,6 @@ public sealed class PostgresServer : IAsyncLifetime
         }
 
         return null;
-    }
-
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
     }
 
     private string ServerLog()

@@ -1,9 +1,9 @@
 using System.Globalization;
-using System.Net;
 using System.Net.Sockets;
 using System.Text;
 using MQTTnet;
 using MQTTnet.Protocol;
+using Taihu.Platform.Tests;
 using Taihu.Sim.Running;
 using Taihu.Sim.Scenarios;
 
@@ -17,17 +17,10 @@ namespace Taihu.Sim.Tests;
 /// </summary>
 public sealed class RealDeviceTests(SimServerFixture fixture) : IClassFixture<SimServerFixture>
 {
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
-    }
-
     [Fact]
     public async Task RealDevices_ThroughTheProxy_TheWellBehavedPasses_TheOtherFailsNamingWhatItDidWrong()
     {
-        var (goodPort, badPort) = (FreePort(), FreePort());
+        var (goodPort, badPort) = (LoopbackPort.Free(), LoopbackPort.Free());
         var suffix = Guid.NewGuid().ToString("N")[..8];
         var (goodToken, badToken) = ($"good-thermostat-{suffix}", $"bad-thermostat-{suffix}");
         var scenario = ScenarioLoader.Parse(string.Create(CultureInfo.InvariantCulture, $$"""

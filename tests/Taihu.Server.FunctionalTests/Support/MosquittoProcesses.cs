@@ -1,6 +1,5 @@
 using System.Diagnostics;
-using System.Net;
-using System.Net.Sockets;
+using Taihu.Platform.Tests;
 
 namespace Taihu.Server.FunctionalTests.Support;
 
@@ -63,7 +62,7 @@ public sealed class MosquittoProcess : IAsyncDisposable
     {
         if (port == 0)
         {
-            port = FreePort();
+            port = LoopbackPort.Free();
         }
 
         var persistent = directory is not null;
@@ -134,13 +133,6 @@ public sealed class MosquittoProcess : IAsyncDisposable
                 }
             }
         }
-    }
-
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
     }
 
     /// <summary>Stops it with SIGTERM, as a service manager does (a broker then saves its persistence file).</summary>

@@ -1,9 +1,9 @@
 using System.Net;
 using System.Net.Sockets;
 
-namespace Taihu.Server.FunctionalTests.Support;
+namespace Taihu.Platform.Tests;
 
-/// <summary>A free TCP port on 127.0.0.1, for a listener that cannot take port 0 (a cluster node's silo port is advertised before it binds).</summary>
+/// <summary>A free TCP port on 127.0.0.1, for a process that must be told its port before it binds (PostgreSQL, Mosquitto, a cluster node's silo port).</summary>
 public static class LoopbackPort
 {
     /// <summary>Binds port 0, reads the port back and lets it go; another process could take it in between (rare on loopback).</summary>
