@@ -63,6 +63,8 @@ public static class ConsoleExtensions
         ArgumentNullException.ThrowIfNull(app);
         // The console's pages speak the user's language; the API and the device endpoints stay culture-free.
         app.UseWhen(context => !context.Request.Path.StartsWithSegments("/api"), branch => branch.UseRequestLocalization());
+        // A page that fails, or an address with no page, is told in words (ConsoleErrorPage).
+        app.UseConsoleErrorPages();
         app.UseAuthentication();
         app.UseAuthorization();
         app.UseAntiforgery();

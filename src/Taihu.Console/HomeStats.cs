@@ -10,9 +10,10 @@ namespace Taihu.WebConsole;
 /// <summary>
 /// The Home page's figures, read afresh on every request (the page renders them, then polls
 /// <c>/console/home/stats</c>). A tenant's users see their tenant: devices, how many are online, active alarms by
-/// severity. The system administrator sees the server: tenants, broker connections, and the totals of PUBLISH packets
-/// in and out and of telemetry points stored, from which the page computes rates between two polls. Server-wide
-/// figures are not shown to tenants: they would tell one tenant how busy the others are.
+/// severity, and the tenant's own total of telemetry points stored. The system administrator sees the server:
+/// tenants, broker connections, and the totals of PUBLISH packets in and out and of telemetry points stored. The page
+/// computes rates from totals between two polls. Server-wide figures are not shown to tenants: they would tell one
+/// tenant how busy the others are.
 /// </summary>
 public sealed class HomeStats(IDeviceService devices, DeviceDataService data, AlarmService alarms, TenantService tenants, BrokerMetrics broker, TelemetryIngest ingest)
 {
@@ -35,6 +36,7 @@ public sealed class HomeStats(IDeviceService devices, DeviceDataService data, Al
         stats["devices"] = total;
         stats["online"] = online;
         stats["offline"] = Math.Max(0, total - online);
+        stats["pointsStored"] = ingest.PointsStoredOf(caller.RequireTenant());
         var active = new AlarmStatusFilter(Cleared: false, Acknowledged: null);
         foreach (var severity in Enum.GetValues<AlarmSeverity>())
         {

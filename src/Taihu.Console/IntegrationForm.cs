@@ -1,3 +1,4 @@
+using System.Globalization;
 using Microsoft.AspNetCore.Http;
 using Taihu.Platform.Integrations;
 
@@ -5,9 +6,10 @@ namespace Taihu.WebConsole;
 
 /// <summary>
 /// The integration form's fields (Components/Integrations/IntegrationFields.razor) read from the posted form into
-/// what the platform's <see cref="IntegrationService"/> takes; the service checks every value and names the field
-/// that is wrong. On an edit, what the form does not show (device profiles, retry limit, request timeout, answering
-/// RPC) is kept, and an empty secret or broker password keeps the stored one.
+/// what the platform's <see cref="IntegrationService"/> takes. The form has every setting the API has; the browser
+/// checks nothing itself, so the service checks every value and its message names the field, which
+/// <see cref="FieldOf"/> turns back into the form's field to show it there. An empty secret or broker password keeps
+/// the stored one; an empty retry limit or request timeout is the stored value (or the default).
 /// </summary>
 public static class IntegrationForm
 {
@@ -34,7 +36,7 @@ public static class IntegrationForm
                 Tls = form["Tls"] == "true",
                 Username = host is null ? null : Text(form, "Username"),
                 Password = host is null ? null : Text(form, "Password"),
-                ProtocolVersion = old.ProtocolVersion,
+                ProtocolVersion = Text(form, "ProtocolVersion") ?? old.ProtocolVersion,
             };
         }
         else
@@ -44,13 +46,76 @@ public static class IntegrationForm
                 Url = form["Url"].ToString().Trim(),
                 Secret = Text(form, "Secret"),
                 Headers = Headers(form["Headers"].ToString()),
-                RetryLimitMs = old.RetryLimitMs,
-                RequestTimeoutMs = old.RequestTimeoutMs,
-                AnswerRpc = old.AnswerRpc,
+                RetryLimitMs = Milliseconds(form, "RetryLimitSeconds") ?? old.RetryLimitMs,
+                RequestTimeoutMs = Milliseconds(form, "RequestTimeoutSeconds") ?? old.RequestTimeoutMs,
+                AnswerRpc = form["AnswerRpc"] == "true",
             };
         }
 
-        return new IntegrationInput(existing?.Id, form["Name"].ToString().Trim(), type, form["Enabled"] == "true", old.DeviceProfileIds, messageTypes, configuration);
+        // No profile ticked: every profile's devices.
+        var profiles = new List<Guid>();
+        foreach (var value in form["DeviceProfileIds"])
+        {
+            if (Guid.TryParse(value, out var profile))
+            {
+                profiles.Add(profile);
+            }
+        }
+
+        return new IntegrationInput(existing?.Id, form["Name"].ToString().Trim(), type, form["Enabled"] == "true", profiles.Count == 0 ? null : profiles, messageTypes, configuration);
+    }
+
+    /// <summary>
+    /// The form's field that a platform message is about (its messages start with the field's JSON path:
+    /// <c>configuration.retryLimitMs is ...</c>), or null when the message names none of the form's fields.
+    /// </summary>
+    public static string? FieldOf(string? message)
+    {
+        if (string.IsNullOrEmpty(message))
+        {
+            return null;
+        }
+
+        var end = message.AsSpan().IndexOfAny(" [");
+        var path = end < 0 ? message : message[..end];
+        return path switch
+        {
+            "name" => "Name",
+            "type" => "Type",
+            "messageTypes" => "MessageTypes",
+            "deviceProfileIds" => "DeviceProfileIds",
+            "configuration.url" => "Url",
+            "configuration.secret" => "Secret",
+            "configuration.headers" => "Headers",
+            "configuration.retryLimitMs" => "RetryLimitSeconds",
+            "configuration.requestTimeoutMs" => "RequestTimeoutSeconds",
+            "configuration.answerRpc" => "AnswerRpc",
+            "configuration.topic" => "Topic",
+            "configuration.qos" => "Qos",
+            "configuration.host" => "Host",
+            "configuration.port" => "Port",
+            "configuration.protocolVersion" => "ProtocolVersion",
+            _ => null,
+        };
+    }
+
+    /// <summary>Milliseconds as the form shows them, in seconds (<c>0.5</c>, <c>86400</c>).</summary>
+    public static string Seconds(long milliseconds) => (milliseconds / 1000.0).ToString("0.###", CultureInfo.InvariantCulture);
+
+    /// <summary>
+    /// A duration typed in seconds, in milliseconds; null when empty. Anything that is not a number becomes -1, which
+    /// the platform refuses with its own message for the field.
+    /// </summary>
+    private static long? Milliseconds(IFormCollection form, string name)
+    {
+        if (Text(form, name) is not { } text)
+        {
+            return null;
+        }
+
+        return double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out var seconds) && double.IsFinite(seconds) && Math.Abs(seconds) < 1e12
+            ? (long)Math.Round(seconds * 1000)
+            : -1;
     }
 
     /// <summary>Headers as the form shows them: one <c>Name: value</c> a line.</summary>

@@ -61,6 +61,21 @@ public sealed class AlarmTests(ConsoleFixture fixture)
         await page.GetByRole(AriaRole.Button, new() { Name = "Filter" }).ClickAsync();
         await Expect(page).ToHaveURLAsync(new System.Text.RegularExpressions.Regex("severity=MINOR"));
         await Expect(listed).ToHaveCountAsync(0);
+        // By type and by device (their exact names); a device that does not exist is told.
+        await page.GotoAsync("/alarms");
+        var filter = page.GetByTestId("alarm-filter");
+        await filter.GetByLabel("Type", new() { Exact = true }).FillAsync("Overheat " + suffix);
+        await filter.GetByLabel("Device", new() { Exact = true }).FillAsync("Boiler " + suffix);
+        await filter.GetByRole(AriaRole.Button, new() { Name = "Filter" }).ClickAsync();
+        await Expect(listed).ToContainTextAsync("Boiler " + suffix);
+        await Expect(page.Locator("[data-testid=alarm-table] tbody tr")).ToHaveCountAsync(1);
+        await filter.GetByLabel("Type", new() { Exact = true }).FillAsync("Underheat " + suffix);
+        await filter.GetByRole(AriaRole.Button, new() { Name = "Filter" }).ClickAsync();
+        await Expect(page.GetByTestId("no-alarms")).ToBeVisibleAsync();
+        await filter.GetByLabel("Type", new() { Exact = true }).FillAsync("");
+        await filter.GetByLabel("Device", new() { Exact = true }).FillAsync("Nobody " + suffix);
+        await filter.GetByRole(AriaRole.Button, new() { Name = "Filter" }).ClickAsync();
+        await Expect(page.GetByTestId("no-such-device")).ToHaveTextAsync($"No device is named \"Nobody {suffix}\".");
         await page.GotoAsync("/alarms?severity=CRITICAL&search=" + Uri.EscapeDataString(suffix));
         await listed.GetByRole(AriaRole.Button, new() { Name = "Clear" }).ClickAsync();
         // Cleared: gone from the active alarms, shown under Cleared.

@@ -44,6 +44,14 @@ public sealed class DeviceTests(ConsoleFixture fixture)
         await Expect(page.GetByTestId("value-temperature")).ToHaveTextAsync("25.5");
         await ConsoleFixture.ScreenshotAsync(page, "console-device");
 
+        // Its connectivity (the section is live): mosquitto_pub connected and disconnected, and the device became
+        // active (it stays active until its inactivity timeout, as in ThingsBoard), each with its time.
+        var history = page.GetByTestId("connectivity-history").Locator("tbody tr");
+        await Expect(history).ToHaveCountAsync(1, new() { Timeout = 20_000 });
+        await Expect(history.Nth(0)).ToContainTextAsync("Online");
+        await Expect(page.GetByTestId("connectivity-lastConnectTime").Locator("time")).ToHaveCountAsync(1, new() { Timeout = 20_000 });
+        await Expect(page.GetByTestId("connectivity-lastDisconnectTime").Locator("time")).ToHaveCountAsync(1, new() { Timeout = 20_000 });
+
         // The list shows it, found by search.
         await page.GotoAsync("/devices?search=" + Uri.EscapeDataString(name));
         await Expect(page.GetByRole(AriaRole.Link, new() { Name = name })).ToBeVisibleAsync();

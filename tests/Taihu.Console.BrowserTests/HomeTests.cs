@@ -35,6 +35,15 @@ public sealed class HomeTests(ConsoleFixture fixture)
         await admin.PostAsync("/api/alarm", new { originator = new { entityType = "DEVICE", id }, type = "Jam", severity = "MAJOR" });
         await Expect(page.GetByTestId("stat-alarmsMAJOR")).ToHaveTextAsync("1");
         await Expect(page.GetByTestId("stat-alarmsCRITICAL")).ToHaveTextAsync("0");
+        // The tenant's own points stored (its devices' only): the total grows by what the device sends.
+        var tenantPoints = page.GetByTestId("stat-pointsStored");
+        await Expect(tenantPoints).ToHaveAttributeAsync("data-total", new Regex("^[0-9]+$"));
+        var tenantBefore = long.Parse((await tenantPoints.GetAttributeAsync("data-total"))!, CultureInfo.InvariantCulture);
+        await device.PublishAsync("v1/devices/me/telemetry", "{\"a\":1,\"b\":2,\"c\":3}");
+        await Expect(tenantPoints).ToHaveAttributeAsync("data-total", new Regex("^[0-9]+$"));
+        await Expect(tenantPoints).Not.ToHaveAttributeAsync("data-total", tenantBefore.ToString(CultureInfo.InvariantCulture));
+        Assert.True(long.Parse((await tenantPoints.GetAttributeAsync("data-total"))!, CultureInfo.InvariantCulture) >= tenantBefore + 3);
+        await Expect(tenantPoints).ToHaveTextAsync(new Regex(@"^[0-9][0-9.,]*$"));
         await ConsoleFixture.ScreenshotAsync(page, "console-home");
 
         // The device list agrees (its connectivity is read for the whole page at once).

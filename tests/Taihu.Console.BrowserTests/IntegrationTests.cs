@@ -71,7 +71,10 @@ public sealed class IntegrationTests(ConsoleFixture fixture)
         var edit = page.GetByTestId("edit-integration");
         await edit.Locator("input[name=Url]").FillAsync("ftp://example.com/hook");
         await edit.GetByRole(AriaRole.Button, new() { Name = "Save" }).ClickAsync();
-        await Expect(page.GetByTestId("error")).ToHaveTextAsync("configuration.url must be an absolute http or https URL.");
+        // The platform's message is shown at the field it names, and the text is kept as typed.
+        await Expect(edit.Locator("[data-testid=integration-error][data-field=Url]")).ToHaveTextAsync("configuration.url must be an absolute http or https URL.");
+        await Expect(edit.Locator("input[name=Url]")).ToHaveValueAsync("ftp://example.com/hook");
+        await Expect(edit.Locator("input[name=Url]")).ToHaveAttributeAsync("aria-invalid", "true");
         await edit.Locator("input[name=Url]").FillAsync(receiver.Url);
         await edit.Locator("input[name=Name]").FillAsync("Dispatch renamed " + suffix);
         await edit.GetByRole(AriaRole.Button, new() { Name = "Save" }).ClickAsync();
@@ -84,6 +87,77 @@ public sealed class IntegrationTests(ConsoleFixture fixture)
         await Expect(page).ToHaveURLAsync(new System.Text.RegularExpressions.Regex("/integrations$"));
         await Expect(page.Locator($"tr[data-integration='Dispatch renamed {suffix}']")).ToHaveCountAsync(0);
         await PlatformApi.ExpectProblemAsync(await fixture.Admin.SendAsync(HttpMethod.Get, $"/api/integration/{id}"), System.Net.HttpStatusCode.NotFound);
+        await page.Context.CloseAsync();
+    }
+
+    [Fact]
+    public async Task The_form_sets_every_setting_of_the_API_and_shows_the_platforms_message_at_the_field()
+    {
+        var suffix = Guid.NewGuid().ToString("N")[..8];
+        var profileName = "Meters " + suffix;
+        var profile = (await fixture.Admin.PostAsync("/api/deviceProfile", new { name = profileName }))["id"]!["id"]!.GetValue<string>();
+        var page = await fixture.NewAdminPageAsync();
+
+        // Created with a device profile filter, retry limit, request timeout and RPC answers; the browser checks
+        // nothing, so a retry limit the platform refuses comes back with its message at that field, the rest kept.
+        await page.GotoAsync("/integrations");
+        await page.GetByText("Create integration").First.ClickAsync();
+        var form = page.GetByTestId("create-integration");
+        await form.Locator("input[name=Name]").FillAsync("Meters " + suffix);
+        await form.Locator("input[name=Url]").FillAsync("http://127.0.0.1:9/meters");
+        await form.Locator("input[name=Secret]").FillAsync(Secret);
+        await form.GetByTestId("integration-profiles").GetByLabel(profileName).CheckAsync();
+        await form.Locator("input[name=RetryLimitSeconds]").FillAsync("0.5");
+        await form.Locator("input[name=RequestTimeoutSeconds]").FillAsync("2.5");
+        await form.Locator("input[name=AnswerRpc]").CheckAsync();
+        await form.GetByRole(AriaRole.Button, new() { Name = "Create integration" }).ClickAsync();
+        form = page.GetByTestId("create-integration");
+        var error = form.Locator("[data-testid=integration-error][data-field=RetryLimitSeconds]");
+        await Expect(error).ToHaveTextAsync("configuration.retryLimitMs is 1000 (1 s) to 2592000000 (30 days).");
+        await Expect(form.Locator("input[name=RetryLimitSeconds]")).ToHaveAttributeAsync("aria-invalid", "true");
+        await Expect(form.Locator("input[name=Name]")).ToHaveValueAsync("Meters " + suffix);
+        await Expect(form.Locator("input[name=RequestTimeoutSeconds]")).ToHaveValueAsync("2.5");
+        await Expect(form.Locator("input[name=AnswerRpc]")).ToBeCheckedAsync();
+        await Expect(form.GetByTestId("integration-profiles").GetByLabel(profileName)).ToBeCheckedAsync();
+        await Expect(page.GetByTestId("error")).ToHaveCountAsync(0);
+
+        // The secret is never shown again, so it is typed again with the fixed value.
+        await form.Locator("input[name=RetryLimitSeconds]").FillAsync("90");
+        await form.Locator("input[name=Secret]").FillAsync(Secret);
+        await form.GetByRole(AriaRole.Button, new() { Name = "Create integration" }).ClickAsync();
+        await Expect(page.GetByTestId("integration-name")).ToHaveTextAsync("Meters " + suffix);
+        var id = page.Url.Split('/')[^1];
+        var saved = await fixture.Admin.GetAsync($"/api/integration/{id}");
+        Assert.Equal(profile, saved["deviceProfileIds"]!.AsArray().Single()!.GetValue<string>());
+        Assert.Equal(90_000, saved["configuration"]!["retryLimitMs"]!.GetValue<long>());
+        Assert.Equal(2_500, saved["configuration"]!["requestTimeoutMs"]!.GetValue<long>());
+        Assert.True(saved["configuration"]!["answerRpc"]!.GetValue<bool>());
+
+        // Edited: the form shows what is stored; the timeout refused at its field, then every profile again and an
+        // MQTT republish to an external broker speaking 3.1.1.
+        await page.GetByText("Edit the integration").ClickAsync();
+        var edit = page.GetByTestId("edit-integration");
+        await Expect(edit.Locator("input[name=RetryLimitSeconds]")).ToHaveValueAsync("90");
+        await Expect(edit.Locator("input[name=RequestTimeoutSeconds]")).ToHaveValueAsync("2.5");
+        await Expect(edit.GetByTestId("integration-profiles").GetByLabel(profileName)).ToBeCheckedAsync();
+        await edit.Locator("input[name=RequestTimeoutSeconds]").FillAsync("600");
+        await edit.GetByRole(AriaRole.Button, new() { Name = "Save" }).ClickAsync();
+        await Expect(page.GetByTestId("edit-integration").Locator("[data-testid=integration-error][data-field=RequestTimeoutSeconds]"))
+            .ToHaveTextAsync("configuration.requestTimeoutMs is 100 to 300000 (5 min).");
+        edit = page.GetByTestId("edit-integration");
+        await edit.Locator("select[name=Type]").SelectOptionAsync("MQTT");
+        await edit.GetByTestId("integration-profiles").GetByLabel(profileName).UncheckAsync();
+        await edit.Locator("input[name=Topic]").FillAsync("meters/{deviceName}");
+        await edit.Locator("input[name=Host]").FillAsync("broker.example.com");
+        await edit.Locator("select[name=ProtocolVersion]").SelectOptionAsync("3.1.1");
+        await edit.GetByRole(AriaRole.Button, new() { Name = "Save" }).ClickAsync();
+        await Expect(page.GetByText("MQTT · meters/{deviceName} @ broker.example.com:1883")).ToBeVisibleAsync();
+        saved = await fixture.Admin.GetAsync($"/api/integration/{id}");
+        Assert.Equal("MQTT", saved["type"]!.GetValue<string>());
+        Assert.Equal("3.1.1", saved["configuration"]!["protocolVersion"]!.GetValue<string>());
+        Assert.Equal("broker.example.com", saved["configuration"]!["host"]!.GetValue<string>());
+        Assert.True(saved["deviceProfileIds"] is null || saved["deviceProfileIds"]!.AsArray().Count == 0);
+        await fixture.Admin.SendAsync(HttpMethod.Delete, $"/api/integration/{id}");
         await page.Context.CloseAsync();
     }
 

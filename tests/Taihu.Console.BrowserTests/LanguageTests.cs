@@ -1,5 +1,7 @@
+using System.Net.Http.Json;
 using Microsoft.Playwright;
 using Taihu.Console.BrowserTests.Support;
+using Taihu.Server.FunctionalTests.Support;
 using static Microsoft.Playwright.Assertions;
 
 namespace Taihu.Console.BrowserTests;
@@ -58,7 +60,8 @@ public sealed class LanguageTests(ConsoleFixture fixture)
         const string password = "travelling-admin-pw";
         var email = await fixture.CreateUserAsync("TENANT_ADMIN", password);
         var name = "Gauge " + Guid.NewGuid().ToString("N")[..8];
-        await fixture.Admin.CreateDeviceAsync(name);
+        var (deviceId, token) = await fixture.Admin.CreateDeviceAsync(name);
+        await PlatformApi.ExpectAsync(await fixture.Admin.Http.PostAsJsonAsync($"/api/v1/{token}/telemetry", new { pressure = 12345.5 }), System.Net.HttpStatusCode.OK);
 
         // At the office, in Wuxi: switches to Chinese, and chooses to see times in New York's time zone.
         var office = await fixture.NewPageAsync("Asia/Shanghai");
@@ -70,6 +73,11 @@ public sealed class LanguageTests(ConsoleFixture fixture)
         await office.GetByTestId("time-zone").SelectOptionAsync("America/New_York");
         await office.GetByRole(AriaRole.Button, new() { Name = "保存设置" }).ClickAsync();
         await Expect(office.GetByTestId("settings-saved")).ToBeVisibleAsync();
+        // Stored with the user, where the API shows it (ThingsBoard's additionalInfo.lang).
+        var me = await office.APIRequest.GetAsync("/api/auth/user");
+        var info = System.Text.Json.Nodes.JsonNode.Parse(await me.TextAsync())!["additionalInfo"]!;
+        Assert.Equal("zh_CN", info["lang"]!.GetValue<string>());
+        Assert.Equal("America/New_York", info["timeZone"]!.GetValue<string>());
         await ConsoleFixture.ScreenshotAsync(office, "console-settings");
         await office.GetByTestId("sign-out").ClickAsync();
         await Expect(office).ToHaveURLAsync(new System.Text.RegularExpressions.Regex("/login$"));
@@ -88,6 +96,14 @@ public sealed class LanguageTests(ConsoleFixture fixture)
         var expected = await created.EvaluateAsync<string>(
             "t => new Intl.DateTimeFormat('zh-CN', { dateStyle: 'medium', timeStyle: 'medium', timeZone: 'America/New_York' }).format(new Date(t.getAttribute('datetime')))");
         await Expect(created).ToHaveTextAsync(expected);
+
+        // A device's latest value: the number in the user's language, its time in the user's time zone.
+        await elsewhere.GotoAsync($"/devices/{deviceId}");
+        await Expect(elsewhere.GetByTestId("value-pressure")).ToHaveTextAsync("12,345.5");
+        var ts = (await fixture.Admin.LatestAsync(deviceId, "pressure"))["pressure"].Ts;
+        var stored = await elsewhere.EvaluateAsync<string>(
+            "ts => new Intl.DateTimeFormat('zh-CN', { dateStyle: 'medium', timeStyle: 'medium', timeZone: 'America/New_York' }).format(new Date(ts))", ts);
+        await Expect(elsewhere.Locator("#latest tr[data-key=pressure] td").Nth(2)).ToHaveTextAsync(stored);
         await elsewhere.Context.CloseAsync();
     }
 }

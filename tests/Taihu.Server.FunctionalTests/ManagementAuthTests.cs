@@ -51,6 +51,49 @@ public sealed class ManagementAuthTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task LanguageAndTimeZone_AreTheUsersAdditionalInfo_SavedByPostingTheUserBack()
+    {
+        var (_, admin) = await _sysAdmin.CreateTenantWithAdminAsync("Lang " + Guid.NewGuid().ToString("N")[..6]);
+        using (admin)
+        {
+            using var viewer = await admin.CreateUserAsync("VIEWER");
+            var me = await viewer.GetAsync("/api/auth/user");
+            Assert.Null(me["additionalInfo"]!["lang"]);
+            Assert.Null(me["additionalInfo"]!["timeZone"]);
+            Assert.True(me["additionalInfo"]!["userCredentialsEnabled"]!.GetValue<bool>());
+
+            // ThingsBoard's clients post the user back whole, with its language changed; even a viewer may.
+            me["additionalInfo"]!["lang"] = "zh_CN";
+            me["additionalInfo"]!["timeZone"] = "Asia/Shanghai";
+            var saved = await viewer.PostAsync("/api/user", me);
+            Assert.Equal("zh_CN", saved["additionalInfo"]!["lang"]!.GetValue<string>());
+            Assert.Equal("Asia/Shanghai", (await viewer.GetAsync("/api/auth/user"))["additionalInfo"]!["timeZone"]!.GetValue<string>());
+            var id = me["id"]!["id"]!.GetValue<string>();
+            Assert.Equal("zh_CN", (await admin.GetAsync($"/api/user/{id}"))["additionalInfo"]!["lang"]!.GetValue<string>());
+            var listed = (await admin.GetAsync("/api/users?pageSize=100&page=0"))["data"]!.AsArray().Single(u => u!["id"]!["id"]!.GetValue<string>() == id)!;
+            Assert.Equal("Asia/Shanghai", listed["additionalInfo"]!["timeZone"]!.GetValue<string>());
+
+            // A member left out is kept; null clears it.
+            saved = await viewer.PostAsync("/api/user", new { id = me["id"], additionalInfo = new { timeZone = (string?)null } });
+            Assert.Equal("zh_CN", saved["additionalInfo"]!["lang"]!.GetValue<string>());
+            Assert.Null((await viewer.GetAsync("/api/auth/user"))["additionalInfo"]!["timeZone"]);
+
+            // Bad values are refused, naming the field, and nothing is stored.
+            var refused = await PlatformApi.ExpectProblemAsync(await viewer.SendAsync(HttpMethod.Post, "/api/user", new { id = me["id"], additionalInfo = new { timeZone = "Mars/Olympus" } }), HttpStatusCode.BadRequest);
+            Assert.StartsWith("additionalInfo.timeZone 'Mars/Olympus'", refused["message"]!.GetValue<string>(), StringComparison.Ordinal);
+            refused = await PlatformApi.ExpectProblemAsync(await viewer.SendAsync(HttpMethod.Post, "/api/user", new { id = me["id"], additionalInfo = new { lang = "Chinese" } }), HttpStatusCode.BadRequest);
+            Assert.StartsWith("additionalInfo.lang", refused["message"]!.GetValue<string>(), StringComparison.Ordinal);
+            refused = await PlatformApi.ExpectProblemAsync(await viewer.SendAsync(HttpMethod.Post, "/api/user", new { id = me["id"], authority = "TENANT_ADMIN", additionalInfo = new { lang = "en_US" } }), HttpStatusCode.BadRequest);
+            Assert.Equal("authority cannot be changed.", refused["message"]!.GetValue<string>());
+            Assert.Equal("zh_CN", (await viewer.GetAsync("/api/auth/user"))["additionalInfo"]!["lang"]!.GetValue<string>());
+
+            // Another user's settings are theirs, even for the tenant's administrator.
+            await PlatformApi.ExpectProblemAsync(await admin.SendAsync(HttpMethod.Post, "/api/user", new { id = me["id"], additionalInfo = new { lang = "en_US" } }), HttpStatusCode.Forbidden);
+            Assert.Equal("zh_CN", (await admin.GetAsync($"/api/user/{id}"))["additionalInfo"]!["lang"]!.GetValue<string>());
+        }
+    }
+
+    [Fact]
     public async Task FailedLogins_MakeTheAccountWait_EvenForTheRightPassword()
     {
         var (_, admin) = await _sysAdmin.CreateTenantWithAdminAsync("Backoff " + Guid.NewGuid().ToString("N")[..6], "backoff@example.com", "backoff-password");

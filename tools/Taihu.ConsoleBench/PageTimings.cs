@@ -103,11 +103,12 @@ public static class PageTimings
         var (ids, tokens) = await server.Tenant.CreateDevicesAsync(1, null, cancellationToken);
         var page = await server.SignedInPageAsync();
         await page.GotoAsync($"/devices/{ids[0]}");
-        // The page records when each value of 'level' appears (its clock, Date.now, is the machine's, as is ours).
+        // The page records when each value of 'level' appears (its clock, Date.now, is the machine's, as is ours); the
+        // value as sent is the cell's data-value (its text is the number in the page's language, 1,000).
         await page.EvaluateAsync("""
             () => {
               window.__seen = {};
-              const note = () => { const cell = document.querySelector('[data-testid=value-level]'); if (cell && !(cell.textContent in window.__seen)) window.__seen[cell.textContent] = Date.now(); };
+              const note = () => { const cell = document.querySelector('[data-testid=value-level]'); const v = cell && (cell.dataset.value ?? cell.textContent); if (v && !(v in window.__seen)) window.__seen[v] = Date.now(); };
               new MutationObserver(note).observe(document.getElementById('latest'), { subtree: true, childList: true, characterData: true });
             }
             """);

@@ -79,6 +79,17 @@
     status.textContent = format(text.textPoints, count) + ' ' + format(text.textLatest, last);
   };
 
+  // uPlot's names of months and weekdays (its tables start in January and on Sunday), in the page's language.
+  const lang = document.documentElement.lang || undefined;
+  const names = (option, style, date) => Array.from({ length: option === 'month' ? 12 : 7 },
+    (_, i) => new Intl.DateTimeFormat(lang, { [option]: style, timeZone: 'UTC' }).format(date(i)));
+  const month = i => Date.UTC(2021, i, 15);
+  const weekday = i => Date.UTC(2021, 7, 1 + i); // 1 August 2021 was a Sunday.
+  const dateNames = {
+    MMMM: names('month', 'long', month), MMM: names('month', 'short', month),
+    WWWW: names('weekday', 'long', weekday), WWW: names('weekday', 'short', weekday),
+  };
+
   const draw = () => {
     const keys = chosenKeys();
     const data = columns(keys);
@@ -94,6 +105,9 @@
       ms: 1,
       // The axis in the user's time zone (their setting, else the browser's).
       ...(document.documentElement.dataset.timeZone ? { tzDate: ts => uPlot.tzDate(new Date(ts), document.documentElement.dataset.timeZone) } : {}),
+      // Month and day names, and the values' axis, in the user's language (console.js's numberFormat).
+      fmtDate: template => uPlot.fmtDate(template, dateNames),
+      axes: [{}, { values: (u, splits) => splits.map(v => v == null ? '' : numberFormat.format(v)) }],
       cursor: { drag: { x: true, y: false, setScale: true } },
       scales: { x: { time: true } },
       series: [

@@ -20,6 +20,15 @@ const localizeTimes = root => {
 };
 localizeTimes(document);
 
+// Numbers: a value that is a plain number (telemetry and attributes arrive as text) is shown in the page's
+// language (digit grouping, decimal mark); anything else is shown as it is.
+const numberFormat = new Intl.NumberFormat(document.documentElement.lang || undefined, { maximumFractionDigits: 20 });
+const localValue = text => /^-?\d+(\.\d+)?([eE][+-]?\d+)?$/.test(text) ? numberFormat.format(Number(text)) : text;
+const localizeValues = root => {
+  for (const element of root.querySelectorAll('[data-value]')) element.textContent = localValue(element.dataset.value);
+};
+localizeValues(document);
+
 // Copy buttons: data-copy names the element whose text is copied.
 for (const button of document.querySelectorAll('button[data-copy]')) {
   button.addEventListener('click', async () => {
@@ -60,7 +69,8 @@ if (latest) {
         row.cells[1].dataset.testid = 'value-' + point.key;
         body.appendChild(row);
       }
-      row.cells[1].textContent = point.value;
+      row.cells[1].dataset.value = point.value;
+      row.cells[1].textContent = localValue(point.value);
       row.cells[2].textContent = time(point.ts);
     }
     status.textContent = points.length === 0 ? latest.dataset.empty : '';
@@ -95,11 +105,13 @@ if (latest) {
 // visible, and each section whose markup changed is replaced with the new one. Nothing else on the page moves.
 const liveSections = document.querySelectorAll('[data-live-section]');
 if (liveSections.length > 0) {
-  // Each render carries a new antiforgery token, and times here are shown in local time while the server writes
-  // UTC: neither is a change (the instant is compared through the datetime attribute).
+  // Each render carries a new antiforgery token, and times and numbers here are shown in the user's form while the
+  // server writes UTC and plain numbers: none is a change (the instant and the value are compared through their
+  // attributes).
   const markup = element => element.innerHTML
     .replace(/<input[^>]*__RequestVerificationToken[^>]*>/g, '')
-    .replace(/(<time[^>]*>)[^<]*(<\/time>)/g, '$1$2');
+    .replace(/(<time[^>]*>)[^<]*(<\/time>)/g, '$1$2')
+    .replace(/(<td[^>]*data-value[^>]*>)[^<]*(<\/td>)/g, '$1$2');
   const refresh = async () => {
     if (document.visibilityState === 'visible') {
       try {
@@ -111,6 +123,7 @@ if (liveSections.length > 0) {
             if (next && markup(next) !== markup(section)) {
               section.innerHTML = next.innerHTML;
               localizeTimes(section);
+              localizeValues(section);
             }
           }
         }

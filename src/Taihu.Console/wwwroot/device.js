@@ -41,8 +41,10 @@
         table.tBodies[0].appendChild(row);
         table.nextElementSibling?.classList.contains('taihu-live-status') && table.nextElementSibling.remove();
       }
-      row.cells[1].textContent = display(value);
-      row.cells[2].textContent = new Intl.DateTimeFormat(document.documentElement.lang || undefined, { dateStyle: 'medium', timeStyle: 'medium' }).format(new Date());
+      row.cells[1].dataset.value = display(value);
+      row.cells[1].textContent = localValue(display(value));
+      // In the user's time zone and language, as every time on the page (console.js).
+      row.cells[2].textContent = localTime(Date.now());
       status.textContent = shared.dataset.textSaved;
     });
   }

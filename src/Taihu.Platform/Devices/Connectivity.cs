@@ -286,6 +286,7 @@ public sealed partial class ConnectivityTracker(IAttributeStore attributes, IDev
 
             var request = ingest.Rent();
             request.DeviceSeq = seq;
+            request.TenantId = state.TenantId;
             foreach (var (ts, active) in state.ActiveChanges)
             {
                 request.Points.Add(new TelemetryPoint("active", ts, KvValue.Of(active)));
@@ -338,7 +339,7 @@ public sealed partial class ConnectivityTracker(IAttributeStore attributes, IDev
     {
         if (!_states.TryGetValue(device.Seq, out var state))
         {
-            state = new State();
+            state = new State { TenantId = device.TenantId };
             _states[device.Seq] = state;
             // The profile's timeout is looked up once, off the owner's loop; the answer comes back as a message.
             _ = LoadTimeoutAsync(device);
@@ -391,6 +392,7 @@ public sealed partial class ConnectivityTracker(IAttributeStore attributes, IDev
 
     private sealed class State
     {
+        public Guid TenantId;
         public int Connections;
         public bool Active;
         public bool Dirty;

@@ -265,7 +265,7 @@ public sealed partial class DeviceConnector(
         ValueTask pending;
         try
         {
-            pending = data.SubmitTelemetryAsync(session.Device.Seq, publish.Packet.Payload.Span, cancellationToken);
+            pending = data.SubmitTelemetryAsync(session.Device, publish.Packet.Payload.Span, cancellationToken);
         }
         catch (PayloadException e)
         {

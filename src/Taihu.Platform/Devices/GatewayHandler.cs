@@ -99,7 +99,7 @@ public sealed class GatewayHandler(IDeviceStore store, DeviceService devices, De
         for (var i = 0; i < parsed.Count; i++)
         {
             connectivity.Activity(children[i]);
-            pending.Add(data.SubmitPointsAsync(children[i].Seq, points, parsed[i].Start, parsed[i].Count, cancellationToken).AsTask());
+            pending.Add(data.SubmitPointsAsync(children[i], points, parsed[i].Start, parsed[i].Count, cancellationToken).AsTask());
         }
 
         var failed = false;

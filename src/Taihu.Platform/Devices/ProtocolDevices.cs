@@ -142,6 +142,7 @@ public sealed class ProtocolDeviceSession : IDisposable
 
         var request = _devices.Ingest.Rent();
         request.DeviceSeq = Device.Seq;
+        request.TenantId = Device.TenantId;
         for (var i = start; i < start + count; i++)
         {
             request.Points.Add(points[i]);

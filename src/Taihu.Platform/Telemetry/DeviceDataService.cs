@@ -26,12 +26,14 @@ public sealed class DeviceDataService(
     /// Parses and queues a telemetry payload of a device; completes when stored (AckAfterCommit) or queued.
     /// A bad payload throws <see cref="PayloadException"/> and nothing of it is kept.
     /// </summary>
-    public ValueTask SubmitTelemetryAsync(long deviceSeq, ReadOnlySpan<byte> payload, CancellationToken cancellationToken = default)
+    public ValueTask SubmitTelemetryAsync(Device device, ReadOnlySpan<byte> payload, CancellationToken cancellationToken = default)
     {
+        ArgumentNullException.ThrowIfNull(device);
         var request = ingest.Rent();
         try
         {
-            request.DeviceSeq = deviceSeq;
+            request.DeviceSeq = device.Seq;
+            request.TenantId = device.TenantId;
             ParseTelemetry(payload, time.GetUtcNow().ToUnixTimeMilliseconds(), request.Points);
         }
         catch
@@ -71,10 +73,12 @@ public sealed class DeviceDataService(
             : $"\"ts\" {ts} is more than {_maxFutureSkewMs / 1000} s ahead of the server's clock ({now}).");
 
     /// <summary>Queues points already parsed (a gateway's devices); completes as <see cref="SubmitTelemetryAsync"/> does.</summary>
-    public ValueTask SubmitPointsAsync(long deviceSeq, List<TelemetryPoint> points, int start, int count, CancellationToken cancellationToken = default)
+    public ValueTask SubmitPointsAsync(Device device, List<TelemetryPoint> points, int start, int count, CancellationToken cancellationToken = default)
     {
+        ArgumentNullException.ThrowIfNull(device);
         var request = ingest.Rent();
-        request.DeviceSeq = deviceSeq;
+        request.DeviceSeq = device.Seq;
+        request.TenantId = device.TenantId;
         request.Points.AddRange(points.GetRange(start, count));
         return ingest.SubmitAsync(request, cancellationToken);
     }

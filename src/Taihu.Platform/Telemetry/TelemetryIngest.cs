@@ -1,5 +1,7 @@
+using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Diagnostics.Metrics;
+using System.Runtime.CompilerServices;
 using System.Threading.Channels;
 using System.Threading.Tasks.Sources;
 using Microsoft.Extensions.Logging;
@@ -19,6 +21,9 @@ public sealed class IngestRequest : IValueTaskSource
     private TelemetryIngest? _owner;
 
     public long DeviceSeq { get; set; }
+
+    /// <summary>The device's tenant, for the tenant's count of points stored (Guid.Empty: not counted for a tenant).</summary>
+    public Guid TenantId { get; set; }
 
     public List<TelemetryPoint> Points { get; } = [];
 
@@ -44,6 +49,7 @@ public sealed class IngestRequest : IValueTaskSource
     {
         Points.Clear();
         DeviceSeq = 0;
+        TenantId = Guid.Empty;
         Waiting = false;
         _core.Reset();
     }
@@ -86,6 +92,10 @@ public sealed partial class TelemetryIngest : IAsyncDisposable
     private readonly Histogram<double> _commitLatency;
     private readonly Counter<long> _pointsStored;
     private long _totalPointsStored;
+
+    // Each tenant's points committed since the process started, written by the one writer and read by the console's
+    // Home. An entry is made the first time a tenant's points are stored and stays (a few bytes per tenant).
+    private readonly ConcurrentDictionary<Guid, StrongBox<long>> _tenantPointsStored = new();
     private int _depth;
 
     public TelemetryIngest(ITelemetryStore store, IOptions<IngestOptions> options, ILogger<TelemetryIngest> logger, IMeterFactory? meters = null, LiveFeed? feed = null)
@@ -109,6 +119,9 @@ public sealed partial class TelemetryIngest : IAsyncDisposable
 
     /// <summary>Telemetry points committed since the process started (the console's Home derives a rate from it).</summary>
     public long PointsStored => Volatile.Read(ref _totalPointsStored);
+
+    /// <summary>A tenant's telemetry points committed since the process started (its Home derives a rate from it).</summary>
+    public long PointsStoredOf(Guid tenantId) => _tenantPointsStored.TryGetValue(tenantId, out var count) ? Volatile.Read(ref count.Value) : 0;
 
     /// <summary>Whether acknowledgements wait for the commit.</summary>
     public bool AckAfterCommit => _options.AckAfterCommit;
@@ -199,6 +212,7 @@ public sealed partial class TelemetryIngest : IAsyncDisposable
                 _pointsStored.Add(_points.Count);
                 // One writer: a plain add, published for readers on other threads.
                 Volatile.Write(ref _totalPointsStored, _totalPointsStored + _points.Count);
+                CountTenantPoints();
                 _commitLatency.Record(Stopwatch.GetElapsedTime(started).TotalSeconds);
                 // Committed: live subscribers hear of it now, once per batch, before the publishers are acknowledged.
                 _feed?.TelemetryCommitted(_points);
@@ -223,6 +237,18 @@ public sealed partial class TelemetryIngest : IAsyncDisposable
 
             _batch.Clear();
             _points.Clear();
+        }
+    }
+
+    private void CountTenantPoints()
+    {
+        foreach (var request in _batch)
+        {
+            if (request.TenantId != Guid.Empty)
+            {
+                var count = _tenantPointsStored.GetOrAdd(request.TenantId, static _ => new StrongBox<long>());
+                Volatile.Write(ref count.Value, count.Value + request.Points.Count);
+            }
         }
     }
 

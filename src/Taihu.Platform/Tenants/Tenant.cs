@@ -24,7 +24,34 @@ public enum Authority
 /// <see cref="Lang"/> as ThingsBoard writes it (<c>en_US</c>, <c>zh_CN</c>), <see cref="TimeZone"/> an IANA name
 /// (<c>Asia/Shanghai</c>); null: not chosen (the browser's).
 /// </summary>
-public sealed record UserPreferences(string? Lang, string? TimeZone);
+public sealed record UserPreferences(string? Lang, string? TimeZone)
+{
+    /// <summary>Nothing chosen.</summary>
+    public static readonly UserPreferences None = new(null, null);
+
+    /// <summary>The preferences kept in a user's additional info (a JSON object), or <see cref="None"/> when it has none or is not JSON.</summary>
+    public static UserPreferences FromAdditionalInfo(string? json)
+    {
+        if (json is null)
+        {
+            return None;
+        }
+
+        try
+        {
+            using var document = System.Text.Json.JsonDocument.Parse(json);
+            var root = document.RootElement;
+            return root.ValueKind == System.Text.Json.JsonValueKind.Object ? new UserPreferences(Text(root, "lang"), Text(root, "timeZone")) : None;
+        }
+        catch (System.Text.Json.JsonException)
+        {
+            return None;
+        }
+
+        static string? Text(System.Text.Json.JsonElement root, string name) =>
+            root.TryGetProperty(name, out var value) && value.ValueKind == System.Text.Json.JsonValueKind.String ? value.GetString() : null;
+    }
+}
 
 /// <summary>An API key of a tenant as it is listed: its name and authority; the key itself is shown once, at creation.</summary>
 public sealed record ApiKey(Guid Id, Guid TenantId, string Name, Authority Authority, long CreatedTime);
@@ -32,6 +59,9 @@ public sealed record ApiKey(Guid Id, Guid TenantId, string Name, Authority Autho
 /// <summary>A person who logs in (or an API key acting as one).</summary>
 public sealed record User(Guid Id, Guid? TenantId, string Email, Authority Authority, string? FirstName, string? LastName, long CreatedTime, bool Activated)
 {
+    /// <summary>The user's language and time zone (from the user's additional info), as the API shows them in <c>additionalInfo</c>.</summary>
+    public UserPreferences Preferences { get; init; } = UserPreferences.None;
+
     public static string AuthorityName(Authority authority) => authority switch
     {
         Authority.SysAdmin => "SYS_ADMIN",

@@ -272,26 +272,7 @@ public sealed partial class TenantService(
     public async Task<UserPreferences> GetPreferencesAsync(Caller caller, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(caller);
-        var json = await store.GetUserAdditionalInfoAsync(caller.UserId, cancellationToken);
-        if (json is null)
-        {
-            return new UserPreferences(null, null);
-        }
-
-        try
-        {
-            using var document = System.Text.Json.JsonDocument.Parse(json);
-            var root = document.RootElement;
-            return new UserPreferences(Text(root, "lang"), Text(root, "timeZone"));
-        }
-        catch (System.Text.Json.JsonException)
-        {
-            return new UserPreferences(null, null);
-        }
-
-        static string? Text(System.Text.Json.JsonElement root, string name) =>
-            root.ValueKind == System.Text.Json.JsonValueKind.Object && root.TryGetProperty(name, out var value) && value.ValueKind == System.Text.Json.JsonValueKind.String
-                ? value.GetString() : null;
+        return UserPreferences.FromAdditionalInfo(await store.GetUserAdditionalInfoAsync(caller.UserId, cancellationToken));
     }
 
     /// <summary>
@@ -306,12 +287,12 @@ public sealed partial class TenantService(
         if (preferences.Lang is { } lang && (lang.Length is not (2 or 5) || !char.IsAsciiLetterLower(lang[0]) || !char.IsAsciiLetterLower(lang[1])
             || (lang.Length == 5 && (lang[2] != '_' || !char.IsAsciiLetterUpper(lang[3]) || !char.IsAsciiLetterUpper(lang[4])))))
         {
-            throw PlatformException.BadRequest("lang is a language as ThingsBoard writes it, such as en_US or zh_CN.");
+            throw PlatformException.BadRequest("additionalInfo.lang is a language as ThingsBoard writes it, such as en_US or zh_CN.");
         }
 
         if (preferences.TimeZone is { } zone && (!zone.Contains('/', StringComparison.Ordinal) || !TimeZoneInfo.TryFindSystemTimeZoneById(zone, out _)))
         {
-            throw PlatformException.BadRequest($"timeZone '{zone}' is not a time zone this server knows (an IANA name such as Asia/Shanghai).");
+            throw PlatformException.BadRequest($"additionalInfo.timeZone '{zone}' is not a time zone this server knows (an IANA name such as Asia/Shanghai).");
         }
 
         var existing = await store.GetUserAdditionalInfoAsync(caller.UserId, cancellationToken);

@@ -220,7 +220,7 @@ public sealed class SqlTenantStore(PlatformDatabase database) : ITenantStore
         }
 
         var order = $"{(request.SortProperty == "createdTime" ? "created_time" : "email")} {(request.Descending ? "DESC" : "ASC")}, id";
-        return database.QueryPageAsync($"{UserColumns}, activation_token", "users", where, order, request,
+        return database.QueryPageAsync($"{UserColumns}, activation_token, additional_info", "users", where, order, request,
             c => c.AddParameter("tenant", tenantId?.ToString()), reader => ReadUser(reader).User, cancellationToken);
     }
 
@@ -417,7 +417,7 @@ public sealed class SqlTenantStore(PlatformDatabase database) : ITenantStore
     }
 
     private Task<UserSecrets?> QueryUserAsync(string where, string id, Guid? tenantId, CancellationToken cancellationToken) =>
-        database.QuerySingleAsync($"SELECT {UserColumns}, activation_token FROM users WHERE {where}", command =>
+        database.QuerySingleAsync($"SELECT {UserColumns}, activation_token, additional_info FROM users WHERE {where}", command =>
         {
             command.AddParameter("id", id);
             command.AddParameter("tenant", tenantId?.ToString());
@@ -428,7 +428,10 @@ public sealed class SqlTenantStore(PlatformDatabase database) : ITenantStore
         _ = User.TryParseAuthority(reader.GetString(3), out var authority);
         var tenant = reader.GetNullableString(1);
         var user = new User(Guid.Parse(reader.GetString(0)), tenant is null ? null : Guid.Parse(tenant), reader.GetString(2), authority,
-            reader.GetNullableString(4), reader.GetNullableString(5), reader.GetInt64(6), reader.IsDBNull(11));
+            reader.GetNullableString(4), reader.GetNullableString(5), reader.GetInt64(6), reader.IsDBNull(11))
+        {
+            Preferences = UserPreferences.FromAdditionalInfo(reader.GetNullableString(12)),
+        };
         return new UserSecrets(user, reader.GetNullableString(7), Sql.GetInt(reader, 8), Sql.GetInt(reader, 9), reader.GetInt64(10));
     }
 

@@ -21,7 +21,7 @@ public static class DeviceHttpApi
         var api = app.MapGroup("/api/v1").WithTags("Device HTTP API");
         api.MapPost("/{token}/telemetry", (string token, HttpContext context, DeviceAuthenticationLimiter limiter, IDeviceStore devices, DeviceDataService data,
             ConnectivityTracker connectivity, IOptions<IngestOptions> options, CancellationToken ct) =>
-            ReceiveAsync(token, context, limiter, devices, connectivity, options.Value, (device, body) => data.SubmitTelemetryAsync(device.Seq, body.Span, ct), ct))
+            ReceiveAsync(token, context, limiter, devices, connectivity, options.Value, (device, body) => data.SubmitTelemetryAsync(device, body.Span, ct), ct))
             .WithBodyLimit(BodyLimit.DevicePayload).WithName("DevicePostTelemetry").WithSummary("A device posts telemetry: {\"k\":v}, {\"ts\":..,\"values\":{..}} or an array of those.");
 
         api.MapPost("/{token}/attributes", (string token, HttpContext context, DeviceAuthenticationLimiter limiter, IDeviceStore devices, DeviceDataService data,

@@ -22,7 +22,11 @@ public sealed record TenantDto(EntityIdDto Id, long CreatedTime, string Title, s
 public sealed record UserDto(EntityIdDto Id, long CreatedTime, EntityIdDto? TenantId, EntityIdDto CustomerId, string Email, string Name, string Authority,
     string? FirstName, string? LastName, UserAdditionalInfo AdditionalInfo);
 
-public sealed record UserAdditionalInfo(bool UserCredentialsEnabled);
+/// <summary>
+/// A user's additional info: whether the user has a password yet, and the language (<c>lang</c>, ThingsBoard's
+/// <c>en_US</c>/<c>zh_CN</c>) and time zone (an IANA name) the user chose in the console; null: not chosen.
+/// </summary>
+public sealed record UserAdditionalInfo(bool UserCredentialsEnabled, string? Lang, string? TimeZone);
 
 public sealed record ProvisionConfigurationDto(string Type, string? ProvisionDeviceKey, string? ProvisionDeviceSecret);
 
@@ -64,7 +68,7 @@ public static class Shapes
     public static TenantDto ToDto(this Tenant t) => new(new EntityIdDto("TENANT", t.Id), t.CreatedTime, t.Title, t.Title, t.TtlDays);
 
     public static UserDto ToDto(this User u) => new(new EntityIdDto("USER", u.Id), u.CreatedTime, u.TenantId is { } t ? new EntityIdDto("TENANT", t) : null,
-        NullCustomer, u.Email, u.Email, User.AuthorityName(u.Authority), u.FirstName, u.LastName, new UserAdditionalInfo(u.Activated));
+        NullCustomer, u.Email, u.Email, User.AuthorityName(u.Authority), u.FirstName, u.LastName, new UserAdditionalInfo(u.Activated, u.Preferences.Lang, u.Preferences.TimeZone));
 
     public static DeviceProfileDto ToDto(this DeviceProfile p) => new(new EntityIdDto("DEVICE_PROFILE", p.Id), p.CreatedTime, new EntityIdDto("TENANT", p.TenantId),
         p.Name, p.Description, p.IsDefault, "DEFAULT", "DEFAULT", DeviceProfile.ProvisionTypeName(p.ProvisionType), p.ProvisionKey,

@@ -47,6 +47,11 @@ public static class TenantApi
         api.MapPost("/user", async (JsonElement body, bool? sendActivationMail, HttpContext context, TenantService tenants, CancellationToken ct) =>
         {
             var caller = await context.CallerAsync();
+            if (CallerResolution.EntityId(body, "id") is { } id)
+            {
+                return Results.Ok((await UpdateOwnUserAsync(caller, id, body, tenants, ct)).ToDto());
+            }
+
             if (!User.TryParseAuthority(CallerResolution.Text(body, "authority") ?? "TENANT_ADMIN", out var authority))
             {
                 throw PlatformException.BadRequest("authority is SYS_ADMIN, TENANT_ADMIN, OPERATOR or VIEWER.");
@@ -58,7 +63,7 @@ public static class TenantApi
             var user = await tenants.CreateUserAsync(caller, CallerResolution.Text(body, "email") ?? "", authority, CallerResolution.EntityId(body, "tenantId"),
                 CallerResolution.Text(body, "firstName"), CallerResolution.Text(body, "lastName"), CallerResolution.Text(body, "password"), ct);
             return Results.Ok(user.ToDto());
-        }).WithName("SaveUser").WithSummary("Creates a user; without a password the user is activated through the activation link.");
+        }).WithName("SaveUser").WithSummary("Creates a user (without a password the user is activated through the activation link); with the caller's own id, saves the caller's additionalInfo.lang and additionalInfo.timeZone.");
 
         api.MapGet("/user/{id:guid}", async (Guid id, HttpContext context, TenantService tenants, CancellationToken ct) =>
             Results.Ok((await tenants.GetUserAsync(await context.CallerAsync(), id, ct)).ToDto())).WithName("GetUser");
@@ -94,5 +99,63 @@ public static class TenantApi
             return Results.Ok((await tenants.ListUsersAsync(caller, caller.TenantId, Shapes.Paging(pageSize, page, textSearch, sortProperty, sortOrder), ct)).Map(u => u.ToDto()));
         }).WithName("ListUsers").WithSummary("Users of the caller's tenant (system administrators: the system administrators).");
         return app;
+    }
+
+    /// <summary>
+    /// ThingsBoard's clients save a user by posting it back whole, with its id; the console's language switch is such a
+    /// save. Taihu lets users change their own language and time zone this way; what else the body carries must be
+    /// what is stored (a changed e-mail, role or name is refused, naming the field), and other users are not changed.
+    /// </summary>
+    private static async Task<User> UpdateOwnUserAsync(Caller caller, Guid id, JsonElement body, TenantService tenants, CancellationToken ct)
+    {
+        if (id != caller.UserId)
+        {
+            throw PlatformException.Forbidden("Only users themselves change a user (their language and time zone); other users are created and deleted.");
+        }
+
+        var user = await tenants.GetUserAsync(caller, id, ct);
+        var email = CallerResolution.Text(body, "email");
+        if (email is not null && !string.Equals(email.Trim(), user.Email, StringComparison.OrdinalIgnoreCase))
+        {
+            throw PlatformException.BadRequest("email cannot be changed.");
+        }
+
+        if (CallerResolution.Text(body, "authority") is { } authority && authority != User.AuthorityName(user.Authority))
+        {
+            throw PlatformException.BadRequest("authority cannot be changed.");
+        }
+
+        foreach (var (name, stored) in new[] { ("firstName", user.FirstName), ("lastName", user.LastName) })
+        {
+            if (body.TryGetProperty(name, out var given) && given.ValueKind != JsonValueKind.Null && given.ValueKind != JsonValueKind.Undefined
+                && (given.ValueKind != JsonValueKind.String || given.GetString() != stored))
+            {
+                throw PlatformException.BadRequest($"{name} cannot be changed.");
+            }
+        }
+
+        if (!body.TryGetProperty("additionalInfo", out var info) || info.ValueKind == JsonValueKind.Null)
+        {
+            return user;
+        }
+
+        if (info.ValueKind != JsonValueKind.Object)
+        {
+            throw PlatformException.BadRequest("additionalInfo is an object.");
+        }
+
+        // A member left out keeps what is stored; null clears it (the browser's language and time zone again).
+        var preferences = new UserPreferences(Member(info, "lang", user.Preferences.Lang), Member(info, "timeZone", user.Preferences.TimeZone));
+        await tenants.SavePreferencesAsync(caller, preferences, ct);
+        return user with { Preferences = preferences };
+
+        static string? Member(JsonElement info, string name, string? stored) =>
+            !info.TryGetProperty(name, out var value) ? stored
+            : value.ValueKind switch
+            {
+                JsonValueKind.String => value.GetString(),
+                JsonValueKind.Null => null,
+                _ => throw PlatformException.BadRequest($"additionalInfo.{name} is a string or null."),
+            };
     }
 }

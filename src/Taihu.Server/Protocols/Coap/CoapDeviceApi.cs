@@ -135,7 +135,7 @@ internal sealed partial class CoapDeviceApi(
         switch (route.Resource)
         {
             case Resource.Telemetry:
-                await data.SubmitTelemetryAsync(device.Seq, body.Span, cancellationToken);
+                await data.SubmitTelemetryAsync(device, body.Span, cancellationToken);
                 return new CoapResponse(CoapCode.Created);
             case Resource.Attributes when !get:
                 await data.SaveClientAttributesAsync(device.Seq, body, cancellationToken);
