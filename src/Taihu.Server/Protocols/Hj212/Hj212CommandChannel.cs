@@ -32,7 +32,7 @@ internal interface IHj212CommandWriter
 /// owner of the waiting commands (under its lock: commands arrive on other threads, answers on the receive loop); it
 /// writes and answers through <see cref="IHj212CommandWriter"/>, so it is tested without a socket.
 /// </summary>
-internal sealed class Hj212CommandChannel(IHj212CommandWriter writer, TimeProvider time) : IDeviceCommandChannel
+internal sealed class Hj212CommandChannel : IDeviceCommandChannel
 {
     /// <summary>Commands waiting for a station's answer on one connection.</summary>
     internal const int MaxCommands = 64;
@@ -40,10 +40,21 @@ internal sealed class Hj212CommandChannel(IHj212CommandWriter writer, TimeProvid
     /// <summary>A command the station never answered is forgotten after this long (its RPC call has timed out long before).</summary>
     internal static readonly TimeSpan CommandLifetime = TimeSpan.FromHours(1);
 
-    private readonly Dictionary<string, Command> _commands = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, Command> _commands;
+    private readonly Dictionary<string, Command>.AlternateLookup<ReadOnlySpan<char>> _byQn;
+    private readonly IHj212CommandWriter _writer;
+    private readonly TimeProvider _time;
     private readonly Lock _gate = new();
     private long _lastQn;
     private bool _closed;
+
+    public Hj212CommandChannel(IHj212CommandWriter writer, TimeProvider time)
+    {
+        _writer = writer;
+        _time = time;
+        _commands = new(StringComparer.Ordinal);
+        _byQn = _commands.GetAlternateLookup<ReadOnlySpan<char>>();
+    }
 
     /// <summary>Commands sent and not yet answered.</summary>
     public int Pending
@@ -60,22 +71,22 @@ internal sealed class Hj212CommandChannel(IHj212CommandWriter writer, TimeProvid
     public bool TrySend(Device device, int requestId, string method, string paramsJson, IDeliveryListener listener)
     {
         ArgumentNullException.ThrowIfNull(device);
-        if (writer.StationOf(device) is not { } station)
+        if (_writer.StationOf(device) is not { } station)
         {
             return false;
         }
 
-        var now = time.GetUtcNow();
+        var now = _time.GetUtcNow();
         if (!Hj212Commands.TryBuild(method, paramsJson, station.UtcOffset, now, out var cn, out var cp, out var error))
         {
-            _ = writer.ReplyAsync(station, requestId, JsonSerializer.Serialize(new { error }), failed: true);
+            _ = _writer.ReplyAsync(station, requestId, JsonSerializer.Serialize(new { error }), failed: true);
             return true;
         }
 
         string qn;
         lock (_gate)
         {
-            if (_closed || writer.Closing)
+            if (_closed || _writer.Closing)
             {
                 return false;
             }
@@ -83,7 +94,7 @@ internal sealed class Hj212CommandChannel(IHj212CommandWriter writer, TimeProvid
             ForgetOldCommands(now);
             if (_commands.Count >= MaxCommands)
             {
-                _ = writer.ReplyAsync(station, requestId, JsonSerializer.Serialize(new { error = $"More than {MaxCommands} commands are waiting for this station's answers." }), failed: true);
+                _ = _writer.ReplyAsync(station, requestId, JsonSerializer.Serialize(new { error = $"More than {MaxCommands} commands are waiting for this station's answers." }), failed: true);
                 return true;
             }
 
@@ -93,7 +104,7 @@ internal sealed class Hj212CommandChannel(IHj212CommandWriter writer, TimeProvid
 
         var flag = (station.Edition << 2) | 1;
         var segment = new Hj212Message(qn, station.St, cn, station.Password, station.Mn, flag, null, null, cp).Format();
-        _ = writer.SendAsync(segment, station.Crc);
+        _ = _writer.SendAsync(segment, station.Crc);
         return true;
     }
 
@@ -108,16 +119,12 @@ internal sealed class Hj212CommandChannel(IHj212CommandWriter writer, TimeProvid
     }
 
     /// <summary>The command an upload with <paramref name="qn"/> answers (history data, or what a read command asked for), if one waits.</summary>
-    public Command? Waiting(string? qn)
+    public Command? Waiting(ReadOnlySpan<char> qn)
     {
-        if (qn is null)
-        {
-            return null;
-        }
-
         lock (_gate)
         {
-            return _commands.GetValueOrDefault(qn);
+            // Looked up by the frame's characters: an upload's QN is not made a string.
+            return _commands.Count > 0 && _byQn.TryGetValue(qn, out var command) ? command : null;
         }
     }
 
@@ -139,7 +146,7 @@ internal sealed class Hj212CommandChannel(IHj212CommandWriter writer, TimeProvid
 
         Find(qn, station, remove: true);
         var code = int.TryParse(answer, NumberStyles.None, CultureInfo.InvariantCulture, out var n) ? n : 0;
-        _ = writer.ReplyAsync(station, command.RequestId, JsonSerializer.Serialize(new { qnRtn = code, error = "The station refused the command: " + Hj212Commands.RequestAnswerText(code) + "." }), failed: true);
+        _ = _writer.ReplyAsync(station, command.RequestId, JsonSerializer.Serialize(new { qnRtn = code, error = "The station refused the command: " + Hj212Commands.RequestAnswerText(code) + "." }), failed: true);
     }
 
     /// <summary>9012: <c>ExeRtn=1</c> ends the call SUCCESSFUL with what the station sent for it; anything else FAILED.</summary>
@@ -155,7 +162,7 @@ internal sealed class Hj212CommandChannel(IHj212CommandWriter writer, TimeProvid
         command.Delivered();
         var answer = Hj212Commands.Item(cp, "ExeRtn");
         var code = int.TryParse(answer, NumberStyles.None, CultureInfo.InvariantCulture, out var n) ? n : 0;
-        return writer.ReplyAsync(station, command.RequestId, command.Result(code), failed: code != 1);
+        return _writer.ReplyAsync(station, command.RequestId, command.Result(code), failed: code != 1);
     }
 
     private Command? Find(string? qn, Hj212ConnectedStation station, bool remove)

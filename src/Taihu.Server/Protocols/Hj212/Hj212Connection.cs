@@ -47,6 +47,8 @@ internal sealed partial class Hj212Connection : IHj212CommandWriter
     private readonly SemaphoreSlim _sendGate = new(1, 1);
     private readonly List<Hj212Point> _parsed = [];
     private readonly Hj212NameCache _names = new();
+    private readonly Hj212Frame _frame = new();
+    private readonly char[] _answer = new char[Hj212Replies.MaxDataAnswerLength];
 
     // The points of the frame being handled, when Parse read them from the frame (see Parse).
     private bool _preParsed;
@@ -95,7 +97,7 @@ internal sealed partial class Hj212Connection : IHj212CommandWriter
                 var buffer = result.Buffer;
                 while (closeReason is null)
                 {
-                    var status = TakeFrame(ref buffer, out var message, out var modbusCrc, out var refusal);
+                    var status = TakeFrame(ref buffer, out var modbusCrc, out var refusal);
                     if (status == Hj212ReadStatus.NeedMore)
                     {
                         break;
@@ -112,7 +114,7 @@ internal sealed partial class Hj212Connection : IHj212CommandWriter
                         continue;
                     }
 
-                    closeReason = await HandleAsync(message!, modbusCrc);
+                    closeReason = await HandleAsync(_frame, modbusCrc);
                     if (closeReason is null)
                     {
                         // A valid frame keeps the connection alive.
@@ -173,9 +175,8 @@ internal sealed partial class Hj212Connection : IHj212CommandWriter
     // ---- frames ----
 
     /// <summary>Takes the next frame from <paramref name="buffer"/> (advancing it past what was used), without awaiting.</summary>
-    private Hj212ReadStatus TakeFrame(ref ReadOnlySequence<byte> buffer, out Hj212Message? message, out bool modbusCrc, out string? refusal)
+    private Hj212ReadStatus TakeFrame(ref ReadOnlySequence<byte> buffer, out bool modbusCrc, out string? refusal)
     {
-        message = null;
         modbusCrc = false;
         refusal = null;
         if (buffer.IsEmpty)
@@ -228,9 +229,9 @@ internal sealed partial class Hj212Connection : IHj212CommandWriter
         }
 
         var bytes = span[segment];
-        message = Parse(bytes, out refusal);
+        var parsed = Parse(bytes, out refusal);
         buffer = buffer.Slice(consumed);
-        if (message is null)
+        if (!parsed)
         {
             return Hj212ReadStatus.Invalid;
         }
@@ -239,11 +240,13 @@ internal sealed partial class Hj212Connection : IHj212CommandWriter
     }
 
     /// <summary>
-    /// The frame's data segment as a message. A data upload that is not one packet of several has its points read
-    /// here, from the frame's characters, into <see cref="_parsed"/> (with the station's zone applied later), so that
-    /// its CP text is never copied; other messages keep their CP text.
+    /// The frame's data segment, read in place into <see cref="_frame"/>. A data upload that is not one packet of
+    /// several has its points read here too, from the frame's characters, into <see cref="_parsed"/> (with the
+    /// station's zone applied later), so that its CP text is never copied; other messages keep their CP text.
+    /// Nothing is allocated for a station's data upload: its names come from <see cref="_names"/> and its QN is
+    /// copied into the frame's own buffer.
     /// </summary>
-    private Hj212Message? Parse(ReadOnlySpan<byte> bytes, out string? refusal)
+    private bool Parse(ReadOnlySpan<byte> bytes, out string? refusal)
     {
         _preParsed = false;
         char[]? rented = null;
@@ -252,22 +255,23 @@ internal sealed partial class Hj212Connection : IHj212CommandWriter
         {
             // Latin-1: one char per byte, whatever a station puts in its text fields.
             Encoding.Latin1.GetChars(bytes, chars);
-            if (!Hj212Message.TryParse(chars, _names, copyCp: false, out var message, out var cp, out _) || string.IsNullOrEmpty(message!.Mn) || string.IsNullOrEmpty(message.Cn))
+            if (!Hj212Segment.TryParse(chars, out var segment, out _) || segment.Mn.IsEmpty || segment.Cn.IsEmpty)
             {
                 refusal = "bad_segment";
-                return null;
+                return false;
             }
 
             refusal = null;
-            if (Hj212Data.IsData(message.Cn) && !message.IsSplit)
+            var pointsHere = !segment.IsSplit && Hj212Data.IsData(_names.Get(segment.Cn));
+            _frame.Set(segment, _names, pointsHere ? "" : segment.Cp.ToString());
+            if (pointsHere)
             {
                 _parsed.Clear();
                 _preParsed = true;
-                _preParsedOk = Hj212Data.TryRead(chars[cp], TimeSpan.Zero, _parsed, _names, out _preParsedTs, out _preParsedProblem);
-                return message;
+                _preParsedOk = Hj212Data.TryRead(segment.Cp, TimeSpan.Zero, _parsed, _names, out _preParsedTs, out _preParsedProblem);
             }
 
-            return message with { Cp = chars[cp].ToString() };
+            return true;
         }
         finally
         {
@@ -279,9 +283,9 @@ internal sealed partial class Hj212Connection : IHj212CommandWriter
     }
 
     /// <summary>Handles one frame; returns why the connection must close, or null.</summary>
-    private async ValueTask<string?> HandleAsync(Hj212Message message, bool modbusCrc)
+    private async ValueTask<string?> HandleAsync(Hj212Frame frame, bool modbusCrc)
     {
-        var station = await IdentifyAsync(message);
+        var station = await IdentifyAsync(frame);
         if (station is null)
         {
             return "station refused";
@@ -295,10 +299,20 @@ internal sealed partial class Hj212Connection : IHj212CommandWriter
 
         _badInARow = 0;
         _devices.CountFrame(Protocol);
-        station.St = message.St ?? station.St;
-        station.Edition = message.Edition;
+        station.St = frame.St ?? station.St;
+        station.Edition = frame.Edition;
         var expired = _reassembly.Expired;
-        var outcome = _reassembly.Add(message, out var whole, out var splitProblem);
+        Hj212Message? whole = null;
+        string? splitProblem = null;
+        var outcome = Hj212PacketOutcome.Whole;
+        if (frame.IsSplit)
+        {
+            outcome = _reassembly.Add(frame.ToMessage(), out whole, out splitProblem);
+        }
+        else
+        {
+            _reassembly.DropExpired();
+        }
         for (var i = expired; i < _reassembly.Expired; i++)
         {
             // A split message whose packets did not all come within five minutes: dropped, never answered.
@@ -318,20 +332,25 @@ internal sealed partial class Hj212Connection : IHj212CommandWriter
             // answer before it sends the next packet): this one is held until the last arrives; the packet that
             // completes the message is answered once the whole is stored.
             station.Session!.Activity();
-            await AnswerIfAskedAsync(station, message);
+            await AnswerIfAskedAsync(station, frame);
             return null;
         }
 
-        message = whole!;
-        switch (message.Cn)
+        if (whole is not null)
+        {
+            // The last packet of a split message: the whole is handled as one frame, answered with its fields.
+            frame.Set(whole);
+        }
+
+        switch (frame.Cn)
         {
             case "9011":
                 station.Session!.Activity();
-                _commands.RequestAnswered(station, message.Qn, message.Cp);
+                _commands.RequestAnswered(station, frame.QnText(), frame.Cp);
                 break;
             case "9012":
                 station.Session!.Activity();
-                await _commands.ExecutedAsync(station, message.Qn, message.Cp);
+                await _commands.ExecutedAsync(station, frame.QnText(), frame.Cp);
                 break;
             case "9013":
             case "9014":
@@ -339,7 +358,7 @@ internal sealed partial class Hj212Connection : IHj212CommandWriter
                 station.Session!.Activity();
                 break;
             default:
-                await UploadAsync(station, message);
+                await UploadAsync(station, frame);
                 break;
         }
 
@@ -347,10 +366,10 @@ internal sealed partial class Hj212Connection : IHj212CommandWriter
     }
 
     /// <summary>The station of the frame's MN: identified on its first frame, its PW compared with the verified one after that.</summary>
-    private async ValueTask<Hj212ConnectedStation?> IdentifyAsync(Hj212Message message)
+    private async ValueTask<Hj212ConnectedStation?> IdentifyAsync(Hj212Frame frame)
     {
-        var mn = message.Mn!;
-        var pw = message.Pw ?? "";
+        var mn = frame.Mn;
+        var pw = frame.Pw ?? "";
         if (_byMn.TryGetValue(mn, out var known) && known.PasswordIs(pw))
         {
             return known;
@@ -376,7 +395,7 @@ internal sealed partial class Hj212Connection : IHj212CommandWriter
             return known;
         }
 
-        var station = new Hj212ConnectedStation(mn, identity.Device, identity.Crc, identity.UtcOffset, message.St ?? "91");
+        var station = new Hj212ConnectedStation(mn, identity.Device, identity.Crc, identity.UtcOffset, frame.St ?? "91");
         station.SetPassword(pw);
         lock (_gate)
         {
@@ -409,16 +428,15 @@ internal sealed partial class Hj212Connection : IHj212CommandWriter
 
     // ---- uploads ----
 
-    private async ValueTask UploadAsync(Hj212ConnectedStation station, Hj212Message message)
+    private async ValueTask UploadAsync(Hj212ConnectedStation station, Hj212Frame frame)
     {
-        var command = _commands.Waiting(message.Qn);
-
-        if (command is not null && !Hj212Data.IsData(message.Cn))
+        var command = frame.HasQn ? _commands.Waiting(frame.Qn) : null;
+        if (command is not null && !Hj212Data.IsData(frame.Cn))
         {
             // What a read command asked for (1011 SystemTime, 1061 RtdInterval, ...): kept for its result.
-            command.Collect(message.Cp);
+            command.Collect(frame.Cp);
             station.Session!.Activity();
-            await AnswerIfAskedAsync(station, message);
+            await AnswerIfAskedAsync(station, frame);
             return;
         }
 
@@ -435,21 +453,21 @@ internal sealed partial class Hj212Connection : IHj212CommandWriter
         else
         {
             _parsed.Clear();
-            read = Hj212Data.TryRead(message.Cp, station.UtcOffset, _parsed, _names, out ts, out problem);
+            read = Hj212Data.TryRead(frame.Cp, station.UtcOffset, _parsed, _names, out ts, out problem);
         }
 
         if (!read)
         {
-            if (Hj212Data.IsData(message.Cn) || message.Cp.Contains("DataTime=", StringComparison.Ordinal))
+            if (Hj212Data.IsData(frame.Cn) || frame.Cp.Contains("DataTime=", StringComparison.Ordinal))
             {
                 _devices.CountRejected(Protocol, "bad_data");
-                LogBadData(_logger, station.Mn, message.Cn!, problem!);
+                LogBadData(_logger, station.Mn, frame.Cn, problem!);
                 return;
             }
 
             // A command without data (a heartbeat, a notice the platform has no use for): alive, and answered when asked.
             station.Session!.Activity();
-            await AnswerIfAskedAsync(station, message);
+            await AnswerIfAskedAsync(station, frame);
             return;
         }
 
@@ -476,7 +494,7 @@ internal sealed partial class Hj212Connection : IHj212CommandWriter
             command.Frames++;
         }
 
-        await AnswerIfAskedAsync(station, message);
+        await AnswerIfAskedAsync(station, frame);
     }
 
     private static KvValue ToValue(Hj212Point point)
@@ -490,8 +508,17 @@ internal sealed partial class Hj212Connection : IHj212CommandWriter
         return Math.Abs(number) < 1e15 && number == Math.Truncate(number) ? KvValue.Of((long)number) : KvValue.Of(number);
     }
 
-    private Task AnswerIfAskedAsync(Hj212ConnectedStation station, Hj212Message message) =>
-        message.AnswerRequested ? SendAsync(Hj212Replies.DataAnswer(message).Format(), station.Crc) : Task.CompletedTask;
+    /// <summary>The data answer (9014) when the frame's Flag asks for one, written from the frame's fields without a string.</summary>
+    private Task AnswerIfAskedAsync(Hj212ConnectedStation station, Hj212Frame frame)
+    {
+        if (!frame.AnswerRequested || !Hj212Replies.TryWriteDataAnswer(_answer, frame.Qn, frame.HasQn, frame.Pw, frame.Mn, frame.Flag, out var length))
+        {
+            return Task.CompletedTask;
+        }
+
+        // _answer is the receive loop's: it is not written again before this send is awaited.
+        return SendAsync(_answer.AsMemory(0, length), station.Crc);
+    }
 
     // ---- commands (RPC, Hj212CommandChannel) ----
 
@@ -505,7 +532,7 @@ internal sealed partial class Hj212Connection : IHj212CommandWriter
         }
     }
 
-    Task IHj212CommandWriter.SendAsync(string segment, Hj212CrcKind crc) => SendAsync(segment, crc);
+    Task IHj212CommandWriter.SendAsync(string segment, Hj212CrcKind crc) => SendAsync(segment.AsMemory(), crc);
 
     async Task IHj212CommandWriter.ReplyAsync(Hj212ConnectedStation station, int requestId, string json, bool failed)
     {
@@ -515,13 +542,13 @@ internal sealed partial class Hj212Connection : IHj212CommandWriter
 
     // ---- writing ----
 
-    private async Task SendAsync(string segment, Hj212CrcKind crc)
+    private async Task SendAsync(ReadOnlyMemory<char> segment, Hj212CrcKind crc)
     {
         await _sendGate.WaitAsync();
         try
         {
             var output = _connection.Transport.Output;
-            Hj212Framing.Write(output, segment, crc);
+            Hj212Framing.Write(output, segment.Span, crc);
             await output.FlushAsync();
         }
         catch (Exception ex) when (ex is InvalidOperationException or IOException or ConnectionResetException or ConnectionAbortedException or OperationCanceledException)
