@@ -73,6 +73,36 @@ public sealed class Hj212MessageTests
         Assert.Equal("QN=20190814170100001;ST=91;CN=9012;PW=123456;MN=2019031801100018;Flag=4;CP=&&ExeRtn=1&&", Hj212Replies.Result(upload!, 1).Format());
     }
 
+    [Theory]
+    [InlineData("QN=20190814170100001;ST=22;CN=2011;PW=123456;MN=2019031801100018;Flag=5;CP=&&DataTime=20190814170100&&")]
+    [InlineData("ST=32;CN=2051;PW=123456;MN=88888880000001;Flag=1;CP=&&DataTime=20040516020111;w01018-Avg=1.1&&")]
+    [InlineData("QN=;CN=2051;MN=88888880000001;CP=&&DataTime=20040516020111&&")]
+    [InlineData("QN=1;QN=20260101000000000;CN=2061;PW=;MN=1;Flag=255;CP=&&&&")]
+    public void DataAnswer_WrittenInPlace_IsTheSameAsTheFormattedOne(string upload)
+    {
+        Assert.True(Hj212Segment.TryParse(upload, out var segment, out var error), error);
+        Assert.True(Hj212Message.TryParse(upload, out var message, out _));
+        Span<char> text = stackalloc char[Hj212Replies.MaxDataAnswerLength];
+        var pw = segment.HasPw ? segment.Pw.ToString() : null;
+        Assert.True(Hj212Replies.TryWriteDataAnswer(text, segment.Qn, segment.HasQn, pw, segment.Mn.ToString(), segment.Flag, out var length));
+        Assert.Equal(Hj212Replies.DataAnswer(message!).Format(), text[..length].ToString());
+
+        // Too little room is refused, not overrun.
+        Assert.False(Hj212Replies.TryWriteDataAnswer(text[..(length - 1)], segment.Qn, segment.HasQn, pw, segment.Mn.ToString(), segment.Flag, out _));
+    }
+
+    [Fact]
+    public void Segment_ReadInPlace_HasTheMessagesFields()
+    {
+        const string Upload = "QN=20190814170100001;ST=22;CN=2011;PW=123456;MN=2019031801100018;Flag=7;PNUM=3;PNO=2;CP=&&DataTime=20190814170100&&";
+        Assert.True(Hj212Segment.TryParse(Upload, out var segment, out var error), error);
+        Assert.Equal(("20190814170100001", "22", "2011", "123456", "2019031801100018"), (segment.Qn.ToString(), segment.St.ToString(), segment.Cn.ToString(), segment.Pw.ToString(), segment.Mn.ToString()));
+        Assert.Equal((7, 3, 2, true, true), (segment.Flag, segment.PacketCount, segment.PacketNumber, segment.AnswerRequested, segment.IsSplit));
+        Assert.Equal("DataTime=20190814170100", segment.Cp.ToString());
+        Assert.True(Hj212Segment.TryParse("CN=2011;CP=&&&&", out segment, out _));
+        Assert.Equal((false, false, false, true), (segment.HasQn, segment.HasPw, segment.HasMn, segment.HasCn));
+    }
+
     [Fact]
     public void DataCp_BecomesPointsAtDataTime_InChinaStandardTime()
     {

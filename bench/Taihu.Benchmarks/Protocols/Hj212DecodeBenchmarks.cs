@@ -17,6 +17,7 @@ public class Hj212DecodeBenchmarks
 {
     private readonly List<Hj212Point> _points = new(64);
     private readonly Hj212NameCache _names = new();
+    private readonly System.Buffers.ArrayBufferWriter<byte> _output = new(256);
     private byte[] _frame = [];
 
     [GlobalSetup]
@@ -64,8 +65,9 @@ public class Hj212DecodeBenchmarks
     }
 
     /// <summary>
-    /// As the listener decodes a data upload: with the name cache, and the points read from the frame's characters
-    /// without copying the CP text into the message.
+    /// As the listener decodes a data upload: the data segment read in place (<see cref="Hj212Segment"/>), the
+    /// station's names taken from the name cache (as the listener keeps them), and the points read from the frame's
+    /// characters without copying the CP text. Nothing but the points may be allocated.
     /// </summary>
     [Benchmark]
     public int PointsInPlace()
@@ -74,14 +76,41 @@ public class Hj212DecodeBenchmarks
         var bytes = _frame.AsSpan(segment);
         Span<char> chars = stackalloc char[bytes.Length];
         Encoding.Latin1.GetChars(bytes, chars);
-        if (!Hj212Message.TryParse(chars, _names, copyCp: false, out _, out var cp, out _))
+        if (!Hj212Segment.TryParse(chars, out var read, out _) || !Hj212Data.IsData(_names.Get(read.Cn)))
         {
             return -1;
         }
 
+        _ = (_names.Get(read.Mn), _names.Get(read.Pw), _names.Get(read.St));
         _points.Clear();
-        Hj212Data.TryRead(chars[cp], Hj212Data.ChinaStandardTime, _points, _names, out _, out _);
+        Hj212Data.TryRead(read.Cp, Hj212Data.ChinaStandardTime, _points, _names, out _, out _);
         return _points.Count;
+    }
+
+    /// <summary>
+    /// <see cref="PointsInPlace"/> and the 9014 answer the listener writes after the commit, framed with its CRC
+    /// into a reused buffer from the upload's QN (kept as characters), PW and MN.
+    /// </summary>
+    [Benchmark]
+    public int PointsAndAnswerInPlace()
+    {
+        Hj212Framing.TryRead(_frame, Hj212Framing.MaxDataLength, Hj212CrcKind.Standard, out var segment, out _, out _);
+        var bytes = _frame.AsSpan(segment);
+        Span<char> chars = stackalloc char[bytes.Length];
+        Encoding.Latin1.GetChars(bytes, chars);
+        if (!Hj212Segment.TryParse(chars, out var read, out _) || !Hj212Data.IsData(_names.Get(read.Cn)))
+        {
+            return -1;
+        }
+
+        var (mn, pw) = (_names.Get(read.Mn), _names.Get(read.Pw));
+        _points.Clear();
+        Hj212Data.TryRead(read.Cp, Hj212Data.ChinaStandardTime, _points, _names, out _, out _);
+        Span<char> answer = stackalloc char[Hj212Replies.MaxDataAnswerLength];
+        Hj212Replies.TryWriteDataAnswer(answer, read.Qn, read.HasQn, pw, mn, read.Flag, out var length);
+        _output.ResetWrittenCount();
+        Hj212Framing.Write(_output, answer[..length]);
+        return _points.Count + _output.WrittenCount;
     }
 
     private Hj212Message? DecodeMessage(Hj212NameCache? names = null)

@@ -25,9 +25,6 @@ public sealed record Hj212Message(string? Qn, string? St, string? Cn, string? Pw
     /// <summary>The edition from Flag's bits 2 to 7: 1 for HJ 212-2017, 0 for the 2005 edition (and when there is no Flag).</summary>
     public int Edition => Flag is { } flag ? flag >> 2 : 0;
 
-    // Widths from HJ 212-2017's table of the data segment (C20 QN, C5 ST, C7 CN, C9 PW, C27 MN, N3 Flag, N4 PNUM/PNO).
-    private static readonly (string Name, int Max)[] Limits = [("QN", 20), ("ST", 5), ("CN", 7), ("PW", 9), ("MN", 27)];
-
     /// <summary>Parses a data segment; on failure <paramref name="error"/> names the field and what is wrong with it.</summary>
     public static bool TryParse(ReadOnlySpan<char> segment, out Hj212Message? message, out string? error) => TryParse(segment, null, out message, out error);
 
@@ -47,100 +44,16 @@ public sealed record Hj212Message(string? Qn, string? St, string? Cn, string? Pw
     {
         message = null;
         cp = default;
-        var cpAt = segment.IndexOf("CP=&&", StringComparison.Ordinal);
-        if (cpAt < 0)
+        if (!Hj212Segment.TryParse(segment, out var read, out error))
         {
-            error = "The data segment has no CP=&&...&& field.";
             return false;
         }
 
-        if (segment.Length < cpAt + 7 || !segment.EndsWith("&&", StringComparison.Ordinal))
-        {
-            error = "CP is not closed with && at the end of the data segment.";
-            return false;
-        }
-
-        cp = new Range(cpAt + 5, segment.Length - 2);
-        string? qn = null, st = null, cn = null, pw = null, mn = null;
-        int? flag = null, pnum = null, pno = null;
-        var header = segment[..cpAt];
-        foreach (var range in header.Split(';'))
-        {
-            var field = header[range];
-            if (field.IsEmpty)
-            {
-                continue;
-            }
-
-            var eq = field.IndexOf('=');
-            if (eq <= 0)
-            {
-                error = $"The field '{Shorten(field)}' has no name=value form.";
-                return false;
-            }
-
-            var name = field[..eq];
-            var value = field[(eq + 1)..];
-            switch (name)
-            {
-                case "QN": qn = value.ToString(); break;
-                case "ST": st = Text(value, names); break;
-                case "CN": cn = Text(value, names); break;
-                case "PW": pw = Text(value, names); break;
-                case "MN": mn = Text(value, names); break;
-                case "Flag":
-                    if (!TryNumber(value, 3, out var f) || f > 255)
-                    {
-                        error = $"Flag must be a number from 0 to 255; got '{Shorten(value)}'.";
-                        return false;
-                    }
-
-                    flag = f;
-                    break;
-                case "PNUM":
-                    if (!TryNumber(value, 4, out var n) || n < 1)
-                    {
-                        error = $"PNUM must be a number from 1 to 9999; got '{Shorten(value)}'.";
-                        return false;
-                    }
-
-                    pnum = n;
-                    break;
-                case "PNO":
-                    if (!TryNumber(value, 4, out var p) || p < 1)
-                    {
-                        error = $"PNO must be a number from 1 to 9999; got '{Shorten(value)}'.";
-                        return false;
-                    }
-
-                    pno = p;
-                    break;
-                default:
-                    // Fields of other editions or vendors: not needed to store the data.
-                    break;
-            }
-        }
-
-        message = new Hj212Message(qn, st, cn, pw, mn, flag, pnum, pno, copyCp ? segment[cp].ToString() : "");
-        foreach (var (name, max) in Limits)
-        {
-            var value = name switch { "QN" => qn, "ST" => st, "CN" => cn, "PW" => pw, _ => mn };
-            if (value is not null && value.Length > max)
-            {
-                message = null;
-                error = $"{name} may have at most {max} characters; got {value.Length}.";
-                return false;
-            }
-        }
-
-        if (pno > pnum)
-        {
-            message = null;
-            error = $"PNO {pno} is past PNUM {pnum}.";
-            return false;
-        }
-
-        error = null;
+        cp = read.CpRange;
+        message = new Hj212Message(
+            read.HasQn ? read.Qn.ToString() : null, read.HasSt ? Text(read.St, names) : null, read.HasCn ? Text(read.Cn, names) : null,
+            read.HasPw ? Text(read.Pw, names) : null, read.HasMn ? Text(read.Mn, names) : null, read.Flag, read.PacketCount, read.PacketNumber,
+            copyCp ? read.Cp.ToString() : "");
         return true;
     }
 
@@ -168,27 +81,6 @@ public sealed record Hj212Message(string? Qn, string? St, string? Cn, string? Pw
     }
 
     private static string Text(ReadOnlySpan<char> value, Hj212NameCache? names) => names is null || value.Length > 32 ? value.ToString() : names.Get(value);
-
-    private static bool TryNumber(ReadOnlySpan<char> text, int maxDigits, out int value)
-    {
-        value = 0;
-        if (text.IsEmpty || text.Length > maxDigits)
-        {
-            return false;
-        }
-
-        foreach (var c in text)
-        {
-            if (c is < '0' or > '9')
-            {
-                return false;
-            }
-
-            value = (value * 10) + (c - '0');
-        }
-
-        return true;
-    }
 
     internal static string Shorten(ReadOnlySpan<char> text) => text.Length <= 40 ? text.ToString() : string.Concat(text[..40], "...");
 }

@@ -117,7 +117,8 @@ public sealed class Hj212Reassembly(TimeProvider time)
         return Hj212PacketOutcome.Whole;
     }
 
-    private void DropExpired()
+    /// <summary>Drops the messages whose packets did not all come in time (<see cref="Add"/> does it first; a connection calls it for frames that are not split).</summary>
+    public void DropExpired()
     {
         if (_pending.Count == 0)
         {

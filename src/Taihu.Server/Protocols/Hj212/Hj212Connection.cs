@@ -1,15 +1,9 @@
 using System.Buffers;
-using System.Globalization;
 using System.IO.Pipelines;
-using System.Security.Cryptography;
 using System.Text;
-using System.Text.Json;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.Extensions.Logging;
-using Taihu.Broker.Extensibility;
-using Taihu.Mqtt;
 using Taihu.Platform.Devices;
-using Taihu.Platform.Rpc;
 using Taihu.Platform.Telemetry;
 using Taihu.Protocols.Hj212;
 
@@ -24,22 +18,17 @@ namespace Taihu.Server.Protocols.Hj212;
 /// committed, so the next frame waits for that commit. A connection usually carries one station (a data collector,
 /// one <c>MN</c>); a concentrator that forwards several <c>MN</c>s over one connection is served too, each station
 /// identified on its first frame and its password compared with the verified bytes on every later one.
-/// RPC commands arrive on other threads (<see cref="TrySend"/>): the commands waiting for answers are kept under a
-/// lock, by the <c>QN</c> the station echoes, and every write to the socket goes through one send gate.
+/// RPC commands arrive on other threads and are the business of the connection's <see cref="Hj212CommandChannel"/>
+/// (the commands waiting for answers, by the <c>QN</c> the station echoes); every write to the socket goes through
+/// one send gate.
 /// </remarks>
 [System.Diagnostics.CodeAnalysis.SuppressMessage("Design", "CA1001", Justification = "The send gate is a SemaphoreSlim without a wait handle (nothing to release), and RPC sends may still use it after the receive loop ends.")]
-internal sealed partial class Hj212Connection : IDeviceCommandChannel
+internal sealed partial class Hj212Connection : IHj212CommandWriter
 {
     private const string Protocol = "hj212";
 
     /// <summary>Stations one connection may speak for (a concentrator's handful; more is not a station).</summary>
     private const int MaxStations = 16;
-
-    /// <summary>Commands waiting for a station's answer on one connection.</summary>
-    private const int MaxCommands = 64;
-
-    /// <summary>A command the station never answered is forgotten after this long (its RPC call has timed out long before).</summary>
-    private static readonly TimeSpan CommandLifetime = TimeSpan.FromHours(1);
 
     /// <summary>Bytes copied into one span when a frame spans pipe segments: the largest frame with room for line ends.</summary>
     private const int CopyLimit = 6 + Hj212Framing.MaxDataLength + 4 + 64;
@@ -51,13 +40,15 @@ internal sealed partial class Hj212Connection : IDeviceCommandChannel
     private readonly TimeProvider _time;
     private readonly ILogger _logger;
     private readonly Hj212Reassembly _reassembly;
-    private readonly Dictionary<string, Station> _byMn = new(StringComparer.Ordinal);
-    private readonly Dictionary<Guid, Station> _byDevice = [];
-    private readonly Dictionary<string, Command> _commands = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, Hj212ConnectedStation> _byMn = new(StringComparer.Ordinal);
+    private readonly Dictionary<Guid, Hj212ConnectedStation> _byDevice = [];
+    private readonly Hj212CommandChannel _commands;
     private readonly Lock _gate = new();
     private readonly SemaphoreSlim _sendGate = new(1, 1);
     private readonly List<Hj212Point> _parsed = [];
     private readonly Hj212NameCache _names = new();
+    private readonly Hj212Frame _frame = new();
+    private readonly char[] _answer = new char[Hj212Replies.MaxDataAnswerLength];
 
     // The points of the frame being handled, when Parse read them from the frame (see Parse).
     private bool _preParsed;
@@ -66,9 +57,8 @@ internal sealed partial class Hj212Connection : IDeviceCommandChannel
     private string? _preParsedProblem;
     private readonly List<TelemetryPoint> _points = [];
     private byte[]? _copy;
-    private long _lastQn;
     private int _badInARow;
-    private bool _closing;
+    private volatile bool _closing;
 
     public Hj212Connection(ConnectionContext connection, Hj212Stations stations, Hj212Options options, TimeProvider time, ILogger logger)
     {
@@ -79,6 +69,7 @@ internal sealed partial class Hj212Connection : IDeviceCommandChannel
         _time = time;
         _logger = logger;
         _reassembly = new Hj212Reassembly(time);
+        _commands = new Hj212CommandChannel(this, time);
     }
 
     /// <summary>Runs the receive loop until the station closes, a refusal closes the connection, or it idles out.</summary>
@@ -106,7 +97,7 @@ internal sealed partial class Hj212Connection : IDeviceCommandChannel
                 var buffer = result.Buffer;
                 while (closeReason is null)
                 {
-                    var status = TakeFrame(ref buffer, out var message, out var modbusCrc, out var refusal);
+                    var status = TakeFrame(ref buffer, out var modbusCrc, out var refusal);
                     if (status == Hj212ReadStatus.NeedMore)
                     {
                         break;
@@ -123,7 +114,7 @@ internal sealed partial class Hj212Connection : IDeviceCommandChannel
                         continue;
                     }
 
-                    closeReason = await HandleAsync(message!, modbusCrc);
+                    closeReason = await HandleAsync(_frame, modbusCrc);
                     if (closeReason is null)
                     {
                         // A valid frame keeps the connection alive.
@@ -159,13 +150,14 @@ internal sealed partial class Hj212Connection : IDeviceCommandChannel
 
     private void Close()
     {
-        List<Station> stations;
+        List<Hj212ConnectedStation> stations;
         lock (_gate)
         {
             _closing = true;
             stations = [.. _byMn.Values];
-            _commands.Clear();
         }
+
+        _commands.Close();
 
         foreach (var station in stations)
         {
@@ -183,9 +175,8 @@ internal sealed partial class Hj212Connection : IDeviceCommandChannel
     // ---- frames ----
 
     /// <summary>Takes the next frame from <paramref name="buffer"/> (advancing it past what was used), without awaiting.</summary>
-    private Hj212ReadStatus TakeFrame(ref ReadOnlySequence<byte> buffer, out Hj212Message? message, out bool modbusCrc, out string? refusal)
+    private Hj212ReadStatus TakeFrame(ref ReadOnlySequence<byte> buffer, out bool modbusCrc, out string? refusal)
     {
-        message = null;
         modbusCrc = false;
         refusal = null;
         if (buffer.IsEmpty)
@@ -238,9 +229,9 @@ internal sealed partial class Hj212Connection : IDeviceCommandChannel
         }
 
         var bytes = span[segment];
-        message = Parse(bytes, out refusal);
+        var parsed = Parse(bytes, out refusal);
         buffer = buffer.Slice(consumed);
-        if (message is null)
+        if (!parsed)
         {
             return Hj212ReadStatus.Invalid;
         }
@@ -249,11 +240,13 @@ internal sealed partial class Hj212Connection : IDeviceCommandChannel
     }
 
     /// <summary>
-    /// The frame's data segment as a message. A data upload that is not one packet of several has its points read
-    /// here, from the frame's characters, into <see cref="_parsed"/> (with the station's zone applied later), so that
-    /// its CP text is never copied; other messages keep their CP text.
+    /// The frame's data segment, read in place into <see cref="_frame"/>. A data upload that is not one packet of
+    /// several has its points read here too, from the frame's characters, into <see cref="_parsed"/> (with the
+    /// station's zone applied later), so that its CP text is never copied; other messages keep their CP text.
+    /// Nothing is allocated for a station's data upload: its names come from <see cref="_names"/> and its QN is
+    /// copied into the frame's own buffer.
     /// </summary>
-    private Hj212Message? Parse(ReadOnlySpan<byte> bytes, out string? refusal)
+    private bool Parse(ReadOnlySpan<byte> bytes, out string? refusal)
     {
         _preParsed = false;
         char[]? rented = null;
@@ -262,22 +255,23 @@ internal sealed partial class Hj212Connection : IDeviceCommandChannel
         {
             // Latin-1: one char per byte, whatever a station puts in its text fields.
             Encoding.Latin1.GetChars(bytes, chars);
-            if (!Hj212Message.TryParse(chars, _names, copyCp: false, out var message, out var cp, out _) || string.IsNullOrEmpty(message!.Mn) || string.IsNullOrEmpty(message.Cn))
+            if (!Hj212Segment.TryParse(chars, out var segment, out _) || segment.Mn.IsEmpty || segment.Cn.IsEmpty)
             {
                 refusal = "bad_segment";
-                return null;
+                return false;
             }
 
             refusal = null;
-            if (Hj212Data.IsData(message.Cn) && !message.IsSplit)
+            var pointsHere = !segment.IsSplit && Hj212Data.IsData(_names.Get(segment.Cn));
+            _frame.Set(segment, _names, pointsHere ? "" : segment.Cp.ToString());
+            if (pointsHere)
             {
                 _parsed.Clear();
                 _preParsed = true;
-                _preParsedOk = Hj212Data.TryRead(chars[cp], TimeSpan.Zero, _parsed, _names, out _preParsedTs, out _preParsedProblem);
-                return message;
+                _preParsedOk = Hj212Data.TryRead(segment.Cp, TimeSpan.Zero, _parsed, _names, out _preParsedTs, out _preParsedProblem);
             }
 
-            return message with { Cp = chars[cp].ToString() };
+            return true;
         }
         finally
         {
@@ -289,9 +283,9 @@ internal sealed partial class Hj212Connection : IDeviceCommandChannel
     }
 
     /// <summary>Handles one frame; returns why the connection must close, or null.</summary>
-    private async ValueTask<string?> HandleAsync(Hj212Message message, bool modbusCrc)
+    private async ValueTask<string?> HandleAsync(Hj212Frame frame, bool modbusCrc)
     {
-        var station = await IdentifyAsync(message);
+        var station = await IdentifyAsync(frame);
         if (station is null)
         {
             return "station refused";
@@ -305,10 +299,20 @@ internal sealed partial class Hj212Connection : IDeviceCommandChannel
 
         _badInARow = 0;
         _devices.CountFrame(Protocol);
-        station.St = message.St ?? station.St;
-        station.Edition = message.Edition;
+        station.St = frame.St ?? station.St;
+        station.Edition = frame.Edition;
         var expired = _reassembly.Expired;
-        var outcome = _reassembly.Add(message, out var whole, out var splitProblem);
+        Hj212Message? whole = null;
+        string? splitProblem = null;
+        var outcome = Hj212PacketOutcome.Whole;
+        if (frame.IsSplit)
+        {
+            outcome = _reassembly.Add(frame.ToMessage(), out whole, out splitProblem);
+        }
+        else
+        {
+            _reassembly.DropExpired();
+        }
         for (var i = expired; i < _reassembly.Expired; i++)
         {
             // A split message whose packets did not all come within five minutes: dropped, never answered.
@@ -328,18 +332,25 @@ internal sealed partial class Hj212Connection : IDeviceCommandChannel
             // answer before it sends the next packet): this one is held until the last arrives; the packet that
             // completes the message is answered once the whole is stored.
             station.Session!.Activity();
-            await AnswerIfAskedAsync(station, message);
+            await AnswerIfAskedAsync(station, frame);
             return null;
         }
 
-        message = whole!;
-        switch (message.Cn)
+        if (whole is not null)
+        {
+            // The last packet of a split message: the whole is handled as one frame, answered with its fields.
+            frame.Set(whole);
+        }
+
+        switch (frame.Cn)
         {
             case "9011":
-                RequestAnswered(station, message);
+                station.Session!.Activity();
+                _commands.RequestAnswered(station, frame.QnText(), frame.Cp);
                 break;
             case "9012":
-                await ExecutedAsync(station, message);
+                station.Session!.Activity();
+                await _commands.ExecutedAsync(station, frame.QnText(), frame.Cp);
                 break;
             case "9013":
             case "9014":
@@ -347,7 +358,7 @@ internal sealed partial class Hj212Connection : IDeviceCommandChannel
                 station.Session!.Activity();
                 break;
             default:
-                await UploadAsync(station, message);
+                await UploadAsync(station, frame);
                 break;
         }
 
@@ -355,10 +366,10 @@ internal sealed partial class Hj212Connection : IDeviceCommandChannel
     }
 
     /// <summary>The station of the frame's MN: identified on its first frame, its PW compared with the verified one after that.</summary>
-    private async ValueTask<Station?> IdentifyAsync(Hj212Message message)
+    private async ValueTask<Hj212ConnectedStation?> IdentifyAsync(Hj212Frame frame)
     {
-        var mn = message.Mn!;
-        var pw = message.Pw ?? "";
+        var mn = frame.Mn;
+        var pw = frame.Pw ?? "";
         if (_byMn.TryGetValue(mn, out var known) && known.PasswordIs(pw))
         {
             return known;
@@ -384,7 +395,7 @@ internal sealed partial class Hj212Connection : IDeviceCommandChannel
             return known;
         }
 
-        var station = new Station(mn, identity.Device, identity.Crc, identity.UtcOffset, message.St ?? "91");
+        var station = new Hj212ConnectedStation(mn, identity.Device, identity.Crc, identity.UtcOffset, frame.St ?? "91");
         station.SetPassword(pw);
         lock (_gate)
         {
@@ -410,30 +421,22 @@ internal sealed partial class Hj212Connection : IDeviceCommandChannel
         _stations.Connections.Add(identity.Device, _connection);
         known?.Session?.Dispose();
         // Open may hand waiting persistent commands to TrySend on another thread: the station is registered first.
-        station.Session = _devices.Open(identity.Device, this);
+        station.Session = _devices.Open(identity.Device, _commands);
         station.Ready.TrySetResult(station.Session);
         return station;
     }
 
     // ---- uploads ----
 
-    private async ValueTask UploadAsync(Station station, Hj212Message message)
+    private async ValueTask UploadAsync(Hj212ConnectedStation station, Hj212Frame frame)
     {
-        Command? command = null;
-        if (message.Qn is { } qn)
-        {
-            lock (_gate)
-            {
-                command = _commands.GetValueOrDefault(qn);
-            }
-        }
-
-        if (command is not null && !Hj212Data.IsData(message.Cn))
+        var command = frame.HasQn ? _commands.Waiting(frame.Qn) : null;
+        if (command is not null && !Hj212Data.IsData(frame.Cn))
         {
             // What a read command asked for (1011 SystemTime, 1061 RtdInterval, ...): kept for its result.
-            command.Collect(message.Cp);
+            command.Collect(frame.Cp);
             station.Session!.Activity();
-            await AnswerIfAskedAsync(station, message);
+            await AnswerIfAskedAsync(station, frame);
             return;
         }
 
@@ -450,21 +453,21 @@ internal sealed partial class Hj212Connection : IDeviceCommandChannel
         else
         {
             _parsed.Clear();
-            read = Hj212Data.TryRead(message.Cp, station.UtcOffset, _parsed, _names, out ts, out problem);
+            read = Hj212Data.TryRead(frame.Cp, station.UtcOffset, _parsed, _names, out ts, out problem);
         }
 
         if (!read)
         {
-            if (Hj212Data.IsData(message.Cn) || message.Cp.Contains("DataTime=", StringComparison.Ordinal))
+            if (Hj212Data.IsData(frame.Cn) || frame.Cp.Contains("DataTime=", StringComparison.Ordinal))
             {
                 _devices.CountRejected(Protocol, "bad_data");
-                LogBadData(_logger, station.Mn, message.Cn!, problem!);
+                LogBadData(_logger, station.Mn, frame.Cn, problem!);
                 return;
             }
 
             // A command without data (a heartbeat, a notice the platform has no use for): alive, and answered when asked.
             station.Session!.Activity();
-            await AnswerIfAskedAsync(station, message);
+            await AnswerIfAskedAsync(station, frame);
             return;
         }
 
@@ -491,7 +494,7 @@ internal sealed partial class Hj212Connection : IDeviceCommandChannel
             command.Frames++;
         }
 
-        await AnswerIfAskedAsync(station, message);
+        await AnswerIfAskedAsync(station, frame);
     }
 
     private static KvValue ToValue(Hj212Point point)
@@ -505,153 +508,47 @@ internal sealed partial class Hj212Connection : IDeviceCommandChannel
         return Math.Abs(number) < 1e15 && number == Math.Truncate(number) ? KvValue.Of((long)number) : KvValue.Of(number);
     }
 
-    private Task AnswerIfAskedAsync(Station station, Hj212Message message) =>
-        message.AnswerRequested ? SendAsync(Hj212Replies.DataAnswer(message).Format(), station.Crc) : Task.CompletedTask;
-
-    // ---- commands (RPC) ----
-
-    public bool TrySend(Device device, int requestId, string method, string paramsJson, IDeliveryListener listener)
+    /// <summary>The data answer (9014) when the frame's Flag asks for one, written from the frame's fields without a string.</summary>
+    private Task AnswerIfAskedAsync(Hj212ConnectedStation station, Hj212Frame frame)
     {
-        Station? station;
-        lock (_gate)
+        if (!frame.AnswerRequested || !Hj212Replies.TryWriteDataAnswer(_answer, frame.Qn, frame.HasQn, frame.Pw, frame.Mn, frame.Flag, out var length))
         {
-            if (_closing || !_byDevice.TryGetValue(device.Id, out station))
-            {
-                return false;
-            }
+            return Task.CompletedTask;
         }
 
-        var now = _time.GetUtcNow();
-        if (!Hj212Commands.TryBuild(method, paramsJson, station.UtcOffset, now, out var cn, out var cp, out var error))
-        {
-            _ = FailAsync(station, requestId, error!);
-            return true;
-        }
-
-        string qn;
-        lock (_gate)
-        {
-            if (_closing)
-            {
-                return false;
-            }
-
-            ForgetOldCommands(now);
-            if (_commands.Count >= MaxCommands)
-            {
-                _ = FailAsync(station, requestId, $"More than {MaxCommands} commands are waiting for this station's answers.");
-                return true;
-            }
-
-            qn = NextQn(now, station.UtcOffset);
-            _commands[qn] = new Command(requestId, station, listener, now);
-        }
-
-        var flag = (station.Edition << 2) | 1;
-        var segment = new Hj212Message(qn, station.St, cn, station.Password, station.Mn, flag, null, null, cp).Format();
-        _ = SendAsync(segment, station.Crc);
-        return true;
+        // _answer is the receive loop's: it is not written again before this send is awaited.
+        return SendAsync(_answer.AsMemory(0, length), station.Crc);
     }
 
-    private async Task FailAsync(Station station, int requestId, string error)
+    // ---- commands (RPC, Hj212CommandChannel) ----
+
+    bool IHj212CommandWriter.Closing => _closing;
+
+    Hj212ConnectedStation? IHj212CommandWriter.StationOf(Device device)
+    {
+        lock (_gate)
+        {
+            return !_closing && _byDevice.TryGetValue(device.Id, out var station) ? station : null;
+        }
+    }
+
+    Task IHj212CommandWriter.SendAsync(string segment, Hj212CrcKind crc) => SendAsync(segment.AsMemory(), crc);
+
+    async Task IHj212CommandWriter.ReplyAsync(Hj212ConnectedStation station, int requestId, string json, bool failed)
     {
         var session = await station.Ready.Task;
-        await session.ReplyAsync(requestId, JsonSerializer.Serialize(new { error }), failed: true);
-    }
-
-    /// <summary>9011: <c>QnRtn=1</c> says the station has the command (DELIVERED); anything else refuses it (FAILED).</summary>
-    private void RequestAnswered(Station station, Hj212Message message)
-    {
-        station.Session!.Activity();
-        var command = Find(message.Qn, station, remove: false);
-        if (command is null)
-        {
-            return;
-        }
-
-        var answer = Hj212Commands.Item(message.Cp, "QnRtn");
-        if (answer == "1")
-        {
-            command.Delivered();
-            return;
-        }
-
-        Find(message.Qn, station, remove: true);
-        var code = int.TryParse(answer, NumberStyles.None, CultureInfo.InvariantCulture, out var n) ? n : 0;
-        _ = station.Session.ReplyAsync(command.RequestId, JsonSerializer.Serialize(new { qnRtn = code, error = "The station refused the command: " + Hj212Commands.RequestAnswerText(code) + "." }), failed: true);
-    }
-
-    /// <summary>9012: <c>ExeRtn=1</c> ends the call SUCCESSFUL with what the station sent for it; anything else FAILED.</summary>
-    private async ValueTask ExecutedAsync(Station station, Hj212Message message)
-    {
-        station.Session!.Activity();
-        var command = Find(message.Qn, station, remove: true);
-        if (command is null)
-        {
-            return;
-        }
-
-        // A station that skips 9011 still has had the command.
-        command.Delivered();
-        var answer = Hj212Commands.Item(message.Cp, "ExeRtn");
-        var code = int.TryParse(answer, NumberStyles.None, CultureInfo.InvariantCulture, out var n) ? n : 0;
-        await station.Session.ReplyAsync(command.RequestId, command.Result(code), failed: code != 1);
-    }
-
-    private Command? Find(string? qn, Station station, bool remove)
-    {
-        if (qn is null)
-        {
-            return null;
-        }
-
-        lock (_gate)
-        {
-            if (!_commands.TryGetValue(qn, out var command) || command.Station != station)
-            {
-                return null;
-            }
-
-            if (remove)
-            {
-                _commands.Remove(qn);
-            }
-
-            return command;
-        }
-    }
-
-    private void ForgetOldCommands(DateTimeOffset now)
-    {
-        List<string>? old = null;
-        foreach (var (qn, command) in _commands)
-        {
-            if (now - command.Sent > CommandLifetime)
-            {
-                (old ??= []).Add(qn);
-            }
-        }
-
-        old?.ForEach(qn => _commands.Remove(qn));
-    }
-
-    /// <summary>A request number: the station's local time to the millisecond, unique on this connection.</summary>
-    private string NextQn(DateTimeOffset now, TimeSpan utcOffset)
-    {
-        var value = long.Parse(now.ToOffset(utcOffset).ToString("yyyyMMddHHmmssfff", CultureInfo.InvariantCulture), CultureInfo.InvariantCulture);
-        _lastQn = value > _lastQn ? value : _lastQn + 1;
-        return _lastQn.ToString(CultureInfo.InvariantCulture);
+        await session.ReplyAsync(requestId, json, failed);
     }
 
     // ---- writing ----
 
-    private async Task SendAsync(string segment, Hj212CrcKind crc)
+    private async Task SendAsync(ReadOnlyMemory<char> segment, Hj212CrcKind crc)
     {
         await _sendGate.WaitAsync();
         try
         {
             var output = _connection.Transport.Output;
-            Hj212Framing.Write(output, segment, crc);
+            Hj212Framing.Write(output, segment.Span, crc);
             await output.FlushAsync();
         }
         catch (Exception ex) when (ex is InvalidOperationException or IOException or ConnectionResetException or ConnectionAbortedException or OperationCanceledException)
@@ -678,113 +575,4 @@ internal sealed partial class Hj212Connection : IDeviceCommandChannel
 
     [LoggerMessage(EventId = 9214, Level = LogLevel.Warning, Message = "HJ 212 station {Mn}: data not stored; it is not acknowledged")]
     private static partial void LogNotStored(ILogger logger, string mn, Exception exception);
-
-    /// <summary>A station this connection speaks for.</summary>
-    private sealed class Station(string mn, Device device, Hj212CrcKind crc, TimeSpan utcOffset, string st)
-    {
-        private byte[] _password = [];
-
-        public string Mn { get; } = mn;
-
-        public Device Device { get; } = device;
-
-        public Hj212CrcKind Crc { get; } = crc;
-
-        public TimeSpan UtcOffset { get; } = utcOffset;
-
-        /// <summary>The system code of its last frame, which the platform's commands to it carry.</summary>
-        public string St { get; set; } = st;
-
-        /// <summary>Flag's edition bits of its last frame (1 for HJ 212-2017, 0 for 2005).</summary>
-        public int Edition { get; set; } = 1;
-
-        public string Password { get; private set; } = "";
-
-        public ProtocolDeviceSession? Session { get; set; }
-
-        public TaskCompletionSource<ProtocolDeviceSession> Ready { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
-
-        public void SetPassword(string pw)
-        {
-            Password = pw;
-            _password = Encoding.UTF8.GetBytes(pw);
-        }
-
-        public bool PasswordIs(string pw)
-        {
-            Span<byte> bytes = stackalloc byte[Encoding.UTF8.GetMaxByteCount(pw.Length)];
-            var length = Encoding.UTF8.GetBytes(pw, bytes);
-            return CryptographicOperations.FixedTimeEquals(bytes[..length], _password);
-        }
-    }
-
-    /// <summary>A command sent to a station and waiting for its answers (by QN).</summary>
-    private sealed class Command(int requestId, Station station, IDeliveryListener listener, DateTimeOffset sent)
-    {
-        private Dictionary<string, string>? _values;
-        private int _delivered;
-
-        public int RequestId { get; } = requestId;
-
-        public Station Station { get; } = station;
-
-        public DateTimeOffset Sent { get; } = sent;
-
-        /// <summary>Data frames the station sent in answer (history requests).</summary>
-        public int Frames { get; set; }
-
-        public void Delivered()
-        {
-            if (Interlocked.Exchange(ref _delivered, 1) == 0)
-            {
-                listener.OnDelivered(QoS.AtMostOnce);
-            }
-        }
-
-        /// <summary>Keeps the <c>name=value</c> items of an upload the station sent for this command.</summary>
-        public void Collect(string cp)
-        {
-            foreach (var range in cp.AsSpan().SplitAny(';', ','))
-            {
-                var item = cp.AsSpan(range);
-                var eq = item.IndexOf('=');
-                if (eq > 0 && (_values ??= new(StringComparer.Ordinal)).Count < 64)
-                {
-                    _values[item[..eq].ToString()] = item[(eq + 1)..].ToString();
-                }
-            }
-        }
-
-        /// <summary>The reply: the execution result, the values the station sent, and the data frames counted.</summary>
-        public string Result(int exeRtn)
-        {
-            using var stream = new MemoryStream();
-            using (var writer = new Utf8JsonWriter(stream))
-            {
-                writer.WriteStartObject();
-                writer.WriteNumber("exeRtn", exeRtn);
-                if (exeRtn != 1)
-                {
-                    writer.WriteString("error", "The station did not execute the command: " + Hj212Commands.ExecutionResultText(exeRtn) + ".");
-                }
-
-                foreach (var (name, value) in _values ?? [])
-                {
-                    if (name is not ("exeRtn" or "error" or "frames"))
-                    {
-                        writer.WriteString(name, value);
-                    }
-                }
-
-                if (Frames > 0 || _values is null)
-                {
-                    writer.WriteNumber("frames", Frames);
-                }
-
-                writer.WriteEndObject();
-            }
-
-            return Encoding.UTF8.GetString(stream.ToArray());
-        }
-    }
 }
