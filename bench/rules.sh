@@ -26,9 +26,10 @@ for round in $(seq 1 "$ROUNDS"); do
     wait_port_closed 1885
     data=$(mktemp -d)
     env Listeners__DataDirectory="$data" Listeners__BindAddress=127.0.0.1 Listeners__TcpPort=1885 Listeners__TlsPort=-1 \
-      Listeners__WebSocketPort=-1 Listeners__SecureWebSocketPort=-1 Listeners__HttpPort=18080 Logging__LogLevel__Default=Warning \
+      Listeners__WebSocketPort=-1 Listeners__SecureWebSocketPort=-1 Listeners__HttpPort=18080 Listeners__Hj212Port=-1 \
+      Listeners__Jt808Port=-1 Listeners__CoapPort=-1 Logging__LogLevel__Default=Warning \
       Security__AdminPassword=bench-admin-password dotnet "$TAIHU_DLL" >"$results/taihu-$mode-$round.log" 2>&1 &
-    pid=$!; pids+=("$pid"); wait_port 1885
+    pid=$!; pids+=("$pid"); wait_port 1885; wait_port 18080
     flag=(); [ "$mode" = rules ] && flag=(--rules)
     echo "== round $round, $mode: $DEVICES devices, QoS 1, 5 keys, $INFLIGHT in flight each, ${DURATION}s"
     "${BENCH[@]}" telemetry --port 1885 --api http://127.0.0.1:18080 --admin-password bench-admin-password --clients "$DEVICES" \

@@ -59,8 +59,8 @@ public sealed partial class AlarmService(
     {
         CheckType(type);
         var details = NormalizeDetails(detailsJson);
-        return await InOwnerAsync(deviceId, () => RaiseInOwnerAsync(RulesCaller(tenantId),
-            new AlarmDraft(null, deviceId, type, severity, details, null, ts), tenantId, ts));
+        return await InOwnerAsync(deviceId, owner => RaiseInOwnerAsync(owner, RulesCaller(tenantId),
+            new AlarmDraft(null, deviceId, type, severity, details, null, ts), tenantId, ts, deviceKnown: true));
     }
 
     /// <summary>The rule engine's clear: clears the active alarm of <paramref name="type"/> on the device; Unchanged when there is none.</summary>
@@ -68,16 +68,16 @@ public sealed partial class AlarmService(
     {
         CheckType(type);
         var details = NormalizeDetails(detailsJson);
-        return await InOwnerAsync(deviceId, async () =>
+        return await InOwnerAsync(deviceId, async owner =>
         {
-            var active = await store.GetActiveAsync(tenantId, deviceId, type, CancellationToken.None);
+            var active = await ActiveAsync(owner, tenantId, type);
             if (active is null)
             {
                 return new AlarmChange(AlarmChangeKind.Unchanged, null);
             }
 
             var cleared = active with { Cleared = true, ClearTs = ts, EndTs = Math.Max(active.EndTs, ts), DetailsJson = details ?? active.DetailsJson };
-            return await CommitAsync(RulesCaller(tenantId), "ALARM_CLEAR", cleared);
+            return await CommitAsync(owner, RulesCaller(tenantId), "ALARM_CLEAR", cleared);
         });
     }
 
@@ -102,7 +102,7 @@ public sealed partial class AlarmService(
         if (draft.Id is { } id)
         {
             var existing = await store.GetAsync(tenantId, id, cancellationToken) ?? throw PlatformException.NotFound("The alarm");
-            return await InOwnerAsync(existing.OriginatorId, async () =>
+            return await InOwnerAsync(existing.OriginatorId, async owner =>
             {
                 var current = await store.GetAsync(tenantId, id, CancellationToken.None) ?? throw PlatformException.NotFound("The alarm");
                 var updated = current with
@@ -116,11 +116,11 @@ public sealed partial class AlarmService(
                     PropagateToTenant = draft.PropagateToTenant,
                     PropagateRelationTypes = draft.PropagateRelationTypes ?? current.PropagateRelationTypes,
                 };
-                return updated == current ? new AlarmChange(AlarmChangeKind.Unchanged, current) : await CommitAsync(caller, "UPDATED", updated);
+                return updated == current ? new AlarmChange(AlarmChangeKind.Unchanged, current) : await CommitAsync(owner, caller, "UPDATED", updated);
             });
         }
 
-        return await InOwnerAsync(draft.OriginatorId, () => RaiseInOwnerAsync(caller, draft, tenantId, now));
+        return await InOwnerAsync(draft.OriginatorId, owner => RaiseInOwnerAsync(owner, caller, draft, tenantId, now, deviceKnown: false));
     }
 
     public async Task<Alarm> GetAsync(Caller caller, Guid id, CancellationToken cancellationToken) =>
@@ -168,13 +168,15 @@ public sealed partial class AlarmService(
         caller.RequireWrite();
         var tenantId = caller.RequireTenant();
         var existing = await store.GetAsync(tenantId, id, cancellationToken) ?? throw PlatformException.NotFound("The alarm");
-        await InOwnerAsync(existing.OriginatorId, async () =>
+        await InOwnerAsync(existing.OriginatorId, async owner =>
         {
             var info = await store.GetInfoAsync(tenantId, id, CancellationToken.None);
             if (info is null || !await store.DeleteAsync(tenantId, id, CancellationToken.None))
             {
                 throw PlatformException.NotFound("The alarm");
             }
+
+            owner.Forget(info.Alarm.Type);
 
             await audit.WriteAsync(caller, "DELETED", "ALARM", id.ToString(), info.Alarm.Type, cancellationToken: CancellationToken.None);
             feed.Publish(new AlarmEvent(AlarmChangeKind.Deleted, info));
@@ -192,43 +194,54 @@ public sealed partial class AlarmService(
         store.HighestSeverityAsync(caller.RequireTenant(), query, cancellationToken);
 
     /// <summary>Completes once the device's owner has done everything handed to it before: a sync point for tests.</summary>
-    internal Task IdleAsync(Guid deviceId) => InOwnerAsync(deviceId, static () => Task.FromResult(true));
+    internal Task IdleAsync(Guid deviceId) => InOwnerAsync(deviceId, static _ => Task.FromResult(true));
 
     private async Task<Alarm> ChangeAsync(Caller caller, Guid id, string action, Func<Alarm, Alarm> change, CancellationToken cancellationToken)
     {
         caller.RequireWrite();
         var tenantId = caller.RequireTenant();
         var existing = await store.GetAsync(tenantId, id, cancellationToken) ?? throw PlatformException.NotFound("The alarm");
-        var result = await InOwnerAsync(existing.OriginatorId, async () =>
+        var result = await InOwnerAsync(existing.OriginatorId, async owner =>
         {
             // Read again inside the owner: what was read above may have changed since.
             var current = await store.GetAsync(tenantId, id, CancellationToken.None) ?? throw PlatformException.NotFound("The alarm");
-            return await CommitAsync(caller, action, change(current));
+            return await CommitAsync(owner, caller, action, change(current));
         });
         return result.Alarm!;
     }
 
     /// <summary>Runs in the device's owner: creates the alarm of the draft's type, or updates the active one.</summary>
-    private async Task<AlarmChange> RaiseInOwnerAsync(Caller caller, AlarmDraft draft, Guid tenantId, long ts)
+    /// <param name="deviceKnown">
+    /// The caller knows the device is the tenant's (the rule engine, fed from the device's own events): a new alarm
+    /// needs no read of the device (a device deleted meanwhile still fails the insert).
+    /// </param>
+    private async Task<AlarmChange> RaiseInOwnerAsync(AlarmOwner owner, Caller caller, AlarmDraft draft, Guid tenantId, long ts, bool deviceKnown)
     {
         // An active alarm found under the tenant proves the device is the tenant's; only a new alarm needs the
-        // device read (a rule raising on every message costs one read, not two).
-        var active = await store.GetActiveAsync(tenantId, draft.OriginatorId, draft.Type, CancellationToken.None);
+        // device read, and only for a user's raise.
+        var active = await ActiveAsync(owner, tenantId, draft.Type);
         if (active is null)
         {
-            await RequireDeviceAsync(tenantId, draft.OriginatorId, CancellationToken.None);
+            if (!deviceKnown)
+            {
+                await RequireDeviceAsync(tenantId, draft.OriginatorId, CancellationToken.None);
+            }
+
+            var now = Now();
             var start = draft.StartTs ?? ts;
             var alarm = new Alarm(Guid.CreateVersion7(), tenantId, draft.OriginatorId, draft.Type, draft.Severity, false, false,
                 start, Math.Max(draft.EndTs ?? ts, start), 0, 0, 0, null, draft.DetailsJson ?? "{}", draft.Propagate, draft.PropagateToOwner,
-                draft.PropagateToTenant, draft.PropagateRelationTypes ?? [], Now());
-            if (await store.InsertAsync(alarm, CancellationToken.None))
+                draft.PropagateToTenant, draft.PropagateRelationTypes ?? [], now);
+            // The alarm and its audit entry commit in one transaction: one wait for the database's write lock, not two.
+            if (await store.InsertAsync(alarm, AuditRecord.Of(caller, "ADDED", "ALARM", alarm.Id.ToString(), alarm.Type, now), CancellationToken.None))
             {
-                await audit.WriteAsync(caller, "ADDED", "ALARM", alarm.Id.ToString(), alarm.Type, cancellationToken: CancellationToken.None);
+                owner.Remember(alarm);
                 await PublishAsync(AlarmChangeKind.Created, alarm);
                 return new AlarmChange(AlarmChangeKind.Created, alarm);
             }
 
             // Another process sharing the database raised it first: this raise updates that alarm.
+            owner.Forget(draft.Type);
             active = await store.GetActiveAsync(tenantId, draft.OriginatorId, draft.Type, CancellationToken.None)
                 ?? throw PlatformException.Conflict("The alarm changed while it was raised; try again.");
         }
@@ -247,7 +260,7 @@ public sealed partial class AlarmService(
         // A rule raising again on every message moves endTs each time: that is not news for the audit log (a user's
         // save is, and so is a rule's change of severity).
         var audited = caller.UserId != Guid.Empty || updated.Severity != active.Severity;
-        return await CommitAsync(caller, "UPDATED", updated, audited);
+        return await CommitAsync(owner, caller, "UPDATED", updated, audited);
     }
 
     /// <summary>
@@ -256,39 +269,69 @@ public sealed partial class AlarmService(
     /// the write, and then the write is refused (<see cref="Alarm.Version"/>) and the change is made again from a
     /// fresh read, a few times at most.
     /// </summary>
-    private Task<T> InOwnerAsync<T>(Guid deviceId, Func<Task<T>> change) => OwnerOf(deviceId).AskAsync(async () =>
+    private Task<T> InOwnerAsync<T>(Guid deviceId, Func<AlarmOwner, Task<T>> change)
+    {
+        var owner = OwnerOf(deviceId);
+        return owner.AskAsync(() => ChangeInOwnerAsync(owner, change));
+    }
+
+    private static async Task<T> ChangeInOwnerAsync<T>(AlarmOwner owner, Func<AlarmOwner, Task<T>> change)
     {
         for (var attempt = 1; ; attempt++)
         {
             try
             {
-                return await change();
+                return await change(owner);
             }
             catch (StaleAlarmException) when (attempt < 5)
             {
-                // Read again and decide again.
+                // Read again and decide again: what the owner knew is out of date.
+                owner.ForgetAll();
             }
             catch (StaleAlarmException)
             {
+                owner.ForgetAll();
                 throw PlatformException.Conflict("The alarm kept changing while this change was made; try again.");
             }
+            catch
+            {
+                // A failed write may or may not have committed: the next change reads the database again.
+                owner.ForgetAll();
+                throw;
+            }
         }
-    });
+    }
 
-    /// <summary>Writes a changed alarm, audits it and tells the live feed; runs in the alarm's owner.</summary>
-    private async Task<AlarmChange> CommitAsync(Caller caller, string action, Alarm alarm, bool audited = true)
+    /// <summary>
+    /// The active alarm of a type on the owner's device, from what the owner knows when it knows (it wrote or read it
+    /// last, and it is the only writer in this process), else read. An alarm of another tenant is not found.
+    /// </summary>
+    private async Task<Alarm?> ActiveAsync(AlarmOwner owner, Guid tenantId, string type)
     {
-        if (!await store.UpdateAsync(alarm))
+        if (owner.TryKnown(type, out var known))
+        {
+            return known?.TenantId == tenantId ? known : null;
+        }
+
+        // None found under another tenant is remembered too: that caller's change then fails on the device check,
+        // and a failed change forgets everything; a new alarm the owner wrongly thought absent clashes on the
+        // database's unique index and is read again.
+        var active = await store.GetActiveAsync(tenantId, owner.DeviceId, type, CancellationToken.None);
+        owner.Remember(type, active);
+        return active;
+    }
+
+    /// <summary>Writes a changed alarm and its audit entry in one transaction, and tells the live feed; runs in the alarm's owner.</summary>
+    private async Task<AlarmChange> CommitAsync(AlarmOwner owner, Caller caller, string action, Alarm alarm, bool audited = true)
+    {
+        var entry = audited ? AuditRecord.Of(caller, action, "ALARM", alarm.Id.ToString(), alarm.Type, Now()) : null;
+        if (!await store.UpdateAsync(alarm, entry))
         {
             throw await store.GetAsync(alarm.TenantId, alarm.Id) is null ? PlatformException.NotFound("The alarm") : new StaleAlarmException();
         }
 
         alarm = alarm with { Version = alarm.Version + 1 };
-
-        if (audited)
-        {
-            await audit.WriteAsync(caller, action, "ALARM", alarm.Id.ToString(), alarm.Type, cancellationToken: CancellationToken.None);
-        }
+        owner.Remember(alarm);
 
         await PublishAsync(AlarmChangeKind.Updated, alarm);
         return new AlarmChange(AlarmChangeKind.Updated, alarm);
@@ -357,13 +400,41 @@ public sealed partial class AlarmService(
 
 /// <summary>
 /// The one owner of a device's alarm changes: work handed to it (<see cref="AskAsync{T}"/>) runs one item at a
-/// time, in the order it came, on the thread pool. It holds no state of its own beyond the queue: the alarm rows
-/// are the state, and only work run here writes them. The shape of a grain's turn-based scheduling.
+/// time, in the order it came, on the thread pool. The alarm rows are the state, and only work run here writes
+/// them (in this process); the owner keeps the device's active alarms as it last wrote or read them, so that a
+/// rule raising or clearing again writes without reading first. The shape of a grain's turn-based scheduling.
 /// </summary>
 internal sealed class AlarmOwner(Guid deviceId, ILogger logger)
 {
     private readonly ConcurrentQueue<Func<Task>> _mailbox = new();
     private int _draining;
+
+    // The device's active alarm per type as last written or read here (null: known to have none). Touched only by
+    // work run in this owner, one item at a time.
+    private readonly Dictionary<string, Alarm?> _active = new(StringComparer.Ordinal);
+
+    public Guid DeviceId => deviceId;
+
+    public bool TryKnown(string type, out Alarm? active) => _active.TryGetValue(type, out active);
+
+    public void Remember(string type, Alarm? active) => _active[type] = active;
+
+    /// <summary>An alarm as written: the active one of its type, or, cleared, no longer (if it was the one known).</summary>
+    public void Remember(Alarm alarm)
+    {
+        if (!alarm.Cleared)
+        {
+            _active[alarm.Type] = alarm;
+        }
+        else if (_active.TryGetValue(alarm.Type, out var known) && known?.Id == alarm.Id)
+        {
+            _active[alarm.Type] = null;
+        }
+    }
+
+    public void Forget(string type) => _active.Remove(type);
+
+    public void ForgetAll() => _active.Clear();
 
     /// <summary>Hands the owner work with a result; it runs after everything handed before it.</summary>
     public Task<T> AskAsync<T>(Func<Task<T>> work)

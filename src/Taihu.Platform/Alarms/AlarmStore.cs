@@ -2,6 +2,7 @@ using System.Data.Common;
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
+using Taihu.Platform.Audit;
 using Taihu.Platform.Storage;
 
 namespace Taihu.Platform.Alarms;
@@ -13,14 +14,18 @@ namespace Taihu.Platform.Alarms;
 /// </summary>
 public interface IAlarmStore
 {
-    /// <summary>Stores a new alarm; false when an active alarm of that originator and type exists already.</summary>
-    Task<bool> InsertAsync(Alarm alarm, CancellationToken cancellationToken = default);
+    /// <summary>
+    /// Stores a new alarm, and <paramref name="audit"/> with it in one transaction; false when an active alarm of that
+    /// originator and type exists already. A 404 problem when the originator device is gone.
+    /// </summary>
+    Task<bool> InsertAsync(Alarm alarm, AuditRecord? audit = null, CancellationToken cancellationToken = default);
 
     /// <summary>
     /// Writes every field of an existing alarm if its row is still at <see cref="Alarm.Version"/>, and moves the
-    /// version on; false when the alarm is gone or was changed since it was read.
+    /// version on, with <paramref name="audit"/> in the same transaction; false when the alarm is gone or was changed
+    /// since it was read.
     /// </summary>
-    Task<bool> UpdateAsync(Alarm alarm, CancellationToken cancellationToken = default);
+    Task<bool> UpdateAsync(Alarm alarm, AuditRecord? audit = null, CancellationToken cancellationToken = default);
 
     Task<Alarm?> GetAsync(Guid tenantId, Guid id, CancellationToken cancellationToken = default);
 
@@ -49,7 +54,7 @@ public sealed class SqlAlarmStore(PlatformDatabase database, Events.EventSignal?
 
     private const string InfoFrom = "alarms a JOIN devices d ON d.id = a.originator_id LEFT JOIN users u ON u.id = a.assignee_id";
 
-    public async Task<bool> InsertAsync(Alarm alarm, CancellationToken cancellationToken = default)
+    public async Task<bool> InsertAsync(Alarm alarm, AuditRecord? audit = null, CancellationToken cancellationToken = default)
     {
         await using var connection = await database.OpenAsync(cancellationToken);
         using var command = connection.CreateCommand();
@@ -71,8 +76,13 @@ public sealed class SqlAlarmStore(PlatformDatabase database, Events.EventSignal?
         {
             return false;
         }
+        catch (DbException e) when (Sql.IsForeignKeyViolation(e))
+        {
+            throw PlatformException.NotFound("The originator device");
+        }
 
         await AppendEventAsync(connection, transaction, alarm, Events.PlatformEventType.AlarmCreated, cancellationToken);
+        await AuditAsync(connection, transaction, audit, cancellationToken);
         await transaction.CommitAsync(cancellationToken);
         signal?.Notify();
         return true;
@@ -99,7 +109,7 @@ public sealed class SqlAlarmStore(PlatformDatabase database, Events.EventSignal?
         await Events.EventLog.AppendAsync(database, connection, transaction, Events.EventLogKind.Device, body, ts, cancellationToken);
     }
 
-    public async Task<bool> UpdateAsync(Alarm alarm, CancellationToken cancellationToken = default)
+    public async Task<bool> UpdateAsync(Alarm alarm, AuditRecord? audit = null, CancellationToken cancellationToken = default)
     {
         await using var connection = await database.OpenAsync(cancellationToken);
         using var command = connection.CreateCommand();
@@ -131,10 +141,14 @@ public sealed class SqlAlarmStore(PlatformDatabase database, Events.EventSignal?
         // Cleared by this change: ALARM_CLEARED; any other change (an ack, a new severity, an ack after the clear): ALARM_UPDATED.
         var type = alarm.Cleared && !wasCleared ? Events.PlatformEventType.AlarmCleared : Events.PlatformEventType.AlarmUpdated;
         await AppendEventAsync(connection, transaction, alarm with { Version = alarm.Version + 1 }, type, cancellationToken);
+        await AuditAsync(connection, transaction, audit, cancellationToken);
         await transaction.CommitAsync(cancellationToken);
         signal?.Notify();
         return true;
     }
+
+    private static Task AuditAsync(DbConnection connection, DbTransaction transaction, AuditRecord? audit, CancellationToken cancellationToken) =>
+        audit is null ? Task.CompletedTask : SqlAuditLog.InsertAsync(connection, transaction, [audit], cancellationToken);
 
     private static void Bind(DbCommand command, Alarm alarm)
     {

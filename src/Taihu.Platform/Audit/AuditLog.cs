@@ -28,6 +28,25 @@ public interface IAuditLog
 /// state changes or many lightweight calls share transactions instead of queueing for SQLite's write lock one by
 /// one.
 /// </remarks>
+/// <summary>
+/// An audit entry not yet written: made by <see cref="Of"/> and written by the audit log's group commit, or by a
+/// store in the transaction of the change it records (<see cref="SqlAuditLog.InsertAsync(DbConnection, DbTransaction?, IReadOnlyList{AuditRecord})"/>),
+/// so that the change and its entry commit together.
+/// </summary>
+public sealed record AuditRecord(string? TenantId, string UserId, string? UserName, string ActionType, string? EntityType, string? EntityId, string? EntityName, string? Failure, long CreatedTime)
+{
+    public static AuditRecord Of(Caller caller, string actionType, string? entityType, string? entityId, string? entityName, long createdTime, string? failure = null)
+    {
+        ArgumentNullException.ThrowIfNull(caller);
+        return new(caller.TenantId?.ToString(), caller.UserId.ToString(), Storable(caller.Name), actionType, Storable(entityType), Storable(entityId),
+            Storable(entityName), Storable(failure), createdTime);
+    }
+
+    // An entry is never refused for its text (one bad entry would fail its whole group): a NUL, which PostgreSQL
+    // cannot store, is written as U+FFFD.
+    private static string? Storable(string? text) => text is not null && text.Contains('\0', StringComparison.Ordinal) ? text.Replace('\0', '\uFFFD') : text;
+}
+
 public sealed class SqlAuditLog(PlatformDatabase database, TimeProvider time) : IAuditLog
 {
     internal const int MaxBatch = 512;
@@ -37,9 +56,7 @@ public sealed class SqlAuditLog(PlatformDatabase database, TimeProvider time) : 
 
     public Task WriteAsync(Caller caller, string actionType, string? entityType, string? entityId, string? entityName, string? failure = null, CancellationToken cancellationToken = default)
     {
-        ArgumentNullException.ThrowIfNull(caller);
-        var entry = new PendingEntry(caller.TenantId?.ToString(), caller.UserId.ToString(), Storable(caller.Name), actionType, Storable(entityType),
-            Storable(entityId), Storable(entityName), Storable(failure), time.GetUtcNow().ToUnixTimeMilliseconds());
+        var entry = new PendingEntry(AuditRecord.Of(caller, actionType, entityType, entityId, entityName, time.GetUtcNow().ToUnixTimeMilliseconds(), failure));
         _queue.Enqueue(entry);
         if (Interlocked.Exchange(ref _writing, 1) == 0)
         {
@@ -95,6 +112,24 @@ public sealed class SqlAuditLog(PlatformDatabase database, TimeProvider time) : 
     {
         await using var connection = await database.OpenAsync();
         await using var transaction = batch.Count > 1 ? await connection.BeginTransactionAsync() : null;
+        var records = new AuditRecord[batch.Count];
+        for (var i = 0; i < records.Length; i++)
+        {
+            records[i] = batch[i].Record;
+        }
+
+        await InsertAsync(connection, transaction, records);
+        if (transaction is not null)
+        {
+            await transaction.CommitAsync();
+        }
+    }
+
+    /// <summary>Inserts entries on a caller's connection, in its transaction (an alarm store writes its change's entry so).</summary>
+    public static async Task InsertAsync(DbConnection connection, DbTransaction? transaction, IReadOnlyList<AuditRecord> records, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(connection);
+        ArgumentNullException.ThrowIfNull(records);
         using var command = connection.CreateCommand();
         command.Transaction = transaction;
         command.CommandText = """
@@ -112,7 +147,7 @@ public sealed class SqlAuditLog(PlatformDatabase database, TimeProvider time) : 
         var status = command.AddParameter("status", null);
         var failure = command.AddParameter("failure", null);
         var created = command.AddParameter("created", null);
-        foreach (var e in batch)
+        foreach (var e in records)
         {
             id.Value = Guid.CreateVersion7().ToString();
             tenant.Value = (object?)e.TenantId ?? DBNull.Value;
@@ -125,20 +160,11 @@ public sealed class SqlAuditLog(PlatformDatabase database, TimeProvider time) : 
             status.Value = e.Failure is null ? "SUCCESS" : "FAILURE";
             failure.Value = (object?)e.Failure ?? DBNull.Value;
             created.Value = e.CreatedTime;
-            await command.ExecuteNonQueryAsync();
-        }
-
-        if (transaction is not null)
-        {
-            await transaction.CommitAsync();
+            await command.ExecuteNonQueryAsync(cancellationToken);
         }
     }
 
-    // An entry is never refused for its text (one bad entry would fail its whole group): a NUL, which PostgreSQL
-    // cannot store, is written as U+FFFD.
-    private static string? Storable(string? text) => text is not null && text.Contains('\0', StringComparison.Ordinal) ? text.Replace('\0', '\uFFFD') : text;
-
-    private sealed record PendingEntry(string? TenantId, string UserId, string? UserName, string ActionType, string? EntityType, string? EntityId, string? EntityName, string? Failure, long CreatedTime)
+    private sealed record PendingEntry(AuditRecord Record)
     {
         public TaskCompletionSource Written { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
     }
