@@ -64,8 +64,9 @@ public sealed class DeviceDirectory
 /// <summary>
 /// Runs each <see cref="IEventConsumer"/> over the event log in a loop of its own, so that a slow one (an
 /// integration whose target is down) holds back no other. Writers call <see cref="Notify"/> after a commit; a loop
-/// also looks every <see cref="PollInterval"/> (rows written by another process sharing the database). Rows every
-/// consumer has recorded are pruned every <see cref="PruneInterval"/>.
+/// also looks every <see cref="PollInterval"/> (rows written by another process sharing the database; every
+/// <see cref="SinglePollInterval"/> on SQLite). Rows every consumer has recorded are pruned every
+/// <see cref="PruneInterval"/> while consumers move.
 /// </summary>
 public sealed partial class EventDispatcher : BackgroundService
 {
@@ -107,6 +108,13 @@ public sealed partial class EventDispatcher : BackgroundService
     }
 
     public TimeSpan PollInterval { get; init; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>
+    /// The same look on SQLite, which only this process writes (a cluster, whose nodes share the log, runs on
+    /// PostgreSQL): this process's writers always notify, so the look is a safety net, and a read a second per
+    /// consumer was a good part of an idle server's CPU (docs/benchmarks.md, idle CPU).
+    /// </summary>
+    public TimeSpan SinglePollInterval { get; init; } = TimeSpan.FromSeconds(30);
 
     public TimeSpan PruneInterval { get; init; } = TimeSpan.FromSeconds(2);
 
@@ -181,6 +189,7 @@ public sealed partial class EventDispatcher : BackgroundService
             var position = await StartPositionAsync(consumer, stoppingToken);
             Release(consumer.Name, position);
             var failures = 0;
+            var pollInterval = _database.Provider == StorageProvider.Sqlite ? SinglePollInterval : PollInterval;
             var events = new List<PlatformEvent>();
             var row = new DecodedRow();
             while (!stoppingToken.IsCancellationRequested)
@@ -217,7 +226,7 @@ public sealed partial class EventDispatcher : BackgroundService
 
                 if (last == position)
                 {
-                    await signal.WaitAsync(PollInterval, stoppingToken);
+                    await signal.WaitAsync(pollInterval, stoppingToken);
                     continue;
                 }
 
@@ -350,16 +359,30 @@ public sealed partial class EventDispatcher : BackgroundService
         }
 
         using var timer = new PeriodicTimer(PruneInterval, _time);
+        // An idle server prunes nothing: once a prune deleted no row and no consumer has moved since, the next
+        // prune waits until one does (each prune is a write transaction; two a second cost an idle server more CPU
+        // than its 10,000 idle MQTT connections, docs/benchmarks.md). Rows a consumer recorded later than it
+        // moved are pruned at the next movement.
+        var positionsAtLastPrune = -1L;
+        var lastPruneDeleted = true;
         try
         {
             while (await timer.WaitForNextTickAsync(stoppingToken))
             {
+                var positions = SumOfPositions();
+                if (!lastPruneDeleted && positions == positionsAtLastPrune)
+                {
+                    continue;
+                }
+
                 try
                 {
-                    await EventLog.PruneAsync(_database, names, stoppingToken);
+                    positionsAtLastPrune = positions;
+                    lastPruneDeleted = await EventLog.PruneAsync(_database, names, stoppingToken) > 0;
                 }
                 catch (Exception e) when (e is not OperationCanceledException)
                 {
+                    lastPruneDeleted = true; // tried again at the next tick
                     LogPruneFailed(_logger, e);
                 }
             }
@@ -388,6 +411,18 @@ public sealed partial class EventDispatcher : BackgroundService
                 }
             }
         }
+    }
+
+    /// <summary>Changes whenever a consumer moves (positions only grow).</summary>
+    private long SumOfPositions()
+    {
+        var sum = 0L;
+        foreach (var (_, position) in _positions)
+        {
+            sum += position;
+        }
+
+        return sum;
     }
 
     private IEnumerable<Measurement<long>> ObservePositions()

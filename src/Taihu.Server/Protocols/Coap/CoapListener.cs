@@ -37,6 +37,12 @@ internal sealed partial class CoapListener(
     private Socket? _socket;
     private Task? _receiving;
     private ITimer? _sweeper;
+    // The sweeper runs only while there is something to sweep: an idle server's timers each wake two threads, and
+    // this one, every half second, was a quarter of the wake-ups of a server with nothing to do (docs/benchmarks.md,
+    // idle CPU). Armed when an endpoint appears, disarmed by a sweep that finds none, both under _sweepGate.
+    private readonly Lock _sweepGate = new();
+    private TimeSpan _sweepPeriod;
+    private bool _sweeperArmed;
     private int _inFlight;
 
     public int EndpointCount => _endpoints.Count;
@@ -72,7 +78,8 @@ internal sealed partial class CoapListener(
         api.Attach(this);
         revocations.Revoked += Forget;
         var sweep = TimeSpan.FromMilliseconds(Math.Clamp(_options.SeparateResponseAfter.TotalMilliseconds / 2, 50, 1000));
-        _sweeper = time.CreateTimer(_ => Sweep(), null, sweep, sweep);
+        _sweepPeriod = sweep;
+        _sweeper = time.CreateTimer(_ => Sweep(), null, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
         _receiving = Task.Run(ReceiveAsync, CancellationToken.None);
         return Task.CompletedTask;
     }
@@ -200,7 +207,39 @@ internal sealed partial class CoapListener(
 
         var copy = new SocketAddress(from.Family, from.Size);
         from.Buffer.Span[..from.Size].CopyTo(copy.Buffer.Span);
-        return _endpoints.GetOrAdd(copy, static (address, now) => new CoapEndpoint(address) { LastHeard = now }, time.GetTimestamp());
+        endpoint = _endpoints.GetOrAdd(copy, static (address, now) => new CoapEndpoint(address) { LastHeard = now }, time.GetTimestamp());
+        ArmSweeper();
+        return endpoint;
+    }
+
+    private void ArmSweeper()
+    {
+        lock (_sweepGate)
+        {
+            if (!_sweeperArmed && _sweeper is { } sweeper)
+            {
+                _sweeperArmed = true;
+                sweeper.Change(_sweepPeriod, _sweepPeriod);
+            }
+        }
+    }
+
+    /// <summary>Stops the sweeper when no endpoint and no slow exchange is left; <see cref="ArmSweeper"/> starts it again.</summary>
+    private void DisarmSweeperWhenIdle()
+    {
+        if (!_endpoints.IsEmpty || !_slow.IsEmpty)
+        {
+            return;
+        }
+
+        lock (_sweepGate)
+        {
+            if (_sweeperArmed && _endpoints.IsEmpty && _slow.IsEmpty)
+            {
+                _sweeperArmed = false;
+                _sweeper?.Change(Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
+            }
+        }
     }
 
     /// <summary>The endpoint table is full: a confirmable request is answered 5.03, with no state kept.</summary>
@@ -343,6 +382,10 @@ internal sealed partial class CoapListener(
         if (header.Type == CoapType.Confirmable)
         {
             _slow[exchange] = endpoint;
+            if (!Volatile.Read(ref _sweeperArmed))
+            {
+                ArmSweeper(); // its endpoint was removed meanwhile
+            }
         }
 
         CoapResponse response;
@@ -552,6 +595,7 @@ internal sealed partial class CoapListener(
 
             if (Interlocked.Increment(ref _sweeps) % 8 != 0)
             {
+                DisarmSweeperWhenIdle();
                 return;
             }
 
@@ -576,6 +620,8 @@ internal sealed partial class CoapListener(
                     }
                 }
             }
+
+            DisarmSweeperWhenIdle();
         }
         catch (Exception e)
         {
