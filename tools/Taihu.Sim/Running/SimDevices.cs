@@ -155,25 +155,20 @@ public sealed class MqttSimDevice(string host, int port, string clientId, string
 
         try
         {
-            var wait = fleet.Behaviour.ReconnectInitial;
-            while (!_stopping.IsCancellationRequested && _wanted && !_client.IsConnected)
+            if (await ReconnectBackoff.RunAsync(fleet.Behaviour, scaling, random, () => _wanted && !_client.IsConnected, async cancellationToken =>
+                {
+                    try
+                    {
+                        await ConnectOnceAsync(cancellationToken);
+                        return true;
+                    }
+                    catch (Exception e) when (e is MQTTnet.Exceptions.MqttCommunicationException or InvalidOperationException or TimeoutException)
+                    {
+                        return false;
+                    }
+                }, _stopping.Token))
             {
-                double factor;
-                lock (random)
-                {
-                    factor = 0.75 + (random.NextDouble() * 0.5);
-                }
-
-                await Task.Delay(scaling.Real(wait * factor), _stopping.Token);
-                try
-                {
-                    await ConnectOnceAsync(_stopping.Token);
-                    Interlocked.Increment(ref _reconnects);
-                }
-                catch (Exception e) when (e is MQTTnet.Exceptions.MqttCommunicationException or InvalidOperationException or TimeoutException)
-                {
-                    wait = TimeSpan.FromTicks(Math.Min(wait.Ticks * 2, fleet.Behaviour.ReconnectMax.Ticks));
-                }
+                Interlocked.Increment(ref _reconnects);
             }
         }
         catch (OperationCanceledException)

@@ -152,26 +152,21 @@ public abstract class TcpSimDevice(string host, int port, FleetDefinition fleet,
 
         try
         {
-            var wait = fleet.Behaviour.ReconnectInitial;
-            while (!_stopping.IsCancellationRequested && _wanted && _socket is null)
+            if (await ReconnectBackoff.RunAsync(fleet.Behaviour, scaling, random, () => _wanted && _socket is null, async cancellationToken =>
+                {
+                    try
+                    {
+                        await ConnectOnceAsync(cancellationToken);
+                        return true;
+                    }
+                    catch (Exception e) when (e is SocketException or InvalidOperationException or TimeoutException)
+                    {
+                        DropSocket();
+                        return false;
+                    }
+                }, _stopping.Token))
             {
-                double factor;
-                lock (random)
-                {
-                    factor = 0.75 + (random.NextDouble() * 0.5);
-                }
-
-                await Task.Delay(scaling.Real(wait * factor), _stopping.Token);
-                try
-                {
-                    await ConnectOnceAsync(_stopping.Token);
-                    Interlocked.Increment(ref _reconnects);
-                }
-                catch (Exception e) when (e is SocketException or InvalidOperationException or TimeoutException)
-                {
-                    DropSocket();
-                    wait = TimeSpan.FromTicks(Math.Min(wait.Ticks * 2, fleet.Behaviour.ReconnectMax.Ticks));
-                }
+                Interlocked.Increment(ref _reconnects);
             }
         }
         catch (OperationCanceledException)
@@ -254,21 +249,10 @@ public abstract class TcpSimDevice(string host, int port, FleetDefinition fleet,
     /// <summary>Writes an upload and waits for the answer that <see cref="Answer"/> gives it under <paramref name="key"/>.</summary>
     protected async Task<SendResult> SendAndWaitAsync(string key, byte[] frame, CancellationToken cancellationToken)
     {
-        if (!IsConnected)
+        var (answer, written) = await WaitForAnswerAsync(key, frame, cancellationToken);
+        if (answer is null)
         {
-            return SendResult.NotConnected;
-        }
-
-        var answer = new TaskCompletionSource<SendResult>(TaskCreationOptions.RunContinuationsAsynchronously);
-        lock (_pending)
-        {
-            _pending[key] = answer;
-        }
-
-        if (!await WriteAsync(frame, cancellationToken))
-        {
-            Forget(key);
-            return new SendResult(false, "connection closed by the server");
+            return written;
         }
 
         try
@@ -289,21 +273,10 @@ public abstract class TcpSimDevice(string host, int port, FleetDefinition fleet,
     /// </summary>
     protected async Task<SendResult> SendUnansweredAsync(string key, byte[] frame, Func<CancellationToken, Task<SendResult>> thenAskAsync, string ignored, CancellationToken cancellationToken)
     {
-        if (!IsConnected)
+        var (answer, written) = await WaitForAnswerAsync(key, frame, cancellationToken);
+        if (answer is null)
         {
-            return SendResult.NotConnected;
-        }
-
-        var answer = new TaskCompletionSource<SendResult>(TaskCreationOptions.RunContinuationsAsynchronously);
-        lock (_pending)
-        {
-            _pending[key] = answer;
-        }
-
-        if (!await WriteAsync(frame, cancellationToken))
-        {
-            Forget(key);
-            return new SendResult(false, "connection closed by the server");
+            return written;
         }
 
         var after = await thenAskAsync(cancellationToken);
@@ -318,6 +291,29 @@ public abstract class TcpSimDevice(string host, int port, FleetDefinition fleet,
 
     /// <summary>A frame the server must refuse (a broken check), and how the server took it.</summary>
     public abstract Task<SendResult> SendMalformedAsync(CancellationToken cancellationToken);
+
+    /// <summary>Registers the answer <paramref name="key"/> waits for, then writes the frame; no answer to wait for when it could not be written (and why).</summary>
+    private async Task<(TaskCompletionSource<SendResult>? Answer, SendResult Written)> WaitForAnswerAsync(string key, byte[] frame, CancellationToken cancellationToken)
+    {
+        if (!IsConnected)
+        {
+            return (null, SendResult.NotConnected);
+        }
+
+        var answer = new TaskCompletionSource<SendResult>(TaskCreationOptions.RunContinuationsAsynchronously);
+        lock (_pending)
+        {
+            _pending[key] = answer;
+        }
+
+        if (!await WriteAsync(frame, cancellationToken))
+        {
+            Forget(key);
+            return (null, new SendResult(false, "connection closed by the server"));
+        }
+
+        return (answer, SendResult.Ok);
+    }
 
     private void Forget(string key)
     {
