@@ -13,26 +13,22 @@ namespace Taihu.Cluster.Tests;
 [Collection(PostgresCollection.Name)]
 public sealed class PostgresMembershipTableTests(PostgresServer server) : IAsyncLifetime
 {
-    private string _database = "";
-    private NpgsqlDataSource? _dataSource;
+    private ScratchDatabase? _database;
 
-    private NpgsqlDataSource DataSource => _dataSource!;
+    private NpgsqlDataSource DataSource => _database!.DataSource;
 
     public async Task InitializeAsync()
     {
-        _database = await server.CreateDatabaseAsync();
-        _dataSource = NpgsqlDataSource.Create(server.ConnectionString(_database));
+        _database = await ScratchDatabase.CreateAsync(server);
         await ClusterSchema.PrepareAsync(DataSource, "alpha");
     }
 
     public async Task DisposeAsync()
     {
-        if (_dataSource is not null)
+        if (_database is not null)
         {
-            await _dataSource.DisposeAsync();
+            await _database.DisposeAsync();
         }
-
-        await server.DropDatabaseAsync(_database);
     }
 
     private async Task<PostgresMembershipTable> TableAsync(string clusterId = "alpha")
