@@ -212,36 +212,6 @@ internal sealed partial class CoapListener(
         return endpoint;
     }
 
-    private void ArmSweeper()
-    {
-        lock (_sweepGate)
-        {
-            if (!_sweeperArmed && _sweeper is { } sweeper)
-            {
-                _sweeperArmed = true;
-                sweeper.Change(_sweepPeriod, _sweepPeriod);
-            }
-        }
-    }
-
-    /// <summary>Stops the sweeper when no endpoint and no slow exchange is left; <see cref="ArmSweeper"/> starts it again.</summary>
-    private void DisarmSweeperWhenIdle()
-    {
-        if (!_endpoints.IsEmpty || !_slow.IsEmpty)
-        {
-            return;
-        }
-
-        lock (_sweepGate)
-        {
-            if (_sweeperArmed && _endpoints.IsEmpty && _slow.IsEmpty)
-            {
-                _sweeperArmed = false;
-                _sweeper?.Change(Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
-            }
-        }
-    }
-
     /// <summary>The endpoint table is full: a confirmable request is answered 5.03, with no state kept.</summary>
     private void RefuseFull(ReadOnlySpan<byte> datagram, SocketAddress from)
     {
@@ -417,7 +387,7 @@ internal sealed partial class CoapListener(
             else if (exchange.State == CoapExchangeState.Acknowledged)
             {
                 var messageId = endpoint.NextMessageId();
-                datagram = Encode(CoapType.Confirmable, messageId, token, response);
+                datagram = CoapResponseEncoder.Encode(CoapType.Confirmable, messageId, token, response);
                 exchange.Response = null;
                 exchange.State = CoapExchangeState.Answered;
                 Track(endpoint, messageId, new CoapOutgoing(datagram, null, null));
@@ -425,8 +395,8 @@ internal sealed partial class CoapListener(
             else
             {
                 datagram = header.Type == CoapType.Confirmable
-                    ? Encode(CoapType.Acknowledgement, header.MessageId, token, response)
-                    : Encode(CoapType.NonConfirmable, endpoint.NextMessageId(), token, response);
+                    ? CoapResponseEncoder.Encode(CoapType.Acknowledgement, header.MessageId, token, response)
+                    : CoapResponseEncoder.Encode(CoapType.NonConfirmable, endpoint.NextMessageId(), token, response);
                 exchange.Response = datagram;
                 exchange.State = CoapExchangeState.Answered;
             }
@@ -457,7 +427,7 @@ internal sealed partial class CoapListener(
 
             var messageId = endpoint.NextMessageId();
             var response = new CoapResponse(CoapCode.Content, payload) { Json = true, Observe = observation.NextSequence() };
-            datagram = Encode(CoapType.Confirmable, messageId, observation.Token, response);
+            datagram = CoapResponseEncoder.Encode(CoapType.Confirmable, messageId, observation.Token, response);
             Track(endpoint, messageId, new CoapOutgoing(datagram, observation, delivery));
         }
 
@@ -536,103 +506,6 @@ internal sealed partial class CoapListener(
         }
     }
 
-    /// <summary>
-    /// A device was deleted or its credentials changed (as an MQTT client is disconnected then): every endpoint
-    /// forgets that it authenticated as the device, so its next request checks the token again, and its
-    /// observations of the device end (the device goes offline, waiting persistent calls stay queued).
-    /// </summary>
-    private void Forget(DeviceRevocation revocation)
-    {
-        foreach (var endpoint in _endpoints.Values)
-        {
-            lock (endpoint.Gate)
-            {
-                if (endpoint.Authenticated is { } known && revocation.Covers(known.Device))
-                {
-                    endpoint.Authenticated = null;
-                }
-
-                for (var i = endpoint.Observations.Count - 1; i >= 0; i--)
-                {
-                    if (revocation.Covers(endpoint.Observations[i].Device))
-                    {
-                        EndObservation(endpoint, endpoint.Observations[i]);
-                    }
-                }
-            }
-        }
-    }
-
-    /// <summary>Ends an observation (the caller holds the endpoint's gate).</summary>
-    internal static void EndObservation(CoapEndpoint endpoint, CoapObservation observation)
-    {
-        endpoint.Observations.Remove(observation);
-        observation.End();
-    }
-
-    /// <summary>
-    /// Every tick: acknowledges confirmable requests that are taking long (their response follows separately);
-    /// every few seconds also forgets expired exchanges and uploads, ends the observations of silent endpoints,
-    /// and drops endpoints that hold nothing.
-    /// </summary>
-    private void Sweep()
-    {
-        try
-        {
-            var now = time.GetTimestamp();
-            var separateAfter = TicksOf(_options.SeparateResponseAfter);
-            foreach (var (exchange, endpoint) in _slow)
-            {
-                lock (endpoint.Gate)
-                {
-                    if (exchange.State == CoapExchangeState.InProgress && now - exchange.Started >= separateAfter)
-                    {
-                        exchange.State = CoapExchangeState.Acknowledged;
-                        SendEmptyAck(endpoint, exchange.MessageId);
-                    }
-                }
-            }
-
-            if (Interlocked.Increment(ref _sweeps) % 8 != 0)
-            {
-                DisarmSweeperWhenIdle();
-                return;
-            }
-
-            var idle = TicksOf(_options.ObservationIdleTimeout);
-            var forget = TicksOf(_options.ExchangeLifetime);
-            foreach (var (address, endpoint) in _endpoints)
-            {
-                lock (endpoint.Gate)
-                {
-                    endpoint.Expire(now);
-                    if (endpoint.Observations.Count > 0 && now - endpoint.LastHeard >= idle)
-                    {
-                        foreach (var observation in endpoint.Observations.ToArray())
-                        {
-                            EndObservation(endpoint, observation);
-                        }
-                    }
-
-                    if (endpoint.IsEmpty && now - endpoint.LastHeard >= forget)
-                    {
-                        endpoint.Removed = _endpoints.TryRemove(new KeyValuePair<SocketAddress, CoapEndpoint>(address, endpoint));
-                    }
-                }
-            }
-
-            DisarmSweeperWhenIdle();
-        }
-        catch (Exception e)
-        {
-            LogSweepFailed(logger, e);
-        }
-    }
-
-    private int _sweeps;
-
-    private long TicksOf(TimeSpan span) => (long)(span.TotalSeconds * time.TimestampFrequency);
-
     private void SendReset(CoapEndpoint endpoint, ushort messageId)
     {
         Span<byte> reset = stackalloc byte[4];
@@ -659,57 +532,6 @@ internal sealed partial class CoapListener(
         }
     }
 
-    /// <summary>Encodes a response: token, options in number order, payload.</summary>
-    private static byte[] Encode(CoapType type, ushort messageId, ReadOnlySpan<byte> token, CoapResponse response)
-    {
-        var payload = response.Payload.Span;
-        var buffer = ArrayPool<byte>.Shared.Rent(96 + payload.Length);
-        try
-        {
-            var writer = new CoapWriter(buffer, type, response.Code, messageId, token);
-            if (response.Observe is { } observe)
-            {
-                writer.UIntOption(CoapOption.Observe, observe);
-            }
-
-            if (!payload.IsEmpty && response.Json)
-            {
-                writer.UIntOption(CoapOption.ContentFormat, CoapOption.FormatJson);
-            }
-
-            if (response.MaxAge is { } maxAge)
-            {
-                writer.UIntOption(CoapOption.MaxAge, maxAge);
-            }
-
-            if (response.Block2 is { } block2)
-            {
-                writer.UIntOption(CoapOption.Block2, block2.Encode());
-            }
-
-            if (response.Block1 is { } block1)
-            {
-                writer.UIntOption(CoapOption.Block1, block1.Encode());
-            }
-
-            if (response.Size2 is { } size2)
-            {
-                writer.UIntOption(CoapOption.Size2, size2);
-            }
-
-            if (response.Size1 is { } size1)
-            {
-                writer.UIntOption(CoapOption.Size1, size1);
-            }
-
-            writer.Payload(payload);
-            return writer.Written.ToArray();
-        }
-        finally
-        {
-            ArrayPool<byte>.Shared.Return(buffer);
-        }
-    }
 
     [LoggerMessage(EventId = 1, Level = LogLevel.Warning, Message = "CoAP request from {Remote} failed")]
     private static partial void LogFailed(ILogger logger, IPEndPoint remote, Exception exception);
@@ -722,42 +544,4 @@ internal sealed partial class CoapListener(
 
     [LoggerMessage(EventId = 2, Level = LogLevel.Error, Message = "CoAP housekeeping failed")]
     private static partial void LogSweepFailed(ILogger logger, Exception exception);
-}
-
-/// <summary>A request as the device API sees it: its endpoint, header, datagram and options.</summary>
-internal readonly record struct CoapRequest(CoapEndpoint Endpoint, CoapHeader Header, ReadOnlyMemory<byte> Datagram, CoapOptionRef[] Options)
-{
-    public ReadOnlySpan<CoapOptionRef> OptionList => Options.AsSpan(0, Header.OptionCount);
-
-    public ReadOnlySpan<byte> Value(CoapOptionRef option) => Datagram.Span.Slice(option.Offset, option.Length);
-
-    public ReadOnlyMemory<byte> Payload => Datagram.Slice(Header.PayloadOffset, Header.PayloadLength);
-}
-
-/// <summary>What to answer: a code, a payload (JSON, or a diagnostic text for errors) and the options that go with it.</summary>
-internal sealed class CoapResponse(byte code, ReadOnlyMemory<byte> payload = default)
-{
-    public byte Code { get; } = code;
-
-    public ReadOnlyMemory<byte> Payload { get; set; } = payload;
-
-    public bool Json { get; init; }
-
-    public uint? Observe { get; set; }
-
-    public uint? MaxAge { get; init; }
-
-    public CoapBlock? Block1 { get; set; }
-
-    public CoapBlock? Block2 { get; set; }
-
-    public uint? Size1 { get; init; }
-
-    public uint? Size2 { get; set; }
-
-    /// <summary>Runs once the response is sent (an observation of <c>.../rpc</c> opens its session then).</summary>
-    public Action? AfterSend { get; set; }
-
-    /// <summary>An error with a diagnostic payload (RFC 7252 section 5.5.2: UTF-8 text, no Content-Format).</summary>
-    public static CoapResponse Error(byte code, string message) => new(code, System.Text.Encoding.UTF8.GetBytes(message));
 }
