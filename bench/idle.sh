@@ -8,6 +8,8 @@
 #   ROUNDS=1 TESTS=cpu bench/idle.sh                 # TESTS: "mem cpu" (default), "mem", "cpu"
 #   KEEP_ALIVE=0 TESTS=cpu bench/idle.sh             # no keep alive, no pings (default 60 s, one ping per period)
 #   CPU_WARMUP=150 TESTS=cpu bench/idle.sh           # measure later after the clients connect (default 40 s)
+#   BUILDS="taihu=DIR one=DIR" BUILD_ENV_one="DOTNET_SYSTEM_NET_SOCKETS_THREAD_COUNT=1" bench/idle.sh
+#                                                    # BUILD_ENV_<label>: environment for that build's server only
 #
 # Each line printed is one run: round, broker, test, value, and the load average when it ended (the machine is
 # shared: read the load beside the number). Ports 1984 (Mosquitto) and 1985 (Taihu, HTTP 18985), away from
@@ -45,7 +47,9 @@ run_one() { # round broker(label) dir test
     port=1985
     port_free $port || { echo "port $port busy" >&2; return 1; }
     # shellcheck disable=SC2046
-    env $(taihu_env) Listeners__TcpPort=$port Listeners__HttpPort=18985 dotnet "$dir/Taihu.Server.dll" >"$results/$label.$test.$round.log" 2>&1 &
+    local extra="BUILD_ENV_${label//-/_}"
+    # shellcheck disable=SC2086
+    env $(taihu_env) Listeners__TcpPort=$port Listeners__HttpPort=18985 ${!extra:-} dotnet "$dir/Taihu.Server.dll" >"$results/$label.$test.$round.log" 2>&1 &
     pid=$!
   fi
   pids+=("$pid")

@@ -150,7 +150,9 @@ public sealed class BrokerOptions
     /// With a state store registered: how often the retained messages that changed are written to it. One second:
     /// a crash loses at most the last second of retained changes (as Mosquitto, which loses everything since its
     /// last autosave), while a device that rewrites its retained status many times a second costs one write per
-    /// topic per interval, and the publish itself never waits for the store. A graceful stop always writes.
+    /// topic per interval, and the publish itself never waits for the store. A graceful stop always writes. Looked at
+    /// on the housekeeping tick, so it is rounded up to a multiple of <see cref="HousekeepingInterval"/>, and nothing
+    /// wakes for it while nothing changed.
     /// </summary>
     public TimeSpan StateFlushInterval { get; set; } = TimeSpan.FromSeconds(1);
 

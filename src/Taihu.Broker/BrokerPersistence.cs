@@ -12,9 +12,11 @@ namespace Taihu.Broker;
 /// Design: nothing on the path of a message touches the store. A retained change is recorded by the namespace's
 /// <see cref="RetainedStore"/> under the lock it already holds (latest change per topic, with a message
 /// reference); a session change marks the session changed, inside the session. One background loop
-/// ticks every <see cref="BrokerOptions.StateFlushInterval"/>: it hands the retained changes to the store, and
-/// every <see cref="BrokerOptions.SessionSnapshotInterval"/> (or at the next tick after a subscription changed) it
-/// copies the persistent sessions marked changed and hands them over, with the sessions that ended since. A
+/// writes, at most once every <see cref="BrokerOptions.StateFlushInterval"/>: it hands the retained changes to the
+/// store, and every <see cref="BrokerOptions.SessionSnapshotInterval"/> (or at the next round after a subscription
+/// changed) it copies the persistent sessions marked changed and hands them over, with the sessions that ended since.
+/// The loop has no timer of its own: the broker's housekeeping tick, which runs anyway, wakes it only when there is
+/// something to write (<see cref="Tick"/>), so an idle broker with nothing to save wakes no thread for it. A
 /// graceful stop does both once more after the connections have closed. What a failed write carried is marked
 /// again and retried at the next round. Payloads are never copied: the messages are held by reference until the
 /// store's call completes.
@@ -32,9 +34,14 @@ internal sealed partial class BrokerPersistence(IBrokerStateStore store, BrokerO
     // The sessions the store holds now, as far as the broker knows; touched only with _persistGate held.
     private readonly HashSet<SessionKey> _storedSessions = [];
     private readonly SemaphoreSlim _persistGate = new(1, 1);
+    private readonly SemaphoreSlim _due = new(0, 1);
     private CancellationTokenSource? _persistStop;
     private Task? _persistLoop;
     private int _subscriptionsChanged;
+    private int _signalled;
+    // Read and written only by Tick (the housekeeping timer, whose ticks do not overlap).
+    private DateTimeOffset _nextFlush;
+    private DateTimeOffset _nextSnapshot;
 
     private BrokerOptions Options => options;
     private TimeProvider Time => time;
@@ -58,12 +65,11 @@ internal sealed partial class BrokerPersistence(IBrokerStateStore store, BrokerO
             }
 
             LogStateLoaded(logger, state.Retained.Count, state.Sessions.Count);
-            // The timer starts counting now, not when the loop's thread gets to it: a clock advanced right after
-            // the start (a test's fake one) must not be missed.
-            var timer = new PeriodicTimer(Options.StateFlushInterval, Time);
-            var firstSnapshot = Time.GetUtcNow() + Options.SessionSnapshotInterval;
+            var now = Time.GetUtcNow();
+            _nextFlush = now + Options.StateFlushInterval;
+            _nextSnapshot = now + Options.SessionSnapshotInterval;
             var stop = _persistStop = new CancellationTokenSource();
-            _persistLoop = Task.Run(() => RunPersistenceAsync(timer, firstSnapshot, stop.Token), CancellationToken.None);
+            _persistLoop = Task.Run(() => RunPersistenceAsync(stop.Token), CancellationToken.None);
         }
     }
 
@@ -120,22 +126,64 @@ internal sealed partial class BrokerPersistence(IBrokerStateStore store, BrokerO
     /// <summary>A session's subscriptions changed: the next tick writes the sessions, not only at the snapshot interval.</summary>
     public void OnSubscriptionsChanged() => Volatile.Write(ref _subscriptionsChanged, 1);
 
-    private async Task RunPersistenceAsync(PeriodicTimer timer, DateTimeOffset nextSnapshot, CancellationToken stop)
+    /// <summary>
+    /// Called on every housekeeping tick: once <see cref="BrokerOptions.StateFlushInterval"/> has passed since the last
+    /// round, wakes the loop when a retained message or a subscription changed, or the session snapshot is due.
+    /// </summary>
+    public void Tick(DateTimeOffset now)
     {
-        using var _ = timer;
+        if (_persistLoop is null || now < _nextFlush)
+        {
+            return;
+        }
+
+        var snapshot = now >= _nextSnapshot;
+        if (!snapshot && Volatile.Read(ref _subscriptionsChanged) == 0 && !HasRetainedChanges())
+        {
+            return;
+        }
+
+        _nextFlush = now + Options.StateFlushInterval;
+        if (snapshot)
+        {
+            _nextSnapshot = now + Options.SessionSnapshotInterval;
+            Volatile.Write(ref _subscriptionsChanged, 1); // the loop writes the sessions on this round
+        }
+
+        if (Interlocked.Exchange(ref _signalled, 1) == 0)
+        {
+            _due.Release();
+        }
+    }
+
+    private bool HasRetainedChanges()
+    {
+        foreach (var (_, state) in router.Namespaces)
+        {
+            if (state.Retained.HasChanges)
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    private async Task RunPersistenceAsync(CancellationToken stop)
+    {
         try
         {
-            while (await timer.WaitForNextTickAsync(stop))
+            while (true)
             {
+                await _due.WaitAsync(stop);
+                Volatile.Write(ref _signalled, 0);
                 await _persistGate.WaitAsync(stop);
                 try
                 {
                     // Writes run to completion even when the stop comes meanwhile: StopAsync waits for them.
                     await SaveRetainedAsync(CancellationToken.None);
-                    var now = Time.GetUtcNow();
-                    if (Interlocked.Exchange(ref _subscriptionsChanged, 0) != 0 || now >= nextSnapshot)
+                    if (Interlocked.Exchange(ref _subscriptionsChanged, 0) != 0)
                     {
-                        nextSnapshot = now + Options.SessionSnapshotInterval;
                         await SaveSessionsAsync(CancellationToken.None);
                     }
                 }

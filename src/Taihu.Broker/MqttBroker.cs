@@ -248,6 +248,7 @@ public sealed partial class MqttBroker : IMqttServerPublisher, IMqttClientDiscon
             _connections.CheckTimeouts(Time.GetTimestamp(), Time.TimestampFrequency);
             _sessions.Housekeep(now);
             _router.RemoveExpiredRetained(now);
+            _persistence?.Tick(now);
         }
         catch (Exception ex) when (ex is not OutOfMemoryException)
         {

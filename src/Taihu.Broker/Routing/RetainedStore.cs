@@ -177,6 +177,12 @@ public sealed class RetainedStore
         }
     }
 
+    /// <summary>
+    /// Whether changes wait for the state store. Read without the gate (a hint for the housekeeping tick: a change
+    /// recorded meanwhile is seen at the next tick).
+    /// </summary>
+    internal bool HasChanges => Volatile.Read(ref _changes) is { Count: > 0 };
+
     /// <summary>Records that <paramref name="topic"/> now holds <paramref name="message"/> (null: deleted). Caller holds the gate.</summary>
     private void RecordChange(string topic, BrokerMessage? message)
     {
