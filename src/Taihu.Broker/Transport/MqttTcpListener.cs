@@ -29,10 +29,9 @@ public sealed partial class MqttTcpListener : IAsyncDisposable
     private readonly MqttBroker _broker;
     private readonly SocketTransportFactory _factory;
     private readonly ILogger _logger;
-    private readonly HashSet<ConnectionContext> _connections = [];
+    private readonly OpenConnections _connections = new();
     private IConnectionListener? _listener;
     private Task _accepting = Task.CompletedTask;
-    private TaskCompletionSource? _drained;
     private int _disposed;
 
     private static readonly TimeSpan AcceptRetryDelay = TimeSpan.FromMilliseconds(50);
@@ -97,10 +96,7 @@ public sealed partial class MqttTcpListener : IAsyncDisposable
                 return;
             }
 
-            lock (_connections)
-            {
-                _connections.Add(connection);
-            }
+            _connections.Add(connection);
 
             // Runs until its first wait, on this thread; the receive loop continues when the client sends.
             _ = MqttConnectionRunner.RunAsync(_broker, connection, this);
@@ -108,29 +104,7 @@ public sealed partial class MqttTcpListener : IAsyncDisposable
     }
 
     /// <summary>Called once by each connection's runner when it has ended: disposes the transport.</summary>
-    internal async ValueTask ReleaseAsync(ConnectionContext connection)
-    {
-        try
-        {
-            await connection.DisposeAsync();
-        }
-        catch (Exception ex) when (ex is not OutOfMemoryException)
-        {
-            // The socket failed as it closed; it is gone either way.
-        }
-
-        TaskCompletionSource? drained = null;
-        lock (_connections)
-        {
-            _connections.Remove(connection);
-            if (_connections.Count == 0)
-            {
-                drained = _drained;
-            }
-        }
-
-        drained?.TrySetResult();
-    }
+    internal ValueTask ReleaseAsync(ConnectionContext connection) => _connections.ReleaseAsync(connection);
 
     /// <summary>Stops accepting connections; those open stay open.</summary>
     public async Task UnbindAsync()
@@ -149,29 +123,14 @@ public sealed partial class MqttTcpListener : IAsyncDisposable
     public async Task StopAsync(CancellationToken cancellationToken)
     {
         await UnbindAsync();
-        Task drained;
-        lock (_connections)
-        {
-            drained = _connections.Count == 0 ? Task.CompletedTask : (_drained ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).Task;
-        }
-
+        var drained = _connections.DrainedAsync();
         try
         {
             await drained.WaitAsync(cancellationToken);
         }
         catch (OperationCanceledException)
         {
-            ConnectionContext[] left;
-            lock (_connections)
-            {
-                left = [.. _connections];
-            }
-
-            foreach (var connection in left)
-            {
-                connection.Abort(new ConnectionAbortedException("The server is shutting down."));
-            }
-
+            _connections.AbortAll();
             await drained;
         }
     }

@@ -4,6 +4,7 @@ using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets;
 using Microsoft.Extensions.Options;
 using Taihu.Broker.Hosting;
+using Taihu.Broker.Transport;
 
 namespace Taihu.Server.Protocols;
 
@@ -18,10 +19,9 @@ internal abstract partial class TcpProtocolListener : IHostedLifecycleService
 {
     private readonly SocketTransportFactory _factory;
     private readonly IOptions<ListenerOptions> _listeners;
-    private readonly HashSet<ConnectionContext> _connections = [];
+    private readonly OpenConnections _connections = new();
     private IConnectionListener? _listener;
     private Task _accepting = Task.CompletedTask;
-    private TaskCompletionSource? _drained;
     private int _disposed;
 
     protected TcpProtocolListener(IOptions<ListenerOptions> listeners, ILoggerFactory loggerFactory)
@@ -83,10 +83,7 @@ internal abstract partial class TcpProtocolListener : IHostedLifecycleService
                 return;
             }
 
-            lock (_connections)
-            {
-                _connections.Add(connection);
-            }
+            _connections.Add(connection);
 
             _ = RunAsync(connection);
         }
@@ -104,26 +101,7 @@ internal abstract partial class TcpProtocolListener : IHostedLifecycleService
         }
         finally
         {
-            try
-            {
-                await connection.DisposeAsync();
-            }
-            catch (Exception ex) when (ex is not OutOfMemoryException)
-            {
-                // The socket failed as it closed; it is gone either way.
-            }
-
-            TaskCompletionSource? drained = null;
-            lock (_connections)
-            {
-                _connections.Remove(connection);
-                if (_connections.Count == 0)
-                {
-                    drained = _drained;
-                }
-            }
-
-            drained?.TrySetResult();
+            await _connections.ReleaseAsync(connection);
         }
     }
 
@@ -141,17 +119,8 @@ internal abstract partial class TcpProtocolListener : IHostedLifecycleService
 
         await listener.UnbindAsync(CancellationToken.None);
         await _accepting;
-        Task drained;
-        lock (_connections)
-        {
-            foreach (var connection in _connections)
-            {
-                connection.Abort(new ConnectionAbortedException("The server is shutting down."));
-            }
-
-            drained = _connections.Count == 0 ? Task.CompletedTask : (_drained ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).Task;
-        }
-
+        _connections.AbortAll();
+        var drained = _connections.DrainedAsync();
         try
         {
             await drained.WaitAsync(cancellationToken);
