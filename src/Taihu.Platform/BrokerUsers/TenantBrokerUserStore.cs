@@ -104,31 +104,16 @@ public sealed class SqlTenantBrokerUserStore(PlatformDatabase database) : ITenan
         return await reader.ReadAsync(cancellationToken) ? Read(reader) : null;
     }
 
-    public async Task<IReadOnlyList<TenantBrokerUser>> ListAsync(Guid tenantId, CancellationToken cancellationToken = default)
-    {
-        await using var connection = await database.OpenAsync(cancellationToken);
-        using var command = connection.CreateCommand();
-        command.CommandText = $"SELECT {Columns} FROM mqtt_users WHERE tenant_id = @tenant ORDER BY user_name";
-        command.AddParameter("tenant", tenantId.ToString());
-        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
-        var users = new List<TenantBrokerUser>();
-        while (await reader.ReadAsync(cancellationToken))
+    public async Task<IReadOnlyList<TenantBrokerUser>> ListAsync(Guid tenantId, CancellationToken cancellationToken = default) =>
+        await database.QueryListAsync($"SELECT {Columns} FROM mqtt_users WHERE tenant_id = @tenant ORDER BY user_name",
+            c => c.AddParameter("tenant", tenantId.ToString()), Read, cancellationToken);
+
+    public async Task<bool> DeleteAsync(Guid id, Guid tenantId, CancellationToken cancellationToken = default) =>
+        await database.ExecuteAsync("DELETE FROM mqtt_users WHERE id = @id AND tenant_id = @tenant", c =>
         {
-            users.Add(Read(reader));
-        }
-
-        return users;
-    }
-
-    public async Task<bool> DeleteAsync(Guid id, Guid tenantId, CancellationToken cancellationToken = default)
-    {
-        await using var connection = await database.OpenAsync(cancellationToken);
-        using var command = connection.CreateCommand();
-        command.CommandText = "DELETE FROM mqtt_users WHERE id = @id AND tenant_id = @tenant";
-        command.AddParameter("id", id.ToString());
-        command.AddParameter("tenant", tenantId.ToString());
-        return await command.ExecuteNonQueryAsync(cancellationToken) > 0;
-    }
+            c.AddParameter("id", id.ToString());
+            c.AddParameter("tenant", tenantId.ToString());
+        }, cancellationToken) > 0;
 
     public async Task<(TenantBrokerUser User, string PasswordHash)?> FindByUserNameAsync(string userName, CancellationToken cancellationToken = default)
     {

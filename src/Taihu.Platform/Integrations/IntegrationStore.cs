@@ -68,30 +68,15 @@ public sealed class SqlIntegrationStore(PlatformDatabase database)
     }
 
     /// <summary>Every integration of every tenant (the consumer's and the delivery's view).</summary>
-    public async Task<IReadOnlyList<Integration>> ListAllAsync(CancellationToken cancellationToken = default)
-    {
-        await using var connection = await database.OpenAsync(cancellationToken);
-        using var command = connection.CreateCommand();
-        command.CommandText = $"SELECT {Columns} FROM integrations ORDER BY created_time, id";
-        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
-        var list = new List<Integration>();
-        while (await reader.ReadAsync(cancellationToken))
+    public async Task<IReadOnlyList<Integration>> ListAllAsync(CancellationToken cancellationToken = default) =>
+        await database.QueryListAsync($"SELECT {Columns} FROM integrations ORDER BY created_time, id", static _ => { }, Read, cancellationToken);
+
+    public async Task<bool> DeleteAsync(Guid id, Guid tenantId, CancellationToken cancellationToken = default) =>
+        await database.ExecuteAsync("DELETE FROM integrations WHERE id = @id AND tenant_id = @tenant", c =>
         {
-            list.Add(Read(reader));
-        }
-
-        return list;
-    }
-
-    public async Task<bool> DeleteAsync(Guid id, Guid tenantId, CancellationToken cancellationToken = default)
-    {
-        await using var connection = await database.OpenAsync(cancellationToken);
-        using var command = connection.CreateCommand();
-        command.CommandText = "DELETE FROM integrations WHERE id = @id AND tenant_id = @tenant";
-        command.AddParameter("id", id.ToString());
-        command.AddParameter("tenant", tenantId.ToString());
-        return await command.ExecuteNonQueryAsync(cancellationToken) > 0;
-    }
+            c.AddParameter("id", id.ToString());
+            c.AddParameter("tenant", tenantId.ToString());
+        }, cancellationToken) > 0;
 
     /// <summary>The outbox size of every integration.</summary>
     public async Task<Dictionary<Guid, long>> CountOutboxesAsync(CancellationToken cancellationToken = default)

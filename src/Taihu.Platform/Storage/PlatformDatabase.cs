@@ -74,6 +74,33 @@ public sealed class PlatformDatabase : IDisposable
         return await reader.ReadAsync(cancellationToken) ? read(reader) : null;
     }
 
+    /// <summary>Every row of a query, each read by <paramref name="read"/>.</summary>
+    public async Task<List<T>> QueryListAsync<T>(string sql, Action<DbCommand> bind, Func<DbDataReader, T> read, CancellationToken cancellationToken)
+    {
+        await using var connection = await OpenAsync(cancellationToken);
+        using var command = connection.CreateCommand();
+        command.CommandText = sql;
+        bind(command);
+        var list = new List<T>();
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            list.Add(read(reader));
+        }
+
+        return list;
+    }
+
+    /// <summary>Runs one statement on a connection of its own; returns the rows it changed.</summary>
+    public async Task<int> ExecuteAsync(string sql, Action<DbCommand> bind, CancellationToken cancellationToken)
+    {
+        await using var connection = await OpenAsync(cancellationToken);
+        using var command = connection.CreateCommand();
+        command.CommandText = sql;
+        bind(command);
+        return await command.ExecuteNonQueryAsync(cancellationToken);
+    }
+
     /// <summary>
     /// One page of a list: <c>SELECT {columns} FROM {from}{where} ORDER BY {orderBy} LIMIT/OFFSET</c> and the
     /// count of the whole list. <paramref name="bind"/> adds the filter's parameters; paging and search (@q) are added here.
