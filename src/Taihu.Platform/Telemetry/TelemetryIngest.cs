@@ -188,8 +188,18 @@ public sealed partial class TelemetryIngest : IAsyncDisposable
     private async Task WriteLoopAsync()
     {
         var reader = _queue.Reader;
+        var interval = (long)(_options.MinCommitInterval.TotalSeconds * Stopwatch.Frequency);
+        long lastCommit = 0;
         while (await reader.WaitToReadAsync())
         {
+            // Group commit: under steady traffic, what arrives while the interval runs joins one transaction.
+            var wait = lastCommit + interval - Stopwatch.GetTimestamp();
+            if (wait > 0 && Volatile.Read(ref _depth) < _options.MaxBatchPoints)
+            {
+                await Task.Delay(TimeSpan.FromSeconds((double)wait / Stopwatch.Frequency));
+            }
+
+            lastCommit = Stopwatch.GetTimestamp();
             var count = 0;
             while (count < _options.MaxBatchPoints && reader.TryRead(out var request))
             {
