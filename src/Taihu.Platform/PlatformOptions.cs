@@ -67,9 +67,9 @@ public sealed class IngestOptions
     /// Least time from the start of one commit to the start of the next (group commit). Traffic spread evenly over
     /// time (terminals reporting on their own clocks) otherwise commits one or two messages at a time, and every
     /// commit costs the same fixed work (a connection, a transaction, an event-log row that the rules and the
-    /// integrations read back), which then dominates a message's cost. A message that finds the writer idle and
-    /// this much time passed since the last commit is written at once, so light traffic waits for nothing. 0 turns
-    /// it off.
+    /// integrations read back), which then dominates a message's cost. The writer waits only after a batch of more
+    /// than one message, and a message that finds the writer idle and this much time passed since the last commit is
+    /// written at once, so light traffic and a lone publisher waiting for each answer wait for nothing. 0 turns it off.
     /// </summary>
     public TimeSpan MinCommitInterval { get; set; } = TimeSpan.FromMilliseconds(10);
 
