@@ -269,6 +269,8 @@ public sealed class OptionsValidationTests
     [InlineData("MaxBatchPoints", "0")]
     [InlineData("MaxPayloadBytes", "-1")]
     [InlineData("MaxFutureSkew", "-00:00:01")]
+    [InlineData("MinCommitInterval", "-00:00:00.001")]
+    [InlineData("MinCommitInterval", "00:00:01.001")]
     public void IngestOptions_BrokenRule_GivesOneMessageNamingTheSetting(string setting, string value)
     {
         var options = new Taihu.Platform.IngestOptions();
@@ -282,6 +284,8 @@ public sealed class OptionsValidationTests
     [InlineData("MaxBatchPoints", "1")]
     [InlineData("MaxPayloadBytes", "1")]
     [InlineData("MaxFutureSkew", "00:00:00")]
+    [InlineData("MinCommitInterval", "00:00:00")]
+    [InlineData("MinCommitInterval", "00:00:01")]
     public void IngestOptions_EdgeOfRule_IsValid(string setting, string value)
     {
         var options = new Taihu.Platform.IngestOptions();
