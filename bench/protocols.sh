@@ -46,7 +46,9 @@ Listeners__DataDirectory="$data" Listeners__BindAddress=127.0.0.1 Listeners__Tcp
   Security__AdminPassword="$PASSWORD" dotnet "$TAIHU_DLL" >"$results/taihu.log" 2>&1 &
 server=$!
 trap 'kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; rm -rf "$data"' EXIT
-for _ in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/"$HJ212_PORT") 2>/dev/null && break; sleep 0.2; done
+for port in "$HJ212_PORT" "$JT808_PORT" "$HTTP_PORT"; do
+  for _ in $(seq 1 150); do (exec 3<>/dev/tcp/127.0.0.1/"$port") 2>/dev/null && break; sleep 0.2; done
+done
 api="http://127.0.0.1:$HTTP_PORT"
 
 echo "== JT/T 808: $TERMINALS taihu-bench terminals and $PY_TERMINALS Python terminals, a location every $INTERVAL s," \
