@@ -18,6 +18,7 @@ HEARTBEAT=${HEARTBEAT:-30}
 STATIONS=${STATIONS:-1800}
 PY_STATIONS=${PY_STATIONS:-200}
 HJ_INTERVAL=${HJ_INTERVAL:-60}     # seconds between a station's minute-data uploads
+HJ_DURATION=${HJ_DURATION:-120}    # two uploads a station: the first creates its device, the second is plain ingest
 DURATION=${DURATION:-60}
 # The Python terminals register in seconds, taihu-bench's take longer and warm up for 15 s: the Python fleet keeps
 # sending for this long, so that it covers taihu-bench's whole measured window.
@@ -68,13 +69,13 @@ echo "-- taihu-bench jt808"; cat "$results/jt808-taihu-bench.txt"
 echo "-- bench/thirdparty/jt808_fleet.py"; cat "$results/jt808-python.txt"
 
 echo "== HJ 212: $STATIONS taihu-bench stations and $PY_STATIONS Python stations, minute data every $HJ_INTERVAL s," \
-  "$DURATION s ($(date -u +%H:%M) UTC, load $(cut -d' ' -f1-3 /proc/loadavg))"
+  "$HJ_DURATION s ($(date -u +%H:%M) UTC, load $(cut -d' ' -f1-3 /proc/loadavg))"
 "${BENCH[@]}" hj212 --port "$HJ212_PORT" --api "$api" --admin-password "$PASSWORD" --stations "$STATIONS" \
-  --interval "$HJ_INTERVAL" --duration "$DURATION" --verify "$STATIONS" --json "$results/hj212-taihu-bench.json" \
+  --interval "$HJ_INTERVAL" --duration "$HJ_DURATION" --verify "$STATIONS" --json "$results/hj212-taihu-bench.json" \
   >"$results/hj212-taihu-bench.txt" 2>&1 &
 csharp=$!
 "$PYTHON" bench/thirdparty/hj212_fleet.py --port "$HJ212_PORT" --api "$api" --admin-password "$PASSWORD" \
-  --stations "$PY_STATIONS" --interval "$HJ_INTERVAL" --duration "$DURATION" --verify "$PY_STATIONS" \
+  --stations "$PY_STATIONS" --interval "$HJ_INTERVAL" --duration "$HJ_DURATION" --verify "$PY_STATIONS" \
   --json "$results/hj212-python.json" >"$results/hj212-python.txt" 2>&1 &
 python=$!
 wait "$csharp" || status=1

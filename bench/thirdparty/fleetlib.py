@@ -77,14 +77,14 @@ def common_arguments(description, port):
 
 def percentile(sorted_values, q):
     if not sorted_values:
-        return float("nan")
+        return None
     return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
 
 
 def latency_summary(latencies_ms):
     values = sorted(latencies_ms)
     return {"p50": percentile(values, 0.50), "p90": percentile(values, 0.90), "p99": percentile(values, 0.99),
-            "p999": percentile(values, 0.999), "max": values[-1] if values else float("nan")}
+            "p999": percentile(values, 0.999), "max": percentile(values, 1)}
 
 
 def report(result):
@@ -93,7 +93,7 @@ def report(result):
         if name == "json":
             continue
         if isinstance(value, dict):
-            value = " / ".join(f"{k} {v:.2f}" for k, v in value.items())
+            value = " / ".join(f"{k} " + ("-" if v is None else f"{v:.2f}") for k, v in value.items())
         print(f"{name}: {value}")
     sys.stdout.flush()
     if result.get("json"):

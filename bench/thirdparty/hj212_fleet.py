@@ -98,7 +98,8 @@ class Station:
         except (asyncio.TimeoutError, asyncio.IncompleteReadError, ConnectionError):
             ok = False
         if ok:
-            fleet.latencies.append((time.perf_counter() - written) * 1000)
+            # A station's first upload also identifies it (its device created, its PW hashed): kept apart.
+            (fleet.latencies if self.uploads else fleet.first_latencies).append((time.perf_counter() - written) * 1000)
             self.answered += 1
         return ok
 
@@ -125,6 +126,7 @@ class Fleet:
         first = datetime.now(CHINA) - timedelta(days=1)
         self.first_time = first.replace(second=0, microsecond=0)
         self.latencies = []
+        self.first_latencies = []
         self.sent = self.unanswered = self.bad_packets = 0
 
     async def start(self):
@@ -153,8 +155,9 @@ class Fleet:
         return {
             "client": "hj212_fleet.py (Python asyncio, HJ 212-2017)",
             "stations": args.stations, "interval_s": args.interval, "duration_s": args.duration,
-            "uploads_sent": self.sent, "uploads_answered": len(self.latencies), "unanswered": self.unanswered,
+            "uploads_sent": self.sent, "uploads_answered": len(self.latencies) + len(self.first_latencies), "unanswered": self.unanswered,
             "bad_packets": self.bad_packets, "upload_to_9014_ms": fleetlib.latency_summary(self.latencies),
+            "first_upload_to_9014_ms": fleetlib.latency_summary(self.first_latencies),
             "verified_stations": verified, "uploads_stored": stored, "answered_not_stored": lost_after_answer,
             "json": args.json,
         }
