@@ -7,7 +7,8 @@ namespace Taihu.Server.FunctionalTests;
 /// <summary>
 /// The third-party JT/T 808 and HJ 212 clients of <c>bench/protocols.sh</c> (<c>bench/thirdparty/*_fleet.py</c>,
 /// Python written from the standards) run small against the real server, so that they keep working: every report and
-/// upload answered after its commit, and every answered one read back through the REST API.
+/// upload answered after its commit, and every answered one read back through the REST API; and the HJ 212 CRC on the
+/// standard's own example.
 /// </summary>
 public sealed class ThirdPartyFleetTests(PlatformFixture fixture) : IClassFixture<PlatformFixture>
 {
@@ -44,18 +45,27 @@ public sealed class ThirdPartyFleetTests(PlatformFixture fixture) : IClassFixtur
         Assert.Equal(sent, result.GetProperty("uploads_stored").GetInt32());
     }
 
-    /// <summary>Runs a fleet with /usr/bin/python3 to its end; returns its JSON result (its exit code must be 0).</summary>
-    private async Task<JsonElement> RunFleetAsync(string script, int port, string[] arguments)
+    [Fact]
+    public async Task Hj212Fleet_Crc_MatchesTheStandardsExample()
     {
-        var output = Path.Combine(Path.GetTempPath(), $"taihu-fleet-{Guid.NewGuid():N}.json");
+        // HJ 212-2017's own example frame (section 6.6, set the real-time interval) ends in CRC 1C80.
+        var output = await RunPythonAsync(["-c", "import hj212_fleet as h; print('%04X' % h.crc16(b'QN=20160801085857223;ST=32;CN=1062;PW=100000;"
+            + "MN=010000A8900016F000169DC0;Flag=5;CP=&&RtdInterval=30&&'))"]);
+
+        Assert.Equal("1C80", output.Trim());
+    }
+
+    /// <summary>Runs /usr/bin/python3 in bench/thirdparty with the arguments; returns its output (its exit code must be 0).</summary>
+    private static async Task<string> RunPythonAsync(string[] arguments)
+    {
         var start = new ProcessStartInfo("/usr/bin/python3")
         {
             UseShellExecute = false,
             RedirectStandardOutput = true,
             RedirectStandardError = true,
+            WorkingDirectory = Path.Combine(RepositoryRoot(), "bench", "thirdparty"),
         };
-        foreach (var argument in (string[])[Path.Combine(RepositoryRoot(), "bench", "thirdparty", script), "--port", port.ToString(System.Globalization.CultureInfo.InvariantCulture),
-            "--api", fixture.Server.HttpBaseAddress.ToString(), "--admin-password", ServerProcess.AdminPassword, "--json", output, .. arguments])
+        foreach (var argument in arguments)
         {
             start.ArgumentList.Add(argument);
         }
@@ -71,11 +81,19 @@ public sealed class ThirdPartyFleetTests(PlatformFixture fixture) : IClassFixtur
         catch (OperationCanceledException)
         {
             process.Kill(entireProcessTree: true);
-            throw new TimeoutException($"{script} did not finish within 90 s:\n{await stdout}\n{await stderr}");
+            throw new TimeoutException($"python3 {string.Join(' ', arguments)} did not finish within 90 s:\n{await stdout}\n{await stderr}");
         }
 
-        var text = $"{await stdout}\n{await stderr}";
-        Assert.True(process.ExitCode == 0, $"{script} exited with {process.ExitCode}:\n{text}");
+        Assert.True(process.ExitCode == 0, $"python3 {arguments[0]} exited with {process.ExitCode}:\n{await stdout}\n{await stderr}");
+        return await stdout;
+    }
+
+    /// <summary>Runs a fleet with /usr/bin/python3 to its end; returns its JSON result (its exit code must be 0).</summary>
+    private async Task<JsonElement> RunFleetAsync(string script, int port, string[] arguments)
+    {
+        var output = Path.Combine(Path.GetTempPath(), $"taihu-fleet-{Guid.NewGuid():N}.json");
+        await RunPythonAsync([script, "--port", port.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            "--api", fixture.Server.HttpBaseAddress.ToString(), "--admin-password", ServerProcess.AdminPassword, "--json", output, .. arguments]);
         try
         {
             using var document = JsonDocument.Parse(await File.ReadAllTextAsync(output));
