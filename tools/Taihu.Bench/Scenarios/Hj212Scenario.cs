@@ -84,7 +84,8 @@ public sealed class Hj212Scenario(Hj212BenchOptions options)
         var elapsed = Stopwatch.GetElapsedTime(started).TotalSeconds;
         var later = latencies.SelectMany(l => l).Order().ToArray();
         var firstUploads = firsts.SelectMany(l => l).Order().ToArray();
-        static double P(double[] sorted, double q) => sorted.Length == 0 ? double.NaN : sorted[Math.Min(sorted.Length - 1, (int)(q * sorted.Length))];
+        // null (not NaN, which JSON cannot carry) when there is none: one upload per station has no "later" ones.
+        static double? P(double[] sorted, double q) => sorted.Length == 0 ? null : sorted[Math.Min(sorted.Length - 1, (int)(q * sorted.Length))];
         var notAcked = unanswered.Sum();
 
         // Read back what the first --verify stations had acknowledged.
