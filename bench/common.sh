@@ -9,8 +9,9 @@ MOSQUITTO=$(command -v mosquitto || echo /usr/sbin/mosquitto)
 
 dotnet build -c Release src/Taihu.Server -v q -nologo >/dev/null
 dotnet build -c Release tools/Taihu.Bench -v q -nologo >/dev/null
-BENCH_DLL="tools/Taihu.Bench/bin/Release/net10.0/taihu-bench.dll"
-TAIHU_DLL="src/Taihu.Server/bin/Release/net10.0/Taihu.Server.dll"
+# Either may be given (a copy of an earlier build, to compare builds back to back).
+BENCH_DLL=${BENCH_DLL:-"tools/Taihu.Bench/bin/Release/net10.0/taihu-bench.dll"}
+TAIHU_DLL=${TAIHU_DLL:-"src/Taihu.Server/bin/Release/net10.0/Taihu.Server.dll"}
 
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
