@@ -7,10 +7,11 @@ if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then
 fi
 MOSQUITTO=$(command -v mosquitto || echo /usr/sbin/mosquitto)
 
-dotnet build -c Release src/Taihu.Server -v q -nologo >/dev/null
-dotnet build -c Release tools/Taihu.Bench -v q -nologo >/dev/null
-BENCH_DLL="tools/Taihu.Bench/bin/Release/net10.0/taihu-bench.dll"
-TAIHU_DLL="src/Taihu.Server/bin/Release/net10.0/Taihu.Server.dll"
+# Either may be given (a copy of an earlier build, to compare builds back to back); what is not given is built.
+[ -n "${TAIHU_DLL:-}" ] || dotnet build -c Release src/Taihu.Server -v q -nologo >/dev/null
+[ -n "${BENCH_DLL:-}" ] || dotnet build -c Release tools/Taihu.Bench -v q -nologo >/dev/null
+BENCH_DLL=${BENCH_DLL:-"tools/Taihu.Bench/bin/Release/net10.0/taihu-bench.dll"}
+TAIHU_DLL=${TAIHU_DLL:-"src/Taihu.Server/bin/Release/net10.0/Taihu.Server.dll"}
 
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }

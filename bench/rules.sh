@@ -12,6 +12,8 @@ cd "$(dirname "$0")/.."
 root=$(pwd)
 DEVICES=${DEVICES:-10000}
 INFLIGHT=${INFLIGHT:-2}
+MQTT_PORT=${MQTT_PORT:-1885}   # the server's MQTT and HTTP ports
+HTTP_PORT=${HTTP_PORT:-18080}
 DURATION=${DURATION:-30}
 ROUNDS=${ROUNDS:-1}
 results="$root/bench/results/rules-$(date -u +%Y%m%dT%H%M%SZ)"
@@ -23,19 +25,20 @@ ulimit -n 20000 2>/dev/null || true
 
 for round in $(seq 1 "$ROUNDS"); do
   for mode in none rules; do
-    wait_port_closed 1885
+    wait_port_closed "$MQTT_PORT"
     data=$(mktemp -d)
-    env Listeners__DataDirectory="$data" Listeners__BindAddress=127.0.0.1 Listeners__TcpPort=1885 Listeners__TlsPort=-1 \
-      Listeners__WebSocketPort=-1 Listeners__SecureWebSocketPort=-1 Listeners__HttpPort=18080 Listeners__Hj212Port=-1 \
+    env Listeners__DataDirectory="$data" Listeners__BindAddress=127.0.0.1 Listeners__TcpPort="$MQTT_PORT" Listeners__TlsPort=-1 \
+      Listeners__WebSocketPort=-1 Listeners__SecureWebSocketPort=-1 Listeners__HttpPort="$HTTP_PORT" Listeners__Hj212Port=-1 \
       Listeners__Jt808Port=-1 Listeners__CoapPort=-1 Logging__LogLevel__Default=Warning \
       Security__AdminPassword=bench-admin-password dotnet "$TAIHU_DLL" >"$results/taihu-$mode-$round.log" 2>&1 &
-    pid=$!; pids+=("$pid"); wait_port 1885; wait_port 18080
+    pid=$!; pids+=("$pid"); wait_port "$MQTT_PORT"; wait_port "$HTTP_PORT"
     flag=(); [ "$mode" = rules ] && flag=(--rules)
+    echo "== load: $(uptime)"
     echo "== round $round, $mode: $DEVICES devices, QoS 1, 5 keys, $INFLIGHT in flight each, ${DURATION}s"
-    "${BENCH[@]}" telemetry --port 1885 --api http://127.0.0.1:18080 --admin-password bench-admin-password --clients "$DEVICES" \
-      --inflight "$INFLIGHT" --duration "$DURATION" --warmup 5 --pid "$pid" --metrics-url http://127.0.0.1:18080/metrics --quiet \
+    "${BENCH[@]}" telemetry --port "$MQTT_PORT" --api "http://127.0.0.1:$HTTP_PORT" --admin-password bench-admin-password --clients "$DEVICES" \
+      --inflight "$INFLIGHT" --duration "$DURATION" --warmup 5 --pid "$pid" --metrics-url "http://127.0.0.1:$HTTP_PORT"/metrics --quiet \
       "${flag[@]}" --json "$results/telemetry-$mode-$round.json" | grep -E "delivered msg|broker CPU|note" || true
-    curl -s http://127.0.0.1:18080/metrics > "$results/metrics-$mode-$round.txt"
+    curl -s "http://127.0.0.1:$HTTP_PORT"/metrics > "$results/metrics-$mode-$round.txt"
     if [ "$mode" = rules ]; then
       python3 - "$results/metrics-$mode-$round.txt" <<'PY'
 import re, sys

@@ -16,7 +16,8 @@ public interface IAlarmStore
 {
     /// <summary>
     /// Stores a new alarm, and <paramref name="audit"/> with it in one transaction; false when an active alarm of that
-    /// originator and type exists already. A 404 problem when the originator device is gone.
+    /// originator and type exists already. A 404 problem when the originator device is gone. Changes of several
+    /// devices that come together may share the transaction (<see cref="AlarmWriter"/>); each succeeds or fails alone.
     /// </summary>
     Task<bool> InsertAsync(Alarm alarm, AuditRecord? audit = null, CancellationToken cancellationToken = default);
 
@@ -54,124 +55,12 @@ public sealed class SqlAlarmStore(PlatformDatabase database, Events.EventSignal?
 
     private const string InfoFrom = "alarms a JOIN devices d ON d.id = a.originator_id LEFT JOIN users u ON u.id = a.assignee_id";
 
-    public async Task<bool> InsertAsync(Alarm alarm, AuditRecord? audit = null, CancellationToken cancellationToken = default)
-    {
-        await using var connection = await database.OpenAsync(cancellationToken);
-        using var command = connection.CreateCommand();
-        command.CommandText = """
-            INSERT INTO alarms (id, tenant_id, originator_id, originator_type, type, severity, acknowledged, cleared, start_ts, end_ts, ack_ts, clear_ts,
-                assign_ts, assignee_id, details, propagate, propagate_to_owner, propagate_to_tenant, propagate_relation_types, created_time, version)
-            VALUES (@id, @tenant, @originator, 'DEVICE', @type, @severity, @ack, @cleared, @start, @end, @ackTs, @clearTs,
-                @assignTs, @assignee, @details, @propagate, @toOwner, @toTenant, @relations, @created, @version)
-            """;
-        Bind(command, alarm);
-        command.AddParameter("created", alarm.CreatedTime);
-        await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
-        command.Transaction = transaction;
-        try
-        {
-            await command.ExecuteNonQueryAsync(cancellationToken);
-        }
-        catch (DbException e) when (Sql.IsUniqueViolation(e))
-        {
-            return false;
-        }
-        catch (DbException e) when (Sql.IsForeignKeyViolation(e))
-        {
-            throw PlatformException.NotFound("The originator device");
-        }
+    private readonly AlarmWriter _writer = new(database, signal);
 
-        await AppendEventAsync(connection, transaction, alarm, Events.PlatformEventType.AlarmCreated, cancellationToken);
-        await AuditAsync(connection, transaction, audit, cancellationToken);
-        await transaction.CommitAsync(cancellationToken);
-        signal?.Notify();
-        return true;
-    }
+    // Both go through the batching writer (AlarmWriter): changes that come together share a transaction.
+    public Task<bool> InsertAsync(Alarm alarm, AuditRecord? audit = null, CancellationToken cancellationToken = default) => _writer.InsertAsync(alarm, audit);
 
-    /// <summary>
-    /// Records the change in the event log in the alarm write's transaction (integrations send it; the rules engine
-    /// forgets an alarm cleared elsewhere by its type), the alarm as the REST API shows it.
-    /// </summary>
-    private async Task AppendEventAsync(DbConnection connection, DbTransaction transaction, Alarm alarm, Events.PlatformEventType type, CancellationToken cancellationToken)
-    {
-        using var lookup = connection.CreateCommand();
-        lookup.Transaction = transaction;
-        lookup.CommandText = "SELECT seq FROM devices WHERE id = @id";
-        lookup.AddParameter("id", alarm.OriginatorId.ToString());
-        if (await lookup.ExecuteScalarAsync(cancellationToken) is not { } found || found is DBNull)
-        {
-            return;
-        }
-
-        var seq = Convert.ToInt64(found, CultureInfo.InvariantCulture);
-        var ts = Math.Max(alarm.CreatedTime, Math.Max(alarm.EndTs, Math.Max(alarm.AckTs, alarm.ClearTs)));
-        var body = Events.EventCodec.EncodeEvents([new Events.DeviceEventRecord(seq, type, ts, AlarmEventJson.Write(alarm))]);
-        await Events.EventLog.AppendAsync(database, connection, transaction, Events.EventLogKind.Device, body, ts, cancellationToken);
-    }
-
-    public async Task<bool> UpdateAsync(Alarm alarm, AuditRecord? audit = null, CancellationToken cancellationToken = default)
-    {
-        await using var connection = await database.OpenAsync(cancellationToken);
-        using var command = connection.CreateCommand();
-        command.CommandText = """
-            UPDATE alarms SET severity = @severity, acknowledged = @ack, cleared = @cleared, start_ts = @start, end_ts = @end, ack_ts = @ackTs,
-                clear_ts = @clearTs, assign_ts = @assignTs, assignee_id = @assignee, details = @details, propagate = @propagate,
-                propagate_to_owner = @toOwner, propagate_to_tenant = @toTenant, propagate_relation_types = @relations, version = version + 1
-            WHERE id = @id AND tenant_id = @tenant AND originator_id = @originator AND type = @type AND version = @version
-            """;
-        Bind(command, alarm);
-        await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
-        command.Transaction = transaction;
-        bool wasCleared;
-        using (var before = connection.CreateCommand())
-        {
-            before.Transaction = transaction;
-            before.CommandText = "SELECT cleared FROM alarms WHERE id = @id AND tenant_id = @tenant";
-            before.AddParameter("id", alarm.Id.ToString());
-            before.AddParameter("tenant", alarm.TenantId.ToString());
-            await using var reader = await before.ExecuteReaderAsync(cancellationToken);
-            wasCleared = await reader.ReadAsync(cancellationToken) && Sql.GetBool(reader, 0);
-        }
-
-        if (await command.ExecuteNonQueryAsync(cancellationToken) == 0)
-        {
-            return false;
-        }
-
-        // Cleared by this change: ALARM_CLEARED; any other change (an ack, a new severity, an ack after the clear): ALARM_UPDATED.
-        var type = alarm.Cleared && !wasCleared ? Events.PlatformEventType.AlarmCleared : Events.PlatformEventType.AlarmUpdated;
-        await AppendEventAsync(connection, transaction, alarm with { Version = alarm.Version + 1 }, type, cancellationToken);
-        await AuditAsync(connection, transaction, audit, cancellationToken);
-        await transaction.CommitAsync(cancellationToken);
-        signal?.Notify();
-        return true;
-    }
-
-    private static Task AuditAsync(DbConnection connection, DbTransaction transaction, AuditRecord? audit, CancellationToken cancellationToken) =>
-        audit is null ? Task.CompletedTask : SqlAuditLog.InsertAsync(connection, transaction, [audit], cancellationToken);
-
-    private static void Bind(DbCommand command, Alarm alarm)
-    {
-        command.AddParameter("id", alarm.Id.ToString());
-        command.AddParameter("tenant", alarm.TenantId.ToString());
-        command.AddParameter("originator", alarm.OriginatorId.ToString());
-        command.AddParameter("type", alarm.Type);
-        command.AddParameter("severity", (long)alarm.Severity);
-        command.AddParameter("ack", alarm.Acknowledged);
-        command.AddParameter("cleared", alarm.Cleared);
-        command.AddParameter("start", alarm.StartTs);
-        command.AddParameter("end", alarm.EndTs);
-        command.AddParameter("ackTs", alarm.AckTs);
-        command.AddParameter("clearTs", alarm.ClearTs);
-        command.AddParameter("assignTs", alarm.AssignTs);
-        command.AddParameter("assignee", alarm.AssigneeId?.ToString());
-        command.AddParameter("details", alarm.DetailsJson);
-        command.AddParameter("propagate", alarm.Propagate);
-        command.AddParameter("toOwner", alarm.PropagateToOwner);
-        command.AddParameter("toTenant", alarm.PropagateToTenant);
-        command.AddParameter("relations", JsonSerializer.Serialize(alarm.PropagateRelationTypes, AlarmJsonContext.Default.StringArray));
-        command.AddParameter("version", alarm.Version);
-    }
+    public Task<bool> UpdateAsync(Alarm alarm, AuditRecord? audit = null, CancellationToken cancellationToken = default) => _writer.UpdateAsync(alarm, audit);
 
     public Task<Alarm?> GetAsync(Guid tenantId, Guid id, CancellationToken cancellationToken = default) =>
         database.QuerySingleAsync($"SELECT {Columns} FROM alarms a WHERE a.id = @id AND a.tenant_id = @tenant", c =>

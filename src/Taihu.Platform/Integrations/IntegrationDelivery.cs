@@ -141,6 +141,9 @@ public sealed partial class IntegrationDelivery : BackgroundService
         var waits = new List<Task>();
         var done = new List<string>();
         var delivered = new DeliveredRows();
+        // The rows of the last read whose devices were not started (not in flight then, and not due or beyond MaxInFlight).
+        var unstarted = new List<OutboxRow>();
+        var mustRead = true;
         var flusher = FlushLoopAsync(id, delivered, stoppingToken);
         try
         {
@@ -164,6 +167,21 @@ public sealed partial class IntegrationDelivery : BackgroundService
                     break;
                 }
 
+                var now = _time.GetUtcNow().ToUnixTimeMilliseconds();
+                var nextDue = long.MaxValue;
+                if (!mustRead && unstarted.Count > 0)
+                {
+                    // Half the deliveries are done and nothing new came: the devices of the last read that were not
+                    // started yet go first, without a read. (Reading a window of rows each time half the
+                    // deliveries finished read about 16 rows per event delivered with 500 devices and 64 in flight.)
+                    var leftover = unstarted.ToArray();
+                    if (Start(leftover, inFlight, sender, state, delivered, now, ref nextDue, unstarted, stoppingToken) > 0)
+                    {
+                        mustRead = await WaitAsync(state, inFlight, waits, done, nextDue, now, flushed: null, stoppingToken);
+                        continue;
+                    }
+                }
+
                 // Taken before the read: a row deleted after it is not read, one deleted before it is excluded.
                 var pending = delivered.Snapshot();
                 IReadOnlyList<OutboxRow> read;
@@ -182,9 +200,8 @@ public sealed partial class IntegrationDelivery : BackgroundService
                 // Rows delivered but not yet deleted are not sent again.
                 var rows = Without(read, pending);
                 state.SetOldestWaiting(rows.Count > 0 ? rows[0].CreatedTime : 0);
-                var now = _time.GetUtcNow().ToUnixTimeMilliseconds();
-                var nextDue = long.MaxValue;
-                var started = Start(rows, inFlight, sender, state, delivered, now, ref nextDue, stoppingToken);
+                nextDue = long.MaxValue;
+                var started = Start(rows, inFlight, sender, state, delivered, now, ref nextDue, unstarted, stoppingToken);
                 if (started == 0 && read.Count == limit && inFlight.Count < _maxInFlight)
                 {
                     // The oldest rows all belong to devices in flight or waiting for a retry: every device's head, so
@@ -200,71 +217,12 @@ public sealed partial class IntegrationDelivery : BackgroundService
                         continue;
                     }
 
-                    Start(rows, inFlight, sender, state, delivered, now, ref nextDue, stoppingToken);
+                    Start(rows, inFlight, sender, state, delivered, now, ref nextDue, unstarted, stoppingToken);
                 }
 
-                using var wait = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
-                waits.Clear();
-                var wake = state.Wake.WaitAsync(wait.Token);
-                waits.Add(wake);
-                if (nextDue != long.MaxValue)
-                {
-                    waits.Add(Task.Delay(TimeSpan.FromMilliseconds(Math.Max(1, nextDue - now)), _time, wait.Token));
-                }
-
-                if (started == 0 && read.Count > rows.Count)
-                {
-                    // Rows wait only for their deletion: look again once the flusher deleted some.
-                    waits.Add(delivered.Flushed.WaitAsync(wait.Token));
-                }
-
-                var signals = waits.Count;
-                waits.AddRange(inFlight.Values);
-                // Read again when something new came (rows, a retry due, a flush), or once half the deliveries in flight
-                // are done: not after each one, since a read costs a window of rows.
-                while (true)
-                {
-                    var completed = await Task.WhenAny(waits);
-                    if (waits.IndexOf(completed) < signals)
-                    {
-                        break;
-                    }
-
-                    done.Clear();
-                    foreach (var (device, task) in inFlight)
-                    {
-                        if (task.IsCompleted)
-                        {
-                            done.Add(device);
-                        }
-                    }
-
-                    foreach (var device in done)
-                    {
-                        waits.Remove(inFlight[device]);
-                        inFlight.Remove(device);
-                    }
-
-                    if (inFlight.Count <= _maxInFlight / 2)
-                    {
-                        break;
-                    }
-                }
-
-                await wait.CancelAsync();
-                done.Clear();
-                foreach (var (device, task) in inFlight)
-                {
-                    if (task.IsCompleted)
-                    {
-                        done.Add(device);
-                    }
-                }
-
-                foreach (var device in done)
-                {
-                    inFlight.Remove(device);
-                }
+                // Rows wait only for their deletion: look again once the flusher deleted some.
+                var flushed = started == 0 && read.Count > rows.Count ? delivered : null;
+                mustRead = await WaitAsync(state, inFlight, waits, done, nextDue, now, flushed, stoppingToken);
             }
         }
         catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
@@ -275,6 +233,80 @@ public sealed partial class IntegrationDelivery : BackgroundService
         await flusher;
         // Stopping: what the target took is still deleted, so that it is not sent again after the restart.
         await FlushAsync(id, delivered, CancellationToken.None);
+    }
+
+    /// <summary>
+    /// Waits until something new came (rows, a retry due, a flush: true, read the outbox again) or half the
+    /// deliveries in flight are done (false: the devices not started yet may go first); forgets finished deliveries.
+    /// </summary>
+    private async Task<bool> WaitAsync(IntegrationState state, Dictionary<string, Task> inFlight, List<Task> waits, List<string> done, long nextDue, long now,
+        DeliveredRows? flushed, CancellationToken stoppingToken)
+    {
+        var signalled = false;
+        using var wait = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
+        waits.Clear();
+        var wake = state.Wake.WaitAsync(wait.Token);
+        waits.Add(wake);
+        if (nextDue != long.MaxValue)
+        {
+            waits.Add(Task.Delay(TimeSpan.FromMilliseconds(Math.Max(1, nextDue - now)), _time, wait.Token));
+        }
+
+        if (flushed is not null)
+        {
+            waits.Add(flushed.Flushed.WaitAsync(wait.Token));
+        }
+
+        var signals = waits.Count;
+        waits.AddRange(inFlight.Values);
+        // Read again when something new came (rows, a retry due, a flush), or once half the deliveries in flight
+        // are done: not after each one, since a read costs a window of rows.
+        while (true)
+        {
+            var completed = await Task.WhenAny(waits);
+            if (waits.IndexOf(completed) < signals)
+            {
+                signalled = true;
+                break;
+            }
+
+            done.Clear();
+            foreach (var (device, task) in inFlight)
+            {
+                if (task.IsCompleted)
+                {
+                    done.Add(device);
+                }
+            }
+
+            foreach (var device in done)
+            {
+                waits.Remove(inFlight[device]);
+                inFlight.Remove(device);
+            }
+
+            if (inFlight.Count <= _maxInFlight / 2)
+            {
+                break;
+            }
+        }
+
+        await wait.CancelAsync();
+        done.Clear();
+        foreach (var (device, task) in inFlight)
+        {
+            if (task.IsCompleted)
+            {
+                done.Add(device);
+            }
+        }
+
+        foreach (var device in done)
+        {
+            inFlight.Remove(device);
+        }
+
+        return signalled;
     }
 
     /// <summary>
@@ -450,9 +482,11 @@ public sealed partial class IntegrationDelivery : BackgroundService
     /// Starts a delivery for each device of <paramref name="rows"/> (in seq order) that is not in flight and whose
     /// first row is due, with the device's rows among them, up to <see cref="IntegrationOptions.MaxInFlight"/>.
     /// </summary>
+    /// <param name="unstarted">Set to the rows of the devices not started (not due, or beyond MaxInFlight).</param>
     private int Start(IReadOnlyList<OutboxRow> rows, Dictionary<string, Task> inFlight, IIntegrationSender sender, IntegrationState state, DeliveredRows delivered, long now,
-        ref long nextDue, CancellationToken stoppingToken)
+        ref long nextDue, List<OutboxRow> unstarted, CancellationToken stoppingToken)
     {
+        unstarted.Clear();
         var byDevice = new Dictionary<string, List<OutboxRow>>(StringComparer.Ordinal);
         var order = new List<string>();
         foreach (var row in rows)
@@ -481,12 +515,14 @@ public sealed partial class IntegrationDelivery : BackgroundService
             if (head.NextAttempt > now && !(recovered && head.Attempts > 0))
             {
                 nextDue = Math.Min(nextDue, head.NextAttempt);
+                unstarted.AddRange(byDevice[device]);
                 continue;
             }
 
             if (inFlight.Count >= _maxInFlight)
             {
-                break;
+                unstarted.AddRange(byDevice[device]);
+                continue;
             }
 
             inFlight[device] = DeliverAsync(sender, state, byDevice[device], delivered, stoppingToken);

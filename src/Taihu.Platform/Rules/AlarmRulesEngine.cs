@@ -200,6 +200,7 @@ public sealed partial class AlarmRulesEngine : IEventConsumer, IHostedService, I
         }
 
         await using var connection = await _database.OpenAsync(cancellationToken);
+        using var turn = await _database.TakeWriteTurnAsync(cancellationToken);
         await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
         using var command = connection.CreateCommand();
         command.Transaction = transaction;

@@ -39,6 +39,28 @@ public sealed class PlatformDatabase : IDisposable
         return new PlatformDatabase(new SqliteDialect(connectionString, options.SqliteDurability));
     }
 
+    /// <summary>
+    /// A turn at SQLite's one write lock, handed out in the order asked (a no-op on PostgreSQL, which has no such
+    /// lock): taken around a write transaction, after the connection is open and before BEGIN. SQLite's busy
+    /// handler, which a writer otherwise waits in, sleeps between tries and is not fair: ingest, which begins its
+    /// next batch as soon as the last commits, held an alarm's transaction back for hundreds of milliseconds. With
+    /// turns, a writer waits behind at most the transactions that asked before it. Taken by the writers on the alarm
+    /// path: ingest's batches, the alarm writer and the rules' state snapshots; other writers still meet the busy
+    /// handler.
+    /// </summary>
+    public async ValueTask<WriteTurn> TakeWriteTurnAsync(CancellationToken cancellationToken = default)
+    {
+        if (Provider != StorageProvider.Sqlite)
+        {
+            return default;
+        }
+
+        await _writeTurn.WaitAsync(cancellationToken);
+        return new WriteTurn(_writeTurn);
+    }
+
+    private readonly SemaphoreSlim _writeTurn = new(1, 1);
+
     /// <summary>An open connection, with the provider's per-connection settings applied.</summary>
     public async ValueTask<DbConnection> OpenAsync(CancellationToken cancellationToken = default)
     {
@@ -198,7 +220,17 @@ public sealed class PlatformDatabase : IDisposable
         await command.ExecuteNonQueryAsync(cancellationToken);
     }
 
-    public void Dispose() => (Dialect as IDisposable)?.Dispose();
+    public void Dispose()
+    {
+        (Dialect as IDisposable)?.Dispose();
+        _writeTurn.Dispose();
+    }
+}
+
+/// <summary>A turn at the write lock (<see cref="PlatformDatabase.TakeWriteTurnAsync"/>); disposing it passes the turn on.</summary>
+public readonly struct WriteTurn(SemaphoreSlim? turn) : IDisposable
+{
+    public void Dispose() => turn?.Release();
 }
 
 /// <summary>Small conveniences over ADO.NET commands.</summary>

@@ -122,6 +122,7 @@ public sealed partial class SqlTelemetryStore
             unique[(points[i].DeviceSeq, _keyIds[points[i].Point.Key], points[i].Point.Ts)] = i;
         }
 
+        using var turn = await database.TakeWriteTurnAsync(cancellationToken);
         await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
         var newestInBatch = new Dictionary<(long Device, long Key), (long Ts, int Index)>();
         foreach (var ((device, key, ts), index) in unique)
