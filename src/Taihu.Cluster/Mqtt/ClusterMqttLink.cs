@@ -40,6 +40,10 @@ internal sealed partial class ClusterMqttLink : IMqttClusterLink, ILifecyclePart
     private MqttBroker? _broker;
     private INodeLinkClient? _nodes;
     private Task _watch = Task.CompletedTask;
+    private int _disposed;
+
+    /// <summary>How long a CONNECT waits for the session's claim (and the old node's end of it) before it goes on.</summary>
+    private static readonly TimeSpan s_claimTimeout = TimeSpan.FromSeconds(10);
 
     [ThreadStatic]
     private static List<SiloAddress>? t_targets;
@@ -123,7 +127,16 @@ internal sealed partial class ClusterMqttLink : IMqttClusterLink, ILifecyclePart
     public async ValueTask ClaimSessionAsync(string ns, string owner, string clientId, CancellationToken cancellationToken)
     {
         var grain = _services.GetRequiredService<IGrainFactory>().GetGrain<ISessionOwnerGrain>(SessionOwnerGrain.KeyOf(ns, owner, clientId));
-        await grain.Claim(_local.SiloAddress, ns, owner, clientId).WaitAsync(cancellationToken);
+        try
+        {
+            await grain.Claim(_local.SiloAddress, ns, owner, clientId).WaitAsync(s_claimTimeout, cancellationToken);
+        }
+        catch (Exception e) when (e is TimeoutException or OrleansException or SiloUnavailableException)
+        {
+            // The cluster cannot say who held the session: the client is served here all the same, and a connection
+            // it may still have on another node stays until it goes (said in docs/scaling.md).
+            LogClaimFailed(_logger, clientId, e.Message);
+        }
     }
 
     /// <summary>A batch from another node (see <see cref="INodeLinkService.Receive"/>).</summary>
@@ -131,6 +144,12 @@ internal sealed partial class ClusterMqttLink : IMqttClusterLink, ILifecyclePart
     {
         // Sent again after a call that failed on the way back: applied already.
         if (_received.TryGetValue(sender, out var last) && batch.Sequence <= last)
+        {
+            return;
+        }
+
+        // Sent before the sender was declared dead, and arriving after its routes were dropped: not applied again.
+        if (_membership.CurrentSnapshot.GetSiloStatus(sender) == SiloStatus.Dead)
         {
             return;
         }
@@ -183,13 +202,23 @@ internal sealed partial class ClusterMqttLink : IMqttClusterLink, ILifecyclePart
             return Task.CompletedTask;
         }, async _ =>
         {
-            await _stopping.CancelAsync();
+            if (Volatile.Read(ref _disposed) == 0)
+            {
+                await _stopping.CancelAsync();
+            }
+
             await _watch.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
         });
     }
 
+    /// <summary>Idempotent: the container disposes it once for each service it is registered as.</summary>
     public void Dispose()
     {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+
         _stopping.Cancel();
         _stopping.Dispose();
         _remoteRoutes.Dispose();
@@ -340,6 +369,9 @@ internal sealed partial class ClusterMqttLink : IMqttClusterLink, ILifecyclePart
 
     [LoggerMessage(EventId = 2613, Level = LogLevel.Warning, Message = "MQTT link to node {Node}: a batch failed ({Error}); sending it again")]
     private static partial void LogSendFailed(ILogger logger, SiloAddress node, string error);
+
+    [LoggerMessage(EventId = 2616, Level = LogLevel.Warning, Message = "Client {ClientId}: the session could not be claimed in the cluster ({Error}); the client is served here")]
+    private static partial void LogClaimFailed(ILogger logger, string clientId, string error);
 
     [LoggerMessage(EventId = 2614, Level = LogLevel.Information, Message = "Client {ClientId} (namespace '{Ns}') was taken over on another node; its session here ended")]
     private static partial void LogTakenOver(ILogger logger, string clientId, string ns);
