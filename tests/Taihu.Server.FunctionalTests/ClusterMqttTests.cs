@@ -11,7 +11,8 @@ namespace Taihu.Server.FunctionalTests;
 /// <summary>
 /// MQTT across three real server processes of one cluster (loopback, one private PostgreSQL database): a publish
 /// accepted on one node reaches the subscribers on the other two, at QoS 0, 1 and 2, in the publisher's order; a
-/// client id that connects on another node takes its session over, and the old connection is closed with 0x8E.
+/// client id that connects on another node takes its session over, and the old connection is closed with 0x8E; a
+/// node killed with SIGKILL has its routes dropped on the others.
 /// </summary>
 [Collection(PostgresCollection.Name)]
 public sealed class ClusterMqttTests(PostgresServer postgres)
@@ -19,7 +20,7 @@ public sealed class ClusterMqttTests(PostgresServer postgres)
     private const int PerQoS = 40;
 
     [Fact]
-    public async Task ThreeNodes_PublishOnOne_ReachesSubscribersOnEach_InOrder_AndTakeoverAcrossNodes()
+    public async Task ThreeNodes_PublishOnOne_ReachesSubscribersOnEach_InOrder_TakeoverAcrossNodes_DeadNodesRoutesDropped()
     {
         var database = await postgres.CreateDatabaseAsync();
         var nodes = new List<ServerProcess>();
@@ -108,6 +109,14 @@ public sealed class ClusterMqttTests(PostgresServer postgres)
                 Assert.Equal("found", Encoding.UTF8.GetString((await roamerOnB.NextAsync()).Payload));
                 Assert.True(roamerOnB.Client.IsConnected);
             }
+
+            // Node B is killed: once it is declared dead, its routes (city/# and roam/#) are dropped on A and C, and
+            // A still serves its own subscriber.
+            await nodes[1].KillAsync();
+            await Metrics.WaitForAsync(nodes[0], "taihu_cluster_remote_routes", count => count == 0);
+            await Metrics.WaitForAsync(nodes[2], "taihu_cluster_remote_routes", count => count == 1);
+            await publisher.PublishAsync("city/district-7/air", "after-b");
+            Assert.Equal("after-b", Encoding.UTF8.GetString((await onA.NextAsync()).Payload));
         }
         finally
         {
