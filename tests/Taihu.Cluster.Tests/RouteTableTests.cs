@@ -1,4 +1,5 @@
 using Taihu.Cluster.Mqtt;
+using Taihu.Mqtt.Topics;
 
 namespace Taihu.Cluster.Tests;
 
@@ -27,6 +28,9 @@ public sealed class RouteTableTests
         var nodes = new List<string>();
         table.Match("", topic, nodes);
         Assert.Equal(matches ? ["n1"] : [], nodes);
+
+        // The broker's own matcher says the same.
+        Assert.Equal(matches, TopicMatcher.Matches(filter, topic));
     }
 
     [Fact]
