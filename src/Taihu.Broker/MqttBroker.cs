@@ -37,8 +37,10 @@ public sealed partial class MqttBroker : IMqttServerPublisher, IMqttClientDiscon
 
     public MqttBroker(BrokerOptions options, TimeProvider timeProvider, BrokerMetrics metrics, ILogger<MqttBroker>? logger = null,
         IMqttAuthenticator? authenticator = null, IMqttAuthorizer? authorizer = null, IPublishObserver? publishObserver = null,
-        IMqttEnhancedAuthenticator? enhancedAuthenticator = null, IClientLifecycleObserver? lifecycleObserver = null, IBrokerStateStore? stateStore = null)
+        IMqttEnhancedAuthenticator? enhancedAuthenticator = null, IClientLifecycleObserver? lifecycleObserver = null, IBrokerStateStore? stateStore = null,
+        IMqttClusterLink? clusterLink = null)
     {
+        ClusterLink = clusterLink;
         LifecycleObserver = lifecycleObserver;
         StateStore = stateStore;
         Options = options;
@@ -54,7 +56,7 @@ public sealed partial class MqttBroker : IMqttServerPublisher, IMqttClientDiscon
         Version = typeof(MqttBroker).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion.Split('+')[0] ?? "0.1.0";
 
         _connections = new ConnectionRegistry(options, metrics);
-        _router = new MessageRouter(options, timeProvider, metrics, tracksRetainedChanges: stateStore is not null);
+        _router = new MessageRouter(options, timeProvider, metrics, tracksRetainedChanges: stateStore is not null, clusterLink);
         _sessions = new SessionRegistry(new SessionServices(options, timeProvider, metrics), _router);
         _persistence = stateStore is null ? null : new BrokerPersistence(stateStore, options, timeProvider, metrics, _logger, _sessions, _router);
         _sys = new SysPublisher(this, _router, _sessions);
@@ -68,6 +70,9 @@ public sealed partial class MqttBroker : IMqttServerPublisher, IMqttClientDiscon
     public IPublishObserver? PublishObserver { get; }
     public IMqttEnhancedAuthenticator? EnhancedAuthenticator { get; }
     public IClientLifecycleObserver? LifecycleObserver { get; }
+
+    /// <summary>The other nodes of the cluster, or null on a single server.</summary>
+    public IMqttClusterLink? ClusterLink { get; }
 
     /// <summary>Where retained messages and persistent sessions are kept across restarts, or null (memory only).</summary>
     public IBrokerStateStore? StateStore { get; }
@@ -197,6 +202,23 @@ public sealed partial class MqttBroker : IMqttServerPublisher, IMqttClientDiscon
         message.Release();
         return deliveries;
     }
+
+    /// <summary>
+    /// A message another node of the cluster accepted and forwarded here (<see cref="IMqttClusterLink.Forward"/>):
+    /// delivered to this node's matching subscribers only, neither forwarded again nor retained here. Returns the
+    /// number of deliveries. The caller keeps its own reference.
+    /// </summary>
+    public int RouteFromNode(BrokerMessage message)
+    {
+        ArgumentNullException.ThrowIfNull(message);
+        return _router.Route(message, remoteNodes: 0);
+    }
+
+    /// <summary>
+    /// The client's session was taken by a connection on another node: its connection here, if any, is told 0x8E
+    /// and closed, and the session ends here. False when there was none.
+    /// </summary>
+    public bool EndSessionTakenOver(string ns, string owner, string clientId) => _sessions.EndTakenOver(ns, owner, clientId);
 
     // What a connection asks of the parts.
 

@@ -133,6 +133,12 @@ public sealed partial class MqttChannel
             }
         }
 
+        if (_broker.ClusterLink is { } cluster)
+        {
+            // On a cluster node the session is claimed cluster-wide first: a connection on another node loses it.
+            await cluster.ClaimSessionAsync(identity.Namespace, identity.SessionOwner ?? "", ClientId!, cancellationToken);
+        }
+
         return CompleteConnect(identity, ackProperties);
     }
 

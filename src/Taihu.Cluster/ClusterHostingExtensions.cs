@@ -14,6 +14,8 @@ using Orleans;
 using Orleans.Configuration;
 using Orleans.Hosting;
 using Orleans.Runtime;
+using Taihu.Broker.Extensibility;
+using Taihu.Cluster.Mqtt;
 using Taihu.Platform;
 
 namespace Taihu.Cluster;
@@ -48,8 +50,15 @@ public static class ClusterHostingExtensions
         builder.Services.AddSingleton(sp => ClusterDatabase.Create(sp.GetRequiredService<IOptions<StorageOptions>>().Value));
         builder.Services.AddHostedService<ClusterStartup>();
         builder.Services.AddSingleton<ClusterNodes>();
+
+        // MQTT across nodes: the broker finds the link in the services and uses it (see IMqttClusterLink).
+        builder.Services.AddSingleton<ClusterMqttLink>();
+        builder.Services.AddSingleton<IMqttClusterLink>(sp => sp.GetRequiredService<ClusterMqttLink>());
         builder.UseOrleans(silo =>
         {
+            silo.AddGrainService<NodeLinkService>();
+            silo.Services.AddSingleton<INodeLinkClient, NodeLinkClient>();
+            silo.Services.AddSingleton<ILifecycleParticipant<ISiloLifecycle>>(sp => sp.GetRequiredService<ClusterMqttLink>());
             silo.Services.AddSingleton<IMembershipTable>(sp => new PostgresMembershipTable(
                 sp.GetRequiredService<ClusterDatabase>().DataSource, sp.GetRequiredService<IOptions<ClusterNodeOptions>>().Value.ClusterId));
             silo.Services.AddOptions<ClusterOptions>().Configure<IOptions<ClusterNodeOptions>>((orleans, taihu) =>

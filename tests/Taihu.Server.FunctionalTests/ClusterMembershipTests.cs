@@ -171,19 +171,7 @@ public sealed class ClusterMembershipTests(PostgresServer postgres, ITestOutputH
         Assert.Contains("Cluster:ProbeTimeout must be at least", output, StringComparison.Ordinal);
     }
 
-    private Dictionary<string, string> NodeSettings(string database, int siloPort) => new()
-    {
-        ["Storage__Provider"] = "PostgreSql",
-        ["Storage__ConnectionString"] = postgres.ConnectionString(database),
-        ["Cluster__Enabled"] = "true",
-        ["Cluster__ClusterId"] = ClusterId,
-        ["Cluster__SiloPort"] = siloPort.ToString(CultureInfo.InvariantCulture),
-        ["Cluster__AdvertisedAddress"] = "127.0.0.1",
-        ["Cluster__ProbeTimeout"] = "00:00:01",
-        ["Cluster__NumMissedProbesLimit"] = "2",
-        ["Cluster__TableRefreshTimeout"] = "00:00:02",
-        ["Cluster__IAmAliveTablePublishTimeout"] = "00:00:02",
-    };
+    private Dictionary<string, string> NodeSettings(string database, int siloPort) => ClusterSettings.Node(postgres, database, ClusterId, siloPort);
 
     private async Task<object?> ScalarAsync(string database, string sql)
     {

@@ -67,7 +67,8 @@ public static partial class BrokerHostingExtensions
                 sp.GetService<IPublishObserver>(),
                 sp.GetService<IMqttEnhancedAuthenticator>(),
                 sp.GetService<IClientLifecycleObserver>(),
-                sp.GetService<IBrokerStateStore>());
+                sp.GetService<IBrokerStateStore>(),
+                sp.GetService<IMqttClusterLink>());
             sp.GetRequiredService<BrokerHandle>().Attach(broker);
             return broker;
         });

@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using Taihu.Broker.Extensibility;
 using Taihu.Broker.Sessions;
 using Taihu.Mqtt;
 using Taihu.Mqtt.Packets;
@@ -6,9 +7,9 @@ using Taihu.Mqtt.Packets;
 namespace Taihu.Broker.Routing;
 
 /// <summary>A namespace's subscriptions and retained messages. Tenants are namespaces: they never see each other's topics.</summary>
-internal sealed class NamespaceState(bool tracksRetainedChanges)
+internal sealed class NamespaceState(string ns, bool tracksRetainedChanges, IMqttClusterLink? clusterLink)
 {
-    public SubscriptionTrie Trie { get; } = new();
+    public SubscriptionTrie Trie { get; } = new(ns, clusterLink);
     public RetainedStore Retained { get; } = new(tracksRetainedChanges);
 }
 
@@ -17,7 +18,7 @@ internal sealed class NamespaceState(bool tracksRetainedChanges)
 /// its namespace's trie and one copy is handed to each matching session (<see cref="MqttSession.Deliver"/>), which
 /// decides whether it is sent, queued or dropped.
 /// </summary>
-internal sealed class MessageRouter(BrokerOptions options, TimeProvider time, BrokerMetrics metrics, bool tracksRetainedChanges)
+internal sealed class MessageRouter(BrokerOptions options, TimeProvider time, BrokerMetrics metrics, bool tracksRetainedChanges, IMqttClusterLink? clusterLink = null)
 {
     private readonly ConcurrentDictionary<string, NamespaceState> _namespaces = new(StringComparer.Ordinal);
 
@@ -31,7 +32,8 @@ internal sealed class MessageRouter(BrokerOptions options, TimeProvider time, Br
     /// <summary>Every namespace with subscriptions or retained messages, walked in place.</summary>
     public ConcurrentDictionary<string, NamespaceState> Namespaces => _namespaces;
 
-    public NamespaceState GetNamespace(string ns) => _namespaces.GetOrAdd(ns, static (_, tracksChanges) => new NamespaceState(tracksChanges), tracksRetainedChanges);
+    public NamespaceState GetNamespace(string ns) =>
+        _namespaces.GetOrAdd(ns, static (key, parts) => new NamespaceState(key, parts.tracksRetainedChanges, parts.clusterLink), (tracksRetainedChanges, clusterLink));
 
     /// <summary>Retained messages in <paramref name="ns"/>.</summary>
     public int RetainedCount(string ns) => _namespaces.TryGetValue(ns, out var state) ? state.Retained.Count : 0;
@@ -88,15 +90,17 @@ internal sealed class MessageRouter(BrokerOptions options, TimeProvider time, Br
             }
         }
 
-        return Route(message);
+        // On a cluster node, the other nodes whose subscribers want it get a copy; their subscribers count as matching.
+        return Route(message, clusterLink?.Forward(message) ?? 0);
     }
 
     /// <summary>
     /// Delivers <paramref name="message"/> to every matching subscriber in its namespace: one copy per session at
     /// the highest QoS granted among its matching subscriptions (with all their identifiers), and one copy per
-    /// shared group to one member in turn. Returns the number of deliveries.
+    /// shared group to one member in turn. Returns the number of deliveries, plus <paramref name="remoteNodes"/>
+    /// (the other nodes it was forwarded to, which make it no dropped message).
     /// </summary>
-    public int Route(BrokerMessage message)
+    public int Route(BrokerMessage message, int remoteNodes = 0)
     {
         var scratch = t_scratch ??= new RouteScratch();
         var state = GetNamespace(message.Namespace);
@@ -164,12 +168,12 @@ internal sealed class MessageRouter(BrokerOptions options, TimeProvider time, Br
                 deliveries++;
             }
 
-            if (deliveries == 0)
+            if (deliveries == 0 && remoteNodes == 0)
             {
                 Metrics.MessageDropped(DropReasons.NoSubscribers);
             }
 
-            return deliveries;
+            return deliveries + remoteNodes;
         }
         finally
         {

@@ -1,3 +1,4 @@
+using Taihu.Broker.Extensibility;
 using Taihu.Broker.Sessions;
 using Taihu.Mqtt;
 using Taihu.Mqtt.Packets;
@@ -45,11 +46,16 @@ public sealed class SharedGroup
 /// far less often than messages flow.
 /// </para>
 /// </summary>
-public sealed class SubscriptionTrie : IDisposable
+/// <param name="ns">The namespace whose subscriptions these are (for <paramref name="clusterLink"/>).</param>
+/// <param name="clusterLink">On a cluster node, told when a filter gets its first subscriber and loses its last.</param>
+public sealed class SubscriptionTrie(string ns = "", IMqttClusterLink? clusterLink = null) : IDisposable
 {
     private readonly TrieNode _root = new();
     private readonly ReaderWriterLockSlim _lock = new(LockRecursionPolicy.NoRecursion);
     private int _count;
+
+    // Set by RemoveAt when a non-shared removal left its filter without subscribers (under the write lock).
+    private bool _filterEmptied;
 
     public void Dispose() => _lock.Dispose();
 
@@ -81,7 +87,14 @@ public sealed class SubscriptionTrie : IDisposable
             }
 
             node.Subscriptions ??= [];
-            return Replace(node.Subscriptions, subscription);
+            var first = node.Subscriptions.Count == 0;
+            var isNew = Replace(node.Subscriptions, subscription);
+            if (first && isNew)
+            {
+                clusterLink?.OnRouteAdded(ns, subscription.Filter);
+            }
+
+            return isNew;
         }
         finally
         {
@@ -111,7 +124,14 @@ public sealed class SubscriptionTrie : IDisposable
         _lock.EnterWriteLock();
         try
         {
-            return RemoveAt(_root, filter.AsSpan(), session, shareGroup);
+            _filterEmptied = false;
+            var removed = RemoveAt(_root, filter.AsSpan(), session, shareGroup);
+            if (_filterEmptied)
+            {
+                clusterLink?.OnRouteRemoved(ns, filter);
+            }
+
+            return removed;
         }
         finally
         {
@@ -149,6 +169,7 @@ public sealed class SubscriptionTrie : IDisposable
         else
         {
             removed = child.Subscriptions is { } subs && RemoveSession(subs, session);
+            _filterEmptied = removed && child.Subscriptions!.Count == 0;
         }
 
         if (removed && child.IsEmpty)

@@ -175,6 +175,27 @@ internal sealed class SessionRegistry(SessionServices services, MessageRouter ro
         }
     }
 
+    /// <summary>
+    /// The session of the key was taken over on another node of the cluster: its connection is kicked (0x8E) and the
+    /// session ends here, as a clean start would end it. False when there is none.
+    /// </summary>
+    public bool EndTakenOver(string ns, string owner, string clientId)
+    {
+        lock (_gate)
+        {
+            if (!_sessions.TryGetValue((ns, owner, clientId), out var session))
+            {
+                return false;
+            }
+
+            session.TakeOver(cleanStart: true, out var previous);
+            previous?.Kick();
+            Remove(session);
+            End(session);
+            return true;
+        }
+    }
+
     /// <summary>Puts a session loaded from a state store in place, ending one already there with the same key.</summary>
     public void AddRestored(MqttSession session)
     {

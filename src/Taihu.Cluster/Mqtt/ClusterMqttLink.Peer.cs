@@ -1,0 +1,89 @@
+using System.Threading.Channels;
+using Orleans.Runtime;
+
+namespace Taihu.Cluster.Mqtt;
+
+internal sealed partial class ClusterMqttLink
+{
+    /// <summary>
+    /// What this node sends to one other node: route changes and messages in one queue, in the order they came,
+    /// sent by one loop in batches of up to <see cref="MaximumBatch"/>, one call at a time. A failed call is made
+    /// again with the same batch (the receiver skips a batch number it has applied) until the node is declared
+    /// dead and the peer is disposed.
+    /// </summary>
+    private sealed class Peer(ClusterMqttLink link, SiloAddress node) : IDisposable
+    {
+        /// <summary>Wait before a failed batch is sent again.</summary>
+        private static readonly TimeSpan s_retryDelay = TimeSpan.FromMilliseconds(200);
+
+        private readonly Channel<object> _queue = Channel.CreateUnbounded<object>(new UnboundedChannelOptions { SingleReader = true });
+        private readonly CancellationTokenSource _stop = new();
+        private long _sequence;
+
+        public void Enqueue(RouteChange change) => _queue.Writer.TryWrite(change);
+
+        public void Enqueue(ForwardedMessage message) => _queue.Writer.TryWrite(message);
+
+        public void Start()
+        {
+            var token = _stop.Token;
+            _ = Task.Run(() => RunAsync(token), CancellationToken.None);
+        }
+
+        /// <summary>The node is dead (or this one stops): what is queued for it is dropped, a retry is given up.</summary>
+        public void Dispose()
+        {
+            _queue.Writer.TryComplete();
+            _stop.Cancel();
+            _stop.Dispose();
+        }
+
+        private async Task RunAsync(CancellationToken token)
+        {
+            var reader = _queue.Reader;
+            try
+            {
+                while (await reader.WaitToReadAsync(token))
+                {
+                    var batch = new NodeBatch { Sequence = ++_sequence };
+                    var count = 0;
+                    while (count < MaximumBatch && reader.TryRead(out var item))
+                    {
+                        if (item is RouteChange change)
+                        {
+                            (batch.Routes ??= []).Add(change);
+                        }
+                        else
+                        {
+                            (batch.Messages ??= []).Add((ForwardedMessage)item);
+                        }
+
+                        count++;
+                    }
+
+                    await SendAsync(batch, token);
+                }
+            }
+            catch (OperationCanceledException) when (token.IsCancellationRequested)
+            {
+            }
+        }
+
+        private async Task SendAsync(NodeBatch batch, CancellationToken token)
+        {
+            while (true)
+            {
+                try
+                {
+                    await link.Nodes.On(node).Receive(link._local.SiloAddress, batch).WaitAsync(token);
+                    return;
+                }
+                catch (Exception e) when (e is not OperationCanceledException || !token.IsCancellationRequested)
+                {
+                    LogSendFailed(link._logger, node, e.Message);
+                    await Task.Delay(s_retryDelay, link._time, token);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,378 @@
+using System.Collections.Concurrent;
+using System.Diagnostics.Metrics;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Orleans;
+using Orleans.Runtime;
+using Taihu.Broker;
+using Taihu.Broker.Extensibility;
+using Taihu.Broker.Routing;
+using Taihu.Mqtt;
+using Taihu.Mqtt.Packets;
+
+namespace Taihu.Cluster.Mqtt;
+
+/// <summary>
+/// The broker's link to the other nodes (<see cref="IMqttClusterLink"/>). It keeps this node's routes (the filters
+/// its subscribers hold) and sends their changes to every other node; it keeps the other nodes' routes
+/// (<see cref="RouteTable{TNode}"/>) and forwards each accepted message once to each node whose routes match it.
+/// Everything for one other node goes through one <see cref="Peer"/>: one ordered queue, sent in batches, one call
+/// at a time, again after a failure until that node is declared dead. That keeps each publisher's order, and no
+/// message handed on is lost while both nodes live. Membership (Orleans) says which nodes live: a new node gets all
+/// of this node's routes first; a dead node's routes and queue are dropped.
+/// </summary>
+internal sealed partial class ClusterMqttLink : IMqttClusterLink, ILifecycleParticipant<ISiloLifecycle>, IDisposable
+{
+    /// <summary>Most items (route changes and messages) in one call to another node.</summary>
+    internal const int MaximumBatch = 512;
+
+    private readonly IServiceProvider _services;
+    private readonly ILocalSiloDetails _local;
+    private readonly IClusterMembershipService _membership;
+    private readonly TimeProvider _time;
+    private readonly ILogger _logger;
+    private readonly RouteTable<SiloAddress> _remoteRoutes = new();
+    private readonly HashSet<(string Namespace, string Filter)> _localRoutes = [];
+    private readonly ConcurrentDictionary<SiloAddress, Peer> _peers = new();
+    private readonly ConcurrentDictionary<SiloAddress, long> _received = new();
+    private readonly Lock _gate = new();
+    private readonly CancellationTokenSource _stopping = new();
+    private MqttBroker? _broker;
+    private INodeLinkClient? _nodes;
+    private Task _watch = Task.CompletedTask;
+    private int _disposed;
+
+    /// <summary>How long a CONNECT waits for the session's claim (and the old node's end of it) before it goes on.</summary>
+    private static readonly TimeSpan s_claimTimeout = TimeSpan.FromSeconds(10);
+
+    [ThreadStatic]
+    private static List<SiloAddress>? t_targets;
+
+    public ClusterMqttLink(IServiceProvider services, ILocalSiloDetails local, IClusterMembershipService membership, TimeProvider time, IMeterFactory meters,
+        ILogger<ClusterMqttLink> logger)
+    {
+        ArgumentNullException.ThrowIfNull(meters);
+        meters.Create(ClusterNodes.MeterName).CreateObservableGauge("taihu.cluster.remote_routes", () => _remoteRoutes.Count, "{route}",
+            "Routes (node, filter) of the other nodes this node forwards by.");
+        _services = services;
+        _local = local;
+        _membership = membership;
+        _time = time;
+        _logger = logger;
+    }
+
+    /// <summary>The other nodes' routes held here (tests and diagnostics).</summary>
+    public int RemoteRouteCount => _remoteRoutes.Count;
+
+    private MqttBroker Broker => _broker ??= _services.GetRequiredService<MqttBroker>();
+
+    private INodeLinkClient Nodes => _nodes ??= _services.GetRequiredService<INodeLinkClient>();
+
+    public void OnRouteAdded(string ns, string filter) => ChangeRoute(new RouteChange(ns, filter, Added: true));
+
+    public void OnRouteRemoved(string ns, string filter) => ChangeRoute(new RouteChange(ns, filter, Added: false));
+
+    private void ChangeRoute(RouteChange change)
+    {
+        lock (_gate)
+        {
+            var changed = change.Added ? _localRoutes.Add((change.Namespace, change.Filter)) : _localRoutes.Remove((change.Namespace, change.Filter));
+            if (!changed)
+            {
+                return;
+            }
+
+            foreach (var (_, peer) in _peers)
+            {
+                peer.Enqueue(change);
+            }
+        }
+    }
+
+    public int Forward(BrokerMessage message)
+    {
+        if (_remoteRoutes.Count == 0)
+        {
+            return 0;
+        }
+
+        var targets = t_targets ??= [];
+        try
+        {
+            _remoteRoutes.Match(message.Namespace, message.Topic, targets);
+            if (targets.Count == 0)
+            {
+                return 0;
+            }
+
+            var copy = Copy(message);
+            var sent = 0;
+            foreach (var node in targets)
+            {
+                if (_peers.TryGetValue(node, out var peer))
+                {
+                    peer.Enqueue(copy);
+                    sent++;
+                }
+            }
+
+            return sent;
+        }
+        finally
+        {
+            targets.Clear();
+        }
+    }
+
+    public async ValueTask ClaimSessionAsync(string ns, string owner, string clientId, CancellationToken cancellationToken)
+    {
+        var grain = _services.GetRequiredService<IGrainFactory>().GetGrain<ISessionOwnerGrain>(SessionOwnerGrain.KeyOf(ns, owner, clientId));
+        try
+        {
+            await grain.Claim(_local.SiloAddress, ns, owner, clientId).WaitAsync(s_claimTimeout, cancellationToken);
+        }
+        catch (Exception e) when (e is TimeoutException or OrleansException or SiloUnavailableException)
+        {
+            // The cluster cannot say who held the session: the client is served here all the same, and a connection
+            // it may still have on another node stays until it goes (said in docs/scaling.md).
+            LogClaimFailed(_logger, clientId, e.Message);
+        }
+    }
+
+    /// <summary>A batch from another node (see <see cref="INodeLinkService.Receive"/>).</summary>
+    public void Receive(SiloAddress sender, NodeBatch batch)
+    {
+        // Sent again after a call that failed on the way back: applied already.
+        if (_received.TryGetValue(sender, out var last) && batch.Sequence <= last)
+        {
+            return;
+        }
+
+        // Sent before the sender was declared dead, and arriving after its routes were dropped: not applied again.
+        if (_membership.CurrentSnapshot.GetSiloStatus(sender) == SiloStatus.Dead)
+        {
+            return;
+        }
+
+        _received[sender] = batch.Sequence;
+        EnsurePeer(sender);
+        foreach (var change in batch.Routes ?? [])
+        {
+            _ = change.Added ? _remoteRoutes.Add(sender, change.Namespace, change.Filter) : _remoteRoutes.Remove(sender, change.Namespace, change.Filter);
+        }
+
+        if (batch.Messages is not { } messages)
+        {
+            return;
+        }
+
+        var broker = Broker;
+        foreach (var forwarded in messages)
+        {
+            var message = ToBrokerMessage(forwarded);
+            try
+            {
+                broker.RouteFromNode(message);
+            }
+            finally
+            {
+                message.Release();
+            }
+        }
+    }
+
+    /// <summary>A connection on another node took the session over (see <see cref="INodeLinkService.EndSession"/>).</summary>
+    public bool EndSession(string ns, string owner, string clientId)
+    {
+        var ended = Broker.EndSessionTakenOver(ns, owner, clientId);
+        if (ended)
+        {
+            LogTakenOver(_logger, clientId, ns);
+        }
+
+        return ended;
+    }
+
+    public void Participate(ISiloLifecycle lifecycle)
+    {
+        ArgumentNullException.ThrowIfNull(lifecycle);
+        lifecycle.Subscribe(nameof(ClusterMqttLink), ServiceLifecycleStage.Active, _ =>
+        {
+            _watch = Task.Run(WatchMembershipAsync, CancellationToken.None);
+            return Task.CompletedTask;
+        }, async _ =>
+        {
+            if (Volatile.Read(ref _disposed) == 0)
+            {
+                await _stopping.CancelAsync();
+            }
+
+            await _watch.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+        });
+    }
+
+    /// <summary>Idempotent: the container disposes it once for each service it is registered as.</summary>
+    public void Dispose()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+
+        _stopping.Cancel();
+        _stopping.Dispose();
+        _remoteRoutes.Dispose();
+        foreach (var (_, peer) in _peers)
+        {
+            peer.Dispose();
+        }
+    }
+
+    private async Task WatchMembershipAsync()
+    {
+        try
+        {
+            await foreach (var snapshot in _membership.MembershipUpdates.WithCancellation(_stopping.Token))
+            {
+                foreach (var (address, member) in snapshot.Members)
+                {
+                    if (address.Equals(_local.SiloAddress))
+                    {
+                        continue;
+                    }
+
+                    if (member.Status == SiloStatus.Active)
+                    {
+                        EnsurePeer(address);
+                    }
+                    else if (member.Status == SiloStatus.Dead)
+                    {
+                        Forget(address);
+                    }
+                }
+            }
+        }
+        catch (OperationCanceledException) when (_stopping.IsCancellationRequested)
+        {
+        }
+    }
+
+    /// <summary>A node this node sends to: its queue starts with all of this node's routes.</summary>
+    private void EnsurePeer(SiloAddress node)
+    {
+        if (_peers.ContainsKey(node) || _membership.CurrentSnapshot.GetSiloStatus(node) == SiloStatus.Dead)
+        {
+            return;
+        }
+
+        lock (_gate)
+        {
+            if (_peers.ContainsKey(node))
+            {
+                return;
+            }
+
+            var peer = new Peer(this, node);
+            foreach (var (ns, filter) in _localRoutes)
+            {
+                peer.Enqueue(new RouteChange(ns, filter, Added: true));
+            }
+
+            _peers[node] = peer;
+            peer.Start();
+            LogPeerAdded(_logger, node, _localRoutes.Count);
+        }
+    }
+
+    private void Forget(SiloAddress node)
+    {
+        lock (_gate)
+        {
+            if (!_peers.TryRemove(node, out var peer))
+            {
+                return;
+            }
+
+            peer.Dispose();
+        }
+
+        var routes = _remoteRoutes.RemoveNode(node);
+        _received.TryRemove(node, out _);
+        LogPeerDead(_logger, node, routes);
+    }
+
+    private static ForwardedMessage Copy(BrokerMessage message)
+    {
+        var properties = message.Properties;
+        string[]? user = null;
+        if (properties?.UserProperties is { Count: > 0 } list)
+        {
+            user = new string[list.Count * 2];
+            for (var i = 0; i < list.Count; i++)
+            {
+                user[2 * i] = list[i].Name;
+                user[(2 * i) + 1] = list[i].Value;
+            }
+        }
+
+        return new ForwardedMessage
+        {
+            Namespace = message.Namespace,
+            Topic = message.Topic,
+            Payload = message.Payload.ToArray(),
+            QoS = (byte)message.QoS,
+            Retain = message.Retain,
+            ReceivedAt = message.ReceivedAt,
+            OriginClientId = message.OriginClientId,
+            OriginOwner = message.OriginOwner,
+            PayloadFormatIndicator = properties?.PayloadFormatIndicator,
+            MessageExpiryInterval = properties?.MessageExpiryInterval,
+            ContentType = properties?.ContentType,
+            ResponseTopic = properties?.ResponseTopic,
+            CorrelationData = properties?.CorrelationData?.ToArray(),
+            UserProperties = user,
+        };
+    }
+
+    private static BrokerMessage ToBrokerMessage(ForwardedMessage m)
+    {
+        MqttProperties? properties = null;
+        if (m.PayloadFormatIndicator is not null || m.MessageExpiryInterval is not null || m.ContentType is not null || m.ResponseTopic is not null
+            || m.CorrelationData is not null || m.UserProperties is not null)
+        {
+            properties = new MqttProperties
+            {
+                PayloadFormatIndicator = m.PayloadFormatIndicator,
+                MessageExpiryInterval = m.MessageExpiryInterval,
+                ContentType = m.ContentType,
+                ResponseTopic = m.ResponseTopic,
+                CorrelationData = m.CorrelationData,
+            };
+            if (m.UserProperties is { } user)
+            {
+                properties.UserProperties = new List<UserProperty>(user.Length / 2);
+                for (var i = 0; i + 1 < user.Length; i += 2)
+                {
+                    properties.UserProperties.Add(new UserProperty(user[i], user[i + 1]));
+                }
+            }
+        }
+
+        return BrokerMessage.Create(m.Namespace, m.Topic, m.Payload, owner: null, (QoS)m.QoS, m.Retain, properties, m.ReceivedAt, m.OriginClientId, m.OriginOwner);
+    }
+
+    [LoggerMessage(EventId = 2611, Level = LogLevel.Information, Message = "MQTT link to node {Node} open; {Routes} route(s) of this node sent first")]
+    private static partial void LogPeerAdded(ILogger logger, SiloAddress node, int routes);
+
+    [LoggerMessage(EventId = 2612, Level = LogLevel.Information, Message = "Node {Node} is dead: its {Routes} route(s) and the messages queued for it are dropped")]
+    private static partial void LogPeerDead(ILogger logger, SiloAddress node, int routes);
+
+    [LoggerMessage(EventId = 2613, Level = LogLevel.Warning, Message = "MQTT link to node {Node}: a batch failed ({Error}); sending it again")]
+    private static partial void LogSendFailed(ILogger logger, SiloAddress node, string error);
+
+    [LoggerMessage(EventId = 2616, Level = LogLevel.Warning, Message = "Client {ClientId}: the session could not be claimed in the cluster ({Error}); the client is served here")]
+    private static partial void LogClaimFailed(ILogger logger, string clientId, string error);
+
+    [LoggerMessage(EventId = 2614, Level = LogLevel.Information, Message = "Client {ClientId} (namespace '{Ns}') was taken over on another node; its session here ended")]
+    private static partial void LogTakenOver(ILogger logger, string clientId, string ns);
+}

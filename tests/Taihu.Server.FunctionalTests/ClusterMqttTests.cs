@@ -1,0 +1,137 @@
+using System.Globalization;
+using System.Text;
+using MQTTnet;
+using MQTTnet.Formatter;
+using MQTTnet.Protocol;
+using Taihu.Platform.Tests;
+using Taihu.Server.FunctionalTests.Support;
+
+namespace Taihu.Server.FunctionalTests;
+
+/// <summary>
+/// MQTT across three real server processes of one cluster (loopback, one private PostgreSQL database): a publish
+/// accepted on one node reaches the subscribers on the other two, at QoS 0, 1 and 2, in the publisher's order; a
+/// client id that connects on another node takes its session over, and the old connection is closed with 0x8E; a
+/// node killed with SIGKILL has its routes dropped on the others.
+/// </summary>
+[Collection(PostgresCollection.Name)]
+public sealed class ClusterMqttTests(PostgresServer postgres)
+{
+    private const int PerQoS = 40;
+
+    [Fact]
+    public async Task ThreeNodes_PublishOnOne_ReachesSubscribersOnEach_InOrder_TakeoverAcrossNodes_DeadNodesRoutesDropped()
+    {
+        var database = await postgres.CreateDatabaseAsync();
+        var nodes = new List<ServerProcess>();
+        try
+        {
+            // The first node makes the schema; the other two start together.
+            nodes.Add(await ServerProcess.StartAsync(ClusterSettings.Node(postgres, database, "mqtt", LoopbackPort.Free())));
+            nodes.AddRange(await Task.WhenAll(
+                ServerProcess.StartAsync(ClusterSettings.Node(postgres, database, "mqtt", LoopbackPort.Free())),
+                ServerProcess.StartAsync(ClusterSettings.Node(postgres, database, "mqtt", LoopbackPort.Free()))));
+            foreach (var node in nodes)
+            {
+                await Metrics.WaitForAsync(node, "taihu_cluster_nodes", count => count == 3);
+            }
+
+            // A subscriber on each node (5.0 on A and C, 3.1.1 on B); the publisher on A.
+            await using var onA = await MqttTestClient.ConnectTcpAsync(nodes[0], "sub-a");
+            await using var onB = await MqttTestClient.ConnectTcpAsync(nodes[1], "sub-b", MqttProtocolVersion.V311);
+            await using var onC = await MqttTestClient.ConnectTcpAsync(nodes[2], "sub-c");
+            await SubscribeAsync(onA, "city/+/air", MqttQualityOfServiceLevel.ExactlyOnce);
+            await SubscribeAsync(onB, "city/#", MqttQualityOfServiceLevel.ExactlyOnce);
+            await SubscribeAsync(onC, "city/+/air", MqttQualityOfServiceLevel.ExactlyOnce);
+
+            // Node A learns B's and C's routes (one filter each); B and C each learn two.
+            await Metrics.WaitForAsync(nodes[0], "taihu_cluster_remote_routes", count => count == 2);
+            await Metrics.WaitForAsync(nodes[1], "taihu_cluster_remote_routes", count => count == 2);
+            await Metrics.WaitForAsync(nodes[2], "taihu_cluster_remote_routes", count => count == 2);
+
+            await using var publisher = await MqttTestClient.ConnectTcpAsync(nodes[0], "pub-a");
+            var sent = new List<string>();
+            foreach (var qos in new[] { MqttQualityOfServiceLevel.AtMostOnce, MqttQualityOfServiceLevel.AtLeastOnce, MqttQualityOfServiceLevel.ExactlyOnce })
+            {
+                for (var i = 0; i < PerQoS; i++)
+                {
+                    var payload = string.Create(CultureInfo.InvariantCulture, $"q{(int)qos}-{i}");
+                    var result = await publisher.Client.PublishAsync(new MqttApplicationMessageBuilder()
+                        .WithTopic("city/district-7/air").WithPayload(payload).WithQualityOfServiceLevel(qos).Build());
+                    Assert.True(result.IsSuccess, $"{payload}: {result.ReasonCode}");
+                    sent.Add(payload);
+                }
+            }
+
+            // Every subscriber gets every message once, in the order published, at the QoS it was published with.
+            foreach (var subscriber in new[] { onA, onB, onC })
+            {
+                var received = new List<string>();
+                for (var i = 0; i < sent.Count; i++)
+                {
+                    var message = await subscriber.NextAsync();
+                    Assert.Equal("city/district-7/air", message.Topic);
+                    var payload = Encoding.UTF8.GetString(message.Payload);
+                    Assert.Equal(payload[1] - '0', (int)message.QualityOfServiceLevel);
+                    received.Add(payload);
+                }
+
+                Assert.Equal(sent, received);
+            }
+
+            // A topic only B wants goes to B alone; A's and C's clients see nothing of it (checked with a marker
+            // sent to all of them after it, on the same path).
+            await publisher.PublishAsync("city/district-7/water", "only-b");
+            await publisher.PublishAsync("city/district-7/air", "marker");
+            Assert.Equal("only-b", Encoding.UTF8.GetString((await onB.NextAsync()).Payload));
+            foreach (var subscriber in new[] { onA, onB, onC })
+            {
+                Assert.Equal("marker", Encoding.UTF8.GetString((await subscriber.NextAsync()).Payload));
+            }
+
+            // An unsubscribe on C takes C's route away on A: A forwards to B only.
+            await onC.Client.UnsubscribeAsync("city/+/air");
+            await Metrics.WaitForAsync(nodes[0], "taihu_cluster_remote_routes", count => count == 1);
+
+            // Takeover: "roamer" holds a session on C; the same client id connects on B and takes it over. The
+            // connection on C is told 0x8E and closed; the one on B stays and gets what is published on A.
+            var roamerOnC = await MqttTestClient.ConnectPersistentTcpAsync(nodes[2], "roamer", MqttProtocolVersion.V500);
+            await using (roamerOnC)
+            {
+                await using var roamerOnB = await MqttTestClient.ConnectPersistentTcpAsync(nodes[1], "roamer", MqttProtocolVersion.V500);
+                var kicked = await roamerOnC.Disconnected.WaitAsync(TimeSpan.FromSeconds(15));
+                Assert.Equal(MqttClientDisconnectReason.SessionTakenOver, kicked.Reason);
+                Assert.True(roamerOnB.Client.IsConnected);
+
+                await SubscribeAsync(roamerOnB, "roam/#", MqttQualityOfServiceLevel.AtLeastOnce);
+                await Metrics.WaitForAsync(nodes[0], "taihu_cluster_remote_routes", count => count == 2);
+                await publisher.PublishAsync("roam/here", "found");
+                Assert.Equal("found", Encoding.UTF8.GetString((await roamerOnB.NextAsync()).Payload));
+                Assert.True(roamerOnB.Client.IsConnected);
+            }
+
+            // Node B is killed: once it is declared dead, its routes (city/# and roam/#) are dropped on A and C, and
+            // A still serves its own subscriber.
+            await nodes[1].KillAsync();
+            await Metrics.WaitForAsync(nodes[0], "taihu_cluster_remote_routes", count => count == 0);
+            await Metrics.WaitForAsync(nodes[2], "taihu_cluster_remote_routes", count => count == 1);
+            await publisher.PublishAsync("city/district-7/air", "after-b");
+            Assert.Equal("after-b", Encoding.UTF8.GetString((await onA.NextAsync()).Payload));
+        }
+        finally
+        {
+            foreach (var node in nodes)
+            {
+                await node.DisposeAsync();
+            }
+
+            await postgres.DropDatabaseAsync(database);
+        }
+    }
+
+    private static async Task SubscribeAsync(MqttTestClient client, string filter, MqttQualityOfServiceLevel qos)
+    {
+        var result = await client.Client.SubscribeAsync(new MqttClientSubscribeOptionsBuilder().WithTopicFilter(filter, qos).Build());
+        Assert.All(result.Items, item => Assert.Equal((int)qos, (int)item.ResultCode));
+    }
+}
