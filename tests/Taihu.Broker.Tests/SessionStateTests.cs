@@ -181,9 +181,13 @@ public sealed class SessionStateTests
         Assert.False(end);
         now.Release();
 
+        // The test keeps a reference of its own, so that the message the session lets go of is not returned to the
+        // shared pool (and taken by a test running beside this one) before its count is read.
         var delayed = Message("will");
+        delayed.AddReference();
         Assert.Null(session.Detach(old, _time.GetUtcNow(), delayed, willDelay: 10, out _, out _));
-        Assert.Equal(0, delayed.ReferenceCount);
+        Assert.Equal(1, delayed.ReferenceCount);
+        delayed.Release();
         Assert.True(session.IsConnected);
     }
 
