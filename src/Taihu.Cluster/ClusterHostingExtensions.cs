@@ -119,11 +119,12 @@ public sealed class ClusterDatabase(NpgsqlDataSource dataSource) : IDisposable
 }
 
 /// <summary>
-/// Before the silo starts: PostgreSQL answers, and the cluster's tables are this build's and this cluster's
+/// Before the silo starts: PostgreSQL answers, this node's clock agrees with it (<see cref="ClusterClock"/>), and the cluster's tables are this build's and this cluster's
 /// (<see cref="ClusterSchema.PrepareAsync"/>). Any failure stops the server with <see cref="ClusterStartupException"/>.
 /// </summary>
 /// <remarks>Once the server has started (the silo has joined) it logs the nodes it sees; taking <see cref="ClusterNodes"/> also makes its gauge exist from the start.</remarks>
-internal sealed partial class ClusterStartup(ClusterDatabase database, IOptions<ClusterNodeOptions> options, ClusterNodes nodes, IHostApplicationLifetime lifetime, ILogger<ClusterStartup> logger)
+internal sealed partial class ClusterStartup(ClusterDatabase database, IOptions<ClusterNodeOptions> options, ClusterNodes nodes, TimeProvider clock, IHostApplicationLifetime lifetime,
+    ILogger<ClusterStartup> logger)
     : IHostedService
 {
     public async Task StartAsync(CancellationToken cancellationToken)
@@ -131,6 +132,7 @@ internal sealed partial class ClusterStartup(ClusterDatabase database, IOptions<
         var clusterId = options.Value.ClusterId;
         try
         {
+            await ClusterClock.CheckAsync(database.DataSource, clock, options.Value.MaxClockSkew, database.Where, cancellationToken);
             await ClusterSchema.PrepareAsync(database.DataSource, clusterId, cancellationToken);
         }
         catch (Exception e) when (e is NpgsqlException or SocketException or TimeoutException)

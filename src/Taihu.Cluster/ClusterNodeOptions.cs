@@ -64,6 +64,12 @@ public sealed class ClusterNodeOptions
     /// <summary>How long the rows of dead nodes are kept before they are deleted (Orleans' default 7 days).</summary>
     public TimeSpan DefunctSiloExpiration { get; set; } = TimeSpan.FromDays(7);
 
+    /// <summary>
+    /// How far a node's clock may be from the PostgreSQL server's when the node starts; a node further off refuses
+    /// to start (see <see cref="ClusterClock"/>). 2 s by default.
+    /// </summary>
+    public TimeSpan MaxClockSkew { get; set; } = TimeSpan.FromSeconds(2);
+
     /// <summary>The problems with these settings, each naming its setting; empty when they are valid or the cluster is off.</summary>
     public IReadOnlyList<string> Validate(StorageOptions storage)
     {
@@ -110,6 +116,7 @@ public sealed class ClusterNodeOptions
             (nameof(IAmAliveTablePublishTimeout), IAmAliveTablePublishTimeout, TimeSpan.FromMilliseconds(100)),
             (nameof(DeathVoteExpirationTimeout), DeathVoteExpirationTimeout, TimeSpan.FromMilliseconds(100)),
             (nameof(DefunctSiloExpiration), DefunctSiloExpiration, TimeSpan.FromMinutes(1)),
+            (nameof(MaxClockSkew), MaxClockSkew, TimeSpan.FromMilliseconds(10)),
         })
         {
             if (value < least)

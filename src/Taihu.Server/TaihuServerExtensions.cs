@@ -61,6 +61,15 @@ public static partial class TaihuServerExtensions
         builder.Services.AddOptions<IngestOptions>().BindConfiguration("Ingest");
         builder.Services.AddOptions<SecurityOptions>().BindConfiguration("Security");
         builder.Services.AddOptions<Taihu.Platform.Integrations.IntegrationOptions>().BindConfiguration("Integrations");
+        // For tests only: a server whose clock is off by a given amount (see ShiftedClock). Registered before the
+        // platform and the broker add the system clock, which they do only when no clock is registered.
+        if (builder.Configuration[ShiftedClock.Setting] is { Length: > 0 } offset)
+        {
+            builder.Services.AddSingleton<TimeProvider>(new ShiftedClock(TimeSpan.TryParse(offset, System.Globalization.CultureInfo.InvariantCulture, out var shift)
+                ? shift
+                : throw new InvalidSettingsException([$"{ShiftedClock.Setting} must be a duration such as 00:01:00 (ahead) or -00:01:00 (behind), not '{offset}'."])));
+        }
+
         // A cluster node checks its database before the platform writes to it, and hosts an Orleans silo; with
         // Cluster:Enabled off (the default) this adds the settings' validation and nothing of Orleans.
         builder.AddTaihuCluster();

@@ -54,6 +54,30 @@ public sealed class ClusterSchemaTests(PostgresServer server) : IAsyncLifetime
         Assert.Equal(ClusterSchema.CurrentVersion + 1, await ScalarAsync("SELECT version FROM cluster_schema"));
     }
 
+    [Fact]
+    public async Task ClockInStep_Passes_AndTheSkewIsSmall()
+    {
+        var skew = await ClusterClock.CheckAsync(DataSource, TimeProvider.System, TimeSpan.FromSeconds(2), "here");
+        Assert.True(skew.Duration() < TimeSpan.FromSeconds(1), $"skew {skew}");
+    }
+
+    [Theory]
+    [InlineData(90, "ahead of")]
+    [InlineData(-300, "behind")]
+    public async Task ClockOff_Refused_NamingTheSettingAndTheDirection(int offsetSeconds, string direction)
+    {
+        var e = await Assert.ThrowsAsync<ClusterStartupException>(() =>
+            ClusterClock.CheckAsync(DataSource, new ShiftedClock(TimeSpan.FromSeconds(offsetSeconds)), TimeSpan.FromSeconds(2), "here"));
+        Assert.Contains($"This node's clock is {(Math.Abs(offsetSeconds) < 120 ? "90.0 s" : "5.0 min")} {direction} the clock of PostgreSQL at here", e.Message, StringComparison.Ordinal);
+        Assert.Contains("Cluster:MaxClockSkew (00:00:02)", e.Message, StringComparison.Ordinal);
+    }
+
+    /// <summary>The system clock moved by an offset (the server's own is in Taihu.Server, which this project does not reference).</summary>
+    private sealed class ShiftedClock(TimeSpan offset) : TimeProvider
+    {
+        public override DateTimeOffset GetUtcNow() => System.GetUtcNow() + offset;
+    }
+
     private async Task<object?> ScalarAsync(string sql)
     {
         await using var command = DataSource.CreateCommand(sql);

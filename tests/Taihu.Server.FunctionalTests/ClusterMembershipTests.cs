@@ -139,6 +139,28 @@ public sealed class ClusterMembershipTests(PostgresServer postgres, ITestOutputH
         }
     }
 
+    /// <summary>A node whose clock is a minute ahead of the database's stops at start with the reason, and nothing is written.</summary>
+    [Fact]
+    public async Task ClockOffByAMinute_StopsAtStart_NothingWritten()
+    {
+        var database = await postgres.CreateDatabaseAsync();
+        try
+        {
+            var settings = NodeSettings(database, LoopbackPort.Free());
+            settings["Testing__ClockOffset"] = "00:01:00";
+            var (exitCode, output) = await ServerProcess.RunToExitAsync(settings);
+            Assert.Equal(1, exitCode);
+            Assert.Contains("Taihu cannot start: This node's clock is 60.0 s ahead of the clock of PostgreSQL at 127.0.0.1:", output, StringComparison.Ordinal);
+            Assert.Contains("more than Cluster:MaxClockSkew (00:00:02) allows", output, StringComparison.Ordinal);
+            Assert.DoesNotContain("Taihu listening on", output, StringComparison.Ordinal);
+            Assert.Equal(0L, await ScalarAsync(database, "SELECT COUNT(*) FROM pg_tables WHERE schemaname = 'public'"));
+        }
+        finally
+        {
+            await postgres.DropDatabaseAsync(database);
+        }
+    }
+
     /// <summary>No PostgreSQL where the settings say: a clear reason and a non-zero exit, without a listener opened.</summary>
     [Fact]
     public async Task UnreachablePostgres_StopsAtStart_WithTheReason()
