@@ -56,6 +56,7 @@ internal static class BenchCommands
         public Option<string?> Json { get; } = new("--json") { Description = "Write the result as JSON to this file." };
         public Option<string> Prefix { get; } = new("--topic-prefix") { Description = "First topic level of every topic the run uses.", DefaultValueFactory = _ => "bench" };
         public Option<string?> Sources { get; } = new("--source-addresses") { Description = "Comma-separated local addresses to spread connections over (e.g. 127.0.0.2,127.0.0.3) when ports run short." };
+        public Option<string?> OtherNodes { get; } = new("--other-nodes") { Description = "Message-flow scenarios on a cluster: comma-separated port:pid of the other nodes (e.g. 1886:4242,1887:4243). Subscriber i connects to node i, publisher i to node i+1 (of --port and these, in turn), so that messages cross nodes; the CPU reported is the nodes' together." };
         public Option<bool> Quiet { get; } = new("--quiet") { Description = "No live progress display." };
         public Option<string> Client { get; } = new("--client") { Description = "Client implementation for the message-flow scenarios: taihu (our own, batched, allocation-free) or mqttnet (the MQTTnet 5 client, as applications use it).", DefaultValueFactory = _ => "taihu" };
         public Option<bool> SocketsOnly { get; } = new("--sockets-only") { Description = "idle: open plain TCP connections without MQTT (to measure a bare listener such as kestrel-baseline)." };
@@ -63,7 +64,7 @@ internal static class BenchCommands
 
         public void AddTo(Command command)
         {
-            foreach (var option in new Option[] { Host, Port, Tls, CaFile, WebSocket, Protocol, UserName, Password, Rate, Payload, QoS, Duration, Warmup, Drain, Publishers, Subscribers, Clients, Inflight, Pid, MetricsUrl, Json, Prefix, Sources, Quiet, SocketsOnly, Client, KeepAlive })
+            foreach (var option in new Option[] { Host, Port, Tls, CaFile, WebSocket, Protocol, UserName, Password, Rate, Payload, QoS, Duration, Warmup, Drain, Publishers, Subscribers, Clients, Inflight, Pid, MetricsUrl, Json, Prefix, Sources, OtherNodes, Quiet, SocketsOnly, Client, KeepAlive })
             {
                 command.Options.Add(option);
             }
@@ -94,6 +95,7 @@ internal static class BenchCommands
             JsonPath = r.GetValue(Json),
             TopicPrefix = r.GetValue(Prefix)!,
             SourceAddresses = r.GetValue(Sources)?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) ?? [],
+            OtherNodes = ClusterNode.ParseList(r.GetValue(OtherNodes)),
             Quiet = r.GetValue(Quiet),
             SocketsOnly = r.GetValue(SocketsOnly),
             KeepAliveSeconds = r.GetValue(KeepAlive),

@@ -24,6 +24,28 @@ public static class ProcessSampler
         }
     }
 
+    /// <summary>The CPU time and resident memory of several processes together (a cluster's nodes); null when one is not there.</summary>
+    public static ProcessSample? SampleAll(int pid, IEnumerable<int> others)
+    {
+        ArgumentNullException.ThrowIfNull(others);
+        if (Sample(pid) is not { } total)
+        {
+            return null;
+        }
+
+        foreach (var other in others)
+        {
+            if (Sample(other) is not { } sample)
+            {
+                return null;
+            }
+
+            total = total with { CpuTime = total.CpuTime + sample.CpuTime, ResidentBytes = total.ResidentBytes + sample.ResidentBytes };
+        }
+
+        return total;
+    }
+
     /// <summary>Parses the two files' text (split out for tests).</summary>
     public static ProcessSample Parse(string stat, string status, long timestamp)
     {

@@ -47,4 +47,35 @@ public sealed class BenchOptions
     };
 
     public BrokerTarget Target => new(Host, Port, Version, Tls, CaFile, WebSocketPath, UserName, Password);
+
+    /// <summary>The other nodes of a cluster under test (message-flow scenarios); empty for one broker.</summary>
+    public IReadOnlyList<ClusterNode> OtherNodes { get; set; } = [];
+
+    /// <summary>The node a connection goes to: 0 is <see cref="Port"/>, then <see cref="OtherNodes"/> in turn.</summary>
+    public BrokerTarget TargetAt(int index)
+    {
+        var node = index % (OtherNodes.Count + 1);
+        return node == 0 ? Target : Target with { Port = OtherNodes[node - 1].Port };
+    }
+}
+
+/// <summary>Another node of a cluster under test: where clients reach it and its process, for its CPU.</summary>
+public readonly record struct ClusterNode(int Port, int Pid)
+{
+    public static IReadOnlyList<ClusterNode> ParseList(string? text)
+    {
+        var nodes = new List<ClusterNode>();
+        foreach (var item in (text ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            var parts = item.Split(':');
+            if (parts.Length != 2 || !int.TryParse(parts[0], out var port) || !int.TryParse(parts[1], out var pid))
+            {
+                throw new ArgumentException($"--other-nodes takes port:pid pairs separated by commas (e.g. 1886:4242,1887:4243), not '{item}'.");
+            }
+
+            nodes.Add(new ClusterNode(port, pid));
+        }
+
+        return nodes;
+    }
 }

@@ -55,7 +55,6 @@ public sealed class ThroughputScenario
     public async Task<BenchResult> RunAsync(CancellationToken cancellationToken)
     {
         var o = _options;
-        var target = o.Target;
         var qos = (QoS)o.QoS;
         var recorder = new RunRecorder(Stopwatch.Frequency, _plan.ExpectedCopies);
         var runId = Guid.NewGuid().ToString("N")[..8];
@@ -66,9 +65,10 @@ public sealed class ThroughputScenario
         {
             await ConnectAllAsync(_plan.SubscriberFilters.Count, async i =>
             {
-                var client = await BenchClients.OpenAsync(o.Client, target, o.MaxInflight, cancellationToken, SourceAddress(i));
+                var node = o.TargetAt(i);
+                var client = await BenchClients.OpenAsync(o.Client, node, o.MaxInflight, cancellationToken, SourceAddress(i));
                 client.OnMessage = (sent, _, _) => recorder.Received(sent, Stopwatch.GetTimestamp());
-                await client.ConnectAsync($"{runId}-sub-{i}", target, 600, true, cancellationToken);
+                await client.ConnectAsync($"{runId}-sub-{i}", node, 600, true, cancellationToken);
                 await client.SubscribeAsync(_plan.SubscriberFilters[i], qos, cancellationToken);
                 lock (subscribers)
                 {
@@ -78,8 +78,10 @@ public sealed class ThroughputScenario
 
             await ConnectAllAsync(_plan.PublisherTopics.Count, async i =>
             {
-                var client = await BenchClients.OpenAsync(o.Client, target, o.MaxInflight, cancellationToken, SourceAddress(i + _plan.SubscriberFilters.Count));
-                await client.ConnectAsync($"{runId}-pub-{i}", target, 600, true, cancellationToken);
+                // On a cluster, publisher i goes to the node after subscriber i's, so that its messages cross nodes.
+                var node = o.TargetAt(i + 1);
+                var client = await BenchClients.OpenAsync(o.Client, node, o.MaxInflight, cancellationToken, SourceAddress(i + _plan.SubscriberFilters.Count));
+                await client.ConnectAsync($"{runId}-pub-{i}", node, 600, true, cancellationToken);
                 lock (publishers)
                 {
                     publishers.Add(client);
@@ -148,7 +150,7 @@ public sealed class ThroughputScenario
                     sampledStart = true;
                     brokerAllocatedStart = o.MetricsUrl is { } url ? await MetricsScraper.ReadAsync(url, MetricsScraper.AllocatedBytesMetric, cancellationToken) : null;
                     brokerDroppedStart = o.MetricsUrl is { } dropUrl ? await MetricsScraper.ReadAsync(dropUrl, MetricsScraper.DroppedMessagesMetric, cancellationToken) ?? 0 : (double?)null;
-                    brokerStart = o.BrokerPid is { } pid ? ProcessSampler.Sample(pid) : null; // after the scrapes: their cost is not the messages'
+                    brokerStart = o.BrokerPid is { } pid ? ProcessSampler.SampleAll(pid, OtherPids()) : null; // after the scrapes: their cost is not the messages'
                     selfStart = ProcessSampler.Self();
                     allocatedStart = GC.GetTotalAllocatedBytes();
                 }
@@ -157,7 +159,7 @@ public sealed class ThroughputScenario
             }
 
             await all;
-            var brokerEnd = o.BrokerPid is { } endPid ? ProcessSampler.Sample(endPid) : null;
+            var brokerEnd = o.BrokerPid is { } endPid ? ProcessSampler.SampleAll(endPid, OtherPids()) : null;
             var selfEnd = ProcessSampler.Self();
             var allocatedEnd = GC.GetTotalAllocatedBytes();
             var brokerAllocatedEnd = o.MetricsUrl is { } endUrl ? await MetricsScraper.ReadAsync(endUrl, MetricsScraper.AllocatedBytesMetric, cancellationToken) : null;
@@ -234,6 +236,14 @@ public sealed class ThroughputScenario
         publishers.Clear();
         subscribers.Clear();
         await Task.WhenAll(clients.Select(c => c.DisconnectAsync()));
+    }
+
+    private IEnumerable<int> OtherPids()
+    {
+        foreach (var node in _options.OtherNodes)
+        {
+            yield return node.Pid;
+        }
     }
 
     private System.Net.IPAddress? SourceAddress(int index) =>

@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Message flow across the nodes of a cluster (issue 16): NODES Taihu nodes (Release, defaults otherwise) on one
+# private PostgreSQL on loopback, against one Taihu on the same PostgreSQL without the cluster, with the same
+# generator and load, alternately (ROUNDS rounds). On the cluster, subscriber i connects to node i and publisher i to
+# node i+1 (taihu-bench --other-nodes), so that messages cross nodes; the CPU is the nodes' together. Prints one line
+# per run (delivered, lost, CPU-seconds per million delivered, p50/p99) and keeps the JSON in bench/results/cluster-*.
+#
+#   bench/cluster.sh                                   # 3 nodes, the four scenarios below, taihu-bench's client, 2 rounds
+#   CLIENTS="taihu mqttnet" SCENARIOS="fan-in-qos1" ROUNDS=3 bench/cluster.sh
+#
+# Ports: MQTT BASE_PORT.. (one per node), HTTP BASE_PORT+100.., silo BASE_PORT+200.., PostgreSQL BASE_PORT+300.
+# Needs root (it installs postgresql when missing and runs it as the postgres user).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+NODES=${NODES:-3}
+ROUNDS=${ROUNDS:-2}
+DURATION=${DURATION:-10}
+WARMUP=${WARMUP:-3}
+DRAIN=${DRAIN:-10}
+BASE_PORT=${BASE_PORT:-26000}
+CLIENTS=${CLIENTS:-taihu}
+declare -A SCENARIO_ARGS=(
+  [fan-in-qos0]="fan-in --publishers 60 --subscribers 1 --qos 0 --rate 20000"
+  [fan-in-qos1]="fan-in --publishers 60 --subscribers 1 --qos 1 --rate 10000"
+  [pairs-qos0]="pairs --clients 300 --qos 0 --rate 20000"
+  [pairs-qos1]="pairs --clients 300 --qos 1 --rate 10000"
+)
+SCENARIOS=${SCENARIOS:-"fan-in-qos0 fan-in-qos1 pairs-qos0 pairs-qos1"}
+results="$root/bench/results/cluster-$(date -u +%Y%m%dT%H%M%SZ)"
+mkdir -p "$results"
+# shellcheck source=bench/common.sh
+source "$root/bench/common.sh"
+
+if ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq postgresql >/dev/null
+fi
+PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+PGPORT=$((BASE_PORT + 300))
+pgdir=$(mktemp -d)
+chown postgres "$pgdir"
+runuser -u postgres -- "$PGBIN/initdb" -D "$pgdir/data" -A trust -U postgres >/dev/null
+runuser -u postgres -- "$PGBIN/pg_ctl" -D "$pgdir/data" -l "$pgdir/log" -w \
+  -o "-p $PGPORT -k $pgdir -c listen_addresses=127.0.0.1 -c shared_buffers=256MB -c max_connections=300" start >/dev/null
+stop_pg() { runuser -u postgres -- "$PGBIN/pg_ctl" -D "$pgdir/data" -m fast stop >/dev/null 2>&1 || true; rm -rf "$pgdir"; }
+trap 'cleanup; stop_pg' EXIT
+
+start_node() { # index cluster(true|false) -> pid
+  local i=$1 data; data=$(mktemp -d)
+  # shellcheck disable=SC2046
+  env $(taihu_env) Listeners__TcpPort=$((BASE_PORT + i)) Listeners__HttpPort=$((BASE_PORT + 100 + i)) Listeners__DataDirectory="$data" \
+    Listeners__Hj212Port=-1 Listeners__Jt808Port=-1 Listeners__CoapPort=-1 \
+    Storage__Provider=PostgreSql "Storage__ConnectionString=Host=127.0.0.1;Port=$PGPORT;Username=postgres;Database=taihu;Maximum Pool Size=30" \
+    Cluster__Enabled="$2" Cluster__ClusterId=bench Cluster__SiloPort=$((BASE_PORT + 200 + i)) Cluster__AdvertisedAddress=127.0.0.1 \
+    dotnet "$TAIHU_DLL" >"$results/node$i.log" 2>&1 &
+  echo $!
+}
+
+run_one() { # mode(cluster|single) scenario client round
+  local mode=$1 scenario=$2 client=$3 round=$4 n=1 others=() node_pids=()
+  psql -q -h 127.0.0.1 -p "$PGPORT" -U postgres -c "DROP DATABASE IF EXISTS taihu WITH (FORCE)" -c "CREATE DATABASE taihu"
+  if [ "$mode" = cluster ]; then n=$NODES; fi
+  for i in $(seq 0 $((n - 1))); do
+    # The first node makes the tables; the others start once it listens.
+    node_pids[i]=$(start_node "$i" "$([ "$mode" = cluster ] && echo true || echo false)"); pids+=("${node_pids[i]}")
+    wait_port $((BASE_PORT + i))
+    if [ "$i" -gt 0 ]; then others+=("$((BASE_PORT + i)):${node_pids[i]}"); fi
+  done
+  local other_arg=(); if [ ${#others[@]} -gt 0 ]; then other_arg=(--other-nodes "$(IFS=,; echo "${others[*]}")"); fi
+  if [ "$mode" = cluster ]; then sleep 3; fi # the nodes see each other and exchange their (empty) route tables
+  local out="$results/$scenario.$client.$mode.$round"
+  # shellcheck disable=SC2086
+  dotnet "$BENCH_DLL" ${SCENARIO_ARGS[$scenario]} --client "$client" --port "$BASE_PORT" --pid "${node_pids[0]}" "${other_arg[@]}" \
+    --duration "$DURATION" --warmup "$WARMUP" --drain "$DRAIN" --quiet --json "$out.json" >"$out.txt" 2>&1 || true
+  for p in "${node_pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for i in $(seq 0 $((n - 1))); do wait_port_closed $((BASE_PORT + i)); done
+  python3 - "$out.json" "$scenario" "$client" "$mode" "$round" <<'PY'
+import json, sys
+path, scenario, client, mode, rnd = sys.argv[1:]
+try:
+    r = json.load(open(path))
+except Exception as e:
+    print(f"{scenario:12} {client:8} {mode:8} round {rnd}: no result ({e})"); sys.exit()
+print(f"{scenario:12} {client:8} {mode:8} round {rnd}: delivered {r['delivered']}/{r['expected']} lost {r['lost']} dup {r['duplicates']} "
+      f"cpu-s/M {r['brokerCpuSecondsPerMillion']} p50 {r['latencyP50Ms']} p99 {r['latencyP99Ms']} ms, resident {r['brokerResidentBytes'] / 1048576:.0f} MiB "
+      f"(load {open('/proc/loadavg').read().split()[0]})")
+PY
+}
+
+for scenario in $SCENARIOS; do
+  for client in $CLIENTS; do
+    for round in $(seq 1 "$ROUNDS"); do
+      if [ $((round % 2)) -eq 1 ]; then order="single cluster"; else order="cluster single"; fi
+      for mode in $order; do run_one "$mode" "$scenario" "$client" "$round"; done
+    done
+  done
+done
+echo "results: $results"
