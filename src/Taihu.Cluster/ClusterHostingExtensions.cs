@@ -15,7 +15,9 @@ using Orleans.Configuration;
 using Orleans.Hosting;
 using Orleans.Runtime;
 using Taihu.Broker.Extensibility;
+using Taihu.Cluster.Devices;
 using Taihu.Cluster.Mqtt;
+using Taihu.Platform.Rpc;
 using Taihu.Platform;
 
 namespace Taihu.Cluster;
@@ -58,6 +60,11 @@ public static class ClusterHostingExtensions
         {
             silo.AddGrainService<NodeLinkService>();
             silo.Services.AddSingleton<INodeLinkClient, NodeLinkClient>();
+
+            // Device calls across nodes: a lightweight RPC call for a device connected to another node goes there.
+            silo.AddGrainService<NodeDeviceService>();
+            silo.Services.AddSingleton<INodeDeviceClient, NodeDeviceClient>();
+            silo.Services.AddSingleton<IRpcElsewhere, RpcAcrossNodes>();
             silo.Services.AddSingleton<ILifecycleParticipant<ISiloLifecycle>>(sp => sp.GetRequiredService<ClusterMqttLink>());
             silo.Services.AddSingleton<IMembershipTable>(sp => new PostgresMembershipTable(
                 sp.GetRequiredService<ClusterDatabase>().DataSource, sp.GetRequiredService<IOptions<ClusterNodeOptions>>().Value.ClusterId));

@@ -13,7 +13,8 @@ namespace Taihu.Platform.Rpc;
 /// The device side (MQTT, HTTP, gateway) comes in through <see cref="ReplyAsync"/>, <see cref="Reachable"/>
 /// and <see cref="Unreachable"/>.
 /// </summary>
-public sealed partial class RpcService(IRpcStore store, IAuditLog audit, IDeviceStore devices, RpcDeviceLink link, TimeProvider time, ILogger<RpcService> logger)
+public sealed partial class RpcService(IRpcStore store, IAuditLog audit, IDeviceStore devices, RpcDeviceLink link, TimeProvider time, ILogger<RpcService> logger,
+    IRpcElsewhere? elsewhere = null)
 {
     private readonly ConcurrentDictionary<Guid, DeviceRpcOwner> _owners = new();
 
@@ -47,6 +48,12 @@ public sealed partial class RpcService(IRpcStore store, IAuditLog audit, IDevice
     {
         caller.RequireWrite();
         var outcome = await OwnerOf(device).CallAsync(device, request, cancellationToken);
+        if (outcome.Kind == RpcOutcomeKind.NotConnected && elsewhere is not null)
+        {
+            // A cluster node: the device may be connected to another node, which then makes the call.
+            outcome = await elsewhere.CallAsync(device, request, cancellationToken);
+        }
+
         var failure = outcome.Kind switch
         {
             RpcOutcomeKind.NotConnected => "The device is not connected.",
@@ -56,6 +63,21 @@ public sealed partial class RpcService(IRpcStore store, IAuditLog audit, IDevice
         };
         _ = AuditCallAsync(caller, device, request, failure);
         return outcome;
+    }
+
+    /// <summary>
+    /// A lightweight call that another node of a cluster hands this one: made only if the device is connected here
+    /// (<see cref="RpcOutcomeKind.NotConnected"/> at once otherwise). The node that took the call audits it.
+    /// </summary>
+    public async Task<RpcOutcome> CallHereAsync(Guid tenantId, Guid deviceId, RpcRequest request, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        if (await devices.GetDeviceAsync(tenantId, deviceId, cancellationToken) is not { } device || !link.IsReachable(device))
+        {
+            return new RpcOutcome(RpcOutcomeKind.NotConnected);
+        }
+
+        return await OwnerOf(device).CallAsync(device, request, cancellationToken);
     }
 
     private async Task AuditCallAsync(Caller caller, Device device, RpcRequest request, string? failure)

@@ -1,0 +1,108 @@
+using Microsoft.Extensions.Logging;
+using Orleans;
+using Orleans.Concurrency;
+using Orleans.Runtime;
+using Orleans.Runtime.Services;
+using Orleans.Services;
+using Taihu.Platform.Devices;
+using Taihu.Platform.Rpc;
+
+namespace Taihu.Cluster.Devices;
+
+/// <summary>
+/// Each node's end of device calls across nodes (an Orleans GrainService, addressed by its node): another node
+/// hands it a lightweight RPC call for a device that may be connected here.
+/// </summary>
+public interface INodeDeviceService : IGrainService
+{
+    /// <summary>Makes the call if the device is connected to this node; <see cref="RpcOutcomeKind.NotConnected"/> at once otherwise.</summary>
+    Task<RemoteRpcOutcome> Call(Guid tenantId, Guid deviceId, RemoteRpcRequest request);
+}
+
+/// <summary>Reaches another node's <see cref="INodeDeviceService"/>.</summary>
+public interface INodeDeviceClient
+{
+    INodeDeviceService On(SiloAddress node);
+}
+
+internal sealed class NodeDeviceClient(IServiceProvider services) : GrainServiceClient<INodeDeviceService>(services), INodeDeviceClient
+{
+    public INodeDeviceService On(SiloAddress node) => GetGrainService(node);
+}
+
+[Reentrant]
+internal sealed class NodeDeviceService(GrainId id, Silo silo, ILoggerFactory loggerFactory, RpcService rpc)
+    : GrainService(id, silo, loggerFactory), INodeDeviceService
+{
+    public async Task<RemoteRpcOutcome> Call(Guid tenantId, Guid deviceId, RemoteRpcRequest request)
+    {
+        var outcome = await rpc.CallHereAsync(tenantId, deviceId, request.ToRequest(), CancellationToken.None);
+        return new RemoteRpcOutcome(outcome.Kind, outcome.ReplyJson);
+    }
+}
+
+/// <summary>
+/// <see cref="IRpcElsewhere"/> on a cluster node: a call for a device that is not connected here is offered to
+/// every other active node at once; the node that has the device connected makes it (the device's own RPC owner
+/// there, as for a call taken on that node) and its outcome is the answer. The others answer NotConnected at
+/// once. While a device is being taken over between two nodes both could have it for a moment; the first
+/// outcome other than NotConnected is taken.
+/// </summary>
+internal sealed class RpcAcrossNodes(IClusterMembershipService membership, ILocalSiloDetails self, INodeDeviceClient nodes) : IRpcElsewhere
+{
+    public async Task<RpcOutcome> CallAsync(Device device, RpcRequest request, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(device);
+        ArgumentNullException.ThrowIfNull(request);
+        var remote = RemoteRpcRequest.Of(request);
+        var calls = new List<Task<RemoteRpcOutcome>>();
+        foreach (var member in membership.CurrentSnapshot.Members.Values)
+        {
+            if (member.Status == SiloStatus.Active && !member.SiloAddress.Equals(self.SiloAddress))
+            {
+                calls.Add(nodes.On(member.SiloAddress).Call(device.TenantId, device.Id, remote));
+            }
+        }
+
+        while (calls.Count > 0)
+        {
+            var done = await Task.WhenAny(calls).WaitAsync(cancellationToken);
+            calls.Remove(done);
+            if (done.IsCompletedSuccessfully && done.Result.Kind != RpcOutcomeKind.NotConnected)
+            {
+                return new RpcOutcome(done.Result.Kind, done.Result.ReplyJson);
+            }
+        }
+
+        return new RpcOutcome(RpcOutcomeKind.NotConnected);
+    }
+}
+
+/// <summary>A lightweight call as it crosses to another node.</summary>
+[GenerateSerializer]
+[Immutable]
+public sealed record RemoteRpcRequest(
+    [property: Id(0)] string Method,
+    [property: Id(1)] string ParamsJson,
+    [property: Id(2)] bool OneWay,
+    [property: Id(3)] long TimeoutMs,
+    [property: Id(4)] long ExpirationTime,
+    [property: Id(5)] string? AdditionalInfoJson)
+{
+    public static RemoteRpcRequest Of(RpcRequest request) =>
+        new(request.Method, request.ParamsJson, request.OneWay, request.TimeoutMs, request.ExpirationTime, request.AdditionalInfoJson);
+
+    public RpcRequest ToRequest() => new(Method, ParamsJson, OneWay, TimeoutMs, ExpirationTime, Persistent: false, Retries: 0, AdditionalInfoJson);
+}
+
+[GenerateSerializer]
+[Immutable]
+public sealed record RemoteRpcOutcome([property: Id(0)] int KindValue, [property: Id(1)] string? ReplyJson)
+{
+    public RemoteRpcOutcome(RpcOutcomeKind kind, string? replyJson)
+        : this((int)kind, replyJson)
+    {
+    }
+
+    public RpcOutcomeKind Kind => (RpcOutcomeKind)KindValue;
+}
