@@ -32,20 +32,8 @@ mkdir -p "$results"
 # shellcheck source=bench/common.sh
 source "$root/bench/common.sh"
 
-if ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; then
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq postgresql >/dev/null
-fi
-PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
 PGPORT=$((BASE_PORT + 300))
-pgdir=$(mktemp -d)
-chown postgres "$pgdir"
-runuser -u postgres -- "$PGBIN/initdb" -D "$pgdir/data" -A trust -U postgres >/dev/null
-runuser -u postgres -- "$PGBIN/pg_ctl" -D "$pgdir/data" -l "$pgdir/log" -w \
-  -o "-p $PGPORT -k $pgdir -c listen_addresses=127.0.0.1 -c shared_buffers=256MB -c max_connections=300" start >/dev/null
-stop_pg() { runuser -u postgres -- "$PGBIN/pg_ctl" -D "$pgdir/data" -m fast stop >/dev/null 2>&1 || true; rm -rf "$pgdir"; }
-trap 'cleanup; stop_pg' EXIT
+start_private_postgres "$PGPORT" 300
 
 start_node() { # index cluster(true|false) -> pid
   local i=$1 data; data=$(mktemp -d)

@@ -18,19 +18,7 @@ mkdir -p "$results"
 source "$root/bench/common.sh"
 BENCH=(dotnet "$BENCH_DLL")
 
-if ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; then
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq postgresql >/dev/null
-fi
-PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
-pgdir=$(mktemp -d)
-chown postgres "$pgdir"
-runuser -u postgres -- "$PGBIN/initdb" -D "$pgdir/data" -A trust -U postgres >/dev/null
-runuser -u postgres -- "$PGBIN/pg_ctl" -D "$pgdir/data" -l "$pgdir/log" -w \
-  -o "-p 55432 -k $pgdir -c listen_addresses=127.0.0.1 -c shared_buffers=256MB -c max_connections=200" start >/dev/null
-stop_pg() { runuser -u postgres -- "$PGBIN/pg_ctl" -D "$pgdir/data" -m fast stop >/dev/null 2>&1 || true; rm -rf "$pgdir"; }
-trap 'cleanup; stop_pg' EXIT
+start_private_postgres 55432
 PG="Host=127.0.0.1;Port=55432;Username=postgres;Database=taihu;Maximum Pool Size=50"
 
 start_platform() { # provider -> pid

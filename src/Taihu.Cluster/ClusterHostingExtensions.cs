@@ -63,7 +63,7 @@ public static class ClusterHostingExtensions
 
             // Device calls across nodes: a lightweight RPC call for a device connected to another node goes there.
             silo.AddGrainService<NodeDeviceService>();
-            silo.Services.AddSingleton<INodeDeviceClient, NodeDeviceClient>();
+            silo.Services.AddSingleton<OnNode<INodeDeviceService>>();
             silo.Services.AddSingleton<IRpcElsewhere, RpcAcrossNodes>();
             silo.Services.AddSingleton<ILifecycleParticipant<ISiloLifecycle>>(sp => sp.GetRequiredService<ClusterMqttLink>());
             silo.Services.AddSingleton<IMembershipTable>(sp => new PostgresMembershipTable(

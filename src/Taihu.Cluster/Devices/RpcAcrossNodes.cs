@@ -19,15 +19,11 @@ public interface INodeDeviceService : IGrainService
     Task<RemoteRpcOutcome> Call(Guid tenantId, Guid deviceId, RemoteRpcRequest request);
 }
 
-/// <summary>Reaches another node's <see cref="INodeDeviceService"/>.</summary>
-public interface INodeDeviceClient
+/// <summary>Reaches a GrainService of <typeparamref name="TService"/> on a given node.</summary>
+internal sealed class OnNode<TService>(IServiceProvider services) : GrainServiceClient<TService>(services)
+    where TService : IGrainService
 {
-    INodeDeviceService On(SiloAddress node);
-}
-
-internal sealed class NodeDeviceClient(IServiceProvider services) : GrainServiceClient<INodeDeviceService>(services), INodeDeviceClient
-{
-    public INodeDeviceService On(SiloAddress node) => GetGrainService(node);
+    public TService At(SiloAddress node) => GetGrainService(node);
 }
 
 [Reentrant]
@@ -48,7 +44,7 @@ internal sealed class NodeDeviceService(GrainId id, Silo silo, ILoggerFactory lo
 /// once. While a device is being taken over between two nodes both could have it for a moment; the first
 /// outcome other than NotConnected is taken.
 /// </summary>
-internal sealed class RpcAcrossNodes(IClusterMembershipService membership, ILocalSiloDetails self, INodeDeviceClient nodes) : IRpcElsewhere
+internal sealed class RpcAcrossNodes(IClusterMembershipService membership, ILocalSiloDetails self, OnNode<INodeDeviceService> nodes) : IRpcElsewhere
 {
     public async Task<RpcOutcome> CallAsync(Device device, RpcRequest request, CancellationToken cancellationToken)
     {
@@ -60,7 +56,7 @@ internal sealed class RpcAcrossNodes(IClusterMembershipService membership, ILoca
         {
             if (member.Status == SiloStatus.Active && !member.SiloAddress.Equals(self.SiloAddress))
             {
-                calls.Add(nodes.On(member.SiloAddress).Call(device.TenantId, device.Id, remote));
+                calls.Add(nodes.At(member.SiloAddress).Call(device.TenantId, device.Id, remote));
             }
         }
 
