@@ -95,6 +95,41 @@ internal sealed class MessageRouter(BrokerOptions options, TimeProvider time, Br
     }
 
     /// <summary>
+    /// A retained message that another node accepted: stored or deleted here as there (not written to the state
+    /// store by this node). <c>$SYS</c> topics are each node's own and are left alone.
+    /// </summary>
+    /// <param name="onlyIfNewer">
+    /// The message comes from the other node's whole set, sent when this node joined: taken only where this node
+    /// holds none for the topic or an older one.
+    /// </param>
+    public void RetainFromNode(BrokerMessage message, bool onlyIfNewer)
+    {
+        if (RetainedStore.IsSys(message.Topic))
+        {
+            return;
+        }
+
+        var store = GetNamespace(message.Namespace).Retained;
+        var kept = onlyIfNewer
+            ? store.SetFromNodeIfNewer(message, Options.MaximumRetainedMessages, Options.MaximumRetainedMessageSize, Options.MaximumRetainedBytesPerNamespace)
+            : store.SetFromNode(message, Options.MaximumRetainedMessages, Options.MaximumRetainedMessageSize, Options.MaximumRetainedBytesPerNamespace);
+        if (!kept)
+        {
+            Metrics.MessageDropped(DropReasons.RetainedLimit);
+        }
+    }
+
+    /// <summary>Adds every live retained message outside <c>$</c> topics, of every namespace, each with a reference the caller releases.</summary>
+    public void CollectRetained(List<BrokerMessage> into)
+    {
+        var now = Time.GetUtcNow();
+        foreach (var (_, state) in _namespaces)
+        {
+            state.Retained.CollectMatching("#", now, into);
+        }
+    }
+
+    /// <summary>
     /// Delivers <paramref name="message"/> to every matching subscriber in its namespace: one copy per session at
     /// the highest QoS granted among its matching subscriptions (with all their identifiers), and one copy per
     /// shared group to one member in turn. Returns the number of deliveries, plus <paramref name="remoteNodes"/>

@@ -91,6 +91,11 @@ internal sealed partial class ClusterMqttLink : IMqttClusterLink, ILifecyclePart
 
     public int Forward(BrokerMessage message)
     {
+        if (message.Retain && !IsSys(message.Topic))
+        {
+            return ForwardRetained(message);
+        }
+
         if (_remoteRoutes.Count == 0)
         {
             return 0;
@@ -124,18 +129,54 @@ internal sealed partial class ClusterMqttLink : IMqttClusterLink, ILifecyclePart
         }
     }
 
-    public async ValueTask ClaimSessionAsync(string ns, string owner, string clientId, CancellationToken cancellationToken)
+    /// <summary>
+    /// A retained message (or its deletion) goes to every node, in the same queue as the messages, so that each
+    /// keeps the same retained messages; returns the nodes whose routes match it (those it counts as delivered to).
+    /// </summary>
+    private int ForwardRetained(BrokerMessage message)
+    {
+        if (_peers.IsEmpty)
+        {
+            return 0;
+        }
+
+        var targets = t_targets ??= [];
+        try
+        {
+            _remoteRoutes.Match(message.Namespace, message.Topic, targets);
+            var copy = Copy(message);
+            var matching = 0;
+            foreach (var (node, peer) in _peers)
+            {
+                peer.Enqueue(copy);
+                matching += targets.Contains(node) ? 1 : 0;
+            }
+
+            return matching;
+        }
+        finally
+        {
+            targets.Clear();
+        }
+    }
+
+    private static bool IsSys(string topic) => topic.StartsWith("$SYS", StringComparison.Ordinal) && (topic.Length == 4 || topic[4] == '/');
+
+    public async ValueTask<ClaimedSession> ClaimSessionAsync(string ns, string owner, string clientId, CancellationToken cancellationToken)
     {
         var grain = _services.GetRequiredService<IGrainFactory>().GetGrain<ISessionOwnerGrain>(SessionOwnerGrain.KeyOf(ns, owner, clientId));
         try
         {
-            await grain.Claim(_local.SiloAddress, ns, owner, clientId).WaitAsync(s_claimTimeout, cancellationToken);
+            var handover = await grain.Claim(_local.SiloAddress, ns, owner, clientId).WaitAsync(s_claimTimeout, cancellationToken);
+            return new ClaimedSession(handover.Known, handover.Session?.ToStored(ns, owner, clientId));
         }
         catch (Exception e) when (e is TimeoutException or OrleansException or SiloUnavailableException)
         {
-            // The cluster cannot say who held the session: the client is served here all the same, and a connection
-            // it may still have on another node stays until it goes (said in docs/scaling.md).
+            // The cluster cannot say who held the session: the client is served here all the same (from the
+            // session's last snapshot, if any), and a connection it may still have on another node stays until it
+            // goes (said in docs/scaling.md).
             LogClaimFailed(_logger, clientId, e.Message);
+            return new ClaimedSession(Known: false, Session: null);
         }
     }
 
@@ -161,12 +202,25 @@ internal sealed partial class ClusterMqttLink : IMqttClusterLink, ILifecyclePart
             _ = change.Added ? _remoteRoutes.Add(sender, change.Namespace, change.Filter) : _remoteRoutes.Remove(sender, change.Namespace, change.Filter);
         }
 
+        var broker = Broker;
+        foreach (var forwarded in batch.Retained ?? [])
+        {
+            var message = ToBrokerMessage(forwarded);
+            try
+            {
+                broker.RetainFromNode(message);
+            }
+            finally
+            {
+                message.Release();
+            }
+        }
+
         if (batch.Messages is not { } messages)
         {
             return;
         }
 
-        var broker = Broker;
         foreach (var forwarded in messages)
         {
             var message = ToBrokerMessage(forwarded);
@@ -182,15 +236,15 @@ internal sealed partial class ClusterMqttLink : IMqttClusterLink, ILifecyclePart
     }
 
     /// <summary>A connection on another node took the session over (see <see cref="INodeLinkService.EndSession"/>).</summary>
-    public bool EndSession(string ns, string owner, string clientId)
+    public TransferredSession? EndSession(string ns, string owner, string clientId)
     {
-        var ended = Broker.EndSessionTakenOver(ns, owner, clientId);
-        if (ended)
+        if (!Broker.EndSessionTakenOver(ns, owner, clientId, out var session))
         {
-            LogTakenOver(_logger, clientId, ns);
+            return null;
         }
 
-        return ended;
+        LogTakenOver(_logger, clientId, ns, session?.Subscriptions.Count ?? 0, session?.Deliveries.Count ?? 0);
+        return session is null ? null : TransferredSession.From(session);
     }
 
     public void Participate(ISiloLifecycle lifecycle)
@@ -257,7 +311,10 @@ internal sealed partial class ClusterMqttLink : IMqttClusterLink, ILifecyclePart
         }
     }
 
-    /// <summary>A node this node sends to: its queue starts with all of this node's routes.</summary>
+    /// <summary>
+    /// A node this node sends to: its queue starts with all of this node's routes, and, when it joined after this
+    /// node, this node's retained messages.
+    /// </summary>
     private void EnsurePeer(SiloAddress node)
     {
         if (_peers.ContainsKey(node) || _membership.CurrentSnapshot.GetSiloStatus(node) == SiloStatus.Dead)
@@ -265,6 +322,7 @@ internal sealed partial class ClusterMqttLink : IMqttClusterLink, ILifecyclePart
             return;
         }
 
+        Peer peer;
         lock (_gate)
         {
             if (_peers.ContainsKey(node))
@@ -272,7 +330,7 @@ internal sealed partial class ClusterMqttLink : IMqttClusterLink, ILifecyclePart
                 return;
             }
 
-            var peer = new Peer(this, node);
+            peer = new Peer(this, node);
             foreach (var (ns, filter) in _localRoutes)
             {
                 peer.Enqueue(new RouteChange(ns, filter, Added: true));
@@ -282,6 +340,35 @@ internal sealed partial class ClusterMqttLink : IMqttClusterLink, ILifecyclePart
             peer.Start();
             LogPeerAdded(_logger, node, _localRoutes.Count);
         }
+
+        // Taken after the peer is in place: a retained change made meanwhile is forwarded to it as well, and the
+        // copy here, no newer than that, is then not taken over it.
+        if (node.Generation > _local.SiloAddress.Generation)
+        {
+            SendRetained(node, peer);
+        }
+    }
+
+    private void SendRetained(SiloAddress node, Peer peer)
+    {
+        var retained = new List<BrokerMessage>();
+        try
+        {
+            Broker.CollectRetained(retained);
+            foreach (var message in retained)
+            {
+                peer.Enqueue(new RetainedCopy(Copy(message)));
+            }
+        }
+        finally
+        {
+            foreach (var message in retained)
+            {
+                message.Release();
+            }
+        }
+
+        LogRetainedSent(_logger, node, retained.Count);
     }
 
     private void Forget(SiloAddress node)
@@ -364,6 +451,9 @@ internal sealed partial class ClusterMqttLink : IMqttClusterLink, ILifecyclePart
     [LoggerMessage(EventId = 2611, Level = LogLevel.Information, Message = "MQTT link to node {Node} open; {Routes} route(s) of this node sent first")]
     private static partial void LogPeerAdded(ILogger logger, SiloAddress node, int routes);
 
+    [LoggerMessage(EventId = 2617, Level = LogLevel.Information, Message = "Node {Node} joined after this one: {Count} retained message(s) of this node sent to it")]
+    private static partial void LogRetainedSent(ILogger logger, SiloAddress node, int count);
+
     [LoggerMessage(EventId = 2612, Level = LogLevel.Information, Message = "Node {Node} is dead: its {Routes} route(s) and the messages queued for it are dropped")]
     private static partial void LogPeerDead(ILogger logger, SiloAddress node, int routes);
 
@@ -373,6 +463,6 @@ internal sealed partial class ClusterMqttLink : IMqttClusterLink, ILifecyclePart
     [LoggerMessage(EventId = 2616, Level = LogLevel.Warning, Message = "Client {ClientId}: the session could not be claimed in the cluster ({Error}); the client is served here")]
     private static partial void LogClaimFailed(ILogger logger, string clientId, string error);
 
-    [LoggerMessage(EventId = 2614, Level = LogLevel.Information, Message = "Client {ClientId} (namespace '{Ns}') was taken over on another node; its session here ended")]
-    private static partial void LogTakenOver(ILogger logger, string clientId, string ns);
+    [LoggerMessage(EventId = 2614, Level = LogLevel.Information, Message = "Client {ClientId} (namespace '{Ns}') was taken over on another node; its session here ended, {Subscriptions} subscription(s) and {Messages} message(s) handed over")]
+    private static partial void LogTakenOver(ILogger logger, string clientId, string ns, int subscriptions, int messages);
 }

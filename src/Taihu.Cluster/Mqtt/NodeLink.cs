@@ -19,8 +19,11 @@ public interface INodeLinkService : IGrainService
     /// </summary>
     Task Receive(SiloAddress sender, NodeBatch batch);
 
-    /// <summary>A connection on another node took the session of the client over: end it here. True if there was one.</summary>
-    Task<bool> EndSession(string ns, string owner, string clientId);
+    /// <summary>
+    /// A connection on another node took the session of the client over: end it here, and return what it held if it
+    /// was persistent (null when there was none, or it was not).
+    /// </summary>
+    Task<TransferredSession?> EndSession(string ns, string owner, string clientId);
 }
 
 /// <summary>Reaches another node's <see cref="INodeLinkService"/>.</summary>
@@ -45,7 +48,7 @@ internal sealed class NodeLinkService(GrainId id, Silo silo, ILoggerFactory logg
         return Task.CompletedTask;
     }
 
-    public Task<bool> EndSession(string ns, string owner, string clientId) => Task.FromResult(link.EndSession(ns, owner, clientId));
+    public Task<TransferredSession?> EndSession(string ns, string owner, string clientId) => Task.FromResult(link.EndSession(ns, owner, clientId));
 }
 
 /// <summary>
@@ -63,6 +66,12 @@ public sealed class NodeBatch
 
     /// <summary>Messages accepted on the sender for this node's subscribers, in the order they were accepted.</summary>
     [Id(2)] public List<ForwardedMessage>? Messages { get; set; }
+
+    /// <summary>
+    /// The sender's retained messages, sent once to a node that joined after it, before any message: each kept
+    /// unless the receiver holds a newer one for its topic. Applied before <see cref="Messages"/>.
+    /// </summary>
+    [Id(3)] public List<ForwardedMessage>? Retained { get; set; }
 }
 
 [GenerateSerializer]
