@@ -207,10 +207,12 @@ public sealed partial class MqttBroker : IMqttServerPublisher, IMqttClientDiscon
     /// A message another node of the cluster accepted and forwarded here (<see cref="IMqttClusterLink.Forward"/>):
     /// a retained one (RETAIN set) first changes this node's retained message of its topic as it did on its node
     /// (an empty payload deletes it), so that every node keeps the same retained messages; then it is delivered to
-    /// this node's matching subscribers only, never forwarded again. The node that accepted it is the one that
-    /// writes the change to the state store. Returns the number of deliveries. The caller keeps its own reference.
+    /// this node's matching subscribers only, and to one member of each shared group in
+    /// <paramref name="sharedGroups"/> (the groups the other node chose this node for; no other group here gets
+    /// it), never forwarded again. The node that accepted it is the one that writes the change to the state store.
+    /// Returns the number of deliveries. The caller keeps its own reference.
     /// </summary>
-    public int RouteFromNode(BrokerMessage message)
+    public int RouteFromNode(BrokerMessage message, IReadOnlyList<SharedRoute>? sharedGroups = null)
     {
         ArgumentNullException.ThrowIfNull(message);
         if (message.Retain)
@@ -218,7 +220,7 @@ public sealed partial class MqttBroker : IMqttServerPublisher, IMqttClientDiscon
             _router.RetainFromNode(message, onlyIfNewer: false);
         }
 
-        return _router.Route(message, remoteNodes: 0);
+        return _router.RouteFromNode(message, sharedGroups);
     }
 
     /// <summary>

@@ -32,7 +32,9 @@ internal sealed partial class ClusterMqttLink : IMqttClusterLink, ILifecyclePart
     private readonly TimeProvider _time;
     private readonly ILogger _logger;
     private readonly RouteTable<SiloAddress> _remoteRoutes = new();
-    private readonly HashSet<(string Namespace, string Filter)> _localRoutes = [];
+    // This node's routes: (namespace, filter, null) for plain subscribers, (namespace, filter, group) for a shared
+    // group's members. Changed under _gate; read without it by Forward (a shared group with members here).
+    private readonly ConcurrentDictionary<(string Namespace, string Filter, string? Group), byte> _localRoutes = new();
     private readonly ConcurrentDictionary<SiloAddress, Peer> _peers = new();
     private readonly ConcurrentDictionary<SiloAddress, long> _received = new();
     private readonly Lock _gate = new();
@@ -47,6 +49,9 @@ internal sealed partial class ClusterMqttLink : IMqttClusterLink, ILifecyclePart
 
     [ThreadStatic]
     private static List<SiloAddress>? t_targets;
+
+    [ThreadStatic]
+    private static List<SharedPick<SiloAddress>>? t_picks;
 
     public ClusterMqttLink(IServiceProvider services, ILocalSiloDetails local, IClusterMembershipService membership, TimeProvider time, IMeterFactory meters,
         ILogger<ClusterMqttLink> logger)
@@ -72,11 +77,16 @@ internal sealed partial class ClusterMqttLink : IMqttClusterLink, ILifecyclePart
 
     public void OnRouteRemoved(string ns, string filter) => ChangeRoute(new RouteChange(ns, filter, Added: false));
 
+    public void OnSharedRouteAdded(string ns, string group, string filter) => ChangeRoute(new RouteChange(ns, filter, Added: true, group));
+
+    public void OnSharedRouteRemoved(string ns, string group, string filter) => ChangeRoute(new RouteChange(ns, filter, Added: false, group));
+
     private void ChangeRoute(RouteChange change)
     {
         lock (_gate)
         {
-            var changed = change.Added ? _localRoutes.Add((change.Namespace, change.Filter)) : _localRoutes.Remove((change.Namespace, change.Filter));
+            var key = (change.Namespace, change.Filter, change.Group);
+            var changed = change.Added ? _localRoutes.TryAdd(key, 0) : _localRoutes.TryRemove(key, out _);
             if (!changed)
             {
                 return;
@@ -91,21 +101,19 @@ internal sealed partial class ClusterMqttLink : IMqttClusterLink, ILifecyclePart
 
     public int Forward(BrokerMessage message)
     {
-        if (message.Retain && !IsSys(message.Topic))
-        {
-            return ForwardRetained(message);
-        }
-
-        if (_remoteRoutes.Count == 0)
+        var retained = message.Retain && !IsSys(message.Topic);
+        if (_remoteRoutes.Count == 0 && !(retained && !_peers.IsEmpty))
         {
             return 0;
         }
 
         var targets = t_targets ??= [];
+        var picks = t_picks ??= [];
         try
         {
-            _remoteRoutes.Match(message.Namespace, message.Topic, targets);
-            if (targets.Count == 0)
+            _remoteRoutes.Match(message.Namespace, message.Topic, targets, picks);
+            var groups = ChooseSharedGroups(message.Namespace, picks, targets);
+            if (targets.Count == 0 && !retained)
             {
                 return 0;
             }
@@ -116,8 +124,20 @@ internal sealed partial class ClusterMqttLink : IMqttClusterLink, ILifecyclePart
             {
                 if (_peers.TryGetValue(node, out var peer))
                 {
-                    peer.Enqueue(copy);
+                    peer.Enqueue(groups is not null && groups.TryGetValue(node, out var chosen) ? copy.ForSharedGroups([.. chosen]) : copy);
                     sent++;
+                }
+            }
+
+            if (retained)
+            {
+                // Every node keeps the retained messages: those with no subscriber for it get it too.
+                foreach (var (node, peer) in _peers)
+                {
+                    if (!targets.Contains(node))
+                    {
+                        peer.Enqueue(copy);
+                    }
                 }
             }
 
@@ -126,38 +146,41 @@ internal sealed partial class ClusterMqttLink : IMqttClusterLink, ILifecyclePart
         finally
         {
             targets.Clear();
+            picks.Clear();
         }
     }
 
     /// <summary>
-    /// A retained message (or its deletion) goes to every node, in the same queue as the messages, so that each
-    /// keeps the same retained messages; returns the nodes whose routes match it (those it counts as delivered to).
+    /// For each shared group matching a message that has no member on this node (those with one get it here), the
+    /// node the route table chose in turn gets it for that group: added to <paramref name="targets"/>, with the
+    /// groups (name, filter, ...) it is chosen for. Null when there are none (the common case: no allocation).
     /// </summary>
-    private int ForwardRetained(BrokerMessage message)
+    private Dictionary<SiloAddress, List<string>>? ChooseSharedGroups(string ns, List<SharedPick<SiloAddress>> picks, List<SiloAddress> targets)
     {
-        if (_peers.IsEmpty)
+        Dictionary<SiloAddress, List<string>>? groups = null;
+        foreach (var pick in picks)
         {
-            return 0;
-        }
-
-        var targets = t_targets ??= [];
-        try
-        {
-            _remoteRoutes.Match(message.Namespace, message.Topic, targets);
-            var copy = Copy(message);
-            var matching = 0;
-            foreach (var (node, peer) in _peers)
+            if (_localRoutes.ContainsKey((ns, pick.Filter, pick.Group)))
             {
-                peer.Enqueue(copy);
-                matching += targets.Contains(node) ? 1 : 0;
+                continue;
             }
 
-            return matching;
+            groups ??= new Dictionary<SiloAddress, List<string>>();
+            if (!groups.TryGetValue(pick.Node, out var chosen))
+            {
+                chosen = [];
+                groups.Add(pick.Node, chosen);
+            }
+
+            chosen.Add(pick.Group);
+            chosen.Add(pick.Filter);
+            if (!targets.Contains(pick.Node))
+            {
+                targets.Add(pick.Node);
+            }
         }
-        finally
-        {
-            targets.Clear();
-        }
+
+        return groups;
     }
 
     private static bool IsSys(string topic) => topic.StartsWith("$SYS", StringComparison.Ordinal) && (topic.Length == 4 || topic[4] == '/');
@@ -199,7 +222,9 @@ internal sealed partial class ClusterMqttLink : IMqttClusterLink, ILifecyclePart
         EnsurePeer(sender);
         foreach (var change in batch.Routes ?? [])
         {
-            _ = change.Added ? _remoteRoutes.Add(sender, change.Namespace, change.Filter) : _remoteRoutes.Remove(sender, change.Namespace, change.Filter);
+            _ = change.Added
+                ? _remoteRoutes.Add(sender, change.Namespace, change.Filter, change.Group)
+                : _remoteRoutes.Remove(sender, change.Namespace, change.Filter, change.Group);
         }
 
         var broker = Broker;
@@ -226,7 +251,7 @@ internal sealed partial class ClusterMqttLink : IMqttClusterLink, ILifecyclePart
             var message = ToBrokerMessage(forwarded);
             try
             {
-                broker.RouteFromNode(message);
+                broker.RouteFromNode(message, SharedRoutes(forwarded.SharedGroups));
             }
             finally
             {
@@ -331,9 +356,9 @@ internal sealed partial class ClusterMqttLink : IMqttClusterLink, ILifecyclePart
             }
 
             peer = new Peer(this, node);
-            foreach (var (ns, filter) in _localRoutes)
+            foreach (var ((ns, filter, group), _) in _localRoutes)
             {
-                peer.Enqueue(new RouteChange(ns, filter, Added: true));
+                peer.Enqueue(new RouteChange(ns, filter, Added: true, group));
             }
 
             _peers[node] = peer;
@@ -386,6 +411,23 @@ internal sealed partial class ClusterMqttLink : IMqttClusterLink, ILifecyclePart
         var routes = _remoteRoutes.RemoveNode(node);
         _received.TryRemove(node, out _);
         LogPeerDead(_logger, node, routes);
+    }
+
+    /// <summary>The shared groups a forwarded message is for (name, filter, ...), or null.</summary>
+    private static List<SharedRoute>? SharedRoutes(string[]? pairs)
+    {
+        if (pairs is null)
+        {
+            return null;
+        }
+
+        var routes = new List<SharedRoute>(pairs.Length / 2);
+        for (var i = 0; i + 1 < pairs.Length; i += 2)
+        {
+            routes.Add(new SharedRoute(pairs[i], pairs[i + 1]));
+        }
+
+        return routes;
     }
 
     private static ForwardedMessage Copy(BrokerMessage message)

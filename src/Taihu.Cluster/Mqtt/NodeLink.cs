@@ -76,7 +76,8 @@ public sealed class NodeBatch
 
 [GenerateSerializer]
 [Immutable]
-public sealed record RouteChange([property: Id(0)] string Namespace, [property: Id(1)] string Filter, [property: Id(2)] bool Added);
+public sealed record RouteChange([property: Id(0)] string Namespace, [property: Id(1)] string Filter, [property: Id(2)] bool Added,
+    [property: Id(3)] string? Group = null);
 
 /// <summary>A copy of an accepted message, as the receiving node's broker needs it.</summary>
 [GenerateSerializer]
@@ -99,4 +100,30 @@ public sealed class ForwardedMessage
 
     /// <summary>User properties as name, value, name, value ...</summary>
     [Id(13)] public string[]? UserProperties { get; init; }
+
+    /// <summary>
+    /// The shared groups the receiving node gets it for, as group, filter, group, filter ...: the sender chose that
+    /// node for them. The receiver's other shared groups do not get it.
+    /// </summary>
+    [Id(14)] public string[]? SharedGroups { get; init; }
+
+    /// <summary>The same message for a node chosen for <paramref name="sharedGroups"/> (the arrays are shared, not copied).</summary>
+    public ForwardedMessage ForSharedGroups(string[] sharedGroups) => new()
+    {
+        Namespace = Namespace,
+        Topic = Topic,
+        Payload = Payload,
+        QoS = QoS,
+        Retain = Retain,
+        ReceivedAt = ReceivedAt,
+        OriginClientId = OriginClientId,
+        OriginOwner = OriginOwner,
+        PayloadFormatIndicator = PayloadFormatIndicator,
+        MessageExpiryInterval = MessageExpiryInterval,
+        ContentType = ContentType,
+        ResponseTopic = ResponseTopic,
+        CorrelationData = CorrelationData,
+        UserProperties = UserProperties,
+        SharedGroups = sharedGroups,
+    };
 }
