@@ -23,15 +23,7 @@ public sealed class ClusterSharedSubscriptionTests(PostgresServer postgres)
         var nodes = new List<ServerProcess>();
         try
         {
-            nodes.Add(await ServerProcess.StartAsync(ClusterSettings.Node(postgres, database, "shared", LoopbackPort.Free())));
-            nodes.AddRange(await Task.WhenAll(
-                ServerProcess.StartAsync(ClusterSettings.Node(postgres, database, "shared", LoopbackPort.Free())),
-                ServerProcess.StartAsync(ClusterSettings.Node(postgres, database, "shared", LoopbackPort.Free()))));
-            foreach (var node in nodes)
-            {
-                await Metrics.WaitForAsync(node, "taihu_cluster_nodes", count => count == 3);
-            }
-
+            await ClusterSettings.StartNodesAsync(postgres, database, "shared", 3, nodes);
             var (a, b, c) = (nodes[0], nodes[1], nodes[2]);
 
             // Group "workers" has a member on A and one on B; group "solo" one member, on B. Each member also

@@ -22,7 +22,7 @@ public sealed class ClusterStateTests(PostgresServer postgres)
         var nodes = new List<ServerProcess>();
         try
         {
-            nodes.AddRange(await StartTwoAsync(database, "retained"));
+            await ClusterSettings.StartNodesAsync(postgres, database, "retained", 2, nodes, s_settings);
             var (a, b) = (nodes[0], nodes[1]);
 
             // Watchers on both nodes: a forwarded message reaches a node's subscribers after the node applied it
@@ -100,7 +100,7 @@ public sealed class ClusterStateTests(PostgresServer postgres)
         var nodes = new List<ServerProcess>();
         try
         {
-            nodes.AddRange(await StartTwoAsync(database, "sessions"));
+            await ClusterSettings.StartNodesAsync(postgres, database, "sessions", 2, nodes, s_settings);
             var (a, b) = (nodes[0], nodes[1]);
             await using var publisherA = await MqttTestClient.ConnectTcpAsync(a, "publisher-a");
             await using var publisherB = await MqttTestClient.ConnectTcpAsync(b, "publisher-b");
@@ -183,32 +183,18 @@ public sealed class ClusterStateTests(PostgresServer postgres)
         }
     }
 
+    /// <summary>Sessions are written a second after they change, so that a node killed soon after has written them.</summary>
+    private static readonly Dictionary<string, string> s_settings = new() { ["Broker__SessionSnapshotInterval"] = "00:00:01" };
+
     private Dictionary<string, string> NodeSettings(string database, string clusterId)
     {
         var settings = ClusterSettings.Node(postgres, database, clusterId, LoopbackPort.Free());
-        // Sessions are written a second after they change, so that a node killed soon after has written them.
-        settings["Broker__SessionSnapshotInterval"] = "00:00:01";
+        foreach (var (name, value) in s_settings)
+        {
+            settings[name] = value;
+        }
+
         return settings;
-    }
-
-    /// <summary>The first node makes the schema; the second joins; both see two nodes.</summary>
-    private async Task<ServerProcess[]> StartTwoAsync(string database, string clusterId)
-    {
-        var first = await ServerProcess.StartAsync(NodeSettings(database, clusterId));
-        ServerProcess second;
-        try
-        {
-            second = await ServerProcess.StartAsync(NodeSettings(database, clusterId));
-        }
-        catch
-        {
-            await first.DisposeAsync();
-            throw;
-        }
-
-        await Metrics.WaitForAsync(first, "taihu_cluster_nodes", count => count == 2);
-        await Metrics.WaitForAsync(second, "taihu_cluster_nodes", count => count == 2);
-        return [first, second];
     }
 
     /// <summary>Asks the database again and again (each a round trip) until the count is <paramref name="expected"/>.</summary>
