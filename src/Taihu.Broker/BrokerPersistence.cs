@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using Microsoft.Extensions.Logging;
 using Taihu.Broker.Extensibility;
 using Taihu.Broker.Routing;
@@ -27,12 +28,25 @@ namespace Taihu.Broker;
 /// counts its expiry from the restart, and gives its client what it owed (unacknowledged messages again with DUP,
 /// then the queue) when the client comes back with Clean Start 0.
 /// </para>
+/// <para>
+/// On a cluster node (<paramref name="restoresSessions"/> false) every node shares one store. The retained messages
+/// are the cluster's: each node loads them all, and writes the changes accepted on it (the other nodes' changes
+/// reach it through the cluster and are written by their node). A session is its holder's alone: none is loaded at
+/// start (each belongs to the node its client was on, or is taken over when its client comes back, see
+/// <see cref="MqttBroker.ClaimSessionAsync"/>); a node writes and deletes only the sessions it holds, hands a
+/// session over without deleting it (<see cref="HandOver"/>), and takes on the row of one it takes over
+/// (<see cref="Adopt"/>).
+/// </para>
 /// </summary>
 internal sealed partial class BrokerPersistence(IBrokerStateStore store, BrokerOptions options, TimeProvider time, BrokerMetrics metrics, ILogger logger,
-    SessionRegistry sessions, MessageRouter router) : IDisposable
+    SessionRegistry sessions, MessageRouter router, bool restoresSessions = true) : IDisposable
 {
     // The sessions the store holds now, as far as the broker knows; touched only with _persistGate held.
     private readonly HashSet<SessionKey> _storedSessions = [];
+
+    // Sessions handed to another node (false) or taken over from one (true) since the last write: applied to
+    // _storedSessions at the start of the next session write, under _persistGate.
+    private readonly ConcurrentQueue<(SessionKey Key, bool Held)> _ownership = new();
     private readonly SemaphoreSlim _persistGate = new(1, 1);
     private readonly SemaphoreSlim _due = new(0, 1);
     private CancellationTokenSource? _persistStop;
@@ -122,6 +136,18 @@ internal sealed partial class BrokerPersistence(IBrokerStateStore store, BrokerO
             _persistGate.Release();
         }
     }
+
+    /// <summary>
+    /// The session went to another node of the cluster, which writes it from now on: this node forgets it without
+    /// deleting it. Called before the session leaves the registry, so that no write in between deletes it.
+    /// </summary>
+    public void HandOver(SessionKey key) => _ownership.Enqueue((key, false));
+
+    /// <summary>The session was taken over from another node (or from the store): its row is this node's to rewrite or delete.</summary>
+    public void Adopt(SessionKey key) => _ownership.Enqueue((key, true));
+
+    /// <summary>The last snapshot of one session in the store, or null (a cluster node taking over a session of a node gone).</summary>
+    public Task<StoredSession?> LoadSessionAsync(SessionKey key, CancellationToken cancellationToken) => StateStore.LoadSessionAsync(key, cancellationToken);
 
     /// <summary>A session's subscriptions changed: the next tick writes the sessions, not only at the snapshot interval.</summary>
     public void OnSubscriptionsChanged() => Volatile.Write(ref _subscriptionsChanged, 1);
@@ -245,6 +271,11 @@ internal sealed partial class BrokerPersistence(IBrokerStateStore store, BrokerO
     /// </summary>
     private async Task SaveSessionsAsync(CancellationToken cancellationToken)
     {
+        while (_ownership.TryDequeue(out var change))
+        {
+            _ = change.Held ? _storedSessions.Add(change.Key) : _storedSessions.Remove(change.Key);
+        }
+
         var changed = new List<StoredSession>();
         var copied = new List<MqttSession>();
         var held = new List<BrokerMessage>();
@@ -350,30 +381,43 @@ internal sealed partial class BrokerPersistence(IBrokerStateStore store, BrokerO
             message.Release();
         }
 
+        if (!restoresSessions)
+        {
+            return;
+        }
+
         foreach (var stored in state.Sessions)
         {
             // Kept as stored, so that the next snapshot deletes what should not be there (a clean session).
             _storedSessions.Add(stored.Key);
-            if (stored.ExpiryInterval == 0)
+            if (stored.ExpiryInterval != 0)
             {
-                continue;
+                RestoreSession(stored, Options, now, sessions, router);
             }
-
-            var session = sessions.Create(stored.Namespace, stored.ClientId, stored.Owner);
-            var subscriptions = RestoreSubscriptions(session, stored);
-            session.Restore(stored, subscriptions, now, saved => FromStored(stored.Namespace, saved));
-            var trie = router.GetNamespace(session.Namespace).Trie;
-            foreach (var subscription in subscriptions)
-            {
-                trie.Add(subscription);
-            }
-
-            sessions.AddRestored(session);
         }
     }
 
+    /// <summary>
+    /// Puts a stored session in place, disconnected, its expiry counted from <paramref name="now"/>, its
+    /// subscriptions in the trie (at start, and on a cluster node when a session is taken over). Returns it.
+    /// </summary>
+    internal static MqttSession RestoreSession(StoredSession stored, BrokerOptions options, DateTimeOffset now, SessionRegistry sessions, MessageRouter router)
+    {
+        var session = sessions.Create(stored.Namespace, stored.ClientId, stored.Owner);
+        var subscriptions = RestoreSubscriptions(session, stored, options);
+        session.Restore(stored, subscriptions, now, saved => FromStored(stored.Namespace, saved));
+        var trie = router.GetNamespace(session.Namespace).Trie;
+        foreach (var subscription in subscriptions)
+        {
+            trie.Add(subscription);
+        }
+
+        sessions.AddRestored(session);
+        return session;
+    }
+
     /// <summary>The stored subscriptions that are still valid here, for the session (those left out make its restore incomplete).</summary>
-    private List<Subscription> RestoreSubscriptions(MqttSession session, StoredSession stored)
+    private static List<Subscription> RestoreSubscriptions(MqttSession session, StoredSession stored, BrokerOptions options)
     {
         var subscriptions = new List<Subscription>(stored.Subscriptions.Count);
         foreach (var saved in stored.Subscriptions)
@@ -382,7 +426,7 @@ internal sealed partial class BrokerPersistence(IBrokerStateStore store, BrokerO
             string? group = null;
             if (TopicValidator.TryParseShared(saved.Filter, out var shareGroup, out var sharedFilter, out var validShared))
             {
-                if (!validShared || !Options.SharedSubscriptionsEnabled)
+                if (!validShared || !options.SharedSubscriptionsEnabled)
                 {
                     continue;
                 }

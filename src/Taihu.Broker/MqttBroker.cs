@@ -58,7 +58,7 @@ public sealed partial class MqttBroker : IMqttServerPublisher, IMqttClientDiscon
         _connections = new ConnectionRegistry(options, metrics);
         _router = new MessageRouter(options, timeProvider, metrics, tracksRetainedChanges: stateStore is not null, clusterLink);
         _sessions = new SessionRegistry(new SessionServices(options, timeProvider, metrics), _router);
-        _persistence = stateStore is null ? null : new BrokerPersistence(stateStore, options, timeProvider, metrics, _logger, _sessions, _router);
+        _persistence = stateStore is null ? null : new BrokerPersistence(stateStore, options, timeProvider, metrics, _logger, _sessions, _router, restoresSessions: clusterLink is null);
         _sys = new SysPublisher(this, _router, _sessions);
     }
 
@@ -205,20 +205,83 @@ public sealed partial class MqttBroker : IMqttServerPublisher, IMqttClientDiscon
 
     /// <summary>
     /// A message another node of the cluster accepted and forwarded here (<see cref="IMqttClusterLink.Forward"/>):
-    /// delivered to this node's matching subscribers only, neither forwarded again nor retained here. Returns the
-    /// number of deliveries. The caller keeps its own reference.
+    /// a retained one (RETAIN set) first changes this node's retained message of its topic as it did on its node
+    /// (an empty payload deletes it), so that every node keeps the same retained messages; then it is delivered to
+    /// this node's matching subscribers only, and to one member of each shared group in
+    /// <paramref name="sharedGroups"/> (the groups the other node chose this node for; no other group here gets
+    /// it), never forwarded again. The node that accepted it is the one that writes the change to the state store.
+    /// Returns the number of deliveries. The caller keeps its own reference.
     /// </summary>
-    public int RouteFromNode(BrokerMessage message)
+    public int RouteFromNode(BrokerMessage message, IReadOnlyList<SharedRoute>? sharedGroups = null)
     {
         ArgumentNullException.ThrowIfNull(message);
-        return _router.Route(message, remoteNodes: 0);
+        if (message.Retain)
+        {
+            _router.RetainFromNode(message, onlyIfNewer: false);
+        }
+
+        return _router.RouteFromNode(message, sharedGroups);
     }
 
     /// <summary>
-    /// The client's session was taken by a connection on another node: its connection here, if any, is told 0x8E
-    /// and closed, and the session ends here. False when there was none.
+    /// One of another node's retained messages, sent when this node joined the cluster: kept here unless this
+    /// node holds a newer one for its topic (by the time it was published); delivered to nobody. The caller keeps
+    /// its own reference.
     /// </summary>
-    public bool EndSessionTakenOver(string ns, string owner, string clientId) => _sessions.EndTakenOver(ns, owner, clientId);
+    public void RetainFromNode(BrokerMessage message)
+    {
+        ArgumentNullException.ThrowIfNull(message);
+        _router.RetainFromNode(message, onlyIfNewer: true);
+    }
+
+    /// <summary>
+    /// This node's retained messages (outside <c>$</c> topics), for a node that joins the cluster after it. Each
+    /// comes with a reference the caller releases.
+    /// </summary>
+    public void CollectRetained(List<BrokerMessage> into) => _router.CollectRetained(into);
+
+    /// <summary>
+    /// The client's session was taken by a connection on another node: its connection here, if any, is told 0x8E
+    /// and closed, and the session ends here. Returns false when there was none; else <paramref name="session"/>
+    /// holds what the session held, if it was persistent (payloads copied), for the node that takes it over. From
+    /// then on that node writes the session to the state store: this one neither writes nor deletes it again.
+    /// </summary>
+    public bool EndSessionTakenOver(string ns, string owner, string clientId, out StoredSession? session)
+    {
+        _persistence?.HandOver(new SessionKey(ns, clientId, owner));
+        return _sessions.EndTakenOver(ns, owner, clientId, out session);
+    }
+
+    /// <summary>
+    /// On a cluster node, before a client's session is attached: claims the session cluster-wide and puts here what
+    /// it held on the node that had it, or, when no live node answered for it and none is here, its last snapshot in
+    /// the state store (a node that died or restarted). With <paramref name="cleanStart"/> nothing is put here, but
+    /// the stored rows become this node's, to rewrite or delete.
+    /// </summary>
+    internal async ValueTask ClaimSessionAsync(IMqttClusterLink cluster, string ns, string owner, string clientId, bool cleanStart, CancellationToken cancellationToken)
+    {
+        var claim = await cluster.ClaimSessionAsync(ns, owner, clientId, cancellationToken);
+        var carried = claim.Session;
+        if (!claim.Known && _persistence is { } persistence && _sessions.Find(ns, clientId, owner) is null)
+        {
+            carried = await persistence.LoadSessionAsync(new SessionKey(ns, clientId, owner), cancellationToken);
+        }
+
+        if (carried is null)
+        {
+            return;
+        }
+
+        if (!cleanStart)
+        {
+            // Written by this node from now on: at the next round, as it is here.
+            _sessions.EndTakenOver(ns, owner, clientId, out _);
+            BrokerPersistence.RestoreSession(carried, Options, Time.GetUtcNow(), _sessions, _router).MarkChanged();
+        }
+
+        _persistence?.Adopt(carried.Key);
+        _persistence?.OnSubscriptionsChanged();
+    }
 
     // What a connection asks of the parts.
 

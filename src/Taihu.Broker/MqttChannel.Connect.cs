@@ -136,7 +136,8 @@ public sealed partial class MqttChannel
         if (_broker.ClusterLink is { } cluster)
         {
             // On a cluster node the session is claimed cluster-wide first: a connection on another node loses it.
-            await cluster.ClaimSessionAsync(identity.Namespace, identity.SessionOwner ?? "", ClientId!, cancellationToken);
+            // What it held there (or, from a node gone, its last snapshot) is put here first.
+            await _broker.ClaimSessionAsync(cluster, identity.Namespace, identity.SessionOwner ?? "", ClientId!, _connect!.CleanStart, cancellationToken);
         }
 
         return CompleteConnect(identity, ackProperties);

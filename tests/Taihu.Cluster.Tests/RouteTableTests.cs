@@ -77,4 +77,44 @@ public sealed class RouteTableTests
         table.Match("", "a/q/c", nodes);
         Assert.Equal(["n3"], nodes);
     }
+
+    [Fact]
+    public void SharedGroup_NamesOneNodeInTurn_ApartFromPlainRoutes_AndIsForgottenWithItsNodes()
+    {
+        using var table = new RouteTable<string>();
+        table.Add("n1", "", "job/#", "workers");
+        table.Add("n2", "", "job/+", "workers");
+        table.Add("n2", "", "job/#", "workers");
+        table.Add("n3", "", "job/#");
+        Assert.False(table.Add("n1", "", "job/#", "workers"));
+        Assert.Equal(4, table.Count);
+
+        // Plain routes name n3 only; the group on job/# names n1 and n2 in turn, the group on job/+ n2 each time.
+        var chosen = new List<string>();
+        for (var i = 0; i < 4; i++)
+        {
+            var nodes = new List<string>();
+            var picks = new List<SharedPick<string>>();
+            table.Match("", "job/7", nodes, picks);
+            Assert.Equal(["n3"], nodes);
+            Assert.Equal(2, picks.Count);
+            Assert.All(picks, p => Assert.Equal("workers", p.Group));
+            Assert.Equal("n2", picks.Single(p => p.Filter == "job/+").Node);
+            chosen.Add(picks.Single(p => p.Filter == "job/#").Node);
+        }
+
+        Assert.Equal(2, chosen.Count(n => n == "n1"));
+        Assert.Equal(2, chosen.Count(n => n == "n2"));
+        Assert.NotEqual(chosen[0], chosen[1]);
+
+        // A plain route and a group on the same filter are apart: removing one leaves the other.
+        Assert.False(table.Remove("n1", "", "job/#"));
+        Assert.True(table.Remove("n2", "", "job/+", "workers"));
+        Assert.Equal(2, table.RemoveNode("n2") + table.RemoveNode("n3"));
+        var left = new List<SharedPick<string>>();
+        table.Match("", "job/7", [], left);
+        Assert.Equal([new SharedPick<string>("workers", "job/#", "n1")], left);
+        Assert.True(table.Remove("n1", "", "job/#", "workers"));
+        Assert.Equal(0, table.Count);
+    }
 }

@@ -34,5 +34,12 @@ public abstract partial class StorageTests
         await store.SaveSessionsAsync([], [new SessionKey("tenant", "a1-fw", "device/1")], CancellationToken.None);
         var left = (await store.LoadAsync(CancellationToken.None)).Sessions;
         Assert.Equal(["", "device/2"], left.Select(s => s.Owner).Order());
+
+        // One session alone (a cluster node taking over the session of a node gone): by its whole key.
+        var one = await store.LoadSessionAsync(new SessionKey("tenant", "a1-fw", "device/2"), CancellationToken.None);
+        Assert.Equal(("device/2", 3600u, "two/#"), (one!.Owner, one.ExpiryInterval, Assert.Single(one.Subscriptions).Filter));
+        Assert.Equal(new byte[] { 1 }, Assert.Single(one.Deliveries).Message.Payload.ToArray());
+        Assert.Null(await store.LoadSessionAsync(new SessionKey("tenant", "a1-fw", "device/1"), CancellationToken.None));
+        Assert.Null(await store.LoadSessionAsync(new SessionKey("other", "a1-fw", "device/2"), CancellationToken.None));
     }
 }

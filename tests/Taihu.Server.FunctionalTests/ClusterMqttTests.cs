@@ -26,15 +26,7 @@ public sealed class ClusterMqttTests(PostgresServer postgres)
         var nodes = new List<ServerProcess>();
         try
         {
-            // The first node makes the schema; the other two start together.
-            nodes.Add(await ServerProcess.StartAsync(ClusterSettings.Node(postgres, database, "mqtt", LoopbackPort.Free())));
-            nodes.AddRange(await Task.WhenAll(
-                ServerProcess.StartAsync(ClusterSettings.Node(postgres, database, "mqtt", LoopbackPort.Free())),
-                ServerProcess.StartAsync(ClusterSettings.Node(postgres, database, "mqtt", LoopbackPort.Free()))));
-            foreach (var node in nodes)
-            {
-                await Metrics.WaitForAsync(node, "taihu_cluster_nodes", count => count == 3);
-            }
+            await ClusterSettings.StartNodesAsync(postgres, database, "mqtt", 3, nodes);
 
             // A subscriber on each node (5.0 on A and C, 3.1.1 on B); the publisher on A.
             await using var onA = await MqttTestClient.ConnectTcpAsync(nodes[0], "sub-a");

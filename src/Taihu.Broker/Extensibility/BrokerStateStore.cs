@@ -21,6 +21,12 @@ public interface IBrokerStateStore
     Task<StoredBrokerState> LoadAsync(CancellationToken cancellationToken);
 
     /// <summary>
+    /// One stored session, or null: on a cluster node, where sessions are not loaded at start, the last snapshot of
+    /// a session whose node is gone, when its client connects again. Payloads given here are kept by the broker.
+    /// </summary>
+    Task<StoredSession?> LoadSessionAsync(SessionKey key, CancellationToken cancellationToken);
+
+    /// <summary>
     /// Stores or replaces (a message) or deletes (no message) the retained message of each (namespace, topic),
     /// at most one change each. Payloads are valid only until the returned task completes.
     /// </summary>

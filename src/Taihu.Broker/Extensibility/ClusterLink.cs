@@ -22,8 +22,21 @@ public interface IMqttClusterLink
     void OnRouteRemoved(string ns, string filter);
 
     /// <summary>
+    /// The shared group <paramref name="group"/> (<c>$share/{group}/{filter}</c>) got its first member on this
+    /// node. Called under the subscription trie's write lock, in the order of the changes: record it and return.
+    /// </summary>
+    void OnSharedRouteAdded(string ns, string group, string filter);
+
+    /// <summary>The shared group's last member on this node went (see <see cref="OnSharedRouteAdded"/>).</summary>
+    void OnSharedRouteRemoved(string ns, string group, string filter);
+
+    /// <summary>
     /// A message accepted on this node (a client's publish, a will, a server publish): hands a copy to each other
-    /// node whose subscribers' filters match it, in the order of the calls, and returns how many nodes that is.
+    /// node whose subscribers' filters match it, and, when it sets a retained message (RETAIN, outside
+    /// <c>$SYS</c>), to every other node, so that each node keeps the same retained messages
+    /// (<see cref="MqttBroker.RouteFromNode"/>). A shared group with members on this node gets it here only; one
+    /// with members on other nodes only gets it on one of them, named with the copy sent there. In the order of the
+    /// calls; returns how many nodes it went to for their subscribers.
     /// Must not keep <paramref name="message"/> past the call (copy what is sent).
     /// </summary>
     int Forward(BrokerMessage message);
@@ -31,7 +44,20 @@ public interface IMqttClusterLink
     /// <summary>
     /// Before a client's session is attached here: makes this node the owner of the session of (<paramref name="ns"/>,
     /// <paramref name="owner"/>, <paramref name="clientId"/>) cluster-wide, and ends it on the node that had it
-    /// (its connection closed with 0x8E), if another.
+    /// (its connection closed with 0x8E), if another; returns what that node held of it.
     /// </summary>
-    ValueTask ClaimSessionAsync(string ns, string owner, string clientId, CancellationToken cancellationToken);
+    ValueTask<ClaimedSession> ClaimSessionAsync(string ns, string owner, string clientId, CancellationToken cancellationToken);
 }
+
+/// <summary>What a claim of a session found on the node that held it before (see <see cref="IMqttClusterLink.ClaimSessionAsync"/>).</summary>
+/// <param name="Known">
+/// A live node held the session: this node (whose own sessions say what there is), or another that ended it, and
+/// then <paramref name="Session"/> is what it held (null when nothing persistent). False when no node was known to
+/// hold it, that node is dead, or the cluster did not answer: the broker then looks in its state store for the
+/// session's last snapshot.
+/// </param>
+/// <param name="Session">The persistent session as it was when it ended on the other node, its payloads copied, or null.</param>
+public readonly record struct ClaimedSession(bool Known, StoredSession? Session);
+
+/// <summary>A shared group on a filter (<c>$share/{Group}/{Filter}</c>) that a message forwarded from another node is for.</summary>
+public readonly record struct SharedRoute(string Group, string Filter);

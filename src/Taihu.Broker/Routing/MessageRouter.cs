@@ -95,12 +95,55 @@ internal sealed class MessageRouter(BrokerOptions options, TimeProvider time, Br
     }
 
     /// <summary>
+    /// A retained message that another node accepted: stored or deleted here as there (not written to the state
+    /// store by this node). <c>$SYS</c> topics are each node's own and are left alone.
+    /// </summary>
+    /// <param name="onlyIfNewer">
+    /// The message comes from the other node's whole set, sent when this node joined: taken only where this node
+    /// holds none for the topic or an older one.
+    /// </param>
+    public void RetainFromNode(BrokerMessage message, bool onlyIfNewer)
+    {
+        if (RetainedStore.IsSys(message.Topic))
+        {
+            return;
+        }
+
+        var store = GetNamespace(message.Namespace).Retained;
+        var kept = onlyIfNewer
+            ? store.SetFromNodeIfNewer(message, Options.MaximumRetainedMessages, Options.MaximumRetainedMessageSize, Options.MaximumRetainedBytesPerNamespace)
+            : store.SetFromNode(message, Options.MaximumRetainedMessages, Options.MaximumRetainedMessageSize, Options.MaximumRetainedBytesPerNamespace);
+        if (!kept)
+        {
+            Metrics.MessageDropped(DropReasons.RetainedLimit);
+        }
+    }
+
+    /// <summary>Adds every live retained message outside <c>$</c> topics, of every namespace, each with a reference the caller releases.</summary>
+    public void CollectRetained(List<BrokerMessage> into)
+    {
+        var now = Time.GetUtcNow();
+        foreach (var (_, state) in _namespaces)
+        {
+            state.Retained.CollectMatching("#", now, into);
+        }
+    }
+
+    /// <summary>
     /// Delivers <paramref name="message"/> to every matching subscriber in its namespace: one copy per session at
     /// the highest QoS granted among its matching subscriptions (with all their identifiers), and one copy per
     /// shared group to one member in turn. Returns the number of deliveries, plus <paramref name="remoteNodes"/>
     /// (the other nodes it was forwarded to, which make it no dropped message).
     /// </summary>
-    public int Route(BrokerMessage message, int remoteNodes = 0)
+    public int Route(BrokerMessage message, int remoteNodes = 0) => Route(message, remoteNodes, fromNode: false, sharedGroups: null);
+
+    /// <summary>
+    /// A message another node accepted: delivered to the matching subscribers here, and to a member of only those
+    /// shared groups that the other node chose this node for (<paramref name="sharedGroups"/>).
+    /// </summary>
+    public int RouteFromNode(BrokerMessage message, IReadOnlyList<SharedRoute>? sharedGroups) => Route(message, 0, fromNode: true, sharedGroups);
+
+    private int Route(BrokerMessage message, int remoteNodes, bool fromNode, IReadOnlyList<SharedRoute>? sharedGroups)
     {
         var scratch = t_scratch ??= new RouteScratch();
         var state = GetNamespace(message.Namespace);
@@ -156,6 +199,11 @@ internal sealed class MessageRouter(BrokerOptions options, TimeProvider time, Br
 
             foreach (var group in scratch.Shared)
             {
+                if (fromNode && !IsChosen(group, sharedGroups))
+                {
+                    continue;
+                }
+
                 var member = state.Trie.PickSharedMember(group, exclude: null);
                 if (member is null)
                 {
@@ -220,6 +268,25 @@ internal sealed class MessageRouter(BrokerOptions options, TimeProvider time, Br
             t_congested = null;
             t_collectCongestion = false;
         }
+    }
+
+    /// <summary>Whether the node that accepted a message chose this node for <paramref name="group"/> (a short list, walked).</summary>
+    private static bool IsChosen(SharedGroup group, IReadOnlyList<SharedRoute>? chosen)
+    {
+        if (chosen is null)
+        {
+            return false;
+        }
+
+        for (var i = 0; i < chosen.Count; i++)
+        {
+            if (string.Equals(chosen[i].Group, group.Name, StringComparison.Ordinal) && string.Equals(chosen[i].Filter, group.Filter, StringComparison.Ordinal))
+            {
+                return true;
+            }
+        }
+
+        return false;
     }
 
     private struct RouteTarget

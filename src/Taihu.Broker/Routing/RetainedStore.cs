@@ -75,62 +75,90 @@ public sealed class RetainedStore
     /// <paramref name="maximumSize"/>, or when it would take the store over <paramref name="maximumCount"/>
     /// messages (a new topic) or <paramref name="maximumBytes"/> bytes.
     /// </summary>
-    public bool Set(BrokerMessage message, int maximumCount, long maximumSize, long maximumBytes)
+    public bool Set(BrokerMessage message, int maximumCount, long maximumSize, long maximumBytes) => Set(message, maximumCount, maximumSize, maximumBytes, record: true);
+
+    /// <summary>
+    /// <see cref="Set(BrokerMessage, int, long, long)"/> for a change another node of the cluster accepted: not
+    /// recorded for the state store, which that node writes.
+    /// </summary>
+    internal bool SetFromNode(BrokerMessage message, int maximumCount, long maximumSize, long maximumBytes) =>
+        Set(message, maximumCount, maximumSize, maximumBytes, record: false);
+
+    /// <summary>
+    /// A retained message of another node's set, sent to a node that joined after it: taken (not recorded) only when
+    /// the topic holds none, or an older one. True when it is here now or was not needed.
+    /// </summary>
+    internal bool SetFromNodeIfNewer(BrokerMessage message, int maximumCount, long maximumSize, long maximumBytes)
+    {
+        lock (_gate)
+        {
+            return (_messages.TryGetValue(message.Topic, out var existing) && existing.ReceivedAt >= message.ReceivedAt)
+                || SetLocked(message, maximumCount, maximumSize, maximumBytes, record: false);
+        }
+    }
+
+    private bool Set(BrokerMessage message, int maximumCount, long maximumSize, long maximumBytes, bool record)
     {
         ArgumentNullException.ThrowIfNull(message);
         lock (_gate)
         {
-            if (message.Payload.IsEmpty)
-            {
-                if (_messages.Remove(message.Topic, out var removed))
-                {
-                    _bytes -= SizeOf(removed);
-                    removed.Release();
-                    RecordChange(message.Topic, null);
-                }
+            return SetLocked(message, maximumCount, maximumSize, maximumBytes, record);
+        }
+    }
 
-                return true;
+    /// <summary>See <see cref="Set(BrokerMessage, int, long, long)"/>. Caller holds the gate.</summary>
+    private bool SetLocked(BrokerMessage message, int maximumCount, long maximumSize, long maximumBytes, bool record)
+    {
+        if (message.Payload.IsEmpty)
+        {
+            if (_messages.Remove(message.Topic, out var removed))
+            {
+                _bytes -= SizeOf(removed);
+                removed.Release();
+                RecordChangeIf(record, message.Topic, null);
             }
 
-            var size = SizeOf(message);
-            if (size > maximumSize)
-            {
-                return false;
-            }
+            return true;
+        }
 
-            if (_messages.TryGetValue(message.Topic, out var previous))
-            {
-                var previousSize = SizeOf(previous);
-                if (size > previousSize && _bytes - previousSize + size > maximumBytes)
-                {
-                    return false;
-                }
+        var size = SizeOf(message);
+        if (size > maximumSize)
+        {
+            return false;
+        }
 
-                message.AddReference();
-                _messages[message.Topic] = message;
-                _bytes += size - previousSize;
-                previous.Release();
-                RecordChange(message.Topic, message);
-                return true;
-            }
-
-            if (_messages.Count >= maximumCount || _bytes + size > maximumBytes)
+        if (_messages.TryGetValue(message.Topic, out var previous))
+        {
+            var previousSize = SizeOf(previous);
+            if (size > previousSize && _bytes - previousSize + size > maximumBytes)
             {
                 return false;
             }
 
             message.AddReference();
-            _messages.Add(message.Topic, message);
-            _bytes += size;
-            RecordChange(message.Topic, message);
+            _messages[message.Topic] = message;
+            _bytes += size - previousSize;
+            previous.Release();
+            RecordChangeIf(record, message.Topic, message);
             return true;
         }
+
+        if (_messages.Count >= maximumCount || _bytes + size > maximumBytes)
+        {
+            return false;
+        }
+
+        message.AddReference();
+        _messages.Add(message.Topic, message);
+        _bytes += size;
+        RecordChangeIf(record, message.Topic, message);
+        return true;
     }
 
     /// <summary>
     /// Whether a retained message of <paramref name="size"/> bytes on <paramref name="topic"/> would fit within
     /// <paramref name="maximumBytes"/> now (replacing what the topic holds). A check before the publish is
-    /// accepted; <see cref="Set"/> decides for good.
+    /// accepted; <see cref="Set(BrokerMessage, int, long, long)"/> decides for good.
     /// </summary>
     public bool HasRoomFor(string topic, long size, long maximumBytes)
     {
@@ -148,6 +176,12 @@ public sealed class RetainedStore
         {
             var size = SizeOf(message);
             var previousSize = _messages.TryGetValue(message.Topic, out var existing) ? SizeOf(existing) : 0;
+            if (existing is not null && existing.ReceivedAt > message.ReceivedAt)
+            {
+                // A cluster node loads the store after joining: another node may have sent it a newer one already.
+                return true;
+            }
+
             if (size > maximumSize
                 || (_messages.Count >= maximumCount && existing is null)
                 || _bytes - previousSize + size > maximumBytes)
@@ -183,6 +217,14 @@ public sealed class RetainedStore
     /// </summary>
     internal bool HasChanges => Volatile.Read(ref _changes) is { Count: > 0 };
 
+    private void RecordChangeIf(bool record, string topic, BrokerMessage? message)
+    {
+        if (record)
+        {
+            RecordChange(topic, message);
+        }
+    }
+
     /// <summary>Records that <paramref name="topic"/> now holds <paramref name="message"/> (null: deleted). Caller holds the gate.</summary>
     private void RecordChange(string topic, BrokerMessage? message)
     {
@@ -204,7 +246,7 @@ public sealed class RetainedStore
         slot = message;
     }
 
-    private static bool IsSys(string topic) => topic.Length >= 4 && topic[0] == '$' && topic.StartsWith("$SYS", StringComparison.Ordinal) && (topic.Length == 4 || topic[4] == '/');
+    internal static bool IsSys(string topic) => topic.Length >= 4 && topic[0] == '$' && topic.StartsWith("$SYS", StringComparison.Ordinal) && (topic.Length == 4 || topic[4] == '/');
 
     /// <summary>
     /// Takes the changes recorded since the last call, or null when there are none. Each message comes with a

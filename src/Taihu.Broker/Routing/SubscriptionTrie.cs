@@ -54,7 +54,8 @@ public sealed class SubscriptionTrie(string ns = "", IMqttClusterLink? clusterLi
     private readonly ReaderWriterLockSlim _lock = new(LockRecursionPolicy.NoRecursion);
     private int _count;
 
-    // Set by RemoveAt when a non-shared removal left its filter without subscribers (under the write lock).
+    // Set by RemoveAt when a removal left its filter (or its shared group) without subscribers on this node (under
+    // the write lock).
     private bool _filterEmptied;
 
     public void Dispose() => _lock.Dispose();
@@ -83,7 +84,13 @@ public sealed class SubscriptionTrie(string ns = "", IMqttClusterLink? clusterLi
                     node.Shared.Add(groupName, group);
                 }
 
-                return Replace(group.Members, subscription);
+                var isNewMember = Replace(group.Members, subscription);
+                if (isNewMember && group.Members.Count == 1)
+                {
+                    clusterLink?.OnSharedRouteAdded(ns, groupName, subscription.Filter);
+                }
+
+                return isNewMember;
             }
 
             node.Subscriptions ??= [];
@@ -128,7 +135,14 @@ public sealed class SubscriptionTrie(string ns = "", IMqttClusterLink? clusterLi
             var removed = RemoveAt(_root, filter.AsSpan(), session, shareGroup);
             if (_filterEmptied)
             {
-                clusterLink?.OnRouteRemoved(ns, filter);
+                if (shareGroup is null)
+                {
+                    clusterLink?.OnRouteRemoved(ns, filter);
+                }
+                else
+                {
+                    clusterLink?.OnSharedRouteRemoved(ns, shareGroup, filter);
+                }
             }
 
             return removed;
@@ -163,6 +177,7 @@ public sealed class SubscriptionTrie(string ns = "", IMqttClusterLink? clusterLi
                 if (group.Members.Count == 0)
                 {
                     shared.Remove(shareGroup);
+                    _filterEmptied = removed;
                 }
             }
         }

@@ -1,3 +1,4 @@
+using Taihu.Broker.Extensibility;
 using System.Collections.Concurrent;
 using Taihu.Broker.Routing;
 
@@ -177,22 +178,41 @@ internal sealed class SessionRegistry(SessionServices services, MessageRouter ro
 
     /// <summary>
     /// The session of the key was taken over on another node of the cluster: its connection is kicked (0x8E) and the
-    /// session ends here, as a clean start would end it. False when there is none.
+    /// session ends here, as a clean start would end it. False when there is none; else <paramref name="contents"/>
+    /// is a copy of what it held (its payloads copied), when it was persistent, for the node that takes it over.
     /// </summary>
-    public bool EndTakenOver(string ns, string owner, string clientId)
+    public bool EndTakenOver(string ns, string owner, string clientId, out StoredSession? contents)
     {
-        lock (_gate)
+        contents = null;
+        var held = new List<BrokerMessage>();
+        try
         {
-            if (!_sessions.TryGetValue((ns, owner, clientId), out var session))
+            lock (_gate)
             {
-                return false;
-            }
+                if (!_sessions.TryGetValue((ns, owner, clientId), out var session))
+                {
+                    return false;
+                }
 
-            session.TakeOver(cleanStart: true, out var previous);
-            previous?.Kick();
-            Remove(session);
-            End(session);
-            return true;
+                // Taken before the old connection goes: what it had in flight is owed again, with DUP, on the new node.
+                session.TakeOver(cleanStart: false, out var previous);
+                previous?.Kick();
+                if (session.TrySnapshot(stored: false, held, out var snapshot) && snapshot is not null)
+                {
+                    contents = CopyPayloads(snapshot);
+                }
+
+                Remove(session);
+                End(session);
+                return true;
+            }
+        }
+        finally
+        {
+            foreach (var message in held)
+            {
+                message.Release();
+            }
         }
     }
 
@@ -210,6 +230,39 @@ internal sealed class SessionRegistry(SessionServices services, MessageRouter ro
             _sessions[key] = session;
             _away.TryAdd(session, 0);
         }
+    }
+
+    /// <summary>The snapshot with payloads of its own, so that it outlives the session's messages.</summary>
+    private static StoredSession CopyPayloads(StoredSession snapshot)
+    {
+        var deliveries = new List<StoredDelivery>(snapshot.Deliveries.Count);
+        foreach (var delivery in snapshot.Deliveries)
+        {
+            var message = delivery.Message;
+            deliveries.Add(delivery with
+            {
+                Message = new StoredMessage
+                {
+                    Topic = message.Topic,
+                    Payload = message.Payload.ToArray(),
+                    QoS = message.QoS,
+                    Retain = message.Retain,
+                    Properties = message.Properties,
+                    ReceivedAt = message.ReceivedAt,
+                },
+            });
+        }
+
+        return new StoredSession
+        {
+            Namespace = snapshot.Namespace,
+            ClientId = snapshot.ClientId,
+            Owner = snapshot.Owner,
+            ExpiryInterval = snapshot.ExpiryInterval,
+            Subscriptions = snapshot.Subscriptions,
+            Deliveries = deliveries,
+            IncomingQoS2 = snapshot.IncomingQoS2,
+        };
     }
 
     private bool Remove(MqttSession session)

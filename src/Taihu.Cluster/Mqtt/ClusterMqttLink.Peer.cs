@@ -11,6 +11,9 @@ internal sealed partial class ClusterMqttLink
     /// again with the same batch (the receiver skips a batch number it has applied) until the node is declared
     /// dead and the peer is disposed.
     /// </summary>
+    /// <summary>One of this node's retained messages, for a node that joined after it (see <see cref="NodeBatch.Retained"/>).</summary>
+    private sealed record RetainedCopy(ForwardedMessage Message);
+
     private sealed class Peer(ClusterMqttLink link, SiloAddress node) : IDisposable
     {
         /// <summary>Wait before a failed batch is sent again.</summary>
@@ -23,6 +26,8 @@ internal sealed partial class ClusterMqttLink
         public void Enqueue(RouteChange change) => _queue.Writer.TryWrite(change);
 
         public void Enqueue(ForwardedMessage message) => _queue.Writer.TryWrite(message);
+
+        public void Enqueue(RetainedCopy retained) => _queue.Writer.TryWrite(retained);
 
         public void Start()
         {
@@ -49,13 +54,17 @@ internal sealed partial class ClusterMqttLink
                     var count = 0;
                     while (count < MaximumBatch && reader.TryRead(out var item))
                     {
-                        if (item is RouteChange change)
+                        switch (item)
                         {
-                            (batch.Routes ??= []).Add(change);
-                        }
-                        else
-                        {
-                            (batch.Messages ??= []).Add((ForwardedMessage)item);
+                            case RouteChange change:
+                                (batch.Routes ??= []).Add(change);
+                                break;
+                            case RetainedCopy retained:
+                                (batch.Retained ??= []).Add(retained.Message);
+                                break;
+                            default:
+                                (batch.Messages ??= []).Add((ForwardedMessage)item);
+                                break;
                         }
 
                         count++;

@@ -32,7 +32,9 @@ internal sealed partial class ClusterMqttLink : IMqttClusterLink, ILifecyclePart
     private readonly TimeProvider _time;
     private readonly ILogger _logger;
     private readonly RouteTable<SiloAddress> _remoteRoutes = new();
-    private readonly HashSet<(string Namespace, string Filter)> _localRoutes = [];
+    // This node's routes: (namespace, filter, null) for plain subscribers, (namespace, filter, group) for a shared
+    // group's members. Changed under _gate; read without it by Forward (a shared group with members here).
+    private readonly ConcurrentDictionary<(string Namespace, string Filter, string? Group), byte> _localRoutes = new();
     private readonly ConcurrentDictionary<SiloAddress, Peer> _peers = new();
     private readonly ConcurrentDictionary<SiloAddress, long> _received = new();
     private readonly Lock _gate = new();
@@ -47,6 +49,9 @@ internal sealed partial class ClusterMqttLink : IMqttClusterLink, ILifecyclePart
 
     [ThreadStatic]
     private static List<SiloAddress>? t_targets;
+
+    [ThreadStatic]
+    private static List<SharedPick<SiloAddress>>? t_picks;
 
     public ClusterMqttLink(IServiceProvider services, ILocalSiloDetails local, IClusterMembershipService membership, TimeProvider time, IMeterFactory meters,
         ILogger<ClusterMqttLink> logger)
@@ -72,11 +77,16 @@ internal sealed partial class ClusterMqttLink : IMqttClusterLink, ILifecyclePart
 
     public void OnRouteRemoved(string ns, string filter) => ChangeRoute(new RouteChange(ns, filter, Added: false));
 
+    public void OnSharedRouteAdded(string ns, string group, string filter) => ChangeRoute(new RouteChange(ns, filter, Added: true, group));
+
+    public void OnSharedRouteRemoved(string ns, string group, string filter) => ChangeRoute(new RouteChange(ns, filter, Added: false, group));
+
     private void ChangeRoute(RouteChange change)
     {
         lock (_gate)
         {
-            var changed = change.Added ? _localRoutes.Add((change.Namespace, change.Filter)) : _localRoutes.Remove((change.Namespace, change.Filter));
+            var key = (change.Namespace, change.Filter, change.Group);
+            var changed = change.Added ? _localRoutes.TryAdd(key, 0) : _localRoutes.TryRemove(key, out _);
             if (!changed)
             {
                 return;
@@ -91,16 +101,19 @@ internal sealed partial class ClusterMqttLink : IMqttClusterLink, ILifecyclePart
 
     public int Forward(BrokerMessage message)
     {
-        if (_remoteRoutes.Count == 0)
+        var retained = message.Retain && !IsSys(message.Topic);
+        if (_remoteRoutes.Count == 0 && !(retained && !_peers.IsEmpty))
         {
             return 0;
         }
 
         var targets = t_targets ??= [];
+        var picks = t_picks ??= [];
         try
         {
-            _remoteRoutes.Match(message.Namespace, message.Topic, targets);
-            if (targets.Count == 0)
+            _remoteRoutes.Match(message.Namespace, message.Topic, targets, picks);
+            var groups = ChooseSharedGroups(message.Namespace, picks, targets);
+            if (targets.Count == 0 && !retained)
             {
                 return 0;
             }
@@ -111,8 +124,20 @@ internal sealed partial class ClusterMqttLink : IMqttClusterLink, ILifecyclePart
             {
                 if (_peers.TryGetValue(node, out var peer))
                 {
-                    peer.Enqueue(copy);
+                    peer.Enqueue(groups is not null && groups.TryGetValue(node, out var chosen) ? copy.ForSharedGroups([.. chosen]) : copy);
                     sent++;
+                }
+            }
+
+            if (retained)
+            {
+                // Every node keeps the retained messages: those with no subscriber for it get it too.
+                foreach (var (node, peer) in _peers)
+                {
+                    if (!targets.Contains(node))
+                    {
+                        peer.Enqueue(copy);
+                    }
                 }
             }
 
@@ -121,21 +146,60 @@ internal sealed partial class ClusterMqttLink : IMqttClusterLink, ILifecyclePart
         finally
         {
             targets.Clear();
+            picks.Clear();
         }
     }
 
-    public async ValueTask ClaimSessionAsync(string ns, string owner, string clientId, CancellationToken cancellationToken)
+    /// <summary>
+    /// For each shared group matching a message that has no member on this node (those with one get it here), the
+    /// node the route table chose in turn gets it for that group: added to <paramref name="targets"/>, with the
+    /// groups (name, filter, ...) it is chosen for. Null when there are none (the common case: no allocation).
+    /// </summary>
+    private Dictionary<SiloAddress, List<string>>? ChooseSharedGroups(string ns, List<SharedPick<SiloAddress>> picks, List<SiloAddress> targets)
+    {
+        Dictionary<SiloAddress, List<string>>? groups = null;
+        foreach (var pick in picks)
+        {
+            if (_localRoutes.ContainsKey((ns, pick.Filter, pick.Group)))
+            {
+                continue;
+            }
+
+            groups ??= new Dictionary<SiloAddress, List<string>>();
+            if (!groups.TryGetValue(pick.Node, out var chosen))
+            {
+                chosen = [];
+                groups.Add(pick.Node, chosen);
+            }
+
+            chosen.Add(pick.Group);
+            chosen.Add(pick.Filter);
+            if (!targets.Contains(pick.Node))
+            {
+                targets.Add(pick.Node);
+            }
+        }
+
+        return groups;
+    }
+
+    private static bool IsSys(string topic) => topic.StartsWith("$SYS", StringComparison.Ordinal) && (topic.Length == 4 || topic[4] == '/');
+
+    public async ValueTask<ClaimedSession> ClaimSessionAsync(string ns, string owner, string clientId, CancellationToken cancellationToken)
     {
         var grain = _services.GetRequiredService<IGrainFactory>().GetGrain<ISessionOwnerGrain>(SessionOwnerGrain.KeyOf(ns, owner, clientId));
         try
         {
-            await grain.Claim(_local.SiloAddress, ns, owner, clientId).WaitAsync(s_claimTimeout, cancellationToken);
+            var handover = await grain.Claim(_local.SiloAddress, ns, owner, clientId).WaitAsync(s_claimTimeout, cancellationToken);
+            return new ClaimedSession(handover.Known, handover.Session?.ToStored(ns, owner, clientId));
         }
         catch (Exception e) when (e is TimeoutException or OrleansException or SiloUnavailableException)
         {
-            // The cluster cannot say who held the session: the client is served here all the same, and a connection
-            // it may still have on another node stays until it goes (said in docs/scaling.md).
+            // The cluster cannot say who held the session: the client is served here all the same (from the
+            // session's last snapshot, if any), and a connection it may still have on another node stays until it
+            // goes (said in docs/scaling.md).
             LogClaimFailed(_logger, clientId, e.Message);
+            return new ClaimedSession(Known: false, Session: null);
         }
     }
 
@@ -158,7 +222,23 @@ internal sealed partial class ClusterMqttLink : IMqttClusterLink, ILifecyclePart
         EnsurePeer(sender);
         foreach (var change in batch.Routes ?? [])
         {
-            _ = change.Added ? _remoteRoutes.Add(sender, change.Namespace, change.Filter) : _remoteRoutes.Remove(sender, change.Namespace, change.Filter);
+            _ = change.Added
+                ? _remoteRoutes.Add(sender, change.Namespace, change.Filter, change.Group)
+                : _remoteRoutes.Remove(sender, change.Namespace, change.Filter, change.Group);
+        }
+
+        var broker = Broker;
+        foreach (var forwarded in batch.Retained ?? [])
+        {
+            var message = ToBrokerMessage(forwarded);
+            try
+            {
+                broker.RetainFromNode(message);
+            }
+            finally
+            {
+                message.Release();
+            }
         }
 
         if (batch.Messages is not { } messages)
@@ -166,13 +246,12 @@ internal sealed partial class ClusterMqttLink : IMqttClusterLink, ILifecyclePart
             return;
         }
 
-        var broker = Broker;
         foreach (var forwarded in messages)
         {
             var message = ToBrokerMessage(forwarded);
             try
             {
-                broker.RouteFromNode(message);
+                broker.RouteFromNode(message, SharedRoutes(forwarded.SharedGroups));
             }
             finally
             {
@@ -182,15 +261,15 @@ internal sealed partial class ClusterMqttLink : IMqttClusterLink, ILifecyclePart
     }
 
     /// <summary>A connection on another node took the session over (see <see cref="INodeLinkService.EndSession"/>).</summary>
-    public bool EndSession(string ns, string owner, string clientId)
+    public TransferredSession? EndSession(string ns, string owner, string clientId)
     {
-        var ended = Broker.EndSessionTakenOver(ns, owner, clientId);
-        if (ended)
+        if (!Broker.EndSessionTakenOver(ns, owner, clientId, out var session))
         {
-            LogTakenOver(_logger, clientId, ns);
+            return null;
         }
 
-        return ended;
+        LogTakenOver(_logger, clientId, ns, session?.Subscriptions.Count ?? 0, session?.Deliveries.Count ?? 0);
+        return session is null ? null : TransferredSession.From(session);
     }
 
     public void Participate(ISiloLifecycle lifecycle)
@@ -257,7 +336,10 @@ internal sealed partial class ClusterMqttLink : IMqttClusterLink, ILifecyclePart
         }
     }
 
-    /// <summary>A node this node sends to: its queue starts with all of this node's routes.</summary>
+    /// <summary>
+    /// A node this node sends to: its queue starts with all of this node's routes, and, when it joined after this
+    /// node, this node's retained messages.
+    /// </summary>
     private void EnsurePeer(SiloAddress node)
     {
         if (_peers.ContainsKey(node) || _membership.CurrentSnapshot.GetSiloStatus(node) == SiloStatus.Dead)
@@ -265,6 +347,7 @@ internal sealed partial class ClusterMqttLink : IMqttClusterLink, ILifecyclePart
             return;
         }
 
+        Peer peer;
         lock (_gate)
         {
             if (_peers.ContainsKey(node))
@@ -272,16 +355,45 @@ internal sealed partial class ClusterMqttLink : IMqttClusterLink, ILifecyclePart
                 return;
             }
 
-            var peer = new Peer(this, node);
-            foreach (var (ns, filter) in _localRoutes)
+            peer = new Peer(this, node);
+            foreach (var ((ns, filter, group), _) in _localRoutes)
             {
-                peer.Enqueue(new RouteChange(ns, filter, Added: true));
+                peer.Enqueue(new RouteChange(ns, filter, Added: true, group));
             }
 
             _peers[node] = peer;
             peer.Start();
             LogPeerAdded(_logger, node, _localRoutes.Count);
         }
+
+        // Taken after the peer is in place: a retained change made meanwhile is forwarded to it as well, and the
+        // copy here, no newer than that, is then not taken over it.
+        if (node.Generation > _local.SiloAddress.Generation)
+        {
+            SendRetained(node, peer);
+        }
+    }
+
+    private void SendRetained(SiloAddress node, Peer peer)
+    {
+        var retained = new List<BrokerMessage>();
+        try
+        {
+            Broker.CollectRetained(retained);
+            foreach (var message in retained)
+            {
+                peer.Enqueue(new RetainedCopy(Copy(message)));
+            }
+        }
+        finally
+        {
+            foreach (var message in retained)
+            {
+                message.Release();
+            }
+        }
+
+        LogRetainedSent(_logger, node, retained.Count);
     }
 
     private void Forget(SiloAddress node)
@@ -299,6 +411,23 @@ internal sealed partial class ClusterMqttLink : IMqttClusterLink, ILifecyclePart
         var routes = _remoteRoutes.RemoveNode(node);
         _received.TryRemove(node, out _);
         LogPeerDead(_logger, node, routes);
+    }
+
+    /// <summary>The shared groups a forwarded message is for (name, filter, ...), or null.</summary>
+    private static List<SharedRoute>? SharedRoutes(string[]? pairs)
+    {
+        if (pairs is null)
+        {
+            return null;
+        }
+
+        var routes = new List<SharedRoute>(pairs.Length / 2);
+        for (var i = 0; i + 1 < pairs.Length; i += 2)
+        {
+            routes.Add(new SharedRoute(pairs[i], pairs[i + 1]));
+        }
+
+        return routes;
     }
 
     private static ForwardedMessage Copy(BrokerMessage message)
@@ -364,6 +493,9 @@ internal sealed partial class ClusterMqttLink : IMqttClusterLink, ILifecyclePart
     [LoggerMessage(EventId = 2611, Level = LogLevel.Information, Message = "MQTT link to node {Node} open; {Routes} route(s) of this node sent first")]
     private static partial void LogPeerAdded(ILogger logger, SiloAddress node, int routes);
 
+    [LoggerMessage(EventId = 2617, Level = LogLevel.Information, Message = "Node {Node} joined after this one: {Count} retained message(s) of this node sent to it")]
+    private static partial void LogRetainedSent(ILogger logger, SiloAddress node, int count);
+
     [LoggerMessage(EventId = 2612, Level = LogLevel.Information, Message = "Node {Node} is dead: its {Routes} route(s) and the messages queued for it are dropped")]
     private static partial void LogPeerDead(ILogger logger, SiloAddress node, int routes);
 
@@ -373,6 +505,6 @@ internal sealed partial class ClusterMqttLink : IMqttClusterLink, ILifecyclePart
     [LoggerMessage(EventId = 2616, Level = LogLevel.Warning, Message = "Client {ClientId}: the session could not be claimed in the cluster ({Error}); the client is served here")]
     private static partial void LogClaimFailed(ILogger logger, string clientId, string error);
 
-    [LoggerMessage(EventId = 2614, Level = LogLevel.Information, Message = "Client {ClientId} (namespace '{Ns}') was taken over on another node; its session here ended")]
-    private static partial void LogTakenOver(ILogger logger, string clientId, string ns);
+    [LoggerMessage(EventId = 2614, Level = LogLevel.Information, Message = "Client {ClientId} (namespace '{Ns}') was taken over on another node; its session here ended, {Subscriptions} subscription(s) and {Messages} message(s) handed over")]
+    private static partial void LogTakenOver(ILogger logger, string clientId, string ns, int subscriptions, int messages);
 }

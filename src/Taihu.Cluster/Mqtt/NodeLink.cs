@@ -19,8 +19,11 @@ public interface INodeLinkService : IGrainService
     /// </summary>
     Task Receive(SiloAddress sender, NodeBatch batch);
 
-    /// <summary>A connection on another node took the session of the client over: end it here. True if there was one.</summary>
-    Task<bool> EndSession(string ns, string owner, string clientId);
+    /// <summary>
+    /// A connection on another node took the session of the client over: end it here, and return what it held if it
+    /// was persistent (null when there was none, or it was not).
+    /// </summary>
+    Task<TransferredSession?> EndSession(string ns, string owner, string clientId);
 }
 
 /// <summary>Reaches another node's <see cref="INodeLinkService"/>.</summary>
@@ -45,7 +48,7 @@ internal sealed class NodeLinkService(GrainId id, Silo silo, ILoggerFactory logg
         return Task.CompletedTask;
     }
 
-    public Task<bool> EndSession(string ns, string owner, string clientId) => Task.FromResult(link.EndSession(ns, owner, clientId));
+    public Task<TransferredSession?> EndSession(string ns, string owner, string clientId) => Task.FromResult(link.EndSession(ns, owner, clientId));
 }
 
 /// <summary>
@@ -63,11 +66,18 @@ public sealed class NodeBatch
 
     /// <summary>Messages accepted on the sender for this node's subscribers, in the order they were accepted.</summary>
     [Id(2)] public List<ForwardedMessage>? Messages { get; set; }
+
+    /// <summary>
+    /// The sender's retained messages, sent once to a node that joined after it, before any message: each kept
+    /// unless the receiver holds a newer one for its topic. Applied before <see cref="Messages"/>.
+    /// </summary>
+    [Id(3)] public List<ForwardedMessage>? Retained { get; set; }
 }
 
 [GenerateSerializer]
 [Immutable]
-public sealed record RouteChange([property: Id(0)] string Namespace, [property: Id(1)] string Filter, [property: Id(2)] bool Added);
+public sealed record RouteChange([property: Id(0)] string Namespace, [property: Id(1)] string Filter, [property: Id(2)] bool Added,
+    [property: Id(3)] string? Group = null);
 
 /// <summary>A copy of an accepted message, as the receiving node's broker needs it.</summary>
 [GenerateSerializer]
@@ -90,4 +100,30 @@ public sealed class ForwardedMessage
 
     /// <summary>User properties as name, value, name, value ...</summary>
     [Id(13)] public string[]? UserProperties { get; init; }
+
+    /// <summary>
+    /// The shared groups the receiving node gets it for, as group, filter, group, filter ...: the sender chose that
+    /// node for them. The receiver's other shared groups do not get it.
+    /// </summary>
+    [Id(14)] public string[]? SharedGroups { get; init; }
+
+    /// <summary>The same message for a node chosen for <paramref name="sharedGroups"/> (the arrays are shared, not copied).</summary>
+    public ForwardedMessage ForSharedGroups(string[] sharedGroups) => new()
+    {
+        Namespace = Namespace,
+        Topic = Topic,
+        Payload = Payload,
+        QoS = QoS,
+        Retain = Retain,
+        ReceivedAt = ReceivedAt,
+        OriginClientId = OriginClientId,
+        OriginOwner = OriginOwner,
+        PayloadFormatIndicator = PayloadFormatIndicator,
+        MessageExpiryInterval = MessageExpiryInterval,
+        ContentType = ContentType,
+        ResponseTopic = ResponseTopic,
+        CorrelationData = CorrelationData,
+        UserProperties = UserProperties,
+        SharedGroups = sharedGroups,
+    };
 }

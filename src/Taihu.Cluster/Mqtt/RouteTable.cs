@@ -6,6 +6,11 @@ namespace Taihu.Cluster.Mqtt;
 /// match it again against their own subscribers. Kept as a trie of topic levels, like the broker's own subscription
 /// trie, so a match walks one path per wildcard branch. Readers share a lock; changes (subscriptions coming and
 /// going on other nodes, a node's death) take it alone.
+/// <para>
+/// A shared subscription (<c>$share/{group}/{filter}</c>) is a route of its own: the nodes where the group has
+/// members on that filter. A match names, for each such group, one of those nodes in turn: the node that gets
+/// the message for that group (see <see cref="SharedPick{TNode}"/>).
+/// </para>
 /// </summary>
 /// <typeparam name="TNode">What names a node (a silo address; strings in tests).</typeparam>
 internal sealed class RouteTable<TNode> : IDisposable
@@ -21,7 +26,13 @@ internal sealed class RouteTable<TNode> : IDisposable
     public void Dispose() => _lock.Dispose();
 
     /// <summary>Records that <paramref name="node"/> has subscribers for <paramref name="filter"/> in <paramref name="ns"/>. False if it was known.</summary>
-    public bool Add(TNode node, string ns, string filter)
+    public bool Add(TNode node, string ns, string filter) => Add(node, ns, filter, group: null);
+
+    /// <summary>
+    /// Records that <paramref name="node"/> has subscribers for <paramref name="filter"/> in <paramref name="ns"/>
+    /// (members of the shared <paramref name="group"/>, when not null). False if it was known.
+    /// </summary>
+    public bool Add(TNode node, string ns, string filter, string? group)
     {
         _lock.EnterWriteLock();
         try
@@ -37,13 +48,29 @@ internal sealed class RouteTable<TNode> : IDisposable
                 level = level.GetOrAdd(name);
             }
 
-            level.Nodes ??= [];
-            if (level.Nodes.Contains(node))
+            List<TNode> nodes;
+            if (group is null)
+            {
+                nodes = level.Nodes ??= [];
+            }
+            else
+            {
+                level.Groups ??= new Dictionary<string, SharedNodes>(StringComparer.Ordinal);
+                if (!level.Groups.TryGetValue(group, out var shared))
+                {
+                    shared = new SharedNodes(group, filter);
+                    level.Groups.Add(group, shared);
+                }
+
+                nodes = shared.Nodes;
+            }
+
+            if (nodes.Contains(node))
             {
                 return false;
             }
 
-            level.Nodes.Add(node);
+            nodes.Add(node);
             _count++;
             return true;
         }
@@ -54,12 +81,15 @@ internal sealed class RouteTable<TNode> : IDisposable
     }
 
     /// <summary>Forgets that route. False if it was not known.</summary>
-    public bool Remove(TNode node, string ns, string filter)
+    public bool Remove(TNode node, string ns, string filter) => Remove(node, ns, filter, group: null);
+
+    /// <summary>Forgets that route (of the shared <paramref name="group"/>, when not null). False if it was not known.</summary>
+    public bool Remove(TNode node, string ns, string filter, string? group)
     {
         _lock.EnterWriteLock();
         try
         {
-            if (!_namespaces.TryGetValue(ns, out var root) || !RemoveAt(root, filter.Split('/'), 0, node))
+            if (!_namespaces.TryGetValue(ns, out var root) || !RemoveAt(root, filter.Split('/'), 0, node, group))
             {
                 return false;
             }
@@ -113,7 +143,13 @@ internal sealed class RouteTable<TNode> : IDisposable
     /// Adds to <paramref name="nodes"/> (once each) the nodes with a filter matching <paramref name="topic"/> in
     /// <paramref name="ns"/>. Topics starting with '$' are not matched by filters starting with a wildcard.
     /// </summary>
-    public void Match(string ns, string topic, List<TNode> nodes)
+    public void Match(string ns, string topic, List<TNode> nodes) => Match(ns, topic, nodes, shared: null);
+
+    /// <summary>
+    /// <see cref="Match(string, string, List{TNode})"/>, and adds to <paramref name="shared"/> (when not null), for
+    /// each shared group with a filter matching the topic, the node whose turn it is among those with members.
+    /// </summary>
+    public void Match(string ns, string topic, List<TNode> nodes, List<SharedPick<TNode>>? shared)
     {
         _lock.EnterReadLock();
         try
@@ -121,7 +157,7 @@ internal sealed class RouteTable<TNode> : IDisposable
             if (_namespaces.TryGetValue(ns, out var root))
             {
                 var dollar = topic.Length > 0 && topic[0] == '$';
-                MatchLevel(root, topic.AsSpan(), atRoot: true, dollar, nodes);
+                MatchLevel(root, topic.AsSpan(), atRoot: true, dollar, nodes, shared);
             }
         }
         finally
@@ -130,38 +166,60 @@ internal sealed class RouteTable<TNode> : IDisposable
         }
     }
 
-    private static void MatchLevel(Level level, ReadOnlySpan<char> rest, bool atRoot, bool dollar, List<TNode> nodes)
+    private static void MatchLevel(Level level, ReadOnlySpan<char> rest, bool atRoot, bool dollar, List<TNode> nodes, List<SharedPick<TNode>>? shared)
     {
         var wildcards = !(atRoot && dollar);
         if (wildcards && level.Hash is { } hash)
         {
-            AddAll(hash.Nodes, nodes);
+            Collect(hash, nodes, shared);
         }
 
         var slash = rest.IndexOf('/');
         var name = slash < 0 ? rest : rest[..slash];
         if (level.Find(name) is { } literal)
         {
-            Next(literal, rest, slash, dollar, nodes);
+            Next(literal, rest, slash, dollar, nodes, shared);
         }
 
         if (wildcards && level.Plus is { } plus)
         {
-            Next(plus, rest, slash, dollar, nodes);
+            Next(plus, rest, slash, dollar, nodes, shared);
         }
     }
 
-    private static void Next(Level child, ReadOnlySpan<char> rest, int slash, bool dollar, List<TNode> nodes)
+    private static void Next(Level child, ReadOnlySpan<char> rest, int slash, bool dollar, List<TNode> nodes, List<SharedPick<TNode>>? shared)
     {
         if (slash >= 0)
         {
-            MatchLevel(child, rest[(slash + 1)..], atRoot: false, dollar, nodes);
+            MatchLevel(child, rest[(slash + 1)..], atRoot: false, dollar, nodes, shared);
             return;
         }
 
         // The topic ends here: this level's own filters, and "x/#", which matches its parent "x" too.
-        AddAll(child.Nodes, nodes);
-        AddAll(child.Hash?.Nodes, nodes);
+        Collect(child, nodes, shared);
+        if (child.Hash is { } hash)
+        {
+            Collect(hash, nodes, shared);
+        }
+    }
+
+    private static void Collect(Level level, List<TNode> nodes, List<SharedPick<TNode>>? shared)
+    {
+        AddAll(level.Nodes, nodes);
+        if (shared is null || level.Groups is not { } groups)
+        {
+            return;
+        }
+
+        foreach (var (_, group) in groups)
+        {
+            if (group.Nodes.Count > 0)
+            {
+                // Readers share the lock: the turn moves on atomically.
+                var turn = (uint)Interlocked.Increment(ref group.Next) % (uint)group.Nodes.Count;
+                shared.Add(new SharedPick<TNode>(group.Group, group.Filter, group.Nodes[(int)turn]));
+            }
+        }
     }
 
     private static void AddAll(List<TNode>? from, List<TNode> into)
@@ -180,7 +238,7 @@ internal sealed class RouteTable<TNode> : IDisposable
         }
     }
 
-    private static bool RemoveAt(Level level, string[] names, int index, TNode node)
+    private static bool RemoveAt(Level level, string[] names, int index, TNode node, string? group)
     {
         var name = names[index];
         if (level.Find(name) is not { } child)
@@ -188,7 +246,7 @@ internal sealed class RouteTable<TNode> : IDisposable
             return false;
         }
 
-        var removed = index == names.Length - 1 ? child.Nodes?.Remove(node) == true : RemoveAt(child, names, index + 1, node);
+        var removed = index == names.Length - 1 ? RemoveHere(child, node, group) : RemoveAt(child, names, index + 1, node, group);
         if (removed && child.IsEmpty)
         {
             level.RemoveChild(name);
@@ -197,9 +255,50 @@ internal sealed class RouteTable<TNode> : IDisposable
         return removed;
     }
 
+    private static bool RemoveHere(Level level, TNode node, string? group)
+    {
+        if (group is null)
+        {
+            return level.Nodes?.Remove(node) == true;
+        }
+
+        if (level.Groups is not { } groups || !groups.TryGetValue(group, out var shared) || !shared.Nodes.Remove(node))
+        {
+            return false;
+        }
+
+        if (shared.Nodes.Count == 0)
+        {
+            groups.Remove(group);
+        }
+
+        return true;
+    }
+
     private static int RemoveEverywhere(Level level, TNode node)
     {
         var removed = level.Nodes?.Remove(node) == true ? 1 : 0;
+        if (level.Groups is { } groups)
+        {
+            List<string>? emptiedGroups = null;
+            foreach (var (name, shared) in groups)
+            {
+                if (shared.Nodes.Remove(node))
+                {
+                    removed++;
+                    if (shared.Nodes.Count == 0)
+                    {
+                        (emptiedGroups ??= []).Add(name);
+                    }
+                }
+            }
+
+            foreach (var name in emptiedGroups ?? [])
+            {
+                groups.Remove(name);
+            }
+        }
+
         List<string>? emptied = null;
         foreach (var (name, child) in level.Children())
         {
@@ -227,7 +326,11 @@ internal sealed class RouteTable<TNode> : IDisposable
         public Level? Hash { get; private set; }
         public List<TNode>? Nodes { get; set; }
 
-        public bool IsEmpty => (_literals is null || _literals.Count == 0) && Plus is null && Hash is null && (Nodes is null || Nodes.Count == 0);
+        /// <summary>Shared groups on this level's filter: the nodes where each has members.</summary>
+        public Dictionary<string, SharedNodes>? Groups { get; set; }
+
+        public bool IsEmpty => (_literals is null || _literals.Count == 0) && Plus is null && Hash is null && (Nodes is null || Nodes.Count == 0)
+            && (Groups is null || Groups.Count == 0);
 
         public Level? Find(ReadOnlySpan<char> name) => name switch
         {
@@ -293,4 +396,16 @@ internal sealed class RouteTable<TNode> : IDisposable
             }
         }
     }
+
+    /// <summary>The nodes where one shared group has members on one filter, and whose turn is next.</summary>
+    private sealed class SharedNodes(string group, string filter)
+    {
+        public string Group { get; } = group;
+        public string Filter { get; } = filter;
+        public List<TNode> Nodes { get; } = [];
+        public int Next;
+    }
 }
+
+/// <summary>A shared group matching a topic, and the node that gets the message for it (see <see cref="RouteTable{TNode}"/>).</summary>
+internal readonly record struct SharedPick<TNode>(string Group, string Filter, TNode Node);

@@ -12,10 +12,20 @@ public interface ISessionOwnerGrain : IGrainWithStringKey
 {
     /// <summary>
     /// <paramref name="node"/> holds the session from now on; the node that held it before, if another and alive,
-    /// ends it there (its connection is closed with 0x8E) before this returns.
+    /// ends it there (its connection is closed with 0x8E) before this returns, and what it held comes back.
     /// </summary>
-    Task Claim(SiloAddress node, string ns, string owner, string clientId);
+    Task<SessionHandover> Claim(SiloAddress node, string ns, string owner, string clientId);
 }
+
+/// <summary>What a claim got from the node that held the session before.</summary>
+/// <param name="Known">
+/// A live node held it: the claiming node itself, or another that ended it (else: nobody known, a dead node, or no
+/// answer in time).
+/// </param>
+/// <param name="Session">What the other node held of it, when it was persistent.</param>
+[GenerateSerializer]
+[Immutable]
+public sealed record SessionHandover([property: Id(0)] bool Known, [property: Id(1)] TransferredSession? Session);
 
 /// <summary>
 /// Kept in memory only: if the node hosting this grain dies, the next claim finds no holder, and a connection still
@@ -32,22 +42,32 @@ internal sealed partial class SessionOwnerGrain(INodeLinkClient nodes, IClusterM
     /// <summary>The grain's key: each part with its length first, so that no client id can pass for another key.</summary>
     public static string KeyOf(string ns, string owner, string clientId) => $"{ns.Length}:{ns}{owner.Length}:{owner}{clientId}";
 
-    public async Task Claim(SiloAddress node, string ns, string owner, string clientId)
+    private static readonly SessionHandover s_unknown = new(Known: false, Session: null);
+    private static readonly SessionHandover s_same = new(Known: true, Session: null);
+
+    public async Task<SessionHandover> Claim(SiloAddress node, string ns, string owner, string clientId)
     {
         var previous = _holder;
         _holder = node;
-        if (previous is null || previous.Equals(node) || membership.CurrentSnapshot.GetSiloStatus(previous) != SiloStatus.Active)
+        if (previous is null || membership.CurrentSnapshot.GetSiloStatus(previous) != SiloStatus.Active)
         {
-            return;
+            return s_unknown;
+        }
+
+        if (previous.Equals(node))
+        {
+            return s_same;
         }
 
         try
         {
-            await nodes.On(previous).EndSession(ns, owner, clientId).WaitAsync(s_endTimeout);
+            var session = await nodes.On(previous).EndSession(ns, owner, clientId).WaitAsync(s_endTimeout);
+            return new SessionHandover(Known: true, session);
         }
         catch (Exception e) when (e is TimeoutException or OrleansException or SiloUnavailableException)
         {
             LogEndFailed(logger, clientId, previous.ToString(), e.Message);
+            return s_unknown;
         }
     }
 

@@ -40,15 +40,29 @@ public sealed partial class SqlBrokerStateStore(PlatformDatabase database, ILogg
             }
         }
 
+        var stored = await LoadSessionsAsync(connection, key: null, cancellationToken);
+        return new StoredBrokerState { Retained = retained, Sessions = stored };
+    }
+
+    public async Task<StoredSession?> LoadSessionAsync(SessionKey key, CancellationToken cancellationToken)
+    {
+        await using var connection = await database.OpenAsync(cancellationToken);
+        var sessions = await LoadSessionsAsync(connection, key, cancellationToken);
+        return sessions.Count == 0 ? null : sessions[0];
+    }
+
+    /// <summary>Every stored session, or the one of <paramref name="key"/>.</summary>
+    private async Task<List<StoredSession>> LoadSessionsAsync(DbConnection connection, SessionKey? key, CancellationToken cancellationToken)
+    {
         var sessions = new Dictionary<SessionKey, SessionRows>();
         using (var command = connection.CreateCommand())
         {
-            command.CommandText = "SELECT ns, client_id, expiry_interval, incoming_qos2, session_owner FROM mqtt_sessions";
+            command.CommandText = "SELECT ns, client_id, expiry_interval, incoming_qos2, session_owner FROM mqtt_sessions" + WhereSession(command, key);
             await using var reader = await command.ExecuteReaderAsync(cancellationToken);
             while (await reader.ReadAsync(cancellationToken))
             {
-                var key = new SessionKey(reader.GetString(0), reader.GetString(1), reader.GetString(4));
-                sessions[key] = new SessionRows(key, (uint)Math.Clamp(reader.GetInt64(2), 0, uint.MaxValue), ParseIds(reader.GetNullableString(3), static v => ushort.Parse(v, CultureInfo.InvariantCulture)));
+                var rowKey = new SessionKey(reader.GetString(0), reader.GetString(1), reader.GetString(4));
+                sessions[rowKey] = new SessionRows(rowKey, (uint)Math.Clamp(reader.GetInt64(2), 0, uint.MaxValue), ParseIds(reader.GetNullableString(3), static v => ushort.Parse(v, CultureInfo.InvariantCulture)));
             }
         }
 
@@ -56,8 +70,8 @@ public sealed partial class SqlBrokerStateStore(PlatformDatabase database, ILogg
         {
             command.CommandText = """
                 SELECT ns, client_id, topic_filter, qos, no_local, retain_as_published, retain_handling, subscription_id, session_owner
-                FROM mqtt_session_subscriptions ORDER BY ns, session_owner, client_id, topic_filter
-                """;
+                FROM mqtt_session_subscriptions
+                """ + WhereSession(command, key) + " ORDER BY ns, session_owner, client_id, topic_filter";
             await using var reader = await command.ExecuteReaderAsync(cancellationToken);
             while (await reader.ReadAsync(cancellationToken))
             {
@@ -79,8 +93,8 @@ public sealed partial class SqlBrokerStateStore(PlatformDatabase database, ILogg
             command.CommandText = """
                 SELECT ns, client_id, packet_id, released, qos, retain_flag, subscription_ids,
                        topic, payload, message_qos, message_retain, properties, received_time, session_owner
-                FROM mqtt_session_messages ORDER BY ns, session_owner, client_id, seq
-                """;
+                FROM mqtt_session_messages
+                """ + WhereSession(command, key) + " ORDER BY ns, session_owner, client_id, seq";
             await using var reader = await command.ExecuteReaderAsync(cancellationToken);
             while (await reader.ReadAsync(cancellationToken))
             {
@@ -119,7 +133,21 @@ public sealed partial class SqlBrokerStateStore(PlatformDatabase database, ILogg
             });
         }
 
-        return new StoredBrokerState { Retained = retained, Sessions = stored };
+        return stored;
+    }
+
+    /// <summary>Nothing, or a WHERE clause naming one session, its parameters added to <paramref name="command"/>.</summary>
+    private static string WhereSession(DbCommand command, SessionKey? key)
+    {
+        if (key is not { } k)
+        {
+            return "";
+        }
+
+        command.AddParameter("ns", k.Namespace);
+        command.AddParameter("owner", k.Owner);
+        command.AddParameter("client", k.ClientId);
+        return " WHERE ns = @ns AND session_owner = @owner AND client_id = @client";
     }
 
     public async Task SaveRetainedAsync(IReadOnlyList<RetainedChange> changes, CancellationToken cancellationToken)

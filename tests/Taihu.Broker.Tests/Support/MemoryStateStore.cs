@@ -88,6 +88,14 @@ public sealed class MemoryStateStore : IBrokerStateStore
         }
     }
 
+    public Task<StoredSession?> LoadSessionAsync(SessionKey key, CancellationToken cancellationToken)
+    {
+        lock (_gate)
+        {
+            return Task.FromResult(_sessions.TryGetValue(key, out var session) ? Copy(session) : null);
+        }
+    }
+
     public Task SaveRetainedAsync(IReadOnlyList<RetainedChange> changes, CancellationToken cancellationToken)
     {
         ThrowIfFailing();

@@ -20,4 +20,51 @@ public static class ClusterSettings
         ["Cluster__TableRefreshTimeout"] = "00:00:02",
         ["Cluster__IAmAliveTablePublishTimeout"] = "00:00:02",
     };
+
+    /// <summary>
+    /// Starts <paramref name="count"/> nodes of cluster <paramref name="clusterId"/> into <paramref name="nodes"/>
+    /// (which the caller disposes, started or not): the first alone, as it makes the schema, the others together;
+    /// returns once every node sees them all. <paramref name="extra"/> adds settings to each node's.
+    /// </summary>
+    public static async Task StartNodesAsync(PostgresServer postgres, string database, string clusterId, int count, List<ServerProcess> nodes,
+        IReadOnlyDictionary<string, string>? extra = null)
+    {
+        Dictionary<string, string> Settings()
+        {
+            var settings = Node(postgres, database, clusterId, LoopbackPort.Free());
+            foreach (var (name, value) in extra ?? new Dictionary<string, string>())
+            {
+                settings[name] = value;
+            }
+
+            return settings;
+        }
+
+        nodes.Add(await ServerProcess.StartAsync(Settings()));
+        var others = new List<Task<ServerProcess>>();
+        for (var i = 1; i < count; i++)
+        {
+            others.Add(ServerProcess.StartAsync(Settings()));
+        }
+
+        try
+        {
+            await Task.WhenAll(others);
+        }
+        finally
+        {
+            foreach (var started in others)
+            {
+                if (started.IsCompletedSuccessfully)
+                {
+                    nodes.Add(started.Result);
+                }
+            }
+        }
+
+        foreach (var node in nodes)
+        {
+            await Metrics.WaitForAsync(node, "taihu_cluster_nodes", active => active == count);
+        }
+    }
 }
