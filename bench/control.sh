@@ -12,6 +12,7 @@
 #   ONLY=live bench/control.sh            # one of rpc, rpc-persistent, live
 #   RPC_CLIENTS=mqttnet ONLY=rpc bench/control.sh   # the rpc devices' client: taihu and mqttnet by default, in turn
 #   SOURCE_ADDRESSES=127.0.0.2,127.0.0.3 bench/control.sh   # devices connect from these local addresses, round robin
+#   TAIHU_DLL=/tmp/before/Taihu.Server.dll BENCH_DLL=/tmp/bench/taihu-bench.dll bench/control.sh   # given builds (nothing is built)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -40,10 +41,11 @@ for port in "$MQTT_PORT" "$HTTP_PORT"; do
   fi
 done
 
-dotnet build -c Release src/Taihu.Server -v q -nologo >/dev/null
-dotnet build -c Release tools/Taihu.Bench -v q -nologo >/dev/null
-BENCH=(dotnet tools/Taihu.Bench/bin/Release/net10.0/taihu-bench.dll)
-TAIHU_DLL="src/Taihu.Server/bin/Release/net10.0/Taihu.Server.dll"
+[ -n "${TAIHU_DLL:-}" ] || dotnet build -c Release src/Taihu.Server -v q -nologo >/dev/null
+[ -n "${BENCH_DLL:-}" ] || dotnet build -c Release tools/Taihu.Bench -v q -nologo >/dev/null
+BENCH=(dotnet "${BENCH_DLL:-tools/Taihu.Bench/bin/Release/net10.0/taihu-bench.dll}")
+TAIHU_DLL=${TAIHU_DLL:-"src/Taihu.Server/bin/Release/net10.0/Taihu.Server.dll"}
+echo "server: $TAIHU_DLL"
 
 pid=
 stop_server() { # SIGTERM, then wait until the process and its ports are gone
@@ -93,7 +95,8 @@ if [ -z "$ONLY" ] || [ "$ONLY" = rpc ]; then
     echo "== rpc ($client devices): $RPC_DEVICES devices, $RPC_RATE two-way calls/s for $RPC_DURATION s  (load: $(cut -d' ' -f1-3 /proc/loadavg))"
     data=$(mktemp -d); start_server "$data" "rpc-$client"
     "${BENCH[@]}" rpc "${COMMON[@]}" --client "$client" --clients "$RPC_DEVICES" --rate "$RPC_RATE" --duration "$RPC_DURATION" --warmup 5 --pid "$pid" \
-      --json "$results/rpc-$client.json" || true
+      --metrics-url "http://127.0.0.1:$HTTP_PORT/metrics" --json "$results/rpc-$client.json" || true
+    echo "   (load at the end: $(cut -d' ' -f1-3 /proc/loadavg))"
     stop_server; rm -rf "$data"
     [ -f "$results/rpc-$client.json" ] && row "rpc ($client)" "$results/rpc-$client.json"
   done

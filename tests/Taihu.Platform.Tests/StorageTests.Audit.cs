@@ -140,4 +140,41 @@ public abstract partial class StorageTests
         Assert.Equal("id\uFFFD", entries[0].EntityId);
         Assert.Equal("why\uFFFD", entries[0].FailureDetails);
     }
+
+    [Fact]
+    public async Task Audit_AppendedDrafts_AreWrittenAsText_InOrderWithTheOthers()
+    {
+        var tenant = await NewTenantAsync();
+        var caller = TenantAdmin(tenant.Id, "rpc@example.com");
+        var deviceId = Guid.NewGuid();
+        Audit.Append(new AuditDraft(caller, "RPC_CALL", "DEVICE", deviceId, new AuditText("two-way ", "getValue", " to ", "meter-1")));
+        await Audit.WriteAsync(caller, "UPDATED", "DEVICE", null, "between");
+        Audit.Append(new AuditDraft(caller, "RPC_CALL", "DEVICE", deviceId, new AuditText("one-way ", "reboot", " to ", "meter\0-1"), "The device is not connected."));
+        // Entries are written in the order they were queued: once this one is written, the drafts before it are too.
+        await Audit.WriteAsync(caller, "UPDATED", "DEVICE", null, "last");
+
+        var entries = (await Audit.ListAsync(tenant.Id, new PageRequest(SortProperty: "createdTime"))).Data;
+        Assert.Equal(["two-way getValue to meter-1", "between", "one-way reboot to meter\uFFFD-1", "last"], entries.Select(e => e.EntityName));
+        Assert.Equal(new AuditEntry(entries[0].Id, tenant.Id, caller.UserId, "rpc@example.com", "RPC_CALL", "DEVICE", deviceId.ToString(), "two-way getValue to meter-1", true, null, T0),
+            entries[0]);
+        Assert.False(entries[2].Success);
+        Assert.Equal("The device is not connected.", entries[2].FailureDetails);
+    }
+
+    [Fact]
+    public async Task Audit_ManyAppendedDrafts_AllWritten_InOrder()
+    {
+        var tenant = await NewTenantAsync();
+        var caller = TenantAdmin(tenant.Id);
+        // More than one group's worth, as a thousand lightweight RPC calls a second queue them.
+        var count = SqlAuditLog.MaxBatch + 300;
+        for (var i = 0; i < count; i++)
+        {
+            Audit.Append(new AuditDraft(caller, "RPC_CALL", "DEVICE", Guid.Empty, new AuditText("call ", i.ToString("D4", System.Globalization.CultureInfo.InvariantCulture))));
+        }
+
+        await Audit.WriteAsync(caller, "UPDATED", "DEVICE", null, "after");
+        var page = await Audit.ListAsync(tenant.Id, new PageRequest(PageSize: 10_000, SortProperty: "createdTime"));
+        Assert.Equal(Enumerable.Range(0, count).Select(i => $"call {i:D4}").Append("after"), page.Data.Select(e => e.EntityName));
+    }
 }

@@ -26,13 +26,20 @@ public interface IEventConsumer
     Task ConsumeAsync(IReadOnlyList<PlatformEvent> events, long position, CancellationToken cancellationToken);
 }
 
-/// <summary>Devices by sequence number, cached for a short while (a renamed device's name follows within it).</summary>
+/// <summary>
+/// Devices by sequence number (the event consumers) and by id (the hot REST paths: a thousand lightweight RPC
+/// calls a second name their devices by id), cached for a short while: a change made by this process is seen at
+/// once (<see cref="Forget"/>, on <see cref="EventSignal.DeviceChanged"/>), one made by another node sharing the
+/// database within <see cref="Lifetime"/> (a renamed device's name follows within it).
+/// </summary>
 public sealed class DeviceDirectory
 {
     private static readonly TimeSpan Lifetime = TimeSpan.FromSeconds(30);
     private readonly ConcurrentDictionary<long, (Device? Device, long Until)> _cache = new();
+    private readonly ConcurrentDictionary<Guid, (Device Device, long Until)> _byId = new();
     private readonly IDeviceStore _store;
     private readonly TimeProvider _time;
+    private long _forgets;
 
     public DeviceDirectory(IDeviceStore store, TimeProvider time, EventSignal? signal = null)
     {
@@ -57,8 +64,39 @@ public sealed class DeviceDirectory
         return device;
     }
 
+    /// <summary>The device <paramref name="id"/> of tenant <paramref name="tenantId"/>, or null when it has none of that id.</summary>
+    public async ValueTask<Device?> GetAsync(Guid tenantId, Guid id, CancellationToken cancellationToken)
+    {
+        var now = _time.GetTimestamp();
+        if (_byId.TryGetValue(id, out var cached) && cached.Until > now)
+        {
+            return cached.Device.TenantId == tenantId ? cached.Device : null;
+        }
+
+        var forgets = Volatile.Read(ref _forgets);
+        var device = await _store.GetDeviceAsync(tenantId, id, cancellationToken);
+        // Kept only if nothing was forgotten meanwhile: a change that raced with the read may concern this device.
+        if (device is not null && Volatile.Read(ref _forgets) == forgets)
+        {
+            _byId[id] = (device, now + (long)(Lifetime.TotalSeconds * _time.TimestampFrequency));
+        }
+
+        return device;
+    }
+
     /// <summary>Forgets a device (it changed or was deleted).</summary>
-    public void Forget(long seq) => _cache.TryRemove(seq, out _);
+    public void Forget(long seq)
+    {
+        Interlocked.Increment(ref _forgets);
+        _cache.TryRemove(seq, out _);
+        foreach (var (id, entry) in _byId)
+        {
+            if (entry.Device.Seq == seq)
+            {
+                _byId.TryRemove(id, out _);
+            }
+        }
+    }
 }
 
 /// <summary>

@@ -46,7 +46,7 @@ public enum RpcReplyResult
 /// send). That is the shape of an Orleans grain: the mailbox becomes the grain's turn-based scheduling and the
 /// fields its state, when the cluster issue moves it.
 /// </summary>
-public sealed partial class DeviceRpcOwner
+public sealed partial class DeviceRpcOwner : IThreadPoolWorkItem
 {
     private readonly RpcService _service;
     private readonly ConcurrentQueue<Func<Task>> _mailbox = new();
@@ -74,9 +74,13 @@ public sealed partial class DeviceRpcOwner
         _mailbox.Enqueue(work);
         if (Interlocked.Exchange(ref _draining, 1) == 0)
         {
-            _ = Task.Run(DrainAsync);
+            // The owner itself is the thread pool's work item (queued once at a time, by whoever set _draining):
+            // no task or delegate per wake-up, and the poster's execution context (an HTTP request's) stays with it.
+            ThreadPool.UnsafeQueueUserWorkItem(this, preferLocal: false);
         }
     }
+
+    void IThreadPoolWorkItem.Execute() => _ = DrainAsync();
 
     /// <summary>Hands the owner work with a result.</summary>
     internal Task<T> AskAsync<T>(Func<Task<T>> work)

@@ -248,14 +248,12 @@ public sealed record RpcRequest(string Method, string ParamsJson, bool OneWay, l
 
         try
         {
+            // Checked by skipping the value (no document is built): one JSON value and nothing but blanks after it.
             var reader = new Utf8JsonReader(reply);
-            if (JsonDocument.TryParseValue(ref reader, out var document))
+            if (reader.Read() && reader.TrySkip()
+                && (reader.BytesConsumed == reply.Length || reply[(int)reader.BytesConsumed..].Trim(" \t\r\n"u8).IsEmpty))
             {
-                document.Dispose();
-                if (reader.BytesConsumed == reply.Length || reply[(int)reader.BytesConsumed..].Trim(" \t\r\n"u8).IsEmpty)
-                {
-                    return Encoding.UTF8.GetString(reply);
-                }
+                return Encoding.UTF8.GetString(reply);
             }
         }
         catch (JsonException)

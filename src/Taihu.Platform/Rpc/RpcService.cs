@@ -41,8 +41,9 @@ public sealed partial class RpcService(IRpcStore store, IAuditLog audit, IDevice
     /// <summary>A lightweight call to a device of the caller's tenant (the caller checked the device).</summary>
     /// <remarks>
     /// Every call goes to the audit log as <c>RPC_CALL</c> on the device, as ThingsBoard records it: a failure when
-    /// the device was not connected or did not answer in time. The entry is written after the answer, in the audit
-    /// log's next group, and the caller does not wait for it.
+    /// the device was not connected or did not answer in time. The entry is queued after the answer as a draft
+    /// (<see cref="IAuditLog.Append"/>: no task, no text on this path) and written in the audit log's next group;
+    /// the caller does not wait for it.
     /// </remarks>
     public async Task<RpcOutcome> CallAsync(Caller caller, Device device, RpcRequest request, CancellationToken cancellationToken)
     {
@@ -61,7 +62,7 @@ public sealed partial class RpcService(IRpcStore store, IAuditLog audit, IDevice
             RpcOutcomeKind.TimedOut => $"The device did not reply within {request.TimeoutMs} ms.",
             _ => null,
         };
-        _ = AuditCallAsync(caller, device, request, failure);
+        audit.Append(new AuditDraft(caller, "RPC_CALL", "DEVICE", device.Id, new AuditText(request.OneWay ? "one-way " : "two-way ", request.Method, " to ", device.Name), failure));
         return outcome;
     }
 
@@ -79,22 +80,6 @@ public sealed partial class RpcService(IRpcStore store, IAuditLog audit, IDevice
 
         return await OwnerOf(device).CallAsync(device, request, cancellationToken);
     }
-
-    private async Task AuditCallAsync(Caller caller, Device device, RpcRequest request, string? failure)
-    {
-        try
-        {
-            await audit.WriteAsync(caller, "RPC_CALL", "DEVICE", device.Id.ToString(),
-                $"{(request.OneWay ? "one-way" : "two-way")} {request.Method} to {device.Name}", failure);
-        }
-        catch (Exception ex) when (ex is not OutOfMemoryException)
-        {
-            LogAuditFailed(logger, device.Id, ex);
-        }
-    }
-
-    [LoggerMessage(EventId = 2502, Level = LogLevel.Warning, Message = "The audit entry of an RPC call to device {DeviceId} could not be written")]
-    private static partial void LogAuditFailed(ILogger logger, Guid deviceId, Exception exception);
 
     /// <summary>Stores a persistent call; it goes out when the device is reachable, in order.</summary>
     public Task<PersistentRpc> SubmitAsync(Caller caller, Device device, RpcRequest request)

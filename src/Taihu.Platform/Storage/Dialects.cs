@@ -28,6 +28,21 @@ public sealed class SqliteDialect(string connectionString, SqliteDurability dura
 
     public override string? OnOpen => _onOpen;
 
+    // The pragmas are settings of SQLite's connection, which the pool keeps open between uses: they are run once per
+    // connection of SQLite's (its handle), not on every open of a pooled one (five statements parsed and run).
+    private readonly System.Runtime.CompilerServices.ConditionalWeakTable<object, object> _setUp = new();
+
+    public override bool NeedsSetUp(DbConnection connection) =>
+        connection is not SqliteConnection { Handle: { } handle } || !_setUp.TryGetValue(handle, out _);
+
+    public override void SetUp(DbConnection connection)
+    {
+        if (connection is SqliteConnection { Handle: { } handle })
+        {
+            _setUp.AddOrUpdate(handle, handle);
+        }
+    }
+
     public override string ClusteredTable => " WITHOUT ROWID";
 
     public override DbConnection CreateConnection()

@@ -68,11 +68,12 @@ public sealed class PlatformDatabase : IDisposable
         try
         {
             await connection.OpenAsync(cancellationToken);
-            if (Dialect.OnOpen is { } setup)
+            if (Dialect.OnOpen is { } setup && Dialect.NeedsSetUp(connection))
             {
                 using var command = connection.CreateCommand();
                 command.CommandText = setup;
                 await command.ExecuteNonQueryAsync(cancellationToken);
+                Dialect.SetUp(connection);
             }
 
             return connection;

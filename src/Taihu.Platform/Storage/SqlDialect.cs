@@ -34,6 +34,17 @@ public abstract class SqlDialect
     public virtual string? OnOpen => null;
 
     /// <summary>
+    /// Whether <paramref name="connection"/>, just opened, still needs <see cref="OnOpen"/>: a pooled connection
+    /// that had it keeps its settings. <see cref="SetUp"/> records that it has them now.
+    /// </summary>
+    public virtual bool NeedsSetUp(DbConnection connection) => true;
+
+    /// <summary>Records that <paramref name="connection"/> has had <see cref="OnOpen"/>.</summary>
+    public virtual void SetUp(DbConnection connection)
+    {
+    }
+
+    /// <summary>
     /// A statement that holds off other nodes' migrations until the calling transaction ends, or null where a
     /// write transaction already does (SQLite's is exclusive).
     /// </summary>

@@ -28,8 +28,24 @@ public static class MetricsScraper
         }
     }
 
-    /// <summary>The value of the first sample of <paramref name="metric"/> in Prometheus text, summed over its label sets.</summary>
-    public static double? Find(string text, string metric)
+    /// <summary>The endpoint's whole text, or null when it cannot be read.</summary>
+    public static async Task<string?> ReadTextAsync(string url, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await s_http.GetStringAsync(new Uri(url), cancellationToken);
+        }
+        catch (Exception ex) when (ex is HttpRequestException or TaskCanceledException)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>
+    /// The value of the first sample of <paramref name="metric"/> in Prometheus text, summed over its label sets
+    /// (only those whose labels hold <paramref name="label"/>, e.g. <c>gc_heap_generation="gen0"</c>, when given).
+    /// </summary>
+    public static double? Find(string text, string metric, string? label = null)
     {
         ArgumentNullException.ThrowIfNull(text);
         double? sum = null;
@@ -48,6 +64,11 @@ public static class MetricsScraper
             }
 
             var valueStart = rest.StartsWith('{') ? rest.IndexOf('}', StringComparison.Ordinal) + 1 : 0;
+            if (label is not null && !rest.AsSpan(0, valueStart).Contains(label, StringComparison.Ordinal))
+            {
+                continue;
+            }
+
             var parts = rest[valueStart..].Trim().Split(' ', StringSplitOptions.RemoveEmptyEntries);
             if (parts.Length > 0 && double.TryParse(parts[0], NumberStyles.Float, CultureInfo.InvariantCulture, out var value))
             {

@@ -69,6 +69,8 @@ public sealed class RpcScenario(BenchOptions o, PlatformTarget p, int timeoutMs,
         long inWindow = 0;
         ProcessSample? brokerStart = null;
         ProcessSample? selfStart = null;
+        RuntimeCounters? runtimeStart = null;
+        GcWatch? generatorGc = null;
         var lastReport = start;
         while (true)
         {
@@ -78,11 +80,15 @@ public sealed class RpcScenario(BenchOptions o, PlatformTarget p, int timeoutMs,
                 break;
             }
 
-            if (brokerStart is null && now >= windowStart)
+            if (generatorGc is null && now >= windowStart)
             {
                 brokerStart = o.BrokerPid is { } pid ? ProcessSampler.Sample(pid) : null;
                 selfStart = ProcessSampler.Self();
+                runtimeStart = await RuntimeCounters.ReadAsync(o.MetricsUrl, cancellationToken);
+                generatorGc = new GcWatch();
             }
+
+            generatorGc?.Poll();
 
             var due = pacer.Due(now, issued);
             for (var n = 0; n < due; n++)
@@ -109,6 +115,8 @@ public sealed class RpcScenario(BenchOptions o, PlatformTarget p, int timeoutMs,
 
         var brokerEnd = o.BrokerPid is { } p1 ? ProcessSampler.Sample(p1) : null;
         var selfEnd = ProcessSampler.Self();
+        var generatorGcs = generatorGc?.Describe();
+        var runtimeEnd = await RuntimeCounters.ReadAsync(o.MetricsUrl, cancellationToken);
         var seconds = (double)(Stopwatch.GetTimestamp() - windowStart) / Stopwatch.Frequency;
         await Task.WhenAll(calls);
         var answered = Interlocked.Read(ref _answered);
@@ -119,6 +127,9 @@ public sealed class RpcScenario(BenchOptions o, PlatformTarget p, int timeoutMs,
             statuses = string.Join(", ", _statuses.Select(s => $"{s.Key}: {s.Value}"));
         }
 
+        // With --metrics-url: what the server spent per call (allocations, CPU, collections), which a loaded
+        // machine changes far less than the latency.
+        var runtime = runtimeStart is { } r0 && runtimeEnd is { } r1 ? "; " + r1.Describe(r0, answered, "answered call") : "";
         return new BenchResult
         {
             Scenario = "rpc",
@@ -142,11 +153,13 @@ public sealed class RpcScenario(BenchOptions o, PlatformTarget p, int timeoutMs,
             LatencyMaxMs = _latency.TotalCount == 0 ? 0 : _latency.GetMaxValue() / 1000.0,
             BrokerCpuPercent = brokerStart is { } b0 && brokerEnd is { } b1 ? ProcessSampler.CpuPercent(b0, b1) : null,
             BrokerResidentBytes = brokerEnd?.ResidentBytes,
+            BrokerCpuSecondsPerMillion = brokerStart is { } c0 && brokerEnd is { } c1 && answered > 0 ? (c1.CpuTime - c0.CpuTime).TotalSeconds * 1e6 / answered : null,
+            BrokerAllocatedBytesPerDelivered = runtimeStart is { } a0 && runtimeEnd is { } a1 && answered > 0 ? (a1.AllocatedBytes - a0.AllocatedBytes) / answered : null,
             GeneratorCpuPercent = selfStart is { } s0 ? ProcessSampler.CpuPercent(s0, selfEnd) : 0,
             Connections = ids.Length + 1,
             PacedMessagesSkipped = pacer.Skipped,
             Note = string.Create(CultureInfo.InvariantCulture,
-                $"two-way calls through POST /api/rpc/twoway (timeout {timeoutMs} ms), latency from the call's start to its HTTP response; 'lost' = calls of the window not answered 200 with their own reply ({Interlocked.Read(ref _failed)} failed{(statuses.Length > 0 ? $" [{statuses}]" : "")}, {Interlocked.Read(ref _wrongReply)} with another call's reply){(_firstFailure is { } f ? $"; first failure: {f}" : "")}"),
+                $"two-way calls through POST /api/rpc/twoway (timeout {timeoutMs} ms), latency from the call's start to its HTTP response; 'lost' = calls of the window not answered 200 with their own reply ({Interlocked.Read(ref _failed)} failed{(statuses.Length > 0 ? $" [{statuses}]" : "")}, {Interlocked.Read(ref _wrongReply)} with another call's reply){(_firstFailure is { } f ? $"; first failure: {f}" : "")}{runtime}{(generatorGcs is null ? "" : "; " + generatorGcs)}"),
         };
     }
 

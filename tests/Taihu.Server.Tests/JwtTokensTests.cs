@@ -1,0 +1,94 @@
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Options;
+using Microsoft.Extensions.Time.Testing;
+using Taihu.Platform;
+using Taihu.Platform.Storage;
+using Taihu.Platform.Tenants;
+using Taihu.Server.Api;
+
+namespace Taihu.Server.Tests;
+
+/// <summary>
+/// Access tokens checked once are remembered by their text (an API client sends the same one on every call); a
+/// remembered token is still refused once it has expired or its user's tokens were revoked. A real SQLite store
+/// and a fake clock.
+/// </summary>
+public sealed class JwtTokensTests : IAsyncLifetime, IDisposable
+{
+    private readonly string _directory = Path.Combine(Path.GetTempPath(), "taihu-jwt-" + Guid.NewGuid().ToString("N"));
+    private readonly FakeTimeProvider _time = new(DateTimeOffset.FromUnixTimeSeconds(1_700_000_000));
+    private PlatformDatabase _database = null!;
+    private SqlTenantStore _store = null!;
+    private JwtTokens _tokens = null!;
+    private UserSecrets _user = null!;
+
+    public async Task InitializeAsync()
+    {
+        Directory.CreateDirectory(_directory);
+        _database = new PlatformDatabase(new SqliteDialect(SqliteDialect.FileConnectionString(_directory), SqliteDurability.Normal));
+        await _database.MigrateAsync();
+        _store = new SqlTenantStore(_database);
+        var tenant = new Tenant(Guid.NewGuid(), "jwt", _time.GetUtcNow().ToUnixTimeMilliseconds(), null);
+        await _store.CreateTenantAsync(tenant);
+        var user = new User(Guid.NewGuid(), tenant.Id, "jwt@example.com", Authority.TenantAdmin, null, null, _time.GetUtcNow().ToUnixTimeMilliseconds(), true);
+        await _store.CreateUserAsync(user, null, null);
+        _user = (await _store.GetUserSecretsAsync(user.Id))!;
+        _tokens = new JwtTokens(Options.Create(new ServerOptions { DataDirectory = _directory }), Options.Create(new SecurityOptions()), _time, _store,
+            NullLogger<JwtTokens>.Instance);
+    }
+
+    public Task DisposeAsync() => Task.CompletedTask;
+
+    public void Dispose()
+    {
+        _database.Dispose();
+        // Pooled connections keep the file open; close them before deleting it.
+        using (var connection = new Microsoft.Data.Sqlite.SqliteConnection(SqliteDialect.FileConnectionString(_directory)))
+        {
+            Microsoft.Data.Sqlite.SqliteConnection.ClearPool(connection);
+        }
+
+        Directory.Delete(_directory, recursive: true);
+    }
+
+    [Fact]
+    public async Task ATokenNeverChecked_IsNotRemembered_OneChecked_Is()
+    {
+        var (token, _) = await _tokens.IssueAsync(_user);
+        Assert.Null(await _tokens.ValidateCheckedAsync(token));
+
+        var checkedOnce = await _tokens.ValidateAsync(token);
+        var remembered = await _tokens.ValidateCheckedAsync(token.AsSpan());
+        Assert.Equal(checkedOnce, remembered);
+        Assert.Equal(_user.User.Id, remembered!.UserId);
+
+        // Only the exact text: a token with one character changed is not the remembered one.
+        Assert.Null(await _tokens.ValidateCheckedAsync(token[..^1] + (token[^1] == 'A' ? 'B' : 'A')));
+    }
+
+    [Fact]
+    public async Task ARememberedToken_IsRefused_OnceExpired()
+    {
+        var (token, _) = await _tokens.IssueAsync(_user);
+        await _tokens.ValidateAsync(token);
+
+        _time.Advance(new SecurityOptions().TokenLifetime + TimeSpan.FromSeconds(1));
+        var expired = await Assert.ThrowsAsync<PlatformException>(async () => await _tokens.ValidateCheckedAsync(token));
+        Assert.Equal((401, 11, "Token has expired"), (expired.Status, expired.ErrorCode, expired.Message));
+    }
+
+    [Fact]
+    public async Task ARememberedToken_IsRefused_OnceItsUsersTokensAreRevoked()
+    {
+        var (token, _) = await _tokens.IssueAsync(_user);
+        await _tokens.ValidateAsync(token);
+        Assert.NotNull(await _tokens.ValidateCheckedAsync(token));
+
+        // A logout: the user's token version goes up and what was known of the user is forgotten.
+        await _store.BumpTokenVersionAsync(_user.User.Id);
+        _tokens.Forget(_user.User.Id);
+        var revoked = await Assert.ThrowsAsync<PlatformException>(async () => await _tokens.ValidateCheckedAsync(token));
+        Assert.Equal(401, revoked.Status);
+        Assert.Contains("revoked", revoked.Message, StringComparison.Ordinal);
+    }
+}
