@@ -58,7 +58,10 @@ for round in $(seq 1 "$ROUNDS"); do
     fi
     wait "$bench" || true
     for p in "${third[@]}"; do wait "$p" || true; done
-    grep -E "delivered msg|broker CPU|allocations|note" "$results/telemetry-$mode-$round.txt" || cat "$results/telemetry-$mode-$round.txt"
+    grep -E "delivered msg|broker CPU|allocations" "$results/telemetry-$mode-$round.txt" || cat "$results/telemetry-$mode-$round.txt"
+    # The note whole (the table wraps it): points committed and, with rules, the third party's alarms.
+    python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); print("note:", d.get("note") or d.get("Note"))' \
+      "$results/telemetry-$mode-$round.json" 2>/dev/null || true
     echo "== load after: $(uptime)"
     curl -s "http://127.0.0.1:$HTTP_PORT"/metrics > "$results/metrics-$mode-$round.txt"
     if [ "$mode" = rules ]; then
