@@ -2,6 +2,7 @@ using Microsoft.Extensions.Logging.Abstractions;
 using Taihu.Platform.Alarms;
 using Taihu.Platform.Events;
 using Taihu.Platform.Rules;
+using Taihu.Platform.Storage;
 using Taihu.Platform.Telemetry;
 
 namespace Taihu.Platform.Tests;
@@ -255,6 +256,59 @@ public abstract partial class StorageTests
         }
 
         await engine.DisposeAsync();
+    }
+
+    [Fact]
+    public async Task AlarmRules_TheRulesLoop_GoesOnWhileTheStatesWaitForTheWriteLock_AndFlushWritesThem()
+    {
+        var (_, profile, device) = await NewTenantWithDeviceAsync();
+        Assert.True(await Devices.UpdateProfileAsync(profile with { AlarmsJson = DurationRule }));
+        var alarms = new AlarmService(new SqlAlarmStore(Database), Devices, Tenants, Audit, new AlarmFeed(), Time, NullLogger<AlarmService>.Instance);
+        var telemetry = new SqlTelemetryStore(Database);
+        await using var engine = new AlarmRulesEngine(Database, Devices, Attributes, telemetry, alarms, Time, NullLogger<AlarmRulesEngine>.Instance)
+        {
+            SnapshotInterval = TimeSpan.FromSeconds(5),
+        };
+        PlatformEvent Event(long position, long ts, double pm25) => new()
+        {
+            Position = position, Index = 0, Type = PlatformEventType.Telemetry, Device = device, Ts = ts, Points = [new TelemetryPoint("pm25", ts, KvValue.Of(pm25))],
+        };
+
+        // A DURATION under way: progress that the state write keeps.
+        await engine.ConsumeAsync([Event(1, T0, 90.0)], 1, default);
+
+        // Every other writer holds the write lock (ingest's commit, an alarm batch): the state write has to wait, but
+        // the rules loop takes the next events meanwhile (it used to wait, and every alarm decided meanwhile with it).
+        await using (var blocker = await Database.OpenAsync())
+        {
+            using var turn = Database.Provider == StorageProvider.Sqlite ? await Database.TakeWriteTurnAsync() : default;
+            await using var transaction = Database.Provider == StorageProvider.Sqlite ? null : await blocker.BeginTransactionAsync();
+            if (transaction is not null)
+            {
+                using var lockTable = blocker.CreateCommand();
+                lockTable.Transaction = transaction;
+                lockTable.CommandText = "LOCK TABLE rule_states IN EXCLUSIVE MODE";
+                await lockTable.ExecuteNonQueryAsync();
+            }
+
+            Time.Advance(TimeSpan.FromSeconds(5));
+            await engine.ConsumeAsync([Event(2, T0 + 60_000, 91.0)], 2, default).WaitAsync(TimeSpan.FromSeconds(30));
+            await engine.ConsumeAsync([Event(3, T0 + 120_000, 92.0)], 3, default).WaitAsync(TimeSpan.FromSeconds(30));
+            Assert.Equal(0L, await CountAsync("SELECT COUNT(*) FROM rule_states"));
+        }
+
+        // The lock released, a flush writes the states at the last position taken.
+        await engine.FlushAsync().WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.Equal(1L, await CountAsync("SELECT COUNT(*) FROM rule_states"));
+        Assert.Equal(3L, await EventLog.LoadCursorAsync(Database, AlarmRulesEngine.ConsumerName, default));
+
+        async Task<long> CountAsync(string sql)
+        {
+            await using var connection = await Database.OpenAsync();
+            using var command = connection.CreateCommand();
+            command.CommandText = sql;
+            return Convert.ToInt64(await command.ExecuteScalarAsync(), System.Globalization.CultureInfo.InvariantCulture);
+        }
     }
 
     [Fact]

@@ -136,6 +136,10 @@ internal static class BenchCommands
         command.Options.Add(adminPassword);
         command.Options.Add(keys);
         command.Options.Add(rules);
+        var thirdPartyToken = new Option<string?>("--third-party-token-file") { Description = "Write the access tokens of --third-party-devices more devices to this file (one a line), for a third-party publisher (mosquitto_pub); with --rules, how many of them raised an alarm is reported." };
+        var thirdPartyDevices = new Option<int>("--third-party-devices") { Description = "Devices for the third-party publisher.", DefaultValueFactory = _ => 0 };
+        command.Options.Add(thirdPartyToken);
+        command.Options.Add(thirdPartyDevices);
         command.SetAction(async (parse, cancellationToken) =>
         {
             var options = common.Bind(parse, 0, 0, clients: 1000);
@@ -153,6 +157,8 @@ internal static class BenchCommands
             var telemetry = new TelemetryOptions(parse.GetValue(api) ?? $"http://{options.Host}:8080", parse.GetValue(adminUser)!, parse.GetValue(adminPassword)!, parse.GetValue(keys))
             {
                 Rules = parse.GetValue(rules),
+                ThirdPartyTokenFile = parse.GetValue(thirdPartyToken),
+                ThirdPartyDevices = parse.GetValue(thirdPartyToken) is null ? 0 : Math.Max(0, parse.GetValue(thirdPartyDevices)),
             };
             if (!Validate(options) || telemetry.Keys is < 1 or > 100)
             {

@@ -316,7 +316,9 @@ public sealed partial class AlarmService(
         // None found under another tenant is remembered too: that caller's change then fails on the device check,
         // and a failed change forgets everything; a new alarm the owner wrongly thought absent clashes on the
         // database's unique index and is read again.
+        var read = System.Diagnostics.Stopwatch.GetTimestamp();
         var active = await store.GetActiveAsync(tenantId, owner.DeviceId, type, CancellationToken.None);
+        StageTimings.Since("owner.read", read);
         owner.Remember(type, active);
         return active;
     }
@@ -440,8 +442,10 @@ internal sealed class AlarmOwner(Guid deviceId, ILogger logger)
     public Task<T> AskAsync<T>(Func<Task<T>> work)
     {
         var result = new TaskCompletionSource<T>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var queued = System.Diagnostics.Stopwatch.GetTimestamp();
         _mailbox.Enqueue(async () =>
         {
+            StageTimings.Since("owner.queue", queued);
             try
             {
                 result.TrySetResult(await work());

@@ -67,6 +67,12 @@ internal sealed class AlarmWriter(PlatformDatabase database, EventSignal? signal
                     _batch.Add(write);
                 }
 
+                var batchStart = System.Diagnostics.Stopwatch.GetTimestamp();
+                foreach (var queued in _batch)
+                {
+                    StageTimings.Record("writer.queue", System.Diagnostics.Stopwatch.GetElapsedTime(queued.Queued, batchStart).TotalMilliseconds);
+                }
+
                 try
                 {
                     await WriteBatchAsync();
@@ -104,9 +110,13 @@ internal sealed class AlarmWriter(PlatformDatabase database, EventSignal? signal
         _batch.Sort(static (a, b) => a.Alarm.OriginatorId != b.Alarm.OriginatorId
             ? a.Alarm.OriginatorId.CompareTo(b.Alarm.OriginatorId)
             : string.CompareOrdinal(a.Alarm.Type, b.Alarm.Type));
+        var stage = System.Diagnostics.Stopwatch.GetTimestamp();
         await using var connection = await database.OpenAsync();
+        stage = StageTimings.Since("writer.open", stage);
         using var turn = await database.TakeWriteTurnAsync();
+        stage = StageTimings.Since("writer.turn", stage);
         await using var transaction = await connection.BeginTransactionAsync();
+        stage = StageTimings.Since("writer.begin", stage);
         for (var i = 0; i < _batch.Count; i++)
         {
             var write = _batch[i];
@@ -151,7 +161,9 @@ internal sealed class AlarmWriter(PlatformDatabase database, EventSignal? signal
             await EventLog.AppendAsync(database, connection, transaction, EventLogKind.Device, EventCodec.EncodeEvents(_events), ts, CancellationToken.None);
         }
 
+        stage = StageTimings.Since("writer.statements", stage);
         await transaction.CommitAsync();
+        StageTimings.Since("writer.commit", stage);
     }
 
     private async Task<bool> InsertAsync(DbConnection connection, DbTransaction transaction, AlarmWrite write)
@@ -263,6 +275,8 @@ internal sealed class AlarmWriter(PlatformDatabase database, EventSignal? signal
     private sealed class AlarmWrite(Alarm alarm, AuditRecord? audit, bool insert)
     {
         public Alarm Alarm { get; } = alarm;
+
+        public long Queued { get; } = System.Diagnostics.Stopwatch.GetTimestamp();
 
         public AuditRecord? Audit { get; } = audit;
 

@@ -105,9 +105,15 @@ public static class EventLog
         await command.ExecuteNonQueryAsync(cancellationToken);
     }
 
+    /// <summary>Rows deleted per transaction when pruning.</summary>
+    private const int PruneRowsPerTransaction = 16;
+
     /// <summary>
     /// Deletes the rows every one of <paramref name="consumers"/> has passed (none while one of them has no position
-    /// yet). The newest row is always kept, so that SQLite never hands out a position again.
+    /// yet). The newest row is always kept, so that SQLite never hands out a position again. The rows go a few at a
+    /// time, each few in a transaction of its own taken in its write turn: a row holds a whole batch of telemetry, and
+    /// one DELETE of every row passed held SQLite's write lock for up to a second under load, while ingest and the
+    /// alarm writer slept in SQLite's busy handler (issue 12).
     /// </summary>
     public static async Task<int> PruneAsync(PlatformDatabase database, IReadOnlyCollection<string> consumers, CancellationToken cancellationToken)
     {
@@ -132,8 +138,29 @@ public static class EventLog
 
         await using var connection = await database.OpenAsync(cancellationToken);
         using var command = connection.CreateCommand();
-        command.CommandText = "DELETE FROM event_log WHERE seq < @p AND seq < (SELECT MAX(seq) FROM event_log)";
+        command.CommandText = $"""
+            DELETE FROM event_log WHERE seq < @p AND seq < (SELECT MAX(seq) FROM event_log)
+                AND seq < (SELECT MIN(seq) FROM event_log) + {PruneRowsPerTransaction}
+            """;
         command.AddParameter("p", oldest!.Value);
-        return await command.ExecuteNonQueryAsync(cancellationToken);
+        var total = 0;
+        while (true)
+        {
+            int deleted;
+            var stage = System.Diagnostics.Stopwatch.GetTimestamp();
+            using (await database.TakeWriteTurnAsync(cancellationToken))
+            {
+                deleted = await command.ExecuteNonQueryAsync(cancellationToken);
+            }
+
+            StageTimings.Since("prune", stage);
+            StageTimings.Record("prune.rows", deleted);
+            if (deleted == 0)
+            {
+                return total;
+            }
+
+            total += deleted;
+        }
     }
 }

@@ -31,7 +31,11 @@ public sealed class IntegrationOutbox(PlatformDatabase database, IntegrationRegi
         Dictionary<IntegrationState, long>? added = null;
         List<IntegrationState>? fullDead = null;
         await using var connection = await database.OpenAsync(cancellationToken);
+        var stage = System.Diagnostics.Stopwatch.GetTimestamp();
+        // In turn with ingest and the alarm writer (PlatformDatabase.TakeWriteTurnAsync): this runs after every commit.
+        using var turn = await database.TakeWriteTurnAsync(cancellationToken);
         await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
+        var held = stage = StageTimings.Since("outbox.begin", stage);
         DbCommandHolder commands = default;
         try
         {
@@ -86,6 +90,7 @@ public sealed class IntegrationOutbox(PlatformDatabase database, IntegrationRegi
 
             await EventLog.SaveCursorAsync(connection, transaction, Name, position, cancellationToken);
             await transaction.CommitAsync(cancellationToken);
+            StageTimings.Since("outbox.hold", held);
         }
         finally
         {

@@ -23,6 +23,10 @@ namespace Taihu.Platform.Rules;
 /// every decision taken so far has reached the alarm service, so a snapshot never holds an alarm "raised" that the
 /// alarm table does not. After a crash the log is read again from that position: the states come back exactly as
 /// they were, and the decisions taken again are repeats, which the alarm service folds into the existing alarm.
+/// The write goes on beside the events that come after it: each owner takes its snapshot in turn with its other
+/// work, after everything handed to it up to that position, so later events change nothing in it, and the rules
+/// loop does not wait for the write lock or for alarms being written (it did, and every alarm raised in those
+/// moments waited too). One write at a time; one that fails leaves its states to the next.
 /// The owner map is touched only by the dispatcher's loop for this consumer (and by stopping, after that loop).
 /// </remarks>
 public sealed partial class AlarmRulesEngine : IEventConsumer, IHostedService, IAsyncDisposable
@@ -47,6 +51,7 @@ public sealed partial class AlarmRulesEngine : IEventConsumer, IHostedService, I
     private Dictionary<Guid, byte[]>? _stored;
     private long _position;
     private long _savedPosition;
+    private Task _saving = Task.CompletedTask;
     private long _lastSnapshot;
     private long _profileVersion;
     private readonly Histogram<double> _alarmDelay;
@@ -97,6 +102,7 @@ public sealed partial class AlarmRulesEngine : IEventConsumer, IHostedService, I
     public async Task ConsumeAsync(IReadOnlyList<PlatformEvent> events, long position, CancellationToken cancellationToken)
     {
         await _gate.WaitAsync(cancellationToken);
+        var consumeStart = System.Diagnostics.Stopwatch.GetTimestamp();
         try
         {
             _stored ??= await LoadStatesAsync(cancellationToken);
@@ -118,7 +124,8 @@ public sealed partial class AlarmRulesEngine : IEventConsumer, IHostedService, I
                 switch (e.Type)
                 {
                     case PlatformEventType.Telemetry:
-                        entry.Owner.PostTelemetry([.. e.Points], e.Committed);
+                        // The dispatcher makes each telemetry event's array for this consumer alone: the owner can keep it.
+                        entry.Owner.PostTelemetry(e.Points as TelemetryPoint[] ?? [.. e.Points], e.Committed);
                         break;
                     case PlatformEventType.Attributes:
                         entry.Owner.PostAttributes([.. e.Attributes], e.Committed);
@@ -134,9 +141,12 @@ public sealed partial class AlarmRulesEngine : IEventConsumer, IHostedService, I
             }
 
             _position = position;
-            if (_time.GetElapsedTime(_lastSnapshot) >= SnapshotInterval)
+            consumeStart = StageTimings.Since("rules.consume", consumeStart);
+            if (_time.GetElapsedTime(_lastSnapshot) >= SnapshotInterval && _saving.IsCompleted)
             {
-                await SaveAsync(cancellationToken);
+                // The write goes on beside the next events (see the remarks); one at a time.
+                _saving = SaveInBackgroundAsync(TakeSnapshots());
+                StageTimings.Since("rules.save", consumeStart);
             }
         }
         finally
@@ -163,11 +173,21 @@ public sealed partial class AlarmRulesEngine : IEventConsumer, IHostedService, I
         }
     }
 
+    /// <summary>Waits for a write in progress, then snapshots and writes; under the gate.</summary>
     private async Task SaveAsync(CancellationToken cancellationToken)
     {
+        await _saving;
+        await WriteAsync(TakeSnapshots(), cancellationToken);
+    }
+
+    /// <summary>
+    /// Asks every owner changed since the last write for its snapshot, in turn with its other work, at the position
+    /// handed over so far; under the gate. Only states with progress are written (see DeviceRuleState.HasProgress),
+    /// and a kept one whose progress ended is deleted: the rest is what a device starts from anyway.
+    /// </summary>
+    private Snapshots TakeSnapshots()
+    {
         _lastSnapshot = _time.GetTimestamp();
-        // Only states with progress are written (see DeviceRuleState.HasProgress), and a kept one whose progress
-        // ended is deleted: the rest is what a device starts from anyway.
         var pending = new List<(Entry Entry, Task<(bool Changed, byte[]? State)> Snapshot)>();
         foreach (var entry in _owners.Values)
         {
@@ -178,6 +198,32 @@ public sealed partial class AlarmRulesEngine : IEventConsumer, IHostedService, I
             }
         }
 
+        return new Snapshots(pending, _position);
+    }
+
+    private async Task SaveInBackgroundAsync(Snapshots taken)
+    {
+        try
+        {
+            await WriteAsync(taken, CancellationToken.None);
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            // Nothing was recorded: the states go in the next write, and the log is read from the last position recorded.
+            foreach (var (entry, _) in taken.Pending)
+            {
+                entry.Dirty = true;
+            }
+
+            LogBackgroundSaveFailed(_logger, e);
+        }
+    }
+
+    /// <summary>Writes the snapshots and the position they reflect once every decision taken before them has reached the alarms.</summary>
+    private async Task WriteAsync(Snapshots taken, CancellationToken cancellationToken)
+    {
+        var (pending, position) = taken;
+        var stage = System.Diagnostics.Stopwatch.GetTimestamp();
         var snapshots = new List<(Entry Entry, byte[]? State)>();
         foreach (var (entry, snapshot) in pending)
         {
@@ -188,19 +234,24 @@ public sealed partial class AlarmRulesEngine : IEventConsumer, IHostedService, I
             }
         }
 
+        stage = StageTimings.Since("rules.save.snapshots", stage);
         // Every decision taken before the snapshots has reached the alarms (see the remarks).
         foreach (var work in _alarmWork.Values)
         {
             await work;
         }
 
-        if (snapshots.Count == 0 && _position == _savedPosition)
+        stage = StageTimings.Since("rules.save.alarms", stage);
+
+        if (snapshots.Count == 0 && position == _savedPosition)
         {
             return;
         }
 
         await using var connection = await _database.OpenAsync(cancellationToken);
+        stage = System.Diagnostics.Stopwatch.GetTimestamp();
         using var turn = await _database.TakeWriteTurnAsync(cancellationToken);
+        stage = StageTimings.Since("rules.save.turn", stage);
         await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
         using var command = connection.CreateCommand();
         command.Transaction = transaction;
@@ -230,10 +281,14 @@ public sealed partial class AlarmRulesEngine : IEventConsumer, IHostedService, I
             }
         }
 
-        await EventLog.SaveCursorAsync(connection, transaction, ConsumerName, _position, cancellationToken);
+        await EventLog.SaveCursorAsync(connection, transaction, ConsumerName, position, cancellationToken);
         await transaction.CommitAsync(cancellationToken);
-        _savedPosition = _position;
+        StageTimings.Since("rules.save.write", stage);
+        StageTimings.Record("rules.save.rows", snapshots.Count);
+        _savedPosition = position;
     }
+
+    private readonly record struct Snapshots(List<(Entry Entry, Task<(bool Changed, byte[]? State)> Snapshot)> Pending, long Position);
 
     private void OnDecisions(Entry entry, IReadOnlyList<AlarmDecision> decisions)
     {
@@ -242,12 +297,20 @@ public sealed partial class AlarmRulesEngine : IEventConsumer, IHostedService, I
         var deviceId = entry.Device.Id;
         var copy = decisions.ToArray();
         var previous = _alarmWork.TryGetValue(deviceId, out var before) ? before : Task.CompletedTask;
-        _alarmWork[deviceId] = ApplyAsync(previous, entry.Device.TenantId, deviceId, copy, entry.Owner.CurrentCommitted);
+        var committed = entry.Owner.CurrentCommitted;
+        if (committed > 0)
+        {
+            StageTimings.Record("rules.decided", (DateTime.UtcNow - DateTime.UnixEpoch).TotalMilliseconds - committed);
+        }
+
+        _alarmWork[deviceId] = ApplyAsync(previous, entry.Device.TenantId, deviceId, copy, committed);
     }
 
     private async Task ApplyAsync(Task previous, Guid tenant, Guid deviceId, AlarmDecision[] decisions, long committed)
     {
+        var chain = System.Diagnostics.Stopwatch.GetTimestamp();
         await previous;
+        chain = StageTimings.Since("rules.chain", chain);
         foreach (var decision in decisions)
         {
             try
@@ -256,10 +319,12 @@ public sealed partial class AlarmRulesEngine : IEventConsumer, IHostedService, I
                 if (decision.Kind == AlarmDecisionKind.Clear)
                 {
                     await _alarms.ClearAsync(tenant, deviceId, decision.AlarmType, decision.Ts, details);
+                    chain = StageTimings.Since("rules.service.clear", chain);
                 }
                 else
                 {
                     await _alarms.RaiseAsync(tenant, deviceId, decision.AlarmType, decision.Severity, details, decision.Ts);
+                    chain = StageTimings.Since(decision.Kind == AlarmDecisionKind.Create ? "rules.service.create" : "rules.service.update", chain);
                     if (decision.Kind == AlarmDecisionKind.Create && committed > 0)
                     {
                         _alarmDelay.Record(DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() - committed);
@@ -492,6 +557,7 @@ public sealed partial class AlarmRulesEngine : IEventConsumer, IHostedService, I
 
     public async ValueTask DisposeAsync()
     {
+        await _saving;
         foreach (var entry in _owners.Values)
         {
             await entry.Owner.DisposeAsync();
@@ -527,6 +593,9 @@ public sealed partial class AlarmRulesEngine : IEventConsumer, IHostedService, I
 
     [LoggerMessage(EventId = 2902, Level = LogLevel.Error, Message = "The alarm rules of profile {Profile} no longer parse and are not run")]
     private static partial void LogRulesUnusable(ILogger logger, Exception exception, Guid profile);
+
+    [LoggerMessage(EventId = 2904, Level = LogLevel.Warning, Message = "Writing the alarm rules' state failed; it is written again with the next")]
+    private static partial void LogBackgroundSaveFailed(ILogger logger, Exception exception);
 
     [LoggerMessage(EventId = 2903, Level = LogLevel.Error, Message = "Writing the alarm rules' state on stop failed; the event log is read again from the last write")]
     private static partial void LogSaveFailed(ILogger logger, Exception exception);

@@ -44,9 +44,11 @@ public sealed class PlatformDatabase : IDisposable
     /// lock): taken around a write transaction, after the connection is open and before BEGIN. SQLite's busy
     /// handler, which a writer otherwise waits in, sleeps between tries and is not fair: ingest, which begins its
     /// next batch as soon as the last commits, held an alarm's transaction back for hundreds of milliseconds. With
-    /// turns, a writer waits behind at most the transactions that asked before it. Taken by the writers on the alarm
-    /// path: ingest's batches, the alarm writer and the rules' state snapshots; other writers still meet the busy
-    /// handler.
+    /// turns, a writer waits behind at most the transactions that asked before it. Taken by the writers that write
+    /// while devices send: ingest's batches, the alarm writer, the rules' state snapshots, the integrations' outbox,
+    /// attribute writes (connectivity's every second) and the event log's pruning; a writer that holds SQLite's lock
+    /// without a turn makes the one holding the turn sleep in the busy handler, and everyone behind it wait (issue 12).
+    /// Other writers (the API's) still meet the busy handler.
     /// </summary>
     public async ValueTask<WriteTurn> TakeWriteTurnAsync(CancellationToken cancellationToken = default)
     {
@@ -60,6 +62,53 @@ public sealed class PlatformDatabase : IDisposable
     }
 
     private readonly SemaphoreSlim _writeTurn = new(1, 1);
+
+    /// <summary>
+    /// Pages written to SQLite's WAL, counted by the telemetry writer, after which it checkpoints the WAL
+    /// (<see cref="CheckpointIfDueAsync"/>); SQLite's own automatic checkpoint is set four times as far (SqliteDialect),
+    /// as a backstop only. (Tests set it low.)
+    /// </summary>
+    public int WalPagesPerCheckpoint { get; set; } = 10_000;
+
+    private long _walPages;
+
+    /// <summary>
+    /// Adds the pages <paramref name="connection"/> wrote to the WAL since it was last counted (SQLite; nothing on
+    /// PostgreSQL). Called by the telemetry writer after its commit, on its own connection.
+    /// </summary>
+    public void CountWalPages(DbConnection connection)
+    {
+        if (connection is Microsoft.Data.Sqlite.SqliteConnection { Handle: { } handle })
+        {
+            _ = SQLitePCL.raw.sqlite3_db_status(handle, SQLitePCL.raw.SQLITE_DBSTATUS_CACHE_WRITE, out var written, out _, 1);
+            Interlocked.Add(ref _walPages, written);
+        }
+    }
+
+    /// <summary>
+    /// Checkpoints SQLite's WAL (passively: no writer waits for it) once <see cref="WalPagesPerCheckpoint"/> pages were
+    /// counted since the last time. The telemetry writer calls it between batches, after its commit has been told to
+    /// the event log's readers and with no write turn held. SQLite's automatic checkpoint ran inside whichever commit
+    /// crossed the threshold, mostly ingest's, which held the write turn meanwhile: an alarm waiting for the turn
+    /// waited for the checkpoint (the slow alarms of issue 12), and the event log's readers heard of the commit only
+    /// after it. The writer that appends most is the one that checkpoints, between its own appends, so a checkpoint
+    /// usually finds no newer frame and SQLite starts the WAL again from its beginning.
+    /// </summary>
+    public async ValueTask CheckpointIfDueAsync(CancellationToken cancellationToken = default)
+    {
+        if (Provider != StorageProvider.Sqlite || Volatile.Read(ref _walPages) < WalPagesPerCheckpoint)
+        {
+            return;
+        }
+
+        Interlocked.Exchange(ref _walPages, 0);
+        var stage = System.Diagnostics.Stopwatch.GetTimestamp();
+        await using var connection = await OpenAsync(cancellationToken);
+        using var command = connection.CreateCommand();
+        command.CommandText = "PRAGMA wal_checkpoint(PASSIVE);";
+        await command.ExecuteNonQueryAsync(cancellationToken);
+        StageTimings.Since("checkpoint", stage);
+    }
 
     /// <summary>An open connection, with the provider's per-connection settings applied.</summary>
     public async ValueTask<DbConnection> OpenAsync(CancellationToken cancellationToken = default)

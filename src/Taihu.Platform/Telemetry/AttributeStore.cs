@@ -86,7 +86,11 @@ public sealed class SqlAttributeStore(PlatformDatabase database, LiveFeed? feed 
         }
 
         await using var connection = await database.OpenAsync(cancellationToken);
+        var stage = System.Diagnostics.Stopwatch.GetTimestamp();
+        // In turn with ingest and the alarm writer (PlatformDatabase.TakeWriteTurnAsync): connectivity writes here every second.
+        using var turn = await database.TakeWriteTurnAsync(cancellationToken);
         await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
+        var held = StageTimings.Since("attributes.begin", stage);
         using var command = connection.CreateCommand();
         command.Transaction = transaction;
         command.CommandText = """
@@ -125,6 +129,7 @@ public sealed class SqlAttributeStore(PlatformDatabase database, LiveFeed? feed 
         var position = await Events.EventLog.AppendAsync(database, connection, transaction, Events.EventLogKind.Attributes,
             Events.EventCodec.EncodeAttributes(changes, events), created, cancellationToken);
         await transaction.CommitAsync(cancellationToken);
+        StageTimings.Since("attributes.hold", held);
         if (signal is not null)
         {
             var row = new Events.DecodedRow();

@@ -101,6 +101,8 @@ public sealed partial class SqlTelemetryStore
             events.Notify(position, created, row);
         }
 
+        // Between batches, outside the write turn, after the commit was told (see the method).
+        await database.CheckpointIfDueAsync(cancellationToken);
         return position;
     }
 
@@ -122,8 +124,11 @@ public sealed partial class SqlTelemetryStore
             unique[(points[i].DeviceSeq, _keyIds[points[i].Point.Key], points[i].Point.Ts)] = i;
         }
 
+        var stage = System.Diagnostics.Stopwatch.GetTimestamp();
         using var turn = await database.TakeWriteTurnAsync(cancellationToken);
+        var held = stage = StageTimings.Since("ingest.turn", stage);
         await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
+        stage = StageTimings.Since("ingest.begin", stage);
         var newestInBatch = new Dictionary<(long Device, long Key), (long Ts, int Index)>();
         foreach (var ((device, key, ts), index) in unique)
         {
@@ -183,7 +188,11 @@ public sealed partial class SqlTelemetryStore
         var created = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
         var position = await Events.EventLog.AppendAsync(database, connection, transaction, Events.EventLogKind.Telemetry,
             Events.EventCodec.EncodeTelemetry(points), created, cancellationToken);
+        stage = StageTimings.Since("ingest.statements", stage);
         await transaction.CommitAsync(cancellationToken);
+        database.CountWalPages(connection);
+        StageTimings.Since("ingest.commit", stage);
+        StageTimings.Since("ingest.hold", held);
         foreach (var (pair, newest) in newestInBatch)
         {
             if (newest.Ts > _newest[pair])

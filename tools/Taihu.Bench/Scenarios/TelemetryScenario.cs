@@ -32,10 +32,12 @@ public sealed class TelemetryScenario(BenchOptions o, TelemetryOptions t, IProgr
             }, cancellationToken);
         }
 
+        string[] ids;
         string[] tokens;
         try
         {
-            (_, tokens) = await tenant.CreateDevicesAsync(o.Clients, progress, cancellationToken);
+            // The last ThirdPartyDevices devices are the third-party publisher's (mosquitto_pub, started by the script).
+            (ids, tokens) = await tenant.CreateDevicesAsync(o.Clients + t.ThirdPartyDevices, progress, cancellationToken);
         }
         catch
         {
@@ -88,7 +90,25 @@ public sealed class TelemetryScenario(BenchOptions o, TelemetryOptions t, IProgr
                 throw new InvalidOperationException($"{failures} devices could not connect; the first: {firstError}");
             }
 
-            return await MeasureAsync(clients, cancellationToken);
+            if (t.ThirdPartyTokenFile is { } file)
+            {
+                // One token a line; the script starts one mosquitto_pub per line once the file is there.
+                await File.WriteAllLinesAsync(file + ".tmp", tokens[o.Clients..], cancellationToken);
+                File.Move(file + ".tmp", file, overwrite: true);
+            }
+
+            var result = await MeasureAsync(clients, cancellationToken);
+            if (t.ThirdPartyDevices == 0 || !t.Rules)
+            {
+                return result;
+            }
+
+            var raised = await ThirdPartyAlarmsAsync(http, tenant.AdminToken, ids[o.Clients..], cancellationToken);
+            return result with
+            {
+                Note = result.Note + string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                    $"; third-party publisher (mosquitto_pub): {t.ThirdPartyDevices} devices, {raised} of them raised their alarm"),
+            };
         }
         finally
         {
@@ -101,6 +121,39 @@ public sealed class TelemetryScenario(BenchOptions o, TelemetryOptions t, IProgr
             }
 
             await tenant.DeleteAsync();
+        }
+    }
+
+    /// <summary>
+    /// How many of the third party's devices have an alarm (with --rules its k0 crosses the Sequence rule's
+    /// threshold); waits up to 20 s for the ones still publishing or whose alarm is on its way.
+    /// </summary>
+    private static async Task<int> ThirdPartyAlarmsAsync(HttpClient http, string adminToken, string[] deviceIds, CancellationToken cancellationToken)
+    {
+        var deadline = Stopwatch.GetTimestamp() + (20 * Stopwatch.Frequency);
+        var raised = new bool[deviceIds.Length];
+        var count = 0;
+        while (true)
+        {
+            for (var i = 0; i < deviceIds.Length; i++)
+            {
+                if (!raised[i])
+                {
+                    var page = await BenchTenant.SendAsync(http, HttpMethod.Get, adminToken, $"/api/alarm/DEVICE/{deviceIds[i]}?pageSize=10&page=0", null, cancellationToken);
+                    if (page.GetProperty("data").GetArrayLength() > 0)
+                    {
+                        raised[i] = true;
+                        count++;
+                    }
+                }
+            }
+
+            if (count == deviceIds.Length || Stopwatch.GetTimestamp() > deadline)
+            {
+                return count;
+            }
+
+            await Task.Delay(500, cancellationToken);
         }
     }
 
@@ -160,6 +213,8 @@ public sealed class TelemetryScenario(BenchOptions o, TelemetryOptions t, IProgr
         ProcessSample? selfEnd = null;
         double? pointsStart = null;
         double? pointsEnd = null;
+        double? allocatedStart = null;
+        double? allocatedEnd = null;
         long acknowledgedStart = 0;
         long acknowledgedEnd = 0;
         long windowStarted = 0;
@@ -184,6 +239,7 @@ public sealed class TelemetryScenario(BenchOptions o, TelemetryOptions t, IProgr
                 brokerStart = o.BrokerPid is { } pid ? ProcessSampler.Sample(pid) : null;
                 selfStart = ProcessSampler.Self();
                 pointsStart = o.MetricsUrl is { } url ? await MetricsScraper.ReadAsync(url, "taihu_ingest_points_total", cancellationToken) : null;
+                allocatedStart = o.MetricsUrl is { } url2 ? await MetricsScraper.ReadAsync(url2, MetricsScraper.AllocatedBytesMetric, cancellationToken) : null;
             }
             else if (windowStarted != 0 && windowEnded == 0 && now >= windowEnd)
             {
@@ -192,6 +248,7 @@ public sealed class TelemetryScenario(BenchOptions o, TelemetryOptions t, IProgr
                 brokerEnd = o.BrokerPid is { } pid ? ProcessSampler.Sample(pid) : null;
                 selfEnd = ProcessSampler.Self();
                 pointsEnd = o.MetricsUrl is { } url ? await MetricsScraper.ReadAsync(url, "taihu_ingest_points_total", cancellationToken) : null;
+                allocatedEnd = o.MetricsUrl is { } url2 ? await MetricsScraper.ReadAsync(url2, MetricsScraper.AllocatedBytesMetric, cancellationToken) : null;
             }
 
             progress?.Report(new ProgressReport(now < windowStart ? "warming up" : "publishing", Stopwatch.GetElapsedTime(start),
@@ -240,6 +297,8 @@ public sealed class TelemetryScenario(BenchOptions o, TelemetryOptions t, IProgr
             BrokerCpuPercent = brokerCpu,
             BrokerCpuSecondsPerMillion = perMillion,
             BrokerResidentBytes = brokerEnd?.ResidentBytes,
+            // Everything the server allocated in the window (the messages, their commits, rules) per message acknowledged.
+            BrokerAllocatedBytesPerDelivered = allocatedStart is { } a0 && allocatedEnd is { } a1 && acknowledged > 0 ? (a1 - a0) / acknowledged : null,
             GeneratorCpuPercent = selfStart is { } s0 && selfEnd is { } s1 ? ProcessSampler.CpuPercent(s0, s1) : 0,
             Connections = clients.Length,
             Note = string.Create(System.Globalization.CultureInfo.InvariantCulture,
@@ -312,4 +371,10 @@ public sealed record TelemetryOptions(string ApiUrl, string AdminUser, string Ad
 {
     /// <summary>Put the devices' profile under <see cref="TelemetryScenario.AlarmRules"/> before they publish.</summary>
     public bool Rules { get; init; }
+
+    /// <summary>Devices created beyond the bench's own for a third-party publisher; their tokens go to <see cref="ThirdPartyTokenFile"/>.</summary>
+    public int ThirdPartyDevices { get; init; }
+
+    /// <summary>A file to write the third party's access tokens to, one a line, once the bench's devices are connected.</summary>
+    public string? ThirdPartyTokenFile { get; init; }
 }
