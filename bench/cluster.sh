@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Message flow across the nodes of a cluster (issue 16): NODES Taihu nodes (Release, defaults otherwise) on one
-# private PostgreSQL on loopback, against one Taihu on the same PostgreSQL without the cluster, with the same
-# generator and load, alternately (ROUNDS rounds). On the cluster, subscriber i connects to node i and publisher i to
+# private PostgreSQL on loopback, against one Taihu on the same PostgreSQL without the cluster and against Mosquitto
+# (bench/mosquitto.conf), with the same generator and load, in turn (ROUNDS rounds), with taihu-bench's own client
+# and MQTTnet's. On the cluster, subscriber i connects to node i and publisher i to
 # node i+1 (taihu-bench --other-nodes), so that messages cross nodes; the CPU is the nodes' together. Prints one line
 # per run (delivered, lost, CPU-seconds per million delivered, p50/p99) and keeps the JSON in bench/results/cluster-*.
 #
-#   bench/cluster.sh                                   # 3 nodes, the four scenarios below, taihu-bench's client, 2 rounds
+#   bench/cluster.sh                                   # 3 nodes, the four scenarios below, both clients, 2 rounds
 #   CLIENTS="taihu mqttnet" SCENARIOS="fan-in-qos1" ROUNDS=3 bench/cluster.sh
 #
 # Ports: MQTT BASE_PORT.. (one per node), HTTP BASE_PORT+100.., silo BASE_PORT+200.., PostgreSQL BASE_PORT+300.
@@ -19,7 +20,7 @@ DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-3}
 DRAIN=${DRAIN:-10}
 BASE_PORT=${BASE_PORT:-26000}
-CLIENTS=${CLIENTS:-taihu}
+CLIENTS=${CLIENTS:-"taihu mqttnet"}
 declare -A SCENARIO_ARGS=(
   [fan-in-qos0]="fan-in --publishers 60 --subscribers 1 --qos 0 --rate 20000"
   [fan-in-qos1]="fan-in --publishers 60 --subscribers 1 --qos 1 --rate 10000"
@@ -46,8 +47,17 @@ start_node() { # index cluster(true|false) -> pid
   echo $!
 }
 
-run_one() { # mode(cluster|single) scenario client round
+run_one() { # mode(mosquitto|single|cluster) scenario client round
   local mode=$1 scenario=$2 client=$3 round=$4 n=1 others=() node_pids=()
+  if [ "$mode" = mosquitto ]; then
+    sed "s/^listener 1884 /listener $BASE_PORT /" "$root/bench/mosquitto.conf" >"$results/mosquitto.conf"
+    "$MOSQUITTO" -c "$results/mosquitto.conf" >"$results/mosquitto.log" 2>&1 &
+    node_pids[0]=$!; pids+=("${node_pids[0]}")
+    wait_port "$BASE_PORT"
+    OTHER_ARG=()
+    report "$mode" "$scenario" "$client" "$round" "${node_pids[@]}"
+    return
+  fi
   psql -q -h 127.0.0.1 -p "$PGPORT" -U postgres -c "DROP DATABASE IF EXISTS taihu WITH (FORCE)" -c "CREATE DATABASE taihu"
   if [ "$mode" = cluster ]; then n=$NODES; fi
   for i in $(seq 0 $((n - 1))); do
@@ -58,12 +68,19 @@ run_one() { # mode(cluster|single) scenario client round
   done
   local other_arg=(); if [ ${#others[@]} -gt 0 ]; then other_arg=(--other-nodes "$(IFS=,; echo "${others[*]}")"); fi
   if [ "$mode" = cluster ]; then sleep 3; fi # the nodes see each other and exchange their (empty) route tables
+  OTHER_ARG=(${other_arg[@]+"${other_arg[@]}"})
+  report "$mode" "$scenario" "$client" "$round" "${node_pids[@]}"
+  for i in $(seq 0 $((n - 1))); do wait_port_closed $((BASE_PORT + i)); done
+}
+
+report() { # mode scenario client round pid... (OTHER_ARG: the generator's --other-nodes, if any): runs the load, stops the brokers, prints a line
+  local mode=$1 scenario=$2 client=$3 round=$4; shift 4
   local out="$results/$scenario.$client.$mode.$round"
   # shellcheck disable=SC2086
-  dotnet "$BENCH_DLL" ${SCENARIO_ARGS[$scenario]} --client "$client" --port "$BASE_PORT" --pid "${node_pids[0]}" "${other_arg[@]}" \
+  dotnet "$BENCH_DLL" ${SCENARIO_ARGS[$scenario]} --client "$client" --port "$BASE_PORT" --pid "$1" ${OTHER_ARG[@]+"${OTHER_ARG[@]}"} \
     --duration "$DURATION" --warmup "$WARMUP" --drain "$DRAIN" --quiet --json "$out.json" >"$out.txt" 2>&1 || true
-  for p in "${node_pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for i in $(seq 0 $((n - 1))); do wait_port_closed $((BASE_PORT + i)); done
+  for p in "$@"; do kill "$p" 2>/dev/null || true; done
+  wait_port_closed "$BASE_PORT"
   python3 - "$out.json" "$scenario" "$client" "$mode" "$round" <<'PY'
 import json, sys
 path, scenario, client, mode, rnd = sys.argv[1:]
@@ -80,7 +97,7 @@ PY
 for scenario in $SCENARIOS; do
   for client in $CLIENTS; do
     for round in $(seq 1 "$ROUNDS"); do
-      if [ $((round % 2)) -eq 1 ]; then order="single cluster"; else order="cluster single"; fi
+      if [ $((round % 2)) -eq 1 ]; then order="mosquitto single cluster"; else order="cluster single mosquitto"; fi
       for mode in $order; do run_one "$mode" "$scenario" "$client" "$round"; done
     done
   done
