@@ -70,15 +70,13 @@ public sealed partial class RpcService(IRpcStore store, IAuditLog audit, IDevice
     /// A lightweight call that another node of a cluster hands this one: made only if the device is connected here
     /// (<see cref="RpcOutcomeKind.NotConnected"/> at once otherwise). The node that took the call audits it.
     /// </summary>
-    public async Task<RpcOutcome> CallHereAsync(Guid tenantId, Guid deviceId, RpcRequest request, CancellationToken cancellationToken)
+    public Task<RpcOutcome> CallHereAsync(Device device, RpcRequest request, CancellationToken cancellationToken)
     {
+        ArgumentNullException.ThrowIfNull(device);
         ArgumentNullException.ThrowIfNull(request);
-        if (await devices.GetDeviceAsync(tenantId, deviceId, cancellationToken) is not { } device || !link.IsReachable(device))
-        {
-            return new RpcOutcome(RpcOutcomeKind.NotConnected);
-        }
-
-        return await OwnerOf(device).CallAsync(device, request, cancellationToken);
+        return link.IsReachable(device)
+            ? OwnerOf(device).CallAsync(device, request, cancellationToken)
+            : Task.FromResult(new RpcOutcome(RpcOutcomeKind.NotConnected));
     }
 
     /// <summary>Stores a persistent call; it goes out when the device is reachable, in order.</summary>
