@@ -7,6 +7,7 @@ using Orleans.Services;
 using Taihu.Platform.Devices;
 using Taihu.Platform.Events;
 using Taihu.Platform.Rpc;
+using Taihu.Platform.Tenants;
 
 namespace Taihu.Cluster.Devices;
 
@@ -18,6 +19,13 @@ public interface INodeDeviceService : IGrainService
 {
     /// <summary>Makes the call if the device is connected to this node; <see cref="RpcOutcomeKind.NotConnected"/> at once otherwise.</summary>
     Task<RemoteRpcOutcome> Call(Guid tenantId, Guid deviceId, RemoteRpcRequest request);
+
+    /// <summary>Stores and sends a persistent call if the device is connected to this node: its id; null at once otherwise.</summary>
+    Task<Guid?> Submit(RemoteCaller caller, Guid tenantId, Guid deviceId, RemoteRpcRequest request);
+
+    /// <summary>Another node stored persistent calls for the device: sent from here if it is connected here.</summary>
+    [OneWay]
+    Task CallsWaiting(Guid tenantId, Guid deviceId);
 }
 
 /// <summary>Reaches a GrainService of <typeparamref name="TService"/> on a given node.</summary>
@@ -42,6 +50,19 @@ internal sealed class NodeDeviceService(GrainId id, Silo silo, ILoggerFactory lo
         var outcome = await rpc.CallHereAsync(device, request.ToRequest(), CancellationToken.None);
         return new RemoteRpcOutcome(outcome.Kind, outcome.ReplyJson);
     }
+
+    public async Task<Guid?> Submit(RemoteCaller caller, Guid tenantId, Guid deviceId, RemoteRpcRequest request) =>
+        await devices.GetAsync(tenantId, deviceId, CancellationToken.None) is { } device
+            ? await rpc.SubmitHereAsync(caller.ToCaller(), device, request.ToRequest(persistent: true))
+            : null;
+
+    public async Task CallsWaiting(Guid tenantId, Guid deviceId)
+    {
+        if (await devices.GetAsync(tenantId, deviceId, CancellationToken.None) is { } device)
+        {
+            rpc.CallsWaitingHere(device);
+        }
+    }
 }
 
 /// <summary>
@@ -59,12 +80,9 @@ internal sealed class RpcAcrossNodes(IClusterMembershipService membership, ILoca
         ArgumentNullException.ThrowIfNull(request);
         var remote = RemoteRpcRequest.Of(request);
         var calls = new List<Task<RemoteRpcOutcome>>();
-        foreach (var member in membership.CurrentSnapshot.Members.Values)
+        foreach (var node in OtherNodes())
         {
-            if (member.Status == SiloStatus.Active && !member.SiloAddress.Equals(self.SiloAddress))
-            {
-                calls.Add(nodes.At(member.SiloAddress).Call(device.TenantId, device.Id, remote));
-            }
+            calls.Add(node.Call(device.TenantId, device.Id, remote));
         }
 
         while (calls.Count > 0)
@@ -79,6 +97,55 @@ internal sealed class RpcAcrossNodes(IClusterMembershipService membership, ILoca
 
         return new RpcOutcome(RpcOutcomeKind.NotConnected);
     }
+
+    public async Task<Guid?> SubmitAsync(Caller caller, Device device, RpcRequest request, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(caller);
+        ArgumentNullException.ThrowIfNull(device);
+        ArgumentNullException.ThrowIfNull(request);
+        var remote = RemoteRpcRequest.Of(request);
+        var who = RemoteCaller.Of(caller);
+        var offers = new List<Task<Guid?>>();
+        foreach (var node in OtherNodes())
+        {
+            offers.Add(node.Submit(who, device.TenantId, device.Id, remote));
+        }
+
+        // Only a node with the device connected stores the call; while a device moves between two nodes both could,
+        // and each stored call is then sent by its node's owner (the caller gets the first).
+        Guid? taken = null;
+        while (offers.Count > 0)
+        {
+            var done = await Task.WhenAny(offers).WaitAsync(cancellationToken);
+            offers.Remove(done);
+            if (done.IsCompletedSuccessfully && done.Result is { } id)
+            {
+                taken ??= id;
+            }
+        }
+
+        return taken;
+    }
+
+    public void CallsWaiting(Device device)
+    {
+        ArgumentNullException.ThrowIfNull(device);
+        foreach (var node in OtherNodes())
+        {
+            _ = node.CallsWaiting(device.TenantId, device.Id);
+        }
+    }
+
+    private IEnumerable<INodeDeviceService> OtherNodes()
+    {
+        foreach (var member in membership.CurrentSnapshot.Members.Values)
+        {
+            if (member.Status == SiloStatus.Active && !member.SiloAddress.Equals(self.SiloAddress))
+            {
+                yield return nodes.At(member.SiloAddress);
+            }
+        }
+    }
 }
 
 /// <summary>A lightweight call as it crosses to another node.</summary>
@@ -90,12 +157,27 @@ public sealed record RemoteRpcRequest(
     [property: Id(2)] bool OneWay,
     [property: Id(3)] long TimeoutMs,
     [property: Id(4)] long ExpirationTime,
-    [property: Id(5)] string? AdditionalInfoJson)
+    [property: Id(5)] string? AdditionalInfoJson,
+    [property: Id(6)] int Retries = 0)
 {
     public static RemoteRpcRequest Of(RpcRequest request) =>
-        new(request.Method, request.ParamsJson, request.OneWay, request.TimeoutMs, request.ExpirationTime, request.AdditionalInfoJson);
+        new(request.Method, request.ParamsJson, request.OneWay, request.TimeoutMs, request.ExpirationTime, request.AdditionalInfoJson, request.Retries);
 
-    public RpcRequest ToRequest() => new(Method, ParamsJson, OneWay, TimeoutMs, ExpirationTime, Persistent: false, Retries: 0, AdditionalInfoJson);
+    public RpcRequest ToRequest(bool persistent = false) => new(Method, ParamsJson, OneWay, TimeoutMs, ExpirationTime, persistent, persistent ? Retries : 0, AdditionalInfoJson);
+}
+
+/// <summary>Who made a call, as it crosses to another node (recorded there in the audit log).</summary>
+[GenerateSerializer]
+[Immutable]
+public sealed record RemoteCaller(
+    [property: Id(0)] Guid UserId,
+    [property: Id(1)] Guid? TenantId,
+    [property: Id(2)] int AuthorityValue,
+    [property: Id(3)] string Name)
+{
+    public static RemoteCaller Of(Caller caller) => new(caller.UserId, caller.TenantId, (int)caller.Authority, caller.Name);
+
+    public Caller ToCaller() => new(UserId, TenantId, (Authority)AuthorityValue, Name);
 }
 
 [GenerateSerializer]
