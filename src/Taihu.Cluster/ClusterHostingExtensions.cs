@@ -17,6 +17,7 @@ using Orleans.Runtime;
 using Taihu.Broker.Extensibility;
 using Taihu.Cluster.Devices;
 using Taihu.Cluster.Mqtt;
+using Taihu.Platform.Devices;
 using Taihu.Platform.Rpc;
 using Taihu.Platform;
 
@@ -65,6 +66,8 @@ public static class ClusterHostingExtensions
             silo.AddGrainService<NodeDeviceService>();
             silo.Services.AddSingleton<OnNode<INodeDeviceService>>();
             silo.Services.AddSingleton<IRpcElsewhere, RpcAcrossNodes>();
+            // Device and profile changes, and closing a device's connections, reach every node.
+            silo.Services.AddSingleton<IDevicesElsewhere, DevicesAcrossNodes>();
             silo.Services.AddSingleton<ILifecycleParticipant<ISiloLifecycle>>(sp => sp.GetRequiredService<ClusterMqttLink>());
             silo.Services.AddSingleton<IMembershipTable>(sp => new PostgresMembershipTable(
                 sp.GetRequiredService<ClusterDatabase>().DataSource, sp.GetRequiredService<IOptions<ClusterNodeOptions>>().Value.ClusterId));

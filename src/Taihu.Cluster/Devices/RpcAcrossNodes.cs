@@ -26,19 +26,72 @@ public interface INodeDeviceService : IGrainService
     /// <summary>Another node stored persistent calls for the device: sent from here if it is connected here.</summary>
     [OneWay]
     Task CallsWaiting(Guid tenantId, Guid deviceId);
+
+    /// <summary>Another node changed or deleted a device: this node's caches forget it.</summary>
+    [OneWay]
+    Task DeviceChanged(long deviceSeq);
+
+    /// <summary>Another node changed or deleted a device profile: this node's caches forget it.</summary>
+    [OneWay]
+    Task ProfileChanged(Guid profileId);
+
+    /// <summary>Another node changed a device's credentials or deleted it: its connections here are closed.</summary>
+    [OneWay]
+    Task DisconnectDevice(Guid deviceId, string reason);
+
+    /// <summary>Another node is deleting a tenant: its devices' connections here are closed.</summary>
+    [OneWay]
+    Task DisconnectTenant(Guid tenantId, string reason);
 }
 
-/// <summary>Reaches a GrainService of <typeparamref name="TService"/> on a given node.</summary>
-internal sealed class OnNode<TService>(IServiceProvider services) : GrainServiceClient<TService>(services)
+/// <summary>Reaches a GrainService of <typeparamref name="TService"/> on a given node, or on every other active node.</summary>
+internal sealed class OnNode<TService>(IServiceProvider services, IClusterMembershipService membership, ILocalSiloDetails self) : GrainServiceClient<TService>(services)
     where TService : IGrainService
 {
     public TService At(SiloAddress node) => GetGrainService(node);
+
+    /// <summary>The service on each active node other than this one, as this node's membership view has them.</summary>
+    public IEnumerable<TService> Others()
+    {
+        foreach (var member in membership.CurrentSnapshot.Members.Values)
+        {
+            if (member.Status == SiloStatus.Active && !member.SiloAddress.Equals(self.SiloAddress))
+            {
+                yield return At(member.SiloAddress);
+            }
+        }
+    }
 }
 
 [Reentrant]
-internal sealed class NodeDeviceService(GrainId id, Silo silo, ILoggerFactory loggerFactory, RpcService rpc, DeviceDirectory devices)
+internal sealed class NodeDeviceService(GrainId id, Silo silo, ILoggerFactory loggerFactory, RpcService rpc, DeviceDirectory devices, EventSignal events,
+    DeviceService deviceService)
     : GrainService(id, silo, loggerFactory), INodeDeviceService
 {
+    public Task DeviceChanged(long deviceSeq)
+    {
+        events.NotifyDeviceChanged(deviceSeq);
+        return Task.CompletedTask;
+    }
+
+    public Task ProfileChanged(Guid profileId)
+    {
+        events.NotifyProfileChanged(profileId);
+        return Task.CompletedTask;
+    }
+
+    public Task DisconnectDevice(Guid deviceId, string reason)
+    {
+        deviceService.DisconnectDeviceHere(deviceId, reason);
+        return Task.CompletedTask;
+    }
+
+    public Task DisconnectTenant(Guid tenantId, string reason)
+    {
+        deviceService.DisconnectTenantHere(tenantId, reason);
+        return Task.CompletedTask;
+    }
+
     public async Task<RemoteRpcOutcome> Call(Guid tenantId, Guid deviceId, RemoteRpcRequest request)
     {
         // Every other node is offered each such call: the directory's cache spares each of them a read of the device.
@@ -72,7 +125,7 @@ internal sealed class NodeDeviceService(GrainId id, Silo silo, ILoggerFactory lo
 /// once. While a device is being taken over between two nodes both could have it for a moment; the first
 /// outcome other than NotConnected is taken.
 /// </summary>
-internal sealed class RpcAcrossNodes(IClusterMembershipService membership, ILocalSiloDetails self, OnNode<INodeDeviceService> nodes) : IRpcElsewhere
+internal sealed class RpcAcrossNodes(OnNode<INodeDeviceService> nodes) : IRpcElsewhere
 {
     public async Task<RpcOutcome> CallAsync(Device device, RpcRequest request, CancellationToken cancellationToken)
     {
@@ -80,7 +133,7 @@ internal sealed class RpcAcrossNodes(IClusterMembershipService membership, ILoca
         ArgumentNullException.ThrowIfNull(request);
         var remote = RemoteRpcRequest.Of(request);
         var calls = new List<Task<RemoteRpcOutcome>>();
-        foreach (var node in OtherNodes())
+        foreach (var node in nodes.Others())
         {
             calls.Add(node.Call(device.TenantId, device.Id, remote));
         }
@@ -106,7 +159,7 @@ internal sealed class RpcAcrossNodes(IClusterMembershipService membership, ILoca
         var remote = RemoteRpcRequest.Of(request);
         var who = RemoteCaller.Of(caller);
         var offers = new List<Task<Guid?>>();
-        foreach (var node in OtherNodes())
+        foreach (var node in nodes.Others())
         {
             offers.Add(node.Submit(who, device.TenantId, device.Id, remote));
         }
@@ -130,20 +183,9 @@ internal sealed class RpcAcrossNodes(IClusterMembershipService membership, ILoca
     public void CallsWaiting(Device device)
     {
         ArgumentNullException.ThrowIfNull(device);
-        foreach (var node in OtherNodes())
+        foreach (var node in nodes.Others())
         {
             _ = node.CallsWaiting(device.TenantId, device.Id);
-        }
-    }
-
-    private IEnumerable<INodeDeviceService> OtherNodes()
-    {
-        foreach (var member in membership.CurrentSnapshot.Members.Values)
-        {
-            if (member.Status == SiloStatus.Active && !member.SiloAddress.Equals(self.SiloAddress))
-            {
-                yield return nodes.At(member.SiloAddress);
-            }
         }
     }
 }
