@@ -8,6 +8,7 @@
 #
 #   bench/cluster.sh                                   # 3 nodes, the four scenarios below, both clients, 2 rounds
 #   CLIENTS="taihu mqttnet" SCENARIOS="fan-in-qos1" ROUNDS=3 bench/cluster.sh
+#   CLIENTS=taihu SCENARIOS="fan-in-qos1-15k pairs-qos0-15k pairs-qos1-15k" ROUNDS=1 bench/cluster.sh   # 15,000 devices
 #
 # Ports: MQTT BASE_PORT.. (one per node), HTTP BASE_PORT+100.., silo BASE_PORT+200.., PostgreSQL BASE_PORT+300.
 # Needs root (it installs postgresql when missing and runs it as the postgres user).
@@ -26,6 +27,10 @@ declare -A SCENARIO_ARGS=(
   [fan-in-qos1]="fan-in --publishers 60 --subscribers 1 --qos 1 --rate 10000"
   [pairs-qos0]="pairs --clients 300 --qos 0 --rate 20000"
   [pairs-qos1]="pairs --clients 300 --qos 1 --rate 10000"
+  # The size: 15,000 devices (connections) spread over the nodes, each sending about once a second.
+  [fan-in-qos1-15k]="fan-in --publishers 15000 --subscribers 1 --qos 1 --rate 10000"
+  [pairs-qos0-15k]="pairs --clients 7500 --qos 0 --rate 7500"
+  [pairs-qos1-15k]="pairs --clients 7500 --qos 1 --rate 7500"
 )
 SCENARIOS=${SCENARIOS:-"fan-in-qos0 fan-in-qos1 pairs-qos0 pairs-qos1"}
 results="$root/bench/results/cluster-$(date -u +%Y%m%dT%H%M%SZ)"
