@@ -123,6 +123,12 @@ public sealed class SessionStateTests
         Assert.False(results.ContainsKey(DeliveryResult.Dropped));
         Assert.Equal((1, 999), (session.InflightCount, session.QueuedCount));
 
+        // A message another node accepted (its publisher cannot be held from here) is kept the same way.
+        var fromNode = Message();
+        Assert.Equal(DeliveryResult.Accepted, session.Deliver(fromNode, QoS.AtLeastOnce, retain: false, null, null, mayHoldPublisher: false, fromOtherNode: true));
+        fromNode.Release();
+        Assert.Equal(1000, session.QueuedCount);
+
         // Memory stays bounded: past twice the byte limit even a publisher that may wait loses its message.
         var large = BrokerMessage.Create("", "t/large", new byte[(int)options.MaximumQueuedBytes * 2], owner: null, QoS.AtLeastOnce, retain: false, null, _time.GetUtcNow(), "p");
         Assert.Equal(DeliveryResult.Dropped, session.Deliver(large, QoS.AtLeastOnce, retain: false, null, null, mayHoldPublisher: true));

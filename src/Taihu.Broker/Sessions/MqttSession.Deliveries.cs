@@ -19,7 +19,13 @@ public sealed partial class MqttSession
     /// says the publisher must wait for room (<see cref="WaitForRoomAsync"/>) before it is acknowledged and read
     /// from again.
     /// </summary>
-    internal DeliveryResult Deliver(BrokerMessage message, QoS qos, bool retain, List<uint>? subscriptionIds, SharedGroup? group, bool mayHoldPublisher)
+    /// <remarks>
+    /// <paramref name="fromOtherNode"/>: a message another node of a cluster accepted and acknowledged, whose
+    /// publisher cannot be held back from here: to a connected subscriber that is reading it is queued past the
+    /// message limit too (within the same bytes), rather than lost after its publisher was told it was accepted.
+    /// </remarks>
+    internal DeliveryResult Deliver(BrokerMessage message, QoS qos, bool retain, List<uint>? subscriptionIds, SharedGroup? group, bool mayHoldPublisher,
+        bool fromOtherNode = false)
     {
         lock (_gate)
         {
@@ -45,13 +51,13 @@ public sealed partial class MqttSession
             var size = SizeOf(message);
             if (IsQueueFull(size) && (DropExpired() == 0 || IsQueueFull(size)))
             {
-                if (!mayHoldPublisher || output is null || _stalled || Options.FullQueuePublisherWait <= TimeSpan.Zero || IsQueueOverfull(size))
+                if (!(mayHoldPublisher || fromOtherNode) || output is null || _stalled || Options.FullQueuePublisherWait <= TimeSpan.Zero || IsQueueOverfull(size))
                 {
                     _services.Metrics.MessageDropped(Queue.Count >= Options.MaximumQueuedMessages ? DropReasons.QueueFull : DropReasons.QueueBytesFull);
                     return DeliveryResult.Dropped;
                 }
 
-                result = DeliveryResult.Congested;
+                result = mayHoldPublisher ? DeliveryResult.Congested : DeliveryResult.Accepted;
             }
 
             message.AddReference();
