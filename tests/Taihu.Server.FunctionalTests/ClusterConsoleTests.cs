@@ -16,23 +16,15 @@ public sealed partial class ClusterConsoleTests(PostgresServer postgres)
     [Fact]
     public async Task ASignInOnOneNode_IsASessionOnEveryNode()
     {
-        var database = await postgres.CreateDatabaseAsync();
-        var nodes = new ServerProcess?[2];
-        var homes = new string?[2];
+        // As on two machines: each node its own home directory, where ASP.NET Core keeps its keys by default.
+        var homes = new[] { Directory.CreateTempSubdirectory("taihu-home-").FullName, Directory.CreateTempSubdirectory("taihu-home-").FullName };
         try
         {
-            for (var i = 0; i < nodes.Length; i++)
-            {
-                // As on two machines: each node its own home directory, where ASP.NET Core keeps its keys by default.
-                var settings = ClusterSettings.Node(postgres, database, "console", LoopbackPort.Free());
-                settings["HOME"] = homes[i] = Directory.CreateTempSubdirectory("taihu-home-").FullName;
-                nodes[i] = await ServerProcess.StartAsync(settings);
-            }
-
+            await using var cluster = await TestCluster.StartAsync(postgres, "console", extra: i => new Dictionary<string, string> { ["HOME"] = homes[i] });
             using var handler = new HttpClientHandler { CookieContainer = new CookieContainer(), AllowAutoRedirect = false };
             using var browser = new HttpClient(handler) { Timeout = TimeSpan.FromSeconds(30) };
-            var node0 = nodes[0]!.HttpBaseAddress;
-            var node1 = nodes[1]!.HttpBaseAddress;
+            var node0 = cluster.Nodes[0].HttpBaseAddress;
+            var node1 = cluster.Nodes[1].HttpBaseAddress;
 
             // Not signed in: the console sends the browser to its sign-in page.
             var before = await browser.GetAsync(new Uri(node0, "/"));
@@ -62,21 +54,9 @@ public sealed partial class ClusterConsoleTests(PostgresServer postgres)
         }
         finally
         {
-            foreach (var node in nodes)
-            {
-                if (node is not null)
-                {
-                    await node.DisposeAsync();
-                }
-            }
-
-            await postgres.DropDatabaseAsync(database);
             foreach (var home in homes)
             {
-                if (home is not null)
-                {
-                    Directory.Delete(home, recursive: true);
-                }
+                Directory.Delete(home, recursive: true);
             }
         }
     }

@@ -18,51 +18,31 @@ public sealed class ClusterDeviceChangesTests(PostgresServer postgres)
     [Fact]
     public async Task NewCredentialsOrDeletion_ThroughOneNode_CloseTheDevicesConnectionOnAnother()
     {
-        var database = await postgres.CreateDatabaseAsync();
-        var nodes = new ServerProcess?[2];
-        try
+        await using var cluster = await TestCluster.StartAsync(postgres, "device-changes");
+        var node1 = cluster.Nodes[1];
+        using var admin = await cluster.TenantAdminAsync("Device changes across nodes");
+
+        // New credentials through node 0: the device on node 1 is closed (not authorized), the old token refused
+        // there, the new one accepted.
+        var (rotatedId, oldToken) = await admin.CreateDeviceAsync("meter-rotated");
+        await using (var device = await DeviceClient.ConnectAsync(node1, oldToken))
         {
-            nodes[0] = await ServerProcess.StartAsync(ClusterSettings.Node(postgres, database, "device-changes", LoopbackPort.Free()));
-            nodes[1] = await ServerProcess.StartAsync(ClusterSettings.Node(postgres, database, "device-changes", LoopbackPort.Free()));
-            using var sysAdmin = await PlatformApi.SysAdminAsync(nodes[0]!);
-            await sysAdmin.EventuallyAsync("/api/cluster/nodes", v => v["nodes"]!.AsArray().Count(n => (string?)n!["status"] == "Active") == 2);
-            var (_, admin) = await sysAdmin.CreateTenantWithAdminAsync("Device changes across nodes");
-            using var adminOnNode0 = admin;
-
-            // New credentials through node 0: the device on node 1 is closed (not authorized), the old token refused
-            // there, the new one accepted.
-            var (rotatedId, oldToken) = await admin.CreateDeviceAsync("meter-rotated");
-            await using (var device = await DeviceClient.ConnectAsync(nodes[1]!, oldToken))
-            {
-                var newToken = "rotated-" + Guid.NewGuid().ToString("N");
-                await admin.PostAsync("/api/device/credentials", new { deviceId = new { id = rotatedId, entityType = "DEVICE" }, credentialsType = "ACCESS_TOKEN", credentialsId = newToken });
-                var closed = await device.Disconnected.WaitAsync(Guard);
-                Assert.Equal(MqttClientDisconnectReason.NotAuthorized, closed.Reason);
-                var (old, ack) = await RawMqttClient.ConnectWithCredentialsAsync(nodes[1]!.TcpPort, "old", 5, oldToken, null);
-                await old.DisposeAsync();
-                Assert.Equal(0x86, ack.Body[1]);
-                await using var renewed = await DeviceClient.ConnectAsync(nodes[1]!, newToken);
-            }
-
-            // Deleted through node 0: the device on node 1 is closed.
-            var (deletedId, token) = await admin.CreateDeviceAsync("meter-deleted");
-            await using (var device = await DeviceClient.ConnectAsync(nodes[1]!, token))
-            {
-                await PlatformApi.ExpectAsync(await admin.SendAsync(HttpMethod.Delete, $"/api/device/{deletedId}"), HttpStatusCode.OK);
-                Assert.Equal(MqttClientDisconnectReason.NotAuthorized, (await device.Disconnected.WaitAsync(Guard)).Reason);
-            }
+            var newToken = "rotated-" + Guid.NewGuid().ToString("N");
+            await admin.PostAsync("/api/device/credentials", new { deviceId = new { id = rotatedId, entityType = "DEVICE" }, credentialsType = "ACCESS_TOKEN", credentialsId = newToken });
+            var closed = await device.Disconnected.WaitAsync(Guard);
+            Assert.Equal(MqttClientDisconnectReason.NotAuthorized, closed.Reason);
+            var (old, ack) = await RawMqttClient.ConnectWithCredentialsAsync(node1.TcpPort, "old", 5, oldToken, null);
+            await old.DisposeAsync();
+            Assert.Equal(0x86, ack.Body[1]);
+            await using var renewed = await DeviceClient.ConnectAsync(node1, newToken);
         }
-        finally
-        {
-            foreach (var node in nodes)
-            {
-                if (node is not null)
-                {
-                    await node.DisposeAsync();
-                }
-            }
 
-            await postgres.DropDatabaseAsync(database);
+        // Deleted through node 0: the device on node 1 is closed.
+        var (deletedId, token) = await admin.CreateDeviceAsync("meter-deleted");
+        await using (var device = await DeviceClient.ConnectAsync(node1, token))
+        {
+            await PlatformApi.ExpectAsync(await admin.SendAsync(HttpMethod.Delete, $"/api/device/{deletedId}"), HttpStatusCode.OK);
+            Assert.Equal(MqttClientDisconnectReason.NotAuthorized, (await device.Disconnected.WaitAsync(Guard)).Reason);
         }
     }
 }

@@ -19,78 +19,57 @@ public sealed class ClusterPersistentRpcTests(PostgresServer postgres)
     [Fact]
     public async Task PersistentCallThroughOneNode_IsSentByTheDevicesNode_NowOrWhenItConnects_AndEndsOnce()
     {
-        var database = await postgres.CreateDatabaseAsync();
-        var nodes = new ServerProcess?[2];
-        try
+        await using var cluster = await TestCluster.StartAsync(postgres, "persistent-rpc");
+        using var admin = await cluster.TenantAdminAsync("Persistent calls across nodes");
+        // The same administrator's token, on node 1's API.
+        using var admin1 = new PlatformApi(cluster.Nodes[1], admin.Token);
+        var (id, token) = await admin.CreateDeviceAsync("water-station-3");
+
+        // Connected to node 1 when the call is made through node 0: node 1's owner of the device sends it at once.
+        await using (var device = await DeviceClient.ConnectAsync(cluster.Nodes[1], token))
         {
-            nodes[0] = await ServerProcess.StartAsync(ClusterSettings.Node(postgres, database, "persistent-rpc", LoopbackPort.Free()));
-            nodes[1] = await ServerProcess.StartAsync(ClusterSettings.Node(postgres, database, "persistent-rpc", LoopbackPort.Free()));
-            using var sysAdmin = await PlatformApi.SysAdminAsync(nodes[0]!);
-            await sysAdmin.EventuallyAsync("/api/cluster/nodes", v => v["nodes"]!.AsArray().Count(n => (string?)n!["status"] == "Active") == 2);
-            var (_, admin) = await sysAdmin.CreateTenantWithAdminAsync("Persistent calls across nodes");
-            using var adminOnNode0 = admin;
-            // The same administrator's token, on node 1's API.
-            using var admin1 = new PlatformApi(nodes[1]!, admin.Token);
-            var (id, token) = await admin.CreateDeviceAsync("water-station-3");
-
-            // Connected to node 1 when the call is made through node 0: node 1's owner of the device sends it at once.
-            await using (var device = await DeviceClient.ConnectAsync(nodes[1]!, token))
-            {
-                await device.SubscribeAsync("v1/devices/me/rpc/request/+");
-                var first = await SubmitAsync(admin, id, "setInterval", 60);
-                var command = await device.NextAsync();
-                Assert.Equal("{\"method\":\"setInterval\",\"params\":60}", command.ConvertPayloadToString());
-                await device.PublishAsync("v1/devices/me/rpc/response/" + command.Topic.Split('/')[^1], "{\"interval\":60}");
-                var done = await admin.EventuallyAsync($"/api/rpc/persistent/{first}", c => (string?)c["status"] == "SUCCESSFUL");
-                Assert.Equal(60, (int)done["response"]!["interval"]!);
-            }
-
-            // Connected nowhere: stored through node 0, sent by node 1 when the device connects there.
-            var second = await SubmitAsync(admin, id, "setInterval", 30);
-            Assert.Equal("QUEUED", (string?)(await admin1.GetAsync($"/api/rpc/persistent/{second}"))["status"]);
-            await using (var device = await DeviceClient.ConnectAsync(nodes[1]!, token))
-            {
-                await device.SubscribeAsync("v1/devices/me/rpc/request/+");
-                var command = await device.NextAsync();
-                Assert.Equal("{\"method\":\"setInterval\",\"params\":30}", command.ConvertPayloadToString());
-                var requestId = command.Topic.Split('/')[^1];
-                await device.PublishAsync("v1/devices/me/rpc/response/" + requestId, "{\"interval\":30}");
-                await admin1.EventuallyAsync($"/api/rpc/persistent/{second}", c => (string?)c["status"] == "SUCCESSFUL");
-            }
-
-            // Node 0 stored the second call and held it: connecting to node 0 now must not send it again. The next
-            // command the device gets there is a new call (made through node 1), with an id after the second's.
-            await using (var device = await DeviceClient.ConnectAsync(nodes[0]!, token))
-            {
-                await device.SubscribeAsync("v1/devices/me/rpc/request/+");
-                var third = await SubmitAsync(admin1, id, "reboot", 1);
-                var command = await device.NextAsync();
-                Assert.Equal("{\"method\":\"reboot\",\"params\":1}", command.ConvertPayloadToString());
-                await device.PublishAsync("v1/devices/me/rpc/response/" + command.Topic.Split('/')[^1], "{\"ok\":true}");
-                await admin.EventuallyAsync($"/api/rpc/persistent/{third}", c => (string?)c["status"] == "SUCCESSFUL");
-            }
-
-            // Each call ended once, with one SUCCESSFUL each in the device's list read through either node.
-            var list = await admin1.GetAsync($"/api/rpc/persistent/device/{id}?pageSize=10&page=0&sortProperty=requestId&sortOrder=ASC");
-            var calls = list["data"]!.AsArray();
-            Assert.Equal(3, calls.Count);
-            Assert.All(calls, c => Assert.Equal("SUCCESSFUL", (string?)c!["status"]));
-            var ids = calls.Select(c => (int)c!["request"]!["requestId"]!).ToArray();
-            Assert.Equal(ids.Distinct().Count(), ids.Length);
-            Assert.True(ids[0] < ids[1] && ids[1] < ids[2], $"request ids not in order: {string.Join(", ", ids)}");
+            await device.SubscribeAsync("v1/devices/me/rpc/request/+");
+            var first = await SubmitAsync(admin, id, "setInterval", 60);
+            var command = await device.NextAsync();
+            Assert.Equal("{\"method\":\"setInterval\",\"params\":60}", command.ConvertPayloadToString());
+            await device.PublishAsync("v1/devices/me/rpc/response/" + command.Topic.Split('/')[^1], "{\"interval\":60}");
+            var done = await admin.EventuallyAsync($"/api/rpc/persistent/{first}", c => (string?)c["status"] == "SUCCESSFUL");
+            Assert.Equal(60, (int)done["response"]!["interval"]!);
         }
-        finally
+
+        // Connected nowhere: stored through node 0, sent by node 1 when the device connects there.
+        var second = await SubmitAsync(admin, id, "setInterval", 30);
+        Assert.Equal("QUEUED", (string?)(await admin1.GetAsync($"/api/rpc/persistent/{second}"))["status"]);
+        await using (var device = await DeviceClient.ConnectAsync(cluster.Nodes[1], token))
         {
-            foreach (var node in nodes)
-            {
-                if (node is not null)
-                {
-                    await node.DisposeAsync();
-                }
-            }
-
-            await postgres.DropDatabaseAsync(database);
+            await device.SubscribeAsync("v1/devices/me/rpc/request/+");
+            var command = await device.NextAsync();
+            Assert.Equal("{\"method\":\"setInterval\",\"params\":30}", command.ConvertPayloadToString());
+            var requestId = command.Topic.Split('/')[^1];
+            await device.PublishAsync("v1/devices/me/rpc/response/" + requestId, "{\"interval\":30}");
+            await admin1.EventuallyAsync($"/api/rpc/persistent/{second}", c => (string?)c["status"] == "SUCCESSFUL");
         }
+
+        // Node 0 stored the second call and held it: connecting to node 0 now must not send it again. The next
+        // command the device gets there is a new call (made through node 1), with an id after the second's.
+        await using (var device = await DeviceClient.ConnectAsync(cluster.Nodes[0], token))
+        {
+            await device.SubscribeAsync("v1/devices/me/rpc/request/+");
+            var third = await SubmitAsync(admin1, id, "reboot", 1);
+            var command = await device.NextAsync();
+            Assert.Equal("{\"method\":\"reboot\",\"params\":1}", command.ConvertPayloadToString());
+            await device.PublishAsync("v1/devices/me/rpc/response/" + command.Topic.Split('/')[^1], "{\"ok\":true}");
+            await admin.EventuallyAsync($"/api/rpc/persistent/{third}", c => (string?)c["status"] == "SUCCESSFUL");
+        }
+
+        // Each call ended once, with one SUCCESSFUL each in the device's list read through either node.
+        var list = await admin1.GetAsync($"/api/rpc/persistent/device/{id}?pageSize=10&page=0&sortProperty=requestId&sortOrder=ASC");
+        var calls = list["data"]!.AsArray();
+        Assert.Equal(3, calls.Count);
+        Assert.All(calls, c => Assert.Equal("SUCCESSFUL", (string?)c!["status"]));
+        var ids = calls.Select(c => (int)c!["request"]!["requestId"]!).ToArray();
+        Assert.Equal(ids.Distinct().Count(), ids.Length);
+        Assert.True(ids[0] < ids[1] && ids[1] < ids[2], $"request ids not in order: {string.Join(", ", ids)}");
     }
 
     private static async Task<string> SubmitAsync(PlatformApi admin, Guid deviceId, string method, int value)
