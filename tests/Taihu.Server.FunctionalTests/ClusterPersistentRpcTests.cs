@@ -37,7 +37,10 @@ public sealed class ClusterPersistentRpcTests(PostgresServer postgres)
             Assert.Equal(60, (int)done["response"]!["interval"]!);
         }
 
-        // Connected nowhere: stored through node 0, sent by node 1 when the device connects there.
+        // Connected nowhere (once node 1 has seen it go: it has written its disconnect time): stored through
+        // node 0, sent by node 1 when the device connects there.
+        await admin.EventuallyAsync($"/api/plugins/telemetry/DEVICE/{id}/values/attributes/SERVER_SCOPE?keys=lastDisconnectTime",
+            node => node.AsArray().Count == 1);
         var second = await SubmitAsync(admin, id, "setInterval", 30);
         Assert.Equal("QUEUED", (string?)(await admin1.GetAsync($"/api/rpc/persistent/{second}"))["status"]);
         await using (var device = await DeviceClient.ConnectAsync(cluster.Nodes[1], token))
