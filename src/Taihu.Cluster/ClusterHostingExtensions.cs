@@ -16,9 +16,11 @@ using Orleans.Hosting;
 using Orleans.Runtime;
 using Taihu.Broker.Extensibility;
 using Taihu.Cluster.Devices;
+using Taihu.Cluster.Events;
 using Taihu.Cluster.Mqtt;
 using Taihu.Platform.Rpc;
 using Taihu.Platform;
+using Taihu.Platform.Events;
 
 namespace Taihu.Cluster;
 
@@ -53,6 +55,13 @@ public static class ClusterHostingExtensions
         builder.Services.AddHostedService<ClusterStartup>();
         builder.Services.AddSingleton<ClusterNodes>();
 
+        // The event log's work done once cluster-wide (alarm rules, integrations) runs on the node holding the
+        // lease; every node feeds its live subscribers from the shared log (docs/scaling.md, "The platform's events").
+        builder.Services.AddSingleton<PostgresEventWorkLease>();
+        builder.Services.AddSingleton<IEventWorkLease>(sp => sp.GetRequiredService<PostgresEventWorkLease>());
+        builder.Services.AddHostedService(sp => sp.GetRequiredService<PostgresEventWorkLease>());
+        builder.Services.AddHostedService<LiveFeedFollower>();
+
         // MQTT across nodes: the broker finds the link in the services and uses it (see IMqttClusterLink).
         builder.Services.AddSingleton<ClusterMqttLink>();
         builder.Services.AddSingleton<IMqttClusterLink>(sp => sp.GetRequiredService<ClusterMqttLink>());
@@ -65,6 +74,8 @@ public static class ClusterHostingExtensions
             silo.AddGrainService<NodeDeviceService>();
             silo.Services.AddSingleton<OnNode<INodeDeviceService>>();
             silo.Services.AddSingleton<IRpcElsewhere, RpcAcrossNodes>();
+            // Profile, device and integration changes made through one node reach the others' caches.
+            silo.Services.AddHostedService<ChangesAcrossNodes>();
             silo.Services.AddSingleton<ILifecycleParticipant<ISiloLifecycle>>(sp => sp.GetRequiredService<ClusterMqttLink>());
             silo.Services.AddSingleton<IMembershipTable>(sp => new PostgresMembershipTable(
                 sp.GetRequiredService<ClusterDatabase>().DataSource, sp.GetRequiredService<IOptions<ClusterNodeOptions>>().Value.ClusterId));

@@ -4,20 +4,35 @@ using Orleans.Concurrency;
 using Orleans.Runtime;
 using Orleans.Runtime.Services;
 using Orleans.Services;
+using Taihu.Platform.Alarms;
 using Taihu.Platform.Devices;
 using Taihu.Platform.Events;
+using Taihu.Platform.Integrations;
 using Taihu.Platform.Rpc;
 
 namespace Taihu.Cluster.Devices;
 
 /// <summary>
 /// Each node's end of device calls across nodes (an Orleans GrainService, addressed by its node): another node
-/// hands it a lightweight RPC call for a device that may be connected here.
+/// hands it a lightweight RPC call for a device that may be connected here, or tells it of a change made there
+/// (<see cref="ChangesAcrossNodes"/>).
 /// </summary>
 public interface INodeDeviceService : IGrainService
 {
     /// <summary>Makes the call if the device is connected to this node; <see cref="RpcOutcomeKind.NotConnected"/> at once otherwise.</summary>
     Task<RemoteRpcOutcome> Call(Guid tenantId, Guid deviceId, RemoteRpcRequest request);
+
+    /// <summary>A device profile changed through another node (its alarm rules may have).</summary>
+    Task ProfileChanged(Guid profileId);
+
+    /// <summary>A device changed (renamed, moved to another profile) or was deleted through another node.</summary>
+    Task DeviceChanged(long deviceSeq);
+
+    /// <summary>Integrations changed through another node: the registry is read again.</summary>
+    Task IntegrationsChanged();
+
+    /// <summary>An alarm was created or changed on another node: this node's live subscribers of its tenant hear of it.</summary>
+    Task AlarmChanged(int kind, Guid tenantId, Guid alarmId);
 }
 
 /// <summary>Reaches a GrainService of <typeparamref name="TService"/> on a given node.</summary>
@@ -28,9 +43,33 @@ internal sealed class OnNode<TService>(IServiceProvider services) : GrainService
 }
 
 [Reentrant]
-internal sealed class NodeDeviceService(GrainId id, Silo silo, ILoggerFactory loggerFactory, RpcService rpc, DeviceDirectory devices)
+internal sealed class NodeDeviceService(GrainId id, Silo silo, ILoggerFactory loggerFactory, RpcService rpc, DeviceDirectory devices, EventSignal signal,
+    IntegrationRegistry integrations, AlarmFeed alarmFeed, IAlarmStore alarms)
     : GrainService(id, silo, loggerFactory), INodeDeviceService
 {
+    public Task ProfileChanged(Guid profileId)
+    {
+        signal.NotifyProfileChanged(profileId, elsewhere: true);
+        return Task.CompletedTask;
+    }
+
+    public Task DeviceChanged(long deviceSeq)
+    {
+        signal.NotifyDeviceChanged(deviceSeq, elsewhere: true);
+        return Task.CompletedTask;
+    }
+
+    public async Task IntegrationsChanged() => await integrations.ReloadAsync(CancellationToken.None);
+
+    public async Task AlarmChanged(int kind, Guid tenantId, Guid alarmId)
+    {
+        // Read here, as the node that made the change reads it for its own subscribers: the alarm as it is now.
+        if (alarmFeed.HasSubscribers(tenantId) && await alarms.GetInfoAsync(tenantId, alarmId) is { } info)
+        {
+            alarmFeed.Publish(new AlarmEvent((AlarmChangeKind)kind, info));
+        }
+    }
+
     public async Task<RemoteRpcOutcome> Call(Guid tenantId, Guid deviceId, RemoteRpcRequest request)
     {
         // Every other node is offered each such call: the directory's cache spares each of them a read of the device.
