@@ -8,6 +8,7 @@
 #
 #   bench/cluster.sh                                   # 3 nodes, the four scenarios below, both clients, 2 rounds
 #   CLIENTS="taihu mqttnet" SCENARIOS="fan-in-qos1" ROUNDS=3 bench/cluster.sh
+#   CLIENTS=taihu SCENARIOS="fan-in-qos1-15k pairs-qos0-15k pairs-qos1-15k" ROUNDS=1 bench/cluster.sh   # 15,000 devices
 #
 # Ports: MQTT BASE_PORT.. (one per node), HTTP BASE_PORT+100.., silo BASE_PORT+200.., PostgreSQL BASE_PORT+300.
 # Needs root (it installs postgresql when missing and runs it as the postgres user).
@@ -26,6 +27,10 @@ declare -A SCENARIO_ARGS=(
   [fan-in-qos1]="fan-in --publishers 60 --subscribers 1 --qos 1 --rate 10000"
   [pairs-qos0]="pairs --clients 300 --qos 0 --rate 20000"
   [pairs-qos1]="pairs --clients 300 --qos 1 --rate 10000"
+  # The issue's size: 15,000 devices (connections) spread over the nodes, each sending about once a second.
+  [fan-in-qos1-15k]="fan-in --publishers 15000 --subscribers 1 --qos 1 --rate 10000"
+  [pairs-qos0-15k]="pairs --clients 7500 --qos 0 --rate 7500"
+  [pairs-qos1-15k]="pairs --clients 7500 --qos 1 --rate 7500"
 )
 SCENARIOS=${SCENARIOS:-"fan-in-qos0 fan-in-qos1 pairs-qos0 pairs-qos1"}
 results="$root/bench/results/cluster-$(date -u +%Y%m%dT%H%M%SZ)"
@@ -75,9 +80,11 @@ run_one() { # mode(mosquitto|single|cluster) scenario client round
 
 report() { # mode scenario client round pid... (OTHER_ARG: the generator's --other-nodes, if any): runs the load, stops the brokers, prints a line
   local mode=$1 scenario=$2 client=$3 round=$4; shift 4
-  local out="$results/$scenario.$client.$mode.$round"
+  local out="$results/$scenario.$client.$mode.$round" metrics=()
+  # Taihu's own drop count (node 0's, where the subscribers of fan-in are), so that a loss says whether the broker dropped.
+  if [ "$mode" != mosquitto ]; then metrics=(--metrics-url "http://127.0.0.1:$((BASE_PORT + 100))/metrics"); fi
   # shellcheck disable=SC2086
-  dotnet "$BENCH_DLL" ${SCENARIO_ARGS[$scenario]} --client "$client" --port "$BASE_PORT" --pid "$1" ${OTHER_ARG[@]+"${OTHER_ARG[@]}"} \
+  dotnet "$BENCH_DLL" ${SCENARIO_ARGS[$scenario]} --client "$client" --port "$BASE_PORT" --pid "$1" ${OTHER_ARG[@]+"${OTHER_ARG[@]}"} ${metrics[@]+"${metrics[@]}"} \
     --duration "$DURATION" --warmup "$WARMUP" --drain "$DRAIN" --quiet --json "$out.json" >"$out.txt" 2>&1 || true
   for p in "$@"; do kill "$p" 2>/dev/null || true; done
   wait_port_closed "$BASE_PORT"
@@ -89,7 +96,8 @@ try:
 except Exception as e:
     print(f"{scenario:12} {client:8} {mode:8} round {rnd}: no result ({e})"); sys.exit()
 print(f"{scenario:12} {client:8} {mode:8} round {rnd}: delivered {r['delivered']}/{r['expected']} lost {r['lost']} dup {r['duplicates']} "
-      f"cpu-s/M {r['brokerCpuSecondsPerMillion']} p50 {r['latencyP50Ms']} p99 {r['latencyP99Ms']} ms, resident {r['brokerResidentBytes'] / 1048576:.0f} MiB "
+      f"cpu-s/M {r['brokerCpuSecondsPerMillion']} p50 {r['latencyP50Ms']} p99 {r['latencyP99Ms']} ms, resident {r['brokerResidentBytes'] / 1048576:.0f} MiB, "
+      f"dropped by the broker {r.get('brokerDropped')} "
       f"(load {open('/proc/loadavg').read().split()[0]})")
 PY
 }

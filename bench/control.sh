@@ -85,6 +85,19 @@ name, path = sys.argv[1], sys.argv[2]
 r = json.load(open(path))
 head = f"all SUCCESSFUL in {r['durationSeconds']:6.1f} s" if name == "rpc-persistent" else f"p99 {r['latencyP99Ms']:8.2f} ms"
 print(f"{name:<16} {head}  sent {r['sent']:>9,}  answered/delivered {r['delivered']:>9,}  lost {r['lost']:>6,}  | {r.get('note') or ''}")
+if name == "live":
+    mib = lambda b: f"{b / 1048576:.0f}" if b is not None else "?"
+    ack = r.get('acknowledgedPerSecond') or 0
+    points = ack * 5  # taihu-bench live's default of 5 keys a message
+    cpu = r.get('brokerCpuPercent')
+    per_million = r.get('brokerCpuSecondsPerMillion')
+    alloc = r.get('brokerAllocatedBytesPerDelivered')
+    print(f"{'':<16} acknowledged {ack:,.0f} msg/s ({points:,.0f} points/s) of {r['offeredRate']:,.0f} offered;"
+          f" publish to frame p50 {r['latencyP50Ms']:.1f} ms, p99 {r['latencyP99Ms']:.1f} ms;"
+          f" VmRSS first/last/max {mib(r.get('brokerResidentStartBytes'))}/{mib(r.get('brokerResidentBytes'))}/{mib(r.get('brokerResidentMaxBytes'))} MiB;"
+          f" server CPU {cpu if cpu is not None else float('nan'):.0f}%"
+          + (f", {per_million:.1f} CPU-s per million points" if per_million is not None else "")
+          + (f", {alloc:.0f} B allocated per point" if alloc is not None else ""))
 PY
 )")
 }
@@ -121,7 +134,8 @@ if [ -z "$ONLY" ] || [ "$ONLY" = live ]; then
   echo "== live: $LIVE_SUBSCRIBERS WebSocket subscribers, $LIVE_RATE msg/s x 5 keys for $LIVE_DURATION s  (load: $(cut -d' ' -f1-3 /proc/loadavg))"
   data=$(mktemp -d); start_server "$data" live
   "${BENCH[@]}" live "${COMMON[@]}" --clients "$LIVE_SUBSCRIBERS" --rate "$LIVE_RATE" --duration "$LIVE_DURATION" --warmup 5 --pid "$pid" \
-    --json "$results/live.json" || true
+    --metrics-url "http://127.0.0.1:$HTTP_PORT/metrics" --json "$results/live.json" || true
+  echo "   (load at the end: $(cut -d' ' -f1-3 /proc/loadavg))"
   stop_server; rm -rf "$data"
   [ -f "$results/live.json" ] && row live "$results/live.json"
 fi

@@ -53,7 +53,8 @@ public sealed class BrokerOptions
     /// How long a publisher is held back when a connected subscriber's queue is full, before messages for that
     /// subscriber are dropped. While held, its QoS 1/2 acknowledgement waits and nothing more is read from it,
     /// so a subscriber that falls behind slows its publishers down instead of losing their messages (the
-    /// message that found the queue full is queued past the limit, up to twice the limits). A subscriber that
+    /// message that found the queue full is queued past the limit: one per held publisher, up to twice
+    /// <see cref="MaximumQueuedBytes"/> in bytes). A subscriber that
     /// frees no room in this time is taken as not reading: publishers are no longer held for it, and what
     /// overflows its queue is dropped and counted, until it has room again. 5 s: shorter than the 10 s most
     /// clients wait for an acknowledgement. Zero turns holding off and drops at once, as Mosquitto does.

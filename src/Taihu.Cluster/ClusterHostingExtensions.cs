@@ -18,6 +18,7 @@ using Taihu.Broker.Extensibility;
 using Taihu.Cluster.Devices;
 using Taihu.Cluster.Events;
 using Taihu.Cluster.Mqtt;
+using Taihu.Platform.Devices;
 using Taihu.Platform.Rpc;
 using Taihu.Platform;
 using Taihu.Platform.Events;
@@ -74,7 +75,9 @@ public static class ClusterHostingExtensions
             silo.AddGrainService<NodeDeviceService>();
             silo.Services.AddSingleton<OnNode<INodeDeviceService>>();
             silo.Services.AddSingleton<IRpcElsewhere, RpcAcrossNodes>();
-            // Profile, device and integration changes made through one node reach the others' caches.
+            // Device and profile changes, and closing a device's connections, reach every node.
+            silo.Services.AddSingleton<IDevicesElsewhere, DevicesAcrossNodes>();
+            // Integration and alarm changes made through one node reach the others.
             silo.Services.AddHostedService<ChangesAcrossNodes>();
             silo.Services.AddSingleton<ILifecycleParticipant<ISiloLifecycle>>(sp => sp.GetRequiredService<ClusterMqttLink>());
             silo.Services.AddSingleton<IMembershipTable>(sp => new PostgresMembershipTable(

@@ -75,6 +75,8 @@ public static partial class TaihuServerExtensions
         builder.AddTaihuCluster();
         // The platform first: its start-up (schema, first administrator) runs before the listeners open.
         builder.Services.AddTaihuPlatform(sp => sp.GetRequiredService<IOptions<ServerOptions>>().Value.DataDirectory);
+        // After the platform, whose start-up makes the schema: on a cluster the keys are read from the database at start.
+        builder.Services.AddClusterKeyRing(builder.Configuration);
         builder.Services.AddSingleton<JwtTokens>();
         builder.Services.AddOptions<LiveOptions>().BindConfiguration(LiveOptions.SectionName).ValidateOnStart();
         builder.Services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<LiveOptions>, LiveOptionsValidator>());

@@ -101,6 +101,41 @@ public sealed class SessionStateTests
     }
 
     [Fact]
+    public void FullQueue_HoldsEveryPublisherOfABurst_PastTheMessageLimit_UpToTwiceTheByteLimit()
+    {
+        // A burst: a thousand devices each publish one message at once to one subscriber whose queue holds four.
+        var options = new BrokerOptions { MaximumQueuedMessages = 4, MaximumQueuedBytes = 64 * 1024, FullQueuePublisherWait = TimeSpan.FromSeconds(5) };
+        var session = new MqttSession("", "burst", "", new SessionServices(options, _time, new BrokerMetrics()));
+        var output = new RecordingOutput(sendQuota: 1);
+        session.Attach(output, expiryInterval: 60);
+        var results = new Dictionary<DeliveryResult, int>();
+        for (var i = 0; i < 1000; i++)
+        {
+            var message = Message();
+            var result = session.Deliver(message, QoS.AtLeastOnce, retain: false, null, null, mayHoldPublisher: true);
+            results[result] = results.GetValueOrDefault(result) + 1;
+            message.Release();
+        }
+
+        // One in flight, four queued within the limit, the other 995 held (each publisher waits); none dropped.
+        Assert.Equal(5, results[DeliveryResult.Accepted]);
+        Assert.Equal(995, results[DeliveryResult.Congested]);
+        Assert.False(results.ContainsKey(DeliveryResult.Dropped));
+        Assert.Equal((1, 999), (session.InflightCount, session.QueuedCount));
+
+        // A message another node accepted (its publisher cannot be held from here) is kept the same way.
+        var fromNode = Message();
+        Assert.Equal(DeliveryResult.Accepted, session.Deliver(fromNode, QoS.AtLeastOnce, retain: false, null, null, mayHoldPublisher: false, fromOtherNode: true));
+        fromNode.Release();
+        Assert.Equal(1000, session.QueuedCount);
+
+        // Memory stays bounded: past twice the byte limit even a publisher that may wait loses its message.
+        var large = BrokerMessage.Create("", "t/large", new byte[(int)options.MaximumQueuedBytes * 2], owner: null, QoS.AtLeastOnce, retain: false, null, _time.GetUtcNow(), "p");
+        Assert.Equal(DeliveryResult.Dropped, session.Deliver(large, QoS.AtLeastOnce, retain: false, null, null, mayHoldPublisher: true));
+        large.Release();
+    }
+
+    [Fact]
     public async Task HeldPublisher_StopsWaiting_AfterFullQueuePublisherWait_AndTheSessionIsMarkedStalled()
     {
         var session = NewSession();

@@ -180,6 +180,93 @@ public abstract partial class StorageTests
         }
     }
 
+    [Fact]
+    public async Task Connectivity_OnSharedStorage_ADeviceThatMovedToAnotherNode_StaysActive_AndIsJudgedByItsNewNode()
+    {
+        var (_, _, device) = await NewTenantWithDeviceAsync();
+        var attributes = new SqlAttributeStore(Database);
+        await using var ingest = new TelemetryIngest(Telemetry, Options.Create(new IngestOptions()), NullLogger<TelemetryIngest>.Instance);
+        ConnectivityTracker Node() => new(attributes, Devices, ingest, Time, NullLogger<ConnectivityTracker>.Instance) { FlushInterval = TimeSpan.FromDays(1), SharedStorage = true };
+        using var nodeA = Node();
+        using var nodeB = Node();
+        await nodeA.StartAsync(CancellationToken.None);
+        await nodeB.StartAsync(CancellationToken.None);
+        try
+        {
+            nodeA.Connected(device);
+            await nodeA.FlushAsync();
+
+            // It moves to node B a second later; node A writes its disconnect last: the newer connect time stays.
+            Time.Advance(TimeSpan.FromSeconds(1));
+            nodeA.Disconnected(device);
+            nodeB.Connected(device);
+            await nodeB.FlushAsync();
+            await nodeA.FlushAsync();
+            Assert.Equal(KvValue.Of(T0 + 1_000), await ServerAttributeAsync(attributes, device, "lastConnectTime"));
+            Assert.Equal(KvValue.Of(T0 + 1_000), await ServerAttributeAsync(attributes, device, "lastDisconnectTime"));
+
+            // Node A last heard of it past the timeout; node B has it connected: node A leaves it alone.
+            Time.Advance(TimeSpan.FromMilliseconds(DeviceProfile.DefaultInactivityTimeoutMs + 1_000));
+            await nodeA.FlushAsync();
+            await nodeB.FlushAsync();
+            Assert.Equal(KvValue.Of(true), await ServerAttributeAsync(attributes, device, "active"));
+
+            // Gone from node B too and silent past the timeout: node B marks it inactive, once.
+            nodeB.Disconnected(device);
+            await nodeB.FlushAsync();
+            var goneAt = Time.GetUtcNow().ToUnixTimeMilliseconds();
+            Time.Advance(TimeSpan.FromMilliseconds(DeviceProfile.DefaultInactivityTimeoutMs + 1_000));
+            await nodeA.FlushAsync();
+            await nodeB.FlushAsync();
+            Assert.Equal(KvValue.Of(false), await ServerAttributeAsync(attributes, device, "active"));
+            Assert.Equal(KvValue.Of(goneAt), await ServerAttributeAsync(attributes, device, "lastDisconnectTime"));
+            var falses = (await Telemetry.GetHistoryAsync(device.Seq, "active", 0, long.MaxValue, 10, SortOrder.Ascending)).Count(p => p.Value == KvValue.Of(false));
+            Assert.Equal(1, falses);
+        }
+        finally
+        {
+            await nodeA.StopAsync(CancellationToken.None);
+            await nodeB.StopAsync(CancellationToken.None);
+        }
+    }
+
+    [Fact]
+    public async Task Connectivity_OnSharedStorage_ANodeRestarted_TakesTheActivityAnotherNodeWrote_BeforeMarkingADeviceInactive()
+    {
+        var (_, _, device) = await NewTenantWithDeviceAsync();
+        var attributes = new SqlAttributeStore(Database);
+        await using var ingest = new TelemetryIngest(Telemetry, Options.Create(new IngestOptions()), NullLogger<TelemetryIngest>.Instance);
+        ConnectivityTracker Node() => new(attributes, Devices, ingest, Time, NullLogger<ConnectivityTracker>.Instance) { FlushInterval = TimeSpan.FromDays(1), SharedStorage = true };
+        using var other = Node();
+        await other.StartAsync(CancellationToken.None);
+        other.Connected(device);
+        await other.FlushAsync();
+
+        // A node that (re)starts now reads the device as active from storage, and never hears from it itself.
+        using var restarted = Node();
+        await restarted.StartAsync(CancellationToken.None);
+        try
+        {
+            // The device keeps sending to the other node, which writes its activity once a minute.
+            var timeout = TimeSpan.FromMilliseconds(DeviceProfile.DefaultInactivityTimeoutMs);
+            for (var elapsed = TimeSpan.Zero; elapsed <= timeout; elapsed += TimeSpan.FromMinutes(1))
+            {
+                Time.Advance(TimeSpan.FromMinutes(1));
+                other.Activity(device);
+                await other.FlushAsync();
+            }
+
+            await restarted.FlushAsync();
+            Assert.Equal(KvValue.Of(true), await ServerAttributeAsync(attributes, device, "active"));
+            Assert.DoesNotContain(await Telemetry.GetHistoryAsync(device.Seq, "active", 0, long.MaxValue, 10, SortOrder.Ascending), p => p.Value == KvValue.Of(false));
+        }
+        finally
+        {
+            await restarted.StopAsync(CancellationToken.None);
+            await other.StopAsync(CancellationToken.None);
+        }
+    }
+
     private static async Task<KvValue?> ServerAttributeAsync(IAttributeStore attributes, Device device, string key)
     {
         var entries = await attributes.GetAsync(device.Seq, AttributeScope.Server, [key]);

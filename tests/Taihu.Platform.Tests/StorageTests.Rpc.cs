@@ -18,10 +18,15 @@ public abstract partial class StorageTests
         await store.InsertAsync(call);
         Assert.Equal(call, await store.GetAsync(tenant.Id, call.Id));
 
-        Assert.True(await store.UpdateAsync(call.Id, RpcStatus.Sent, 1, null));
-        Assert.True(await store.UpdateAsync(call.Id, RpcStatus.Successful, 1, "{\"ok\":true}"));
+        Assert.True(await store.UpdateAsync(call.Id, RpcStatus.Queued, RpcStatus.Sent, 1, null));
+        Assert.True(await store.UpdateAsync(call.Id, RpcStatus.Sent, RpcStatus.Successful, 1, "{\"ok\":true}"));
         Assert.Equal(call with { Status = RpcStatus.Successful, Attempts = 1, ResponseJson = "{\"ok\":true}" }, await store.GetAsync(tenant.Id, call.Id));
-        Assert.False(await store.UpdateAsync(Guid.NewGuid(), RpcStatus.Sent, 1, null));
+        Assert.False(await store.UpdateAsync(Guid.NewGuid(), RpcStatus.Queued, RpcStatus.Sent, 1, null));
+
+        // A move from a state the call is no longer in (another node's owner moved it) changes nothing.
+        Assert.False(await store.UpdateAsync(call.Id, RpcStatus.Sent, RpcStatus.Expired, 1, null));
+        Assert.False(await store.UpdateAsync(call.Id, RpcStatus.Queued, RpcStatus.Expired, 1, null));
+        Assert.Equal(RpcStatus.Successful, (await store.GetAsync(tenant.Id, call.Id))!.Status);
     }
 
     [Fact]
@@ -42,8 +47,8 @@ public abstract partial class StorageTests
         }
 
         await store.InsertAsync(NewCall(tenant.Id, other.Id, 9));
-        await store.UpdateAsync(calls[1].Id, RpcStatus.Successful, 1, "{}");
-        await store.UpdateAsync(calls[2].Id, RpcStatus.Delivered, 1, null);
+        await store.UpdateAsync(calls[1].Id, RpcStatus.Queued, RpcStatus.Successful, 1, "{}");
+        await store.UpdateAsync(calls[2].Id, RpcStatus.Queued, RpcStatus.Delivered, 1, null);
 
         Assert.Equal([1, 3, 4], (await store.ListActiveAsync(device.Id)).Select(c => c.RequestId));
         Assert.Equal(4, await store.MaxRequestIdAsync(device.Id));

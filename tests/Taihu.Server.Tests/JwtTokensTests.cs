@@ -33,9 +33,12 @@ public sealed class JwtTokensTests : IAsyncLifetime, IDisposable
         var user = new User(Guid.NewGuid(), tenant.Id, "jwt@example.com", Authority.TenantAdmin, null, null, _time.GetUtcNow().ToUnixTimeMilliseconds(), true);
         await _store.CreateUserAsync(user, null, null);
         _user = (await _store.GetUserSecretsAsync(user.Id))!;
-        _tokens = new JwtTokens(Options.Create(new ServerOptions { DataDirectory = _directory }), Options.Create(new SecurityOptions()), _time, _store,
-            NullLogger<JwtTokens>.Instance);
+        _tokens = Node(clustered: false, _directory);
     }
+
+    private JwtTokens Node(bool clustered, string directory) =>
+        new(Options.Create(new ServerOptions { DataDirectory = directory }), Options.Create(new SecurityOptions()), _time, _store,
+            NullLogger<JwtTokens>.Instance, Options.Create(new Taihu.Cluster.ClusterNodeOptions { Enabled = clustered }));
 
     public Task DisposeAsync() => Task.CompletedTask;
 
@@ -90,5 +93,39 @@ public sealed class JwtTokensTests : IAsyncLifetime, IDisposable
         var revoked = await Assert.ThrowsAsync<PlatformException>(async () => await _tokens.ValidateCheckedAsync(token));
         Assert.Equal(401, revoked.Status);
         Assert.Contains("revoked", revoked.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task ClusterNodes_ShareTheSigningKeyThroughTheDatabase_AndSeeAnotherNodesLogoutWithinTheCacheTime()
+    {
+        // Two nodes: each its own data directory, one database.
+        var node1 = Node(clustered: true, Path.Combine(_directory, "node-1"));
+        var node2 = Node(clustered: true, Path.Combine(_directory, "node-2"));
+        var (token, _) = await node1.IssueAsync(_user);
+        Assert.Equal(_user.User.Id, (await node2.ValidateAsync(token)).UserId);
+        Assert.NotNull(await node2.ValidateCheckedAsync(token));
+
+        // A single server keeps its own key in its data directory: its tokens mean nothing to the cluster.
+        var (alone, _) = await _tokens.IssueAsync(_user);
+        Assert.Equal(401, (await Assert.ThrowsAsync<PlatformException>(async () => await node2.ValidateAsync(alone))).Status);
+
+        // A logout on node 1 bumps the version in the database; node 2 still trusts what it read until the entry is old.
+        await _store.BumpTokenVersionAsync(_user.User.Id);
+        node1.Forget(_user.User.Id);
+        Assert.NotNull(await node2.ValidateCheckedAsync(token));
+        _time.Advance(JwtTokens.ClusterUserCacheTime);
+        var revoked = await Assert.ThrowsAsync<PlatformException>(async () => await node2.ValidateCheckedAsync(token));
+        Assert.Contains("revoked", revoked.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task ASingleServer_TrustsWhatItReadOfAUser_UntilItForgetsIt()
+    {
+        var (token, _) = await _tokens.IssueAsync(_user);
+        await _tokens.ValidateAsync(token);
+        _time.Advance(TimeSpan.FromMinutes(1));
+        await _store.BumpTokenVersionAsync(_user.User.Id);
+        // Only this process changes users on a single server, and it forgets them when it does: no read per use.
+        Assert.NotNull(await _tokens.ValidateCheckedAsync(token));
     }
 }

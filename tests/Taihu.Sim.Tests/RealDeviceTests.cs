@@ -106,7 +106,9 @@ public sealed class RealDeviceTests(SimServerFixture fixture) : IClassFixture<Si
                         .WithPayload("{\"setpoint\":21.5}").WithQualityOfServiceLevel(MqttQualityOfServiceLevel.AtLeastOnce).Build(), CancellationToken.None);
                 }
             };
-            var wait = TimeSpan.FromMilliseconds(100);
+            // A real device backs off by seconds: with 0.1 s the time a refused connect takes to fail on a loaded
+            // machine (tenths of a second) hid the doubling, and the well-behaved device was judged to hammer.
+            var wait = TimeSpan.FromSeconds(1);
             var flooded = false;
             try
             {
@@ -125,13 +127,13 @@ public sealed class RealDeviceTests(SimServerFixture fixture) : IClassFixture<Si
                             }
 
                             await _client.SubscribeAsync(subscribe.Build(), cancellationToken);
-                            wait = TimeSpan.FromMilliseconds(100);
+                            wait = TimeSpan.FromSeconds(1);
                         }
                         catch (Exception e) when (e is MQTTnet.Exceptions.MqttCommunicationException or InvalidOperationException or TimeoutException or SocketException)
                         {
                             // The well-behaved one waits longer each time; the other tries again at once.
                             await Task.Delay(wellBehaved ? wait : TimeSpan.FromMilliseconds(5), clock, cancellationToken);
-                            wait = TimeSpan.FromTicks(Math.Min(wait.Ticks * 2, TimeSpan.FromSeconds(2).Ticks));
+                            wait = TimeSpan.FromTicks(Math.Min(wait.Ticks * 2, TimeSpan.FromSeconds(4).Ticks));
                             continue;
                         }
                     }

@@ -141,7 +141,18 @@ internal sealed class MessageRouter(BrokerOptions options, TimeProvider time, Br
     /// A message another node accepted: delivered to the matching subscribers here, and to a member of only those
     /// shared groups that the other node chose this node for (<paramref name="sharedGroups"/>).
     /// </summary>
-    public int RouteFromNode(BrokerMessage message, IReadOnlyList<SharedRoute>? sharedGroups) => Route(message, 0, fromNode: true, sharedGroups);
+    public int RouteFromNode(BrokerMessage message, IReadOnlyList<SharedRoute>? sharedGroups)
+    {
+        t_fromNode = true;
+        try
+        {
+            return Route(message, 0, fromNode: true, sharedGroups);
+        }
+        finally
+        {
+            t_fromNode = false;
+        }
+    }
 
     private int Route(BrokerMessage message, int remoteNodes, bool fromNode, IReadOnlyList<SharedRoute>? sharedGroups)
     {
@@ -236,7 +247,7 @@ internal sealed class MessageRouter(BrokerOptions options, TimeProvider time, Br
     /// </summary>
     public void Deliver(MqttSession session, BrokerMessage message, QoS qos, bool retain, List<uint>? subscriptionIds, SharedGroup? group)
     {
-        if (session.Deliver(message, qos, retain, subscriptionIds, group, t_collectCongestion) == DeliveryResult.Congested)
+        if (session.Deliver(message, qos, retain, subscriptionIds, group, t_collectCongestion, t_fromNode) == DeliveryResult.Congested)
         {
             t_congested ??= session;
         }
@@ -244,6 +255,10 @@ internal sealed class MessageRouter(BrokerOptions options, TimeProvider time, Br
 
     [ThreadStatic]
     private static bool t_collectCongestion;
+
+    /// <summary>Set while a message from another node is routed (<see cref="RouteFromNode"/>): see <see cref="MqttSession.Deliver"/>.</summary>
+    [ThreadStatic]
+    private static bool t_fromNode;
 
     [ThreadStatic]
     private static MqttSession? t_congested;

@@ -15,10 +15,17 @@ public sealed partial class MqttSession
     /// and has room in its inflight window, into its queue otherwise (QoS 1 and 2 only; QoS 0 for an absent client
     /// is dropped, as Mosquitto does by default). A full queue drops the message, unless
     /// <paramref name="mayHoldPublisher"/> (a client's publish, which can be held back) and the subscriber is
-    /// connected and reading: then it is queued past the limit, up to twice it, and the result says the publisher
-    /// must wait for room (<see cref="WaitForRoomAsync"/>) before it is acknowledged and read from again.
+    /// connected and reading: then it is queued past the limit (see <see cref="IsQueueOverfull"/>), and the result
+    /// says the publisher must wait for room (<see cref="WaitForRoomAsync"/>) before it is acknowledged and read
+    /// from again.
     /// </summary>
-    internal DeliveryResult Deliver(BrokerMessage message, QoS qos, bool retain, List<uint>? subscriptionIds, SharedGroup? group, bool mayHoldPublisher)
+    /// <remarks>
+    /// <paramref name="fromOtherNode"/>: a message another node of a cluster accepted and acknowledged, whose
+    /// publisher cannot be held back from here: to a connected subscriber that is reading it is queued past the
+    /// message limit too (within the same bytes), rather than lost after its publisher was told it was accepted.
+    /// </remarks>
+    internal DeliveryResult Deliver(BrokerMessage message, QoS qos, bool retain, List<uint>? subscriptionIds, SharedGroup? group, bool mayHoldPublisher,
+        bool fromOtherNode = false)
     {
         lock (_gate)
         {
@@ -44,13 +51,13 @@ public sealed partial class MqttSession
             var size = SizeOf(message);
             if (IsQueueFull(size) && (DropExpired() == 0 || IsQueueFull(size)))
             {
-                if (!mayHoldPublisher || output is null || _stalled || Options.FullQueuePublisherWait <= TimeSpan.Zero || IsQueueOverfull(size))
+                if (!(mayHoldPublisher || fromOtherNode) || output is null || _stalled || Options.FullQueuePublisherWait <= TimeSpan.Zero || IsQueueOverfull(size))
                 {
                     _services.Metrics.MessageDropped(Queue.Count >= Options.MaximumQueuedMessages ? DropReasons.QueueFull : DropReasons.QueueBytesFull);
                     return DeliveryResult.Dropped;
                 }
 
-                result = DeliveryResult.Congested;
+                result = mayHoldPublisher ? DeliveryResult.Congested : DeliveryResult.Accepted;
             }
 
             message.AddReference();
@@ -279,10 +286,16 @@ public sealed partial class MqttSession
         Queue.Count >= Options.MaximumQueuedMessages
         || (Options.MaximumQueuedBytes > 0 && _queuedBytes + size > Options.MaximumQueuedBytes);
 
-    /// <summary>Whether the queue is past what held-back publishers may add beyond the limits (twice them).</summary>
-    private bool IsQueueOverfull(long size) =>
-        Queue.Count >= 2L * Options.MaximumQueuedMessages
-        || (Options.MaximumQueuedBytes > 0 && _queuedBytes + size > 2 * Options.MaximumQueuedBytes);
+    /// <summary>
+    /// Whether the queue is past what held-back publishers may add beyond the limits. Each held publisher adds at
+    /// most one message (it is read from again only once there is room), so their number bounds the count: a
+    /// burst from 15,000 devices that each send one message at once must not lose 13,000 of them to a count cap.
+    /// What bounds the memory is the bytes: at most twice <see cref="BrokerOptions.MaximumQueuedBytes"/> in all
+    /// (twice the message limit when no byte limit is set).
+    /// </summary>
+    private bool IsQueueOverfull(long size) => Options.MaximumQueuedBytes > 0
+        ? _queuedBytes + size > 2 * Options.MaximumQueuedBytes
+        : Queue.Count >= 2L * Options.MaximumQueuedMessages;
 
     /// <summary>
     /// Whether a full queue has room again for publishers held back by it: below seven eighths of each limit, so

@@ -9,6 +9,7 @@ using Taihu.Platform.Devices;
 using Taihu.Platform.Events;
 using Taihu.Platform.Integrations;
 using Taihu.Platform.Rpc;
+using Taihu.Platform.Tenants;
 
 namespace Taihu.Cluster.Devices;
 
@@ -22,40 +23,82 @@ public interface INodeDeviceService : IGrainService
     /// <summary>Makes the call if the device is connected to this node; <see cref="RpcOutcomeKind.NotConnected"/> at once otherwise.</summary>
     Task<RemoteRpcOutcome> Call(Guid tenantId, Guid deviceId, RemoteRpcRequest request);
 
-    /// <summary>A device profile changed through another node (its alarm rules may have).</summary>
+    /// <summary>Stores and sends a persistent call if the device is connected to this node: its id; null at once otherwise.</summary>
+    Task<Guid?> Submit(RemoteCaller caller, Guid tenantId, Guid deviceId, RemoteRpcRequest request);
+
+    /// <summary>Another node stored persistent calls for the device: sent from here if it is connected here.</summary>
+    [OneWay]
+    Task CallsWaiting(Guid tenantId, Guid deviceId);
+
+    /// <summary>Another node changed or deleted a device: this node's caches forget it.</summary>
+    [OneWay]
+    Task DeviceChanged(long deviceSeq);
+
+    /// <summary>Another node changed or deleted a device profile: this node's caches forget it.</summary>
+    [OneWay]
     Task ProfileChanged(Guid profileId);
 
-    /// <summary>A device changed (renamed, moved to another profile) or was deleted through another node.</summary>
-    Task DeviceChanged(long deviceSeq);
+    /// <summary>Another node changed a device's credentials or deleted it: its connections here are closed.</summary>
+    [OneWay]
+    Task DisconnectDevice(Guid deviceId, string reason);
+
+    /// <summary>Another node is deleting a tenant: its devices' connections here are closed.</summary>
+    [OneWay]
+    Task DisconnectTenant(Guid tenantId, string reason);
 
     /// <summary>Integrations changed through another node: the registry is read again.</summary>
     Task IntegrationsChanged();
 
     /// <summary>An alarm was created or changed on another node: this node's live subscribers of its tenant hear of it.</summary>
+    [OneWay]
     Task AlarmChanged(int kind, Guid tenantId, Guid alarmId);
 }
 
-/// <summary>Reaches a GrainService of <typeparamref name="TService"/> on a given node.</summary>
-internal sealed class OnNode<TService>(IServiceProvider services) : GrainServiceClient<TService>(services)
+/// <summary>Reaches a GrainService of <typeparamref name="TService"/> on a given node, or on every other active node.</summary>
+internal sealed class OnNode<TService>(IServiceProvider services, IClusterMembershipService membership, ILocalSiloDetails self) : GrainServiceClient<TService>(services)
     where TService : IGrainService
 {
     public TService At(SiloAddress node) => GetGrainService(node);
+
+    /// <summary>The service on each active node other than this one, as this node's membership view has them.</summary>
+    public IEnumerable<TService> Others()
+    {
+        foreach (var member in membership.CurrentSnapshot.Members.Values)
+        {
+            if (member.Status == SiloStatus.Active && !member.SiloAddress.Equals(self.SiloAddress))
+            {
+                yield return At(member.SiloAddress);
+            }
+        }
+    }
 }
 
 [Reentrant]
-internal sealed class NodeDeviceService(GrainId id, Silo silo, ILoggerFactory loggerFactory, RpcService rpc, DeviceDirectory devices, EventSignal signal,
-    IntegrationRegistry integrations, AlarmFeed alarmFeed, IAlarmStore alarms)
+internal sealed class NodeDeviceService(GrainId id, Silo silo, ILoggerFactory loggerFactory, RpcService rpc, DeviceDirectory devices, EventSignal events,
+    DeviceService deviceService, IntegrationRegistry integrations, AlarmFeed alarmFeed, IAlarmStore alarms)
     : GrainService(id, silo, loggerFactory), INodeDeviceService
 {
-    public Task ProfileChanged(Guid profileId)
+    public Task DeviceChanged(long deviceSeq)
     {
-        signal.NotifyProfileChanged(profileId, elsewhere: true);
+        events.NotifyDeviceChanged(deviceSeq);
         return Task.CompletedTask;
     }
 
-    public Task DeviceChanged(long deviceSeq)
+    public Task ProfileChanged(Guid profileId)
     {
-        signal.NotifyDeviceChanged(deviceSeq, elsewhere: true);
+        events.NotifyProfileChanged(profileId);
+        return Task.CompletedTask;
+    }
+
+    public Task DisconnectDevice(Guid deviceId, string reason)
+    {
+        deviceService.DisconnectDeviceHere(deviceId, reason);
+        return Task.CompletedTask;
+    }
+
+    public Task DisconnectTenant(Guid tenantId, string reason)
+    {
+        deviceService.DisconnectTenantHere(tenantId, reason);
         return Task.CompletedTask;
     }
 
@@ -81,6 +124,19 @@ internal sealed class NodeDeviceService(GrainId id, Silo silo, ILoggerFactory lo
         var outcome = await rpc.CallHereAsync(device, request.ToRequest(), CancellationToken.None);
         return new RemoteRpcOutcome(outcome.Kind, outcome.ReplyJson);
     }
+
+    public async Task<Guid?> Submit(RemoteCaller caller, Guid tenantId, Guid deviceId, RemoteRpcRequest request) =>
+        await devices.GetAsync(tenantId, deviceId, CancellationToken.None) is { } device
+            ? await rpc.SubmitHereAsync(caller.ToCaller(), device, request.ToRequest(persistent: true))
+            : null;
+
+    public async Task CallsWaiting(Guid tenantId, Guid deviceId)
+    {
+        if (await devices.GetAsync(tenantId, deviceId, CancellationToken.None) is { } device)
+        {
+            rpc.CallsWaitingHere(device);
+        }
+    }
 }
 
 /// <summary>
@@ -90,7 +146,7 @@ internal sealed class NodeDeviceService(GrainId id, Silo silo, ILoggerFactory lo
 /// once. While a device is being taken over between two nodes both could have it for a moment; the first
 /// outcome other than NotConnected is taken.
 /// </summary>
-internal sealed class RpcAcrossNodes(IClusterMembershipService membership, ILocalSiloDetails self, OnNode<INodeDeviceService> nodes) : IRpcElsewhere
+internal sealed class RpcAcrossNodes(OnNode<INodeDeviceService> nodes) : IRpcElsewhere
 {
     public async Task<RpcOutcome> CallAsync(Device device, RpcRequest request, CancellationToken cancellationToken)
     {
@@ -98,12 +154,9 @@ internal sealed class RpcAcrossNodes(IClusterMembershipService membership, ILoca
         ArgumentNullException.ThrowIfNull(request);
         var remote = RemoteRpcRequest.Of(request);
         var calls = new List<Task<RemoteRpcOutcome>>();
-        foreach (var member in membership.CurrentSnapshot.Members.Values)
+        foreach (var node in nodes.Others())
         {
-            if (member.Status == SiloStatus.Active && !member.SiloAddress.Equals(self.SiloAddress))
-            {
-                calls.Add(nodes.At(member.SiloAddress).Call(device.TenantId, device.Id, remote));
-            }
+            calls.Add(node.Call(device.TenantId, device.Id, remote));
         }
 
         while (calls.Count > 0)
@@ -118,6 +171,44 @@ internal sealed class RpcAcrossNodes(IClusterMembershipService membership, ILoca
 
         return new RpcOutcome(RpcOutcomeKind.NotConnected);
     }
+
+    public async Task<Guid?> SubmitAsync(Caller caller, Device device, RpcRequest request, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(caller);
+        ArgumentNullException.ThrowIfNull(device);
+        ArgumentNullException.ThrowIfNull(request);
+        var remote = RemoteRpcRequest.Of(request);
+        var who = RemoteCaller.Of(caller);
+        var offers = new List<Task<Guid?>>();
+        foreach (var node in nodes.Others())
+        {
+            offers.Add(node.Submit(who, device.TenantId, device.Id, remote));
+        }
+
+        // Only a node with the device connected stores the call; while a device moves between two nodes both could,
+        // and each stored call is then sent by its node's owner (the caller gets the first).
+        Guid? taken = null;
+        while (offers.Count > 0)
+        {
+            var done = await Task.WhenAny(offers).WaitAsync(cancellationToken);
+            offers.Remove(done);
+            if (done.IsCompletedSuccessfully && done.Result is { } id)
+            {
+                taken ??= id;
+            }
+        }
+
+        return taken;
+    }
+
+    public void CallsWaiting(Device device)
+    {
+        ArgumentNullException.ThrowIfNull(device);
+        foreach (var node in nodes.Others())
+        {
+            _ = node.CallsWaiting(device.TenantId, device.Id);
+        }
+    }
 }
 
 /// <summary>A lightweight call as it crosses to another node.</summary>
@@ -129,12 +220,27 @@ public sealed record RemoteRpcRequest(
     [property: Id(2)] bool OneWay,
     [property: Id(3)] long TimeoutMs,
     [property: Id(4)] long ExpirationTime,
-    [property: Id(5)] string? AdditionalInfoJson)
+    [property: Id(5)] string? AdditionalInfoJson,
+    [property: Id(6)] int Retries = 0)
 {
     public static RemoteRpcRequest Of(RpcRequest request) =>
-        new(request.Method, request.ParamsJson, request.OneWay, request.TimeoutMs, request.ExpirationTime, request.AdditionalInfoJson);
+        new(request.Method, request.ParamsJson, request.OneWay, request.TimeoutMs, request.ExpirationTime, request.AdditionalInfoJson, request.Retries);
 
-    public RpcRequest ToRequest() => new(Method, ParamsJson, OneWay, TimeoutMs, ExpirationTime, Persistent: false, Retries: 0, AdditionalInfoJson);
+    public RpcRequest ToRequest(bool persistent = false) => new(Method, ParamsJson, OneWay, TimeoutMs, ExpirationTime, persistent, persistent ? Retries : 0, AdditionalInfoJson);
+}
+
+/// <summary>Who made a call, as it crosses to another node (recorded there in the audit log).</summary>
+[GenerateSerializer]
+[Immutable]
+public sealed record RemoteCaller(
+    [property: Id(0)] Guid UserId,
+    [property: Id(1)] Guid? TenantId,
+    [property: Id(2)] int AuthorityValue,
+    [property: Id(3)] string Name)
+{
+    public static RemoteCaller Of(Caller caller) => new(caller.UserId, caller.TenantId, (int)caller.Authority, caller.Name);
+
+    public Caller ToCaller() => new(UserId, TenantId, (Authority)AuthorityValue, Name);
 }
 
 [GenerateSerializer]

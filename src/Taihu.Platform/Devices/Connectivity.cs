@@ -44,6 +44,16 @@ public sealed partial class ConnectivityTracker(IAttributeStore attributes, IDev
     /// </summary>
     public TimeSpan ActivityWriteInterval { get; init; } = TimeSpan.FromMinutes(1);
 
+    /// <summary>
+    /// Other processes write the same devices' connectivity: the nodes of a cluster, to any of which a device may
+    /// connect. This process then knows only the devices connected to it, and what it knew of a device that has
+    /// since connected to another node is stale: before it marks a device inactive it reads the stored attributes,
+    /// and forgets a device another node has connected since (a later <c>lastConnectTime</c>) or takes the later
+    /// activity another node wrote; and it writes only the times it changed, so that an old disconnect does not
+    /// write back an old connect time over the newer one.
+    /// </summary>
+    public bool SharedStorage { get; init; }
+
     public void Connected(Device device) => Post(new Message(MessageKind.Connected, device, Now(), null));
 
     public void Disconnected(Device device) => Post(new Message(MessageKind.Disconnected, device, Now(), null));
@@ -205,16 +215,32 @@ public sealed partial class ConnectivityTracker(IAttributeStore attributes, IDev
             }
         }
 
-        List<AttributeChange>? changes = null;
-        List<Events.DeviceEventRecord>? events = null;
+        List<long>? silent = null;
         foreach (var (seq, state) in _states)
         {
             var timeout = state.InactivityTimeoutMs;
             if (state.Active && state.Connections == 0 && timeout > 0 && now - state.LastActivity > timeout)
             {
-                SetActive(state, false, now);
+                if (SharedStorage)
+                {
+                    (silent ??= []).Add(seq);
+                }
+                else
+                {
+                    SetActive(state, false, now);
+                }
             }
+        }
 
+        if (silent is not null)
+        {
+            await JudgeSilentAsync(silent, now, cancellationToken);
+        }
+
+        List<AttributeChange>? changes = null;
+        List<Events.DeviceEventRecord>? events = null;
+        foreach (var (seq, state) in _states)
+        {
             var activityDue = state.LastActivity > state.LastActivityWritten && now - state.LastWritten >= (long)ActivityWriteInterval.TotalMilliseconds;
             if (!state.Dirty && !activityDue)
             {
@@ -223,18 +249,19 @@ public sealed partial class ConnectivityTracker(IAttributeStore attributes, IDev
 
             state.Dirty = false;
             state.LastWritten = now;
-            state.LastActivityWritten = state.LastActivity;
-            var entries = new List<AttributeEntry>(4)
+            var entries = new List<AttributeEntry>(4) { new("active", now, KvValue.Of(state.Active)) };
+            if (!SharedStorage || state.LastActivity > state.LastActivityWritten)
             {
-                new("active", now, KvValue.Of(state.Active)),
-                new("lastActivityTime", now, KvValue.Of(state.LastActivity)),
-            };
-            if (state.LastConnect > 0)
+                entries.Add(new AttributeEntry("lastActivityTime", now, KvValue.Of(state.LastActivity)));
+            }
+
+            state.LastActivityWritten = state.LastActivity;
+            if (state.LastConnect > 0 && (!SharedStorage || state.LastConnect > state.LastConnectRecorded))
             {
                 entries.Add(new AttributeEntry("lastConnectTime", now, KvValue.Of(state.LastConnect)));
             }
 
-            if (state.LastDisconnect > 0)
+            if (state.LastDisconnect > 0 && (!SharedStorage || state.LastDisconnect > state.LastDisconnectRecorded))
             {
                 entries.Add(new AttributeEntry("lastDisconnectTime", now, KvValue.Of(state.LastDisconnect)));
             }
@@ -277,6 +304,67 @@ public sealed partial class ConnectivityTracker(IAttributeStore attributes, IDev
         }
 
         await WriteActiveSeriesAsync();
+    }
+
+    /// <summary>
+    /// With <see cref="SharedStorage"/>: devices silent past their timeout as far as this process knows, judged
+    /// against what the other nodes stored (one read for all of them).
+    /// </summary>
+    private async Task JudgeSilentAsync(List<long> silent, long now, CancellationToken cancellationToken)
+    {
+        Dictionary<long, List<AttributeEntry>> stored;
+        try
+        {
+            stored = await attributes.GetManyAsync(silent, AttributeScope.Server, ["lastConnectTime", "lastActivityTime"], cancellationToken);
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            // Judged at the next flush.
+            LogJudgeFailed(logger, e, silent.Count);
+            return;
+        }
+
+        foreach (var seq in silent)
+        {
+            var state = _states[seq];
+            long storedConnect = 0, storedActivity = 0;
+            if (stored.TryGetValue(seq, out var entries))
+            {
+                foreach (var entry in entries)
+                {
+                    if (entry.Value.Type != DataType.Long)
+                    {
+                        continue;
+                    }
+
+                    var value = entry.Value.Long;
+                    if (entry.Key == "lastConnectTime")
+                    {
+                        storedConnect = value;
+                    }
+                    else if (entry.Key == "lastActivityTime")
+                    {
+                        storedActivity = value;
+                    }
+                }
+            }
+
+            if (storedConnect > state.LastConnect)
+            {
+                // Connected to another node since: that node keeps it. Nothing of it is left here to write.
+                _states.Remove(seq);
+                _activity.TryRemove(seq, out _);
+            }
+            else if (storedActivity > state.LastActivity && now - storedActivity <= state.InactivityTimeoutMs)
+            {
+                state.LastActivity = storedActivity;
+                state.LastActivityWritten = storedActivity;
+            }
+            else
+            {
+                SetActive(state, false, now);
+            }
+        }
     }
 
     /// <summary>The changes of <c>active</c> since the last flush, as points of the time series <c>active</c>.</summary>
@@ -375,6 +463,9 @@ public sealed partial class ConnectivityTracker(IAttributeStore attributes, IDev
 
     [LoggerMessage(EventId = 2104, Level = LogLevel.Warning, Message = "Reading which devices were active failed; they stay shown active until they are heard from")]
     private static partial void LogRestoreFailed(ILogger logger, Exception exception);
+
+    [LoggerMessage(EventId = 2105, Level = LogLevel.Warning, Message = "Reading the stored connectivity of {Count} silent device(s) failed; they are judged at the next flush")]
+    private static partial void LogJudgeFailed(ILogger logger, Exception exception, long count);
 
     [LoggerMessage(EventId = 2103, Level = LogLevel.Warning, Message = "Writing the time series 'active' failed; the attribute 'active' is still right")]
     private static partial void LogSeriesFailed(ILogger logger, Exception exception);

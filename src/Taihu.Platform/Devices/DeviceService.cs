@@ -51,7 +51,7 @@ public interface IDeviceService
 
 /// <inheritdoc />
 public sealed class DeviceService(IDeviceStore store, IAuditLog audit, IMqttClientDisconnector connections, TimeProvider time, IOptions<SecurityOptions> security,
-    Telemetry.ITelemetryStore? telemetry = null, Events.EventSignal? events = null, DeviceRevocations? revocations = null) : IDeviceService
+    Telemetry.ITelemetryStore? telemetry = null, Events.EventSignal? events = null, DeviceRevocations? revocations = null, IDevicesElsewhere? elsewhere = null) : IDeviceService
 {
     private readonly int _minimumTokenLength = security.Value.MinimumAccessTokenLength;
 
@@ -128,7 +128,7 @@ public sealed class DeviceService(IDeviceStore store, IAuditLog audit, IMqttClie
             Name = draft.Name, Type = draft.Type ?? existing.Type, Label = draft.Label, ProfileId = profileId, Group = draft.Group, IsGateway = draft.IsGateway, GatewayId = gatewayId,
         };
         await store.UpdateDeviceAsync(updated, cancellationToken);
-        events?.NotifyDeviceChanged(updated.Seq);
+        DeviceChanged(updated.Seq);
         await audit.WriteAsync(caller, "UPDATED", "DEVICE", id.ToString(), updated.Name, cancellationToken: cancellationToken);
         if (existing.GatewayId is { } previous && previous != gatewayId)
         {
@@ -161,7 +161,7 @@ public sealed class DeviceService(IDeviceStore store, IAuditLog audit, IMqttClie
         }
 
         await store.DeleteDeviceAsync(tenant, id, cancellationToken);
-        events?.NotifyDeviceChanged(device.Seq);
+        DeviceChanged(device.Seq);
         await audit.WriteAsync(caller, "DELETED", "DEVICE", id.ToString(), device.Name, cancellationToken: cancellationToken);
     }
 
@@ -233,7 +233,7 @@ public sealed class DeviceService(IDeviceStore store, IAuditLog audit, IMqttClie
         {
             profile = profile with { IsDefault = existing.IsDefault, CreatedTime = existing.CreatedTime };
             await store.UpdateProfileAsync(profile, cancellationToken);
-            events?.NotifyProfileChanged(profile.Id);
+            ProfileChanged(profile.Id);
             await audit.WriteAsync(caller, "UPDATED", "DEVICE_PROFILE", profile.Id.ToString(), profile.Name, cancellationToken: cancellationToken);
         }
 
@@ -250,7 +250,7 @@ public sealed class DeviceService(IDeviceStore store, IAuditLog audit, IMqttClie
             throw PlatformException.BadRequest("The default profile, or a profile that devices use, cannot be deleted.");
         }
 
-        events?.NotifyProfileChanged(id);
+        ProfileChanged(id);
         await audit.WriteAsync(caller, "DELETED", "DEVICE_PROFILE", id.ToString(), profile.Name, cancellationToken: cancellationToken);
     }
 
@@ -258,17 +258,45 @@ public sealed class DeviceService(IDeviceStore store, IAuditLog audit, IMqttClie
     /// Closes the connections of a device (and the devices behind it, when it is a gateway): MQTT ones here, those of
     /// the other protocols' listeners through <see cref="DeviceRevocations"/>.
     /// </summary>
+    /// <remarks>On a cluster every other node closes the device's connections there too.</remarks>
     public void DisconnectDevice(Guid deviceId, string reason)
+    {
+        DisconnectDeviceHere(deviceId, reason);
+        elsewhere?.DisconnectDevice(deviceId, reason);
+    }
+
+    /// <summary>Closes the connections of a device to this node only (another node of a cluster asks it).</summary>
+    public void DisconnectDeviceHere(Guid deviceId, string reason)
     {
         connections.Disconnect(identity => identity.State is DeviceSession session && session.Device.Id == deviceId, ReasonCode.NotAuthorized, reason);
         revocations?.Revoke(new DeviceRevocation(deviceId, null, reason));
     }
 
-    /// <summary>Closes the connections of every device of a tenant (the tenant is being deleted).</summary>
+    /// <summary>Closes the connections of every device of a tenant (the tenant is being deleted), on every node of a cluster.</summary>
     public void DisconnectTenant(Guid tenantId, string reason)
+    {
+        DisconnectTenantHere(tenantId, reason);
+        elsewhere?.DisconnectTenant(tenantId, reason);
+    }
+
+    /// <summary>Closes the connections of every device of a tenant to this node only (another node of a cluster asks it).</summary>
+    public void DisconnectTenantHere(Guid tenantId, string reason)
     {
         connections.Disconnect(identity => identity.State is DeviceSession session && session.Device.TenantId == tenantId, ReasonCode.NotAuthorized, reason);
         revocations?.Revoke(new DeviceRevocation(null, tenantId, reason));
+    }
+
+    // This process's caches hear of a change at once (the event signal); a cluster's other nodes are told.
+    private void DeviceChanged(long deviceSeq)
+    {
+        events?.NotifyDeviceChanged(deviceSeq);
+        elsewhere?.DeviceChanged(deviceSeq);
+    }
+
+    private void ProfileChanged(Guid profileId)
+    {
+        events?.NotifyProfileChanged(profileId);
+        elsewhere?.ProfileChanged(profileId);
     }
 
     /// <summary>The row to store for a credentials draft: what is shown, the lookup key, and the hashed secret.</summary>

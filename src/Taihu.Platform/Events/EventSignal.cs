@@ -21,12 +21,6 @@ public sealed class EventSignal
     /// <summary>A device changed (renamed, moved to another profile) or was deleted.</summary>
     public event Action<long>? DeviceChanged;
 
-    /// <summary>A profile changed through this process (not one told from another node): a cluster node passes it on.</summary>
-    public event Action<Guid>? ProfileChangedHere;
-
-    /// <summary>A device changed through this process (not one told from another node): a cluster node passes it on.</summary>
-    public event Action<long>? DeviceChangedHere;
-
     public void Notify() => Committed?.Invoke();
 
     /// <summary>A row committed by this process, as written; the row must not change afterwards. Then notifies.</summary>
@@ -60,28 +54,9 @@ public sealed class EventSignal
         return false;
     }
 
-    /// <summary>
-    /// A profile changed through this process (<paramref name="elsewhere"/> false; a cluster node also tells the
-    /// other nodes, through <see cref="ProfileChangedHere"/>) or through another node (true: told here only).
-    /// </summary>
-    public void NotifyProfileChanged(Guid profileId, bool elsewhere = false)
-    {
-        ProfileChanged?.Invoke(profileId);
-        if (!elsewhere)
-        {
-            ProfileChangedHere?.Invoke(profileId);
-        }
-    }
+    public void NotifyProfileChanged(Guid profileId) => ProfileChanged?.Invoke(profileId);
 
-    /// <summary>A device changed through this process or (<paramref name="elsewhere"/>) through another node; as <see cref="NotifyProfileChanged"/>.</summary>
-    public void NotifyDeviceChanged(long deviceSeq, bool elsewhere = false)
-    {
-        DeviceChanged?.Invoke(deviceSeq);
-        if (!elsewhere)
-        {
-            DeviceChangedHere?.Invoke(deviceSeq);
-        }
-    }
+    public void NotifyDeviceChanged(long deviceSeq) => DeviceChanged?.Invoke(deviceSeq);
 
     private readonly record struct Recent(long Position, long CreatedTime, DecodedRow? Row);
 }

@@ -49,7 +49,12 @@ public static class PlatformHostingExtensions
         services.AddSingleton<Security.DeviceAuthenticationLimiter>();
         services.AddSingleton<ProvisioningService>();
         services.AddSingleton<GatewayHandler>();
-        services.AddSingleton<ConnectivityTracker>();
+        // On a cluster node (one that tells other nodes of device changes) other nodes write the same devices' connectivity.
+        services.AddSingleton(sp => new ConnectivityTracker(sp.GetRequiredService<IAttributeStore>(), sp.GetRequiredService<IDeviceStore>(),
+            sp.GetRequiredService<TelemetryIngest>(), sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ILogger<ConnectivityTracker>>())
+        {
+            SharedStorage = sp.GetService<IDevicesElsewhere>() is not null,
+        });
         services.AddSingleton<Rpc.IRpcStore, Rpc.SqlRpcStore>();
         services.AddSingleton<Rpc.RpcDeviceLink>();
         services.AddSingleton<Rpc.RpcService>();

@@ -228,6 +228,61 @@ public sealed partial class DeviceRpcOwner : IThreadPoolWorkItem
     });
 
     /// <summary>
+    /// On a cluster: the device can be reached here now, or another node stored calls for it. Other nodes' owners
+    /// of the device may have stored, moved or ended its calls, so the stored calls are taken as the truth (new ones
+    /// added in order, moved ones updated, ended or deleted ones dropped) before what waits is sent.
+    /// </summary>
+    public void Resync(Device device) => Post(async () =>
+    {
+        _device = device;
+        if (_loaded)
+        {
+            _lastRequestId = Math.Max(_lastRequestId, await _service.Store.MaxRequestIdAsync(device.Id));
+            var stored = await _service.Store.ListActiveAsync(device.Id);
+            var kept = new List<ActiveCall>(stored.Count);
+            foreach (var call in stored)
+            {
+                var active = _persistent.Find(a => a.Call.Id == call.Id);
+                if (active is null)
+                {
+                    active = new ActiveCall(call);
+                    ArmExpiry(active);
+                }
+                else if (active.Call.Status != call.Status || active.Call.Attempts != call.Attempts)
+                {
+                    // Moved by another node: not in flight from here.
+                    active.ReplyTimer?.Dispose();
+                    active.ReplyTimer = null;
+                    active.InFlight = false;
+                    active.Call = call;
+                }
+
+                kept.Add(active);
+            }
+
+            foreach (var active in _persistent)
+            {
+                if (!kept.Contains(active))
+                {
+                    active.Dispose();
+                }
+            }
+
+            _persistent.Clear();
+            _persistent.AddRange(kept);
+        }
+        else
+        {
+            await EnsureLoadedAsync();
+        }
+
+        if (_service.Link.IsReachable(device))
+        {
+            await SendWaitingAsync();
+        }
+    });
+
+    /// <summary>
     /// The device lost a way it was reached by. Persistent calls sent and not yet acknowledged will be sent again
     /// (each resend is a retry) or, with no retries left, have failed.
     /// </summary>
@@ -282,6 +337,12 @@ public sealed partial class DeviceRpcOwner : IThreadPoolWorkItem
     public Task<PersistentRpc> SubmitAsync(Caller caller, Device device, RpcRequest request) => AskAsync(async () =>
     {
         _device = device;
+        if (_loaded && _service.Clustered)
+        {
+            // Another node's owner of the device may have stored calls since this one loaded: ids go on from the highest.
+            _lastRequestId = Math.Max(_lastRequestId, await _service.Store.MaxRequestIdAsync(device.Id));
+        }
+
         await EnsureLoadedAsync();
         var now = _service.Time.GetUtcNow().ToUnixTimeMilliseconds();
         var call = new PersistentRpc(Guid.CreateVersion7(), device.TenantId, device.Id, ++_lastRequestId, request.Method, request.ParamsJson, request.OneWay,
@@ -348,6 +409,7 @@ public sealed partial class DeviceRpcOwner : IThreadPoolWorkItem
 
     private async Task MoveAsync(ActiveCall active, RpcStatus status, string? responseJson = null)
     {
+        var from = active.Call.Status;
         var call = active.Call = active.Call with { Status = status, ResponseJson = responseJson ?? active.Call.ResponseJson };
         if (status.IsFinal())
         {
@@ -355,9 +417,9 @@ public sealed partial class DeviceRpcOwner : IThreadPoolWorkItem
             _persistent.Remove(active);
         }
 
-        if (!await _service.Store.UpdateAsync(call.Id, status, call.Attempts, call.ResponseJson))
+        if (!await _service.Store.UpdateAsync(call.Id, from, status, call.Attempts, call.ResponseJson))
         {
-            // Deleted meanwhile.
+            // Deleted meanwhile, or (on a cluster) moved by the device's owner on another node: the stored state counts.
             active.Dispose();
             _persistent.Remove(active);
             return;

@@ -1,4 +1,5 @@
 using Taihu.Platform.Devices;
+using Taihu.Platform.Tenants;
 
 namespace Taihu.Platform.Rpc;
 
@@ -14,4 +15,13 @@ public interface IRpcElsewhere
     /// <see cref="RpcOutcomeKind.NotConnected"/> when no other node has the device connected.
     /// </summary>
     Task<RpcOutcome> CallAsync(Device device, RpcRequest request, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Has the node the device is connected to store and send a persistent call (<see cref="RpcService.SubmitHereAsync"/>);
+    /// the call's id, or null when no other node has the device connected.
+    /// </summary>
+    Task<Guid?> SubmitAsync(Caller caller, Device device, RpcRequest request, CancellationToken cancellationToken);
+
+    /// <summary>Tells every other node that calls for the device were stored here (<see cref="RpcService.CallsWaitingHere"/>), without waiting.</summary>
+    void CallsWaiting(Device device);
 }

@@ -32,6 +32,9 @@ public sealed partial class RpcService(IRpcStore store, IAuditLog audit, IDevice
 
     internal ILogger Logger => logger;
 
+    /// <summary>A node of a cluster: other nodes' owners of a device may change its stored calls.</summary>
+    internal bool Clustered => elsewhere is not null;
+
     /// <summary>Who changes a call's state when no user does (the device, a timeout): recorded in the audit log under this name.</summary>
     public static Caller SystemCaller(Guid tenantId) => new(Guid.Empty, tenantId, Authority.TenantAdmin, "rpc");
 
@@ -80,11 +83,55 @@ public sealed partial class RpcService(IRpcStore store, IAuditLog audit, IDevice
     }
 
     /// <summary>Stores a persistent call; it goes out when the device is reachable, in order.</summary>
-    public Task<PersistentRpc> SubmitAsync(Caller caller, Device device, RpcRequest request)
+    /// <remarks>
+    /// On a cluster, a call for a device connected to another node is made by the device's owner there (in order
+    /// with the calls it sends, with its request ids); a device connected nowhere gets the call stored here, and
+    /// every other node is told, so that the node it connects to next sends it.
+    /// </remarks>
+    public async Task<PersistentRpc> SubmitAsync(Caller caller, Device device, RpcRequest request)
     {
         caller.RequireWrite();
+        if (elsewhere is not null && !link.IsReachable(device)
+            && await elsewhere.SubmitAsync(caller, device, request, CancellationToken.None) is { } id)
+        {
+            return await store.GetAsync(device.TenantId, id) ?? throw PlatformException.NotFound("The RPC call");
+        }
+
         _withPersistentCalls[device.Id] = true;
-        return OwnerOf(device).SubmitAsync(caller, device, request);
+        var call = await OwnerOf(device).SubmitAsync(caller, device, request);
+        if (elsewhere is not null && !link.IsReachable(device))
+        {
+            elsewhere.CallsWaiting(device);
+        }
+
+        return call;
+    }
+
+    /// <summary>
+    /// A persistent call that another node of a cluster hands this one: stored and sent by the device's owner here
+    /// if the device is connected here; null at once otherwise.
+    /// </summary>
+    public async Task<Guid?> SubmitHereAsync(Caller caller, Device device, RpcRequest request)
+    {
+        ArgumentNullException.ThrowIfNull(device);
+        if (!link.IsReachable(device))
+        {
+            return null;
+        }
+
+        _withPersistentCalls[device.Id] = true;
+        return (await OwnerOf(device).SubmitAsync(caller, device, request)).Id;
+    }
+
+    /// <summary>Another node of a cluster stored calls for the device: sent from here if it is connected here.</summary>
+    public void CallsWaitingHere(Device device)
+    {
+        ArgumentNullException.ThrowIfNull(device);
+        _withPersistentCalls[device.Id] = true;
+        if (link.IsReachable(device))
+        {
+            OwnerOf(device).Resync(device);
+        }
     }
 
     public async Task<PersistentRpc> GetAsync(Caller caller, Guid id, CancellationToken cancellationToken) =>
@@ -126,7 +173,15 @@ public sealed partial class RpcService(IRpcStore store, IAuditLog audit, IDevice
     {
         if (_withPersistentCalls.ContainsKey(device.Id))
         {
-            OwnerOf(device).Reachable(device);
+            if (elsewhere is null)
+            {
+                OwnerOf(device).Reachable(device);
+            }
+            else
+            {
+                // Another node may have sent, ended or stored calls since this node's owner last looked.
+                OwnerOf(device).Resync(device);
+            }
         }
     }
 

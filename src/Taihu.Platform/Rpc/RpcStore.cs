@@ -16,8 +16,12 @@ public interface IRpcStore
 {
     Task InsertAsync(PersistentRpc call, CancellationToken cancellationToken = default);
 
-    /// <summary>Moves a call to a state (and its attempts and response); false when the call is gone (deleted).</summary>
-    Task<bool> UpdateAsync(Guid id, RpcStatus status, int attempts, string? responseJson, CancellationToken cancellationToken = default);
+    /// <summary>
+    /// Moves a call from state <paramref name="from"/> to <paramref name="status"/> (with its attempts and response);
+    /// false when the call is gone (deleted) or is no longer in <paramref name="from"/>: on a cluster another node's
+    /// owner of the device may have moved it, and the stored state is the one that counts.
+    /// </summary>
+    Task<bool> UpdateAsync(Guid id, RpcStatus from, RpcStatus status, int attempts, string? responseJson, CancellationToken cancellationToken = default);
 
     Task<PersistentRpc?> GetAsync(Guid tenantId, Guid id, CancellationToken cancellationToken = default);
 
@@ -68,12 +72,13 @@ public sealed class SqlRpcStore(PlatformDatabase database, TimeProvider time) : 
         await command.ExecuteNonQueryAsync(cancellationToken);
     }
 
-    public async Task<bool> UpdateAsync(Guid id, RpcStatus status, int attempts, string? responseJson, CancellationToken cancellationToken = default)
+    public async Task<bool> UpdateAsync(Guid id, RpcStatus from, RpcStatus status, int attempts, string? responseJson, CancellationToken cancellationToken = default)
     {
         await using var connection = await database.OpenAsync(cancellationToken);
         using var command = connection.CreateCommand();
-        command.CommandText = "UPDATE rpc_calls SET status = @status, attempts = @attempts, response = @response, updated_time = @now WHERE id = @id";
+        command.CommandText = "UPDATE rpc_calls SET status = @status, attempts = @attempts, response = @response, updated_time = @now WHERE id = @id AND status = @from";
         command.AddParameter("id", id.ToString());
+        command.AddParameter("from", from.Name());
         command.AddParameter("status", status.Name());
         command.AddParameter("attempts", (long)attempts);
         command.AddParameter("response", responseJson);

@@ -33,6 +33,15 @@ public sealed partial class SqlTelemetryStore
     private readonly ConcurrentDictionary<(long Device, long Key), long> _newest = new();
     private readonly SemaphoreSlim _writeGate = new(1, 1);
 
+    // A batch's working sets, kept from one batch to the next (only the writer holding _writeGate uses them): built
+    // new for every batch they were about a third of what ingest allocated per point (1,000 devices, 2,000 points a
+    // batch), and the collections that garbage caused paused the writer and every point waiting on it.
+    private const int KeptBatchEntries = 16_384;
+    private readonly Dictionary<(long Device, long Key, long Ts), int> _unique = [];
+    private readonly Dictionary<(long Device, long Key), (long Ts, int Index)> _newestInBatch = [];
+    private readonly Dictionary<(long Device, long Key, long Minute), Rollup> _rollups = [];
+    private readonly HashSet<(long Device, long Key, long Minute)> _recompute = [];
+
     private struct Rollup
     {
         public long Count;
@@ -118,7 +127,9 @@ public sealed partial class SqlTelemetryStore
         }
 
         // Fold duplicates: the last write of (device, key, ts) in the batch wins.
-        var unique = new Dictionary<(long Device, long Key, long Ts), int>(points.Count);
+        ResetBatchSets();
+        var unique = _unique;
+        unique.EnsureCapacity(points.Count);
         for (var i = 0; i < points.Count; i++)
         {
             unique[(points[i].DeviceSeq, _keyIds[points[i].Point.Key], points[i].Point.Ts)] = i;
@@ -129,7 +140,7 @@ public sealed partial class SqlTelemetryStore
         var held = stage = StageTimings.Since("ingest.turn", stage);
         await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
         stage = StageTimings.Since("ingest.begin", stage);
-        var newestInBatch = new Dictionary<(long Device, long Key), (long Ts, int Index)>();
+        var newestInBatch = _newestInBatch;
         foreach (var ((device, key, ts), index) in unique)
         {
             if (!newestInBatch.TryGetValue((device, key), out var newest) || ts > newest.Ts)
@@ -146,8 +157,8 @@ public sealed partial class SqlTelemetryStore
             }
         }
 
-        var rollups = new Dictionary<(long Device, long Key, long Minute), Rollup>();
-        var recompute = new HashSet<(long Device, long Key, long Minute)>();
+        var rollups = _rollups;
+        var recompute = _recompute;
         foreach (var ((device, key, ts), index) in unique)
         {
             var minute = ts / MinuteMs;
@@ -202,6 +213,23 @@ public sealed partial class SqlTelemetryStore
         }
 
         return (position, created);
+    }
+
+    /// <summary>Empties the batch's working sets; one that a very large batch grew is shrunk back.</summary>
+    private void ResetBatchSets()
+    {
+        var large = _unique.EnsureCapacity(0) > KeptBatchEntries;
+        _unique.Clear();
+        _newestInBatch.Clear();
+        _rollups.Clear();
+        _recompute.Clear();
+        if (large)
+        {
+            _unique.TrimExcess(KeptBatchEntries);
+            _newestInBatch.TrimExcess(KeptBatchEntries);
+            _rollups.TrimExcess(KeptBatchEntries);
+            _recompute.TrimExcess();
+        }
     }
 
     private static async Task<long> StoredNewestAsync(DbConnection connection, DbTransaction transaction, long device, long key, CancellationToken cancellationToken)

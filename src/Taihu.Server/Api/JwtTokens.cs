@@ -12,7 +12,8 @@ namespace Taihu.Server.Api;
 
 /// <summary>
 /// Issues and checks the JWTs of the management API (HS256). The signing key is generated on first start and kept
-/// in the data directory (<c>jwt-signing.key</c>), so tokens survive a restart. A token carries the user's token
+/// in the data directory (<c>jwt-signing.key</c>), so tokens survive a restart; on a cluster it is kept in the
+/// shared database instead (the first node to start makes it), so that a token from one node works on every node. A token carries the user's token
 /// version: logging out or changing the password bumps it, and every older token stops working at once.
 /// </summary>
 /// <remarks>
@@ -20,7 +21,9 @@ namespace Taihu.Server.Api;
 /// exchange deletes that row, so of two exchanges racing exactly one wins. A refresh token presented again (a
 /// thief's copy or the owner's, whichever came second) revokes every token of the user, as OAuth 2.0's refresh
 /// token rotation recommends. Validated users are cached; <see cref="Forget"/> and <see cref="ForgetTenant"/>
-/// drop them, and a read that raced with a forget is not cached (the generation check under the lock).
+/// drop them, and a read that raced with a forget is not cached (the generation check under the lock). On a
+/// cluster a logout or password change on another node bumps the version in the database without this node's
+/// cache hearing of it, so there a user is read again once their entry is <see cref="ClusterUserCacheTime"/> old.
 /// </remarks>
 public sealed partial class JwtTokens
 {
@@ -32,7 +35,14 @@ public sealed partial class JwtTokens
     private readonly TimeProvider _time;
     private readonly ITenantStore _store;
     private readonly ILogger<JwtTokens> _logger;
-    private readonly ConcurrentDictionary<Guid, UserSecrets> _users = new();
+    private readonly ConcurrentDictionary<Guid, CachedUser> _users = new();
+
+    /// <summary>On a cluster: how long a user read from the database is trusted before it is read again.</summary>
+    internal static readonly TimeSpan ClusterUserCacheTime = TimeSpan.FromSeconds(5);
+
+    private readonly long _userCacheTicks;
+
+    private readonly record struct CachedUser(UserSecrets Secrets, long ReadAt);
 
     // Access tokens whose signature and claims were checked, by their exact text: a token presented again (an API
     // client calls with the same one until it expires) skips the parsing, the claims' dictionary and the HMAC
@@ -50,13 +60,20 @@ public sealed partial class JwtTokens
     private readonly Lock _cacheGate = new();
     private long _generation;
 
-    public JwtTokens(IOptions<ServerOptions> server, IOptions<SecurityOptions> options, TimeProvider time, ITenantStore store, ILogger<JwtTokens> logger)
+    public JwtTokens(IOptions<ServerOptions> server, IOptions<SecurityOptions> options, TimeProvider time, ITenantStore store, ILogger<JwtTokens> logger,
+        IOptions<Taihu.Cluster.ClusterNodeOptions> cluster)
     {
         _options = options.Value;
         _time = time;
         _store = store;
         _logger = logger;
-        _key = new SymmetricSecurityKey(LoadOrCreateKey(server.Value.DataDirectory));
+        var clustered = cluster.Value.Enabled;
+        _userCacheTicks = clustered ? (long)(ClusterUserCacheTime.TotalSeconds * time.TimestampFrequency) : long.MaxValue;
+        // Made once per process, before the first token is issued or checked; the database is ready by then (the
+        // platform's start-up ran before the listeners opened).
+        _key = new SymmetricSecurityKey(clustered
+            ? Convert.FromBase64String(store.GetOrAddSettingAsync(SigningKeySetting, Convert.ToBase64String(RandomNumberGenerator.GetBytes(64))).GetAwaiter().GetResult())
+            : LoadOrCreateKey(server.Value.DataDirectory));
         _checkedBySpan = _checked.GetAlternateLookup<ReadOnlySpan<char>>();
     }
 
@@ -211,9 +228,9 @@ public sealed partial class JwtTokens
         lock (_cacheGate)
         {
             _generation++;
-            foreach (var (id, user) in _users)
+            foreach (var (id, cached) in _users)
             {
-                if (user.User.TenantId == tenantId)
+                if (cached.Secrets.User.TenantId == tenantId)
                 {
                     _users.TryRemove(id, out _);
                 }
@@ -223,9 +240,9 @@ public sealed partial class JwtTokens
 
     private async ValueTask<UserSecrets?> UserAsync(Guid id, CancellationToken cancellationToken)
     {
-        if (_users.TryGetValue(id, out var known))
+        if (_users.TryGetValue(id, out var known) && _time.GetTimestamp() - known.ReadAt < _userCacheTicks)
         {
-            return known;
+            return known.Secrets;
         }
 
         long generation;
@@ -242,7 +259,7 @@ public sealed partial class JwtTokens
                 // A forget since the read began may concern this user: use the row, do not keep it.
                 if (generation == _generation)
                 {
-                    _users[id] = user;
+                    _users[id] = new CachedUser(user, _time.GetTimestamp());
                 }
             }
         }
@@ -280,6 +297,9 @@ public sealed partial class JwtTokens
 
     [LoggerMessage(EventId = 2401, Level = LogLevel.Warning, Message = "A refresh token of user {UserId} was presented a second time; every token of the user is revoked")]
     private static partial void LogRefreshReused(ILogger logger, Guid userId);
+
+    /// <summary>The name of the signing key's row in the database's settings, on a cluster.</summary>
+    internal const string SigningKeySetting = "jwt_signing_key";
 
     private static byte[] LoadOrCreateKey(string dataDirectory)
     {

@@ -8,38 +8,38 @@ internal sealed partial class LiveSocket
 {
     /// <summary>
     /// ThingsBoard's update: <c>{"subscriptionId","errorCode","errorMsg","data":{"key":[[ts,"value"]]},"latestValues":{"key":ts}}</c>,
-    /// values as strings as ThingsBoard sends them, each key's points in ascending time.
+    /// values as strings as ThingsBoard sends them, each key's points in ascending time (points of one key and time
+    /// in the order they were committed). Sorts <paramref name="points"/> in place.
     /// </summary>
-    private static void Write(Utf8JsonWriter writer, Outbound item)
+    private static void Write(Utf8JsonWriter writer, int cmdId, int errorCode, string? errorMsg, Span<PendingPoint> points)
     {
         writer.WriteStartObject();
-        writer.WriteNumber(SubscriptionIdName, item.CmdId);
-        writer.WriteNumber(ErrorCodeName, item.ErrorCode);
-        if (item.ErrorMsg is null)
+        writer.WriteNumber(SubscriptionIdName, cmdId);
+        writer.WriteNumber(ErrorCodeName, errorCode);
+        if (errorMsg is null)
         {
             writer.WriteNull(ErrorMsgName);
         }
         else
         {
-            writer.WriteString(ErrorMsgName, item.ErrorMsg);
+            writer.WriteString(ErrorMsgName, errorMsg);
         }
 
-        var points = item.Points ?? [];
         if (points.Length > 1)
         {
-            Array.Sort(points, static (a, b) => a.Key == b.Key ? a.Ts.CompareTo(b.Ts) : string.CompareOrdinal(a.Key, b.Key));
+            points.Sort(static (a, b) => PendingPoint.Compare(a, b));
         }
 
         writer.WriteStartObject(DataName);
         for (var i = 0; i < points.Length;)
         {
-            var key = points[i].Key;
+            var key = points[i].Point.Key;
             writer.WriteStartArray(key);
-            for (; i < points.Length && points[i].Key == key; i++)
+            for (; i < points.Length && points[i].Point.Key == key; i++)
             {
                 writer.WriteStartArray();
-                writer.WriteNumberValue(points[i].Ts);
-                WriteValueAsString(writer, points[i].Value);
+                writer.WriteNumberValue(points[i].Point.Ts);
+                WriteValueAsString(writer, points[i].Point.Value);
                 writer.WriteEndArray();
             }
 
@@ -51,9 +51,9 @@ internal sealed partial class LiveSocket
         for (var i = 0; i < points.Length; i++)
         {
             // Sorted by key then time: the last point of each key is its latest.
-            if (i + 1 == points.Length || points[i + 1].Key != points[i].Key)
+            if (i + 1 == points.Length || points[i + 1].Point.Key != points[i].Point.Key)
             {
-                writer.WriteNumber(points[i].Key, points[i].Ts);
+                writer.WriteNumber(points[i].Point.Key, points[i].Point.Ts);
             }
         }
 
@@ -85,16 +85,49 @@ internal sealed partial class LiveSocket
         }
     }
 
+    /// <summary>A point of a frame, with its place in the order the points were committed.</summary>
+    private readonly record struct PendingPoint(TelemetryPoint Point, int Order)
+    {
+        /// <summary>By key, then time, then the order of commit: a stable sort, so a key's points stay in order.</summary>
+        public static int Compare(in PendingPoint a, in PendingPoint b)
+        {
+            var byKey = string.CompareOrdinal(a.Point.Key, b.Point.Key);
+            if (byKey != 0)
+            {
+                return byKey;
+            }
+
+            var byTs = a.Point.Ts.CompareTo(b.Point.Ts);
+            return byTs != 0 ? byTs : a.Order.CompareTo(b.Order);
+        }
+    }
+
     /// <summary>A frame to send: an update of a subscription (or a one-off answer), or an error.</summary>
-    /// <remarks>An alarm frame has an UpdateType (its cmdUpdateType); with Alarms and no Changed it is a refresh that the send loop reads.</remarks>
+    /// <remarks>
+    /// An alarm frame has an UpdateType (its cmdUpdateType); with Alarms and no Changed it is a refresh that the send
+    /// loop reads. <paramref name="Merged"/> marks a subscription's changes waiting to be sent: the send loop takes
+    /// them all from the subscription when it gets to it (<see cref="Subscription.TakePending"/>), as one frame.
+    /// </remarks>
     private sealed record Outbound(Subscription? Subscription, int CmdId, int ErrorCode, string? ErrorMsg, TelemetryPoint[]? Points,
-        AlarmSubscription? Alarms = null, Taihu.Platform.Alarms.AlarmInfo? Changed = null, string? UpdateType = null);
+        AlarmSubscription? Alarms = null, Taihu.Platform.Alarms.AlarmInfo? Changed = null, string? UpdateType = null, bool Merged = false);
 
     /// <summary>One subscription of this socket to one device; called by the feed on the committing thread.</summary>
+    /// <remarks>
+    /// Design: committed changes are not queued one by one. The subscription adds the points it wants to its
+    /// pending list and queues one marker for the socket when the list was empty; the send loop takes the whole
+    /// list when it reaches the marker and sends it as one frame. So a socket that keeps up sends a frame per
+    /// commit of its device, and one that falls behind sends fewer, larger frames with every point, in order,
+    /// instead of a queue of frames (each a wake-up and a message). Nothing is allocated per change: the list is
+    /// reused. Until the snapshot is released nothing is queued, so it always goes first.
+    /// </remarks>
     private sealed class Subscription(LiveSocket socket, LiveCommand command, long deviceSeq) : ILiveSubscriber
     {
+        private const int KeptCapacity = 4096;
         private readonly Lock _gate = new();
-        private List<Outbound>? _held;
+        private Outbound? _marker;
+        private List<PendingPoint> _pending = [];
+        private int _pendingUpdates;
+        private bool _queued;
         private bool _ready;
 
         public long DeviceSeq => deviceSeq;
@@ -111,31 +144,40 @@ internal sealed partial class LiveSocket
             }
 
             var keys = command.Keys;
-            var wanted = 0;
-            for (var i = start; i < start + count; i++)
+            var end = start + count;
+            while (start < end && keys is not null && !keys.Contains(points[start].Point.Key))
             {
-                if (keys is null || keys.Contains(points[i].Point.Key))
-                {
-                    wanted++;
-                }
+                start++;
             }
 
-            if (wanted == 0)
+            if (start == end)
             {
                 return;
             }
 
-            var copy = new TelemetryPoint[wanted];
-            var n = 0;
-            for (var i = start; i < start + count; i++)
+            bool queue;
+            lock (_gate)
             {
-                if (keys is null || keys.Contains(points[i].Point.Key))
+                if (!Counted())
                 {
-                    copy[n++] = points[i].Point;
+                    return;
                 }
+
+                for (var i = start; i < end; i++)
+                {
+                    if (keys is null || keys.Contains(points[i].Point.Key))
+                    {
+                        _pending.Add(new PendingPoint(points[i].Point, _pending.Count));
+                    }
+                }
+
+                queue = MarkerDue();
             }
 
-            Deliver(new Outbound(this, command.CmdId, LiveErrorCode.None, null, copy));
+            if (queue)
+            {
+                socket.EnqueueMarker(_marker!);
+            }
         }
 
         public void OnAttributes(AttributeScope scope, IReadOnlyList<AttributeEntry> entries)
@@ -146,18 +188,39 @@ internal sealed partial class LiveSocket
             }
 
             var keys = command.Keys;
-            List<TelemetryPoint>? wanted = null;
+            var wanted = false;
             foreach (var entry in entries)
             {
-                if (keys is null || keys.Contains(entry.Key))
-                {
-                    (wanted ??= new List<TelemetryPoint>(entries.Count)).Add(new TelemetryPoint(entry.Key, entry.LastUpdateTs, entry.Value));
-                }
+                wanted |= keys is null || keys.Contains(entry.Key);
             }
 
-            if (wanted is not null)
+            if (!wanted)
             {
-                Deliver(new Outbound(this, command.CmdId, LiveErrorCode.None, null, [.. wanted]));
+                return;
+            }
+
+            bool queue;
+            lock (_gate)
+            {
+                if (!Counted())
+                {
+                    return;
+                }
+
+                foreach (var entry in entries)
+                {
+                    if (keys is null || keys.Contains(entry.Key))
+                    {
+                        _pending.Add(new PendingPoint(new TelemetryPoint(entry.Key, entry.LastUpdateTs, entry.Value), _pending.Count));
+                    }
+                }
+
+                queue = MarkerDue();
+            }
+
+            if (queue)
+            {
+                socket.EnqueueMarker(_marker!);
             }
         }
 
@@ -167,37 +230,63 @@ internal sealed partial class LiveSocket
             lock (_gate)
             {
                 socket.Enqueue(snapshot);
-                if (_held is not null)
-                {
-                    foreach (var held in _held)
-                    {
-                        socket.Enqueue(held);
-                    }
-                }
-
-                _held = null;
                 _ready = true;
+                if (_pending.Count > 0 && MarkerDue())
+                {
+                    socket.EnqueueMarker(_marker!);
+                }
             }
         }
 
-        private void Deliver(Outbound update)
+        /// <summary>
+        /// The send loop's: moves every point waiting, in the order committed, into <paramref name="into"/>; gives how
+        /// many changes they came in.
+        /// </summary>
+        public int TakePending(List<PendingPoint> into)
         {
             lock (_gate)
             {
-                if (!_ready)
+                into.AddRange(_pending);
+                _pending.Clear();
+                if (_pending.Capacity > KeptCapacity)
                 {
-                    if ((_held ??= []).Count >= socket._options.OutboundQueueLimit)
-                    {
-                        socket.CloseSlow();
-                        return;
-                    }
-
-                    _held.Add(update);
-                    return;
+                    _pending = []; // a burst's list is let go rather than kept for the subscription's life
                 }
+
+                var updates = _pendingUpdates;
+                _pendingUpdates = 0;
+                _queued = false;
+                return updates;
+            }
+        }
+
+        /// <summary>
+        /// Under the lock, before a change's points are added: counts it against the socket's limit (every change
+        /// counts, merged or not, so a client that reads too slowly is closed as before and what waits for it stays
+        /// bounded); false when it is not to be kept (too slow: dropped and counted; or closing).
+        /// </summary>
+        private bool Counted()
+        {
+            if (!socket.CountWaiting(1))
+            {
+                return false;
             }
 
-            socket.Enqueue(update);
+            _pendingUpdates++;
+            return true;
+        }
+
+        /// <summary>Under the lock, after points were added: true when the marker is to be queued (once, after the snapshot).</summary>
+        private bool MarkerDue()
+        {
+            if (!_ready || _queued)
+            {
+                return false;
+            }
+
+            _queued = true;
+            _marker ??= new Outbound(this, command.CmdId, LiveErrorCode.None, null, null, Merged: true);
+            return true;
         }
     }
 }

@@ -20,9 +20,10 @@ namespace Taihu.Server.Api;
 /// serializes: the writer never waits for a socket. A subscription holds back what is committed while its snapshot
 /// is read, and releases it behind the snapshot, so a client always gets the snapshot first and misses nothing
 /// (a change committed during the read may come twice: a point is unique by key and ts, so this is harmless).
-/// When the queue is full the client is reading too slowly: what waits is dropped and counted, and the socket is
-/// closed with 1008 and the reason; a client that does not even take the close frame is aborted after
-/// <see cref="LiveOptions.CloseTimeout"/>.
+/// A subscription's changes that wait together go out as one frame (see <see cref="Subscription"/>), but each
+/// counts against <see cref="LiveOptions.OutboundQueueLimit"/> as the replies do: past it the client is reading
+/// too slowly, what waits is dropped and counted, and the socket is closed with 1008 and the reason; a client that
+/// does not even take the close frame is aborted after <see cref="LiveOptions.CloseTimeout"/>.
 /// </remarks>
 internal sealed partial class LiveSocket : IDisposable
 {
@@ -31,6 +32,10 @@ internal sealed partial class LiveSocket : IDisposable
     private static readonly JsonEncodedText ErrorMsgName = JsonEncodedText.Encode("errorMsg");
     private static readonly JsonEncodedText DataName = JsonEncodedText.Encode("data");
     private static readonly JsonEncodedText LatestValuesName = JsonEncodedText.Encode("latestValues");
+
+    // Beyond these a frame's buffers are let go once it is sent instead of being kept for the next.
+    private const int LargeFrameBytes = 1 << 20;
+    private const int LargeFramePoints = 4096;
 
     private static readonly AttributeScope[] AllScopes = [AttributeScope.Client, AttributeScope.Shared, AttributeScope.Server];
 
@@ -42,6 +47,7 @@ internal sealed partial class LiveSocket : IDisposable
     private readonly CancellationTokenSource _sendAborted = new();
     private Caller? _caller;
     private int _slow;
+    private int _waiting;
     private int _closing;
     private ITimer? _abortTimer;
     private ITimer? _expiryTimer;
@@ -53,11 +59,9 @@ internal sealed partial class LiveSocket : IDisposable
         _ws = ws;
         _services = services;
         _options = services.Options;
-        _outbound = Channel.CreateBounded<Outbound>(new BoundedChannelOptions(_options.OutboundQueueLimit)
-        {
-            SingleReader = true,
-            FullMode = BoundedChannelFullMode.Wait,
-        });
+        // Unbounded as a channel, bounded by what it holds: every item is a counted update or reply, or a marker for
+        // counted updates (CountWaiting).
+        _outbound = Channel.CreateUnbounded<Outbound>(new UnboundedChannelOptions { SingleReader = true });
     }
 
     /// <summary>
@@ -441,23 +445,41 @@ internal sealed partial class LiveSocket : IDisposable
     /// <summary>Queues a frame; from any thread. A full queue means the client reads too slowly.</summary>
     private void Enqueue(Outbound item)
     {
+        if (CountWaiting(1) && !_outbound.Writer.TryWrite(item))
+        {
+            // Closing already (the queue is complete): a late update has nowhere to go.
+            Interlocked.Decrement(ref _waiting);
+        }
+    }
+
+    /// <summary>Queues a subscription's marker; its changes were counted as they came (<see cref="CountWaiting"/>).</summary>
+    private void EnqueueMarker(Outbound marker) => _outbound.Writer.TryWrite(marker);
+
+    /// <summary>
+    /// Counts <paramref name="updates"/> more waiting for this socket; false when they are not to be sent: the socket
+    /// is too slow (now, or already: they are dropped and counted) or closing.
+    /// </summary>
+    private bool CountWaiting(int updates)
+    {
         if (Volatile.Read(ref _slow) != 0)
         {
-            _services.UpdatesDropped.Add(1);
-            return;
+            _services.UpdatesDropped.Add(updates);
+            return false;
         }
 
-        if (!_outbound.Writer.TryWrite(item))
+        if (Interlocked.Add(ref _waiting, updates) <= _options.OutboundQueueLimit)
         {
-            if (Volatile.Read(ref _closing) != 0)
-            {
-                // Closing already (the queue is complete): a late update has nowhere to go.
-                return;
-            }
+            return true;
+        }
 
-            _services.UpdatesDropped.Add(1);
+        Interlocked.Add(ref _waiting, -updates);
+        if (Volatile.Read(ref _closing) == 0)
+        {
+            _services.UpdatesDropped.Add(updates);
             CloseSlow();
         }
+
+        return false;
     }
 
     /// <summary>Closes the socket once what is queued before it has been sent.</summary>
@@ -538,6 +560,7 @@ internal sealed partial class LiveSocket : IDisposable
     private async Task SendLoopAsync()
     {
         var buffer = new ArrayBufferWriter<byte>(4096);
+        var scratch = new List<PendingPoint>();
         // Frames go to programs, never into HTML: quotes in messages stay readable instead of \u0027.
         using var writer = new Utf8JsonWriter(buffer, new JsonWriterOptions { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping });
         var reader = _outbound.Reader;
@@ -548,13 +571,14 @@ internal sealed partial class LiveSocket : IDisposable
             {
                 while (reader.TryRead(out var item))
                 {
+                    var updates = Taken(item, scratch);
                     if (Volatile.Read(ref _slow) != 0)
                     {
-                        dropped++;
+                        dropped += updates;
                         continue;
                     }
 
-                    if (item.Subscription is { Removed: true } || item.Alarms is { Removed: true })
+                    if (item.Subscription is { Removed: true } || item.Alarms is { Removed: true } || (item.Merged && scratch.Count == 0))
                     {
                         continue;
                     }
@@ -563,7 +587,7 @@ internal sealed partial class LiveSocket : IDisposable
                     writer.Reset(buffer);
                     if (item.UpdateType is null)
                     {
-                        Write(writer, item);
+                        Write(writer, item.CmdId, item.ErrorCode, item.ErrorMsg, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(scratch));
                     }
                     else if (!await WriteAlarmFrameAsync(writer, item))
                     {
@@ -572,6 +596,11 @@ internal sealed partial class LiveSocket : IDisposable
                     writer.Flush();
                     await _ws.SendAsync(buffer.WrittenMemory, WebSocketMessageType.Text, true, _sendAborted.Token);
                     _services.UpdatesSent.Add(1);
+                    if (buffer.Capacity > LargeFrameBytes)
+                    {
+                        // A client that fell behind got a large merged frame: its buffer is not kept for the socket's life.
+                        buffer = new ArrayBufferWriter<byte>(4096);
+                    }
                 }
             }
 
@@ -588,9 +617,9 @@ internal sealed partial class LiveSocket : IDisposable
         }
         finally
         {
-            while (reader.TryRead(out _))
+            while (reader.TryRead(out var item))
             {
-                dropped++;
+                dropped += Taken(item, scratch);
             }
 
             if (dropped > 0)
@@ -598,6 +627,35 @@ internal sealed partial class LiveSocket : IDisposable
                 _services.UpdatesDropped.Add(dropped);
             }
         }
+    }
+
+    /// <summary>
+    /// The send loop's part of an item it has read: the points of its frame into <paramref name="scratch"/> (all that
+    /// a subscription's marker stands for), and the number of updates it was counted as, now no longer waiting.
+    /// </summary>
+    private int Taken(Outbound item, List<PendingPoint> scratch)
+    {
+        scratch.Clear();
+        if (scratch.Capacity > LargeFramePoints)
+        {
+            scratch.Capacity = 0;
+        }
+
+        var updates = 1;
+        if (item.Merged)
+        {
+            updates = item.Subscription!.TakePending(scratch);
+        }
+        else if (item.Points is { } points)
+        {
+            for (var i = 0; i < points.Length; i++)
+            {
+                scratch.Add(new PendingPoint(points[i], i));
+            }
+        }
+
+        Interlocked.Add(ref _waiting, -updates);
+        return updates;
     }
 
     [LoggerMessage(EventId = 3001, Level = LogLevel.Warning, Message = "A live socket was closed: its client read too slowly ({Limit} updates were waiting)")]

@@ -26,13 +26,18 @@ public static class ClusterSettings
     /// (which the caller disposes, started or not): the first alone, as it makes the schema, the others together;
     /// returns once every node sees them all. <paramref name="extra"/> adds settings to each node's.
     /// </summary>
+    public static Task StartNodesAsync(PostgresServer postgres, string database, string clusterId, int count, List<ServerProcess> nodes,
+        IReadOnlyDictionary<string, string>? extra = null) =>
+        StartNodesAsync(postgres, database, clusterId, count, nodes, extra is null ? null : _ => extra);
+
+    /// <summary>As the other overload, with settings of its own for each node by its index.</summary>
     public static async Task StartNodesAsync(PostgresServer postgres, string database, string clusterId, int count, List<ServerProcess> nodes,
-        IReadOnlyDictionary<string, string>? extra = null)
+        Func<int, IReadOnlyDictionary<string, string>>? extra)
     {
-        Dictionary<string, string> Settings()
+        Dictionary<string, string> Settings(int index)
         {
             var settings = Node(postgres, database, clusterId, LoopbackPort.Free());
-            foreach (var (name, value) in extra ?? new Dictionary<string, string>())
+            foreach (var (name, value) in extra?.Invoke(index) ?? new Dictionary<string, string>())
             {
                 settings[name] = value;
             }
@@ -40,11 +45,11 @@ public static class ClusterSettings
             return settings;
         }
 
-        nodes.Add(await ServerProcess.StartAsync(Settings()));
+        nodes.Add(await ServerProcess.StartAsync(Settings(0)));
         var others = new List<Task<ServerProcess>>();
         for (var i = 1; i < count; i++)
         {
-            others.Add(ServerProcess.StartAsync(Settings()));
+            others.Add(ServerProcess.StartAsync(Settings(i)));
         }
 
         try

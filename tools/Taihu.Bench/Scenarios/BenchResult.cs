@@ -20,6 +20,9 @@ public sealed record BenchResult
     public long Lost { get; init; }
     public long Duplicates { get; init; }
     public double DeliveredPerSecond { get; init; }
+
+    /// <summary>live: messages the devices had acknowledged per second over the window (each carries --keys points).</summary>
+    public double? AcknowledgedPerSecond { get; init; }
     public double LatencyP50Ms { get; init; }
     public double LatencyP90Ms { get; init; }
     public double LatencyP99Ms { get; init; }

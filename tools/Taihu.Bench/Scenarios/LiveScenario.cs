@@ -241,6 +241,7 @@ public sealed class LiveScenario(BenchOptions o, PlatformTarget p, int keys, str
 
         ProcessSample? brokerStart = null;
         ProcessSample? selfStart = null;
+        ServerCounters? serverStart = null;
         long ackStart = 0;
         var all = Task.WhenAll(publishing);
         while (!all.IsCompleted)
@@ -252,6 +253,7 @@ public sealed class LiveScenario(BenchOptions o, PlatformTarget p, int keys, str
                 brokerStart = o.BrokerPid is { } p0 ? ProcessSampler.Sample(p0) : null;
                 selfStart = ProcessSampler.Self();
                 ackStart = Acknowledged(clients);
+                serverStart = await ServerCounters.ReadAsync(o.MetricsUrl, cancellationToken);
             }
 
             progress?.Report(new ProgressReport(now < _windowStart ? "warming up" : "publishing", Stopwatch.GetElapsedTime(start),
@@ -262,6 +264,7 @@ public sealed class LiveScenario(BenchOptions o, PlatformTarget p, int keys, str
         var brokerEnd = o.BrokerPid is { } p1 ? ProcessSampler.Sample(p1) : null;
         var selfEnd = ProcessSampler.Self();
         var ackEnd = Acknowledged(clients);
+        var serverEnd = await ServerCounters.ReadAsync(o.MetricsUrl, cancellationToken);
         var seconds = (double)(Stopwatch.GetTimestamp() - _windowStart) / Stopwatch.Frequency;
 
         // The drain: what was published still commits and reaches its subscriber.
@@ -290,6 +293,13 @@ public sealed class LiveScenario(BenchOptions o, PlatformTarget p, int keys, str
         }
 
         var acknowledgedPerSecond = (ackEnd - ackStart) / seconds;
+        var pointsAcknowledged = (ackEnd - ackStart) * keys;
+        // With --metrics-url: what the server spent per point acknowledged in the window (CPU, allocations,
+        // collections) and the frames it sent, which a loaded machine changes far less than the latency.
+        var server = serverStart is { } c0 && serverEnd is { } c1
+            ? string.Create(CultureInfo.InvariantCulture, $"; {(c1.Frames - c0.Frames) / seconds:N0} frames/s sent ({(c1.Frames - c0.Frames) / Math.Max(1.0, ackEnd - ackStart):F2} per message acknowledged), ")
+              + c1.Runtime.Describe(c0.Runtime, pointsAcknowledged, "point acknowledged")
+            : "";
         var memory = rss.Count == 0 ? "" : string.Create(CultureInfo.InvariantCulture,
             $"; server resident memory (VmRSS, {rss.Count} samples, 1/s): {rss[0].Bytes / 1048576.0:F1} MiB at start, {rss[^1].Bytes / 1048576.0:F1} MiB at the end, {MaxOf(rss) / 1048576.0:F1} MiB at most");
         return new BenchResult
@@ -308,6 +318,7 @@ public sealed class LiveScenario(BenchOptions o, PlatformTarget p, int keys, str
             Delivered = seen,
             Lost = Math.Max(0, sent - seen),
             DeliveredPerSecond = seen / seconds,
+            AcknowledgedPerSecond = acknowledgedPerSecond,
             LatencyP50Ms = Percentile(50),
             LatencyP90Ms = Percentile(90),
             LatencyP99Ms = Percentile(99),
@@ -317,12 +328,29 @@ public sealed class LiveScenario(BenchOptions o, PlatformTarget p, int keys, str
             BrokerResidentBytes = rss.Count > 0 ? rss[^1].Bytes : brokerEnd?.ResidentBytes,
             BrokerResidentStartBytes = rss.Count > 0 ? rss[0].Bytes : null,
             BrokerResidentMaxBytes = rss.Count > 0 ? MaxOf(rss) : null,
+            // Per million points acknowledged (5 a message by default), so that runs with and without subscribers compare.
+            BrokerCpuSecondsPerMillion = serverStart is { } u0 && serverEnd is { } u1 && pointsAcknowledged > 0
+                ? (u1.Runtime.CpuUserSeconds + u1.Runtime.CpuSystemSeconds - u0.Runtime.CpuUserSeconds - u0.Runtime.CpuSystemSeconds) * 1e6 / pointsAcknowledged : null,
+            BrokerAllocatedBytesPerDelivered = serverStart is { } a0 && serverEnd is { } a1 && pointsAcknowledged > 0
+                ? (a1.Runtime.AllocatedBytes - a0.Runtime.AllocatedBytes) / pointsAcknowledged : null,
             GeneratorCpuPercent = selfStart is { } s0 ? ProcessSampler.CpuPercent(s0, selfEnd) : 0,
             Connections = clients.Length * 2,
             PacedMessagesSkipped = Interlocked.Read(ref skipped),
             Note = string.Create(CultureInfo.InvariantCulture,
-                $"latency is publish to frame (an upper bound of commit to frame); {acknowledgedPerSecond * keys:N0} points/s acknowledged ({acknowledgedPerSecond:N0} msg/s x {keys} keys), {refused:N0} refused; {Interlocked.Read(ref _frames):N0} frames ({Interlocked.Read(ref _badFrames):N0} unreadable, {Interlocked.Read(ref _errorFrames):N0} errors), {Interlocked.Read(ref _closed):N0} sockets closed by the server{(_firstError is { } e ? $" (first: {e})" : "")}{memory}"),
+                $"latency is publish to frame (an upper bound of commit to frame); {acknowledgedPerSecond * keys:N0} points/s acknowledged ({acknowledgedPerSecond:N0} msg/s x {keys} keys), {refused:N0} refused; {Interlocked.Read(ref _frames):N0} frames ({Interlocked.Read(ref _badFrames):N0} unreadable, {Interlocked.Read(ref _errorFrames):N0} errors), {Interlocked.Read(ref _closed):N0} sockets closed by the server{(_firstError is { } e ? $" (first: {e})" : "")}{memory}{server}"),
         };
+    }
+
+    /// <summary>The server's runtime counters and the live sockets' frames sent, from its /metrics.</summary>
+    private readonly record struct ServerCounters(RuntimeCounters Runtime, double Frames)
+    {
+        public static async Task<ServerCounters?> ReadAsync(string? url, CancellationToken cancellationToken)
+        {
+            var text = url is null ? null : await MetricsScraper.ReadTextAsync(url, cancellationToken);
+            return RuntimeCounters.Parse(text) is { } runtime
+                ? new ServerCounters(runtime, MetricsScraper.Find(text!, "taihu_live_updates_sent_total") ?? 0)
+                : null;
+        }
     }
 
     private static long MaxOf(List<(double Seconds, long Bytes)> samples)
