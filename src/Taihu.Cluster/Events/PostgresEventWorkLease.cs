@@ -40,11 +40,18 @@ public sealed partial class PostgresEventWorkLease : BackgroundService, IEventWo
         ArgumentNullException.ThrowIfNull(storage);
         ArgumentNullException.ThrowIfNull(meters);
         // A session of its own, never pooled: the lock lives as long as this connection, and dies with the process.
+        // The client's side of the keep-alive is the kernel's (TCP keep-alive), not Npgsql's KeepAlive: that one is
+        // a timer that writes and reads the socket synchronously, and with socket completions run inline
+        // (SocketCompletions) a check starting meanwhile on an epoll thread waited for it while its read waited
+        // for that epoll thread: the node's sockets on that thread (database, other nodes) stopped, and the other
+        // nodes declared it dead.
         _connectionString = new NpgsqlConnectionStringBuilder(storage.Value.ConnectionString)
         {
             Pooling = false,
             CommandTimeout = 5,
-            KeepAlive = 2,
+            TcpKeepAlive = true,
+            TcpKeepAliveTime = 5,
+            TcpKeepAliveInterval = 1,
         }.ConnectionString;
         _time = time;
         _logger = logger;
