@@ -16,10 +16,12 @@ using Orleans.Hosting;
 using Orleans.Runtime;
 using Taihu.Broker.Extensibility;
 using Taihu.Cluster.Devices;
+using Taihu.Cluster.Events;
 using Taihu.Cluster.Mqtt;
 using Taihu.Platform.Devices;
 using Taihu.Platform.Rpc;
 using Taihu.Platform;
+using Taihu.Platform.Events;
 
 namespace Taihu.Cluster;
 
@@ -54,6 +56,13 @@ public static class ClusterHostingExtensions
         builder.Services.AddHostedService<ClusterStartup>();
         builder.Services.AddSingleton<ClusterNodes>();
 
+        // The event log's work done once cluster-wide (alarm rules, integrations) runs on the node holding the
+        // lease; every node feeds its live subscribers from the shared log (docs/scaling.md, "The platform's events").
+        builder.Services.AddSingleton<PostgresEventWorkLease>();
+        builder.Services.AddSingleton<IEventWorkLease>(sp => sp.GetRequiredService<PostgresEventWorkLease>());
+        builder.Services.AddHostedService(sp => sp.GetRequiredService<PostgresEventWorkLease>());
+        builder.Services.AddHostedService<LiveFeedFollower>();
+
         // MQTT across nodes: the broker finds the link in the services and uses it (see IMqttClusterLink).
         builder.Services.AddSingleton<ClusterMqttLink>();
         builder.Services.AddSingleton<IMqttClusterLink>(sp => sp.GetRequiredService<ClusterMqttLink>());
@@ -68,6 +77,8 @@ public static class ClusterHostingExtensions
             silo.Services.AddSingleton<IRpcElsewhere, RpcAcrossNodes>();
             // Device and profile changes, and closing a device's connections, reach every node.
             silo.Services.AddSingleton<IDevicesElsewhere, DevicesAcrossNodes>();
+            // Integration and alarm changes made through one node reach the others.
+            silo.Services.AddHostedService<ChangesAcrossNodes>();
             silo.Services.AddSingleton<ILifecycleParticipant<ISiloLifecycle>>(sp => sp.GetRequiredService<ClusterMqttLink>());
             silo.Services.AddSingleton<IMembershipTable>(sp => new PostgresMembershipTable(
                 sp.GetRequiredService<ClusterDatabase>().DataSource, sp.GetRequiredService<IOptions<ClusterNodeOptions>>().Value.ClusterId));

@@ -64,7 +64,7 @@ public sealed class AlarmRulesTests(PlatformFixture fixture) : IClassFixture<Pla
 
     private const string TenMinutes = """{ "type": "DURATION", "unit": "MINUTES", "predicate": { "defaultValue": 10 } }""";
 
-    private static object AlarmData(Guid deviceId) => new
+    internal static object AlarmData(Guid deviceId) => new
     {
         type = "ALARM_DATA",
         cmdId = 1,
@@ -83,7 +83,7 @@ public sealed class AlarmRulesTests(PlatformFixture fixture) : IClassFixture<Pla
     };
 
     /// <summary>The next alarm update of command 1 (skipping the first page and other frames).</summary>
-    private static async Task<JsonNode> NextUpdateAsync(LiveClient live)
+    internal static async Task<JsonNode> NextUpdateAsync(LiveClient live)
     {
         while (true)
         {

@@ -4,8 +4,10 @@ using Orleans.Concurrency;
 using Orleans.Runtime;
 using Orleans.Runtime.Services;
 using Orleans.Services;
+using Taihu.Platform.Alarms;
 using Taihu.Platform.Devices;
 using Taihu.Platform.Events;
+using Taihu.Platform.Integrations;
 using Taihu.Platform.Rpc;
 using Taihu.Platform.Tenants;
 
@@ -13,7 +15,8 @@ namespace Taihu.Cluster.Devices;
 
 /// <summary>
 /// Each node's end of device calls across nodes (an Orleans GrainService, addressed by its node): another node
-/// hands it a lightweight RPC call for a device that may be connected here.
+/// hands it a lightweight RPC call for a device that may be connected here, or tells it of a change made there
+/// (<see cref="ChangesAcrossNodes"/>).
 /// </summary>
 public interface INodeDeviceService : IGrainService
 {
@@ -42,6 +45,13 @@ public interface INodeDeviceService : IGrainService
     /// <summary>Another node is deleting a tenant: its devices' connections here are closed.</summary>
     [OneWay]
     Task DisconnectTenant(Guid tenantId, string reason);
+
+    /// <summary>Integrations changed through another node: the registry is read again.</summary>
+    Task IntegrationsChanged();
+
+    /// <summary>An alarm was created or changed on another node: this node's live subscribers of its tenant hear of it.</summary>
+    [OneWay]
+    Task AlarmChanged(int kind, Guid tenantId, Guid alarmId);
 }
 
 /// <summary>Reaches a GrainService of <typeparamref name="TService"/> on a given node, or on every other active node.</summary>
@@ -65,7 +75,7 @@ internal sealed class OnNode<TService>(IServiceProvider services, IClusterMember
 
 [Reentrant]
 internal sealed class NodeDeviceService(GrainId id, Silo silo, ILoggerFactory loggerFactory, RpcService rpc, DeviceDirectory devices, EventSignal events,
-    DeviceService deviceService)
+    DeviceService deviceService, IntegrationRegistry integrations, AlarmFeed alarmFeed, IAlarmStore alarms)
     : GrainService(id, silo, loggerFactory), INodeDeviceService
 {
     public Task DeviceChanged(long deviceSeq)
@@ -90,6 +100,17 @@ internal sealed class NodeDeviceService(GrainId id, Silo silo, ILoggerFactory lo
     {
         deviceService.DisconnectTenantHere(tenantId, reason);
         return Task.CompletedTask;
+    }
+
+    public async Task IntegrationsChanged() => await integrations.ReloadAsync(CancellationToken.None);
+
+    public async Task AlarmChanged(int kind, Guid tenantId, Guid alarmId)
+    {
+        // Read here, as the node that made the change reads it for its own subscribers: the alarm as it is now.
+        if (alarmFeed.HasSubscribers(tenantId) && await alarms.GetInfoAsync(tenantId, alarmId) is { } info)
+        {
+            alarmFeed.Publish(new AlarmEvent((AlarmChangeKind)kind, info));
+        }
     }
 
     public async Task<RemoteRpcOutcome> Call(Guid tenantId, Guid deviceId, RemoteRpcRequest request)

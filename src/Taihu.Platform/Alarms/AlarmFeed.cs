@@ -26,6 +26,12 @@ public sealed class AlarmFeed
 
     public bool HasSubscribers(Guid tenantId) => _byTenant.ContainsKey(tenantId);
 
+    /// <summary>
+    /// Set on a cluster node: told of each alarm created or changed on this node (kind, tenant, alarm), whether
+    /// anybody here watches or not, so that the other nodes' subscribers hear of it (they read the alarm there).
+    /// </summary>
+    public Action<AlarmChangeKind, Guid, Guid>? TellOthers { get; set; }
+
     public void Add(IAlarmSubscriber subscriber)
     {
         lock (_gate)

@@ -341,6 +341,7 @@ public sealed partial class AlarmService(
 
     private async Task PublishAsync(AlarmChangeKind kind, Alarm alarm)
     {
+        feed.TellOthers?.Invoke(kind, alarm.TenantId, alarm.Id);
         // The info (originator name, assignee) costs a read: only when somebody of the tenant is watching.
         if (feed.HasSubscribers(alarm.TenantId) && await store.GetInfoAsync(alarm.TenantId, alarm.Id) is { } info)
         {

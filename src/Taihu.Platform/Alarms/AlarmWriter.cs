@@ -121,7 +121,7 @@ internal sealed class AlarmWriter(PlatformDatabase database, EventSignal? signal
         {
             var write = _batch[i];
             var savepoint = "a" + i.ToString(CultureInfo.InvariantCulture);
-            await transaction.SaveAsync(savepoint);
+            await SavepointAsync(connection, transaction, "SAVEPOINT " + savepoint);
             var events = _events.Count;
             try
             {
@@ -139,12 +139,12 @@ internal sealed class AlarmWriter(PlatformDatabase database, EventSignal? signal
 
             if (write.Written)
             {
-                await transaction.ReleaseAsync(savepoint);
+                await SavepointAsync(connection, transaction, "RELEASE SAVEPOINT " + savepoint);
             }
             else
             {
                 // Undone alone: its statements leave nothing, and its event record goes.
-                await transaction.RollbackAsync(savepoint);
+                await SavepointAsync(connection, transaction, "ROLLBACK TO SAVEPOINT " + savepoint);
                 _events.RemoveRange(events, _events.Count - events);
             }
         }
@@ -243,6 +243,20 @@ internal sealed class AlarmWriter(PlatformDatabase database, EventSignal? signal
         var seq = Convert.ToInt64(found, CultureInfo.InvariantCulture);
         var ts = Math.Max(alarm.CreatedTime, Math.Max(alarm.EndTs, Math.Max(alarm.AckTs, alarm.ClearTs)));
         _events.Add(new DeviceEventRecord(seq, type, ts, AlarmEventJson.Write(alarm)));
+    }
+
+    /// <summary>
+    /// A savepoint statement sent as a command of its own. Npgsql's <c>NpgsqlTransaction.ReleaseAsync</c> read the
+    /// answer synchronously; with socket completions run inline (Taihu.Server's SocketCompletions) that read waited on
+    /// the epoll thread it was running on, and every socket of that thread stopped (on PostgreSQL, the first alarm
+    /// written hung the node: its database connections, and on a cluster its links to the other nodes).
+    /// </summary>
+    private static async Task SavepointAsync(DbConnection connection, DbTransaction transaction, string sql)
+    {
+        await using var command = connection.CreateCommand();
+        command.Transaction = transaction;
+        command.CommandText = sql;
+        await command.ExecuteNonQueryAsync();
     }
 
     private static Task AuditAsync(DbConnection connection, DbTransaction transaction, AuditRecord? audit) =>

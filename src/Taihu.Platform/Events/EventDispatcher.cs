@@ -113,6 +113,7 @@ public sealed partial class EventDispatcher : BackgroundService
     private readonly DeviceDirectory _devices;
     private readonly IReadOnlyList<IEventConsumer> _consumers;
     private readonly ILogger<EventDispatcher> _logger;
+    private readonly IEventWorkLease? _lease;
     private readonly EventSignal? _signal;
     private readonly TimeProvider _time;
     private readonly ConcurrentDictionary<string, long> _positions = new();
@@ -121,9 +122,10 @@ public sealed partial class EventDispatcher : BackgroundService
     private readonly ConcurrentDictionary<string, List<(long Position, TaskCompletionSource Done)>> _waiters = new();
 
     public EventDispatcher(PlatformDatabase database, DeviceDirectory devices, IEnumerable<IEventConsumer> consumers, TimeProvider time,
-        ILogger<EventDispatcher> logger, EventSignal? signal = null, IMeterFactory? meters = null)
+        ILogger<EventDispatcher> logger, EventSignal? signal = null, IMeterFactory? meters = null, IEventWorkLease? lease = null)
     {
         _database = database;
+        _lease = lease;
         _devices = devices;
         _consumers = [.. consumers];
         _time = time;
@@ -210,6 +212,42 @@ public sealed partial class EventDispatcher : BackgroundService
             return;
         }
 
+        if (_lease is null)
+        {
+            await RunConsumersAsync(stoppingToken);
+            return;
+        }
+
+        // A cluster node: the consumers run while this node holds the lease, from their durable positions.
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            CancellationToken held;
+            try
+            {
+                held = await _lease.AcquireAsync(stoppingToken);
+            }
+            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+            {
+                return;
+            }
+
+            using (var both = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken, held))
+            {
+                await RunConsumersAsync(both.Token);
+            }
+
+            foreach (var consumer in _consumers)
+            {
+                if (consumer is IStatefulEventConsumer stateful && !stoppingToken.IsCancellationRequested)
+                {
+                    await stateful.ForgetAsync();
+                }
+            }
+        }
+    }
+
+    private async Task RunConsumersAsync(CancellationToken stoppingToken)
+    {
         var loops = new List<Task>(_consumers.Count + 1);
         for (var i = 0; i < _consumers.Count; i++)
         {

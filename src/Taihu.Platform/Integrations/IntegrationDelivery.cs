@@ -28,6 +28,7 @@ public sealed partial class IntegrationDelivery : BackgroundService
     private readonly Rpc.ClientRpcRequests? _rpc;
     private readonly TimeProvider _time;
     private readonly ILogger<IntegrationDelivery> _logger;
+    private readonly Events.IEventWorkLease? _lease;
     private readonly int _maxInFlight;
     // Rows read at a time, oldest first: enough to find work for every delivery slot in the common case.
     private readonly int _window;
@@ -37,8 +38,9 @@ public sealed partial class IntegrationDelivery : BackgroundService
     private bool _started;
 
     public IntegrationDelivery(SqlIntegrationStore store, IntegrationRegistry registry, IOptions<IntegrationOptions> options, TimeProvider time,
-        ILogger<IntegrationDelivery> logger, IMqttServerPublisher? publisher = null, Rpc.ClientRpcRequests? rpc = null)
+        ILogger<IntegrationDelivery> logger, IMqttServerPublisher? publisher = null, Rpc.ClientRpcRequests? rpc = null, Events.IEventWorkLease? lease = null)
     {
+        _lease = lease;
         ArgumentNullException.ThrowIfNull(registry);
         ArgumentNullException.ThrowIfNull(options);
         _store = store;
@@ -56,6 +58,33 @@ public sealed partial class IntegrationDelivery : BackgroundService
     public static TimeSpan Backoff(int attempts) => TimeSpan.FromSeconds(Math.Min(300, 1L << Math.Clamp(attempts - 1, 0, 9)));
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        if (_lease is null)
+        {
+            await DeliverAsync(stoppingToken);
+            return;
+        }
+
+        // A cluster node delivers while it holds the event log lease: one node sends each outbox, as one fills it.
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            CancellationToken held;
+            try
+            {
+                held = await _lease.AcquireAsync(stoppingToken);
+            }
+            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+            {
+                return;
+            }
+
+            using var both = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken, held);
+            await DeliverAsync(both.Token);
+        }
+    }
+
+    /// <summary>Runs an owner per enabled integration until <paramref name="stoppingToken"/> is cancelled, then waits for them.</summary>
+    private async Task DeliverAsync(CancellationToken stoppingToken)
     {
         lock (_gate)
         {
@@ -75,6 +104,7 @@ public sealed partial class IntegrationDelivery : BackgroundService
         Task[] running;
         lock (_gate)
         {
+            _started = false;
             running = [.. _owners.Values.Select(o => o.Task)];
             _owners.Clear();
         }

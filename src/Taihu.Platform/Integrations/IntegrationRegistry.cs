@@ -139,6 +139,13 @@ public sealed class IntegrationRegistry : IDisposable
     /// <summary>Told after each reload, so that the delivery owners follow.</summary>
     public event Action? Changed;
 
+    /// <summary>
+    /// Set on a cluster node: tells the other nodes to reload after a change made through this node's API (the
+    /// node holding the event log lease fills and delivers the outboxes by its own registry). The API call waits
+    /// for it, so that the events after it are matched against the change on whichever node takes them.
+    /// </summary>
+    public Func<Task>? TellOthers { get; set; }
+
     public async ValueTask<Snapshot> GetAsync(CancellationToken cancellationToken)
     {
         return _snapshot ?? await ReloadAsync(cancellationToken);
@@ -172,6 +179,18 @@ public sealed class IntegrationRegistry : IDisposable
     }
 
     public IntegrationState? Find(Guid id) => _snapshot is { } s && s.ById.TryGetValue(id, out var state) ? state : null;
+
+    /// <summary>Reloads after a change through the API, and has the other nodes reload (<see cref="TellOthers"/>).</summary>
+    public async Task<Snapshot> ReloadAfterEditAsync(CancellationToken cancellationToken)
+    {
+        var snapshot = await ReloadAsync(cancellationToken);
+        if (TellOthers is { } tell)
+        {
+            await tell();
+        }
+
+        return snapshot;
+    }
 
     public async Task<Snapshot> ReloadAsync(CancellationToken cancellationToken)
     {

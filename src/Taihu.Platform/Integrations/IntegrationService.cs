@@ -45,7 +45,7 @@ public sealed class IntegrationService(SqlIntegrationStore store, IntegrationReg
         }
 
         await audit.WriteAsync(caller, existing is null ? "ADDED" : "UPDATED", EntityType, integration.Id.ToString(), integration.Name, cancellationToken: cancellationToken);
-        await registry.ReloadAsync(cancellationToken);
+        await registry.ReloadAfterEditAsync(cancellationToken);
         return integration;
     }
 
@@ -72,7 +72,7 @@ public sealed class IntegrationService(SqlIntegrationStore store, IntegrationReg
         var existing = await GetToChangeAsync(caller, id, cancellationToken);
         await store.DeleteAsync(id, caller.TenantId!.Value, cancellationToken);
         await audit.WriteAsync(caller, "DELETED", EntityType, id.ToString(), existing.Name, cancellationToken: cancellationToken);
-        await registry.ReloadAsync(cancellationToken);
+        await registry.ReloadAfterEditAsync(cancellationToken);
     }
 
     public async Task<IntegrationStats> StatsAsync(Caller caller, Guid id, CancellationToken cancellationToken)
@@ -101,7 +101,7 @@ public sealed class IntegrationService(SqlIntegrationStore store, IntegrationReg
         }
 
         await audit.WriteAsync(caller, "UPDATED", EntityType, id.ToString(), $"{integration.Name}: {moved} dead letter(s) replayed", cancellationToken: cancellationToken);
-        await registry.ReloadAsync(cancellationToken);
+        await registry.ReloadAfterEditAsync(cancellationToken);
         return moved;
     }
 

@@ -29,7 +29,7 @@ namespace Taihu.Platform.Rules;
 /// moments waited too). One write at a time; one that fails leaves its states to the next.
 /// The owner map is touched only by the dispatcher's loop for this consumer (and by stopping, after that loop).
 /// </remarks>
-public sealed partial class AlarmRulesEngine : IEventConsumer, IHostedService, IAsyncDisposable
+public sealed partial class AlarmRulesEngine : IStatefulEventConsumer, IHostedService, IAsyncDisposable
 {
     public const string ConsumerName = "rules";
     private static readonly double[] s_delayBuckets = [1, 2, 5, 10, 15, 20, 30, 40, 50, 60, 80, 100, 150, 200, 300, 500, 1000, 2000, 5000];
@@ -529,6 +529,51 @@ public sealed partial class AlarmRulesEngine : IEventConsumer, IHostedService, I
         catch (JsonException)
         {
             return null;
+        }
+    }
+
+    /// <summary>
+    /// This node stopped running the rules (a cluster node that lost the event log lease): the owners go, unsaved,
+    /// once the alarm changes they decided are written; the node that runs the rules now starts from the states
+    /// and the position last written, as after a crash.
+    /// </summary>
+    public async Task ForgetAsync()
+    {
+        await _gate.WaitAsync();
+        try
+        {
+            try
+            {
+                await _saving;
+            }
+            catch (Exception e) when (e is not OperationCanceledException)
+            {
+                LogBackgroundSaveFailed(_logger, e);
+            }
+
+            foreach (var work in _alarmWork.Values)
+            {
+                await work;
+            }
+
+            foreach (var entry in _owners.Values)
+            {
+                await entry.Owner.DisposeAsync();
+            }
+
+            _owners.Clear();
+            _alarmWork.Clear();
+            _profiles.Clear();
+            _changedProfiles.Clear();
+            _changedDevices.Clear();
+            _stored = null;
+            _position = 0;
+            _savedPosition = 0;
+            _deviceCount = 0;
+        }
+        finally
+        {
+            _gate.Release();
         }
     }
 

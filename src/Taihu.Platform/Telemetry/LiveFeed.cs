@@ -93,8 +93,38 @@ public sealed partial class LiveFeed(ILogger<LiveFeed> logger)
         }
     }
 
+    /// <summary>
+    /// True on a cluster node: every change, this node's own included, comes from the event log that all nodes
+    /// share (<see cref="TelemetryFromLog"/>, <see cref="AttributesFromLog"/>), and the writers' calls are ignored,
+    /// so that each change reaches a subscriber once, whichever node committed it. Set before the server starts.
+    /// </summary>
+    public bool FollowsEventLog { get; set; }
+
     /// <summary>A batch of points has committed; called by the ingest writer, once per batch.</summary>
     public void TelemetryCommitted(List<DevicePoint> points)
+    {
+        if (!FollowsEventLog)
+        {
+            PushTelemetry(points);
+        }
+    }
+
+    /// <summary>Attribute writes have committed; called by the attribute store after each write.</summary>
+    public void AttributesCommitted(IReadOnlyList<AttributeChange> changes)
+    {
+        if (!FollowsEventLog)
+        {
+            PushAttributes(changes);
+        }
+    }
+
+    /// <summary>The points of a committed batch, as the event log has them (on a cluster node, any node's batch).</summary>
+    public void TelemetryFromLog(List<DevicePoint> points) => PushTelemetry(points);
+
+    /// <summary>Attribute writes that committed, as the event log has them (on a cluster node, any node's).</summary>
+    public void AttributesFromLog(IReadOnlyList<AttributeChange> changes) => PushAttributes(changes);
+
+    private void PushTelemetry(List<DevicePoint> points)
     {
         ArgumentNullException.ThrowIfNull(points);
         if (Volatile.Read(ref _count) == 0)
@@ -129,8 +159,7 @@ public sealed partial class LiveFeed(ILogger<LiveFeed> logger)
         }
     }
 
-    /// <summary>Attribute writes have committed.</summary>
-    public void AttributesCommitted(IReadOnlyList<AttributeChange> changes)
+    private void PushAttributes(IReadOnlyList<AttributeChange> changes)
     {
         ArgumentNullException.ThrowIfNull(changes);
         if (Volatile.Read(ref _count) == 0)
