@@ -15,7 +15,7 @@ public sealed class ClusterEventTests(PostgresServer postgres)
     private const string Password = "tenant-admin-pw";
     private const string Secret = "cluster-webhook-secret";
 
-    private static string Profile(string name) => $$"""
+    internal static string Profile(string name) => $$"""
     {
       "name": "{{name}}",
       "profileData": {
@@ -241,7 +241,7 @@ public sealed class ClusterEventTests(PostgresServer postgres)
     }
 
     /// <summary>A device in a new profile with the rule (named <paramref name="name"/>), or in profile <paramref name="profileId"/>.</summary>
-    private static async Task<(Guid Id, string Token)> DeviceInProfileAsync(PlatformApi admin, string name, string? profileId = null)
+    internal static async Task<(Guid Id, string Token)> DeviceInProfileAsync(PlatformApi admin, string name, string? profileId = null)
     {
         profileId ??= (await admin.PostAsync("/api/deviceProfile", Profile(name)))["id"]!["id"]!.GetValue<string>();
         var device = await admin.PostAsync("/api/device", new { name, type = "air", deviceProfileId = new { entityType = "DEVICE_PROFILE", id = profileId } });
