@@ -144,9 +144,12 @@ public sealed class ClusterStateTests(PostgresServer postgres)
             }
 
             // Away again, now from B: a message is queued there, and B writes the session (this test's snapshot
-            // interval is a second) before it is killed.
+            // interval is a second) before it is killed: once written with the queued message and without "live"
+            // (a snapshot taken before keeper's acknowledgement of "live" holds it unacknowledged, and it is then
+            // rightly sent again after the kill: seen in CI on a loaded machine).
             await publisherA.PublishAsync("keep/queued", "before-the-kill");
-            await WaitForAsync(database, "SELECT count(*) FROM mqtt_session_messages WHERE client_id = 'keeper' AND payload = 'before-the-kill'::bytea", 1);
+            await WaitForAsync(database, "SELECT CASE WHEN bool_or(payload = 'live'::bytea) THEN 0 ELSE count(*) FILTER (WHERE payload = 'before-the-kill'::bytea) END" +
+                " FROM mqtt_session_messages WHERE client_id = 'keeper'", 1);
             await b.KillAsync();
             await Metrics.WaitForAsync(a, "taihu_cluster_nodes", count => count == 1);
 
