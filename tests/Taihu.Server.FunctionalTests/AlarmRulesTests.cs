@@ -13,7 +13,8 @@ public sealed class AlarmRulesTests(PlatformFixture fixture) : IClassFixture<Pla
 {
     private const long Minute = 60_000;
 
-    private static string Profile(string name, string spec) => $$"""
+    /// <summary>A profile with a "High PM2.5" rule: MAJOR above 75, CRITICAL above 150 (as <paramref name="spec"/>), cleared at 35 or less.</summary>
+    internal static string Profile(string name, string spec) => $$"""
     {
       "name": "{{name}}",
       "profileData": {
@@ -60,7 +61,7 @@ public sealed class AlarmRulesTests(PlatformFixture fixture) : IClassFixture<Pla
     }
     """;
 
-    private const string Simple = """{ "type": "SIMPLE" }""";
+    internal const string Simple = """{ "type": "SIMPLE" }""";
 
     private const string TenMinutes = """{ "type": "DURATION", "unit": "MINUTES", "predicate": { "defaultValue": 10 } }""";
 

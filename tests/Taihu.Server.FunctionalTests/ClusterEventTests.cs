@@ -15,34 +15,6 @@ public sealed class ClusterEventTests(PostgresServer postgres)
     private const string Password = "tenant-admin-pw";
     private const string Secret = "cluster-webhook-secret";
 
-    internal static string Profile(string name) => $$"""
-    {
-      "name": "{{name}}",
-      "profileData": {
-        "configuration": { "type": "DEFAULT" },
-        "alarms": [
-          {
-            "id": "pm25-high",
-            "alarmType": "High PM2.5",
-            "createRules": {
-              "MAJOR": {
-                "condition": {
-                  "condition": [
-                    { "key": { "type": "TIME_SERIES", "key": "pm25" }, "valueType": "NUMERIC",
-                      "predicate": { "type": "NUMERIC", "operation": "GREATER", "value": { "defaultValue": 75 } } }
-                  ],
-                  "spec": { "type": "SIMPLE" }
-                },
-                "alarmDetails": "PM2.5 is ${pm25}"
-              }
-            },
-            "propagate": false
-          }
-        ]
-      }
-    }
-    """;
-
     [Fact]
     public async Task ThreeNodes_AlarmRaisedOnce_WebhookGetsEachEventOnce_LiveSubscriberGetsEveryNodesTelemetry()
     {
@@ -243,7 +215,7 @@ public sealed class ClusterEventTests(PostgresServer postgres)
     /// <summary>A device in a new profile with the rule (named <paramref name="name"/>), or in profile <paramref name="profileId"/>.</summary>
     internal static async Task<(Guid Id, string Token)> DeviceInProfileAsync(PlatformApi admin, string name, string? profileId = null)
     {
-        profileId ??= (await admin.PostAsync("/api/deviceProfile", Profile(name)))["id"]!["id"]!.GetValue<string>();
+        profileId ??= (await admin.PostAsync("/api/deviceProfile", AlarmRulesTests.Profile(name, AlarmRulesTests.Simple)))["id"]!["id"]!.GetValue<string>();
         var device = await admin.PostAsync("/api/device", new { name, type = "air", deviceProfileId = new { entityType = "DEVICE_PROFILE", id = profileId } });
         var id = Guid.Parse(device["id"]!["id"]!.GetValue<string>());
         var credentials = await admin.GetAsync($"/api/device/{id}/credentials");

@@ -218,30 +218,18 @@ public sealed partial class EventDispatcher : BackgroundService
             return;
         }
 
-        // A cluster node: the consumers run while this node holds the lease, from their durable positions.
-        while (!stoppingToken.IsCancellationRequested)
+        // A cluster node: the consumers run while this node holds the lease, from their durable positions; a
+        // consumer with state in memory drops it when the lease is lost (the next holder starts from what is stored).
+        await _lease.RunWhileHeldAsync(RunConsumersAsync, ForgetStateAsync, stoppingToken);
+    }
+
+    private async Task ForgetStateAsync()
+    {
+        foreach (var consumer in _consumers)
         {
-            CancellationToken held;
-            try
+            if (consumer is IStatefulEventConsumer stateful)
             {
-                held = await _lease.AcquireAsync(stoppingToken);
-            }
-            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
-            {
-                return;
-            }
-
-            using (var both = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken, held))
-            {
-                await RunConsumersAsync(both.Token);
-            }
-
-            foreach (var consumer in _consumers)
-            {
-                if (consumer is IStatefulEventConsumer stateful && !stoppingToken.IsCancellationRequested)
-                {
-                    await stateful.ForgetAsync();
-                }
+                await stateful.ForgetAsync();
             }
         }
     }

@@ -15,6 +15,43 @@ public interface IEventWorkLease
     Task<CancellationToken> AcquireAsync(CancellationToken cancellationToken);
 }
 
+/// <summary>Work that runs only while this node holds the event log lease.</summary>
+public static class EventWorkLeaseExtensions
+{
+    /// <summary>
+    /// Runs <paramref name="work"/> each time the lease is held, with a token cancelled when it is lost or the node
+    /// stops; after each run that ended with the lease lost, <paramref name="afterLoss"/>. Returns when the node stops.
+    /// </summary>
+    public static async Task RunWhileHeldAsync(this IEventWorkLease lease, Func<CancellationToken, Task> work, Func<Task>? afterLoss,
+        CancellationToken stoppingToken)
+    {
+        ArgumentNullException.ThrowIfNull(lease);
+        ArgumentNullException.ThrowIfNull(work);
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            CancellationToken held;
+            try
+            {
+                held = await lease.AcquireAsync(stoppingToken);
+            }
+            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+            {
+                return;
+            }
+
+            using (var both = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken, held))
+            {
+                await work(both.Token);
+            }
+
+            if (afterLoss is not null && !stoppingToken.IsCancellationRequested)
+            {
+                await afterLoss();
+            }
+        }
+    }
+}
+
 /// <summary>
 /// An event consumer that keeps state in memory between calls (the rules' per-device state): told to drop it when
 /// this node stops taking the log (a lost lease), so that the next time it starts from its durable state, which the

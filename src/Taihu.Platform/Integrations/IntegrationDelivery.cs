@@ -3,6 +3,7 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Taihu.Broker.Extensibility;
+using Taihu.Platform.Events;
 
 namespace Taihu.Platform.Integrations;
 
@@ -66,21 +67,7 @@ public sealed partial class IntegrationDelivery : BackgroundService
         }
 
         // A cluster node delivers while it holds the event log lease: one node sends each outbox, as one fills it.
-        while (!stoppingToken.IsCancellationRequested)
-        {
-            CancellationToken held;
-            try
-            {
-                held = await _lease.AcquireAsync(stoppingToken);
-            }
-            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
-            {
-                return;
-            }
-
-            using var both = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken, held);
-            await DeliverAsync(both.Token);
-        }
+        await _lease.RunWhileHeldAsync(DeliverAsync, afterLoss: null, stoppingToken);
     }
 
     /// <summary>Runs an owner per enabled integration until <paramref name="stoppingToken"/> is cancelled, then waits for them.</summary>
