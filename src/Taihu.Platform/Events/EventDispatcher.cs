@@ -263,10 +263,13 @@ public sealed partial class EventDispatcher : BackgroundService
                 {
                     events.Clear();
                     // This process's own rows, while they follow one another, come from memory as they were written.
-                    while (last - position < RowsPerRead && _signal is not null && _signal.TryGetRecent(last + 1, out var created, out var recent))
+                    while (last - position < RowsPerRead && _signal is not null && _signal.TryGetRecent(last + 1, out var recent))
                     {
                         last++;
-                        await AddEventsAsync(last, created, recent!, events, stoppingToken);
+                        if (Decode(recent, row))
+                        {
+                            await AddEventsAsync(last, recent.CreatedTime, row, events, stoppingToken);
+                        }
                     }
 
                     if (last == position)

@@ -127,10 +127,10 @@ public sealed partial class LiveFeedFollower : BackgroundService
     {
         var moved = false;
         // This node's own rows, while they follow one another, come from memory as they were written.
-        while (_signal.TryGetRecent(_position + 1, out _, out var recent))
+        while (_signal.TryGetRecent(_position + 1, out var recent))
         {
-            Push(recent!);
             Volatile.Write(ref _position, _position + 1);
+            Push(recent, row);
             moved = true;
         }
 
@@ -148,28 +148,34 @@ public sealed partial class LiveFeedFollower : BackgroundService
 
             Volatile.Write(ref _position, logRow.Position);
             moved = true;
-            if (logRow.Kind == EventLogKind.Device)
-            {
-                continue; // connects, alarms, RPC requests: nothing the live feed takes
-            }
-
-            row.Points.Clear();
-            row.Changes.Clear();
-            row.Events.Clear();
-            try
-            {
-                EventCodec.Decode(logRow.Kind, logRow.Body, row);
-            }
-            catch (FormatException e)
-            {
-                LogUndecodable(_logger, logRow.Position, e.Message);
-                continue;
-            }
-
-            Push(row);
+            Push(logRow, row);
         }
 
         return moved;
+    }
+
+    /// <summary>Decodes a log row into <paramref name="row"/> (reused) and hands its changes to the feed.</summary>
+    private void Push(EventLogRow logRow, DecodedRow row)
+    {
+        if (logRow.Kind == EventLogKind.Device)
+        {
+            return; // connects, alarms, RPC requests: nothing the live feed takes
+        }
+
+        row.Points.Clear();
+        row.Changes.Clear();
+        row.Events.Clear();
+        try
+        {
+            EventCodec.Decode(logRow.Kind, logRow.Body, row);
+        }
+        catch (FormatException e)
+        {
+            LogUndecodable(_logger, logRow.Position, e.Message);
+            return;
+        }
+
+        Push(row);
     }
 
     private void Push(DecodedRow row)

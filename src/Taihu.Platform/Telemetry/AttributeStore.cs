@@ -126,17 +126,11 @@ public sealed class SqlAttributeStore(PlatformDatabase database, LiveFeed? feed 
         }
 
         var created = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
-        var position = await Events.EventLog.AppendAsync(database, connection, transaction, Events.EventLogKind.Attributes,
-            Events.EventCodec.EncodeAttributes(changes, events), created, cancellationToken);
+        var body = Events.EventCodec.EncodeAttributes(changes, events);
+        var position = await Events.EventLog.AppendAsync(database, connection, transaction, Events.EventLogKind.Attributes, body, created, cancellationToken);
         await transaction.CommitAsync(cancellationToken);
         StageTimings.Since("attributes.hold", held);
-        if (signal is not null)
-        {
-            var row = new Events.DecodedRow();
-            row.Changes.AddRange(changes);
-            row.Events.AddRange(events ?? []);
-            signal.Notify(position, created, row);
-        }
+        signal?.Notify(new Events.EventLogRow(position, Events.EventLogKind.Attributes, body, created));
 
         feed?.AttributesCommitted(changes);
     }

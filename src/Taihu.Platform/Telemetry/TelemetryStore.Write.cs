@@ -90,32 +90,25 @@ public sealed partial class SqlTelemetryStore
         }
 
         // One writer at a time keeps the newest-timestamp memory in step with what is committed.
-        long position;
-        long created;
+        Events.EventLogRow row;
         await _writeGate.WaitAsync(cancellationToken);
         try
         {
-            (position, created) = await WriteBatchAsync(points, cancellationToken);
+            row = await WriteBatchAsync(points, cancellationToken);
         }
         finally
         {
             _writeGate.Release();
         }
 
-        if (events is not null)
-        {
-            // The caller reuses its list: the row keeps a copy.
-            var row = new Events.DecodedRow();
-            row.Points.AddRange(points);
-            events.Notify(position, created, row);
-        }
+        events?.Notify(row);
 
         // Between batches, outside the write turn, after the commit was told (see the method).
         await database.CheckpointIfDueAsync(cancellationToken);
-        return position;
+        return row.Position;
     }
 
-    private async Task<(long Position, long Created)> WriteBatchAsync(IReadOnlyList<DevicePoint> points, CancellationToken cancellationToken)
+    private async Task<Events.EventLogRow> WriteBatchAsync(IReadOnlyList<DevicePoint> points, CancellationToken cancellationToken)
     {
         await using var connection = await database.OpenAsync(cancellationToken);
         for (var i = 0; i < points.Count; i++)
@@ -197,8 +190,8 @@ public sealed partial class SqlTelemetryStore
 
         // Last, so that PostgreSQL's append lock (EventLog) is held only for the commit.
         var created = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
-        var position = await Events.EventLog.AppendAsync(database, connection, transaction, Events.EventLogKind.Telemetry,
-            Events.EventCodec.EncodeTelemetry(points), created, cancellationToken);
+        var body = Events.EventCodec.EncodeTelemetry(points);
+        var position = await Events.EventLog.AppendAsync(database, connection, transaction, Events.EventLogKind.Telemetry, body, created, cancellationToken);
         stage = StageTimings.Since("ingest.statements", stage);
         await transaction.CommitAsync(cancellationToken);
         database.CountWalPages(connection);
@@ -212,7 +205,7 @@ public sealed partial class SqlTelemetryStore
             }
         }
 
-        return (position, created);
+        return new Events.EventLogRow(position, Events.EventLogKind.Telemetry, body, created);
     }
 
     /// <summary>Empties the batch's working sets; one that a very large batch grew is shrunk back.</summary>
