@@ -98,6 +98,10 @@ if name == "live":
           f" server CPU {cpu if cpu is not None else float('nan'):.0f}%"
           + (f", {per_million:.1f} CPU-s per million points" if per_million is not None else "")
           + (f", {alloc:.0f} B allocated per point" if alloc is not None else ""))
+    import re
+    m = re.search(r"commit to frame \(the server's histogram[^)]*\): ([^;]*)", r.get('note') or '')
+    if m:
+        print(f"{'':<16} commit to frame (server): {m.group(1)}")
 PY
 )")
 }

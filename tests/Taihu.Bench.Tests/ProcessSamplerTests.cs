@@ -56,6 +56,40 @@ public class MetricsScraperTests
     }
 
     [Fact]
+    public void Histogram_percentiles_come_from_the_buckets_counted_between_two_readings()
+    {
+        const string before = """
+            # TYPE taihu_live_commit_to_frame_milliseconds histogram
+            taihu_live_commit_to_frame_milliseconds_bucket{otel_scope_name="Taihu.Platform",le="5"} 10
+            taihu_live_commit_to_frame_milliseconds_bucket{otel_scope_name="Taihu.Platform",le="50"} 10
+            taihu_live_commit_to_frame_milliseconds_bucket{otel_scope_name="Taihu.Platform",le="+Inf"} 10
+            taihu_live_commit_to_frame_milliseconds_count{otel_scope_name="Taihu.Platform"} 10
+            """;
+        // 100 more: 50 within 1 ms (a bound the first reading did not have), 90 within 5 ms, 99 within 50 ms, 1 past
+        // the last bound;
+        // the buckets come in any order, and a line with no bound, a bad bound or a value that is not a number is
+        // passed over.
+        const string after = """
+            taihu_live_commit_to_frame_milliseconds_bucket{otel_scope_name="Taihu.Platform",le="+Inf"} 110
+            taihu_live_commit_to_frame_milliseconds_bucket{otel_scope_name="Taihu.Platform",le="50"} 109
+            taihu_live_commit_to_frame_milliseconds_bucket{otel_scope_name="Taihu.Platform"} 7
+            taihu_live_commit_to_frame_milliseconds_bucket{otel_scope_name="Taihu.Platform",le="5"} 100
+            taihu_live_commit_to_frame_milliseconds_bucket{otel_scope_name="Taihu.Platform",le="20"} nonsense
+            taihu_live_commit_to_frame_milliseconds_bucket{otel_scope_name="Taihu.Platform",le="abc"} 3
+            taihu_live_commit_to_frame_milliseconds_bucket{otel_scope_name="Taihu.Platform",le="7} 3
+            taihu_live_commit_to_frame_milliseconds_bucket{le="1",otel_scope_name="Taihu.Platform"} 50
+            """;
+        var start = Taihu.Bench.Measurement.MetricsScraper.Buckets(before, "taihu_live_commit_to_frame_milliseconds");
+        var end = Taihu.Bench.Measurement.MetricsScraper.Buckets(after, "taihu_live_commit_to_frame_milliseconds");
+        Assert.Equal(1, Taihu.Bench.Measurement.MetricsScraper.Percentile(start, end, 50));
+        Assert.Equal(5, Taihu.Bench.Measurement.MetricsScraper.Percentile(start, end, 90));
+        Assert.Equal(50, Taihu.Bench.Measurement.MetricsScraper.Percentile(start, end, 99));
+        Assert.Equal(double.PositiveInfinity, Taihu.Bench.Measurement.MetricsScraper.Percentile(start, end, 99.5));
+        Assert.Null(Taihu.Bench.Measurement.MetricsScraper.Percentile(start, start, 99));
+        Assert.Null(Taihu.Bench.Measurement.MetricsScraper.Percentile([], [], 99));
+    }
+
+    [Fact]
     public void A_missing_counter_is_null()
     {
         Assert.Null(Taihu.Bench.Measurement.MetricsScraper.Find("other_metric 1\n", "dotnet_gc_heap_total_allocated_bytes_total"));

@@ -30,6 +30,9 @@ public sealed class LiveApiTests(PlatformFixture fixture) : IClassFixture<Platfo
         Assert.Equal("""{"temperature":1764115200000}""", snapshot["latestValues"]!.ToJsonString());
 
         // A key not asked for is not pushed: the next frame is the temperature published after it.
+        using var http = new HttpClient { BaseAddress = Server.HttpBaseAddress };
+        const string CommitToFrame = "taihu_live_commit_to_frame_milliseconds_count";
+        var measured = await Metrics.ReadAsync(http, CommitToFrame) ?? 0;
         await device.PublishAsync("v1/devices/me/telemetry", """{"ts":1764115201000,"values":{"humidity":41}}""");
         var (exit, output) = await MosquittoClient.PublishAsync("-h", "127.0.0.1", "-p", Server.TcpPort.ToString(System.Globalization.CultureInfo.InvariantCulture),
             "-u", token, "-q", "1", "-t", "v1/devices/me/telemetry", "-m", """{"ts":1764115202000,"values":{"temperature":22.5}}""");
@@ -39,6 +42,9 @@ public sealed class LiveApiTests(PlatformFixture fixture) : IClassFixture<Platfo
         Assert.Equal(7, update["subscriptionId"]!.GetValue<int>());
         Assert.Equal("""{"temperature":[[1764115202000,"22.5"]]}""", update["data"]!.ToJsonString());
         Assert.Equal("""{"temperature":1764115202000}""", update["latestValues"]!.ToJsonString());
+
+        // The frame's wait from the commit is measured (recorded once the frame is written, so maybe after it arrived).
+        await Metrics.WaitForAsync(Server, CommitToFrame, count => count > measured);
     }
 
     [Fact]

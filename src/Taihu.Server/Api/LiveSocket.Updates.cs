@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Text.Json;
 using Taihu.Platform.Telemetry;
 
@@ -127,6 +128,7 @@ internal sealed partial class LiveSocket
         private Outbound? _marker;
         private List<PendingPoint> _pending = [];
         private int _pendingUpdates;
+        private long _waitingSince;
         private bool _queued;
         private bool _ready;
 
@@ -163,6 +165,7 @@ internal sealed partial class LiveSocket
                     return;
                 }
 
+                Waiting();
                 for (var i = start; i < end; i++)
                 {
                     if (keys is null || keys.Contains(points[i].Point.Key))
@@ -207,6 +210,7 @@ internal sealed partial class LiveSocket
                     return;
                 }
 
+                Waiting();
                 foreach (var entry in entries)
                 {
                     if (keys is null || keys.Contains(entry.Key))
@@ -240,12 +244,14 @@ internal sealed partial class LiveSocket
 
         /// <summary>
         /// The send loop's: moves every point waiting, in the order committed, into <paramref name="into"/>; gives how
-        /// many changes they came in.
+        /// many changes they came in, and when the oldest of them was handed over (a <see cref="Stopwatch"/> timestamp).
         /// </summary>
-        public int TakePending(List<PendingPoint> into)
+        public int TakePending(List<PendingPoint> into, out long waitingSince)
         {
             lock (_gate)
             {
+                waitingSince = _waitingSince;
+                _waitingSince = 0;
                 into.AddRange(_pending);
                 _pending.Clear();
                 if (_pending.Capacity > KeptCapacity)
@@ -274,6 +280,19 @@ internal sealed partial class LiveSocket
 
             _pendingUpdates++;
             return true;
+        }
+
+        /// <summary>
+        /// Under the lock, before a change's points are added: the feed calls right after the commit (on a cluster
+        /// node, once the node has read the row from the shared log), so the first waiting point's time is when its
+        /// commit was handed over, and the frame that takes it records how long it waited.
+        /// </summary>
+        private void Waiting()
+        {
+            if (_pending.Count == 0)
+            {
+                _waitingSince = Stopwatch.GetTimestamp();
+            }
         }
 
         /// <summary>Under the lock, after points were added: true when the marker is to be queued (once, after the snapshot).</summary>

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Buffers;
 using System.Net.WebSockets;
 using System.Text.Json;
@@ -571,7 +572,7 @@ internal sealed partial class LiveSocket : IDisposable
             {
                 while (reader.TryRead(out var item))
                 {
-                    var updates = Taken(item, scratch);
+                    var updates = Taken(item, scratch, out var waitingSince);
                     if (Volatile.Read(ref _slow) != 0)
                     {
                         dropped += updates;
@@ -596,6 +597,16 @@ internal sealed partial class LiveSocket : IDisposable
                     writer.Flush();
                     await _ws.SendAsync(buffer.WrittenMemory, WebSocketMessageType.Text, true, _sendAborted.Token);
                     _services.UpdatesSent.Add(1);
+                    if (waitingSince != 0)
+                    {
+                        // Once per change the frame carries, each at the oldest one's wait: an upper bound for every one.
+                        var waited = Stopwatch.GetElapsedTime(waitingSince).TotalMilliseconds;
+                        for (var i = 0; i < updates; i++)
+                        {
+                            _services.CommitToFrame.Record(waited);
+                        }
+                    }
+
                     if (buffer.Capacity > LargeFrameBytes)
                     {
                         // A client that fell behind got a large merged frame: its buffer is not kept for the socket's life.
@@ -619,7 +630,7 @@ internal sealed partial class LiveSocket : IDisposable
         {
             while (reader.TryRead(out var item))
             {
-                dropped += Taken(item, scratch);
+                dropped += Taken(item, scratch, out _);
             }
 
             if (dropped > 0)
@@ -631,10 +642,12 @@ internal sealed partial class LiveSocket : IDisposable
 
     /// <summary>
     /// The send loop's part of an item it has read: the points of its frame into <paramref name="scratch"/> (all that
-    /// a subscription's marker stands for), and the number of updates it was counted as, now no longer waiting.
+    /// a subscription's marker stands for), and the number of updates it was counted as, now no longer waiting;
+    /// for a marker, when the oldest of its points was handed over by the feed (0 otherwise).
     /// </summary>
-    private int Taken(Outbound item, List<PendingPoint> scratch)
+    private int Taken(Outbound item, List<PendingPoint> scratch, out long waitingSince)
     {
+        waitingSince = 0;
         scratch.Clear();
         if (scratch.Capacity > LargeFramePoints)
         {
@@ -644,7 +657,7 @@ internal sealed partial class LiveSocket : IDisposable
         var updates = 1;
         if (item.Merged)
         {
-            updates = item.Subscription!.TakePending(scratch);
+            updates = item.Subscription!.TakePending(scratch, out waitingSince);
         }
         else if (item.Points is { } points)
         {

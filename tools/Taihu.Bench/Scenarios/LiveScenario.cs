@@ -297,7 +297,7 @@ public sealed class LiveScenario(BenchOptions o, PlatformTarget p, int keys, str
         // With --metrics-url: what the server spent per point acknowledged in the window (CPU, allocations,
         // collections) and the frames it sent, which a loaded machine changes far less than the latency.
         var server = serverStart is { } c0 && serverEnd is { } c1
-            ? string.Create(CultureInfo.InvariantCulture, $"; {(c1.Frames - c0.Frames) / seconds:N0} frames/s sent ({(c1.Frames - c0.Frames) / Math.Max(1.0, ackEnd - ackStart):F2} per message acknowledged), ")
+            ? string.Create(CultureInfo.InvariantCulture, $"; {ServerCounters.DescribeCommitToFrame(c0, c1)}; {(c1.Frames - c0.Frames) / seconds:N0} frames/s sent ({(c1.Frames - c0.Frames) / Math.Max(1.0, ackEnd - ackStart):F2} per message acknowledged), ")
               + c1.Runtime.Describe(c0.Runtime, pointsAcknowledged, "point acknowledged")
             : "";
         var memory = rss.Count == 0 ? "" : string.Create(CultureInfo.InvariantCulture,
@@ -342,14 +342,29 @@ public sealed class LiveScenario(BenchOptions o, PlatformTarget p, int keys, str
     }
 
     /// <summary>The server's runtime counters and the live sockets' frames sent, from its /metrics.</summary>
-    private readonly record struct ServerCounters(RuntimeCounters Runtime, double Frames)
+    private readonly record struct ServerCounters(RuntimeCounters Runtime, double Frames, double[][] CommitToFrame)
     {
         public static async Task<ServerCounters?> ReadAsync(string? url, CancellationToken cancellationToken)
         {
             var text = url is null ? null : await MetricsScraper.ReadTextAsync(url, cancellationToken);
             return RuntimeCounters.Parse(text) is { } runtime
-                ? new ServerCounters(runtime, MetricsScraper.Find(text!, "taihu_live_updates_sent_total") ?? 0)
+                ? new ServerCounters(runtime, MetricsScraper.Find(text!, "taihu_live_updates_sent_total") ?? 0,
+                    MetricsScraper.Buckets(text!, "taihu_live_commit_to_frame_milliseconds"))
                 : null;
+        }
+
+        /// <summary>The server's commit-to-frame percentiles over the window, as bucket bounds ("at most").</summary>
+        public static string DescribeCommitToFrame(ServerCounters start, ServerCounters end)
+        {
+            static string Bound(double? ms) => ms switch
+            {
+                null => "n/a",
+                double.PositiveInfinity => "over 5,000 ms",
+                { } v => string.Create(CultureInfo.InvariantCulture, $"at most {v:N0} ms"),
+            };
+
+            return $"commit to frame (the server's histogram, each change at its frame's oldest): p50 {Bound(MetricsScraper.Percentile(start.CommitToFrame, end.CommitToFrame, 50))}, "
+                + $"p99 {Bound(MetricsScraper.Percentile(start.CommitToFrame, end.CommitToFrame, 99))}";
         }
     }
 
