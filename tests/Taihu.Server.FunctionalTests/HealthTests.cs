@@ -25,6 +25,21 @@ public sealed class HealthTests(ServerFixture fixture) : IClassFixture<ServerFix
     }
 
     [Fact]
+    public void TheServer_WatchesNoFiles()
+    {
+        // Settings are read once at start. A watcher of the settings files would cover the whole working directory
+        // with its subdirectories (the data directory under it by default) and wake at every database write.
+        var watchers = 0;
+        foreach (var fd in Directory.GetFiles($"/proc/{_server.ProcessId}/fd"))
+        {
+            var target = new FileInfo(fd).LinkTarget;
+            watchers += target == "anon_inode:inotify" ? 1 : 0;
+        }
+
+        Assert.Equal(0, watchers);
+    }
+
+    [Fact]
     public async Task Metrics_CountMqttTraffic()
     {
         await using (var subscriber = await MqttTestClient.ConnectTcpAsync(_server, "metrics-subscriber"))

@@ -216,10 +216,6 @@ public sealed partial class ServerProcess : IAsyncDisposable
             start.Environment.Remove(inherited);
         }
 
-        // The servers the tests start do not watch appsettings.json for changes: each watcher is an inotify
-        // instance, and dozens of servers at once on a busy machine reach the user's limit (128 by default), which
-        // makes a server fail at start.
-        start.Environment["DOTNET_hostBuilder__reloadConfigOnChange"] = "false";
         start.Environment["Listeners__BindAddress"] = "127.0.0.1";
         start.Environment["Listeners__TcpPort"] = "0";
         start.Environment["Listeners__TlsPort"] = "0";
