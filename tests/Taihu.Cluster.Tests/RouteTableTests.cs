@@ -51,6 +51,64 @@ public sealed class RouteTableTests
         Assert.Equal(4, table.Count);
     }
 
+    [Theory]
+    [InlineData(1)]
+    [InlineData(4)]
+    [InlineData(5)]
+    [InlineData(40)]
+    public void ALevelWithFewOrManyChildren_MatchesEach_AndForgetsThemOneByOne(int children)
+    {
+        // A level keeps up to four literal children in a small array and more in a dictionary: both, and the move
+        // from one to the other, match the same.
+        using var table = new RouteTable<string>();
+        for (var i = 0; i < children; i++)
+        {
+            Assert.True(table.Add("n" + (i % 3), "", $"d/{i}/rpc/request/+"));
+            Assert.True(table.Add("n" + (i % 3), "", $"d/{i}/attributes"));
+        }
+
+        Assert.True(table.Add("n9", "", "d/+/attributes"));
+        var nodes = new List<string>();
+        for (var i = 0; i < children; i++)
+        {
+            nodes.Clear();
+            table.Match("", $"d/{i}/rpc/request/7", nodes);
+            Assert.Equal(["n" + (i % 3)], nodes);
+            nodes.Clear();
+            table.Match("", $"d/{i}/attributes", nodes);
+            Assert.Equal(["n" + (i % 3), "n9"], nodes.Order());
+        }
+
+        nodes.Clear();
+        table.Match("", $"d/{children}/rpc/request/7", nodes);
+        Assert.Empty(nodes);
+
+        // Removed from the middle, each goes and the others stay.
+        for (var i = children / 2; i < children + (children / 2); i++)
+        {
+            var d = i % children;
+            Assert.True(table.Remove("n" + (d % 3), "", $"d/{d}/rpc/request/+"));
+            Assert.False(table.Remove("n" + (d % 3), "", $"d/{d}/rpc/request/+"));
+            nodes.Clear();
+            table.Match("", $"d/{d}/rpc/request/7", nodes);
+            Assert.Empty(nodes);
+            Assert.True(table.Remove("n" + (d % 3), "", $"d/{d}/attributes"));
+        }
+
+        Assert.Equal(1, table.Count);
+        nodes.Clear();
+        table.Match("", "d/0/attributes", nodes);
+        Assert.Equal(["n9"], nodes);
+        Assert.True(table.Remove("n9", "", "d/+/attributes"));
+        Assert.Equal(0, table.Count);
+
+        // And the emptied table takes routes again.
+        Assert.True(table.Add("n1", "", "d/0/attributes"));
+        nodes.Clear();
+        table.Match("", "d/0/attributes", nodes);
+        Assert.Equal(["n1"], nodes);
+    }
+
     [Fact]
     public void Remove_AndRemoveNode_ForgetRoutes_AndLeaveOthers()
     {

@@ -51,7 +51,7 @@ internal sealed class RouteTable<TNode> : IDisposable
             List<TNode> nodes;
             if (group is null)
             {
-                nodes = level.Nodes ??= [];
+                nodes = level.Nodes ??= new List<TNode>(1); // most filters are held by one node
             }
             else
             {
@@ -318,9 +318,17 @@ internal sealed class RouteTable<TNode> : IDisposable
     }
 
     /// <summary>One topic level: its literal children, its '+' and '#' children, and the nodes whose filter ends here.</summary>
+    /// <remarks>
+    /// Most levels of a city's table have one or two literal children (a device's level holds "rpc" and
+    /// "attributes"), so up to <see cref="SmallChildren"/> are kept in a small array searched in order, and only a
+    /// level with more gets a dictionary: a dictionary per level was half of the 558 bytes a device's route took.
+    /// </remarks>
     private sealed class Level
     {
-        private Dictionary<string, Level>? _literals;
+        private const int SmallChildren = 4;
+        private KeyValuePair<string, Level>[]? _small;
+        private int _smallCount;
+        private Dictionary<string, Level>? _large;
 
         public Level? Plus { get; private set; }
         public Level? Hash { get; private set; }
@@ -329,14 +337,14 @@ internal sealed class RouteTable<TNode> : IDisposable
         /// <summary>Shared groups on this level's filter: the nodes where each has members.</summary>
         public Dictionary<string, SharedNodes>? Groups { get; set; }
 
-        public bool IsEmpty => (_literals is null || _literals.Count == 0) && Plus is null && Hash is null && (Nodes is null || Nodes.Count == 0)
+        public bool IsEmpty => _smallCount == 0 && (_large is null || _large.Count == 0) && Plus is null && Hash is null && (Nodes is null || Nodes.Count == 0)
             && (Groups is null || Groups.Count == 0);
 
         public Level? Find(ReadOnlySpan<char> name) => name switch
         {
             "+" => Plus,
             "#" => Hash,
-            _ => _literals is not null && _literals.GetAlternateLookup<ReadOnlySpan<char>>().TryGetValue(name, out var child) ? child : null,
+            _ => FindLiteral(name),
         };
 
         public Level GetOrAdd(string name)
@@ -348,13 +356,13 @@ internal sealed class RouteTable<TNode> : IDisposable
                 case "#":
                     return Hash ??= new Level();
                 default:
-                    _literals ??= new Dictionary<string, Level>(StringComparer.Ordinal);
-                    if (!_literals.TryGetValue(name, out var child))
+                    if (FindLiteral(name) is { } existing)
                     {
-                        child = new Level();
-                        _literals.Add(name, child);
+                        return existing;
                     }
 
+                    var child = new Level();
+                    AddLiteral(name, child);
                     return child;
             }
         }
@@ -370,7 +378,7 @@ internal sealed class RouteTable<TNode> : IDisposable
                     Hash = null;
                     break;
                 default:
-                    _literals?.Remove(name);
+                    RemoveLiteral(name);
                     break;
             }
         }
@@ -387,11 +395,89 @@ internal sealed class RouteTable<TNode> : IDisposable
                 yield return ("#", Hash);
             }
 
-            if (_literals is not null)
+            for (var i = 0; i < _smallCount; i++)
             {
-                foreach (var (name, child) in _literals)
+                yield return (_small![i].Key, _small[i].Value);
+            }
+
+            if (_large is not null)
+            {
+                foreach (var (name, child) in _large)
                 {
                     yield return (name, child);
+                }
+            }
+        }
+
+        private Level? FindLiteral(ReadOnlySpan<char> name)
+        {
+            if (_large is not null)
+            {
+                return _large.GetAlternateLookup<ReadOnlySpan<char>>().TryGetValue(name, out var child) ? child : null;
+            }
+
+            for (var i = 0; i < _smallCount; i++)
+            {
+                if (name.SequenceEqual(_small![i].Key))
+                {
+                    return _small[i].Value;
+                }
+            }
+
+            return null;
+        }
+
+        private void AddLiteral(string name, Level child)
+        {
+            if (_large is not null)
+            {
+                _large.Add(name, child);
+                return;
+            }
+
+            if (_smallCount == SmallChildren)
+            {
+                _large = new Dictionary<string, Level>(SmallChildren * 2, StringComparer.Ordinal);
+                for (var i = 0; i < _smallCount; i++)
+                {
+                    _large.Add(_small![i].Key, _small[i].Value);
+                }
+
+                _large.Add(name, child);
+                _small = null;
+                _smallCount = 0;
+                return;
+            }
+
+            if (_small is null || _smallCount == _small.Length)
+            {
+                Array.Resize(ref _small, _small is null ? 1 : Math.Min(SmallChildren, _small.Length * 2));
+            }
+
+            _small[_smallCount++] = new KeyValuePair<string, Level>(name, child);
+        }
+
+        private void RemoveLiteral(string name)
+        {
+            if (_large is not null)
+            {
+                _large.Remove(name);
+                return;
+            }
+
+            for (var i = 0; i < _smallCount; i++)
+            {
+                if (string.Equals(_small![i].Key, name, StringComparison.Ordinal))
+                {
+                    // Order does not matter: the last takes the freed place.
+                    _small[i] = _small[--_smallCount];
+                    _small[_smallCount] = default;
+                    if (_smallCount == 0)
+                    {
+                        _small = null;
+                    }
+
+                    return;
                 }
             }
         }
