@@ -97,6 +97,9 @@ public sealed class OptionsValidationTests
     [InlineData(nameof(ListenerOptions.BindAddress), "256.0.0.1")]
     [InlineData(nameof(ListenerOptions.WebSocketPath), "mqtt")]
     [InlineData(nameof(ListenerOptions.WebSocketPath), "")]
+    [InlineData(nameof(ListenerOptions.TcpMaximumSegmentSize), "-1")]
+    [InlineData(nameof(ListenerOptions.TcpMaximumSegmentSize), "535")]
+    [InlineData(nameof(ListenerOptions.TcpMaximumSegmentSize), "32768")]
     public void ListenerOptions_BrokenRule_GivesOneMessageNamingTheSetting(string setting, string value)
     {
         var options = new ListenerOptions();
@@ -108,6 +111,9 @@ public sealed class OptionsValidationTests
     }
 
     [Theory]
+    [InlineData(nameof(ListenerOptions.TcpMaximumSegmentSize), "0")]
+    [InlineData(nameof(ListenerOptions.TcpMaximumSegmentSize), "536")]
+    [InlineData(nameof(ListenerOptions.TcpMaximumSegmentSize), "32767")]
     [InlineData(nameof(ListenerOptions.TcpPort), "-1")]
     [InlineData(nameof(ListenerOptions.TcpPort), "0")]
     [InlineData(nameof(ListenerOptions.TcpPort), "65535")]

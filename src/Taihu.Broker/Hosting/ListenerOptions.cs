@@ -24,6 +24,13 @@ public sealed class ListenerOptions
     /// <summary>The WebSocket path; "/mqtt" is what MQTT.js and browser clients default to.</summary>
     public string WebSocketPath { get; set; } = "/mqtt";
 
+    /// <summary>
+    /// The largest TCP segment the plain MQTT listener sends, in bytes (0: the system's). 4096 keeps a client with a
+    /// small receive buffer acknowledging promptly on loopback and other large-MTU links (see
+    /// <c>MqttTcpListener.CreateListenSocket</c>); on Ethernet the segment is 1,460 bytes anyway.
+    /// </summary>
+    public int TcpMaximumSegmentSize { get; set; } = 4096;
+
     /// <summary>PEM or PFX certificate for the TLS listeners. When empty a self-signed development certificate is created in <see cref="DevelopmentCertificateDirectory"/>.</summary>
     public string? CertificatePath { get; set; }
 
@@ -60,6 +67,11 @@ public sealed class ListenerOptions
         if (!System.Net.IPAddress.TryParse(BindAddress, out _) && BindAddress != "localhost")
         {
             yield return "Listeners:BindAddress must be an IP address or 'localhost'.";
+        }
+
+        if (TcpMaximumSegmentSize != 0 && TcpMaximumSegmentSize is < 536 or > 32_767)
+        {
+            yield return "Listeners:TcpMaximumSegmentSize must be 0 (the system's) or from 536 to 32767 bytes.";
         }
 
         if (!WebSocketPath.StartsWith('/'))

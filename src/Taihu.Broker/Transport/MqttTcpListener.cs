@@ -4,6 +4,7 @@ using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
+using Taihu.Broker.Hosting;
 
 namespace Taihu.Broker.Transport;
 
@@ -27,6 +28,9 @@ namespace Taihu.Broker.Transport;
 public sealed partial class MqttTcpListener : IAsyncDisposable
 {
     private readonly MqttBroker _broker;
+    private const int IpProtocolTcp = 6;
+    private const int TcpMaxSegment = 2; // TCP_MAXSEG on Linux and macOS
+
     private readonly SocketTransportFactory _factory;
     private readonly ILogger _logger;
     private readonly OpenConnections _connections = new();
@@ -36,10 +40,12 @@ public sealed partial class MqttTcpListener : IAsyncDisposable
 
     private static readonly TimeSpan AcceptRetryDelay = TimeSpan.FromMilliseconds(50);
 
-    public MqttTcpListener(MqttBroker broker, ILoggerFactory loggerFactory)
+    public MqttTcpListener(MqttBroker broker, ILoggerFactory loggerFactory, IOptions<ListenerOptions> listeners)
     {
         ArgumentNullException.ThrowIfNull(broker);
         ArgumentNullException.ThrowIfNull(loggerFactory);
+        ArgumentNullException.ThrowIfNull(listeners);
+        var segmentSize = listeners.Value.TcpMaximumSegmentSize;
         _broker = broker;
         _logger = loggerFactory.CreateLogger<MqttTcpListener>();
         // Kestrel's defaults (no delay, backlog 512, read buffer limit 1 MiB, no buffer rented until data arrives),
@@ -50,7 +56,41 @@ public sealed partial class MqttTcpListener : IAsyncDisposable
         // on the transport's thread; here that is a thread-pool thread (socket completions are not inlined by the
         // runtime unless DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS is set), the receive loop never blocks, and
         // the re-entrancy it allows is handled in MqttConnectionRunner (StopReceiving, StartWoken).
-        _factory = new SocketTransportFactory(Options.Create(new SocketTransportOptions { UnsafePreferInlineScheduling = true }), loggerFactory);
+        _factory = new SocketTransportFactory(Options.Create(new SocketTransportOptions
+        {
+            UnsafePreferInlineScheduling = true,
+            CreateBoundListenSocket = endPoint => CreateListenSocket(endPoint, segmentSize),
+        }), loggerFactory);
+    }
+
+    /// <summary>
+    /// Kestrel's listening socket, with the largest TCP segment the broker sends capped at
+    /// <see cref="ListenerOptions.TcpMaximumSegmentSize"/> (inherited by every accepted connection).
+    /// </summary>
+    /// <remarks>
+    /// On loopback the segment size is 64 KB. A client with a small receive buffer (MQTTnet's default is 8 KB, so a
+    /// window of 12 to 14 KB) that fell behind was sent segments as large as its whole window; its TCP then rounds
+    /// the window down to one such segment and acknowledges only at its 40 ms delayed-ACK timer, so delivery to it
+    /// fell to about 1,800 messages a second and a QoS 0 stream overflowed its queue (Mosquitto's small writes kept
+    /// two segments in that window). With segments of 4 KB its window holds three, and it acknowledges every
+    /// second one. Ethernet's 1,460 is below the cap, so real networks are unchanged.
+    /// </remarks>
+    private static Socket CreateListenSocket(EndPoint endPoint, int segmentSize)
+    {
+        var socket = SocketTransportOptions.CreateDefaultBoundListenSocket(endPoint);
+        if (segmentSize > 0 && endPoint is IPEndPoint && (OperatingSystem.IsLinux() || OperatingSystem.IsMacOS()))
+        {
+            try
+            {
+                socket.SetRawSocketOption(IpProtocolTcp, TcpMaxSegment, BitConverter.GetBytes(segmentSize));
+            }
+            catch (SocketException)
+            {
+                // Not supported here: the system's segment size stays.
+            }
+        }
+
+        return socket;
     }
 
     /// <summary>The address bound (with the port the OS chose when asked for 0); null before <see cref="StartAsync"/>.</summary>
