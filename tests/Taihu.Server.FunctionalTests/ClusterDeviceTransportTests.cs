@@ -2,6 +2,7 @@ using System.Net;
 using System.Text.Json.Nodes;
 using Taihu.Platform.Tests;
 using Taihu.Protocols.Coap;
+using Taihu.Protocols.Jt808;
 using Taihu.Server.FunctionalTests.Support;
 
 namespace Taihu.Server.FunctionalTests;
@@ -9,7 +10,7 @@ namespace Taihu.Server.FunctionalTests;
 /// <summary>
 /// Device commands across the nodes of a cluster on the transports other than MQTT (two real server processes on one
 /// PostgreSQL database): a call made through node 0's REST API reaches a device connected to node 1 over HTTP long
-/// poll, CoAP or HJ 212, and the device's answer, given to node 1, ends the call waiting on node 0.
+/// poll, CoAP, HJ 212 or JT/T 808, and the device's answer, given to node 1, ends the call waiting on node 0.
 /// </summary>
 [Collection(PostgresCollection.Name)]
 public sealed class ClusterDeviceTransportTests(PostgresServer postgres)
@@ -17,7 +18,7 @@ public sealed class ClusterDeviceTransportTests(PostgresServer postgres)
     private static readonly TimeSpan Guard = TimeSpan.FromSeconds(30);
 
     [Fact]
-    public async Task CallsThroughNode0_ReachDevicesOnNode1_OverHttpLongPoll_Coap_AndHj212()
+    public async Task CallsThroughNode0_ReachDevicesOnNode1_OverHttpLongPoll_Coap_Hj212_AndJt808()
     {
         await using var cluster = await TestCluster.StartAsync(postgres, "device-transports");
         using var admin = await cluster.TenantAdminAsync("Transports across nodes");
@@ -25,6 +26,7 @@ public sealed class ClusterDeviceTransportTests(PostgresServer postgres)
         await HttpLongPollAsync(cluster, admin);
         await CoapAsync(cluster, admin);
         await Hj212Async(cluster, admin);
+        await Jt808Async(cluster, admin);
     }
 
     private static async Task HttpLongPollAsync(TestCluster cluster, PlatformApi admin)
@@ -94,5 +96,21 @@ public sealed class ClusterDeviceTransportTests(PostgresServer postgres)
 
         var reply = await PlatformApi.ExpectAsync(await call.WaitAsync(Guard), HttpStatusCode.OK);
         Assert.Equal(1, reply["exeRtn"]!.GetValue<int>());
+    }
+
+    private static async Task Jt808Async(TestCluster cluster, PlatformApi admin)
+    {
+        var phone = Jt808Terminal.NewPhone();
+        var id = await Jt808Tests.CreateTerminalAsync(admin, phone, "code");
+        await using var terminal = await Jt808Terminal.ConnectAsync(cluster.Nodes[1], phone);
+        Assert.Equal(Jt808Results.Ok, await terminal.AuthenticateAsync("code"));
+
+        var call = admin.SendAsync(HttpMethod.Post, $"/api/rpc/twoway/{id}", new { method = "queryLocation" });
+        var (header, body) = await terminal.ReadAsync();
+        Assert.Equal((Jt808MessageIds.QueryLocation, 0), (header.MessageId, body.Length));
+        byte[] answer = [(byte)(header.Serial >> 8), (byte)header.Serial, .. Jt808Terminal.LocationBody(31.57, 120.3, 420, DateTimeOffset.UtcNow)];
+        await terminal.SendAsync(Jt808MessageIds.LocationQueryReply, answer);
+        var location = await PlatformApi.ExpectAsync(await call.WaitAsync(Guard), HttpStatusCode.OK);
+        Assert.Equal((31.57, 120.3), (location["latitude"]!.GetValue<double>(), location["longitude"]!.GetValue<double>()));
     }
 }
