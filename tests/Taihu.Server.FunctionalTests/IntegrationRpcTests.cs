@@ -15,7 +15,7 @@ namespace Taihu.Server.FunctionalTests;
 /// </summary>
 public sealed class IntegrationRpcTests(PlatformFixture fixture) : IClassFixture<PlatformFixture>
 {
-    private const string Secret = "rpc-webhook-secret";
+    internal const string Secret = "rpc-webhook-secret";
 
     [Fact]
     public async Task Webhook_AnswersClientSideRpc_OverMqttAndHttp_AndSeesEveryRequestSigned()
@@ -132,7 +132,7 @@ public sealed class IntegrationRpcTests(PlatformFixture fixture) : IClassFixture
     }
 
     /// <summary>What the city's weather service answers: the weather of params.city, and nothing for other methods.</summary>
-    private static string? WeatherService(JsonNode body) =>
+    internal static string? WeatherService(JsonNode body) =>
         body["type"]?.GetValue<string>() == "RPC_REQUEST" && body["data"]?["method"]?.GetValue<string>() == "getWeather"
             ? new JsonObject { ["city"] = body["data"]!["params"]!["city"]!.GetValue<string>(), ["temperature"] = 21.5 }.ToJsonString()
             : null;
@@ -141,7 +141,7 @@ public sealed class IntegrationRpcTests(PlatformFixture fixture) : IClassFixture
     private static List<string> Dedupe(ReceiverLog log, string name) =>
         [.. log.Snapshot().Where(e => e.Body["deviceName"]!.GetValue<string>() == name).DistinctBy(e => e.Body["id"]!.GetValue<string>()).Select(e => e.Body["data"]!["method"]!.GetValue<string>())];
 
-    private static async Task<string> CreateAsync(PlatformApi admin, string url, bool answerRpc)
+    internal static async Task<string> CreateAsync(PlatformApi admin, string url, bool answerRpc)
     {
         var created = await admin.PostAsync("/api/integration", new
         {
