@@ -49,14 +49,7 @@ public sealed class IntegrationRpcTests(PlatformFixture fixture) : IClassFixture
             Assert.Equal("Wuxi", data["params"]!["city"]!.GetValue<string>());
             Assert.True(data["expirationTime"]!.GetValue<long>() > DateTimeOffset.UtcNow.ToUnixTimeMilliseconds());
 
-            // A method the webhook does not serve: it answers 200 without a body, and the device gets the server's
-            // answer at once instead of waiting for the timeout (60 s here).
-            var clock = Stopwatch.StartNew();
-            await device.PublishAsync("v1/devices/me/rpc/request/6", """{"method":"openDoor","params":{}}""");
-            var declined = await device.NextAsync();
-            Assert.Equal("v1/devices/me/rpc/response/6", declined.Topic);
-            Assert.Contains("Unknown method: openDoor.", JsonNode.Parse(declined.ConvertPayloadToString())!["error"]!.GetValue<string>(), StringComparison.Ordinal);
-            Assert.True(clock.Elapsed < TimeSpan.FromSeconds(30), "A declined request waited for the timeout.");
+            await ExpectDeclinedAtOnceAsync(device);
 
             // getCurrentTime stays the server's; the request is still sent to the webhook as an event.
             await device.PublishAsync("v1/devices/me/rpc/request/7", """{"method":"getCurrentTime","params":{}}""");
@@ -132,6 +125,20 @@ public sealed class IntegrationRpcTests(PlatformFixture fixture) : IClassFixture
     }
 
     /// <summary>What the city's weather service answers: the weather of params.city, and nothing for other methods.</summary>
+    /// <summary>
+    /// A method the webhook does not serve: it answers 200 without a body, and the device gets the server's answer
+    /// at once instead of waiting for the timeout (60 s here).
+    /// </summary>
+    internal static async Task ExpectDeclinedAtOnceAsync(DeviceClient device)
+    {
+        var clock = Stopwatch.StartNew();
+        await device.PublishAsync("v1/devices/me/rpc/request/6", """{"method":"openDoor","params":{}}""");
+        var declined = await device.NextAsync();
+        Assert.Equal("v1/devices/me/rpc/response/6", declined.Topic);
+        Assert.Contains("Unknown method: openDoor.", JsonNode.Parse(declined.ConvertPayloadToString())!["error"]!.GetValue<string>(), StringComparison.Ordinal);
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(30), "A declined request waited for the timeout.");
+    }
+
     internal static string? WeatherService(JsonNode body) =>
         body["type"]?.GetValue<string>() == "RPC_REQUEST" && body["data"]?["method"]?.GetValue<string>() == "getWeather"
             ? new JsonObject { ["city"] = body["data"]!["params"]!["city"]!.GetValue<string>(), ["temperature"] = 21.5 }.ToJsonString()
