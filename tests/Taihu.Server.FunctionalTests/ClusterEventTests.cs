@@ -181,7 +181,7 @@ public sealed class ClusterEventTests(PostgresServer postgres)
     }
 
     /// <summary>The index of the one node that holds the event log lease (waits until exactly one does).</summary>
-    private static async Task<int> LeaseHolderAsync(IReadOnlyList<ServerProcess> nodes)
+    internal static async Task<int> LeaseHolderAsync(IReadOnlyList<ServerProcess> nodes)
     {
         var clock = System.Diagnostics.Stopwatch.StartNew();
         while (true)

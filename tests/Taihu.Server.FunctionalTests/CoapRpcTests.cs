@@ -18,7 +18,7 @@ public sealed class CoapRpcTests(CoapFixture fixture) : IClassFixture<CoapFixtur
     private static string Name(string prefix) => prefix + "-" + Guid.NewGuid().ToString("N")[..8];
 
     /// <summary>Observes <c>.../rpc</c>: the registration is answered with an empty ACK, commands follow.</summary>
-    private static async Task<byte[]> ObserveRpcAsync(RawCoapClient client, string token)
+    internal static async Task<byte[]> ObserveRpcAsync(RawCoapClient client, string token)
     {
         var messageId = client.NextMessageId();
         var observeToken = client.NextToken();

@@ -15,7 +15,7 @@ namespace Taihu.Server.FunctionalTests;
 /// </summary>
 public sealed class IntegrationRpcTests(PlatformFixture fixture) : IClassFixture<PlatformFixture>
 {
-    private const string Secret = "rpc-webhook-secret";
+    internal const string Secret = "rpc-webhook-secret";
 
     [Fact]
     public async Task Webhook_AnswersClientSideRpc_OverMqttAndHttp_AndSeesEveryRequestSigned()
@@ -49,14 +49,7 @@ public sealed class IntegrationRpcTests(PlatformFixture fixture) : IClassFixture
             Assert.Equal("Wuxi", data["params"]!["city"]!.GetValue<string>());
             Assert.True(data["expirationTime"]!.GetValue<long>() > DateTimeOffset.UtcNow.ToUnixTimeMilliseconds());
 
-            // A method the webhook does not serve: it answers 200 without a body, and the device gets the server's
-            // answer at once instead of waiting for the timeout (60 s here).
-            var clock = Stopwatch.StartNew();
-            await device.PublishAsync("v1/devices/me/rpc/request/6", """{"method":"openDoor","params":{}}""");
-            var declined = await device.NextAsync();
-            Assert.Equal("v1/devices/me/rpc/response/6", declined.Topic);
-            Assert.Contains("Unknown method: openDoor.", JsonNode.Parse(declined.ConvertPayloadToString())!["error"]!.GetValue<string>(), StringComparison.Ordinal);
-            Assert.True(clock.Elapsed < TimeSpan.FromSeconds(30), "A declined request waited for the timeout.");
+            await ExpectDeclinedAtOnceAsync(device);
 
             // getCurrentTime stays the server's; the request is still sent to the webhook as an event.
             await device.PublishAsync("v1/devices/me/rpc/request/7", """{"method":"getCurrentTime","params":{}}""");
@@ -132,7 +125,21 @@ public sealed class IntegrationRpcTests(PlatformFixture fixture) : IClassFixture
     }
 
     /// <summary>What the city's weather service answers: the weather of params.city, and nothing for other methods.</summary>
-    private static string? WeatherService(JsonNode body) =>
+    /// <summary>
+    /// A method the webhook does not serve: it answers 200 without a body, and the device gets the server's answer
+    /// at once instead of waiting for the timeout (60 s here).
+    /// </summary>
+    internal static async Task ExpectDeclinedAtOnceAsync(DeviceClient device)
+    {
+        var clock = Stopwatch.StartNew();
+        await device.PublishAsync("v1/devices/me/rpc/request/6", """{"method":"openDoor","params":{}}""");
+        var declined = await device.NextAsync();
+        Assert.Equal("v1/devices/me/rpc/response/6", declined.Topic);
+        Assert.Contains("Unknown method: openDoor.", JsonNode.Parse(declined.ConvertPayloadToString())!["error"]!.GetValue<string>(), StringComparison.Ordinal);
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(30), "A declined request waited for the timeout.");
+    }
+
+    internal static string? WeatherService(JsonNode body) =>
         body["type"]?.GetValue<string>() == "RPC_REQUEST" && body["data"]?["method"]?.GetValue<string>() == "getWeather"
             ? new JsonObject { ["city"] = body["data"]!["params"]!["city"]!.GetValue<string>(), ["temperature"] = 21.5 }.ToJsonString()
             : null;
@@ -141,7 +148,7 @@ public sealed class IntegrationRpcTests(PlatformFixture fixture) : IClassFixture
     private static List<string> Dedupe(ReceiverLog log, string name) =>
         [.. log.Snapshot().Where(e => e.Body["deviceName"]!.GetValue<string>() == name).DistinctBy(e => e.Body["id"]!.GetValue<string>()).Select(e => e.Body["data"]!["method"]!.GetValue<string>())];
 
-    private static async Task<string> CreateAsync(PlatformApi admin, string url, bool answerRpc)
+    internal static async Task<string> CreateAsync(PlatformApi admin, string url, bool answerRpc)
     {
         var created = await admin.PostAsync("/api/integration", new
         {

@@ -52,6 +52,10 @@ public interface INodeDeviceService : IGrainService
     /// <summary>An alarm was created or changed on another node: this node's live subscribers of its tenant hear of it.</summary>
     [OneWay]
     Task AlarmChanged(int kind, Guid tenantId, Guid alarmId);
+
+    /// <summary>A webhook called by another node answered (or, null, declined) a device's client-side RPC request: taken if it waits here.</summary>
+    [OneWay]
+    Task ClientRpcAnswered(Guid eventId, byte[]? reply);
 }
 
 /// <summary>Reaches a GrainService of <typeparamref name="TService"/> on a given node, or on every other active node.</summary>
@@ -75,7 +79,7 @@ internal sealed class OnNode<TService>(IServiceProvider services, IClusterMember
 
 [Reentrant]
 internal sealed class NodeDeviceService(GrainId id, Silo silo, ILoggerFactory loggerFactory, RpcService rpc, DeviceDirectory devices, EventSignal events,
-    DeviceService deviceService, IntegrationRegistry integrations, AlarmFeed alarmFeed, IAlarmStore alarms)
+    DeviceService deviceService, IntegrationRegistry integrations, AlarmFeed alarmFeed, IAlarmStore alarms, ClientRpcRequests clientRpc)
     : GrainService(id, silo, loggerFactory), INodeDeviceService
 {
     public Task DeviceChanged(long deviceSeq)
@@ -111,6 +115,12 @@ internal sealed class NodeDeviceService(GrainId id, Silo silo, ILoggerFactory lo
         {
             alarmFeed.Publish(new AlarmEvent((AlarmChangeKind)kind, info));
         }
+    }
+
+    public Task ClientRpcAnswered(Guid eventId, byte[]? reply)
+    {
+        clientRpc.TryAnswerHere(eventId, reply);
+        return Task.CompletedTask;
     }
 
     public async Task<RemoteRpcOutcome> Call(Guid tenantId, Guid deviceId, RemoteRpcRequest request)

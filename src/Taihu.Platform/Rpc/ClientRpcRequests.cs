@@ -21,7 +21,9 @@ namespace Taihu.Platform.Rpc;
 /// <c>RPC_REQUEST</c> events of the device's profile, and at most <see cref="IntegrationOptions.ClientRpcTimeoutMs"/>;
 /// when every such webhook declined (a 2xx with an empty body, or the event was dead-lettered) it is answered at
 /// once. <c>getCurrentTime</c> is always the server's. The entries live in this process: a restart forgets them
-/// (the device already has its answer or gave up), while the events stay in the outboxes and are still sent.
+/// (the device already has its answer or gave up), while the events stay in the outboxes and are still sent. In a
+/// cluster the webhook is called by the node that holds the event log's lease; its answer reaches the node the
+/// request waits on through <see cref="TellOthers"/>.
 /// </remarks>
 public sealed class ClientRpcRequests(PlatformDatabase database, IntegrationRegistry integrations, IOptions<IntegrationOptions> options, TimeProvider time,
     EventSignal? signal = null)
@@ -94,10 +96,30 @@ public sealed class ClientRpcRequests(PlatformDatabase database, IntegrationRegi
     }
 
     /// <summary>
+    /// In a cluster: hands an answer to the other nodes, for a request that does not wait on this one (it may wait on
+    /// the node the device sent it to, while this node holds the event log's lease and called the webhook).
+    /// </summary>
+    public Action<Guid, byte[]?>? TellOthers { get; set; }
+
+    /// <summary>
     /// An integration's answer to the request recorded as event <paramref name="eventId"/>: its reply, or null when it
-    /// declined (answered without a body, or gave up on the event). False when nobody waits for it any more.
+    /// declined (answered without a body, or gave up on the event). When the request does not wait here, the answer
+    /// goes to the other nodes (<see cref="TellOthers"/>), where the one it waits on takes it. False when nobody
+    /// waits for it here.
     /// </summary>
     public bool TryAnswer(Guid eventId, byte[]? reply)
+    {
+        if (TryAnswerHere(eventId, reply))
+        {
+            return true;
+        }
+
+        TellOthers?.Invoke(eventId, reply);
+        return false;
+    }
+
+    /// <summary>As <see cref="TryAnswer"/>, for a request waiting on this node only (an answer told by another node).</summary>
+    public bool TryAnswerHere(Guid eventId, byte[]? reply)
     {
         if (!_pending.TryGetValue(eventId, out var pending))
         {
