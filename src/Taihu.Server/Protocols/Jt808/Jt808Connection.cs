@@ -50,6 +50,7 @@ internal sealed partial class Jt808Connection : IJt808CommandWriter
     private Jt808Version? _versionSetting;
     private Taihu.Broker.PublishRateLimiter? _limiter;
     private volatile ProtocolDeviceSession? _session;
+    private Device? _speaksFor;
     private int _serial = -1;
     private volatile bool _closing;
     private bool _outputDone;
@@ -128,11 +129,12 @@ internal sealed partial class Jt808Connection : IJt808CommandWriter
         finally
         {
             _closing = true;
-            if (_session is { } ended)
+            if (_speaksFor is { } device)
             {
-                _services.Connections.Remove(ended.Device, _connection);
-                ended.Dispose();
+                _services.Connections.Remove(device, _connection);
             }
+
+            _session?.Dispose();
 
             await _input.CompleteAsync();
             await _writeLock.WaitAsync();
@@ -436,6 +438,11 @@ internal sealed partial class Jt808Connection : IJt808CommandWriter
         _limiter = Taihu.Broker.PublishRateLimiter.Create(_services.Time, stored.RateLimits?.MessagesPerSecond ?? 0, stored.RateLimits?.BytesPerSecond ?? 0);
         _phoneBcd ??= _form!.Phone.ToArray();
         _code = code;
+        // A terminal that authenticates again on a new connection (its old one half-open, say) replaces the old one.
+        // This connection takes the device over before its answer goes out: a terminal that has its answer and then
+        // authenticates on another connection is the newer one, whatever the order the two connections' threads run in.
+        _speaksFor = stored.Device;
+        _services.Connections.TakeOver(stored.Device, _connection);
         // The answer goes out before the session opens: opening sends waiting persistent RPC, which must follow it.
         await ReplyAsync(header, Jt808Results.Ok);
         // Opening may send waiting persistent calls at once (TrySend on this thread); the channel keeps answers to
@@ -443,8 +450,6 @@ internal sealed partial class Jt808Connection : IJt808CommandWriter
         var session = Devices.Open(stored.Device, _commands);
         _session = session;
         _commands.Opened(session);
-        // A terminal that authenticates again on a new connection (its old one half-open, say) replaces the old one.
-        _services.Connections.TakeOver(stored.Device, _connection);
         if (authentication.Imei is not null)
         {
             await session.SaveClientAttributesAsync(JsonSerializer.SerializeToUtf8Bytes(new Dictionary<string, string?>
