@@ -28,7 +28,16 @@ public abstract partial class StorageTests
         Assert.True(await Devices.UpdateDeviceAsync(device with { Name = "pump-3" }));
         Assert.Equal("pump-2", (await directory.GetAsync(tenant.Id, device.Id, default))!.Name);
         Time.Advance(TimeSpan.FromSeconds(31));
-        Assert.Equal("pump-3", (await directory.GetAsync(tenant.Id, device.Id, default))!.Name);
+        var renamed = await directory.GetAsync(tenant.Id, device.Id, default);
+        Assert.Equal("pump-3", renamed!.Name);
+
+        // Unchanged when read again after its lifetime: the same instance (no copy for the collector to promote).
+        Time.Advance(TimeSpan.FromSeconds(31));
+        Assert.Same(renamed, await directory.GetAsync(tenant.Id, device.Id, default));
+        Assert.True(await Devices.UpdateDeviceAsync(renamed with { Name = "pump-4" }));
+        Assert.Same(renamed, await directory.GetAsync(tenant.Id, device.Id, default));
+        Time.Advance(TimeSpan.FromSeconds(31));
+        Assert.Equal("pump-4", (await directory.GetAsync(tenant.Id, device.Id, default))!.Name);
 
         // Deleted: gone at once.
         Assert.True(await Devices.DeleteDeviceAsync(tenant.Id, device.Id));

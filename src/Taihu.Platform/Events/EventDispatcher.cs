@@ -36,7 +36,7 @@ public sealed class DeviceDirectory
 {
     private static readonly TimeSpan Lifetime = TimeSpan.FromSeconds(30);
     private readonly ConcurrentDictionary<long, (Device? Device, long Until)> _cache = new();
-    private readonly ConcurrentDictionary<Guid, (Device Device, long Until)> _byId = new();
+    private readonly ConcurrentDictionary<Guid, ById> _byId = new();
     private readonly IDeviceStore _store;
     private readonly TimeProvider _time;
     private long _forgets;
@@ -65,10 +65,17 @@ public sealed class DeviceDirectory
     }
 
     /// <summary>The device <paramref name="id"/> of tenant <paramref name="tenantId"/>, or null when it has none of that id.</summary>
+    /// <remarks>
+    /// An entry past its lifetime is read again; when the device is unchanged (the usual case: changes made through
+    /// any node are forgotten at once) the entry keeps its instance and only its lifetime moves, so a hot path that
+    /// names thousands of devices does not replace them all every <see cref="Lifetime"/> with copies that the
+    /// collector then carries into its oldest generation.
+    /// </remarks>
     public async ValueTask<Device?> GetAsync(Guid tenantId, Guid id, CancellationToken cancellationToken)
     {
         var now = _time.GetTimestamp();
-        if (_byId.TryGetValue(id, out var cached) && cached.Until > now)
+        var found = _byId.TryGetValue(id, out var cached);
+        if (found && Volatile.Read(ref cached!.Until) > now)
         {
             return cached.Device.TenantId == tenantId ? cached.Device : null;
         }
@@ -78,10 +85,23 @@ public sealed class DeviceDirectory
         // Kept only if nothing was forgotten meanwhile: a change that raced with the read may concern this device.
         if (device is not null && Volatile.Read(ref _forgets) == forgets)
         {
-            _byId[id] = (device, now + (long)(Lifetime.TotalSeconds * _time.TimestampFrequency));
+            var until = now + (long)(Lifetime.TotalSeconds * _time.TimestampFrequency);
+            if (found && cached!.Device == device)
+            {
+                Volatile.Write(ref cached.Until, until);
+                return cached.Device;
+            }
+
+            _byId[id] = new ById(device, until);
         }
 
         return device;
+    }
+
+    private sealed class ById(Device device, long until)
+    {
+        public readonly Device Device = device;
+        public long Until = until;
     }
 
     /// <summary>Forgets a device (it changed or was deleted).</summary>

@@ -133,23 +133,23 @@ public sealed class SqlIntegrationStore(PlatformDatabase database)
     public static void SetRow(DbCommand command, Guid integrationId, string deviceId, string deviceName, string deviceType, string eventType, byte[] body, long createdTime)
     {
         ArgumentNullException.ThrowIfNull(command);
-        command.Parameters["i"].Value = integrationId.ToString();
-        command.Parameters["d"].Value = deviceId;
-        command.Parameters["dn"].Value = deviceName;
-        command.Parameters["dt"].Value = deviceType;
-        command.Parameters["e"].Value = eventType;
-        command.Parameters["b"].Value = body;
-        command.Parameters["c"].Value = createdTime;
+        command.Parameters["@i"].Value = integrationId.ToString();
+        command.Parameters["@d"].Value = deviceId;
+        command.Parameters["@dn"].Value = deviceName;
+        command.Parameters["@dt"].Value = deviceType;
+        command.Parameters["@e"].Value = eventType;
+        command.Parameters["@b"].Value = body;
+        command.Parameters["@c"].Value = createdTime;
     }
 
     public static void SetDead(DbCommand command, string reason, int attempts, int lastStatus, long deadTime)
     {
         ArgumentNullException.ThrowIfNull(command);
-        command.Parameters["id"].Value = Guid.NewGuid().ToString();
-        command.Parameters["r"].Value = reason;
-        command.Parameters["a"].Value = attempts;
-        command.Parameters["s"].Value = lastStatus;
-        command.Parameters["t"].Value = deadTime;
+        command.Parameters["@id"].Value = Guid.NewGuid().ToString();
+        command.Parameters["@r"].Value = reason;
+        command.Parameters["@a"].Value = attempts;
+        command.Parameters["@s"].Value = lastStatus;
+        command.Parameters["@t"].Value = deadTime;
     }
 
     /// <summary>

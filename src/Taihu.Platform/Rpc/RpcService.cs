@@ -1,8 +1,11 @@
 using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Diagnostics.Metrics;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Taihu.Platform.Audit;
 using Taihu.Platform.Devices;
+using Taihu.Platform.Telemetry;
 using Taihu.Platform.Tenants;
 
 namespace Taihu.Platform.Rpc;
@@ -14,9 +17,15 @@ namespace Taihu.Platform.Rpc;
 /// and <see cref="Unreachable"/>.
 /// </summary>
 public sealed partial class RpcService(IRpcStore store, IAuditLog audit, IDeviceStore devices, RpcDeviceLink link, TimeProvider time, ILogger<RpcService> logger,
-    IRpcElsewhere? elsewhere = null)
+    IRpcElsewhere? elsewhere = null, IMeterFactory? meters = null)
 {
     private readonly ConcurrentDictionary<Guid, DeviceRpcOwner> _owners = new();
+
+    // The server's share of a lightweight call's latency, beside what a client measures (which adds its own
+    // HTTP stack, scheduling and collections): from the call handed to this service to the device's answer.
+    private readonly Histogram<double> _callDuration = (meters?.Create(PlatformMetrics.MeterName) ?? new Meter(PlatformMetrics.MeterName))
+        .CreateHistogram("taihu.rpc.call.duration", "ms", "From a lightweight call handed to the RPC service to the device's answer (two-way) or receipt (one-way); calls not answered are not counted.",
+            tags: null, new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 50, 100, 250, 500, 1000, 5000, 10000] });
 
     // Devices that have (or had, since the start) persistent calls: only these have anything to send when they
     // connect, so a storm of connects by devices without calls costs no store query.
@@ -51,6 +60,7 @@ public sealed partial class RpcService(IRpcStore store, IAuditLog audit, IDevice
     public async Task<RpcOutcome> CallAsync(Caller caller, Device device, RpcRequest request, CancellationToken cancellationToken)
     {
         caller.RequireWrite();
+        var started = Stopwatch.GetTimestamp();
         var outcome = await OwnerOf(device).CallAsync(device, request, cancellationToken);
         if (outcome.Kind == RpcOutcomeKind.NotConnected && elsewhere is not null)
         {
@@ -65,6 +75,11 @@ public sealed partial class RpcService(IRpcStore store, IAuditLog audit, IDevice
             RpcOutcomeKind.TimedOut => $"The device did not reply within {request.TimeoutMs} ms.",
             _ => null,
         };
+        if (failure is null)
+        {
+            _callDuration.Record(Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+        }
+
         audit.Append(new AuditDraft(caller, "RPC_CALL", "DEVICE", device.Id, new AuditText(request.OneWay ? "one-way " : "two-way ", request.Method, " to ", device.Name), failure));
         return outcome;
     }

@@ -376,9 +376,9 @@ public sealed partial class SqlBrokerStateStore(PlatformDatabase database, ILogg
         {
             foreach (var command in includingSession ? new[] { _deleteMessages, _deleteSubscriptions, _deleteSession } : [_deleteMessages, _deleteSubscriptions])
             {
-                command.Parameters["ns"].Value = key.Namespace;
-                command.Parameters["owner"].Value = key.Owner;
-                command.Parameters["client"].Value = key.ClientId;
+                command.Parameters["@ns"].Value = key.Namespace;
+                command.Parameters["@owner"].Value = key.Owner;
+                command.Parameters["@client"].Value = key.ClientId;
                 await command.ExecuteNonQueryAsync(cancellationToken);
             }
         }
@@ -386,27 +386,27 @@ public sealed partial class SqlBrokerStateStore(PlatformDatabase database, ILogg
         public async Task UpsertSessionAsync(StoredSession session, long savedTime, CancellationToken cancellationToken)
         {
             var p = _upsertSession.Parameters;
-            p["ns"].Value = session.Namespace;
-            p["owner"].Value = session.Owner;
-            p["client"].Value = session.ClientId;
-            p["expiry"].Value = (long)session.ExpiryInterval;
-            p["incoming"].Value = (object?)FormatIds(session.IncomingQoS2) ?? DBNull.Value;
-            p["t"].Value = savedTime;
+            p["@ns"].Value = session.Namespace;
+            p["@owner"].Value = session.Owner;
+            p["@client"].Value = session.ClientId;
+            p["@expiry"].Value = (long)session.ExpiryInterval;
+            p["@incoming"].Value = (object?)FormatIds(session.IncomingQoS2) ?? DBNull.Value;
+            p["@t"].Value = savedTime;
             await _upsertSession.ExecuteNonQueryAsync(cancellationToken);
         }
 
         public async Task InsertSubscriptionAsync(SessionKey key, StoredSubscription subscription, CancellationToken cancellationToken)
         {
             var p = _insertSubscription.Parameters;
-            p["ns"].Value = key.Namespace;
-            p["owner"].Value = key.Owner;
-            p["client"].Value = key.ClientId;
-            p["filter"].Value = subscription.Filter;
-            p["qos"].Value = (int)subscription.QoS;
-            p["noLocal"].Value = subscription.NoLocal;
-            p["rap"].Value = subscription.RetainAsPublished;
-            p["rh"].Value = (int)subscription.RetainHandling;
-            p["sid"].Value = (long)subscription.SubscriptionId;
+            p["@ns"].Value = key.Namespace;
+            p["@owner"].Value = key.Owner;
+            p["@client"].Value = key.ClientId;
+            p["@filter"].Value = subscription.Filter;
+            p["@qos"].Value = (int)subscription.QoS;
+            p["@noLocal"].Value = subscription.NoLocal;
+            p["@rap"].Value = subscription.RetainAsPublished;
+            p["@rh"].Value = (int)subscription.RetainHandling;
+            p["@sid"].Value = (long)subscription.SubscriptionId;
             await _insertSubscription.ExecuteNonQueryAsync(cancellationToken);
         }
 
@@ -414,21 +414,21 @@ public sealed partial class SqlBrokerStateStore(PlatformDatabase database, ILogg
         {
             var message = delivery.Message;
             var p = _insertDelivery.Parameters;
-            p["ns"].Value = key.Namespace;
-            p["owner"].Value = key.Owner;
-            p["client"].Value = key.ClientId;
-            p["seq"].Value = seq;
-            p["packetId"].Value = (int)delivery.PacketId;
-            p["released"].Value = delivery.Released;
-            p["qos"].Value = (int)delivery.QoS;
-            p["retain"].Value = delivery.Retain;
-            p["ids"].Value = (object?)FormatIds(delivery.SubscriptionIds) ?? DBNull.Value;
-            p["topic"].Value = message.Topic;
-            p["payload"].Value = ToArray(message.Payload);
-            p["messageQos"].Value = (int)message.QoS;
-            p["messageRetain"].Value = message.Retain;
-            p["properties"].Value = (object?)PropertyCodec.EncodeMessageProperties(message.Properties) ?? DBNull.Value;
-            p["t"].Value = message.ReceivedAt.ToUnixTimeMilliseconds();
+            p["@ns"].Value = key.Namespace;
+            p["@owner"].Value = key.Owner;
+            p["@client"].Value = key.ClientId;
+            p["@seq"].Value = seq;
+            p["@packetId"].Value = (int)delivery.PacketId;
+            p["@released"].Value = delivery.Released;
+            p["@qos"].Value = (int)delivery.QoS;
+            p["@retain"].Value = delivery.Retain;
+            p["@ids"].Value = (object?)FormatIds(delivery.SubscriptionIds) ?? DBNull.Value;
+            p["@topic"].Value = message.Topic;
+            p["@payload"].Value = ToArray(message.Payload);
+            p["@messageQos"].Value = (int)message.QoS;
+            p["@messageRetain"].Value = message.Retain;
+            p["@properties"].Value = (object?)PropertyCodec.EncodeMessageProperties(message.Properties) ?? DBNull.Value;
+            p["@t"].Value = message.ReceivedAt.ToUnixTimeMilliseconds();
             await _insertDelivery.ExecuteNonQueryAsync(cancellationToken);
         }
 
