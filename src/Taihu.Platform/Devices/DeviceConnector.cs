@@ -218,7 +218,7 @@ public sealed partial class DeviceConnector(
                 return ValueTask.FromResult(ReasonCode.QuotaExceeded);
             }
 
-            if (topic.Length == session.TelemetryTopic.Length && topic == session.TelemetryTopic)
+            if (session.IsOwn(topic, DeviceSession.Telemetry))
             {
                 return SubmitTelemetry(session, publish, cancellationToken);
             }
@@ -253,11 +253,11 @@ public sealed partial class DeviceConnector(
 
         // RPC requests and replies of a device are for the platform: a device subscribed to its own
         // rpc/request/+ must not hear its client-side requests come back as commands.
-        return topic == session.TelemetryTopic
-            || !(topic == session.AttributesTopic
-                || topic.StartsWith(session.AttributesRequestPrefix, StringComparison.Ordinal)
-                || topic.StartsWith(session.GatewayPrefix, StringComparison.Ordinal)
-                || topic.StartsWith(session.RpcPrefix, StringComparison.Ordinal));
+        return session.IsOwn(topic, DeviceSession.Telemetry)
+            || !(session.IsOwn(topic, DeviceSession.Attributes)
+                || session.IsUnder(topic, DeviceSession.AttributesRequest)
+                || session.IsUnder(topic, DeviceSession.Gateway)
+                || session.IsUnder(topic, DeviceSession.Rpc));
     }
 
     private ValueTask<ReasonCode> SubmitTelemetry(DeviceSession session, ObservedPublish publish, CancellationToken cancellationToken)
@@ -296,42 +296,42 @@ public sealed partial class DeviceConnector(
     {
         try
         {
-            if (topic == session.AttributesTopic)
+            if (session.IsOwn(topic, DeviceSession.Attributes))
             {
                 await data.SaveClientAttributesAsync(session.Device.Seq, publish.Packet.Payload, cancellationToken);
                 return ReasonCode.Success;
             }
 
-            if (topic.StartsWith(session.AttributesRequestPrefix, StringComparison.Ordinal))
+            if (session.IsUnder(topic, DeviceSession.AttributesRequest))
             {
-                var requestId = topic[session.AttributesRequestPrefix.Length..];
+                var requestId = session.After(topic, DeviceSession.AttributesRequest);
                 var (clientKeys, sharedKeys) = ParseAttributeRequest(publish.Packet.Payload.Span);
                 var response = await data.AttributeResponseAsync(session.Device.Seq, clientKeys, sharedKeys, cancellationToken);
                 messaging.Publish(session.Device.TenantId, session.Prefix + "attributes/response/" + requestId, response);
                 return ReasonCode.Success;
             }
 
-            if (topic.StartsWith(session.GatewayPrefix, StringComparison.Ordinal))
+            if (session.IsUnder(topic, DeviceSession.Gateway))
             {
                 if (!session.Device.IsGateway)
                 {
                     return ReasonCode.NotAuthorized;
                 }
 
-                return await gateways.HandleAsync(session, topic[session.GatewayPrefix.Length..], publish.Packet.Payload, cancellationToken);
+                return await gateways.HandleAsync(session, session.After(topic, DeviceSession.Gateway), publish.Packet.Payload, cancellationToken);
             }
 
-            if (topic.StartsWith(session.RpcResponsePrefix, StringComparison.Ordinal))
+            if (session.IsUnder(topic, DeviceSession.RpcResponse))
             {
-                await ReplyAsync(session, topic[session.RpcResponsePrefix.Length..], publish.Packet.Payload);
+                await ReplyAsync(session, topic.AsMemory(session.Prefix.Length + DeviceSession.RpcResponse.Length), publish.Packet.Payload);
                 return ReasonCode.Success;
             }
 
-            if (topic.StartsWith(session.RpcRequestPrefix, StringComparison.Ordinal))
+            if (session.IsUnder(topic, DeviceSession.RpcRequest))
             {
                 // Client-side RPC: recorded (integrations get it) before the PUBACK, then answered on the response
                 // topic of the same id, by a webhook or by the server, without holding up this connection.
-                var requestId = topic[session.RpcRequestPrefix.Length..];
+                var requestId = session.After(topic, DeviceSession.RpcRequest);
                 var answer = await clientRpc.RequestAsync(session.Device, requestId, publish.Packet.Payload, cancellationToken);
                 var responseTopic = session.RpcResponsePrefix + requestId;
                 if (answer.IsCompletedSuccessfully)
@@ -373,15 +373,15 @@ public sealed partial class DeviceConnector(
     /// A reply to a server-side call. One for a call that is unknown or already over (a late reply after the
     /// timeout, say) changes nothing; MQTT has no way to tell the device, so it is logged (rate-limited).
     /// </summary>
-    private async Task ReplyAsync(DeviceSession session, string id, ReadOnlyMemory<byte> payload)
+    private async Task ReplyAsync(DeviceSession session, ReadOnlyMemory<char> id, ReadOnlyMemory<byte> payload)
     {
-        var result = int.TryParse(id, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var requestId)
+        var result = int.TryParse(id.Span, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var requestId)
             ? await rpc.ReplyAsync(session.Device, requestId, payload.Span)
             : RpcReplyResult.Unknown;
         if (result != RpcReplyResult.Accepted && logger.IsEnabled(LogLevel.Information) && _badPayloadLog.TryAcquire(out var suppressed))
         {
 #pragma warning disable CA1873 // Guarded by logger.IsEnabled just above, which the analyzer does not see through.
-            LogIgnoredReply(logger, LogText.Clean(session.Device.Name), LogText.Clean(id), result, suppressed);
+            LogIgnoredReply(logger, LogText.Clean(session.Device.Name), LogText.Clean(id.ToString()), result, suppressed);
 #pragma warning restore CA1873
         }
     }

@@ -84,7 +84,7 @@ public sealed class RpcDeviceLink(IMqttServerPublisher publisher)
         {
             var packet = new PublishPacket
             {
-                Topic = DeviceSession.TopicPrefix(device.Id) + "rpc/request/" + requestId.ToString(System.Globalization.CultureInfo.InvariantCulture),
+                Topic = DeviceSession.OwnTopic(device.Id, DeviceSession.RpcRequest, requestId),
                 Payload = RpcRequest.DevicePayload(method, paramsJson),
                 QoS = QoS.AtLeastOnce,
             };
