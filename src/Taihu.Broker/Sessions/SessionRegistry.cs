@@ -10,7 +10,7 @@ namespace Taihu.Broker.Sessions;
 /// will sent or delayed), and its expiry. Which session a key names changes only here, one change at a time; what a
 /// session holds changes only in the session itself.
 /// </summary>
-internal sealed class SessionRegistry(SessionServices services, MessageRouter router)
+internal sealed class SessionRegistry(SessionServices services, MessageRouter router, IMqttClusterLink? cluster = null)
 {
     // Keyed by owner too (ClientIdentity.SessionOwner, "" for none): a client id is unique per owner, not per namespace.
     private readonly ConcurrentDictionary<(string Namespace, string Owner, string ClientId), MqttSession> _sessions = new();
@@ -92,6 +92,12 @@ internal sealed class SessionRegistry(SessionServices services, MessageRouter ro
             {
                 router.RouteAndRetain(willNow);
                 willNow.Release();
+                cluster?.OnWillDone(session.Namespace, session.Owner, session.ClientId);
+            }
+            else if (will is not null && cluster is not null && !session.IsWillPending)
+            {
+                // A delayed will of a connection that had already lost its session: cancelled.
+                cluster.OnWillDone(session.Namespace, session.Owner, session.ClientId);
             }
 
             if (end)
@@ -155,6 +161,7 @@ internal sealed class SessionRegistry(SessionServices services, MessageRouter ro
                 dueWill.Restamp(now);
                 router.RouteAndRetain(dueWill);
                 dueWill.Release();
+                cluster?.OnWillDone(session.Namespace, session.Owner, session.ClientId);
             }
         }
 
@@ -286,6 +293,7 @@ internal sealed class SessionRegistry(SessionServices services, MessageRouter ro
             will.Restamp(services.Time.GetUtcNow());
             router.RouteAndRetain(will);
             will.Release();
+            cluster?.OnWillDone(session.Namespace, session.Owner, session.ClientId);
         }
     }
 }
