@@ -202,9 +202,11 @@ public sealed partial class MqttChannel
         _rateLimiter = PublishRateLimiter.Create(_broker.Time, identity.MaximumPublishRate ?? options.MaximumPublishRatePerConnection,
             identity.MaximumPublishBytesRate ?? options.MaximumPublishBytesRatePerConnection);
         var cluster = _broker.ClusterLink;
-        // A delayed will left by this client's last connection is cancelled by this one (5.0 section 3.1.3.2.2).
+        // A will of this client's last connection here (still connected, or delayed) is this one's to forget: a
+        // delayed will is cancelled by the new connection (5.0 section 3.1.3.2.2), and a replaced connection leaves
+        // the cluster's copy to the connection that replaced it.
         var cancelsPendingWill = cluster is not null && connect.Will is null
-            && _broker.FindSession(identity.Namespace, ClientId!, identity.SessionOwner ?? "") is { IsWillPending: true };
+            && _broker.FindSession(identity.Namespace, ClientId!, identity.SessionOwner ?? "") is { } existing && (existing.IsConnected || existing.IsWillPending);
         var session = _broker.AttachSession(this, identity.Namespace, identity.SessionOwner ?? "", ClientId!, connect.CleanStart, expiry, out var sessionPresent);
         if (cluster is not null)
         {

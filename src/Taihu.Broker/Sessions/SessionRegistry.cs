@@ -92,11 +92,12 @@ internal sealed class SessionRegistry(SessionServices services, MessageRouter ro
             {
                 router.RouteAndRetain(willNow);
                 willNow.Release();
-                cluster?.OnWillDone(session.Namespace, session.Owner, session.ClientId);
             }
-            else if (will is not null && cluster is not null && !session.IsWillPending)
+
+            // The cluster's copy of the will is done with, unless a newer connection holds the session now (a
+            // takeover here): the copy is that connection's (it wrote its own, or forgot this one at its CONNECT).
+            if (will is not null && cluster is not null && !session.IsWillPending && !session.IsConnected)
             {
-                // A delayed will of a connection that had already lost its session: cancelled.
                 cluster.OnWillDone(session.Namespace, session.Owner, session.ClientId);
             }
 
