@@ -35,8 +35,10 @@ namespace Taihu.Cluster.Succession;
 /// <item>its wills (<c>cluster_wills</c>): each of a client that no live node holds is made this node's and sent
 /// after its Will Delay Interval counted from the detection, unless the client has connected meanwhile, through
 /// the broker's normal routing (subscribers on every node, retained when flagged);</item>
-/// <item>its devices: those stored as connected and connected to no live node get a disconnect at the detection
-/// time in this node's connectivity tracker, which then marks them inactive past their profile's timeout.</item>
+/// <item>its devices (not kept by node: one sweep for all the deaths of a round, and once when this node first
+/// holds the lease for the nodes that died before): those stored as connected and connected to no live node get a
+/// disconnect at the detection time in this node's connectivity tracker, which then marks them inactive past their
+/// profile's timeout.</item>
 /// </list>
 /// </remarks>
 internal sealed partial class DeadNodeSuccession : BackgroundService
@@ -113,7 +115,17 @@ internal sealed partial class DeadNodeSuccession : BackgroundService
 
         var wasHeld = false;
         var nextScan = DateTimeOffset.MinValue;
+        // Nodes already dead when this one starts are succeeded too (their rows, and one sweep of their devices)
+        // if nobody did it: this node may be the first holder since.
         var known = _membership.CurrentSnapshot.Version;
+        foreach (var (address, member) in _membership.CurrentSnapshot.Members)
+        {
+            if (member.Status == SiloStatus.Dead)
+            {
+                _deaths.TryAdd(address, _time.GetUtcNow());
+            }
+        }
+
         while (!stoppingToken.IsCancellationRequested)
         {
             try
@@ -183,6 +195,7 @@ internal sealed partial class DeadNodeSuccession : BackgroundService
             }
         }
 
+        DateTimeOffset? sweepAt = null;
         foreach (var address in dead)
         {
             // Seen dead by this node now if it was not told before (it took the lease after the death).
@@ -193,6 +206,23 @@ internal sealed partial class DeadNodeSuccession : BackgroundService
             }
 
             await SucceedAsync(address, detected, cancellationToken);
+            if (!_devicesDone.Contains(address) && (sweepAt is null || detected < sweepAt))
+            {
+                sweepAt = detected;
+            }
+        }
+
+        // The devices are not kept by node: one sweep takes every device stored as connected that no live node
+        // has, for all the deaths not swept yet, disconnected at the earliest of their detections.
+        if (sweepAt is { } at)
+        {
+            var devices = await AdoptDevicesAsync(at, cancellationToken);
+            foreach (var address in dead)
+            {
+                _devicesDone.Add(address);
+            }
+
+            LogDevicesTaken(_logger, devices);
         }
     }
 
@@ -252,14 +282,7 @@ internal sealed partial class DeadNodeSuccession : BackgroundService
             }
         }
 
-        var devices = 0;
-        if (!_devicesDone.Contains(dead))
-        {
-            devices = await AdoptDevicesAsync(detected, cancellationToken);
-            _devicesDone.Add(dead);
-        }
-
-        LogSucceeded(_logger, node, taken, waiting, devices);
+        LogSucceeded(_logger, node, taken, waiting);
         await SendDueWillsAsync(cancellationToken);
     }
 
@@ -408,8 +431,11 @@ internal sealed partial class DeadNodeSuccession : BackgroundService
         return lost.Count;
     }
 
-    [LoggerMessage(EventId = 2661, Level = LogLevel.Warning, Message = "Node {Node} is dead: this node, holding the event log lease, took over {Sessions} persistent session(s), {Wills} will(s) to send and {Devices} device(s) to disconnect")]
-    private static partial void LogSucceeded(ILogger logger, string node, int sessions, int wills, int devices);
+    [LoggerMessage(EventId = 2661, Level = LogLevel.Warning, Message = "Node {Node} is dead: this node, holding the event log lease, took over {Sessions} persistent session(s) and {Wills} will(s) to send")]
+    private static partial void LogSucceeded(ILogger logger, string node, int sessions, int wills);
+
+    [LoggerMessage(EventId = 2664, Level = LogLevel.Information, Message = "Devices shown connected to no live node: {Devices} disconnected by this node as the dead nodes' successor")]
+    private static partial void LogDevicesTaken(ILogger logger, int devices);
 
     [LoggerMessage(EventId = 2662, Level = LogLevel.Information, Message = "Client {ClientId} (namespace '{Ns}'): the will its dead node held was sent")]
     private static partial void LogWillSent(ILogger logger, string clientId, string ns);
