@@ -57,7 +57,7 @@ public sealed partial class MqttBroker : IMqttServerPublisher, IMqttClientDiscon
 
         _connections = new ConnectionRegistry(options, metrics);
         _router = new MessageRouter(options, timeProvider, metrics, tracksRetainedChanges: stateStore is not null, clusterLink);
-        _sessions = new SessionRegistry(new SessionServices(options, timeProvider, metrics), _router);
+        _sessions = new SessionRegistry(new SessionServices(options, timeProvider, metrics), _router, clusterLink);
         _persistence = stateStore is null ? null : new BrokerPersistence(stateStore, options, timeProvider, metrics, _logger, _sessions, _router, restoresSessions: clusterLink is null);
         _sys = new SysPublisher(this, _router, _sessions);
     }
@@ -281,6 +281,41 @@ public sealed partial class MqttBroker : IMqttServerPublisher, IMqttClientDiscon
 
         _persistence?.Adopt(carried.Key);
         _persistence?.OnSubscriptionsChanged();
+    }
+
+    /// <summary>
+    /// On a cluster node that succeeds a dead one: sends the will that node held for a client, as a will sent here
+    /// would go (to this node's subscribers and the other nodes', retained when flagged).
+    /// </summary>
+    public int RouteWillOfDeadNode(BrokerMessage will) => _router.RouteAndRetain(will);
+
+    /// <summary>Whether the client has a connection to this node now.</summary>
+    public bool IsClientConnected(string ns, string owner, string clientId) => _sessions.Find(ns, clientId, owner) is { IsConnected: true };
+
+    /// <summary>
+    /// On a cluster node that succeeds a dead one (whose claim on the session the caller has already taken over):
+    /// puts the session's last snapshot from the state store here, away from its client, so that its
+    /// subscriptions route and queue messages until the client connects again, here or on another node (which
+    /// then takes it over as from any node). False when there is no stored session, or one is here already.
+    /// </summary>
+    public async ValueTask<bool> AdoptStoredSessionAsync(SessionKey key, CancellationToken cancellationToken)
+    {
+        if (_persistence is not { } persistence || _sessions.Find(key.Namespace, key.ClientId, key.Owner) is not null)
+        {
+            return false;
+        }
+
+        var stored = await persistence.LoadSessionAsync(key, cancellationToken);
+        // A client that connected here meanwhile keeps the session it got.
+        if (stored is null || _sessions.Find(key.Namespace, key.ClientId, key.Owner) is not null)
+        {
+            return false;
+        }
+
+        BrokerPersistence.RestoreSession(stored, Options, Time.GetUtcNow(), _sessions, _router).MarkChanged();
+        persistence.Adopt(key);
+        persistence.OnSubscriptionsChanged();
+        return true;
     }
 
     // What a connection asks of the parts.

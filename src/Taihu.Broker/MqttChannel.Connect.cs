@@ -201,7 +201,18 @@ public sealed partial class MqttChannel
 
         _rateLimiter = PublishRateLimiter.Create(_broker.Time, identity.MaximumPublishRate ?? options.MaximumPublishRatePerConnection,
             identity.MaximumPublishBytesRate ?? options.MaximumPublishBytesRatePerConnection);
+        var cluster = _broker.ClusterLink;
+        // A will of this client's last connection here (still connected, or delayed) is this one's to forget: a
+        // delayed will is cancelled by the new connection (5.0 section 3.1.3.2.2), and a replaced connection leaves
+        // the cluster's copy to the connection that replaced it.
+        var cancelsPendingWill = cluster is not null && connect.Will is null
+            && _broker.FindSession(identity.Namespace, ClientId!, identity.SessionOwner ?? "") is { } existing && (existing.IsConnected || existing.IsWillPending);
         var session = _broker.AttachSession(this, identity.Namespace, identity.SessionOwner ?? "", ClientId!, connect.CleanStart, expiry, out var sessionPresent);
+        if (cluster is not null)
+        {
+            RecordWillInCluster(cluster, identity, connect.Will, cancelsPendingWill);
+        }
+
         _session = session;
         _state = State.Connected;
         _broker.Metrics.ClientConnected();
@@ -250,5 +261,27 @@ public sealed partial class MqttChannel
         session.Resume(this, sessionPresent);
 
         return true;
+    }
+
+    /// <summary>
+    /// On a cluster node, the will is written where the other nodes find it should this node die; a connection
+    /// without a will writes nothing (unless it cancels a delayed will, which is then forgotten).
+    /// </summary>
+    private void RecordWillInCluster(IMqttClusterLink cluster, ClientIdentity identity, WillMessage? will, bool cancelsPendingWill)
+    {
+        var owner = identity.SessionOwner ?? "";
+        if (will is null)
+        {
+            if (cancelsPendingWill)
+            {
+                cluster.OnWillDone(identity.Namespace, owner, ClientId!);
+            }
+
+            return;
+        }
+
+        var topic = identity.Topics is { } map ? map.ToBroker(will.Topic) : will.Topic;
+        cluster.OnWillSet(identity.Namespace, owner, ClientId!, topic, will.Payload.Span, will.QoS, will.Retain, will.Properties,
+            will.Properties?.WillDelayInterval ?? 0);
     }
 }

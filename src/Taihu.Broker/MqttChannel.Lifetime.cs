@@ -158,6 +158,12 @@ public sealed partial class MqttChannel
             }
         }
 
+        if (will is null && _will is not null && _session.IsAttachedTo(this))
+        {
+            // A will not sent (a normal DISCONNECT, or no longer authorized) is done with on this node.
+            _broker.ClusterLink?.OnWillDone(_identity.Namespace, _identity.SessionOwner ?? "", ClientId!);
+        }
+
         _broker.DetachSession(this, _session, will, willDelay);
         _broker.LifecycleObserver?.OnDisconnected(_identity, ClientId!);
         var logger = _broker.Logger;

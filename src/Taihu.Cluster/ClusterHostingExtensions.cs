@@ -18,10 +18,12 @@ using Taihu.Broker.Extensibility;
 using Taihu.Cluster.Devices;
 using Taihu.Cluster.Events;
 using Taihu.Cluster.Mqtt;
+using Taihu.Cluster.Succession;
 using Taihu.Platform.Devices;
 using Taihu.Platform.Rpc;
 using Taihu.Platform;
 using Taihu.Platform.Events;
+using Taihu.Platform.Storage;
 
 namespace Taihu.Cluster;
 
@@ -63,6 +65,16 @@ public static class ClusterHostingExtensions
         builder.Services.AddHostedService(sp => sp.GetRequiredService<PostgresEventWorkLease>());
         builder.Services.AddHostedService<LiveFeedFollower>();
 
+        // A node that dies is succeeded by the lease holder (docs/scaling.md, "When a node dies"): the wills of this
+        // node's clients and which sessions it wrote are kept where the successor finds them. Registered before the
+        // silo and the platform, so that at an orderly stop they forget this node's rows after everything else.
+        builder.Services.AddSingleton<ClusterWills>();
+        builder.Services.AddHostedService(sp => sp.GetRequiredService<ClusterWills>());
+        builder.Services.AddSingleton(sp => new ClusterSessionStore(
+            ActivatorUtilities.CreateInstance<SqlBrokerStateStore>(sp), sp.GetRequiredService<ClusterDatabase>(), sp.GetRequiredService<ILocalSiloDetails>()));
+        builder.Services.AddSingleton<IBrokerStateStore>(sp => sp.GetRequiredService<ClusterSessionStore>());
+        builder.Services.AddHostedService<ClusterSessionsAtStop>();
+
         // MQTT across nodes: the broker finds the link in the services and uses it (see IMqttClusterLink).
         builder.Services.AddSingleton<ClusterMqttLink>();
         builder.Services.AddSingleton<IMqttClusterLink>(sp => sp.GetRequiredService<ClusterMqttLink>());
@@ -79,6 +91,7 @@ public static class ClusterHostingExtensions
             silo.Services.AddSingleton<IDevicesElsewhere, DevicesAcrossNodes>();
             // Integration and alarm changes made through one node reach the others.
             silo.Services.AddHostedService<ChangesAcrossNodes>();
+            silo.Services.AddHostedService<DeadNodeSuccession>();
             silo.Services.AddSingleton<ILifecycleParticipant<ISiloLifecycle>>(sp => sp.GetRequiredService<ClusterMqttLink>());
             silo.Services.AddSingleton<IMembershipTable>(sp => new PostgresMembershipTable(
                 sp.GetRequiredService<ClusterDatabase>().DataSource, sp.GetRequiredService<IOptions<ClusterNodeOptions>>().Value.ClusterId));

@@ -21,11 +21,17 @@ namespace Taihu.Cluster;
 /// semantics are per cluster) and <c>cluster_members</c> one row per silo incarnation (address, port and
 /// generation, as <c>SiloAddress.ToParsableString</c> writes them).
 /// </para>
+/// <para>
+/// Version 2 adds what the surviving nodes need to take over a node that dies (docs/scaling.md, "When a node
+/// dies"): <c>cluster_wills</c>, the will of each connected client that has one, with the node holding it, and
+/// <c>cluster_sessions</c>, which node last wrote each stored persistent session. A database of version 1 is
+/// upgraded in place by the first node of this build to start.
+/// </para>
 /// </remarks>
 public static class ClusterSchema
 {
     /// <summary>The version of the cluster's tables this build creates and reads.</summary>
-    public const int CurrentVersion = 1;
+    public const int CurrentVersion = 2;
 
     /// <summary>Taihu's advisory lock number for the cluster's tables (the platform's own migration uses 7243190).</summary>
     private const long LockKey = 7_243_191;
@@ -49,6 +55,30 @@ public static class ClusterSchema
             last_update_time TIMESTAMPTZ NOT NULL,
             etag BIGINT NOT NULL,
             PRIMARY KEY (cluster_id, address));
+        """;
+
+    private const string CreateVersion2 = """
+        CREATE TABLE cluster_wills (
+            ns TEXT NOT NULL,
+            session_owner TEXT NOT NULL,
+            client_id TEXT NOT NULL,
+            node TEXT NOT NULL,
+            topic TEXT NOT NULL,
+            payload BYTEA NOT NULL,
+            qos SMALLINT NOT NULL,
+            retain BOOLEAN NOT NULL,
+            properties BYTEA,
+            delay_seconds BIGINT NOT NULL,
+            connected_time TIMESTAMPTZ NOT NULL DEFAULT now(),
+            PRIMARY KEY (ns, session_owner, client_id));
+        CREATE INDEX cluster_wills_node ON cluster_wills (node);
+        CREATE TABLE cluster_sessions (
+            ns TEXT NOT NULL,
+            session_owner TEXT NOT NULL,
+            client_id TEXT NOT NULL,
+            node TEXT NOT NULL,
+            PRIMARY KEY (ns, session_owner, client_id));
+        CREATE INDEX cluster_sessions_node ON cluster_sessions (node);
         """;
 
     /// <summary>
@@ -98,14 +128,19 @@ public static class ClusterSchema
                     version INTEGER NOT NULL,
                     cluster_id TEXT NOT NULL,
                     created_time TIMESTAMPTZ NOT NULL DEFAULT now());
-                """, cancellationToken);
+                """ + CreateVersion2, cancellationToken);
             await using var record = new NpgsqlCommand("INSERT INTO cluster_schema (id, version, cluster_id) VALUES (1, @version, @cluster)", connection, transaction);
             record.Parameters.AddWithValue("version", CurrentVersion);
             record.Parameters.AddWithValue("cluster", clusterId);
             await record.ExecuteNonQueryAsync(cancellationToken);
         }
 
-        // Later versions add their steps here, from the recorded version up to CurrentVersion.
+        // Each later version's step, from the recorded version up to CurrentVersion.
+        if (version == 1)
+        {
+            await ExecuteAsync(connection, transaction, CreateVersion2 + "UPDATE cluster_schema SET version = 2 WHERE id = 1;", cancellationToken);
+        }
+
         await transaction.CommitAsync(cancellationToken);
     }
 

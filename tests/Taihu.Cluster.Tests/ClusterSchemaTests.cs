@@ -33,6 +33,22 @@ public sealed class ClusterSchemaTests(PostgresServer server) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Version1Tables_UpgradedToVersion2_KeepingTheMembers()
+    {
+        // Version 1 as an older node made it: the membership tables and the schema row, no succession tables.
+        await ClusterSchema.PrepareAsync(DataSource, "alpha");
+        await ScalarAsync("INSERT INTO cluster_versions (cluster_id, version, etag) VALUES ('alpha', 3, 7) RETURNING version");
+        await ScalarAsync("DROP TABLE cluster_wills, cluster_sessions; UPDATE cluster_schema SET version = 1 RETURNING version");
+
+        await ClusterSchema.PrepareAsync(DataSource, "alpha");
+
+        Assert.Equal(2, await ScalarAsync("SELECT version FROM cluster_schema"));
+        Assert.Equal(0L, await ScalarAsync("SELECT COUNT(*) FROM cluster_wills"));
+        Assert.Equal(0L, await ScalarAsync("SELECT COUNT(*) FROM cluster_sessions"));
+        Assert.Equal(3, await ScalarAsync("SELECT version FROM cluster_versions WHERE cluster_id = 'alpha'"));
+    }
+
+    [Fact]
     public async Task AnotherClusterId_Refused_NothingWritten()
     {
         await ClusterSchema.PrepareAsync(DataSource, "alpha");

@@ -267,6 +267,52 @@ public abstract partial class StorageTests
         }
     }
 
+    [Fact]
+    public async Task Connectivity_OnSharedStorage_ADeadNodesDevice_IsDisconnectedByItsSuccessor_AtTheDeath_AndGoesInactive()
+    {
+        var (_, _, lost) = await NewTenantWithDeviceAsync();
+        var (_, _, here) = await NewTenantWithDeviceAsync();
+        var attributes = new SqlAttributeStore(Database);
+        await using var ingest = new TelemetryIngest(Telemetry, Options.Create(new IngestOptions()), NullLogger<TelemetryIngest>.Instance);
+        ConnectivityTracker Node() => new(attributes, Devices, ingest, Time, NullLogger<ConnectivityTracker>.Instance) { FlushInterval = TimeSpan.FromDays(1), SharedStorage = true };
+        using var successor = Node();
+        await successor.StartAsync(CancellationToken.None);
+        using var dead = Node();
+        await dead.StartAsync(CancellationToken.None);
+        try
+        {
+            // One device on the node that dies, one on its successor.
+            dead.Connected(lost);
+            await dead.FlushAsync();
+            successor.Connected(here);
+            await successor.FlushAsync();
+
+            // The death is detected a second later: the successor asks which stored-connected devices live nodes
+            // hold (itself included), and takes the others, disconnected at the detection.
+            Time.Advance(TimeSpan.FromSeconds(1));
+            var diedAt = Time.GetUtcNow().ToUnixTimeMilliseconds();
+            var stored = (await Devices.ListActiveDevicesAsync()).Where(d => d.Device.Seq == lost.Seq || d.Device.Seq == here.Seq).ToList();
+            Assert.Equal([here.Seq], await successor.ConnectedAmongAsync([lost.Seq, here.Seq]));
+            // Handed both: the one connected here is left as it is.
+            successor.AdoptDevicesOfDeadNode(stored, diedAt);
+            await successor.FlushAsync();
+            Assert.Equal(KvValue.Of(diedAt), await ServerAttributeAsync(attributes, lost, "lastDisconnectTime"));
+            Assert.Equal(KvValue.Of(true), await ServerAttributeAsync(attributes, lost, "active"));
+            Assert.Null(await ServerAttributeAsync(attributes, here, "lastDisconnectTime"));
+
+            // Silent past its profile's timeout (from its last activity, the connect): inactive; the other stays active.
+            Time.Advance(TimeSpan.FromMilliseconds(DeviceProfile.DefaultInactivityTimeoutMs));
+            await successor.FlushAsync();
+            Assert.Equal(KvValue.Of(false), await ServerAttributeAsync(attributes, lost, "active"));
+            Assert.Equal(KvValue.Of(true), await ServerAttributeAsync(attributes, here, "active"));
+        }
+        finally
+        {
+            await successor.StopAsync(CancellationToken.None);
+            await dead.StopAsync(CancellationToken.None);
+        }
+    }
+
     private static async Task<KvValue?> ServerAttributeAsync(IAttributeStore attributes, Device device, string key)
     {
         var entries = await attributes.GetAsync(device.Seq, AttributeScope.Server, [key]);

@@ -129,7 +129,7 @@ public sealed class ClusterMembershipTests(PostgresServer postgres, ITestOutputH
             await ScalarAsync(database, "UPDATE cluster_schema SET version = version + 1 RETURNING version");
             (exitCode, output) = await ServerProcess.RunToExitAsync(NodeSettings(database, LoopbackPort.Free()));
             Assert.NotEqual(0, exitCode);
-            Assert.Contains("Taihu cannot start: The database's cluster tables are version 2, newer than this node knows (1)", output, StringComparison.Ordinal);
+            Assert.Contains("Taihu cannot start: The database's cluster tables are version 3, newer than this node knows (2)", output, StringComparison.Ordinal);
             Assert.DoesNotContain("Taihu listening on", output, StringComparison.Ordinal);
             Assert.Equal(migrations, await ScalarAsync(database, "SELECT COUNT(*) FROM schema_migrations"));
         }

@@ -1,4 +1,6 @@
 using Taihu.Broker.Routing;
+using Taihu.Mqtt;
+using Taihu.Mqtt.Packets;
 
 namespace Taihu.Broker.Extensibility;
 
@@ -47,6 +49,23 @@ public interface IMqttClusterLink
     /// (its connection closed with 0x8E), if another; returns what that node held of it.
     /// </summary>
     ValueTask<ClaimedSession> ClaimSessionAsync(string ns, string owner, string clientId, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// A client with a will connected here: the cluster keeps a copy, so that the other nodes can send it should
+    /// this node die (<paramref name="topic"/> in the broker's topic space). Called once per CONNECT that carries a
+    /// will, never for others: record it and return at once (the payload is valid only during the call).
+    /// </summary>
+    void OnWillSet(string ns, string owner, string clientId, string topic, ReadOnlySpan<byte> payload, QoS qos, bool retain, MqttProperties? properties, uint delay)
+    {
+    }
+
+    /// <summary>
+    /// This node has handled the will recorded with <see cref="OnWillSet"/>: sent it, or dropped it (a normal
+    /// DISCONNECT, a reconnection within its delay). Called only for clients that had one.
+    /// </summary>
+    void OnWillDone(string ns, string owner, string clientId)
+    {
+    }
 }
 
 /// <summary>What a claim of a session found on the node that held it before (see <see cref="IMqttClusterLink.ClaimSessionAsync"/>).</summary>

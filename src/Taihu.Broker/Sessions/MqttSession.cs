@@ -170,6 +170,9 @@ public sealed partial class MqttSession
     /// <summary>Whether a connection owns the session now. A hint without the lock (housekeeping uses it to skip).</summary>
     internal bool IsConnected => Volatile.Read(ref _output) is not null;
 
+    /// <summary>Whether <paramref name="output"/>'s connection is the one that holds the session now.</summary>
+    internal bool IsAttachedTo(ISessionOutput output) => ReferenceEquals(Volatile.Read(ref _output), output);
+
     /// <summary>Whether the session's client went away and it waits for a reconnect or its expiry.</summary>
     internal bool IsDetached
     {

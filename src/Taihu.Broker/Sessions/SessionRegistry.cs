@@ -10,7 +10,7 @@ namespace Taihu.Broker.Sessions;
 /// will sent or delayed), and its expiry. Which session a key names changes only here, one change at a time; what a
 /// session holds changes only in the session itself.
 /// </summary>
-internal sealed class SessionRegistry(SessionServices services, MessageRouter router)
+internal sealed class SessionRegistry(SessionServices services, MessageRouter router, IMqttClusterLink? cluster = null)
 {
     // Keyed by owner too (ClientIdentity.SessionOwner, "" for none): a client id is unique per owner, not per namespace.
     private readonly ConcurrentDictionary<(string Namespace, string Owner, string ClientId), MqttSession> _sessions = new();
@@ -94,6 +94,13 @@ internal sealed class SessionRegistry(SessionServices services, MessageRouter ro
                 willNow.Release();
             }
 
+            // The cluster's copy of the will is done with, unless a newer connection holds the session now (a
+            // takeover here): the copy is that connection's (it wrote its own, or forgot this one at its CONNECT).
+            if (will is not null && cluster is not null && !session.IsWillPending && !session.IsConnected)
+            {
+                cluster.OnWillDone(session.Namespace, session.Owner, session.ClientId);
+            }
+
             if (end)
             {
                 End(session);
@@ -155,6 +162,7 @@ internal sealed class SessionRegistry(SessionServices services, MessageRouter ro
                 dueWill.Restamp(now);
                 router.RouteAndRetain(dueWill);
                 dueWill.Release();
+                cluster?.OnWillDone(session.Namespace, session.Owner, session.ClientId);
             }
         }
 
@@ -286,6 +294,7 @@ internal sealed class SessionRegistry(SessionServices services, MessageRouter ro
             will.Restamp(services.Time.GetUtcNow());
             router.RouteAndRetain(will);
             will.Release();
+            cluster?.OnWillDone(session.Namespace, session.Owner, session.ClientId);
         }
     }
 }

@@ -56,6 +56,9 @@ public interface INodeDeviceService : IGrainService
     /// <summary>A webhook called by another node answered (or, null, declined) a device's client-side RPC request: taken if it waits here.</summary>
     [OneWay]
     Task ClientRpcAnswered(Guid eventId, byte[]? reply);
+
+    /// <summary>Which of the devices (row numbers) have a connection to this node now.</summary>
+    Task<long[]> ConnectedDevices(long[] deviceSeqs);
 }
 
 /// <summary>Reaches a GrainService of <typeparamref name="TService"/> on a given node, or on every other active node.</summary>
@@ -79,7 +82,7 @@ internal sealed class OnNode<TService>(IServiceProvider services, IClusterMember
 
 [Reentrant]
 internal sealed class NodeDeviceService(GrainId id, Silo silo, ILoggerFactory loggerFactory, RpcService rpc, DeviceDirectory devices, EventSignal events,
-    DeviceService deviceService, IntegrationRegistry integrations, AlarmFeed alarmFeed, IAlarmStore alarms, ClientRpcRequests clientRpc)
+    DeviceService deviceService, IntegrationRegistry integrations, AlarmFeed alarmFeed, IAlarmStore alarms, ClientRpcRequests clientRpc, ConnectivityTracker connectivity)
     : GrainService(id, silo, loggerFactory), INodeDeviceService
 {
     public Task DeviceChanged(long deviceSeq)
@@ -116,6 +119,8 @@ internal sealed class NodeDeviceService(GrainId id, Silo silo, ILoggerFactory lo
             alarmFeed.Publish(new AlarmEvent((AlarmChangeKind)kind, info));
         }
     }
+
+    public Task<long[]> ConnectedDevices(long[] deviceSeqs) => connectivity.ConnectedAmongAsync(deviceSeqs);
 
     public Task ClientRpcAnswered(Guid eventId, byte[]? reply)
     {

@@ -41,6 +41,7 @@ internal sealed partial class ClusterMqttLink : IMqttClusterLink, ILifecyclePart
     private readonly CancellationTokenSource _stopping = new();
     private MqttBroker? _broker;
     private INodeLinkClient? _nodes;
+    private Succession.ClusterWills? _wills;
     private Task _watch = Task.CompletedTask;
     private int _disposed;
 
@@ -185,6 +186,13 @@ internal sealed partial class ClusterMqttLink : IMqttClusterLink, ILifecyclePart
 
     private static bool IsSys(string topic) => topic.StartsWith("$SYS", StringComparison.Ordinal) && (topic.Length == 4 || topic[4] == '/');
 
+    public void OnWillSet(string ns, string owner, string clientId, string topic, ReadOnlySpan<byte> payload, QoS qos, bool retain, MqttProperties? properties, uint delay) =>
+        Wills.Set(ns, owner, clientId, topic, payload, qos, retain, properties, delay);
+
+    public void OnWillDone(string ns, string owner, string clientId) => Wills.Done(ns, owner, clientId);
+
+    private Succession.ClusterWills Wills => _wills ??= _services.GetRequiredService<Succession.ClusterWills>();
+
     public async ValueTask<ClaimedSession> ClaimSessionAsync(string ns, string owner, string clientId, CancellationToken cancellationToken)
     {
         var grain = _services.GetRequiredService<IGrainFactory>().GetGrain<ISessionOwnerGrain>(SessionOwnerGrain.KeyOf(ns, owner, clientId));
@@ -258,6 +266,19 @@ internal sealed partial class ClusterMqttLink : IMqttClusterLink, ILifecyclePart
                 message.Release();
             }
         }
+    }
+
+    /// <summary>See <see cref="INodeLinkService.HoldsSessions"/>.</summary>
+    public bool[] HoldsSessions(string[] keys)
+    {
+        var held = new bool[keys.Length / 3];
+        var broker = Broker;
+        for (var i = 0; i < held.Length; i++)
+        {
+            held[i] = broker.FindSession(keys[3 * i], keys[(3 * i) + 2], keys[(3 * i) + 1]) is not null;
+        }
+
+        return held;
     }
 
     /// <summary>A connection on another node took the session over (see <see cref="INodeLinkService.EndSession"/>).</summary>

@@ -24,6 +24,12 @@ public interface INodeLinkService : IGrainService
     /// was persistent (null when there was none, or it was not).
     /// </summary>
     Task<TransferredSession?> EndSession(string ns, string owner, string clientId);
+
+    /// <summary>
+    /// For each client given as namespace, owner, client id, ...: whether this node holds its session (connected
+    /// or away). Asked by the node succeeding a dead one, to leave alone the clients that live nodes hold.
+    /// </summary>
+    Task<bool[]> HoldsSessions(string[] keys);
 }
 
 /// <summary>Reaches another node's <see cref="INodeLinkService"/>.</summary>
@@ -49,6 +55,8 @@ internal sealed class NodeLinkService(GrainId id, Silo silo, ILoggerFactory logg
     }
 
     public Task<TransferredSession?> EndSession(string ns, string owner, string clientId) => Task.FromResult(link.EndSession(ns, owner, clientId));
+
+    public Task<bool[]> HoldsSessions(string[] keys) => Task.FromResult(link.HoldsSessions(keys));
 }
 
 /// <summary>

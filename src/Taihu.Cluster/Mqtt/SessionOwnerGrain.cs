@@ -15,6 +15,12 @@ public interface ISessionOwnerGrain : IGrainWithStringKey
     /// ends it there (its connection is closed with 0x8E) before this returns, and what it held comes back.
     /// </summary>
     Task<SessionHandover> Claim(SiloAddress node, string ns, string owner, string clientId);
+
+    /// <summary>
+    /// <paramref name="node"/>, succeeding the dead node <paramref name="dead"/>, holds the session from now on,
+    /// unless another live node holds it (its client connected there since): then nothing changes and false comes back.
+    /// </summary>
+    Task<bool> ClaimForSuccessor(SiloAddress node, SiloAddress dead);
 }
 
 /// <summary>What a claim got from the node that held the session before.</summary>
@@ -44,6 +50,17 @@ internal sealed partial class SessionOwnerGrain(INodeLinkClient nodes, IClusterM
 
     private static readonly SessionHandover s_unknown = new(Known: false, Session: null);
     private static readonly SessionHandover s_same = new(Known: true, Session: null);
+
+    public Task<bool> ClaimForSuccessor(SiloAddress node, SiloAddress dead)
+    {
+        if (_holder is { } holder && !holder.Equals(dead) && !holder.Equals(node) && membership.CurrentSnapshot.GetSiloStatus(holder) == SiloStatus.Active)
+        {
+            return Task.FromResult(false);
+        }
+
+        _holder = node;
+        return Task.FromResult(true);
+    }
 
     public async Task<SessionHandover> Claim(SiloAddress node, string ns, string owner, string clientId)
     {

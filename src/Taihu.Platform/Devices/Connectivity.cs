@@ -71,6 +71,30 @@ public sealed partial class ConnectivityTracker(IAttributeStore attributes, IDev
     }
 
     /// <summary>
+    /// Which of <paramref name="deviceSeqs"/> have a connection to this process now (asked by the node that
+    /// succeeds a dead cluster node, to leave alone the devices that live nodes hold).
+    /// </summary>
+    public Task<long[]> ConnectedAmongAsync(long[] deviceSeqs)
+    {
+        var query = new ConnectedQuery(deviceSeqs);
+        if (!_mailbox.Writer.TryWrite(new Message(MessageKind.ConnectedQuery, null, 0, null, query)))
+        {
+            query.Result.TrySetResult([]);
+        }
+
+        return query.Result.Task;
+    }
+
+    /// <summary>
+    /// The devices of a cluster node that died at <paramref name="diedAtMs"/> (as detected), shown connected in
+    /// storage and connected to no live node: this process takes them as its own, with a disconnect at that time
+    /// (written, and sent to the event log, at the next flush), so that they go inactive past their profile's
+    /// timeout as any device disconnected here does. A device connected here meanwhile is left as it is.
+    /// </summary>
+    public void AdoptDevicesOfDeadNode(IReadOnlyList<StoredConnectivity> devices, long diedAtMs) =>
+        Post(new Message(MessageKind.AdoptLost, null, diedAtMs, null, devices));
+
+    /// <summary>
     /// Asks the owner to write what changed now and completes when it has (an explicit sync point for tests and
     /// for shutdown). The periodic flush does the same without waiting.
     /// </summary>
@@ -180,6 +204,42 @@ public sealed partial class ConnectivityTracker(IAttributeStore attributes, IDev
                 finally
                 {
                     message.Done?.TrySetResult();
+                }
+
+                break;
+            case MessageKind.ConnectedQuery:
+            {
+                var query = (ConnectedQuery)message.Extra!;
+                var connected = new List<long>();
+                foreach (var seq in query.DeviceSeqs)
+                {
+                    if (_states.TryGetValue(seq, out var known) && known.Connections > 0)
+                    {
+                        connected.Add(seq);
+                    }
+                }
+
+                query.Result.TrySetResult([.. connected]);
+                break;
+            }
+
+            case MessageKind.AdoptLost:
+                foreach (var record in (IReadOnlyList<StoredConnectivity>)message.Extra!)
+                {
+                    var state = StateOf(record.Device);
+                    if (state.Connections > 0 || state.LastConnect > record.LastConnect)
+                    {
+                        continue;
+                    }
+
+                    state.Active = true;
+                    state.LastConnect = record.LastConnect;
+                    state.LastConnectRecorded = record.LastConnect;
+                    state.LastDisconnectRecorded = record.LastDisconnect;
+                    state.LastDisconnect = Math.Max(message.Ts, record.LastConnect);
+                    state.LastActivity = Math.Max(state.LastActivity, Math.Max(record.LastActivity, record.LastConnect));
+                    state.LastActivityWritten = state.LastActivity;
+                    state.Dirty = true;
                 }
 
                 break;
@@ -476,10 +536,18 @@ public sealed partial class ConnectivityTracker(IAttributeStore attributes, IDev
         Disconnected,
         Flush,
         TimeoutLoaded,
+        ConnectedQuery,
+        AdoptLost,
     }
 
     /// <summary>A message to the owner; <c>Ts</c> is the time of the event (or the loaded timeout).</summary>
-    private readonly record struct Message(MessageKind Kind, Device? Device, long Ts, TaskCompletionSource? Done);
+    private readonly record struct Message(MessageKind Kind, Device? Device, long Ts, TaskCompletionSource? Done, object? Extra = null);
+
+    private sealed class ConnectedQuery(long[] deviceSeqs)
+    {
+        public long[] DeviceSeqs { get; } = deviceSeqs;
+        public TaskCompletionSource<long[]> Result { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    }
 
     private sealed class ActivityCell(Device device)
     {

@@ -72,8 +72,8 @@ public static class PlatformHostingExtensions
         services.AddSingleton<IPublishObserver>(sp => sp.GetRequiredService<DeviceConnector>());
         services.AddSingleton<IClientLifecycleObserver>(sp => sp.GetRequiredService<DeviceConnector>());
         // Retained messages and persistent sessions survive a restart (the broker loads them after the migration
-        // below and writes them behind, in the background).
-        services.AddSingleton<IBrokerStateStore, SqlBrokerStateStore>();
+        // below and writes them behind, in the background). A cluster node registers its own around this one first.
+        services.TryAddSingleton<IBrokerStateStore, SqlBrokerStateStore>();
         services.AddHostedService<PlatformStartup>();
         // After the migration: persistent RPC calls not yet final are taken back (their expiries armed again).
         services.AddHostedService<Rpc.RpcStartup>();

@@ -1,0 +1,230 @@
+using System.Diagnostics;
+using System.Text;
+using MQTTnet;
+using MQTTnet.Formatter;
+using MQTTnet.Protocol;
+using Taihu.Platform.Tests;
+using Taihu.Server.FunctionalTests.Support;
+using Xunit.Abstractions;
+
+namespace Taihu.Server.FunctionalTests;
+
+/// <summary>
+/// A node killed with SIGKILL is succeeded by the surviving node that holds the event log lease (two real server
+/// processes on one PostgreSQL database): the wills its clients left are sent to subscribers on the other node (a
+/// delayed one after its delay, none for a client that connected again elsewhere), a device connected to it goes
+/// inactive past its profile's timeout, and a persistent session it held keeps receiving until its client comes back.
+/// </summary>
+[Collection(PostgresCollection.Name)]
+public sealed class ClusterDeadNodeTests(PostgresServer postgres, ITestOutputHelper log)
+{
+    /// <summary>Sessions are written a second after they change, so that a node killed soon after has written them.</summary>
+    private static readonly Dictionary<string, string> s_settings = new() { ["Broker__SessionSnapshotInterval"] = "00:00:01" };
+
+    [Fact]
+    public async Task KilledNode_ItsWillsReachSubscribersElsewhere_ADelayedOneAfterItsDelay_NoneForAClientBackElsewhere()
+    {
+        var database = await postgres.CreateDatabaseAsync();
+        var nodes = new List<ServerProcess>();
+        try
+        {
+            await ClusterSettings.StartNodesAsync(postgres, database, "wills", 2, nodes, s_settings);
+            var (a, b) = (nodes[0], nodes[1]);
+            await using var watcher = await MqttTestClient.ConnectTcpAsync(a, "watcher");
+            await watcher.SubscribeAsync("will/#");
+
+            // Three clients with wills on B: one sent at once (retained), one after 3 s, and one that is back on A
+            // before its will's 2 s are over.
+            using var atOnce = await ConnectWithWillAsync(b, "at-once", "will/at-once", delay: 0, retain: true);
+            using var delayed = await ConnectWithWillAsync(b, "delayed", "will/delayed", delay: 3);
+            using var comesBack = await ConnectWithWillAsync(b, "comes-back", "will/comes-back", delay: 2);
+            await WaitForAsync(database, "SELECT count(*) FROM cluster_wills", 3);
+
+            var clock = Stopwatch.StartNew();
+            await b.KillAsync();
+            await using var back = await MqttTestClient.ConnectPersistentTcpAsync(a, "comes-back", MqttProtocolVersion.V500, sessionExpiry: 60);
+            var backAfter = clock.Elapsed;
+
+            var first = await watcher.NextAsync();
+            var firstAfter = clock.Elapsed;
+            Assert.Equal(("will/at-once", "gone:at-once"), (first.Topic, Text(first)));
+            var second = await watcher.NextAsync();
+            var secondAfter = clock.Elapsed;
+            // In the order they were due: had comes-back's will (due 2 s after the detection) gone, it would be here.
+            Assert.Equal(("will/delayed", "gone:delayed"), (second.Topic, Text(second)));
+            log.WriteLine($"comes-back connected to A {backAfter.TotalMilliseconds:F0} ms after the SIGKILL; the will without delay arrived " +
+                $"{firstAfter.TotalMilliseconds:F0} ms after it, the one with 3 s {secondAfter.TotalMilliseconds:F0} ms after it.");
+            Assert.True(secondAfter >= TimeSpan.FromSeconds(3), $"The will with a 3 s delay arrived {secondAfter.TotalMilliseconds:F0} ms after the kill.");
+            Assert.True(secondAfter - firstAfter >= TimeSpan.FromSeconds(2.5), $"The will with a 3 s delay came {(secondAfter - firstAfter).TotalMilliseconds:F0} ms after the one without.");
+
+            // The retained will is kept: a later subscriber on A gets it, flagged retained.
+            await using (var late = await MqttTestClient.ConnectTcpAsync(a, "late"))
+            {
+                await late.SubscribeAsync("will/at-once");
+                var retained = await late.NextAsync();
+                Assert.Equal(("will/at-once", "gone:at-once", true), (retained.Topic, Text(retained), retained.Retain));
+            }
+
+            // Nothing else came: a marker published now is the next message.
+            await using var publisher = await MqttTestClient.ConnectTcpAsync(a, "publisher");
+            await publisher.PublishAsync("will/marker", "marker");
+            Assert.Equal("will/marker", (await watcher.NextAsync()).Topic);
+            using var http = new HttpClient { BaseAddress = a.HttpBaseAddress };
+            Assert.Equal((double?)2, await Metrics.ReadAsync(http, "taihu_cluster_wills_sent_total"));
+            await WaitForAsync(database, "SELECT count(*) FROM cluster_wills WHERE client_id <> 'comes-back'", 0);
+        }
+        finally
+        {
+            await DisposeAsync(nodes, database);
+        }
+    }
+
+    [Fact]
+    public async Task KilledNode_ItsDeviceGoesInactive_PastItsProfilesTimeout()
+    {
+        var database = await postgres.CreateDatabaseAsync();
+        var nodes = new List<ServerProcess>();
+        try
+        {
+            await ClusterSettings.StartNodesAsync(postgres, database, "devices", 2, nodes, s_settings);
+            var (a, b) = (nodes[0], nodes[1]);
+            using var sysAdmin = await PlatformApi.SysAdminAsync(a);
+            var (_, admin) = await sysAdmin.CreateTenantWithAdminAsync("Dead node");
+            using var _ = admin;
+            var profile = await admin.PostAsync("/api/deviceProfile", new { name = "short", profileData = new { inactivityTimeoutMs = 3000 } });
+            var device = await admin.PostAsync("/api/device", new { name = "lamp", deviceProfileId = new { entityType = "DEVICE_PROFILE", id = profile["id"]!["id"]!.GetValue<string>() } });
+            var id = Guid.Parse(device["id"]!["id"]!.GetValue<string>());
+            var token = (await admin.GetAsync($"/api/device/{id}/credentials"))["credentialsId"]!.GetValue<string>();
+
+            await using var lamp = await DeviceClient.ConnectAsync(b, token);
+            await lamp.PublishAsync("v1/devices/me/telemetry", """{"on": true}""");
+            var attributes = $"/api/plugins/telemetry/DEVICE/{id}/values/attributes/SERVER_SCOPE?keys=active,lastConnectTime,lastDisconnectTime";
+            await admin.EventuallyAsync(attributes, v => Value(v, "active") is true && Value(v, "lastConnectTime") is not null);
+
+            var clock = Stopwatch.StartNew();
+            var killedAt = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+            await b.KillAsync();
+            var inactive = await admin.EventuallyAsync(attributes, v => Value(v, "active") is false);
+            log.WriteLine($"The device of the killed node was shown inactive through A's API {clock.ElapsedMilliseconds} ms after the SIGKILL (timeout 3 s).");
+            // The disconnect is recorded at the detection of the death: after the kill, before it was shown inactive.
+            var disconnect = Value(inactive, "lastDisconnectTime") as long?;
+            Assert.NotNull(disconnect);
+            Assert.InRange(disconnect.Value, killedAt, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds());
+        }
+        finally
+        {
+            await DisposeAsync(nodes, database);
+        }
+    }
+
+    [Fact]
+    public async Task KilledNode_ItsPersistentSessionKeepsReceiving_UntilItsClientIsBackElsewhere()
+    {
+        var database = await postgres.CreateDatabaseAsync();
+        var nodes = new List<ServerProcess>();
+        try
+        {
+            await ClusterSettings.StartNodesAsync(postgres, database, "keep", 2, nodes, s_settings);
+            var (a, b) = (nodes[0], nodes[1]);
+            await using (var keeperOnB = await MqttTestClient.ConnectPersistentTcpAsync(b, "keeper", MqttProtocolVersion.V311))
+            {
+                await keeperOnB.SubscribeAsync("keep/#");
+                // B has written the session, and that it is B's.
+                await WaitForAsync(database, "SELECT count(*) FROM cluster_sessions WHERE client_id = 'keeper'", 1);
+                await WaitForAsync(database, "SELECT count(*) FROM mqtt_session_subscriptions WHERE client_id = 'keeper'", 1);
+
+                var clock = Stopwatch.StartNew();
+                await b.KillAsync();
+                await Metrics.WaitForAsync(a, "taihu_cluster_sessions_taken_over_total", count => count == 1);
+                log.WriteLine($"The persistent session of the killed node was taken over by A {clock.ElapsedMilliseconds} ms after the SIGKILL.");
+            }
+
+            // Published on A while keeper is connected nowhere: queued in its session, now A's.
+            await using var publisher = await MqttTestClient.ConnectTcpAsync(a, "publisher");
+            await publisher.PublishAsync("keep/1", "while-away");
+
+            await using var keeperOnA = await MqttTestClient.ConnectPersistentTcpAsync(a, "keeper", MqttProtocolVersion.V311);
+            Assert.True(keeperOnA.ConnectResult!.IsSessionPresent);
+            var queued = await keeperOnA.NextAsync();
+            Assert.Equal(("keep/1", "while-away"), (queued.Topic, Text(queued)));
+            await publisher.PublishAsync("keep/2", "live");
+            Assert.Equal("live", Text(await keeperOnA.NextAsync()));
+        }
+        finally
+        {
+            await DisposeAsync(nodes, database);
+        }
+    }
+
+    /// <summary>A 5.0 client with a will (QoS 1, payload "gone:{clientId}") and a session that outlives its delay.</summary>
+    private static async Task<IMqttClient> ConnectWithWillAsync(ServerProcess server, string clientId, string topic, uint delay, bool retain = false)
+    {
+        var client = new MqttClientFactory().CreateMqttClient();
+        var options = new MqttClientOptionsBuilder()
+            .WithTcpServer("127.0.0.1", server.TcpPort)
+            .WithClientId(clientId)
+            .WithProtocolVersion(MqttProtocolVersion.V500)
+            .WithSessionExpiryInterval(60)
+            .WithWillTopic(topic)
+            .WithWillPayload("gone:" + clientId)
+            .WithWillQualityOfServiceLevel(MqttQualityOfServiceLevel.AtLeastOnce)
+            .WithWillRetain(retain)
+            .WithWillDelayInterval(delay)
+            .WithTimeout(ServerProcess.Guard)
+            .Build();
+        var result = await client.ConnectAsync(options).WaitAsync(ServerProcess.Guard);
+        Assert.Equal(MqttClientConnectResultCode.Success, result.ResultCode);
+        return client;
+    }
+
+    private static object? Value(System.Text.Json.Nodes.JsonNode attributes, string key)
+    {
+        foreach (var entry in attributes.AsArray())
+        {
+            if ((string?)entry!["key"] == key)
+            {
+                var value = entry["value"]!;
+                return value.GetValueKind() switch
+                {
+                    System.Text.Json.JsonValueKind.True => true,
+                    System.Text.Json.JsonValueKind.False => false,
+                    System.Text.Json.JsonValueKind.Number => value.GetValue<long>(),
+                    _ => value.ToString(),
+                };
+            }
+        }
+
+        return null;
+    }
+
+    /// <summary>Asks the database again and again (each a round trip) until the count is <paramref name="expected"/>.</summary>
+    private async Task WaitForAsync(string database, string countSql, long expected)
+    {
+        var deadline = DateTime.UtcNow + ServerProcess.Guard;
+        await using var connection = new Npgsql.NpgsqlConnection(postgres.ConnectionString(database));
+        await connection.OpenAsync();
+        await using var command = new Npgsql.NpgsqlCommand(countSql, connection);
+        while (true)
+        {
+            var count = (long)(await command.ExecuteScalarAsync())!;
+            if (count == expected)
+            {
+                return;
+            }
+
+            Assert.True(DateTime.UtcNow < deadline, $"'{countSql}' gave {count}, not {expected}, within {ServerProcess.Guard.TotalSeconds} s.");
+        }
+    }
+
+    private async Task DisposeAsync(List<ServerProcess> nodes, string database)
+    {
+        foreach (var node in nodes)
+        {
+            await node.DisposeAsync();
+        }
+
+        await postgres.DropDatabaseAsync(database);
+    }
+
+    private static string Text(MqttApplicationMessage message) => Encoding.UTF8.GetString(message.Payload);
+}
