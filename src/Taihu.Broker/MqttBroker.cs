@@ -261,6 +261,13 @@ public sealed partial class MqttBroker : IMqttServerPublisher, IMqttClientDiscon
     internal async ValueTask ClaimSessionAsync(IMqttClusterLink cluster, string ns, string owner, string clientId, bool cleanStart, CancellationToken cancellationToken)
     {
         var claim = await cluster.ClaimSessionAsync(ns, owner, clientId, cancellationToken);
+        // This node may be putting the session here as a dead node's successor (its claim came first, so this one
+        // found it held here): the connection goes on once the session is here, and finds it (Session Present 1).
+        if (_adopting.TryGetValue(new SessionKey(ns, clientId, owner), out var adoption))
+        {
+            await adoption.Task.WaitAsync(cancellationToken);
+        }
+
         var carried = claim.Session;
         if (!claim.Known && _persistence is { } persistence && _sessions.Find(ns, clientId, owner) is null)
         {
@@ -298,6 +305,29 @@ public sealed partial class MqttBroker : IMqttServerPublisher, IMqttClientDiscon
     /// subscriptions route and queue messages until the client connects again, here or on another node (which
     /// then takes it over as from any node). False when there is no stored session, or one is here already.
     /// </summary>
+    /// <summary>
+    /// Marks a dead node's session as being put here by its successor, before the successor claims it: a client
+    /// that connects here meanwhile waits for it (<see cref="ClaimSessionAsync"/>) instead of starting afresh.
+    /// Disposing ends the mark.
+    /// </summary>
+    public IDisposable BeginAdoption(SessionKey key)
+    {
+        var adoption = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        _adopting[key] = adoption;
+        return new Adoption(_adopting, key, adoption);
+    }
+
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<SessionKey, TaskCompletionSource> _adopting = new();
+
+    private sealed class Adoption(System.Collections.Concurrent.ConcurrentDictionary<SessionKey, TaskCompletionSource> adopting, SessionKey key, TaskCompletionSource done) : IDisposable
+    {
+        public void Dispose()
+        {
+            adopting.TryRemove(new KeyValuePair<SessionKey, TaskCompletionSource>(key, done));
+            done.TrySetResult();
+        }
+    }
+
     public async ValueTask<bool> AdoptStoredSessionAsync(SessionKey key, CancellationToken cancellationToken)
     {
         if (_persistence is not { } persistence || _sessions.Find(key.Namespace, key.ClientId, key.Owner) is not null)
