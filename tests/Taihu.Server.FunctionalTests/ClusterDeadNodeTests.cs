@@ -38,7 +38,7 @@ public sealed class ClusterDeadNodeTests(PostgresServer postgres, ITestOutputHel
             using var atOnce = await ConnectWithWillAsync(b, "at-once", "will/at-once", delay: 0, retain: true);
             using var delayed = await ConnectWithWillAsync(b, "delayed", "will/delayed", delay: 3);
             using var comesBack = await ConnectWithWillAsync(b, "comes-back", "will/comes-back", delay: 2);
-            await WaitForAsync(database, "SELECT count(*) FROM cluster_wills", 3);
+            await ClusterSettings.WaitForCountAsync(postgres, database, "SELECT count(*) FROM cluster_wills", 3);
 
             var clock = Stopwatch.StartNew();
             await b.KillAsync();
@@ -71,11 +71,11 @@ public sealed class ClusterDeadNodeTests(PostgresServer postgres, ITestOutputHel
             Assert.Equal("will/marker", (await watcher.NextAsync()).Topic);
             using var http = new HttpClient { BaseAddress = a.HttpBaseAddress };
             Assert.Equal((double?)2, await Metrics.ReadAsync(http, "taihu_cluster_wills_sent_total"));
-            await WaitForAsync(database, "SELECT count(*) FROM cluster_wills WHERE client_id <> 'comes-back'", 0);
+            await ClusterSettings.WaitForCountAsync(postgres, database, "SELECT count(*) FROM cluster_wills WHERE client_id <> 'comes-back'", 0);
         }
         finally
         {
-            await DisposeAsync(nodes, database);
+            await ClusterSettings.DisposeAsync(postgres, nodes, database);
         }
     }
 
@@ -113,7 +113,7 @@ public sealed class ClusterDeadNodeTests(PostgresServer postgres, ITestOutputHel
         }
         finally
         {
-            await DisposeAsync(nodes, database);
+            await ClusterSettings.DisposeAsync(postgres, nodes, database);
         }
     }
 
@@ -130,8 +130,8 @@ public sealed class ClusterDeadNodeTests(PostgresServer postgres, ITestOutputHel
             {
                 await keeperOnB.SubscribeAsync("keep/#");
                 // B has written the session, and that it is B's.
-                await WaitForAsync(database, "SELECT count(*) FROM cluster_sessions WHERE client_id = 'keeper'", 1);
-                await WaitForAsync(database, "SELECT count(*) FROM mqtt_session_subscriptions WHERE client_id = 'keeper'", 1);
+                await ClusterSettings.WaitForCountAsync(postgres, database, "SELECT count(*) FROM cluster_sessions WHERE client_id = 'keeper'", 1);
+                await ClusterSettings.WaitForCountAsync(postgres, database, "SELECT count(*) FROM mqtt_session_subscriptions WHERE client_id = 'keeper'", 1);
 
                 var clock = Stopwatch.StartNew();
                 await b.KillAsync();
@@ -152,7 +152,7 @@ public sealed class ClusterDeadNodeTests(PostgresServer postgres, ITestOutputHel
         }
         finally
         {
-            await DisposeAsync(nodes, database);
+            await ClusterSettings.DisposeAsync(postgres, nodes, database);
         }
     }
 
@@ -195,35 +195,6 @@ public sealed class ClusterDeadNodeTests(PostgresServer postgres, ITestOutputHel
         }
 
         return null;
-    }
-
-    /// <summary>Asks the database again and again (each a round trip) until the count is <paramref name="expected"/>.</summary>
-    private async Task WaitForAsync(string database, string countSql, long expected)
-    {
-        var deadline = DateTime.UtcNow + ServerProcess.Guard;
-        await using var connection = new Npgsql.NpgsqlConnection(postgres.ConnectionString(database));
-        await connection.OpenAsync();
-        await using var command = new Npgsql.NpgsqlCommand(countSql, connection);
-        while (true)
-        {
-            var count = (long)(await command.ExecuteScalarAsync())!;
-            if (count == expected)
-            {
-                return;
-            }
-
-            Assert.True(DateTime.UtcNow < deadline, $"'{countSql}' gave {count}, not {expected}, within {ServerProcess.Guard.TotalSeconds} s.");
-        }
-    }
-
-    private async Task DisposeAsync(List<ServerProcess> nodes, string database)
-    {
-        foreach (var node in nodes)
-        {
-            await node.DisposeAsync();
-        }
-
-        await postgres.DropDatabaseAsync(database);
     }
 
     private static string Text(MqttApplicationMessage message) => Encoding.UTF8.GetString(message.Payload);

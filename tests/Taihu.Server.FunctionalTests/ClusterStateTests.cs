@@ -47,7 +47,7 @@ public sealed class ClusterStateTests(PostgresServer postgres)
             }
 
             // The node that accepted it writes it to the shared database, once.
-            await WaitForAsync(database, "SELECT count(*) FROM mqtt_retained WHERE topic = 'lamp/1' AND payload = 'on'::bytea", 1);
+            await ClusterSettings.WaitForCountAsync(postgres, database, "SELECT count(*) FROM mqtt_retained WHERE topic = 'lamp/1' AND payload = 'on'::bytea", 1);
 
             // Cleared on B with an empty retained payload: A's watcher sees the clear, and a later subscriber on A
             // gets nothing retained (the marker published after its subscription is the first it receives).
@@ -62,7 +62,7 @@ public sealed class ClusterStateTests(PostgresServer postgres)
                 Assert.Equal("marker", Text(await watcherA.NextAsync()));
             }
 
-            await WaitForAsync(database, "SELECT count(*) FROM mqtt_retained WHERE topic = 'lamp/1'", 0);
+            await ClusterSettings.WaitForCountAsync(postgres, database, "SELECT count(*) FROM mqtt_retained WHERE topic = 'lamp/1'", 0);
 
             // The other way: retained on B, seen by a later subscriber on A.
             await publisherB.PublishAsync("lamp/2", "from-b", retain: true);
@@ -75,7 +75,7 @@ public sealed class ClusterStateTests(PostgresServer postgres)
 
             // A node that joins now has the cluster's retained messages (from the database, where B has written
             // its own, and from the older nodes), and not the cleared one.
-            await WaitForAsync(database, "SELECT count(*) FROM mqtt_retained WHERE topic = 'lamp/2'", 1);
+            await ClusterSettings.WaitForCountAsync(postgres, database, "SELECT count(*) FROM mqtt_retained WHERE topic = 'lamp/2'", 1);
             var c = await ServerProcess.StartAsync(NodeSettings(database, "retained"));
             nodes.Add(c);
             await Metrics.WaitForAsync(c, "taihu_cluster_nodes", count => count == 3);
@@ -89,7 +89,7 @@ public sealed class ClusterStateTests(PostgresServer postgres)
         }
         finally
         {
-            await DisposeAsync(nodes, database);
+            await ClusterSettings.DisposeAsync(postgres, nodes, database);
         }
     }
 
@@ -148,7 +148,7 @@ public sealed class ClusterStateTests(PostgresServer postgres)
             // (a snapshot taken before keeper's acknowledgement of "live" holds it unacknowledged, and it is then
             // rightly sent again after the kill: seen in CI on a loaded machine).
             await publisherA.PublishAsync("keep/queued", "before-the-kill");
-            await WaitForAsync(database, "SELECT CASE WHEN bool_or(payload = 'live'::bytea) THEN 0 ELSE count(*) FILTER (WHERE payload = 'before-the-kill'::bytea) END" +
+            await ClusterSettings.WaitForCountAsync(postgres, database, "SELECT CASE WHEN bool_or(payload = 'live'::bytea) THEN 0 ELSE count(*) FILTER (WHERE payload = 'before-the-kill'::bytea) END" +
                 " FROM mqtt_session_messages WHERE client_id = 'keeper'", 1);
             await b.KillAsync();
             await Metrics.WaitForAsync(a, "taihu_cluster_nodes", count => count == 1);
@@ -182,7 +182,7 @@ public sealed class ClusterStateTests(PostgresServer postgres)
         }
         finally
         {
-            await DisposeAsync(nodes, database);
+            await ClusterSettings.DisposeAsync(postgres, nodes, database);
         }
     }
 
@@ -198,35 +198,6 @@ public sealed class ClusterStateTests(PostgresServer postgres)
         }
 
         return settings;
-    }
-
-    /// <summary>Asks the database again and again (each a round trip) until the count is <paramref name="expected"/>.</summary>
-    private async Task WaitForAsync(string database, string countSql, long expected)
-    {
-        var deadline = DateTime.UtcNow + ServerProcess.Guard;
-        await using var connection = new Npgsql.NpgsqlConnection(postgres.ConnectionString(database));
-        await connection.OpenAsync();
-        await using var command = new Npgsql.NpgsqlCommand(countSql, connection);
-        while (true)
-        {
-            var count = (long)(await command.ExecuteScalarAsync())!;
-            if (count == expected)
-            {
-                return;
-            }
-
-            Assert.True(DateTime.UtcNow < deadline, $"'{countSql}' gave {count}, not {expected}, within {ServerProcess.Guard.TotalSeconds} s.");
-        }
-    }
-
-    private async Task DisposeAsync(List<ServerProcess> nodes, string database)
-    {
-        foreach (var node in nodes)
-        {
-            await node.DisposeAsync();
-        }
-
-        await postgres.DropDatabaseAsync(database);
     }
 
     private static string Text(MQTTnet.MqttApplicationMessage message) => Encoding.UTF8.GetString(message.Payload);

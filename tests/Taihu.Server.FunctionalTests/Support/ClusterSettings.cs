@@ -72,4 +72,34 @@ public static class ClusterSettings
             await Metrics.WaitForAsync(node, "taihu_cluster_nodes", active => active == count);
         }
     }
+
+    /// <summary>Asks the database again and again (each a round trip) until the count is <paramref name="expected"/>.</summary>
+    public static async Task WaitForCountAsync(PostgresServer postgres, string database, string countSql, long expected)
+    {
+        var deadline = DateTime.UtcNow + ServerProcess.Guard;
+        await using var connection = new Npgsql.NpgsqlConnection(postgres.ConnectionString(database));
+        await connection.OpenAsync();
+        await using var command = new Npgsql.NpgsqlCommand(countSql, connection);
+        while (true)
+        {
+            var count = (long)(await command.ExecuteScalarAsync())!;
+            if (count == expected)
+            {
+                return;
+            }
+
+            Assert.True(DateTime.UtcNow < deadline, $"'{countSql}' gave {count}, not {expected}, within {ServerProcess.Guard.TotalSeconds} s.");
+        }
+    }
+
+    /// <summary>Stops the nodes and drops their database.</summary>
+    public static async Task DisposeAsync(PostgresServer postgres, List<ServerProcess> nodes, string database)
+    {
+        foreach (var node in nodes)
+        {
+            await node.DisposeAsync();
+        }
+
+        await postgres.DropDatabaseAsync(database);
+    }
 }
