@@ -522,11 +522,14 @@ public sealed partial class DeviceConnector(
             rpcLink.MqttDisconnected(session.Device.Id);
             rpc.Unreachable(session.Device);
             // Calls sent to devices behind a gateway went over its connection: they are resent (or fail) too.
-            foreach (var name in session.ConnectedChildren.Keys)
+            if (session.HasConnectedChildren)
             {
-                if (session.Children.TryGetValue(name, out var child))
+                foreach (var name in session.ConnectedChildren.Keys)
                 {
-                    rpc.Unreachable(child);
+                    if (session.Children.TryGetValue(name, out var child))
+                    {
+                        rpc.Unreachable(child);
+                    }
                 }
             }
 

@@ -54,11 +54,21 @@ public sealed class DeviceSession(Device device)
     /// <summary>What follows <c>{Prefix}{suffixPrefix}</c> in a topic that <see cref="IsUnder"/> it.</summary>
     public string After(string topic, string suffixPrefix) => topic[(Prefix.Length + suffixPrefix.Length)..];
 
+    // Made for a gateway when it first names a device (two concurrent dictionaries are about 1 KB: every connected
+    // device carried them).
+    private System.Collections.Concurrent.ConcurrentDictionary<string, Device>? _children;
+    private System.Collections.Concurrent.ConcurrentDictionary<string, bool>? _connectedChildren;
+
     /// <summary>For a gateway: the devices behind it seen on this connection, by name.</summary>
-    public System.Collections.Concurrent.ConcurrentDictionary<string, Device> Children { get; } = new(StringComparer.Ordinal);
+    public System.Collections.Concurrent.ConcurrentDictionary<string, Device> Children =>
+        _children ?? LazyInitializer.EnsureInitialized(ref _children, static () => new(StringComparer.Ordinal));
 
     /// <summary>For a gateway: names of the devices it reported connected and not yet disconnected.</summary>
-    public System.Collections.Concurrent.ConcurrentDictionary<string, bool> ConnectedChildren { get; } = new(StringComparer.Ordinal);
+    public System.Collections.Concurrent.ConcurrentDictionary<string, bool> ConnectedChildren =>
+        _connectedChildren ?? LazyInitializer.EnsureInitialized(ref _connectedChildren, static () => new(StringComparer.Ordinal));
+
+    /// <summary>Whether a gateway reported any device connected on this connection (without making the set).</summary>
+    public bool HasConnectedChildren => _connectedChildren is { IsEmpty: false };
 
     /// <summary>The broker namespace of a tenant.</summary>
     public static string Namespace(Guid tenantId) =>

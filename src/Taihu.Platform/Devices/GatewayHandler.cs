@@ -64,6 +64,11 @@ public sealed class GatewayHandler(IDeviceStore store, DeviceService devices, De
     /// <summary>The gateway's connection ended: the devices it reported connected are disconnected with it.</summary>
     public void GatewayDisconnected(DeviceSession gateway)
     {
+        if (!gateway.HasConnectedChildren)
+        {
+            return;
+        }
+
         foreach (var name in gateway.ConnectedChildren.Keys)
         {
             if (gateway.ConnectedChildren.TryRemove(name, out _) && gateway.Children.TryGetValue(name, out var child))

@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using Microsoft.Extensions.Logging;
 using Taihu.Broker.Extensibility;
 using Taihu.Mqtt;
@@ -49,7 +48,9 @@ public enum RpcReplyResult
 public sealed partial class DeviceRpcOwner : IThreadPoolWorkItem
 {
     private readonly RpcService _service;
-    private readonly ConcurrentQueue<Func<Task>> _mailbox = new();
+    // A plain queue under its own lock: a concurrent queue starts with a 32-slot segment (about 770 bytes), and
+    // every device that was ever called keeps its owner.
+    private readonly Queue<Func<Task>> _mailbox = new();
     private int _draining;
 
     // The state. Touched only by work items run from the mailbox, one at a time.
@@ -71,7 +72,11 @@ public sealed partial class DeviceRpcOwner : IThreadPoolWorkItem
     /// <summary>Hands the owner a piece of work; it runs after everything handed before it.</summary>
     internal void Post(Func<Task> work)
     {
-        _mailbox.Enqueue(work);
+        lock (_mailbox)
+        {
+            _mailbox.Enqueue(work);
+        }
+
         if (Interlocked.Exchange(ref _draining, 1) == 0)
         {
             // The owner itself is the thread pool's work item (queued once at a time, by whoever set _draining):
@@ -104,7 +109,7 @@ public sealed partial class DeviceRpcOwner : IThreadPoolWorkItem
     {
         while (true)
         {
-            while (_mailbox.TryDequeue(out var work))
+            while (TryTake(out var work))
             {
                 try
                 {
@@ -118,10 +123,26 @@ public sealed partial class DeviceRpcOwner : IThreadPoolWorkItem
 
             Volatile.Write(ref _draining, 0);
             // Work posted between the last dequeue and the reset above would otherwise wait for the next post.
-            if (_mailbox.IsEmpty || Interlocked.Exchange(ref _draining, 1) == 1)
+            if (IsEmpty() || Interlocked.Exchange(ref _draining, 1) == 1)
             {
                 return;
             }
+        }
+    }
+
+    private bool TryTake(out Func<Task> work)
+    {
+        lock (_mailbox)
+        {
+            return _mailbox.TryDequeue(out work!);
+        }
+    }
+
+    private bool IsEmpty()
+    {
+        lock (_mailbox)
+        {
+            return _mailbox.Count == 0;
         }
     }
 
