@@ -15,31 +15,31 @@ public sealed class DeviceSession(Device device)
     /// <summary>The broker's prefix for this device's own topics: <c>$devices/{id}/</c>.</summary>
     public string Prefix { get; } = TopicPrefix(device.Id);
 
-    public string TelemetryTopic => Prefix + "telemetry";
-
-    public string AttributesTopic => Prefix + "attributes";
-
-    public string AttributesRequestPrefix => Prefix + "attributes/request/";
-
-    public string GatewayPrefix => Prefix + "gateway/";
-
-    /// <summary>RPC both ways: server-side commands go out and client-side requests come in under <c>rpc/request/</c>, replies under <c>rpc/response/</c>.</summary>
-    public string RpcPrefix => Prefix + "rpc/";
-
-    public string RpcRequestPrefix => Prefix + "rpc/request/";
-
-    public string RpcResponsePrefix => Prefix + "rpc/response/";
-
-    // The same topics as suffixes of Prefix, for the publish path: a device's every publish is sorted by these
-    // (routed or not, telemetry, attributes, RPC), and building the full topic strings to compare with cost
-    // about ten strings per message.
+    // The device's own topics as suffixes of Prefix. The publish path compares with these (IsOwn, IsUnder) instead
+    // of building the full topics: a device's every publish is sorted by them, and that cost about ten strings a message.
     public const string Telemetry = "telemetry";
     public const string Attributes = "attributes";
     public const string AttributesRequest = "attributes/request/";
     public const string Gateway = "gateway/";
+
+    /// <summary>RPC both ways: server-side commands go out and client-side requests come in under <c>rpc/request/</c>, replies under <c>rpc/response/</c>.</summary>
     public const string Rpc = "rpc/";
     public const string RpcRequest = "rpc/request/";
     public const string RpcResponse = "rpc/response/";
+
+    public string TelemetryTopic => Prefix + Telemetry;
+
+    public string AttributesTopic => Prefix + Attributes;
+
+    public string AttributesRequestPrefix => Prefix + AttributesRequest;
+
+    public string GatewayPrefix => Prefix + Gateway;
+
+    public string RpcPrefix => Prefix + Rpc;
+
+    public string RpcRequestPrefix => Prefix + RpcRequest;
+
+    public string RpcResponsePrefix => Prefix + RpcResponse;
 
     /// <summary>Whether <paramref name="topic"/> is this device's own topic <c>{Prefix}{suffix}</c>.</summary>
     public bool IsOwn(string topic, string suffix) =>
