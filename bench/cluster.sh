@@ -9,6 +9,7 @@
 #   bench/cluster.sh                                   # 3 nodes, the four scenarios below, both clients, 2 rounds
 #   CLIENTS="taihu mqttnet" SCENARIOS="fan-in-qos1" ROUNDS=3 bench/cluster.sh
 #   CLIENTS=taihu SCENARIOS="fan-in-qos1-15k pairs-qos0-15k pairs-qos1-15k" ROUNDS=1 bench/cluster.sh   # 15,000 devices
+#   MODES=cluster NODE_ENV="Cluster__AckAfterForward=false" SCENARIOS="pairs-qos1" bench/cluster.sh     # the cluster only, a setting changed
 #
 # Ports: MQTT BASE_PORT.. (one per node), HTTP BASE_PORT+100.., silo BASE_PORT+200.., PostgreSQL BASE_PORT+300.
 # Needs root (it installs postgresql when missing and runs it as the postgres user).
@@ -33,6 +34,8 @@ declare -A SCENARIO_ARGS=(
   [pairs-qos1-15k]="pairs --clients 7500 --qos 1 --rate 7500"
 )
 SCENARIOS=${SCENARIOS:-"fan-in-qos0 fan-in-qos1 pairs-qos0 pairs-qos1"}
+MODES=${MODES:-"mosquitto single cluster"} # which of Mosquitto, one Taihu and the cluster run
+NODE_ENV=${NODE_ENV:-}                     # extra settings for every Taihu (NAME=value ...)
 results="$root/bench/results/cluster-$(date -u +%Y%m%dT%H%M%SZ)"
 mkdir -p "$results"
 # shellcheck source=bench/common.sh
@@ -43,12 +46,12 @@ start_private_postgres "$PGPORT" 300
 
 start_node() { # index cluster(true|false) -> pid
   local i=$1 data; data=$(mktemp -d)
-  # shellcheck disable=SC2046
+  # shellcheck disable=SC2046,SC2086
   env $(taihu_env) Listeners__TcpPort=$((BASE_PORT + i)) Listeners__HttpPort=$((BASE_PORT + 100 + i)) Listeners__DataDirectory="$data" \
     Listeners__Hj212Port=-1 Listeners__Jt808Port=-1 Listeners__CoapPort=-1 \
     Storage__Provider=PostgreSql "Storage__ConnectionString=Host=127.0.0.1;Port=$PGPORT;Username=postgres;Database=taihu;Maximum Pool Size=30" \
     Cluster__Enabled="$2" Cluster__ClusterId=bench Cluster__SiloPort=$((BASE_PORT + 200 + i)) Cluster__AdvertisedAddress=127.0.0.1 \
-    dotnet "$TAIHU_DLL" >"$results/node$i.log" 2>&1 &
+    $NODE_ENV dotnet "$TAIHU_DLL" >"$results/node$i.log" 2>&1 &
   echo $!
 }
 
@@ -106,7 +109,9 @@ for scenario in $SCENARIOS; do
   for client in $CLIENTS; do
     for round in $(seq 1 "$ROUNDS"); do
       if [ $((round % 2)) -eq 1 ]; then order="mosquitto single cluster"; else order="cluster single mosquitto"; fi
-      for mode in $order; do run_one "$mode" "$scenario" "$client" "$round"; done
+      for mode in $order; do
+        case " $MODES " in *" $mode "*) run_one "$mode" "$scenario" "$client" "$round" ;; esac
+      done
     done
   done
 done

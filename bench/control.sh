@@ -10,7 +10,7 @@
 #   bench/control.sh                      # the issue's sizes
 #   RPC_DEVICES=500 RPC_RATE=100 PERSISTENT_DEVICES=500 LIVE_SUBSCRIBERS=100 LIVE_RATE=2000 bench/control.sh   # a smoke test
 #   ONLY=live bench/control.sh            # one of rpc, rpc-persistent, live
-#   RPC_CLIENTS=mqttnet ONLY=rpc bench/control.sh   # the rpc devices' client: taihu and mqttnet by default, in turn
+#   RPC_CLIENTS=mqttnet ONLY=rpc bench/control.sh   # the rpc devices' client: taihu, mqttnet and mqttjs (npm mqtt) by default, in turn
 #   SOURCE_ADDRESSES=127.0.0.2,127.0.0.3 bench/control.sh   # devices connect from these local addresses, round robin
 #   TAIHU_DLL=/tmp/before/Taihu.Server.dll BENCH_DLL=/tmp/bench/taihu-bench.dll bench/control.sh   # given builds (nothing is built)
 set -euo pipefail
@@ -21,7 +21,7 @@ HTTP_PORT=${HTTP_PORT:-28080}
 RPC_DEVICES=${RPC_DEVICES:-10000}
 RPC_RATE=${RPC_RATE:-1000}
 RPC_DURATION=${RPC_DURATION:-30}
-RPC_CLIENTS=${RPC_CLIENTS:-"taihu mqttnet"}
+RPC_CLIENTS=${RPC_CLIENTS:-"taihu mqttnet mqttjs"}
 PERSISTENT_DEVICES=${PERSISTENT_DEVICES:-10000}
 PERSISTENT_CALLS=${PERSISTENT_CALLS:-10}
 PERSISTENT_DEADLINE=${PERSISTENT_DEADLINE:-300}

@@ -41,6 +41,7 @@ public sealed partial class MqttBroker : IMqttServerPublisher, IMqttClientDiscon
         IMqttClusterLink? clusterLink = null)
     {
         ClusterLink = clusterLink;
+        AcknowledgesAfterForward = clusterLink?.AcknowledgesAfterForward ?? false;
         LifecycleObserver = lifecycleObserver;
         StateStore = stateStore;
         Options = options;
@@ -371,6 +372,16 @@ public sealed partial class MqttBroker : IMqttServerPublisher, IMqttClientDiscon
 
     /// <inheritdoc cref="MessageRouter.RouteFromClient"/>
     internal int RouteFromClient(BrokerMessage message, out MqttSession? congested) => _router.RouteFromClient(message, out congested);
+
+    /// <inheritdoc cref="MessageRouter.RouteFromClient(BrokerMessage, IForwardReceipt?, out MqttSession?, out bool)"/>
+    internal int RouteFromClient(BrokerMessage message, IForwardReceipt receipt, out MqttSession? congested, out bool awaitsNodes) =>
+        _router.RouteFromClient(message, receipt, out congested, out awaitsNodes);
+
+    /// <summary>
+    /// A cluster node whose link acknowledges a client's QoS 1 and 2 messages once the other nodes have them
+    /// (<see cref="IMqttClusterLink.AcknowledgesAfterForward"/>); false on a single server.
+    /// </summary>
+    internal bool AcknowledgesAfterForward { get; }
 
     /// <inheritdoc cref="MessageRouter.Deliver"/>
     internal void Deliver(MqttSession session, BrokerMessage message, QoS qos, bool retain, List<uint>? subscriptionIds, SharedGroup? group) =>

@@ -133,6 +133,7 @@ public sealed partial class MqttChannel
         {
             DeferredPublish entry;
             TaskCompletionSource? room = null;
+            bool routeFirst;
             lock (_deferred)
             {
                 if (_deferred.Count == 0 || !_deferred.Peek().Done)
@@ -144,17 +145,61 @@ public sealed partial class MqttChannel
                     return;
                 }
 
-                entry = _deferred.Dequeue();
-                _deferredCount = _deferred.Count;
-                if (_deferredRoom is { } waiting)
+                entry = _deferred.Peek();
+                routeFirst = entry.Message is not null && entry.Code.IsSuccess() && _broker.AcknowledgesAfterForward;
+                if (routeFirst)
                 {
-                    _deferredRoom = null;
-                    room = waiting;
+                    // On a cluster node: routed now, acknowledged once the other nodes have it (it stays at the
+                    // head meanwhile, so that later acknowledgements keep their order).
+                    entry.Done = false;
                 }
+                else
+                {
+                    _deferred.Dequeue();
+                    _deferredCount = _deferred.Count;
+                    if (_deferredRoom is { } waiting)
+                    {
+                        _deferredRoom = null;
+                        room = waiting;
+                    }
+                }
+            }
+
+            if (routeFirst)
+            {
+                RouteBeforeAcknowledging(entry);
+                continue;
             }
 
             room?.TrySetResult();
             Complete(entry);
+        }
+    }
+
+    /// <summary>
+    /// Routes the entry at the head (its observer has answered) with the entry as the receipt of the other nodes it
+    /// is forwarded to; its acknowledgement follows when they have it (<see cref="DeferredPublish.OnForwarded"/>),
+    /// at once when it went to none. Only the drainer calls this, with the entry's Done cleared under the lock.
+    /// </summary>
+    private void RouteBeforeAcknowledging(DeferredPublish entry)
+    {
+        var message = entry.Message!;
+        entry.Message = null;
+        var deliveries = _broker.RouteFromClient(message, entry, out var congested, out var awaitsNodes);
+        message.Release();
+        if (congested is not null)
+        {
+            Volatile.Write(ref _congestedOn, congested);
+        }
+
+        if (deliveries == 0 && IsV5)
+        {
+            entry.Code = ReasonCode.NoMatchingSubscribers;
+        }
+
+        if (!awaitsNodes)
+        {
+            entry.Done = true;
         }
     }
 
@@ -200,8 +245,11 @@ public sealed partial class MqttChannel
         s_deferredPool.Return(entry);
     }
 
-    /// <summary>One QoS 1 publish waiting for its observer; pooled, with its continuation bound once.</summary>
-    private sealed class DeferredPublish
+    /// <summary>
+    /// One QoS 1 publish waiting for its observer, or, on a cluster node, for the other nodes it was forwarded to;
+    /// pooled, with its continuation bound once.
+    /// </summary>
+    private sealed class DeferredPublish : IForwardReceipt
     {
         public DeferredPublish() => Continuation = OnObserved;
 
@@ -230,6 +278,14 @@ public sealed partial class MqttChannel
             Code = code;
             PayloadOwner?.Release();
             PayloadOwner = null;
+            var channel = Channel!;
+            Done = true;
+            channel.DrainDeferred();
+        }
+
+        /// <summary>The other nodes have the routed message: its acknowledgement can go, in turn.</summary>
+        public void OnForwarded()
+        {
             var channel = Channel!;
             Done = true;
             channel.DrainDeferred();

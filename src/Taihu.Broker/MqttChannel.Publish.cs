@@ -172,14 +172,29 @@ public sealed partial class MqttChannel
             }
         }
 
-        if (qos == QoS.AtLeastOnce && HasDeferred)
+        if (qos == QoS.AtLeastOnce && (HasDeferred || _broker.AcknowledgesAfterForward))
         {
+            // Behind earlier ones still waiting; or, on a cluster node, acknowledged once the other nodes have it.
             DeferCompleted(code, publish, topic, properties, routes: true);
             return true;
         }
 
         var message = BrokerMessage.Create(_identity.Namespace, topic, publish.Payload, publish.PayloadOwner, qos, publish.Retain, properties, _broker.Time.GetUtcNow(), ClientId, _identity.SessionOwner ?? "");
-        var deliveries = _broker.RouteFromClient(message, out var congested);
+        int deliveries;
+        MqttSession? congested;
+        Task? forwarded = null;
+        if (qos == QoS.ExactlyOnce && _broker.AcknowledgesAfterForward)
+        {
+            // On a cluster node the PUBREC waits until the other nodes have it (the read loop waits: QoS 2 is rare).
+            var receipt = new AwaitedReceipt();
+            deliveries = _broker.RouteFromClient(message, receipt, out congested, out var awaitsNodes);
+            forwarded = awaitsNodes ? receipt.Task : null;
+        }
+        else
+        {
+            deliveries = _broker.RouteFromClient(message, out congested);
+        }
+
         message.Release();
         if (code == ReasonCode.Success && deliveries == 0 && IsV5)
         {
@@ -192,8 +207,24 @@ public sealed partial class MqttChannel
             await congested.WaitForRoomAsync(cancellationToken);
         }
 
+        if (forwarded is not null)
+        {
+            await forwarded.WaitAsync(cancellationToken);
+        }
+
         Acknowledge(publish, code);
         return true;
+    }
+
+    /// <summary>A receipt awaited by the read loop (a QoS 2 message on a cluster node).</summary>
+    private sealed class AwaitedReceipt : TaskCompletionSource, IForwardReceipt
+    {
+        public AwaitedReceipt()
+            : base(TaskCreationOptions.RunContinuationsAsynchronously)
+        {
+        }
+
+        public void OnForwarded() => TrySetResult();
     }
 
     /// <summary>
@@ -238,7 +269,7 @@ public sealed partial class MqttChannel
             code = ReasonCode.UnspecifiedError;
         }
 
-        if (HasDeferred)
+        if (HasDeferred || (_broker.AcknowledgesAfterForward && routes && code.IsSuccess()))
         {
             DeferCompleted(code, publish, topic, properties, routes);
             return true;

@@ -70,6 +70,15 @@ public sealed class ClusterNodeOptions
     /// </summary>
     public TimeSpan MaxClockSkew { get; set; } = TimeSpan.FromSeconds(2);
 
+    /// <summary>
+    /// On (the default): a client's QoS 1 or 2 message that other nodes' subscribers want is acknowledged (PUBACK,
+    /// PUBREC) only once those nodes have it, so that a node that dies loses no message its publisher was told was
+    /// accepted; it costs the publisher a round trip between nodes (batched with the node's other traffic to that
+    /// node). Off: acknowledged when routed, as on one server, and what was queued for the other nodes is lost
+    /// with a node that dies.
+    /// </summary>
+    public bool AckAfterForward { get; set; } = true;
+
     /// <summary>The problems with these settings, each naming its setting; empty when they are valid or the cluster is off.</summary>
     public IReadOnlyList<string> Validate(StorageOptions storage)
     {

@@ -161,6 +161,16 @@ public sealed class SecurityOptions
     public int CredentialCacheSize { get; set; } = 100_000;
 
     /// <summary>
+    /// How long a device found by its credentials (token, MQTT user name or client id, certificate) is kept, so that
+    /// a CONNECT or an HTTP device request need not read the database; any change to a device, its credentials or
+    /// its profile forgets them all at once, on every node. Zero reads the database every time.
+    /// </summary>
+    public int DeviceCacheSeconds { get; set; } = 30;
+
+    /// <summary>Most devices kept by their credentials (<see cref="DeviceCacheSeconds"/>); when full, all are forgotten and it refills.</summary>
+    public int DeviceCacheSize { get; set; } = 100_000;
+
+    /// <summary>
     /// Largest body of a call anyone may make (login, token refresh, activation, device provisioning). Their JSON is
     /// a few hundred bytes; 4 KiB leaves room for long names and keys while a stranger cannot make the server parse
     /// megabytes.
@@ -207,6 +217,11 @@ public sealed class SecurityOptions
         if (MinimumAccessTokenLength is < 1 or > 255)
         {
             problems.Add("Security:MinimumAccessTokenLength must be between 1 and 255.");
+        }
+
+        if (DeviceCacheSeconds is < 0 or > 3600 || DeviceCacheSize < 0)
+        {
+            problems.Add("Security:DeviceCacheSeconds must be between 0 and 3600, and Security:DeviceCacheSize 0 or more.");
         }
 
         if (DeviceAuthFailuresPerMinute < 1)

@@ -52,6 +52,13 @@ public static partial class TaihuServerExtensions
     public static WebApplicationBuilder AddTaihu(this WebApplicationBuilder builder)
     {
         ArgumentNullException.ThrowIfNull(builder);
+        // Request start and end logs off unless a setting turns them on (settings files, variables and arguments
+        // all come after this default): while that category is enabled at all, ASP.NET Core makes every request an
+        // Activity for its log scope, about 1 KB of garbage per request.
+        builder.Configuration.Sources.Insert(0, new Microsoft.Extensions.Configuration.Memory.MemoryConfigurationSource
+        {
+            InitialData = [new("Logging:LogLevel:Microsoft.AspNetCore.Hosting.Diagnostics", "None")],
+        });
         builder.Services.AddOptions<BrokerOptions>().BindConfiguration("Broker");
         builder.Services.AddOptions<ListenerOptions>().BindConfiguration("Listeners")
             .PostConfigure<IOptions<ServerOptions>>(KeepDevelopmentCertificateWithData);

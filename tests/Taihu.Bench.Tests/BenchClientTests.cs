@@ -64,11 +64,45 @@ public sealed class BenchClientTests
         Assert.Equal(10, await peer.WaitAsync(Guard));
     }
 
+    [Fact]
+    public async Task AClientWithSmallBuffers_ReceivesAMessageManyBuffersLong_Whole_AndHasItsPublishesAcknowledged()
+    {
+        // A fleet's devices read into 4 KB buffers: a message longer than that arrives in pieces.
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        var port = ((IPEndPoint)listener.LocalEndpoint).Port;
+        var big = new byte[20_000];
+        for (var i = 0; i < big.Length; i++)
+        {
+            big[i] = (byte)(i * 7);
+        }
+
+        var peer = RunAcknowledgingPeerAsync(listener, largeAfterConnect: big);
+        var target = new BrokerTarget("127.0.0.1", port, ProtocolVersion.V500);
+        await using var client = await BenchClient.OpenAsync(target, maxInflight: 2, CancellationToken.None, bufferSize: BenchClient.SmallBuffers);
+        var received = new TaskCompletionSource<(string Topic, byte[] Payload)>(TaskCreationOptions.RunContinuationsAsynchronously);
+        client.OnPublish = (topic, payload) => received.TrySetResult((System.Text.Encoding.UTF8.GetString(topic), payload.ToArray()));
+        Assert.Equal(ReasonCode.Success, await client.ConnectAsync("bench-small", target, 0, true, CancellationToken.None).WaitAsync(Guard));
+        var (receivedTopic, receivedPayload) = await received.Task.WaitAsync(Guard);
+        Assert.Equal("bench/large", receivedTopic);
+        Assert.Equal(big, receivedPayload);
+
+        var topic = "bench/t"u8.ToArray();
+        for (var i = 0; i < 10; i++)
+        {
+            await client.PublishAsync(topic, 32, QoS.AtLeastOnce, 0, i, flush: false, CancellationToken.None).AsTask().WaitAsync(Guard);
+        }
+
+        await client.FlushAsync(CancellationToken.None).AsTask().WaitAsync(Guard);
+        // Ten publishes through a window of two: every acknowledgement freed its packet identifier.
+        Assert.Equal(10, await peer.WaitAsync(Guard));
+    }
+
     /// <summary>
     /// Accepts one client, answers CONNECT (then sends a QoS 0 message with a timing header, if asked), and
     /// acknowledges ten QoS 1 publishes; returns how many.
     /// </summary>
-    private static async Task<int> RunAcknowledgingPeerAsync(TcpListener listener, (int PublisherId, long Sequence)? sendAfterConnect = null)
+    private static async Task<int> RunAcknowledgingPeerAsync(TcpListener listener, (int PublisherId, long Sequence)? sendAfterConnect = null, byte[]? largeAfterConnect = null)
     {
         using var socket = await listener.AcceptSocketAsync();
         await using var stream = new NetworkStream(socket, ownsSocket: false);
@@ -104,6 +138,11 @@ public sealed class BenchClientTests
                         System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(payload.AsSpan(8), header.PublisherId);
                         System.Buffers.Binary.BinaryPrimitives.WriteInt64LittleEndian(payload.AsSpan(12), header.Sequence);
                         PacketWriter.Write(output, new PublishPacket { Topic = "bench/in", Payload = payload }, ProtocolVersion.V500);
+                    }
+
+                    if (reply is ConnAckPacket && largeAfterConnect is { } large)
+                    {
+                        PacketWriter.Write(output, new PublishPacket { Topic = "bench/large", Payload = large }, ProtocolVersion.V500);
                     }
 
                     await stream.WriteAsync(output.WrittenMemory);

@@ -159,7 +159,9 @@ public class KeepAliveTests
         await first.SendAsync(new DisconnectPacket());
         await first.DisposeAsync();
         await host.WaitUntilDetachedAsync("p1");
-        Assert.Equal(1, host.Broker.AwaySessionCount);
+
+        // The session shows detached a moment before the registry adds it to those looked at (same lock, next line).
+        await BrokerState.WaitUntilAsync(() => host.Broker.AwaySessionCount == 1, "the session is looked at by housekeeping");
 
         // Back before its expiry: the next tick drops it from the sessions looked at.
         var (second, ack) = await RawClient.ConnectAsync(host, connect);
@@ -171,7 +173,7 @@ public class KeepAliveTests
         await second.SendAsync(new DisconnectPacket());
         await second.DisposeAsync();
         await host.WaitUntilDetachedAsync("p1");
-        Assert.Equal(1, host.Broker.AwaySessionCount);
+        await BrokerState.WaitUntilAsync(() => host.Broker.AwaySessionCount == 1, "the session is looked at by housekeeping");
         time.Advance(TimeSpan.FromSeconds(101));
         await host.WaitUntilSessionGoneAsync("p1");
         Assert.Equal(0, host.Broker.AwaySessionCount);

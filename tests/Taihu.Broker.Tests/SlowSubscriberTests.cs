@@ -53,7 +53,11 @@ public sealed class SlowSubscriberTests
             // Reading nothing, the subscriber's queue fills. Every publisher then adds one message past the limit
             // and waits for room; a broker that drops instead counts the drops.
             var session = host.Broker.FindSession("", "slow")!;
-            await BrokerState.WaitUntilAsync(() => host.Broker.Metrics.Dropped > 0 || session.QueuedCount >= 10 + Publishers, "every publisher is held back, or a message is dropped");
+            // A publisher's message is queued before it asks for room: waiting for the queue alone let this test
+            // read (and make room) before a publisher had asked, and then none was counted as held back (CI saw it).
+            await BrokerState.WaitUntilAsync(
+                () => host.Broker.Metrics.Dropped > 0 || (session.QueuedCount >= 10 + Publishers && host.Broker.Metrics.PublishersHeldBack >= Publishers),
+                "every publisher is held back, or a message is dropped");
             Assert.Equal(0, host.Broker.Metrics.Dropped);
 
             var next = new int[Publishers];

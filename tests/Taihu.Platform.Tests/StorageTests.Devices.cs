@@ -1,4 +1,5 @@
 using Taihu.Platform.Devices;
+using Taihu.Platform.Storage;
 using Taihu.Platform.Telemetry;
 
 namespace Taihu.Platform.Tests;
@@ -180,12 +181,46 @@ public abstract partial class StorageTests
         var (tenant, _, device) = await NewTenantWithDeviceAsync();
         var oldToken = (await Devices.GetCredentialsAsync(tenant.Id, device.Id))!.CredentialsId!;
         var replacement = new DeviceCredentials(device.Id, CredentialsType.X509Certificate, "thumbprint", null, null, "-----BEGIN CERTIFICATE-----");
+        Assert.NotNull(await Devices.FindByLookupAsync("t:" + oldToken)); // kept by the cache from here
 
         Assert.True(await Devices.SaveCredentialsAsync(tenant.Id, replacement, "x:thumbprint", null));
 
         Assert.Null(await Devices.FindByLookupAsync("t:" + oldToken));
         Assert.Equal(device.Id, (await Devices.FindByLookupAsync("x:thumbprint"))!.Device.Id);
         Assert.Equal(replacement, await Devices.GetCredentialsAsync(tenant.Id, device.Id));
+    }
+
+    [Fact]
+    public async Task Credentials_ADeviceFound_IsKeptForItsLifetime_AndForgottenOnAnyChange()
+    {
+        var (tenant, profile, device) = await NewTenantWithDeviceAsync();
+        var other = await NewDeviceAsync(tenant.Id, profile.Id);
+        var token = (await Devices.GetCredentialsAsync(tenant.Id, device.Id))!.CredentialsId!;
+        Assert.Equal(device.Id, (await Devices.FindByLookupAsync("t:" + token))!.Device.Id);
+
+        // Taken away behind the store's back: what was found stays found until its 30 s are up...
+        await DeleteCredentialsRowAsync(device.Id);
+        Time.Advance(TimeSpan.FromSeconds(29));
+        Assert.Equal(device.Id, (await Devices.FindByLookupAsync("t:" + token))!.Device.Id);
+        Time.Advance(TimeSpan.FromSeconds(1));
+        Assert.Null(await Devices.FindByLookupAsync("t:" + token));
+
+        // ...or any change made through the store, of any device: renaming another one forgets it at once.
+        var otherToken = (await Devices.GetCredentialsAsync(tenant.Id, other.Id))!.CredentialsId!;
+        Assert.NotNull(await Devices.FindByLookupAsync("t:" + otherToken));
+        await DeleteCredentialsRowAsync(other.Id);
+        Assert.NotNull(await Devices.FindByLookupAsync("t:" + otherToken));
+        Assert.True(await Devices.UpdateDeviceAsync(device with { Name = UniqueName("renamed") }));
+        Assert.Null(await Devices.FindByLookupAsync("t:" + otherToken));
+    }
+
+    private async Task DeleteCredentialsRowAsync(Guid deviceId)
+    {
+        await using var connection = await Database.OpenAsync();
+        using var command = connection.CreateCommand();
+        command.CommandText = "DELETE FROM device_credentials WHERE device_id = @id";
+        command.AddParameter("id", deviceId.ToString());
+        Assert.Equal(1, await command.ExecuteNonQueryAsync());
     }
 
     [Fact]
@@ -210,6 +245,7 @@ public abstract partial class StorageTests
         var token = (await Devices.GetCredentialsAsync(tenant.Id, device.Id))!.CredentialsId!;
         await Telemetry.WriteAsync([Point(device, "t", T0, 1L), Point(keep, "t", T0, 2L)]);
         await Attributes.SaveAsync(device.Seq, AttributeScope.Client, [new AttributeEntry("fw", T0, KvValue.Of("1.0"))]);
+        Assert.NotNull(await Devices.FindByLookupAsync("t:" + token)); // kept by the cache from here
 
         Assert.True(await Devices.DeleteDeviceAsync(tenant.Id, device.Id));
         Assert.False(await Devices.DeleteDeviceAsync(tenant.Id, device.Id));

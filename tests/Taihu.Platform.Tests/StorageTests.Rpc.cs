@@ -16,11 +16,14 @@ public abstract partial class StorageTests
         var store = new SqlRpcStore(Database, Time);
         var call = NewCall(tenant.Id, device.Id, 1);
         await store.InsertAsync(call);
-        Assert.Equal(call, await store.GetAsync(tenant.Id, call.Id));
+        // Read back with the time of its last change: made at its creation.
+        Assert.Equal(call with { UpdatedTime = call.CreatedTime }, await store.GetAsync(tenant.Id, call.Id));
 
         Assert.True(await store.UpdateAsync(call.Id, RpcStatus.Queued, RpcStatus.Sent, 1, null));
+        Time.Advance(TimeSpan.FromSeconds(2));
         Assert.True(await store.UpdateAsync(call.Id, RpcStatus.Sent, RpcStatus.Successful, 1, "{\"ok\":true}"));
-        Assert.Equal(call with { Status = RpcStatus.Successful, Attempts = 1, ResponseJson = "{\"ok\":true}" }, await store.GetAsync(tenant.Id, call.Id));
+        Assert.Equal(call with { Status = RpcStatus.Successful, Attempts = 1, ResponseJson = "{\"ok\":true}", UpdatedTime = Time.GetUtcNow().ToUnixTimeMilliseconds() },
+            await store.GetAsync(tenant.Id, call.Id));
         Assert.False(await store.UpdateAsync(Guid.NewGuid(), RpcStatus.Queued, RpcStatus.Sent, 1, null));
 
         // A move from a state the call is no longer in (another node's owner moved it) changes nothing.

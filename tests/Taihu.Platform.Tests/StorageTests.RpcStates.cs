@@ -72,6 +72,32 @@ public abstract partial class StorageTests
     }
 
     [Fact]
+    public async Task RpcStates_ADeliveredCall_TakenBackAfterARestart_TimesOutFromItsDelivery()
+    {
+        var (rpc, _, device, _, store, broker) = await NewRpcAsync();
+        using var _ = broker;
+        // Delivered 4 s ago by a process that is gone (its row as that process left it: updated when delivered).
+        var delivered = Now - 4_000;
+        var call = new PersistentRpc(Guid.CreateVersion7(), device.TenantId, device.Id, 7, "read", "{}", OneWay: false, TimeoutMs: 10_000,
+            ExpirationTime: Now + 3_600_000, Retries: 5, Attempts: 1, RpcStatus.Delivered, null, null, delivered);
+        await store.InsertAsync(call);
+
+        Assert.Equal(1, await rpc.ResumeAsync(CancellationToken.None));
+        await rpc.IdleAsync(device);
+
+        // Its reply timeout runs from the delivery: 6 s from now, not 10.
+        Time.Advance(TimeSpan.FromSeconds(5));
+        await rpc.IdleAsync(device);
+        Assert.Equal(RpcStatus.Delivered, (await store.GetAsync(device.TenantId, call.Id))!.Status);
+        Time.Advance(TimeSpan.FromSeconds(1));
+        await rpc.IdleAsync(device);
+        Assert.Equal(RpcStatus.Timeout, (await store.GetAsync(device.TenantId, call.Id))!.Status);
+
+        // Request ids go on after it, and a late reply finds it finished.
+        Assert.Equal(RpcReplyResult.Finished, await rpc.ReplyAsync(device, 7, "{}"u8));
+    }
+
+    [Fact]
     public async Task RpcStates_AMissingAcknowledgement_IsResent_UntilTheRetriesAreUsedUp()
     {
         var (rpc, link, device, caller, store, broker) = await NewRpcAsync();

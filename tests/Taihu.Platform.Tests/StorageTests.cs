@@ -27,6 +27,8 @@ public abstract partial class StorageTests : IAsyncLifetime
 
     protected IDeviceStore Devices { get; private set; } = null!;
 
+    protected DeviceCredentialsCache DevicesFound { get; private set; } = null!;
+
     protected ITelemetryStore Telemetry { get; private set; } = null!;
 
     protected IAttributeStore Attributes { get; private set; } = null!;
@@ -43,8 +45,10 @@ public abstract partial class StorageTests : IAsyncLifetime
     {
         Database = await CreateDatabaseAsync();
         Assert.Equal(Migrations.Steps.Length, await Database.MigrateAsync());
-        Tenants = new SqlTenantStore(Database);
-        Devices = new SqlDeviceStore(Database);
+        // Devices found by their credentials are kept as a server keeps them: every test of a change reads through it.
+        DevicesFound = new DeviceCredentialsCache(Time, 1000, TimeSpan.FromSeconds(30));
+        Tenants = new SqlTenantStore(Database, DevicesFound);
+        Devices = new SqlDeviceStore(Database, DevicesFound);
         Telemetry = new SqlTelemetryStore(Database);
         Attributes = new SqlAttributeStore(Database);
         Audit = new SqlAuditLog(Database, Time);

@@ -13,7 +13,8 @@ namespace Taihu.Server.FunctionalTests;
 /// A node killed with SIGKILL is succeeded by the surviving node that holds the event log lease (two real server
 /// processes on one PostgreSQL database): the wills its clients left are sent to subscribers on the other node (a
 /// delayed one after its delay, none for a client that connected again elsewhere), a device connected to it goes
-/// inactive past its profile's timeout, and a persistent session it held keeps receiving until its client comes back.
+/// inactive past its profile's timeout, a persistent session it held keeps receiving until its client comes back,
+/// and the persistent RPC calls it had sent carry on (a delivered one times out, one not acknowledged is sent again).
 /// </summary>
 [Collection(PostgresCollection.Name)]
 public sealed class ClusterDeadNodeTests(PostgresServer postgres, ITestOutputHelper log)
@@ -115,6 +116,83 @@ public sealed class ClusterDeadNodeTests(PostgresServer postgres, ITestOutputHel
         {
             await ClusterSettings.DisposeAsync(postgres, nodes, database);
         }
+    }
+
+    [Fact]
+    public async Task KilledNode_ItsPersistentCallsCarryOn_ADeliveredOneTimesOut_AnUnacknowledgedOneIsSentAgainElsewhere()
+    {
+        var database = await postgres.CreateDatabaseAsync();
+        var nodes = new List<ServerProcess>();
+        try
+        {
+            await ClusterSettings.StartNodesAsync(postgres, database, "calls", 2, nodes, s_settings);
+            var (a, b) = (nodes[0], nodes[1]);
+            using var sysAdmin = await PlatformApi.SysAdminAsync(a);
+            var (_, admin) = await sysAdmin.CreateTenantWithAdminAsync("Dead node's calls");
+            using var _ = admin;
+            var (meterId, meterToken) = await admin.CreateDeviceAsync("meter");
+            var (valveId, valveToken) = await admin.CreateDeviceAsync("valve");
+
+            // Both devices on B, the calls made through A (B stores and sends them). The meter acknowledges its call
+            // (DELIVERED) and never replies; the valve receives its call and does not acknowledge it (SENT).
+            await using var meter = await DeviceClient.ConnectAsync(b, meterToken);
+            await meter.SubscribeAsync("v1/devices/me/rpc/request/+");
+            var read = await SubmitAsync(admin, meterId, "read", timeoutMs: 8_000, retries: 0);
+            await meter.NextAsync();
+            await admin.EventuallyAsync($"/api/rpc/persistent/{read}", c => (string?)c["status"] == "DELIVERED");
+
+            using var valve = new MqttClientFactory().CreateMqttClient();
+            var received = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
+            valve.ApplicationMessageReceivedAsync += e =>
+            {
+                e.AutoAcknowledge = false;
+                received.TrySetResult(e.ApplicationMessage.Topic);
+                return Task.CompletedTask;
+            };
+            await valve.ConnectAsync(new MqttClientOptionsBuilder().WithTcpServer("127.0.0.1", b.TcpPort).WithClientId("valve").WithCredentials(valveToken).Build());
+            await valve.SubscribeAsync("v1/devices/me/rpc/request/+", MqttQualityOfServiceLevel.AtLeastOnce);
+            var open = await SubmitAsync(admin, valveId, "open", timeoutMs: 60_000, retries: 2);
+            var firstTopic = await received.Task.WaitAsync(TimeSpan.FromSeconds(15));
+            Assert.Equal("SENT", (string?)(await admin.GetAsync($"/api/rpc/persistent/{open}"))["status"]);
+
+            var clock = Stopwatch.StartNew();
+            await b.KillAsync();
+            Assert.Equal("DELIVERED", (string?)(await admin.GetAsync($"/api/rpc/persistent/{read}"))["status"]);
+
+            // The valve is back on A: its call is sent again (a retry, with the same request id), and its reply ends it.
+            await using var valveBack = await DeviceClient.ConnectAsync(a, valveToken);
+            await valveBack.SubscribeAsync("v1/devices/me/rpc/request/+");
+            var again = await valveBack.NextAsync();
+            var againAfter = clock.Elapsed;
+            Assert.Equal((firstTopic, "{\"method\":\"open\",\"params\":1}"), (again.Topic, again.ConvertPayloadToString()));
+            await valveBack.PublishAsync("v1/devices/me/rpc/response/" + again.Topic.Split('/')[^1], "{\"open\":true}");
+            var done = await admin.EventuallyAsync($"/api/rpc/persistent/{open}", c => (string?)c["status"] == "SUCCESSFUL");
+            Assert.Equal(2, (int)done["attempts"]!);
+
+            // The meter's call, delivered by the dead node, times out through A 8 s after its delivery.
+            var timedOut = await admin.EventuallyAsync($"/api/rpc/persistent/{read}", c => (string?)c["status"] != "DELIVERED");
+            Assert.Equal("TIMEOUT", (string?)timedOut["status"]);
+            log.WriteLine($"The valve's call was sent again on A {againAfter.TotalMilliseconds:F0} ms after the SIGKILL; the meter's delivered call " +
+                $"ended TIMEOUT {clock.ElapsedMilliseconds} ms after it (its reply timeout: 8 s from its delivery).");
+        }
+        finally
+        {
+            await ClusterSettings.DisposeAsync(postgres, nodes, database);
+        }
+    }
+
+    private static async Task<string> SubmitAsync(PlatformApi admin, Guid deviceId, string method, long timeoutMs, int retries)
+    {
+        var response = await admin.SendAsync(HttpMethod.Post, $"/api/rpc/twoway/{deviceId}", new
+        {
+            method,
+            @params = 1,
+            persistent = true,
+            timeout = timeoutMs,
+            retries,
+        });
+        var body = await PlatformApi.ExpectAsync(response, System.Net.HttpStatusCode.OK);
+        return (string)body["rpcId"]!;
     }
 
     [Fact]

@@ -9,7 +9,8 @@ namespace Taihu.Server.FunctionalTests;
 /// <summary>
 /// Persistent RPC across the nodes of a cluster (two real server processes on one PostgreSQL database, the device
 /// on MQTTnet): a call made through one node reaches the device on the other, whether it is connected there at the
-/// time or connects there later, and its states are read through either node.
+/// time or connects there later (a call sent and not acknowledged on one node is sent again when its device moves to
+/// the other), and its states are read through either node.
 /// </summary>
 [Collection(PostgresCollection.Name)]
 public sealed class ClusterPersistentRpcTests(PostgresServer postgres)
@@ -73,12 +74,43 @@ public sealed class ClusterPersistentRpcTests(PostgresServer postgres)
         var ids = calls.Select(c => (int)c!["request"]!["requestId"]!).ToArray();
         Assert.Equal(ids.Distinct().Count(), ids.Length);
         Assert.True(ids[0] < ids[1] && ids[1] < ids[2], $"request ids not in order: {string.Join(", ", ids)}");
+
+        // A call node 1 sent and the device did not acknowledge before it dropped (as a device losing power): when
+        // the device connects to node 0 instead, node 0 sends it again (a retry), though node 0 never held it.
+        var (pumpId, pumpToken) = await admin.CreateDeviceAsync("pump-7");
+        string firstTopic;
+        using (var silent = new MqttClientFactory().CreateMqttClient())
+        {
+            var received = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
+            silent.ApplicationMessageReceivedAsync += e =>
+            {
+                e.AutoAcknowledge = false;
+                received.TrySetResult(e.ApplicationMessage.Topic);
+                return Task.CompletedTask;
+            };
+            await silent.ConnectAsync(new MqttClientOptionsBuilder().WithTcpServer("127.0.0.1", cluster.Nodes[1].TcpPort).WithCredentials(pumpToken).Build());
+            await silent.SubscribeAsync("v1/devices/me/rpc/request/+", MQTTnet.Protocol.MqttQualityOfServiceLevel.AtLeastOnce);
+            var start = await SubmitAsync(admin, pumpId, "start", 1, retries: 2);
+            firstTopic = await received.Task.WaitAsync(Guard);
+            Assert.Equal("SENT", (string?)(await admin.GetAsync($"/api/rpc/persistent/{start}"))["status"]);
+        }
+
+        await using (var device = await DeviceClient.ConnectAsync(cluster.Nodes[0], pumpToken))
+        {
+            await device.SubscribeAsync("v1/devices/me/rpc/request/+");
+            var command = await device.NextAsync();
+            Assert.Equal((firstTopic, "{\"method\":\"start\",\"params\":1}"), (command.Topic, command.ConvertPayloadToString()));
+            await device.PublishAsync("v1/devices/me/rpc/response/" + command.Topic.Split('/')[^1], "{\"running\":true}");
+            var pumpCalls = await admin.EventuallyAsync($"/api/rpc/persistent/device/{pumpId}?pageSize=10&page=0",
+                l => l["data"]!.AsArray().Count == 1 && (string?)l["data"]![0]!["status"] == "SUCCESSFUL");
+            Assert.Equal(2, (int)pumpCalls["data"]![0]!["attempts"]!);
+        }
     }
 
-    private static async Task<string> SubmitAsync(PlatformApi admin, Guid deviceId, string method, int value)
+    private static async Task<string> SubmitAsync(PlatformApi admin, Guid deviceId, string method, int value, int retries = 0)
     {
         var response = await admin.SendAsync(HttpMethod.Post, $"/api/rpc/twoway/{deviceId}",
-            new { method, @params = value, persistent = true, expirationTime = DateTimeOffset.UtcNow.AddHours(1).ToUnixTimeMilliseconds() });
+            new { method, @params = value, persistent = true, retries, expirationTime = DateTimeOffset.UtcNow.AddHours(1).ToUnixTimeMilliseconds() });
         var body = await PlatformApi.ExpectAsync(response, HttpStatusCode.OK);
         return (string)body["rpcId"]!;
     }

@@ -9,7 +9,7 @@ public sealed class CityScenarioTests(SimServerFixture fixture) : IClassFixture<
     [Fact]
     public async Task City_ShortForm_AllZonesTogether_MeetsItsExpectations()
     {
-        var report = await ShippedScenario.RunAsync(fixture, "city", 2160, 0.0002);
+        var (report, log) = await ShippedScenario.RunAsync(fixture, "city", 2160, 0.0002);
         Assert.Equal(12, report.Fleets.Count);
         Assert.All(report.Fleets, f => Assert.True(f.Acknowledged > 0, $"{f.Name}: nothing acknowledged"));
 
@@ -20,7 +20,7 @@ public sealed class CityScenarioTests(SimServerFixture fixture) : IClassFixture<
         foreach (var name in (string[])["wq-{n:00}", "outlet-{n:00}", "bus-{n:000}", "parking-{n:0000}"])
         {
             var fleet = Assert.Single(report.Fleets, f => f.Name == name);
-            Assert.True(fleet.Sent == fleet.Acknowledged, $"{name}: {fleet.Acknowledged} of {fleet.Sent} acknowledged");
+            Assert.True(fleet.Sent == fleet.Acknowledged, $"{name}: {fleet.Acknowledged} of {fleet.Sent} acknowledged\n{log}");
         }
 
         // The parking sensor observes .../rpc over CoAP and answers the operator's state queries with POST .../rpc/{id}.

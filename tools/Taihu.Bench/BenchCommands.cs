@@ -58,7 +58,7 @@ internal static class BenchCommands
         public Option<string?> Sources { get; } = new("--source-addresses") { Description = "Comma-separated local addresses to spread connections over (e.g. 127.0.0.2,127.0.0.3) when ports run short." };
         public Option<string?> OtherNodes { get; } = new("--other-nodes") { Description = "Message-flow scenarios on a cluster: comma-separated port:pid of the other nodes (e.g. 1886:4242,1887:4243). Subscriber i connects to node i, publisher i to node i+1 (of --port and these, in turn), so that messages cross nodes; the CPU reported is the nodes' together." };
         public Option<bool> Quiet { get; } = new("--quiet") { Description = "No live progress display." };
-        public Option<string> Client { get; } = new("--client") { Description = "Client implementation for the message-flow scenarios: taihu (our own, batched, allocation-free) or mqttnet (the MQTTnet 5 client, as applications use it).", DefaultValueFactory = _ => "taihu" };
+        public Option<string> Client { get; } = new("--client") { Description = "Client implementation for the message-flow scenarios: taihu (our own, batched, allocation-free) or mqttnet (the MQTTnet 5 client, as applications use it); for rpc's devices also mqttjs (the npm mqtt client in a Node.js process).", DefaultValueFactory = _ => "taihu" };
         public Option<bool> SocketsOnly { get; } = new("--sockets-only") { Description = "idle: open plain TCP connections without MQTT (to measure a bare listener such as kestrel-baseline)." };
         public Option<int> KeepAlive { get; } = new("--keep-alive") { Description = "idle: keep alive in CONNECT, seconds; each client sends PINGREQ once per period, staggered over the clients, as an idle device does (0: no keep alive, no pings).", DefaultValueFactory = _ => 60 };
 
@@ -317,7 +317,7 @@ internal static class BenchCommands
             }
 
             var timeoutMs = parse.GetValue(timeout);
-            if (!Validate(options) || options.Rate <= 0 || timeoutMs is < 1 or > 86_400_000 || options.Clients < 1)
+            if (!Validate(options, mqttJs: true) || options.Rate <= 0 || timeoutMs is < 1 or > 86_400_000 || options.Clients < 1)
             {
                 Console.Error.WriteLine("rpc needs --rate > 0, --clients > 0 and --rpc-timeout between 1 and 86400000.");
                 return 2;
@@ -477,9 +477,10 @@ internal static class BenchCommands
         return command;
     }
 
-    private static bool Validate(BenchOptions o)
+    private static bool Validate(BenchOptions o, bool mqttJs = false)
     {
         var errors = new List<string>();
+        if (o.Client == Taihu.Bench.Client.ClientKind.MqttJs && !mqttJs) errors.Add("--client mqttjs drives only the rpc scenario's devices; use taihu or mqttnet here.");
         if (o.QoS is < 0 or > 2) errors.Add("--qos must be 0, 1 or 2.");
         if (o.DurationSeconds <= 0) errors.Add("--duration must be positive.");
         if (o.WarmupSeconds < 0) errors.Add("--warmup must not be negative.");

@@ -44,6 +44,31 @@ public interface IMqttClusterLink
     int Forward(BrokerMessage message);
 
     /// <summary>
+    /// Whether a client's QoS 1 and 2 messages are acknowledged (PUBACK, PUBREC) only once every other node they were
+    /// forwarded to for its subscribers has them (<see cref="Forward(BrokerMessage, IForwardReceipt)"/>): a node
+    /// that dies then loses no message its publisher was told was accepted. False by default.
+    /// </summary>
+    bool AcknowledgesAfterForward => false;
+
+    /// <summary>
+    /// <see cref="Forward(BrokerMessage)"/> for a client's QoS 1 or 2 message whose acknowledgement waits: when it
+    /// returns more than 0, <paramref name="receipt"/> is told once (<see cref="IForwardReceipt.OnForwarded"/>), when
+    /// every node it went to for its subscribers has it or was declared dead, possibly before this returns; when it
+    /// returns 0, never.
+    /// </summary>
+    int Forward(BrokerMessage message, IForwardReceipt receipt)
+    {
+        ArgumentNullException.ThrowIfNull(receipt);
+        var nodes = Forward(message);
+        if (nodes > 0)
+        {
+            receipt.OnForwarded();
+        }
+
+        return nodes;
+    }
+
+    /// <summary>
     /// Before a client's session is attached here: makes this node the owner of the session of (<paramref name="ns"/>,
     /// <paramref name="owner"/>, <paramref name="clientId"/>) cluster-wide, and ends it on the node that had it
     /// (its connection closed with 0x8E), if another; returns what that node held of it.
@@ -66,6 +91,13 @@ public interface IMqttClusterLink
     void OnWillDone(string ns, string owner, string clientId)
     {
     }
+}
+
+/// <summary>Told once that the other nodes a client's message was forwarded to have it (see <see cref="IMqttClusterLink.Forward(BrokerMessage, IForwardReceipt)"/>).</summary>
+public interface IForwardReceipt
+{
+    /// <summary>Every node the message went to for its subscribers has it, or was declared dead. Return at once.</summary>
+    void OnForwarded();
 }
 
 /// <summary>What a claim of a session found on the node that held it before (see <see cref="IMqttClusterLink.ClaimSessionAsync"/>).</summary>

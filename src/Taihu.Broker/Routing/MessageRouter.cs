@@ -80,7 +80,14 @@ internal sealed class MessageRouter(BrokerOptions options, TimeProvider time, Br
     }
 
     /// <summary>Stores <paramref name="message"/> if retained, then routes it. The caller keeps its own reference.</summary>
-    public int RouteAndRetain(BrokerMessage message)
+    public int RouteAndRetain(BrokerMessage message) => RouteAndRetain(message, null, out _);
+
+    /// <summary>
+    /// <see cref="RouteAndRetain(BrokerMessage)"/>; with a <paramref name="receipt"/>, on a cluster node whose link
+    /// acknowledges after forwarding, <paramref name="awaitsNodes"/> says whether the receipt will be told when the
+    /// other nodes it was forwarded to have it (see <see cref="IMqttClusterLink.Forward(BrokerMessage, IForwardReceipt)"/>).
+    /// </summary>
+    public int RouteAndRetain(BrokerMessage message, IForwardReceipt? receipt, out bool awaitsNodes)
     {
         if (message.Retain)
         {
@@ -91,7 +98,9 @@ internal sealed class MessageRouter(BrokerOptions options, TimeProvider time, Br
         }
 
         // On a cluster node, the other nodes whose subscribers want it get a copy; their subscribers count as matching.
-        return Route(message, clusterLink?.Forward(message) ?? 0);
+        var remote = clusterLink is null ? 0 : receipt is null ? clusterLink.Forward(message) : clusterLink.Forward(message, receipt);
+        awaitsNodes = receipt is not null && remote > 0;
+        return Route(message, remote);
     }
 
     /// <summary>
@@ -270,12 +279,18 @@ internal sealed class MessageRouter(BrokerOptions options, TimeProvider time, Br
     /// (<see cref="MqttSession.WaitForRoomAsync"/>) before it acknowledges and reads on. That is how a subscriber
     /// that falls behind slows its publishers down instead of losing their messages.
     /// </summary>
-    public int RouteFromClient(BrokerMessage message, out MqttSession? congested)
+    public int RouteFromClient(BrokerMessage message, out MqttSession? congested) => RouteFromClient(message, null, out congested, out _);
+
+    /// <summary>
+    /// <see cref="RouteFromClient(BrokerMessage, out MqttSession?)"/> for a message whose acknowledgement waits for
+    /// the other nodes (<see cref="RouteAndRetain(BrokerMessage, IForwardReceipt?, out bool)"/>).
+    /// </summary>
+    public int RouteFromClient(BrokerMessage message, IForwardReceipt? receipt, out MqttSession? congested, out bool awaitsNodes)
     {
         t_collectCongestion = true;
         try
         {
-            return RouteAndRetain(message);
+            return RouteAndRetain(message, receipt, out awaitsNodes);
         }
         finally
         {

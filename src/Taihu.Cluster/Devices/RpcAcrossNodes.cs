@@ -30,6 +30,13 @@ public interface INodeDeviceService : IGrainService
     [OneWay]
     Task CallsWaiting(Guid tenantId, Guid deviceId);
 
+    /// <summary>
+    /// A node died and its successor took its persistent calls back from the store: this node remembers every device
+    /// with calls not final and sends what waits to those connected here (they may have come here before).
+    /// </summary>
+    [OneWay]
+    Task ResumeCalls();
+
     /// <summary>Another node changed or deleted a device: this node's caches forget it.</summary>
     [OneWay]
     Task DeviceChanged(long deviceSeq);
@@ -119,6 +126,8 @@ internal sealed class NodeDeviceService(GrainId id, Silo silo, ILoggerFactory lo
             alarmFeed.Publish(new AlarmEvent((AlarmChangeKind)kind, info));
         }
     }
+
+    public async Task ResumeCalls() => await rpc.ResumeAsync(CancellationToken.None, reachableOnly: true);
 
     public Task<long[]> ConnectedDevices(long[] deviceSeqs) => connectivity.ConnectedAmongAsync(deviceSeqs);
 

@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.Diagnostics.Metrics;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
 using Orleans;
 using Orleans.Runtime;
 using Taihu.Broker;
@@ -55,8 +56,10 @@ internal sealed partial class ClusterMqttLink : IMqttClusterLink, ILifecyclePart
     private static List<SharedPick<SiloAddress>>? t_picks;
 
     public ClusterMqttLink(IServiceProvider services, ILocalSiloDetails local, IClusterMembershipService membership, TimeProvider time, IMeterFactory meters,
-        ILogger<ClusterMqttLink> logger)
+        IOptions<ClusterNodeOptions> options, ILogger<ClusterMqttLink> logger)
     {
+        ArgumentNullException.ThrowIfNull(options);
+        AcknowledgesAfterForward = options.Value.AckAfterForward;
         ArgumentNullException.ThrowIfNull(meters);
         meters.Create(ClusterNodes.MeterName).CreateObservableGauge("taihu.cluster.remote_routes", () => _remoteRoutes.Count, "{route}",
             "Routes (node, filter) of the other nodes this node forwards by.");
@@ -100,7 +103,12 @@ internal sealed partial class ClusterMqttLink : IMqttClusterLink, ILifecyclePart
         }
     }
 
-    public int Forward(BrokerMessage message)
+    /// <inheritdoc/>
+    public bool AcknowledgesAfterForward { get; }
+
+    public int Forward(BrokerMessage message) => Forward(message, null);
+
+    public int Forward(BrokerMessage message, IForwardReceipt? receipt)
     {
         var retained = message.Retain && !IsSys(message.Topic);
         if (_remoteRoutes.Count == 0 && !(retained && !_peers.IsEmpty))
@@ -121,13 +129,30 @@ internal sealed partial class ClusterMqttLink : IMqttClusterLink, ILifecyclePart
 
             var copy = Copy(message);
             var sent = 0;
+            // Counts the nodes down as each has its copy; held once until all are queued, so that it is told once, after.
+            var wait = receipt is null ? null : new ForwardWait(receipt);
             foreach (var node in targets)
             {
                 if (_peers.TryGetValue(node, out var peer))
                 {
-                    peer.Enqueue(groups is not null && groups.TryGetValue(node, out var chosen) ? copy.ForSharedGroups([.. chosen]) : copy);
+                    var forwarded = groups is not null && groups.TryGetValue(node, out var chosen) ? copy.ForSharedGroups([.. chosen]) : copy;
+                    if (wait is null)
+                    {
+                        peer.Enqueue(forwarded);
+                    }
+                    else
+                    {
+                        wait.Add();
+                        peer.Enqueue(new AwaitedCopy(forwarded, wait));
+                    }
+
                     sent++;
                 }
+            }
+
+            if (sent > 0)
+            {
+                wait?.Signal();
             }
 
             if (retained)

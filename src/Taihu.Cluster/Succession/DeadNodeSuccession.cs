@@ -12,6 +12,7 @@ using Taihu.Cluster.Events;
 using Taihu.Cluster.Mqtt;
 using Taihu.Mqtt.Packets;
 using Taihu.Platform.Devices;
+using Taihu.Platform.Rpc;
 
 namespace Taihu.Cluster.Succession;
 
@@ -38,7 +39,12 @@ namespace Taihu.Cluster.Succession;
 /// <item>its devices (not kept by node: one sweep for all the deaths of a round, and once when this node first
 /// holds the lease for the nodes that died before): those stored as connected and connected to no live node get a
 /// disconnect at the detection time in this node's connectivity tracker, which then marks them inactive past their
-/// profile's timeout.</item>
+/// profile's timeout;</item>
+/// <item>the persistent RPC calls (not kept by node either, so in the same sweep): this node's owners take every
+/// device's calls that are not final back from the store, so that their expiries and reply timeouts run here
+/// (a call the dead node had delivered times out from its delivery), and every other node is told, so that a
+/// device that connects to it (or already has) gets what waits for it, a call sent and not acknowledged again as
+/// a retry.</item>
 /// </list>
 /// </remarks>
 internal sealed partial class DeadNodeSuccession : BackgroundService
@@ -60,6 +66,7 @@ internal sealed partial class DeadNodeSuccession : BackgroundService
     private readonly OnNode<INodeDeviceService> _deviceNodes;
     private readonly ConnectivityTracker _connectivity;
     private readonly IDeviceStore _devices;
+    private readonly RpcService _rpc;
     private readonly IHostApplicationLifetime _lifetime;
     private readonly TimeProvider _time;
     private readonly ILogger<DeadNodeSuccession> _logger;
@@ -73,7 +80,7 @@ internal sealed partial class DeadNodeSuccession : BackgroundService
 
     public DeadNodeSuccession(PostgresEventWorkLease lease, IClusterMembershipService membership, ILocalSiloDetails local, ClusterWills wills,
         ClusterSessionStore sessions, MqttBroker broker, IGrainFactory grains, INodeLinkClient links, OnNode<INodeDeviceService> deviceNodes,
-        ConnectivityTracker connectivity, IDeviceStore devices, IHostApplicationLifetime lifetime, TimeProvider time, IMeterFactory meters,
+        ConnectivityTracker connectivity, IDeviceStore devices, RpcService rpc, IHostApplicationLifetime lifetime, TimeProvider time, IMeterFactory meters,
         ILogger<DeadNodeSuccession> logger)
     {
         ArgumentNullException.ThrowIfNull(meters);
@@ -88,6 +95,7 @@ internal sealed partial class DeadNodeSuccession : BackgroundService
         _deviceNodes = deviceNodes;
         _connectivity = connectivity;
         _devices = devices;
+        _rpc = rpc;
         _lifetime = lifetime;
         _time = time;
         _logger = logger;
@@ -217,12 +225,18 @@ internal sealed partial class DeadNodeSuccession : BackgroundService
         if (sweepAt is { } at)
         {
             var devices = await AdoptDevicesAsync(at, cancellationToken);
+            var withCalls = await _rpc.ResumeAsync(cancellationToken);
+            foreach (var other in _deviceNodes.Others())
+            {
+                _ = other.ResumeCalls();
+            }
+
             foreach (var address in dead)
             {
                 _devicesDone.Add(address);
             }
 
-            LogDevicesTaken(_logger, devices);
+            LogDevicesTaken(_logger, devices, withCalls);
         }
     }
 
@@ -440,8 +454,8 @@ internal sealed partial class DeadNodeSuccession : BackgroundService
     [LoggerMessage(EventId = 2661, Level = LogLevel.Warning, Message = "Node {Node} is dead: this node, holding the event log lease, took over {Sessions} persistent session(s) and {Wills} will(s) to send")]
     private static partial void LogSucceeded(ILogger logger, string node, int sessions, int wills);
 
-    [LoggerMessage(EventId = 2664, Level = LogLevel.Information, Message = "Devices shown connected to no live node: {Devices} disconnected by this node as the dead nodes' successor")]
-    private static partial void LogDevicesTaken(ILogger logger, int devices);
+    [LoggerMessage(EventId = 2664, Level = LogLevel.Information, Message = "Devices shown connected to no live node: {Devices} disconnected by this node as the dead nodes' successor; persistent RPC calls of {WithCalls} device(s) taken back from the store")]
+    private static partial void LogDevicesTaken(ILogger logger, int devices, int withCalls);
 
     [LoggerMessage(EventId = 2662, Level = LogLevel.Information, Message = "Client {ClientId} (namespace '{Ns}'): the will its dead node held was sent")]
     private static partial void LogWillSent(ILogger logger, string clientId, string ns);

@@ -267,7 +267,7 @@ public sealed partial class AlarmService(
     /// Runs a change in the device's owner. Within this process the owner is the only writer, so a change is read
     /// and written undisturbed; another process sharing the database can still change the row between the read and
     /// the write, and then the write is refused (<see cref="Alarm.Version"/>) and the change is made again from a
-    /// fresh read, a few times at most.
+    /// fresh read, ten times at most (two processes raising one alarm at once can each lose several races in a row).
     /// </summary>
     private Task<T> InOwnerAsync<T>(Guid deviceId, Func<AlarmOwner, Task<T>> change)
     {
@@ -283,7 +283,7 @@ public sealed partial class AlarmService(
             {
                 return await change(owner);
             }
-            catch (StaleAlarmException) when (attempt < 5)
+            catch (StaleAlarmException) when (attempt < 10)
             {
                 // Read again and decide again: what the owner knew is out of date.
                 owner.ForgetAll();

@@ -57,7 +57,7 @@ public sealed record AuditRecord(string? TenantId, string UserId, string? UserNa
 
     // An entry is never refused for its text (one bad entry would fail its whole group): a NUL, which PostgreSQL
     // cannot store, is written as U+FFFD.
-    private static string? Storable(string? text) => text is not null && text.Contains('\0', StringComparison.Ordinal) ? text.Replace('\0', '\uFFFD') : text;
+    internal static string? Storable(string? text) => text is not null && text.Contains('\0', StringComparison.Ordinal) ? text.Replace('\0', '\uFFFD') : text;
 }
 
 /// <summary>The SQL implementation, for SQLite and PostgreSQL alike.</summary>
@@ -110,7 +110,6 @@ public sealed partial class SqlAuditLog(PlatformDatabase database, TimeProvider 
     private async Task WriteQueuedAsync()
     {
         var batch = new List<PendingEntry>();
-        var records = new List<AuditRecord>();
         var interval = (long)(MinCommitInterval.TotalSeconds * Stopwatch.Frequency);
         long lastCommit = 0;
         var lastCount = 0;
@@ -127,7 +126,6 @@ public sealed partial class SqlAuditLog(PlatformDatabase database, TimeProvider 
             while (batch.Count < MaxBatch && _queue.TryDequeue(out var entry))
             {
                 batch.Add(entry);
-                records.Add(entry.Record ?? entry.ToRecord());
             }
 
             if (batch.Count > 0)
@@ -136,7 +134,7 @@ public sealed partial class SqlAuditLog(PlatformDatabase database, TimeProvider 
                 lastCount = batch.Count;
                 try
                 {
-                    await InsertAsync(records);
+                    await InsertAsync(batch);
                     foreach (var written in batch)
                     {
                         written.Written?.TrySetResult();
@@ -164,7 +162,6 @@ public sealed partial class SqlAuditLog(PlatformDatabase database, TimeProvider 
                 }
 
                 batch.Clear();
-                records.Clear();
                 continue;
             }
 
@@ -180,18 +177,144 @@ public sealed partial class SqlAuditLog(PlatformDatabase database, TimeProvider 
     [LoggerMessage(EventId = 2503, Level = LogLevel.Warning, Message = "{Count} audit entries that nobody waited for could not be written")]
     private static partial void LogAppendedNotWritten(ILogger logger, int count, Exception exception);
 
-    private async Task InsertAsync(List<AuditRecord> records)
+    private async Task InsertAsync(List<PendingEntry> batch)
     {
         await using var connection = await database.OpenAsync();
         // In turn with the other writers on SQLite (ingest, alarms), instead of sleeping in SQLite's busy handler
         // on a thread of the pool.
         using var turn = await database.TakeWriteTurnAsync();
+        if (database.Provider == StorageProvider.Sqlite)
+        {
+            // One statement for the group: no transaction needed, and none of the per-row parameter binding.
+            await InsertAsJsonAsync(connection, batch);
+            return;
+        }
+
+        var records = new List<AuditRecord>(batch.Count);
+        foreach (var entry in batch)
+        {
+            records.Add(entry.Record ?? entry.ToRecord());
+        }
+
         await using var transaction = records.Count > 1 ? await connection.BeginTransactionAsync() : null;
         await InsertAsync(connection, transaction, records);
         if (transaction is not null)
         {
             await transaction.CommitAsync();
         }
+    }
+
+    // The group's rows as one JSON array, kept between groups (one writer at a time).
+    private readonly System.Buffers.ArrayBufferWriter<byte> _json = new(16 * 1024);
+    private System.Text.Json.Utf8JsonWriter? _jsonWriter;
+    private char[] _text = new char[256];
+
+    /// <summary>
+    /// SQLite: the group inserted by one statement that reads its rows from a JSON array (<c>json_each</c>), written
+    /// straight from the queued entries. Bound row by row, each entry cost about 40 allocations (a binder per
+    /// parameter, a UTF-8 copy per text, the id's and the ids' text): 1.5 KB of a lightweight RPC call's 10.6 KB.
+    /// </summary>
+    private async Task InsertAsJsonAsync(DbConnection connection, List<PendingEntry> batch)
+    {
+        _json.ResetWrittenCount();
+        var json = _jsonWriter ??= new System.Text.Json.Utf8JsonWriter(_json);
+        json.Reset(_json);
+        json.WriteStartArray();
+        foreach (var entry in batch)
+        {
+            json.WriteStartObject();
+            json.WriteString("id"u8, Guid.CreateVersion7());
+            if (entry.Record is { } r)
+            {
+                WriteText(json, "tenant"u8, r.TenantId);
+                WriteText(json, "user"u8, r.UserId);
+                WriteText(json, "name"u8, r.UserName);
+                WriteText(json, "action"u8, r.ActionType);
+                WriteText(json, "etype"u8, r.EntityType);
+                WriteText(json, "eid"u8, r.EntityId);
+                WriteText(json, "ename"u8, r.EntityName);
+                WriteText(json, "failure"u8, r.Failure);
+                json.WriteNumber("created"u8, r.CreatedTime);
+            }
+            else
+            {
+                var d = entry.Draft;
+                if (d.Caller.TenantId is { } tenant)
+                {
+                    json.WriteString("tenant"u8, tenant);
+                }
+                else
+                {
+                    json.WriteNull("tenant"u8);
+                }
+
+                json.WriteString("user"u8, d.Caller.UserId);
+                WriteText(json, "name"u8, d.Caller.Name);
+                WriteText(json, "action"u8, d.ActionType);
+                WriteText(json, "etype"u8, d.EntityType);
+                json.WriteString("eid"u8, d.EntityId);
+                WriteName(json, d.EntityName);
+                WriteText(json, "failure"u8, d.Failure);
+                json.WriteNumber("created"u8, entry.CreatedTime);
+            }
+
+            json.WriteEndObject();
+        }
+
+        json.WriteEndArray();
+        json.Flush();
+        await using var command = connection.CreateCommand();
+        command.CommandText = """
+            INSERT INTO audit_log (id, tenant_id, user_id, user_name, action_type, entity_type, entity_id, entity_name, action_status, action_failure_details, created_time)
+            SELECT json_extract(value, '$.id'), json_extract(value, '$.tenant'), json_extract(value, '$.user'), json_extract(value, '$.name'),
+                   json_extract(value, '$.action'), json_extract(value, '$.etype'), json_extract(value, '$.eid'), json_extract(value, '$.ename'),
+                   CASE WHEN json_extract(value, '$.failure') IS NULL THEN 'SUCCESS' ELSE 'FAILURE' END, json_extract(value, '$.failure'),
+                   json_extract(value, '$.created')
+            FROM json_each(CAST(@rows AS TEXT)) ORDER BY key
+            """;
+        // Bound as bytes and read as text: a string would be one more copy of the group, and a blob alone is
+        // SQLite's binary JSON to json_each.
+        command.AddParameter("rows", _json.WrittenSpan.ToArray());
+        await command.ExecuteNonQueryAsync();
+    }
+
+    private static void WriteText(System.Text.Json.Utf8JsonWriter json, ReadOnlySpan<byte> name, string? text)
+    {
+        if (text is null)
+        {
+            json.WriteNull(name);
+        }
+        else
+        {
+            json.WriteString(name, AuditRecord.Storable(text));
+        }
+    }
+
+    /// <summary>An entity's name from its parts, joined in a buffer kept for the writer, not in a new string.</summary>
+    private void WriteName(System.Text.Json.Utf8JsonWriter json, AuditText name)
+    {
+        var length = (name.A?.Length ?? 0) + (name.B?.Length ?? 0) + (name.C?.Length ?? 0) + (name.D?.Length ?? 0);
+        if (name.A is null && name.B is null && name.C is null && name.D is null)
+        {
+            json.WriteNull("ename"u8);
+            return;
+        }
+
+        if (_text.Length < length)
+        {
+            _text = new char[Math.Max(length, _text.Length * 2)];
+        }
+
+        var at = 0;
+        foreach (var part in (ReadOnlySpan<string?>)[name.A, name.B, name.C, name.D])
+        {
+            part.AsSpan().CopyTo(_text.AsSpan(at));
+            at += part?.Length ?? 0;
+        }
+
+        var text = _text.AsSpan(0, length);
+        text.Replace('\0', '\uFFFD');
+        json.WriteString("ename"u8, text);
     }
 
     /// <summary>Inserts entries on a caller's connection, in its transaction (an alarm store writes its change's entry so).</summary>

@@ -51,7 +51,8 @@ public interface IDeviceService
 
 /// <inheritdoc />
 public sealed class DeviceService(IDeviceStore store, IAuditLog audit, IMqttClientDisconnector connections, TimeProvider time, IOptions<SecurityOptions> security,
-    Telemetry.ITelemetryStore? telemetry = null, Events.EventSignal? events = null, DeviceRevocations? revocations = null, IDevicesElsewhere? elsewhere = null) : IDeviceService
+    Telemetry.ITelemetryStore? telemetry = null, Events.EventSignal? events = null, DeviceRevocations? revocations = null, IDevicesElsewhere? elsewhere = null,
+    DeviceCredentialsCache? found = null) : IDeviceService
 {
     private readonly int _minimumTokenLength = security.Value.MinimumAccessTokenLength;
 
@@ -268,6 +269,8 @@ public sealed class DeviceService(IDeviceStore store, IAuditLog audit, IMqttClie
     /// <summary>Closes the connections of a device to this node only (another node of a cluster asks it).</summary>
     public void DisconnectDeviceHere(Guid deviceId, string reason)
     {
+        // Another node changed its credentials or deleted it: what this node kept of it goes first.
+        found?.Clear();
         connections.Disconnect(identity => identity.State is DeviceSession session && session.Device.Id == deviceId, ReasonCode.NotAuthorized, reason);
         revocations?.Revoke(new DeviceRevocation(deviceId, null, reason));
     }
@@ -282,6 +285,7 @@ public sealed class DeviceService(IDeviceStore store, IAuditLog audit, IMqttClie
     /// <summary>Closes the connections of every device of a tenant to this node only (another node of a cluster asks it).</summary>
     public void DisconnectTenantHere(Guid tenantId, string reason)
     {
+        found?.Clear();
         connections.Disconnect(identity => identity.State is DeviceSession session && session.Device.TenantId == tenantId, ReasonCode.NotAuthorized, reason);
         revocations?.Revoke(new DeviceRevocation(null, tenantId, reason));
     }

@@ -60,7 +60,8 @@ public interface IDeviceStore
 public sealed record StoredConnectivity(Device Device, long LastConnect, long LastDisconnect, long LastActivity);
 
 /// <summary>The SQL implementation, for SQLite and PostgreSQL alike.</summary>
-public sealed class SqlDeviceStore(PlatformDatabase database) : IDeviceStore
+/// <param name="found">Devices found by their credentials, kept (emptied after every change made here).</param>
+public sealed class SqlDeviceStore(PlatformDatabase database, DeviceCredentialsCache? found = null) : IDeviceStore
 {
     private const string DeviceColumns = "d.seq, d.id, d.tenant_id, d.name, d.type, d.label, d.profile_id, d.device_group, d.is_gateway, d.gateway_id, d.created_time";
     private const string ProfileColumns = "id, tenant_id, name, description, is_default, provision_type, provision_key, provision_secret, inactivity_timeout_ms, created_time, max_publish_rate, max_publish_bytes_rate, alarms";
@@ -75,7 +76,9 @@ public sealed class SqlDeviceStore(PlatformDatabase database) : IDeviceStore
         await Sql.ExecuteUniqueAsync(command, $"A device profile named '{profile.Name}' already exists in this tenant, or the provision key cannot be used; choose another.", cancellationToken);
     }
 
-    public async Task<bool> UpdateProfileAsync(DeviceProfile profile, CancellationToken cancellationToken = default)
+    public Task<bool> UpdateProfileAsync(DeviceProfile profile, CancellationToken cancellationToken = default) => ForgettingFoundAsync(UpdateProfileCoreAsync(profile, cancellationToken));
+
+    private async Task<bool> UpdateProfileCoreAsync(DeviceProfile profile, CancellationToken cancellationToken = default)
     {
         await using var connection = await database.OpenAsync(cancellationToken);
         using var command = connection.CreateCommand();
@@ -106,7 +109,9 @@ public sealed class SqlDeviceStore(PlatformDatabase database) : IDeviceStore
             c => c.AddParameter("tenant", tenantId.ToString()), ReadProfile, cancellationToken);
     }
 
-    public async Task<bool> DeleteProfileAsync(Guid tenantId, Guid id, CancellationToken cancellationToken = default)
+    public Task<bool> DeleteProfileAsync(Guid tenantId, Guid id, CancellationToken cancellationToken = default) => ForgettingFoundAsync(DeleteProfileCoreAsync(tenantId, id, cancellationToken));
+
+    private async Task<bool> DeleteProfileCoreAsync(Guid tenantId, Guid id, CancellationToken cancellationToken = default)
     {
         await using var connection = await database.OpenAsync(cancellationToken);
         using var command = connection.CreateCommand();
@@ -151,7 +156,9 @@ public sealed class SqlDeviceStore(PlatformDatabase database) : IDeviceStore
         return device with { Seq = seq };
     }
 
-    public async Task<bool> UpdateDeviceAsync(Device device, CancellationToken cancellationToken = default)
+    public Task<bool> UpdateDeviceAsync(Device device, CancellationToken cancellationToken = default) => ForgettingFoundAsync(UpdateDeviceCoreAsync(device, cancellationToken));
+
+    private async Task<bool> UpdateDeviceCoreAsync(Device device, CancellationToken cancellationToken = default)
     {
         await using var connection = await database.OpenAsync(cancellationToken);
         using var command = connection.CreateCommand();
@@ -208,7 +215,9 @@ public sealed class SqlDeviceStore(PlatformDatabase database) : IDeviceStore
         }, reader => ReadDevice(reader, 0), cancellationToken);
     }
 
-    public async Task<bool> DeleteDeviceAsync(Guid tenantId, Guid id, CancellationToken cancellationToken = default)
+    public Task<bool> DeleteDeviceAsync(Guid tenantId, Guid id, CancellationToken cancellationToken = default) => ForgettingFoundAsync(DeleteDeviceCoreAsync(tenantId, id, cancellationToken));
+
+    private async Task<bool> DeleteDeviceCoreAsync(Guid tenantId, Guid id, CancellationToken cancellationToken = default)
     {
         await using var connection = await database.OpenAsync(cancellationToken);
         await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
@@ -255,7 +264,9 @@ public sealed class SqlDeviceStore(PlatformDatabase database) : IDeviceStore
         return new DeviceCredentials(deviceId, type, reader.GetNullableString(1), reader.GetNullableString(2), reader.GetNullableString(3), reader.GetNullableString(4));
     }
 
-    public async Task<bool> SaveCredentialsAsync(Guid tenantId, DeviceCredentials credentials, string lookup, string? secretHash, CancellationToken cancellationToken = default)
+    public Task<bool> SaveCredentialsAsync(Guid tenantId, DeviceCredentials credentials, string lookup, string? secretHash, CancellationToken cancellationToken = default) => ForgettingFoundAsync(SaveCredentialsCoreAsync(tenantId, credentials, lookup, secretHash, cancellationToken));
+
+    private async Task<bool> SaveCredentialsCoreAsync(Guid tenantId, DeviceCredentials credentials, string lookup, string? secretHash, CancellationToken cancellationToken = default)
     {
         await using var connection = await database.OpenAsync(cancellationToken);
         await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
@@ -276,7 +287,43 @@ public sealed class SqlDeviceStore(PlatformDatabase database) : IDeviceStore
         return true;
     }
 
+    /// <summary>A change, then the devices kept by their credentials forgotten: after its commit (or its failure), so
+    /// that a lookup that read the old rows is not kept.</summary>
+    private async Task<bool> ForgettingFoundAsync(Task<bool> change)
+    {
+        try
+        {
+            return await change;
+        }
+        finally
+        {
+            found?.Clear();
+        }
+    }
+
     public async Task<StoredCredentials?> FindByLookupAsync(string lookup, CancellationToken cancellationToken = default)
+    {
+        if (found is not { Enabled: true } cache)
+        {
+            return await ReadByLookupAsync(lookup, cancellationToken);
+        }
+
+        if (cache.TryGet(lookup, out var known))
+        {
+            return known;
+        }
+
+        var generation = cache.Generation;
+        var read = await ReadByLookupAsync(lookup, cancellationToken);
+        if (read is not null)
+        {
+            cache.Add(lookup, read, generation);
+        }
+
+        return read;
+    }
+
+    private async Task<StoredCredentials?> ReadByLookupAsync(string lookup, CancellationToken cancellationToken)
     {
         await using var connection = await database.OpenAsync(cancellationToken);
         using var command = connection.CreateCommand();

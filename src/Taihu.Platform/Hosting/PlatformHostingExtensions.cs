@@ -31,6 +31,12 @@ public static class PlatformHostingExtensions
         services.TryAddSingleton(TimeProvider.System);
         services.AddSingleton(sp => PlatformDatabase.Create(sp.GetRequiredService<IOptions<StorageOptions>>().Value, dataDirectory(sp)));
         services.AddSingleton<ITenantStore, SqlTenantStore>();
+        services.AddSingleton(sp =>
+        {
+            var security = sp.GetRequiredService<IOptions<SecurityOptions>>().Value;
+            return new DeviceCredentialsCache(sp.GetRequiredService<TimeProvider>(), security.DeviceCacheSize, TimeSpan.FromSeconds(security.DeviceCacheSeconds),
+                sp.GetRequiredService<Events.EventSignal>());
+        });
         services.AddSingleton<IDeviceStore, SqlDeviceStore>();
         services.AddSingleton<LiveFeed>();
         services.AddSingleton<Events.EventSignal>();

@@ -157,12 +157,82 @@ public sealed partial class DeviceRpcOwner : IThreadPoolWorkItem
         _lastRequestId = Math.Max(_lastRequestId, await _service.Store.MaxRequestIdAsync(_device.Id));
         foreach (var call in await _service.Store.ListActiveAsync(_device.Id))
         {
-            var active = new ActiveCall(call);
-            _persistent.Add(active);
-            ArmExpiry(active);
+            _persistent.Add(Take(call));
         }
 
         _loaded = true;
+    }
+
+    /// <summary>
+    /// A call read from the store: its expiry armed, and, when it was delivered (by this process before a restart,
+    /// or by another node, one that died among them), its reply timeout, counted from its delivery.
+    /// </summary>
+    private ActiveCall Take(PersistentRpc call)
+    {
+        var active = new ActiveCall(call);
+        ArmExpiry(active);
+        if (call.Status == RpcStatus.Delivered)
+        {
+            ArmDeliveredTimeout(active);
+        }
+
+        return active;
+    }
+
+    private void ArmDeliveredTimeout(ActiveCall active)
+    {
+        var left = active.Call.UpdatedTime + active.Call.TimeoutMs - _service.Time.GetUtcNow().ToUnixTimeMilliseconds();
+        ArmReplyTimeout(active, active.Epoch, TimeSpan.FromMilliseconds(Math.Max(0, left)));
+    }
+
+    /// <summary>
+    /// On a cluster: takes the device's stored calls as the truth, since other nodes' owners of the device may have
+    /// stored, moved or ended them (new ones added in order, moved ones updated, ended or deleted ones dropped).
+    /// </summary>
+    private async Task ReloadAsync()
+    {
+        if (!_loaded)
+        {
+            await EnsureLoadedAsync();
+            return;
+        }
+
+        _lastRequestId = Math.Max(_lastRequestId, await _service.Store.MaxRequestIdAsync(_device.Id));
+        var stored = await _service.Store.ListActiveAsync(_device.Id);
+        var kept = new List<ActiveCall>(stored.Count);
+        foreach (var call in stored)
+        {
+            var active = _persistent.Find(a => a.Call.Id == call.Id);
+            if (active is null)
+            {
+                active = Take(call);
+            }
+            else if (active.Call.Status != call.Status || active.Call.Attempts != call.Attempts)
+            {
+                // Moved by another node: not in flight from here, and a reply timeout of its delivery there runs here.
+                active.ReplyTimer?.Dispose();
+                active.ReplyTimer = null;
+                active.InFlight = false;
+                active.Call = call;
+                if (call.Status == RpcStatus.Delivered)
+                {
+                    ArmDeliveredTimeout(active);
+                }
+            }
+
+            kept.Add(active);
+        }
+
+        foreach (var active in _persistent)
+        {
+            if (!kept.Contains(active))
+            {
+                active.Dispose();
+            }
+        }
+
+        _persistent.Clear();
+        _persistent.AddRange(kept);
     }
 
     // ---- lightweight calls ----
@@ -230,6 +300,12 @@ public sealed partial class DeviceRpcOwner : IThreadPoolWorkItem
             return RpcReplyResult.Accepted;
         }
 
+        if (Find(requestId) is null && _service.Clustered && requestId > 0)
+        {
+            // Sent by another node (the device moved here, or that node died): its stored state says.
+            await ReloadAsync();
+        }
+
         if (Find(requestId) is { Call.Status: RpcStatus.Sent or RpcStatus.Delivered } active)
         {
             // A reply also says the command arrived, should its acknowledgement still be on the way.
@@ -256,47 +332,7 @@ public sealed partial class DeviceRpcOwner : IThreadPoolWorkItem
     public void Resync(Device device) => Post(async () =>
     {
         _device = device;
-        if (_loaded)
-        {
-            _lastRequestId = Math.Max(_lastRequestId, await _service.Store.MaxRequestIdAsync(device.Id));
-            var stored = await _service.Store.ListActiveAsync(device.Id);
-            var kept = new List<ActiveCall>(stored.Count);
-            foreach (var call in stored)
-            {
-                var active = _persistent.Find(a => a.Call.Id == call.Id);
-                if (active is null)
-                {
-                    active = new ActiveCall(call);
-                    ArmExpiry(active);
-                }
-                else if (active.Call.Status != call.Status || active.Call.Attempts != call.Attempts)
-                {
-                    // Moved by another node: not in flight from here.
-                    active.ReplyTimer?.Dispose();
-                    active.ReplyTimer = null;
-                    active.InFlight = false;
-                    active.Call = call;
-                }
-
-                kept.Add(active);
-            }
-
-            foreach (var active in _persistent)
-            {
-                if (!kept.Contains(active))
-                {
-                    active.Dispose();
-                }
-            }
-
-            _persistent.Clear();
-            _persistent.AddRange(kept);
-        }
-        else
-        {
-            await EnsureLoadedAsync();
-        }
-
+        await ReloadAsync();
         if (_service.Link.IsReachable(device))
         {
             await SendWaitingAsync();
@@ -327,7 +363,26 @@ public sealed partial class DeviceRpcOwner : IThreadPoolWorkItem
         {
             await SendWaitingAsync();
         }
+        else if (_service.Clustered && HasWaiting())
+        {
+            // The device may connect to another node next: that node is told there are calls to send.
+            _service.CallsWaitingElsewhere(_device);
+        }
     });
+
+    /// <summary>Whether a persistent call waits to be sent (queued, or sent and not acknowledged).</summary>
+    private bool HasWaiting()
+    {
+        foreach (var active in _persistent)
+        {
+            if (active.Call.Status is RpcStatus.Queued or RpcStatus.Sent)
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
 
     private void Delivered(int requestId, int epoch) => Post(async () =>
     {
@@ -431,7 +486,12 @@ public sealed partial class DeviceRpcOwner : IThreadPoolWorkItem
     private async Task MoveAsync(ActiveCall active, RpcStatus status, string? responseJson = null)
     {
         var from = active.Call.Status;
-        var call = active.Call = active.Call with { Status = status, ResponseJson = responseJson ?? active.Call.ResponseJson };
+        var call = active.Call = active.Call with
+        {
+            Status = status,
+            ResponseJson = responseJson ?? active.Call.ResponseJson,
+            UpdatedTime = _service.Time.GetUtcNow().ToUnixTimeMilliseconds(),
+        };
         if (status.IsFinal())
         {
             active.Dispose();
@@ -477,7 +537,9 @@ public sealed partial class DeviceRpcOwner : IThreadPoolWorkItem
         }), null, due, Timeout.InfiniteTimeSpan);
     }
 
-    private void ArmReplyTimeout(ActiveCall active, int epoch)
+    private void ArmReplyTimeout(ActiveCall active, int epoch) => ArmReplyTimeout(active, epoch, TimeSpan.FromMilliseconds(active.Call.TimeoutMs));
+
+    private void ArmReplyTimeout(ActiveCall active, int epoch, TimeSpan due)
     {
         active.ReplyTimer?.Dispose();
         var id = active.Call.Id;
@@ -505,7 +567,7 @@ public sealed partial class DeviceRpcOwner : IThreadPoolWorkItem
                     await SendWaitingAsync();
                 }
             }
-        }), null, TimeSpan.FromMilliseconds(active.Call.TimeoutMs), Timeout.InfiniteTimeSpan);
+        }), null, due, Timeout.InfiniteTimeSpan);
     }
 
     /// <summary>Tells the owner, through its mailbox, that one send reached the device. Holds no connection.</summary>

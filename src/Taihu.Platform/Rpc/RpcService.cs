@@ -215,18 +215,41 @@ public sealed partial class RpcService(IRpcStore store, IAuditLog audit, IDevice
     /// </summary>
     internal Task IdleAsync(Device device) => OwnerOf(device).AskAsync(static () => Task.FromResult(true));
 
-    /// <summary>After a restart: the owners of devices with calls not final take them back, so expiries run again.</summary>
-    public async Task ResumeAsync(CancellationToken cancellationToken)
+    /// <summary>
+    /// After a restart, and on a cluster by the successor of a node that died: the owners of devices with calls not
+    /// final take them back from the store, so that their expiries and reply timeouts run again, and what waits is
+    /// sent to the devices connected here. Returns how many devices have such calls.
+    /// </summary>
+    /// <param name="reachableOnly">
+    /// Take back only the calls of devices connected here now (the other nodes of a cluster when one died: the
+    /// successor takes all); every device with calls is remembered, so that it gets them when it connects here.
+    /// </param>
+    public async Task<int> ResumeAsync(CancellationToken cancellationToken, bool reachableOnly = false)
     {
+        var count = 0;
         foreach (var (tenantId, deviceId) in await store.DevicesWithActiveCallsAsync(cancellationToken))
         {
-            if (await devices.GetDeviceAsync(tenantId, deviceId, cancellationToken) is { } device)
+            count++;
+            _withPersistentCalls[deviceId] = true;
+            if (await devices.GetDeviceAsync(tenantId, deviceId, cancellationToken) is { } device && !(reachableOnly && !link.IsReachable(device)))
             {
-                _withPersistentCalls[device.Id] = true;
-                OwnerOf(device).Reachable(device);
+                if (elsewhere is null)
+                {
+                    OwnerOf(device).Reachable(device);
+                }
+                else
+                {
+                    // Another node may have stored, moved or ended calls since this node's owner last looked.
+                    OwnerOf(device).Resync(device);
+                }
             }
         }
+
+        return count;
     }
+
+    /// <summary>On a cluster: the device left this node with calls still to send; the other nodes are told.</summary>
+    internal void CallsWaitingElsewhere(Device device) => elsewhere?.CallsWaiting(device);
 }
 
 /// <summary>Takes persistent calls back after a restart.</summary>

@@ -9,7 +9,15 @@ namespace Taihu.Platform.Rpc;
 /// <param name="ResponseJson">The device's reply as JSON text, or an error object for a call that did not succeed.</param>
 public sealed record PersistentRpc(
     Guid Id, Guid TenantId, Guid DeviceId, int RequestId, string Method, string ParamsJson, bool OneWay, long TimeoutMs, long ExpirationTime,
-    int Retries, int Attempts, RpcStatus Status, string? ResponseJson, string? AdditionalInfoJson, long CreatedTime);
+    int Retries, int Attempts, RpcStatus Status, string? ResponseJson, string? AdditionalInfoJson, long CreatedTime)
+{
+    /// <summary>
+    /// When its state was last written (epoch ms; for a DELIVERED call, when it was delivered): an owner that takes
+    /// the call from the store (after a restart, or on a cluster after the node that sent it died) counts the reply
+    /// timeout from here.
+    /// </summary>
+    public long UpdatedTime { get; init; }
+}
 
 /// <summary>Persistent RPC calls, SQL for SQLite and PostgreSQL alike. Every query that a user reaches takes the tenant.</summary>
 public interface IRpcStore
@@ -43,6 +51,9 @@ public interface IRpcStore
 public sealed class SqlRpcStore(PlatformDatabase database, TimeProvider time) : IRpcStore
 {
     private const string Columns = "id, tenant_id, device_id, request_id, method, params, oneway, timeout_ms, expiration_time, retries, attempts, status, response, additional_info, created_time";
+
+    // Read with the time of the last change, which the record carries outside its constructor.
+    private const string ReadColumns = Columns + ", updated_time";
 
     private const string ActiveStatuses = "('QUEUED', 'SENT', 'DELIVERED')";
 
@@ -87,7 +98,7 @@ public sealed class SqlRpcStore(PlatformDatabase database, TimeProvider time) : 
     }
 
     public Task<PersistentRpc?> GetAsync(Guid tenantId, Guid id, CancellationToken cancellationToken = default) =>
-        database.QuerySingleAsync($"SELECT {Columns} FROM rpc_calls WHERE id = @id AND tenant_id = @tenant", c =>
+        database.QuerySingleAsync($"SELECT {ReadColumns} FROM rpc_calls WHERE id = @id AND tenant_id = @tenant", c =>
         {
             c.AddParameter("id", id.ToString());
             c.AddParameter("tenant", tenantId.ToString());
@@ -109,7 +120,7 @@ public sealed class SqlRpcStore(PlatformDatabase database, TimeProvider time) : 
             "requestId" => "request_id",
             _ => "created_time",
         };
-        return database.QueryPageAsync(Columns, "rpc_calls", where, $"{column} {direction}, seq {direction}", request, c =>
+        return database.QueryPageAsync(ReadColumns, "rpc_calls", where, $"{column} {direction}, seq {direction}", request, c =>
         {
             c.AddParameter("tenant", tenantId.ToString());
             c.AddParameter("device", deviceId.ToString());
@@ -134,7 +145,7 @@ public sealed class SqlRpcStore(PlatformDatabase database, TimeProvider time) : 
     {
         await using var connection = await database.OpenAsync(cancellationToken);
         using var command = connection.CreateCommand();
-        command.CommandText = $"SELECT {Columns} FROM rpc_calls WHERE device_id = @device AND status IN {ActiveStatuses} ORDER BY seq";
+        command.CommandText = $"SELECT {ReadColumns} FROM rpc_calls WHERE device_id = @device AND status IN {ActiveStatuses} ORDER BY seq";
         command.AddParameter("device", deviceId.ToString());
         var list = new List<PersistentRpc>();
         await using var reader = await command.ExecuteReaderAsync(cancellationToken);
@@ -175,5 +186,8 @@ public sealed class SqlRpcStore(PlatformDatabase database, TimeProvider time) : 
         Guid.Parse(r.GetString(0)), Guid.Parse(r.GetString(1)), Guid.Parse(r.GetString(2)), Sql.GetInt(r, 3), r.GetString(4), r.GetString(5),
         Sql.GetBool(r, 6), Sql.GetInt64(r, 7), Sql.GetInt64(r, 8), Sql.GetInt(r, 9), Sql.GetInt(r, 10),
         RpcStatusNames.TryParse(r.GetString(11), out var status) ? status : RpcStatus.Failed,
-        r.IsDBNull(12) ? null : r.GetString(12), r.IsDBNull(13) ? null : r.GetString(13), Sql.GetInt64(r, 14));
+        r.IsDBNull(12) ? null : r.GetString(12), r.IsDBNull(13) ? null : r.GetString(13), Sql.GetInt64(r, 14))
+    {
+        UpdatedTime = Sql.GetInt64(r, 15),
+    };
 }

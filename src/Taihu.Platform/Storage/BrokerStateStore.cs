@@ -66,6 +66,13 @@ public sealed partial class SqlBrokerStateStore(PlatformDatabase database, ILogg
             }
         }
 
+        if (key is not null && sessions.Count == 0)
+        {
+            // One client that has no stored session (most connections to a cluster node ask): its subscriptions and
+            // messages are written and deleted with its session row, so there are none to read.
+            return [];
+        }
+
         using (var command = connection.CreateCommand())
         {
             command.CommandText = """

@@ -74,7 +74,8 @@ public interface ITenantStore
 }
 
 /// <summary>The SQL implementation, for SQLite and PostgreSQL alike.</summary>
-public sealed class SqlTenantStore(PlatformDatabase database) : ITenantStore
+/// <param name="devicesFound">Devices kept by their credentials: a tenant deleted takes its devices with it.</param>
+public sealed class SqlTenantStore(PlatformDatabase database, Devices.DeviceCredentialsCache? devicesFound = null) : ITenantStore
 {
     private const string UserColumns = "id, tenant_id, email, authority, first_name, last_name, created_time, password_hash, token_version, failed_logins, locked_until";
 
@@ -120,6 +121,18 @@ public sealed class SqlTenantStore(PlatformDatabase database) : ITenantStore
     }
 
     public async Task<bool> DeleteTenantAsync(Guid id, CancellationToken cancellationToken = default)
+    {
+        try
+        {
+            return await DeleteTenantCoreAsync(id, cancellationToken);
+        }
+        finally
+        {
+            devicesFound?.Clear();
+        }
+    }
+
+    private async Task<bool> DeleteTenantCoreAsync(Guid id, CancellationToken cancellationToken)
     {
         await using var connection = await database.OpenAsync(cancellationToken);
         await using var transaction = await connection.BeginTransactionAsync(cancellationToken);

@@ -25,18 +25,25 @@ public static class Metrics
     }
 
     /// <summary>Reads the metric again and again (each read is a round trip, no sleeping) until it satisfies <paramref name="condition"/>.</summary>
-    public static async Task WaitForAsync(ServerProcess server, string name, Func<double, bool> condition)
+    public static async Task WaitForAsync(ServerProcess server, string name, Func<double, bool> condition, TimeSpan? guard = null)
     {
         using var http = new HttpClient { BaseAddress = server.HttpBaseAddress };
-        var deadline = DateTime.UtcNow + Guard;
+        var limit = guard ?? Guard;
+        var deadline = DateTime.UtcNow + limit;
         while (true)
         {
-            if (await ReadAsync(http, name) is { } value && condition(value))
+            var last = await ReadAsync(http, name);
+            if (last is { } value && condition(value))
             {
                 return;
             }
 
-            Assert.True(DateTime.UtcNow < deadline, $"{name} did not reach the expected value within {Guard.TotalSeconds} s.");
+            if (DateTime.UtcNow >= deadline)
+            {
+                // What the server said last, to tell a slow cluster from a stuck one.
+                var tail = string.Join('\n', server.Output.Split('\n').TakeLast(40));
+                Assert.Fail($"{name} did not reach the expected value within {limit.TotalSeconds} s (last read: {last?.ToString(CultureInfo.InvariantCulture) ?? "none"}). The server's last lines:\n{tail}");
+            }
         }
     }
 }

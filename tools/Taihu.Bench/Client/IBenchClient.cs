@@ -13,6 +13,12 @@ public enum ClientKind
     /// handling and timing. A broker that only our own client has measured may hide what another client finds.
     /// </summary>
     MqttNet,
+
+    /// <summary>
+    /// The npm mqtt client (MQTT.js) in a Node.js process of its own: only for the rpc scenario's devices
+    /// (<see cref="Scenarios.MqttJsDeviceFleet"/>), a client whose timing and collector are neither ours nor .NET's.
+    /// </summary>
+    MqttJs,
 }
 
 /// <summary>What the message-flow scenarios need of a client; every payload starts with the timing header.</summary>
@@ -48,16 +54,27 @@ public interface IBenchClient : IAsyncDisposable
 /// <summary>Opens a client of the chosen kind.</summary>
 public static class BenchClients
 {
-    public static async Task<IBenchClient> OpenAsync(ClientKind kind, BrokerTarget target, int maxInflight, CancellationToken cancellationToken, System.Net.IPAddress? localAddress = null) =>
-        kind == ClientKind.MqttNet
-            ? MqttNetBenchClient.Create(target, maxInflight, localAddress)
-            : await BenchClient.OpenAsync(target, maxInflight, cancellationToken, localAddress);
+    public static async Task<IBenchClient> OpenAsync(ClientKind kind, BrokerTarget target, int maxInflight, CancellationToken cancellationToken, System.Net.IPAddress? localAddress = null) => kind switch
+    {
+        ClientKind.MqttNet => MqttNetBenchClient.Create(target, maxInflight, localAddress),
+        ClientKind.Taihu => await BenchClient.OpenAsync(target, maxInflight, cancellationToken, localAddress),
+        _ => throw new ArgumentException($"--client {Name(kind)} drives only the rpc scenario's devices; use taihu or mqttnet here."),
+    };
 
-    /// <summary>Parses <c>--client</c>: taihu or mqttnet.</summary>
+    /// <summary>Parses <c>--client</c>: taihu, mqttnet or mqttjs (rpc only).</summary>
     public static ClientKind Parse(string? name) => name?.ToLowerInvariant() switch
     {
         null or "" or "taihu" => ClientKind.Taihu,
         "mqttnet" => ClientKind.MqttNet,
-        _ => throw new ArgumentException($"Unknown client '{name}'; use taihu or mqttnet."),
+        "mqttjs" => ClientKind.MqttJs,
+        _ => throw new ArgumentException($"Unknown client '{name}'; use taihu, mqttnet or (for rpc) mqttjs."),
+    };
+
+    /// <summary>The name <c>--client</c> takes, as results report it.</summary>
+    public static string Name(ClientKind kind) => kind switch
+    {
+        ClientKind.MqttNet => "mqttnet",
+        ClientKind.MqttJs => "mqttjs",
+        _ => "taihu",
     };
 }

@@ -53,6 +53,6 @@ public sealed class GcWatch
         Poll();
         return string.Create(CultureInfo.InvariantCulture,
             $"generator's own collections gen0 {GC.CollectionCount(0) - _gen0}, gen1 {GC.CollectionCount(1) - _gen1}, gen2 {GC.CollectionCount(2) - _gen2}, " +
-            $"paused {(GC.GetTotalPauseDuration() - _paused).TotalMilliseconds:F0} ms in all, {_longest.TotalMilliseconds:F1} ms at most");
+            $"paused {(GC.GetTotalPauseDuration() - _paused).TotalMilliseconds:F0} ms in all, {_longest.TotalMilliseconds:F1} ms at most, heap {GC.GetGCMemoryInfo().HeapSizeBytes / 1e6:F0} MB");
     }
 }

@@ -24,7 +24,7 @@ public static class ConnectionScenarios
         var connecting = ThroughputScenario.ConnectAllAsync(o.Clients, async i =>
         {
             var address = o.SourceAddresses.Length == 0 ? null : System.Net.IPAddress.Parse(o.SourceAddresses[i % o.SourceAddresses.Length]);
-            var client = await BenchClient.OpenAsync(target, 1, cancellationToken, address);
+            var client = await BenchClient.OpenAsync(target, 1, cancellationToken, address, BenchClient.SmallBuffers);
             if (!o.SocketsOnly)
             {
                 var code = await client.ConnectAsync($"{runId}-idle-{i}", target, (ushort)o.KeepAliveSeconds, true, cancellationToken);
@@ -168,7 +168,10 @@ public static class ConnectionScenarios
                     {
                         var t0 = Stopwatch.GetTimestamp();
                         var address = o.SourceAddresses.Length == 0 ? null : System.Net.IPAddress.Parse(o.SourceAddresses[index % o.SourceAddresses.Length]);
-                        await using var client = await BenchClient.OpenAsync(target, 1, cancellationToken, address);
+                        // Each connection is the whole of it for the broker: TCP, the TLS handshake with --tls, CONNECT and CONNACK.
+                        await using var client = o.Client == ClientKind.MqttNet
+                            ? (IBenchClient)MqttNetBenchClient.Create(target, 1, address)
+                            : await BenchClient.OpenAsync(target, 1, cancellationToken, address, BenchClient.SmallBuffers);
                         var code = await client.ConnectAsync($"{runId}-storm-{index}", target, 60, true, cancellationToken);
                         if (code != ReasonCode.Success)
                         {
@@ -199,6 +202,7 @@ public static class ConnectionScenarios
         {
             Scenario = "connect-storm",
             Target = $"{o.Host}:{o.Port}",
+            Client = o.Client == ClientKind.MqttNet ? "mqttnet" : "taihu",
             Protocol = o.Version == ProtocolVersion.V500 ? "5.0" : "3.1.1",
             OfferedRate = o.Rate,
             DurationSeconds = o.DurationSeconds,
@@ -207,6 +211,8 @@ public static class ConnectionScenarios
             ConnectP50Ms = latency.TotalCount == 0 ? null : latency.GetValueAtPercentile(50) / 1000.0,
             ConnectP99Ms = latency.TotalCount == 0 ? null : latency.GetValueAtPercentile(99) / 1000.0,
             BrokerCpuPercent = brokerStart is { } b0 && brokerEnd is { } b1 ? ProcessSampler.CpuPercent(b0, b1) : null,
+            // Per connection here (CPU-seconds per million connections: microseconds each), the connects and their DISCONNECTs.
+            BrokerCpuSecondsPerMillion = brokerStart is { } c0 && brokerEnd is { } c1 && succeeded > 0 ? (c1.CpuTime - c0.CpuTime).TotalSeconds / succeeded * 1e6 : null,
             GeneratorCpuPercent = ProcessSampler.CpuPercent(selfStart, selfEnd),
         };
     }

@@ -39,7 +39,7 @@ public static class DeviceFleet
                         // --source-addresses spreads the devices over local addresses, as a fleet comes from many
                         // (the server limits authentication checks in flight per source address).
                         var local = o.SourceAddresses.Length == 0 ? null : System.Net.IPAddress.Parse(o.SourceAddresses[i % o.SourceAddresses.Length]);
-                        var client = await BenchClient.OpenAsync(target, o.MaxInflight, cancellationToken, local);
+                        var client = await BenchClient.OpenAsync(target, o.MaxInflight, cancellationToken, local, BenchClient.SmallBuffers);
                         clients[i] = client;
                         if (onCommand is not null)
                         {

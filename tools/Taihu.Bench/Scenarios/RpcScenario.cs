@@ -22,6 +22,7 @@ public sealed class RpcScenario(BenchOptions o, PlatformTarget p, int timeoutMs,
 {
     private readonly LongConcurrentHistogram _latency = new(1, 600_000_000, 3);
     private long _answered;
+    private long _answeredAll;
     private long _failed;
     private long _wrongReply;
     private string? _firstFailure;
@@ -33,33 +34,52 @@ public sealed class RpcScenario(BenchOptions o, PlatformTarget p, int timeoutMs,
         var tenant = await BenchTenant.CreateAsync(http, p.AdminUser, p.AdminPassword, cancellationToken);
         BenchClient[] devices = [];
         MQTTnet.IMqttClient[] mqttNetDevices = [];
+        MqttJsDeviceFleet? mqttJsDevices = null;
         try
         {
             var (ids, tokens) = await tenant.CreateDevicesAsync(o.Clients, progress, cancellationToken);
             long commands = 0;
             DeviceFleet.CommandHandler counted = (_, _, _, _) => Interlocked.Increment(ref commands);
-            // --client picks the devices' MQTT client: taihu-bench's own, or MQTTnet as third-party firmware.
+            // --client picks the devices' MQTT client: taihu-bench's own, MQTTnet as third-party firmware, or the npm
+            // mqtt client in a Node.js process of its own.
+            Func<long> received = () => Interlocked.Read(ref commands);
             if (o.Client == ClientKind.MqttNet)
             {
                 mqttNetDevices = await MqttNetDeviceFleet.ConnectAsync(o, tenant.RunId, tokens, counted, progress, cancellationToken);
+            }
+            else if (o.Client == ClientKind.MqttJs)
+            {
+                mqttJsDevices = await MqttJsDeviceFleet.StartAsync(o, tenant.RunId, tokens, progress, cancellationToken);
+                var fleet = mqttJsDevices;
+                received = () => fleet.Commands;
             }
             else
             {
                 devices = await DeviceFleet.ConnectAsync(o, tenant.RunId, tokens, counted, progress, cancellationToken);
             }
 
-            return await MeasureAsync(http, tenant.AdminToken, ids, () => Interlocked.Read(ref commands), cancellationToken);
+            // What connecting the devices left in the young generations is collected now: the generator's first
+            // collections after it otherwise had it all to mark and move, once paused over 100 ms in the window,
+            // and every call in flight meanwhile counted it as the server's latency.
+            GC.Collect(2, GCCollectionMode.Forced, blocking: true, compacting: true);
+            return await MeasureAsync(http, tenant.AdminToken, ids, received, cancellationToken);
         }
         finally
         {
             await DeviceFleet.DisposeAsync(devices);
             await MqttNetDeviceFleet.DisposeAsync(mqttNetDevices);
+            if (mqttJsDevices is not null)
+            {
+                await mqttJsDevices.DisposeAsync();
+            }
+
             await tenant.DeleteAsync();
         }
     }
 
     private async Task<BenchResult> MeasureAsync(HttpClient http, string jwt, string[] ids, Func<long> commands, CancellationToken cancellationToken)
     {
+        var authorization = "Bearer " + jwt;
         var start = Stopwatch.GetTimestamp();
         var windowStart = start + (long)(o.WarmupSeconds * Stopwatch.Frequency);
         var windowEnd = windowStart + (long)(o.DurationSeconds * Stopwatch.Frequency);
@@ -67,9 +87,12 @@ public sealed class RpcScenario(BenchOptions o, PlatformTarget p, int timeoutMs,
         var calls = new List<Task>();
         long issued = 0;
         long inWindow = 0;
-        ProcessSample? brokerStart = null;
-        ProcessSample? selfStart = null;
-        RuntimeCounters? runtimeStart = null;
+        // The server's counters are read a second before the window, in the background, and again once every call
+        // of the window has ended: a read is a /metrics request the server serves in the middle of the calls, and
+        // awaiting it here held the calls back for its duration, then started them all at once. Costs per call are
+        // divided by the calls answered between the two reads.
+        var sampleAt = Math.Max(start, windowStart - Stopwatch.Frequency);
+        Task<Sample>? startSample = null;
         GcWatch? generatorGc = null;
         var lastReport = start;
         while (true)
@@ -80,11 +103,9 @@ public sealed class RpcScenario(BenchOptions o, PlatformTarget p, int timeoutMs,
                 break;
             }
 
+            startSample ??= now >= sampleAt ? SampleAsync(cancellationToken) : null;
             if (generatorGc is null && now >= windowStart)
             {
-                brokerStart = o.BrokerPid is { } pid ? ProcessSampler.Sample(pid) : null;
-                selfStart = ProcessSampler.Self();
-                runtimeStart = await RuntimeCounters.ReadAsync(o.MetricsUrl, cancellationToken);
                 generatorGc = new GcWatch();
             }
 
@@ -95,7 +116,7 @@ public sealed class RpcScenario(BenchOptions o, PlatformTarget p, int timeoutMs,
             {
                 var counted = now >= windowStart;
                 inWindow += counted ? 1 : 0;
-                calls.Add(CallAsync(http, jwt, ids[issued % ids.Length], issued, counted, cancellationToken));
+                calls.Add(CallAsync(http, authorization, ids[issued % ids.Length], issued, counted, cancellationToken));
                 issued++;
             }
 
@@ -113,12 +134,16 @@ public sealed class RpcScenario(BenchOptions o, PlatformTarget p, int timeoutMs,
             }
         }
 
-        var brokerEnd = o.BrokerPid is { } p1 ? ProcessSampler.Sample(p1) : null;
-        var selfEnd = ProcessSampler.Self();
-        var generatorGcs = generatorGc?.Describe();
-        var runtimeEnd = await RuntimeCounters.ReadAsync(o.MetricsUrl, cancellationToken);
         var seconds = (double)(Stopwatch.GetTimestamp() - windowStart) / Stopwatch.Frequency;
+        var generatorGcs = generatorGc?.Describe();
         await Task.WhenAll(calls);
+        var first = startSample is null ? null : (Sample?)await startSample;
+        var last = await SampleAsync(cancellationToken);
+        var brokerStart = first?.Broker;
+        var brokerEnd = last.Broker;
+        var runtimeStart = first?.Runtime;
+        var runtimeEnd = last.Runtime;
+        var between = first is { } f0 ? last.Answered - f0.Answered : 0;
         var answered = Interlocked.Read(ref _answered);
         var lost = inWindow - answered;
         string statuses;
@@ -129,11 +154,11 @@ public sealed class RpcScenario(BenchOptions o, PlatformTarget p, int timeoutMs,
 
         // With --metrics-url: what the server spent per call (allocations, CPU, collections), which a loaded
         // machine changes far less than the latency.
-        var runtime = runtimeStart is { } r0 && runtimeEnd is { } r1 ? "; " + r1.Describe(r0, answered, "answered call") : "";
+        var runtime = runtimeStart is { } r0 && runtimeEnd is { } r1 ? "; " + r1.Describe(r0, between, "answered call") : "";
         return new BenchResult
         {
             Scenario = "rpc",
-            Client = o.Client == ClientKind.MqttNet ? "mqttnet" : "taihu",
+            Client = BenchClients.Name(o.Client),
             Target = $"{p.ApiUrl} (devices on {o.Host}:{o.Port})",
             Protocol = o.Version == ProtocolVersion.V500 ? "5.0" : "3.1.1",
             QoS = 1,
@@ -153,14 +178,26 @@ public sealed class RpcScenario(BenchOptions o, PlatformTarget p, int timeoutMs,
             LatencyMaxMs = _latency.TotalCount == 0 ? 0 : _latency.GetMaxValue() / 1000.0,
             BrokerCpuPercent = brokerStart is { } b0 && brokerEnd is { } b1 ? ProcessSampler.CpuPercent(b0, b1) : null,
             BrokerResidentBytes = brokerEnd?.ResidentBytes,
-            BrokerCpuSecondsPerMillion = brokerStart is { } c0 && brokerEnd is { } c1 && answered > 0 ? (c1.CpuTime - c0.CpuTime).TotalSeconds * 1e6 / answered : null,
-            BrokerAllocatedBytesPerDelivered = runtimeStart is { } a0 && runtimeEnd is { } a1 && answered > 0 ? (a1.AllocatedBytes - a0.AllocatedBytes) / answered : null,
-            GeneratorCpuPercent = selfStart is { } s0 ? ProcessSampler.CpuPercent(s0, selfEnd) : 0,
+            BrokerCpuSecondsPerMillion = brokerStart is { } c0 && brokerEnd is { } c1 && between > 0 ? (c1.CpuTime - c0.CpuTime).TotalSeconds * 1e6 / between : null,
+            BrokerAllocatedBytesPerDelivered = runtimeStart is { } a0 && runtimeEnd is { } a1 && between > 0 ? (a1.AllocatedBytes - a0.AllocatedBytes) / between : null,
+            GeneratorCpuPercent = first is { } g0 ? ProcessSampler.CpuPercent(g0.Self, last.Self) : 0,
             Connections = ids.Length + 1,
             PacedMessagesSkipped = pacer.Skipped,
             Note = string.Create(CultureInfo.InvariantCulture,
                 $"two-way calls through POST /api/rpc/twoway (timeout {timeoutMs} ms), latency from the call's start to its HTTP response; 'lost' = calls of the window not answered 200 with their own reply ({Interlocked.Read(ref _failed)} failed{(statuses.Length > 0 ? $" [{statuses}]" : "")}, {Interlocked.Read(ref _wrongReply)} with another call's reply){(_firstFailure is { } f ? $"; first failure: {f}" : "")}{runtime}{(generatorGcs is null ? "" : "; " + generatorGcs)}"),
         };
+    }
+
+    /// <summary>The server's and the generator's counters, and the calls answered so far (window or not).</summary>
+    private readonly record struct Sample(ProcessSample? Broker, ProcessSample Self, RuntimeCounters? Runtime, long Answered);
+
+    private async Task<Sample> SampleAsync(CancellationToken cancellationToken)
+    {
+        var answered = Interlocked.Read(ref _answeredAll);
+        var broker = o.BrokerPid is { } pid ? ProcessSampler.Sample(pid) : null;
+        var self = ProcessSampler.Self();
+        var runtime = await RuntimeCounters.ReadAsync(o.MetricsUrl, cancellationToken);
+        return new Sample(broker, self, runtime, answered);
     }
 
     private double Percentile(double percentile)
@@ -175,7 +212,7 @@ public sealed class RpcScenario(BenchOptions o, PlatformTarget p, int timeoutMs,
         }
     }
 
-    private async Task CallAsync(HttpClient http, string jwt, string deviceId, long sequence, bool counted, CancellationToken cancellationToken)
+    private async Task CallAsync(HttpClient http, string authorization, string deviceId, long sequence, bool counted, CancellationToken cancellationToken)
     {
         var body = Encoding.UTF8.GetBytes(string.Create(CultureInfo.InvariantCulture, $"{{\"method\":\"getValue\",\"params\":{{\"seq\":{sequence}}},\"timeout\":{timeoutMs}}}"));
         var started = Stopwatch.GetTimestamp();
@@ -183,10 +220,16 @@ public sealed class RpcScenario(BenchOptions o, PlatformTarget p, int timeoutMs,
         {
             using var request = new HttpRequestMessage(HttpMethod.Post, "/api/rpc/twoway/" + deviceId) { Content = new ByteArrayContent(body) };
             request.Content.Headers.ContentType = new MediaTypeHeaderValue("application/json");
-            request.Headers.Add("X-Authorization", "Bearer " + jwt);
+            request.Headers.Add("X-Authorization", authorization);
             using var response = await http.SendAsync(request, cancellationToken);
             var reply = await response.Content.ReadAsByteArrayAsync(cancellationToken);
             var elapsed = Stopwatch.GetElapsedTime(started);
+            var ownReply = response.IsSuccessStatusCode && reply.AsSpan().SequenceEqual(RpcMessages.Reply(sequence));
+            if (ownReply)
+            {
+                Interlocked.Increment(ref _answeredAll);
+            }
+
             if (!counted)
             {
                 return;
@@ -198,7 +241,7 @@ public sealed class RpcScenario(BenchOptions o, PlatformTarget p, int timeoutMs,
                 return;
             }
 
-            if (!reply.AsSpan().SequenceEqual(RpcMessages.Reply(sequence)))
+            if (!ownReply)
             {
                 Interlocked.Increment(ref _wrongReply);
                 Fail(200, "a reply that is not the call's own: " + Encoding.UTF8.GetString(reply));

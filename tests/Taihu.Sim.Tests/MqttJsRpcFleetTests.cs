@@ -1,0 +1,29 @@
+using Taihu.Bench.Client;
+using Taihu.Bench.Scenarios;
+using Taihu.Server.FunctionalTests.Support;
+
+namespace Taihu.Sim.Tests;
+
+/// <summary>
+/// taihu-bench's rpc scenario with its devices on the npm mqtt client (MQTT.js, in a Node.js process of its own)
+/// against the real server: every call made through the REST API is answered by the device it was made to.
+/// </summary>
+public sealed class MqttJsRpcFleetTests(SimServerFixture fixture) : IClassFixture<SimServerFixture>
+{
+    [Fact]
+    public async Task RpcBench_WithMqttJsDevices_AnswersEveryCall()
+    {
+        var options = new BenchOptions
+        {
+            Port = fixture.Server.TcpPort, Client = ClientKind.MqttJs, Clients = 20, Rate = 20, WarmupSeconds = 0.5, DurationSeconds = 2, Quiet = true,
+        };
+        var target = new PlatformTarget(fixture.Server.HttpBaseAddress.ToString().TrimEnd('/'), "sysadmin@taihu.local", ServerProcess.AdminPassword);
+
+        var result = await new RpcScenario(options, target, 10_000, progress: null).RunAsync(CancellationToken.None);
+
+        Assert.Equal("mqttjs", result.Client);
+        Assert.True(result.Sent >= 30, $"{result.Sent} calls in the window");
+        Assert.Equal(result.Sent, result.Delivered);
+        Assert.Equal(0, result.Lost);
+    }
+}
