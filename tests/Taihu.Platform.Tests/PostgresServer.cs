@@ -81,6 +81,10 @@ public sealed class PostgresServer : IAsyncLifetime
                     Username = "postgres",
                     Database = "postgres",
                     Pooling = false,
+                    // Npgsql gives up on a TCP connection attempt after 15 s by default. CI has twice seen a
+                    // cluster node's attempt on loopback time out while the machine was loaded; a SYN left
+                    // unanswered is sent again after 1, 3, 7, 15 and 31 s, so 60 s rides over four of those.
+                    Timeout = 60,
                 }.ConnectionString;
                 Description = $"a private PostgreSQL ({_binDirectory}) on 127.0.0.1:{port}";
                 await CheckConnectionAsync("The private PostgreSQL server started but does not accept connections");

@@ -16,6 +16,13 @@ public sealed partial class ServerProcess : IAsyncDisposable
     /// <summary>Failure guard for start-up and exit; a healthy server starts in well under a second.</summary>
     public static readonly TimeSpan Guard = TimeSpan.FromSeconds(30);
 
+    /// <summary>
+    /// Failure guard for a cluster node's start-up: it joins the membership and opens its first PostgreSQL
+    /// connections while the other nodes, and other test assemblies, load the 2-core machine. In CI a node has
+    /// once been seen not started after 30 s, its PostgreSQL connection attempt timed out after Npgsql's 15.
+    /// </summary>
+    public static readonly TimeSpan ClusterNodeStartGuard = TimeSpan.FromSeconds(90);
+
     private readonly Process _process;
     private readonly List<string> _lines = [];
     private readonly List<(Func<string, bool> Match, TaskCompletionSource<string> Found)> _waiters = [];
@@ -83,7 +90,8 @@ public sealed partial class ServerProcess : IAsyncDisposable
         var server = Launch(environment, dataDirectory);
         try
         {
-            var banner = await server.WaitForLineAsync(line => line.Contains("Taihu listening on", StringComparison.Ordinal));
+            var guard = environment is not null && environment.TryGetValue("Cluster__Enabled", out var cluster) && cluster == "true" ? ClusterNodeStartGuard : Guard;
+            var banner = await server.WaitForLineAsync(line => line.Contains("Taihu listening on", StringComparison.Ordinal), guard);
             server.ReadBanner(banner);
             return server;
         }
@@ -103,7 +111,10 @@ public sealed partial class ServerProcess : IAsyncDisposable
     }
 
     /// <summary>Waits for a line of output matching <paramref name="match"/> (lines already written count).</summary>
-    public Task<string> WaitForLineAsync(Func<string, bool> match)
+    public Task<string> WaitForLineAsync(Func<string, bool> match) => WaitForLineAsync(match, Guard);
+
+    /// <summary>As the other overload, failing after <paramref name="guard"/> instead of <see cref="Guard"/>.</summary>
+    public Task<string> WaitForLineAsync(Func<string, bool> match, TimeSpan guard)
     {
         var found = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
         lock (_lines)
@@ -124,7 +135,7 @@ public sealed partial class ServerProcess : IAsyncDisposable
             _waiters.Add((match, found));
         }
 
-        return GuardAsync(found.Task, "the expected line of output");
+        return GuardAsync(found.Task, "the expected line of output", guard);
     }
 
     /// <summary>Sends a POSIX signal (e.g. "INT", "TERM") to the server, as Ctrl-C or a service manager would.</summary>
@@ -326,15 +337,15 @@ public sealed partial class ServerProcess : IAsyncDisposable
         }
     }
 
-    private async Task<T> GuardAsync<T>(Task<T> task, string what)
+    private async Task<T> GuardAsync<T>(Task<T> task, string what, TimeSpan guard)
     {
         try
         {
-            return await task.WaitAsync(Guard);
+            return await task.WaitAsync(guard);
         }
         catch (TimeoutException)
         {
-            throw new TimeoutException($"Timed out after {Guard.TotalSeconds} s waiting for {what}. Output so far:\n{Output}");
+            throw new TimeoutException($"Timed out after {guard.TotalSeconds} s waiting for {what}. {MachineState.Describe()}\nOutput so far:\n{Output}");
         }
     }
 
@@ -346,7 +357,7 @@ public sealed partial class ServerProcess : IAsyncDisposable
         }
         catch (TimeoutException)
         {
-            throw new TimeoutException($"Timed out after {Guard.TotalSeconds} s waiting for {what}. Output so far:\n{Output}");
+            throw new TimeoutException($"Timed out after {Guard.TotalSeconds} s waiting for {what}. {MachineState.Describe()}\nOutput so far:\n{Output}");
         }
     }
 
