@@ -12,6 +12,9 @@ namespace Taihu.Sim.Running;
 /// <param name="Outcome">In words, for the report: "acknowledged", "refused: PUBACK 0x99 PayloadFormatInvalid", "connection closed by the server", "not connected", "HTTP 413".</param>
 public readonly record struct SendResult(bool Acknowledged, string Outcome)
 {
+    /// <summary>What the client said when it failed (the exception's type and message), for the run's log.</summary>
+    public string? Detail { get; init; }
+
     public static SendResult Ok { get; } = new(true, "acknowledged");
 
     public static SendResult NotConnected { get; } = new(false, "not connected");
@@ -305,7 +308,10 @@ public sealed class MqttSimDevice(string host, int port, string clientId, string
         }
         catch (Exception e) when (e is MQTTnet.Exceptions.MqttCommunicationException or InvalidOperationException or OperationCanceledException || IsClientsOwnFailure(e))
         {
-            return new SendResult(false, "connection closed by the server");
+            return new SendResult(false, "connection closed by the server")
+            {
+                Detail = $"{e.GetType().Name}: {e.Message}" + (LastServerDisconnect is { } reason ? $"; the server's last disconnect: {reason}" : ""),
+            };
         }
     }
 

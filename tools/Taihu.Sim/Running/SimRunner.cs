@@ -416,7 +416,7 @@ public sealed class SimRunner(Scenario scenario, ScenarioScaling scaling, SimTar
             if (Interlocked.Increment(ref _failuresShown) <= 5)
             {
                 // The first few, so that a person sees what went wrong without reading the report.
-                log.WriteLine($"  {device.Provisioned.Name}: not acknowledged ({result.Outcome})");
+                log.WriteLine($"  {device.Provisioned.Name}: not acknowledged ({result.Outcome}){(result.Detail is { } detail ? $" [{detail}]" : "")}");
             }
         }
 
