@@ -20,6 +20,7 @@ internal static class BenchCommands
         yield return Connections("idle", "Hold N connections (--clients) open; with --pid, the broker's resident memory per connection and its CPU while they idle (after --warmup).", ConnectionScenarios.IdleAsync, clients: 1000, duration: 10);
         yield return KestrelBaseline.Create();
         yield return Telemetry();
+        yield return NodeKill();
         yield return Webhook();
         yield return Queries();
         yield return Rpc();
@@ -166,6 +167,45 @@ internal static class BenchCommands
             }
 
             return await RunAsync(options, progress => new TelemetryScenario(options, telemetry, progress).RunAsync(cancellationToken));
+        });
+        return command;
+    }
+
+    private static Command NodeKill()
+    {
+        var command = new Command("node-kill", "Taihu cluster only: --clients devices (MQTTnet's client, created through the management API), spread over --port and --other-nodes, send telemetry at QoS 1 waiting for each PUBACK; --kill-node is killed with SIGKILL --kill-after s in, its devices reconnect to the next node and send again what was not acknowledged. Then every acknowledged point is looked for through --api: how many are missing, and how long the devices took from the kill to their next acknowledgement.");
+        var common = new Common();
+        common.AddTo(command);
+        var platform = new Platform();
+        platform.AddTo(command);
+        var keys = new Option<int>("--keys") { Description = "Telemetry keys per message.", DefaultValueFactory = _ => 5 };
+        var killNode = new Option<int>("--kill-node") { Description = "Which node to kill: 1 is the first of --other-nodes (node 0, --port, serves --api and is never killed).", DefaultValueFactory = _ => 1 };
+        var killAfter = new Option<double>("--kill-after") { Description = "Seconds after the devices start sending.", DefaultValueFactory = _ => 10 };
+        var persistent = new Option<bool>("--persistent") { Description = "Persistent sessions (clean session 0; 5.0: an hour's session expiry), so that a device's session is taken over from the killed node." };
+        command.Options.Add(keys);
+        command.Options.Add(killNode);
+        command.Options.Add(killAfter);
+        command.Options.Add(persistent);
+        command.SetAction(async (parse, cancellationToken) =>
+        {
+            var options = common.Bind(parse, 0, 0, clients: 3000, duration: 40);
+            if (parse.GetResult(common.Rate) is not { Implicit: false })
+            {
+                options.Rate = options.Clients; // a message a second per device
+            }
+
+            var target = platform.Bind(parse, options);
+            var node = parse.GetValue(killNode);
+            var after = parse.GetValue(killAfter);
+            if (!Validate(options) || options.Clients < 1 || options.Rate <= 0 || parse.GetValue(keys) is < 1 or > 100
+                || node < 1 || node > options.OtherNodes.Count || after < 0 || after >= options.DurationSeconds)
+            {
+                Console.Error.WriteLine("node-kill needs --other-nodes, --kill-node between 1 and their number, --kill-after within --duration, --clients and --rate above 0, --keys between 1 and 100.");
+                return 2;
+            }
+
+            var kill = new NodeKillOptions(target.ApiUrl, target.AdminUser, target.AdminPassword, parse.GetValue(keys), node, after, parse.GetValue(persistent));
+            return await RunAsync(options, progress => new NodeKillScenario(options, kill, progress).RunAsync(cancellationToken));
         });
         return command;
     }

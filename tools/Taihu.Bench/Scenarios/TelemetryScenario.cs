@@ -331,7 +331,7 @@ public sealed class TelemetryScenario(BenchOptions o, TelemetryOptions t, IProgr
         """;
 
     /// <summary>Writes <c>{"k0":v,"k1":v,..}</c> with changing values; returns the length.</summary>
-    internal static int WritePayload(byte[] buffer, int keys, long sequence)
+    internal static int WritePayload(Span<byte> buffer, int keys, long sequence)
     {
         var position = 0;
         buffer[position++] = (byte)'{';
@@ -344,18 +344,18 @@ public sealed class TelemetryScenario(BenchOptions o, TelemetryOptions t, IProgr
 
             buffer[position++] = (byte)'"';
             buffer[position++] = (byte)'k';
-            Utf8Formatter.TryFormat(k, buffer.AsSpan(position), out var written);
+            Utf8Formatter.TryFormat(k, buffer[position..], out var written);
             position += written;
             buffer[position++] = (byte)'"';
             buffer[position++] = (byte)':';
             // Alternate integers and decimals, as meters send them.
             if (k % 2 == 0)
             {
-                Utf8Formatter.TryFormat(sequence + k, buffer.AsSpan(position), out written);
+                Utf8Formatter.TryFormat(sequence + k, buffer[position..], out written);
             }
             else
             {
-                Utf8Formatter.TryFormat(((sequence % 1000) / 10.0) + k, buffer.AsSpan(position), out written);
+                Utf8Formatter.TryFormat(((sequence % 1000) / 10.0) + k, buffer[position..], out written);
             }
 
             position += written;
