@@ -179,6 +179,7 @@ public sealed class NodeKillScenario(BenchOptions o, NodeKillOptions k, IProgres
             long refused = 0;
             var recoveries = new List<double>();
             var reconnects = new List<double>();
+            var stayed = new List<double>();
             var moved = 0;
             var notRecovered = 0;
             var killTs = Volatile.Read(ref killed);
@@ -186,7 +187,11 @@ public sealed class NodeKillScenario(BenchOptions o, NodeKillOptions k, IProgres
             {
                 acknowledged += device.Acknowledged;
                 refused += device.Refused;
-                if (device.Disconnects > 0)
+                if (device.Disconnects == 0)
+                {
+                    stayed.Add(device.SlowestAckMs);
+                }
+                else
                 {
                     moved++;
                     if (device.ReconnectedAt > 0)
@@ -207,6 +212,7 @@ public sealed class NodeKillScenario(BenchOptions o, NodeKillOptions k, IProgres
 
             recoveries.Sort();
             reconnects.Sort();
+            stayed.Sort();
             static double Of(List<double> sorted, double p) => sorted.Count == 0 ? 0 : sorted[Math.Min(sorted.Count - 1, (int)Math.Ceiling(p * sorted.Count) - 1)];
             double Percentile(double p) => Of(recoveries, p);
             var note = string.Create(CultureInfo.InvariantCulture,
@@ -214,6 +220,7 @@ public sealed class NodeKillScenario(BenchOptions o, NodeKillOptions k, IProgres
                 $"{recoveries.Count} were acknowledged again on another node, {notRecovered} never were; from the kill to that acknowledgement: " +
                 $"p50 {Percentile(0.5) / 1000:0.00} s, p99 {Percentile(0.99) / 1000:0.00} s, max {Percentile(1) / 1000:0.00} s " +
                 $"(to the CONNACK on the other node: p50 {Of(reconnects, 0.5) / 1000:0.00} s, p99 {Of(reconnects, 0.99) / 1000:0.00} s, max {Of(reconnects, 1) / 1000:0.00} s); " +
+                $"the devices that kept their connection waited for a PUBACK at most (each its slowest, over the run): p50 {Of(stayed, 0.5) / 1000:0.00} s, p99 {Of(stayed, 0.99) / 1000:0.00} s, max {Of(stayed, 1) / 1000:0.00} s; " +
                 $"{acknowledged:N0} messages acknowledged ({acknowledged * k.Keys:N0} points), {missing:N0} acknowledged points not found through the API " +
                 $"(on {missingDevices} devices{(firstMissing is null ? "" : "; first: " + firstMissing)}); {refused:N0} publishes refused; " +
                 $"sessions {(k.Persistent ? "persistent (clean session 0)" : "clean")}");
@@ -330,8 +337,15 @@ public sealed class NodeKillScenario(BenchOptions o, NodeKillOptions k, IProgres
                 .Build();
             try
             {
+                var sentAt = Stopwatch.GetTimestamp();
                 var result = await device.Client!.PublishAsync(message, cancellationToken);
                 failed = false;
+                var waited = Stopwatch.GetElapsedTime(sentAt).TotalMilliseconds;
+                if (waited > device.SlowestAckMs)
+                {
+                    device.SlowestAckMs = waited;
+                }
+
                 if (result.IsSuccess)
                 {
                     Volatile.Write(ref device.Acknowledged, sequence + 1);
@@ -450,6 +464,9 @@ public sealed class NodeKillScenario(BenchOptions o, NodeKillOptions k, IProgres
 
         /// <summary>When the connection after the last lost one was accepted (CONNACK, Stopwatch ticks), 0 if none.</summary>
         public long ReconnectedAt;
+
+        /// <summary>The longest a publish of this device waited for its PUBACK, in milliseconds.</summary>
+        public double SlowestAckMs;
 
         /// <summary>Completed when the current connection ends.</summary>
         public TaskCompletionSource Lost { get; set; } = new();
