@@ -9,6 +9,8 @@
 #   bench/cluster-kill.sh                                  # 3 nodes, 3,000 devices, a message a second each, 40 s, kill at 15 s
 #   CLIENTS=6000 DURATION=60 KILL_AFTER=20 bench/cluster-kill.sh
 #   PERSISTENT=1 bench/cluster-kill.sh                     # persistent sessions: taken over from the dead node
+#   SPREAD=1 bench/cluster-kill.sh                         # the killed node's devices reconnect spread over the others
+#                                                          # (as behind a load balancer), not all to the next node
 #   NODE_ENV="Cluster__ProbeTimeout=00:00:01 Cluster__NumMissedProbesLimit=2" bench/cluster-kill.sh
 #
 # Ports: MQTT BASE_PORT.. (one per node), HTTP BASE_PORT+100.., silo BASE_PORT+200.., PostgreSQL BASE_PORT+300.
@@ -22,6 +24,7 @@ RATE=${RATE:-$CLIENTS}
 DURATION=${DURATION:-40}
 KILL_AFTER=${KILL_AFTER:-15}
 PERSISTENT=${PERSISTENT:-0}
+SPREAD=${SPREAD:-0}
 BASE_PORT=${BASE_PORT:-27000}
 NODE_ENV=${NODE_ENV:-}
 PASSWORD=bench-admin-password
@@ -53,11 +56,12 @@ for i in $(seq 0 $((NODES - 1))); do
 done
 sleep 3 # the nodes see each other
 
-persistent=()
-if [ "$PERSISTENT" = 1 ]; then persistent=(--persistent); fi
+extra=()
+if [ "$PERSISTENT" = 1 ]; then extra=(--persistent); fi
+if [ "$SPREAD" = 1 ]; then extra+=(--spread); fi
 dotnet "$BENCH_DLL" node-kill --clients "$CLIENTS" --rate "$RATE" --duration "$DURATION" --kill-after "$KILL_AFTER" \
   --port "$BASE_PORT" --other-nodes "$(IFS=,; echo "${others[*]}")" --api "http://127.0.0.1:$((BASE_PORT + 100))" \
-  --admin-password "$PASSWORD" ${persistent[@]+"${persistent[@]}"} --quiet --json "$results/node-kill.json" >"$results/node-kill.txt" 2>&1 || true
+  --admin-password "$PASSWORD" ${extra[@]+"${extra[@]}"} --quiet --json "$results/node-kill.json" >"$results/node-kill.txt" 2>&1 || true
 tail -5 "$results/node-kill.txt"
 jq -r '"devices \(.publishers), \(.expected) messages acknowledged, \(.lost) acknowledged points missing; \(.note)"' "$results/node-kill.json" 2>/dev/null || echo "no result: see $results/node-kill.txt"
 echo "results: $results (load $(cut -d' ' -f1-3 /proc/loadavg))"

@@ -223,7 +223,7 @@ public sealed class NodeKillScenario(BenchOptions o, NodeKillOptions k, IProgres
                 $"the devices that kept their connection waited for a PUBACK at most (each its slowest, over the run): p50 {Of(stayed, 0.5) / 1000:0.00} s, p99 {Of(stayed, 0.99) / 1000:0.00} s, max {Of(stayed, 1) / 1000:0.00} s; " +
                 $"{acknowledged:N0} messages acknowledged ({acknowledged * k.Keys:N0} points), {missing:N0} acknowledged points not found through the API " +
                 $"(on {missingDevices} devices{(firstMissing is null ? "" : "; first: " + firstMissing)}); {refused:N0} publishes refused; " +
-                $"sessions {(k.Persistent ? "persistent (clean session 0)" : "clean")}");
+                $"sessions {(k.Persistent ? "persistent (clean session 0)" : "clean")}; reconnects {(k.Spread ? "spread over the other nodes" : "to the next node")}");
             return new BenchResult
             {
                 Scenario = "node-kill",
@@ -380,11 +380,14 @@ public sealed class NodeKillScenario(BenchOptions o, NodeKillOptions k, IProgres
                 device.ReconnectedAt = 0;
                 recovering = true;
 
-                // The next node in turn, then the one after, as a device with a list of addresses tries them.
+                // The next node in turn, then the one after, as a device with a list of addresses tries them; or,
+                // spread, the devices of one node over all the others, as a load balancer in front of the nodes does.
                 var node = device.Node;
+                var step = k.Spread && nodes > 2 ? 1 + (device.Index / nodes % (nodes - 1)) : 1;
                 while (Stopwatch.GetTimestamp() < end && !cancellationToken.IsCancellationRequested)
                 {
-                    node = (node + 1) % nodes;
+                    node = (node + step) % nodes;
+                    step = 1;
                     if (await ConnectAsync(device, node, cancellationToken))
                     {
                         device.ReconnectedAt = Stopwatch.GetTimestamp();
@@ -474,4 +477,8 @@ public sealed class NodeKillScenario(BenchOptions o, NodeKillOptions k, IProgres
 }
 
 /// <summary>Options of the node-kill scenario beyond the common ones.</summary>
-public sealed record NodeKillOptions(string ApiUrl, string AdminUser, string AdminPassword, int Keys, int KillNode, double KillAfterSeconds, bool Persistent);
+public sealed record NodeKillOptions(string ApiUrl, string AdminUser, string AdminPassword, int Keys, int KillNode, double KillAfterSeconds, bool Persistent)
+{
+    /// <summary>The killed node's devices reconnect spread over the other nodes instead of all to the next one.</summary>
+    public bool Spread { get; init; }
+}
