@@ -322,31 +322,9 @@ public sealed class NodeKillScenario(BenchOptions o, NodeKillOptions k, IProgres
                 }
             }
 
-            bool failed;
-            if (device.Lost.Task.IsCompleted)
+            if (!device.Lost.Task.IsCompleted && await PublishAsync(device, buffer, baseTs, sequence, cancellationToken) is { } acknowledged)
             {
-                failed = true;
-                goto Reconnect;
-            }
-
-            var length = WritePayload(buffer, k.Keys, baseTs, sequence);
-            var message = new MqttApplicationMessageBuilder()
-                .WithTopic(Topic)
-                .WithPayload(buffer.AsSpan(0, length).ToArray())
-                .WithQualityOfServiceLevel(MqttQualityOfServiceLevel.AtLeastOnce)
-                .Build();
-            try
-            {
-                var sentAt = Stopwatch.GetTimestamp();
-                var result = await device.Client!.PublishAsync(message, cancellationToken);
-                failed = false;
-                var waited = Stopwatch.GetElapsedTime(sentAt).TotalMilliseconds;
-                if (waited > device.SlowestAckMs)
-                {
-                    device.SlowestAckMs = waited;
-                }
-
-                if (result.IsSuccess)
+                if (acknowledged)
                 {
                     Volatile.Write(ref device.Acknowledged, sequence + 1);
                     if (recovering)
@@ -363,40 +341,66 @@ public sealed class NodeKillScenario(BenchOptions o, NodeKillOptions k, IProgres
                 sequence++;
                 continue;
             }
-            catch (Exception e) when (e is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+
+            // The connection ended: the message is sent again, with the same sequence, once connected to a node
+            // again; recovered once a message is acknowledged again (after the kill, the time from it is reported).
+            device.Disconnects++;
+            device.RecoveredAt = 0;
+            device.ReconnectedAt = 0;
+            recovering = true;
+            await ReconnectAsync(device, nodes, end, cancellationToken);
+        }
+    }
+
+    /// <summary>Publishes message <paramref name="sequence"/> and waits for its PUBACK: true when accepted, false when refused, null when the connection ended.</summary>
+    private async Task<bool?> PublishAsync(Device device, byte[] buffer, long baseTs, long sequence, CancellationToken cancellationToken)
+    {
+        var length = WritePayload(buffer, k.Keys, baseTs, sequence);
+        var message = new MqttApplicationMessageBuilder()
+            .WithTopic(Topic)
+            .WithPayload(buffer.AsSpan(0, length).ToArray())
+            .WithQualityOfServiceLevel(MqttQualityOfServiceLevel.AtLeastOnce)
+            .Build();
+        var sentAt = Stopwatch.GetTimestamp();
+        MqttClientPublishResult result;
+        try
+        {
+            result = await device.Client!.PublishAsync(message, cancellationToken);
+        }
+        catch (Exception e) when (e is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+        {
+            // MQTTnet throws its own exceptions when the connection ends under a publish, a NullReferenceException among them.
+            return null;
+        }
+
+        var waited = Stopwatch.GetElapsedTime(sentAt).TotalMilliseconds;
+        if (waited > device.SlowestAckMs)
+        {
+            device.SlowestAckMs = waited;
+        }
+
+        return result.IsSuccess;
+    }
+
+    /// <summary>
+    /// Connects to the next node in turn, then the one after, as a device with a list of addresses tries them; or,
+    /// spread, the devices of one node over all the others, as a load balancer in front of the nodes does.
+    /// </summary>
+    private async Task ReconnectAsync(Device device, int nodes, long end, CancellationToken cancellationToken)
+    {
+        var node = device.Node;
+        var step = k.Spread && nodes > 2 ? 1 + (device.Index / nodes % (nodes - 1)) : 1;
+        while (Stopwatch.GetTimestamp() < end && !cancellationToken.IsCancellationRequested)
+        {
+            node = (node + step) % nodes;
+            step = 1;
+            if (await ConnectAsync(device, node, cancellationToken))
             {
-                // The connection ended under the publish (MQTTnet throws its own exceptions then, a
-                // NullReferenceException among them): the message is sent again, with the same sequence, once
-                // connected to a node again.
-                failed = true;
+                device.ReconnectedAt = Stopwatch.GetTimestamp();
+                return;
             }
 
-        Reconnect:
-            if (failed)
-            {
-                // Recovered once a message is acknowledged again (after the kill, the time from it is reported).
-                device.Disconnects++;
-                device.RecoveredAt = 0;
-                device.ReconnectedAt = 0;
-                recovering = true;
-
-                // The next node in turn, then the one after, as a device with a list of addresses tries them; or,
-                // spread, the devices of one node over all the others, as a load balancer in front of the nodes does.
-                var node = device.Node;
-                var step = k.Spread && nodes > 2 ? 1 + (device.Index / nodes % (nodes - 1)) : 1;
-                while (Stopwatch.GetTimestamp() < end && !cancellationToken.IsCancellationRequested)
-                {
-                    node = (node + step) % nodes;
-                    step = 1;
-                    if (await ConnectAsync(device, node, cancellationToken))
-                    {
-                        device.ReconnectedAt = Stopwatch.GetTimestamp();
-                        break;
-                    }
-
-                    await Task.Delay(100, cancellationToken);
-                }
-            }
+            await Task.Delay(100, cancellationToken);
         }
     }
 
