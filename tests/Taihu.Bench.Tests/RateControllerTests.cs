@@ -34,6 +34,44 @@ public class RateControllerTests
     }
 
     [Fact]
+    public void Devices_take_their_turns_spread_over_one_period()
+    {
+        // Four devices at one message a second each: their first messages are due at 0, 250, 500 and 750 ms.
+        for (var index = 0; index < 4; index++)
+        {
+            var pacer = RateController.ForDevice(1, startTimestamp: 0, Frequency, index, count: 4, maxBurst: 4);
+            var first = index * 250_000L;
+            if (first > 0)
+            {
+                Assert.Equal(0, pacer.Due(first - 1_000, sent: 0));
+            }
+
+            Assert.Equal(1, pacer.Due(first, sent: 0));
+            Assert.Equal(0, pacer.Due(first + 999_000, sent: 1));
+            Assert.Equal(1, pacer.Due(first + 1_000_000, sent: 1));
+            Assert.Equal(TimeSpan.FromSeconds(1), pacer.UntilNext(first, sent: 1));
+        }
+    }
+
+    [Fact]
+    public void A_device_pacer_keeps_the_rate_over_a_long_run()
+    {
+        // 10,000 devices at one message each 10 s, over 60 s: 60,000 messages, 1,000 in each second (not 10,000 at
+        // once every 10 s).
+        long total = 0;
+        long inSecond30 = 0;
+        for (var index = 0; index < 10_000; index++)
+        {
+            RateController Pacer() => RateController.ForDevice(0.1, startTimestamp: 0, Frequency, index, count: 10_000, maxBurst: 1000);
+            total += Pacer().Due((60 * Frequency) - 1_000, sent: 0);
+            inSecond30 += Pacer().Due((31 * Frequency) - 1_000, sent: 0) - Pacer().Due((30 * Frequency) - 1_000, sent: 0);
+        }
+
+        Assert.Equal(60_000, total);
+        Assert.Equal(1_000, inSecond30);
+    }
+
+    [Fact]
     public void Unlimited_rate_always_allows_a_burst()
     {
         var pacer = new RateController(0, startTimestamp: 0, Frequency, maxBurst: 64);

@@ -188,6 +188,8 @@ internal static class BenchCommands
         command.Options.Add(persistent);
         var spread = new Option<bool>("--spread") { Description = "The killed node's devices reconnect spread over the other nodes (as behind a load balancer), not all to the next node in turn." };
         command.Options.Add(spread);
+        var timeline = new Option<string?>("--timeline") { Description = "Writes a CSV file: per second, the messages acknowledged and the devices whose PUBACK has been awaited for more than a second." };
+        command.Options.Add(timeline);
         command.SetAction(async (parse, cancellationToken) =>
         {
             var options = common.Bind(parse, 0, 0, clients: 3000, duration: 40);
@@ -206,7 +208,7 @@ internal static class BenchCommands
                 return 2;
             }
 
-            var kill = new NodeKillOptions(target.ApiUrl, target.AdminUser, target.AdminPassword, parse.GetValue(keys), node, after, parse.GetValue(persistent)) { Spread = parse.GetValue(spread) };
+            var kill = new NodeKillOptions(target.ApiUrl, target.AdminUser, target.AdminPassword, parse.GetValue(keys), node, after, parse.GetValue(persistent)) { Spread = parse.GetValue(spread), TimelinePath = parse.GetValue(timeline) };
             return await RunAsync(options, progress => new NodeKillScenario(options, kill, progress).RunAsync(cancellationToken));
         });
         return command;

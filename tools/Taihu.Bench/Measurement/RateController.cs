@@ -22,6 +22,30 @@ public sealed class RateController
         MaxBurst = maxBurst;
     }
 
+    /// <summary>
+    /// The pacer of device <paramref name="index"/> of <paramref name="count"/>, each sending at
+    /// <paramref name="perDevice"/> messages a second: the devices' turns are spread evenly over one period (device i's
+    /// first message is due i/count of a period after <paramref name="startTimestamp"/>), as a city's devices, started
+    /// at different moments, send; not all in the same instant once a period, which would offer the server bursts of
+    /// every device at once instead of the rate.
+    /// </summary>
+    public static RateController ForDevice(double perDevice, long startTimestamp, long timestampFrequency, int index, int count, int maxBurst)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(perDevice);
+        ArgumentOutOfRangeException.ThrowIfNegative(index);
+        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(index, count);
+        if (perDevice == 0 || count == 1)
+        {
+            return new RateController(perDevice, startTimestamp, timestampFrequency, maxBurst);
+        }
+
+        var period = 1 / perDevice;
+        var phase = period * index / count;
+        // Started one period before the device's first turn: its first message is due at its phase.
+        var shifted = startTimestamp + (long)Math.Round((phase - period) * timestampFrequency);
+        return new RateController(perDevice, shifted, timestampFrequency, maxBurst);
+    }
+
     public int MaxBurst { get; }
 
     public bool Unlimited => _ratePerSecond == 0;

@@ -59,7 +59,7 @@ public sealed class CoapScenario(BenchOptions o, PlatformTarget p, int keys, IPr
                 var payload = new byte[16 + (keys * 32)];
                 var answer = new byte[1500];
                 var options = new CoapOptionRef[16];
-                var pacer = new RateController(perDevice, start, Stopwatch.Frequency, maxBurst: 1);
+                var pacer = RateController.ForDevice(perDevice, start, Stopwatch.Frequency, index, tokens.Length, maxBurst: 1);
                 var messageId = (ushort)Random.Shared.Next(65536);
                 long sequence = 0;
                 while (Stopwatch.GetTimestamp() < windowEnd && !cancellationToken.IsCancellationRequested)

@@ -201,7 +201,7 @@ public sealed class LiveScenario(BenchOptions o, PlatformTarget p, int keys, str
             {
                 var client = clients[index];
                 var buffer = new byte[16 + (keys * 32)];
-                var pacer = new RateController(perDevice, start, Stopwatch.Frequency, maxBurst: perDevice == 0 ? 4 : 100);
+                var pacer = RateController.ForDevice(perDevice, start, Stopwatch.Frequency, index, clients.Length, maxBurst: perDevice == 0 ? 4 : 100);
                 long sequence = 0;
                 while (Stopwatch.GetTimestamp() < windowEnd && !cancellationToken.IsCancellationRequested)
                 {

@@ -105,18 +105,39 @@ public sealed class NodeKillScenario(BenchOptions o, NodeKillOptions k, IProgres
             for (var i = 0; i < devices.Length; i++)
             {
                 var device = devices[i];
-                sending[i] = Task.Run(() => SendAsync(device, nodes, baseTs, start, end, perDevice, cancellationToken), cancellationToken);
+                sending[i] = Task.Run(() => SendAsync(device, devices.Length, nodes, baseTs, start, end, perDevice, cancellationToken), cancellationToken);
             }
 
             var all = Task.WhenAll(sending);
+            var timeline = new System.Text.StringBuilder("seconds,acknowledged_per_s,waiting_over_1s,disconnected\n");
+            long lastAcked = 0;
+            var lastAt = start;
             while (!all.IsCompleted)
             {
                 await Task.WhenAny(all, Task.Delay(1000, cancellationToken));
                 long acked = 0;
+                var waiting = 0;
+                var disconnected = 0;
+                var now = Stopwatch.GetTimestamp();
+                var second = now - Stopwatch.Frequency;
                 foreach (var device in devices)
                 {
                     acked += Volatile.Read(ref device.Acknowledged);
+                    var since = Volatile.Read(ref device.AwaitingSince);
+                    if (since != 0 && since < second)
+                    {
+                        waiting++;
+                    }
+
+                    if (device.Lost.Task.IsCompleted)
+                    {
+                        disconnected++;
+                    }
                 }
+
+                timeline.Append(CultureInfo.InvariantCulture, $"{Stopwatch.GetElapsedTime(start, now).TotalSeconds:0.0},{(acked - lastAcked) / Stopwatch.GetElapsedTime(lastAt, now).TotalSeconds:0},{waiting},{disconnected}\n");
+                lastAcked = acked;
+                lastAt = now;
 
                 progress?.Report(new ProgressReport(Volatile.Read(ref killed) == 0 ? "publishing" : "node killed, publishing",
                     Stopwatch.GetElapsedTime(start), TimeSpan.FromSeconds(o.DurationSeconds), acked, acked, 0));
@@ -124,6 +145,12 @@ public sealed class NodeKillScenario(BenchOptions o, NodeKillOptions k, IProgres
 
             await all;
             await killer;
+            if (k.TimelinePath is { } timelinePath)
+            {
+                timeline.Append(CultureInfo.InvariantCulture, $"# the kill at {k.KillAfterSeconds:0.0} s\n");
+                await File.WriteAllTextAsync(timelinePath, timeline.ToString(), cancellationToken);
+            }
+
             var seconds = Stopwatch.GetElapsedTime(start).TotalSeconds;
             foreach (var device in devices)
             {
@@ -302,10 +329,10 @@ public sealed class NodeKillScenario(BenchOptions o, NodeKillOptions k, IProgres
         return true;
     }
 
-    private async Task SendAsync(Device device, int nodes, long baseTs, long start, long end, double perDevice, CancellationToken cancellationToken)
+    private async Task SendAsync(Device device, int count, int nodes, long baseTs, long start, long end, double perDevice, CancellationToken cancellationToken)
     {
         var buffer = new byte[32 + (k.Keys * 32)];
-        var pacer = new RateController(perDevice, start, Stopwatch.Frequency, maxBurst: 4);
+        var pacer = RateController.ForDevice(perDevice, start, Stopwatch.Frequency, device.Index, count, maxBurst: 4);
         long sequence = 0;
         var recovering = false;
         while (Stopwatch.GetTimestamp() < end && !cancellationToken.IsCancellationRequested)
@@ -362,6 +389,7 @@ public sealed class NodeKillScenario(BenchOptions o, NodeKillOptions k, IProgres
             .WithQualityOfServiceLevel(MqttQualityOfServiceLevel.AtLeastOnce)
             .Build();
         var sentAt = Stopwatch.GetTimestamp();
+        Volatile.Write(ref device.AwaitingSince, sentAt);
         MqttClientPublishResult result;
         try
         {
@@ -371,6 +399,10 @@ public sealed class NodeKillScenario(BenchOptions o, NodeKillOptions k, IProgres
         {
             // MQTTnet throws its own exceptions when the connection ends under a publish, a NullReferenceException among them.
             return null;
+        }
+        finally
+        {
+            Volatile.Write(ref device.AwaitingSince, 0);
         }
 
         var waited = Stopwatch.GetElapsedTime(sentAt).TotalMilliseconds;
@@ -475,6 +507,9 @@ public sealed class NodeKillScenario(BenchOptions o, NodeKillOptions k, IProgres
         /// <summary>The longest a publish of this device waited for its PUBACK, in milliseconds.</summary>
         public double SlowestAckMs;
 
+        /// <summary>When the publish now waiting for its PUBACK was sent (Stopwatch ticks), 0 if none waits.</summary>
+        public long AwaitingSince;
+
         /// <summary>Completed when the current connection ends.</summary>
         public TaskCompletionSource Lost { get; set; } = new();
     }
@@ -485,4 +520,7 @@ public sealed record NodeKillOptions(string ApiUrl, string AdminUser, string Adm
 {
     /// <summary>The killed node's devices reconnect spread over the other nodes instead of all to the next one.</summary>
     public bool Spread { get; init; }
+
+    /// <summary>A CSV file to write the per-second timeline to, or null.</summary>
+    public string? TimelinePath { get; init; }
 }

@@ -175,7 +175,7 @@ public sealed class TelemetryScenario(BenchOptions o, TelemetryOptions t, IProgr
                 var client = clients[index];
                 var buffer = new byte[16 + (t.Keys * 32)];
                 // Small bursts: a device waiting for each acknowledgement must still notice the window's end.
-                var pacer = new RateController(perDevice, start, Stopwatch.Frequency, maxBurst: perDevice == 0 ? 4 : 100);
+                var pacer = RateController.ForDevice(perDevice, start, Stopwatch.Frequency, index, clients.Length, maxBurst: perDevice == 0 ? 4 : 100);
                 // With rules, one device in 100 raises an alarm (at k0 = 20), the starts staggered over 40 messages so
                 // that the alarms come spread out rather than in one instant; the others' values never reach it.
                 long offset = !t.Rules ? 0 : index % 100 == 0 ? -(index / 100 % 40) : -1_000_000_000;

@@ -142,10 +142,11 @@ public sealed class WebhookScenario(BenchOptions o, WebhookOptions w, IProgress<
         for (var d = 0; d < clients.Length; d++)
         {
             var client = clients[d];
+            var index = d;
             publishing[d] = Task.Run(async () =>
             {
                 var buffer = new byte[64 + (5 * 32)];
-                var pacer = new RateController(perDevice, start, Stopwatch.Frequency, maxBurst: perDevice == 0 ? 4 : 100);
+                var pacer = RateController.ForDevice(perDevice, start, Stopwatch.Frequency, index, clients.Length, maxBurst: perDevice == 0 ? 4 : 100);
                 long sequence = 0;
                 while (Stopwatch.GetTimestamp() < publishEnd && !cancellationToken.IsCancellationRequested)
                 {
