@@ -69,7 +69,9 @@ public sealed class PostgresServer : IAsyncLifetime
             var port = LoopbackPort.Free();
             var options = string.Join(' ',
                 "-c listen_addresses=127.0.0.1", $"-c port={port.ToString(CultureInfo.InvariantCulture)}", $"-c unix_socket_directories={_directory}",
-                "-c fsync=off", "-c full_page_writes=off", "-c synchronous_commit=off", "-c max_connections=200");
+                "-c fsync=off", "-c full_page_writes=off", "-c synchronous_commit=off", "-c max_connections=200",
+                // For a failure's message (RecentLog): lock waits over deadlock_timeout (1 s) and statements over 5 s.
+                "-c log_lock_waits=on", "-c log_min_duration_statement=5000");
             try
             {
                 // -w: pg_ctl returns once the server accepts connections (or fails when it does not within -t).
@@ -188,6 +190,19 @@ public sealed class PostgresServer : IAsyncLifetime
         }
 
         return null;
+    }
+
+    /// <summary>The last <paramref name="lines"/> lines of the private server's log (empty for a configured server), for a failure's message.</summary>
+    public string RecentLog(int lines = 40)
+    {
+        var log = _directory is null ? null : Path.Combine(_directory, "server.log");
+        if (log is null || !File.Exists(log))
+        {
+            return "";
+        }
+
+        var all = File.ReadAllLines(log);
+        return $"The last lines of PostgreSQL's log ({Description}):\n" + string.Join('\n', all[Math.Max(0, all.Length - lines)..]);
     }
 
     private string ServerLog()

@@ -22,8 +22,8 @@ public sealed class ClusterDeviceTests(PostgresServer postgres)
         var nodes = new ServerProcess?[2];
         try
         {
-            nodes[0] = await ServerProcess.StartAsync(ClusterSettings.Node(postgres, database, "devices", LoopbackPort.Free()));
-            nodes[1] = await ServerProcess.StartAsync(ClusterSettings.Node(postgres, database, "devices", LoopbackPort.Free()));
+            nodes[0] = await ClusterSettings.StartNodeAsync(postgres, ClusterSettings.Node(postgres, database, "devices", LoopbackPort.Free()));
+            nodes[1] = await ClusterSettings.StartNodeAsync(postgres, ClusterSettings.Node(postgres, database, "devices", LoopbackPort.Free()));
             using var sysAdmin = await PlatformApi.SysAdminAsync(nodes[0]!);
             await sysAdmin.EventuallyAsync("/api/cluster/nodes", v => v["nodes"]!.AsArray().Count(n => (string?)n!["status"] == "Active") == 2);
             var (_, admin) = await sysAdmin.CreateTenantWithAdminAsync("Devices across nodes");

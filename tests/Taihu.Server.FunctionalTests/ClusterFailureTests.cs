@@ -29,10 +29,10 @@ public sealed class ClusterFailureTests(PostgresServer postgres, ITestOutputHelp
         var nodes = new ServerProcess?[3];
         try
         {
-            nodes[0] = await ServerProcess.StartAsync(ClusterSettings.Node(postgres, database, "failure", LoopbackPort.Free()));
+            nodes[0] = await ClusterSettings.StartNodeAsync(postgres, ClusterSettings.Node(postgres, database, "failure", LoopbackPort.Free()));
             var rest = await Task.WhenAll(
-                ServerProcess.StartAsync(ClusterSettings.Node(postgres, database, "failure", LoopbackPort.Free())),
-                ServerProcess.StartAsync(ClusterSettings.Node(postgres, database, "failure", LoopbackPort.Free())));
+                ClusterSettings.StartNodeAsync(postgres, ClusterSettings.Node(postgres, database, "failure", LoopbackPort.Free())),
+                ClusterSettings.StartNodeAsync(postgres, ClusterSettings.Node(postgres, database, "failure", LoopbackPort.Free())));
             (nodes[1], nodes[2]) = (rest[0], rest[1]);
             using var sysAdmin = await PlatformApi.SysAdminAsync(nodes[0]!);
             await sysAdmin.EventuallyAsync("/api/cluster/nodes", v => v["nodes"]!.AsArray().Count(n => (string?)n!["status"] == "Active") == 3);

@@ -45,11 +45,11 @@ public static class ClusterSettings
             return settings;
         }
 
-        nodes.Add(await ServerProcess.StartAsync(Settings(0)));
+        nodes.Add(await StartNodeAsync(postgres, Settings(0)));
         var others = new List<Task<ServerProcess>>();
         for (var i = 1; i < count; i++)
         {
-            others.Add(ServerProcess.StartAsync(Settings(i)));
+            others.Add(StartNodeAsync(postgres, Settings(i)));
         }
 
         try
@@ -70,6 +70,22 @@ public static class ClusterSettings
         foreach (var node in nodes)
         {
             await Metrics.WaitForAsync(node, "taihu_cluster_nodes", active => active == count);
+        }
+    }
+
+    /// <summary>
+    /// Starts one node; when it does not start in time, the failure ends with PostgreSQL's recent log (lock waits,
+    /// slow statements, checkpoints), as CI has seen nodes wait over a minute on the private server.
+    /// </summary>
+    public static async Task<ServerProcess> StartNodeAsync(PostgresServer postgres, IReadOnlyDictionary<string, string> settings)
+    {
+        try
+        {
+            return await ServerProcess.StartAsync(settings);
+        }
+        catch (TimeoutException e)
+        {
+            throw new TimeoutException($"{e.Message}\n{postgres.RecentLog()}", e);
         }
     }
 

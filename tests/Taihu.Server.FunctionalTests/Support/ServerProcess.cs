@@ -345,7 +345,7 @@ public sealed partial class ServerProcess : IAsyncDisposable
         }
         catch (TimeoutException)
         {
-            throw new TimeoutException($"Timed out after {guard.TotalSeconds} s waiting for {what}. {MachineState.Describe()}\nOutput so far:\n{Output}");
+            throw new TimeoutException($"Timed out after {guard.TotalSeconds} s waiting for {what}. Output so far:\n{Output}\n{MachineState.Describe()}");
         }
     }
 
@@ -357,7 +357,7 @@ public sealed partial class ServerProcess : IAsyncDisposable
         }
         catch (TimeoutException)
         {
-            throw new TimeoutException($"Timed out after {Guard.TotalSeconds} s waiting for {what}. {MachineState.Describe()}\nOutput so far:\n{Output}");
+            throw new TimeoutException($"Timed out after {Guard.TotalSeconds} s waiting for {what}. Output so far:\n{Output}\n{MachineState.Describe()}");
         }
     }
 
