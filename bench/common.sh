@@ -21,6 +21,9 @@ trap cleanup EXIT
 # cannot wait for it: without this, the next run could start while the last broker still holds the port.
 wait_port_closed() { for _ in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null || return 0; sleep 0.1; done; echo "port $1 is still open" >&2; return 1; }
 
+# True when nothing listens on TCP port $1.
+port_free() { ! ss -ltnH "sport = :$1" | grep -q .; }
+
 wait_port() { for _ in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 did not open" >&2; return 1; }
 
 # The environment that makes Taihu a plain broker on 127.0.0.1:1885 (HTTP 18080) with anonymous clients allowed

@@ -26,7 +26,6 @@ mkdir -p "$results"
 source "$root/bench/common.sh"
 ulimit -n 20000
 
-port_free() { ! ss -ltnH "sport = :$1" | grep -q .; }
 port_free 1984 && port_free 1985 || { echo "port 1984 or 1985 is taken" >&2; exit 1; }
 
 sed 's/^listener 1884 /listener 1984 /' "$root/bench/mosquitto.conf" >"$results/mosquitto.conf"

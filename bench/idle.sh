@@ -34,7 +34,6 @@ BUILDS=${BUILDS:-"taihu=$(dirname "$TAIHU_DLL")"}
 mosquitto_conf="$results/mosquitto.conf"
 sed 's/^listener 1884 /listener 1984 /' "$root/bench/mosquitto.conf" >"$mosquitto_conf"
 
-port_free() { ! ss -ltnH "sport = :$1" | grep -q .; }
 
 run_one() { # round broker(label) dir test
   local round=$1 label=$2 dir=$3 test=$4 pid port args

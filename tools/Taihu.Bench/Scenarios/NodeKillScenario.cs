@@ -109,46 +109,14 @@ public sealed class NodeKillScenario(BenchOptions o, NodeKillOptions k, IProgres
             }
 
             var all = Task.WhenAll(sending);
-            var timeline = new System.Text.StringBuilder("seconds,acknowledged_per_s,waiting_over_1s,disconnected\n");
-            long lastAcked = 0;
-            var lastAt = start;
-            while (!all.IsCompleted)
-            {
-                await Task.WhenAny(all, Task.Delay(1000, cancellationToken));
-                long acked = 0;
-                var waiting = 0;
-                var disconnected = 0;
-                var now = Stopwatch.GetTimestamp();
-                var second = now - Stopwatch.Frequency;
-                foreach (var device in devices)
-                {
-                    acked += Volatile.Read(ref device.Acknowledged);
-                    var since = Volatile.Read(ref device.AwaitingSince);
-                    if (since != 0 && since < second)
-                    {
-                        waiting++;
-                    }
-
-                    if (device.Lost.Task.IsCompleted)
-                    {
-                        disconnected++;
-                    }
-                }
-
-                timeline.Append(CultureInfo.InvariantCulture, $"{Stopwatch.GetElapsedTime(start, now).TotalSeconds:0.0},{(acked - lastAcked) / Stopwatch.GetElapsedTime(lastAt, now).TotalSeconds:0},{waiting},{disconnected}\n");
-                lastAcked = acked;
-                lastAt = now;
-
-                progress?.Report(new ProgressReport(Volatile.Read(ref killed) == 0 ? "publishing" : "node killed, publishing",
-                    Stopwatch.GetElapsedTime(start), TimeSpan.FromSeconds(o.DurationSeconds), acked, acked, 0));
-            }
-
+            var timeline = k.TimelinePath is null ? null : new System.Text.StringBuilder("seconds,acknowledged_per_s,waiting_over_1s,disconnected\n");
+            await WatchAsync(all, devices, start, timeline, () => Volatile.Read(ref killed) != 0, cancellationToken);
             await all;
             await killer;
-            if (k.TimelinePath is { } timelinePath)
+            if (timeline is not null)
             {
                 timeline.Append(CultureInfo.InvariantCulture, $"# the kill at {k.KillAfterSeconds:0.0} s\n");
-                await File.WriteAllTextAsync(timelinePath, timeline.ToString(), cancellationToken);
+                await File.WriteAllTextAsync(k.TimelinePath!, timeline.ToString(), cancellationToken);
             }
 
             var seconds = Stopwatch.GetElapsedTime(start).TotalSeconds;
@@ -327,6 +295,46 @@ public sealed class NodeKillScenario(BenchOptions o, NodeKillOptions k, IProgres
         device.Lost = lost;
         device.Node = node;
         return true;
+    }
+
+    /// <summary>
+    /// Once a second until the devices are done: reports progress and, when <paramref name="timeline"/> is given,
+    /// appends a line of the messages acknowledged per second, the devices waiting over 1 s for a PUBACK, and
+    /// the devices disconnected.
+    /// </summary>
+    private async Task WatchAsync(Task all, Device[] devices, long start, System.Text.StringBuilder? timeline, Func<bool> killed, CancellationToken cancellationToken)
+    {
+        long lastAcked = 0;
+        var lastAt = start;
+        while (!all.IsCompleted)
+        {
+            await Task.WhenAny(all, Task.Delay(1000, cancellationToken));
+            long acked = 0;
+            var waiting = 0;
+            var disconnected = 0;
+            var now = Stopwatch.GetTimestamp();
+            var second = now - Stopwatch.Frequency;
+            foreach (var device in devices)
+            {
+                acked += Volatile.Read(ref device.Acknowledged);
+                var since = Volatile.Read(ref device.AwaitingSince);
+                if (since != 0 && since < second)
+                {
+                    waiting++;
+                }
+
+                if (device.Lost.Task.IsCompleted)
+                {
+                    disconnected++;
+                }
+            }
+
+            timeline?.Append(CultureInfo.InvariantCulture, $"{Stopwatch.GetElapsedTime(start, now).TotalSeconds:0.0},{(acked - lastAcked) / Stopwatch.GetElapsedTime(lastAt, now).TotalSeconds:0},{waiting},{disconnected}\n");
+            lastAcked = acked;
+            lastAt = now;
+            progress?.Report(new ProgressReport(killed() ? "node killed, publishing" : "publishing",
+                Stopwatch.GetElapsedTime(start), TimeSpan.FromSeconds(o.DurationSeconds), acked, acked, 0));
+        }
     }
 
     private async Task SendAsync(Device device, int count, int nodes, long baseTs, long start, long end, double perDevice, CancellationToken cancellationToken)
