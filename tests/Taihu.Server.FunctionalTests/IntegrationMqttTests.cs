@@ -35,7 +35,8 @@ public sealed class IntegrationMqttTests(PlatformFixture fixture) : IClassFixtur
                    "-q", "1", "-v", "-t", "city/#"))
         {
             await PublishAsync(Server.TcpPort, token, "{\"pm25\":80}");
-            var line = await subscriber.WaitForLineAsync(l => l.StartsWith(expectedTopic + " ", StringComparison.Ordinal));
+            // The device's connectivity (`active`, kept as a time series) is a TELEMETRY event of its own, and may come first.
+            var line = await subscriber.WaitForLineAsync(l => l.StartsWith(expectedTopic + " ", StringComparison.Ordinal) && l.Contains("\"pm25\"", StringComparison.Ordinal));
             var body = JsonNode.Parse(line[(expectedTopic.Length + 1)..])!;
             Assert.Equal(name, body["deviceName"]!.GetValue<string>());
             Assert.Equal(80, body["data"]![0]!["values"]!["pm25"]!.GetValue<int>());
@@ -69,7 +70,8 @@ public sealed class IntegrationMqttTests(PlatformFixture fixture) : IClassFixtur
             string line;
             try
             {
-                line = await subscriber.WaitForLineAsync(l => l.StartsWith(topic + " ", StringComparison.Ordinal));
+                // The device's connectivity (`active`, kept as a time series) is a TELEMETRY event of its own, and may come first.
+                line = await subscriber.WaitForLineAsync(l => l.StartsWith(topic + " ", StringComparison.Ordinal) && l.Contains("\"level\"", StringComparison.Ordinal));
             }
             catch (TimeoutException e)
             {
