@@ -351,6 +351,35 @@ public abstract partial class StorageTests
     }
 
     [Fact]
+    public async Task Telemetry_AnotherInstance_ReadsWhatWasStored_SoItsMinutesCountEachPointOnce()
+    {
+        // A device moved to another node (or the node restarted): the new store instance has not seen its points,
+        // and must read the newest stored per key to tell a resent or late point from a new one.
+        var (_, profile, device) = await NewTenantWithDeviceAsync();
+        var other = await NewDeviceAsync(device.TenantId, profile.Id);
+        var minute = T0 - (T0 % 60_000);
+        await Telemetry.WriteAsync([Point(device, "temp", minute + 1, 1L), Point(device, "temp", minute + 10, 2L), Point(device, "hum", minute + 10, 50L)]);
+
+        var moved = new SqlTelemetryStore(Database);
+        await moved.WriteAsync(
+        [
+            Point(device, "temp", minute + 10, 2L),  // sent again: no second count
+            Point(device, "temp", minute + 5, 3L),   // late
+            Point(device, "hum", minute + 20, 60L),  // newer
+            Point(other, "temp", minute + 1, 7L),    // never stored before
+        ]);
+
+        Task<IReadOnlyList<TelemetryPoint>> Minute(SqlTelemetryStore store, Device d, string key, Aggregation aggregation) =>
+            store.GetAggregatesAsync(d.Seq, key, minute, minute + 60_000, 60_000, aggregation);
+        var fresh = new SqlTelemetryStore(Database);
+        Assert.Equal(KvValue.Of(3L), Assert.Single(await Minute(fresh, device, "temp", Aggregation.Count)).Value);
+        Assert.Equal(KvValue.Of(6L), Assert.Single(await Minute(fresh, device, "temp", Aggregation.Sum)).Value);
+        Assert.Equal(KvValue.Of(2L), Assert.Single(await Minute(fresh, device, "hum", Aggregation.Count)).Value);
+        Assert.Equal(KvValue.Of(7L), Assert.Single(await Minute(fresh, other, "temp", Aggregation.Sum)).Value);
+        Assert.Equal(new TelemetryPoint("hum", minute + 20, KvValue.Of(60L)), (await fresh.GetLatestAsync(device.Seq, ["hum"]))[0]);
+    }
+
+    [Fact]
     public async Task Telemetry_EmptyBatch_IsNothing()
     {
         var (_, _, device) = await NewTenantWithDeviceAsync();

@@ -142,13 +142,7 @@ public sealed partial class SqlTelemetryStore
             }
         }
 
-        foreach (var pair in newestInBatch.Keys)
-        {
-            if (!_newest.ContainsKey(pair))
-            {
-                _newest[pair] = await StoredNewestAsync(connection, transaction, pair.Device, pair.Key, cancellationToken);
-            }
-        }
+        await ReadStoredNewestAsync(connection, transaction, newestInBatch, cancellationToken);
 
         var rollups = _rollups;
         var recompute = _recompute;
@@ -222,6 +216,79 @@ public sealed partial class SqlTelemetryStore
             _newestInBatch.TrimExcess(KeptBatchEntries);
             _rollups.TrimExcess(KeptBatchEntries);
             _recompute.TrimExcess();
+        }
+    }
+
+    /// <summary>
+    /// Remembers the newest stored timestamp of each (device, key) of the batch not seen before. PostgreSQL reads them
+    /// all in one statement: one round trip each made the first batches after devices came to this node (a node's
+    /// start, or its neighbour's death: 5,000 devices of 5 keys) take 25,000 round trips, with every acknowledgement
+    /// of the node waiting behind them. SQLite is in the process, and is asked pair by pair.
+    /// </summary>
+    private async Task ReadStoredNewestAsync(DbConnection connection, DbTransaction transaction,
+        Dictionary<(long Device, long Key), (long Ts, int Index)> newestInBatch, CancellationToken cancellationToken)
+    {
+        var unseen = 0;
+        foreach (var pair in newestInBatch.Keys)
+        {
+            if (!_newest.ContainsKey(pair))
+            {
+                unseen++;
+            }
+        }
+
+        if (unseen == 0)
+        {
+            return;
+        }
+
+        if (database.Provider != StorageProvider.PostgreSql)
+        {
+            foreach (var pair in newestInBatch.Keys)
+            {
+                if (!_newest.ContainsKey(pair))
+                {
+                    _newest[pair] = await StoredNewestAsync(connection, transaction, pair.Device, pair.Key, cancellationToken);
+                }
+            }
+
+            return;
+        }
+
+        var devices = new long[unseen];
+        var keys = new long[unseen];
+        var j = 0;
+        foreach (var pair in newestInBatch.Keys)
+        {
+            if (!_newest.ContainsKey(pair))
+            {
+                devices[j] = pair.Device;
+                keys[j] = pair.Key;
+                j++;
+            }
+        }
+
+        using var command = connection.CreateCommand();
+        command.Transaction = transaction;
+        command.CommandText = """
+            SELECT p.d, p.k, (SELECT MAX(ts) FROM ts_kv WHERE device_seq = p.d AND key_id = p.k)
+            FROM unnest(@d, @k) AS p(d, k)
+            """;
+        command.AddParameter("d", devices);
+        command.AddParameter("k", keys);
+        var stored = new Dictionary<(long Device, long Key), long>(unseen);
+        await using (var reader = await command.ExecuteReaderAsync(cancellationToken))
+        {
+            while (await reader.ReadAsync(cancellationToken))
+            {
+                stored[(reader.GetInt64(0), reader.GetInt64(1))] = reader.IsDBNull(2) ? long.MinValue : reader.GetInt64(2);
+            }
+        }
+
+        // Remembered only once all were read: a failed statement leaves nothing half-known.
+        foreach (var (pair, ts) in stored)
+        {
+            _newest[pair] = ts;
         }
     }
 
