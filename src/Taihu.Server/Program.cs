@@ -1,12 +1,13 @@
 using Taihu.Server;
 using Taihu.WebConsole;
 
-SocketCompletions.RunInline();
 // Settings are read once, at start (nothing reloads them), so the settings files are not watched: .NET's watcher
 // covers the whole content root with its subdirectories, and with the data directory under it (the default when
 // started with `dotnet run`) every write to the database woke its thread (8% of the server's CPU under ingest in a
 // profile). Given first, so that an argument on the command line can still turn it on.
 var builder = WebApplication.CreateBuilder(["--hostBuilder:reloadConfigOnChange=false", .. args]);
+// Before anything opens a socket: the runtime reads the switch at the first one.
+SocketCompletions.Choose(builder.Configuration);
 builder.AddTaihu();
 builder.Services.AddTaihuConsole();
 // The console's files (and MudBlazor's) live in their packages until published; outside Development the host

@@ -1,3 +1,5 @@
+using Taihu.Platform;
+
 namespace Taihu.Server;
 
 /// <summary>
@@ -10,23 +12,48 @@ namespace Taihu.Server;
 /// for 10,000 of them); that is still to be measured properly.
 /// </summary>
 /// <remarks>
-/// The price: code that blocks after a socket completion holds up the other connections of that epoll thread. The
-/// broker's loops never block; telemetry and state writes go through their own writer loops; what still runs
-/// inline is short: a credential lookup on a cache miss (one indexed SQLite read) and a device or broker user's
-/// password check (1,000 PBKDF2 iterations, under a millisecond, then cached). HTTP requests still run on the
-/// thread pool (Kestrel's HTTP transport hands them over). The runtime reads the switch once, from
-/// the environment, before the first socket operation, so it is set here, first thing; an operator who sets
-/// <c>DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS=0</c> keeps the runtime's default.
+/// <para>
+/// The price: code that blocks after a socket completion holds up the other connections of that epoll thread, and
+/// code that waits synchronously for another socket there waits for itself. The broker's loops never block;
+/// telemetry and state writes go through their own writer loops; what still runs inline on the embedded store is
+/// short: a credential lookup on a cache miss (one indexed SQLite read) and a device or broker user's password
+/// check (1,000 PBKDF2 iterations, under a millisecond, then cached). HTTP requests still run on the thread pool
+/// (Kestrel's HTTP transport hands them over).
+/// </para>
+/// <para>
+/// <b>Not on PostgreSQL.</b> There every query's answer is itself a socket completion, so Npgsql's own code runs on
+/// the epoll threads, and some of it is synchronous: when a query is cancelled (its MQTT client went away while
+/// its credentials were being looked up) Npgsql opens a new connection to send PostgreSQL the cancel request, and
+/// waits for it synchronously. On an epoll thread that wait never ends, since that thread is the one that would
+/// complete it: a cluster node whose neighbour had died, taking 5,000 reconnecting devices, had both its epoll
+/// threads stuck so, and every socket of the node (MQTT, the other nodes, PostgreSQL) stopped (found in a dump,
+/// docs/benchmarks.md, "A node killed during QoS 1 ingest"). So with <c>Storage:Provider</c> PostgreSql the
+/// runtime's default is kept.
+/// </para>
+/// <para>
+/// The runtime reads the switch once, from the environment, before the first socket operation, so it is set
+/// before the host is built (reading the settings opens no socket); an operator who sets
+/// <c>DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS</c> (0 or 1) decides instead.
+/// </para>
 /// </remarks>
 internal static class SocketCompletions
 {
     public const string Variable = "DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS";
 
-    public static void RunInline()
+    /// <summary>Asks for inline completions unless the operator chose, or the store is PostgreSQL; returns whether they are inline.</summary>
+    public static bool Choose(IConfiguration configuration)
     {
-        if (Environment.GetEnvironmentVariable(Variable) is null)
+        if (Environment.GetEnvironmentVariable(Variable) is { } chosen)
         {
-            Environment.SetEnvironmentVariable(Variable, "1");
+            return chosen == "1";
         }
+
+        if (Enum.TryParse<StorageProvider>(configuration["Storage:Provider"], ignoreCase: true, out var provider) && provider == StorageProvider.PostgreSql)
+        {
+            return false;
+        }
+
+        Environment.SetEnvironmentVariable(Variable, "1");
+        return true;
     }
 }
