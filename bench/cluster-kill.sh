@@ -48,7 +48,7 @@ for i in $(seq 0 $((NODES - 1))); do
   env $(taihu_env) Listeners__TcpPort=$((BASE_PORT + i)) Listeners__HttpPort=$((BASE_PORT + 100 + i)) Listeners__DataDirectory="$data" \
     Listeners__Hj212Port=-1 Listeners__Jt808Port=-1 Listeners__CoapPort=-1 Security__AllowAnonymousMqtt=false Security__AdminPassword=$PASSWORD \
     Storage__Provider=PostgreSql "Storage__ConnectionString=Host=127.0.0.1;Port=$PGPORT;Username=postgres;Database=taihu;Maximum Pool Size=30" \
-    "Logging__Console__FormatterOptions__TimestampFormat=HH:mm:ss.fff " \
+    Logging__Console__FormatterName=simple "Logging__Console__FormatterOptions__TimestampFormat=HH:mm:ss.fff " \
     Cluster__Enabled=true Cluster__ClusterId=bench Cluster__SiloPort=$((BASE_PORT + 200 + i)) Cluster__AdvertisedAddress=127.0.0.1 \
     $NODE_ENV dotnet "$TAIHU_DLL" >"$results/node$i.log" 2>&1 &
   node_pids[i]=$!
