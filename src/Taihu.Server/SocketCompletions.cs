@@ -27,7 +27,7 @@ namespace Taihu.Server;
 /// waits for it synchronously. On an epoll thread that wait never ends, since that thread is the one that would
 /// complete it: a cluster node whose neighbour had died, taking 5,000 reconnecting devices, had both its epoll
 /// threads stuck so, and every socket of the node (MQTT, the other nodes, PostgreSQL) stopped (found in a dump,
-/// docs/benchmarks.md, "A node killed during QoS 1 ingest"). So with <c>Storage:Provider</c> PostgreSql the
+/// docs/benchmarks.md, "The spread turns, and a node that hung"). So with <c>Storage:Provider</c> PostgreSql the
 /// runtime's default is kept.
 /// </para>
 /// <para>

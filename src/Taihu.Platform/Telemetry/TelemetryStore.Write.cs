@@ -41,6 +41,7 @@ public sealed partial class SqlTelemetryStore
     private readonly Dictionary<(long Device, long Key), (long Ts, int Index)> _newestInBatch = [];
     private readonly Dictionary<(long Device, long Key, long Minute), Rollup> _rollups = [];
     private readonly HashSet<(long Device, long Key, long Minute)> _recompute = [];
+    private readonly List<(long Device, long Key)> _unseen = [];
 
     private struct Rollup
     {
@@ -210,8 +211,10 @@ public sealed partial class SqlTelemetryStore
         _newestInBatch.Clear();
         _rollups.Clear();
         _recompute.Clear();
+        _unseen.Clear();
         if (large)
         {
+            _unseen.TrimExcess();
             _unique.TrimExcess(KeptBatchEntries);
             _newestInBatch.TrimExcess(KeptBatchEntries);
             _rollups.TrimExcess(KeptBatchEntries);
@@ -228,44 +231,36 @@ public sealed partial class SqlTelemetryStore
     private async Task ReadStoredNewestAsync(DbConnection connection, DbTransaction transaction,
         Dictionary<(long Device, long Key), (long Ts, int Index)> newestInBatch, CancellationToken cancellationToken)
     {
-        var unseen = 0;
+        var unseen = _unseen;
+        unseen.Clear();
         foreach (var pair in newestInBatch.Keys)
         {
             if (!_newest.ContainsKey(pair))
             {
-                unseen++;
+                unseen.Add(pair);
             }
         }
 
-        if (unseen == 0)
+        if (unseen.Count == 0)
         {
             return;
         }
 
         if (database.Provider != StorageProvider.PostgreSql)
         {
-            foreach (var pair in newestInBatch.Keys)
+            foreach (var pair in unseen)
             {
-                if (!_newest.ContainsKey(pair))
-                {
-                    _newest[pair] = await StoredNewestAsync(connection, transaction, pair.Device, pair.Key, cancellationToken);
-                }
+                _newest[pair] = await StoredNewestAsync(connection, transaction, pair.Device, pair.Key, cancellationToken);
             }
 
             return;
         }
 
-        var devices = new long[unseen];
-        var keys = new long[unseen];
-        var j = 0;
-        foreach (var pair in newestInBatch.Keys)
+        var devices = new long[unseen.Count];
+        var keys = new long[unseen.Count];
+        for (var j = 0; j < unseen.Count; j++)
         {
-            if (!_newest.ContainsKey(pair))
-            {
-                devices[j] = pair.Device;
-                keys[j] = pair.Key;
-                j++;
-            }
+            (devices[j], keys[j]) = unseen[j];
         }
 
         using var command = connection.CreateCommand();
@@ -276,7 +271,7 @@ public sealed partial class SqlTelemetryStore
             """;
         command.AddParameter("d", devices);
         command.AddParameter("k", keys);
-        var stored = new Dictionary<(long Device, long Key), long>(unseen);
+        var stored = new Dictionary<(long Device, long Key), long>(unseen.Count);
         await using (var reader = await command.ExecuteReaderAsync(cancellationToken))
         {
             while (await reader.ReadAsync(cancellationToken))
