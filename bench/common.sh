@@ -51,6 +51,7 @@ start_pinned_broker() { # broker -> pid
 
 # Starts a private PostgreSQL cluster (Debian's postgresql package, installed when missing) on 127.0.0.1:$1 with
 # max_connections $2 (default 200), in a fresh directory, and makes the EXIT trap stop it and remove the directory.
+# PG_OPTIONS adds server settings (`-c name=value ...`).
 # Needs root (it runs PostgreSQL as the postgres user).
 start_private_postgres() { # port [max_connections]
   if ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; then
@@ -63,7 +64,7 @@ start_private_postgres() { # port [max_connections]
   chown postgres "$pgdir"
   runuser -u postgres -- "$PGBIN/initdb" -D "$pgdir/data" -A trust -U postgres >/dev/null
   runuser -u postgres -- "$PGBIN/pg_ctl" -D "$pgdir/data" -l "$pgdir/log" -w \
-    -o "-p $1 -k $pgdir -c listen_addresses=127.0.0.1 -c shared_buffers=256MB -c max_connections=${2:-200}" start >/dev/null
+    -o "-p $1 -k $pgdir -c listen_addresses=127.0.0.1 -c shared_buffers=256MB -c max_connections=${2:-200} ${PG_OPTIONS:-}" start >/dev/null
   trap 'cleanup; stop_private_postgres' EXIT
 }
 stop_private_postgres() { runuser -u postgres -- "$PGBIN/pg_ctl" -D "$pgdir/data" -m fast stop >/dev/null 2>&1 || true; rm -rf "$pgdir"; }

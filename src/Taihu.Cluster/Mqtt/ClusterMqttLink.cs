@@ -223,7 +223,9 @@ internal sealed partial class ClusterMqttLink : IMqttClusterLink, ILifecyclePart
         var grain = _services.GetRequiredService<IGrainFactory>().GetGrain<ISessionOwnerGrain>(SessionOwnerGrain.KeyOf(ns, owner, clientId));
         try
         {
+            var start = System.Diagnostics.Stopwatch.GetTimestamp();
             var handover = await grain.Claim(_local.SiloAddress, ns, owner, clientId).WaitAsync(s_claimTimeout, cancellationToken);
+            Platform.Storage.StageTimings.Since("connect.claim", start);
             return new ClaimedSession(handover.Known, handover.Session?.ToStored(ns, owner, clientId));
         }
         catch (Exception e) when (e is TimeoutException or OrleansException or SiloUnavailableException)

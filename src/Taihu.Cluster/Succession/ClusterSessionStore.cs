@@ -25,7 +25,13 @@ public sealed class ClusterSessionStore(IBrokerStateStore inner, ClusterDatabase
 
     public Task<StoredBrokerState> LoadAsync(CancellationToken cancellationToken) => inner.LoadAsync(cancellationToken);
 
-    public Task<StoredSession?> LoadSessionAsync(SessionKey key, CancellationToken cancellationToken) => inner.LoadSessionAsync(key, cancellationToken);
+    public async Task<StoredSession?> LoadSessionAsync(SessionKey key, CancellationToken cancellationToken)
+    {
+        var start = System.Diagnostics.Stopwatch.GetTimestamp();
+        var session = await inner.LoadSessionAsync(key, cancellationToken);
+        Platform.Storage.StageTimings.Since("connect.session", start);
+        return session;
+    }
 
     public Task SaveRetainedAsync(IReadOnlyList<RetainedChange> changes, CancellationToken cancellationToken) => inner.SaveRetainedAsync(changes, cancellationToken);
 

@@ -9,6 +9,7 @@ using Taihu.Mqtt;
 using Taihu.Platform.BrokerUsers;
 using Taihu.Platform.Rpc;
 using Taihu.Platform.Security;
+using Taihu.Platform.Storage;
 using Taihu.Platform.Telemetry;
 
 namespace Taihu.Platform.Devices;
@@ -49,7 +50,9 @@ public sealed partial class DeviceConnector(
         // Every other CONNECT is a guess at some credential: reserved with the source address's allowance first,
         // so that guesses in parallel are counted as guesses in a row (a success costs nothing).
         var address = SourceAddress.Key(context.RemoteEndPoint);
+        var stage = System.Diagnostics.Stopwatch.GetTimestamp();
         var permit = await limiter.AcquireAsync(address, cancellationToken);
+        stage = StageTimings.Since("connect.permit", stage);
         if (!permit.Granted)
         {
             if (logger.IsEnabled(LogLevel.Warning) && _throttledLog.TryAcquire(out var suppressed))
@@ -68,6 +71,7 @@ public sealed partial class DeviceConnector(
         try
         {
             var result = await AuthenticateCoreAsync(context, cancellationToken);
+            StageTimings.Since("connect.credentials", stage);
             outcome = result.ReasonCode == ReasonCode.Success ? AttemptOutcome.Succeeded : AttemptOutcome.Failed;
             return result;
         }

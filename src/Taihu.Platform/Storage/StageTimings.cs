@@ -10,7 +10,10 @@ namespace Taihu.Platform.Storage;
 /// <c>rules.service.*</c> (the alarm service's whole change), <c>owner.*</c>, <c>writer.*</c> (the alarm writer's
 /// queue, write turn, BEGIN, statements, commit), <c>ingest.*</c>, <c>outbox.*</c>, <c>attributes.*</c>,
 /// <c>prune</c>, <c>checkpoint</c> and <c>rules.save.*</c> (<c>prune.rows</c> and <c>rules.save.rows</c> count rows, not
-/// milliseconds). Recorded per batch or per alarm change, never per message.
+/// milliseconds); and per MQTT CONNECT, <c>connect.permit</c> (the wait for the source address's authentication
+/// allowance), <c>connect.credentials</c> (the device's credentials checked) and, on a cluster node, <c>connect.claim</c>
+/// (the session claimed cluster-wide) and <c>connect.session</c> (its stored copy read). Recorded per batch, per alarm
+/// change or per connection, never per message.
 /// Found where the slow alarms of issue 12 waited (docs/benchmarks.md).
 /// </summary>
 public static class StageTimings
