@@ -22,6 +22,50 @@ public sealed class PostgresStorageTests(PostgresServer server) : StorageTests
         }
     }
 
+    /// <summary>
+    /// A pooled connection goes back without Npgsql's reset (<c>DISCARD ALL</c>, a round trip per use): what a
+    /// session set is still there when the same connection is taken again. A connection string that asks for the
+    /// reset keeps it.
+    /// </summary>
+    [Fact]
+    public async Task PooledConnections_GoBackWithoutTheResetRoundTrip_UnlessTheConnectionStringAsksForIt()
+    {
+        var name = await server.CreateDatabaseAsync();
+        try
+        {
+            Assert.Equal("x", await SettingAfterReuseAsync(server.ConnectionString(name)));
+            Assert.Equal("", await SettingAfterReuseAsync(server.ConnectionString(name) + ";No Reset On Close=false"));
+        }
+        finally
+        {
+            await server.DropDatabaseAsync(name);
+        }
+
+        static async Task<string> SettingAfterReuseAsync(string connectionString)
+        {
+            using var database = new PlatformDatabase(new PostgresDialect(connectionString));
+            int firstBackend;
+            await using (var connection = await database.OpenAsync())
+            {
+                using var command = connection.CreateCommand();
+                command.CommandText = "SELECT set_config('taihu.probe', 'x', false), pg_backend_pid()";
+                await using var reader = await command.ExecuteReaderAsync();
+                Assert.True(await reader.ReadAsync());
+                firstBackend = reader.GetInt32(1);
+            }
+
+            await using (var connection = await database.OpenAsync())
+            {
+                using var command = connection.CreateCommand();
+                command.CommandText = "SELECT coalesce(current_setting('taihu.probe', true), ''), pg_backend_pid()";
+                await using var reader = await command.ExecuteReaderAsync();
+                Assert.True(await reader.ReadAsync());
+                Assert.Equal(firstBackend, reader.GetInt32(1)); // the same pooled connection
+                return reader.GetString(0);
+            }
+        }
+    }
+
     /// <summary>Several nodes of a cluster start at once on an empty database: the schema is made exactly once.</summary>
     [Fact]
     public async Task Migrations_NodesStartingTogether_MigrateOnce()

@@ -65,9 +65,28 @@ public sealed class SqliteDialect(string connectionString, SqliteDurability dura
 }
 
 /// <summary>PostgreSQL through Npgsql; one data source (its own pool) per database.</summary>
+/// <remarks>
+/// A connection goes back to the pool without Npgsql's reset (<c>DISCARD ALL</c>, a round trip each time), unless the
+/// connection string says otherwise (<c>No Reset On Close=false</c>): Taihu's statements leave no session state behind
+/// (no <c>SET</c>, temporary tables, session locks or prepared statements on pooled connections; transactions always
+/// end), and the reset was over a third of all the statements a cluster node sent (docs/benchmarks.md).
+/// </remarks>
 public sealed class PostgresDialect(string connectionString) : SqlDialect, IDisposable
 {
-    private readonly NpgsqlDataSource _source = NpgsqlDataSource.Create(connectionString);
+    private readonly NpgsqlDataSource _source = NpgsqlDataSource.Create(WithoutReset(connectionString));
+
+    /// <summary>The connection string with <c>No Reset On Close</c> on, unless it sets that itself.</summary>
+    internal static string WithoutReset(string connectionString)
+    {
+        // Npgsql's own builder says it contains every keyword it knows; the plain one says what was written.
+        var written = new System.Data.Common.DbConnectionStringBuilder { ConnectionString = connectionString };
+        if (written.ContainsKey("No Reset On Close") || written.ContainsKey("NoResetOnClose"))
+        {
+            return connectionString;
+        }
+
+        return new NpgsqlConnectionStringBuilder(connectionString) { NoResetOnClose = true }.ConnectionString;
+    }
 
     public override StorageProvider Provider => StorageProvider.PostgreSql;
 
