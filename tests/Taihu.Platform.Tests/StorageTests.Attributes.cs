@@ -87,6 +87,36 @@ public abstract partial class StorageTests
         Assert.Equal([new AttributeEntry("mode", T0 + 5, KvValue.Of("eco"))], await Attributes.GetAsync(device.Seq, AttributeScope.Shared, null));
     }
 
+    /// <summary>
+    /// Many devices' changes in one call (a connectivity flush writes every connected device's): each device, scope
+    /// and key gets its own row with every value type, and a key changed twice in the call, in two changes of the
+    /// same device, keeps the later value.
+    /// </summary>
+    [Fact]
+    public async Task Attributes_ManyDevicesInOneCall_EachRowItsOwn_AndAKeyChangedTwiceKeepsTheLater()
+    {
+        var (tenant, profile, first) = await NewTenantWithDeviceAsync();
+        var second = await NewDeviceAsync(tenant.Id, profile.Id, "second");
+        await Attributes.SaveManyAsync(
+        [
+            new AttributeChange(first.Seq, AttributeScope.Server, [new AttributeEntry("active", T0, KvValue.Of(true)), new AttributeEntry("lastConnectTime", T0, KvValue.Of(T0))]),
+            new AttributeChange(second.Seq, AttributeScope.Server, [new AttributeEntry("active", T0, KvValue.Of(true)), new AttributeEntry("ratio", T0, KvValue.Of(0.25))]),
+            new AttributeChange(second.Seq, AttributeScope.Client, [new AttributeEntry("fw", T0, KvValue.Of("1.0")), new AttributeEntry("cfg", T0, KvValue.OfJson("""{"a":[1]}"""))]),
+            new AttributeChange(first.Seq, AttributeScope.Server, [new AttributeEntry("active", T0 + 1, KvValue.Of(false))]),
+        ]);
+
+        Assert.Equal(
+            [new AttributeEntry("active", T0 + 1, KvValue.Of(false)), new AttributeEntry("lastConnectTime", T0, KvValue.Of(T0))],
+            await Attributes.GetAsync(first.Seq, AttributeScope.Server, null));
+        Assert.Equal(
+            [new AttributeEntry("active", T0, KvValue.Of(true)), new AttributeEntry("ratio", T0, KvValue.Of(0.25))],
+            await Attributes.GetAsync(second.Seq, AttributeScope.Server, null));
+        Assert.Equal(
+            [new AttributeEntry("cfg", T0, KvValue.OfJson("""{"a":[1]}""")), new AttributeEntry("fw", T0, KvValue.Of("1.0"))],
+            await Attributes.GetAsync(second.Seq, AttributeScope.Client, null));
+        Assert.Empty(await Attributes.GetAsync(first.Seq, AttributeScope.Client, null));
+    }
+
     [Fact]
     public async Task Attributes_DuplicateKeyInOneBatch_LastWins()
     {

@@ -1,3 +1,4 @@
+using System.Data.Common;
 using Taihu.Platform.Storage;
 
 namespace Taihu.Platform.Telemetry;
@@ -91,13 +92,39 @@ public sealed class SqlAttributeStore(PlatformDatabase database, LiveFeed? feed 
         using var turn = await database.TakeWriteTurnAsync(cancellationToken);
         await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
         var held = StageTimings.Since("attributes.begin", stage);
+        if (database.Provider == StorageProvider.PostgreSql)
+        {
+            await UpsertAllAsync(connection, transaction, changes, cancellationToken);
+        }
+        else
+        {
+            await UpsertEachAsync(connection, transaction, changes, cancellationToken);
+        }
+
+        var created = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+        var body = Events.EventCodec.EncodeAttributes(changes, events);
+        var position = await Events.EventLog.AppendAsync(database, connection, transaction, Events.EventLogKind.Attributes, body, created, cancellationToken);
+        await transaction.CommitAsync(cancellationToken);
+        StageTimings.Since("attributes.hold", held);
+        signal?.Notify(new Events.EventLogRow(position, Events.EventLogKind.Attributes, body, created));
+
+        feed?.AttributesCommitted(changes);
+    }
+
+    private const string Upsert = """
+        ON CONFLICT (device_seq, scope, key) DO UPDATE SET last_update_ts = excluded.last_update_ts, value_type = excluded.value_type,
+            bool_v = excluded.bool_v, long_v = excluded.long_v, dbl_v = excluded.dbl_v, str_v = excluded.str_v
+        """;
+
+    /// <summary>One statement per row (SQLite: a statement is a call into the same process).</summary>
+    private static async Task UpsertEachAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<AttributeChange> changes, CancellationToken cancellationToken)
+    {
         using var command = connection.CreateCommand();
         command.Transaction = transaction;
-        command.CommandText = """
+        command.CommandText = $"""
             INSERT INTO attributes (device_seq, scope, key, last_update_ts, value_type, bool_v, long_v, dbl_v, str_v)
             VALUES (@d, @scope, @key, @ts, @t, @b, @l, @v, @s)
-            ON CONFLICT (device_seq, scope, key) DO UPDATE SET last_update_ts = excluded.last_update_ts, value_type = excluded.value_type,
-                bool_v = excluded.bool_v, long_v = excluded.long_v, dbl_v = excluded.dbl_v, str_v = excluded.str_v
+            {Upsert}
             """;
         var d = command.AddParameter("d", 0L);
         var scope = command.AddParameter("scope", "");
@@ -125,14 +152,66 @@ public sealed class SqlAttributeStore(PlatformDatabase database, LiveFeed? feed 
             }
         }
 
-        var created = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
-        var body = Events.EventCodec.EncodeAttributes(changes, events);
-        var position = await Events.EventLog.AppendAsync(database, connection, transaction, Events.EventLogKind.Attributes, body, created, cancellationToken);
-        await transaction.CommitAsync(cancellationToken);
-        StageTimings.Since("attributes.hold", held);
-        signal?.Notify(new Events.EventLogRow(position, Events.EventLogKind.Attributes, body, created));
+    }
 
-        feed?.AttributesCommitted(changes);
+    /// <summary>
+    /// All rows in one statement (PostgreSQL: a statement is a round trip; a connect storm wrote two rows per device).
+    /// A key written twice in one call keeps its last value, as one statement per row would leave it (one upsert may
+    /// not touch a row twice).
+    /// </summary>
+    private static async Task UpsertAllAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<AttributeChange> changes, CancellationToken cancellationToken)
+    {
+        var last = new Dictionary<(long Device, AttributeScope Scope, string Key), AttributeEntry>();
+        foreach (var change in changes)
+        {
+            foreach (var entry in change.Entries)
+            {
+                last[(change.DeviceSeq, change.Scope, entry.Key)] = entry;
+            }
+        }
+
+        var n = last.Count;
+        var devices = new long[n];
+        var scopes = new string[n];
+        var keys = new string[n];
+        var stamps = new long[n];
+        var types = new int[n];
+        var booleans = new bool?[n];
+        var longs = new long?[n];
+        var doubles = new double?[n];
+        var texts = new string?[n];
+        var i = 0;
+        foreach (var ((device, scope, key), entry) in last)
+        {
+            devices[i] = device;
+            scopes[i] = ScopeName(scope);
+            keys[i] = key;
+            stamps[i] = entry.LastUpdateTs;
+            types[i] = (int)entry.Value.Type;
+            booleans[i] = entry.Value.Type == DataType.Boolean ? entry.Value.Boolean : null;
+            longs[i] = entry.Value.Type == DataType.Long ? entry.Value.Long : null;
+            doubles[i] = entry.Value.Type == DataType.Double ? entry.Value.Double : null;
+            texts[i] = entry.Value.Type is DataType.String or DataType.Json ? entry.Value.Text : null;
+            i++;
+        }
+
+        using var command = connection.CreateCommand();
+        command.Transaction = transaction;
+        command.CommandText = $"""
+            INSERT INTO attributes (device_seq, scope, key, last_update_ts, value_type, bool_v, long_v, dbl_v, str_v)
+            SELECT * FROM unnest(@d, @scope, @key, @ts, @t, @b, @l, @v, @s)
+            {Upsert}
+            """;
+        command.AddParameter("d", devices);
+        command.AddParameter("scope", scopes);
+        command.AddParameter("key", keys);
+        command.AddParameter("ts", stamps);
+        command.AddParameter("t", types);
+        command.AddParameter("b", booleans);
+        command.AddParameter("l", longs);
+        command.AddParameter("v", doubles);
+        command.AddParameter("s", texts);
+        await command.ExecuteNonQueryAsync(cancellationToken);
     }
 
     public async Task<Dictionary<long, List<AttributeEntry>>> GetManyAsync(IReadOnlyCollection<long> deviceSeqs, AttributeScope scope, IReadOnlyCollection<string>? keys,
