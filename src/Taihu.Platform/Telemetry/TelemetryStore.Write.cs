@@ -26,10 +26,9 @@ namespace Taihu.Platform.Telemetry;
 public sealed partial class SqlTelemetryStore
 {
     private const long MinuteMs = 60_000;
-    // PostgreSQL pays a round trip per statement, so its rows go 50 at a time. (SQLite has its own path,
-    // SqliteRawWriter: Microsoft.Data.Sqlite finds each named parameter by searching the statement, which made
-    // multi-row statements cost the square of their parameters.)
-    private const int RowsPerStatement = 50;
+    // PostgreSQL pays a round trip per statement, so each table's rows of a batch go in one statement (unnest of
+    // arrays). (SQLite has its own path, SqliteRawWriter: Microsoft.Data.Sqlite finds each named parameter by
+    // searching the statement, which made multi-row statements cost the square of their parameters.)
     private readonly ConcurrentDictionary<(long Device, long Key), long> _newest = new();
     private readonly SemaphoreSlim _writeGate = new(1, 1);
 
@@ -366,40 +365,102 @@ public sealed partial class SqlTelemetryStore
         await command.ExecuteNonQueryAsync(cancellationToken);
     }
 
-    private async Task WriteLatestAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<DevicePoint> points,
+    private static async Task WriteLatestAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<DevicePoint> points,
         Dictionary<(long Device, long Key), (long Ts, int Index)> newest, CancellationToken cancellationToken)
     {
-        const string Columns = "device_seq, key_id, ts, value_type, bool_v, long_v, dbl_v, str_v";
-        const string OnConflict = """
-             ON CONFLICT (device_seq, key_id) DO UPDATE SET ts = excluded.ts, value_type = excluded.value_type, bool_v = excluded.bool_v,
+        var n = newest.Count;
+        var d = new long[n];
+        var k = new long[n];
+        var ts = new long[n];
+        var t = new int[n];
+        var b = new bool?[n];
+        var l = new long?[n];
+        var v = new double?[n];
+        var s = new string?[n];
+        var j = 0;
+        foreach (var ((device, key), (_, index)) in newest)
+        {
+            var point = points[index].Point;
+            var value = point.Value;
+            d[j] = device;
+            k[j] = key;
+            ts[j] = point.Ts;
+            t[j] = (int)value.Type;
+            b[j] = value.Type == DataType.Boolean ? value.Boolean : null;
+            l[j] = value.Type == DataType.Long ? value.Long : null;
+            v[j] = value.Type == DataType.Double ? value.Double : null;
+            s[j] = value.Type is DataType.String or DataType.Json ? value.Text : null;
+            j++;
+        }
+
+        // One row per (device, key): the batch's newest point of each.
+        using var command = connection.CreateCommand();
+        command.Transaction = transaction;
+        command.CommandText = """
+            INSERT INTO ts_latest (device_seq, key_id, ts, value_type, bool_v, long_v, dbl_v, str_v)
+            SELECT * FROM unnest(@d, @k, @ts, @t, @b, @l, @v, @s)
+            ON CONFLICT (device_seq, key_id) DO UPDATE SET ts = excluded.ts, value_type = excluded.value_type, bool_v = excluded.bool_v,
                 long_v = excluded.long_v, dbl_v = excluded.dbl_v, str_v = excluded.str_v
             WHERE excluded.ts >= ts_latest.ts
             """;
-        var rows = new List<((long Device, long Key) Pair, int Index)>(newest.Count);
-        foreach (var (pair, (_, index)) in newest)
-        {
-            rows.Add((pair, index));
-        }
-
-        await WriteRowsAsync(connection, transaction, "ts_latest", Columns, OnConflict, 8, rows.Count, (command, row, offset) =>
-        {
-            var ((device, key), index) = rows[row];
-            var point = points[index].Point;
-            AddPointParameters(command, offset, device, key, point.Ts, point.Value);
-        }, cancellationToken);
+        command.AddParameter("d", d);
+        command.AddParameter("k", k);
+        command.AddParameter("ts", ts);
+        command.AddParameter("t", t);
+        command.AddParameter("b", b);
+        command.AddParameter("l", l);
+        command.AddParameter("v", v);
+        command.AddParameter("s", s);
+        await command.ExecuteNonQueryAsync(cancellationToken);
     }
 
-    private async Task WriteRollupsAsync(DbConnection connection, DbTransaction transaction, Dictionary<(long Device, long Key, long Minute), Rollup> rollups, CancellationToken cancellationToken)
+    private static async Task WriteRollupsAsync(DbConnection connection, DbTransaction transaction, Dictionary<(long Device, long Key, long Minute), Rollup> rollups, CancellationToken cancellationToken)
     {
         if (rollups.Count == 0)
         {
             return;
         }
 
-        const string Columns = "device_seq, key_id, minute, cnt, cnt_l, cnt_d, min_l, max_l, min_d, max_d, sum_l_hi, sum_l_lo, sum_d";
-        // Portable min/max that ignore NULL (SQLite's two-argument min() returns NULL when either is NULL).
-        const string OnConflict = """
-             ON CONFLICT (device_seq, key_id, minute) DO UPDATE SET cnt = ts_rollup_1m.cnt + excluded.cnt,
+        var n = rollups.Count;
+        var d = new long[n];
+        var k = new long[n];
+        var minutes = new long[n];
+        var count = new long[n];
+        var countLong = new long[n];
+        var countDouble = new long[n];
+        var minLong = new long?[n];
+        var maxLong = new long?[n];
+        var minDouble = new double?[n];
+        var maxDouble = new double?[n];
+        var sumHigh = new long[n];
+        var sumLow = new long[n];
+        var sumDouble = new double[n];
+        var j = 0;
+        foreach (var ((device, key, minute), r) in rollups)
+        {
+            d[j] = device;
+            k[j] = key;
+            minutes[j] = minute;
+            count[j] = r.Count;
+            countLong[j] = r.LongCount;
+            countDouble[j] = r.DoubleCount;
+            minLong[j] = r.LongMin;
+            maxLong[j] = r.LongMax;
+            minDouble[j] = r.DoubleMin;
+            maxDouble[j] = r.DoubleMax;
+            sumHigh[j] = r.LongSumHigh;
+            sumLow[j] = r.LongSumLow;
+            sumDouble[j] = r.DoubleSum;
+            j++;
+        }
+
+        // One row per (device, key, minute), added to what the minute holds. Portable min/max that ignore NULL.
+        using var command = connection.CreateCommand();
+        command.Transaction = transaction;
+        command.CommandText = """
+            INSERT INTO ts_rollup_1m (device_seq, key_id, minute, cnt, cnt_l, cnt_d, min_l, max_l, min_d, max_d, sum_l_hi, sum_l_lo, sum_d)
+            SELECT * FROM unnest(@d, @k, @m, @c, @cl, @cd, @minl, @maxl, @mind, @maxd, @hi, @lo, @sd)
+            ON CONFLICT (device_seq, key_id, minute) DO UPDATE SET cnt = ts_rollup_1m.cnt + excluded.cnt,
                 cnt_l = ts_rollup_1m.cnt_l + excluded.cnt_l, cnt_d = ts_rollup_1m.cnt_d + excluded.cnt_d,
                 min_l = CASE WHEN ts_rollup_1m.min_l IS NULL OR excluded.min_l < ts_rollup_1m.min_l THEN excluded.min_l ELSE ts_rollup_1m.min_l END,
                 max_l = CASE WHEN ts_rollup_1m.max_l IS NULL OR excluded.max_l > ts_rollup_1m.max_l THEN excluded.max_l ELSE ts_rollup_1m.max_l END,
@@ -408,25 +469,20 @@ public sealed partial class SqlTelemetryStore
                 sum_l_hi = ts_rollup_1m.sum_l_hi + excluded.sum_l_hi, sum_l_lo = ts_rollup_1m.sum_l_lo + excluded.sum_l_lo,
                 sum_d = ts_rollup_1m.sum_d + excluded.sum_d
             """;
-        var rows = new List<KeyValuePair<(long Device, long Key, long Minute), Rollup>>(rollups);
-        await WriteRowsAsync(connection, transaction, "ts_rollup_1m", Columns, OnConflict, 13, rows.Count, (command, row, offset) =>
-        {
-            var ((device, key, minute), r) = rows[row];
-            var p = command.Parameters;
-            Set(p, offset, device);
-            Set(p, offset + 1, key);
-            Set(p, offset + 2, minute);
-            Set(p, offset + 3, r.Count);
-            Set(p, offset + 4, r.LongCount);
-            Set(p, offset + 5, r.DoubleCount);
-            Set(p, offset + 6, r.LongMin);
-            Set(p, offset + 7, r.LongMax);
-            Set(p, offset + 8, r.DoubleMin);
-            Set(p, offset + 9, r.DoubleMax);
-            Set(p, offset + 10, r.LongSumHigh);
-            Set(p, offset + 11, r.LongSumLow);
-            Set(p, offset + 12, r.DoubleSum);
-        }, cancellationToken);
+        command.AddParameter("d", d);
+        command.AddParameter("k", k);
+        command.AddParameter("m", minutes);
+        command.AddParameter("c", count);
+        command.AddParameter("cl", countLong);
+        command.AddParameter("cd", countDouble);
+        command.AddParameter("minl", minLong);
+        command.AddParameter("maxl", maxLong);
+        command.AddParameter("mind", minDouble);
+        command.AddParameter("maxd", maxDouble);
+        command.AddParameter("hi", sumHigh);
+        command.AddParameter("lo", sumLow);
+        command.AddParameter("sd", sumDouble);
+        await command.ExecuteNonQueryAsync(cancellationToken);
     }
 
     /// <summary>Rebuilds the rollups of [fromTs, toTs) of one (device, key) from its points (after late points or deletions).</summary>
@@ -448,83 +504,6 @@ public sealed partial class SqlTelemetryStore
         command.AddParameter("to", toTs);
         await command.ExecuteNonQueryAsync(cancellationToken);
     }
-
-    /// <summary>
-    /// Writes <paramref name="count"/> rows with multi-row INSERT statements of up to <see cref="RowsPerStatement"/>
-    /// rows; <paramref name="bind"/> sets the parameters of one row starting at a parameter offset.
-    /// </summary>
-    private async Task WriteRowsAsync(DbConnection connection, DbTransaction transaction, string table, string columns, string onConflict,
-        int columnCount, int count, Action<DbCommand, int, int> bind, CancellationToken cancellationToken)
-    {
-        DbCommand? full = null;
-        try
-        {
-            const int perStatement = RowsPerStatement;
-            for (var start = 0; start < count; start += perStatement)
-            {
-                var rows = Math.Min(perStatement, count - start);
-                var command = rows == perStatement && full is not null ? full : CreateRowsCommand(connection, transaction, table, columns, onConflict, columnCount, rows);
-                for (var row = 0; row < rows; row++)
-                {
-                    bind(command, start + row, row * columnCount);
-                }
-
-                await command.ExecuteNonQueryAsync(cancellationToken);
-                if (rows == perStatement)
-                {
-                    full = command;
-                }
-                else if (!ReferenceEquals(command, full))
-                {
-                    await command.DisposeAsync();
-                }
-            }
-        }
-        finally
-        {
-            if (full is not null)
-            {
-                await full.DisposeAsync();
-            }
-        }
-    }
-
-    private DbCommand CreateRowsCommand(DbConnection connection, DbTransaction transaction, string table, string columns, string onConflict, int columnCount, int rows)
-    {
-        var command = connection.CreateCommand();
-        command.Transaction = transaction;
-        var sql = new StringBuilder("INSERT INTO ").Append(table).Append(" (").Append(columns).Append(") VALUES ");
-        for (var row = 0; row < rows; row++)
-        {
-            sql.Append(row == 0 ? "(" : ", (");
-            for (var column = 0; column < columnCount; column++)
-            {
-                var name = string.Create(CultureInfo.InvariantCulture, $"p{(row * columnCount) + column}");
-                sql.Append(column == 0 ? "@" : ", @").Append(name);
-                command.AddParameter(name, null);
-            }
-
-            sql.Append(')');
-        }
-
-        command.CommandText = sql.Append(onConflict).ToString();
-        return command;
-    }
-
-    private static void AddPointParameters(DbCommand command, int offset, long device, long key, long ts, in KvValue value)
-    {
-        var p = command.Parameters;
-        Set(p, offset, device);
-        Set(p, offset + 1, key);
-        Set(p, offset + 2, ts);
-        Set(p, offset + 3, (int)value.Type);
-        Set(p, offset + 4, value.Type == DataType.Boolean ? value.Boolean : null);
-        Set(p, offset + 5, value.Type == DataType.Long ? value.Long : null);
-        Set(p, offset + 6, value.Type == DataType.Double ? value.Double : null);
-        Set(p, offset + 7, value.Type is DataType.String or DataType.Json ? value.Text : null);
-    }
-
-    private static void Set(DbParameterCollection parameters, int index, object? value) => parameters[index].Value = value ?? DBNull.Value;
 
     public void Dispose() => _writeGate.Dispose();
 
