@@ -175,11 +175,7 @@ public sealed class SqlAttributeStore(PlatformDatabase database, LiveFeed? feed 
         var scopes = new string[n];
         var keys = new string[n];
         var stamps = new long[n];
-        var types = new int[n];
-        var booleans = new bool?[n];
-        var longs = new long?[n];
-        var doubles = new double?[n];
-        var texts = new string?[n];
+        var values = new ValueColumns(n);
         var i = 0;
         foreach (var ((device, scope, key), entry) in last)
         {
@@ -187,11 +183,7 @@ public sealed class SqlAttributeStore(PlatformDatabase database, LiveFeed? feed 
             scopes[i] = ScopeName(scope);
             keys[i] = key;
             stamps[i] = entry.LastUpdateTs;
-            types[i] = (int)entry.Value.Type;
-            booleans[i] = entry.Value.Type == DataType.Boolean ? entry.Value.Boolean : null;
-            longs[i] = entry.Value.Type == DataType.Long ? entry.Value.Long : null;
-            doubles[i] = entry.Value.Type == DataType.Double ? entry.Value.Double : null;
-            texts[i] = entry.Value.Type is DataType.String or DataType.Json ? entry.Value.Text : null;
+            values.Set(i, entry.Value);
             i++;
         }
 
@@ -206,11 +198,7 @@ public sealed class SqlAttributeStore(PlatformDatabase database, LiveFeed? feed 
         command.AddParameter("scope", scopes);
         command.AddParameter("key", keys);
         command.AddParameter("ts", stamps);
-        command.AddParameter("t", types);
-        command.AddParameter("b", booleans);
-        command.AddParameter("l", longs);
-        command.AddParameter("v", doubles);
-        command.AddParameter("s", texts);
+        values.Bind(command);
         await command.ExecuteNonQueryAsync(cancellationToken);
     }
 

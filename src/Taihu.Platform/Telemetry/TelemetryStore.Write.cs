@@ -326,23 +326,14 @@ public sealed partial class SqlTelemetryStore
         var d = new long[n];
         var k = new long[n];
         var ts = new long[n];
-        var t = new int[n];
-        var b = new bool?[n];
-        var l = new long?[n];
-        var v = new double?[n];
-        var s = new string?[n];
+        var values = new ValueColumns(n);
         var j = 0;
         foreach (var ((device, key, stamp), index) in unique)
         {
-            var value = points[index].Point.Value;
             d[j] = device;
             k[j] = key;
             ts[j] = stamp;
-            t[j] = (int)value.Type;
-            b[j] = value.Type == DataType.Boolean ? value.Boolean : null;
-            l[j] = value.Type == DataType.Long ? value.Long : null;
-            v[j] = value.Type == DataType.Double ? value.Double : null;
-            s[j] = value.Type is DataType.String or DataType.Json ? value.Text : null;
+            values.Set(j, points[index].Point.Value);
             j++;
         }
 
@@ -357,11 +348,7 @@ public sealed partial class SqlTelemetryStore
         command.AddParameter("d", d);
         command.AddParameter("k", k);
         command.AddParameter("ts", ts);
-        command.AddParameter("t", t);
-        command.AddParameter("b", b);
-        command.AddParameter("l", l);
-        command.AddParameter("v", v);
-        command.AddParameter("s", s);
+        values.Bind(command);
         await command.ExecuteNonQueryAsync(cancellationToken);
     }
 
@@ -372,24 +359,15 @@ public sealed partial class SqlTelemetryStore
         var d = new long[n];
         var k = new long[n];
         var ts = new long[n];
-        var t = new int[n];
-        var b = new bool?[n];
-        var l = new long?[n];
-        var v = new double?[n];
-        var s = new string?[n];
+        var values = new ValueColumns(n);
         var j = 0;
         foreach (var ((device, key), (_, index)) in newest)
         {
             var point = points[index].Point;
-            var value = point.Value;
             d[j] = device;
             k[j] = key;
             ts[j] = point.Ts;
-            t[j] = (int)value.Type;
-            b[j] = value.Type == DataType.Boolean ? value.Boolean : null;
-            l[j] = value.Type == DataType.Long ? value.Long : null;
-            v[j] = value.Type == DataType.Double ? value.Double : null;
-            s[j] = value.Type is DataType.String or DataType.Json ? value.Text : null;
+            values.Set(j, point.Value);
             j++;
         }
 
@@ -406,11 +384,7 @@ public sealed partial class SqlTelemetryStore
         command.AddParameter("d", d);
         command.AddParameter("k", k);
         command.AddParameter("ts", ts);
-        command.AddParameter("t", t);
-        command.AddParameter("b", b);
-        command.AddParameter("l", l);
-        command.AddParameter("v", v);
-        command.AddParameter("s", s);
+        values.Bind(command);
         await command.ExecuteNonQueryAsync(cancellationToken);
     }
 
