@@ -319,73 +319,72 @@ public sealed partial class SqlTelemetryStore
         }
     }
 
-    private static async Task WritePointsPostgresAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<DevicePoint> points,
+    private static Task WritePointsPostgresAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<DevicePoint> points,
         Dictionary<(long Device, long Key, long Ts), int> unique, CancellationToken cancellationToken)
     {
-        var n = unique.Count;
-        var d = new long[n];
-        var k = new long[n];
-        var ts = new long[n];
-        var values = new ValueColumns(n);
-        var j = 0;
+        var rows = new PointRows(unique.Count);
         foreach (var ((device, key, stamp), index) in unique)
         {
-            d[j] = device;
-            k[j] = key;
-            ts[j] = stamp;
-            values.Set(j, points[index].Point.Value);
-            j++;
+            rows.Add(device, key, stamp, points[index].Point.Value);
         }
 
-        using var command = connection.CreateCommand();
-        command.Transaction = transaction;
-        command.CommandText = """
+        return rows.WriteAsync(connection, transaction, """
             INSERT INTO ts_kv (device_seq, key_id, ts, value_type, bool_v, long_v, dbl_v, str_v)
             SELECT * FROM unnest(@d, @k, @ts, @t, @b, @l, @v, @s)
             ON CONFLICT (device_seq, key_id, ts) DO UPDATE SET value_type = excluded.value_type, bool_v = excluded.bool_v,
                 long_v = excluded.long_v, dbl_v = excluded.dbl_v, str_v = excluded.str_v;
-            """;
-        command.AddParameter("d", d);
-        command.AddParameter("k", k);
-        command.AddParameter("ts", ts);
-        values.Bind(command);
-        await command.ExecuteNonQueryAsync(cancellationToken);
+            """, cancellationToken);
     }
 
-    private static async Task WriteLatestAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<DevicePoint> points,
+    /// <summary>One row per (device, key): the batch's newest point of each.</summary>
+    private static Task WriteLatestAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<DevicePoint> points,
         Dictionary<(long Device, long Key), (long Ts, int Index)> newest, CancellationToken cancellationToken)
     {
-        var n = newest.Count;
-        var d = new long[n];
-        var k = new long[n];
-        var ts = new long[n];
-        var values = new ValueColumns(n);
-        var j = 0;
+        var rows = new PointRows(newest.Count);
         foreach (var ((device, key), (_, index)) in newest)
         {
             var point = points[index].Point;
-            d[j] = device;
-            k[j] = key;
-            ts[j] = point.Ts;
-            values.Set(j, point.Value);
-            j++;
+            rows.Add(device, key, point.Ts, point.Value);
         }
 
-        // One row per (device, key): the batch's newest point of each.
-        using var command = connection.CreateCommand();
-        command.Transaction = transaction;
-        command.CommandText = """
+        return rows.WriteAsync(connection, transaction, """
             INSERT INTO ts_latest (device_seq, key_id, ts, value_type, bool_v, long_v, dbl_v, str_v)
             SELECT * FROM unnest(@d, @k, @ts, @t, @b, @l, @v, @s)
             ON CONFLICT (device_seq, key_id) DO UPDATE SET ts = excluded.ts, value_type = excluded.value_type, bool_v = excluded.bool_v,
                 long_v = excluded.long_v, dbl_v = excluded.dbl_v, str_v = excluded.str_v
             WHERE excluded.ts >= ts_latest.ts
-            """;
-        command.AddParameter("d", d);
-        command.AddParameter("k", k);
-        command.AddParameter("ts", ts);
-        values.Bind(command);
-        await command.ExecuteNonQueryAsync(cancellationToken);
+            """, cancellationToken);
+    }
+
+    /// <summary>Point rows (device, key, timestamp, value) as arrays, written by one statement over <c>unnest(@d, @k, @ts, @t, @b, @l, @v, @s)</c>.</summary>
+    private sealed class PointRows(int count)
+    {
+        private readonly long[] _devices = new long[count];
+        private readonly long[] _keys = new long[count];
+        private readonly long[] _stamps = new long[count];
+        private readonly ValueColumns _values = new(count);
+        private int _count;
+
+        public void Add(long device, long key, long ts, in KvValue value)
+        {
+            _devices[_count] = device;
+            _keys[_count] = key;
+            _stamps[_count] = ts;
+            _values.Set(_count, value);
+            _count++;
+        }
+
+        public async Task WriteAsync(DbConnection connection, DbTransaction transaction, string sql, CancellationToken cancellationToken)
+        {
+            using var command = connection.CreateCommand();
+            command.Transaction = transaction;
+            command.CommandText = sql;
+            command.AddParameter("d", _devices);
+            command.AddParameter("k", _keys);
+            command.AddParameter("ts", _stamps);
+            _values.Bind(command);
+            await command.ExecuteNonQueryAsync(cancellationToken);
+        }
     }
 
     private static async Task WriteRollupsAsync(DbConnection connection, DbTransaction transaction, Dictionary<(long Device, long Key, long Minute), Rollup> rollups, CancellationToken cancellationToken)
