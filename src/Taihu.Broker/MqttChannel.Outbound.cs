@@ -140,6 +140,19 @@ public sealed partial class MqttChannel
         finally
         {
             message.Release();
+            if (_scratchPublish is { } scratch)
+            {
+                ForgetMessage(scratch);
+            }
+
+            if (_scratchProperties is { } properties)
+            {
+                properties.ContentType = null;
+                properties.ResponseTopic = null;
+                properties.CorrelationData = null;
+                properties.UserProperties = null;
+                properties.SubscriptionIdentifiers = null;
+            }
         }
     }
 

@@ -30,7 +30,25 @@ public sealed partial class MqttChannel
         {
             // The publisher's reference: deliveries and the retained store took their own.
             owner?.Release();
+            if (ReferenceEquals(publish, _reusablePublish))
+            {
+                ForgetMessage(publish);
+            }
         }
+    }
+
+    /// <summary>
+    /// Drops what a reused PUBLISH still points at once its message is handled or written. Kept, a connection's
+    /// last topic and payload live until its next message: for a device called once in a while (a new topic per
+    /// RPC request id), that is one more collection at least, and every connection's leftovers are copied into
+    /// older generations that later collections walk again.
+    /// </summary>
+    private static void ForgetMessage(PublishPacket publish)
+    {
+        publish.Topic = "";
+        publish.Payload = default;
+        publish.PayloadOwner = null;
+        publish.Properties = null;
     }
 
     private async ValueTask<bool> HandlePublishCoreAsync(PublishPacket publish, CancellationToken cancellationToken)

@@ -8,10 +8,12 @@ namespace Taihu.Broker.Extensibility;
 /// same way; a <c>$share/{group}/</c> filter maps its inner filter.
 /// </summary>
 /// <remarks>
-/// A device publishes the same few topics over and over, so each direction remembers its last answer: the codec
-/// hands back the same string instance for a repeated topic, and the map then hands back the same mapped string
-/// without allocating. Inbound topics are mapped on the connection's read loop and outbound ones on its sender;
-/// each direction has its own memory, so the two never race. Use one map per connection.
+/// A device publishes the same few topics over and over, so each direction remembers an answer: the codec hands
+/// back the same string instance for a repeated topic, and the map then hands back the same mapped string without
+/// allocating. A topic is remembered from its second sighting in a row (by hash), not its first: an RPC request or
+/// response has a new topic per call, and remembering each would keep four strings per connection alive until the
+/// next call, long enough to be promoted. Inbound topics are mapped on the connection's read loop and outbound
+/// ones on its sender; each direction has its own memory, so the two never race. Use one map per connection.
 /// </remarks>
 public sealed class TopicMap
 {
@@ -20,6 +22,8 @@ public sealed class TopicMap
     private string? _lastInMapped;
     private string? _lastOut;
     private string? _lastOutMapped;
+    private int _lastInMissHash;
+    private int _lastOutMissHash;
 
     /// <param name="prefixes">Pairs of client prefix and broker prefix; each prefix ends with '/'.</param>
     public TopicMap(params (string Client, string Broker)[] prefixes)
@@ -44,8 +48,12 @@ public sealed class TopicMap
         }
 
         var mapped = Replace(topic, toBroker: true);
-        _lastIn = topic;
-        _lastInMapped = mapped;
+        if (Remember(topic, ref _lastInMissHash))
+        {
+            _lastIn = topic;
+            _lastInMapped = mapped;
+        }
+
         return mapped;
     }
 
@@ -58,8 +66,12 @@ public sealed class TopicMap
         }
 
         var mapped = Replace(topic, toBroker: false);
-        _lastOut = topic;
-        _lastOutMapped = mapped;
+        if (Remember(topic, ref _lastOutMissHash))
+        {
+            _lastOut = topic;
+            _lastOutMapped = mapped;
+        }
+
         return mapped;
     }
 
@@ -81,6 +93,19 @@ public sealed class TopicMap
         }
 
         return Replace(filter, toBroker: true);
+    }
+
+    /// <summary>True when the topic missed the memory just before as well: it is worth remembering.</summary>
+    private static bool Remember(string topic, ref int lastMissHash)
+    {
+        var hash = string.GetHashCode(topic.AsSpan());
+        if (hash == lastMissHash)
+        {
+            return true;
+        }
+
+        lastMissHash = hash;
+        return false;
     }
 
     private string Replace(string topic, bool toBroker)
