@@ -109,6 +109,30 @@ public abstract partial class StorageTests
     }
 
     [Fact]
+    public async Task ProfileTimeouts_AreReadOncePerProfile_AndReadAgainAfterTheProfileChanged()
+    {
+        var (tenant, profile, _) = await NewTenantWithDeviceAsync();
+        var other = await NewProfileAsync(tenant.Id);
+        var signal = new Events.EventSignal();
+        var timeouts = new ProfileTimeouts(Devices, signal);
+
+        var first = timeouts.GetAsync(tenant.Id, profile.Id);
+        Assert.Equal(DeviceProfile.DefaultInactivityTimeoutMs, await first);
+        // Every later device of the profile shares the one read.
+        Assert.Same(first, timeouts.GetAsync(tenant.Id, profile.Id));
+        var ofOther = timeouts.GetAsync(tenant.Id, other.Id);
+        await ofOther;
+
+        Assert.True(await Devices.UpdateProfileAsync(profile with { InactivityTimeoutMs = 30_000 }));
+        signal.NotifyProfileChanged(profile.Id);
+
+        Assert.Equal(30_000, await timeouts.GetAsync(tenant.Id, profile.Id));
+        // Only the changed profile was forgotten; one that is not found gets ThingsBoard's default.
+        Assert.Same(ofOther, timeouts.GetAsync(tenant.Id, other.Id));
+        Assert.Equal(DeviceProfile.DefaultInactivityTimeoutMs, await timeouts.GetAsync(tenant.Id, Guid.NewGuid()));
+    }
+
+    [Fact]
     public async Task Devices_ShownActive_AreListed_WithTheirConnectivity()
     {
         var (tenant, profile, active) = await NewTenantWithDeviceAsync();

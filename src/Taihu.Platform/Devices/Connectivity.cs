@@ -21,9 +21,13 @@ namespace Taihu.Platform.Devices;
 /// A flush (once a second) writes what changed, all devices in one transaction, through the attribute store
 /// (whose commit reaches live subscribers) and queues the changes of <c>active</c> into the telemetry pipeline.
 /// </remarks>
-public sealed partial class ConnectivityTracker(IAttributeStore attributes, IDeviceStore devices, TelemetryIngest ingest, TimeProvider time, ILogger<ConnectivityTracker> logger)
+public sealed partial class ConnectivityTracker(IAttributeStore attributes, IDeviceStore devices, TelemetryIngest ingest, TimeProvider time, ILogger<ConnectivityTracker> logger,
+    Events.EventSignal? signal = null)
     : BackgroundService
 {
+    /// <summary>Profiles' inactivity timeouts, one read per profile (not per device that connects).</summary>
+    private readonly ProfileTimeouts _profileTimeouts = new(devices, signal);
+
     /// <summary>The owner's state, by device row number; touched by the owner loop only.</summary>
     private readonly Dictionary<long, State> _states = [];
 
@@ -506,8 +510,7 @@ public sealed partial class ConnectivityTracker(IAttributeStore attributes, IDev
     {
         try
         {
-            var profile = await devices.GetProfileAsync(device.TenantId, device.ProfileId);
-            Post(new Message(MessageKind.TimeoutLoaded, device, profile?.InactivityTimeoutMs ?? DeviceProfile.DefaultInactivityTimeoutMs, null));
+            Post(new Message(MessageKind.TimeoutLoaded, device, await _profileTimeouts.GetAsync(device.TenantId, device.ProfileId), null));
         }
         catch (Exception e)
         {

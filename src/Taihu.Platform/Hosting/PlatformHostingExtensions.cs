@@ -57,7 +57,8 @@ public static class PlatformHostingExtensions
         services.AddSingleton<GatewayHandler>();
         // On a cluster node (one that tells other nodes of device changes) other nodes write the same devices' connectivity.
         services.AddSingleton(sp => new ConnectivityTracker(sp.GetRequiredService<IAttributeStore>(), sp.GetRequiredService<IDeviceStore>(),
-            sp.GetRequiredService<TelemetryIngest>(), sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ILogger<ConnectivityTracker>>())
+            sp.GetRequiredService<TelemetryIngest>(), sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ILogger<ConnectivityTracker>>(),
+            sp.GetRequiredService<Events.EventSignal>())
         {
             SharedStorage = sp.GetService<IDevicesElsewhere>() is not null,
         });
