@@ -31,10 +31,10 @@ public sealed class ClusterMembershipTests(PostgresServer postgres, ITestOutputH
         try
         {
             // The first node makes the schema and the administrator; the other two start together.
-            nodes[0] = await ServerProcess.StartAsync(NodeSettings(database, siloPorts[0]));
+            nodes[0] = await ClusterSettings.StartNodeAsync(postgres, NodeSettings(database, siloPorts[0]));
             var rest = await Task.WhenAll(
-                ServerProcess.StartAsync(NodeSettings(database, siloPorts[1])),
-                ServerProcess.StartAsync(NodeSettings(database, siloPorts[2]), dataDirectory));
+                ClusterSettings.StartNodeAsync(postgres, NodeSettings(database, siloPorts[1])),
+                ClusterSettings.StartNodeAsync(postgres, NodeSettings(database, siloPorts[2]), dataDirectory));
             (nodes[1], nodes[2]) = (rest[0], rest[1]);
             Assert.Contains("Cluster functional: membership in PostgreSQL", nodes[0]!.Output, StringComparison.Ordinal);
 
@@ -72,7 +72,7 @@ public sealed class ClusterMembershipTests(PostgresServer postgres, ITestOutputH
 
             // The same node (port and data) starts again: a new generation joins, the old one stays dead.
             await nodes[2]!.DisposeAsync();
-            nodes[2] = await ServerProcess.StartAsync(NodeSettings(database, siloPorts[2]), dataDirectory);
+            nodes[2] = await ClusterSettings.StartNodeAsync(postgres, NodeSettings(database, siloPorts[2]), dataDirectory);
             apis[2].Dispose();
             apis[2] = await PlatformApi.SysAdminAsync(nodes[2]!);
             foreach (var api in apis)
@@ -112,7 +112,7 @@ public sealed class ClusterMembershipTests(PostgresServer postgres, ITestOutputH
         var database = await postgres.CreateDatabaseAsync();
         try
         {
-            await using (var first = await ServerProcess.StartAsync(NodeSettings(database, LoopbackPort.Free())))
+            await using (var first = await ClusterSettings.StartNodeAsync(postgres, NodeSettings(database, LoopbackPort.Free())))
             {
                 Assert.Contains("Cluster functional: membership in PostgreSQL", first.Output, StringComparison.Ordinal);
             }

@@ -76,7 +76,7 @@ public sealed class ClusterStateTests(PostgresServer postgres)
             // A node that joins now has the cluster's retained messages (from the database, where B has written
             // its own, and from the older nodes), and not the cleared one.
             await ClusterSettings.WaitForCountAsync(postgres, database, "SELECT count(*) FROM mqtt_retained WHERE topic = 'lamp/2'", 1);
-            var c = await ServerProcess.StartAsync(NodeSettings(database, "retained"));
+            var c = await ClusterSettings.StartNodeAsync(postgres, NodeSettings(database, "retained"));
             nodes.Add(c);
             await Metrics.WaitForAsync(c, "taihu_cluster_nodes", count => count == 3);
             await using var lateC = await MqttTestClient.ConnectTcpAsync(c, "late-c");
@@ -175,7 +175,7 @@ public sealed class ClusterStateTests(PostgresServer postgres)
             // B starts again on the same database, where keeper's session is stored: it is A's, and B must not
             // load it. Once A routes a marker to B's own subscriber, A holds every route B has (route changes and
             // messages travel in one ordered queue): that one route alone.
-            var restarted = await ServerProcess.StartAsync(NodeSettings(database, "sessions"));
+            var restarted = await ClusterSettings.StartNodeAsync(postgres, NodeSettings(database, "sessions"));
             nodes.Add(restarted);
             await Metrics.WaitForAsync(a, "taihu_cluster_nodes", count => count == 2);
             await using var markerOnB = await MqttTestClient.ConnectTcpAsync(restarted, "marker-b");

@@ -77,11 +77,11 @@ public static class ClusterSettings
     /// Starts one node; when it does not start in time, the failure ends with PostgreSQL's recent log (lock waits,
     /// slow statements, checkpoints), as CI has seen nodes wait over a minute on the private server.
     /// </summary>
-    public static async Task<ServerProcess> StartNodeAsync(PostgresServer postgres, IReadOnlyDictionary<string, string> settings)
+    public static async Task<ServerProcess> StartNodeAsync(PostgresServer postgres, IReadOnlyDictionary<string, string> settings, string? dataDirectory = null)
     {
         try
         {
-            return await ServerProcess.StartAsync(settings);
+            return await ServerProcess.StartAsync(settings, dataDirectory);
         }
         catch (TimeoutException e)
         {
