@@ -37,8 +37,8 @@ public interface IEventConsumer
 public sealed class DeviceDirectory
 {
     internal static readonly TimeSpan Lifetime = TimeSpan.FromMinutes(5);
-    private readonly ConcurrentDictionary<long, BySeq> _cache = new();
-    private readonly ConcurrentDictionary<Guid, ById> _byId = new();
+    private readonly ConcurrentDictionary<long, Cached<Device?>> _cache = new();
+    private readonly ConcurrentDictionary<Guid, Cached<Device>> _byId = new();
     private readonly IDeviceStore _store;
     private readonly TimeProvider _time;
     private long _forgets;
@@ -76,7 +76,7 @@ public sealed class DeviceDirectory
                 return cached.Device;
             }
 
-            _cache[seq] = new BySeq(device, until);
+            _cache[seq] = new Cached<Device?>(device, until);
         }
 
         return device;
@@ -110,21 +110,16 @@ public sealed class DeviceDirectory
                 return cached.Device;
             }
 
-            _byId[id] = new ById(device, until);
+            _byId[id] = new Cached<Device>(device, until);
         }
 
         return device;
     }
 
-    private sealed class ById(Device device, long until)
+    /// <summary>A device as read (null: none of that row), and until when it is taken without reading again.</summary>
+    private sealed class Cached<T>(T device, long until)
     {
-        public readonly Device Device = device;
-        public long Until = until;
-    }
-
-    private sealed class BySeq(Device? device, long until)
-    {
-        public readonly Device? Device = device;
+        public readonly T Device = device;
         public long Until = until;
     }
 
