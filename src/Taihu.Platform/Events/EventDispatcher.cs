@@ -66,20 +66,7 @@ public sealed class DeviceDirectory
 
         var forgets = Volatile.Read(ref _forgets);
         var device = await _store.GetDeviceBySeqAsync(seq, cancellationToken);
-        // Kept only if nothing was forgotten meanwhile: a change that raced with the read may concern this device.
-        if (Volatile.Read(ref _forgets) == forgets)
-        {
-            var until = now + (long)(Lifetime.TotalSeconds * _time.TimestampFrequency);
-            if (found && cached!.Device == device)
-            {
-                Volatile.Write(ref cached.Until, until);
-                return cached.Device;
-            }
-
-            _cache[seq] = new Cached<Device?>(device, until);
-        }
-
-        return device;
+        return Keep(_cache, seq, cached, device, now, forgets);
     }
 
     /// <summary>The device <paramref name="id"/> of tenant <paramref name="tenantId"/>, or null when it has none of that id.</summary>
@@ -100,19 +87,29 @@ public sealed class DeviceDirectory
 
         var forgets = Volatile.Read(ref _forgets);
         var device = await _store.GetDeviceAsync(tenantId, id, cancellationToken);
-        // Kept only if nothing was forgotten meanwhile: a change that raced with the read may concern this device.
-        if (device is not null && Volatile.Read(ref _forgets) == forgets)
-        {
-            var until = now + (long)(Lifetime.TotalSeconds * _time.TimestampFrequency);
-            if (found && cached!.Device == device)
-            {
-                Volatile.Write(ref cached.Until, until);
-                return cached.Device;
-            }
+        return device is null ? null : Keep(_byId, id, cached, device, now, forgets);
+    }
 
-            _byId[id] = new Cached<Device>(device, until);
+    /// <summary>
+    /// Keeps what was read for <see cref="Lifetime"/>, unless a device was forgotten since the read began (a change
+    /// that raced with it may concern this one). An unchanged device keeps its cached instance; only its time moves.
+    /// </summary>
+    private T Keep<TKey, T>(ConcurrentDictionary<TKey, Cached<T>> cache, TKey key, Cached<T>? cached, T device, long now, long forgets)
+        where TKey : notnull
+    {
+        if (Volatile.Read(ref _forgets) != forgets)
+        {
+            return device;
         }
 
+        var until = now + (long)(Lifetime.TotalSeconds * _time.TimestampFrequency);
+        if (cached is not null && EqualityComparer<T>.Default.Equals(cached.Device, device))
+        {
+            Volatile.Write(ref cached.Until, until);
+            return cached.Device;
+        }
+
+        cache[key] = new Cached<T>(device, until);
         return device;
     }
 
