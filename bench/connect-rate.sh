@@ -7,7 +7,7 @@
 # run is kept in bench/results/connect-*.
 #
 # BROKERS="mosquitto taihu cluster" adds a cluster: NODES Taihu nodes (default 3) on a private PostgreSQL, the storm
-# against node 0 (each CONNECT then claims its client's session in the session's owner grain, on whichever node
+# against node 0 (each CONNECT then claims its client's session in its session registry partition, on whichever node
 # Orleans placed it); its CPU per connection is the nodes' together.
 #
 #   bench/connect-rate.sh                       # RATES="500 1000" ROUNDS=2 DURATION=10 CLIENTS="taihu mqttnet" BROKERS="mosquitto taihu"

@@ -259,7 +259,8 @@ public sealed partial class MqttBroker : IMqttServerPublisher, IMqttClientDiscon
     /// the state store (a node that died or restarted). With <paramref name="cleanStart"/> nothing is put here, but
     /// the stored rows become this node's, to rewrite or delete.
     /// </summary>
-    internal async ValueTask ClaimSessionAsync(IMqttClusterLink cluster, string ns, string owner, string clientId, bool cleanStart, CancellationToken cancellationToken)
+    /// <returns>The claim's number, for the session attached after it (<see cref="ClaimedSession.Claim"/>).</returns>
+    internal async ValueTask<long> ClaimSessionAsync(IMqttClusterLink cluster, string ns, string owner, string clientId, bool cleanStart, CancellationToken cancellationToken)
     {
         var claim = await cluster.ClaimSessionAsync(ns, owner, clientId, cancellationToken);
         // This node may be putting the session here as a dead node's successor (its claim came first, so this one
@@ -277,7 +278,7 @@ public sealed partial class MqttBroker : IMqttServerPublisher, IMqttClientDiscon
 
         if (carried is null)
         {
-            return;
+            return claim.Claim;
         }
 
         if (!cleanStart)
@@ -289,6 +290,7 @@ public sealed partial class MqttBroker : IMqttServerPublisher, IMqttClientDiscon
 
         _persistence?.Adopt(carried.Key);
         _persistence?.OnSubscriptionsChanged();
+        return claim.Claim;
     }
 
     /// <summary>
@@ -329,7 +331,8 @@ public sealed partial class MqttBroker : IMqttServerPublisher, IMqttClientDiscon
         }
     }
 
-    public async ValueTask<bool> AdoptStoredSessionAsync(SessionKey key, CancellationToken cancellationToken)
+    /// <param name="clusterClaim">The number of the claim that gave this node the session (see <see cref="ClaimedSession.Claim"/>).</param>
+    public async ValueTask<bool> AdoptStoredSessionAsync(SessionKey key, long clusterClaim, CancellationToken cancellationToken)
     {
         if (_persistence is not { } persistence || _sessions.Find(key.Namespace, key.ClientId, key.Owner) is not null)
         {
@@ -343,7 +346,9 @@ public sealed partial class MqttBroker : IMqttServerPublisher, IMqttClientDiscon
             return false;
         }
 
-        BrokerPersistence.RestoreSession(stored, Options, Time.GetUtcNow(), _sessions, _router).MarkChanged();
+        var session = BrokerPersistence.RestoreSession(stored, Options, Time.GetUtcNow(), _sessions, _router);
+        session.MarkChanged();
+        session.ClaimedInCluster(clusterClaim);
         persistence.Adopt(key);
         persistence.OnSubscriptionsChanged();
         return true;
@@ -358,8 +363,8 @@ public sealed partial class MqttBroker : IMqttServerPublisher, IMqttClientDiscon
     internal NamespaceState GetNamespace(string ns) => _router.GetNamespace(ns);
 
     /// <inheritdoc cref="SessionRegistry.Attach"/>
-    internal MqttSession AttachSession(MqttChannel channel, string ns, string owner, string clientId, bool cleanStart, uint expiryInterval, out bool sessionPresent) =>
-        _sessions.Attach(channel, ns, owner, clientId, cleanStart, expiryInterval, out sessionPresent);
+    internal MqttSession AttachSession(MqttChannel channel, string ns, string owner, string clientId, bool cleanStart, uint expiryInterval, out bool sessionPresent, long clusterClaim) =>
+        _sessions.Attach(channel, ns, owner, clientId, cleanStart, expiryInterval, out sessionPresent, clusterClaim);
 
     /// <inheritdoc cref="SessionRegistry.Detach"/>
     internal void DetachSession(MqttChannel channel, MqttSession session, BrokerMessage? will, uint willDelay) => _sessions.Detach(channel, session, will, willDelay);

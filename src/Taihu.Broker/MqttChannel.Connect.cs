@@ -133,14 +133,15 @@ public sealed partial class MqttChannel
             }
         }
 
+        long claim = 0;
         if (_broker.ClusterLink is { } cluster)
         {
             // On a cluster node the session is claimed cluster-wide first: a connection on another node loses it.
             // What it held there (or, from a node gone, its last snapshot) is put here first.
-            await _broker.ClaimSessionAsync(cluster, identity.Namespace, identity.SessionOwner ?? "", ClientId!, _connect!.CleanStart, cancellationToken);
+            claim = await _broker.ClaimSessionAsync(cluster, identity.Namespace, identity.SessionOwner ?? "", ClientId!, _connect!.CleanStart, cancellationToken);
         }
 
-        return CompleteConnect(identity, ackProperties);
+        return CompleteConnect(identity, ackProperties, claim);
     }
 
     /// <summary>$SYS and $SYS/...: the broker's own topics, which no client may publish to, as will or otherwise.</summary>
@@ -162,7 +163,9 @@ public sealed partial class MqttChannel
         return false;
     }
 
-    private bool CompleteConnect(ClientIdentity identity, MqttProperties? ackProperties)
+    /// <summary>Attaches the session and answers CONNACK.</summary>
+    /// <param name="clusterClaim">On a cluster node, the number of the claim that gave this node the session; else 0.</param>
+    private bool CompleteConnect(ClientIdentity identity, MqttProperties? ackProperties, long clusterClaim)
     {
         var connect = _connect!;
         var options = _broker.Options;
@@ -207,7 +210,7 @@ public sealed partial class MqttChannel
         // the cluster's copy to the connection that replaced it.
         var cancelsPendingWill = cluster is not null && connect.Will is null
             && _broker.FindSession(identity.Namespace, ClientId!, identity.SessionOwner ?? "") is { } existing && (existing.IsConnected || existing.IsWillPending);
-        var session = _broker.AttachSession(this, identity.Namespace, identity.SessionOwner ?? "", ClientId!, connect.CleanStart, expiry, out var sessionPresent);
+        var session = _broker.AttachSession(this, identity.Namespace, identity.SessionOwner ?? "", ClientId!, connect.CleanStart, expiry, out var sessionPresent, clusterClaim);
         if (cluster is not null)
         {
             RecordWillInCluster(cluster, identity, connect.Will, cancelsPendingWill);

@@ -91,6 +91,15 @@ public interface IMqttClusterLink
     void OnWillDone(string ns, string owner, string clientId)
     {
     }
+
+    /// <summary>
+    /// A session this node held has ended here (its clean session's connection went, or it expired): the cluster may
+    /// forget that this node holds it. <paramref name="claim"/> is the <see cref="ClaimedSession.Claim"/> that gave it
+    /// to this node. Not called for a session taken over by another node. Return at once.
+    /// </summary>
+    void OnSessionEnded(string ns, string owner, string clientId, long claim)
+    {
+    }
 }
 
 /// <summary>Told once that the other nodes a client's message was forwarded to have it (see <see cref="IMqttClusterLink.Forward(BrokerMessage, IForwardReceipt)"/>).</summary>
@@ -108,7 +117,11 @@ public interface IForwardReceipt
 /// session's last snapshot.
 /// </param>
 /// <param name="Session">The persistent session as it was when it ended on the other node, its payloads copied, or null.</param>
-public readonly record struct ClaimedSession(bool Known, StoredSession? Session);
+/// <param name="Claim">
+/// The cluster's number for this claim (0 when it has none): the session keeps it, and gives it back with
+/// <see cref="IMqttClusterLink.OnSessionEnded"/>, so that the end of a session is not taken for the end of a newer one.
+/// </param>
+public readonly record struct ClaimedSession(bool Known, StoredSession? Session, long Claim = 0);
 
 /// <summary>A shared group on a filter (<c>$share/{Group}/{Filter}</c>) that a message forwarded from another node is for.</summary>
 public readonly record struct SharedRoute(string Group, string Filter);

@@ -69,6 +69,17 @@ public sealed partial class MqttSession
     private DateTimeOffset? _willDueAt;
     private bool _ended;
 
+    private long _clusterClaim;
+
+    /// <summary>
+    /// On a cluster node, the number of the claim that gave this node the session (<see cref="Extensibility.ClaimedSession.Claim"/>);
+    /// 0 on a single server.
+    /// </summary>
+    internal long ClusterClaim => Volatile.Read(ref _clusterClaim);
+
+    /// <summary>The cluster gave this node the session under claim <paramref name="claim"/> (see <see cref="ClusterClaim"/>).</summary>
+    internal void ClaimedInCluster(long claim) => Volatile.Write(ref _clusterClaim, claim);
+
     // Whether anything a state store keeps (subscriptions, queued and unacknowledged messages, expiry) changed
     // since the last snapshot took it. New sessions start changed.
     private bool _stateChanged = true;

@@ -43,7 +43,7 @@ internal sealed class SessionRegistry(SessionServices services, MessageRouter ro
     /// session was resumed in <paramref name="sessionPresent"/>. A session of another owner with the same client id
     /// is a different session and is left alone.
     /// </summary>
-    public MqttSession Attach(ISessionOutput output, string ns, string owner, string clientId, bool cleanStart, uint expiryInterval, out bool sessionPresent)
+    public MqttSession Attach(ISessionOutput output, string ns, string owner, string clientId, bool cleanStart, uint expiryInterval, out bool sessionPresent, long clusterClaim = 0)
     {
         MqttSession session;
         lock (_gate)
@@ -76,6 +76,7 @@ internal sealed class SessionRegistry(SessionServices services, MessageRouter ro
             }
 
             session.Attach(output, expiryInterval);
+            session.ClaimedInCluster(clusterClaim);
         }
 
         return session;
@@ -105,6 +106,7 @@ internal sealed class SessionRegistry(SessionServices services, MessageRouter ro
             {
                 End(session);
                 Remove(session);
+                cluster?.OnSessionEnded(session.Namespace, session.Owner, session.ClientId, session.ClusterClaim);
             }
             else
             {
@@ -179,6 +181,7 @@ internal sealed class SessionRegistry(SessionServices services, MessageRouter ro
                 if (!session.IsConnected && Remove(session))
                 {
                     End(session);
+                    cluster?.OnSessionEnded(session.Namespace, session.Owner, session.ClientId, session.ClusterClaim);
                 }
             }
         }

@@ -43,6 +43,7 @@ internal sealed partial class ClusterMqttLink : IMqttClusterLink, ILifecyclePart
     private MqttBroker? _broker;
     private INodeLinkClient? _nodes;
     private Succession.ClusterWills? _wills;
+    private IGrainFactory? _grains;
     private Task _watch = Task.CompletedTask;
     private int _disposed;
 
@@ -218,15 +219,34 @@ internal sealed partial class ClusterMqttLink : IMqttClusterLink, ILifecyclePart
 
     private Succession.ClusterWills Wills => _wills ??= _services.GetRequiredService<Succession.ClusterWills>();
 
+    private IGrainFactory Grains => _grains ??= _services.GetRequiredService<IGrainFactory>();
+
+    public void OnSessionEnded(string ns, string owner, string clientId, long claim)
+    {
+        if (claim != 0)
+        {
+            // One way: the registry forgets this node as the holder unless the client was claimed since. Should the
+            // message be lost (this node stopping), the entry stays until the client's next claim replaces it.
+            try
+            {
+                _ = SessionRegistry.For(Grains, SessionRegistry.KeyOf(ns, owner, clientId)).Release(_local.SiloAddress, ns, owner, clientId, claim);
+            }
+            catch (Exception e) when (e is OrleansException or ObjectDisposedException or InvalidOperationException)
+            {
+                LogReleaseFailed(_logger, clientId, e.Message);
+            }
+        }
+    }
+
     public async ValueTask<ClaimedSession> ClaimSessionAsync(string ns, string owner, string clientId, CancellationToken cancellationToken)
     {
-        var grain = _services.GetRequiredService<IGrainFactory>().GetGrain<ISessionOwnerGrain>(SessionOwnerGrain.KeyOf(ns, owner, clientId));
+        var grain = SessionRegistry.For(Grains, SessionRegistry.KeyOf(ns, owner, clientId));
         try
         {
             var start = System.Diagnostics.Stopwatch.GetTimestamp();
             var handover = await grain.Claim(_local.SiloAddress, ns, owner, clientId).WaitAsync(s_claimTimeout, cancellationToken);
             Platform.Storage.StageTimings.Since("connect.claim", start);
-            return new ClaimedSession(handover.Known, handover.Session?.ToStored(ns, owner, clientId));
+            return new ClaimedSession(handover.Known, handover.Session?.ToStored(ns, owner, clientId), handover.Claim);
         }
         catch (Exception e) when (e is TimeoutException or OrleansException or SiloUnavailableException)
         {
@@ -552,6 +572,9 @@ internal sealed partial class ClusterMqttLink : IMqttClusterLink, ILifecyclePart
 
     [LoggerMessage(EventId = 2616, Level = LogLevel.Warning, Message = "Client {ClientId}: the session could not be claimed in the cluster ({Error}); the client is served here")]
     private static partial void LogClaimFailed(ILogger logger, string clientId, string error);
+
+    [LoggerMessage(EventId = 2665, Level = LogLevel.Debug, Message = "Client {ClientId}: the session registry was not told that its session ended here ({Error})")]
+    private static partial void LogReleaseFailed(ILogger logger, string clientId, string error);
 
     [LoggerMessage(EventId = 2614, Level = LogLevel.Information, Message = "Client {ClientId} (namespace '{Ns}') was taken over on another node; its session here ended, {Subscriptions} subscription(s) and {Messages} message(s) handed over")]
     private static partial void LogTakenOver(ILogger logger, string clientId, string ns, int subscriptions, int messages);

@@ -30,7 +30,7 @@ namespace Taihu.Cluster.Succession;
 /// </para>
 /// <list type="number">
 /// <item>its persistent sessions (<c>cluster_sessions</c>): each one no live node holds is claimed for this node
-/// (<see cref="ISessionOwnerGrain.ClaimForSuccessor"/>, which refuses when the client has connected to a live node
+/// (<see cref="ISessionRegistryGrain.ClaimForSuccessor"/>, which refuses when the client has connected to a live node
 /// since) and put here from its last stored snapshot, away from its client: its subscriptions route and queue
 /// messages, and the client gets it (Session Present 1) wherever it connects next, as after a takeover;</item>
 /// <item>its wills (<c>cluster_wills</c>): each of a client that no live node holds is made this node's and sent
@@ -258,9 +258,10 @@ internal sealed partial class DeadNodeSuccession : BackgroundService
                 // instead of finding it claimed for this node and not yet here (Session Present 0: seen in ClusterStateTests).
                 using (_broker.BeginAdoption(key))
                 {
-                    mine = !heldElsewhere[i]
-                        && await _grains.GetGrain<ISessionOwnerGrain>(SessionOwnerGrain.KeyOf(key.Namespace, key.Owner, key.ClientId)).ClaimForSuccessor(self, dead);
-                    if (mine && await _broker.AdoptStoredSessionAsync(key, cancellationToken))
+                    var claim = heldElsewhere[i] ? 0
+                        : await SessionRegistry.For(_grains, SessionRegistry.KeyOf(key.Namespace, key.Owner, key.ClientId)).ClaimForSuccessor(self, dead, key.Namespace, key.Owner, key.ClientId);
+                    mine = claim != 0;
+                    if (mine && await _broker.AdoptStoredSessionAsync(key, claim, cancellationToken))
                     {
                         taken++;
                         _sessionsTakenOver.Add(1);
