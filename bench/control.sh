@@ -13,6 +13,7 @@
 #   RPC_CLIENTS=mqttnet ONLY=rpc bench/control.sh   # the rpc devices' client: taihu, mqttnet and mqttjs (npm mqtt) by default, in turn
 #   SOURCE_ADDRESSES=127.0.0.2,127.0.0.3 bench/control.sh   # devices connect from these local addresses, round robin
 #   TAIHU_DLL=/tmp/before/Taihu.Server.dll BENCH_DLL=/tmp/bench/taihu-bench.dll bench/control.sh   # given builds (nothing is built)
+#   SERVER_ENV="DOTNET_GCgen0size=0x4000000" ONLY=rpc bench/control.sh   # extra environment for the server only (not the generator)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -64,7 +65,7 @@ trap stop_server EXIT
 start_server() { # data directory, log name -> sets $pid, waits for both ports
   Listeners__DataDirectory="$1" Listeners__BindAddress=127.0.0.1 Listeners__TcpPort="$MQTT_PORT" Listeners__TlsPort=-1 \
     Listeners__WebSocketPort=-1 Listeners__SecureWebSocketPort=-1 Listeners__HttpPort="$HTTP_PORT" Logging__LogLevel__Default=Warning \
-    Security__AdminPassword=$PASSWORD dotnet "$TAIHU_DLL" >>"$results/taihu-$2.log" 2>&1 &
+    Security__AdminPassword=$PASSWORD env ${SERVER_ENV:-} dotnet "$TAIHU_DLL" >>"$results/taihu-$2.log" 2>&1 &
   pid=$!
   for port in "$MQTT_PORT" "$HTTP_PORT"; do
     for _ in $(seq 1 600); do
