@@ -162,6 +162,18 @@ public sealed partial class MqttBroker : IMqttServerPublisher, IMqttClientDiscon
     /// <summary>The session of (<paramref name="ns"/>, <paramref name="owner"/>, <paramref name="clientId"/>), if any (tests and diagnostics).</summary>
     public MqttSession? FindSession(string ns, string clientId, string owner = "") => _sessions.Find(ns, clientId, owner);
 
+    /// <summary>
+    /// Each session held here, connected or away, with the cluster claim that gave it to this node (0 on a single
+    /// server). A walk of the live registry: a session that comes or goes meanwhile may or may not be seen.
+    /// </summary>
+    public IEnumerable<(string Namespace, string Owner, string ClientId, long ClusterClaim)> HeldSessions()
+    {
+        foreach (var (key, session) in _sessions.All)
+        {
+            yield return (key.Namespace, key.Owner, key.ClientId, session.ClusterClaim);
+        }
+    }
+
     /// <summary>The connected channel of <paramref name="clientId"/> in <paramref name="ns"/>, if any (tests and diagnostics).</summary>
     internal MqttChannel? FindChannel(string ns, string clientId) => _connections.Find(ns, clientId);
 

@@ -87,6 +87,30 @@ public sealed class SessionHoldersTests
     }
 
     [Fact]
+    public async Task Restore_KeepsTheLaterClaim_AndNewClaimsNumberPastIt()
+    {
+        var holders = new SessionHolders(lastClaim: 100);
+        holders.Restore("k", s_nodeA, 500);
+        holders.Restore("k", s_nodeB, 300); // an older claim, on a node that has not ended the session yet
+        Assert.Equal(s_nodeA, holders.HolderOf("k"));
+        holders.Restore("j", s_nodeB, 200);
+        Assert.Equal(s_nodeB, holders.HolderOf("j"));
+
+        var entry = await holders.TurnAsync("k");
+        Assert.Equal(s_nodeA, holders.Take(entry, s_nodeB, out var claim));
+        SessionHolders.EndTurn(entry);
+        Assert.True(claim > 500);
+    }
+
+    [Theory]
+    [InlineData("tenant", "", "device-1")]
+    [InlineData("", "", "")]
+    [InlineData("9f1c", "owner-7", "沈阳-01")]
+    [InlineData("a:b", "12:x", "3:y")]
+    public void PartitionOfTheParts_IsThePartitionOfTheKey(string ns, string owner, string clientId) =>
+        Assert.Equal(SessionRegistry.PartitionOf(SessionRegistry.KeyOf(ns, owner, clientId)), SessionRegistry.PartitionOf(ns, owner, clientId));
+
+    [Fact]
     public void Partition_IsTheSameInEveryProcess_AndKeysOfDifferentPartsDiffer()
     {
         // FNV-1a, fixed: a process that spread keys otherwise would ask another grain than the one holding them.

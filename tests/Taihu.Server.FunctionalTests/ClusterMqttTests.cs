@@ -12,13 +12,17 @@ namespace Taihu.Server.FunctionalTests;
 /// MQTT across three real server processes of one cluster (loopback, one private PostgreSQL database): a publish
 /// accepted on one node reaches the subscribers on the other two, at QoS 0, 1 and 2, in the publisher's order; a
 /// client id that connects on another node takes its session over, and the old connection is closed with 0x8E; a
-/// node killed with SIGKILL has its routes dropped on the others; and a node killed right after acknowledging QoS 1
-/// messages has handed every one of them to the node whose subscriber wants it (<c>Cluster:AckAfterForward</c>).
+/// node killed with SIGKILL has its routes dropped on the others, and the session registry it hosted part of still
+/// knows the clients connected to the living nodes; and a node killed right after acknowledging QoS 1 messages has
+/// handed every one of them to the node whose subscriber wants it (<c>Cluster:AckAfterForward</c>).
 /// </summary>
 [Collection(PostgresCollection.Name)]
 public sealed class ClusterMqttTests(PostgresServer postgres)
 {
     private const int PerQoS = 40;
+
+    /// <summary>Clients left on A while B dies: enough that some are held in B's registry partitions (all but surely: (2/3)^30).</summary>
+    private const int Stayers = 30;
 
     [Fact]
     public async Task ThreeNodes_PublishOnOne_ReachesSubscribersOnEach_InOrder_TakeoverAcrossNodes_DeadNodesRoutesDropped()
@@ -109,6 +113,14 @@ public sealed class ClusterMqttTests(PostgresServer postgres)
             }
 
 
+            // Clients that stay on A while B dies. The registry partitions that hold them are spread over the three
+            // nodes (256 of them, placed by Orleans), so about a third of these clients are held in partitions on B.
+            var stayers = new List<MqttTestClient>();
+            for (var i = 0; i < Stayers; i++)
+            {
+                stayers.Add(await MqttTestClient.ConnectTcpAsync(nodes[0], string.Create(CultureInfo.InvariantCulture, $"stayer-{i}")));
+            }
+
             // Node B is killed: once it is declared dead, its route (city/#) is dropped on A and C, and A still
             // serves its own subscriber.
             // Declared dead by the other two's votes: seconds here, longer on a loaded machine (CI ran past 30 s once).
@@ -117,6 +129,25 @@ public sealed class ClusterMqttTests(PostgresServer postgres)
             await Metrics.WaitForAsync(nodes[2], "taihu_cluster_remote_routes", count => count == 1, TimeSpan.FromSeconds(90));
             await publisher.PublishAsync("city/district-7/air", "after-b");
             Assert.Equal("after-b", Encoding.UTF8.GetString((await onA.NextAsync()).Payload));
+
+            // Each stayer's client id now connects on C: its connection on A is closed with 0x8E, also for the clients
+            // whose registry partition died with B (activated again, it asked A and C which sessions they hold).
+            try
+            {
+                for (var i = 0; i < Stayers; i++)
+                {
+                    await using var moved = await MqttTestClient.ConnectTcpAsync(nodes[2], string.Create(CultureInfo.InvariantCulture, $"stayer-{i}"));
+                    var kicked = await stayers[i].Disconnected.WaitAsync(TimeSpan.FromSeconds(15));
+                    Assert.Equal(MqttClientDisconnectReason.SessionTakenOver, kicked.Reason);
+                }
+            }
+            finally
+            {
+                foreach (var stayer in stayers)
+                {
+                    await stayer.DisposeAsync();
+                }
+            }
         }
         finally
         {

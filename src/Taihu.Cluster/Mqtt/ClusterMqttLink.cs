@@ -315,6 +315,21 @@ internal sealed partial class ClusterMqttLink : IMqttClusterLink, ILifecyclePart
         }
     }
 
+    /// <summary>See <see cref="INodeLinkService.SessionsIn"/>.</summary>
+    public HeldSession[] SessionsIn(int partition)
+    {
+        var held = new List<HeldSession>();
+        foreach (var (ns, owner, clientId, claim) in Broker.HeldSessions())
+        {
+            if (SessionRegistry.PartitionOf(ns, owner, clientId) == partition)
+            {
+                held.Add(new HeldSession(ns, owner, clientId, claim));
+            }
+        }
+
+        return [.. held];
+    }
+
     /// <summary>See <see cref="INodeLinkService.HoldsSessions"/>.</summary>
     public bool[] HoldsSessions(string[] keys)
     {

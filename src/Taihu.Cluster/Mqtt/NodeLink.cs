@@ -30,6 +30,12 @@ public interface INodeLinkService : IGrainService
     /// or away). Asked by the node succeeding a dead one, to leave alone the clients that live nodes hold.
     /// </summary>
     Task<bool[]> HoldsSessions(string[] keys);
+
+    /// <summary>
+    /// The sessions this node holds (connected or away) whose client is in session registry partition
+    /// <paramref name="partition"/>, with their claims: asked by the partition when it is activated again after its node died.
+    /// </summary>
+    Task<HeldSession[]> SessionsIn(int partition);
 }
 
 /// <summary>Reaches another node's <see cref="INodeLinkService"/>.</summary>
@@ -57,6 +63,8 @@ internal sealed class NodeLinkService(GrainId id, Silo silo, ILoggerFactory logg
     public Task<TransferredSession?> EndSession(string ns, string owner, string clientId) => Task.FromResult(link.EndSession(ns, owner, clientId));
 
     public Task<bool[]> HoldsSessions(string[] keys) => Task.FromResult(link.HoldsSessions(keys));
+
+    public Task<HeldSession[]> SessionsIn(int partition) => Task.FromResult(link.SessionsIn(partition));
 }
 
 /// <summary>

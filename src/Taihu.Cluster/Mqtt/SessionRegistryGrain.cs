@@ -42,6 +42,11 @@ public interface ISessionRegistryGrain : IGrainWithIntegerKey
 [Immutable]
 public sealed record SessionHandover([property: Id(0)] bool Known, [property: Id(1)] TransferredSession? Session, [property: Id(2)] long Claim);
 
+/// <summary>A session a node holds, with the number of the claim that gave it to the node.</summary>
+[GenerateSerializer]
+[Immutable]
+public readonly record struct HeldSession([property: Id(0)] string Namespace, [property: Id(1)] string Owner, [property: Id(2)] string ClientId, [property: Id(3)] long Claim);
+
 /// <summary>Where a client's entry in the session registry lives.</summary>
 public static class SessionRegistry
 {
@@ -54,16 +59,32 @@ public static class SessionRegistry
     /// <summary>The client's key: each part with its length first, so that no client id can pass for another key.</summary>
     public static string KeyOf(string ns, string owner, string clientId) => $"{ns.Length}:{ns}{owner.Length}:{owner}{clientId}";
 
+    private const uint FnvOffset = 2166136261u;
+    private const uint FnvPrime = 16777619u;
+
     /// <summary>The partition of a key, the same in every process (FNV-1a over its characters; a string's own hash differs per process).</summary>
-    public static int PartitionOf(string key)
+    public static int PartitionOf(string key) => (int)(Fnv(FnvOffset, key) % Partitions);
+
+    /// <summary>The partition of the client's key (<see cref="KeyOf"/>), without making the key.</summary>
+    public static int PartitionOf(string ns, string owner, string clientId)
     {
-        var hash = 2166136261u;
-        foreach (var c in key)
+        Span<char> digits = stackalloc char[11];
+        var hash = FnvOffset;
+        ns.Length.TryFormat(digits, out var written, provider: System.Globalization.CultureInfo.InvariantCulture);
+        hash = Fnv(Fnv(Fnv(hash, digits[..written]), ":"), ns);
+        owner.Length.TryFormat(digits, out written, provider: System.Globalization.CultureInfo.InvariantCulture);
+        hash = Fnv(Fnv(Fnv(hash, digits[..written]), ":"), owner);
+        return (int)(Fnv(hash, clientId) % Partitions);
+    }
+
+    private static uint Fnv(uint hash, ReadOnlySpan<char> text)
+    {
+        foreach (var c in text)
         {
-            hash = (hash ^ c) * 16777619u;
+            hash = (hash ^ c) * FnvPrime;
         }
 
-        return (int)(hash % Partitions);
+        return hash;
     }
 
     public static ISessionRegistryGrain For(IGrainFactory grains, string key) => grains.GetGrain<ISessionRegistryGrain>(PartitionOf(key));
@@ -71,9 +92,11 @@ public static class SessionRegistry
 
 /// <summary>
 /// One partition of the session registry. Kept active for good (an idle grain collected after Orleans' 15 minutes
-/// would forget the holders of clients connected longer than that), and in memory only: if the node hosting it dies,
-/// its clients' next claims find no holder (see docs/scaling.md). Reentrant, so that a claim waiting for an old node
-/// to end a session holds up only the claims of that client (<see cref="SessionHolders"/>).
+/// would forget the holders of clients connected longer than that), and in memory only: when the node hosting it
+/// dies, the partition is activated again on another node at its next call, and first asks every live node which of
+/// its clients' sessions that node holds (<see cref="INodeLinkService.SessionsIn"/>), so that a client connected to a
+/// live node is still known there. Reentrant, so that a claim waiting for an old node to end a session holds up
+/// only the claims of that client (<see cref="SessionHolders"/>).
 /// </summary>
 [Reentrant]
 [KeepAlive]
@@ -83,7 +106,44 @@ internal sealed partial class SessionRegistryGrain(INodeLinkClient nodes, IClust
     /// <summary>How long the old node has to end the session before the new connection goes on without it.</summary>
     private static readonly TimeSpan s_endTimeout = TimeSpan.FromSeconds(5);
 
-    private readonly SessionHolders _holders = new();
+    // Claim numbers go on from the time of the activation, so that a number given by an earlier activation of this
+    // partition (on a node since dead) is not given again, and an old session's release cannot match a new claim.
+    private readonly SessionHolders _holders = new(DateTime.UtcNow.Ticks);
+
+    public override async Task OnActivateAsync(CancellationToken cancellationToken)
+    {
+        var partition = (int)this.GetPrimaryKeyLong();
+        var asks = new List<(SiloAddress Node, Task<HeldSession[]> Held)>();
+        foreach (var member in membership.CurrentSnapshot.Members.Values)
+        {
+            if (member.Status == SiloStatus.Active)
+            {
+                asks.Add((member.SiloAddress, nodes.On(member.SiloAddress).SessionsIn(partition).WaitAsync(s_endTimeout, cancellationToken)));
+            }
+        }
+
+        var restored = 0;
+        foreach (var (node, ask) in asks)
+        {
+            try
+            {
+                foreach (var held in await ask)
+                {
+                    _holders.Restore(SessionRegistry.KeyOf(held.Namespace, held.Owner, held.ClientId), node, held.Claim);
+                    restored++;
+                }
+            }
+            catch (Exception e) when (e is TimeoutException or OrleansException or SiloUnavailableException)
+            {
+                LogAskFailed(logger, partition, node.ToString(), e.Message);
+            }
+        }
+
+        if (restored > 0)
+        {
+            LogRestored(logger, partition, restored, asks.Count);
+        }
+    }
 
     public async Task<SessionHandover> Claim(SiloAddress node, string ns, string owner, string clientId)
     {
@@ -146,6 +206,12 @@ internal sealed partial class SessionRegistryGrain(INodeLinkClient nodes, IClust
 
     [LoggerMessage(EventId = 2615, Level = LogLevel.Warning, Message = "Client {ClientId}: the session on node {Node} could not be ended ({Error}); the new connection goes on")]
     private static partial void LogEndFailed(ILogger logger, string clientId, string node, string error);
+
+    [LoggerMessage(EventId = 2666, Level = LogLevel.Warning, Message = "Session registry partition {Partition}: node {Node} did not say which sessions it holds ({Error}); its clients' next claims there will not end them")]
+    private static partial void LogAskFailed(ILogger logger, int partition, string node, string error);
+
+    [LoggerMessage(EventId = 2667, Level = LogLevel.Information, Message = "Session registry partition {Partition} activated: {Count} session(s) held on {Nodes} node(s) taken back")]
+    private static partial void LogRestored(ILogger logger, int partition, int count, int nodes);
 }
 
 /// <summary>
@@ -154,10 +220,11 @@ internal sealed partial class SessionRegistryGrain(INodeLinkClient nodes, IClust
 /// the turn of its client (<see cref="TurnAsync"/>) across that wait, so the claims of one client run in order while
 /// the others go on.
 /// </summary>
-internal sealed class SessionHolders
+/// <param name="lastClaim">The claim numbers given start after this one.</param>
+internal sealed class SessionHolders(long lastClaim = 0)
 {
     private readonly Dictionary<string, Entry> _entries = new(StringComparer.Ordinal);
-    private long _lastClaim;
+    private long _lastClaim = lastClaim;
 
     internal sealed class Entry
     {
@@ -224,6 +291,21 @@ internal sealed class SessionHolders
         {
             _entries.Remove(key);
         }
+    }
+
+    /// <summary>
+    /// At activation: <paramref name="node"/> says it holds the client's session under <paramref name="claim"/>. Two
+    /// nodes that both say so (a takeover under way when the partition was lost) leave the later claim's node.
+    /// </summary>
+    public void Restore(string key, SiloAddress node, long claim)
+    {
+        if (_entries.TryGetValue(key, out var entry) && entry.Claim > claim)
+        {
+            return;
+        }
+
+        _entries[key] = new Entry { Holder = node, Claim = claim };
+        _lastClaim = Math.Max(_lastClaim, claim);
     }
 
     /// <summary>The holder of a client, or null.</summary>
