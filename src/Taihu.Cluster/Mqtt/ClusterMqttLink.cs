@@ -229,7 +229,7 @@ internal sealed partial class ClusterMqttLink : IMqttClusterLink, ILifecyclePart
             // message be lost (this node stopping), the entry stays until the client's next claim replaces it.
             try
             {
-                _ = SessionRegistry.For(Grains, SessionRegistry.KeyOf(ns, owner, clientId)).Release(_local.SiloAddress, ns, owner, clientId, claim);
+                _ = SessionRegistry.For(Grains, ns, owner, clientId).Release(_local.SiloAddress, ns, owner, clientId, claim);
             }
             catch (Exception e) when (e is OrleansException or ObjectDisposedException or InvalidOperationException)
             {
@@ -240,7 +240,7 @@ internal sealed partial class ClusterMqttLink : IMqttClusterLink, ILifecyclePart
 
     public async ValueTask<ClaimedSession> ClaimSessionAsync(string ns, string owner, string clientId, CancellationToken cancellationToken)
     {
-        var grain = SessionRegistry.For(Grains, SessionRegistry.KeyOf(ns, owner, clientId));
+        var grain = SessionRegistry.For(Grains, ns, owner, clientId);
         try
         {
             var start = System.Diagnostics.Stopwatch.GetTimestamp();

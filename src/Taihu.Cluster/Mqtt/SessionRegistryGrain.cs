@@ -87,7 +87,9 @@ public static class SessionRegistry
         return hash;
     }
 
-    public static ISessionRegistryGrain For(IGrainFactory grains, string key) => grains.GetGrain<ISessionRegistryGrain>(PartitionOf(key));
+    /// <summary>The partition grain of the client (its key is not made: a connect on a cluster node only needs its hash).</summary>
+    public static ISessionRegistryGrain For(IGrainFactory grains, string ns, string owner, string clientId) =>
+        grains.GetGrain<ISessionRegistryGrain>(PartitionOf(ns, owner, clientId));
 }
 
 /// <summary>
@@ -100,7 +102,7 @@ public static class SessionRegistry
 /// </summary>
 [Reentrant]
 [KeepAlive]
-internal sealed partial class SessionRegistryGrain(INodeLinkClient nodes, IClusterMembershipService membership, ILogger<SessionRegistryGrain> logger)
+internal sealed partial class SessionRegistryGrain(INodeLinkClient nodes, IClusterMembershipService membership, TimeProvider time, ILogger<SessionRegistryGrain> logger)
     : Grain, ISessionRegistryGrain
 {
     /// <summary>How long the old node has to end the session before the new connection goes on without it.</summary>
@@ -108,7 +110,7 @@ internal sealed partial class SessionRegistryGrain(INodeLinkClient nodes, IClust
 
     // Claim numbers go on from the time of the activation, so that a number given by an earlier activation of this
     // partition (on a node since dead) is not given again, and an old session's release cannot match a new claim.
-    private readonly SessionHolders _holders = new(DateTime.UtcNow.Ticks);
+    private readonly SessionHolders _holders = new(time.GetUtcNow().UtcTicks);
 
     public override async Task OnActivateAsync(CancellationToken cancellationToken)
     {

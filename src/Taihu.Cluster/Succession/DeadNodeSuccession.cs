@@ -259,7 +259,7 @@ internal sealed partial class DeadNodeSuccession : BackgroundService
                 using (_broker.BeginAdoption(key))
                 {
                     var claim = heldElsewhere[i] ? 0
-                        : await SessionRegistry.For(_grains, SessionRegistry.KeyOf(key.Namespace, key.Owner, key.ClientId)).ClaimForSuccessor(self, dead, key.Namespace, key.Owner, key.ClientId);
+                        : await SessionRegistry.For(_grains, key.Namespace, key.Owner, key.ClientId).ClaimForSuccessor(self, dead, key.Namespace, key.Owner, key.ClientId);
                     mine = claim != 0;
                     if (mine && await _broker.AdoptStoredSessionAsync(key, claim, cancellationToken))
                     {
