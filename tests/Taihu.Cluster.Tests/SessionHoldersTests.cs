@@ -123,4 +123,32 @@ public sealed class SessionHoldersTests
 
         Assert.NotEqual(SessionRegistry.KeyOf("a", "b", "c"), SessionRegistry.KeyOf("a", "", "bc"));
     }
+
+    [Fact]
+    public void ByPartition_PutsEachHeldSessionInItsPartition_AndGivesEveryPartitionAnAnswer()
+    {
+        var held = new List<(string, string, string, long)>();
+        for (var i = 0; i < 2000; i++)
+        {
+            held.Add(($"tenant-{i % 3}", i % 2 == 0 ? "" : "owner", $"device-{i}", 1000 + i));
+        }
+
+        var byPartition = SessionRegistry.ByPartition(held);
+
+        Assert.Equal(SessionRegistry.Partitions, byPartition.Length);
+        var count = 0;
+        for (var partition = 0; partition < byPartition.Length; partition++)
+        {
+            Assert.NotNull(byPartition[partition]);
+            foreach (var session in byPartition[partition])
+            {
+                Assert.Equal(partition, SessionRegistry.PartitionOf(session.Namespace, session.Owner, session.ClientId));
+                Assert.Equal(1000 + int.Parse(session.ClientId["device-".Length..], System.Globalization.CultureInfo.InvariantCulture), session.Claim);
+                count++;
+            }
+        }
+
+        Assert.Equal(held.Count, count);
+        Assert.Empty(SessionRegistry.ByPartition([])[17]);
+    }
 }

@@ -87,6 +87,27 @@ public static class SessionRegistry
         return hash;
     }
 
+    /// <summary>
+    /// The sessions a node holds, sorted by partition in one pass: when a node dies, every partition it hosted is
+    /// activated again at once and asks each live node for its own share, so one pass answers them all.
+    /// </summary>
+    public static HeldSession[][] ByPartition(IEnumerable<(string Namespace, string Owner, string ClientId, long Claim)> held)
+    {
+        var lists = new List<HeldSession>?[Partitions];
+        foreach (var (ns, owner, clientId, claim) in held)
+        {
+            (lists[PartitionOf(ns, owner, clientId)] ??= []).Add(new HeldSession(ns, owner, clientId, claim));
+        }
+
+        var result = new HeldSession[Partitions][];
+        for (var i = 0; i < Partitions; i++)
+        {
+            result[i] = lists[i] is { } list ? [.. list] : [];
+        }
+
+        return result;
+    }
+
     /// <summary>The partition grain of the client (its key is not made: a connect on a cluster node only needs its hash).</summary>
     public static ISessionRegistryGrain For(IGrainFactory grains, string ns, string owner, string clientId) =>
         grains.GetGrain<ISessionRegistryGrain>(PartitionOf(ns, owner, clientId));
