@@ -42,4 +42,47 @@ public abstract partial class StorageTests
         Assert.Null(await store.LoadSessionAsync(new SessionKey("tenant", "a1-fw", "device/1"), CancellationToken.None));
         Assert.Null(await store.LoadSessionAsync(new SessionKey("other", "a1-fw", "device/2"), CancellationToken.None));
     }
+
+    [Fact]
+    public async Task BrokerSessions_LoadedByManyAtOnce_EachGetsItsOwn_AndOneWithNoneGetsNothing()
+    {
+        // A connect storm on a cluster node: the loads that come while others run go to the database together.
+        var store = new SqlBrokerStateStore(Database, NullLogger<SqlBrokerStateStore>.Instance);
+        var saved = new List<StoredSession>();
+        for (var i = 0; i < 30; i++)
+        {
+            saved.Add(new StoredSession
+            {
+                Namespace = "tenant",
+                ClientId = $"client-{i}",
+                Owner = i % 2 == 0 ? "" : $"device/{i}",
+                ExpiryInterval = 100u + (uint)i,
+                Subscriptions = [new StoredSubscription($"filter/{i}/#", QoS.AtLeastOnce, false, false, RetainHandling.SendAtSubscribe, 0)],
+            });
+        }
+
+        await store.SaveSessionsAsync(saved, [], CancellationToken.None);
+        var loads = new List<Task<StoredSession?>>();
+        for (var round = 0; round < 4; round++)
+        {
+            foreach (var session in saved)
+            {
+                loads.Add(Task.Run(() => store.LoadSessionAsync(new SessionKey(session.Namespace, session.ClientId, session.Owner), CancellationToken.None)));
+                // The same client id under another owner, and in another namespace: no session.
+                loads.Add(Task.Run(() => store.LoadSessionAsync(new SessionKey(session.Namespace, session.ClientId, session.Owner + "-other"), CancellationToken.None)));
+                loads.Add(Task.Run(() => store.LoadSessionAsync(new SessionKey("other", session.ClientId, session.Owner), CancellationToken.None)));
+            }
+        }
+
+        var loaded = await Task.WhenAll(loads);
+        for (var i = 0; i < loaded.Length; i += 3)
+        {
+            var expected = saved[(i / 3) % saved.Count];
+            var one = loaded[i]!;
+            Assert.Equal((expected.ClientId, expected.Owner, expected.ExpiryInterval), (one.ClientId, one.Owner, one.ExpiryInterval));
+            Assert.Equal(expected.Subscriptions[0].Filter, Assert.Single(one.Subscriptions).Filter);
+            Assert.Null(loaded[i + 1]);
+            Assert.Null(loaded[i + 2]);
+        }
+    }
 }

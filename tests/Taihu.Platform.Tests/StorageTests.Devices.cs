@@ -136,6 +136,43 @@ public abstract partial class StorageTests
     }
 
     [Fact]
+    public async Task Credentials_LookedUpByManyAtOnce_EachFindsItsOwnDevice_AndAnUnknownOneNothing()
+    {
+        // A connect storm: the lookups that come while others run are read in one statement; each must still get
+        // its own device (and an unknown token none), as one at a time would.
+        var tenant = await NewTenantAsync();
+        var profile = await NewProfileAsync(tenant.Id);
+        var devices = new List<(Device Device, string Token)>();
+        for (var i = 0; i < 40; i++)
+        {
+            var token = $"storm-token-{i}";
+            devices.Add((await NewDeviceAsync(tenant.Id, profile.Id, $"storm-{i}", token: token), token));
+        }
+
+        DevicesFound.Clear();
+        var lookups = new List<Task<StoredCredentials?>>();
+        for (var round = 0; round < 3; round++)
+        {
+            foreach (var (_, token) in devices)
+            {
+                lookups.Add(Task.Run(() => Devices.FindByLookupAsync("t:" + token)));
+                lookups.Add(Task.Run(() => Devices.FindByLookupAsync("t:unknown-" + token)));
+            }
+
+            DevicesFound.Clear();
+        }
+
+        var found = await Task.WhenAll(lookups);
+        for (var i = 0; i < found.Length; i += 2)
+        {
+            var expected = devices[(i / 2) % devices.Count].Device;
+            Assert.Equal(expected.Id, found[i]!.Device.Id);
+            Assert.Equal(CredentialsType.AccessToken, found[i]!.Type);
+            Assert.Null(found[i + 1]);
+        }
+    }
+
+    [Fact]
     public async Task Credentials_LookupFindsTheDevice_WithTypeAndSecret()
     {
         var tenant = await NewTenantAsync();

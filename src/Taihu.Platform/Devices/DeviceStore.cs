@@ -323,25 +323,41 @@ public sealed class SqlDeviceStore(PlatformDatabase database, DeviceCredentialsC
         return read;
     }
 
-    private async Task<StoredCredentials?> ReadByLookupAsync(string lookup, CancellationToken cancellationToken)
+    private Task<StoredCredentials?> ReadByLookupAsync(string lookup, CancellationToken cancellationToken) => _byLookup.ReadAsync(lookup, cancellationToken);
+
+    /// <summary>
+    /// Credentials lookups of many CONNECTs at once go to the database in one statement (a connect storm after a
+    /// cluster node died made one statement per CONNECT the limit); a lone lookup still goes at once.
+    /// </summary>
+    private readonly CoalescedReads<string, StoredCredentials> _byLookup = new((lookups, cancellationToken) => ReadManyByLookupAsync(database, lookups, cancellationToken),
+        maxReading: 4, maxKeys: 64, StringComparer.Ordinal);
+
+    private static async Task<IReadOnlyDictionary<string, StoredCredentials>> ReadManyByLookupAsync(PlatformDatabase database, IReadOnlyList<string> lookups, CancellationToken cancellationToken)
     {
         await using var connection = await database.OpenAsync(cancellationToken);
         using var command = connection.CreateCommand();
-        command.CommandText = $"""
-            SELECT {DeviceColumns}, c.credentials_type, c.client_id, c.user_name, c.secret_hash, p.max_publish_rate, p.max_publish_bytes_rate
-            FROM device_credentials c JOIN devices d ON d.id = c.device_id LEFT JOIN device_profiles p ON p.id = d.profile_id
-            WHERE c.lookup = @lookup
-            """;
-        command.AddParameter("lookup", lookup);
-        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
-        if (!await reader.ReadAsync(cancellationToken))
+        var list = new System.Text.StringBuilder();
+        for (var i = 0; i < lookups.Count; i++)
         {
-            return null;
+            list.Append(i == 0 ? "@l0" : $", @l{i}");
+            command.AddParameter($"l{i}", lookups[i]);
         }
 
-        _ = DeviceCredentials.TryParseType(reader.GetString(11), out var type);
-        return new StoredCredentials(ReadDevice(reader, 0), type, reader.GetNullableString(12), reader.GetNullableString(13), reader.GetNullableString(14),
-            ReadRateLimits(reader, 15));
+        command.CommandText = $"""
+            SELECT {DeviceColumns}, c.credentials_type, c.client_id, c.user_name, c.secret_hash, p.max_publish_rate, p.max_publish_bytes_rate, c.lookup
+            FROM device_credentials c JOIN devices d ON d.id = c.device_id LEFT JOIN device_profiles p ON p.id = d.profile_id
+            WHERE c.lookup IN ({list})
+            """;
+        var found = new Dictionary<string, StoredCredentials>(StringComparer.Ordinal);
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            _ = DeviceCredentials.TryParseType(reader.GetString(11), out var type);
+            found[reader.GetString(17)] = new StoredCredentials(ReadDevice(reader, 0), type, reader.GetNullableString(12), reader.GetNullableString(13), reader.GetNullableString(14),
+                ReadRateLimits(reader, 15));
+        }
+
+        return found;
     }
 
     private static async Task InsertCredentialsAsync(DbConnection connection, DbTransaction transaction, DeviceCredentials credentials, string lookup, string? secretHash, CancellationToken cancellationToken)

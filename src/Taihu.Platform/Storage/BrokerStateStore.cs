@@ -44,11 +44,53 @@ public sealed partial class SqlBrokerStateStore(PlatformDatabase database, ILogg
         return new StoredBrokerState { Retained = retained, Sessions = stored };
     }
 
-    public async Task<StoredSession?> LoadSessionAsync(SessionKey key, CancellationToken cancellationToken)
+    /// <remarks>
+    /// Asked on a cluster node by each CONNECT whose session no live node holds, which is most of them, and most
+    /// find nothing: the asks that come while others are read go to the database together, in one statement that
+    /// finds which of them have a session; only those are then read whole.
+    /// </remarks>
+    public Task<StoredSession?> LoadSessionAsync(SessionKey key, CancellationToken cancellationToken) => SessionReads.ReadAsync(key, cancellationToken);
+
+    private CoalescedReads<SessionKey, StoredSession>? _sessionReadsField;
+
+    private CoalescedReads<SessionKey, StoredSession> SessionReads =>
+        LazyInitializer.EnsureInitialized(ref _sessionReadsField, () => new CoalescedReads<SessionKey, StoredSession>(LoadSessionsAsync, maxReading: 4, maxKeys: 64));
+
+    private async Task<IReadOnlyDictionary<SessionKey, StoredSession>> LoadSessionsAsync(IReadOnlyList<SessionKey> keys, CancellationToken cancellationToken)
     {
         await using var connection = await database.OpenAsync(cancellationToken);
-        var sessions = await LoadSessionsAsync(connection, key, cancellationToken);
-        return sessions.Count == 0 ? null : sessions[0];
+        var present = new List<SessionKey>();
+        using (var command = connection.CreateCommand())
+        {
+            var rows = new System.Text.StringBuilder();
+            for (var i = 0; i < keys.Count; i++)
+            {
+                rows.Append(i == 0 ? "" : ", ").Append(CultureInfo.InvariantCulture, $"(@n{i}, @o{i}, @c{i})");
+                command.AddParameter($"n{i}", keys[i].Namespace);
+                command.AddParameter($"o{i}", keys[i].Owner);
+                command.AddParameter($"c{i}", keys[i].ClientId);
+            }
+
+            // A row value IN a VALUES list: the form both SQLite and PostgreSQL take.
+            command.CommandText = $"SELECT ns, client_id, session_owner FROM mqtt_sessions WHERE (ns, session_owner, client_id) IN (VALUES {rows})";
+            await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+            while (await reader.ReadAsync(cancellationToken))
+            {
+                present.Add(new SessionKey(reader.GetString(0), reader.GetString(1), reader.GetString(2)));
+            }
+        }
+
+        var found = new Dictionary<SessionKey, StoredSession>();
+        foreach (var key in present)
+        {
+            var sessions = await LoadSessionsAsync(connection, key, cancellationToken);
+            if (sessions.Count > 0)
+            {
+                found[key] = sessions[0];
+            }
+        }
+
+        return found;
     }
 
     /// <summary>Every stored session, or the one of <paramref name="key"/>.</summary>
