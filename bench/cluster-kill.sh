@@ -12,6 +12,8 @@
 #   CLIENTS=6000 DURATION=60 KILL_AFTER=20 bench/cluster-kill.sh
 #   PERSISTENT=1 bench/cluster-kill.sh                     # persistent sessions: taken over from the dead node
 #   SPREAD=1 bench/cluster-kill.sh                         # the killed node's devices reconnect spread over the others
+#   SOURCES=250 bench/cluster-kill.sh                      # devices connect from 250 addresses, not all from 127.0.0.1
+#                                                          # (each address has its own authentication allowance)
 #                                                          # (as behind a load balancer), not all to the next node
 #   NODE_ENV="Cluster__ProbeTimeout=00:00:01 Cluster__NumMissedProbesLimit=2" bench/cluster-kill.sh
 #   PG_STATEMENTS=1 bench/cluster-kill.sh                  # also PostgreSQL's statements by time, the 15 s after the
@@ -29,6 +31,7 @@ DURATION=${DURATION:-40}
 KILL_AFTER=${KILL_AFTER:-15}
 PERSISTENT=${PERSISTENT:-0}
 SPREAD=${SPREAD:-0}
+SOURCES=${SOURCES:-0} # devices connect from this many loopback addresses (127.0.1.1 ..), in turn; 0: all from 127.0.0.1
 BASE_PORT=${BASE_PORT:-27000}
 NODE_ENV=${NODE_ENV:-}
 POOL=${POOL:-30} # each node's PostgreSQL connections at most
@@ -130,6 +133,7 @@ sample() {
 extra=()
 if [ "$PERSISTENT" = 1 ]; then extra=(--persistent); fi
 if [ "$SPREAD" = 1 ]; then extra+=(--spread); fi
+if [ "$SOURCES" -gt 0 ]; then extra+=(--source-addresses "$(seq -s, -f '127.0.1.%g' 1 "$SOURCES")"); fi
 dotnet "$BENCH_DLL" node-kill --clients "$CLIENTS" --rate "$RATE" --duration "$DURATION" --kill-after "$KILL_AFTER" \
   --port "$BASE_PORT" --other-nodes "$(IFS=,; echo "${others[*]}")" --api "http://127.0.0.1:$((BASE_PORT + 100))" \
   --admin-password "$PASSWORD" ${extra[@]+"${extra[@]}"} --quiet --json "$results/node-kill.json" --timeline "$results/timeline.csv" \

@@ -251,8 +251,20 @@ public sealed class NodeKillScenario(BenchOptions o, NodeKillOptions k, IProgres
     {
         var target = o.TargetAt(node);
         var client = new MqttClientFactory().CreateMqttClient();
-        var options = new MqttClientOptionsBuilder()
-            .WithTcpServer(target.Host, target.Port)
+        var options = new MqttClientOptionsBuilder().WithTcpServer(target.Host, target.Port);
+        if (o.SourceAddresses.Length > 0)
+        {
+            // Devices of a city come from many addresses: each from one of --source-addresses, in turn.
+            var local = System.Net.IPAddress.Parse(o.SourceAddresses[device.Index % o.SourceAddresses.Length]);
+            options = options.WithTcpServer(tcp =>
+            {
+                tcp.RemoteEndpoint = new System.Net.DnsEndPoint(target.Host, target.Port);
+                tcp.LocalEndpoint = new System.Net.IPEndPoint(local, 0);
+                tcp.NoDelay = true;
+            });
+        }
+
+        options = options
             .WithProtocolVersion(o.Version == ProtocolVersion.V500 ? MqttProtocolVersion.V500 : MqttProtocolVersion.V311)
             .WithClientId(device.ClientId)
             .WithCredentials(device.Token)
