@@ -51,12 +51,12 @@ public sealed partial class SqlBrokerStateStore(PlatformDatabase database, ILogg
     /// </remarks>
     public Task<StoredSession?> LoadSessionAsync(SessionKey key, CancellationToken cancellationToken) => SessionReads.ReadAsync(key, cancellationToken);
 
-    private CoalescedReads<SessionKey, StoredSession>? _sessionReadsField;
+    private CoalescedReads<SessionKey, StoredSession>? _sessionReads;
 
     private CoalescedReads<SessionKey, StoredSession> SessionReads =>
-        LazyInitializer.EnsureInitialized(ref _sessionReadsField, () => new CoalescedReads<SessionKey, StoredSession>(LoadSessionsAsync, maxReading: 4, maxKeys: 64));
+        LazyInitializer.EnsureInitialized(ref _sessionReads, () => new CoalescedReads<SessionKey, StoredSession>(ReadSessionsAsync, maxReading: 4, maxKeys: 64));
 
-    private async Task<IReadOnlyDictionary<SessionKey, StoredSession>> LoadSessionsAsync(IReadOnlyList<SessionKey> keys, CancellationToken cancellationToken)
+    private async Task<IReadOnlyDictionary<SessionKey, StoredSession>> ReadSessionsAsync(IReadOnlyList<SessionKey> keys, CancellationToken cancellationToken)
     {
         await using var connection = await database.OpenAsync(cancellationToken);
         var present = new List<SessionKey>();
