@@ -30,6 +30,7 @@ public sealed class CoalescedReads<TKey, TValue>
     private readonly Dictionary<TKey, TaskCompletionSource<TValue?>> _waiting;
     private readonly Queue<TKey> _order = new();
     private int _reading;
+    private long _reads;
 
     /// <param name="read">Reads the rows of the keys given; a key without a row is left out of the answer.</param>
     /// <param name="maxReading">Reads running at once before keys wait for the next one.</param>
@@ -49,8 +50,6 @@ public sealed class CoalescedReads<TKey, TValue>
 
     /// <summary>Statements made so far (each read is one), for tests and diagnostics.</summary>
     public long Reads => Interlocked.Read(ref _reads);
-
-    private long _reads;
 
     /// <summary>The row of <paramref name="key"/>, or null when there is none.</summary>
     public Task<TValue?> ReadAsync(TKey key, CancellationToken cancellationToken = default)
