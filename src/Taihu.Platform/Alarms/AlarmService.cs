@@ -267,13 +267,18 @@ public sealed partial class AlarmService(
     /// Runs a change in the device's owner. Within this process the owner is the only writer, so a change is read
     /// and written undisturbed; another process sharing the database can still change the row between the read and
     /// the write, and then the write is refused (<see cref="Alarm.Version"/>) and the change is made again from a
-    /// fresh read, ten times at most (two processes raising one alarm at once can each lose several races in a row).
+    /// fresh read, <see cref="MaxAttempts"/> times at most. Each refusal means another process committed a change to
+    /// the alarm meanwhile, so a change loses only while others keep committing; ten attempts were too few for two
+    /// processes raising one alarm 20 times each on a loaded machine (one raise lost ten races in a row, in CI).
     /// </summary>
     private Task<T> InOwnerAsync<T>(Guid deviceId, Func<AlarmOwner, Task<T>> change)
     {
         var owner = OwnerOf(deviceId);
         return owner.AskAsync(() => ChangeInOwnerAsync(owner, change));
     }
+
+    /// <summary>Attempts of one change against other processes' writes (see <see cref="InOwnerAsync"/>).</summary>
+    internal const int MaxAttempts = 50;
 
     private static async Task<T> ChangeInOwnerAsync<T>(AlarmOwner owner, Func<AlarmOwner, Task<T>> change)
     {
@@ -283,7 +288,7 @@ public sealed partial class AlarmService(
             {
                 return await change(owner);
             }
-            catch (StaleAlarmException) when (attempt < 10)
+            catch (StaleAlarmException) when (attempt < MaxAttempts)
             {
                 // Read again and decide again: what the owner knew is out of date.
                 owner.ForgetAll();
