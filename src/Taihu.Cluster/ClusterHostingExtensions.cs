@@ -92,6 +92,10 @@ public static class ClusterHostingExtensions
             // Integration and alarm changes made through one node reach the others.
             silo.Services.AddHostedService<ChangesAcrossNodes>();
             silo.Services.AddHostedService<DeadNodeSuccession>();
+            // A node whose process is gone (its port refuses connections) is declared dead without waiting for the probes.
+            silo.AddGrainService<NodeWatchService>();
+            silo.Services.AddSingleton<OnNode<INodeWatchService>>();
+            silo.Services.AddHostedService<NodeWatch>();
             silo.Services.AddSingleton<ILifecycleParticipant<ISiloLifecycle>>(sp => sp.GetRequiredService<ClusterMqttLink>());
             silo.Services.AddSingleton<IMembershipTable>(sp => new PostgresMembershipTable(
                 sp.GetRequiredService<ClusterDatabase>().DataSource, sp.GetRequiredService<IOptions<ClusterNodeOptions>>().Value.ClusterId));

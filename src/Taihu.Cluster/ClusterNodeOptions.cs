@@ -52,6 +52,13 @@ public sealed class ClusterNodeOptions
     /// <summary>Suspicions (votes) that declare a node dead (Orleans' default 2; at most <see cref="NumProbedSilos"/>).</summary>
     public int NumVotesForDeathDeclaration { get; set; } = 2;
 
+    /// <summary>
+    /// How often each node pings every other node (Taihu's own watch, beside Orleans' probes). When a ping fails or
+    /// is late and the other node's silo port then refuses connections twice in a row, its process is gone, and this
+    /// node declares it dead at once instead of waiting for the probes. 1 s by default; 0 turns the watch off.
+    /// </summary>
+    public TimeSpan PeerCheckInterval { get; set; } = TimeSpan.FromSeconds(1);
+
     /// <summary>How often each node reads the whole membership table, besides the changes it hears of (Orleans' default 60 s).</summary>
     public TimeSpan TableRefreshTimeout { get; set; } = TimeSpan.FromSeconds(60);
 
@@ -132,6 +139,11 @@ public sealed class ClusterNodeOptions
             {
                 problems.Add($"Cluster:{name} must be at least {least} (a duration such as 00:00:05).");
             }
+        }
+
+        if (PeerCheckInterval != TimeSpan.Zero && PeerCheckInterval < TimeSpan.FromMilliseconds(100))
+        {
+            problems.Add("Cluster:PeerCheckInterval must be 00:00:00 (off) or at least 00:00:00.1.");
         }
 
         foreach (var (name, value) in new[] { (nameof(NumMissedProbesLimit), NumMissedProbesLimit), (nameof(NumProbedSilos), NumProbedSilos), (nameof(NumVotesForDeathDeclaration), NumVotesForDeathDeclaration) })

@@ -48,6 +48,7 @@ public sealed class ClusterNodeOptionsTests
             ProbeTimeout = TimeSpan.FromMilliseconds(10),
             NumProbedSilos = 1,
             NumVotesForDeathDeclaration = 2,
+            PeerCheckInterval = TimeSpan.FromMilliseconds(50),
         };
         var problems = options.Validate(s_postgres);
         Assert.Contains(problems, p => p.StartsWith("Cluster:SiloPort", StringComparison.Ordinal));
@@ -55,7 +56,8 @@ public sealed class ClusterNodeOptionsTests
         Assert.Contains(problems, p => p.StartsWith("Cluster:AdvertisedAddress", StringComparison.Ordinal));
         Assert.Contains(problems, p => p.StartsWith("Cluster:ProbeTimeout", StringComparison.Ordinal));
         Assert.Contains(problems, p => p.StartsWith("Cluster:NumVotesForDeathDeclaration", StringComparison.Ordinal));
-        Assert.Equal(5, problems.Count);
+        Assert.Contains(problems, p => p.StartsWith("Cluster:PeerCheckInterval", StringComparison.Ordinal));
+        Assert.Equal(6, problems.Count);
     }
 
     [Fact]
@@ -64,4 +66,8 @@ public sealed class ClusterNodeOptionsTests
         var problem = Assert.Single(new ClusterNodeOptions { Enabled = true, SiloPort = 11_111, GatewayPort = 11_111 }.Validate(s_postgres));
         Assert.Contains("must differ", problem, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public void On_PeerCheckIntervalZero_TurnsTheWatchOff_AndIsValid() =>
+        Assert.Empty(new ClusterNodeOptions { Enabled = true, PeerCheckInterval = TimeSpan.Zero }.Validate(s_postgres));
 }
