@@ -174,6 +174,8 @@ public sealed class NodeKillScenario(BenchOptions o, NodeKillOptions k, IProgres
             long refused = 0;
             var recoveries = new List<double>();
             var reconnects = new List<double>();
+            var noticed = new List<double>();
+            var reconnectsFromNoticed = new List<double>();
             var stayed = new List<double>();
             var moved = 0;
             var notRecovered = 0;
@@ -192,6 +194,12 @@ public sealed class NodeKillScenario(BenchOptions o, NodeKillOptions k, IProgres
                     if (device.ReconnectedAt > 0)
                     {
                         reconnects.Add(Stopwatch.GetElapsedTime(killTs, device.ReconnectedAt).TotalMilliseconds);
+                        var lostAt = device.ReconnectingSince;
+                        if (lostAt > 0 && lostAt <= device.ReconnectedAt)
+                        {
+                            noticed.Add(Stopwatch.GetElapsedTime(killTs, lostAt).TotalMilliseconds);
+                            reconnectsFromNoticed.Add(Stopwatch.GetElapsedTime(lostAt, device.ReconnectedAt).TotalMilliseconds);
+                        }
                     }
 
                     if (device.RecoveredAt > 0)
@@ -207,6 +215,8 @@ public sealed class NodeKillScenario(BenchOptions o, NodeKillOptions k, IProgres
 
             recoveries.Sort();
             reconnects.Sort();
+            noticed.Sort();
+            reconnectsFromNoticed.Sort();
             stayed.Sort();
             static double Of(List<double> sorted, double p) => sorted.Count == 0 ? 0 : sorted[Math.Min(sorted.Count - 1, (int)Math.Ceiling(p * sorted.Count) - 1)];
             double Percentile(double p) => Of(recoveries, p);
@@ -214,7 +224,9 @@ public sealed class NodeKillScenario(BenchOptions o, NodeKillOptions k, IProgres
                 $"node {k.KillNode} of {nodes} killed (SIGKILL) {k.KillAfterSeconds:0.#} s in; {onKilled} devices were on it, {moved} devices lost their connection, " +
                 $"{recoveries.Count} were acknowledged again on another node, {notRecovered} never were; from the kill to that acknowledgement: " +
                 $"p50 {Percentile(0.5) / 1000:0.00} s, p99 {Percentile(0.99) / 1000:0.00} s, max {Percentile(1) / 1000:0.00} s " +
-                $"(to the CONNACK on the other node: p50 {Of(reconnects, 0.5) / 1000:0.00} s, p99 {Of(reconnects, 0.99) / 1000:0.00} s, max {Of(reconnects, 1) / 1000:0.00} s); " +
+                $"(to the CONNACK on the other node: p50 {Of(reconnects, 0.5) / 1000:0.00} s, p99 {Of(reconnects, 0.99) / 1000:0.00} s, max {Of(reconnects, 1) / 1000:0.00} s; " +
+                $"the device found its connection gone and began to reconnect p50 {Of(noticed, 0.5) / 1000:0.00} s, max {Of(noticed, 1) / 1000:0.00} s after the kill, and had the CONNACK " +
+                $"p50 {Of(reconnectsFromNoticed, 0.5) / 1000:0.00} s, p99 {Of(reconnectsFromNoticed, 0.99) / 1000:0.00} s, max {Of(reconnectsFromNoticed, 1) / 1000:0.00} s after that); " +
                 $"the devices that kept their connection waited for a PUBACK at most (each its slowest, over the run): p50 {Of(stayed, 0.5) / 1000:0.00} s, p99 {Of(stayed, 0.99) / 1000:0.00} s, max {Of(stayed, 1) / 1000:0.00} s; " +
                 $"{acknowledged:N0} messages acknowledged ({acknowledged * k.Keys:N0} points), {missing:N0} acknowledged points not found through the API " +
                 $"(on {missingDevices} devices{(firstMissing is null ? "" : "; first: " + firstMissing)}); {refused:N0} publishes refused; " +
@@ -394,6 +406,7 @@ public sealed class NodeKillScenario(BenchOptions o, NodeKillOptions k, IProgres
             device.Disconnects++;
             device.RecoveredAt = 0;
             device.ReconnectedAt = 0;
+            device.ReconnectingSince = Stopwatch.GetTimestamp();
             recovering = true;
             await ReconnectAsync(device, nodes, end, cancellationToken);
         }
@@ -520,6 +533,9 @@ public sealed class NodeKillScenario(BenchOptions o, NodeKillOptions k, IProgres
 
         /// <summary>When the first acknowledgement after the last lost connection came (Stopwatch ticks), 0 if none.</summary>
         public long RecoveredAt;
+
+        /// <summary>When the device found its last connection gone and began to reconnect (Stopwatch ticks), 0 if never.</summary>
+        public long ReconnectingSince;
 
         /// <summary>When the connection after the last lost one was accepted (CONNACK, Stopwatch ticks), 0 if none.</summary>
         public long ReconnectedAt;
