@@ -58,6 +58,10 @@ public abstract partial class StorageTests
                 Owner = i % 2 == 0 ? "" : $"device/{i}",
                 ExpiryInterval = 100u + (uint)i,
                 Subscriptions = [new StoredSubscription($"filter/{i}/#", QoS.AtLeastOnce, false, false, RetainHandling.SendAtSubscribe, 0)],
+                // Each session's own queued messages, in their order (every found session is read in the same statements).
+                Deliveries = [.. Enumerable.Range(0, 1 + (i % 3)).Select(m => new StoredDelivery(
+                    new StoredMessage { Topic = $"filter/{i}/{m}", Payload = new byte[] { (byte)i, (byte)m }, QoS = QoS.AtLeastOnce, ReceivedAt = DateTimeOffset.FromUnixTimeMilliseconds(T0) },
+                    QoS.AtLeastOnce, false, null, 0, false))],
             });
         }
 
@@ -81,6 +85,7 @@ public abstract partial class StorageTests
             var one = loaded[i]!;
             Assert.Equal((expected.ClientId, expected.Owner, expected.ExpiryInterval), (one.ClientId, one.Owner, one.ExpiryInterval));
             Assert.Equal(expected.Subscriptions[0].Filter, Assert.Single(one.Subscriptions).Filter);
+            Assert.Equal(expected.Deliveries.Select(d => d.Message.Topic), one.Deliveries.Select(d => d.Message.Topic));
             Assert.Null(loaded[i + 1]);
             Assert.Null(loaded[i + 2]);
         }

@@ -40,7 +40,7 @@ public sealed partial class SqlBrokerStateStore(PlatformDatabase database, ILogg
             }
         }
 
-        var stored = await LoadSessionsAsync(connection, key: null, cancellationToken);
+        var stored = await LoadSessionsAsync(connection, keys: null, cancellationToken);
         return new StoredBrokerState { Retained = retained, Sessions = stored };
     }
 
@@ -58,48 +58,26 @@ public sealed partial class SqlBrokerStateStore(PlatformDatabase database, ILogg
 
     private async Task<IReadOnlyDictionary<SessionKey, StoredSession>> ReadSessionsAsync(IReadOnlyList<SessionKey> keys, CancellationToken cancellationToken)
     {
+        // Three statements for all the keys (sessions, subscriptions, messages), however many of them have a session:
+        // in a storm of reconnects after a node's death each found session read whole on its own was what the
+        // connects waited for (docs/benchmarks.md, "A killed node declared dead at once").
         await using var connection = await database.OpenAsync(cancellationToken);
-        var present = new List<SessionKey>();
-        using (var command = connection.CreateCommand())
-        {
-            var rows = new System.Text.StringBuilder();
-            for (var i = 0; i < keys.Count; i++)
-            {
-                rows.Append(i == 0 ? "" : ", ").Append(CultureInfo.InvariantCulture, $"(@n{i}, @o{i}, @c{i})");
-                command.AddParameter($"n{i}", keys[i].Namespace);
-                command.AddParameter($"o{i}", keys[i].Owner);
-                command.AddParameter($"c{i}", keys[i].ClientId);
-            }
-
-            // A row value IN a VALUES list: the form both SQLite and PostgreSQL take.
-            command.CommandText = $"SELECT ns, client_id, session_owner FROM mqtt_sessions WHERE (ns, session_owner, client_id) IN (VALUES {rows})";
-            await using var reader = await command.ExecuteReaderAsync(cancellationToken);
-            while (await reader.ReadAsync(cancellationToken))
-            {
-                present.Add(new SessionKey(reader.GetString(0), reader.GetString(1), reader.GetString(2)));
-            }
-        }
-
         var found = new Dictionary<SessionKey, StoredSession>();
-        foreach (var key in present)
+        foreach (var session in await LoadSessionsAsync(connection, keys, cancellationToken))
         {
-            var sessions = await LoadSessionsAsync(connection, key, cancellationToken);
-            if (sessions.Count > 0)
-            {
-                found[key] = sessions[0];
-            }
+            found[new SessionKey(session.Namespace, session.ClientId, session.Owner)] = session;
         }
 
         return found;
     }
 
-    /// <summary>Every stored session, or the one of <paramref name="key"/>.</summary>
-    private async Task<List<StoredSession>> LoadSessionsAsync(DbConnection connection, SessionKey? key, CancellationToken cancellationToken)
+    /// <summary>Every stored session (<paramref name="keys"/> null), or those of <paramref name="keys"/> that exist.</summary>
+    private async Task<List<StoredSession>> LoadSessionsAsync(DbConnection connection, IReadOnlyList<SessionKey>? keys, CancellationToken cancellationToken)
     {
         var sessions = new Dictionary<SessionKey, SessionRows>();
         using (var command = connection.CreateCommand())
         {
-            command.CommandText = "SELECT ns, client_id, expiry_interval, incoming_qos2, session_owner FROM mqtt_sessions" + WhereSession(command, key);
+            command.CommandText = "SELECT ns, client_id, expiry_interval, incoming_qos2, session_owner FROM mqtt_sessions" + WhereSessions(command, keys);
             await using var reader = await command.ExecuteReaderAsync(cancellationToken);
             while (await reader.ReadAsync(cancellationToken))
             {
@@ -108,10 +86,10 @@ public sealed partial class SqlBrokerStateStore(PlatformDatabase database, ILogg
             }
         }
 
-        if (key is not null && sessions.Count == 0)
+        if (keys is not null && sessions.Count == 0)
         {
-            // One client that has no stored session (most connections to a cluster node ask): its subscriptions and
-            // messages are written and deleted with its session row, so there are none to read.
+            // Clients that have no stored session (most connections to a cluster node ask): their subscriptions and
+            // messages are written and deleted with their session rows, so there are none to read.
             return [];
         }
 
@@ -120,7 +98,7 @@ public sealed partial class SqlBrokerStateStore(PlatformDatabase database, ILogg
             command.CommandText = """
                 SELECT ns, client_id, topic_filter, qos, no_local, retain_as_published, retain_handling, subscription_id, session_owner
                 FROM mqtt_session_subscriptions
-                """ + WhereSession(command, key) + " ORDER BY ns, session_owner, client_id, topic_filter";
+                """ + WhereSessions(command, keys) + " ORDER BY ns, session_owner, client_id, topic_filter";
             await using var reader = await command.ExecuteReaderAsync(cancellationToken);
             while (await reader.ReadAsync(cancellationToken))
             {
@@ -143,7 +121,7 @@ public sealed partial class SqlBrokerStateStore(PlatformDatabase database, ILogg
                 SELECT ns, client_id, packet_id, released, qos, retain_flag, subscription_ids,
                        topic, payload, message_qos, message_retain, properties, received_time, session_owner
                 FROM mqtt_session_messages
-                """ + WhereSession(command, key) + " ORDER BY ns, session_owner, client_id, seq";
+                """ + WhereSessions(command, keys) + " ORDER BY ns, session_owner, client_id, seq";
             await using var reader = await command.ExecuteReaderAsync(cancellationToken);
             while (await reader.ReadAsync(cancellationToken))
             {
@@ -185,18 +163,25 @@ public sealed partial class SqlBrokerStateStore(PlatformDatabase database, ILogg
         return stored;
     }
 
-    /// <summary>Nothing, or a WHERE clause naming one session, its parameters added to <paramref name="command"/>.</summary>
-    private static string WhereSession(DbCommand command, SessionKey? key)
+    /// <summary>Nothing, or a WHERE clause naming the sessions of <paramref name="keys"/>, their parameters added to <paramref name="command"/>.</summary>
+    private static string WhereSessions(DbCommand command, IReadOnlyList<SessionKey>? keys)
     {
-        if (key is not { } k)
+        if (keys is null)
         {
             return "";
         }
 
-        command.AddParameter("ns", k.Namespace);
-        command.AddParameter("owner", k.Owner);
-        command.AddParameter("client", k.ClientId);
-        return " WHERE ns = @ns AND session_owner = @owner AND client_id = @client";
+        var rows = new System.Text.StringBuilder();
+        for (var i = 0; i < keys.Count; i++)
+        {
+            rows.Append(i == 0 ? "" : ", ").Append(CultureInfo.InvariantCulture, $"(@n{i}, @o{i}, @c{i})");
+            command.AddParameter($"n{i}", keys[i].Namespace);
+            command.AddParameter($"o{i}", keys[i].Owner);
+            command.AddParameter($"c{i}", keys[i].ClientId);
+        }
+
+        // A row value IN a VALUES list: the form both SQLite and PostgreSQL take.
+        return $" WHERE (ns, session_owner, client_id) IN (VALUES {rows})";
     }
 
     public async Task SaveRetainedAsync(IReadOnlyList<RetainedChange> changes, CancellationToken cancellationToken)
