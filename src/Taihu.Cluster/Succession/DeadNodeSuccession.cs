@@ -250,16 +250,32 @@ internal sealed partial class DeadNodeSuccession : BackgroundService
         if (sessions.Count > 0)
         {
             var heldElsewhere = await HeldElsewhereAsync(sessions, cancellationToken);
+            // The sessions live nodes hold already (their clients reconnected before the death was known) are only
+            // forgotten, together; each of the others is claimed and taken in turn.
+            var held = new List<SessionKey>();
             for (var i = 0; i < sessions.Count; i++)
             {
+                if (heldElsewhere[i])
+                {
+                    held.Add(sessions[i]);
+                }
+            }
+
+            await _sessions.DropAsync(held, node, cancellationToken);
+            for (var i = 0; i < sessions.Count; i++)
+            {
+                if (heldElsewhere[i])
+                {
+                    continue;
+                }
+
                 var key = sessions[i];
                 bool mine;
                 // Marked before the claim: a client reconnecting here at once (as clients do) waits for the session
                 // instead of finding it claimed for this node and not yet here (Session Present 0: seen in ClusterStateTests).
                 using (_broker.BeginAdoption(key))
                 {
-                    var claim = heldElsewhere[i] ? 0
-                        : await SessionRegistry.For(_grains, key.Namespace, key.Owner, key.ClientId).ClaimForSuccessor(self, dead, key.Namespace, key.Owner, key.ClientId);
+                    var claim = await SessionRegistry.For(_grains, key.Namespace, key.Owner, key.ClientId).ClaimForSuccessor(self, dead, key.Namespace, key.Owner, key.ClientId);
                     mine = claim != 0;
                     if (mine && await _broker.AdoptStoredSessionAsync(key, claim, cancellationToken))
                     {
