@@ -86,16 +86,14 @@ internal sealed partial class NodeWatch(IClusterMembershipService membership, IL
 
     private async Task CheckAsync(SiloAddress node, TimeSpan timeout, CancellationToken stoppingToken)
     {
+        // Whatever goes wrong here is this node's business only: a watch that failed must not stop the node (a
+        // cancellation at the node's stop ends the loop).
         try
         {
             await nodes.At(node).Ping().WaitAsync(timeout, time, stoppingToken);
             return;
         }
-        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
-        {
-            return;
-        }
-        catch (Exception e) when (e is TimeoutException or OrleansException or SocketException or OperationCanceledException or InvalidOperationException)
+        catch (Exception e) when (e is not OperationCanceledException || !stoppingToken.IsCancellationRequested)
         {
             // Failed or late: is anything listening on its port at all?
         }
@@ -120,10 +118,7 @@ internal sealed partial class NodeWatch(IClusterMembershipService membership, IL
                 LogNotDeclared(logger, node);
             }
         }
-        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
-        {
-        }
-        catch (Exception e) when (e is OrleansException or SocketException or TimeoutException or InvalidOperationException)
+        catch (Exception e) when (e is not OperationCanceledException || !stoppingToken.IsCancellationRequested)
         {
             LogNotDeclaredError(logger, e, node);
         }
