@@ -29,6 +29,11 @@ public sealed class NodeKillScenario(BenchOptions o, NodeKillOptions k, IProgres
     public async Task<BenchResult> RunAsync(CancellationToken cancellationToken)
     {
         var nodes = o.OtherNodes.Count + 1;
+        // When a node dies, 5,000 MQTTnet clients end at once and their teardown holds pool threads: with the
+        // default minimum the pool adds a thread or two a second, and every device of the run (those on live nodes
+        // too) waited for its PUBACK to be read meanwhile. The run measures the nodes, not the pool's ramp.
+        ThreadPool.GetMinThreads(out var workers, out var completions);
+        ThreadPool.SetMinThreads(Math.Max(workers, 256), completions);
         using var http = new HttpClient { BaseAddress = new Uri(k.ApiUrl), Timeout = TimeSpan.FromMinutes(2) };
         var tenant = await BenchTenant.CreateAsync(http, k.AdminUser, k.AdminPassword, cancellationToken);
         try
