@@ -89,6 +89,9 @@ public static class ClusterHostingExtensions
             silo.Services.AddSingleton<IRpcElsewhere, RpcAcrossNodes>();
             // Device and profile changes, and closing a device's connections, reach every node.
             silo.Services.AddSingleton<IDevicesElsewhere, DevicesAcrossNodes>();
+            // A device's connectivity is owned once cluster-wide, by the grain of its partition; every node reports to it.
+            silo.Services.AddSingleton<IConnectivityElsewhere, ConnectivityAcrossNodes>();
+            silo.Services.AddHostedService<ConnectivityPartitionsAwake>();
             // Integration and alarm changes made through one node reach the others.
             silo.Services.AddHostedService<ChangesAcrossNodes>();
             silo.Services.AddHostedService<DeadNodeSuccession>();

@@ -153,6 +153,14 @@ public abstract partial class StorageTests
         Assert.Equal(
             [new StoredConnectivity(active, T0 - 3, T0 - 2, T0 - 1), new StoredConnectivity(bare, 0, 0, 0)],
             await Devices.ListActiveDevicesAsync());
+
+        // A partition of them: those whose row number leaves the partition's number, divided by the partitions.
+        for (var partition = 0; partition < 3; partition++)
+        {
+            Assert.Equal(
+                new[] { new StoredConnectivity(active, T0 - 3, T0 - 2, T0 - 1), new StoredConnectivity(bare, 0, 0, 0) }.Where(d => d.Device.Seq % 3 == partition),
+                await Devices.ListActiveDevicesAsync(partition, 3));
+        }
     }
 
     [Fact]
@@ -205,43 +213,55 @@ public abstract partial class StorageTests
     }
 
     [Fact]
-    public async Task Connectivity_OnSharedStorage_ADeviceThatMovedToAnotherNode_StaysActive_AndIsJudgedByItsNewNode()
+    public async Task Connectivity_OneOwnerOfTwoNodesReports_ADeviceThatMovedStaysActive_AndGoesInactiveOnceGoneFromBoth()
     {
         var (_, _, device) = await NewTenantWithDeviceAsync();
         var attributes = new SqlAttributeStore(Database);
         await using var ingest = new TelemetryIngest(Telemetry, Options.Create(new IngestOptions()), NullLogger<TelemetryIngest>.Instance);
-        ConnectivityTracker Node() => new(attributes, Devices, ingest, Time, NullLogger<ConnectivityTracker>.Instance) { FlushInterval = TimeSpan.FromDays(1), SharedStorage = true };
-        using var nodeA = Node();
-        using var nodeB = Node();
+        var owner = new ConnectivityOwners(attributes, Devices, ingest, NullLoggerFactory.Instance).Create();
+        ConnectivityTracker Node(int id) => new(attributes, Devices, ingest, Time, NullLogger<ConnectivityTracker>.Instance)
+        {
+            FlushInterval = TimeSpan.FromDays(1),
+            Elsewhere = new ReportsTo(owner, id),
+        };
+        using var nodeA = Node(1);
+        using var nodeB = Node(2);
         await nodeA.StartAsync(CancellationToken.None);
         await nodeB.StartAsync(CancellationToken.None);
+        async Task FlushAllAsync()
+        {
+            await nodeA.FlushAsync();
+            await nodeB.FlushAsync();
+            await owner.FlushAsync(Time.GetUtcNow().ToUnixTimeMilliseconds(), CancellationToken.None);
+        }
+
         try
         {
             nodeA.Connected(device);
-            await nodeA.FlushAsync();
+            await FlushAllAsync();
+            Assert.Equal(KvValue.Of(true), await ServerAttributeAsync(attributes, device, "active"));
 
-            // It moves to node B a second later; node A writes its disconnect last: the newer connect time stays.
+            // It moves to node B a second later; node A reports its disconnect last: the newer connect stays.
             Time.Advance(TimeSpan.FromSeconds(1));
-            nodeA.Disconnected(device);
             nodeB.Connected(device);
             await nodeB.FlushAsync();
-            await nodeA.FlushAsync();
+            nodeA.Disconnected(device);
+            await FlushAllAsync();
             Assert.Equal(KvValue.Of(T0 + 1_000), await ServerAttributeAsync(attributes, device, "lastConnectTime"));
             Assert.Equal(KvValue.Of(T0 + 1_000), await ServerAttributeAsync(attributes, device, "lastDisconnectTime"));
 
-            // Node A last heard of it past the timeout; node B has it connected: node A leaves it alone.
+            // Silent past the timeout, but connected to node B: active.
             Time.Advance(TimeSpan.FromMilliseconds(DeviceProfile.DefaultInactivityTimeoutMs + 1_000));
-            await nodeA.FlushAsync();
-            await nodeB.FlushAsync();
+            await FlushAllAsync();
             Assert.Equal(KvValue.Of(true), await ServerAttributeAsync(attributes, device, "active"));
 
-            // Gone from node B too and silent past the timeout: node B marks it inactive, once.
+            // Gone from node B too and silent past the timeout: inactive, once.
             nodeB.Disconnected(device);
-            await nodeB.FlushAsync();
             var goneAt = Time.GetUtcNow().ToUnixTimeMilliseconds();
+            await FlushAllAsync();
             Time.Advance(TimeSpan.FromMilliseconds(DeviceProfile.DefaultInactivityTimeoutMs + 1_000));
-            await nodeA.FlushAsync();
-            await nodeB.FlushAsync();
+            await FlushAllAsync();
+            await FlushAllAsync();
             Assert.Equal(KvValue.Of(false), await ServerAttributeAsync(attributes, device, "active"));
             Assert.Equal(KvValue.Of(goneAt), await ServerAttributeAsync(attributes, device, "lastDisconnectTime"));
             var falses = (await Telemetry.GetHistoryAsync(device.Seq, "active", 0, long.MaxValue, 10, SortOrder.Ascending)).Count(p => p.Value == KvValue.Of(false));
@@ -255,86 +275,93 @@ public abstract partial class StorageTests
     }
 
     [Fact]
-    public async Task Connectivity_OnSharedStorage_ANodeRestarted_TakesTheActivityAnotherNodeWrote_BeforeMarkingADeviceInactive()
-    {
-        var (_, _, device) = await NewTenantWithDeviceAsync();
-        var attributes = new SqlAttributeStore(Database);
-        await using var ingest = new TelemetryIngest(Telemetry, Options.Create(new IngestOptions()), NullLogger<TelemetryIngest>.Instance);
-        ConnectivityTracker Node() => new(attributes, Devices, ingest, Time, NullLogger<ConnectivityTracker>.Instance) { FlushInterval = TimeSpan.FromDays(1), SharedStorage = true };
-        using var other = Node();
-        await other.StartAsync(CancellationToken.None);
-        other.Connected(device);
-        await other.FlushAsync();
-
-        // A node that (re)starts now reads the device as active from storage, and never hears from it itself.
-        using var restarted = Node();
-        await restarted.StartAsync(CancellationToken.None);
-        try
-        {
-            // The device keeps sending to the other node, which writes its activity once a minute.
-            var timeout = TimeSpan.FromMilliseconds(DeviceProfile.DefaultInactivityTimeoutMs);
-            for (var elapsed = TimeSpan.Zero; elapsed <= timeout; elapsed += TimeSpan.FromMinutes(1))
-            {
-                Time.Advance(TimeSpan.FromMinutes(1));
-                other.Activity(device);
-                await other.FlushAsync();
-            }
-
-            await restarted.FlushAsync();
-            Assert.Equal(KvValue.Of(true), await ServerAttributeAsync(attributes, device, "active"));
-            Assert.DoesNotContain(await Telemetry.GetHistoryAsync(device.Seq, "active", 0, long.MaxValue, 10, SortOrder.Ascending), p => p.Value == KvValue.Of(false));
-        }
-        finally
-        {
-            await restarted.StopAsync(CancellationToken.None);
-            await other.StopAsync(CancellationToken.None);
-        }
-    }
-
-    [Fact]
-    public async Task Connectivity_OnSharedStorage_ADeadNodesDevice_IsDisconnectedByItsSuccessor_AtTheDeath_AndGoesInactive()
+    public async Task Connectivity_AnOwnerRebuiltAfterItsProcessDied_DisconnectsTheDevicesNoLiveNodeHas_AndKeepsTheOthersConnected()
     {
         var (_, _, lost) = await NewTenantWithDeviceAsync();
         var (_, _, here) = await NewTenantWithDeviceAsync();
         var attributes = new SqlAttributeStore(Database);
         await using var ingest = new TelemetryIngest(Telemetry, Options.Create(new IngestOptions()), NullLogger<TelemetryIngest>.Instance);
-        ConnectivityTracker Node() => new(attributes, Devices, ingest, Time, NullLogger<ConnectivityTracker>.Instance) { FlushInterval = TimeSpan.FromDays(1), SharedStorage = true };
-        using var successor = Node();
-        await successor.StartAsync(CancellationToken.None);
-        using var dead = Node();
+        var owners = new ConnectivityOwners(attributes, Devices, ingest, NullLoggerFactory.Instance);
+        var first = owners.Create();
+        ConnectivityTracker Node(int id) => new(attributes, Devices, ingest, Time, NullLogger<ConnectivityTracker>.Instance)
+        {
+            FlushInterval = TimeSpan.FromDays(1),
+            Elsewhere = new ReportsTo(first, id),
+        };
+        using var live = Node(1);
+        using var dead = Node(2);
+        await live.StartAsync(CancellationToken.None);
         await dead.StartAsync(CancellationToken.None);
         try
         {
-            // One device on the node that dies, one on its successor.
+            live.Connected(here);
             dead.Connected(lost);
+            await live.FlushAsync();
             await dead.FlushAsync();
-            successor.Connected(here);
-            await successor.FlushAsync();
+            await first.FlushAsync(Time.GetUtcNow().ToUnixTimeMilliseconds(), CancellationToken.None);
 
-            // The death is detected a second later: the successor asks which stored-connected devices live nodes
-            // hold (itself included), and takes the others, disconnected at the detection.
+            // The owner's process and node 2 die together. A second later the owner is rebuilt elsewhere: from
+            // storage, and from what the live node says it has connected.
             Time.Advance(TimeSpan.FromSeconds(1));
-            var diedAt = Time.GetUtcNow().ToUnixTimeMilliseconds();
-            var stored = (await Devices.ListActiveDevicesAsync()).Where(d => d.Device.Seq == lost.Seq || d.Device.Seq == here.Seq).ToList();
-            Assert.Equal([here.Seq], await successor.ConnectedAmongAsync([lost.Seq, here.Seq]));
-            // Handed both: the one connected here is left as it is.
-            successor.AdoptDevicesOfDeadNode(stored, diedAt);
-            await successor.FlushAsync();
-            Assert.Equal(KvValue.Of(diedAt), await ServerAttributeAsync(attributes, lost, "lastDisconnectTime"));
+            var rebuiltAt = Time.GetUtcNow().ToUnixTimeMilliseconds();
+            var rebuilt = owners.Create();
+            rebuilt.Restore((await Devices.ListActiveDevicesAsync()).Where(d => d.Device.Seq == lost.Seq || d.Device.Seq == here.Seq).ToList());
+            var connected = await live.ConnectedAsync(_ => true);
+            Assert.Equal([here.Seq], connected.Select(r => r.DeviceSeq));
+            foreach (var report in connected)
+            {
+                rebuilt.Report(1, report);
+            }
+
+            Assert.Equal(1, rebuilt.DisconnectUnconnected(rebuiltAt));
+            await rebuilt.FlushAsync(rebuiltAt, CancellationToken.None);
+            Assert.Equal(KvValue.Of(rebuiltAt), await ServerAttributeAsync(attributes, lost, "lastDisconnectTime"));
             Assert.Equal(KvValue.Of(true), await ServerAttributeAsync(attributes, lost, "active"));
             Assert.Null(await ServerAttributeAsync(attributes, here, "lastDisconnectTime"));
 
-            // Silent past its profile's timeout (from its last activity, the connect): inactive; the other stays active.
+            // Silent past its profile's timeout (from its connect): inactive; the one connected to the live node stays active.
             Time.Advance(TimeSpan.FromMilliseconds(DeviceProfile.DefaultInactivityTimeoutMs));
-            await successor.FlushAsync();
+            await rebuilt.FlushAsync(Time.GetUtcNow().ToUnixTimeMilliseconds(), CancellationToken.None);
             Assert.Equal(KvValue.Of(false), await ServerAttributeAsync(attributes, lost, "active"));
             Assert.Equal(KvValue.Of(true), await ServerAttributeAsync(attributes, here, "active"));
         }
         finally
         {
-            await successor.StopAsync(CancellationToken.None);
+            await live.StopAsync(CancellationToken.None);
             await dead.StopAsync(CancellationToken.None);
         }
+    }
+
+    [Fact]
+    public async Task Connectivity_ANodeGone_DisconnectsItsDevicesAtTheDeath_ButNotThoseAlsoConnectedToALiveNode()
+    {
+        var (tenant, profile, lost) = await NewTenantWithDeviceAsync();
+        var both = await NewDeviceAsync(tenant.Id, profile.Id);
+        var attributes = new SqlAttributeStore(Database);
+        await using var ingest = new TelemetryIngest(Telemetry, Options.Create(new IngestOptions()), NullLogger<TelemetryIngest>.Instance);
+        var owner = new ConnectivityOwners(attributes, Devices, ingest, NullLoggerFactory.Instance).Create();
+        ConnectivityReport Report(Device device, int connections) => new(device.Seq, device.TenantId, device.ProfileId, connections, T0, 0, T0);
+        owner.Report(2, Report(lost, 1));
+        owner.Report(2, Report(both, 1));
+        owner.Report(1, Report(both, 2));
+        await owner.FlushAsync(T0, CancellationToken.None);
+
+        Assert.Equal(2, owner.NodeGone(2, T0 + 500));
+        // Said again, or a report of the dead node that comes late (count 0), changes nothing.
+        Assert.Equal(0, owner.NodeGone(2, T0 + 600));
+        await owner.FlushAsync(T0 + 500, CancellationToken.None);
+        Assert.Equal(KvValue.Of(T0 + 500), await ServerAttributeAsync(attributes, lost, "lastDisconnectTime"));
+        Assert.Null(await ServerAttributeAsync(attributes, both, "lastDisconnectTime"));
+
+        var past = T0 + DeviceProfile.DefaultInactivityTimeoutMs + 1;
+        await owner.FlushAsync(past, CancellationToken.None);
+        Assert.Equal(KvValue.Of(false), await ServerAttributeAsync(attributes, lost, "active"));
+        Assert.Equal(KvValue.Of(true), await ServerAttributeAsync(attributes, both, "active"));
+
+        // Node 1 closes one of its two connections: still connected.
+        owner.Report(1, Report(both, 1));
+        await owner.FlushAsync(past + 1, CancellationToken.None);
+        Assert.Equal(KvValue.Of(true), await ServerAttributeAsync(attributes, both, "active"));
     }
 
     private static async Task<KvValue?> ServerAttributeAsync(IAttributeStore attributes, Device device, string key)
@@ -349,6 +376,23 @@ public abstract partial class StorageTests
         request.DeviceSeq = device.Seq;
         request.Points.AddRange(points);
         await ingest.SubmitAsync(request);
+    }
+
+    /// <summary>
+    /// A node's tracker as a cluster node's reports to the owner of its devices' partition: here, one owner in the
+    /// test's own process, under the node's number (on a cluster, the partition's grain on whichever node hosts it).
+    /// </summary>
+    private sealed class ReportsTo(ConnectivityOwner owner, int node) : IConnectivityElsewhere
+    {
+        public Task ReportAsync(IReadOnlyList<ConnectivityReport> reports, ICollection<long> notTaken, CancellationToken cancellationToken)
+        {
+            foreach (var report in reports)
+            {
+                owner.Report(node, report);
+            }
+
+            return Task.CompletedTask;
+        }
     }
 
     /// <summary>A subscriber that keeps what it hears (a copy: the feed's lists are reused).</summary>

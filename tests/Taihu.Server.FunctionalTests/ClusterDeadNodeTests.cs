@@ -81,7 +81,7 @@ public sealed class ClusterDeadNodeTests(PostgresServer postgres, ITestOutputHel
     }
 
     [Fact]
-    public async Task KilledNode_ItsDeviceGoesInactive_PastItsProfilesTimeout()
+    public async Task KilledNode_ItsDevicesGoInactive_PastTheirProfilesTimeout_ThoseOfTheLiveNodeStayActive()
     {
         var database = await postgres.CreateDatabaseAsync();
         var nodes = new List<ServerProcess>();
@@ -93,29 +93,78 @@ public sealed class ClusterDeadNodeTests(PostgresServer postgres, ITestOutputHel
             var (_, admin) = await sysAdmin.CreateTenantWithAdminAsync("Dead node");
             using var _ = admin;
             var profile = await admin.PostAsync("/api/deviceProfile", new { name = "short", profileData = new { inactivityTimeoutMs = 3000 } });
-            var device = await admin.PostAsync("/api/device", new { name = "lamp", deviceProfileId = new { entityType = "DEVICE_PROFILE", id = profile["id"]!["id"]!.GetValue<string>() } });
-            var id = Guid.Parse(device["id"]!["id"]!.GetValue<string>());
-            var token = (await admin.GetAsync($"/api/device/{id}/credentials"))["credentialsId"]!.GetValue<string>();
 
-            await using var lamp = await DeviceClient.ConnectAsync(b, token);
-            await lamp.PublishAsync("v1/devices/me/telemetry", """{"on": true}""");
-            var attributes = $"/api/plugins/telemetry/DEVICE/{id}/values/attributes/SERVER_SCOPE?keys=active,lastConnectTime,lastDisconnectTime";
-            await admin.EventuallyAsync(attributes, v => Value(v, "active") is true && Value(v, "lastConnectTime") is not null);
+            // Eight devices, one after another, so that their connectivity partitions (by row number) are spread
+            // over both nodes: four connected to B, which is killed, and four to A. Each is shown through the API
+            // of the node it is not connected to.
+            var lamps = new List<(Guid Id, DeviceClient Client, bool OnKilledNode)>();
+            for (var i = 0; i < 8; i++)
+            {
+                var device = await admin.PostAsync("/api/device", new
+                {
+                    name = $"lamp-{i}",
+                    deviceProfileId = new { entityType = "DEVICE_PROFILE", id = profile["id"]!["id"]!.GetValue<string>() },
+                });
+                var id = Guid.Parse(device["id"]!["id"]!.GetValue<string>());
+                var token = (await admin.GetAsync($"/api/device/{id}/credentials"))["credentialsId"]!.GetValue<string>();
+                var onKilled = i % 2 == 0;
+                var client = await DeviceClient.ConnectAsync(onKilled ? b : a, token);
+                await client.PublishAsync("v1/devices/me/telemetry", """{"on": true}""");
+                lamps.Add((id, client, onKilled));
+            }
 
-            var clock = Stopwatch.StartNew();
-            var killedAt = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
-            await b.KillAsync();
-            var inactive = await admin.EventuallyAsync(attributes, v => Value(v, "active") is false);
-            log.WriteLine($"The device of the killed node was shown inactive through A's API {clock.ElapsedMilliseconds} ms after the SIGKILL (timeout 3 s).");
-            // The disconnect is recorded at the detection of the death: after the kill, before it was shown inactive.
-            var disconnect = Value(inactive, "lastDisconnectTime") as long?;
-            Assert.NotNull(disconnect);
-            Assert.InRange(disconnect.Value, killedAt, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds());
+            try
+            {
+                foreach (var (id, _, _) in lamps)
+                {
+                    await admin.EventuallyAsync(Attributes(id), v => Value(v, "active") is true && Value(v, "lastConnectTime") is not null);
+                }
+
+                var clock = Stopwatch.StartNew();
+                var killedAt = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+                await b.KillAsync();
+                foreach (var (id, _, onKilled) in lamps)
+                {
+                    if (!onKilled)
+                    {
+                        continue;
+                    }
+
+                    var inactive = await admin.EventuallyAsync(Attributes(id), v => Value(v, "active") is false);
+                    // The disconnect is recorded once the death is known: after the kill, before it was shown inactive.
+                    var disconnect = Value(inactive, "lastDisconnectTime") as long?;
+                    Assert.NotNull(disconnect);
+                    Assert.InRange(disconnect.Value, killedAt, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds());
+                }
+
+                log.WriteLine($"The devices of the killed node were shown inactive through A's API {clock.ElapsedMilliseconds} ms after the SIGKILL (timeout 3 s).");
+
+                // Those connected to A, silent for longer than their timeout by now, are connected: active, and never
+                // disconnected, whichever node their partition lived on.
+                foreach (var (id, _, onKilled) in lamps)
+                {
+                    if (!onKilled)
+                    {
+                        var shown = await admin.GetAsync(Attributes(id));
+                        Assert.Equal(true, Value(shown, "active"));
+                        Assert.Null(Value(shown, "lastDisconnectTime"));
+                    }
+                }
+            }
+            finally
+            {
+                foreach (var (_, client, _) in lamps)
+                {
+                    await client.DisposeAsync();
+                }
+            }
         }
         finally
         {
             await ClusterSettings.DisposeAsync(postgres, nodes, database);
         }
+
+        static string Attributes(Guid id) => $"/api/plugins/telemetry/DEVICE/{id}/values/attributes/SERVER_SCOPE?keys=active,lastConnectTime,lastDisconnectTime";
     }
 
     [Fact]

@@ -64,8 +64,8 @@ public interface INodeDeviceService : IGrainService
     [OneWay]
     Task ClientRpcAnswered(Guid eventId, byte[]? reply);
 
-    /// <summary>Which of the devices (row numbers) have a connection to this node now.</summary>
-    Task<long[]> ConnectedDevices(long[] deviceSeqs);
+    /// <summary>The devices of the connectivity partition with a connection to this node now (<see cref="ConnectivityPartitions"/>).</summary>
+    Task<DeviceReport[]> ConnectedIn(int partition);
 }
 
 /// <summary>Reaches a GrainService of <typeparamref name="TService"/> on a given node, or on every other active node.</summary>
@@ -129,7 +129,17 @@ internal sealed class NodeDeviceService(GrainId id, Silo silo, ILoggerFactory lo
 
     public async Task ResumeCalls() => await rpc.ResumeAsync(CancellationToken.None, reachableOnly: true);
 
-    public Task<long[]> ConnectedDevices(long[] deviceSeqs) => connectivity.ConnectedAmongAsync(deviceSeqs);
+    public async Task<DeviceReport[]> ConnectedIn(int partition)
+    {
+        var connected = await connectivity.ConnectedAsync(seq => ConnectivityPartitions.Of(seq) == partition);
+        var result = new DeviceReport[connected.Length];
+        for (var i = 0; i < connected.Length; i++)
+        {
+            result[i] = DeviceReport.From(connected[i]);
+        }
+
+        return result;
+    }
 
     public Task ClientRpcAnswered(Guid eventId, byte[]? reply)
     {

@@ -36,16 +36,15 @@ namespace Taihu.Cluster.Succession;
 /// <item>its wills (<c>cluster_wills</c>): each of a client that no live node holds is made this node's and sent
 /// after its Will Delay Interval counted from the detection, unless the client has connected meanwhile, through
 /// the broker's normal routing (subscribers on every node, retained when flagged);</item>
-/// <item>its devices (not kept by node: one sweep for all the deaths of a round, and once when this node first
-/// holds the lease for the nodes that died before): those stored as connected and connected to no live node get a
-/// disconnect at the detection time in this node's connectivity tracker, which then marks them inactive past their
-/// profile's timeout;</item>
-/// <item>the persistent RPC calls (not kept by node either, so in the same sweep): this node's owners take every
+/// <item>the persistent RPC calls (not kept by node: one sweep for all the deaths of a round, and once when this
+/// node first holds the lease for the nodes that died before): this node's owners take every
 /// device's calls that are not final back from the store, so that their expiries and reply timeouts run here
 /// (a call the dead node had delivered times out from its delivery), and every other node is told, so that a
 /// device that connects to it (or already has) gets what waits for it, a call sent and not acknowledged again as
 /// a retry.</item>
 /// </list>
+/// <para>Its devices' connectivity is not this node's to take: their partitions' owners drop its connections
+/// (<see cref="Devices.ConnectivityPartitionGrain"/>).</para>
 /// </remarks>
 internal sealed partial class DeadNodeSuccession : BackgroundService
 {
@@ -64,8 +63,6 @@ internal sealed partial class DeadNodeSuccession : BackgroundService
     private readonly IGrainFactory _grains;
     private readonly INodeLinkClient _links;
     private readonly OnNode<INodeDeviceService> _deviceNodes;
-    private readonly ConnectivityTracker _connectivity;
-    private readonly IDeviceStore _devices;
     private readonly RpcService _rpc;
     private readonly IHostApplicationLifetime _lifetime;
     private readonly TimeProvider _time;
@@ -80,7 +77,7 @@ internal sealed partial class DeadNodeSuccession : BackgroundService
 
     public DeadNodeSuccession(PostgresEventWorkLease lease, IClusterMembershipService membership, ILocalSiloDetails local, ClusterWills wills,
         ClusterSessionStore sessions, MqttBroker broker, IGrainFactory grains, INodeLinkClient links, OnNode<INodeDeviceService> deviceNodes,
-        ConnectivityTracker connectivity, IDeviceStore devices, RpcService rpc, IHostApplicationLifetime lifetime, TimeProvider time, IMeterFactory meters,
+        RpcService rpc, IHostApplicationLifetime lifetime, TimeProvider time, IMeterFactory meters,
         ILogger<DeadNodeSuccession> logger)
     {
         ArgumentNullException.ThrowIfNull(meters);
@@ -93,8 +90,6 @@ internal sealed partial class DeadNodeSuccession : BackgroundService
         _grains = grains;
         _links = links;
         _deviceNodes = deviceNodes;
-        _connectivity = connectivity;
-        _devices = devices;
         _rpc = rpc;
         _lifetime = lifetime;
         _time = time;
@@ -220,11 +215,9 @@ internal sealed partial class DeadNodeSuccession : BackgroundService
             }
         }
 
-        // The devices are not kept by node: one sweep takes every device stored as connected that no live node
-        // has, for all the deaths not swept yet, disconnected at the earliest of their detections.
+        // The calls are not kept by node: one sweep for all the deaths not swept yet.
         if (sweepAt is { } at)
         {
-            var devices = await AdoptDevicesAsync(at, cancellationToken);
             var withCalls = await _rpc.ResumeAsync(cancellationToken);
             foreach (var other in _deviceNodes.Others())
             {
@@ -236,7 +229,7 @@ internal sealed partial class DeadNodeSuccession : BackgroundService
                 _devicesDone.Add(address);
             }
 
-            LogDevicesTaken(_logger, devices, withCalls);
+            LogCallsTaken(_logger, withCalls);
         }
     }
 
@@ -415,64 +408,11 @@ internal sealed partial class DeadNodeSuccession : BackgroundService
         return held;
     }
 
-    /// <summary>Devices stored as connected that no live node has connected: disconnected at the detection, here.</summary>
-    private async Task<int> AdoptDevicesAsync(DateTimeOffset detected, CancellationToken cancellationToken)
-    {
-        var stored = await _devices.ListActiveDevicesAsync(cancellationToken);
-        var candidates = new List<StoredConnectivity>();
-        foreach (var record in stored)
-        {
-            if (record.LastConnect > record.LastDisconnect)
-            {
-                candidates.Add(record);
-            }
-        }
-
-        if (candidates.Count == 0)
-        {
-            return 0;
-        }
-
-        var seqs = new long[candidates.Count];
-        for (var i = 0; i < seqs.Length; i++)
-        {
-            seqs[i] = candidates[i].Device.Seq;
-        }
-
-        var asks = new List<Task<long[]>> { _connectivity.ConnectedAmongAsync(seqs).WaitAsync(s_askTimeout, cancellationToken) };
-        foreach (var other in _deviceNodes.Others())
-        {
-            asks.Add(other.ConnectedDevices(seqs).WaitAsync(s_askTimeout, cancellationToken));
-        }
-
-        var connected = new HashSet<long>();
-        foreach (var answer in await Task.WhenAll(asks))
-        {
-            connected.UnionWith(answer);
-        }
-
-        var lost = new List<StoredConnectivity>();
-        foreach (var record in candidates)
-        {
-            if (!connected.Contains(record.Device.Seq))
-            {
-                lost.Add(record);
-            }
-        }
-
-        if (lost.Count > 0)
-        {
-            _connectivity.AdoptDevicesOfDeadNode(lost, detected.ToUnixTimeMilliseconds());
-        }
-
-        return lost.Count;
-    }
-
     [LoggerMessage(EventId = 2661, Level = LogLevel.Warning, Message = "Node {Node} is dead: this node, holding the event log lease, took over {Sessions} persistent session(s) and {Wills} will(s) to send")]
     private static partial void LogSucceeded(ILogger logger, string node, int sessions, int wills);
 
-    [LoggerMessage(EventId = 2664, Level = LogLevel.Information, Message = "Devices shown connected to no live node: {Devices} disconnected by this node as the dead nodes' successor; persistent RPC calls of {WithCalls} device(s) taken back from the store")]
-    private static partial void LogDevicesTaken(ILogger logger, int devices, int withCalls);
+    [LoggerMessage(EventId = 2664, Level = LogLevel.Information, Message = "Persistent RPC calls of {WithCalls} device(s) taken back from the store by this node as the dead nodes' successor")]
+    private static partial void LogCallsTaken(ILogger logger, int withCalls);
 
     [LoggerMessage(EventId = 2662, Level = LogLevel.Information, Message = "Client {ClientId} (namespace '{Ns}'): the will its dead node held was sent")]
     private static partial void LogWillSent(ILogger logger, string clientId, string ns);

@@ -12,31 +12,53 @@ namespace Taihu.Platform.Devices;
 /// series (ThingsBoard's <c>persistToTelemetry</c>), so that a device's connectivity history can be charted.
 /// </summary>
 /// <remarks>
-/// Design: one owner. Every device's state is read and changed by one loop only (<see cref="ExecuteAsync"/>);
-/// connects, disconnects and flushes reach it as messages in a mailbox, so there is no lock on the state and no
-/// order in which two threads could interleave a connect and a disconnect. The state holds numbers and the
-/// device's identity, never a connection: a later cluster step can move it into a per-device grain as it is.
-/// Activity is the one thing on the hot path (every telemetry message): it is not a message but a timestamp in a
-/// per-device cell that the owner reads at each flush, so a busy device costs one volatile write per message.
-/// A flush (once a second) writes what changed, all devices in one transaction, through the attribute store
-/// (whose commit reaches live subscribers) and queues the changes of <c>active</c> into the telemetry pipeline.
+/// Design: one owner. This process's connections of each device are counted by one loop only
+/// (<see cref="ExecuteAsync"/>); connects, disconnects and flushes reach it as messages in a mailbox, so there is no
+/// lock and no order in which two threads could interleave a connect and a disconnect. Activity is the one thing on
+/// the hot path (every telemetry message): it is not a message but a timestamp in a per-device cell that the loop
+/// reads at each flush, so a busy device costs one volatile write per message.
+/// At each flush (once a second) the loop reports what changed (<see cref="ConnectivityReport"/>) to the devices'
+/// <see cref="ConnectivityOwner"/>, which judges inactivity and writes. On a single server that owner is this
+/// tracker's own. On a cluster node the reports go to the owners of the devices' partitions
+/// (<see cref="Elsewhere"/>), which take the reports of every node: a device's connectivity is kept in one place
+/// cluster-wide, whichever nodes it connects to.
 /// </remarks>
-public sealed partial class ConnectivityTracker(IAttributeStore attributes, IDeviceStore devices, TelemetryIngest ingest, TimeProvider time, ILogger<ConnectivityTracker> logger,
-    Events.EventSignal? signal = null)
-    : BackgroundService
+public sealed partial class ConnectivityTracker : BackgroundService
 {
-    /// <summary>Profiles' inactivity timeouts, one read per profile (not per device that connects).</summary>
-    private readonly ProfileTimeouts _profileTimeouts = new(devices, signal);
+    private readonly IDeviceStore _devices;
+    private readonly TimeProvider _time;
+    private readonly ILogger<ConnectivityTracker> _logger;
 
-    /// <summary>The owner's state, by device row number; touched by the owner loop only.</summary>
-    private readonly Dictionary<long, State> _states = [];
+    private readonly IAttributeStore _attributes;
+    private readonly TelemetryIngest _ingest;
+    private readonly Events.EventSignal? _signal;
 
-    /// <summary>Hot-path activity cells, by device row number: written by anyone, read by the owner.</summary>
+    /// <summary>The single server's owner of every device; null on a cluster node.</summary>
+    private ConnectivityOwner? _owner;
+
+    /// <summary>This process's connections and latest times of each device, by row number; touched by the loop only.</summary>
+    private readonly Dictionary<long, Local> _locals = [];
+
+    /// <summary>Hot-path activity cells, by device row number: written by anyone, read by the loop.</summary>
     private readonly ConcurrentDictionary<long, ActivityCell> _activity = new();
 
     private readonly Channel<Message> _mailbox = Channel.CreateUnbounded<Message>(new UnboundedChannelOptions { SingleReader = true });
 
-    /// <summary>How often connects, disconnects and inactivity are written.</summary>
+    /// <summary>A cluster node's reports under way to their owners (one at a time); null when none is.</summary>
+    private Task? _reporting;
+
+    public ConnectivityTracker(IAttributeStore attributes, IDeviceStore devices, TelemetryIngest ingest, TimeProvider time, ILogger<ConnectivityTracker> logger,
+        Events.EventSignal? signal = null)
+    {
+        _attributes = attributes;
+        _devices = devices;
+        _ingest = ingest;
+        _time = time;
+        _logger = logger;
+        _signal = signal;
+    }
+
+    /// <summary>How often changes are reported (and, on a single server, connects, disconnects and inactivity written).</summary>
     public TimeSpan FlushInterval { get; init; } = TimeSpan.FromSeconds(1);
 
     /// <summary>
@@ -49,14 +71,10 @@ public sealed partial class ConnectivityTracker(IAttributeStore attributes, IDev
     public TimeSpan ActivityWriteInterval { get; init; } = TimeSpan.FromMinutes(1);
 
     /// <summary>
-    /// Other processes write the same devices' connectivity: the nodes of a cluster, to any of which a device may
-    /// connect. This process then knows only the devices connected to it, and what it knew of a device that has
-    /// since connected to another node is stale: before it marks a device inactive it reads the stored attributes,
-    /// and forgets a device another node has connected since (a later <c>lastConnectTime</c>) or takes the later
-    /// activity another node wrote; and it writes only the times it changed, so that an old disconnect does not
-    /// write back an old connect time over the newer one.
+    /// On a cluster node: where the reports go (the owners of the devices' partitions). Null on a single server,
+    /// whose tracker owns every device itself.
     /// </summary>
-    public bool SharedStorage { get; init; }
+    public IConnectivityElsewhere? Elsewhere { get; init; }
 
     public void Connected(Device device) => Post(new Message(MessageKind.Connected, device, Now(), null));
 
@@ -70,17 +88,17 @@ public sealed partial class ConnectivityTracker(IAttributeStore attributes, IDev
             cell = _activity.GetOrAdd(device.Seq, static (_, d) => new ActivityCell(d), device);
         }
 
-        // The hot path only stores a number; the owner picks it up at the next flush.
+        // The hot path only stores a number; the loop picks it up at the next flush.
         Volatile.Write(ref cell.Pending, Now());
     }
 
     /// <summary>
-    /// Which of <paramref name="deviceSeqs"/> have a connection to this process now (asked by the node that
-    /// succeeds a dead cluster node, to leave alone the devices that live nodes hold).
+    /// The devices connected to this process now that <paramref name="which"/> picks (by row number), as reports:
+    /// asked by a cluster partition's owner when it is rebuilt on another node.
     /// </summary>
-    public Task<long[]> ConnectedAmongAsync(long[] deviceSeqs)
+    public Task<ConnectivityReport[]> ConnectedAsync(Func<long, bool> which)
     {
-        var query = new ConnectedQuery(deviceSeqs);
+        var query = new ConnectedQuery(which);
         if (!_mailbox.Writer.TryWrite(new Message(MessageKind.ConnectedQuery, null, 0, null, query)))
         {
             query.Result.TrySetResult([]);
@@ -90,17 +108,8 @@ public sealed partial class ConnectivityTracker(IAttributeStore attributes, IDev
     }
 
     /// <summary>
-    /// The devices of a cluster node that died at <paramref name="diedAtMs"/> (as detected), shown connected in
-    /// storage and connected to no live node: this process takes them as its own, with a disconnect at that time
-    /// (written, and sent to the event log, at the next flush), so that they go inactive past their profile's
-    /// timeout as any device disconnected here does. A device connected here meanwhile is left as it is.
-    /// </summary>
-    public void AdoptDevicesOfDeadNode(IReadOnlyList<StoredConnectivity> devices, long diedAtMs) =>
-        Post(new Message(MessageKind.AdoptLost, null, diedAtMs, null, devices));
-
-    /// <summary>
-    /// Asks the owner to write what changed now and completes when it has (an explicit sync point for tests and
-    /// for shutdown). The periodic flush does the same without waiting.
+    /// Asks the loop to report (and on a single server write) what changed now, and completes when it has (an
+    /// explicit sync point for tests and for shutdown). The periodic flush does the same without waiting.
     /// </summary>
     public Task FlushAsync()
     {
@@ -115,18 +124,23 @@ public sealed partial class ConnectivityTracker(IAttributeStore attributes, IDev
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
-        using var timer = time.CreateTimer(
+        using var timer = _time.CreateTimer(
             static state => ((ConnectivityTracker)state!)._mailbox.Writer.TryWrite(new Message(MessageKind.Flush, null, 0, null)),
             this, FlushInterval, FlushInterval);
         var reader = _mailbox.Reader;
         try
         {
-            await RestoreAsync(stoppingToken);
+            if (Elsewhere is null)
+            {
+                _owner = new ConnectivityOwner(_attributes, _ingest, new ProfileTimeouts(_devices, _signal), _logger) { ActivityWriteInterval = ActivityWriteInterval };
+                await RestoreAsync(_owner, stoppingToken);
+            }
+
             while (await reader.WaitToReadAsync(stoppingToken))
             {
                 while (reader.TryRead(out var message))
                 {
-                    await HandleAsync(message, CancellationToken.None);
+                    await HandleAsync(message, waitForReports: false, CancellationToken.None);
                 }
             }
         }
@@ -134,76 +148,62 @@ public sealed partial class ConnectivityTracker(IAttributeStore attributes, IDev
         {
         }
 
-        // Stopping: take no more messages, apply what is queued and write it all once more.
+        // Stopping: take no more messages, apply what is queued and report (write) it all once more.
         _mailbox.Writer.TryComplete();
         while (reader.TryRead(out var message))
         {
-            await HandleAsync(message, CancellationToken.None);
+            await HandleAsync(message, waitForReports: true, CancellationToken.None);
         }
 
-        await WriteChangesAsync(CancellationToken.None);
+        await FlushChangesAsync(waitForReports: true, CancellationToken.None);
     }
 
     /// <summary>
-    /// Starts from where storage says connectivity stood: devices shown active stay active (no new point of the
-    /// series) until they reconnect or fall silent past their timeout, which is then written as for any device.
-    /// Without this, a device active when the server stopped and never heard from again would stay active forever.
-    /// Messages that arrive meanwhile wait in the mailbox and are applied after.
+    /// A single server starts from where storage says connectivity stood: devices shown active stay active (no new
+    /// point of the series) until they reconnect or fall silent past their timeout, which is then written as for any
+    /// device. Without this, a device active when the server stopped and never heard from again would stay active
+    /// forever. Messages that arrive meanwhile wait in the mailbox and are applied after.
     /// </summary>
-    private async Task RestoreAsync(CancellationToken cancellationToken)
+    private async Task RestoreAsync(ConnectivityOwner owner, CancellationToken cancellationToken)
     {
-        IReadOnlyList<StoredConnectivity> stored;
         try
         {
-            stored = await devices.ListActiveDevicesAsync(cancellationToken);
+            owner.Restore(await _devices.ListActiveDevicesAsync(cancellationToken));
         }
         catch (Exception e) when (e is not OperationCanceledException)
         {
-            LogRestoreFailed(logger, e);
-            return;
-        }
-
-        foreach (var record in stored)
-        {
-            var state = StateOf(record.Device);
-            state.Active = true;
-            state.LastConnect = record.LastConnect;
-            state.LastDisconnect = record.LastDisconnect;
-            state.LastConnectRecorded = record.LastConnect;
-            state.LastDisconnectRecorded = record.LastDisconnect;
-            state.LastActivity = record.LastActivity;
-            state.LastActivityWritten = record.LastActivity;
+            LogRestoreFailed(_logger, e);
         }
     }
 
-    private async Task HandleAsync(Message message, CancellationToken cancellationToken)
+    private async Task HandleAsync(Message message, bool waitForReports, CancellationToken cancellationToken)
     {
         switch (message.Kind)
         {
             case MessageKind.Connected:
             {
-                var state = StateOf(message.Device!);
-                state.Connections++;
-                state.LastConnect = message.Ts;
-                state.LastActivity = Math.Max(state.LastActivity, message.Ts);
-                SetActive(state, true, message.Ts);
-                state.Dirty = true;
+                var local = LocalOf(message.Device!);
+                local.Connections++;
+                local.LastConnect = Math.Max(local.LastConnect, message.Ts);
+                local.LastActivity = Math.Max(local.LastActivity, message.Ts);
+                local.Dirty = true;
                 break;
             }
 
             case MessageKind.Disconnected:
             {
-                var state = StateOf(message.Device!);
-                state.Connections = Math.Max(0, state.Connections - 1);
-                state.LastDisconnect = message.Ts;
-                state.Dirty = true;
+                var local = LocalOf(message.Device!);
+                local.Connections = Math.Max(0, local.Connections - 1);
+                local.LastDisconnect = Math.Max(local.LastDisconnect, message.Ts);
+                local.Dirty = true;
                 break;
             }
 
             case MessageKind.Flush:
                 try
                 {
-                    await WriteChangesAsync(cancellationToken);
+                    // A flush someone waits for waits for the reports too.
+                    await FlushChangesAsync(waitForReports || message.Done is not null, cancellationToken);
                 }
                 finally
                 {
@@ -214,12 +214,12 @@ public sealed partial class ConnectivityTracker(IAttributeStore attributes, IDev
             case MessageKind.ConnectedQuery:
             {
                 var query = (ConnectedQuery)message.Extra!;
-                var connected = new List<long>();
-                foreach (var seq in query.DeviceSeqs)
+                var connected = new List<ConnectivityReport>();
+                foreach (var (seq, local) in _locals)
                 {
-                    if (_states.TryGetValue(seq, out var known) && known.Connections > 0)
+                    if (local.Connections > 0 && query.Which(seq))
                     {
-                        connected.Add(seq);
+                        connected.Add(local.Report());
                     }
                 }
 
@@ -227,264 +227,139 @@ public sealed partial class ConnectivityTracker(IAttributeStore attributes, IDev
                 break;
             }
 
-            case MessageKind.AdoptLost:
-                foreach (var record in (IReadOnlyList<StoredConnectivity>)message.Extra!)
+            case MessageKind.Reported:
+            {
+                // The reports of one flush reached their owners (but those of Extra): a device no longer connected
+                // here and unchanged since is forgotten here; the others are reported again at the next flush.
+                var (sent, notTaken) = ((List<Local> Sent, HashSet<long> NotTaken))message.Extra!;
+                foreach (var local in sent)
                 {
-                    var state = StateOf(record.Device);
-                    if (state.Connections > 0 || state.LastConnect > record.LastConnect)
+                    if (notTaken.Contains(local.Device.Seq))
                     {
-                        continue;
+                        local.Dirty = true;
                     }
-
-                    state.Active = true;
-                    state.LastConnect = record.LastConnect;
-                    state.LastConnectRecorded = record.LastConnect;
-                    state.LastDisconnectRecorded = record.LastDisconnect;
-                    state.LastDisconnect = Math.Max(message.Ts, record.LastConnect);
-                    state.LastActivity = Math.Max(state.LastActivity, Math.Max(record.LastActivity, record.LastConnect));
-                    state.LastActivityWritten = state.LastActivity;
-                    state.Dirty = true;
+                    else if (!local.Dirty && local.Connections == 0)
+                    {
+                        _locals.Remove(local.Device.Seq);
+                    }
                 }
 
                 break;
-            case MessageKind.TimeoutLoaded:
-                if (_states.TryGetValue(message.Device!.Seq, out var loaded))
-                {
-                    loaded.InactivityTimeoutMs = message.Ts;
-                }
-
-                break;
+            }
         }
     }
 
     /// <summary>
-    /// Writes what changed since the last flush and marks silent devices inactive. Activity alone (a device that
-    /// keeps sending) is written at most every <see cref="ActivityWriteInterval"/>: a thousand busy devices must
-    /// not cost a thousand writes a second.
+    /// Reports what changed since the last flush: on a single server to its owner, which then writes; on a cluster
+    /// node to the partitions' owners, without waiting for them unless asked (a rebuilt owner asks this loop which
+    /// devices are connected here while the reports wait for it).
     /// </summary>
-    private async Task WriteChangesAsync(CancellationToken cancellationToken)
+    private async Task FlushChangesAsync(bool waitForReports, CancellationToken cancellationToken)
     {
-        var now = Now();
         foreach (var (seq, cell) in _activity)
         {
             var pending = Interlocked.Exchange(ref cell.Pending, 0);
             if (pending > 0)
             {
-                var state = StateOf(cell.Device);
-                if (pending > state.LastActivity)
+                var local = LocalOf(cell.Device);
+                if (pending > local.LastActivity)
                 {
-                    state.LastActivity = pending;
-                    SetActive(state, true, pending);
+                    local.LastActivity = pending;
+                    local.Dirty = true;
                 }
             }
         }
 
-        List<long>? silent = null;
-        foreach (var (seq, state) in _states)
+        if (_owner is { } owner)
         {
-            var timeout = state.InactivityTimeoutMs;
-            if (state.Active && state.Connections == 0 && timeout > 0 && now - state.LastActivity > timeout)
+            List<long>? gone = null;
+            foreach (var (seq, local) in _locals)
             {
-                if (SharedStorage)
+                if (local.Dirty)
                 {
-                    (silent ??= []).Add(seq);
+                    local.Dirty = false;
+                    owner.Report(0, local.Report());
                 }
-                else
+
+                if (local.Connections == 0)
                 {
-                    SetActive(state, false, now);
+                    (gone ??= []).Add(seq);
                 }
             }
+
+            if (gone is not null)
+            {
+                foreach (var seq in gone)
+                {
+                    _locals.Remove(seq);
+                }
+            }
+
+            await owner.FlushAsync(Now(), cancellationToken);
+            return;
         }
 
-        if (silent is not null)
+        if (_reporting is { IsCompleted: false } underWay)
         {
-            await JudgeSilentAsync(silent, now, cancellationToken);
+            if (!waitForReports)
+            {
+                // One flush's reports at a time: the changes since wait for the next flush.
+                return;
+            }
+
+            await underWay;
         }
 
-        List<AttributeChange>? changes = null;
-        List<Events.DeviceEventRecord>? events = null;
-        foreach (var (seq, state) in _states)
+        var reports = new List<ConnectivityReport>();
+        var sent = new List<Local>();
+        foreach (var local in _locals.Values)
         {
-            var activityDue = state.LastActivity > state.LastActivityWritten && now - state.LastWritten >= (long)ActivityWriteInterval.TotalMilliseconds;
-            if (!state.Dirty && !activityDue)
+            if (local.Dirty)
             {
-                continue;
-            }
-
-            state.Dirty = false;
-            state.LastWritten = now;
-            var entries = new List<AttributeEntry>(4) { new("active", now, KvValue.Of(state.Active)) };
-            if (!SharedStorage || state.LastActivity > state.LastActivityWritten)
-            {
-                entries.Add(new AttributeEntry("lastActivityTime", now, KvValue.Of(state.LastActivity)));
-            }
-
-            state.LastActivityWritten = state.LastActivity;
-            if (state.LastConnect > 0 && (!SharedStorage || state.LastConnect > state.LastConnectRecorded))
-            {
-                entries.Add(new AttributeEntry("lastConnectTime", now, KvValue.Of(state.LastConnect)));
-            }
-
-            if (state.LastDisconnect > 0 && (!SharedStorage || state.LastDisconnect > state.LastDisconnectRecorded))
-            {
-                entries.Add(new AttributeEntry("lastDisconnectTime", now, KvValue.Of(state.LastDisconnect)));
-            }
-
-            (changes ??= []).Add(new AttributeChange(seq, AttributeScope.Server, entries));
-            // Connects and disconnects since the last write go to the event log with it (integrations send them).
-            if (state.LastConnect > state.LastConnectRecorded)
-            {
-                (events ??= []).Add(new Events.DeviceEventRecord(seq, Events.PlatformEventType.Connect, state.LastConnect));
-            }
-
-            if (state.LastDisconnect > state.LastDisconnectRecorded)
-            {
-                (events ??= []).Add(new Events.DeviceEventRecord(seq, Events.PlatformEventType.Disconnect, state.LastDisconnect));
+                local.Dirty = false;
+                reports.Add(local.Report());
+                sent.Add(local);
             }
         }
 
-        if (changes is not null)
+        if (reports.Count == 0)
         {
-            try
-            {
-                await attributes.SaveManyAsync(changes, events, cancellationToken);
-                foreach (var change in changes)
-                {
-                    var state = _states[change.DeviceSeq];
-                    state.LastConnectRecorded = state.LastConnect;
-                    state.LastDisconnectRecorded = state.LastDisconnect;
-                }
-            }
-            catch (Exception e) when (e is not OperationCanceledException)
-            {
-                // Not written: mark them again for the next flush.
-                foreach (var change in changes)
-                {
-                    _states[change.DeviceSeq].Dirty = true;
-                }
-
-                LogFlushFailed(logger, e, changes.Count);
-            }
+            return;
         }
 
-        await WriteActiveSeriesAsync();
+        _reporting = ReportAsync(Elsewhere!, reports, sent);
+        if (waitForReports)
+        {
+            await _reporting;
+            // Applied here at once: the loop is not reading its mailbox now.
+            while (_mailbox.Reader.TryPeek(out var next) && next.Kind == MessageKind.Reported && _mailbox.Reader.TryRead(out next))
+            {
+                await HandleAsync(next, waitForReports: false, cancellationToken);
+            }
+        }
     }
 
-    /// <summary>
-    /// With <see cref="SharedStorage"/>: devices silent past their timeout as far as this process knows, judged
-    /// against what the other nodes stored (one read for all of them).
-    /// </summary>
-    private async Task JudgeSilentAsync(List<long> silent, long now, CancellationToken cancellationToken)
+    private async Task ReportAsync(IConnectivityElsewhere elsewhere, List<ConnectivityReport> reports, List<Local> sent)
     {
-        Dictionary<long, List<AttributeEntry>> stored;
+        var notTaken = new HashSet<long>();
         try
         {
-            stored = await attributes.GetManyAsync(silent, AttributeScope.Server, ["lastConnectTime", "lastActivityTime"], cancellationToken);
+            await elsewhere.ReportAsync(reports, notTaken, CancellationToken.None);
         }
-        catch (Exception e) when (e is not OperationCanceledException)
+        catch (Exception e)
         {
-            // Judged at the next flush.
-            LogJudgeFailed(logger, e, silent.Count);
-            return;
-        }
-
-        foreach (var seq in silent)
-        {
-            var state = _states[seq];
-            long storedConnect = 0, storedActivity = 0;
-            if (stored.TryGetValue(seq, out var entries))
+            LogReportFailed(_logger, e, reports.Count);
+            foreach (var report in reports)
             {
-                foreach (var entry in entries)
-                {
-                    if (entry.Value.Type != DataType.Long)
-                    {
-                        continue;
-                    }
-
-                    var value = entry.Value.Long;
-                    if (entry.Key == "lastConnectTime")
-                    {
-                        storedConnect = value;
-                    }
-                    else if (entry.Key == "lastActivityTime")
-                    {
-                        storedActivity = value;
-                    }
-                }
-            }
-
-            if (storedConnect > state.LastConnect)
-            {
-                // Connected to another node since: that node keeps it. Nothing of it is left here to write.
-                _states.Remove(seq);
-                _activity.TryRemove(seq, out _);
-            }
-            else if (storedActivity > state.LastActivity && now - storedActivity <= state.InactivityTimeoutMs)
-            {
-                state.LastActivity = storedActivity;
-                state.LastActivityWritten = storedActivity;
-            }
-            else
-            {
-                SetActive(state, false, now);
+                notTaken.Add(report.DeviceSeq);
             }
         }
+
+        // Back to the loop, which alone touches the devices' states. After shutdown nobody reads it.
+        _mailbox.Writer.TryWrite(new Message(MessageKind.Reported, null, 0, null, (sent, notTaken)));
     }
 
-    /// <summary>The changes of <c>active</c> since the last flush, as points of the time series <c>active</c>.</summary>
-    private async Task WriteActiveSeriesAsync()
-    {
-        List<Task>? pending = null;
-        foreach (var (seq, state) in _states)
-        {
-            if (state.ActiveChanges.Count == 0)
-            {
-                continue;
-            }
-
-            var request = ingest.Rent();
-            request.DeviceSeq = seq;
-            request.TenantId = state.TenantId;
-            foreach (var (ts, active) in state.ActiveChanges)
-            {
-                request.Points.Add(new TelemetryPoint("active", ts, KvValue.Of(active)));
-            }
-
-            state.ActiveChanges.Clear();
-            (pending ??= []).Add(ingest.SubmitAsync(request).AsTask());
-        }
-
-        if (pending is null)
-        {
-            return;
-        }
-
-        foreach (var task in pending)
-        {
-            try
-            {
-                await task;
-            }
-            catch (Exception e)
-            {
-                LogSeriesFailed(logger, e);
-            }
-        }
-    }
-
-    private static void SetActive(State state, bool active, long ts)
-    {
-        if (state.Active == active)
-        {
-            return;
-        }
-
-        state.Active = active;
-        state.Dirty = true;
-        state.ActiveChanges.Add((ts, active));
-    }
-
-    private long Now() => time.GetUtcNow().ToUnixTimeMilliseconds();
+    private long Now() => _time.GetUtcNow().ToUnixTimeMilliseconds();
 
     private void Post(Message message)
     {
@@ -493,63 +368,39 @@ public sealed partial class ConnectivityTracker(IAttributeStore attributes, IDev
         _mailbox.Writer.TryWrite(message);
     }
 
-    private State StateOf(Device device)
+    private Local LocalOf(Device device)
     {
-        if (!_states.TryGetValue(device.Seq, out var state))
+        if (!_locals.TryGetValue(device.Seq, out var local))
         {
-            state = new State { TenantId = device.TenantId };
-            _states[device.Seq] = state;
-            // The profile's timeout is looked up once, off the owner's loop; the answer comes back as a message.
-            _ = LoadTimeoutAsync(device);
+            local = new Local(device);
+            _locals[device.Seq] = local;
         }
 
-        return state;
+        return local;
     }
-
-    private async Task LoadTimeoutAsync(Device device)
-    {
-        try
-        {
-            Post(new Message(MessageKind.TimeoutLoaded, device, await _profileTimeouts.GetAsync(device.TenantId, device.ProfileId), null));
-        }
-        catch (Exception e)
-        {
-            LogProfileFailed(logger, e, device.Seq);
-        }
-    }
-
-    [LoggerMessage(EventId = 2101, Level = LogLevel.Warning, Message = "Writing the connectivity of {Count} device(s) failed; it is tried again at the next flush")]
-    private static partial void LogFlushFailed(ILogger logger, Exception exception, long count);
-
-    [LoggerMessage(EventId = 2102, Level = LogLevel.Warning, Message = "Reading the profile of device {Seq} failed; its inactivity timeout stays at the default")]
-    private static partial void LogProfileFailed(ILogger logger, Exception exception, long seq);
 
     [LoggerMessage(EventId = 2104, Level = LogLevel.Warning, Message = "Reading which devices were active failed; they stay shown active until they are heard from")]
     private static partial void LogRestoreFailed(ILogger logger, Exception exception);
 
-    [LoggerMessage(EventId = 2105, Level = LogLevel.Warning, Message = "Reading the stored connectivity of {Count} silent device(s) failed; they are judged at the next flush")]
-    private static partial void LogJudgeFailed(ILogger logger, Exception exception, long count);
-
-    [LoggerMessage(EventId = 2103, Level = LogLevel.Warning, Message = "Writing the time series 'active' failed; the attribute 'active' is still right")]
-    private static partial void LogSeriesFailed(ILogger logger, Exception exception);
+    [LoggerMessage(EventId = 2105, Level = LogLevel.Warning, Message = "Reporting the connectivity of {Count} device(s) to their owners failed; it is reported again at the next flush")]
+    private static partial void LogReportFailed(ILogger logger, Exception exception, long count);
 
     private enum MessageKind
     {
         Connected,
         Disconnected,
         Flush,
-        TimeoutLoaded,
         ConnectedQuery,
-        AdoptLost,
+        Reported,
     }
 
-    /// <summary>A message to the owner; <c>Ts</c> is the time of the event (or the loaded timeout).</summary>
+    /// <summary>A message to the loop; <c>Ts</c> is the time of the event.</summary>
     private readonly record struct Message(MessageKind Kind, Device? Device, long Ts, TaskCompletionSource? Done, object? Extra = null);
 
-    private sealed class ConnectedQuery(long[] deviceSeqs)
+    private sealed class ConnectedQuery(Func<long, bool> which)
     {
-        public long[] DeviceSeqs { get; } = deviceSeqs;
-        public TaskCompletionSource<long[]> Result { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        public Func<long, bool> Which { get; } = which;
+        public TaskCompletionSource<ConnectivityReport[]> Result { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
     }
 
     private sealed class ActivityCell(Device device)
@@ -558,20 +409,16 @@ public sealed partial class ConnectivityTracker(IAttributeStore attributes, IDev
         public long Pending;
     }
 
-    private sealed class State
+    /// <summary>This process's side of a device: its connections here and the latest times seen here.</summary>
+    private sealed class Local(Device device)
     {
-        public Guid TenantId;
+        public readonly Device Device = device;
         public int Connections;
-        public bool Active;
         public bool Dirty;
         public long LastConnect;
         public long LastDisconnect;
-        public long LastConnectRecorded;
-        public long LastDisconnectRecorded;
         public long LastActivity;
-        public long LastActivityWritten;
-        public long LastWritten;
-        public long InactivityTimeoutMs = DeviceProfile.DefaultInactivityTimeoutMs;
-        public readonly List<(long Ts, bool Active)> ActiveChanges = [];
+
+        public ConnectivityReport Report() => new(Device.Seq, Device.TenantId, Device.ProfileId, Connections, LastConnect, LastDisconnect, LastActivity);
     }
 }

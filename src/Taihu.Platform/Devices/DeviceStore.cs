@@ -52,6 +52,12 @@ public interface IDeviceStore
     /// </summary>
     Task<IReadOnlyList<StoredConnectivity>> ListActiveDevicesAsync(CancellationToken cancellationToken = default);
 
+    /// <summary>
+    /// The devices shown active whose row number leaves <paramref name="partition"/> when divided by
+    /// <paramref name="partitions"/> (a cluster partition of the connectivity owners).
+    /// </summary>
+    Task<IReadOnlyList<StoredConnectivity>> ListActiveDevicesAsync(int partition, int partitions, CancellationToken cancellationToken = default);
+
     /// <summary>The device with this sequence number (the number its telemetry rows carry), of any tenant.</summary>
     Task<Device?> GetDeviceBySeqAsync(long seq, CancellationToken cancellationToken = default);
 }
@@ -386,8 +392,14 @@ public sealed class SqlDeviceStore(PlatformDatabase database, DeviceCredentialsC
         }
     }
 
-    public async Task<IReadOnlyList<StoredConnectivity>> ListActiveDevicesAsync(CancellationToken cancellationToken = default)
+    public Task<IReadOnlyList<StoredConnectivity>> ListActiveDevicesAsync(CancellationToken cancellationToken = default) =>
+        ListActiveDevicesAsync(0, 1, cancellationToken);
+
+    public async Task<IReadOnlyList<StoredConnectivity>> ListActiveDevicesAsync(int partition, int partitions, CancellationToken cancellationToken = default)
     {
+        ArgumentOutOfRangeException.ThrowIfLessThan(partitions, 1);
+        ArgumentOutOfRangeException.ThrowIfNegative(partition);
+        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(partition, partitions);
         static string Attribute(string key) =>
             $"(SELECT x.long_v FROM attributes x WHERE x.device_seq = d.seq AND x.scope = 'SERVER_SCOPE' AND x.key = '{key}')";
         await using var connection = await database.OpenAsync(cancellationToken);
@@ -395,9 +407,15 @@ public sealed class SqlDeviceStore(PlatformDatabase database, DeviceCredentialsC
         command.CommandText = $"""
             SELECT {DeviceColumns}, {Attribute("lastConnectTime")}, {Attribute("lastDisconnectTime")}, {Attribute("lastActivityTime")}
             FROM attributes a JOIN devices d ON d.seq = a.device_seq
-            WHERE a.scope = 'SERVER_SCOPE' AND a.key = 'active' AND a.value_type = @type AND a.bool_v = @active
+            WHERE a.scope = 'SERVER_SCOPE' AND a.key = 'active' AND a.value_type = @type AND a.bool_v = @active{(partitions > 1 ? " AND d.seq % @partitions = @partition" : "")}
             ORDER BY d.seq
             """;
+        if (partitions > 1)
+        {
+            command.AddParameter("partitions", (long)partitions);
+            command.AddParameter("partition", (long)partition);
+        }
+
         command.AddParameter("type", (int)Telemetry.DataType.Boolean);
         command.AddParameter("active", true);
         var result = new List<StoredConnectivity>();

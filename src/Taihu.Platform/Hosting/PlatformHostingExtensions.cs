@@ -55,13 +55,14 @@ public static class PlatformHostingExtensions
         services.AddSingleton<Security.DeviceAuthenticationLimiter>();
         services.AddSingleton<ProvisioningService>();
         services.AddSingleton<GatewayHandler>();
-        // On a cluster node (one that tells other nodes of device changes) other nodes write the same devices' connectivity.
+        // On a cluster node the devices' connectivity is owned by partitions shared by all nodes (IConnectivityElsewhere).
         services.AddSingleton(sp => new ConnectivityTracker(sp.GetRequiredService<IAttributeStore>(), sp.GetRequiredService<IDeviceStore>(),
             sp.GetRequiredService<TelemetryIngest>(), sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ILogger<ConnectivityTracker>>(),
             sp.GetRequiredService<Events.EventSignal>())
         {
-            SharedStorage = sp.GetService<IDevicesElsewhere>() is not null,
+            Elsewhere = sp.GetService<IConnectivityElsewhere>(),
         });
+        services.AddSingleton<ConnectivityOwners>();
         services.AddSingleton<Rpc.IRpcStore, Rpc.SqlRpcStore>();
         services.AddSingleton<Rpc.RpcDeviceLink>();
         services.AddSingleton<Rpc.RpcService>();
