@@ -82,6 +82,13 @@ internal sealed partial class ConnectivityPartitionGrain(ConnectivityOwners owne
 
     private readonly ConnectivityOwner _owner = owners.Create();
 
+    /// <summary>
+    /// Live nodes that have not said yet which of this partition's devices they have connected (asked at
+    /// activation, and again at each flush until each answers or is dead). Until then nothing is judged inactive:
+    /// a device connected to such a node may not have been reported here.
+    /// </summary>
+    private readonly HashSet<SiloAddress> _unheard = [];
+
     /// <summary>The number each reporting node has in the owner.</summary>
     private readonly Dictionary<SiloAddress, int> _nodes = [];
     private int _lastNodeId;
@@ -102,39 +109,18 @@ internal sealed partial class ConnectivityPartitionGrain(ConnectivityOwners owne
             throw;
         }
 
-        var asks = new List<(SiloAddress Node, Task<DeviceReport[]> Connected)>();
         foreach (var member in membership.CurrentSnapshot.Members.Values)
         {
             if (member.Status == SiloStatus.Active)
             {
-                asks.Add((member.SiloAddress, nodes.At(member.SiloAddress).ConnectedIn(partition).WaitAsync(s_askTimeout, cancellationToken)));
+                _unheard.Add(member.SiloAddress);
             }
         }
 
-        var connected = 0;
-        var everyNode = true;
-        foreach (var (node, ask) in asks)
-        {
-            try
-            {
-                var id = IdOf(node);
-                foreach (var report in await ask)
-                {
-                    _owner.Report(id, report.ToReport());
-                    connected++;
-                }
-            }
-            catch (Exception e) when (e is TimeoutException or OrleansException or SiloUnavailableException)
-            {
-                everyNode = false;
-                LogAskFailed(logger, partition, node.ToString(), e.Message);
-            }
-        }
-
-        // Shown connected, connected to no live node: its node died (or the whole cluster stopped) meanwhile. Not
-        // when a node did not answer: its devices would be disconnected while connected there.
-        var disconnected = everyNode ? _owner.DisconnectUnconnected(Now()) : 0;
-        LogActivated(logger, partition, _owner.Count, connected, asks.Count, disconnected);
+        var nodeCount = _unheard.Count;
+        var connected = await AskUnheardAsync(cancellationToken);
+        var disconnected = _unheard.Count == 0 ? _owner.DisconnectUnconnected(Now()) : 0;
+        LogActivated(logger, partition, _owner.Count, connected, nodeCount, disconnected);
         this.RegisterGrainTimer(static (self, cancellation) => self.TickAsync(cancellation), this,
             new GrainTimerCreationOptions { DueTime = s_flushInterval, Period = s_flushInterval, KeepAlive = true });
     }
@@ -194,7 +180,59 @@ internal sealed partial class ConnectivityPartitionGrain(ConnectivityOwners owne
             }
         }
 
-        await _owner.FlushAsync(now, cancellationToken);
+        if (_unheard.Count > 0)
+        {
+            await AskUnheardAsync(cancellationToken);
+            if (_unheard.Count == 0)
+            {
+                var disconnected = _owner.DisconnectUnconnected(now);
+                LogAllHeard(logger, _partition, disconnected);
+            }
+        }
+
+        await _owner.FlushAsync(now, cancellationToken, judgeInactivity: _unheard.Count == 0);
+    }
+
+    /// <summary>
+    /// Asks each live node not heard yet which of this partition's devices are connected to it; a node that answers,
+    /// or is no longer active, is heard. Returns the devices connected.
+    /// </summary>
+    private async Task<int> AskUnheardAsync(CancellationToken cancellationToken)
+    {
+        var snapshot = membership.CurrentSnapshot;
+        var asks = new List<(SiloAddress Node, Task<DeviceReport[]> Connected)>();
+        foreach (var node in _unheard)
+        {
+            if (snapshot.GetSiloStatus(node) == SiloStatus.Active)
+            {
+                asks.Add((node, nodes.At(node).ConnectedIn(_partition).WaitAsync(s_askTimeout, cancellationToken)));
+            }
+        }
+
+        // Those gone meanwhile have nothing to say (their connections are dropped if they were reported).
+        _unheard.RemoveWhere(node => snapshot.GetSiloStatus(node) != SiloStatus.Active);
+        var connected = 0;
+        foreach (var (node, ask) in asks)
+        {
+            try
+            {
+                var answer = await ask;
+                var id = IdOf(node);
+                foreach (var report in answer)
+                {
+                    _owner.Report(id, report.ToReport());
+                    connected++;
+                }
+
+                _unheard.Remove(node);
+            }
+            catch (Exception e) when (e is TimeoutException or OrleansException or SiloUnavailableException)
+            {
+                LogAskFailed(logger, _partition, node.ToString(), e.Message);
+            }
+        }
+
+        return connected;
     }
 
     private int IdOf(SiloAddress node)
@@ -213,11 +251,14 @@ internal sealed partial class ConnectivityPartitionGrain(ConnectivityOwners owne
     [LoggerMessage(EventId = 2671, Level = LogLevel.Warning, Message = "Connectivity partition {Partition}: reading its active devices failed; activated again at the next report")]
     private static partial void LogRestoreFailed(ILogger logger, Exception exception, int partition);
 
-    [LoggerMessage(EventId = 2672, Level = LogLevel.Warning, Message = "Connectivity partition {Partition}: node {Node} did not say which devices are connected to it ({Error}); none is disconnected for want of a connection")]
+    [LoggerMessage(EventId = 2672, Level = LogLevel.Warning, Message = "Connectivity partition {Partition}: node {Node} did not say which devices are connected to it ({Error}); asked again at the next flush, and no device is judged inactive until it answers")]
     private static partial void LogAskFailed(ILogger logger, int partition, string node, string error);
 
     [LoggerMessage(EventId = 2673, Level = LogLevel.Information, Message = "Connectivity partition {Partition} activated: {Devices} device(s) known, {Connected} connected to {Nodes} node(s), {Disconnected} shown connected to no live node disconnected")]
     private static partial void LogActivated(ILogger logger, int partition, int devices, int connected, int nodes, int disconnected);
+
+    [LoggerMessage(EventId = 2678, Level = LogLevel.Information, Message = "Connectivity partition {Partition}: every live node has now said which devices it has; {Disconnected} shown connected to no live node disconnected")]
+    private static partial void LogAllHeard(ILogger logger, int partition, int disconnected);
 
     [LoggerMessage(EventId = 2674, Level = LogLevel.Information, Message = "Connectivity partition {Partition}: node {Node} is dead; {Devices} device(s) connected through it lost that connection")]
     private static partial void LogNodeGone(ILogger logger, int partition, SiloAddress node, int devices);

@@ -139,7 +139,10 @@ public sealed partial class ConnectivityOwner
     /// transaction, through the attribute store (whose commit reaches live subscribers); the changes of
     /// <c>active</c> go into the telemetry pipeline. Activity alone is written at most every <see cref="ActivityWriteInterval"/>.
     /// </summary>
-    public async Task FlushAsync(long now, CancellationToken cancellationToken)
+    /// <param name="now">The time of the flush.</param>
+    /// <param name="judgeInactivity">False while a process may have connections this owner has not heard of yet.</param>
+    /// <param name="cancellationToken">Cancels the writes.</param>
+    public async Task FlushAsync(long now, CancellationToken cancellationToken, bool judgeInactivity = true)
     {
         foreach (var state in _states.Values)
         {
@@ -149,7 +152,7 @@ public sealed partial class ConnectivityOwner
             }
 
             var timeout = state.InactivityTimeoutMs;
-            if (state.Active && state.Connections == 0 && timeout > 0 && now - state.LastActivity > timeout)
+            if (judgeInactivity && state.Active && state.Connections == 0 && timeout > 0 && now - state.LastActivity > timeout)
             {
                 SetActive(state, false, now);
             }
