@@ -143,17 +143,6 @@ sample "$generator" >"$results/samples.csv" 2>/dev/null &
 sampler=$!
 wait "$generator" || true
 wait "$sampler" || true
-# The devices' connectivity as the cluster wrote it once the generator has disconnected them all: every device
-# should show a connect and, after it, a disconnect (a node reports within a second, its partition writes within
-# another).
-sleep 3
-psql -qtA -F' ' -h 127.0.0.1 -p "$PGPORT" -U postgres -d taihu -c "
-  SELECT count(*), count(c.long_v), count(*) FILTER (WHERE d.long_v >= c.long_v)
-  FROM devices v
-  LEFT JOIN attributes c ON c.device_seq = v.seq AND c.scope = 'SERVER_SCOPE' AND c.key = 'lastConnectTime'
-  LEFT JOIN attributes d ON d.device_seq = v.seq AND d.scope = 'SERVER_SCOPE' AND d.key = 'lastDisconnectTime'" 2>/dev/null |
-  awk '{ printf "connectivity written: %s devices, %s with a connect time, %s shown disconnected after it\n", $1, $2, $3 }' |
-  tee "$results/connectivity.txt"
 tail -5 "$results/node-kill.txt"
 jq -r '"devices \(.publishers), \(.expected) messages acknowledged, \(.lost) acknowledged points missing; \(.note)"' "$results/node-kill.json" 2>/dev/null || echo "no result: see $results/node-kill.txt"
 for i in $(seq 0 $((NODES - 1))); do

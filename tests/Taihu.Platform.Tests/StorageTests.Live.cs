@@ -275,6 +275,49 @@ public abstract partial class StorageTests
     }
 
     [Fact]
+    public async Task Connectivity_ReportsTheOwnerDidNotTake_AreReportedAgain_AndADisconnectedDeviceIsForgottenOnlyOnceTaken()
+    {
+        var (_, _, device) = await NewTenantWithDeviceAsync();
+        var attributes = new SqlAttributeStore(Database);
+        await using var ingest = new TelemetryIngest(Telemetry, Options.Create(new IngestOptions()), NullLogger<TelemetryIngest>.Instance);
+        var owner = new ConnectivityOwners(attributes, Devices, ingest, NullLoggerFactory.Instance).Create();
+        var elsewhere = new ReportsTo(owner, 1) { Refuse = true };
+        using var node = new ConnectivityTracker(attributes, Devices, ingest, Time, NullLogger<ConnectivityTracker>.Instance)
+        {
+            FlushInterval = TimeSpan.FromDays(1),
+            Elsewhere = elsewhere,
+        };
+        await node.StartAsync(CancellationToken.None);
+        try
+        {
+            // Connected and gone again within one flush; the owner (its node unreachable) does not take the report.
+            node.Connected(device);
+            Time.Advance(TimeSpan.FromMilliseconds(300));
+            node.Disconnected(device);
+            await node.FlushAsync();
+            Assert.Equal(1, elsewhere.Offered);
+            Assert.Equal(0, owner.Count);
+
+            // The next flush offers it again, whole; taken now.
+            elsewhere.Refuse = false;
+            await node.FlushAsync();
+            Assert.Equal(2, elsewhere.Offered);
+            await owner.FlushAsync(Time.GetUtcNow().ToUnixTimeMilliseconds(), CancellationToken.None);
+            Assert.Equal(KvValue.Of(T0), await ServerAttributeAsync(attributes, device, "lastConnectTime"));
+            Assert.Equal(KvValue.Of(T0 + 300), await ServerAttributeAsync(attributes, device, "lastDisconnectTime"));
+
+            // Taken and not connected here: forgotten by the node, offered no more.
+            await node.FlushAsync();
+            Assert.Equal(2, elsewhere.Offered);
+            Assert.Empty(await node.ConnectedAsync(_ => true));
+        }
+        finally
+        {
+            await node.StopAsync(CancellationToken.None);
+        }
+    }
+
+    [Fact]
     public async Task Connectivity_AnOwnerRebuiltAfterItsProcessDied_DisconnectsTheDevicesNoLiveNodeHas_AndKeepsTheOthersConnected()
     {
         var (_, _, lost) = await NewTenantWithDeviceAsync();
@@ -384,11 +427,25 @@ public abstract partial class StorageTests
     /// </summary>
     private sealed class ReportsTo(ConnectivityOwner owner, int node) : IConnectivityElsewhere
     {
+        /// <summary>The owner is out of reach: every report comes back not taken.</summary>
+        public bool Refuse { get; set; }
+
+        /// <summary>Reports offered (taken or not).</summary>
+        public int Offered { get; private set; }
+
         public Task ReportAsync(IReadOnlyList<ConnectivityReport> reports, ICollection<long> notTaken, CancellationToken cancellationToken)
         {
             foreach (var report in reports)
             {
-                owner.Report(node, report);
+                Offered++;
+                if (Refuse)
+                {
+                    notTaken.Add(report.DeviceSeq);
+                }
+                else
+                {
+                    owner.Report(node, report);
+                }
             }
 
             return Task.CompletedTask;

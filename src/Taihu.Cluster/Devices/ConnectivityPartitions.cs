@@ -4,6 +4,7 @@ using Orleans;
 using Orleans.Concurrency;
 using Orleans.Runtime;
 using Taihu.Platform.Devices;
+using Taihu.Platform.Hosting;
 
 namespace Taihu.Cluster.Devices;
 
@@ -326,17 +327,9 @@ internal sealed partial class ConnectivityPartitionsAwake(IGrainFactory grains, 
 {
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
-        var started = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        using (lifetime.ApplicationStarted.Register(() => started.TrySetResult()))
+        if (!await lifetime.StartedAsync(stoppingToken))
         {
-            try
-            {
-                await started.Task.WaitAsync(stoppingToken);
-            }
-            catch (OperationCanceledException)
-            {
-                return;
-            }
+            return;
         }
 
         var dead = new HashSet<SiloAddress>();

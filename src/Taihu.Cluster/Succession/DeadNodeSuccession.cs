@@ -12,6 +12,7 @@ using Taihu.Cluster.Events;
 using Taihu.Cluster.Mqtt;
 using Taihu.Mqtt.Packets;
 using Taihu.Platform.Devices;
+using Taihu.Platform.Hosting;
 using Taihu.Platform.Rpc;
 
 namespace Taihu.Cluster.Succession;
@@ -103,17 +104,9 @@ internal sealed partial class DeadNodeSuccession : BackgroundService
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         // The silo is active and the broker listening once the host has started.
-        var started = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        using (_lifetime.ApplicationStarted.Register(() => started.TrySetResult()))
+        if (!await _lifetime.StartedAsync(stoppingToken))
         {
-            try
-            {
-                await started.Task.WaitAsync(stoppingToken);
-            }
-            catch (OperationCanceledException)
-            {
-                return;
-            }
+            return;
         }
 
         var wasHeld = false;

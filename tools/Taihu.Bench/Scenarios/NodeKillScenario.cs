@@ -91,6 +91,7 @@ public sealed class NodeKillScenario(BenchOptions o, NodeKillOptions k, IProgres
             var end = start + (long)(o.DurationSeconds * Stopwatch.Frequency);
             var killAt = start + (long)(k.KillAfterSeconds * Stopwatch.Frequency);
             long killed = 0;
+            long killedWallMs = 0;
             var killer = Task.Run(async () =>
             {
                 var wait = Stopwatch.GetElapsedTime(Stopwatch.GetTimestamp(), killAt);
@@ -103,6 +104,7 @@ public sealed class NodeKillScenario(BenchOptions o, NodeKillOptions k, IProgres
                 using var process = Process.GetProcessById(pid);
                 process.Kill(); // SIGKILL
                 Volatile.Write(ref killed, Stopwatch.GetTimestamp());
+                Volatile.Write(ref killedWallMs, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds());
             }, cancellationToken);
 
             var perDevice = o.Rate / devices.Length;
@@ -175,6 +177,35 @@ public sealed class NodeKillScenario(BenchOptions o, NodeKillOptions k, IProgres
 
             await Task.WhenAll(readers);
 
+            // The connectivity the cluster wrote, now that every device has disconnected (a node reports within a
+            // second, the device's partition writes within another; the points above took longer to read): each
+            // device shows a disconnect after its last connect, and each device that moved, a connect after the kill.
+            var shownDisconnected = 0;
+            var movedConnectedAfterKill = 0;
+            next = -1;
+            for (var r = 0; r < readers.Length; r++)
+            {
+                readers[r] = Task.Run(async () =>
+                {
+                    int i;
+                    while ((i = Interlocked.Increment(ref next)) < devices.Length)
+                    {
+                        var (connect, disconnect) = await ConnectivityAsync(http, tenant.AdminToken, ids[i], cancellationToken);
+                        if (connect > 0 && disconnect >= connect)
+                        {
+                            Interlocked.Increment(ref shownDisconnected);
+                        }
+
+                        if (devices[i].Disconnects > 0 && connect > Volatile.Read(ref killedWallMs))
+                        {
+                            Interlocked.Increment(ref movedConnectedAfterKill);
+                        }
+                    }
+                }, cancellationToken);
+            }
+
+            await Task.WhenAll(readers);
+
             long acknowledged = 0;
             long refused = 0;
             var recoveries = new List<double>();
@@ -235,7 +266,9 @@ public sealed class NodeKillScenario(BenchOptions o, NodeKillOptions k, IProgres
                 $"the devices that kept their connection waited for a PUBACK at most (each its slowest, over the run): p50 {Of(stayed, 0.5) / 1000:0.00} s, p99 {Of(stayed, 0.99) / 1000:0.00} s, max {Of(stayed, 1) / 1000:0.00} s; " +
                 $"{acknowledged:N0} messages acknowledged ({acknowledged * k.Keys:N0} points), {missing:N0} acknowledged points not found through the API " +
                 $"(on {missingDevices} devices{(firstMissing is null ? "" : "; first: " + firstMissing)}); {refused:N0} publishes refused; " +
-                $"sessions {(k.Persistent ? "persistent (clean session 0)" : "clean")}; reconnects {(k.Spread ? "spread over the other nodes" : "to the next node")}");
+                $"sessions {(k.Persistent ? "persistent (clean session 0)" : "clean")}; reconnects {(k.Spread ? "spread over the other nodes" : "to the next node")}; " +
+                $"connectivity written once all had disconnected: {shownDisconnected} of {devices.Length} devices shown disconnected after their last connect, " +
+                $"{movedConnectedAfterKill} of {moved} moved devices shown connected after the kill");
             return new BenchResult
             {
                 Scenario = "node-kill",
@@ -475,6 +508,34 @@ public sealed class NodeKillScenario(BenchOptions o, NodeKillOptions k, IProgres
     }
 
     /// <summary>How many of points 0..count-1 of the device's key k0 the store has (each at its own timestamp, with its value).</summary>
+    /// <summary>The device's lastConnectTime and lastDisconnectTime server attributes (0 when not written).</summary>
+    private static async Task<(long Connect, long Disconnect)> ConnectivityAsync(HttpClient http, string token, string deviceId, CancellationToken cancellationToken)
+    {
+        var body = await BenchTenant.SendAsync(http, HttpMethod.Get, token,
+            $"/api/plugins/telemetry/DEVICE/{deviceId}/values/attributes/SERVER_SCOPE?keys=lastConnectTime,lastDisconnectTime", null, cancellationToken);
+        long connect = 0, disconnect = 0;
+        if (body.ValueKind == JsonValueKind.Array)
+        {
+            foreach (var entry in body.EnumerateArray())
+            {
+                if (entry.TryGetProperty("value", out var value) && value.ValueKind == JsonValueKind.Number)
+                {
+                    var key = entry.GetProperty("key").GetString();
+                    if (key == "lastConnectTime")
+                    {
+                        connect = value.GetInt64();
+                    }
+                    else if (key == "lastDisconnectTime")
+                    {
+                        disconnect = value.GetInt64();
+                    }
+                }
+            }
+        }
+
+        return (connect, disconnect);
+    }
+
     private static async Task<long> StoredAsync(HttpClient http, string token, string deviceId, long baseTs, long count, CancellationToken cancellationToken)
     {
         var path = string.Create(CultureInfo.InvariantCulture,
