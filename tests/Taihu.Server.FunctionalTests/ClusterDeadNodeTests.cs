@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Text;
+using System.Text.Json.Nodes;
 using MQTTnet;
 using MQTTnet.Formatter;
 using MQTTnet.Protocol;
@@ -130,7 +131,16 @@ public sealed class ClusterDeadNodeTests(PostgresServer postgres, ITestOutputHel
                         continue;
                     }
 
-                    var inactive = await admin.EventuallyAsync(Attributes(id), v => Value(v, "active") is false);
+                    JsonNode inactive;
+                    try
+                    {
+                        inactive = await admin.EventuallyAsync(Attributes(id), v => Value(v, "active") is false);
+                    }
+                    catch (Exception) when (Log(a.Output))
+                    {
+                        throw;
+                    }
+
                     // The disconnect is recorded once the death is known: after the kill, before it was shown inactive.
                     var disconnect = Value(inactive, "lastDisconnectTime") as long?;
                     Assert.NotNull(disconnect);
@@ -162,6 +172,13 @@ public sealed class ClusterDeadNodeTests(PostgresServer postgres, ITestOutputHel
         finally
         {
             await ClusterSettings.DisposeAsync(postgres, nodes, database);
+        }
+
+        // Writes the surviving node's output to the test's log (for a failure), and lets the failure through.
+        bool Log(string output)
+        {
+            log.WriteLine($"Node A's output:\n{output}");
+            return false;
         }
 
         static string Attributes(Guid id) => $"/api/plugins/telemetry/DEVICE/{id}/values/attributes/SERVER_SCOPE?keys=active,lastConnectTime,lastDisconnectTime";

@@ -43,8 +43,9 @@ public readonly record struct DeviceReport(
 public static class ConnectivityPartitions
 {
     /// <summary>
-    /// Partition grains: each writes its own changes once a flush, so few enough that a cluster's writes stay a
-    /// handful of transactions a second; enough to spread them over the nodes.
+    /// Partition grains: enough to spread the devices' connectivity over the nodes; few enough that each is
+    /// activated once and stays, and that rebuilding those of a dead node is a few dozen reads (the partitions on
+    /// one node write together: <see cref="ConnectivityOwners"/>).
     /// </summary>
     public const int Count = 32;
 
@@ -318,13 +319,16 @@ internal sealed partial class ConnectivityAcrossNodes(IGrainFactory grains, ILoc
 }
 
 /// <summary>
-/// Wakes every connectivity partition when this node has started, and again whenever a node is seen dead: a
-/// partition that lived on the dead node is rebuilt at once, not at its devices' next report (an idle device's may
-/// never come).
+/// Wakes every connectivity partition when this node has started, whenever a node is seen dead, and every few
+/// seconds: a partition that lived on the dead node, or that Orleans deactivated because its directory entry lived
+/// there, is rebuilt at once, not at its devices' next report (an idle device's may never come).
 /// </summary>
 internal sealed partial class ConnectivityPartitionsAwake(IGrainFactory grains, IClusterMembershipService membership, IHostApplicationLifetime lifetime, TimeProvider time,
     ILogger<ConnectivityPartitionsAwake> logger) : BackgroundService
 {
+    /// <summary>How often every partition is woken besides the deaths: 32 calls per node, a partition that is up answers at once.</summary>
+    private static readonly TimeSpan s_wakeInterval = TimeSpan.FromSeconds(3);
+
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         if (!await lifetime.StartedAsync(stoppingToken))
@@ -335,8 +339,17 @@ internal sealed partial class ConnectivityPartitionsAwake(IGrainFactory grains, 
         var dead = new HashSet<SiloAddress>();
         var wake = true;
         var known = -1L;
+        var nextWake = time.GetUtcNow();
         while (!stoppingToken.IsCancellationRequested)
         {
+            // Also every few seconds: Orleans deactivates the activations whose directory entries lived on a node
+            // that died (here, partitions on the surviving nodes), after the wake that the death caused, and a
+            // partition with no reports to take would stay down, its dead node's devices shown connected.
+            if (time.GetUtcNow() >= nextWake)
+            {
+                wake = true;
+            }
+
             var snapshot = membership.CurrentSnapshot;
             if (snapshot.Version.Value != known)
             {
@@ -353,6 +366,7 @@ internal sealed partial class ConnectivityPartitionsAwake(IGrainFactory grains, 
             if (wake)
             {
                 wake = !await WakeAllAsync(stoppingToken);
+                nextWake = time.GetUtcNow() + s_wakeInterval;
             }
 
             try
