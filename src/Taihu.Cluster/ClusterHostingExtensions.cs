@@ -86,7 +86,7 @@ public static class ClusterHostingExtensions
             // Device calls across nodes: a lightweight RPC call for a device connected to another node goes there.
             silo.AddGrainService<NodeDeviceService>();
             silo.Services.AddSingleton<OnNode<INodeDeviceService>>();
-            silo.Services.AddSingleton<IRpcElsewhere, RpcAcrossNodes>();
+            silo.Services.AddSingleton<IRpcOwners, RpcOwnersAcrossNodes>();
             // Device and profile changes, and closing a device's connections, reach every node.
             silo.Services.AddSingleton<IDevicesElsewhere, DevicesAcrossNodes>();
             // A device's connectivity is owned once cluster-wide, by the grain of its partition; every node reports to it.

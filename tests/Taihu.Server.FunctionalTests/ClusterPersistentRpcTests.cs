@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Net;
 using MQTTnet;
 using System.Text.Json.Nodes;
@@ -104,6 +105,45 @@ public sealed class ClusterPersistentRpcTests(PostgresServer postgres)
             var pumpCalls = await admin.EventuallyAsync($"/api/rpc/persistent/device/{pumpId}?pageSize=10&page=0",
                 l => l["data"]!.AsArray().Count == 1 && (string?)l["data"]![0]!["status"] == "SUCCESSFUL");
             Assert.Equal(2, (int)pumpCalls["data"]![0]!["attempts"]!);
+        }
+    }
+
+    [Fact]
+    public async Task ADevicesCalls_HaveOneOwnerClusterWide_AnAnswerGivenAfterTheDeviceMoved_EndsTheCall_AndIdsNeverRepeat()
+    {
+        await using var cluster = await TestCluster.StartAsync(postgres, "rpc-owner");
+        using var admin = await cluster.TenantAdminAsync("One RPC owner per device");
+        using var admin1 = new PlatformApi(cluster.Nodes[1], admin.Token);
+        var (id, token) = await admin.CreateDeviceAsync("meter-12");
+
+        // A two-way call through node 0 reaches the device on node 1, whose connection drops before it answers.
+        Task<HttpResponseMessage> call;
+        string lightId;
+        await using (var device = await DeviceClient.ConnectAsync(cluster.Nodes[1], token))
+        {
+            await device.SubscribeAsync("v1/devices/me/rpc/request/+");
+            call = admin.SendAsync(HttpMethod.Post, $"/api/rpc/twoway/{id}", new { method = "readMeter", timeout = 60_000 });
+            lightId = (await device.NextAsync()).Topic.Split('/')[^1];
+        }
+
+        // It comes back on node 0. A persistent call made through node 1 meanwhile gets the next id, not the id of
+        // the call still waiting for its answer.
+        await using (var device = await DeviceClient.ConnectAsync(cluster.Nodes[0], token))
+        {
+            await device.SubscribeAsync("v1/devices/me/rpc/request/+");
+            var persistent = await SubmitAsync(admin1, id, "setInterval", 15);
+            var command = await device.NextAsync();
+            var persistentId = command.Topic.Split('/')[^1];
+            Assert.Equal("{\"method\":\"setInterval\",\"params\":15}", command.ConvertPayloadToString());
+            Assert.True(int.Parse(persistentId, CultureInfo.InvariantCulture) > int.Parse(lightId, CultureInfo.InvariantCulture), $"persistent call got id {persistentId} after {lightId}");
+
+            // The answer to the first call, given on node 0, is what its caller on node 0's API gets.
+            await device.PublishAsync("v1/devices/me/rpc/response/" + lightId, "{\"kWh\":1234.5}");
+            var reply = await PlatformApi.ExpectAsync(await call.WaitAsync(Guard), HttpStatusCode.OK);
+            Assert.Equal(1234.5, (double)reply["kWh"]!);
+            await device.PublishAsync("v1/devices/me/rpc/response/" + persistentId, "{\"interval\":15}");
+            var done = await admin.EventuallyAsync($"/api/rpc/persistent/{persistent}", c => (string?)c["status"] == "SUCCESSFUL");
+            Assert.Equal(15, (int)done["response"]!["interval"]!);
         }
     }
 

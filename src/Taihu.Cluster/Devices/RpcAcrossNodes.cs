@@ -4,6 +4,8 @@ using Orleans.Concurrency;
 using Orleans.Runtime;
 using Orleans.Runtime.Services;
 using Orleans.Services;
+using Taihu.Broker.Extensibility;
+using Taihu.Mqtt;
 using Taihu.Platform.Alarms;
 using Taihu.Platform.Devices;
 using Taihu.Platform.Events;
@@ -14,28 +16,25 @@ using Taihu.Platform.Tenants;
 namespace Taihu.Cluster.Devices;
 
 /// <summary>
-/// Each node's end of device calls across nodes (an Orleans GrainService, addressed by its node): another node
-/// hands it a lightweight RPC call for a device that may be connected here, or tells it of a change made there
-/// (<see cref="ChangesAcrossNodes"/>).
+/// Each node's end of device work across nodes (an Orleans GrainService, addressed by its node): a device's RPC
+/// owner (<see cref="IDeviceRpcGrain"/>) sends a command through the node the device is connected to, or another
+/// node tells this one of a change made there (<see cref="ChangesAcrossNodes"/>).
 /// </summary>
 public interface INodeDeviceService : IGrainService
 {
-    /// <summary>Makes the call if the device is connected to this node; <see cref="RpcOutcomeKind.NotConnected"/> at once otherwise.</summary>
-    Task<RemoteRpcOutcome> Call(Guid tenantId, Guid deviceId, RemoteRpcRequest request);
-
-    /// <summary>Stores and sends a persistent call if the device is connected to this node: its id; null at once otherwise.</summary>
-    Task<Guid?> Submit(RemoteCaller caller, Guid tenantId, Guid deviceId, RemoteRpcRequest request);
-
-    /// <summary>Another node stored persistent calls for the device: sent from here if it is connected here.</summary>
-    [OneWay]
-    Task CallsWaiting(Guid tenantId, Guid deviceId);
+    /// <summary>
+    /// Sends command <paramref name="requestId"/> to the device if it is reachable through this node (its delivery
+    /// is told to the device's owner as <see cref="IDeviceRpcGrain.Delivered"/>); false at once otherwise.
+    /// <paramref name="epoch"/> 0 is a lightweight call's send, any other a persistent call's.
+    /// </summary>
+    Task<bool> SendRpc(Guid tenantId, Guid deviceId, int requestId, string method, string paramsJson, int epoch);
 
     /// <summary>
-    /// A node died and its successor took its persistent calls back from the store: this node remembers every device
-    /// with calls not final and sends what waits to those connected here (they may have come here before).
+    /// The device's owner has persistent calls it could not send: this node wakes it when the device connects here
+    /// (at once if it is connected here already).
     /// </summary>
     [OneWay]
-    Task ResumeCalls();
+    Task CallsWaiting(Guid tenantId, Guid deviceId);
 
     /// <summary>Another node changed or deleted a device: this node's caches forget it.</summary>
     [OneWay]
@@ -74,6 +73,21 @@ internal sealed class OnNode<TService>(IServiceProvider services, IClusterMember
 {
     public TService At(SiloAddress node) => GetGrainService(node);
 
+    /// <summary>This node.</summary>
+    public SiloAddress Self => self.SiloAddress;
+
+    /// <summary>Every active node, this one among them, as this node's membership view has them.</summary>
+    public IEnumerable<SiloAddress> Active()
+    {
+        foreach (var member in membership.CurrentSnapshot.Members.Values)
+        {
+            if (member.Status == SiloStatus.Active)
+            {
+                yield return member.SiloAddress;
+            }
+        }
+    }
+
     /// <summary>The service on each active node other than this one, as this node's membership view has them.</summary>
     public IEnumerable<TService> Others()
     {
@@ -89,7 +103,8 @@ internal sealed class OnNode<TService>(IServiceProvider services, IClusterMember
 
 [Reentrant]
 internal sealed class NodeDeviceService(GrainId id, Silo silo, ILoggerFactory loggerFactory, RpcService rpc, DeviceDirectory devices, EventSignal events,
-    DeviceService deviceService, IntegrationRegistry integrations, AlarmFeed alarmFeed, IAlarmStore alarms, ClientRpcRequests clientRpc, ConnectivityTracker connectivity)
+    DeviceService deviceService, IntegrationRegistry integrations, AlarmFeed alarmFeed, IAlarmStore alarms, ClientRpcRequests clientRpc, ConnectivityTracker connectivity,
+    IGrainFactory grains)
     : GrainService(id, silo, loggerFactory), INodeDeviceService
 {
     public Task DeviceChanged(long deviceSeq)
@@ -127,8 +142,6 @@ internal sealed class NodeDeviceService(GrainId id, Silo silo, ILoggerFactory lo
         }
     }
 
-    public async Task ResumeCalls() => await rpc.ResumeAsync(CancellationToken.None, reachableOnly: true);
-
     public async Task<DeviceReport[]> ConnectedIn(int partition)
     {
         var connected = await connectivity.ConnectedAsync(seq => ConnectivityPartitions.Of(seq) == partition);
@@ -147,22 +160,18 @@ internal sealed class NodeDeviceService(GrainId id, Silo silo, ILoggerFactory lo
         return Task.CompletedTask;
     }
 
-    public async Task<RemoteRpcOutcome> Call(Guid tenantId, Guid deviceId, RemoteRpcRequest request)
+    public async Task<bool> SendRpc(Guid tenantId, Guid deviceId, int requestId, string method, string paramsJson, int epoch)
     {
-        // Every other node is offered each such call: the directory's cache spares each of them a read of the device.
+        // The owner offers a send to the node it last reached the device through first, to the others only then:
+        // the directory's cache spares each of them a read of the device.
         if (await devices.GetAsync(tenantId, deviceId, CancellationToken.None) is not { } device)
         {
-            return new RemoteRpcOutcome(RpcOutcomeKind.NotConnected, null);
+            return false;
         }
 
-        var outcome = await rpc.CallHereAsync(device, request.ToRequest(), CancellationToken.None);
-        return new RemoteRpcOutcome(outcome.Kind, outcome.ReplyJson);
+        return rpc.SendHere(device, requestId, method, paramsJson, persistent: epoch != 0,
+            new DeliveryToOwner(grains.GetGrain<IDeviceRpcGrain>(deviceId), requestId, epoch));
     }
-
-    public async Task<Guid?> Submit(RemoteCaller caller, Guid tenantId, Guid deviceId, RemoteRpcRequest request) =>
-        await devices.GetAsync(tenantId, deviceId, CancellationToken.None) is { } device
-            ? await rpc.SubmitHereAsync(caller.ToCaller(), device, request.ToRequest(persistent: true))
-            : null;
 
     public async Task CallsWaiting(Guid tenantId, Guid deviceId)
     {
@@ -171,76 +180,18 @@ internal sealed class NodeDeviceService(GrainId id, Silo silo, ILoggerFactory lo
             rpc.CallsWaitingHere(device);
         }
     }
-}
 
-/// <summary>
-/// <see cref="IRpcElsewhere"/> on a cluster node: a call for a device that is not connected here is offered to
-/// every other active node at once; the node that has the device connected makes it (the device's own RPC owner
-/// there, as for a call taken on that node) and its outcome is the answer. The others answer NotConnected at
-/// once. While a device is being taken over between two nodes both could have it for a moment; the first
-/// outcome other than NotConnected is taken.
-/// </summary>
-internal sealed class RpcAcrossNodes(OnNode<INodeDeviceService> nodes) : IRpcElsewhere
-{
-    public async Task<RpcOutcome> CallAsync(Device device, RpcRequest request, CancellationToken cancellationToken)
+    /// <summary>Tells the device's owner, wherever it lives, that one send reached the device. Holds no connection.</summary>
+    private sealed class DeliveryToOwner(IDeviceRpcGrain owner, int requestId, int epoch) : IDeliveryListener
     {
-        ArgumentNullException.ThrowIfNull(device);
-        ArgumentNullException.ThrowIfNull(request);
-        var remote = RemoteRpcRequest.Of(request);
-        var calls = new List<Task<RemoteRpcOutcome>>();
-        foreach (var node in nodes.Others())
-        {
-            calls.Add(node.Call(device.TenantId, device.Id, remote));
-        }
+        private int _told;
 
-        while (calls.Count > 0)
+        public void OnDelivered(QoS qos)
         {
-            var done = await Task.WhenAny(calls).WaitAsync(cancellationToken);
-            calls.Remove(done);
-            if (done.IsCompletedSuccessfully && done.Result.Kind != RpcOutcomeKind.NotConnected)
+            if (Interlocked.Exchange(ref _told, 1) == 0)
             {
-                return new RpcOutcome(done.Result.Kind, done.Result.ReplyJson);
+                _ = owner.Delivered(requestId, epoch);
             }
-        }
-
-        return new RpcOutcome(RpcOutcomeKind.NotConnected);
-    }
-
-    public async Task<Guid?> SubmitAsync(Caller caller, Device device, RpcRequest request, CancellationToken cancellationToken)
-    {
-        ArgumentNullException.ThrowIfNull(caller);
-        ArgumentNullException.ThrowIfNull(device);
-        ArgumentNullException.ThrowIfNull(request);
-        var remote = RemoteRpcRequest.Of(request);
-        var who = RemoteCaller.Of(caller);
-        var offers = new List<Task<Guid?>>();
-        foreach (var node in nodes.Others())
-        {
-            offers.Add(node.Submit(who, device.TenantId, device.Id, remote));
-        }
-
-        // Only a node with the device connected stores the call; while a device moves between two nodes both could,
-        // and each stored call is then sent by its node's owner (the caller gets the first).
-        Guid? taken = null;
-        while (offers.Count > 0)
-        {
-            var done = await Task.WhenAny(offers).WaitAsync(cancellationToken);
-            offers.Remove(done);
-            if (done.IsCompletedSuccessfully && done.Result is { } id)
-            {
-                taken ??= id;
-            }
-        }
-
-        return taken;
-    }
-
-    public void CallsWaiting(Device device)
-    {
-        ArgumentNullException.ThrowIfNull(device);
-        foreach (var node in nodes.Others())
-        {
-            _ = node.CallsWaiting(device.TenantId, device.Id);
         }
     }
 }

@@ -52,6 +52,12 @@ internal sealed partial class DeadNodeSuccession : BackgroundService
     /// <summary>How often the holder looks in the tables for dead nodes' rows besides the deaths it is told of.</summary>
     private static readonly TimeSpan s_scanInterval = TimeSpan.FromSeconds(10);
 
+    /// <summary>
+    /// When the devices with calls are woken again after a death's sweep: Orleans deactivates, after a death, the
+    /// activations on live nodes whose directory entries lived on the dead one, owners of calls among them.
+    /// </summary>
+    private static readonly TimeSpan s_callsAgain = TimeSpan.FromSeconds(10);
+
     /// <summary>How long another node has to answer what it holds.</summary>
     private static readonly TimeSpan s_askTimeout = TimeSpan.FromSeconds(5);
 
@@ -63,7 +69,6 @@ internal sealed partial class DeadNodeSuccession : BackgroundService
     private readonly MqttBroker _broker;
     private readonly IGrainFactory _grains;
     private readonly INodeLinkClient _links;
-    private readonly OnNode<INodeDeviceService> _deviceNodes;
     private readonly RpcService _rpc;
     private readonly IHostApplicationLifetime _lifetime;
     private readonly TimeProvider _time;
@@ -73,11 +78,12 @@ internal sealed partial class DeadNodeSuccession : BackgroundService
 
     // Owned by the loop.
     private readonly Dictionary<SiloAddress, DateTimeOffset> _deaths = [];
-    private readonly HashSet<SiloAddress> _devicesDone = [];
+    private readonly HashSet<SiloAddress> _callsSwept = [];
     private readonly List<(WillRow Row, DateTimeOffset Due)> _waitingWills = [];
+    private DateTimeOffset? _callsAgainAt;
 
     public DeadNodeSuccession(PostgresEventWorkLease lease, IClusterMembershipService membership, ILocalSiloDetails local, ClusterWills wills,
-        ClusterSessionStore sessions, MqttBroker broker, IGrainFactory grains, INodeLinkClient links, OnNode<INodeDeviceService> deviceNodes,
+        ClusterSessionStore sessions, MqttBroker broker, IGrainFactory grains, INodeLinkClient links,
         RpcService rpc, IHostApplicationLifetime lifetime, TimeProvider time, IMeterFactory meters,
         ILogger<DeadNodeSuccession> logger)
     {
@@ -90,7 +96,6 @@ internal sealed partial class DeadNodeSuccession : BackgroundService
         _broker = broker;
         _grains = grains;
         _links = links;
-        _deviceNodes = deviceNodes;
         _rpc = rpc;
         _lifetime = lifetime;
         _time = time;
@@ -153,6 +158,12 @@ internal sealed partial class DeadNodeSuccession : BackgroundService
                     await ScanAsync(snapshot, stoppingToken);
                 }
 
+                if (held && _callsAgainAt is { } again && now >= again)
+                {
+                    _callsAgainAt = null;
+                    await _rpc.ResumeAsync(stoppingToken);
+                }
+
                 await SendDueWillsAsync(stoppingToken);
                 await Task.Delay(TimeSpan.FromMilliseconds(200), _time, stoppingToken);
             }
@@ -185,7 +196,7 @@ internal sealed partial class DeadNodeSuccession : BackgroundService
 
         foreach (var (address, _) in _deaths)
         {
-            if (!_devicesDone.Contains(address))
+            if (!_callsSwept.Contains(address))
             {
                 dead.Add(address);
             }
@@ -202,7 +213,7 @@ internal sealed partial class DeadNodeSuccession : BackgroundService
             }
 
             await SucceedAsync(address, detected, cancellationToken);
-            if (!_devicesDone.Contains(address) && (sweepAt is null || detected < sweepAt))
+            if (!_callsSwept.Contains(address) && (sweepAt is null || detected < sweepAt))
             {
                 sweepAt = detected;
             }
@@ -211,15 +222,13 @@ internal sealed partial class DeadNodeSuccession : BackgroundService
         // The calls are not kept by node: one sweep for all the deaths not swept yet.
         if (sweepAt is { } at)
         {
+            // Each device's owner is woken where it lives; one that lived on the dead node is activated again.
             var withCalls = await _rpc.ResumeAsync(cancellationToken);
-            foreach (var other in _deviceNodes.Others())
-            {
-                _ = other.ResumeCalls();
-            }
+            _callsAgainAt = _time.GetUtcNow() + s_callsAgain;
 
             foreach (var address in dead)
             {
-                _devicesDone.Add(address);
+                _callsSwept.Add(address);
             }
 
             LogCallsTaken(_logger, withCalls);

@@ -47,7 +47,7 @@ public enum RpcReplyResult
 /// </summary>
 public sealed partial class DeviceRpcOwner : IThreadPoolWorkItem
 {
-    private readonly RpcService _service;
+    private readonly IRpcOwnerHost _host;
     // A plain queue under its own lock: a concurrent queue starts with a 32-slot segment (about 770 bytes), and
     // every device that was ever called keeps its owner.
     private readonly Queue<Func<Task>> _mailbox = new();
@@ -60,14 +60,23 @@ public sealed partial class DeviceRpcOwner : IThreadPoolWorkItem
     private readonly Dictionary<int, PendingCall> _pending = [];
     private readonly List<ActiveCall> _persistent = [];
     private int _sendEpoch;
+    private bool _closed;
 
-    internal DeviceRpcOwner(RpcService service, Device device)
+    public DeviceRpcOwner(IRpcOwnerHost host, Device device)
     {
-        _service = service;
+        _host = host;
         _device = device;
     }
 
     public Guid DeviceId => _device.Id;
+
+    /// <summary>Whether calls not ended are held (read without the owner's turn, as of its last work: a hint for its host's lifetime).</summary>
+    public bool HoldsCalls => Volatile.Read(ref _callCount) > 0;
+
+    private int _callCount;
+
+    /// <summary>Completes once the owner has done everything handed to it before this call.</summary>
+    public Task IdleAsync() => AskAsync(static () => Task.FromResult(true));
 
     /// <summary>Hands the owner a piece of work; it runs after everything handed before it.</summary>
     internal void Post(Func<Task> work)
@@ -111,14 +120,22 @@ public sealed partial class DeviceRpcOwner : IThreadPoolWorkItem
         {
             while (TryTake(out var work))
             {
+                if (_closed)
+                {
+                    // Closed by its host (a grain deactivated): what is left is dropped; callers waiting time out.
+                    continue;
+                }
+
                 try
                 {
                     await work();
                 }
                 catch (Exception e)
                 {
-                    LogWorkFailed(_service.Logger, _device.Id, e);
+                    LogWorkFailed(_host.Logger, _device.Id, e);
                 }
+
+                Volatile.Write(ref _callCount, _persistent.Count + _pending.Count);
             }
 
             Volatile.Write(ref _draining, 0);
@@ -154,8 +171,8 @@ public sealed partial class DeviceRpcOwner : IThreadPoolWorkItem
         }
 
         // Ids go on from the highest a stored call has, so a reply after a restart finds its call.
-        _lastRequestId = Math.Max(_lastRequestId, await _service.Store.MaxRequestIdAsync(_device.Id));
-        foreach (var call in await _service.Store.ListActiveAsync(_device.Id))
+        _lastRequestId = Math.Max(_lastRequestId, await _host.Store.MaxRequestIdAsync(_device.Id));
+        foreach (var call in await _host.Store.ListActiveAsync(_device.Id))
         {
             _persistent.Add(Take(call));
         }
@@ -181,58 +198,8 @@ public sealed partial class DeviceRpcOwner : IThreadPoolWorkItem
 
     private void ArmDeliveredTimeout(ActiveCall active)
     {
-        var left = active.Call.UpdatedTime + active.Call.TimeoutMs - _service.Time.GetUtcNow().ToUnixTimeMilliseconds();
+        var left = active.Call.UpdatedTime + active.Call.TimeoutMs - _host.Time.GetUtcNow().ToUnixTimeMilliseconds();
         ArmReplyTimeout(active, active.Epoch, TimeSpan.FromMilliseconds(Math.Max(0, left)));
-    }
-
-    /// <summary>
-    /// On a cluster: takes the device's stored calls as the truth, since other nodes' owners of the device may have
-    /// stored, moved or ended them (new ones added in order, moved ones updated, ended or deleted ones dropped).
-    /// </summary>
-    private async Task ReloadAsync()
-    {
-        if (!_loaded)
-        {
-            await EnsureLoadedAsync();
-            return;
-        }
-
-        _lastRequestId = Math.Max(_lastRequestId, await _service.Store.MaxRequestIdAsync(_device.Id));
-        var stored = await _service.Store.ListActiveAsync(_device.Id);
-        var kept = new List<ActiveCall>(stored.Count);
-        foreach (var call in stored)
-        {
-            var active = _persistent.Find(a => a.Call.Id == call.Id);
-            if (active is null)
-            {
-                active = Take(call);
-            }
-            else if (active.Call.Status != call.Status || active.Call.Attempts != call.Attempts)
-            {
-                // Moved by another node: not in flight from here, and a reply timeout of its delivery there runs here.
-                active.ReplyTimer?.Dispose();
-                active.ReplyTimer = null;
-                active.InFlight = false;
-                active.Call = call;
-                if (call.Status == RpcStatus.Delivered)
-                {
-                    ArmDeliveredTimeout(active);
-                }
-            }
-
-            kept.Add(active);
-        }
-
-        foreach (var active in _persistent)
-        {
-            if (!kept.Contains(active))
-            {
-                active.Dispose();
-            }
-        }
-
-        _persistent.Clear();
-        _persistent.AddRange(kept);
     }
 
     // ---- lightweight calls ----
@@ -248,7 +215,7 @@ public sealed partial class DeviceRpcOwner : IThreadPoolWorkItem
             var id = ++_lastRequestId;
             call.RequestId = id;
             _pending[id] = call;
-            if (!_service.Link.TrySend(device, id, request.Method, request.ParamsJson, new Delivery(this, id, 0)))
+            if (!await _host.TrySendAsync(this, device, id, request.Method, request.ParamsJson, 0))
             {
                 _pending.Remove(id);
                 call.Result.TrySetResult(new RpcOutcome(RpcOutcomeKind.NotConnected));
@@ -257,7 +224,7 @@ public sealed partial class DeviceRpcOwner : IThreadPoolWorkItem
 
         try
         {
-            return await call.Result.Task.WaitAsync(TimeSpan.FromMilliseconds(request.TimeoutMs), _service.Time, cancellationToken);
+            return await call.Result.Task.WaitAsync(TimeSpan.FromMilliseconds(request.TimeoutMs), _host.Time, cancellationToken);
         }
         catch (TimeoutException)
         {
@@ -300,12 +267,6 @@ public sealed partial class DeviceRpcOwner : IThreadPoolWorkItem
             return RpcReplyResult.Accepted;
         }
 
-        if (Find(requestId) is null && _service.Clustered && requestId > 0)
-        {
-            // Sent by another node (the device moved here, or that node died): its stored state says.
-            await ReloadAsync();
-        }
-
         if (Find(requestId) is { Call.Status: RpcStatus.Sent or RpcStatus.Delivered } active)
         {
             // A reply also says the command arrived, should its acknowledgement still be on the way.
@@ -316,27 +277,35 @@ public sealed partial class DeviceRpcOwner : IThreadPoolWorkItem
         return requestId > 0 && requestId <= _lastRequestId ? RpcReplyResult.Finished : RpcReplyResult.Unknown;
     });
 
-    /// <summary>The device can be reached now (it connected, subscribed to RPC, or opened a long poll): send what waits.</summary>
+    /// <summary>
+    /// The device can be reached now (it connected, subscribed to RPC, or opened a long poll), or its owner was
+    /// woken after a restart or a node's death: what waits is sent. On a cluster, what could not be sent is told to
+    /// every node, so that the node the device connects to next calls for it.
+    /// </summary>
     public void Reachable(Device device) => Post(async () =>
     {
         _device = device;
         await EnsureLoadedAsync();
         await SendWaitingAsync();
+        if (HasUnsent())
+        {
+            _host.CallsWaiting(device);
+        }
     });
 
     /// <summary>
-    /// On a cluster: the device can be reached here now, or another node stored calls for it. Other nodes' owners
-    /// of the device may have stored, moved or ended its calls, so the stored calls are taken as the truth (new ones
-    /// added in order, moved ones updated, ended or deleted ones dropped) before what waits is sent.
+    /// Stops the owner for good (its host goes away): its timers are disposed and work handed to it later is
+    /// dropped. Completes once the work running now has finished.
     /// </summary>
-    public void Resync(Device device) => Post(async () =>
+    public Task CloseAsync() => AskAsync(() =>
     {
-        _device = device;
-        await ReloadAsync();
-        if (_service.Link.IsReachable(device))
+        _closed = true;
+        foreach (var active in _persistent)
         {
-            await SendWaitingAsync();
+            active.Dispose();
         }
+
+        return Task.FromResult(true);
     });
 
     /// <summary>
@@ -359,23 +328,21 @@ public sealed partial class DeviceRpcOwner : IThreadPoolWorkItem
             }
         }
 
-        if (_service.Link.IsReachable(_device))
+        // Still reachable another way (or, on a cluster, on another node): sent again there. Otherwise, on a
+        // cluster, the device may connect to another node next: every node is told there are calls to send.
+        await SendWaitingAsync();
+        if (HasUnsent())
         {
-            await SendWaitingAsync();
-        }
-        else if (_service.Clustered && HasWaiting())
-        {
-            // The device may connect to another node next: that node is told there are calls to send.
-            _service.CallsWaitingElsewhere(_device);
+            _host.CallsWaiting(_device);
         }
     });
 
-    /// <summary>Whether a persistent call waits to be sent (queued, or sent and not acknowledged).</summary>
-    private bool HasWaiting()
+    /// <summary>Whether a persistent call waits to be sent (queued, or sent on a connection that went away).</summary>
+    private bool HasUnsent()
     {
         foreach (var active in _persistent)
         {
-            if (active.Call.Status is RpcStatus.Queued or RpcStatus.Sent)
+            if (active.Call.Status == RpcStatus.Queued || (active.Call.Status == RpcStatus.Sent && !active.InFlight))
             {
                 return true;
             }
@@ -384,7 +351,8 @@ public sealed partial class DeviceRpcOwner : IThreadPoolWorkItem
         return false;
     }
 
-    private void Delivered(int requestId, int epoch) => Post(async () =>
+    /// <summary>Send <paramref name="epoch"/> of call <paramref name="requestId"/> reached the device (0: a lightweight call).</summary>
+    public void Delivered(int requestId, int epoch) => Post(async () =>
     {
         if (_pending.TryGetValue(requestId, out var pending))
         {
@@ -413,22 +381,21 @@ public sealed partial class DeviceRpcOwner : IThreadPoolWorkItem
     public Task<PersistentRpc> SubmitAsync(Caller caller, Device device, RpcRequest request) => AskAsync(async () =>
     {
         _device = device;
-        if (_loaded && _service.Clustered)
-        {
-            // Another node's owner of the device may have stored calls since this one loaded: ids go on from the highest.
-            _lastRequestId = Math.Max(_lastRequestId, await _service.Store.MaxRequestIdAsync(device.Id));
-        }
-
         await EnsureLoadedAsync();
-        var now = _service.Time.GetUtcNow().ToUnixTimeMilliseconds();
+        var now = _host.Time.GetUtcNow().ToUnixTimeMilliseconds();
         var call = new PersistentRpc(Guid.CreateVersion7(), device.TenantId, device.Id, ++_lastRequestId, request.Method, request.ParamsJson, request.OneWay,
             request.TimeoutMs, request.ExpirationTime, request.Retries, 0, RpcStatus.Queued, null, request.AdditionalInfoJson, now);
-        await _service.Store.InsertAsync(call);
-        await _service.Audit.WriteAsync(caller, "RPC_QUEUED", "RPC", call.Id.ToString(), $"{call.Method} #{call.RequestId} to {device.Name}");
+        await _host.Store.InsertAsync(call);
+        await _host.Audit.WriteAsync(caller, "RPC_QUEUED", "RPC", call.Id.ToString(), $"{call.Method} #{call.RequestId} to {device.Name}");
         var active = new ActiveCall(call);
         _persistent.Add(active);
         ArmExpiry(active);
         await SendWaitingAsync();
+        if (HasUnsent())
+        {
+            _host.CallsWaiting(device);
+        }
+
         return call;
     });
 
@@ -448,7 +415,7 @@ public sealed partial class DeviceRpcOwner : IThreadPoolWorkItem
     /// <summary>Sends, in order, the persistent calls that wait: queued ones, and sent ones whose connection went away.</summary>
     private async Task SendWaitingAsync()
     {
-        var now = _service.Time.GetUtcNow().ToUnixTimeMilliseconds();
+        var now = _host.Time.GetUtcNow().ToUnixTimeMilliseconds();
         foreach (var active in _persistent.ToArray())
         {
             if (active.InFlight || active.Call.Status is not (RpcStatus.Queued or RpcStatus.Sent))
@@ -469,7 +436,7 @@ public sealed partial class DeviceRpcOwner : IThreadPoolWorkItem
             }
 
             var epoch = ++_sendEpoch;
-            if (!_service.Link.TrySend(_device, active.Call.RequestId, active.Call.Method, active.Call.ParamsJson, new Delivery(this, active.Call.RequestId, epoch)))
+            if (!await _host.TrySendAsync(this, _device, active.Call.RequestId, active.Call.Method, active.Call.ParamsJson, epoch))
             {
                 // Not reachable: this one and every later one wait, so that they still arrive in order.
                 return;
@@ -490,7 +457,7 @@ public sealed partial class DeviceRpcOwner : IThreadPoolWorkItem
         {
             Status = status,
             ResponseJson = responseJson ?? active.Call.ResponseJson,
-            UpdatedTime = _service.Time.GetUtcNow().ToUnixTimeMilliseconds(),
+            UpdatedTime = _host.Time.GetUtcNow().ToUnixTimeMilliseconds(),
         };
         if (status.IsFinal())
         {
@@ -498,7 +465,7 @@ public sealed partial class DeviceRpcOwner : IThreadPoolWorkItem
             _persistent.Remove(active);
         }
 
-        if (!await _service.Store.UpdateAsync(call.Id, from, status, call.Attempts, call.ResponseJson))
+        if (!await _host.Store.UpdateAsync(call.Id, from, status, call.Attempts, call.ResponseJson))
         {
             // Deleted meanwhile, or (on a cluster) moved by the device's owner on another node: the stored state counts.
             active.Dispose();
@@ -506,7 +473,7 @@ public sealed partial class DeviceRpcOwner : IThreadPoolWorkItem
             return;
         }
 
-        await _service.Audit.WriteAsync(RpcService.SystemCaller(call.TenantId), "RPC_" + status.Name(), "RPC", call.Id.ToString(),
+        await _host.Audit.WriteAsync(RpcService.SystemCaller(call.TenantId), "RPC_" + status.Name(), "RPC", call.Id.ToString(),
             $"{call.Method} #{call.RequestId} to {_device.Name}" + (status == RpcStatus.Sent && call.Attempts > 1 ? $" (retry {call.Attempts - 1} of {call.Retries})" : ""));
     }
 
@@ -525,9 +492,9 @@ public sealed partial class DeviceRpcOwner : IThreadPoolWorkItem
 
     private void ArmExpiry(ActiveCall active)
     {
-        var due = TimeSpan.FromMilliseconds(Math.Max(0, active.Call.ExpirationTime - _service.Time.GetUtcNow().ToUnixTimeMilliseconds()));
+        var due = TimeSpan.FromMilliseconds(Math.Max(0, active.Call.ExpirationTime - _host.Time.GetUtcNow().ToUnixTimeMilliseconds()));
         var id = active.Call.Id;
-        active.ExpiryTimer = _service.Time.CreateTimer(_ => Post(async () =>
+        active.ExpiryTimer = _host.Time.CreateTimer(_ => Post(async () =>
         {
             // Past its expirationTime and not delivered: EXPIRED. A delivered two-way call still waits for its reply timeout.
             if (_persistent.Find(a => a.Call.Id == id) is { } found && found.Call.Status is RpcStatus.Queued or RpcStatus.Sent)
@@ -543,7 +510,7 @@ public sealed partial class DeviceRpcOwner : IThreadPoolWorkItem
     {
         active.ReplyTimer?.Dispose();
         var id = active.Call.Id;
-        active.ReplyTimer = _service.Time.CreateTimer(_ => Post(async () =>
+        active.ReplyTimer = _host.Time.CreateTimer(_ => Post(async () =>
         {
             if (_persistent.Find(a => a.Call.Id == id) is not { } found || found.Epoch != epoch)
             {
@@ -562,7 +529,7 @@ public sealed partial class DeviceRpcOwner : IThreadPoolWorkItem
                 {
                     await MoveAsync(found, RpcStatus.Failed);
                 }
-                else if (_service.Link.IsReachable(_device))
+                else
                 {
                     await SendWaitingAsync();
                 }
@@ -571,7 +538,7 @@ public sealed partial class DeviceRpcOwner : IThreadPoolWorkItem
     }
 
     /// <summary>Tells the owner, through its mailbox, that one send reached the device. Holds no connection.</summary>
-    private sealed class Delivery(DeviceRpcOwner owner, int requestId, int epoch) : IDeliveryListener
+    internal sealed class Delivery(DeviceRpcOwner owner, int requestId, int epoch) : IDeliveryListener
     {
         private int _told;
 

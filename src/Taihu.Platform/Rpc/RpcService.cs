@@ -4,7 +4,9 @@ using System.Diagnostics.Metrics;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Taihu.Platform.Audit;
+using Taihu.Broker.Extensibility;
 using Taihu.Platform.Devices;
+using Taihu.Platform.Hosting;
 using Taihu.Platform.Telemetry;
 using Taihu.Platform.Tenants;
 
@@ -16,8 +18,14 @@ namespace Taihu.Platform.Rpc;
 /// The device side (MQTT, HTTP, gateway) comes in through <see cref="ReplyAsync"/>, <see cref="Reachable"/>
 /// and <see cref="Unreachable"/>.
 /// </summary>
+/// <remarks>
+/// A single server keeps the owners itself, one per device, and is their host (<see cref="IRpcOwnerHost"/>). A
+/// cluster node has <paramref name="clusterOwners"/>: each device's owner lives once cluster-wide (a grain), and
+/// this service hands everything to it; the owner sends through the node the device is connected to
+/// (<see cref="SendHere"/>).
+/// </remarks>
 public sealed partial class RpcService(IRpcStore store, IAuditLog audit, IDeviceStore devices, RpcDeviceLink link, TimeProvider time, ILogger<RpcService> logger,
-    IRpcElsewhere? elsewhere = null, IMeterFactory? meters = null)
+    IRpcOwners? clusterOwners = null, IMeterFactory? meters = null) : IRpcOwnerHost
 {
     private readonly ConcurrentDictionary<Guid, DeviceRpcOwner> _owners = new();
 
@@ -31,18 +39,20 @@ public sealed partial class RpcService(IRpcStore store, IAuditLog audit, IDevice
     // connect, so a storm of connects by devices without calls costs no store query.
     private readonly ConcurrentDictionary<Guid, bool> _withPersistentCalls = new();
 
-    internal IRpcStore Store => store;
+    IRpcStore IRpcOwnerHost.Store => store;
 
-    internal IAuditLog Audit => audit;
+    IAuditLog IRpcOwnerHost.Audit => audit;
 
-    internal RpcDeviceLink Link => link;
+    TimeProvider IRpcOwnerHost.Time => time;
 
-    internal TimeProvider Time => time;
+    ILogger IRpcOwnerHost.Logger => logger;
 
-    internal ILogger Logger => logger;
+    ValueTask<bool> IRpcOwnerHost.TrySendAsync(DeviceRpcOwner owner, Device device, int requestId, string method, string paramsJson, int epoch) =>
+        new(link.TrySend(device, requestId, method, paramsJson, new DeviceRpcOwner.Delivery(owner, requestId, epoch)));
 
-    /// <summary>A node of a cluster: other nodes' owners of a device may change its stored calls.</summary>
-    internal bool Clustered => elsewhere is not null;
+    void IRpcOwnerHost.CallsWaiting(Device device)
+    {
+    }
 
     /// <summary>Who changes a call's state when no user does (the device, a timeout): recorded in the audit log under this name.</summary>
     public static Caller SystemCaller(Guid tenantId) => new(Guid.Empty, tenantId, Authority.TenantAdmin, "rpc");
@@ -61,12 +71,9 @@ public sealed partial class RpcService(IRpcStore store, IAuditLog audit, IDevice
     {
         caller.RequireWrite();
         var started = Stopwatch.GetTimestamp();
-        var outcome = await OwnerOf(device).CallAsync(device, request, cancellationToken);
-        if (outcome.Kind == RpcOutcomeKind.NotConnected && elsewhere is not null)
-        {
-            // A cluster node: the device may be connected to another node, which then makes the call.
-            outcome = await elsewhere.CallAsync(device, request, cancellationToken);
-        }
+        var outcome = clusterOwners is null
+            ? await OwnerOf(device).CallAsync(device, request, cancellationToken)
+            : await clusterOwners.CallAsync(device, request, cancellationToken);
 
         var failure = outcome.Kind switch
         {
@@ -85,67 +92,47 @@ public sealed partial class RpcService(IRpcStore store, IAuditLog audit, IDevice
     }
 
     /// <summary>
-    /// A lightweight call that another node of a cluster hands this one: made only if the device is connected here
-    /// (<see cref="RpcOutcomeKind.NotConnected"/> at once otherwise). The node that took the call audits it.
+    /// On a cluster node: the device's owner (wherever it lives) sends a command through this node, if the device
+    /// is reachable here; false at once otherwise. <paramref name="listener"/> tells the owner of its delivery.
     /// </summary>
-    public Task<RpcOutcome> CallHereAsync(Device device, RpcRequest request, CancellationToken cancellationToken)
+    public bool SendHere(Device device, int requestId, string method, string paramsJson, bool persistent, IDeliveryListener listener)
     {
         ArgumentNullException.ThrowIfNull(device);
-        ArgumentNullException.ThrowIfNull(request);
-        return link.IsReachable(device)
-            ? OwnerOf(device).CallAsync(device, request, cancellationToken)
-            : Task.FromResult(new RpcOutcome(RpcOutcomeKind.NotConnected));
+        if (persistent)
+        {
+            // This node tells the owner when the device goes or comes back.
+            _withPersistentCalls[device.Id] = true;
+        }
+
+        return link.TrySend(device, requestId, method, paramsJson, listener);
     }
 
     /// <summary>Stores a persistent call; it goes out when the device is reachable, in order.</summary>
-    /// <remarks>
-    /// On a cluster, a call for a device connected to another node is made by the device's owner there (in order
-    /// with the calls it sends, with its request ids); a device connected nowhere gets the call stored here, and
-    /// every other node is told, so that the node it connects to next sends it.
-    /// </remarks>
     public async Task<PersistentRpc> SubmitAsync(Caller caller, Device device, RpcRequest request)
     {
         caller.RequireWrite();
-        if (elsewhere is not null && !link.IsReachable(device)
-            && await elsewhere.SubmitAsync(caller, device, request, CancellationToken.None) is { } id)
-        {
-            return await store.GetAsync(device.TenantId, id) ?? throw PlatformException.NotFound("The RPC call");
-        }
-
         _withPersistentCalls[device.Id] = true;
-        var call = await OwnerOf(device).SubmitAsync(caller, device, request);
-        if (elsewhere is not null && !link.IsReachable(device))
+        if (clusterOwners is null)
         {
-            elsewhere.CallsWaiting(device);
+            return await OwnerOf(device).SubmitAsync(caller, device, request);
         }
 
-        return call;
+        var id = await clusterOwners.SubmitAsync(caller, device, request);
+        return await store.GetAsync(device.TenantId, id) ?? throw PlatformException.NotFound("The RPC call");
     }
 
     /// <summary>
-    /// A persistent call that another node of a cluster hands this one: stored and sent by the device's owner here
-    /// if the device is connected here; null at once otherwise.
+    /// On a cluster node: the device's owner has calls waiting that it could not send. This node remembers the
+    /// device, so that it wakes the owner when the device connects here; if the device is reachable here already
+    /// (it connected as the owner tried), the owner is woken now.
     /// </summary>
-    public async Task<Guid?> SubmitHereAsync(Caller caller, Device device, RpcRequest request)
-    {
-        ArgumentNullException.ThrowIfNull(device);
-        if (!link.IsReachable(device))
-        {
-            return null;
-        }
-
-        _withPersistentCalls[device.Id] = true;
-        return (await OwnerOf(device).SubmitAsync(caller, device, request)).Id;
-    }
-
-    /// <summary>Another node of a cluster stored calls for the device: sent from here if it is connected here.</summary>
     public void CallsWaitingHere(Device device)
     {
         ArgumentNullException.ThrowIfNull(device);
         _withPersistentCalls[device.Id] = true;
         if (link.IsReachable(device))
         {
-            OwnerOf(device).Resync(device);
+            clusterOwners?.Reachable(device);
         }
     }
 
@@ -164,7 +151,14 @@ public sealed partial class RpcService(IRpcStore store, IAuditLog audit, IDevice
             throw PlatformException.NotFound("The RPC call");
         }
 
-        if (_owners.TryGetValue(call.DeviceId, out var owner))
+        if (clusterOwners is not null)
+        {
+            if (await devices.GetDeviceAsync(call.TenantId, call.DeviceId, cancellationToken) is { } device)
+            {
+                clusterOwners.Deleted(device, id);
+            }
+        }
+        else if (_owners.TryGetValue(call.DeviceId, out var owner))
         {
             owner.Deleted(id);
         }
@@ -174,28 +168,27 @@ public sealed partial class RpcService(IRpcStore store, IAuditLog audit, IDevice
 
     /// <summary>A device's reply to call <paramref name="requestId"/>.</summary>
     public Task<RpcReplyResult> ReplyAsync(Device device, int requestId, ReadOnlySpan<byte> reply) =>
-        OwnerOf(device).ReplyAsync(device, requestId, RpcRequest.ReplyJson(reply));
+        ReplyAsync(device, requestId, RpcRequest.ReplyJson(reply), failed: false);
 
     /// <summary>
     /// A protocol adapter's reply to call <paramref name="requestId"/>, as JSON text it wrote; <paramref name="failed"/>
     /// when the device refused or failed the command (a persistent call ends <c>FAILED</c> with this response).
     /// </summary>
     public Task<RpcReplyResult> ReplyAsync(Device device, int requestId, string replyJson, bool failed) =>
-        OwnerOf(device).ReplyAsync(device, requestId, replyJson, failed);
+        clusterOwners is null ? OwnerOf(device).ReplyAsync(device, requestId, replyJson, failed) : clusterOwners.ReplyAsync(device, requestId, replyJson, failed);
 
     /// <summary>The device can be reached now: what waits for it is sent.</summary>
     public void Reachable(Device device)
     {
         if (_withPersistentCalls.ContainsKey(device.Id))
         {
-            if (elsewhere is null)
+            if (clusterOwners is null)
             {
                 OwnerOf(device).Reachable(device);
             }
             else
             {
-                // Another node may have sent, ended or stored calls since this node's owner last looked.
-                OwnerOf(device).Resync(device);
+                clusterOwners.Reachable(device);
             }
         }
     }
@@ -203,7 +196,14 @@ public sealed partial class RpcService(IRpcStore store, IAuditLog audit, IDevice
     /// <summary>The device lost a connection: calls sent on it and not acknowledged will be retried.</summary>
     public void Unreachable(Device device)
     {
-        if (_owners.TryGetValue(device.Id, out var owner))
+        if (clusterOwners is not null)
+        {
+            if (_withPersistentCalls.ContainsKey(device.Id))
+            {
+                clusterOwners.Unreachable(device);
+            }
+        }
+        else if (_owners.TryGetValue(device.Id, out var owner))
         {
             owner.Unreachable();
         }
@@ -213,49 +213,72 @@ public sealed partial class RpcService(IRpcStore store, IAuditLog audit, IDevice
     /// Completes once the device's owner has done everything handed to it before this call (a timer's work
     /// included): the sync point for tests that move a fake clock.
     /// </summary>
-    internal Task IdleAsync(Device device) => OwnerOf(device).AskAsync(static () => Task.FromResult(true));
+    /// <summary>A cluster node: each device's owner lives once cluster-wide, not here.</summary>
+    internal bool Clustered => clusterOwners is not null;
+
+    internal Task IdleAsync(Device device) => OwnerOf(device).IdleAsync();
 
     /// <summary>
     /// After a restart, and on a cluster by the successor of a node that died: the owners of devices with calls not
     /// final take them back from the store, so that their expiries and reply timeouts run again, and what waits is
-    /// sent to the devices connected here. Returns how many devices have such calls.
+    /// sent to the devices reachable now. On a cluster each device's owner is woken where it lives (an owner that
+    /// lived on the dead node is activated again). Returns how many devices have such calls.
     /// </summary>
-    /// <param name="reachableOnly">
-    /// Take back only the calls of devices connected here now (the other nodes of a cluster when one died: the
-    /// successor takes all); every device with calls is remembered, so that it gets them when it connects here.
-    /// </param>
-    public async Task<int> ResumeAsync(CancellationToken cancellationToken, bool reachableOnly = false)
+    public async Task<int> ResumeAsync(CancellationToken cancellationToken)
     {
         var count = 0;
         foreach (var (tenantId, deviceId) in await store.DevicesWithActiveCallsAsync(cancellationToken))
         {
             count++;
             _withPersistentCalls[deviceId] = true;
-            if (await devices.GetDeviceAsync(tenantId, deviceId, cancellationToken) is { } device && !(reachableOnly && !link.IsReachable(device)))
+            if (clusterOwners is not null)
             {
-                if (elsewhere is null)
-                {
-                    OwnerOf(device).Reachable(device);
-                }
-                else
-                {
-                    // Another node may have stored, moved or ended calls since this node's owner last looked.
-                    OwnerOf(device).Resync(device);
-                }
+                await clusterOwners.WakeAsync(tenantId, deviceId);
+            }
+            else if (await devices.GetDeviceAsync(tenantId, deviceId, cancellationToken) is { } device)
+            {
+                OwnerOf(device).Reachable(device);
             }
         }
 
         return count;
     }
-
-    /// <summary>On a cluster: the device left this node with calls still to send; the other nodes are told.</summary>
-    internal void CallsWaitingElsewhere(Device device) => elsewhere?.CallsWaiting(device);
 }
 
-/// <summary>Takes persistent calls back after a restart.</summary>
-internal sealed class RpcStartup(RpcService rpc) : IHostedService
+/// <summary>
+/// Takes persistent calls back after a restart. A single server does it before it starts listening; a cluster
+/// node once the host has started (its silo active), in the background, waking each device's owner where it lives.
+/// </summary>
+internal sealed partial class RpcStartup(RpcService rpc, IHostApplicationLifetime lifetime, ILogger<RpcStartup> logger) : BackgroundService
 {
-    public Task StartAsync(CancellationToken cancellationToken) => rpc.ResumeAsync(cancellationToken);
+    public override async Task StartAsync(CancellationToken cancellationToken)
+    {
+        if (!rpc.Clustered)
+        {
+            await rpc.ResumeAsync(cancellationToken);
+        }
 
-    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+        await base.StartAsync(cancellationToken);
+    }
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        if (!rpc.Clustered || !await lifetime.StartedAsync(stoppingToken))
+        {
+            return;
+        }
+
+        try
+        {
+            await rpc.ResumeAsync(stoppingToken);
+        }
+        catch (Exception e) when (!stoppingToken.IsCancellationRequested)
+        {
+            // The successor of the next death sweeps again; a device's connect here wakes its owner meanwhile.
+            LogResumeFailed(logger, e);
+        }
+    }
+
+    [LoggerMessage(EventId = 2504, Level = LogLevel.Warning, Message = "Taking persistent RPC calls back at start failed")]
+    private static partial void LogResumeFailed(ILogger logger, Exception exception);
 }
