@@ -216,6 +216,17 @@ public sealed partial class MqttBroker : IMqttServerPublisher, IMqttClientDiscon
         return deliveries;
     }
 
+    public int PublishHere(string ns, PublishPacket packet, IDeliveryListener? listener)
+    {
+        ArgumentNullException.ThrowIfNull(ns);
+        ArgumentNullException.ThrowIfNull(packet);
+        var message = BrokerMessage.Create(ns, packet.Topic, packet.Payload, packet.PayloadOwner, packet.QoS, retain: false, packet.Properties, Time.GetUtcNow(), originClientId: null);
+        message.DeliveryListener = listener;
+        var deliveries = _router.Route(message);
+        message.Release();
+        return deliveries;
+    }
+
     /// <summary>
     /// A message another node of the cluster accepted and forwarded here (<see cref="IMqttClusterLink.Forward"/>):
     /// a retained one (RETAIN set) first changes this node's retained message of its topic as it did on its node

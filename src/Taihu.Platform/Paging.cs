@@ -44,6 +44,9 @@ public class PlatformException(int status, int errorCode, string message) : Exce
 
     public static PlatformException Conflict(string message) => new(409, 30, message);
 
+    /// <summary>A part of the platform the request needs cannot be reached now (on a cluster, a node failing); worth trying again.</summary>
+    public static PlatformException Unavailable(string message) => new(503, 2, message);
+
     public static PlatformException Forbidden(string message = "You don't have permission to perform this operation.") => new(403, 20, message);
 
     public static PlatformException Unauthorized(string message) => new(401, 10, message);

@@ -1,3 +1,4 @@
+using System.Text;
 using System.Threading.Channels;
 using Microsoft.Extensions.DependencyInjection;
 using MQTTnet.Formatter;
@@ -6,6 +7,7 @@ using Taihu.Broker.Routing;
 using Taihu.Broker.Tests.Support;
 using Taihu.Mqtt;
 using Taihu.Mqtt.Packets;
+using static Taihu.Broker.Tests.Support.PublishTestKit;
 
 namespace Taihu.Broker.Tests;
 
@@ -40,7 +42,14 @@ public class ClusterForwardAckTests
         {
         }
 
-        public int Forward(BrokerMessage message) => message.Topic.StartsWith("remote/", StringComparison.Ordinal) ? 1 : 0;
+        /// <summary>How many messages the broker offered the link to forward.</summary>
+        public int Offered;
+
+        public int Forward(BrokerMessage message)
+        {
+            Interlocked.Increment(ref Offered);
+            return message.Topic.StartsWith("remote/", StringComparison.Ordinal) ? 1 : 0;
+        }
 
         public int Forward(BrokerMessage message, IForwardReceipt receipt)
         {
@@ -124,5 +133,29 @@ public class ClusterForwardAckTests
         var ack = Assert.IsType<PublishAckPacket>(await client.ReceiveAsync());
         Assert.Equal((PacketType.PubAck, (ushort)3, ReasonCode.Success), (ack.Type, ack.PacketId, ack.ReasonCode));
         Assert.False(link.Held.Reader.TryRead(out _));
+    }
+
+    [Fact]
+    public async Task PublishHere_ReachesThisNodesSubscribersOnly_IsNeverOfferedToTheLink_AndNeverRetained()
+    {
+        var link = new HoldingLink(acknowledgesAfterForward: false);
+        await using var host = await StartAsync(link);
+        var publisher = host.Services.GetRequiredService<IMqttServerPublisher>();
+        static PublishPacket Command(string topic) => new() { Topic = topic, Payload = Encoding.UTF8.GetBytes("reboot"), QoS = QoS.AtLeastOnce, Retain = true };
+
+        // Another node has a subscriber for remote/: a publish counts it; a command for this node's devices does not.
+        Assert.Equal(1, publisher.Publish("", Command("remote/device/1"), null));
+        Assert.Equal(1, link.Offered);
+        Assert.Equal(0, publisher.PublishHere("", Command("remote/device/1"), null));
+        Assert.Equal(1, link.Offered);
+
+        // A subscriber here gets it, as sent, but not as retained; nothing is kept for a later subscriber.
+        await using var device = await ConnectRawAsync(host, "device", ProtocolVersion.V500);
+        await device.SubscribeAsync("local/device/2/#", QoS.AtLeastOnce);
+        Assert.Equal(1, publisher.PublishHere("", Command("local/device/2/rpc"), null));
+        var (packet, payload) = await device.ExpectPublishAsync();
+        Assert.Equal(("local/device/2/rpc", "reboot", false), (packet.Topic, payload, packet.Retain));
+        Assert.Equal(1, link.Offered);
+        Assert.Equal(1, host.Broker.RetainedCount(""));
     }
 }

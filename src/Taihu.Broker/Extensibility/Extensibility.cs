@@ -173,6 +173,13 @@ public interface IMqttServerPublisher
     /// handed to (connected or not); 0 when nobody subscribes.
     /// </summary>
     int Publish(string ns, PublishPacket packet, IDeliveryListener? listener);
+
+    /// <summary>
+    /// Delivers <paramref name="packet"/> to this process's matching subscribers only: on a cluster node, never
+    /// forwarded to other nodes, and a subscriber there is no delivery (a command meant for a device connected
+    /// here). Not retained. Returns the number of sessions it was handed to; 0 when nobody here subscribes.
+    /// </summary>
+    int PublishHere(string ns, PublishPacket packet, IDeliveryListener? listener);
 }
 
 /// <summary>A connected client as operators see it: who, which protocol, from where, what it subscribes to, what waits for it.</summary>

@@ -32,6 +32,8 @@ internal sealed class BrokerHandle : IMqttServerPublisher, IMqttClientDisconnect
 
     public int Publish(string ns, PublishPacket packet, IDeliveryListener? listener) => Broker.Publish(ns, packet, listener);
 
+    public int PublishHere(string ns, PublishPacket packet, IDeliveryListener? listener) => Broker.PublishHere(ns, packet, listener);
+
     public int Disconnect(Func<ClientIdentity, bool> match, ReasonCode code, string? reason) => Broker.Disconnect(match, code, reason);
 
     private MqttBroker Broker =>

@@ -34,9 +34,9 @@ public interface IDeviceRpcGrain : IGrainWithGuidKey
     [OneWay]
     Task Reachable(Guid tenantId, SiloAddress node);
 
-    /// <summary>The device lost a connection to a node: calls sent and not acknowledged are sent again (retries).</summary>
+    /// <summary>The device lost a connection to <paramref name="node"/>: calls sent there and not acknowledged are sent again (retries).</summary>
     [OneWay]
-    Task Unreachable(Guid tenantId);
+    Task Unreachable(Guid tenantId, SiloAddress node);
 
     /// <summary>Send <paramref name="epoch"/> of call <paramref name="requestId"/> reached the device.</summary>
     [OneWay]
@@ -71,6 +71,10 @@ internal sealed partial class DeviceRpcGrain(IRpcStore store, IAuditLog audit, T
 
     // The node the device was last reached through: offered a send first. Read by the owner's work, set by Reachable.
     private volatile SiloAddress? _route;
+
+    // The node the latest persistent call was sent through: its calls not acknowledged are lost when the device is
+    // reached through another node, or that node is gone (it cannot say it lost the device).
+    private volatile SiloAddress? _sentThrough;
 
     IRpcStore IRpcOwnerHost.Store => store;
 
@@ -147,17 +151,33 @@ internal sealed partial class DeviceRpcGrain(IRpcStore store, IAuditLog audit, T
 
     public async Task Reachable(Guid tenantId, SiloAddress node)
     {
+        ArgumentNullException.ThrowIfNull(node);
         _route = node;
         if (await OwnerAsync(tenantId) is var (owner, device))
         {
+            if (_sentThrough is { } through && !through.Equals(node))
+            {
+                // The device came back through another node: what the former one sent and had no acknowledgement for
+                // is sent again here (that node tells the same when it sees the connection go, if it lives: ignored then).
+                _sentThrough = null;
+                owner.Unreachable();
+            }
+
             owner.Reachable(device);
         }
     }
 
-    public async Task Unreachable(Guid tenantId)
+    public async Task Unreachable(Guid tenantId, SiloAddress node)
     {
+        if (_sentThrough is { } through && !through.Equals(node))
+        {
+            // Its calls went out through another node since: nothing in flight was lost with this connection.
+            return;
+        }
+
         if (await OwnerAsync(tenantId) is var (owner, _))
         {
+            _sentThrough = null;
             owner.Unreachable();
         }
     }
@@ -179,6 +199,13 @@ internal sealed partial class DeviceRpcGrain(IRpcStore store, IAuditLog audit, T
     {
         if (await OwnerAsync(tenantId) is var (owner, device))
         {
+            if (_sentThrough is { } through && !nodes.IsActive(through))
+            {
+                // Woken after a death: calls sent through the dead node and not acknowledged are sent again.
+                _sentThrough = null;
+                owner.Unreachable();
+            }
+
             owner.Reachable(device);
             await owner.IdleAsync();
         }
@@ -189,6 +216,7 @@ internal sealed partial class DeviceRpcGrain(IRpcStore store, IAuditLog audit, T
         var route = _route;
         if (route is not null && await OfferAsync(route, device, requestId, method, paramsJson, epoch))
         {
+            Sent(route, epoch);
             return true;
         }
 
@@ -198,11 +226,20 @@ internal sealed partial class DeviceRpcGrain(IRpcStore store, IAuditLog audit, T
             if (!node.Equals(route) && await OfferAsync(node, device, requestId, method, paramsJson, epoch))
             {
                 _route = node;
+                Sent(node, epoch);
                 return true;
             }
         }
 
         return false;
+    }
+
+    private void Sent(SiloAddress node, int epoch)
+    {
+        if (epoch != 0)
+        {
+            _sentThrough = node;
+        }
     }
 
     private async Task<bool> OfferAsync(SiloAddress node, Device device, int requestId, string method, string paramsJson, int epoch)
@@ -235,16 +272,32 @@ internal sealed partial class DeviceRpcGrain(IRpcStore store, IAuditLog audit, T
 /// <see cref="IRpcOwners"/> on a cluster node: everything a node's API or a node's device connection does with a
 /// device's RPC goes to the device's grain (<see cref="IDeviceRpcGrain"/>).
 /// </summary>
-internal sealed class RpcOwnersAcrossNodes(IGrainFactory grains, ILocalSiloDetails self) : IRpcOwners
+/// <remarks>
+/// A grain whose node dies while a call waits on it fails that call: the caller gets 503 (the device may have had
+/// the command), never a hang. A reply is offered twice, since the second reaches the grain activated again
+/// elsewhere, which finds a persistent call in the store (a lightweight call died with its owner).
+/// </remarks>
+internal sealed partial class RpcOwnersAcrossNodes(IGrainFactory grains, ILocalSiloDetails self, ILogger<RpcOwnersAcrossNodes> logger) : IRpcOwners
 {
     private IDeviceRpcGrain Of(Guid deviceId) => grains.GetGrain<IDeviceRpcGrain>(deviceId);
+
+    private static PlatformException Unreachable() =>
+        PlatformException.Unavailable("The owner of the device's RPC calls could not be reached (a node of the cluster is failing); try again in a few seconds.");
 
     public async Task<RpcOutcome> CallAsync(Device device, RpcRequest request, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(device);
         ArgumentNullException.ThrowIfNull(request);
-        var outcome = await Of(device.Id).Call(device.TenantId, RemoteRpcRequest.Of(request)).WaitAsync(cancellationToken);
-        return new RpcOutcome(outcome.Kind, outcome.ReplyJson);
+        try
+        {
+            var outcome = await Of(device.Id).Call(device.TenantId, RemoteRpcRequest.Of(request)).WaitAsync(cancellationToken);
+            return new RpcOutcome(outcome.Kind, outcome.ReplyJson);
+        }
+        catch (Exception e) when (e is OrleansException or TimeoutException)
+        {
+            LogOwnerUnreachable(logger, device.Id, e);
+            throw Unreachable();
+        }
     }
 
     public async Task<Guid> SubmitAsync(Caller caller, Device device, RpcRequest request)
@@ -252,14 +305,38 @@ internal sealed class RpcOwnersAcrossNodes(IGrainFactory grains, ILocalSiloDetai
         ArgumentNullException.ThrowIfNull(caller);
         ArgumentNullException.ThrowIfNull(device);
         ArgumentNullException.ThrowIfNull(request);
-        var id = await Of(device.Id).Submit(RemoteCaller.Of(caller), device.TenantId, RemoteRpcRequest.Of(request));
+        Guid id;
+        try
+        {
+            id = await Of(device.Id).Submit(RemoteCaller.Of(caller), device.TenantId, RemoteRpcRequest.Of(request));
+        }
+        catch (Exception e) when (e is OrleansException or TimeoutException)
+        {
+            LogOwnerUnreachable(logger, device.Id, e);
+            throw Unreachable();
+        }
+
         return id != Guid.Empty ? id : throw PlatformException.NotFound("The device");
     }
 
     public async Task<RpcReplyResult> ReplyAsync(Device device, int requestId, string replyJson, bool failed)
     {
         ArgumentNullException.ThrowIfNull(device);
-        return (RpcReplyResult)await Of(device.Id).Reply(device.TenantId, requestId, replyJson, failed);
+        for (var attempt = 1; ; attempt++)
+        {
+            try
+            {
+                return (RpcReplyResult)await Of(device.Id).Reply(device.TenantId, requestId, replyJson, failed);
+            }
+            catch (Exception e) when (e is OrleansException or TimeoutException)
+            {
+                LogOwnerUnreachable(logger, device.Id, e);
+                if (attempt == 2)
+                {
+                    throw Unreachable();
+                }
+            }
+        }
     }
 
     public void Reachable(Device device)
@@ -271,7 +348,7 @@ internal sealed class RpcOwnersAcrossNodes(IGrainFactory grains, ILocalSiloDetai
     public void Unreachable(Device device)
     {
         ArgumentNullException.ThrowIfNull(device);
-        _ = Of(device.Id).Unreachable(device.TenantId);
+        _ = Of(device.Id).Unreachable(device.TenantId, self.SiloAddress);
     }
 
     public void Deleted(Device device, Guid callId)
@@ -280,5 +357,19 @@ internal sealed class RpcOwnersAcrossNodes(IGrainFactory grains, ILocalSiloDetai
         _ = Of(device.Id).Deleted(device.TenantId, callId);
     }
 
-    public Task WakeAsync(Guid tenantId, Guid deviceId) => Of(deviceId).Wake(tenantId);
+    /// <summary>A device whose owner cannot be woken now is logged and left: the next sweep, or its next connect, wakes it.</summary>
+    public async Task WakeAsync(Guid tenantId, Guid deviceId)
+    {
+        try
+        {
+            await Of(deviceId).Wake(tenantId);
+        }
+        catch (Exception e) when (e is OrleansException or TimeoutException)
+        {
+            LogOwnerUnreachable(logger, deviceId, e);
+        }
+    }
+
+    [LoggerMessage(EventId = 2680, Level = LogLevel.Warning, Message = "The RPC owner of device {DeviceId} could not be reached")]
+    private static partial void LogOwnerUnreachable(ILogger logger, Guid deviceId, Exception exception);
 }

@@ -76,6 +76,9 @@ internal sealed class OnNode<TService>(IServiceProvider services, IClusterMember
     /// <summary>This node.</summary>
     public SiloAddress Self => self.SiloAddress;
 
+    /// <summary>Whether <paramref name="node"/> is active in this node's membership view.</summary>
+    public bool IsActive(SiloAddress node) => membership.CurrentSnapshot.GetSiloStatus(node) == SiloStatus.Active;
+
     /// <summary>Every active node, this one among them, as this node's membership view has them.</summary>
     public IEnumerable<SiloAddress> Active()
     {

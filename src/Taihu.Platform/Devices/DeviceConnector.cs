@@ -369,6 +369,13 @@ public sealed partial class DeviceConnector(
 
             return ReasonCode.NotAuthorized;
         }
+        catch (PlatformException e) when (e.Status == 503)
+        {
+            // On a cluster, the owner of the device's RPC could not be reached (its node failing): the reply was not
+            // taken, and the device is told so where its protocol can (PUBACK 0x80; a QoS 0 sender is disconnected).
+            LogNotTaken(logger, LogText.Clean(session.Device.Name), e.Message);
+            return ReasonCode.UnspecifiedError;
+        }
     }
 
     private async Task PublishAnswerAsync(Guid tenantId, string topic, Task<byte[]> answer) => messaging.Publish(tenantId, topic, await answer);
@@ -562,6 +569,9 @@ public sealed partial class DeviceConnector(
 
     [LoggerMessage(EventId = 2205, Level = LogLevel.Information, Message = "Ignored an RPC reply of device {Device} for call {RequestId}: {Result} ({Suppressed} more not logged before this one)")]
     private static partial void LogIgnoredReply(ILogger logger, string device, string requestId, RpcReplyResult result, long suppressed);
+
+    [LoggerMessage(EventId = 2206, Level = LogLevel.Warning, Message = "Did not take a message of device {Device}: {Reason}")]
+    private static partial void LogNotTaken(ILogger logger, string device, string reason);
 
     [LoggerMessage(EventId = 2204, Level = LogLevel.Warning, Message = "Refused MQTT client {ClientId} from {Remote} unchecked: too many failed authentications from the address (retry in {Seconds} s; {Suppressed} more not logged before this one)")]
     private static partial void LogThrottled(ILogger logger, string clientId, System.Net.EndPoint? remote, int seconds, long suppressed);

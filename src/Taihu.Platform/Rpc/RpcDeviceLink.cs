@@ -88,7 +88,7 @@ public sealed class RpcDeviceLink(IMqttServerPublisher publisher)
                 Payload = RpcRequest.DevicePayload(method, paramsJson),
                 QoS = QoS.AtLeastOnce,
             };
-            if (publisher.Publish(DeviceSession.Namespace(device.TenantId), packet, listener) > 0)
+            if (publisher.PublishHere(DeviceSession.Namespace(device.TenantId), packet, listener) > 0)
             {
                 return true;
             }
@@ -112,7 +112,7 @@ public sealed class RpcDeviceLink(IMqttServerPublisher publisher)
                 Payload = RpcRequest.GatewayPayload(device.Name, requestId, method, paramsJson),
                 QoS = QoS.AtLeastOnce,
             };
-            return publisher.Publish(DeviceSession.Namespace(device.TenantId), packet, listener) > 0;
+            return publisher.PublishHere(DeviceSession.Namespace(device.TenantId), packet, listener) > 0;
         }
 
         return false;

@@ -226,22 +226,29 @@ public sealed partial class RpcService(IRpcStore store, IAuditLog audit, IDevice
     /// </summary>
     public async Task<int> ResumeAsync(CancellationToken cancellationToken)
     {
-        var count = 0;
-        foreach (var (tenantId, deviceId) in await store.DevicesWithActiveCallsAsync(cancellationToken))
+        var withCalls = await store.DevicesWithActiveCallsAsync(cancellationToken);
+        foreach (var (_, deviceId) in withCalls)
         {
-            count++;
             _withPersistentCalls[deviceId] = true;
-            if (clusterOwners is not null)
-            {
-                await clusterOwners.WakeAsync(tenantId, deviceId);
-            }
-            else if (await devices.GetDeviceAsync(tenantId, deviceId, cancellationToken) is { } device)
+        }
+
+        if (clusterOwners is not null)
+        {
+            // A few at a time: each wake may read the device's calls and offer what waits to the nodes.
+            var options = new ParallelOptions { MaxDegreeOfParallelism = 16, CancellationToken = cancellationToken };
+            await Parallel.ForEachAsync(withCalls, options, async (device, _) => await clusterOwners.WakeAsync(device.TenantId, device.DeviceId));
+            return withCalls.Count;
+        }
+
+        foreach (var (tenantId, deviceId) in withCalls)
+        {
+            if (await devices.GetDeviceAsync(tenantId, deviceId, cancellationToken) is { } device)
             {
                 OwnerOf(device).Reachable(device);
             }
         }
 
-        return count;
+        return withCalls.Count;
     }
 }
 
