@@ -76,6 +76,9 @@ internal sealed partial class DeviceRpcGrain(IRpcStore store, IAuditLog audit, T
     // reached through another node, or that node is gone (it cannot say it lost the device).
     private volatile SiloAddress? _sentThrough;
 
+    // Whether every node was told that the device has calls waiting (read and set by the owner's work only).
+    private bool _waitingTold;
+
     IRpcStore IRpcOwnerHost.Store => store;
 
     IAuditLog IRpcOwnerHost.Audit => audit;
@@ -258,6 +261,15 @@ internal sealed partial class DeviceRpcGrain(IRpcStore store, IAuditLog audit, T
 
     void IRpcOwnerHost.CallsWaiting(Device device)
     {
+        // Once per activation: a node never forgets a device it was told of (a restarted one reads them all from the
+        // store), and a node where the device is connected but cannot take commands (not subscribed to RPC) would
+        // otherwise wake the owner again at each telling, and be told again.
+        if (_waitingTold)
+        {
+            return;
+        }
+
+        _waitingTold = true;
         foreach (var node in nodes.Active())
         {
             _ = nodes.At(node).CallsWaiting(device.TenantId, device.Id);
