@@ -219,11 +219,7 @@ public abstract partial class StorageTests
         var attributes = new SqlAttributeStore(Database);
         await using var ingest = new TelemetryIngest(Telemetry, Options.Create(new IngestOptions()), NullLogger<TelemetryIngest>.Instance);
         var owner = new ConnectivityOwners(attributes, Devices, ingest, NullLoggerFactory.Instance).Create();
-        ConnectivityTracker Node(int id) => new(attributes, Devices, ingest, Time, NullLogger<ConnectivityTracker>.Instance)
-        {
-            FlushInterval = TimeSpan.FromDays(1),
-            Elsewhere = new ReportsTo(owner, id),
-        };
+        ConnectivityTracker Node(int id) => ClusterNode(attributes, ingest, owner, id);
         using var nodeA = Node(1);
         using var nodeB = Node(2);
         await nodeA.StartAsync(CancellationToken.None);
@@ -326,11 +322,7 @@ public abstract partial class StorageTests
         await using var ingest = new TelemetryIngest(Telemetry, Options.Create(new IngestOptions()), NullLogger<TelemetryIngest>.Instance);
         var owners = new ConnectivityOwners(attributes, Devices, ingest, NullLoggerFactory.Instance);
         var first = owners.Create();
-        ConnectivityTracker Node(int id) => new(attributes, Devices, ingest, Time, NullLogger<ConnectivityTracker>.Instance)
-        {
-            FlushInterval = TimeSpan.FromDays(1),
-            Elsewhere = new ReportsTo(first, id),
-        };
+        ConnectivityTracker Node(int id) => ClusterNode(attributes, ingest, first, id);
         using var live = Node(1);
         using var dead = Node(2);
         await live.StartAsync(CancellationToken.None);
@@ -425,6 +417,14 @@ public abstract partial class StorageTests
     /// A node's tracker as a cluster node's reports to the owner of its devices' partition: here, one owner in the
     /// test's own process, under the node's number (on a cluster, the partition's grain on whichever node hosts it).
     /// </summary>
+    /// <summary>A cluster node's tracker, flushed only when a test says, whose reports go to <paramref name="owner"/> as node <paramref name="id"/>'s.</summary>
+    private ConnectivityTracker ClusterNode(SqlAttributeStore attributes, TelemetryIngest ingest, ConnectivityOwner owner, int id) =>
+        new(attributes, Devices, ingest, Time, NullLogger<ConnectivityTracker>.Instance)
+        {
+            FlushInterval = TimeSpan.FromDays(1),
+            Elsewhere = new ReportsTo(owner, id),
+        };
+
     private sealed class ReportsTo(ConnectivityOwner owner, int node) : IConnectivityElsewhere
     {
         /// <summary>The owner is out of reach: every report comes back not taken.</summary>

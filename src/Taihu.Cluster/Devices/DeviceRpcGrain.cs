@@ -293,7 +293,7 @@ internal sealed partial class RpcOwnersAcrossNodes(IGrainFactory grains, ILocalS
 {
     private IDeviceRpcGrain Of(Guid deviceId) => grains.GetGrain<IDeviceRpcGrain>(deviceId);
 
-    private static PlatformException Unreachable() =>
+    private static PlatformException OwnerUnavailable() =>
         PlatformException.Unavailable("The owner of the device's RPC calls could not be reached (a node of the cluster is failing); try again in a few seconds.");
 
     public async Task<RpcOutcome> CallAsync(Device device, RpcRequest request, CancellationToken cancellationToken)
@@ -308,7 +308,7 @@ internal sealed partial class RpcOwnersAcrossNodes(IGrainFactory grains, ILocalS
         catch (Exception e) when (e is OrleansException or TimeoutException)
         {
             LogOwnerUnreachable(logger, device.Id, e);
-            throw Unreachable();
+            throw OwnerUnavailable();
         }
     }
 
@@ -325,7 +325,7 @@ internal sealed partial class RpcOwnersAcrossNodes(IGrainFactory grains, ILocalS
         catch (Exception e) when (e is OrleansException or TimeoutException)
         {
             LogOwnerUnreachable(logger, device.Id, e);
-            throw Unreachable();
+            throw OwnerUnavailable();
         }
 
         return id != Guid.Empty ? id : throw PlatformException.NotFound("The device");
@@ -345,7 +345,7 @@ internal sealed partial class RpcOwnersAcrossNodes(IGrainFactory grains, ILocalS
                 LogOwnerUnreachable(logger, device.Id, e);
                 if (attempt == 2)
                 {
-                    throw Unreachable();
+                    throw OwnerUnavailable();
                 }
             }
         }
