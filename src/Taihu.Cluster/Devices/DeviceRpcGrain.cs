@@ -161,8 +161,9 @@ internal sealed partial class DeviceRpcGrain(IRpcStore store, IAuditLog audit, T
             if (_sentThrough is { } through && !through.Equals(node))
             {
                 // The device came back through another node: what the former one sent and had no acknowledgement for
-                // is sent again here (that node tells the same when it sees the connection go, if it lives: ignored then).
-                _sentThrough = null;
+                // is sent again here. The former node tells the same when it sees the connection go, if it lives: the
+                // sends are this node's from now, so that is ignored, and one move costs one retry.
+                _sentThrough = node;
                 owner.Unreachable();
             }
 
