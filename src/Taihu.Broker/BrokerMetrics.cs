@@ -18,6 +18,7 @@ public sealed class BrokerMetrics : IDisposable
     private readonly Counter<long> _readingPaused;
     private readonly Counter<long> _connectionsRefused;
     private readonly Counter<long> _rateLimited;
+    private readonly Histogram<double> _connectDuration;
     private long _connected;
     private long _totalMessagesReceived;
     private long _totalMessagesSent;
@@ -45,6 +46,9 @@ public sealed class BrokerMetrics : IDisposable
         _readingPaused = _meter.CreateCounter<long>("taihu.mqtt.reading.paused", "{pause}", "Times reading from a connection stopped because its outbound queue was full.");
         _connectionsRefused = _meter.CreateCounter<long>("taihu.mqtt.connections.refused", "{connection}", "Connections closed before CONNECT was accepted by the decoder, by reason.");
         _rateLimited = _meter.CreateCounter<long>("taihu.mqtt.connections.rate_limited", "{connection}", "Connections ended for going over a publish rate limit, by limit (messages or bytes).");
+        _connectDuration = _meter.CreateHistogram("taihu.mqtt.connect.duration", "ms",
+            "Time to accept a client: from its connection's opening (from=open) and from its CONNECT (from=connect) to the CONNACK that accepted it.", tags: null,
+            new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000] });
         _meter.CreateObservableUpDownCounter("taihu.mqtt.connections", () => Volatile.Read(ref _connected), "{connection}", "Clients connected now.");
         _meter.CreateObservableCounter("taihu.mqtt.publish.received", () => Volatile.Read(ref _publishReceived), "{message}", "PUBLISH packets received from clients.");
         _meter.CreateObservableCounter("taihu.mqtt.publish.sent", () => Volatile.Read(ref _publishSent), "{message}", "PUBLISH packets sent to clients.");
@@ -84,6 +88,16 @@ public sealed class BrokerMetrics : IDisposable
     internal void RateLimited(string limit) => _rateLimited.Add(1, new KeyValuePair<string, object?>("limit", limit));
 
     internal void ClientConnected() => Interlocked.Increment(ref _connected);
+
+    /// <summary>A client accepted: the milliseconds from its connection's opening and from its CONNECT to the CONNACK.</summary>
+    internal void ConnectAccepted(double fromOpen, double fromConnect)
+    {
+        if (_connectDuration.Enabled)
+        {
+            _connectDuration.Record(fromOpen, new KeyValuePair<string, object?>("from", "open"));
+            _connectDuration.Record(fromConnect, new KeyValuePair<string, object?>("from", "connect"));
+        }
+    }
 
     internal void ClientDisconnected() => Interlocked.Decrement(ref _connected);
 

@@ -13,6 +13,7 @@ public sealed partial class MqttChannel
 {
     private async ValueTask<bool> HandleConnectAsync(ConnectPacket connect, CancellationToken cancellationToken)
     {
+        _connectAt = _broker.Time.GetTimestamp();
         Version = connect.ProtocolVersion;
         Reader.Version = Version;
         _connect = connect;
@@ -248,6 +249,9 @@ public sealed partial class MqttChannel
         }
 
         Send(ack);
+        var time = _broker.Time;
+        var now = time.GetTimestamp();
+        _broker.Metrics.ConnectAccepted(time.GetElapsedTime(_openedAt, now).TotalMilliseconds, time.GetElapsedTime(_connectAt, now).TotalMilliseconds);
         _will = connect.Will;
         _connect = null;
         _pendingContext = null;

@@ -71,6 +71,7 @@ public sealed partial class MqttChannel : ISessionOutput
     private IChannelTransport? _transport;
     private readonly long _id;
     private readonly long _openedAt;
+    private long _connectAt; // when the CONNECT came (a TimeProvider timestamp)
     private State _state;
     private int _closed;
     private int _detached;

@@ -60,6 +60,9 @@ public sealed class HealthTests(ServerFixture fixture) : IClassFixture<ServerFix
         Assert.Contains("taihu_mqtt_connections_accepted", metrics, StringComparison.Ordinal);
         // At least the two CONNECTs, the SUBSCRIBE and the PUBLISH; the PUBACK and DISCONNECTs may still be on their way.
         Assert.True(CounterValue(metrics, "taihu_mqtt_packets_received") >= 4, metrics);
+        // The time to accept each client, from its connection's opening and from its CONNECT: both CONNECTs in each.
+        Assert.True(CounterValue(metrics, "taihu_mqtt_connect_duration_milliseconds_count") >= 4, metrics);
+        Assert.Matches("taihu_mqtt_connect_duration_milliseconds_bucket\\{[^}]*from=\"connect\"", metrics);
     }
 
     /// <summary>Sums a counter's samples over all label sets in the Prometheus text format.</summary>
