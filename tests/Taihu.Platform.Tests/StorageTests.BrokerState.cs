@@ -90,4 +90,45 @@ public abstract partial class StorageTests
             Assert.Null(loaded[i + 2]);
         }
     }
+
+    [Fact]
+    public async Task BrokerSessions_ManySavedInOneRound_AndSavedAgainChanged_AreReadBackAsLastSaved()
+    {
+        // A node taking over thousands of sessions writes them in one round: on PostgreSQL the statements go in
+        // batches, which must keep each session's delete-then-insert order and leave nothing of the first save.
+        var store = new SqlBrokerStateStore(Database, NullLogger<SqlBrokerStateStore>.Instance);
+        StoredSession Session(int i, int version) => new()
+        {
+            Namespace = "tenant",
+            ClientId = $"taken-{i}",
+            Owner = $"device/{i}",
+            ExpiryInterval = (uint)(1000 * version + i),
+            Subscriptions = [.. Enumerable.Range(0, version == 1 ? 2 : 1).Select(f => new StoredSubscription($"v{version}/{i}/{f}/#", QoS.AtLeastOnce, false, false, RetainHandling.SendAtSubscribe, 0))],
+            Deliveries = [.. Enumerable.Range(0, version == 1 ? 1 : 2).Select(m => new StoredDelivery(
+                new StoredMessage { Topic = $"v{version}/{i}/{m}", Payload = new byte[] { (byte)version, (byte)m }, QoS = QoS.AtLeastOnce, ReceivedAt = DateTimeOffset.FromUnixTimeMilliseconds(T0) },
+                QoS.AtLeastOnce, false, null, (ushort)(m + 1), false))],
+        };
+
+        const int count = 700; // about 3,500 statements a round: several batches and a part of one
+        await store.SaveSessionsAsync([.. Enumerable.Range(0, count).Select(i => Session(i, 1))], [], CancellationToken.None);
+        await store.SaveSessionsAsync([.. Enumerable.Range(0, count).Where(i => i % 7 != 0).Select(i => Session(i, 2))],
+            [.. Enumerable.Range(0, count).Where(i => i % 7 == 0).Select(i => new SessionKey("tenant", $"taken-{i}", $"device/{i}"))], CancellationToken.None);
+
+        var loaded = (await store.LoadAsync(CancellationToken.None)).Sessions.Where(s => s.ClientId.StartsWith("taken-", StringComparison.Ordinal)).ToDictionary(s => s.ClientId);
+        Assert.Equal(count - ((count + 6) / 7), loaded.Count);
+        for (var i = 0; i < count; i++)
+        {
+            if (i % 7 == 0)
+            {
+                Assert.False(loaded.ContainsKey($"taken-{i}"));
+                continue;
+            }
+
+            var one = loaded[$"taken-{i}"];
+            Assert.Equal((uint)(2000 + i), one.ExpiryInterval);
+            Assert.Equal($"v2/{i}/0/#", Assert.Single(one.Subscriptions).Filter);
+            Assert.Equal([$"v2/{i}/0", $"v2/{i}/1"], one.Deliveries.Select(d => d.Message.Topic));
+            Assert.Equal([(ushort)1, (ushort)2], one.Deliveries.Select(d => d.PacketId));
+        }
+    }
 }
