@@ -148,7 +148,7 @@ jq -r '"devices \(.publishers), \(.expected) messages acknowledged, \(.lost) ack
 for i in $(seq 0 $((NODES - 1))); do
   if [ -s "$results/metrics-after-kill-$i.txt" ]; then
     echo "node $i, the 15 s after the kill:"
-    python3 "$root/bench/stage-diff.py" "$results/metrics-at-kill-$i.txt" "$results/metrics-after-kill-$i.txt" connect. ingest.
+    python3 "$root/bench/stage-diff.py" "$results/metrics-at-kill-$i.txt" "$results/metrics-after-kill-$i.txt" connect. read. ingest.
   fi
 done
 echo "results: $results (load $(cut -d' ' -f1-3 /proc/loadavg))"

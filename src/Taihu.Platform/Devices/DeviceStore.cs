@@ -336,7 +336,7 @@ public sealed class SqlDeviceStore(PlatformDatabase database, DeviceCredentialsC
     /// cluster node died made one statement per CONNECT the limit); a lone lookup still goes at once.
     /// </summary>
     private readonly CoalescedReads<string, StoredCredentials> _byLookup = new((lookups, cancellationToken) => ReadManyByLookupAsync(database, lookups, cancellationToken),
-        maxReading: 4, maxKeys: 512, StringComparer.Ordinal);
+        maxReading: 4, maxKeys: 512, StringComparer.Ordinal, stage: "read.credentials");
 
     private static async Task<IReadOnlyDictionary<string, StoredCredentials>> ReadManyByLookupAsync(PlatformDatabase database, IReadOnlyList<string> lookups, CancellationToken cancellationToken)
     {

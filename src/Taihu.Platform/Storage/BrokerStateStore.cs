@@ -54,7 +54,7 @@ public sealed partial class SqlBrokerStateStore(PlatformDatabase database, ILogg
     private CoalescedReads<SessionKey, StoredSession>? _sessionReads;
 
     private CoalescedReads<SessionKey, StoredSession> SessionReads =>
-        LazyInitializer.EnsureInitialized(ref _sessionReads, () => new CoalescedReads<SessionKey, StoredSession>(ReadSessionsAsync, maxReading: 4, maxKeys: 512));
+        LazyInitializer.EnsureInitialized(ref _sessionReads, () => new CoalescedReads<SessionKey, StoredSession>(ReadSessionsAsync, maxReading: 4, maxKeys: 512, stage: "read.sessions"));
 
     private async Task<IReadOnlyDictionary<SessionKey, StoredSession>> ReadSessionsAsync(IReadOnlyList<SessionKey> keys, CancellationToken cancellationToken)
     {

@@ -29,6 +29,7 @@ public sealed class CoalescedReads<TKey, TValue>
     private readonly Lock _gate = new();
     private readonly Dictionary<TKey, TaskCompletionSource<TValue?>> _waiting;
     private readonly Queue<TKey> _order = new();
+    private readonly string? _stage;
     private int _reading;
     private long _reads;
 
@@ -36,8 +37,9 @@ public sealed class CoalescedReads<TKey, TValue>
     /// <param name="maxReading">Reads running at once before keys wait for the next one.</param>
     /// <param name="maxKeys">Keys in one read at most.</param>
     /// <param name="comparer">How keys are told apart (ordinal for strings by default).</param>
+    /// <param name="stage">When given, each read's time is recorded under this name (<see cref="StageTimings"/>).</param>
     public CoalescedReads(Func<IReadOnlyList<TKey>, CancellationToken, Task<IReadOnlyDictionary<TKey, TValue>>> read, int maxReading, int maxKeys,
-        IEqualityComparer<TKey>? comparer = null)
+        IEqualityComparer<TKey>? comparer = null, string? stage = null)
     {
         ArgumentNullException.ThrowIfNull(read);
         ArgumentOutOfRangeException.ThrowIfLessThan(maxReading, 1);
@@ -45,6 +47,7 @@ public sealed class CoalescedReads<TKey, TValue>
         _read = read;
         _maxReading = maxReading;
         _maxKeys = maxKeys;
+        _stage = stage;
         _waiting = new Dictionary<TKey, TaskCompletionSource<TValue?>>(comparer);
     }
 
@@ -106,7 +109,13 @@ public sealed class CoalescedReads<TKey, TValue>
                     keys[i] = batch[i].Key;
                 }
 
+                var start = System.Diagnostics.Stopwatch.GetTimestamp();
                 var rows = await _read(keys, CancellationToken.None).ConfigureAwait(false);
+                if (_stage is not null)
+                {
+                    StageTimings.Since(_stage, start);
+                }
+
                 foreach (var (key, answer) in batch)
                 {
                     answer.TrySetResult(rows.TryGetValue(key, out var row) ? row : null);
