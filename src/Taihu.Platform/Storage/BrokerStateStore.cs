@@ -215,7 +215,11 @@ public sealed partial class SqlBrokerStateStore(PlatformDatabase database, ILogg
         var deleteNs = delete.AddParameter("ns", "");
         var deleteTopic = delete.AddParameter("topic", "");
 
-        foreach (var change in changes)
+        // In one order of topics for every writer (each node of a cluster writes the retained messages it was
+        // given, the same topics at about the same time): see SaveSessionsAsync.
+        var ordered = changes.ToArray();
+        Array.Sort(ordered, static (x, y) => string.CompareOrdinal(x.Namespace, y.Namespace) is var c && c != 0 ? c : string.CompareOrdinal(x.Topic, y.Topic));
+        foreach (var change in ordered)
         {
             if (change.Message is { } message)
             {
@@ -252,16 +256,37 @@ public sealed partial class SqlBrokerStateStore(PlatformDatabase database, ILogg
         var commands = new SessionCommands(connection, transaction);
         try
         {
-            foreach (var key in removed)
+            // In one order of keys for every writer: two nodes writing an overlapping set of sessions (one taking
+            // over sessions whose former node still writes them) then lock their rows in the same order, where in
+            // their own orders each could hold a row the other waits for, and PostgreSQL would abort one of them
+            // as deadlocked (seen in the node-kill benchmark; the round was written again a second later).
+            var order = new (SessionKey Key, int Changed)[removed.Count + changed.Count];
+            for (var i = 0; i < removed.Count; i++)
             {
-                await commands.DeleteAsync(key, includingSession: true, cancellationToken);
+                order[i] = (removed[i], -1);
             }
 
-            var savedTime = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
-            foreach (var session in changed)
+            for (var i = 0; i < changed.Count; i++)
             {
-                await commands.DeleteAsync(session.Key, includingSession: false, cancellationToken);
+                order[removed.Count + i] = (changed[i].Key, i);
+            }
+
+            Array.Sort(order, static (x, y) => CompareKeys(x.Key, y.Key) is var c && c != 0 ? c : x.Changed.CompareTo(y.Changed));
+            var savedTime = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+            foreach (var (key, index) in order)
+            {
+                if (index < 0)
+                {
+                    await commands.DeleteAsync(key, includingSession: true, cancellationToken);
+                    continue;
+                }
+
+                // The session's row before its messages and subscriptions: a second writer of the same session
+                // waits on that row until the first commits, then replaces what the first wrote. Deleting the
+                // children first locked nothing where there were none yet, so both inserted them (duplicate key).
+                var session = changed[index];
                 await commands.UpsertSessionAsync(session, savedTime, cancellationToken);
+                await commands.DeleteAsync(session.Key, includingSession: false, cancellationToken);
                 foreach (var subscription in session.Subscriptions)
                 {
                     await commands.InsertSubscriptionAsync(session.Key, subscription, cancellationToken);
@@ -282,6 +307,18 @@ public sealed partial class SqlBrokerStateStore(PlatformDatabase database, ILogg
         }
 
         await transaction.CommitAsync(cancellationToken);
+    }
+
+    /// <summary>The order sessions are written in (ordinal, as PostgreSQL's "C" collation would not matter: only the same order for every writer does).</summary>
+    private static int CompareKeys(SessionKey x, SessionKey y)
+    {
+        var c = string.CompareOrdinal(x.Namespace, y.Namespace);
+        if (c == 0)
+        {
+            c = string.CompareOrdinal(x.Owner, y.Owner);
+        }
+
+        return c != 0 ? c : string.CompareOrdinal(x.ClientId, y.ClientId);
     }
 
     /// <summary>A message from a row, or null (logged) when its properties cannot be read.</summary>
@@ -424,7 +461,8 @@ public sealed partial class SqlBrokerStateStore(PlatformDatabase database, ILogg
 
         public async Task DeleteAsync(SessionKey key, bool includingSession, CancellationToken cancellationToken)
         {
-            foreach (var command in includingSession ? new[] { _deleteMessages, _deleteSubscriptions, _deleteSession } : [_deleteMessages, _deleteSubscriptions])
+            // The session's row first: it is what two writers of one session meet on (see SaveSessionsAsync).
+            foreach (var command in includingSession ? new[] { _deleteSession, _deleteMessages, _deleteSubscriptions } : [_deleteMessages, _deleteSubscriptions])
             {
                 command.Parameters["@ns"].Value = key.Namespace;
                 command.Parameters["@owner"].Value = key.Owner;
