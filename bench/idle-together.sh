@@ -7,6 +7,7 @@
 #   bench/idle-together.sh                         # 10 windows of 60 s after 120 s of settling
 #   WINDOWS=5 WINDOW=60 SETTLE=120 CLIENTS=10000 KEEP_ALIVE=60 bench/idle-together.sh
 #   BUILD_ENV="DOTNET_SYSTEM_NET_SOCKETS_THREAD_COUNT=1" bench/idle-together.sh   # extra environment for Taihu
+#   PING_TICK=1 bench/idle-together.sh             # each ping sent about when due, not in bursts every 50 ms
 #
 # Prints one line per window (each broker's share of one core, %) and the medians; the two generators' own
 # summaries and the brokers' logs go to bench/results/idle-together-<time>/. Ports 1984 (Mosquitto) and 1985
@@ -45,7 +46,7 @@ hold=$((WINDOWS * WINDOW))
 for broker in mosquitto taihu; do
   if [ "$broker" = mosquitto ]; then port=1984; pid=$mosquitto_pid; else port=1985; pid=$taihu_pid; fi
   dotnet "$BENCH_DLL" idle --clients "$CLIENTS" --warmup "$SETTLE" --duration "$hold" --keep-alive "$KEEP_ALIVE" \
-    --port "$port" --pid "$pid" --quiet --json "$results/$broker.json" >"$results/$broker.txt" 2>&1 &
+    --ping-tick "${PING_TICK:-50}" --port "$port" --pid "$pid" --quiet --json "$results/$broker.json" >"$results/$broker.txt" 2>&1 &
   pids+=("$!")
 done
 

@@ -62,10 +62,11 @@ internal static class BenchCommands
         public Option<string> Client { get; } = new("--client") { Description = "Client implementation for the message-flow scenarios: taihu (our own, batched, allocation-free) or mqttnet (the MQTTnet 5 client, as applications use it); for rpc's devices also mqttjs (the npm mqtt client in a Node.js process).", DefaultValueFactory = _ => "taihu" };
         public Option<bool> SocketsOnly { get; } = new("--sockets-only") { Description = "idle: open plain TCP connections without MQTT (to measure a bare listener such as kestrel-baseline)." };
         public Option<int> KeepAlive { get; } = new("--keep-alive") { Description = "idle: keep alive in CONNECT, seconds; each client sends PINGREQ once per period, staggered over the clients, as an idle device does (0: no keep alive, no pings).", DefaultValueFactory = _ => 60 };
+        public Option<int> PingTick { get; } = new("--ping-tick") { Description = "idle: how often, in milliseconds, the generator sends the pings that have come due. 50 (the default) sends them in bursts (about 8 at a time for 10,000 clients pinging once a minute); 1 sends each about when it is due, as devices that connected at random times do.", DefaultValueFactory = _ => 50 };
 
         public void AddTo(Command command)
         {
-            foreach (var option in new Option[] { Host, Port, Tls, CaFile, WebSocket, Protocol, UserName, Password, Rate, Payload, QoS, Duration, Warmup, Drain, Publishers, Subscribers, Clients, Inflight, Pid, MetricsUrl, Json, Prefix, Sources, OtherNodes, Quiet, SocketsOnly, Client, KeepAlive })
+            foreach (var option in new Option[] { Host, Port, Tls, CaFile, WebSocket, Protocol, UserName, Password, Rate, Payload, QoS, Duration, Warmup, Drain, Publishers, Subscribers, Clients, Inflight, Pid, MetricsUrl, Json, Prefix, Sources, OtherNodes, Quiet, SocketsOnly, Client, KeepAlive, PingTick })
             {
                 command.Options.Add(option);
             }
@@ -100,6 +101,7 @@ internal static class BenchCommands
             Quiet = r.GetValue(Quiet),
             SocketsOnly = r.GetValue(SocketsOnly),
             KeepAliveSeconds = r.GetValue(KeepAlive),
+            PingTickMilliseconds = r.GetValue(PingTick),
             Client = Taihu.Bench.Client.BenchClients.Parse(r.GetValue(Client)),
         };
     }
@@ -533,6 +535,7 @@ internal static class BenchCommands
         if (o.Protocol is not ("3.1.1" or "311" or "4" or "5" or "5.0" or "500")) errors.Add("--protocol must be 3.1.1 or 5.");
         if (o.MaxInflight is < 1 or > 65_535) errors.Add("--inflight must be between 1 and 65535.");
         if (o.KeepAliveSeconds is < 0 or > 65_535) errors.Add("--keep-alive must be between 0 and 65535.");
+        if (o.PingTickMilliseconds is < 1 or > 60_000) errors.Add("--ping-tick must be between 1 and 60000 milliseconds.");
         foreach (var error in errors)
         {
             Console.Error.WriteLine(error);

@@ -36,6 +36,8 @@ public sealed class BenchOptions
     public bool SocketsOnly { get; set; }
     /// <summary>idle: keep alive in CONNECT, seconds; each client pings once per period (0: none).</summary>
     public int KeepAliveSeconds { get; set; } = 60;
+    /// <summary>idle: how often the generator sends the pings due, milliseconds (50: in bursts; 1: each about when due).</summary>
+    public int PingTickMilliseconds { get; set; } = 50;
     /// <summary>Which client implementation the message-flow scenarios use.</summary>
     public ClientKind Client { get; set; }
 

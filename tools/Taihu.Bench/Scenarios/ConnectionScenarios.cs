@@ -62,7 +62,7 @@ public static class ConnectionScenarios
         using var stopPinging = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         var pingFailures = 0;
         var pinging = o.KeepAliveSeconds > 0 && !o.SocketsOnly && held.Length > 0
-            ? PingAsync(held, TimeSpan.FromSeconds(o.KeepAliveSeconds), () => Interlocked.Increment(ref pingFailures), stopPinging.Token)
+            ? PingAsync(held, TimeSpan.FromSeconds(o.KeepAliveSeconds), TimeSpan.FromMilliseconds(o.PingTickMilliseconds), () => Interlocked.Increment(ref pingFailures), stopPinging.Token)
             : Task.CompletedTask;
         await HoldAsync(o.WarmupSeconds, "settling");
         var holdStart = o.BrokerPid is { } pid1 ? ProcessSampler.Sample(pid1) : null;
@@ -87,7 +87,7 @@ public static class ConnectionScenarios
             GeneratorCpuPercent = 0,
             Note = o.SocketsOnly || o.KeepAliveSeconds == 0
                 ? $"broker CPU over the {o.DurationSeconds:0.#} s hold; no keep alive"
-                : $"broker CPU over the {o.DurationSeconds:0.#} s hold; keep alive {o.KeepAliveSeconds} s, each client pings once per period ({pingFailures} pings failed)",
+                : $"broker CPU over the {o.DurationSeconds:0.#} s hold; keep alive {o.KeepAliveSeconds} s, each client pings once per period, the due pings sent every {o.PingTickMilliseconds} ms ({pingFailures} pings failed)",
         };
 
         async Task HoldAsync(double seconds, string phase)
@@ -102,7 +102,7 @@ public static class ConnectionScenarios
     }
 
     /// <summary>Sends each client's PINGREQ when <see cref="IdlePingSchedule"/> says it is due, until cancelled.</summary>
-    private static async Task PingAsync(BenchClient[] clients, TimeSpan period, Action failed, CancellationToken cancellationToken)
+    private static async Task PingAsync(BenchClient[] clients, TimeSpan period, TimeSpan tick, Action failed, CancellationToken cancellationToken)
     {
         var start = Stopwatch.GetTimestamp();
         long sent = 0;
@@ -124,7 +124,7 @@ public static class ConnectionScenarios
                     }
                 }
 
-                await Task.Delay(TimeSpan.FromMilliseconds(50), cancellationToken);
+                await Task.Delay(tick, cancellationToken);
             }
         }
         catch (OperationCanceledException)
