@@ -309,7 +309,7 @@ public sealed partial class SqlBrokerStateStore(PlatformDatabase database, ILogg
         await transaction.CommitAsync(cancellationToken);
     }
 
-    /// <summary>The order sessions are written in (ordinal, as PostgreSQL's "C" collation would not matter: only the same order for every writer does).</summary>
+    /// <summary>The order sessions are written in: ordinal by namespace, owner and client id (any fixed order would do, as long as every writer uses it).</summary>
     private static int CompareKeys(SessionKey x, SessionKey y)
     {
         var c = string.CompareOrdinal(x.Namespace, y.Namespace);
