@@ -48,6 +48,20 @@ public sealed class MemoryStateStore : IBrokerStateStore
     /// <summary>The changes of the next retained write that succeeded (10 s guard).</summary>
     public async Task<IReadOnlyList<RetainedChange>> NextRetainedWriteAsync() => await _retainedWrites.Reader.ReadAsync().AsTask().WaitAsync(Guard);
 
+    /// <summary>The changes of the next retained write that succeeded within <paramref name="wait"/>, or null.</summary>
+    public async Task<IReadOnlyList<RetainedChange>?> TryNextRetainedWriteAsync(TimeSpan wait)
+    {
+        using var timeout = new CancellationTokenSource(wait);
+        try
+        {
+            return await _retainedWrites.Reader.ReadAsync(timeout.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            return null;
+        }
+    }
+
     /// <summary>The next session write that succeeded (10 s guard).</summary>
     public async Task<(IReadOnlyList<StoredSession> Changed, IReadOnlyList<SessionKey> Removed)> NextSessionWriteAsync() =>
         await _sessionWrites.Reader.ReadAsync().AsTask().WaitAsync(Guard);
