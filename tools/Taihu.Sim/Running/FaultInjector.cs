@@ -179,8 +179,17 @@ internal sealed class FaultInjector(ScenarioScaling scaling, FaultProxy? proxy, 
             await timer.WaitForNextTickAsync(cancellationToken);
         }
 
-        var reason = (device.Connection as MqttSimDevice)?.LastServerDisconnect;
-        foreach (var result in await Task.WhenAll(sends))
+        var results = await Task.WhenAll(sends);
+
+        // The sends fail when the server closes the connection, a moment before the client reports why.
+        var mqtt = device.Connection as MqttSimDevice;
+        if (mqtt is not null && Array.Exists(results, r => r.Outcome == "connection closed by the server"))
+        {
+            await mqtt.WaitForConnectionLostAsync(lostBefore, TimeSpan.FromSeconds(5), cancellationToken);
+        }
+
+        var reason = mqtt?.LastServerDisconnect;
+        foreach (var result in results)
         {
             fault.Record(result.Outcome == "connection closed by the server" && reason is not null ? $"connection closed by the server: {reason}" : result.Outcome);
         }

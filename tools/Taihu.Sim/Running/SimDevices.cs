@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Globalization;
 using System.Net.Http.Headers;
 using System.Text;
@@ -62,6 +63,9 @@ public sealed class MqttSimDevice(string host, int port, string clientId, string
     private int _attributeUpdates;
     private int _expectedDisconnects;
 
+    // Completed (and replaced) each time a connection the device wanted is lost, after its reason is recorded.
+    private TaskCompletionSource _lost = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
     // Whether the device wants to be connected: false from a fault's drop until it is told to come back.
     private volatile bool _wanted;
 
@@ -77,6 +81,40 @@ public sealed class MqttSimDevice(string host, int port, string clientId, string
 
     /// <summary>The reason the server gave when it last closed the connection (MQTT 5), or null.</summary>
     public string? LastServerDisconnect { get; private set; }
+
+    /// <summary>
+    /// Waits until more than <paramref name="lostBefore"/> connections were lost and the last one's reason is in
+    /// <see cref="LastServerDisconnect"/>, or <paramref name="limit"/> passes. MQTTnet fails the publishes still
+    /// waiting for their PUBACK before it reports the disconnect, so a send that failed does not mean the reason
+    /// is known yet. Returns whether the loss was seen.
+    /// </summary>
+    public async Task<bool> WaitForConnectionLostAsync(int lostBefore, TimeSpan limit, CancellationToken cancellationToken)
+    {
+        var deadline = Stopwatch.GetTimestamp() + (long)(limit.TotalSeconds * Stopwatch.Frequency);
+        while (true)
+        {
+            var lost = Volatile.Read(ref _lost);
+            if (ConnectionsLost > lostBefore)
+            {
+                return true;
+            }
+
+            var left = Stopwatch.GetElapsedTime(Stopwatch.GetTimestamp(), deadline);
+            if (left <= TimeSpan.Zero)
+            {
+                return false;
+            }
+
+            try
+            {
+                await lost.Task.WaitAsync(left, cancellationToken);
+            }
+            catch (TimeoutException)
+            {
+                return ConnectionsLost > lostBefore;
+            }
+        }
+    }
 
     private MqttClientOptions Options()
     {
@@ -132,12 +170,12 @@ public sealed class MqttSimDevice(string host, int port, string clientId, string
         if (Interlocked.Decrement(ref _expectedDisconnects) < 0)
         {
             Interlocked.Exchange(ref _expectedDisconnects, 0);
-            Interlocked.Increment(ref _connectionsLost);
-
-            // What the server said when it closed (MQTT 5's DISCONNECT; 3.1.1 has none).
+            // What the server said when it closed (MQTT 5's DISCONNECT; 3.1.1 has none), known before the loss is counted.
             LastServerDisconnect = e.Reason != MqttClientDisconnectReason.NormalDisconnection || !string.IsNullOrEmpty(e.ReasonString)
                 ? string.Create(CultureInfo.InvariantCulture, $"DISCONNECT 0x{(int)e.Reason:X2} {e.Reason}") + (string.IsNullOrEmpty(e.ReasonString) ? "" : $" \"{e.ReasonString}\"")
                 : null;
+            Interlocked.Increment(ref _connectionsLost);
+            Interlocked.Exchange(ref _lost, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
         }
 
         if (_wanted)
