@@ -399,9 +399,10 @@ internal sealed partial class BrokerPersistence(IBrokerStateStore store, BrokerO
 
     /// <summary>
     /// Puts a stored session in place, disconnected, its expiry counted from <paramref name="now"/>, its
-    /// subscriptions in the trie (at start, and on a cluster node when a session is taken over). Returns it.
+    /// subscriptions in the trie (at start, and on a cluster node when a session is taken over). Returns it, or
+    /// null when <paramref name="replace"/> is false and a session of the key is there already (which stays).
     /// </summary>
-    internal static MqttSession RestoreSession(StoredSession stored, BrokerOptions options, DateTimeOffset now, SessionRegistry sessions, MessageRouter router)
+    internal static MqttSession? RestoreSession(StoredSession stored, BrokerOptions options, DateTimeOffset now, SessionRegistry sessions, MessageRouter router, bool replace = true)
     {
         var session = sessions.Create(stored.Namespace, stored.ClientId, stored.Owner);
         var subscriptions = RestoreSubscriptions(session, stored, options);
@@ -412,8 +413,7 @@ internal sealed partial class BrokerPersistence(IBrokerStateStore store, BrokerO
             trie.Add(subscription);
         }
 
-        sessions.AddRestored(session);
-        return session;
+        return sessions.AddRestored(session, replace) ? session : null;
     }
 
     /// <summary>The stored subscriptions that are still valid here, for the session (those left out make its restore incomplete).</summary>

@@ -308,7 +308,7 @@ public sealed partial class MqttBroker : IMqttServerPublisher, IMqttClientDiscon
         {
             // Written by this node from now on: at the next round, as it is here.
             _sessions.EndTakenOver(ns, owner, clientId, out _);
-            BrokerPersistence.RestoreSession(carried, Options, Time.GetUtcNow(), _sessions, _router).MarkChanged();
+            BrokerPersistence.RestoreSession(carried, Options, Time.GetUtcNow(), _sessions, _router)!.MarkChanged();
         }
 
         _persistence?.Adopt(carried.Key);
@@ -362,14 +362,16 @@ public sealed partial class MqttBroker : IMqttServerPublisher, IMqttClientDiscon
             return false;
         }
 
-        var stored = await persistence.LoadSessionAsync(key, cancellationToken);
-        // A client that connected here meanwhile keeps the session it got.
-        if (stored is null || _sessions.Find(key.Namespace, key.ClientId, key.Owner) is not null)
+        // A client that connected here during the read keeps the session it got: the snapshot is put in place only
+        // if none is there, in one step with that check (ending the session of a client that connected between a
+        // check and the restore would leave its connection on a session that is gone: Session Present 1, and
+        // nothing delivered).
+        if (await persistence.LoadSessionAsync(key, cancellationToken) is not { } stored
+            || BrokerPersistence.RestoreSession(stored, Options, Time.GetUtcNow(), _sessions, _router, replace: false) is not { } session)
         {
             return false;
         }
 
-        var session = BrokerPersistence.RestoreSession(stored, Options, Time.GetUtcNow(), _sessions, _router);
         session.MarkChanged();
         session.ClaimedInCluster(clusterClaim);
         persistence.Adopt(key);

@@ -144,4 +144,40 @@ public class ClusterNodeStateTests
         Assert.Contains(store.Sessions.Keys, k => k.ClientId == "mover");
         Assert.False(host.Broker.EndSessionTakenOver("", "", "mover", out _));
     }
+
+    [Fact]
+    public async Task Session_of_a_dead_node_is_not_put_over_the_session_of_a_client_that_connected_while_it_was_read()
+    {
+        var time = new FakeTimeProvider();
+        var store = new MemoryStateStore();
+        await using var host = await StartAsync(store, time);
+
+        // The dead node's last snapshot of "keeper", read by this node as its successor; the client connects here
+        // during that read, and gets a session of its own, with a subscription of its own.
+        store.Seed(new StoredSession
+        {
+            Namespace = "",
+            ClientId = "keeper",
+            ExpiryInterval = 3600,
+            Subscriptions = [new StoredSubscription("stored/#", QoS.AtLeastOnce, false, false, RetainHandling.SendAtSubscribe, 0)],
+        });
+        var read = store.HoldNextSessionLoad();
+        var adopting = host.Broker.AdoptStoredSessionAsync(new SessionKey("", "keeper", ""), 1, CancellationToken.None).AsTask();
+        await read.Reading;
+        await using var keeper = await ConnectRawAsync(host, "keeper", ProtocolVersion.V500, new MqttProperties { SessionExpiryInterval = 3600 }, cleanStart: false);
+        await keeper.SubscribeAsync("live/#", QoS.AtLeastOnce);
+        read.Release();
+        Assert.False(await adopting);
+
+        // The connection's session is still the one in place: it gets what its subscription matches, and the
+        // stored subscription routes nothing.
+        await using var publisher = await ConnectRawAsync(host, "publisher", ProtocolVersion.V500);
+        await publisher.SendAsync(Publish("stored/1", "not for it", QoS.AtLeastOnce, 1));
+        await publisher.ExpectAckAsync(PacketType.PubAck, 1);
+        await publisher.SendAsync(Publish("live/1", "for it", QoS.AtLeastOnce, 2));
+        await publisher.ExpectAckAsync(PacketType.PubAck, 2);
+        var (packet, payload) = await keeper.ExpectPublishAsync();
+        Assert.Equal(("live/1", "for it"), (packet.Topic, payload));
+        Assert.Equal(1, host.Broker.SubscriptionCount(""));
+    }
 }

@@ -227,19 +227,30 @@ internal sealed class SessionRegistry(SessionServices services, MessageRouter ro
         }
     }
 
-    /// <summary>Puts a session loaded from a state store in place, ending one already there with the same key.</summary>
-    public void AddRestored(MqttSession session)
+    /// <summary>
+    /// Puts a session loaded from a state store in place. One already there with the same key is ended, or, with
+    /// <paramref name="replace"/> false, kept: then <paramref name="session"/> is ended instead (its subscriptions
+    /// leave the trie) and false comes back.
+    /// </summary>
+    public bool AddRestored(MqttSession session, bool replace = true)
     {
         lock (_gate)
         {
             var key = (session.Namespace, session.Owner, session.ClientId);
             if (_sessions.TryGetValue(key, out var duplicate))
             {
+                if (!replace)
+                {
+                    End(session);
+                    return false;
+                }
+
                 End(duplicate);
             }
 
             _sessions[key] = session;
             _away.TryAdd(session, 0);
+            return true;
         }
     }
 

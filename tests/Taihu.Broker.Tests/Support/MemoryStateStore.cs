@@ -102,12 +102,41 @@ public sealed class MemoryStateStore : IBrokerStateStore
         }
     }
 
-    public Task<StoredSession?> LoadSessionAsync(SessionKey key, CancellationToken cancellationToken)
+    public async Task<StoredSession?> LoadSessionAsync(SessionKey key, CancellationToken cancellationToken)
     {
+        StoredSession? found;
         lock (_gate)
         {
-            return Task.FromResult(_sessions.TryGetValue(key, out var session) ? Copy(session) : null);
+            found = _sessions.TryGetValue(key, out var session) ? Copy(session) : null;
         }
+
+        if (Interlocked.Exchange(ref _heldLoad, null) is { } hold)
+        {
+            hold.Started.TrySetResult();
+            await hold.Released.Task.WaitAsync(Guard, cancellationToken);
+        }
+
+        return found;
+    }
+
+    private LoadHold? _heldLoad;
+
+    /// <summary>
+    /// The next read of one session (<see cref="LoadSessionAsync"/>) waits, once it has read, until
+    /// <see cref="LoadHold.Release"/>: a test does something in between (a client connecting during the read).
+    /// </summary>
+    public LoadHold HoldNextSessionLoad() => _heldLoad = new LoadHold();
+
+    public sealed class LoadHold
+    {
+        internal TaskCompletionSource Started { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        internal TaskCompletionSource Released { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        /// <summary>Completes when the held read has read and waits.</summary>
+        public Task Reading => Started.Task.WaitAsync(Guard);
+
+        public void Release() => Released.TrySetResult();
     }
 
     public Task SaveRetainedAsync(IReadOnlyList<RetainedChange> changes, CancellationToken cancellationToken)
