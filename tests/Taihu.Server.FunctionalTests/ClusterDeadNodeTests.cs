@@ -241,7 +241,16 @@ public sealed class ClusterDeadNodeTests(PostgresServer postgres, ITestOutputHel
             Assert.Equal((firstTopic, "{\"method\":\"open\",\"params\":1}"), (again.Topic, again.ConvertPayloadToString()));
             await valveBack.PublishAsync("v1/devices/me/rpc/response/" + again.Topic.Split('/')[^1], "{\"open\":true}");
             var done = await admin.EventuallyAsync($"/api/rpc/persistent/{open}", c => (string?)c["status"] == "SUCCESSFUL");
-            Assert.Equal(2, (int)done["attempts"]!);
+
+            // The move costs one retry. One more only when the valve's owner lost its activation on A: Orleans' grain
+            // directory kept its entry on B, and A deactivates the grains whose entries were there (seen in CI). The
+            // new owner cannot know whether the call sent before reached the device, sends it again, and says so.
+            var attempts = (int)done["attempts"]!;
+            if (attempts != 2)
+            {
+                Assert.Equal(3, attempts);
+                Assert.Contains($"RPC owner of device {valveId} took 1 call(s) from the store", a.Output, StringComparison.Ordinal);
+            }
 
             // The meter's call, delivered by the dead node, times out through A 8 s after its delivery: its owner is
             // activated again on A (the successor wakes it) and takes the call from the store.

@@ -172,12 +172,20 @@ public sealed partial class DeviceRpcOwner : IThreadPoolWorkItem
 
         // Ids go on from the highest a stored call has, so a reply after a restart finds its call.
         _lastRequestId = Math.Max(_lastRequestId, await _host.Store.MaxRequestIdAsync(_device.Id));
+        var unacknowledged = 0;
         foreach (var call in await _host.Store.ListActiveAsync(_device.Id))
         {
             _persistent.Add(Take(call));
+            unacknowledged += call.Status == RpcStatus.Sent ? 1 : 0;
         }
 
         _loaded = true;
+        if (unacknowledged > 0)
+        {
+            // Sent by an earlier owner (before a restart, or on a cluster an owner whose node died or whose place
+            // in the grain directory was lost with a node): whether they reached the device is not known here.
+            LogSentAgain(_host.Logger, _device.Id, unacknowledged);
+        }
     }
 
     /// <summary>
@@ -579,6 +587,9 @@ public sealed partial class DeviceRpcOwner : IThreadPoolWorkItem
             ReplyTimer?.Dispose();
         }
     }
+
+    [LoggerMessage(EventId = 2505, Level = LogLevel.Information, Message = "RPC owner of device {DeviceId} took {Count} call(s) from the store that an earlier owner sent and saw no acknowledgement for: each is sent again when the device can be reached (a retry)")]
+    private static partial void LogSentAgain(ILogger logger, Guid deviceId, int count);
 
     [LoggerMessage(EventId = 2501, Level = LogLevel.Error, Message = "RPC work for device {DeviceId} failed")]
     private static partial void LogWorkFailed(ILogger logger, Guid deviceId, Exception exception);
