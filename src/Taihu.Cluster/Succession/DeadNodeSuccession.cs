@@ -141,7 +141,7 @@ internal sealed partial class DeadNodeSuccession : BackgroundService
                         if (member.Status == SiloStatus.Dead && _deaths.TryAdd(address, now))
                         {
                             nextScan = now;
-                            LogDeathSeen(_logger, address);
+                            LogDeathSeen(_logger, address, now.UtcDateTime);
                         }
                     }
                 }
@@ -414,8 +414,8 @@ internal sealed partial class DeadNodeSuccession : BackgroundService
     [LoggerMessage(EventId = 2661, Level = LogLevel.Warning, Message = "Node {Node} is dead: this node, holding the event log lease, took over {Sessions} persistent session(s) and {Wills} will(s) to send")]
     private static partial void LogSucceeded(ILogger logger, string node, int sessions, int wills);
 
-    [LoggerMessage(EventId = 2681, Level = LogLevel.Information, Message = "Node {Node} is seen dead: the delays of its clients' wills count from now")]
-    private static partial void LogDeathSeen(ILogger logger, SiloAddress node);
+    [LoggerMessage(EventId = 2681, Level = LogLevel.Information, Message = "Node {Node} is seen dead at {SeenAt:O}: the delays of its clients' wills count from then")]
+    private static partial void LogDeathSeen(ILogger logger, SiloAddress node, DateTime seenAt);
 
     [LoggerMessage(EventId = 2664, Level = LogLevel.Information, Message = "Persistent RPC calls of {WithCalls} device(s) taken back from the store by this node as the dead nodes' successor")]
     private static partial void LogCallsTaken(ILogger logger, int withCalls);
