@@ -18,7 +18,7 @@ namespace Taihu.Bench.Scenarios;
 /// call counts as answered only when that reply echoes the call's own <c>seq</c>. Calls started in the
 /// measurement window count; every one of them is waited for (at most its timeout) before the result.
 /// </summary>
-public sealed class RpcScenario(BenchOptions o, PlatformTarget p, int timeoutMs, IProgress<ProgressReport>? progress)
+public sealed class RpcScenario(BenchOptions o, PlatformTarget p, int timeoutMs, int noGcMegabytes, IProgress<ProgressReport>? progress)
 {
     private readonly LongConcurrentHistogram _latency = new(1, 600_000_000, 3);
     private long _answered;
@@ -62,7 +62,9 @@ public sealed class RpcScenario(BenchOptions o, PlatformTarget p, int timeoutMs,
             // collections after it otherwise had it all to mark and move, once paused over 100 ms in the window,
             // and every call in flight meanwhile counted it as the server's latency.
             GC.Collect(2, GCCollectionMode.Forced, blocking: true, compacting: true);
-            return await MeasureAsync(http, tenant.AdminToken, ids, received, cancellationToken);
+            // From here to the window's end the generator does not collect at all, if its budget lasts (NoGcWindow).
+            using var noGc = NoGcWindow.Start(noGcMegabytes);
+            return await MeasureAsync(http, tenant.AdminToken, ids, received, noGc, cancellationToken);
         }
         finally
         {
@@ -77,7 +79,7 @@ public sealed class RpcScenario(BenchOptions o, PlatformTarget p, int timeoutMs,
         }
     }
 
-    private async Task<BenchResult> MeasureAsync(HttpClient http, string jwt, string[] ids, Func<long> commands, CancellationToken cancellationToken)
+    private async Task<BenchResult> MeasureAsync(HttpClient http, string jwt, string[] ids, Func<long> commands, NoGcWindow noGc, CancellationToken cancellationToken)
     {
         var authorization = "Bearer " + jwt;
         var start = Stopwatch.GetTimestamp();
@@ -136,6 +138,7 @@ public sealed class RpcScenario(BenchOptions o, PlatformTarget p, int timeoutMs,
 
         var seconds = (double)(Stopwatch.GetTimestamp() - windowStart) / Stopwatch.Frequency;
         var generatorGcs = generatorGc?.Describe();
+        var noGcOutcome = noGc.End();
         await Task.WhenAll(calls);
         var first = startSample is null ? null : (Sample?)await startSample;
         var last = await SampleAsync(cancellationToken);
@@ -184,7 +187,7 @@ public sealed class RpcScenario(BenchOptions o, PlatformTarget p, int timeoutMs,
             Connections = ids.Length + 1,
             PacedMessagesSkipped = pacer.Skipped,
             Note = string.Create(CultureInfo.InvariantCulture,
-                $"two-way calls through POST /api/rpc/twoway (timeout {timeoutMs} ms), latency from the call's start to its HTTP response; 'lost' = calls of the window not answered 200 with their own reply ({Interlocked.Read(ref _failed)} failed{(statuses.Length > 0 ? $" [{statuses}]" : "")}, {Interlocked.Read(ref _wrongReply)} with another call's reply){(_firstFailure is { } f ? $"; first failure: {f}" : "")}{runtime}{(generatorGcs is null ? "" : "; " + generatorGcs)}"),
+                $"two-way calls through POST /api/rpc/twoway (timeout {timeoutMs} ms), latency from the call's start to its HTTP response; 'lost' = calls of the window not answered 200 with their own reply ({Interlocked.Read(ref _failed)} failed{(statuses.Length > 0 ? $" [{statuses}]" : "")}, {Interlocked.Read(ref _wrongReply)} with another call's reply){(_firstFailure is { } f ? $"; first failure: {f}" : "")}{runtime}{(generatorGcs is null ? "" : "; " + generatorGcs)}; {noGcOutcome}"),
         };
     }
 
