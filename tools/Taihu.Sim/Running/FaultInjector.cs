@@ -183,7 +183,7 @@ internal sealed class FaultInjector(ScenarioScaling scaling, FaultProxy? proxy, 
 
         // The sends fail when the server closes the connection, a moment before the client reports why.
         var mqtt = device.Connection as MqttSimDevice;
-        if (mqtt is not null && Array.Exists(results, r => r.Outcome == "connection closed by the server"))
+        if (mqtt is not null && Array.Exists(results, static r => r.IsClosedByServer))
         {
             await mqtt.WaitForConnectionLostAsync(lostBefore, TimeSpan.FromSeconds(5), cancellationToken);
         }
@@ -191,7 +191,7 @@ internal sealed class FaultInjector(ScenarioScaling scaling, FaultProxy? proxy, 
         var reason = mqtt?.LastServerDisconnect;
         foreach (var result in results)
         {
-            fault.Record(result.Outcome == "connection closed by the server" && reason is not null ? $"connection closed by the server: {reason}" : result.Outcome);
+            fault.Record(result.IsClosedByServer && reason is not null ? $"{SendResult.ClosedByServerOutcome}: {reason}" : result.Outcome);
         }
 
         if (skipped > 0)

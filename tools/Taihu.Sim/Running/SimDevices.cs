@@ -19,6 +19,14 @@ public readonly record struct SendResult(bool Acknowledged, string Outcome)
     public static SendResult Ok { get; } = new(true, "acknowledged");
 
     public static SendResult NotConnected { get; } = new(false, "not connected");
+
+    /// <summary>The outcome of a send that failed because the server closed the connection (the report adds its reason when known).</summary>
+    public const string ClosedByServerOutcome = "connection closed by the server";
+
+    /// <summary>A send that failed on a connection the server closed.</summary>
+    public static SendResult ClosedByServer { get; } = new(false, ClosedByServerOutcome);
+
+    public bool IsClosedByServer => Outcome == ClosedByServerOutcome;
 }
 
 /// <summary>One simulated device's connection to the server.</summary>
@@ -90,29 +98,21 @@ public sealed class MqttSimDevice(string host, int port, string clientId, string
     /// </summary>
     public async Task<bool> WaitForConnectionLostAsync(int lostBefore, TimeSpan limit, CancellationToken cancellationToken)
     {
-        var deadline = Stopwatch.GetTimestamp() + (long)(limit.TotalSeconds * Stopwatch.Frequency);
-        while (true)
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        deadline.CancelAfter(limit);
+        try
         {
-            var lost = Volatile.Read(ref _lost);
-            if (ConnectionsLost > lostBefore)
+            // The signal is read before the count: a loss counted after the read completes that signal.
+            for (var lost = Volatile.Read(ref _lost); ConnectionsLost <= lostBefore; lost = Volatile.Read(ref _lost))
             {
-                return true;
+                await lost.Task.WaitAsync(deadline.Token);
             }
 
-            var left = Stopwatch.GetElapsedTime(Stopwatch.GetTimestamp(), deadline);
-            if (left <= TimeSpan.Zero)
-            {
-                return false;
-            }
-
-            try
-            {
-                await lost.Task.WaitAsync(left, cancellationToken);
-            }
-            catch (TimeoutException)
-            {
-                return ConnectionsLost > lostBefore;
-            }
+            return true;
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            return ConnectionsLost > lostBefore;
         }
     }
 
@@ -346,7 +346,7 @@ public sealed class MqttSimDevice(string host, int port, string clientId, string
         }
         catch (Exception e) when (e is MQTTnet.Exceptions.MqttCommunicationException or InvalidOperationException or OperationCanceledException || IsClientsOwnFailure(e))
         {
-            return new SendResult(false, "connection closed by the server")
+            return SendResult.ClosedByServer with
             {
                 Detail = $"{e.GetType().Name}: {e.Message}" + (LastServerDisconnect is { } reason ? $"; the server's last disconnect: {reason}" : ""),
             };

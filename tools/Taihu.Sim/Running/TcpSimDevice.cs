@@ -114,7 +114,7 @@ public abstract class TcpSimDevice(string host, int port, FleetDefinition fleet,
         }
 
         socket.Dispose();
-        FailPending("connection closed by the server");
+        FailPending(SendResult.ClosedByServerOutcome);
         if (_stopping.IsCancellationRequested || _dropping)
         {
             return;
@@ -309,7 +309,7 @@ public abstract class TcpSimDevice(string host, int port, FleetDefinition fleet,
         if (!await WriteAsync(frame, cancellationToken))
         {
             Forget(key);
-            return (null, new SendResult(false, "connection closed by the server"));
+            return (null, SendResult.ClosedByServer);
         }
 
         return (answer, SendResult.Ok);
