@@ -18,7 +18,6 @@ public sealed class NoGcWindow : IDisposable
 {
     private readonly long _megabytes;
     private readonly long _allocatedAtStart;
-    private bool _ended;
 
     private NoGcWindow(long megabytes, bool started)
     {
@@ -69,13 +68,8 @@ public sealed class NoGcWindow : IDisposable
 
     public void Dispose()
     {
-        if (!Started || _ended)
-        {
-            return;
-        }
-
-        _ended = true;
-        if (GCSettings.LatencyMode == GCLatencyMode.NoGCRegion)
+        // Once ended (here, or by a collection when the budget ran out) the mode is no longer NoGCRegion.
+        if (Started && GCSettings.LatencyMode == GCLatencyMode.NoGCRegion)
         {
             try
             {
