@@ -275,6 +275,11 @@ public sealed partial class IntegrationDelivery : BackgroundService
         }
 
         var signals = waits.Count;
+        if (inFlight.Count == 0 && nextDue != long.MaxValue)
+        {
+            state.SetIdleUntil(nextDue);
+        }
+
         waits.AddRange(inFlight.Values);
         // Read again when something new came (rows, a retry due, a flush), or once half the deliveries in flight
         // are done: not after each one, since a read costs a window of rows.
@@ -308,6 +313,7 @@ public sealed partial class IntegrationDelivery : BackgroundService
             }
         }
 
+        state.SetIdleUntil(0);
         await wait.CancelAsync();
         done.Clear();
         foreach (var (device, task) in inFlight)

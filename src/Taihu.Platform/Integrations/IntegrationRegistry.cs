@@ -38,6 +38,7 @@ public sealed class IntegrationState(Integration integration, SemaphoreSlim wake
     private long _dead;
     private long _retrying;
     private long _oldestWaiting;
+    private long _idleUntil;
 
     public Integration Integration { get; } = integration;
 
@@ -74,6 +75,14 @@ public sealed class IntegrationState(Integration integration, SemaphoreSlim wake
     internal void SetRetrying(long count) => Interlocked.Exchange(ref _retrying, count);
 
     internal void SetOldestWaiting(long createdTime) => Interlocked.Exchange(ref _oldestWaiting, createdTime);
+
+    /// <summary>
+    /// While the delivery owner waits with nothing in flight for a retry's time (or new rows): that time (ms); else 0.
+    /// A test with a fake clock moves the clock only then, so that it never passes a retry the owner has not sent.
+    /// </summary>
+    internal long IdleUntil => Interlocked.Read(ref _idleUntil);
+
+    internal void SetIdleUntil(long until) => Interlocked.Exchange(ref _idleUntil, until);
 
     /// <summary>The counters as stored (they survive a restart).</summary>
     internal void Load((long Sent, long Failed, long Dead) stored)
