@@ -73,58 +73,43 @@ public sealed class ClusterDeviceTests(PostgresServer postgres)
     [Fact]
     public async Task TheRpcOwnersNodeKilledWhileACallWaits_TheCallerGets503AtOnce_AndTheNextCallIsAnswered()
     {
-        var database = await postgres.CreateDatabaseAsync();
-        var nodes = new List<ServerProcess>();
-        try
+        // Node 0 takes the calls, the device is on node 1, and its RPC owner on node 2, which is killed.
+        await using var cluster = await TestCluster.StartAsync(postgres, "rpc-owner-killed", count: 3);
+        var nodes = cluster.Nodes;
+        using var admin = await cluster.TenantAdminAsync("Owner killed");
+        using var adminOn2 = new PlatformApi(nodes[2], admin.Token);
+        var (id, token) = await admin.CreateDeviceAsync("pump-3");
+
+        // The owner is placed on the node that first needs it: node 2, by a call made there before the device
+        // connects anywhere.
+        await PlatformApi.ExpectProblemAsync(await adminOn2.SendAsync(HttpMethod.Post, $"/api/plugins/rpc/twoway/{id}", new { method = "getState" }), HttpStatusCode.Conflict);
+
+        await using var device = await DeviceClient.ConnectAsync(nodes[1], token);
+        await device.SubscribeAsync("v1/devices/me/rpc/request/+");
+
+        // A call through node 0 with a minute to wait; the device has it and does not answer; node 2 dies.
+        var call = admin.SendAsync(HttpMethod.Post, $"/api/plugins/rpc/twoway/{id}", new { method = "getState", timeout = 60_000 });
+        var command = await device.NextAsync();
+        Assert.Contains("getState", command.ConvertPayloadToString(), StringComparison.Ordinal);
+        Assert.False(call.IsCompleted);
+        var clock = Stopwatch.StartNew();
+        await nodes[2].KillAsync();
+        var problem = await PlatformApi.ExpectProblemAsync(await call.WaitAsync(Guard), HttpStatusCode.ServiceUnavailable);
+        var after = clock.Elapsed;
+        Assert.Contains("could not be reached", (string?)problem["message"], StringComparison.Ordinal);
+        Assert.True(after < TimeSpan.FromSeconds(20), $"The caller waited {after.TotalSeconds:F1} s after the owner's node was killed.");
+
+        // The owner is activated again on a living node: the next call through node 0 is answered.
+        var next = admin.SendAsync(HttpMethod.Post, $"/api/plugins/rpc/twoway/{id}", new { method = "getLevel" });
+        MqttApplicationMessage again;
+        do
         {
-            // Node 0 takes the calls, the device is on node 1, and its RPC owner on node 2, which is killed.
-            await ClusterSettings.StartNodesAsync(postgres, database, "rpc-owner-killed", 3, nodes);
-            using var sysAdmin = await PlatformApi.SysAdminAsync(nodes[0]);
-            var (_, admin) = await sysAdmin.CreateTenantWithAdminAsync("Owner killed");
-            using var _ = admin;
-            using var adminOn2 = new PlatformApi(nodes[2], admin.Token);
-            var (id, token) = await admin.CreateDeviceAsync("pump-3");
-
-            // The owner is placed on the node that first needs it: node 2, by a call made there before the device
-            // connects anywhere.
-            await PlatformApi.ExpectProblemAsync(await adminOn2.SendAsync(HttpMethod.Post, $"/api/plugins/rpc/twoway/{id}", new { method = "getState" }), HttpStatusCode.Conflict);
-
-            await using var device = await DeviceClient.ConnectAsync(nodes[1], token);
-            await device.SubscribeAsync("v1/devices/me/rpc/request/+");
-
-            // A call through node 0 with a minute to wait; the device has it and does not answer; node 2 dies.
-            var call = admin.SendAsync(HttpMethod.Post, $"/api/plugins/rpc/twoway/{id}", new { method = "getState", timeout = 60_000 });
-            var command = await device.NextAsync();
-            Assert.Contains("getState", command.ConvertPayloadToString(), StringComparison.Ordinal);
-            Assert.False(call.IsCompleted);
-            var clock = Stopwatch.StartNew();
-            await nodes[2].KillAsync();
-            var problem = await PlatformApi.ExpectProblemAsync(await call.WaitAsync(Guard), HttpStatusCode.ServiceUnavailable);
-            var after = clock.Elapsed;
-            Assert.Contains("could not be reached", (string?)problem["message"], StringComparison.Ordinal);
-            Assert.True(after < TimeSpan.FromSeconds(20), $"The caller waited {after.TotalSeconds:F1} s after the owner's node was killed.");
-
-            // The owner is activated again on a living node: the next call through node 0 is answered.
-            var next = admin.SendAsync(HttpMethod.Post, $"/api/plugins/rpc/twoway/{id}", new { method = "getLevel" });
-            MqttApplicationMessage again;
-            do
-            {
-                again = await device.NextAsync();
-            }
-            while (!again.ConvertPayloadToString().Contains("getLevel", StringComparison.Ordinal));
-
-            await device.PublishAsync("v1/devices/me/rpc/response/" + again.Topic.Split('/')[^1], "{\"level\":55}");
-            var reply = await PlatformApi.ExpectAsync(await next.WaitAsync(Guard), HttpStatusCode.OK);
-            Assert.Equal(55, (int)reply["level"]!);
+            again = await device.NextAsync();
         }
-        finally
-        {
-            foreach (var node in nodes)
-            {
-                await node.DisposeAsync();
-            }
+        while (!again.ConvertPayloadToString().Contains("getLevel", StringComparison.Ordinal));
 
-            await postgres.DropDatabaseAsync(database);
-        }
+        await device.PublishAsync("v1/devices/me/rpc/response/" + again.Topic.Split('/')[^1], "{\"level\":55}");
+        var reply = await PlatformApi.ExpectAsync(await next.WaitAsync(Guard), HttpStatusCode.OK);
+        Assert.Equal(55, (int)reply["level"]!);
     }
 }
